@@ -1,0 +1,108 @@
+/* auth: password hashing (argon2id), bearer tokens, login rate limiting and
+ * the one policy function that decides every request. Pure where it can be:
+ * the policy and the rate limiter take all their inputs as arguments. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- passwords ---- */
+#define AUTH_HASH_MAX 128
+/* Hashes password with argon2id (libsodium, interactive limits) into out
+ * (NUL-terminated, < AUTH_HASH_MAX). Returns 0 or -ENOMEM. */
+int auth_password_hash(const char *password, char out[AUTH_HASH_MAX]);
+/* True when password matches hash. Constant-time with respect to the hash. */
+bool auth_password_verify(const char *hash, const char *password);
+/* Writes a random password of n-1 printable characters (no look-alikes) and
+ * a NUL into out. n >= 17. */
+void auth_password_generate(char *out, size_t n);
+
+/* ---- tokens ---- */
+#define AUTH_TOKEN_LEN 64    /* hex characters: 256 random bits */
+/* Makes a new random token (hex, AUTH_TOKEN_LEN chars + NUL) and its
+ * storage hash (hex SHA-256-class digest, 64 chars + NUL). */
+void auth_token_new(char token[AUTH_TOKEN_LEN + 1], char hash[65]);
+/* The storage hash of a presented token (BLAKE2b-256 via libsodium). */
+void auth_token_hash(const char *token, char hash[65]);
+
+/* ---- roles and policy ---- */
+typedef enum {
+        ROLE_ADMIN = 0,          /* everything */
+        ROLE_DELEGATED_ADMIN,    /* everything inside its host-group scopes */
+        ROLE_SELF_SERVICE,       /* its own VMs */
+        ROLE_READ_ONLY,          /* reads everything, changes nothing */
+        ROLE__COUNT
+} AuthRole;
+/* "administrator", "delegated-administrator", "self-service", "read-only". */
+const char *auth_role_name(AuthRole r);
+/* Parses a role name; returns 0 and *ret or -EINVAL. */
+int auth_role_parse(const char *s, AuthRole *ret);
+
+typedef enum {
+        ACT_READ = 0,     /* see the object */
+        ACT_CREATE,       /* create an object of this kind (inside the given group) */
+        ACT_UPDATE,       /* change its settings, rename, move */
+        ACT_DELETE,
+        ACT_OPERATE,      /* lifecycle: start/stop/kill/pause/resume, refresh, cancel a job */
+        ACT__COUNT
+} AuthAction;
+
+typedef enum {
+        OBJ_SYSTEM = 0,   /* users, audit log, global settings */
+        OBJ_GROUP,
+        OBJ_HOST,
+        OBJ_VM,
+        OBJ_JOB,
+        OBJ_EVENT,
+        OBJ__COUNT
+} AuthObjectKind;
+
+#define AUTH_MAX_DEPTH 32
+typedef struct {
+        int64_t user_id;
+        AuthRole role;
+        size_t n_scopes;
+        const int64_t *scopes;   /* host-group ids a delegated admin manages (subtrees) */
+} AuthSubject;
+
+typedef struct {
+        AuthObjectKind kind;
+        int64_t owner_id;        /* VMs and jobs: the owner (0 when none) */
+        /* The object's host group and its ancestors up to the root, any order
+         * (for a group: itself and its ancestors; for a host/VM: its group's
+         * chain; for a job/event: its target's). Empty when not placed. */
+        size_t n_groups;
+        const int64_t *groups;
+} AuthObject;
+
+/* The one policy function. Returns true when who may do action on obj.
+ *  - Administrator: everything.
+ *  - Read-only: ACT_READ on everything except OBJ_SYSTEM (audit, users).
+ *  - Delegated administrator: every action on groups, hosts, VMs, jobs and
+ *    events whose group chain meets one of its scopes; but not on the scope
+ *    group itself for UPDATE/DELETE (it cannot rename/remove its own root);
+ *    nothing on OBJ_SYSTEM; own jobs always readable.
+ *  - Self-service: READ/OPERATE/DELETE on VMs and jobs it owns; READ on its
+ *    own events (owner_id); nothing else (creating VMs comes with template
+ *    grants, later).
+ * Pure; no I/O. */
+bool auth_policy_allows(const AuthSubject *who, AuthAction action, const AuthObject *obj);
+
+/* ---- failed-login rate limiting ---- */
+#define AUTH_RATE_SLOTS 256
+#define AUTH_RATE_MAX_FAILURES 5
+#define AUTH_RATE_WINDOW_MS 60000
+typedef struct {
+        char key[96];            /* e.g. "name|address" */
+        int64_t window_start_ms;
+        unsigned failures;
+} AuthRateSlot;
+typedef struct {
+        AuthRateSlot slots[AUTH_RATE_SLOTS];
+} AuthRateLimiter;
+/* Returns 0 when key may try to log in at now_ms, else the number of ms to
+ * wait (> 0). Not thread-safe: the caller locks. */
+int64_t auth_rate_check(const AuthRateLimiter *rl, const char *key, int64_t now_ms);
+/* Records a failed (ok=false) or successful (ok=true, clears) attempt. */
+void auth_rate_record(AuthRateLimiter *rl, const char *key, bool ok, int64_t now_ms);

@@ -1,0 +1,79 @@
+/* Small helpers that know nothing of Armada: logging, growable strings,
+ * name validation, time, uuids, random bytes, hex, size parsing, JSON access. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <jansson.h>
+#include "cleanup.h"
+
+/* ---- logging (the one global besides the configuration) ---- */
+typedef enum { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR } LogLevel;
+void log_set_level(LogLevel level);
+void log_msg(LogLevel level, const char *fmt, ...) _printf_(2, 3);
+#define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+
+/* ---- allocation: abort on out-of-memory, as there is no sane recovery ---- */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) _printf_(1, 2);
+
+/* ---- StrBuf: a growable NUL-terminated string ---- */
+typedef struct {
+        char *s;
+        size_t len, cap;
+} StrBuf;
+void strbuf_append(StrBuf *b, const char *s);
+void strbuf_appendn(StrBuf *b, const char *s, size_t n);
+void strbuf_printf(StrBuf *b, const char *fmt, ...) _printf_(2, 3);
+/* Returns the string (caller frees) and resets the buffer. Never NULL. */
+char *strbuf_steal(StrBuf *b);
+void strbuf_free(StrBuf *b);
+
+/* ---- names ---- */
+/* True when s matches [A-Za-z0-9][A-Za-z0-9._-]{0,62}: the rule for every
+ * object name (VMs, hosts, groups' segments, users, templates). */
+bool name_is_valid(const char *s);
+/* Explains why s is not a valid name, as a sentence fragment suitable after
+ * "'<field>' ". Returns NULL when s is valid. Static string. */
+const char *name_invalid_reason(const char *s);
+
+/* ---- time ---- */
+int64_t now_ms(void);          /* wall clock, ms since the epoch */
+int64_t mono_ms(void);         /* monotonic, ms */
+/* Formats ms-since-epoch as RFC 3339 UTC ("2026-11-26T10:00:00.123Z"). */
+void time_format(int64_t ms, char out[32]);
+
+/* ---- random, uuid, hex ---- */
+/* Fills buf from the kernel's CSPRNG. Returns 0 or -errno. */
+int random_bytes(void *buf, size_t n) _warn_unused_result_;
+/* Writes a random (v4) UUID in canonical form into out (37 bytes). */
+void uuid_generate(char out[37]);
+bool uuid_is_valid(const char *s);
+void hex_encode(const unsigned char *in, size_t n, char *out /* 2n+1 */);
+
+/* ---- sizes ---- */
+/* Parses "512", "512M", "1G", "1.5G", "20GiB", "1T" (binary units; a bare
+ * number is in default_unit bytes). Returns 0 and *ret_bytes, or -EINVAL,
+ * -ERANGE. */
+int size_parse(const char *s, uint64_t default_unit, uint64_t *ret_bytes) _warn_unused_result_;
+
+/* ---- strings ---- */
+bool str_is_digits(const char *s);
+/* Parses a non-negative decimal int64 without sign/space; -EINVAL/-ERANGE. */
+int parse_i64(const char *s, int64_t *ret) _warn_unused_result_;
+
+/* ---- files ---- */
+/* Reads a whole file (NUL-terminated). Returns 0 or -errno. */
+int file_read_all(const char *path, char **ret, size_t *ret_len) _warn_unused_result_;
+/* Writes data atomically (tmp + rename) with the given mode. 0 or -errno. */
+int file_write_atomic(const char *path, const char *data, size_t len, int mode) _warn_unused_result_;
+/* mkdir -p. 0 or -errno. */
+int mkdir_p(const char *path, int mode) _warn_unused_result_;
