@@ -34,7 +34,8 @@ typedef enum {
         ROLE_READ_ONLY,          /* reads everything, changes nothing */
         ROLE__COUNT
 } AuthRole;
-/* "administrator", "delegated-administrator", "self-service", "read-only". */
+/* "administrator", "delegated-administrator", "self-service", "read-only".
+ * NULL for a value out of range. */
 const char *auth_role_name(AuthRole r);
 /* Parses a role name; returns 0 and *ret or -EINVAL. */
 int auth_role_parse(const char *s, AuthRole *ret);
@@ -74,6 +75,13 @@ typedef struct {
          * chain; for a job/event: its target's). Empty when not placed. */
         size_t n_groups;
         const int64_t *groups;
+        /* OBJ_GROUP only: the group's own id (it is also in groups). Needed
+         * because groups has no order: a delegated administrator may not
+         * UPDATE/DELETE a group unless one of its scopes is a strict ancestor,
+         * and 0 here denies those two actions to it (fail closed). Leave 0 for
+         * CREATE, where groups is the chain of the parent group, and for every
+         * other kind (ignored). */
+        int64_t self_group_id;
 } AuthObject;
 
 /* The one policy function. Returns true when who may do action on obj.
@@ -86,10 +94,35 @@ typedef struct {
  *  - Self-service: READ/OPERATE/DELETE on VMs and jobs it owns; READ on its
  *    own events (owner_id); nothing else (creating VMs comes with template
  *    grants, later).
+ * Details that follow from the above:
+ *  - "Meets a scope" means some id in groups equals some id in who->scopes;
+ *    ids <= 0 never match, and a chain longer than AUTH_MAX_DEPTH is treated
+ *    as malformed and meets nothing. Ancestors of a scope are outside it.
+ *  - CREATE: obj->groups is the chain of the group the object is created in,
+ *    so a delegated administrator may create groups, hosts and VMs directly
+ *    inside its scope group.
+ *  - A scope group is "itself" only when no other scope of the same subject
+ *    is among its ancestors (nested scopes: the outer one allows it).
+ *  - A move is two questions: UPDATE on the object where it is, and CREATE
+ *    of its kind in the destination group. The caller asks both.
+ *  - Self-service users see no groups or hosts at all (as in SCVMM), may not
+ *    UPDATE their VMs (resizing would bypass the quota), and owner_id 0 is
+ *    "nobody", never a match even for user_id 0. Scopes are ignored for
+ *    every role but the delegated administrator.
+ *  - Anything out of range (role, action, kind) or NULL is denied.
  * Pure; no I/O. */
 bool auth_policy_allows(const AuthSubject *who, AuthAction action, const AuthObject *obj);
 
 /* ---- failed-login rate limiting ---- */
+/* A fixed window per key: the first failure opens a window of
+ * AUTH_RATE_WINDOW_MS; once it holds AUTH_RATE_MAX_FAILURES failures the key
+ * is refused until the window ends. Keys hash to a slot and probe a few
+ * neighbours; when all are taken by live windows of other keys, the one
+ * with the oldest window is evicted. So a flood of distinct keys can evict
+ * a blocked key and give it a fresh window: the API therefore checks and
+ * records twice, once under "name|address" and once under the address
+ * alone, which also stops one address spraying many names. Keys longer than
+ * 95 bytes are stored as their digest. Zero-initialise the struct. */
 #define AUTH_RATE_SLOTS 256
 #define AUTH_RATE_MAX_FAILURES 5
 #define AUTH_RATE_WINDOW_MS 60000
@@ -102,7 +135,8 @@ typedef struct {
         AuthRateSlot slots[AUTH_RATE_SLOTS];
 } AuthRateLimiter;
 /* Returns 0 when key may try to log in at now_ms, else the number of ms to
- * wait (> 0). Not thread-safe: the caller locks. */
+ * wait (> 0, at most AUTH_RATE_WINDOW_MS). now_ms should be monotonic
+ * (mono_ms()). Not thread-safe: the caller locks. */
 int64_t auth_rate_check(const AuthRateLimiter *rl, const char *key, int64_t now_ms);
 /* Records a failed (ok=false) or successful (ok=true, clears) attempt. */
 void auth_rate_record(AuthRateLimiter *rl, const char *key, bool ok, int64_t now_ms);

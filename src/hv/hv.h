@@ -2,7 +2,16 @@
  * libvirt URI), builds and parses domain XML, runs the VM lifecycle and
  * manages storage volumes. Errors: functions return 0 (or a positive count)
  * on success and a negative errno-style code on failure; the human-readable
- * reason of the last failure in this thread is hv_last_error(). */
+ * reason of the last failure in this thread is hv_last_error().
+ *
+ * How libvirt's errors map (every function below): -ENOENT no such domain,
+ * pool, volume or network; -EBUSY the domain's state does not allow the
+ * operation (start while running, stop/kill while shut off, pause while not
+ * running, resume while not paused) -- the same on every driver, as hv asks
+ * the state after a failure; -EEXIST it exists already; -EINVAL invalid
+ * input (refused by hv before libvirt sees it, or libvirt's XML/argument
+ * errors); -EACCES authentication or access denied; -EOPNOTSUPP the driver
+ * cannot do it; -EIO everything else (connection lost included). */
 #pragma once
 
 #include <stdbool.h>
@@ -10,8 +19,9 @@
 #include <stdint.h>
 
 /* Registers libvirt's default event loop and starts the thread that runs it,
- * so keepalive and close callbacks work. Call once before any hv_connect().
- * Returns 0 or -errno. Idempotent. */
+ * so keepalive and close callbacks work. Call once before any hv_connect()
+ * (hv_connect() calls it too, to be safe). Also silences libvirt's default
+ * printing of errors to stderr. Returns 0 or -errno. Idempotent. */
 int hv_init(void);
 
 /* The reason (a complete sentence) for the last hv failure in this thread,
@@ -26,8 +36,11 @@ typedef void (*HvCloseFn)(void *userdata, const char *reason);
 
 /* Opens a connection to uri (e.g. "qemu:///system", "qemu+tcp://10.0.0.2/system",
  * "test:///default"), with libvirt keepalive (interval_s, count) when the
- * driver supports it (remote URIs). on_close may be NULL. Returns 0 and
- * *ret, or a negative code with hv_last_error() set. */
+ * driver supports it (remote URIs); keepalive_interval_s <= 0 leaves
+ * libvirt's default. No credentials are ever prompted for (ssh uses its
+ * agent, TLS its certificates). on_close may be NULL; its reason is one of
+ * "keepalive timeout", "end of file", "I/O error", "client closed". Returns 0
+ * and *ret, or a negative code with hv_last_error() set and *ret untouched. */
 int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_count,
                HvCloseFn on_close, void *userdata, HvConn **ret);
 /* Closes the connection. Accepts NULL; returns NULL. Thread-safe with
@@ -38,10 +51,10 @@ bool hv_conn_alive(HvConn *c);
 
 typedef struct {
         char hostname[256];
-        char hv_driver[32];     /* "QEMU", "Test", ... (virConnectGetType) */
+        char hv_driver[32];     /* "QEMU", "TEST", ... (virConnectGetType) */
         unsigned cpus;          /* logical CPUs */
         uint64_t memory_mib;    /* physical memory */
-        uint64_t free_memory_mib;
+        uint64_t free_memory_mib; /* 0 when the driver cannot tell */
         bool kvm;               /* capabilities offer domain type 'kvm' for x86_64 */
         char default_domain_type[8]; /* "kvm" when kvm, else "qemu"; "test" for test:// */
 } HvHostInfo;
@@ -68,25 +81,33 @@ typedef struct {
         char format[16];      /* "qcow2", "raw" */
         char target[16];      /* "vda", "vdb", "hdc" ... */
         bool cdrom;
-        uint64_t capacity_bytes; /* 0 when unknown */
+        uint64_t capacity_bytes; /* 0 when unknown (always, from hv_list_domains/
+                                  * hv_domain_get/hv_domain_xml_parse) */
 } HvDisk;
 
 typedef struct {
         char uuid[37];
         char name[256];
         HvState state;
-        unsigned vcpus;
-        uint64_t memory_mib;
+        unsigned vcpus;       /* vCPUs online (<vcpu current=...>, else <vcpu>) */
+        uint64_t memory_mib;  /* maximum memory (<memory>), rounded up to a MiB */
         bool persistent;
         char domain_type[8];  /* "kvm", "qemu", "test" */
+        /* Disks, CD-ROMs and LUNs in XML order (floppies skipped); at most the
+         * first HV_MAX_DISKS. path is the source file or device, "pool/volume"
+         * for volume disks, "" for an empty CD-ROM drive. */
         size_t n_disks;
         HvDisk disks[HV_MAX_DISKS];
 } HvDomainInfo;
 
-/* Lists every domain (running and defined-but-off). Returns 0 and a
- * malloc'd array in *ret (caller frees with free()), *ret_n its length. */
+/* Lists every domain (running and defined-but-off; transient ones too).
+ * Returns 0 and a malloc'd array in *ret (caller frees with free(); never
+ * NULL), *ret_n its length. A domain undefined while the list is read is
+ * left out; any other failure fails the whole call. Running domains are
+ * described by their live XML. */
 int hv_list_domains(HvConn *c, HvDomainInfo **ret, size_t *ret_n);
-/* Looks one domain up by UUID. 0, -ENOENT when there is none, or negative. */
+/* Looks one domain up by UUID. 0, -ENOENT when there is none, -EINVAL when
+ * uuid is not one, or negative. */
 int hv_domain_get(HvConn *c, const char *uuid, HvDomainInfo *ret);
 
 /* What Armada wants a domain to be. Strings are user-supplied and must be
@@ -105,20 +126,35 @@ typedef struct {
 } HvDomainSpec;
 
 /* Builds libvirt domain XML for spec, x86_64 'pc' machine, boots from the
- * first disk. Pure: no I/O. Returns a malloc'd string, or NULL with
- * hv_last_error() set when spec is invalid (e.g. 0 vcpus). */
+ * first disk (<boot dev='cdrom'/> before 'hd' when disks[0] is a CD-ROM).
+ * Pure: no I/O. Returns a malloc'd string, or NULL with hv_last_error() set
+ * when spec is invalid: name missing, longer than 255 bytes, not UTF-8 or
+ * with control characters; uuid given but not a UUID; domain_type not
+ * "kvm"/"qemu"/"test"; vcpus not 1..4096; memory_mib 0; more than
+ * HV_MAX_DISKS disks; a disk target that is not vd/sd/hd plus 1-3 letters
+ * (vd → virtio, sd → sata, hd → ide), twice the same target, a CD-ROM on
+ * vd; a format other than "qcow2"/"raw" ("" means raw for a CD-ROM); an
+ * empty path (allowed for a CD-ROM: an empty drive). Names are not checked
+ * against name_is_valid() here; any text is escaped. */
 char *hv_domain_xml_build(const HvDomainSpec *spec);
 /* Parses domain XML (as virDomainGetXMLDesc returns it) into *ret (state is
- * left NOSTATE). 0 or -EINVAL. Pure. */
+ * left NOSTATE, persistent false). 0 or -EINVAL (not well-formed, has a DTD
+ * -- entities are never expanded, nothing is fetched -- no <name>, or a
+ * field too long for HvDomainInfo); *ret is untouched on failure. Pure. */
 int hv_domain_xml_parse(const char *xml, HvDomainInfo *ret);
 
-/* Defines (persistently) the domain described by spec. 0 or negative. */
+/* Defines (persistently) the domain described by spec; with the uuid and
+ * name of an existing domain it replaces that definition (live state applies at
+ * next boot). 0, -EINVAL (spec invalid, see hv_domain_xml_build), or
+ * negative. */
 int hv_domain_define(HvConn *c, const HvDomainSpec *spec);
 /* Lifecycle by UUID. Each returns 0, -ENOENT when the domain does not exist,
  * or negative. start: from shut off; stop: ACPI shutdown request (returns
  * once requested); kill: hard power off; pause/resume: suspend vCPUs.
  * undefine: removes the definition (and managed save, snapshots metadata,
- * NVRAM); a running domain is killed first. */
+ * NVRAM, checkpoints metadata, as far as the driver supports these); a running
+ * domain is killed first. -EBUSY when the state does not allow the
+ * operation (see the top of this file); -EINVAL when uuid is not a UUID. */
 int hv_domain_start(HvConn *c, const char *uuid);
 int hv_domain_stop(HvConn *c, const char *uuid);
 int hv_domain_kill(HvConn *c, const char *uuid);
@@ -130,12 +166,17 @@ int hv_domain_state(HvConn *c, const char *uuid, HvState *ret);
 
 /* Makes sure a directory storage pool called name exists, is active and
  * autostarts; defines it at path (creating the directory) when it does not
- * exist. When it exists its own path is kept. Returns 0 and the pool's real
- * path in ret_path (malloc'd; may be NULL to ignore), or negative. */
+ * exist (on the host, via virStoragePoolBuild; an existing directory is
+ * fine). When it exists its own path is kept, and it is started and set to
+ * autostart if need be. Returns 0 and the pool's real path in ret_path
+ * (malloc'd; may be NULL to ignore), -EINVAL when it must be defined and
+ * path is not absolute, or negative. A pool hv defined is undefined again
+ * when it cannot be built or started. */
 int hv_pool_ensure(HvConn *c, const char *name, const char *path, char **ret_path);
-/* Creates a volume called vol_name (qcow2 unless format says "raw") of
- * capacity bytes in pool. Returns 0 and its path (malloc'd), -EEXIST when a
- * volume of that name exists, or negative. */
+/* Creates a volume called vol_name (qcow2 when format is NULL or "qcow2",
+ * raw for "raw", anything else -EINVAL) of capacity bytes in pool, thin
+ * (allocation 0). Returns 0 and its path (malloc'd), -EEXIST when a volume
+ * of that name exists, -ENOENT when the pool does not, or negative. */
 int hv_volume_create(HvConn *c, const char *pool, const char *vol_name, const char *format,
                      uint64_t capacity, char **ret_path);
 /* Deletes the volume at path. 0, -ENOENT (no such volume), or negative. */

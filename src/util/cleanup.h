@@ -22,7 +22,7 @@ static inline void closep(int *fd) { if (*fd >= 0) close(*fd); }
 static inline void fclosep(FILE **f) { if (*f) fclose(*f); }
 #define _cleanup_fclose_ _cleanup_(fclosep)
 
-#define _cleanup_json_ json_auto_t /* jansson: json_auto_t *x = ... */
+#define _cleanup_json_ _cleanup_(json_decrefp) /* json_decrefp comes from jansson.h */
 
 /* Hands ownership on: returns the pointer and leaves NULL behind. */
 #define steal_ptr(p) ({ __typeof__(p) *_pp = &(p); __typeof__(p) _v = *_pp; *_pp = NULL; _v; })

@@ -1,0 +1,798 @@
+/* The REST resources of /api/v1: sessions, users, host groups, hosts, VMs,
+ * jobs, events and audit. Every handler validates its input completely
+ * before it changes anything, asks the policy, audits what it changed, and
+ * hands anything that talks to a host to a job (202). */
+#include "api-priv.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#define LIMIT_MAX 1000
+
+static const char *const NO_FIELDS[] = { NULL };
+
+static json_t *items(json_t *arr) {
+        return json_pack("{s:o}", "items", arr ? arr : json_array());
+}
+
+static int64_t jint(json_t *o, const char *k) {
+        return json_integer_value(json_object_get(o, k));
+}
+static const char *jstr(json_t *o, const char *k) {
+        const char *s = json_string_value(json_object_get(o, k));
+        return s ? s : "";
+}
+
+/* Keeps the items of arr the caller may read. kind decides how an item's
+ * group and owner are found. */
+typedef enum { VIS_GROUP, VIS_HOST, VIS_VM } VisKind;
+static json_t *filter_visible(Req *r, json_t *arr, VisKind vk) {
+        if (!arr || r->subj.role == ROLE_ADMIN || r->subj.role == ROLE_READ_ONLY)
+                return arr;
+        json_t *out = json_array();
+        size_t i;
+        json_t *it;
+        json_array_foreach(arr, i, it) {
+                bool ok = false;
+                if (vk == VIS_GROUP)
+                        ok = api_allowed(r, ACT_READ, OBJ_GROUP, 0, jint(it, "id"));
+                else if (vk == VIS_HOST)
+                        ok = api_allowed(r, ACT_READ, OBJ_HOST, 0, jint(it, "group_id"));
+                else
+                        ok = api_allowed(r, ACT_READ, OBJ_VM, jint(it, "owner_id"), jint(it, "group_id"));
+                if (ok)
+                        json_array_append(out, it);
+        }
+        json_decref(arr);
+        return out;
+}
+
+/* The group an object of a job or event lives in, for the policy. */
+static int64_t object_group(Req *r, const char *kind, int64_t id) {
+        int64_t g = 0;
+        if (!kind || id <= 0)
+                return 0;
+        if (streq(kind, "vm"))
+                (void) store_query_i64(r->api->st, &g, "SELECT h.group_id FROM vm v JOIN host h ON h.id = v.host_id WHERE v.id = ?", "i", id);
+        else if (streq(kind, "host"))
+                (void) store_query_i64(r->api->st, &g, "SELECT group_id FROM host WHERE id = ?", "i", id);
+        else if (streq(kind, "group"))
+                g = id;
+        return g;
+}
+
+static bool job_visible(Req *r, json_t *job) {
+        if (r->subj.role == ROLE_ADMIN || r->subj.role == ROLE_READ_ONLY)
+                return true;
+        if (jint(job, "owner_id") == r->user.id)
+                return true;
+        int64_t g = object_group(r, jstr(job, "target_kind"), jint(job, "target_id"));
+        return api_allowed(r, ACT_READ, OBJ_JOB, jint(job, "owner_id"), g);
+}
+
+static json_t *job_json(Req *r, int64_t id) {
+        json_t *j = store_job_get_json(r->api->st, id);
+        return j ? j : json_null();
+}
+
+/* ------------------------------------------------------------------ */
+/* version and sessions */
+
+void h_version(Req *r) {
+        reply(r, 200, json_pack("{s:s, s:s}", "name", "armada", "version", "0.1.0"));
+}
+
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+static char dummy_hash[AUTH_HASH_MAX];
+static void dummy_init(void) {
+        if (auth_password_hash("armada-timing-equaliser", dummy_hash) < 0)
+                dummy_hash[0] = 0;
+}
+
+void h_session_create(Req *r) {
+        static const char *const fields[] = { "name", "password", NULL };
+        const char *name = NULL, *password = NULL;
+        if (!req_body_fields(r, fields) || !body_string(r, "name", true, 64, &name) ||
+            !body_string(r, "password", true, 1024, &password))
+                return;
+        Api *api = r->api;
+        char key_user[160], key_addr[96];
+        snprintf(key_user, sizeof key_user, "%s|%s", name, r->addr);
+        snprintf(key_addr, sizeof key_addr, "addr|%s", r->addr);
+        pthread_mutex_lock(&api->rate_lock);
+        int64_t wait1 = auth_rate_check(&api->rate, key_user, mono_ms());
+        int64_t wait2 = auth_rate_check(&api->rate, key_addr, mono_ms());
+        pthread_mutex_unlock(&api->rate_lock);
+        int64_t wait = wait1 > wait2 ? wait1 : wait2;
+        if (wait > 0) {
+                audit(r, "session.create", "user", 0, name, "too many failed logins", "denied");
+                reply_error(r, 429, "rate_limited", NULL, "Too many failed logins; try again in %lld seconds.",
+                            (long long) (wait + 999) / 1000);
+                return;
+        }
+        StoreUser u;
+        bool ok;
+        if (store_user_find(api->st, name, &u) == 0)
+                ok = auth_password_verify(u.password_hash, password);
+        else {
+                pthread_once(&dummy_once, dummy_init);
+                (void) auth_password_verify(dummy_hash, password); /* same cost whether or not the user exists */
+                ok = false;
+        }
+        pthread_mutex_lock(&api->rate_lock);
+        auth_rate_record(&api->rate, key_user, ok, mono_ms());
+        if (!ok)
+                auth_rate_record(&api->rate, key_addr, false, mono_ms());
+        pthread_mutex_unlock(&api->rate_lock);
+        if (!ok) {
+                audit(r, "session.create", "user", 0, name, "wrong user name or password", "denied");
+                reply_error(r, 401, "unauthenticated", NULL, "Wrong user name or password.");
+                return;
+        }
+        char token[AUTH_TOKEN_LEN + 1], hash[65];
+        auth_token_new(token, hash);
+        int64_t expires = now_ms() + (int64_t) api->cfg.token_ttl_s * 1000;
+        if (store_token_insert(api->st, u.id, hash, expires) < 0) {
+                reply_error(r, 500, "internal", NULL, "Cannot record the session.");
+                return;
+        }
+        (void) store_token_purge_expired(api->st, now_ms());
+        r->authed = true;
+        r->user = u;
+        audit(r, "session.create", "user", u.id, u.name, NULL, "ok");
+        char ts[32];
+        time_format(expires, ts);
+        reply(r, 201, json_pack("{s:s, s:s, s:{s:I, s:s, s:s}}", "token", token, "expires_at", ts, "user", "id",
+                                (json_int_t) u.id, "name", u.name, "role", u.role));
+}
+
+void h_session_get(Req *r) {
+        reply(r, 200, json_pack("{s:{s:I, s:s, s:s}}", "user", "id", (json_int_t) r->user.id, "name", r->user.name, "role", r->user.role));
+}
+
+void h_session_delete(Req *r) {
+        (void) store_token_delete(r->api->st, r->token_hash);
+        audit(r, "session.delete", "user", r->user.id, r->user.name, NULL, "ok");
+        reply(r, 204, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* users */
+
+static bool parse_scopes(Req *r, json_t *arr, int64_t *ids, size_t *n) {
+        *n = 0;
+        if (!json_is_array(arr)) {
+                reply_error(r, 400, "invalid_argument", "scopes", "Field 'scopes' must be an array of host-group paths.");
+                return false;
+        }
+        size_t i;
+        json_t *v;
+        json_array_foreach(arr, i, v) {
+                if (!json_is_string(v) || i >= API_MAX_SCOPES) {
+                        reply_error(r, 400, "invalid_argument", "scopes", "Field 'scopes' must be an array of at most %d host-group paths.",
+                                    API_MAX_SCOPES);
+                        return false;
+                }
+                const char *why = NULL;
+                _cleanup_free_ char *p = store_group_path_normalize(json_string_value(v), &why);
+                if (!p) {
+                        reply_error(r, 400, "invalid_argument", "scopes", "Scope '%.200s' is not a valid host-group path: a segment %s.",
+                                    json_string_value(v), why);
+                        return false;
+                }
+                if (store_group_find(r->api->st, p, &ids[*n]) < 0) {
+                        reply_error(r, 422, "not_found", "scopes", "Host group '%.200s' does not exist.", json_string_value(v));
+                        return false;
+                }
+                (*n)++;
+        }
+        return true;
+}
+
+void h_users_list(Req *r) {
+        if (!api_allowed(r, ACT_READ, OBJ_SYSTEM, 0, 0))
+                return deny(r, "list", "users", 0, NULL);
+        reply(r, 200, items(store_user_list(r->api->st, req_query(r, "name"))));
+}
+
+void h_users_create(Req *r) {
+        static const char *const fields[] = { "name", "password", "role", "scopes", NULL };
+        const char *name = NULL, *password = NULL, *role_s = "self-service";
+        if (!api_allowed(r, ACT_CREATE, OBJ_SYSTEM, 0, 0))
+                return deny(r, "create", "user", 0, NULL);
+        if (!req_body_fields(r, fields) || !body_name(r, "name", true, &name) ||
+            !body_string(r, "password", true, 1024, &password) || !body_string(r, "role", false, 64, &role_s))
+                return;
+        if (strlen(password) < 8)
+                return reply_error(r, 422, "invalid_argument", "password", "Field 'password' must be at least 8 characters long.");
+        AuthRole role;
+        if (auth_role_parse(role_s, &role) < 0)
+                return reply_error(r, 422, "invalid_argument", "role",
+                                   "Field 'role' must be one of administrator, delegated-administrator, self-service, read-only.");
+        int64_t scopes[API_MAX_SCOPES];
+        size_t n_scopes = 0;
+        json_t *sc = json_object_get(r->json, "scopes");
+        if (sc && !parse_scopes(r, sc, scopes, &n_scopes))
+                return;
+        if (role == ROLE_DELEGATED_ADMIN && n_scopes == 0)
+                return reply_error(r, 422, "invalid_argument", "scopes", "A delegated administrator needs at least one host group in 'scopes'.");
+        char hash[AUTH_HASH_MAX];
+        if (auth_password_hash(password, hash) < 0)
+                return reply_error(r, 500, "internal", NULL, "Cannot hash the password.");
+        int64_t id;
+        int e = store_user_insert(r->api->st, name, hash, auth_role_name(role), &id);
+        if (e == -EEXIST)
+                return reply_error(r, 409, "conflict", "name", "A user named '%s' already exists.", name);
+        if (e < 0)
+                return reply_store_error(r, e, "the user");
+        if (n_scopes && store_user_scopes_set(r->api->st, id, scopes, n_scopes) < 0) {
+                (void) store_user_delete(r->api->st, id);
+                return reply_error(r, 500, "internal", NULL, "Cannot record the scopes of user '%s'.", name);
+        }
+        audit(r, "user.create", "user", id, name, auth_role_name(role), "ok");
+        reply(r, 201, store_user_get_json(r->api->st, id));
+}
+
+void h_user_get(Req *r) {
+        if (r->id[0] != r->user.id && !api_allowed(r, ACT_READ, OBJ_SYSTEM, 0, 0))
+                return deny(r, "read", "user", r->id[0], NULL);
+        json_t *u = store_user_get_json(r->api->st, r->id[0]);
+        if (!u)
+                return reply_error(r, 404, "not_found", NULL, "There is no user with id %lld.", (long long) r->id[0]);
+        reply(r, 200, u);
+}
+
+void h_user_update(Req *r) {
+        static const char *const fields[] = { "password", "role", "scopes", NULL };
+        const char *password = NULL, *role_s = NULL;
+        if (!req_body_fields(r, fields) || !body_string(r, "password", false, 1024, &password) ||
+            !body_string(r, "role", false, 64, &role_s))
+                return;
+        json_t *sc = json_object_get(r->json, "scopes");
+        bool self_password_only = r->id[0] == r->user.id && !role_s && !sc;
+        if (!self_password_only && !api_allowed(r, ACT_UPDATE, OBJ_SYSTEM, 0, 0))
+                return deny(r, "update", "user", r->id[0], NULL);
+        StoreUser u;
+        if (store_user_get(r->api->st, r->id[0], &u) < 0)
+                return reply_error(r, 404, "not_found", NULL, "There is no user with id %lld.", (long long) r->id[0]);
+        if (password && strlen(password) < 8)
+                return reply_error(r, 422, "invalid_argument", "password", "Field 'password' must be at least 8 characters long.");
+        AuthRole role;
+        if (role_s && auth_role_parse(role_s, &role) < 0)
+                return reply_error(r, 422, "invalid_argument", "role",
+                                   "Field 'role' must be one of administrator, delegated-administrator, self-service, read-only.");
+        int64_t scopes[API_MAX_SCOPES];
+        size_t n_scopes = 0;
+        if (sc && !parse_scopes(r, sc, scopes, &n_scopes))
+                return;
+        char hash[AUTH_HASH_MAX];
+        if (password && auth_password_hash(password, hash) < 0)
+                return reply_error(r, 500, "internal", NULL, "Cannot hash the password.");
+        if (store_user_update(r->api->st, u.id, password ? hash : NULL, role_s ? auth_role_name(role) : NULL) < 0 ||
+            (sc && store_user_scopes_set(r->api->st, u.id, scopes, n_scopes) < 0))
+                return reply_error(r, 500, "internal", NULL, "Cannot update user '%s'.", u.name);
+        if (password) /* a new password ends every other session */
+                (void) store_exec(r->api->st, "DELETE FROM token WHERE user_id = ? AND token_hash <> ?", "is", u.id, r->token_hash);
+        audit(r, "user.update", "user", u.id, u.name, password ? "password changed" : NULL, "ok");
+        reply(r, 200, store_user_get_json(r->api->st, u.id));
+}
+
+void h_user_delete(Req *r) {
+        if (!api_allowed(r, ACT_DELETE, OBJ_SYSTEM, 0, 0))
+                return deny(r, "delete", "user", r->id[0], NULL);
+        if (r->id[0] == r->user.id)
+                return reply_error(r, 409, "conflict", NULL, "You cannot delete your own user.");
+        StoreUser u;
+        if (store_user_get(r->api->st, r->id[0], &u) < 0)
+                return reply_error(r, 404, "not_found", NULL, "There is no user with id %lld.", (long long) r->id[0]);
+        (void) store_user_delete(r->api->st, u.id);
+        audit(r, "user.delete", "user", u.id, u.name, NULL, "ok");
+        reply(r, 204, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* host groups */
+
+static json_t *group_json(Req *r, int64_t id) {
+        _cleanup_json_ json_t *g = store_group_get(r->api->st, id);
+        if (!g)
+                return NULL;
+        _cleanup_json_ json_t *arr = store_group_list(r->api->st, jstr(g, "path"));
+        return arr && json_array_size(arr) ? json_incref(json_array_get(arr, 0)) : NULL;
+}
+
+void h_groups_list(Req *r) {
+        const char *path = req_query(r, "path");
+        _cleanup_free_ char *norm = NULL;
+        if (path) {
+                const char *why;
+                norm = store_group_path_normalize(path, &why);
+                if (!norm)
+                        return reply_error(r, 400, "invalid_argument", "path", "Query 'path' is not a valid host-group path: a segment %s.", why);
+        }
+        reply(r, 200, items(filter_visible(r, store_group_list(r->api->st, norm), VIS_GROUP)));
+}
+
+void h_groups_create(Req *r) {
+        static const char *const fields[] = { "path", "name", "parent_id", NULL };
+        const char *path = NULL, *name = NULL;
+        int64_t parent_id = 0;
+        if (!req_body_fields(r, fields) || !body_string(r, "path", false, 1000, &path) || !body_name(r, "name", false, &name) ||
+            !body_int(r, "parent_id", false, 1, INT64_MAX, &parent_id))
+                return;
+        _cleanup_free_ char *full = NULL;
+        if (path && (name || parent_id))
+                return reply_error(r, 400, "invalid_argument", "path", "Give either 'path' or 'name' with 'parent_id', not both.");
+        if (path) {
+                const char *why;
+                full = store_group_path_normalize(path, &why);
+                if (!full)
+                        return reply_error(r, 400, "invalid_argument", "path", "Field 'path' (\"%.200s\") is not a valid host-group path: a segment %s.",
+                                           path, why);
+        } else if (name) {
+                _cleanup_json_ json_t *p = store_group_get(r->api->st, parent_id ? parent_id : STORE_ROOT_GROUP_ID);
+                if (!p)
+                        return reply_error(r, 422, "not_found", "parent_id", "There is no host group with id %lld.", (long long) parent_id);
+                full = jstr(p, "path")[0] ? xasprintf("%s/%s", jstr(p, "path"), name) : xstrdup(name);
+        } else
+                return reply_error(r, 400, "invalid_argument", "path", "Field 'path' is required.");
+        if (!full[0])
+                return reply_error(r, 409, "conflict", "path", "The root group 'All Hosts' always exists.");
+        int64_t id;
+        if (store_group_find(r->api->st, full, &id) == 0)
+                return reply_error(r, 409, "conflict", "path", "Host group '%s' already exists.", full);
+        /* The policy decides on the deepest group that exists already. */
+        int64_t anchor = STORE_ROOT_GROUP_ID;
+        _cleanup_free_ char *prefix = xstrdup(full);
+        for (char *slash = strrchr(prefix, '/'); slash; slash = strrchr(prefix, '/')) {
+                *slash = 0;
+                if (store_group_find(r->api->st, prefix, &anchor) == 0)
+                        break;
+                anchor = STORE_ROOT_GROUP_ID;
+        }
+        if (!api_allowed(r, ACT_CREATE, OBJ_GROUP, 0, anchor))
+                return deny(r, "create", "host group", 0, full);
+        bool created;
+        int e = store_group_create_path(r->api->st, full, &id, &created);
+        if (e < 0)
+                return reply_store_error(r, e, "the host group");
+        audit(r, "group.create", "group", id, full, NULL, "ok");
+        reply(r, 201, group_json(r, id));
+}
+
+void h_group_get(Req *r) {
+        json_t *g = group_json(r, r->id[0]);
+        if (!g || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, r->id[0])) {
+                json_decref(g);
+                return reply_error(r, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) r->id[0]);
+        }
+        reply(r, 200, g);
+}
+
+void h_group_update(Req *r) {
+        static const char *const fields[] = { "name", "parent_id", NULL };
+        const char *name = NULL;
+        int64_t parent_id = 0;
+        if (!req_body_fields(r, fields) || !body_name(r, "name", false, &name) || !body_int(r, "parent_id", false, 1, INT64_MAX, &parent_id))
+                return;
+        int64_t id = r->id[0];
+        _cleanup_json_ json_t *g = store_group_get(r->api->st, id);
+        if (!g || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, id))
+                return reply_error(r, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) id);
+        if (id == STORE_ROOT_GROUP_ID)
+                return reply_error(r, 409, "conflict", NULL, "The root group 'All Hosts' cannot be renamed or moved.");
+        if (!api_allowed(r, ACT_UPDATE, OBJ_GROUP, 0, id))
+                return deny(r, "change", "host group", id, jstr(g, "path"));
+        if (parent_id) {
+                _cleanup_json_ json_t *p = store_group_get(r->api->st, parent_id);
+                if (!p)
+                        return reply_error(r, 422, "not_found", "parent_id", "There is no host group with id %lld.", (long long) parent_id);
+                if (!api_allowed(r, ACT_CREATE, OBJ_GROUP, 0, parent_id))
+                        return deny(r, "move into", "host group", parent_id, jstr(p, "path"));
+        }
+        int e = 0;
+        if (name) {
+                e = store_group_rename(r->api->st, id, name);
+                if (e == -EEXIST)
+                        return reply_error(r, 409, "conflict", "name", "A sibling group named '%s' already exists.", name);
+                if (e < 0)
+                        return reply_store_error(r, e, "the host group");
+        }
+        if (parent_id) {
+                e = store_group_move(r->api->st, id, parent_id);
+                if (e == -ELOOP)
+                        return reply_error(r, 422, "invalid_argument", "parent_id", "A host group cannot be moved inside itself.");
+                if (e == -EEXIST)
+                        return reply_error(r, 409, "conflict", "parent_id", "The new parent already has a group named '%s'.", jstr(g, "name"));
+                if (e < 0)
+                        return reply_store_error(r, e, "the host group");
+        }
+        json_t *after = group_json(r, id);
+        audit(r, "group.update", "group", id, jstr(after, "path"), name ? "renamed" : "moved", "ok");
+        reply(r, 200, after);
+}
+
+void h_group_delete(Req *r) {
+        int64_t id = r->id[0];
+        _cleanup_json_ json_t *g = group_json(r, id);
+        if (!g || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, id))
+                return reply_error(r, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) id);
+        if (id == STORE_ROOT_GROUP_ID)
+                return reply_error(r, 409, "conflict", NULL, "The root group 'All Hosts' cannot be deleted.");
+        if (!api_allowed(r, ACT_DELETE, OBJ_GROUP, 0, id))
+                return deny(r, "delete", "host group", id, jstr(g, "path"));
+        int e = store_group_delete(r->api->st, id);
+        if (e == -ENOTEMPTY)
+                return reply_error(r, 409, "conflict", NULL, "Host group '%s' is not empty: it has %lld hosts and %lld child groups.",
+                                   jstr(g, "path"), (long long) jint(g, "n_hosts"), (long long) jint(g, "n_children"));
+        if (e < 0)
+                return reply_store_error(r, e, "the host group");
+        audit(r, "group.delete", "group", id, jstr(g, "path"), NULL, "ok");
+        reply(r, 204, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* hosts */
+
+static bool uri_ok(const char *s) {
+        /* scheme ":" "//" ...: driver[+transport]://[host]/path, no spaces. */
+        const char *colon = strstr(s, "://");
+        if (!colon || colon == s)
+                return false;
+        for (const char *p = s; p < colon; p++)
+                if (!(('a' <= *p && *p <= 'z') || ('0' <= *p && *p <= '9') || *p == '+'))
+                        return false;
+        for (const char *p = s; *p; p++)
+                if ((unsigned char) *p <= 0x20 || *p == '"' || *p == '\'' || *p == '<' || *p == '>' || *p == '\\')
+                        return false;
+        return true;
+}
+
+static bool path_ok(const char *s) {
+        return s[0] == '/' && !strstr(s, "/../") && !strstr(s, "/./") && strcmp(s + strlen(s) - (strlen(s) >= 3 ? 3 : 0), "/..") != 0 &&
+               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._-") == strlen(s);
+}
+
+void h_hosts_list(Req *r) {
+        int64_t group_id;
+        if (!req_query_int(r, "group_id", 0, 0, INT64_MAX, &group_id))
+                return;
+        reply(r, 200, items(filter_visible(r, store_host_list(r->api->st, req_query(r, "name"), group_id), VIS_HOST)));
+}
+
+void h_hosts_create(Req *r) {
+        static const char *const fields[] = { "name", "uri", "group", "pool", "pool_path", NULL };
+        const char *name = NULL, *uri = NULL, *group = NULL, *pool = "armada", *pool_path = "/var/lib/libvirt/images/armada";
+        if (!req_body_fields(r, fields) || !body_name(r, "name", true, &name) || !body_string(r, "uri", true, 500, &uri) ||
+            !body_string(r, "group", false, 1000, &group) || !body_name(r, "pool", false, &pool) ||
+            !body_string(r, "pool_path", false, 500, &pool_path))
+                return;
+        if (!uri_ok(uri))
+                return reply_error(r, 400, "invalid_argument", "uri",
+                                   "Field 'uri' (\"%.200s\") is not a libvirt URI such as qemu+tcp://10.0.0.2/system or test:///default.", uri);
+        if (!path_ok(pool_path))
+                return reply_error(r, 400, "invalid_argument", "pool_path",
+                                   "Field 'pool_path' must be an absolute path of letters, digits, '/', '.', '_' and '-', without '..'.");
+        int64_t group_id = STORE_ROOT_GROUP_ID;
+        if (group) {
+                const char *why;
+                _cleanup_free_ char *g = store_group_path_normalize(group, &why);
+                if (!g)
+                        return reply_error(r, 400, "invalid_argument", "group", "Field 'group' is not a valid host-group path: a segment %s.", why);
+                if (store_group_find(r->api->st, g, &group_id) < 0)
+                        return reply_error(r, 422, "not_found", "group", "Host group '%.200s' does not exist.", group);
+        }
+        if (!api_allowed(r, ACT_CREATE, OBJ_HOST, 0, group_id))
+                return deny(r, "add", "host", 0, name);
+        int64_t id;
+        int e = store_host_insert(r->api->st, name, uri, group_id, pool, pool_path, &id);
+        if (e == -EEXIST)
+                return reply_error(r, 409, "conflict", "name", "A host named '%s' already exists.", name);
+        if (e < 0)
+                return reply_store_error(r, e, "the host");
+        int64_t job;
+        if (jobs_submit(r->api->jobs, "host.refresh", "host", id, name, r->user.id, NULL, &job) < 0) {
+                (void) store_host_delete(r->api->st, id, false);
+                return reply_error(r, 500, "internal", NULL, "Cannot queue the job that connects host '%s'.", name);
+        }
+        audit(r, "host.add", "host", id, name, uri, "ok");
+        reply(r, 202, json_pack("{s:o, s:o}", "host", store_host_get_json(r->api->st, id), "job", job_json(r, job)));
+}
+
+static json_t *host_visible(Req *r, int64_t id) {
+        json_t *h = store_host_get_json(r->api->st, id);
+        if (h && !api_allowed(r, ACT_READ, OBJ_HOST, 0, jint(h, "group_id"))) {
+                json_decref(h);
+                h = NULL;
+        }
+        if (!h)
+                reply_error(r, 404, "not_found", NULL, "There is no host with id %lld.", (long long) id);
+        return h;
+}
+
+void h_host_get(Req *r) {
+        json_t *h = host_visible(r, r->id[0]);
+        if (h)
+                reply(r, 200, h);
+}
+
+void h_host_delete(Req *r) {
+        _cleanup_json_ json_t *h = host_visible(r, r->id[0]);
+        if (!h)
+                return;
+        const char *force_s = req_query(r, "force");
+        bool force = force_s && (streq(force_s, "true") || streq(force_s, "1"));
+        if (!api_allowed(r, ACT_DELETE, OBJ_HOST, 0, jint(h, "group_id")))
+                return deny(r, "remove", "host", r->id[0], jstr(h, "name"));
+        int n = store_vm_count_on_host(r->api->st, r->id[0]);
+        if (n > 0 && !force)
+                return reply_error(r, 409, "conflict", NULL,
+                                   "Host '%s' still has %d VMs; delete or move them first, or remove the host with force=true"
+                                   " (Armada then forgets those VMs; they keep running on the host).", jstr(h, "name"), n);
+        int e = store_host_delete(r->api->st, r->id[0], force);
+        if (e < 0)
+                return reply_store_error(r, e, "the host");
+        inventory_forget_host(r->api->inv, r->id[0]);
+        audit(r, "host.remove", "host", r->id[0], jstr(h, "name"), force ? "forced" : NULL, "ok");
+        reply(r, 204, NULL);
+}
+
+void h_host_action(Req *r) {
+        _cleanup_json_ json_t *h = host_visible(r, r->id[0]);
+        if (!h)
+                return;
+        if (!streq(r->word[0], "refresh"))
+                return reply_error(r, 404, "not_found", NULL, "Hosts have no action '%s'; the actions are: refresh.", r->word[0]);
+        if (!req_body_fields(r, NO_FIELDS))
+                return;
+        if (!api_allowed(r, ACT_OPERATE, OBJ_HOST, 0, jint(h, "group_id")))
+                return deny(r, "refresh", "host", r->id[0], jstr(h, "name"));
+        int64_t job;
+        if (jobs_submit(r->api->jobs, "host.refresh", "host", r->id[0], jstr(h, "name"), r->user.id, NULL, &job) < 0)
+                return reply_error(r, 500, "internal", NULL, "Cannot queue the job.");
+        audit(r, "host.refresh", "host", r->id[0], jstr(h, "name"), NULL, "accepted");
+        reply(r, 202, json_pack("{s:o}", "job", job_json(r, job)));
+}
+
+/* ------------------------------------------------------------------ */
+/* VMs */
+
+#define VM_CPUS_MAX 256
+#define VM_MEMORY_MIN_MIB 16
+#define VM_MEMORY_MAX_MIB (4LL << 20)       /* 4 TiB */
+#define VM_DISK_MIN_BYTES (1LL << 20)
+#define VM_DISK_MAX_BYTES (64LL << 40)      /* 64 TiB */
+
+void h_vms_list(Req *r) {
+        int64_t host_id;
+        if (!req_query_int(r, "host_id", 0, 0, INT64_MAX, &host_id))
+                return;
+        int64_t owner = r->subj.role == ROLE_SELF_SERVICE ? r->user.id : 0;
+        reply(r, 200, items(filter_visible(r, store_vm_list(r->api->st, req_query(r, "name"), host_id, owner), VIS_VM)));
+}
+
+void h_vms_create(Req *r) {
+        static const char *const fields[] = { "name", "host", "host_id", "cpus", "memory_mib", "disk_size", "disk_bytes",
+                                              "domain_type", "description", "start", NULL };
+        const char *name = NULL, *host = NULL, *disk_size = NULL, *dtype = "auto", *descr = NULL;
+        int64_t host_id = 0, cpus = 1, memory = 512, disk_bytes = 0;
+        bool start = false;
+        if (!req_body_fields(r, fields) || !body_name(r, "name", true, &name) || !body_string(r, "host", false, 1024, &host) ||
+            !body_int(r, "host_id", false, 1, INT64_MAX, &host_id) || !body_int(r, "cpus", false, 1, VM_CPUS_MAX, &cpus) ||
+            !body_int(r, "memory_mib", false, VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB, &memory) ||
+            !body_string(r, "disk_size", false, 32, &disk_size) ||
+            !body_int(r, "disk_bytes", false, VM_DISK_MIN_BYTES, VM_DISK_MAX_BYTES, &disk_bytes) ||
+            !body_string(r, "domain_type", false, 8, &dtype) || !body_string(r, "description", false, 1000, &descr) ||
+            !body_bool(r, "start", &start))
+                return;
+        if (disk_size) {
+                uint64_t b;
+                if (disk_bytes)
+                        return reply_error(r, 400, "invalid_argument", "disk_size", "Give either 'disk_size' or 'disk_bytes', not both.");
+                if (size_parse(disk_size, 1ULL << 30, &b) < 0)
+                        return reply_error(r, 400, "invalid_argument", "disk_size",
+                                           "Field 'disk_size' (\"%s\") must be a size such as 512M, 20G or 1T.", disk_size);
+                if (b < (uint64_t) VM_DISK_MIN_BYTES || b > (uint64_t) VM_DISK_MAX_BYTES)
+                        return reply_error(r, 422, "out_of_range", "disk_size", "Field 'disk_size' must be from 1M to 64T; %s was given.", disk_size);
+                disk_bytes = (int64_t) b;
+        }
+        if (!streq(dtype, "auto") && !streq(dtype, "kvm") && !streq(dtype, "qemu"))
+                return reply_error(r, 400, "invalid_argument", "domain_type", "Field 'domain_type' must be auto, kvm or qemu.");
+        if (!host && !host_id)
+                return reply_error(r, 400, "invalid_argument", "host", "Field 'host' is required (the name of the host to create the VM on).");
+        if (host && store_host_find(r->api->st, host, &host_id) < 0)
+                return reply_error(r, 422, "not_found", "host", "There is no host named '%.64s'.", host);
+        StoreHost h;
+        if (store_host_get(r->api->st, host_id, &h) < 0)
+                return reply_error(r, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) host_id);
+        if (!api_allowed(r, ACT_READ, OBJ_HOST, 0, h.group_id))
+                return reply_error(r, 422, "not_found", "host", "There is no host named '%.64s'.", h.name);
+        if (!api_allowed(r, ACT_CREATE, OBJ_VM, r->user.id, h.group_id))
+                return deny(r, "create VMs on", "host", h.id, h.name);
+        if (streq(h.state, "maintenance"))
+                return reply_error(r, 409, "conflict", "host", "Host '%s' is in maintenance mode; new VMs cannot be placed on it.", h.name);
+        if (streq(h.state, "unreachable"))
+                return reply_error(r, 409, "conflict", "host", "Host '%s' is unreachable; the VM cannot be created there now.", h.name);
+        int64_t existing;
+        if (store_vm_find(r->api->st, name, &existing) == 0)
+                return reply_error(r, 409, "conflict", "name", "A VM named '%s' already exists.", name);
+
+        StoreVm vm = { .host_id = h.id, .owner_id = r->user.id, .cpus = (unsigned) cpus, .memory_mib = (uint64_t) memory };
+        uuid_generate(vm.uuid);
+        snprintf(vm.name, sizeof vm.name, "%s", name);
+        snprintf(vm.state, sizeof vm.state, "creating");
+        snprintf(vm.origin, sizeof vm.origin, "created");
+        snprintf(vm.description, sizeof vm.description, "%s", descr ? descr : "");
+        int64_t id;
+        int e = store_vm_insert(r->api->st, &vm, &id);
+        if (e == -EEXIST)
+                return reply_error(r, 409, "conflict", "name", "A VM named '%s' already exists.", name);
+        if (e < 0)
+                return reply_store_error(r, e, "the VM");
+        json_t *params = json_pack("{s:I, s:s, s:b}", "disk_bytes", (json_int_t) disk_bytes, "domain_type", dtype, "start", start);
+        int64_t job;
+        e = jobs_submit(r->api->jobs, "vm.create", "vm", id, name, r->user.id, params, &job);
+        json_decref(params);
+        if (e < 0) {
+                (void) store_vm_delete(r->api->st, id);
+                return reply_error(r, 500, "internal", NULL, "Cannot queue the job that creates VM '%s'.", name);
+        }
+        audit(r, "vm.create", "vm", id, name, h.name, "accepted");
+        reply(r, 202, json_pack("{s:o, s:o}", "vm", store_vm_get_json(r->api->st, id), "job", job_json(r, job)));
+}
+
+static json_t *vm_visible(Req *r, int64_t id) {
+        json_t *v = store_vm_get_json(r->api->st, id);
+        if (v && !api_allowed(r, ACT_READ, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id"))) {
+                json_decref(v);
+                v = NULL;
+        }
+        if (!v)
+                reply_error(r, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) id);
+        return v;
+}
+
+void h_vm_get(Req *r) {
+        json_t *v = vm_visible(r, r->id[0]);
+        if (v)
+                reply(r, 200, v);
+}
+
+void h_vm_delete(Req *r) {
+        _cleanup_json_ json_t *v = vm_visible(r, r->id[0]);
+        if (!v)
+                return;
+        if (!api_allowed(r, ACT_DELETE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
+                return deny(r, "delete", "VM", r->id[0], jstr(v, "name"));
+        const char *keep_s = req_query(r, "keep_disks");
+        if (keep_s && !streq(keep_s, "true") && !streq(keep_s, "false") && !streq(keep_s, "1") && !streq(keep_s, "0"))
+                return reply_error(r, 400, "invalid_argument", "keep_disks", "Query 'keep_disks' must be true or false.");
+        bool keep = keep_s && (streq(keep_s, "true") || streq(keep_s, "1"));
+        json_t *params = json_pack("{s:b}", "keep_disks", keep);
+        int64_t job;
+        int e = jobs_submit(r->api->jobs, "vm.delete", "vm", r->id[0], jstr(v, "name"), r->user.id, params, &job);
+        json_decref(params);
+        if (e < 0)
+                return reply_error(r, 500, "internal", NULL, "Cannot queue the job.");
+        audit(r, "vm.delete", "vm", r->id[0], jstr(v, "name"), keep ? "keep disks" : NULL, "accepted");
+        reply(r, 202, json_pack("{s:o}", "job", job_json(r, job)));
+}
+
+void h_vm_action(Req *r) {
+        static const char *const actions[] = { "start", "stop", "kill", "pause", "resume" };
+        static const char *const fields[] = { "timeout_s", "force", NULL };
+        _cleanup_json_ json_t *v = vm_visible(r, r->id[0]);
+        if (!v)
+                return;
+        const char *action = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(actions); i++)
+                if (streq(r->word[0], actions[i])) action = actions[i];
+        if (!action)
+                return reply_error(r, 404, "not_found", NULL, "VMs have no action '%s'; the actions are start, stop, kill, pause, resume.",
+                                   r->word[0]);
+        int64_t timeout = 0;
+        bool force = true;
+        if (!req_body_fields(r, streq(action, "stop") ? fields : NO_FIELDS) || !body_int(r, "timeout_s", false, 1, 3600, &timeout) ||
+            !body_bool(r, "force", &force))
+                return;
+        if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
+                return deny(r, action, "VM", r->id[0], jstr(v, "name"));
+        const char *state = jstr(v, "state");
+        if (streq(state, "creating") || streq(state, "deleting"))
+                return reply_error(r, 409, "conflict", NULL, "VM '%s' is %s; try again when that has finished.", jstr(v, "name"), state);
+        json_t *params = json_object();
+        if (timeout)
+                json_object_set_new(params, "timeout_s", json_integer(timeout));
+        json_object_set_new(params, "force", json_boolean(force));
+        _cleanup_free_ char *kind = xasprintf("vm.%s", action);
+        int64_t job;
+        int e = jobs_submit(r->api->jobs, kind, "vm", r->id[0], jstr(v, "name"), r->user.id, params, &job);
+        json_decref(params);
+        if (e < 0)
+                return reply_error(r, 500, "internal", NULL, "Cannot queue the job.");
+        audit(r, kind, "vm", r->id[0], jstr(v, "name"), NULL, "accepted");
+        reply(r, 202, json_pack("{s:o}", "job", job_json(r, job)));
+}
+
+/* ------------------------------------------------------------------ */
+/* jobs, events, audit */
+
+void h_jobs_list(Req *r) {
+        int64_t limit;
+        if (!req_query_int(r, "limit", 100, 1, LIMIT_MAX, &limit))
+                return;
+        const char *state = req_query(r, "state");
+        if (state && !streq(state, "queued") && !streq(state, "running") && !streq(state, "succeeded") && !streq(state, "failed") &&
+            !streq(state, "cancelled"))
+                return reply_error(r, 400, "invalid_argument", "state", "Query 'state' must be queued, running, succeeded, failed or cancelled.");
+        int64_t owner = r->subj.role == ROLE_SELF_SERVICE ? r->user.id : 0;
+        json_t *arr = store_job_list(r->api->st, state, owner, (int) limit);
+        if (arr && r->subj.role == ROLE_DELEGATED_ADMIN) {
+                json_t *out = json_array();
+                size_t i;
+                json_t *it;
+                json_array_foreach(arr, i, it)
+                        if (job_visible(r, it)) json_array_append(out, it);
+                json_decref(arr);
+                arr = out;
+        }
+        reply(r, 200, items(arr));
+}
+
+void h_job_get(Req *r) {
+        json_t *j = store_job_get_json(r->api->st, r->id[0]);
+        if (!j || !job_visible(r, j)) {
+                json_decref(j);
+                return reply_error(r, 404, "not_found", NULL, "There is no job with id %lld.", (long long) r->id[0]);
+        }
+        reply(r, 200, j);
+}
+
+void h_job_cancel(Req *r) {
+        _cleanup_json_ json_t *j = store_job_get_json(r->api->st, r->id[0]);
+        if (!j || !job_visible(r, j))
+                return reply_error(r, 404, "not_found", NULL, "There is no job with id %lld.", (long long) r->id[0]);
+        int64_t g = object_group(r, jstr(j, "target_kind"), jint(j, "target_id"));
+        if (jint(j, "owner_id") != r->user.id && !api_allowed(r, ACT_OPERATE, OBJ_JOB, jint(j, "owner_id"), g))
+                return deny(r, "cancel", "job", r->id[0], jstr(j, "kind"));
+        int e = store_job_request_cancel(r->api->st, r->id[0]);
+        if (e == -EALREADY)
+                return reply_error(r, 409, "conflict", NULL, "Job %lld has already ended (%s).", (long long) r->id[0], jstr(j, "state"));
+        if (e < 0)
+                return reply_store_error(r, e, "the job");
+        audit(r, "job.cancel", "job", r->id[0], jstr(j, "kind"), NULL, "ok");
+        reply(r, 200, job_json(r, r->id[0]));
+}
+
+void h_events_list(Req *r) {
+        int64_t limit, since;
+        if (!req_query_int(r, "limit", 100, 1, LIMIT_MAX, &limit) || !req_query_int(r, "since_id", 0, 0, INT64_MAX, &since))
+                return;
+        json_t *arr = store_event_list(r->api->st, since, (int) limit);
+        if (arr && r->subj.role != ROLE_ADMIN && r->subj.role != ROLE_READ_ONLY) {
+                json_t *out = json_array();
+                size_t i;
+                json_t *it;
+                json_array_foreach(arr, i, it) {
+                        bool ok = jint(it, "owner_id") == r->user.id && r->user.id > 0;
+                        if (!ok && r->subj.role == ROLE_DELEGATED_ADMIN) {
+                                int64_t g = object_group(r, jstr(it, "object_kind"), jint(it, "object_id"));
+                                ok = g > 0 && api_allowed(r, ACT_READ, OBJ_EVENT, jint(it, "owner_id"), g);
+                        }
+                        if (ok) json_array_append(out, it);
+                }
+                json_decref(arr);
+                arr = out;
+        }
+        reply(r, 200, items(arr));
+}
+
+void h_audit_list(Req *r) {
+        int64_t limit;
+        if (!req_query_int(r, "limit", 100, 1, LIMIT_MAX, &limit))
+                return;
+        if (!api_allowed(r, ACT_READ, OBJ_SYSTEM, 0, 0))
+                return deny(r, "read", "audit log", 0, NULL);
+        reply(r, 200, items(store_audit_list(r->api->st, (int) limit)));
+}

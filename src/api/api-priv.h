@@ -1,0 +1,113 @@
+/* Internals of the api module shared by the server (api.c) and the
+ * resource handlers (api-*.c). */
+#pragma once
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include "api.h"
+#include "auth/auth.h"
+
+#define API_MAX_SCOPES 64
+#define API_MAX_PARAMS 4
+
+struct Api {
+        Store *st;
+        Jobs *jobs;
+        Inventory *inv;
+        ApiConfig cfg;
+        struct MHD_Daemon *mhd;
+        char *tls_cert_pem, *tls_key_pem;
+        pthread_mutex_t rate_lock;
+        AuthRateLimiter rate;
+};
+
+typedef struct {
+        Api *api;
+        struct MHD_Connection *mc;
+        const char *method;
+        char path[1024];
+        StrBuf body;
+        bool too_big;
+        json_t *json;                 /* parsed body (object) or NULL */
+        char addr[64];
+        /* the caller */
+        bool authed;
+        StoreUser user;
+        AuthSubject subj;
+        int64_t scopes[API_MAX_SCOPES];
+        char token_hash[65];
+        /* route parameters */
+        int64_t id[API_MAX_PARAMS];
+        const char *word[API_MAX_PARAMS];
+        char words[API_MAX_PARAMS][64];
+        /* the answer */
+        int status;
+        json_t *resp;
+        const char *content_type;
+        char *raw;                    /* non-JSON body */
+        size_t raw_len;
+} Req;
+
+typedef void (*RouteFn)(Req *r);
+
+/* ---- responses ---- */
+void reply(Req *r, int status, json_t *body /* stolen, may be NULL */);
+/* {"error":{"code","message","field"}}; field may be NULL. */
+void reply_error(Req *r, int status, const char *code, const char *field, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+void reply_store_error(Req *r, int err, const char *what);
+
+/* ---- requests ---- */
+const char *req_query(Req *r, const char *key);
+/* Integer query parameter with bounds; false (and a 400 sent) when bad. */
+bool req_query_int(Req *r, const char *key, int64_t def, int64_t min, int64_t max, int64_t *ret);
+/* Body checks: every key of the body must be in allowed (NULL-terminated);
+ * false and a 400 otherwise. A missing body is an empty object. */
+bool req_body_fields(Req *r, const char *const *allowed);
+/* Typed body getters: false (and a 4xx sent naming the field) when the
+ * field has the wrong type or is out of range; *ret untouched when absent
+ * and not required. */
+bool body_string(Req *r, const char *field, bool required, size_t max_len, const char **ret);
+bool body_int(Req *r, const char *field, bool required, int64_t min, int64_t max, int64_t *ret);
+bool body_bool(Req *r, const char *field, bool *ret);
+bool body_name(Req *r, const char *field, bool required, const char **ret);
+
+/* ---- authorization ---- */
+/* Fills the group chain of a group id into chain (max AUTH_MAX_DEPTH). */
+size_t api_group_chain(Req *r, int64_t group_id, int64_t *chain);
+bool api_allowed(Req *r, AuthAction a, AuthObjectKind k, int64_t owner_id, int64_t group_id);
+/* Sends 403 (or 404 when the caller may not even read it) and audits. */
+void deny(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name);
+void audit(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name,
+           const char *detail, const char *result);
+
+/* ---- handlers (api-handlers.c) ---- */
+void h_version(Req *r);
+void h_session_create(Req *r);
+void h_session_get(Req *r);
+void h_session_delete(Req *r);
+void h_users_list(Req *r);
+void h_users_create(Req *r);
+void h_user_get(Req *r);
+void h_user_update(Req *r);
+void h_user_delete(Req *r);
+void h_groups_list(Req *r);
+void h_groups_create(Req *r);
+void h_group_get(Req *r);
+void h_group_update(Req *r);
+void h_group_delete(Req *r);
+void h_hosts_list(Req *r);
+void h_hosts_create(Req *r);
+void h_host_get(Req *r);
+void h_host_delete(Req *r);
+void h_host_action(Req *r);
+void h_vms_list(Req *r);
+void h_vms_create(Req *r);
+void h_vm_get(Req *r);
+void h_vm_delete(Req *r);
+void h_vm_action(Req *r);
+void h_jobs_list(Req *r);
+void h_job_get(Req *r);
+void h_job_cancel(Req *r);
+void h_events_list(Req *r);
+void h_audit_list(Req *r);

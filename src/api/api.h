@@ -1,0 +1,33 @@
+/* api: armadad's HTTP server (libmicrohttpd): the REST API under /api/v1
+ * (JSON in and out; described in docs/openapi.yaml), authentication by
+ * bearer token, authorization through auth_policy_allows() for every
+ * request, the audit trail, and the web console's static files.
+ * Handlers never wait on a host: anything that does becomes a job (202). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "store/store.h"
+#include "jobs/jobs.h"
+#include "inventory/inventory.h"
+
+typedef struct {
+        const char *listen_addr;     /* IPv4 address, default 127.0.0.1 */
+        int port;                    /* default 8080; 0 picks a free port */
+        const char *tls_cert;        /* PEM files; both or neither */
+        const char *tls_key;
+        const char *web_dir;         /* static files, may be NULL */
+        int token_ttl_s;             /* default 12 h */
+        size_t max_body;             /* default 1 MiB */
+        unsigned threads;            /* default 4 */
+} ApiConfig;
+
+typedef struct Api Api;
+
+int api_new(Store *st, Jobs *jobs, Inventory *inv, const ApiConfig *cfg, Api **ret);
+/* Starts listening. Returns 0 or negative (logged). */
+int api_start(Api *api);
+/* The port actually bound (useful with port 0). */
+int api_port(Api *api);
+void api_stop(Api *api);
+Api *api_free(Api *api);

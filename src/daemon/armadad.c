@@ -1,0 +1,329 @@
+/* armadad: the Armada management server. Reads its configuration (file,
+ * then flags), opens the database, creates the first administrator when
+ * there is none, starts the job workers, the host monitor and the HTTP API,
+ * and shuts all of them down cleanly on SIGTERM or SIGINT. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "auth/auth.h"
+#include "hv/hv.h"
+#include "inventory/inventory.h"
+#include "jobs/jobs.h"
+#include "store/store.h"
+#include "util/util.h"
+
+extern char **environ;
+
+typedef struct {
+        char *listen;
+        char *db;
+        char *state_dir;
+        char *tls_cert, *tls_key;
+        bool tls_self_signed;
+        bool insecure_http;
+        char *web_dir;
+        int workers;
+        int refresh_interval_ms;
+        int stop_timeout_s;
+        int token_ttl_s;
+        char *admin_user;
+        char *log_level;
+        char **ensure_hosts;     /* "name=uri" */
+        size_t n_ensure_hosts;
+} Config;
+
+static void set_str(char **dst, const char *v) {
+        free(*dst);
+        *dst = xstrdup(v);
+}
+
+/* Applies one setting; the same keys serve the file and the flags. */
+static int config_set(Config *c, const char *key, const char *val) {
+        int64_t n;
+        if (streq(key, "listen")) set_str(&c->listen, val);
+        else if (streq(key, "db")) set_str(&c->db, val);
+        else if (streq(key, "state-dir")) set_str(&c->state_dir, val);
+        else if (streq(key, "tls-cert")) set_str(&c->tls_cert, val);
+        else if (streq(key, "tls-key")) set_str(&c->tls_key, val);
+        else if (streq(key, "tls-self-signed")) c->tls_self_signed = streq(val, "true") || streq(val, "yes") || streq(val, "1");
+        else if (streq(key, "insecure-http")) c->insecure_http = streq(val, "true") || streq(val, "yes") || streq(val, "1");
+        else if (streq(key, "web-dir")) set_str(&c->web_dir, val);
+        else if (streq(key, "admin-user")) set_str(&c->admin_user, val);
+        else if (streq(key, "log-level")) set_str(&c->log_level, val);
+        else if (streq(key, "ensure-host")) {
+                c->ensure_hosts = xrealloc(c->ensure_hosts, sizeof(char *) * (c->n_ensure_hosts + 1));
+                c->ensure_hosts[c->n_ensure_hosts++] = xstrdup(val);
+        } else if (streq(key, "workers") || streq(key, "refresh-interval-ms") || streq(key, "stop-timeout-s") || streq(key, "token-ttl-s")) {
+                if (parse_i64(val, &n) < 0 || n <= 0 || n > 100000000) {
+                        fprintf(stderr, "armadad: '%s' must be a positive whole number, not '%s'\n", key, val);
+                        return -EINVAL;
+                }
+                if (streq(key, "workers")) c->workers = (int) n;
+                else if (streq(key, "refresh-interval-ms")) c->refresh_interval_ms = (int) n;
+                else if (streq(key, "stop-timeout-s")) c->stop_timeout_s = (int) n;
+                else c->token_ttl_s = (int) n;
+        } else {
+                fprintf(stderr, "armadad: unknown setting '%s'\n", key);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int config_load_file(Config *c, const char *path) {
+        _cleanup_free_ char *text = NULL;
+        int r = file_read_all(path, &text, NULL);
+        if (r < 0) {
+                fprintf(stderr, "armadad: cannot read configuration file '%s': %s\n", path, strerror(-r));
+                return r;
+        }
+        int line_no = 0;
+        char *save = NULL;
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                line_no++;
+                while (*line == ' ' || *line == '\t') line++;
+                if (!*line || *line == '#')
+                        continue;
+                char *eq = strchr(line, '=');
+                if (!eq) {
+                        fprintf(stderr, "armadad: %s:%d: expected 'key = value'\n", path, line_no);
+                        return -EINVAL;
+                }
+                char *end = eq;
+                while (end > line && (end[-1] == ' ' || end[-1] == '\t')) end--;
+                *end = 0;
+                char *val = eq + 1;
+                while (*val == ' ' || *val == '\t') val++;
+                size_t vl = strlen(val);
+                while (vl && (val[vl - 1] == ' ' || val[vl - 1] == '\t' || val[vl - 1] == '\r')) val[--vl] = 0;
+                if (config_set(c, line, val) < 0)
+                        return -EINVAL;
+        }
+        return 0;
+}
+
+static void usage(void) {
+        puts("Usage: armadad [OPTIONS]\n"
+             "  --config FILE              read settings from FILE (key = value; keys as the options)\n"
+             "  --listen ADDR:PORT         address to listen on (default 127.0.0.1:8080)\n"
+             "  --db PATH                  SQLite database (default <state-dir>/armada.db)\n"
+             "  --state-dir DIR            where armadad keeps its files (default ./var)\n"
+             "  --tls-cert FILE --tls-key FILE   serve HTTPS with this certificate\n"
+             "  --tls-self-signed          generate a self-signed certificate under <state-dir>/tls\n"
+             "  --insecure-http            allow plain HTTP on a non-loopback address\n"
+             "  --web-dir DIR              web console files (default ./web when present)\n"
+             "  --workers N                job worker threads (default 4)\n"
+             "  --refresh-interval-ms N    how often every host is checked (default 5000)\n"
+             "  --stop-timeout-s N         default wait for a guest shutdown before power-off (60)\n"
+             "  --token-ttl-s N            lifetime of a login token (default 43200)\n"
+             "  --admin-user NAME          name of the first administrator (default admin)\n"
+             "  --ensure-host NAME=URI     register this host at start-up when missing (repeatable)\n"
+             "  --log-level LEVEL          debug, info, warn or error (default info)");
+}
+
+static bool is_loopback(const char *addr) {
+        return strncmp(addr, "127.", 4) == 0;
+}
+
+/* Creates a self-signed certificate with openssl (no shell; fixed argv). */
+static int make_self_signed(const char *dir, char **ret_cert, char **ret_key) {
+        _cleanup_free_ char *cert = xasprintf("%s/armadad.crt", dir), *key = xasprintf("%s/armadad.key", dir);
+        if (access(cert, R_OK) != 0 || access(key, R_OK) != 0) {
+                if (mkdir_p(dir, 0700) < 0)
+                        return -errno;
+                char *argv[] = { "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825", "-subj", "/CN=armadad",
+                                 "-keyout", key, "-out", cert, NULL };
+                pid_t pid;
+                if (posix_spawnp(&pid, "openssl", NULL, NULL, argv, environ) != 0)
+                        return -ENOENT;
+                int status;
+                if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        return -EIO;
+                chmod(key, 0600);
+        }
+        *ret_cert = steal_ptr(cert);
+        *ret_key = steal_ptr(key);
+        return 0;
+}
+
+static int ensure_admin(Store *st, const Config *c) {
+        if (store_user_count(st) > 0)
+                return 0;
+        char password[25];
+        auth_password_generate(password, sizeof password);
+        char hash[AUTH_HASH_MAX];
+        if (auth_password_hash(password, hash) < 0)
+                return -ENOMEM;
+        int64_t id;
+        int r = store_user_insert(st, c->admin_user, hash, auth_role_name(ROLE_ADMIN), &id);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *path = xasprintf("%s/initial-admin-password", c->state_dir);
+        _cleanup_free_ char *text = xasprintf("%s %s\n", c->admin_user, password);
+        r = file_write_atomic(path, text, strlen(text), 0600);
+        if (r < 0)
+                log_warn("cannot write '%s': %s", path, strerror(-r));
+        (void) store_audit_add(st, 0, "armadad", NULL, "user.create", "user", id, c->admin_user, "first administrator", "ok");
+        printf("armadad: created the first administrator '%s' with password '%s' (also in %s, mode 0600)\n", c->admin_user, password, path);
+        fflush(stdout);
+        return 0;
+}
+
+static void ensure_hosts(Store *st, Jobs *jobs, const Config *c) {
+        for (size_t i = 0; i < c->n_ensure_hosts; i++) {
+                _cleanup_free_ char *spec = xstrdup(c->ensure_hosts[i]);
+                char *eq = strchr(spec, '=');
+                if (!eq || !name_is_valid((*eq = 0, spec))) {
+                        log_warn("--ensure-host '%s' is not NAME=URI with a valid name; ignored", c->ensure_hosts[i]);
+                        continue;
+                }
+                int64_t id;
+                if (store_host_find(st, spec, &id) == 0)
+                        continue;
+                if (store_host_insert(st, spec, eq + 1, STORE_ROOT_GROUP_ID, "armada", "/var/lib/libvirt/images/armada", &id) < 0)
+                        continue;
+                (void) jobs_submit(jobs, "host.refresh", "host", id, spec, 0, NULL, NULL);
+                log_info("registered host '%s' at '%s'", spec, eq + 1);
+        }
+}
+
+int main(int argc, char **argv) {
+        Config c = { 0 };
+        set_str(&c.listen, "127.0.0.1:8080");
+        set_str(&c.state_dir, "var");
+        set_str(&c.admin_user, "admin");
+        set_str(&c.log_level, "info");
+        c.workers = 4;
+
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, 'c' }, { "listen", required_argument, NULL, 0 },
+                { "db", required_argument, NULL, 0 }, { "state-dir", required_argument, NULL, 0 },
+                { "tls-cert", required_argument, NULL, 0 }, { "tls-key", required_argument, NULL, 0 },
+                { "tls-self-signed", no_argument, NULL, 0 }, { "insecure-http", no_argument, NULL, 0 },
+                { "web-dir", required_argument, NULL, 0 }, { "workers", required_argument, NULL, 0 },
+                { "refresh-interval-ms", required_argument, NULL, 0 }, { "stop-timeout-s", required_argument, NULL, 0 },
+                { "token-ttl-s", required_argument, NULL, 0 }, { "admin-user", required_argument, NULL, 0 },
+                { "ensure-host", required_argument, NULL, 0 }, { "log-level", required_argument, NULL, 0 },
+                { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+        };
+        /* The configuration file first, so flags override it. */
+        for (int i = 1; i < argc - 1; i++)
+                if (streq(argv[i], "--config") && config_load_file(&c, argv[i + 1]) < 0)
+                        return 2;
+        int idx, ch;
+        while ((ch = getopt_long(argc, argv, "c:h", opts, &idx)) != -1) {
+                if (ch == 'h') { usage(); return 0; }
+                if (ch == 'c') continue;
+                if (ch != 0) { usage(); return 2; }
+                const char *name = opts[idx].name;
+                if (config_set(&c, name, optarg ? optarg : "true") < 0)
+                        return 2;
+        }
+        if (optind < argc) {
+                fprintf(stderr, "armadad: unexpected argument '%s'\n", argv[optind]);
+                return 2;
+        }
+        log_set_level(streq(c.log_level, "debug") ? LOG_LEVEL_DEBUG : streq(c.log_level, "warn") ? LOG_LEVEL_WARN
+                      : streq(c.log_level, "error") ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO);
+
+        char addr[64];
+        int port;
+        const char *colon = strrchr(c.listen, ':');
+        int64_t p;
+        if (!colon || (size_t) (colon - c.listen) >= sizeof addr || parse_i64(colon + 1, &p) < 0 || p > 65535) {
+                fprintf(stderr, "armadad: --listen must be ADDR:PORT, such as 127.0.0.1:8080, not '%s'\n", c.listen);
+                return 2;
+        }
+        memcpy(addr, c.listen, (size_t) (colon - c.listen));
+        addr[colon - c.listen] = 0;
+        port = (int) p;
+        if (mkdir_p(c.state_dir, 0700) < 0) {
+                fprintf(stderr, "armadad: cannot create state directory '%s': %m\n", c.state_dir);
+                return 1;
+        }
+        if (!c.db)
+                c.db = xasprintf("%s/armada.db", c.state_dir);
+        if (c.tls_self_signed && !c.tls_cert) {
+                _cleanup_free_ char *dir = xasprintf("%s/tls", c.state_dir);
+                if (make_self_signed(dir, &c.tls_cert, &c.tls_key) < 0) {
+                        fprintf(stderr, "armadad: cannot generate a self-signed certificate with openssl in '%s'\n", dir);
+                        return 1;
+                }
+        }
+        if ((c.tls_cert != NULL) != (c.tls_key != NULL)) {
+                fprintf(stderr, "armadad: --tls-cert and --tls-key go together\n");
+                return 2;
+        }
+        if (!c.tls_cert && !is_loopback(addr) && !c.insecure_http) {
+                fprintf(stderr, "armadad: refusing plain HTTP on non-loopback address %s; give --tls-cert/--tls-key or"
+                                " --tls-self-signed (or --insecure-http inside a test bed)\n", addr);
+                return 2;
+        }
+        if (!c.web_dir && access("web/index.html", R_OK) == 0)
+                c.web_dir = realpath("web", NULL);
+
+        sigset_t sigs;
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGTERM);
+        sigaddset(&sigs, SIGINT);
+        sigaddset(&sigs, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits the mask; main waits below */
+        signal(SIGPIPE, SIG_IGN);
+
+        Store *st = NULL;
+        if (store_open(c.db, &st) < 0) {
+                fprintf(stderr, "armadad: cannot open the database '%s'\n", c.db);
+                return 1;
+        }
+        if (ensure_admin(st, &c) < 0) {
+                fprintf(stderr, "armadad: cannot create the first administrator\n");
+                return 1;
+        }
+        if (hv_init() < 0) {
+                fprintf(stderr, "armadad: cannot start libvirt's event loop\n");
+                return 1;
+        }
+        Jobs *jobs = NULL;
+        Inventory *inv = NULL;
+        Api *api = NULL;
+        InventoryConfig icfg = { .refresh_interval_ms = c.refresh_interval_ms, .stop_timeout_s = c.stop_timeout_s };
+        (void) jobs_new(st, (unsigned) c.workers, &jobs);
+        (void) inventory_new(st, jobs, &icfg, &inv);
+        inventory_register_jobs(inv);
+        ensure_hosts(st, jobs, &c);
+        if (jobs_start(jobs) < 0 || inventory_start(inv) < 0) {
+                fprintf(stderr, "armadad: cannot start worker threads\n");
+                return 1;
+        }
+        ApiConfig acfg = { .listen_addr = addr, .port = port, .tls_cert = c.tls_cert, .tls_key = c.tls_key,
+                           .web_dir = c.web_dir, .token_ttl_s = c.token_ttl_s };
+        (void) api_new(st, jobs, inv, &acfg, &api);
+        if (api_start(api) < 0) {
+                fprintf(stderr, "armadad: cannot listen on %s\n", c.listen);
+                jobs_free(jobs);
+                inventory_free(inv);
+                return 1;
+        }
+        printf("armadad: listening on %s://%s:%d (database %s)\n", c.tls_cert ? "https" : "http", addr, api_port(api), c.db);
+        fflush(stdout);
+
+        int sig = 0;
+        sigwait(&sigs, &sig);
+        log_info("received signal %d; shutting down", sig);
+        api_free(api);
+        inventory_free(inv);
+        jobs_free(jobs);
+        store_free(st);
+        log_info("armadad stopped");
+        for (size_t i = 0; i < c.n_ensure_hosts; i++) free(c.ensure_hosts[i]);
+        free(c.ensure_hosts);
+        free(c.listen); free(c.db); free(c.state_dir); free(c.tls_cert); free(c.tls_key);
+        free(c.web_dir); free(c.admin_user); free(c.log_level);
+        return 0;
+}

@@ -1,0 +1,25 @@
+/* What hv.c and hv-xml.c share and nobody else sees: the thread-local error
+ * setter and the small XML documents (pools, volumes, capabilities) that the
+ * I/O side builds and reads. Everything here is pure. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/util.h"
+
+/* Records the reason for the failure in progress (a sentence) as
+ * hv_last_error() of this thread. */
+void hv_set_error(const char *fmt, ...) _printf_(1, 2);
+
+/* <pool type='dir'> named name at path. malloc'd; never NULL. */
+char *hv_xml_pool_build(const char *name, const char *path);
+/* <volume> named name, capacity bytes, sparse (allocation 0), format
+ * "qcow2" or "raw". malloc'd; never NULL. */
+char *hv_xml_volume_build(const char *name, const char *format, uint64_t capacity);
+/* The <target><path> of pool XML. 0 and a malloc'd string, or -EINVAL with
+ * the error set. */
+int hv_xml_pool_path(const char *xml, char **ret);
+/* Whether capabilities XML offers <domain type='kvm'> for guest arch
+ * x86_64. 0 and *ret, or -EINVAL with the error set. */
+int hv_xml_caps_kvm(const char *xml, bool *ret);

@@ -1,0 +1,644 @@
+/* The I/O half of hv: libvirt connections, host facts, the domain lifecycle
+ * and storage, each a thin wrapper that turns libvirt's error into an
+ * errno-style code and a sentence in hv_last_error(). The XML these calls
+ * send and read is built and parsed in hv-xml.c. */
+#include "hv.h"
+#include "hv-internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+
+/* libvirt handles, released on every path out of a block. */
+static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
+#define _cleanup_domain_ _cleanup_(vir_domainp)
+static inline void vir_poolp(virStoragePoolPtr *p) { if (*p) virStoragePoolFree(*p); }
+#define _cleanup_pool_ _cleanup_(vir_poolp)
+static inline void vir_volp(virStorageVolPtr *p) { if (*p) virStorageVolFree(*p); }
+#define _cleanup_vol_ _cleanup_(vir_volp)
+
+struct HvConn {
+        virConnectPtr conn;
+        char *uri;
+        HvCloseFn on_close;
+        void *userdata;
+        bool close_registered;
+};
+
+/* ---- errors ---- */
+
+static __thread char last_error[1024];
+
+const char *hv_last_error(void) {
+        return last_error;
+}
+
+void hv_set_error(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(last_error, sizeof last_error, fmt, ap);
+        va_end(ap);
+}
+
+/* The code of libvirt's last error in this thread (VIR_ERR_OK when none).
+ * Must be read before the next libvirt call: almost every public libvirt
+ * function, virDomainFree included, resets it. */
+static int virt_code(void) {
+        virErrorPtr e = virGetLastError();
+        return e ? e->code : VIR_ERR_OK;
+}
+
+static int errno_from_virt(int code) {
+        switch (code) {
+        case VIR_ERR_NO_DOMAIN:
+        case VIR_ERR_NO_STORAGE_POOL:
+        case VIR_ERR_NO_STORAGE_VOL:
+        case VIR_ERR_NO_NETWORK:
+                return -ENOENT;
+        case VIR_ERR_OPERATION_INVALID:
+                return -EBUSY;
+        case VIR_ERR_DOM_EXIST:
+        case VIR_ERR_STORAGE_VOL_EXIST:
+                return -EEXIST;
+        case VIR_ERR_INVALID_ARG:
+        case VIR_ERR_XML_ERROR:
+        case VIR_ERR_XML_DETAIL:
+        case VIR_ERR_CONFIG_UNSUPPORTED:
+                return -EINVAL;
+        case VIR_ERR_NO_SUPPORT:
+        case VIR_ERR_OPERATION_UNSUPPORTED:
+                return -EOPNOTSUPP;
+        case VIR_ERR_AUTH_FAILED:
+        case VIR_ERR_AUTH_CANCELLED:
+        case VIR_ERR_AUTH_UNAVAILABLE:
+        case VIR_ERR_OPERATION_DENIED:
+        case VIR_ERR_ACCESS_DENIED:
+                return -EACCES;
+        default:
+                return -EIO;
+        }
+}
+
+/* Records "<what>: <libvirt's message>" and returns libvirt's error as a
+ * negative errno. Call straight after the failing libvirt call. */
+static int virt_fail(const char *fmt, ...) _printf_(1, 2);
+static int virt_fail(const char *fmt, ...) {
+        int code = virt_code();
+        const char *msg = virGetLastErrorMessage();
+        char what[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
+        hv_set_error("%s: %s", what, code == VIR_ERR_OK ? "libvirt gave no reason" : msg);
+        return errno_from_virt(code);
+}
+
+/* ---- event loop ---- */
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_result;
+static char init_error[512];
+
+static void silent_error(void *userdata, virErrorPtr error) {
+        /* Errors reach the caller through hv_last_error(), not stderr. */
+}
+
+static void *event_loop(void *arg) {
+        for (;;)
+                if (virEventRunDefaultImpl() < 0)
+                        usleep(100 * 1000); /* never spin on a broken loop */
+        return NULL;
+}
+
+static void do_init(void) {
+        virSetErrorFunc(NULL, silent_error);
+        xmlInitParser();
+        if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0) {
+                snprintf(init_error, sizeof init_error, "cannot initialise libvirt: %s",
+                         virGetLastErrorMessage());
+                init_result = -EIO;
+                return;
+        }
+        pthread_attr_t attr;
+        pthread_t thread;
+        int r = pthread_attr_init(&attr);
+        if (r == 0) {
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                r = pthread_create(&thread, &attr, event_loop, NULL);
+                pthread_attr_destroy(&attr);
+        }
+        if (r != 0) {
+                snprintf(init_error, sizeof init_error,
+                         "cannot start the libvirt event thread: %s", strerror(r));
+                init_result = -r;
+        }
+}
+
+int hv_init(void) {
+        pthread_once(&init_once, do_init);
+        if (init_result < 0)
+                hv_set_error("%s", init_error);
+        return init_result;
+}
+
+/* ---- connections ---- */
+
+static const char *close_reason(int reason) {
+        switch (reason) {
+        case VIR_CONNECT_CLOSE_REASON_ERROR:
+                return "I/O error";
+        case VIR_CONNECT_CLOSE_REASON_EOF:
+                return "end of file";
+        case VIR_CONNECT_CLOSE_REASON_KEEPALIVE:
+                return "keepalive timeout";
+        case VIR_CONNECT_CLOSE_REASON_CLIENT:
+                return "client closed";
+        default:
+                return "unknown reason";
+        }
+}
+
+static void on_conn_closed(virConnectPtr conn, int reason, void *opaque) {
+        HvConn *c = opaque;
+        c->on_close(c->userdata, close_reason(reason));
+}
+
+int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_count,
+               HvCloseFn on_close, void *userdata, HvConn **ret) {
+        if (!uri || !uri[0] || !ret) {
+                hv_set_error("cannot connect to a hypervisor without a libvirt URI");
+                return -EINVAL;
+        }
+        int r = hv_init();
+        if (r < 0)
+                return r;
+
+        /* No auth callbacks: a daemon must never prompt. ssh uses its agent,
+         * TLS its certificates. */
+        virConnectPtr conn = virConnectOpenAuth(uri, NULL, 0);
+        if (!conn)
+                return virt_fail("cannot connect to '%s'", uri);
+
+        HvConn *c = xcalloc(1, sizeof *c);
+        c->conn = conn;
+        c->uri = xstrdup(uri);
+        c->on_close = on_close;
+        c->userdata = userdata;
+
+        if (keepalive_interval_s > 0 &&
+            virConnectSetKeepAlive(conn, keepalive_interval_s, keepalive_count) < 0 &&
+            virt_code() != VIR_ERR_NO_SUPPORT) {
+                /* Local drivers (test://, qemu:/// in-process) have no
+                 * keepalive: NO_SUPPORT. 1 means the peer lacks it. */
+                r = virt_fail("cannot enable keepalive on '%s'", uri);
+                hv_conn_free(c);
+                return r;
+        }
+        if (on_close) {
+                if (virConnectRegisterCloseCallback(conn, on_conn_closed, c, NULL) == 0)
+                        c->close_registered = true;
+                else if (virt_code() != VIR_ERR_NO_SUPPORT) {
+                        r = virt_fail("cannot watch the connection to '%s'", uri);
+                        hv_conn_free(c);
+                        return r;
+                }
+        }
+        *ret = c;
+        return 0;
+}
+
+HvConn *hv_conn_free(HvConn *c) {
+        if (!c)
+                return NULL;
+        /* Unregistering first: the callback must not run on a freed HvConn,
+         * nor report our own close as a failure. */
+        if (c->close_registered)
+                virConnectUnregisterCloseCallback(c->conn, on_conn_closed);
+        virConnectClose(c->conn);
+        free(c->uri);
+        free(c);
+        return NULL;
+}
+
+bool hv_conn_alive(HvConn *c) {
+        return c && virConnectIsAlive(c->conn) == 1;
+}
+
+/* ---- host ---- */
+
+int hv_host_info(HvConn *c, HvHostInfo *ret) {
+        assert(c && ret);
+        virNodeInfo node;
+        if (virNodeGetInfo(c->conn, &node) < 0)
+                return virt_fail("cannot read the hardware of host '%s'", c->uri);
+        _cleanup_free_ char *hostname = virConnectGetHostname(c->conn);
+        if (!hostname)
+                return virt_fail("cannot read the host name of '%s'", c->uri);
+        const char *type = virConnectGetType(c->conn);
+        if (!type)
+                return virt_fail("cannot read the hypervisor type of '%s'", c->uri);
+        _cleanup_free_ char *caps = virConnectGetCapabilities(c->conn);
+        if (!caps)
+                return virt_fail("cannot read the capabilities of '%s'", c->uri);
+        bool kvm;
+        int r = hv_xml_caps_kvm(caps, &kvm);
+        if (r < 0)
+                return r;
+
+        HvHostInfo info = {
+                .cpus = node.cpus,
+                .memory_mib = (uint64_t) node.memory / 1024,
+                .kvm = kvm,
+        };
+        /* 0 is also libvirt's error value; some drivers cannot tell, and
+         * then the best Armada knows is that nothing is free. */
+        unsigned long long free_bytes = virNodeGetFreeMemory(c->conn);
+        info.free_memory_mib = free_bytes / (1024 * 1024);
+        snprintf(info.hostname, sizeof info.hostname, "%s", hostname);
+        snprintf(info.hv_driver, sizeof info.hv_driver, "%s", type);
+        snprintf(info.default_domain_type, sizeof info.default_domain_type, "%s",
+                 strcasecmp(type, "TEST") == 0 ? "test" : kvm ? "kvm" : "qemu");
+        *ret = info;
+        return 0;
+}
+
+/* ---- domains ---- */
+
+const char *hv_state_name(HvState s) {
+        switch (s) {
+        case HV_STATE_RUNNING:
+        case HV_STATE_BLOCKED: /* waiting on I/O is still running */
+                return "running";
+        case HV_STATE_PAUSED:
+                return "paused";
+        case HV_STATE_SHUTDOWN:
+                return "shutting-down";
+        case HV_STATE_SHUTOFF:
+                return "stopped";
+        case HV_STATE_CRASHED:
+                return "crashed";
+        case HV_STATE_PMSUSPENDED:
+                return "suspended";
+        case HV_STATE_NOSTATE:
+        default:
+                return "unknown";
+        }
+}
+
+static HvState state_from_virt(int s) {
+        switch (s) {
+        case VIR_DOMAIN_RUNNING: return HV_STATE_RUNNING;
+        case VIR_DOMAIN_BLOCKED: return HV_STATE_BLOCKED;
+        case VIR_DOMAIN_PAUSED: return HV_STATE_PAUSED;
+        case VIR_DOMAIN_SHUTDOWN: return HV_STATE_SHUTDOWN;
+        case VIR_DOMAIN_SHUTOFF: return HV_STATE_SHUTOFF;
+        case VIR_DOMAIN_CRASHED: return HV_STATE_CRASHED;
+        case VIR_DOMAIN_PMSUSPENDED: return HV_STATE_PMSUSPENDED;
+        default: return HV_STATE_NOSTATE;
+        }
+}
+
+/* Everything about one domain: XML for the definition, then the state and
+ * persistence that XML does not carry. -ENOENT when it vanished meanwhile. */
+static int domain_fill(virDomainPtr d, HvDomainInfo *ret) {
+        const char *name = virDomainGetName(d);
+        char uuid[VIR_UUID_STRING_BUFLEN];
+        if (virDomainGetUUIDString(d, uuid) < 0)
+                return virt_fail("cannot read the UUID of domain '%s'", name);
+        _cleanup_free_ char *xml = virDomainGetXMLDesc(d, 0);
+        if (!xml)
+                return virt_fail("cannot read the definition of domain '%s' (%s)", name, uuid);
+        HvDomainInfo info;
+        int r = hv_domain_xml_parse(xml, &info);
+        if (r < 0)
+                return r;
+        int state, reason;
+        if (virDomainGetState(d, &state, &reason, 0) < 0)
+                return virt_fail("cannot read the state of domain '%s' (%s)", name, uuid);
+        int persistent = virDomainIsPersistent(d);
+        if (persistent < 0)
+                return virt_fail("cannot tell whether domain '%s' (%s) is persistent", name, uuid);
+        info.state = state_from_virt(state);
+        info.persistent = persistent == 1;
+        snprintf(info.uuid, sizeof info.uuid, "%s", uuid);
+        *ret = info;
+        return 0;
+}
+
+int hv_list_domains(HvConn *c, HvDomainInfo **ret, size_t *ret_n) {
+        assert(c && ret && ret_n);
+        virDomainPtr *doms = NULL;
+        int n = virConnectListAllDomains(c->conn, &doms, 0);
+        if (n < 0)
+                return virt_fail("cannot list the domains of '%s'", c->uri);
+
+        HvDomainInfo *infos = xcalloc((size_t) n, sizeof *infos);
+        size_t k = 0;
+        int r = 0;
+        for (int i = 0; i < n; i++) {
+                if (r == 0) {
+                        int q = domain_fill(doms[i], &infos[k]);
+                        if (q == 0)
+                                k++;
+                        else if (q != -ENOENT) /* undefined since the listing: skip */
+                                r = q;
+                }
+                virDomainFree(doms[i]);
+        }
+        free(doms);
+        if (r < 0) {
+                free(infos);
+                return r;
+        }
+        *ret = infos;
+        *ret_n = k;
+        return 0;
+}
+
+/* The domain with uuid, or NULL with the error set and *ret_r negative. */
+static virDomainPtr domain_lookup(HvConn *c, const char *uuid, int *ret_r) {
+        assert(c);
+        if (!uuid || !uuid_is_valid(uuid)) {
+                hv_set_error("cannot look up a domain by UUID: '%s' is not a UUID",
+                             uuid ? uuid : "(none)");
+                *ret_r = -EINVAL;
+                return NULL;
+        }
+        virDomainPtr d = virDomainLookupByUUIDString(c->conn, uuid);
+        if (!d) {
+                if (virt_code() == VIR_ERR_NO_DOMAIN) {
+                        hv_set_error("there is no domain with UUID '%s' on '%s'", uuid, c->uri);
+                        *ret_r = -ENOENT;
+                } else
+                        *ret_r = virt_fail("cannot look up domain '%s' on '%s'", uuid, c->uri);
+        }
+        return d;
+}
+
+int hv_domain_get(HvConn *c, const char *uuid, HvDomainInfo *ret) {
+        int r;
+        _cleanup_domain_ virDomainPtr d = domain_lookup(c, uuid, &r);
+        if (!d)
+                return r;
+        return domain_fill(d, ret);
+}
+
+int hv_domain_define(HvConn *c, const HvDomainSpec *spec) {
+        assert(c);
+        _cleanup_free_ char *xml = hv_domain_xml_build(spec);
+        if (!xml)
+                return -EINVAL;
+        _cleanup_domain_ virDomainPtr d = virDomainDefineXML(c->conn, xml);
+        if (!d)
+                return virt_fail("cannot define VM '%s' on '%s'", spec->name, c->uri);
+        return 0;
+}
+
+/* Whether a domain in libvirt state s can take the operation at all. */
+static bool can_start(int s) { return s == VIR_DOMAIN_SHUTOFF || s == VIR_DOMAIN_CRASHED; }
+static bool can_stop(int s) { return !can_start(s) && s != VIR_DOMAIN_NOSTATE; }
+static bool can_pause(int s) { return s == VIR_DOMAIN_RUNNING || s == VIR_DOMAIN_BLOCKED; }
+static bool can_resume(int s) { return s == VIR_DOMAIN_PAUSED; }
+
+typedef struct {
+        const char *verb;
+        int (*run)(virDomainPtr d);
+        bool (*applicable)(int state);
+} DomainOp;
+
+static int domain_op(HvConn *c, const char *uuid, const DomainOp *op) {
+        int r;
+        _cleanup_domain_ virDomainPtr d = domain_lookup(c, uuid, &r);
+        if (!d)
+                return r;
+        const char *name = virDomainGetName(d);
+        if (op->run(d) == 0)
+                return 0;
+        r = virt_fail("cannot %s VM '%s' (%s)", op->verb, name, uuid);
+        /* QEMU says OPERATION_INVALID (-EBUSY) when the state is wrong; the
+         * test driver says INTERNAL_ERROR. Asking the state afterwards gives
+         * callers one answer on every driver, at no cost on success. */
+        int state, reason;
+        if (r == -EIO && virDomainGetState(d, &state, &reason, 0) == 0 && !op->applicable(state))
+                r = -EBUSY;
+        return r;
+}
+
+int hv_domain_start(HvConn *c, const char *uuid) {
+        static const DomainOp op = { "start", virDomainCreate, can_start };
+        return domain_op(c, uuid, &op);
+}
+int hv_domain_stop(HvConn *c, const char *uuid) {
+        static const DomainOp op = { "shut down", virDomainShutdown, can_stop };
+        return domain_op(c, uuid, &op);
+}
+int hv_domain_kill(HvConn *c, const char *uuid) {
+        static const DomainOp op = { "power off", virDomainDestroy, can_stop };
+        return domain_op(c, uuid, &op);
+}
+int hv_domain_pause(HvConn *c, const char *uuid) {
+        static const DomainOp op = { "pause", virDomainSuspend, can_pause };
+        return domain_op(c, uuid, &op);
+}
+int hv_domain_resume(HvConn *c, const char *uuid) {
+        static const DomainOp op = { "resume", virDomainResume, can_resume };
+        return domain_op(c, uuid, &op);
+}
+
+int hv_domain_undefine(HvConn *c, const char *uuid) {
+        int r;
+        _cleanup_domain_ virDomainPtr d = domain_lookup(c, uuid, &r);
+        if (!d)
+                return r;
+        const char *name = virDomainGetName(d);
+        int persistent = virDomainIsPersistent(d);
+        if (persistent < 0)
+                return virt_fail("cannot undefine VM '%s' (%s)", name, uuid);
+        int active = virDomainIsActive(d);
+        if (active < 0)
+                return virt_fail("cannot undefine VM '%s' (%s)", name, uuid);
+        /* OPERATION_INVALID: it stopped by itself in between. */
+        if (active == 1 && virDomainDestroy(d) < 0 && virt_code() != VIR_ERR_OPERATION_INVALID)
+                return virt_fail("cannot power off VM '%s' (%s) to undefine it", name, uuid);
+        if (persistent == 0)
+                return 0; /* a transient domain is gone once off */
+
+        /* Drivers refuse flags they do not know (the test driver NVRAM and
+         * checkpoints) with INVALID_ARG or NO_SUPPORT: retry with fewer. */
+        static const unsigned flag_sets[] = {
+                VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                        VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA,
+                VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
+        };
+        for (size_t i = 0; i < ELEMENTSOF(flag_sets); i++) {
+                if (virDomainUndefineFlags(d, flag_sets[i]) == 0)
+                        return 0;
+                int code = virt_code();
+                if (code != VIR_ERR_INVALID_ARG && code != VIR_ERR_NO_SUPPORT)
+                        return virt_fail("cannot undefine VM '%s' (%s)", name, uuid);
+        }
+        if (virDomainUndefine(d) < 0)
+                return virt_fail("cannot undefine VM '%s' (%s)", name, uuid);
+        return 0;
+}
+
+int hv_domain_state(HvConn *c, const char *uuid, HvState *ret) {
+        int r;
+        _cleanup_domain_ virDomainPtr d = domain_lookup(c, uuid, &r);
+        if (!d)
+                return r;
+        const char *name = virDomainGetName(d); /* before: it resets the error */
+        int state, reason;
+        if (virDomainGetState(d, &state, &reason, 0) < 0)
+                return virt_fail("cannot read the state of VM '%s' (%s)", name, uuid);
+        *ret = state_from_virt(state);
+        return 0;
+}
+
+/* ---- storage ---- */
+
+static bool storage_name_ok(const char *s) {
+        return s && s[0] && !strchr(s, '/') && strlen(s) < 256;
+}
+
+static int pool_path(virStoragePoolPtr pool, const char *name, char **ret_path) {
+        if (!ret_path)
+                return 0;
+        _cleanup_free_ char *xml = virStoragePoolGetXMLDesc(pool, 0);
+        if (!xml)
+                return virt_fail("cannot read the definition of storage pool '%s'", name);
+        return hv_xml_pool_path(xml, ret_path);
+}
+
+static int pool_define(HvConn *c, const char *name, const char *path, virStoragePoolPtr *ret) {
+        if (!path || path[0] != '/') {
+                hv_set_error("cannot create storage pool '%s' on '%s': it needs an absolute path",
+                             name, c->uri);
+                return -EINVAL;
+        }
+        _cleanup_free_ char *xml = hv_xml_pool_build(name, path);
+        virStoragePoolPtr pool = virStoragePoolDefineXML(c->conn, xml, 0);
+        if (!pool)
+                return virt_fail("cannot define storage pool '%s' at '%s' on '%s'", name, path,
+                                 c->uri);
+        /* Build makes the directory (on the host, which is not necessarily
+         * this machine); it is fine when it exists. */
+        if (virStoragePoolBuild(pool, 0) < 0) {
+                int r = virt_fail("cannot create the directory '%s' of storage pool '%s' on '%s'",
+                                  path, name, c->uri);
+                virStoragePoolUndefine(pool);
+                virStoragePoolFree(pool);
+                return r;
+        }
+        *ret = pool;
+        return 0;
+}
+
+int hv_pool_ensure(HvConn *c, const char *name, const char *path, char **ret_path) {
+        assert(c);
+        if (!storage_name_ok(name)) {
+                hv_set_error("cannot set up a storage pool without a valid name");
+                return -EINVAL;
+        }
+        bool defined = false;
+        _cleanup_pool_ virStoragePoolPtr pool = virStoragePoolLookupByName(c->conn, name);
+        if (!pool) {
+                if (virt_code() != VIR_ERR_NO_STORAGE_POOL)
+                        return virt_fail("cannot look up storage pool '%s' on '%s'", name, c->uri);
+                int r = pool_define(c, name, path, &pool);
+                if (r < 0)
+                        return r;
+                defined = true;
+        }
+        int active = virStoragePoolIsActive(pool);
+        if (active < 0)
+                return virt_fail("cannot read the state of storage pool '%s' on '%s'", name, c->uri);
+        if (active == 0 && virStoragePoolCreate(pool, 0) < 0) {
+                int r = virt_fail("cannot start storage pool '%s' on '%s'", name, c->uri);
+                if (defined) /* leave nothing half-made behind */
+                        virStoragePoolUndefine(pool);
+                return r;
+        }
+        int autostart = 0;
+        if (virStoragePoolGetAutostart(pool, &autostart) < 0)
+                return virt_fail("cannot read the autostart flag of storage pool '%s' on '%s'",
+                                 name, c->uri);
+        if (!autostart && virStoragePoolSetAutostart(pool, 1) < 0)
+                return virt_fail("cannot make storage pool '%s' on '%s' start at boot", name, c->uri);
+        return pool_path(pool, name, ret_path);
+}
+
+int hv_volume_create(HvConn *c, const char *pool_name, const char *vol_name, const char *format,
+                     uint64_t capacity, char **ret_path) {
+        assert(c);
+        if (!format)
+                format = "qcow2";
+        if (!storage_name_ok(pool_name) || !storage_name_ok(vol_name) || !ret_path) {
+                hv_set_error("cannot create a volume without a valid pool and volume name");
+                return -EINVAL;
+        }
+        if (!streq(format, "qcow2") && !streq(format, "raw")) {
+                hv_set_error("cannot create volume '%s': its format must be 'qcow2' or 'raw'",
+                             vol_name);
+                return -EINVAL;
+        }
+        if (capacity == 0) {
+                hv_set_error("cannot create volume '%s' with a capacity of 0 bytes", vol_name);
+                return -EINVAL;
+        }
+        _cleanup_pool_ virStoragePoolPtr pool = virStoragePoolLookupByName(c->conn, pool_name);
+        if (!pool)
+                return virt_fail("cannot find storage pool '%s' on '%s'", pool_name, c->uri);
+        /* Drivers disagree on the error for a duplicate (the test driver
+         * says OPERATION_FAILED), so ask first. */
+        _cleanup_vol_ virStorageVolPtr old = virStorageVolLookupByName(pool, vol_name);
+        if (old) {
+                hv_set_error("cannot create volume '%s': storage pool '%s' on '%s' already has one "
+                             "of that name", vol_name, pool_name, c->uri);
+                return -EEXIST;
+        }
+        if (virt_code() != VIR_ERR_NO_STORAGE_VOL)
+                return virt_fail("cannot look up volume '%s' in storage pool '%s' on '%s'",
+                                 vol_name, pool_name, c->uri);
+
+        _cleanup_free_ char *xml = hv_xml_volume_build(vol_name, format, capacity);
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXML(pool, xml, 0);
+        if (!vol)
+                return virt_fail("cannot create volume '%s' in storage pool '%s' on '%s'",
+                                 vol_name, pool_name, c->uri);
+        char *path = virStorageVolGetPath(vol);
+        if (!path)
+                return virt_fail("cannot read the path of new volume '%s' in storage pool '%s'",
+                                 vol_name, pool_name);
+        *ret_path = path;
+        return 0;
+}
+
+int hv_volume_delete(HvConn *c, const char *path) {
+        assert(c);
+        if (!path || !path[0]) {
+                hv_set_error("cannot delete a volume without a path");
+                return -EINVAL;
+        }
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(c->conn, path);
+        if (!vol) {
+                if (virt_code() == VIR_ERR_NO_STORAGE_VOL) {
+                        hv_set_error("there is no volume at '%s' on '%s'", path, c->uri);
+                        return -ENOENT;
+                }
+                return virt_fail("cannot look up the volume at '%s' on '%s'", path, c->uri);
+        }
+        if (virStorageVolDelete(vol, 0) < 0)
+                return virt_fail("cannot delete the volume at '%s' on '%s'", path, c->uri);
+        return 0;
+}

@@ -1,0 +1,404 @@
+/* inventory: host connections, the host monitor, reconcile, and the job
+ * handlers for hosts and VMs (see inventory.h).
+ *
+ * Connections: one Link per host, reference-counted so a job can keep using
+ * a connection while the monitor replaces a dead one. libvirt's close
+ * callback (keepalive timeout, daemon gone) marks a link dead and wakes the
+ * monitor, which reconnects or declares the host unreachable.
+ *
+ * Serialisation: a link's op_lock is held while reconcile lists domains and
+ * writes states, and while a job changes a domain and records the new state,
+ * so the two never overwrite each other with stale libvirt readings. Waits
+ * (a guest shutting down) happen outside the lock. */
+#include "inventory.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+#include "hv/hv.h"
+#include "inventory-priv.h"
+
+int inventory_new(Store *st, Jobs *jobs, const InventoryConfig *cfg, Inventory **ret) {
+        Inventory *inv = xcalloc(1, sizeof *inv);
+        inv->st = st;
+        inv->jobs = jobs;
+        inv->cfg = cfg ? *cfg : (InventoryConfig) {0};
+        if (inv->cfg.refresh_interval_ms <= 0) inv->cfg.refresh_interval_ms = 5000;
+        if (inv->cfg.keepalive_interval_s <= 0) inv->cfg.keepalive_interval_s = 1;
+        if (inv->cfg.keepalive_count == 0) inv->cfg.keepalive_count = 3;
+        if (inv->cfg.stop_timeout_s <= 0) inv->cfg.stop_timeout_s = 60;
+        pthread_mutex_init(&inv->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&inv->wake, &ca);
+        pthread_condattr_destroy(&ca);
+        *ret = inv;
+        return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* links */
+
+static void link_on_close(void *userdata, const char *reason) {
+        Link *l = userdata;
+        atomic_store(&l->dead, true);
+        log_warn("connection to host %lld closed: %s", (long long) l->host_id, reason ? reason : "unknown reason");
+        pthread_mutex_lock(&l->inv->lock);
+        pthread_cond_broadcast(&l->inv->wake);
+        pthread_mutex_unlock(&l->inv->lock);
+}
+
+static void link_destroy(Link *l) {
+        hv_conn_free(l->conn);
+        pthread_mutex_destroy(&l->op_lock);
+        free(l);
+}
+
+void link_release(Inventory *inv, Link *l) {
+        if (!l)
+                return;
+        pthread_mutex_lock(&inv->lock);
+        bool last = --l->refs == 0;
+        pthread_mutex_unlock(&inv->lock);
+        if (last)
+                link_destroy(l);
+}
+
+/* Removes l from the list (dropping the list's reference). Caller holds lock;
+ * returns true when the caller must destroy it. */
+static bool link_unlist_locked(Inventory *inv, Link *l) {
+        for (Link **p = &inv->links; *p; p = &(*p)->next)
+                if (*p == l) {
+                        *p = l->next;
+                        return --l->refs == 0;
+                }
+        return false;
+}
+
+/* Returns a live link to the host (connecting when needed) with a reference
+ * the caller releases, or negative with a sentence in why. */
+int link_acquire(Inventory *inv, const StoreHost *h, Link **ret, char *why, size_t why_size) {
+        Link *dead_one = NULL;
+        pthread_mutex_lock(&inv->lock);
+        for (Link *l = inv->links; l; l = l->next) {
+                if (l->host_id != h->id)
+                        continue;
+                if (!atomic_load(&l->dead) && hv_conn_alive(l->conn)) {
+                        l->refs++;
+                        pthread_mutex_unlock(&inv->lock);
+                        *ret = l;
+                        return 0;
+                }
+                if (link_unlist_locked(inv, l))
+                        dead_one = l;
+                break;
+        }
+        pthread_mutex_unlock(&inv->lock);
+        if (dead_one)
+                link_destroy(dead_one);
+
+        Link *n = xcalloc(1, sizeof *n);
+        n->host_id = h->id;
+        n->inv = inv;
+        pthread_mutex_init(&n->op_lock, NULL);
+        int r = hv_connect(h->uri, inv->cfg.keepalive_interval_s, inv->cfg.keepalive_count, link_on_close, n, &n->conn);
+        if (r < 0) {
+                snprintf(why, why_size, "%s", hv_last_error()[0] ? hv_last_error() : "connection failed");
+                pthread_mutex_destroy(&n->op_lock);
+                free(n);
+                return r;
+        }
+        pthread_mutex_lock(&inv->lock);
+        for (Link *l = inv->links; l; l = l->next)
+                if (l->host_id == h->id && !atomic_load(&l->dead)) {
+                        /* Another thread connected meanwhile: use theirs. */
+                        l->refs++;
+                        pthread_mutex_unlock(&inv->lock);
+                        link_destroy(n);
+                        *ret = l;
+                        return 0;
+                }
+        n->refs = 2; /* the list's and the caller's */
+        n->next = inv->links;
+        inv->links = n;
+        pthread_mutex_unlock(&inv->lock);
+        *ret = n;
+        return 0;
+}
+
+/* Drops the host's link (host removed). */
+void link_forget(Inventory *inv, int64_t host_id) {
+        Link *gone = NULL;
+        pthread_mutex_lock(&inv->lock);
+        for (Link *l = inv->links; l; l = l->next)
+                if (l->host_id == host_id) {
+                        if (link_unlist_locked(inv, l))
+                                gone = l;
+                        break;
+                }
+        pthread_mutex_unlock(&inv->lock);
+        if (gone)
+                link_destroy(gone);
+}
+
+/* ------------------------------------------------------------------ */
+/* reconcile */
+
+const char *inventory_domain_type(const StoreHost *h, const char *requested) {
+        if (h->domain_type[0] && streq(h->domain_type, "test"))
+                return "test";
+        if (requested && (streq(requested, "kvm") || streq(requested, "qemu")))
+                return requested;
+        return h->domain_type[0] ? h->domain_type : "qemu";
+}
+
+static void discovered_name(Store *st, const HvDomainInfo *d, char out[64]) {
+        int64_t id;
+        if (name_is_valid(d->name) && store_vm_find(st, d->name, &id) == -ENOENT) {
+                snprintf(out, 64, "%.63s", d->name);
+                return;
+        }
+        char clean[48];
+        size_t k = 0;
+        for (const char *p = d->name; *p && k < sizeof clean - 1; p++) {
+                unsigned char c = (unsigned char) *p;
+                bool ok = c < 0x80 && (('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') ||
+                                       (k > 0 && (c == '.' || c == '_' || c == '-')));
+                clean[k] = ok ? (char) c : (k > 0 ? '-' : 'x');
+                k++;
+        }
+        clean[k] = 0;
+        snprintf(out, 64, "%s-%.8s", k ? clean : "vm", d->uuid);
+}
+
+static void import_domain(Inventory *inv, const StoreHost *h, const HvDomainInfo *d) {
+        StoreVm vm = {0};
+        snprintf(vm.uuid, sizeof vm.uuid, "%s", d->uuid);
+        discovered_name(inv->st, d, vm.name);
+        vm.host_id = h->id;
+        vm.cpus = d->vcpus;
+        vm.memory_mib = d->memory_mib;
+        snprintf(vm.state, sizeof vm.state, "%s", hv_state_name(d->state));
+        snprintf(vm.domain_type, sizeof vm.domain_type, "%s", d->domain_type);
+        snprintf(vm.origin, sizeof vm.origin, "discovered");
+        int64_t id;
+        if (store_vm_insert(inv->st, &vm, &id) < 0)
+                return;
+        for (size_t i = 0; i < d->n_disks; i++) {
+                StoreDisk disk = { .size_bytes = d->disks[i].capacity_bytes, .owned = false };
+                snprintf(disk.target, sizeof disk.target, "%s", d->disks[i].target);
+                snprintf(disk.path, sizeof disk.path, "%s", d->disks[i].path);
+                (void) store_vm_disk_add(inv->st, id, &disk);
+        }
+        _cleanup_free_ char *msg = streq(vm.name, d->name)
+                ? xasprintf("VM '%s' was found on host '%s' and imported as discovered.", vm.name, h->name)
+                : xasprintf("VM '%s' was found on host '%s' and imported as discovered under the name '%s'.", d->name, h->name, vm.name);
+        (void) store_event_add(inv->st, "info", "vm.discovered", "vm", id, vm.name, 0, msg);
+}
+
+static bool vm_is_busy(Store *st, int64_t vm_id) {
+        int64_t n = 0;
+        return store_query_i64(st, &n, "SELECT count(*) FROM job WHERE target_kind = 'vm' AND target_id = ? AND state IN ('queued', 'running')",
+                               "i", vm_id) == 0 && n > 0;
+}
+
+static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
+        HvDomainInfo *doms = NULL;
+        size_t n = 0;
+        pthread_mutex_lock(&l->op_lock);
+        if (hv_list_domains(l->conn, &doms, &n) < 0) {
+                pthread_mutex_unlock(&l->op_lock);
+                log_warn("cannot list domains on host '%s': %s", h->name, hv_last_error());
+                return;
+        }
+        bool *seen = NULL;
+        StoreVm *known = NULL;
+        int n_known = store_vm_list_on_host(inv->st, h->id, &known);
+        if (n_known < 0) n_known = 0;
+        seen = xcalloc((size_t) n_known + 1, sizeof(bool));
+
+        for (size_t i = 0; i < n; i++) {
+                const HvDomainInfo *d = &doms[i];
+                int64_t vm_id;
+                if (store_vm_find_uuid(inv->st, d->uuid, &vm_id) < 0) {
+                        import_domain(inv, h, d);
+                        continue;
+                }
+                StoreVm vm;
+                if (store_vm_get(inv->st, vm_id, &vm) < 0)
+                        continue;
+                for (int k = 0; k < n_known; k++)
+                        if (known[k].id == vm_id) seen[k] = true;
+                if (vm_is_busy(inv->st, vm_id))
+                        continue;
+                const char *state = hv_state_name(d->state);
+                if (vm.host_id != h->id) {
+                        if (d->state == HV_STATE_SHUTOFF)
+                                continue; /* a stale definition; the VM lives where Armada placed it */
+                        _cleanup_free_ char *msg = xasprintf("VM '%s' is %s on host '%s'; Armada had it on host id %lld. Its record now follows it.",
+                                                             vm.name, state, h->name, (long long) vm.host_id);
+                        (void) store_vm_set_host(inv->st, vm_id, h->id);
+                        (void) store_vm_set_state(inv->st, vm_id, state);
+                        (void) store_event_add(inv->st, "warning", "vm.moved", "vm", vm_id, vm.name, vm.owner_id, msg);
+                        continue;
+                }
+                if (store_vm_set_state(inv->st, vm_id, state) > 0) {
+                        _cleanup_free_ char *msg = xasprintf("VM '%s' on host '%s' is now %s (was %s).", vm.name, h->name, state, vm.state);
+                        (void) store_event_add(inv->st, streq(state, "crashed") ? "error" : "info", "vm.state", "vm", vm_id,
+                                               vm.name, vm.owner_id, msg);
+                }
+                if (vm.cpus != d->vcpus || vm.memory_mib != d->memory_mib)
+                        (void) store_vm_update_hw(inv->st, vm_id, d->vcpus, d->memory_mib, d->domain_type[0] ? d->domain_type : vm.domain_type);
+        }
+        for (int k = 0; k < n_known; k++) {
+                StoreVm *vm = &known[k];
+                if (seen[k] || streq(vm->state, "creating") || streq(vm->state, "deleting") || streq(vm->state, "missing"))
+                        continue;
+                if (vm_is_busy(inv->st, vm->id))
+                        continue;
+                /* Recheck by uuid: it may have been imported or moved meanwhile. */
+                bool present = false;
+                for (size_t i = 0; i < n; i++)
+                        if (strcasecmp(doms[i].uuid, vm->uuid) == 0) present = true;
+                if (present)
+                        continue;
+                (void) store_vm_set_state(inv->st, vm->id, "missing");
+                _cleanup_free_ char *msg = xasprintf("VM '%s' is missing from host '%s': libvirt has no domain with its UUID %s.",
+                                                     vm->name, h->name, vm->uuid);
+                (void) store_event_add(inv->st, "warning", "vm.missing", "vm", vm->id, vm->name, vm->owner_id, msg);
+        }
+        pthread_mutex_unlock(&l->op_lock);
+        free(seen);
+        free(known);
+        free(doms);
+}
+
+static void host_unreachable(Inventory *inv, const StoreHost *h, const char *why) {
+        _cleanup_free_ char *reason = xasprintf("%s", why);
+        if (streq(h->state, "maintenance"))
+                return;
+        if (store_host_set_state(inv->st, h->id, "unreachable", reason) > 0) {
+                _cleanup_free_ char *msg = xasprintf("Host '%s' is unreachable: %s", h->name, why);
+                (void) store_event_add(inv->st, "error", "host.unreachable", "host", h->id, h->name, 0, msg);
+                (void) store_exec(inv->st, "UPDATE vm SET state = 'unknown', updated_at = ? WHERE host_id = ?"
+                                           " AND state NOT IN ('creating', 'deleting', 'missing')", "ii", now_ms(), h->id);
+                log_warn("host '%s' is unreachable: %s", h->name, why);
+        }
+}
+
+int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t reason_size) {
+        StoreHost h;
+        int r = store_host_get(inv->st, host_id, &h);
+        if (r < 0) {
+                if (reason) snprintf(reason, reason_size, "There is no host with id %lld.", (long long) host_id);
+                return r;
+        }
+        char why[512] = "";
+        Link *l;
+        r = link_acquire(inv, &h, &l, why, sizeof why);
+        if (r < 0) {
+                host_unreachable(inv, &h, why);
+                if (reason) snprintf(reason, reason_size, "Cannot connect to host '%s' at '%s': %s", h.name, h.uri, why);
+                return r;
+        }
+        HvHostInfo info;
+        r = hv_host_info(l->conn, &info);
+        if (r < 0) {
+                snprintf(why, sizeof why, "%s", hv_last_error());
+                atomic_store(&l->dead, true);
+                link_release(inv, l);
+                host_unreachable(inv, &h, why);
+                if (reason) snprintf(reason, reason_size, "Host '%s' does not answer: %s", h.name, why);
+                return r;
+        }
+        _cleanup_free_ char *pool_path = NULL;
+        if (hv_pool_ensure(l->conn, h.pool, h.pool_path[0] ? h.pool_path : "/var/lib/libvirt/images/armada", &pool_path) < 0)
+                log_warn("host '%s': cannot prepare storage pool '%s': %s", h.name, h.pool, hv_last_error());
+        (void) store_host_set_facts(inv->st, h.id, info.cpus, info.memory_mib, info.free_memory_mib, info.hv_driver,
+                                    info.default_domain_type, info.hostname, pool_path);
+        if (!streq(h.state, "maintenance") && store_host_set_state(inv->st, h.id, "ok", NULL) > 0) {
+                _cleanup_free_ char *msg = streq(h.state, "connecting")
+                        ? xasprintf("Host '%s' is connected (%s, %u CPUs, %llu MiB, VMs run as %s).", h.name, info.hv_driver,
+                                    info.cpus, (unsigned long long) info.memory_mib,
+                                    streq(info.default_domain_type, "kvm") ? "KVM" : streq(info.default_domain_type, "qemu") ? "QEMU TCG (no KVM)" : info.default_domain_type)
+                        : xasprintf("Host '%s' is reachable again.", h.name);
+                (void) store_event_add(inv->st, "info", "host.ok", "host", h.id, h.name, 0, msg);
+        }
+        snprintf(h.domain_type, sizeof h.domain_type, "%s", info.default_domain_type);
+        reconcile(inv, l, &h);
+        link_release(inv, l);
+        return 0;
+}
+
+static void *monitor_main(void *arg) {
+        Inventory *inv = arg;
+        for (;;) {
+                pthread_mutex_lock(&inv->lock);
+                bool stop = inv->stopping;
+                pthread_mutex_unlock(&inv->lock);
+                if (stop)
+                        break;
+                int64_t *ids = NULL;
+                int n = store_host_ids(inv->st, &ids);
+                for (int i = 0; i < n; i++) {
+                        pthread_mutex_lock(&inv->lock);
+                        stop = inv->stopping;
+                        pthread_mutex_unlock(&inv->lock);
+                        if (stop) break;
+                        (void) inventory_refresh_host(inv, ids[i], NULL, 0);
+                }
+                free(ids);
+                pthread_mutex_lock(&inv->lock);
+                if (!inv->stopping) {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_MONOTONIC, &ts);
+                        int64_t ns = ts.tv_nsec + (int64_t) (inv->cfg.refresh_interval_ms % 1000) * 1000000;
+                        ts.tv_sec += inv->cfg.refresh_interval_ms / 1000 + ns / 1000000000;
+                        ts.tv_nsec = ns % 1000000000;
+                        pthread_cond_timedwait(&inv->wake, &inv->lock, &ts);
+                }
+                pthread_mutex_unlock(&inv->lock);
+        }
+        return NULL;
+}
+
+int inventory_start(Inventory *inv) {
+        if (pthread_create(&inv->monitor, NULL, monitor_main, inv) != 0)
+                return -errno;
+        inv->started = true;
+        return 0;
+}
+
+void inventory_stop(Inventory *inv) {
+        if (!inv || !inv->started)
+                return;
+        pthread_mutex_lock(&inv->lock);
+        inv->stopping = true;
+        pthread_cond_broadcast(&inv->wake);
+        pthread_mutex_unlock(&inv->lock);
+        pthread_join(inv->monitor, NULL);
+        inv->started = false;
+}
+
+Inventory *inventory_free(Inventory *inv) {
+        if (!inv)
+                return NULL;
+        inventory_stop(inv);
+        while (inv->links) {
+                Link *l = inv->links;
+                inv->links = l->next;
+                link_destroy(l);
+        }
+        pthread_mutex_destroy(&inv->lock);
+        pthread_cond_destroy(&inv->wake);
+        free(inv);
+        return NULL;
+}
+
+void inventory_forget_host(Inventory *inv, int64_t host_id) {
+        link_forget(inv, host_id);
+}

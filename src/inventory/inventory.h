@@ -1,0 +1,46 @@
+/* inventory: hosts, VMs and the reconcile between Armada's database (what
+ * should exist, who owns it) and libvirt (what runs where now). It keeps one
+ * libvirt connection per host with keepalive, watches every host on a fixed
+ * interval, and implements the job kinds that act on hosts and VMs:
+ *   host.refresh                     connect, read facts, ensure pool, reconcile
+ *   vm.create                        volume + domain definition (undone on failure)
+ *   vm.start vm.stop vm.kill vm.pause vm.resume
+ *   vm.delete                        undefine, remove owned disks unless keep_disks
+ * Reconcile imports unknown domains as "discovered", marks known VMs absent
+ * from their host as "missing", follows a VM that turns up on another host,
+ * and records every difference as an event. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "store/store.h"
+#include "jobs/jobs.h"
+
+typedef struct {
+        int refresh_interval_ms;     /* how often every host is checked (default 5000) */
+        int keepalive_interval_s;    /* libvirt keepalive (default 1) */
+        unsigned keepalive_count;    /* missed answers before a drop (default 3) */
+        int stop_timeout_s;          /* default wait for a guest to shut down (60) */
+} InventoryConfig;
+
+typedef struct Inventory Inventory;
+
+int inventory_new(Store *st, Jobs *jobs, const InventoryConfig *cfg, Inventory **ret);
+/* Registers the job kinds (before jobs_start()) */
+void inventory_register_jobs(Inventory *inv);
+/* Starts the host monitor thread. */
+int inventory_start(Inventory *inv);
+void inventory_stop(Inventory *inv);
+Inventory *inventory_free(Inventory *inv);
+
+/* Reconciles one host now (also what host.refresh does). Returns 0, or
+ * negative with a sentence in reason (may be NULL) when the host cannot be
+ * reached. */
+int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t reason_size);
+
+/* Chooses the domain type for a new VM on a host: "kvm", "qemu" or "test".
+ * requested is "auto", "kvm" or "qemu". */
+const char *inventory_domain_type(const StoreHost *h, const char *requested);
+
+/* Forgets a removed host's connection. */
+void inventory_forget_host(Inventory *inv, int64_t host_id);

@@ -1,0 +1,56 @@
+/* jobs: every operation that talks to a host runs as a persisted job —
+ * queued, running, succeeded, failed or cancelled — with steps, percent
+ * progress, a cancel request, an owner and a result or error. A pool of
+ * worker threads claims queued jobs from the database (one job per target
+ * object at a time) and runs the handler registered for the job's kind.
+ *
+ * After a crash or restart, jobs left "running" are resumed when their kind
+ * is safe to repeat (resumable), otherwise failed with the reason and handed
+ * to the kind's abandon hook so the owner module can clean up. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "store/store.h"
+
+typedef struct Jobs Jobs;
+
+typedef struct {
+        Jobs *jobs;
+        Store *st;
+        const StoreJob *job;
+        json_t *params;          /* parsed params (never NULL: {} when none) */
+        json_t *result;          /* handler may set (owned by the context) */
+        char error[1024];        /* set through job_fail() */
+} JobCtx;
+
+/* Runs a job. Returns 0 on success, -ECANCELED when it stopped because of a
+ * cancel request, another negative code on failure (after job_fail()). */
+typedef int (*JobHandler)(JobCtx *ctx, void *userdata);
+/* Called at start-up for a job of a non-resumable kind found "running":
+ * the job is already marked failed; the hook cleans up what it can. */
+typedef void (*JobAbandonFn)(Store *st, const StoreJob *job, void *userdata);
+
+/* Creates the job engine over st with n_workers threads (not yet started). */
+int jobs_new(Store *st, unsigned n_workers, Jobs **ret);
+/* Registers the handler of a kind. Call before jobs_start(). */
+void jobs_register(Jobs *j, const char *kind, JobHandler fn, JobAbandonFn abandon, void *userdata, bool resumable);
+/* Recovers jobs a previous run left running, then starts the workers.
+ * Returns 0 or negative. */
+int jobs_start(Jobs *j);
+/* Queues a job and wakes a worker. params may be NULL (borrowed). */
+int jobs_submit(Jobs *j, const char *kind, const char *target_kind, int64_t target_id,
+                const char *target_name, int64_t owner_id, json_t *params, int64_t *ret_id);
+/* Stops the workers after their current jobs (which see a cancel request
+ * only if they were asked). Idempotent. */
+void jobs_stop(Jobs *j);
+Jobs *jobs_free(Jobs *j);
+
+/* ---- for handlers ---- */
+/* Records progress (0-100, monotone) and the step being done. */
+void job_progress(JobCtx *ctx, int percent, const char *step_fmt, ...) _printf_(3, 4);
+/* True once a cancel was requested for this job. */
+bool job_cancel_requested(JobCtx *ctx);
+/* Sets the error sentence and returns code (negative), for `return job_fail(...)`. */
+int job_fail(JobCtx *ctx, int code, const char *fmt, ...) _printf_(3, 4);

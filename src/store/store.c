@@ -1,0 +1,1075 @@
+/* store: the SQLite database behind armadad — connection handling, schema
+ * migrations and every SQL statement. See store.h for the conventions. */
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+struct Store {
+        char *path;
+        pthread_key_t key;
+        pthread_mutex_t lock;
+        sqlite3 **all;          /* every connection opened, for store_free() */
+        size_t n_all;
+};
+
+/* Schema migrations: migration i brings the database from version i to i+1.
+ * Never edit a released migration; append a new one. */
+static const char *const MIGRATIONS[] = {
+        /* 0 -> 1: the foundation */
+        "CREATE TABLE host_group ("
+        "  id INTEGER PRIMARY KEY,"
+        "  name TEXT NOT NULL,"
+        "  parent_id INTEGER REFERENCES host_group(id),"
+        "  path TEXT NOT NULL UNIQUE,"
+        "  created_at INTEGER NOT NULL,"
+        "  UNIQUE(parent_id, name));"
+        "INSERT INTO host_group(id, name, parent_id, path, created_at)"
+        "  VALUES (1, 'All Hosts', NULL, '', CAST(strftime('%s','now') AS INTEGER) * 1000);"
+        "CREATE TABLE user ("
+        "  id INTEGER PRIMARY KEY,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  password_hash TEXT NOT NULL,"
+        "  role TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL);"
+        "CREATE TABLE user_scope ("
+        "  user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,"
+        "  group_id INTEGER NOT NULL REFERENCES host_group(id) ON DELETE CASCADE,"
+        "  PRIMARY KEY(user_id, group_id));"
+        "CREATE TABLE token ("
+        "  id INTEGER PRIMARY KEY,"
+        "  user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,"
+        "  token_hash TEXT NOT NULL UNIQUE,"
+        "  created_at INTEGER NOT NULL,"
+        "  expires_at INTEGER NOT NULL,"
+        "  last_used_at INTEGER);"
+        "CREATE TABLE host ("
+        "  id INTEGER PRIMARY KEY,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  uri TEXT NOT NULL,"
+        "  group_id INTEGER NOT NULL REFERENCES host_group(id),"
+        "  state TEXT NOT NULL DEFAULT 'connecting',"
+        "  state_reason TEXT,"
+        "  hostname TEXT,"
+        "  cpus INTEGER,"
+        "  memory_mib INTEGER,"
+        "  free_memory_mib INTEGER,"
+        "  hv_driver TEXT,"
+        "  domain_type TEXT,"
+        "  pool TEXT NOT NULL,"
+        "  pool_path TEXT,"
+        "  last_seen_at INTEGER,"
+        "  created_at INTEGER NOT NULL);"
+        "CREATE INDEX host_group_idx ON host(group_id);"
+        "CREATE TABLE vm ("
+        "  id INTEGER PRIMARY KEY,"
+        "  uuid TEXT NOT NULL UNIQUE,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  host_id INTEGER REFERENCES host(id),"
+        "  owner_id INTEGER REFERENCES user(id) ON DELETE SET NULL,"
+        "  cpus INTEGER NOT NULL,"
+        "  memory_mib INTEGER NOT NULL,"
+        "  state TEXT NOT NULL,"
+        "  domain_type TEXT,"
+        "  origin TEXT NOT NULL DEFAULT 'created',"
+        "  description TEXT,"
+        "  created_at INTEGER NOT NULL,"
+        "  updated_at INTEGER NOT NULL);"
+        "CREATE INDEX vm_host_idx ON vm(host_id);"
+        "CREATE INDEX vm_owner_idx ON vm(owner_id);"
+        "CREATE TABLE vm_disk ("
+        "  vm_id INTEGER NOT NULL REFERENCES vm(id) ON DELETE CASCADE,"
+        "  target TEXT NOT NULL,"
+        "  path TEXT NOT NULL,"
+        "  size_bytes INTEGER NOT NULL DEFAULT 0,"
+        "  owned INTEGER NOT NULL DEFAULT 0,"
+        "  PRIMARY KEY(vm_id, target));"
+        "CREATE TABLE job ("
+        "  id INTEGER PRIMARY KEY,"
+        "  kind TEXT NOT NULL,"
+        "  state TEXT NOT NULL DEFAULT 'queued',"
+        "  target_kind TEXT NOT NULL,"
+        "  target_id INTEGER NOT NULL,"
+        "  target_name TEXT,"
+        "  owner_id INTEGER,"
+        "  params TEXT,"
+        "  progress INTEGER NOT NULL DEFAULT 0,"
+        "  step TEXT,"
+        "  error TEXT,"
+        "  result TEXT,"
+        "  attempts INTEGER NOT NULL DEFAULT 0,"
+        "  cancel_requested INTEGER NOT NULL DEFAULT 0,"
+        "  created_at INTEGER NOT NULL,"
+        "  started_at INTEGER,"
+        "  finished_at INTEGER);"
+        "CREATE INDEX job_state_idx ON job(state, id);"
+        "CREATE TABLE job_step ("
+        "  job_id INTEGER NOT NULL REFERENCES job(id) ON DELETE CASCADE,"
+        "  seq INTEGER NOT NULL,"
+        "  name TEXT NOT NULL,"
+        "  at INTEGER NOT NULL,"
+        "  PRIMARY KEY(job_id, seq));"
+        "CREATE TABLE event ("
+        "  id INTEGER PRIMARY KEY,"
+        "  at INTEGER NOT NULL,"
+        "  severity TEXT NOT NULL,"
+        "  kind TEXT NOT NULL,"
+        "  object_kind TEXT,"
+        "  object_id INTEGER,"
+        "  object_name TEXT,"
+        "  owner_id INTEGER,"
+        "  message TEXT NOT NULL);"
+        "CREATE TABLE audit ("
+        "  id INTEGER PRIMARY KEY,"
+        "  at INTEGER NOT NULL,"
+        "  user_id INTEGER,"
+        "  user_name TEXT,"
+        "  address TEXT,"
+        "  action TEXT NOT NULL,"
+        "  object_kind TEXT,"
+        "  object_id INTEGER,"
+        "  object_name TEXT,"
+        "  detail TEXT,"
+        "  result TEXT NOT NULL);",
+};
+
+/* ------------------------------------------------------------------ */
+
+static void conn_forget(void *p) {
+        /* Thread exit: the connection stays in st->all and is closed by
+         * store_free(); closing here would race with nothing but is not
+         * needed for correctness. */
+        (void) p;
+}
+
+static sqlite3 *conn_open(Store *st) {
+        sqlite3 *db = NULL;
+        if (sqlite3_open_v2(st->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+                log_error("cannot open database '%s': %s", st->path, db ? sqlite3_errmsg(db) : "out of memory");
+                sqlite3_close(db);
+                return NULL;
+        }
+        sqlite3_busy_timeout(db, 10000);
+        sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL);
+        pthread_mutex_lock(&st->lock);
+        st->all = xrealloc(st->all, sizeof(sqlite3 *) * (st->n_all + 1));
+        st->all[st->n_all++] = db;
+        pthread_mutex_unlock(&st->lock);
+        return db;
+}
+
+sqlite3 *store_db(Store *st) {
+        sqlite3 *db = pthread_getspecific(st->key);
+        if (db)
+                return db;
+        db = conn_open(st);
+        if (db)
+                pthread_setspecific(st->key, db);
+        return db;
+}
+
+static int migrate(Store *st) {
+        sqlite3 *db = store_db(st);
+        int version = store_schema_version(st);
+        if (version < 0)
+                return version;
+        for (int v = version; v < (int) ELEMENTSOF(MIGRATIONS); v++) {
+                char *err = NULL;
+                _cleanup_free_ char *sql = xasprintf("BEGIN IMMEDIATE; %s; PRAGMA user_version=%d; COMMIT;", MIGRATIONS[v], v + 1);
+                if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+                        log_error("database migration %d -> %d failed: %s", v, v + 1, err ? err : "?");
+                        sqlite3_free(err);
+                        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                        return -EIO;
+                }
+                log_info("database migrated to schema version %d", v + 1);
+        }
+        return 0;
+}
+
+int store_open(const char *path, Store **ret) {
+        Store *st = xcalloc(1, sizeof *st);
+        st->path = xstrdup(path);
+        pthread_mutex_init(&st->lock, NULL);
+        if (pthread_key_create(&st->key, conn_forget) != 0) {
+                free(st->path);
+                free(st);
+                return -ENOMEM;
+        }
+        if (!store_db(st)) {
+                store_free(st);
+                return -EIO;
+        }
+        int r = migrate(st);
+        if (r < 0) {
+                store_free(st);
+                return r;
+        }
+        *ret = st;
+        return 0;
+}
+
+Store *store_free(Store *st) {
+        if (!st)
+                return NULL;
+        for (size_t i = 0; i < st->n_all; i++)
+                sqlite3_close_v2(st->all[i]);
+        free(st->all);
+        pthread_key_delete(st->key);
+        pthread_mutex_destroy(&st->lock);
+        free(st->path);
+        free(st);
+        return NULL;
+}
+
+int store_schema_version(Store *st) {
+        int64_t v;
+        int r = store_query_i64(st, &v, "PRAGMA user_version", "");
+        return r < 0 ? r : (int) v;
+}
+
+/* ------------------------------------------------------------------ */
+
+static int errcode(sqlite3 *db, int rc, const char *sql) {
+        int ext = sqlite3_extended_errcode(db);
+        if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
+                return -EEXIST;
+        if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
+                return -ENOTEMPTY;
+        log_error("database error %d (%s) in: %.120s", rc, sqlite3_errmsg(db), sql);
+        return -EIO;
+}
+
+static int prepare_bind(sqlite3 *db, const char *sql, const char *types, va_list ap, sqlite3_stmt **ret) {
+        sqlite3_stmt *stmt = NULL;
+        int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+        if (rc != SQLITE_OK)
+                return errcode(db, rc, sql);
+        int idx = 1;
+        for (const char *t = types; *t; t++, idx++) {
+                switch (*t) {
+                case 'i': rc = sqlite3_bind_int64(stmt, idx, va_arg(ap, int64_t)); break;
+                case 'd': rc = sqlite3_bind_double(stmt, idx, va_arg(ap, double)); break;
+                case 'b': rc = sqlite3_bind_int(stmt, idx, va_arg(ap, int) ? 1 : 0); break;
+                case 'n': rc = sqlite3_bind_null(stmt, idx); break;
+                case 's': {
+                        const char *s = va_arg(ap, const char *);
+                        rc = s ? sqlite3_bind_text(stmt, idx, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(stmt, idx);
+                        break;
+                }
+                default:
+                        sqlite3_finalize(stmt);
+                        log_error("store: bad bind type '%c'", *t);
+                        return -EINVAL;
+                }
+                if (rc != SQLITE_OK) {
+                        sqlite3_finalize(stmt);
+                        return errcode(db, rc, sql);
+                }
+        }
+        *ret = stmt;
+        return 0;
+}
+
+static int vexec(Store *st, const char *sql, const char *types, va_list ap) {
+        sqlite3 *db = store_db(st);
+        if (!db)
+                return -EIO;
+        sqlite3_stmt *stmt;
+        int r = prepare_bind(db, sql, types, ap, &stmt);
+        if (r < 0)
+                return r;
+        int rc;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+                ;
+        r = rc == SQLITE_DONE ? 0 : errcode(db, rc, sql);
+        sqlite3_finalize(stmt);
+        return r;
+}
+
+int store_exec(Store *st, const char *sql, const char *types, ...) {
+        va_list ap;
+        va_start(ap, types);
+        int r = vexec(st, sql, types, ap);
+        va_end(ap);
+        return r;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+        size_t a = strlen(s), b = strlen(suffix);
+        return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static json_t *row_json(sqlite3_stmt *stmt) {
+        json_t *o = json_object();
+        int n = sqlite3_column_count(stmt);
+        for (int i = 0; i < n; i++) {
+                const char *name = sqlite3_column_name(stmt, i);
+                int type = sqlite3_column_type(stmt, i);
+                json_t *v;
+                char key[128];
+                snprintf(key, sizeof key, "%s", name);
+                if (ends_with(name, "_json") || ends_with(name, "_bool"))
+                        key[strlen(key) - 5] = 0;
+                if (type == SQLITE_NULL)
+                        v = json_null();
+                else if (ends_with(name, "_json")) {
+                        v = json_loads((const char *) sqlite3_column_text(stmt, i), JSON_DECODE_ANY, NULL);
+                        if (!v) v = json_null();
+                } else if (ends_with(name, "_bool")) {
+                        v = json_boolean(sqlite3_column_int64(stmt, i) != 0);
+                } else if (type == SQLITE_INTEGER && (ends_with(name, "_at") || streq(name, "at"))) {
+                        char ts[32];
+                        time_format(sqlite3_column_int64(stmt, i), ts);
+                        v = json_string(ts);
+                } else if (type == SQLITE_INTEGER)
+                        v = json_integer(sqlite3_column_int64(stmt, i));
+                else if (type == SQLITE_FLOAT)
+                        v = json_real(sqlite3_column_double(stmt, i));
+                else
+                        v = json_string((const char *) sqlite3_column_text(stmt, i));
+                json_object_set_new(o, key, v ? v : json_null());
+        }
+        return o;
+}
+
+static json_t *vquery_json(Store *st, const char *sql, const char *types, va_list ap) {
+        sqlite3 *db = store_db(st);
+        if (!db)
+                return NULL;
+        sqlite3_stmt *stmt;
+        if (prepare_bind(db, sql, types, ap, &stmt) < 0)
+                return NULL;
+        json_t *arr = json_array();
+        int rc;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+                json_array_append_new(arr, row_json(stmt));
+        if (rc != SQLITE_DONE) {
+                errcode(db, rc, sql);
+                json_decref(arr);
+                arr = NULL;
+        }
+        sqlite3_finalize(stmt);
+        return arr;
+}
+
+json_t *store_query_json(Store *st, const char *sql, const char *types, ...) {
+        va_list ap;
+        va_start(ap, types);
+        json_t *r = vquery_json(st, sql, types, ap);
+        va_end(ap);
+        return r;
+}
+
+json_t *store_query_one(Store *st, const char *sql, const char *types, ...) {
+        va_list ap;
+        va_start(ap, types);
+        json_t *arr = vquery_json(st, sql, types, ap);
+        va_end(ap);
+        if (!arr)
+                return NULL;
+        json_t *o = json_array_size(arr) ? json_incref(json_array_get(arr, 0)) : NULL;
+        json_decref(arr);
+        return o;
+}
+
+int store_query_i64(Store *st, int64_t *ret, const char *sql, const char *types, ...) {
+        sqlite3 *db = store_db(st);
+        if (!db)
+                return -EIO;
+        va_list ap;
+        va_start(ap, types);
+        sqlite3_stmt *stmt;
+        int r = prepare_bind(db, sql, types, ap, &stmt);
+        va_end(ap);
+        if (r < 0)
+                return r;
+        int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW) {
+                *ret = sqlite3_column_int64(stmt, 0);
+                r = 0;
+        } else
+                r = rc == SQLITE_DONE ? -ENOENT : errcode(db, rc, sql);
+        sqlite3_finalize(stmt);
+        return r;
+}
+
+int store_begin(Store *st) { return store_exec(st, "BEGIN IMMEDIATE", ""); }
+int store_commit(Store *st) { return store_exec(st, "COMMIT", ""); }
+void store_rollback(Store *st) { (void) store_exec(st, "ROLLBACK", ""); }
+int64_t store_last_id(Store *st) { return sqlite3_last_insert_rowid(store_db(st)); }
+int store_changes(Store *st) { return sqlite3_changes(store_db(st)); }
+
+/* Runs a statement that returns one row and copies its columns into a
+ * struct through a callback. -ENOENT when no row. */
+typedef void (*RowFn)(sqlite3_stmt *stmt, void *out);
+static int query_row(Store *st, RowFn fn, void *out, const char *sql, const char *types, ...) {
+        sqlite3 *db = store_db(st);
+        if (!db)
+                return -EIO;
+        va_list ap;
+        va_start(ap, types);
+        sqlite3_stmt *stmt;
+        int r = prepare_bind(db, sql, types, ap, &stmt);
+        va_end(ap);
+        if (r < 0)
+                return r;
+        int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW) {
+                fn(stmt, out);
+                r = 0;
+        } else
+                r = rc == SQLITE_DONE ? -ENOENT : errcode(db, rc, sql);
+        sqlite3_finalize(stmt);
+        return r;
+}
+
+/* Like query_row for many rows: fn fills element i of a growing array. */
+static int query_rows(Store *st, RowFn fn, size_t elem, void **ret, const char *sql, const char *types, ...) {
+        sqlite3 *db = store_db(st);
+        if (!db)
+                return -EIO;
+        va_list ap;
+        va_start(ap, types);
+        sqlite3_stmt *stmt;
+        int r = prepare_bind(db, sql, types, ap, &stmt);
+        va_end(ap);
+        if (r < 0)
+                return r;
+        char *arr = NULL;
+        size_t n = 0, cap = 0;
+        int rc;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 16;
+                        arr = xrealloc(arr, cap * elem);
+                }
+                memset(arr + n * elem, 0, elem);
+                fn(stmt, arr + n * elem);
+                n++;
+        }
+        sqlite3_finalize(stmt);
+        if (rc != SQLITE_DONE) {
+                free(arr);
+                return errcode(db, rc, sql);
+        }
+        *ret = arr;
+        return (int) n;
+}
+
+static void copy_text(char *dst, size_t size, sqlite3_stmt *stmt, int col) {
+        const unsigned char *s = sqlite3_column_text(stmt, col);
+        snprintf(dst, size, "%s", s ? (const char *) s : "");
+}
+#define COPY(field, col) copy_text((field), sizeof(field), stmt, (col))
+
+static void row_i64(sqlite3_stmt *stmt, void *out) { *(int64_t *) out = sqlite3_column_int64(stmt, 0); }
+
+/* ------------------------------------------------------------------ */
+/* host groups */
+
+char *store_group_path_normalize(const char *path, const char **ret_reason) {
+        if (!path) {
+                *ret_reason = "must not be empty";
+                return NULL;
+        }
+        const char *p = path;
+        while (*p == '/') p++;
+        size_t root_len = strlen(STORE_ROOT_GROUP_NAME);
+        if (strncmp(p, STORE_ROOT_GROUP_NAME, root_len) == 0 && (p[root_len] == 0 || p[root_len] == '/'))
+                p += root_len;
+        StrBuf b = {0};
+        _cleanup_free_ char *copy = xstrdup(p);
+        char *save = NULL;
+        for (char *seg = strtok_r(copy, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
+                const char *why = name_invalid_reason(seg);
+                if (why) {
+                        *ret_reason = why;
+                        strbuf_free(&b);
+                        return NULL;
+                }
+                if (b.len) strbuf_append(&b, "/");
+                strbuf_append(&b, seg);
+        }
+        if (b.len > 1000) {
+                *ret_reason = "must be at most 1000 characters long";
+                strbuf_free(&b);
+                return NULL;
+        }
+        return strbuf_steal(&b);
+}
+
+int store_group_find(Store *st, const char *path, int64_t *ret_id) {
+        return store_query_i64(st, ret_id, "SELECT id FROM host_group WHERE path = ?", "s", path);
+}
+
+int store_group_create_path(Store *st, const char *path, int64_t *ret_id, bool *ret_created) {
+        int r = store_begin(st);
+        if (r < 0)
+                return r;
+        int64_t parent = STORE_ROOT_GROUP_ID;
+        bool created = false;
+        StrBuf prefix = {0};
+        _cleanup_free_ char *copy = xstrdup(path);
+        char *save = NULL;
+        for (char *seg = strtok_r(copy, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
+                if (prefix.len) strbuf_append(&prefix, "/");
+                strbuf_append(&prefix, seg);
+                int64_t id;
+                r = store_group_find(st, prefix.s, &id);
+                if (r == -ENOENT) {
+                        r = store_exec(st, "INSERT INTO host_group(name, parent_id, path, created_at) VALUES (?,?,?,?)",
+                                       "sisi", seg, parent, prefix.s, now_ms());
+                        if (r < 0) break;
+                        id = store_last_id(st);
+                        created = true;
+                } else if (r < 0)
+                        break;
+                parent = id;
+        }
+        strbuf_free(&prefix);
+        if (r < 0) {
+                store_rollback(st);
+                return r;
+        }
+        r = store_commit(st);
+        if (r < 0)
+                return r;
+        *ret_id = parent;
+        if (ret_created) *ret_created = created;
+        return 0;
+}
+
+int store_group_chain(Store *st, int64_t group_id, int64_t *ids, int max) {
+        int64_t *rows = NULL;
+        int n = query_rows(st, row_i64, sizeof(int64_t), (void **) &rows,
+                           "WITH RECURSIVE c(id, parent_id, depth) AS ("
+                           "  SELECT id, parent_id, 0 FROM host_group WHERE id = ?"
+                           "  UNION ALL SELECT g.id, g.parent_id, c.depth + 1 FROM host_group g JOIN c ON g.id = c.parent_id"
+                           "  WHERE c.depth < 64)"
+                           " SELECT id FROM c ORDER BY depth", "i", group_id);
+        if (n < 0)
+                return n;
+        if (n == 0) {
+                free(rows);
+                return -ENOENT;
+        }
+        int k = n < max ? n : max;
+        memcpy(ids, rows, sizeof(int64_t) * (size_t) k);
+        free(rows);
+        return k;
+}
+
+int store_group_rename(Store *st, int64_t id, const char *new_name) {
+        if (id == STORE_ROOT_GROUP_ID)
+                return -EPERM;
+        _cleanup_json_ json_t *g = store_group_get(st, id);
+        if (!g)
+                return -ENOENT;
+        const char *old_path = json_string_value(json_object_get(g, "path"));
+        _cleanup_free_ char *parent_path = xstrdup(old_path);
+        char *slash = strrchr(parent_path, '/');
+        if (slash) *slash = 0; else parent_path[0] = 0;
+        _cleanup_free_ char *new_path = parent_path[0] ? xasprintf("%s/%s", parent_path, new_name) : xstrdup(new_name);
+        int r = store_begin(st);
+        if (r < 0)
+                return r;
+        r = store_exec(st, "UPDATE host_group SET name = ? WHERE id = ?", "si", new_name, id);
+        if (r >= 0)
+                r = store_exec(st, "UPDATE host_group SET path = ? || substr(path, length(?) + 1)"
+                                   " WHERE path = ? OR substr(path, 1, length(?) + 1) = ? || '/'",
+                               "sssss", new_path, old_path, old_path, old_path, old_path);
+        if (r < 0) {
+                store_rollback(st);
+                return r;
+        }
+        return store_commit(st);
+}
+
+int store_group_move(Store *st, int64_t id, int64_t new_parent_id) {
+        if (id == STORE_ROOT_GROUP_ID)
+                return -EPERM;
+        int64_t chain[64];
+        int n = store_group_chain(st, new_parent_id, chain, 64);
+        if (n < 0)
+                return n;
+        for (int i = 0; i < n; i++)
+                if (chain[i] == id)
+                        return -ELOOP;
+        _cleanup_json_ json_t *g = store_group_get(st, id);
+        _cleanup_json_ json_t *p = store_group_get(st, new_parent_id);
+        if (!g || !p)
+                return -ENOENT;
+        const char *old_path = json_string_value(json_object_get(g, "path"));
+        const char *name = json_string_value(json_object_get(g, "name"));
+        const char *ppath = json_string_value(json_object_get(p, "path"));
+        _cleanup_free_ char *new_path = ppath[0] ? xasprintf("%s/%s", ppath, name) : xstrdup(name);
+        int r = store_begin(st);
+        if (r < 0)
+                return r;
+        r = store_exec(st, "UPDATE host_group SET parent_id = ? WHERE id = ?", "ii", new_parent_id, id);
+        if (r >= 0)
+                r = store_exec(st, "UPDATE host_group SET path = ? || substr(path, length(?) + 1)"
+                                   " WHERE path = ? OR substr(path, 1, length(?) + 1) = ? || '/'",
+                               "sssss", new_path, old_path, old_path, old_path, old_path);
+        if (r < 0) {
+                store_rollback(st);
+                return r;
+        }
+        return store_commit(st);
+}
+
+int store_group_delete(Store *st, int64_t id) {
+        if (id == STORE_ROOT_GROUP_ID)
+                return -EPERM;
+        int64_t n;
+        int r = store_query_i64(st, &n, "SELECT (SELECT count(*) FROM host WHERE group_id = ?1)"
+                                        " + (SELECT count(*) FROM host_group WHERE parent_id = ?1)", "i", id);
+        if (r < 0)
+                return r;
+        if (n > 0)
+                return -ENOTEMPTY;
+        r = store_exec(st, "DELETE FROM host_group WHERE id = ?", "i", id);
+        if (r < 0)
+                return r;
+        return store_changes(st) ? 0 : -ENOENT;
+}
+
+#define GROUP_COLUMNS \
+        "SELECT g.id, g.name, CASE WHEN g.id = 1 THEN 'All Hosts' ELSE g.path END AS path, g.parent_id," \
+        " (SELECT count(*) FROM host h WHERE h.group_id = g.id) AS n_hosts," \
+        " (SELECT count(*) FROM host_group c WHERE c.parent_id = g.id) AS n_children, g.created_at" \
+        " FROM host_group g "
+
+json_t *store_group_list(Store *st, const char *path_filter) {
+        if (path_filter)
+                return store_query_json(st, GROUP_COLUMNS "WHERE g.path = ? ORDER BY g.path", "s", path_filter);
+        return store_query_json(st, GROUP_COLUMNS "ORDER BY g.path", "");
+}
+
+json_t *store_group_get(Store *st, int64_t id) {
+        /* The raw path ("" for the root) is what callers compute with. */
+        return store_query_one(st, "SELECT id, name, path, parent_id FROM host_group WHERE id = ?", "i", id);
+}
+
+typedef struct { int64_t id, parent; } IdParent;
+static void row_id_parent(sqlite3_stmt *stmt, void *out) {
+        IdParent *p = out;
+        p->id = sqlite3_column_int64(stmt, 0);
+        p->parent = sqlite3_column_int64(stmt, 1);
+}
+int store_group_parents(Store *st, int64_t **ret_ids, int64_t **ret_parents) {
+        IdParent *rows = NULL;
+        int n = query_rows(st, row_id_parent, sizeof(IdParent), (void **) &rows,
+                           "SELECT id, coalesce(parent_id, 0) FROM host_group ORDER BY id", "");
+        if (n < 0)
+                return n;
+        int64_t *ids = xcalloc((size_t) n, sizeof(int64_t)), *parents = xcalloc((size_t) n, sizeof(int64_t));
+        for (int i = 0; i < n; i++) {
+                ids[i] = rows[i].id;
+                parents[i] = rows[i].parent;
+        }
+        free(rows);
+        *ret_ids = ids;
+        *ret_parents = parents;
+        return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* hosts */
+
+int store_host_insert(Store *st, const char *name, const char *uri, int64_t group_id,
+                      const char *pool, const char *pool_path, int64_t *ret_id) {
+        int r = store_exec(st, "INSERT INTO host(name, uri, group_id, pool, pool_path, created_at) VALUES (?,?,?,?,?,?)",
+                           "ssissi", name, uri, group_id, pool, pool_path, now_ms());
+        if (r < 0)
+                return r;
+        *ret_id = store_last_id(st);
+        return 0;
+}
+
+static void row_host(sqlite3_stmt *stmt, void *out) {
+        StoreHost *h = out;
+        h->id = sqlite3_column_int64(stmt, 0);
+        COPY(h->name, 1);
+        COPY(h->uri, 2);
+        h->group_id = sqlite3_column_int64(stmt, 3);
+        COPY(h->state, 4);
+        COPY(h->pool, 5);
+        COPY(h->pool_path, 6);
+        COPY(h->domain_type, 7);
+}
+int store_host_get(Store *st, int64_t id, StoreHost *ret) {
+        return query_row(st, row_host, ret, "SELECT id, name, uri, group_id, state, pool, pool_path, domain_type"
+                                            " FROM host WHERE id = ?", "i", id);
+}
+int store_host_find(Store *st, const char *name, int64_t *ret_id) {
+        return store_query_i64(st, ret_id, "SELECT id FROM host WHERE name = ?", "s", name);
+}
+int store_host_set_state(Store *st, int64_t id, const char *state, const char *reason) {
+        int r = store_exec(st, "UPDATE host SET state = ?, state_reason = ? WHERE id = ? AND (state IS NOT ? OR state_reason IS NOT ?)",
+                           "ssiss", state, reason, id, state, reason);
+        if (r < 0)
+                return r;
+        return store_changes(st) > 0;
+}
+int store_host_set_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, uint64_t free_memory_mib,
+                         const char *hv_driver, const char *domain_type, const char *hostname, const char *pool_path) {
+        return store_exec(st, "UPDATE host SET cpus = ?, memory_mib = ?, free_memory_mib = ?, hv_driver = ?, domain_type = ?,"
+                              " hostname = ?, pool_path = coalesce(?, pool_path), last_seen_at = ? WHERE id = ?",
+                          "iiissssii", (int64_t) cpus, (int64_t) memory_mib, (int64_t) free_memory_mib, hv_driver,
+                          domain_type, hostname, pool_path, now_ms(), id);
+}
+int store_host_delete(Store *st, int64_t id, bool force) {
+        int r = store_begin(st);
+        if (r < 0)
+                return r;
+        if (force)
+                r = store_exec(st, "DELETE FROM vm WHERE host_id = ?", "i", id);
+        if (r >= 0)
+                r = store_exec(st, "DELETE FROM host WHERE id = ?", "i", id);
+        if (r >= 0 && store_changes(st) == 0)
+                r = -ENOENT;
+        if (r < 0) {
+                store_rollback(st);
+                return r;
+        }
+        return store_commit(st);
+}
+
+#define HOST_COLUMNS \
+        "SELECT h.id, h.name, h.uri, h.group_id, CASE WHEN g.id = 1 THEN 'All Hosts' ELSE g.path END AS group_path," \
+        " h.state, h.state_reason, h.hostname, h.cpus, h.memory_mib, h.free_memory_mib, h.hv_driver, h.domain_type," \
+        " h.pool, h.pool_path, (SELECT count(*) FROM vm WHERE vm.host_id = h.id) AS n_vms, h.last_seen_at, h.created_at" \
+        " FROM host h JOIN host_group g ON g.id = h.group_id "
+
+json_t *store_host_list(Store *st, const char *name, int64_t group_id) {
+        return store_query_json(st, HOST_COLUMNS "WHERE (?1 IS NULL OR h.name = ?1) AND (?2 = 0 OR h.group_id = ?2) ORDER BY h.name",
+                                "si", name, group_id);
+}
+json_t *store_host_get_json(Store *st, int64_t id) {
+        return store_query_one(st, HOST_COLUMNS "WHERE h.id = ?", "i", id);
+}
+int store_host_ids(Store *st, int64_t **ret_ids) {
+        return query_rows(st, row_i64, sizeof(int64_t), (void **) ret_ids, "SELECT id FROM host ORDER BY id", "");
+}
+
+/* ------------------------------------------------------------------ */
+/* VMs */
+
+int store_vm_insert(Store *st, const StoreVm *vm, int64_t *ret_id) {
+        int64_t now = now_ms();
+        int r = store_exec(st, "INSERT INTO vm(uuid, name, host_id, owner_id, cpus, memory_mib, state, domain_type, origin,"
+                               " description, created_at, updated_at) VALUES (?,?,nullif(?,0),nullif(?,0),?,?,?,?,?,nullif(?,''),?,?)",
+                           "ssiiiissssii", vm->uuid, vm->name, vm->host_id, vm->owner_id, (int64_t) vm->cpus,
+                           (int64_t) vm->memory_mib, vm->state, vm->domain_type[0] ? vm->domain_type : NULL,
+                           vm->origin[0] ? vm->origin : "created", vm->description, now, now);
+        if (r < 0)
+                return r;
+        *ret_id = store_last_id(st);
+        return 0;
+}
+
+static void row_vm(sqlite3_stmt *stmt, void *out) {
+        StoreVm *v = out;
+        v->id = sqlite3_column_int64(stmt, 0);
+        COPY(v->uuid, 1);
+        COPY(v->name, 2);
+        v->host_id = sqlite3_column_int64(stmt, 3);
+        v->owner_id = sqlite3_column_int64(stmt, 4);
+        v->cpus = (unsigned) sqlite3_column_int64(stmt, 5);
+        v->memory_mib = (uint64_t) sqlite3_column_int64(stmt, 6);
+        COPY(v->state, 7);
+        COPY(v->domain_type, 8);
+        COPY(v->origin, 9);
+        COPY(v->description, 10);
+}
+#define VM_ROW "SELECT id, uuid, name, coalesce(host_id, 0), coalesce(owner_id, 0), cpus, memory_mib, state," \
+               " domain_type, origin, description FROM vm "
+
+int store_vm_get(Store *st, int64_t id, StoreVm *ret) {
+        return query_row(st, row_vm, ret, VM_ROW "WHERE id = ?", "i", id);
+}
+int store_vm_find(Store *st, const char *name, int64_t *ret_id) {
+        return store_query_i64(st, ret_id, "SELECT id FROM vm WHERE name = ?", "s", name);
+}
+int store_vm_find_uuid(Store *st, const char *uuid, int64_t *ret_id) {
+        return store_query_i64(st, ret_id, "SELECT id FROM vm WHERE uuid = lower(?)", "s", uuid);
+}
+int store_vm_set_state(Store *st, int64_t id, const char *state) {
+        int r = store_exec(st, "UPDATE vm SET state = ?, updated_at = ? WHERE id = ? AND state IS NOT ?",
+                           "siis", state, now_ms(), id, state);
+        return r < 0 ? r : store_changes(st) > 0;
+}
+int store_vm_set_host(Store *st, int64_t id, int64_t host_id) {
+        return store_exec(st, "UPDATE vm SET host_id = nullif(?, 0), updated_at = ? WHERE id = ?", "iii", host_id, now_ms(), id);
+}
+int store_vm_update_hw(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, const char *domain_type) {
+        return store_exec(st, "UPDATE vm SET cpus = ?, memory_mib = ?, domain_type = ?, updated_at = ? WHERE id = ?",
+                          "iisii", (int64_t) cpus, (int64_t) memory_mib, domain_type, now_ms(), id);
+}
+int store_vm_delete(Store *st, int64_t id) {
+        int r = store_exec(st, "DELETE FROM vm WHERE id = ?", "i", id);
+        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
+}
+int store_vm_disk_add(Store *st, int64_t vm_id, const StoreDisk *d) {
+        return store_exec(st, "INSERT OR REPLACE INTO vm_disk(vm_id, target, path, size_bytes, owned) VALUES (?,?,?,?,?)",
+                          "issib", vm_id, d->target, d->path, (int64_t) d->size_bytes, (int) d->owned);
+}
+int store_vm_disks_clear(Store *st, int64_t vm_id) {
+        return store_exec(st, "DELETE FROM vm_disk WHERE vm_id = ?", "i", vm_id);
+}
+static void row_disk(sqlite3_stmt *stmt, void *out) {
+        StoreDisk *d = out;
+        COPY(d->target, 0);
+        COPY(d->path, 1);
+        d->size_bytes = (uint64_t) sqlite3_column_int64(stmt, 2);
+        d->owned = sqlite3_column_int(stmt, 3) != 0;
+}
+int store_vm_disks(Store *st, int64_t vm_id, StoreDisk **ret) {
+        return query_rows(st, row_disk, sizeof(StoreDisk), (void **) ret,
+                          "SELECT target, path, size_bytes, owned FROM vm_disk WHERE vm_id = ? ORDER BY target", "i", vm_id);
+}
+
+#define VM_COLUMNS \
+        "SELECT v.id, v.uuid, v.name, v.host_id, h.name AS host_name, v.owner_id, u.name AS owner_name, v.cpus, v.memory_mib," \
+        " (SELECT json_group_array(json_object('target', d.target, 'path', d.path, 'size_bytes', d.size_bytes))" \
+        "  FROM vm_disk d WHERE d.vm_id = v.id) AS disks_json," \
+        " v.state, v.origin, v.domain_type, v.description, h.group_id AS group_id, v.created_at, v.updated_at" \
+        " FROM vm v LEFT JOIN host h ON h.id = v.host_id LEFT JOIN user u ON u.id = v.owner_id "
+
+json_t *store_vm_list(Store *st, const char *name, int64_t host_id, int64_t owner_id) {
+        return store_query_json(st, VM_COLUMNS "WHERE (?1 IS NULL OR v.name = ?1) AND (?2 = 0 OR v.host_id = ?2)"
+                                               " AND (?3 = 0 OR v.owner_id = ?3) ORDER BY v.name",
+                                "sii", name, host_id, owner_id);
+}
+json_t *store_vm_get_json(Store *st, int64_t id) {
+        return store_query_one(st, VM_COLUMNS "WHERE v.id = ?", "i", id);
+}
+int store_vm_list_on_host(Store *st, int64_t host_id, StoreVm **ret) {
+        return query_rows(st, row_vm, sizeof(StoreVm), (void **) ret, VM_ROW "WHERE host_id = ? ORDER BY id", "i", host_id);
+}
+int store_vm_count_on_host(Store *st, int64_t host_id) {
+        int64_t n;
+        int r = store_query_i64(st, &n, "SELECT count(*) FROM vm WHERE host_id = ?", "i", host_id);
+        return r < 0 ? r : (int) n;
+}
+
+/* ------------------------------------------------------------------ */
+/* users, scopes, tokens */
+
+int store_user_insert(Store *st, const char *name, const char *password_hash, const char *role, int64_t *ret_id) {
+        int r = store_exec(st, "INSERT INTO user(name, password_hash, role, created_at) VALUES (?,?,?,?)",
+                           "sssi", name, password_hash, role, now_ms());
+        if (r < 0)
+                return r;
+        *ret_id = store_last_id(st);
+        return 0;
+}
+static void row_user(sqlite3_stmt *stmt, void *out) {
+        StoreUser *u = out;
+        u->id = sqlite3_column_int64(stmt, 0);
+        COPY(u->name, 1);
+        COPY(u->role, 2);
+        COPY(u->password_hash, 3);
+}
+int store_user_get(Store *st, int64_t id, StoreUser *ret) {
+        return query_row(st, row_user, ret, "SELECT id, name, role, password_hash FROM user WHERE id = ?", "i", id);
+}
+int store_user_find(Store *st, const char *name, StoreUser *ret) {
+        return query_row(st, row_user, ret, "SELECT id, name, role, password_hash FROM user WHERE name = ?", "s", name);
+}
+int store_user_count(Store *st) {
+        int64_t n;
+        int r = store_query_i64(st, &n, "SELECT count(*) FROM user", "");
+        return r < 0 ? r : (int) n;
+}
+int store_user_update(Store *st, int64_t id, const char *password_hash, const char *role) {
+        int r = store_exec(st, "UPDATE user SET password_hash = coalesce(?, password_hash), role = coalesce(?, role) WHERE id = ?",
+                           "ssi", password_hash, role, id);
+        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
+}
+int store_user_delete(Store *st, int64_t id) {
+        int r = store_exec(st, "DELETE FROM user WHERE id = ?", "i", id);
+        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
+}
+int store_user_scopes_set(Store *st, int64_t user_id, const int64_t *group_ids, size_t n) {
+        int r = store_begin(st);
+        if (r < 0)
+                return r;
+        r = store_exec(st, "DELETE FROM user_scope WHERE user_id = ?", "i", user_id);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = store_exec(st, "INSERT OR IGNORE INTO user_scope(user_id, group_id) VALUES (?,?)", "ii", user_id, group_ids[i]);
+        if (r < 0) {
+                store_rollback(st);
+                return r;
+        }
+        return store_commit(st);
+}
+int store_user_scopes(Store *st, int64_t user_id, int64_t **ret) {
+        return query_rows(st, row_i64, sizeof(int64_t), (void **) ret,
+                          "SELECT group_id FROM user_scope WHERE user_id = ? ORDER BY group_id", "i", user_id);
+}
+#define USER_COLUMNS \
+        "SELECT u.id, u.name, u.role, (SELECT json_group_array(json_object('id', g.id, 'path', g.path))" \
+        " FROM user_scope s JOIN host_group g ON g.id = s.group_id WHERE s.user_id = u.id) AS scopes_json, u.created_at FROM user u "
+json_t *store_user_list(Store *st, const char *name) {
+        return store_query_json(st, USER_COLUMNS "WHERE (?1 IS NULL OR u.name = ?1) ORDER BY u.name", "s", name);
+}
+json_t *store_user_get_json(Store *st, int64_t id) {
+        return store_query_one(st, USER_COLUMNS "WHERE u.id = ?", "i", id);
+}
+int store_token_insert(Store *st, int64_t user_id, const char *token_hash, int64_t expires_at_ms) {
+        return store_exec(st, "INSERT INTO token(user_id, token_hash, created_at, expires_at) VALUES (?,?,?,?)",
+                          "isii", user_id, token_hash, now_ms(), expires_at_ms);
+}
+int store_token_user(Store *st, const char *token_hash, int64_t now, StoreUser *ret) {
+        int r = query_row(st, row_user, ret,
+                          "SELECT u.id, u.name, u.role, u.password_hash FROM token t JOIN user u ON u.id = t.user_id"
+                          " WHERE t.token_hash = ? AND t.expires_at > ?", "si", token_hash, now);
+        if (r < 0)
+                return r;
+        /* last_used_at is informational; a failure to record it is not fatal. */
+        (void) store_exec(st, "UPDATE token SET last_used_at = ? WHERE token_hash = ? AND coalesce(last_used_at, 0) < ? - 60000",
+                          "isi", now, token_hash, now);
+        return 0;
+}
+int store_token_delete(Store *st, const char *token_hash) {
+        return store_exec(st, "DELETE FROM token WHERE token_hash = ?", "s", token_hash);
+}
+int store_token_purge_expired(Store *st, int64_t now) {
+        return store_exec(st, "DELETE FROM token WHERE expires_at <= ?", "i", now);
+}
+
+/* ------------------------------------------------------------------ */
+/* jobs */
+
+void store_job_clear(StoreJob *j) {
+        free(j->params_json);
+        j->params_json = NULL;
+}
+int store_job_insert(Store *st, const char *kind, const char *target_kind, int64_t target_id,
+                     const char *target_name, int64_t owner_id, const char *params_json, int64_t *ret_id) {
+        int r = store_exec(st, "INSERT INTO job(kind, target_kind, target_id, target_name, owner_id, params, created_at)"
+                               " VALUES (?,?,?,?,nullif(?,0),?,?)",
+                           "ssisisi", kind, target_kind, target_id, target_name, owner_id, params_json, now_ms());
+        if (r < 0)
+                return r;
+        *ret_id = store_last_id(st);
+        return 0;
+}
+static void row_job(sqlite3_stmt *stmt, void *out) {
+        StoreJob *j = out;
+        j->id = sqlite3_column_int64(stmt, 0);
+        COPY(j->kind, 1);
+        COPY(j->state, 2);
+        COPY(j->target_kind, 3);
+        j->target_id = sqlite3_column_int64(stmt, 4);
+        COPY(j->target_name, 5);
+        j->owner_id = sqlite3_column_int64(stmt, 6);
+        const unsigned char *p = sqlite3_column_text(stmt, 7);
+        j->params_json = p ? xstrdup((const char *) p) : NULL;
+        j->cancel_requested = sqlite3_column_int(stmt, 8) != 0;
+        j->attempts = sqlite3_column_int(stmt, 9);
+}
+#define JOB_ROW "SELECT id, kind, state, target_kind, target_id, target_name, coalesce(owner_id, 0), params," \
+                " cancel_requested, attempts FROM job "
+
+int store_job_claim(Store *st, StoreJob *ret) {
+        /* One statement, so two workers can never claim the same job; the
+         * NOT EXISTS keeps jobs on one object strictly one at a time. */
+        return query_row(st, row_job, ret,
+                         "UPDATE job SET state = 'running', started_at = ?, attempts = attempts + 1 WHERE id = ("
+                         " SELECT q.id FROM job q WHERE q.state = 'queued' AND NOT EXISTS ("
+                         "  SELECT 1 FROM job r WHERE r.state = 'running' AND r.target_kind = q.target_kind"
+                         "  AND r.target_id = q.target_id) ORDER BY q.id LIMIT 1)"
+                         " RETURNING id, kind, state, target_kind, target_id, target_name, coalesce(owner_id, 0), params,"
+                         " cancel_requested, attempts", "i", now_ms());
+}
+int store_job_progress(Store *st, int64_t id, int percent, const char *step) {
+        return store_exec(st, "UPDATE job SET progress = max(progress, ?), step = coalesce(?, step) WHERE id = ?",
+                          "isi", (int64_t) percent, step, id);
+}
+int store_job_step_add(Store *st, int64_t id, const char *name) {
+        return store_exec(st, "INSERT INTO job_step(job_id, seq, name, at)"
+                              " VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM job_step WHERE job_id = ?1), ?2, ?3)",
+                          "isi", id, name, now_ms());
+}
+int store_job_finish(Store *st, int64_t id, const char *state, const char *error, const char *result_json) {
+        return store_exec(st, "UPDATE job SET state = ?, error = ?, result = ?, finished_at = ?,"
+                              " progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END WHERE id = ?",
+                          "sssisi", state, error, result_json, now_ms(), state, id);
+}
+int store_job_request_cancel(Store *st, int64_t id) {
+        /* A queued job is cancelled at once; a running one is asked to stop. */
+        int r = store_exec(st, "UPDATE job SET state = 'cancelled', finished_at = ?, error = 'cancelled before it started'"
+                               " WHERE id = ? AND state = 'queued'", "ii", now_ms(), id);
+        if (r < 0 || store_changes(st) > 0)
+                return r;
+        r = store_exec(st, "UPDATE job SET cancel_requested = 1 WHERE id = ? AND state = 'running'", "i", id);
+        if (r < 0)
+                return r;
+        return store_changes(st) > 0 ? 0 : -EALREADY;
+}
+int store_job_cancel_requested(Store *st, int64_t id, bool *ret) {
+        int64_t v;
+        int r = store_query_i64(st, &v, "SELECT cancel_requested FROM job WHERE id = ?", "i", id);
+        if (r < 0)
+                return r;
+        *ret = v != 0;
+        return 0;
+}
+int store_job_list_running(Store *st, StoreJob **ret) {
+        return query_rows(st, row_job, sizeof(StoreJob), (void **) ret, JOB_ROW "WHERE state = 'running' ORDER BY id", "");
+}
+int store_job_requeue(Store *st, int64_t id) {
+        return store_exec(st, "UPDATE job SET state = 'queued', step = 'resumed after armadad restarted' WHERE id = ?", "i", id);
+}
+int store_job_state(Store *st, int64_t id, char state[16]) {
+        _cleanup_json_ json_t *o = store_query_one(st, "SELECT state FROM job WHERE id = ?", "i", id);
+        if (!o)
+                return -ENOENT;
+        snprintf(state, 16, "%s", json_string_value(json_object_get(o, "state")));
+        return 0;
+}
+#define JOB_COLUMNS \
+        "SELECT j.id, j.kind, j.state, j.target_kind, j.target_id, j.target_name, j.owner_id, u.name AS owner_name," \
+        " j.progress, j.step, j.error, j.result AS result_json, j.attempts," \
+        " (SELECT json_group_array(json_object('seq', s.seq, 'name', s.name, 'at', strftime('%Y-%m-%dT%H:%M:%fZ', s.at / 1000.0, 'unixepoch'))) FROM job_step s WHERE s.job_id = j.id) AS steps_json," \
+        " j.cancel_requested AS cancel_requested_bool, j.created_at, j.started_at, j.finished_at" \
+        " FROM job j LEFT JOIN user u ON u.id = j.owner_id "
+json_t *store_job_list(Store *st, const char *state, int64_t owner_id, int limit) {
+        return store_query_json(st, JOB_COLUMNS "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 = 0 OR j.owner_id = ?2)"
+                                                " ORDER BY j.id DESC LIMIT ?3",
+                                "sii", state, owner_id, (int64_t) limit);
+}
+json_t *store_job_get_json(Store *st, int64_t id) {
+        return store_query_one(st, JOB_COLUMNS "WHERE j.id = ?", "i", id);
+}
+
+/* ------------------------------------------------------------------ */
+/* events and audit */
+
+int store_event_add(Store *st, const char *severity, const char *kind, const char *object_kind,
+                    int64_t object_id, const char *object_name, int64_t owner_id, const char *message) {
+        return store_exec(st, "INSERT INTO event(at, severity, kind, object_kind, object_id, object_name, owner_id, message)"
+                              " VALUES (?,?,?,?,nullif(?,0),?,nullif(?,0),?)",
+                          "isssisis", now_ms(), severity, kind, object_kind, object_id, object_name, owner_id, message);
+}
+json_t *store_event_list(Store *st, int64_t since_id, int limit) {
+        return store_query_json(st, "SELECT id, at, severity, kind, object_kind, object_id, object_name, owner_id, message"
+                                    " FROM event WHERE id > ? ORDER BY id DESC LIMIT ?", "ii", since_id, (int64_t) limit);
+}
+int store_audit_add(Store *st, int64_t user_id, const char *user_name, const char *address,
+                    const char *action, const char *object_kind, int64_t object_id,
+                    const char *object_name, const char *detail, const char *result) {
+        return store_exec(st, "INSERT INTO audit(at, user_id, user_name, address, action, object_kind, object_id, object_name,"
+                              " detail, result) VALUES (?,nullif(?,0),?,?,?,?,nullif(?,0),?,?,?)",
+                          "iissssisss", now_ms(), user_id, user_name, address, action, object_kind, object_id,
+                          object_name, detail, result);
+}
+json_t *store_audit_list(Store *st, int limit) {
+        return store_query_json(st, "SELECT id, at, user_id, user_name, address, action, object_kind, object_id, object_name,"
+                                    " detail, result FROM audit ORDER BY id DESC LIMIT ?", "i", (int64_t) limit);
+}

@@ -1,0 +1,205 @@
+/* store: Armada's database. SQLite in WAL mode with foreign keys on, one
+ * connection per thread (opened lazily), versioned schema migrations, and
+ * every SQL statement of the program. Parameters are always bound; no user
+ * string is ever pasted into SQL.
+ *
+ * Conventions: functions return 0 (or a positive count/id) on success, a
+ * negative errno-style code on failure: -ENOENT (no such row), -EEXIST
+ * (unique constraint), -ENOTEMPTY (still referenced), -EIO (database error,
+ * logged). JSON results are new references the caller owns. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sqlite3.h>
+#include <jansson.h>
+#include "util/util.h"
+
+typedef struct Store Store;
+
+/* Opens (creating when missing) the database at path and migrates it to the
+ * newest schema. Returns 0 and *ret, or negative (logged). */
+int store_open(const char *path, Store **ret);
+/* Closes every per-thread connection this thread can reach. Accepts NULL. */
+Store *store_free(Store *st);
+/* The schema version the database is at. */
+int store_schema_version(Store *st);
+/* This thread's connection (opened on first use). NULL on failure. */
+sqlite3 *store_db(Store *st);
+
+/* ---- generic helpers (used inside store and by its tests) ----
+ * types: one letter per parameter: 'i' int64_t, 'd' double, 's' const char *
+ * (NULL binds NULL), 'n' NULL (consumes no argument), 'b' bool (int). */
+int store_exec(Store *st, const char *sql, const char *types, ...);
+/* Runs a query and returns its rows as a JSON array of objects keyed by
+ * column name. Integer columns whose name ends in "_at" become RFC 3339
+ * strings; columns named "*_json" are parsed and renamed without the suffix;
+ * columns whose name ends in "_bool" become booleans (suffix dropped). */
+json_t *store_query_json(Store *st, const char *sql, const char *types, ...);
+/* First row of store_query_json, or NULL when there is none. */
+json_t *store_query_one(Store *st, const char *sql, const char *types, ...);
+/* A single integer result; -ENOENT when no row. */
+int store_query_i64(Store *st, int64_t *ret, const char *sql, const char *types, ...);
+int store_begin(Store *st);
+int store_commit(Store *st);
+void store_rollback(Store *st);
+int64_t store_last_id(Store *st);
+int store_changes(Store *st);
+
+/* ---- host groups ---- */
+#define STORE_ROOT_GROUP_ID 1
+#define STORE_ROOT_GROUP_NAME "All Hosts"
+/* Normalises a user-supplied group path: strips a leading "All Hosts" and
+ * slashes, collapses "//". Returns a malloc'd path ("" for the root), or
+ * NULL when a segment is not a valid name (*ret_bad_segment then points to
+ * a static reason). */
+char *store_group_path_normalize(const char *path, const char **ret_reason);
+/* Finds a group by normalised path; 0 and *ret_id, or -ENOENT. */
+int store_group_find(Store *st, const char *path, int64_t *ret_id);
+/* Creates every missing group along path; 0 and the deepest id. */
+int store_group_create_path(Store *st, const char *path, int64_t *ret_id, bool *ret_created);
+/* The group chain: the group's id followed by its ancestors up to the root.
+ * Writes at most max ids; returns the count or negative. */
+int store_group_chain(Store *st, int64_t group_id, int64_t *ids, int max);
+int store_group_rename(Store *st, int64_t id, const char *new_name);
+/* Moves a group under new_parent_id; -ELOOP when that is inside itself. */
+int store_group_move(Store *st, int64_t id, int64_t new_parent_id);
+/* Deletes an empty group; -ENOTEMPTY when it has hosts or children. */
+int store_group_delete(Store *st, int64_t id);
+json_t *store_group_list(Store *st, const char *path_filter);
+json_t *store_group_get(Store *st, int64_t id);
+/* Loads (id, parent) of every group, for in-memory chain walks when
+ * filtering lists. Arrays are malloc'd. Returns count or negative. */
+int store_group_parents(Store *st, int64_t **ret_ids, int64_t **ret_parents);
+
+/* ---- hosts ---- */
+typedef struct {
+        int64_t id;
+        char name[64];
+        char uri[512];
+        int64_t group_id;
+        char state[24];
+        char pool[64];
+        char pool_path[512];
+        char domain_type[8];
+} StoreHost;
+int store_host_insert(Store *st, const char *name, const char *uri, int64_t group_id,
+                      const char *pool, const char *pool_path, int64_t *ret_id);
+int store_host_get(Store *st, int64_t id, StoreHost *ret);
+int store_host_find(Store *st, const char *name, int64_t *ret_id);
+/* Sets state and its reason (NULL clears); returns 1 when the state changed. */
+int store_host_set_state(Store *st, int64_t id, const char *state, const char *reason);
+int store_host_set_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, uint64_t free_memory_mib,
+                         const char *hv_driver, const char *domain_type, const char *hostname, const char *pool_path);
+/* Deletes the host; its VMs are forgotten (rows deleted) only when force. */
+int store_host_delete(Store *st, int64_t id, bool force);
+json_t *store_host_list(Store *st, const char *name, int64_t group_id);
+json_t *store_host_get_json(Store *st, int64_t id);
+/* Ids of every host, for the monitor loop. Returns count or negative. */
+int store_host_ids(Store *st, int64_t **ret_ids);
+
+/* ---- VMs ---- */
+typedef struct {
+        int64_t id;
+        char uuid[37];
+        char name[64];
+        int64_t host_id;         /* 0 when not placed */
+        int64_t owner_id;        /* 0 when none */
+        unsigned cpus;
+        uint64_t memory_mib;
+        char state[24];
+        char domain_type[8];
+        char origin[16];         /* "created", "discovered" */
+        char description[256];
+} StoreVm;
+typedef struct {
+        char target[16];
+        char path[1024];
+        uint64_t size_bytes;
+        bool owned;              /* created by Armada (deleted with the VM) */
+} StoreDisk;
+int store_vm_insert(Store *st, const StoreVm *vm, int64_t *ret_id);
+int store_vm_get(Store *st, int64_t id, StoreVm *ret);
+int store_vm_find(Store *st, const char *name, int64_t *ret_id);
+int store_vm_find_uuid(Store *st, const char *uuid, int64_t *ret_id);
+int store_vm_set_state(Store *st, int64_t id, const char *state);
+int store_vm_set_host(Store *st, int64_t id, int64_t host_id);
+int store_vm_update_hw(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, const char *domain_type);
+int store_vm_delete(Store *st, int64_t id);
+int store_vm_disk_add(Store *st, int64_t vm_id, const StoreDisk *d);
+/* Replaces the disks of a VM (used by reconcile). */
+int store_vm_disks_clear(Store *st, int64_t vm_id);
+/* Returns count or negative; *ret malloc'd. */
+int store_vm_disks(Store *st, int64_t vm_id, StoreDisk **ret);
+json_t *store_vm_list(Store *st, const char *name, int64_t host_id, int64_t owner_id);
+json_t *store_vm_get_json(Store *st, int64_t id);
+/* VMs the database places on host_id: a malloc'd array; count or negative. */
+int store_vm_list_on_host(Store *st, int64_t host_id, StoreVm **ret);
+int store_vm_count_on_host(Store *st, int64_t host_id);
+
+/* ---- users, scopes, tokens ---- */
+typedef struct {
+        int64_t id;
+        char name[64];
+        char role[32];
+        char password_hash[160];
+} StoreUser;
+int store_user_insert(Store *st, const char *name, const char *password_hash, const char *role, int64_t *ret_id);
+int store_user_get(Store *st, int64_t id, StoreUser *ret);
+int store_user_find(Store *st, const char *name, StoreUser *ret);
+int store_user_count(Store *st);
+int store_user_update(Store *st, int64_t id, const char *password_hash /* NULL keeps */, const char *role /* NULL keeps */);
+int store_user_delete(Store *st, int64_t id);
+int store_user_scopes_set(Store *st, int64_t user_id, const int64_t *group_ids, size_t n);
+/* count or negative; *ret malloc'd */
+int store_user_scopes(Store *st, int64_t user_id, int64_t **ret);
+json_t *store_user_list(Store *st, const char *name);
+json_t *store_user_get_json(Store *st, int64_t id);
+int store_token_insert(Store *st, int64_t user_id, const char *token_hash, int64_t expires_at_ms);
+/* Looks a live token up by hash: 0 and the user, -ENOENT when unknown or
+ * expired. Slides last_used_at. */
+int store_token_user(Store *st, const char *token_hash, int64_t now, StoreUser *ret);
+int store_token_delete(Store *st, const char *token_hash);
+int store_token_purge_expired(Store *st, int64_t now);
+
+/* ---- jobs ---- */
+typedef struct {
+        int64_t id;
+        char kind[32];
+        char state[16];
+        char target_kind[16];
+        int64_t target_id;
+        char target_name[64];
+        int64_t owner_id;
+        char *params_json;       /* malloc'd; store_job_clear() frees */
+        bool cancel_requested;
+        int attempts;
+} StoreJob;
+void store_job_clear(StoreJob *j);
+int store_job_insert(Store *st, const char *kind, const char *target_kind, int64_t target_id,
+                     const char *target_name, int64_t owner_id, const char *params_json, int64_t *ret_id);
+/* Atomically claims the oldest queued job whose target has no running job,
+ * marking it running. 0 and *ret, or -ENOENT when none is runnable. */
+int store_job_claim(Store *st, StoreJob *ret);
+int store_job_progress(Store *st, int64_t id, int percent, const char *step);
+int store_job_step_add(Store *st, int64_t id, const char *name);
+/* Ends a job: state "succeeded", "failed" or "cancelled"; error may be NULL;
+ * result_json may be NULL. */
+int store_job_finish(Store *st, int64_t id, const char *state, const char *error, const char *result_json);
+int store_job_request_cancel(Store *st, int64_t id);
+int store_job_cancel_requested(Store *st, int64_t id, bool *ret);
+/* Running jobs at start-up: a malloc'd array, count or negative. */
+int store_job_list_running(Store *st, StoreJob **ret);
+int store_job_requeue(Store *st, int64_t id);
+int store_job_state(Store *st, int64_t id, char state[16]);
+json_t *store_job_list(Store *st, const char *state, int64_t owner_id, int limit);
+json_t *store_job_get_json(Store *st, int64_t id);
+
+/* ---- events and audit ---- */
+int store_event_add(Store *st, const char *severity, const char *kind, const char *object_kind,
+                    int64_t object_id, const char *object_name, int64_t owner_id, const char *message);
+json_t *store_event_list(Store *st, int64_t since_id, int limit);
+int store_audit_add(Store *st, int64_t user_id, const char *user_name, const char *address,
+                    const char *action, const char *object_kind, int64_t object_id,
+                    const char *object_name, const char *detail, const char *result);
+json_t *store_audit_list(Store *st, int limit);

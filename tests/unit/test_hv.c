@@ -1,0 +1,740 @@
+/* Unit tests for hv/: the domain XML builder and parser (golden files,
+ * escaping, invalid specs) and every libvirt-facing call against libvirt's
+ * in-process test driver (test:///default), which needs no daemon. Real
+ * QEMU is left to the system tests on the namespace test bed, so that this
+ * program never touches the machine's own libvirtd. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "hv/hv.h"
+#include "util/util.h"
+
+#define TEST_URI "test:///default"
+/* The domain and pool that test:///default always has. */
+#define TEST_DOMAIN_UUID "6695eb01-f6a4-8304-79aa-97f2502e193f"
+
+static const char NASTY[] = "a<b>&c'd\"e]]>f&amp;g";
+
+/* ---- helpers ---- */
+
+/* tests/data: $ARMADA_TEST_DATA (meson test sets it), else found from
+ * where this file was compiled, so the binary also runs by hand. */
+static char *data_path(const char *rel) {
+        const char *env = getenv("ARMADA_TEST_DATA");
+        if (env && *env)
+                return xasprintf("%s/%s", env, rel);
+        char file[PATH_MAX];
+        snprintf(file, sizeof file, "%s", __FILE__);
+        if (file[0] != '/') {
+                /* Relative to the build root, which is three levels above
+                 * this executable (build/tests/unit/test_hv). */
+                char exe[PATH_MAX];
+                ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+                assert_true(n > 0);
+                exe[n] = 0;
+                char *root = dirname(dirname(dirname(exe)));
+                _cleanup_free_ char *joined = xasprintf("%s/%s", root, __FILE__);
+                assert_true(strlen(joined) < sizeof file);
+                memcpy(file, joined, strlen(joined) + 1);
+        }
+        char *unit = dirname(file);  /* tests/unit */
+        char *tests = dirname(unit); /* tests */
+        return xasprintf("%s/data/%s", tests, rel);
+}
+
+static void assert_golden(const char *rel, const char *actual) {
+        _cleanup_free_ char *path = data_path(rel);
+        if (getenv("ARMADA_UPDATE_GOLDEN")) {
+                assert_int_equal(file_write_atomic(path, actual, strlen(actual), 0644), 0);
+                return;
+        }
+        _cleanup_free_ char *expected = NULL;
+        size_t len;
+        int r = file_read_all(path, &expected, &len);
+        if (r < 0)
+                fail_msg("cannot read golden file %s: %s", path, strerror(-r));
+        if (strcmp(expected, actual) != 0)
+                fail_msg("%s differs; got:\n%s", path, actual);
+}
+
+static HvDisk disk(const char *path, const char *format, const char *target, bool cdrom) {
+        HvDisk d = { .cdrom = cdrom };
+        snprintf(d.path, sizeof d.path, "%s", path);
+        snprintf(d.format, sizeof d.format, "%s", format);
+        snprintf(d.target, sizeof d.target, "%s", target);
+        return d;
+}
+
+static HvDomainSpec typical_spec(void) {
+        HvDomainSpec s = {
+                .name = "web01",
+                .uuid = "0b7a3c52-5a1e-4c1b-9d38-6f2a1e4c9a01",
+                .domain_type = "kvm",
+                .vcpus = 2,
+                .memory_mib = 2048,
+                .description = "Web server for the shop",
+                .n_disks = 2,
+                .network = "default",
+                .vnc = true,
+        };
+        s.disks[0] = disk("/var/lib/armada/pool/web01.qcow2", "qcow2", "vda", false);
+        s.disks[1] = disk("/srv/library/debian-12.iso", "raw", "sda", true);
+        return s;
+}
+
+static xmlDoc *parse_strict(const char *xml) {
+        return xmlReadMemory(xml, (int) strlen(xml), NULL, NULL,
+                             XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+}
+
+/* Text of the first element called name anywhere under n (malloc'd). */
+static char *find_text(xmlNode *n, const char *name) {
+        for (; n; n = n->next) {
+                if (n->type == XML_ELEMENT_NODE && xmlStrEqual(n->name, BAD_CAST name)) {
+                        xmlChar *t = xmlNodeGetContent(n);
+                        char *s = xstrdup((const char *) t);
+                        xmlFree(t);
+                        return s;
+                }
+                char *s = find_text(n->children, name);
+                if (s)
+                        return s;
+        }
+        return NULL;
+}
+
+static char *find_attr(xmlNode *n, const char *elem, const char *attr) {
+        for (; n; n = n->next) {
+                if (n->type == XML_ELEMENT_NODE && xmlStrEqual(n->name, BAD_CAST elem)) {
+                        xmlChar *t = xmlGetProp(n, BAD_CAST attr);
+                        if (t) {
+                                char *s = xstrdup((const char *) t);
+                                xmlFree(t);
+                                return s;
+                        }
+                }
+                char *s = find_attr(n->children, elem, attr);
+                if (s)
+                        return s;
+        }
+        return NULL;
+}
+
+static HvConn *connect_test(void) {
+        HvConn *c = NULL;
+        int r = hv_connect(TEST_URI, 5, 3, NULL, NULL, &c);
+        if (r < 0)
+                fail_msg("hv_connect: %s", hv_last_error());
+        return c;
+}
+
+static void closed(void *userdata, const char *reason) {
+        (*(int *) userdata)++;
+}
+
+static const HvDomainInfo *find_domain(const HvDomainInfo *v, size_t n, const char *uuid) {
+        for (size_t i = 0; i < n; i++)
+                if (streq(v[i].uuid, uuid))
+                        return &v[i];
+        return NULL;
+}
+
+static HvState state_of(HvConn *c, const char *uuid) {
+        HvState s = HV_STATE_NOSTATE;
+        assert_int_equal(hv_domain_state(c, uuid, &s), 0);
+        return s;
+}
+
+/* ---- pure tests ---- */
+
+static void test_state_names(void **state) {
+        assert_string_equal(hv_state_name(HV_STATE_RUNNING), "running");
+        assert_string_equal(hv_state_name(HV_STATE_BLOCKED), "running");
+        assert_string_equal(hv_state_name(HV_STATE_PAUSED), "paused");
+        assert_string_equal(hv_state_name(HV_STATE_SHUTOFF), "stopped");
+        assert_string_equal(hv_state_name(HV_STATE_SHUTDOWN), "shutting-down");
+        assert_string_equal(hv_state_name(HV_STATE_CRASHED), "crashed");
+        assert_string_equal(hv_state_name(HV_STATE_PMSUSPENDED), "suspended");
+        assert_string_equal(hv_state_name(HV_STATE_NOSTATE), "unknown");
+        assert_string_equal(hv_state_name((HvState) 42), "unknown");
+}
+
+static void test_build_golden_typical(void **state) {
+        HvDomainSpec s = typical_spec();
+        _cleanup_free_ char *xml = hv_domain_xml_build(&s);
+        assert_non_null(xml);
+        assert_golden("hv/domain-typical.xml", xml);
+}
+
+static void test_build_golden_minimal(void **state) {
+        /* No uuid, description, NIC or VNC; an installer CD first. */
+        HvDomainSpec s = {
+                .name = "tiny",
+                .domain_type = "qemu",
+                .vcpus = 1,
+                .memory_mib = 128,
+                .n_disks = 2,
+        };
+        s.disks[0] = disk("", "", "hdc", true); /* empty drive */
+        s.disks[1] = disk("/pool/tiny.img", "raw", "vda", false);
+        _cleanup_free_ char *xml = hv_domain_xml_build(&s);
+        assert_non_null(xml);
+        assert_golden("hv/domain-minimal.xml", xml);
+}
+
+static void test_build_escapes_round_trip(void **state) {
+        HvDomainSpec s = typical_spec();
+        char path[256], iso[256];
+        snprintf(path, sizeof path, "/var/lib/%s/x.qcow2", NASTY);
+        snprintf(iso, sizeof iso, "/srv/%s.iso", NASTY);
+        const char *desc = "line 1: <script>alert('x')</script>\n"
+                           "line 2: & \"quoted\" ]]> <!-- not a comment -->\n"
+                           "<!DOCTYPE x [<!ENTITY e \"boom\">]>&e; \xc3\xa9t\xc3\xa9";
+        s.name = NASTY;
+        s.description = desc;
+        s.network = NASTY;
+        s.disks[0] = disk(path, "qcow2", "vda", false);
+        s.disks[1] = disk(iso, "raw", "hdc", true);
+
+        _cleanup_free_ char *xml = hv_domain_xml_build(&s);
+        assert_non_null(xml);
+        /* Nothing the user typed appears unescaped. */
+        assert_null(strstr(xml, "<b>"));
+        assert_null(strstr(xml, "<script>"));
+        assert_null(strstr(xml, "&c"));
+        assert_null(strstr(xml, "<!DOCTYPE"));
+        assert_null(strstr(xml, "<!--"));
+
+        /* Well-formed for a strict parser, and libxml2 reads back exactly
+         * what went in, including the parts hv_domain_xml_parse ignores. */
+        xmlDoc *doc = parse_strict(xml);
+        assert_non_null(doc);
+        assert_null(doc->intSubset);
+        xmlNode *root = xmlDocGetRootElement(doc);
+        assert_string_equal((const char *) root->name, "domain");
+        _cleanup_free_ char *got_desc = find_text(root, "description");
+        _cleanup_free_ char *got_net = find_attr(root, "source", "network");
+        assert_string_equal(got_desc, desc);
+        assert_string_equal(got_net, NASTY);
+        xmlFreeDoc(doc);
+
+        HvDomainInfo info;
+        assert_int_equal(hv_domain_xml_parse(xml, &info), 0);
+        assert_string_equal(info.name, NASTY);
+        assert_string_equal(info.uuid, s.uuid);
+        assert_string_equal(info.domain_type, "kvm");
+        assert_int_equal(info.vcpus, 2);
+        assert_int_equal(info.memory_mib, 2048);
+        assert_int_equal(info.state, HV_STATE_NOSTATE);
+        assert_int_equal(info.n_disks, 2);
+        assert_string_equal(info.disks[0].path, path);
+        assert_string_equal(info.disks[0].format, "qcow2");
+        assert_string_equal(info.disks[0].target, "vda");
+        assert_false(info.disks[0].cdrom);
+        assert_string_equal(info.disks[1].path, iso);
+        assert_string_equal(info.disks[1].target, "hdc");
+        assert_true(info.disks[1].cdrom);
+}
+
+static void expect_invalid(const HvDomainSpec *s, const char *needle) {
+        char *xml = hv_domain_xml_build(s);
+        if (xml)
+                fail_msg("expected a refusal mentioning '%s', got:\n%s", needle, xml);
+        const char *e = hv_last_error();
+        assert_true(strlen(e) > 20);
+        if (!strstr(e, needle))
+                fail_msg("error '%s' does not mention '%s'", e, needle);
+}
+
+static void test_build_invalid(void **state) {
+        expect_invalid(NULL, "specification");
+
+        HvDomainSpec s = typical_spec();
+        s.name = NULL;
+        expect_invalid(&s, "without a name");
+        s.name = "";
+        expect_invalid(&s, "without a name");
+        s.name = "bad\nname";
+        expect_invalid(&s, "control characters");
+        s.name = "caf\xc3";
+        expect_invalid(&s, "UTF-8");
+        char longname[300];
+        memset(longname, 'a', sizeof longname - 1);
+        longname[sizeof longname - 1] = 0;
+        s.name = longname;
+        expect_invalid(&s, "255");
+
+        s = typical_spec();
+        s.vcpus = 0;
+        expect_invalid(&s, "'web01': it asks for 0 virtual CPUs");
+        s = typical_spec();
+        s.memory_mib = 0;
+        expect_invalid(&s, "0 MiB of memory");
+        s = typical_spec();
+        s.n_disks = HV_MAX_DISKS + 1;
+        expect_invalid(&s, "9 disks");
+        s = typical_spec();
+        s.domain_type = "xen";
+        expect_invalid(&s, "domain type");
+        s.domain_type = NULL;
+        expect_invalid(&s, "domain type");
+        s = typical_spec();
+        s.uuid = "not-a-uuid";
+        expect_invalid(&s, "'not-a-uuid' is not a UUID");
+        s = typical_spec();
+        s.network = "";
+        expect_invalid(&s, "network");
+        s = typical_spec();
+        s.description = "bell\a";
+        expect_invalid(&s, "description");
+
+        s = typical_spec();
+        snprintf(s.disks[1].target, sizeof s.disks[1].target, "vda");
+        s.disks[1].cdrom = false;
+        expect_invalid(&s, "two disks have target 'vda'");
+        s = typical_spec();
+        snprintf(s.disks[1].target, sizeof s.disks[1].target, "vdb");
+        expect_invalid(&s, "CD-ROM 'vdb'");
+        s = typical_spec();
+        snprintf(s.disks[0].target, sizeof s.disks[0].target, "xvda");
+        expect_invalid(&s, "target 'xvda'");
+        snprintf(s.disks[0].target, sizeof s.disks[0].target, "vd");
+        expect_invalid(&s, "target 'vd'");
+        s = typical_spec();
+        snprintf(s.disks[0].format, sizeof s.disks[0].format, "vmdk");
+        expect_invalid(&s, "format 'vmdk'");
+        s = typical_spec();
+        s.disks[0].path[0] = 0;
+        expect_invalid(&s, "empty path");
+        s = typical_spec();
+        memset(s.disks[0].path, 'x', sizeof s.disks[0].path);
+        expect_invalid(&s, "NUL");
+
+        /* And a good one still builds after all that. */
+        s = typical_spec();
+        char *xml = hv_domain_xml_build(&s);
+        assert_non_null(xml);
+        free(xml);
+}
+
+static void test_parse_libvirt_xml(void **state) {
+        /* The shape virsh dumpxml prints: KiB, addresses, extra devices. */
+        const char *xml =
+                "<domain type='kvm' id='3'>\n"
+                "  <name>db&amp;1</name>\n"
+                "  <uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>\n"
+                "  <metadata><a:vm xmlns:a='urn:x'><a:name>not this</a:name></a:vm></metadata>\n"
+                "  <memory unit='KiB'>8388608</memory>\n"
+                "  <currentMemory unit='KiB'>2097152</currentMemory>\n"
+                "  <vcpu placement='static' current='3'>8</vcpu>\n"
+                "  <devices>\n"
+                "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
+                "    <disk type='block' device='disk'><driver name='qemu' type='raw'/>"
+                "<source dev='/dev/vg/db1'/><target dev='vda' bus='virtio'/></disk>\n"
+                "    <disk type='file' device='floppy'><source file='/f.img'/><target dev='fda'/></disk>\n"
+                "    <disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
+                "<source pool='p1' volume='v1'/><target dev='vdb' bus='virtio'/></disk>\n"
+                "    <disk type='file' device='cdrom'><target dev='sda' bus='sata'/><readonly/></disk>\n"
+                "  </devices>\n"
+                "</domain>\n";
+        HvDomainInfo info;
+        assert_int_equal(hv_domain_xml_parse(xml, &info), 0);
+        assert_string_equal(info.name, "db&1");
+        assert_string_equal(info.uuid, TEST_DOMAIN_UUID);
+        assert_string_equal(info.domain_type, "kvm");
+        assert_int_equal(info.memory_mib, 8192);
+        assert_int_equal(info.vcpus, 3);
+        assert_false(info.persistent);
+        assert_int_equal(info.n_disks, 3);
+        assert_string_equal(info.disks[0].path, "/dev/vg/db1");
+        assert_string_equal(info.disks[0].format, "raw");
+        assert_string_equal(info.disks[1].path, "p1/v1");
+        assert_string_equal(info.disks[1].target, "vdb");
+        assert_true(info.disks[2].cdrom);
+        assert_string_equal(info.disks[2].path, "");
+        assert_int_equal(info.disks[2].capacity_bytes, 0);
+
+        /* Units libvirt accepts; a byte over a MiB rounds up. */
+        assert_int_equal(hv_domain_xml_parse("<domain type='qemu'><name>m</name>"
+                                             "<memory unit='GiB'>3</memory><vcpu>1</vcpu></domain>",
+                                             &info), 0);
+        assert_int_equal(info.memory_mib, 3072);
+        assert_int_equal(hv_domain_xml_parse("<domain type='qemu'><name>m</name>"
+                                             "<memory unit='b'>1048577</memory></domain>", &info), 0);
+        assert_int_equal(info.memory_mib, 2);
+        assert_int_equal(hv_domain_xml_parse("<domain type='qemu'><name>m</name>"
+                                             "<memory>1024</memory></domain>", &info), 0);
+        assert_int_equal(info.memory_mib, 1);
+
+        /* More disks than Armada keeps: the first HV_MAX_DISKS. */
+        StrBuf b = {0};
+        strbuf_append(&b, "<domain type='kvm'><name>many</name><devices>");
+        for (int i = 0; i < 12; i++)
+                strbuf_printf(&b, "<disk device='disk'><source file='/d%d'/><target dev='vd%c'/></disk>",
+                              i, 'a' + i);
+        strbuf_append(&b, "</devices></domain>");
+        _cleanup_free_ char *many = strbuf_steal(&b);
+        assert_int_equal(hv_domain_xml_parse(many, &info), 0);
+        assert_int_equal(info.n_disks, HV_MAX_DISKS);
+        assert_string_equal(info.disks[7].path, "/d7");
+}
+
+static void test_parse_rejects(void **state) {
+        HvDomainInfo info = { .name = "untouched" };
+        static const char *const bad[] = {
+                "",
+                "<domain",
+                "<domain type='kvm'><name>x</name>",
+                "<pool type='dir'><name>x</name></pool>",
+                "<domain type='kvm'><uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid></domain>",
+                "<domain type='kvm'><name>x</name><memory unit='parsec'>1</memory></domain>",
+                "<domain type='kvm'><name>x</name><memory>-1</memory></domain>",
+                "<domain type='kvm'><name>x</name><vcpu>many</vcpu></domain>",
+                "<domain type='kvm'><name>&undefined;</name></domain>",
+                "<domain type='averyveryverylongtype'><name>x</name></domain>",
+                /* Entity expansion is refused with the DTD it needs. */
+                "<?xml version='1.0'?><!DOCTYPE domain [<!ENTITY a 'aaaaaaaaaa'>"
+                "<!ENTITY b '&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;'>]>"
+                "<domain type='kvm'><name>&b;</name></domain>",
+                "<!DOCTYPE domain SYSTEM 'http://127.0.0.1:1/x.dtd'><domain type='kvm'><name>x</name></domain>",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                int r = hv_domain_xml_parse(bad[i], &info);
+                if (r != -EINVAL)
+                        fail_msg("'%s' gave %d, not -EINVAL", bad[i], r);
+                assert_true(strlen(hv_last_error()) > 10);
+                assert_string_equal(info.name, "untouched");
+        }
+        assert_int_equal(hv_domain_xml_parse(NULL, &info), -EINVAL);
+
+        char longpath[1100];
+        memset(longpath, 'p', sizeof longpath - 1);
+        longpath[sizeof longpath - 1] = 0;
+        _cleanup_free_ char *xml = xasprintf("<domain type='kvm'><name>x</name><devices><disk device='disk'>"
+                                             "<source file='/%s'/></disk></devices></domain>", longpath);
+        assert_int_equal(hv_domain_xml_parse(xml, &info), -EINVAL);
+        assert_non_null(strstr(hv_last_error(), "disk path"));
+}
+
+/* ---- against libvirt's test driver ---- */
+
+static void test_connect_and_host_info(void **state) {
+        assert_int_equal(hv_init(), 0);
+        assert_int_equal(hv_init(), 0); /* idempotent */
+
+        int closes = 0;
+        HvConn *c = NULL;
+        assert_int_equal(hv_connect(TEST_URI, 5, 3, closed, &closes, &c), 0);
+        assert_non_null(c);
+        assert_true(hv_conn_alive(c));
+
+        HvHostInfo h;
+        memset(&h, 0xff, sizeof h);
+        assert_int_equal(hv_host_info(c, &h), 0);
+        assert_true(h.cpus > 0);
+        assert_true(h.memory_mib > 0);
+        assert_true(h.free_memory_mib <= h.memory_mib);
+        assert_string_equal(h.hv_driver, "TEST");
+        assert_false(h.kvm); /* the test driver offers i686 'test' guests only */
+        assert_string_equal(h.default_domain_type, "test");
+        assert_true(strlen(h.hostname) > 0);
+        assert_non_null(memchr(h.hostname, 0, sizeof h.hostname));
+
+        assert_null(hv_conn_free(c));
+        assert_int_equal(closes, 0); /* our own close is not a failure */
+        assert_null(hv_conn_free(NULL));
+        assert_false(hv_conn_alive(NULL));
+
+        /* Without keepalive, too. */
+        assert_int_equal(hv_connect(TEST_URI, 0, 0, NULL, NULL, &c), 0);
+        c = hv_conn_free(c);
+
+        HvConn *bad = (HvConn *) 0x1;
+        assert_true(hv_connect("test:///nonexistent-armada/host.xml", 5, 3, NULL, NULL, &bad) < 0);
+        assert_ptr_equal(bad, (HvConn *) 0x1); /* untouched on failure */
+        assert_non_null(strstr(hv_last_error(), "cannot connect to 'test:///nonexistent-armada/host.xml'"));
+        /* A remote URI where nothing listens (loopback, port 1): refused at
+         * once, never the machine's own libvirtd. */
+        assert_true(hv_connect("qemu+tcp://127.0.0.1:1/system", 5, 3, NULL, NULL, &bad) < 0);
+        assert_ptr_equal(bad, (HvConn *) 0x1);
+        assert_non_null(strstr(hv_last_error(), "'qemu+tcp://127.0.0.1:1/system'"));
+        assert_int_equal(hv_connect("", 5, 3, NULL, NULL, &bad), -EINVAL);
+        assert_int_equal(hv_connect(NULL, 5, 3, NULL, NULL, &bad), -EINVAL);
+}
+
+static void test_pools_and_volumes(void **state) {
+        HvConn *c = connect_test();
+
+        /* The test driver's own pool keeps its path. */
+        _cleanup_free_ char *dpath = NULL;
+        assert_int_equal(hv_pool_ensure(c, "default-pool", "/ignored", &dpath), 0);
+        assert_string_equal(dpath, "/default-pool");
+
+        /* A new one, at a path with characters that need escaping. */
+        char tmpl[] = "/tmp/armada-hv-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        _cleanup_free_ char *dir = xasprintf("%s/pool <&'\">", tmpl);
+        _cleanup_free_ char *ppath = NULL;
+        assert_int_equal(hv_pool_ensure(c, "armada", dir, &ppath), 0);
+        assert_string_equal(ppath, dir);
+        assert_int_equal(hv_pool_ensure(c, "armada", NULL, NULL), 0); /* again: nothing to do */
+        assert_int_equal(hv_pool_ensure(c, "other", NULL, NULL), -EINVAL); /* needs a path */
+        assert_int_equal(hv_pool_ensure(c, "other", "relative/dir", NULL), -EINVAL);
+        assert_int_equal(hv_pool_ensure(c, "a/b", dir, NULL), -EINVAL);
+
+        _cleanup_free_ char *vpath = NULL;
+        assert_int_equal(hv_volume_create(c, "armada", "web01.qcow2", NULL, 1ull << 30, &vpath), 0);
+        _cleanup_free_ char *want = xasprintf("%s/web01.qcow2", dir);
+        assert_string_equal(vpath, want);
+
+        char *dup = NULL;
+        assert_int_equal(hv_volume_create(c, "armada", "web01.qcow2", "qcow2", 1 << 20, &dup), -EEXIST);
+        assert_null(dup);
+        assert_non_null(strstr(hv_last_error(), "already has one"));
+
+        _cleanup_free_ char *rpath = NULL;
+        assert_int_equal(hv_volume_create(c, "default-pool", "data.img", "raw", 1 << 20, &rpath), 0);
+        assert_string_equal(rpath, "/default-pool/data.img");
+
+        assert_int_equal(hv_volume_create(c, "armada", "x", "vmdk", 1 << 20, &dup), -EINVAL);
+        assert_int_equal(hv_volume_create(c, "armada", "x", "qcow2", 0, &dup), -EINVAL);
+        assert_int_equal(hv_volume_create(c, "armada", "../x", "qcow2", 1, &dup), -EINVAL);
+        assert_int_equal(hv_volume_create(c, "no-such-pool", "x", "qcow2", 1 << 20, &dup), -ENOENT);
+        assert_non_null(strstr(hv_last_error(), "'no-such-pool'"));
+
+        assert_int_equal(hv_volume_delete(c, vpath), 0);
+        assert_int_equal(hv_volume_delete(c, vpath), -ENOENT);
+        assert_non_null(strstr(hv_last_error(), vpath));
+        assert_int_equal(hv_volume_delete(c, rpath), 0);
+        assert_int_equal(hv_volume_delete(c, "/nowhere/at/all"), -ENOENT);
+        assert_int_equal(hv_volume_delete(c, ""), -EINVAL);
+
+        hv_conn_free(c);
+        rmdir(tmpl);
+}
+
+static void test_domain_lifecycle(void **state) {
+        HvConn *c = connect_test();
+        const char *uuid = "a3c8d0e2-1111-4a5b-8c9d-0e1f2a3b4c5d";
+        HvDomainSpec s = typical_spec();
+        s.name = "life01";
+        s.uuid = uuid;
+        s.domain_type = "test";
+        s.description = NASTY;
+        assert_int_equal(hv_domain_define(c, &s), 0);
+
+        HvDomainInfo *list = NULL;
+        size_t n = 0;
+        assert_int_equal(hv_list_domains(c, &list, &n), 0);
+        assert_true(n >= 2); /* ours and the driver's own "test" */
+        const HvDomainInfo *d = find_domain(list, n, uuid);
+        assert_non_null(d);
+        assert_string_equal(d->name, "life01");
+        assert_string_equal(d->domain_type, "test");
+        assert_int_equal(d->state, HV_STATE_SHUTOFF);
+        assert_true(d->persistent);
+        assert_int_equal(d->vcpus, 2);
+        assert_int_equal(d->memory_mib, 2048);
+        assert_int_equal(d->n_disks, 2);
+        assert_string_equal(d->disks[0].path, "/var/lib/armada/pool/web01.qcow2");
+        assert_string_equal(d->disks[0].target, "vda");
+        assert_string_equal(d->disks[0].format, "qcow2");
+        assert_true(d->disks[1].cdrom);
+        const HvDomainInfo *t = find_domain(list, n, TEST_DOMAIN_UUID);
+        assert_non_null(t);
+        assert_int_equal(t->state, HV_STATE_RUNNING);
+        free(list);
+
+        HvDomainInfo one;
+        assert_int_equal(hv_domain_get(c, uuid, &one), 0);
+        assert_string_equal(one.name, "life01");
+
+        /* Defining again with the same uuid updates in place. */
+        s.vcpus = 4;
+        assert_int_equal(hv_domain_define(c, &s), 0);
+        assert_int_equal(hv_domain_get(c, uuid, &one), 0);
+        assert_int_equal(one.vcpus, 4);
+
+        assert_int_equal(state_of(c, uuid), HV_STATE_SHUTOFF);
+        assert_int_equal(hv_domain_start(c, uuid), 0);
+        assert_int_equal(state_of(c, uuid), HV_STATE_RUNNING);
+        assert_int_equal(hv_domain_start(c, uuid), -EBUSY);
+        assert_non_null(strstr(hv_last_error(), "cannot start VM 'life01'"));
+        assert_int_equal(hv_domain_resume(c, uuid), -EBUSY);
+        assert_int_equal(hv_domain_pause(c, uuid), 0);
+        assert_int_equal(state_of(c, uuid), HV_STATE_PAUSED);
+        assert_int_equal(hv_domain_pause(c, uuid), -EBUSY);
+        assert_int_equal(hv_domain_resume(c, uuid), 0);
+        assert_int_equal(state_of(c, uuid), HV_STATE_RUNNING);
+        assert_int_equal(hv_domain_kill(c, uuid), 0);
+        assert_int_equal(state_of(c, uuid), HV_STATE_SHUTOFF);
+        assert_int_equal(hv_domain_kill(c, uuid), -EBUSY);
+        assert_int_equal(hv_domain_stop(c, uuid), -EBUSY);
+        assert_int_equal(hv_domain_pause(c, uuid), -EBUSY);
+        assert_int_equal(hv_domain_resume(c, uuid), -EBUSY);
+        assert_int_equal(hv_domain_start(c, uuid), 0);
+        assert_int_equal(hv_domain_stop(c, uuid), 0);
+        /* The test driver shuts down at once; QEMU would pass SHUTDOWN. */
+        assert_int_equal(state_of(c, uuid), HV_STATE_SHUTOFF);
+
+        assert_int_equal(hv_domain_undefine(c, uuid), 0);
+        HvState st = HV_STATE_RUNNING;
+        assert_int_equal(hv_domain_state(c, uuid, &st), -ENOENT);
+        assert_int_equal(st, HV_STATE_RUNNING); /* untouched */
+        assert_int_equal(hv_domain_get(c, uuid, &one), -ENOENT);
+        assert_int_equal(hv_domain_undefine(c, uuid), -ENOENT);
+
+        /* A running domain is powered off on its way out. */
+        s.uuid = "a3c8d0e2-2222-4a5b-8c9d-0e1f2a3b4c5d";
+        s.name = "life02";
+        assert_int_equal(hv_domain_define(c, &s), 0);
+        assert_int_equal(hv_domain_start(c, s.uuid), 0);
+        assert_int_equal(hv_domain_undefine(c, s.uuid), 0);
+        assert_int_equal(hv_domain_get(c, s.uuid, &one), -ENOENT);
+
+        /* A name libvirt accepts but XML must escape survives the trip. */
+        s.uuid = "a3c8d0e2-3333-4a5b-8c9d-0e1f2a3b4c5d";
+        s.name = NASTY;
+        assert_int_equal(hv_domain_define(c, &s), 0);
+        assert_int_equal(hv_domain_get(c, s.uuid, &one), 0);
+        assert_string_equal(one.name, NASTY);
+        assert_int_equal(hv_domain_undefine(c, s.uuid), 0);
+
+        /* An invalid spec never reaches libvirt. */
+        s.vcpus = 0;
+        assert_int_equal(hv_domain_define(c, &s), -EINVAL);
+        assert_non_null(strstr(hv_last_error(), "virtual CPUs"));
+
+        hv_conn_free(c);
+}
+
+static void test_unknown_domain(void **state) {
+        HvConn *c = connect_test();
+        const char *u = "00000000-0000-4000-8000-000000000000";
+        int (*const ops[])(HvConn *, const char *) = {
+                hv_domain_start, hv_domain_stop, hv_domain_kill,
+                hv_domain_pause, hv_domain_resume, hv_domain_undefine,
+        };
+        for (size_t i = 0; i < ELEMENTSOF(ops); i++) {
+                hv_domain_xml_parse("", &(HvDomainInfo) {0}); /* leave a stale error */
+                assert_int_equal(ops[i](c, u), -ENOENT);
+                assert_non_null(strstr(hv_last_error(), u));
+                assert_int_equal(ops[i](c, "nope"), -EINVAL);
+                assert_int_equal(ops[i](c, NULL), -EINVAL);
+        }
+        HvState st;
+        HvDomainInfo info;
+        assert_int_equal(hv_domain_state(c, u, &st), -ENOENT);
+        assert_int_equal(hv_domain_get(c, u, &info), -ENOENT);
+        assert_true(strlen(hv_last_error()) > 0);
+        hv_conn_free(c);
+}
+
+static void test_list_hundreds(void **state) {
+        enum { N = 300 };
+        HvConn *c = connect_test();
+        char uuids[N][37];
+        for (int i = 0; i < N; i++) {
+                char name[32];
+                snprintf(name, sizeof name, "bulk%03d", i);
+                uuid_generate(uuids[i]);
+                HvDomainSpec s = typical_spec();
+                s.name = name;
+                s.uuid = uuids[i];
+                s.domain_type = "test";
+                s.vcpus = 1 + (unsigned) i % 4;
+                assert_int_equal(hv_domain_define(c, &s), 0);
+                if (i % 3 == 0)
+                        assert_int_equal(hv_domain_start(c, uuids[i]), 0);
+        }
+        HvDomainInfo *list = NULL;
+        size_t n = 0;
+        assert_int_equal(hv_list_domains(c, &list, &n), 0);
+        assert_int_equal(n, N + 1);
+        for (int i = 0; i < N; i++) {
+                const HvDomainInfo *d = find_domain(list, n, uuids[i]);
+                assert_non_null(d);
+                assert_int_equal(d->vcpus, 1 + i % 4);
+                assert_int_equal(d->state, i % 3 == 0 ? HV_STATE_RUNNING : HV_STATE_SHUTOFF);
+                assert_int_equal(d->n_disks, 2);
+        }
+        free(list);
+        for (int i = 0; i < N; i++)
+                assert_int_equal(hv_domain_undefine(c, uuids[i]), 0);
+        assert_int_equal(hv_list_domains(c, &list, &n), 0);
+        assert_int_equal(n, 1);
+        free(list);
+        hv_conn_free(c);
+}
+
+/* Threads share one connection; each sees its own hv_last_error(). */
+typedef struct {
+        HvConn *c;
+        int id;
+        int failures;
+} Worker;
+
+static void *worker(void *arg) {
+        Worker *w = arg;
+        char uuid[37], name[32];
+        uuid_generate(uuid);
+        snprintf(name, sizeof name, "thread%d", w->id);
+        HvDomainSpec s = typical_spec();
+        s.name = name;
+        s.uuid = uuid;
+        s.domain_type = "test";
+        for (int round = 0; round < 20; round++) {
+                if (hv_domain_define(w->c, &s) < 0 || hv_domain_start(w->c, uuid) < 0 ||
+                    hv_domain_kill(w->c, uuid) < 0 || hv_domain_undefine(w->c, uuid) < 0)
+                        w->failures++;
+                if (hv_domain_start(w->c, uuid) != -ENOENT || !strstr(hv_last_error(), uuid))
+                        w->failures++;
+        }
+        return NULL;
+}
+
+static void test_threads(void **state) {
+        HvConn *c = connect_test();
+        Worker w[6];
+        pthread_t t[6];
+        for (int i = 0; i < 6; i++) {
+                w[i] = (Worker) { .c = c, .id = i };
+                assert_int_equal(pthread_create(&t[i], NULL, worker, &w[i]), 0);
+        }
+        for (int i = 0; i < 6; i++) {
+                pthread_join(t[i], NULL);
+                assert_int_equal(w[i].failures, 0);
+        }
+        hv_conn_free(c);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_state_names),
+                cmocka_unit_test(test_build_golden_typical),
+                cmocka_unit_test(test_build_golden_minimal),
+                cmocka_unit_test(test_build_escapes_round_trip),
+                cmocka_unit_test(test_build_invalid),
+                cmocka_unit_test(test_parse_libvirt_xml),
+                cmocka_unit_test(test_parse_rejects),
+                cmocka_unit_test(test_connect_and_host_info),
+                cmocka_unit_test(test_pools_and_volumes),
+                cmocka_unit_test(test_domain_lifecycle),
+                cmocka_unit_test(test_unknown_domain),
+                cmocka_unit_test(test_list_hundreds),
+                cmocka_unit_test(test_threads),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
