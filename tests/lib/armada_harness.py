@@ -1,0 +1,191 @@
+"""Test harness: runs a real armadad on a temporary state directory and a
+free loopback port, and talks to its REST API. Used by the integration
+(libvirt test driver) and system (test-bed hosts) suites."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.environ.get("ARMADA_ROOT", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+BUILD = os.environ.get("ARMADA_BUILD", os.path.join(ROOT, "build-check"))
+ARMADAD = os.path.join(BUILD, "src", "daemon", "armadad")
+ARMADA = os.path.join(BUILD, "src", "cli", "armada")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_until(pred, timeout, interval=0.05, what="condition"):
+    """Polls pred() until it returns a truthy value; raises after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class ApiError(Exception):
+    pass
+
+
+class Armadad:
+    def __init__(self, args=(), state_dir=None):
+        self.args = list(args)
+        self.own_dir = state_dir is None
+        self.dir = state_dir or tempfile.mkdtemp(prefix="armada-test-")
+        self.port = None
+        self.proc = None
+        self.token = None
+
+    # -- process --
+    def start(self):
+        self.port = free_port()
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0")
+        self.log = open(os.path.join(self.dir, "armadad.log"), "ab")
+        self.proc = subprocess.Popen([ARMADAD, "--state-dir", os.path.join(self.dir, "var"),
+                                      "--listen", f"127.0.0.1:{self.port}", "--refresh-interval-ms", "500",
+                                      "--stop-timeout-s", "3"] + self.args,
+                                     stdout=self.log, stderr=self.log, env=env, cwd=self.dir)
+        wait_until(lambda: self._answers(), 20, what="armadad to answer")
+        return self
+
+    def _answers(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"armadad exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
+        try:
+            return self.request("GET", "/api/v1/version", auth=False)[0] == 200
+        except OSError:
+            return False
+
+    def log_text(self):
+        with open(os.path.join(self.dir, "armadad.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("armadad did not stop within %ss of signal %s" % (timeout, sig))
+        rc = self.proc.returncode if self.proc else 0
+        if self.proc:
+            self.log.close()
+        self.proc = None
+        return rc
+
+    def cleanup(self):
+        try:
+            if self.proc and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        finally:
+            if self.own_dir:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.cleanup()
+
+    # -- API --
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def admin_password(self):
+        with open(os.path.join(self.dir, "var", "initial-admin-password")) as f:
+            name, pw = f.read().split()
+        return name, pw
+
+    def request(self, method, path, body=None, token=None, auth=True, raw=None, headers=None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        tok = token if token is not None else self.token
+        if auth and tok:
+            req.add_header("Authorization", "Bearer " + tok)
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                text = resp.read()
+                return resp.status, (json.loads(text) if text.strip() and resp.headers.get("Content-Type", "").startswith("application/json") else text)
+        except urllib.error.HTTPError as e:
+            text = e.read()
+            try:
+                return e.code, json.loads(text)
+            except ValueError:
+                return e.code, text
+
+    def login(self, name=None, password=None):
+        if name is None:
+            name, password = self.admin_password()
+        st, body = self.request("POST", "/api/v1/sessions", {"name": name, "password": password}, auth=False)
+        if st != 201:
+            raise ApiError(f"login as {name} failed: {st} {body}")
+        return body["token"]
+
+    def ok(self, method, path, body=None, token=None, expect=(200, 201, 202, 204)):
+        st, b = self.request(method, path, body, token=token)
+        if st not in expect:
+            raise ApiError(f"{method} {path} -> {st} {b}")
+        return b
+
+    def wait_job(self, job_id, timeout=60, token=None):
+        def done():
+            j = self.ok("GET", f"/api/v1/jobs/{job_id}", token=token)
+            return j if j["state"] not in ("queued", "running") else None
+        return wait_until(done, timeout, interval=0.1, what=f"job {job_id} to end")
+
+    def find(self, kind, name, token=None):
+        q = "path" if kind == "host-groups" else "name"
+        items = self.ok("GET", f"/api/v1/{kind}?{q}={urllib.request.quote(name)}", token=token)["items"]
+        return items[0] if items else None
+
+    def add_host(self, name, uri, group=None, **kw):
+        body = {"name": name, "uri": uri}
+        if group:
+            body["group"] = group
+        body.update(kw)
+        r = self.ok("POST", "/api/v1/hosts", body)
+        job = self.wait_job(r["job"]["id"])
+        return r["host"], job
+
+    def create_vm(self, name, host, wait=True, **kw):
+        body = {"name": name, "host": host, "cpus": 1, "memory_mib": 64}
+        body.update(kw)
+        r = self.ok("POST", "/api/v1/vms", body)
+        if wait:
+            job = self.wait_job(r["job"]["id"])
+            if job["state"] != "succeeded":
+                raise ApiError(f"create {name} failed: {job['error']}")
+        return r["vm"]
+
+    def vm_action(self, vm_id, action, body=None):
+        r = self.ok("POST", f"/api/v1/vms/{vm_id}/actions/{action}", body)
+        return self.wait_job(r["job"]["id"])
+
+    def vm(self, vm_id):
+        return self.ok("GET", f"/api/v1/vms/{vm_id}")
+
+    def count(self, kind):
+        return len(self.ok("GET", f"/api/v1/{kind}")["items"])
