@@ -528,8 +528,8 @@ void h_host_delete(Req *r) {
         int n = store_vm_count_on_host(r->api->st, r->id[0]);
         if (n > 0 && !force)
                 return reply_error(r, 409, "conflict", NULL,
-                                   "Host '%s' still has %d VMs; delete or move them first, or remove the host with force=true"
-                                   " (Armada then forgets those VMs; they keep running on the host).", jstr(h, "name"), n);
+                                   "Host '%s' still has %d VMs; delete or move them first, or remove the host with force"
+                                   " (query force=true, CLI --force: Armada then forgets those VMs; they keep running on the host).", jstr(h, "name"), n);
         int e = store_host_delete(r->api->st, r->id[0], force);
         if (e < 0)
                 return reply_store_error(r, e, "the host");

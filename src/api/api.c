@@ -197,8 +197,11 @@ void audit(Req *r, const char *action, const char *object_kind, int64_t object_i
 
 void deny(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name) {
         audit(r, action, object_kind, object_id, object_name, NULL, "denied");
-        reply_error(r, 403, "forbidden", NULL, "User '%s' (%s) may not %s %s '%s'.", r->user.name, r->user.role, action,
-                    object_kind, object_name ? object_name : "");
+        if (object_name)
+                reply_error(r, 403, "forbidden", NULL, "User '%s' (%s) may not %s %s '%s'.", r->user.name, r->user.role, action,
+                            object_kind, object_name);
+        else
+                reply_error(r, 403, "forbidden", NULL, "User '%s' (%s) may not %s %s.", r->user.name, r->user.role, action, object_kind);
 }
 
 /* ------------------------------------------------------------------ */

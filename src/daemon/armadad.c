@@ -132,13 +132,14 @@ static bool is_loopback(const char *addr) {
 }
 
 /* Creates a self-signed certificate with openssl (no shell; fixed argv). */
-static int make_self_signed(const char *dir, char **ret_cert, char **ret_key) {
+static int make_self_signed(const char *dir, const char *addr, char **ret_cert, char **ret_key) {
         _cleanup_free_ char *cert = xasprintf("%s/armadad.crt", dir), *key = xasprintf("%s/armadad.key", dir);
         if (access(cert, R_OK) != 0 || access(key, R_OK) != 0) {
                 if (mkdir_p(dir, 0700) < 0)
                         return -errno;
+                _cleanup_free_ char *san = xasprintf("subjectAltName=IP:%s,DNS:localhost,IP:127.0.0.1", addr);
                 char *argv[] = { "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825", "-subj", "/CN=armadad",
-                                 "-keyout", key, "-out", cert, NULL };
+                                 "-addext", san, "-keyout", key, "-out", cert, NULL };
                 pid_t pid;
                 if (posix_spawnp(&pid, "openssl", NULL, NULL, argv, environ) != 0)
                         return -ENOENT;
@@ -251,7 +252,7 @@ int main(int argc, char **argv) {
                 c.db = xasprintf("%s/armada.db", c.state_dir);
         if (c.tls_self_signed && !c.tls_cert) {
                 _cleanup_free_ char *dir = xasprintf("%s/tls", c.state_dir);
-                if (make_self_signed(dir, &c.tls_cert, &c.tls_key) < 0) {
+                if (make_self_signed(dir, addr, &c.tls_cert, &c.tls_key) < 0) {
                         fprintf(stderr, "armadad: cannot generate a self-signed certificate with openssl in '%s'\n", dir);
                         return 1;
                 }

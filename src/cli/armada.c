@@ -1,0 +1,412 @@
+/* armada: the command-line client of armadad. Every console action is a
+ * command ("armada vm start web01"); tables for people, --output json for
+ * scripts. This file holds the command table, usage text, the global options
+ * and how the server and token are chosen; the commands live in cmd_*.c. */
+#include "cli.h"
+
+#include <errno.h>
+#include <string.h>
+
+static const OptSpec GLOBAL_OPTS[] = {
+        { "server", 0, true, "URL", "armadad's address (else $ARMADA_URL, else the one saved at login, "
+                                    "else " DEFAULT_SERVER ")" },
+        { "output", 'o', true, "FORMAT", "table (the default) or json (the server's JSON, pretty-printed)" },
+        { "token", 0, true, "TOKEN", "bearer token (else $ARMADA_TOKEN, else the one saved at login)" },
+        { "insecure", 'k', false, NULL, "do not verify the server's TLS certificate (self-signed test servers)" },
+        { "cacert", 0, true, "FILE", "trust the certificate authorities in FILE" },
+        { "wait", 'w', false, NULL, "follow a started job until it ends; exit 1 when it fails" },
+        { "help", 'h', false, NULL, "show help for armada or a command" },
+        { NULL, 0, false, NULL, NULL },
+};
+
+static const OptSpec LOGIN_OPTS[] = {
+        { "user", 'u', true, "NAME", "user name (else $ARMADA_USER, else asked)" },
+        { "password-stdin", 0, false, NULL, "read the password from the first line of standard input "
+                                            "(else $ARMADA_PASSWORD, else asked on the terminal)" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec HOST_ADD_OPTS[] = {
+        { "uri", 0, true, "URI", "libvirt URI of the host, e.g. qemu+tls://kvm1.example.com/system (required)" },
+        { "group", 'g', true, "PATH", "host group, e.g. Seattle/Production" },
+        { "pool", 0, true, "NAME", "libvirt storage pool for VM disks" },
+        { "pool-path", 0, true, "PATH", "directory of that pool, when Armada should create it" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec HOST_REMOVE_OPTS[] = {
+        { "force", 'f', false, NULL, "remove the host even though it still has VMs" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec VM_LIST_OPTS[] = {
+        { "host", 0, true, "NAME", "only the VMs on this host" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec VM_CREATE_OPTS[] = {
+        { "host", 0, true, "NAME", "host to create the VM on (required)" },
+        { "cpus", 0, true, "N", "virtual CPUs (required)" },
+        { "memory", 0, true, "MIB", "memory in MiB, or a size such as 4G (required)" },
+        { "disk", 0, true, "SIZE", "size of the system disk, e.g. 20G; a bare number is GiB (required)" },
+        { "domain-type", 0, true, "TYPE", "auto (the default), kvm or qemu (TCG emulation)" },
+        { "description", 0, true, "TEXT", "free text shown with the VM" },
+        { "group", 'g', true, "PATH", "refuse unless --host is in this host group (or below it)" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec VM_DELETE_OPTS[] = {
+        { "keep-disks", 0, false, NULL, "undefine the VM but keep its disk images" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec JOB_LIST_OPTS[] = {
+        { "state", 0, true, "STATE", "queued, running, succeeded, failed or cancelled" },
+        { "limit", 'n', true, "N", "at most N jobs, newest first" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec LIMIT_OPTS[] = {
+        { "limit", 'n', true, "N", "at most N entries, newest first" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec USER_CREATE_OPTS[] = {
+        { "role", 'r', true, "ROLE", "administrator, delegated-administrator, self-service or read-only (required)" },
+        { "scope", 's', true, "PATH", "host group a delegated administrator manages; repeat for several" },
+        { "password-stdin", 0, false, NULL, "read the password from the first line of standard input "
+                                            "(else $ARMADA_NEW_PASSWORD, else asked twice on the terminal)" },
+        { NULL, 0, false, NULL, NULL },
+};
+
+static const Command COMMANDS[] = {
+        { "login", NULL, "[--user NAME] [--password-stdin]", "log in and save the token", 0, 0, LOGIN_OPTS, cmd_login },
+        { "logout", NULL, "", "end the session and forget the token", 0, 0, NULL, cmd_logout },
+        { "whoami", NULL, "", "show who the saved token belongs to", 0, 0, NULL, cmd_whoami },
+        { "version", NULL, "", "show the client's and the server's versions", 0, 0, NULL, cmd_version },
+
+        { "host", "list", "", "list hosts", 0, 0, NULL, cmd_host_list },
+        { "host", "show", "NAME", "show one host", 1, 1, NULL, cmd_host_show },
+        { "host", "add", "NAME --uri URI [--group PATH] [--pool NAME] [--pool-path PATH]",
+          "add a host (starts a job)", 1, 1, HOST_ADD_OPTS, cmd_host_add },
+        { "host", "remove", "NAME [--force]", "remove a host from Armada (its VMs keep running)", 1, 1,
+          HOST_REMOVE_OPTS, cmd_host_remove },
+        { "host", "refresh", "NAME", "reconnect and re-read a host's state (starts a job)", 1, 1, NULL,
+          cmd_host_refresh },
+
+        { "group", "list", "", "list host groups", 0, 0, NULL, cmd_group_list },
+        { "group", "create", "PATH", "create a host group, e.g. Seattle/Production (and its parents)", 1, 1, NULL,
+          cmd_group_create },
+        { "group", "rename", "PATH NEWNAME", "rename a host group", 2, 2, NULL, cmd_group_rename },
+        { "group", "move", "PATH NEWPARENTPATH", "move a host group under another ('/' or 'All Hosts' for the top)", 2, 2, NULL,
+          cmd_group_move },
+        { "group", "delete", "PATH", "delete an empty host group", 1, 1, NULL, cmd_group_delete },
+
+        { "vm", "list", "[--host NAME]", "list VMs", 0, 0, VM_LIST_OPTS, cmd_vm_list },
+        { "vm", "show", "NAME", "show one VM", 1, 1, NULL, cmd_vm_show },
+        { "vm", "create", "NAME --host H --cpus N --memory MIB --disk SIZE [--domain-type auto|kvm|qemu] "
+                          "[--description TEXT] [--group PATH]",
+          "create a VM (starts a job)", 1, 1, VM_CREATE_OPTS, cmd_vm_create },
+        { "vm", "start", "NAME", "start a VM (starts a job)", 1, 1, NULL, cmd_vm_action },
+        { "vm", "stop", "NAME", "shut a VM down gracefully (starts a job)", 1, 1, NULL, cmd_vm_action },
+        { "vm", "kill", "NAME", "power a VM off at once (starts a job)", 1, 1, NULL, cmd_vm_action },
+        { "vm", "pause", "NAME", "pause a running VM (starts a job)", 1, 1, NULL, cmd_vm_action },
+        { "vm", "resume", "NAME", "resume a paused VM (starts a job)", 1, 1, NULL, cmd_vm_action },
+        { "vm", "delete", "NAME [--keep-disks]", "delete a VM and its disks (starts a job)", 1, 1, VM_DELETE_OPTS,
+          cmd_vm_delete },
+
+        { "job", "list", "[--state STATE] [--limit N]", "list jobs", 0, 0, JOB_LIST_OPTS, cmd_job_list },
+        { "job", "show", "ID", "show one job", 1, 1, NULL, cmd_job_show },
+        { "job", "wait", "ID", "follow a job until it ends; exit 1 when it fails", 1, 1, NULL, cmd_job_wait },
+        { "job", "cancel", "ID", "cancel a queued or running job", 1, 1, NULL, cmd_job_cancel },
+
+        { "event", "list", "[--limit N]", "list events", 0, 0, LIMIT_OPTS, cmd_event_list },
+        { "audit", "list", "[--limit N]", "list the audit log", 0, 0, LIMIT_OPTS, cmd_audit_list },
+
+        { "user", "list", "", "list users", 0, 0, NULL, cmd_user_list },
+        { "user", "create", "NAME --role ROLE [--scope PATH]... [--password-stdin]", "create a user", 1, 1,
+          USER_CREATE_OPTS, cmd_user_create },
+        { "user", "delete", "NAME", "delete a user", 1, 1, NULL, cmd_user_delete },
+};
+
+static bool is_noun(const char *s) {
+        for (size_t i = 0; i < ELEMENTSOF(COMMANDS); i++)
+                if (streq(COMMANDS[i].noun, s))
+                        return true;
+        return false;
+}
+
+static bool noun_has_verbs(const char *noun) {
+        for (size_t i = 0; i < ELEMENTSOF(COMMANDS); i++)
+                if (streq(COMMANDS[i].noun, noun) && COMMANDS[i].verb)
+                        return true;
+        return false;
+}
+
+static const Command *find_command(const char *noun, const char *verb) {
+        for (size_t i = 0; i < ELEMENTSOF(COMMANDS); i++)
+                if (streq(COMMANDS[i].noun, noun) &&
+                    (COMMANDS[i].verb ? verb && streq(COMMANDS[i].verb, verb) : !verb))
+                        return &COMMANDS[i];
+        return NULL;
+}
+
+static void print_opts(FILE *f, const OptSpec *opts) {
+        for (const OptSpec *o = opts; o && o->name; o++) {
+                char left[64];
+                if (o->short_name)
+                        snprintf(left, sizeof left, "-%c, --%s%s%s", o->short_name, o->name, o->has_arg ? " " : "",
+                                 o->has_arg ? o->arg_name : "");
+                else
+                        snprintf(left, sizeof left, "    --%s%s%s", o->name, o->has_arg ? " " : "",
+                                 o->has_arg ? o->arg_name : "");
+                fprintf(f, "  %-26s %s\n", left, o->help);
+        }
+}
+
+static void usage_main(FILE *f) {
+        fprintf(f, "usage: armada [OPTIONS] COMMAND [ARGS]\n\n"
+                   "The command-line client of Armada, the KVM virtualization manager.\n\nCommands:\n");
+        for (size_t i = 0; i < ELEMENTSOF(COMMANDS); i++) {
+                const Command *c = &COMMANDS[i];
+                char left[64];
+                snprintf(left, sizeof left, "%s%s%s", c->noun, c->verb ? " " : "", c->verb ? c->verb : "");
+                fprintf(f, "  %-16s %s\n", left, c->summary);
+        }
+        fprintf(f, "\nOptions (before or after the command):\n");
+        print_opts(f, GLOBAL_OPTS);
+        fprintf(f, "\nEnvironment: ARMADA_URL, ARMADA_TOKEN, ARMADA_USER, ARMADA_PASSWORD, ARMADA_NEW_PASSWORD.\n"
+                   "Credentials: ~/.config/armada/credentials (written by 'armada login').\n"
+                   "Exit status: 0 success, 1 error (from the server, a failed job, or usage), "
+                   "2 armadad unreachable, 130 interrupted while waiting for a job.\n"
+                   "'armada COMMAND --help' shows a command's options.\n");
+}
+
+static void usage_noun(FILE *f, const char *noun) {
+        fprintf(f, "usage: armada %s COMMAND [ARGS]\n\nCommands:\n", noun);
+        for (size_t i = 0; i < ELEMENTSOF(COMMANDS); i++) {
+                const Command *c = &COMMANDS[i];
+                if (!streq(c->noun, noun))
+                        continue;
+                char left[200];
+                snprintf(left, sizeof left, "%s %s %s", c->noun, c->verb, c->synopsis);
+                fprintf(f, "  %s\n      %s\n", left, c->summary);
+        }
+        fprintf(f, "\n'armada %s COMMAND --help' shows a command's options; 'armada --help' the global ones.\n", noun);
+}
+
+static void usage_command(FILE *f, const Command *c) {
+        fprintf(f, "usage: armada %s%s%s%s%s\n\n%c%s.\n", c->noun, c->verb ? " " : "", c->verb ? c->verb : "",
+                *c->synopsis ? " " : "", c->synopsis, c->summary[0] - ('a' - 'A'), c->summary + 1);
+        if (c->opts) {
+                fprintf(f, "\nOptions:\n");
+                print_opts(f, c->opts);
+        }
+        fprintf(f, "\nGlobal options:\n");
+        print_opts(f, GLOBAL_OPTS);
+}
+
+/* Drops trailing slashes so that paths can be appended and servers compared. */
+static char *normalize_server(const char *s) {
+        char *r = xstrdup(s);
+        size_t n = strlen(r);
+        while (n > 0 && r[n - 1] == '/')
+                r[--n] = 0;
+        return r;
+}
+
+/* Chooses the server and token from options, environment and the
+ * credentials file, in that order. A saved token goes only to the server it
+ * was issued by. */
+static int setup_ctx(Ctx *c, const Args *g) {
+        Credentials cr = {0};
+        const char *v;
+        int k = creds_load(&cr);
+        if (k < 0 && k != -ENOENT) {
+                _cleanup_free_ char *path = creds_path();
+                fprintf(stderr, "armada: warning: ignoring '%s': %s\n", path,
+                        k == -EINVAL ? "not the JSON armada writes" : strerror(-k));
+        }
+
+        if ((v = args_get(g, "server")))
+                c->server = normalize_server(v);
+        else if ((v = getenv("ARMADA_URL")) && *v)
+                c->server = normalize_server(v);
+        else if (cr.server && *cr.server)
+                c->server = normalize_server(cr.server);
+        else
+                c->server = xstrdup(DEFAULT_SERVER);
+        if (!strstr(c->server, "://")) {
+                creds_done(&cr);
+                return fail("the server '%s' is not a URL; write it as http://HOST:PORT or https://HOST:PORT",
+                            c->server);
+        }
+
+        if ((v = args_get(g, "token")))
+                c->token = xstrdup(v);
+        else if ((v = getenv("ARMADA_TOKEN")) && *v)
+                c->token = xstrdup(v);
+        else if (cr.token && cr.server) {
+                _cleanup_free_ char *saved = normalize_server(cr.server);
+                if (streq(saved, c->server))
+                        c->token = steal_ptr(cr.token);
+        }
+        creds_done(&cr);
+
+        v = args_get(g, "output");
+        if (!v || streq(v, "table"))
+                c->output = OUTPUT_TABLE;
+        else if (streq(v, "json"))
+                c->output = OUTPUT_JSON;
+        else
+                return fail("--output must be 'table' or 'json', not '%s'", v);
+        c->insecure = args_has(g, "insecure");
+        c->wait = args_has(g, "wait");
+        if ((v = args_get(g, "cacert"))) {
+                if (access(v, R_OK) < 0)
+                        return fail("cannot read the CA file '%s': %s", v, strerror(errno));
+                c->cacert = xstrdup(v);
+        }
+        c->curl = curl_easy_init();
+        if (!c->curl)
+                return fail("cannot initialise libcurl");
+        return 0;
+}
+
+static void ctx_done(Ctx *c) {
+        free(c->server);
+        secret_free(c->token);
+        free(c->cacert);
+        if (c->curl)
+                curl_easy_cleanup(c->curl);
+        *c = (Ctx) {0};
+}
+
+static const OptSpec NO_OPTS[] = { { NULL, 0, false, NULL, NULL } };
+
+/* The option lists the parser knows while it looks for the command. */
+static const OptSpec *const GLOBAL_ONLY[] = { GLOBAL_OPTS, NULL };
+
+/* Is argv[i] a global option that consumes the next argument as its value? */
+static bool takes_next(const char *arg) {
+        if (arg[0] != '-' || strchr(arg, '='))
+                return false;
+        for (const OptSpec *o = GLOBAL_OPTS; o->name; o++) {
+                if (!o->has_arg)
+                        continue;
+                if (arg[1] == '-' ? streq(arg + 2, o->name) : (arg[1] == o->short_name && arg[2] == 0))
+                        return true;
+        }
+        return false;
+}
+
+static int run(int argc, char **argv) {
+        Args g = {0}, a = {0};
+        _cleanup_(ctx_done) Ctx c = {0};
+        const Command *cmd = NULL;
+        const char *noun = NULL, *verb = NULL;
+        int i, r;
+
+        /* Find the command, taking global options that come before it. */
+        for (i = 1; i < argc; i++) {
+                const char *arg = argv[i];
+                if (streq(arg, "--"))
+                        continue; /* nothing before the command needs it */
+                if (arg[0] == '-' && arg[1]) {
+                        int n = takes_next(arg) && i + 1 < argc ? 2 : 1;
+                        r = args_parse(n, argv + i, GLOBAL_ONLY, &g);
+                        if (r)
+                                goto out;
+                        i += n - 1;
+                        continue;
+                }
+                if (!noun) {
+                        noun = arg;
+                        if (streq(noun, "help")) {
+                                noun = NULL;
+                                args_parse(1, (char *[]) { (char *) "--help" }, GLOBAL_ONLY, &g);
+                                continue;
+                        }
+                        if (!is_noun(noun)) {
+                                r = fail("unknown command '%s'; see 'armada --help'", noun);
+                                goto out;
+                        }
+                        if (!noun_has_verbs(noun)) {
+                                i++;
+                                break;
+                        }
+                } else {
+                        verb = arg;
+                        i++;
+                        break;
+                }
+        }
+
+        if (noun && (!noun_has_verbs(noun) || verb)) {
+                cmd = find_command(noun, verb);
+                if (!cmd) {
+                        if (args_has(&g, "help")) {
+                                usage_noun(stdout, noun);
+                                r = 0;
+                        } else
+                                r = fail("unknown command '%s %s'; see 'armada %s --help'", noun, verb, noun);
+                        goto out;
+                }
+                const OptSpec *const specs[] = { GLOBAL_OPTS, cmd->opts ? cmd->opts : NO_OPTS, NULL };
+                r = args_parse(argc - i, argv + i, specs, &a);
+                if (r)
+                        goto out;
+        }
+
+        if (args_has(&g, "help") || args_has(&a, "help")) {
+                if (cmd)
+                        usage_command(stdout, cmd);
+                else if (noun)
+                        usage_noun(stdout, noun);
+                else
+                        usage_main(stdout);
+                r = 0;
+                goto out;
+        }
+        if (!noun) {
+                usage_main(stderr);
+                r = EXIT_ERROR;
+                goto out;
+        }
+        if (!cmd) {
+                fprintf(stderr, "armada: '%s' needs a command\n\n", noun);
+                usage_noun(stderr, noun);
+                r = EXIT_ERROR;
+                goto out;
+        }
+        if (a.n_pos < cmd->min_pos || a.n_pos > cmd->max_pos) {
+                if (a.n_pos < cmd->min_pos)
+                        fail("too few arguments");
+                else
+                        fail("unexpected argument '%s'", a.pos[cmd->max_pos]);
+                fprintf(stderr, "usage: armada %s%s%s %s\n", cmd->noun, cmd->verb ? " " : "",
+                        cmd->verb ? cmd->verb : "", cmd->synopsis);
+                r = EXIT_ERROR;
+                goto out;
+        }
+
+        /* Global options given after the command count as well. */
+        g.opts = xrealloc(g.opts, (g.n_opts + a.n_opts) * sizeof *g.opts);
+        for (size_t k = 0; k < a.n_opts; k++)
+                g.opts[g.n_opts++] = a.opts[k];
+        r = setup_ctx(&c, &g);
+        if (r)
+                goto out;
+        r = cmd->run(&c, cmd, &a);
+out:
+        args_done(&g);
+        args_done(&a);
+        return r;
+}
+
+int main(int argc, char **argv) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+                fputs("armada: cannot initialise libcurl\n", stderr);
+                return EXIT_ERROR;
+        }
+        int r = run(argc, argv);
+        fflush(stdout);
+        if (ferror(stdout) && r == 0) {
+                fputs("armada: cannot write the output\n", stderr);
+                r = EXIT_ERROR;
+        }
+        curl_global_cleanup();
+        return r;
+}
