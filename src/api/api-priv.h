@@ -50,6 +50,21 @@ typedef struct {
 
 typedef void (*RouteFn)(Req *r);
 
+/* One route: pattern segments are literal, "#" (an integer id, into r->id[])
+ * or "*" (a word, into r->word[]). Tables end with { NULL }. */
+typedef struct {
+        const char *method;
+        const char *pattern;
+        RouteFn fn;
+        bool public;             /* no token needed */
+} Route;
+/* Each capability's routes, in its own api-<capability>.c. */
+extern const Route api_routes_place[];
+extern const Route api_routes_monitor[];
+extern const Route api_routes_library[];
+extern const Route api_routes_ha[];
+extern const Route api_routes_web[];
+
 /* ---- responses ---- */
 void reply(Req *r, int status, json_t *body /* stolen, may be NULL */);
 /* {"error":{"code","message","field"}}; field may be NULL. */

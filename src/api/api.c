@@ -207,14 +207,7 @@ void deny(Req *r, const char *action, const char *object_kind, int64_t object_id
 /* ------------------------------------------------------------------ */
 /* routing */
 
-typedef struct {
-        const char *method;
-        const char *pattern;   /* segments; "#" an integer id, "*" a word */
-        RouteFn fn;
-        bool public;
-} Route;
-
-static const Route ROUTES[] = {
+static const Route ROUTES_CORE[] = {
         { "GET", "/api/v1/version", h_version, true },
         { "POST", "/api/v1/sessions", h_session_create, true },
         { "GET", "/api/v1/sessions/current", h_session_get, false },
@@ -244,6 +237,11 @@ static const Route ROUTES[] = {
         { "POST", "/api/v1/jobs/#/actions/cancel", h_job_cancel, false },
         { "GET", "/api/v1/events", h_events_list, false },
         { "GET", "/api/v1/audit", h_audit_list, false },
+        { NULL, NULL, NULL, false },
+};
+
+static const Route *const ROUTE_TABLES[] = {
+        ROUTES_CORE, api_routes_place, api_routes_monitor, api_routes_library, api_routes_ha, api_routes_web,
 };
 
 /* Matches path against pattern, filling r->id / r->word. */
@@ -347,12 +345,13 @@ static void dispatch(Req *r) {
                 return;
         }
         bool path_known = false;
-        for (size_t i = 0; i < ELEMENTSOF(ROUTES); i++) {
+        for (size_t t = 0; t < ELEMENTSOF(ROUTE_TABLES); t++)
+        for (const Route *rt = ROUTE_TABLES[t]; rt->method; rt++) {
                 memset(r->id, 0, sizeof r->id);
-                if (!route_match(r, ROUTES[i].pattern, r->path))
+                if (!route_match(r, rt->pattern, r->path))
                         continue;
                 path_known = true;
-                if (!streq(ROUTES[i].method, r->method))
+                if (!streq(rt->method, r->method))
                         continue;
                 if (r->body.len > 0) {
                         json_error_t jerr;
@@ -366,11 +365,11 @@ static void dispatch(Req *r) {
                                 return;
                         }
                 }
-                if (!ROUTES[i].public && !authenticate(r)) {
+                if (!rt->public && !authenticate(r)) {
                         reply_error(r, 401, "unauthenticated", NULL, "Log in first: this needs a valid bearer token.");
                         return;
                 }
-                ROUTES[i].fn(r);
+                rt->fn(r);
                 return;
         }
         if (path_known)

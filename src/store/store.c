@@ -14,11 +14,12 @@ struct Store {
         size_t n_all;
 };
 
-/* Schema migrations: migration i brings the database from version i to i+1.
- * Never edit a released migration; append a new one. */
-static const char *const MIGRATIONS[] = {
-        /* 0 -> 1: the foundation */
-        "CREATE TABLE host_group ("
+/* The foundation's schema. Each capability keeps its own list of named
+ * migrations (store-<capability>.c); every name is applied once, in list
+ * order, and recorded in schema_migration. Never edit a released migration:
+ * append a new one. */
+static const StoreMigration MIGRATIONS_CORE[] = {
+        { "core-1",         "CREATE TABLE host_group ("
         "  id INTEGER PRIMARY KEY,"
         "  name TEXT NOT NULL,"
         "  parent_id INTEGER REFERENCES host_group(id),"
@@ -131,7 +132,12 @@ static const char *const MIGRATIONS[] = {
         "  object_id INTEGER,"
         "  object_name TEXT,"
         "  detail TEXT,"
-        "  result TEXT NOT NULL);",
+        "  result TEXT NOT NULL);" },
+        { NULL, NULL },
+};
+
+static const StoreMigration *const MIGRATION_LISTS[] = {
+        MIGRATIONS_CORE, store_migrations_place, store_migrations_monitor, store_migrations_library, store_migrations_ha,
 };
 
 /* ------------------------------------------------------------------ */
@@ -171,21 +177,35 @@ sqlite3 *store_db(Store *st) {
 
 static int migrate(Store *st) {
         sqlite3 *db = store_db(st);
-        int version = store_schema_version(st);
-        if (version < 0)
-                return version;
-        for (int v = version; v < (int) ELEMENTSOF(MIGRATIONS); v++) {
-                char *err = NULL;
-                _cleanup_free_ char *sql = xasprintf("BEGIN IMMEDIATE; %s; PRAGMA user_version=%d; COMMIT;", MIGRATIONS[v], v + 1);
-                if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-                        log_error("database migration %d -> %d failed: %s", v, v + 1, err ? err : "?");
-                        sqlite3_free(err);
-                        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-                        return -EIO;
+        if (sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS schema_migration (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
+                         NULL, NULL, NULL) != SQLITE_OK)
+                return -EIO;
+        int applied = 0;
+        for (size_t l = 0; l < ELEMENTSOF(MIGRATION_LISTS); l++)
+                for (const StoreMigration *m = MIGRATION_LISTS[l]; m->name; m++) {
+                        int64_t n = 0;
+                        if (store_query_i64(st, &n, "SELECT count(*) FROM schema_migration WHERE name = ?", "s", m->name) < 0)
+                                return -EIO;
+                        if (n > 0)
+                                continue;
+                        char *err = NULL;
+                        _cleanup_free_ char *sql = xasprintf("BEGIN IMMEDIATE; %s; COMMIT;", m->sql);
+                        if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+                                log_error("database migration '%s' failed: %s", m->name, err ? err : "?");
+                                sqlite3_free(err);
+                                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                                return -EIO;
+                        }
+                        if (store_exec(st, "INSERT INTO schema_migration(name, applied_at) VALUES (?, ?)", "si", m->name, now_ms()) < 0)
+                                return -EIO;
+                        applied++;
+                        log_info("database migration '%s' applied", m->name);
                 }
-                log_info("database migrated to schema version %d", v + 1);
-        }
-        return 0;
+        int64_t total = 0;
+        (void) store_query_i64(st, &total, "SELECT count(*) FROM schema_migration", "");
+        _cleanup_free_ char *pragma = xasprintf("PRAGMA user_version=%d", (int) total);
+        sqlite3_exec(db, pragma, NULL, NULL, NULL);
+        return applied;
 }
 
 int store_open(const char *path, Store **ret) {

@@ -17,12 +17,23 @@
 
 typedef struct Store Store;
 
+/* A named schema migration (see store.c). Lists end with { NULL, NULL }. */
+typedef struct {
+        const char *name;
+        const char *sql;
+} StoreMigration;
+/* Each capability's migrations, in its own store-<capability>.c. */
+extern const StoreMigration store_migrations_place[];
+extern const StoreMigration store_migrations_monitor[];
+extern const StoreMigration store_migrations_library[];
+extern const StoreMigration store_migrations_ha[];
+
 /* Opens (creating when missing) the database at path and migrates it to the
  * newest schema. Returns 0 and *ret, or negative (logged). */
 int store_open(const char *path, Store **ret);
 /* Closes every per-thread connection this thread can reach. Accepts NULL. */
 Store *store_free(Store *st);
-/* The schema version the database is at. */
+/* The number of migrations applied (also PRAGMA user_version). */
 int store_schema_version(Store *st);
 /* This thread's connection (opened on first use). NULL on failure. */
 sqlite3 *store_db(Store *st);
