@@ -91,10 +91,11 @@ static void dummy_init(void) {
 }
 
 void h_session_create(Req *r) {
-        static const char *const fields[] = { "name", "password", NULL };
+        static const char *const fields[] = { "name", "password", "cookie", NULL };
         const char *name = NULL, *password = NULL;
+        bool cookie = false;
         if (!req_body_fields(r, fields) || !body_string(r, "name", true, 64, &name) ||
-            !body_string(r, "password", true, 1024, &password))
+            !body_string(r, "password", true, 1024, &password) || !body_bool(r, "cookie", &cookie))
                 return;
         Api *api = r->api;
         char key_user[160], key_addr[96];
@@ -143,8 +144,17 @@ void h_session_create(Req *r) {
         audit(r, "session.create", "user", u.id, u.name, NULL, "ok");
         char ts[32];
         time_format(expires, ts);
-        reply(r, 201, json_pack("{s:s, s:s, s:{s:I, s:s, s:s}}", "token", token, "expires_at", ts, "user", "id",
-                                (json_int_t) u.id, "name", u.name, "role", u.role));
+        json_t *body = json_pack("{s:s, s:s, s:{s:I, s:s, s:s}}", "token", token, "expires_at", ts, "user", "id",
+                                 (json_int_t) u.id, "name", u.name, "role", u.role);
+        if (cookie) {
+                /* The web console keeps the token in an HttpOnly cookie only. */
+                char csrf[65];
+                api_csrf_for(token, csrf);
+                api_session_cookies(r, token, api->cfg.token_ttl_s);
+                json_object_del(body, "token");
+                json_object_set_new(body, "csrf_token", json_string(csrf));
+        }
+        reply(r, 201, body);
 }
 
 void h_session_get(Req *r) {
@@ -153,6 +163,8 @@ void h_session_get(Req *r) {
 
 void h_session_delete(Req *r) {
         (void) store_token_delete(r->api->st, r->token_hash);
+        if (r->by_cookie)
+                api_session_cookies(r, NULL, 0);
         audit(r, "session.delete", "user", r->user.id, r->user.name, NULL, "ok");
         reply(r, 204, NULL);
 }

@@ -46,7 +46,17 @@ typedef struct {
         const char *content_type;
         char *raw;                    /* non-JSON body */
         size_t raw_len;
+        char *set_cookie[2];          /* Set-Cookie headers to send (malloc'd) */
+        bool by_cookie;               /* authenticated by the session cookie */
 } Req;
+
+#define API_SESSION_COOKIE "armada_session"
+#define API_CSRF_COOKIE "armada_csrf"
+/* The CSRF token that goes with a session token (derived, not stored):
+ * the web console sends it back in the X-CSRF-Token header. */
+void api_csrf_for(const char *token, char out[65]);
+/* Sets (token non-NULL) or clears the session and CSRF cookies. */
+void api_session_cookies(Req *r, const char *token, int max_age_s);
 
 typedef void (*RouteFn)(Req *r);
 

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sodium.h>
 
 /* ------------------------------------------------------------------ */
 /* responses */
@@ -278,13 +279,45 @@ static bool route_match(Req *r, const char *pattern, const char *path) {
         return *p == 0 && *s == 0;
 }
 
+void api_csrf_for(const char *token, char out[65]) {
+        _cleanup_free_ char *s = xasprintf("csrf:%s", token);
+        auth_token_hash(s, out);
+}
+
+void api_session_cookies(Req *r, const char *token, int max_age_s) {
+        bool tls = r->api->cfg.tls_cert != NULL;
+        char csrf[65] = "";
+        if (token)
+                api_csrf_for(token, csrf);
+        for (int i = 0; i < 2; i++) free(r->set_cookie[i]);
+        r->set_cookie[0] = xasprintf("%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Strict%s", API_SESSION_COOKIE,
+                                     token ? token : "", token ? max_age_s : 0, tls ? "; Secure" : "");
+        r->set_cookie[1] = xasprintf("%s=%s; Path=/; Max-Age=%d; SameSite=Strict%s", API_CSRF_COOKIE, csrf,
+                                     token ? max_age_s : 0, tls ? "; Secure" : "");
+}
+
 static bool authenticate(Req *r) {
         const char *h = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Authorization");
-        if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-                return false;
-        const char *token = h + 7;
-        while (*token == ' ') token++;
-        if (strlen(token) != AUTH_TOKEN_LEN)
+        const char *token = NULL;
+        if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+                token = h + 7;
+                while (*token == ' ') token++;
+        } else if (!h) {
+                /* The web console: an HttpOnly cookie, and for anything but a
+                 * read the CSRF token in a header (double submit). */
+                token = MHD_lookup_connection_value(r->mc, MHD_COOKIE_KIND, API_SESSION_COOKIE);
+                if (!token || strlen(token) != AUTH_TOKEN_LEN)
+                        return false;
+                if (!streq(r->method, "GET") && !streq(r->method, "HEAD")) {
+                        const char *sent = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "X-CSRF-Token");
+                        char want[65];
+                        api_csrf_for(token, want);
+                        if (!sent || strlen(sent) != 64 || sodium_memcmp(sent, want, 64) != 0)
+                                return false;
+                }
+                r->by_cookie = true;
+        }
+        if (!token || strlen(token) != AUTH_TOKEN_LEN)
                 return false;
         auth_token_hash(token, r->token_hash);
         if (store_token_user(r->api->st, r->token_hash, now_ms(), &r->user) < 0)
@@ -398,6 +431,11 @@ static enum MHD_Result send_reply(Req *r) {
         if (r->content_type)
                 MHD_add_response_header(resp, "Content-Type", r->content_type);
         MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        for (int i = 0; i < 2; i++)
+                if (r->set_cookie[i])
+                        MHD_add_response_header(resp, "Set-Cookie", r->set_cookie[i]);
         MHD_add_response_header(resp, "Cache-Control", "no-store");
         enum MHD_Result ret = MHD_queue_response(r->mc, (unsigned) r->status, resp);
         MHD_destroy_response(resp);
@@ -442,6 +480,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
         json_decref(r->json);
         json_decref(r->resp);
         free(r->raw);
+        free(r->set_cookie[0]);
+        free(r->set_cookie[1]);
         free(r);
         *con_cls = NULL;
 }

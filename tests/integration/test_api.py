@@ -50,6 +50,35 @@ class TestSessions(ApiTestCase):
         self.assertEqual(self.d.request("DELETE", "/api/v1/sessions/current", token=tok)[0], 204)
         self.assertEqual(self.d.request("GET", "/api/v1/sessions/current", token=tok)[0], 401)
 
+    def test_cookie_session_needs_csrf_for_changes(self):
+        import http.client
+        import json as _json
+        name, pw = self.d.admin_password()
+        c = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=10)
+        c.request("POST", "/api/v1/sessions", _json.dumps({"name": name, "password": pw, "cookie": True}),
+                  {"Content-Type": "application/json"})
+        resp = c.getresponse()
+        body = _json.loads(resp.read())
+        self.assertEqual(resp.status, 201)
+        self.assertNotIn("token", body, "a cookie login must not expose the token to JavaScript")
+        cookies = resp.headers.get_all("Set-Cookie")
+        session = [x for x in cookies if x.startswith("armada_session=")][0]
+        self.assertIn("HttpOnly", session)
+        self.assertIn("SameSite=Strict", session)
+        cookie_hdr = "; ".join(x.split(";")[0] for x in cookies)
+        def call(method, path, headers, data=None):
+            c.request(method, path, data, dict({"Cookie": cookie_hdr, "Content-Type": "application/json"}, **headers))
+            rr = c.getresponse()
+            rr.read()
+            return rr.status
+        self.assertEqual(call("GET", "/api/v1/vms", {}), 200)
+        self.assertEqual(call("POST", "/api/v1/host-groups", {}, _json.dumps({"path": "CsrfA"})), 401)
+        self.assertEqual(call("POST", "/api/v1/host-groups", {"X-CSRF-Token": "0" * 64}, _json.dumps({"path": "CsrfA"})), 401)
+        self.assertEqual(call("POST", "/api/v1/host-groups", {"X-CSRF-Token": body["csrf_token"]}, _json.dumps({"path": "CsrfA"})), 201)
+        self.assertEqual(call("DELETE", "/api/v1/sessions/current", {"X-CSRF-Token": body["csrf_token"]}), 204)
+        self.assertEqual(call("GET", "/api/v1/vms", {}), 401)
+        c.close()
+
     def test_password_hash_is_argon2id(self):
         db = sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db"))
         h = db.execute("SELECT password_hash FROM user WHERE name = 'admin'").fetchone()[0]
