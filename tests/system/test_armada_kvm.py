@@ -1,0 +1,135 @@
+"""System tests: a real armadad managing two test-bed hosts, each a real
+libvirtd with real QEMU (KVM where /dev/kvm works, TCG otherwise), checked
+with virsh against each host's own URI."""
+import signal
+import unittest
+
+from armada_harness import Armadad, wait_until
+from testbed import Testbed, kvm_usable, skip_reason
+
+
+def domstate(bed, host, name):
+    r = bed.virsh(host, "domstate", name, check=False)
+    return r.strip() if r else None
+
+
+class TestArmadaOnTestbed(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        why = skip_reason()
+        if why:
+            raise unittest.SkipTest(why)
+        cls.bed = Testbed(2)
+        cls.bed.up()
+        try:
+            cls.d = Armadad().start()
+            cls.d.token = cls.d.login()
+            for h in cls.bed.hosts:
+                host, job = cls.d.add_host(h.name, h.uri)
+                assert job["state"] == "succeeded", job
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if getattr(cls, "d", None):
+                cls.d.cleanup()
+        finally:
+            cls.bed.down(check=False)
+            left = cls.bed.leftovers()
+            assert not left, f"the test bed left {left}"
+
+    def test_1_hosts_report_their_facts(self):
+        for h in self.bed.hosts:
+            host = self.d.find("hosts", h.name)
+            self.assertEqual(host["state"], "ok", host)
+            self.assertEqual(host["hv_driver"], "QEMU")
+            self.assertEqual(host["domain_type"], "kvm" if kvm_usable() else "qemu")
+            self.assertGreater(host["cpus"], 0)
+            self.assertGreater(host["memory_mib"], 0)
+
+    def test_2_lifecycle_on_each_host_matches_virsh(self):
+        for h, other in (("h1", "h2"), ("h2", "h1")):
+            name = f"sys-{h}"
+            vm = self.d.create_vm(name, h, memory_mib=64, disk_size="64M")
+            info = self.d.vm(vm["id"])
+            disk = info["disks"][0]["path"]
+            self.assertIn(disk, self.bed.virsh(h, "vol-list", "armada"))
+            self.assertEqual(domstate(self.bed, h, name), "shut off")
+            self.assertIsNone(domstate(self.bed, other, name), "the VM must exist only on its own host")
+            for action, virsh_state, armada_state in [("start", "running", "running"), ("pause", "paused", "paused"),
+                                                      ("resume", "running", "running"), ("kill", "shut off", "stopped")]:
+                job = self.d.vm_action(vm["id"], action)
+                self.assertEqual(job["state"], "succeeded", job)
+                self.assertEqual(domstate(self.bed, h, name), virsh_state, action)
+                self.assertEqual(self.d.vm(vm["id"])["state"], armada_state, action)
+            job = self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertIsNone(domstate(self.bed, h, name))
+            self.assertNotIn(disk, self.bed.virsh(h, "vol-list", "armada"))
+
+    def test_3_stop_powers_off_a_guest_that_ignores_acpi(self):
+        # A firmware-only guest has no OS to answer the ACPI power button.
+        vm = self.d.create_vm("sys-stop", "h1", memory_mib=64, start=True)
+        self.assertEqual(domstate(self.bed, "h1", "sys-stop"), "running")
+        job = self.d.vm_action(vm["id"], "stop", {"timeout_s": 2})
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertTrue(job["result"]["forced"], job)
+        self.assertEqual(domstate(self.bed, "h1", "sys-stop"), "shut off")
+
+    def test_4_reconcile_sees_changes_made_behind_armadas_back(self):
+        vm = self.d.create_vm("sys-gone", "h2", memory_mib=64)
+        self.bed.virsh("h2", "undefine", "sys-gone")
+        wait_until(lambda: self.d.vm(vm["id"])["state"] == "missing", 15, what="the VM to be marked missing")
+        ev = [e for e in self.d.ok("GET", "/api/v1/events?limit=200")["items"]
+              if e["kind"] == "vm.missing" and e["object_name"] == "sys-gone"]
+        self.assertEqual(len(ev), 1, ev)
+        self.assertIn("h2", ev[0]["message"])
+        # A domain defined with virsh is imported as discovered.
+        xml = ("<domain type='qemu'><name>outsider</name><memory unit='MiB'>32</memory>"
+               "<os><type arch='x86_64'>hvm</type></os></domain>")
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".xml") as f:
+            f.write(xml)
+            f.flush()
+            self.bed.virsh("h1", "define", f.name)
+        found = wait_until(lambda: self.d.find("vms", "outsider"), 15, what="the outsider to be discovered")
+        self.assertEqual(found["origin"], "discovered")
+        self.assertEqual(found["host_name"], "h1")
+
+    def test_5_armadad_killed_mid_job_resumes_it_after_restart(self):
+        vm = self.d.create_vm("sys-crash", "h1", memory_mib=64, start=True)
+        r = self.d.ok("POST", f"/api/v1/vms/{vm['id']}/actions/stop", {"timeout_s": 6})
+        job_id = r["job"]["id"]
+        wait_until(lambda: self.d.ok("GET", f"/api/v1/jobs/{job_id}")["state"] == "running", 10, what="the stop to run")
+        self.assertEqual(self.d.stop(signal.SIGKILL), -9)
+        self.d.start()
+        self.d.token = self.d.login()
+        job = self.d.wait_job(job_id, timeout=60)
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(job["attempts"], 2, job)
+        self.assertEqual(domstate(self.bed, "h1", "sys-crash"), "shut off")
+        self.assertEqual(self.d.ok("GET", "/api/v1/jobs?state=running")["items"], [])
+        kinds = [e["kind"] for e in self.d.ok("GET", "/api/v1/events?limit=200")["items"] if e["object_name"] == "sys-crash"]
+        self.assertIn("job.resumed", kinds)
+
+    def test_9_a_dead_host_is_unreachable_and_comes_back(self):
+        vm = self.d.create_vm("sys-dead", "h2", memory_mib=64, start=True)
+        self.bed.kill("h2")
+        wait_until(lambda: self.d.find("hosts", "h2")["state"] == "unreachable", 20, what="h2 to be unreachable")
+        self.assertEqual(self.d.vm(vm["id"])["state"], "unknown")
+        self.assertIn("host.unreachable", [e["kind"] for e in self.d.ok("GET", "/api/v1/events?limit=50")["items"]])
+        # Jobs against the dead host fail with a sentence, they do not hang.
+        job = self.d.vm_action(vm["id"], "start")
+        self.assertEqual(job["state"], "failed")
+        self.assertIn("h2", job["error"])
+        self.bed.start("h2")
+        wait_until(lambda: self.d.find("hosts", "h2")["state"] == "ok", 30, what="h2 to be back")
+        # The guest died with its host: reconcile reports it stopped.
+        wait_until(lambda: self.d.vm(vm["id"])["state"] == "stopped", 15, what="sys-dead to be seen stopped")
+
+
+if __name__ == "__main__":
+    unittest.main()
