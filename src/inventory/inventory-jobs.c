@@ -141,8 +141,8 @@ static int job_vm_create(JobCtx *ctx, void *userdata) {
                         goto fail;
                 }
         }
-        vm_event(ctx->st, &v.vm, "info", "vm.created", "VM '%s' was created on host '%s' (%u vCPUs, %llu MiB, %s).", v.vm.name,
-                 v.host.name, v.vm.cpus, (unsigned long long) v.vm.memory_mib, accel_words(dtype));
+        vm_event(ctx->st, &v.vm, "info", "vm.created", "VM '%s' was created on host '%s' (%u vCPU%s, %llu MiB, %s).", v.vm.name,
+                 v.host.name, v.vm.cpus, v.vm.cpus == 1 ? "" : "s", (unsigned long long) v.vm.memory_mib, accel_words(dtype));
         ctx->result = json_pack("{s:I, s:s, s:s, s:s?}", "vm_id", (json_int_t) v.vm.id, "domain_type", dtype,
                                 "accelerator", accel_words(dtype), "disk", vol_path);
         vmjob_done(inv, &v);
@@ -293,6 +293,7 @@ static int lifecycle(JobCtx *ctx, Inventory *inv, LifeOp op) {
         }
         StoreVm now;
         if (store_vm_get(ctx->st, v.vm.id, &now) == 0) {
+                job_progress(ctx, 100, noop ? "VM '%s' was already %s" : "VM '%s' is now %s", now.name, now.state);
                 if (!noop)
                         vm_event(ctx->st, &now, "info", "vm.state", "VM '%s' on host '%s' is now %s (%s%s).", now.name, v.host.name,
                                  now.state, verbs[op], forced ? ", powered off after the shutdown timeout" : "");
