@@ -59,6 +59,11 @@ static const OptSpec JOB_LIST_OPTS[] = {
         { "limit", 'n', true, "N", "at most N jobs, newest first" },
         { NULL, 0, false, NULL, NULL },
 };
+static const OptSpec VM_STOP_OPTS[] = {
+        { "timeout", 't', true, "SECONDS", "how long to wait for the guest to shut down (default: the server's, 60)" },
+        { "no-force", 0, false, NULL, "fail instead of powering the VM off when it does not shut down in time" },
+        { NULL, 0, false, NULL, NULL },
+};
 static const OptSpec LIMIT_OPTS[] = {
         { "limit", 'n', true, "N", "at most N entries, newest first" },
         { NULL, 0, false, NULL, NULL },
@@ -100,7 +105,9 @@ static const Command COMMANDS[] = {
                           "[--description TEXT] [--group PATH]",
           "create a VM (starts a job)", 1, 1, VM_CREATE_OPTS, cmd_vm_create },
         { "vm", "start", "NAME", "start a VM (starts a job)", 1, 1, NULL, cmd_vm_action },
-        { "vm", "stop", "NAME", "shut a VM down gracefully (starts a job)", 1, 1, NULL, cmd_vm_action },
+        { "vm", "stop", "NAME [--timeout SECONDS] [--no-force]",
+          "shut a VM down gracefully, powering it off after the timeout unless --no-force (starts a job)", 1, 1,
+          VM_STOP_OPTS, cmd_vm_action },
         { "vm", "kill", "NAME", "power a VM off at once (starts a job)", 1, 1, NULL, cmd_vm_action },
         { "vm", "pause", "NAME", "pause a running VM (starts a job)", 1, 1, NULL, cmd_vm_action },
         { "vm", "resume", "NAME", "resume a paused VM (starts a job)", 1, 1, NULL, cmd_vm_action },

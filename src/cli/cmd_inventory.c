@@ -422,7 +422,21 @@ int cmd_vm_action(Ctx *c, const Command *cmd, const Args *a) {
                 return r;
         _cleanup_free_ char *path = xasprintf("/vms/%" PRId64 "/actions/%s", id, cmd->verb);
         _cleanup_json_ json_t *reply = NULL;
-        r = api_call(c, "POST", path, NULL, &reply);
+        _cleanup_json_ json_t *body = NULL;
+        if (streq(cmd->verb, "stop") && (args_get(a, "timeout") || args_has(a, "no-force"))) {
+                body = json_object();
+                const char *t = args_get(a, "timeout");
+                int64_t secs;
+                if (t) {
+                        if (parse_i64(t, &secs) < 0 || secs < 1 || secs > 3600) {
+                                return fail("--timeout must be a whole number of seconds from 1 to 3600, not '%s'", t);
+                        }
+                        json_object_set_new(body, "timeout_s", json_integer(secs));
+                }
+                if (args_has(a, "no-force"))
+                        json_object_set_new(body, "force", json_false());
+        }
+        r = api_call(c, "POST", path, body, &reply);
         if (r)
                 return r;
         return job_started(c, reply);
