@@ -581,6 +581,30 @@ int store_group_chain(Store *st, int64_t group_id, int64_t *ids, int max) {
         return k;
 }
 
+/* Changes one group row (update_sql binds the new value then the id) and
+ * rewrites the paths of the group and its whole subtree from old_path to
+ * new_path, in one transaction. substr() rather than LIKE: names may hold
+ * '_', a LIKE wildcard. */
+static int group_repath(Store *st, int64_t id, const char *update_sql, const char *types, const void *value,
+                        const char *old_path, const char *new_path) {
+        int r = store_begin(st);
+        if (r < 0)
+                return r;
+        if (types[0] == 's')
+                r = store_exec(st, update_sql, "si", (const char *) value, id);
+        else
+                r = store_exec(st, update_sql, "ii", *(const int64_t *) value, id);
+        if (r >= 0)
+                r = store_exec(st, "UPDATE host_group SET path = ? || substr(path, length(?) + 1)"
+                                   " WHERE path = ? OR substr(path, 1, length(?) + 1) = ? || '/'",
+                               "sssss", new_path, old_path, old_path, old_path, old_path);
+        if (r < 0) {
+                store_rollback(st);
+                return r;
+        }
+        return store_commit(st);
+}
+
 int store_group_rename(Store *st, int64_t id, const char *new_name) {
         if (id == STORE_ROOT_GROUP_ID)
                 return -EPERM;
@@ -592,19 +616,7 @@ int store_group_rename(Store *st, int64_t id, const char *new_name) {
         char *slash = strrchr(parent_path, '/');
         if (slash) *slash = 0; else parent_path[0] = 0;
         _cleanup_free_ char *new_path = parent_path[0] ? xasprintf("%s/%s", parent_path, new_name) : xstrdup(new_name);
-        int r = store_begin(st);
-        if (r < 0)
-                return r;
-        r = store_exec(st, "UPDATE host_group SET name = ? WHERE id = ?", "si", new_name, id);
-        if (r >= 0)
-                r = store_exec(st, "UPDATE host_group SET path = ? || substr(path, length(?) + 1)"
-                                   " WHERE path = ? OR substr(path, 1, length(?) + 1) = ? || '/'",
-                               "sssss", new_path, old_path, old_path, old_path, old_path);
-        if (r < 0) {
-                store_rollback(st);
-                return r;
-        }
-        return store_commit(st);
+        return group_repath(st, id, "UPDATE host_group SET name = ? WHERE id = ?", "s", new_name, old_path, new_path);
 }
 
 int store_group_move(Store *st, int64_t id, int64_t new_parent_id) {
@@ -625,19 +637,7 @@ int store_group_move(Store *st, int64_t id, int64_t new_parent_id) {
         const char *name = json_string_value(json_object_get(g, "name"));
         const char *ppath = json_string_value(json_object_get(p, "path"));
         _cleanup_free_ char *new_path = ppath[0] ? xasprintf("%s/%s", ppath, name) : xstrdup(name);
-        int r = store_begin(st);
-        if (r < 0)
-                return r;
-        r = store_exec(st, "UPDATE host_group SET parent_id = ? WHERE id = ?", "ii", new_parent_id, id);
-        if (r >= 0)
-                r = store_exec(st, "UPDATE host_group SET path = ? || substr(path, length(?) + 1)"
-                                   " WHERE path = ? OR substr(path, 1, length(?) + 1) = ? || '/'",
-                               "sssss", new_path, old_path, old_path, old_path, old_path);
-        if (r < 0) {
-                store_rollback(st);
-                return r;
-        }
-        return store_commit(st);
+        return group_repath(st, id, "UPDATE host_group SET parent_id = ? WHERE id = ?", "i", &new_parent_id, old_path, new_path);
 }
 
 int store_group_delete(Store *st, int64_t id) {
