@@ -1,0 +1,356 @@
+/* Unit tests for the placement glue (inventory/inventory-place.c) and the
+ * policy inheritance it uses (store-place.c): host arrays built from a real
+ * database — allocations, measured usage, reserves, rules, the cluster
+ * failover reserve — and the sentences that explain a 0. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "inventory/placement.h"
+#include "store/store-place.h"
+
+typedef struct {
+        char dir[64];
+        Store *st;
+} Fixture;
+
+static int setup(void **state) {
+        Fixture *f = calloc(1, sizeof *f);
+        snprintf(f->dir, sizeof f->dir, "/tmp/armada-test-inventory-XXXXXX");
+        if (!mkdtemp(f->dir))
+                return -1;
+        char path[128];
+        snprintf(path, sizeof path, "%s/t.db", f->dir);
+        if (store_open(path, &f->st) < 0)
+                return -1;
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+        store_free(f->st);
+        char cmd[160];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+        if (system(cmd) != 0)
+                return -1;
+        free(f);
+        return 0;
+}
+
+static int64_t add_host(Store *st, const char *name, int64_t group, unsigned cpus, uint64_t mem, const char *state) {
+        int64_t id;
+        assert_int_equal(store_host_insert(st, name, "test:///default", group, "armada", NULL, &id), 0);
+        assert_int_equal(store_host_set_facts(st, id, cpus, mem, mem, "TEST", "test", name, "/tmp"), 0);
+        assert_true(store_host_set_state(st, id, state, NULL) >= 0);
+        return id;
+}
+
+static int64_t add_vm(Store *st, const char *name, int64_t host, unsigned cpus, uint64_t mem, const char *state) {
+        StoreVm vm = { .host_id = host, .cpus = cpus, .memory_mib = mem };
+        uuid_generate(vm.uuid);
+        snprintf(vm.name, sizeof vm.name, "%s", name);
+        snprintf(vm.state, sizeof vm.state, "%s", state);
+        snprintf(vm.origin, sizeof vm.origin, "created");
+        int64_t id;
+        assert_int_equal(store_vm_insert(st, &vm, &id), 0);
+        return id;
+}
+
+static const PlacementRating *find(const PlacementRating *r, int n, const char *host) {
+        for (int i = 0; i < n; i++)
+                if (streq(r[i].host_name, host))
+                        return &r[i];
+        fail_msg("host '%s' not rated", host);
+        return NULL;
+}
+
+static void test_policy_resolve(void **state) {
+        (void) state;
+        StoreGroupPolicy all[3] = {
+                { .group_id = 1, .parent_id = 0 },
+                { .group_id = 2, .parent_id = 1 },
+                { .group_id = 3, .parent_id = 2 },
+        };
+        all[0].set[STORE_POLICY_MEMORY_MIB] = true;
+        all[0].value[STORE_POLICY_MEMORY_MIB] = 1024;
+        all[1].set[STORE_POLICY_CPU_PCT] = true;
+        all[1].value[STORE_POLICY_CPU_PCT] = 20;
+        snprintf(all[1].goal, sizeof all[1].goal, "resource-maximization");
+        all[2].set[STORE_POLICY_MEMORY_MIB] = true;
+        all[2].value[STORE_POLICY_MEMORY_MIB] = 256;
+        all[2].set[STORE_POLICY_W_CPU] = true;
+        all[2].value[STORE_POLICY_W_CPU] = 3;
+        StoreEffectivePolicy e;
+        store_policy_resolve(all, 3, 3, &e);
+        assert_true(e.value[STORE_POLICY_MEMORY_MIB] == 256 && e.from[STORE_POLICY_MEMORY_MIB] == 3);
+        assert_true(e.value[STORE_POLICY_CPU_PCT] == 20 && e.from[STORE_POLICY_CPU_PCT] == 2);
+        assert_true(e.value[STORE_POLICY_DISK_GIB] == store_policy_defaults[STORE_POLICY_DISK_GIB]);
+        assert_int_equal(e.from[STORE_POLICY_DISK_GIB], 0);
+        assert_string_equal(e.goal, "resource-maximization");
+        assert_int_equal(e.goal_from, 2);
+        assert_true(e.value[STORE_POLICY_W_CPU] == 3 && e.value[STORE_POLICY_W_MEMORY] == 1);
+        store_policy_resolve(all, 3, 1, &e);
+        assert_true(e.value[STORE_POLICY_MEMORY_MIB] == 1024 && e.from[STORE_POLICY_MEMORY_MIB] == 1);
+        assert_true(e.value[STORE_POLICY_CPU_PCT] == 10 && e.from[STORE_POLICY_CPU_PCT] == 0);
+        assert_string_equal(e.goal, STORE_POLICY_DEFAULT_GOAL);
+        store_policy_resolve(all, 3, 99, &e);   /* unknown: the defaults */
+        assert_true(e.value[STORE_POLICY_MEMORY_MIB] == 512 && e.from[STORE_POLICY_MEMORY_MIB] == 0);
+}
+
+static void test_policy_roundtrip(void **state) {
+        Store *st = ((Fixture *) *state)->st;
+        StoreGroupPolicy p;
+        assert_int_equal(store_policy_get(st, 1, &p), 0);
+        assert_false(p.set[STORE_POLICY_MEMORY_MIB]);
+        p.set[STORE_POLICY_MEMORY_MIB] = true;
+        p.value[STORE_POLICY_MEMORY_MIB] = 2048;
+        snprintf(p.goal, sizeof p.goal, "load-balancing");
+        assert_int_equal(store_policy_set(st, &p), 0);
+        StoreGroupPolicy q;
+        assert_int_equal(store_policy_get(st, 1, &q), 0);
+        assert_true(q.set[STORE_POLICY_MEMORY_MIB] && q.value[STORE_POLICY_MEMORY_MIB] == 2048);
+        assert_string_equal(q.goal, "load-balancing");
+        memset(q.set, 0, sizeof q.set);
+        q.goal[0] = 0;
+        assert_int_equal(store_policy_set(st, &q), 0);
+        int64_t n = -1;
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM host_group_policy", ""), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(store_policy_get(st, 4242, &q), -ENOENT);
+}
+
+static void test_rate_allocations_states_and_order(void **state) {
+        Store *st = ((Fixture *) *state)->st;
+        int64_t h1 = add_host(st, "h1", 1, 4, 8192, "ok");
+        int64_t h2 = add_host(st, "h2", 1, 8, 16384, "ok");
+        add_host(st, "h3", 1, 64, 262144, "maintenance");
+        add_host(st, "h4", 1, 64, 262144, "unreachable");
+        add_vm(st, "big", h2, 2, 8192, "running");
+        add_vm(st, "off", h1, 4, 6000, "stopped");      /* stopped: does not count */
+        PlacementDemand d = { .cpus = 1, .memory_mib = 1024 };
+        PlacementRating *r = NULL;
+        int n = placement_rate(st, 0, &d, &r);
+        assert_int_equal(n, 4);
+        assert_int_equal(r[0].host_id, h1);
+        assert_true(r[0].stars == 5);
+        assert_true(r[1].host_id == h2 && r[1].rating > 0 && r[1].rating < r[0].rating);
+        assert_string_equal(find(r, n, "h3")->reason, "host is in maintenance");
+        assert_string_equal(find(r, n, "h4")->reason, "host is unreachable");
+        assert_true(find(r, n, "h3")->rating == 0 && find(r, n, "h3")->stars == 0);
+        free(r);
+
+        /* 7681 MiB: h2 has 16384 - 8192 - 512 = 7680 left. */
+        d.memory_mib = 7681;
+        n = placement_rate(st, 0, &d, &r);
+        assert_string_equal(find(r, n, "h2")->reason, "memory: needs 7681 MiB, 7680 MiB left after the 512 MiB reserve");
+        free(r);
+        /* A VM being re-placed does not count against its own host. */
+        int64_t big;
+        assert_int_equal(store_vm_find(st, "big", &big), 0);
+        d.vm_id = big;
+        d.memory_mib = 8192;
+        n = placement_rate(st, 0, &d, &r);
+        assert_true(find(r, n, "h2")->rating > 0);
+        free(r);
+}
+
+static void test_choose_pending_and_exclude(void **state) {
+        Store *st = ((Fixture *) *state)->st;
+        int64_t h1 = add_host(st, "h1", 1, 4, 8192, "ok");
+        int64_t h2 = add_host(st, "h2", 1, 4, 8192, "ok");
+        PlacementDemand d = { .cpus = 1, .memory_mib = 4096 };
+        int64_t id = 0;
+        char why[512];
+        assert_int_equal(placement_choose(st, 0, &d, &id, why, sizeof why), 0);
+        assert_int_equal(id, h1);           /* equal hosts: lowest id */
+        d.exclude_host_id = h1;
+        assert_int_equal(placement_choose(st, 0, &d, &id, why, sizeof why), 0);
+        assert_int_equal(id, h2);
+        PlacementPending p = { .host_id = h2, .cpus = 1, .memory_mib = 4000 };
+        d.pending = &p;
+        d.n_pending = 1;
+        assert_int_equal(placement_choose(st, 0, &d, &id, why, sizeof why), -ENOSPC);
+        assert_string_equal(why, "host 'h2': memory: needs 4096 MiB, 3680 MiB left after the 512 MiB reserve");
+        d = (PlacementDemand) { .cpus = 1, .memory_mib = 100000 };
+        assert_int_equal(placement_choose(st, 0, &d, &id, why, sizeof why), -ENOSPC);
+        assert_non_null(strstr(why, "host 'h1': memory: needs 100000 MiB"));
+        assert_non_null(strstr(why, "; host 'h2': memory: needs 100000 MiB"));
+        char small[24];
+        assert_int_equal(placement_choose(st, 0, &d, &id, small, sizeof small), -ENOSPC);
+        assert_int_equal(strlen(small), sizeof small - 1);
+        assert_string_equal(small + sizeof small - 4, "...");
+        /* Errors: an unknown group, a bad goal. */
+        assert_int_equal(placement_choose(st, 4242, &d, &id, why, sizeof why), -ENOENT);
+        d.goal = "fastest";
+        assert_int_equal(placement_choose(st, 0, &d, &id, why, sizeof why), -EINVAL);
+        PlacementRating *r = NULL;
+        assert_int_equal(placement_rate(st, 0, NULL, &r), -EINVAL);
+}
+
+static void test_group_subtree_reserve_and_goal(void **state) {
+        Store *st = ((Fixture *) *state)->st;
+        int64_t seattle, prod;
+        assert_int_equal(store_group_create_path(st, "Seattle/Production", &prod, NULL), 0);
+        assert_int_equal(store_group_find(st, "Seattle", &seattle), 0);
+        int64_t big = add_host(st, "big", prod, 16, 32768, "ok");
+        int64_t small = add_host(st, "small", seattle, 4, 8192, "ok");
+        add_host(st, "elsewhere", 1, 64, 262144, "ok");
+        PlacementDemand d = { .cpus = 1, .memory_mib = 1024 };
+        PlacementRating *r = NULL;
+        assert_int_equal(placement_rate(st, seattle, &d, &r), 2);
+        assert_int_equal(r[0].host_id, big);
+        free(r);
+        d.goal = "resource-maximization";
+        assert_int_equal(placement_rate(st, seattle, &d, &r), 2);
+        assert_int_equal(r[0].host_id, small);
+        free(r);
+        /* Seattle's reserve reaches Production's host unless overridden. */
+        StoreGroupPolicy p;
+        assert_int_equal(store_policy_get(st, seattle, &p), 0);
+        p.set[STORE_POLICY_MEMORY_MIB] = true;
+        p.value[STORE_POLICY_MEMORY_MIB] = 32000;
+        assert_int_equal(store_policy_set(st, &p), 0);
+        d.goal = NULL;
+        assert_int_equal(placement_rate(st, prod, &d, &r), 1);
+        assert_string_equal(r[0].reason, "memory: needs 1024 MiB, 768 MiB left after the 32000 MiB reserve");
+        free(r);
+        assert_int_equal(store_policy_get(st, prod, &p), 0);
+        p.set[STORE_POLICY_MEMORY_MIB] = true;
+        p.value[STORE_POLICY_MEMORY_MIB] = 0;
+        assert_int_equal(store_policy_set(st, &p), 0);
+        assert_int_equal(placement_rate(st, prod, &d, &r), 1);
+        assert_true(r[0].rating > 0);
+        free(r);
+}
+
+static void test_measured_usage(void **state) {
+        Store *st = ((Fixture *) *state)->st;
+        int64_t h1 = add_host(st, "h1", 1, 4, 8192, "ok");
+        add_vm(st, "creating", h1, 1, 1000, "creating");
+        assert_int_equal(store_exec(st, "INSERT INTO host_usage(host_id, cpu_pct, memory_used_mib, sampled_at) VALUES (?, 50, 6000, ?)",
+                                    "ii", h1, now_ms()), 0);
+        PlacementDemand d = { .cpus = 1, .memory_mib = 1000 };
+        PlacementRating *r = NULL;
+        int n = placement_rate(st, 0, &d, &r);
+        /* 8192 - (6000 measured + 1000 being created) - 512 = 680 */
+        assert_string_equal(find(r, n, "h1")->reason, "memory: needs 1000 MiB, 680 MiB left after the 512 MiB reserve");
+        free(r);
+        assert_int_equal(store_exec(st, "UPDATE host_usage SET sampled_at = ? WHERE host_id = ?", "ii", now_ms() - 121000, h1), 0);
+        n = placement_rate(st, 0, &d, &r);
+        assert_true(find(r, n, "h1")->rating > 0);   /* stale: allocations (1000 MiB) */
+        free(r);
+}
+
+static void test_failover_reserve(void **state) {
+        Store *st = ((Fixture *) *state)->st;
+        int64_t h[3];
+        h[0] = add_host(st, "c1", 1, 8, 16384, "ok");
+        h[1] = add_host(st, "c2", 1, 8, 16384, "ok");
+        h[2] = add_host(st, "c3", 1, 8, 16384, "ok");
+        int64_t v1 = add_vm(st, "ha1", h[0], 1, 3000, "running");
+        int64_t v2 = add_vm(st, "ha2", h[1], 1, 1000, "running");
+        add_vm(st, "noha", h[2], 1, 5000, "running");
+        assert_int_equal(store_exec(st, "INSERT INTO vm_ha(vm_id) VALUES (?), (?)", "ii", v1, v2), 0);
+        assert_int_equal(store_exec(st, "INSERT INTO cluster(id, name, shared_storage, tolerate, created_at) VALUES (1, 'c', '/s', 1, 0)", ""), 0);
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(store_exec(st, "INSERT INTO cluster_member(cluster_id, host_id) VALUES (1, ?)", "i", h[i]), 0);
+        /* tolerate 1: the largest member's 3000 MiB over the 2 others = 1500 */
+        PlacementDemand d = { .cpus = 1, .memory_mib = 14000 };
+        PlacementRating *r = NULL;
+        int n = placement_rate(st, 0, &d, &r);
+        assert_string_equal(find(r, n, "c2")->reason,
+                            "failover reserve: needs 14000 MiB, 13372 MiB left after the 512 MiB reserve and the 1500 MiB kept free"
+                            " for the cluster's N+1 failover");
+        free(r);
+        /* tolerate 2: (3000 + 1000) over the 1 other member = 4000 */
+        assert_int_equal(store_exec(st, "UPDATE cluster SET tolerate = 2", ""), 0);
+        d.memory_mib = 10000;
+        n = placement_rate(st, 0, &d, &r);
+        assert_non_null(strstr(find(r, n, "c3")->reason, "the 4000 MiB kept free"));
+        free(r);
+        /* tolerate 3 of 3 members: nothing survives, no reserve */
+        assert_int_equal(store_exec(st, "UPDATE cluster SET tolerate = 3", ""), 0);
+        n = placement_rate(st, 0, &d, &r);
+        assert_true(find(r, n, "c3")->rating > 0);
+        free(r);
+        /* A member that fails uses up the tolerated failure: its VMs restart
+         * into the reserve (no reserve while it is down). One in maintenance
+         * just leaves: c2's 1000 MiB over the one other member (c3). */
+        assert_int_equal(store_exec(st, "UPDATE cluster SET tolerate = 1", ""), 0);
+        assert_true(store_host_set_state(st, h[0], "failed", NULL) >= 0);
+        d = (PlacementDemand) { .cpus = 1, .memory_mib = 10800, .exclude_host_id = h[0] };
+        n = placement_rate(st, 0, &d, &r);
+        assert_int_equal(n, 2);
+        assert_true(find(r, n, "c3")->rating > 0);
+        free(r);
+        assert_true(store_host_set_state(st, h[0], "maintenance", NULL) >= 0);
+        n = placement_rate(st, 0, &d, &r);
+        assert_string_equal(find(r, n, "c3")->reason,
+                            "failover reserve: needs 10800 MiB, 9872 MiB left after the 512 MiB reserve and the 1000 MiB kept free"
+                            " for the cluster's N+1 failover");
+        free(r);
+        assert_true(store_host_set_state(st, h[0], "ok", NULL) >= 0);
+        /* The HA VM being moved does not reserve room for itself. */
+        assert_int_equal(store_exec(st, "UPDATE cluster SET tolerate = 1", ""), 0);
+        d = (PlacementDemand) { .cpus = 1, .memory_mib = 10500, .vm_id = v1 };
+        n = placement_rate(st, 0, &d, &r);
+        assert_non_null(strstr(find(r, n, "c3")->reason, "the 500 MiB kept free"));
+        free(r);
+}
+
+static void test_rules(void **state) {
+        Store *st = ((Fixture *) *state)->st;
+        int64_t h1 = add_host(st, "h1", 1, 8, 16384, "ok");
+        int64_t h2 = add_host(st, "h2", 1, 8, 16384, "ok");
+        int64_t w1 = add_vm(st, "web01", h1, 1, 512, "running");
+        int64_t w2 = add_vm(st, "web02", h2, 1, 512, "running");
+        int64_t db = add_vm(st, "db01", h2, 1, 512, "running");
+        int64_t ids[] = { w1, w2 }, aff[] = { db, w1 };
+        int64_t rule;
+        assert_int_equal(store_rule_insert(st, "web", "anti-affinity", ids, 2, &rule), 0);
+        assert_int_equal(store_rule_insert(st, "web", "affinity", ids, 2, &rule), -EEXIST);
+        PlacementDemand d = { .cpus = 1, .memory_mib = 512, .vm_id = w2, .vm_name = "web02" };
+        PlacementRating *r = NULL;
+        int n = placement_rate(st, 0, &d, &r);
+        assert_string_equal(find(r, n, "h1")->reason, "anti-affinity: runs 'web01', which must not share a host with 'web02'");
+        assert_true(find(r, n, "h2")->rating > 0);
+        free(r);
+        int64_t rule2;
+        assert_int_equal(store_rule_insert(st, "db-web", "affinity", aff, 2, &rule2), 0);
+        d = (PlacementDemand) { .cpus = 1, .memory_mib = 512, .vm_id = w1, .vm_name = "web01" };
+        n = placement_rate(st, 0, &d, &r);
+        /* web01 must join db01 on h2, where web02 (anti-affine) runs: nowhere. */
+        assert_true(find(r, n, "h1")->rating == 0 && find(r, n, "h2")->rating == 0);
+        assert_non_null(strstr(find(r, n, "h1")->reason, "affinity: 'web01' must share a host with 'db01', which runs on 'h2'"));
+        free(r);
+        json_t *j = store_rule_get_json(st, rule);
+        assert_string_equal(json_string_value(json_array_get(json_object_get(j, "vms"), 0)), "web01");
+        json_decref(j);
+        assert_int_equal(store_vm_delete(st, w2), 0);   /* members go with their VM */
+        j = store_rule_get_json(st, rule);
+        assert_int_equal(json_array_size(json_object_get(j, "vms")), 1);
+        json_decref(j);
+        assert_int_equal(store_rule_delete(st, rule), 0);
+        assert_int_equal(store_rule_delete(st, rule), -ENOENT);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_policy_resolve),
+                cmocka_unit_test_setup_teardown(test_policy_roundtrip, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_rate_allocations_states_and_order, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_choose_pending_and_exclude, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_group_subtree_reserve_and_goal, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_measured_usage, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_failover_reserve, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
