@@ -1,0 +1,514 @@
+/* The monitor's read side for the API: one object's series, the health
+ * tree, and the Prometheus exposition. Each reads the store only, so the
+ * API needs no handle on the running monitor. */
+#include "monitor.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+json_t *monitor_series_json(Store *st, StorePerfKind kind, int64_t object_id, const char *metric, int64_t from,
+                            int64_t to, int64_t step, const MonRetention *ret_cfg, char *why, size_t why_size) {
+        MonRetention ret = ret_cfg ? *ret_cfg : (MonRetention) {0};
+        mon_retention_defaults(&ret);
+        if (from >= to) {
+                snprintf(why, why_size, "'from' must be before 'to'.");
+                return NULL;
+        }
+        StorePerfMetric only = STORE_PERF__COUNT;
+        if (metric && store_perf_metric_parse(metric, &only) < 0) {
+                snprintf(why, why_size, "There is no metric '%.64s'; use one of cpu, memory, memory_pct, disk_read, disk_write,"
+                         " disk_iops, net_rx, net_tx, pool_pct.", metric);
+                return NULL;
+        }
+        if (step <= 0) {
+                step = (to - from) / 300;
+                if (step < 1000) step = 1000;
+        }
+        StorePerfTier tier = mon_tier_for(&ret, now_ms(), from, step);
+        int64_t res = tier == STORE_TIER_RAW ? 0 : tier == STORE_TIER_5M ? MON_STEP_5M_MS : MON_STEP_1H_MS;
+        if (step < res)
+                step = res;
+        json_t *series = json_array();
+        for (int m = 0; m < STORE_PERF__COUNT; m++) {
+                if (only != STORE_PERF__COUNT && m != (int) only)
+                        continue;
+                if (kind == STORE_PERF_VM && m == STORE_PERF_POOL_PCT)
+                        continue;
+                StorePerfPoint *pts = NULL;
+                int n = store_perf_query(st, tier, kind, object_id, (StorePerfMetric) m, from, to, &pts);
+                if (n < 0) {
+                        json_decref(series);
+                        snprintf(why, why_size, "A database error occurred while reading the series.");
+                        return NULL;
+                }
+                StorePerfPoint *ds = xcalloc((size_t) n + 1, sizeof *ds);
+                size_t k = mon_downsample(pts, (size_t) n, step, ds);
+                json_t *points = json_array();
+                for (size_t i = 0; i < k; i++)
+                        json_array_append_new(points, json_pack("{s:I, s:f, s:f, s:I}", "t", (json_int_t) ds[i].at, "avg", ds[i].avg,
+                                                                "max", ds[i].max, "n", (json_int_t) ds[i].n));
+                free(ds);
+                free(pts);
+                json_array_append_new(series, json_pack("{s:s, s:s, s:o}", "metric", store_perf_metric_names[m], "unit",
+                                                        store_perf_metric_units[m], "points", points));
+        }
+        static const char *const tiers[] = { "raw", "5m", "1h" };
+        return json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:o}", "kind", kind == STORE_PERF_HOST ? "host" : "vm",
+                         "id", (json_int_t) object_id, "from", (json_int_t) from, "to", (json_int_t) to, "step_ms",
+                         (json_int_t) step, "tier", tiers[tier], "series", series);
+}
+
+/* ------------------------------------------------------------------ */
+/* health */
+
+typedef struct {
+        json_t *node;
+        MonHealth h;
+} HNode;
+
+static json_t *hnode(const char *kind, int64_t id, const char *name) {
+        return json_pack("{s:s, s:I, s:s, s:s, s:[], s:[]}", "kind", kind, "id", (json_int_t) id, "name", name ? name : "?",
+                         "health", "healthy", "reasons", "children");
+}
+
+static void worsen(HNode *n, MonHealth h, const char *reason) {
+        if (h > n->h)
+                n->h = h;
+        if (reason)
+                json_array_append_new(json_object_get(n->node, "reasons"), json_string(reason));
+}
+
+/* Open alerts on one object become reasons. */
+static void alerts_on(HNode *n, json_t *alerts, const char *kind, int64_t id) {
+        size_t i;
+        json_t *a;
+        json_array_foreach(alerts, i, a) {
+                if (json_integer_value(json_object_get(a, "object_id")) != id ||
+                    !streq(json_string_value(json_object_get(a, "object_kind")) ?: "", kind))
+                        continue;
+                _cleanup_free_ char *why = xasprintf("alert %lld (%s): %s", (long long) json_integer_value(json_object_get(a, "id")),
+                                                     json_string_value(json_object_get(a, "severity")),
+                                                     json_string_value(json_object_get(a, "message")));
+                worsen(n, mon_health_of_severity(json_string_value(json_object_get(a, "severity"))), why);
+        }
+}
+
+static void child_done(HNode *parent, HNode *child, const char *what) {
+        json_object_set_new(child->node, "health", json_string(mon_health_name(child->h)));
+        if (child->h != MON_HEALTH_HEALTHY) {
+                _cleanup_free_ char *why = xasprintf("%s '%s' is %s", what, json_string_value(json_object_get(child->node, "name")),
+                                                     mon_health_name(child->h));
+                worsen(parent, child->h, why);
+        }
+        json_array_append(json_object_get(parent->node, "children"), child->node);
+}
+
+json_t *monitor_health_json(Store *st) {
+        _cleanup_json_ json_t *groups = store_mon_groups_json(st);
+        _cleanup_json_ json_t *alerts = store_alert_list_json(st, "open", 1000000);
+        StoreMonHost *hosts = NULL;
+        StoreMonVm *vms = NULL;
+        int nh = store_mon_hosts(st, &hosts);
+        int nv = nh < 0 ? -1 : store_mon_vms(st, &vms);
+        if (!groups || !alerts || nh < 0 || nv < 0) {
+                free(hosts);
+                free(vms);
+                return NULL;
+        }
+        size_t ng = json_array_size(groups);
+        HNode *g = xcalloc(ng + 1, sizeof *g);
+        for (size_t i = 0; i < ng; i++) {
+                json_t *gr = json_array_get(groups, i);
+                g[i].node = hnode("group", json_integer_value(json_object_get(gr, "id")),
+                                  json_integer_value(json_object_get(gr, "parent_id")) == 0 ? STORE_ROOT_GROUP_NAME
+                                  : json_string_value(json_object_get(gr, "name")));
+                json_object_set(g[i].node, "path", json_object_get(gr, "path"));
+        }
+        /* VMs, then hosts (VMs roll up into them), then groups deepest first. */
+        HNode *hn = xcalloc((size_t) nh + 1, sizeof *hn);
+        for (int i = 0; i < nh; i++) {
+                hn[i].node = hnode("host", hosts[i].id, hosts[i].name);
+                json_object_set_new(hn[i].node, "state", json_string(hosts[i].state));
+                const char *why;
+                MonHealth h = mon_health_host_state(hosts[i].state, &why);
+                worsen(&hn[i], h, why ? why : NULL);
+                alerts_on(&hn[i], alerts, "host", hosts[i].id);
+        }
+        for (int i = 0; i < nv; i++) {
+                int hi = -1;
+                for (int lo = 0, up = nh - 1; lo <= up; ) {
+                        int mid = (lo + up) / 2;
+                        if (hosts[mid].id == vms[i].host_id) { hi = mid; break; }
+                        if (hosts[mid].id < vms[i].host_id) lo = mid + 1; else up = mid - 1;
+                }
+                if (hi < 0)
+                        continue; /* not placed: no host to roll up into */
+                HNode v = { hnode("vm", vms[i].id, vms[i].name), MON_HEALTH_HEALTHY };
+                json_object_set_new(v.node, "state", json_string(vms[i].state));
+                json_object_set_new(v.node, "owner_id", json_integer(vms[i].owner_id));
+                const char *why;
+                /* A host that is down makes its VMs' state unknown; the host says why. */
+                MonHealth h = mon_health_vm_state(vms[i].state, &why);
+                worsen(&v, h, why);
+                alerts_on(&v, alerts, "vm", vms[i].id);
+                child_done(&hn[hi], &v, "VM");
+                json_decref(v.node);
+        }
+        for (int i = 0; i < nh; i++) {
+                size_t gi = 0;
+                for (size_t k = 0; k < ng; k++)
+                        if (json_integer_value(json_object_get(g[k].node, "id")) == hosts[i].group_id) gi = k;
+                json_object_set_new(hn[i].node, "group_id", json_integer(hosts[i].group_id));
+                child_done(&g[gi], &hn[i], "host");
+                json_decref(hn[i].node);
+        }
+        /* Groups: children have larger ids than parents (created after them),
+         * except after moves; go by depth of path instead. */
+        int *depth = xcalloc(ng + 1, sizeof *depth);
+        int max_depth = 0;
+        for (size_t i = 0; i < ng; i++) {
+                const char *p = json_string_value(json_object_get(json_array_get(groups, i), "path"));
+                depth[i] = p && *p ? 1 : 0;
+                for (; p && *p; p++)
+                        if (*p == '/') depth[i]++;
+                if (depth[i] > max_depth) max_depth = depth[i];
+        }
+        json_t *root = NULL;
+        for (int d = max_depth; d >= 0; d--)
+                for (size_t i = 0; i < ng; i++) {
+                        if (depth[i] != d)
+                                continue;
+                        int64_t parent = json_integer_value(json_object_get(json_array_get(groups, i), "parent_id"));
+                        if (parent == 0) {
+                                json_object_set_new(g[i].node, "health", json_string(mon_health_name(g[i].h)));
+                                root = json_incref(g[i].node);
+                                continue;
+                        }
+                        for (size_t k = 0; k < ng; k++)
+                                if (json_integer_value(json_object_get(g[k].node, "id")) == parent) {
+                                        child_done(&g[k], &g[i], "host group");
+                                        break;
+                                }
+                }
+        for (size_t i = 0; i < ng; i++)
+                json_decref(g[i].node);
+        free(depth);
+        free(g);
+        free(hn);
+        free(hosts);
+        free(vms);
+        return root ? root : json_object();
+}
+
+/* ------------------------------------------------------------------ */
+/* Prometheus */
+
+int monitor_process_read(MonitorProcess *ret) {
+        MonitorProcess p = {0};
+        _cleanup_free_ char *stat = NULL;
+        int r = file_read_all("/proc/self/stat", &stat, NULL);
+        if (r < 0)
+                return r;
+        /* Fields after the command (which may hold spaces) start after ')'. */
+        const char *q = strrchr(stat, ')');
+        if (!q)
+                return -EINVAL;
+        unsigned long long utime = 0, stime = 0, starttime = 0;
+        long rss = 0;
+        if (sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %*u %ld",
+                   &utime, &stime, &starttime, &rss) != 4)
+                return -EINVAL;
+        double hz = (double) sysconf(_SC_CLK_TCK);
+        p.cpu_seconds = (double) (utime + stime) / hz;
+        p.resident_bytes = (double) rss * (double) sysconf(_SC_PAGESIZE);
+        _cleanup_free_ char *up = NULL;
+        double uptime = 0;
+        if (file_read_all("/proc/uptime", &up, NULL) == 0)
+                uptime = strtod(up, NULL);
+        p.start_time_seconds = (double) now_ms() / 1000.0 - uptime + (double) starttime / hz;
+        DIR *d = opendir("/proc/self/fd");
+        if (d) {
+                for (struct dirent *e; (e = readdir(d)); )
+                        if (e->d_name[0] != '.') p.open_fds++;
+                closedir(d);
+                p.open_fds--; /* the directory itself */
+        }
+        *ret = p;
+        return 0;
+}
+
+typedef struct {
+        const char *name, *help;
+        StorePerfMetric m;
+        double scale;
+} Family;
+
+static const Family HOST_FAMILIES[] = {
+        { "armada_host_cpu_usage_ratio", "Share of the host's CPU time that was busy in the last interval.", STORE_PERF_CPU, 0.01 },
+        { "armada_host_memory_used_bytes", "Memory in use on the host.", STORE_PERF_MEMORY, 1048576.0 },
+        { "armada_host_memory_usage_ratio", "Share of the host's memory in use.", STORE_PERF_MEMORY_PCT, 0.01 },
+        { "armada_host_disk_read_bytes_per_second", "Bytes per second its VMs read from disk.", STORE_PERF_DISK_READ, 1 },
+        { "armada_host_disk_write_bytes_per_second", "Bytes per second its VMs wrote to disk.", STORE_PERF_DISK_WRITE, 1 },
+        { "armada_host_disk_requests_per_second", "Disk requests per second of its VMs.", STORE_PERF_DISK_IOPS, 1 },
+        { "armada_host_network_receive_bytes_per_second", "Bytes per second its VMs received.", STORE_PERF_NET_RX, 1 },
+        { "armada_host_network_transmit_bytes_per_second", "Bytes per second its VMs sent.", STORE_PERF_NET_TX, 1 },
+        { "armada_host_pool_usage_ratio", "Share of the host's storage pool allocated.", STORE_PERF_POOL_PCT, 0.01 },
+};
+static const Family VM_FAMILIES[] = {
+        { "armada_vm_cpu_usage_ratio", "Share of the VM's vCPU time used in the last interval.", STORE_PERF_CPU, 0.01 },
+        { "armada_vm_memory_used_bytes", "Memory the VM uses.", STORE_PERF_MEMORY, 1048576.0 },
+        { "armada_vm_memory_usage_ratio", "Share of the VM's memory in use.", STORE_PERF_MEMORY_PCT, 0.01 },
+        { "armada_vm_disk_read_bytes_per_second", "Bytes per second the VM read from its disks.", STORE_PERF_DISK_READ, 1 },
+        { "armada_vm_disk_write_bytes_per_second", "Bytes per second the VM wrote to its disks.", STORE_PERF_DISK_WRITE, 1 },
+        { "armada_vm_disk_requests_per_second", "Disk requests per second of the VM.", STORE_PERF_DISK_IOPS, 1 },
+        { "armada_vm_network_receive_bytes_per_second", "Bytes per second the VM received.", STORE_PERF_NET_RX, 1 },
+        { "armada_vm_network_transmit_bytes_per_second", "Bytes per second the VM sent.", STORE_PERF_NET_TX, 1 },
+};
+
+typedef struct {
+        int64_t id;
+        char *labels;            /* host="a",group="b" */
+} LabelOf;
+
+static const char *labels_of(const LabelOf *l, size_t n, int64_t id) {
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (l[mid].id == id) return l[mid].labels;
+                if (l[mid].id < id) lo = mid + 1; else hi = mid;
+        }
+        return NULL;
+}
+
+static void device_families(StrBuf *b, json_t *latest, const LabelOf *vml, size_t nvl, const char *arr, const char *name,
+                            const char *field, const char *help) {
+        mon_expo_family(b, name, "gauge", help);
+        size_t i;
+        json_t *row;
+        json_array_foreach(latest, i, row) {
+                if (json_integer_value(json_object_get(row, "kind")) != STORE_PERF_VM)
+                        continue;
+                const char *base = labels_of(vml, nvl, json_integer_value(json_object_get(row, "object_id")));
+                json_t *devs = json_object_get(json_object_get(row, "detail"), arr);
+                size_t k;
+                json_t *dv;
+                json_array_foreach(devs, k, dv) {
+                        if (!base)
+                                continue;
+                        StrBuf l = {0};
+                        strbuf_append(&l, base);
+                        mon_expo_label(&l, "device", json_string_value(json_object_get(dv, "name")));
+                        mon_expo_sample(b, name, l.s, json_number_value(json_object_get(dv, field)));
+                        strbuf_free(&l);
+                }
+        }
+}
+
+char *monitor_prometheus_text(Store *st, const MonitorProcess *self) {
+        StoreMonHost *hosts = NULL;
+        StoreMonVm *vms = NULL;
+        int nh = store_mon_hosts(st, &hosts);
+        int nv = nh < 0 ? -1 : store_mon_vms(st, &vms);
+        _cleanup_json_ json_t *groups = store_mon_groups_json(st);
+        _cleanup_json_ json_t *latest = store_perf_latest_json(st);
+        _cleanup_json_ json_t *counts = store_monitor_counts_json(st);
+        _cleanup_json_ json_t *alerts = store_alert_counts_json(st);
+        _cleanup_json_ json_t *stats = store_monitor_stats_json(st);
+        if (nh < 0 || nv < 0 || !groups || !latest || !counts || !alerts || !stats) {
+                free(hosts);
+                free(vms);
+                return NULL;
+        }
+        LabelOf *hl = xcalloc((size_t) nh + 1, sizeof *hl), *vl = xcalloc((size_t) nv + 1, sizeof *vl);
+        for (int i = 0; i < nh; i++) {
+                StrBuf l = {0};
+                const char *path = "";
+                size_t k;
+                json_t *gr;
+                json_array_foreach(groups, k, gr)
+                        if (json_integer_value(json_object_get(gr, "id")) == hosts[i].group_id)
+                                path = json_string_value(json_object_get(gr, "path"));
+                mon_expo_label(&l, "host", hosts[i].name);
+                mon_expo_label(&l, "group", path && *path ? path : STORE_ROOT_GROUP_NAME);
+                hl[i] = (LabelOf) { hosts[i].id, strbuf_steal(&l) };
+        }
+        for (int i = 0; i < nv; i++) {
+                StrBuf l = {0};
+                mon_expo_label(&l, "vm", vms[i].name);
+                const char *hname = "";
+                for (int lo = 0, up = nh - 1; lo <= up; ) {   /* hosts are ordered by id */
+                        int mid = (lo + up) / 2;
+                        if (hosts[mid].id == vms[i].host_id) { hname = hosts[mid].name; break; }
+                        if (hosts[mid].id < vms[i].host_id) lo = mid + 1; else up = mid - 1;
+                }
+                mon_expo_label(&l, "host", hname);
+                vl[i] = (LabelOf) { vms[i].id, strbuf_steal(&l) };
+        }
+
+        StrBuf b = {0};
+        mon_expo_family(&b, "armada_host_up", "gauge", "1 when armadad reaches the host (state ok), else 0.");
+        for (int i = 0; i < nh; i++)
+                mon_expo_sample(&b, "armada_host_up", hl[i].labels, streq(hosts[i].state, "ok") ? 1 : 0);
+        mon_expo_family(&b, "armada_host_state", "gauge", "The host's state as a label; always 1.");
+        for (int i = 0; i < nh; i++) {
+                StrBuf l = {0};
+                strbuf_append(&l, hl[i].labels);
+                mon_expo_label(&l, "state", hosts[i].state);
+                mon_expo_sample(&b, "armada_host_state", l.s, 1);
+                strbuf_free(&l);
+        }
+        mon_expo_family(&b, "armada_host_cpus", "gauge", "Logical CPUs of the host.");
+        for (int i = 0; i < nh; i++)
+                mon_expo_sample(&b, "armada_host_cpus", hl[i].labels, hosts[i].cpus);
+        mon_expo_family(&b, "armada_host_memory_bytes", "gauge", "Physical memory of the host.");
+        for (int i = 0; i < nh; i++)
+                mon_expo_sample(&b, "armada_host_memory_bytes", hl[i].labels, (double) hosts[i].memory_mib * 1048576.0);
+        for (size_t f = 0; f < ELEMENTSOF(HOST_FAMILIES); f++) {
+                mon_expo_family(&b, HOST_FAMILIES[f].name, "gauge", HOST_FAMILIES[f].help);
+                size_t i;
+                json_t *row;
+                json_array_foreach(latest, i, row) {
+                        if (json_integer_value(json_object_get(row, "kind")) != STORE_PERF_HOST)
+                                continue;
+                        json_t *v = json_object_get(row, store_perf_metric_names[HOST_FAMILIES[f].m]);
+                        const char *l = labels_of(hl, (size_t) nh, json_integer_value(json_object_get(row, "object_id")));
+                        if (l && json_is_number(v))
+                                mon_expo_sample(&b, HOST_FAMILIES[f].name, l, json_number_value(v) * HOST_FAMILIES[f].scale);
+                }
+        }
+        mon_expo_family(&b, "armada_vm_state", "gauge", "The VM's state as a label; always 1.");
+        for (int i = 0; i < nv; i++) {
+                StrBuf l = {0};
+                strbuf_append(&l, vl[i].labels);
+                mon_expo_label(&l, "state", vms[i].state);
+                mon_expo_sample(&b, "armada_vm_state", l.s, 1);
+                strbuf_free(&l);
+        }
+        mon_expo_family(&b, "armada_vm_vcpus", "gauge", "Virtual CPUs of the VM.");
+        for (int i = 0; i < nv; i++)
+                mon_expo_sample(&b, "armada_vm_vcpus", vl[i].labels, vms[i].cpus);
+        mon_expo_family(&b, "armada_vm_memory_bytes", "gauge", "Memory assigned to the VM.");
+        for (int i = 0; i < nv; i++)
+                mon_expo_sample(&b, "armada_vm_memory_bytes", vl[i].labels, (double) vms[i].memory_mib * 1048576.0);
+        for (size_t f = 0; f < ELEMENTSOF(VM_FAMILIES); f++) {
+                mon_expo_family(&b, VM_FAMILIES[f].name, "gauge", VM_FAMILIES[f].help);
+                size_t i;
+                json_t *row;
+                json_array_foreach(latest, i, row) {
+                        if (json_integer_value(json_object_get(row, "kind")) != STORE_PERF_VM)
+                                continue;
+                        json_t *v = json_object_get(row, store_perf_metric_names[VM_FAMILIES[f].m]);
+                        const char *l = labels_of(vl, (size_t) nv, json_integer_value(json_object_get(row, "object_id")));
+                        if (l && json_is_number(v))
+                                mon_expo_sample(&b, VM_FAMILIES[f].name, l, json_number_value(v) * VM_FAMILIES[f].scale);
+                }
+        }
+        device_families(&b, latest, vl, (size_t) nv, "disks", "armada_vm_block_read_bytes_per_second", "read_bps",
+                        "Bytes per second read from one disk of the VM.");
+        device_families(&b, latest, vl, (size_t) nv, "disks", "armada_vm_block_write_bytes_per_second", "write_bps",
+                        "Bytes per second written to one disk of the VM.");
+        device_families(&b, latest, vl, (size_t) nv, "nics", "armada_vm_interface_receive_bytes_per_second", "rx_bps",
+                        "Bytes per second received on one interface of the VM.");
+        device_families(&b, latest, vl, (size_t) nv, "nics", "armada_vm_interface_transmit_bytes_per_second", "tx_bps",
+                        "Bytes per second sent on one interface of the VM.");
+
+        static const char *const JOB_STATES[] = { "queued", "running", "succeeded", "failed", "cancelled" };
+        static const char *const DELIVERY_STATES[] = { "pending", "delivered", "failed" };
+        mon_expo_family(&b, "armada_jobs", "gauge", "Jobs by state.");
+        for (size_t s = 0; s < ELEMENTSOF(JOB_STATES); s++) {
+                double n = 0;
+                size_t i;
+                json_t *row;
+                json_array_foreach(counts, i, row)
+                        if (streq(json_string_value(json_object_get(row, "what")), "job") &&
+                            streq(json_string_value(json_object_get(row, "state")) ?: "", JOB_STATES[s]))
+                                n = (double) json_integer_value(json_object_get(row, "n"));
+                StrBuf l = {0};
+                mon_expo_label(&l, "state", JOB_STATES[s]);
+                mon_expo_sample(&b, "armada_jobs", l.s, n);
+                strbuf_free(&l);
+        }
+        static const char *const SEVERITIES[] = { "info", "warning", "critical" };
+        mon_expo_family(&b, "armada_alerts_open", "gauge", "Open alerts by severity.");
+        for (size_t s = 0; s < ELEMENTSOF(SEVERITIES); s++) {
+                double n = 0;
+                size_t i;
+                json_t *row;
+                json_array_foreach(alerts, i, row)
+                        if (streq(json_string_value(json_object_get(row, "severity")) ?: "", SEVERITIES[s]))
+                                n = (double) json_integer_value(json_object_get(row, "n"));
+                StrBuf l = {0};
+                mon_expo_label(&l, "severity", SEVERITIES[s]);
+                mon_expo_sample(&b, "armada_alerts_open", l.s, n);
+                strbuf_free(&l);
+        }
+        mon_expo_family(&b, "armada_alerts_unacknowledged", "gauge", "Open alerts nobody has acknowledged, by severity.");
+        for (size_t s = 0; s < ELEMENTSOF(SEVERITIES); s++) {
+                double n = 0;
+                size_t i;
+                json_t *row;
+                json_array_foreach(alerts, i, row)
+                        if (streq(json_string_value(json_object_get(row, "severity")) ?: "", SEVERITIES[s]))
+                                n = json_number_value(json_object_get(row, "unacknowledged"));
+                StrBuf l = {0};
+                mon_expo_label(&l, "severity", SEVERITIES[s]);
+                mon_expo_sample(&b, "armada_alerts_unacknowledged", l.s, n);
+                strbuf_free(&l);
+        }
+        mon_expo_family(&b, "armada_webhook_deliveries", "gauge", "Webhook deliveries kept, by state.");
+        for (size_t s = 0; s < ELEMENTSOF(DELIVERY_STATES); s++) {
+                double n = 0;
+                size_t i;
+                json_t *row;
+                json_array_foreach(counts, i, row)
+                        if (streq(json_string_value(json_object_get(row, "what")), "webhook_delivery") &&
+                            streq(json_string_value(json_object_get(row, "state")) ?: "", DELIVERY_STATES[s]))
+                                n = (double) json_integer_value(json_object_get(row, "n"));
+                StrBuf l = {0};
+                mon_expo_label(&l, "state", DELIVERY_STATES[s]);
+                mon_expo_sample(&b, "armada_webhook_deliveries", l.s, n);
+                strbuf_free(&l);
+        }
+        static const struct { const char *key, *name, *type, *help; } STATS[] = {
+                { "rounds_total", "armada_monitor_rounds_total", "counter", "Collection rounds since armadad started." },
+                { "round_duration_seconds", "armada_monitor_round_duration_seconds", "gauge", "Wall time of the last collection round." },
+                { "round_cpu_seconds", "armada_monitor_round_cpu_seconds", "gauge", "CPU time the last collection round used." },
+                { "last_round_timestamp_seconds", "armada_monitor_last_round_timestamp_seconds", "gauge", "When the last round ran (Unix time)." },
+                { "interval_seconds", "armada_monitor_interval_seconds", "gauge", "The collection interval." },
+                { "hosts_sampled", "armada_monitor_hosts_sampled", "gauge", "Hosts sampled in the last round." },
+                { "vms_sampled", "armada_monitor_vms_sampled", "gauge", "VMs sampled in the last round." },
+                { "collect_errors", "armada_monitor_collect_errors", "gauge", "Hosts whose statistics could not be read in the last round." },
+        };
+        for (size_t s = 0; s < ELEMENTSOF(STATS); s++) {
+                size_t i;
+                json_t *row;
+                json_array_foreach(stats, i, row)
+                        if (streq(json_string_value(json_object_get(row, "key")) ?: "", STATS[s].key)) {
+                                mon_expo_family(&b, STATS[s].name, STATS[s].type, STATS[s].help);
+                                mon_expo_sample(&b, STATS[s].name, NULL, json_number_value(json_object_get(row, "value")));
+                        }
+        }
+        mon_expo_family(&b, "armada_up", "gauge", "1 while armadad answers.");
+        mon_expo_sample(&b, "armada_up", NULL, 1);
+        if (self) {
+                mon_expo_family(&b, "process_cpu_seconds_total", "counter", "CPU time armadad used, user and system.");
+                mon_expo_sample(&b, "process_cpu_seconds_total", NULL, self->cpu_seconds);
+                mon_expo_family(&b, "process_resident_memory_bytes", "gauge", "armadad's resident memory.");
+                mon_expo_sample(&b, "process_resident_memory_bytes", NULL, self->resident_bytes);
+                mon_expo_family(&b, "process_start_time_seconds", "gauge", "When armadad started (Unix time).");
+                mon_expo_sample(&b, "process_start_time_seconds", NULL, floor(self->start_time_seconds));
+                mon_expo_family(&b, "process_open_fds", "gauge", "File descriptors armadad has open.");
+                mon_expo_sample(&b, "process_open_fds", NULL, self->open_fds);
+        }
+        for (int i = 0; i < nh; i++) free(hl[i].labels);
+        for (int i = 0; i < nv; i++) free(vl[i].labels);
+        free(hl);
+        free(vl);
+        free(hosts);
+        free(vms);
+        return strbuf_steal(&b);
+}

@@ -1,0 +1,846 @@
+/* The monitor's collector: one round every interval samples every connected
+ * host through the inventory's connections, computes rates, writes the
+ * time series, rollups, placement's host_usage and the latest figures in
+ * one transaction, then evaluates the alert rules and notes health changes
+ * (see monitor.h). */
+#include "monitor-priv.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "hv/hv-stats.h"
+#include "store/store-place.h"
+
+#define KIND_SHIFT 56
+#define USAGE_FIGURES 4          /* cpu %, memory MiB, disk I/O %, network % */
+
+static uint64_t obj_key(StorePerfKind kind, int64_t id) {
+        return ((uint64_t) (kind + 1) << KIND_SHIFT) | (uint64_t) id;
+}
+
+static size_t key_hash(uint64_t k, size_t cap) {
+        k ^= k >> 33;
+        k *= 0xff51afd7ed558ccdULL;
+        k ^= k >> 33;
+        return (size_t) k & (cap - 1);
+}
+
+static void obj_clear(MonObj *o) {
+        free(o->devs);
+        free(o->ring);
+}
+
+static MonObj *obj_slot(MonObj *tab, size_t cap, uint64_t key) {
+        for (size_t i = key_hash(key, cap);; i = (i + 1) & (cap - 1))
+                if (tab[i].key == key || tab[i].key == 0)
+                        return &tab[i];
+}
+
+/* Rebuilds the table with room to grow, keeping objects seen since keep_after. */
+static void objs_rehash(Monitor *m, size_t cap, int64_t keep_after) {
+        MonObj *tab = xcalloc(cap, sizeof *tab);
+        size_t used = 0;
+        for (size_t i = 0; i < m->objs_cap; i++) {
+                MonObj *o = &m->objs[i];
+                if (!o->key)
+                        continue;
+                if (o->seen_at < keep_after) {
+                        obj_clear(o);
+                        continue;
+                }
+                *obj_slot(tab, cap, o->key) = *o;
+                used++;
+        }
+        free(m->objs);
+        m->objs = tab;
+        m->objs_cap = cap;
+        m->objs_used = used;
+}
+
+static MonObj *obj_get(Monitor *m, StorePerfKind kind, int64_t id) {
+        if ((m->objs_used + 1) * 2 > m->objs_cap)
+                objs_rehash(m, m->objs_cap ? m->objs_cap * 2 : 1024, INT64_MIN);
+        uint64_t key = obj_key(kind, id);
+        MonObj *o = obj_slot(m->objs, m->objs_cap, key);
+        if (!o->key) {
+                memset(o, 0, sizeof *o);
+                o->key = key;
+                m->objs_used++;
+        }
+        return o;
+}
+
+/* ------------------------------------------------------------------ */
+/* collection */
+
+typedef struct {
+        int64_t host_id;
+        int64_t at;
+        bool node_ok;
+        HvNodeStats node;
+        HvDomainStats *doms;
+        size_t n_doms;
+        bool doms_ok;
+} HostData;
+
+typedef struct {
+        HostData *h;
+        size_t n, cap;
+        int errors;
+} Collect;
+
+static void collect_cb(void *userdata, int64_t host_id, HvConn *conn) {
+        Collect *c = userdata;
+        if (c->n == c->cap) {
+                c->cap = c->cap ? c->cap * 2 : 64;
+                c->h = xrealloc(c->h, c->cap * sizeof *c->h);
+        }
+        HostData *d = &c->h[c->n];
+        memset(d, 0, sizeof *d);
+        d->host_id = host_id;
+        d->doms_ok = hv_stats_domains(conn, &d->doms, &d->n_doms) == 0;
+        if (!d->doms_ok)
+                c->errors++;
+        d->node_ok = hv_stats_node(conn, &d->node) == 0;
+        d->at = now_ms();
+        c->n++;
+}
+
+typedef struct {
+        const char *uuid;
+        size_t idx;
+} UuidRef;
+static int cmp_uuidref(const void *a, const void *b) {
+        return strcasecmp(((const UuidRef *) a)->uuid, ((const UuidRef *) b)->uuid);
+}
+static int cmp_host_id(const void *key, const void *elem) {
+        int64_t k = *(const int64_t *) key, e = ((const StoreMonHost *) elem)->id;
+        return k < e ? -1 : k > e;
+}
+
+static void sample_init(StorePerfSample *s, StorePerfKind kind, int64_t id, int64_t at) {
+        s->kind = kind;
+        s->object_id = id;
+        s->at = at;
+        for (int i = 0; i < STORE_PERF__COUNT; i++)
+                s->v[i] = NAN;
+}
+
+static double nz(double v) {
+        return isfinite(v) ? v : 0;
+}
+
+/* Per-device rates against the previous round, as JSON for /metrics. */
+static json_t *device_rates(MonObj *o, const HvDomainStats *d, int64_t prev_at, int64_t at, int64_t max_gap) {
+        size_t n = d->n_disks + d->n_nics;
+        if (n == 0)
+                return NULL;
+        MonDevPrev *cur = xcalloc(n, sizeof *cur);
+        json_t *disks = json_array(), *nics = json_array();
+        for (size_t i = 0; i < n; i++) {
+                bool disk = i < d->n_disks;
+                const HvDevStats *dv = disk ? &d->disks[i] : &d->nics[i - d->n_disks];
+                snprintf(cur[i].name, sizeof cur[i].name, "%s", dv->name);
+                cur[i].rd = dv->rd_bytes;
+                cur[i].wr = dv->wr_bytes;
+                double a = NAN, b = NAN;
+                for (size_t k = 0; k < o->n_devs; k++)
+                        if (streq(o->devs[k].name, dv->name)) {
+                                a = mon_rate(o->devs[k].rd, prev_at, dv->rd_bytes, at, max_gap);
+                                b = mon_rate(o->devs[k].wr, prev_at, dv->wr_bytes, at, max_gap);
+                        }
+                if (!dv->name[0] || !isfinite(a) || !isfinite(b))
+                        continue;
+                json_array_append_new(disk ? disks : nics,
+                                      json_pack("{s:s, s:f, s:f}", "name", dv->name, disk ? "read_bps" : "rx_bps", a,
+                                                disk ? "write_bps" : "tx_bps", b));
+        }
+        free(o->devs);
+        o->devs = cur;
+        o->n_devs = n;
+        return json_pack("{s:o, s:o}", "disks", disks, "nics", nics);
+}
+
+/* One VM's sample from its counters. */
+static void vm_collect(Monitor *m, const StoreMonVm *vm, const HvDomainStats *d, int64_t at, int64_t row_at,
+                      int64_t max_gap, StorePerfSample *s, char **ret_detail) {
+        MonObj *o = obj_get(m, STORE_PERF_VM, vm->id);
+        sample_init(s, STORE_PERF_VM, vm->id, row_at);
+        unsigned vcpus = d->vcpus ? d->vcpus : vm->cpus;
+        if (d->has_cpu && o->has_cpu)
+                s->v[STORE_PERF_CPU] = mon_cpu_pct(o->cpu_ns, o->at, d->cpu_time_ns, at, vcpus, max_gap);
+        if (d->has_memory) {
+                s->v[STORE_PERF_MEMORY] = (double) d->memory_used_kib / 1024.0;
+                double max_kib = d->memory_max_kib ? (double) d->memory_max_kib : (double) vm->memory_mib * 1024.0;
+                if (max_kib > 0)
+                        s->v[STORE_PERF_MEMORY_PCT] = fmin(100.0, (double) d->memory_used_kib / max_kib * 100.0);
+        }
+        if (d->has_block && o->has_block) {
+                s->v[STORE_PERF_DISK_READ] = mon_rate(o->rd_b, o->at, d->disk_total.rd_bytes, at, max_gap);
+                s->v[STORE_PERF_DISK_WRITE] = mon_rate(o->wr_b, o->at, d->disk_total.wr_bytes, at, max_gap);
+                s->v[STORE_PERF_DISK_IOPS] = mon_rate(o->reqs, o->at, d->disk_total.rd_reqs + d->disk_total.wr_reqs, at, max_gap);
+        }
+        if (d->has_net && o->has_net) {
+                s->v[STORE_PERF_NET_RX] = mon_rate(o->rx_b, o->at, d->nic_total.rd_bytes, at, max_gap);
+                s->v[STORE_PERF_NET_TX] = mon_rate(o->tx_b, o->at, d->nic_total.wr_bytes, at, max_gap);
+        }
+        _cleanup_json_ json_t *detail = device_rates(o, d, o->at, at, max_gap);
+        *ret_detail = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
+        o->has_cpu = d->has_cpu;
+        o->cpu_ns = d->cpu_time_ns;
+        o->has_block = d->has_block;
+        o->rd_b = d->disk_total.rd_bytes;
+        o->wr_b = d->disk_total.wr_bytes;
+        o->reqs = d->disk_total.rd_reqs + d->disk_total.wr_reqs;
+        o->has_net = d->has_net;
+        o->rx_b = d->nic_total.rd_bytes;
+        o->tx_b = d->nic_total.wr_bytes;
+        o->at = at;
+        o->seen_at = row_at;
+}
+
+/* Folds a sample into the object's 5-minute and 1-hour buckets, emitting
+ * the rows of buckets that closed. */
+typedef struct {
+        StorePerfRollup *r;
+        size_t n, cap;
+} RollupList;
+static void rollup_push(RollupList *l, const MonAgg *a, StorePerfKind kind, int64_t id, int64_t bucket) {
+        if (a->samples == 0)
+                return;
+        if (l->n == l->cap) {
+                l->cap = l->cap ? l->cap * 2 : 256;
+                l->r = xrealloc(l->r, l->cap * sizeof *l->r);
+        }
+        StorePerfRollup *row = &l->r[l->n++];
+        row->kind = kind;
+        row->object_id = id;
+        row->at = bucket;
+        mon_agg_result(a, row);
+}
+static void rollup_add(Monitor *m, const StorePerfSample *s, RollupList *l5, RollupList *l1h) {
+        MonObj *o = obj_get(m, s->kind, s->object_id);
+        int64_t b5 = mon_bucket(s->at, MON_STEP_5M_MS), b1h = mon_bucket(s->at, MON_STEP_1H_MS);
+        if (o->b5 != b5) {
+                rollup_push(l5, &o->a5, s->kind, s->object_id, o->b5);
+                memset(&o->a5, 0, sizeof o->a5);
+                o->b5 = b5;
+        }
+        if (o->b1h != b1h) {
+                rollup_push(l1h, &o->a1h, s->kind, s->object_id, o->b1h);
+                memset(&o->a1h, 0, sizeof o->a1h);
+                o->b1h = b1h;
+        }
+        mon_agg_add(&o->a5, s->v);
+        mon_agg_add(&o->a1h, s->v);
+}
+
+/* Pushes a host's figures into its usage window; returns the window's
+ * percentile of each figure in out. */
+static void usage_window(Monitor *m, MonObj *o, const double fig[USAGE_FIGURES], double out[USAGE_FIGURES]) {
+        size_t w = (size_t) (m->cfg.usage_window_ms / (m->cfg.interval_ms > 0 ? m->cfg.interval_ms : 1));
+        if (w < 1) w = 1;
+        if (w > 4096) w = 4096;
+        if (!o->ring) {
+                o->ring = xmalloc(w * USAGE_FIGURES * sizeof(double));
+                for (size_t i = 0; i < w * USAGE_FIGURES; i++)
+                        o->ring[i] = NAN;
+                o->ring_n = w;
+        }
+        memcpy(&o->ring[o->ring_pos * USAGE_FIGURES], fig, USAGE_FIGURES * sizeof(double));
+        o->ring_pos = (o->ring_pos + 1) % o->ring_n;
+        double col[4096];
+        for (int f = 0; f < USAGE_FIGURES; f++) {
+                for (size_t i = 0; i < o->ring_n; i++)
+                        col[i] = o->ring[i * USAGE_FIGURES + f];
+                out[f] = mon_percentile(col, o->ring_n, m->cfg.usage_percentile);
+        }
+}
+
+/* ------------------------------------------------------------------ */
+/* rules */
+
+static int cmp_pending(const void *a, const void *b) {
+        const MonPending *x = a, *y = b;
+        if (x->rule_id != y->rule_id) return x->rule_id < y->rule_id ? -1 : 1;
+        if (x->kind != y->kind) return x->kind < y->kind ? -1 : 1;
+        return x->object_id < y->object_id ? -1 : x->object_id > y->object_id;
+}
+static int cmp_open(const void *a, const void *b) {
+        const StoreOpenAlert *x = a, *y = b;
+        if (x->rule_id != y->rule_id) return x->rule_id < y->rule_id ? -1 : 1;
+        int k = strcmp(x->object_kind, y->object_kind);
+        if (k) return k;
+        return x->object_id < y->object_id ? -1 : x->object_id > y->object_id;
+}
+
+typedef struct {
+        int64_t *ids, *parents;
+        int n;
+} GroupTree;
+
+static bool group_within(const GroupTree *g, int64_t group, int64_t scope) {
+        for (int depth = 0; group > 0 && depth < 64; depth++) {
+                if (group == scope)
+                        return true;
+                int64_t parent = 0;
+                for (int i = 0; i < g->n; i++)
+                        if (g->ids[i] == group) parent = g->parents[i];
+                group = parent;
+        }
+        return false;
+}
+
+static void notify(Monitor *m, const char *event, int64_t alert_id, int64_t now) {
+        _cleanup_json_ json_t *a = store_alert_get_json(m->st, alert_id);
+        if (!a)
+                return;
+        char ts[32];
+        time_format(now, ts);
+        _cleanup_json_ json_t *payload = json_pack("{s:s, s:s, s:s, s:O}", "event", event, "source", "armadad", "at", ts, "alert", a);
+        _cleanup_free_ char *text = json_dumps(payload, JSON_COMPACT);
+        if (text && store_webhook_enqueue(m->st, text, now) > 0)
+                m->round_queued_hooks = true;
+}
+
+typedef struct {
+        const char *kind_word;   /* "host" / "vm" */
+        StorePerfKind kind;
+        int64_t id;
+        const char *name;
+        const char *state;
+        int64_t group_id;
+        const double *v;         /* this round's sample, NULL when none */
+} RuleObject;
+
+static void eval_rule_object(Monitor *m, const StoreAlertRule *r, MonCmp cmp, const RuleObject *ob,
+                             const StoreOpenAlert *open, size_t n_open, MonPending **pend, size_t *n_pend,
+                             size_t *pend_cap, int64_t now) {
+        int cond;
+        double value = NAN;
+        char shown[64];
+        if (streq(r->metric, "state")) {
+                cond = ob->state ? mon_cmp_str(cmp, ob->state, r->state_value) : -1;
+                snprintf(shown, sizeof shown, "%s", ob->state ? ob->state : "unknown");
+        } else {
+                StorePerfMetric pm;
+                if (store_perf_metric_parse(r->metric, &pm) < 0 || !ob->v || !isfinite(ob->v[pm]))
+                        cond = -1;
+                else {
+                        value = ob->v[pm];
+                        cond = mon_cmp_num(cmp, value, r->threshold);
+                }
+                snprintf(shown, sizeof shown, "%.1f", value);
+        }
+        MonPending key = { .rule_id = r->id, .kind = ob->kind, .object_id = ob->id };
+        MonPending *old = m->pending ? bsearch(&key, m->pending, m->n_pending, sizeof key, cmp_pending) : NULL;
+        int64_t since = old ? old->since : 0;
+        StoreOpenAlert okey = { .rule_id = r->id, .object_id = ob->id };
+        snprintf(okey.object_kind, sizeof okey.object_kind, "%s", ob->kind_word);
+        const StoreOpenAlert *oa = n_open ? bsearch(&okey, open, n_open, sizeof okey, cmp_open) : NULL;
+        MonRuleAction act = mon_rule_step(cond, oa != NULL, &since, now, r->duration_s * 1000);
+        if (since) {
+                if (*n_pend == *pend_cap) {
+                        *pend_cap = *pend_cap ? *pend_cap * 2 : 64;
+                        *pend = xrealloc(*pend, *pend_cap * sizeof **pend);
+                }
+                key.since = since;
+                (*pend)[(*n_pend)++] = key;
+        }
+        char kind_cap[8];
+        snprintf(kind_cap, sizeof kind_cap, "%s", streq(ob->kind_word, "vm") ? "VM" : "Host");
+        if (act == MON_RULE_OPEN) {
+                _cleanup_free_ char *msg = streq(r->metric, "state")
+                        ? xasprintf("%s '%s' is %s (rule '%s').", kind_cap, ob->name, shown, r->name)
+                        : r->duration_s > 0
+                        ? xasprintf("%s '%s' has had %s %s %g for %lld s; now %s (rule '%s').", kind_cap, ob->name, r->metric,
+                                    r->comparison, r->threshold, (long long) r->duration_s, shown, r->name)
+                        : xasprintf("%s '%s' has %s %s, which is %s %g (rule '%s').", kind_cap, ob->name, r->metric, shown,
+                                    r->comparison, r->threshold, r->name);
+                int64_t id;
+                if (store_alert_open(m->st, r, ob->kind_word, ob->id, ob->name, value, msg, now, &id) == 0) {
+                        _cleanup_free_ char *ev = xasprintf("Alert %lld opened (%s): %s", (long long) id, r->severity, msg);
+                        (void) store_event_add(m->st, streq(r->severity, "critical") ? "error" : "warning", "alert.opened",
+                                               ob->kind_word, ob->id, ob->name, 0, ev);
+                        notify(m, "alert.opened", id, now);
+                }
+        } else if (act == MON_RULE_UPDATE && !streq(r->metric, "state")) {
+                (void) store_alert_touch(m->st, oa->id, value, NULL, now);
+        } else if (act == MON_RULE_RESOLVE) {
+                _cleanup_free_ char *msg = xasprintf("%s '%s' no longer matches rule '%s' (now %s).", kind_cap, ob->name, r->name, shown);
+                if (store_alert_resolve(m->st, oa->id, NULL, now) == 0) {
+                        _cleanup_free_ char *ev = xasprintf("Alert %lld resolved: %s", (long long) oa->id, msg);
+                        (void) store_event_add(m->st, "info", "alert.resolved", ob->kind_word, ob->id, ob->name, 0, ev);
+                        notify(m, "alert.resolved", oa->id, now);
+                }
+        }
+}
+
+static void evaluate_rules(Monitor *m, const StoreMonHost *hosts, int nh, const StoreMonVm *vms, int nv,
+                           const StorePerfSample *samples, const ssize_t *host_sample, const ssize_t *vm_sample, int64_t now) {
+        StoreAlertRule *rules = NULL;
+        int nr = store_alert_rules(m->st, &rules);
+        if (nr < 0)
+                return;
+        StoreOpenAlert *open = NULL;
+        int no = store_alerts_open(m->st, &open);
+        if (no < 0) no = 0;
+        if (no > 0)
+                qsort(open, (size_t) no, sizeof *open, cmp_open);
+        GroupTree g = {0};
+        _cleanup_json_ json_t *groups = store_mon_groups_json(m->st);
+        g.n = (int) json_array_size(groups);
+        g.ids = xcalloc((size_t) g.n + 1, sizeof(int64_t));
+        g.parents = xcalloc((size_t) g.n + 1, sizeof(int64_t));
+        for (int i = 0; i < g.n; i++) {
+                json_t *gr = json_array_get(groups, (size_t) i);
+                g.ids[i] = json_integer_value(json_object_get(gr, "id"));
+                g.parents[i] = json_integer_value(json_object_get(gr, "parent_id"));
+        }
+        MonPending *pend = NULL;
+        size_t n_pend = 0, pend_cap = 0;
+        bool *still = xcalloc((size_t) no + 1, sizeof(bool));
+        for (int i = 0; i < nr; i++) {
+                const StoreAlertRule *r = &rules[i];
+                MonCmp cmp;
+                if (!r->enabled || mon_cmp_parse(r->comparison, &cmp) < 0)
+                        continue;
+                bool is_vm = streq(r->object_kind, "vm");
+                int n = is_vm ? nv : nh;
+                for (int k = 0; k < n; k++) {
+                        RuleObject ob;
+                        if (is_vm) {
+                                const StoreMonVm *v = &vms[k];
+                                const StoreMonHost *h = v->host_id ? bsearch(&v->host_id, hosts, (size_t) nh, sizeof *hosts, cmp_host_id) : NULL;
+                                ob = (RuleObject) { "vm", STORE_PERF_VM, v->id, v->name, v->state, h ? h->group_id : 0,
+                                                    vm_sample[k] >= 0 ? samples[vm_sample[k]].v : NULL };
+                        } else {
+                                const StoreMonHost *h = &hosts[k];
+                                ob = (RuleObject) { "host", STORE_PERF_HOST, h->id, h->name, h->state, h->group_id,
+                                                    host_sample[k] >= 0 ? samples[host_sample[k]].v : NULL };
+                        }
+                        if (streq(r->scope, "object") && r->scope_id != ob.id)
+                                continue;
+                        if (streq(r->scope, "group") && !group_within(&g, ob.group_id, r->scope_id))
+                                continue;
+                        /* A host in maintenance is expected to be away. */
+                        eval_rule_object(m, r, cmp, &ob, open, (size_t) no, &pend, &n_pend, &pend_cap, now);
+                        StoreOpenAlert okey = { .rule_id = r->id, .object_id = ob.id };
+                        snprintf(okey.object_kind, sizeof okey.object_kind, "%s", ob.kind_word);
+                        StoreOpenAlert *oa = no ? bsearch(&okey, open, (size_t) no, sizeof okey, cmp_open) : NULL;
+                        if (oa)
+                                still[oa - open] = true;
+                }
+        }
+        /* Open alerts whose rule was disabled or whose object went away. */
+        for (int i = 0; i < no; i++)
+                if (!still[i] && store_alert_resolve(m->st, open[i].id, NULL, now) == 0) {
+                        (void) store_event_add(m->st, "info", "alert.resolved", open[i].object_kind, open[i].object_id, NULL, 0,
+                                               "An alert was resolved: its rule is disabled or its object no longer exists.");
+                        notify(m, "alert.resolved", open[i].id, now);
+                }
+        if (n_pend > 0)
+                qsort(pend, n_pend, sizeof *pend, cmp_pending);
+        free(m->pending);
+        m->pending = pend;
+        m->n_pending = n_pend;
+        free(still);
+        free(g.ids);
+        free(g.parents);
+        free(open);
+        free(rules);
+}
+
+/* Records an event for every host and group whose health changed. */
+static void health_events(Monitor *m) {
+        _cleanup_json_ json_t *tree = monitor_health_json(m->st);
+        if (!tree)
+                return;
+        json_t *now_map = json_object();
+        json_t *stack = json_array();
+        json_array_append(stack, tree);
+        while (json_array_size(stack) > 0) {
+                json_t *node = json_incref(json_array_get(stack, json_array_size(stack) - 1));
+                json_array_remove(stack, json_array_size(stack) - 1);
+                const char *kind = json_string_value(json_object_get(node, "kind"));
+                const char *health = json_string_value(json_object_get(node, "health"));
+                json_int_t id = json_integer_value(json_object_get(node, "id"));
+                if (kind && health && !streq(kind, "vm")) {
+                        char key[48];
+                        snprintf(key, sizeof key, "%s:%lld", kind, (long long) id);
+                        json_object_set_new(now_map, key, json_string(health));
+                        const char *before = m->health_prev ? json_string_value(json_object_get(m->health_prev, key)) : NULL;
+                        if (before && !streq(before, health)) {
+                                const char *name = json_string_value(json_object_get(node, "name"));
+                                json_t *reasons = json_object_get(node, "reasons");
+                                const char *why = json_array_size(reasons) ? json_string_value(json_array_get(reasons, 0)) : NULL;
+                                bool stop = why && *why && why[strlen(why) - 1] == '.';
+                                _cleanup_free_ char *msg = xasprintf("%s '%s' is now %s (was %s)%s%s%s", streq(kind, "group") ? "Host group" : "Host",
+                                                                     name ? name : "?", health, before, why ? ": " : ".", why ? why : "",
+                                                                     why && !stop ? "." : "");
+                                (void) store_event_add(m->st, streq(health, "critical") ? "error" : streq(health, "warning") ? "warning" : "info",
+                                                       "health.changed", kind, id, name, 0, msg);
+                        }
+                }
+                size_t i;
+                json_t *ch;
+                json_array_foreach(json_object_get(node, "children"), i, ch)
+                        json_array_append(stack, ch);
+                json_decref(node);
+        }
+        json_decref(stack);
+        json_decref(m->health_prev);
+        m->health_prev = now_map;
+}
+
+/* ------------------------------------------------------------------ */
+
+static double thread_cpu_seconds(void) {
+        struct timespec ts;
+        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+                return 0;
+        return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int monitor_round(Monitor *m, int64_t now) {
+        int64_t t0 = mono_ms();
+        double cpu0 = thread_cpu_seconds();
+        int64_t max_gap = 3LL * m->cfg.interval_ms > 5000 ? 3LL * m->cfg.interval_ms : 5000;
+        StoreMonHost *hosts = NULL;
+        StoreMonVm *vms = NULL;
+        int nh = store_mon_hosts(m->st, &hosts);
+        int nv = nh < 0 ? -1 : store_mon_vms(m->st, &vms);
+        if (nh < 0 || nv < 0) {
+                free(hosts);
+                free(vms);
+                return -EIO;
+        }
+        UuidRef *byuuid = xcalloc((size_t) nv + 1, sizeof *byuuid);
+        for (int i = 0; i < nv; i++)
+                byuuid[i] = (UuidRef) { vms[i].uuid, (size_t) i };
+        qsort(byuuid, (size_t) nv, sizeof *byuuid, cmp_uuidref);
+
+        Collect c = {0};
+        if (m->cfg.each_conn)
+                m->cfg.each_conn(m->cfg.conn_source, collect_cb, &c);
+
+        size_t cap = (size_t) nh + (size_t) nv + 1;
+        StorePerfSample *samples = xcalloc(cap, sizeof *samples);
+        char **details = xcalloc(cap, sizeof *details);
+        ssize_t *host_sample = xmalloc(((size_t) nh + 1) * sizeof(ssize_t));
+        ssize_t *vm_sample = xmalloc(((size_t) nv + 1) * sizeof(ssize_t));
+        for (int i = 0; i < nh; i++) host_sample[i] = -1;
+        for (int i = 0; i < nv; i++) vm_sample[i] = -1;
+        size_t ns = 0;
+        RollupList l5 = {0}, l1h = {0};
+        typedef struct { int64_t host_id; double fig[USAGE_FIGURES]; } Usage;
+        Usage *usage = xcalloc(c.n + 1, sizeof *usage);
+        size_t n_usage = 0;
+        typedef struct { int64_t host_id; uint64_t cap, avail; } Pool;
+        Pool *pools = xcalloc(c.n + 1, sizeof *pools);
+        size_t n_pools = 0;
+        int vms_sampled = 0;
+
+        for (size_t hi = 0; hi < c.n; hi++) {
+                HostData *hd = &c.h[hi];
+                StoreMonHost *h = bsearch(&hd->host_id, hosts, (size_t) nh, sizeof *hosts, cmp_host_id);
+                if (!h)
+                        continue;
+                double sum_rd = 0, sum_wr = 0, sum_iops = 0, sum_rx = 0, sum_tx = 0, sum_cores = 0, sum_mem = 0;
+                bool any_io = false, any_net = false, any_cpu = false, any_mem = false;
+                json_t *hdetail = json_object();
+                int running = 0;
+                for (size_t k = 0; k < hd->n_doms; k++) {
+                        const HvDomainStats *d = &hd->doms[k];
+                        if (d->state == HV_STATE_RUNNING || d->state == HV_STATE_BLOCKED)
+                                running++;
+                        UuidRef key = { d->uuid, 0 };
+                        UuidRef *ref = bsearch(&key, byuuid, (size_t) nv, sizeof key, cmp_uuidref);
+                        if (!ref || vms[ref->idx].host_id != h->id)
+                                continue;
+                        const StoreMonVm *vm = &vms[ref->idx];
+                        StorePerfSample *s = &samples[ns];
+                        vm_collect(m, vm, d, hd->at, now, max_gap, s, &details[ns]);
+                        vm_sample[ref->idx] = (ssize_t) ns;
+                        ns++;
+                        vms_sampled++;
+                        unsigned vcpus = d->vcpus ? d->vcpus : vm->cpus;
+                        if (isfinite(s->v[STORE_PERF_CPU])) { any_cpu = true; sum_cores += s->v[STORE_PERF_CPU] / 100.0 * vcpus; }
+                        if (isfinite(s->v[STORE_PERF_MEMORY])) { any_mem = true; sum_mem += s->v[STORE_PERF_MEMORY]; }
+                        if (isfinite(s->v[STORE_PERF_DISK_READ])) {
+                                any_io = true;
+                                sum_rd += s->v[STORE_PERF_DISK_READ];
+                                sum_wr += nz(s->v[STORE_PERF_DISK_WRITE]);
+                                sum_iops += nz(s->v[STORE_PERF_DISK_IOPS]);
+                        }
+                        if (isfinite(s->v[STORE_PERF_NET_RX])) {
+                                any_net = true;
+                                sum_rx += s->v[STORE_PERF_NET_RX];
+                                sum_tx += nz(s->v[STORE_PERF_NET_TX]);
+                        }
+                }
+                MonObj *o = obj_get(m, STORE_PERF_HOST, h->id);
+                StorePerfSample *s = &samples[ns];
+                sample_init(s, STORE_PERF_HOST, h->id, now);
+                if (hd->node_ok && hd->node.has_cpu && o->has_node && hd->at - o->at <= max_gap)
+                        s->v[STORE_PERF_CPU] = mon_busy_pct(o->node_total, o->node_idle, hd->node.cpu_total_ns, hd->node.cpu_idle_ns);
+                if (!isfinite(s->v[STORE_PERF_CPU]) && any_cpu && h->cpus > 0)
+                        s->v[STORE_PERF_CPU] = fmin(100.0, sum_cores / h->cpus * 100.0);
+                double total_mib = h->memory_mib;
+                if (hd->node_ok && hd->node.has_memory) {
+                        total_mib = (double) hd->node.memory_total_kib / 1024.0;
+                        s->v[STORE_PERF_MEMORY] = (double) (hd->node.memory_total_kib - hd->node.memory_free_kib) / 1024.0;
+                } else if (any_mem)
+                        s->v[STORE_PERF_MEMORY] = sum_mem;
+                if (isfinite(s->v[STORE_PERF_MEMORY]) && total_mib > 0)
+                        s->v[STORE_PERF_MEMORY_PCT] = fmin(100.0, s->v[STORE_PERF_MEMORY] / total_mib * 100.0);
+                if (any_io) {
+                        s->v[STORE_PERF_DISK_READ] = sum_rd;
+                        s->v[STORE_PERF_DISK_WRITE] = sum_wr;
+                        s->v[STORE_PERF_DISK_IOPS] = sum_iops;
+                }
+                if (any_net) {
+                        s->v[STORE_PERF_NET_RX] = sum_rx;
+                        s->v[STORE_PERF_NET_TX] = sum_tx;
+                }
+                json_t *jpools = json_array();
+                for (size_t p = 0; hd->node_ok && p < hd->node.n_pools; p++) {
+                        const HvPoolStats *ps = &hd->node.pools[p];
+                        json_array_append_new(jpools, json_pack("{s:s, s:I, s:I, s:I}", "name", ps->name, "capacity_bytes",
+                                                                (json_int_t) ps->capacity_bytes, "allocation_bytes",
+                                                                (json_int_t) ps->allocation_bytes, "available_bytes",
+                                                                (json_int_t) ps->available_bytes));
+                        if (streq(ps->name, h->pool) && ps->capacity_bytes > 0) {
+                                s->v[STORE_PERF_POOL_PCT] = (double) ps->allocation_bytes / (double) ps->capacity_bytes * 100.0;
+                                pools[n_pools++] = (Pool) { h->id, ps->capacity_bytes, ps->available_bytes };
+                        }
+                }
+                json_object_set_new(hdetail, "pools", jpools);
+                json_object_set_new(hdetail, "domains_running", json_integer(running));
+                json_object_set_new(hdetail, "domains", json_integer((json_int_t) hd->n_doms));
+                details[ns] = json_dumps(hdetail, JSON_COMPACT);
+                json_decref(hdetail);
+                if (hd->node_ok && hd->node.has_cpu) {
+                        o->has_node = true;
+                        o->node_total = hd->node.cpu_total_ns;
+                        o->node_idle = hd->node.cpu_idle_ns;
+                }
+                o->at = hd->at;
+                o->seen_at = now;
+                double fig[USAGE_FIGURES] = {
+                        s->v[STORE_PERF_CPU], s->v[STORE_PERF_MEMORY],
+                        any_io ? (sum_rd + sum_wr) / m->cfg.disk_capacity_bps * 100.0 : NAN,
+                        any_net ? (sum_rx + sum_tx) / m->cfg.net_capacity_bps * 100.0 : NAN,
+                };
+                usage[n_usage].host_id = h->id;
+                usage_window(m, o, fig, usage[n_usage].fig);
+                n_usage++;
+                host_sample[h - hosts] = (ssize_t) ns;
+                ns++;
+        }
+        for (size_t i = 0; i < ns; i++)
+                rollup_add(m, &samples[i], &l5, &l1h);
+
+        /* One transaction for the round's writes. */
+        int r = store_begin(m->st);
+        if (r >= 0) r = store_perf_insert_raw(m->st, samples, ns);
+        if (r >= 0) r = store_perf_set_latest(m->st, samples, (const char *const *) details, ns);
+        if (r >= 0) r = store_perf_insert_rollups(m->st, STORE_TIER_5M, l5.r, l5.n);
+        if (r >= 0) r = store_perf_insert_rollups(m->st, STORE_TIER_1H, l1h.r, l1h.n);
+        for (size_t i = 0; r >= 0 && i < n_usage; i++)
+                if (isfinite(usage[i].fig[0]) || isfinite(usage[i].fig[1]))
+                        r = store_host_usage_set(m->st, usage[i].host_id, usage[i].fig[0], usage[i].fig[1], usage[i].fig[2],
+                                                 usage[i].fig[3], now);
+        for (size_t i = 0; r >= 0 && i < n_pools; i++)
+                r = store_place_pool_set(m->st, pools[i].host_id, pools[i].cap, pools[i].avail);
+        if (r >= 0) {
+                evaluate_rules(m, hosts, nh, vms, nv, samples, host_sample, vm_sample, now);
+                if (now - m->last_gc > 60000) {
+                        (void) store_perf_latest_gc(m->st);
+                        m->last_gc = now;
+                }
+                r = store_commit(m->st);
+        }
+        if (r < 0)
+                store_rollback(m->st);
+        else
+                health_events(m);
+
+        /* Pruning in its own statements: raw samples every round, so each
+         * delete stays as small as one round's rows; the rest every 10
+         * minutes. */
+        int64_t cut[3];
+        mon_retention_cutoffs(&m->cfg.retention, now, cut);
+        (void) store_perf_prune(m->st, STORE_TIER_RAW, cut[STORE_TIER_RAW]);
+        if (now - m->last_prune > 10 * 60 * 1000) {
+                for (int t = STORE_TIER_5M; t <= STORE_TIER_1H; t++)
+                        (void) store_perf_prune(m->st, (StorePerfTier) t, cut[t]);
+                (void) store_delivery_prune(m->st, now - 7 * 24 * 3600 * 1000LL);
+                (void) store_assess_prune(m->st, now - m->cfg.retention.rollup_5m_ms);
+                m->last_prune = now;
+                /* Forget objects not seen for an hour. */
+                objs_rehash(m, m->objs_cap ? m->objs_cap : 1024, now - 3600 * 1000LL);
+        }
+
+        m->rounds++;
+        double secs = (double) (mono_ms() - t0) / 1000.0, cpu = thread_cpu_seconds() - cpu0;
+        (void) store_monitor_stat_set(m->st, "rounds_total", (double) m->rounds);
+        (void) store_monitor_stat_set(m->st, "round_duration_seconds", secs);
+        (void) store_monitor_stat_set(m->st, "round_cpu_seconds", cpu);
+        (void) store_monitor_stat_set(m->st, "last_round_timestamp_seconds", (double) now / 1000.0);
+        (void) store_monitor_stat_set(m->st, "hosts_sampled", (double) c.n);
+        (void) store_monitor_stat_set(m->st, "vms_sampled", (double) vms_sampled);
+        (void) store_monitor_stat_set(m->st, "collect_errors", (double) c.errors);
+        (void) store_monitor_stat_set(m->st, "interval_seconds", m->cfg.interval_ms / 1000.0);
+        if (m->round_queued_hooks) {
+                m->round_queued_hooks = false;
+                monitor_hooks_kick(m);
+        }
+        log_debug("monitor round: %zu hosts, %d VMs, %zu samples in %.3f s (%.3f s CPU)", c.n, vms_sampled, ns, secs, cpu);
+
+        for (size_t i = 0; i < c.n; i++)
+                free(c.h[i].doms);
+        free(c.h);
+        for (size_t i = 0; i < ns; i++)
+                free(details[i]);
+        free(details);
+        free(samples);
+        free(host_sample);
+        free(vm_sample);
+        free(l5.r);
+        free(l1h.r);
+        free(usage);
+        free(pools);
+        free(byuuid);
+        free(hosts);
+        free(vms);
+        return r < 0 ? r : (int) ns;
+}
+
+/* ------------------------------------------------------------------ */
+/* lifecycle */
+
+bool monitor_sleep_until(Monitor *m, int64_t deadline_mono, bool wake_on_hooks) {
+        pthread_mutex_lock(&m->lock);
+        while (!m->stopping) {
+                int64_t left = deadline_mono - mono_ms();
+                if (left <= 0)
+                        break;
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                int64_t ns = ts.tv_nsec + (left % 1000) * 1000000;
+                ts.tv_sec += left / 1000 + ns / 1000000000;
+                ts.tv_nsec = ns % 1000000000;
+                if (wake_on_hooks && m->hooks_pending)
+                        break;
+                pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+        }
+        if (wake_on_hooks)
+                m->hooks_pending = false;
+        bool stop = m->stopping;
+        pthread_mutex_unlock(&m->lock);
+        return stop;
+}
+
+void monitor_hooks_kick(Monitor *m) {
+        pthread_mutex_lock(&m->lock);
+        m->hooks_pending = true;
+        pthread_cond_broadcast(&m->wake);
+        pthread_mutex_unlock(&m->lock);
+}
+
+static void *collector_main(void *arg) {
+        Monitor *m = arg;
+        int64_t next = mono_ms();
+        for (;;) {
+                if (monitor_sleep_until(m, next, false))
+                        break;
+                next += m->cfg.interval_ms;
+                if (monitor_round(m, now_ms()) < 0)
+                        log_warn("a monitoring round failed; the next one will try again");
+                if (mono_ms() > next) {
+                        log_warn("a monitoring round took longer than the interval of %d ms", m->cfg.interval_ms);
+                        next = mono_ms();
+                }
+        }
+        return NULL;
+}
+
+int monitor_new(Store *st, const MonitorConfig *cfg, Monitor **ret) {
+        Monitor *m = xcalloc(1, sizeof *m);
+        m->st = st;
+        m->cfg = cfg ? *cfg : (MonitorConfig) {0};
+        if (m->cfg.interval_ms <= 0) m->cfg.interval_ms = 10000;
+        mon_retention_defaults(&m->cfg.retention);
+        if (m->cfg.usage_window_ms <= 0) m->cfg.usage_window_ms = 300000;
+        if (m->cfg.usage_percentile <= 0 || m->cfg.usage_percentile > 100) m->cfg.usage_percentile = 95;
+        if (m->cfg.disk_capacity_bps <= 0) m->cfg.disk_capacity_bps = 500.0 * 1024 * 1024;
+        if (m->cfg.net_capacity_bps <= 0) m->cfg.net_capacity_bps = 125e6;
+        if (m->cfg.webhook_backoff_ms <= 0) m->cfg.webhook_backoff_ms = 1000;
+        if (m->cfg.webhook_max_attempts <= 0) m->cfg.webhook_max_attempts = 8;
+        if (m->cfg.webhook_timeout_ms <= 0) m->cfg.webhook_timeout_ms = 5000;
+        if (m->cfg.assess_interval_ms <= 0) m->cfg.assess_interval_ms = 60000;
+        pthread_mutex_init(&m->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&m->wake, &ca);
+        pthread_condattr_destroy(&ca);
+        *ret = m;
+        return 0;
+}
+
+int monitor_start(Monitor *m) {
+        int r = pthread_create(&m->collector, NULL, collector_main, m);
+        if (r != 0)
+                return -r;
+        r = pthread_create(&m->hooks, NULL, monitor_hooks_main, m);
+        if (r == 0)
+                r = pthread_create(&m->assess, NULL, monitor_assess_main, m);
+        if (r != 0) {
+                /* Stop what did start before reporting. */
+                pthread_mutex_lock(&m->lock);
+                m->stopping = true;
+                pthread_cond_broadcast(&m->wake);
+                pthread_mutex_unlock(&m->lock);
+                pthread_join(m->collector, NULL);
+                return -r;
+        }
+        m->started = true;
+        return 0;
+}
+
+void monitor_stop(Monitor *m) {
+        if (!m || !m->started)
+                return;
+        pthread_mutex_lock(&m->lock);
+        m->stopping = true;
+        pthread_cond_broadcast(&m->wake);
+        pthread_mutex_unlock(&m->lock);
+        pthread_join(m->collector, NULL);
+        pthread_join(m->hooks, NULL);
+        pthread_join(m->assess, NULL);
+        m->started = false;
+}
+
+Monitor *monitor_free(Monitor *m) {
+        if (!m)
+                return NULL;
+        monitor_stop(m);
+        for (size_t i = 0; i < m->objs_cap; i++)
+                if (m->objs[i].key)
+                        obj_clear(&m->objs[i]);
+        free(m->objs);
+        free(m->pending);
+        free(m->aprev);
+        json_decref(m->health_prev);
+        pthread_mutex_destroy(&m->lock);
+        pthread_cond_destroy(&m->wake);
+        free(m);
+        return NULL;
+}

@@ -1,0 +1,218 @@
+/* monitor: Armada's Operations Manager. A collector thread samples every
+ * connected host and VM on a fixed interval (one bulk libvirt stats call per
+ * host), turns counters into rates, writes the time series (raw, 5-minute
+ * and 1-hour rollups with average and maximum, pruned by age) in one
+ * transaction per round, feeds placement a high percentile of each host's
+ * recent load (host_usage), evaluates alert rules (alerts open, update and
+ * resolve themselves; events record it), and queues webhook notifications
+ * that a second thread delivers with retries and backoff, so a dead webhook
+ * never holds anything up. A third thread scrapes node_exporter on physical
+ * servers registered for a consolidation assessment.
+ *
+ * The rest of this header: the read side the API uses (series, health tree,
+ * Prometheus exposition, assessment report), then the pure functions those
+ * are built from, exported for the unit tests. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "hv/hv.h"
+#include "place/place.h"
+#include "store/store-monitor.h"
+
+/* ---- retention ---- */
+typedef struct {
+        int64_t raw_ms;          /* default 24 h */
+        int64_t rollup_5m_ms;    /* default 30 days */
+        int64_t rollup_1h_ms;    /* default 365 days */
+} MonRetention;
+#define MON_STEP_5M_MS (5 * 60 * 1000LL)
+#define MON_STEP_1H_MS (60 * 60 * 1000LL)
+/* Fills in defaults for zero fields. */
+void mon_retention_defaults(MonRetention *r);
+
+/* ---- the running monitor ---- */
+
+/* Calls fn for every host with a live libvirt connection (the daemon passes
+ * inventory_each_connection). Returns the number of hosts visited. */
+typedef void (*MonitorConnFn)(void *userdata, int64_t host_id, HvConn *conn);
+typedef int (*MonitorEachConn)(void *source, MonitorConnFn fn, void *userdata);
+
+typedef struct {
+        int interval_ms;                 /* collection interval, default 10000 */
+        MonRetention retention;
+        int usage_window_ms;             /* window of host_usage's percentile, default 300000 */
+        double usage_percentile;         /* default 95 */
+        double disk_capacity_bps;        /* a host's nominal disk throughput for disk_io_pct, default 500 MiB/s */
+        double net_capacity_bps;         /* nominal network throughput for network_pct, default 1 Gbit/s */
+        int webhook_backoff_ms;          /* first retry delay, doubling; default 1000 */
+        int webhook_max_attempts;        /* default 8 */
+        int webhook_timeout_ms;          /* per POST, default 5000 */
+        int assess_interval_ms;          /* node_exporter scrape interval, default 60000 */
+        MonitorEachConn each_conn;       /* required for sampling hosts */
+        void *conn_source;
+} MonitorConfig;
+
+typedef struct Monitor Monitor;
+
+/* Creates a monitor (no threads yet). 0 and *ret, or negative. */
+int monitor_new(Store *st, const MonitorConfig *cfg, Monitor **ret);
+/* Starts the collector, webhook and assessment threads. 0 or -errno. */
+int monitor_start(Monitor *m);
+/* Stops the threads (waits for a round or a POST in progress to end). */
+void monitor_stop(Monitor *m);
+/* Stops and frees. Accepts NULL; returns NULL. */
+Monitor *monitor_free(Monitor *m);
+/* Runs one collection round at wall time now in the calling thread (the
+ * collector does this every interval; tests and the benchmark call it).
+ * Returns the number of objects sampled, or negative. */
+int monitor_round(Monitor *m, int64_t now);
+/* Runs one assessment scrape of every registered server now. */
+int monitor_assess_round(Monitor *m, int64_t now);
+
+/* ---- the read side (used by the API; each reads the store only) ---- */
+
+/* The series of one object: metric NULL for every metric. from/to in ms,
+ * step in ms (0 picks one for about 300 points). The tier is the finest
+ * whose retention still covers from and whose resolution is not finer than
+ * step; points are re-bucketed to step (average weighted by sample count,
+ * maximum of maxima). Returns a new JSON object, or NULL with a sentence in
+ * why (metric unknown, from >= to). */
+json_t *monitor_series_json(Store *st, StorePerfKind kind, int64_t object_id, const char *metric, int64_t from,
+                            int64_t to, int64_t step, const MonRetention *ret_cfg, char *why, size_t why_size);
+
+/* The health tree: host groups (nested) with their hosts, hosts with their
+ * VMs, each node {kind, id, name, health, reasons[]}; health rolls up as the
+ * worst of the node's own and its children's. NULL on a database error. */
+json_t *monitor_health_json(Store *st);
+
+/* Armadad's own process figures for /metrics. */
+typedef struct {
+        double cpu_seconds;
+        double resident_bytes;
+        double start_time_seconds;
+        double open_fds;
+} MonitorProcess;
+/* Reads /proc/self. 0 or -errno. */
+int monitor_process_read(MonitorProcess *ret);
+/* The Prometheus text exposition (format 0.0.4) of hosts, VMs, jobs,
+ * alerts, webhooks and armadad itself. malloc'd; NULL on a database error. */
+char *monitor_prometheus_text(Store *st, const MonitorProcess *self);
+
+/* The consolidation report over the last window_ms: every server's mean,
+ * p95 and max CPU, memory, disk and network, a leaderboard (steady, low
+ * utilisation first; spiky servers flagged and last), and the plan from
+ * place_consolidate() onto hosts of model. New JSON object, or NULL with why. */
+json_t *monitor_assess_report_json(Store *st, const PlaceHostModel *model, int64_t window_ms, int64_t now,
+                                   char *why, size_t why_size);
+
+/* ================================================================== */
+/* Pure functions: no I/O, no allocation unless stated.               */
+
+/* Per-second rate of a counter between two samples, or NAN when the pair
+ * gives none: prev_at <= 0 (no previous sample), cur_at <= prev_at, a gap
+ * longer than max_gap_ms (a missed sample: the average over the gap would
+ * hide peaks), or cur < prev (a counter reset, e.g. the VM restarted:
+ * the rate of that interval is unknown, the next one is right again). */
+double mon_rate(uint64_t prev, int64_t prev_at, uint64_t cur, int64_t cur_at, int64_t max_gap_ms);
+/* CPU percent (0..100) from cumulative CPU time in ns spread over ncpus,
+ * with mon_rate's NAN cases; ncpus 0 gives NAN. Clamped at 100. */
+double mon_cpu_pct(uint64_t prev_ns, int64_t prev_at, uint64_t cur_ns, int64_t cur_at, unsigned ncpus, int64_t max_gap_ms);
+/* Busy percent from a node's total and idle counters (any unit), or NAN
+ * when total did not grow or either went backwards. */
+double mon_busy_pct(uint64_t prev_total, uint64_t prev_idle, uint64_t cur_total, uint64_t cur_idle);
+
+/* An accumulator of samples for one rollup bucket. Zero it to start. */
+typedef struct {
+        int64_t samples;
+        uint32_t n[STORE_PERF__COUNT];
+        double sum[STORE_PERF__COUNT];
+        double max[STORE_PERF__COUNT];
+} MonAgg;
+/* Adds one sample; NAN values are skipped per metric. */
+void mon_agg_add(MonAgg *a, const double v[STORE_PERF__COUNT]);
+/* Writes the bucket's avg and max (NAN for metrics never seen) and n. */
+void mon_agg_result(const MonAgg *a, StorePerfRollup *out);
+/* Start of the bucket of width step that holds at (floor; at >= 0). */
+int64_t mon_bucket(int64_t at, int64_t step);
+
+/* Rows older than these may go: out[tier] = now - retention of the tier. */
+void mon_retention_cutoffs(const MonRetention *r, int64_t now, int64_t out[3]);
+/* The tier a query over [from, to) at step should read (see
+ * monitor_series_json). */
+StorePerfTier mon_tier_for(const MonRetention *r, int64_t now, int64_t from, int64_t step);
+/* Re-buckets points (sorted by at) to step: one output point per non-empty
+ * bucket, at its start, avg weighted by n, max of max. out has room for n
+ * points. Returns the number written. */
+size_t mon_downsample(const StorePerfPoint *in, size_t n, int64_t step, StorePerfPoint *out);
+
+/* The p-th percentile (0..100, nearest rank) of the finite values of v,
+ * NAN when there are none. Sorts a copy (allocates). */
+double mon_percentile(const double *v, size_t n, double p);
+typedef struct {
+        size_t n;
+        double mean, p95, max;
+} MonStat;
+/* Mean, p95 and max of the finite values of v (NAN figures when none). */
+MonStat mon_stat(const double *v, size_t n);
+/* A spiky load: its p95 is more than twice its mean and at least 10 points. */
+bool mon_is_spiky(const MonStat *s);
+
+/* ---- alert rules ---- */
+typedef enum { MON_CMP_GT, MON_CMP_GE, MON_CMP_LT, MON_CMP_LE, MON_CMP_EQ, MON_CMP_NE } MonCmp;
+/* ">", ">=", "<", "<=", "==", "!=": 0 and *ret, or -EINVAL. */
+int mon_cmp_parse(const char *s, MonCmp *ret);
+/* value CMP threshold for numbers; false for NAN. */
+bool mon_cmp_num(MonCmp c, double value, double threshold);
+/* For states only == and != make sense; others are false. */
+bool mon_cmp_str(MonCmp c, const char *value, const char *expected);
+
+typedef enum { MON_RULE_NONE, MON_RULE_OPEN, MON_RULE_UPDATE, MON_RULE_RESOLVE } MonRuleAction;
+/* One evaluation of a rule for one object. condition: 1 holds, 0 does not,
+ * -1 unknown (no sample: nothing changes). *pending_since (0 = not
+ * pending) remembers since when the condition has held; an alert opens once
+ * it has held for duration_ms, updates while it holds, resolves when it
+ * stops holding. */
+MonRuleAction mon_rule_step(int condition, bool is_open, int64_t *pending_since, int64_t now, int64_t duration_ms);
+
+/* ---- health ---- */
+typedef enum { MON_HEALTH_HEALTHY = 0, MON_HEALTH_UNKNOWN, MON_HEALTH_WARNING, MON_HEALTH_CRITICAL } MonHealth;
+/* "healthy", "unknown", "warning", "critical". */
+const char *mon_health_name(MonHealth h);
+/* A VM's / host's own health from its state, with a reason (static
+ * sentence fragment, NULL when healthy). */
+MonHealth mon_health_vm_state(const char *state, const char **ret_reason);
+MonHealth mon_health_host_state(const char *state, const char **ret_reason);
+/* An open alert's severity as health: critical -> critical, else warning. */
+MonHealth mon_health_of_severity(const char *severity);
+
+/* ---- Prometheus text exposition ---- */
+/* "# HELP name help\n# TYPE name type\n". */
+void mon_expo_family(StrBuf *b, const char *name, const char *type, const char *help);
+/* Appends key="value" (escaping \, " and newline) to a label list,
+ * comma-separated. */
+void mon_expo_label(StrBuf *labels, const char *key, const char *value);
+/* "name{labels} value\n" (no braces when labels is NULL or empty); NaN and
+ * infinities as Prometheus writes them. */
+void mon_expo_sample(StrBuf *b, const char *name, const char *labels, double v);
+
+/* ---- node_exporter text ---- */
+typedef struct {
+        bool has_cpu, has_memory, has_disk, has_net;
+        unsigned cpus;
+        double cpu_total_s, cpu_idle_s;          /* node_cpu_seconds_total, all modes / idle + iowait */
+        double memory_total_b, memory_available_b;
+        double disk_read_b, disk_written_b, disk_reads, disk_writes;
+        double net_rx_b, net_tx_b;               /* loopback left out */
+} MonNodeExporter;
+/* Parses the Prometheus text node_exporter serves. Disks: loop, ram and
+ * dm- devices are left out (they repeat the underlying disks). 0, or
+ * -EINVAL when nothing of it is node_exporter's. */
+int mon_node_exporter_parse(const char *text, MonNodeExporter *ret);
+
+/* Webhook retry delay after attempts failures: base * 2^(attempts-1),
+ * at most max_ms. */
+int64_t mon_backoff_ms(int attempts, int64_t base_ms, int64_t max_ms);

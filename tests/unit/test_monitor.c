@@ -1,0 +1,445 @@
+/* Unit tests for monitor/: rates from counters (resets, gaps), rollup
+ * arithmetic and retention, re-bucketing, percentiles, rule steps with
+ * injected time, health words, the Prometheus text format, node_exporter
+ * parsing, backoff; then the store's series tables and whole collection
+ * rounds against libvirt's test driver with injected times. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "monitor/monitor.h"
+#include "store/store-monitor.h"
+
+#define NOW0 1790000000000LL  /* a fixed wall time, ms */
+
+static void test_rates(void **state) {
+        /* 1000 bytes over 2 s. */
+        assert_float_equal(mon_rate(1000, NOW0, 3000, NOW0 + 2000, 30000), 1000.0, 1e-9);
+        /* No previous sample, time going backwards, a gap, a reset. */
+        assert_true(isnan(mon_rate(0, 0, 3000, NOW0, 30000)));
+        assert_true(isnan(mon_rate(1000, NOW0, 3000, NOW0, 30000)));
+        assert_true(isnan(mon_rate(1000, NOW0, 3000, NOW0 + 60000, 30000)));
+        assert_true(isnan(mon_rate(5000, NOW0, 100, NOW0 + 10000, 30000)));
+        /* After the reset the next interval is right again. */
+        assert_float_equal(mon_rate(100, NOW0 + 10000, 1100, NOW0 + 20000, 30000), 100.0, 1e-9);
+
+        /* 2 vCPUs, 1 s of CPU time in 1 s: 50 %; 3 s in 1 s clamps at 100. */
+        assert_float_equal(mon_cpu_pct(0, NOW0, 1000000000ULL, NOW0 + 1000, 2, 30000), 50.0, 1e-9);
+        assert_float_equal(mon_cpu_pct(0, NOW0, 3000000000ULL, NOW0 + 1000, 2, 30000), 100.0, 1e-9);
+        assert_true(isnan(mon_cpu_pct(0, NOW0, 1, NOW0 + 1000, 0, 30000)));
+        /* A VM restart: cpu.time starts again from a small number. */
+        assert_true(isnan(mon_cpu_pct(90000000000ULL, NOW0, 2000000ULL, NOW0 + 10000, 1, 30000)));
+
+        assert_float_equal(mon_busy_pct(1000, 800, 2000, 1550), 25.0, 1e-9);
+        assert_true(isnan(mon_busy_pct(1000, 800, 1000, 800)));
+        assert_true(isnan(mon_busy_pct(1000, 800, 900, 700)));
+}
+
+static void test_rollup_arithmetic(void **state) {
+        MonAgg a;
+        memset(&a, 0, sizeof a);
+        double v[STORE_PERF__COUNT];
+        for (int i = 0; i < STORE_PERF__COUNT; i++) v[i] = NAN;
+        /* cpu 10, 20, missing, 60; memory only once. */
+        v[STORE_PERF_CPU] = 10; v[STORE_PERF_MEMORY] = 512;
+        mon_agg_add(&a, v);
+        v[STORE_PERF_CPU] = 20; v[STORE_PERF_MEMORY] = NAN;
+        mon_agg_add(&a, v);
+        v[STORE_PERF_CPU] = NAN;
+        mon_agg_add(&a, v);
+        v[STORE_PERF_CPU] = 60;
+        mon_agg_add(&a, v);
+        StorePerfRollup r;
+        mon_agg_result(&a, &r);
+        assert_int_equal(r.n, 4);
+        assert_float_equal(r.avg[STORE_PERF_CPU], 30.0, 1e-9);
+        assert_float_equal(r.max[STORE_PERF_CPU], 60.0, 1e-9);
+        assert_float_equal(r.avg[STORE_PERF_MEMORY], 512.0, 1e-9);
+        assert_true(isnan(r.avg[STORE_PERF_NET_RX]));
+        assert_true(isnan(r.max[STORE_PERF_NET_RX]));
+
+        assert_int_equal(mon_bucket(NOW0 + 123456, MON_STEP_5M_MS) % MON_STEP_5M_MS, 0);
+        assert_true(mon_bucket(NOW0 + 123456, MON_STEP_5M_MS) <= NOW0 + 123456);
+        assert_true(mon_bucket(NOW0 + 123456, MON_STEP_5M_MS) > NOW0 + 123456 - MON_STEP_5M_MS);
+
+        /* Re-bucketing: weights by n, max of max. */
+        StorePerfPoint in[] = {
+                { .at = 0, .avg = 10, .max = 15, .n = 1 },
+                { .at = 500, .avg = 40, .max = 90, .n = 3 },
+                { .at = 1000, .avg = 7, .max = 7, .n = 2 },
+        }, out[3];
+        size_t k = mon_downsample(in, 3, 1000, out);
+        assert_int_equal(k, 2);
+        assert_int_equal(out[0].at, 0);
+        assert_float_equal(out[0].avg, (10.0 + 120.0) / 4.0, 1e-9);
+        assert_float_equal(out[0].max, 90.0, 1e-9);
+        assert_int_equal(out[0].n, 4);
+        assert_int_equal(out[1].at, 1000);
+        assert_float_equal(out[1].avg, 7.0, 1e-9);
+        assert_int_equal(mon_downsample(in, 0, 1000, out), 0);
+}
+
+static void test_retention(void **state) {
+        MonRetention r = {0};
+        mon_retention_defaults(&r);
+        assert_int_equal(r.raw_ms, 24 * 3600 * 1000LL);
+        assert_int_equal(r.rollup_5m_ms, 30 * 24 * 3600 * 1000LL);
+        assert_int_equal(r.rollup_1h_ms, 365 * 24 * 3600 * 1000LL);
+        int64_t cut[3];
+        mon_retention_cutoffs(&r, NOW0, cut);
+        assert_int_equal(cut[STORE_TIER_RAW], NOW0 - r.raw_ms);
+        assert_int_equal(cut[STORE_TIER_1H], NOW0 - r.rollup_1h_ms);
+        /* The last hour at 10 s: raw; a week: 5 min (raw is gone); a
+         * quarter: 1 h; the last hour at a 1-hour step: 1 h. */
+        assert_int_equal(mon_tier_for(&r, NOW0, NOW0 - 3600 * 1000LL, 10000), STORE_TIER_RAW);
+        assert_int_equal(mon_tier_for(&r, NOW0, NOW0 - 7 * 86400 * 1000LL, 10000), STORE_TIER_5M);
+        assert_int_equal(mon_tier_for(&r, NOW0, NOW0 - 90 * 86400 * 1000LL, 300000), STORE_TIER_1H);
+        assert_int_equal(mon_tier_for(&r, NOW0, NOW0 - 3600 * 1000LL, MON_STEP_1H_MS), STORE_TIER_1H);
+        /* "The last 24 hours", asked a moment before now: still raw. */
+        assert_int_equal(mon_tier_for(&r, NOW0 + 50, NOW0 - r.raw_ms, 288000), STORE_TIER_RAW);
+        assert_int_equal(mon_tier_for(&r, NOW0, NOW0 - r.raw_ms - 3600 * 1000LL, 10000), STORE_TIER_5M);
+}
+
+static void test_percentiles(void **state) {
+        double v[100];
+        for (int i = 0; i < 100; i++) v[i] = 100 - i; /* 100 .. 1, unsorted */
+        assert_float_equal(mon_percentile(v, 100, 95), 95.0, 1e-9);
+        assert_float_equal(mon_percentile(v, 100, 100), 100.0, 1e-9);
+        assert_float_equal(mon_percentile(v, 100, 0), 1.0, 1e-9);
+        double w[] = { NAN, 3, NAN, 1, 2 };
+        assert_float_equal(mon_percentile(w, 5, 50), 2.0, 1e-9);
+        double none[] = { NAN, NAN };
+        assert_true(isnan(mon_percentile(none, 2, 95)));
+
+        /* Steady at 20 %: not spiky. Mostly 2 % with bursts to 80 %: spiky. */
+        double steady[40], spiky[40];
+        for (int i = 0; i < 40; i++) {
+                steady[i] = 20 + (i % 3);
+                spiky[i] = i % 10 < 2 ? 80 : 2;
+        }
+        MonStat s1 = mon_stat(steady, 40), s2 = mon_stat(spiky, 40);
+        assert_false(mon_is_spiky(&s1));
+        assert_true(mon_is_spiky(&s2));
+        assert_float_equal(s2.max, 80, 1e-9);
+        assert_float_equal(s2.p95, 80, 1e-9);
+        assert_int_equal(s1.n, 40);
+}
+
+static void test_rule_steps(void **state) {
+        int64_t since = 0, t = NOW0;
+        const int64_t d = 300000; /* 5 minutes */
+        assert_int_equal(mon_rule_step(1, false, &since, t, d), MON_RULE_NONE);
+        assert_int_equal(since, t);
+        assert_int_equal(mon_rule_step(1, false, &since, t + 299999, d), MON_RULE_NONE);
+        /* A missing sample changes nothing, not even the pending start. */
+        assert_int_equal(mon_rule_step(-1, false, &since, t + 299999, d), MON_RULE_NONE);
+        assert_int_equal(since, t);
+        assert_int_equal(mon_rule_step(1, false, &since, t + 300000, d), MON_RULE_OPEN);
+        assert_int_equal(mon_rule_step(1, true, &since, t + 310000, d), MON_RULE_UPDATE);
+        assert_int_equal(mon_rule_step(-1, true, &since, t + 320000, d), MON_RULE_NONE);
+        assert_int_equal(mon_rule_step(0, true, &since, t + 330000, d), MON_RULE_RESOLVE);
+        assert_int_equal(since, 0);
+        /* A dip resets the clock: it must hold for the whole duration again. */
+        assert_int_equal(mon_rule_step(1, false, &since, t + 400000, d), MON_RULE_NONE);
+        assert_int_equal(mon_rule_step(0, false, &since, t + 500000, d), MON_RULE_NONE);
+        assert_int_equal(mon_rule_step(1, false, &since, t + 600000, d), MON_RULE_NONE);
+        assert_int_equal(mon_rule_step(1, false, &since, t + 899999, d), MON_RULE_NONE);
+        assert_int_equal(mon_rule_step(1, false, &since, t + 900000, d), MON_RULE_OPEN);
+        /* Duration 0 opens at once. */
+        since = 0;
+        assert_int_equal(mon_rule_step(1, false, &since, t, 0), MON_RULE_OPEN);
+
+        MonCmp c;
+        assert_int_equal(mon_cmp_parse(">=", &c), 0);
+        assert_int_equal(c, MON_CMP_GE);
+        assert_int_equal(mon_cmp_parse("=>", &c), -EINVAL);
+        assert_int_equal(mon_cmp_parse(NULL, &c), -EINVAL);
+        assert_true(mon_cmp_num(MON_CMP_GT, 91, 90));
+        assert_false(mon_cmp_num(MON_CMP_GT, 90, 90));
+        assert_true(mon_cmp_num(MON_CMP_GE, 90, 90));
+        assert_true(mon_cmp_num(MON_CMP_LT, 1, 2));
+        assert_true(mon_cmp_num(MON_CMP_NE, 1, 2));
+        assert_false(mon_cmp_num(MON_CMP_GT, NAN, 0));
+        assert_false(mon_cmp_num(MON_CMP_NE, NAN, 0));
+        assert_true(mon_cmp_str(MON_CMP_EQ, "crashed", "crashed"));
+        assert_true(mon_cmp_str(MON_CMP_NE, "running", "crashed"));
+        assert_false(mon_cmp_str(MON_CMP_GT, "b", "a"));
+}
+
+static void test_health_words(void **state) {
+        const char *why;
+        assert_int_equal(mon_health_vm_state("running", &why), MON_HEALTH_HEALTHY);
+        assert_null(why);
+        assert_int_equal(mon_health_vm_state("crashed", &why), MON_HEALTH_CRITICAL);
+        assert_non_null(why);
+        assert_int_equal(mon_health_vm_state("missing", &why), MON_HEALTH_WARNING);
+        assert_int_equal(mon_health_vm_state("unknown", &why), MON_HEALTH_UNKNOWN);
+        assert_int_equal(mon_health_host_state("ok", &why), MON_HEALTH_HEALTHY);
+        assert_int_equal(mon_health_host_state("unreachable", &why), MON_HEALTH_CRITICAL);
+        assert_string_equal(why, "it is unreachable");
+        assert_int_equal(mon_health_host_state("maintenance", &why), MON_HEALTH_WARNING);
+        assert_int_equal(mon_health_host_state("connecting", &why), MON_HEALTH_UNKNOWN);
+        assert_int_equal(mon_health_of_severity("critical"), MON_HEALTH_CRITICAL);
+        assert_int_equal(mon_health_of_severity("info"), MON_HEALTH_WARNING);
+        assert_true(MON_HEALTH_CRITICAL > MON_HEALTH_WARNING && MON_HEALTH_WARNING > MON_HEALTH_UNKNOWN &&
+                    MON_HEALTH_UNKNOWN > MON_HEALTH_HEALTHY);
+        assert_string_equal(mon_health_name(MON_HEALTH_WARNING), "warning");
+}
+
+static void test_exposition(void **state) {
+        StrBuf b = {0}, l = {0};
+        mon_expo_family(&b, "armada_x", "gauge", "A help\\text\nwith a newline.");
+        mon_expo_label(&l, "vm", "we\"b\\01\n");
+        mon_expo_label(&l, "host", "h1");
+        mon_expo_sample(&b, "armada_x", l.s, 42);
+        mon_expo_sample(&b, "armada_x", NULL, 0.25);
+        mon_expo_sample(&b, "armada_x", "", NAN);
+        mon_expo_sample(&b, "armada_x", NULL, INFINITY);
+        mon_expo_sample(&b, "armada_x", NULL, -INFINITY);
+        mon_expo_sample(&b, "armada_x", NULL, 3221225472.0);
+        assert_string_equal(b.s,
+                "# HELP armada_x A help\\\\text\\nwith a newline.\n"
+                "# TYPE armada_x gauge\n"
+                "armada_x{vm=\"we\\\"b\\\\01\\n\",host=\"h1\"} 42\n"
+                "armada_x 0.25\n"
+                "armada_x NaN\n"
+                "armada_x +Inf\n"
+                "armada_x -Inf\n"
+                "armada_x 3221225472\n");
+        strbuf_free(&b);
+        strbuf_free(&l);
+}
+
+static char *data_file(const char *name) {
+        const char *dir = getenv("ARMADA_TEST_DATA");
+        _cleanup_free_ char *path = xasprintf("%s/monitor/%s", dir ? dir : "tests/data", name);
+        char *text = NULL;
+        assert_int_equal(file_read_all(path, &text, NULL), 0);
+        return text;
+}
+
+static void test_node_exporter(void **state) {
+        _cleanup_free_ char *text = data_file("node_exporter.txt");
+        MonNodeExporter ne;
+        assert_int_equal(mon_node_exporter_parse(text, &ne), 0);
+        assert_true(ne.has_cpu && ne.has_memory && ne.has_disk && ne.has_net);
+        assert_int_equal(ne.cpus, 2);
+        assert_float_equal(ne.cpu_total_s, 2000, 1e-9);
+        assert_float_equal(ne.cpu_idle_s, 1710, 1e-9);
+        assert_float_equal(ne.memory_total_b, 8589934592.0, 1);
+        assert_float_equal(ne.memory_available_b, 6442450944.0, 1);
+        assert_float_equal(ne.disk_read_b, 1000, 1e-9);   /* dm-0 and loop0 left out */
+        assert_float_equal(ne.disk_written_b, 2000, 1e-9);
+        assert_float_equal(ne.disk_reads + ne.disk_writes, 30, 1e-9);
+        assert_float_equal(ne.net_rx_b, 3000, 1e-9);      /* lo left out */
+        assert_float_equal(ne.net_tx_b, 4001, 1e-9);      /* an escaped quote in a label */
+        assert_int_equal(mon_node_exporter_parse("# nothing\nfoo 1\n", &ne), -EINVAL);
+        assert_int_equal(mon_node_exporter_parse("", &ne), -EINVAL);
+        /* Garbage does not crash it. */
+        assert_int_equal(mon_node_exporter_parse("node_cpu_seconds_total{cpu=\"0\" 12\nnode_cpu_seconds_total{cpu=\"0\"} x\n", &ne), -EINVAL);
+}
+
+static void test_backoff(void **state) {
+        assert_int_equal(mon_backoff_ms(1, 1000, 300000), 1000);
+        assert_int_equal(mon_backoff_ms(2, 1000, 300000), 2000);
+        assert_int_equal(mon_backoff_ms(4, 1000, 300000), 8000);
+        assert_int_equal(mon_backoff_ms(40, 1000, 300000), 300000);
+        assert_int_equal(mon_backoff_ms(0, 1000, 300000), 1000);
+}
+
+/* ------------------------------------------------------------------ */
+/* the store's series tables */
+
+static char tmpdir[64];
+
+static Store *open_store(void) {
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/armada-test-monitor-XXXXXX");
+        assert_non_null(mkdtemp(tmpdir));
+        _cleanup_free_ char *path = xasprintf("%s/armada.db", tmpdir);
+        Store *st = NULL;
+        assert_int_equal(store_open(path, &st), 0);
+        return st;
+}
+
+static void close_store(Store *st) {
+        store_free(st);
+        _cleanup_free_ char *cmd = xasprintf("rm -rf '%s'", tmpdir);
+        assert_int_equal(system(cmd), 0);
+}
+
+static void test_store_series(void **state) {
+        Store *st = open_store();
+        /* Two days of a synthetic VM at one sample a minute: cpu = minute % 60. */
+        size_t n = 2 * 24 * 60;
+        StorePerfSample *s = xcalloc(n, sizeof *s);
+        for (size_t i = 0; i < n; i++) {
+                s[i].kind = STORE_PERF_VM;
+                s[i].object_id = 7;
+                s[i].at = NOW0 - (int64_t) (n - i) * 60000;
+                for (int m = 0; m < STORE_PERF__COUNT; m++) s[i].v[m] = NAN;
+                s[i].v[STORE_PERF_CPU] = (double) (i % 60);
+        }
+        assert_int_equal(store_begin(st), 0);
+        assert_int_equal(store_perf_insert_raw(st, s, n), 0);
+        assert_int_equal(store_commit(st), 0);
+        /* Retention: everything older than a day goes. */
+        assert_int_equal(store_perf_prune(st, STORE_TIER_RAW, NOW0 - 24 * 3600 * 1000LL), (int) (n / 2));
+        StorePerfPoint *pts = NULL;
+        int k = store_perf_query(st, STORE_TIER_RAW, STORE_PERF_VM, 7, STORE_PERF_CPU, 0, NOW0 + 1, &pts);
+        assert_int_equal(k, (int) (n / 2));
+        assert_true(pts[0].at >= NOW0 - 24 * 3600 * 1000LL);
+        /* The memory column was never set: no points. */
+        free(pts);
+        pts = NULL;
+        assert_int_equal(store_perf_query(st, STORE_TIER_RAW, STORE_PERF_VM, 7, STORE_PERF_MEMORY, 0, NOW0 + 1, &pts), 0);
+        free(pts);
+
+        /* Rollups: one 5-minute row; avg and max come back. */
+        StorePerfRollup r = { .kind = STORE_PERF_VM, .object_id = 7, .at = mon_bucket(NOW0, MON_STEP_5M_MS), .n = 30 };
+        for (int m = 0; m < STORE_PERF__COUNT; m++) r.avg[m] = r.max[m] = NAN;
+        r.avg[STORE_PERF_CPU] = 12.5;
+        r.max[STORE_PERF_CPU] = 99;
+        assert_int_equal(store_perf_insert_rollups(st, STORE_TIER_5M, &r, 1), 0);
+        assert_int_equal(store_perf_insert_rollups(st, STORE_TIER_RAW, &r, 1), -EINVAL);
+        pts = NULL;
+        assert_int_equal(store_perf_query(st, STORE_TIER_5M, STORE_PERF_VM, 7, STORE_PERF_CPU, 0, NOW0 + 1000000, &pts), 1);
+        assert_float_equal(pts[0].avg, 12.5, 1e-9);
+        assert_float_equal(pts[0].max, 99, 1e-9);
+        assert_int_equal(pts[0].n, 30);
+        free(pts);
+        assert_int_equal(store_perf_prune(st, STORE_TIER_5M, r.at + 1), 1);
+        free(s);
+        close_store(st);
+}
+
+/* ------------------------------------------------------------------ */
+/* whole rounds against libvirt's test driver, with injected times */
+
+typedef struct {
+        HvConn *conn;
+        int64_t host_id;
+} FakeSource;
+
+static int fake_each(void *source, MonitorConnFn fn, void *userdata) {
+        FakeSource *f = source;
+        if (!f->conn)
+                return 0;
+        fn(userdata, f->host_id, f->conn);
+        return 1;
+}
+
+static int64_t count(Store *st, const char *sql) {
+        int64_t n = -1;
+        assert_int_equal(store_query_i64(st, &n, sql, ""), 0);
+        return n;
+}
+
+static void test_rounds(void **state) {
+        Store *st = open_store();
+        FakeSource src = {0};
+        assert_int_equal(hv_connect("test:///default", 0, 0, NULL, NULL, &src.conn), 0);
+        assert_int_equal(store_host_insert(st, "t1", "test:///default", STORE_ROOT_GROUP_ID, "default-pool", "/tmp", &src.host_id), 0);
+        assert_int_equal(store_host_set_facts(st, src.host_id, 16, 3072, 0, "TEST", "test", "t1", NULL), 0);
+        assert_int_equal(store_host_set_state(st, src.host_id, "ok", NULL), 1);
+        StoreVm vm = { .host_id = src.host_id, .cpus = 2, .memory_mib = 8192 };
+        snprintf(vm.uuid, sizeof vm.uuid, "6695eb01-f6a4-8304-79aa-97f2502e193f");
+        snprintf(vm.name, sizeof vm.name, "test");
+        snprintf(vm.state, sizeof vm.state, "running");
+        snprintf(vm.origin, sizeof vm.origin, "discovered");
+        int64_t vm_id;
+        assert_int_equal(store_vm_insert(st, &vm, &vm_id), 0);
+        /* A rule with a duration: the VM must be running for 60 s. */
+        StoreAlertRule rule = { .duration_s = 60, .enabled = true };
+        snprintf(rule.name, sizeof rule.name, "vm-running");
+        snprintf(rule.object_kind, sizeof rule.object_kind, "vm");
+        snprintf(rule.metric, sizeof rule.metric, "state");
+        snprintf(rule.comparison, sizeof rule.comparison, "==");
+        snprintf(rule.state_value, sizeof rule.state_value, "running");
+        snprintf(rule.severity, sizeof rule.severity, "warning");
+        snprintf(rule.scope, sizeof rule.scope, "all");
+        int64_t rule_id, hook_id;
+        assert_int_equal(store_alert_rule_insert(st, &rule, NULL, &rule_id), 0);
+        assert_int_equal(store_webhook_insert(st, "http://127.0.0.1:9/hook", NULL, &hook_id), 0);
+
+        MonitorConfig cfg = { .interval_ms = 10000, .each_conn = fake_each, .conn_source = &src };
+        Monitor *m = NULL;
+        assert_int_equal(monitor_new(st, &cfg, &m), 0);
+        int64_t t = mon_bucket(NOW0, MON_STEP_1H_MS) + 10000;
+        /* Round 1: one host and one VM sampled; the rule is pending. */
+        assert_int_equal(monitor_round(m, t), 2);
+        assert_int_equal(count(st, "SELECT count(*) FROM perf_raw"), 2);
+        assert_int_equal(count(st, "SELECT count(*) FROM perf_latest"), 2);
+        assert_int_equal(count(st, "SELECT count(*) FROM alert WHERE state = 'open'"), 0);
+        assert_int_equal(count(st, "SELECT count(*) FROM host_usage"), 1);
+        assert_int_equal(count(st, "SELECT count(*) FROM host_pool"), 1);
+        /* 30 s later: still pending. 70 s later: open, an event, a delivery. */
+        assert_int_equal(monitor_round(m, t + 30000), 2);
+        assert_int_equal(count(st, "SELECT count(*) FROM alert WHERE state = 'open'"), 0);
+        assert_int_equal(monitor_round(m, t + 70000), 2);
+        assert_int_equal(count(st, "SELECT count(*) FROM alert WHERE state = 'open' AND rule_name = 'vm-running'"), 1);
+        assert_int_equal(count(st, "SELECT count(*) FROM event WHERE kind = 'alert.opened'"), 1);
+        assert_int_equal(count(st, "SELECT count(*) FROM webhook_delivery WHERE state = 'pending'"), 1);
+        /* The VM stops (as reconcile would record): resolved, notified. */
+        assert_int_equal(store_vm_set_state(st, vm_id, "stopped"), 1);
+        assert_int_equal(monitor_round(m, t + 80000), 2);
+        assert_int_equal(count(st, "SELECT count(*) FROM alert WHERE state = 'resolved'"), 1);
+        assert_int_equal(count(st, "SELECT count(*) FROM webhook_delivery WHERE state = 'pending'"), 2);
+        /* The 5-minute bucket closes at t + 290 s: one rollup row per object. */
+        assert_int_equal(count(st, "SELECT count(*) FROM perf_5m"), 0);
+        assert_int_equal(monitor_round(m, t + 300000), 2);
+        assert_int_equal(count(st, "SELECT count(*) FROM perf_5m"), 2);
+        assert_int_equal(count(st, "SELECT n FROM perf_5m WHERE kind = 1"), 4);
+        /* The host loses its connection: no samples, the state rule opens. */
+        assert_int_equal(store_host_set_state(st, src.host_id, "unreachable", "test"), 1);
+        HvConn *conn = src.conn;
+        src.conn = NULL;
+        assert_int_equal(monitor_round(m, t + 310000), 0);
+        assert_int_equal(count(st, "SELECT count(*) FROM alert WHERE state = 'open' AND rule_name = 'host-unreachable'"), 1);
+        _cleanup_json_ json_t *tree = monitor_health_json(st);
+        assert_non_null(tree);
+        assert_string_equal(json_string_value(json_object_get(tree, "health")), "critical");
+        json_t *host = json_array_get(json_object_get(tree, "children"), 0);
+        assert_string_equal(json_string_value(json_object_get(host, "health")), "critical");
+        assert_true(json_array_size(json_object_get(host, "reasons")) >= 1);
+        /* The Prometheus text names the host. */
+        MonitorProcess self;
+        assert_int_equal(monitor_process_read(&self), 0);
+        assert_true(self.resident_bytes > 0);
+        _cleanup_free_ char *text = monitor_prometheus_text(st, &self);
+        assert_non_null(strstr(text, "armada_host_up{host=\"t1\",group=\"All Hosts\"} 0\n"));
+        assert_non_null(strstr(text, "armada_alerts_open{severity=\"critical\"} 1\n"));
+        assert_non_null(strstr(text, "armada_monitor_rounds_total 6\n"));
+        /* A series query over the raw tier. */
+        char why[256];
+        _cleanup_json_ json_t *series = monitor_series_json(st, STORE_PERF_HOST, src.host_id, "memory", t - 1, t + 400000, 10,
+                                                            NULL, why, sizeof why);
+        assert_non_null(series);
+        assert_null(monitor_series_json(st, STORE_PERF_HOST, src.host_id, "bogus", t, t + 1, 0, NULL, why, sizeof why));
+        assert_non_null(strstr(why, "bogus"));
+        monitor_free(m);
+        hv_conn_free(conn);
+        close_store(st);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_rates),
+                cmocka_unit_test(test_rollup_arithmetic),
+                cmocka_unit_test(test_retention),
+                cmocka_unit_test(test_percentiles),
+                cmocka_unit_test(test_rule_steps),
+                cmocka_unit_test(test_health_words),
+                cmocka_unit_test(test_exposition),
+                cmocka_unit_test(test_node_exporter),
+                cmocka_unit_test(test_backoff),
+                cmocka_unit_test(test_store_series),
+                cmocka_unit_test(test_rounds),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
