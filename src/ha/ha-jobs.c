@@ -1,0 +1,553 @@
+/* The job handlers of ha: vm.migrate (live migration with progress,
+ * cancel, post-copy switch and the cost libvirt measured) and
+ * host.maintenance (move every running VM off a host, each where placement
+ * says at that moment, as vm.migrate jobs). See ha.h. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+#include "ha-priv.h"
+#include "inventory/placement.h"
+
+#define POLL_MS 200
+#define POSTCOPY_AFTER_ITERATIONS 4
+#define POSTCOPY_AFTER_MS 15000
+
+static void sleep_ms(int ms) {
+        struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+}
+
+/* True when path lies inside directory dir. */
+static bool path_under(const char *path, const char *dir) {
+        size_t n = strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
+                n--;
+        return n > 0 && strncmp(path, dir, n) == 0 && path[n] == '/';
+}
+
+/* Where a VM's disks are, as far as migration cares. */
+typedef struct {
+        int n_disks;
+        bool all_shared;          /* every disk is on its cluster's shared storage */
+        char local_path[1024];    /* a disk that is not ("" when all are) */
+        uint64_t bytes;           /* their size, for placement with storage */
+        int64_t cluster_id;       /* the source host's cluster, 0 when none */
+} DiskPlace;
+
+static void disk_place(Store *st, int64_t vm_id, int64_t host_id, DiskPlace *ret) {
+        *ret = (DiskPlace) { .all_shared = true };
+        _cleanup_free_ char *shared = NULL;
+        if (store_cluster_of_host(st, host_id, &ret->cluster_id, &shared) < 0)
+                ret->cluster_id = 0;
+        StoreDisk *disks = NULL;
+        int n = store_vm_disks(st, vm_id, &disks);
+        for (int i = 0; i < n; i++) {
+                if (!disks[i].path[0])
+                        continue; /* an empty CD-ROM drive */
+                ret->n_disks++;
+                ret->bytes += disks[i].size_bytes;
+                if (!shared || !path_under(disks[i].path, shared)) {
+                        ret->all_shared = false;
+                        if (!ret->local_path[0])
+                                snprintf(ret->local_path, sizeof ret->local_path, "%s", disks[i].path);
+                }
+        }
+        free(disks);
+}
+
+/* The best cluster member for d (not its source), or -ENOSPC with the
+ * reasons in why. */
+static int choose_member(Store *st, int64_t cluster_id, const PlacementDemand *d, int64_t *ret, char *why, size_t why_size) {
+        PlacementRating *rated = NULL;
+        int n = placement_rate(st, 0, d, &rated);
+        if (n < 0) {
+                snprintf(why, why_size, "placement failed (%s)", strerror(-n));
+                return n;
+        }
+        int64_t *members = NULL;
+        int nm = store_cluster_members(st, cluster_id, &members);
+        HaRated *hr = xcalloc((size_t) n + 1, sizeof *hr);
+        for (int i = 0; i < n; i++)
+                hr[i] = (HaRated) { rated[i].host_id, rated[i].rating };
+        int64_t best = 0;
+        size_t k = ha_candidates(hr, (size_t) n, members, nm > 0 ? (size_t) nm : 0, d->exclude_host_id, &best, 1);
+        if (k == 0) {
+                StrBuf b = {0};
+                for (int i = 0; i < n; i++) {
+                        bool member = false;
+                        for (int m = 0; m < nm; m++)
+                                member |= members[m] == rated[i].host_id;
+                        if (!member || rated[i].host_id == d->exclude_host_id)
+                                continue;
+                        strbuf_printf(&b, "%shost '%s': %s", b.len ? "; " : "", rated[i].host_name,
+                                      rated[i].reason[0] ? rated[i].reason : "cannot take it");
+                }
+                snprintf(why, why_size, "%s", b.len ? b.s : "the cluster has no other member");
+                strbuf_free(&b);
+        }
+        free(hr);
+        free(members);
+        free(rated);
+        if (k == 0)
+                return -ENOSPC;
+        *ret = best;
+        return 0;
+}
+
+/* Picks the target of a VM: inside its cluster when its disks live on the
+ * cluster's shared storage (no other host sees them), else anywhere. */
+static int choose_target(Store *st, const DiskPlace *dp, bool with_storage, const PlacementDemand *d, int64_t *ret,
+                         char *why, size_t why_size) {
+        if (dp->cluster_id && dp->n_disks > 0 && dp->all_shared && !with_storage)
+                return choose_member(st, dp->cluster_id, d, ret, why, why_size);
+        return placement_choose(st, 0, d, ret, why, why_size);
+}
+
+/* ---- vm.migrate ---- */
+
+typedef struct {
+        HvConn *conn;
+        char uuid[37];
+        HvMigrateOptions o;
+        int r;
+        char err[1024];
+        atomic_bool done;
+} Migration;
+
+static void *migration_main(void *arg) {
+        Migration *m = arg;
+        m->r = hv_migrate(m->conn, m->uuid, &m->o);
+        if (m->r < 0)
+                snprintf(m->err, sizeof m->err, "%s", hv_last_error());
+        atomic_store(&m->done, true);
+        return NULL;
+}
+
+static int job_vm_migrate(JobCtx *ctx, void *userdata) {
+        Ha *ha = userdata;
+        Store *st = ctx->st;
+        StoreVm vm;
+        if (store_vm_get(st, ctx->job->target_id, &vm) < 0)
+                return job_fail(ctx, -ENOENT, "VM '%s' no longer exists.", ctx->job->target_name);
+        StoreHost src, dst;
+        if (vm.host_id == 0 || store_host_get(st, vm.host_id, &src) < 0)
+                return job_fail(ctx, -ENXIO, "VM '%s' is not placed on any host.", vm.name);
+        bool with_storage = json_is_true(json_object_get(ctx->params, "with_storage"));
+        bool auto_converge = json_is_true(json_object_get(ctx->params, "auto_converge"));
+        bool postcopy = json_is_true(json_object_get(ctx->params, "postcopy"));
+        int64_t to = json_integer_value(json_object_get(ctx->params, "to"));
+        json_int_t bandwidth = json_integer_value(json_object_get(ctx->params, "bandwidth_mibs"));
+
+        DiskPlace dp;
+        disk_place(st, vm.id, src.id, &dp);
+        if (!with_storage && !dp.all_shared)
+                return job_fail(ctx, -EINVAL, "VM '%s' keeps its disk '%s' on storage of host '%s' that no other host sees;"
+                                " migrate it with its storage (with_storage, CLI --with-storage).", vm.name, dp.local_path, src.name);
+        char why[2048] = "";
+        if (to) {
+                if (store_host_get(st, to, &dst) < 0)
+                        return job_fail(ctx, -ENOENT, "There is no host with id %lld to migrate VM '%s' to.", (long long) to, vm.name);
+                if (dst.id == src.id)
+                        return job_fail(ctx, -EINVAL, "VM '%s' already runs on host '%s'.", vm.name, dst.name);
+                if (!streq(dst.state, "ok"))
+                        return job_fail(ctx, -EBUSY, "Host '%s' is %s; VMs can only be migrated to a host in service.", dst.name, dst.state);
+                int64_t dst_cluster = 0;
+                if (dp.cluster_id && dp.n_disks > 0 && dp.all_shared && !with_storage &&
+                    (store_cluster_of_host(st, dst.id, &dst_cluster, NULL) < 0 || dst_cluster != dp.cluster_id))
+                        return job_fail(ctx, -EINVAL, "VM '%s' keeps its disks on the shared storage of its cluster, which host '%s'"
+                                        " is not a member of; choose a member or migrate with its storage.", vm.name, dst.name);
+        } else {
+                PlacementDemand d = { .cpus = vm.cpus, .memory_mib = vm.memory_mib, .disk_bytes = with_storage ? dp.bytes : 0,
+                                      .vm_id = vm.id, .vm_name = vm.name, .exclude_host_id = src.id };
+                int r = choose_target(st, &dp, with_storage, &d, &to, why, sizeof why);
+                if (r < 0)
+                        return job_fail(ctx, r, "No host can take VM '%s' (%u vCPUs, %llu MiB): %s", vm.name, vm.cpus,
+                                        (unsigned long long) vm.memory_mib, why);
+                if (store_host_get(st, to, &dst) < 0)
+                        return job_fail(ctx, -ENOENT, "The host placement chose for VM '%s' no longer exists.", vm.name);
+        }
+
+        Link *sl = NULL, *dl = NULL;
+        if (link_acquire(ha->inv, &src, &sl, why, sizeof why) < 0)
+                return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' of VM '%s': %s", src.name, vm.name, why);
+        if (link_acquire(ha->inv, &dst, &dl, why, sizeof why) < 0) {
+                link_release(ha->inv, sl);
+                return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' to migrate VM '%s' there: %s", dst.name, vm.name, why);
+        }
+        HvState s0 = HV_STATE_NOSTATE;
+        int r = hv_domain_state(sl->conn, vm.uuid, &s0);
+        if (r < 0 || (s0 != HV_STATE_RUNNING && s0 != HV_STATE_BLOCKED && s0 != HV_STATE_PAUSED)) {
+                if (r == 0)
+                        (void) store_vm_set_state(st, vm.id, hv_state_name(s0));
+                link_release(ha->inv, sl);
+                link_release(ha->inv, dl);
+                if (r < 0)
+                        return job_fail(ctx, r, "Cannot read the state of VM '%s' on host '%s': %s", vm.name, src.name, hv_last_error());
+                return job_fail(ctx, -EBUSY, "VM '%s' is %s; only a running or paused VM can be live-migrated.", vm.name,
+                                hv_state_name(s0));
+        }
+
+        _cleanup_free_ char *migrate_uri = hv_migrate_uri_for(dst.uri);
+        Migration *m = xcalloc(1, sizeof *m);
+        m->conn = sl->conn;
+        snprintf(m->uuid, sizeof m->uuid, "%s", vm.uuid);
+        m->o = (HvMigrateOptions) {
+                .dest_uri = dst.uri, .migrate_uri = migrate_uri,
+                .shared_storage_known = dp.n_disks > 0 && dp.all_shared && !with_storage,
+                .with_storage = with_storage, .auto_converge = auto_converge, .postcopy = postcopy,
+                .bandwidth_mibs = bandwidth > 0 ? (uint64_t) bandwidth : 0,
+        };
+        job_progress(ctx, 5, "migrating VM '%s' from host '%s' to host '%s'%s%s%s", vm.name, src.name, dst.name,
+                     with_storage ? " with its storage" : m->o.shared_storage_known ? " (disks stay on the cluster's shared storage)" : "",
+                     auto_converge ? ", auto-converge on" : "", postcopy ? ", post-copy allowed" : "");
+        int64_t t0 = mono_ms();
+        pthread_t th;
+        if (pthread_create(&th, NULL, migration_main, m) != 0) {
+                free(m);
+                link_release(ha->inv, sl);
+                link_release(ha->inv, dl);
+                return job_fail(ctx, -EAGAIN, "Cannot start a thread to migrate VM '%s'.", vm.name);
+        }
+        bool aborted = false, switched = false;
+        while (!atomic_load(&m->done)) {
+                sleep_ms(POLL_MS);
+                if (atomic_load(&m->done))
+                        break;
+                HvJobInfo ji;
+                if (hv_job_info(sl->conn, vm.uuid, &ji) == 0 && ji.active && ji.data_total > 0) {
+                        uint64_t done = ji.data_processed > ji.data_total ? ji.data_total : ji.data_processed;
+                        int pct = 10 + (int) (80.0 * (double) done / (double) ji.data_total);
+                        (void) store_job_progress(st, ctx->job->id, pct > 90 ? 90 : pct, NULL);
+                        if (postcopy && !switched && !aborted &&
+                            (ji.mem_iteration >= POSTCOPY_AFTER_ITERATIONS || ji.elapsed_ms >= POSTCOPY_AFTER_MS)) {
+                                if (hv_migrate_start_postcopy(sl->conn, vm.uuid) == 0) {
+                                        switched = true;
+                                        job_progress(ctx, 91, "memory did not converge after %llu passes (%llu ms); switched to post-copy",
+                                                     (unsigned long long) ji.mem_iteration, (unsigned long long) ji.elapsed_ms);
+                                }
+                        }
+                }
+                if (!aborted && !switched && job_cancel_requested(ctx)) {
+                        if (hv_job_abort(sl->conn, vm.uuid) == 0) {
+                                aborted = true;
+                                job_progress(ctx, 0, "cancel requested: aborting the migration");
+                        }
+                }
+        }
+        pthread_join(th, NULL);
+        int64_t wall = mono_ms() - t0;
+        r = m->r;
+        _cleanup_free_ char *err = xstrdup(m->err);
+        free(m);
+
+        if (r < 0) {
+                /* libvirt rolled back: the VM runs on the source. Say so from
+                 * libvirt, not from hope. */
+                HvState s;
+                pthread_mutex_lock(&sl->op_lock);
+                if (hv_domain_state(sl->conn, vm.uuid, &s) == 0)
+                        (void) store_vm_set_state(st, vm.id, hv_state_name(s));
+                pthread_mutex_unlock(&sl->op_lock);
+                link_release(ha->inv, sl);
+                link_release(ha->inv, dl);
+                if (aborted || r == -ECANCELED) {
+                        ha_event(st, "info", "vm.migrate-cancelled", "vm", vm.id, vm.name, vm.owner_id,
+                                 "The migration of VM '%s' to host '%s' was cancelled after %lld ms; it keeps running on host '%s'.",
+                                 vm.name, dst.name, (long long) wall, src.name);
+                        snprintf(ctx->error, sizeof ctx->error, "Cancelled after %lld ms; VM '%s' keeps running on host '%s'.",
+                                 (long long) wall, vm.name, src.name);
+                        ctx->result = json_pack("{s:s, s:s, s:I, s:b}", "from", src.name, "to", dst.name, "wall_ms", (json_int_t) wall,
+                                                "cancelled", 1);
+                        return -ECANCELED;
+                }
+                ha_event(st, "error", "vm.migrate-failed", "vm", vm.id, vm.name, vm.owner_id,
+                         "VM '%s' could not be migrated from host '%s' to host '%s': %s", vm.name, src.name, dst.name, err);
+                return job_fail(ctx, r, "Cannot migrate VM '%s' from host '%s' to host '%s': %s It keeps running on host '%s'.",
+                                vm.name, src.name, dst.name, err, src.name);
+        }
+
+        pthread_mutex_lock(&dl->op_lock);
+        (void) store_vm_set_host(st, vm.id, dst.id);
+        HvState s;
+        if (hv_domain_state(dl->conn, vm.uuid, &s) == 0)
+                (void) store_vm_set_state(st, vm.id, hv_state_name(s));
+        pthread_mutex_unlock(&dl->op_lock);
+
+        HvJobInfo done = {0};
+        bool have_stats = hv_job_completed(dl->conn, vm.uuid, &done) == 0;
+        json_t *removed = json_array();
+        if (with_storage) {
+                /* The copy on the source is no longer anybody's disk. */
+                StoreDisk *disks = NULL;
+                int n = store_vm_disks(st, vm.id, &disks);
+                for (int i = 0; i < n; i++) {
+                        if (!disks[i].owned || !disks[i].path[0])
+                                continue;
+                        if (hv_volume_delete(sl->conn, disks[i].path) == 0)
+                                json_array_append_new(removed, json_string(disks[i].path));
+                        else
+                                log_warn("VM '%s': cannot delete the source copy '%s' on host '%s': %s", vm.name, disks[i].path,
+                                         src.name, hv_last_error());
+                }
+                free(disks);
+        }
+        StoreVm now = vm;
+        now.host_id = dst.id;
+        ha_save_definition(ha, dl, &now);
+        link_release(ha->inv, sl);
+        link_release(ha->inv, dl);
+
+        json_int_t total = have_stats && done.elapsed_ms ? (json_int_t) done.elapsed_ms : (json_int_t) wall;
+        ctx->result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:I, s:I, s:b, s:b, s:b, s:o}",
+                                "from", src.name, "to", dst.name, "from_host_id", (json_int_t) src.id, "to_host_id", (json_int_t) dst.id,
+                                "total_ms", total,
+                                "downtime_ms", have_stats ? json_integer((json_int_t) done.downtime_ms) : json_null(),
+                                "wall_ms", (json_int_t) wall, "data_bytes", (json_int_t) done.data_processed,
+                                "shared_storage", dp.n_disks > 0 && dp.all_shared && !with_storage, "with_storage", with_storage,
+                                "postcopy", switched, "source_disks_removed", removed);
+        if (have_stats)
+                ha_event(st, "info", "vm.migrated", "vm", vm.id, vm.name, vm.owner_id,
+                         "VM '%s' was live-migrated from host '%s' to host '%s' in %lld ms (downtime %llu ms).", vm.name, src.name,
+                         dst.name, (long long) total, (unsigned long long) done.downtime_ms);
+        else
+                ha_event(st, "info", "vm.migrated", "vm", vm.id, vm.name, vm.owner_id,
+                         "VM '%s' was live-migrated from host '%s' to host '%s' in %lld ms.", vm.name, src.name, dst.name,
+                         (long long) total);
+        return 0;
+}
+
+/* ---- host.maintenance ---- */
+
+typedef struct {
+        StoreVm vm;
+        int64_t to;
+        char to_name[64];
+        char reason[1024];
+        int64_t job_id;
+        char state[16];
+        bool with_storage;
+} Move;
+
+static int cmp_move_mem(const void *a, const void *b) {
+        const Move *x = a, *y = b;
+        if (x->vm.memory_mib != y->vm.memory_mib)
+                return x->vm.memory_mib > y->vm.memory_mib ? -1 : 1;
+        return x->vm.id < y->vm.id ? -1 : x->vm.id > y->vm.id;
+}
+
+static bool vm_active(const char *state) {
+        return streq(state, "running") || streq(state, "paused") || streq(state, "unknown");
+}
+
+/* Saves (managed save) the VMs that could not move; reasons go in m->reason. */
+static void save_unmoved(Ha *ha, JobCtx *ctx, const StoreHost *h, Move *moves, size_t n, json_t *saved, json_t *failed) {
+        char why[512];
+        Link *l = NULL;
+        if (link_acquire(ha->inv, h, &l, why, sizeof why) < 0) {
+                for (size_t i = 0; i < n; i++)
+                        json_array_append_new(failed, json_pack("{s:s, s:s}", "vm", moves[i].vm.name, "reason", why));
+                return;
+        }
+        for (size_t i = 0; i < n; i++) {
+                Move *m = &moves[i];
+                pthread_mutex_lock(&l->op_lock);
+                int r = hv_domain_managed_save(l->conn, m->vm.uuid);
+                if (r == 0)
+                        (void) store_vm_set_state(ctx->st, m->vm.id, "saved");
+                pthread_mutex_unlock(&l->op_lock);
+                if (r == 0) {
+                        json_array_append_new(saved, json_pack("{s:s, s:s}", "vm", m->vm.name, "reason", m->reason));
+                        ha_event(ctx->st, "warning", "vm.saved", "vm", m->vm.id, m->vm.name, m->vm.owner_id,
+                                 "VM '%s' could not leave host '%s' (%s); maintenance was forced, so it was saved to disk and stopped.",
+                                 m->vm.name, h->name, m->reason);
+                } else
+                        json_array_append_new(failed, json_pack("{s:s, s:s}", "vm", m->vm.name, "reason", hv_last_error()));
+        }
+        link_release(ha->inv, l);
+}
+
+static int maintenance_off(JobCtx *ctx, Ha *ha, const StoreHost *h) {
+        bool changed = streq(h->state, "maintenance");
+        if (changed) {
+                (void) store_host_set_state(ctx->st, h->id, "ok", NULL);
+                ha_event(ctx->st, "info", "host.maintenance-off", "host", h->id, h->name, 0,
+                         "Host '%s' left maintenance mode and takes VMs again.", h->name);
+                /* Reconnect and reconcile now rather than at the next round. */
+                (void) jobs_submit(ha->jobs, "host.refresh", "host", h->id, h->name, ctx->job->owner_id, NULL, NULL);
+        }
+        ctx->result = json_pack("{s:s, s:b}", "state", changed ? "ok" : h->state, "changed", changed);
+        return 0;
+}
+
+static int job_host_maintenance(JobCtx *ctx, void *userdata) {
+        Ha *ha = userdata;
+        Store *st = ctx->st;
+        StoreHost h;
+        if (store_host_get(st, ctx->job->target_id, &h) < 0)
+                return job_fail(ctx, -ENOENT, "Host '%s' no longer exists.", ctx->job->target_name);
+        bool on = !json_is_false(json_object_get(ctx->params, "on"));
+        bool force = json_is_true(json_object_get(ctx->params, "force"));
+        if (!on)
+                return maintenance_off(ctx, ha, &h);
+
+        char prev[24];
+        snprintf(prev, sizeof prev, "%s", streq(h.state, "maintenance") ? "ok" : h.state);
+        /* From now on placement leaves the host out. */
+        (void) store_host_set_state(st, h.id, "maintenance", "entering maintenance mode: moving its VMs off");
+
+        StoreVm *vms = NULL;
+        int n_all = store_vm_list_on_host(st, h.id, &vms);
+        if (n_all < 0)
+                n_all = 0;
+        Move *moves = xcalloc((size_t) n_all + 1, sizeof *moves);
+        size_t n = 0;
+        for (int i = 0; i < n_all; i++)
+                if (vm_active(vms[i].state))
+                        moves[n++].vm = vms[i];
+        free(vms);
+        /* Biggest first: what fits only when spread gets its host before
+         * the small ones fill the gaps. */
+        qsort(moves, n, sizeof *moves, cmp_move_mem);
+
+        PlacementPending *pending = xcalloc(n + 1, sizeof *pending);
+        size_t n_pending = 0, n_unplaced = 0;
+        for (size_t i = 0; i < n; i++) {
+                Move *m = &moves[i];
+                DiskPlace dp;
+                disk_place(st, m->vm.id, h.id, &dp);
+                /* Disks only this host sees move with the VM. */
+                m->with_storage = !dp.all_shared;
+                PlacementDemand d = { .cpus = m->vm.cpus, .memory_mib = m->vm.memory_mib, .vm_id = m->vm.id, .vm_name = m->vm.name,
+                                      .exclude_host_id = h.id, .pending = pending, .n_pending = n_pending,
+                                      .disk_bytes = m->with_storage ? dp.bytes : 0 };
+                char why[900];
+                int r = choose_target(st, &dp, m->with_storage, &d, &m->to, why, sizeof why);
+                if (r < 0) {
+                        snprintf(m->reason, sizeof m->reason, "no host can take it: %s", why);
+                        m->to = 0;
+                        n_unplaced++;
+                        continue;
+                }
+                StoreHost t;
+                if (store_host_get(st, m->to, &t) == 0)
+                        snprintf(m->to_name, sizeof m->to_name, "%s", t.name);
+                pending[n_pending++] = (PlacementPending) { .host_id = m->to, .cpus = m->vm.cpus, .memory_mib = m->vm.memory_mib,
+                                                            .disk_bytes = d.disk_bytes };
+        }
+        free(pending);
+
+        json_t *cannot = json_array();
+        for (size_t i = 0; i < n; i++)
+                if (!moves[i].to)
+                        json_array_append_new(cannot, json_pack("{s:s, s:s}", "vm", moves[i].vm.name, "reason", moves[i].reason));
+        if (n_unplaced > 0 && !force) {
+                (void) store_host_set_state(st, h.id, prev, NULL);
+                StrBuf b = {0};
+                for (size_t i = 0; i < n; i++)
+                        if (!moves[i].to)
+                                strbuf_printf(&b, "%sVM '%s': %s", b.len ? "; " : "", moves[i].vm.name, moves[i].reason);
+                ctx->result = json_pack("{s:o}", "cannot_move", cannot);
+                ha_event(st, "warning", "host.maintenance-refused", "host", h.id, h.name, 0,
+                         "Host '%s' stays in service: %zu of its VMs cannot move. %s", h.name, n_unplaced, b.s);
+                int r = job_fail(ctx, -ENOSPC, "Host '%s' stays in service: %zu of its %zu running VMs cannot move (%s). Nothing"
+                                 " was moved; free capacity or use force to save them.", h.name, n_unplaced, n, b.s);
+                strbuf_free(&b);
+                free(moves);
+                return r;
+        }
+        job_progress(ctx, 10, "moving %zu VMs off host '%s'", n - n_unplaced, h.name);
+
+        for (size_t i = 0; i < n; i++) {
+                Move *m = &moves[i];
+                if (!m->to)
+                        continue;
+                json_t *p = json_pack("{s:I, s:b}", "to", (json_int_t) m->to, "with_storage", m->with_storage);
+                if (jobs_submit(ha->jobs, "vm.migrate", "vm", m->vm.id, m->vm.name, ctx->job->owner_id, p, &m->job_id) < 0) {
+                        snprintf(m->reason, sizeof m->reason, "cannot queue its migration");
+                        m->job_id = 0;
+                }
+                json_decref(p);
+        }
+        /* Wait for the migrations; a cancel is passed on to them. */
+        bool cancelled = false;
+        for (;;) {
+                size_t left = 0, finished = 0;
+                for (size_t i = 0; i < n; i++) {
+                        Move *m = &moves[i];
+                        if (!m->job_id)
+                                continue;
+                        if (store_job_state(st, m->job_id, m->state) < 0)
+                                snprintf(m->state, sizeof m->state, "failed");
+                        if (streq(m->state, "queued") || streq(m->state, "running"))
+                                left++;
+                        else
+                                finished++;
+                }
+                if (left == 0)
+                        break;
+                if (!cancelled && job_cancel_requested(ctx)) {
+                        cancelled = true;
+                        for (size_t i = 0; i < n; i++)
+                                if (moves[i].job_id)
+                                        (void) store_job_request_cancel(st, moves[i].job_id);
+                }
+                (void) store_job_progress(st, ctx->job->id, 10 + (int) (80 * finished / (finished + left)), NULL);
+                sleep_ms(POLL_MS);
+        }
+
+        json_t *moved = json_array(), *saved = json_array(), *failed = json_array();
+        Move *unmoved = xcalloc(n + 1, sizeof *unmoved);
+        size_t n_unmoved = 0;
+        for (size_t i = 0; i < n; i++) {
+                Move *m = &moves[i];
+                if (m->job_id && streq(m->state, "succeeded")) {
+                        _cleanup_json_ json_t *j = store_job_get_json(st, m->job_id);
+                        json_t *res = j ? json_object_get(j, "result") : NULL;
+                        json_array_append_new(moved, json_pack("{s:s, s:s, s:I, s:O?, s:O?}", "vm", m->vm.name, "to", m->to_name,
+                                                               "job_id", (json_int_t) m->job_id,
+                                                               "total_ms", res ? json_object_get(res, "total_ms") : NULL,
+                                                               "downtime_ms", res ? json_object_get(res, "downtime_ms") : NULL));
+                        continue;
+                }
+                if (m->job_id) {
+                        _cleanup_json_ json_t *j = store_job_get_json(st, m->job_id);
+                        const char *e = j ? json_string_value(json_object_get(j, "error")) : NULL;
+                        snprintf(m->reason, sizeof m->reason, "its migration to host '%s' %s: %.800s", m->to_name, m->state,
+                                 e ? e : "no reason given");
+                }
+                unmoved[n_unmoved++] = *m;
+        }
+        free(moves);
+        if (cancelled || (n_unmoved > 0 && !force)) {
+                (void) store_host_set_state(st, h.id, prev, NULL);
+                for (size_t i = 0; i < n_unmoved; i++)
+                        json_array_append_new(failed, json_pack("{s:s, s:s}", "vm", unmoved[i].vm.name, "reason", unmoved[i].reason));
+                ctx->result = json_pack("{s:o, s:o, s:o, s:o}", "moved", moved, "saved", saved, "failed", failed, "cannot_move", cannot);
+                free(unmoved);
+                if (cancelled) {
+                        snprintf(ctx->error, sizeof ctx->error, "Cancelled; host '%s' stays in service (%zu VMs had moved already).",
+                                 h.name, json_array_size(moved));
+                        return -ECANCELED;
+                }
+                return job_fail(ctx, -EIO, "Host '%s' stays in service: %zu VMs could not be moved off it (the first: VM '%s': %s).",
+                                h.name, n_unmoved, json_string_value(json_object_get(json_array_get(failed, 0), "vm")),
+                                json_string_value(json_object_get(json_array_get(failed, 0), "reason")));
+        }
+        if (n_unmoved > 0)
+                save_unmoved(ha, ctx, &h, unmoved, n_unmoved, saved, failed);
+        free(unmoved);
+        (void) store_host_set_state(st, h.id, "maintenance", NULL);
+        ha_event(st, "info", "host.maintenance-on", "host", h.id, h.name, 0,
+                 "Host '%s' is in maintenance mode: %zu VMs moved off it, %zu saved%s.", h.name, json_array_size(moved),
+                 json_array_size(saved), json_array_size(failed) ? ", some could not be saved" : "");
+        ctx->result = json_pack("{s:s, s:o, s:o, s:o, s:o}", "state", "maintenance", "moved", moved, "saved", saved, "failed", failed,
+                                "cannot_move", cannot);
+        return 0;
+}
+
+void ha_register_jobs(Ha *ha) {
+        jobs_register(ha->jobs, "vm.migrate", job_vm_migrate, NULL, ha, false);
+        jobs_register(ha->jobs, "host.maintenance", job_host_maintenance, NULL, ha, true);
+}

@@ -1,0 +1,28 @@
+/* Internals shared by ha.c (failover) and ha-jobs.c (migration and
+ * maintenance jobs). Not for other modules. */
+#pragma once
+
+#include <pthread.h>
+
+#include "ha.h"
+#include "hv/hv-migrate.h"
+#include "inventory/inventory-priv.h"
+
+struct Ha {
+        Store *st;
+        Jobs *jobs;
+        Inventory *inv;
+        HaConfig cfg;
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        bool stopping, started;
+        pthread_t thread;
+};
+
+/* Records an event about a VM or a host (message formatted). */
+void ha_event(Store *st, const char *severity, const char *kind, const char *object_kind, int64_t object_id,
+              const char *object_name, int64_t owner_id, const char *fmt, ...) _printf_(8, 9);
+
+/* Saves the VM's current definition (for restarts elsewhere) through a
+ * live link to its host. Failures are only logged. */
+void ha_save_definition(Ha *ha, Link *l, const StoreVm *vm);

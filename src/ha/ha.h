@@ -1,0 +1,102 @@
+/* ha: live migration, maintenance mode and failover clusters.
+ *
+ * Job kinds (registered by ha_register_jobs()):
+ *   vm.migrate        live-migrates a running VM (params: to, with_storage,
+ *                     auto_converge, postcopy); placement picks the target
+ *                     when none is given; cancellable; on failure the VM
+ *                     stays on its source and the database says so.
+ *   host.maintenance  on: moves every running VM off the host, each to the
+ *                     host placement picks at that moment (moves in flight
+ *                     count as used), as vm.migrate jobs; VMs that cannot
+ *                     move are listed with the reason and the host stays out
+ *                     of maintenance unless force, which saves them (managed
+ *                     save). off: back to service.
+ *
+ * Failover: a thread watches every cluster member's libvirt link (the
+ * inventory's keepalive connections). A member whose link has been dead for
+ * the failure-declaration time, and which does not answer a direct probe
+ * (a fresh connection, at most 1 s), is declared failed, fenced with its fence
+ * command (a fixed argv, posix_spawn, exit 0 required), and its HA VMs are
+ * restarted on the surviving members in priority order, each on the best
+ * member placement finds memory on, the next one when that fails. VMs that
+ * fit nowhere wait (ha_pending) and start once capacity appears. Without
+ * successful fencing nothing is restarted: the VMs stay "unknown" and an
+ * error event is raised. A member that answers again is back in service;
+ * the inventory's reconcile destroys any stale copy it still runs. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "inventory/inventory.h"
+#include "jobs/jobs.h"
+#include "store/store-ha.h"
+
+typedef struct {
+        int declare_ms;          /* dead link time before a member is declared failed (default 3000) */
+        int tick_ms;             /* how often members are looked at (default 100) */
+        int fence_timeout_ms;    /* a fence command that runs longer has failed (default 60000) */
+        int pending_retry_ms;    /* how often waiting VMs are tried again (default 2000) */
+} HaConfig;
+
+typedef struct Ha Ha;
+
+int ha_new(Store *st, Jobs *jobs, Inventory *inv, const HaConfig *cfg, Ha **ret);
+/* Registers vm.migrate and host.maintenance (before jobs_start()). */
+void ha_register_jobs(Ha *ha);
+/* Starts the failover thread. 0 or -errno. */
+int ha_start(Ha *ha);
+void ha_stop(Ha *ha);
+Ha *ha_free(Ha *ha);
+
+/* ---- pure parts (unit-tested) ---- */
+
+/* 1 high, 2 medium, 3 low, 0 off. "high|medium|low|off"; -EINVAL else. */
+int ha_priority_parse(const char *s, int *ret);
+/* "high", "medium", "low", or "off". */
+const char *ha_priority_name(int priority);
+
+/* The failure-declaration state machine of one member, driven by whether
+ * its link is alive at time now (monotonic ms). A member never seen alive
+ * is never declared failed (armadad may have started while it was down). */
+typedef enum { HA_WATCH_UNSEEN = 0, HA_WATCH_OK, HA_WATCH_SUSPECT, HA_WATCH_FAILED } HaWatchState;
+typedef struct {
+        HaWatchState state;
+        int64_t last_alive_ms;   /* last time the link was seen alive */
+} HaWatch;
+typedef enum {
+        HA_EV_NONE = 0,
+        HA_EV_UP,        /* seen alive for the first time */
+        HA_EV_SUSPECT,   /* stopped answering */
+        HA_EV_FAILED,    /* dead for declare_ms: fence and fail over (once) */
+        HA_EV_BACK,      /* answers again after SUSPECT or FAILED */
+} HaWatchEvent;
+HaWatchEvent ha_watch_step(HaWatch *w, bool alive, int64_t now, int64_t declare_ms);
+
+typedef struct {
+        int64_t host_id;
+        double rating;
+} HaRated;
+/* The hosts to try for a restart, best first: the entries of rated (sorted
+ * best first) with a rating above 0 that are in members[] and are not
+ * exclude. Writes at most max ids into out; returns how many. */
+size_t ha_candidates(const HaRated *rated, size_t n_rated, const int64_t *members, size_t n_members,
+                     int64_t exclude, int64_t *out, size_t max);
+
+/* Sorts restart references: HA VMs by priority (1 first), then id; VMs
+ * without HA (priority 0) last. */
+void ha_restart_order(StoreHaRef *refs, size_t n);
+
+/* Parses a fence command given as a JSON array of 1..32 non-empty strings
+ * without NUL, each at most 1024 bytes. Returns a NULL-terminated malloc'd
+ * argv (free each string and the array with ha_argv_free()), or NULL with
+ * a sentence in why. */
+char **ha_argv_parse(const char *json, char *why, size_t why_size);
+void ha_argv_free(char **argv);
+
+/* Runs argv (argv[0] looked up in PATH; no shell) with stdin from
+ * /dev/null, waiting at most timeout_ms. 0 when it exited 0; otherwise
+ * negative with a sentence in why (exit status, signal, timeout -- the
+ * command is killed then -- plus the last of its output). */
+int ha_run_command(char *const *argv, int timeout_ms, char *why, size_t why_size);

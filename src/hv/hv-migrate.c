@@ -1,0 +1,264 @@
+/* hv-migrate: peer-to-peer live migration, domain job progress, abort and
+ * completed-job statistics, managed save and raw XML define (see
+ * hv-migrate.h). Thin wrappers over libvirt like hv.c. */
+#include "hv-migrate.h"
+#include "hv-internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+/* HvConn is private to hv.c, whose first member is the virConnectPtr: a
+ * pointer to a struct converts to a pointer to its first member (C11
+ * 6.7.2.1). hv.h offers no accessor, and hv.c is not this file's to change;
+ * moving struct HvConn into hv-internal.h would make this a plain access. */
+static virConnectPtr conn_of(HvConn *c) {
+        return *(virConnectPtr *) (void *) c;
+}
+
+static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
+#define _cleanup_domain_ _cleanup_(vir_domainp)
+
+static int virt_code(void) {
+        virErrorPtr e = virGetLastError();
+        return e ? e->code : VIR_ERR_OK;
+}
+
+static int errno_from_virt(int code) {
+        switch (code) {
+        case VIR_ERR_NO_DOMAIN: return -ENOENT;
+        case VIR_ERR_OPERATION_INVALID: return -EBUSY;
+        case VIR_ERR_OPERATION_ABORTED: return -ECANCELED;
+        case VIR_ERR_INVALID_ARG:
+        case VIR_ERR_XML_ERROR:
+        case VIR_ERR_XML_DETAIL:
+        case VIR_ERR_CONFIG_UNSUPPORTED: return -EINVAL;
+        case VIR_ERR_NO_SUPPORT:
+        case VIR_ERR_OPERATION_UNSUPPORTED: return -EOPNOTSUPP;
+        case VIR_ERR_AUTH_FAILED:
+        case VIR_ERR_OPERATION_DENIED:
+        case VIR_ERR_ACCESS_DENIED: return -EACCES;
+        case VIR_ERR_DOM_EXIST: return -EEXIST;
+        default: return -EIO;
+        }
+}
+
+static int virt_fail(const char *fmt, ...) _printf_(1, 2);
+static int virt_fail(const char *fmt, ...) {
+        int code = virt_code();
+        const char *msg = virGetLastErrorMessage();
+        char what[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
+        hv_set_error("%s: %s", what, code == VIR_ERR_OK ? "libvirt gave no reason" : msg);
+        return errno_from_virt(code);
+}
+
+static virDomainPtr lookup(HvConn *c, const char *uuid, int *ret_r) {
+        assert(c);
+        if (!uuid || !uuid_is_valid(uuid)) {
+                hv_set_error("cannot look up a domain by UUID: '%s' is not a UUID", uuid ? uuid : "(none)");
+                *ret_r = -EINVAL;
+                return NULL;
+        }
+        virDomainPtr d = virDomainLookupByUUIDString(conn_of(c), uuid);
+        if (!d) {
+                if (virt_code() == VIR_ERR_NO_DOMAIN) {
+                        hv_set_error("there is no domain with UUID '%s' on this host", uuid);
+                        *ret_r = -ENOENT;
+                } else
+                        *ret_r = virt_fail("cannot look up domain '%s'", uuid);
+        }
+        return d;
+}
+
+/* ---- pure helpers ---- */
+
+char *hv_migrate_uri_for(const char *dest_uri) {
+        if (!dest_uri)
+                return NULL;
+        const char *p = strstr(dest_uri, "://");
+        if (!p)
+                return NULL;
+        p += 3;
+        const char *at = strchr(p, '@'), *slash = strchr(p, '/');
+        if (at && (!slash || at < slash))
+                p = at + 1;
+        size_t n;
+        if (*p == '[') {
+                const char *close = strchr(p, ']');
+                if (!close)
+                        return NULL;
+                n = (size_t) (close - p) + 1;
+        } else
+                n = strcspn(p, ":/?");
+        if (n == 0)
+                return NULL;
+        return xasprintf("tcp://%.*s", (int) n, p);
+}
+
+unsigned long hv_migrate_flags(const HvMigrateOptions *o) {
+        unsigned long f = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_UNDEFINE_SOURCE;
+        if (o->shared_storage_known && !o->with_storage)
+                f |= VIR_MIGRATE_UNSAFE;
+        if (o->with_storage)
+                f |= VIR_MIGRATE_NON_SHARED_DISK;
+        if (o->auto_converge)
+                f |= VIR_MIGRATE_AUTO_CONVERGE;
+        if (o->postcopy)
+                f |= VIR_MIGRATE_POSTCOPY;
+        return f;
+}
+
+/* ---- migration ---- */
+
+int hv_migrate(HvConn *c, const char *uuid, const HvMigrateOptions *o) {
+        if (!o || !o->dest_uri || !o->dest_uri[0]) {
+                hv_set_error("cannot migrate a VM without a destination URI");
+                return -EINVAL;
+        }
+        int r;
+        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        if (!d)
+                return r;
+        const char *name = virDomainGetName(d);
+        virTypedParameterPtr params = NULL;
+        int n = 0, max = 0;
+        if (o->migrate_uri && virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, o->migrate_uri) < 0)
+                return virt_fail("cannot prepare the migration of VM '%s'", name);
+        if (o->bandwidth_mibs &&
+            virTypedParamsAddULLong(&params, &n, &max, VIR_MIGRATE_PARAM_BANDWIDTH, o->bandwidth_mibs) < 0) {
+                virTypedParamsFree(params, n);
+                return virt_fail("cannot prepare the migration of VM '%s'", name);
+        }
+        int rc = virDomainMigrateToURI3(d, o->dest_uri, params, (unsigned) n, (unsigned) hv_migrate_flags(o));
+        if (rc < 0)
+                r = virt_fail("cannot migrate VM '%s' to '%s'", name, o->dest_uri);
+        virTypedParamsFree(params, n);
+        if (rc < 0) {
+                /* QEMU reports a cancelled migration as OPERATION_FAILED with
+                 * "canceled by client"; give callers one answer. */
+                const char *e = hv_last_error();
+                if (strstr(e, "canceled by client") || strstr(e, "cancelled by client") || strstr(e, "operation aborted"))
+                        r = -ECANCELED;
+                return r;
+        }
+        return 0;
+}
+
+static void fill_info(virTypedParameterPtr p, int n, HvJobInfo *info) {
+        unsigned long long v;
+#define GET(key, field) if (virTypedParamsGetULLong(p, n, key, &v) == 1) info->field = v
+        GET(VIR_DOMAIN_JOB_TIME_ELAPSED, elapsed_ms);
+        GET(VIR_DOMAIN_JOB_DOWNTIME, downtime_ms);
+        GET(VIR_DOMAIN_JOB_SETUP_TIME, setup_ms);
+        GET(VIR_DOMAIN_JOB_DATA_TOTAL, data_total);
+        GET(VIR_DOMAIN_JOB_DATA_PROCESSED, data_processed);
+        GET(VIR_DOMAIN_JOB_DATA_REMAINING, data_remaining);
+        GET(VIR_DOMAIN_JOB_MEMORY_TOTAL, mem_total);
+        GET(VIR_DOMAIN_JOB_MEMORY_PROCESSED, mem_processed);
+        GET(VIR_DOMAIN_JOB_MEMORY_REMAINING, mem_remaining);
+        GET(VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE, mem_dirty_rate);
+        GET(VIR_DOMAIN_JOB_MEMORY_ITERATION, mem_iteration);
+        GET(VIR_DOMAIN_JOB_DISK_TOTAL, disk_total);
+        GET(VIR_DOMAIN_JOB_DISK_PROCESSED, disk_processed);
+#undef GET
+        if (virTypedParamsGetULLong(p, n, VIR_DOMAIN_JOB_MEMORY_POSTCOPY_REQS, &v) == 1 && v > 0)
+                info->postcopy = true;
+}
+
+static int job_stats(HvConn *c, const char *uuid, unsigned flags, HvJobInfo *ret) {
+        int r;
+        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        if (!d)
+                return r;
+        const char *name = virDomainGetName(d);
+        int type = VIR_DOMAIN_JOB_NONE;
+        virTypedParameterPtr p = NULL;
+        int n = 0;
+        if (virDomainGetJobStats(d, &type, &p, &n, flags) < 0)
+                return virt_fail("cannot read the job statistics of VM '%s'", name);
+        HvJobInfo info = { .active = type == VIR_DOMAIN_JOB_BOUNDED || type == VIR_DOMAIN_JOB_UNBOUNDED };
+        fill_info(p, n, &info);
+        virTypedParamsFree(p, n);
+        if ((flags & VIR_DOMAIN_JOB_STATS_COMPLETED) && type == VIR_DOMAIN_JOB_NONE) {
+                hv_set_error("libvirt has no statistics of a completed job of VM '%s'", name);
+                return -ENODATA;
+        }
+        *ret = info;
+        return 0;
+}
+
+int hv_job_info(HvConn *c, const char *uuid, HvJobInfo *ret) {
+        return job_stats(c, uuid, 0, ret);
+}
+
+int hv_job_completed(HvConn *c, const char *uuid, HvJobInfo *ret) {
+        return job_stats(c, uuid, VIR_DOMAIN_JOB_STATS_COMPLETED, ret);
+}
+
+int hv_job_abort(HvConn *c, const char *uuid) {
+        int r;
+        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        if (!d)
+                return r;
+        const char *name = virDomainGetName(d);
+        if (virDomainAbortJob(d) < 0)
+                return virt_fail("cannot abort the running job of VM '%s'", name);
+        return 0;
+}
+
+int hv_migrate_start_postcopy(HvConn *c, const char *uuid) {
+        int r;
+        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        if (!d)
+                return r;
+        const char *name = virDomainGetName(d);
+        if (virDomainMigrateStartPostCopy(d, 0) < 0)
+                return virt_fail("cannot switch the migration of VM '%s' to post-copy", name);
+        return 0;
+}
+
+int hv_domain_managed_save(HvConn *c, const char *uuid) {
+        int r;
+        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        if (!d)
+                return r;
+        const char *name = virDomainGetName(d);
+        if (virDomainManagedSave(d, 0) < 0)
+                return virt_fail("cannot save VM '%s' (%s)", name, uuid);
+        return 0;
+}
+
+int hv_domain_xml_get(HvConn *c, const char *uuid, char **ret) {
+        int r;
+        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        if (!d)
+                return r;
+        const char *name = virDomainGetName(d);
+        char *xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_INACTIVE);
+        if (!xml)
+                return virt_fail("cannot read the definition of VM '%s' (%s)", name, uuid);
+        *ret = xml;
+        return 0;
+}
+
+int hv_domain_define_xml(HvConn *c, const char *xml) {
+        assert(c);
+        if (!xml || !xml[0]) {
+                hv_set_error("cannot define a VM from empty XML");
+                return -EINVAL;
+        }
+        virDomainPtr d = virDomainDefineXML(conn_of(c), xml);
+        if (!d)
+                return virt_fail("cannot define a VM from its saved definition");
+        virDomainFree(d);
+        return 0;
+}

@@ -1,0 +1,162 @@
+"""A tiny Linux guest for migration tests: a Debian cloud kernel and a
+busybox-static initramfs whose /init keeps rewriting a chunk of memory, so a
+live migration has dirty pages to chase (DESIGN.md §9: such a guest reaches
+its /init in about 2.5 s under TCG).
+
+    from guest import build_guest, guest_xml
+    kernel, initrd = build_guest()          # cached under CACHE
+    xml = guest_xml("dirty1", kernel, initrd, memory_mib=256, console_log=path)
+
+Nothing is installed on the machine: the Debian packages are fetched with
+`apt-get download` (dependency of the linux-image-cloud-amd64 metapackage
+resolved by hand) and unpacked with `dpkg-deb -x` into the cache. The
+initramfs is a newc cpio archive written here.
+"""
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+
+CACHE = os.environ.get("ARMADA_GUEST_CACHE", "/var/cache/armada-test/guest")
+
+INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mkdir -p /proc /sys /dev /tmp
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -t tmpfs -o size=90% tmp /tmp
+echo "armada-guest: init reached" > /dev/ttyS0
+MIB=$(sed -n 's/.*armada.dirty_mib=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
+[ -n "$MIB" ] || MIB=64
+echo "armada-guest: dirtying $MIB MiB" > /dev/ttyS0
+n=0
+while true; do
+    dd if=/dev/urandom of=/tmp/dirty bs=1M count=$MIB conv=notrunc 2>/dev/null
+    n=$((n + 1))
+    echo "armada-guest: pass $n" > /dev/ttyS0
+done
+"""
+
+
+class GuestUnavailable(RuntimeError):
+    pass
+
+
+def _run(argv, cwd=None):
+    r = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise GuestUnavailable(f"{' '.join(argv)} exited {r.returncode}: {r.stderr.strip()[-500:]}")
+    return r.stdout
+
+
+def _download(pkg, into):
+    """apt-get download PKG into the directory INTO; returns the .deb path."""
+    try:
+        _run(["apt-get", "download", "-q", pkg], cwd=into)
+    except GuestUnavailable:
+        # A fresh machine may not have package lists yet.
+        _run(["apt-get", "update", "-qq"])
+        _run(["apt-get", "download", "-q", pkg], cwd=into)
+    debs = [f for f in os.listdir(into) if f.startswith(pkg + "_") and f.endswith(".deb")]
+    if not debs:
+        raise GuestUnavailable(f"apt-get download {pkg} left no .deb")
+    return os.path.join(into, sorted(debs)[-1])
+
+
+def _kernel_package(meta_deb):
+    """The linux-image-X-cloud-amd64 package a metapackage depends on."""
+    deps = _run(["dpkg-deb", "-f", meta_deb, "Depends"])
+    for d in deps.split(","):
+        name = d.strip().split()[0]
+        if name.startswith("linux-image-") and name.endswith("-cloud-amd64") and name != "linux-image-cloud-amd64":
+            return name
+    raise GuestUnavailable(f"linux-image-cloud-amd64 depends on no kernel image: {deps}")
+
+
+def _cpio_newc(entries, out_path):
+    """Writes a newc cpio archive. entries: (name, mode, data bytes or
+    symlink target str)."""
+    ino = 1
+    with open(out_path, "wb") as f:
+        def put(name, mode, data):
+            nonlocal ino
+            nb = name.encode() + b"\0"
+            hdr = "070701" + "".join("%08X" % v for v in (
+                ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nb), 0))
+            ino += 1
+            f.write(hdr.encode() + nb)
+            f.write(b"\0" * ((4 - (110 + len(nb)) % 4) % 4))
+            f.write(data)
+            f.write(b"\0" * ((4 - len(data) % 4) % 4))
+        for name, mode, data in entries:
+            if isinstance(data, str):
+                put(name, stat.S_IFLNK | 0o777, data.encode())
+            elif data is None:
+                put(name, stat.S_IFDIR | mode, b"")
+            else:
+                put(name, stat.S_IFREG | mode, data)
+        put("TRAILER!!!", 0, b"")
+
+
+def build_guest():
+    """Returns (kernel, initrd) paths in the cache, building them once."""
+    kernel = os.path.join(CACHE, "vmlinuz")
+    initrd = os.path.join(CACHE, "initrd-dirty.cpio")
+    if os.path.exists(kernel) and os.path.exists(initrd):
+        return kernel, initrd
+    for tool in ("apt-get", "dpkg-deb"):
+        if not shutil.which(tool):
+            raise GuestUnavailable(f"'{tool}' is not installed")
+    os.makedirs(CACHE, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        os.chmod(tmp, 0o755)  # apt's download sandbox user must write here
+        meta = _download("linux-image-cloud-amd64", tmp)
+        kpkg = _kernel_package(meta)
+        kdeb = _download(kpkg, tmp)
+        kroot = os.path.join(tmp, "k")
+        _run(["dpkg-deb", "-x", kdeb, kroot])
+        vm = [f for f in os.listdir(os.path.join(kroot, "boot")) if f.startswith("vmlinuz-")]
+        if not vm:
+            raise GuestUnavailable(f"{kpkg} has no /boot/vmlinuz-*")
+        bdeb = _download("busybox-static", tmp)
+        broot = os.path.join(tmp, "b")
+        _run(["dpkg-deb", "-x", bdeb, broot])
+        with open(os.path.join(broot, "bin", "busybox"), "rb") as f:
+            busybox = f.read()
+        entries = [("bin", 0o755, None), ("dev", 0o755, None), ("proc", 0o755, None), ("sys", 0o755, None),
+                   ("tmp", 0o1777, None), ("bin/busybox", 0o755, busybox), ("bin/sh", 0, "busybox"),
+                   ("init", 0o755, INIT.encode())]
+        _cpio_newc(entries, initrd + ".tmp")
+        shutil.copyfile(os.path.join(kroot, "boot", vm[0]), kernel + ".tmp")
+        os.replace(kernel + ".tmp", kernel)
+        os.replace(initrd + ".tmp", initrd)
+    return kernel, initrd
+
+
+def guest_xml(name, kernel, initrd, memory_mib=256, dirty_mib=64, console_log=None, uuid=None):
+    """Domain XML for the tiny guest under TCG (domain type qemu): a real
+    kernel crashes or crawls under this machine's nested KVM."""
+    serial = (f"<serial type='file'><source path='{console_log}' append='on'/><target port='0'/></serial>"
+              if console_log else "<serial type='pty'><target port='0'/></serial>")
+    uuid_xml = f"<uuid>{uuid}</uuid>" if uuid else ""
+    return f"""<domain type='qemu'>
+  <name>{name}</name>{uuid_xml}
+  <memory unit='MiB'>{memory_mib}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{initrd}</initrd>
+    <cmdline>console=ttyS0 panic=-1 quiet armada.dirty_mib={dirty_mib}</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    {serial}
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
