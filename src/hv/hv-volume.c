@@ -1,0 +1,380 @@
+/* hv-volume: storage volumes for the library (see hv-volume.h). Volume and
+ * pool XML is built with libxml2's tree API, which escapes every text. */
+#include "hv-volume.h"
+#include "hv-internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <libxml/tree.h>
+
+/* struct HvConn is private to hv.c; its first member is the virConnectPtr
+ * (the same access as hv-migrate.c and hv-stats.c). */
+struct HvConnHead {
+        virConnectPtr conn;
+};
+static virConnectPtr vconn(HvConn *c) {
+        return ((struct HvConnHead *) (void *) c)->conn;
+}
+
+static inline void vir_poolp(virStoragePoolPtr *p) { if (*p) virStoragePoolFree(*p); }
+#define _cleanup_pool_ _cleanup_(vir_poolp)
+static inline void vir_volp(virStorageVolPtr *p) { if (*p) virStorageVolFree(*p); }
+#define _cleanup_vol_ _cleanup_(vir_volp)
+static inline void vir_streamp(virStreamPtr *p) { if (*p) virStreamFree(*p); }
+#define _cleanup_stream_ _cleanup_(vir_streamp)
+
+static int virt_code(void) {
+        virErrorPtr e = virGetLastError();
+        return e ? e->code : VIR_ERR_OK;
+}
+
+static int errno_from_virt(int code) {
+        switch (code) {
+        case VIR_ERR_NO_STORAGE_POOL:
+        case VIR_ERR_NO_STORAGE_VOL:
+                return -ENOENT;
+        case VIR_ERR_STORAGE_VOL_EXIST:
+        case VIR_ERR_STORAGE_POOL_BUILT:
+                return -EEXIST;
+        case VIR_ERR_INVALID_ARG:
+        case VIR_ERR_XML_ERROR:
+        case VIR_ERR_XML_DETAIL:
+        case VIR_ERR_CONFIG_UNSUPPORTED:
+                return -EINVAL;
+        case VIR_ERR_NO_SUPPORT:
+        case VIR_ERR_OPERATION_UNSUPPORTED:
+                return -EOPNOTSUPP;
+        case VIR_ERR_OPERATION_DENIED:
+        case VIR_ERR_ACCESS_DENIED:
+                return -EACCES;
+        default:
+                return -EIO;
+        }
+}
+
+static int virt_fail(const char *fmt, ...) _printf_(1, 2);
+static int virt_fail(const char *fmt, ...) {
+        int code = virt_code();
+        const char *msg = virGetLastErrorMessage();
+        char what[768];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
+        hv_set_error("%s: %s", what, code == VIR_ERR_OK ? "libvirt gave no reason" : msg);
+        return errno_from_virt(code);
+}
+
+static bool name_ok(const char *s) {
+        return s && s[0] && !strchr(s, '/') && strlen(s) < 256;
+}
+
+/* Serialises doc without the XML declaration. malloc'd. */
+static char *doc_string(xmlDocPtr doc) {
+        xmlChar *mem = NULL;
+        int len = 0;
+        xmlDocDumpFormatMemoryEnc(doc, &mem, &len, "UTF-8", 0);
+        char *s = xstrdup(mem ? (const char *) mem : "");
+        xmlFree(mem);
+        xmlFreeDoc(doc);
+        return s;
+}
+
+static xmlNodePtr text_child(xmlNodePtr parent, const char *name, const char *text) {
+        return xmlNewTextChild(parent, NULL, BAD_CAST name, BAD_CAST text);
+}
+
+static void format_child(xmlNodePtr parent, const char *format) {
+        xmlNodePtr f = xmlNewChild(parent, NULL, BAD_CAST "format", NULL);
+        xmlNewProp(f, BAD_CAST "type", BAD_CAST format);
+}
+
+/* <volume> named name of capacity bytes in format; with a backing store
+ * when backing is not NULL. */
+static char *volume_xml(const char *name, uint64_t capacity, const char *format, const char *backing, const char *backing_format) {
+        xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+        xmlNodePtr v = xmlNewNode(NULL, BAD_CAST "volume");
+        xmlDocSetRootElement(doc, v);
+        text_child(v, "name", name);
+        char num[32];
+        snprintf(num, sizeof num, "%llu", (unsigned long long) capacity);
+        xmlNodePtr cap = text_child(v, "capacity", num);
+        xmlNewProp(cap, BAD_CAST "unit", BAD_CAST "bytes");
+        xmlNodePtr alloc = text_child(v, "allocation", "0");
+        xmlNewProp(alloc, BAD_CAST "unit", BAD_CAST "bytes");
+        xmlNodePtr t = xmlNewChild(v, NULL, BAD_CAST "target", NULL);
+        format_child(t, format);
+        if (backing) {
+                xmlNodePtr b = xmlNewChild(v, NULL, BAD_CAST "backingStore", NULL);
+                text_child(b, "path", backing);
+                format_child(b, backing_format);
+        }
+        return doc_string(doc);
+}
+
+static char *pool_xml(const char *name, const char *path) {
+        xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+        xmlNodePtr p = xmlNewNode(NULL, BAD_CAST "pool");
+        xmlNewProp(p, BAD_CAST "type", BAD_CAST "dir");
+        xmlDocSetRootElement(doc, p);
+        text_child(p, "name", name);
+        xmlNodePtr t = xmlNewChild(p, NULL, BAD_CAST "target", NULL);
+        text_child(t, "path", path);
+        return doc_string(doc);
+}
+
+/* ---- visibility ---- */
+
+static int lookup_matches(HvConn *c, const char *path, uint64_t expect_size, bool *ret) {
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(vconn(c), path);
+        if (!vol) {
+                int code = virt_code();
+                if (code == VIR_ERR_NO_STORAGE_VOL || code == VIR_ERR_NO_STORAGE_POOL) {
+                        *ret = false;
+                        return 0;
+                }
+                return virt_fail("cannot look up '%s' on the host", path);
+        }
+        /* The size in bytes of the file: allocation varies with sparseness,
+         * capacity with the format; the physical size is what we indexed. */
+        virStorageVolInfo info;
+        if (virStorageVolGetInfoFlags(vol, &info, VIR_STORAGE_VOL_GET_PHYSICAL) < 0 &&
+            virStorageVolGetInfo(vol, &info) < 0)
+                return virt_fail("cannot read the size of '%s' on the host", path);
+        *ret = info.allocation == expect_size || info.capacity == expect_size;
+        return 0;
+}
+
+int hv_volume_visible(HvConn *c, const char *path, uint64_t expect_size, bool *ret_visible) {
+        assert(c && ret_visible);
+        if (!path || path[0] != '/') {
+                hv_set_error("cannot check a path that is not absolute");
+                return -EINVAL;
+        }
+        bool seen = false;
+        int r = lookup_matches(c, path, expect_size, &seen);
+        if (r < 0 || seen) {
+                *ret_visible = seen;
+                return r;
+        }
+        _cleanup_free_ char *dir = xstrdup(path);
+        *strrchr(dir, '/') = 0;
+        if (!*dir) {
+                *ret_visible = false;
+                return 0;
+        }
+        /* A stable name per directory: FNV-1a of its path. */
+        uint64_t h = 1469598103934665603ULL;
+        for (const unsigned char *p = (const unsigned char *) dir; *p; p++)
+                h = (h ^ *p) * 1099511628211ULL;
+        char name[48];
+        snprintf(name, sizeof name, "armada-lib-%016llx", (unsigned long long) h);
+        _cleanup_pool_ virStoragePoolPtr pool = virStoragePoolLookupByName(vconn(c), name);
+        if (!pool) {
+                _cleanup_free_ char *xml = pool_xml(name, dir);
+                pool = virStoragePoolCreateXML(vconn(c), xml, 0);
+                if (!pool) {
+                        /* The directory does not exist there (another machine),
+                         * or a pool of another name holds it already (then the
+                         * first lookup would have found the file), or another
+                         * job created ours meanwhile. */
+                        pool = virStoragePoolLookupByName(vconn(c), name);
+                        if (!pool) {
+                                *ret_visible = false;
+                                return 0;
+                        }
+                }
+        }
+        if (virStoragePoolRefresh(pool, 0) < 0 && virt_code() != VIR_ERR_OPERATION_INVALID) {
+                *ret_visible = false;
+                return 0;
+        }
+        r = lookup_matches(c, path, expect_size, &seen);
+        *ret_visible = r == 0 && seen;
+        return r;
+}
+
+/* ---- creation ---- */
+
+static virStoragePoolPtr pool_open(HvConn *c, const char *pool, const char *vol_name, int *ret_r) {
+        if (!name_ok(pool) || !name_ok(vol_name)) {
+                hv_set_error("cannot create a volume without a valid pool and volume name");
+                *ret_r = -EINVAL;
+                return NULL;
+        }
+        virStoragePoolPtr p = virStoragePoolLookupByName(vconn(c), pool);
+        if (!p) {
+                *ret_r = virt_fail("cannot find storage pool '%s'", pool);
+                return NULL;
+        }
+        virStorageVolPtr old = virStorageVolLookupByName(p, vol_name);
+        if (old) {
+                virStorageVolFree(old);
+                virStoragePoolFree(p);
+                hv_set_error("cannot create volume '%s': storage pool '%s' already has one of that name", vol_name, pool);
+                *ret_r = -EEXIST;
+                return NULL;
+        }
+        return p;
+}
+
+static int vol_path(virStorageVolPtr vol, const char *vol_name, char **ret_path) {
+        char *path = virStorageVolGetPath(vol);
+        if (!path)
+                return virt_fail("cannot read the path of new volume '%s'", vol_name);
+        *ret_path = path;
+        return 0;
+}
+
+int hv_volume_create_overlay(HvConn *c, const char *pool, const char *vol_name, const char *backing_path,
+                             const char *backing_format, uint64_t capacity, char **ret_path) {
+        assert(c && ret_path);
+        if (!backing_path || backing_path[0] != '/' || !backing_format ||
+            (!streq(backing_format, "qcow2") && !streq(backing_format, "raw")) || capacity == 0) {
+                hv_set_error("cannot create overlay '%s': it needs an absolute backing path, a backing format of qcow2 or raw"
+                             " and a capacity", vol_name ? vol_name : "");
+                return -EINVAL;
+        }
+        int r;
+        _cleanup_pool_ virStoragePoolPtr p = pool_open(c, pool, vol_name, &r);
+        if (!p)
+                return r;
+        _cleanup_free_ char *xml = volume_xml(vol_name, capacity, "qcow2", backing_path, backing_format);
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXML(p, xml, 0);
+        if (!vol)
+                return virt_fail("cannot create overlay '%s' over '%s' in storage pool '%s'", vol_name, backing_path, pool);
+        return vol_path(vol, vol_name, ret_path);
+}
+
+int hv_volume_clone(HvConn *c, const char *pool, const char *vol_name, const char *src_path, const char *format,
+                    char **ret_path) {
+        assert(c && ret_path);
+        if (!format || (!streq(format, "qcow2") && !streq(format, "raw"))) {
+                hv_set_error("cannot copy into volume '%s': its format must be qcow2 or raw", vol_name ? vol_name : "");
+                return -EINVAL;
+        }
+        int r;
+        _cleanup_pool_ virStoragePoolPtr p = pool_open(c, pool, vol_name, &r);
+        if (!p)
+                return r;
+        _cleanup_vol_ virStorageVolPtr src = virStorageVolLookupByPath(vconn(c), src_path);
+        if (!src)
+                return virt_fail("cannot find '%s' on the host to copy it", src_path);
+        virStorageVolInfo info;
+        if (virStorageVolGetInfo(src, &info) < 0)
+                return virt_fail("cannot read the size of '%s'", src_path);
+        _cleanup_free_ char *xml = volume_xml(vol_name, info.capacity, format, NULL, NULL);
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXMLFrom(p, xml, src, 0);
+        if (!vol)
+                return virt_fail("cannot copy '%s' into volume '%s' of storage pool '%s'", src_path, vol_name, pool);
+        return vol_path(vol, vol_name, ret_path);
+}
+
+static int send_file(virStreamPtr st, char *data, size_t nbytes, void *opaque) {
+        int fd = *(int *) opaque;
+        ssize_t n;
+        do
+                n = read(fd, data, nbytes);
+        while (n < 0 && errno == EINTR);
+        return (int) n;
+}
+
+int hv_volume_upload(HvConn *c, const char *pool, const char *vol_name, const char *local_path, bool content,
+                     char **ret_path) {
+        assert(c && ret_path);
+        _cleanup_close_ int fd = open(local_path, O_RDONLY | O_CLOEXEC);
+        struct stat sb;
+        if (fd < 0 || fstat(fd, &sb) < 0) {
+                int e = errno;
+                hv_set_error("cannot read '%s' to upload it: %s", local_path, strerror(e));
+                return -e;
+        }
+        int r;
+        _cleanup_pool_ virStoragePoolPtr p = pool_open(c, pool, vol_name, &r);
+        if (!p)
+                return r;
+        uint64_t size = (uint64_t) sb.st_size;
+        /* Volumes hold whole 512-byte sectors. */
+        uint64_t capacity = size ? (size + 511) / 512 * 512 : 512;
+        _cleanup_free_ char *xml = volume_xml(vol_name, capacity, "raw", NULL, NULL);
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXML(p, xml, 0);
+        if (!vol)
+                return virt_fail("cannot create volume '%s' in storage pool '%s'", vol_name, pool);
+        if (content && size > 0) {
+                _cleanup_stream_ virStreamPtr st = virStreamNew(vconn(c), 0);
+                if (!st)
+                        r = virt_fail("cannot open a stream to upload '%s'", local_path);
+                else if (virStorageVolUpload(vol, st, 0, size, 0) < 0)
+                        r = virt_fail("cannot upload '%s' into volume '%s'", local_path, vol_name);
+                else if (virStreamSendAll(st, send_file, &fd) < 0) {
+                        r = virt_fail("cannot upload '%s' into volume '%s'", local_path, vol_name);
+                        virStreamAbort(st);
+                } else if (virStreamFinish(st) < 0)
+                        r = virt_fail("cannot finish uploading '%s' into volume '%s'", local_path, vol_name);
+                else
+                        r = 0;
+                if (r < 0) {
+                        char keep[1024];
+                        snprintf(keep, sizeof keep, "%s", hv_last_error());
+                        (void) virStorageVolDelete(vol, 0);
+                        hv_set_error("%s", keep);
+                        return r;
+                }
+        }
+        return vol_path(vol, vol_name, ret_path);
+}
+
+static int recv_file(virStreamPtr st, const char *data, size_t nbytes, void *opaque) {
+        int fd = *(int *) opaque;
+        size_t off = 0;
+        while (off < nbytes) {
+                ssize_t n = write(fd, data + off, nbytes - off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -1;
+                off += (size_t) n;
+        }
+        return (int) nbytes;
+}
+
+int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path) {
+        assert(c);
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(vconn(c), vol_path);
+        if (!vol)
+                return virt_fail("cannot find the volume at '%s' on the host", vol_path);
+        int fd = open(local_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0) {
+                int e = errno;
+                hv_set_error("cannot create '%s': %s", local_path, strerror(e));
+                return -e;
+        }
+        int r = 0;
+        _cleanup_stream_ virStreamPtr st = virStreamNew(vconn(c), 0);
+        if (!st)
+                r = virt_fail("cannot open a stream to download '%s'", vol_path);
+        else if (virStorageVolDownload(vol, st, 0, 0, 0) < 0)
+                r = virt_fail("cannot download '%s'", vol_path);
+        else if (virStreamRecvAll(st, recv_file, &fd) < 0) {
+                r = virt_fail("cannot download '%s'", vol_path);
+                virStreamAbort(st);
+        } else if (virStreamFinish(st) < 0)
+                r = virt_fail("cannot finish downloading '%s'", vol_path);
+        if (r == 0 && fsync(fd) < 0) {
+                r = -errno;
+                hv_set_error("cannot write '%s': %s", local_path, strerror(errno));
+        }
+        close(fd);
+        if (r < 0)
+                unlink(local_path);
+        return r;
+}

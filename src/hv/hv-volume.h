@@ -1,0 +1,45 @@
+/* hv-volume: the storage-volume work behind deploying from a library —
+ * whether a host sees a file of armadad's machine, qcow2 overlays with a
+ * backing file (linked clones), full copies (on the host, or streamed to it),
+ * and streamed uploads of local files. Errors as in hv.h (hv_last_error()). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "hv.h"
+
+/* Whether the host behind c sees the file at path (a path on armadad's
+ * machine) as the same file: some storage pool of the host holds a volume
+ * at that path whose size in bytes is expect_size. When no pool holds it, a
+ * transient directory pool at the file's directory is started (named
+ * "armada-lib-<hash of the directory>", reused later) and asked again. 0 and
+ * *ret_visible, or negative. */
+int hv_volume_visible(HvConn *c, const char *path, uint64_t expect_size, bool *ret_visible);
+
+/* Creates a qcow2 volume vol_name in pool whose backing file is
+ * backing_path (format backing_format, "qcow2" or "raw"), with capacity
+ * bytes (at least the backing file's virtual size). 0 and its path
+ * (malloc'd), -EEXIST, -ENOENT (pool) or negative. */
+int hv_volume_create_overlay(HvConn *c, const char *pool, const char *vol_name, const char *backing_path,
+                             const char *backing_format, uint64_t capacity, char **ret_path);
+
+/* Copies the volume at src_path (seen by the host) into a new volume
+ * vol_name of pool, in format ("qcow2" or "raw"), on the host itself
+ * (virStorageVolCreateXMLFrom). 0 and its path, or negative. */
+int hv_volume_clone(HvConn *c, const char *pool, const char *vol_name, const char *src_path, const char *format,
+                    char **ret_path);
+
+/* Creates volume vol_name in pool holding the bytes of the local file
+ * local_path, streamed over the libvirt connection (virStorageVolUpload).
+ * The volume is declared raw of the file's size: its content is whatever the
+ * file holds (a qcow2 image stays one). When content is false the volume is
+ * only created at that size (drivers without storage data: libvirt's test
+ * driver). 0 and its path, or negative; a half-made volume is deleted. */
+int hv_volume_upload(HvConn *c, const char *pool, const char *vol_name, const char *local_path, bool content,
+                     char **ret_path);
+
+/* Writes the bytes of the host's volume at vol_path into the local file
+ * local_path (created with mode 0644, which must not exist), streamed over
+ * the connection (virStorageVolDownload): the file as it is on the host (an
+ * overlay stays an overlay). 0, or negative with the local file removed. */
+int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path);
