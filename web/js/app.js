@@ -1,0 +1,555 @@
+// Armada's web console: the login page, the administrator console (host-group
+// tree, hosts and VMs with live thumbnails, actions, jobs and events) and the
+// self-service portal (the same page, showing only what the user owns).
+import { h, clear, mib, ago, stateBadge } from './dom.js';
+import { get, login, logout, setExpiredHandler, ApiError } from './api.js';
+import { VM_ACTIONS, detectFeatures, runVmAction, runHostAction, showMenu } from './actions.js';
+import { openWizard } from './wizard.js';
+import { openConsole } from './console.js';
+import { renderChart } from './charts.js';
+import { renderPortal } from './portal.js';
+
+const POLL_MS = 3000;
+const THUMB_MS = 4000;
+const root = document.getElementById('root');
+
+const app = {
+  user: null,
+  features: {},
+  data: { groups: [], hosts: [], vms: [], jobs: [], events: [] },
+  groupId: 1,
+  selected: null,          // { kind: 'vm'|'host', id }
+  timers: [],
+  thumbs: new Map(),       // vm id -> { img, url, busy }
+  watched: new Set(),      // job ids started here
+  closeView: null,
+  els: {},
+};
+
+const isAdminish = () => app.user && app.user.role !== 'self-service';
+
+/* ------------------------------------------------------------------ */
+/* login */
+
+function showLogin(message) {
+  stopTimers();
+  app.user = null;
+  const err = h('p.error', { role: 'alert' }, message || '');
+  const name = h('input', { name: 'name', autocomplete: 'username', required: true });
+  const pw = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const btn = h('button.primary', { type: 'submit' }, 'Log in');
+  const form = h('form.login', {
+    onsubmit: async e => {
+      e.preventDefault();
+      err.textContent = '';
+      btn.disabled = true;
+      try {
+        const r = await login(name.value, pw.value);
+        app.user = r.user;
+        start();
+      } catch (ex) {
+        err.textContent = ex instanceof ApiError ? ex.message : 'Armada cannot be reached.';
+        btn.disabled = false;
+      }
+    },
+  },
+  h('div.brand', h('img', { src: '/favicon.svg', alt: '' }), h('span', 'Armada')),
+  h('p.muted', 'Virtualization manager'),
+  h('label.field', h('span', 'User name'), name),
+  h('label.field', h('span', 'Password'), pw),
+  err, btn);
+  clear(root).append(h('div.login-page', form));
+  document.title = 'Armada — log in';
+  name.focus();
+}
+
+app.expired = () => {
+  if (app.user) showLogin('Your session has ended. Log in again.');
+};
+setExpiredHandler(app.expired);
+
+/* ------------------------------------------------------------------ */
+/* the console page */
+
+async function start() {
+  const [vms, hosts] = await Promise.all([get('/vms').catch(() => ({ items: [] })), get('/hosts').catch(() => ({ items: [] }))]);
+  app.features = await detectFeatures(vms.items[0]?.id, hosts.items[0]?.id);
+  window.removeEventListener('hashchange', route);
+  window.addEventListener('hashchange', route);
+  route();
+}
+
+function stopTimers() {
+  app.timers.forEach(t => clearInterval(t));
+  app.timers = [];
+  for (const t of app.thumbs.values()) if (t.url) URL.revokeObjectURL(t.url);
+  app.thumbs.clear();
+  if (app.closeView) { app.closeView(); app.closeView = null; }
+}
+
+function route() {
+  if (!app.user) return;
+  stopTimers();
+  const m = /^#\/console\/(\d+)$/.exec(location.hash);
+  if (m) {
+    const id = +m[1];
+    app.els = {};
+    get(`/vms/${id}`).then(async vm => {
+      app.closeView = await openConsole(app, root, vm);
+      document.title = `Armada — console of ${vm.name}`;
+    }).catch(e => {
+      app.pendingToast = e.message;
+      location.hash = '#/';
+    });
+    return;
+  }
+  renderShell();
+  refresh();
+  // Every POLL_MS, or every second while a job runs (live progress).
+  let last = Date.now();
+  app.timers.push(setInterval(() => {
+    const busy = app.data.jobs.some(j => j.state === 'queued' || j.state === 'running');
+    if (busy || Date.now() - last >= POLL_MS) { last = Date.now(); refresh(); }
+  }, 1000));
+  app.timers.push(setInterval(refreshThumbs, THUMB_MS));
+}
+
+function renderShell() {
+  const admin = isAdminish();
+  document.title = admin ? 'Armada — console' : 'Armada — my VMs';
+  const e = app.els = {};
+  e.tree = h('ul.tree', { role: 'tree' });
+  e.actionbar = h('div.actionbar', { role: 'toolbar', 'aria-label': 'Actions' });
+  e.hosts = h('tbody');
+  e.vms = h('div.vmgrid');
+  e.details = h('aside.details', { hidden: true });
+  e.jobs = h('ul.jobs');
+  e.events = h('ul.events');
+  e.toast = h('div.toast', { role: 'status', hidden: true });
+  e.title = h('h2.section-title');
+  e.templates = h('section.templates', { hidden: true });
+
+  const jobsTab = h('button.tab.active', { onclick: () => tab('jobs') }, 'Jobs');
+  const eventsTab = h('button.tab', { onclick: () => tab('events') }, 'Events');
+  function tab(which) {
+    jobsTab.classList.toggle('active', which === 'jobs');
+    eventsTab.classList.toggle('active', which === 'events');
+    e.jobs.hidden = which !== 'jobs';
+    e.events.hidden = which !== 'events';
+  }
+  e.events.hidden = true;
+
+  const top = h('header.topbar',
+    h('div.brand', h('img', { src: '/favicon.svg', alt: '' }), h('span', 'Armada'), h('span.portal', admin ? 'Administrator Console' : 'Self-Service Portal')),
+    // Self-service users create VMs from granted templates (not in this
+    // server yet); read-only users create nothing.
+    ['administrator', 'delegated-administrator'].includes(app.user.role) ? h('button.primary#new-vm', { onclick: () => openWizard(app) }, '+ New VM') : null,
+    h('span.spacer'),
+    h('span.whoami', h('strong', app.user.name), ' ', h('span.muted', `(${app.user.role})`)),
+    h('button.secondary#logout', { onclick: async () => { await logout(); showLogin('You have logged out.'); } }, 'Log out'));
+
+  app.portalTick = 0;
+  const main = h('main.content',
+    e.actionbar,
+    admin ? h('section.hosts-section',
+      h('h3', 'Hosts'),
+      h('div.tablewrap', h('table.hosts', h('thead', h('tr', ['Name', 'State', 'Group', 'CPUs', 'Memory used', 'VMs'].map(t => h('th', t)))), e.hosts))) : null,
+    h('section.vms-section', e.title, e.vms),
+    e.templates);
+
+  const layout = h('div.layout' + (admin ? '' : '.portal-layout'),
+    admin ? h('nav.sidebar', h('details', { open: innerWidth > 700 }, h('summary', 'Host groups'), e.tree)) : null,
+    main, e.details);
+  const panes = h('footer.panes', h('div.tabs', jobsTab, eventsTab), e.jobs, e.events);
+  clear(root).append(h('div.app', top, layout, panes), e.toast);
+  renderActionbar();
+  if (app.pendingToast) { app.toast(app.pendingToast, true); app.pendingToast = null; }
+}
+
+app.toast = (msg, isError) => {
+  const t = app.els.toast;
+  if (!t) return;
+  t.textContent = msg;
+  t.classList.toggle('error', !!isError);
+  t.hidden = false;
+  clearTimeout(t._timer);
+  t._timer = setTimeout(() => { t.hidden = true; }, isError ? 8000 : 3500);
+};
+
+app.watchJob = job => { if (job?.id) app.watched.add(job.id); };
+
+/* ------------------------------------------------------------------ */
+/* data */
+
+let refreshing = false;
+app.refresh = refresh;
+async function refresh() {
+  if (refreshing || !app.user || !app.els.vms) return;
+  refreshing = true;
+  try {
+    const admin = isAdminish();
+    const [groups, hosts, vms, jobs, events, health] = await Promise.all([
+      admin ? get('/host-groups') : { items: [] },
+      get('/hosts').catch(e => { if (e.status === 401) throw e; return { items: [] }; }),
+      get('/vms'),
+      get('/jobs?limit=15'),
+      get('/events?limit=30'),
+      app.features.health ? get('/health').catch(() => null) : null,
+    ]);
+    if (!app.els.vms) return;
+    Object.assign(app.data, { groups: groups.items, hosts: hosts.items, vms: vms.items, jobs: jobs.items, events: events.items });
+    applyHealth(health);
+    render();
+    // The self-service grants change rarely: every fifth refresh is enough.
+    if (!admin && app.features.templates && (app.portalTick = (app.portalTick || 0) + 1) % 5 === 1) renderPortal(app, app.els.templates);
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.status !== 401) console.warn('refresh failed', e);
+  } finally {
+    refreshing = false;
+  }
+}
+
+// Health (when monitoring runs): a tree of {kind, id, health, reasons}
+// nodes; copied onto the hosts and VMs it names.
+function applyHealth(tree) {
+  if (!tree) return;
+  const found = { host: new Map(), vm: new Map() };
+  const walk = n => {
+    if (!n || typeof n !== 'object') return;
+    if (found[n.kind]) found[n.kind].set(n.id, n);
+    (n.children || n.items || []).forEach(walk);
+  };
+  (Array.isArray(tree) ? tree : tree.items || tree.children || [tree]).forEach(walk);
+  for (const [kind, list] of [['host', app.data.hosts], ['vm', app.data.vms]]) {
+    for (const o of list) {
+      const n = found[kind].get(o.id);
+      if (n && n.health) { o.health = n.health; o.health_reasons = n.reasons || []; }
+    }
+  }
+}
+
+function subtreeIds(id) {
+  const ids = new Set([id]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const g of app.data.groups) if (!ids.has(g.id) && ids.has(g.parent_id)) { ids.add(g.id); grew = true; }
+  }
+  return ids;
+}
+
+function visible() {
+  if (!isAdminish()) return { hosts: [], vms: app.data.vms };
+  const ids = subtreeIds(app.groupId);
+  const hosts = app.data.hosts.filter(x => ids.has(x.group_id));
+  const hostIds = new Set(hosts.map(x => x.id));
+  const rootSel = app.groupId === 1 || !app.data.groups.some(g => g.id === app.groupId);
+  return { hosts, vms: app.data.vms.filter(v => rootSel || hostIds.has(v.host_id)) };
+}
+
+function render() {
+  const admin = isAdminish();
+  if (admin) renderTree();
+  const { hosts, vms } = visible();
+  if (admin) renderHosts(hosts);
+  const g = app.data.groups.find(x => x.id === app.groupId);
+  app.els.title.textContent = admin ? `Virtual machines — ${g ? g.path : 'All Hosts'}` : 'My virtual machines';
+  renderVms(vms);
+  renderActionbar();
+  renderDetails();
+  renderJobs();
+  renderEvents();
+}
+
+/* ------------------------------------------------------------------ */
+/* tree, hosts, VMs */
+
+function renderTree() {
+  const groups = app.data.groups;
+  const kids = new Map();
+  for (const g of groups) {
+    if (g.id === 1) continue;
+    const p = g.parent_id || 1;
+    if (!kids.has(p)) kids.set(p, []);
+    kids.get(p).push(g);
+  }
+  const hostCount = id => [...subtreeIds(id)].reduce((n, gid) => n + app.data.hosts.filter(x => x.group_id === gid).length, 0);
+  const node = (id, name) => {
+    const children = (kids.get(id) || []).sort((a, b) => a.name.localeCompare(b.name));
+    return h('li', { role: 'treeitem' },
+      h('button.tree-node', {
+        class: 'tree-node' + (id === app.groupId ? ' selected' : ''), dataset: { groupId: id },
+        onclick: () => { app.groupId = id; app.selected = null; render(); },
+      }, h('span.folder', '▸'), ' ', name, ' ', h('span.count', String(hostCount(id)))),
+      children.length ? h('ul', { role: 'group' }, children.map(c => node(c.id, c.name))) : null);
+  };
+  clear(app.els.tree).append(node(1, 'All Hosts'));
+}
+
+function renderHosts(hosts) {
+  const tb = clear(app.els.hosts);
+  if (!hosts.length) tb.append(h('tr', h('td.muted', { colSpan: 6 }, 'No hosts in this group.')));
+  for (const x of hosts) {
+    // free_memory_mib is 0 when the driver cannot tell (libvirt's test driver).
+    const used = x.memory_mib && x.free_memory_mib ? x.memory_mib - x.free_memory_mib : null;
+    const pct = used !== null && x.memory_mib ? Math.round(100 * used / x.memory_mib) : null;
+    const sel = app.selected?.kind === 'host' && app.selected.id === x.id;
+    tb.append(h('tr.host-row', {
+      class: 'host-row' + (sel ? ' selected' : ''), dataset: { name: x.name, state: x.state },
+      onclick: () => select('host', x.id), oncontextmenu: ev => hostMenu(ev, x),
+    },
+    h('td', h('strong', x.name)), h('td', stateBadge(x.state), x.health ? h('span.health', { dataset: { health: x.health }, title: (x.health_reasons || []).join('; ') }, x.health) : null),
+    h('td', x.group_path || ''), h('td', x.cpus ?? '–'),
+    h('td', pct === null ? mib(x.memory_mib) : h('span.meter', { title: `${mib(used)} of ${mib(x.memory_mib)}` }, h('span.fill', { style: { width: pct + '%' } }), h('span.label', `${pct}% of ${mib(x.memory_mib)}`))),
+    h('td', x.n_vms ?? '')));
+  }
+}
+
+function thumbFor(vm) {
+  let t = app.thumbs.get(vm.id);
+  if (!t) {
+    t = { img: h('img.thumb', { alt: `Screen of ${vm.name}`, width: 160, height: 120, dataset: { live: '0' } }), url: null, busy: false, state: null };
+    app.thumbs.set(vm.id, t);
+  }
+  if (t.state !== vm.state) {
+    t.state = vm.state;
+    if (vm.state === 'running' || vm.state === 'paused') loadThumb(vm.id, t);
+    else blankThumb(t);
+  }
+  return t.img;
+}
+
+function blankThumb(t) {
+  if (t.url) URL.revokeObjectURL(t.url);
+  t.url = null;
+  t.img.removeAttribute('src');
+  t.img.dataset.live = '0';
+}
+
+async function loadThumb(id, t) {
+  if (t.busy) return;
+  t.busy = true;
+  try {
+    const r = await fetch(`/api/v1/vms/${id}/thumbnail`, { credentials: 'same-origin' });
+    if (r.status === 200) {
+      const url = URL.createObjectURL(await r.blob());
+      if (t.url) URL.revokeObjectURL(t.url);
+      t.url = url;
+      t.img.src = url;
+      t.img.dataset.live = '1';
+      t.img.dataset.loadedAt = String(Date.now());
+    } else if (r.status === 204) {
+      blankThumb(t);
+    } else if (r.status === 401) {
+      showLogin('Your session has ended. Log in again.');
+    }
+  } catch (e) { /* keep the last picture */ } finally {
+    t.busy = false;
+  }
+}
+
+function refreshThumbs() {
+  for (const [id, t] of app.thumbs) {
+    if (!t.img.isConnected) continue;
+    if (t.state === 'running' || t.state === 'paused') loadThumb(id, t);
+  }
+}
+
+function renderVms(vms) {
+  const grid = clear(app.els.vms);
+  if (!vms.length) grid.append(h('p.muted.empty', isAdminish() ? 'No VMs here yet. Create one with “+ New VM”.' : 'You have no VMs yet.'));
+  for (const vm of vms) {
+    const sel = app.selected?.kind === 'vm' && app.selected.id === vm.id;
+    grid.append(h('div.vm-card', {
+      class: 'vm-card' + (sel ? ' selected' : ''), tabIndex: 0, dataset: { name: vm.name, state: vm.state, id: vm.id },
+      onclick: () => select('vm', vm.id), oncontextmenu: ev => vmMenu(ev, vm),
+      onkeydown: ev => { if (ev.key === 'Enter') select('vm', vm.id); if (ev.key === 'ContextMenu') vmMenu(ev, vm); },
+      ondblclick: () => { if (vm.state === 'running') location.hash = `#/console/${vm.id}`; },
+    },
+    h('div.thumbbox', { dataset: { state: vm.state } }, thumbFor(vm), h('span.thumb-state', vm.state)),
+    h('div.vm-meta',
+      h('div.vm-name', vm.name),
+      h('div', stateBadge(vm.state), vm.health ? h('span.health', { dataset: { health: vm.health }, title: (vm.health_reasons || []).join('; ') }, vm.health) : null),
+      h('div.muted', `${vm.cpus} vCPU · ${mib(vm.memory_mib)}`),
+      h('div.muted', vm.host_name ? `on ${vm.host_name}` : 'not placed', isAdminish() && vm.owner_name ? ` · ${vm.owner_name}` : ''))));
+  }
+}
+
+function select(kind, id) {
+  app.selected = { kind, id };
+  render();
+}
+
+function selectedVm() {
+  return app.selected?.kind === 'vm' ? app.data.vms.find(v => v.id === app.selected.id) : null;
+}
+function selectedHost() {
+  return app.selected?.kind === 'host' ? app.data.hosts.find(v => v.id === app.selected.id) : null;
+}
+
+/* ------------------------------------------------------------------ */
+/* actions */
+
+function vmActionsFor(vm) {
+  return VM_ACTIONS.filter(a => (!a.feature || app.features[a.feature]) && (!a.admin || isAdminish())).map(a => ({
+    id: a.id, label: a.label, danger: a.danger, disabled: !a.when(vm.state), onclick: () => doVm(vm, a.id),
+  }));
+}
+
+async function doVm(vm, action) {
+  try {
+    const job = await runVmAction(app, vm, action);
+    if (job) {
+      app.watchJob(job);
+      app.toast(`${action[0].toUpperCase() + action.slice(1)} '${vm.name}': job ${job.id} started.`);
+    }
+    refresh();
+  } catch (e) {
+    app.toast(e.message, true);
+  }
+}
+
+async function doHost(host, action) {
+  try {
+    const job = await runHostAction(app, host, action);
+    if (job) app.watchJob(job);
+    refresh();
+  } catch (e) {
+    app.toast(e.message, true);
+  }
+}
+
+function hostActionsFor(x) {
+  const items = [{ id: 'refresh', label: 'Refresh', onclick: () => doHost(x, 'refresh') }];
+  if (app.features.maintenance) {
+    items.push({ id: 'maintenance', label: x.state === 'maintenance' ? 'Leave maintenance' : 'Start maintenance', onclick: () => doHost(x, 'maintenance') });
+  }
+  return items;
+}
+
+function vmMenu(ev, vm) {
+  ev.preventDefault();
+  app.selected = { kind: 'vm', id: vm.id };
+  render();
+  const r = ev.clientX !== undefined && ev.clientX ? { x: ev.clientX, y: ev.clientY } : (() => { const b = ev.target.getBoundingClientRect(); return { x: b.left + 20, y: b.top + 20 }; })();
+  showMenu(r.x, r.y, vm.name, vmActionsFor(vm));
+}
+
+function hostMenu(ev, x) {
+  ev.preventDefault();
+  showMenu(ev.clientX, ev.clientY, x.name, hostActionsFor(x));
+}
+
+function renderActionbar() {
+  const bar = app.els.actionbar;
+  if (!bar) return;
+  clear(bar);
+  const vm = selectedVm(), host = selectedHost();
+  if (vm) {
+    bar.append(h('span.target', vm.name));
+    for (const a of vmActionsFor(vm)) bar.append(h('button.action', { disabled: a.disabled, class: 'action' + (a.danger ? ' danger' : ''), dataset: { action: a.id }, onclick: a.onclick }, a.label));
+  } else if (host) {
+    bar.append(h('span.target', host.name));
+    for (const a of hostActionsFor(host)) bar.append(h('button.action', { dataset: { action: a.id }, onclick: a.onclick }, a.label));
+  } else {
+    bar.append(h('span.muted', 'Select a VM or a host (or right-click it) to act on it.'));
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* details */
+
+let chartKey = null, chartAt = 0;
+const CHART_MS = 10000;
+function renderDetails() {
+  const d = app.els.details;
+  const vm = selectedVm(), host = selectedHost();
+  if (!vm && !host) { d.hidden = true; chartKey = null; return; }
+  d.hidden = false;
+  const key = vm ? `vm${vm.id}` : `host${host.id}`;
+  const chart = chartKey === key && d.querySelector('.chart') ? d.querySelector('.chart') : h('div.chart', { hidden: true });
+  clear(d);
+  const close = h('button.close', { 'aria-label': 'Close', onclick: () => { app.selected = null; render(); } }, '×');
+  if (vm) {
+    const rows = [['State', vm.state], ['Host', vm.host_name || '–'], ['vCPUs', vm.cpus], ['Memory', mib(vm.memory_mib)],
+      ['Disks', (vm.disks || []).map(x => x.target).join(', ') || '–'], ['Owner', vm.owner_name || '–'], ['Type', vm.domain_type || '–'],
+      ['UUID', vm.uuid]];
+    if (vm.health) rows.splice(1, 0, ['Health', [vm.health, ...(vm.health_reasons || [])].join(' — ')]);
+    d.append(...[close, h('h3', vm.name),
+      vm.state === 'running' ? h('button.primary.console-btn', { onclick: () => { location.hash = `#/console/${vm.id}`; } }, 'Open console') : null,
+      h('dl', rows.map(([k, v]) => [h('dt', k), h('dd', String(v))])),
+      vm.description ? h('p.muted', vm.description) : null, chart].filter(Boolean));
+  } else {
+    const rows = [['State', host.state], ['Group', host.group_path], ['URI', host.uri], ['Hostname', host.hostname || '–'],
+      ['CPUs', host.cpus ?? '–'], ['Memory', mib(host.memory_mib)], ['Free memory', mib(host.free_memory_mib)], ['Driver', host.hv_driver || '–'],
+      ['VMs', host.n_vms ?? 0]];
+    if (host.state_reason) rows.push(['Why', host.state_reason]);
+    if (host.health) rows.splice(1, 0, ['Health', [host.health, ...(host.health_reasons || [])].join(' — ')]);
+    d.append(close, h('h3', host.name), h('dl', rows.map(([k, v]) => [h('dt', k), h('dd', String(v))])), chart);
+  }
+  if (chartKey !== key || Date.now() - chartAt > CHART_MS) {
+    chartKey = key;
+    chartAt = Date.now();
+    renderChart(chart, vm ? 'vm' : 'host', vm ? vm.id : host.id, app.features.metrics);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* jobs and events */
+
+function renderJobs() {
+  const ul = clear(app.els.jobs);
+  if (!app.data.jobs.length) ul.append(h('li.muted', 'No jobs yet.'));
+  for (const j of app.data.jobs) {
+    const pct = j.state === 'succeeded' ? 100 : j.progress || 0;
+    ul.append(h('li.job', { dataset: { id: j.id, state: j.state, kind: j.kind, target: j.target_name || '' }, class: 'job' + (app.watched.has(j.id) ? ' mine' : '') },
+      h('span.job-kind', j.kind), h('span.job-target', j.target_name || ''),
+      h('span.progress', { role: 'progressbar', 'aria-valuenow': pct, 'aria-valuemin': 0, 'aria-valuemax': 100 }, h('span.fill', { style: { width: pct + '%' } })),
+      stateBadge(j.state),
+      h('span.job-step.muted', j.error || j.step || ''),
+      h('span.job-time.muted', ago(j.finished_at || j.started_at || j.created_at))));
+    if (app.watched.has(j.id) && !['queued', 'running'].includes(j.state)) {
+      app.watched.delete(j.id);
+      if (j.state === 'failed') app.toast(`Job ${j.id} (${j.kind} '${j.target_name}') failed: ${j.error}`, true);
+      else app.toast(`Job ${j.id} (${j.kind} '${j.target_name}') ${j.state}.`);
+    }
+  }
+}
+
+function renderEvents() {
+  const ul = clear(app.els.events);
+  if (!app.data.events.length) ul.append(h('li.muted', 'No events yet.'));
+  for (const ev of app.data.events) {
+    ul.append(h('li.event', { dataset: { severity: ev.severity } },
+      h('span.sev', ev.severity), h('span.ev-time.muted', ago(ev.at || ev.created_at)), h('span.ev-msg', ev.message)));
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* host picker (migration) */
+
+app.pickHost = (title, vm) => new Promise(resolve => {
+  const hosts = app.data.hosts.filter(x => x.state === 'ok' && x.id !== vm.host_id);
+  let chosen = null;
+  const done = v => { overlay.remove(); resolve(v); };
+  const form = h('form.wizard', { onsubmit: e => { e.preventDefault(); done(chosen); } },
+    h('h2', title),
+    h('div.hostpick',
+      h('label.hostopt.auto', h('input', { type: 'radio', name: 'host', checked: true, onchange: () => { chosen = null; } }), h('span.hname', 'Let Armada choose')),
+      hosts.map(x => h('label.hostopt', h('input', { type: 'radio', name: 'host', onchange: () => { chosen = x; } }), h('span.hname', x.name), h('span.muted', x.group_path || '')))),
+    h('div.buttons', h('button.secondary', { type: 'button', onclick: () => done(undefined) }, 'Cancel'), h('button.primary', { type: 'submit' }, 'Migrate')));
+  const overlay = h('div.overlay', form);
+  document.body.append(overlay);
+});
+
+/* ------------------------------------------------------------------ */
+
+(async function boot() {
+  try {
+    const r = await get('/sessions/current', { quiet401: true });
+    app.user = r.user;
+    start();
+  } catch (e) {
+    showLogin('');
+  }
+})();
