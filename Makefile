@@ -25,7 +25,9 @@ stop:
 	@./scripts/run-local --stop
 
 # Every suite: unit (cmocka), integration (armadad + test:///), system (test bed).
-check: build-check
+# The optimised tree that `make run` uses is built too: -O2 finds warnings the
+# sanitizer build does not.
+check: build build-check
 	@python3 tests/run-all --build $(CHECK_BUILD)
 
 bench: build

@@ -585,12 +585,16 @@ void h_vms_list(Req *r) {
 }
 
 void h_vms_create(Req *r) {
-        static const char *const fields[] = { "name", "host", "host_id", "cpus", "memory_mib", "disk_size", "disk_bytes",
+        /* Auto-placement lives in api-place.c (the place capability). */
+        bool api_place_new_vm(Req *r, const char *group, const char *name, int64_t cpus, int64_t memory_mib, int64_t disk_bytes,
+                              int64_t *ret_host_id, json_t **ret_placement);
+        static const char *const fields[] = { "name", "host", "host_id", "group", "cpus", "memory_mib", "disk_size", "disk_bytes",
                                               "domain_type", "description", "start", NULL };
-        const char *name = NULL, *host = NULL, *disk_size = NULL, *dtype = "auto", *descr = NULL;
+        const char *name = NULL, *host = NULL, *group = NULL, *disk_size = NULL, *dtype = "auto", *descr = NULL;
         int64_t host_id = 0, cpus = 1, memory = 512, disk_bytes = 0;
         bool start = false;
         if (!req_body_fields(r, fields) || !body_name(r, "name", true, &name) || !body_string(r, "host", false, 1024, &host) ||
+            !body_string(r, "group", false, 1000, &group) ||
             !body_int(r, "host_id", false, 1, INT64_MAX, &host_id) || !body_int(r, "cpus", false, 1, VM_CPUS_MAX, &cpus) ||
             !body_int(r, "memory_mib", false, VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB, &memory) ||
             !body_string(r, "disk_size", false, 32, &disk_size) ||
@@ -611,8 +615,13 @@ void h_vms_create(Req *r) {
         }
         if (!streq(dtype, "auto") && !streq(dtype, "kvm") && !streq(dtype, "qemu"))
                 return reply_error(r, 400, "invalid_argument", "domain_type", "Field 'domain_type' must be auto, kvm or qemu.");
-        if (!host && !host_id)
-                return reply_error(r, 400, "invalid_argument", "host", "Field 'host' is required (the name of the host to create the VM on).");
+        int64_t existing;
+        if (store_vm_find(r->api->st, name, &existing) == 0)
+                return reply_error(r, 409, "conflict", "name", "A VM named '%s' already exists.", name);
+        /* Without a host, placement picks the best-rated host in the group. */
+        _cleanup_json_ json_t *placement = NULL;
+        if (!host && !host_id && !api_place_new_vm(r, group, name, cpus, memory, disk_bytes, &host_id, &placement))
+                return;
         if (host && store_host_find(r->api->st, host, &host_id) < 0)
                 return reply_error(r, 422, "not_found", "host", "There is no host named '%.64s'.", host);
         StoreHost h;
@@ -620,15 +629,29 @@ void h_vms_create(Req *r) {
                 return reply_error(r, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) host_id);
         if (!api_allowed(r, ACT_READ, OBJ_HOST, 0, h.group_id))
                 return reply_error(r, 422, "not_found", "host", "There is no host named '%.64s'.", h.name);
+        if (group && !placement) {
+                /* A host and a group: the host must be in the group's subtree. */
+                const char *why = NULL;
+                _cleanup_free_ char *norm = store_group_path_normalize(group, &why);
+                int64_t gid = 0, chain[64];
+                if (!norm)
+                        return reply_error(r, 400, "invalid_argument", "group", "Field 'group' (\"%.200s\") is not a valid host-group path: a segment %s.",
+                                           group, why);
+                if (store_group_find(r->api->st, norm, &gid) < 0)
+                        return reply_error(r, 422, "not_found", "group", "There is no host group '%.200s'.", group);
+                int nc = store_group_chain(r->api->st, h.group_id, chain, 64);
+                bool inside = false;
+                for (int i = 0; i < nc; i++)
+                        inside = inside || chain[i] == gid;
+                if (!inside)
+                        return reply_error(r, 422, "invalid_argument", "group", "Host '%s' is not in host group '%.200s'.", h.name, group);
+        }
         if (!api_allowed(r, ACT_CREATE, OBJ_VM, r->user.id, h.group_id))
                 return deny(r, "create VMs on", "host", h.id, h.name);
         if (streq(h.state, "maintenance"))
                 return reply_error(r, 409, "conflict", "host", "Host '%s' is in maintenance mode; new VMs cannot be placed on it.", h.name);
         if (streq(h.state, "unreachable"))
                 return reply_error(r, 409, "conflict", "host", "Host '%s' is unreachable; the VM cannot be created there now.", h.name);
-        int64_t existing;
-        if (store_vm_find(r->api->st, name, &existing) == 0)
-                return reply_error(r, 409, "conflict", "name", "A VM named '%s' already exists.", name);
 
         StoreVm vm = { .host_id = h.id, .owner_id = r->user.id, .cpus = (unsigned) cpus, .memory_mib = (uint64_t) memory };
         uuid_generate(vm.uuid);
@@ -643,6 +666,8 @@ void h_vms_create(Req *r) {
         if (e < 0)
                 return reply_store_error(r, e, "the VM");
         json_t *params = json_pack("{s:I, s:s, s:b}", "disk_bytes", (json_int_t) disk_bytes, "domain_type", dtype, "start", start);
+        if (placement)
+                json_object_set(params, "placement", placement);
         int64_t job;
         e = jobs_submit(r->api->jobs, "vm.create", "vm", id, name, r->user.id, params, &job);
         json_decref(params);
@@ -650,8 +675,20 @@ void h_vms_create(Req *r) {
                 (void) store_vm_delete(r->api->st, id);
                 return reply_error(r, 500, "internal", NULL, "Cannot queue the job that creates VM '%s'.", name);
         }
-        audit(r, "vm.create", "vm", id, name, h.name, "accepted");
-        reply(r, 202, json_pack("{s:o, s:o}", "vm", store_vm_get_json(r->api->st, id), "job", job_json(r, job)));
+        _cleanup_free_ char *detail = placement ? xasprintf("%s (chosen by placement, rating %.2f)", h.name,
+                                                            json_real_value(json_object_get(placement, "rating"))) : NULL;
+        audit(r, "vm.create", "vm", id, name, detail ? detail : h.name, "accepted");
+        if (placement) {
+                _cleanup_free_ char *msg = xasprintf("Placement chose host '%s' for VM '%s' in group '%s' (rating %.2f, %.1f of 5 stars).",
+                                                     h.name, name, json_string_value(json_object_get(placement, "group")),
+                                                     json_real_value(json_object_get(placement, "rating")),
+                                                     json_real_value(json_object_get(placement, "stars")));
+                (void) store_event_add(r->api->st, "info", "vm.placed", "vm", id, name, r->user.id, msg);
+        }
+        json_t *vmj = store_vm_get_json(r->api->st, id);
+        if (vmj && placement)
+                json_object_set(vmj, "placement", placement);
+        reply(r, 202, json_pack("{s:o, s:o, s:O?}", "vm", vmj ? vmj : json_null(), "job", job_json(r, job), "placement", placement));
 }
 
 static json_t *vm_visible(Req *r, int64_t id) {

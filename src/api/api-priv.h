@@ -47,8 +47,26 @@ typedef struct {
         char *raw;                    /* non-JSON body */
         size_t raw_len;
         char *set_cookie[2];          /* Set-Cookie headers to send (malloc'd) */
+        struct MHD_Response *mhd_resp; /* a response the handler built itself (a
+                                        * WebSocket upgrade): sent as is with status */
         bool by_cookie;               /* authenticated by the session cookie */
+        /* Streaming uploads (a Route with .stream; library uploads): see
+         * StreamPhase below. */
+        int stream_phase;
+        const char *upload;           /* STREAM_DATA: this chunk */
+        size_t upload_len;
+        void *stream_state;           /* the handler's; freed by it at END/ABORT */
+        const void *stream_route;     /* the (const Route *) while streaming */
 } Req;
+
+/* A route with .stream gets its body unbuffered: after authentication on the
+ * headers, its handler is called with r->stream_phase STREAM_BEGIN (refuse
+ * by replying an error: the body is then read and dropped), STREAM_DATA once
+ * per chunk (r->upload, r->upload_len), STREAM_END when the body is complete
+ * (reply now), or STREAM_ABORT when the connection ends before that (clean
+ * up r->stream_state). A handler that replied an error gets no more DATA/END
+ * calls, only ABORT when stream_state is still set. */
+enum { STREAM_NONE = 0, STREAM_BEGIN, STREAM_DATA, STREAM_END, STREAM_ABORT };
 
 #define API_SESSION_COOKIE "armada_session"
 #define API_CSRF_COOKIE "armada_csrf"
@@ -67,6 +85,7 @@ typedef struct {
         const char *pattern;
         RouteFn fn;
         bool public;             /* no token needed */
+        bool stream;             /* body streamed to the handler (STREAM_*), not buffered */
 } Route;
 /* Each capability's routes, in its own api-<capability>.c. */
 extern const Route api_routes_place[];

@@ -366,7 +366,8 @@ static void serve_static(Req *r) {
 }
 
 static void dispatch(Req *r) {
-        if (strncmp(r->path, "/api/", 5) != 0) {
+        /* Everything but the API (and Prometheus's conventional /metrics) is a web file. */
+        if (strncmp(r->path, "/api/", 5) != 0 && !streq(r->path, "/metrics")) {
                 if (streq(r->method, "GET") || streq(r->method, "HEAD"))
                         serve_static(r);
                 else
@@ -413,7 +414,10 @@ static void dispatch(Req *r) {
 
 static enum MHD_Result send_reply(Req *r) {
         struct MHD_Response *resp;
-        if (r->raw) {
+        if (r->mhd_resp) {
+                resp = r->mhd_resp;
+                r->mhd_resp = NULL;
+        } else if (r->raw) {
                 resp = MHD_create_response_from_buffer(r->raw_len, r->raw, MHD_RESPMEM_MUST_FREE);
                 r->raw = NULL;
         } else if (r->resp) {
@@ -442,6 +446,49 @@ static enum MHD_Result send_reply(Req *r) {
         return ret;
 }
 
+/* ---- streaming uploads (library): the hook, see StreamPhase in api-priv.h ---- */
+
+/* On the first call of a request: when a .stream route matches, authenticates
+ * and calls its handler with STREAM_BEGIN. */
+static void stream_begin(Req *r) {
+        for (size_t t = 0; t < ELEMENTSOF(ROUTE_TABLES); t++)
+                for (const Route *rt = ROUTE_TABLES[t]; rt->method; rt++) {
+                        if (!rt->stream || !streq(rt->method, r->method))
+                                continue;
+                        memset(r->id, 0, sizeof r->id);
+                        if (!route_match(r, rt->pattern, r->path))
+                                continue;
+                        r->stream_route = rt;
+                        if (!authenticate(r)) {
+                                reply_error(r, 401, "unauthenticated", NULL, "Log in first: this needs a valid bearer token.");
+                                return;
+                        }
+                        r->stream_phase = STREAM_BEGIN;
+                        rt->fn(r);
+                        return;
+                }
+}
+
+/* Later calls: a chunk (or the end) of a streamed body. */
+static enum MHD_Result stream_step(Req *r, const char *data, size_t *size) {
+        if (*size > 0) {
+                if (!r->resp) {
+                        r->stream_phase = STREAM_DATA;
+                        r->upload = data;
+                        r->upload_len = *size;
+                        ((const Route *) r->stream_route)->fn(r);
+                        r->upload = NULL;
+                }
+                *size = 0;
+                return MHD_YES;
+        }
+        if (!r->resp) {
+                r->stream_phase = STREAM_END;
+                ((const Route *) r->stream_route)->fn(r);
+        }
+        return send_reply(r);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls) {
         Api *api = cls;
@@ -457,8 +504,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
                 if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
                         inet_ntop(AF_INET, &((const struct sockaddr_in *) ci->client_addr)->sin_addr, r->addr, sizeof r->addr);
                 *con_cls = r;
+                stream_begin(r);
                 return MHD_YES;
         }
+        if (r->stream_route)
+                return stream_step(r, upload_data, upload_data_size);
         if (*upload_data_size > 0) {
                 if (r->body.len + *upload_data_size > api->cfg.max_body) {
                         r->too_big = true;
@@ -476,12 +526,18 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
         Req *r = *con_cls;
         if (!r)
                 return;
+        if (r->stream_route && r->stream_state) {
+                r->stream_phase = STREAM_ABORT;
+                ((const Route *) r->stream_route)->fn(r);
+        }
         strbuf_free(&r->body);
         json_decref(r->json);
         json_decref(r->resp);
         free(r->raw);
         free(r->set_cookie[0]);
         free(r->set_cookie[1]);
+        if (r->mhd_resp)
+                MHD_destroy_response(r->mhd_resp);
         free(r);
         *con_cls = NULL;
 }
@@ -509,7 +565,8 @@ int api_start(Api *api) {
                 log_error("cannot listen on '%s': not an IPv4 address", api->cfg.listen_addr);
                 return -EINVAL;
         }
-        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+        /* ALLOW_UPGRADE: the web console's VNC WebSocket (api-web.c). */
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
         bool tls = api->cfg.tls_cert && api->cfg.tls_key;
         if (tls) {
                 if (file_read_all(api->cfg.tls_cert, &api->tls_cert_pem, NULL) < 0 ||

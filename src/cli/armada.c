@@ -41,13 +41,48 @@ static const OptSpec VM_LIST_OPTS[] = {
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec VM_CREATE_OPTS[] = {
-        { "host", 0, true, "NAME", "host to create the VM on (required)" },
+        { "host", 0, true, "NAME", "host to create the VM on (else placement picks the best-rated host)" },
         { "cpus", 0, true, "N", "virtual CPUs (required)" },
         { "memory", 0, true, "MIB", "memory in MiB, or a size such as 4G (required)" },
         { "disk", 0, true, "SIZE", "size of the system disk, e.g. 20G; a bare number is GiB (required)" },
         { "domain-type", 0, true, "TYPE", "auto (the default), kvm or qemu (TCG emulation)" },
         { "description", 0, true, "TEXT", "free text shown with the VM" },
-        { "group", 'g', true, "PATH", "refuse unless --host is in this host group (or below it)" },
+        { "group", 'g', true, "PATH", "without --host: place the VM in this host group (default: all hosts); "
+                                      "with --host: refuse unless the host is in it" },
+        { "template", 0, true, "NAME", "deploy from this template instead (see 'armada template deploy')" },
+        { "count", 'n', true, "N", "with --template: deploy N VMs named NAME-1..NAME-N" },
+        { "full-copy", 0, false, NULL, "with --template: copy the base disk instead of a linked clone" },
+        { "no-start", 0, false, NULL, "with --template: define the VMs without starting them" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec GROUP_RESERVES_OPTS[] = {
+        { "cpu", 0, true, "PCT", "CPU reserve, percent of each host's CPU ('inherit' clears)" },
+        { "memory", 0, true, "MIB", "memory reserve in MiB" },
+        { "disk", 0, true, "GIB", "disk-space reserve in GiB of each host's storage pool" },
+        { "disk-io", 0, true, "PCT", "disk I/O reserve, percent" },
+        { "network", 0, true, "PCT", "network reserve, percent" },
+        { "goal", 0, true, "GOAL", "load-balancing (emptiest host first) or resource-maximization (fullest that fits)" },
+        { "weights", 0, true, "LIST", "resource weights, e.g. cpu=1,memory=2,disk=0.5,disk_io=0.5,network=0.5" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec VM_RATE_OPTS[] = {
+        { "cpus", 0, true, "N", "virtual CPUs (default 1)" },
+        { "memory", 0, true, "MIB", "memory in MiB, or a size such as 4G (default 512)" },
+        { "disk", 0, true, "SIZE", "disk size, e.g. 20G (default none)" },
+        { "group", 'g', true, "PATH", "rate the hosts of this host group (default: all hosts)" },
+        { "goal", 0, true, "GOAL", "load-balancing or resource-maximization (default: the group's)" },
+        { "name", 0, true, "VM", "the VM's name: its placement rules apply" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec RULE_OPTS[] = {
+        { "kind", 0, true, "KIND", "anti-affinity (never on one host) or affinity (always on one host)" },
+        { "vms", 0, true, "LIST", "the rule's VMs, comma-separated: web01,web02" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec PLAN_OPTS[] = {
+        { "host-cpus", 0, true, "N", "cores of the host model (overrides the file's host.cpus)" },
+        { "host-memory", 0, true, "MIB", "memory of the host model in MiB" },
+        { "host-disk", 0, true, "GIB", "disk space of the host model in GiB" },
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec VM_DELETE_OPTS[] = {
@@ -66,6 +101,50 @@ static const OptSpec VM_STOP_OPTS[] = {
 };
 static const OptSpec LIMIT_OPTS[] = {
         { "limit", 'n', true, "N", "at most N entries, newest first" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec PERF_OPTS[] = {
+        { "last", 0, true, "DURATION", "how far back, e.g. 15m, 1h (the default), 7d" },
+        { "metric", 'm', true, "METRIC", "only this metric: cpu, memory, memory_pct, disk_read, disk_write, disk_iops, net_rx, "
+                                         "net_tx, pool_pct (hosts)" },
+        { "step", 0, true, "DURATION", "one point per step, e.g. 1m (default: about 300 points)" },
+        { "host", 0, false, NULL, "NAME is a host, not a VM" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec ALERT_LIST_OPTS[] = {
+        { "state", 0, true, "STATE", "open (the default), resolved or all" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec ALERT_RULE_OPTS[] = {
+        { "on", 0, true, "KIND", "host or vm (required)" },
+        { "metric", 'm', true, "METRIC", "state, or a metric such as cpu, memory_pct, pool_pct (required)" },
+        { "comparison", 0, true, "OP", ">, >=, <, <=, == or != (state rules: == or !=) (required)" },
+        { "threshold", 0, true, "NUMBER", "the value a metric is compared with" },
+        { "state", 0, true, "STATE", "the state a state rule compares with, e.g. crashed, unreachable" },
+        { "for", 0, true, "DURATION", "how long the condition must hold before the alert opens, e.g. 5m" },
+        { "severity", 0, true, "SEVERITY", "info, warning (the default) or critical" },
+        { "group", 'g', true, "PATH", "only hosts (or VMs on hosts) in this host group" },
+        { "object", 0, true, "NAME", "only this host or VM" },
+        { "description", 0, true, "TEXT", "free text" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec WEBHOOK_OPTS[] = {
+        { "description", 0, true, "TEXT", "free text" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec ASSESS_ADD_OPTS[] = {
+        { "node-exporter", 0, true, "URL", "the server's node_exporter, e.g. http://srv1:9100 (required)" },
+        { "ssh", 0, true, "USER@HOST", "read /proc over ssh (not supported yet)" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec ASSESS_REPORT_OPTS[] = {
+        { "host-cpus", 0, true, "N", "CPU cores of the host model (default 32)" },
+        { "host-memory-mib", 0, true, "MIB", "memory of the host model (default 262144)" },
+        { "host-disk-iops", 0, true, "N", "disk IOPS of the host model (default 100000)" },
+        { "host-network-mbit", 0, true, "N", "network Mbit/s of the host model (default 10000)" },
+        { "reserve-cpu-pct", 0, true, "N", "CPU percent to keep free on each host (default 20)" },
+        { "reserve-memory-mib", 0, true, "MIB", "memory to keep free on each host (default 4096)" },
+        { "window", 0, true, "DURATION", "how much history to use (default 7d)" },
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec USER_CREATE_OPTS[] = {
@@ -98,12 +177,20 @@ static const Command COMMANDS[] = {
         { "group", "move", "PATH NEWPARENTPATH", "move a host group under another ('/' or 'All Hosts' for the top)", 2, 2, NULL,
           cmd_group_move },
         { "group", "delete", "PATH", "delete an empty host group", 1, 1, NULL, cmd_group_delete },
+        { "group", "set-reserves", "PATH [--cpu PCT] [--memory MIB] [--disk GIB] [--disk-io PCT] [--network PCT] "
+                                   "[--goal GOAL] [--weights cpu=1,memory=1,...]",
+          "set a host group's placement reserves, goal and weights ('inherit' clears one)", 1, 1, GROUP_RESERVES_OPTS,
+          cmd_group_set_reserves },
+        { "group", "show-policy", "PATH", "show a host group's placement policy and where each value comes from", 1, 1, NULL,
+          cmd_group_show_policy },
 
         { "vm", "list", "[--host NAME]", "list VMs", 0, 0, VM_LIST_OPTS, cmd_vm_list },
         { "vm", "show", "NAME", "show one VM", 1, 1, NULL, cmd_vm_show },
-        { "vm", "create", "NAME --host H --cpus N --memory MIB --disk SIZE [--domain-type auto|kvm|qemu] "
-                          "[--description TEXT] [--group PATH]",
-          "create a VM (starts a job)", 1, 1, VM_CREATE_OPTS, cmd_vm_create },
+        { "vm", "create", "NAME [--host H | --group PATH] --cpus N --memory MIB --disk SIZE [--domain-type auto|kvm|qemu] "
+                          "[--description TEXT] | NAME --template T [--count N] [--host H | --group PATH] [--full-copy]",
+          "create a VM, or deploy VMs from a template (starts a job each)", 1, 1, VM_CREATE_OPTS, cmd_vm_create_any },
+        { "vm", "rate", "[--cpus N] [--memory MIB] [--disk SIZE] [--group PATH] [--goal GOAL] [--name VM]",
+          "rate every host for a VM: 0-5 stars, and why a host cannot take it", 0, 0, VM_RATE_OPTS, cmd_vm_rate },
         { "vm", "start", "NAME", "start a VM (starts a job)", 1, 1, NULL, cmd_vm_action },
         { "vm", "stop", "NAME [--timeout SECONDS] [--no-force]",
           "shut a VM down gracefully, powering it off after the timeout unless --no-force (starts a job)", 1, 1,
@@ -122,10 +209,84 @@ static const Command COMMANDS[] = {
         { "event", "list", "[--limit N]", "list events", 0, 0, LIMIT_OPTS, cmd_event_list },
         { "audit", "list", "[--limit N]", "list the audit log", 0, 0, LIMIT_OPTS, cmd_audit_list },
 
+        { "rule", "list", "", "list placement rules", 0, 0, NULL, cmd_rule_list },
+        { "rule", "create", "NAME --kind anti-affinity|affinity --vms VM1,VM2", "create a placement rule", 1, 1, RULE_OPTS,
+          cmd_rule_create },
+        { "rule", "update", "NAME --vms VM1,VM2", "replace a placement rule's VMs", 1, 1, RULE_OPTS, cmd_rule_update },
+        { "rule", "delete", "NAME", "delete a placement rule", 1, 1, NULL, cmd_rule_delete },
+
+        { "plan", "consolidate", "FILE [--host-cpus N] [--host-memory MIB] [--host-disk GIB]",
+          "pack servers (JSON: {\"host\": {...}, \"servers\": [...]}, '-' for stdin) onto as few hosts as possible", 1, 1,
+          PLAN_OPTS, cmd_plan_consolidate },
+
+        { "library", "add-share", "PATH", "register a directory of the server as a library share (indexes it)", 1, 1, NULL,
+          cmd_library_add_share },
+        { "library", "shares", "", "list library shares", 0, 0, NULL, cmd_library_shares },
+        { "library", "remove-share", "PATH", "forget a library share (its files stay)", 1, 1, NULL, cmd_library_remove_share },
+        { "library", "refresh", "[PATH]", "re-index one share or all (starts jobs)", 0, 1, NULL, cmd_library_refresh },
+        { "library", "list", "[--share PATH] [--kind disk|iso|script]", "list library items", 0, 0, LIBRARY_LIST_OPTS,
+          cmd_library_list },
+        { "library", "import", "FILE [--share PATH] [--name REL] | --path PATH",
+          "upload a file into a share (streamed, with progress), or import a file already in one", 0, 1, LIBRARY_IMPORT_OPTS,
+          cmd_library_import },
+        { "template", "list", "", "list templates", 0, 0, NULL, cmd_template_list },
+        { "template", "show", "NAME", "show one template", 1, 1, NULL, cmd_template_show },
+        { "template", "create", "NAME --image PATH [--cpus N] [--memory MIB] [--disk SIZE] [--hostname PATTERN] "
+                                "[--admin-user NAME] [--ssh-key KEY|@FILE]... [--user-data FILE] [--points N] ...",
+          "create a template from a library disk image", 1, 1, TEMPLATE_CREATE_OPTS, cmd_template_create },
+        { "template", "delete", "NAME", "delete a template (its VMs and base image stay)", 1, 1, NULL, cmd_template_delete },
+        { "vm", "to-template", "VM NAME [--share PATH] [--points N]",
+          "copy a stopped VM's system disk into the library as template NAME (starts a job)", 2, 2, VM_TO_TEMPLATE_OPTS,
+          cmd_vm_to_template },
+        { "template", "deploy", "TEMPLATE NAME [--count N] [--host H | --group PATH] [--full-copy] [--no-start]",
+          "deploy VMs from a template (starts a job per VM)", 2, 2, TEMPLATE_DEPLOY_OPTS, cmd_template_deploy },
+        { "grant", "list", "", "list self-service grants with their quota use", 0, 0, NULL, cmd_grant_list },
+        { "grant", "create", "--user NAME --templates T1,T2 --group PATH [--points N] [--max-vms N] [--max-cpus N] "
+                             "[--max-memory MIB] [--actions LIST]",
+          "let a self-service user deploy templates into a host group, within a quota", 0, 0, GRANT_CREATE_OPTS, cmd_grant_create },
+        { "grant", "delete", "ID", "delete a grant (its VMs stay)", 1, 1, NULL, cmd_grant_delete },
+        { "self-service", NULL, "", "show your grants, templates and quota", 0, 0, NULL, cmd_self_service },
+
         { "user", "list", "", "list users", 0, 0, NULL, cmd_user_list },
         { "user", "create", "NAME --role ROLE [--scope PATH]... [--password-stdin]", "create a user", 1, 1,
           USER_CREATE_OPTS, cmd_user_create },
         { "user", "delete", "NAME", "delete a user", 1, 1, NULL, cmd_user_delete },
+
+        { "vm", "migrate", "NAME [--to HOST] [--with-storage] [--auto-converge] [--postcopy] [--bandwidth MIB/S]",
+          "live-migrate a running VM (starts a job)", 1, 1, HA_MIGRATE_OPTS, cmd_vm_migrate },
+        { "vm", "ha", "NAME --priority high|medium|low|off", "make a VM on a cluster highly available, or not", 1, 1,
+          HA_VM_HA_OPTS, cmd_vm_ha },
+        { "host", "maintenance", "on|off NAME [--force]", "move every VM off a host and keep it free, or end that (starts a job)",
+          2, 2, HA_MAINTENANCE_OPTS, cmd_host_maintenance },
+        { "host", "set-fence", "NAME -- COMMAND [ARG...] | NAME none", "set the command that powers a failed host off (administrators)",
+          2, 64, NULL, cmd_host_set_fence },
+        { "cluster", "create", "NAME --hosts H1,H2,... --shared-storage PATH [--tolerate N]", "create a failover cluster", 1, 1,
+          HA_CLUSTER_CREATE_OPTS, cmd_cluster_create },
+        { "cluster", "list", "", "list failover clusters", 0, 0, NULL, cmd_cluster_list },
+        { "cluster", "show", "NAME", "show one cluster, with VMs waiting after a failover", 1, 1, NULL, cmd_cluster_show },
+        { "cluster", "delete", "NAME", "delete a cluster (its hosts and VMs stay)", 1, 1, NULL, cmd_cluster_delete },
+
+        { "perf", "show", "NAME [--host] [--last 1h] [--metric cpu] [--step 1m]", "show a VM's or host's performance", 1, 1,
+          PERF_OPTS, cmd_perf_show },
+        { "health", NULL, "", "show the health of every host group, host and VM", 0, 0, NULL, cmd_health },
+        { "alert", "list", "[--state open|resolved|all]", "list alerts", 0, 0, ALERT_LIST_OPTS, cmd_alert_list },
+        { "alert", "ack", "ID", "acknowledge an alert", 1, 1, NULL, cmd_alert_ack },
+        { "alert-rule", "list", "", "list alert rules", 0, 0, NULL, cmd_alert_rule_list },
+        { "alert-rule", "create", "NAME --on host|vm --metric M --comparison OP [--threshold N | --state S] [--for 5m] "
+                                  "[--severity S] [--group PATH | --object NAME]",
+          "create an alert rule", 1, 1, ALERT_RULE_OPTS, cmd_alert_rule_create },
+        { "alert-rule", "enable", "NAME", "enable an alert rule", 1, 1, NULL, cmd_alert_rule_enable },
+        { "alert-rule", "disable", "NAME", "disable an alert rule (built-in ones too)", 1, 1, NULL, cmd_alert_rule_disable },
+        { "alert-rule", "delete", "NAME", "delete an alert rule", 1, 1, NULL, cmd_alert_rule_delete },
+        { "webhook", "list", "", "list webhooks and their deliveries", 0, 0, NULL, cmd_webhook_list },
+        { "webhook", "add", "URL [--description TEXT]", "send alerts to URL (HTTP POST, JSON)", 1, 1, WEBHOOK_OPTS, cmd_webhook_add },
+        { "webhook", "delete", "ID", "delete a webhook", 1, 1, NULL, cmd_webhook_delete },
+        { "assess", "add", "NAME --node-exporter URL", "add a physical server to the consolidation assessment", 1, 1,
+          ASSESS_ADD_OPTS, cmd_assess_add },
+        { "assess", "list", "", "list the servers being assessed", 0, 0, NULL, cmd_assess_list },
+        { "assess", "remove", "NAME", "remove a server from the assessment", 1, 1, NULL, cmd_assess_remove },
+        { "assess", "report", "[--host-cpus N] [--host-memory-mib MIB] [--window 7d] ...",
+          "rank the servers and plan their consolidation onto hosts", 0, 0, ASSESS_REPORT_OPTS, cmd_assess_report },
 };
 
 static bool is_noun(const char *s) {
@@ -170,7 +331,7 @@ static void usage_main(FILE *f) {
                 const Command *c = &COMMANDS[i];
                 char left[64];
                 snprintf(left, sizeof left, "%s%s%s", c->noun, c->verb ? " " : "", c->verb ? c->verb : "");
-                fprintf(f, "  %-16s %s\n", left, c->summary);
+                fprintf(f, "  %-18s %s\n", left, c->summary);
         }
         fprintf(f, "\nOptions (before or after the command):\n");
         print_opts(f, GLOBAL_OPTS);

@@ -268,9 +268,70 @@ int cmd_job_cancel(Ctx *c, const Command *cmd, const Args *a);
 int cmd_event_list(Ctx *c, const Command *cmd, const Args *a);
 int cmd_audit_list(Ctx *c, const Command *cmd, const Args *a);
 
+/* placement (cmd_place.c) */
+int cmd_group_set_reserves(Ctx *c, const Command *cmd, const Args *a);
+int cmd_group_show_policy(Ctx *c, const Command *cmd, const Args *a);
+int cmd_vm_rate(Ctx *c, const Command *cmd, const Args *a);
+int cmd_rule_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_rule_create(Ctx *c, const Command *cmd, const Args *a);
+int cmd_rule_update(Ctx *c, const Command *cmd, const Args *a);
+int cmd_rule_delete(Ctx *c, const Command *cmd, const Args *a);
+int cmd_plan_consolidate(Ctx *c, const Command *cmd, const Args *a);
+
+/* monitoring (cmd_monitor.c) */
+int cmd_perf_show(Ctx *c, const Command *cmd, const Args *a);
+int cmd_health(Ctx *c, const Command *cmd, const Args *a);
+int cmd_alert_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_alert_ack(Ctx *c, const Command *cmd, const Args *a);
+int cmd_alert_rule_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_alert_rule_create(Ctx *c, const Command *cmd, const Args *a);
+int cmd_alert_rule_enable(Ctx *c, const Command *cmd, const Args *a);
+int cmd_alert_rule_disable(Ctx *c, const Command *cmd, const Args *a);
+int cmd_alert_rule_delete(Ctx *c, const Command *cmd, const Args *a);
+int cmd_webhook_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_webhook_add(Ctx *c, const Command *cmd, const Args *a);
+int cmd_webhook_delete(Ctx *c, const Command *cmd, const Args *a);
+int cmd_assess_add(Ctx *c, const Command *cmd, const Args *a);
+int cmd_assess_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_assess_remove(Ctx *c, const Command *cmd, const Args *a);
+int cmd_assess_report(Ctx *c, const Command *cmd, const Args *a);
+
 int cmd_user_list(Ctx *c, const Command *cmd, const Args *a);
 int cmd_user_create(Ctx *c, const Command *cmd, const Args *a);
 int cmd_user_delete(Ctx *c, const Command *cmd, const Args *a);
+
+/* cmd_ha.c: migration, maintenance, clusters, HA, fencing */
+extern const OptSpec HA_MIGRATE_OPTS[], HA_MAINTENANCE_OPTS[], HA_CLUSTER_CREATE_OPTS[], HA_VM_HA_OPTS[];
+int cmd_vm_migrate(Ctx *c, const Command *cmd, const Args *a);
+int cmd_vm_ha(Ctx *c, const Command *cmd, const Args *a);
+int cmd_host_maintenance(Ctx *c, const Command *cmd, const Args *a);
+int cmd_host_set_fence(Ctx *c, const Command *cmd, const Args *a);
+int cmd_cluster_create(Ctx *c, const Command *cmd, const Args *a);
+int cmd_cluster_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_cluster_show(Ctx *c, const Command *cmd, const Args *a);
+int cmd_cluster_delete(Ctx *c, const Command *cmd, const Args *a);
+
+/* library, templates, grants (cmd_library.c) */
+extern const OptSpec LIBRARY_LIST_OPTS[], LIBRARY_IMPORT_OPTS[], TEMPLATE_CREATE_OPTS[], TEMPLATE_DEPLOY_OPTS[],
+        VM_TO_TEMPLATE_OPTS[], GRANT_CREATE_OPTS[];
+int cmd_library_add_share(Ctx *c, const Command *cmd, const Args *a);
+int cmd_library_shares(Ctx *c, const Command *cmd, const Args *a);
+int cmd_library_remove_share(Ctx *c, const Command *cmd, const Args *a);
+int cmd_library_refresh(Ctx *c, const Command *cmd, const Args *a);
+int cmd_library_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_library_import(Ctx *c, const Command *cmd, const Args *a);
+int cmd_template_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_template_show(Ctx *c, const Command *cmd, const Args *a);
+int cmd_template_create(Ctx *c, const Command *cmd, const Args *a);
+int cmd_template_delete(Ctx *c, const Command *cmd, const Args *a);
+int cmd_template_deploy(Ctx *c, const Command *cmd, const Args *a);
+/* "vm create": with --template a deploy, else cmd_vm_create. */
+int cmd_vm_create_any(Ctx *c, const Command *cmd, const Args *a);
+int cmd_vm_to_template(Ctx *c, const Command *cmd, const Args *a);
+int cmd_grant_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_grant_create(Ctx *c, const Command *cmd, const Args *a);
+int cmd_grant_delete(Ctx *c, const Command *cmd, const Args *a);
+int cmd_self_service(Ctx *c, const Command *cmd, const Args *a);
 
 /* Prints "armada: <message>" on stderr; returns EXIT_ERROR. */
 int fail(const char *fmt, ...) _printf_(1, 2);

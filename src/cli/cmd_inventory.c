@@ -343,27 +343,6 @@ int cmd_vm_show(Ctx *c, const Command *cmd, const Args *a) {
         return 0;
 }
 
-/* A VM belongs to the host group of its host. --group on vm create is a
- * guard: it refuses a host outside that group (or its subgroups) instead of
- * creating the VM somewhere the administrator did not mean. */
-static int check_host_in_group(Ctx *c, const char *host, const char *group) {
-        int64_t host_id, group_id;
-        _cleanup_json_ json_t *h = NULL;
-        int r = resolve(c, "host-groups", "path", group, "host group", &group_id, NULL);
-        if (r)
-                return r;
-        r = resolve(c, "hosts", "name", host, "host", &host_id, &h);
-        if (r)
-                return r;
-        _cleanup_free_ char *want = group_path_normalize(group);
-        _cleanup_free_ char *have = group_path_normalize(jstr(h, "group_path") ? jstr(h, "group_path") : "");
-        size_t n = strlen(want);
-        if (n == 0 || streq(have, want) || (strncmp(have, want, n) == 0 && have[n] == '/'))
-                return 0;
-        return fail("host '%s' is in host group '%s', not in '%s'", host,
-                    jstr(h, "group_path") ? jstr(h, "group_path") : "?", group);
-}
-
 static const char *const DOMAIN_TYPES[] = { "auto", "kvm", "qemu" };
 
 int cmd_vm_create(Ctx *c, const Command *cmd, const Args *a) {
@@ -373,8 +352,8 @@ int cmd_vm_create(Ctx *c, const Command *cmd, const Args *a) {
         int64_t cpus;
         uint64_t mem_bytes, disk_bytes;
 
-        if (!host || !cpus_s || !mem_s || !disk)
-                return fail("vm create needs --host, --cpus, --memory and --disk; see 'armada vm create --help'");
+        if (!cpus_s || !mem_s || !disk)
+                return fail("vm create needs --cpus, --memory and --disk; see 'armada vm create --help'");
         if (parse_i64(cpus_s, &cpus) < 0 || cpus < 1 || cpus > 4096)
                 return fail("--cpus must be a whole number from 1 to 4096, not '%s'", cpus_s);
         /* --memory is in MiB; "4G" and "512M" are accepted too. */
@@ -394,24 +373,29 @@ int cmd_vm_create(Ctx *c, const Command *cmd, const Args *a) {
          * number as bytes: always send a unit. */
         _cleanup_free_ char *disk_size = str_is_digits(disk) ? xasprintf("%sG", disk) : xstrdup(disk);
 
-        _cleanup_json_ json_t *body = json_pack("{s:s, s:s, s:I, s:I, s:s}", "name", a->pos[0], "host", host,
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:I, s:I, s:s}", "name", a->pos[0],
                                                 "cpus", (json_int_t) cpus, "memory_mib",
                                                 (json_int_t) (mem_bytes >> 20), "disk_size", disk_size);
         if (!body)
                 return fail("arguments must be valid UTF-8");
+        /* Without --host the server's placement picks the best-rated host in
+         * --group; with both, the server checks the host is in the group. */
+        if (host)
+                json_object_set_new(body, "host", json_string(host));
+        if (args_get(a, "group"))
+                json_object_set_new(body, "group", json_string(args_get(a, "group")));
         if (dtype)
                 json_object_set_new(body, "domain_type", json_string(dtype));
         if (args_get(a, "description"))
                 json_object_set_new(body, "description", json_string(args_get(a, "description")));
-        if (args_get(a, "group")) {
-                int r = check_host_in_group(c, host, args_get(a, "group"));
-                if (r)
-                        return r;
-        }
         _cleanup_json_ json_t *reply = NULL;
         int r = api_call(c, "POST", "/vms", body, &reply);
         if (r)
                 return r;
+        json_t *pl = json_object_get(reply, "placement");
+        if (pl && c->output == OUTPUT_TABLE)
+                outf("placement chose host '%s' (rating %.1f, %.1f of 5 stars)", jstr(pl, "host") ? jstr(pl, "host") : "?",
+                     json_number_value(json_object_get(pl, "rating")), json_number_value(json_object_get(pl, "stars")));
         return job_started(c, reply);
 }
 

@@ -13,9 +13,13 @@
 
 #include "api/api.h"
 #include "auth/auth.h"
+#include "ha/ha.h"
 #include "hv/hv.h"
 #include "inventory/inventory.h"
 #include "jobs/jobs.h"
+#include "library/library.h"
+#include "inventory/inventory-monitor.h"
+#include "monitor/monitor.h"
 #include "store/store.h"
 #include "util/util.h"
 
@@ -33,6 +37,9 @@ typedef struct {
         int refresh_interval_ms;
         int stop_timeout_s;
         int token_ttl_s;
+        int ha_declare_ms;
+        int fence_timeout_s;
+        int monitor_interval_ms, monitor_webhook_backoff_ms, monitor_assess_interval_ms, monitor_usage_window_ms;
         char *admin_user;
         char *log_level;
         char **ensure_hosts;     /* "name=uri" */
@@ -57,10 +64,18 @@ static int config_set(Config *c, const char *key, const char *val) {
         else if (streq(key, "web-dir")) set_str(&c->web_dir, val);
         else if (streq(key, "admin-user")) set_str(&c->admin_user, val);
         else if (streq(key, "log-level")) set_str(&c->log_level, val);
-        else if (streq(key, "ensure-host")) {
+        else if (streq(key, "library-upload-max")) {
+                uint64_t b;
+                if (size_parse(val, 1, &b) < 0 || b == 0) {
+                        fprintf(stderr, "armadad: 'library-upload-max' must be a size such as 64G, not '%s'\n", val);
+                        return -EINVAL;
+                }
+                library_configure(&(LibraryConfig) { .upload_max_bytes = b });
+        } else if (streq(key, "ensure-host")) {
                 c->ensure_hosts = xrealloc(c->ensure_hosts, sizeof(char *) * (c->n_ensure_hosts + 1));
                 c->ensure_hosts[c->n_ensure_hosts++] = xstrdup(val);
-        } else if (streq(key, "workers") || streq(key, "refresh-interval-ms") || streq(key, "stop-timeout-s") || streq(key, "token-ttl-s")) {
+        } else if (streq(key, "workers") || streq(key, "refresh-interval-ms") || streq(key, "stop-timeout-s") || streq(key, "token-ttl-s") ||
+                   streq(key, "ha-declare-ms") || streq(key, "fence-timeout-s") || strncmp(key, "monitor-", 8) == 0) {
                 if (parse_i64(val, &n) < 0 || n <= 0 || n > 100000000) {
                         fprintf(stderr, "armadad: '%s' must be a positive whole number, not '%s'\n", key, val);
                         return -EINVAL;
@@ -68,6 +83,16 @@ static int config_set(Config *c, const char *key, const char *val) {
                 if (streq(key, "workers")) c->workers = (int) n;
                 else if (streq(key, "refresh-interval-ms")) c->refresh_interval_ms = (int) n;
                 else if (streq(key, "stop-timeout-s")) c->stop_timeout_s = (int) n;
+                else if (streq(key, "ha-declare-ms")) c->ha_declare_ms = (int) n;
+                else if (streq(key, "fence-timeout-s")) c->fence_timeout_s = (int) n;
+                else if (streq(key, "monitor-interval-ms")) c->monitor_interval_ms = (int) n;
+                else if (streq(key, "monitor-webhook-backoff-ms")) c->monitor_webhook_backoff_ms = (int) n;
+                else if (streq(key, "monitor-assess-interval-ms")) c->monitor_assess_interval_ms = (int) n;
+                else if (streq(key, "monitor-usage-window-ms")) c->monitor_usage_window_ms = (int) n;
+                else if (strncmp(key, "monitor-", 8) == 0) {
+                        fprintf(stderr, "armadad: unknown setting '%s'\n", key);
+                        return -EINVAL;
+                }
                 else c->token_ttl_s = (int) n;
         } else {
                 fprintf(stderr, "armadad: unknown setting '%s'\n", key);
@@ -122,6 +147,14 @@ static void usage(void) {
              "  --refresh-interval-ms N    how often every host is checked (default 5000)\n"
              "  --stop-timeout-s N         default wait for a guest shutdown before power-off (60)\n"
              "  --token-ttl-s N            lifetime of a login token (default 43200)\n"
+             "  --ha-declare-ms N          a cluster member whose connection is dead this long is declared\n"
+             "                             failed, fenced and its HA VMs restarted (default 3000)\n"
+             "  --fence-timeout-s N        a fence command running longer has failed (default 60)\n"
+             "  --monitor-interval-ms N    how often every host and VM is sampled (default 10000)\n"
+             "  --monitor-webhook-backoff-ms N  first webhook retry delay, doubling (default 1000)\n"
+             "  --monitor-assess-interval-ms N  node_exporter scrape interval of the assessment (default 60000)\n"
+             "  --monitor-usage-window-ms N     window of the measured load placement uses (default 300000)\n"
+             "  --library-upload-max SIZE  largest library upload accepted (default 64G)\n"
              "  --admin-user NAME          name of the first administrator (default admin)\n"
              "  --ensure-host NAME=URI     register this host at start-up when missing (repeatable)\n"
              "  --log-level LEVEL          debug, info, warn or error (default info)");
@@ -194,6 +227,11 @@ static void ensure_hosts(Store *st, Jobs *jobs, const Config *c) {
         }
 }
 
+/* The monitor reads hosts through the inventory's connections. */
+static int monitor_each_conn(void *source, MonitorConnFn fn, void *userdata) {
+        return inventory_each_connection(source, fn, userdata);
+}
+
 int main(int argc, char **argv) {
         Config c = { 0 };
         set_str(&c.listen, "127.0.0.1:8080");
@@ -209,8 +247,12 @@ int main(int argc, char **argv) {
                 { "tls-self-signed", no_argument, NULL, 0 }, { "insecure-http", no_argument, NULL, 0 },
                 { "web-dir", required_argument, NULL, 0 }, { "workers", required_argument, NULL, 0 },
                 { "refresh-interval-ms", required_argument, NULL, 0 }, { "stop-timeout-s", required_argument, NULL, 0 },
-                { "token-ttl-s", required_argument, NULL, 0 }, { "admin-user", required_argument, NULL, 0 },
+                { "token-ttl-s", required_argument, NULL, 0 },
+                { "ha-declare-ms", required_argument, NULL, 0 }, { "fence-timeout-s", required_argument, NULL, 0 }, { "admin-user", required_argument, NULL, 0 },
+                { "monitor-interval-ms", required_argument, NULL, 0 }, { "monitor-webhook-backoff-ms", required_argument, NULL, 0 },
+                { "monitor-assess-interval-ms", required_argument, NULL, 0 }, { "monitor-usage-window-ms", required_argument, NULL, 0 },
                 { "ensure-host", required_argument, NULL, 0 }, { "log-level", required_argument, NULL, 0 },
+                { "library-upload-max", required_argument, NULL, 0 },
                 { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
         };
         /* The configuration file first, so flags override it. */
@@ -293,12 +335,22 @@ int main(int argc, char **argv) {
         Jobs *jobs = NULL;
         Inventory *inv = NULL;
         Api *api = NULL;
+        Ha *ha = NULL;
+        Monitor *mon = NULL;
         InventoryConfig icfg = { .refresh_interval_ms = c.refresh_interval_ms, .stop_timeout_s = c.stop_timeout_s };
         (void) jobs_new(st, (unsigned) c.workers, &jobs);
         (void) inventory_new(st, jobs, &icfg, &inv);
         inventory_register_jobs(inv);
+        library_register_jobs(jobs, inv);
+        HaConfig hcfg = { .declare_ms = c.ha_declare_ms, .fence_timeout_ms = c.fence_timeout_s * 1000 };
+        (void) ha_new(st, jobs, inv, &hcfg, &ha);
+        ha_register_jobs(ha);
         ensure_hosts(st, jobs, &c);
-        if (jobs_start(jobs) < 0 || inventory_start(inv) < 0) {
+        MonitorConfig mcfg = { .interval_ms = c.monitor_interval_ms, .webhook_backoff_ms = c.monitor_webhook_backoff_ms,
+                               .assess_interval_ms = c.monitor_assess_interval_ms, .usage_window_ms = c.monitor_usage_window_ms,
+                               .each_conn = monitor_each_conn, .conn_source = inv };
+        (void) monitor_new(st, &mcfg, &mon);
+        if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0) {
                 fprintf(stderr, "armadad: cannot start worker threads\n");
                 return 1;
         }
@@ -317,7 +369,12 @@ int main(int argc, char **argv) {
         int sig = 0;
         sigwait(&sigs, &sig);
         log_info("received signal %d; shutting down", sig);
+        /* Outside in: no new requests, then no job running (handlers use the
+         * modules below), then the modules, the connections, the database. */
         api_free(api);
+        jobs_stop(jobs);
+        monitor_free(mon);
+        ha_free(ha);
         inventory_free(inv);
         jobs_free(jobs);
         store_free(st);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "inventory-priv.h"
+#include "store/store-ha.h"
 
 /* Holds what every VM job needs: the VM, its host and a live link. */
 typedef struct {
@@ -91,18 +92,29 @@ static int job_vm_create(JobCtx *ctx, void *userdata) {
                 .name = v.vm.name, .uuid = v.vm.uuid, .domain_type = dtype, .vcpus = v.vm.cpus,
                 .memory_mib = v.vm.memory_mib, .description = v.vm.description[0] ? v.vm.description : NULL, .vnc = true,
         };
+        /* A cluster member's VMs keep their disks on the cluster's shared
+         * storage (one pool per cluster, defined on each member). */
+        const char *pool = v.host.pool, *pool_dir = v.host.pool_path[0] ? v.host.pool_path : "/var/lib/libvirt/images/armada";
+        char cluster_pool[64];
+        int64_t cluster_id;
+        _cleanup_free_ char *shared = NULL;
+        if (store_cluster_of_host(ctx->st, v.host.id, &cluster_id, &shared) == 0) {
+                snprintf(cluster_pool, sizeof cluster_pool, "armada-cluster-%lld", (long long) cluster_id);
+                pool = cluster_pool;
+                pool_dir = shared;
+        }
         if (disk_bytes > 0) {
                 _cleanup_free_ char *pool_path = NULL;
-                if (hv_pool_ensure(c, v.host.pool, v.host.pool_path[0] ? v.host.pool_path : "/var/lib/libvirt/images/armada", &pool_path) < 0) {
-                        r = job_fail(ctx, -EIO, "Cannot prepare storage pool '%s' on host '%s': %s", v.host.pool, v.host.name, hv_last_error());
+                if (hv_pool_ensure(c, pool, pool_dir, &pool_path) < 0) {
+                        r = job_fail(ctx, -EIO, "Cannot prepare storage pool '%s' on host '%s': %s", pool, v.host.name, hv_last_error());
                         goto fail;
                 }
-                job_progress(ctx, 20, "storage pool '%s' ready", v.host.pool);
+                job_progress(ctx, 20, "storage pool '%s' ready", pool);
                 _cleanup_free_ char *vol = xasprintf("%s-%.8s-vda.qcow2", v.vm.name, v.vm.uuid);
-                r = hv_volume_create(c, v.host.pool, vol, "qcow2", disk_bytes, &vol_path);
+                r = hv_volume_create(c, pool, vol, "qcow2", disk_bytes, &vol_path);
                 if (r < 0) {
                         r = job_fail(ctx, r, "Cannot create the %llu MiB disk of VM '%s' in pool '%s' on host '%s': %s",
-                                     (unsigned long long) (disk_bytes >> 20), v.vm.name, v.host.pool, v.host.name, hv_last_error());
+                                     (unsigned long long) (disk_bytes >> 20), v.vm.name, pool, v.host.name, hv_last_error());
                         goto fail;
                 }
                 StoreDisk d = { .target = "vda", .size_bytes = disk_bytes, .owned = true };

@@ -206,6 +206,40 @@ static bool vm_is_busy(Store *st, int64_t vm_id) {
                                "i", vm_id) == 0 && n > 0;
 }
 
+/* A VM running here that Armada runs on another host in service (a
+ * failover restarted it there while this host was cut off): the copy here
+ * is stale and must not run twice. The restarted copy wins; this one is
+ * powered off and its definition removed. Caller holds l->op_lock. */
+static bool stale_copy(Inventory *inv, Link *l, const StoreHost *h, const StoreVm *vm, const HvDomainInfo *d) {
+        StoreHost owner;
+        if ((d->state != HV_STATE_RUNNING && d->state != HV_STATE_BLOCKED) || !streq(vm->state, "running") ||
+            store_host_get(inv->st, vm->host_id, &owner) < 0 || !streq(owner.state, "ok"))
+                return false;
+        /* Only when it really runs there too; otherwise it moved (a
+         * migration outside Armada) and the record follows it. */
+        Link *ol = NULL;
+        char why[256];
+        if (link_acquire(inv, &owner, &ol, why, sizeof why) < 0)
+                return false;
+        HvState os;
+        bool twice = hv_domain_state(ol->conn, d->uuid, &os) == 0 && (os == HV_STATE_RUNNING || os == HV_STATE_BLOCKED);
+        link_release(inv, ol);
+        if (!twice)
+                return false;
+        int r = hv_domain_kill(l->conn, d->uuid);
+        const char *err = r < 0 && r != -EBUSY ? hv_last_error() : NULL;
+        _cleanup_free_ char *msg = err
+                ? xasprintf("VM '%s' runs on host '%s' and also on host '%s', which came back; the copy on '%s' could not be"
+                            " powered off: %s", vm->name, owner.name, h->name, h->name, err)
+                : xasprintf("VM '%s' runs on host '%s'; a stale copy on host '%s', which came back, was powered off and"
+                            " its definition there removed.", vm->name, owner.name, h->name);
+        if (!err)
+                (void) hv_domain_undefine(l->conn, d->uuid);
+        (void) store_event_add(inv->st, err ? "error" : "warning", "vm.stale-copy", "vm", vm->id, vm->name, vm->owner_id, msg);
+        log_warn("%s", msg);
+        return true;
+}
+
 static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
         HvDomainInfo *doms = NULL;
         size_t n = 0;
@@ -239,6 +273,8 @@ static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
                 if (vm.host_id != h->id) {
                         if (d->state == HV_STATE_SHUTOFF)
                                 continue; /* a stale definition; the VM lives where Armada placed it */
+                        if (stale_copy(inv, l, h, &vm, d))
+                                continue;
                         _cleanup_free_ char *msg = xasprintf("VM '%s' is %s on host '%s'; Armada had it on host id %lld. Its record now follows it.",
                                                              vm.name, state, h->name, (long long) vm.host_id);
                         (void) store_vm_set_host(inv->st, vm_id, h->id);
@@ -279,7 +315,8 @@ static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
 
 static void host_unreachable(Inventory *inv, const StoreHost *h, const char *why) {
         _cleanup_free_ char *reason = xasprintf("%s", why);
-        if (streq(h->state, "maintenance"))
+        /* ha owns the state of a failed or fenced cluster member. */
+        if (streq(h->state, "maintenance") || streq(h->state, "failed") || streq(h->state, "fenced"))
                 return;
         if (store_host_set_state(inv->st, h->id, "unreachable", reason) > 0) {
                 _cleanup_free_ char *msg = xasprintf("Host '%s' is unreachable: %s", h->name, why);

@@ -70,6 +70,11 @@ void job_progress(JobCtx *ctx, int percent, const char *step_fmt, ...) {
 }
 
 bool job_cancel_requested(JobCtx *ctx) {
+        pthread_mutex_lock(&ctx->jobs->lock);
+        bool stopping = ctx->jobs->stopping;
+        pthread_mutex_unlock(&ctx->jobs->lock);
+        if (stopping)
+                return true; /* armadad is shutting down: stop where it is safe, resume after restart */
         bool c = false;
         (void) store_job_cancel_requested(ctx->st, ctx->job->id, &c);
         return c;
@@ -96,7 +101,17 @@ static void run_one(Jobs *j, StoreJob *job) {
         else
                 r = h->fn(&ctx, h->userdata);
         _cleanup_free_ char *result = ctx.result ? json_dumps(ctx.result, JSON_COMPACT) : NULL;
-        if (r == -ECANCELED) {
+        pthread_mutex_lock(&j->lock);
+        bool stopping = j->stopping;
+        pthread_mutex_unlock(&j->lock);
+        bool asked = false;
+        (void) store_job_cancel_requested(j->st, job->id, &asked);
+        if (r == -ECANCELED && stopping && !asked) {
+                /* Interrupted by shutdown, not by a user: leave it running so
+                 * the next start resumes it (or fails it, when unsafe). */
+                log_info("job %lld %s on '%s' interrupted by shutdown; it will be recovered at the next start",
+                         (long long) job->id, job->kind, job->target_name);
+        } else if (r == -ECANCELED) {
                 (void) store_job_finish(j->st, job->id, "cancelled", ctx.error[0] ? ctx.error : "cancelled on request", result);
                 log_info("job %lld %s on '%s' cancelled", (long long) job->id, job->kind, job->target_name);
         } else if (r < 0) {

@@ -42,15 +42,17 @@ int jobs_start(Jobs *j);
 /* Queues a job and wakes a worker. params may be NULL (borrowed). */
 int jobs_submit(Jobs *j, const char *kind, const char *target_kind, int64_t target_id,
                 const char *target_name, int64_t owner_id, json_t *params, int64_t *ret_id);
-/* Stops the workers after their current jobs (which see a cancel request
- * only if they were asked). Idempotent. */
+/* Stops the workers after their current jobs, which see
+ * job_cancel_requested() turn true. Idempotent. */
 void jobs_stop(Jobs *j);
 Jobs *jobs_free(Jobs *j);
 
 /* ---- for handlers ---- */
 /* Records progress (0-100, monotone) and the step being done. */
 void job_progress(JobCtx *ctx, int percent, const char *step_fmt, ...) _printf_(3, 4);
-/* True once a cancel was requested for this job. */
+/* True once a cancel was requested for this job, or armadad is shutting
+ * down (a handler that then returns -ECANCELED is left "running" and
+ * recovered at the next start). */
 bool job_cancel_requested(JobCtx *ctx);
 /* Sets the error sentence and returns code (negative), for `return job_fail(...)`. */
 int job_fail(JobCtx *ctx, int code, const char *fmt, ...) _printf_(3, 4);

@@ -1,6 +1,801 @@
-/* The monitor capability's tables and SQL (see store.h for the conventions). */
-#include "store.h"
+/* The monitor capability's tables and SQL (see store-monitor.h). */
+#include "store-monitor.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+const char *const store_perf_metric_names[STORE_PERF__COUNT] = {
+        "cpu", "memory", "memory_pct", "disk_read", "disk_write", "disk_iops", "net_rx", "net_tx", "pool_pct",
+};
+const char *const store_perf_metric_units[STORE_PERF__COUNT] = {
+        "percent", "MiB", "percent", "bytes/s", "bytes/s", "requests/s", "bytes/s", "bytes/s", "percent",
+};
+
+#define PERF_COLS "cpu REAL, memory REAL, memory_pct REAL, disk_read REAL, disk_write REAL, disk_iops REAL," \
+                  " net_rx REAL, net_tx REAL, pool_pct REAL"
+#define ROLLUP_COLS PERF_COLS ", cpu_max REAL, memory_max REAL, memory_pct_max REAL, disk_read_max REAL," \
+                    " disk_write_max REAL, disk_iops_max REAL, net_rx_max REAL, net_tx_max REAL, pool_pct_max REAL"
 
 const StoreMigration store_migrations_monitor[] = {
+        { "monitor-1",
+        "CREATE TABLE perf_raw (kind INTEGER NOT NULL, object_id INTEGER NOT NULL, at INTEGER NOT NULL, " PERF_COLS ","
+        "  PRIMARY KEY(kind, object_id, at)) WITHOUT ROWID;"
+        "CREATE INDEX perf_raw_at ON perf_raw(at);"
+        "CREATE TABLE perf_5m (kind INTEGER NOT NULL, object_id INTEGER NOT NULL, at INTEGER NOT NULL, n INTEGER NOT NULL, "
+        ROLLUP_COLS ", PRIMARY KEY(kind, object_id, at)) WITHOUT ROWID;"
+        "CREATE INDEX perf_5m_at ON perf_5m(at);"
+        "CREATE TABLE perf_1h (kind INTEGER NOT NULL, object_id INTEGER NOT NULL, at INTEGER NOT NULL, n INTEGER NOT NULL, "
+        ROLLUP_COLS ", PRIMARY KEY(kind, object_id, at)) WITHOUT ROWID;"
+        "CREATE INDEX perf_1h_at ON perf_1h(at);"
+        "CREATE TABLE perf_latest (kind INTEGER NOT NULL, object_id INTEGER NOT NULL, at INTEGER NOT NULL, " PERF_COLS ","
+        "  detail TEXT, PRIMARY KEY(kind, object_id)) WITHOUT ROWID;"
+        "CREATE TABLE alert_rule ("
+        "  id INTEGER PRIMARY KEY,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  object_kind TEXT NOT NULL,"
+        "  metric TEXT NOT NULL,"
+        "  comparison TEXT NOT NULL,"
+        "  threshold REAL,"
+        "  state_value TEXT,"
+        "  duration_s INTEGER NOT NULL DEFAULT 0,"
+        "  severity TEXT NOT NULL,"
+        "  scope TEXT NOT NULL DEFAULT 'all',"
+        "  scope_id INTEGER,"
+        "  enabled INTEGER NOT NULL DEFAULT 1,"
+        "  builtin INTEGER NOT NULL DEFAULT 0,"
+        "  description TEXT,"
+        "  created_at INTEGER NOT NULL);"
+        "INSERT INTO alert_rule(name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, builtin, description, created_at) VALUES"
+        " ('host-unreachable', 'host', 'state', '==', NULL, 'unreachable', 0, 'critical', 1, 'A host does not answer.', CAST(strftime('%s','now') AS INTEGER) * 1000),"
+        " ('host-memory-high', 'host', 'memory_pct', '>', 90, NULL, 300, 'warning', 1, 'A host has used more than 90 % of its memory for 5 minutes.', CAST(strftime('%s','now') AS INTEGER) * 1000),"
+        " ('vm-crashed', 'vm', 'state', '==', NULL, 'crashed', 0, 'critical', 1, 'A VM crashed.', CAST(strftime('%s','now') AS INTEGER) * 1000),"
+        " ('pool-full', 'host', 'pool_pct', '>', 85, NULL, 0, 'warning', 1, 'A host''s storage pool is more than 85 % allocated.', CAST(strftime('%s','now') AS INTEGER) * 1000);"
+        "CREATE TABLE alert ("
+        "  id INTEGER PRIMARY KEY,"
+        "  rule_id INTEGER REFERENCES alert_rule(id) ON DELETE SET NULL,"
+        "  rule_name TEXT NOT NULL,"
+        "  object_kind TEXT NOT NULL,"
+        "  object_id INTEGER NOT NULL,"
+        "  object_name TEXT,"
+        "  severity TEXT NOT NULL,"
+        "  state TEXT NOT NULL,"
+        "  message TEXT NOT NULL,"
+        "  value REAL,"
+        "  opened_at INTEGER NOT NULL,"
+        "  updated_at INTEGER NOT NULL,"
+        "  resolved_at INTEGER,"
+        "  acknowledged_at INTEGER,"
+        "  acknowledged_by TEXT);"
+        "CREATE UNIQUE INDEX alert_open_idx ON alert(rule_id, object_kind, object_id) WHERE state = 'open';"
+        "CREATE INDEX alert_state_idx ON alert(state, id);"
+        "CREATE TABLE webhook ("
+        "  id INTEGER PRIMARY KEY,"
+        "  url TEXT NOT NULL UNIQUE,"
+        "  description TEXT,"
+        "  enabled INTEGER NOT NULL DEFAULT 1,"
+        "  last_status TEXT,"
+        "  last_attempt_at INTEGER,"
+        "  last_delivered_at INTEGER,"
+        "  created_at INTEGER NOT NULL);"
+        "CREATE TABLE webhook_delivery ("
+        "  id INTEGER PRIMARY KEY,"
+        "  webhook_id INTEGER NOT NULL REFERENCES webhook(id) ON DELETE CASCADE,"
+        "  payload TEXT NOT NULL,"
+        "  state TEXT NOT NULL DEFAULT 'pending',"
+        "  attempts INTEGER NOT NULL DEFAULT 0,"
+        "  next_at INTEGER NOT NULL,"
+        "  last_status TEXT,"
+        "  created_at INTEGER NOT NULL,"
+        "  finished_at INTEGER);"
+        "CREATE INDEX webhook_delivery_due ON webhook_delivery(state, next_at);"
+        "CREATE TABLE monitor_stat (key TEXT PRIMARY KEY, value REAL NOT NULL);"
+        "CREATE TABLE assess_server ("
+        "  id INTEGER PRIMARY KEY,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  source TEXT NOT NULL DEFAULT 'node-exporter',"
+        "  url TEXT NOT NULL,"
+        "  cpus INTEGER,"
+        "  memory_mib REAL,"
+        "  last_sample_at INTEGER,"
+        "  last_error TEXT,"
+        "  created_at INTEGER NOT NULL);"
+        "CREATE TABLE assess_sample ("
+        "  server_id INTEGER NOT NULL REFERENCES assess_server(id) ON DELETE CASCADE,"
+        "  at INTEGER NOT NULL,"
+        "  cpu_pct REAL, memory_used_mib REAL, disk_iops REAL, disk_bps REAL, net_mbit REAL,"
+        "  PRIMARY KEY(server_id, at)) WITHOUT ROWID;" },
         { NULL, NULL },
 };
+
+int store_perf_metric_parse(const char *name, StorePerfMetric *ret) {
+        for (int i = 0; name && i < STORE_PERF__COUNT; i++)
+                if (streq(name, store_perf_metric_names[i])) {
+                        *ret = (StorePerfMetric) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+/* ------------------------------------------------------------------ */
+/* bulk statements: one prepared statement reused for every row */
+
+static int db_fail(Store *st, const char *what) {
+        log_error("database error in %s: %s", what, sqlite3_errmsg(store_db(st)));
+        return -EIO;
+}
+
+static void bind_num(sqlite3_stmt *s, int idx, double v) {
+        if (isfinite(v))
+                sqlite3_bind_double(s, idx, v);
+        else
+                sqlite3_bind_null(s, idx);
+}
+
+static int prepare(Store *st, const char *sql, sqlite3_stmt **ret) {
+        sqlite3 *db = store_db(st);
+        if (!db)
+                return -EIO;
+        if (sqlite3_prepare_v2(db, sql, -1, ret, NULL) != SQLITE_OK)
+                return db_fail(st, "prepare");
+        return 0;
+}
+
+static int step_reset(Store *st, sqlite3_stmt *s, const char *what) {
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+        return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_fail(st, what);
+}
+
+int store_perf_insert_raw(Store *st, const StorePerfSample *s, size_t n) {
+        sqlite3_stmt *stmt;
+        int r = prepare(st, "INSERT OR REPLACE INTO perf_raw VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", &stmt);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                sqlite3_bind_int(stmt, 1, s[i].kind);
+                sqlite3_bind_int64(stmt, 2, s[i].object_id);
+                sqlite3_bind_int64(stmt, 3, s[i].at);
+                for (int m = 0; m < STORE_PERF__COUNT; m++)
+                        bind_num(stmt, 4 + m, s[i].v[m]);
+                r = step_reset(st, stmt, "perf_raw");
+        }
+        sqlite3_finalize(stmt);
+        return r;
+}
+
+int store_perf_insert_rollups(Store *st, StorePerfTier tier, const StorePerfRollup *rows, size_t n) {
+        if (tier != STORE_TIER_5M && tier != STORE_TIER_1H)
+                return -EINVAL;
+        sqlite3_stmt *stmt;
+        int r = prepare(st, tier == STORE_TIER_5M
+                        ? "INSERT OR REPLACE INTO perf_5m VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                        : "INSERT OR REPLACE INTO perf_1h VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &stmt);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                sqlite3_bind_int(stmt, 1, rows[i].kind);
+                sqlite3_bind_int64(stmt, 2, rows[i].object_id);
+                sqlite3_bind_int64(stmt, 3, rows[i].at);
+                sqlite3_bind_int64(stmt, 4, rows[i].n);
+                for (int m = 0; m < STORE_PERF__COUNT; m++) {
+                        bind_num(stmt, 5 + m, rows[i].avg[m]);
+                        bind_num(stmt, 5 + STORE_PERF__COUNT + m, rows[i].max[m]);
+                }
+                r = step_reset(st, stmt, "perf rollup");
+        }
+        sqlite3_finalize(stmt);
+        return r;
+}
+
+int store_perf_set_latest(Store *st, const StorePerfSample *s, const char *const *detail_json, size_t n) {
+        sqlite3_stmt *stmt;
+        int r = prepare(st, "INSERT OR REPLACE INTO perf_latest VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", &stmt);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                sqlite3_bind_int(stmt, 1, s[i].kind);
+                sqlite3_bind_int64(stmt, 2, s[i].object_id);
+                sqlite3_bind_int64(stmt, 3, s[i].at);
+                for (int m = 0; m < STORE_PERF__COUNT; m++)
+                        bind_num(stmt, 4 + m, s[i].v[m]);
+                if (detail_json && detail_json[i])
+                        sqlite3_bind_text(stmt, 4 + STORE_PERF__COUNT, detail_json[i], -1, SQLITE_TRANSIENT);
+                r = step_reset(st, stmt, "perf_latest");
+        }
+        sqlite3_finalize(stmt);
+        return r;
+}
+
+int store_perf_latest_gc(Store *st) {
+        return store_exec(st, "DELETE FROM perf_latest WHERE (kind = 0 AND object_id NOT IN (SELECT id FROM host))"
+                              " OR (kind = 1 AND object_id NOT IN (SELECT id FROM vm))", "");
+}
+
+int store_perf_prune(Store *st, StorePerfTier tier, int64_t before_ms) {
+        static const char *const sql[] = { "DELETE FROM perf_raw WHERE at < ?", "DELETE FROM perf_5m WHERE at < ?",
+                                           "DELETE FROM perf_1h WHERE at < ?" };
+        if ((int) tier < 0 || tier > STORE_TIER_1H)
+                return -EINVAL;
+        int r = store_exec(st, sql[tier], "i", before_ms);
+        return r < 0 ? r : store_changes(st);
+}
+
+int store_perf_query(Store *st, StorePerfTier tier, StorePerfKind kind, int64_t object_id, StorePerfMetric m,
+                     int64_t from, int64_t to, StorePerfPoint **ret) {
+        if ((int) m < 0 || m >= STORE_PERF__COUNT || (int) tier < 0 || tier > STORE_TIER_1H)
+                return -EINVAL;
+        /* Column names come from the fixed table above, never from the user. */
+        const char *col = store_perf_metric_names[m];
+        _cleanup_free_ char *sql = tier == STORE_TIER_RAW
+                ? xasprintf("SELECT at, %s, %s, 1 FROM perf_raw WHERE kind = ? AND object_id = ? AND at >= ? AND at < ?"
+                            " AND %s IS NOT NULL ORDER BY at", col, col, col)
+                : xasprintf("SELECT at, %s, %s_max, n FROM %s WHERE kind = ? AND object_id = ? AND at >= ? AND at < ?"
+                            " AND %s IS NOT NULL ORDER BY at", col, col, tier == STORE_TIER_5M ? "perf_5m" : "perf_1h", col);
+        sqlite3_stmt *stmt;
+        int r = prepare(st, sql, &stmt);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int(stmt, 1, kind);
+        sqlite3_bind_int64(stmt, 2, object_id);
+        sqlite3_bind_int64(stmt, 3, from);
+        sqlite3_bind_int64(stmt, 4, to);
+        StorePerfPoint *pts = NULL;
+        size_t n = 0, cap = 0;
+        int rc;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 256;
+                        pts = xrealloc(pts, cap * sizeof *pts);
+                }
+                pts[n].at = sqlite3_column_int64(stmt, 0);
+                pts[n].avg = sqlite3_column_double(stmt, 1);
+                pts[n].max = sqlite3_column_type(stmt, 2) == SQLITE_NULL ? pts[n].avg : sqlite3_column_double(stmt, 2);
+                pts[n].n = sqlite3_column_int64(stmt, 3);
+                n++;
+        }
+        sqlite3_finalize(stmt);
+        if (rc != SQLITE_DONE) {
+                free(pts);
+                return db_fail(st, "perf query");
+        }
+        *ret = pts;
+        return (int) n;
+}
+
+json_t *store_perf_latest_json(Store *st) {
+        return store_query_json(st, "SELECT kind, object_id, at AS at_ms, cpu, memory, memory_pct, disk_read, disk_write,"
+                                    " disk_iops, net_rx, net_tx, pool_pct, detail AS detail_json FROM perf_latest"
+                                    " ORDER BY kind, object_id", "");
+}
+
+int store_host_usage_set(Store *st, int64_t host_id, double cpu_pct, double memory_used_mib, double disk_io_pct,
+                         double network_pct, int64_t sampled_at) {
+        sqlite3_stmt *stmt;
+        int r = prepare(st, "INSERT OR REPLACE INTO host_usage(host_id, cpu_pct, memory_used_mib, disk_io_pct, network_pct,"
+                            " sampled_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM host WHERE id = ?1)", &stmt);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(stmt, 1, host_id);
+        bind_num(stmt, 2, cpu_pct);
+        bind_num(stmt, 3, memory_used_mib);
+        bind_num(stmt, 4, disk_io_pct);
+        bind_num(stmt, 5, network_pct);
+        sqlite3_bind_int64(stmt, 6, sampled_at);
+        r = step_reset(st, stmt, "host_usage");
+        sqlite3_finalize(stmt);
+        return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* objects */
+
+static void copy_col(char *dst, size_t size, sqlite3_stmt *s, int col) {
+        const unsigned char *t = sqlite3_column_text(s, col);
+        snprintf(dst, size, "%s", t ? (const char *) t : "");
+}
+
+int store_mon_hosts(Store *st, StoreMonHost **ret) {
+        sqlite3_stmt *stmt;
+        int r = prepare(st, "SELECT id, name, group_id, state, coalesce(cpus, 0), coalesce(memory_mib, 0), pool FROM host ORDER BY id", &stmt);
+        if (r < 0)
+                return r;
+        StoreMonHost *a = NULL;
+        size_t n = 0, cap = 0;
+        int rc;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 64;
+                        a = xrealloc(a, cap * sizeof *a);
+                }
+                StoreMonHost *h = &a[n++];
+                memset(h, 0, sizeof *h);
+                h->id = sqlite3_column_int64(stmt, 0);
+                copy_col(h->name, sizeof h->name, stmt, 1);
+                h->group_id = sqlite3_column_int64(stmt, 2);
+                copy_col(h->state, sizeof h->state, stmt, 3);
+                h->cpus = (unsigned) sqlite3_column_int64(stmt, 4);
+                h->memory_mib = (uint64_t) sqlite3_column_int64(stmt, 5);
+                copy_col(h->pool, sizeof h->pool, stmt, 6);
+        }
+        sqlite3_finalize(stmt);
+        if (rc != SQLITE_DONE) {
+                free(a);
+                return db_fail(st, "hosts");
+        }
+        *ret = a;
+        return (int) n;
+}
+
+int store_mon_vms(Store *st, StoreMonVm **ret) {
+        sqlite3_stmt *stmt;
+        int r = prepare(st, "SELECT id, uuid, name, coalesce(host_id, 0), coalesce(owner_id, 0), cpus, memory_mib, state"
+                            " FROM vm ORDER BY id", &stmt);
+        if (r < 0)
+                return r;
+        StoreMonVm *a = NULL;
+        size_t n = 0, cap = 0;
+        int rc;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 256;
+                        a = xrealloc(a, cap * sizeof *a);
+                }
+                StoreMonVm *v = &a[n++];
+                memset(v, 0, sizeof *v);
+                v->id = sqlite3_column_int64(stmt, 0);
+                copy_col(v->uuid, sizeof v->uuid, stmt, 1);
+                copy_col(v->name, sizeof v->name, stmt, 2);
+                v->host_id = sqlite3_column_int64(stmt, 3);
+                v->owner_id = sqlite3_column_int64(stmt, 4);
+                v->cpus = (unsigned) sqlite3_column_int64(stmt, 5);
+                v->memory_mib = (uint64_t) sqlite3_column_int64(stmt, 6);
+                copy_col(v->state, sizeof v->state, stmt, 7);
+        }
+        sqlite3_finalize(stmt);
+        if (rc != SQLITE_DONE) {
+                free(a);
+                return db_fail(st, "vms");
+        }
+        *ret = a;
+        return (int) n;
+}
+
+json_t *store_mon_groups_json(Store *st) {
+        return store_query_json(st, "SELECT id, coalesce(parent_id, 0) AS parent_id, name, path FROM host_group ORDER BY id", "");
+}
+
+/* ------------------------------------------------------------------ */
+/* alert rules */
+
+#define RULE_ROW "SELECT id, name, object_kind, metric, comparison, coalesce(threshold, 0), coalesce(state_value, ''), duration_s," \
+                 " severity, scope, coalesce(scope_id, 0), enabled, builtin FROM alert_rule "
+
+static void row_rule(sqlite3_stmt *s, StoreAlertRule *r) {
+        memset(r, 0, sizeof *r);
+        r->id = sqlite3_column_int64(s, 0);
+        copy_col(r->name, sizeof r->name, s, 1);
+        copy_col(r->object_kind, sizeof r->object_kind, s, 2);
+        copy_col(r->metric, sizeof r->metric, s, 3);
+        copy_col(r->comparison, sizeof r->comparison, s, 4);
+        r->threshold = sqlite3_column_double(s, 5);
+        copy_col(r->state_value, sizeof r->state_value, s, 6);
+        r->duration_s = sqlite3_column_int64(s, 7);
+        copy_col(r->severity, sizeof r->severity, s, 8);
+        copy_col(r->scope, sizeof r->scope, s, 9);
+        r->scope_id = sqlite3_column_int64(s, 10);
+        r->enabled = sqlite3_column_int(s, 11) != 0;
+        r->builtin = sqlite3_column_int(s, 12) != 0;
+}
+
+int store_alert_rules(Store *st, StoreAlertRule **ret) {
+        sqlite3_stmt *stmt;
+        int r = prepare(st, RULE_ROW "ORDER BY id", &stmt);
+        if (r < 0)
+                return r;
+        StoreAlertRule *a = NULL;
+        size_t n = 0, cap = 0;
+        int rc;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 16;
+                        a = xrealloc(a, cap * sizeof *a);
+                }
+                row_rule(stmt, &a[n++]);
+        }
+        sqlite3_finalize(stmt);
+        if (rc != SQLITE_DONE) {
+                free(a);
+                return db_fail(st, "alert rules");
+        }
+        *ret = a;
+        return (int) n;
+}
+
+int store_alert_rule_get(Store *st, int64_t id, StoreAlertRule *ret) {
+        sqlite3_stmt *stmt;
+        int r = prepare(st, RULE_ROW "WHERE id = ?", &stmt);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(stmt, 1, id);
+        int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW)
+                row_rule(stmt, ret);
+        sqlite3_finalize(stmt);
+        return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : db_fail(st, "alert rule");
+}
+
+#define RULE_COLUMNS "SELECT id, name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, scope," \
+                     " scope_id, enabled AS enabled_bool, builtin AS builtin_bool, description, created_at FROM alert_rule "
+json_t *store_alert_rule_list_json(Store *st) {
+        return store_query_json(st, RULE_COLUMNS "ORDER BY id", "");
+}
+json_t *store_alert_rule_get_json(Store *st, int64_t id) {
+        return store_query_one(st, RULE_COLUMNS "WHERE id = ?", "i", id);
+}
+
+int store_alert_rule_insert(Store *st, const StoreAlertRule *r, const char *description, int64_t *ret_id) {
+        bool state = streq(r->metric, "state");
+        int k = store_exec(st, "INSERT INTO alert_rule(name, object_kind, metric, comparison, threshold, state_value, duration_s,"
+                               " severity, scope, scope_id, enabled, builtin, description, created_at)"
+                               " VALUES (?,?,?,?,?,?,?,?,?,nullif(?,0),?,0,?,?)",
+                           "ssss" "d" "s" "i" "ss" "i" "b" "s" "i",
+                           r->name, r->object_kind, r->metric, r->comparison, state ? 0.0 : r->threshold,
+                           state ? r->state_value : NULL, r->duration_s, r->severity, r->scope, r->scope_id,
+                           (int) r->enabled, description, now_ms());
+        if (k < 0)
+                return k;
+        *ret_id = store_last_id(st);
+        return state ? store_exec(st, "UPDATE alert_rule SET threshold = NULL WHERE id = ?", "i", *ret_id) : 0;
+}
+
+int store_alert_rule_update(Store *st, const StoreAlertRule *r, const char *description) {
+        bool state = streq(r->metric, "state");
+        int k = store_exec(st, "UPDATE alert_rule SET name = ?, object_kind = ?, metric = ?, comparison = ?, threshold = ?,"
+                               " state_value = ?, duration_s = ?, severity = ?, scope = ?, scope_id = nullif(?,0), enabled = ?,"
+                               " description = ? WHERE id = ?",
+                           "ssss" "d" "s" "i" "ss" "i" "b" "s" "i",
+                           r->name, r->object_kind, r->metric, r->comparison, state ? 0.0 : r->threshold,
+                           state ? r->state_value : NULL, r->duration_s, r->severity, r->scope, r->scope_id,
+                           (int) r->enabled, description, r->id);
+        if (k < 0)
+                return k;
+        if (store_changes(st) == 0)
+                return -ENOENT;
+        return state ? store_exec(st, "UPDATE alert_rule SET threshold = NULL WHERE id = ?", "i", r->id) : 0;
+}
+
+int store_alert_rule_delete(Store *st, int64_t id) {
+        int r = store_begin(st);
+        if (r < 0)
+                return r;
+        r = store_exec(st, "UPDATE alert SET state = 'resolved', resolved_at = ?1, updated_at = ?1,"
+                           " message = message || ' (resolved: its rule was deleted)' WHERE rule_id = ?2 AND state = 'open'",
+                       "ii", now_ms(), id);
+        if (r >= 0)
+                r = store_exec(st, "DELETE FROM alert_rule WHERE id = ?", "i", id);
+        if (r >= 0 && store_changes(st) == 0)
+                r = -ENOENT;
+        if (r < 0) {
+                store_rollback(st);
+                return r;
+        }
+        return store_commit(st);
+}
+
+/* ------------------------------------------------------------------ */
+/* alerts */
+
+int store_alerts_open(Store *st, StoreOpenAlert **ret) {
+        sqlite3_stmt *stmt;
+        int r = prepare(st, "SELECT id, coalesce(rule_id, 0), object_kind, object_id, severity, acknowledged_at IS NOT NULL"
+                            " FROM alert WHERE state = 'open' ORDER BY id", &stmt);
+        if (r < 0)
+                return r;
+        StoreOpenAlert *a = NULL;
+        size_t n = 0, cap = 0;
+        int rc;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 16;
+                        a = xrealloc(a, cap * sizeof *a);
+                }
+                StoreOpenAlert *o = &a[n++];
+                memset(o, 0, sizeof *o);
+                o->id = sqlite3_column_int64(stmt, 0);
+                o->rule_id = sqlite3_column_int64(stmt, 1);
+                copy_col(o->object_kind, sizeof o->object_kind, stmt, 2);
+                o->object_id = sqlite3_column_int64(stmt, 3);
+                copy_col(o->severity, sizeof o->severity, stmt, 4);
+                o->acknowledged = sqlite3_column_int(stmt, 5) != 0;
+        }
+        sqlite3_finalize(stmt);
+        if (rc != SQLITE_DONE) {
+                free(a);
+                return db_fail(st, "open alerts");
+        }
+        *ret = a;
+        return (int) n;
+}
+
+int store_alert_open(Store *st, const StoreAlertRule *r, const char *object_kind, int64_t object_id,
+                     const char *object_name, double value, const char *message, int64_t now, int64_t *ret_id) {
+        sqlite3_stmt *stmt;
+        int k = prepare(st, "INSERT INTO alert(rule_id, rule_name, object_kind, object_id, object_name, severity, state, message,"
+                            " value, opened_at, updated_at) VALUES (?,?,?,?,?,?,'open',?,?,?,?)", &stmt);
+        if (k < 0)
+                return k;
+        sqlite3_bind_int64(stmt, 1, r->id);
+        sqlite3_bind_text(stmt, 2, r->name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(stmt, 3, object_kind, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(stmt, 4, object_id);
+        sqlite3_bind_text(stmt, 5, object_name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(stmt, 6, r->severity, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(stmt, 7, message, -1, SQLITE_TRANSIENT);
+        bind_num(stmt, 8, value);
+        sqlite3_bind_int64(stmt, 9, now);
+        sqlite3_bind_int64(stmt, 10, now);
+        int rc = sqlite3_step(stmt);
+        sqlite3_finalize(stmt);
+        if (rc != SQLITE_DONE)
+                return sqlite3_extended_errcode(store_db(st)) == SQLITE_CONSTRAINT_UNIQUE ? -EEXIST : db_fail(st, "alert open");
+        *ret_id = store_last_id(st);
+        return 0;
+}
+
+int store_alert_touch(Store *st, int64_t id, double value, const char *message, int64_t now) {
+        sqlite3_stmt *stmt;
+        int k = prepare(st, "UPDATE alert SET value = ?, message = ?, updated_at = ? WHERE id = ? AND state = 'open'", &stmt);
+        if (k < 0)
+                return k;
+        bind_num(stmt, 1, value);
+        sqlite3_bind_text(stmt, 2, message, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(stmt, 3, now);
+        sqlite3_bind_int64(stmt, 4, id);
+        k = step_reset(st, stmt, "alert update");
+        sqlite3_finalize(stmt);
+        return k;
+}
+
+int store_alert_resolve(Store *st, int64_t id, const char *message, int64_t now) {
+        int r = store_exec(st, "UPDATE alert SET state = 'resolved', resolved_at = ?1, updated_at = ?1,"
+                               " message = coalesce(?2, message) WHERE id = ?3 AND state = 'open'", "isi", now, message, id);
+        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
+}
+
+int store_alert_ack(Store *st, int64_t id, const char *user, int64_t now) {
+        int r = store_exec(st, "UPDATE alert SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ? AND acknowledged_at IS NULL",
+                           "isi", now, user, id);
+        if (r < 0)
+                return r;
+        if (store_changes(st))
+                return 0;
+        int64_t n = 0;
+        r = store_query_i64(st, &n, "SELECT count(*) FROM alert WHERE id = ?", "i", id);
+        return r < 0 ? r : n ? -EALREADY : -ENOENT;
+}
+
+#define ALERT_COLUMNS "SELECT id, rule_id, rule_name, object_kind, object_id, object_name, severity, state, message, value," \
+                      " opened_at, updated_at, resolved_at, acknowledged_at IS NOT NULL AS acknowledged_bool, acknowledged_at," \
+                      " acknowledged_by FROM alert "
+json_t *store_alert_list_json(Store *st, const char *state, int limit) {
+        return store_query_json(st, ALERT_COLUMNS "WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2", "si",
+                                state, (int64_t) limit);
+}
+json_t *store_alert_get_json(Store *st, int64_t id) {
+        return store_query_one(st, ALERT_COLUMNS "WHERE id = ?", "i", id);
+}
+json_t *store_alert_counts_json(Store *st) {
+        return store_query_json(st, "SELECT severity, count(*) AS n, sum(acknowledged_at IS NULL) AS unacknowledged"
+                                    " FROM alert WHERE state = 'open' GROUP BY severity ORDER BY severity", "");
+}
+
+/* ------------------------------------------------------------------ */
+/* webhooks */
+
+int store_webhook_insert(Store *st, const char *url, const char *description, int64_t *ret_id) {
+        int r = store_exec(st, "INSERT INTO webhook(url, description, created_at) VALUES (?,?,?)", "ssi", url, description, now_ms());
+        if (r < 0)
+                return r;
+        *ret_id = store_last_id(st);
+        return 0;
+}
+int store_webhook_delete(Store *st, int64_t id) {
+        int r = store_exec(st, "DELETE FROM webhook WHERE id = ?", "i", id);
+        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
+}
+#define WEBHOOK_COLUMNS "SELECT w.id, w.url, w.description, w.enabled AS enabled_bool, w.last_status, w.last_attempt_at," \
+                        " w.last_delivered_at, (SELECT count(*) FROM webhook_delivery d WHERE d.webhook_id = w.id AND d.state = 'pending') AS pending," \
+                        " (SELECT count(*) FROM webhook_delivery d WHERE d.webhook_id = w.id AND d.state = 'delivered') AS delivered," \
+                        " (SELECT count(*) FROM webhook_delivery d WHERE d.webhook_id = w.id AND d.state = 'failed') AS failed," \
+                        " w.created_at FROM webhook w "
+json_t *store_webhook_list_json(Store *st) {
+        return store_query_json(st, WEBHOOK_COLUMNS "ORDER BY w.id", "");
+}
+json_t *store_webhook_get_json(Store *st, int64_t id) {
+        return store_query_one(st, WEBHOOK_COLUMNS "WHERE w.id = ?", "i", id);
+}
+int store_webhook_enqueue(Store *st, const char *payload, int64_t now) {
+        int r = store_exec(st, "INSERT INTO webhook_delivery(webhook_id, payload, next_at, created_at)"
+                               " SELECT id, ?1, ?2, ?2 FROM webhook WHERE enabled = 1", "si", payload, now);
+        return r < 0 ? r : store_changes(st);
+}
+int store_delivery_due(Store *st, int64_t now, int max, StoreDelivery **ret) {
+        sqlite3_stmt *stmt;
+        int r = prepare(st, "SELECT d.id, d.webhook_id, w.url, d.payload, d.attempts FROM webhook_delivery d"
+                            " JOIN webhook w ON w.id = d.webhook_id WHERE d.state = 'pending' AND d.next_at <= ?"
+                            " ORDER BY d.next_at, d.id LIMIT ?", &stmt);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(stmt, 1, now);
+        sqlite3_bind_int(stmt, 2, max);
+        StoreDelivery *a = xcalloc((size_t) (max > 0 ? max : 1), sizeof *a);
+        int n = 0, rc;
+        while (n < max && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+                a[n].id = sqlite3_column_int64(stmt, 0);
+                a[n].webhook_id = sqlite3_column_int64(stmt, 1);
+                copy_col(a[n].url, sizeof a[n].url, stmt, 2);
+                const unsigned char *p = sqlite3_column_text(stmt, 3);
+                a[n].payload = xstrdup(p ? (const char *) p : "{}");
+                a[n].attempts = sqlite3_column_int(stmt, 4);
+                n++;
+        }
+        sqlite3_finalize(stmt);
+        *ret = a;
+        return n;
+}
+int store_delivery_next_at(Store *st, int64_t *ret) {
+        int64_t v;
+        int r = store_query_i64(st, &v, "SELECT coalesce(min(next_at), -1) FROM webhook_delivery WHERE state = 'pending'", "");
+        if (r < 0)
+                return r;
+        if (v < 0)
+                return -ENOENT;
+        *ret = v;
+        return 0;
+}
+int store_delivery_done(Store *st, int64_t id, int64_t webhook_id, bool ok, int64_t next_at, const char *status,
+                        int64_t now) {
+        int r;
+        if (ok)
+                r = store_exec(st, "UPDATE webhook_delivery SET state = 'delivered', attempts = attempts + 1, last_status = ?,"
+                                   " finished_at = ? WHERE id = ?", "sii", status, now, id);
+        else if (next_at > 0)
+                r = store_exec(st, "UPDATE webhook_delivery SET attempts = attempts + 1, last_status = ?, next_at = ? WHERE id = ?",
+                               "sii", status, next_at, id);
+        else
+                r = store_exec(st, "UPDATE webhook_delivery SET state = 'failed', attempts = attempts + 1, last_status = ?,"
+                                   " finished_at = ? WHERE id = ?", "sii", status, now, id);
+        if (r < 0)
+                return r;
+        return store_exec(st, "UPDATE webhook SET last_status = ?, last_attempt_at = ?,"
+                              " last_delivered_at = CASE WHEN ? THEN ? ELSE last_delivered_at END WHERE id = ?",
+                          "siiii", status, now, (int64_t) ok, now, webhook_id);
+}
+int store_delivery_pending_count(Store *st) {
+        int64_t n = 0;
+        int r = store_query_i64(st, &n, "SELECT count(*) FROM webhook_delivery WHERE state = 'pending'", "");
+        return r < 0 ? r : (int) n;
+}
+int store_delivery_prune(Store *st, int64_t before_ms) {
+        return store_exec(st, "DELETE FROM webhook_delivery WHERE state != 'pending' AND finished_at < ?", "i", before_ms);
+}
+
+/* ------------------------------------------------------------------ */
+/* the monitor's own figures */
+
+int store_monitor_stat_set(Store *st, const char *key, double value) {
+        return store_exec(st, "INSERT OR REPLACE INTO monitor_stat(key, value) VALUES (?, ?)", "sd", key, value);
+}
+json_t *store_monitor_stats_json(Store *st) {
+        return store_query_json(st, "SELECT key, value FROM monitor_stat ORDER BY key", "");
+}
+json_t *store_monitor_counts_json(Store *st) {
+        return store_query_json(st, "SELECT 'host' AS what, state, count(*) AS n FROM host GROUP BY state"
+                                    " UNION ALL SELECT 'vm', state, count(*) FROM vm GROUP BY state"
+                                    " UNION ALL SELECT 'job', state, count(*) FROM job GROUP BY state"
+                                    " UNION ALL SELECT 'webhook_delivery', state, count(*) FROM webhook_delivery GROUP BY state", "");
+}
+
+/* ------------------------------------------------------------------ */
+/* consolidation assessment */
+
+int store_assess_insert(Store *st, const char *name, const char *url, int64_t *ret_id) {
+        int r = store_exec(st, "INSERT INTO assess_server(name, url, created_at) VALUES (?,?,?)", "ssi", name, url, now_ms());
+        if (r < 0)
+                return r;
+        *ret_id = store_last_id(st);
+        return 0;
+}
+int store_assess_delete(Store *st, int64_t id) {
+        int r = store_exec(st, "DELETE FROM assess_server WHERE id = ?", "i", id);
+        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
+}
+#define ASSESS_COLUMNS "SELECT s.id, s.name, s.source, s.url, s.cpus, s.memory_mib, s.last_sample_at, s.last_error," \
+                       " (SELECT count(*) FROM assess_sample a WHERE a.server_id = s.id) AS samples, s.created_at FROM assess_server s "
+json_t *store_assess_list_json(Store *st) {
+        return store_query_json(st, ASSESS_COLUMNS "ORDER BY s.name", "");
+}
+json_t *store_assess_get_json(Store *st, int64_t id) {
+        return store_query_one(st, ASSESS_COLUMNS "WHERE s.id = ?", "i", id);
+}
+int store_assess_servers(Store *st, StoreAssessServer **ret) {
+        sqlite3_stmt *stmt;
+        int r = prepare(st, "SELECT id, name, url FROM assess_server ORDER BY id", &stmt);
+        if (r < 0)
+                return r;
+        StoreAssessServer *a = NULL;
+        size_t n = 0, cap = 0;
+        while (sqlite3_step(stmt) == SQLITE_ROW) {
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 16;
+                        a = xrealloc(a, cap * sizeof *a);
+                }
+                a[n].id = sqlite3_column_int64(stmt, 0);
+                copy_col(a[n].name, sizeof a[n].name, stmt, 1);
+                copy_col(a[n].url, sizeof a[n].url, stmt, 2);
+                n++;
+        }
+        sqlite3_finalize(stmt);
+        *ret = a;
+        return (int) n;
+}
+int store_assess_record(Store *st, int64_t id, bool has_sample, int64_t at, double cpu_pct, double memory_used_mib,
+                        double disk_iops, double disk_bps, double net_mbit, unsigned cpus, double memory_mib,
+                        const char *error) {
+        if (error)
+                return store_exec(st, "UPDATE assess_server SET last_error = ? WHERE id = ?", "si", error, id);
+        int r = store_exec(st, "UPDATE assess_server SET last_error = NULL, cpus = nullif(?, 0), memory_mib = ?,"
+                               " last_sample_at = CASE WHEN ? THEN ? ELSE last_sample_at END WHERE id = ?",
+                           "idiii", (int64_t) cpus, isfinite(memory_mib) ? memory_mib : 0.0, (int64_t) has_sample, at, id);
+        if (r < 0 || !has_sample)
+                return r;
+        sqlite3_stmt *stmt;
+        r = prepare(st, "INSERT OR REPLACE INTO assess_sample VALUES (?,?,?,?,?,?,?)", &stmt);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(stmt, 1, id);
+        sqlite3_bind_int64(stmt, 2, at);
+        bind_num(stmt, 3, cpu_pct);
+        bind_num(stmt, 4, memory_used_mib);
+        bind_num(stmt, 5, disk_iops);
+        bind_num(stmt, 6, disk_bps);
+        bind_num(stmt, 7, net_mbit);
+        r = step_reset(st, stmt, "assess_sample");
+        sqlite3_finalize(stmt);
+        return r;
+}
+static double col_num(sqlite3_stmt *s, int c) {
+        return sqlite3_column_type(s, c) == SQLITE_NULL ? NAN : sqlite3_column_double(s, c);
+}
+int store_assess_samples(Store *st, int64_t id, int64_t since, StoreAssessSample **ret) {
+        sqlite3_stmt *stmt;
+        int r = prepare(st, "SELECT at, cpu_pct, memory_used_mib, disk_iops, disk_bps, net_mbit FROM assess_sample"
+                            " WHERE server_id = ? AND at >= ? ORDER BY at", &stmt);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(stmt, 1, id);
+        sqlite3_bind_int64(stmt, 2, since);
+        StoreAssessSample *a = NULL;
+        size_t n = 0, cap = 0;
+        while (sqlite3_step(stmt) == SQLITE_ROW) {
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 64;
+                        a = xrealloc(a, cap * sizeof *a);
+                }
+                a[n].at = sqlite3_column_int64(stmt, 0);
+                a[n].cpu_pct = col_num(stmt, 1);
+                a[n].memory_used_mib = col_num(stmt, 2);
+                a[n].disk_iops = col_num(stmt, 3);
+                a[n].disk_bps = col_num(stmt, 4);
+                a[n].net_mbit = col_num(stmt, 5);
+                n++;
+        }
+        sqlite3_finalize(stmt);
+        *ret = a;
+        return (int) n;
+}
+int store_assess_prune(Store *st, int64_t before_ms) {
+        return store_exec(st, "DELETE FROM assess_sample WHERE at < ?", "i", before_ms);
+}

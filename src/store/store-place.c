@@ -1,6 +1,398 @@
-/* The place capability's tables and SQL (see store.h for the conventions). */
-#include "store.h"
+/* The place capability's tables and SQL (see store.h for the conventions
+ * and store-place.h for what each function does). */
+#include "store-place.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
 
 const StoreMigration store_migrations_place[] = {
+        /* Clusters (built by the ha capability, whose failover reserve the
+         * placement engine honours). Exact schema agreed with ha. */
+        { "place-clusters", "CREATE TABLE cluster ("
+        "  id INTEGER PRIMARY KEY,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  shared_storage TEXT NOT NULL,"
+        "  tolerate INTEGER NOT NULL DEFAULT 1,"
+        "  created_at INTEGER NOT NULL);"
+        "CREATE TABLE cluster_member ("
+        "  cluster_id INTEGER NOT NULL REFERENCES cluster(id) ON DELETE CASCADE,"
+        "  host_id INTEGER NOT NULL UNIQUE REFERENCES host(id) ON DELETE CASCADE);"
+        "CREATE TABLE vm_ha ("
+        "  vm_id INTEGER PRIMARY KEY REFERENCES vm(id) ON DELETE CASCADE,"
+        "  priority INTEGER NOT NULL DEFAULT 2 /* 1 high, 2 medium, 3 low */);" },
+        /* Measured load, written by the monitor capability, read here. */
+        { "place-usage", "CREATE TABLE host_usage ("
+        "  host_id INTEGER PRIMARY KEY REFERENCES host(id) ON DELETE CASCADE,"
+        "  cpu_pct REAL,"
+        "  memory_used_mib REAL,"
+        "  disk_io_pct REAL,"
+        "  network_pct REAL,"
+        "  sampled_at INTEGER NOT NULL);" },
+        { "place-1", "CREATE TABLE host_pool ("
+        "  host_id INTEGER PRIMARY KEY REFERENCES host(id) ON DELETE CASCADE,"
+        "  capacity_bytes INTEGER NOT NULL,"
+        "  available_bytes INTEGER NOT NULL,"
+        "  sampled_at INTEGER NOT NULL);"
+        "CREATE TABLE host_group_policy ("
+        "  group_id INTEGER PRIMARY KEY REFERENCES host_group(id) ON DELETE CASCADE,"
+        "  cpu_pct REAL, memory_mib REAL, disk_gib REAL, disk_io_pct REAL, network_pct REAL,"
+        "  w_cpu REAL, w_memory REAL, w_disk REAL, w_disk_io REAL, w_network REAL,"
+        "  goal TEXT);"
+        "CREATE TABLE placement_rule ("
+        "  id INTEGER PRIMARY KEY,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  kind TEXT NOT NULL CHECK (kind IN ('anti-affinity', 'affinity')),"
+        "  created_at INTEGER NOT NULL);"
+        "CREATE TABLE placement_rule_member ("
+        "  rule_id INTEGER NOT NULL REFERENCES placement_rule(id) ON DELETE CASCADE,"
+        "  vm_id INTEGER NOT NULL REFERENCES vm(id) ON DELETE CASCADE,"
+        "  PRIMARY KEY(rule_id, vm_id));"
+        "CREATE INDEX placement_rule_member_vm_idx ON placement_rule_member(vm_id);" },
         { NULL, NULL },
 };
+
+/* ------------------------------------------------------------------ */
+
+static int err_of(sqlite3 *db, int rc, const char *sql) {
+        int ext = sqlite3_extended_errcode(db);
+        if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
+                return -EEXIST;
+        if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
+                return -ENOTEMPTY;
+        log_error("database error %d (%s) in: %.120s", rc, sqlite3_errmsg(db), sql);
+        return -EIO;
+}
+
+typedef void (*PlaceRowFn)(sqlite3_stmt *stmt, void *out);
+
+/* Runs sql with up to three int64 parameters (n_params of them) and
+ * collects its rows into a malloc'd array of elem-sized entries. */
+static int rows(Store *st, PlaceRowFn fn, size_t elem, void **ret, const char *sql, int n_params,
+                int64_t p1, int64_t p2, int64_t p3) {
+        sqlite3 *db = store_db(st);
+        if (!db)
+                return -EIO;
+        sqlite3_stmt *stmt = NULL;
+        int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+        if (rc != SQLITE_OK)
+                return err_of(db, rc, sql);
+        const int64_t p[3] = { p1, p2, p3 };
+        for (int i = 0; i < n_params && i < 3; i++)
+                sqlite3_bind_int64(stmt, i + 1, p[i]);
+        char *arr = NULL;
+        size_t n = 0, cap = 0;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+                if (n == cap) {
+                        cap = cap ? cap * 2 : 16;
+                        arr = xrealloc(arr, cap * elem);
+                }
+                memset(arr + n * elem, 0, elem);
+                fn(stmt, arr + n * elem);
+                n++;
+        }
+        sqlite3_finalize(stmt);
+        if (rc != SQLITE_DONE) {
+                free(arr);
+                return err_of(db, rc, sql);
+        }
+        *ret = arr;
+        return (int) n;
+}
+
+static void text(char *dst, size_t size, sqlite3_stmt *stmt, int col) {
+        const unsigned char *s = sqlite3_column_text(stmt, col);
+        snprintf(dst, size, "%s", s ? (const char *) s : "");
+}
+
+static double real_or_nan(sqlite3_stmt *stmt, int col) {
+        return sqlite3_column_type(stmt, col) == SQLITE_NULL ? NAN : sqlite3_column_double(stmt, col);
+}
+
+static uint64_t u64(sqlite3_stmt *stmt, int col) {
+        int64_t v = sqlite3_column_int64(stmt, col);
+        return v > 0 ? (uint64_t) v : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* placement input */
+
+static void row_place_host(sqlite3_stmt *stmt, void *out) {
+        StorePlaceHost *h = out;
+        h->id = sqlite3_column_int64(stmt, 0);
+        text(h->name, sizeof h->name, stmt, 1);
+        h->group_id = sqlite3_column_int64(stmt, 2);
+        text(h->state, sizeof h->state, stmt, 3);
+        h->cpus = (unsigned) u64(stmt, 4);
+        h->memory_mib = u64(stmt, 5);
+        h->usage_at = sqlite3_column_int64(stmt, 6);
+        h->cpu_pct = real_or_nan(stmt, 7);
+        h->memory_used_mib = real_or_nan(stmt, 8);
+        h->disk_io_pct = real_or_nan(stmt, 9);
+        h->network_pct = real_or_nan(stmt, 10);
+        h->has_pool = sqlite3_column_int(stmt, 11) != 0;
+        h->pool_capacity_bytes = u64(stmt, 12);
+        h->pool_available_bytes = u64(stmt, 13);
+        h->alloc_cpus = u64(stmt, 14);
+        h->alloc_memory_mib = u64(stmt, 15);
+        h->creating_cpus = u64(stmt, 16);
+        h->creating_memory_mib = u64(stmt, 17);
+        h->alloc_disk_bytes = u64(stmt, 18);
+}
+
+int store_place_hosts(Store *st, int64_t group_id, int64_t exclude_vm_id, StorePlaceHost **ret) {
+        static const char sql[] =
+                "WITH RECURSIVE sub(id) AS (SELECT ?1 UNION ALL SELECT g.id FROM host_group g JOIN sub ON g.parent_id = sub.id) "
+                "SELECT h.id, h.name, h.group_id, h.state, h.cpus, h.memory_mib,"
+                "  coalesce(u.sampled_at, 0), u.cpu_pct, u.memory_used_mib, u.disk_io_pct, u.network_pct,"
+                "  p.host_id IS NOT NULL, p.capacity_bytes, p.available_bytes,"
+                "  (SELECT coalesce(sum(v.cpus), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2"
+                "     AND v.state IN (" STORE_PLACE_ACTIVE_STATES ")),"
+                "  (SELECT coalesce(sum(v.memory_mib), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2"
+                "     AND v.state IN (" STORE_PLACE_ACTIVE_STATES ")),"
+                "  (SELECT coalesce(sum(v.cpus), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2 AND v.state = 'creating'),"
+                "  (SELECT coalesce(sum(v.memory_mib), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2 AND v.state = 'creating'),"
+                "  (SELECT coalesce(sum(d.size_bytes), 0) FROM vm v JOIN vm_disk d ON d.vm_id = v.id"
+                "     WHERE v.host_id = h.id AND v.id <> ?2 AND v.state <> 'deleting')"
+                " FROM host h LEFT JOIN host_usage u ON u.host_id = h.id LEFT JOIN host_pool p ON p.host_id = h.id"
+                " WHERE h.group_id IN sub ORDER BY h.id";
+        return rows(st, row_place_host, sizeof(StorePlaceHost), (void **) ret, sql, 2,
+                    group_id > 0 ? group_id : STORE_ROOT_GROUP_ID, exclude_vm_id, 0);
+}
+
+static void row_cluster_member(sqlite3_stmt *stmt, void *out) {
+        StorePlaceClusterMember *m = out;
+        m->cluster_id = sqlite3_column_int64(stmt, 0);
+        m->tolerate = sqlite3_column_int(stmt, 1);
+        m->host_id = sqlite3_column_int64(stmt, 2);
+        m->ha_memory_mib = u64(stmt, 3);
+        text(m->host_state, sizeof m->host_state, stmt, 4);
+}
+
+int store_place_cluster_members(Store *st, int64_t exclude_vm_id, StorePlaceClusterMember **ret) {
+        static const char sql[] =
+                "SELECT c.id, c.tolerate, m.host_id,"
+                "  (SELECT coalesce(sum(v.memory_mib), 0) FROM vm v JOIN vm_ha a ON a.vm_id = v.id"
+                "     WHERE v.host_id = m.host_id AND v.id <> ?1 AND v.state IN (" STORE_PLACE_ACTIVE_STATES ")),"
+                "  h.state"
+                " FROM cluster c JOIN cluster_member m ON m.cluster_id = c.id JOIN host h ON h.id = m.host_id"
+                " ORDER BY c.id, m.host_id";
+        return rows(st, row_cluster_member, sizeof(StorePlaceClusterMember), (void **) ret, sql, 1, exclude_vm_id, 0, 0);
+}
+
+int store_place_pool_set(Store *st, int64_t host_id, uint64_t capacity_bytes, uint64_t available_bytes) {
+        return store_exec(st, "INSERT INTO host_pool(host_id, capacity_bytes, available_bytes, sampled_at) VALUES (?,?,?,?)"
+                              " ON CONFLICT(host_id) DO UPDATE SET capacity_bytes = excluded.capacity_bytes,"
+                              " available_bytes = excluded.available_bytes, sampled_at = excluded.sampled_at",
+                          "iiii", host_id, (int64_t) capacity_bytes, (int64_t) available_bytes, now_ms());
+}
+
+/* ------------------------------------------------------------------ */
+/* policies */
+
+#define POLICY_COLS "p.cpu_pct, p.memory_mib, p.disk_gib, p.disk_io_pct, p.network_pct," \
+                    " p.w_cpu, p.w_memory, p.w_disk, p.w_disk_io, p.w_network, p.goal"
+
+static void row_policy(sqlite3_stmt *stmt, void *out) {
+        StoreGroupPolicy *p = out;
+        p->group_id = sqlite3_column_int64(stmt, 0);
+        p->parent_id = sqlite3_column_int64(stmt, 1);
+        for (int f = 0; f < STORE_POLICY__COUNT; f++) {
+                p->set[f] = sqlite3_column_type(stmt, 2 + f) != SQLITE_NULL;
+                p->value[f] = p->set[f] ? sqlite3_column_double(stmt, 2 + f) : 0;
+        }
+        text(p->goal, sizeof p->goal, stmt, 2 + STORE_POLICY__COUNT);
+}
+
+const double store_policy_defaults[STORE_POLICY__COUNT] = { 10, 512, 10, 0, 0, 1, 1, 0.5, 0.5, 0.5 };
+const char *const store_policy_names[STORE_POLICY__COUNT] = {
+        "cpu_pct", "memory_mib", "disk_gib", "disk_io_pct", "network_pct", "cpu", "memory", "disk", "disk_io", "network",
+};
+
+static const StoreGroupPolicy *policy_find(const StoreGroupPolicy *all, size_t n, int64_t id) {
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (all[mid].group_id == id)
+                        return &all[mid];
+                if (all[mid].group_id < id)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
+}
+
+void store_policy_resolve(const StoreGroupPolicy *all, size_t n, int64_t group_id, StoreEffectivePolicy *ret) {
+        StoreEffectivePolicy e = { .goal_from = -1 };
+        for (int f = 0; f < STORE_POLICY__COUNT; f++)
+                e.from[f] = -1;
+        /* depth bound: a cycle can only come from a corrupt table */
+        const StoreGroupPolicy *g = policy_find(all, n, group_id);
+        for (int depth = 0; g && depth < 1000; depth++) {
+                for (int f = 0; f < STORE_POLICY__COUNT; f++)
+                        if (e.from[f] < 0 && g->set[f]) {
+                                e.value[f] = g->value[f];
+                                e.from[f] = g->group_id;
+                        }
+                if (e.goal_from < 0 && g->goal[0]) {
+                        snprintf(e.goal, sizeof e.goal, "%s", g->goal);
+                        e.goal_from = g->group_id;
+                }
+                g = g->parent_id > 0 ? policy_find(all, n, g->parent_id) : NULL;
+        }
+        for (int f = 0; f < STORE_POLICY__COUNT; f++)
+                if (e.from[f] < 0) {
+                        e.value[f] = store_policy_defaults[f];
+                        e.from[f] = 0;
+                }
+        if (e.goal_from < 0) {
+                snprintf(e.goal, sizeof e.goal, "%s", STORE_POLICY_DEFAULT_GOAL);
+                e.goal_from = 0;
+        }
+        *ret = e;
+}
+
+int store_policy_get(Store *st, int64_t group_id, StoreGroupPolicy *ret) {
+        StoreGroupPolicy *arr = NULL;
+        int n = rows(st, row_policy, sizeof *arr, (void **) &arr,
+                     "SELECT g.id, coalesce(g.parent_id, 0), " POLICY_COLS
+                     " FROM host_group g LEFT JOIN host_group_policy p ON p.group_id = g.id WHERE g.id = ?", 1, group_id, 0, 0);
+        if (n < 0)
+                return n;
+        if (n == 0) {
+                free(arr);
+                return -ENOENT;
+        }
+        *ret = arr[0];
+        free(arr);
+        return 0;
+}
+
+int store_policy_all(Store *st, StoreGroupPolicy **ret) {
+        return rows(st, row_policy, sizeof(StoreGroupPolicy), (void **) ret,
+                    "SELECT g.id, coalesce(g.parent_id, 0), " POLICY_COLS
+                    " FROM host_group g LEFT JOIN host_group_policy p ON p.group_id = g.id ORDER BY g.id", 0, 0, 0, 0);
+}
+
+int store_policy_set(Store *st, const StoreGroupPolicy *p) {
+        bool any = p->goal[0] != 0;
+        for (int f = 0; f < STORE_POLICY__COUNT; f++)
+                any = any || p->set[f];
+        if (!any)
+                return store_exec(st, "DELETE FROM host_group_policy WHERE group_id = ?", "i", p->group_id);
+        sqlite3 *db = store_db(st);
+        if (!db)
+                return -EIO;
+        static const char sql[] =
+                "INSERT OR REPLACE INTO host_group_policy(group_id, cpu_pct, memory_mib, disk_gib, disk_io_pct, network_pct,"
+                " w_cpu, w_memory, w_disk, w_disk_io, w_network, goal) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)";
+        sqlite3_stmt *stmt = NULL;
+        int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+        if (rc != SQLITE_OK)
+                return err_of(db, rc, sql);
+        sqlite3_bind_int64(stmt, 1, p->group_id);
+        for (int f = 0; f < STORE_POLICY__COUNT; f++) {
+                if (p->set[f])
+                        sqlite3_bind_double(stmt, 2 + f, p->value[f]);
+                else
+                        sqlite3_bind_null(stmt, 2 + f);
+        }
+        if (p->goal[0])
+                sqlite3_bind_text(stmt, 2 + STORE_POLICY__COUNT, p->goal, -1, SQLITE_TRANSIENT);
+        else
+                sqlite3_bind_null(stmt, 2 + STORE_POLICY__COUNT);
+        rc = sqlite3_step(stmt);
+        int r = rc == SQLITE_DONE ? 0 : err_of(db, rc, sql);
+        sqlite3_finalize(stmt);
+        return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* rules */
+
+static void row_rule_member(sqlite3_stmt *stmt, void *out) {
+        StorePlaceRuleMember *m = out;
+        m->rule_id = sqlite3_column_int64(stmt, 0);
+        text(m->kind, sizeof m->kind, stmt, 1);
+        m->vm_id = sqlite3_column_int64(stmt, 2);
+        text(m->vm_name, sizeof m->vm_name, stmt, 3);
+        m->host_id = sqlite3_column_int64(stmt, 4);
+}
+
+int store_place_rule_members(Store *st, StorePlaceRuleMember **ret) {
+        return rows(st, row_rule_member, sizeof(StorePlaceRuleMember), (void **) ret,
+                    "SELECT r.id, r.kind, v.id, v.name, coalesce(v.host_id, 0) FROM placement_rule r"
+                    " JOIN placement_rule_member m ON m.rule_id = r.id JOIN vm v ON v.id = m.vm_id ORDER BY r.id, v.id",
+                    0, 0, 0, 0);
+}
+
+static int members_insert(Store *st, int64_t id, const int64_t *vm_ids, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                int r = store_exec(st, "INSERT OR IGNORE INTO placement_rule_member(rule_id, vm_id) VALUES (?, ?)", "ii", id, vm_ids[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int store_rule_insert(Store *st, const char *name, const char *kind, const int64_t *vm_ids, size_t n, int64_t *ret_id) {
+        int r = store_begin(st);
+        if (r < 0)
+                return r;
+        r = store_exec(st, "INSERT INTO placement_rule(name, kind, created_at) VALUES (?, ?, ?)", "ssi", name, kind, now_ms());
+        int64_t id = r < 0 ? 0 : store_last_id(st);
+        if (r >= 0)
+                r = members_insert(st, id, vm_ids, n);
+        if (r < 0) {
+                store_rollback(st);
+                return r;
+        }
+        r = store_commit(st);
+        if (r < 0)
+                return r;
+        *ret_id = id;
+        return 0;
+}
+
+int store_rule_find(Store *st, const char *name, int64_t *ret_id) {
+        return store_query_i64(st, ret_id, "SELECT id FROM placement_rule WHERE name = ?", "s", name);
+}
+
+int store_rule_set_members(Store *st, int64_t id, const int64_t *vm_ids, size_t n) {
+        int64_t x;
+        int r = store_query_i64(st, &x, "SELECT id FROM placement_rule WHERE id = ?", "i", id);
+        if (r < 0)
+                return r;
+        r = store_begin(st);
+        if (r < 0)
+                return r;
+        r = store_exec(st, "DELETE FROM placement_rule_member WHERE rule_id = ?", "i", id);
+        if (r >= 0)
+                r = members_insert(st, id, vm_ids, n);
+        if (r < 0) {
+                store_rollback(st);
+                return r;
+        }
+        return store_commit(st);
+}
+
+int store_rule_delete(Store *st, int64_t id) {
+        int r = store_exec(st, "DELETE FROM placement_rule WHERE id = ?", "i", id);
+        if (r < 0)
+                return r;
+        return store_changes(st) > 0 ? 0 : -ENOENT;
+}
+
+#define RULE_JSON "SELECT r.id, r.name, r.kind, r.created_at," \
+        " (SELECT json_group_array(name) FROM (SELECT v.name AS name FROM placement_rule_member m" \
+        "    JOIN vm v ON v.id = m.vm_id WHERE m.rule_id = r.id ORDER BY v.name)) AS vms_json" \
+        " FROM placement_rule r "
+
+json_t *store_rule_list(Store *st) {
+        return store_query_json(st, RULE_JSON "ORDER BY r.name", "");
+}
+
+json_t *store_rule_get_json(Store *st, int64_t id) {
+        return store_query_one(st, RULE_JSON "WHERE r.id = ?", "i", id);
+}

@@ -209,7 +209,7 @@ class TestBadInput(ApiTestCase):
     def test_unknown_host(self):
         self.assertBad({"name": "n1", "host": "nowhere"}, "host")
         self.assertBad({"name": "n1", "host_id": 9999}, "host_id")
-        self.assertBad({"name": "n1"}, "host")
+        self.assertBad({"name": "n1", "group": "No/Such"}, "group")
 
     def test_duplicate_name(self):
         self.d.create_vm("dup01", "t1")

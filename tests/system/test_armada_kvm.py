@@ -115,6 +115,23 @@ class TestArmadaOnTestbed(unittest.TestCase):
         kinds = [e["kind"] for e in self.d.ok("GET", "/api/v1/events?limit=200")["items"] if e["object_name"] == "sys-crash"]
         self.assertIn("job.resumed", kinds)
 
+    def test_6_sigterm_does_not_wait_for_long_jobs_and_they_resume(self):
+        vm = self.d.create_vm("sys-term", "h1", memory_mib=64, start=True)
+        r = self.d.ok("POST", f"/api/v1/vms/{vm['id']}/actions/stop", {"timeout_s": 120})
+        job_id = r["job"]["id"]
+        wait_until(lambda: "waiting up to 120 s" in (self.d.ok("GET", f"/api/v1/jobs/{job_id}")["step"] or ""), 15,
+                   what="the stop to wait for the guest")
+        # A clean stop within a few seconds, not after the guest's 120 s.
+        self.assertEqual(self.d.stop(signal.SIGTERM, timeout=15), 0)
+        self.d.start()
+        self.d.token = self.d.login()
+        job = self.d.ok("GET", f"/api/v1/jobs/{job_id}")
+        self.assertIn(job["state"], ("queued", "running"), "an interrupted job must be recovered, not ended")
+        self.d.ok("POST", f"/api/v1/jobs/{job_id}/actions/cancel")
+        job = self.d.wait_job(job_id, timeout=30)
+        self.assertEqual(job["state"], "cancelled", job)
+        self.assertEqual(domstate(self.bed, "h1", "sys-term"), "running", "a cancelled stop leaves the guest running")
+
     def test_9_a_dead_host_is_unreachable_and_comes_back(self):
         vm = self.d.create_vm("sys-dead", "h2", memory_mib=64, start=True)
         self.bed.kill("h2")
