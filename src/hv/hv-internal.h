@@ -1,12 +1,18 @@
 /* What hv.c and hv-xml.c share and nobody else sees: the thread-local error
  * setter and the small XML documents (pools, volumes, capabilities) that the
- * I/O side builds and reads. Everything here is pure. */
+ * I/O side builds and reads, and hv_conn_virt() for hv's other files. */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "util/util.h"
+
+/* The libvirt connection inside an HvConn, for hv's other files (stats,
+ * volumes, migration, screenshots). Borrowed; never NULL for a live HvConn. */
+struct HvConn;
+struct _virConnect;
+struct _virConnect *hv_conn_virt(struct HvConn *c);
 
 /* Records the reason for the failure in progress (a sentence) as
  * hv_last_error() of this thread. */

@@ -13,13 +13,6 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
-/* HvConn is private to hv.c, whose first member is the virConnectPtr: a
- * pointer to a struct converts to a pointer to its first member (C11
- * 6.7.2.1). hv.h offers no accessor, and hv.c is not this file's to change;
- * moving struct HvConn into hv-internal.h would make this a plain access. */
-static virConnectPtr conn_of(HvConn *c) {
-        return *(virConnectPtr *) (void *) c;
-}
 
 static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
 #define _cleanup_domain_ _cleanup_(vir_domainp)
@@ -68,7 +61,7 @@ static virDomainPtr lookup(HvConn *c, const char *uuid, int *ret_r) {
                 *ret_r = -EINVAL;
                 return NULL;
         }
-        virDomainPtr d = virDomainLookupByUUIDString(conn_of(c), uuid);
+        virDomainPtr d = virDomainLookupByUUIDString(hv_conn_virt(c), uuid);
         if (!d) {
                 if (virt_code() == VIR_ERR_NO_DOMAIN) {
                         hv_set_error("there is no domain with UUID '%s' on this host", uuid);
@@ -256,7 +249,7 @@ int hv_domain_define_xml(HvConn *c, const char *xml) {
                 hv_set_error("cannot define a VM from empty XML");
                 return -EINVAL;
         }
-        virDomainPtr d = virDomainDefineXML(conn_of(c), xml);
+        virDomainPtr d = virDomainDefineXML(hv_conn_virt(c), xml);
         if (!d)
                 return virt_fail("cannot define a VM from its saved definition");
         virDomainFree(d);

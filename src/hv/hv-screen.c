@@ -19,15 +19,6 @@
 
 #define IMAGE_SIDE_MAX 16384u
 
-/* hv.c keeps struct HvConn to itself; its first member is the libvirt
- * connection. A one-line accessor in hv-internal.h would be better (it is
- * not this file's to add): until then this mirrors that layout. */
-struct HvConnHead {
-        virConnectPtr conn;
-};
-static virConnectPtr virt_conn(HvConn *c) {
-        return ((struct HvConnHead *) (void *) c)->conn;
-}
 
 static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
 #define _cleanup_domain_ _cleanup_(vir_domainp)
@@ -61,7 +52,7 @@ static int lookup(HvConn *c, const char *uuid, const char *what, virDomainPtr *r
                 hv_set_error("%s: '%s' is not a UUID", what, uuid ? uuid : "");
                 return -EINVAL;
         }
-        virDomainPtr d = virDomainLookupByUUIDString(virt_conn(c), uuid);
+        virDomainPtr d = virDomainLookupByUUIDString(hv_conn_virt(c), uuid);
         if (!d)
                 return fail(what, uuid);
         *ret = d;
@@ -87,7 +78,7 @@ int hv_domain_screenshot(HvConn *c, const char *uuid, char **ret_data, size_t *r
         r = require_running(d, "a screenshot", uuid);
         if (r < 0)
                 return r;
-        _cleanup_stream_ virStreamPtr st = virStreamNew(virt_conn(c), 0);
+        _cleanup_stream_ virStreamPtr st = virStreamNew(hv_conn_virt(c), 0);
         if (!st)
                 return fail("a screenshot", uuid);
         _cleanup_free_ char *mime = virDomainScreenshot(d, st, 0, 0);

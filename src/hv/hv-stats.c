@@ -10,15 +10,6 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
-/* struct HvConn lives in hv.c; its first member is the virConnectPtr. This
- * file reads only that member. (A hv_conn_virt() accessor in hv-internal.h
- * would be the tidier seam; see the monitor's notes.) */
-struct HvConnHead {
-        virConnectPtr conn;
-};
-static virConnectPtr vconn(HvConn *c) {
-        return ((struct HvConnHead *) c)->conn;
-}
 
 static int stats_fail(const char *what) {
         virErrorPtr e = virGetLastError();
@@ -128,7 +119,7 @@ int hv_stats_domains(HvConn *c, HvDomainStats **ret, size_t *ret_n) {
                          VIR_DOMAIN_STATS_VCPU | VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK;
         virDomainStatsRecordPtr *recs = NULL;
         /* No ENFORCE flag: groups the driver lacks are skipped, not an error. */
-        int n = virConnectGetAllDomainStats(vconn(c), stats, &recs, 0);
+        int n = virConnectGetAllDomainStats(hv_conn_virt(c), stats, &recs, 0);
         if (n < 0)
                 return stats_fail("cannot read domain statistics");
         HvDomainStats *out = n > 0 ? xcalloc((size_t) n, sizeof *out) : NULL;
@@ -230,7 +221,7 @@ static void node_pools(virConnectPtr conn, HvNodeStats *s) {
 }
 
 int hv_stats_node(HvConn *c, HvNodeStats *ret) {
-        virConnectPtr conn = vconn(c);
+        virConnectPtr conn = hv_conn_virt(c);
         HvNodeStats s;
         memset(&s, 0, sizeof s);
         if (virConnectIsAlive(conn) != 1) {

@@ -16,14 +16,6 @@
 #include <libvirt/virterror.h>
 #include <libxml/tree.h>
 
-/* struct HvConn is private to hv.c; its first member is the virConnectPtr
- * (the same access as hv-migrate.c and hv-stats.c). */
-struct HvConnHead {
-        virConnectPtr conn;
-};
-static virConnectPtr vconn(HvConn *c) {
-        return ((struct HvConnHead *) (void *) c)->conn;
-}
 
 static inline void vir_poolp(virStoragePoolPtr *p) { if (*p) virStoragePoolFree(*p); }
 #define _cleanup_pool_ _cleanup_(vir_poolp)
@@ -135,7 +127,7 @@ static char *pool_xml(const char *name, const char *path) {
 /* ---- visibility ---- */
 
 static int lookup_matches(HvConn *c, const char *path, uint64_t expect_size, bool *ret) {
-        _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(vconn(c), path);
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(hv_conn_virt(c), path);
         if (!vol) {
                 int code = virt_code();
                 if (code == VIR_ERR_NO_STORAGE_VOL || code == VIR_ERR_NO_STORAGE_POOL) {
@@ -178,16 +170,16 @@ int hv_volume_visible(HvConn *c, const char *path, uint64_t expect_size, bool *r
                 h = (h ^ *p) * 1099511628211ULL;
         char name[48];
         snprintf(name, sizeof name, "armada-lib-%016llx", (unsigned long long) h);
-        _cleanup_pool_ virStoragePoolPtr pool = virStoragePoolLookupByName(vconn(c), name);
+        _cleanup_pool_ virStoragePoolPtr pool = virStoragePoolLookupByName(hv_conn_virt(c), name);
         if (!pool) {
                 _cleanup_free_ char *xml = pool_xml(name, dir);
-                pool = virStoragePoolCreateXML(vconn(c), xml, 0);
+                pool = virStoragePoolCreateXML(hv_conn_virt(c), xml, 0);
                 if (!pool) {
                         /* The directory does not exist there (another machine),
                          * or a pool of another name holds it already (then the
                          * first lookup would have found the file), or another
                          * job created ours meanwhile. */
-                        pool = virStoragePoolLookupByName(vconn(c), name);
+                        pool = virStoragePoolLookupByName(hv_conn_virt(c), name);
                         if (!pool) {
                                 *ret_visible = false;
                                 return 0;
@@ -211,7 +203,7 @@ static virStoragePoolPtr pool_open(HvConn *c, const char *pool, const char *vol_
                 *ret_r = -EINVAL;
                 return NULL;
         }
-        virStoragePoolPtr p = virStoragePoolLookupByName(vconn(c), pool);
+        virStoragePoolPtr p = virStoragePoolLookupByName(hv_conn_virt(c), pool);
         if (!p) {
                 *ret_r = virt_fail("cannot find storage pool '%s'", pool);
                 return NULL;
@@ -266,7 +258,7 @@ int hv_volume_clone(HvConn *c, const char *pool, const char *vol_name, const cha
         _cleanup_pool_ virStoragePoolPtr p = pool_open(c, pool, vol_name, &r);
         if (!p)
                 return r;
-        _cleanup_vol_ virStorageVolPtr src = virStorageVolLookupByPath(vconn(c), src_path);
+        _cleanup_vol_ virStorageVolPtr src = virStorageVolLookupByPath(hv_conn_virt(c), src_path);
         if (!src)
                 return virt_fail("cannot find '%s' on the host to copy it", src_path);
         virStorageVolInfo info;
@@ -310,7 +302,7 @@ int hv_volume_upload(HvConn *c, const char *pool, const char *vol_name, const ch
         if (!vol)
                 return virt_fail("cannot create volume '%s' in storage pool '%s'", vol_name, pool);
         if (content && size > 0) {
-                _cleanup_stream_ virStreamPtr st = virStreamNew(vconn(c), 0);
+                _cleanup_stream_ virStreamPtr st = virStreamNew(hv_conn_virt(c), 0);
                 if (!st)
                         r = virt_fail("cannot open a stream to upload '%s'", local_path);
                 else if (virStorageVolUpload(vol, st, 0, size, 0) < 0)
@@ -349,7 +341,7 @@ static int recv_file(virStreamPtr st, const char *data, size_t nbytes, void *opa
 
 int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path) {
         assert(c);
-        _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(vconn(c), vol_path);
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(hv_conn_virt(c), vol_path);
         if (!vol)
                 return virt_fail("cannot find the volume at '%s' on the host", vol_path);
         int fd = open(local_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -359,7 +351,7 @@ int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path) 
                 return -e;
         }
         int r = 0;
-        _cleanup_stream_ virStreamPtr st = virStreamNew(vconn(c), 0);
+        _cleanup_stream_ virStreamPtr st = virStreamNew(hv_conn_virt(c), 0);
         if (!st)
                 r = virt_fail("cannot open a stream to download '%s'", vol_path);
         else if (virStorageVolDownload(vol, st, 0, 0, 0) < 0)

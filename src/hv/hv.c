@@ -217,6 +217,10 @@ int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_cou
         return 0;
 }
 
+virConnectPtr hv_conn_virt(HvConn *c) {
+        return c->conn;
+}
+
 HvConn *hv_conn_free(HvConn *c) {
         if (!c)
                 return NULL;
