@@ -1,6 +1,7 @@
 /* The place capability's tables and SQL (see store.h for the conventions
  * and store-place.h for what each function does). */
 #include "store-place.h"
+#include "store-priv.h"
 
 #include <errno.h>
 #include <math.h>
@@ -54,57 +55,6 @@ const StoreMigration store_migrations_place[] = {
 
 /* ------------------------------------------------------------------ */
 
-static int err_of(sqlite3 *db, int rc, const char *sql) {
-        int ext = sqlite3_extended_errcode(db);
-        if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
-                return -EEXIST;
-        if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
-                return -ENOTEMPTY;
-        log_error("database error %d (%s) in: %.120s", rc, sqlite3_errmsg(db), sql);
-        return -EIO;
-}
-
-typedef void (*PlaceRowFn)(sqlite3_stmt *stmt, void *out);
-
-/* Runs sql with up to three int64 parameters (n_params of them) and
- * collects its rows into a malloc'd array of elem-sized entries. */
-static int rows(Store *st, PlaceRowFn fn, size_t elem, void **ret, const char *sql, int n_params,
-                int64_t p1, int64_t p2, int64_t p3) {
-        sqlite3 *db = store_db(st);
-        if (!db)
-                return -EIO;
-        sqlite3_stmt *stmt = NULL;
-        int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
-        if (rc != SQLITE_OK)
-                return err_of(db, rc, sql);
-        const int64_t p[3] = { p1, p2, p3 };
-        for (int i = 0; i < n_params && i < 3; i++)
-                sqlite3_bind_int64(stmt, i + 1, p[i]);
-        char *arr = NULL;
-        size_t n = 0, cap = 0;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-                if (n == cap) {
-                        cap = cap ? cap * 2 : 16;
-                        arr = xrealloc(arr, cap * elem);
-                }
-                memset(arr + n * elem, 0, elem);
-                fn(stmt, arr + n * elem);
-                n++;
-        }
-        sqlite3_finalize(stmt);
-        if (rc != SQLITE_DONE) {
-                free(arr);
-                return err_of(db, rc, sql);
-        }
-        *ret = arr;
-        return (int) n;
-}
-
-static void text(char *dst, size_t size, sqlite3_stmt *stmt, int col) {
-        const unsigned char *s = sqlite3_column_text(stmt, col);
-        snprintf(dst, size, "%s", s ? (const char *) s : "");
-}
-
 static double real_or_nan(sqlite3_stmt *stmt, int col) {
         return sqlite3_column_type(stmt, col) == SQLITE_NULL ? NAN : sqlite3_column_double(stmt, col);
 }
@@ -120,9 +70,9 @@ static uint64_t u64(sqlite3_stmt *stmt, int col) {
 static void row_place_host(sqlite3_stmt *stmt, void *out) {
         StorePlaceHost *h = out;
         h->id = sqlite3_column_int64(stmt, 0);
-        text(h->name, sizeof h->name, stmt, 1);
+        store_copy_text(h->name, sizeof h->name, stmt, 1);
         h->group_id = sqlite3_column_int64(stmt, 2);
-        text(h->state, sizeof h->state, stmt, 3);
+        store_copy_text(h->state, sizeof h->state, stmt, 3);
         h->cpus = (unsigned) u64(stmt, 4);
         h->memory_mib = u64(stmt, 5);
         h->usage_at = sqlite3_column_int64(stmt, 6);
@@ -156,8 +106,8 @@ int store_place_hosts(Store *st, int64_t group_id, int64_t exclude_vm_id, StoreP
                 "     WHERE v.host_id = h.id AND v.id <> ?2 AND v.state <> 'deleting')"
                 " FROM host h LEFT JOIN host_usage u ON u.host_id = h.id LEFT JOIN host_pool p ON p.host_id = h.id"
                 " WHERE h.group_id IN sub ORDER BY h.id";
-        return rows(st, row_place_host, sizeof(StorePlaceHost), (void **) ret, sql, 2,
-                    group_id > 0 ? group_id : STORE_ROOT_GROUP_ID, exclude_vm_id, 0);
+        return store_query_rows(st, row_place_host, sizeof(StorePlaceHost), (void **) ret, sql, "ii",
+                                group_id > 0 ? group_id : (int64_t) STORE_ROOT_GROUP_ID, exclude_vm_id);
 }
 
 static void row_cluster_member(sqlite3_stmt *stmt, void *out) {
@@ -166,7 +116,7 @@ static void row_cluster_member(sqlite3_stmt *stmt, void *out) {
         m->tolerate = sqlite3_column_int(stmt, 1);
         m->host_id = sqlite3_column_int64(stmt, 2);
         m->ha_memory_mib = u64(stmt, 3);
-        text(m->host_state, sizeof m->host_state, stmt, 4);
+        store_copy_text(m->host_state, sizeof m->host_state, stmt, 4);
 }
 
 int store_place_cluster_members(Store *st, int64_t exclude_vm_id, StorePlaceClusterMember **ret) {
@@ -177,7 +127,7 @@ int store_place_cluster_members(Store *st, int64_t exclude_vm_id, StorePlaceClus
                 "  h.state"
                 " FROM cluster c JOIN cluster_member m ON m.cluster_id = c.id JOIN host h ON h.id = m.host_id"
                 " ORDER BY c.id, m.host_id";
-        return rows(st, row_cluster_member, sizeof(StorePlaceClusterMember), (void **) ret, sql, 1, exclude_vm_id, 0, 0);
+        return store_query_rows(st, row_cluster_member, sizeof(StorePlaceClusterMember), (void **) ret, sql, "i", exclude_vm_id);
 }
 
 int store_place_pool_set(Store *st, int64_t host_id, uint64_t capacity_bytes, uint64_t available_bytes) {
@@ -201,7 +151,7 @@ static void row_policy(sqlite3_stmt *stmt, void *out) {
                 p->set[f] = sqlite3_column_type(stmt, 2 + f) != SQLITE_NULL;
                 p->value[f] = p->set[f] ? sqlite3_column_double(stmt, 2 + f) : 0;
         }
-        text(p->goal, sizeof p->goal, stmt, 2 + STORE_POLICY__COUNT);
+        store_copy_text(p->goal, sizeof p->goal, stmt, 2 + STORE_POLICY__COUNT);
 }
 
 const double store_policy_defaults[STORE_POLICY__COUNT] = { 10, 512, 10, 0, 0, 1, 1, 0.5, 0.5, 0.5 };
@@ -255,9 +205,9 @@ void store_policy_resolve(const StoreGroupPolicy *all, size_t n, int64_t group_i
 
 int store_policy_get(Store *st, int64_t group_id, StoreGroupPolicy *ret) {
         StoreGroupPolicy *arr = NULL;
-        int n = rows(st, row_policy, sizeof *arr, (void **) &arr,
+        int n = store_query_rows(st, row_policy, sizeof *arr, (void **) &arr,
                      "SELECT g.id, coalesce(g.parent_id, 0), " POLICY_COLS
-                     " FROM host_group g LEFT JOIN host_group_policy p ON p.group_id = g.id WHERE g.id = ?", 1, group_id, 0, 0);
+                     " FROM host_group g LEFT JOIN host_group_policy p ON p.group_id = g.id WHERE g.id = ?", "i", group_id);
         if (n < 0)
                 return n;
         if (n == 0) {
@@ -270,9 +220,9 @@ int store_policy_get(Store *st, int64_t group_id, StoreGroupPolicy *ret) {
 }
 
 int store_policy_all(Store *st, StoreGroupPolicy **ret) {
-        return rows(st, row_policy, sizeof(StoreGroupPolicy), (void **) ret,
+        return store_query_rows(st, row_policy, sizeof(StoreGroupPolicy), (void **) ret,
                     "SELECT g.id, coalesce(g.parent_id, 0), " POLICY_COLS
-                    " FROM host_group g LEFT JOIN host_group_policy p ON p.group_id = g.id ORDER BY g.id", 0, 0, 0, 0);
+                    " FROM host_group g LEFT JOIN host_group_policy p ON p.group_id = g.id ORDER BY g.id", "");
 }
 
 int store_policy_set(Store *st, const StoreGroupPolicy *p) {
@@ -290,7 +240,7 @@ int store_policy_set(Store *st, const StoreGroupPolicy *p) {
         sqlite3_stmt *stmt = NULL;
         int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
         if (rc != SQLITE_OK)
-                return err_of(db, rc, sql);
+                return store_errcode(db, rc, sql);
         sqlite3_bind_int64(stmt, 1, p->group_id);
         for (int f = 0; f < STORE_POLICY__COUNT; f++) {
                 if (p->set[f])
@@ -303,7 +253,7 @@ int store_policy_set(Store *st, const StoreGroupPolicy *p) {
         else
                 sqlite3_bind_null(stmt, 2 + STORE_POLICY__COUNT);
         rc = sqlite3_step(stmt);
-        int r = rc == SQLITE_DONE ? 0 : err_of(db, rc, sql);
+        int r = rc == SQLITE_DONE ? 0 : store_errcode(db, rc, sql);
         sqlite3_finalize(stmt);
         return r;
 }
@@ -314,17 +264,16 @@ int store_policy_set(Store *st, const StoreGroupPolicy *p) {
 static void row_rule_member(sqlite3_stmt *stmt, void *out) {
         StorePlaceRuleMember *m = out;
         m->rule_id = sqlite3_column_int64(stmt, 0);
-        text(m->kind, sizeof m->kind, stmt, 1);
+        store_copy_text(m->kind, sizeof m->kind, stmt, 1);
         m->vm_id = sqlite3_column_int64(stmt, 2);
-        text(m->vm_name, sizeof m->vm_name, stmt, 3);
+        store_copy_text(m->vm_name, sizeof m->vm_name, stmt, 3);
         m->host_id = sqlite3_column_int64(stmt, 4);
 }
 
 int store_place_rule_members(Store *st, StorePlaceRuleMember **ret) {
-        return rows(st, row_rule_member, sizeof(StorePlaceRuleMember), (void **) ret,
+        return store_query_rows(st, row_rule_member, sizeof(StorePlaceRuleMember), (void **) ret,
                     "SELECT r.id, r.kind, v.id, v.name, coalesce(v.host_id, 0) FROM placement_rule r"
-                    " JOIN placement_rule_member m ON m.rule_id = r.id JOIN vm v ON v.id = m.vm_id ORDER BY r.id, v.id",
-                    0, 0, 0, 0);
+                    " JOIN placement_rule_member m ON m.rule_id = r.id JOIN vm v ON v.id = m.vm_id ORDER BY r.id, v.id", "");
 }
 
 static int members_insert(Store *st, int64_t id, const int64_t *vm_ids, size_t n) {

@@ -1,6 +1,7 @@
 /* store: the SQLite database behind armadad — connection handling, schema
  * migrations and every SQL statement. See store.h for the conventions. */
 #include "store.h"
+#include "store-priv.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -251,7 +252,7 @@ int store_schema_version(Store *st) {
 
 /* ------------------------------------------------------------------ */
 
-static int errcode(sqlite3 *db, int rc, const char *sql) {
+int store_errcode(sqlite3 *db, int rc, const char *sql) {
         int ext = sqlite3_extended_errcode(db);
         if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
                 return -EEXIST;
@@ -265,7 +266,7 @@ static int prepare_bind(sqlite3 *db, const char *sql, const char *types, va_list
         sqlite3_stmt *stmt = NULL;
         int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
         if (rc != SQLITE_OK)
-                return errcode(db, rc, sql);
+                return store_errcode(db, rc, sql);
         int idx = 1;
         for (const char *t = types; *t; t++, idx++) {
                 switch (*t) {
@@ -285,7 +286,7 @@ static int prepare_bind(sqlite3 *db, const char *sql, const char *types, va_list
                 }
                 if (rc != SQLITE_OK) {
                         sqlite3_finalize(stmt);
-                        return errcode(db, rc, sql);
+                        return store_errcode(db, rc, sql);
                 }
         }
         *ret = stmt;
@@ -303,7 +304,7 @@ static int vexec(Store *st, const char *sql, const char *types, va_list ap) {
         int rc;
         while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
                 ;
-        r = rc == SQLITE_DONE ? 0 : errcode(db, rc, sql);
+        r = rc == SQLITE_DONE ? 0 : store_errcode(db, rc, sql);
         sqlite3_finalize(stmt);
         return r;
 }
@@ -366,7 +367,7 @@ static json_t *vquery_json(Store *st, const char *sql, const char *types, va_lis
         while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
                 json_array_append_new(arr, row_json(stmt));
         if (rc != SQLITE_DONE) {
-                errcode(db, rc, sql);
+                store_errcode(db, rc, sql);
                 json_decref(arr);
                 arr = NULL;
         }
@@ -410,7 +411,7 @@ int store_query_i64(Store *st, int64_t *ret, const char *sql, const char *types,
                 *ret = sqlite3_column_int64(stmt, 0);
                 r = 0;
         } else
-                r = rc == SQLITE_DONE ? -ENOENT : errcode(db, rc, sql);
+                r = rc == SQLITE_DONE ? -ENOENT : store_errcode(db, rc, sql);
         sqlite3_finalize(stmt);
         return r;
 }
@@ -423,8 +424,7 @@ int store_changes(Store *st) { return sqlite3_changes(store_db(st)); }
 
 /* Runs a statement that returns one row and copies its columns into a
  * struct through a callback. -ENOENT when no row. */
-typedef void (*RowFn)(sqlite3_stmt *stmt, void *out);
-static int query_row(Store *st, RowFn fn, void *out, const char *sql, const char *types, ...) {
+int store_query_row(Store *st, StoreRowFn fn, void *out, const char *sql, const char *types, ...) {
         sqlite3 *db = store_db(st);
         if (!db)
                 return -EIO;
@@ -440,13 +440,13 @@ static int query_row(Store *st, RowFn fn, void *out, const char *sql, const char
                 fn(stmt, out);
                 r = 0;
         } else
-                r = rc == SQLITE_DONE ? -ENOENT : errcode(db, rc, sql);
+                r = rc == SQLITE_DONE ? -ENOENT : store_errcode(db, rc, sql);
         sqlite3_finalize(stmt);
         return r;
 }
 
 /* Like query_row for many rows: fn fills element i of a growing array. */
-static int query_rows(Store *st, RowFn fn, size_t elem, void **ret, const char *sql, const char *types, ...) {
+int store_query_rows(Store *st, StoreRowFn fn, size_t elem, void **ret, const char *sql, const char *types, ...) {
         sqlite3 *db = store_db(st);
         if (!db)
                 return -EIO;
@@ -472,17 +472,17 @@ static int query_rows(Store *st, RowFn fn, size_t elem, void **ret, const char *
         sqlite3_finalize(stmt);
         if (rc != SQLITE_DONE) {
                 free(arr);
-                return errcode(db, rc, sql);
+                return store_errcode(db, rc, sql);
         }
         *ret = arr;
         return (int) n;
 }
 
-static void copy_text(char *dst, size_t size, sqlite3_stmt *stmt, int col) {
+void store_copy_text(char *dst, size_t size, sqlite3_stmt *stmt, int col) {
         const unsigned char *s = sqlite3_column_text(stmt, col);
         snprintf(dst, size, "%s", s ? (const char *) s : "");
 }
-#define COPY(field, col) copy_text((field), sizeof(field), stmt, (col))
+#define COPY(field, col) store_copy_text((field), sizeof(field), stmt, (col))
 
 static void row_i64(sqlite3_stmt *stmt, void *out) { *(int64_t *) out = sqlite3_column_int64(stmt, 0); }
 
@@ -563,7 +563,7 @@ int store_group_create_path(Store *st, const char *path, int64_t *ret_id, bool *
 
 int store_group_chain(Store *st, int64_t group_id, int64_t *ids, int max) {
         int64_t *rows = NULL;
-        int n = query_rows(st, row_i64, sizeof(int64_t), (void **) &rows,
+        int n = store_query_rows(st, row_i64, sizeof(int64_t), (void **) &rows,
                            "WITH RECURSIVE c(id, parent_id, depth) AS ("
                            "  SELECT id, parent_id, 0 FROM host_group WHERE id = ?"
                            "  UNION ALL SELECT g.id, g.parent_id, c.depth + 1 FROM host_group g JOIN c ON g.id = c.parent_id"
@@ -681,7 +681,7 @@ static void row_id_parent(sqlite3_stmt *stmt, void *out) {
 }
 int store_group_parents(Store *st, int64_t **ret_ids, int64_t **ret_parents) {
         IdParent *rows = NULL;
-        int n = query_rows(st, row_id_parent, sizeof(IdParent), (void **) &rows,
+        int n = store_query_rows(st, row_id_parent, sizeof(IdParent), (void **) &rows,
                            "SELECT id, coalesce(parent_id, 0) FROM host_group ORDER BY id", "");
         if (n < 0)
                 return n;
@@ -721,7 +721,7 @@ static void row_host(sqlite3_stmt *stmt, void *out) {
         COPY(h->domain_type, 7);
 }
 int store_host_get(Store *st, int64_t id, StoreHost *ret) {
-        return query_row(st, row_host, ret, "SELECT id, name, uri, group_id, state, pool, pool_path, domain_type"
+        return store_query_row(st, row_host, ret, "SELECT id, name, uri, group_id, state, pool, pool_path, domain_type"
                                             " FROM host WHERE id = ?", "i", id);
 }
 int store_host_find(Store *st, const char *name, int64_t *ret_id) {
@@ -772,7 +772,7 @@ json_t *store_host_get_json(Store *st, int64_t id) {
         return store_query_one(st, HOST_COLUMNS "WHERE h.id = ?", "i", id);
 }
 int store_host_ids(Store *st, int64_t **ret_ids) {
-        return query_rows(st, row_i64, sizeof(int64_t), (void **) ret_ids, "SELECT id FROM host ORDER BY id", "");
+        return store_query_rows(st, row_i64, sizeof(int64_t), (void **) ret_ids, "SELECT id FROM host ORDER BY id", "");
 }
 
 /* ------------------------------------------------------------------ */
@@ -809,7 +809,7 @@ static void row_vm(sqlite3_stmt *stmt, void *out) {
                " domain_type, origin, description FROM vm "
 
 int store_vm_get(Store *st, int64_t id, StoreVm *ret) {
-        return query_row(st, row_vm, ret, VM_ROW "WHERE id = ?", "i", id);
+        return store_query_row(st, row_vm, ret, VM_ROW "WHERE id = ?", "i", id);
 }
 int store_vm_find(Store *st, const char *name, int64_t *ret_id) {
         return store_query_i64(st, ret_id, "SELECT id FROM vm WHERE name = ?", "s", name);
@@ -848,7 +848,7 @@ static void row_disk(sqlite3_stmt *stmt, void *out) {
         d->owned = sqlite3_column_int(stmt, 3) != 0;
 }
 int store_vm_disks(Store *st, int64_t vm_id, StoreDisk **ret) {
-        return query_rows(st, row_disk, sizeof(StoreDisk), (void **) ret,
+        return store_query_rows(st, row_disk, sizeof(StoreDisk), (void **) ret,
                           "SELECT target, path, size_bytes, owned FROM vm_disk WHERE vm_id = ? ORDER BY target", "i", vm_id);
 }
 
@@ -868,7 +868,7 @@ json_t *store_vm_get_json(Store *st, int64_t id) {
         return store_query_one(st, VM_COLUMNS "WHERE v.id = ?", "i", id);
 }
 int store_vm_list_on_host(Store *st, int64_t host_id, StoreVm **ret) {
-        return query_rows(st, row_vm, sizeof(StoreVm), (void **) ret, VM_ROW "WHERE host_id = ? ORDER BY id", "i", host_id);
+        return store_query_rows(st, row_vm, sizeof(StoreVm), (void **) ret, VM_ROW "WHERE host_id = ? ORDER BY id", "i", host_id);
 }
 int store_vm_count_on_host(Store *st, int64_t host_id) {
         int64_t n;
@@ -895,10 +895,10 @@ static void row_user(sqlite3_stmt *stmt, void *out) {
         COPY(u->password_hash, 3);
 }
 int store_user_get(Store *st, int64_t id, StoreUser *ret) {
-        return query_row(st, row_user, ret, "SELECT id, name, role, password_hash FROM user WHERE id = ?", "i", id);
+        return store_query_row(st, row_user, ret, "SELECT id, name, role, password_hash FROM user WHERE id = ?", "i", id);
 }
 int store_user_find(Store *st, const char *name, StoreUser *ret) {
-        return query_row(st, row_user, ret, "SELECT id, name, role, password_hash FROM user WHERE name = ?", "s", name);
+        return store_query_row(st, row_user, ret, "SELECT id, name, role, password_hash FROM user WHERE name = ?", "s", name);
 }
 int store_user_count(Store *st) {
         int64_t n;
@@ -928,7 +928,7 @@ int store_user_scopes_set(Store *st, int64_t user_id, const int64_t *group_ids, 
         return store_commit(st);
 }
 int store_user_scopes(Store *st, int64_t user_id, int64_t **ret) {
-        return query_rows(st, row_i64, sizeof(int64_t), (void **) ret,
+        return store_query_rows(st, row_i64, sizeof(int64_t), (void **) ret,
                           "SELECT group_id FROM user_scope WHERE user_id = ? ORDER BY group_id", "i", user_id);
 }
 #define USER_COLUMNS \
@@ -945,7 +945,7 @@ int store_token_insert(Store *st, int64_t user_id, const char *token_hash, int64
                           "isii", user_id, token_hash, now_ms(), expires_at_ms);
 }
 int store_token_user(Store *st, const char *token_hash, int64_t now, StoreUser *ret) {
-        int r = query_row(st, row_user, ret,
+        int r = store_query_row(st, row_user, ret,
                           "SELECT u.id, u.name, u.role, u.password_hash FROM token t JOIN user u ON u.id = t.user_id"
                           " WHERE t.token_hash = ? AND t.expires_at > ?", "si", token_hash, now);
         if (r < 0)
@@ -999,7 +999,7 @@ static void row_job(sqlite3_stmt *stmt, void *out) {
 int store_job_claim(Store *st, StoreJob *ret) {
         /* One statement, so two workers can never claim the same job; the
          * NOT EXISTS keeps jobs on one object strictly one at a time. */
-        return query_row(st, row_job, ret,
+        return store_query_row(st, row_job, ret,
                          "UPDATE job SET state = 'running', started_at = ?, attempts = attempts + 1 WHERE id = ("
                          " SELECT q.id FROM job q WHERE q.state = 'queued' AND NOT EXISTS ("
                          "  SELECT 1 FROM job r WHERE r.state = 'running' AND r.target_kind = q.target_kind"
@@ -1041,7 +1041,7 @@ int store_job_cancel_requested(Store *st, int64_t id, bool *ret) {
         return 0;
 }
 int store_job_list_running(Store *st, StoreJob **ret) {
-        return query_rows(st, row_job, sizeof(StoreJob), (void **) ret, JOB_ROW "WHERE state = 'running' ORDER BY id", "");
+        return store_query_rows(st, row_job, sizeof(StoreJob), (void **) ret, JOB_ROW "WHERE state = 'running' ORDER BY id", "");
 }
 int store_job_requeue(Store *st, int64_t id) {
         return store_exec(st, "UPDATE job SET state = 'queued', step = 'resumed after armadad restarted' WHERE id = ?", "i", id);

@@ -1,0 +1,21 @@
+/* Internals shared by store.c and the capabilities' store-<capability>.c
+ * files: the row helpers every query builds on. Not for other modules. */
+#pragma once
+
+#include <sqlite3.h>
+#include "store.h"
+
+/* Copies the current row of stmt into out (one struct). */
+typedef void (*StoreRowFn)(sqlite3_stmt *stmt, void *out);
+
+/* Maps a failed sqlite3 call to -EEXIST (unique), -ENOTEMPTY (foreign key)
+ * or -EIO (logged with the statement). */
+int store_errcode(sqlite3 *db, int rc, const char *sql);
+/* One row through fn: 0, -ENOENT when there is none, or negative. types as
+ * for store_exec(). */
+int store_query_row(Store *st, StoreRowFn fn, void *out, const char *sql, const char *types, ...);
+/* Every row, each through fn into a malloc'd array of elem-sized entries
+ * (zeroed first): the count, or negative with *ret untouched. */
+int store_query_rows(Store *st, StoreRowFn fn, size_t elem, void **ret, const char *sql, const char *types, ...);
+/* A text column into a fixed buffer ("" for NULL), truncated to size. */
+void store_copy_text(char *dst, size_t size, sqlite3_stmt *stmt, int col);
