@@ -63,23 +63,6 @@ static json_t *vm_readable(Req *r, int64_t id) {
         return v;
 }
 
-/* The inventory's live connection to a host, or NULL when there is none
- * right now. Never connects (link_acquire would, and block this thread). */
-static Link *link_peek(Inventory *inv, int64_t host_id) {
-        Link *found = NULL;
-        pthread_mutex_lock(&inv->lock);
-        for (Link *l = inv->links; l; l = l->next)
-                if (l->host_id == host_id) {
-                        if (!atomic_load(&l->dead) && hv_conn_alive(l->conn)) {
-                                l->refs++;
-                                found = l;
-                        }
-                        break;
-                }
-        pthread_mutex_unlock(&inv->lock);
-        return found;
-}
-
 /* ------------------------------------------------------------------ */
 /* thumbnails */
 

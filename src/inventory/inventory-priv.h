@@ -17,6 +17,8 @@ typedef struct Link {
         struct Link *next;
 } Link;
 
+#define INVENTORY_REFRESHERS 8
+
 struct Inventory {
         Store *st;
         Jobs *jobs;
@@ -26,11 +28,24 @@ struct Inventory {
         Link *links;
         bool stopping, started;
         pthread_t monitor;
+        /* The monitor hands each round's hosts to a pool of refreshers, so a
+         * host that hangs (a TCP connect to a dead address can take minutes)
+         * holds up only itself: it is skipped while its refresh is in flight. */
+        pthread_cond_t work;
+        pthread_t refreshers[INVENTORY_REFRESHERS];
+        unsigned n_refreshers;
+        int64_t *queue;             /* this round's hosts; q_pos is the next one */
+        size_t q_len, q_pos;
+        int64_t inflight[INVENTORY_REFRESHERS];
+        bool stuck;                 /* a refresher did not end at shutdown: never free */
 };
 
 /* A live link to host h, connecting when needed; the caller releases it.
  * Negative with a sentence in why when the host cannot be reached. */
 int link_acquire(Inventory *inv, const StoreHost *h, Link **ret, char *why, size_t why_size);
 void link_release(Inventory *inv, Link *l);
+/* The host's live link with a reference, or NULL when there is none right
+ * now. Never connects, so it never blocks (for HTTP threads). */
+Link *link_peek(Inventory *inv, int64_t host_id);
 /* Drops a removed host's connection. */
 void link_forget(Inventory *inv, int64_t host_id);

@@ -35,6 +35,7 @@ int inventory_new(Store *st, Jobs *jobs, const InventoryConfig *cfg, Inventory *
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&inv->wake, &ca);
+        pthread_cond_init(&inv->work, &ca);
         pthread_condattr_destroy(&ca);
         *ret = inv;
         return 0;
@@ -128,6 +129,21 @@ int link_acquire(Inventory *inv, const StoreHost *h, Link **ret, char *why, size
         pthread_mutex_unlock(&inv->lock);
         *ret = n;
         return 0;
+}
+
+Link *link_peek(Inventory *inv, int64_t host_id) {
+        Link *found = NULL;
+        pthread_mutex_lock(&inv->lock);
+        for (Link *l = inv->links; l; l = l->next)
+                if (l->host_id == host_id) {
+                        if (!atomic_load(&l->dead) && hv_conn_alive(l->conn)) {
+                                l->refs++;
+                                found = l;
+                        }
+                        break;
+                }
+        pthread_mutex_unlock(&inv->lock);
+        return found;
 }
 
 /* Drops the host's link (host removed). */
@@ -371,41 +387,83 @@ int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t
         return 0;
 }
 
+static bool inflight_locked(Inventory *inv, int64_t host_id) {
+        for (unsigned i = 0; i < inv->n_refreshers; i++)
+                if (inv->inflight[i] == host_id)
+                        return true;
+        return false;
+}
+
+typedef struct {
+        Inventory *inv;
+        unsigned slot;
+} Refresher;
+
+static void *refresher_main(void *arg) {
+        Refresher *me = arg;
+        Inventory *inv = me->inv;
+        pthread_mutex_lock(&inv->lock);
+        for (;;) {
+                while (!inv->stopping && inv->q_pos >= inv->q_len)
+                        pthread_cond_wait(&inv->work, &inv->lock);
+                if (inv->stopping)
+                        break;
+                int64_t id = inv->queue[inv->q_pos++];
+                if (inflight_locked(inv, id))
+                        continue;
+                inv->inflight[me->slot] = id;
+                pthread_mutex_unlock(&inv->lock);
+                (void) inventory_refresh_host(inv, id, NULL, 0);
+                pthread_mutex_lock(&inv->lock);
+                inv->inflight[me->slot] = 0;
+        }
+        pthread_mutex_unlock(&inv->lock);
+        free(me);
+        return NULL;
+}
+
 static void *monitor_main(void *arg) {
         Inventory *inv = arg;
         for (;;) {
-                pthread_mutex_lock(&inv->lock);
-                bool stop = inv->stopping;
-                pthread_mutex_unlock(&inv->lock);
-                if (stop)
-                        break;
                 int64_t *ids = NULL;
                 int n = store_host_ids(inv->st, &ids);
-                for (int i = 0; i < n; i++) {
-                        pthread_mutex_lock(&inv->lock);
-                        stop = inv->stopping;
-                        pthread_mutex_unlock(&inv->lock);
-                        if (stop) break;
-                        (void) inventory_refresh_host(inv, ids[i], NULL, 0);
-                }
-                free(ids);
                 pthread_mutex_lock(&inv->lock);
-                if (!inv->stopping) {
-                        struct timespec ts;
-                        clock_gettime(CLOCK_MONOTONIC, &ts);
-                        int64_t ns = ts.tv_nsec + (int64_t) (inv->cfg.refresh_interval_ms % 1000) * 1000000;
-                        ts.tv_sec += inv->cfg.refresh_interval_ms / 1000 + ns / 1000000000;
-                        ts.tv_nsec = ns % 1000000000;
-                        pthread_cond_timedwait(&inv->wake, &inv->lock, &ts);
+                if (inv->stopping) {
+                        pthread_mutex_unlock(&inv->lock);
+                        free(ids);
+                        break;
                 }
+                /* A new round replaces what the last one did not reach. */
+                free(inv->queue);
+                inv->queue = n > 0 ? ids : NULL;
+                inv->q_len = n > 0 ? (size_t) n : 0;
+                inv->q_pos = 0;
+                if (n <= 0)
+                        free(ids);
+                pthread_cond_broadcast(&inv->work);
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                int64_t ns = ts.tv_nsec + (int64_t) (inv->cfg.refresh_interval_ms % 1000) * 1000000;
+                ts.tv_sec += inv->cfg.refresh_interval_ms / 1000 + ns / 1000000000;
+                ts.tv_nsec = ns % 1000000000;
+                pthread_cond_timedwait(&inv->wake, &inv->lock, &ts);
                 pthread_mutex_unlock(&inv->lock);
         }
         return NULL;
 }
 
 int inventory_start(Inventory *inv) {
-        if (pthread_create(&inv->monitor, NULL, monitor_main, inv) != 0)
-                return -errno;
+        for (unsigned i = 0; i < INVENTORY_REFRESHERS; i++) {
+                Refresher *r = xcalloc(1, sizeof *r);
+                *r = (Refresher) { .inv = inv, .slot = i };
+                if (pthread_create(&inv->refreshers[i], NULL, refresher_main, r) != 0) {
+                        free(r);
+                        break;
+                }
+                inv->n_refreshers++;
+        }
+        if (inv->n_refreshers == 0 || pthread_create(&inv->monitor, NULL, monitor_main, inv) != 0)
+                return -EAGAIN;
         inv->started = true;
         return 0;
 }
@@ -416,8 +474,19 @@ void inventory_stop(Inventory *inv) {
         pthread_mutex_lock(&inv->lock);
         inv->stopping = true;
         pthread_cond_broadcast(&inv->wake);
+        pthread_cond_broadcast(&inv->work);
         pthread_mutex_unlock(&inv->lock);
         pthread_join(inv->monitor, NULL);
+        /* A refresher stuck connecting to a dead host cannot be interrupted:
+         * give them all a few seconds, then leave the stuck ones behind. */
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 5;
+        for (unsigned i = 0; i < inv->n_refreshers; i++)
+                if (pthread_timedjoin_np(inv->refreshers[i], NULL, &deadline) != 0) {
+                        log_warn("a host refresh is still hanging at shutdown; leaving it behind");
+                        inv->stuck = true;
+                }
         inv->started = false;
 }
 
@@ -425,13 +494,17 @@ Inventory *inventory_free(Inventory *inv) {
         if (!inv)
                 return NULL;
         inventory_stop(inv);
+        if (inv->stuck)
+                return NULL; /* a thread may still use it; the process is about to end */
         while (inv->links) {
                 Link *l = inv->links;
                 inv->links = l->next;
                 link_destroy(l);
         }
+        free(inv->queue);
         pthread_mutex_destroy(&inv->lock);
         pthread_cond_destroy(&inv->wake);
+        pthread_cond_destroy(&inv->work);
         free(inv);
         return NULL;
 }

@@ -23,6 +23,7 @@ struct Jobs {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool stopping, started;
+        bool stuck;             /* a worker did not end at shutdown: never free */
         Handler *handlers;
         size_t n_handlers;
 };
@@ -213,8 +214,17 @@ void jobs_stop(Jobs *j) {
         j->stopping = true;
         pthread_cond_broadcast(&j->cond);
         pthread_mutex_unlock(&j->lock);
+        /* Handlers see the cancel request and stop where it is safe; one
+         * stuck inside libvirt (a host that never answers) cannot be
+         * interrupted, so it is left behind after a bounded wait. */
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 10;
         for (unsigned i = 0; i < j->n_workers; i++)
-                pthread_join(j->threads[i], NULL);
+                if (pthread_timedjoin_np(j->threads[i], NULL, &deadline) != 0) {
+                        log_warn("a job worker is still busy at shutdown; leaving it behind");
+                        j->stuck = true;
+                }
         j->started = false;
 }
 
@@ -222,6 +232,8 @@ Jobs *jobs_free(Jobs *j) {
         if (!j)
                 return NULL;
         jobs_stop(j);
+        if (j->stuck)
+                return NULL; /* a worker may still use it; the process is about to end */
         free(j->threads);
         free(j->handlers);
         pthread_mutex_destroy(&j->lock);

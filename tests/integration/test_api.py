@@ -334,6 +334,52 @@ class TestRoles(ApiTestCase):
         self.assertEqual(d.request("PATCH", f"/api/v1/users/{ss2['id']}", {"role": "administrator"}, token=self.ss2)[0], 403)
 
 
+class TestHungHost(unittest.TestCase):
+    """A host that accepts the connection and never answers (as a powered-off
+    host behind a dropping firewall would) must hold up only itself."""
+
+    def test_hung_host_does_not_stall_the_others_or_shutdown(self):
+        import socket
+        import threading
+        import time
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(64)
+        held = []
+
+        def accept():
+            while True:
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    return
+                held.append(c)
+        threading.Thread(target=accept, daemon=True).start()
+        d = Armadad().start()
+        try:
+            d.token = d.login()
+            r = d.ok("POST", "/api/v1/hosts", {"name": "hung", "uri": f"qemu+tcp://127.0.0.1:{srv.getsockname()[1]}/system"})
+            d.add_host("t1", "test:///default")
+            first = d.find("hosts", "t1")["last_seen_at"]
+            # The monitor keeps refreshing t1 every round although 'hung' never answers.
+            wait_until(lambda: d.find("hosts", "t1")["last_seen_at"] != first, 10, what="t1 to be refreshed again")
+            second = d.find("hosts", "t1")["last_seen_at"]
+            wait_until(lambda: d.find("hosts", "t1")["last_seen_at"] != second, 10, what="t1 to be refreshed once more")
+            self.assertEqual(d.find("hosts", "hung")["state"], "connecting")
+            self.assertEqual(d.ok("GET", f"/api/v1/jobs/{r['job']['id']}")["state"], "running")
+            # Jobs on other hosts still run.
+            vm = d.create_vm("beside-hung", "t1")
+            self.assertEqual(d.vm(vm["id"])["state"], "stopped")
+            t0 = time.monotonic()
+            self.assertEqual(d.stop(signal.SIGTERM, timeout=30), 0)
+            self.assertLess(time.monotonic() - t0, 25)
+        finally:
+            d.cleanup()
+            srv.close()
+            for c in held:
+                c.close()
+
+
 class TestRestart(unittest.TestCase):
     def test_running_jobs_are_resumed_or_failed_after_a_crash(self):
         d = Armadad().start()
