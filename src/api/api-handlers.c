@@ -3,6 +3,8 @@
  * before it changes anything, asks the policy, audits what it changed, and
  * hands anything that talks to a host to a job (202). */
 #include "api-priv.h"
+#include "library/library.h"
+#include "store/store-library.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -691,6 +693,19 @@ void h_vms_create(Req *r) {
         reply(r, 202, json_pack("{s:o, s:o, s:O?}", "vm", vmj ? vmj : json_null(), "job", job_json(r, job), "placement", placement));
 }
 
+/* A self-service user acts on a VM deployed under a grant only as far as
+ * that grant's actions allow (other roles, and VMs without a grant, are
+ * decided by the policy alone). */
+static bool grant_allows(Req *r, int64_t vm_id, const char *action) {
+        if (r->subj.role != ROLE_SELF_SERVICE)
+                return true;
+        int64_t grant_id = 0;
+        if (store_vm_grant(r->api->st, vm_id, &grant_id) < 0 || grant_id == 0)
+                return true;
+        _cleanup_json_ json_t *g = store_grant_get_json(r->api->st, grant_id);
+        return g && library_actions_allow(jstr(g, "actions"), action);
+}
+
 static json_t *vm_visible(Req *r, int64_t id) {
         json_t *v = store_vm_get_json(r->api->st, id);
         if (v && !api_allowed(r, ACT_READ, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id"))) {
@@ -712,7 +727,7 @@ void h_vm_delete(Req *r) {
         _cleanup_json_ json_t *v = vm_visible(r, r->id[0]);
         if (!v)
                 return;
-        if (!api_allowed(r, ACT_DELETE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
+        if (!api_allowed(r, ACT_DELETE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")) || !grant_allows(r, r->id[0], "delete"))
                 return deny(r, "delete", "VM", r->id[0], jstr(v, "name"));
         const char *keep_s = req_query(r, "keep_disks");
         if (keep_s && !streq(keep_s, "true") && !streq(keep_s, "false") && !streq(keep_s, "1") && !streq(keep_s, "0"))
@@ -745,7 +760,7 @@ void h_vm_action(Req *r) {
         if (!req_body_fields(r, streq(action, "stop") ? fields : NO_FIELDS) || !body_int(r, "timeout_s", false, 1, 3600, &timeout) ||
             !body_bool(r, "force", &force))
                 return;
-        if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
+        if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")) || !grant_allows(r, r->id[0], action))
                 return deny(r, action, "VM", r->id[0], jstr(v, "name"));
         const char *state = jstr(v, "state");
         if (streq(state, "creating") || streq(state, "deleting"))

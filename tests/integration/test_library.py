@@ -311,6 +311,24 @@ class LibraryTest(unittest.TestCase):
                                              "actions": "start,stop"})
         self.refused("POST", f"/api/v1/templates/{t['id']}/deploy", {"name": "alice-3"}, 403, token=alice)
 
+    def test_21_grant_actions_limit_what_the_user_may_do(self):
+        t = self.template("ss-limited", points=1)
+        carol = self.user("carol")
+        self.d.ok("POST", "/api/v1/grants", {"user": "carol", "templates": ["ss-limited"], "group": "Seattle/Production",
+                                             "points": 5, "actions": "deploy,start,stop"})
+        r = self.d.ok("POST", f"/api/v1/templates/{t['id']}/deploy", {"name": "carol-vm"}, token=carol)
+        self.assertEqual(self.d.wait_job(r["jobs"][0]["id"], token=carol)["state"], "succeeded")
+        vm = self.d.find("vms", "carol-vm")
+        job = self.d.ok("POST", f"/api/v1/vms/{vm['id']}/actions/start", token=carol)["job"]
+        self.assertEqual(self.d.wait_job(job["id"], token=carol)["state"], "succeeded")
+        for method, path in (("POST", f"/api/v1/vms/{vm['id']}/actions/pause"),
+                             ("POST", f"/api/v1/vms/{vm['id']}/actions/kill"),
+                             ("DELETE", f"/api/v1/vms/{vm['id']}")):
+            self.refused(method, path, None, 403, token=carol)
+        self.assertEqual(self.d.vm(vm["id"])["state"], "running")
+        # The administrator is not bound by the user's grant.
+        self.assertEqual(self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])["state"], "succeeded")
+
     # -- CLI --
     def test_30_cli(self):
         home = tempfile.mkdtemp(prefix="armada-lib-cli-")
