@@ -95,6 +95,8 @@ class Armadad:
             if self.proc and self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
+            if getattr(self, "log", None) and not self.log.closed:
+                self.log.close()
         finally:
             if self.own_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
