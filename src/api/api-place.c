@@ -636,17 +636,49 @@ bool api_place_new_vm(Req *r, const char *group, const char *name, int64_t cpus,
         int64_t group_id = STORE_ROOT_GROUP_ID;
         if (group && !group_of(r, "group", group, &group_id))
                 return false;
-        _cleanup_free_ char *gp = group_display(st, group_id);
+        /* A delegated administrator who names no group is placed inside the
+         * groups it manages, never across the whole estate. */
+        const int64_t *groups = &group_id;
+        size_t n_groups = 1;
+        if (!group && r->subj.role == ROLE_DELEGATED_ADMIN && r->subj.n_scopes > 0) {
+                groups = r->subj.scopes;
+                n_groups = r->subj.n_scopes;
+                group_id = groups[0];
+        }
+        _cleanup_free_ char *gp = n_groups > 1 ? xstrdup("(the groups you manage)") : group_display(st, group_id);
         PlacementDemand d = {
                 .cpus = (unsigned) cpus, .memory_mib = (uint64_t) memory_mib, .disk_bytes = (uint64_t) disk_bytes, .vm_name = name,
         };
         PlacementRating *rt = NULL;
-        int n = placement_rate(st, group_id, &d, &rt);
-        if (n < 0) {
-                free(rt);
-                reply_error(r, 500, "internal", NULL, "Cannot rate the hosts of group '%s' for VM '%s' (error %d).", gp, name, n);
-                return false;
+        int n = 0;
+        for (size_t g = 0; g < n_groups; g++) {
+                PlacementRating *part = NULL;
+                int k = placement_rate(st, groups[g], &d, &part);
+                if (k < 0) {
+                        free(part);
+                        free(rt);
+                        reply_error(r, 500, "internal", NULL, "Cannot rate the hosts of group '%s' for VM '%s' (error %d).", gp, name, k);
+                        return false;
+                }
+                /* Merge, skipping hosts a nested scope already rated. */
+                rt = xrealloc(rt, sizeof *rt * (size_t) (n + k + 1));
+                for (int i = 0; i < k; i++) {
+                        bool dup = false;
+                        for (int j = 0; j < n && !dup; j++)
+                                dup = rt[j].host_id == part[i].host_id;
+                        if (!dup)
+                                rt[n++] = part[i];
+                }
+                free(part);
         }
+        if (n_groups > 1)
+                for (int i = 1; i < n; i++) /* best first, as placement_rate() sorts one group (ties by id) */
+                        for (int j = i; j > 0 && (rt[j].rating > rt[j - 1].rating ||
+                                                  (rt[j].rating == rt[j - 1].rating && rt[j].host_id < rt[j - 1].host_id)); j--) {
+                                PlacementRating t = rt[j];
+                                rt[j] = rt[j - 1];
+                                rt[j - 1] = t;
+                        }
         if (n == 0 || rt[0].rating <= 0) {
                 StrBuf b = {0};
                 if (n == 0)

@@ -287,6 +287,10 @@ class TestRoles(ApiTestCase):
         self.assertEqual(d.request("POST", "/api/v1/host-groups", {"path": "Lab/New"}, token=self.deleg)[0], 201)
         self.assertEqual(d.request("POST", "/api/v1/host-groups", {"path": "Prod/New"}, token=self.deleg)[0], 403)
         self.assertEqual(d.request("GET", "/api/v1/audit", token=self.deleg)[0], 403)
+        # Without host or group, placement stays inside the groups it manages.
+        r = d.ok("POST", "/api/v1/vms", {"name": "placed-in-scope", "memory_mib": 64}, token=self.deleg)
+        self.assertEqual(r["vm"]["host_name"], "lab1", r)
+        self.assertEqual(d.wait_job(r["job"]["id"], token=self.deleg)["state"], "succeeded")
         self.assertEqual(d.request("GET", "/api/v1/users", token=self.deleg)[0], 403)
 
     def test_read_only_reads_everything_changes_nothing(self):
