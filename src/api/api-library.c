@@ -548,9 +548,7 @@ static void h_templates_create(Req *r) {
                 return reply_error(r, 400, "invalid_argument", "image", "Field 'image' (a library path) or 'image_id' is required.");
         if (image && image_id)
                 return reply_error(r, 400, "invalid_argument", "image_id", "Give either 'image' or 'image_id', not both.");
-        if (streq(firmware, "uefi"))
-                return reply_error(r, 422, "unsupported", "firmware", "Field 'firmware': UEFI templates are not supported yet; use bios.");
-        if (!streq(firmware, "bios"))
+        if (!streq(firmware, "bios") && !streq(firmware, "uefi"))
                 return reply_error(r, 400, "invalid_argument", "firmware", "Field 'firmware' must be bios or uefi.");
         if (pattern) {
                 char out[64];

@@ -28,7 +28,7 @@ const OptSpec TEMPLATE_CREATE_OPTS[] = {
         { "disk", 0, true, "SIZE", "system disk size, at least the image's (default: the image's)" },
         { "data-disk", 0, true, "SIZE", "an extra empty disk; repeat for several" },
         { "network", 0, true, "NAME", "libvirt network of the VM's NIC (default: no NIC)" },
-        { "firmware", 0, true, "FW", "bios (the default); uefi is not supported yet" },
+        { "firmware", 0, true, "FW", "bios (the default) or uefi (OVMF, chosen by the host's libvirt)" },
         { "domain-type", 0, true, "TYPE", "auto (the default: KVM when the host has it), kvm or qemu (TCG emulation)" },
         { "hostname", 0, true, "PATTERN", "guest host name, e.g. web-{n} or {name} (the default)" },
         { "admin-user", 0, true, "NAME", "a user cloud-init creates, with sudo" },

@@ -239,6 +239,8 @@ char *hv_domain_xml_build(const HvDomainSpec *spec) {
         add(root, "vcpu", num);
 
         xmlNode *os = add(root, "os", NULL);
+        if (spec->uefi && strcmp(spec->domain_type, "test") != 0)
+                set(os, "firmware", "efi");
         xmlNode *type = add(os, "type", "hvm");
         set(type, "arch", "x86_64");
         set(type, "machine", "pc");

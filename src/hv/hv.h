@@ -123,6 +123,9 @@ typedef struct {
         HvDisk disks[HV_MAX_DISKS];
         const char *network;       /* libvirt network for one virtio NIC, or NULL for none */
         bool vnc;                  /* VNC graphics on 127.0.0.1 with autoport */
+        bool uefi;                 /* UEFI firmware (<os firmware='efi'>: libvirt picks OVMF from the
+                                    * host's firmware descriptors, with its own NVRAM); BIOS otherwise.
+                                    * Ignored for the test driver. */
 } HvDomainSpec;
 
 /* Builds libvirt domain XML for spec, x86_64 'pc' machine, boots from the

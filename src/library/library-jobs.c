@@ -361,7 +361,8 @@ static int job_vm_deploy(JobCtx *ctx, void *userdata) {
         const char *dtype = inventory_domain_type(&d.host, want ? want : "auto");
         HvDomainSpec spec = { .name = d.vm.name, .uuid = d.vm.uuid, .domain_type = dtype, .vcpus = d.vm.cpus,
                               .memory_mib = d.vm.memory_mib, .description = d.vm.description[0] ? d.vm.description : NULL,
-                              .network = tstr(d.tpl, "network"), .vnc = true };
+                              .network = tstr(d.tpl, "network"), .vnc = true,
+                              .uefi = streq(tstr(d.tpl, "firmware"), "uefi") };
         if ((r = deploy_system_disk(&d, &spec, full_copy, &steps)) < 0 || (r = deploy_data_disks(&d, &spec)) < 0 ||
             (r = deploy_seed(&d, &spec, hostname ? hostname : d.vm.name)) < 0)
                 goto fail;

@@ -196,7 +196,7 @@ class LibraryTest(unittest.TestCase):
             ({"disk_size": "10M"}, 422, "disk_size"),
             ({"hostname_pattern": "web_{x}"}, 400, "hostname_pattern"),
             ({"ssh_keys": ["not a key"]}, 400, "ssh_keys"),
-            ({"firmware": "uefi"}, 422, "firmware"),
+            ({"firmware": "coreboot"}, 400, "firmware"),
             ({"domain_type": "xen"}, 400, "domain_type"),
             ({"cpus": 0}, 422, "cpus"),
             ({"colour": "blue"}, 400, "colour"),

@@ -159,6 +159,23 @@ static HvState state_of(HvConn *c, const char *uuid) {
 
 /* ---- pure tests ---- */
 
+static void test_xml_uefi(void **state) {
+        HvDomainSpec s = typical_spec();
+        _cleanup_free_ char *bios = hv_domain_xml_build(&s);
+        assert_non_null(bios);
+        assert_null(strstr(bios, "firmware="));
+        s.uefi = true;
+        _cleanup_free_ char *efi = hv_domain_xml_build(&s);
+        assert_non_null(efi);
+        assert_non_null(strstr(efi, "<os firmware=\"efi\">"));
+        HvDomainInfo info;
+        assert_int_equal(hv_domain_xml_parse(efi, &info), 0);
+        /* The test driver has no firmware to choose: no attribute there. */
+        s.domain_type = "test";
+        _cleanup_free_ char *test = hv_domain_xml_build(&s);
+        assert_null(strstr(test, "firmware="));
+}
+
 static void test_state_names(void **state) {
         assert_string_equal(hv_state_name(HV_STATE_RUNNING), "running");
         assert_string_equal(hv_state_name(HV_STATE_BLOCKED), "running");
@@ -722,6 +739,7 @@ static void test_threads(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_xml_uefi),
                 cmocka_unit_test(test_state_names),
                 cmocka_unit_test(test_build_golden_typical),
                 cmocka_unit_test(test_build_golden_minimal),
