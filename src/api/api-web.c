@@ -15,10 +15,11 @@
  * noVNC speaks) that armadad bridges to the VM's VNC server, for users who
  * may operate the VM. armadad connects to the address in the domain's
  * <graphics listen=...>, or to the host's address from its libvirt URI when
- * VNC listens on every address. A VM whose VNC listens on 127.0.0.1 of a
- * remote host is out of reach (Armada's own domains do that by default):
- * the console works for VMs on hosts whose VNC armadad can reach -- local
- * qemu:/// hosts, or hosts whose VNC listens on their own address. */
+ * VNC listens on every address. Armada's VMs on local hosts listen on the
+ * loopback; on remote hosts on every address with a per-VM password (see
+ * inventory_vnc_for_host()), which GET /api/v1/vms/{id}/console-password
+ * hands to users who may operate the VM and noVNC sends when asked. A VM
+ * whose VNC listens only on a remote host's loopback is out of reach. */
 #include "api-priv.h"
 
 #include <arpa/inet.h>
@@ -652,8 +653,34 @@ static void h_vm_console(Req *r) {
         audit(r, "vm.console", "vm", r->id[0], name, addr, "ok");
 }
 
+/* The console's VNC password (a per-VM secret on remote hosts, where VNC
+ * listens on the host's addresses), for a user who may operate the VM: the
+ * web console passes it to noVNC when the VNC server asks for it. */
+static void h_vm_console_password(Req *r) {
+        _cleanup_json_ json_t *v = store_vm_get_json(r->api->st, r->id[0]);
+        if (!v || !api_allowed(r, ACT_READ, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
+                return reply_error(r, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) r->id[0]);
+        const char *name = jstr(v, "name");
+        if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
+                return deny(r, "open the console of", "VM", r->id[0], name);
+        Link *l = jint(v, "host_id") > 0 ? link_peek(r->api->inv, jint(v, "host_id")) : NULL;
+        if (!l)
+                return reply_error(r, 503, "unavailable", NULL, "The host of VM '%s' is not connected right now.", name);
+        HvVnc vnc;
+        int e = hv_domain_vnc(l->conn, jstr(v, "uuid"), &vnc);
+        _cleanup_free_ char *why = xstrdup(hv_last_error());
+        link_release(r->api->inv, l);
+        if (e == -EBUSY)
+                return reply_error(r, 409, "conflict", NULL, "VM '%s' is not running; start it to see its console.", name);
+        if (e < 0)
+                return reply_error(r, 409, "conflict", NULL, "VM '%s' has no VNC screen: %s.", name, why);
+        audit(r, "vm.console", "vm", r->id[0], name, NULL, "ok");
+        reply(r, 200, json_pack("{s:s}", "password", vnc.password));
+}
+
 const Route api_routes_web[] = {
         { "GET", "/api/v1/vms/#/thumbnail", h_vm_thumbnail, false },
         { "GET", "/api/v1/vms/#/console", h_vm_console, false },
+        { "GET", "/api/v1/vms/#/console-password", h_vm_console_password, false },
         { NULL, NULL, NULL, false },
 };

@@ -236,7 +236,8 @@ int hv_domain_xml_get(HvConn *c, const char *uuid, char **ret) {
         if (!d)
                 return r;
         const char *name = virDomainGetName(d);
-        char *xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_INACTIVE);
+        /* SECURE keeps the VNC password, so a restarted copy keeps it too. */
+        char *xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE);
         if (!xml)
                 return virt_fail("cannot read the definition of VM '%s' (%s)", name, uuid);
         *ret = xml;

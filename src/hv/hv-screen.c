@@ -299,6 +299,10 @@ int hv_vnc_xml_parse(const char *xml, HvVnc *ret) {
                         xmlFree(type);
                         if (!vnc)
                                 continue;
+                        xmlChar *passwd = xmlGetProp(g, BAD_CAST "passwd");
+                        if (passwd && strlen((const char *) passwd) < sizeof v.password)
+                                snprintf(v.password, sizeof v.password, "%s", (const char *) passwd);
+                        xmlFree(passwd);
                         xmlChar *port = xmlGetProp(g, BAD_CAST "port");
                         xmlChar *listen = xmlGetProp(g, BAD_CAST "listen");
                         int64_t p;
@@ -332,7 +336,8 @@ int hv_domain_vnc(HvConn *c, const char *uuid, HvVnc *ret) {
         r = require_running(d, "reading the VNC address", uuid);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *xml = virDomainGetXMLDesc(d, 0);
+        /* SECURE: the VNC password, which the console hands to the user. */
+        _cleanup_free_ char *xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_SECURE);
         if (!xml)
                 return fail("reading the VNC address", uuid);
         return hv_vnc_xml_parse(xml, ret);

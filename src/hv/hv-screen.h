@@ -55,6 +55,7 @@ int hv_image_png(const HvImage *img, char **ret_png, size_t *ret_len);
 typedef struct {
         char listen[64];        /* address from <graphics listen=...>, "" when not given */
         int port;               /* TCP port; -1 when autoport has not assigned one */
+        char password[64];      /* the VNC password, "" when there is none */
 } HvVnc;
 
 /* Reads the first <graphics type='vnc'> of the domain's live XML. 0 and

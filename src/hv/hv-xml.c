@@ -293,10 +293,13 @@ char *hv_domain_xml_build(const HvDomainSpec *spec) {
                 xmlNode *g = add(devices, "graphics", NULL);
                 set(g, "type", "vnc");
                 set(g, "autoport", "yes");
-                set(g, "listen", "127.0.0.1");
+                const char *addr = spec->vnc_listen ? spec->vnc_listen : "127.0.0.1";
+                set(g, "listen", addr);
+                if (spec->vnc_password)
+                        set(g, "passwd", spec->vnc_password);
                 xmlNode *listen = add(g, "listen", NULL);
                 set(listen, "type", "address");
-                set(listen, "address", "127.0.0.1");
+                set(listen, "address", addr);
         }
         set(add(devices, "memballoon", NULL), "model", "virtio");
 

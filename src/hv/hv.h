@@ -122,7 +122,9 @@ typedef struct {
         size_t n_disks;
         HvDisk disks[HV_MAX_DISKS];
         const char *network;       /* libvirt network for one virtio NIC, or NULL for none */
-        bool vnc;                  /* VNC graphics on 127.0.0.1 with autoport */
+        bool vnc;                  /* VNC graphics with autoport */
+        const char *vnc_listen;    /* address VNC listens on; NULL: 127.0.0.1 */
+        const char *vnc_password;  /* VNC password (at most 8 characters are used), or NULL for none */
         bool uefi;                 /* UEFI firmware (<os firmware='efi'>: libvirt picks OVMF from the
                                     * host's firmware descriptors, with its own NVRAM); BIOS otherwise.
                                     * Ignored for the test driver. */

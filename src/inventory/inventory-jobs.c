@@ -88,9 +88,12 @@ static int job_vm_create(JobCtx *ctx, void *userdata) {
                 r = job_fail(ctx, -ENOTSUP, "Host '%s' cannot run KVM guests (its libvirt offers no KVM domain type).", v.host.name);
                 goto fail;
         }
+        char vnc_listen[16], vnc_password[9];
+        inventory_vnc_for_host(&v.host, vnc_listen, vnc_password);
         HvDomainSpec spec = {
                 .name = v.vm.name, .uuid = v.vm.uuid, .domain_type = dtype, .vcpus = v.vm.cpus,
                 .memory_mib = v.vm.memory_mib, .description = v.vm.description[0] ? v.vm.description : NULL, .vnc = true,
+                .vnc_listen = vnc_listen, .vnc_password = vnc_password[0] ? vnc_password : NULL,
         };
         /* A cluster member's VMs keep their disks on the cluster's shared
          * storage (one pool per cluster, defined on each member). */

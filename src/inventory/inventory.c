@@ -512,3 +512,40 @@ Inventory *inventory_free(Inventory *inv) {
 void inventory_forget_host(Inventory *inv, int64_t host_id) {
         link_forget(inv, host_id);
 }
+
+/* True when uri names a remote host: "driver+transport://[user@]host[:port]/..." with
+ * a host part other than empty, localhost or 127.x. */
+static bool uri_is_remote(const char *uri) {
+        const char *p = strstr(uri, "://");
+        if (!p)
+                return false;
+        p += 3;
+        size_t n = strcspn(p, "/?");
+        char host[256];
+        if (n == 0 || n >= sizeof host)
+                return false;
+        memcpy(host, p, n);
+        host[n] = 0;
+        char *at = strrchr(host, '@');
+        char *h = at ? at + 1 : host;
+        char *colon = h[0] == '[' ? NULL : strrchr(h, ':');
+        if (colon)
+                *colon = 0;
+        return *h && !streq(h, "localhost") && strncmp(h, "127.", 4) != 0 && !streq(h, "[::1]");
+}
+
+void inventory_vnc_for_host(const StoreHost *h, char listen[16], char password[9]) {
+        static const char alphabet[] = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+        if (!uri_is_remote(h->uri)) {
+                snprintf(listen, 16, "127.0.0.1");
+                password[0] = 0;
+                return;
+        }
+        snprintf(listen, 16, "0.0.0.0");
+        unsigned char rnd[8];
+        if (random_bytes(rnd, sizeof rnd) < 0)
+                abort(); /* getrandom() does not fail once the kernel is seeded */
+        for (int i = 0; i < 8; i++)
+                password[i] = alphabet[rnd[i] % (sizeof alphabet - 1)];
+        password[8] = 0;
+}

@@ -42,5 +42,13 @@ int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t
  * requested is "auto", "kvm" or "qemu". */
 const char *inventory_domain_type(const StoreHost *h, const char *requested);
 
+/* VNC for a new VM on host h. On a local or test host: its loopback, no
+ * password. On a remote host: every address of the host (so the web
+ * console's proxy in armadad can reach it, and a migrated or restarted
+ * copy can still bind it) with a fresh random password, which armadad reads
+ * back (VIR_DOMAIN_XML_SECURE) and hands only to users who may operate the
+ * VM. listen gets "127.0.0.1" or "0.0.0.0"; password 8 characters or "". */
+void inventory_vnc_for_host(const StoreHost *h, char listen[16], char password[9]);
+
 /* Forgets a removed host's connection. */
 void inventory_forget_host(Inventory *inv, int64_t host_id);

@@ -359,7 +359,9 @@ static int job_vm_deploy(JobCtx *ctx, void *userdata) {
                 goto fail;
         }
         const char *dtype = inventory_domain_type(&d.host, want ? want : "auto");
-        HvDomainSpec spec = { .name = d.vm.name, .uuid = d.vm.uuid, .domain_type = dtype, .vcpus = d.vm.cpus,
+        char vnc_listen[16], vnc_password[9];
+        inventory_vnc_for_host(&d.host, vnc_listen, vnc_password);
+        HvDomainSpec spec = { .vnc_listen = vnc_listen, .vnc_password = vnc_password[0] ? vnc_password : NULL, .name = d.vm.name, .uuid = d.vm.uuid, .domain_type = dtype, .vcpus = d.vm.cpus,
                               .memory_mib = d.vm.memory_mib, .description = d.vm.description[0] ? d.vm.description : NULL,
                               .network = tstr(d.tpl, "network"), .vnc = true,
                               .uefi = streq(tstr(d.tpl, "firmware"), "uefi") };

@@ -79,6 +79,30 @@ class TestArmadaOnTestbed(unittest.TestCase):
         self.assertTrue(job["result"]["forced"], job)
         self.assertEqual(domstate(self.bed, "h1", "sys-stop"), "shut off")
 
+    def test_3b_console_vnc_needs_the_password_armadad_hands_out(self):
+        import re
+        import socket
+        vm = self.d.create_vm("sys-vnc", "h1", memory_mib=64, start=True)
+        xml = self.bed.virsh("h1", "dumpxml", "--security-info", "sys-vnc")
+        port = int(re.search(r"<graphics type='vnc' port='(\d+)'", xml).group(1))
+        self.assertIn("listen='0.0.0.0'", xml)
+        password = re.search(r"passwd='([^']+)'", xml).group(1)
+        self.assertEqual(len(password), 8)
+        self.assertNotIn("passwd=", self.bed.virsh("h1", "dumpxml", "sys-vnc"), "libvirt shows the password only with --security-info")
+        # The VNC server offers only VNC authentication (type 2), never None (1).
+        with socket.create_connection((self.bed.host("h1").addr, port), timeout=10) as s:
+            self.assertTrue(s.recv(12).startswith(b"RFB 003."))
+            s.sendall(b"RFB 003.008\n")
+            n = s.recv(1)[0]
+            types = s.recv(n)
+        self.assertEqual(list(types), [2])
+        # armadad hands the password to a user who may operate the VM.
+        self.assertEqual(self.d.ok("GET", f"/api/v1/vms/{vm['id']}/console-password")["password"], password)
+        self.d.ok("POST", "/api/v1/users", {"name": "vnc-reader", "password": "vnc-reader-pw", "role": "read-only"})
+        ro = self.d.login("vnc-reader", "vnc-reader-pw")
+        self.assertEqual(self.d.request("GET", f"/api/v1/vms/{vm['id']}/console-password", token=ro)[0], 403)
+        self.d.vm_action(vm["id"], "kill")
+
     def test_4_reconcile_sees_changes_made_behind_armadas_back(self):
         vm = self.d.create_vm("sys-gone", "h2", memory_mib=64)
         self.bed.virsh("h2", "undefine", "sys-gone")

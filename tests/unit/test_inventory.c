@@ -2,6 +2,7 @@
  * policy inheritance it uses (store-place.c): host arrays built from a real
  * database — allocations, measured usage, reserves, rules, the cluster
  * failover reserve — and the sentences that explain a 0. */
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include "inventory/placement.h"
+#include "inventory/inventory.h"
 #include "store/store-place.h"
 
 typedef struct {
@@ -341,9 +343,38 @@ static void test_rules(void **state) {
         assert_int_equal(store_rule_delete(st, rule), -ENOENT);
 }
 
+static void vnc_for(const char *uri, char listen[16], char password[9]) {
+        StoreHost h = {0};
+        snprintf(h.uri, sizeof h.uri, "%s", uri);
+        inventory_vnc_for_host(&h, listen, password);
+}
+
+static void test_vnc_for_host(void **state) {
+        char listen[16], pw[9], pw2[9];
+        static const char *const local[] = { "qemu:///system", "test:///default", "qemu+tcp://localhost/system",
+                                             "qemu+ssh://root@127.0.0.1/system", "qemu+tcp://127.0.0.2:16509/system" };
+        for (size_t i = 0; i < sizeof local / sizeof local[0]; i++) {
+                vnc_for(local[i], listen, pw);
+                assert_string_equal(listen, "127.0.0.1");
+                assert_string_equal(pw, "");
+        }
+        static const char *const remote[] = { "qemu+tcp://10.253.77.11/system", "qemu+ssh://root@kvm7.example/system",
+                                               "qemu+tls://kvm7:16514/system" };
+        for (size_t i = 0; i < sizeof remote / sizeof remote[0]; i++) {
+                vnc_for(remote[i], listen, pw);
+                assert_string_equal(listen, "0.0.0.0");
+                assert_int_equal(strlen(pw), 8);
+                for (int k = 0; k < 8; k++)
+                        assert_true(isalnum((unsigned char) pw[k]));
+        }
+        vnc_for(remote[0], listen, pw2);
+        assert_string_not_equal(pw, pw2);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_policy_resolve),
+                cmocka_unit_test(test_vnc_for_host),
                 cmocka_unit_test_setup_teardown(test_policy_roundtrip, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rate_allocations_states_and_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_choose_pending_and_exclude, setup, teardown),

@@ -38,6 +38,19 @@ export async function openConsole(app, root, vm) {
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/vms/${vm.id}/console`;
   rfb = new RFB(screen, url, { wsProtocols: ['binary'] });
   rfb.scaleViewport = true;
+  // VMs on remote hosts have a VNC password: ask armadad for it (it checks
+  // that this user may operate the VM) when the VNC server wants it.
+  rfb.addEventListener('credentialsrequired', async () => {
+    try {
+      const res = await fetch(`/api/v1/vms/${vm.id}/console-password`, { credentials: 'same-origin' });
+      const b = await res.json();
+      if (!res.ok) throw new Error(b?.error?.message || `status ${res.status}`);
+      rfb.sendCredentials({ password: b.password });
+    } catch (e) {
+      status.textContent = `The console's password could not be fetched: ${e.message}`;
+      status.dataset.state = 'error';
+    }
+  });
   rfb.addEventListener('connect', () => { status.textContent = 'Connected'; status.dataset.state = 'connected'; });
   rfb.addEventListener('disconnect', e => {
     status.textContent = e.detail.clean ? 'Disconnected' : 'The console connection failed or was closed (is the VM running, is its VNC reachable from armadad?).';
