@@ -14,6 +14,15 @@ struct HvConn;
 struct _virConnect;
 struct _virConnect *hv_conn_virt(struct HvConn *c);
 
+/* libvirt's last error in this thread (VIR_ERR_OK when none): read it
+ * straight after the failing call, as nearly every libvirt call resets it. */
+int hv_virt_code(void);
+/* The negative errno for a libvirt error code (hv.h lists the mapping). */
+int hv_errno_from_virt(int code);
+/* Records "<what>: <libvirt's message>" as hv_last_error() and returns
+ * libvirt's error as a negative errno. Call straight after the failure. */
+int hv_virt_fail(const char *fmt, ...) _printf_(1, 2);
+
 /* Records the reason for the failure in progress (a sentence) as
  * hv_last_error() of this thread. */
 void hv_set_error(const char *fmt, ...) _printf_(1, 2);

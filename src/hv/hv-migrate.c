@@ -17,43 +17,6 @@
 static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
 #define _cleanup_domain_ _cleanup_(vir_domainp)
 
-static int virt_code(void) {
-        virErrorPtr e = virGetLastError();
-        return e ? e->code : VIR_ERR_OK;
-}
-
-static int errno_from_virt(int code) {
-        switch (code) {
-        case VIR_ERR_NO_DOMAIN: return -ENOENT;
-        case VIR_ERR_OPERATION_INVALID: return -EBUSY;
-        case VIR_ERR_OPERATION_ABORTED: return -ECANCELED;
-        case VIR_ERR_INVALID_ARG:
-        case VIR_ERR_XML_ERROR:
-        case VIR_ERR_XML_DETAIL:
-        case VIR_ERR_CONFIG_UNSUPPORTED: return -EINVAL;
-        case VIR_ERR_NO_SUPPORT:
-        case VIR_ERR_OPERATION_UNSUPPORTED: return -EOPNOTSUPP;
-        case VIR_ERR_AUTH_FAILED:
-        case VIR_ERR_OPERATION_DENIED:
-        case VIR_ERR_ACCESS_DENIED: return -EACCES;
-        case VIR_ERR_DOM_EXIST: return -EEXIST;
-        default: return -EIO;
-        }
-}
-
-static int virt_fail(const char *fmt, ...) _printf_(1, 2);
-static int virt_fail(const char *fmt, ...) {
-        int code = virt_code();
-        const char *msg = virGetLastErrorMessage();
-        char what[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(what, sizeof what, fmt, ap);
-        va_end(ap);
-        hv_set_error("%s: %s", what, code == VIR_ERR_OK ? "libvirt gave no reason" : msg);
-        return errno_from_virt(code);
-}
-
 static virDomainPtr lookup(HvConn *c, const char *uuid, int *ret_r) {
         assert(c);
         if (!uuid || !uuid_is_valid(uuid)) {
@@ -63,11 +26,11 @@ static virDomainPtr lookup(HvConn *c, const char *uuid, int *ret_r) {
         }
         virDomainPtr d = virDomainLookupByUUIDString(hv_conn_virt(c), uuid);
         if (!d) {
-                if (virt_code() == VIR_ERR_NO_DOMAIN) {
+                if (hv_virt_code() == VIR_ERR_NO_DOMAIN) {
                         hv_set_error("there is no domain with UUID '%s' on this host", uuid);
                         *ret_r = -ENOENT;
                 } else
-                        *ret_r = virt_fail("cannot look up domain '%s'", uuid);
+                        *ret_r = hv_virt_fail("cannot look up domain '%s'", uuid);
         }
         return d;
 }
@@ -125,15 +88,15 @@ int hv_migrate(HvConn *c, const char *uuid, const HvMigrateOptions *o) {
         virTypedParameterPtr params = NULL;
         int n = 0, max = 0;
         if (o->migrate_uri && virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, o->migrate_uri) < 0)
-                return virt_fail("cannot prepare the migration of VM '%s'", name);
+                return hv_virt_fail("cannot prepare the migration of VM '%s'", name);
         if (o->bandwidth_mibs &&
             virTypedParamsAddULLong(&params, &n, &max, VIR_MIGRATE_PARAM_BANDWIDTH, o->bandwidth_mibs) < 0) {
                 virTypedParamsFree(params, n);
-                return virt_fail("cannot prepare the migration of VM '%s'", name);
+                return hv_virt_fail("cannot prepare the migration of VM '%s'", name);
         }
         int rc = virDomainMigrateToURI3(d, o->dest_uri, params, (unsigned) n, (unsigned) hv_migrate_flags(o));
         if (rc < 0)
-                r = virt_fail("cannot migrate VM '%s' to '%s'", name, o->dest_uri);
+                r = hv_virt_fail("cannot migrate VM '%s' to '%s'", name, o->dest_uri);
         virTypedParamsFree(params, n);
         if (rc < 0) {
                 /* QEMU reports a cancelled migration as OPERATION_FAILED with
@@ -177,7 +140,7 @@ static int job_stats(HvConn *c, const char *uuid, unsigned flags, HvJobInfo *ret
         virTypedParameterPtr p = NULL;
         int n = 0;
         if (virDomainGetJobStats(d, &type, &p, &n, flags) < 0)
-                return virt_fail("cannot read the job statistics of VM '%s'", name);
+                return hv_virt_fail("cannot read the job statistics of VM '%s'", name);
         HvJobInfo info = { .active = type == VIR_DOMAIN_JOB_BOUNDED || type == VIR_DOMAIN_JOB_UNBOUNDED };
         fill_info(p, n, &info);
         virTypedParamsFree(p, n);
@@ -204,7 +167,7 @@ int hv_job_abort(HvConn *c, const char *uuid) {
                 return r;
         const char *name = virDomainGetName(d);
         if (virDomainAbortJob(d) < 0)
-                return virt_fail("cannot abort the running job of VM '%s'", name);
+                return hv_virt_fail("cannot abort the running job of VM '%s'", name);
         return 0;
 }
 
@@ -215,7 +178,7 @@ int hv_migrate_start_postcopy(HvConn *c, const char *uuid) {
                 return r;
         const char *name = virDomainGetName(d);
         if (virDomainMigrateStartPostCopy(d, 0) < 0)
-                return virt_fail("cannot switch the migration of VM '%s' to post-copy", name);
+                return hv_virt_fail("cannot switch the migration of VM '%s' to post-copy", name);
         return 0;
 }
 
@@ -226,7 +189,7 @@ int hv_domain_managed_save(HvConn *c, const char *uuid) {
                 return r;
         const char *name = virDomainGetName(d);
         if (virDomainManagedSave(d, 0) < 0)
-                return virt_fail("cannot save VM '%s' (%s)", name, uuid);
+                return hv_virt_fail("cannot save VM '%s' (%s)", name, uuid);
         return 0;
 }
 
@@ -239,7 +202,7 @@ int hv_domain_xml_get(HvConn *c, const char *uuid, char **ret) {
         /* SECURE keeps the VNC password, so a restarted copy keeps it too. */
         char *xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE);
         if (!xml)
-                return virt_fail("cannot read the definition of VM '%s' (%s)", name, uuid);
+                return hv_virt_fail("cannot read the definition of VM '%s' (%s)", name, uuid);
         *ret = xml;
         return 0;
 }
@@ -252,7 +215,7 @@ int hv_domain_define_xml(HvConn *c, const char *xml) {
         }
         virDomainPtr d = virDomainDefineXML(hv_conn_virt(c), xml);
         if (!d)
-                return virt_fail("cannot define a VM from its saved definition");
+                return hv_virt_fail("cannot define a VM from its saved definition");
         virDomainFree(d);
         return 0;
 }

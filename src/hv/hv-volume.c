@@ -24,48 +24,6 @@ static inline void vir_volp(virStorageVolPtr *p) { if (*p) virStorageVolFree(*p)
 static inline void vir_streamp(virStreamPtr *p) { if (*p) virStreamFree(*p); }
 #define _cleanup_stream_ _cleanup_(vir_streamp)
 
-static int virt_code(void) {
-        virErrorPtr e = virGetLastError();
-        return e ? e->code : VIR_ERR_OK;
-}
-
-static int errno_from_virt(int code) {
-        switch (code) {
-        case VIR_ERR_NO_STORAGE_POOL:
-        case VIR_ERR_NO_STORAGE_VOL:
-                return -ENOENT;
-        case VIR_ERR_STORAGE_VOL_EXIST:
-        case VIR_ERR_STORAGE_POOL_BUILT:
-                return -EEXIST;
-        case VIR_ERR_INVALID_ARG:
-        case VIR_ERR_XML_ERROR:
-        case VIR_ERR_XML_DETAIL:
-        case VIR_ERR_CONFIG_UNSUPPORTED:
-                return -EINVAL;
-        case VIR_ERR_NO_SUPPORT:
-        case VIR_ERR_OPERATION_UNSUPPORTED:
-                return -EOPNOTSUPP;
-        case VIR_ERR_OPERATION_DENIED:
-        case VIR_ERR_ACCESS_DENIED:
-                return -EACCES;
-        default:
-                return -EIO;
-        }
-}
-
-static int virt_fail(const char *fmt, ...) _printf_(1, 2);
-static int virt_fail(const char *fmt, ...) {
-        int code = virt_code();
-        const char *msg = virGetLastErrorMessage();
-        char what[768];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(what, sizeof what, fmt, ap);
-        va_end(ap);
-        hv_set_error("%s: %s", what, code == VIR_ERR_OK ? "libvirt gave no reason" : msg);
-        return errno_from_virt(code);
-}
-
 static bool name_ok(const char *s) {
         return s && s[0] && !strchr(s, '/') && strlen(s) < 256;
 }
@@ -129,19 +87,19 @@ static char *pool_xml(const char *name, const char *path) {
 static int lookup_matches(HvConn *c, const char *path, uint64_t expect_size, bool *ret) {
         _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(hv_conn_virt(c), path);
         if (!vol) {
-                int code = virt_code();
+                int code = hv_virt_code();
                 if (code == VIR_ERR_NO_STORAGE_VOL || code == VIR_ERR_NO_STORAGE_POOL) {
                         *ret = false;
                         return 0;
                 }
-                return virt_fail("cannot look up '%s' on the host", path);
+                return hv_virt_fail("cannot look up '%s' on the host", path);
         }
         /* The size in bytes of the file: allocation varies with sparseness,
          * capacity with the format; the physical size is what we indexed. */
         virStorageVolInfo info;
         if (virStorageVolGetInfoFlags(vol, &info, VIR_STORAGE_VOL_GET_PHYSICAL) < 0 &&
             virStorageVolGetInfo(vol, &info) < 0)
-                return virt_fail("cannot read the size of '%s' on the host", path);
+                return hv_virt_fail("cannot read the size of '%s' on the host", path);
         *ret = info.allocation == expect_size || info.capacity == expect_size;
         return 0;
 }
@@ -186,7 +144,7 @@ int hv_volume_visible(HvConn *c, const char *path, uint64_t expect_size, bool *r
                         }
                 }
         }
-        if (virStoragePoolRefresh(pool, 0) < 0 && virt_code() != VIR_ERR_OPERATION_INVALID) {
+        if (virStoragePoolRefresh(pool, 0) < 0 && hv_virt_code() != VIR_ERR_OPERATION_INVALID) {
                 *ret_visible = false;
                 return 0;
         }
@@ -205,7 +163,7 @@ static virStoragePoolPtr pool_open(HvConn *c, const char *pool, const char *vol_
         }
         virStoragePoolPtr p = virStoragePoolLookupByName(hv_conn_virt(c), pool);
         if (!p) {
-                *ret_r = virt_fail("cannot find storage pool '%s'", pool);
+                *ret_r = hv_virt_fail("cannot find storage pool '%s'", pool);
                 return NULL;
         }
         virStorageVolPtr old = virStorageVolLookupByName(p, vol_name);
@@ -222,7 +180,7 @@ static virStoragePoolPtr pool_open(HvConn *c, const char *pool, const char *vol_
 static int vol_path(virStorageVolPtr vol, const char *vol_name, char **ret_path) {
         char *path = virStorageVolGetPath(vol);
         if (!path)
-                return virt_fail("cannot read the path of new volume '%s'", vol_name);
+                return hv_virt_fail("cannot read the path of new volume '%s'", vol_name);
         *ret_path = path;
         return 0;
 }
@@ -243,7 +201,7 @@ int hv_volume_create_overlay(HvConn *c, const char *pool, const char *vol_name, 
         _cleanup_free_ char *xml = volume_xml(vol_name, capacity, "qcow2", backing_path, backing_format);
         _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXML(p, xml, 0);
         if (!vol)
-                return virt_fail("cannot create overlay '%s' over '%s' in storage pool '%s'", vol_name, backing_path, pool);
+                return hv_virt_fail("cannot create overlay '%s' over '%s' in storage pool '%s'", vol_name, backing_path, pool);
         return vol_path(vol, vol_name, ret_path);
 }
 
@@ -260,14 +218,14 @@ int hv_volume_clone(HvConn *c, const char *pool, const char *vol_name, const cha
                 return r;
         _cleanup_vol_ virStorageVolPtr src = virStorageVolLookupByPath(hv_conn_virt(c), src_path);
         if (!src)
-                return virt_fail("cannot find '%s' on the host to copy it", src_path);
+                return hv_virt_fail("cannot find '%s' on the host to copy it", src_path);
         virStorageVolInfo info;
         if (virStorageVolGetInfo(src, &info) < 0)
-                return virt_fail("cannot read the size of '%s'", src_path);
+                return hv_virt_fail("cannot read the size of '%s'", src_path);
         _cleanup_free_ char *xml = volume_xml(vol_name, info.capacity, format, NULL, NULL);
         _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXMLFrom(p, xml, src, 0);
         if (!vol)
-                return virt_fail("cannot copy '%s' into volume '%s' of storage pool '%s'", src_path, vol_name, pool);
+                return hv_virt_fail("cannot copy '%s' into volume '%s' of storage pool '%s'", src_path, vol_name, pool);
         return vol_path(vol, vol_name, ret_path);
 }
 
@@ -300,18 +258,18 @@ int hv_volume_upload(HvConn *c, const char *pool, const char *vol_name, const ch
         _cleanup_free_ char *xml = volume_xml(vol_name, capacity, "raw", NULL, NULL);
         _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXML(p, xml, 0);
         if (!vol)
-                return virt_fail("cannot create volume '%s' in storage pool '%s'", vol_name, pool);
+                return hv_virt_fail("cannot create volume '%s' in storage pool '%s'", vol_name, pool);
         if (content && size > 0) {
                 _cleanup_stream_ virStreamPtr st = virStreamNew(hv_conn_virt(c), 0);
                 if (!st)
-                        r = virt_fail("cannot open a stream to upload '%s'", local_path);
+                        r = hv_virt_fail("cannot open a stream to upload '%s'", local_path);
                 else if (virStorageVolUpload(vol, st, 0, size, 0) < 0)
-                        r = virt_fail("cannot upload '%s' into volume '%s'", local_path, vol_name);
+                        r = hv_virt_fail("cannot upload '%s' into volume '%s'", local_path, vol_name);
                 else if (virStreamSendAll(st, send_file, &fd) < 0) {
-                        r = virt_fail("cannot upload '%s' into volume '%s'", local_path, vol_name);
+                        r = hv_virt_fail("cannot upload '%s' into volume '%s'", local_path, vol_name);
                         virStreamAbort(st);
                 } else if (virStreamFinish(st) < 0)
-                        r = virt_fail("cannot finish uploading '%s' into volume '%s'", local_path, vol_name);
+                        r = hv_virt_fail("cannot finish uploading '%s' into volume '%s'", local_path, vol_name);
                 else
                         r = 0;
                 if (r < 0) {
@@ -343,7 +301,7 @@ int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path) 
         assert(c);
         _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(hv_conn_virt(c), vol_path);
         if (!vol)
-                return virt_fail("cannot find the volume at '%s' on the host", vol_path);
+                return hv_virt_fail("cannot find the volume at '%s' on the host", vol_path);
         int fd = open(local_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0) {
                 int e = errno;
@@ -353,14 +311,14 @@ int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path) 
         int r = 0;
         _cleanup_stream_ virStreamPtr st = virStreamNew(hv_conn_virt(c), 0);
         if (!st)
-                r = virt_fail("cannot open a stream to download '%s'", vol_path);
+                r = hv_virt_fail("cannot open a stream to download '%s'", vol_path);
         else if (virStorageVolDownload(vol, st, 0, 0, 0) < 0)
-                r = virt_fail("cannot download '%s'", vol_path);
+                r = hv_virt_fail("cannot download '%s'", vol_path);
         else if (virStreamRecvAll(st, recv_file, &fd) < 0) {
-                r = virt_fail("cannot download '%s'", vol_path);
+                r = hv_virt_fail("cannot download '%s'", vol_path);
                 virStreamAbort(st);
         } else if (virStreamFinish(st) < 0)
-                r = virt_fail("cannot finish downloading '%s'", vol_path);
+                r = hv_virt_fail("cannot finish downloading '%s'", vol_path);
         if (r == 0 && fsync(fd) < 0) {
                 r = -errno;
                 hv_set_error("cannot write '%s': %s", local_path, strerror(errno));

@@ -52,12 +52,12 @@ void hv_set_error(const char *fmt, ...) {
 /* The code of libvirt's last error in this thread (VIR_ERR_OK when none).
  * Must be read before the next libvirt call: almost every public libvirt
  * function, virDomainFree included, resets it. */
-static int virt_code(void) {
+int hv_virt_code(void) {
         virErrorPtr e = virGetLastError();
         return e ? e->code : VIR_ERR_OK;
 }
 
-static int errno_from_virt(int code) {
+int hv_errno_from_virt(int code) {
         switch (code) {
         case VIR_ERR_NO_DOMAIN:
         case VIR_ERR_NO_STORAGE_POOL:
@@ -68,7 +68,10 @@ static int errno_from_virt(int code) {
                 return -EBUSY;
         case VIR_ERR_DOM_EXIST:
         case VIR_ERR_STORAGE_VOL_EXIST:
+        case VIR_ERR_STORAGE_POOL_BUILT:
                 return -EEXIST;
+        case VIR_ERR_OPERATION_ABORTED:
+                return -ECANCELED;
         case VIR_ERR_INVALID_ARG:
         case VIR_ERR_XML_ERROR:
         case VIR_ERR_XML_DETAIL:
@@ -90,17 +93,16 @@ static int errno_from_virt(int code) {
 
 /* Records "<what>: <libvirt's message>" and returns libvirt's error as a
  * negative errno. Call straight after the failing libvirt call. */
-static int virt_fail(const char *fmt, ...) _printf_(1, 2);
-static int virt_fail(const char *fmt, ...) {
-        int code = virt_code();
+int hv_virt_fail(const char *fmt, ...) {
+        int code = hv_virt_code();
         const char *msg = virGetLastErrorMessage();
-        char what[512];
+        char what[768];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(what, sizeof what, fmt, ap);
         va_end(ap);
         hv_set_error("%s: %s", what, code == VIR_ERR_OK ? "libvirt gave no reason" : msg);
-        return errno_from_virt(code);
+        return hv_errno_from_virt(code);
 }
 
 /* ---- event loop ---- */
@@ -187,7 +189,7 @@ int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_cou
          * TLS its certificates. */
         virConnectPtr conn = virConnectOpenAuth(uri, NULL, 0);
         if (!conn)
-                return virt_fail("cannot connect to '%s'", uri);
+                return hv_virt_fail("cannot connect to '%s'", uri);
 
         HvConn *c = xcalloc(1, sizeof *c);
         c->conn = conn;
@@ -197,18 +199,18 @@ int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_cou
 
         if (keepalive_interval_s > 0 &&
             virConnectSetKeepAlive(conn, keepalive_interval_s, keepalive_count) < 0 &&
-            virt_code() != VIR_ERR_NO_SUPPORT) {
+            hv_virt_code() != VIR_ERR_NO_SUPPORT) {
                 /* Local drivers (test://, qemu:/// in-process) have no
                  * keepalive: NO_SUPPORT. 1 means the peer lacks it. */
-                r = virt_fail("cannot enable keepalive on '%s'", uri);
+                r = hv_virt_fail("cannot enable keepalive on '%s'", uri);
                 hv_conn_free(c);
                 return r;
         }
         if (on_close) {
                 if (virConnectRegisterCloseCallback(conn, on_conn_closed, c, NULL) == 0)
                         c->close_registered = true;
-                else if (virt_code() != VIR_ERR_NO_SUPPORT) {
-                        r = virt_fail("cannot watch the connection to '%s'", uri);
+                else if (hv_virt_code() != VIR_ERR_NO_SUPPORT) {
+                        r = hv_virt_fail("cannot watch the connection to '%s'", uri);
                         hv_conn_free(c);
                         return r;
                 }
@@ -244,16 +246,16 @@ int hv_host_info(HvConn *c, HvHostInfo *ret) {
         assert(c && ret);
         virNodeInfo node;
         if (virNodeGetInfo(c->conn, &node) < 0)
-                return virt_fail("cannot read the hardware of host '%s'", c->uri);
+                return hv_virt_fail("cannot read the hardware of host '%s'", c->uri);
         _cleanup_free_ char *hostname = virConnectGetHostname(c->conn);
         if (!hostname)
-                return virt_fail("cannot read the host name of '%s'", c->uri);
+                return hv_virt_fail("cannot read the host name of '%s'", c->uri);
         const char *type = virConnectGetType(c->conn);
         if (!type)
-                return virt_fail("cannot read the hypervisor type of '%s'", c->uri);
+                return hv_virt_fail("cannot read the hypervisor type of '%s'", c->uri);
         _cleanup_free_ char *caps = virConnectGetCapabilities(c->conn);
         if (!caps)
-                return virt_fail("cannot read the capabilities of '%s'", c->uri);
+                return hv_virt_fail("cannot read the capabilities of '%s'", c->uri);
         bool kvm;
         int r = hv_xml_caps_kvm(caps, &kvm);
         if (r < 0)
@@ -318,20 +320,20 @@ static int domain_fill(virDomainPtr d, HvDomainInfo *ret) {
         const char *name = virDomainGetName(d);
         char uuid[VIR_UUID_STRING_BUFLEN];
         if (virDomainGetUUIDString(d, uuid) < 0)
-                return virt_fail("cannot read the UUID of domain '%s'", name);
+                return hv_virt_fail("cannot read the UUID of domain '%s'", name);
         _cleanup_free_ char *xml = virDomainGetXMLDesc(d, 0);
         if (!xml)
-                return virt_fail("cannot read the definition of domain '%s' (%s)", name, uuid);
+                return hv_virt_fail("cannot read the definition of domain '%s' (%s)", name, uuid);
         HvDomainInfo info;
         int r = hv_domain_xml_parse(xml, &info);
         if (r < 0)
                 return r;
         int state, reason;
         if (virDomainGetState(d, &state, &reason, 0) < 0)
-                return virt_fail("cannot read the state of domain '%s' (%s)", name, uuid);
+                return hv_virt_fail("cannot read the state of domain '%s' (%s)", name, uuid);
         int persistent = virDomainIsPersistent(d);
         if (persistent < 0)
-                return virt_fail("cannot tell whether domain '%s' (%s) is persistent", name, uuid);
+                return hv_virt_fail("cannot tell whether domain '%s' (%s) is persistent", name, uuid);
         info.state = state_from_virt(state);
         info.persistent = persistent == 1;
         snprintf(info.uuid, sizeof info.uuid, "%s", uuid);
@@ -344,7 +346,7 @@ int hv_list_domains(HvConn *c, HvDomainInfo **ret, size_t *ret_n) {
         virDomainPtr *doms = NULL;
         int n = virConnectListAllDomains(c->conn, &doms, 0);
         if (n < 0)
-                return virt_fail("cannot list the domains of '%s'", c->uri);
+                return hv_virt_fail("cannot list the domains of '%s'", c->uri);
 
         HvDomainInfo *infos = xcalloc((size_t) n, sizeof *infos);
         size_t k = 0;
@@ -380,11 +382,11 @@ static virDomainPtr domain_lookup(HvConn *c, const char *uuid, int *ret_r) {
         }
         virDomainPtr d = virDomainLookupByUUIDString(c->conn, uuid);
         if (!d) {
-                if (virt_code() == VIR_ERR_NO_DOMAIN) {
+                if (hv_virt_code() == VIR_ERR_NO_DOMAIN) {
                         hv_set_error("there is no domain with UUID '%s' on '%s'", uuid, c->uri);
                         *ret_r = -ENOENT;
                 } else
-                        *ret_r = virt_fail("cannot look up domain '%s' on '%s'", uuid, c->uri);
+                        *ret_r = hv_virt_fail("cannot look up domain '%s' on '%s'", uuid, c->uri);
         }
         return d;
 }
@@ -404,7 +406,7 @@ int hv_domain_define(HvConn *c, const HvDomainSpec *spec) {
                 return -EINVAL;
         _cleanup_domain_ virDomainPtr d = virDomainDefineXML(c->conn, xml);
         if (!d)
-                return virt_fail("cannot define VM '%s' on '%s'", spec->name, c->uri);
+                return hv_virt_fail("cannot define VM '%s' on '%s'", spec->name, c->uri);
         return 0;
 }
 
@@ -428,7 +430,7 @@ static int domain_op(HvConn *c, const char *uuid, const DomainOp *op) {
         const char *name = virDomainGetName(d);
         if (op->run(d) == 0)
                 return 0;
-        r = virt_fail("cannot %s VM '%s' (%s)", op->verb, name, uuid);
+        r = hv_virt_fail("cannot %s VM '%s' (%s)", op->verb, name, uuid);
         /* QEMU says OPERATION_INVALID (-EBUSY) when the state is wrong; the
          * test driver says INTERNAL_ERROR. Asking the state afterwards gives
          * callers one answer on every driver, at no cost on success. */
@@ -467,13 +469,13 @@ int hv_domain_undefine(HvConn *c, const char *uuid) {
         const char *name = virDomainGetName(d);
         int persistent = virDomainIsPersistent(d);
         if (persistent < 0)
-                return virt_fail("cannot undefine VM '%s' (%s)", name, uuid);
+                return hv_virt_fail("cannot undefine VM '%s' (%s)", name, uuid);
         int active = virDomainIsActive(d);
         if (active < 0)
-                return virt_fail("cannot undefine VM '%s' (%s)", name, uuid);
+                return hv_virt_fail("cannot undefine VM '%s' (%s)", name, uuid);
         /* OPERATION_INVALID: it stopped by itself in between. */
-        if (active == 1 && virDomainDestroy(d) < 0 && virt_code() != VIR_ERR_OPERATION_INVALID)
-                return virt_fail("cannot power off VM '%s' (%s) to undefine it", name, uuid);
+        if (active == 1 && virDomainDestroy(d) < 0 && hv_virt_code() != VIR_ERR_OPERATION_INVALID)
+                return hv_virt_fail("cannot power off VM '%s' (%s) to undefine it", name, uuid);
         if (persistent == 0)
                 return 0; /* a transient domain is gone once off */
 
@@ -487,12 +489,12 @@ int hv_domain_undefine(HvConn *c, const char *uuid) {
         for (size_t i = 0; i < ELEMENTSOF(flag_sets); i++) {
                 if (virDomainUndefineFlags(d, flag_sets[i]) == 0)
                         return 0;
-                int code = virt_code();
+                int code = hv_virt_code();
                 if (code != VIR_ERR_INVALID_ARG && code != VIR_ERR_NO_SUPPORT)
-                        return virt_fail("cannot undefine VM '%s' (%s)", name, uuid);
+                        return hv_virt_fail("cannot undefine VM '%s' (%s)", name, uuid);
         }
         if (virDomainUndefine(d) < 0)
-                return virt_fail("cannot undefine VM '%s' (%s)", name, uuid);
+                return hv_virt_fail("cannot undefine VM '%s' (%s)", name, uuid);
         return 0;
 }
 
@@ -504,7 +506,7 @@ int hv_domain_state(HvConn *c, const char *uuid, HvState *ret) {
         const char *name = virDomainGetName(d); /* before: it resets the error */
         int state, reason;
         if (virDomainGetState(d, &state, &reason, 0) < 0)
-                return virt_fail("cannot read the state of VM '%s' (%s)", name, uuid);
+                return hv_virt_fail("cannot read the state of VM '%s' (%s)", name, uuid);
         *ret = state_from_virt(state);
         return 0;
 }
@@ -520,7 +522,7 @@ static int pool_path(virStoragePoolPtr pool, const char *name, char **ret_path) 
                 return 0;
         _cleanup_free_ char *xml = virStoragePoolGetXMLDesc(pool, 0);
         if (!xml)
-                return virt_fail("cannot read the definition of storage pool '%s'", name);
+                return hv_virt_fail("cannot read the definition of storage pool '%s'", name);
         return hv_xml_pool_path(xml, ret_path);
 }
 
@@ -533,12 +535,12 @@ static int pool_define(HvConn *c, const char *name, const char *path, virStorage
         _cleanup_free_ char *xml = hv_xml_pool_build(name, path);
         virStoragePoolPtr pool = virStoragePoolDefineXML(c->conn, xml, 0);
         if (!pool)
-                return virt_fail("cannot define storage pool '%s' at '%s' on '%s'", name, path,
+                return hv_virt_fail("cannot define storage pool '%s' at '%s' on '%s'", name, path,
                                  c->uri);
         /* Build makes the directory (on the host, which is not necessarily
          * this machine); it is fine when it exists. */
         if (virStoragePoolBuild(pool, 0) < 0) {
-                int r = virt_fail("cannot create the directory '%s' of storage pool '%s' on '%s'",
+                int r = hv_virt_fail("cannot create the directory '%s' of storage pool '%s' on '%s'",
                                   path, name, c->uri);
                 virStoragePoolUndefine(pool);
                 virStoragePoolFree(pool);
@@ -557,8 +559,8 @@ int hv_pool_ensure(HvConn *c, const char *name, const char *path, char **ret_pat
         bool defined = false;
         _cleanup_pool_ virStoragePoolPtr pool = virStoragePoolLookupByName(c->conn, name);
         if (!pool) {
-                if (virt_code() != VIR_ERR_NO_STORAGE_POOL)
-                        return virt_fail("cannot look up storage pool '%s' on '%s'", name, c->uri);
+                if (hv_virt_code() != VIR_ERR_NO_STORAGE_POOL)
+                        return hv_virt_fail("cannot look up storage pool '%s' on '%s'", name, c->uri);
                 int r = pool_define(c, name, path, &pool);
                 if (r < 0)
                         return r;
@@ -566,19 +568,19 @@ int hv_pool_ensure(HvConn *c, const char *name, const char *path, char **ret_pat
         }
         int active = virStoragePoolIsActive(pool);
         if (active < 0)
-                return virt_fail("cannot read the state of storage pool '%s' on '%s'", name, c->uri);
+                return hv_virt_fail("cannot read the state of storage pool '%s' on '%s'", name, c->uri);
         if (active == 0 && virStoragePoolCreate(pool, 0) < 0) {
-                int r = virt_fail("cannot start storage pool '%s' on '%s'", name, c->uri);
+                int r = hv_virt_fail("cannot start storage pool '%s' on '%s'", name, c->uri);
                 if (defined) /* leave nothing half-made behind */
                         virStoragePoolUndefine(pool);
                 return r;
         }
         int autostart = 0;
         if (virStoragePoolGetAutostart(pool, &autostart) < 0)
-                return virt_fail("cannot read the autostart flag of storage pool '%s' on '%s'",
+                return hv_virt_fail("cannot read the autostart flag of storage pool '%s' on '%s'",
                                  name, c->uri);
         if (!autostart && virStoragePoolSetAutostart(pool, 1) < 0)
-                return virt_fail("cannot make storage pool '%s' on '%s' start at boot", name, c->uri);
+                return hv_virt_fail("cannot make storage pool '%s' on '%s' start at boot", name, c->uri);
         return pool_path(pool, name, ret_path);
 }
 
@@ -602,7 +604,7 @@ int hv_volume_create(HvConn *c, const char *pool_name, const char *vol_name, con
         }
         _cleanup_pool_ virStoragePoolPtr pool = virStoragePoolLookupByName(c->conn, pool_name);
         if (!pool)
-                return virt_fail("cannot find storage pool '%s' on '%s'", pool_name, c->uri);
+                return hv_virt_fail("cannot find storage pool '%s' on '%s'", pool_name, c->uri);
         /* Drivers disagree on the error for a duplicate (the test driver
          * says OPERATION_FAILED), so ask first. */
         _cleanup_vol_ virStorageVolPtr old = virStorageVolLookupByName(pool, vol_name);
@@ -611,18 +613,18 @@ int hv_volume_create(HvConn *c, const char *pool_name, const char *vol_name, con
                              "of that name", vol_name, pool_name, c->uri);
                 return -EEXIST;
         }
-        if (virt_code() != VIR_ERR_NO_STORAGE_VOL)
-                return virt_fail("cannot look up volume '%s' in storage pool '%s' on '%s'",
+        if (hv_virt_code() != VIR_ERR_NO_STORAGE_VOL)
+                return hv_virt_fail("cannot look up volume '%s' in storage pool '%s' on '%s'",
                                  vol_name, pool_name, c->uri);
 
         _cleanup_free_ char *xml = hv_xml_volume_build(vol_name, format, capacity);
         _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXML(pool, xml, 0);
         if (!vol)
-                return virt_fail("cannot create volume '%s' in storage pool '%s' on '%s'",
+                return hv_virt_fail("cannot create volume '%s' in storage pool '%s' on '%s'",
                                  vol_name, pool_name, c->uri);
         char *path = virStorageVolGetPath(vol);
         if (!path)
-                return virt_fail("cannot read the path of new volume '%s' in storage pool '%s'",
+                return hv_virt_fail("cannot read the path of new volume '%s' in storage pool '%s'",
                                  vol_name, pool_name);
         *ret_path = path;
         return 0;
@@ -636,13 +638,13 @@ int hv_volume_delete(HvConn *c, const char *path) {
         }
         _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(c->conn, path);
         if (!vol) {
-                if (virt_code() == VIR_ERR_NO_STORAGE_VOL) {
+                if (hv_virt_code() == VIR_ERR_NO_STORAGE_VOL) {
                         hv_set_error("there is no volume at '%s' on '%s'", path, c->uri);
                         return -ENOENT;
                 }
-                return virt_fail("cannot look up the volume at '%s' on '%s'", path, c->uri);
+                return hv_virt_fail("cannot look up the volume at '%s' on '%s'", path, c->uri);
         }
         if (virStorageVolDelete(vol, 0) < 0)
-                return virt_fail("cannot delete the volume at '%s' on '%s'", path, c->uri);
+                return hv_virt_fail("cannot delete the volume at '%s' on '%s'", path, c->uri);
         return 0;
 }

@@ -11,7 +11,8 @@
  * the state after a failure; -EEXIST it exists already; -EINVAL invalid
  * input (refused by hv before libvirt sees it, or libvirt's XML/argument
  * errors); -EACCES authentication or access denied; -EOPNOTSUPP the driver
- * cannot do it; -EIO everything else (connection lost included). */
+ * cannot do it; -ECANCELED a job (migration) aborted on request; -EIO
+ * everything else (connection lost included). */
 #pragma once
 
 #include <stdbool.h>
