@@ -395,44 +395,14 @@ json_t *store_query_one(Store *st, const char *sql, const char *types, ...) {
         return o;
 }
 
-int store_query_i64(Store *st, int64_t *ret, const char *sql, const char *types, ...) {
+/* Runs a statement that returns one row and copies its columns into out
+ * through fn. -ENOENT when no row. */
+static int vquery_row(Store *st, StoreRowFn fn, void *out, const char *sql, const char *types, va_list ap) {
         sqlite3 *db = store_db(st);
         if (!db)
                 return -EIO;
-        va_list ap;
-        va_start(ap, types);
         sqlite3_stmt *stmt;
         int r = prepare_bind(db, sql, types, ap, &stmt);
-        va_end(ap);
-        if (r < 0)
-                return r;
-        int rc = sqlite3_step(stmt);
-        if (rc == SQLITE_ROW) {
-                *ret = sqlite3_column_int64(stmt, 0);
-                r = 0;
-        } else
-                r = rc == SQLITE_DONE ? -ENOENT : store_errcode(db, rc, sql);
-        sqlite3_finalize(stmt);
-        return r;
-}
-
-int store_begin(Store *st) { return store_exec(st, "BEGIN IMMEDIATE", ""); }
-int store_commit(Store *st) { return store_exec(st, "COMMIT", ""); }
-void store_rollback(Store *st) { (void) store_exec(st, "ROLLBACK", ""); }
-int64_t store_last_id(Store *st) { return sqlite3_last_insert_rowid(store_db(st)); }
-int store_changes(Store *st) { return sqlite3_changes(store_db(st)); }
-
-/* Runs a statement that returns one row and copies its columns into a
- * struct through a callback. -ENOENT when no row. */
-int store_query_row(Store *st, StoreRowFn fn, void *out, const char *sql, const char *types, ...) {
-        sqlite3 *db = store_db(st);
-        if (!db)
-                return -EIO;
-        va_list ap;
-        va_start(ap, types);
-        sqlite3_stmt *stmt;
-        int r = prepare_bind(db, sql, types, ap, &stmt);
-        va_end(ap);
         if (r < 0)
                 return r;
         int rc = sqlite3_step(stmt);
@@ -444,6 +414,31 @@ int store_query_row(Store *st, StoreRowFn fn, void *out, const char *sql, const 
         sqlite3_finalize(stmt);
         return r;
 }
+
+int store_query_row(Store *st, StoreRowFn fn, void *out, const char *sql, const char *types, ...) {
+        va_list ap;
+        va_start(ap, types);
+        int r = vquery_row(st, fn, out, sql, types, ap);
+        va_end(ap);
+        return r;
+}
+
+static void row_i64(sqlite3_stmt *stmt, void *out) { *(int64_t *) out = sqlite3_column_int64(stmt, 0); }
+
+int store_query_i64(Store *st, int64_t *ret, const char *sql, const char *types, ...) {
+        va_list ap;
+        va_start(ap, types);
+        int r = vquery_row(st, row_i64, ret, sql, types, ap);
+        va_end(ap);
+        return r;
+}
+
+int store_begin(Store *st) { return store_exec(st, "BEGIN IMMEDIATE", ""); }
+int store_commit(Store *st) { return store_exec(st, "COMMIT", ""); }
+void store_rollback(Store *st) { (void) store_exec(st, "ROLLBACK", ""); }
+int64_t store_last_id(Store *st) { return sqlite3_last_insert_rowid(store_db(st)); }
+int store_changes(Store *st) { return sqlite3_changes(store_db(st)); }
+
 
 /* Like query_row for many rows: fn fills element i of a growing array. */
 int store_query_rows(Store *st, StoreRowFn fn, size_t elem, void **ret, const char *sql, const char *types, ...) {
@@ -484,7 +479,6 @@ void store_copy_text(char *dst, size_t size, sqlite3_stmt *stmt, int col) {
 }
 #define COPY(field, col) store_copy_text((field), sizeof(field), stmt, (col))
 
-static void row_i64(sqlite3_stmt *stmt, void *out) { *(int64_t *) out = sqlite3_column_int64(stmt, 0); }
 
 /* ------------------------------------------------------------------ */
 /* host groups */
