@@ -112,8 +112,7 @@ int store_cluster_insert(Store *st, const char *name, const char *shared_storage
 }
 
 int store_cluster_delete(Store *st, int64_t id) {
-        int r = store_exec(st, "DELETE FROM cluster WHERE id = ?", "i", id);
-        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
+        return store_exec_one(st, "DELETE FROM cluster WHERE id = ?", "i", id);
 }
 
 int store_cluster_find(Store *st, const char *name, int64_t *ret_id) {

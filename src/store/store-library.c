@@ -85,11 +85,7 @@ static int64_t get_i64(json_t *o, const char *key) {
 /* shares */
 
 int store_share_insert(Store *st, const char *path, int64_t *ret_id) {
-        int r = store_exec(st, "INSERT INTO library_share(path, created_at) VALUES (?, ?)", "si", path, now_ms());
-        if (r < 0)
-                return r;
-        *ret_id = store_last_id(st);
-        return 0;
+        return store_insert(st, ret_id, "INSERT INTO library_share(path, created_at) VALUES (?, ?)", "si", path, now_ms());
 }
 
 int store_share_path(Store *st, int64_t id, char *out, size_t size) {
@@ -227,17 +223,13 @@ json_t *store_item_get_json(Store *st, int64_t id) {
 /* templates */
 
 int store_template_insert(Store *st, const StoreTemplate *t, int64_t *ret_id) {
-        int r = store_exec(st, "INSERT INTO template(name, description, cpus, memory_mib, disk_bytes, data_disks, firmware, network,"
+        return store_insert(st, ret_id, "INSERT INTO template(name, description, cpus, memory_mib, disk_bytes, data_disks, firmware, network,"
                                " base_item_id, hostname_pattern, admin_user, ssh_keys, timezone, user_data, points, created_at,"
                                " domain_type) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            "ssiiisssisssssiis", t->name, t->description, t->cpus, t->memory_mib, t->disk_bytes, t->data_disks_json,
                            t->firmware ? t->firmware : "bios", t->network, t->base_item_id, t->hostname_pattern, t->admin_user,
                            t->ssh_keys_json, t->timezone, t->user_data, t->points, now_ms(),
                            t->domain_type ? t->domain_type : "auto");
-        if (r < 0)
-                return r;
-        *ret_id = store_last_id(st);
-        return 0;
 }
 
 int store_template_find(Store *st, const char *name, int64_t *ret_id) {

@@ -477,11 +477,7 @@ int store_alert_rule_delete(Store *st, int64_t id) {
                 r = store_exec(st, "DELETE FROM alert_rule WHERE id = ?", "i", id);
         if (r >= 0 && store_changes(st) == 0)
                 r = -ENOENT;
-        if (r < 0) {
-                store_rollback(st);
-                return r;
-        }
-        return store_commit(st);
+        return store_end(st, r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -559,9 +555,8 @@ int store_alert_touch(Store *st, int64_t id, double value, const char *message, 
 }
 
 int store_alert_resolve(Store *st, int64_t id, const char *message, int64_t now) {
-        int r = store_exec(st, "UPDATE alert SET state = 'resolved', resolved_at = ?1, updated_at = ?1,"
+        return store_exec_one(st, "UPDATE alert SET state = 'resolved', resolved_at = ?1, updated_at = ?1,"
                                " message = coalesce(?2, message) WHERE id = ?3 AND state = 'open'", "isi", now, message, id);
-        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
 }
 
 int store_alert_ack(Store *st, int64_t id, const char *user, int64_t now) {
@@ -595,15 +590,10 @@ json_t *store_alert_counts_json(Store *st) {
 /* webhooks */
 
 int store_webhook_insert(Store *st, const char *url, const char *description, int64_t *ret_id) {
-        int r = store_exec(st, "INSERT INTO webhook(url, description, created_at) VALUES (?,?,?)", "ssi", url, description, now_ms());
-        if (r < 0)
-                return r;
-        *ret_id = store_last_id(st);
-        return 0;
+        return store_insert(st, ret_id, "INSERT INTO webhook(url, description, created_at) VALUES (?,?,?)", "ssi", url, description, now_ms());
 }
 int store_webhook_delete(Store *st, int64_t id) {
-        int r = store_exec(st, "DELETE FROM webhook WHERE id = ?", "i", id);
-        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
+        return store_exec_one(st, "DELETE FROM webhook WHERE id = ?", "i", id);
 }
 #define WEBHOOK_COLUMNS "SELECT w.id, w.url, w.description, w.enabled AS enabled_bool, w.last_status, w.last_attempt_at," \
                         " w.last_delivered_at, (SELECT count(*) FROM webhook_delivery d WHERE d.webhook_id = w.id AND d.state = 'pending') AS pending," \
@@ -702,15 +692,10 @@ json_t *store_monitor_counts_json(Store *st) {
 /* consolidation assessment */
 
 int store_assess_insert(Store *st, const char *name, const char *url, int64_t *ret_id) {
-        int r = store_exec(st, "INSERT INTO assess_server(name, url, created_at) VALUES (?,?,?)", "ssi", name, url, now_ms());
-        if (r < 0)
-                return r;
-        *ret_id = store_last_id(st);
-        return 0;
+        return store_insert(st, ret_id, "INSERT INTO assess_server(name, url, created_at) VALUES (?,?,?)", "ssi", name, url, now_ms());
 }
 int store_assess_delete(Store *st, int64_t id) {
-        int r = store_exec(st, "DELETE FROM assess_server WHERE id = ?", "i", id);
-        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
+        return store_exec_one(st, "DELETE FROM assess_server WHERE id = ?", "i", id);
 }
 #define ASSESS_COLUMNS "SELECT s.id, s.name, s.source, s.url, s.cpus, s.memory_mib, s.last_sample_at, s.last_error," \
                        " (SELECT count(*) FROM assess_sample a WHERE a.server_id = s.id) AS samples, s.created_at FROM assess_server s "

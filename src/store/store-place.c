@@ -319,11 +319,7 @@ int store_rule_set_members(Store *st, int64_t id, const int64_t *vm_ids, size_t 
         r = store_exec(st, "DELETE FROM placement_rule_member WHERE rule_id = ?", "i", id);
         if (r >= 0)
                 r = members_insert(st, id, vm_ids, n);
-        if (r < 0) {
-                store_rollback(st);
-                return r;
-        }
-        return store_commit(st);
+        return store_end(st, r);
 }
 
 int store_rule_delete(Store *st, int64_t id) {

@@ -433,6 +433,33 @@ int store_query_i64(Store *st, int64_t *ret, const char *sql, const char *types,
         return r;
 }
 
+int store_insert(Store *st, int64_t *ret_id, const char *sql, const char *types, ...) {
+        va_list ap;
+        va_start(ap, types);
+        int r = vexec(st, sql, types, ap);
+        va_end(ap);
+        if (r < 0)
+                return r;
+        *ret_id = store_last_id(st);
+        return 0;
+}
+
+int store_exec_one(Store *st, const char *sql, const char *types, ...) {
+        va_list ap;
+        va_start(ap, types);
+        int r = vexec(st, sql, types, ap);
+        va_end(ap);
+        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
+}
+
+int store_end(Store *st, int r) {
+        if (r < 0) {
+                store_rollback(st);
+                return r;
+        }
+        return store_commit(st);
+}
+
 int store_begin(Store *st) { return store_exec(st, "BEGIN IMMEDIATE", ""); }
 int store_commit(Store *st) { return store_exec(st, "COMMIT", ""); }
 void store_rollback(Store *st) { (void) store_exec(st, "ROLLBACK", ""); }
@@ -592,11 +619,7 @@ static int group_repath(Store *st, int64_t id, const char *update_sql, const cha
                 r = store_exec(st, "UPDATE host_group SET path = ? || substr(path, length(?) + 1)"
                                    " WHERE path = ? OR substr(path, 1, length(?) + 1) = ? || '/'",
                                "sssss", new_path, old_path, old_path, old_path, old_path);
-        if (r < 0) {
-                store_rollback(st);
-                return r;
-        }
-        return store_commit(st);
+        return store_end(st, r);
 }
 
 int store_group_rename(Store *st, int64_t id, const char *new_name) {
@@ -695,12 +718,8 @@ int store_group_parents(Store *st, int64_t **ret_ids, int64_t **ret_parents) {
 
 int store_host_insert(Store *st, const char *name, const char *uri, int64_t group_id,
                       const char *pool, const char *pool_path, int64_t *ret_id) {
-        int r = store_exec(st, "INSERT INTO host(name, uri, group_id, pool, pool_path, created_at) VALUES (?,?,?,?,?,?)",
+        return store_insert(st, ret_id, "INSERT INTO host(name, uri, group_id, pool, pool_path, created_at) VALUES (?,?,?,?,?,?)",
                            "ssissi", name, uri, group_id, pool, pool_path, now_ms());
-        if (r < 0)
-                return r;
-        *ret_id = store_last_id(st);
-        return 0;
 }
 
 static void row_host(sqlite3_stmt *stmt, void *out) {
@@ -745,11 +764,7 @@ int store_host_delete(Store *st, int64_t id, bool force) {
                 r = store_exec(st, "DELETE FROM host WHERE id = ?", "i", id);
         if (r >= 0 && store_changes(st) == 0)
                 r = -ENOENT;
-        if (r < 0) {
-                store_rollback(st);
-                return r;
-        }
-        return store_commit(st);
+        return store_end(st, r);
 }
 
 #define HOST_COLUMNS \
@@ -774,15 +789,11 @@ int store_host_ids(Store *st, int64_t **ret_ids) {
 
 int store_vm_insert(Store *st, const StoreVm *vm, int64_t *ret_id) {
         int64_t now = now_ms();
-        int r = store_exec(st, "INSERT INTO vm(uuid, name, host_id, owner_id, cpus, memory_mib, state, domain_type, origin,"
+        return store_insert(st, ret_id, "INSERT INTO vm(uuid, name, host_id, owner_id, cpus, memory_mib, state, domain_type, origin,"
                                " description, created_at, updated_at) VALUES (?,?,nullif(?,0),nullif(?,0),?,?,?,?,?,nullif(?,''),?,?)",
                            "ssiiiissssii", vm->uuid, vm->name, vm->host_id, vm->owner_id, (int64_t) vm->cpus,
                            (int64_t) vm->memory_mib, vm->state, vm->domain_type[0] ? vm->domain_type : NULL,
                            vm->origin[0] ? vm->origin : "created", vm->description, now, now);
-        if (r < 0)
-                return r;
-        *ret_id = store_last_id(st);
-        return 0;
 }
 
 static void row_vm(sqlite3_stmt *stmt, void *out) {
@@ -824,8 +835,7 @@ int store_vm_update_hw(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib
                           "iisii", (int64_t) cpus, (int64_t) memory_mib, domain_type, now_ms(), id);
 }
 int store_vm_delete(Store *st, int64_t id) {
-        int r = store_exec(st, "DELETE FROM vm WHERE id = ?", "i", id);
-        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
+        return store_exec_one(st, "DELETE FROM vm WHERE id = ?", "i", id);
 }
 int store_vm_disk_add(Store *st, int64_t vm_id, const StoreDisk *d) {
         return store_exec(st, "INSERT OR REPLACE INTO vm_disk(vm_id, target, path, size_bytes, owned) VALUES (?,?,?,?,?)",
@@ -874,12 +884,8 @@ int store_vm_count_on_host(Store *st, int64_t host_id) {
 /* users, scopes, tokens */
 
 int store_user_insert(Store *st, const char *name, const char *password_hash, const char *role, int64_t *ret_id) {
-        int r = store_exec(st, "INSERT INTO user(name, password_hash, role, created_at) VALUES (?,?,?,?)",
+        return store_insert(st, ret_id, "INSERT INTO user(name, password_hash, role, created_at) VALUES (?,?,?,?)",
                            "sssi", name, password_hash, role, now_ms());
-        if (r < 0)
-                return r;
-        *ret_id = store_last_id(st);
-        return 0;
 }
 static void row_user(sqlite3_stmt *stmt, void *out) {
         StoreUser *u = out;
@@ -900,13 +906,11 @@ int store_user_count(Store *st) {
         return r < 0 ? r : (int) n;
 }
 int store_user_update(Store *st, int64_t id, const char *password_hash, const char *role) {
-        int r = store_exec(st, "UPDATE user SET password_hash = coalesce(?, password_hash), role = coalesce(?, role) WHERE id = ?",
+        return store_exec_one(st, "UPDATE user SET password_hash = coalesce(?, password_hash), role = coalesce(?, role) WHERE id = ?",
                            "ssi", password_hash, role, id);
-        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
 }
 int store_user_delete(Store *st, int64_t id) {
-        int r = store_exec(st, "DELETE FROM user WHERE id = ?", "i", id);
-        return r < 0 ? r : (store_changes(st) ? 0 : -ENOENT);
+        return store_exec_one(st, "DELETE FROM user WHERE id = ?", "i", id);
 }
 int store_user_scopes_set(Store *st, int64_t user_id, const int64_t *group_ids, size_t n) {
         int r = store_begin(st);
@@ -915,11 +919,7 @@ int store_user_scopes_set(Store *st, int64_t user_id, const int64_t *group_ids, 
         r = store_exec(st, "DELETE FROM user_scope WHERE user_id = ?", "i", user_id);
         for (size_t i = 0; r >= 0 && i < n; i++)
                 r = store_exec(st, "INSERT OR IGNORE INTO user_scope(user_id, group_id) VALUES (?,?)", "ii", user_id, group_ids[i]);
-        if (r < 0) {
-                store_rollback(st);
-                return r;
-        }
-        return store_commit(st);
+        return store_end(st, r);
 }
 int store_user_scopes(Store *st, int64_t user_id, int64_t **ret) {
         return store_query_rows(st, row_i64, sizeof(int64_t), (void **) ret,
@@ -965,13 +965,9 @@ void store_job_clear(StoreJob *j) {
 }
 int store_job_insert(Store *st, const char *kind, const char *target_kind, int64_t target_id,
                      const char *target_name, int64_t owner_id, const char *params_json, int64_t *ret_id) {
-        int r = store_exec(st, "INSERT INTO job(kind, target_kind, target_id, target_name, owner_id, params, created_at)"
+        return store_insert(st, ret_id, "INSERT INTO job(kind, target_kind, target_id, target_name, owner_id, params, created_at)"
                                " VALUES (?,?,?,?,nullif(?,0),?,?)",
                            "ssisisi", kind, target_kind, target_id, target_name, owner_id, params_json, now_ms());
-        if (r < 0)
-                return r;
-        *ret_id = store_last_id(st);
-        return 0;
 }
 static void row_job(sqlite3_stmt *stmt, void *out) {
         StoreJob *j = out;

@@ -51,7 +51,16 @@ json_t *store_query_json(Store *st, const char *sql, const char *types, ...);
 json_t *store_query_one(Store *st, const char *sql, const char *types, ...);
 /* A single integer result; -ENOENT when no row. */
 int store_query_i64(Store *st, int64_t *ret, const char *sql, const char *types, ...);
+/* store_exec() for an INSERT: 0 and the new row's id in *ret_id (untouched
+ * on failure), or negative. */
+int store_insert(Store *st, int64_t *ret_id, const char *sql, const char *types, ...);
+/* store_exec() for a statement that must change a row (UPDATE/DELETE by
+ * id): 0, -ENOENT when it changed none, or negative. */
+int store_exec_one(Store *st, const char *sql, const char *types, ...);
 int store_begin(Store *st);
+/* Ends the transaction store_begin() opened: commits when r >= 0 (returning
+ * the commit's result), else rolls back and returns r. */
+int store_end(Store *st, int r);
 int store_commit(Store *st);
 void store_rollback(Store *st);
 int64_t store_last_id(Store *st);
