@@ -284,6 +284,37 @@ static const char *labels_of(const LabelOf *l, size_t n, int64_t id) {
         return NULL;
 }
 
+/* A family whose one sample per object carries its state as a label. */
+static void expo_states(StrBuf *b, const char *name, const char *help, const LabelOf *objs, const char *const *states, size_t n) {
+        mon_expo_family(b, name, "gauge", help);
+        for (size_t i = 0; i < n; i++) {
+                StrBuf l = {0};
+                strbuf_append(&l, objs[i].labels);
+                mon_expo_label(&l, "state", states[i]);
+                mon_expo_sample(b, name, l.s, 1);
+                strbuf_free(&l);
+        }
+}
+
+/* The families measured by the collector for objects of one kind, from the
+ * latest samples. */
+static void expo_latest(StrBuf *b, json_t *latest, StorePerfKind kind, const Family *fams, size_t n_fams,
+                        const LabelOf *objs, size_t n) {
+        for (size_t f = 0; f < n_fams; f++) {
+                mon_expo_family(b, fams[f].name, "gauge", fams[f].help);
+                size_t i;
+                json_t *row;
+                json_array_foreach(latest, i, row) {
+                        if (json_integer_value(json_object_get(row, "kind")) != kind)
+                                continue;
+                        json_t *v = json_object_get(row, store_perf_metric_names[fams[f].m]);
+                        const char *l = labels_of(objs, n, json_integer_value(json_object_get(row, "object_id")));
+                        if (l && json_is_number(v))
+                                mon_expo_sample(b, fams[f].name, l, json_number_value(v) * fams[f].scale);
+                }
+        }
+}
+
 static void device_families(StrBuf *b, json_t *latest, const LabelOf *vml, size_t nvl, const char *arr, const char *name,
                             const char *field, const char *help) {
         mon_expo_family(b, name, "gauge", help);
@@ -353,60 +384,28 @@ char *monitor_prometheus_text(Store *st, const MonitorProcess *self) {
         mon_expo_family(&b, "armada_host_up", "gauge", "1 when armadad reaches the host (state ok), else 0.");
         for (int i = 0; i < nh; i++)
                 mon_expo_sample(&b, "armada_host_up", hl[i].labels, streq(hosts[i].state, "ok") ? 1 : 0);
-        mon_expo_family(&b, "armada_host_state", "gauge", "The host's state as a label; always 1.");
-        for (int i = 0; i < nh; i++) {
-                StrBuf l = {0};
-                strbuf_append(&l, hl[i].labels);
-                mon_expo_label(&l, "state", hosts[i].state);
-                mon_expo_sample(&b, "armada_host_state", l.s, 1);
-                strbuf_free(&l);
-        }
+        const char **states = xcalloc((size_t) (nh > nv ? nh : nv) + 1, sizeof(char *));
+        for (int i = 0; i < nh; i++)
+                states[i] = hosts[i].state;
+        expo_states(&b, "armada_host_state", "The host's state as a label; always 1.", hl, states, (size_t) nh);
         mon_expo_family(&b, "armada_host_cpus", "gauge", "Logical CPUs of the host.");
         for (int i = 0; i < nh; i++)
                 mon_expo_sample(&b, "armada_host_cpus", hl[i].labels, hosts[i].cpus);
         mon_expo_family(&b, "armada_host_memory_bytes", "gauge", "Physical memory of the host.");
         for (int i = 0; i < nh; i++)
                 mon_expo_sample(&b, "armada_host_memory_bytes", hl[i].labels, (double) hosts[i].memory_mib * 1048576.0);
-        for (size_t f = 0; f < ELEMENTSOF(HOST_FAMILIES); f++) {
-                mon_expo_family(&b, HOST_FAMILIES[f].name, "gauge", HOST_FAMILIES[f].help);
-                size_t i;
-                json_t *row;
-                json_array_foreach(latest, i, row) {
-                        if (json_integer_value(json_object_get(row, "kind")) != STORE_PERF_HOST)
-                                continue;
-                        json_t *v = json_object_get(row, store_perf_metric_names[HOST_FAMILIES[f].m]);
-                        const char *l = labels_of(hl, (size_t) nh, json_integer_value(json_object_get(row, "object_id")));
-                        if (l && json_is_number(v))
-                                mon_expo_sample(&b, HOST_FAMILIES[f].name, l, json_number_value(v) * HOST_FAMILIES[f].scale);
-                }
-        }
-        mon_expo_family(&b, "armada_vm_state", "gauge", "The VM's state as a label; always 1.");
-        for (int i = 0; i < nv; i++) {
-                StrBuf l = {0};
-                strbuf_append(&l, vl[i].labels);
-                mon_expo_label(&l, "state", vms[i].state);
-                mon_expo_sample(&b, "armada_vm_state", l.s, 1);
-                strbuf_free(&l);
-        }
+        expo_latest(&b, latest, STORE_PERF_HOST, HOST_FAMILIES, ELEMENTSOF(HOST_FAMILIES), hl, (size_t) nh);
+        for (int i = 0; i < nv; i++)
+                states[i] = vms[i].state;
+        expo_states(&b, "armada_vm_state", "The VM's state as a label; always 1.", vl, states, (size_t) nv);
+        free(states);
         mon_expo_family(&b, "armada_vm_vcpus", "gauge", "Virtual CPUs of the VM.");
         for (int i = 0; i < nv; i++)
                 mon_expo_sample(&b, "armada_vm_vcpus", vl[i].labels, vms[i].cpus);
         mon_expo_family(&b, "armada_vm_memory_bytes", "gauge", "Memory assigned to the VM.");
         for (int i = 0; i < nv; i++)
                 mon_expo_sample(&b, "armada_vm_memory_bytes", vl[i].labels, (double) vms[i].memory_mib * 1048576.0);
-        for (size_t f = 0; f < ELEMENTSOF(VM_FAMILIES); f++) {
-                mon_expo_family(&b, VM_FAMILIES[f].name, "gauge", VM_FAMILIES[f].help);
-                size_t i;
-                json_t *row;
-                json_array_foreach(latest, i, row) {
-                        if (json_integer_value(json_object_get(row, "kind")) != STORE_PERF_VM)
-                                continue;
-                        json_t *v = json_object_get(row, store_perf_metric_names[VM_FAMILIES[f].m]);
-                        const char *l = labels_of(vl, (size_t) nv, json_integer_value(json_object_get(row, "object_id")));
-                        if (l && json_is_number(v))
-                                mon_expo_sample(&b, VM_FAMILIES[f].name, l, json_number_value(v) * VM_FAMILIES[f].scale);
-                }
-        }
+        expo_latest(&b, latest, STORE_PERF_VM, VM_FAMILIES, ELEMENTSOF(VM_FAMILIES), vl, (size_t) nv);
         device_families(&b, latest, vl, (size_t) nv, "disks", "armada_vm_block_read_bytes_per_second", "read_bps",
                         "Bytes per second read from one disk of the VM.");
         device_families(&b, latest, vl, (size_t) nv, "disks", "armada_vm_block_write_bytes_per_second", "write_bps",
