@@ -2,10 +2,10 @@
  * tree, alerts and their rules, webhooks, the consolidation assessment, and
  * the Prometheus exposition.
  *
- * GET /metrics (and its alias GET /api/v1/metrics) answers without a token
- * only to callers on the loopback (a Prometheus next to armadad); anyone
- * else needs a bearer token of an administrator or a read-only operator,
- * because the exposition names every host and VM. */
+ * GET /metrics (and its alias GET /api/v1/metrics) needs a bearer token of
+ * an administrator or a read-only operator, from the loopback too (any local
+ * user could scrape it otherwise), because the exposition names every host
+ * and VM; armadad --metrics-public lifts that for a trusted network. */
 #include "api-priv.h"
 
 #include <errno.h>
@@ -546,12 +546,8 @@ static void h_assess_report(Req *r) {
 /* ------------------------------------------------------------------ */
 /* Prometheus */
 
-static bool is_loopback(const char *addr) {
-        return strncmp(addr, "127.", 4) == 0;
-}
-
 static void h_prometheus(Req *r) {
-        if (!is_loopback(r->addr)) {
+        if (!r->api->cfg.metrics_public) {
                 const char *h = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Authorization");
                 StoreUser u;
                 char hash[65];
@@ -564,11 +560,12 @@ static void h_prometheus(Req *r) {
                 }
                 if (!ok)
                         return reply_error(r, 401, "unauthenticated", NULL, "The metrics need a bearer token of an administrator"
-                                           " or read-only operator when scraped from outside the loopback.");
+                                           " or read-only operator (or armadad --metrics-public).");
         }
         MonitorProcess self;
         bool have_self = monitor_process_read(&self) == 0;
-        char *text = monitor_prometheus_text(r->api->st, have_self ? &self : NULL);
+        char *text = monitor_prometheus_text(r->api->st, have_self ? &self : NULL,
+                                             __atomic_load_n(&r->api->login_rate_limited, __ATOMIC_RELAXED));
         if (!text)
                 return reply_error(r, 500, "internal", NULL, "A database error occurred while exposing the metrics.");
         r->status = 200;

@@ -19,6 +19,7 @@ struct Api {
         char *tls_cert_pem, *tls_key_pem;
         pthread_mutex_t rate_lock;
         AuthRateLimiter rate;
+        uint64_t login_rate_limited;  /* logins the limiter refused (__atomic) */
 };
 
 typedef struct {
@@ -50,6 +51,7 @@ typedef struct {
         struct MHD_Response *mhd_resp; /* a response the handler built itself (a
                                         * WebSocket upgrade): sent as is with status */
         bool by_cookie;               /* authenticated by the session cookie */
+        bool console_page;            /* a web console file: its Content-Security-Policy */
         /* Streaming uploads (a Route with .stream; library uploads): see
          * StreamPhase below. */
         int stream_phase;

@@ -337,6 +337,17 @@ static bool authenticate(Req *r) {
         return true;
 }
 
+/* The web console is ES modules and a style sheet from armadad itself, with
+ * no inline script or style element; scripts set styles through the CSSOM
+ * (allowed), noVNC draws its cursor from data: URLs and talks to armadad
+ * over a same-origin WebSocket, thumbnails and charts are same-origin. */
+#define API_CSP_CONSOLE                                                                                  \
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "         \
+        "font-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; " \
+        "frame-ancestors 'none'; object-src 'none'"
+/* API answers are data, never a page to render. */
+#define API_CSP_DATA "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
 static void serve_static(Req *r) {
         const char *dir = r->api->cfg.web_dir;
         const char *rel = streq(r->path, "/") ? "/index.html" : r->path;
@@ -363,6 +374,7 @@ static void serve_static(Req *r) {
         r->status = 200;
         r->raw = data;
         r->raw_len = len;
+        r->console_page = true;
 }
 
 static void dispatch(Req *r) {
@@ -437,6 +449,9 @@ static enum MHD_Result send_reply(Req *r) {
         MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
         MHD_add_response_header(resp, "X-Frame-Options", "DENY");
         MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        MHD_add_response_header(resp, "Content-Security-Policy", r->console_page ? API_CSP_CONSOLE : API_CSP_DATA);
+        if (r->api->cfg.tls_cert)
+                MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
         for (int i = 0; i < 2; i++)
                 if (r->set_cookie[i])
                         MHD_add_response_header(resp, "Set-Cookie", r->set_cookie[i]);
@@ -554,10 +569,20 @@ int api_new(Store *st, Jobs *jobs, Inventory *inv, const ApiConfig *cfg, Api **r
         if (api->cfg.token_ttl_s <= 0) api->cfg.token_ttl_s = 12 * 3600;
         if (api->cfg.max_body == 0) api->cfg.max_body = 1 << 20;
         if (api->cfg.threads == 0) api->cfg.threads = 4;
+        if (api->cfg.per_ip_connections == 0) api->cfg.per_ip_connections = 64;
+        if (api->cfg.idle_timeout_s == 0) api->cfg.idle_timeout_s = 15;
         pthread_mutex_init(&api->rate_lock, NULL);
         *ret = api;
         return 0;
 }
+
+/* TLS 1.2 and 1.3 only, and only forward-secret AEAD suites: ECDHE key
+ * exchange (TLS 1.3 is ECDHE/FFDHE by design) with AES-GCM or
+ * ChaCha20-Poly1305; no CBC, no RSA key transport, no SHA-1 MACs. The
+ * server's order wins. */
+#define API_TLS_PRIORITIES                                                                      \
+        "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:"   \
+        "+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SERVER_PRECEDENCE"
 
 int api_start(Api *api) {
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) api->cfg.port) };
@@ -576,13 +601,22 @@ int api_start(Api *api) {
                 }
                 flags |= MHD_USE_TLS;
         }
+        /* One address may hold per_ip_connections connections, so a flood of
+         * half-open ones from it cannot take all 512 from everyone else; and
+         * a connection that sends nothing for idle_timeout_s (the headers it
+         * never finishes, a keep-alive left open) is closed. The timeout is
+         * of inactivity, not of the whole request: a long download or upload
+         * that keeps moving is not cut, and the console's WebSocket, once
+         * upgraded, is relayed by its own thread outside this timeout. */
         api->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, api,
                                     MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
                                     MHD_OPTION_THREAD_POOL_SIZE, api->cfg.threads,
                                     MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
-                                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 60,
+                                    MHD_OPTION_CONNECTION_TIMEOUT, api->cfg.idle_timeout_s,
                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned) 512,
-                                    tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, api->tls_cert_pem,
+                                    MHD_OPTION_PER_IP_CONNECTION_LIMIT, api->cfg.per_ip_connections,
+                                    tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, API_TLS_PRIORITIES,
+                                    MHD_OPTION_HTTPS_MEM_CERT, api->tls_cert_pem,
                                     MHD_OPTION_HTTPS_MEM_KEY, api->tls_key_pem,
                                     MHD_OPTION_END);
         if (!api->mhd) {

@@ -20,6 +20,9 @@ typedef struct {
         int token_ttl_s;             /* default 12 h */
         size_t max_body;             /* default 1 MiB */
         unsigned threads;            /* default 4 */
+        bool metrics_public;         /* /metrics answers without a token */
+        unsigned per_ip_connections; /* open connections one address may hold; default 64 */
+        unsigned idle_timeout_s;     /* a connection silent this long is closed; default 15 */
 } ApiConfig;
 
 typedef struct Api Api;

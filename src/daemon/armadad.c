@@ -32,6 +32,10 @@ typedef struct {
         char *tls_cert, *tls_key;
         bool tls_self_signed;
         bool insecure_http;
+        bool metrics_public;
+        int audit_retention_days;
+        int connections_per_address;
+        int idle_timeout_s;
         char *web_dir;
         int workers;
         int refresh_interval_ms;
@@ -61,6 +65,7 @@ static int config_set(Config *c, const char *key, const char *val) {
         else if (streq(key, "tls-key")) set_str(&c->tls_key, val);
         else if (streq(key, "tls-self-signed")) c->tls_self_signed = streq(val, "true") || streq(val, "yes") || streq(val, "1");
         else if (streq(key, "insecure-http")) c->insecure_http = streq(val, "true") || streq(val, "yes") || streq(val, "1");
+        else if (streq(key, "metrics-public")) c->metrics_public = streq(val, "true") || streq(val, "yes") || streq(val, "1");
         else if (streq(key, "web-dir")) set_str(&c->web_dir, val);
         else if (streq(key, "admin-user")) set_str(&c->admin_user, val);
         else if (streq(key, "log-level")) set_str(&c->log_level, val);
@@ -75,7 +80,8 @@ static int config_set(Config *c, const char *key, const char *val) {
                 c->ensure_hosts = xrealloc(c->ensure_hosts, sizeof(char *) * (c->n_ensure_hosts + 1));
                 c->ensure_hosts[c->n_ensure_hosts++] = xstrdup(val);
         } else if (streq(key, "workers") || streq(key, "refresh-interval-ms") || streq(key, "stop-timeout-s") || streq(key, "token-ttl-s") ||
-                   streq(key, "ha-declare-ms") || streq(key, "fence-timeout-s") || strncmp(key, "monitor-", 8) == 0) {
+                   streq(key, "ha-declare-ms") || streq(key, "fence-timeout-s") || strncmp(key, "monitor-", 8) == 0 ||
+                   streq(key, "audit-retention-days") || streq(key, "connections-per-address") || streq(key, "idle-timeout-s")) {
                 if (parse_i64(val, &n) < 0 || n <= 0 || n > 100000000) {
                         fprintf(stderr, "armadad: '%s' must be a positive whole number, not '%s'\n", key, val);
                         return -EINVAL;
@@ -85,6 +91,9 @@ static int config_set(Config *c, const char *key, const char *val) {
                 else if (streq(key, "stop-timeout-s")) c->stop_timeout_s = (int) n;
                 else if (streq(key, "ha-declare-ms")) c->ha_declare_ms = (int) n;
                 else if (streq(key, "fence-timeout-s")) c->fence_timeout_s = (int) n;
+                else if (streq(key, "audit-retention-days")) c->audit_retention_days = (int) n;
+                else if (streq(key, "connections-per-address")) c->connections_per_address = (int) n;
+                else if (streq(key, "idle-timeout-s")) c->idle_timeout_s = (int) n;
                 else if (streq(key, "monitor-interval-ms")) c->monitor_interval_ms = (int) n;
                 else if (streq(key, "monitor-webhook-backoff-ms")) c->monitor_webhook_backoff_ms = (int) n;
                 else if (streq(key, "monitor-assess-interval-ms")) c->monitor_assess_interval_ms = (int) n;
@@ -142,6 +151,11 @@ static void usage(void) {
              "  --tls-cert FILE --tls-key FILE   serve HTTPS with this certificate\n"
              "  --tls-self-signed          generate a self-signed certificate under <state-dir>/tls\n"
              "  --insecure-http            allow plain HTTP on a non-loopback address\n"
+             "  --metrics-public           serve /metrics without a token (default: an administrator's\n"
+             "                             or read-only operator's token, from the loopback too)\n"
+             "  --connections-per-address N  open connections one client address may hold (default 64)\n"
+             "  --idle-timeout-s N         close a connection that sends nothing this long (default 15)\n"
+             "  --audit-retention-days N   audit entries older than this are deleted (default 90)\n"
              "  --web-dir DIR              web console files (default ./web when present)\n"
              "  --workers N                job worker threads (default 4)\n"
              "  --refresh-interval-ms N    how often every host is checked (default 5000)\n"
@@ -232,7 +246,23 @@ static int monitor_each_conn(void *source, MonitorConnFn fn, void *userdata) {
         return inventory_each_connection(source, fn, userdata);
 }
 
+/* A database that an older armadad (or a copy) left readable by others is
+ * made private; SQLite gives its -wal and -shm files the database's mode. */
+static void db_files_private(const char *db) {
+        static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                _cleanup_free_ char *p = xasprintf("%s%s", db, suffixes[i]);
+                struct stat s;
+                if (stat(p, &s) == 0 && S_ISREG(s.st_mode) && (s.st_mode & 0077) && chmod(p, 0600) < 0)
+                        log_warn("cannot make '%s' private (mode 0600): %m", p);
+        }
+}
+
 int main(int argc, char **argv) {
+        /* Everything armadad creates (database, its -wal/-shm, certificates,
+         * keys, the initial password, temporary files) is its own alone,
+         * whatever the mode of the directory it lands in. */
+        umask(0077);
         Config c = { 0 };
         set_str(&c.listen, "127.0.0.1:8080");
         set_str(&c.state_dir, "var");
@@ -245,6 +275,8 @@ int main(int argc, char **argv) {
                 { "db", required_argument, NULL, 0 }, { "state-dir", required_argument, NULL, 0 },
                 { "tls-cert", required_argument, NULL, 0 }, { "tls-key", required_argument, NULL, 0 },
                 { "tls-self-signed", no_argument, NULL, 0 }, { "insecure-http", no_argument, NULL, 0 },
+                { "metrics-public", no_argument, NULL, 0 }, { "audit-retention-days", required_argument, NULL, 0 },
+                { "connections-per-address", required_argument, NULL, 0 }, { "idle-timeout-s", required_argument, NULL, 0 },
                 { "web-dir", required_argument, NULL, 0 }, { "workers", required_argument, NULL, 0 },
                 { "refresh-interval-ms", required_argument, NULL, 0 }, { "stop-timeout-s", required_argument, NULL, 0 },
                 { "token-ttl-s", required_argument, NULL, 0 },
@@ -320,10 +352,12 @@ int main(int argc, char **argv) {
         signal(SIGPIPE, SIG_IGN);
 
         Store *st = NULL;
+        db_files_private(c.db);
         if (store_open(c.db, &st) < 0) {
                 fprintf(stderr, "armadad: cannot open the database '%s'\n", c.db);
                 return 1;
         }
+        db_files_private(c.db);
         if (ensure_admin(st, &c) < 0) {
                 fprintf(stderr, "armadad: cannot create the first administrator\n");
                 return 1;
@@ -348,6 +382,7 @@ int main(int argc, char **argv) {
         ensure_hosts(st, jobs, &c);
         MonitorConfig mcfg = { .interval_ms = c.monitor_interval_ms, .webhook_backoff_ms = c.monitor_webhook_backoff_ms,
                                .assess_interval_ms = c.monitor_assess_interval_ms, .usage_window_ms = c.monitor_usage_window_ms,
+                               .audit_retention_ms = c.audit_retention_days * 24 * 3600 * 1000LL,
                                .each_conn = monitor_each_conn, .conn_source = inv };
         (void) monitor_new(st, &mcfg, &mon);
         if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0) {
@@ -355,7 +390,8 @@ int main(int argc, char **argv) {
                 return 1;
         }
         ApiConfig acfg = { .listen_addr = addr, .port = port, .tls_cert = c.tls_cert, .tls_key = c.tls_key,
-                           .web_dir = c.web_dir, .token_ttl_s = c.token_ttl_s };
+                           .web_dir = c.web_dir, .token_ttl_s = c.token_ttl_s, .metrics_public = c.metrics_public,
+                           .per_ip_connections = (unsigned) c.connections_per_address, .idle_timeout_s = (unsigned) c.idle_timeout_s };
         (void) api_new(st, jobs, inv, &acfg, &api);
         if (api_start(api) < 0) {
                 fprintf(stderr, "armadad: cannot listen on %s\n", c.listen);

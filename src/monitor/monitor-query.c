@@ -339,7 +339,7 @@ static void device_families(StrBuf *b, json_t *latest, const LabelOf *vml, size_
         }
 }
 
-char *monitor_prometheus_text(Store *st, const MonitorProcess *self) {
+char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited) {
         StoreMonHost *hosts = NULL;
         StoreMonVm *vms = NULL;
         int nh = store_mon_hosts(st, &hosts);
@@ -493,6 +493,9 @@ char *monitor_prometheus_text(Store *st, const MonitorProcess *self) {
         }
         mon_expo_family(&b, "armada_up", "gauge", "1 while armadad answers.");
         mon_expo_sample(&b, "armada_up", NULL, 1);
+        mon_expo_family(&b, "armada_login_rate_limited_total", "counter",
+                        "Logins refused because their user and address, or their address, had too many recent failures.");
+        mon_expo_sample(&b, "armada_login_rate_limited_total", NULL, (double) login_rate_limited);
         if (self) {
                 mon_expo_family(&b, "process_cpu_seconds_total", "counter", "CPU time armadad used, user and system.");
                 mon_expo_sample(&b, "process_cpu_seconds_total", NULL, self->cpu_seconds);

@@ -682,6 +682,7 @@ int monitor_round(Monitor *m, int64_t now) {
                         (void) store_perf_prune(m->st, (StorePerfTier) t, cut[t]);
                 (void) store_delivery_prune(m->st, now - 7 * 24 * 3600 * 1000LL);
                 (void) store_assess_prune(m->st, now - m->cfg.retention.rollup_5m_ms);
+                (void) store_audit_prune(m->st, now - m->cfg.audit_retention_ms);
                 m->last_prune = now;
                 /* Forget objects not seen for an hour. */
                 objs_rehash(m, m->objs_cap ? m->objs_cap : 1024, now - 3600 * 1000LL);
@@ -785,6 +786,7 @@ int monitor_new(Store *st, const MonitorConfig *cfg, Monitor **ret) {
         if (m->cfg.webhook_max_attempts <= 0) m->cfg.webhook_max_attempts = 8;
         if (m->cfg.webhook_timeout_ms <= 0) m->cfg.webhook_timeout_ms = 5000;
         if (m->cfg.assess_interval_ms <= 0) m->cfg.assess_interval_ms = 60000;
+        if (m->cfg.audit_retention_ms <= 0) m->cfg.audit_retention_ms = 90 * 24 * 3600 * 1000LL;
         pthread_mutex_init(&m->lock, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);

@@ -52,6 +52,7 @@ typedef struct {
         int webhook_max_attempts;        /* default 8 */
         int webhook_timeout_ms;          /* per POST, default 5000 */
         int assess_interval_ms;          /* node_exporter scrape interval, default 60000 */
+        int64_t audit_retention_ms;      /* audit rows older than this are pruned, default 90 days */
         MonitorEachConn each_conn;       /* required for sampling hosts */
         void *conn_source;
 } MonitorConfig;
@@ -99,8 +100,11 @@ typedef struct {
 /* Reads /proc/self. 0 or -errno. */
 int monitor_process_read(MonitorProcess *ret);
 /* The Prometheus text exposition (format 0.0.4) of hosts, VMs, jobs,
- * alerts, webhooks and armadad itself. malloc'd; NULL on a database error. */
-char *monitor_prometheus_text(Store *st, const MonitorProcess *self);
+ * alerts, webhooks and armadad itself (self may be NULL: no process_*
+ * figures), with login_rate_limited as armada_login_rate_limited_total (the
+ * API's count of logins refused by the failed-login limiter). malloc'd;
+ * NULL on a database error. */
+char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited);
 
 /* The consolidation report over the last window_ms: every server's mean,
  * p95 and max CPU, memory, disk and network, a leaderboard (steady, low

@@ -1079,6 +1079,9 @@ int store_audit_add(Store *st, int64_t user_id, const char *user_name, const cha
                           "iissssisss", now_ms(), user_id, user_name, address, action, object_kind, object_id,
                           object_name, detail, result);
 }
+int store_audit_prune(Store *st, int64_t before_ms) {
+        return store_exec(st, "DELETE FROM audit WHERE at < ?", "i", before_ms);
+}
 json_t *store_audit_list(Store *st, int limit) {
         return store_query_json(st, "SELECT id, at, user_id, user_name, address, action, object_kind, object_id, object_name,"
                                     " detail, result FROM audit ORDER BY id DESC LIMIT ?", "i", (int64_t) limit);

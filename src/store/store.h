@@ -223,3 +223,6 @@ int store_audit_add(Store *st, int64_t user_id, const char *user_name, const cha
                     const char *action, const char *object_kind, int64_t object_id,
                     const char *object_name, const char *detail, const char *result);
 json_t *store_audit_list(Store *st, int limit);
+/* Deletes the audit rows recorded before before_ms (the retention). 0 or
+ * -errno. */
+int store_audit_prune(Store *st, int64_t before_ms);

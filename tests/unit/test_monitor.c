@@ -411,10 +411,11 @@ static void test_rounds(void **state) {
         MonitorProcess self;
         assert_int_equal(monitor_process_read(&self), 0);
         assert_true(self.resident_bytes > 0);
-        _cleanup_free_ char *text = monitor_prometheus_text(st, &self);
+        _cleanup_free_ char *text = monitor_prometheus_text(st, &self, 7);
         assert_non_null(strstr(text, "armada_host_up{host=\"t1\",group=\"All Hosts\"} 0\n"));
         assert_non_null(strstr(text, "armada_alerts_open{severity=\"critical\"} 1\n"));
         assert_non_null(strstr(text, "armada_monitor_rounds_total 6\n"));
+        assert_non_null(strstr(text, "# TYPE armada_login_rate_limited_total counter\narmada_login_rate_limited_total 7\n"));
         /* A series query over the raw tier. */
         char why[256];
         _cleanup_json_ json_t *series = monitor_series_json(st, STORE_PERF_HOST, src.host_id, "memory", t - 1, t + 400000, 10,
