@@ -100,16 +100,22 @@ void h_session_create(Req *r) {
             !body_string(r, "password", true, 1024, &password) || !body_bool(r, "cookie", &cookie))
                 return;
         Api *api = r->api;
-        char key_user[160], key_addr[96];
-        snprintf(key_user, sizeof key_user, "%s|%s", name, r->addr);
-        snprintf(key_addr, sizeof key_addr, "addr|%s", r->addr);
+        char key_user[AUTH_RATE_KEY_MAX], key_addr[AUTH_RATE_KEY_MAX];
+        auth_rate_key_user(name, r->addr, key_user);
+        auth_rate_key_addr(r->addr, key_addr);
+        /* Checked and counted as a failure in one step, so parallel attempts
+         * cannot all pass the check before any of them is counted. */
+        bool first_refusal;
         pthread_mutex_lock(&api->rate_lock);
-        int64_t wait1 = auth_rate_check(&api->rate, key_user, mono_ms());
-        int64_t wait2 = auth_rate_check(&api->rate, key_addr, mono_ms());
+        int64_t wait = auth_rate_begin(&api->rate, key_user, key_addr, mono_ms(), &first_refusal);
         pthread_mutex_unlock(&api->rate_lock);
-        int64_t wait = wait1 > wait2 ? wait1 : wait2;
         if (wait > 0) {
-                audit(r, "session.create", "user", 0, name, "too many failed logins", "denied");
+                /* Counted, but audited once per key and window: a flood of
+                 * refused attempts must not fill the audit table. */
+                __atomic_add_fetch(&api->login_rate_limited, 1, __ATOMIC_RELAXED);
+                if (first_refusal)
+                        audit(r, "session.create", "user", 0, name, "too many failed logins; further refusals in this window"
+                              " are only counted (armada_login_rate_limited_total)", "denied");
                 reply_error(r, 429, "rate_limited", NULL, "Too many failed logins; try again in %lld seconds.",
                             (long long) (wait + 999) / 1000);
                 return;
@@ -124,9 +130,7 @@ void h_session_create(Req *r) {
                 ok = false;
         }
         pthread_mutex_lock(&api->rate_lock);
-        auth_rate_record(&api->rate, key_user, ok, mono_ms());
-        if (!ok)
-                auth_rate_record(&api->rate, key_addr, false, mono_ms());
+        auth_rate_finish(&api->rate, key_user, key_addr, ok, mono_ms());
         pthread_mutex_unlock(&api->rate_lock);
         if (!ok) {
                 audit(r, "session.create", "user", 0, name, "wrong user name or password", "denied");

@@ -308,7 +308,73 @@ void auth_rate_record(AuthRateLimiter *rl, const char *key, bool ok, int64_t now
         if (s->failures == 0 || now_ms - s->window_start_ms >= AUTH_RATE_WINDOW_MS) {
                 s->window_start_ms = now_ms;
                 s->failures = 0;
+                s->refusal_noted = false;
         }
         if (s->failures < AUTH_RATE_MAX_FAILURES)
                 s->failures++;
+}
+
+void auth_rate_key_user(const char *name, const char *address, char out[AUTH_RATE_KEY_MAX]) {
+        assert(name);
+        assert(address);
+        /* Too long for out only when the name or address is absurd; the
+         * digest of the whole key keeps such keys apart all the same. */
+        char *k = xasprintf("u:%zu:%s|%s", strlen(name), name, address);
+        if (strlen(k) < AUTH_RATE_KEY_MAX)
+                memcpy(out, k, strlen(k) + 1);
+        else
+                rate_key_normalise(k, out);
+        free(k);
+}
+
+void auth_rate_key_addr(const char *address, char out[AUTH_RATE_KEY_MAX]) {
+        assert(address);
+        char *k = xasprintf("a:%s", address);
+        if (strlen(k) < AUTH_RATE_KEY_MAX)
+                memcpy(out, k, strlen(k) + 1);
+        else
+                rate_key_normalise(k, out);
+        free(k);
+}
+
+int64_t auth_rate_begin(AuthRateLimiter *rl, const char *key_user, const char *key_addr, int64_t now_ms,
+                        bool *ret_first_refusal) {
+        assert(rl);
+        assert(ret_first_refusal);
+        const char *keys[2] = { key_user, key_addr };
+        int64_t wait = 0;
+        bool first = false;
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                int64_t w = auth_rate_check(rl, keys[i], now_ms);
+                if (w <= 0)
+                        continue;
+                RateKey k;
+                rate_key_normalise(keys[i], k);
+                AuthRateSlot *s = (AuthRateSlot *) rate_find(rl, k);
+                if (s && !s->refusal_noted) {
+                        s->refusal_noted = true;
+                        first = true;
+                }
+                if (w > wait)
+                        wait = w;
+        }
+        *ret_first_refusal = first;
+        if (wait > 0)
+                return wait;
+        auth_rate_record(rl, key_user, false, now_ms);
+        auth_rate_record(rl, key_addr, false, now_ms);
+        return 0;
+}
+
+void auth_rate_finish(AuthRateLimiter *rl, const char *key_user, const char *key_addr, bool ok, int64_t now_ms) {
+        assert(rl);
+        (void) now_ms;
+        if (!ok)
+                return;
+        auth_rate_record(rl, key_user, true, now_ms);
+        RateKey k;
+        rate_key_normalise(key_addr, k);
+        AuthRateSlot *s = (AuthRateSlot *) rate_find(rl, k);
+        if (s && s->failures > 0)
+                s->failures--;
 }

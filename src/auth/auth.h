@@ -120,23 +120,46 @@ bool auth_policy_allows(const AuthSubject *who, AuthAction action, const AuthObj
  * neighbours; when all are taken by live windows of other keys, the one
  * with the oldest window is evicted. So a flood of distinct keys can evict
  * a blocked key and give it a fresh window: the API therefore checks and
- * records twice, once under "name|address" and once under the address
- * alone, which also stops one address spraying many names. Keys longer than
- * 95 bytes are stored as their digest. Zero-initialise the struct. */
+ * records two keys per login, one for the user name from that address
+ * (auth_rate_key_user) and one for the address alone (auth_rate_key_addr),
+ * which also stops one address spraying many names. Neither key lets one
+ * address lock a user out of another address. Keys longer than 95 bytes
+ * are stored as their digest. Zero-initialise the struct. */
 #define AUTH_RATE_SLOTS 256
 #define AUTH_RATE_MAX_FAILURES 5
 #define AUTH_RATE_WINDOW_MS 60000
+#define AUTH_RATE_KEY_MAX 160
 typedef struct {
-        char key[96];            /* e.g. "name|address" */
+        char key[96];            /* an auth_rate_key_*() key or its digest */
         int64_t window_start_ms;
         unsigned failures;
+        bool refusal_noted;      /* a refusal in this window was reported */
 } AuthRateSlot;
 typedef struct {
         AuthRateSlot slots[AUTH_RATE_SLOTS];
 } AuthRateLimiter;
+/* The key of a user name from an address: "u:" LENGTH ":" NAME "|" ADDRESS.
+ * The length makes it unambiguous whatever the name holds, and the "u:"
+ * keeps it apart from every address key. */
+void auth_rate_key_user(const char *name, const char *address, char out[AUTH_RATE_KEY_MAX]);
+/* The key of an address alone: "a:" ADDRESS. */
+void auth_rate_key_addr(const char *address, char out[AUTH_RATE_KEY_MAX]);
 /* Returns 0 when key may try to log in at now_ms, else the number of ms to
  * wait (> 0, at most AUTH_RATE_WINDOW_MS). now_ms should be monotonic
  * (mono_ms()). Not thread-safe: the caller locks. */
 int64_t auth_rate_check(const AuthRateLimiter *rl, const char *key, int64_t now_ms);
 /* Records a failed (ok=false) or successful (ok=true, clears) attempt. */
 void auth_rate_record(AuthRateLimiter *rl, const char *key, bool ok, int64_t now_ms);
+/* A login attempt's check and record in one step (call under the caller's
+ * lock): when key_user or key_addr is refused, returns the wait (> 0),
+ * records nothing, and sets *ret_first_refusal when this is the first
+ * refusal of the refusing key's window (so the caller reports one refusal
+ * per key and window, not every one of a flood); else counts the attempt
+ * as a failure of both keys before the password is checked (so parallel
+ * attempts cannot all pass the check) and returns 0. End every attempt that
+ * got 0 with auth_rate_finish(). */
+int64_t auth_rate_begin(AuthRateLimiter *rl, const char *key_user, const char *key_addr, int64_t now_ms,
+                        bool *ret_first_refusal);
+/* Ends an attempt begun with auth_rate_begin(): a success clears key_user
+ * and takes back the failure counted on key_addr; a failure stays counted. */
+void auth_rate_finish(AuthRateLimiter *rl, const char *key_user, const char *key_addr, bool ok, int64_t now_ms);

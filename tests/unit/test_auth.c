@@ -504,6 +504,87 @@ static void test_rate_odd_keys(void **state) {
         assert_true(auth_rate_check(&rl, "dave|203.0.113.8", 6000) > 0);
 }
 
+/* The user keys and the address keys are two spaces: a user named "addr"
+ * (the old "addr|ADDRESS" collision), or one whose name holds the
+ * separator, never shares a key with an address or another user. */
+static void test_rate_keys_disjoint(void **state) {
+        char a[AUTH_RATE_KEY_MAX], b[AUTH_RATE_KEY_MAX];
+        auth_rate_key_addr("192.0.2.1", a);
+        assert_string_equal(a, "a:192.0.2.1");
+        const char *names[] = { "addr", "a", "a:192.0.2.1", "", "x|192.0.2.1", "u", "192.0.2.1" };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                auth_rate_key_user(names[i], "192.0.2.1", b);
+                assert_string_not_equal(a, b);
+                assert_true(strncmp(b, "u:", 2) == 0);
+        }
+        auth_rate_key_user("addr", "192.0.2.1", b);
+        assert_string_equal(b, "u:4:addr|192.0.2.1");
+        /* "x|1" from "2" and "x" from "1|2" would both be "x|1|2" without the length. */
+        char c[AUTH_RATE_KEY_MAX];
+        auth_rate_key_user("x|1", "2", b);
+        auth_rate_key_user("x", "1|2", c);
+        assert_string_not_equal(b, c);
+        /* A user named like the address key fails five times: the address
+         * itself has five failures too, not ten in one slot. */
+        static AuthRateLimiter rl;
+        memset(&rl, 0, sizeof rl);
+        bool first;
+        auth_rate_key_user("addr", "192.0.2.1", b);
+        for (int i = 0; i < AUTH_RATE_MAX_FAILURES - 1; i++) {
+                assert_int_equal(auth_rate_begin(&rl, b, a, 1000, &first), 0);
+                auth_rate_finish(&rl, b, a, false, 1000);
+        }
+        assert_int_equal(auth_rate_check(&rl, a, 1000), 0);
+        assert_int_equal(auth_rate_check(&rl, b, 1000), 0);
+        (void) state;
+}
+
+/* Check and record are one step: attempts in flight count, so no more than
+ * AUTH_RATE_MAX_FAILURES can pass the check before any has finished; a
+ * success gives back the address's share and clears the user's. */
+static void test_rate_begin_atomic(void **state) {
+        static AuthRateLimiter rl;
+        memset(&rl, 0, sizeof rl);
+        char u[AUTH_RATE_KEY_MAX], a[AUTH_RATE_KEY_MAX];
+        auth_rate_key_user("alice", "192.0.2.1", u);
+        auth_rate_key_addr("192.0.2.1", a);
+        bool first = true;
+        for (int i = 0; i < AUTH_RATE_MAX_FAILURES; i++) {
+                assert_int_equal(auth_rate_begin(&rl, u, a, 1000, &first), 0);
+                assert_false(first);
+        }
+        /* Five in flight, none finished: the sixth is refused, and it is
+         * the first refusal of the window; the seventh is not. */
+        assert_int_equal(auth_rate_begin(&rl, u, a, 1000, &first), AUTH_RATE_WINDOW_MS);
+        assert_true(first);
+        assert_int_equal(auth_rate_begin(&rl, u, a, 1500, &first), AUTH_RATE_WINDOW_MS - 500);
+        assert_false(first);
+        /* One of the five succeeds: alice is clear, the address has four. */
+        auth_rate_finish(&rl, u, a, true, 1600);
+        assert_int_equal(auth_rate_check(&rl, u, 1600), 0);
+        assert_int_equal(auth_rate_check(&rl, a, 1600), 0);
+        assert_int_equal(auth_rate_begin(&rl, u, a, 1600, &first), 0);
+        /* The address is full again: bob from it is refused, but bob from
+         * another address, and alice from another address, are not. */
+        char u2[AUTH_RATE_KEY_MAX], a2[AUTH_RATE_KEY_MAX];
+        auth_rate_key_user("bob", "192.0.2.1", u2);
+        assert_true(auth_rate_begin(&rl, u2, a, 1700, &first) > 0);
+        auth_rate_key_user("bob", "192.0.2.2", u2);
+        auth_rate_key_addr("192.0.2.2", a2);
+        assert_int_equal(auth_rate_begin(&rl, u2, a2, 1700, &first), 0);
+        auth_rate_key_user("alice", "192.0.2.2", u2);
+        assert_int_equal(auth_rate_begin(&rl, u2, a2, 1700, &first), 0);
+        /* A new window: refusals are reported again, once. */
+        int64_t t = 1700 + AUTH_RATE_WINDOW_MS;
+        for (int i = 0; i < AUTH_RATE_MAX_FAILURES; i++)
+                assert_int_equal(auth_rate_begin(&rl, u, a, t, &first), 0);
+        assert_true(auth_rate_begin(&rl, u, a, t, &first) > 0);
+        assert_true(first);
+        assert_true(auth_rate_begin(&rl, u, a, t, &first) > 0);
+        assert_false(first);
+        (void) state;
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_password_hash_verify),
@@ -518,6 +599,8 @@ int main(void) {
                 cmocka_unit_test(test_rate_success_clears),
                 cmocka_unit_test(test_rate_keys_independent),
                 cmocka_unit_test(test_rate_odd_keys),
+                cmocka_unit_test(test_rate_keys_disjoint),
+                cmocka_unit_test(test_rate_begin_atomic),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

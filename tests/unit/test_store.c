@@ -164,6 +164,22 @@ static void test_vm_rows(void **state) {
         assert_int_equal(store_vm_get(st, vm, &got), -ENOENT);
 }
 
+/* The audit retention: rows older than the cut-off go, newer ones stay. */
+static void test_audit_prune(void **state) {
+        Store *st = *state;
+        assert_int_equal(store_audit_add(st, 0, "armadad", NULL, "test.old", NULL, 0, NULL, NULL, "ok"), 0);
+        assert_int_equal(store_exec(st, "UPDATE audit SET at = 1000 WHERE action = 'test.old'", ""), 0);
+        assert_int_equal(store_audit_add(st, 0, "armadad", NULL, "test.new", NULL, 0, NULL, NULL, "ok"), 0);
+        int64_t n = -1;
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM audit WHERE action LIKE 'test.%'", ""), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(store_audit_prune(st, 2000), 0);
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM audit WHERE action = 'test.old'", ""), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM audit WHERE action = 'test.new'", ""), 0);
+        assert_int_equal(n, 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migrations_once),
@@ -171,6 +187,7 @@ int main(void) {
                 cmocka_unit_test(test_job_claim_one_per_target),
                 cmocka_unit_test(test_tokens_expire),
                 cmocka_unit_test(test_vm_rows),
+                cmocka_unit_test(test_audit_prune),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
