@@ -463,6 +463,8 @@ static enum MHD_Result send_reply(Req *r) {
 
 /* ---- streaming uploads (library): the hook, see StreamPhase in api-priv.h ---- */
 
+#define API_UPLOAD_IDLE_TIMEOUT_S 600u
+
 /* On the first call of a request: when a .stream route matches, authenticates
  * and calls its handler with STREAM_BEGIN. */
 static void stream_begin(Req *r) {
@@ -478,6 +480,10 @@ static void stream_begin(Req *r) {
                                 reply_error(r, 401, "unauthenticated", NULL, "Log in first: this needs a valid bearer token.");
                                 return;
                         }
+                        /* An authenticated upload may pause longer than the
+                         * idle timeout meant for strangers: its last fsync of
+                         * gigabytes, for one, happens before the answer. */
+                        MHD_set_connection_option(r->mc, MHD_CONNECTION_OPTION_TIMEOUT, API_UPLOAD_IDLE_TIMEOUT_S);
                         r->stream_phase = STREAM_BEGIN;
                         rt->fn(r);
                         return;

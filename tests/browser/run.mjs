@@ -125,11 +125,20 @@ function assert(cond, msg) { if (!cond) throw new Error(msg); }
 class Skip extends Error {}
 
 let browser;
+// Every Content-Security-Policy violation of any page, in any test: the
+// suite fails at the end when there is one (armadad's policy must let the
+// console work).
+const cspViolations = [];
 async function newPage(viewport = { width: 1280, height: 800 }) {
   const ctx = await browser.newContext({ viewport, acceptDownloads: false });
+  await ctx.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', e =>
+      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || '(inline)'} in ${e.sourceFile || document.URL}`));
+  });
   const page = await ctx.newPage();
   page.errors = [];
   page.on('pageerror', e => page.errors.push(String(e)));
+  page.on('console', m => { if (/CSP violation|Content Security Policy/.test(m.text())) cspViolations.push(m.text()); });
   // Failed fetches are part of the design (a 401 before login, 404/405 when
   // probing for optional endpoints): only script errors count.
   page.on('console', m => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) page.errors.push(m.text()); });
@@ -167,7 +176,9 @@ const SHARED = {};
 
 test('login page: wrong password is refused with a sentence', async () => {
   const page = await newPage();
-  await page.goto(A.url + '/');
+  const resp = await page.goto(A.url + '/');
+  const csp = resp.headers()['content-security-policy'] || '';
+  assert(/script-src 'self'/.test(csp) && !/unsafe-inline/.test(csp), 'the console page has a strict Content-Security-Policy: ' + csp);
   await page.waitForSelector('form.login');
   await shot(page, '01-login');
   await page.fill('input[name=name]', A.admin.name);
@@ -577,6 +588,13 @@ async function main() {
   } finally {
     if (failed && A) console.log('--- armadad log (tail) ---\n' + A.log().slice(-3000));
     await browser.close().catch(() => {});
+    if (cspViolations.length) {
+      failed++;
+      console.log('FAIL  pages broke the Content-Security-Policy:\n      ' + [...new Set(cspViolations)].slice(0, 8).join('\n      '));
+    } else if (passed) {
+      passed++;
+      console.log('ok    no page broke the Content-Security-Policy');
+    }
     if (A) {
       await A.stop();
       // Last, after a clean shutdown: the sanitizers had their say.

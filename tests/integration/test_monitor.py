@@ -122,7 +122,7 @@ class MonitorTestCase(unittest.TestCase):
 
     @classmethod
     def metrics_text(cls, path="/api/v1/metrics", token=None):
-        st, body = cls.d.request("GET", path, auth=token is not None, token=token)
+        st, body = cls.d.request("GET", path, token=token)
         assert st == 200, (st, body)
         return body.decode() if isinstance(body, bytes) else body
 
@@ -164,7 +164,7 @@ class TestPrometheus(MonitorTestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_root_metrics_path(self):
-        st, body = self.d.request("GET", "/metrics", auth=False)
+        st, body = self.d.request("GET", "/metrics")
         self.assertEqual(st, 200, body)
         self.assertIn(b"armada_up 1", body)
         promtool = shutil.which("promtool")
@@ -172,10 +172,15 @@ class TestPrometheus(MonitorTestCase):
             r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
-    def test_content_type_and_loopback_rule(self):
+    def test_content_type_and_token_rule(self):
         import urllib.request
-        with urllib.request.urlopen(self.d.url + "/api/v1/metrics", timeout=10) as resp:
+        req = urllib.request.Request(self.d.url + "/api/v1/metrics", headers={"Authorization": "Bearer " + self.d.token})
+        with urllib.request.urlopen(req, timeout=10) as resp:
             self.assertTrue(resp.headers["Content-Type"].startswith("text/plain; version=0.0.4"))
+        # No token, from the loopback too: refused (armadad --metrics-public lifts it).
+        for path in ("/metrics", "/api/v1/metrics"):
+            st, body = self.d.request("GET", path, auth=False)
+            self.assertEqual(st, 401, body)
 
 
 class TestSeries(MonitorTestCase):
@@ -527,7 +532,7 @@ class TestScaleLight(unittest.TestCase):
             total = self.HOSTS * self.VMS
 
             def stat(name):
-                st, body = d.request("GET", "/api/v1/metrics", auth=False)
+                st, body = d.request("GET", "/api/v1/metrics")
                 for line in body.decode().splitlines():
                     if line.startswith(name + " "):
                         return float(line.split()[1])

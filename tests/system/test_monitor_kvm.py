@@ -155,7 +155,7 @@ class TestMonitorKvm(unittest.TestCase):
         finally:
             print(f"\nCPU % over the last 3 samples: spinning guest {seen.get('b')}, halted guest {seen.get('i')}", flush=True)
         # Its disk is seen per device, and the host's load reaches placement.
-        text = self.d.request("GET", "/api/v1/metrics", auth=False)[1].decode()
+        text = self.d.request("GET", "/api/v1/metrics")[1].decode()
         self.assertIn('armada_vm_cpu_usage_ratio{vm="mon-busy",host="h1"}', text)
         host = self.d.find("hosts", "h1")
         hs = self.d.ok("GET", f"/api/v1/metrics/host/{host['id']}?metric=cpu&last=120")["series"][0]["points"]
