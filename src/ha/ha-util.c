@@ -121,6 +121,22 @@ char **ha_argv_parse(const char *json, char *why, size_t why_size) {
         return argv;
 }
 
+size_t ha_redact_args(char *text, char *const *argv) {
+        size_t len = strlen(text);
+        for (size_t a = 1; argv && argv[a]; a++) {
+                size_t n = strlen(argv[a]);
+                if (n < 4 || argv[a][0] == '-')
+                        continue;
+                char *p;
+                while ((p = strstr(text, argv[a]))) {
+                        memcpy(p, "***", 3);
+                        memmove(p + 3, p + n, len - (size_t) (p - text) - n + 1);
+                        len -= n - 3;
+                }
+        }
+        return len;
+}
+
 int ha_run_command(char *const *argv, int timeout_ms, char *why, size_t why_size) {
         int fds[2];
         if (pipe2(fds, O_CLOEXEC) < 0) {
@@ -198,6 +214,7 @@ int ha_run_command(char *const *argv, int timeout_ms, char *why, size_t why_size
         while (len && (out[len - 1] == '\n' || out[len - 1] == ' ')) out[--len] = 0;
         for (size_t i = 0; i < len; i++)
                 if ((unsigned char) out[i] < 0x20) out[i] = ' ';
+        len = ha_redact_args(out, argv);
         const char *tail = len > 300 ? out + len - 300 : out;
         if (timed_out) {
                 snprintf(why, why_size, "'%s' did not finish within %d ms and was killed%s%s", argv[0], timeout_ms,

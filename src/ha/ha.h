@@ -100,3 +100,10 @@ void ha_argv_free(char **argv);
  * negative with a sentence in why (exit status, signal, timeout -- the
  * command is killed then -- plus the last of its output). */
 int ha_run_command(char *const *argv, int timeout_ms, char *why, size_t why_size);
+/* Replaces in text every occurrence of an argument of argv (but argv[0],
+ * options starting with '-' and words under 4 characters) with "***", so a
+ * command that echoes its arguments (a BMC password, an address) does not
+ * put them into a job error, an event or a host's state reason that others
+ * may read. Returns the new length. ha_run_command() does it to the output
+ * it quotes. */
+size_t ha_redact_args(char *text, char *const *argv);

@@ -125,6 +125,15 @@ static void test_run_command(void **state) {
         assert_non_null(strstr(why, "did not finish within 300 ms"));
         char *missing[] = { "/nonexistent/armada-fence", NULL };
         assert_true(ha_run_command(missing, 1000, why, sizeof why) < 0);
+        /* A fence command that echoes its secret: the quoted output does not. */
+        char *echo[] = { "sh", "-c", "echo \"login with $0 failed\"; exit 1", "s3cret-bmc", NULL };
+        assert_int_equal(ha_run_command(echo, 5000, why, sizeof why), -EIO);
+        assert_null(strstr(why, "s3cret-bmc"));
+        assert_non_null(strstr(why, "login with *** failed"));
+        char text[] = "ipmitool -H 10.0.0.5 -P hunter22 -P hunter22 off";
+        char *args[] = { "fence_ipmilan", "--ip", "10.0.0.5", "--password", "hunter22", "--action", "off", NULL };
+        assert_int_equal(ha_redact_args(text, args), strlen("ipmitool -H *** -P *** -P *** off"));
+        assert_string_equal(text, "ipmitool -H *** -P *** -P *** off");
 }
 
 static void test_migrate_uri_and_flags(void **state) {
