@@ -345,8 +345,10 @@ void h_groups_create(Req *r) {
                         return reply_error(r, 400, "invalid_argument", "path", "Field 'path' (\"%.200s\") is not a valid host-group path: a segment %s.",
                                            path, why);
         } else if (name) {
+                /* A parent the caller may not read does not exist for it: its
+                 * path must not come back in an error. */
                 _cleanup_json_ json_t *p = store_group_get(r->api->st, parent_id ? parent_id : STORE_ROOT_GROUP_ID);
-                if (!p)
+                if (!p || (parent_id && !api_allowed(r, ACT_READ, OBJ_GROUP, 0, parent_id)))
                         return reply_error(r, 422, "not_found", "parent_id", "There is no host group with id %lld.", (long long) parent_id);
                 full = jstr(p, "path")[0] ? xasprintf("%s/%s", jstr(p, "path"), name) : xstrdup(name);
         } else
@@ -354,9 +356,8 @@ void h_groups_create(Req *r) {
         if (!full[0])
                 return reply_error(r, 409, "conflict", "path", "The root group 'All Hosts' always exists.");
         int64_t id;
-        if (store_group_find(r->api->st, full, &id) == 0)
-                return reply_error(r, 409, "conflict", "path", "Host group '%s' already exists.", full);
-        /* The policy decides on the deepest group that exists already. */
+        /* The policy decides on the deepest group that exists already,
+         * before the caller learns whether the path itself exists. */
         int64_t anchor = STORE_ROOT_GROUP_ID;
         _cleanup_free_ char *prefix = xstrdup(full);
         for (char *slash = strrchr(prefix, '/'); slash; slash = strrchr(prefix, '/')) {
@@ -367,6 +368,8 @@ void h_groups_create(Req *r) {
         }
         if (!api_allowed(r, ACT_CREATE, OBJ_GROUP, 0, anchor))
                 return deny(r, "create", "host group", 0, full);
+        if (store_group_find(r->api->st, full, &id) == 0)
+                return reply_error(r, 409, "conflict", "path", "Host group '%s' already exists.", full);
         bool created;
         int e = store_group_create_path(r->api->st, full, &id, &created);
         if (e < 0)
@@ -394,13 +397,13 @@ void h_group_update(Req *r) {
         _cleanup_json_ json_t *g = store_group_get(r->api->st, id);
         if (!g || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, id))
                 return reply_error(r, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) id);
+        if (!api_allowed(r, ACT_UPDATE, OBJ_GROUP, 0, id))
+                return deny(r, "change", "host group", id, jstr(g, "path")[0] ? jstr(g, "path") : STORE_ROOT_GROUP_NAME);
         if (id == STORE_ROOT_GROUP_ID)
                 return reply_error(r, 409, "conflict", NULL, "The root group 'All Hosts' cannot be renamed or moved.");
-        if (!api_allowed(r, ACT_UPDATE, OBJ_GROUP, 0, id))
-                return deny(r, "change", "host group", id, jstr(g, "path"));
         if (parent_id) {
                 _cleanup_json_ json_t *p = store_group_get(r->api->st, parent_id);
-                if (!p)
+                if (!p || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, parent_id))
                         return reply_error(r, 422, "not_found", "parent_id", "There is no host group with id %lld.", (long long) parent_id);
                 if (!api_allowed(r, ACT_CREATE, OBJ_GROUP, 0, parent_id))
                         return deny(r, "move into", "host group", parent_id, jstr(p, "path"));
@@ -432,10 +435,10 @@ void h_group_delete(Req *r) {
         _cleanup_json_ json_t *g = group_json(r, id);
         if (!g || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, id))
                 return reply_error(r, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) id);
+        if (!api_allowed(r, ACT_DELETE, OBJ_GROUP, 0, id))
+                return deny(r, "delete", "host group", id, jstr(g, "path")[0] ? jstr(g, "path") : STORE_ROOT_GROUP_NAME);
         if (id == STORE_ROOT_GROUP_ID)
                 return reply_error(r, 409, "conflict", NULL, "The root group 'All Hosts' cannot be deleted.");
-        if (!api_allowed(r, ACT_DELETE, OBJ_GROUP, 0, id))
-                return deny(r, "delete", "host group", id, jstr(g, "path"));
         int e = store_group_delete(r->api->st, id);
         if (e == -ENOTEMPTY)
                 return reply_error(r, 409, "conflict", NULL, "Host group '%s' is not empty: it has %lld hosts and %lld child groups.",
@@ -595,6 +598,11 @@ void h_vms_create(Req *r) {
         const char *name = NULL, *host = NULL, *group = NULL, *disk_size = NULL, *dtype = "auto", *descr = NULL;
         int64_t host_id = 0, cpus = 1, memory = 512, disk_bytes = 0;
         bool start = false;
+        /* Read-only and self-service users create VMs nowhere (self-service
+         * ones deploy templates): refuse before names, hosts or placement
+         * could tell them about VMs and hosts they do not see. */
+        if (!api_allowed_some(r, ACT_CREATE, OBJ_VM))
+                return deny(r, "create", "VMs", 0, NULL);
         if (!req_body_fields(r, fields) || !body_name(r, "name", true, &name) || !body_string(r, "host", false, 1024, &host) ||
             !body_string(r, "group", false, 1000, &group) ||
             !body_int(r, "host_id", false, 1, INT64_MAX, &host_id) || !body_int(r, "cpus", false, 1, VM_CPUS_MAX, &cpus) ||
@@ -619,7 +627,7 @@ void h_vms_create(Req *r) {
                 return reply_error(r, 400, "invalid_argument", "domain_type", "Field 'domain_type' must be auto, kvm or qemu.");
         int64_t existing;
         if (store_vm_find(r->api->st, name, &existing) == 0)
-                return reply_error(r, 409, "conflict", "name", "A VM named '%s' already exists.", name);
+                return reply_vm_name_taken(r, "name", name);
         /* Without a host, placement picks the best-rated host in the group. */
         _cleanup_json_ json_t *placement = NULL;
         if (!host && !host_id && !api_place_new_vm(r, group, name, cpus, memory, disk_bytes, &host_id, &placement))
@@ -629,8 +637,12 @@ void h_vms_create(Req *r) {
         StoreHost h;
         if (store_host_get(r->api->st, host_id, &h) < 0)
                 return reply_error(r, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) host_id);
-        if (!api_allowed(r, ACT_READ, OBJ_HOST, 0, h.group_id))
-                return reply_error(r, 422, "not_found", "host", "There is no host named '%.64s'.", h.name);
+        if (!api_allowed(r, ACT_READ, OBJ_HOST, 0, h.group_id)) {
+                /* Name it as the caller did: a host given by id keeps its name. */
+                if (host)
+                        return reply_error(r, 422, "not_found", "host", "There is no host named '%.64s'.", host);
+                return reply_error(r, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) host_id);
+        }
         if (group && !placement) {
                 /* A host and a group: the host must be in the group's subtree. */
                 const char *why = NULL;
@@ -639,7 +651,7 @@ void h_vms_create(Req *r) {
                 if (!norm)
                         return reply_error(r, 400, "invalid_argument", "group", "Field 'group' (\"%.200s\") is not a valid host-group path: a segment %s.",
                                            group, why);
-                if (store_group_find(r->api->st, norm, &gid) < 0)
+                if (store_group_find(r->api->st, norm, &gid) < 0 || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, gid))
                         return reply_error(r, 422, "not_found", "group", "There is no host group '%.200s'.", group);
                 int nc = store_group_chain(r->api->st, h.group_id, chain, 64);
                 bool inside = false;
@@ -664,7 +676,7 @@ void h_vms_create(Req *r) {
         int64_t id;
         int e = store_vm_insert(r->api->st, &vm, &id);
         if (e == -EEXIST)
-                return reply_error(r, 409, "conflict", "name", "A VM named '%s' already exists.", name);
+                return reply_vm_name_taken(r, "name", name);
         if (e < 0)
                 return reply_store_error(r, e, "the VM");
         json_t *params = json_pack("{s:I, s:s, s:b}", "disk_bytes", (json_int_t) disk_bytes, "domain_type", dtype, "start", start);
