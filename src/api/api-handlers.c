@@ -81,6 +81,41 @@ static json_t *job_json(Req *r, int64_t id) {
 /* ------------------------------------------------------------------ */
 /* version and sessions */
 
+/* The features the web console may offer the caller: what armadad can do
+ * (every capability of this build), each listed only when the caller's role
+ * allows it on some object, so that a client never has to find out with
+ * requests that fail. The server still decides every request. */
+static json_t *session_features(Req *r) {
+        static const struct {
+                const char *name;
+                AuthAction action;
+                AuthObjectKind kind;
+        } FEATURES[] = {
+                { "hosts", ACT_READ, OBJ_HOST },           /* host groups and hosts */
+                { "create-vm", ACT_CREATE, OBJ_VM },       /* POST /vms */
+                { "operate-vm", ACT_OPERATE, OBJ_VM },     /* power actions and delete */
+                { "console", ACT_OPERATE, OBJ_VM },        /* /vms/{id}/console */
+                { "migrate", ACT_UPDATE, OBJ_VM },         /* /vms/{id}/migrate */
+                { "operate-host", ACT_OPERATE, OBJ_HOST }, /* refresh */
+                { "maintenance", ACT_UPDATE, OBJ_HOST },   /* /hosts/{id}/maintenance */
+                { "ratings", ACT_READ, OBJ_GROUP },        /* /placement/ratings */
+                { "metrics", ACT_READ, OBJ_VM },           /* /metrics/{kind}/{id} */
+                { "health", ACT_READ, OBJ_VM },            /* /health */
+                { "users", ACT_UPDATE, OBJ_SYSTEM },       /* /users, /grants */
+                { "audit", ACT_READ, OBJ_SYSTEM },         /* /audit */
+        };
+        json_t *f = json_array();
+        for (size_t i = 0; i < ELEMENTSOF(FEATURES); i++)
+                if (api_allowed_some(r, FEATURES[i].action, FEATURES[i].kind))
+                        json_array_append_new(f, json_string(FEATURES[i].name));
+        /* Templates are readable by every role; self-service users reach
+         * theirs through their grants (GET /self-service). */
+        json_array_append_new(f, json_string("templates"));
+        if (r->subj.role == ROLE_SELF_SERVICE)
+                json_array_append_new(f, json_string("self-service"));
+        return f;
+}
+
 void h_version(Req *r) {
         reply(r, 200, json_pack("{s:s, s:s}", "name", "armada", "version", "0.1.0"));
 }
@@ -141,13 +176,16 @@ void h_session_create(Req *r) {
                 return;
         }
         (void) store_token_purge_expired(api->st, now_ms());
-        r->authed = true;
-        r->user = u;
+        if (api_set_caller(r, &u) < 0) {
+                (void) store_token_delete(api->st, hash);
+                reply_error(r, 500, "internal", NULL, "User '%s' has an unknown role '%s'.", u.name, u.role);
+                return;
+        }
         audit(r, "session.create", "user", u.id, u.name, NULL, "ok");
         char ts[32];
         time_format(expires, ts);
-        json_t *body = json_pack("{s:s, s:s, s:{s:I, s:s, s:s}}", "token", token, "expires_at", ts, "user", "id",
-                                 (json_int_t) u.id, "name", u.name, "role", u.role);
+        json_t *body = json_pack("{s:s, s:s, s:{s:I, s:s, s:s}, s:o}", "token", token, "expires_at", ts, "user", "id",
+                                 (json_int_t) u.id, "name", u.name, "role", u.role, "features", session_features(r));
         if (cookie) {
                 /* The web console keeps the token in an HttpOnly cookie only. */
                 char csrf[65];
@@ -160,7 +198,8 @@ void h_session_create(Req *r) {
 }
 
 void h_session_get(Req *r) {
-        reply(r, 200, json_pack("{s:{s:I, s:s, s:s}}", "user", "id", (json_int_t) r->user.id, "name", r->user.name, "role", r->user.role));
+        reply(r, 200, json_pack("{s:{s:I, s:s, s:s}, s:o}", "user", "id", (json_int_t) r->user.id, "name", r->user.name, "role",
+                                r->user.role, "features", session_features(r)));
 }
 
 void h_session_delete(Req *r) {

@@ -76,6 +76,11 @@ void api_csrf_for(const char *token, char out[65]);
 /* Sets (token non-NULL) or clears the session and CSRF cookies. */
 void api_session_cookies(Req *r, const char *token, int max_age_s);
 
+/* Makes u the caller of r: its role and, for a delegated administrator,
+ * its scopes (what authentication does with a token's user; login does it
+ * for the user who just logged in). 0, or -EINVAL for an unknown role. */
+int api_set_caller(Req *r, const StoreUser *u);
+
 typedef void (*RouteFn)(Req *r);
 
 /* One route: pattern segments are literal, "#" (an integer id, into r->id[])

@@ -334,21 +334,27 @@ static bool authenticate(Req *r) {
         if (!token || strlen(token) != AUTH_TOKEN_LEN)
                 return false;
         auth_token_hash(token, r->token_hash);
-        if (store_token_user(r->api->st, r->token_hash, now_ms(), &r->user) < 0)
+        StoreUser u;
+        if (store_token_user(r->api->st, r->token_hash, now_ms(), &u) < 0)
                 return false;
+        return api_set_caller(r, &u) == 0;
+}
+
+int api_set_caller(Req *r, const StoreUser *u) {
         AuthRole role;
-        if (auth_role_parse(r->user.role, &role) < 0)
-                return false;
-        r->subj = (AuthSubject) { .user_id = r->user.id, .role = role, .scopes = r->scopes };
+        if (auth_role_parse(u->role, &role) < 0)
+                return -EINVAL;
+        r->user = *u;
+        r->subj = (AuthSubject) { .user_id = u->id, .role = role, .scopes = r->scopes };
         if (role == ROLE_DELEGATED_ADMIN) {
                 int64_t *sc = NULL;
-                int n = store_user_scopes(r->api->st, r->user.id, &sc);
+                int n = store_user_scopes(r->api->st, u->id, &sc);
                 for (int i = 0; i < n && i < API_MAX_SCOPES; i++)
                         r->scopes[r->subj.n_scopes++] = sc[i];
                 free(sc);
         }
         r->authed = true;
-        return true;
+        return 0;
 }
 
 static void serve_static(Req *r) {

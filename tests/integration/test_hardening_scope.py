@@ -265,5 +265,190 @@ class ReadOnlyWritesNothing(unittest.TestCase):
         type(self).ro = d.login("ro", "ro-password-1")
 
 
+
+class NoNamesOutsideScope(unittest.TestCase):
+    """Self-service and delegated users are refused without learning the
+    names (or the existence) of hosts, host groups and VMs outside their
+    scope."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="armada-scope-it-")
+        cls.d = d = Armadad()
+        try:
+            d.start()
+            d.token = d.login()
+            cls._populate()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def _populate(cls):
+        d, tmp = cls.d, cls.tmp
+        d.ok("POST", "/api/v1/host-groups", {"path": "Lab/Inner"})
+        d.ok("POST", "/api/v1/host-groups", {"path": "Hidden-Prod"})
+        cls.lab = d.find("host-groups", "Lab")["id"]
+        cls.lab_inner = d.find("host-groups", "Lab/Inner")["id"]
+        cls.prod = d.find("host-groups", "Hidden-Prod")["id"]
+        # The hidden host has far more room, so placement across the whole
+        # estate would pick it.
+        for name, group, gib in (("lab1", "Lab", 8), ("hidden-host", "Hidden-Prod", 64)):
+            xml = os.path.join(tmp, name + ".xml")
+            with open(xml, "w") as f:
+                f.write("<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>8</cores>"
+                        f"<threads>1</threads><active>8</active></cpu><memory>{gib << 20}</memory></node>\n")
+            host, job = d.add_host(name, "test://" + xml, group=group)
+            assert job["state"] == "succeeded", job
+            setattr(cls, name.replace("-", "_"), host["id"])
+        d.create_vm("hidden-vm", "hidden-host")
+        d.ok("POST", "/api/v1/users", {"name": "deleg", "password": "deleg-password", "role": "delegated-administrator",
+                                       "scopes": ["Lab"]})
+        d.ok("POST", "/api/v1/users", {"name": "ss", "password": "ss-password-1", "role": "self-service"})
+        cls.deleg = d.login("deleg", "deleg-password")
+        cls.ss = d.login("ss", "ss-password-1")
+        share = os.path.join(tmp, "share")
+        os.makedirs(share)
+        qcow2(os.path.join(share, "base.qcow2"), 64 << 20)
+        r = d.ok("POST", "/api/v1/library/shares", {"path": share})
+        assert d.wait_job(r["job"]["id"])["state"] == "succeeded"
+        cls.tpl = d.ok("POST", "/api/v1/templates", {"name": "tpl", "image": "base.qcow2", "cpus": 1, "memory_mib": 64})["id"]
+        d.ok("POST", "/api/v1/grants", {"user": "ss", "templates": ["tpl"], "group": "Lab"})
+
+    def refused(self, method, path, body, token, statuses, *hidden):
+        st, b = self.d.request(method, "/api/v1" + path, body, token=token)
+        self.assertIn(st, statuses, b)
+        text = json.dumps(b)
+        for name in hidden:
+            self.assertNotIn(name, text, f"{method} {path} names '{name}', which the caller may not see: {text}")
+        return b
+
+    def test_vm_name_of_another_scope_is_not_confirmed(self):
+        # An administrator sees the VM, and is told so.
+        b = self.refused("POST", "/vms", {"name": "hidden-vm", "host": "lab1", "memory_mib": 64}, self.d.token, (409,))
+        self.assertIn("already exists", b["error"]["message"])
+        # A delegated administrator does not: the name just cannot be used.
+        b = self.refused("POST", "/vms", {"name": "hidden-vm", "host": "lab1", "memory_mib": 64}, self.deleg, (409,), "already exists")
+        self.assertEqual(b["error"]["field"], "name")
+        # Nor a self-service user deploying a template.
+        b = self.refused("POST", f"/templates/{self.tpl}/deploy", {"name": "hidden-vm"}, self.ss, (409,), "already exists")
+        self.assertEqual(b["error"]["field"], "name")
+        self.refused("POST", f"/templates/{self.tpl}/deploy", {"name": "hidden-vm"}, self.deleg, (409,), "already exists")
+        # A self-service user creates no VMs directly: 403 before any name, host or placement.
+        self.refused("POST", "/vms", {"name": "hidden-vm", "memory_mib": 64}, self.ss, (403,), "already exists", "hidden-host", "lab1")
+        self.refused("POST", "/vms", {"name": "x1", "memory_mib": 1 << 20}, self.ss, (403,), "hidden-host", "lab1")
+        # Nothing was made.
+        self.assertEqual(sorted(v["name"] for v in self.d.ok("GET", "/api/v1/vms")["items"]), ["hidden-vm"])
+
+    def test_hosts_and_groups_by_id_stay_unnamed(self):
+        # A host given by id that the caller may not see.
+        self.refused("POST", "/vms", {"name": "x2", "host_id": self.hidden_host, "memory_mib": 64}, self.deleg, (422,), "hidden-host")
+        # A group the caller may not see does not exist for it, whether it
+        # does or not.
+        b = self.refused("POST", "/vms", {"name": "x3", "host": "lab1", "group": "Hidden-Prod", "memory_mib": 64}, self.deleg, (422,))
+        self.assertEqual(b["error"]["code"], "not_found")
+        b2 = self.refused("POST", "/vms", {"name": "x3", "host": "lab1", "group": "No-Such", "memory_mib": 64}, self.deleg, (422,))
+        self.assertEqual(b["error"]["message"].replace("Hidden-Prod", "No-Such"), b2["error"]["message"])
+        # Group paths by id: as a parent of a new group, as a new parent.
+        self.refused("POST", "/host-groups", {"name": "x", "parent_id": self.prod}, self.deleg, (422,), "Hidden-Prod")
+        self.refused("PATCH", f"/host-groups/{self.lab_inner}", {"parent_id": self.prod}, self.deleg, (422,), "Hidden-Prod")
+        self.refused("GET", f"/host-groups/{self.prod}", None, self.deleg, (404,), "Hidden-Prod")
+        self.refused("PUT", f"/host-groups/{self.prod}/placement-policy", {"cpu_pct": 5}, self.deleg, (404,), "Hidden-Prod")
+        # An existing path outside the scope answers like any other refused
+        # path (403), not 409 "already exists".
+        b = self.refused("POST", "/host-groups", {"path": "Hidden-Prod"}, self.deleg, (403,))
+        self.assertNotIn("already exists", b["error"]["message"])
+        self.assertEqual(self.refused("POST", "/host-groups", {"path": "Lab/Inner"}, self.deleg, (409,))["error"]["field"], "path")
+        # A migration target given by name that the caller may not see.
+        vm = self.d.ok("POST", "/api/v1/vms", {"name": "lab-vm", "host": "lab1", "memory_mib": 64}, token=self.deleg)
+        self.d.wait_job(vm["job"]["id"], token=self.deleg)
+        self.refused("POST", f"/vms/{vm['vm']['id']}/migrate", {"to": "hidden-host"}, self.deleg, (422,), str(self.hidden_host))
+        self.d.ok("DELETE", f"/api/v1/vms/{vm['vm']['id']}", token=self.deleg)
+
+    def test_deploy_placement_outside_scope_is_unnamed(self):
+        # Without a group, a delegated administrator's deploy either stays
+        # inside its scope or is refused without naming the host placement
+        # found outside it.
+        st, b = self.d.request("POST", f"/api/v1/templates/{self.tpl}/deploy", {"name": "dep1", "start": False}, token=self.deleg)
+        self.assertIn(st, (202, 403, 409), b)
+        self.assertNotIn("hidden-host", json.dumps(b))
+        if st == 202:
+            self.assertEqual(b["vms"][0]["host_name"], "lab1", b)
+            self.d.wait_job(b["jobs"][0]["id"], token=self.deleg)
+            self.d.ok("DELETE", f"/api/v1/vms/{b['vms'][0]['id']}", token=self.deleg)
+
+
+class SessionFeatures(unittest.TestCase):
+    """GET /sessions/current (and the login answer) lists what the server
+    offers this user, honestly: a listed feature works for the role, an
+    unlisted one is refused."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = d = Armadad()
+        try:
+            d.start()
+            d.token = d.login()
+            d.ok("POST", "/api/v1/host-groups", {"path": "Lab"})
+            d.add_host("t1", "test:///default", group="Lab")
+            for name, role in (("ro", "read-only"), ("ss", "self-service"), ("deleg", "delegated-administrator")):
+                body = {"name": name, "password": f"{name}-password-1", "role": role}
+                if role == "delegated-administrator":
+                    body["scopes"] = ["Lab"]
+                d.ok("POST", "/api/v1/users", body)
+        except BaseException:
+            cls.d.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def features(self, name):
+        d = self.d
+        password = d.admin_password()[1] if name == "admin" else f"{name}-password-1"
+        st, login = d.request("POST", "/api/v1/sessions", {"name": name, "password": password}, auth=False)
+        self.assertEqual(st, 201, login)
+        cur = d.ok("GET", "/api/v1/sessions/current", token=login["token"])
+        self.assertEqual(login["features"], cur["features"])
+        return login["token"], set(cur["features"])
+
+    def test_features_per_role(self):
+        everything = {"hosts", "create-vm", "operate-vm", "console", "migrate", "operate-host", "maintenance", "ratings", "metrics",
+                      "health", "users", "audit", "templates"}
+        _, admin = self.features("admin")
+        self.assertEqual(admin, everything)
+        _, deleg = self.features("deleg")
+        self.assertEqual(deleg, everything - {"users", "audit"})
+        _, ro = self.features("ro")
+        self.assertEqual(ro, {"hosts", "ratings", "metrics", "health", "templates"})
+        _, ss = self.features("ss")
+        self.assertEqual(ss, {"operate-vm", "console", "metrics", "health", "templates", "self-service"})
+
+    def test_listed_features_work_and_unlisted_ones_are_refused(self):
+        d = self.d
+        probes = {"ratings": ("GET", "/api/v1/placement/ratings?memory_mib=64&group=Lab"),
+                  "audit": ("GET", "/api/v1/audit?limit=1"), "users": ("GET", "/api/v1/users"),
+                  "health": ("GET", "/api/v1/health"), "self-service": ("GET", "/api/v1/self-service")}
+        for name in ("ro", "ss", "deleg"):
+            token, feats = self.features(name)
+            for feat, (method, path) in probes.items():
+                st, b = d.request(method, path, token=token)
+                if feat in feats:
+                    self.assertEqual(st, 200, f"{name} has {feat} but {method} {path} -> {st} {b}")
+                elif feat != "self-service":   # GET /self-service answers everyone (an empty portal)
+                    # 422 when the group in the query is not visible to the caller.
+                    self.assertIn(st, (403, 422), f"{name} lacks {feat} but {method} {path} -> {st} {b}")
+            st, b = d.request("POST", "/api/v1/vms", {"name": f"{name}-vm", "host": "t1", "memory_mib": 64}, token=token)
+            self.assertEqual(st == 202, "create-vm" in feats, f"{name}: POST /vms -> {st} {b}")
+            if st == 202:
+                d.wait_job(b["job"]["id"], token=token)
+
+
 if __name__ == "__main__":
     unittest.main()
