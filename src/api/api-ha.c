@@ -68,8 +68,12 @@ static void h_vm_migrate(Req *r) {
                 return reply_error(r, 422, "not_found", "to", "There is no host named '%s'.", to);
         if (to_id) {
                 StoreHost h;
-                if (store_host_get(r->api->st, to_id, &h) < 0 || !api_allowed(r, ACT_READ, OBJ_HOST, 0, h.group_id))
-                        return reply_error(r, 422, "not_found", "to", "There is no host with id %lld.", (long long) to_id);
+                if (store_host_get(r->api->st, to_id, &h) < 0 || !api_allowed(r, ACT_READ, OBJ_HOST, 0, h.group_id)) {
+                        /* A host given by name that the caller may not see keeps its id to itself. */
+                        if (to)
+                                return reply_error(r, 422, "not_found", "to", "There is no host named '%s'.", to);
+                        return reply_error(r, 422, "not_found", "to_id", "There is no host with id %lld.", (long long) to_id);
+                }
                 if (!api_allowed(r, ACT_CREATE, OBJ_VM, jint(v, "owner_id"), h.group_id))
                         return deny(r, "migrate VMs to", "host", h.id, h.name);
                 if (h.id == jint(v, "host_id"))

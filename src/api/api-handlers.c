@@ -81,6 +81,41 @@ static json_t *job_json(Req *r, int64_t id) {
 /* ------------------------------------------------------------------ */
 /* version and sessions */
 
+/* The features the web console may offer the caller: what armadad can do
+ * (every capability of this build), each listed only when the caller's role
+ * allows it on some object, so that a client never has to find out with
+ * requests that fail. The server still decides every request. */
+static json_t *session_features(Req *r) {
+        static const struct {
+                const char *name;
+                AuthAction action;
+                AuthObjectKind kind;
+        } FEATURES[] = {
+                { "hosts", ACT_READ, OBJ_HOST },           /* host groups and hosts */
+                { "create-vm", ACT_CREATE, OBJ_VM },       /* POST /vms */
+                { "operate-vm", ACT_OPERATE, OBJ_VM },     /* power actions and delete */
+                { "console", ACT_OPERATE, OBJ_VM },        /* /vms/{id}/console */
+                { "migrate", ACT_UPDATE, OBJ_VM },         /* /vms/{id}/migrate */
+                { "operate-host", ACT_OPERATE, OBJ_HOST }, /* refresh */
+                { "maintenance", ACT_UPDATE, OBJ_HOST },   /* /hosts/{id}/maintenance */
+                { "ratings", ACT_READ, OBJ_GROUP },        /* /placement/ratings */
+                { "metrics", ACT_READ, OBJ_VM },           /* /metrics/{kind}/{id} */
+                { "health", ACT_READ, OBJ_VM },            /* /health */
+                { "users", ACT_UPDATE, OBJ_SYSTEM },       /* /users, /grants */
+                { "audit", ACT_READ, OBJ_SYSTEM },         /* /audit */
+        };
+        json_t *f = json_array();
+        for (size_t i = 0; i < ELEMENTSOF(FEATURES); i++)
+                if (api_allowed_some(r, FEATURES[i].action, FEATURES[i].kind))
+                        json_array_append_new(f, json_string(FEATURES[i].name));
+        /* Templates are readable by every role; self-service users reach
+         * theirs through their grants (GET /self-service). */
+        json_array_append_new(f, json_string("templates"));
+        if (r->subj.role == ROLE_SELF_SERVICE)
+                json_array_append_new(f, json_string("self-service"));
+        return f;
+}
+
 void h_version(Req *r) {
         reply(r, 200, json_pack("{s:s, s:s}", "name", "armada", "version", "0.1.0"));
 }
@@ -145,13 +180,16 @@ void h_session_create(Req *r) {
                 return;
         }
         (void) store_token_purge_expired(api->st, now_ms());
-        r->authed = true;
-        r->user = u;
+        if (api_set_caller(r, &u) < 0) {
+                (void) store_token_delete(api->st, hash);
+                reply_error(r, 500, "internal", NULL, "User '%s' has an unknown role '%s'.", u.name, u.role);
+                return;
+        }
         audit(r, "session.create", "user", u.id, u.name, NULL, "ok");
         char ts[32];
         time_format(expires, ts);
-        json_t *body = json_pack("{s:s, s:s, s:{s:I, s:s, s:s}}", "token", token, "expires_at", ts, "user", "id",
-                                 (json_int_t) u.id, "name", u.name, "role", u.role);
+        json_t *body = json_pack("{s:s, s:s, s:{s:I, s:s, s:s}, s:o}", "token", token, "expires_at", ts, "user", "id",
+                                 (json_int_t) u.id, "name", u.name, "role", u.role, "features", session_features(r));
         if (cookie) {
                 /* The web console keeps the token in an HttpOnly cookie only. */
                 char csrf[65];
@@ -164,7 +202,8 @@ void h_session_create(Req *r) {
 }
 
 void h_session_get(Req *r) {
-        reply(r, 200, json_pack("{s:{s:I, s:s, s:s}}", "user", "id", (json_int_t) r->user.id, "name", r->user.name, "role", r->user.role));
+        reply(r, 200, json_pack("{s:{s:I, s:s, s:s}, s:o}", "user", "id", (json_int_t) r->user.id, "name", r->user.name, "role",
+                                r->user.role, "features", session_features(r)));
 }
 
 void h_session_delete(Req *r) {
@@ -349,8 +388,10 @@ void h_groups_create(Req *r) {
                         return reply_error(r, 400, "invalid_argument", "path", "Field 'path' (\"%.200s\") is not a valid host-group path: a segment %s.",
                                            path, why);
         } else if (name) {
+                /* A parent the caller may not read does not exist for it: its
+                 * path must not come back in an error. */
                 _cleanup_json_ json_t *p = store_group_get(r->api->st, parent_id ? parent_id : STORE_ROOT_GROUP_ID);
-                if (!p)
+                if (!p || (parent_id && !api_allowed(r, ACT_READ, OBJ_GROUP, 0, parent_id)))
                         return reply_error(r, 422, "not_found", "parent_id", "There is no host group with id %lld.", (long long) parent_id);
                 full = jstr(p, "path")[0] ? xasprintf("%s/%s", jstr(p, "path"), name) : xstrdup(name);
         } else
@@ -358,9 +399,8 @@ void h_groups_create(Req *r) {
         if (!full[0])
                 return reply_error(r, 409, "conflict", "path", "The root group 'All Hosts' always exists.");
         int64_t id;
-        if (store_group_find(r->api->st, full, &id) == 0)
-                return reply_error(r, 409, "conflict", "path", "Host group '%s' already exists.", full);
-        /* The policy decides on the deepest group that exists already. */
+        /* The policy decides on the deepest group that exists already,
+         * before the caller learns whether the path itself exists. */
         int64_t anchor = STORE_ROOT_GROUP_ID;
         _cleanup_free_ char *prefix = xstrdup(full);
         for (char *slash = strrchr(prefix, '/'); slash; slash = strrchr(prefix, '/')) {
@@ -371,6 +411,8 @@ void h_groups_create(Req *r) {
         }
         if (!api_allowed(r, ACT_CREATE, OBJ_GROUP, 0, anchor))
                 return deny(r, "create", "host group", 0, full);
+        if (store_group_find(r->api->st, full, &id) == 0)
+                return reply_error(r, 409, "conflict", "path", "Host group '%s' already exists.", full);
         bool created;
         int e = store_group_create_path(r->api->st, full, &id, &created);
         if (e < 0)
@@ -398,13 +440,13 @@ void h_group_update(Req *r) {
         _cleanup_json_ json_t *g = store_group_get(r->api->st, id);
         if (!g || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, id))
                 return reply_error(r, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) id);
+        if (!api_allowed(r, ACT_UPDATE, OBJ_GROUP, 0, id))
+                return deny(r, "change", "host group", id, jstr(g, "path")[0] ? jstr(g, "path") : STORE_ROOT_GROUP_NAME);
         if (id == STORE_ROOT_GROUP_ID)
                 return reply_error(r, 409, "conflict", NULL, "The root group 'All Hosts' cannot be renamed or moved.");
-        if (!api_allowed(r, ACT_UPDATE, OBJ_GROUP, 0, id))
-                return deny(r, "change", "host group", id, jstr(g, "path"));
         if (parent_id) {
                 _cleanup_json_ json_t *p = store_group_get(r->api->st, parent_id);
-                if (!p)
+                if (!p || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, parent_id))
                         return reply_error(r, 422, "not_found", "parent_id", "There is no host group with id %lld.", (long long) parent_id);
                 if (!api_allowed(r, ACT_CREATE, OBJ_GROUP, 0, parent_id))
                         return deny(r, "move into", "host group", parent_id, jstr(p, "path"));
@@ -436,10 +478,10 @@ void h_group_delete(Req *r) {
         _cleanup_json_ json_t *g = group_json(r, id);
         if (!g || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, id))
                 return reply_error(r, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) id);
+        if (!api_allowed(r, ACT_DELETE, OBJ_GROUP, 0, id))
+                return deny(r, "delete", "host group", id, jstr(g, "path")[0] ? jstr(g, "path") : STORE_ROOT_GROUP_NAME);
         if (id == STORE_ROOT_GROUP_ID)
                 return reply_error(r, 409, "conflict", NULL, "The root group 'All Hosts' cannot be deleted.");
-        if (!api_allowed(r, ACT_DELETE, OBJ_GROUP, 0, id))
-                return deny(r, "delete", "host group", id, jstr(g, "path"));
         int e = store_group_delete(r->api->st, id);
         if (e == -ENOTEMPTY)
                 return reply_error(r, 409, "conflict", NULL, "Host group '%s' is not empty: it has %lld hosts and %lld child groups.",
@@ -599,6 +641,11 @@ void h_vms_create(Req *r) {
         const char *name = NULL, *host = NULL, *group = NULL, *disk_size = NULL, *dtype = "auto", *descr = NULL;
         int64_t host_id = 0, cpus = 1, memory = 512, disk_bytes = 0;
         bool start = false;
+        /* Read-only and self-service users create VMs nowhere (self-service
+         * ones deploy templates): refuse before names, hosts or placement
+         * could tell them about VMs and hosts they do not see. */
+        if (!api_allowed_some(r, ACT_CREATE, OBJ_VM))
+                return deny(r, "create", "VMs", 0, NULL);
         if (!req_body_fields(r, fields) || !body_name(r, "name", true, &name) || !body_string(r, "host", false, 1024, &host) ||
             !body_string(r, "group", false, 1000, &group) ||
             !body_int(r, "host_id", false, 1, INT64_MAX, &host_id) || !body_int(r, "cpus", false, 1, VM_CPUS_MAX, &cpus) ||
@@ -623,7 +670,7 @@ void h_vms_create(Req *r) {
                 return reply_error(r, 400, "invalid_argument", "domain_type", "Field 'domain_type' must be auto, kvm or qemu.");
         int64_t existing;
         if (store_vm_find(r->api->st, name, &existing) == 0)
-                return reply_error(r, 409, "conflict", "name", "A VM named '%s' already exists.", name);
+                return reply_vm_name_taken(r, "name", name);
         /* Without a host, placement picks the best-rated host in the group. */
         _cleanup_json_ json_t *placement = NULL;
         if (!host && !host_id && !api_place_new_vm(r, group, name, cpus, memory, disk_bytes, &host_id, &placement))
@@ -633,8 +680,12 @@ void h_vms_create(Req *r) {
         StoreHost h;
         if (store_host_get(r->api->st, host_id, &h) < 0)
                 return reply_error(r, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) host_id);
-        if (!api_allowed(r, ACT_READ, OBJ_HOST, 0, h.group_id))
-                return reply_error(r, 422, "not_found", "host", "There is no host named '%.64s'.", h.name);
+        if (!api_allowed(r, ACT_READ, OBJ_HOST, 0, h.group_id)) {
+                /* Name it as the caller did: a host given by id keeps its name. */
+                if (host)
+                        return reply_error(r, 422, "not_found", "host", "There is no host named '%.64s'.", host);
+                return reply_error(r, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) host_id);
+        }
         if (group && !placement) {
                 /* A host and a group: the host must be in the group's subtree. */
                 const char *why = NULL;
@@ -643,7 +694,7 @@ void h_vms_create(Req *r) {
                 if (!norm)
                         return reply_error(r, 400, "invalid_argument", "group", "Field 'group' (\"%.200s\") is not a valid host-group path: a segment %s.",
                                            group, why);
-                if (store_group_find(r->api->st, norm, &gid) < 0)
+                if (store_group_find(r->api->st, norm, &gid) < 0 || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, gid))
                         return reply_error(r, 422, "not_found", "group", "There is no host group '%.200s'.", group);
                 int nc = store_group_chain(r->api->st, h.group_id, chain, 64);
                 bool inside = false;
@@ -668,7 +719,7 @@ void h_vms_create(Req *r) {
         int64_t id;
         int e = store_vm_insert(r->api->st, &vm, &id);
         if (e == -EEXIST)
-                return reply_error(r, 409, "conflict", "name", "A VM named '%s' already exists.", name);
+                return reply_vm_name_taken(r, "name", name);
         if (e < 0)
                 return reply_store_error(r, e, "the VM");
         json_t *params = json_pack("{s:I, s:s, s:b}", "disk_bytes", (json_int_t) disk_bytes, "domain_type", dtype, "start", start);

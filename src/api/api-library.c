@@ -775,9 +775,8 @@ static void h_template_deploy(Req *r) {
                                            (long long) count);
                 }
                 int64_t existing;
-                if (store_vm_find(r->api->st, names[i], &existing) == 0) {
-                        return reply_error(r, 409, "conflict", "name", "A VM named '%s' already exists.", names[i]);
-                }
+                if (store_vm_find(r->api->st, names[i], &existing) == 0)
+                        return reply_vm_name_taken(r, "name", names[i]);
                 const char *pattern = json_string_value(json_object_get(tpl, "hostname_pattern"));
                 if (library_hostname_expand(pattern, names[i], (int) i + 1, hostnames[i]) < 0) {
                         return reply_error(r, 422, "invalid_argument", "name", "VM '%s' gives no valid host name through template '%s''s"
@@ -853,6 +852,7 @@ static void h_template_deploy(Req *r) {
         }
         int made = 0;
         int status = 0;
+        const char *taken = NULL;   /* a name another deploy took meanwhile */
         for (int64_t i = 0; i < count; i++) {
                 StoreHost h;
                 e = deploy_place(r, fixedp, group_id, tpl, names[i], full_copy, &h, why, sizeof why);
@@ -867,7 +867,11 @@ static void h_template_deploy(Req *r) {
                 }
                 if (!self && !api_allowed(r, ACT_CREATE, OBJ_VM, r->user.id, h.group_id)) {
                         status = 403;
-                        snprintf(why, sizeof why, "User '%s' (%s) may not create VMs on host '%s'.", r->user.name, r->user.role, h.name);
+                        if (api_allowed(r, ACT_READ, OBJ_HOST, 0, h.group_id))
+                                snprintf(why, sizeof why, "User '%s' (%s) may not create VMs on host '%s'.", r->user.name, r->user.role, h.name);
+                        else /* placement looked beyond the caller's scope: name nothing there */
+                                snprintf(why, sizeof why, "User '%s' (%s) may not create VMs where placement would put VM '%s'; give a"
+                                         " host group you manage in 'group'.", r->user.name, r->user.role, names[i]);
                         break;
                 }
                 StoreVm vm = { .host_id = h.id, .owner_id = r->user.id, .cpus = (unsigned) cpus, .memory_mib = (uint64_t) mem };
@@ -881,14 +885,17 @@ static void h_template_deploy(Req *r) {
                         e = store_vm_template_set(st, ids[i], r->id[0], grant_id, points);
                 if (e < 0) {
                         status = e == -EEXIST ? 409 : 500;
-                        snprintf(why, sizeof why, e == -EEXIST ? "A VM named '%s' already exists." : "Cannot record VM '%s'.", names[i]);
+                        taken = e == -EEXIST ? names[i] : NULL;
+                        snprintf(why, sizeof why, "Cannot record VM '%s'.", names[i]);
                         break;
                 }
                 made++;
         }
         if (status) {
                 store_rollback(st);
-                if (status == 409 && !fixedp && strncmp(why, "A VM", 4) != 0)
+                if (taken)
+                        return reply_vm_name_taken(r, "name", taken);
+                if (status == 409 && !fixedp)
                         return reply_error(r, 409, "no_capacity", NULL, "Cannot place VM %d of %lld from template '%s': %.1500s.", made + 1,
                                            (long long) count, jstr(tpl, "name"), why);
                 if (status == 403)

@@ -414,7 +414,9 @@ static void h_rules_list(Req *r) {
 static void h_rules_create(Req *r) {
         static const char *const fields[] = { "name", "kind", "vms", NULL };
         const char *name = NULL, *kind = NULL;
-        if (!rules_readable(r))
+        /* A rule constrains where its VMs run: changing VMs, which a
+         * read-only user may do nowhere, even for a rule without VMs. */
+        if (!rules_readable(r) || !api_allowed_some(r, ACT_UPDATE, OBJ_VM))
                 return deny(r, "create", "placement rule", 0, NULL);
         if (!req_body_fields(r, fields) || !body_name(r, "name", true, &name) || !body_string(r, "kind", true, 32, &kind))
                 return;
@@ -454,7 +456,7 @@ static void h_rule_update(Req *r) {
                 return reply_error(r, 404, "not_found", NULL, "There is no placement rule with id %lld.", (long long) r->id[0]);
         if (!r->json || !json_object_get(r->json, "vms"))
                 return reply_error(r, 400, "invalid_argument", "vms", "Field 'vms' is required (the new list of the rule's VMs).");
-        if (!rule_members_changeable(r, rule))
+        if (!api_allowed_some(r, ACT_UPDATE, OBJ_VM) || !rule_members_changeable(r, rule))
                 return deny(r, "change", "placement rule", r->id[0], jstr(rule, "name"));
         _cleanup_free_ int64_t *ids = NULL;
         size_t n = 0;

@@ -78,6 +78,11 @@ void api_csrf_for(const char *token, char out[65]);
 /* Sets (token non-NULL) or clears the session and CSRF cookies. */
 void api_session_cookies(Req *r, const char *token, int max_age_s);
 
+/* Makes u the caller of r: its role and, for a delegated administrator,
+ * its scopes (what authentication does with a token's user; login does it
+ * for the user who just logged in). 0, or -EINVAL for an unknown role. */
+int api_set_caller(Req *r, const StoreUser *u);
+
 typedef void (*RouteFn)(Req *r);
 
 /* One route: pattern segments are literal, "#" (an integer id, into r->id[])
@@ -122,6 +127,14 @@ bool body_name(Req *r, const char *field, bool required, const char **ret);
 /* Fills the group chain of a group id into chain (max AUTH_MAX_DEPTH). */
 size_t api_group_chain(Req *r, int64_t group_id, int64_t *chain);
 bool api_allowed(Req *r, AuthAction a, AuthObjectKind k, int64_t owner_id, int64_t group_id);
+/* Whether the caller may do a on at least one object of kind k
+ * (auth_policy_allows_some): false lets a handler refuse at once, before it
+ * reveals anything about the objects it would look up. */
+bool api_allowed_some(Req *r, AuthAction a, AuthObjectKind k);
+/* 409 for a VM name that is taken (VM names are unique across the estate):
+ * names the VM only when the caller may read it, and otherwise says the
+ * name cannot be used without confirming that another user's VM has it. */
+void reply_vm_name_taken(Req *r, const char *field, const char *name);
 /* Sends 403 (or 404 when the caller may not even read it) and audits. */
 void deny(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name);
 void audit(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name,

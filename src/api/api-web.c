@@ -4,7 +4,7 @@
  * VM shows (libvirt screenshot, scaled here), 204 when the VM is not
  * running. A page of 50 VMs asks every few seconds, so pictures are cached
  * per VM for THUMB_TTL_MS and only one request at a time refreshes a VM's
- * picture (the others get the previous one). HTTP threads must not wait on
+ * picture (the others get the previous one, or wait for the first). HTTP threads must not wait on
  * hosts: the handler never connects to a host. It uses the live connection
  * the inventory's monitor keeps (armadad reconnects in the background);
  * without one it serves the last picture it has, else 503. A screenshot over
@@ -31,6 +31,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 
@@ -38,6 +39,7 @@
 #include "inventory/inventory-priv.h"
 
 #define THUMB_TTL_MS 3000
+#define THUMB_WAIT_MS 5000      /* how long a request waits for another one's first picture */
 #define THUMB_WIDTH_DEFAULT 160
 #define THUMB_CACHE_MAX 512
 #define VNC_CONNECT_TIMEOUT_MS 3000
@@ -80,6 +82,7 @@ typedef struct Thumb {
 /* One cache per process (armadad runs one API); the list is short
  * (THUMB_CACHE_MAX) and each request walks it once. */
 static pthread_mutex_t thumb_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t thumb_taken = PTHREAD_COND_INITIALIZER; /* a busy entry became idle */
 static Thumb *thumbs;
 static size_t n_thumbs;
 
@@ -108,6 +111,34 @@ static Thumb *thumb_get_locked(int64_t vm_id, unsigned width) {
         t->next = thumbs;
         thumbs = t;
         n_thumbs++;
+        return t;
+}
+
+/* The entry of vm_id at width, or NULL; caller holds thumb_lock. */
+static Thumb *thumb_find_locked(int64_t vm_id, unsigned width) {
+        for (Thumb *t = thumbs; t; t = t->next)
+                if (t->vm_id == vm_id && t->width == width)
+                        return t;
+        return NULL;
+}
+
+/* Waits (at most THUMB_WAIT_MS) until nobody takes the picture of vm_id
+ * at width; returns its entry then, or NULL when it is gone. Caller holds
+ * thumb_lock; the entry may have been replaced while waiting, hence the
+ * lookup. */
+static Thumb *thumb_wait_locked(int64_t vm_id, unsigned width) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += THUMB_WAIT_MS / 1000;
+        until.tv_nsec += (long) (THUMB_WAIT_MS % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        Thumb *t;
+        while ((t = thumb_find_locked(vm_id, width)) && t->busy)
+                if (pthread_cond_timedwait(&thumb_taken, &thumb_lock, &until) != 0)
+                        break;
         return t;
 }
 
@@ -177,8 +208,18 @@ static void h_vm_thumbnail(Req *r) {
                 return;
         }
         if (t->busy) {
+                /* Another request is taking the first picture (milliseconds
+                 * over a live connection): wait for it instead of failing,
+                 * so that two viewers of a new VM both get it. */
+                t = thumb_wait_locked(r->id[0], (unsigned) width);
+                if (t && t->png)
+                        reply_png(r, t->png, t->len);
+                else if (!t) /* the VM stopped meanwhile: its pictures were dropped */
+                        reply(r, 204, NULL);
+                else
+                        reply_error(r, 503, "unavailable", NULL, "The picture of VM '%s' could not be taken just now; ask again in a moment.",
+                                    jstr(v, "name"));
                 pthread_mutex_unlock(&thumb_lock);
-                reply_error(r, 503, "unavailable", NULL, "The picture of VM '%s' is being taken; ask again in a moment.", jstr(v, "name"));
                 return;
         }
         t->busy = true;
@@ -199,6 +240,7 @@ static void h_vm_thumbnail(Req *r) {
         pthread_mutex_lock(&thumb_lock);
         /* The entry may not be evicted while busy, so t is still ours. */
         t->busy = false;
+        pthread_cond_broadcast(&thumb_taken);
         if (e == 0) {
                 free(t->png);
                 t->png = steal_ptr(png);
@@ -572,6 +614,10 @@ static void h_vm_console(Req *r) {
         const char *proto = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Sec-WebSocket-Protocol");
         const char *origin = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Origin");
         const char *host_hdr = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Host");
+        const char *check_s = req_query(r, "check");
+        bool check = check_s && (streq(check_s, "true") || streq(check_s, "1"));
+        if (check_s && !check && !streq(check_s, "false") && !streq(check_s, "0"))
+                return reply_error(r, 400, "invalid_argument", "check", "Query 'check' must be true or false.");
         _cleanup_json_ json_t *v = vm_readable(r, r->id[0]);
         if (!v)
                 return;
@@ -609,11 +655,16 @@ static void h_vm_console(Req *r) {
         else
                 addr = vnc.listen;
 
-        /* Checked last, so that a plain GET (the web console asks one
-         * first) learns why the console cannot open, or 426 when it can. */
-        if (!upgrade || !header_has_token(upgrade, "websocket") || !key || strlen(key) != 24 || !version || !streq(version, "13"))
+        /* Checked last, so that a plain GET learns why the console cannot
+         * open, or 426 when it can; with check=true (what the web console
+         * asks first) 200 when it can, so that a browser logs no error. */
+        if (!upgrade || !header_has_token(upgrade, "websocket") || !key || strlen(key) != 24 || !version || !streq(version, "13")) {
+                if (check)
+                        return reply(r, 200, json_pack("{s:b, s:s}", "ready", true, "message",
+                                                       "The console can be opened: upgrade this request to a WebSocket."));
                 return reply_error(r, 426, "upgrade_required", NULL,
                                    "The console is a WebSocket (version 13): open it with a WebSocket client such as the web console.");
+        }
         if (origin) {
                 /* A page of another site must not borrow the session cookie. */
                 const char *o = strstr(origin, "://");

@@ -190,6 +190,20 @@ bool api_allowed(Req *r, AuthAction a, AuthObjectKind k, int64_t owner_id, int64
         return auth_policy_allows(&r->subj, a, &o);
 }
 
+bool api_allowed_some(Req *r, AuthAction a, AuthObjectKind k) {
+        return auth_policy_allows_some(&r->subj, a, k);
+}
+
+void reply_vm_name_taken(Req *r, const char *field, const char *name) {
+        int64_t id;
+        _cleanup_json_ json_t *v = store_vm_find(r->api->st, name, &id) == 0 ? store_vm_get_json(r->api->st, id) : NULL;
+        if (v && api_allowed(r, ACT_READ, OBJ_VM, json_integer_value(json_object_get(v, "owner_id")),
+                             json_integer_value(json_object_get(v, "group_id"))))
+                reply_error(r, 409, "conflict", field, "A VM named '%s' already exists.", name);
+        else
+                reply_error(r, 409, "conflict", field, "The VM name '%s' cannot be used; choose another.", name);
+}
+
 void audit(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name,
            const char *detail, const char *result) {
         (void) store_audit_add(r->api->st, r->authed ? r->user.id : 0, r->authed ? r->user.name : NULL, r->addr, action,
@@ -320,21 +334,27 @@ static bool authenticate(Req *r) {
         if (!token || strlen(token) != AUTH_TOKEN_LEN)
                 return false;
         auth_token_hash(token, r->token_hash);
-        if (store_token_user(r->api->st, r->token_hash, now_ms(), &r->user) < 0)
+        StoreUser u;
+        if (store_token_user(r->api->st, r->token_hash, now_ms(), &u) < 0)
                 return false;
+        return api_set_caller(r, &u) == 0;
+}
+
+int api_set_caller(Req *r, const StoreUser *u) {
         AuthRole role;
-        if (auth_role_parse(r->user.role, &role) < 0)
-                return false;
-        r->subj = (AuthSubject) { .user_id = r->user.id, .role = role, .scopes = r->scopes };
+        if (auth_role_parse(u->role, &role) < 0)
+                return -EINVAL;
+        r->user = *u;
+        r->subj = (AuthSubject) { .user_id = u->id, .role = role, .scopes = r->scopes };
         if (role == ROLE_DELEGATED_ADMIN) {
                 int64_t *sc = NULL;
-                int n = store_user_scopes(r->api->st, r->user.id, &sc);
+                int n = store_user_scopes(r->api->st, u->id, &sc);
                 for (int i = 0; i < n && i < API_MAX_SCOPES; i++)
                         r->scopes[r->subj.n_scopes++] = sc[i];
                 free(sc);
         }
         r->authed = true;
-        return true;
+        return 0;
 }
 
 /* The web console is ES modules and a style sheet from armadad itself, with

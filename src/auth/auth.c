@@ -214,6 +214,21 @@ bool auth_policy_allows(const AuthSubject *who, AuthAction action, const AuthObj
         }
 }
 
+bool auth_policy_allows_some(const AuthSubject *who, AuthAction action, AuthObjectKind kind) {
+        if (!who)
+                return false;
+        /* A child of the first scope, owned by who: inside the scope for
+         * every kind, and not the scope root itself (which a delegated
+         * administrator may not rename or remove). INT64_MAX stands for that
+         * child; it is never the id of a scope. */
+        int64_t chain[2] = { who->n_scopes > 0 && who->scopes ? who->scopes[0] : 0, INT64_MAX };
+        AuthObject o = {
+                .kind = kind, .owner_id = who->user_id, .n_groups = 2, .groups = chain,
+                .self_group_id = kind == OBJ_GROUP && action != ACT_CREATE ? INT64_MAX : 0,
+        };
+        return auth_policy_allows(who, action, &o);
+}
+
 /* ---- failed-login rate limiting ---- */
 
 #define RATE_PROBES 8

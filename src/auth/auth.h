@@ -112,6 +112,14 @@ typedef struct {
  *  - Anything out of range (role, action, kind) or NULL is denied.
  * Pure; no I/O. */
 bool auth_policy_allows(const AuthSubject *who, AuthAction action, const AuthObject *obj);
+/* Whether who may do action on at least one object of kind: the policy
+ * asked about the most favourable object there can be (owned by who, in a
+ * group strictly inside its first scope). False means the policy refuses
+ * that action on every object of the kind, so a handler may refuse before
+ * it looks anything up or checks the body (and so tells nothing about
+ * objects the caller may not see). Also what the API lists as a user's
+ * features. Pure; no I/O. */
+bool auth_policy_allows_some(const AuthSubject *who, AuthAction action, AuthObjectKind kind);
 
 /* ---- failed-login rate limiting ---- */
 /* A fixed window per key: the first failure opens a window of

@@ -3,6 +3,9 @@
 // playwright-core against a real armadad (a free loopback port, a temporary
 // state directory, libvirt's test driver as hosts). Prints one closing line
 // "N passed, N failed" (", N skipped"); exits non-zero when anything failed.
+// A test also fails when any page logged a script or console error, or got
+// an HTTP error response (>= 400), while it ran, unless the test provokes
+// that response on purpose and says so with allowHttp().
 //
 //   node tests/browser/run.mjs [--build DIR] [--only NAME]
 //
@@ -129,6 +132,16 @@ let browser;
 // suite fails at the end when there is one (armadad's policy must let the
 // console work).
 const cspViolations = [];
+const pages = [];   // every page opened, closed or not: checked after each test
+
+// An HTTP error a test provokes on purpose on page: status on a path
+// matching pathRe, and why. Anything else >= 400 fails the test.
+function allowHttp(page, status, pathRe, why) {
+  assert(why, 'allowHttp needs a reason');
+  page.allowed.push({ status, pathRe, why });
+}
+const httpAllowed = (page, status, pathname) => page.allowed.some(a => a.status === status && a.pathRe.test(pathname));
+
 async function newPage(viewport = { width: 1280, height: 800 }) {
   const ctx = await browser.newContext({ viewport, acceptDownloads: false });
   await ctx.addInitScript(() => {
@@ -137,12 +150,32 @@ async function newPage(viewport = { width: 1280, height: 800 }) {
   });
   const page = await ctx.newPage();
   page.errors = [];
-  page.on('pageerror', e => page.errors.push(String(e)));
   page.on('console', m => { if (/CSP violation|Content Security Policy/.test(m.text())) cspViolations.push(m.text()); });
-  // Failed fetches are part of the design (a 401 before login, 404/405 when
-  // probing for optional endpoints): only script errors count.
-  page.on('console', m => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) page.errors.push(m.text()); });
+  page.allowed = [];
+  pages.push(page);
+  page.on('pageerror', e => page.errors.push('script error: ' + String(e)));
+  page.on('response', r => {
+    if (r.status() < 400) return;
+    const u = new URL(r.url());
+    if (!httpAllowed(page, r.status(), u.pathname)) page.errors.push(`HTTP ${r.status()} for ${r.request().method()} ${u.pathname}${u.search}`);
+  });
+  page.on('console', m => {
+    if (m.type() !== 'error') return;
+    // Chromium logs each failed response as "Failed to load resource: the
+    // server responded with a status of N": judged like the response.
+    const st = /status of (\d+)/.exec(m.text());
+    const url = m.location()?.url;
+    if (st && url && httpAllowed(page, +st[1], new URL(url).pathname)) return;
+    page.errors.push(`console error: ${m.text()}${url ? ` (${url})` : ''}`);
+  });
   return page;
+}
+
+// The errors every page collected since the last call (and forgets them).
+function takePageErrors() {
+  const all = [];
+  for (const p of pages) { all.push(...p.errors); p.errors = []; }
+  return all;
 }
 
 async function shot(page, name) {
@@ -176,6 +209,7 @@ const SHARED = {};
 
 test('login page: wrong password is refused with a sentence', async () => {
   const page = await newPage();
+  allowHttp(page, 401, /^\/api\/v1\/sessions$/, 'the wrong password is refused');
   const resp = await page.goto(A.url + '/');
   const csp = resp.headers()['content-security-policy'] || '';
   assert(/script-src 'self'/.test(csp) && !/unsafe-inline/.test(csp), 'the console page has a strict Content-Security-Policy: ' + csp);
@@ -489,6 +523,7 @@ test('logout returns to the login page', async () => {
   await page.click('#logout');
   await page.waitForSelector('form.login');
   await page.waitForFunction(() => document.querySelector('form.login .error')?.textContent.includes('logged out'));
+  allowHttp(page, 401, /^\/api\/v1\/vms$/, 'the test asks for the VMs after logging out');
   const r = await page.evaluate(async () => (await fetch('/api/v1/vms')).status);
   assert(r === 401, 'the cookie is gone after logout: ' + r);
   await page.context().close();
@@ -498,6 +533,7 @@ test('an expired session returns to the login page', async () => {
   const B = await new Armadad(['--token-ttl-s', '5']).start();
   try {
     const page = await newPage();
+    allowHttp(page, 401, /^\/api\/v1\//, 'the session expires after 5 s on purpose: the polls after that are refused');
     await loginAs(page, B.url, B.admin.name, B.admin.password);
     // The console polls; the first answer after the 5 s are up is a 401.
     await page.waitForSelector('form.login', { timeout: 20000 });
@@ -569,6 +605,8 @@ async function main() {
       const s = Date.now();
       try {
         await t.fn();
+        const errs = takePageErrors();
+        assert(errs.length === 0, `the browser logged ${errs.length} error(s):\n        ` + errs.slice(0, 12).join('\n        '));
         passed++;
         console.log(`ok    ${t.name} (${Date.now() - s} ms)`);
       } catch (e) {
@@ -578,7 +616,9 @@ async function main() {
           continue;
         }
         failed++;
-        console.log(`FAIL  ${t.name} (${Date.now() - s} ms)\n      ${String(e.stack || e).split('\n').slice(0, 6).join('\n      ')}`);
+        const errs = takePageErrors();
+        console.log(`FAIL  ${t.name} (${Date.now() - s} ms)\n      ${String(e.stack || e).split('\n').slice(0, 14).join('\n      ')}` +
+          (errs.length ? '\n      and the browser logged:\n        ' + errs.slice(0, 12).join('\n        ') : ''));
         if (SHARED.admin && !SHARED.admin.isClosed()) await shot(SHARED.admin, 'failure-' + passed + failed).catch(() => {});
       }
     }

@@ -367,6 +367,39 @@ static void test_policy_edges(void **state) {
         assert_false(auth_policy_allows(&admin, ACT_READ, NULL));
 }
 
+/* auth_policy_allows_some: "is there any object of this kind the role may
+ * act on so?" A read-only user changes nothing anywhere; a self-service user
+ * creates, updates and sees no hosts or groups but operates its own VMs; a
+ * delegated administrator without a scope may do nothing. */
+static void test_policy_allows_some(void **state) {
+        (void) state;
+        static const int64_t scope[] = { 3 };
+        const AuthSubject admin = { .user_id = SUBJECT_ID, .role = ROLE_ADMIN };
+        const AuthSubject ro = { .user_id = SUBJECT_ID, .role = ROLE_READ_ONLY };
+        const AuthSubject ss = { .user_id = SUBJECT_ID, .role = ROLE_SELF_SERVICE };
+        const AuthSubject da = { .user_id = SUBJECT_ID, .role = ROLE_DELEGATED_ADMIN, .n_scopes = 1, .scopes = scope };
+        const AuthSubject da_none = { .user_id = SUBJECT_ID, .role = ROLE_DELEGATED_ADMIN };
+        for (int k = 0; k < OBJ__COUNT; k++)
+                for (int a = 0; a < ACT__COUNT; a++) {
+                        assert_true(auth_policy_allows_some(&admin, (AuthAction) a, (AuthObjectKind) k));
+                        assert_int_equal(auth_policy_allows_some(&ro, (AuthAction) a, (AuthObjectKind) k),
+                                         a == ACT_READ && k != OBJ_SYSTEM);
+                        assert_int_equal(auth_policy_allows_some(&da, (AuthAction) a, (AuthObjectKind) k), k != OBJ_SYSTEM);
+                        assert_false(auth_policy_allows_some(&da_none, (AuthAction) a, (AuthObjectKind) k) && k != OBJ_JOB);
+                }
+        assert_false(auth_policy_allows_some(&ss, ACT_CREATE, OBJ_VM));
+        assert_false(auth_policy_allows_some(&ss, ACT_UPDATE, OBJ_VM));
+        assert_true(auth_policy_allows_some(&ss, ACT_OPERATE, OBJ_VM));
+        assert_true(auth_policy_allows_some(&ss, ACT_DELETE, OBJ_VM));
+        assert_true(auth_policy_allows_some(&ss, ACT_READ, OBJ_VM));
+        assert_false(auth_policy_allows_some(&ss, ACT_READ, OBJ_HOST));
+        assert_false(auth_policy_allows_some(&ss, ACT_READ, OBJ_GROUP));
+        assert_false(auth_policy_allows_some(&ss, ACT_UPDATE, OBJ_HOST));
+        assert_false(auth_policy_allows_some(NULL, ACT_READ, OBJ_VM));
+        assert_false(auth_policy_allows_some(&admin, ACT__COUNT, OBJ_VM));
+        assert_false(auth_policy_allows_some(&admin, ACT_READ, OBJ__COUNT));
+}
+
 /* ---- rate limiter ---- */
 
 static void test_rate_block_and_expire(void **state) {
@@ -594,6 +627,7 @@ int main(void) {
                 cmocka_unit_test(test_roles),
                 cmocka_unit_test(test_policy_table),
                 cmocka_unit_test(test_policy_edges),
+                cmocka_unit_test(test_policy_allows_some),
                 cmocka_unit_test(test_rate_block_and_expire),
                 cmocka_unit_test(test_rate_spread_failures),
                 cmocka_unit_test(test_rate_success_clears),

@@ -1,32 +1,19 @@
 // What can be done to a VM or a host, and the right-click menu that offers it.
 import { h, clear } from './dom.js';
-import { post, del, exists } from './api.js';
+import { post, del } from './api.js';
 
-// Which actions fit which state; the server decides in the end.
+// Which actions fit which state, and the session feature each needs (what
+// the server says this user may do); the server decides in the end.
 export const VM_ACTIONS = [
-  { id: 'start', label: 'Start', when: s => ['stopped', 'crashed', 'missing'].includes(s) },
-  { id: 'stop', label: 'Shut down', when: s => s === 'running' },
-  { id: 'kill', label: 'Power off', when: s => ['running', 'paused', 'shutting-down'].includes(s) },
-  { id: 'pause', label: 'Pause', when: s => s === 'running' },
-  { id: 'resume', label: 'Resume', when: s => s === 'paused' },
-  { id: 'migrate', label: 'Migrate…', when: s => s === 'running', feature: 'migrate', admin: true },
-  { id: 'console', label: 'Console', when: s => s === 'running' },
-  { id: 'delete', label: 'Delete', when: s => !['creating', 'deleting'].includes(s), danger: true },
+  { id: 'start', label: 'Start', when: s => ['stopped', 'crashed', 'missing'].includes(s), feature: 'operate-vm' },
+  { id: 'stop', label: 'Shut down', when: s => s === 'running', feature: 'operate-vm' },
+  { id: 'kill', label: 'Power off', when: s => ['running', 'paused', 'shutting-down'].includes(s), feature: 'operate-vm' },
+  { id: 'pause', label: 'Pause', when: s => s === 'running', feature: 'operate-vm' },
+  { id: 'resume', label: 'Resume', when: s => s === 'paused', feature: 'operate-vm' },
+  { id: 'migrate', label: 'Migrate…', when: s => s === 'running', feature: 'migrate' },
+  { id: 'console', label: 'Console', when: s => s === 'running', feature: 'console' },
+  { id: 'delete', label: 'Delete', when: s => !['creating', 'deleting'].includes(s), danger: true, feature: 'operate-vm' },
 ];
-
-export async function detectFeatures(sampleVmId, sampleHostId) {
-  const f = {};
-  const [migrate, maint, ratings, metrics, templates, health] = await Promise.all([
-    exists(`/vms/${sampleVmId || 1}/migrate`),
-    exists(`/hosts/${sampleHostId || 1}/maintenance`),
-    exists('/placement/ratings'),
-    exists(`/metrics/vm/${sampleVmId || 1}`),
-    exists('/templates'),
-    exists('/health'),
-  ]);
-  Object.assign(f, { migrate, maintenance: maint, ratings, metrics, templates, health });
-  return f;
-}
 
 // Runs an action; returns the job (or null). Throws ApiError.
 export async function runVmAction(app, vm, id) {

@@ -2,8 +2,8 @@
 // tree, hosts and VMs with live thumbnails, actions, jobs and events) and the
 // self-service portal (the same page, showing only what the user owns).
 import { h, clear, mib, ago, stateBadge } from './dom.js';
-import { get, login, logout, setExpiredHandler, ApiError } from './api.js';
-import { VM_ACTIONS, detectFeatures, runVmAction, runHostAction, showMenu } from './actions.js';
+import { get, login, logout, setExpiredHandler, ApiError, apiFetch, hasSession, featureSet } from './api.js';
+import { VM_ACTIONS, runVmAction, runHostAction, showMenu } from './actions.js';
 import { openWizard } from './wizard.js';
 import { openConsole } from './console.js';
 import { renderChart } from './charts.js';
@@ -46,6 +46,7 @@ function showLogin(message) {
       try {
         const r = await login(name.value, pw.value);
         app.user = r.user;
+        app.features = featureSet(r.features);
         start();
       } catch (ex) {
         err.textContent = ex instanceof ApiError ? ex.message : 'Armada cannot be reached.';
@@ -71,9 +72,7 @@ setExpiredHandler(app.expired);
 /* ------------------------------------------------------------------ */
 /* the console page */
 
-async function start() {
-  const [vms, hosts] = await Promise.all([get('/vms').catch(() => ({ items: [] })), get('/hosts').catch(() => ({ items: [] }))]);
-  app.features = await detectFeatures(vms.items[0]?.id, hosts.items[0]?.id);
+function start() {
   window.removeEventListener('hashchange', route);
   window.addEventListener('hashchange', route);
   route();
@@ -141,12 +140,12 @@ function renderShell() {
 
   const top = h('header.topbar',
     h('div.brand', h('img', { src: '/favicon.svg', alt: '' }), h('span', 'Armada'), h('span.portal', admin ? 'Administrator Console' : 'Self-Service Portal')),
-    // Self-service users create VMs from granted templates (not in this
-    // server yet); read-only users create nothing.
-    ['administrator', 'delegated-administrator'].includes(app.user.role) ? h('button.primary#new-vm', { onclick: () => openWizard(app) }, '+ New VM') : null,
+    // Self-service users create VMs from granted templates (the portal);
+    // read-only users create nothing.
+    app.features['create-vm'] ? h('button.primary#new-vm', { onclick: () => openWizard(app) }, '+ New VM') : null,
     h('span.spacer'),
     h('span.whoami', h('strong', app.user.name), ' ', h('span.muted', `(${app.user.role})`)),
-    h('button.secondary#logout', { onclick: async () => { await logout(); showLogin('You have logged out.'); } }, 'Log out'));
+    h('button.secondary#logout', { onclick: async () => { stopTimers(); app.els = {}; await logout(); showLogin('You have logged out.'); } }, 'Log out'));
 
   app.portalTick = 0;
   const main = h('main.content',
@@ -188,9 +187,10 @@ async function refresh() {
   refreshing = true;
   try {
     const admin = isAdminish();
+    const seesHosts = !!app.features.hosts;
     const [groups, hosts, vms, jobs, events, health] = await Promise.all([
-      admin ? get('/host-groups') : { items: [] },
-      get('/hosts').catch(e => { if (e.status === 401) throw e; return { items: [] }; }),
+      seesHosts ? get('/host-groups') : { items: [] },
+      seesHosts ? get('/hosts') : { items: [] },
       get('/vms'),
       get('/jobs?limit=15'),
       get('/events?limit=30'),
@@ -201,7 +201,7 @@ async function refresh() {
     applyHealth(health);
     render();
     // The self-service grants change rarely: every fifth refresh is enough.
-    if (!admin && app.features.templates && (app.portalTick = (app.portalTick || 0) + 1) % 5 === 1) renderPortal(app, app.els.templates);
+    if (!admin && app.features['self-service'] && (app.portalTick = (app.portalTick || 0) + 1) % 5 === 1) renderPortal(app, app.els.templates);
   } catch (e) {
     if (!(e instanceof ApiError) || e.status !== 401) console.warn('refresh failed', e);
   } finally {
@@ -330,7 +330,7 @@ async function loadThumb(id, t) {
   if (t.busy) return;
   t.busy = true;
   try {
-    const r = await fetch(`/api/v1/vms/${id}/thumbnail`, { credentials: 'same-origin' });
+    const r = await apiFetch(`/vms/${id}/thumbnail`);
     if (r.status === 200) {
       const url = URL.createObjectURL(await r.blob());
       if (t.url) URL.revokeObjectURL(t.url);
@@ -391,7 +391,7 @@ function selectedHost() {
 /* actions */
 
 function vmActionsFor(vm) {
-  return VM_ACTIONS.filter(a => (!a.feature || app.features[a.feature]) && (!a.admin || isAdminish())).map(a => ({
+  return VM_ACTIONS.filter(a => !a.feature || app.features[a.feature]).map(a => ({
     id: a.id, label: a.label, danger: a.danger, disabled: !a.when(vm.state), onclick: () => doVm(vm, a.id),
   }));
 }
@@ -420,7 +420,8 @@ async function doHost(host, action) {
 }
 
 function hostActionsFor(x) {
-  const items = [{ id: 'refresh', label: 'Refresh', onclick: () => doHost(x, 'refresh') }];
+  const items = [];
+  if (app.features['operate-host']) items.push({ id: 'refresh', label: 'Refresh', onclick: () => doHost(x, 'refresh') });
   if (app.features.maintenance) {
     items.push({ id: 'maintenance', label: x.state === 'maintenance' ? 'Leave maintenance' : 'Start maintenance', onclick: () => doHost(x, 'maintenance') });
   }
@@ -545,9 +546,12 @@ app.pickHost = (title, vm) => new Promise(resolve => {
 /* ------------------------------------------------------------------ */
 
 (async function boot() {
+  // Without a session cookie there is nothing to ask (and no 401 to log).
+  if (!hasSession()) { showLogin(''); return; }
   try {
     const r = await get('/sessions/current', { quiet401: true });
     app.user = r.user;
+    app.features = featureSet(r.features);
     start();
   } catch (e) {
     showLogin('');

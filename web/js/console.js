@@ -2,6 +2,7 @@
 // the VM's VNC server (/api/v1/vms/{id}/console; the session cookie
 // authenticates it).
 import { h, clear } from './dom.js';
+import { apiFetch } from './api.js';
 
 export async function openConsole(app, root, vm) {
   const status = h('span.console-status', 'Connecting…');
@@ -12,12 +13,13 @@ export async function openConsole(app, root, vm) {
     h('button.secondary', { onclick: () => rfb?.sendCtrlAltDel() }, 'Ctrl+Alt+Del'));
   clear(root).append(h('div.console', bar, screen));
   let rfb = null;
-  // A plain GET first: 426 means "open the WebSocket"; anything else says,
-  // in a sentence, why the console cannot open (VM stopped, VNC out of reach).
+  // A plain GET with check=true first: 200 means "open the WebSocket";
+  // anything else says, in a sentence, why the console cannot open (VM
+  // stopped, VNC out of reach).
   try {
-    const pre = await fetch(`/api/v1/vms/${vm.id}/console`, { credentials: 'same-origin' });
+    const pre = await apiFetch(`/vms/${vm.id}/console?check=true`);
     if (pre.status === 401) { app.expired(); return () => {}; }
-    if (pre.status !== 426) {
+    if (pre.status !== 200) {
       const b = await pre.json().catch(() => null);
       status.textContent = b?.error?.message || `The console cannot open (${pre.status}).`;
       status.dataset.state = 'error';
@@ -42,7 +44,7 @@ export async function openConsole(app, root, vm) {
   // that this user may operate the VM) when the VNC server wants it.
   rfb.addEventListener('credentialsrequired', async () => {
     try {
-      const res = await fetch(`/api/v1/vms/${vm.id}/console-password`, { credentials: 'same-origin' });
+      const res = await apiFetch(`/vms/${vm.id}/console-password`);
       const b = await res.json();
       if (!res.ok) throw new Error(b?.error?.message || `status ${res.status}`);
       rfb.sendCredentials({ password: b.password });

@@ -19,6 +19,12 @@ function stars(n) {
 
 export function openWizard(app) {
   const s = { step: 0, name: '', cpus: 1, memory_mib: 512, disk_gib: 8, start: true, host: null, auto: false, ratings: null };
+  // Placement rates the hosts of the group selected in the tree (the root
+  // when that is "All Hosts"); a delegated administrator, who may not rate
+  // the root, gets the plain host list there.
+  const g = app.data.groups.find(x => x.id === app.groupId);
+  s.group = g && g.id !== 1 ? g.path : null;
+  const canRate = app.features.ratings && !!g;
   const body = h('div.wizard-body');
   const err = h('p.error', { role: 'alert' });
   const back = h('button.secondary', { type: 'button', onclick: () => { s.step--; render(); } }, 'Back');
@@ -37,8 +43,9 @@ export function openWizard(app) {
   }
 
   async function loadPlacement() {
-    const q = `cpus=${s.cpus}&memory_mib=${s.memory_mib}&disk_bytes=${s.disk_gib * 1073741824}`;
-    if (app.features.ratings) {
+    const q = `cpus=${s.cpus}&memory_mib=${s.memory_mib}&disk_bytes=${s.disk_gib * 1073741824}` +
+      (s.group ? `&group=${encodeURIComponent(s.group)}` : '');
+    if (canRate) {
       try {
         const r = await get(`/placement/ratings?${q}`);
         s.ratings = (r.items || r.ratings || []).map(x => ({
@@ -110,6 +117,7 @@ export function openWizard(app) {
       const req = { name: s.name, cpus: s.cpus, memory_mib: s.memory_mib, start: s.start };
       if (s.disk_gib > 0) req.disk_size = `${s.disk_gib}G`;
       if (!s.auto && s.host) req.host = s.host.name;
+      if (s.auto && s.group) req.group = s.group;
       next.disabled = true;
       try {
         const r = await post('/vms', req);
