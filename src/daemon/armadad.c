@@ -232,6 +232,12 @@ static int monitor_each_conn(void *source, MonitorConnFn fn, void *userdata) {
         return inventory_each_connection(source, fn, userdata);
 }
 
+/* A host's state changed: its alerts and webhooks at once, not at the next
+ * monitoring round. */
+static void host_state_hook(void *userdata, int64_t host_id) {
+        (void) monitor_host_state_changed(userdata, host_id);
+}
+
 int main(int argc, char **argv) {
         Config c = { 0 };
         set_str(&c.listen, "127.0.0.1:8080");
@@ -350,6 +356,7 @@ int main(int argc, char **argv) {
                                .assess_interval_ms = c.monitor_assess_interval_ms, .usage_window_ms = c.monitor_usage_window_ms,
                                .each_conn = monitor_each_conn, .conn_source = inv };
         (void) monitor_new(st, &mcfg, &mon);
+        inventory_on_host_state(inv, host_state_hook, mon);
         if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0) {
                 fprintf(stderr, "armadad: cannot start worker threads\n");
                 return 1;
@@ -373,6 +380,10 @@ int main(int argc, char **argv) {
          * modules below), then the modules, the connections, the database. */
         api_free(api);
         jobs_stop(jobs);
+        /* No thread may call the host-state hook into a freed monitor. */
+        ha_stop(ha);
+        inventory_stop(inv);
+        inventory_on_host_state(inv, NULL, NULL);
         monitor_free(mon);
         ha_free(ha);
         inventory_free(inv);
