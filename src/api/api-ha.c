@@ -203,11 +203,15 @@ static void h_vm_ha_set(Req *r) {
                 p = 0;
         if (!api_allowed(r, ACT_UPDATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
                 return deny(r, "change the high availability of", "VM", r->id[0], jstr(v, "name"));
-        int64_t cluster;
-        if (p > 0 && store_cluster_of_host(r->api->st, jint(v, "host_id"), &cluster, NULL) < 0)
-                return reply_error(r, 409, "conflict", NULL, "VM '%s' runs on host '%s', which is not a member of a cluster; only VMs on"
-                                   " a cluster can be highly available.", jstr(v, "name"), jstr(v, "host_name"));
-        int e = store_vm_ha_set(r->api->st, r->id[0], p);
+        char why[2560];
+        int e = p > 0 ? ha_vm_protectable(r->api->st, r->id[0], why, sizeof why) : 0;
+        if (e == -ENOENT)
+                return reply_error(r, 409, "conflict", NULL, "%s", why);
+        if (e == -EXDEV)
+                return reply_error(r, 422, "not_on_shared_storage", NULL, "%s", why);
+        if (e < 0)
+                return reply_store_error(r, e, "the VM's HA setting");
+        e = store_vm_ha_set(r->api->st, r->id[0], p);
         if (e < 0)
                 return reply_store_error(r, e, "the VM's HA setting");
         audit(r, "vm.ha", "vm", r->id[0], jstr(v, "name"), ha_priority_name(p), "ok");

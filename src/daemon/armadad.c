@@ -258,6 +258,12 @@ static void db_files_private(const char *db) {
         }
 }
 
+/* A host's state changed: its alerts and webhooks at once, not at the next
+ * monitoring round. */
+static void host_state_hook(void *userdata, int64_t host_id) {
+        (void) monitor_host_state_changed(userdata, host_id);
+}
+
 int main(int argc, char **argv) {
         /* Everything armadad creates (database, its -wal/-shm, certificates,
          * keys, the initial password, temporary files) is its own alone,
@@ -385,6 +391,7 @@ int main(int argc, char **argv) {
                                .audit_retention_ms = c.audit_retention_days * 24 * 3600 * 1000LL,
                                .each_conn = monitor_each_conn, .conn_source = inv };
         (void) monitor_new(st, &mcfg, &mon);
+        inventory_on_host_state(inv, host_state_hook, mon);
         if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0) {
                 fprintf(stderr, "armadad: cannot start worker threads\n");
                 return 1;
@@ -409,6 +416,10 @@ int main(int argc, char **argv) {
          * modules below), then the modules, the connections, the database. */
         api_free(api);
         jobs_stop(jobs);
+        /* No thread may call the host-state hook into a freed monitor. */
+        ha_stop(ha);
+        inventory_stop(inv);
+        inventory_on_host_state(inv, NULL, NULL);
         monitor_free(mon);
         ha_free(ha);
         inventory_free(inv);

@@ -34,6 +34,7 @@ typedef struct {
         char local_path[1024];    /* a disk that is not ("" when all are) */
         uint64_t bytes;           /* their size, for placement with storage */
         int64_t cluster_id;       /* the source host's cluster, 0 when none */
+        char shared[1024];        /* its shared storage ("" when none) */
 } DiskPlace;
 
 static void disk_place(Store *st, int64_t vm_id, int64_t host_id, DiskPlace *ret) {
@@ -41,6 +42,8 @@ static void disk_place(Store *st, int64_t vm_id, int64_t host_id, DiskPlace *ret
         _cleanup_free_ char *shared = NULL;
         if (store_cluster_of_host(st, host_id, &ret->cluster_id, &shared) < 0)
                 ret->cluster_id = 0;
+        else
+                snprintf(ret->shared, sizeof ret->shared, "%s", shared);
         StoreDisk *disks = NULL;
         int n = store_vm_disks(st, vm_id, &disks);
         for (int i = 0; i < n; i++) {
@@ -55,6 +58,34 @@ static void disk_place(Store *st, int64_t vm_id, int64_t host_id, DiskPlace *ret
                 }
         }
         free(disks);
+}
+
+int ha_vm_protectable(Store *st, int64_t vm_id, char *why, size_t why_size) {
+        StoreVm vm;
+        int r = store_vm_get(st, vm_id, &vm);
+        if (r < 0) {
+                snprintf(why, why_size, "There is no VM with id %lld.", (long long) vm_id);
+                return r;
+        }
+        StoreHost h = {0};
+        if (vm.host_id == 0 || store_host_get(st, vm.host_id, &h) < 0) {
+                snprintf(why, why_size, "VM '%s' is on no host; only VMs on a cluster can be highly available.", vm.name);
+                return -ENOENT;
+        }
+        DiskPlace dp;
+        disk_place(st, vm.id, vm.host_id, &dp);
+        if (!dp.cluster_id) {
+                snprintf(why, why_size, "VM '%s' runs on host '%s', which is not a member of a cluster; only VMs on a cluster"
+                         " can be highly available.", vm.name, h.name);
+                return -ENOENT;
+        }
+        if (!dp.all_shared) {
+                snprintf(why, why_size, "VM '%s' cannot be highly available: its disk '%s' is not on the cluster's shared storage"
+                         " '%s', so no other member could start it after host '%s' fails.", vm.name, dp.local_path, dp.shared,
+                         h.name);
+                return -EXDEV;
+        }
+        return 0;
 }
 
 /* The best cluster member for d (not its source), or -ENOSPC with the

@@ -428,6 +428,7 @@ static void failover(Ha *ha, const Watched *w, int64_t cluster_id, int64_t host_
                 return;
         _cleanup_free_ char *reason = xasprintf("stopped answering %lld ms ago", (long long) dead_for_ms);
         (void) store_host_set_state(ha->st, h.id, "failed", reason);
+        inventory_host_state_changed(ha->inv, h.id);
         ha_event(ha->st, "error", "host.failed", "host", h.id, h.name, 0,
                  "Host '%s' has not answered for %lld ms and is declared failed; fencing it.", h.name, (long long) dead_for_ms);
 
@@ -455,6 +456,7 @@ static void failover(Ha *ha, const Watched *w, int64_t cluster_id, int64_t host_
                 return;
         }
         (void) store_host_set_state(ha->st, h.id, "fenced", "powered off by its fence command after it failed");
+        inventory_host_state_changed(ha->inv, h.id);
         ha_event(ha->st, "warning", "host.fenced", "host", h.id, h.name, 0, "Host '%s' was fenced (its fence command reported success).",
                  h.name);
 

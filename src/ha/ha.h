@@ -50,6 +50,13 @@ int ha_start(Ha *ha);
 void ha_stop(Ha *ha);
 Ha *ha_free(Ha *ha);
 
+/* Whether VM vm_id may be made highly available: it runs on a cluster
+ * member and every disk of it is on that cluster's shared storage (where a
+ * restart on another member finds it). 0; -ENOENT (no such VM, or its host
+ * is in no cluster) or -EXDEV (a disk elsewhere: the sentence names it and
+ * the shared storage) with a sentence in why; or negative. */
+int ha_vm_protectable(Store *st, int64_t vm_id, char *why, size_t why_size);
+
 /* ---- pure parts (unit-tested) ---- */
 
 /* 1 high, 2 medium, 3 low, 0 off. "high|medium|low|off"; -EINVAL else. */

@@ -630,6 +630,33 @@ int hv_volume_create(HvConn *c, const char *pool_name, const char *vol_name, con
         return 0;
 }
 
+/* Refreshes every active pool of the host (a pool lists what it found at
+ * its last refresh: a file made since, by another host on shared storage,
+ * is not in it yet). *ret_dir_pooled: some pool's directory is the one path
+ * is in, so that pool would list the file if it were there. */
+static void pools_refresh(HvConn *c, const char *path, bool *ret_dir_pooled) {
+        *ret_dir_pooled = false;
+        _cleanup_free_ char *dir = xstrdup(path);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+                *(slash == dir ? slash + 1 : slash) = 0;
+        virStoragePoolPtr *pools = NULL;
+        int n = virConnectListAllStoragePools(c->conn, &pools, VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE);
+        for (int i = 0; i < n; i++) {
+                (void) virStoragePoolRefresh(pools[i], 0);
+                _cleanup_free_ char *ppath = NULL;
+                if (pool_path(pools[i], virStoragePoolGetName(pools[i]), &ppath) == 0) {
+                        size_t len = strlen(ppath);
+                        while (len > 1 && ppath[len - 1] == '/')
+                                ppath[--len] = 0;
+                        if (streq(ppath, dir))
+                                *ret_dir_pooled = true;
+                }
+                virStoragePoolFree(pools[i]);
+        }
+        free(pools);
+}
+
 int hv_volume_delete(HvConn *c, const char *path) {
         assert(c);
         if (!path || !path[0]) {
@@ -638,11 +665,22 @@ int hv_volume_delete(HvConn *c, const char *path) {
         }
         _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(c->conn, path);
         if (!vol) {
-                if (hv_virt_code() == VIR_ERR_NO_STORAGE_VOL) {
-                        hv_set_error("there is no volume at '%s' on '%s'", path, c->uri);
-                        return -ENOENT;
+                if (hv_virt_code() != VIR_ERR_NO_STORAGE_VOL)
+                        return hv_virt_fail("cannot look up the volume at '%s' on '%s'", path, c->uri);
+                bool dir_pooled;
+                pools_refresh(c, path, &dir_pooled);
+                vol = virStorageVolLookupByPath(c->conn, path);
+                if (!vol) {
+                        if (hv_virt_code() != VIR_ERR_NO_STORAGE_VOL)
+                                return hv_virt_fail("cannot look up the volume at '%s' on '%s'", path, c->uri);
+                        if (dir_pooled) {
+                                hv_set_error("there is no volume at '%s' on '%s'", path, c->uri);
+                                return -ENOENT;
+                        }
+                        /* The file may well be there; only no pool shows it. */
+                        hv_set_error("no storage pool on '%s' holds '%s'", c->uri, path);
+                        return -ENXIO;
                 }
-                return hv_virt_fail("cannot look up the volume at '%s' on '%s'", path, c->uri);
         }
         if (virStorageVolDelete(vol, 0) < 0)
                 return hv_virt_fail("cannot delete the volume at '%s' on '%s'", path, c->uri);

@@ -185,5 +185,9 @@ int hv_pool_ensure(HvConn *c, const char *name, const char *path, char **ret_pat
  * of that name exists, -ENOENT when the pool does not, or negative. */
 int hv_volume_create(HvConn *c, const char *pool, const char *vol_name, const char *format,
                      uint64_t capacity, char **ret_path);
-/* Deletes the volume at path. 0, -ENOENT (no such volume), or negative. */
+/* Deletes the volume at path through the storage pool that holds it; when
+ * no pool lists it, every active pool is refreshed and it is looked up
+ * again. 0; -ENOENT when a pool over the file's directory does not list it
+ * (it is not there); -ENXIO when no pool of the host holds it at all (the
+ * file may still be there: nothing was deleted); or negative. */
 int hv_volume_delete(HvConn *c, const char *path);

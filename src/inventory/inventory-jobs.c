@@ -353,23 +353,37 @@ static int job_vm_delete(JobCtx *ctx, void *userdata) {
         job_progress(ctx, 50, "removed the domain from host '%s'", v.host.name);
         StoreDisk *disks = NULL;
         int n = store_vm_disks(ctx->st, vm.id, &disks);
-        json_t *kept = json_array(), *removed = json_array();
+        json_t *kept = json_array(), *removed = json_array(), *left = json_array();
+        StrBuf left_msg = {0};
         for (int i = 0; i < n; i++) {
                 if (keep || !disks[i].owned) {
                         json_array_append_new(kept, json_string(disks[i].path));
                         continue;
                 }
+                /* Removed only when it is gone: a disk no pool of this host
+                 * lists (shared storage another host made) is left in place
+                 * and said so, never claimed removed. */
                 r = hv_volume_delete(v.link->conn, disks[i].path);
-                if (r < 0 && r != -ENOENT)
-                        log_warn("VM '%s': cannot delete disk '%s': %s", vm.name, disks[i].path, hv_last_error());
-                else
+                if (r == 0 || r == -ENOENT) {
                         json_array_append_new(removed, json_string(disks[i].path));
+                        continue;
+                }
+                _cleanup_free_ char *why = r == -ENXIO ? xasprintf("no storage pool on host '%s' holds it", v.host.name)
+                                                       : xasprintf("it could not be deleted (%s)", hv_last_error());
+                _cleanup_free_ char *line = xasprintf("disk '%s' was left in place: %s", disks[i].path, why);
+                log_warn("VM '%s': %s", vm.name, line);
+                json_array_append_new(left, json_pack("{s:s, s:s}", "path", disks[i].path, "reason", line));
+                strbuf_append(&left_msg, "; ");
+                strbuf_append(&left_msg, line);
         }
         free(disks);
         (void) store_vm_delete(ctx->st, vm.id);
-        vm_event(ctx->st, &vm, "info", "vm.deleted", "VM '%s' was deleted from host '%s'%s.", vm.name, v.host.name,
-                 keep ? "; its disks were kept" : "");
-        ctx->result = json_pack("{s:o, s:o}", "disks_removed", removed, "disks_kept", kept);
+        vm_event(ctx->st, &vm, json_array_size(left) ? "warning" : "info", "vm.deleted", "VM '%s' was deleted from host '%s'%s%s.",
+                 vm.name, v.host.name, keep ? "; its disks were kept" : "", left_msg.s ? left_msg.s : "");
+        if (json_array_size(left))
+                job_progress(ctx, 100, "VM '%s' was deleted%s", vm.name, left_msg.s);
+        strbuf_free(&left_msg);
+        ctx->result = json_pack("{s:o, s:o, s:o}", "disks_removed", removed, "disks_kept", kept, "disks_left", left);
         vmjob_done(inv, &v);
         return 0;
 }

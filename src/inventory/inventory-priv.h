@@ -38,6 +38,8 @@ struct Inventory {
         size_t q_len, q_pos;
         int64_t inflight[INVENTORY_REFRESHERS];
         bool stuck;                 /* a refresher did not end at shutdown: never free */
+        InventoryHostStateFn on_host_state;  /* set before start, read-only after */
+        void *on_host_state_data;
 };
 
 /* A live link to host h, connecting when needed; the caller releases it.

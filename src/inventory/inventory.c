@@ -329,6 +329,16 @@ static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
         free(doms);
 }
 
+void inventory_on_host_state(Inventory *inv, InventoryHostStateFn fn, void *userdata) {
+        inv->on_host_state = fn;
+        inv->on_host_state_data = userdata;
+}
+
+void inventory_host_state_changed(Inventory *inv, int64_t host_id) {
+        if (inv && inv->on_host_state)
+                inv->on_host_state(inv->on_host_state_data, host_id);
+}
+
 static void host_unreachable(Inventory *inv, const StoreHost *h, const char *why) {
         _cleanup_free_ char *reason = xasprintf("%s", why);
         /* ha owns the state of a failed or fenced cluster member. */
@@ -340,6 +350,7 @@ static void host_unreachable(Inventory *inv, const StoreHost *h, const char *why
                 (void) store_exec(inv->st, "UPDATE vm SET state = 'unknown', updated_at = ? WHERE host_id = ?"
                                            " AND state NOT IN ('creating', 'deleting', 'missing')", "ii", now_ms(), h->id);
                 log_warn("host '%s' is unreachable: %s", h->name, why);
+                inventory_host_state_changed(inv, h->id);
         }
 }
 
@@ -380,6 +391,7 @@ int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t
                                     streq(info.default_domain_type, "kvm") ? "KVM" : streq(info.default_domain_type, "qemu") ? "QEMU TCG (no KVM)" : info.default_domain_type)
                         : xasprintf("Host '%s' is reachable again.", h.name);
                 (void) store_event_add(inv->st, "info", "host.ok", "host", h.id, h.name, 0, msg);
+                inventory_host_state_changed(inv, h.id);
         }
         snprintf(h.domain_type, sizeof h.domain_type, "%s", info.default_domain_type);
         reconcile(inv, l, &h);

@@ -50,5 +50,17 @@ const char *inventory_domain_type(const StoreHost *h, const char *requested);
  * VM. listen gets "127.0.0.1" or "0.0.0.0"; password 8 characters or "". */
 void inventory_vnc_for_host(const StoreHost *h, char listen[16], char password[9]);
 
+/* Called after a host's state changed (unreachable, answering again,
+ * failed, fenced) in the thread that changed it, with no lock held and no
+ * transaction open, so that what follows from the state (alerts, webhooks)
+ * need not wait for the next monitoring round. */
+typedef void (*InventoryHostStateFn)(void *userdata, int64_t host_id);
+/* Sets that function (the daemon points it at the monitor); before
+ * inventory_start(). fn NULL removes it. */
+void inventory_on_host_state(Inventory *inv, InventoryHostStateFn fn, void *userdata);
+/* Calls the function set above for host_id, if any (ha calls it after it
+ * declared a member failed or fenced it). */
+void inventory_host_state_changed(Inventory *inv, int64_t host_id);
+
 /* Forgets a removed host's connection. */
 void inventory_forget_host(Inventory *inv, int64_t host_id);

@@ -296,7 +296,31 @@ static bool group_within(const GroupTree *g, int64_t group, int64_t scope) {
         return false;
 }
 
-static void notify(Monitor *m, const char *event, int64_t alert_id, int64_t now) {
+/* Queues the webhook deliveries of an alert's change; *queued becomes true
+ * when there were any (the caller wakes the webhook thread after its
+ * transaction commits, so that the thread finds them). */
+static void group_tree_load(Store *st, GroupTree *g) {
+        _cleanup_json_ json_t *groups = store_mon_groups_json(st);
+        g->n = (int) json_array_size(groups);
+        g->ids = xcalloc((size_t) g->n + 1, sizeof(int64_t));
+        g->parents = xcalloc((size_t) g->n + 1, sizeof(int64_t));
+        for (int i = 0; i < g->n; i++) {
+                json_t *gr = json_array_get(groups, (size_t) i);
+                g->ids[i] = json_integer_value(json_object_get(gr, "id"));
+                g->parents[i] = json_integer_value(json_object_get(gr, "parent_id"));
+        }
+}
+
+/* Whether rule r applies to an object of group_id with id. */
+static bool rule_covers(const StoreAlertRule *r, const GroupTree *g, int64_t id, int64_t group_id) {
+        if (streq(r->scope, "object") && r->scope_id != id)
+                return false;
+        if (streq(r->scope, "group") && !group_within(g, group_id, r->scope_id))
+                return false;
+        return true;
+}
+
+static void notify(Monitor *m, const char *event, int64_t alert_id, int64_t now, bool *queued) {
         _cleanup_json_ json_t *a = store_alert_get_json(m->st, alert_id);
         if (!a)
                 return;
@@ -305,7 +329,7 @@ static void notify(Monitor *m, const char *event, int64_t alert_id, int64_t now)
         _cleanup_json_ json_t *payload = json_pack("{s:s, s:s, s:s, s:O}", "event", event, "source", "armadad", "at", ts, "alert", a);
         _cleanup_free_ char *text = json_dumps(payload, JSON_COMPACT);
         if (text && store_webhook_enqueue(m->st, text, now) > 0)
-                m->round_queued_hooks = true;
+                *queued = true;
 }
 
 typedef struct {
@@ -318,9 +342,11 @@ typedef struct {
         const double *v;         /* this round's sample, NULL when none */
 } RuleObject;
 
+/* One rule for one object. prev/n_prev: what was pending after the last
+ * round; the conditions still pending are appended to *pend. */
 static void eval_rule_object(Monitor *m, const StoreAlertRule *r, MonCmp cmp, const RuleObject *ob,
-                             const StoreOpenAlert *open, size_t n_open, MonPending **pend, size_t *n_pend,
-                             size_t *pend_cap, int64_t now) {
+                             const StoreOpenAlert *open, size_t n_open, const MonPending *prev, size_t n_prev,
+                             MonPending **pend, size_t *n_pend, size_t *pend_cap, int64_t now, bool *queued) {
         int cond;
         double value = NAN;
         char shown[64];
@@ -338,7 +364,7 @@ static void eval_rule_object(Monitor *m, const StoreAlertRule *r, MonCmp cmp, co
                 snprintf(shown, sizeof shown, "%.1f", value);
         }
         MonPending key = { .rule_id = r->id, .kind = ob->kind, .object_id = ob->id };
-        MonPending *old = m->pending ? bsearch(&key, m->pending, m->n_pending, sizeof key, cmp_pending) : NULL;
+        const MonPending *old = n_prev ? bsearch(&key, prev, n_prev, sizeof key, cmp_pending) : NULL;
         int64_t since = old ? old->since : 0;
         StoreOpenAlert okey = { .rule_id = r->id, .object_id = ob->id };
         snprintf(okey.object_kind, sizeof okey.object_kind, "%s", ob->kind_word);
@@ -367,7 +393,7 @@ static void eval_rule_object(Monitor *m, const StoreAlertRule *r, MonCmp cmp, co
                         _cleanup_free_ char *ev = xasprintf("Alert %lld opened (%s): %s", (long long) id, r->severity, msg);
                         (void) store_event_add(m->st, streq(r->severity, "critical") ? "error" : "warning", "alert.opened",
                                                ob->kind_word, ob->id, ob->name, 0, ev);
-                        notify(m, "alert.opened", id, now);
+                        notify(m, "alert.opened", id, now, queued);
                 }
         } else if (act == MON_RULE_UPDATE && !streq(r->metric, "state")) {
                 (void) store_alert_touch(m->st, oa->id, value, NULL, now);
@@ -376,7 +402,7 @@ static void eval_rule_object(Monitor *m, const StoreAlertRule *r, MonCmp cmp, co
                 if (store_alert_resolve(m->st, oa->id, NULL, now) == 0) {
                         _cleanup_free_ char *ev = xasprintf("Alert %lld resolved: %s", (long long) oa->id, msg);
                         (void) store_event_add(m->st, "info", "alert.resolved", ob->kind_word, ob->id, ob->name, 0, ev);
-                        notify(m, "alert.resolved", oa->id, now);
+                        notify(m, "alert.resolved", oa->id, now, queued);
                 }
         }
 }
@@ -392,16 +418,8 @@ static void evaluate_rules(Monitor *m, const StoreMonHost *hosts, int nh, const 
         if (no < 0) no = 0;
         if (no > 0)
                 qsort(open, (size_t) no, sizeof *open, cmp_open);
-        GroupTree g = {0};
-        _cleanup_json_ json_t *groups = store_mon_groups_json(m->st);
-        g.n = (int) json_array_size(groups);
-        g.ids = xcalloc((size_t) g.n + 1, sizeof(int64_t));
-        g.parents = xcalloc((size_t) g.n + 1, sizeof(int64_t));
-        for (int i = 0; i < g.n; i++) {
-                json_t *gr = json_array_get(groups, (size_t) i);
-                g.ids[i] = json_integer_value(json_object_get(gr, "id"));
-                g.parents[i] = json_integer_value(json_object_get(gr, "parent_id"));
-        }
+        GroupTree g;
+        group_tree_load(m->st, &g);
         MonPending *pend = NULL;
         size_t n_pend = 0, pend_cap = 0;
         bool *still = xcalloc((size_t) no + 1, sizeof(bool));
@@ -424,12 +442,11 @@ static void evaluate_rules(Monitor *m, const StoreMonHost *hosts, int nh, const 
                                 ob = (RuleObject) { "host", STORE_PERF_HOST, h->id, h->name, h->state, h->group_id,
                                                     host_sample[k] >= 0 ? samples[host_sample[k]].v : NULL };
                         }
-                        if (streq(r->scope, "object") && r->scope_id != ob.id)
-                                continue;
-                        if (streq(r->scope, "group") && !group_within(&g, ob.group_id, r->scope_id))
+                        if (!rule_covers(r, &g, ob.id, ob.group_id))
                                 continue;
                         /* A host in maintenance is expected to be away. */
-                        eval_rule_object(m, r, cmp, &ob, open, (size_t) no, &pend, &n_pend, &pend_cap, now);
+                        eval_rule_object(m, r, cmp, &ob, open, (size_t) no, m->pending, m->n_pending, &pend, &n_pend,
+                                         &pend_cap, now, &m->round_queued_hooks);
                         StoreOpenAlert okey = { .rule_id = r->id, .object_id = ob.id };
                         snprintf(okey.object_kind, sizeof okey.object_kind, "%s", ob.kind_word);
                         StoreOpenAlert *oa = no ? bsearch(&okey, open, (size_t) no, sizeof okey, cmp_open) : NULL;
@@ -442,7 +459,7 @@ static void evaluate_rules(Monitor *m, const StoreMonHost *hosts, int nh, const 
                 if (!still[i] && store_alert_resolve(m->st, open[i].id, NULL, now) == 0) {
                         (void) store_event_add(m->st, "info", "alert.resolved", open[i].object_kind, open[i].object_id, NULL, 0,
                                                "An alert was resolved: its rule is disabled or its object no longer exists.");
-                        notify(m, "alert.resolved", open[i].id, now);
+                        notify(m, "alert.resolved", open[i].id, now, &m->round_queued_hooks);
                 }
         if (n_pend > 0)
                 qsort(pend, n_pend, sizeof *pend, cmp_pending);
@@ -454,6 +471,21 @@ static void evaluate_rules(Monitor *m, const StoreMonHost *hosts, int nh, const 
         free(g.parents);
         free(open);
         free(rules);
+}
+
+/* The hosts' states as they are now, inside the round's transaction: the
+ * round read them before it sampled, and monitor_host_state_changed() may
+ * have acted on a newer one meanwhile; evaluating the old one would
+ * resolve its alert and open it again a round later. */
+static void refresh_states(Monitor *m, StoreMonHost *hosts, int nh) {
+        StoreMonHost *fresh = NULL;
+        int nf = store_mon_hosts(m->st, &fresh);
+        for (int i = 0; i < nf; i++) {
+                StoreMonHost *h = nh > 0 ? bsearch(&fresh[i].id, hosts, (size_t) nh, sizeof *hosts, cmp_host_id) : NULL;
+                if (h)
+                        memcpy(h->state, fresh[i].state, sizeof h->state);
+        }
+        free(fresh);
 }
 
 /* Records an event for every host and group whose health changed. */
@@ -499,6 +531,57 @@ static void health_events(Monitor *m) {
 }
 
 /* ------------------------------------------------------------------ */
+
+int monitor_host_state_changed(Monitor *m, int64_t host_id) {
+        if (!m)
+                return 0;
+        int64_t now = now_ms();
+        /* BEGIN IMMEDIATE first: a round evaluates inside its own write
+         * transaction, so the two never interleave, and each reads the
+         * states as they are when it evaluates. */
+        int r = store_begin(m->st);
+        if (r < 0)
+                return r;
+        StoreMonHost *hosts = NULL;
+        StoreAlertRule *rules = NULL;
+        StoreOpenAlert *open = NULL;
+        GroupTree g = {0};
+        bool queued = false;
+        int nh = store_mon_hosts(m->st, &hosts);
+        int nr = nh < 0 ? -1 : store_alert_rules(m->st, &rules);
+        int no = nr < 0 ? -1 : store_alerts_open(m->st, &open);
+        const StoreMonHost *h = nh > 0 ? bsearch(&host_id, hosts, (size_t) nh, sizeof *hosts, cmp_host_id) : NULL;
+        if (no < 0)
+                r = -EIO;
+        else if (h) {
+                if (no > 0)
+                        qsort(open, (size_t) no, sizeof *open, cmp_open);
+                group_tree_load(m->st, &g);
+                RuleObject ob = { "host", STORE_PERF_HOST, h->id, h->name, h->state, h->group_id, NULL };
+                for (int i = 0; i < nr; i++) {
+                        const StoreAlertRule *rule = &rules[i];
+                        MonCmp cmp;
+                        /* A rule with a duration needs the round's memory of
+                         * since when its condition holds: it waits for the round. */
+                        if (!rule->enabled || !streq(rule->object_kind, "host") || !streq(rule->metric, "state") ||
+                            rule->duration_s > 0 || mon_cmp_parse(rule->comparison, &cmp) < 0 || !rule_covers(rule, &g, h->id, h->group_id))
+                                continue;
+                        MonPending *pend = NULL;
+                        size_t n_pend = 0, pend_cap = 0;
+                        eval_rule_object(m, rule, cmp, &ob, open, (size_t) no, NULL, 0, &pend, &n_pend, &pend_cap, now, &queued);
+                        free(pend);
+                }
+        }
+        r = store_end(m->st, r);
+        if (r >= 0 && queued)
+                monitor_hooks_kick(m);
+        free(g.ids);
+        free(g.parents);
+        free(open);
+        free(rules);
+        free(hosts);
+        return r;
+}
 
 static double thread_cpu_seconds(void) {
         struct timespec ts;
@@ -659,6 +742,7 @@ int monitor_round(Monitor *m, int64_t now) {
         for (size_t i = 0; r >= 0 && i < n_pools; i++)
                 r = store_place_pool_set(m->st, pools[i].host_id, pools[i].cap, pools[i].avail);
         if (r >= 0) {
+                refresh_states(m, hosts, nh);
                 evaluate_rules(m, hosts, nh, vms, nv, samples, host_sample, vm_sample, now);
                 if (now - m->last_gc > 60000) {
                         (void) store_perf_latest_gc(m->st);

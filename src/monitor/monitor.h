@@ -71,6 +71,13 @@ Monitor *monitor_free(Monitor *m);
  * collector does this every interval; tests and the benchmark call it).
  * Returns the number of objects sampled, or negative. */
 int monitor_round(Monitor *m, int64_t now);
+/* Evaluates the state rules without a duration (host-unreachable,
+ * host-failed, host-fenced and the like) for one host now, in the calling
+ * thread, instead of at the next round: alerts open or resolve with their
+ * events, and their webhooks are queued and the delivery thread woken.
+ * For the inventory's host-state hook (inventory_on_host_state()). Accepts
+ * m NULL. 0 or negative. */
+int monitor_host_state_changed(Monitor *m, int64_t host_id);
 /* Runs one assessment scrape of every registered server now. */
 int monitor_assess_round(Monitor *m, int64_t now);
 

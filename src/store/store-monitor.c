@@ -105,6 +105,34 @@ const StoreMigration store_migrations_monitor[] = {
         "  at INTEGER NOT NULL,"
         "  cpu_pct REAL, memory_used_mib REAL, disk_iops REAL, disk_bps REAL, net_mbit REAL,"
         "  PRIMARY KEY(server_id, at)) WITHOUT ROWID;" },
+        /* A removed host's or VM's history goes with it, whichever path
+         * removes it (a forced host removal takes its VMs along), so that
+         * nothing of it is ever shown for another object; ids are not
+         * reused either (core-ids-autoincrement). History left by objects
+         * removed before goes now. */
+        { "monitor-history-follows-objects",
+        "DELETE FROM perf_raw WHERE (kind = 0 AND object_id NOT IN (SELECT id FROM host)) OR (kind = 1 AND object_id NOT IN (SELECT id FROM vm));"
+        "DELETE FROM perf_5m WHERE (kind = 0 AND object_id NOT IN (SELECT id FROM host)) OR (kind = 1 AND object_id NOT IN (SELECT id FROM vm));"
+        "DELETE FROM perf_1h WHERE (kind = 0 AND object_id NOT IN (SELECT id FROM host)) OR (kind = 1 AND object_id NOT IN (SELECT id FROM vm));"
+        "DELETE FROM perf_latest WHERE (kind = 0 AND object_id NOT IN (SELECT id FROM host)) OR (kind = 1 AND object_id NOT IN (SELECT id FROM vm));"
+        "CREATE TRIGGER host_history_gone AFTER DELETE ON host BEGIN"
+        "  DELETE FROM perf_raw WHERE kind = 0 AND object_id = OLD.id;"
+        "  DELETE FROM perf_5m WHERE kind = 0 AND object_id = OLD.id;"
+        "  DELETE FROM perf_1h WHERE kind = 0 AND object_id = OLD.id;"
+        "  DELETE FROM perf_latest WHERE kind = 0 AND object_id = OLD.id;"
+        " END;"
+        "CREATE TRIGGER vm_history_gone AFTER DELETE ON vm BEGIN"
+        "  DELETE FROM perf_raw WHERE kind = 1 AND object_id = OLD.id;"
+        "  DELETE FROM perf_5m WHERE kind = 1 AND object_id = OLD.id;"
+        "  DELETE FROM perf_1h WHERE kind = 1 AND object_id = OLD.id;"
+        "  DELETE FROM perf_latest WHERE kind = 1 AND object_id = OLD.id;"
+        " END;" },
+        /* A host that fails or is fenced is as much an emergency as one
+         * that does not answer. */
+        { "monitor-host-down-rules",
+        "INSERT OR IGNORE INTO alert_rule(name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, builtin, description, created_at) VALUES"
+        " ('host-failed', 'host', 'state', '==', NULL, 'failed', 0, 'critical', 1, 'A cluster member stopped answering and was declared failed.', CAST(strftime('%s','now') AS INTEGER) * 1000),"
+        " ('host-fenced', 'host', 'state', '==', NULL, 'fenced', 0, 'critical', 1, 'A failed cluster member was powered off by its fence command.', CAST(strftime('%s','now') AS INTEGER) * 1000);" },
         { NULL, NULL },
 };
 

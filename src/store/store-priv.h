@@ -19,3 +19,11 @@ int store_query_row(Store *st, StoreRowFn fn, void *out, const char *sql, const 
 int store_query_rows(Store *st, StoreRowFn fn, size_t elem, void **ret, const char *sql, const char *types, ...);
 /* A text column into a fixed buffer ("" for NULL), truncated to size. */
 void store_copy_text(char *dst, size_t size, sqlite3_stmt *stmt, int col);
+
+/* Rebuilds table so that its "id INTEGER PRIMARY KEY" column becomes
+ * AUTOINCREMENT (ids of removed rows are never handed out again), keeping
+ * its rows, indexes and triggers, and starts its sequence after the largest
+ * id still in use or named by a job, event or audit entry whose target or
+ * object kind is kind. For a StoreMigration's run step (one transaction,
+ * foreign keys off). 0 (also when it is AUTOINCREMENT already) or negative. */
+int store_table_autoincrement(Store *st, const char *table, const char *kind);

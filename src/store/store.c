@@ -3,6 +3,7 @@
 #include "store.h"
 #include "store-priv.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -14,6 +15,8 @@ struct Store {
         sqlite3 **all;          /* every connection opened, for store_free() */
         size_t n_all;
 };
+
+static int ids_autoincrement(Store *st);
 
 /* The foundation's schema. Each capability keeps its own list of named
  * migrations (store-<capability>.c); every name is applied once, in list
@@ -134,6 +137,11 @@ static const StoreMigration MIGRATIONS_CORE[] = {
         "  object_name TEXT,"
         "  detail TEXT,"
         "  result TEXT NOT NULL);" },
+        /* Ids are never handed out twice: a removed host's id must not name
+         * the next host (its history, alert rules scoped to it, jobs and
+         * events about it), nor a removed user's id the next user (jobs and
+         * events keep owner ids without a foreign key). */
+        { "core-ids-autoincrement", NULL, ids_autoincrement },
         { NULL, NULL },
 };
 
@@ -176,6 +184,127 @@ sqlite3 *store_db(Store *st) {
         return db;
 }
 
+/* ------------------------------------------------------------------ */
+/* table rebuilds */
+
+/* Where the column definition "id INTEGER PRIMARY KEY" starts in a CREATE
+ * TABLE statement (a whole word, not "xid ..."), or NULL. */
+static const char *find_id_pk(const char *sql) {
+        static const char pk[] = "id INTEGER PRIMARY KEY";
+        for (const char *p = strstr(sql, pk); p; p = strstr(p + 1, pk)) {
+                char before = p > sql ? p[-1] : ' ';
+                char after = p[sizeof pk - 1];
+                if ((before == '(' || before == ',' || before == ' ' || before == '\n' || before == '\t') &&
+                    (after == ',' || after == ')' || after == ' ' || after == '\n' || after == '\t'))
+                        return p;
+        }
+        return NULL;
+}
+
+static void row_text(sqlite3_stmt *stmt, void *out) {
+        const unsigned char *t = sqlite3_column_text(stmt, 0);
+        *(char **) out = t ? xstrdup((const char *) t) : NULL;
+}
+
+int store_table_autoincrement(Store *st, const char *table, const char *kind) {
+        assert(st && table && kind);
+        _cleanup_free_ char *sql = NULL;
+        int r = store_query_row(st, row_text, &sql, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", "s", table);
+        if (r < 0)
+                return r;
+        if (!sql)
+                return -EIO;
+        if (strstr(sql, "AUTOINCREMENT"))
+                return 0;
+        const char *pk = find_id_pk(sql), *paren = strchr(sql, '(');
+        if (!pk || !paren || paren > pk) {
+                log_error("cannot rebuild table '%s': it has no 'id INTEGER PRIMARY KEY' column", table);
+                return -EINVAL;
+        }
+        /* The indexes and triggers go with the old table: keep their text
+         * (automatic indexes of UNIQUE constraints have none and come back
+         * by themselves). */
+        char **extra = NULL;
+        int n_extra = store_query_rows(st, row_text, sizeof(char *), (void **) &extra,
+                                       "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger')"
+                                       " AND sql IS NOT NULL ORDER BY type, name", "s", table);
+        if (n_extra < 0)
+                return n_extra;
+        size_t pk_end = (size_t) (pk - sql) + strlen("id INTEGER PRIMARY KEY");
+        _cleanup_free_ char *tmp = xasprintf("%s_rebuild", table);
+        _cleanup_free_ char *create = xasprintf("CREATE TABLE \"%s\" %.*s AUTOINCREMENT%s", tmp, (int) (pk_end - (size_t) (paren - sql)),
+                                                paren, sql + pk_end);
+        _cleanup_free_ char *copy = xasprintf("INSERT INTO \"%s\" SELECT * FROM \"%s\"", tmp, table);
+        _cleanup_free_ char *drop = xasprintf("DROP TABLE \"%s\"", table);
+        _cleanup_free_ char *rename = xasprintf("ALTER TABLE \"%s\" RENAME TO \"%s\"", tmp, table);
+        /* The legacy rename touches nothing but the table itself: the other
+         * tables' REFERENCES already name it. */
+        r = store_exec(st, "PRAGMA legacy_alter_table = ON", "");
+        if (r >= 0) r = store_exec(st, create, "");
+        if (r >= 0) r = store_exec(st, copy, "");
+        if (r >= 0) r = store_exec(st, drop, "");
+        if (r >= 0) r = store_exec(st, rename, "");
+        (void) store_exec(st, "PRAGMA legacy_alter_table = OFF", "");
+        for (int i = 0; i < n_extra; i++) {
+                if (r >= 0)
+                        r = store_exec(st, extra[i], "");
+                free(extra[i]);
+        }
+        free(extra);
+        if (r < 0)
+                return r;
+        /* The next id comes after every id still named anywhere: rows, and
+         * the jobs, events and audit entries about removed ones. */
+        _cleanup_free_ char *seed = xasprintf("SELECT max(coalesce((SELECT max(id) FROM \"%s\"), 0),"
+                                              " coalesce((SELECT max(target_id) FROM job WHERE target_kind = ?1), 0),"
+                                              " coalesce((SELECT max(object_id) FROM event WHERE object_kind = ?1), 0),"
+                                              " coalesce((SELECT max(object_id) FROM audit WHERE object_kind = ?1), 0))", table);
+        int64_t next = 0;
+        r = store_query_i64(st, &next, seed, "s", kind);
+        if (r >= 0)
+                r = store_exec(st, "DELETE FROM sqlite_sequence WHERE name = ?", "s", table);
+        if (r >= 0)
+                r = store_exec(st, "INSERT INTO sqlite_sequence(name, seq) VALUES (?, ?)", "si", table, next);
+        return r;
+}
+
+static int ids_autoincrement(Store *st) {
+        static const char *const tables[][2] = { { "host", "host" }, { "vm", "vm" }, { "user", "user" }, { "host_group", "group" } };
+        for (size_t i = 0; i < ELEMENTSOF(tables); i++) {
+                int r = store_table_autoincrement(st, tables[i][0], tables[i][1]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Runs a migration written in C: foreign keys cannot be switched off inside
+ * a transaction, so around it; the check afterwards proves the rebuild kept
+ * every reference. */
+static int migrate_run(Store *st, const StoreMigration *m) {
+        sqlite3 *db = store_db(st);
+        if (sqlite3_exec(db, "PRAGMA foreign_keys = OFF", NULL, NULL, NULL) != SQLITE_OK)
+                return -EIO;
+        int r = store_begin(st);
+        if (r >= 0) {
+                r = m->run(st);
+                int64_t bad = 0;
+                if (r >= 0)
+                        r = store_query_i64(st, &bad, "SELECT count(*) FROM pragma_foreign_key_check", "");
+                if (r >= 0 && bad > 0) {
+                        log_error("database migration '%s' left %lld broken references", m->name, (long long) bad);
+                        r = -EIO;
+                }
+                if (r >= 0)
+                        r = store_exec(st, "INSERT INTO schema_migration(name, applied_at) VALUES (?, ?)", "si", m->name, now_ms());
+                r = store_end(st, r);
+        }
+        (void) sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+        if (r < 0)
+                log_error("database migration '%s' failed", m->name);
+        return r;
+}
+
 static int migrate(Store *st) {
         sqlite3 *db = store_db(st);
         if (sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS schema_migration (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
@@ -189,6 +318,13 @@ static int migrate(Store *st) {
                                 return -EIO;
                         if (n > 0)
                                 continue;
+                        if (m->run) {
+                                if (migrate_run(st, m) < 0)
+                                        return -EIO;
+                                applied++;
+                                log_info("database migration '%s' applied", m->name);
+                                continue;
+                        }
                         char *err = NULL;
                         _cleanup_free_ char *sql = xasprintf("BEGIN IMMEDIATE; %s; COMMIT;", m->sql);
                         if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {

@@ -17,10 +17,14 @@
 
 typedef struct Store Store;
 
-/* A named schema migration (see store.c). Lists end with { NULL, NULL }. */
+/* A named schema migration (see store.c). Lists end with { NULL, NULL }.
+ * Either sql, run in one transaction, or run: a step in C for what SQL
+ * alone cannot say (a table rebuild), called inside one transaction with
+ * foreign-key enforcement off and checked afterwards; 0 or negative. */
 typedef struct {
         const char *name;
         const char *sql;
+        int (*run)(Store *st);
 } StoreMigration;
 /* Each capability's migrations, in its own store-<capability>.c. */
 extern const StoreMigration store_migrations_place[];

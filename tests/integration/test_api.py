@@ -175,6 +175,34 @@ class TestVmLifecycle(ApiTestCase):
         self.assertIsNone(vm["owner_id"])
 
 
+class TestVmHa(ApiTestCase):
+    def test_ha_refused_for_a_disk_off_the_shared_storage(self):
+        d = self.d
+        d.add_host("ha2", "test:///default")
+        # Made before the cluster: its disk is in t1's own pool.
+        local = d.create_vm("ha-local", "t1", disk_size="16M")
+        local_path = d.vm(local["id"])["disks"][0]["path"]
+        c = d.ok("POST", "/api/v1/clusters", {"name": "ha-c", "hosts": ["t1", "ha2"], "shared_storage": "/srv/armada-ha-test"})
+        self.addCleanup(d.request, "DELETE", f"/api/v1/clusters/{c['id']}")
+        st, b = d.request("PATCH", f"/api/v1/vms/{local['id']}/ha", {"priority": "high"})
+        self.assertEqual(st, 422, b)
+        self.assertEqual(b["error"]["code"], "not_on_shared_storage")
+        self.assertIn(f"its disk '{local_path}' is not on the cluster's shared storage '/srv/armada-ha-test'",
+                      b["error"]["message"])
+        self.assertFalse(d.ok("GET", f"/api/v1/vms/{local['id']}/ha")["enabled"])
+        # Turning it off needs no shared storage.
+        self.assertEqual(d.request("PATCH", f"/api/v1/vms/{local['id']}/ha", {"enabled": False})[0], 200)
+        # Made on the cluster: its disk is on the shared storage.
+        shared = d.create_vm("ha-shared", "t1", disk_size="16M")
+        self.assertTrue(d.vm(shared["id"])["disks"][0]["path"].startswith("/srv/armada-ha-test/"))
+        self.assertTrue(d.ok("PATCH", f"/api/v1/vms/{shared['id']}/ha", {"priority": "high"})["enabled"])
+        # A VM without disks has nothing to share.
+        bare = d.create_vm("ha-bare", "ha2")
+        self.assertTrue(d.ok("PATCH", f"/api/v1/vms/{bare['id']}/ha", {"priority": "low"})["enabled"])
+        for v in (local, shared, bare):
+            d.wait_job(d.ok("DELETE", f"/api/v1/vms/{v['id']}")["job"]["id"])
+
+
 class TestBadInput(ApiTestCase):
     def assertBad(self, body, field, codes=(400, 422)):
         before = self.d.count("vms")

@@ -282,7 +282,8 @@ class TestAlerts(MonitorTestCase):
             self.assertIn(st, (400, 422), (body, b))
             self.assertEqual(b["error"]["field"], field, (body, b))
         builtin = [x for x in self.d.ok("GET", "/api/v1/alert-rules")["items"] if x["builtin"]]
-        self.assertEqual({x["name"] for x in builtin}, {"host-unreachable", "host-memory-high", "vm-crashed", "pool-full"})
+        self.assertEqual({x["name"] for x in builtin}, {"host-unreachable", "host-failed", "host-fenced", "host-memory-high",
+                                                        "vm-crashed", "pool-full"})
         st, b = self.d.request("DELETE", f"/api/v1/alert-rules/{builtin[0]['id']}")
         self.assertEqual(st, 409)
         self.assertIn("disable it instead", b["error"]["message"])
@@ -397,6 +398,77 @@ class TestHealth(MonitorTestCase):
         self.d.ok("DELETE", f"/api/v1/hosts/{b['host']['id']}")
         wait_until(lambda: not [a for a in self.open_alerts("host-unreachable") if a["object_name"] == "gone"], 10,
                    what="the alert of the removed host to resolve")
+
+
+class TestRemovedHostHistory(MonitorTestCase):
+    def test_new_host_does_not_inherit_a_removed_hosts_history(self):
+        old, _ = self.d.add_host("hist-old", "test:///default")
+        def points(hid):
+            s = self.d.ok("GET", f"/api/v1/metrics/host/{hid}?metric=memory&last=600&step=1")
+            self.assertEqual(s["step_ms"], 1000)
+            return s["series"][0]["points"]
+        wait_until(lambda: points(old["id"]), 10, what="memory points of host hist-old")
+        # The newest host goes (with the test driver's own VM): its id was
+        # the one a plain INTEGER PRIMARY KEY would hand out next.
+        top_vm = max(v["id"] for v in self.d.ok("GET", "/api/v1/vms")["items"])
+        self.assertEqual(self.d.request("DELETE", f"/api/v1/hosts/{old['id']}?force=true")[0], 204)
+        self.assertEqual(self.d.request("GET", f"/api/v1/metrics/host/{old['id']}")[0], 404)
+        t0 = time.time() * 1000
+        new, job = self.d.add_host("hist-new", "test:///default")
+        self.assertEqual(job["state"], "succeeded", job)
+        self.addCleanup(self.d.request, "DELETE", f"/api/v1/hosts/{new['id']}?force=true")
+        self.assertGreater(new["id"], old["id"])
+        # Whatever the series of the new host holds was sampled after it was added.
+        wait_until(lambda: points(new["id"]), 10, what="memory points of host hist-new")
+        early = [p for p in points(new["id"]) if p["t"] + 1000 <= t0]
+        self.assertEqual(early, [])
+        # Nor does a VM get the id of one removed with the host.
+        vm = self.d.create_vm("hist-vm", "hist-new")
+        self.assertGreater(vm["id"], top_vm)
+
+
+class TestImmediateHostAlerts(unittest.TestCase):
+    """A host that becomes unreachable raises its alert and sends the
+    webhooks at once: the monitoring round (every 100000 s here) never comes."""
+
+    def setUp(self):
+        self.lis = Listener()
+        self.addCleanup(self.lis.close)
+        self.d = Armadad(["--monitor-interval-ms", "100000000", "--monitor-webhook-backoff-ms", "200"])
+        self.addCleanup(self.d.cleanup)
+        self.d.start()
+        self.d.token = self.d.login()
+        # A port that refuses connections: bound, never listening.
+        self.dead = socket.socket()
+        self.dead.bind(("127.0.0.1", 0))
+        self.addCleanup(self.dead.close)
+
+    def test_unreachable_host_alerts_and_notifies_at_once(self):
+        self.d.ok("POST", "/api/v1/webhooks", {"url": self.lis.url})
+        uri = f"qemu+tcp://127.0.0.1:{self.dead.getsockname()[1]}/system"
+        st, b = self.d.request("POST", "/api/v1/hosts", {"name": "down", "uri": uri})
+        self.assertEqual(st, 202, b)
+        def alert():
+            items = self.d.ok("GET", "/api/v1/alerts?state=open")["items"]
+            return [a for a in items if a["rule_name"] == "host-unreachable" and a["object_name"] == "down"]
+        (a,) = wait_until(alert, 15, what="the host-unreachable alert of host 'down'")
+        self.assertEqual(a["severity"], "critical")
+        def delivered():
+            return [json.loads(body) for _, body in self.lis.posts
+                    if json.loads(body)["event"] == "alert.opened" and json.loads(body)["alert"]["object_name"] == "down"]
+        (payload,) = wait_until(delivered, 15, what="the webhook of the host-unreachable alert")
+        self.assertEqual(payload["alert"]["rule_name"], "host-unreachable")
+        self.assertEqual(payload["alert"]["id"], a["id"])
+        # No monitoring round did it: only the one at start-up has run.
+        st, text = self.d.request("GET", "/api/v1/metrics")
+        rounds = [float(line.split()[1]) for line in text.decode().splitlines()
+                  if line.startswith("armada_monitor_rounds_total ")]
+        self.assertEqual(rounds, [1.0])
+        # Refreshing it again changes nothing: one alert, one delivery.
+        j = self.d.ok("POST", f"/api/v1/hosts/{b['host']['id']}/actions/refresh")
+        self.d.wait_job(j["job"]["id"])
+        self.assertEqual(len(alert()), 1)
+        self.assertEqual(len(delivered()), 1)
 
 
 class TestAssessment(MonitorTestCase):

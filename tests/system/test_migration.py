@@ -138,6 +138,33 @@ class TestMigration(unittest.TestCase):
         r = armada("cluster", "create", "c3", "--hosts", "h9,h1", "--shared-storage", "/srv/x", check=False)
         self.assertIn("no host named 'h9'", r.stderr)
 
+    def test_delete_leaves_a_disk_no_pool_holds(self):
+        # The disk is on the cluster's shared storage; h1 stops listing it
+        # (as a host that only received the VM by migration never had the
+        # pool): deleting the VM must not claim the file removed.
+        ab = self.ab
+        d = ab.d
+        vm = ab.create_vm("del-shared", "h1", start=False)
+        path = d.vm(vm["id"])["disks"][0]["path"]
+        self.assertTrue(path.startswith(ab.shared + "/"), path)
+        pool = f"armada-cluster-{ab.cluster_id}"
+        ab.bed.virsh("h1", "pool-destroy", pool)
+        try:
+            j = d.wait_job(d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])
+            self.assertEqual(j["state"], "succeeded", j)
+            self.assertEqual(j["result"]["disks_removed"], [])
+            (left,) = j["result"]["disks_left"]
+            self.assertEqual(left["path"], path)
+            self.assertEqual(left["reason"], f"disk '{path}' was left in place: no storage pool on host 'h1' holds it")
+            self.assertTrue(os.path.exists(path), "the file was left in place, as reported")
+            ev = [e for e in ab.events("vm.deleted") if e["object_name"] == "del-shared"]
+            self.assertIn("was left in place", ev[0]["message"])
+            self.assertIsNone(d.find("vms", "del-shared"))
+        finally:
+            ab.bed.virsh("h1", "pool-start", pool, check=False)
+            if os.path.exists(path):
+                os.unlink(path)
+
     def test_bad_requests(self):
         ab = self.ab
         d = ab.d

@@ -18,7 +18,9 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include <libvirt/libvirt.h>
 #include "hv/hv.h"
+#include "hv/hv-internal.h"
 #include "util/util.h"
 
 #define TEST_URI "test:///default"
@@ -535,11 +537,35 @@ static void test_pools_and_volumes(void **state) {
         assert_int_equal(hv_volume_delete(c, vpath), -ENOENT);
         assert_non_null(strstr(hv_last_error(), vpath));
         assert_int_equal(hv_volume_delete(c, rpath), 0);
-        assert_int_equal(hv_volume_delete(c, "/nowhere/at/all"), -ENOENT);
+        assert_int_equal(hv_volume_delete(c, "/nowhere/at/all"), -ENXIO); /* no pool there: it may exist */
         assert_int_equal(hv_volume_delete(c, ""), -EINVAL);
 
         hv_conn_free(c);
         rmdir(tmpl);
+}
+
+/* A volume that no active pool of the host lists (as a file on shared
+ * storage that another host made looks to this one) is never reported
+ * deleted: hv says no pool holds it; once a pool lists it, it goes through
+ * that pool. */
+static void test_volume_delete_needs_a_pool(void **state) {
+        HvConn *c = connect_test();
+        _cleanup_free_ char *ppath = NULL;
+        assert_int_equal(hv_pool_ensure(c, "far", "/far-shared", &ppath), 0);
+        _cleanup_free_ char *vpath = NULL;
+        assert_int_equal(hv_volume_create(c, "far", "far.qcow2", NULL, 1 << 20, &vpath), 0);
+        virStoragePoolPtr p = virStoragePoolLookupByName(hv_conn_virt(c), "far");
+        assert_non_null(p);
+        assert_int_equal(virStoragePoolDestroy(p), 0);
+        assert_int_equal(hv_volume_delete(c, vpath), -ENXIO);
+        assert_non_null(strstr(hv_last_error(), "no storage pool"));
+        assert_non_null(strstr(hv_last_error(), vpath));
+        assert_int_equal(virStoragePoolCreate(p, 0), 0);
+        assert_int_equal(hv_volume_delete(c, vpath), 0);
+        /* Gone now, and the pool over its directory says so. */
+        assert_int_equal(hv_volume_delete(c, vpath), -ENOENT);
+        virStoragePoolFree(p);
+        hv_conn_free(c);
 }
 
 static void test_domain_lifecycle(void **state) {
@@ -749,6 +775,7 @@ int main(void) {
                 cmocka_unit_test(test_parse_rejects),
                 cmocka_unit_test(test_connect_and_host_info),
                 cmocka_unit_test(test_pools_and_volumes),
+                cmocka_unit_test(test_volume_delete_needs_a_pool),
                 cmocka_unit_test(test_domain_lifecycle),
                 cmocka_unit_test(test_unknown_domain),
                 cmocka_unit_test(test_list_hundreds),

@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include "store/store.h"
+#include "store/store-monitor.h"
+#include "store/store-priv.h"
 
 static char dir[] = "/tmp/armada-test-store-XXXXXX";
 
@@ -180,6 +182,130 @@ static void test_audit_prune(void **state) {
         assert_int_equal(n, 1);
 }
 
+/* Every kind of history the monitor keeps of one object, one row each. */
+static void add_history(Store *st, StorePerfKind kind, int64_t id) {
+        StorePerfSample s = { .kind = kind, .object_id = id, .at = 1000 };
+        for (int m = 0; m < STORE_PERF__COUNT; m++)
+                s.v[m] = 1.0;
+        StorePerfRollup ru = { .kind = kind, .object_id = id, .at = 0, .n = 1 };
+        for (int m = 0; m < STORE_PERF__COUNT; m++)
+                ru.avg[m] = ru.max[m] = 1.0;
+        assert_int_equal(store_perf_insert_raw(st, &s, 1), 0);
+        assert_int_equal(store_perf_set_latest(st, &s, NULL, 1), 0);
+        assert_int_equal(store_perf_insert_rollups(st, STORE_TIER_5M, &ru, 1), 0);
+        assert_int_equal(store_perf_insert_rollups(st, STORE_TIER_1H, &ru, 1), 0);
+}
+
+static int64_t history_rows(Store *st, StorePerfKind kind, int64_t id) {
+        int64_t n = -1;
+        assert_int_equal(store_query_i64(st, &n, "SELECT (SELECT count(*) FROM perf_raw WHERE kind = ?1 AND object_id = ?2)"
+                                                 " + (SELECT count(*) FROM perf_5m WHERE kind = ?1 AND object_id = ?2)"
+                                                 " + (SELECT count(*) FROM perf_1h WHERE kind = ?1 AND object_id = ?2)"
+                                                 " + (SELECT count(*) FROM perf_latest WHERE kind = ?1 AND object_id = ?2)",
+                                     "ii", (int64_t) kind, id), 0);
+        return n;
+}
+
+static void test_ids_never_reused_and_history_goes(void **state) {
+        Store *st = *state;
+        int64_t a, b, c;
+        assert_int_equal(store_host_insert(st, "id-a", "test:///default", 1, "armada", "/p", &a), 0);
+        assert_int_equal(store_host_insert(st, "id-b", "test:///default", 1, "armada", "/p", &b), 0);
+        StoreVm v = { .host_id = b, .cpus = 1, .memory_mib = 64 };
+        snprintf(v.uuid, sizeof v.uuid, "00000000-0000-4000-8000-0000000000aa");
+        snprintf(v.name, sizeof v.name, "id-vm");
+        snprintf(v.state, sizeof v.state, "stopped");
+        int64_t vm, vm2;
+        assert_int_equal(store_vm_insert(st, &v, &vm), 0);
+        add_history(st, STORE_PERF_HOST, a);
+        add_history(st, STORE_PERF_HOST, b);
+        add_history(st, STORE_PERF_VM, vm);
+        assert_int_equal(history_rows(st, STORE_PERF_HOST, b), 4);
+        assert_int_equal(history_rows(st, STORE_PERF_VM, vm), 4);
+
+        /* The newest host and its VM go (forced): their history with them. */
+        assert_int_equal(store_host_delete(st, b, true), 0);
+        assert_int_equal(history_rows(st, STORE_PERF_HOST, b), 0);
+        assert_int_equal(history_rows(st, STORE_PERF_VM, vm), 0);
+        assert_int_equal(history_rows(st, STORE_PERF_HOST, a), 4);
+
+        /* The next host and VM get new ids, not the removed ones. */
+        assert_int_equal(store_host_insert(st, "id-c", "test:///default", 1, "armada", "/p", &c), 0);
+        assert_true(c > b);
+        v.host_id = c;
+        assert_int_equal(store_vm_insert(st, &v, &vm2), 0);
+        assert_true(vm2 > vm);
+        assert_int_equal(store_vm_delete(st, vm2), 0);
+        assert_int_equal(store_vm_insert(st, &v, &vm), 0);
+        assert_true(vm > vm2);
+
+        /* Users and groups alike. */
+        int64_t u1, u2, g1, g2;
+        assert_int_equal(store_user_insert(st, "id-u1", "x", "admin", &u1), 0);
+        assert_int_equal(store_user_delete(st, u1), 0);
+        assert_int_equal(store_user_insert(st, "id-u2", "x", "admin", &u2), 0);
+        assert_true(u2 > u1);
+        assert_int_equal(store_group_create_path(st, "IdGroup", &g1, NULL), 0);
+        assert_int_equal(store_group_delete(st, g1), 0);
+        assert_int_equal(store_group_create_path(st, "IdGroup", &g2, NULL), 0);
+        assert_true(g2 > g1);
+
+        /* The rebuilt tables kept their indexes and the references into them. */
+        int64_t n;
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM sqlite_master WHERE name IN ('host_group_idx', 'vm_host_idx',"
+                                                 " 'vm_owner_idx', 'host_history_gone', 'vm_history_gone')", ""), 0);
+        assert_int_equal(n, 5);
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM pragma_foreign_key_list('vm') WHERE \"table\" = 'host'", ""), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(store_host_delete(st, c, false), -ENOTEMPTY);
+        assert_int_equal(store_host_delete(st, c, true), 0);
+        assert_int_equal(store_host_delete(st, a, true), 0);
+}
+
+/* A database made before ids were AUTOINCREMENT: the rebuild keeps rows,
+ * indexes, triggers and references, and no id in use or named by a job is
+ * handed out again. */
+static void test_autoincrement_rebuild(void **state) {
+        Store *st = *state;
+        sqlite3 *db = store_db(st);
+        assert_int_equal(sqlite3_exec(db,
+                "CREATE TABLE legacy (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+                "CREATE INDEX legacy_name_idx ON legacy(name);"
+                "CREATE TABLE legacy_child (legacy_id INTEGER NOT NULL REFERENCES legacy(id) ON DELETE CASCADE);"
+                "CREATE TABLE legacy_log (n INTEGER);"
+                "CREATE TRIGGER legacy_gone AFTER DELETE ON legacy BEGIN INSERT INTO legacy_log VALUES (OLD.id); END;"
+                "INSERT INTO legacy VALUES (1, 'one'), (5, 'five');"
+                "INSERT INTO legacy_child VALUES (1), (5);", NULL, NULL, NULL), SQLITE_OK);
+        int64_t job;
+        assert_int_equal(store_job_insert(st, "legacy.x", "legacy", 9, "nine", 0, NULL, &job), 0);
+
+        assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys = OFF", NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(store_begin(st), 0);
+        assert_int_equal(store_table_autoincrement(st, "legacy", "legacy"), 0);
+        assert_int_equal(store_table_autoincrement(st, "legacy", "legacy"), 0); /* again: nothing to do */
+        assert_int_equal(store_commit(st), 0);
+        assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL), SQLITE_OK);
+
+        int64_t n;
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM sqlite_master WHERE name = 'legacy'"
+                                                 " AND sql LIKE '%AUTOINCREMENT%'", ""), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM sqlite_master WHERE name IN ('legacy_name_idx', 'legacy_gone')", ""), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM legacy", ""), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(store_exec(st, "INSERT INTO legacy(name) VALUES ('next')", ""), 0);
+        assert_int_equal(store_last_id(st), 10); /* after job 9's target */
+        assert_int_equal(store_exec(st, "INSERT INTO legacy(name) VALUES ('one')", ""), -EEXIST);
+        assert_int_equal(store_exec(st, "DELETE FROM legacy WHERE id = 5", ""), 0);
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM legacy_child", ""), 0);
+        assert_int_equal(n, 1); /* cascaded */
+        assert_int_equal(store_query_i64(st, &n, "SELECT n FROM legacy_log", ""), 0);
+        assert_int_equal(n, 5); /* the trigger came back */
+        assert_int_equal(store_exec(st, "INSERT INTO legacy_child VALUES (77)", ""), -ENOTEMPTY);
+        assert_int_equal(sqlite3_exec(db, "DROP TABLE legacy_child; DROP TABLE legacy; DROP TABLE legacy_log", NULL, NULL, NULL), SQLITE_OK);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migrations_once),
@@ -188,6 +314,8 @@ int main(void) {
                 cmocka_unit_test(test_tokens_expire),
                 cmocka_unit_test(test_vm_rows),
                 cmocka_unit_test(test_audit_prune),
+                cmocka_unit_test(test_ids_never_reused_and_history_goes),
+                cmocka_unit_test(test_autoincrement_rebuild),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
