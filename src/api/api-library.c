@@ -767,10 +767,11 @@ static void h_template_deploy(Req *r) {
         /* Names and host names of every VM, checked before anything is made. */
         _cleanup_free_ char (*names)[64] = xcalloc((size_t) count, 64);
         _cleanup_free_ char (*hostnames)[64] = xcalloc((size_t) count, 64);
+        /* A count asked for numbers the VMs, even a count of 1; without one
+         * the VM is NAME itself. */
+        bool numbered = json_is_integer(json_object_get(r->json, "count"));
         for (int64_t i = 0; i < count; i++) {
-                if (count == 1)
-                        snprintf(names[i], 64, "%s", name);
-                else if (snprintf(names[i], 64, "%s-%lld", name, (long long) (i + 1)) >= 64) {
+                if (library_deploy_vm_name(name, numbered, i + 1, names[i]) < 0) {
                         return reply_error(r, 400, "invalid_argument", "name", "Field 'name' is too long for %lld numbered VMs.",
                                            (long long) count);
                 }

@@ -50,7 +50,7 @@ static const OptSpec VM_CREATE_OPTS[] = {
         { "group", 'g', true, "PATH", "without --host: place the VM in this host group (default: all hosts); "
                                       "with --host: refuse unless the host is in it" },
         { "template", 0, true, "NAME", "deploy from this template instead (see 'armada template deploy')" },
-        { "count", 'n', true, "N", "with --template: deploy N VMs named NAME-1..NAME-N" },
+        { "count", 'n', true, "N", "with --template: deploy N VMs named NAME-1..NAME-N (without it: one named NAME)" },
         { "full-copy", 0, false, NULL, "with --template: copy the base disk instead of a linked clone" },
         { "no-start", 0, false, NULL, "with --template: define the VMs without starting them" },
         { NULL, 0, false, NULL, NULL },
@@ -155,6 +155,12 @@ static const OptSpec USER_CREATE_OPTS[] = {
         { NULL, 0, false, NULL, NULL },
 };
 
+static const OptSpec USER_PASSWD_OPTS[] = {
+        { "password-stdin", 0, false, NULL, "read the new password from the first line of standard input "
+                                            "(else $ARMADA_NEW_PASSWORD, else asked twice on the terminal without echo)" },
+        { NULL, 0, false, NULL, NULL },
+};
+
 static const Command COMMANDS[] = {
         { "login", NULL, "[--user NAME] [--password-stdin]", "log in and save the token", 0, 0, LOGIN_OPTS, cmd_login },
         { "logout", NULL, "", "end the session and forget the token", 0, 0, NULL, cmd_logout },
@@ -251,6 +257,9 @@ static const Command COMMANDS[] = {
         { "user", "create", "NAME --role ROLE [--scope PATH]... [--password-stdin]", "create a user", 1, 1,
           USER_CREATE_OPTS, cmd_user_create },
         { "user", "delete", "NAME", "delete a user", 1, 1, NULL, cmd_user_delete },
+        { "user", "passwd", "[NAME] [--password-stdin]",
+          "change your own password, or (administrators) another user's; ends that user's other sessions", 0, 1,
+          USER_PASSWD_OPTS, cmd_user_passwd },
 
         { "vm", "migrate", "NAME [--to HOST] [--with-storage] [--auto-converge] [--postcopy] [--bandwidth MIB/S]",
           "live-migrate a running VM (starts a job)", 1, 1, HA_MIGRATE_OPTS, cmd_vm_migrate },

@@ -299,6 +299,7 @@ int cmd_assess_report(Ctx *c, const Command *cmd, const Args *a);
 int cmd_user_list(Ctx *c, const Command *cmd, const Args *a);
 int cmd_user_create(Ctx *c, const Command *cmd, const Args *a);
 int cmd_user_delete(Ctx *c, const Command *cmd, const Args *a);
+int cmd_user_passwd(Ctx *c, const Command *cmd, const Args *a);
 
 /* cmd_ha.c: migration, maintenance, clusters, HA, fencing */
 extern const OptSpec HA_MIGRATE_OPTS[], HA_MAINTENANCE_OPTS[], HA_CLUSTER_CREATE_OPTS[], HA_VM_HA_OPTS[];

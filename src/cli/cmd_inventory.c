@@ -345,6 +345,26 @@ int cmd_vm_show(Ctx *c, const Command *cmd, const Args *a) {
 
 static const char *const DOMAIN_TYPES[] = { "auto", "kvm", "qemu" };
 
+/* Says where a new VM goes: the host placement chose (with its rating), or
+ * the host the caller named. "placement" is null or absent when the caller
+ * named the host; the host then comes from the VM in the reply. */
+static void print_vm_host(json_t *reply, const char *name, const char *named_host) {
+        json_t *pl = json_object_get(reply, "placement");
+        const char *vm = jstr(json_object_get(reply, "vm"), "name");
+        if (!vm)
+                vm = name;
+        if (json_is_object(pl) && jstr(pl, "host")) {
+                outf("placement chose host '%s' for VM '%s' (rating %.1f, %.1f of 5 stars)", jstr(pl, "host"), vm,
+                     json_number_value(json_object_get(pl, "rating")), json_number_value(json_object_get(pl, "stars")));
+                return;
+        }
+        const char *host = jstr(json_object_get(reply, "vm"), "host_name");
+        if (!host)
+                host = named_host;
+        if (host)
+                outf("VM '%s' goes to host '%s'", vm, host);
+}
+
 int cmd_vm_create(Ctx *c, const Command *cmd, const Args *a) {
         const char *host = args_get(a, "host"), *cpus_s = args_get(a, "cpus");
         const char *mem_s = args_get(a, "memory"), *disk = args_get(a, "disk");
@@ -392,10 +412,8 @@ int cmd_vm_create(Ctx *c, const Command *cmd, const Args *a) {
         int r = api_call(c, "POST", "/vms", body, &reply);
         if (r)
                 return r;
-        json_t *pl = json_object_get(reply, "placement");
-        if (pl && c->output == OUTPUT_TABLE)
-                outf("placement chose host '%s' (rating %.1f, %.1f of 5 stars)", jstr(pl, "host") ? jstr(pl, "host") : "?",
-                     json_number_value(json_object_get(pl, "rating")), json_number_value(json_object_get(pl, "stars")));
+        if (c->output == OUTPUT_TABLE)
+                print_vm_host(reply, a->pos[0], host);
         return job_started(c, reply);
 }
 

@@ -40,7 +40,7 @@ const OptSpec TEMPLATE_CREATE_OPTS[] = {
         { NULL, 0, false, NULL, NULL },
 };
 const OptSpec TEMPLATE_DEPLOY_OPTS[] = {
-        { "count", 'n', true, "N", "deploy N VMs named NAME-1..NAME-N (default 1)" },
+        { "count", 'n', true, "N", "deploy N VMs named NAME-1..NAME-N (without it: one VM named NAME)" },
         { "host", 0, true, "NAME", "the host (default: placement picks)" },
         { "group", 'g', true, "PATH", "the host group placement chooses in" },
         { "full-copy", 0, false, NULL, "copy the base disk instead of a linked clone" },

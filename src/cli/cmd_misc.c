@@ -352,6 +352,53 @@ int cmd_user_create(Ctx *c, const Command *cmd, const Args *a) {
         return 0;
 }
 
+int cmd_user_passwd(Ctx *c, const Command *cmd, const Args *a) {
+        /* Without NAME: the logged-in user, as the session names it. */
+        int64_t id;
+        _cleanup_free_ char *name = NULL;
+        int r;
+        if (a->n_pos > 0) {
+                r = resolve(c, "users", "name", a->pos[0], "user", &id, NULL);
+                if (r)
+                        return r;
+                name = xstrdup(a->pos[0]);
+        } else {
+                _cleanup_json_ json_t *me = NULL;
+                r = api_call(c, "GET", "/sessions/current", NULL, &me);
+                if (r)
+                        return r;
+                json_t *u = json_object_get(me, "user");
+                if (!u)
+                        u = me;
+                id = jint(u, "id", 0);
+                if (id <= 0 || !jstr(u, "name"))
+                        return fail("the server did not say which user this session belongs to");
+                name = xstrdup(jstr(u, "name"));
+        }
+        char *password = NULL;
+        r = new_password(a, &password);
+        if (r)
+                return r;
+        if (!*password) {
+                secret_free(password);
+                return fail("the password must not be empty");
+        }
+        _cleanup_json_ json_t *body = json_pack("{s:s}", "password", password);
+        secret_free(password);
+        if (!body)
+                return fail("the password must be valid UTF-8");
+        _cleanup_free_ char *path = xasprintf("/users/%" PRId64, id);
+        _cleanup_json_ json_t *reply = NULL;
+        r = api_call(c, "PATCH", path, body, &reply);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_JSON)
+                print_json(reply);
+        else
+                outf("the password of user '%s' was changed; the user's other sessions have ended", name);
+        return 0;
+}
+
 int cmd_user_delete(Ctx *c, const Command *cmd, const Args *a) {
         int64_t id;
         int r = resolve(c, "users", "name", a->pos[0], "user", &id, NULL);

@@ -568,7 +568,9 @@ int cmd_assess_report(Ctx *c, const Command *cmd, const Args *a) {
                         table_add(t, "does not fit");
         }
         table_print(t, stdout);
-        outf("\nConsolidation plan: %" PRId64 " host(s) needed; lower bound %" PRId64 "; %" PRId64 " server(s) too big for one host.",
+        /* outf() turns control characters into '?': the blank line goes on its own. */
+        putchar('\n');
+        outf("Consolidation plan: %" PRId64 " host(s) needed; lower bound %" PRId64 "; %" PRId64 " server(s) too big for one host.",
              jint(plan, "hosts_needed", 0), jint(plan, "lower_bound", 0), jint(plan, "unplaceable", 0));
         json_t *nd = json_object_get(reply, "no_data");
         if (json_array_size(nd) > 0) {

@@ -328,6 +328,19 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "armadad: cannot create state directory '%s': %m\n", c.state_dir);
                 return 1;
         }
+        {
+                /* Seed ISOs are built under the state directory, not in a
+                 * shared /tmp; what a killed deploy left there goes now. */
+                _cleanup_free_ char *tmp = xasprintf("%s/tmp", c.state_dir);
+                int k = dir_private_clear(tmp);
+                if (k < 0) {
+                        fprintf(stderr, "armadad: cannot prepare the directory for temporary files '%s': %s\n", tmp, strerror(-k));
+                        return 1;
+                }
+                if (k > 0)
+                        log_info("removed %d leftover temporary file(s) from '%s'", k, tmp);
+                library_configure(&(LibraryConfig) { .tmp_dir = tmp });
+        }
         if (!c.db)
                 c.db = xasprintf("%s/armada.db", c.state_dir);
         if (c.tls_self_signed && !c.tls_cert) {

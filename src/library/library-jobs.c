@@ -296,8 +296,7 @@ static int deploy_seed(Deploy *d, HvDomainSpec *spec, const char *hostname) {
         if (r < 0)
                 return job_fail(d->ctx, r, "Cannot render the cloud-init data of template '%s': its user-data is of an unknown type.",
                                 tstr(d->tpl, "name"));
-        const char *tmp = getenv("TMPDIR");
-        _cleanup_free_ char *iso = xasprintf("%s/armada-seed-%s.iso", tmp && *tmp ? tmp : "/tmp", d->vm.uuid);
+        _cleanup_free_ char *iso = xasprintf("%s/armada-seed-%s.iso", library_tmp_dir(), d->vm.uuid);
         char why[512];
         r = library_seed_iso_build(meta, user, iso, why, sizeof why);
         if (r < 0)

@@ -23,9 +23,20 @@ static LibraryConfig config = { .upload_max_bytes = 64ULL << 30 };
 void library_configure(const LibraryConfig *cfg) {
         if (cfg && cfg->upload_max_bytes > 0)
                 config.upload_max_bytes = cfg->upload_max_bytes;
+        if (cfg && cfg->tmp_dir) {
+                /* Set once at start-up, kept for the process's life. */
+                free((char *) config.tmp_dir);
+                config.tmp_dir = xstrdup(cfg->tmp_dir);
+        }
 }
 const LibraryConfig *library_config(void) {
         return &config;
+}
+const char *library_tmp_dir(void) {
+        if (config.tmp_dir)
+                return config.tmp_dir;
+        const char *tmp = getenv("TMPDIR");
+        return tmp && *tmp ? tmp : "/tmp";
 }
 
 /* ------------------------------------------------------------------ */
@@ -380,6 +391,11 @@ int library_hostname_expand(const char *pattern, const char *vm_name, int n, cha
         return 0;
 }
 
+int library_deploy_vm_name(const char *name, bool numbered, int64_t n, char out[64]) {
+        int k = numbered ? snprintf(out, 64, "%s-%lld", name, (long long) n) : snprintf(out, 64, "%s", name);
+        return k < 0 || k >= 64 ? -ENAMETOOLONG : 0;
+}
+
 /* Runs argv (argv[0] looked up in PATH) with stdout and stderr into log;
  * returns its exit status, or -ENOENT when it cannot be run. */
 static int spawn_wait(char *const argv[], const char *log) {
@@ -413,8 +429,7 @@ static bool in_path(const char *prog) {
 }
 
 int library_seed_iso_build(const char *meta, const char *user, const char *out_path, char *why, size_t why_size) {
-        const char *tmp = getenv("TMPDIR");
-        _cleanup_free_ char *dir = xasprintf("%s/armada-seed-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        _cleanup_free_ char *dir = xasprintf("%s/armada-seed-XXXXXX", library_tmp_dir());
         if (!mkdtemp(dir)) {
                 snprintf(why, why_size, "Cannot create a temporary directory for the seed ISO: %s.", strerror(errno));
                 return -errno;

@@ -22,9 +22,16 @@
 /* ---- configuration (the parsed configuration: set once at start-up) ---- */
 typedef struct {
         uint64_t upload_max_bytes;   /* largest upload accepted (default 64 GiB) */
+        const char *tmp_dir;         /* where seed ISOs are built: armadad gives <state-dir>/tmp,
+                                      * emptied at start-up (default $TMPDIR, else /tmp) */
 } LibraryConfig;
+/* Sets the members given (upload_max_bytes > 0, tmp_dir not NULL, which is
+ * copied); leaves the others as they are. */
 void library_configure(const LibraryConfig *cfg);
 const LibraryConfig *library_config(void);
+/* The directory for temporary files: the configured tmp_dir, else $TMPDIR,
+ * else /tmp. */
+const char *library_tmp_dir(void);
 
 /* ---- paths inside a share ----
  * A share is an absolute directory, stored as its realpath(). Items are
@@ -101,6 +108,11 @@ int library_cloudinit_render(const LibraryGuest *g, char **ret_meta, char **ret_
  * '-', not starting or ending with '-'. 0, or -EINVAL (unknown "{...}"
  * or an invalid result). */
 int library_hostname_expand(const char *pattern, const char *vm_name, int n, char out[64]);
+/* The name of the n-th (from 1) VM of a deploy: "NAME-n" when the caller
+ * asked for a count (numbered: even "--count 1" gives "NAME-1", as the help
+ * says), else NAME itself. Pure. 0, or -ENAMETOOLONG when the name does
+ * not fit in out (63 bytes and the NUL). */
+int library_deploy_vm_name(const char *name, bool numbered, int64_t n, char out[64]);
 /* Writes meta-data and user-data into a fresh temporary directory and builds
  * the seed ISO (volume id "cidata", Joliet and Rock Ridge) at out_path with
  * genisoimage, or xorriso when genisoimage is not installed: a fixed argv run by

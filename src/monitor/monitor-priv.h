@@ -57,7 +57,7 @@ struct Monitor {
         size_t objs_cap, objs_used;
         MonPending *pending;
         size_t n_pending;
-        json_t *health_prev;     /* "host:1" -> "healthy" */
+        json_t *health_prev;     /* "host:1" -> {"health", "own"}, VMs too (mon_health_changes) */
         int64_t last_prune, last_gc;
         int64_t rounds;
 

@@ -258,6 +258,136 @@ MonHealth mon_health_of_severity(const char *severity) {
         return severity && streq(severity, "critical") ? MON_HEALTH_CRITICAL : MON_HEALTH_WARNING;
 }
 
+MonHealth mon_health_parse(const char *name) {
+        if (!name)
+                return MON_HEALTH_HEALTHY;
+        if (streq(name, "unknown"))
+                return MON_HEALTH_UNKNOWN;
+        if (streq(name, "warning"))
+                return MON_HEALTH_WARNING;
+        if (streq(name, "critical"))
+                return MON_HEALTH_CRITICAL;
+        return MON_HEALTH_HEALTHY;
+}
+
+static void health_key(json_t *node, char key[64]) {
+        snprintf(key, 64, "%s:%lld", json_string_value(json_object_get(node, "kind")) ?: "?",
+                 (long long) json_integer_value(json_object_get(node, "id")));
+}
+
+/* The node's health now and in the remembered round; *ret_known is false
+ * for a node the last round did not have (then "before" is healthy). */
+static void health_pair(json_t *node, json_t *prev, const char *member, MonHealth *ret_now, MonHealth *ret_before,
+                        bool *ret_known) {
+        char key[64];
+        health_key(node, key);
+        json_t *p = json_object_get(prev, key);
+        *ret_now = mon_health_parse(json_string_value(json_object_get(node, streq(member, "own") ? "own_health" : "health")));
+        *ret_before = mon_health_parse(json_string_value(json_object_get(p, member)));
+        if (ret_known)
+                *ret_known = p != NULL;
+}
+
+/* The node under (or at) n whose own state or alerts made n's health
+ * change: n itself when its own health moved the same way, else the cause
+ * under the first child that moved to n's new level (getting worse) or away
+ * from its old one (getting better). A changed child whose cause cannot be
+ * found further down is the cause itself. NULL when none explains it (a
+ * child was removed, say). Borrowed. */
+static json_t *health_cause(json_t *n, json_t *prev) {
+        MonHealth now, before, own_now, own_before;
+        health_pair(n, prev, "health", &now, &before, NULL);
+        health_pair(n, prev, "own", &own_now, &own_before, NULL);
+        bool worse = now > before;
+        if (own_now != own_before && (worse ? own_now == now : own_before == before))
+                return n;
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(n, "children"), i, c) {
+                MonHealth cn, cb;
+                health_pair(c, prev, "health", &cn, &cb, NULL);
+                if (worse ? (cn == now && cn > cb) : (cb == before && cn < cb)) {
+                        json_t *d = health_cause(c, prev);
+                        return d ? d : c;
+                }
+        }
+        return NULL;
+}
+
+static const char *health_kind_word(json_t *node, bool capital) {
+        const char *k = json_string_value(json_object_get(node, "kind")) ?: "";
+        if (streq(k, "vm"))
+                return "VM";
+        if (streq(k, "group"))
+                return capital ? "Host group" : "host group";
+        return capital ? "Host" : "host";
+}
+
+/* "Host 't1' is now critical (was warning): VM 'db1' is now critical (was
+ * healthy): it crashed." */
+static char *health_change_message(json_t *n, json_t *prev) {
+        MonHealth now, before;
+        health_pair(n, prev, "health", &now, &before, NULL);
+        StrBuf b = {0};
+        strbuf_printf(&b, "%s '%s' is now %s (was %s)", health_kind_word(n, true), json_string_value(json_object_get(n, "name")) ?: "?",
+                      mon_health_name(now), mon_health_name(before));
+        json_t *d = health_cause(n, prev);
+        const char *why = NULL;
+        if (d && d != n) {
+                MonHealth dn, db;
+                bool known;
+                health_pair(d, prev, "health", &dn, &db, &known);
+                if (known)
+                        strbuf_printf(&b, ": %s '%s' is now %s (was %s)", health_kind_word(d, false),
+                                      json_string_value(json_object_get(d, "name")) ?: "?", mon_health_name(dn), mon_health_name(db));
+                else
+                        strbuf_printf(&b, ": %s '%s' (new) is %s", health_kind_word(d, false),
+                                      json_string_value(json_object_get(d, "name")) ?: "?", mon_health_name(dn));
+                why = json_string_value(json_object_get(d, "own_reason"));
+        } else if (d)
+                why = json_string_value(json_object_get(d, "own_reason"));
+        else {
+                /* Nothing that changed explains it: say why the node is as it is now. */
+                json_t *reasons = json_object_get(n, "reasons");
+                why = json_array_size(reasons) ? json_string_value(json_array_get(reasons, 0)) : NULL;
+        }
+        if (why && *why)
+                strbuf_printf(&b, ": %s", why);
+        if (b.len == 0 || b.s[b.len - 1] != '.')
+                strbuf_append(&b, ".");
+        return strbuf_steal(&b);
+}
+
+static void health_walk(json_t *n, json_t *prev, json_t *now_map, json_t *changes) {
+        char key[64];
+        health_key(n, key);
+        const char *kind = json_string_value(json_object_get(n, "kind")) ?: "";
+        const char *health = json_string_value(json_object_get(n, "health")) ?: "healthy";
+        const char *own = json_string_value(json_object_get(n, "own_health")) ?: "healthy";
+        json_object_set_new(now_map, key, json_pack("{s:s, s:s}", "health", health, "own", own));
+        json_t *p = prev ? json_object_get(prev, key) : NULL;
+        const char *before = json_string_value(json_object_get(p, "health"));
+        if (!streq(kind, "vm") && before && !streq(before, health)) {
+                _cleanup_free_ char *msg = health_change_message(n, prev);
+                json_array_append_new(changes, json_pack("{s:s, s:I, s:s, s:s, s:s}", "kind", kind,
+                                                         "id", json_integer_value(json_object_get(n, "id")),
+                                                         "name", json_string_value(json_object_get(n, "name")) ?: "?",
+                                                         "health", health, "message", msg));
+        }
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(n, "children"), i, c)
+                health_walk(c, prev, now_map, changes);
+}
+
+json_t *mon_health_changes(json_t *tree, json_t *prev, json_t **ret_now) {
+        json_t *now_map = json_object(), *changes = json_array();
+        if (tree)
+                health_walk(tree, prev, now_map, changes);
+        *ret_now = now_map;
+        return changes;
+}
+
 /* ------------------------------------------------------------------ */
 
 void mon_expo_family(StrBuf *b, const char *name, const char *type, const char *help) {

@@ -68,6 +68,7 @@ json_t *monitor_series_json(Store *st, StorePerfKind kind, int64_t object_id, co
 typedef struct {
         json_t *node;
         MonHealth h;
+        size_t cause;           /* index in reasons of the first one at level h */
 } HNode;
 
 static json_t *hnode(const char *kind, int64_t id, const char *name) {
@@ -76,10 +77,22 @@ static json_t *hnode(const char *kind, int64_t id, const char *name) {
 }
 
 static void worsen(HNode *n, MonHealth h, const char *reason) {
-        if (h > n->h)
+        json_t *reasons = json_object_get(n->node, "reasons");
+        if (h > n->h) {
                 n->h = h;
+                n->cause = json_array_size(reasons);
+        }
         if (reason)
-                json_array_append_new(json_object_get(n->node, "reasons"), json_string(reason));
+                json_array_append_new(reasons, json_string(reason));
+}
+
+/* After a host's or VM's own state and alerts, before its children: records
+ * that part as "own_health" and "own_reason", so that a change can be traced
+ * to the object that really changed (mon_health_changes()). */
+static void own_done(HNode *n) {
+        json_object_set_new(n->node, "own_health", json_string(mon_health_name(n->h)));
+        json_t *why = n->h != MON_HEALTH_HEALTHY ? json_array_get(json_object_get(n->node, "reasons"), n->cause) : NULL;
+        json_object_set(n->node, "own_reason", why ? why : json_null());
 }
 
 /* Open alerts on one object become reasons. */
@@ -137,6 +150,7 @@ json_t *monitor_health_json(Store *st) {
                 MonHealth h = mon_health_host_state(hosts[i].state, &why);
                 worsen(&hn[i], h, why ? why : NULL);
                 alerts_on(&hn[i], alerts, "host", hosts[i].id);
+                own_done(&hn[i]);
         }
         for (int i = 0; i < nv; i++) {
                 int hi = -1;
@@ -155,6 +169,7 @@ json_t *monitor_health_json(Store *st) {
                 MonHealth h = mon_health_vm_state(vms[i].state, &why);
                 worsen(&v, h, why);
                 alerts_on(&v, alerts, "vm", vms[i].id);
+                own_done(&v);
                 child_done(&hn[hi], &v, "VM");
                 json_decref(v.node);
         }

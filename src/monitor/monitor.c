@@ -488,44 +488,23 @@ static void refresh_states(Monitor *m, StoreMonHost *hosts, int nh) {
         free(fresh);
 }
 
-/* Records an event for every host and group whose health changed. */
+/* Records an event for every host and group whose health changed, naming
+ * the VM or host whose own change caused it (mon_health_changes()). */
 static void health_events(Monitor *m) {
         _cleanup_json_ json_t *tree = monitor_health_json(m->st);
         if (!tree)
                 return;
-        json_t *now_map = json_object();
-        json_t *stack = json_array();
-        json_array_append(stack, tree);
-        while (json_array_size(stack) > 0) {
-                json_t *node = json_incref(json_array_get(stack, json_array_size(stack) - 1));
-                json_array_remove(stack, json_array_size(stack) - 1);
-                const char *kind = json_string_value(json_object_get(node, "kind"));
-                const char *health = json_string_value(json_object_get(node, "health"));
-                json_int_t id = json_integer_value(json_object_get(node, "id"));
-                if (kind && health && !streq(kind, "vm")) {
-                        char key[48];
-                        snprintf(key, sizeof key, "%s:%lld", kind, (long long) id);
-                        json_object_set_new(now_map, key, json_string(health));
-                        const char *before = m->health_prev ? json_string_value(json_object_get(m->health_prev, key)) : NULL;
-                        if (before && !streq(before, health)) {
-                                const char *name = json_string_value(json_object_get(node, "name"));
-                                json_t *reasons = json_object_get(node, "reasons");
-                                const char *why = json_array_size(reasons) ? json_string_value(json_array_get(reasons, 0)) : NULL;
-                                bool stop = why && *why && why[strlen(why) - 1] == '.';
-                                _cleanup_free_ char *msg = xasprintf("%s '%s' is now %s (was %s)%s%s%s", streq(kind, "group") ? "Host group" : "Host",
-                                                                     name ? name : "?", health, before, why ? ": " : ".", why ? why : "",
-                                                                     why && !stop ? "." : "");
-                                (void) store_event_add(m->st, streq(health, "critical") ? "error" : streq(health, "warning") ? "warning" : "info",
-                                                       "health.changed", kind, id, name, 0, msg);
-                        }
-                }
-                size_t i;
-                json_t *ch;
-                json_array_foreach(json_object_get(node, "children"), i, ch)
-                        json_array_append(stack, ch);
-                json_decref(node);
+        json_t *now_map = NULL;
+        _cleanup_json_ json_t *changes = mon_health_changes(tree, m->health_prev, &now_map);
+        size_t i;
+        json_t *ch;
+        json_array_foreach(changes, i, ch) {
+                const char *health = json_string_value(json_object_get(ch, "health"));
+                (void) store_event_add(m->st, streq(health, "critical") ? "error" : streq(health, "warning") ? "warning" : "info",
+                                       "health.changed", json_string_value(json_object_get(ch, "kind")),
+                                       json_integer_value(json_object_get(ch, "id")), json_string_value(json_object_get(ch, "name")),
+                                       0, json_string_value(json_object_get(ch, "message")));
         }
-        json_decref(stack);
         json_decref(m->health_prev);
         m->health_prev = now_map;
 }

@@ -199,6 +199,18 @@ MonHealth mon_health_vm_state(const char *state, const char **ret_reason);
 MonHealth mon_health_host_state(const char *state, const char **ret_reason);
 /* An open alert's severity as health: critical -> critical, else warning. */
 MonHealth mon_health_of_severity(const char *severity);
+/* "healthy", "unknown", "warning", "critical" back to MonHealth; anything
+ * else (or NULL) is MON_HEALTH_HEALTHY. */
+MonHealth mon_health_parse(const char *name);
+/* Compares a health tree (monitor_health_json()) with what an earlier call
+ * remembered: prev maps "kind:id" to {"health", "own"} for every node, VMs
+ * included (NULL on the first round: nothing is compared). Returns an
+ * array with one {kind, id, name, health, message} per host or group whose
+ * health changed; the message names the object whose own state or alerts
+ * really changed (a VM, a host), following the changed children down the
+ * tree, not just the first reason. *ret_now gets the map to pass next time.
+ * Pure. New references. */
+json_t *mon_health_changes(json_t *tree, json_t *prev, json_t **ret_now);
 
 /* ---- Prometheus text exposition ---- */
 /* "# HELP name help\n# TYPE name type\n". */

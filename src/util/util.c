@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -12,6 +13,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static LogLevel log_level = LOG_LEVEL_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -281,6 +283,67 @@ int file_write_atomic(const char *path, const char *data, size_t len, int mode) 
         }
         return 0;
 }
+/* Removes everything inside the directory open as dfd (closed here). The
+ * count of top-level entries removed, or the last -errno. */
+static int clear_dir_fd(int dfd) {
+        DIR *d = fdopendir(dfd);
+        if (!d) {
+                int e = -errno;
+                close(dfd);
+                return e;
+        }
+        int n = 0, r = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                const char *name = de->d_name;
+                if (streq(name, ".") || streq(name, ".."))
+                        continue;
+                if (unlinkat(dirfd(d), name, 0) == 0) {
+                        n++;
+                        continue;
+                }
+                if (errno != EISDIR) {
+                        r = -errno;
+                        continue;
+                }
+                int sub = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0) {
+                        r = -errno;
+                        continue;
+                }
+                int k = clear_dir_fd(sub);
+                if (k < 0)
+                        r = k;
+                if (unlinkat(dirfd(d), name, AT_REMOVEDIR) == 0)
+                        n++;
+                else
+                        r = -errno;
+        }
+        closedir(d);
+        return r < 0 ? r : n;
+}
+
+int dir_private_clear(const char *path) {
+        if (mkdir(path, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ELOOP ? -ENOTDIR : -errno;
+        struct stat st;
+        int e = 0;
+        if (fstat(fd, &st) < 0)
+                e = -errno;
+        else if (st.st_uid != geteuid())
+                e = -EPERM;
+        else if (fchmod(fd, 0700) < 0)
+                e = -errno;
+        if (e < 0) {
+                close(fd);
+                return e;
+        }
+        return clear_dir_fd(fd);
+}
+
 int mkdir_p(const char *path, int mode) {
         _cleanup_free_ char *p = xstrdup(path);
         for (char *s = p + 1; *s; s++) {

@@ -77,3 +77,9 @@ int file_read_all(const char *path, char **ret, size_t *ret_len) _warn_unused_re
 int file_write_atomic(const char *path, const char *data, size_t len, int mode) _warn_unused_result_;
 /* mkdir -p. 0 or -errno. */
 int mkdir_p(const char *path, int mode) _warn_unused_result_;
+/* Makes path a private directory for temporary files and empties it:
+ * creates it (mode 0700) when missing, refuses anything but a directory
+ * of this user (a symbolic link included: -ENOTDIR, -EPERM), sets mode 0700
+ * and removes everything inside it without following symbolic links.
+ * Returns the number of entries removed from the top level, or -errno. */
+int dir_private_clear(const char *path) _warn_unused_result_;

@@ -279,6 +279,22 @@ static void test_hostnames_and_actions(void **state) {
         assert_false(library_actions_allow("start", "deploy"));
 }
 
+static void test_deploy_vm_names(void **state) {
+        char out[64];
+        /* A count asked for numbers the VMs, a count of 1 too ("--count 1" -> NAME-1). */
+        assert_int_equal(library_deploy_vm_name("web", true, 1, out), 0);
+        assert_string_equal(out, "web-1");
+        assert_int_equal(library_deploy_vm_name("web", true, 12, out), 0);
+        assert_string_equal(out, "web-12");
+        assert_int_equal(library_deploy_vm_name("web", false, 1, out), 0);
+        assert_string_equal(out, "web");
+        char long_name[64];
+        memset(long_name, 'a', 62);
+        long_name[62] = 0;
+        assert_int_equal(library_deploy_vm_name(long_name, false, 1, out), 0);
+        assert_int_equal(library_deploy_vm_name(long_name, true, 1, out), -ENAMETOOLONG);
+}
+
 static void test_sha256(void **state) {
         write_file("abc", "abc", 3);
         int fd = open(path_of("abc"), O_RDONLY);
@@ -365,6 +381,7 @@ int main(void) {
                 cmocka_unit_test(test_confinement),
                 cmocka_unit_test(test_quota),
                 cmocka_unit_test(test_hostnames_and_actions),
+                cmocka_unit_test(test_deploy_vm_names),
                 cmocka_unit_test(test_sha256),
                 cmocka_unit_test(test_cloudinit),
                 cmocka_unit_test(test_seed_iso),

@@ -172,6 +172,79 @@ static void test_rule_steps(void **state) {
         assert_false(mon_cmp_str(MON_CMP_GT, "b", "a"));
 }
 
+/* A host 't1' with VMs a and b (a warning, b healthy or critical) under the
+ * root group: the JSON monitor_health_json() gives, reduced to what
+ * mon_health_changes() reads. */
+static json_t *health_tree(const char *b_health, const char *host_health, const char *host_own) {
+        json_t *t = json_pack("{s:s, s:i, s:s, s:s, s:[{s:s, s:i, s:s, s:s, s:s, s:s, s:[s, s*], s:[{s:s, s:i, s:s, s:s, s:s, s:s,"
+                              " s:[s]}, {s:s, s:i, s:s, s:s, s:s, s:s*}]}]}",
+                              "kind", "group", "id", 1, "name", "All Hosts", "health", host_health, "children",
+                              "kind", "host", "id", 1, "name", "t1", "health", host_health, "own_health", host_own,
+                              "own_reason", streq(host_own, "healthy") ? "" : "it is in maintenance mode",
+                              "reasons", "VM 'a' is warning", streq(b_health, "healthy") ? NULL : "VM 'b' is critical",
+                              "children",
+                              "kind", "vm", "id", 1, "name", "a", "health", "warning", "own_health", "warning",
+                              "own_reason", "alert 1 (warning): VM 'a' is paused", "reasons", "alert 1 (warning): VM 'a' is paused",
+                              "kind", "vm", "id", 2, "name", "b", "health", b_health, "own_health", b_health,
+                              "own_reason", streq(b_health, "healthy") ? NULL : "it crashed");
+        assert_non_null(t);
+        return t;
+}
+
+static void test_health_changes(void **state) {
+        json_t *prev = NULL, *now = NULL;
+        /* The first round compares nothing. */
+        json_t *t = health_tree("healthy", "warning", "healthy");
+        json_t *ch = mon_health_changes(t, NULL, &prev);
+        assert_int_equal(json_array_size(ch), 0);
+        assert_non_null(json_object_get(prev, "vm:2"));
+        json_decref(ch);
+        json_decref(t);
+
+        /* VM 'b' crashes: the host and the group turn critical, and the
+         * events name 'b', not 'a' (the first reason, already warning). */
+        t = health_tree("critical", "critical", "healthy");
+        ch = mon_health_changes(t, prev, &now);
+        assert_int_equal(json_array_size(ch), 2);
+        json_t *g = json_array_get(ch, 0), *h = json_array_get(ch, 1);
+        assert_string_equal(json_string_value(json_object_get(g, "kind")), "group");
+        assert_string_equal(json_string_value(json_object_get(g, "message")),
+                            "Host group 'All Hosts' is now critical (was warning): VM 'b' is now critical (was healthy): it crashed.");
+        assert_string_equal(json_string_value(json_object_get(h, "kind")), "host");
+        assert_string_equal(json_string_value(json_object_get(h, "name")), "t1");
+        assert_int_equal(json_integer_value(json_object_get(h, "id")), 1);
+        assert_string_equal(json_string_value(json_object_get(h, "health")), "critical");
+        assert_string_equal(json_string_value(json_object_get(h, "message")),
+                            "Host 't1' is now critical (was warning): VM 'b' is now critical (was healthy): it crashed.");
+        json_decref(ch);
+        json_decref(t);
+        json_decref(prev);
+        prev = now;
+
+        /* 'b' recovers: the host is warning again because of 'a', and the
+         * event names 'b' as what changed. */
+        t = health_tree("healthy", "warning", "healthy");
+        ch = mon_health_changes(t, prev, &now);
+        assert_int_equal(json_array_size(ch), 2);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(ch, 1), "message")),
+                            "Host 't1' is now warning (was critical): VM 'b' is now healthy (was critical).");
+        json_decref(ch);
+        json_decref(t);
+        json_decref(prev);
+        prev = now;
+
+        /* The host's own state: the host itself is the cause. */
+        t = health_tree("critical", "critical", "critical");
+        json_object_set_new(json_array_get(json_object_get(t, "children"), 0), "own_reason", json_string("it is unreachable"));
+        ch = mon_health_changes(t, prev, &now);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(ch, 1), "message")),
+                            "Host 't1' is now critical (was warning): it is unreachable.");
+        json_decref(ch);
+        json_decref(t);
+        json_decref(prev);
+        json_decref(now);
+}
+
 static void test_health_words(void **state) {
         const char *why;
         assert_int_equal(mon_health_vm_state("running", &why), MON_HEALTH_HEALTHY);
@@ -436,6 +509,7 @@ int main(void) {
                 cmocka_unit_test(test_percentiles),
                 cmocka_unit_test(test_rule_steps),
                 cmocka_unit_test(test_health_words),
+                cmocka_unit_test(test_health_changes),
                 cmocka_unit_test(test_exposition),
                 cmocka_unit_test(test_node_exporter),
                 cmocka_unit_test(test_backoff),

@@ -3,7 +3,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "util/util.h"
@@ -91,6 +96,57 @@ static void test_parse_i64(void **state) {
         assert_int_equal(parse_i64("9999999999999999999999", &v), -ERANGE);
 }
 
+static void touch(const char *dir, const char *name) {
+        char *p = xasprintf("%s/%s", dir, name);
+        int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+        free(p);
+}
+
+static void test_dir_private_clear(void **state) {
+        char base[] = "/tmp/armada-util-test-XXXXXX";
+        assert_non_null(mkdtemp(base));
+        char *tmp = xasprintf("%s/tmp", base), *outside = xasprintf("%s/outside", base);
+        /* Created 0700 when missing, nothing to remove. */
+        assert_int_equal(dir_private_clear(tmp), 0);
+        struct stat st;
+        assert_int_equal(stat(tmp, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+        /* Leftovers (a seed ISO, a half-built seed folder) go; a symbolic
+         * link inside is removed, not followed. */
+        assert_int_equal(mkdir(outside, 0700), 0);
+        touch(outside, "keep");
+        touch(tmp, "armada-seed-1.iso");
+        char *seed = xasprintf("%s/armada-seed-abc", tmp), *files = xasprintf("%s/files", seed);
+        assert_int_equal(mkdir(seed, 0700), 0);
+        assert_int_equal(mkdir(files, 0700), 0);
+        touch(files, "user-data");
+        char *link = xasprintf("%s/link", tmp);
+        assert_int_equal(symlink(outside, link), 0);
+        assert_int_equal(chmod(tmp, 0755), 0);
+        assert_int_equal(dir_private_clear(tmp), 3);
+        assert_int_equal(stat(tmp, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+        assert_int_equal(rmdir(tmp), 0);   /* empty */
+        char *kept = xasprintf("%s/keep", outside);
+        assert_int_equal(access(kept, F_OK), 0);
+        /* A symbolic link in its place is refused. */
+        assert_int_equal(symlink(outside, tmp), 0);
+        assert_int_equal(dir_private_clear(tmp), -ENOTDIR);
+        assert_int_equal(access(kept, F_OK), 0);
+        unlink(tmp);
+        unlink(kept);
+        rmdir(outside);
+        rmdir(base);
+        free(kept);
+        free(link);
+        free(files);
+        free(seed);
+        free(outside);
+        free(tmp);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
@@ -98,6 +154,7 @@ int main(void) {
                 cmocka_unit_test(test_uuid),
                 cmocka_unit_test(test_strbuf),
                 cmocka_unit_test(test_parse_i64),
+                cmocka_unit_test(test_dir_private_clear),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
