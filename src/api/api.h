@@ -20,6 +20,7 @@ typedef struct {
         int token_ttl_s;             /* default 12 h */
         size_t max_body;             /* default 1 MiB */
         unsigned threads;            /* default 4 */
+        bool allow_test_hosts;       /* POST /hosts accepts test: URIs (armadad --allow-test-hosts) */
 } ApiConfig;
 
 typedef struct Api Api;

@@ -77,3 +77,16 @@ int file_read_all(const char *path, char **ret, size_t *ret_len) _warn_unused_re
 int file_write_atomic(const char *path, const char *data, size_t len, int mode) _warn_unused_result_;
 /* mkdir -p. 0 or -errno. */
 int mkdir_p(const char *path, int mode) _warn_unused_result_;
+
+/* ---- paths ---- */
+/* Checks a directory path that something will create and fill (a storage
+ * pool) and returns it normalised: absolute; "//" and "/./" folded, a
+ * trailing '/' dropped; no ".." segment; no control characters; and not
+ * "/" itself nor inside a system directory: /etc, /usr, /boot, /proc,
+ * /sys, /dev, and /bin, /sbin, /lib, /lib32, /lib64, /libx32 (aliases of
+ * /usr on merged-/usr systems). The check is on the text only: a symbolic
+ * link is not followed (the path is often on another machine). Returns 0
+ * and a malloc'd normalised path in *ret, or -EINVAL and, in why (may be
+ * NULL), a clause such as "is inside the system directory '/etc'" that
+ * follows the path in a sentence; *ret is untouched then. */
+int path_outside_system_normalize(const char *path, char **ret, char *why, size_t why_size) _warn_unused_result_;
