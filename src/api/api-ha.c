@@ -115,7 +115,9 @@ static void h_host_maintenance(Req *r) {
                 return reply_error(r, 400, "invalid_argument", "on", "Field 'on' is required (true to enter maintenance mode, false to leave it).");
         if (!body_bool(r, "on", &on) || !body_bool(r, "force", &force))
                 return;
-        if (!api_allowed(r, ACT_UPDATE, OBJ_HOST, 0, jint(h, "group_id")))
+        /* Maintenance mode is an operation on the host (like refresh), not a
+         * change of what the host is: delegated administrators keep it. */
+        if (!api_allowed(r, ACT_OPERATE, OBJ_HOST, 0, jint(h, "group_id")))
                 return deny(r, on ? "put into maintenance" : "take out of maintenance", "host", r->id[0], jstr(h, "name"));
         json_t *params = json_pack("{s:b, s:b}", "on", on, "force", force);
         int64_t job;
@@ -291,10 +293,14 @@ static void h_clusters_create(Req *r) {
         if (!req_body_fields(r, fields) || !body_name(r, "name", true, &name) ||
             !body_string(r, "shared_storage", true, 900, &shared) || !body_int(r, "tolerate", false, 0, 64, &tolerate))
                 return;
-        if (shared[0] != '/' || strstr(shared, "/../") || strstr(shared, "/./") || strstr(shared, "//") ||
-            (strlen(shared) >= 3 && streq(shared + strlen(shared) - 3, "/..")))
+        /* Every member defines a pool there and writes VM disks into it as
+         * root: never a system directory. */
+        char why[128];
+        _cleanup_free_ char *shared_dir = NULL;
+        if (path_outside_system_normalize(shared, &shared_dir, why, sizeof why) < 0)
                 return reply_error(r, 400, "invalid_argument", "shared_storage",
-                                   "Field 'shared_storage' must be an absolute, normalised directory path, not '%s'.", shared);
+                                   "Field 'shared_storage' (\"%.200s\") %s; give an absolute directory without '..', outside /,"
+                                   " /etc, /usr, /boot, /proc, /sys and /dev.", shared, why);
         json_t *hosts = json_object_get(r->json, "hosts");
         if (!json_is_array(hosts) || json_array_size(hosts) == 0 || json_array_size(hosts) > 64)
                 return reply_error(r, 400, "invalid_argument", "hosts", "Field 'hosts' must be a list of 1 to 64 host names.");
@@ -320,12 +326,12 @@ static void h_clusters_create(Req *r) {
                         return reply_error(r, 409, "conflict", "hosts", "Host '%s' is already a member of another cluster.", h.name);
         }
         int64_t id;
-        int e = store_cluster_insert(r->api->st, name, shared, (int) tolerate, ids, n, &id);
+        int e = store_cluster_insert(r->api->st, name, shared_dir, (int) tolerate, ids, n, &id);
         if (e == -EEXIST)
                 return reply_error(r, 409, "conflict", "name", "A cluster named '%s' already exists, or one of its hosts is in another.", name);
         if (e < 0)
                 return reply_store_error(r, e, "the cluster");
-        audit(r, "cluster.create", "cluster", id, name, shared, "ok");
+        audit(r, "cluster.create", "cluster", id, name, shared_dir, "ok");
         (void) store_event_add(r->api->st, "info", "cluster.created", "cluster", id, name, 0, "A failover cluster was created.");
         /* Each member defines the cluster's shared pool at its next refresh
          * of a VM create; refresh them now so their state is current. */

@@ -3,6 +3,7 @@
  * before it changes anything, asks the policy, audits what it changed, and
  * hands anything that talks to a host to a job (202). */
 #include "api-priv.h"
+#include "hv/hv.h"
 #include "library/library.h"
 #include "store/store-library.h"
 
@@ -495,23 +496,24 @@ void h_group_delete(Req *r) {
 /* ------------------------------------------------------------------ */
 /* hosts */
 
-static bool uri_ok(const char *s) {
-        /* scheme ":" "//" ...: driver[+transport]://[host]/path, no spaces. */
-        const char *colon = strstr(s, "://");
-        if (!colon || colon == s)
+/* The pool directory a host gets: Armada's own pool is created (and
+ * filled) there by libvirt as root, so it stays out of the system's
+ * directories; letters, digits and "/._-" keep it out of XML and logs'
+ * way. Replies 400 and returns false when refused; *ret is malloc'd. */
+static bool pool_path_ok(Req *r, const char *path, char **ret) {
+        char why[128];
+        if (strspn(path, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._-") != strlen(path)) {
+                reply_error(r, 400, "invalid_argument", "pool_path",
+                            "Field 'pool_path' must be an absolute path of letters, digits, '/', '.', '_' and '-'.");
                 return false;
-        for (const char *p = s; p < colon; p++)
-                if (!(('a' <= *p && *p <= 'z') || ('0' <= *p && *p <= '9') || *p == '+'))
-                        return false;
-        for (const char *p = s; *p; p++)
-                if ((unsigned char) *p <= 0x20 || *p == '"' || *p == '\'' || *p == '<' || *p == '>' || *p == '\\')
-                        return false;
+        }
+        if (path_outside_system_normalize(path, ret, why, sizeof why) < 0) {
+                reply_error(r, 400, "invalid_argument", "pool_path",
+                            "Field 'pool_path' (\"%.200s\") %s; give an absolute directory without '..', outside /, /etc,"
+                            " /usr, /boot, /proc, /sys and /dev.", path, why);
+                return false;
+        }
         return true;
-}
-
-static bool path_ok(const char *s) {
-        return s[0] == '/' && !strstr(s, "/../") && !strstr(s, "/./") && strcmp(s + strlen(s) - (strlen(s) >= 3 ? 3 : 0), "/..") != 0 &&
-               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._-") == strlen(s);
 }
 
 void h_hosts_list(Req *r) {
@@ -528,12 +530,14 @@ void h_hosts_create(Req *r) {
             !body_string(r, "group", false, 1000, &group) || !body_name(r, "pool", false, &pool) ||
             !body_string(r, "pool_path", false, 500, &pool_path))
                 return;
-        if (!uri_ok(uri))
+        char refused[512];
+        if (hv_uri_check(uri, r->api->cfg.allow_test_hosts, refused, sizeof refused) < 0)
                 return reply_error(r, 400, "invalid_argument", "uri",
-                                   "Field 'uri' (\"%.200s\") is not a libvirt URI such as qemu+tcp://10.0.0.2/system or test:///default.", uri);
-        if (!path_ok(pool_path))
-                return reply_error(r, 400, "invalid_argument", "pool_path",
-                                   "Field 'pool_path' must be an absolute path of letters, digits, '/', '.', '_' and '-', without '..'.");
+                                   "Field 'uri' (\"%.200s\") is refused: %s. A host URI looks like qemu+tcp://10.0.0.2/system,"
+                                   " qemu+ssh://root@kvm2/system?keyfile=/path or qemu:///system.", uri, refused);
+        _cleanup_free_ char *pool_dir = NULL;
+        if (!pool_path_ok(r, pool_path, &pool_dir))
+                return;
         int64_t group_id = STORE_ROOT_GROUP_ID;
         if (group) {
                 const char *why;
@@ -546,7 +550,7 @@ void h_hosts_create(Req *r) {
         if (!api_allowed(r, ACT_CREATE, OBJ_HOST, 0, group_id))
                 return deny(r, "add", "host", 0, name);
         int64_t id;
-        int e = store_host_insert(r->api->st, name, uri, group_id, pool, pool_path, &id);
+        int e = store_host_insert(r->api->st, name, uri, group_id, pool, pool_dir, &id);
         if (e == -EEXIST)
                 return reply_error(r, 409, "conflict", "name", "A host named '%s' already exists.", name);
         if (e < 0)

@@ -23,6 +23,7 @@ typedef struct {
         bool metrics_public;         /* /metrics answers without a token */
         unsigned per_ip_connections; /* open connections one address may hold; default 64 */
         unsigned idle_timeout_s;     /* a connection silent this long is closed; default 15 */
+        bool allow_test_hosts;       /* POST /hosts accepts test: URIs (armadad --allow-test-hosts) */
 } ApiConfig;
 
 typedef struct Api Api;

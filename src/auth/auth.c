@@ -173,6 +173,12 @@ static bool delegated_allows(const AuthSubject *who, AuthAction action, const Au
                         return true;
                 return chain_meets_scope(who, obj, 0);
         case OBJ_HOST:
+                /* A host's URI and pool path choose what armadad connects
+                 * to, runs and writes as itself: adding, removing and
+                 * changing hosts is the administrator's. */
+                if (action != ACT_READ && action != ACT_OPERATE)
+                        return false;
+                return chain_meets_scope(who, obj, 0);
         case OBJ_VM:
         case OBJ_EVENT:
                 return chain_meets_scope(who, obj, 0);

@@ -87,10 +87,14 @@ typedef struct {
 /* The one policy function. Returns true when who may do action on obj.
  *  - Administrator: everything.
  *  - Read-only: ACT_READ on everything except OBJ_SYSTEM (audit, users).
- *  - Delegated administrator: every action on groups, hosts, VMs, jobs and
- *    events whose group chain meets one of its scopes; but not on the scope
- *    group itself for UPDATE/DELETE (it cannot rename/remove its own root);
- *    nothing on OBJ_SYSTEM; own jobs always readable.
+ *  - Delegated administrator: every action on groups, VMs, jobs and events
+ *    whose group chain meets one of its scopes; but not on the scope group
+ *    itself for UPDATE/DELETE (it cannot rename/remove its own root); on
+ *    hosts in its scopes only READ and OPERATE (refresh, maintenance mode):
+ *    adding (CREATE), removing (DELETE) and changing (UPDATE: cluster
+ *    membership, host settings) a host is the administrator's, since a
+ *    host's URI and pool path decide what armadad runs and writes; nothing
+ *    on OBJ_SYSTEM; own jobs always readable.
  *  - Self-service: READ/OPERATE/DELETE on VMs and jobs it owns; READ on its
  *    own events (owner_id); nothing else (creating VMs comes with template
  *    grants, later).
@@ -99,8 +103,8 @@ typedef struct {
  *    ids <= 0 never match, and a chain longer than AUTH_MAX_DEPTH is treated
  *    as malformed and meets nothing. Ancestors of a scope are outside it.
  *  - CREATE: obj->groups is the chain of the group the object is created in,
- *    so a delegated administrator may create groups, hosts and VMs directly
- *    inside its scope group.
+ *    so a delegated administrator may create groups and VMs directly inside
+ *    its scope group.
  *  - A scope group is "itself" only when no other scope of the same subject
  *    is among its ancestors (nested scopes: the outer one allows it).
  *  - A move is two questions: UPDATE on the object where it is, and CREATE

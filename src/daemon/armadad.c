@@ -36,6 +36,7 @@ typedef struct {
         int audit_retention_days;
         int connections_per_address;
         int idle_timeout_s;
+        bool allow_test_hosts;   /* test: URIs (libvirt's test driver) may be registered */
         char *web_dir;
         int workers;
         int refresh_interval_ms;
@@ -66,6 +67,7 @@ static int config_set(Config *c, const char *key, const char *val) {
         else if (streq(key, "tls-self-signed")) c->tls_self_signed = streq(val, "true") || streq(val, "yes") || streq(val, "1");
         else if (streq(key, "insecure-http")) c->insecure_http = streq(val, "true") || streq(val, "yes") || streq(val, "1");
         else if (streq(key, "metrics-public")) c->metrics_public = streq(val, "true") || streq(val, "yes") || streq(val, "1");
+        else if (streq(key, "allow-test-hosts")) c->allow_test_hosts = streq(val, "true") || streq(val, "yes") || streq(val, "1");
         else if (streq(key, "web-dir")) set_str(&c->web_dir, val);
         else if (streq(key, "admin-user")) set_str(&c->admin_user, val);
         else if (streq(key, "log-level")) set_str(&c->log_level, val);
@@ -171,6 +173,8 @@ static void usage(void) {
              "  --library-upload-max SIZE  largest library upload accepted (default 64G)\n"
              "  --admin-user NAME          name of the first administrator (default admin)\n"
              "  --ensure-host NAME=URI     register this host at start-up when missing (repeatable)\n"
+             "  --allow-test-hosts         accept test: host URIs (libvirt's test driver, which reads any file\n"
+             "                             armadad can read): for test suites only, never in production\n"
              "  --log-level LEVEL          debug, info, warn or error (default info)");
 }
 
@@ -234,6 +238,11 @@ static void ensure_hosts(Store *st, Jobs *jobs, const Config *c) {
                 int64_t id;
                 if (store_host_find(st, spec, &id) == 0)
                         continue;
+                char why[512];
+                if (hv_uri_check(eq + 1, c->allow_test_hosts, why, sizeof why) < 0) {
+                        log_warn("--ensure-host '%s': the URI is refused: %s; ignored", spec, why);
+                        continue;
+                }
                 if (store_host_insert(st, spec, eq + 1, STORE_ROOT_GROUP_ID, "armada", "/var/lib/libvirt/images/armada", &id) < 0)
                         continue;
                 (void) jobs_submit(jobs, "host.refresh", "host", id, spec, 0, NULL, NULL);
@@ -283,6 +292,7 @@ int main(int argc, char **argv) {
                 { "tls-self-signed", no_argument, NULL, 0 }, { "insecure-http", no_argument, NULL, 0 },
                 { "metrics-public", no_argument, NULL, 0 }, { "audit-retention-days", required_argument, NULL, 0 },
                 { "connections-per-address", required_argument, NULL, 0 }, { "idle-timeout-s", required_argument, NULL, 0 },
+                { "allow-test-hosts", no_argument, NULL, 0 },
                 { "web-dir", required_argument, NULL, 0 }, { "workers", required_argument, NULL, 0 },
                 { "refresh-interval-ms", required_argument, NULL, 0 }, { "stop-timeout-s", required_argument, NULL, 0 },
                 { "token-ttl-s", required_argument, NULL, 0 },
@@ -390,7 +400,8 @@ int main(int argc, char **argv) {
         Api *api = NULL;
         Ha *ha = NULL;
         Monitor *mon = NULL;
-        InventoryConfig icfg = { .refresh_interval_ms = c.refresh_interval_ms, .stop_timeout_s = c.stop_timeout_s };
+        InventoryConfig icfg = { .refresh_interval_ms = c.refresh_interval_ms, .stop_timeout_s = c.stop_timeout_s,
+                                 .allow_test_hosts = c.allow_test_hosts };
         (void) jobs_new(st, (unsigned) c.workers, &jobs);
         (void) inventory_new(st, jobs, &icfg, &inv);
         inventory_register_jobs(inv);
@@ -411,7 +422,8 @@ int main(int argc, char **argv) {
         }
         ApiConfig acfg = { .listen_addr = addr, .port = port, .tls_cert = c.tls_cert, .tls_key = c.tls_key,
                            .web_dir = c.web_dir, .token_ttl_s = c.token_ttl_s, .metrics_public = c.metrics_public,
-                           .per_ip_connections = (unsigned) c.connections_per_address, .idle_timeout_s = (unsigned) c.idle_timeout_s };
+                           .per_ip_connections = (unsigned) c.connections_per_address, .idle_timeout_s = (unsigned) c.idle_timeout_s,
+                           .allow_test_hosts = c.allow_test_hosts };
         (void) api_new(st, jobs, inv, &acfg, &api);
         if (api_start(api) < 0) {
                 fprintf(stderr, "armadad: cannot listen on %s\n", c.listen);

@@ -37,9 +37,14 @@ struct HvConn {
 /* ---- errors ---- */
 
 static __thread char last_error[1024];
+static __thread char last_error_detail[2048];
 
 const char *hv_last_error(void) {
         return last_error;
+}
+
+const char *hv_last_error_detail(void) {
+        return last_error_detail;
 }
 
 void hv_set_error(const char *fmt, ...) {
@@ -47,6 +52,7 @@ void hv_set_error(const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(last_error, sizeof last_error, fmt, ap);
         va_end(ap);
+        last_error_detail[0] = 0;
 }
 
 /* The code of libvirt's last error in this thread (VIR_ERR_OK when none).
@@ -170,6 +176,39 @@ static const char *close_reason(int reason) {
         }
 }
 
+/* What a client may read of libvirt's reason for a failed connection.
+ * libvirt quotes the file a test: URI names when it is not the XML it
+ * expects (libxml2's context: the offending line, a caret under it), and
+ * may quote values from one that is; so a test host gets a fixed sentence,
+ * an XML error another, and any other driver the first line of libvirt's
+ * message (the rest of which is context, never the reason). */
+static void connect_reason(const char *uri, int code, const char *msg, char *out, size_t size) {
+        if (strncmp(uri, "test:", 5) == 0) {
+                snprintf(out, size, "libvirt's test driver cannot load it (the details are in armadad's log)");
+                return;
+        }
+        switch (code) {
+        case VIR_ERR_XML_ERROR:
+        case VIR_ERR_XML_DETAIL:
+        case VIR_ERR_XML_INVALID_SCHEMA:
+                snprintf(out, size, "libvirt could not read the configuration it was given (the details are in armadad's log)");
+                return;
+        case VIR_ERR_OK:
+                snprintf(out, size, "libvirt gave no reason");
+                return;
+        default:
+                break;
+        }
+        size_t n = msg ? strcspn(msg, "\r\n") : 0;
+        if (n == 0) {
+                snprintf(out, size, "libvirt gave no reason");
+                return;
+        }
+        if (n > 300)
+                n = 300;
+        snprintf(out, size, "%.*s", (int) n, msg);
+}
+
 static void on_conn_closed(virConnectPtr conn, int reason, void *opaque) {
         HvConn *c = opaque;
         c->on_close(c->userdata, close_reason(reason));
@@ -181,6 +220,11 @@ int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_cou
                 hv_set_error("cannot connect to a hypervisor without a libvirt URI");
                 return -EINVAL;
         }
+        char why[512];
+        if (hv_uri_check(uri, true, why, sizeof why) < 0) {
+                hv_set_error("refusing to connect to '%.500s': %s", uri, why);
+                return -EPERM;
+        }
         int r = hv_init();
         if (r < 0)
                 return r;
@@ -188,8 +232,16 @@ int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_cou
         /* No auth callbacks: a daemon must never prompt. ssh uses its agent,
          * TLS its certificates. */
         virConnectPtr conn = virConnectOpenAuth(uri, NULL, 0);
-        if (!conn)
-                return hv_virt_fail("cannot connect to '%s'", uri);
+        if (!conn) {
+                int code = hv_virt_code();
+                const char *msg = virGetLastErrorMessage();
+                char reason[512];
+                connect_reason(uri, code, msg, reason, sizeof reason);
+                hv_set_error("cannot connect to '%.500s': %s", uri, reason);
+                snprintf(last_error_detail, sizeof last_error_detail, "%s",
+                         code == VIR_ERR_OK ? "libvirt gave no reason" : msg);
+                return hv_errno_from_virt(code);
+        }
 
         HvConn *c = xcalloc(1, sizeof *c);
         c->conn = conn;

@@ -26,8 +26,34 @@
 int hv_init(void);
 
 /* The reason (a complete sentence) for the last hv failure in this thread,
- * or "" when there is none. Valid until the next hv call in this thread. */
+ * or "" when there is none. Valid until the next hv call in this thread.
+ * Safe to show a client: it never quotes what libvirt read from a file. */
 const char *hv_last_error(void);
+/* libvirt's whole message behind the last hv failure in this thread, for
+ * the log only: when a connection fails it can quote the file a test: URI
+ * named (libxml2's parse context). "" when hv_last_error() says it all.
+ * Valid until the next hv call in this thread. */
+const char *hv_last_error_detail(void);
+
+/* Whether uri may be handed to libvirt as a host's address. Parses it as
+ * libvirt does (libxml2's xmlParseURI; query parameters split on '&' and
+ * ';', percent-decoded) and allows only:
+ *  - the schemes qemu, qemu+tcp, qemu+tls, qemu+ssh, qemu+libssh2 and esx
+ *    (exactly, lower case), and test only when allow_test; never ext, unix
+ *    or another transport;
+ *  - for qemu*, the path /system or /session; for esx a server; for test
+ *    a path and no server, user or port;
+ *  - a server of host-name or address characters and a user name of
+ *    letters, digits, '.', '_', '-', neither beginning with '-';
+ *  - the query parameters no_verify, keyfile, known_hosts and sshauth (and
+ *    socket only when allow_test), with values of path-like characters not
+ *    beginning with '-'; never command, netcat, name or any other;
+ *  - no fragment, no spaces, quotes or control characters.
+ * Returns 0 when allowed, else -EINVAL and a sentence fragment saying why
+ * and what is allowed in why (e.g. "the transport 'qemu+ext' is not
+ * allowed; use ..."), for "URI '...' is refused: <why>." why may be NULL.
+ * Pure: no I/O. */
+int hv_uri_check(const char *uri, bool allow_test, char *why, size_t why_size);
 
 typedef struct HvConn HvConn;
 
@@ -41,7 +67,12 @@ typedef void (*HvCloseFn)(void *userdata, const char *reason);
  * libvirt's default. No credentials are ever prompted for (ssh uses its
  * agent, TLS its certificates). on_close may be NULL; its reason is one of
  * "keepalive timeout", "end of file", "I/O error", "client closed". Returns 0
- * and *ret, or a negative code with hv_last_error() set and *ret untouched. */
+ * and *ret, or a negative code with hv_last_error() set and *ret untouched.
+ * As a last line of defence it refuses (-EPERM) a uri that fails
+ * hv_uri_check(uri, true, ...): callers check with their own allow_test
+ * first. On a libvirt failure hv_last_error() is "cannot connect to 'URI':
+ * <short reason>" without libvirt's parse context, which goes to
+ * hv_last_error_detail(). */
 int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_count,
                HvCloseFn on_close, void *userdata, HvConn **ret);
 /* Closes the connection. Accepts NULL; returns NULL. Thread-safe with

@@ -43,7 +43,11 @@ struct Inventory {
 };
 
 /* A live link to host h, connecting when needed; the caller releases it.
- * Negative with a sentence in why when the host cannot be reached. */
+ * Negative with a sentence in why when the host cannot be reached; -EPERM
+ * when its URI does not pass hv_uri_check() (a row from an older database,
+ * or written behind the API's back): such a URI is never opened. why never
+ * quotes libvirt's parse context (it can hold file contents); that goes to
+ * the log. */
 int link_acquire(Inventory *inv, const StoreHost *h, Link **ret, char *why, size_t why_size);
 void link_release(Inventory *inv, Link *l);
 /* The host's live link with a reference, or NULL when there is none right

@@ -102,6 +102,11 @@ int link_acquire(Inventory *inv, const StoreHost *h, Link **ret, char *why, size
         if (dead_one)
                 link_destroy(dead_one);
 
+        char refused[512];
+        if (hv_uri_check(h->uri, inv->cfg.allow_test_hosts, refused, sizeof refused) < 0) {
+                snprintf(why, why_size, "its URI '%.300s' is refused: %s", h->uri, refused);
+                return -EPERM;
+        }
         Link *n = xcalloc(1, sizeof *n);
         n->host_id = h->id;
         n->inv = inv;
@@ -109,6 +114,8 @@ int link_acquire(Inventory *inv, const StoreHost *h, Link **ret, char *why, size
         int r = hv_connect(h->uri, inv->cfg.keepalive_interval_s, inv->cfg.keepalive_count, link_on_close, n, &n->conn);
         if (r < 0) {
                 snprintf(why, why_size, "%s", hv_last_error()[0] ? hv_last_error() : "connection failed");
+                if (hv_last_error_detail()[0])
+                        log_debug("host '%s': %s; libvirt said: %s", h->name, why, hv_last_error_detail());
                 pthread_mutex_destroy(&n->op_lock);
                 free(n);
                 return r;
@@ -339,7 +346,9 @@ void inventory_host_state_changed(Inventory *inv, int64_t host_id) {
                 inv->on_host_state(inv->on_host_state_data, host_id);
 }
 
-static void host_unreachable(Inventory *inv, const StoreHost *h, const char *why) {
+/* why is shown to clients (host error, event); detail, libvirt's whole
+ * message, only goes to the log. */
+static void host_unreachable(Inventory *inv, const StoreHost *h, const char *why, const char *detail) {
         _cleanup_free_ char *reason = xasprintf("%s", why);
         /* ha owns the state of a failed or fenced cluster member. */
         if (streq(h->state, "maintenance") || streq(h->state, "failed") || streq(h->state, "fenced"))
@@ -349,7 +358,10 @@ static void host_unreachable(Inventory *inv, const StoreHost *h, const char *why
                 (void) store_event_add(inv->st, "error", "host.unreachable", "host", h->id, h->name, 0, msg);
                 (void) store_exec(inv->st, "UPDATE vm SET state = 'unknown', updated_at = ? WHERE host_id = ?"
                                            " AND state NOT IN ('creating', 'deleting', 'missing')", "ii", now_ms(), h->id);
-                log_warn("host '%s' is unreachable: %s", h->name, why);
+                if (detail && detail[0])
+                        log_warn("host '%s' is unreachable: %s (libvirt: %s)", h->name, why, detail);
+                else
+                        log_warn("host '%s' is unreachable: %s", h->name, why);
                 inventory_host_state_changed(inv, h->id);
         }
 }
@@ -365,8 +377,9 @@ int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t
         Link *l;
         r = link_acquire(inv, &h, &l, why, sizeof why);
         if (r < 0) {
-                host_unreachable(inv, &h, why);
-                if (reason) snprintf(reason, reason_size, "Cannot connect to host '%s' at '%s': %s", h.name, h.uri, why);
+                /* link_acquire's last hv call, in this thread, was the connect. */
+                host_unreachable(inv, &h, why, r == -EPERM ? NULL : hv_last_error_detail());
+                if (reason) snprintf(reason, reason_size, "Cannot connect to host '%s': %s", h.name, why);
                 return r;
         }
         HvHostInfo info;
@@ -375,7 +388,7 @@ int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t
                 snprintf(why, sizeof why, "%s", hv_last_error());
                 atomic_store(&l->dead, true);
                 link_release(inv, l);
-                host_unreachable(inv, &h, why);
+                host_unreachable(inv, &h, why, NULL);
                 if (reason) snprintf(reason, reason_size, "Host '%s' does not answer: %s", h.name, why);
                 return r;
         }

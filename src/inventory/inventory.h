@@ -21,6 +21,7 @@ typedef struct {
         int keepalive_interval_s;    /* libvirt keepalive (default 1) */
         unsigned keepalive_count;    /* missed answers before a drop (default 3) */
         int stop_timeout_s;          /* default wait for a guest to shut down (60) */
+        bool allow_test_hosts;       /* test: URIs may be opened (armadad --allow-test-hosts) */
 } InventoryConfig;
 
 typedef struct Inventory Inventory;

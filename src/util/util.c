@@ -344,6 +344,58 @@ int dir_private_clear(const char *path) {
         return clear_dir_fd(fd);
 }
 
+static const char *const system_dirs[] = { "/etc", "/usr", "/boot", "/proc", "/sys", "/dev",
+                                           "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", NULL };
+
+int path_outside_system_normalize(const char *path, char **ret, char *why, size_t why_size) {
+        char scratch[1];
+        if (!why || why_size == 0) {
+                why = scratch;
+                why_size = sizeof scratch;
+        }
+        if (!path || path[0] != '/') {
+                snprintf(why, why_size, "is not an absolute path");
+                return -EINVAL;
+        }
+        for (const char *p = path; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f) {
+                        snprintf(why, why_size, "holds a control character");
+                        return -EINVAL;
+                }
+        StrBuf out = {0};
+        for (const char *p = path; *p;) {
+                while (*p == '/')
+                        p++;
+                size_t n = strcspn(p, "/");
+                if (n == 0)
+                        break;
+                if (n == 2 && p[0] == '.' && p[1] == '.') {
+                        strbuf_free(&out);
+                        snprintf(why, why_size, "has a '..' segment");
+                        return -EINVAL;
+                }
+                if (!(n == 1 && p[0] == '.')) {
+                        strbuf_append(&out, "/");
+                        strbuf_appendn(&out, p, n);
+                }
+                p += n;
+        }
+        _cleanup_free_ char *norm = strbuf_steal(&out);
+        if (!norm[0]) {
+                snprintf(why, why_size, "is the root directory");
+                return -EINVAL;
+        }
+        for (size_t i = 0; system_dirs[i]; i++) {
+                size_t n = strlen(system_dirs[i]);
+                if (strncmp(norm, system_dirs[i], n) == 0 && (norm[n] == 0 || norm[n] == '/')) {
+                        snprintf(why, why_size, "is inside the system directory '%s'", system_dirs[i]);
+                        return -EINVAL;
+                }
+        }
+        *ret = steal_ptr(norm);
+        return 0;
+}
+
 int mkdir_p(const char *path, int mode) {
         _cleanup_free_ char *p = xstrdup(path);
         for (char *s = p + 1; *s; s++) {

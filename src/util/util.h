@@ -83,3 +83,16 @@ int mkdir_p(const char *path, int mode) _warn_unused_result_;
  * and removes everything inside it without following symbolic links.
  * Returns the number of entries removed from the top level, or -errno. */
 int dir_private_clear(const char *path) _warn_unused_result_;
+
+/* ---- paths ---- */
+/* Checks a directory path that something will create and fill (a storage
+ * pool) and returns it normalised: absolute; "//" and "/./" folded, a
+ * trailing '/' dropped; no ".." segment; no control characters; and not
+ * "/" itself nor inside a system directory: /etc, /usr, /boot, /proc,
+ * /sys, /dev, and /bin, /sbin, /lib, /lib32, /lib64, /libx32 (aliases of
+ * /usr on merged-/usr systems). The check is on the text only: a symbolic
+ * link is not followed (the path is often on another machine). Returns 0
+ * and a malloc'd normalised path in *ret, or -EINVAL and, in why (may be
+ * NULL), a clause such as "is inside the system directory '/etc'" that
+ * follows the path in a sentence; *ret is untouched then. */
+int path_outside_system_normalize(const char *path, char **ret, char *why, size_t why_size) _warn_unused_result_;

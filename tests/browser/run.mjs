@@ -77,7 +77,7 @@ class Armadad {
     this.url = `http://127.0.0.1:${this.port}`;
     const log = fs.openSync(path.join(this.dir, 'armadad.log'), 'a');
     this.proc = spawn(ARMADAD, ['--state-dir', path.join(this.dir, 'var'), '--listen', `127.0.0.1:${this.port}`,
-      '--web-dir', path.join(ROOT, 'web'), '--refresh-interval-ms', '500', '--stop-timeout-s', '3', ...this.extra],
+      '--web-dir', path.join(ROOT, 'web'), '--refresh-interval-ms', '500', '--stop-timeout-s', '3', '--allow-test-hosts', ...this.extra],
     { stdio: ['ignore', log, log], cwd: this.dir, env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=0:abort_on_error=0' } });
     this.exited = null;
     this.proc.on('exit', code => { this.exited = code; });

@@ -43,8 +43,11 @@ class ApiError(Exception):
 
 
 class Armadad:
-    def __init__(self, args=(), state_dir=None):
-        self.args = list(args)
+    """allow_test_hosts passes --allow-test-hosts: the integration suite's
+    hosts are libvirt test-driver URIs (test:///...), which armadad refuses
+    without it."""
+    def __init__(self, args=(), state_dir=None, allow_test_hosts=True):
+        self.args = list(args) + (["--allow-test-hosts"] if allow_test_hosts else [])
         self.own_dir = state_dir is None
         self.dir = state_dir or tempfile.mkdtemp(prefix="armada-test-")
         self.port = None

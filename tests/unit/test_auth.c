@@ -217,7 +217,9 @@ static const struct {
 
         { ROLE_DELEGATED_ADMIN, OBJ_SYSTEM, { { "", "", "" }, { "", "", "" }, { "", "", "" }, { "", "", "" }, { "", "", "" } } },
         { ROLE_DELEGATED_ADMIN, OBJ_GROUP,  { { ALL, ALL, ALL }, { "RCO", "RCO", "RCO" }, { "", "", "" }, { "", "", "" }, { "", "", "" } } },
-        { ROLE_DELEGATED_ADMIN, OBJ_HOST,   { { ALL, ALL, ALL }, { ALL, ALL, ALL }, { "", "", "" }, { "", "", "" }, { "", "", "" } } },
+        /* Adding, removing and changing a host is the administrator's: its
+         * URI and pool path decide what armadad connects to and writes. */
+        { ROLE_DELEGATED_ADMIN, OBJ_HOST,   { { "RO", "RO", "RO" }, { "RO", "RO", "RO" }, { "", "", "" }, { "", "", "" }, { "", "", "" } } },
         { ROLE_DELEGATED_ADMIN, OBJ_VM,     { { ALL, ALL, ALL }, { ALL, ALL, ALL }, { "", "", "" }, { "", "", "" }, { "", "", "" } } },
         { ROLE_DELEGATED_ADMIN, OBJ_JOB,    { { ALL, ALL, ALL }, { ALL, ALL, ALL }, { "R", "", "" }, { "R", "", "" }, { "R", "", "" } } },
         { ROLE_DELEGATED_ADMIN, OBJ_EVENT,  { { ALL, ALL, ALL }, { ALL, ALL, ALL }, { "", "", "" }, { "", "", "" }, { "", "", "" } } },
@@ -322,7 +324,19 @@ static void test_policy_edges(void **state) {
         assert_true(allows(ROLE_ADMIN, scope_b, 1, ACT_DELETE, OBJ_GROUP, chain_c, ELEMENTSOF(chain_c), 0, 0));
 
         /* self_group_id is ignored for other kinds, even when it names a scope. */
-        assert_true(allows(DA, scope_b, 1, ACT_DELETE, OBJ_HOST, chain_b, ELEMENTSOF(chain_b), 3, 0));
+        assert_true(allows(DA, scope_b, 1, ACT_OPERATE, OBJ_HOST, chain_b, ELEMENTSOF(chain_b), 3, 0));
+        assert_true(allows(DA, scope_b, 1, ACT_DELETE, OBJ_VM, chain_b, ELEMENTSOF(chain_b), 3, 0));
+
+        /* Hosts: a delegated administrator never adds, removes or changes
+         * one, whatever its scopes (nested ones and the host's own group
+         * included); it reads and operates (refresh, maintenance) inside them. */
+        for (AuthAction a = ACT_CREATE; a <= ACT_DELETE; a++) {
+                assert_false(allows(DA, scopes_ab, 2, a, OBJ_HOST, chain_c, ELEMENTSOF(chain_c), 0, 0));
+                assert_false(allows(DA, scopes_bx, 2, a, OBJ_HOST, chain_x, ELEMENTSOF(chain_x), 0, 0));
+                assert_true(allows(ROLE_ADMIN, NULL, 0, a, OBJ_HOST, NULL, 0, 0, 0));
+        }
+        assert_true(allows(DA, scopes_ab, 2, ACT_READ, OBJ_HOST, chain_c, ELEMENTSOF(chain_c), 0, 0));
+        assert_true(allows(DA, scopes_ab, 2, ACT_OPERATE, OBJ_HOST, chain_c, ELEMENTSOF(chain_c), 0, 0));
         assert_true(allows(DA, scope_b, 1, ACT_UPDATE, OBJ_VM, chain_c, ELEMENTSOF(chain_c), 3, 0));
 
         /* A self id that is not in the chain does not hide the chain's scope. */

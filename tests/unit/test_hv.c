@@ -491,6 +491,118 @@ static void test_connect_and_host_info(void **state) {
         assert_non_null(strstr(hv_last_error(), "'qemu+tcp://127.0.0.1:1/system'"));
         assert_int_equal(hv_connect("", 5, 3, NULL, NULL, &bad), -EINVAL);
         assert_int_equal(hv_connect(NULL, 5, 3, NULL, NULL, &bad), -EINVAL);
+        /* The last line of defence: a URI that runs a program is never opened. */
+        assert_int_equal(hv_connect("qemu+ext:///system?command=/bin/true", 5, 3, NULL, NULL, &bad), -EPERM);
+        assert_ptr_equal(bad, (HvConn *) 0x1);
+        assert_non_null(strstr(hv_last_error(), "refusing to connect"));
+}
+
+/* ---- URI allow-list ---- */
+
+static void test_uri_check(void **state) {
+        static const struct {
+                const char *uri;
+                bool allow_test; /* with --allow-test-hosts */
+                bool ok;
+                const char *why; /* a part of the reason, for refusals */
+        } cases[] = {
+                { "qemu:///system", false, true, NULL },
+                { "qemu:///session", false, true, NULL },
+                { "qemu+tcp://10.0.0.2/system", false, true, NULL },
+                { "qemu+tcp://10.0.0.2:16509/system", false, true, NULL },
+                { "qemu+tls://kvm7.example.com/system", false, true, NULL },
+                { "qemu://kvm7.example.com/system", false, true, NULL },
+                { "qemu+ssh://u@h/system?keyfile=/k&no_verify=1", false, true, NULL },
+                { "qemu+ssh://root@kvm2.example.com:2222/system?keyfile=/root/.ssh/id&known_hosts=/etc/armada/kh", false, true, NULL },
+                { "qemu+libssh2://u@h/system?sshauth=agent,privkey&known_hosts=/k", false, true, NULL },
+                { "qemu+tcp://[::1]/system", false, true, NULL },
+                { "qemu+tcp://[fd00::2]:16509/system", false, true, NULL },
+                { "esx://esx1.example.com/?no_verify=1", false, true, NULL },
+                { "test:///default", true, true, NULL },
+                { "test:///tmp/armada/node.xml", true, true, NULL },
+                { "qemu+ssh://u@h/system?socket=/run/x.sock", true, true, NULL },
+                /* programs, transports and parameters that are never allowed */
+                { "qemu+ext:///system?command=/tmp/x", true, false, "transport 'qemu+ext'" },
+                { "qemu+ext:///system", false, false, "transport 'qemu+ext'" },
+                { "qemu:///system?command=x", true, false, "parameter 'command'" },
+                { "qemu+ssh://h/system?netcat=/tmp/x", true, false, "parameter 'netcat'" },
+                { "qemu+tcp://h/system?name=qemu:///embed", true, false, "parameter 'name'" },
+                { "qemu+ssh://h/system?%63ommand=x", true, false, "parameter 'command'" },
+                { "qemu+ssh://h/system?keyfile=/k;command=x", true, false, "parameter 'command'" },
+                { "qemu+ssh://h/system?no_verify=1&%00command=x", true, false, "not plain text" },
+                { "qemu+ssh://h/system?keyfile=-oProxyCommand=x", true, false, "value of parameter 'keyfile'" },
+                { "qemu+ssh://h/system?keyfile=%2Fk%20x", true, false, "value of parameter 'keyfile'" },
+                { "qemu+ssh://h/system?keyfile=/k%", true, false, "not a libvirt URI" },
+                { "qemu+unix:///system", false, false, "transport 'qemu+unix'" },
+                { "qemu+unix:///system?socket=/x", true, false, "transport 'qemu+unix'" },
+                { "qemu+libssh://h/system", false, false, "transport 'qemu+libssh'" },
+                { "QEMU:///system", false, false, "transport 'QEMU'" },
+                { "qemu+EXT:///system", false, false, "transport 'qemu+EXT'" },
+                { "Qemu+tcp://h/system", false, false, "transport" },
+                { "xen:///system", false, false, "transport 'xen'" },
+                { "qemu+ssh://-oProxyCommand=x/system", true, false, "server" },
+                { "qemu+ssh://-oProxyCommand=x@h/system", true, false, "user name" },
+                { "qemu:///embed?root=/tmp/x", true, false, "/system or /session" },
+                { "qemu:///system%3Fcommand=x", true, false, "/system or /session" },
+                { "qemu+tcp://h/system#frag", true, false, "fragment" },
+                { "esx:///", false, false, "server" },
+                /* the test driver reads any file: only with the flag, and
+                 * test:///default itself too */
+                { "test:///default", false, false, "--allow-test-hosts" },
+                { "test:///etc/passwd", false, false, "--allow-test-hosts" },
+                { "test://h/default", true, false, "no server" },
+                { "test+tcp://h/default", true, false, "transport 'test+tcp'" },
+                { "qemu+ssh://u@h/system?socket=/run/x.sock", false, false, "parameter 'socket'" },
+                /* not URIs */
+                { "", true, false, "empty" },
+                { "system", true, false, "not a libvirt URI" },
+                { "qemu:system", true, false, "not a libvirt URI" },
+                { "://system", true, false, "not a libvirt URI" },
+                { "qemu+ssh://x/system; rm -rf /", true, false, "space" },
+                { "qemu:///system\n", true, false, "space" },
+                { "qemu:///syst\x01em", true, false, "space" },
+                { "qemu:///system\"", true, false, "quote" },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                char why[512] = "unchanged";
+                int r = hv_uri_check(cases[i].uri, cases[i].allow_test, why, sizeof why);
+                if (cases[i].ok && r != 0)
+                        fail_msg("'%s' (allow_test %d) refused: %s", cases[i].uri, cases[i].allow_test, why);
+                if (!cases[i].ok) {
+                        if (r != -EINVAL)
+                                fail_msg("'%s' (allow_test %d) allowed", cases[i].uri, cases[i].allow_test);
+                        if (!strstr(why, cases[i].why))
+                                fail_msg("'%s': reason \"%s\" lacks \"%s\"", cases[i].uri, why, cases[i].why);
+                }
+        }
+        assert_int_equal(hv_uri_check(NULL, true, NULL, 0), -EINVAL);
+        assert_int_equal(hv_uri_check("qemu+ext:///system", true, NULL, 0), -EINVAL);
+}
+
+/* libvirt quotes a file a test: URI names when it is not the XML it wants;
+ * that must reach the log (hv_last_error_detail), never hv_last_error(),
+ * which clients see. */
+static void test_connect_error_does_not_quote_the_file(void **state) {
+        char path[] = "/tmp/armada-test-hv-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        static const char text[] = "root:x:0:0:root:/root:/bin/sh\nARMADA-SECRET-MARKER\n";
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        close(fd);
+        _cleanup_free_ char *uri = xasprintf("test://%s", path);
+        HvConn *c = NULL;
+        int r = hv_connect(uri, 5, 3, NULL, NULL, &c);
+        unlink(path);
+        assert_true(r < 0);
+        assert_null(c);
+        assert_non_null(strstr(hv_last_error(), "cannot connect to"));
+        assert_null(strstr(hv_last_error(), "root:x"));
+        assert_null(strstr(hv_last_error(), "ARMADA-SECRET-MARKER"));
+        /* libvirt's context is kept for the log. */
+        assert_non_null(strstr(hv_last_error_detail(), "root:x"));
+        /* and forgotten by the next failure */
+        hv_domain_xml_parse("", &(HvDomainInfo) {0});
+        assert_string_equal(hv_last_error_detail(), "");
 }
 
 static void test_pools_and_volumes(void **state) {
@@ -774,6 +886,8 @@ int main(void) {
                 cmocka_unit_test(test_parse_libvirt_xml),
                 cmocka_unit_test(test_parse_rejects),
                 cmocka_unit_test(test_connect_and_host_info),
+                cmocka_unit_test(test_uri_check),
+                cmocka_unit_test(test_connect_error_does_not_quote_the_file),
                 cmocka_unit_test(test_pools_and_volumes),
                 cmocka_unit_test(test_volume_delete_needs_a_pool),
                 cmocka_unit_test(test_domain_lifecycle),

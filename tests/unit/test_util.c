@@ -147,6 +147,60 @@ static void test_dir_private_clear(void **state) {
         free(tmp);
 }
 
+static void test_path_outside_system(void **state) {
+        static const struct {
+                const char *in;
+                const char *out;   /* NULL: refused */
+                const char *why;
+        } cases[] = {
+                { "/var/lib/libvirt/images/armada", "/var/lib/libvirt/images/armada", NULL },
+                { "/srv/shared//pool/", "/srv/shared/pool", NULL },
+                { "/srv/./shared/", "/srv/shared", NULL },
+                { "//srv///x", "/srv/x", NULL },
+                { "/etcetera/x", "/etcetera/x", NULL },
+                { "/usrlocal", "/usrlocal", NULL },
+                { "/etc", NULL, "system directory '/etc'" },
+                { "/etc/", NULL, "system directory '/etc'" },
+                { "/etc/x", NULL, "system directory '/etc'" },
+                { "//etc//x", NULL, "system directory '/etc'" },
+                { "/./etc/x", NULL, "system directory '/etc'" },
+                { "/usr/lib/x", NULL, "system directory '/usr'" },
+                { "/boot", NULL, "system directory '/boot'" },
+                { "/proc/self", NULL, "system directory '/proc'" },
+                { "/sys/kernel", NULL, "system directory '/sys'" },
+                { "/dev/shm/x", NULL, "system directory '/dev'" },
+                { "/lib64/x", NULL, "system directory '/lib64'" },
+                { "/", NULL, "root directory" },
+                { "//", NULL, "root directory" },
+                { "/.", NULL, "root directory" },
+                { "/srv/../etc", NULL, "'..'" },
+                { "/srv/..", NULL, "'..'" },
+                { "relative/path", NULL, "absolute" },
+                { "", NULL, "absolute" },
+                { "/srv/a\nb", NULL, "control" },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                char *norm = NULL, why[128] = "";
+                int r = path_outside_system_normalize(cases[i].in, &norm, why, sizeof why);
+                if (cases[i].out) {
+                        if (r != 0)
+                                fail_msg("'%s' refused: %s", cases[i].in, why);
+                        assert_string_equal(norm, cases[i].out);
+                        free(norm);
+                } else {
+                        if (r != -EINVAL)
+                                fail_msg("'%s' allowed as '%s'", cases[i].in, norm);
+                        assert_null(norm);
+                        if (!strstr(why, cases[i].why))
+                                fail_msg("'%s': \"%s\" lacks \"%s\"", cases[i].in, why, cases[i].why);
+                }
+        }
+        char *norm = NULL;
+        assert_int_equal(path_outside_system_normalize(NULL, &norm, NULL, 0), -EINVAL);
+        assert_int_equal(path_outside_system_normalize("/etc", &norm, NULL, 0), -EINVAL);
+        assert_null(norm);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
@@ -155,6 +209,7 @@ int main(void) {
                 cmocka_unit_test(test_strbuf),
                 cmocka_unit_test(test_parse_i64),
                 cmocka_unit_test(test_dir_private_clear),
+                cmocka_unit_test(test_path_outside_system),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
