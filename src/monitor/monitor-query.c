@@ -80,7 +80,7 @@ static void worsen(HNode *n, MonHealth h, const char *reason) {
         json_t *reasons = json_object_get(n->node, "reasons");
         if (h > n->h) {
                 n->h = h;
-                n->cause = json_array_size(reasons);
+                n->cause = reason ? json_array_size(reasons) : SIZE_MAX;
         }
         if (reason)
                 json_array_append_new(reasons, json_string(reason));

@@ -126,7 +126,13 @@ class TestUserPasswd(CliCase):
                     deadline = time.monotonic() + 30
                     while prompt not in seen and time.monotonic() < deadline:
                         if select.select([fd], [], [], 1)[0]:
-                            seen += os.read(fd, 1024)
+                            try:
+                                chunk = os.read(fd, 1024)
+                            except OSError:   # the command ended
+                                chunk = b""
+                            if not chunk:
+                                break
+                            seen += chunk
                     self.assertIn(prompt, seen)
                     seen = seen[seen.index(prompt) + len(prompt):]
                     os.write(fd, answer + b"\n")
