@@ -370,7 +370,7 @@ class NoNamesOutsideScope(unittest.TestCase):
         # A migration target given by name that the caller may not see.
         vm = self.d.ok("POST", "/api/v1/vms", {"name": "lab-vm", "host": "lab1", "memory_mib": 64}, token=self.deleg)
         self.d.wait_job(vm["job"]["id"], token=self.deleg)
-        self.refused("POST", f"/vms/{vm['vm']['id']}/migrate", {"to": "hidden-host"}, self.deleg, (422,), str(self.hidden_host))
+        self.refused("POST", f"/vms/{vm['vm']['id']}/migrate", {"to": "hidden-host"}, self.deleg, (422,), f"id {self.hidden_host}")
         self.d.ok("DELETE", f"/api/v1/vms/{vm['vm']['id']}", token=self.deleg)
 
     def test_deploy_placement_outside_scope_is_unnamed(self):
