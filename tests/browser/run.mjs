@@ -483,6 +483,49 @@ test('self-service portal: a self-service user sees only their VMs', async () =>
   await page.context().close();
 });
 
+test('read-only and delegated users: the console offers what the server allows them, without errors', async () => {
+  await A.req('POST', '/users', { name: 'rita', password: 'rita-password-1', role: 'read-only' });
+  await A.req('POST', '/users', { name: 'dave', password: 'dave-password-1', role: 'delegated-administrator', scopes: ['Seattle'] });
+  const page = await newPage();
+  await loginAs(page, A.url, 'rita', 'rita-password-1');
+  await page.waitForSelector(card('legacy01'));
+  await page.waitForSelector('tr.host-row[data-name="seattle1"]');
+  assert(await page.$('#new-vm') === null, 'no New VM for a read-only user');
+  const menuOf = async sel => {
+    await page.click(sel, { button: 'right' });
+    await page.waitForSelector('.menu');
+    const items = await page.$$eval('.menu .menu-item', els => els.map(e => e.dataset.action));
+    await page.keyboard.press('Escape');
+    return items;
+  };
+  const vmItems = await menuOf(card('legacy01'));
+  assert(vmItems.length === 0, 'a read-only user is offered no VM actions: ' + vmItems.join(','));
+  const hostItems = await menuOf('tr.host-row[data-name="seattle1"]');
+  assert(hostItems.length === 0, 'a read-only user is offered no host actions: ' + hostItems.join(','));
+  await page.click(card('legacy01'));
+  await page.waitForSelector('.details h3');
+  assert(await page.$('.details .console-btn') === null, 'no console button for a read-only user');
+  await page.context().close();
+
+  // A delegated administrator of Seattle: New VM, with the hosts of the
+  // group it selected rated (it may not rate the whole estate).
+  const p2 = await newPage();
+  await loginAs(p2, A.url, 'dave', 'dave-password-1');
+  await p2.waitForSelector('#new-vm');
+  await p2.click('.tree-node:has-text("Production")');
+  await p2.click('#new-vm');
+  await p2.fill('form.wizard input[name=name]', 'dave01');
+  await p2.click('form.wizard button[type=submit]');
+  await p2.fill('form.wizard input[name=memory]', '128');
+  await p2.fill('form.wizard input[name=disk]', '0');
+  await p2.click('form.wizard button[type=submit]');
+  await p2.waitForSelector('form.wizard .hostpick .hostopt');
+  const opts = await p2.$$eval('form.wizard .hostopt .hname', els => els.map(e => e.textContent));
+  assert(opts.join(',') === 'Let Armada choose,seattle1', 'the hosts of Seattle/Production, rated: ' + opts.join(','));
+  await p2.click('form.wizard button:has-text("Cancel")');
+  await p2.context().close();
+});
+
 test('phone-sized screen: the console fits and still works', async () => {
   const page = await newPage({ width: 390, height: 844 });
   await loginAs(page, A.url, A.admin.name, A.admin.password);

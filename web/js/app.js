@@ -364,7 +364,7 @@ function renderVms(vms) {
       class: 'vm-card' + (sel ? ' selected' : ''), tabIndex: 0, dataset: { name: vm.name, state: vm.state, id: vm.id },
       onclick: () => select('vm', vm.id), oncontextmenu: ev => vmMenu(ev, vm),
       onkeydown: ev => { if (ev.key === 'Enter') select('vm', vm.id); if (ev.key === 'ContextMenu') vmMenu(ev, vm); },
-      ondblclick: () => { if (vm.state === 'running') location.hash = `#/console/${vm.id}`; },
+      ondblclick: () => { if (vm.state === 'running' && app.features.console) location.hash = `#/console/${vm.id}`; },
     },
     h('div.thumbbox', { dataset: { state: vm.state } }, thumbFor(vm), h('span.thumb-state', vm.state)),
     h('div.vm-meta',
@@ -477,7 +477,7 @@ function renderDetails() {
       ['UUID', vm.uuid]];
     if (vm.health) rows.splice(1, 0, ['Health', [vm.health, ...(vm.health_reasons || [])].join(' — ')]);
     d.append(...[close, h('h3', vm.name),
-      vm.state === 'running' ? h('button.primary.console-btn', { onclick: () => { location.hash = `#/console/${vm.id}`; } }, 'Open console') : null,
+      vm.state === 'running' && app.features.console ? h('button.primary.console-btn', { onclick: () => { location.hash = `#/console/${vm.id}`; } }, 'Open console') : null,
       h('dl', rows.map(([k, v]) => [h('dt', k), h('dd', String(v))])),
       vm.description ? h('p.muted', vm.description) : null, chart].filter(Boolean));
   } else {
