@@ -80,6 +80,13 @@ int hv_migrate(HvConn *c, const char *uuid, const HvMigrateOptions *o) {
                 hv_set_error("cannot migrate a VM without a destination URI");
                 return -EINVAL;
         }
+        /* The source's libvirtd opens dest_uri (peer to peer), as root on
+         * another machine: never one that runs a program. */
+        char why[512];
+        if (hv_uri_check(o->dest_uri, true, why, sizeof why) < 0) {
+                hv_set_error("refusing to migrate to '%.500s': %s", o->dest_uri, why);
+                return -EPERM;
+        }
         int r;
         _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
         if (!d)

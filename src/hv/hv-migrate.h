@@ -38,8 +38,8 @@ unsigned long hv_migrate_flags(const HvMigrateOptions *o);
  * has finished, failed or been aborted. On success the domain runs on the
  * destination, defined there, and is undefined on the source. On failure it
  * still runs on the source (libvirt rolls back). Returns 0, -ECANCELED when
- * hv_job_abort() stopped it, -ENOENT, -EINVAL (no dest_uri, not a UUID), or
- * negative. */
+ * hv_job_abort() stopped it, -ENOENT, -EINVAL (no dest_uri, not a UUID),
+ * -EPERM (dest_uri fails hv_uri_check(dest_uri, true, ...)), or negative. */
 int hv_migrate(HvConn *c, const char *uuid, const HvMigrateOptions *o);
 
 typedef struct {

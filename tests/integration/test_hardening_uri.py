@@ -103,6 +103,20 @@ class TestWithoutTestHosts(unittest.TestCase):
         finally:
             self.d.ok("DELETE", f"/api/v1/hosts/{host_id}")
 
+    def test_a_stored_test_uri_is_not_opened_without_the_flag(self):
+        # libvirt's test driver would read the file; only the inventory's
+        # own check (with armadad's --allow-test-hosts) stops this one.
+        with self.db() as db:
+            host_id = db.execute("INSERT INTO host(name, uri, group_id, pool, pool_path, created_at)"
+                                 " VALUES ('old2', 'test:///default', 1, 'armada', '/srv/x', 0)").lastrowid
+        try:
+            h = wait_until(lambda: (lambda h: h if h and h["state"] == "unreachable" else None)(self.d.find("hosts", "old2")), 20,
+                           what="host old2 to be marked unreachable")
+            self.assertIn("--allow-test-hosts", h["state_reason"])
+            self.assertIsNone(h["cpus"], "the test driver was opened")
+        finally:
+            self.d.ok("DELETE", f"/api/v1/hosts/{host_id}")
+
 
 class TestWithTestHosts(unittest.TestCase):
     """The integration suite's armadad: --allow-test-hosts."""

@@ -21,6 +21,7 @@
 #include <libvirt/libvirt.h>
 #include "hv/hv.h"
 #include "hv/hv-internal.h"
+#include "hv/hv-migrate.h"
 #include "util/util.h"
 
 #define TEST_URI "test:///default"
@@ -577,6 +578,14 @@ static void test_uri_check(void **state) {
         }
         assert_int_equal(hv_uri_check(NULL, true, NULL, 0), -EINVAL);
         assert_int_equal(hv_uri_check("qemu+ext:///system", true, NULL, 0), -EINVAL);
+
+        /* A migration hands its destination URI to the source's libvirtd:
+         * the same allow-list applies there. */
+        HvConn *c = connect_test();
+        HvMigrateOptions o = { .dest_uri = "qemu+ext:///system?command=/bin/true" };
+        assert_int_equal(hv_migrate(c, TEST_DOMAIN_UUID, &o), -EPERM);
+        assert_non_null(strstr(hv_last_error(), "refusing to migrate"));
+        hv_conn_free(c);
 }
 
 /* libvirt quotes a file a test: URI names when it is not the XML it wants;
