@@ -548,19 +548,20 @@ static void h_assess_report(Req *r) {
 
 static void h_prometheus(Req *r) {
         if (!r->api->cfg.metrics_public) {
+                /* An administrator's token, from the loopback too: the
+                 * metrics name every host and VM of the estate. */
                 const char *h = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Authorization");
                 StoreUser u;
                 char hash[65];
-                bool ok = false;
-                if (h && strncasecmp(h, "Bearer ", 7) == 0 && strlen(h + 7) == AUTH_TOKEN_LEN) {
-                        auth_token_hash(h + 7, hash);
-                        AuthRole role;
-                        ok = store_token_user(r->api->st, hash, now_ms(), &u) == 0 && auth_role_parse(u.role, &role) == 0 &&
-                             (role == ROLE_ADMIN || role == ROLE_READ_ONLY);
-                }
-                if (!ok)
-                        return reply_error(r, 401, "unauthenticated", NULL, "The metrics need a bearer token of an administrator"
-                                           " or read-only operator (or armadad --metrics-public).");
+                AuthRole role;
+                if (!h || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) != AUTH_TOKEN_LEN)
+                        return reply_error(r, 401, "unauthenticated", NULL, "The metrics need an administrator's bearer token"
+                                           " (or armadad --metrics-public).");
+                auth_token_hash(h + 7, hash);
+                if (store_token_user(r->api->st, hash, now_ms(), &u) < 0 || auth_role_parse(u.role, &role) < 0)
+                        return reply_error(r, 401, "unauthenticated", NULL, "The token is not valid (expired or revoked).");
+                if (role != ROLE_ADMIN)
+                        return reply_error(r, 403, "forbidden", NULL, "The metrics are for administrators (or armadad --metrics-public).");
         }
         MonitorProcess self;
         bool have_self = monitor_process_read(&self) == 0;
