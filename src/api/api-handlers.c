@@ -591,10 +591,12 @@ void h_vms_list(Req *r) {
  * (h_vms_create takes it): placement's choice, or the named host checked
  * for memory, then the insert of the row in state 'creating', so that VMs
  * created at once never share the same free room. true with *ret_id, *h
- * and *placement (auto-placement only); false with the reply sent. */
+ * and *placement (auto-placement only); false with the reply sent, or with
+ * *ret_denied set when the policy refuses the host h: the refusal is
+ * audited after the lock is given up, so the rollback keeps its record. */
 static bool vm_create_locked(Req *r, const char *name, const char *group, int64_t host_id, bool force, int64_t cpus,
                              int64_t memory, int64_t disk_bytes, const char *descr, StoreHost *h, json_t **placement,
-                             int64_t *ret_id) {
+                             int64_t *ret_id, bool *ret_denied) {
         /* Without a host, placement picks the best-rated host in the group. */
         bool chosen = false;
         if (!host_id) {
@@ -634,7 +636,7 @@ static bool vm_create_locked(Req *r, const char *name, const char *group, int64_
                 }
         }
         if (!api_allowed(r, ACT_CREATE, OBJ_VM, r->user.id, h->group_id)) {
-                deny(r, "create VMs on", "host", h->id, h->name);
+                *ret_denied = true; /* the caller denies (and audits) once the lock is given up */
                 return false;
         }
         if (streq(h->state, "maintenance")) {
@@ -720,8 +722,11 @@ void h_vms_create(Req *r) {
         int e = placement_lock(r->api->st);
         if (e < 0)
                 return reply_error(r, 503, "busy", NULL, "The database is busy; try creating VM '%s' again.", name);
-        bool ok = vm_create_locked(r, name, group, host_id, force, cpus, memory, disk_bytes, descr, &h, &placement, &id);
+        bool denied = false;
+        bool ok = vm_create_locked(r, name, group, host_id, force, cpus, memory, disk_bytes, descr, &h, &placement, &id, &denied);
         e = placement_unlock(r->api->st, ok ? 0 : -ECANCELED);
+        if (denied)
+                return deny(r, "create VMs on", "host", h.id, h.name);
         if (!ok)
                 return;
         if (e < 0)

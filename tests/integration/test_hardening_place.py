@@ -13,11 +13,12 @@ hypervisor):
 import os
 import shutil
 import sqlite3
+import subprocess
 import tempfile
 import threading
 import unittest
 
-from armada_harness import Armadad, wait_until
+from armada_harness import ARMADA, Armadad
 
 NODE_XML = """<node>
   <cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets>
@@ -175,8 +176,29 @@ class TestNamedHostMemory(HardeningCase):
         audit = [a for a in self.d.ok("GET", "/api/v1/audit?limit=50")["items"] if a["object_name"] == "fat01"]
         self.assertTrue(any(a["result"] == "accepted" and "forced" in (a["detail"] or "") for a in audit), audit)
         # What fits is still accepted without force.
-        vm = self.d.create_vm("thin01", "small", memory_mib=256)
+        vm = self.d.create_vm("thin01", "small", memory_mib=256, force=False)
         self.assertEqual(vm["host_id"], self.small)
+
+    def test_cli_force(self):
+        home = tempfile.mkdtemp(prefix="armada-hard-place-home-")
+        try:
+            env = dict(os.environ, HOME=home, ARMADA_URL=self.d.url, ARMADA_TOKEN=self.d.token, ASAN_OPTIONS="detect_leaks=0")
+
+            def cli(*args):
+                return subprocess.run([ARMADA, "vm", "create", *args], capture_output=True, text=True, env=env, timeout=60)
+
+            r = cli("cli-fat", "--host", "small", "--cpus", "1", "--memory", "4096", "--disk", "1G")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("memory: needs 4096 MiB", r.stderr)
+            self.assertIsNone(self.d.find("vms", "cli-fat"))
+            r = cli("cli-fat", "--cpus", "1", "--memory", "4096", "--disk", "1G", "--force")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("--force goes with --host", r.stderr)
+            r = cli("cli-fat", "--host", "small", "--cpus", "1", "--memory", "4096", "--disk", "1G", "--force", "--wait")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(self.d.find("vms", "cli-fat")["host_id"], self.small)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 class TestScope(HardeningCase):
