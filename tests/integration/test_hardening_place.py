@@ -19,6 +19,7 @@ import threading
 import unittest
 
 from armada_harness import ARMADA, Armadad
+from test_library import qcow2
 
 NODE_XML = """<node>
   <cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets>
@@ -217,6 +218,13 @@ class TestScope(HardeningCase):
         # A running VM (no disk, so its move needs no storage) on alpha-one.
         cls.vm = cls.d.create_vm("a-vm", "alpha-one", memory_mib=2048, start=True)
         cls.vm_b = cls.d.create_vm("b-vm", "bravo-big", memory_mib=64)
+        # A template whose VMs fit only on bravo-big.
+        share = os.path.join(cls.xml_dir, "share")
+        os.makedirs(share)
+        qcow2(os.path.join(share, "base.qcow2"), 1 << 30)
+        r = cls.d.ok("POST", "/api/v1/library/shares", {"path": share})
+        assert cls.d.wait_job(r["job"]["id"])["state"] == "succeeded"
+        cls.tpl = cls.d.ok("POST", "/api/v1/templates", {"name": "big-tpl", "image": "base.qcow2", "cpus": 1, "memory_mib": 4096})
 
     def assertNamesNoOtherHost(self, text):
         for name in ("bravo-big", "bravo"):
@@ -284,6 +292,14 @@ class TestScope(HardeningCase):
         st, b = self.d.request("GET", "/api/v1/placement/ratings?memory_mib=64", token=self.self_service)
         self.assertEqual(st, 403, b)
         self.assertIsNone(self.d.find("vms", "ss-vm"))
+
+    def test_deploy_by_delegated_admin_stays_in_its_groups(self):
+        st, b = self.d.request("POST", f"/api/v1/templates/{self.tpl['id']}/deploy", {"name": "dep-a", "start": False},
+                               token=self.deleg)
+        self.assertEqual((st, b["error"]["code"]), (409, "no_capacity"), b)
+        self.assertIn("alpha-two", b["error"]["message"])
+        self.assertNamesNoOtherHost(b)
+        self.assertIsNone(self.d.find("vms", "dep-a"))
 
     def test_reserved_room_counts_as_used(self):
         # A move in flight to alpha-two holds 400 MiB there: a VM that fits
