@@ -4,6 +4,7 @@
  * hands anything that talks to a host to a job (202). */
 #include "api-priv.h"
 #include "hv/hv.h"
+#include "inventory/placement.h"
 #include "library/library.h"
 #include "store/store-library.h"
 
@@ -636,15 +637,97 @@ void h_vms_list(Req *r) {
         reply(r, 200, items(filter_visible(r, store_vm_list(r->api->st, req_query(r, "name"), host_id, owner), VIS_VM)));
 }
 
+/* The host of a new VM and its row, decided with the placement lock held
+ * (h_vms_create takes it): placement's choice, or the named host checked
+ * for memory, then the insert of the row in state 'creating', so that VMs
+ * created at once never share the same free room. true with *ret_id, *h
+ * and *placement (auto-placement only); false with the reply sent, or with
+ * *ret_denied set when the policy refuses the host h: the refusal is
+ * audited after the lock is given up, so the rollback keeps its record. */
+static bool vm_create_locked(Req *r, const char *name, const char *group, const char *host, int64_t host_id, bool force, int64_t cpus,
+                             int64_t memory, int64_t disk_bytes, const char *descr, StoreHost *h, json_t **placement,
+                             int64_t *ret_id, bool *ret_denied) {
+        /* Without a host, placement picks the best-rated host in the group. */
+        bool chosen = false;
+        if (!host_id) {
+                if (!api_place_new_vm(r, group, name, cpus, memory, disk_bytes, &host_id, placement))
+                        return false;
+                chosen = true;
+        }
+        if (store_host_get(r->api->st, host_id, h) < 0) {
+                reply_error(r, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) host_id);
+                return false;
+        }
+        if (!api_allowed(r, ACT_READ, OBJ_HOST, 0, h->group_id)) {
+                /* Name it as the caller did: a host given by id keeps its name. */
+                if (host)
+                        reply_error(r, 422, "not_found", "host", "There is no host named '%.64s'.", host);
+                else
+                        reply_error(r, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) host_id);
+                return false;
+        }
+        if (group && !chosen) {
+                /* A host and a group: the host must be in the group's subtree. */
+                const char *why = NULL;
+                _cleanup_free_ char *norm = store_group_path_normalize(group, &why);
+                int64_t gid = 0, chain[64];
+                if (!norm) {
+                        reply_error(r, 400, "invalid_argument", "group", "Field 'group' (\"%.200s\") is not a valid host-group path: a segment %s.",
+                                    group, why);
+                        return false;
+                }
+                if (store_group_find(r->api->st, norm, &gid) < 0 || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, gid)) {
+                        reply_error(r, 422, "not_found", "group", "There is no host group '%.200s'.", group);
+                        return false;
+                }
+                int nc = store_group_chain(r->api->st, h->group_id, chain, 64);
+                bool inside = false;
+                for (int i = 0; i < nc; i++)
+                        inside = inside || chain[i] == gid;
+                if (!inside) {
+                        reply_error(r, 422, "invalid_argument", "group", "Host '%s' is not in host group '%.200s'.", h->name, group);
+                        return false;
+                }
+        }
+        if (!api_allowed(r, ACT_CREATE, OBJ_VM, r->user.id, h->group_id)) {
+                *ret_denied = true; /* the caller denies (and audits) once the lock is given up */
+                return false;
+        }
+        if (streq(h->state, "maintenance")) {
+                reply_error(r, 409, "conflict", "host", "Host '%s' is in maintenance mode; new VMs cannot be placed on it.", h->name);
+                return false;
+        }
+        if (streq(h->state, "unreachable")) {
+                reply_error(r, 409, "conflict", "host", "Host '%s' is unreachable; the VM cannot be created there now.", h->name);
+                return false;
+        }
+        if (!chosen && !api_place_check_host(r, h, name, cpus, memory, disk_bytes, force))
+                return false;
+
+        StoreVm vm = { .host_id = h->id, .owner_id = r->user.id, .cpus = (unsigned) cpus, .memory_mib = (uint64_t) memory };
+        uuid_generate(vm.uuid);
+        snprintf(vm.name, sizeof vm.name, "%s", name);
+        snprintf(vm.state, sizeof vm.state, "creating");
+        snprintf(vm.origin, sizeof vm.origin, "created");
+        snprintf(vm.description, sizeof vm.description, "%s", descr ? descr : "");
+        int e = store_vm_insert(r->api->st, &vm, ret_id);
+        if (e == -EEXIST) {
+                reply_vm_name_taken(r, "name", name);
+                return false;
+        }
+        if (e < 0) {
+                reply_store_error(r, e, "the VM");
+                return false;
+        }
+        return true;
+}
+
 void h_vms_create(Req *r) {
-        /* Auto-placement lives in api-place.c (the place capability). */
-        bool api_place_new_vm(Req *r, const char *group, const char *name, int64_t cpus, int64_t memory_mib, int64_t disk_bytes,
-                              int64_t *ret_host_id, json_t **ret_placement);
         static const char *const fields[] = { "name", "host", "host_id", "group", "cpus", "memory_mib", "disk_size", "disk_bytes",
-                                              "domain_type", "description", "start", NULL };
+                                              "domain_type", "description", "start", "force", NULL };
         const char *name = NULL, *host = NULL, *group = NULL, *disk_size = NULL, *dtype = "auto", *descr = NULL;
         int64_t host_id = 0, cpus = 1, memory = 512, disk_bytes = 0;
-        bool start = false;
+        bool start = false, force = false;
         /* Read-only and self-service users create VMs nowhere (self-service
          * ones deploy templates): refuse before names, hosts or placement
          * could tell them about VMs and hosts they do not see. */
@@ -657,7 +740,7 @@ void h_vms_create(Req *r) {
             !body_string(r, "disk_size", false, 32, &disk_size) ||
             !body_int(r, "disk_bytes", false, VM_DISK_MIN_BYTES, VM_DISK_MAX_BYTES, &disk_bytes) ||
             !body_string(r, "domain_type", false, 8, &dtype) || !body_string(r, "description", false, 1000, &descr) ||
-            !body_bool(r, "start", &start))
+            !body_bool(r, "start", &start) || !body_bool(r, "force", &force))
                 return;
         if (disk_size) {
                 uint64_t b;
@@ -672,60 +755,37 @@ void h_vms_create(Req *r) {
         }
         if (!streq(dtype, "auto") && !streq(dtype, "kvm") && !streq(dtype, "qemu"))
                 return reply_error(r, 400, "invalid_argument", "domain_type", "Field 'domain_type' must be auto, kvm or qemu.");
+        /* Forcing a VM onto a host without the memory is an administrator's
+         * call: it can starve the VMs already there. */
+        if (force && r->subj.role != ROLE_ADMIN) {
+                audit(r, "vm.create", "vm", 0, name, "force", "denied");
+                return reply_error(r, 403, "forbidden", "force", "User '%s' (%s) may not force a VM onto a host; only an administrator may.",
+                                   r->user.name, r->user.role);
+        }
+        if (force && !host && !host_id)
+                return reply_error(r, 400, "invalid_argument", "force", "Field 'force' only applies together with 'host' or 'host_id'.");
         int64_t existing;
         if (store_vm_find(r->api->st, name, &existing) == 0)
                 return reply_vm_name_taken(r, "name", name);
-        /* Without a host, placement picks the best-rated host in the group. */
-        _cleanup_json_ json_t *placement = NULL;
-        if (!host && !host_id && !api_place_new_vm(r, group, name, cpus, memory, disk_bytes, &host_id, &placement))
-                return;
         if (host && store_host_find(r->api->st, host, &host_id) < 0)
                 return reply_error(r, 422, "not_found", "host", "There is no host named '%.64s'.", host);
-        StoreHost h;
-        if (store_host_get(r->api->st, host_id, &h) < 0)
-                return reply_error(r, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) host_id);
-        if (!api_allowed(r, ACT_READ, OBJ_HOST, 0, h.group_id)) {
-                /* Name it as the caller did: a host given by id keeps its name. */
-                if (host)
-                        return reply_error(r, 422, "not_found", "host", "There is no host named '%.64s'.", host);
-                return reply_error(r, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) host_id);
-        }
-        if (group && !placement) {
-                /* A host and a group: the host must be in the group's subtree. */
-                const char *why = NULL;
-                _cleanup_free_ char *norm = store_group_path_normalize(group, &why);
-                int64_t gid = 0, chain[64];
-                if (!norm)
-                        return reply_error(r, 400, "invalid_argument", "group", "Field 'group' (\"%.200s\") is not a valid host-group path: a segment %s.",
-                                           group, why);
-                if (store_group_find(r->api->st, norm, &gid) < 0 || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, gid))
-                        return reply_error(r, 422, "not_found", "group", "There is no host group '%.200s'.", group);
-                int nc = store_group_chain(r->api->st, h.group_id, chain, 64);
-                bool inside = false;
-                for (int i = 0; i < nc; i++)
-                        inside = inside || chain[i] == gid;
-                if (!inside)
-                        return reply_error(r, 422, "invalid_argument", "group", "Host '%s' is not in host group '%.200s'.", h.name, group);
-        }
-        if (!api_allowed(r, ACT_CREATE, OBJ_VM, r->user.id, h.group_id))
-                return deny(r, "create VMs on", "host", h.id, h.name);
-        if (streq(h.state, "maintenance"))
-                return reply_error(r, 409, "conflict", "host", "Host '%s' is in maintenance mode; new VMs cannot be placed on it.", h.name);
-        if (streq(h.state, "unreachable"))
-                return reply_error(r, 409, "conflict", "host", "Host '%s' is unreachable; the VM cannot be created there now.", h.name);
 
-        StoreVm vm = { .host_id = h.id, .owner_id = r->user.id, .cpus = (unsigned) cpus, .memory_mib = (uint64_t) memory };
-        uuid_generate(vm.uuid);
-        snprintf(vm.name, sizeof vm.name, "%s", name);
-        snprintf(vm.state, sizeof vm.state, "creating");
-        snprintf(vm.origin, sizeof vm.origin, "created");
-        snprintf(vm.description, sizeof vm.description, "%s", descr ? descr : "");
-        int64_t id;
-        int e = store_vm_insert(r->api->st, &vm, &id);
-        if (e == -EEXIST)
-                return reply_vm_name_taken(r, "name", name);
+        StoreHost h;
+        _cleanup_json_ json_t *placement = NULL;
+        int64_t id = 0;
+        int e = placement_lock(r->api->st);
         if (e < 0)
-                return reply_store_error(r, e, "the VM");
+                return reply_error(r, 503, "busy", NULL, "The database is busy; try creating VM '%s' again.", name);
+        bool denied = false;
+        bool ok = vm_create_locked(r, name, group, host, host_id, force, cpus, memory, disk_bytes, descr, &h, &placement, &id, &denied);
+        e = placement_unlock(r->api->st, ok ? 0 : -ECANCELED);
+        if (denied)
+                return deny(r, "create VMs on", "host", h.id, h.name);
+        if (!ok)
+                return;
+        if (e < 0)
+                return reply_error(r, 500, "internal", NULL, "Cannot record VM '%s'.", name);
+
         json_t *params = json_pack("{s:I, s:s, s:b}", "disk_bytes", (json_int_t) disk_bytes, "domain_type", dtype, "start", start);
         if (placement)
                 json_object_set(params, "placement", placement);
@@ -737,7 +797,8 @@ void h_vms_create(Req *r) {
                 return reply_error(r, 500, "internal", NULL, "Cannot queue the job that creates VM '%s'.", name);
         }
         _cleanup_free_ char *detail = placement ? xasprintf("%s (chosen by placement, rating %.2f)", h.name,
-                                                            json_real_value(json_object_get(placement, "rating"))) : NULL;
+                                                            json_real_value(json_object_get(placement, "rating")))
+                                                : force ? xasprintf("%s (forced)", h.name) : NULL;
         audit(r, "vm.create", "vm", id, name, detail ? detail : h.name, "accepted");
         if (placement) {
                 _cleanup_free_ char *msg = xasprintf("Placement chose host '%s' for VM '%s' in group '%s' (rating %.2f, %.1f of 5 stars).",

@@ -734,8 +734,22 @@ static int deploy_place(Req *r, const StoreHost *fixed, int64_t group_id, json_t
         uint64_t vsize = (uint64_t) jint(tpl, "base_virtual_size"), want = (uint64_t) jint(tpl, "disk_bytes");
         PlacementDemand d = { .cpus = (unsigned) jint(tpl, "cpus"), .memory_mib = (uint64_t) jint(tpl, "memory_mib"),
                               .disk_bytes = full_copy ? (want > vsize ? want : vsize) : 0, .vm_name = name };
+        /* A delegated administrator's VMs go to the groups it manages,
+         * and its errors name no other host. */
+        if (r->subj.role == ROLE_DELEGATED_ADMIN) {
+                d.scope = r->subj.scopes;
+                d.n_scope = r->subj.n_scopes;
+                if (d.n_scope == 0)
+                        return -EPERM;
+        }
         int64_t host_id;
         int e = placement_choose(r->api->st, group_id, &d, &host_id, why, why_size);
+        /* A self-service user sees no hosts: the reasons stay in the log. */
+        if (e == -ENOSPC && r->subj.role == ROLE_SELF_SERVICE) {
+                log_info("cannot place VM '%s' of user '%s': %s", name, r->user.name, why);
+                snprintf(why, why_size, "no host of the grant's host group has %u vCPUs and %llu MiB of memory left for it", d.cpus,
+                         (unsigned long long) d.memory_mib);
+        }
         if (e < 0)
                 return e;
         return store_host_get(r->api->st, host_id, ret);
@@ -859,6 +873,11 @@ static void h_template_deploy(Req *r) {
                 e = deploy_place(r, fixedp, group_id, tpl, names[i], full_copy, &h, why, sizeof why);
                 if (e == -ENOSPC) {
                         status = 409;
+                        break;
+                }
+                if (e == -EPERM) {
+                        status = 403;
+                        snprintf(why, sizeof why, "User '%s' (%s) manages no host group to place VMs in.", r->user.name, r->user.role);
                         break;
                 }
                 if (e < 0) {

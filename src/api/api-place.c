@@ -305,6 +305,12 @@ static void rate(Req *r, const RateArgs *a) {
                 .cpus = (unsigned) a->cpus, .memory_mib = (uint64_t) a->memory_mib, .disk_bytes = (uint64_t) a->disk_bytes,
                 .vm_id = vm_id, .vm_name = a->name, .goal = a->goal,
         };
+        /* A delegated administrator rates only the hosts it manages: no
+         * other host is listed or named in a reason. */
+        if (r->subj.role == ROLE_DELEGATED_ADMIN) {
+                d.scope = r->subj.scopes;
+                d.n_scope = r->subj.n_scopes;
+        }
         PlacementRating *rt = NULL;
         int n = placement_rate(st, group_id, &d, &rt);
         if (n == -ENOENT)
@@ -346,6 +352,51 @@ static void h_ratings_post(Req *r) {
 
 static bool rules_readable(Req *r) {
         return r->subj.role != ROLE_SELF_SERVICE;
+}
+
+/* Only those who may change VMs' placement write rules: never the
+ * read-only role (nor self-service). */
+static bool rules_writable(Req *r) {
+        return r->subj.role == ROLE_ADMIN || r->subj.role == ROLE_DELEGATED_ADMIN;
+}
+
+/* Whether the caller may read the VM named name. */
+static bool vm_name_readable(Req *r, const char *name) {
+        int64_t id;
+        _cleanup_json_ json_t *vm = NULL;
+        if (!name || store_vm_find(r->api->st, name, &id) < 0 || !(vm = store_vm_get_json(r->api->st, id)))
+                return false;
+        return api_allowed(r, ACT_READ, OBJ_VM, json_integer_value(json_object_get(vm, "owner_id")),
+                           json_integer_value(json_object_get(vm, "group_id")));
+}
+
+/* The rule as the caller may see it, or NULL (rule consumed either way):
+ * administrators and the read-only role see every rule; a delegated
+ * administrator only rules that hold a VM it can see, listing only those
+ * VMs, so no rule or VM name outside its scope shows. */
+static json_t *rule_for_caller(Req *r, json_t *rule) {
+        if (!rule || !rules_readable(r)) {
+                json_decref(rule);
+                return NULL;
+        }
+        if (r->subj.role == ROLE_ADMIN || r->subj.role == ROLE_READ_ONLY)
+                return rule;
+        json_t *mine = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(rule, "vms"), i, v)
+                if (vm_name_readable(r, json_string_value(v)))
+                        json_array_append(mine, v);
+        if (json_array_size(mine) == 0) {
+                json_decref(mine);
+                json_decref(rule);
+                return NULL;
+        }
+        /* A copy: the caller may hold the whole rule to decide on. */
+        json_t *out = json_copy(rule);
+        json_decref(rule);
+        json_object_set_new(out, "vms", mine);
+        return out;
 }
 
 /* Resolves field "vms" (an array of VM names) into ids the caller may
@@ -407,8 +458,16 @@ static bool rule_members_changeable(Req *r, json_t *rule) {
 static void h_rules_list(Req *r) {
         if (!rules_readable(r))
                 return deny(r, "list", "placement rules", 0, NULL);
-        json_t *arr = store_rule_list(r->api->st);
-        reply(r, 200, json_pack("{s:o}", "items", arr ? arr : json_array()));
+        _cleanup_json_ json_t *arr = store_rule_list(r->api->st);
+        json_t *out = json_array();
+        size_t i;
+        json_t *it;
+        json_array_foreach(arr, i, it) {
+                json_t *rule = rule_for_caller(r, json_incref(it));
+                if (rule)
+                        json_array_append_new(out, rule);
+        }
+        reply(r, 200, json_pack("{s:o}", "items", out));
 }
 
 static void h_rules_create(Req *r) {
@@ -416,7 +475,7 @@ static void h_rules_create(Req *r) {
         const char *name = NULL, *kind = NULL;
         /* A rule constrains where its VMs run: changing VMs, which a
          * read-only user may do nowhere, even for a rule without VMs. */
-        if (!rules_readable(r) || !api_allowed_some(r, ACT_UPDATE, OBJ_VM))
+        if (!rules_writable(r) || !api_allowed_some(r, ACT_UPDATE, OBJ_VM))
                 return deny(r, "create", "placement rule", 0, NULL);
         if (!req_body_fields(r, fields) || !body_name(r, "name", true, &name) || !body_string(r, "kind", true, 32, &kind))
                 return;
@@ -437,11 +496,15 @@ static void h_rules_create(Req *r) {
         if (e < 0)
                 return reply_store_error(r, e, "the placement rule");
         audit(r, "rule.create", "rule", id, name, kind, "ok");
-        reply(r, 201, store_rule_get_json(r->api->st, id));
+        json_t *made = store_rule_get_json(r->api->st, id);
+        json_t *shown = r->subj.role == ROLE_ADMIN ? made : rule_for_caller(r, json_incref(made));
+        if (shown != made)
+                json_decref(made);
+        reply(r, 201, shown ? shown : json_pack("{s:I, s:s, s:s, s:[]}", "id", (json_int_t) id, "name", name, "kind", kind, "vms"));
 }
 
 static void h_rule_get(Req *r) {
-        json_t *rule = rules_readable(r) ? store_rule_get_json(r->api->st, r->id[0]) : NULL;
+        json_t *rule = rule_for_caller(r, store_rule_get_json(r->api->st, r->id[0]));
         if (!rule)
                 return reply_error(r, 404, "not_found", NULL, "There is no placement rule with id %lld.", (long long) r->id[0]);
         reply(r, 200, rule);
@@ -451,9 +514,12 @@ static void h_rule_update(Req *r) {
         static const char *const fields[] = { "vms", NULL };
         if (!req_body_fields(r, fields))
                 return;
-        _cleanup_json_ json_t *rule = rules_readable(r) ? store_rule_get_json(r->api->st, r->id[0]) : NULL;
-        if (!rule)
+        _cleanup_json_ json_t *rule = store_rule_get_json(r->api->st, r->id[0]);
+        _cleanup_json_ json_t *seen = rule_for_caller(r, json_incref(rule));
+        if (!rule || !seen)
                 return reply_error(r, 404, "not_found", NULL, "There is no placement rule with id %lld.", (long long) r->id[0]);
+        if (!rules_writable(r))
+                return deny(r, "change", "placement rule", r->id[0], jstr(rule, "name"));
         if (!r->json || !json_object_get(r->json, "vms"))
                 return reply_error(r, 400, "invalid_argument", "vms", "Field 'vms' is required (the new list of the rule's VMs).");
         if (!api_allowed_some(r, ACT_UPDATE, OBJ_VM) || !rule_members_changeable(r, rule))
@@ -466,14 +532,17 @@ static void h_rule_update(Req *r) {
         if (e < 0)
                 return reply_store_error(r, e, "the placement rule");
         audit(r, "rule.update", "rule", r->id[0], jstr(rule, "name"), NULL, "ok");
-        reply(r, 200, store_rule_get_json(r->api->st, r->id[0]));
+        json_t *after = rule_for_caller(r, store_rule_get_json(r->api->st, r->id[0]));
+        reply(r, 200, after ? after : json_pack("{s:I, s:s, s:s, s:[]}", "id", (json_int_t) r->id[0], "name", jstr(rule, "name"),
+                                                "kind", jstr(rule, "kind"), "vms"));
 }
 
 static void h_rule_delete(Req *r) {
-        _cleanup_json_ json_t *rule = rules_readable(r) ? store_rule_get_json(r->api->st, r->id[0]) : NULL;
-        if (!rule)
+        _cleanup_json_ json_t *rule = store_rule_get_json(r->api->st, r->id[0]);
+        _cleanup_json_ json_t *seen = rule_for_caller(r, json_incref(rule));
+        if (!rule || !seen)
                 return reply_error(r, 404, "not_found", NULL, "There is no placement rule with id %lld.", (long long) r->id[0]);
-        if (r->subj.role == ROLE_READ_ONLY || !rule_members_changeable(r, rule))
+        if (!rules_writable(r) || !rule_members_changeable(r, rule))
                 return deny(r, "delete", "placement rule", r->id[0], jstr(rule, "name"));
         int e = store_rule_delete(r->api->st, r->id[0]);
         if (e < 0)
@@ -511,6 +580,25 @@ static bool plan_number(Req *r, json_t *o, const char *key, const char *field, d
 /* The resource keys of a server or host model, by PlaceResource. */
 static const char *const PLAN_KEYS[PLACE_R__COUNT] = { "cpu", "memory_mib", "disk_gib", "disk_iops", "network_mbps" };
 
+/* Every key of o (the object at field) must be in allowed: false and a 400
+ * naming the first unknown one ("host.memory") otherwise. */
+static bool object_fields(Req *r, json_t *o, const char *field, const char *const *allowed) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(o, key, v) {
+                bool ok = false;
+                for (const char *const *a = allowed; *a && !ok; a++)
+                        ok = streq(*a, key);
+                if (!ok) {
+                        char name[160];
+                        snprintf(name, sizeof name, "%s.%.64s", field, key);
+                        reply_error(r, 400, "invalid_argument", name, "Unknown field '%s'.", name);
+                        return false;
+                }
+        }
+        return true;
+}
+
 static void h_consolidation(Req *r) {
         static const char *const fields[] = { "host", "servers", NULL };
         static const char *const reserve_keys[] = { "cpu_pct", "memory_mib", "disk_gib", "disk_io_pct", "network_pct" };
@@ -523,6 +611,14 @@ static void h_consolidation(Req *r) {
         if (!json_is_object(host))
                 return reply_error(r, 400, "invalid_argument", "host",
                                    "Field 'host' is required: the host model, e.g. {\"cpus\": 16, \"memory_mib\": 131072}.");
+        static const char *const host_keys[] = { "cpus", "memory_mib", "disk_gib", "disk_iops", "network_mbps", "reserve", NULL };
+        static const char *const server_keys[] = { "name", "cpu", "memory_mib", "disk_gib", "disk_iops", "network_mbps", NULL };
+        static const char *const reserve_fields[] = { "cpu_pct", "memory_mib", "disk_gib", "disk_io_pct", "network_pct", NULL };
+        if (!object_fields(r, host, "host", host_keys))
+                return;
+        json_t *hres = json_object_get(host, "reserve");
+        if (json_is_object(hres) && !object_fields(r, hres, "host.reserve", reserve_fields))
+                return;
         if (!json_is_array(servers) || json_array_size(servers) == 0 || json_array_size(servers) > CONSOLIDATE_SERVERS_MAX)
                 return reply_error(r, 400, "invalid_argument", "servers", "Field 'servers' must be an array of 1 to %d servers.",
                                    CONSOLIDATE_SERVERS_MAX);
@@ -565,6 +661,10 @@ static void h_consolidation(Req *r) {
                 json_t *o = json_array_get(servers, i);
                 if (!json_is_object(o))
                         return reply_error(r, 400, "invalid_argument", "servers", "Server %zu must be an object.", i + 1);
+                char sfield[48];
+                snprintf(sfield, sizeof sfield, "servers[%zu]", i);
+                if (!object_fields(r, o, sfield, server_keys))
+                        return;
                 for (int k = 0; k < PLACE_R__COUNT; k++) {
                         char field[64];
                         snprintf(field, sizeof field, "servers[%zu].%s", i, PLAN_KEYS[k]);
@@ -622,65 +722,42 @@ const Route api_routes_place[] = {
 };
 
 /* ------------------------------------------------------------------ */
-/* auto-placement of a new VM (POST /api/v1/vms without a host) */
+/* placement of a new VM (POST /api/v1/vms), called from h_vms_create
+ * (api-handlers.c) with the placement lock held (placement_lock()): the
+ * choice or the check and the insert of the VM's row are one step. */
 
 /* Picks the best host for a new VM in the group at path group (NULL: the
  * root). true with *ret_host_id and *ret_placement ({"chosen_by":
  * "placement", "group", "rating", "stars", "host"}, a new reference);
  * false with the reply sent: 4xx for a bad or unknown group, 409
- * "no_capacity" with every host's reason when no host can take the VM.
- * Called from h_vms_create (api-handlers.c). */
-bool api_place_new_vm(Req *r, const char *group, const char *name, int64_t cpus, int64_t memory_mib, int64_t disk_bytes,
-                      int64_t *ret_host_id, json_t **ret_placement);
+ * "no_capacity" with every host's reason when no host can take the VM. */
 bool api_place_new_vm(Req *r, const char *group, const char *name, int64_t cpus, int64_t memory_mib, int64_t disk_bytes,
                       int64_t *ret_host_id, json_t **ret_placement) {
         Store *st = r->api->st;
         int64_t group_id = STORE_ROOT_GROUP_ID;
         if (group && !group_of(r, "group", group, &group_id))
                 return false;
-        /* A delegated administrator who names no group is placed inside the
-         * groups it manages, never across the whole estate. */
-        const int64_t *groups = &group_id;
-        size_t n_groups = 1;
-        if (!group && r->subj.role == ROLE_DELEGATED_ADMIN && r->subj.n_scopes > 0) {
-                groups = r->subj.scopes;
-                n_groups = r->subj.n_scopes;
-                group_id = groups[0];
-        }
-        _cleanup_free_ char *gp = n_groups > 1 ? xstrdup("(the groups you manage)") : group_display(st, group_id);
         PlacementDemand d = {
                 .cpus = (unsigned) cpus, .memory_mib = (uint64_t) memory_mib, .disk_bytes = (uint64_t) disk_bytes, .vm_name = name,
         };
-        PlacementRating *rt = NULL;
-        int n = 0;
-        for (size_t g = 0; g < n_groups; g++) {
-                PlacementRating *part = NULL;
-                int k = placement_rate(st, groups[g], &d, &part);
-                if (k < 0) {
-                        free(part);
-                        free(rt);
-                        reply_error(r, 500, "internal", NULL, "Cannot rate the hosts of group '%s' for VM '%s' (error %d).", gp, name, k);
-                        return false;
-                }
-                /* Merge, skipping hosts a nested scope already rated. */
-                rt = xrealloc(rt, sizeof *rt * (size_t) (n + k + 1));
-                for (int i = 0; i < k; i++) {
-                        bool dup = false;
-                        for (int j = 0; j < n && !dup; j++)
-                                dup = rt[j].host_id == part[i].host_id;
-                        if (!dup)
-                                rt[n++] = part[i];
-                }
-                free(part);
+        /* A delegated administrator is placed inside the groups it manages,
+         * never across the whole estate, and hears of no other host. */
+        bool many = false;
+        if (r->subj.role == ROLE_DELEGATED_ADMIN) {
+                d.scope = r->subj.scopes;
+                d.n_scope = r->subj.n_scopes;
+                if (!group && d.n_scope == 1)
+                        group_id = d.scope[0];
+                many = !group && d.n_scope > 1;
         }
-        if (n_groups > 1)
-                for (int i = 1; i < n; i++) /* best first, as placement_rate() sorts one group (ties by id) */
-                        for (int j = i; j > 0 && (rt[j].rating > rt[j - 1].rating ||
-                                                  (rt[j].rating == rt[j - 1].rating && rt[j].host_id < rt[j - 1].host_id)); j--) {
-                                PlacementRating t = rt[j];
-                                rt[j] = rt[j - 1];
-                                rt[j - 1] = t;
-                        }
+        _cleanup_free_ char *gp = many ? xstrdup("(the groups you manage)") : group_display(st, group_id);
+        PlacementRating *rt = NULL;
+        int n = d.n_scope == 0 && r->subj.role == ROLE_DELEGATED_ADMIN ? 0 : placement_rate(st, group_id, &d, &rt);
+        if (n < 0) {
+                free(rt);
+                reply_error(r, 500, "internal", NULL, "Cannot rate the hosts of group '%s' for VM '%s' (error %d).", gp, name, n);
+                return false;
+        }
         if (n == 0 || rt[0].rating <= 0) {
                 StrBuf b = {0};
                 if (n == 0)
@@ -702,4 +779,35 @@ bool api_place_new_vm(Req *r, const char *group, const char *name, int64_t cpus,
                                    "rating", round(rt[0].rating * 100) / 100, "stars", rt[0].stars);
         free(rt);
         return true;
+}
+
+/* Checks that host h, named by the caller, has the memory for a new VM:
+ * memory is a hard requirement. true when it has, or when force is set
+ * (the caller checked that only an administrator sets it); false with 422
+ * "no_capacity" and the placement's reason sent otherwise. */
+bool api_place_check_host(Req *r, const StoreHost *h, const char *name, int64_t cpus, int64_t memory_mib, int64_t disk_bytes,
+                          bool force) {
+        PlacementDemand d = {
+                .cpus = (unsigned) cpus, .memory_mib = (uint64_t) memory_mib, .disk_bytes = (uint64_t) disk_bytes, .vm_name = name,
+        };
+        PlacementRating *rt = NULL;
+        int n = placement_rate(r->api->st, h->group_id, &d, &rt);
+        if (n < 0) {
+                free(rt);
+                reply_error(r, 500, "internal", NULL, "Cannot rate host '%s' for VM '%s' (error %d).", h->name, name, n);
+                return false;
+        }
+        const PlacementRating *me = NULL;
+        for (int i = 0; i < n && !me; i++)
+                if (rt[i].host_id == h->id)
+                        me = &rt[i];
+        bool short_of_memory = me && (me->why & PLACE_WHY_MEMORY);
+        if (short_of_memory && !force)
+                reply_error(r, 422, "no_capacity", "host",
+                            "Cannot create VM '%s' on host '%s': %s. An administrator may place it there anyway with \"force\": true"
+                            " (CLI --force).", name, h->name, me->reason);
+        else if (short_of_memory)
+                log_warn("VM '%s' is forced onto host '%s' by '%s' though %s", name, h->name, r->user.name, me->reason);
+        free(rt);
+        return !short_of_memory || force;
 }

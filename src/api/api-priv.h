@@ -110,7 +110,12 @@ void reply_store_error(Req *r, int err, const char *what);
 
 /* ---- requests ---- */
 const char *req_query(Req *r, const char *key);
-/* Integer query parameter with bounds; false (and a 400 sent) when bad. */
+/* Whether every query parameter has a value: false (and a 400 naming the
+ * first that has none, "?memory_mib=" or "?force") otherwise. The router
+ * asks it before every handler. */
+bool req_query_complete(Req *r);
+/* Integer query parameter with bounds: the default when absent; false (and
+ * a 400 naming it sent) when empty, not a number or out of bounds. */
 bool req_query_int(Req *r, const char *key, int64_t def, int64_t min, int64_t max, int64_t *ret);
 /* Body checks: every key of the body must be in allowed (NULL-terminated);
  * false and a 400 otherwise. A missing body is an empty object. */
@@ -139,6 +144,13 @@ void reply_vm_name_taken(Req *r, const char *field, const char *name);
 void deny(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name);
 void audit(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name,
            const char *detail, const char *result);
+
+/* ---- placement of a new VM (api-place.c), for h_vms_create: called with
+ * the placement lock held (inventory/placement.h) ---- */
+bool api_place_new_vm(Req *r, const char *group, const char *name, int64_t cpus, int64_t memory_mib, int64_t disk_bytes,
+                      int64_t *ret_host_id, json_t **ret_placement);
+bool api_place_check_host(Req *r, const StoreHost *h, const char *name, int64_t cpus, int64_t memory_mib, int64_t disk_bytes,
+                          bool force);
 
 /* ---- handlers (api-handlers.c) ---- */
 void h_version(Req *r);

@@ -50,9 +50,14 @@ const char *req_query(Req *r, const char *key) {
 
 bool req_query_int(Req *r, const char *key, int64_t def, int64_t min, int64_t max, int64_t *ret) {
         const char *v = req_query(r, key);
-        if (!v || !*v) {
+        if (!v) {
                 *ret = def;
                 return true;
+        }
+        if (!*v) {
+                reply_error(r, 400, "invalid_argument", key, "Query parameter '%s' has no value; give a whole number from %lld to %lld"
+                            " or leave the parameter out.", key, (long long) min, (long long) max);
+                return false;
         }
         int64_t x;
         if (parse_i64(v, &x) < 0 || x < min || x > max) {
@@ -62,6 +67,25 @@ bool req_query_int(Req *r, const char *key, int64_t def, int64_t min, int64_t ma
         }
         *ret = x;
         return true;
+}
+
+static enum MHD_Result first_empty_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        (void) kind;
+        const char **ret = cls;
+        if (!value || !*value) {
+                *ret = key ? key : "";
+                return MHD_NO;
+        }
+        return MHD_YES;
+}
+
+bool req_query_complete(Req *r) {
+        const char *empty = NULL;
+        MHD_get_connection_values(r->mc, MHD_GET_ARGUMENT_KIND, first_empty_arg, &empty);
+        if (!empty)
+                return true;
+        reply_error(r, 400, "invalid_argument", empty, "Query parameter '%.64s' has no value; give one or leave the parameter out.", empty);
+        return false;
 }
 
 bool req_body_fields(Req *r, const char *const *allowed) {
@@ -435,6 +459,9 @@ static void dispatch(Req *r) {
                         reply_error(r, 401, "unauthenticated", NULL, "Log in first: this needs a valid bearer token.");
                         return;
                 }
+                /* "?memory_mib=" is a mistake, never "the default". */
+                if (!req_query_complete(r))
+                        return;
                 rt->fn(r);
                 return;
         }

@@ -53,6 +53,7 @@ static const OptSpec VM_CREATE_OPTS[] = {
         { "count", 'n', true, "N", "with --template: deploy N VMs named NAME-1..NAME-N (without it: one named NAME)" },
         { "full-copy", 0, false, NULL, "with --template: copy the base disk instead of a linked clone" },
         { "no-start", 0, false, NULL, "with --template: define the VMs without starting them" },
+        { "force", 0, false, NULL, "with --host: create the VM there even though the host lacks the memory (administrators only)" },
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec GROUP_RESERVES_OPTS[] = {
@@ -192,7 +193,7 @@ static const Command COMMANDS[] = {
 
         { "vm", "list", "[--host NAME]", "list VMs", 0, 0, VM_LIST_OPTS, cmd_vm_list },
         { "vm", "show", "NAME", "show one VM", 1, 1, NULL, cmd_vm_show },
-        { "vm", "create", "NAME [--host H | --group PATH] --cpus N --memory MIB --disk SIZE [--domain-type auto|kvm|qemu] "
+        { "vm", "create", "NAME [--host H [--force] | --group PATH] --cpus N --memory MIB --disk SIZE [--domain-type auto|kvm|qemu] "
                           "[--description TEXT] | NAME --template T [--count N] [--host H | --group PATH] [--full-copy]",
           "create a VM, or deploy VMs from a template (starts a job each)", 1, 1, VM_CREATE_OPTS, cmd_vm_create_any },
         { "vm", "rate", "[--cpus N] [--memory MIB] [--disk SIZE] [--group PATH] [--goal GOAL] [--name VM]",

@@ -586,9 +586,9 @@ int cmd_vm_create_any(Ctx *c, const Command *cmd, const Args *a) {
                         return fail("--count, --full-copy and --no-start go with --template");
                 return cmd_vm_create(c, cmd, a);
         }
-        if (args_get(a, "cpus") || args_get(a, "memory") || args_get(a, "disk") || args_get(a, "domain-type"))
-                return fail("with --template the template sets CPUs, memory and disks; leave out --cpus, --memory, --disk"
-                            " and --domain-type");
+        if (args_get(a, "cpus") || args_get(a, "memory") || args_get(a, "disk") || args_get(a, "domain-type") || args_has(a, "force"))
+                return fail("with --template the template sets CPUs, memory and disks; leave out --cpus, --memory, --disk,"
+                            " --domain-type and --force");
         return deploy(c, t, a->pos[0], a);
 }
 

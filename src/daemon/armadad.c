@@ -19,6 +19,7 @@
 #include "jobs/jobs.h"
 #include "library/library.h"
 #include "inventory/inventory-monitor.h"
+#include "inventory/placement.h"
 #include "monitor/monitor.h"
 #include "store/store.h"
 #include "util/util.h"
@@ -391,6 +392,10 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "armadad: cannot create the first administrator\n");
                 return 1;
         }
+        /* No move is in flight before the jobs start: room a stopped
+         * armadad promised to moves is free again (a resumed job reserves
+         * anew). */
+        (void) placement_release_all(st);
         if (hv_init() < 0) {
                 fprintf(stderr, "armadad: cannot start libvirt's event loop\n");
                 return 1;

@@ -156,8 +156,39 @@ static void *migration_main(void *arg) {
         return NULL;
 }
 
-static int job_vm_migrate(JobCtx *ctx, void *userdata) {
-        Ha *ha = userdata;
+/* Chooses the target of vm (or checks the one given in to) and reserves
+ * the room there, in one step under the placement lock: the room stays
+ * promised to this move until job_vm_migrate() ends it. Placement stays
+ * inside what the job's owner manages. 0 and *to, or negative with the
+ * job failed. */
+static int migrate_target(JobCtx *ctx, const StoreVm *vm, const StoreHost *src, const DiskPlace *dp, bool with_storage,
+                          int64_t *to) {
+        Store *st = ctx->st;
+        _cleanup_free_ int64_t *scope = NULL;
+        int ns = placement_scope_of(st, ctx->job->owner_id, src->group_id, &scope);
+        if (ns < 0)
+                return job_fail(ctx, ns, "Cannot read what user %lld manages to place VM '%s'.", (long long) ctx->job->owner_id, vm->name);
+        PlacementDemand d = { .cpus = vm->cpus, .memory_mib = vm->memory_mib, .disk_bytes = with_storage ? dp->bytes : 0,
+                              .vm_id = vm->id, .vm_name = vm->name, .exclude_host_id = src->id,
+                              .scope = scope, .n_scope = (size_t) ns };
+        char why[2048] = "";
+        int r = placement_lock(st);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot take the placement lock to move VM '%s'.", vm->name);
+        if (!*to)
+                r = choose_target(st, dp, with_storage, &d, to, why, sizeof why);
+        if (r >= 0)
+                r = placement_reserve(st, &d, *to);
+        r = placement_unlock(st, r);
+        if (r == -ENOSPC)
+                return job_fail(ctx, r, "No host can take VM '%s' (%u vCPUs, %llu MiB): %s", vm->name, vm->cpus,
+                                (unsigned long long) vm->memory_mib, why);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot place VM '%s': %s", vm->name, why[0] ? why : strerror(-r));
+        return 0;
+}
+
+static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
         Store *st = ctx->st;
         StoreVm vm;
         if (store_vm_get(st, ctx->job->target_id, &vm) < 0)
@@ -189,16 +220,12 @@ static int job_vm_migrate(JobCtx *ctx, void *userdata) {
                     (store_cluster_of_host(st, dst.id, &dst_cluster, NULL) < 0 || dst_cluster != dp.cluster_id))
                         return job_fail(ctx, -EINVAL, "VM '%s' keeps its disks on the shared storage of its cluster, which host '%s'"
                                         " is not a member of; choose a member or migrate with its storage.", vm.name, dst.name);
-        } else {
-                PlacementDemand d = { .cpus = vm.cpus, .memory_mib = vm.memory_mib, .disk_bytes = with_storage ? dp.bytes : 0,
-                                      .vm_id = vm.id, .vm_name = vm.name, .exclude_host_id = src.id };
-                int r = choose_target(st, &dp, with_storage, &d, &to, why, sizeof why);
-                if (r < 0)
-                        return job_fail(ctx, r, "No host can take VM '%s' (%u vCPUs, %llu MiB): %s", vm.name, vm.cpus,
-                                        (unsigned long long) vm.memory_mib, why);
-                if (store_host_get(st, to, &dst) < 0)
-                        return job_fail(ctx, -ENOENT, "The host placement chose for VM '%s' no longer exists.", vm.name);
         }
+        int pr = migrate_target(ctx, &vm, &src, &dp, with_storage, &to);
+        if (pr < 0)
+                return pr;
+        if (store_host_get(st, to, &dst) < 0)
+                return job_fail(ctx, -ENOENT, "The host placement chose for VM '%s' no longer exists.", vm.name);
 
         Link *sl = NULL, *dl = NULL;
         if (link_acquire(ha->inv, &src, &sl, why, sizeof why) < 0)
@@ -349,6 +376,14 @@ static int job_vm_migrate(JobCtx *ctx, void *userdata) {
         return 0;
 }
 
+static int job_vm_migrate(JobCtx *ctx, void *userdata) {
+        int r = vm_migrate_run(ctx, userdata);
+        /* Moved or not, the move is over: the room promised to it is free
+         * (once moved, the VM's own allocation counts there instead). */
+        (void) placement_release(ctx->st, ctx->job->target_id, 0);
+        return r;
+}
+
 /* ---- host.maintenance ---- */
 
 typedef struct {
@@ -442,8 +477,20 @@ static int job_host_maintenance(JobCtx *ctx, void *userdata) {
          * the small ones fill the gaps. */
         qsort(moves, n, sizeof *moves, cmp_move_mem);
 
-        PlacementPending *pending = xcalloc(n + 1, sizeof *pending);
-        size_t n_pending = 0, n_unplaced = 0;
+        /* Every target is chosen and its room reserved under one hold of
+         * the placement lock: each choice counts the ones before, and no
+         * VM created meanwhile takes the room. Targets stay inside what
+         * the job's owner manages. The reservations last until each
+         * vm.migrate ends (or are dropped below when nothing moves). */
+        _cleanup_free_ int64_t *scope = NULL;
+        int ns = placement_scope_of(st, ctx->job->owner_id, h.group_id, &scope);
+        int lr = ns < 0 ? ns : placement_lock(st);
+        if (lr < 0) {
+                (void) store_host_set_state(st, h.id, prev, NULL);
+                free(moves);
+                return job_fail(ctx, lr, "Host '%s' stays in service: cannot plan where its VMs go (%s).", h.name, strerror(-lr));
+        }
+        size_t n_unplaced = 0;
         for (size_t i = 0; i < n; i++) {
                 Move *m = &moves[i];
                 DiskPlace dp;
@@ -451,10 +498,14 @@ static int job_host_maintenance(JobCtx *ctx, void *userdata) {
                 /* Disks only this host sees move with the VM. */
                 m->with_storage = !dp.all_shared;
                 PlacementDemand d = { .cpus = m->vm.cpus, .memory_mib = m->vm.memory_mib, .vm_id = m->vm.id, .vm_name = m->vm.name,
-                                      .exclude_host_id = h.id, .pending = pending, .n_pending = n_pending,
-                                      .disk_bytes = m->with_storage ? dp.bytes : 0 };
+                                      .exclude_host_id = h.id, .disk_bytes = m->with_storage ? dp.bytes : 0,
+                                      .scope = scope, .n_scope = ns > 0 ? (size_t) ns : 0 };
                 char why[900];
                 int r = choose_target(st, &dp, m->with_storage, &d, &m->to, why, sizeof why);
+                if (r >= 0 && placement_reserve(st, &d, m->to) < 0) {
+                        r = -EIO;
+                        snprintf(why, sizeof why, "its room on the target cannot be reserved");
+                }
                 if (r < 0) {
                         snprintf(m->reason, sizeof m->reason, "no host can take it: %s", why);
                         m->to = 0;
@@ -464,10 +515,16 @@ static int job_host_maintenance(JobCtx *ctx, void *userdata) {
                 StoreHost t;
                 if (store_host_get(st, m->to, &t) == 0)
                         snprintf(m->to_name, sizeof m->to_name, "%s", t.name);
-                pending[n_pending++] = (PlacementPending) { .host_id = m->to, .cpus = m->vm.cpus, .memory_mib = m->vm.memory_mib,
-                                                            .disk_bytes = d.disk_bytes };
         }
-        free(pending);
+        /* Nothing moves when some VM cannot and force is off: keep no
+         * reservation then. */
+        int keep = n_unplaced > 0 && !force ? -ECANCELED : 0;
+        lr = placement_unlock(st, keep);
+        if (lr < 0 && keep == 0) {
+                (void) store_host_set_state(st, h.id, prev, NULL);
+                free(moves);
+                return job_fail(ctx, lr, "Host '%s' stays in service: cannot record where its VMs go (%s).", h.name, strerror(-lr));
+        }
 
         json_t *cannot = json_array();
         for (size_t i = 0; i < n; i++)
@@ -498,6 +555,7 @@ static int job_host_maintenance(JobCtx *ctx, void *userdata) {
                 if (jobs_submit(ha->jobs, "vm.migrate", "vm", m->vm.id, m->vm.name, ctx->job->owner_id, p, &m->job_id) < 0) {
                         snprintf(m->reason, sizeof m->reason, "cannot queue its migration");
                         m->job_id = 0;
+                        (void) placement_release(st, m->vm.id, m->to);
                 }
                 json_decref(p);
         }

@@ -207,6 +207,10 @@ static void *batch_main(void *arg) {
                         x->next++;
                         continue;
                 }
+                if (x->next > 0) { /* a later candidate: the room moves with it */
+                        PlacementDemand d = { .cpus = vm.cpus, .memory_mib = vm.memory_mib, .vm_id = vm.id, .vm_name = vm.name };
+                        (void) placement_reserve(b->ha->st, &d, h.id);
+                }
                 char why[512];
                 if (start_on(b->ha, &vm, &h, why, sizeof why) == 0) {
                         x->done = true;
@@ -221,12 +225,12 @@ static void *batch_main(void *arg) {
         return NULL;
 }
 
-/* Rates the cluster's hosts for vm, counting the restarts decided so far
- * as pending, and fills x's candidates. */
-static void plan_one(Ha *ha, Restart *x, const StoreVm *vm, const int64_t *members, size_t n_members,
-                     const PlacementPending *pending, size_t n_pending) {
+/* Rates the cluster's hosts for vm (the restarts decided so far are
+ * reserved already), fills x's candidates and reserves the room on the
+ * first. Called with the placement lock held. */
+static void plan_one(Ha *ha, Restart *x, const StoreVm *vm, const int64_t *members, size_t n_members) {
         PlacementDemand d = { .cpus = vm->cpus, .memory_mib = vm->memory_mib, .vm_id = vm->id, .vm_name = vm->name,
-                              .exclude_host_id = x->from_host_id, .pending = pending, .n_pending = n_pending };
+                              .exclude_host_id = x->from_host_id };
         PlacementRating *rated = NULL;
         int n = placement_rate(ha->st, 0, &d, &rated);
         if (n < 0) {
@@ -253,6 +257,8 @@ static void plan_one(Ha *ha, Restart *x, const StoreVm *vm, const int64_t *membe
                 snprintf(x->why, sizeof x->why, "%s", b.len ? b.s : "no member of its cluster survives");
                 strbuf_free(&b);
         }
+        else if (placement_reserve(ha->st, &d, x->cand[0]) < 0)
+                log_warn("cannot reserve room for VM '%s' on its restart host", vm->name);
         free(hr);
         free(rated);
 }
@@ -269,8 +275,12 @@ static size_t restart_vms(Ha *ha, const StoreHaRef *refs, size_t n_refs, int64_t
         if (nm < 0)
                 nm = 0;
         Restart *xs = xcalloc(n_refs, sizeof *xs);
-        PlacementPending *pending = xcalloc(n_refs, sizeof *pending);
-        size_t n_pending = 0;
+        /* Every restart is decided and its room reserved under one hold of
+         * the placement lock: each counts the ones before, and nothing
+         * placed meanwhile takes the room. */
+        bool locked = placement_lock(ha->st) >= 0;
+        if (!locked)
+                log_warn("cannot take the placement lock; restarting VMs without reserving their room");
         for (size_t i = 0; i < n_refs; i++) {
                 Restart *x = &xs[i];
                 x->vm_id = refs[i].vm_id;
@@ -281,11 +291,10 @@ static size_t restart_vms(Ha *ha, const StoreHaRef *refs, size_t n_refs, int64_t
                         x->done = true; /* deleted meanwhile */
                         continue;
                 }
-                plan_one(ha, x, &vm, members, (size_t) nm, pending, n_pending);
-                if (x->n_cand > 0)
-                        pending[n_pending++] = (PlacementPending) { .host_id = x->cand[0], .cpus = vm.cpus, .memory_mib = vm.memory_mib };
+                plan_one(ha, x, &vm, members, (size_t) nm);
         }
-        free(pending);
+        if (locked)
+                (void) placement_unlock(ha->st, 0);
 
         /* Rounds: every VM not yet running goes to its next candidate; one
          * thread per target host starts its VMs in priority order. */
@@ -339,6 +348,8 @@ static size_t restart_vms(Ha *ha, const StoreHaRef *refs, size_t n_refs, int64_t
                 snprintf(from.name, sizeof from.name, "id %lld", (long long) from_host_id);
         for (size_t i = 0; i < n_refs; i++) {
                 Restart *x = &xs[i];
+                /* Restarted or left pending, the move is over. */
+                (void) placement_release(ha->st, x->vm_id, 0);
                 StoreVm vm;
                 if (store_vm_get(ha->st, x->vm_id, &vm) < 0)
                         continue;

@@ -138,7 +138,11 @@ static int job_vm_create(JobCtx *ctx, void *userdata) {
         if (r == 0) {
                 defined = true;
                 (void) store_vm_update_hw(ctx->st, v.vm.id, v.vm.cpus, v.vm.memory_mib, dtype);
-                (void) store_vm_set_state(ctx->st, v.vm.id, "stopped");
+                /* A VM about to start stays 'creating' (its memory counted
+                 * on the host) until it runs: never 'stopped' in between,
+                 * which would free its room for a placement meanwhile. */
+                if (!start)
+                        (void) store_vm_set_state(ctx->st, v.vm.id, "stopped");
         }
         pthread_mutex_unlock(&v.link->op_lock);
         if (r < 0) {

@@ -15,8 +15,9 @@
  *             suspended, unknown); disk I/O and network 0. Disk space used is
  *             the larger of the pool's own figure (capacity - available) and
  *             the virtual size of every disk of the host's VMs (thin disks
- *             can grow to it). Moves in flight (PlacementDemand.pending) add
- *             to it.
+ *             can grow to it). Moves in flight add to it: those recorded
+ *             in placement_reservation (placement_reserve()) and those the
+ *             caller is still planning (PlacementDemand.pending).
  *   reserve   the effective policy of the host's own group (inherited down
  *             the group tree, store_policy_resolve()).
  *   failover  for a cluster member: with tolerate = k and n members that
@@ -88,6 +89,31 @@ static ssize_t host_index(const StorePlaceHost *hosts, size_t n, int64_t id) {
         return -1;
 }
 
+/* Whether group_id lies in the subtree of one of scope[0..n) (pol: every
+ * group, ordered by id, for the parent links). */
+static bool group_in_scope(const StoreGroupPolicy *pol, size_t npol, int64_t group_id, const int64_t *scope, size_t n) {
+        for (int depth = 0; group_id > 0 && depth < 1000; depth++) {
+                for (size_t i = 0; i < n; i++)
+                        if (scope[i] == group_id)
+                                return true;
+                size_t lo = 0, hi = npol;
+                int64_t parent = 0;
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+                        if (pol[mid].group_id == group_id) {
+                                parent = pol[mid].parent_id;
+                                break;
+                        }
+                        if (pol[mid].group_id < group_id)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                group_id = parent;
+        }
+        return false;
+}
+
 /* Fills failover[i] for hosts[i] from every cluster's members. */
 static int failover_reserves(Store *st, int64_t exclude_vm_id, const StorePlaceHost *hosts, size_t n, double *failover) {
         StorePlaceClusterMember *m = NULL;
@@ -132,7 +158,7 @@ static int failover_reserves(Store *st, int64_t exclude_vm_id, const StorePlaceH
 }
 
 int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, PlacementRating **ret) {
-        if (!st || !d || !ret || (d->n_pending && !d->pending))
+        if (!st || !d || !ret || (d->n_pending && !d->pending) || (d->n_scope && !d->scope))
                 return -EINVAL;
         PlaceGoal goal_override = PLACE_GOAL_LOAD_BALANCING;
         if (d->goal && parse_goal(d->goal, &goal_override) < 0)
@@ -155,6 +181,13 @@ int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, Placem
         if (nh < 0)
                 return nh;
         size_t n = (size_t) nh;
+        /* Hosts outside the scope are not rated at all: dropped here, they
+         * can be neither chosen nor named (an affinity partner there is
+         * not seen either). */
+        _cleanup_free_ bool *skip = xcalloc(n + 1, sizeof *skip);
+        for (size_t i = 0; i < n; i++)
+                skip[i] = (d->exclude_host_id && sh[i].id == d->exclude_host_id) ||
+                          (d->n_scope && !group_in_scope(pol, (size_t) npol, sh[i].group_id, d->scope, d->n_scope));
 
         _cleanup_free_ double *failover = xcalloc(n + 1, sizeof *failover);
         int r = failover_reserves(st, d->vm_id, sh, n, failover);
@@ -201,7 +234,7 @@ int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, Placem
         /* Disk space counts only when every candidate knows its pool. */
         bool disk_known = false;
         for (size_t i = 0; i < n; i++) {
-                if (d->exclude_host_id && sh[i].id == d->exclude_host_id)
+                if (skip[i])
                         continue;
                 if (!sh[i].has_pool) {
                         disk_known = false;
@@ -216,7 +249,7 @@ int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, Placem
         int64_t now = now_ms();
         for (size_t i = 0; i < n; i++) {
                 const StorePlaceHost *h = &sh[i];
-                if (d->exclude_host_id && h->id == d->exclude_host_id)
+                if (skip[i])
                         continue;
                 StoreEffectivePolicy e;
                 store_policy_resolve(pol, (size_t) npol, h->group_id, &e);
@@ -231,17 +264,17 @@ int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, Placem
                 p->cap[PLACE_R_DISK_IO] = 100;
                 p->cap[PLACE_R_NETWORK] = 100;
                 bool fresh = h->usage_at > 0 && now - h->usage_at < USAGE_FRESH_MS && now - h->usage_at > -USAGE_FRESH_MS;
-                p->used[PLACE_R_CPU] = fresh && !isnan(h->cpu_pct)
+                p->used[PLACE_R_CPU] = (fresh && !isnan(h->cpu_pct)
                         ? h->cpu_pct / 100.0 * p->cap[PLACE_R_CPU] + (double) h->creating_cpus * 100.0
-                        : (double) h->alloc_cpus * 100.0;
-                p->used[PLACE_R_MEMORY] = fresh && !isnan(h->memory_used_mib)
+                        : (double) h->alloc_cpus * 100.0) + (double) h->reserved_cpus * 100.0;
+                p->used[PLACE_R_MEMORY] = (fresh && !isnan(h->memory_used_mib)
                         ? h->memory_used_mib + (double) h->creating_memory_mib
-                        : (double) h->alloc_memory_mib;
+                        : (double) h->alloc_memory_mib) + (double) h->reserved_memory_mib;
                 if (disk_known) {
                         double pool_used = h->pool_capacity_bytes > h->pool_available_bytes
                                 ? (double) (h->pool_capacity_bytes - h->pool_available_bytes) : 0;
                         double alloc = (double) h->alloc_disk_bytes;
-                        p->used[PLACE_R_DISK] = (pool_used > alloc ? pool_used : alloc) / GIB;
+                        p->used[PLACE_R_DISK] = ((pool_used > alloc ? pool_used : alloc) + (double) h->reserved_disk_bytes) / GIB;
                 }
                 p->used[PLACE_R_DISK_IO] = fresh && !isnan(h->disk_io_pct) ? h->disk_io_pct : 0;
                 p->used[PLACE_R_NETWORK] = fresh && !isnan(h->network_pct) ? h->network_pct : 0;
@@ -304,6 +337,7 @@ int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, Placem
                 out[k].rating = x->rating;
                 out[k].stars = x->half_stars / 2.0;
                 snprintf(out[k].reason, sizeof out[k].reason, "%s", x->rating > 0 ? "" : x->reason);
+                out[k].why = x->rating > 0 ? 0 : x->why;
         }
         *ret = out;
         return (int) m;
@@ -332,4 +366,56 @@ int placement_choose(Store *st, int64_t group_id, const PlacementDemand *d, int6
         }
         free(rt);
         return -ENOSPC;
+}
+
+int placement_lock(Store *st) {
+        return store_begin(st);
+}
+
+int placement_unlock(Store *st, int r) {
+        return store_end(st, r);
+}
+
+int placement_reserve(Store *st, const PlacementDemand *d, int64_t host_id) {
+        if (!st || !d || d->vm_id <= 0 || host_id <= 0)
+                return -EINVAL;
+        return store_place_reserve(st, d->vm_id, host_id, d->cpus, d->memory_mib, d->disk_bytes);
+}
+
+int placement_release(Store *st, int64_t vm_id, int64_t host_id) {
+        return store_place_release(st, vm_id, host_id);
+}
+
+int placement_release_all(Store *st) {
+        return store_place_release_all(st);
+}
+
+int placement_scope_of(Store *st, int64_t owner_id, int64_t fallback_group_id, int64_t **ret) {
+        *ret = NULL;
+        if (owner_id <= 0)
+                return 0;
+        StoreUser u;
+        int r = store_user_get(st, owner_id, &u);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (r == 0 && streq(u.role, "administrator"))
+                return 0;
+        if (r == 0 && streq(u.role, "delegated-administrator")) {
+                int64_t *sc = NULL;
+                int n = store_user_scopes(st, owner_id, &sc);
+                if (n < 0)
+                        return n;
+                if (n > 0) {
+                        *ret = sc;
+                        return n;
+                }
+                free(sc);
+        }
+        /* Fail closed: nobody else places beyond the VM's own group. */
+        if (fallback_group_id <= 0)
+                fallback_group_id = STORE_ROOT_GROUP_ID;
+        int64_t *one = xcalloc(1, sizeof *one);
+        one[0] = fallback_group_id;
+        *ret = one;
+        return 1;
 }

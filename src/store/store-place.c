@@ -50,6 +50,17 @@ const StoreMigration store_migrations_place[] = {
         "  vm_id INTEGER NOT NULL REFERENCES vm(id) ON DELETE CASCADE,"
         "  PRIMARY KEY(rule_id, vm_id));"
         "CREATE INDEX placement_rule_member_vm_idx ON placement_rule_member(vm_id);" },
+        /* Room promised to a VM on a host it is moving to (a migration, a
+         * maintenance plan, an HA restart): counted as used there until the
+         * move ends. One per VM. */
+        { "place-reservation", "CREATE TABLE placement_reservation ("
+        "  vm_id INTEGER PRIMARY KEY REFERENCES vm(id) ON DELETE CASCADE,"
+        "  host_id INTEGER NOT NULL REFERENCES host(id) ON DELETE CASCADE,"
+        "  cpus INTEGER NOT NULL,"
+        "  memory_mib INTEGER NOT NULL,"
+        "  disk_bytes INTEGER NOT NULL DEFAULT 0,"
+        "  created_at INTEGER NOT NULL);"
+        "CREATE INDEX placement_reservation_host_idx ON placement_reservation(host_id);" },
         { NULL, NULL },
 };
 
@@ -88,6 +99,9 @@ static void row_place_host(sqlite3_stmt *stmt, void *out) {
         h->creating_cpus = u64(stmt, 16);
         h->creating_memory_mib = u64(stmt, 17);
         h->alloc_disk_bytes = u64(stmt, 18);
+        h->reserved_cpus = u64(stmt, 19);
+        h->reserved_memory_mib = u64(stmt, 20);
+        h->reserved_disk_bytes = u64(stmt, 21);
 }
 
 int store_place_hosts(Store *st, int64_t group_id, int64_t exclude_vm_id, StorePlaceHost **ret) {
@@ -103,7 +117,15 @@ int store_place_hosts(Store *st, int64_t group_id, int64_t exclude_vm_id, StoreP
                 "  (SELECT coalesce(sum(v.cpus), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2 AND v.state = 'creating'),"
                 "  (SELECT coalesce(sum(v.memory_mib), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2 AND v.state = 'creating'),"
                 "  (SELECT coalesce(sum(d.size_bytes), 0) FROM vm v JOIN vm_disk d ON d.vm_id = v.id"
-                "     WHERE v.host_id = h.id AND v.id <> ?2 AND v.state <> 'deleting')"
+                "     WHERE v.host_id = h.id AND v.id <> ?2 AND v.state <> 'deleting'),"
+                /* moves in flight to h; a VM the database already places on h
+                 * counts once, as an allocation */
+                "  (SELECT coalesce(sum(x.cpus), 0) FROM placement_reservation x JOIN vm v ON v.id = x.vm_id"
+                "     WHERE x.host_id = h.id AND x.vm_id <> ?2 AND coalesce(v.host_id, 0) <> h.id),"
+                "  (SELECT coalesce(sum(x.memory_mib), 0) FROM placement_reservation x JOIN vm v ON v.id = x.vm_id"
+                "     WHERE x.host_id = h.id AND x.vm_id <> ?2 AND coalesce(v.host_id, 0) <> h.id),"
+                "  (SELECT coalesce(sum(x.disk_bytes), 0) FROM placement_reservation x JOIN vm v ON v.id = x.vm_id"
+                "     WHERE x.host_id = h.id AND x.vm_id <> ?2 AND coalesce(v.host_id, 0) <> h.id)"
                 " FROM host h LEFT JOIN host_usage u ON u.host_id = h.id LEFT JOIN host_pool p ON p.host_id = h.id"
                 " WHERE h.group_id IN sub ORDER BY h.id";
         return store_query_rows(st, row_place_host, sizeof(StorePlaceHost), (void **) ret, sql, "ii",
@@ -135,6 +157,24 @@ int store_place_pool_set(Store *st, int64_t host_id, uint64_t capacity_bytes, ui
                               " ON CONFLICT(host_id) DO UPDATE SET capacity_bytes = excluded.capacity_bytes,"
                               " available_bytes = excluded.available_bytes, sampled_at = excluded.sampled_at",
                           "iiii", host_id, (int64_t) capacity_bytes, (int64_t) available_bytes, now_ms());
+}
+
+int store_place_reserve(Store *st, int64_t vm_id, int64_t host_id, unsigned cpus, uint64_t memory_mib, uint64_t disk_bytes) {
+        return store_exec(st, "INSERT INTO placement_reservation(vm_id, host_id, cpus, memory_mib, disk_bytes, created_at)"
+                              " VALUES (?,?,?,?,?,?) ON CONFLICT(vm_id) DO UPDATE SET host_id = excluded.host_id,"
+                              " cpus = excluded.cpus, memory_mib = excluded.memory_mib, disk_bytes = excluded.disk_bytes,"
+                              " created_at = excluded.created_at",
+                          "iiiiii", vm_id, host_id, (int64_t) cpus, (int64_t) memory_mib, (int64_t) disk_bytes, now_ms());
+}
+
+int store_place_release(Store *st, int64_t vm_id, int64_t host_id) {
+        if (host_id > 0)
+                return store_exec(st, "DELETE FROM placement_reservation WHERE vm_id = ? AND host_id = ?", "ii", vm_id, host_id);
+        return store_exec(st, "DELETE FROM placement_reservation WHERE vm_id = ?", "i", vm_id);
+}
+
+int store_place_release_all(Store *st) {
+        return store_exec(st, "DELETE FROM placement_reservation", "");
 }
 
 /* ------------------------------------------------------------------ */

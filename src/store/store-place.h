@@ -30,6 +30,10 @@ typedef struct {
         uint64_t alloc_cpus, alloc_memory_mib;
         uint64_t creating_cpus, creating_memory_mib;
         uint64_t alloc_disk_bytes;
+        /* Room promised to VMs moving here (placement_reservation rows of
+         * VMs the database does not place here yet; the VM being placed
+         * left out). */
+        uint64_t reserved_cpus, reserved_memory_mib, reserved_disk_bytes;
 } StorePlaceHost;
 
 /* Every host in group_id's subtree (group_id and its descendants; 0 means
@@ -50,6 +54,17 @@ typedef struct {
 /* Every member of every cluster, ordered by cluster then host. Count and a
  * malloc'd array, or negative. */
 int store_place_cluster_members(Store *st, int64_t exclude_vm_id, StorePlaceClusterMember **ret);
+
+/* ---- reservations of moves in flight (placement_reservation) ----
+ * Records (or replaces) vm_id's one reservation: cpus, memory and disk
+ * counted as used on host_id by store_place_hosts() until released. 0 or
+ * negative. */
+int store_place_reserve(Store *st, int64_t vm_id, int64_t host_id, unsigned cpus, uint64_t memory_mib, uint64_t disk_bytes);
+/* Drops vm_id's reservation (only when it is on host_id, if host_id > 0).
+ * 0 also when there was none, or negative. */
+int store_place_release(Store *st, int64_t vm_id, int64_t host_id);
+/* Drops every reservation: at start, when no move is in flight. */
+int store_place_release_all(Store *st);
 
 /* ---- storage pool usage (written by a host refresh or the monitor) ---- */
 int store_place_pool_set(Store *st, int64_t host_id, uint64_t capacity_bytes, uint64_t available_bytes);

@@ -45,7 +45,8 @@ class TestCli(unittest.TestCase):
         self.assertIn("Seattle/Production", self.cli("group", "list"))
         hosts = json.loads(self.cli("host", "list", "--output", "json"))["items"]
         self.assertEqual([h["name"] for h in hosts], ["t1"])
-        self.cli("vm", "create", "cli01", "--host", "t1", "--cpus", "1", "--memory", "256", "--disk", "1G", "--wait")
+        # test:///default is overbooked by its built-in domain: --force.
+        self.cli("vm", "create", "cli01", "--host", "t1", "--cpus", "1", "--memory", "256", "--disk", "1G", "--force", "--wait")
         for action, state in [("start", "running"), ("pause", "paused"), ("resume", "running"), ("stop", "stopped"),
                               ("start", "running"), ("kill", "stopped")]:
             out = self.cli("vm", action, "cli01", "--wait")

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "inventory/placement.h"
+#include "place/place.h"
 #include "inventory/inventory.h"
 #include "store/store-place.h"
 
@@ -194,6 +195,130 @@ static void test_choose_pending_and_exclude(void **state) {
         assert_int_equal(placement_choose(st, 0, &d, &id, why, sizeof why), -EINVAL);
         PlacementRating *r = NULL;
         assert_int_equal(placement_rate(st, 0, NULL, &r), -EINVAL);
+}
+
+/* A scope leaves every other host out: not chosen, not named, and an
+ * affinity partner there is not seen either. */
+static void test_scope(void **state) {
+        Store *st = ((Fixture *) *state)->st;
+        int64_t a, a_sub, b;
+        assert_int_equal(store_group_create_path(st, "A/Sub", &a_sub, NULL), 0);
+        assert_int_equal(store_group_find(st, "A", &a), 0);
+        assert_int_equal(store_group_create_path(st, "B", &b, NULL), 0);
+        int64_t a1 = add_host(st, "a1", a, 4, 2048, "ok");
+        int64_t a2 = add_host(st, "a2", a_sub, 4, 1024, "ok");
+        int64_t b1 = add_host(st, "b1", b, 64, 262144, "ok");
+        int64_t scope[] = { a };
+        PlacementDemand d = { .cpus = 1, .memory_mib = 4096, .scope = scope, .n_scope = 1 };
+        PlacementRating *r = NULL;
+        assert_int_equal(placement_rate(st, 0, &d, &r), 2);   /* a1 and a2 (below A), not b1 */
+        for (int i = 0; i < 2; i++)
+                assert_true(r[i].host_id == a1 || r[i].host_id == a2);
+        assert_true(r[0].why & PLACE_WHY_MEMORY);
+        free(r);
+        int64_t id = 0;
+        char why[512];
+        assert_int_equal(placement_choose(st, 0, &d, &id, why, sizeof why), -ENOSPC);
+        assert_null(strstr(why, "b1"));
+        assert_non_null(strstr(why, "host 'a2'"));
+        d.n_scope = 0;
+        assert_int_equal(placement_choose(st, 0, &d, &id, why, sizeof why), 0);
+        assert_int_equal(id, b1);
+        /* An affinity partner outside the scope does not pull the VM there
+         * (nor is its host named): the rule has no member in sight. */
+        int64_t partner = add_vm(st, "partner", b1, 1, 64, "running");
+        int64_t me = add_vm(st, "me", 0, 1, 64, "stopped");
+        int64_t ids[] = { partner, me }, rule;
+        assert_int_equal(store_rule_insert(st, "together", "affinity", ids, 2, &rule), 0);
+        d = (PlacementDemand) { .cpus = 1, .memory_mib = 64, .vm_id = me, .vm_name = "me", .scope = scope, .n_scope = 1 };
+        int n = placement_rate(st, 0, &d, &r);
+        assert_int_equal(n, 2);
+        for (int i = 0; i < n; i++) {
+                assert_true(r[i].rating > 0);
+                assert_null(strstr(r[i].reason, "b1"));
+        }
+        free(r);
+        d.scope = NULL;
+        assert_int_equal(placement_rate(st, 0, &d, &r), -EINVAL);   /* n_scope without scope */
+}
+
+/* Room reserved for a move in flight counts as used on its target until it
+ * is released, both from allocations and from a fresh measured sample; a VM
+ * the database already places there counts once. */
+static void test_reservations(void **state) {
+        Store *st = ((Fixture *) *state)->st;
+        int64_t h1 = add_host(st, "h1", 1, 4, 8192, "ok");
+        int64_t h2 = add_host(st, "h2", 1, 4, 8192, "ok");
+        int64_t mover = add_vm(st, "mover", h1, 2, 4000, "running");
+        PlacementDemand m = { .cpus = 2, .memory_mib = 4000, .vm_id = mover, .vm_name = "mover", .exclude_host_id = h1 };
+        assert_int_equal(placement_lock(st), 0);
+        int64_t to = 0;
+        char why[512];
+        assert_int_equal(placement_choose(st, 0, &m, &to, why, sizeof why), 0);
+        assert_int_equal(to, h2);
+        assert_int_equal(placement_reserve(st, &m, to), 0);
+        assert_int_equal(placement_unlock(st, 0), 0);
+        PlacementDemand d = { .cpus = 1, .memory_mib = 4096, .exclude_host_id = h1 };
+        assert_int_equal(placement_choose(st, 0, &d, &to, why, sizeof why), -ENOSPC);
+        assert_string_equal(why, "host 'h2': memory: needs 4096 MiB, 3680 MiB left after the 512 MiB reserve");
+        /* The mover's own reservation does not count against itself. */
+        assert_int_equal(placement_choose(st, 0, &m, &to, why, sizeof why), 0);
+        /* Measured: the reservation adds to the sample. */
+        assert_int_equal(store_exec(st, "INSERT INTO host_usage(host_id, cpu_pct, memory_used_mib, disk_io_pct, network_pct,"
+                                        " sampled_at) VALUES (?, 0, 100, 0, 0, ?)", "ii", h2, now_ms()), 0);
+        assert_int_equal(placement_choose(st, 0, &d, &to, why, sizeof why), -ENOSPC);
+        assert_string_equal(why, "host 'h2': memory: needs 4096 MiB, 3580 MiB left after the 512 MiB reserve");
+        assert_int_equal(store_exec(st, "DELETE FROM host_usage", ""), 0);
+        /* Moved: its allocation counts there instead, once. */
+        assert_int_equal(store_vm_set_host(st, mover, h2), 0);
+        assert_int_equal(placement_choose(st, 0, &d, &to, why, sizeof why), -ENOSPC);
+        assert_string_equal(why, "host 'h2': memory: needs 4096 MiB, 3680 MiB left after the 512 MiB reserve");
+        assert_int_equal(store_vm_set_host(st, mover, h1), 0);
+        /* Released (only the one on the named host; any with 0). */
+        assert_int_equal(placement_release(st, mover, h1), 0);
+        assert_int_equal(placement_choose(st, 0, &d, &to, why, sizeof why), -ENOSPC);
+        assert_int_equal(placement_release(st, mover, 0), 0);
+        assert_int_equal(placement_choose(st, 0, &d, &to, why, sizeof why), 0);
+        assert_int_equal(to, h2);
+        /* A lock given up with an error keeps nothing. */
+        assert_int_equal(placement_lock(st), 0);
+        assert_int_equal(placement_reserve(st, &m, h2), 0);
+        assert_int_equal(placement_unlock(st, -ECANCELED), -ECANCELED);
+        assert_int_equal(placement_choose(st, 0, &d, &to, why, sizeof why), 0);
+        assert_int_equal(placement_reserve(st, &m, h2), 0);
+        assert_int_equal(placement_release_all(st), 0);
+        assert_int_equal(placement_choose(st, 0, &d, &to, why, sizeof why), 0);
+        PlacementDemand no_vm = { .cpus = 1, .memory_mib = 1 };
+        assert_int_equal(placement_reserve(st, &no_vm, h2), -EINVAL);
+}
+
+/* Whose move may go where: administrators and the system anywhere, a
+ * delegated administrator inside its scopes, anyone else (or a user that
+ * is gone) inside the VM's own group. */
+static void test_scope_of(void **state) {
+        Store *st = ((Fixture *) *state)->st;
+        int64_t g1, g2, admin, deleg, ss;
+        assert_int_equal(store_group_create_path(st, "G1", &g1, NULL), 0);
+        assert_int_equal(store_group_create_path(st, "G2", &g2, NULL), 0);
+        assert_int_equal(store_user_insert(st, "root", "x", "administrator", &admin), 0);
+        assert_int_equal(store_user_insert(st, "deleg", "x", "delegated-administrator", &deleg), 0);
+        assert_int_equal(store_user_insert(st, "ss", "x", "self-service", &ss), 0);
+        int64_t sc[] = { g1, g2 };
+        assert_int_equal(store_user_scopes_set(st, deleg, sc, 2), 0);
+        int64_t *r = NULL;
+        assert_int_equal(placement_scope_of(st, 0, g1, &r), 0);
+        assert_null(r);
+        assert_int_equal(placement_scope_of(st, admin, g1, &r), 0);
+        assert_null(r);
+        assert_int_equal(placement_scope_of(st, deleg, 1, &r), 2);
+        assert_true((r[0] == g1 && r[1] == g2) || (r[0] == g2 && r[1] == g1));
+        free(r);
+        assert_int_equal(placement_scope_of(st, ss, g2, &r), 1);
+        assert_int_equal(r[0], g2);
+        free(r);
+        assert_int_equal(placement_scope_of(st, 4242, g1, &r), 1);
+        assert_int_equal(r[0], g1);
+        free(r);
 }
 
 static void test_group_subtree_reserve_and_goal(void **state) {
@@ -379,6 +504,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_rate_allocations_states_and_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_choose_pending_and_exclude, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_group_subtree_reserve_and_goal, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scope, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reservations, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scope_of, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_measured_usage, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failover_reserve, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
