@@ -99,7 +99,7 @@ static json_t *session_features(Req *r) {
                 { "console", ACT_OPERATE, OBJ_VM },        /* /vms/{id}/console */
                 { "migrate", ACT_UPDATE, OBJ_VM },         /* /vms/{id}/migrate */
                 { "operate-host", ACT_OPERATE, OBJ_HOST }, /* refresh */
-                { "maintenance", ACT_UPDATE, OBJ_HOST },   /* /hosts/{id}/maintenance */
+                { "maintenance", ACT_OPERATE, OBJ_HOST },  /* /hosts/{id}/maintenance */
                 { "ratings", ACT_READ, OBJ_GROUP },        /* /placement/ratings */
                 { "metrics", ACT_READ, OBJ_VM },           /* /metrics/{kind}/{id} */
                 { "health", ACT_READ, OBJ_VM },            /* /health */

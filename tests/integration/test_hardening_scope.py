@@ -398,7 +398,13 @@ class SessionFeatures(unittest.TestCase):
             d.start()
             d.token = d.login()
             d.ok("POST", "/api/v1/host-groups", {"path": "Lab"})
-            d.add_host("t1", "test:///default", group="Lab")
+            # A test host of its own with room for the delegated
+            # administrator's VM (test:///default's node is full).
+            xml = os.path.join(d.dir, "t1.xml")
+            with open(xml, "w") as f:
+                f.write("<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>8</cores>"
+                        "<threads>1</threads><active>8</active></cpu><memory>16777216</memory></node>\n")
+            d.add_host("t1", "test://" + xml, group="Lab")
             for name, role in (("ro", "read-only"), ("ss", "self-service"), ("deleg", "delegated-administrator")):
                 body = {"name": name, "password": f"{name}-password-1", "role": role}
                 if role == "delegated-administrator":

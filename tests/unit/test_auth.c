@@ -398,7 +398,10 @@ static void test_policy_allows_some(void **state) {
                         assert_true(auth_policy_allows_some(&admin, (AuthAction) a, (AuthObjectKind) k));
                         assert_int_equal(auth_policy_allows_some(&ro, (AuthAction) a, (AuthObjectKind) k),
                                          a == ACT_READ && k != OBJ_SYSTEM);
-                        assert_int_equal(auth_policy_allows_some(&da, (AuthAction) a, (AuthObjectKind) k), k != OBJ_SYSTEM);
+                        /* Hosts: read and operate (refresh, maintenance); adding,
+                         * changing and removing them is the administrator's. */
+                        assert_int_equal(auth_policy_allows_some(&da, (AuthAction) a, (AuthObjectKind) k),
+                                         k != OBJ_SYSTEM && (k != OBJ_HOST || a == ACT_READ || a == ACT_OPERATE));
                         assert_false(auth_policy_allows_some(&da_none, (AuthAction) a, (AuthObjectKind) k) && k != OBJ_JOB);
                 }
         assert_false(auth_policy_allows_some(&ss, ACT_CREATE, OBJ_VM));
