@@ -64,6 +64,8 @@ static void h_vm_migrate(Req *r) {
         /* Moving a VM changes where it lives: its settings, not its power. */
         if (!api_allowed(r, ACT_UPDATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
                 return deny(r, "migrate", "VM", r->id[0], jstr(v, "name"));
+        if (api_vm_refuse_foreign(r, v))
+                return;
         if (to && store_host_find(r->api->st, to, &to_id) < 0)
                 return reply_error(r, 422, "not_found", "to", "There is no host named '%s'.", to);
         if (to_id) {
@@ -199,6 +201,8 @@ static void h_vm_ha_set(Req *r) {
                 p = 0;
         if (!api_allowed(r, ACT_UPDATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
                 return deny(r, "change the high availability of", "VM", r->id[0], jstr(v, "name"));
+        if (api_vm_refuse_foreign(r, v))
+                return;
         int64_t cluster;
         if (p > 0 && store_cluster_of_host(r->api->st, jint(v, "host_id"), &cluster, NULL) < 0)
                 return reply_error(r, 409, "conflict", NULL, "VM '%s' runs on host '%s', which is not a member of a cluster; only VMs on"

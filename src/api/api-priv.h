@@ -124,6 +124,10 @@ bool api_allowed(Req *r, AuthAction a, AuthObjectKind k, int64_t owner_id, int64
 void deny(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name);
 void audit(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name,
            const char *detail, const char *result);
+/* Replies 409 and returns true when VM v (its JSON) belongs to another
+ * Armada installation (origin "foreign"): read-only here, every action,
+ * delete, migration, HA change and console refused. */
+bool api_vm_refuse_foreign(Req *r, json_t *v);
 
 /* ---- handlers (api-handlers.c) ---- */
 void h_version(Req *r);

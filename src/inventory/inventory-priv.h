@@ -38,6 +38,7 @@ struct Inventory {
         size_t q_len, q_pos;
         int64_t inflight[INVENTORY_REFRESHERS];
         bool stuck;                 /* a refresher did not end at shutdown: never free */
+        char installation_id[37];   /* this installation's id: the marker of its domains */
 };
 
 /* A live link to host h, connecting when needed; the caller releases it.
