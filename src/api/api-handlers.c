@@ -502,6 +502,9 @@ void h_hosts_create(Req *r) {
         /* One hypervisor, one host record: a second record would see every
          * VM "on two hosts". The same URI is caught here; another URI to the
          * same libvirtd when host.refresh first connects (host UUID). */
+        int64_t id;
+        if (store_host_find(r->api->st, name, &id) == 0)
+                return reply_error(r, 409, "conflict", "name", "A host named '%s' already exists.", name);
         StoreHost same;
         if (inventory_host_by_uri(r->api->inv, uri, &same) == 0) {
                 if (api_allowed(r, ACT_READ, OBJ_HOST, 0, same.group_id))
@@ -509,7 +512,6 @@ void h_hosts_create(Req *r) {
                                            " only once.", same.name, same.uri);
                 return reply_error(r, 409, "conflict", "uri", "Another host already has this URI; a hypervisor can be registered only once.");
         }
-        int64_t id;
         int e = store_host_insert(r->api->st, name, uri, group_id, pool, pool_path, &id);
         if (e == -EEXIST)
                 return reply_error(r, 409, "conflict", "name", "A host named '%s' already exists.", name);

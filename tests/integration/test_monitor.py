@@ -248,7 +248,7 @@ class TestAlerts(MonitorTestCase):
     def test_group_scope(self):
         self.d.ok("POST", "/api/v1/host-groups", {"path": "Scoped/Inner"})
         gid = self.d.find("host-groups", "Scoped")["id"]
-        self.d.add_host("t9", "test:///default", group="Scoped/Inner")
+        self.d.add_host("t9", self.d.test_node_uri("t9"), group="Scoped/Inner")
         self.rule({"name": "scoped-mem", "object_kind": "host", "metric": "memory", "comparison": ">", "threshold": 0,
                    "scope": "group", "scope_id": gid})
         (a,) = wait_until(lambda: self.open_alerts("scoped-mem"), 10, what="the scoped alert")
