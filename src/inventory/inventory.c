@@ -448,6 +448,8 @@ static int claim_identity(Inventory *inv, StoreHost *h, const HvHostInfo *info, 
         _cleanup_free_ char *norm = hv_uri_normalize(h->uri);
         _cleanup_free_ char *identity = info->uuid[0] && !hv_uri_is_test(h->uri) ? xasprintf("uuid:%s", info->uuid)
                                                                                   : xasprintf("uri:%s", norm);
+        if (streq(h->identity, identity))
+                return 0; /* claimed before; claims are exclusive, so nobody else has it */
         StoreHost holder;
         int r = store_host_claim_identity(inv->st, h->id, identity, &holder);
         if (r == 0) {
