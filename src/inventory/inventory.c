@@ -381,6 +381,12 @@ static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
                         (void) store_event_add(inv->st, "warning", "vm.moved", "vm", vm_id, vm.name, vm.owner_id, msg);
                         continue;
                 }
+                /* Armada's own VM from before domains were marked: mark it now,
+                 * so that another installation sharing the host leaves it alone. */
+                int mr = !d->armada_installation[0] && !streq(vm.origin, "discovered")
+                        ? hv_domain_mark(l->conn, d->uuid, inv->installation_id, vm_id) : 0;
+                if (mr < 0 && mr != -EOPNOTSUPP) /* a driver without metadata cannot carry the marker */
+                        log_warn("cannot mark VM '%s' on host '%s' as this installation's: %s", vm.name, h->name, hv_last_error());
                 if (store_vm_set_state(inv->st, vm_id, state) > 0) {
                         _cleanup_free_ char *msg = xasprintf("VM '%s' on host '%s' is now %s (was %s).", vm.name, h->name, state, vm.state);
                         (void) store_event_add(inv->st, streq(state, "crashed") ? "error" : "info", "vm.state", "vm", vm_id,
