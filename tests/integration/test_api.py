@@ -203,7 +203,7 @@ class TestHostIdentity(ApiTestCase):
     def test_same_uri_again_is_refused_and_destroys_nothing(self):
         vm = self.d.create_vm("ident-same-uri", "t1", start=True)
         before = self.d.count("hosts")
-        for uri in ("test:///default", "test:///default/", "test://localhost/default"):
+        for uri in ("test:///default", "test:///default/"):
             st, b = self.d.request("POST", "/api/v1/hosts", {"name": "t1-again", "uri": uri})
             self.assertEqual(st, 409, (uri, b))
             self.assertEqual(b["error"]["field"], "uri")
