@@ -473,12 +473,14 @@ static int claim_identity(Inventory *inv, StoreHost *h, const HvHostInfo *info, 
                             " Remove it.", h->name, h->uri, what)
                 : xasprintf("Host '%s' at '%s' %s; the second registration was removed and nothing on the hypervisor was touched.",
                             h->name, h->uri, what);
-        if (has_vms)
-                (void) store_host_set_state(inv->st, h->id, "duplicate", msg);
-        else
-                (void) store_host_delete(inv->st, h->id, false);
-        (void) store_event_add(inv->st, "error", "host.duplicate", "host", h->id, h->name, 0, msg);
-        log_warn("%s", msg);
+        /* A record kept as duplicate is checked again every round: report
+         * it once, when it becomes one. */
+        bool news = has_vms ? store_host_set_state(inv->st, h->id, "duplicate", msg) > 0
+                            : store_host_delete(inv->st, h->id, false) == 0;
+        if (news) {
+                (void) store_event_add(inv->st, "error", "host.duplicate", "host", h->id, h->name, 0, msg);
+                log_warn("%s", msg);
+        }
         if (reason)
                 snprintf(reason, reason_size, "%s", msg);
         return -EEXIST;

@@ -220,7 +220,8 @@ class TestHostIdentity(ApiTestCase):
         with sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db")) as db:
             db.execute("INSERT INTO host(name, uri, group_id, pool, created_at) VALUES ('t1-raced', 'test:///default', 1, 'armada', 0)")
         wait_until(lambda: self.d.find("hosts", "t1-raced") is None, 20, what="the second record to be removed")
-        ev = [e for e in self.d.ok("GET", "/api/v1/events?limit=500")["items"] if e["kind"] == "host.duplicate"]
+        ev = [e for e in self.d.ok("GET", "/api/v1/events?limit=500")["items"]
+              if e["kind"] == "host.duplicate" and e["object_name"] == "t1-raced"]
         self.assertEqual(len(ev), 1, ev)
         self.assertIn("Host 't1-raced' at 'test:///default' has the same URI as host 't1', already registered", ev[0]["message"])
         self.refresh_rounds("t1")
@@ -230,6 +231,27 @@ class TestHostIdentity(ApiTestCase):
         self.assertFalse(kinds & {"vm.stale-copy", "vm.moved", "vm.missing"}, kinds)
         host = self.d.find("hosts", "t1")
         self.assertIsNone(host["hv_uuid"])   # the test driver has none: its URI is its identity
+
+
+    def test_old_duplicate_with_vms_is_kept_apart(self):
+        # A database from before host identities may hold a second record
+        # with VMs pointing at it: it is marked duplicate, reported once, and
+        # nothing on it is reconciled.
+        with sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db")) as db:
+            cur = db.execute("INSERT INTO host(name, uri, group_id, pool, state, created_at)"
+                             " VALUES ('t1-old', 'test:///default', 1, 'armada', 'ok', 0)")
+            hid = cur.lastrowid
+            db.execute("INSERT INTO vm(uuid, name, host_id, cpus, memory_mib, state, created_at, updated_at)"
+                       " VALUES ('7a1b2c3d-0000-4000-8000-000000000001', 'old-rec', ?, 1, 64, 'running', 0, 0)", (hid,))
+        wait_until(lambda: self.d.find("hosts", "t1-old")["state"] == "duplicate", 20, what="the old record to be marked")
+        host = self.d.find("hosts", "t1-old")
+        self.assertIn("has the same URI as host 't1', already registered", host["state_reason"])
+        self.refresh_rounds("t1")
+        ev = [e for e in self.d.ok("GET", "/api/v1/events?limit=500")["items"]
+              if e["kind"] == "host.duplicate" and e["object_name"] == "t1-old"]
+        self.assertEqual(len(ev), 1, ev)
+        self.assertEqual(self.d.find("vms", "old-rec")["state"], "running")   # never reconciled: not "missing"
+        self.assertEqual(self.d.request("DELETE", f"/api/v1/hosts/{hid}?force=true")[0], 204)
 
 
 class TestForeignVms(ApiTestCase):
