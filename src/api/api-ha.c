@@ -64,6 +64,8 @@ static void h_vm_migrate(Req *r) {
         /* Moving a VM changes where it lives: its settings, not its power. */
         if (!api_allowed(r, ACT_UPDATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
                 return deny(r, "migrate", "VM", r->id[0], jstr(v, "name"));
+        if (api_vm_refuse_foreign(r, v))
+                return;
         if (to && store_host_find(r->api->st, to, &to_id) < 0)
                 return reply_error(r, 422, "not_found", "to", "There is no host named '%s'.", to);
         if (to_id) {
@@ -205,6 +207,8 @@ static void h_vm_ha_set(Req *r) {
                 p = 0;
         if (!api_allowed(r, ACT_UPDATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
                 return deny(r, "change the high availability of", "VM", r->id[0], jstr(v, "name"));
+        if (api_vm_refuse_foreign(r, v))
+                return;
         char why[2560];
         int e = p > 0 ? ha_vm_protectable(r->api->st, r->id[0], why, sizeof why) : 0;
         if (e == -ENOENT)

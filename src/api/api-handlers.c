@@ -550,7 +550,19 @@ void h_hosts_create(Req *r) {
         }
         if (!api_allowed(r, ACT_CREATE, OBJ_HOST, 0, group_id))
                 return deny(r, "add", "host", 0, name);
+        /* One hypervisor, one host record: a second record would see every
+         * VM "on two hosts". The same URI is caught here; another URI to the
+         * same libvirtd when host.refresh first connects (host UUID). */
         int64_t id;
+        if (store_host_find(r->api->st, name, &id) == 0)
+                return reply_error(r, 409, "conflict", "name", "A host named '%s' already exists.", name);
+        StoreHost same;
+        if (inventory_host_by_uri(r->api->inv, uri, &same) == 0) {
+                if (api_allowed(r, ACT_READ, OBJ_HOST, 0, same.group_id))
+                        return reply_error(r, 409, "conflict", "uri", "Host '%s' already has the URI '%s'; a hypervisor can be registered"
+                                           " only once.", same.name, same.uri);
+                return reply_error(r, 409, "conflict", "uri", "Another host already has this URI; a hypervisor can be registered only once.");
+        }
         int e = store_host_insert(r->api->st, name, uri, group_id, pool, pool_dir, &id);
         if (e == -EEXIST)
                 return reply_error(r, 409, "conflict", "name", "A host named '%s' already exists.", name);
@@ -849,6 +861,8 @@ void h_vm_delete(Req *r) {
                 return;
         if (!api_allowed(r, ACT_DELETE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")) || !grant_allows(r, r->id[0], "delete"))
                 return deny(r, "delete", "VM", r->id[0], jstr(v, "name"));
+        if (api_vm_refuse_foreign(r, v))
+                return;
         const char *keep_s = req_query(r, "keep_disks");
         if (keep_s && !streq(keep_s, "true") && !streq(keep_s, "false") && !streq(keep_s, "1") && !streq(keep_s, "0"))
                 return reply_error(r, 400, "invalid_argument", "keep_disks", "Query 'keep_disks' must be true or false.");
@@ -882,6 +896,8 @@ void h_vm_action(Req *r) {
                 return;
         if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")) || !grant_allows(r, r->id[0], action))
                 return deny(r, action, "VM", r->id[0], jstr(v, "name"));
+        if (api_vm_refuse_foreign(r, v))
+                return;
         const char *state = jstr(v, "state");
         if (streq(state, "creating") || streq(state, "deleting"))
                 return reply_error(r, 409, "conflict", NULL, "VM '%s' is %s; try again when that has finished.", jstr(v, "name"), state);

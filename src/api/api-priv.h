@@ -144,6 +144,10 @@ void reply_vm_name_taken(Req *r, const char *field, const char *name);
 void deny(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name);
 void audit(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name,
            const char *detail, const char *result);
+/* Replies 409 and returns true when VM v (its JSON) belongs to another
+ * Armada installation (origin "foreign"): read-only here, every action,
+ * delete, migration, HA change and console refused. */
+bool api_vm_refuse_foreign(Req *r, json_t *v);
 
 /* ---- placement of a new VM (api-place.c), for h_vms_create: called with
  * the placement lock held (inventory/placement.h) ---- */

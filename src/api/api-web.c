@@ -623,6 +623,8 @@ static void h_vm_console(Req *r) {
                 return;
         if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
                 return deny(r, "open the console of", "VM", r->id[0], jstr(v, "name"));
+        if (api_vm_refuse_foreign(r, v))
+                return;
         const char *name = jstr(v, "name");
         StoreHost h;
         if (jint(v, "host_id") <= 0 || store_host_get(r->api->st, jint(v, "host_id"), &h) < 0)
@@ -714,6 +716,8 @@ static void h_vm_console_password(Req *r) {
         const char *name = jstr(v, "name");
         if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
                 return deny(r, "open the console of", "VM", r->id[0], name);
+        if (api_vm_refuse_foreign(r, v))
+                return;
         Link *l = jint(v, "host_id") > 0 ? link_peek(r->api->inv, jint(v, "host_id")) : NULL;
         if (!l)
                 return reply_error(r, 503, "unavailable", NULL, "The host of VM '%s' is not connected right now.", name);

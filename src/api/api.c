@@ -234,6 +234,15 @@ void audit(Req *r, const char *action, const char *object_kind, int64_t object_i
                                object_kind, object_id, object_name, detail, result);
 }
 
+bool api_vm_refuse_foreign(Req *r, json_t *v) {
+        const char *origin = json_string_value(json_object_get(v, "origin"));
+        if (!origin || !streq(origin, "foreign"))
+                return false;
+        const char *name = json_string_value(json_object_get(v, "name"));
+        reply_error(r, 409, "conflict", NULL, "VM '%s' belongs to another Armada installation; it is read-only here.", name ? name : "?");
+        return true;
+}
+
 void deny(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name) {
         audit(r, action, object_kind, object_id, object_name, NULL, "denied");
         if (object_name)

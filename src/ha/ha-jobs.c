@@ -193,6 +193,8 @@ static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
         StoreVm vm;
         if (store_vm_get(st, ctx->job->target_id, &vm) < 0)
                 return job_fail(ctx, -ENOENT, "VM '%s' no longer exists.", ctx->job->target_name);
+        if (inventory_vm_is_foreign(&vm))
+                return job_fail(ctx, -EPERM, "VM '%s' belongs to another Armada installation; it is read-only here.", vm.name);
         StoreHost src, dst;
         if (vm.host_id == 0 || store_host_get(st, vm.host_id, &src) < 0)
                 return job_fail(ctx, -ENXIO, "VM '%s' is not placed on any host.", vm.name);
@@ -470,7 +472,7 @@ static int job_host_maintenance(JobCtx *ctx, void *userdata) {
         Move *moves = xcalloc((size_t) n_all + 1, sizeof *moves);
         size_t n = 0;
         for (int i = 0; i < n_all; i++)
-                if (vm_active(vms[i].state))
+                if (vm_active(vms[i].state) && !inventory_vm_is_foreign(&vms[i])) /* another installation's: not ours to move */
                         moves[n++].vm = vms[i];
         free(vms);
         /* Biggest first: what fits only when spread gets its host before

@@ -115,11 +115,18 @@ static bool probe_answers(const char *uri, int timeout_ms) {
  * else one built from the database (what Armada created it with). */
 static int define_on(Ha *ha, Link *l, const StoreVm *vm, const StoreHost *h) {
         _cleanup_free_ char *xml = NULL;
-        if (store_vm_xml_get(ha->st, vm->id, &xml) == 0)
-                return hv_domain_define_xml(l->conn, xml);
+        if (store_vm_xml_get(ha->st, vm->id, &xml) == 0) {
+                int r = hv_domain_define_xml(l->conn, xml);
+                /* A definition saved before domains were marked has no
+                 * marker: the restarted copy must carry it. */
+                if (r == 0 && hv_domain_mark(l->conn, vm->uuid, inventory_installation_id(ha->inv), vm->id) < 0)
+                        log_warn("VM '%s': %s", vm->name, hv_last_error());
+                return r;
+        }
         HvDomainSpec spec = {
                 .name = vm->name, .uuid = vm->uuid, .domain_type = inventory_domain_type(h, vm->domain_type[0] ? vm->domain_type : "auto"),
                 .vcpus = vm->cpus, .memory_mib = vm->memory_mib, .description = vm->description[0] ? vm->description : NULL, .vnc = true,
+                .installation_id = inventory_installation_id(ha->inv), .vm_id = vm->id,
         };
         StoreDisk *disks = NULL;
         int n = store_vm_disks(ha->st, vm->id, &disks);

@@ -38,3 +38,10 @@ int hv_xml_pool_path(const char *xml, char **ret);
 /* Whether capabilities XML offers <domain type='kvm'> for guest arch
  * x86_64. 0 and *ret, or -EINVAL with the error set. */
 int hv_xml_caps_kvm(const char *xml, bool *ret);
+/* The host UUID of capabilities XML (<host><uuid>), lower case, or "" when
+ * there is none or it is all zeros. 0, or -EINVAL with the error set when
+ * the XML is not capabilities XML. */
+int hv_xml_caps_host_uuid(const char *xml, char ret[37]);
+/* The SMBIOS system UUID of virConnectGetSysinfo XML (<sysinfo><system>
+ * <entry name='uuid'>), lower case, or "" when there is none. 0 or -EINVAL. */
+int hv_xml_sysinfo_uuid(const char *xml, char ret[37]);

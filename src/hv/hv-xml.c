@@ -168,6 +168,10 @@ static int spec_validate(const HvDomainSpec *spec) {
                              "not UTF-8 or contains control characters", name);
                 return -EINVAL;
         }
+        if (spec->installation_id && !uuid_is_valid(spec->installation_id)) {
+                hv_set_error("cannot build domain XML for VM '%s': the installation id is not a UUID", name);
+                return -EINVAL;
+        }
         if (spec->n_disks > HV_MAX_DISKS) {
                 hv_set_error("cannot build domain XML for VM '%s': it has %zu disks, but at most "
                              "%d are supported", name, spec->n_disks, HV_MAX_DISKS);
@@ -232,6 +236,19 @@ char *hv_domain_xml_build(const HvDomainSpec *spec) {
                 add(root, "uuid", spec->uuid);
         if (spec->description)
                 add(root, "description", spec->description);
+        if (spec->installation_id) {
+                /* libvirt keeps one element per namespace under <metadata>
+                 * and hands it back as written. */
+                xmlNode *meta = add(root, "metadata", NULL);
+                xmlNode *mark = xmlNewChild(meta, NULL, BAD_CAST "vm", NULL);
+                xmlNs *ns = mark ? xmlNewNs(mark, BAD_CAST HV_ARMADA_XMLNS, BAD_CAST HV_ARMADA_XMLNS_PREFIX) : NULL;
+                if (!ns)
+                        xml_oom();
+                xmlSetNs(mark, ns);
+                set(mark, "installation", spec->installation_id);
+                snprintf(num, sizeof num, "%" PRId64, spec->vm_id);
+                set(mark, "id", num);
+        }
         snprintf(num, sizeof num, "%" PRIu64, spec->memory_mib);
         set(add(root, "memory", num), "unit", "MiB");
         set(add(root, "currentMemory", num), "unit", "MiB");
@@ -532,6 +549,21 @@ int hv_domain_xml_parse(const char *xml, HvDomainInfo *ret) {
                 info.vcpus = (unsigned) v;
         }
 
+        n = child(root, "metadata");
+        for (const xmlNode *m = n ? n->children : NULL; m; m = m->next) {
+                if (m->type != XML_ELEMENT_NODE || !m->ns || !m->ns->href ||
+                    !xmlStrEqual(m->ns->href, BAD_CAST HV_ARMADA_XMLNS) || !xmlStrEqual(m->name, BAD_CAST "vm"))
+                        continue;
+                _cleanup_xmlstr_ xmlChar *inst = xmlGetNoNsProp(m, BAD_CAST "installation");
+                _cleanup_xmlstr_ xmlChar *id = xmlGetNoNsProp(m, BAD_CAST "id");
+                snprintf(info.armada_installation, sizeof info.armada_installation, "%s",
+                         inst && uuid_is_valid((const char *) inst) ? (const char *) inst : "unknown");
+                int64_t v;
+                if (id && parse_i64((const char *) id, &v) == 0 && v > 0)
+                        info.armada_vm_id = v;
+                break;
+        }
+
         const xmlNode *devices = child(root, "devices");
         for (const xmlNode *d = devices ? devices->children : NULL; d; d = d->next) {
                 if (!is_elem(d, "disk") || info.n_disks == HV_MAX_DISKS)
@@ -561,6 +593,61 @@ int hv_xml_pool_path(const char *xml, char **ret) {
                 return -EINVAL;
         }
         *ret = xstrdup((const char *) text);
+        return 0;
+}
+
+/* Lower-cases a UUID's hex digits in place (libvirt writes lower case, SMBIOS
+ * often upper). */
+static void uuid_lower(char *s) {
+        for (; *s; s++)
+                if ('A' <= *s && *s <= 'F')
+                        *s = (char) (*s - 'A' + 'a');
+}
+
+/* True for the all-zero UUID some firmware reports and the test driver
+ * implies: no identity at all. */
+static bool uuid_is_nil(const char *s) {
+        return strspn(s, "0-") == strlen(s);
+}
+
+int hv_xml_caps_host_uuid(const char *xml, char ret[37]) {
+        _cleanup_xmldoc_ xmlDoc *doc = NULL;
+        int r = xml_read(xml, "capabilities", &doc);
+        if (r < 0)
+                return r;
+        const xmlNode *root = xmlDocGetRootElement(doc);
+        const xmlNode *host = is_elem(root, "capabilities") ? child(root, "host") : NULL;
+        const xmlNode *u = host ? child(host, "uuid") : NULL;
+        _cleanup_xmlstr_ xmlChar *text = u ? xmlNodeGetContent(u) : NULL;
+        ret[0] = 0;
+        if (text && uuid_is_valid((const char *) text) && !uuid_is_nil((const char *) text)) {
+                snprintf(ret, 37, "%s", (const char *) text);
+                uuid_lower(ret);
+        }
+        return 0;
+}
+
+int hv_xml_sysinfo_uuid(const char *xml, char ret[37]) {
+        _cleanup_xmldoc_ xmlDoc *doc = NULL;
+        int r = xml_read(xml, "sysinfo", &doc);
+        if (r < 0)
+                return r;
+        const xmlNode *root = xmlDocGetRootElement(doc);
+        const xmlNode *sys = is_elem(root, "sysinfo") ? child(root, "system") : NULL;
+        ret[0] = 0;
+        for (const xmlNode *e = sys ? sys->children : NULL; e; e = e->next) {
+                if (!is_elem(e, "entry"))
+                        continue;
+                _cleanup_xmlstr_ xmlChar *name = xmlGetNoNsProp(e, BAD_CAST "name");
+                if (!name || !xmlStrEqual(name, BAD_CAST "uuid"))
+                        continue;
+                _cleanup_xmlstr_ xmlChar *text = xmlNodeGetContent(e);
+                if (text && uuid_is_valid((const char *) text) && !uuid_is_nil((const char *) text)) {
+                        snprintf(ret, 37, "%s", (const char *) text);
+                        uuid_lower(ret);
+                }
+                break;
+        }
         return 0;
 }
 

@@ -326,6 +326,16 @@ int hv_host_info(HvConn *c, HvHostInfo *ret) {
         snprintf(info.hv_driver, sizeof info.hv_driver, "%s", type);
         snprintf(info.default_domain_type, sizeof info.default_domain_type, "%s",
                  strcasecmp(type, "TEST") == 0 ? "test" : kvm ? "kvm" : "qemu");
+        r = hv_xml_caps_host_uuid(caps, info.uuid);
+        if (r < 0)
+                return r;
+        if (!info.uuid[0] && strcasecmp(type, "TEST") != 0) {
+                /* Not every driver fills <host><uuid>; the SMBIOS system UUID
+                 * is the next best. A driver without sysinfo leaves "". */
+                _cleanup_free_ char *sysinfo = virConnectGetSysinfo(c->conn, 0);
+                if (sysinfo)
+                        (void) hv_xml_sysinfo_uuid(sysinfo, info.uuid);
+        }
         *ret = info;
         return 0;
 }
@@ -459,6 +469,25 @@ int hv_domain_define(HvConn *c, const HvDomainSpec *spec) {
         _cleanup_domain_ virDomainPtr d = virDomainDefineXML(c->conn, xml);
         if (!d)
                 return hv_virt_fail("cannot define VM '%s' on '%s'", spec->name, c->uri);
+        return 0;
+}
+
+int hv_domain_mark(HvConn *c, const char *uuid, const char *installation_id, int64_t vm_id) {
+        int r;
+        if (!installation_id || !uuid_is_valid(installation_id)) {
+                hv_set_error("cannot mark domain '%s': the installation id is not a UUID", uuid ? uuid : "(none)");
+                return -EINVAL;
+        }
+        _cleanup_domain_ virDomainPtr d = domain_lookup(c, uuid, &r);
+        if (!d)
+                return r;
+        /* Both values are checked (a UUID, an integer): nothing to escape. */
+        _cleanup_free_ char *xml = xasprintf("<vm installation='%s' id='%lld'/>", installation_id, (long long) vm_id);
+        unsigned flags = VIR_DOMAIN_AFFECT_CONFIG;
+        if (virDomainIsActive(d) == 1)
+                flags |= VIR_DOMAIN_AFFECT_LIVE;
+        if (virDomainSetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT, xml, HV_ARMADA_XMLNS_PREFIX, HV_ARMADA_XMLNS, flags) < 0)
+                return hv_virt_fail("cannot mark VM '%s' (%s) as Armada's", virDomainGetName(d), uuid);
         return 0;
 }
 

@@ -81,6 +81,19 @@ HvConn *hv_conn_free(HvConn *c);
 /* True while the connection is usable (virConnectIsAlive). */
 bool hv_conn_alive(HvConn *c);
 
+/* The comparable form of a libvirt URI, for telling whether two URIs name
+ * the same connection: scheme and host name in lower case, the user kept,
+ * the transport's default port dropped (qemu+tcp 16509, qemu+tls 16514,
+ * ssh transports 22), "localhost"/"127.0.0.1"/"[::1]" and an empty host the
+ * same for local drivers, a trailing '/' of the path dropped, the query kept
+ * as given. Pure. Returns a malloc'd string (never NULL); a string that is
+ * not a URI comes back as given. Different forms of one address that only
+ * libvirt could resolve (a name and its IP) are not unified: the host UUID
+ * catches those when the host first connects. */
+char *hv_uri_normalize(const char *uri);
+/* True when uri uses libvirt's test driver ("test://..." or "test+...://"). */
+bool hv_uri_is_test(const char *uri);
+
 typedef struct {
         char hostname[256];
         char hv_driver[32];     /* "QEMU", "TEST", ... (virConnectGetType) */
@@ -89,6 +102,11 @@ typedef struct {
         uint64_t free_memory_mib; /* 0 when the driver cannot tell */
         bool kvm;               /* capabilities offer domain type 'kvm' for x86_64 */
         char default_domain_type[8]; /* "kvm" when kvm, else "qemu"; "test" for test:// */
+        /* libvirt's host UUID (capabilities <host><uuid>, else the SMBIOS
+         * system UUID of virConnectGetSysinfo), lower case; "" when the
+         * driver reports none (the test driver never does). Two URIs that
+         * reach one libvirtd report the same UUID. */
+        char uuid[37];
 } HvHostInfo;
 /* Fills *ret with the host's facts. 0 or negative. */
 int hv_host_info(HvConn *c, HvHostInfo *ret);
@@ -130,7 +148,20 @@ typedef struct {
          * for volume disks, "" for an empty CD-ROM drive. */
         size_t n_disks;
         HvDisk disks[HV_MAX_DISKS];
+        /* The Armada marker in <metadata> (HV_ARMADA_XMLNS): the installation
+         * that created the domain ("" for an unmarked domain, "unknown" for a
+         * marker without a valid one) and its VM id there (0 when absent or
+         * not a number). */
+        char armada_installation[37];
+        int64_t armada_vm_id;
 } HvDomainInfo;
+
+/* The namespace of the element Armada puts into every domain it defines:
+ *   <metadata><armada:vm xmlns:armada="HV_ARMADA_XMLNS"
+ *                        installation="<installation UUID>" id="<VM id>"/></metadata>
+ * Stable: changing it makes every installation's domains look unmarked. */
+#define HV_ARMADA_XMLNS "https://armada.example/xmlns/vm/1"
+#define HV_ARMADA_XMLNS_PREFIX "armada"
 
 /* Lists every domain (running and defined-but-off; transient ones too).
  * Returns 0 and a malloc'd array in *ret (caller frees with free(); never
@@ -160,6 +191,9 @@ typedef struct {
         bool uefi;                 /* UEFI firmware (<os firmware='efi'>: libvirt picks OVMF from the
                                     * host's firmware descriptors, with its own NVRAM); BIOS otherwise.
                                     * Ignored for the test driver. */
+        const char *installation_id; /* this Armada installation's UUID, written as the
+                                      * <metadata> marker (see HV_ARMADA_XMLNS); NULL: unmarked */
+        int64_t vm_id;             /* Armada's VM id, in the marker (with installation_id) */
 } HvDomainSpec;
 
 /* Builds libvirt domain XML for spec, x86_64 'pc' machine, boots from the
@@ -171,11 +205,14 @@ typedef struct {
  * HV_MAX_DISKS disks; a disk target that is not vd/sd/hd plus 1-3 letters
  * (vd → virtio, sd → sata, hd → ide), twice the same target, a CD-ROM on
  * vd; a format other than "qcow2"/"raw" ("" means raw for a CD-ROM); an
- * empty path (allowed for a CD-ROM: an empty drive). Names are not checked
+ * empty path (allowed for a CD-ROM: an empty drive); installation_id
+ * given but not a UUID. Names are not checked
  * against name_is_valid() here; any text is escaped. */
 char *hv_domain_xml_build(const HvDomainSpec *spec);
 /* Parses domain XML (as virDomainGetXMLDesc returns it) into *ret (state is
- * left NOSTATE, persistent false). 0 or -EINVAL (not well-formed, has a DTD
+ * left NOSTATE, persistent false), the Armada marker included (a marker
+ * whose installation is missing or not a UUID reads as installation
+ * "unknown": someone else's, never this installation's). 0 or -EINVAL (not well-formed, has a DTD
  * -- entities are never expanded, nothing is fetched -- no <name>, or a
  * field too long for HvDomainInfo); *ret is untouched on failure. Pure. */
 int hv_domain_xml_parse(const char *xml, HvDomainInfo *ret);
@@ -185,6 +222,11 @@ int hv_domain_xml_parse(const char *xml, HvDomainInfo *ret);
  * next boot). 0, -EINVAL (spec invalid, see hv_domain_xml_build), or
  * negative. */
 int hv_domain_define(HvConn *c, const HvDomainSpec *spec);
+/* Writes the Armada marker (HV_ARMADA_XMLNS) into the definition of the
+ * domain with uuid (and its live state when it runs), replacing any marker
+ * it has: for definitions Armada did not build itself (a saved XML). 0,
+ * -ENOENT, -EINVAL (installation_id not a UUID), or negative. */
+int hv_domain_mark(HvConn *c, const char *uuid, const char *installation_id, int64_t vm_id);
 /* Lifecycle by UUID. Each returns 0, -ENOENT when the domain does not exist,
  * or negative. start: from shut off; stop: ACPI shutdown request (returns
  * once requested); kill: hard power off; pause/resume: suspend vCPUs.

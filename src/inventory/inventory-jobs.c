@@ -25,6 +25,8 @@ static int vmjob_open(Inventory *inv, JobCtx *ctx, VmJob *v) {
         *v = (VmJob) {0};
         if (store_vm_get(ctx->st, ctx->job->target_id, &v->vm) < 0)
                 return job_fail(ctx, -ENOENT, "VM '%s' no longer exists.", ctx->job->target_name);
+        if (inventory_vm_is_foreign(&v->vm))
+                return job_fail(ctx, -EPERM, "VM '%s' belongs to another Armada installation; it is read-only here.", v->vm.name);
         if (v->vm.host_id == 0)
                 return job_fail(ctx, -ENXIO, "VM '%s' is not placed on any host.", v->vm.name);
         if (store_host_get(ctx->st, v->vm.host_id, &v->host) < 0)
@@ -94,6 +96,7 @@ static int job_vm_create(JobCtx *ctx, void *userdata) {
                 .name = v.vm.name, .uuid = v.vm.uuid, .domain_type = dtype, .vcpus = v.vm.cpus,
                 .memory_mib = v.vm.memory_mib, .description = v.vm.description[0] ? v.vm.description : NULL, .vnc = true,
                 .vnc_listen = vnc_listen, .vnc_password = vnc_password[0] ? vnc_password : NULL,
+                .installation_id = inventory_installation_id(inv), .vm_id = v.vm.id,
         };
         /* A cluster member's VMs keep their disks on the cluster's shared
          * storage (one pool per cluster, defined on each member). */

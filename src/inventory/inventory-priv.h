@@ -40,6 +40,7 @@ struct Inventory {
         bool stuck;                 /* a refresher did not end at shutdown: never free */
         InventoryHostStateFn on_host_state;  /* set before start, read-only after */
         void *on_host_state_data;
+        char installation_id[37];   /* this installation's id: the marker of its domains */
 };
 
 /* A live link to host h, connecting when needed; the caller releases it.

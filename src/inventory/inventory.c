@@ -22,7 +22,12 @@
 #include "inventory-priv.h"
 
 int inventory_new(Store *st, Jobs *jobs, const InventoryConfig *cfg, Inventory **ret) {
+        char installation[37];
+        int r = store_installation_id(st, installation);
+        if (r < 0)
+                return r;
         Inventory *inv = xcalloc(1, sizeof *inv);
+        memcpy(inv->installation_id, installation, sizeof installation);
         inv->st = st;
         inv->jobs = jobs;
         inv->cfg = cfg ? *cfg : (InventoryConfig) {0};
@@ -198,6 +203,37 @@ static void discovered_name(Store *st, const HvDomainInfo *d, char out[64]) {
         snprintf(out, 64, "%s-%.8s", k ? clean : "vm", d->uuid);
 }
 
+const char *inventory_installation_id(Inventory *inv) {
+        return inv->installation_id;
+}
+
+bool inventory_vm_is_foreign(const StoreVm *vm) {
+        return streq(vm->origin, "foreign");
+}
+
+int inventory_host_by_uri(Inventory *inv, const char *uri, StoreHost *ret) {
+        _cleanup_free_ char *want = hv_uri_normalize(uri);
+        StoreHost *all = NULL;
+        int n = store_host_all(inv->st, &all);
+        if (n < 0)
+                return n;
+        int r = -ENOENT;
+        for (int i = 0; i < n && r == -ENOENT; i++) {
+                _cleanup_free_ char *have = hv_uri_normalize(all[i].uri);
+                if (streq(have, want)) {
+                        *ret = all[i];
+                        r = 0;
+                }
+        }
+        free(all);
+        return r;
+}
+
+/* Whether domain d was defined by another Armada installation. */
+static bool domain_is_foreign(Inventory *inv, const HvDomainInfo *d) {
+        return d->armada_installation[0] && !streq(d->armada_installation, inv->installation_id);
+}
+
 static void import_domain(Inventory *inv, const StoreHost *h, const HvDomainInfo *d) {
         StoreVm vm = {0};
         snprintf(vm.uuid, sizeof vm.uuid, "%s", d->uuid);
@@ -207,7 +243,8 @@ static void import_domain(Inventory *inv, const StoreHost *h, const HvDomainInfo
         vm.memory_mib = d->memory_mib;
         snprintf(vm.state, sizeof vm.state, "%s", hv_state_name(d->state));
         snprintf(vm.domain_type, sizeof vm.domain_type, "%s", d->domain_type);
-        snprintf(vm.origin, sizeof vm.origin, "discovered");
+        bool foreign = domain_is_foreign(inv, d);
+        snprintf(vm.origin, sizeof vm.origin, "%s", foreign ? "foreign" : "discovered");
         int64_t id;
         if (store_vm_insert(inv->st, &vm, &id) < 0)
                 return;
@@ -217,10 +254,14 @@ static void import_domain(Inventory *inv, const StoreHost *h, const HvDomainInfo
                 snprintf(disk.path, sizeof disk.path, "%s", d->disks[i].path);
                 (void) store_vm_disk_add(inv->st, id, &disk);
         }
-        _cleanup_free_ char *msg = streq(vm.name, d->name)
+        _cleanup_free_ char *msg = foreign
+                ? xasprintf("VM '%s' on host '%s' belongs to another Armada installation (%s); it is shown as foreign%s%s%s,"
+                            " read-only.", d->name, h->name, d->armada_installation, streq(vm.name, d->name) ? "" : " under the name '",
+                            streq(vm.name, d->name) ? "" : vm.name, streq(vm.name, d->name) ? "" : "'")
+                : streq(vm.name, d->name)
                 ? xasprintf("VM '%s' was found on host '%s' and imported as discovered.", vm.name, h->name)
                 : xasprintf("VM '%s' was found on host '%s' and imported as discovered under the name '%s'.", d->name, h->name, vm.name);
-        (void) store_event_add(inv->st, "info", "vm.discovered", "vm", id, vm.name, 0, msg);
+        (void) store_event_add(inv->st, "info", foreign ? "vm.foreign" : "vm.discovered", "vm", id, vm.name, 0, msg);
 }
 
 static bool vm_is_busy(Store *st, int64_t vm_id) {
@@ -238,6 +279,16 @@ static bool stale_copy(Inventory *inv, Link *l, const StoreHost *h, const StoreV
         if ((d->state != HV_STATE_RUNNING && d->state != HV_STATE_BLOCKED) || !streq(vm->state, "running") ||
             store_host_get(inv->st, vm->host_id, &owner) < 0 || !streq(owner.state, "ok"))
                 return false;
+        /* Never on another installation's domain, and only between two
+         * hypervisors known to be different: a host registered twice sees
+         * the same domain "on both", and killing it would kill the only copy. */
+        if (domain_is_foreign(inv, d) || inventory_vm_is_foreign(vm))
+                return true;
+        if (!h->identity[0] || !owner.identity[0] || streq(h->identity, owner.identity)) {
+                log_warn("VM '%s' runs on host '%s' and on host '%s', which are the same hypervisor or not yet known to differ;"
+                         " nothing was powered off", vm->name, owner.name, h->name);
+                return true;
+        }
         /* Only when it really runs there too; otherwise it moved (a
          * migration outside Armada) and the record follows it. */
         Link *ol = NULL;
@@ -261,6 +312,32 @@ static bool stale_copy(Inventory *inv, Link *l, const StoreHost *h, const StoreV
         (void) store_event_add(inv->st, err ? "error" : "warning", "vm.stale-copy", "vm", vm->id, vm->name, vm->owner_id, msg);
         log_warn("%s", msg);
         return true;
+}
+
+/* A domain another installation defined (or a record already foreign):
+ * Armada only mirrors where it is and its state, and never touches it. A
+ * record adopted as discovered before the marker was seen turns foreign. */
+static void reconcile_foreign(Inventory *inv, const StoreHost *h, const StoreVm *vm, const HvDomainInfo *d) {
+        if (!inventory_vm_is_foreign(vm)) {
+                if (!streq(vm->origin, "discovered"))
+                        return; /* Armada's own record: leave it; stale_copy and "moved" skip it too */
+                (void) store_vm_set_origin(inv->st, vm->id, "foreign");
+                _cleanup_free_ char *msg = xasprintf("VM '%s' on host '%s' belongs to another Armada installation (%s); it is now"
+                                                     " shown as foreign, read-only.", vm->name, h->name, d->armada_installation);
+                (void) store_event_add(inv->st, "warning", "vm.foreign", "vm", vm->id, vm->name, vm->owner_id, msg);
+        }
+        if (vm->host_id != h->id) {
+                if (d->state == HV_STATE_SHUTOFF)
+                        return; /* a definition left behind; the record keeps the running copy's host */
+                (void) store_vm_set_host(inv->st, vm->id, h->id);
+        }
+        (void) store_vm_set_state(inv->st, vm->id, hv_state_name(d->state));
+}
+
+/* True when host_id is known to be the same hypervisor as h. */
+static bool same_hypervisor(Inventory *inv, const StoreHost *h, int64_t host_id) {
+        StoreHost other;
+        return h->identity[0] && store_host_get(inv->st, host_id, &other) == 0 && streq(other.identity, h->identity);
 }
 
 static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
@@ -293,9 +370,15 @@ static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
                 if (vm_is_busy(inv->st, vm_id))
                         continue;
                 const char *state = hv_state_name(d->state);
+                if (domain_is_foreign(inv, d) || inventory_vm_is_foreign(&vm)) {
+                        reconcile_foreign(inv, h, &vm, d);
+                        continue;
+                }
                 if (vm.host_id != h->id) {
                         if (d->state == HV_STATE_SHUTOFF)
                                 continue; /* a stale definition; the VM lives where Armada placed it */
+                        if (same_hypervisor(inv, h, vm.host_id))
+                                continue; /* one libvirtd seen through two host records: nothing moved */
                         if (stale_copy(inv, l, h, &vm, d))
                                 continue;
                         _cleanup_free_ char *msg = xasprintf("VM '%s' is %s on host '%s'; Armada had it on host id %lld. Its record now follows it.",
@@ -305,6 +388,12 @@ static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
                         (void) store_event_add(inv->st, "warning", "vm.moved", "vm", vm_id, vm.name, vm.owner_id, msg);
                         continue;
                 }
+                /* Armada's own VM from before domains were marked: mark it now,
+                 * so that another installation sharing the host leaves it alone. */
+                int mr = !d->armada_installation[0] && !streq(vm.origin, "discovered")
+                        ? hv_domain_mark(l->conn, d->uuid, inv->installation_id, vm_id) : 0;
+                if (mr < 0 && mr != -EOPNOTSUPP) /* a driver without metadata cannot carry the marker */
+                        log_warn("cannot mark VM '%s' on host '%s' as this installation's: %s", vm.name, h->name, hv_last_error());
                 if (store_vm_set_state(inv->st, vm_id, state) > 0) {
                         _cleanup_free_ char *msg = xasprintf("VM '%s' on host '%s' is now %s (was %s).", vm.name, h->name, state, vm.state);
                         (void) store_event_add(inv->st, streq(state, "crashed") ? "error" : "info", "vm.state", "vm", vm_id,
@@ -317,6 +406,17 @@ static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
                 StoreVm *vm = &known[k];
                 if (seen[k] || streq(vm->state, "creating") || streq(vm->state, "deleting") || streq(vm->state, "missing"))
                         continue;
+                if (inventory_vm_is_foreign(vm)) {
+                        /* Another installation's VM that left this host: not
+                         * Armada's to miss; forget it (it comes back as foreign
+                         * wherever it turns up). */
+                        bool present = false;
+                        for (size_t i = 0; i < n; i++)
+                                if (strcasecmp(doms[i].uuid, vm->uuid) == 0) present = true;
+                        if (!present && store_vm_delete(inv->st, vm->id) == 0)
+                                log_info("foreign VM '%s' is no longer on host '%s'; forgotten", vm->name, h->name);
+                        continue;
+                }
                 if (vm_is_busy(inv->st, vm->id))
                         continue;
                 /* Recheck by uuid: it may have been imported or moved meanwhile. */
@@ -351,7 +451,7 @@ void inventory_host_state_changed(Inventory *inv, int64_t host_id) {
 static void host_unreachable(Inventory *inv, const StoreHost *h, const char *why, const char *detail) {
         _cleanup_free_ char *reason = xasprintf("%s", why);
         /* ha owns the state of a failed or fenced cluster member. */
-        if (streq(h->state, "maintenance") || streq(h->state, "failed") || streq(h->state, "fenced"))
+        if (streq(h->state, "maintenance") || streq(h->state, "failed") || streq(h->state, "fenced") || streq(h->state, "duplicate"))
                 return;
         if (store_host_set_state(inv->st, h->id, "unreachable", reason) > 0) {
                 _cleanup_free_ char *msg = xasprintf("Host '%s' is unreachable: %s", h->name, why);
@@ -364,6 +464,49 @@ static void host_unreachable(Inventory *inv, const StoreHost *h, const char *why
                         log_warn("host '%s' is unreachable: %s", h->name, why);
                 inventory_host_state_changed(inv, h->id);
         }
+}
+
+/* Records which hypervisor host h reaches, refusing when another host
+ * record already has it: then h is removed (nothing refers to it: a new
+ * registration) or set to "duplicate" (VMs point at it: a database from
+ * before identities), and nothing of it is reconciled. 0 (h->identity
+ * set) or -EEXIST with the sentence in reason. */
+static int claim_identity(Inventory *inv, StoreHost *h, const HvHostInfo *info, char *reason, size_t reason_size) {
+        /* Every test:///default connection of a process shares one driver, and
+         * the test driver reports no host UUID: its identity is its URI. */
+        _cleanup_free_ char *norm = hv_uri_normalize(h->uri);
+        _cleanup_free_ char *identity = info->uuid[0] && !hv_uri_is_test(h->uri) ? xasprintf("uuid:%s", info->uuid)
+                                                                                  : xasprintf("uri:%s", norm);
+        if (streq(h->identity, identity))
+                return 0; /* claimed before; claims are exclusive, so nobody else has it */
+        StoreHost holder;
+        int r = store_host_claim_identity(inv->st, h->id, identity, &holder);
+        if (r == 0) {
+                snprintf(h->identity, sizeof h->identity, "%s", identity);
+                return 0;
+        }
+        if (r != -EEXIST)
+                return 0; /* the database failed (logged); the next round retries, h->identity stays as it was */
+        bool has_vms = store_vm_count_on_host(inv->st, h->id) != 0;
+        _cleanup_free_ char *what = info->uuid[0] && !hv_uri_is_test(h->uri)
+                ? xasprintf("is the same hypervisor (host UUID %s) as host '%s', already registered", info->uuid, holder.name)
+                : xasprintf("has the same URI as host '%s', already registered", holder.name);
+        _cleanup_free_ char *msg = has_vms
+                ? xasprintf("Host '%s' at '%s' %s; it is marked duplicate and left alone: nothing on it is reconciled or acted on."
+                            " Remove it.", h->name, h->uri, what)
+                : xasprintf("Host '%s' at '%s' %s; the second registration was removed and nothing on the hypervisor was touched.",
+                            h->name, h->uri, what);
+        /* A record kept as duplicate is checked again every round: report
+         * it once, when it becomes one. */
+        bool news = has_vms ? store_host_set_state(inv->st, h->id, "duplicate", msg) > 0
+                            : store_host_delete(inv->st, h->id, false) == 0;
+        if (news) {
+                (void) store_event_add(inv->st, "error", "host.duplicate", "host", h->id, h->name, 0, msg);
+                log_warn("%s", msg);
+        }
+        if (reason)
+                snprintf(reason, reason_size, "%s", msg);
+        return -EEXIST;
 }
 
 int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t reason_size) {
@@ -390,6 +533,12 @@ int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t
                 link_release(inv, l);
                 host_unreachable(inv, &h, why, NULL);
                 if (reason) snprintf(reason, reason_size, "Host '%s' does not answer: %s", h.name, why);
+                return r;
+        }
+        r = claim_identity(inv, &h, &info, reason, reason_size);
+        if (r < 0) {
+                link_release(inv, l);
+                link_forget(inv, h.id);
                 return r;
         }
         _cleanup_free_ char *pool_path = NULL;

@@ -8,7 +8,16 @@
  *   vm.delete                        undefine, remove owned disks unless keep_disks
  * Reconcile imports unknown domains as "discovered", marks known VMs absent
  * from their host as "missing", follows a VM that turns up on another host,
- * and records every difference as an event. */
+ * and records every difference as an event.
+ *
+ * Ownership: every domain Armada defines carries a <metadata> marker with
+ * this installation's id (hv.h, HV_ARMADA_XMLNS). A domain marked by another
+ * installation is imported with origin "foreign": read-only, never powered
+ * off, undefined, moved or marked missing (its record is dropped when it
+ * disappears). Identity: a host is the hypervisor it reaches (libvirt's host
+ * UUID; the URI for the test driver); a second host record for a hypervisor
+ * already registered is refused when it first connects (see
+ * inventory_refresh_host) and never reconciles. */
 #pragma once
 
 #include <stdbool.h>
@@ -36,7 +45,10 @@ Inventory *inventory_free(Inventory *inv);
 
 /* Reconciles one host now (also what host.refresh does). Returns 0, or
  * negative with a sentence in reason (may be NULL) when the host cannot be
- * reached. */
+ * reached, or -EEXIST when it is the same hypervisor as another registered
+ * host: then the record is removed when it has no VMs (a new registration),
+ * else left in state "duplicate", which nothing reconciles, places on or
+ * acts on. */
 int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t reason_size);
 
 /* Chooses the domain type for a new VM on a host: "kvm", "qemu" or "test".
@@ -62,6 +74,19 @@ void inventory_on_host_state(Inventory *inv, InventoryHostStateFn fn, void *user
 /* Calls the function set above for host_id, if any (ha calls it after it
  * declared a member failed or fenced it). */
 void inventory_host_state_changed(Inventory *inv, int64_t host_id);
+
+/* This installation's id (a UUID; see store_installation_id), to mark the
+ * domains it defines (HvDomainSpec.installation_id). Never NULL. */
+const char *inventory_installation_id(Inventory *inv);
+
+/* The registered host whose URI is the same as uri once both are
+ * normalised (hv_uri_normalize): 0 and *ret, -ENOENT when none, or negative.
+ * Never connects (for HTTP threads). */
+int inventory_host_by_uri(Inventory *inv, const char *uri, StoreHost *ret);
+
+/* True when the VM belongs to another Armada installation (origin
+ * "foreign"): read-only here. */
+bool inventory_vm_is_foreign(const StoreVm *vm);
 
 /* Forgets a removed host's connection. */
 void inventory_forget_host(Inventory *inv, int64_t host_id);

@@ -363,7 +363,8 @@ static int job_vm_deploy(JobCtx *ctx, void *userdata) {
         HvDomainSpec spec = { .vnc_listen = vnc_listen, .vnc_password = vnc_password[0] ? vnc_password : NULL, .name = d.vm.name, .uuid = d.vm.uuid, .domain_type = dtype, .vcpus = d.vm.cpus,
                               .memory_mib = d.vm.memory_mib, .description = d.vm.description[0] ? d.vm.description : NULL,
                               .network = tstr(d.tpl, "network"), .vnc = true,
-                              .uefi = streq(tstr(d.tpl, "firmware"), "uefi") };
+                              .uefi = streq(tstr(d.tpl, "firmware"), "uefi"),
+                              .installation_id = inventory_installation_id(d.inv), .vm_id = d.vm.id };
         if ((r = deploy_system_disk(&d, &spec, full_copy, &steps)) < 0 || (r = deploy_data_disks(&d, &spec)) < 0 ||
             (r = deploy_seed(&d, &spec, hostname ? hostname : d.vm.name)) < 0)
                 goto fail;

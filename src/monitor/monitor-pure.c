@@ -247,6 +247,10 @@ MonHealth mon_health_host_state(const char *state, const char **ret_reason) {
                 *ret_reason = "it is in maintenance mode";
                 return MON_HEALTH_WARNING;
         }
+        if (streq(state, "duplicate")) {
+                *ret_reason = "it reaches a hypervisor that another host already registers";
+                return MON_HEALTH_WARNING;
+        }
         if (!streq(state, "ok")) {
                 *ret_reason = "its state is not ok";
                 return MON_HEALTH_WARNING;

@@ -187,7 +187,7 @@ int store_vm_ha_get(Store *st, int64_t vm_id, int *ret_priority) {
 int store_ha_vms_on_host(Store *st, int64_t host_id, StoreHaRef **ret) {
         int64_t *a = NULL, *b = NULL;
         int n = query_pairs(st, "SELECT v.id, coalesce(a.priority, 0) FROM vm v LEFT JOIN vm_ha a ON a.vm_id = v.id"
-                                " WHERE v.host_id = ? ORDER BY a.priority IS NULL, a.priority, v.id",
+                                " WHERE v.host_id = ? AND v.origin <> 'foreign' ORDER BY a.priority IS NULL, a.priority, v.id",
                             &host_id, 1, &a, &b);
         return refs_from(n, a, b, ret);
 }

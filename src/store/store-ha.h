@@ -39,7 +39,8 @@ typedef struct {
         int priority;            /* 0 when the VM is not highly available */
 } StoreHaRef;
 /* Every VM Armada places on host_id with its HA priority, HA VMs first in
- * priority order (then by id), the others after. Count or negative. */
+ * priority order (then by id), the others after; another installation's
+ * (origin "foreign") are left out: HA never restarts them. Count or negative. */
 int store_ha_vms_on_host(Store *st, int64_t host_id, StoreHaRef **ret);
 
 /* ---- fencing ---- */

@@ -142,6 +142,13 @@ static const StoreMigration MIGRATIONS_CORE[] = {
          * events about it), nor a removed user's id the next user (jobs and
          * events keep owner ids without a foreign key). */
         { "core-ids-autoincrement", NULL, ids_autoincrement },
+        /* What a hypervisor is, whatever URI reaches it: "uuid:<libvirt host
+         * UUID>", or "uri:<normalised URI>" for drivers without one (the
+         * test driver); claimed by the first host that connects. meta holds
+         * facts about this installation (its id). */
+        { "core-identity",  "ALTER TABLE host ADD COLUMN identity TEXT;"
+        "CREATE INDEX host_identity_idx ON host(identity);"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);" },
         { NULL, NULL },
 };
 
@@ -868,10 +875,50 @@ static void row_host(sqlite3_stmt *stmt, void *out) {
         COPY(h->pool, 5);
         COPY(h->pool_path, 6);
         COPY(h->domain_type, 7);
+        COPY(h->identity, 8);
 }
+#define HOST_ROW "SELECT id, name, uri, group_id, state, pool, pool_path, domain_type, coalesce(identity, '') FROM host "
 int store_host_get(Store *st, int64_t id, StoreHost *ret) {
-        return store_query_row(st, row_host, ret, "SELECT id, name, uri, group_id, state, pool, pool_path, domain_type"
-                                            " FROM host WHERE id = ?", "i", id);
+        return store_query_row(st, row_host, ret, HOST_ROW "WHERE id = ?", "i", id);
+}
+int store_host_all(Store *st, StoreHost **ret) {
+        return store_query_rows(st, row_host, sizeof(StoreHost), (void **) ret, HOST_ROW "ORDER BY id", "");
+}
+int store_host_claim_identity(Store *st, int64_t id, const char *identity, StoreHost *ret_holder) {
+        int r = store_begin(st);
+        if (r < 0)
+                return r;
+        StoreHost other;
+        r = store_query_row(st, row_host, &other, HOST_ROW "WHERE identity = ? AND id <> ? AND state <> 'duplicate'"
+                                                  " ORDER BY id LIMIT 1", "si", identity, id);
+        if (r == 0) {
+                store_rollback(st);
+                if (ret_holder)
+                        *ret_holder = other;
+                return -EEXIST;
+        }
+        if (r == -ENOENT)
+                r = store_exec_one(st, "UPDATE host SET identity = ? WHERE id = ?", "si", identity, id);
+        return store_end(st, r);
+}
+static void row_text64(sqlite3_stmt *stmt, void *out) {
+        store_copy_text(out, 64, stmt, 0);
+}
+int store_installation_id(Store *st, char ret[37]) {
+        char fresh[37];
+        uuid_generate(fresh);
+        /* OR IGNORE: the first id ever written stays, whoever races. */
+        int r = store_exec(st, "INSERT OR IGNORE INTO meta(key, value) VALUES ('installation_id', ?)", "s", fresh);
+        if (r < 0)
+                return r;
+        char buf[64];
+        r = store_query_row(st, row_text64, buf, "SELECT value FROM meta WHERE key = 'installation_id'", "");
+        if (r < 0)
+                return r;
+        if (!uuid_is_valid(buf))
+                return -EINVAL;
+        memcpy(ret, buf, 37);
+        return 0;
 }
 int store_host_find(Store *st, const char *name, int64_t *ret_id) {
         return store_query_i64(st, ret_id, "SELECT id FROM host WHERE name = ?", "s", name);
@@ -906,7 +953,8 @@ int store_host_delete(Store *st, int64_t id, bool force) {
 #define HOST_COLUMNS \
         "SELECT h.id, h.name, h.uri, h.group_id, CASE WHEN g.id = 1 THEN 'All Hosts' ELSE g.path END AS group_path," \
         " h.state, h.state_reason, h.hostname, h.cpus, h.memory_mib, h.free_memory_mib, h.hv_driver, h.domain_type," \
-        " h.pool, h.pool_path, (SELECT count(*) FROM vm WHERE vm.host_id = h.id) AS n_vms, h.last_seen_at, h.created_at" \
+        " h.pool, h.pool_path, (SELECT count(*) FROM vm WHERE vm.host_id = h.id) AS n_vms, h.last_seen_at, h.created_at," \
+        " CASE WHEN h.identity LIKE 'uuid:%' THEN substr(h.identity, 6) END AS hv_uuid" \
         " FROM host h JOIN host_group g ON g.id = h.group_id "
 
 json_t *store_host_list(Store *st, const char *name, int64_t group_id) {
@@ -965,6 +1013,9 @@ int store_vm_set_state(Store *st, int64_t id, const char *state) {
 }
 int store_vm_set_host(Store *st, int64_t id, int64_t host_id) {
         return store_exec(st, "UPDATE vm SET host_id = nullif(?, 0), updated_at = ? WHERE id = ?", "iii", host_id, now_ms(), id);
+}
+int store_vm_set_origin(Store *st, int64_t id, const char *origin) {
+        return store_exec(st, "UPDATE vm SET origin = ?, updated_at = ? WHERE id = ?", "sii", origin, now_ms(), id);
 }
 int store_vm_update_hw(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, const char *domain_type) {
         return store_exec(st, "UPDATE vm SET cpus = ?, memory_mib = ?, domain_type = ?, updated_at = ? WHERE id = ?",

@@ -106,11 +106,19 @@ typedef struct {
         char pool[64];
         char pool_path[512];
         char domain_type[8];
+        char identity[600];     /* "uuid:<host UUID>", "uri:<normalised URI>", "" before the first connect */
 } StoreHost;
 int store_host_insert(Store *st, const char *name, const char *uri, int64_t group_id,
                       const char *pool, const char *pool_path, int64_t *ret_id);
 int store_host_get(Store *st, int64_t id, StoreHost *ret);
 int store_host_find(Store *st, const char *name, int64_t *ret_id);
+/* Every host, ordered by id (malloc'd array). Returns the count or negative. */
+int store_host_all(Store *st, StoreHost **ret);
+/* Records identity (what hypervisor the host is, see StoreHost) for host id,
+ * atomically with the check that no other host (but one in state
+ * 'duplicate') holds it: 0, or -EEXIST with that host in *ret_holder (may be
+ * NULL) and nothing changed, or negative. */
+int store_host_claim_identity(Store *st, int64_t id, const char *identity, StoreHost *ret_holder);
 /* Sets state and its reason (NULL clears); returns 1 when the state changed. */
 int store_host_set_state(Store *st, int64_t id, const char *state, const char *reason);
 int store_host_set_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, uint64_t free_memory_mib,
@@ -121,6 +129,10 @@ json_t *store_host_list(Store *st, const char *name, int64_t group_id);
 json_t *store_host_get_json(Store *st, int64_t id);
 /* Ids of every host, for the monitor loop. Returns count or negative. */
 int store_host_ids(Store *st, int64_t **ret_ids);
+
+/* This installation's id (a UUID), generated and stored on first use and
+ * the same ever after: the marker of the domains it defines. 0 or negative. */
+int store_installation_id(Store *st, char ret[37]);
 
 /* ---- VMs ---- */
 typedef struct {
@@ -133,7 +145,7 @@ typedef struct {
         uint64_t memory_mib;
         char state[24];
         char domain_type[8];
-        char origin[16];         /* "created", "discovered" */
+        char origin[16];         /* "created", "template", "discovered", "foreign" (another installation's: read-only) */
         char description[256];
 } StoreVm;
 typedef struct {
@@ -148,6 +160,8 @@ int store_vm_find(Store *st, const char *name, int64_t *ret_id);
 int store_vm_find_uuid(Store *st, const char *uuid, int64_t *ret_id);
 int store_vm_set_state(Store *st, int64_t id, const char *state);
 int store_vm_set_host(Store *st, int64_t id, int64_t host_id);
+/* Sets where the VM came from (see StoreVm.origin). 0 or negative. */
+int store_vm_set_origin(Store *st, int64_t id, const char *origin);
 int store_vm_update_hw(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, const char *domain_type);
 int store_vm_delete(Store *st, int64_t id);
 int store_vm_disk_add(Store *st, int64_t vm_id, const StoreDisk *d);

@@ -178,7 +178,7 @@ class TestVmLifecycle(ApiTestCase):
 class TestVmHa(ApiTestCase):
     def test_ha_refused_for_a_disk_off_the_shared_storage(self):
         d = self.d
-        d.add_host("ha2", "test:///default")
+        d.add_host("ha2", d.test_node_uri("ha2"))
         # Made before the cluster: its disk is in t1's own pool.
         local = d.create_vm("ha-local", "t1", disk_size="16M")
         local_path = d.vm(local["id"])["disks"][0]["path"]
@@ -201,6 +201,136 @@ class TestVmHa(ApiTestCase):
         self.assertTrue(d.ok("PATCH", f"/api/v1/vms/{bare['id']}/ha", {"priority": "low"})["enabled"])
         for v in (local, shared, bare):
             d.wait_job(d.ok("DELETE", f"/api/v1/vms/{v['id']}")["job"]["id"])
+
+
+ARMADA_XMLNS = "https://armada.example/xmlns/vm/1"
+OTHER_INSTALLATION = "0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b"
+
+
+def marked_domain(name, uuid, installation, vm_id):
+    return (f"<domain type='test'><name>{name}</name><uuid>{uuid}</uuid><memory>65536</memory><vcpu>1</vcpu>"
+            f"<os><type>hvm</type></os><metadata><armada:vm xmlns:armada='{ARMADA_XMLNS}' installation='{installation}'"
+            f" id='{vm_id}'/></metadata></domain>")
+
+
+class TestHostIdentity(ApiTestCase):
+    """A hypervisor is registered once: a second record of it would see every
+    VM on it "twice" and reconcile used to power the other copy off."""
+
+    def refresh_rounds(self, host, n=3):
+        """Waits until host has been refreshed n more times."""
+        seen = [self.d.find("hosts", host)["last_seen_at"]]
+
+        def advanced():
+            now = self.d.find("hosts", host)["last_seen_at"]
+            if now != seen[-1]:
+                seen.append(now)
+            return len(seen) > n
+        wait_until(advanced, 30, what=f"{n} refresh rounds of host '{host}'")
+
+    def test_same_uri_again_is_refused_and_destroys_nothing(self):
+        vm = self.d.create_vm("ident-same-uri", "t1", start=True)
+        before = self.d.count("hosts")
+        for uri in ("test:///default", "test:///default/"):
+            st, b = self.d.request("POST", "/api/v1/hosts", {"name": "t1-again", "uri": uri})
+            self.assertEqual(st, 409, (uri, b))
+            self.assertEqual(b["error"]["field"], "uri")
+            self.assertIn("Host 't1' already has the URI", b["error"]["message"])
+        self.assertEqual(self.d.count("hosts"), before)
+        self.refresh_rounds("t1")
+        self.assertEqual(self.d.vm(vm["id"])["state"], "running")
+        self.assertEqual(self.d.vm(vm["id"])["host_name"], "t1")
+
+    def test_second_record_of_one_hypervisor_is_removed_when_it_connects(self):
+        # What a racing registration (or a database from before host
+        # identities) leaves: two rows, one hypervisor.
+        vm = self.d.create_vm("ident-raced", "t1", start=True)
+        with sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db")) as db:
+            db.execute("INSERT INTO host(name, uri, group_id, pool, created_at) VALUES ('t1-raced', 'test:///default', 1, 'armada', 0)")
+        wait_until(lambda: self.d.find("hosts", "t1-raced") is None, 20, what="the second record to be removed")
+        ev = [e for e in self.d.ok("GET", "/api/v1/events?limit=500")["items"]
+              if e["kind"] == "host.duplicate" and e["object_name"] == "t1-raced"]
+        self.assertEqual(len(ev), 1, ev)
+        self.assertIn("Host 't1-raced' at 'test:///default' has the same URI as host 't1', already registered", ev[0]["message"])
+        self.refresh_rounds("t1")
+        self.assertEqual(self.d.vm(vm["id"])["state"], "running")
+        self.assertEqual(self.d.vm(vm["id"])["host_name"], "t1")
+        kinds = {e["kind"] for e in self.d.ok("GET", "/api/v1/events?limit=500")["items"] if e["object_name"] == "ident-raced"}
+        self.assertFalse(kinds & {"vm.stale-copy", "vm.moved", "vm.missing"}, kinds)
+        host = self.d.find("hosts", "t1")
+        self.assertIsNone(host["hv_uuid"])   # the test driver has none: its URI is its identity
+
+
+    def test_old_duplicate_with_vms_is_kept_apart(self):
+        # A database from before host identities may hold a second record
+        # with VMs pointing at it: it is marked duplicate, reported once, and
+        # nothing on it is reconciled.
+        with sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db")) as db:
+            cur = db.execute("INSERT INTO host(name, uri, group_id, pool, state, created_at)"
+                             " VALUES ('t1-old', 'test:///default', 1, 'armada', 'ok', 0)")
+            hid = cur.lastrowid
+            db.execute("INSERT INTO vm(uuid, name, host_id, cpus, memory_mib, state, created_at, updated_at)"
+                       " VALUES ('7a1b2c3d-0000-4000-8000-000000000001', 'old-rec', ?, 1, 64, 'running', 0, 0)", (hid,))
+        wait_until(lambda: self.d.find("hosts", "t1-old")["state"] == "duplicate", 20, what="the old record to be marked")
+        host = self.d.find("hosts", "t1-old")
+        self.assertIn("has the same URI as host 't1', already registered", host["state_reason"])
+        self.refresh_rounds("t1")
+        ev = [e for e in self.d.ok("GET", "/api/v1/events?limit=500")["items"]
+              if e["kind"] == "host.duplicate" and e["object_name"] == "t1-old"]
+        self.assertEqual(len(ev), 1, ev)
+        self.assertEqual(self.d.find("vms", "old-rec")["state"], "running")   # never reconciled: not "missing"
+        self.assertEqual(self.d.request("DELETE", f"/api/v1/hosts/{hid}?force=true")[0], 204)
+
+
+class TestForeignVms(ApiTestCase):
+    """Domains marked by another Armada installation are shown, read-only."""
+
+    ALIEN = "5b0c8a6e-3f2d-4c1b-9e8a-7d6c5b4a3f21"
+    MINE = "5b0c8a6e-3f2d-4c1b-9e8a-7d6c5b4a3f22"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        with sqlite3.connect(os.path.join(cls.d.dir, "var", "armada.db")) as db:
+            (cls.installation,) = db.execute("SELECT value FROM meta WHERE key = 'installation_id'").fetchone()
+        domains = (marked_domain("alien", cls.ALIEN, OTHER_INSTALLATION, 5) +
+                   marked_domain("mine-lost", cls.MINE, cls.installation, 77))
+        _, job = cls.d.add_host("shared", cls.d.test_node_uri("shared", domains=domains))
+        assert job["state"] == "succeeded", job
+
+    def test_installation_id_is_kept(self):
+        import uuid
+        self.assertEqual(str(uuid.UUID(self.installation)), self.installation)
+        self.d.stop()
+        self.d.start()
+        self.d.token = self.d.login()
+        with sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db")) as db:
+            self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'installation_id'").fetchone()[0], self.installation)
+
+    def test_foreign_vm_is_visible_and_read_only(self):
+        vm = wait_until(lambda: self.d.find("vms", "alien"), 10, what="the foreign VM to show")
+        self.assertEqual(vm["origin"], "foreign")
+        self.assertEqual(vm["state"], "running")
+        self.assertIsNone(vm["owner_id"])
+        refused = [("POST", f"/api/v1/vms/{vm['id']}/actions/{a}", None) for a in ("start", "stop", "kill", "pause", "resume")]
+        refused += [("DELETE", f"/api/v1/vms/{vm['id']}", None),
+                    ("POST", f"/api/v1/vms/{vm['id']}/migrate", {"to": "t1"}),
+                    ("PATCH", f"/api/v1/vms/{vm['id']}/ha", {"enabled": True}),
+                    ("GET", f"/api/v1/vms/{vm['id']}/console-password", None)]
+        jobs_before = len(self.d.ok("GET", "/api/v1/jobs?limit=500")["items"])
+        for method, path, body in refused:
+            st, b = self.d.request(method, path, body)
+            self.assertEqual(st, 409, (method, path, b))
+            self.assertIn("VM 'alien' belongs to another Armada installation", b["error"]["message"])
+        self.assertEqual(len(self.d.ok("GET", "/api/v1/jobs?limit=500")["items"]), jobs_before)
+        self.assertEqual(self.d.vm(vm["id"])["state"], "running")
+        ev = [e for e in self.d.ok("GET", "/api/v1/events?limit=500")["items"] if e["object_name"] == "alien"]
+        self.assertEqual([e["kind"] for e in ev], ["vm.foreign"], ev)
+        self.assertIn(OTHER_INSTALLATION, ev[0]["message"])
+
+    def test_own_marked_domain_is_not_foreign(self):
+        vm = wait_until(lambda: self.d.find("vms", "mine-lost"), 10, what="the marked domain to show")
+        self.assertEqual(vm["origin"], "discovered")
 
 
 class TestBadInput(ApiTestCase):
@@ -284,8 +414,8 @@ class TestRoles(ApiTestCase):
         d = cls.d
         d.ok("POST", "/api/v1/host-groups", {"path": "Lab/Inner"})
         d.ok("POST", "/api/v1/host-groups", {"path": "Prod"})
-        d.add_host("lab1", "test:///default", group="Lab/Inner")
-        d.add_host("prod1", "test:///default", group="Prod")
+        d.add_host("lab1", d.test_node_uri("lab1"), group="Lab/Inner")
+        d.add_host("prod1", d.test_node_uri("prod1"), group="Prod")
         d.ok("POST", "/api/v1/users", {"name": "deleg", "password": "deleg-pass", "role": "delegated-administrator", "scopes": ["Lab"]})
         d.ok("POST", "/api/v1/users", {"name": "ro", "password": "ro-password", "role": "read-only"})
         d.ok("POST", "/api/v1/users", {"name": "ss1", "password": "ss1-password", "role": "self-service"})

@@ -132,7 +132,7 @@ class TestWithTestHosts(unittest.TestCase):
             d = cls.d
             d.ok("POST", "/api/v1/host-groups", {"path": "Lab"})
             d.add_host("lab1", "test:///default", group="Lab")
-            d.add_host("lab2", "test:///default", group="Lab")
+            d.add_host("lab2", d.test_node_uri("lab2"), group="Lab")
             d.ok("POST", "/api/v1/users", {"name": "deleg", "password": "deleg-pass", "role": "delegated-administrator", "scopes": ["Lab"]})
             cls.deleg = d.login("deleg", "deleg-pass")
         except Exception:
@@ -219,7 +219,7 @@ class TestWithTestHosts(unittest.TestCase):
             self.assertEqual(b["error"]["field"], "pool_path")
         self.assertEqual(self.d.count("hosts"), before)
         # A path is kept normalised.
-        r = self.d.ok("POST", "/api/v1/hosts", {"name": "p2", "uri": "test:///default", "pool_path": "/srv//armada/pool/"})
+        r = self.d.ok("POST", "/api/v1/hosts", {"name": "p2", "uri": self.d.test_node_uri("p2"), "pool_path": "/srv//armada/pool/"})
         try:
             self.assertEqual(r["host"]["pool_path"], "/srv/armada/pool")
             self.d.wait_job(r["job"]["id"])

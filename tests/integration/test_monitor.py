@@ -253,8 +253,11 @@ class TestAlerts(MonitorTestCase):
     def test_group_scope(self):
         self.d.ok("POST", "/api/v1/host-groups", {"path": "Scoped/Inner"})
         gid = self.d.find("host-groups", "Scoped")["id"]
-        self.d.add_host("t9", "test:///default", group="Scoped/Inner")
-        self.rule({"name": "scoped-mem", "object_kind": "host", "metric": "memory", "comparison": ">", "threshold": 0,
+        # A hypervisor of its own (test:///default is t1's, and a hypervisor is
+        # registered once). A test node has no memory figures: the rule is on
+        # the state, which t1 shares, so only the scope keeps t1 out.
+        self.d.add_host("t9", self.d.test_node_uri("t9"), group="Scoped/Inner")
+        self.rule({"name": "scoped-mem", "object_kind": "host", "metric": "state", "comparison": "==", "state": "ok",
                    "scope": "group", "scope_id": gid})
         (a,) = wait_until(lambda: self.open_alerts("scoped-mem"), 10, what="the scoped alert")
         self.assertEqual(a["object_name"], "t9")
@@ -402,19 +405,22 @@ class TestHealth(MonitorTestCase):
 
 class TestRemovedHostHistory(MonitorTestCase):
     def test_new_host_does_not_inherit_a_removed_hosts_history(self):
-        old, _ = self.d.add_host("hist-old", "test:///default")
+        old, _ = self.d.add_host("hist-old", self.d.test_node_uri(
+            "hist-old", domains="<domain type='test'><name>hist-dom</name><memory>65536</memory><vcpu>1</vcpu>"
+                                "<os><type>hvm</type></os></domain>"))
         def points(hid):
             s = self.d.ok("GET", f"/api/v1/metrics/host/{hid}?metric=memory&last=600&step=1")
             self.assertEqual(s["step_ms"], 1000)
             return s["series"][0]["points"]
         wait_until(lambda: points(old["id"]), 10, what="memory points of host hist-old")
-        # The newest host goes (with the test driver's own VM): its id was
-        # the one a plain INTEGER PRIMARY KEY would hand out next.
+        # The newest host goes (with the VM found on it): its id was the one
+        # a plain INTEGER PRIMARY KEY would hand out next.
+        wait_until(lambda: self.d.find("vms", "hist-dom"), 10, what="the domain on hist-old to be imported")
         top_vm = max(v["id"] for v in self.d.ok("GET", "/api/v1/vms")["items"])
         self.assertEqual(self.d.request("DELETE", f"/api/v1/hosts/{old['id']}?force=true")[0], 204)
         self.assertEqual(self.d.request("GET", f"/api/v1/metrics/host/{old['id']}")[0], 404)
         t0 = time.time() * 1000
-        new, job = self.d.add_host("hist-new", "test:///default")
+        new, job = self.d.add_host("hist-new", self.d.test_node_uri("hist-new"))
         self.assertEqual(job["state"], "succeeded", job)
         self.addCleanup(self.d.request, "DELETE", f"/api/v1/hosts/{new['id']}?force=true")
         self.assertGreater(new["id"], old["id"])

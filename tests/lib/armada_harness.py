@@ -175,6 +175,18 @@ class Armadad:
         job = self.wait_job(r["job"]["id"])
         return r["host"], job
 
+    def test_node_uri(self, name, cpus=16, memory_mib=65536, domains=""):
+        """A test:///PATH.xml URI of a fake hypervisor of its own (written
+        into this armadad's directory). Every test:///default connection of
+        one process is the same hypervisor, which Armada registers once, so
+        a second test host needs one of these."""
+        path = os.path.join(self.dir, f"node-{name}.xml")
+        with open(path, "w") as f:
+            f.write(f"<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets>"
+                    f"<cores>{cpus}</cores><threads>1</threads><active>{cpus}</active></cpu>"
+                    f"<memory>{memory_mib * 1024}</memory>{domains}</node>\n")
+        return "test://" + path
+
     def create_vm(self, name, host, wait=True, **kw):
         # force: a named host must have the VM's memory unless an
         # administrator forces it, and test:///default never has (its

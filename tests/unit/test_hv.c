@@ -179,6 +179,109 @@ static void test_xml_uefi(void **state) {
         assert_null(strstr(test, "firmware="));
 }
 
+static void expect_invalid(const HvDomainSpec *s, const char *needle);
+
+#define INSTALLATION "6f1c2a9e-0b7d-4c3e-9a51-2d8e7f4b1c00"
+#define OTHER_INSTALLATION "0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b"
+
+/* The marker: built into <metadata> under Armada's namespace, read back
+ * with the VM id; absent, foreign-namespaced or malformed markers read as
+ * they are (unmarked, ignored, "unknown"). */
+static void test_xml_armada_marker(void **state) {
+        HvDomainSpec s = typical_spec();
+        s.name = NASTY;
+        s.description = NASTY;
+        s.installation_id = INSTALLATION;
+        s.vm_id = 4242;
+        _cleanup_free_ char *xml = hv_domain_xml_build(&s);
+        assert_non_null(xml);
+        assert_non_null(strstr(xml, "<metadata>"));
+        assert_non_null(strstr(xml, "xmlns:armada=\"" HV_ARMADA_XMLNS "\""));
+        assert_non_null(strstr(xml, "installation=\"" INSTALLATION "\""));
+        assert_non_null(strstr(xml, "id=\"4242\""));
+        xmlDoc *doc = parse_strict(xml);
+        assert_non_null(doc);
+        xmlFreeDoc(doc);
+
+        HvDomainInfo info;
+        assert_int_equal(hv_domain_xml_parse(xml, &info), 0);
+        assert_string_equal(info.name, NASTY);
+        assert_string_equal(info.armada_installation, INSTALLATION);
+        assert_int_equal(info.armada_vm_id, 4242);
+
+        /* Without an installation id: no marker at all. */
+        s.installation_id = NULL;
+        _cleanup_free_ char *plain = hv_domain_xml_build(&s);
+        assert_non_null(plain);
+        assert_null(strstr(plain, "metadata"));
+        assert_int_equal(hv_domain_xml_parse(plain, &info), 0);
+        assert_string_equal(info.armada_installation, "");
+        assert_int_equal(info.armada_vm_id, 0);
+
+        /* An installation id that is not a UUID is refused, never written. */
+        s.installation_id = "x\" other=\"y";
+        expect_invalid(&s, "installation id");
+
+        /* As libvirt writes it back, next to other tools' metadata; the
+         * same local name in another namespace is not Armada's. */
+        static const char libvirt_xml[] =
+                "<domain type='kvm'><name>m</name><uuid>" TEST_DOMAIN_UUID "</uuid>"
+                "<metadata><x:vm xmlns:x='https://example.org/not-armada' installation='" OTHER_INSTALLATION "' id='1'/>"
+                "<a:vm xmlns:a='" HV_ARMADA_XMLNS "' installation='" OTHER_INSTALLATION "' id='17'/></metadata>"
+                "<memory>1024</memory></domain>";
+        assert_int_equal(hv_domain_xml_parse(libvirt_xml, &info), 0);
+        assert_string_equal(info.armada_installation, OTHER_INSTALLATION);
+        assert_int_equal(info.armada_vm_id, 17);
+        static const char other_ns_only[] =
+                "<domain><name>m</name><metadata><x:vm xmlns:x='https://example.org/not-armada' installation='"
+                OTHER_INSTALLATION "'/></metadata></domain>";
+        assert_int_equal(hv_domain_xml_parse(other_ns_only, &info), 0);
+        assert_string_equal(info.armada_installation, "");
+        /* A marker without a valid installation is someone else's. */
+        static const char malformed[] =
+                "<domain><name>m</name><metadata><armada:vm xmlns:armada='" HV_ARMADA_XMLNS "' installation='&lt;b&gt;&amp;"
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' id='-3'/></metadata></domain>";
+        assert_int_equal(hv_domain_xml_parse(malformed, &info), 0);
+        assert_string_equal(info.armada_installation, "unknown");
+        assert_int_equal(info.armada_vm_id, 0);
+}
+
+static void test_uri_normalize(void **state) {
+        static const struct { const char *a, *b; bool same; } cases[] = {
+                { "qemu+tcp://10.0.0.2/system", "qemu+tcp://10.0.0.2:16509/system", true },
+                { "qemu+tcp://10.0.0.2/system", "QEMU+TCP://10.0.0.2/system/", true },
+                { "qemu+tcp://Host.Example/system", "qemu+tcp://host.example/system", true },
+                { "qemu+tls://h/system", "qemu+tls://h:16514/system", true },
+                { "qemu://h/system", "qemu://h:16514/system", true },
+                { "qemu+ssh://root@h/system", "qemu+ssh://root@h:22/system", true },
+                { "qemu+ssh://[fe80::1]:22/system", "qemu+ssh://[FE80::1]/system", true },
+                { "qemu:///system", "qemu://localhost/system", true },
+                { "test:///default", "TEST:///default", true },
+                { "qemu+tcp://10.0.0.2/system", "qemu+tcp://10.0.0.3/system", false },
+                { "qemu+tcp://10.0.0.2/system", "qemu+tcp://10.0.0.2:16510/system", false },
+                { "qemu+tcp://10.0.0.2/system", "qemu+tcp://10.0.0.2/session", false },
+                { "qemu+tcp://10.0.0.2/system", "qemu+tcp://10.0.0.2/system?no_verify=1", false },
+                { "qemu+ssh://root@h/system", "qemu+ssh://admin@h/system", false },
+                { "test:///default", "test:///tmp/a.xml", false },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                _cleanup_free_ char *a = hv_uri_normalize(cases[i].a);
+                _cleanup_free_ char *b = hv_uri_normalize(cases[i].b);
+                if ((strcmp(a, b) == 0) != cases[i].same)
+                        fail_msg("'%s' -> '%s' and '%s' -> '%s' should %sbe the same", cases[i].a, a, cases[i].b, b,
+                                 cases[i].same ? "" : "not ");
+        }
+        _cleanup_free_ char *n = hv_uri_normalize("QEMU+TCP://Host:16509/system/");
+        assert_string_equal(n, "qemu+tcp://host/system");
+        _cleanup_free_ char *odd = hv_uri_normalize("not a uri");
+        assert_string_equal(odd, "not a uri");
+        assert_true(hv_uri_is_test("test:///default"));
+        assert_true(hv_uri_is_test("test+unix:///x"));
+        assert_false(hv_uri_is_test("testing:///x"));
+        assert_false(hv_uri_is_test("qemu:///system"));
+        assert_false(hv_uri_is_test(NULL));
+}
+
 static void test_state_names(void **state) {
         assert_string_equal(hv_state_name(HV_STATE_RUNNING), "running");
         assert_string_equal(hv_state_name(HV_STATE_BLOCKED), "running");
@@ -469,6 +572,7 @@ static void test_connect_and_host_info(void **state) {
         assert_string_equal(h.hv_driver, "TEST");
         assert_false(h.kvm); /* the test driver offers i686 'test' guests only */
         assert_string_equal(h.default_domain_type, "test");
+        assert_string_equal(h.uuid, ""); /* the test driver has no host UUID: Armada falls back to the URI */
         assert_true(strlen(h.hostname) > 0);
         assert_non_null(memchr(h.hostname, 0, sizeof h.hostname));
 
@@ -697,6 +801,8 @@ static void test_domain_lifecycle(void **state) {
         s.uuid = uuid;
         s.domain_type = "test";
         s.description = NASTY;
+        s.installation_id = INSTALLATION;
+        s.vm_id = 7;
         assert_int_equal(hv_domain_define(c, &s), 0);
 
         HvDomainInfo *list = NULL;
@@ -716,8 +822,12 @@ static void test_domain_lifecycle(void **state) {
         assert_string_equal(d->disks[0].target, "vda");
         assert_string_equal(d->disks[0].format, "qcow2");
         assert_true(d->disks[1].cdrom);
+        /* The marker survives libvirt (it keeps <metadata> per namespace). */
+        assert_string_equal(d->armada_installation, INSTALLATION);
+        assert_int_equal(d->armada_vm_id, 7);
         const HvDomainInfo *t = find_domain(list, n, TEST_DOMAIN_UUID);
         assert_non_null(t);
+        assert_string_equal(t->armada_installation, "");
         assert_int_equal(t->state, HV_STATE_RUNNING);
         free(list);
 
@@ -753,6 +863,13 @@ static void test_domain_lifecycle(void **state) {
         /* The test driver shuts down at once; QEMU would pass SHUTDOWN. */
         assert_int_equal(state_of(c, uuid), HV_STATE_SHUTOFF);
 
+        /* A saved definition gets the marker written in afterwards. */
+        assert_int_equal(hv_domain_mark(c, uuid, OTHER_INSTALLATION, 9), 0);
+        HvDomainInfo marked;
+        assert_int_equal(hv_domain_get(c, uuid, &marked), 0);
+        assert_string_equal(marked.armada_installation, OTHER_INSTALLATION);
+        assert_int_equal(marked.armada_vm_id, 9);
+        assert_int_equal(hv_domain_mark(c, uuid, "not-a-uuid", 9), -EINVAL);
         assert_int_equal(hv_domain_undefine(c, uuid), 0);
         HvState st = HV_STATE_RUNNING;
         assert_int_equal(hv_domain_state(c, uuid, &st), -ENOENT);
@@ -887,6 +1004,8 @@ static void test_threads(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_xml_uefi),
+                cmocka_unit_test(test_xml_armada_marker),
+                cmocka_unit_test(test_uri_normalize),
                 cmocka_unit_test(test_state_names),
                 cmocka_unit_test(test_build_golden_typical),
                 cmocka_unit_test(test_build_golden_minimal),

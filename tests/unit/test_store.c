@@ -144,6 +144,56 @@ static void test_tokens_expire(void **state) {
         assert_int_equal(store_token_user(st, "nope", 0, &u), -ENOENT);
 }
 
+/* A hypervisor's identity is held by one host record at a time; the first
+ * claimant keeps it, and a 'duplicate' record does not count. */
+static void test_host_identity_claims(void **state) {
+        Store *st = *state;
+        int64_t h1, h2, h3;
+        assert_int_equal(store_host_insert(st, "id-h1", "qemu+tcp://a/system", 1, "armada", "/p", &h1), 0);
+        assert_int_equal(store_host_insert(st, "id-h2", "qemu+tcp://a/system?no_verify=1", 1, "armada", "/p", &h2), 0);
+        assert_int_equal(store_host_insert(st, "id-h3", "qemu+tcp://b/system", 1, "armada", "/p", &h3), 0);
+        const char *uuid_a = "uuid:6f1c2a9e-0b7d-4c3e-9a51-2d8e7f4b1c00";
+        assert_int_equal(store_host_claim_identity(st, h1, uuid_a, NULL), 0);
+        assert_int_equal(store_host_claim_identity(st, h1, uuid_a, NULL), 0); /* again: still its own */
+        StoreHost holder = {0};
+        assert_int_equal(store_host_claim_identity(st, h2, uuid_a, &holder), -EEXIST);
+        assert_string_equal(holder.name, "id-h1");
+        StoreHost h;
+        assert_int_equal(store_host_get(st, h2, &h), 0);
+        assert_string_equal(h.identity, ""); /* nothing changed */
+        assert_int_equal(store_host_claim_identity(st, h3, "uuid:0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b", NULL), 0);
+        assert_int_equal(store_host_get(st, h1, &h), 0);
+        assert_string_equal(h.identity, uuid_a);
+        /* A holder marked duplicate gives way. */
+        assert_int_equal(store_host_set_state(st, h1, "duplicate", "test"), 1);
+        assert_int_equal(store_host_claim_identity(st, h2, uuid_a, NULL), 0);
+        StoreHost *all = NULL;
+        assert_int_equal(store_host_all(st, &all), 3);
+        assert_string_equal(all[1].identity, uuid_a);
+        free(all);
+        json_t *j = store_host_get_json(st, h2);
+        assert_string_equal(json_string_value(json_object_get(j, "hv_uuid")), uuid_a + 5);
+        json_decref(j);
+        for (int64_t id = h1; id <= h3; id++)
+                assert_int_equal(store_host_delete(st, id, false), 0);
+}
+
+static void test_installation_id_is_stable(void **state) {
+        Store *st = *state;
+        char a[37], b[37];
+        assert_int_equal(store_installation_id(st, a), 0);
+        assert_true(uuid_is_valid(a));
+        assert_int_equal(store_installation_id(st, b), 0);
+        assert_string_equal(a, b);
+        char path[256];
+        snprintf(path, sizeof path, "%s/t.db", dir);
+        Store *again;
+        assert_int_equal(store_open(path, &again), 0);
+        assert_int_equal(store_installation_id(again, b), 0);
+        assert_string_equal(a, b);
+        store_free(again);
+}
+
 static void test_vm_rows(void **state) {
         Store *st = *state;
         int64_t host, vm, dup;
@@ -316,6 +366,8 @@ int main(void) {
                 cmocka_unit_test(test_audit_prune),
                 cmocka_unit_test(test_ids_never_reused_and_history_goes),
                 cmocka_unit_test(test_autoincrement_rebuild),
+                cmocka_unit_test(test_host_identity_claims),
+                cmocka_unit_test(test_installation_id_is_stable),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
