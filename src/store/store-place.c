@@ -7,6 +7,10 @@
 #include <math.h>
 #include <string.h>
 
+static int cluster_ids_autoincrement(Store *st) {
+        return store_table_autoincrement(st, "cluster", "cluster");
+}
+
 const StoreMigration store_migrations_place[] = {
         /* Clusters (built by the ha capability, whose failover reserve the
          * placement engine honours). Exact schema agreed with ha. */
@@ -50,6 +54,10 @@ const StoreMigration store_migrations_place[] = {
         "  vm_id INTEGER NOT NULL REFERENCES vm(id) ON DELETE CASCADE,"
         "  PRIMARY KEY(rule_id, vm_id));"
         "CREATE INDEX placement_rule_member_vm_idx ON placement_rule_member(vm_id);" },
+        /* A cluster's id names its shared pool on every member
+         * ("armada-cluster-<id>"): a new cluster with a removed one's id
+         * would find that pool, at the old cluster's path. */
+        { "place-cluster-ids-autoincrement", NULL, cluster_ids_autoincrement },
         { NULL, NULL },
 };
 

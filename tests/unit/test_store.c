@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "store/store.h"
+#include "store/store-ha.h"
 #include "store/store-monitor.h"
 #include "store/store-priv.h"
 
@@ -233,6 +234,13 @@ static void test_ids_never_reused_and_history_goes(void **state) {
         assert_int_equal(store_group_delete(st, g1), 0);
         assert_int_equal(store_group_create_path(st, "IdGroup", &g2, NULL), 0);
         assert_true(g2 > g1);
+
+        int64_t k1, k2, members[1] = { a };
+        assert_int_equal(store_cluster_insert(st, "id-k1", "/srv/k", 0, members, 1, &k1), 0);
+        assert_int_equal(store_cluster_delete(st, k1), 0);
+        assert_int_equal(store_cluster_insert(st, "id-k2", "/srv/k", 0, members, 1, &k2), 0);
+        assert_true(k2 > k1);
+        assert_int_equal(store_cluster_delete(st, k2), 0);
 
         /* The rebuilt tables kept their indexes and the references into them. */
         int64_t n;
