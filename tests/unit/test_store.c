@@ -162,6 +162,17 @@ static void test_vm_rows(void **state) {
         assert_int_equal(store_vm_set_state(st, vm, "running"), 1);
         assert_int_equal(store_vm_set_state(st, vm, "running"), 0);
         assert_int_equal(store_vm_count_on_host(st, host), 1);
+        /* A state set meanwhile is kept when the update says so. */
+        static const char *const keep[] = { "maintenance", "failed", NULL };
+        assert_int_equal(store_host_set_state(st, host, "maintenance", NULL), 1);
+        assert_int_equal(store_host_set_state_unless(st, host, "ok", NULL, keep), 0);
+        StoreHost h;
+        assert_int_equal(store_host_get(st, host, &h), 0);
+        assert_string_equal(h.state, "maintenance");
+        assert_int_equal(store_host_set_state(st, host, "unreachable", "gone"), 1);
+        assert_int_equal(store_host_set_state_unless(st, host, "ok", NULL, keep), 1);
+        assert_int_equal(store_host_set_state_unless(st, host, "ok", NULL, keep), 0);
+        assert_int_equal(store_host_set_state_unless(st, host, "unreachable", "x", NULL), 1);
         assert_int_equal(store_host_delete(st, host, false), -ENOTEMPTY);
         assert_int_equal(store_host_delete(st, host, true), 0);
         assert_int_equal(store_vm_get(st, vm, &got), -ENOENT);
