@@ -451,9 +451,8 @@ void inventory_host_state_changed(Inventory *inv, int64_t host_id) {
 static void host_unreachable(Inventory *inv, const StoreHost *h, const char *why, const char *detail) {
         _cleanup_free_ char *reason = xasprintf("%s", why);
         /* ha owns the state of a failed or fenced cluster member. */
-        if (streq(h->state, "maintenance") || streq(h->state, "failed") || streq(h->state, "fenced") || streq(h->state, "duplicate"))
-                return;
-        if (store_host_set_state(inv->st, h->id, "unreachable", reason) > 0) {
+        static const char *const keep[] = { "maintenance", "failed", "fenced", "duplicate", NULL };
+        if (store_host_set_state_unless(inv->st, h->id, "unreachable", reason, keep) > 0) {
                 _cleanup_free_ char *msg = xasprintf("Host '%s' is unreachable: %s", h->name, why);
                 (void) store_event_add(inv->st, "error", "host.unreachable", "host", h->id, h->name, 0, msg);
                 (void) store_exec(inv->st, "UPDATE vm SET state = 'unknown', updated_at = ? WHERE host_id = ?"
@@ -546,7 +545,9 @@ int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t
                 log_warn("host '%s': cannot prepare storage pool '%s': %s", h.name, h.pool, hv_last_error());
         (void) store_host_set_facts(inv->st, h.id, info.cpus, info.memory_mib, info.free_memory_mib, info.hv_driver,
                                     info.default_domain_type, info.hostname, pool_path);
-        if (!streq(h.state, "maintenance") && store_host_set_state(inv->st, h.id, "ok", NULL) > 0) {
+        /* Maintenance may have begun since h was read: checked in the update. */
+        static const char *const keep_maintenance[] = { "maintenance", NULL };
+        if (store_host_set_state_unless(inv->st, h.id, "ok", NULL, keep_maintenance) > 0) {
                 _cleanup_free_ char *msg = streq(h.state, "connecting")
                         ? xasprintf("Host '%s' is connected (%s, %u CPUs, %llu MiB, VMs run as %s).", h.name, info.hv_driver,
                                     info.cpus, (unsigned long long) info.memory_mib,

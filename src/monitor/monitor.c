@@ -296,9 +296,7 @@ static bool group_within(const GroupTree *g, int64_t group, int64_t scope) {
         return false;
 }
 
-/* Queues the webhook deliveries of an alert's change; *queued becomes true
- * when there were any (the caller wakes the webhook thread after its
- * transaction commits, so that the thread finds them). */
+/* The host groups' ids and parents, for rule scopes. */
 static void group_tree_load(Store *st, GroupTree *g) {
         _cleanup_json_ json_t *groups = store_mon_groups_json(st);
         g->n = (int) json_array_size(groups);
@@ -320,6 +318,9 @@ static bool rule_covers(const StoreAlertRule *r, const GroupTree *g, int64_t id,
         return true;
 }
 
+/* Queues the webhook deliveries of an alert's change; *queued becomes true
+ * when there were any (the caller wakes the webhook thread after its
+ * transaction commits, so that the thread finds them). */
 static void notify(Monitor *m, const char *event, int64_t alert_id, int64_t now, bool *queued) {
         _cleanup_json_ json_t *a = store_alert_get_json(m->st, alert_id);
         if (!a)

@@ -7,6 +7,10 @@
 #include <math.h>
 #include <string.h>
 
+static int cluster_ids_autoincrement(Store *st) {
+        return store_table_autoincrement(st, "cluster", "cluster");
+}
+
 const StoreMigration store_migrations_place[] = {
         /* Clusters (built by the ha capability, whose failover reserve the
          * placement engine honours). Exact schema agreed with ha. */
@@ -61,6 +65,10 @@ const StoreMigration store_migrations_place[] = {
         "  disk_bytes INTEGER NOT NULL DEFAULT 0,"
         "  created_at INTEGER NOT NULL);"
         "CREATE INDEX placement_reservation_host_idx ON placement_reservation(host_id);" },
+        /* A cluster's id names its shared pool on every member
+         * ("armada-cluster-<id>"): a new cluster with a removed one's id
+         * would find that pool, at the old cluster's path. */
+        { "place-cluster-ids-autoincrement", NULL, cluster_ids_autoincrement },
         { NULL, NULL },
 };
 

@@ -930,6 +930,18 @@ int store_host_set_state(Store *st, int64_t id, const char *state, const char *r
                 return r;
         return store_changes(st) > 0;
 }
+int store_host_set_state_unless(Store *st, int64_t id, const char *state, const char *reason, const char *const *keep) {
+        _cleanup_json_ json_t *list = json_array();
+        for (size_t i = 0; keep && keep[i]; i++)
+                json_array_append_new(list, json_string(keep[i]));
+        _cleanup_free_ char *text = json_dumps(list, JSON_COMPACT);
+        int r = store_exec(st, "UPDATE host SET state = ?, state_reason = ? WHERE id = ? AND (state IS NOT ? OR state_reason IS NOT ?)"
+                               " AND state NOT IN (SELECT value FROM json_each(?))",
+                           "ssisss", state, reason, id, state, reason, text);
+        if (r < 0)
+                return r;
+        return store_changes(st) > 0;
+}
 int store_host_set_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, uint64_t free_memory_mib,
                          const char *hv_driver, const char *domain_type, const char *hostname, const char *pool_path) {
         return store_exec(st, "UPDATE host SET cpus = ?, memory_mib = ?, free_memory_mib = ?, hv_driver = ?, domain_type = ?,"

@@ -121,6 +121,11 @@ int store_host_all(Store *st, StoreHost **ret);
 int store_host_claim_identity(Store *st, int64_t id, const char *identity, StoreHost *ret_holder);
 /* Sets state and its reason (NULL clears); returns 1 when the state changed. */
 int store_host_set_state(Store *st, int64_t id, const char *state, const char *reason);
+/* The same, unless the host's state is one of keep (NULL-terminated), in
+ * one statement: a state another thread set meanwhile (maintenance, failed,
+ * fenced) is never overwritten by a decision made on an older one. 1 when
+ * it changed, 0 when not, or negative. */
+int store_host_set_state_unless(Store *st, int64_t id, const char *state, const char *reason, const char *const *keep);
 int store_host_set_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, uint64_t free_memory_mib,
                          const char *hv_driver, const char *domain_type, const char *hostname, const char *pool_path);
 /* Deletes the host; its VMs are forgotten (rows deleted) only when force. */

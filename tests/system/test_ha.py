@@ -26,6 +26,51 @@ from armada_harness import wait_until  # noqa: E402
 from testbed import VirshError, skip_reason  # noqa: E402
 
 DECLARE_MS = 3000
+RESERVE_MIB = 512  # the default group's memory reserve
+
+
+# The memory tests size their VMs from what the bed's hosts report (they
+# share the machine's kernel, so its memory), never from fixed figures that
+# need a big machine: placement counts allocations against it (no samples
+# here), and a size derived as "memory minus a constant" turns negative on a
+# small one.
+def pressure_sizes(mem_mib):
+    """test_4: (big, fill): three HA VMs of big MiB fit h1 together; after
+    its filler, h2 has room for none of them, h3 and h4 for one each."""
+    avail = mem_mib - RESERVE_MIB
+    big = min(4000, avail // 4)
+    fill = {"h2": avail - big // 2, "h3": avail - (big + big // 2), "h4": avail - (big + big // 2)}
+    return big, fill
+
+
+def maintenance_sizes(mem_mib):
+    """test_5: (vm, fill, full): three VMs of vm MiB fit h1 together; after
+    fill, h2, h3 and h4 have room for one each, not two; after full, a host
+    has no room for one."""
+    avail = mem_mib - RESERVE_MIB
+    vm = min(3000, avail // 3)
+    return vm, avail - (vm + vm // 2), avail - vm // 2
+
+
+class TestSizes(unittest.TestCase):
+    """The sizes hold on any host from 2 GiB to 1 TiB (no test bed needed)."""
+
+    def test_sizes_fit_any_host(self):
+        for mem in list(range(2048, 65536, 128)) + [131072, 262144, 1048576]:
+            avail = mem - RESERVE_MIB
+            big, fill = pressure_sizes(mem)
+            self.assertGreaterEqual(big, 128, mem)
+            self.assertLessEqual(3 * big, avail, mem)
+            self.assertTrue(all(f >= 64 for f in fill.values()), (mem, fill))
+            self.assertLess(avail - fill["h2"], big, mem)
+            for h in ("h3", "h4"):
+                self.assertTrue(big <= avail - fill[h] < 2 * big, (mem, h))
+            vm, mfill, full = maintenance_sizes(mem)
+            self.assertGreaterEqual(vm, 128, mem)
+            self.assertLessEqual(3 * vm, avail, mem)
+            self.assertGreaterEqual(mfill, 64, mem)
+            self.assertTrue(vm <= avail - mfill < 2 * vm, mem)
+            self.assertLess(avail - full, vm, mem)
 # From power loss to every HA VM running again: the declaration time, the
 # fence command, a start per VM, plus the test's own polling of virsh.
 FAILOVER_BOUND_S = DECLARE_MS / 1000 + 7
@@ -66,11 +111,15 @@ class TestHa(unittest.TestCase):
             if h.pid is None:
                 ab.bed.start(h.name)
         for vm_id in self.vms:
-            st, v = ab.d.request("GET", f"/api/v1/vms/{vm_id}")
-            if st == 200:
-                r = ab.d.request("DELETE", f"/api/v1/vms/{vm_id}")
-                if r[0] == 202:
-                    ab.d.wait_job(r[1]["job"]["id"], timeout=60)
+            self.drop(vm_id)
+
+    def drop(self, vm_id):
+        """Deletes a VM (when it still exists) and waits for it to be gone."""
+        st, v = self.ab.d.request("GET", f"/api/v1/vms/{vm_id}")
+        if st == 200:
+            r = self.ab.d.request("DELETE", f"/api/v1/vms/{vm_id}")
+            if r[0] == 202:
+                self.ab.d.wait_job(r[1]["job"]["id"], timeout=60)
 
     def vm(self, name, host, **kw):
         v = self.ab.create_vm(name, host, **kw)
@@ -161,13 +210,15 @@ class TestHa(unittest.TestCase):
         self.assertEqual(ev["severity"], "error")
         self.assertIn("'false' exited with status 1", ev["message"])
 
+    def host_memory(self):
+        """The smallest memory the bed's hosts report, in MiB."""
+        return min(self.ab.d.ok("GET", f"/api/v1/hosts/{i}")["memory_mib"] for i in self.ab.host_id.values())
+
     def test_4_memory_pressure_and_pending(self):
         ab = self.ab
-        mem = ab.d.ok("GET", f"/api/v1/hosts/{ab.host_id['h2']}")["memory_mib"]
-        reserve = 512  # the default group reserve
-        fill = {"h2": mem - reserve - 2000, "h3": mem - reserve - 6000, "h4": mem - reserve - 6000}
+        size, fill = pressure_sizes(self.host_memory())
         fillers = {h: self.vm(f"fill-{h}", h, memory_mib=m, disk=None) for h, m in fill.items()}
-        big = [self.vm(f"big-{p}", "h1", memory_mib=4000, ha=p) for p in ("high", "medium", "low")]
+        big = [self.vm(f"big-{p}", "h1", memory_mib=size, ha=p) for p in ("high", "medium", "low")]
         time.sleep(1.0)
         ab.bed.kill("h1")
 
@@ -195,12 +246,10 @@ class TestHa(unittest.TestCase):
     def test_5_maintenance_spreads_vms_and_refuses_what_cannot_move(self):
         ab = self.ab
         d = ab.d
-        mem = d.ok("GET", f"/api/v1/hosts/{ab.host_id['h2']}")["memory_mib"]
-        reserve = 512
-        # h2, h3, h4 each have room for one 3000 MiB VM, not two.
-        for h in ("h2", "h3", "h4"):
-            self.vm(f"mfill-{h}", h, memory_mib=mem - reserve - 4500, disk=None)
-        vms = [self.vm(f"m{i}", "h1", memory_mib=3000) for i in range(3)]
+        size, fill, full = maintenance_sizes(self.host_memory())
+        # h2, h3, h4 each have room for one of the VMs, not two.
+        fillers = [self.vm(f"mfill-{h}", h, memory_mib=fill, disk=None) for h in ("h2", "h3", "h4")]
+        vms = [self.vm(f"m{i}", "h1", memory_mib=size) for i in range(3)]
         r = d.ok("POST", f"/api/v1/hosts/{ab.host_id['h1']}/maintenance", {"on": True})
         job = d.wait_job(r["job"]["id"], timeout=180)
         self.assertEqual(job["state"], "succeeded", job)
@@ -213,8 +262,12 @@ class TestHa(unittest.TestCase):
         self.assertEqual(d.wait_job(r["job"]["id"])["state"], "succeeded")
         self.assertEqual(d.ok("GET", f"/api/v1/hosts/{ab.host_id['h1']}")["state"], "ok")
 
-        # Now a VM that fits nowhere: h2 stays in service, nothing moves.
-        huge = self.vm("m-huge", "h2", memory_mib=mem - 100, disk=None)  # more than any host has after its reserve
+        # Now a VM that fits nowhere else: h2 stays in service, nothing moves.
+        for v in fillers + vms:
+            self.drop(v["id"])
+        for h in ("h1", "h3", "h4"):
+            self.vm(f"mfull-{h}", h, memory_mib=full, disk=None)
+        huge = self.vm("m-huge", "h2", memory_mib=size, disk=None)
         r = d.ok("POST", f"/api/v1/hosts/{ab.host_id['h2']}/maintenance", {"on": True})
         job = d.wait_job(r["job"]["id"], timeout=120)
         self.assertEqual(job["state"], "failed", job)

@@ -501,6 +501,38 @@ static void test_rounds(void **state) {
         close_store(st);
 }
 
+/* A host's state change is judged at once, without a round: failed, then
+ * fenced, then back; each alert opens and resolves with its delivery. */
+static void test_host_state_changed(void **state) {
+        Store *st = open_store();
+        int64_t host, hook;
+        assert_int_equal(store_host_insert(st, "t1", "test:///default", STORE_ROOT_GROUP_ID, "default-pool", "/tmp", &host), 0);
+        assert_int_equal(store_webhook_insert(st, "http://127.0.0.1:9/hook", NULL, &hook), 0);
+        Monitor *m = NULL;
+        assert_int_equal(monitor_new(st, &(MonitorConfig) { .interval_ms = 10000 }, &m), 0);
+        assert_int_equal(monitor_host_state_changed(m, host), 0); /* connecting: nothing */
+        assert_int_equal(count(st, "SELECT count(*) FROM alert"), 0);
+        assert_int_equal(store_host_set_state(st, host, "failed", "test"), 1);
+        assert_int_equal(monitor_host_state_changed(m, host), 0);
+        assert_int_equal(count(st, "SELECT count(*) FROM alert WHERE state = 'open' AND rule_name = 'host-failed'"), 1);
+        assert_int_equal(count(st, "SELECT count(*) FROM webhook_delivery WHERE state = 'pending'"), 1);
+        assert_int_equal(monitor_host_state_changed(m, host), 0); /* again: nothing new */
+        assert_int_equal(count(st, "SELECT count(*) FROM alert"), 1);
+        assert_int_equal(store_host_set_state(st, host, "fenced", "test"), 1);
+        assert_int_equal(monitor_host_state_changed(m, host), 0);
+        assert_int_equal(count(st, "SELECT count(*) FROM alert WHERE state = 'open' AND rule_name = 'host-fenced'"), 1);
+        assert_int_equal(count(st, "SELECT count(*) FROM alert WHERE state = 'resolved' AND rule_name = 'host-failed'"), 1);
+        assert_int_equal(store_host_set_state(st, host, "ok", NULL), 1);
+        assert_int_equal(monitor_host_state_changed(m, host), 0);
+        assert_int_equal(count(st, "SELECT count(*) FROM alert WHERE state = 'open'"), 0);
+        assert_int_equal(count(st, "SELECT count(*) FROM webhook_delivery WHERE state = 'pending'"), 4);
+        assert_int_equal(count(st, "SELECT count(*) FROM event WHERE kind = 'alert.opened'"), 2);
+        assert_int_equal(monitor_host_state_changed(m, host + 100), 0); /* no such host: nothing */
+        assert_int_equal(monitor_host_state_changed(NULL, host), 0);
+        monitor_free(m);
+        close_store(st);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rates),
@@ -515,6 +547,7 @@ int main(void) {
                 cmocka_unit_test(test_backoff),
                 cmocka_unit_test(test_store_series),
                 cmocka_unit_test(test_rounds),
+                cmocka_unit_test(test_host_state_changed),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "store/store.h"
+#include "store/store-ha.h"
 #include "store/store-monitor.h"
 #include "store/store-priv.h"
 
@@ -211,6 +212,17 @@ static void test_vm_rows(void **state) {
         assert_int_equal(store_vm_set_state(st, vm, "running"), 1);
         assert_int_equal(store_vm_set_state(st, vm, "running"), 0);
         assert_int_equal(store_vm_count_on_host(st, host), 1);
+        /* A state set meanwhile is kept when the update says so. */
+        static const char *const keep[] = { "maintenance", "failed", NULL };
+        assert_int_equal(store_host_set_state(st, host, "maintenance", NULL), 1);
+        assert_int_equal(store_host_set_state_unless(st, host, "ok", NULL, keep), 0);
+        StoreHost h;
+        assert_int_equal(store_host_get(st, host, &h), 0);
+        assert_string_equal(h.state, "maintenance");
+        assert_int_equal(store_host_set_state(st, host, "unreachable", "gone"), 1);
+        assert_int_equal(store_host_set_state_unless(st, host, "ok", NULL, keep), 1);
+        assert_int_equal(store_host_set_state_unless(st, host, "ok", NULL, keep), 0);
+        assert_int_equal(store_host_set_state_unless(st, host, "unreachable", "x", NULL), 1);
         assert_int_equal(store_host_delete(st, host, false), -ENOTEMPTY);
         assert_int_equal(store_host_delete(st, host, true), 0);
         assert_int_equal(store_vm_get(st, vm, &got), -ENOENT);
@@ -299,6 +311,13 @@ static void test_ids_never_reused_and_history_goes(void **state) {
         assert_int_equal(store_group_delete(st, g1), 0);
         assert_int_equal(store_group_create_path(st, "IdGroup", &g2, NULL), 0);
         assert_true(g2 > g1);
+
+        int64_t k1, k2, members[1] = { a };
+        assert_int_equal(store_cluster_insert(st, "id-k1", "/srv/k", 0, members, 1, &k1), 0);
+        assert_int_equal(store_cluster_delete(st, k1), 0);
+        assert_int_equal(store_cluster_insert(st, "id-k2", "/srv/k", 0, members, 1, &k2), 0);
+        assert_true(k2 > k1);
+        assert_int_equal(store_cluster_delete(st, k2), 0);
 
         /* The rebuilt tables kept their indexes and the references into them. */
         int64_t n;
