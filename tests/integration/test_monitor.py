@@ -411,10 +411,11 @@ class TestRemovedHostHistory(MonitorTestCase):
             "hist-old", domains="<domain type='test'><name>hist-dom</name><memory>65536</memory><vcpu>1</vcpu>"
                                 "<os><type>hvm</type></os></domain>"))
         def points(hid):
-            s = self.d.ok("GET", f"/api/v1/metrics/host/{hid}?metric=memory&last=600&step=1")
+            # pool_pct: a test:///PATH.xml node reports no memory figures.
+            s = self.d.ok("GET", f"/api/v1/metrics/host/{hid}?metric=pool_pct&last=600&step=1")
             self.assertEqual(s["step_ms"], 1000)
             return s["series"][0]["points"]
-        wait_until(lambda: points(old["id"]), 10, what="memory points of host hist-old")
+        wait_until(lambda: points(old["id"]), 10, what="pool points of host hist-old")
         # The newest host goes (with the VM found on it): its id was the one
         # a plain INTEGER PRIMARY KEY would hand out next.
         wait_until(lambda: self.d.find("vms", "hist-dom"), 10, what="the domain on hist-old to be imported")
@@ -427,7 +428,7 @@ class TestRemovedHostHistory(MonitorTestCase):
         self.addCleanup(self.d.request, "DELETE", f"/api/v1/hosts/{new['id']}?force=true")
         self.assertGreater(new["id"], old["id"])
         # Whatever the series of the new host holds was sampled after it was added.
-        wait_until(lambda: points(new["id"]), 10, what="memory points of host hist-new")
+        wait_until(lambda: points(new["id"]), 10, what="pool points of host hist-new")
         early = [p for p in points(new["id"]) if p["t"] + 1000 <= t0]
         self.assertEqual(early, [])
         # Nor does a VM get the id of one removed with the host.
