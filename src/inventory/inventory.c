@@ -270,15 +270,43 @@ static bool vm_is_busy(Store *st, int64_t vm_id) {
                                "i", vm_id) == 0 && n > 0;
 }
 
-/* A VM running here that Armada runs on another host in service (a
- * failover restarted it there while this host was cut off): the copy here
- * is stale and must not run twice. The restarted copy wins; this one is
- * powered off and its definition removed. Caller holds l->op_lock. */
-static bool stale_copy(Inventory *inv, Link *l, const StoreHost *h, const StoreVm *vm, const HvDomainInfo *d) {
+/* What the host Armada has a VM on says of it, asked directly. */
+typedef enum {
+        OWNER_RUNS,         /* it runs (or is paused) there too */
+        OWNER_DOES_NOT,     /* the owner answered: not running, or no such domain */
+        OWNER_CANNOT_TELL,  /* the owner cannot be asked now (unreachable, failed, down) */
+} OwnerSays;
+
+static OwnerSays owner_says(Inventory *inv, const StoreHost *owner, const char *uuid) {
+        Link *ol = NULL;
+        char why[256];
+        if (!streq(owner->state, "ok") && !streq(owner->state, "maintenance"))
+                return OWNER_CANNOT_TELL;
+        if (link_acquire(inv, owner, &ol, why, sizeof why) < 0)
+                return OWNER_CANNOT_TELL;
+        HvState os;
+        int r = hv_domain_state(ol->conn, uuid, &os);
+        link_release(inv, ol);
+        if (r == -ENOENT || (r == 0 && (os == HV_STATE_SHUTOFF || os == HV_STATE_CRASHED || os == HV_STATE_NOSTATE)))
+                return OWNER_DOES_NOT;
+        return r == 0 ? OWNER_RUNS : OWNER_CANNOT_TELL;
+}
+
+/* A domain that is not shut off here while Armada has its VM on another
+ * host (the owner). Returns false when the record should follow it here (a
+ * migration outside Armada, or a restart after the owner was fenced), true
+ * when it was dealt with otherwise. The record moves only on proof that the
+ * owner no longer runs it: the owner answers "not running", or was fenced
+ * (powered off). When the owner runs it too, the copy here is stale (a
+ * failover restarted the VM there while this host was cut off) and is
+ * powered off and undefined -- never the recorded copy, and never between
+ * two records of one hypervisor. When the owner cannot be asked, nothing
+ * moves and nothing is powered off: a record that wandered to a stale copy
+ * would make the next round kill the real one. Caller holds l->op_lock. */
+static bool copy_elsewhere(Inventory *inv, Link *l, const StoreHost *h, const StoreVm *vm, const HvDomainInfo *d) {
         StoreHost owner;
-        if ((d->state != HV_STATE_RUNNING && d->state != HV_STATE_BLOCKED) || !streq(vm->state, "running") ||
-            store_host_get(inv->st, vm->host_id, &owner) < 0 || !streq(owner.state, "ok"))
-                return false;
+        if (store_host_get(inv->st, vm->host_id, &owner) < 0)
+                return false; /* the owner is gone: the VM lives here now */
         /* Never on another installation's domain, and only between two
          * hypervisors known to be different: a host registered twice sees
          * the same domain "on both", and killing it would kill the only copy. */
@@ -289,17 +317,21 @@ static bool stale_copy(Inventory *inv, Link *l, const StoreHost *h, const StoreV
                          " nothing was powered off", vm->name, owner.name, h->name);
                 return true;
         }
-        /* Only when it really runs there too; otherwise it moved (a
-         * migration outside Armada) and the record follows it. */
-        Link *ol = NULL;
-        char why[256];
-        if (link_acquire(inv, &owner, &ol, why, sizeof why) < 0)
+        switch (owner_says(inv, &owner, d->uuid)) {
+        case OWNER_DOES_NOT:
                 return false;
-        HvState os;
-        bool twice = hv_domain_state(ol->conn, d->uuid, &os) == 0 && (os == HV_STATE_RUNNING || os == HV_STATE_BLOCKED);
-        link_release(inv, ol);
-        if (!twice)
-                return false;
+        case OWNER_CANNOT_TELL:
+                if (streq(owner.state, "fenced"))
+                        return false;
+                log_warn("VM '%s' is %s on host '%s' while Armada has it on host '%s', which cannot be asked now; its record"
+                         " stays until '%s' answers", vm->name, hv_state_name(d->state), h->name, owner.name, owner.name);
+                return true;
+        case OWNER_RUNS:
+                break;
+        }
+        /* A copy still starting (QEMU starts paused) is judged once it runs. */
+        if (d->state != HV_STATE_RUNNING && d->state != HV_STATE_BLOCKED)
+                return true;
         int r = hv_domain_kill(l->conn, d->uuid);
         const char *err = r < 0 && r != -EBUSY ? hv_last_error() : NULL;
         _cleanup_free_ char *msg = err
@@ -320,7 +352,7 @@ static bool stale_copy(Inventory *inv, Link *l, const StoreHost *h, const StoreV
 static void reconcile_foreign(Inventory *inv, const StoreHost *h, const StoreVm *vm, const HvDomainInfo *d) {
         if (!inventory_vm_is_foreign(vm)) {
                 if (!streq(vm->origin, "discovered"))
-                        return; /* Armada's own record: leave it; stale_copy and "moved" skip it too */
+                        return; /* Armada's own record: leave it; copy_elsewhere and "moved" skip it too */
                 (void) store_vm_set_origin(inv->st, vm->id, "foreign");
                 _cleanup_free_ char *msg = xasprintf("VM '%s' on host '%s' belongs to another Armada installation (%s); it is now"
                                                      " shown as foreign, read-only.", vm->name, h->name, d->armada_installation);
@@ -379,7 +411,7 @@ static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
                                 continue; /* a stale definition; the VM lives where Armada placed it */
                         if (same_hypervisor(inv, h, vm.host_id))
                                 continue; /* one libvirtd seen through two host records: nothing moved */
-                        if (stale_copy(inv, l, h, &vm, d))
+                        if (copy_elsewhere(inv, l, h, &vm, d))
                                 continue;
                         _cleanup_free_ char *msg = xasprintf("VM '%s' is %s on host '%s'; Armada had it on host id %lld. Its record now follows it.",
                                                              vm.name, state, h->name, (long long) vm.host_id);

@@ -1,7 +1,9 @@
 """System tests: a real armadad managing two test-bed hosts, each a real
 libvirtd with real QEMU (KVM where /dev/kvm works, TCG otherwise), checked
 with virsh against each host's own URI."""
+import os
 import signal
+import tempfile
 import unittest
 
 from armada_harness import Armadad, wait_until
@@ -11,6 +13,24 @@ from testbed import Testbed, kvm_usable, skip_reason
 def domstate(bed, host, name):
     r = bed.virsh(host, "domstate", name, check=False)
     return r.strip() if r else None
+
+
+def host_process(init_pid, comm):
+    """The pid of the process named comm among the descendants of a test-bed
+    host's init (its PID 1, seen from here)."""
+    todo = [init_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == comm:
+                    return pid
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except FileNotFoundError:
+            continue
+    raise AssertionError(f"no {comm} under pid {init_pid}")
 
 
 class TestArmadaOnTestbed(unittest.TestCase):
@@ -155,6 +175,42 @@ class TestArmadaOnTestbed(unittest.TestCase):
         job = self.d.wait_job(job_id, timeout=30)
         self.assertEqual(job["state"], "cancelled", job)
         self.assertEqual(domstate(self.bed, "h1", "sys-term"), "running", "a cancelled stop leaves the guest running")
+
+    def test_8_a_copy_started_while_the_owner_cannot_answer_never_costs_the_original(self):
+        """A VM runs on h1; h1's libvirtd stops answering (its guests keep
+        running) and, behind Armada's back, a copy is started on h2. The
+        record must not follow the copy: had it, the next round after h1
+        answered again would have called the original on h1 the stale copy
+        and powered it off."""
+        d, bed = self.d, self.bed
+        vm = d.create_vm("sys-twice", "h1", memory_mib=64, start=True)
+        self.addCleanup(lambda: d.request("DELETE", f"/api/v1/vms/{vm['id']}"))
+        xml = bed.virsh("h1", "dumpxml", "sys-twice")
+        libvirtd = host_process(bed.host("h1").pid, "libvirtd")
+        os.kill(libvirtd, signal.SIGSTOP)
+        self.addCleanup(os.kill, libvirtd, signal.SIGCONT)
+        wait_until(lambda: d.find("hosts", "h1")["state"] == "unreachable", 30, what="h1 to stop answering")
+        with tempfile.NamedTemporaryFile("w", suffix=".xml") as f:
+            f.write(xml)
+            f.flush()
+            bed.virsh("h2", "define", f.name)
+        self.addCleanup(lambda: bed.virsh("h2", "undefine", "sys-twice", check=False))
+        bed.virsh("h2", "start", "sys-twice")
+        # Three rounds of h2's reconcile see the copy: the record stays on h1.
+        seen = [d.find("hosts", "h2")["last_seen_at"]]
+        wait_until(lambda: (seen.append(d.find("hosts", "h2")["last_seen_at"]) or len(set(seen)) > 3), 30,
+                   what="three refresh rounds of h2")
+        self.assertEqual(d.vm(vm["id"])["host_name"], "h1")
+        kinds = [e["kind"] for e in d.ok("GET", "/api/v1/events?limit=100")["items"] if e["object_name"] == "sys-twice"]
+        self.assertNotIn("vm.moved", kinds)
+        # h1 answers again: the copy on h2 goes, the original stays.
+        os.kill(libvirtd, signal.SIGCONT)
+        wait_until(lambda: d.find("hosts", "h1")["state"] == "ok", 30, what="h1 to answer again")
+        wait_until(lambda: domstate(bed, "h2", "sys-twice") != "running", 30, what="the copy on h2 to be powered off")
+        self.assertEqual(domstate(bed, "h1", "sys-twice"), "running")
+        self.assertEqual(d.vm(vm["id"])["host_name"], "h1")
+        self.assertIn("vm.stale-copy", [e["kind"] for e in d.ok("GET", "/api/v1/events?limit=100")["items"]
+                                        if e["object_name"] == "sys-twice"])
 
     def test_9_a_dead_host_is_unreachable_and_comes_back(self):
         vm = self.d.create_vm("sys-dead", "h2", memory_mib=64, start=True)
