@@ -29,6 +29,7 @@
 
 #include "inventory/placement.h"
 #include "library/library.h"
+#include "place/place.h"
 #include "store/store-library.h"
 
 #define VM_CPUS_MAX 256
@@ -727,13 +728,26 @@ static LibraryAmounts grant_used(json_t *g) {
 /* Inside the deploy transaction: picks the host of one VM. */
 static int deploy_place(Req *r, const StoreHost *fixed, int64_t group_id, json_t *tpl, const char *name, bool full_copy,
                         StoreHost *ret, char *why, size_t why_size) {
-        if (fixed) {
-                *ret = *fixed;
-                return 0;
-        }
         uint64_t vsize = (uint64_t) jint(tpl, "base_virtual_size"), want = (uint64_t) jint(tpl, "disk_bytes");
         PlacementDemand d = { .cpus = (unsigned) jint(tpl, "cpus"), .memory_mib = (uint64_t) jint(tpl, "memory_mib"),
                               .disk_bytes = full_copy ? (want > vsize ? want : vsize) : 0, .vm_name = name };
+        if (fixed) {
+                /* A named host must have the memory, as for POST /vms: the
+                 * VMs this deploy already recorded count. */
+                PlacementRating *rt = NULL;
+                int n = placement_rate(r->api->st, fixed->group_id, &d, &rt);
+                for (int i = 0; i < n; i++)
+                        if (rt[i].host_id == fixed->id && (rt[i].why & PLACE_WHY_MEMORY)) {
+                                snprintf(why, why_size, "host '%s' cannot take VM '%s': %s", fixed->name, name, rt[i].reason);
+                                free(rt);
+                                return -ENOSPC;
+                        }
+                free(rt);
+                if (n < 0)
+                        return n;
+                *ret = *fixed;
+                return 0;
+        }
         /* A delegated administrator's VMs go to the groups it manages,
          * and its errors name no other host. */
         if (r->subj.role == ROLE_DELEGATED_ADMIN) {
@@ -915,7 +929,10 @@ static void h_template_deploy(Req *r) {
                 store_rollback(st);
                 if (taken)
                         return reply_vm_name_taken(r, "name", taken);
-                if (status == 409 && !fixedp)
+                if (status == 409 && fixedp)
+                        return reply_error(r, 422, "no_capacity", "host", "Cannot deploy VM %d of %lld from template '%s': %.1500s.", made + 1,
+                                           (long long) count, jstr(tpl, "name"), why);
+                if (status == 409)
                         return reply_error(r, 409, "no_capacity", NULL, "Cannot place VM %d of %lld from template '%s': %.1500s.", made + 1,
                                            (long long) count, jstr(tpl, "name"), why);
                 if (status == 403)

@@ -234,6 +234,16 @@ class LibraryTest(unittest.TestCase):
         self.assertEqual(self.d.wait_job(r["jobs"][0]["id"])["state"], "succeeded")
         self.assertEqual(self.d.find("vms", "placed")["host_name"], "other1")
 
+    def test_11b_deploy_to_a_named_host_needs_its_memory(self):
+        # prod1 has 64 GiB: two 40 GiB VMs do not fit; nothing is created.
+        t = self.template("big", memory_mib=40 * 1024)
+        before = self.d.count("vms")
+        b = self.refused("POST", f"/api/v1/templates/{t['id']}/deploy", {"name": "big", "count": 2, "host": "prod1"}, 422, "host",
+                         contains="host 'prod1' cannot take VM 'big-2': memory")
+        self.assertEqual(b["error"]["code"], "no_capacity")
+        self.assertEqual(self.d.count("vms"), before)
+        self.d.ok("DELETE", f"/api/v1/templates/{t['id']}")
+
     def test_12_to_template_refuses_running_vms_and_fails_cleanly(self):
         t = self.template("cap-src")
         r = self.d.ok("POST", f"/api/v1/templates/{t['id']}/deploy", {"name": "cap", "host": "prod1"})
