@@ -470,6 +470,15 @@ static void h_rules_list(Req *r) {
         reply(r, 200, json_pack("{s:o}", "items", out));
 }
 
+/* 409 for a rule name that is taken; the rule is named as existing only to
+ * a caller who may see it (rule_for_caller), as VM names are. */
+static void reply_rule_name_taken(Req *r, const char *name, int64_t id) {
+        _cleanup_json_ json_t *seen = id > 0 ? rule_for_caller(r, store_rule_get_json(r->api->st, id)) : NULL;
+        if (seen)
+                return reply_error(r, 409, "conflict", "name", "A placement rule named '%s' already exists.", name);
+        reply_error(r, 409, "conflict", "name", "The placement rule name '%s' cannot be used; choose another.", name);
+}
+
 static void h_rules_create(Req *r) {
         static const char *const fields[] = { "name", "kind", "vms", NULL };
         const char *name = NULL, *kind = NULL;
@@ -485,14 +494,14 @@ static void h_rules_create(Req *r) {
                 return reply_error(r, 400, "invalid_argument", "vms", "Field 'vms' is required (the names of the rule's VMs).");
         int64_t id;
         if (store_rule_find(r->api->st, name, &id) == 0)
-                return reply_error(r, 409, "conflict", "name", "A placement rule named '%s' already exists.", name);
+                return reply_rule_name_taken(r, name, id);
         _cleanup_free_ int64_t *ids = NULL;
         size_t n = 0;
         if (!rule_vms(r, &ids, &n))
                 return;
         int e = store_rule_insert(r->api->st, name, kind, ids, n, &id);
         if (e == -EEXIST)
-                return reply_error(r, 409, "conflict", "name", "A placement rule named '%s' already exists.", name);
+                return reply_rule_name_taken(r, name, store_rule_find(r->api->st, name, &id) == 0 ? id : 0);
         if (e < 0)
                 return reply_store_error(r, e, "the placement rule");
         audit(r, "rule.create", "rule", id, name, kind, "ok");

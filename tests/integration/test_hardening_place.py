@@ -336,6 +336,15 @@ class TestScope(HardeningCase):
             # It may not change or delete a rule that holds a VM it cannot change.
             self.assertEqual(self.d.request("DELETE", f"/api/v1/placement/rules/{theirs['id']}", token=self.deleg)[0], 404)
             self.assertEqual(self.d.request("DELETE", f"/api/v1/placement/rules/{both['id']}", token=self.deleg)[0], 403)
+            # A taken name is not confirmed to a caller who cannot see the rule.
+            st, b = self.d.request("POST", "/api/v1/placement/rules", {"name": "rule-b-secret", "kind": "affinity", "vms": ["a-vm"]},
+                                   token=self.deleg)
+            self.assertEqual((st, b["error"]["field"]), (409, "name"), b)
+            self.assertNotIn("already exists", b["error"]["message"])
+            st, b = self.d.request("POST", "/api/v1/placement/rules", {"name": "rule-a", "kind": "affinity", "vms": ["a-vm"]},
+                                   token=self.deleg)
+            self.assertEqual(st, 409, b)
+            self.assertIn("A placement rule named 'rule-a' already exists", b["error"]["message"])
             # Administrators and the read-only role see every rule.
             self.assertEqual(len(self.d.ok("GET", "/api/v1/placement/rules")["items"]), 3)
             self.assertEqual(len(self.d.ok("GET", "/api/v1/placement/rules", token=self.ro)["items"]), 3)
