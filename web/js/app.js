@@ -364,14 +364,15 @@ function renderVms(vms) {
       class: 'vm-card' + (sel ? ' selected' : ''), tabIndex: 0, dataset: { name: vm.name, state: vm.state, id: vm.id },
       onclick: () => select('vm', vm.id), oncontextmenu: ev => vmMenu(ev, vm),
       onkeydown: ev => { if (ev.key === 'Enter') select('vm', vm.id); if (ev.key === 'ContextMenu') vmMenu(ev, vm); },
-      ondblclick: () => { if (vm.state === 'running' && app.features.console) location.hash = `#/console/${vm.id}`; },
+      ondblclick: () => { if (vm.state === 'running' && vm.origin !== 'foreign' && app.features.console) location.hash = `#/console/${vm.id}`; },
     },
     h('div.thumbbox', { dataset: { state: vm.state } }, thumbFor(vm), h('span.thumb-state', vm.state)),
     h('div.vm-meta',
       h('div.vm-name', vm.name),
       h('div', stateBadge(vm.state), vm.health ? h('span.health', { dataset: { health: vm.health }, title: (vm.health_reasons || []).join('; ') }, vm.health) : null),
       h('div.muted', `${vm.cpus} vCPU · ${mib(vm.memory_mib)}`),
-      h('div.muted', vm.host_name ? `on ${vm.host_name}` : 'not placed', isAdminish() && vm.owner_name ? ` · ${vm.owner_name}` : ''))));
+      h('div.muted', vm.host_name ? `on ${vm.host_name}` : 'not placed', isAdminish() && vm.owner_name ? ` · ${vm.owner_name}` : '',
+        vm.origin === 'foreign' ? ' · another installation\'s (read-only)' : ''))));
   }
 }
 
@@ -392,7 +393,8 @@ function selectedHost() {
 
 function vmActionsFor(vm) {
   return VM_ACTIONS.filter(a => !a.feature || app.features[a.feature]).map(a => ({
-    id: a.id, label: a.label, danger: a.danger, disabled: !a.when(vm.state), onclick: () => doVm(vm, a.id),
+    // Another Armada installation's VM is shown read-only (the server refuses with 409 anyway).
+    id: a.id, label: a.label, danger: a.danger, disabled: vm.origin === 'foreign' || !a.when(vm.state), onclick: () => doVm(vm, a.id),
   }));
 }
 
