@@ -9,6 +9,7 @@
 
 #include "ha-priv.h"
 #include "inventory/placement.h"
+#include "place/place.h"
 
 #define POLL_MS 200
 #define POSTCOPY_AFTER_ITERATIONS 4
@@ -156,6 +157,24 @@ static void *migration_main(void *arg) {
         return NULL;
 }
 
+/* A target the caller named must have the VM's memory after its reserves
+ * (memory is a hard requirement; QEMU would overcommit it silently). 0, or
+ * -ENOSPC with placement's reason in why. A host placement does not rate
+ * for d (outside the owner's scope, or the source) is left to the caller's
+ * checks. */
+static int named_target_fits(Store *st, const PlacementDemand *d, int64_t to, char *why, size_t why_size) {
+        PlacementRating *rated = NULL;
+        int n = placement_rate(st, 0, d, &rated);
+        int r = n < 0 ? n : 0;
+        for (int i = 0; i < n; i++)
+                if (rated[i].host_id == to && (rated[i].why & PLACE_WHY_MEMORY)) {
+                        snprintf(why, why_size, "host '%s' cannot take it: %s", rated[i].host_name, rated[i].reason);
+                        r = -ENOSPC;
+                }
+        free(rated);
+        return r;
+}
+
 /* Chooses the target of vm (or checks the one given in to) and reserves
  * the room there, in one step under the placement lock: the room stays
  * promised to this move until job_vm_migrate() ends it. Placement stays
@@ -172,14 +191,20 @@ static int migrate_target(JobCtx *ctx, const StoreVm *vm, const StoreHost *src, 
                               .vm_id = vm->id, .vm_name = vm->name, .exclude_host_id = src->id,
                               .scope = scope, .n_scope = (size_t) ns };
         char why[2048] = "";
+        bool named = *to != 0;
         int r = placement_lock(st);
         if (r < 0)
                 return job_fail(ctx, r, "Cannot take the placement lock to move VM '%s'.", vm->name);
-        if (!*to)
+        if (!named)
                 r = choose_target(st, dp, with_storage, &d, to, why, sizeof why);
+        else
+                r = named_target_fits(st, &d, *to, why, sizeof why);
         if (r >= 0)
                 r = placement_reserve(st, &d, *to);
         r = placement_unlock(st, r);
+        if (r == -ENOSPC && named)
+                return job_fail(ctx, r, "Cannot move VM '%s' (%u vCPUs, %llu MiB): %s.", vm->name, vm->cpus,
+                                (unsigned long long) vm->memory_mib, why);
         if (r == -ENOSPC)
                 return job_fail(ctx, r, "No host can take VM '%s' (%u vCPUs, %llu MiB): %s", vm->name, vm->cpus,
                                 (unsigned long long) vm->memory_mib, why);

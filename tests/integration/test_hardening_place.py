@@ -262,6 +262,16 @@ class TestScope(HardeningCase):
         self.assertEqual(self.d.vm(self.vm["id"])["host_id"], self.a1)
         self.assertEqual(self.reservations(), [])
 
+    def test_migration_to_a_named_host_needs_its_memory(self):
+        # alpha-two has 1 GiB: a-vm's 2 GiB do not fit after the reserve.
+        r = self.d.ok("POST", f"/api/v1/vms/{self.vm['id']}/migrate", {"to": "alpha-two"})
+        job = self.d.wait_job(r["job"]["id"])
+        self.assertEqual(job["state"], "failed", job)
+        self.assertIn("Cannot move VM 'a-vm'", job["error"])
+        self.assertIn("host 'alpha-two' cannot take it: memory: needs 2048 MiB", job["error"])
+        self.assertEqual(self.d.vm(self.vm["id"])["host_id"], self.a1)
+        self.assertEqual(self.reservations(), [])
+
     def test_administrator_placement_still_spans_the_estate(self):
         # The same migration by an administrator picks B (the test driver
         # cannot really migrate: the job then fails naming it), and the room
