@@ -47,5 +47,54 @@ class TestOpenApi(unittest.TestCase):
         self.assertEqual(missing, [], "routes missing from docs/openapi.yaml")
 
 
+class TestContractCheck(unittest.TestCase):
+    """tests/lib/openapi_check.py, which the harness runs on every request,
+    catches what the spec does not allow (and lets through what it does)."""
+    def setUp(self):
+        try:
+            import jsonschema  # noqa: F401
+        except ImportError:
+            self.skipTest("jsonschema (python3-jsonschema) is not installed")
+        if yaml is None:
+            self.skipTest("PyYAML (python3-yaml) is not installed")
+        import openapi_check
+        self.oc = openapi_check
+        self.seen = openapi_check.seen  # these made-up exchanges are not the suite's requests
+        self.env = os.environ.get("ARMADA_OPENAPI_CHECK")
+        os.environ["ARMADA_OPENAPI_CHECK"] = "1"
+
+    def tearDown(self):
+        self.oc.seen = self.seen
+        if self.env is None:
+            os.environ.pop("ARMADA_OPENAPI_CHECK", None)
+        else:
+            os.environ["ARMADA_OPENAPI_CHECK"] = self.env
+
+    def violation(self, *a):
+        with self.assertRaises(AssertionError) as cm:
+            self.oc.check(*a)
+        return str(cm.exception)
+
+    def test_check(self):
+        J = "application/json"
+        rule = {"id": 1, "name": "r", "object_kind": "vm", "metric": "state", "comparison": "==", "threshold": None,
+                "state_value": "crashed", "scope": "all", "scope_id": None, "description": None}
+        self.oc.check("GET", "/api/v1/alert-rules/1", None, 200, rule, J)  # nullable: null is fine
+        msg = self.violation("GET", "/api/v1/alert-rules/1", None, 200, dict(rule, name=None), J)
+        self.assertIn("GET /api/v1/alert-rules/1 -> 200", msg)
+        self.assertIn("'/name'", msg)
+        msg = self.violation("GET", "/api/v1/alert-rules?x=1", None, 200, {"items": [dict(rule, threshold="high")]}, J)
+        self.assertIn("'/items/0/threshold'", msg)
+        self.assertIn("status 418 is not documented", self.violation("GET", "/api/v1/webhooks/1", None, 418, {}, J))
+        self.assertIn("no such path", self.violation("GET", "/api/v1/nothing-here", None, 200, {}, J))
+        self.oc.check("GET", "/api/v1/nothing-here", None, 404, {"error": {"code": "not_found"}}, J)
+        # A request body is checked when the server accepted it, not when it refused it.
+        self.assertIn("request body", self.violation("POST", "/api/v1/sessions", {"name": 5, "password": "x"}, 201,
+                                                     {"token": "t"}, J))
+        self.oc.check("POST", "/api/v1/sessions", {"name": 5}, 400, {"error": {"code": "bad_request", "message": "m", "field": "name"}}, J)
+        os.environ["ARMADA_OPENAPI_CHECK"] = "0"
+        self.oc.check("GET", "/api/v1/nothing-here", None, 200, {}, J)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -12,6 +12,8 @@ import time
 import urllib.error
 import urllib.request
 
+import openapi_check
+
 ROOT = os.environ.get("ARMADA_ROOT", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BUILD = os.environ.get("ARMADA_BUILD", os.path.join(ROOT, "build-check"))
 ARMADAD = os.path.join(BUILD, "src", "daemon", "armadad")
@@ -133,13 +135,23 @@ class Armadad:
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 text = resp.read()
-                return resp.status, (json.loads(text) if text.strip() and resp.headers.get("Content-Type", "").startswith("application/json") else text)
+                ctype = resp.headers.get("Content-Type", "")
+                st, out = resp.status, (json.loads(text) if text.strip() and ctype.startswith("application/json") else text)
         except urllib.error.HTTPError as e:
             text = e.read()
+            ctype = e.headers.get("Content-Type", "") if e.headers else ""
             try:
-                return e.code, json.loads(text)
+                st, out = e.code, json.loads(text)
             except ValueError:
-                return e.code, text
+                st, out = e.code, text
+        sent = body
+        if raw is not None:
+            try:
+                sent = json.loads(raw)
+            except ValueError:
+                sent = None
+        openapi_check.check(method, path, sent, st, out, ctype)
+        return st, out
 
     def login(self, name=None, password=None):
         if name is None:
