@@ -32,8 +32,12 @@ def enabled():
 
 class _Spec:
     def __init__(self, path):
-        import yaml
-        import jsonschema
+        try:
+            import yaml
+            import jsonschema
+        except ImportError as e:
+            raise AssertionError(f"the OpenAPI check needs PyYAML and jsonschema ({e}; scripts/bootstrap installs"
+                                 " python3-yaml and python3-jsonschema); ARMADA_OPENAPI_CHECK=0 turns it off") from e
         self.jsonschema = jsonschema
         with open(path) as f:
             self.doc = yaml.safe_load(f)
