@@ -23,7 +23,8 @@ METHODS = ("get", "post", "put", "patch", "delete")
 ROOT = os.environ.get("ARMADA_ROOT", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 _state = None
-seen = 0
+seen = 0          # requests checked
+operations = set()  # (METHOD, path template) of the spec they used
 
 
 def enabled():
@@ -122,8 +123,9 @@ def _report():
     out = os.environ.get("ARMADA_OPENAPI_STATS")
     if out:
         with open(out, "a") as f:
-            f.write(f"{seen}\n")
-    print(f"openapi-check: {seen} request(s) validated against docs/openapi.yaml", file=sys.stderr)
+            f.write(f"{seen} {len(operations)}\n")
+    print(f"openapi-check: {seen} request(s) of {len(operations)} documented operation(s) validated against"
+          " docs/openapi.yaml", file=sys.stderr)
 
 
 def check(method, url_path, request_body, status, response_body, content_type):
@@ -147,6 +149,7 @@ def check(method, url_path, request_body, status, response_body, content_type):
         raise AssertionError(f"OpenAPI contract violation: {where}: "
                              f"{'no such path' if tmpl is None else 'method not documented for ' + tmpl}"
                              " in docs/openapi.yaml")
+    operations.add((method.upper(), tmpl))
     if 200 <= status < 300 and request_body is not None and "requestBody" in op:
         rb = spec.deref(op["requestBody"])
         schema = rb.get("content", {}).get("application/json", {}).get("schema")
