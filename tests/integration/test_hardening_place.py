@@ -12,7 +12,6 @@ hypervisor):
   unknown fields at every level."""
 import os
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -20,38 +19,14 @@ import unittest
 
 from armada_harness import ARMADA, Armadad
 from test_library import qcow2
+from test_placement import PlacementTestCase
 
-NODE_XML = """<node>
-  <cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets>
-       <cores>{cpus}</cores><threads>1</threads><active>{cpus}</active></cpu>
-  <memory>{kib}</memory>
-</node>
-"""
 RESERVE_MIB = 512       # the root group's default memory reserve
 ACTIVE = ("running", "paused", "creating", "shutting-down", "suspended", "unknown")
 
 
-class HardeningCase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.xml_dir = tempfile.mkdtemp(prefix="armada-hard-place-")
-        cls.d = Armadad().start()
-        cls.d.token = cls.d.login()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.cleanup()
-        shutil.rmtree(cls.xml_dir, ignore_errors=True)
-
-    @classmethod
-    def host(cls, name, group, cpus, memory_mib):
-        path = os.path.join(cls.xml_dir, name + ".xml")
-        with open(path, "w") as f:
-            f.write(NODE_XML.format(cpus=cpus, kib=memory_mib * 1024))
-        cls.d.request("POST", "/api/v1/host-groups", {"path": group})   # 409 when it exists
-        h, job = cls.d.add_host(name, "test://" + path, group=group)
-        assert job["state"] == "succeeded", job
-        return h["id"]
+class HardeningCase(PlacementTestCase):
+    """PlacementTestCase's armadad and test hosts of a chosen size, with users."""
 
     @classmethod
     def user(cls, name, role, scopes=None):
@@ -60,9 +35,6 @@ class HardeningCase(unittest.TestCase):
             body["scopes"] = scopes
         cls.d.ok("POST", "/api/v1/users", body)
         return cls.d.login(name, name + "-password")
-
-    def db(self):
-        return sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db"), timeout=10)
 
     def allocations(self, host_ids):
         """{host_id: (capacity MiB, MiB of the VMs in an active state there)}."""
