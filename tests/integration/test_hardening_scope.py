@@ -46,15 +46,15 @@ VOLATILE_TABLES = {"audit", "token", "event", "perf_raw", "perf_5m", "perf_1h", 
 VOLATILE_COLUMN = re.compile(r"(_at$|^last_|^state$|^state_reason$|^free_memory_mib$|^value$|^progress$|^step$|^message$)")
 
 
-class ReadOnlyWritesNothing(unittest.TestCase):
-    """Walks every write endpoint as a read-only user: each answers 403 (the
-    policy, not a 400 about the body: every body is one an administrator
-    could send), and the database is the same afterwards."""
+class PopulatedCase(unittest.TestCase):
+    """An armadad (started with ARGS) and a scratch directory, filled by the
+    subclass's _populate()."""
+    ARGS = []
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="armada-scope-it-")
-        cls.d = d = Armadad(["--monitor-interval-ms", "300"])
+        cls.d = d = Armadad(cls.ARGS)
         try:
             d.start()
             d.token = d.login()
@@ -67,6 +67,14 @@ class ReadOnlyWritesNothing(unittest.TestCase):
     def tearDownClass(cls):
         cls.d.cleanup()
         shutil.rmtree(cls.tmp, ignore_errors=True)
+
+
+class ReadOnlyWritesNothing(PopulatedCase):
+    """Walks every write endpoint as a read-only user: each answers 403 (the
+    policy, not a 400 about the body: every body is one an administrator
+    could send), and the database is the same afterwards."""
+
+    ARGS = ["--monitor-interval-ms", "300"]
 
     @classmethod
     def _populate(cls):
@@ -269,27 +277,10 @@ class ReadOnlyWritesNothing(unittest.TestCase):
 
 
 
-class NoNamesOutsideScope(unittest.TestCase):
+class NoNamesOutsideScope(PopulatedCase):
     """Self-service and delegated users are refused without learning the
     names (or the existence) of hosts, host groups and VMs outside their
     scope."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="armada-scope-it-")
-        cls.d = d = Armadad()
-        try:
-            d.start()
-            d.token = d.login()
-            cls._populate()
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.cleanup()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     @classmethod
     def _populate(cls):
