@@ -6,6 +6,7 @@ hosts are the administrator's to add, remove and change, and pool paths and
 cluster shared storage stay out of the system's directories."""
 import json
 import os
+import shutil
 import sqlite3
 import stat
 import tempfile
@@ -24,27 +25,40 @@ def marker_script(dirname):
     return script, marker
 
 
-class TestWithoutTestHosts(unittest.TestCase):
-    """An armadad started without --allow-test-hosts (as in production)."""
+class UriCase(unittest.TestCase):
+    """An armadad (ARGS, ALLOW_TEST_HOSTS) and a directory holding a script
+    that leaves a marker if anything ever runs it."""
+    ARGS = []
+    ALLOW_TEST_HOSTS = True
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="armada-uri-")
         cls.script, cls.marker = marker_script(cls.tmp)
-        cls.d = Armadad(["--ensure-host", "boot1=test:///default"], allow_test_hosts=False)
+        cls.d = Armadad(cls.ARGS, allow_test_hosts=cls.ALLOW_TEST_HOSTS)
         try:
             cls.d.start()
             cls.d.token = cls.d.login()
-        except Exception:
-            cls.d.cleanup()
+            cls._populate()
+        except BaseException:
+            cls.tearDownClass()
             raise
+
+    @classmethod
+    def _populate(cls):
+        pass
 
     @classmethod
     def tearDownClass(cls):
         cls.d.cleanup()
-        for f in os.listdir(cls.tmp):
-            os.unlink(os.path.join(cls.tmp, f))
-        os.rmdir(cls.tmp)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+
+class TestWithoutTestHosts(UriCase):
+    """An armadad started without --allow-test-hosts (as in production)."""
+
+    ARGS = ["--ensure-host", "boot1=test:///default"]
+    ALLOW_TEST_HOSTS = False
 
     def db(self):
         return sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db"), timeout=10)
@@ -118,33 +132,17 @@ class TestWithoutTestHosts(unittest.TestCase):
             self.d.ok("DELETE", f"/api/v1/hosts/{host_id}")
 
 
-class TestWithTestHosts(unittest.TestCase):
+class TestWithTestHosts(UriCase):
     """The integration suite's armadad: --allow-test-hosts."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="armada-uri-")
-        cls.script, cls.marker = marker_script(cls.tmp)
-        cls.d = Armadad()
-        try:
-            cls.d.start()
-            cls.d.token = cls.d.login()
-            d = cls.d
-            d.ok("POST", "/api/v1/host-groups", {"path": "Lab"})
-            d.add_host("lab1", "test:///default", group="Lab")
-            d.add_host("lab2", d.test_node_uri("lab2"), group="Lab")
-            d.ok("POST", "/api/v1/users", {"name": "deleg", "password": "deleg-pass", "role": "delegated-administrator", "scopes": ["Lab"]})
-            cls.deleg = d.login("deleg", "deleg-pass")
-        except Exception:
-            cls.d.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.cleanup()
-        for f in os.listdir(cls.tmp):
-            os.unlink(os.path.join(cls.tmp, f))
-        os.rmdir(cls.tmp)
+    def _populate(cls):
+        d = cls.d
+        d.ok("POST", "/api/v1/host-groups", {"path": "Lab"})
+        d.add_host("lab1", "test:///default", group="Lab")
+        d.add_host("lab2", d.test_node_uri("lab2"), group="Lab")
+        d.ok("POST", "/api/v1/users", {"name": "deleg", "password": "deleg-pass", "role": "delegated-administrator", "scopes": ["Lab"]})
+        cls.deleg = d.login("deleg", "deleg-pass")
 
     def test_ext_transport_is_refused_and_never_runs(self):
         before = self.d.count("hosts")
