@@ -8,10 +8,30 @@
 
 #include "util/util.h"
 
-/* The libvirt connection inside an HvConn, for hv's other files (stats,
- * volumes, migration, screenshots). Borrowed; never NULL for a live HvConn. */
+/* Every libvirt call on an HvConn runs under a lease: the calling thread
+ * has one of the host's connections to itself from hv_lease_begin to
+ * hv_lease_end (hv.c says why). A function that calls libvirt starts with
+ * HV_LEASE(c); calls nested in it on the same HvConn share its lease.
+ * hv_conn_virt(c) is the connection this thread leased (it aborts outside
+ * a lease). Borrowed. */
 struct HvConn;
 struct _virConnect;
+typedef struct {
+        struct HvConn *c;
+        struct _virConnect *conn;
+        bool owner;
+} HvLease;
+/* 0, or a negative code with the error set when no connection could be
+ * had (the host closed them, or a new one failed). */
+int hv_lease_begin(struct HvConn *c, HvLease *l);
+void hv_lease_end(HvLease *l);
+#define HV_LEASE(c)                                                     \
+        _cleanup_(hv_lease_end) HvLease _hv_lease = { 0 };              \
+        do {                                                            \
+                int _hv_r = hv_lease_begin((c), &_hv_lease);            \
+                if (_hv_r < 0)                                          \
+                        return _hv_r;                                   \
+        } while (0)
 struct _virConnect *hv_conn_virt(struct HvConn *c);
 
 /* libvirt's last error in this thread (VIR_ERR_OK when none): read it
@@ -26,6 +46,20 @@ int hv_virt_fail(const char *fmt, ...) _printf_(1, 2);
 /* Records the reason for the failure in progress (a sentence) as
  * hv_last_error() of this thread. */
 void hv_set_error(const char *fmt, ...) _printf_(1, 2);
+
+/* Records libvirt's whole message for the failure in progress (logs only),
+ * after hv_set_error(), which clears it. */
+void hv_set_error_detail(const char *fmt, ...) _printf_(1, 2);
+
+/* A call that may never return (hv-bounded.c). run(data) is started on a
+ * thread of its own and waited for up to deadline_ms. 0: it returned; the
+ * caller owns data again and this thread has its hv_last_error(). -ETIMEDOUT:
+ * it did not; data now belongs to that thread, which calls drop(data) when
+ * run returns, so run must touch nothing but data (copies of every input,
+ * room for every output) and drop must release whatever run produced. */
+typedef void (*HvBoundedRun)(void *data);
+typedef void (*HvBoundedDrop)(void *data);
+int hv_run_bounded(unsigned deadline_ms, HvBoundedRun run, HvBoundedDrop drop, void *data);
 
 /* <pool type='dir'> named name at path. malloc'd; never NULL. */
 char *hv_xml_pool_build(const char *name, const char *path);

@@ -76,6 +76,7 @@ unsigned long hv_migrate_flags(const HvMigrateOptions *o) {
 /* ---- migration ---- */
 
 int hv_migrate(HvConn *c, const char *uuid, const HvMigrateOptions *o) {
+        HV_LEASE(c);
         if (!o || !o->dest_uri || !o->dest_uri[0]) {
                 hv_set_error("cannot migrate a VM without a destination URI");
                 return -EINVAL;
@@ -160,14 +161,17 @@ static int job_stats(HvConn *c, const char *uuid, unsigned flags, HvJobInfo *ret
 }
 
 int hv_job_info(HvConn *c, const char *uuid, HvJobInfo *ret) {
+        HV_LEASE(c);
         return job_stats(c, uuid, 0, ret);
 }
 
 int hv_job_completed(HvConn *c, const char *uuid, HvJobInfo *ret) {
+        HV_LEASE(c);
         return job_stats(c, uuid, VIR_DOMAIN_JOB_STATS_COMPLETED, ret);
 }
 
 int hv_job_abort(HvConn *c, const char *uuid) {
+        HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
         if (!d)
@@ -179,6 +183,7 @@ int hv_job_abort(HvConn *c, const char *uuid) {
 }
 
 int hv_migrate_start_postcopy(HvConn *c, const char *uuid) {
+        HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
         if (!d)
@@ -190,6 +195,7 @@ int hv_migrate_start_postcopy(HvConn *c, const char *uuid) {
 }
 
 int hv_domain_managed_save(HvConn *c, const char *uuid) {
+        HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
         if (!d)
@@ -201,6 +207,7 @@ int hv_domain_managed_save(HvConn *c, const char *uuid) {
 }
 
 int hv_domain_xml_get(HvConn *c, const char *uuid, char **ret) {
+        HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
         if (!d)
@@ -215,6 +222,7 @@ int hv_domain_xml_get(HvConn *c, const char *uuid, char **ret) {
 }
 
 int hv_domain_define_xml(HvConn *c, const char *xml) {
+        HV_LEASE(c);
         assert(c);
         if (!xml || !xml[0]) {
                 hv_set_error("cannot define a VM from empty XML");

@@ -71,6 +71,7 @@ static int require_running(virDomainPtr d, const char *what, const char *uuid) {
 }
 
 int hv_domain_screenshot(HvConn *c, const char *uuid, char **ret_data, size_t *ret_len) {
+        HV_LEASE(c);
         _cleanup_domain_ virDomainPtr d = NULL;
         int r = lookup(c, uuid, "a screenshot", &d);
         if (r < 0)
@@ -329,6 +330,7 @@ int hv_vnc_xml_parse(const char *xml, HvVnc *ret) {
 }
 
 int hv_domain_vnc(HvConn *c, const char *uuid, HvVnc *ret) {
+        HV_LEASE(c);
         _cleanup_domain_ virDomainPtr d = NULL;
         int r = lookup(c, uuid, "reading the VNC address", &d);
         if (r < 0)

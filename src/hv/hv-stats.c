@@ -115,6 +115,7 @@ static void record_fill(const virDomainStatsRecord *rec, HvDomainStats *d) {
 }
 
 int hv_stats_domains(HvConn *c, HvDomainStats **ret, size_t *ret_n) {
+        HV_LEASE(c);
         unsigned stats = VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON |
                          VIR_DOMAIN_STATS_VCPU | VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK;
         virDomainStatsRecordPtr *recs = NULL;
@@ -221,6 +222,7 @@ static void node_pools(virConnectPtr conn, HvNodeStats *s) {
 }
 
 int hv_stats_node(HvConn *c, HvNodeStats *ret) {
+        HV_LEASE(c);
         virConnectPtr conn = hv_conn_virt(c);
         HvNodeStats s;
         memset(&s, 0, sizeof s);

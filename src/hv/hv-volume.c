@@ -105,6 +105,7 @@ static int lookup_matches(HvConn *c, const char *path, uint64_t expect_size, boo
 }
 
 int hv_volume_visible(HvConn *c, const char *path, uint64_t expect_size, bool *ret_visible) {
+        HV_LEASE(c);
         assert(c && ret_visible);
         if (!path || path[0] != '/') {
                 hv_set_error("cannot check a path that is not absolute");
@@ -187,6 +188,7 @@ static int vol_path(virStorageVolPtr vol, const char *vol_name, char **ret_path)
 
 int hv_volume_create_overlay(HvConn *c, const char *pool, const char *vol_name, const char *backing_path,
                              const char *backing_format, uint64_t capacity, char **ret_path) {
+        HV_LEASE(c);
         assert(c && ret_path);
         if (!backing_path || backing_path[0] != '/' || !backing_format ||
             (!streq(backing_format, "qcow2") && !streq(backing_format, "raw")) || capacity == 0) {
@@ -207,6 +209,7 @@ int hv_volume_create_overlay(HvConn *c, const char *pool, const char *vol_name, 
 
 int hv_volume_clone(HvConn *c, const char *pool, const char *vol_name, const char *src_path, const char *format,
                     char **ret_path) {
+        HV_LEASE(c);
         assert(c && ret_path);
         if (!format || (!streq(format, "qcow2") && !streq(format, "raw"))) {
                 hv_set_error("cannot copy into volume '%s': its format must be qcow2 or raw", vol_name ? vol_name : "");
@@ -240,6 +243,7 @@ static int send_file(virStreamPtr st, char *data, size_t nbytes, void *opaque) {
 
 int hv_volume_upload(HvConn *c, const char *pool, const char *vol_name, const char *local_path, bool content,
                      char **ret_path) {
+        HV_LEASE(c);
         assert(c && ret_path);
         _cleanup_close_ int fd = open(local_path, O_RDONLY | O_CLOEXEC);
         struct stat sb;
@@ -298,6 +302,7 @@ static int recv_file(virStreamPtr st, const char *data, size_t nbytes, void *opa
 }
 
 int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path) {
+        HV_LEASE(c);
         assert(c);
         _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(hv_conn_virt(c), vol_path);
         if (!vol)

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -26,12 +27,26 @@ static inline void vir_poolp(virStoragePoolPtr *p) { if (*p) virStoragePoolFree(
 static inline void vir_volp(virStorageVolPtr *p) { if (*p) virStorageVolFree(*p); }
 #define _cleanup_vol_ _cleanup_(vir_volp)
 
+/* A host's connections. libvirt's RPC client lets several threads call
+ * through one connection, but when that connection dies under them
+ * (keepalive timeout) a waiting thread can run a GSource whose data lives
+ * on the stack of the thread that left (libvirt 9.0,
+ * virNetClientIOEventLoop): armadad crashed so when a host stopped
+ * answering during a monitor round. So each thread calls through a
+ * connection of its own for the length of a call (a lease), taken from
+ * the idle ones or opened for it; up to ELEMENTSOF(idle) stay open. */
 struct HvConn {
-        virConnectPtr conn;
         char *uri;
+        int keepalive_interval_s;
+        unsigned keepalive_count;
         HvCloseFn on_close;
         void *userdata;
-        bool close_registered;
+        bool shared;            /* test driver: idle[0], used by all at once */
+        bool close_registered;  /* the driver reports closes */
+        atomic_bool closed;     /* one of them was closed under us */
+        pthread_mutex_t lock;
+        virConnectPtr idle[3];
+        size_t n_idle;
 };
 
 /* ---- errors ---- */
@@ -53,6 +68,13 @@ void hv_set_error(const char *fmt, ...) {
         vsnprintf(last_error, sizeof last_error, fmt, ap);
         va_end(ap);
         last_error_detail[0] = 0;
+}
+
+void hv_set_error_detail(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(last_error_detail, sizeof last_error_detail, fmt, ap);
+        va_end(ap);
 }
 
 /* The code of libvirt's last error in this thread (VIR_ERR_OK when none).
@@ -211,7 +233,116 @@ static void connect_reason(const char *uri, int code, const char *msg, char *out
 
 static void on_conn_closed(virConnectPtr conn, int reason, void *opaque) {
         HvConn *c = opaque;
-        c->on_close(c->userdata, close_reason(reason));
+        /* Only the first: the host's other connections follow. */
+        if (!atomic_exchange(&c->closed, true))
+                c->on_close(c->userdata, close_reason(reason));
+}
+
+/* The part of a connect that can hang: see hv-bounded.c. */
+typedef struct {
+        char *uri;
+        virConnectPtr conn;
+        int r;
+} Open;
+
+static void open_run(void *data) {
+        Open *o = data;
+        /* No auth callbacks: a daemon must never prompt. ssh uses its agent,
+         * TLS its certificates. */
+        o->conn = virConnectOpenAuth(o->uri, NULL, 0);
+        if (o->conn) {
+                o->r = 0;
+                return;
+        }
+        int code = hv_virt_code();
+        const char *msg = virGetLastErrorMessage();
+        char reason[512];
+        connect_reason(o->uri, code, msg, reason, sizeof reason);
+        hv_set_error("cannot connect to '%.500s': %s", o->uri, reason);
+        hv_set_error_detail("%s", code == VIR_ERR_OK ? "libvirt gave no reason" : msg);
+        o->r = hv_errno_from_virt(code);
+}
+
+static void open_drop(void *data) {
+        Open *o = data;
+        if (o->conn)
+                virConnectClose(o->conn);
+        free(o->uri);
+        free(o);
+}
+
+/* One libvirt connection to c's URI, watched and kept alive as c says: 0
+ * and *ret, or a negative code with the error set. first: c is not shared
+ * yet, and learns here whether its driver reports closes. */
+static int conn_open(HvConn *c, bool first, virConnectPtr *ret) {
+        /* A daemon that accepts the socket and then runs nothing (stopped,
+         * wedged) would hold virConnectOpen for ever: keepalive only starts
+         * once it returns. */
+        Open *o = xcalloc(1, sizeof *o);
+        o->uri = xstrdup(c->uri);
+        if (hv_run_bounded(HV_CONNECT_DEADLINE_MS, open_run, open_drop, o) < 0) {
+                hv_set_error("cannot connect to '%.500s': libvirtd did not answer within %u s", c->uri,
+                             HV_CONNECT_DEADLINE_MS / 1000);
+                return -ETIMEDOUT;
+        }
+        virConnectPtr conn = o->conn;
+        int r = o->r;
+        o->conn = NULL;
+        open_drop(o);
+        if (!conn)
+                return r < 0 ? r : -EIO;
+
+        if (c->keepalive_interval_s > 0 &&
+            virConnectSetKeepAlive(conn, c->keepalive_interval_s, c->keepalive_count) < 0 &&
+            hv_virt_code() != VIR_ERR_NO_SUPPORT) {
+                /* Local drivers (test://, qemu:/// in-process) have no
+                 * keepalive: NO_SUPPORT. 1 means the peer lacks it. */
+                r = hv_virt_fail("cannot enable keepalive on '%s'", c->uri);
+                virConnectClose(conn);
+                return r;
+        }
+        if (c->on_close && (first || c->close_registered)) {
+                if (virConnectRegisterCloseCallback(conn, on_conn_closed, c, NULL) == 0)
+                        c->close_registered = true;
+                else if (hv_virt_code() != VIR_ERR_NO_SUPPORT) {
+                        r = hv_virt_fail("cannot watch the connection to '%s'", c->uri);
+                        virConnectClose(conn);
+                        return r;
+                }
+        }
+        *ret = conn;
+        return 0;
+}
+
+static void close_run(void *data) {
+        virConnectPtr *conns = data;
+        for (size_t i = 0; conns[i]; i++)
+                virConnectClose(conns[i]);
+}
+
+static void close_drop(void *data) {
+        free(data);
+}
+
+/* Closes a NULL-terminated, malloc'd array of connections (taking it).
+ * Closing a remote connection is a call to its daemon; one that answers
+ * nothing must not hold the closer. */
+static void conns_close(HvConn *c, virConnectPtr *conns) {
+        if (!conns[0]) {
+                free(conns);
+                return;
+        }
+        for (size_t i = 0; conns[i]; i++)
+                if (c->close_registered)
+                        virConnectUnregisterCloseCallback(conns[i], on_conn_closed);
+        if (hv_run_bounded(HV_CLOSE_DEADLINE_MS, close_run, close_drop, conns) == 0)
+                free(conns);
+}
+
+static void conn_close(HvConn *c, virConnectPtr conn) {
+        virConnectPtr *one = xcalloc(2, sizeof *one);
+        one[0] = conn;
+        conns_close(c, one);
 }
 
 int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_count,
@@ -229,83 +360,152 @@ int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_cou
         if (r < 0)
                 return r;
 
-        /* No auth callbacks: a daemon must never prompt. ssh uses its agent,
-         * TLS its certificates. */
-        virConnectPtr conn = virConnectOpenAuth(uri, NULL, 0);
-        if (!conn) {
-                int code = hv_virt_code();
-                const char *msg = virGetLastErrorMessage();
-                char reason[512];
-                connect_reason(uri, code, msg, reason, sizeof reason);
-                hv_set_error("cannot connect to '%.500s': %s", uri, reason);
-                snprintf(last_error_detail, sizeof last_error_detail, "%s",
-                         code == VIR_ERR_OK ? "libvirt gave no reason" : msg);
-                return hv_errno_from_virt(code);
-        }
-
         HvConn *c = xcalloc(1, sizeof *c);
-        c->conn = conn;
+        pthread_mutex_init(&c->lock, NULL);
         c->uri = xstrdup(uri);
+        c->keepalive_interval_s = keepalive_interval_s;
+        c->keepalive_count = keepalive_count;
         c->on_close = on_close;
         c->userdata = userdata;
-
-        if (keepalive_interval_s > 0 &&
-            virConnectSetKeepAlive(conn, keepalive_interval_s, keepalive_count) < 0 &&
-            hv_virt_code() != VIR_ERR_NO_SUPPORT) {
-                /* Local drivers (test://, qemu:/// in-process) have no
-                 * keepalive: NO_SUPPORT. 1 means the peer lacks it. */
-                r = hv_virt_fail("cannot enable keepalive on '%s'", uri);
+        /* The test driver runs in this process, without an RPC client, and
+         * every connection to a test:///file URI is a world of its own:
+         * one connection, shared. */
+        c->shared = hv_uri_is_test(uri);
+        virConnectPtr conn;
+        r = conn_open(c, true, &conn);
+        if (r < 0) {
                 hv_conn_free(c);
                 return r;
         }
-        if (on_close) {
-                if (virConnectRegisterCloseCallback(conn, on_conn_closed, c, NULL) == 0)
-                        c->close_registered = true;
-                else if (hv_virt_code() != VIR_ERR_NO_SUPPORT) {
-                        r = hv_virt_fail("cannot watch the connection to '%s'", uri);
-                        hv_conn_free(c);
-                        return r;
-                }
-        }
+        c->idle[c->n_idle++] = conn;
         *ret = c;
         return 0;
-}
-
-virConnectPtr hv_conn_virt(HvConn *c) {
-        return c->conn;
 }
 
 HvConn *hv_conn_free(HvConn *c) {
         if (!c)
                 return NULL;
-        /* Unregistering first: the callback must not run on a freed HvConn,
-         * nor report our own close as a failure. */
-        if (c->close_registered)
-                virConnectUnregisterCloseCallback(c->conn, on_conn_closed);
-        virConnectClose(c->conn);
+        /* Unregistering first (in conns_close): the callback must not run on
+         * a freed HvConn, nor report our own close as a failure. No lease is
+         * out: the owner frees c only when nobody calls through it. */
+        virConnectPtr *all = xcalloc(c->n_idle + 1, sizeof *all);
+        memcpy(all, c->idle, c->n_idle * sizeof *all);
+        c->n_idle = 0;
+        conns_close(c, all);
+        pthread_mutex_destroy(&c->lock);
         free(c->uri);
         free(c);
         return NULL;
 }
 
 bool hv_conn_alive(HvConn *c) {
-        return c && virConnectIsAlive(c->conn) == 1;
+        if (!c || atomic_load(&c->closed))
+                return false;
+        pthread_mutex_lock(&c->lock);
+        /* Without close callbacks (a driver that has none) ask an idle one. */
+        bool alive = c->close_registered || c->n_idle == 0 || virConnectIsAlive(c->idle[0]) == 1;
+        pthread_mutex_unlock(&c->lock);
+        return alive;
+}
+
+/* ---- leases ---- */
+
+/* The connections this thread holds, innermost last: a call made inside
+ * another call on the same HvConn (hv_domain_get inside hv_domain_state...)
+ * uses the outer one's. */
+static __thread struct {
+        HvConn *c;
+        virConnectPtr conn;
+} held[4];
+static __thread unsigned n_held;
+
+int hv_lease_begin(HvConn *c, HvLease *l) {
+        assert(c && l);
+        l->c = c;
+        l->owner = false;
+        for (unsigned i = 0; i < n_held; i++)
+                if (held[i].c == c) {
+                        l->conn = held[i].conn;
+                        return 0;
+                }
+        assert(n_held < ELEMENTSOF(held));
+        virConnectPtr conn = NULL;
+        if (c->shared) {
+                conn = c->idle[0];
+        } else {
+                pthread_mutex_lock(&c->lock);
+                while (!conn && c->n_idle > 0) {
+                        virConnectPtr cand = c->idle[--c->n_idle];
+                        if (virConnectIsAlive(cand) == 1) {
+                                conn = cand;
+                                break;
+                        }
+                        pthread_mutex_unlock(&c->lock);
+                        conn_close(c, cand);
+                        pthread_mutex_lock(&c->lock);
+                }
+                pthread_mutex_unlock(&c->lock);
+                if (!conn && atomic_load(&c->closed)) {
+                        hv_set_error("the connection to '%.500s' is closed", c->uri);
+                        return -EIO;
+                }
+                if (!conn) {
+                        int r = conn_open(c, false, &conn);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        held[n_held].c = c;
+        held[n_held].conn = conn;
+        n_held++;
+        l->conn = conn;
+        l->owner = true;
+        return 0;
+}
+
+void hv_lease_end(HvLease *l) {
+        if (!l->c || !l->owner)
+                return;
+        HvConn *c = l->c;
+        assert(n_held > 0 && held[n_held - 1].c == c);
+        n_held--;
+        l->owner = false;
+        if (c->shared)
+                return;
+        pthread_mutex_lock(&c->lock);
+        bool keep = !atomic_load(&c->closed) && c->n_idle < ELEMENTSOF(c->idle) && virConnectIsAlive(l->conn) == 1;
+        if (keep)
+                c->idle[c->n_idle++] = l->conn;
+        pthread_mutex_unlock(&c->lock);
+        if (!keep)
+                conn_close(c, l->conn);
+        l->conn = NULL;
+}
+
+virConnectPtr hv_conn_virt(HvConn *c) {
+        for (unsigned i = 0; i < n_held; i++)
+                if (held[i].c == c)
+                        return held[i].conn;
+        /* Every libvirt call goes through a lease: see hv-internal.h. */
+        assert(!"hv_conn_virt() outside a lease");
+        abort();
 }
 
 /* ---- host ---- */
 
 int hv_host_info(HvConn *c, HvHostInfo *ret) {
+        HV_LEASE(c);
         assert(c && ret);
         virNodeInfo node;
-        if (virNodeGetInfo(c->conn, &node) < 0)
+        if (virNodeGetInfo(hv_conn_virt(c), &node) < 0)
                 return hv_virt_fail("cannot read the hardware of host '%s'", c->uri);
-        _cleanup_free_ char *hostname = virConnectGetHostname(c->conn);
+        _cleanup_free_ char *hostname = virConnectGetHostname(hv_conn_virt(c));
         if (!hostname)
                 return hv_virt_fail("cannot read the host name of '%s'", c->uri);
-        const char *type = virConnectGetType(c->conn);
+        const char *type = virConnectGetType(hv_conn_virt(c));
         if (!type)
                 return hv_virt_fail("cannot read the hypervisor type of '%s'", c->uri);
-        _cleanup_free_ char *caps = virConnectGetCapabilities(c->conn);
+        _cleanup_free_ char *caps = virConnectGetCapabilities(hv_conn_virt(c));
         if (!caps)
                 return hv_virt_fail("cannot read the capabilities of '%s'", c->uri);
         bool kvm;
@@ -320,7 +520,7 @@ int hv_host_info(HvConn *c, HvHostInfo *ret) {
         };
         /* 0 is also libvirt's error value; some drivers cannot tell, and
          * then the best Armada knows is that nothing is free. */
-        unsigned long long free_bytes = virNodeGetFreeMemory(c->conn);
+        unsigned long long free_bytes = virNodeGetFreeMemory(hv_conn_virt(c));
         info.free_memory_mib = free_bytes / (1024 * 1024);
         snprintf(info.hostname, sizeof info.hostname, "%s", hostname);
         snprintf(info.hv_driver, sizeof info.hv_driver, "%s", type);
@@ -332,7 +532,7 @@ int hv_host_info(HvConn *c, HvHostInfo *ret) {
         if (!info.uuid[0] && strcasecmp(type, "TEST") != 0) {
                 /* Not every driver fills <host><uuid>; the SMBIOS system UUID
                  * is the next best. A driver without sysinfo leaves "". */
-                _cleanup_free_ char *sysinfo = virConnectGetSysinfo(c->conn, 0);
+                _cleanup_free_ char *sysinfo = virConnectGetSysinfo(hv_conn_virt(c), 0);
                 if (sysinfo)
                         (void) hv_xml_sysinfo_uuid(sysinfo, info.uuid);
         }
@@ -404,9 +604,10 @@ static int domain_fill(virDomainPtr d, HvDomainInfo *ret) {
 }
 
 int hv_list_domains(HvConn *c, HvDomainInfo **ret, size_t *ret_n) {
+        HV_LEASE(c);
         assert(c && ret && ret_n);
         virDomainPtr *doms = NULL;
-        int n = virConnectListAllDomains(c->conn, &doms, 0);
+        int n = virConnectListAllDomains(hv_conn_virt(c), &doms, 0);
         if (n < 0)
                 return hv_virt_fail("cannot list the domains of '%s'", c->uri);
 
@@ -442,7 +643,7 @@ static virDomainPtr domain_lookup(HvConn *c, const char *uuid, int *ret_r) {
                 *ret_r = -EINVAL;
                 return NULL;
         }
-        virDomainPtr d = virDomainLookupByUUIDString(c->conn, uuid);
+        virDomainPtr d = virDomainLookupByUUIDString(hv_conn_virt(c), uuid);
         if (!d) {
                 if (hv_virt_code() == VIR_ERR_NO_DOMAIN) {
                         hv_set_error("there is no domain with UUID '%s' on '%s'", uuid, c->uri);
@@ -454,6 +655,7 @@ static virDomainPtr domain_lookup(HvConn *c, const char *uuid, int *ret_r) {
 }
 
 int hv_domain_get(HvConn *c, const char *uuid, HvDomainInfo *ret) {
+        HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = domain_lookup(c, uuid, &r);
         if (!d)
@@ -462,17 +664,19 @@ int hv_domain_get(HvConn *c, const char *uuid, HvDomainInfo *ret) {
 }
 
 int hv_domain_define(HvConn *c, const HvDomainSpec *spec) {
+        HV_LEASE(c);
         assert(c);
         _cleanup_free_ char *xml = hv_domain_xml_build(spec);
         if (!xml)
                 return -EINVAL;
-        _cleanup_domain_ virDomainPtr d = virDomainDefineXML(c->conn, xml);
+        _cleanup_domain_ virDomainPtr d = virDomainDefineXML(hv_conn_virt(c), xml);
         if (!d)
                 return hv_virt_fail("cannot define VM '%s' on '%s'", spec->name, c->uri);
         return 0;
 }
 
 int hv_domain_mark(HvConn *c, const char *uuid, const char *installation_id, int64_t vm_id) {
+        HV_LEASE(c);
         int r;
         if (!installation_id || !uuid_is_valid(installation_id)) {
                 hv_set_error("cannot mark domain '%s': the installation id is not a UUID", uuid ? uuid : "(none)");
@@ -522,27 +726,33 @@ static int domain_op(HvConn *c, const char *uuid, const DomainOp *op) {
 }
 
 int hv_domain_start(HvConn *c, const char *uuid) {
+        HV_LEASE(c);
         static const DomainOp op = { "start", virDomainCreate, can_start };
         return domain_op(c, uuid, &op);
 }
 int hv_domain_stop(HvConn *c, const char *uuid) {
+        HV_LEASE(c);
         static const DomainOp op = { "shut down", virDomainShutdown, can_stop };
         return domain_op(c, uuid, &op);
 }
 int hv_domain_kill(HvConn *c, const char *uuid) {
+        HV_LEASE(c);
         static const DomainOp op = { "power off", virDomainDestroy, can_stop };
         return domain_op(c, uuid, &op);
 }
 int hv_domain_pause(HvConn *c, const char *uuid) {
+        HV_LEASE(c);
         static const DomainOp op = { "pause", virDomainSuspend, can_pause };
         return domain_op(c, uuid, &op);
 }
 int hv_domain_resume(HvConn *c, const char *uuid) {
+        HV_LEASE(c);
         static const DomainOp op = { "resume", virDomainResume, can_resume };
         return domain_op(c, uuid, &op);
 }
 
 int hv_domain_undefine(HvConn *c, const char *uuid) {
+        HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = domain_lookup(c, uuid, &r);
         if (!d)
@@ -580,6 +790,7 @@ int hv_domain_undefine(HvConn *c, const char *uuid) {
 }
 
 int hv_domain_state(HvConn *c, const char *uuid, HvState *ret) {
+        HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = domain_lookup(c, uuid, &r);
         if (!d)
@@ -614,7 +825,7 @@ static int pool_define(HvConn *c, const char *name, const char *path, virStorage
                 return -EINVAL;
         }
         _cleanup_free_ char *xml = hv_xml_pool_build(name, path);
-        virStoragePoolPtr pool = virStoragePoolDefineXML(c->conn, xml, 0);
+        virStoragePoolPtr pool = virStoragePoolDefineXML(hv_conn_virt(c), xml, 0);
         if (!pool)
                 return hv_virt_fail("cannot define storage pool '%s' at '%s' on '%s'", name, path,
                                  c->uri);
@@ -632,13 +843,14 @@ static int pool_define(HvConn *c, const char *name, const char *path, virStorage
 }
 
 int hv_pool_ensure(HvConn *c, const char *name, const char *path, char **ret_path) {
+        HV_LEASE(c);
         assert(c);
         if (!storage_name_ok(name)) {
                 hv_set_error("cannot set up a storage pool without a valid name");
                 return -EINVAL;
         }
         bool defined = false;
-        _cleanup_pool_ virStoragePoolPtr pool = virStoragePoolLookupByName(c->conn, name);
+        _cleanup_pool_ virStoragePoolPtr pool = virStoragePoolLookupByName(hv_conn_virt(c), name);
         if (!pool) {
                 if (hv_virt_code() != VIR_ERR_NO_STORAGE_POOL)
                         return hv_virt_fail("cannot look up storage pool '%s' on '%s'", name, c->uri);
@@ -667,6 +879,7 @@ int hv_pool_ensure(HvConn *c, const char *name, const char *path, char **ret_pat
 
 int hv_volume_create(HvConn *c, const char *pool_name, const char *vol_name, const char *format,
                      uint64_t capacity, char **ret_path) {
+        HV_LEASE(c);
         assert(c);
         if (!format)
                 format = "qcow2";
@@ -683,7 +896,7 @@ int hv_volume_create(HvConn *c, const char *pool_name, const char *vol_name, con
                 hv_set_error("cannot create volume '%s' with a capacity of 0 bytes", vol_name);
                 return -EINVAL;
         }
-        _cleanup_pool_ virStoragePoolPtr pool = virStoragePoolLookupByName(c->conn, pool_name);
+        _cleanup_pool_ virStoragePoolPtr pool = virStoragePoolLookupByName(hv_conn_virt(c), pool_name);
         if (!pool)
                 return hv_virt_fail("cannot find storage pool '%s' on '%s'", pool_name, c->uri);
         /* Drivers disagree on the error for a duplicate (the test driver
@@ -722,7 +935,7 @@ static void pools_refresh(HvConn *c, const char *path, bool *ret_dir_pooled) {
         if (slash)
                 *(slash == dir ? slash + 1 : slash) = 0;
         virStoragePoolPtr *pools = NULL;
-        int n = virConnectListAllStoragePools(c->conn, &pools, VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE);
+        int n = virConnectListAllStoragePools(hv_conn_virt(c), &pools, VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE);
         for (int i = 0; i < n; i++) {
                 (void) virStoragePoolRefresh(pools[i], 0);
                 _cleanup_free_ char *ppath = NULL;
@@ -739,18 +952,19 @@ static void pools_refresh(HvConn *c, const char *path, bool *ret_dir_pooled) {
 }
 
 int hv_volume_delete(HvConn *c, const char *path) {
+        HV_LEASE(c);
         assert(c);
         if (!path || !path[0]) {
                 hv_set_error("cannot delete a volume without a path");
                 return -EINVAL;
         }
-        _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(c->conn, path);
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(hv_conn_virt(c), path);
         if (!vol) {
                 if (hv_virt_code() != VIR_ERR_NO_STORAGE_VOL)
                         return hv_virt_fail("cannot look up the volume at '%s' on '%s'", path, c->uri);
                 bool dir_pooled;
                 pools_refresh(c, path, &dir_pooled);
-                vol = virStorageVolLookupByPath(c->conn, path);
+                vol = virStorageVolLookupByPath(hv_conn_virt(c), path);
                 if (!vol) {
                         if (hv_virt_code() != VIR_ERR_NO_STORAGE_VOL)
                                 return hv_virt_fail("cannot look up the volume at '%s' on '%s'", path, c->uri);

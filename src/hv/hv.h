@@ -72,7 +72,12 @@ typedef void (*HvCloseFn)(void *userdata, const char *reason);
  * hv_uri_check(uri, true, ...): callers check with their own allow_test
  * first. On a libvirt failure hv_last_error() is "cannot connect to 'URI':
  * <short reason>" without libvirt's parse context, which goes to
- * hv_last_error_detail(). */
+ * hv_last_error_detail(). A daemon that accepts the connection but does not
+ * answer (stopped, wedged) fails it with -ETIMEDOUT after
+ * HV_CONNECT_DEADLINE_MS: "... libvirtd did not answer within N s". */
+#define HV_CONNECT_DEADLINE_MS 10000u
+/* How long closing connections may take before the closer goes on. */
+#define HV_CLOSE_DEADLINE_MS 2000u
 int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_count,
                HvCloseFn on_close, void *userdata, HvConn **ret);
 /* Closes the connection. Accepts NULL; returns NULL. Thread-safe with

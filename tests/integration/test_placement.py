@@ -346,10 +346,10 @@ class TestReservesAndRules(PlacementTestCase):
         # Cluster tables belong to HA; fill them directly. tolerate 1 over
         # three members: the member with the most HA memory (x1, 3000 MiB)
         # is spread over the other two: 1500 MiB kept free on every member.
+        # A real VM on x1 (a row alone would be marked missing by the next
+        # reconcile, and a missing VM needs no room).
+        vm_id = self.d.create_vm("ha-big", "x1", memory_mib=3000, start=True)["id"]
         with self.db() as db:
-            db.execute("INSERT INTO vm(uuid, name, host_id, cpus, memory_mib, state, created_at, updated_at)"
-                       " VALUES ('11111111-2222-3333-4444-555555555555', 'ha-big', ?, 1, 3000, 'running', 0, 0)", (self.h1,))
-            vm_id = db.execute("SELECT id FROM vm WHERE name = 'ha-big'").fetchone()[0]
             db.execute("INSERT INTO vm_ha(vm_id, priority) VALUES (?, 1)", (vm_id,))
             db.execute("INSERT INTO cluster(name, shared_storage, tolerate, created_at) VALUES ('c1', '/srv/shared', 1, 0)")
             cid = db.execute("SELECT id FROM cluster WHERE name = 'c1'").fetchone()[0]
@@ -365,7 +365,7 @@ class TestReservesAndRules(PlacementTestCase):
         finally:
             with self.db() as db:
                 db.execute("DELETE FROM cluster WHERE name = 'c1'")
-                db.execute("DELETE FROM vm WHERE name = 'ha-big'")
+            self.d.ok("DELETE", f"/api/v1/vms/{vm_id}")
         self.assertGreater(self.by_name(self.ratings(group="Rules", memory_mib=6500))["x2"]["rating"], 0)
 
 

@@ -3,6 +3,7 @@ free loopback port, and talks to its REST API. Used by the integration
 (libvirt test driver) and system (test-bed hosts) suites."""
 import json
 import os
+import sys
 import shutil
 import signal
 import socket
@@ -59,7 +60,7 @@ class Armadad:
     # -- process --
     def start(self):
         self.port = free_port()
-        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0")
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:fast_unwind_on_fatal=0")
         self.log = open(os.path.join(self.dir, "armadad.log"), "ab")
         self.proc = subprocess.Popen([ARMADAD, "--state-dir", os.path.join(self.dir, "var"),
                                       "--listen", f"127.0.0.1:{self.port}", "--refresh-interval-ms", "500",
@@ -97,6 +98,10 @@ class Armadad:
 
     def cleanup(self):
         try:
+            if self.proc and self.proc.poll() is not None:
+                # It died under the tests: what it said is the only clue left.
+                sys.stderr.write(f"armadad exited with {self.proc.returncode} during the tests; its log ends:\n"
+                                 f"{self.log_text()[-6000:]}\n")
             if self.proc and self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()

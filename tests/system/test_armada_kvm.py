@@ -176,6 +176,33 @@ class TestArmadaOnTestbed(unittest.TestCase):
         self.assertEqual(job["state"], "cancelled", job)
         self.assertEqual(domstate(self.bed, "h1", "sys-term"), "running", "a cancelled stop leaves the guest running")
 
+    def test_7_a_libvirtd_that_accepts_but_never_answers_is_unreachable_not_waited_for(self):
+        """A stopped libvirtd still accepts connections (the kernel queues
+        them) but answers nothing. Keepalive drops the live link; every
+        reconnect after that must give up at the connect deadline and say
+        so, not sit in virConnectOpen for ever leaving the host's state to
+        chance."""
+        d, bed = self.d, self.bed
+        libvirtd = host_process(bed.host("h2").pid, "libvirtd")
+        os.kill(libvirtd, signal.SIGSTOP)
+        resumed = []
+
+        def resume():
+            if not resumed:
+                os.kill(libvirtd, signal.SIGCONT)
+                resumed.append(True)
+        self.addCleanup(resume)
+        wait_until(lambda: "did not answer within" in (d.find("hosts", "h2")["state_reason"] or ""), 45,
+                   what="a reconnect to h2 to give up at the connect deadline")
+        h2 = d.find("hosts", "h2")
+        self.assertEqual(h2["state"], "unreachable", h2)
+        # h1 was refreshed all along.
+        seen = {d.find("hosts", "h1")["last_seen_at"]}
+        wait_until(lambda: (seen.add(d.find("hosts", "h1")["last_seen_at"]) or len(seen) > 1), 20,
+                   what="h1 to be refreshed while h2 hangs")
+        resume()
+        wait_until(lambda: d.find("hosts", "h2")["state"] == "ok", 30, what="h2 to answer again")
+
     def test_8_a_copy_started_while_the_owner_cannot_answer_never_costs_the_original(self):
         """A VM runs on h1; h1's libvirtd stops answering (its guests keep
         running) and, behind Armada's back, a copy is started on h2. The

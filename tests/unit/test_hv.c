@@ -779,7 +779,10 @@ static void test_volume_delete_needs_a_pool(void **state) {
         assert_int_equal(hv_pool_ensure(c, "far", "/far-shared", &ppath), 0);
         _cleanup_free_ char *vpath = NULL;
         assert_int_equal(hv_volume_create(c, "far", "far.qcow2", NULL, 1 << 20, &vpath), 0);
-        virStoragePoolPtr p = virStoragePoolLookupByName(hv_conn_virt(c), "far");
+        HvLease l = { 0 };
+        assert_int_equal(hv_lease_begin(c, &l), 0);
+        virStoragePoolPtr p = virStoragePoolLookupByName(l.conn, "far");
+        hv_lease_end(&l);
         assert_non_null(p);
         assert_int_equal(virStoragePoolDestroy(p), 0);
         assert_int_equal(hv_volume_delete(c, vpath), -ENXIO);
