@@ -10,7 +10,7 @@
 //   node tests/browser/run.mjs [--build DIR] [--only NAME]
 //
 // Screenshots of the main pages go to tests/browser/screenshots/.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -372,10 +372,27 @@ function testbedWhyNot() {
   }
   return null;
 }
-function testbed(...a) {
+function testbedEnv() {
   const env = { ...process.env, ARMADA_TESTBED_ID: SHARED.bedId, ARMADA_TESTBED_OWNER: String(process.pid), PATH: process.env.PATH + ':/usr/sbin:/sbin' };
   delete env.ARMADA_TESTBED_NET;
-  return execFileSync(TESTBED, a, { env, encoding: 'utf8', timeout: 150000, stdio: ['ignore', 'pipe', 'pipe'] });
+  return env;
+}
+
+// Asynchronous: bringing a bed up can take longer than armadad's idle
+// timeout, and a blocked event loop would not see armadad close the
+// client's idle keep-alive connection, so the next request would go out on
+// a dead socket ("fetch failed").
+function testbed(...a) {
+  return new Promise((resolve, reject) => {
+    execFile(TESTBED, a, { env: testbedEnv(), encoding: 'utf8', timeout: 150000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`testbed ${a.join(' ')} failed: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+function testbedSync(...a) {
+  return execFileSync(TESTBED, a, { env: testbedEnv(), encoding: 'utf8', timeout: 150000, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 test('a real QEMU guest on a test-bed host: blank thumbnail, then its screen', async () => {
@@ -383,7 +400,7 @@ test('a real QEMU guest on a test-bed host: blank thumbnail, then its screen', a
   if (why) throw new Skip(why);
   SHARED.bedId = `w${process.pid % 10000}`;
   SHARED.bed = true;
-  const out = testbed('up', '1');
+  const out = await testbed('up', '1');
   const line = out.split('\n').find(l => l.startsWith('h1 '));
   assert(line, 'testbed up printed h1: ' + out);
   const uri = line.split(/\s+/)[2];
@@ -692,7 +709,7 @@ async function main() {
     }
     if (vnc) vnc.close();
     if (SHARED.nodeDir) fs.rmSync(SHARED.nodeDir, { recursive: true, force: true });
-    if (SHARED.bed) testbed('down');
+    if (SHARED.bed) testbedSync('down');
   }
   console.log(`browser suite took ${((Date.now() - t0) / 1000).toFixed(1)} s; screenshots in ${path.relative(ROOT, SHOTS)}/`);
   console.log(`${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ''));
