@@ -709,8 +709,9 @@ static bool vm_create_locked(Req *r, const char *name, const char *group, const 
                 reply_error(r, 409, "conflict", "host", "Host '%s' is in maintenance mode; new VMs cannot be placed on it.", h->name);
                 return false;
         }
-        if (streq(h->state, "unreachable")) {
-                reply_error(r, 409, "conflict", "host", "Host '%s' is unreachable; the VM cannot be created there now.", h->name);
+        if (streq(h->state, "unreachable") || streq(h->state, "not-responding")) {
+                reply_error(r, 409, "conflict", "host", "Host '%s' is %s; the VM cannot be created there now.", h->name,
+                            streq(h->state, "unreachable") ? "unreachable" : "not responding");
                 return false;
         }
         if (!chosen && !api_place_check_host(r, h, name, cpus, memory, disk_bytes, force))

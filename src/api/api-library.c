@@ -823,7 +823,8 @@ static void h_template_deploy(Req *r) {
                     !api_allowed(r, ACT_READ, OBJ_HOST, 0, fixed.group_id)) {
                         return reply_error(r, 422, "not_found", "host", "There is no host named '%.64s'.", host);
                 }
-                if (streq(fixed.state, "maintenance") || streq(fixed.state, "unreachable")) {
+                if (streq(fixed.state, "maintenance") || streq(fixed.state, "unreachable") ||
+                    streq(fixed.state, "not-responding")) {
                         return reply_error(r, 409, "conflict", "host", "Host '%s' is %s; new VMs cannot be placed on it now.", fixed.name,
                                            fixed.state);
                 }

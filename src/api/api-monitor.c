@@ -218,7 +218,7 @@ static bool rule_from_body(Req *r, StoreAlertRule *rule, const char **ret_descri
         static const char *const VM_STATES[] = { "running", "paused", "stopped", "crashed", "shutting-down", "suspended",
                                                  "unknown", "missing", "creating", "deleting", NULL };
         static const char *const HOST_STATES[] = { "ok", "connecting", "maintenance", "unreachable", "failed", "fenced",
-                                                   "duplicate", NULL };
+                                                   "duplicate", "not-responding", NULL };
         const char *name = NULL, *kind = NULL, *metric = NULL, *cmp = NULL, *state = NULL, *severity = NULL, *scope = NULL;
         int64_t duration = rule->duration_s, scope_id = rule->scope_id;
         bool enabled = rule->enabled;

@@ -79,6 +79,20 @@ static int config_set(Config *c, const char *key, const char *val) {
                         return -EINVAL;
                 }
                 library_configure(&(LibraryConfig) { .upload_max_bytes = b });
+        } else if (strncmp(key, "deadline-", 9) == 0) {
+                HvDeadlines d = { 0 };
+                unsigned *field = streq(key, "deadline-query-s") ? &d.query_ms : streq(key, "deadline-start-s") ? &d.start_ms
+                                : streq(key, "deadline-change-s") ? &d.change_ms : streq(key, "deadline-copy-s") ? &d.copy_ms : NULL;
+                if (!field) {
+                        fprintf(stderr, "armadad: unknown setting '%s'\n", key);
+                        return -EINVAL;
+                }
+                if (parse_i64(val, &n) < 0 || n <= 0 || n > 7 * 24 * 3600) {
+                        fprintf(stderr, "armadad: '%s' must be a number of seconds from 1 to 604800, not '%s'\n", key, val);
+                        return -EINVAL;
+                }
+                *field = (unsigned) n * 1000u;
+                hv_set_deadlines(&d);
         } else if (streq(key, "ensure-host")) {
                 c->ensure_hosts = xrealloc(c->ensure_hosts, sizeof(char *) * (c->n_ensure_hosts + 1));
                 c->ensure_hosts[c->n_ensure_hosts++] = xstrdup(val);
@@ -163,6 +177,9 @@ static void usage(void) {
              "  --workers N                job worker threads (default 4)\n"
              "  --refresh-interval-ms N    how often every host is checked (default 5000)\n"
              "  --stop-timeout-s N         default wait for a guest shutdown before power-off (60)\n"
+             "  --deadline-query-s N       a host call that reads (facts, lists, stats) fails after N s and the host\n"
+             "                             is not-responding (30); --deadline-start-s (60), --deadline-change-s\n"
+             "                             (define, stop, undefine, volumes: 60), --deadline-copy-s (1 h)\n"
              "  --token-ttl-s N            lifetime of a login token (default 43200)\n"
              "  --ha-declare-ms N          a cluster member whose connection is dead this long is declared\n"
              "                             failed, fenced and its HA VMs restarted (default 3000)\n"
@@ -302,6 +319,8 @@ int main(int argc, char **argv) {
                 { "monitor-assess-interval-ms", required_argument, NULL, 0 }, { "monitor-usage-window-ms", required_argument, NULL, 0 },
                 { "ensure-host", required_argument, NULL, 0 }, { "log-level", required_argument, NULL, 0 },
                 { "library-upload-max", required_argument, NULL, 0 },
+                { "deadline-query-s", required_argument, NULL, 0 }, { "deadline-start-s", required_argument, NULL, 0 },
+                { "deadline-change-s", required_argument, NULL, 0 }, { "deadline-copy-s", required_argument, NULL, 0 },
                 { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
         };
         /* The configuration file first, so flags override it. */

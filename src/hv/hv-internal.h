@@ -7,6 +7,10 @@
 #include <stdint.h>
 
 #include "util/util.h"
+#include "hv.h"
+#include "hv-migrate.h"
+#include "hv-screen.h"
+#include "hv-stats.h"
 
 /* Every libvirt call on an HvConn runs under a lease: the calling thread
  * has one of the host's connections to itself from hv_lease_begin to
@@ -33,6 +37,53 @@ void hv_lease_end(HvLease *l);
                         return _hv_r;                                   \
         } while (0)
 struct _virConnect *hv_conn_virt(struct HvConn *c);
+
+/* A call with a deadline. A libvirtd whose workers hang (a wedged lock, a
+ * hook that never returns) answers keepalive but never the call, so every
+ * public hv function that talks to a host runs its body through hv_call():
+ * on a thread of its own, with a connection of its own, waited for up to a
+ * deadline. Everything the body reads or writes lives in the HvCall (copies
+ * of the string arguments, room for the results), so the caller can walk
+ * away from a body that does not return. */
+typedef struct HvCall HvCall;
+typedef int (*HvCallBody)(HvConn *c, HvCall *a);
+struct HvCall {
+        HvCallBody body;
+        const char *what;       /* static: "starting a domain" */
+        char *s[4];             /* copies of the string arguments; NULL stays NULL */
+        uint64_t n[2];
+        bool flag;
+        union {                 /* a flat result */
+                bool b;
+                HvState state;
+                HvHostInfo host;
+                HvDomainInfo dom;
+                HvJobInfo job;
+                HvVnc vnc;
+                HvNodeStats node;
+        } out;
+        void *ret_ptr;          /* a malloc'd result; hv_call_free() frees it unless taken (set NULL) */
+        size_t ret_n;
+        /* hv_call's own */
+        HvConn *shadow;
+        struct _virConnect *conn;
+        int r;
+};
+HvCall *hv_call_new(HvCallBody body, const char *what, const char *s0, const char *s1, const char *s2, const char *s3);
+void hv_call_free(HvCall *a);
+/* Runs a->body(c', a) with a connection of c to itself, c' standing for c
+ * (same URI, that connection leased), for at most deadline_ms (0: no
+ * deadline). Nested in a call on the same HvConn it runs in place.
+ * true: the body returned, its result in a->r; take what you need of a,
+ * then hv_call_free(a). false: it did not return in time; a belongs to its
+ * thread now (freed when the body returns), c is marked not responding,
+ * hv_last_error() says which call on which host: return -ETIMEDOUT. */
+bool hv_call(HvConn *c, HvCall *a, unsigned deadline_ms);
+/* hv_call for a body whose only result is its return code. */
+int hv_call_code(HvConn *c, HvCall *a, unsigned deadline_ms);
+
+/* The deadlines in force (hv_set_deadlines). */
+extern HvDeadlines hv_deadlines;
 
 /* libvirt's last error in this thread (VIR_ERR_OK when none): read it
  * straight after the failing call, as nearly every libvirt call resets it. */

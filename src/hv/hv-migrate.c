@@ -160,17 +160,47 @@ static int job_stats(HvConn *c, const char *uuid, unsigned flags, HvJobInfo *ret
         return 0;
 }
 
-int hv_job_info(HvConn *c, const char *uuid, HvJobInfo *ret) {
+static int job_info_now(HvConn *c, const char *uuid, HvJobInfo *ret) {
         HV_LEASE(c);
         return job_stats(c, uuid, 0, ret);
 }
 
-int hv_job_completed(HvConn *c, const char *uuid, HvJobInfo *ret) {
+static int job_info_body(HvConn *c, HvCall *a) {
+        return job_info_now(c, a->s[0], &a->out.job);
+}
+
+int hv_job_info(HvConn *c, const char *uuid, HvJobInfo *ret) {
+        HvCall *a = hv_call_new(job_info_body, "reading a job's progress", uuid, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0)
+                *ret = a->out.job;
+        hv_call_free(a);
+        return r;
+}
+
+static int job_completed_now(HvConn *c, const char *uuid, HvJobInfo *ret) {
         HV_LEASE(c);
         return job_stats(c, uuid, VIR_DOMAIN_JOB_STATS_COMPLETED, ret);
 }
 
-int hv_job_abort(HvConn *c, const char *uuid) {
+static int job_completed_body(HvConn *c, HvCall *a) {
+        return job_completed_now(c, a->s[0], &a->out.job);
+}
+
+int hv_job_completed(HvConn *c, const char *uuid, HvJobInfo *ret) {
+        HvCall *a = hv_call_new(job_completed_body, "reading a finished job", uuid, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0)
+                *ret = a->out.job;
+        hv_call_free(a);
+        return r;
+}
+
+static int job_abort_now(HvConn *c, const char *uuid) {
         HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
@@ -182,7 +212,15 @@ int hv_job_abort(HvConn *c, const char *uuid) {
         return 0;
 }
 
-int hv_migrate_start_postcopy(HvConn *c, const char *uuid) {
+static int job_abort_body(HvConn *c, HvCall *a) {
+        return job_abort_now(c, a->s[0]);
+}
+
+int hv_job_abort(HvConn *c, const char *uuid) {
+        return hv_call_code(c, hv_call_new(job_abort_body, "aborting a job", uuid, NULL, NULL, NULL), hv_deadlines.change_ms);
+}
+
+static int migrate_start_postcopy_now(HvConn *c, const char *uuid) {
         HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
@@ -194,7 +232,15 @@ int hv_migrate_start_postcopy(HvConn *c, const char *uuid) {
         return 0;
 }
 
-int hv_domain_managed_save(HvConn *c, const char *uuid) {
+static int migrate_start_postcopy_body(HvConn *c, HvCall *a) {
+        return migrate_start_postcopy_now(c, a->s[0]);
+}
+
+int hv_migrate_start_postcopy(HvConn *c, const char *uuid) {
+        return hv_call_code(c, hv_call_new(migrate_start_postcopy_body, "switching a migration to post-copy", uuid, NULL, NULL, NULL), hv_deadlines.change_ms);
+}
+
+static int domain_managed_save_now(HvConn *c, const char *uuid) {
         HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
@@ -206,7 +252,15 @@ int hv_domain_managed_save(HvConn *c, const char *uuid) {
         return 0;
 }
 
-int hv_domain_xml_get(HvConn *c, const char *uuid, char **ret) {
+static int domain_managed_save_body(HvConn *c, HvCall *a) {
+        return domain_managed_save_now(c, a->s[0]);
+}
+
+int hv_domain_managed_save(HvConn *c, const char *uuid) {
+        return hv_call_code(c, hv_call_new(domain_managed_save_body, "saving a domain's memory", uuid, NULL, NULL, NULL), hv_deadlines.copy_ms);
+}
+
+static int domain_xml_get_now(HvConn *c, const char *uuid, char **ret) {
         HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
@@ -221,7 +275,27 @@ int hv_domain_xml_get(HvConn *c, const char *uuid, char **ret) {
         return 0;
 }
 
-int hv_domain_define_xml(HvConn *c, const char *xml) {
+static int domain_xml_get_body(HvConn *c, HvCall *a) {
+        char *s = NULL;
+        int r = domain_xml_get_now(c, a->s[0], &s);
+        a->ret_ptr = s;
+        return r;
+}
+
+int hv_domain_xml_get(HvConn *c, const char *uuid, char **ret) {
+        HvCall *a = hv_call_new(domain_xml_get_body, "reading a domain's XML", uuid, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0 && ret) {
+                *ret = a->ret_ptr;
+                a->ret_ptr = NULL;
+        }
+        hv_call_free(a);
+        return r;
+}
+
+static int domain_define_xml_now(HvConn *c, const char *xml) {
         HV_LEASE(c);
         assert(c);
         if (!xml || !xml[0]) {
@@ -233,4 +307,12 @@ int hv_domain_define_xml(HvConn *c, const char *xml) {
                 return hv_virt_fail("cannot define a VM from its saved definition");
         virDomainFree(d);
         return 0;
+}
+
+static int domain_define_xml_body(HvConn *c, HvCall *a) {
+        return domain_define_xml_now(c, a->s[0]);
+}
+
+int hv_domain_define_xml(HvConn *c, const char *xml) {
+        return hv_call_code(c, hv_call_new(domain_define_xml_body, "defining a domain", xml, NULL, NULL, NULL), hv_deadlines.change_ms);
 }

@@ -70,7 +70,7 @@ static int require_running(virDomainPtr d, const char *what, const char *uuid) {
         return 0;
 }
 
-int hv_domain_screenshot(HvConn *c, const char *uuid, char **ret_data, size_t *ret_len) {
+static int domain_screenshot_now(HvConn *c, const char *uuid, char **ret_data, size_t *ret_len) {
         HV_LEASE(c);
         _cleanup_domain_ virDomainPtr d = NULL;
         int r = lookup(c, uuid, "a screenshot", &d);
@@ -113,6 +113,29 @@ int hv_domain_screenshot(HvConn *c, const char *uuid, char **ret_data, size_t *r
         *ret_data = steal_ptr(buf);
         *ret_len = len;
         return 0;
+}
+
+static int domain_screenshot_body(HvConn *c, HvCall *a) {
+        char *data = NULL;
+        size_t len = 0;
+        int r = domain_screenshot_now(c, a->s[0], &data, &len);
+        a->ret_ptr = data;
+        a->ret_n = len;
+        return r;
+}
+
+int hv_domain_screenshot(HvConn *c, const char *uuid, char **ret_data, size_t *ret_len) {
+        HvCall *a = hv_call_new(domain_screenshot_body, "taking a screenshot", uuid, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0) {
+                *ret_data = a->ret_ptr;
+                *ret_len = a->ret_n;
+                a->ret_ptr = NULL;
+        }
+        hv_call_free(a);
+        return r;
 }
 
 /* ---- images (pure) ---- */
@@ -329,7 +352,7 @@ int hv_vnc_xml_parse(const char *xml, HvVnc *ret) {
         return r;
 }
 
-int hv_domain_vnc(HvConn *c, const char *uuid, HvVnc *ret) {
+static int domain_vnc_now(HvConn *c, const char *uuid, HvVnc *ret) {
         HV_LEASE(c);
         _cleanup_domain_ virDomainPtr d = NULL;
         int r = lookup(c, uuid, "reading the VNC address", &d);
@@ -343,4 +366,19 @@ int hv_domain_vnc(HvConn *c, const char *uuid, HvVnc *ret) {
         if (!xml)
                 return fail("reading the VNC address", uuid);
         return hv_vnc_xml_parse(xml, ret);
+}
+
+static int domain_vnc_body(HvConn *c, HvCall *a) {
+        return domain_vnc_now(c, a->s[0], &a->out.vnc);
+}
+
+int hv_domain_vnc(HvConn *c, const char *uuid, HvVnc *ret) {
+        HvCall *a = hv_call_new(domain_vnc_body, "reading a domain's console", uuid, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0)
+                *ret = a->out.vnc;
+        hv_call_free(a);
+        return r;
 }

@@ -114,7 +114,7 @@ static void record_fill(const virDomainStatsRecord *rec, HvDomainStats *d) {
         }
 }
 
-int hv_stats_domains(HvConn *c, HvDomainStats **ret, size_t *ret_n) {
+static int stats_domains_now(HvConn *c, HvDomainStats **ret, size_t *ret_n) {
         HV_LEASE(c);
         unsigned stats = VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON |
                          VIR_DOMAIN_STATS_VCPU | VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK;
@@ -136,6 +136,29 @@ int hv_stats_domains(HvConn *c, HvDomainStats **ret, size_t *ret_n) {
         *ret = out;
         *ret_n = k;
         return 0;
+}
+
+static int stats_domains_body(HvConn *c, HvCall *a) {
+        HvDomainStats *list = NULL;
+        size_t n = 0;
+        int r = stats_domains_now(c, &list, &n);
+        a->ret_ptr = list;
+        a->ret_n = n;
+        return r;
+}
+
+int hv_stats_domains(HvConn *c, HvDomainStats **ret, size_t *ret_n) {
+        HvCall *a = hv_call_new(stats_domains_body, "reading the domains' statistics", NULL, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0) {
+                *ret = a->ret_ptr;
+                *ret_n = a->ret_n;
+                a->ret_ptr = NULL;
+        }
+        hv_call_free(a);
+        return r;
 }
 
 static void node_cpu(virConnectPtr conn, HvNodeStats *s) {
@@ -221,7 +244,7 @@ static void node_pools(virConnectPtr conn, HvNodeStats *s) {
         free(pools);
 }
 
-int hv_stats_node(HvConn *c, HvNodeStats *ret) {
+static int stats_node_now(HvConn *c, HvNodeStats *ret) {
         HV_LEASE(c);
         virConnectPtr conn = hv_conn_virt(c);
         HvNodeStats s;
@@ -235,4 +258,19 @@ int hv_stats_node(HvConn *c, HvNodeStats *ret) {
         node_pools(conn, &s);
         *ret = s;
         return 0;
+}
+
+static int stats_node_body(HvConn *c, HvCall *a) {
+        return stats_node_now(c, &a->out.node);
+}
+
+int hv_stats_node(HvConn *c, HvNodeStats *ret) {
+        HvCall *a = hv_call_new(stats_node_body, "reading the host's statistics", NULL, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0)
+                *ret = a->out.node;
+        hv_call_free(a);
+        return r;
 }

@@ -104,7 +104,7 @@ static int lookup_matches(HvConn *c, const char *path, uint64_t expect_size, boo
         return 0;
 }
 
-int hv_volume_visible(HvConn *c, const char *path, uint64_t expect_size, bool *ret_visible) {
+static int volume_visible_now(HvConn *c, const char *path, uint64_t expect_size, bool *ret_visible) {
         HV_LEASE(c);
         assert(c && ret_visible);
         if (!path || path[0] != '/') {
@@ -154,6 +154,22 @@ int hv_volume_visible(HvConn *c, const char *path, uint64_t expect_size, bool *r
         return r;
 }
 
+static int volume_visible_body(HvConn *c, HvCall *a) {
+        return volume_visible_now(c, a->s[0], a->n[0], &a->out.b);
+}
+
+int hv_volume_visible(HvConn *c, const char *path, uint64_t expect_size, bool *ret_visible) {
+        HvCall *a = hv_call_new(volume_visible_body, "looking for a volume", path, NULL, NULL, NULL);
+        a->n[0] = expect_size;
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0)
+                *ret_visible = a->out.b;
+        hv_call_free(a);
+        return r;
+}
+
 /* ---- creation ---- */
 
 static virStoragePoolPtr pool_open(HvConn *c, const char *pool, const char *vol_name, int *ret_r) {
@@ -186,8 +202,8 @@ static int vol_path(virStorageVolPtr vol, const char *vol_name, char **ret_path)
         return 0;
 }
 
-int hv_volume_create_overlay(HvConn *c, const char *pool, const char *vol_name, const char *backing_path,
-                             const char *backing_format, uint64_t capacity, char **ret_path) {
+static int volume_create_overlay_now(HvConn *c, const char *pool, const char *vol_name, const char *backing_path,
+                                     const char *backing_format, uint64_t capacity, char **ret_path) {
         HV_LEASE(c);
         assert(c && ret_path);
         if (!backing_path || backing_path[0] != '/' || !backing_format ||
@@ -207,8 +223,32 @@ int hv_volume_create_overlay(HvConn *c, const char *pool, const char *vol_name, 
         return vol_path(vol, vol_name, ret_path);
 }
 
-int hv_volume_clone(HvConn *c, const char *pool, const char *vol_name, const char *src_path, const char *format,
-                    char **ret_path) {
+static int volume_create_overlay_body(HvConn *c, HvCall *a) {
+        char *s = NULL;
+        int r = volume_create_overlay_now(c, a->s[0], a->s[1], a->s[2], a->s[3], a->n[0], &s);
+        a->ret_ptr = s;
+        return r;
+}
+
+int hv_volume_create_overlay(HvConn *c, const char *pool, const char *vol_name, const char *backing_path,
+                             const char *backing_format, uint64_t capacity, char **ret_path) {
+        assert(ret_path);
+        HvCall *a = hv_call_new(volume_create_overlay_body, "creating an overlay volume", pool, vol_name, backing_path,
+                                backing_format);
+        a->n[0] = capacity;
+        if (!hv_call(c, a, hv_deadlines.change_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0) {
+                *ret_path = a->ret_ptr;
+                a->ret_ptr = NULL;
+        }
+        hv_call_free(a);
+        return r;
+}
+
+static int volume_clone_now(HvConn *c, const char *pool, const char *vol_name, const char *src_path, const char *format,
+                            char **ret_path) {
         HV_LEASE(c);
         assert(c && ret_path);
         if (!format || (!streq(format, "qcow2") && !streq(format, "raw"))) {
@@ -232,6 +272,28 @@ int hv_volume_clone(HvConn *c, const char *pool, const char *vol_name, const cha
         return vol_path(vol, vol_name, ret_path);
 }
 
+static int volume_clone_body(HvConn *c, HvCall *a) {
+        char *s = NULL;
+        int r = volume_clone_now(c, a->s[0], a->s[1], a->s[2], a->s[3], &s);
+        a->ret_ptr = s;
+        return r;
+}
+
+int hv_volume_clone(HvConn *c, const char *pool, const char *vol_name, const char *src_path, const char *format,
+                    char **ret_path) {
+        assert(ret_path);
+        HvCall *a = hv_call_new(volume_clone_body, "copying a volume", pool, vol_name, src_path, format);
+        if (!hv_call(c, a, hv_deadlines.copy_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0 && ret_path) {
+                *ret_path = a->ret_ptr;
+                a->ret_ptr = NULL;
+        }
+        hv_call_free(a);
+        return r;
+}
+
 static int send_file(virStreamPtr st, char *data, size_t nbytes, void *opaque) {
         int fd = *(int *) opaque;
         ssize_t n;
@@ -241,8 +303,8 @@ static int send_file(virStreamPtr st, char *data, size_t nbytes, void *opaque) {
         return (int) n;
 }
 
-int hv_volume_upload(HvConn *c, const char *pool, const char *vol_name, const char *local_path, bool content,
-                     char **ret_path) {
+static int volume_upload_now(HvConn *c, const char *pool, const char *vol_name, const char *local_path, bool content,
+                             char **ret_path) {
         HV_LEASE(c);
         assert(c && ret_path);
         _cleanup_close_ int fd = open(local_path, O_RDONLY | O_CLOEXEC);
@@ -287,6 +349,29 @@ int hv_volume_upload(HvConn *c, const char *pool, const char *vol_name, const ch
         return vol_path(vol, vol_name, ret_path);
 }
 
+static int volume_upload_body(HvConn *c, HvCall *a) {
+        char *s = NULL;
+        int r = volume_upload_now(c, a->s[0], a->s[1], a->s[2], a->flag, &s);
+        a->ret_ptr = s;
+        return r;
+}
+
+int hv_volume_upload(HvConn *c, const char *pool, const char *vol_name, const char *local_path, bool content,
+                     char **ret_path) {
+        assert(ret_path);
+        HvCall *a = hv_call_new(volume_upload_body, "uploading a volume", pool, vol_name, local_path, NULL);
+        a->flag = content;
+        if (!hv_call(c, a, hv_deadlines.copy_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0) {
+                *ret_path = a->ret_ptr;
+                a->ret_ptr = NULL;
+        }
+        hv_call_free(a);
+        return r;
+}
+
 static int recv_file(virStreamPtr st, const char *data, size_t nbytes, void *opaque) {
         int fd = *(int *) opaque;
         size_t off = 0;
@@ -301,7 +386,7 @@ static int recv_file(virStreamPtr st, const char *data, size_t nbytes, void *opa
         return (int) nbytes;
 }
 
-int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path) {
+static int volume_download_now(HvConn *c, const char *vol_path, const char *local_path) {
         HV_LEASE(c);
         assert(c);
         _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(hv_conn_virt(c), vol_path);
@@ -332,4 +417,12 @@ int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path) 
         if (r < 0)
                 unlink(local_path);
         return r;
+}
+
+static int volume_download_body(HvConn *c, HvCall *a) {
+        return volume_download_now(c, a->s[0], a->s[1]);
+}
+
+int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path) {
+        return hv_call_code(c, hv_call_new(volume_download_body, "downloading a volume", vol_path, local_path, NULL, NULL), hv_deadlines.copy_ms);
 }

@@ -43,7 +43,12 @@ struct HvConn {
         void *userdata;
         bool shared;            /* test driver: idle[0], used by all at once */
         bool close_registered;  /* the driver reports closes */
-        atomic_bool closed;     /* one of them was closed under us */
+        atomic_bool closed;     /* one of them was closed under us, or a call missed its deadline */
+        atomic_bool stuck;      /* a call missed its deadline */
+        char stuck_what[256];   /* which, written before stuck is set */
+        /* A stand-in for another HvConn in a deadline thread (hv_call): the
+         * URI, and the one connection that thread holds. */
+        bool is_shadow;
         pthread_mutex_t lock;
         virConnectPtr idle[3];
         size_t n_idle;
@@ -335,8 +340,12 @@ static void conns_close(HvConn *c, virConnectPtr *conns) {
         for (size_t i = 0; conns[i]; i++)
                 if (c->close_registered)
                         virConnectUnregisterCloseCallback(conns[i], on_conn_closed);
+        /* A lease ends after its call: the call's error must survive. */
+        _cleanup_free_ char *error = xstrdup(last_error), *detail = xstrdup(last_error_detail);
         if (hv_run_bounded(HV_CLOSE_DEADLINE_MS, close_run, close_drop, conns) == 0)
                 free(conns);
+        hv_set_error("%s", error);
+        hv_set_error_detail("%s", detail);
 }
 
 static void conn_close(HvConn *c, virConnectPtr conn) {
@@ -399,7 +408,7 @@ HvConn *hv_conn_free(HvConn *c) {
 }
 
 bool hv_conn_alive(HvConn *c) {
-        if (!c || atomic_load(&c->closed))
+        if (!c || atomic_load(&c->closed) || atomic_load(&c->stuck))
                 return false;
         pthread_mutex_lock(&c->lock);
         /* Without close callbacks (a driver that has none) ask an idle one. */
@@ -491,9 +500,189 @@ virConnectPtr hv_conn_virt(HvConn *c) {
         abort();
 }
 
+bool hv_conn_not_responding(HvConn *c, const char **what) {
+        bool stuck = c && atomic_load(&c->stuck);
+        if (what)
+                *what = stuck ? c->stuck_what : NULL;
+        return stuck;
+}
+
+/* ---- calls with deadlines ---- */
+
+HvDeadlines hv_deadlines = {
+        .query_ms = 30 * 1000,
+        .start_ms = 60 * 1000,
+        .change_ms = 60 * 1000,
+        .copy_ms = 60 * 60 * 1000,
+};
+
+void hv_set_deadlines(const HvDeadlines *d) {
+        if (d->query_ms) hv_deadlines.query_ms = d->query_ms;
+        if (d->start_ms) hv_deadlines.start_ms = d->start_ms;
+        if (d->change_ms) hv_deadlines.change_ms = d->change_ms;
+        if (d->copy_ms) hv_deadlines.copy_ms = d->copy_ms;
+}
+
+HvCall *hv_call_new(HvCallBody body, const char *what, const char *s0, const char *s1, const char *s2, const char *s3) {
+        HvCall *a = xcalloc(1, sizeof *a);
+        a->body = body;
+        a->what = what;
+        const char *s[4] = { s0, s1, s2, s3 };
+        for (size_t i = 0; i < 4; i++)
+                a->s[i] = s[i] ? xstrdup(s[i]) : NULL;
+        return a;
+}
+
+void hv_call_free(HvCall *a) {
+        if (!a)
+                return;
+        for (size_t i = 0; i < 4; i++)
+                free(a->s[i]);
+        free(a->ret_ptr);
+        free(a);
+}
+
+static bool lease_held(HvConn *c) {
+        for (unsigned i = 0; i < n_held; i++)
+                if (held[i].c == c)
+                        return true;
+        return false;
+}
+
+static void shadow_free(HvConn *s) {
+        pthread_mutex_destroy(&s->lock);
+        free(s->uri);
+        free(s);
+}
+
+static void call_run(void *data) {
+        HvCall *a = data;
+        held[n_held].c = a->shadow;
+        held[n_held].conn = a->conn;
+        n_held++;
+        a->r = a->body(a->shadow, a);
+        n_held--;
+}
+
+static unsigned abandoned_count(const char *uri, int delta);
+
+/* The caller walked away: the body has returned now, late. */
+static void call_drop(void *data) {
+        HvCall *a = data;
+        /* Its close callback was unregistered when it was abandoned. */
+        virConnectClose(a->conn);
+        abandoned_count(a->shadow->uri, -1);
+        shadow_free(a->shadow);
+        hv_call_free(a);
+}
+
+/* Calls abandoned per host URI and not returned yet: each holds a thread
+ * and a connection. Past HV_MAX_ABANDONED, calls to that host fail at once
+ * instead of adding more. */
+#define HV_MAX_ABANDONED 4
+static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+        char *uri;
+        unsigned n;
+} *abandoned;
+static size_t n_abandoned;
+
+static unsigned abandoned_count(const char *uri, int delta) {
+        pthread_mutex_lock(&abandoned_lock);
+        unsigned n = 0;
+        size_t i;
+        for (i = 0; i < n_abandoned; i++)
+                if (streq(abandoned[i].uri, uri))
+                        break;
+        if (i == n_abandoned && delta > 0) {
+                abandoned = xrealloc(abandoned, (n_abandoned + 1) * sizeof *abandoned);
+                abandoned[n_abandoned].uri = xstrdup(uri);
+                abandoned[n_abandoned].n = 0;
+                n_abandoned++;
+        }
+        if (i < n_abandoned) {
+                abandoned[i].n = (unsigned) ((int) abandoned[i].n + delta);
+                n = abandoned[i].n;
+                if (n == 0) {
+                        free(abandoned[i].uri);
+                        abandoned[i] = abandoned[--n_abandoned];
+                }
+        }
+        pthread_mutex_unlock(&abandoned_lock);
+        return n;
+}
+
+bool hv_call(HvConn *c, HvCall *a, unsigned deadline_ms) {
+        /* In-process drivers (test://) never wait on a daemon. */
+        if (deadline_ms == 0 || lease_held(c) || c->shared) {
+                HvLease l;
+                int r = hv_lease_begin(c, &l);
+                a->r = r < 0 ? r : a->body(c, a);
+                hv_lease_end(&l);
+                return true;
+        }
+        unsigned stuck = abandoned_count(c->uri, 0);
+        if (stuck >= HV_MAX_ABANDONED) {
+                hv_set_error("libvirtd on '%.500s' is not responding: %u calls made earlier have not returned yet",
+                             c->uri, stuck);
+                a->r = -ETIMEDOUT;
+                return true;
+        }
+        HvLease l;
+        int r = hv_lease_begin(c, &l);
+        if (r < 0) {
+                a->r = r;
+                return true;
+        }
+        HvConn *s = xcalloc(1, sizeof *s);
+        pthread_mutex_init(&s->lock, NULL);
+        s->uri = xstrdup(c->uri);
+        s->is_shadow = true;
+        a->shadow = s;
+        a->conn = l.conn;
+        if (hv_run_bounded(deadline_ms, call_run, call_drop, a) == 0) {
+                a->shadow = NULL;
+                a->conn = NULL;
+                shadow_free(s);
+                hv_lease_end(&l);
+                return true;
+        }
+
+        /* Abandoned. The connection goes with the body's thread, never back
+         * to the pool: take it off this thread's leases without returning it. */
+        assert(n_held > 0 && held[n_held - 1].c == c);
+        n_held--;
+        abandoned_count(c->uri, +1);
+        if (c->close_registered)
+                virConnectUnregisterCloseCallback(l.conn, on_conn_closed);
+        char what[256];
+        snprintf(what, sizeof what, "%s did not return within %u s", a->what, deadline_ms / 1000);
+        hv_set_error("libvirtd on '%.500s' is not responding: %s", c->uri, what);
+        if (!c->is_shadow && !atomic_load(&c->stuck)) {
+                snprintf(c->stuck_what, sizeof c->stuck_what, "%s", what);
+                atomic_store(&c->stuck, true);
+                if (!atomic_exchange(&c->closed, true) && c->on_close) {
+                        char reason[300];
+                        snprintf(reason, sizeof reason, "not responding: %s", what);
+                        c->on_close(c->userdata, reason);
+                }
+                /* on_close may log through hv: the error is this call's. */
+                hv_set_error("libvirtd on '%.500s' is not responding: %s", c->uri, what);
+        }
+        return false;
+}
+
+int hv_call_code(HvConn *c, HvCall *a, unsigned deadline_ms) {
+        if (!hv_call(c, a, deadline_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        hv_call_free(a);
+        return r;
+}
+
 /* ---- host ---- */
 
-int hv_host_info(HvConn *c, HvHostInfo *ret) {
+static int host_info_now(HvConn *c, HvHostInfo *ret) {
         HV_LEASE(c);
         assert(c && ret);
         virNodeInfo node;
@@ -538,6 +727,21 @@ int hv_host_info(HvConn *c, HvHostInfo *ret) {
         }
         *ret = info;
         return 0;
+}
+
+static int host_info_body(HvConn *c, HvCall *a) {
+        return host_info_now(c, &a->out.host);
+}
+
+int hv_host_info(HvConn *c, HvHostInfo *ret) {
+        HvCall *a = hv_call_new(host_info_body, "reading the host's facts", NULL, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0)
+                *ret = a->out.host;
+        hv_call_free(a);
+        return r;
 }
 
 /* ---- domains ---- */
@@ -603,7 +807,7 @@ static int domain_fill(virDomainPtr d, HvDomainInfo *ret) {
         return 0;
 }
 
-int hv_list_domains(HvConn *c, HvDomainInfo **ret, size_t *ret_n) {
+static int list_domains_now(HvConn *c, HvDomainInfo **ret, size_t *ret_n) {
         HV_LEASE(c);
         assert(c && ret && ret_n);
         virDomainPtr *doms = NULL;
@@ -634,6 +838,29 @@ int hv_list_domains(HvConn *c, HvDomainInfo **ret, size_t *ret_n) {
         return 0;
 }
 
+static int list_domains_body(HvConn *c, HvCall *a) {
+        HvDomainInfo *list = NULL;
+        size_t n = 0;
+        int r = list_domains_now(c, &list, &n);
+        a->ret_ptr = list;
+        a->ret_n = n;
+        return r;
+}
+
+int hv_list_domains(HvConn *c, HvDomainInfo **ret, size_t *ret_n) {
+        HvCall *a = hv_call_new(list_domains_body, "listing the domains", NULL, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0) {
+                *ret = a->ret_ptr;
+                *ret_n = a->ret_n;
+                a->ret_ptr = NULL;
+        }
+        hv_call_free(a);
+        return r;
+}
+
 /* The domain with uuid, or NULL with the error set and *ret_r negative. */
 static virDomainPtr domain_lookup(HvConn *c, const char *uuid, int *ret_r) {
         assert(c);
@@ -654,7 +881,7 @@ static virDomainPtr domain_lookup(HvConn *c, const char *uuid, int *ret_r) {
         return d;
 }
 
-int hv_domain_get(HvConn *c, const char *uuid, HvDomainInfo *ret) {
+static int domain_get_now(HvConn *c, const char *uuid, HvDomainInfo *ret) {
         HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = domain_lookup(c, uuid, &r);
@@ -663,19 +890,39 @@ int hv_domain_get(HvConn *c, const char *uuid, HvDomainInfo *ret) {
         return domain_fill(d, ret);
 }
 
-int hv_domain_define(HvConn *c, const HvDomainSpec *spec) {
+static int domain_get_body(HvConn *c, HvCall *a) {
+        return domain_get_now(c, a->s[0], &a->out.dom);
+}
+
+int hv_domain_get(HvConn *c, const char *uuid, HvDomainInfo *ret) {
+        HvCall *a = hv_call_new(domain_get_body, "looking up a domain", uuid, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0)
+                *ret = a->out.dom;
+        hv_call_free(a);
+        return r;
+}
+
+static int domain_define_body(HvConn *c, HvCall *a) {
         HV_LEASE(c);
+        _cleanup_domain_ virDomainPtr d = virDomainDefineXML(hv_conn_virt(c), a->s[0]);
+        if (!d)
+                return hv_virt_fail("cannot define VM '%s' on '%s'", a->s[1], c->uri);
+        return 0;
+}
+
+int hv_domain_define(HvConn *c, const HvDomainSpec *spec) {
         assert(c);
         _cleanup_free_ char *xml = hv_domain_xml_build(spec);
         if (!xml)
                 return -EINVAL;
-        _cleanup_domain_ virDomainPtr d = virDomainDefineXML(hv_conn_virt(c), xml);
-        if (!d)
-                return hv_virt_fail("cannot define VM '%s' on '%s'", spec->name, c->uri);
-        return 0;
+        return hv_call_code(c, hv_call_new(domain_define_body, "defining a domain", xml, spec->name, NULL, NULL),
+                            hv_deadlines.change_ms);
 }
 
-int hv_domain_mark(HvConn *c, const char *uuid, const char *installation_id, int64_t vm_id) {
+static int domain_mark_now(HvConn *c, const char *uuid, const char *installation_id, int64_t vm_id) {
         HV_LEASE(c);
         int r;
         if (!installation_id || !uuid_is_valid(installation_id)) {
@@ -693,6 +940,16 @@ int hv_domain_mark(HvConn *c, const char *uuid, const char *installation_id, int
         if (virDomainSetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT, xml, HV_ARMADA_XMLNS_PREFIX, HV_ARMADA_XMLNS, flags) < 0)
                 return hv_virt_fail("cannot mark VM '%s' (%s) as Armada's", virDomainGetName(d), uuid);
         return 0;
+}
+
+static int domain_mark_body(HvConn *c, HvCall *a) {
+        return domain_mark_now(c, a->s[0], a->s[1], (int64_t) a->n[0]);
+}
+
+int hv_domain_mark(HvConn *c, const char *uuid, const char *installation_id, int64_t vm_id) {
+        HvCall *a = hv_call_new(domain_mark_body, "marking a domain", uuid, installation_id, NULL, NULL);
+        a->n[0] = (uint64_t) vm_id;
+        return hv_call_code(c, a, hv_deadlines.change_ms);
 }
 
 /* Whether a domain in libvirt state s can take the operation at all. */
@@ -725,33 +982,73 @@ static int domain_op(HvConn *c, const char *uuid, const DomainOp *op) {
         return r;
 }
 
-int hv_domain_start(HvConn *c, const char *uuid) {
+static int domain_start_now(HvConn *c, const char *uuid) {
         HV_LEASE(c);
         static const DomainOp op = { "start", virDomainCreate, can_start };
         return domain_op(c, uuid, &op);
 }
-int hv_domain_stop(HvConn *c, const char *uuid) {
+
+static int domain_start_body(HvConn *c, HvCall *a) {
+        return domain_start_now(c, a->s[0]);
+}
+
+int hv_domain_start(HvConn *c, const char *uuid) {
+        return hv_call_code(c, hv_call_new(domain_start_body, "starting a domain", uuid, NULL, NULL, NULL), hv_deadlines.start_ms);
+}
+static int domain_stop_now(HvConn *c, const char *uuid) {
         HV_LEASE(c);
         static const DomainOp op = { "shut down", virDomainShutdown, can_stop };
         return domain_op(c, uuid, &op);
 }
-int hv_domain_kill(HvConn *c, const char *uuid) {
+
+static int domain_stop_body(HvConn *c, HvCall *a) {
+        return domain_stop_now(c, a->s[0]);
+}
+
+int hv_domain_stop(HvConn *c, const char *uuid) {
+        return hv_call_code(c, hv_call_new(domain_stop_body, "asking a domain to shut down", uuid, NULL, NULL, NULL), hv_deadlines.change_ms);
+}
+static int domain_kill_now(HvConn *c, const char *uuid) {
         HV_LEASE(c);
         static const DomainOp op = { "power off", virDomainDestroy, can_stop };
         return domain_op(c, uuid, &op);
 }
-int hv_domain_pause(HvConn *c, const char *uuid) {
+
+static int domain_kill_body(HvConn *c, HvCall *a) {
+        return domain_kill_now(c, a->s[0]);
+}
+
+int hv_domain_kill(HvConn *c, const char *uuid) {
+        return hv_call_code(c, hv_call_new(domain_kill_body, "powering off a domain", uuid, NULL, NULL, NULL), hv_deadlines.change_ms);
+}
+static int domain_pause_now(HvConn *c, const char *uuid) {
         HV_LEASE(c);
         static const DomainOp op = { "pause", virDomainSuspend, can_pause };
         return domain_op(c, uuid, &op);
 }
-int hv_domain_resume(HvConn *c, const char *uuid) {
+
+static int domain_pause_body(HvConn *c, HvCall *a) {
+        return domain_pause_now(c, a->s[0]);
+}
+
+int hv_domain_pause(HvConn *c, const char *uuid) {
+        return hv_call_code(c, hv_call_new(domain_pause_body, "pausing a domain", uuid, NULL, NULL, NULL), hv_deadlines.change_ms);
+}
+static int domain_resume_now(HvConn *c, const char *uuid) {
         HV_LEASE(c);
         static const DomainOp op = { "resume", virDomainResume, can_resume };
         return domain_op(c, uuid, &op);
 }
 
-int hv_domain_undefine(HvConn *c, const char *uuid) {
+static int domain_resume_body(HvConn *c, HvCall *a) {
+        return domain_resume_now(c, a->s[0]);
+}
+
+int hv_domain_resume(HvConn *c, const char *uuid) {
+        return hv_call_code(c, hv_call_new(domain_resume_body, "resuming a domain", uuid, NULL, NULL, NULL), hv_deadlines.change_ms);
+}
+
+static int domain_undefine_now(HvConn *c, const char *uuid) {
         HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = domain_lookup(c, uuid, &r);
@@ -789,7 +1086,15 @@ int hv_domain_undefine(HvConn *c, const char *uuid) {
         return 0;
 }
 
-int hv_domain_state(HvConn *c, const char *uuid, HvState *ret) {
+static int domain_undefine_body(HvConn *c, HvCall *a) {
+        return domain_undefine_now(c, a->s[0]);
+}
+
+int hv_domain_undefine(HvConn *c, const char *uuid) {
+        return hv_call_code(c, hv_call_new(domain_undefine_body, "undefining a domain", uuid, NULL, NULL, NULL), hv_deadlines.change_ms);
+}
+
+static int domain_state_now(HvConn *c, const char *uuid, HvState *ret) {
         HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = domain_lookup(c, uuid, &r);
@@ -801,6 +1106,21 @@ int hv_domain_state(HvConn *c, const char *uuid, HvState *ret) {
                 return hv_virt_fail("cannot read the state of VM '%s' (%s)", name, uuid);
         *ret = state_from_virt(state);
         return 0;
+}
+
+static int domain_state_body(HvConn *c, HvCall *a) {
+        return domain_state_now(c, a->s[0], &a->out.state);
+}
+
+int hv_domain_state(HvConn *c, const char *uuid, HvState *ret) {
+        HvCall *a = hv_call_new(domain_state_body, "reading a domain's state", uuid, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0)
+                *ret = a->out.state;
+        hv_call_free(a);
+        return r;
 }
 
 /* ---- storage ---- */
@@ -842,7 +1162,7 @@ static int pool_define(HvConn *c, const char *name, const char *path, virStorage
         return 0;
 }
 
-int hv_pool_ensure(HvConn *c, const char *name, const char *path, char **ret_path) {
+static int pool_ensure_now(HvConn *c, const char *name, const char *path, char **ret_path) {
         HV_LEASE(c);
         assert(c);
         if (!storage_name_ok(name)) {
@@ -877,8 +1197,28 @@ int hv_pool_ensure(HvConn *c, const char *name, const char *path, char **ret_pat
         return pool_path(pool, name, ret_path);
 }
 
-int hv_volume_create(HvConn *c, const char *pool_name, const char *vol_name, const char *format,
-                     uint64_t capacity, char **ret_path) {
+static int pool_ensure_body(HvConn *c, HvCall *a) {
+        char *s = NULL;
+        int r = pool_ensure_now(c, a->s[0], a->s[1], &s);
+        a->ret_ptr = s;
+        return r;
+}
+
+int hv_pool_ensure(HvConn *c, const char *name, const char *path, char **ret_path) {
+        HvCall *a = hv_call_new(pool_ensure_body, "setting up a storage pool", name, path, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.change_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0 && ret_path) {
+                *ret_path = a->ret_ptr;
+                a->ret_ptr = NULL;
+        }
+        hv_call_free(a);
+        return r;
+}
+
+static int volume_create_now(HvConn *c, const char *pool_name, const char *vol_name, const char *format,
+                             uint64_t capacity, char **ret_path) {
         HV_LEASE(c);
         assert(c);
         if (!format)
@@ -924,6 +1264,29 @@ int hv_volume_create(HvConn *c, const char *pool_name, const char *vol_name, con
         return 0;
 }
 
+static int volume_create_body(HvConn *c, HvCall *a) {
+        char *s = NULL;
+        int r = volume_create_now(c, a->s[0], a->s[1], a->s[2], a->n[0], a->flag ? &s : NULL);
+        a->ret_ptr = s;
+        return r;
+}
+
+int hv_volume_create(HvConn *c, const char *pool_name, const char *vol_name, const char *format,
+                     uint64_t capacity, char **ret_path) {
+        HvCall *a = hv_call_new(volume_create_body, "creating a volume", pool_name, vol_name, format, NULL);
+        a->n[0] = capacity;
+        a->flag = ret_path != NULL;
+        if (!hv_call(c, a, hv_deadlines.change_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0) {
+                *ret_path = a->ret_ptr;
+                a->ret_ptr = NULL;
+        }
+        hv_call_free(a);
+        return r;
+}
+
 /* Refreshes every active pool of the host (a pool lists what it found at
  * its last refresh: a file made since, by another host on shared storage,
  * is not in it yet). *ret_dir_pooled: some pool's directory is the one path
@@ -951,7 +1314,7 @@ static void pools_refresh(HvConn *c, const char *path, bool *ret_dir_pooled) {
         free(pools);
 }
 
-int hv_volume_delete(HvConn *c, const char *path) {
+static int volume_delete_now(HvConn *c, const char *path) {
         HV_LEASE(c);
         assert(c);
         if (!path || !path[0]) {
@@ -980,4 +1343,12 @@ int hv_volume_delete(HvConn *c, const char *path) {
         if (virStorageVolDelete(vol, 0) < 0)
                 return hv_virt_fail("cannot delete the volume at '%s' on '%s'", path, c->uri);
         return 0;
+}
+
+static int volume_delete_body(HvConn *c, HvCall *a) {
+        return volume_delete_now(c, a->s[0]);
+}
+
+int hv_volume_delete(HvConn *c, const char *path) {
+        return hv_call_code(c, hv_call_new(volume_delete_body, "deleting a volume", path, NULL, NULL, NULL), hv_deadlines.change_ms);
 }

@@ -66,7 +66,9 @@ typedef void (*HvCloseFn)(void *userdata, const char *reason);
  * driver supports it (remote URIs); keepalive_interval_s <= 0 leaves
  * libvirt's default. No credentials are ever prompted for (ssh uses its
  * agent, TLS its certificates). on_close may be NULL; its reason is one of
- * "keepalive timeout", "end of file", "I/O error", "client closed". Returns 0
+ * "keepalive timeout", "end of file", "I/O error", "client closed", or, from
+ * the thread whose call missed its deadline, "not responding: <what> did
+ * not return within N s" (hv_conn_not_responding). Returns 0
  * and *ret, or a negative code with hv_last_error() set and *ret untouched.
  * As a last line of defence it refuses (-EPERM) a uri that fails
  * hv_uri_check(uri, true, ...): callers check with their own allow_test
@@ -80,11 +82,31 @@ typedef void (*HvCloseFn)(void *userdata, const char *reason);
 #define HV_CLOSE_DEADLINE_MS 2000u
 int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_count,
                HvCloseFn on_close, void *userdata, HvConn **ret);
+/* How long a call may go unanswered before it fails with -ETIMEDOUT
+ * ("libvirtd on 'URI' did not answer within N s (what)") and its HvConn is
+ * marked not responding (hv_conn_not_responding): libvirtd accepts the
+ * connection and keepalive, but its workers hang. 0 in a field of
+ * hv_set_deadlines keeps the default. Migration itself has none (the
+ * migrate job watches its progress and aborts it); its progress calls do. */
+typedef struct {
+        unsigned query_ms;      /* facts, lists, stats, state, XML, screenshots: 30 s */
+        unsigned start_ms;      /* starting a domain: 60 s */
+        unsigned change_ms;     /* define, stop, kill, pause, resume, undefine, mark, pools,
+                                 * creating and deleting volumes, aborting a job: 60 s */
+        unsigned copy_ms;       /* cloning, uploading, downloading volumes; managed save: 1 h */
+} HvDeadlines;
+void hv_set_deadlines(const HvDeadlines *d);
+
 /* Closes the connection. Accepts NULL; returns NULL. Thread-safe with
  * respect to other calls on other connections. */
 HvConn *hv_conn_free(HvConn *c);
-/* True while the connection is usable (virConnectIsAlive). */
+/* True while the connection is usable: none of its connections was closed
+ * under it and no call on it missed its deadline. */
 bool hv_conn_alive(HvConn *c);
+/* True once a call on c missed its deadline (see HvDeadlines); *what (may
+ * be NULL) then says which, e.g. "starting a domain did not return within
+ * 60 s". The connection's on_close was called with that too. */
+bool hv_conn_not_responding(HvConn *c, const char **what);
 
 /* The comparable form of a libvirt URI, for telling whether two URIs name
  * the same connection: scheme and host name in lower case, the user kept,

@@ -52,7 +52,7 @@ static PlaceHostState engine_state(const char *s) {
                 return PLACE_HOST_OK;
         if (streq(s, "maintenance"))
                 return PLACE_HOST_MAINTENANCE;
-        if (streq(s, "unreachable") || streq(s, "connecting"))
+        if (streq(s, "unreachable") || streq(s, "connecting") || streq(s, "not-responding"))
                 return PLACE_HOST_UNREACHABLE;
         if (streq(s, "failed") || streq(s, "fenced"))
                 return PLACE_HOST_FAILED;

@@ -49,10 +49,17 @@ int inventory_new(Store *st, Jobs *jobs, const InventoryConfig *cfg, Inventory *
 /* ------------------------------------------------------------------ */
 /* links */
 
+static void host_not_responding(Inventory *inv, int64_t host_id, const char *what);
+
+/* From libvirt's event loop (a connection closed: keepalive, EOF), or from
+ * the thread whose call missed its deadline ("not responding: ..."). */
 static void link_on_close(void *userdata, const char *reason) {
         Link *l = userdata;
         atomic_store(&l->dead, true);
         log_warn("connection to host %lld closed: %s", (long long) l->host_id, reason ? reason : "unknown reason");
+        const char *what;
+        if (reason && strncmp(reason, "not responding", 14) == 0 && hv_conn_not_responding(l->conn, &what))
+                host_not_responding(l->inv, l->host_id, what);
         pthread_mutex_lock(&l->inv->lock);
         pthread_cond_broadcast(&l->inv->wake);
         pthread_mutex_unlock(&l->inv->lock);
@@ -372,14 +379,16 @@ static bool same_hypervisor(Inventory *inv, const StoreHost *h, int64_t host_id)
         return h->identity[0] && store_host_get(inv->st, host_id, &other) == 0 && streq(other.identity, h->identity);
 }
 
-static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
+/* 0, or the failure of listing the host's domains (nothing reconciled). */
+static int reconcile(Inventory *inv, Link *l, const StoreHost *h) {
         HvDomainInfo *doms = NULL;
         size_t n = 0;
         pthread_mutex_lock(&l->op_lock);
-        if (hv_list_domains(l->conn, &doms, &n) < 0) {
+        int r = hv_list_domains(l->conn, &doms, &n);
+        if (r < 0) {
                 pthread_mutex_unlock(&l->op_lock);
                 log_warn("cannot list domains on host '%s': %s", h->name, hv_last_error());
-                return;
+                return r;
         }
         bool *seen = NULL;
         StoreVm *known = NULL;
@@ -466,6 +475,7 @@ static void reconcile(Inventory *inv, Link *l, const StoreHost *h) {
         free(seen);
         free(known);
         free(doms);
+        return 0;
 }
 
 void inventory_on_host_state(Inventory *inv, InventoryHostStateFn fn, void *userdata) {
@@ -494,6 +504,28 @@ static void host_unreachable(Inventory *inv, const StoreHost *h, const char *why
                 else
                         log_warn("host '%s' is unreachable: %s", h->name, why);
                 inventory_host_state_changed(inv, h->id);
+        }
+}
+
+/* libvirtd accepts connections and keepalive but a call did not return
+ * within its deadline (what says which): its workers hang. Unlike an
+ * unreachable host, its guests most likely run on; what they do is not
+ * known until it answers again. */
+static void host_not_responding(Inventory *inv, int64_t host_id, const char *what) {
+        StoreHost h;
+        if (store_host_get(inv->st, host_id, &h) < 0)
+                return;
+        /* The first call that missed its deadline stays the reason until
+         * the host answers again. */
+        static const char *const keep[] = { "maintenance", "failed", "fenced", "duplicate", "not-responding", NULL };
+        _cleanup_free_ char *reason = xasprintf("libvirtd accepts connections but does not answer: %s", what);
+        if (store_host_set_state_unless(inv->st, h.id, "not-responding", reason, keep) > 0) {
+                _cleanup_free_ char *msg = xasprintf("Host '%s' is not responding: %s", h.name, reason);
+                (void) store_event_add(inv->st, "error", "host.not-responding", "host", h.id, h.name, 0, msg);
+                (void) store_exec(inv->st, "UPDATE vm SET state = 'unknown', updated_at = ? WHERE host_id = ?"
+                                           " AND state NOT IN ('creating', 'deleting', 'missing')", "ii", now_ms(), h.id);
+                log_warn("%s", msg);
+                inventory_host_state_changed(inv, h.id);
         }
 }
 
@@ -562,7 +594,9 @@ int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t
                 snprintf(why, sizeof why, "%s", hv_last_error());
                 atomic_store(&l->dead, true);
                 link_release(inv, l);
-                host_unreachable(inv, &h, why, NULL);
+                /* A call past its deadline made the host not-responding. */
+                if (r != -ETIMEDOUT)
+                        host_unreachable(inv, &h, why, NULL);
                 if (reason) snprintf(reason, reason_size, "Host '%s' does not answer: %s", h.name, why);
                 return r;
         }
@@ -577,6 +611,16 @@ int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t
                 log_warn("host '%s': cannot prepare storage pool '%s': %s", h.name, h.pool, hv_last_error());
         (void) store_host_set_facts(inv->st, h.id, info.cpus, info.memory_mib, info.free_memory_mib, info.hv_driver,
                                     info.default_domain_type, info.hostname, pool_path);
+        snprintf(h.domain_type, sizeof h.domain_type, "%s", info.default_domain_type);
+        /* A host is ok once its domains could be listed: a libvirtd whose
+         * workers hang answers the host's facts but not the list. */
+        r = reconcile(inv, l, &h);
+        if (r == -ETIMEDOUT) {
+                snprintf(why, sizeof why, "%s", hv_last_error());
+                link_release(inv, l);
+                if (reason) snprintf(reason, reason_size, "Host '%s' does not answer: %s", h.name, why);
+                return r;
+        }
         /* Maintenance may have begun since h was read: checked in the update. */
         static const char *const keep_maintenance[] = { "maintenance", NULL };
         if (store_host_set_state_unless(inv->st, h.id, "ok", NULL, keep_maintenance) > 0) {
@@ -584,12 +628,11 @@ int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t
                         ? xasprintf("Host '%s' is connected (%s, %u CPUs, %llu MiB, VMs run as %s).", h.name, info.hv_driver,
                                     info.cpus, (unsigned long long) info.memory_mib,
                                     streq(info.default_domain_type, "kvm") ? "KVM" : streq(info.default_domain_type, "qemu") ? "QEMU TCG (no KVM)" : info.default_domain_type)
+                        : streq(h.state, "not-responding") ? xasprintf("Host '%s' answers again.", h.name)
                         : xasprintf("Host '%s' is reachable again.", h.name);
                 (void) store_event_add(inv->st, "info", "host.ok", "host", h.id, h.name, 0, msg);
                 inventory_host_state_changed(inv, h.id);
         }
-        snprintf(h.domain_type, sizeof h.domain_type, "%s", info.default_domain_type);
-        reconcile(inv, l, &h);
         link_release(inv, l);
         return 0;
 }

@@ -243,6 +243,10 @@ MonHealth mon_health_host_state(const char *state, const char **ret_reason) {
                 *ret_reason = streq(state, "unreachable") ? "it is unreachable" : streq(state, "failed") ? "it failed" : "it was fenced";
                 return MON_HEALTH_CRITICAL;
         }
+        if (streq(state, "not-responding")) {
+                *ret_reason = "it does not respond";
+                return MON_HEALTH_CRITICAL;
+        }
         if (streq(state, "maintenance")) {
                 *ret_reason = "it is in maintenance mode";
                 return MON_HEALTH_WARNING;

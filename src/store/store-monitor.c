@@ -133,6 +133,10 @@ const StoreMigration store_migrations_monitor[] = {
         "INSERT OR IGNORE INTO alert_rule(name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, builtin, description, created_at) VALUES"
         " ('host-failed', 'host', 'state', '==', NULL, 'failed', 0, 'critical', 1, 'A cluster member stopped answering and was declared failed.', CAST(strftime('%s','now') AS INTEGER) * 1000),"
         " ('host-fenced', 'host', 'state', '==', NULL, 'fenced', 0, 'critical', 1, 'A failed cluster member was powered off by its fence command.', CAST(strftime('%s','now') AS INTEGER) * 1000);" },
+        /* libvirtd answers connections but not calls (issue 15). */
+        { "monitor-host-not-responding-rule",
+        "INSERT OR IGNORE INTO alert_rule(name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, builtin, description, created_at) VALUES"
+        " ('host-not-responding', 'host', 'state', '==', NULL, 'not-responding', 0, 'critical', 1, 'A host accepts connections but its calls do not return within their deadline: libvirtd is wedged.', CAST(strftime('%s','now') AS INTEGER) * 1000);" },
         { NULL, NULL },
 };
 

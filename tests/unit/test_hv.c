@@ -1004,6 +1004,60 @@ static void test_threads(void **state) {
         hv_conn_free(c);
 }
 
+/* hv_run_bounded: a body that returns in time hands its error to the
+ * caller; one that does not is walked away from at the deadline, and its
+ * data is dropped by its own thread once it returns, never before. */
+typedef struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool release, ran, dropped;
+} Gate;
+
+static void gate_run(void *data) {
+        Gate *g = data;
+        pthread_mutex_lock(&g->lock);
+        while (!g->release)
+                pthread_cond_wait(&g->cond, &g->lock);
+        g->ran = true;
+        pthread_mutex_unlock(&g->lock);
+        hv_set_error("the body says %d", 42);
+}
+
+static void gate_drop(void *data) {
+        Gate *g = data;
+        pthread_mutex_lock(&g->lock);
+        assert_true(g->ran);
+        g->dropped = true;
+        pthread_cond_broadcast(&g->cond);
+        pthread_mutex_unlock(&g->lock);
+}
+
+static void test_bounded_calls(void **state) {
+        static Gate g = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false, false };
+        /* In time: the error crosses threads, the caller keeps its data. */
+        g.release = true;
+        hv_set_error("stale");
+        assert_int_equal(hv_run_bounded(10000, gate_run, gate_drop, &g), 0);
+        assert_true(g.ran);
+        assert_false(g.dropped);
+        assert_string_equal(hv_last_error(), "the body says 42");
+
+        /* Not in time: -ETIMEDOUT at the deadline, dropped after it returns. */
+        g.release = g.ran = false;
+        hv_set_error("mine");
+        assert_int_equal(hv_run_bounded(100, gate_run, gate_drop, &g), -ETIMEDOUT);
+        assert_string_equal(hv_last_error(), "mine");
+        pthread_mutex_lock(&g.lock);
+        assert_false(g.ran);
+        assert_false(g.dropped);
+        g.release = true;
+        pthread_cond_broadcast(&g.cond);
+        while (!g.dropped)
+                pthread_cond_wait(&g.cond, &g.lock);
+        assert_true(g.ran);
+        pthread_mutex_unlock(&g.lock);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_xml_uefi),
@@ -1025,6 +1079,7 @@ int main(void) {
                 cmocka_unit_test(test_unknown_domain),
                 cmocka_unit_test(test_list_hundreds),
                 cmocka_unit_test(test_threads),
+                cmocka_unit_test(test_bounded_calls),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
