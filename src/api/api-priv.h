@@ -116,6 +116,8 @@ void api_streams_stop(Api *api);
 void api_streams_free(Api *api);
 /* The connection of r ended: its stream (if any) leaves the list. */
 void api_event_stream_closed(Req *r);
+/* Streams open now and opened since the start (for /metrics). */
+void api_streams_counts(Api *api, unsigned *ret_open, uint64_t *ret_opened);
 
 /* ---- responses ---- */
 void reply(Req *r, int status, json_t *body /* stolen, may be NULL */);

@@ -66,6 +66,7 @@ struct ApiStreams {
         pthread_t thread;
         Stream *list;
         unsigned n;
+        uint64_t opened;                /* since start, for /metrics */
         unsigned max, max_per_user;
         int64_t heartbeat_ms;
 };
@@ -440,6 +441,7 @@ static void h_events_stream(Req *r) {
                 s->next = h->list;
                 h->list = s;
                 h->n++;
+                h->opened++;
         }
         pthread_mutex_unlock(&h->lock);
         if (full || user_full || s->refs == 0) {
@@ -470,6 +472,18 @@ const Route api_routes_stream[] = {
         { "GET", "/api/v1/events/stream", h_events_stream, false },
         { NULL, NULL, NULL, false },
 };
+
+void api_streams_counts(Api *api, unsigned *ret_open, uint64_t *ret_opened) {
+        ApiStreams *h = api->streams;
+        *ret_open = 0;
+        *ret_opened = 0;
+        if (!h)
+                return;
+        pthread_mutex_lock(&h->lock);
+        *ret_open = h->n;
+        *ret_opened = h->opened;
+        pthread_mutex_unlock(&h->lock);
+}
 
 /* ---- start and stop ---- */
 
