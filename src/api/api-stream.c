@@ -45,8 +45,10 @@ struct Stream {
         char **kinds;                   /* NULL-terminated, or NULL for all */
         char object_type[32];
         int64_t object_id;
+        char token_hash[65];            /* the caller's session, checked again */
         /* the pump's (no lock) */
         int64_t cursor;                 /* last sequence number looked at */
+        int64_t auth_checked_ms;
         /* under hub->lock */
         StrBuf out;
         size_t out_pos;
@@ -187,6 +189,16 @@ static void stream_collect(Stream *s, StrBuf *out, bool *ret_end) {
         s->cursor = upto;
 }
 
+/* Whether the session that opened s still stands, for the same user with
+ * the same role: a stream outlives no logout, expiry or change of role
+ * (pump thread, every heartbeat interval). */
+static bool stream_caller_valid(Stream *s) {
+        StoreUser u;
+        if (store_token_user(s->hub->api->st, s->token_hash, now_ms(), &u) < 0)
+                return false;
+        return u.id == s->ctx.user.id && streq(u.role, s->ctx.user.role);
+}
+
 /* ---- the pump ---- */
 
 static void on_store_change(void *userdata) {
@@ -224,7 +236,13 @@ static void pump_round(ApiStreams *h) {
                 Stream *s = all[i];
                 StrBuf msgs = {0};
                 bool end = false;
-                stream_collect(s, &msgs, &end);
+                int64_t t = mono_ms();
+                if (t - s->auth_checked_ms >= h->heartbeat_ms) {
+                        s->auth_checked_ms = t;
+                        end = !stream_caller_valid(s);
+                }
+                if (!end)
+                        stream_collect(s, &msgs, &end);
                 pthread_mutex_lock(&h->lock);
                 int64_t now = mono_ms();
                 if (!s->gone) {
@@ -394,15 +412,17 @@ static void h_events_stream(Req *r) {
         if (!object_type != !object_id)
                 return reply_error(r, 400, "invalid_argument", object_type ? "object_id" : "object_type",
                                    "Queries 'object_type' and 'object_id' go together: give both or neither.");
+        /* The number first, then the job: a change made in between comes
+         * again after the job's state, never not at all. */
+        int64_t high;
+        if (store_stream_seq(r->api->st, &high) < 0)
+                return reply_error(r, 500, "internal", NULL, "A database error occurred while opening the event stream.");
         _cleanup_json_ json_t *job_now = NULL;
         if (job > 0) {
                 job_now = store_job_get_json(r->api->st, job);
                 if (!job_now || !api_job_visible(r, job_now))
                         return reply_error(r, 404, "not_found", "job", "There is no job with id %lld.", (long long) job);
         }
-        int64_t high;
-        if (store_stream_seq(r->api->st, &high) < 0)
-                return reply_error(r, 500, "internal", NULL, "A database error occurred while opening the event stream.");
 
         Stream *s = xcalloc(1, sizeof *s);
         s->hub = h;
@@ -411,6 +431,8 @@ static void h_events_stream(Req *r) {
         memset(s->ctx.user.password_hash, 0, sizeof s->ctx.user.password_hash);
         memcpy(s->ctx.scopes, r->scopes, sizeof s->ctx.scopes);
         s->ctx.subj.scopes = s->ctx.scopes;
+        memcpy(s->token_hash, r->token_hash, sizeof s->token_hash);
+        s->auth_checked_ms = mono_ms();
         s->job_id = job;
         s->kinds = kinds ? split_kinds(kinds) : NULL;
         if (object_type) {
@@ -423,8 +445,7 @@ static void h_events_stream(Req *r) {
         s->cursor = since < 0 || since > high ? high : (since < high - STREAM_REPLAY_MAX ? high - STREAM_REPLAY_MAX : since);
         strbuf_append(&s->out, ": armada event stream\nretry: 2000\n\n");
         if (job_now && since < 0) {
-                /* Where the job is now, numbered no later than it was read:
-                 * a change made meanwhile comes again, never not at all. */
+                /* Where the job is now, numbered as of before it was read. */
                 append_message(&s->out, high, "job", job_now);
                 if (job_final(job_now))
                         s->closing = true;
