@@ -463,6 +463,10 @@ static void h_events_stream(Req *r) {
                 h->list = s;
                 h->n++;
                 h->opened++;
+                /* A change that committed after high was read told the pump
+                 * before this stream was listed: one more round. */
+                h->changes++;
+                pthread_cond_broadcast(&h->cond);
         }
         pthread_mutex_unlock(&h->lock);
         if (full || user_full || s->refs == 0) {
