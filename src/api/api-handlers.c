@@ -66,13 +66,24 @@ static int64_t object_group(Req *r, const char *kind, int64_t id) {
         return g;
 }
 
-static bool job_visible(Req *r, json_t *job) {
+bool api_job_visible(Req *r, json_t *job) {
         if (r->subj.role == ROLE_ADMIN || r->subj.role == ROLE_READ_ONLY)
                 return true;
         if (jint(job, "owner_id") == r->user.id)
                 return true;
         int64_t g = object_group(r, jstr(job, "target_kind"), jint(job, "target_id"));
         return api_allowed(r, ACT_READ, OBJ_JOB, jint(job, "owner_id"), g);
+}
+
+bool api_event_visible(Req *r, json_t *ev) {
+        if (r->subj.role == ROLE_ADMIN || r->subj.role == ROLE_READ_ONLY)
+                return true;
+        if (jint(ev, "owner_id") == r->user.id && r->user.id > 0)
+                return true;
+        if (r->subj.role != ROLE_DELEGATED_ADMIN)
+                return false;
+        int64_t g = object_group(r, jstr(ev, "object_kind"), jint(ev, "object_id"));
+        return g > 0 && api_allowed(r, ACT_READ, OBJ_EVENT, jint(ev, "owner_id"), g);
 }
 
 static json_t *job_json(Req *r, int64_t id) {
@@ -934,7 +945,7 @@ void h_jobs_list(Req *r) {
                 size_t i;
                 json_t *it;
                 json_array_foreach(arr, i, it)
-                        if (job_visible(r, it)) json_array_append(out, it);
+                        if (api_job_visible(r, it)) json_array_append(out, it);
                 json_decref(arr);
                 arr = out;
         }
@@ -943,7 +954,7 @@ void h_jobs_list(Req *r) {
 
 void h_job_get(Req *r) {
         json_t *j = store_job_get_json(r->api->st, r->id[0]);
-        if (!j || !job_visible(r, j)) {
+        if (!j || !api_job_visible(r, j)) {
                 json_decref(j);
                 return reply_error(r, 404, "not_found", NULL, "There is no job with id %lld.", (long long) r->id[0]);
         }
@@ -952,7 +963,7 @@ void h_job_get(Req *r) {
 
 void h_job_cancel(Req *r) {
         _cleanup_json_ json_t *j = store_job_get_json(r->api->st, r->id[0]);
-        if (!j || !job_visible(r, j))
+        if (!j || !api_job_visible(r, j))
                 return reply_error(r, 404, "not_found", NULL, "There is no job with id %lld.", (long long) r->id[0]);
         int64_t g = object_group(r, jstr(j, "target_kind"), jint(j, "target_id"));
         if (jint(j, "owner_id") != r->user.id && !api_allowed(r, ACT_OPERATE, OBJ_JOB, jint(j, "owner_id"), g))
@@ -975,14 +986,8 @@ void h_events_list(Req *r) {
                 json_t *out = json_array();
                 size_t i;
                 json_t *it;
-                json_array_foreach(arr, i, it) {
-                        bool ok = jint(it, "owner_id") == r->user.id && r->user.id > 0;
-                        if (!ok && r->subj.role == ROLE_DELEGATED_ADMIN) {
-                                int64_t g = object_group(r, jstr(it, "object_kind"), jint(it, "object_id"));
-                                ok = g > 0 && api_allowed(r, ACT_READ, OBJ_EVENT, jint(it, "owner_id"), g);
-                        }
-                        if (ok) json_array_append(out, it);
-                }
+                json_array_foreach(arr, i, it)
+                        if (api_event_visible(r, it)) json_array_append(out, it);
                 json_decref(arr);
                 arr = out;
         }

@@ -570,6 +570,16 @@ static void h_prometheus(Req *r) {
                                              __atomic_load_n(&r->api->login_rate_limited, __ATOMIC_RELAXED));
         if (!text)
                 return reply_error(r, 500, "internal", NULL, "A database error occurred while exposing the metrics.");
+        unsigned open;
+        uint64_t opened;
+        api_streams_counts(r->api, &open, &opened);
+        char *all = xasprintf("%s# HELP armada_event_streams Event streams (GET /api/v1/events/stream) open now.\n"
+                              "# TYPE armada_event_streams gauge\narmada_event_streams %u\n"
+                              "# HELP armada_event_streams_opened_total Event streams opened since armadad started.\n"
+                              "# TYPE armada_event_streams_opened_total counter\narmada_event_streams_opened_total %llu\n",
+                              text, open, (unsigned long long) opened);
+        free(text);
+        text = all;
         r->status = 200;
         r->raw = text;
         r->raw_len = strlen(text);

@@ -20,7 +20,9 @@ struct Api {
         pthread_mutex_t rate_lock;
         AuthRateLimiter rate;
         uint64_t login_rate_limited;  /* logins the limiter refused (__atomic) */
+        struct ApiStreams *streams;   /* GET /events/stream (api-stream.c) */
 };
+typedef struct ApiStreams ApiStreams;
 
 typedef struct {
         Api *api;
@@ -59,6 +61,7 @@ typedef struct {
         size_t upload_len;
         void *stream_state;           /* the handler's; freed by it at END/ABORT */
         const void *stream_route;     /* the (const Route *) while streaming */
+        void *event_stream;           /* GET /events/stream: its stream (api-stream.c) */
 } Req;
 
 /* A route with .stream gets its body unbuffered: after authentication on the
@@ -100,6 +103,21 @@ extern const Route api_routes_monitor[];
 extern const Route api_routes_library[];
 extern const Route api_routes_ha[];
 extern const Route api_routes_web[];
+extern const Route api_routes_stream[];
+
+/* ---- the event stream (api-stream.c) ---- */
+/* Starts the thread that feeds event streams and hooks it to the store's
+ * changes; 0 or -errno. */
+int api_streams_start(Api *api);
+/* Unhooks it, stops the thread and ends every stream (waking any that
+ * waits), so that the HTTP daemon can stop. Before MHD_stop_daemon. */
+void api_streams_stop(Api *api);
+/* After MHD_stop_daemon. Accepts an api without streams. */
+void api_streams_free(Api *api);
+/* The connection of r ended: its stream (if any) leaves the list. */
+void api_event_stream_closed(Req *r);
+/* Streams open now and opened since the start (for /metrics). */
+void api_streams_counts(Api *api, unsigned *ret_open, uint64_t *ret_opened);
 
 /* ---- responses ---- */
 void reply(Req *r, int status, json_t *body /* stolen, may be NULL */);
@@ -141,6 +159,11 @@ bool api_allowed_some(Req *r, AuthAction a, AuthObjectKind k);
  * name cannot be used without confirming that another user's VM has it. */
 void reply_vm_name_taken(Req *r, const char *field, const char *name);
 /* Sends 403 (or 404 when the caller may not even read it) and audits. */
+/* Whether the caller may see a job or an event (its JSON, as the lists
+ * return it): the rules of GET /jobs and GET /events, which the event
+ * stream applies too. */
+bool api_job_visible(Req *r, json_t *job);
+bool api_event_visible(Req *r, json_t *ev);
 void deny(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name);
 void audit(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name,
            const char *detail, const char *result);

@@ -289,7 +289,7 @@ static const Route ROUTES_CORE[] = {
 };
 
 static const Route *const ROUTE_TABLES[] = {
-        ROUTES_CORE, api_routes_place, api_routes_monitor, api_routes_library, api_routes_ha, api_routes_web,
+        ROUTES_CORE, api_routes_stream, api_routes_place, api_routes_monitor, api_routes_library, api_routes_ha, api_routes_web,
 };
 
 /* Matches path against pattern, filling r->id / r->word. */
@@ -607,6 +607,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
                 r->stream_phase = STREAM_ABORT;
                 ((const Route *) r->stream_route)->fn(r);
         }
+        api_event_stream_closed(r);
         strbuf_free(&r->body);
         json_decref(r->json);
         json_decref(r->resp);
@@ -652,8 +653,11 @@ int api_start(Api *api) {
                 log_error("cannot listen on '%s': not an IPv4 address", api->cfg.listen_addr);
                 return -EINVAL;
         }
-        /* ALLOW_UPGRADE: the web console's VNC WebSocket (api-web.c). */
-        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
+        /* ALLOW_UPGRADE: the web console's VNC WebSocket (api-web.c);
+         * ALLOW_SUSPEND_RESUME: event streams park their connection while
+         * they wait (api-stream.c). */
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE |
+                         MHD_ALLOW_SUSPEND_RESUME;
         bool tls = api->cfg.tls_cert && api->cfg.tls_key;
         if (tls) {
                 if (file_read_all(api->cfg.tls_cert, &api->tls_cert_pem, NULL) < 0 ||
@@ -685,6 +689,13 @@ int api_start(Api *api) {
                 log_error("cannot listen on %s:%d (is the port in use?)", api->cfg.listen_addr, api->cfg.port);
                 return -EADDRINUSE;
         }
+        int r = api_streams_start(api);
+        if (r < 0) {
+                log_error("cannot start the event stream thread: %s", strerror(-r));
+                MHD_stop_daemon(api->mhd);
+                api->mhd = NULL;
+                return r;
+        }
         return 0;
 }
 
@@ -695,6 +706,7 @@ int api_port(Api *api) {
 
 void api_stop(Api *api) {
         if (api && api->mhd) {
+                api_streams_stop(api);
                 MHD_stop_daemon(api->mhd);
                 api->mhd = NULL;
         }
@@ -704,6 +716,7 @@ Api *api_free(Api *api) {
         if (!api)
                 return NULL;
         api_stop(api);
+        api_streams_free(api);
         free(api->tls_cert_pem);
         free(api->tls_key_pem);
         pthread_mutex_destroy(&api->rate_lock);

@@ -24,6 +24,8 @@ typedef struct {
         unsigned per_ip_connections; /* open connections one address may hold; default 64 */
         unsigned idle_timeout_s;     /* a connection silent this long is closed; default 15 */
         bool allow_test_hosts;       /* POST /hosts accepts test: URIs (armadad --allow-test-hosts) */
+        unsigned max_streams;        /* open GET /events/stream at once; default 64 */
+        unsigned max_streams_per_user; /* of them, one user's; default 8 */
 } ApiConfig;
 
 typedef struct Api Api;

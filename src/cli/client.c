@@ -300,76 +300,240 @@ static int job_outcome(json_t *job) {
         return fail("%s failed: %s", lbl, *err ? err : "no reason given");
 }
 
+/* What the user sees while a job is followed: one progress line, redrawn
+ * on a terminal, printed when it changes otherwise. */
+typedef struct {
+        int64_t id;
+        bool tty;
+        char *last_line;
+} Follow;
+
+static void follow_show(Follow *f, json_t *job) {
+        const char *state = jstr(job, "state");
+        _cleanup_free_ char *kind = clean(jstr(job, "kind"));
+        _cleanup_free_ char *step = clean(jstr(job, "step"));
+        _cleanup_free_ char *line = NULL;
+        if (state && (streq(state, "queued") || (streq(state, "running") && !*step)))
+                line = xasprintf("job %" PRId64 " %s: %" PRId64 "%% %s", f->id, kind, jint(job, "progress", 0), state);
+        else
+                line = xasprintf("job %" PRId64 " %s: %" PRId64 "%% %s", f->id, kind, jint(job, "progress", 0),
+                                 *step ? step : (state ? state : "?"));
+        if (!f->last_line || !streq(line, f->last_line)) {
+                if (f->tty)
+                        fprintf(stderr, "\r\033[K%s", line);
+                else
+                        fprintf(stderr, "%s\n", line);
+                fflush(stderr);
+                free(f->last_line);
+                f->last_line = steal_ptr(line);
+        }
+}
+
+static void follow_clear(Follow *f) {
+        if (f->tty && f->last_line)
+                fputs("\r\033[K", stderr);
+}
+
+/* ---- following a job on the event stream ---- */
+
+/* Parser state of GET /events/stream?job=ID (text/event-stream). */
+typedef struct {
+        CURL *h;
+        Follow *f;
+        StrBuf line;            /* the line being received */
+        StrBuf data;            /* the data: lines of the message so far */
+        char event[16];
+        bool refused;           /* not a 200 event stream: poll instead */
+        json_t *final;          /* the job, once it has ended */
+} Sse;
+
+static void sse_dispatch(Sse *s) {
+        if (streq(s->event, "job") && s->data.len > 0) {
+                json_error_t jerr;
+                _cleanup_json_ json_t *job = json_loadb(s->data.s, s->data.len, 0, &jerr);
+                if (json_is_object(job) && jint(job, "id", 0) == s->f->id) {
+                        if (job_is_final(jstr(job, "state")))
+                                s->final = json_incref(job);
+                        else
+                                follow_show(s->f, job);
+                }
+        }
+        s->event[0] = 0;
+        s->data.len = 0;
+}
+
+static void sse_line(Sse *s, char *l, size_t n) {
+        if (n > 0 && l[n - 1] == '\r')
+                l[--n] = 0;
+        if (n == 0) {
+                sse_dispatch(s);
+                return;
+        }
+        if (l[0] == ':')
+                return; /* a comment: the heartbeat */
+        char *v = strchr(l, ':');
+        size_t kl = v ? (size_t) (v - l) : n;
+        v = v ? v + 1 : l + n;
+        if (*v == ' ')
+                v++;
+        if (kl == 5 && strncmp(l, "event", 5) == 0)
+                snprintf(s->event, sizeof s->event, "%s", v);
+        else if (kl == 4 && strncmp(l, "data", 4) == 0) {
+                if (s->data.len)
+                        strbuf_append(&s->data, "\n");
+                strbuf_append(&s->data, v);
+        }
+}
+
+static size_t sse_on_body(char *data, size_t size, size_t n, void *userdata) {
+        Sse *s = userdata;
+        size_t len = size * n;
+        long status = 0;
+        const char *ctype = NULL;
+        curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(s->h, CURLINFO_CONTENT_TYPE, &ctype);
+        if (status != 200 || !ctype || strncmp(ctype, "text/event-stream", 17) != 0) {
+                s->refused = true;
+                return 0;
+        }
+        for (size_t i = 0; i < len && !s->final; i++) {
+                if (data[i] != '\n') {
+                        if (s->line.len > (1u << 20))
+                                return 0; /* no message is this long */
+                        strbuf_appendn(&s->line, data + i, 1);
+                        continue;
+                }
+                strbuf_appendn(&s->line, "", 0);
+                sse_line(s, s->line.s ? s->line.s : (char *) "", s->line.len);
+                s->line.len = 0;
+        }
+        /* The job has ended: stop reading at once. */
+        return s->final ? 0 : len;
+}
+
+static int sse_on_progress(void *p, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
+        return interrupted ? 1 : 0;
+}
+
+/* Follows job f->id on the event stream until it ends: 0 and *ret_job
+ * (the ended job), or -1 when the stream cannot say (an armadad without
+ * it, a refusal, a lost connection, an interrupt): the caller polls. */
+static int job_follow_stream(Ctx *c, Follow *f, json_t **ret_job) {
+        _cleanup_free_ char *url = xasprintf("%s%s/events/stream?job=%" PRId64, c->server, API_PREFIX, f->id);
+        _cleanup_(curl_slist_freep) struct curl_slist *headers = NULL;
+        _cleanup_free_ char *auth = NULL;
+        CURL *h = c->curl;
+        Sse s = { .h = h, .f = f };
+
+        curl_easy_reset(h);
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+        /* No end to the whole transfer, but heartbeats come at least every
+         * 15 s: a stream silent for a minute is dead. */
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+        curl_easy_setopt(h, CURLOPT_USERAGENT, USER_AGENT);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sse_on_body);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, sse_on_progress);
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+        if (c->insecure) {
+                curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+                curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+        }
+        if (c->cacert)
+                curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
+        headers = curl_slist_append(headers, "Accept: text/event-stream");
+        if (c->token) {
+                auth = xasprintf("Authorization: Bearer %s", c->token);
+                headers = curl_slist_append(headers, auth);
+        }
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+        (void) curl_easy_perform(h);
+        if (auth)
+                explicit_bzero(auth, strlen(auth));
+        strbuf_free(&s.line);
+        strbuf_free(&s.data);
+        /* The next request on this handle starts afresh. */
+        curl_easy_reset(h);
+        if (!s.final)
+                return -1;
+        *ret_job = s.final;
+        return 0;
+}
+
+/* The end of a followed job: its outcome, printed. */
+static int follow_end(Ctx *c, Follow *f, json_t *job) {
+        follow_show(f, job);
+        if (f->tty)
+                fputs("\r\033[K", stderr);
+        print_final(c, job);
+        return job_outcome(job);
+}
+
 int job_follow(Ctx *c, int64_t id) {
         _cleanup_free_ char *path = xasprintf("/jobs/%" PRId64, id);
-        _cleanup_free_ char *last_line = NULL;
-        bool tty = isatty(STDERR_FILENO);
-        int failures = 0;
+        Follow f = { .id = id, .tty = isatty(STDERR_FILENO) };
+        int failures = 0, r;
         struct sigaction sa = { .sa_handler = on_interrupt }, old_int;
 
         interrupted = 0;
         sigaction(SIGINT, &sa, &old_int);
+        /* The event stream first: it tells the job's end as it happens.
+         * Polling is the fallback, for an armadad without the stream or a
+         * stream lost on the way. */
+        json_t *ended = NULL;
+        if (job_follow_stream(c, &f, &ended) == 0) {
+                r = follow_end(c, &f, ended);
+                json_decref(ended);
+                free(f.last_line);
+                sigaction(SIGINT, &old_int, NULL);
+                return r;
+        }
         for (;;) {
                 ApiReply reply;
-                int r = api_send(c, "GET", path, NULL, POLL_REQUEST_TIMEOUT_S, &reply);
+                r = api_send(c, "GET", path, NULL, POLL_REQUEST_TIMEOUT_S, &reply);
                 if (r == EXIT_UNREACHABLE && ++failures < 20 && !interrupted) {
                         /* armadad may be restarting; jobs survive that. */
                         if (failures == 1) {
-                                if (tty && last_line)
-                                        fputs("\r\033[K", stderr);
+                                follow_clear(&f);
                                 fprintf(stderr, "armada: lost armadad at %s (%s); trying again for 20 s\n",
                                         c->server, reply.error);
-                                free(last_line);
-                                last_line = NULL;
+                                free(f.last_line);
+                                f.last_line = NULL;
                         }
                         api_reply_done(&reply);
                         sleep_ms(1000);
                         continue;
                 }
                 if (r != 0 || reply.status >= 300) {
-                        if (tty && last_line)
-                                fputs("\r\033[K", stderr);
+                        follow_clear(&f);
                         r = api_report(c, &reply, r ? r : EXIT_ERROR);
                         api_reply_done(&reply);
+                        free(f.last_line);
                         sigaction(SIGINT, &old_int, NULL);
                         return r;
                 }
                 failures = 0;
                 json_t *job = reply.json;
-                const char *state = jstr(job, "state");
-                _cleanup_free_ char *kind = clean(jstr(job, "kind"));
-                _cleanup_free_ char *step = clean(jstr(job, "step"));
-                _cleanup_free_ char *line = NULL;
-                if (state && (streq(state, "queued") || (streq(state, "running") && !*step)))
-                        line = xasprintf("job %" PRId64 " %s: %" PRId64 "%% %s", id, kind,
-                                         jint(job, "progress", 0), state);
-                else
-                        line = xasprintf("job %" PRId64 " %s: %" PRId64 "%% %s", id, kind,
-                                         jint(job, "progress", 0), *step ? step : (state ? state : "?"));
-                if (!last_line || !streq(line, last_line)) {
-                        if (tty)
-                                fprintf(stderr, "\r\033[K%s", line);
-                        else
-                                fprintf(stderr, "%s\n", line);
-                        fflush(stderr);
-                        free(last_line);
-                        last_line = steal_ptr(line);
-                }
-                if (job_is_final(state)) {
-                        if (tty)
-                                fputs("\r\033[K", stderr);
-                        print_final(c, job);
-                        r = job_outcome(job);
+                if (job_is_final(jstr(job, "state"))) {
+                        r = follow_end(c, &f, job);
                         api_reply_done(&reply);
+                        free(f.last_line);
                         sigaction(SIGINT, &old_int, NULL);
                         return r;
                 }
+                follow_show(&f, job);
                 api_reply_done(&reply);
                 if (!interrupted)
                         sleep_ms(POLL_INTERVAL_MS);
                 if (interrupted) {
-                        if (tty)
+                        if (f.tty)
                                 fputs("\r\033[K", stderr);
+                        free(f.last_line);
                         sigaction(SIGINT, &old_int, NULL);
                         fail("stopped waiting; job %" PRId64 " goes on (see 'armada job show %" PRId64
                              "', or 'armada job cancel %" PRId64 "')", id, id, id);

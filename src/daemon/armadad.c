@@ -37,6 +37,7 @@ typedef struct {
         int audit_retention_days;
         int connections_per_address;
         int idle_timeout_s;
+        int max_streams, max_streams_per_user;
         bool allow_test_hosts;   /* test: URIs (libvirt's test driver) may be registered */
         char *web_dir;
         int workers;
@@ -98,7 +99,8 @@ static int config_set(Config *c, const char *key, const char *val) {
                 c->ensure_hosts[c->n_ensure_hosts++] = xstrdup(val);
         } else if (streq(key, "workers") || streq(key, "refresh-interval-ms") || streq(key, "stop-timeout-s") || streq(key, "token-ttl-s") ||
                    streq(key, "ha-declare-ms") || streq(key, "fence-timeout-s") || strncmp(key, "monitor-", 8) == 0 ||
-                   streq(key, "audit-retention-days") || streq(key, "connections-per-address") || streq(key, "idle-timeout-s")) {
+                   streq(key, "audit-retention-days") || streq(key, "connections-per-address") || streq(key, "idle-timeout-s") ||
+                   streq(key, "max-streams") || streq(key, "max-streams-per-user")) {
                 if (parse_i64(val, &n) < 0 || n <= 0 || n > 100000000) {
                         fprintf(stderr, "armadad: '%s' must be a positive whole number, not '%s'\n", key, val);
                         return -EINVAL;
@@ -111,6 +113,8 @@ static int config_set(Config *c, const char *key, const char *val) {
                 else if (streq(key, "audit-retention-days")) c->audit_retention_days = (int) n;
                 else if (streq(key, "connections-per-address")) c->connections_per_address = (int) n;
                 else if (streq(key, "idle-timeout-s")) c->idle_timeout_s = (int) n;
+                else if (streq(key, "max-streams")) c->max_streams = (int) n;
+                else if (streq(key, "max-streams-per-user")) c->max_streams_per_user = (int) n;
                 else if (streq(key, "monitor-interval-ms")) c->monitor_interval_ms = (int) n;
                 else if (streq(key, "monitor-webhook-backoff-ms")) c->monitor_webhook_backoff_ms = (int) n;
                 else if (streq(key, "monitor-assess-interval-ms")) c->monitor_assess_interval_ms = (int) n;
@@ -172,6 +176,8 @@ static void usage(void) {
              "                             or read-only operator's token, from the loopback too)\n"
              "  --connections-per-address N  open connections one client address may hold (default 64)\n"
              "  --idle-timeout-s N         close a connection that sends nothing this long (default 15)\n"
+             "  --max-streams N            event streams (GET /api/v1/events/stream) open at once (default 64)\n"
+             "  --max-streams-per-user N   of them, one user's (default 8)\n"
              "  --audit-retention-days N   audit entries older than this are deleted (default 90)\n"
              "  --web-dir DIR              web console files (default ./web when present)\n"
              "  --workers N                job worker threads (default 4)\n"
@@ -311,6 +317,7 @@ int main(int argc, char **argv) {
                 { "metrics-public", no_argument, NULL, 0 }, { "audit-retention-days", required_argument, NULL, 0 },
                 { "connections-per-address", required_argument, NULL, 0 }, { "idle-timeout-s", required_argument, NULL, 0 },
                 { "allow-test-hosts", no_argument, NULL, 0 },
+                { "max-streams", required_argument, NULL, 0 }, { "max-streams-per-user", required_argument, NULL, 0 },
                 { "web-dir", required_argument, NULL, 0 }, { "workers", required_argument, NULL, 0 },
                 { "refresh-interval-ms", required_argument, NULL, 0 }, { "stop-timeout-s", required_argument, NULL, 0 },
                 { "token-ttl-s", required_argument, NULL, 0 },
@@ -447,7 +454,8 @@ int main(int argc, char **argv) {
         ApiConfig acfg = { .listen_addr = addr, .port = port, .tls_cert = c.tls_cert, .tls_key = c.tls_key,
                            .web_dir = c.web_dir, .token_ttl_s = c.token_ttl_s, .metrics_public = c.metrics_public,
                            .per_ip_connections = (unsigned) c.connections_per_address, .idle_timeout_s = (unsigned) c.idle_timeout_s,
-                           .allow_test_hosts = c.allow_test_hosts };
+                           .allow_test_hosts = c.allow_test_hosts, .max_streams = (unsigned) c.max_streams,
+                           .max_streams_per_user = (unsigned) c.max_streams_per_user };
         (void) api_new(st, jobs, inv, &acfg, &api);
         if (api_start(api) < 0) {
                 fprintf(stderr, "armadad: cannot listen on %s\n", c.listen);

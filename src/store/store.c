@@ -14,9 +14,36 @@ struct Store {
         pthread_mutex_t lock;
         sqlite3 **all;          /* every connection opened, for store_free() */
         size_t n_all;
+        /* store_set_change_hook(): told after an event or job change commits. */
+        StoreChangeFn change_fn;
+        void *change_data;
 };
 
+/* An event or job change made inside store_begin() .. store_commit() on
+ * this thread: the hook is told at the commit, when readers can see it. */
+static __thread bool change_pending;
+
 static int ids_autoincrement(Store *st);
+
+static void change_notify(Store *st) {
+        pthread_mutex_lock(&st->lock);
+        if (st->change_fn)
+                st->change_fn(st->change_data);
+        pthread_mutex_unlock(&st->lock);
+}
+
+/* After a statement that changed an event or a job: tells the hook now, or
+ * at the commit when a transaction is open on this thread. */
+static int changed(Store *st, int r) {
+        if (r < 0)
+                return r;
+        sqlite3 *db = store_db(st);
+        if (db && !sqlite3_get_autocommit(db))
+                change_pending = true;
+        else
+                change_notify(st);
+        return r;
+}
 
 /* The foundation's schema. Each capability keeps its own list of named
  * migrations (store-<capability>.c); every name is applied once, in list
@@ -149,6 +176,11 @@ static const StoreMigration MIGRATIONS_CORE[] = {
         { "core-identity",  "ALTER TABLE host ADD COLUMN identity TEXT;"
         "CREATE INDEX host_identity_idx ON host(identity);"
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);" },
+        /* The event stream's order (GET /events/stream): every change of a
+         * job takes the next number of one sequence shared with event ids
+         * (STREAM_NEXT_SEQ), so one number says where a reader is in both. */
+        { "core-stream-seq", "ALTER TABLE job ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;"
+        "CREATE INDEX job_rev_idx ON job(rev);" },
         { NULL, NULL },
 };
 
@@ -604,8 +636,25 @@ int store_end(Store *st, int r) {
 }
 
 int store_begin(Store *st) { return store_exec(st, "BEGIN IMMEDIATE", ""); }
-int store_commit(Store *st) { return store_exec(st, "COMMIT", ""); }
-void store_rollback(Store *st) { (void) store_exec(st, "ROLLBACK", ""); }
+int store_commit(Store *st) {
+        int r = store_exec(st, "COMMIT", "");
+        if (r >= 0 && change_pending) {
+                change_pending = false;
+                change_notify(st);
+        }
+        return r;
+}
+void store_rollback(Store *st) {
+        change_pending = false;
+        (void) store_exec(st, "ROLLBACK", "");
+}
+
+void store_set_change_hook(Store *st, StoreChangeFn fn, void *userdata) {
+        pthread_mutex_lock(&st->lock);
+        st->change_fn = fn;
+        st->change_data = userdata;
+        pthread_mutex_unlock(&st->lock);
+}
 int64_t store_last_id(Store *st) { return sqlite3_last_insert_rowid(store_db(st)); }
 int store_changes(Store *st) { return sqlite3_changes(store_db(st)); }
 
@@ -1158,15 +1207,23 @@ int store_token_purge_expired(Store *st, int64_t now) {
 /* ------------------------------------------------------------------ */
 /* jobs */
 
+/* The next number of the stream sequence (see "core-stream-seq"): above
+ * every job revision and every event id. A statement that writes holds
+ * SQLite's one write lock from its start, so two writers never draw the
+ * same number, and numbers become visible in the order they were drawn.
+ * Neither table loses rows (nothing deletes events or jobs), so the
+ * maximum never goes back. */
+#define STREAM_NEXT_SEQ "(SELECT max((SELECT coalesce(max(rev), 0) FROM job), (SELECT coalesce(max(id), 0) FROM event)) + 1)"
+
 void store_job_clear(StoreJob *j) {
         free(j->params_json);
         j->params_json = NULL;
 }
 int store_job_insert(Store *st, const char *kind, const char *target_kind, int64_t target_id,
                      const char *target_name, int64_t owner_id, const char *params_json, int64_t *ret_id) {
-        return store_insert(st, ret_id, "INSERT INTO job(kind, target_kind, target_id, target_name, owner_id, params, created_at)"
-                               " VALUES (?,?,?,?,nullif(?,0),?,?)",
-                           "ssisisi", kind, target_kind, target_id, target_name, owner_id, params_json, now_ms());
+        return changed(st, store_insert(st, ret_id, "INSERT INTO job(kind, target_kind, target_id, target_name, owner_id, params,"
+                                                    " created_at, rev) VALUES (?,?,?,?,nullif(?,0),?,?," STREAM_NEXT_SEQ ")",
+                                        "ssisisi", kind, target_kind, target_id, target_name, owner_id, params_json, now_ms()));
 }
 static void row_job(sqlite3_stmt *stmt, void *out) {
         StoreJob *j = out;
@@ -1188,38 +1245,47 @@ static void row_job(sqlite3_stmt *stmt, void *out) {
 int store_job_claim(Store *st, StoreJob *ret) {
         /* One statement, so two workers can never claim the same job; the
          * NOT EXISTS keeps jobs on one object strictly one at a time. */
-        return store_query_row(st, row_job, ret,
-                         "UPDATE job SET state = 'running', started_at = ?, attempts = attempts + 1 WHERE id = ("
+        int r = store_query_row(st, row_job, ret,
+                         "UPDATE job SET state = 'running', started_at = ?, attempts = attempts + 1, rev = " STREAM_NEXT_SEQ
+                         " WHERE id = ("
                          " SELECT q.id FROM job q WHERE q.state = 'queued' AND NOT EXISTS ("
                          "  SELECT 1 FROM job r WHERE r.state = 'running' AND r.target_kind = q.target_kind"
                          "  AND r.target_id = q.target_id) ORDER BY q.id LIMIT 1)"
                          " RETURNING id, kind, state, target_kind, target_id, target_name, coalesce(owner_id, 0), params,"
                          " cancel_requested, attempts", "i", now_ms());
+        return r == 0 ? changed(st, r) : r;
 }
 int store_job_progress(Store *st, int64_t id, int percent, const char *step) {
-        return store_exec(st, "UPDATE job SET progress = max(progress, ?), step = coalesce(?, step) WHERE id = ?",
-                          "isi", (int64_t) percent, step, id);
+        return changed(st, store_exec(st, "UPDATE job SET progress = max(progress, ?), step = coalesce(?, step),"
+                                          " rev = " STREAM_NEXT_SEQ " WHERE id = ?", "isi", (int64_t) percent, step, id));
 }
 int store_job_step_add(Store *st, int64_t id, const char *name) {
-        return store_exec(st, "INSERT INTO job_step(job_id, seq, name, at)"
-                              " VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM job_step WHERE job_id = ?1), ?2, ?3)",
-                          "isi", id, name, now_ms());
+        int r = store_exec(st, "INSERT INTO job_step(job_id, seq, name, at)"
+                               " VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM job_step WHERE job_id = ?1), ?2, ?3)",
+                           "isi", id, name, now_ms());
+        if (r < 0)
+                return r;
+        /* A step shows in the job's JSON, so the job moves in the stream
+         * too; after the step, so a reader that sees the new number sees
+         * the step. */
+        return changed(st, store_exec(st, "UPDATE job SET rev = " STREAM_NEXT_SEQ " WHERE id = ?", "i", id));
 }
 int store_job_finish(Store *st, int64_t id, const char *state, const char *error, const char *result_json) {
-        return store_exec(st, "UPDATE job SET state = ?, error = ?, result = ?, finished_at = ?,"
-                              " progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END WHERE id = ?",
-                          "sssisi", state, error, result_json, now_ms(), state, id);
+        return changed(st, store_exec(st, "UPDATE job SET state = ?, error = ?, result = ?, finished_at = ?,"
+                                          " progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END,"
+                                          " rev = " STREAM_NEXT_SEQ " WHERE id = ?",
+                                      "sssisi", state, error, result_json, now_ms(), state, id));
 }
 int store_job_request_cancel(Store *st, int64_t id) {
         /* A queued job is cancelled at once; a running one is asked to stop. */
-        int r = store_exec(st, "UPDATE job SET state = 'cancelled', finished_at = ?, error = 'cancelled before it started'"
-                               " WHERE id = ? AND state = 'queued'", "ii", now_ms(), id);
+        int r = store_exec(st, "UPDATE job SET state = 'cancelled', finished_at = ?, error = 'cancelled before it started',"
+                               " rev = " STREAM_NEXT_SEQ " WHERE id = ? AND state = 'queued'", "ii", now_ms(), id);
         if (r < 0 || store_changes(st) > 0)
-                return r;
-        r = store_exec(st, "UPDATE job SET cancel_requested = 1 WHERE id = ? AND state = 'running'", "i", id);
+                return changed(st, r);
+        r = store_exec(st, "UPDATE job SET cancel_requested = 1, rev = " STREAM_NEXT_SEQ " WHERE id = ? AND state = 'running'", "i", id);
         if (r < 0)
                 return r;
-        return store_changes(st) > 0 ? 0 : -EALREADY;
+        return store_changes(st) > 0 ? changed(st, 0) : -EALREADY;
 }
 int store_job_cancel_requested(Store *st, int64_t id, bool *ret) {
         int64_t v;
@@ -1233,7 +1299,8 @@ int store_job_list_running(Store *st, StoreJob **ret) {
         return store_query_rows(st, row_job, sizeof(StoreJob), (void **) ret, JOB_ROW "WHERE state = 'running' ORDER BY id", "");
 }
 int store_job_requeue(Store *st, int64_t id) {
-        return store_exec(st, "UPDATE job SET state = 'queued', step = 'resumed after armadad restarted' WHERE id = ?", "i", id);
+        return changed(st, store_exec(st, "UPDATE job SET state = 'queued', step = 'resumed after armadad restarted',"
+                                          " rev = " STREAM_NEXT_SEQ " WHERE id = ?", "i", id));
 }
 int store_job_state(Store *st, int64_t id, char state[16]) {
         _cleanup_json_ json_t *o = store_query_one(st, "SELECT state FROM job WHERE id = ?", "i", id);
@@ -1242,12 +1309,13 @@ int store_job_state(Store *st, int64_t id, char state[16]) {
         snprintf(state, 16, "%s", json_string_value(json_object_get(o, "state")));
         return 0;
 }
-#define JOB_COLUMNS \
+#define JOB_FIELDS \
         "SELECT j.id, j.kind, j.state, j.target_kind, j.target_id, j.target_name, j.owner_id, u.name AS owner_name," \
         " j.progress, j.step, j.error, j.result AS result_json, j.attempts," \
         " (SELECT json_group_array(json_object('seq', s.seq, 'name', s.name, 'at', strftime('%Y-%m-%dT%H:%M:%fZ', s.at / 1000.0, 'unixepoch'))) FROM job_step s WHERE s.job_id = j.id) AS steps_json," \
-        " j.cancel_requested AS cancel_requested_bool, j.created_at, j.started_at, j.finished_at" \
-        " FROM job j LEFT JOIN user u ON u.id = j.owner_id "
+        " j.cancel_requested AS cancel_requested_bool, j.created_at, j.started_at, j.finished_at"
+#define JOB_FROM " FROM job j LEFT JOIN user u ON u.id = j.owner_id "
+#define JOB_COLUMNS JOB_FIELDS JOB_FROM
 json_t *store_job_list(Store *st, const char *state, int64_t owner_id, int limit) {
         return store_query_json(st, JOB_COLUMNS "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 = 0 OR j.owner_id = ?2)"
                                                 " ORDER BY j.id DESC LIMIT ?3",
@@ -1262,9 +1330,20 @@ json_t *store_job_get_json(Store *st, int64_t id) {
 
 int store_event_add(Store *st, const char *severity, const char *kind, const char *object_kind,
                     int64_t object_id, const char *object_name, int64_t owner_id, const char *message) {
-        return store_exec(st, "INSERT INTO event(at, severity, kind, object_kind, object_id, object_name, owner_id, message)"
-                              " VALUES (?,?,?,?,nullif(?,0),?,nullif(?,0),?)",
-                          "isssisis", now_ms(), severity, kind, object_kind, object_id, object_name, owner_id, message);
+        return changed(st, store_exec(st, "INSERT INTO event(id, at, severity, kind, object_kind, object_id, object_name, owner_id,"
+                                          " message) VALUES (" STREAM_NEXT_SEQ ",?,?,?,?,nullif(?,0),?,nullif(?,0),?)",
+                                      "isssisis", now_ms(), severity, kind, object_kind, object_id, object_name, owner_id, message));
+}
+json_t *store_event_list_after(Store *st, int64_t after, int limit) {
+        return store_query_json(st, "SELECT id, at, severity, kind, object_kind, object_id, object_name, owner_id, message"
+                                    " FROM event WHERE id > ? ORDER BY id LIMIT ?", "ii", after, (int64_t) limit);
+}
+json_t *store_job_list_changed(Store *st, int64_t after, int limit) {
+        return store_query_json(st, JOB_FIELDS ", j.rev AS stream_seq" JOB_FROM "WHERE j.rev > ? ORDER BY j.rev LIMIT ?",
+                                "ii", after, (int64_t) limit);
+}
+int store_stream_seq(Store *st, int64_t *ret) {
+        return store_query_i64(st, ret, "SELECT " STREAM_NEXT_SEQ " - 1", "");
 }
 json_t *store_event_list(Store *st, int64_t since_id, int limit) {
         return store_query_json(st, "SELECT id, at, severity, kind, object_kind, object_id, object_name, owner_id, message"

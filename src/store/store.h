@@ -67,6 +67,13 @@ int store_begin(Store *st);
 int store_end(Store *st, int r);
 int store_commit(Store *st);
 void store_rollback(Store *st);
+
+/* Called after an event is added or a job changes, once the change is
+ * committed (at store_commit() when a transaction is open), from the thread
+ * that made it, with the store's lock held: fn must be quick and must not
+ * call the store. One hook; NULL removes it. */
+typedef void (*StoreChangeFn)(void *userdata);
+void store_set_change_hook(Store *st, StoreChangeFn fn, void *userdata);
 int64_t store_last_id(Store *st);
 int store_changes(Store *st);
 
@@ -242,6 +249,19 @@ json_t *store_job_get_json(Store *st, int64_t id);
 int store_event_add(Store *st, const char *severity, const char *kind, const char *object_kind,
                     int64_t object_id, const char *object_name, int64_t owner_id, const char *message);
 json_t *store_event_list(Store *st, int64_t since_id, int limit);
+
+/* ---- the event stream's order (GET /api/v1/events/stream) ----
+ * Event ids and job revisions (a job's "rev", renewed on every change of
+ * the job) are drawn from one sequence, so a reader's place in both is one
+ * number, and a number becomes visible only after every smaller one. */
+/* The highest number drawn so far (0 on an empty database). */
+int store_stream_seq(Store *st, int64_t *ret);
+/* Events with id > after, oldest first, at most limit. */
+json_t *store_event_list_after(Store *st, int64_t after, int limit);
+/* Jobs whose last change is numbered > after, in that order, at most limit:
+ * each in the shape of store_job_get_json() plus "stream_seq", the number
+ * of its last change. */
+json_t *store_job_list_changed(Store *st, int64_t after, int limit);
 int store_audit_add(Store *st, int64_t user_id, const char *user_name, const char *address,
                     const char *action, const char *object_kind, int64_t object_id,
                     const char *object_name, const char *detail, const char *result);

@@ -375,6 +375,64 @@ static void test_autoincrement_rebuild(void **state) {
         assert_int_equal(sqlite3_exec(db, "DROP TABLE legacy_child; DROP TABLE legacy; DROP TABLE legacy_log", NULL, NULL, NULL), SQLITE_OK);
 }
 
+/* The event stream's order: event ids and job revisions from one sequence,
+ * the latest state of a job once, and the change hook told only after a
+ * transaction commits. */
+static int hook_calls;
+static void count_hook(void *userdata) {
+        (void) userdata;
+        hook_calls++;
+}
+
+static void test_stream_sequence(void **state) {
+        Store *st = *state;
+        int64_t base, job, seq;
+        store_set_change_hook(st, count_hook, NULL);
+        assert_int_equal(store_stream_seq(st, &base), 0);
+        hook_calls = 0;
+        assert_int_equal(store_job_insert(st, "vm.start", "vm", 7, "seqvm", 0, NULL, &job), 0);
+        assert_int_equal(hook_calls, 1);
+        assert_int_equal(store_event_add(st, "info", "vm.state", "vm", 7, "seqvm", 0, "m1"), 0);
+        assert_int_equal(store_job_progress(st, job, 50, "half"), 0);
+        assert_int_equal(store_event_add(st, "info", "vm.state", "vm", 7, "seqvm", 0, "m2"), 0);
+        assert_int_equal(hook_calls, 4);
+        assert_int_equal(store_stream_seq(st, &seq), 0);
+        assert_int_equal(seq, base + 4);
+
+        /* Events interleave with the job's changes: ids base+2 and base+4. */
+        _cleanup_json_ json_t *evs = store_event_list_after(st, base, 10);
+        assert_int_equal(json_array_size(evs), 2);
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 0), "id")), base + 2);
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 1), "id")), base + 4);
+        /* The job once, in its latest state, numbered by its last change. */
+        _cleanup_json_ json_t *jobs = store_job_list_changed(st, base, 10);
+        assert_int_equal(json_array_size(jobs), 1);
+        json_t *j = json_array_get(jobs, 0);
+        assert_int_equal(json_integer_value(json_object_get(j, "stream_seq")), base + 3);
+        assert_int_equal(json_integer_value(json_object_get(j, "progress")), 50);
+        _cleanup_json_ json_t *none = store_job_list_changed(st, base + 3, 10);
+        assert_int_equal(json_array_size(none), 0);
+
+        /* Inside a transaction the hook waits for the commit; a rollback
+         * tells nothing. */
+        hook_calls = 0;
+        assert_int_equal(store_begin(st), 0);
+        assert_int_equal(store_job_finish(st, job, "succeeded", NULL, NULL), 0);
+        assert_int_equal(hook_calls, 0);
+        assert_int_equal(store_commit(st), 0);
+        assert_int_equal(hook_calls, 1);
+        assert_int_equal(store_begin(st), 0);
+        assert_int_equal(store_event_add(st, "info", "vm.state", "vm", 7, "seqvm", 0, "gone"), 0);
+        store_rollback(st);
+        assert_int_equal(store_begin(st), 0);
+        assert_int_equal(store_commit(st), 0);
+        assert_int_equal(hook_calls, 1);
+        _cleanup_json_ json_t *done = store_job_list_changed(st, base + 4, 10);
+        assert_int_equal(json_array_size(done), 1);
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(done, 0), "stream_seq")), base + 5);
+        store_set_change_hook(st, NULL, NULL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migrations_once),
@@ -387,6 +445,7 @@ int main(void) {
                 cmocka_unit_test(test_autoincrement_rebuild),
                 cmocka_unit_test(test_host_identity_claims),
                 cmocka_unit_test(test_installation_id_is_stable),
+                cmocka_unit_test(test_stream_sequence),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
