@@ -926,8 +926,11 @@ void h_jobs_list(Req *r) {
         if (state && !streq(state, "queued") && !streq(state, "running") && !streq(state, "succeeded") && !streq(state, "failed") &&
             !streq(state, "cancelled"))
                 return reply_error(r, 400, "invalid_argument", "state", "Query 'state' must be queued, running, succeeded, failed or cancelled.");
+        const char *stuck = req_query(r, "stuck");
+        if (stuck && !streq(stuck, "true") && !streq(stuck, "false"))
+                return reply_error(r, 400, "invalid_argument", "stuck", "Query 'stuck' must be true or false.");
         int64_t owner = r->subj.role == ROLE_SELF_SERVICE ? r->user.id : 0;
-        json_t *arr = store_job_list(r->api->st, state, owner, (int) limit);
+        json_t *arr = store_job_list(r->api->st, state, owner, stuck && streq(stuck, "true"), (int) limit);
         if (arr && r->subj.role == ROLE_DELEGATED_ADMIN) {
                 json_t *out = json_array();
                 size_t i;
@@ -956,7 +959,7 @@ void h_job_cancel(Req *r) {
         int64_t g = object_group(r, jstr(j, "target_kind"), jint(j, "target_id"));
         if (jint(j, "owner_id") != r->user.id && !api_allowed(r, ACT_OPERATE, OBJ_JOB, jint(j, "owner_id"), g))
                 return deny(r, "cancel", "job", r->id[0], jstr(j, "kind"));
-        int e = store_job_request_cancel(r->api->st, r->id[0]);
+        int e = jobs_cancel(r->api->jobs, r->id[0]);
         if (e == -EALREADY)
                 return reply_error(r, 409, "conflict", NULL, "Job %lld has already ended (%s).", (long long) r->id[0], jstr(j, "state"));
         if (e < 0)
