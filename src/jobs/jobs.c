@@ -144,9 +144,9 @@ static void watch_round(Jobs *j) {
                         continue;
                 w->stuck_since = now;
                 _cleanup_free_ char *msg = xasprintf(
-                        "Job %lld (%s on '%s') has made no progress for %lld s, longer than the %lld s its kind is allowed;"
+                        "Job %lld (%s on '%s') has made no progress for %.1f s, longer than the %.1f s its kind is allowed;"
                         " its last step: '%s'. It can be cancelled.", (long long) w->id, w->kind, w->target_name,
-                        (long long) ((now - w->progress_at) / 1000), (long long) (limit / 1000), w->step[0] ? w->step : "none");
+                        (double) (now - w->progress_at) / 1000, (double) limit / 1000, w->step[0] ? w->step : "none");
                 (void) store_event_add(j->st, "warning", "job.stuck", "job", w->id, w->target_name, w->owner_id, msg);
                 log_warn("%s", msg);
                 stuck_tell(j, w, true, msg);
