@@ -52,6 +52,8 @@ typedef struct ThrottleGate ThrottleGate;
  * throttle_free() tears them down. */
 void throttle_init(Inventory *inv);
 void throttle_free(Inventory *inv);
+/* How many wait for a slot of kind on host_id (for tests). */
+int throttle_waiting(Inventory *inv, int64_t host_id, InventorySlot kind);
 
 /* A live link to host h, connecting when needed; the caller releases it.
  * Negative with a sentence in why when the host cannot be reached; -EPERM

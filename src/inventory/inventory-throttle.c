@@ -209,3 +209,10 @@ void inventory_slot_give(Inventory *inv, int64_t host_id, InventorySlot kind) {
         pthread_cond_broadcast(&inv->throttle_cond);
         pthread_mutex_unlock(&inv->throttle_lock);
 }
+
+int throttle_waiting(Inventory *inv, int64_t host_id, InventorySlot kind) {
+        pthread_mutex_lock(&inv->throttle_lock);
+        int n = ahead_of(gate_get(inv, host_id, kind), NULL);
+        pthread_mutex_unlock(&inv->throttle_lock);
+        return n;
+}
