@@ -222,6 +222,18 @@ class TestThrottleSettings(ThrottleTestCase):
         st, b = self.d.request("PATCH", f"/api/v1/hosts/{h['id']}", {"max_parallel_starts": -1})
         self.assertEqual((st, b["error"]["field"]), (422, "max_parallel_starts"))
         self.assertEqual(self.d.ok("GET", f"/api/v1/hosts/{h['id']}")["max_parallel_starts"], 3)
+        # Changing a host is an administrator's: a read-only operator and a
+        # delegated administrator whose scope holds the host get 403.
+        self.d.ok("POST", "/api/v1/host-groups", {"path": "ThLab"})
+        hl = self.host(group="ThLab")
+        self.d.ok("POST", "/api/v1/users", {"name": "th-ro", "password": "th-ro-password", "role": "read-only"})
+        self.d.ok("POST", "/api/v1/users", {"name": "th-deleg", "password": "th-deleg-pass", "role": "delegated-administrator",
+                                           "scopes": ["ThLab"]})
+        for user, pw in (("th-ro", "th-ro-password"), ("th-deleg", "th-deleg-pass")):
+            tok = self.d.login(user, pw)
+            st, b = self.d.request("PATCH", f"/api/v1/hosts/{hl['id']}", {"max_parallel_starts": 1}, token=tok)
+            self.assertEqual(st, 403, (user, b))
+        self.assertIsNone(self.d.ok("GET", f"/api/v1/hosts/{hl['id']}")["max_parallel_starts"])
         # null returns a setting to armadad's default; absent fields stay.
         r = self.d.ok("PATCH", f"/api/v1/hosts/{h['id']}", {"max_parallel_starts": None})
         self.assertEqual((r["max_parallel_starts"], r["max_parallel_disk_ops"]), (None, 2))
