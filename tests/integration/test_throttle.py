@@ -10,6 +10,7 @@ libvirtd would. Every wait is on something armadad reports: a job's step,
 its state, or armadad's log saying the hold has the start."""
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import unittest
@@ -202,6 +203,44 @@ class TestStartThrottle(ThrottleTestCase):
         self.assertEqual(self.d.wait_job(jn, timeout=30)["state"], "succeeded")
         self.assertEqual(self.d.vm(r["vm"]["id"])["state"], "running")
         self.assertEqual(self.d.wait_job(ja, timeout=30)["state"], "succeeded")
+
+
+class TestDeployThrottle(ThrottleTestCase):
+    def test_deploys_take_a_start_slot(self):
+        # (A full copy's disk slot is not reached here: the test driver
+        # cannot copy a file it does not hold.)
+        share = os.path.join(self.tmp, "share")
+        os.makedirs(share, exist_ok=True)
+        with open(os.path.join(share, "base.qcow2"), "wb") as f:
+            # A minimal qcow2 header (version 3): the test driver reads no more.
+            f.write((b"QFI\xfb" + struct.pack(">IQIIQ", 3, 0, 0, 16, 1 << 30)).ljust(512, b"\0"))
+        r = self.d.ok("POST", "/api/v1/library/shares", {"path": share})
+        self.assertEqual(self.d.wait_job(r["job"]["id"])["state"], "succeeded")
+        t = self.d.ok("POST", "/api/v1/templates", {"name": "thtpl", "image": "base.qcow2", "cpus": 1, "memory_mib": 64})
+        h = self.host(max_parallel_starts=1, max_parallel_disk_ops=1)
+        names = [f"{h['name']}-dep-{i}" for i in (1, 2, 3)]
+        for n in names:
+            self.hold_vm(n)
+        r = self.d.ok("POST", f"/api/v1/templates/{t['id']}/deploy",
+                      {"name": f"{h['name']}-dep", "count": 3, "host": h["name"]})
+        ids = [j["id"] for j in r["jobs"]]
+        waiting = f"waiting for a start slot on host '{h['name']}'"
+
+        def two_waiting():
+            js = [self.job(i) for i in ids]
+            return js if sum((j["step"] or "").startswith(waiting) for j in js) == 2 else None
+        # One deploy holds the only start slot (in the hold); the two others
+        # queue behind it, their disks and domains made.
+        wait_until(two_waiting, 30, what="two deploys to wait for the start slot")
+        self.release_all()
+        done = [self.d.wait_job(i, timeout=30) for i in ids]
+        for j in done:
+            self.assertEqual(j["state"], "succeeded", j)
+            self.assertEqual(j["result"]["disks"][0]["how"], "linked clone")
+        waited = [j for j in done if any(s["name"].startswith(waiting) for s in j["steps"])]
+        self.assertEqual(len(waited), 2)
+        for n in names:
+            self.assertEqual(self.d.find("vms", n)["state"], "running")
 
 
 class TestThrottleSettings(ThrottleTestCase):

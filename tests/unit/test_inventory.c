@@ -583,6 +583,10 @@ static void test_throttle_priority_bounded(void **state) {
         assert_int_equal(inventory_slot_take(inv, &h, INVENTORY_SLOT_START, NULL, false, NULL), 0);
         assert_int_equal(inventory_slot_take(inv, &h, INVENTORY_SLOT_START, NULL, false, NULL), 0);
         assert_int_equal(throttle_waiting(inv, h.id, INVENTORY_SLOT_START), 0);
+        /* Disk-operation slots are counted apart from start slots. */
+        assert_int_equal(inventory_slot_take(inv, &h, INVENTORY_SLOT_DISK, NULL, false, NULL), 0);
+        assert_int_equal(throttle_waiting(inv, h.id, INVENTORY_SLOT_DISK), 0);
+        inventory_slot_give(inv, h.id, INVENTORY_SLOT_DISK);
         inventory_slot_give(inv, h.id, INVENTORY_SLOT_START);
         inventory_slot_give(inv, h.id, INVENTORY_SLOT_START);
         inventory_free(inv);
