@@ -30,6 +30,7 @@ struct Jobs {
         size_t n_handlers;
         /* the stuck-job watch */
         pthread_t watch;
+        pthread_cond_t watch_cond;   /* only jobs_stop() signals it: submits do not wake the watch */
         bool watching;
         int stuck_percent;
         JobStuckFn on_stuck;
@@ -57,6 +58,7 @@ int jobs_new(Store *st, unsigned n_workers, Jobs **ret) {
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&j->cond, &ca);
+        pthread_cond_init(&j->watch_cond, &ca);
         pthread_condattr_destroy(&ca);
         j->stuck_percent = 100;
         *ret = j;
@@ -194,7 +196,7 @@ static void *watch_main(void *arg) {
                 ts.tv_nsec += (long) (tick % 1000) * 1000000L;
                 ts.tv_sec += tick / 1000 + ts.tv_nsec / 1000000000L;
                 ts.tv_nsec %= 1000000000L;
-                pthread_cond_timedwait(&j->cond, &j->lock, &ts);
+                pthread_cond_timedwait(&j->watch_cond, &j->lock, &ts);
         }
         pthread_mutex_unlock(&j->lock);
         return NULL;
@@ -402,6 +404,7 @@ void jobs_stop(Jobs *j) {
         pthread_mutex_lock(&j->lock);
         j->stopping = true;
         pthread_cond_broadcast(&j->cond);
+        pthread_cond_broadcast(&j->watch_cond);
         pthread_mutex_unlock(&j->lock);
         /* Handlers see the cancel request and stop where it is safe; one
          * stuck inside libvirt (a host that never answers) cannot be
@@ -431,6 +434,7 @@ Jobs *jobs_free(Jobs *j) {
         free(j->stuck_jobs);
         pthread_mutex_destroy(&j->lock);
         pthread_cond_destroy(&j->cond);
+        pthread_cond_destroy(&j->watch_cond);
         free(j);
         return NULL;
 }
