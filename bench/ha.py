@@ -26,7 +26,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "tests", "lib"), os.path.join(ROOT, "tests", "guest")]
+sys.path[:0] = [os.path.join(ROOT, "tests", "lib"), os.path.join(ROOT, "tests", "guest"), os.path.dirname(os.path.abspath(__file__))]
 
 
 def machine():
@@ -41,8 +41,8 @@ def machine():
             mem = int(f.readline().split()[1]) // 1024
     except OSError:
         mem = 0
-    virsh = subprocess.run(["virsh", "--version"], capture_output=True, text=True).stdout.strip()
-    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    virsh = subprocess.run(["virsh", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
     return (f"{os.cpu_count()} x {cpu}, {mem} MiB RAM, Linux {platform.release()}, libvirt {virsh}, {qemu}; "
             f"KVM is nested (guests that boot Linux use TCG)")
 
@@ -101,6 +101,7 @@ def bench_migration(build, reps):
 def bench_failover(build, counts, declare_ms):
     from armada_bed import ArmadaBed
     from armada_harness import wait_until
+    from benchwait import wait_jobs
     out = []
     with ArmadaBed(4, declare_ms=declare_ms, extra_args=["--monitor-interval-ms", "86400000"]) as ab:
         for n in counts:
@@ -138,10 +139,8 @@ def bench_failover(build, counts, declare_ms):
                    for m in [re.search(r"(\d+) ms after host", e["message"])] if m]
             out.append((n, declare_ms, times[0], statistics.median(times), times[-1], max(own) if own else None))
             ab.bed.start("h1")
-            for v in vms:
-                r = ab.d.request("DELETE", f"/api/v1/vms/{v['id']}")
-                if r[0] == 202:
-                    ab.d.wait_job(r[1]["job"]["id"], timeout=60)
+            dels = [r[1]["job"]["id"] for r in (ab.d.request("DELETE", f"/api/v1/vms/{v['id']}") for v in vms) if r[0] == 202]
+            wait_jobs(ab.d, dels, 120, f"the {n} VMs of the failover round to be deleted")
     return out
 
 

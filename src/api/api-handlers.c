@@ -535,12 +535,28 @@ void h_hosts_list(Req *r) {
         reply(r, 200, items(filter_visible(r, store_host_list(r->api->st, req_query(r, "name"), group_id), VIS_HOST)));
 }
 
+#define THROTTLE_MAX 1000
+
+/* A host's throttle field: absent leaves *ret (-1: keep), null clears it
+ * (0: armadad's default applies), else a whole number 1..THROTTLE_MAX. */
+static bool body_throttle(Req *r, const char *field, int64_t *ret) {
+        json_t *v = r->json ? json_object_get(r->json, field) : NULL;
+        if (v && json_is_null(v)) {
+                *ret = 0;
+                return true;
+        }
+        return body_int(r, field, false, 1, THROTTLE_MAX, ret);
+}
+
 void h_hosts_create(Req *r) {
-        static const char *const fields[] = { "name", "uri", "group", "pool", "pool_path", NULL };
+        static const char *const fields[] = { "name", "uri", "group", "pool", "pool_path", "max_parallel_starts",
+                                              "max_parallel_disk_ops", NULL };
         const char *name = NULL, *uri = NULL, *group = NULL, *pool = "armada", *pool_path = "/var/lib/libvirt/images/armada";
+        int64_t max_starts = -1, max_disk = -1;
         if (!req_body_fields(r, fields) || !body_name(r, "name", true, &name) || !body_string(r, "uri", true, 500, &uri) ||
             !body_string(r, "group", false, 1000, &group) || !body_name(r, "pool", false, &pool) ||
-            !body_string(r, "pool_path", false, 500, &pool_path))
+            !body_string(r, "pool_path", false, 500, &pool_path) || !body_throttle(r, "max_parallel_starts", &max_starts) ||
+            !body_throttle(r, "max_parallel_disk_ops", &max_disk))
                 return;
         char refused[512];
         if (hv_uri_check(uri, r->api->cfg.allow_test_hosts, refused, sizeof refused) < 0)
@@ -579,6 +595,10 @@ void h_hosts_create(Req *r) {
                 return reply_error(r, 409, "conflict", "name", "A host named '%s' already exists.", name);
         if (e < 0)
                 return reply_store_error(r, e, "the host");
+        if ((max_starts > 0 || max_disk > 0) && (e = store_host_set_throttle(r->api->st, id, (int) max_starts, (int) max_disk)) < 0) {
+                (void) store_host_delete(r->api->st, id, false);
+                return reply_store_error(r, e, "the host");
+        }
         int64_t job;
         if (jobs_submit(r->api->jobs, "host.refresh", "host", id, name, r->user.id, NULL, &job) < 0) {
                 (void) store_host_delete(r->api->st, id, false);
@@ -603,6 +623,26 @@ void h_host_get(Req *r) {
         json_t *h = host_visible(r, r->id[0]);
         if (h)
                 reply(r, 200, h);
+}
+
+void h_host_update(Req *r) {
+        static const char *const fields[] = { "max_parallel_starts", "max_parallel_disk_ops", NULL };
+        _cleanup_json_ json_t *h = host_visible(r, r->id[0]);
+        if (!h)
+                return;
+        int64_t max_starts = -1, max_disk = -1;
+        if (!req_body_fields(r, fields) || !body_throttle(r, "max_parallel_starts", &max_starts) ||
+            !body_throttle(r, "max_parallel_disk_ops", &max_disk))
+                return;
+        if (!api_allowed(r, ACT_UPDATE, OBJ_HOST, 0, jint(h, "group_id")))
+                return deny(r, "change", "host", r->id[0], jstr(h, "name"));
+        int e = store_host_set_throttle(r->api->st, r->id[0], (int) max_starts, (int) max_disk);
+        if (e < 0)
+                return reply_store_error(r, e, "the host");
+        _cleanup_free_ char *detail = xasprintf("max_parallel_starts=%lld max_parallel_disk_ops=%lld (-1 unchanged, 0 default)",
+                                                (long long) max_starts, (long long) max_disk);
+        audit(r, "host.update", "host", r->id[0], jstr(h, "name"), detail, "ok");
+        reply(r, 200, store_host_get_json(r->api->st, r->id[0]));
 }
 
 void h_host_delete(Req *r) {
@@ -938,8 +978,11 @@ void h_jobs_list(Req *r) {
         if (state && !streq(state, "queued") && !streq(state, "running") && !streq(state, "succeeded") && !streq(state, "failed") &&
             !streq(state, "cancelled"))
                 return reply_error(r, 400, "invalid_argument", "state", "Query 'state' must be queued, running, succeeded, failed or cancelled.");
+        const char *stuck = req_query(r, "stuck");
+        if (stuck && !streq(stuck, "true") && !streq(stuck, "false"))
+                return reply_error(r, 400, "invalid_argument", "stuck", "Query 'stuck' must be true or false.");
         int64_t owner = r->subj.role == ROLE_SELF_SERVICE ? r->user.id : 0;
-        json_t *arr = store_job_list(r->api->st, state, owner, (int) limit);
+        json_t *arr = store_job_list(r->api->st, state, owner, stuck && streq(stuck, "true"), (int) limit);
         if (arr && r->subj.role == ROLE_DELEGATED_ADMIN) {
                 json_t *out = json_array();
                 size_t i;
@@ -968,7 +1011,7 @@ void h_job_cancel(Req *r) {
         int64_t g = object_group(r, jstr(j, "target_kind"), jint(j, "target_id"));
         if (jint(j, "owner_id") != r->user.id && !api_allowed(r, ACT_OPERATE, OBJ_JOB, jint(j, "owner_id"), g))
                 return deny(r, "cancel", "job", r->id[0], jstr(j, "kind"));
-        int e = store_job_request_cancel(r->api->st, r->id[0]);
+        int e = jobs_cancel(r->api->jobs, r->id[0]);
         if (e == -EALREADY)
                 return reply_error(r, 409, "conflict", NULL, "Job %lld has already ended (%s).", (long long) r->id[0], jstr(j, "state"));
         if (e < 0)

@@ -127,6 +127,14 @@ static bool alert_visible(Req *r, json_t *a, AuthAction act) {
         if (act == ACT_READ && sees_everything(r))
                 return true;
         const char *kind = jstr(a, "object_kind");
+        if (streq(kind, "job")) {
+                /* A stuck job's alert: for those who see every job, and the
+                 * job's owner (acknowledging takes an administrator). */
+                if (r->subj.role == ROLE_ADMIN)
+                        return true;
+                _cleanup_json_ json_t *job = act == ACT_READ ? store_job_get_json(r->api->st, jint(a, "object_id")) : NULL;
+                return job && r->user.id > 0 && jint(job, "owner_id") == r->user.id;
+        }
         bool vm = streq(kind, "vm");
         _cleanup_json_ json_t *o = vm ? store_vm_get_json(r->api->st, jint(a, "object_id"))
                                       : store_host_get_json(r->api->st, jint(a, "object_id"));

@@ -197,6 +197,7 @@ void h_group_delete(Req *r);
 void h_hosts_list(Req *r);
 void h_hosts_create(Req *r);
 void h_host_get(Req *r);
+void h_host_update(Req *r);
 void h_host_delete(Req *r);
 void h_host_action(Req *r);
 void h_vms_list(Req *r);

@@ -273,6 +273,7 @@ static const Route ROUTES_CORE[] = {
         { "GET", "/api/v1/hosts", h_hosts_list, false },
         { "POST", "/api/v1/hosts", h_hosts_create, false },
         { "GET", "/api/v1/hosts/#", h_host_get, false },
+        { "PATCH", "/api/v1/hosts/#", h_host_update, false },
         { "DELETE", "/api/v1/hosts/#", h_host_delete, false },
         { "POST", "/api/v1/hosts/#/actions/*", h_host_action, false },
         { "GET", "/api/v1/vms", h_vms_list, false },

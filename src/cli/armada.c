@@ -30,6 +30,13 @@ static const OptSpec HOST_ADD_OPTS[] = {
         { "group", 'g', true, "PATH", "host group, e.g. Seattle/Production" },
         { "pool", 0, true, "NAME", "libvirt storage pool for VM disks" },
         { "pool-path", 0, true, "PATH", "directory of that pool, when Armada should create it" },
+        { "max-parallel-starts", 0, true, "N", "VM starts in flight on this host at once (default: armadad's, 4)" },
+        { "max-parallel-disk-ops", 0, true, "N", "full copies and uploads in flight on this host at once (default: armadad's, 4)" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec HOST_SET_OPTS[] = {
+        { "max-parallel-starts", 0, true, "N|default", "VM starts in flight on this host at once; the rest wait in order" },
+        { "max-parallel-disk-ops", 0, true, "N|default", "full copies and uploads in flight on this host at once" },
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec HOST_REMOVE_OPTS[] = {
@@ -92,6 +99,7 @@ static const OptSpec VM_DELETE_OPTS[] = {
 };
 static const OptSpec JOB_LIST_OPTS[] = {
         { "state", 0, true, "STATE", "queued, running, succeeded, failed or cancelled" },
+        { "stuck", 0, false, NULL, "only running jobs that made no progress for longer than their kind's limit" },
         { "limit", 'n', true, "N", "at most N jobs, newest first" },
         { NULL, 0, false, NULL, NULL },
 };
@@ -170,7 +178,10 @@ static const Command COMMANDS[] = {
 
         { "host", "list", "", "list hosts", 0, 0, NULL, cmd_host_list },
         { "host", "show", "NAME", "show one host", 1, 1, NULL, cmd_host_show },
-        { "host", "add", "NAME --uri URI [--group PATH] [--pool NAME] [--pool-path PATH]",
+        { "host", "set", "NAME [--max-parallel-starts N|default] [--max-parallel-disk-ops N|default]",
+          "change a host's settings", 1, 1, HOST_SET_OPTS, cmd_host_set },
+        { "host", "add", "NAME --uri URI [--group PATH] [--pool NAME] [--pool-path PATH] [--max-parallel-starts N]"
+          " [--max-parallel-disk-ops N]",
           "add a host (starts a job)", 1, 1, HOST_ADD_OPTS, cmd_host_add },
         { "host", "remove", "NAME [--force]", "remove a host from Armada (its VMs keep running)", 1, 1,
           HOST_REMOVE_OPTS, cmd_host_remove },
@@ -208,7 +219,7 @@ static const Command COMMANDS[] = {
         { "vm", "delete", "NAME [--keep-disks]", "delete a VM and its disks (starts a job)", 1, 1, VM_DELETE_OPTS,
           cmd_vm_delete },
 
-        { "job", "list", "[--state STATE] [--limit N]", "list jobs", 0, 0, JOB_LIST_OPTS, cmd_job_list },
+        { "job", "list", "[--state STATE] [--stuck] [--limit N]", "list jobs", 0, 0, JOB_LIST_OPTS, cmd_job_list },
         { "job", "show", "ID", "show one job", 1, 1, NULL, cmd_job_show },
         { "job", "wait", "ID", "follow a job until it ends; exit 1 when it fails", 1, 1, NULL, cmd_job_wait },
         { "job", "cancel", "ID", "cancel a queued or running job", 1, 1, NULL, cmd_job_cancel },

@@ -246,6 +246,7 @@ int cmd_version(Ctx *c, const Command *cmd, const Args *a);
 int cmd_host_list(Ctx *c, const Command *cmd, const Args *a);
 int cmd_host_show(Ctx *c, const Command *cmd, const Args *a);
 int cmd_host_add(Ctx *c, const Command *cmd, const Args *a);
+int cmd_host_set(Ctx *c, const Command *cmd, const Args *a);
 int cmd_host_remove(Ctx *c, const Command *cmd, const Args *a);
 int cmd_host_refresh(Ctx *c, const Command *cmd, const Args *a);
 

@@ -73,6 +73,15 @@ int cmd_host_list(Ctx *c, const Command *cmd, const Args *a) {
         return 0;
 }
 
+/* A host's throttle as text: its number, or armadad's default when null. */
+static const char *limit_text(json_t *h, const char *key, char buf[32]) {
+        json_t *v = json_object_get(h, key);
+        if (!json_is_integer(v))
+                return "armadad's default";
+        snprintf(buf, 32, "%" PRId64, (int64_t) json_integer_value(v));
+        return buf;
+}
+
 int cmd_host_show(Ctx *c, const Command *cmd, const Args *a) {
         int64_t id;
         int r = resolve(c, "hosts", "name", a->pos[0], "host", &id, NULL);
@@ -100,9 +109,56 @@ int cmd_host_show(Ctx *c, const Command *cmd, const Args *a) {
         kv_text(t, "Domain type", h, "domain_type");
         kv_text(t, "Storage pool", h, "pool");
         kv_text(t, "Pool path", h, "pool_path");
+        char b1[32], b2[32];
+        kv_add(t, "Parallel starts", limit_text(h, "max_parallel_starts", b1));
+        kv_add(t, "Parallel disk ops", limit_text(h, "max_parallel_disk_ops", b2));
         kv_text(t, "VMs", h, "n_vms");
         kv_time(t, "Last seen", h, "last_seen_at");
         table_print(t, stdout);
+        return 0;
+}
+
+/* Puts --OPT N (or, when may_reset, "default": null) into body as field. */
+static int throttle_opt(const Args *a, const char *opt, const char *field, bool may_reset, json_t *body) {
+        const char *v = args_get(a, opt);
+        if (!v)
+                return 0;
+        if (may_reset && streq(v, "default")) {
+                json_object_set_new(body, field, json_null());
+                return 0;
+        }
+        int64_t n;
+        if (parse_i64(v, &n) < 0 || n < 1 || n > 1000)
+                return fail("--%s must be a whole number from 1 to 1000%s, not '%s'", opt, may_reset ? " or 'default'" : "", v);
+        json_object_set_new(body, field, json_integer(n));
+        return 0;
+}
+
+int cmd_host_set(Ctx *c, const Command *cmd, const Args *a) {
+        _cleanup_json_ json_t *body = json_object();
+        int r = throttle_opt(a, "max-parallel-starts", "max_parallel_starts", true, body);
+        if (r == 0)
+                r = throttle_opt(a, "max-parallel-disk-ops", "max_parallel_disk_ops", true, body);
+        if (r)
+                return r;
+        if (json_object_size(body) == 0)
+                return fail("host set needs a setting to change: --max-parallel-starts or --max-parallel-disk-ops");
+        int64_t id;
+        r = resolve(c, "hosts", "name", a->pos[0], "host", &id, NULL);
+        if (r)
+                return r;
+        _cleanup_free_ char *path = xasprintf("/hosts/%" PRId64, id);
+        _cleanup_json_ json_t *h = NULL;
+        r = api_call(c, "PATCH", path, body, &h);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_JSON) {
+                print_json(h);
+                return 0;
+        }
+        char b1[32], b2[32];
+        outf("host '%s': parallel starts %s, parallel disk operations %s", a->pos[0], limit_text(h, "max_parallel_starts", b1),
+             limit_text(h, "max_parallel_disk_ops", b2));
         return 0;
 }
 
@@ -119,8 +175,13 @@ int cmd_host_add(Ctx *c, const Command *cmd, const Args *a) {
                 json_object_set_new(body, "pool", json_string(args_get(a, "pool")));
         if (args_get(a, "pool-path"))
                 json_object_set_new(body, "pool_path", json_string(args_get(a, "pool-path")));
+        int r = throttle_opt(a, "max-parallel-starts", "max_parallel_starts", false, body);
+        if (r == 0)
+                r = throttle_opt(a, "max-parallel-disk-ops", "max_parallel_disk_ops", false, body);
+        if (r)
+                return r;
         _cleanup_json_ json_t *reply = NULL;
-        int r = api_call(c, "POST", "/hosts", body, &reply);
+        r = api_call(c, "POST", "/hosts", body, &reply);
         if (r)
                 return r;
         return job_started(c, reply);

@@ -64,6 +64,8 @@ int cmd_job_list(Ctx *c, const Command *cmd, const Args *a) {
                 }
                 query_add(c, &b, "state", state);
         }
+        if (args_has(a, "stuck"))
+                query_add(c, &b, "stuck", "true");
         int r = add_limit(c, a, &b);
         _cleanup_free_ char *path = strbuf_steal(&b);
         if (r)
@@ -84,7 +86,10 @@ int cmd_job_list(Ctx *c, const Command *cmd, const Args *a) {
                 add_text(t, j, "id");
                 table_add(t, jstr(j, "kind"));
                 add_object(t, j, "target_kind", "target_name", "target_id");
-                table_add(t, jstr(j, "state"));
+                if (json_is_true(json_object_get(j, "stuck")))
+                        table_addf(t, "%s (stuck)", jstr(j, "state"));
+                else
+                        table_add(t, jstr(j, "state"));
                 table_addf(t, "%" PRId64 "%%", jint(j, "progress", 0));
                 table_add(t, jstr(j, "step") && *jstr(j, "step") ? jstr(j, "step") : NULL);
                 table_add(t, jstr(j, "owner_name"));
@@ -121,6 +126,11 @@ int cmd_job_show(Ctx *c, const Command *cmd, const Args *a) {
                 kv_add(t, "Target", target);
         }
         kv_add(t, "State", jstr(j, "state"));
+        if (json_is_true(json_object_get(j, "stuck"))) {
+                _cleanup_free_ char *since = xasprintf("yes: no progress since %s (cancel ends it at once)",
+                                                       jstr(j, "stuck_since") ? jstr(j, "stuck_since") : "?");
+                kv_add(t, "Stuck", since);
+        }
         snprintf(buf, sizeof buf, "%" PRId64 "%%", jint(j, "progress", 0));
         kv_add(t, "Progress", buf);
         if (jstr(j, "step") && *jstr(j, "step"))
@@ -193,6 +203,8 @@ int cmd_job_cancel(Ctx *c, const Command *cmd, const Args *a) {
 int cmd_event_list(Ctx *c, const Command *cmd, const Args *a) {
         StrBuf b = {0};
         strbuf_append(&b, "/events");
+        if (args_has(a, "stuck"))
+                query_add(c, &b, "stuck", "true");
         int r = add_limit(c, a, &b);
         _cleanup_free_ char *path = strbuf_steal(&b);
         if (r)
@@ -222,6 +234,8 @@ int cmd_event_list(Ctx *c, const Command *cmd, const Args *a) {
 int cmd_audit_list(Ctx *c, const Command *cmd, const Args *a) {
         StrBuf b = {0};
         strbuf_append(&b, "/audit");
+        if (args_has(a, "stuck"))
+                query_add(c, &b, "stuck", "true");
         int r = add_limit(c, a, &b);
         _cleanup_free_ char *path = strbuf_steal(&b);
         if (r)

@@ -43,6 +43,9 @@ typedef struct {
         int workers;
         int refresh_interval_ms;
         int stop_timeout_s;
+        int max_parallel_starts, max_parallel_disk_ops;
+        int job_stuck_percent;
+        char *test_hold_starts;
         int token_ttl_s;
         int ha_declare_ms;
         int fence_timeout_s;
@@ -73,6 +76,7 @@ static int config_set(Config *c, const char *key, const char *val) {
         else if (streq(key, "web-dir")) set_str(&c->web_dir, val);
         else if (streq(key, "admin-user")) set_str(&c->admin_user, val);
         else if (streq(key, "log-level")) set_str(&c->log_level, val);
+        else if (streq(key, "test-hold-starts")) set_str(&c->test_hold_starts, val);
         else if (streq(key, "library-upload-max")) {
                 uint64_t b;
                 if (size_parse(val, 1, &b) < 0 || b == 0) {
@@ -100,7 +104,8 @@ static int config_set(Config *c, const char *key, const char *val) {
         } else if (streq(key, "workers") || streq(key, "refresh-interval-ms") || streq(key, "stop-timeout-s") || streq(key, "token-ttl-s") ||
                    streq(key, "ha-declare-ms") || streq(key, "fence-timeout-s") || strncmp(key, "monitor-", 8) == 0 ||
                    streq(key, "audit-retention-days") || streq(key, "connections-per-address") || streq(key, "idle-timeout-s") ||
-                   streq(key, "max-streams") || streq(key, "max-streams-per-user")) {
+                   streq(key, "max-streams") || streq(key, "max-streams-per-user") ||
+                   streq(key, "max-parallel-starts") || streq(key, "max-parallel-disk-ops") || streq(key, "job-stuck-percent")) {
                 if (parse_i64(val, &n) < 0 || n <= 0 || n > 100000000) {
                         fprintf(stderr, "armadad: '%s' must be a positive whole number, not '%s'\n", key, val);
                         return -EINVAL;
@@ -115,6 +120,9 @@ static int config_set(Config *c, const char *key, const char *val) {
                 else if (streq(key, "idle-timeout-s")) c->idle_timeout_s = (int) n;
                 else if (streq(key, "max-streams")) c->max_streams = (int) n;
                 else if (streq(key, "max-streams-per-user")) c->max_streams_per_user = (int) n;
+                else if (streq(key, "max-parallel-starts")) c->max_parallel_starts = (int) n;
+                else if (streq(key, "max-parallel-disk-ops")) c->max_parallel_disk_ops = (int) n;
+                else if (streq(key, "job-stuck-percent")) c->job_stuck_percent = (int) n;
                 else if (streq(key, "monitor-interval-ms")) c->monitor_interval_ms = (int) n;
                 else if (streq(key, "monitor-webhook-backoff-ms")) c->monitor_webhook_backoff_ms = (int) n;
                 else if (streq(key, "monitor-assess-interval-ms")) c->monitor_assess_interval_ms = (int) n;
@@ -186,6 +194,14 @@ static void usage(void) {
              "  --deadline-query-s N       a host call that reads (facts, lists, stats) fails after N s and the host\n"
              "                             is not-responding (30); --deadline-start-s (60), --deadline-change-s\n"
              "                             (define, stop, undefine, volumes: 60), --deadline-copy-s (1 h)\n"
+             "  --max-parallel-starts N    domain starts in flight on one host at once, for hosts that set\n"
+             "                             none (default 4; the rest wait in order)\n"
+             "  --max-parallel-disk-ops N  disk-heavy volume operations (full copies, uploads) in flight on\n"
+             "                             one host at once, likewise (default 4)\n"
+             "  --job-stuck-percent N      scale every job kind's stuck limit (120 s for VM actions, 600 s\n"
+             "                             for deploys and migrations) to N percent (default 100)\n"
+             "  --test-hold-starts FILE    with --allow-test-hosts only: a start on a test host of a VM named\n"
+             "                             on a line of FILE blocks until the line goes (tests of stuck jobs)\n"
              "  --token-ttl-s N            lifetime of a login token (default 43200)\n"
              "  --ha-declare-ms N          a cluster member whose connection is dead this long is declared\n"
              "                             failed, fenced and its HA VMs restarted (default 3000)\n"
@@ -297,6 +313,11 @@ static void host_state_hook(void *userdata, int64_t host_id) {
         (void) monitor_host_state_changed(userdata, host_id);
 }
 
+static void job_stuck_hook(void *userdata, const StoreJobWatch *job, bool stuck, const char *message) {
+        _cleanup_free_ char *name = xasprintf("%s on '%s'", job->kind, job->target_name);
+        (void) monitor_job_stuck_changed(userdata, job->id, name, job->owner_id, stuck, message);
+}
+
 int main(int argc, char **argv) {
         /* Everything armadad creates (database, its -wal/-shm, certificates,
          * keys, the initial password, temporary files) is its own alone,
@@ -328,6 +349,8 @@ int main(int argc, char **argv) {
                 { "library-upload-max", required_argument, NULL, 0 },
                 { "deadline-query-s", required_argument, NULL, 0 }, { "deadline-start-s", required_argument, NULL, 0 },
                 { "deadline-change-s", required_argument, NULL, 0 }, { "deadline-copy-s", required_argument, NULL, 0 },
+                { "max-parallel-starts", required_argument, NULL, 0 }, { "max-parallel-disk-ops", required_argument, NULL, 0 },
+                { "job-stuck-percent", required_argument, NULL, 0 }, { "test-hold-starts", required_argument, NULL, 0 },
                 { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
         };
         /* The configuration file first, so flags override it. */
@@ -396,6 +419,10 @@ int main(int argc, char **argv) {
                                 " --tls-self-signed (or --insecure-http inside a test bed)\n", addr);
                 return 2;
         }
+        if (c.test_hold_starts && !c.allow_test_hosts) {
+                fprintf(stderr, "armadad: --test-hold-starts is for test suites and needs --allow-test-hosts\n");
+                return 2;
+        }
         if (!c.web_dir && access("web/index.html", R_OK) == 0)
                 c.web_dir = realpath("web", NULL);
 
@@ -432,8 +459,11 @@ int main(int argc, char **argv) {
         Ha *ha = NULL;
         Monitor *mon = NULL;
         InventoryConfig icfg = { .refresh_interval_ms = c.refresh_interval_ms, .stop_timeout_s = c.stop_timeout_s,
-                                 .allow_test_hosts = c.allow_test_hosts };
+                                 .allow_test_hosts = c.allow_test_hosts, .max_parallel_starts = c.max_parallel_starts,
+                                 .max_parallel_disk_ops = c.max_parallel_disk_ops, .test_hold_starts = c.test_hold_starts };
         (void) jobs_new(st, (unsigned) c.workers, &jobs);
+        if (c.job_stuck_percent > 0)
+                jobs_set_stuck_percent(jobs, c.job_stuck_percent);
         (void) inventory_new(st, jobs, &icfg, &inv);
         inventory_register_jobs(inv);
         library_register_jobs(jobs, inv);
@@ -447,6 +477,7 @@ int main(int argc, char **argv) {
                                .each_conn = monitor_each_conn, .conn_source = inv };
         (void) monitor_new(st, &mcfg, &mon);
         inventory_on_host_state(inv, host_state_hook, mon);
+        jobs_on_stuck(jobs, job_stuck_hook, mon);
         if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0) {
                 fprintf(stderr, "armadad: cannot start worker threads\n");
                 return 1;
@@ -477,6 +508,7 @@ int main(int argc, char **argv) {
         ha_stop(ha);
         inventory_stop(inv);
         inventory_on_host_state(inv, NULL, NULL);
+        jobs_on_stuck(jobs, NULL, NULL);
         monitor_free(mon);
         ha_free(ha);
         inventory_free(inv);
@@ -486,6 +518,6 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < c.n_ensure_hosts; i++) free(c.ensure_hosts[i]);
         free(c.ensure_hosts);
         free(c.listen); free(c.db); free(c.state_dir); free(c.tls_cert); free(c.tls_key);
-        free(c.web_dir); free(c.admin_user); free(c.log_level);
+        free(c.web_dir); free(c.admin_user); free(c.log_level); free(c.test_hold_starts);
         return 0;
 }

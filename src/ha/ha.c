@@ -166,7 +166,11 @@ static int start_on(Ha *ha, const StoreVm *vm, const StoreHost *h, char *why, si
                 snprintf(why, why_size, "host '%s': %s", h->name, hv_last_error());
         pthread_mutex_unlock(&l->op_lock);
         if (r == 0 && !running) {
+                /* Ahead of every queued job start, and never held longer
+                 * than priority_wait_ms (see inventory_slot_take()). */
+                (void) inventory_slot_take(ha->inv, h, INVENTORY_SLOT_START, vm->name, true, NULL);
                 r = hv_domain_start(l->conn, vm->uuid);
+                inventory_slot_give(ha->inv, h->id, INVENTORY_SLOT_START);
                 if (r < 0)
                         snprintf(why, why_size, "host '%s': %s", h->name, hv_last_error());
         }

@@ -154,10 +154,17 @@ static int job_vm_create(JobCtx *ctx, void *userdata) {
         }
         job_progress(ctx, 80, "defined VM '%s' on host '%s' as %s", v.vm.name, v.host.name, accel_words(dtype));
         if (start) {
+                r = inventory_slot_take(inv, &v.host, INVENTORY_SLOT_START, v.vm.name, false, ctx);
+                if (r < 0) {
+                        snprintf(ctx->error, sizeof ctx->error, "Cancelled while waiting to start; nothing of VM '%s' was left behind.",
+                                 v.vm.name);
+                        goto fail;
+                }
                 pthread_mutex_lock(&v.link->op_lock);
                 r = hv_domain_start(c, v.vm.uuid);
                 if (r == 0) sync_state(ctx->st, &v);
                 pthread_mutex_unlock(&v.link->op_lock);
+                inventory_slot_give(inv, v.host.id, INVENTORY_SLOT_START);
                 if (r < 0) {
                         r = job_fail(ctx, r, "Cannot start VM '%s' on host '%s': %s", v.vm.name, v.host.name, hv_last_error());
                         goto fail;
@@ -227,10 +234,19 @@ static int lifecycle(JobCtx *ctx, Inventory *inv, LifeOp op) {
                 return r;
         HvConn *c = v.link->conn;
         HvState before = HV_STATE_NOSTATE;
+        /* The slot before the link's lock: a start waiting its turn must
+         * not hold up reconcile and the other jobs on the host. */
+        bool slot = op == OP_START;
+        if (slot && (r = inventory_slot_take(inv, &v.host, INVENTORY_SLOT_START, v.vm.name, false, ctx)) < 0) {
+                vmjob_done(inv, &v);
+                return r;
+        }
         pthread_mutex_lock(&v.link->op_lock);
         r = hv_domain_state(c, v.vm.uuid, &before);
         if (r == -ENOENT) {
                 pthread_mutex_unlock(&v.link->op_lock);
+                if (slot)
+                        inventory_slot_give(inv, v.host.id, INVENTORY_SLOT_START);
                 (void) store_vm_set_state(ctx->st, v.vm.id, "missing");
                 vmjob_done(inv, &v);
                 return job_fail(ctx, -ENOENT, "Cannot %s VM '%s': host '%s' has no such domain (the VM is missing).",
@@ -271,6 +287,8 @@ static int lifecycle(JobCtx *ctx, Inventory *inv, LifeOp op) {
         if (r == 0 && op != OP_STOP)
                 sync_state(ctx->st, &v);
         pthread_mutex_unlock(&v.link->op_lock);
+        if (slot)
+                inventory_slot_give(inv, v.host.id, INVENTORY_SLOT_START);
         if (r < 0) {
                 const char *err = hv_last_error();
                 job_fail(ctx, r, "Cannot %s VM '%s' on host '%s': %s", verbs[op], v.vm.name, v.host.name, err);
@@ -284,6 +302,7 @@ static int lifecycle(JobCtx *ctx, Inventory *inv, LifeOp op) {
                 int timeout_s = t > 0 ? (int) t : inv->cfg.stop_timeout_s;
                 bool force = !json_is_false(json_object_get(ctx->params, "force"));
                 job_progress(ctx, 40, "asked the guest to shut down; waiting up to %d s", timeout_s);
+                job_expect_quiet(ctx, timeout_s); /* waiting on purpose is not being stuck */
                 bool cancelled;
                 r = wait_state(ctx, &v, HV_STATE_SHUTOFF, timeout_s * 1000, &cancelled);
                 if (r == -ECANCELED) {

@@ -41,7 +41,19 @@ struct Inventory {
         InventoryHostStateFn on_host_state;  /* set before start, read-only after */
         void *on_host_state_data;
         char installation_id[37];   /* this installation's id: the marker of its domains */
+        /* per-host throttles (inventory-throttle.c) */
+        pthread_mutex_t throttle_lock;
+        pthread_cond_t throttle_cond;
+        struct ThrottleGate *gates;
 };
+
+typedef struct ThrottleGate ThrottleGate;
+/* Sets the throttles up (and the defaults of their settings in inv->cfg);
+ * throttle_free() tears them down. */
+void throttle_init(Inventory *inv);
+void throttle_free(Inventory *inv);
+/* How many wait for a slot of kind on host_id (for tests). */
+int throttle_waiting(Inventory *inv, int64_t host_id, InventorySlot kind);
 
 /* A live link to host h, connecting when needed; the caller releases it.
  * Negative with a sentence in why when the host cannot be reached; -EPERM

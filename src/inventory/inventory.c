@@ -35,6 +35,7 @@ int inventory_new(Store *st, Jobs *jobs, const InventoryConfig *cfg, Inventory *
         if (inv->cfg.keepalive_interval_s <= 0) inv->cfg.keepalive_interval_s = 1;
         if (inv->cfg.keepalive_count == 0) inv->cfg.keepalive_count = 3;
         if (inv->cfg.stop_timeout_s <= 0) inv->cfg.stop_timeout_s = 60;
+        throttle_init(inv);
         pthread_mutex_init(&inv->lock, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
@@ -752,6 +753,7 @@ Inventory *inventory_free(Inventory *inv) {
                 link_destroy(l);
         }
         free(inv->queue);
+        throttle_free(inv);
         pthread_mutex_destroy(&inv->lock);
         pthread_cond_destroy(&inv->wake);
         pthread_cond_destroy(&inv->work);

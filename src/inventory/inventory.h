@@ -31,9 +31,36 @@ typedef struct {
         unsigned keepalive_count;    /* missed answers before a drop (default 3) */
         int stop_timeout_s;          /* default wait for a guest to shut down (60) */
         bool allow_test_hosts;       /* test: URIs may be opened (armadad --allow-test-hosts) */
+        int max_parallel_starts;     /* a host's domain starts in flight when it sets none (default 4) */
+        int max_parallel_disk_ops;   /* its disk-heavy volume operations in flight likewise (default 4) */
+        int priority_wait_ms;        /* longest a HA restart waits for a start slot (default 60000) */
+        /* Tests only, and only with allow_test_hosts: a start on a test
+         * host of a VM named on a line of this file blocks, inside its
+         * start slot and deaf to cancel requests, until the line goes —
+         * what a start blocked inside libvirtd looks like to Armada. */
+        const char *test_hold_starts;
 } InventoryConfig;
 
 typedef struct Inventory Inventory;
+
+/* ---- per-host throttles (inventory-throttle.c) ---- */
+typedef enum {
+        INVENTORY_SLOT_START,        /* a domain start (or resume) */
+        INVENTORY_SLOT_DISK,         /* a disk-heavy volume operation: full copy, upload, download */
+} InventorySlot;
+/* Takes a slot of kind on host h, waiting in FIFO order while the host has
+ * its limit in flight (h's max_parallel_* or armadad's default); a waiting
+ * job's step says so. priority (HA restarts) joins the queue ahead of the
+ * jobs and goes ahead over the limit after InventoryConfig.priority_wait_ms.
+ * ctx may be NULL (no job: nothing reported, never cancelled). vm_name is
+ * the VM a start is for (the test hold), may be NULL. 0 with the slot
+ * taken (give it back with inventory_slot_give()), or -ECANCELED after
+ * job_fail() when ctx's job was cancelled while it waited (it left the
+ * queue; no slot is held). */
+int inventory_slot_take(Inventory *inv, const StoreHost *h, InventorySlot kind, const char *vm_name, bool priority,
+                        JobCtx *ctx);
+/* Gives back a slot inventory_slot_take() took; wakes the waiters. */
+void inventory_slot_give(Inventory *inv, int64_t host_id, InventorySlot kind);
 
 int inventory_new(Store *st, Jobs *jobs, const InventoryConfig *cfg, Inventory **ret);
 /* Registers the job kinds (before jobs_start()) */

@@ -1,6 +1,8 @@
 /* jobs: the persisted job queue and its worker pool (see jobs.h). Workers
  * wait on a condition variable that jobs_submit() signals, and also wake
- * once a second so jobs queued by another process are not left waiting. */
+ * once a second so jobs queued by another process are not left waiting.
+ * A watch thread compares every running job's last progress with its
+ * kind's stuck limit (see jobs.h). */
 #include "jobs.h"
 
 #include <errno.h>
@@ -26,7 +28,26 @@ struct Jobs {
         bool stuck;             /* a worker did not end at shutdown: never free */
         Handler *handlers;
         size_t n_handlers;
+        /* the stuck-job watch */
+        pthread_t watch;
+        pthread_cond_t watch_cond;   /* only jobs_stop() signals it: submits do not wake the watch */
+        bool watching;
+        int stuck_percent;
+        JobStuckFn on_stuck;
+        void *on_stuck_data;
+        StoreJobWatch *stuck_jobs; /* jobs the hook was told are stuck (under lock) */
+        size_t n_stuck;
 };
+
+static const struct {
+        const char *kind;
+        int64_t limit_s;
+} STUCK_LIMITS[] = {
+        { "host.refresh", 120 }, { "vm.create", 120 }, { "vm.start", 120 }, { "vm.stop", 120 }, { "vm.kill", 120 },
+        { "vm.pause", 120 }, { "vm.resume", 120 }, { "vm.delete", 120 }, { "vm.deploy", 600 }, { "vm.migrate", 600 },
+        { "host.maintenance", 600 }, { "vm.capture", 1800 },
+};
+#define STUCK_LIMIT_DEFAULT_S 600
 
 int jobs_new(Store *st, unsigned n_workers, Jobs **ret) {
         Jobs *j = xcalloc(1, sizeof *j);
@@ -37,7 +58,9 @@ int jobs_new(Store *st, unsigned n_workers, Jobs **ret) {
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&j->cond, &ca);
+        pthread_cond_init(&j->watch_cond, &ca);
         pthread_condattr_destroy(&ca);
+        j->stuck_percent = 100;
         *ret = j;
         return 0;
 }
@@ -47,6 +70,160 @@ void jobs_register(Jobs *j, const char *kind, JobHandler fn, JobAbandonFn abando
         Handler *h = &j->handlers[j->n_handlers++];
         *h = (Handler) { .fn = fn, .abandon = abandon, .userdata = userdata, .resumable = resumable };
         snprintf(h->kind, sizeof h->kind, "%s", kind);
+}
+
+void jobs_on_stuck(Jobs *j, JobStuckFn fn, void *userdata) {
+        pthread_mutex_lock(&j->lock);
+        j->on_stuck = fn;
+        j->on_stuck_data = userdata;
+        pthread_mutex_unlock(&j->lock);
+}
+
+void jobs_set_stuck_percent(Jobs *j, int percent) {
+        j->stuck_percent = percent > 0 ? percent : 100;
+}
+
+int64_t jobs_stuck_limit_ms(const Jobs *j, const char *kind) {
+        int64_t s = STUCK_LIMIT_DEFAULT_S;
+        for (size_t i = 0; i < sizeof STUCK_LIMITS / sizeof STUCK_LIMITS[0]; i++)
+                if (streq(STUCK_LIMITS[i].kind, kind))
+                        s = STUCK_LIMITS[i].limit_s;
+        return s * 1000 * j->stuck_percent / 100;
+}
+
+/* Forgets that job id was reported stuck; true (and what was reported in
+ * *ret) when it had been: the caller then tells the hook. */
+static bool stuck_forget(Jobs *j, int64_t id, StoreJobWatch *ret) {
+        bool had = false;
+        pthread_mutex_lock(&j->lock);
+        for (size_t i = 0; i < j->n_stuck; i++)
+                if (j->stuck_jobs[i].id == id) {
+                        *ret = j->stuck_jobs[i];
+                        j->stuck_jobs[i] = j->stuck_jobs[--j->n_stuck];
+                        had = true;
+                        break;
+                }
+        pthread_mutex_unlock(&j->lock);
+        return had;
+}
+
+static void stuck_tell(Jobs *j, const StoreJobWatch *w, bool stuck, const char *msg) {
+        pthread_mutex_lock(&j->lock);
+        JobStuckFn fn = j->on_stuck;
+        void *data = j->on_stuck_data;
+        if (stuck) {
+                j->stuck_jobs = xrealloc(j->stuck_jobs, sizeof(StoreJobWatch) * (j->n_stuck + 1));
+                j->stuck_jobs[j->n_stuck++] = *w;
+        }
+        pthread_mutex_unlock(&j->lock);
+        if (fn)
+                fn(data, w, stuck, msg);
+}
+
+/* The job ended or moved again: closes what its being stuck opened. */
+static void stuck_over(Jobs *j, int64_t id, const char *why) {
+        StoreJobWatch w;
+        if (!stuck_forget(j, id, &w))
+                return;
+        _cleanup_free_ char *msg = xasprintf("Job %lld (%s on '%s') %s.", (long long) id, w.kind, w.target_name, why);
+        stuck_tell(j, &w, false, msg);
+}
+
+/* One pass of the watch: marks the jobs that crossed their limit, and
+ * closes the ones reported before that no longer are stuck. */
+static void watch_round(Jobs *j) {
+        StoreJobWatch *run = NULL;
+        int n = store_job_watch_list(j->st, &run);
+        if (n < 0)
+                return;
+        int64_t now = now_ms();
+        for (int i = 0; i < n; i++) {
+                StoreJobWatch *w = &run[i];
+                int64_t limit = jobs_stuck_limit_ms(j, w->kind) + w->quiet_ms;
+                if (w->stuck_since || now - w->progress_at <= limit)
+                        continue;
+                if (store_job_set_stuck(j->st, w->id, now) != 1)
+                        continue;
+                w->stuck_since = now;
+                _cleanup_free_ char *msg = xasprintf(
+                        "Job %lld (%s on '%s') has made no progress for %.1f s, longer than the %.1f s its kind is allowed;"
+                        " its last step: '%s'. It can be cancelled.", (long long) w->id, w->kind, w->target_name,
+                        (double) (now - w->progress_at) / 1000, (double) limit / 1000, w->step[0] ? w->step : "none");
+                (void) store_event_add(j->st, "warning", "job.stuck", "job", w->id, w->target_name, w->owner_id, msg);
+                log_warn("%s", msg);
+                stuck_tell(j, w, true, msg);
+        }
+        /* Reported stuck, but now ended or moving again. */
+        pthread_mutex_lock(&j->lock);
+        size_t ns = j->n_stuck;
+        int64_t *ids = xcalloc(ns + 1, sizeof(int64_t));
+        for (size_t k = 0; k < ns; k++)
+                ids[k] = j->stuck_jobs[k].id;
+        pthread_mutex_unlock(&j->lock);
+        for (size_t k = 0; k < ns; k++) {
+                const StoreJobWatch *w = NULL;
+                for (int i = 0; i < n && !w; i++)
+                        if (run[i].id == ids[k]) w = &run[i];
+                if (w && w->stuck_since)
+                        continue;
+                if (w)
+                        stuck_over(j, w->id, "is making progress again");
+                else {
+                        char state[16] = "ended";
+                        (void) store_job_state(j->st, ids[k], state);
+                        _cleanup_free_ char *why = xasprintf("has ended (%s)", state);
+                        stuck_over(j, ids[k], why);
+                }
+        }
+        free(ids);
+        free(run);
+}
+
+static void *watch_main(void *arg) {
+        Jobs *j = arg;
+        /* A quarter of the shortest limit, within [100 ms, 1 s]. */
+        int64_t tick = jobs_stuck_limit_ms(j, "vm.start") / 4;
+        tick = tick < 100 ? 100 : tick > 1000 ? 1000 : tick;
+        pthread_mutex_lock(&j->lock);
+        while (!j->stopping) {
+                pthread_mutex_unlock(&j->lock);
+                watch_round(j);
+                pthread_mutex_lock(&j->lock);
+                if (j->stopping)
+                        break;
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ts.tv_nsec += (long) (tick % 1000) * 1000000L;
+                ts.tv_sec += tick / 1000 + ts.tv_nsec / 1000000000L;
+                ts.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&j->watch_cond, &j->lock, &ts);
+        }
+        pthread_mutex_unlock(&j->lock);
+        return NULL;
+}
+
+int jobs_cancel(Jobs *j, int64_t id) {
+        int r = store_job_request_cancel(j->st, id);
+        if (r < 0)
+                return r;
+        _cleanup_json_ json_t *o = store_job_get_json(j->st, id);
+        if (!o || !json_is_true(json_object_get(o, "stuck")))
+                return 0;
+        const char *kind = json_string_value(json_object_get(o, "kind"));
+        const char *target = json_string_value(json_object_get(o, "target_name"));
+        _cleanup_free_ char *why = xasprintf("Cancelled while stuck (no progress since %s; last step: '%s'). Its worker may still be"
+                                             " waiting on the host: %s '%s' stays locked until that call returns.",
+                                             json_string_value(json_object_get(o, "stuck_since")) ?: "?",
+                                             json_string_value(json_object_get(o, "step")) ?: "none",
+                                             json_string_value(json_object_get(o, "target_kind")) ?: "object", target ?: "?");
+        r = store_job_end_stuck(j->st, id, why);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                log_info("job %lld %s on '%s' cancelled while stuck", (long long) id, kind ?: "?", target ?: "?");
+                stuck_over(j, id, "was cancelled");
+        }
+        return 0;
 }
 
 static const Handler *find_handler(Jobs *j, const char *kind) {
@@ -68,6 +245,10 @@ void job_progress(JobCtx *ctx, int percent, const char *step_fmt, ...) {
         (void) store_job_progress(ctx->st, ctx->job->id, percent, step);
         if (step)
                 (void) store_job_step_add(ctx->st, ctx->job->id, step);
+}
+
+void job_expect_quiet(JobCtx *ctx, int seconds) {
+        (void) store_job_quiet(ctx->st, ctx->job->id, (int64_t) (seconds > 0 ? seconds : 0) * 1000);
 }
 
 bool job_cancel_requested(JobCtx *ctx) {
@@ -113,17 +294,25 @@ static void run_one(Jobs *j, StoreJob *job) {
                 log_info("job %lld %s on '%s' interrupted by shutdown; it will be recovered at the next start",
                          (long long) job->id, job->kind, job->target_name);
         } else if (r == -ECANCELED) {
-                (void) store_job_finish(j->st, job->id, "cancelled", ctx.error[0] ? ctx.error : "cancelled on request", result);
-                log_info("job %lld %s on '%s' cancelled", (long long) job->id, job->kind, job->target_name);
+                if (store_job_finish(j->st, job->id, "cancelled", ctx.error[0] ? ctx.error : "cancelled on request", result) == 0)
+                        log_info("job %lld %s on '%s' cancelled", (long long) job->id, job->kind, job->target_name);
         } else if (r < 0) {
                 if (!ctx.error[0])
                         snprintf(ctx.error, sizeof ctx.error, "The job failed (%s).", strerror(-r));
-                (void) store_job_finish(j->st, job->id, "failed", ctx.error, result);
-                log_warn("job %lld %s on '%s' failed: %s", (long long) job->id, job->kind, job->target_name, ctx.error);
-        } else {
-                (void) store_job_finish(j->st, job->id, "succeeded", NULL, result);
+                if (store_job_finish(j->st, job->id, "failed", ctx.error, result) == 0)
+                        log_warn("job %lld %s on '%s' failed: %s", (long long) job->id, job->kind, job->target_name, ctx.error);
+        } else if (store_job_finish(j->st, job->id, "succeeded", NULL, result) == 0)
                 log_info("job %lld %s on '%s' succeeded in %lld ms", (long long) job->id, job->kind, job->target_name,
                          (long long) (mono_ms() - t0));
+        else
+                log_info("job %lld %s on '%s' came back after %lld ms, after it had been cancelled while stuck; its end stays",
+                         (long long) job->id, job->kind, job->target_name, (long long) (mono_ms() - t0));
+        (void) store_job_worker_done(j->st, job->id);
+        if (!(r == -ECANCELED && stopping && !asked)) {
+                char state[16] = "ended";
+                (void) store_job_state(j->st, job->id, state);
+                _cleanup_free_ char *why = xasprintf("has ended (%s)", state);
+                stuck_over(j, job->id, why);
         }
         json_decref(ctx.params);
         json_decref(ctx.result);
@@ -157,6 +346,7 @@ static void *worker(void *arg) {
 }
 
 static void recover(Jobs *j) {
+        (void) store_job_workers_reset(j->st);
         StoreJob *running = NULL;
         int n = store_job_list_running(j->st, &running);
         for (int i = 0; i < n; i++) {
@@ -188,6 +378,7 @@ int jobs_start(Jobs *j) {
         for (unsigned i = 0; i < j->n_workers; i++)
                 if (pthread_create(&j->threads[i], NULL, worker, j) != 0)
                         return -errno;
+        j->watching = pthread_create(&j->watch, NULL, watch_main, j) == 0;
         j->started = true;
         return 0;
 }
@@ -213,6 +404,7 @@ void jobs_stop(Jobs *j) {
         pthread_mutex_lock(&j->lock);
         j->stopping = true;
         pthread_cond_broadcast(&j->cond);
+        pthread_cond_broadcast(&j->watch_cond);
         pthread_mutex_unlock(&j->lock);
         /* Handlers see the cancel request and stop where it is safe; one
          * stuck inside libvirt (a host that never answers) cannot be
@@ -225,6 +417,9 @@ void jobs_stop(Jobs *j) {
                         log_warn("a job worker is still busy at shutdown; leaving it behind");
                         j->stuck = true;
                 }
+        if (j->watching)
+                pthread_join(j->watch, NULL);
+        j->watching = false;
         j->started = false;
 }
 
@@ -236,8 +431,10 @@ Jobs *jobs_free(Jobs *j) {
                 return NULL; /* a worker may still use it; the process is about to end */
         free(j->threads);
         free(j->handlers);
+        free(j->stuck_jobs);
         pthread_mutex_destroy(&j->lock);
         pthread_cond_destroy(&j->cond);
+        pthread_cond_destroy(&j->watch_cond);
         free(j);
         return NULL;
 }

@@ -42,6 +42,30 @@ int jobs_start(Jobs *j);
 /* Queues a job and wakes a worker. params may be NULL (borrowed). */
 int jobs_submit(Jobs *j, const char *kind, const char *target_kind, int64_t target_id,
                 const char *target_name, int64_t owner_id, json_t *params, int64_t *ret_id);
+/* ---- stuck jobs ----
+ * A running job that records no progress (job_progress()) for longer than
+ * its kind's limit is stuck: the watch thread marks it (stuck, stuck_since
+ * in its JSON), records a job.stuck event and calls the stuck hook, which
+ * armadad points at the monitor (an alert). The hook is called again with
+ * stuck false when the job ends or moves again. Limits: 120 s for host.refresh
+ * and the VM lifecycle kinds (vm.create/start/stop/kill/pause/resume/delete),
+ * 600 s for vm.deploy, vm.migrate, host.maintenance and kinds not named here,
+ * 1800 s for vm.capture; scaled by percent/100. */
+typedef void (*JobStuckFn)(void *userdata, const StoreJobWatch *job, bool stuck, const char *message);
+/* Sets the hook (before jobs_start()); fn NULL for none. */
+void jobs_on_stuck(Jobs *j, JobStuckFn fn, void *userdata);
+/* Scales every kind's stuck limit to percent of its default (1..100000;
+ * 100 when never called). Call before jobs_start(). */
+void jobs_set_stuck_percent(Jobs *j, int percent);
+/* The stuck limit of kind in ms, scaled. */
+int64_t jobs_stuck_limit_ms(const Jobs *j, const char *kind);
+/* Cancels a job for a user: a queued job ends at once; a running one is
+ * asked to stop where it is safe — unless it is stuck, when it is ended
+ * (cancelled) at once: its worker may be blocked inside a hypervisor call,
+ * and what that call returns later no longer changes the job's end (its
+ * target stays locked until the call comes back). 0, -EALREADY when the job
+ * has ended, -ENOENT or another negative code. */
+int jobs_cancel(Jobs *j, int64_t id);
 /* Stops the workers after their current jobs, which see
  * job_cancel_requested() turn true. Idempotent. */
 void jobs_stop(Jobs *j);
@@ -50,6 +74,11 @@ Jobs *jobs_free(Jobs *j);
 /* ---- for handlers ---- */
 /* Records progress (0-100, monotone) and the step being done. */
 void job_progress(JobCtx *ctx, int percent, const char *step_fmt, ...) _printf_(3, 4);
+/* Says the current step may go without progress for up to seconds (beyond
+ * the kind's stuck limit) before the job counts as stuck: a step that waits
+ * on purpose, such as a guest's shutdown with its timeout. Until the next
+ * job_progress(). */
+void job_expect_quiet(JobCtx *ctx, int seconds);
 /* True once a cancel was requested for this job, or armadad is shutting
  * down (a handler that then returns -ECANCELED is left "running" and
  * recovered at the next start). */

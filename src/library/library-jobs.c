@@ -233,15 +233,23 @@ static int deploy_system_disk(Deploy *d, HvDomainSpec *spec, bool full_copy, jso
         if (!full_copy && visible) {
                 how = "linked clone";
                 r = hv_volume_create_overlay(c, d->host.pool, vol, base, bfmt, capacity, &path);
-        } else if (visible) {
-                how = "full copy on the host";
-                fmt = bfmt;
-                r = hv_volume_clone(c, d->host.pool, vol, base, bfmt, &path);
         } else {
-                how = "full copy streamed to the host (it cannot see the library)";
+                /* A full copy reads and writes the whole image: one of the
+                 * host's disk-operation slots (a linked clone writes a
+                 * header only and takes none). */
+                r = inventory_slot_take(d->inv, &d->host, INVENTORY_SLOT_DISK, NULL, false, d->ctx);
+                if (r < 0)
+                        return r;
                 fmt = bfmt;
-                HvConn *sc = stream_conn(d);
-                r = sc ? hv_volume_upload(sc, d->host.pool, vol, base, true, &path) : -EHOSTUNREACH;
+                if (visible) {
+                        how = "full copy on the host";
+                        r = hv_volume_clone(c, d->host.pool, vol, base, bfmt, &path);
+                } else {
+                        how = "full copy streamed to the host (it cannot see the library)";
+                        HvConn *sc = stream_conn(d);
+                        r = sc ? hv_volume_upload(sc, d->host.pool, vol, base, true, &path) : -EHOSTUNREACH;
+                }
+                inventory_slot_give(d->inv, d->host.id, INVENTORY_SLOT_DISK);
         }
         if (r < 0)
                 return job_fail(d->ctx, r, "Cannot make the system disk of VM '%s' (%s of '%s') on host '%s': %s", d->vm.name, how,
@@ -390,7 +398,13 @@ static int job_vm_deploy(JobCtx *ctx, void *userdata) {
         }
         job_progress(ctx, 80, "defined VM '%s' on host '%s'", d.vm.name, d.host.name);
         if (start) {
+                if ((r = inventory_slot_take(d.inv, &d.host, INVENTORY_SLOT_START, d.vm.name, false, ctx)) < 0) {
+                        snprintf(ctx->error, sizeof ctx->error, "Cancelled while waiting to start; nothing of VM '%s' was left behind.",
+                                 d.vm.name);
+                        goto fail;
+                }
                 r = hv_domain_start(d.link->conn, d.vm.uuid);
+                inventory_slot_give(d.inv, d.host.id, INVENTORY_SLOT_START);
                 HvState s;
                 if (r == 0 && hv_domain_state(d.link->conn, d.vm.uuid, &s) == 0)
                         (void) store_vm_set_state(ctx->st, d.vm.id, hv_state_name(s));
@@ -502,8 +516,12 @@ static int job_vm_capture(JobCtx *ctx, void *userdata) {
         job_progress(ctx, 20, visible ? "copying '%s' with qemu-img" : "downloading '%s' from host", src);
         if (visible)
                 r = library_image_convert(src, tmp, why, sizeof why);
-        else {
+        else if ((r = inventory_slot_take(inv, &host, INVENTORY_SLOT_DISK, NULL, false, ctx)) < 0) {
+                link_release(inv, link);
+                return r;
+        } else {
                 r = hv_volume_download(link->conn, src, tmp);
+                inventory_slot_give(inv, host.id, INVENTORY_SLOT_DISK);
                 if (r < 0)
                         snprintf(why, sizeof why, "Cannot copy the disk of VM '%s' from host '%s': %s", vm.name, host.name, hv_last_error());
         }

@@ -408,6 +408,16 @@ static void eval_rule_object(Monitor *m, const StoreAlertRule *r, MonCmp cmp, co
         }
 }
 
+/* Resolves the alert of a job that is no longer stuck, with an event. */
+static void job_alert_resolve(Monitor *m, int64_t alert_id, int64_t job_id, int64_t now, bool *queued) {
+        _cleanup_free_ char *msg = xasprintf("Job %lld is no longer stuck.", (long long) job_id);
+        if (store_alert_resolve(m->st, alert_id, NULL, now) < 0)
+                return;
+        _cleanup_free_ char *ev = xasprintf("Alert %lld resolved: %s", (long long) alert_id, msg);
+        (void) store_event_add(m->st, "info", "alert.resolved", "job", job_id, NULL, 0, ev);
+        notify(m, "alert.resolved", alert_id, now, queued);
+}
+
 static void evaluate_rules(Monitor *m, const StoreMonHost *hosts, int nh, const StoreMonVm *vms, int nv,
                            const StorePerfSample *samples, const ssize_t *host_sample, const ssize_t *vm_sample, int64_t now) {
         StoreAlertRule *rules = NULL;
@@ -455,13 +465,23 @@ static void evaluate_rules(Monitor *m, const StoreMonHost *hosts, int nh, const 
                                 still[oa - open] = true;
                 }
         }
-        /* Open alerts whose rule was disabled or whose object went away. */
-        for (int i = 0; i < no; i++)
+        /* Open alerts whose rule was disabled or whose object went away. A
+         * stuck job's alert has no rule: the job engine opens and closes it
+         * (monitor_job_stuck_changed()); here it only goes when its job is
+         * no longer stuck (what a restart of armadad left open). */
+        for (int i = 0; i < no; i++) {
+                if (streq(open[i].object_kind, "job")) {
+                        _cleanup_json_ json_t *job = store_job_get_json(m->st, open[i].object_id);
+                        if (!job || !json_is_true(json_object_get(job, "stuck")))
+                                job_alert_resolve(m, open[i].id, open[i].object_id, now, &m->round_queued_hooks);
+                        continue;
+                }
                 if (!still[i] && store_alert_resolve(m->st, open[i].id, NULL, now) == 0) {
                         (void) store_event_add(m->st, "info", "alert.resolved", open[i].object_kind, open[i].object_id, NULL, 0,
                                                "An alert was resolved: its rule is disabled or its object no longer exists.");
                         notify(m, "alert.resolved", open[i].id, now, &m->round_queued_hooks);
                 }
+        }
         if (n_pend > 0)
                 qsort(pend, n_pend, sizeof *pend, cmp_pending);
         free(m->pending);
@@ -560,6 +580,44 @@ int monitor_host_state_changed(Monitor *m, int64_t host_id) {
         free(open);
         free(rules);
         free(hosts);
+        return r;
+}
+
+int monitor_job_stuck_changed(Monitor *m, int64_t job_id, const char *name, int64_t owner_id, bool stuck, const char *message) {
+        if (!m)
+                return 0;
+        int64_t now = now_ms();
+        int r = store_begin(m->st);
+        if (r < 0)
+                return r;
+        StoreOpenAlert *open = NULL;
+        int no = store_alerts_open(m->st, &open);
+        int64_t have = 0;
+        for (int i = 0; i < no; i++)
+                if (streq(open[i].object_kind, "job") && open[i].object_id == job_id)
+                        have = open[i].id;
+        bool queued = false;
+        if (no < 0)
+                r = no;
+        else if (stuck && !have) {
+                StoreAlertRule rule = { .id = 0, .name = "job-stuck", .severity = "warning" };
+                int64_t id;
+                if (store_alert_open(m->st, &rule, "job", job_id, name, NAN, message, now, &id) == 0) {
+                        _cleanup_free_ char *ev = xasprintf("Alert %lld opened (warning): %s", (long long) id, message);
+                        (void) store_event_add(m->st, "warning", "alert.opened", "job", job_id, name, owner_id, ev);
+                        notify(m, "alert.opened", id, now, &queued);
+                }
+        } else if (!stuck && have) {
+                _cleanup_free_ char *ev = xasprintf("Alert %lld resolved: %s", (long long) have, message);
+                if (store_alert_resolve(m->st, have, NULL, now) == 0) {
+                        (void) store_event_add(m->st, "info", "alert.resolved", "job", job_id, name, owner_id, ev);
+                        notify(m, "alert.resolved", have, now, &queued);
+                }
+        }
+        r = store_end(m->st, r);
+        if (r >= 0 && queued)
+                monitor_hooks_kick(m);
+        free(open);
         return r;
 }
 

@@ -78,6 +78,12 @@ int monitor_round(Monitor *m, int64_t now);
  * For the inventory's host-state hook (inventory_on_host_state()). Accepts
  * m NULL. 0 or negative. */
 int monitor_host_state_changed(Monitor *m, int64_t host_id);
+/* Opens (stuck) or resolves (not stuck) the alert of a stuck job, with its
+ * event and webhooks: for the job engine's stuck hook (jobs_on_stuck()).
+ * The alert has no rule (rule_id null, rule_name "job-stuck", severity
+ * warning, object_kind "job"); name is what it shows as the object's name.
+ * Accepts m NULL. 0 or negative. */
+int monitor_job_stuck_changed(Monitor *m, int64_t job_id, const char *name, int64_t owner_id, bool stuck, const char *message);
 /* Runs one assessment scrape of every registered server now. */
 int monitor_assess_round(Monitor *m, int64_t now);
 

@@ -554,7 +554,10 @@ int store_alert_open(Store *st, const StoreAlertRule *r, const char *object_kind
                             " value, opened_at, updated_at) VALUES (?,?,?,?,?,?,'open',?,?,?,?)", &stmt);
         if (k < 0)
                 return k;
-        sqlite3_bind_int64(stmt, 1, r->id);
+        if (r->id)
+                sqlite3_bind_int64(stmt, 1, r->id);
+        else
+                sqlite3_bind_null(stmt, 1); /* an alert no rule raises (a stuck job) */
         sqlite3_bind_text(stmt, 2, r->name, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(stmt, 3, object_kind, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(stmt, 4, object_id);

@@ -150,6 +150,9 @@ typedef struct {
 } StoreOpenAlert;
 /* Every open alert. Count and malloc'd array, or negative. */
 int store_alerts_open(Store *st, StoreOpenAlert **ret);
+/* Opens an alert of rule r (r->id 0: an alert no rule raises, such as a
+ * stuck job's; its name and severity come from r). 0 and *ret_id, -EEXIST
+ * when the rule's alert on the object is open already. */
 int store_alert_open(Store *st, const StoreAlertRule *r, const char *object_kind, int64_t object_id,
                      const char *object_name, double value, const char *message, int64_t now, int64_t *ret_id);
 int store_alert_touch(Store *st, int64_t id, double value, const char *message, int64_t now);

@@ -181,6 +181,20 @@ static const StoreMigration MIGRATIONS_CORE[] = {
          * (STREAM_NEXT_SEQ), so one number says where a reader is in both. */
         { "core-stream-seq", "ALTER TABLE job ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;"
         "CREATE INDEX job_rev_idx ON job(rev);" },
+        /* Per-host throttles (NULL: armadad's default) and what the stuck-job
+         * watch needs: when a job last moved, how long its current step may
+         * stay quiet, since when it is stuck, and whether a worker thread
+         * still runs it (a stuck job cancelled by a user ends at once, but
+         * its target stays locked until the thread comes back). */
+        { "core-throttle-stuck",
+        "ALTER TABLE host ADD COLUMN max_parallel_starts INTEGER;"
+        "ALTER TABLE host ADD COLUMN max_parallel_disk_ops INTEGER;"
+        "ALTER TABLE job ADD COLUMN progress_at INTEGER;"
+        "ALTER TABLE job ADD COLUMN quiet_ms INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE job ADD COLUMN stuck_since INTEGER;"
+        "ALTER TABLE job ADD COLUMN worker_active INTEGER NOT NULL DEFAULT 0;"
+        "UPDATE job SET worker_active = 1 WHERE state = 'running';"
+        "CREATE INDEX job_worker_idx ON job(target_kind, target_id) WHERE worker_active = 1;" },
         { NULL, NULL },
 };
 
@@ -925,8 +939,11 @@ static void row_host(sqlite3_stmt *stmt, void *out) {
         COPY(h->pool_path, 6);
         COPY(h->domain_type, 7);
         COPY(h->identity, 8);
+        h->max_parallel_starts = sqlite3_column_int(stmt, 9);
+        h->max_parallel_disk_ops = sqlite3_column_int(stmt, 10);
 }
-#define HOST_ROW "SELECT id, name, uri, group_id, state, pool, pool_path, domain_type, coalesce(identity, '') FROM host "
+#define HOST_ROW "SELECT id, name, uri, group_id, state, pool, pool_path, domain_type, coalesce(identity, ''),"  \
+                 " coalesce(max_parallel_starts, 0), coalesce(max_parallel_disk_ops, 0) FROM host "
 int store_host_get(Store *st, int64_t id, StoreHost *ret) {
         return store_query_row(st, row_host, ret, HOST_ROW "WHERE id = ?", "i", id);
 }
@@ -998,6 +1015,13 @@ int store_host_set_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_m
                           "iiissssii", (int64_t) cpus, (int64_t) memory_mib, (int64_t) free_memory_mib, hv_driver,
                           domain_type, hostname, pool_path, now_ms(), id);
 }
+int store_host_set_throttle(Store *st, int64_t id, int max_parallel_starts, int max_parallel_disk_ops) {
+        return store_exec_one(st, "UPDATE host SET"
+                                  " max_parallel_starts = CASE ?1 WHEN -1 THEN max_parallel_starts WHEN 0 THEN NULL ELSE ?1 END,"
+                                  " max_parallel_disk_ops = CASE ?2 WHEN -1 THEN max_parallel_disk_ops WHEN 0 THEN NULL ELSE ?2 END"
+                                  " WHERE id = ?3",
+                              "iii", (int64_t) max_parallel_starts, (int64_t) max_parallel_disk_ops, id);
+}
 int store_host_delete(Store *st, int64_t id, bool force) {
         int r = store_begin(st);
         if (r < 0)
@@ -1015,7 +1039,8 @@ int store_host_delete(Store *st, int64_t id, bool force) {
         "SELECT h.id, h.name, h.uri, h.group_id, CASE WHEN g.id = 1 THEN 'All Hosts' ELSE g.path END AS group_path," \
         " h.state, h.state_reason, h.hostname, h.cpus, h.memory_mib, h.free_memory_mib, h.hv_driver, h.domain_type," \
         " h.pool, h.pool_path, (SELECT count(*) FROM vm WHERE vm.host_id = h.id) AS n_vms, h.last_seen_at, h.created_at," \
-        " CASE WHEN h.identity LIKE 'uuid:%' THEN substr(h.identity, 6) END AS hv_uuid" \
+        " CASE WHEN h.identity LIKE 'uuid:%' THEN substr(h.identity, 6) END AS hv_uuid," \
+        " h.max_parallel_starts, h.max_parallel_disk_ops" \
         " FROM host h JOIN host_group g ON g.id = h.group_id "
 
 json_t *store_host_list(Store *st, const char *name, int64_t group_id) {
@@ -1245,19 +1270,61 @@ static void row_job(sqlite3_stmt *stmt, void *out) {
 int store_job_claim(Store *st, StoreJob *ret) {
         /* One statement, so two workers can never claim the same job; the
          * NOT EXISTS keeps jobs on one object strictly one at a time. */
+        /* worker_active rather than state = 'running': a stuck job a user
+         * cancelled has ended, but its thread may still be inside a call
+         * on the target, so the target stays taken until it comes back. */
         int r = store_query_row(st, row_job, ret,
-                         "UPDATE job SET state = 'running', started_at = ?, attempts = attempts + 1, rev = " STREAM_NEXT_SEQ
-                         " WHERE id = ("
+                         "UPDATE job SET state = 'running', started_at = ?1, progress_at = ?1, quiet_ms = 0, stuck_since = NULL,"
+                         " worker_active = 1, attempts = attempts + 1, rev = " STREAM_NEXT_SEQ " WHERE id = ("
                          " SELECT q.id FROM job q WHERE q.state = 'queued' AND NOT EXISTS ("
-                         "  SELECT 1 FROM job r WHERE r.state = 'running' AND r.target_kind = q.target_kind"
+                         "  SELECT 1 FROM job r WHERE r.worker_active = 1 AND r.target_kind = q.target_kind"
                          "  AND r.target_id = q.target_id) ORDER BY q.id LIMIT 1)"
                          " RETURNING id, kind, state, target_kind, target_id, target_name, coalesce(owner_id, 0), params,"
                          " cancel_requested, attempts", "i", now_ms());
         return r == 0 ? changed(st, r) : r;
 }
 int store_job_progress(Store *st, int64_t id, int percent, const char *step) {
-        return changed(st, store_exec(st, "UPDATE job SET progress = max(progress, ?), step = coalesce(?, step),"
-                                          " rev = " STREAM_NEXT_SEQ " WHERE id = ?", "isi", (int64_t) percent, step, id));
+        return changed(st, store_exec(st, "UPDATE job SET progress = max(progress, ?), step = coalesce(?, step), progress_at = ?,"
+                                          " quiet_ms = 0, stuck_since = NULL, rev = " STREAM_NEXT_SEQ " WHERE id = ?",
+                                      "isii", (int64_t) percent, step, now_ms(), id));
+}
+int store_job_quiet(Store *st, int64_t id, int64_t quiet_ms) {
+        return store_exec(st, "UPDATE job SET quiet_ms = ? WHERE id = ?", "ii", quiet_ms, id);
+}
+static void row_job_watch(sqlite3_stmt *stmt, void *out) {
+        StoreJobWatch *w = out;
+        w->id = sqlite3_column_int64(stmt, 0);
+        COPY(w->kind, 1);
+        COPY(w->target_name, 2);
+        w->owner_id = sqlite3_column_int64(stmt, 3);
+        w->progress_at = sqlite3_column_int64(stmt, 4);
+        w->quiet_ms = sqlite3_column_int64(stmt, 5);
+        w->stuck_since = sqlite3_column_int64(stmt, 6);
+        COPY(w->step, 7);
+        COPY(w->target_kind, 8);
+}
+int store_job_watch_list(Store *st, StoreJobWatch **ret) {
+        return store_query_rows(st, row_job_watch, sizeof(StoreJobWatch), (void **) ret,
+                                "SELECT id, kind, coalesce(target_name, ''), coalesce(owner_id, 0),"
+                                " coalesce(progress_at, started_at, created_at), quiet_ms, coalesce(stuck_since, 0),"
+                                " coalesce(step, ''), target_kind FROM job WHERE state = 'running' ORDER BY id", "");
+}
+int store_job_set_stuck(Store *st, int64_t id, int64_t since) {
+        int r = store_exec(st, "UPDATE job SET stuck_since = ?, rev = " STREAM_NEXT_SEQ
+                               " WHERE id = ? AND state = 'running' AND stuck_since IS NULL", "ii", since, id);
+        return r < 0 ? r : store_changes(st) > 0 ? changed(st, 1) : 0;
+}
+int store_job_worker_done(Store *st, int64_t id) {
+        return store_exec(st, "UPDATE job SET worker_active = 0 WHERE id = ?", "i", id);
+}
+int store_job_workers_reset(Store *st) {
+        return store_exec(st, "UPDATE job SET worker_active = 0 WHERE worker_active = 1", "");
+}
+int store_job_end_stuck(Store *st, int64_t id, const char *error) {
+        int r = store_exec(st, "UPDATE job SET state = 'cancelled', error = ?, finished_at = ?, rev = " STREAM_NEXT_SEQ
+                               " WHERE id = ? AND state = 'running' AND stuck_since IS NOT NULL",
+                           "sii", error, now_ms(), id);
+        return r < 0 ? r : store_changes(st) > 0 ? changed(st, 1) : 0;
 }
 int store_job_step_add(Store *st, int64_t id, const char *name) {
         int r = store_exec(st, "INSERT INTO job_step(job_id, seq, name, at)"
@@ -1271,10 +1338,15 @@ int store_job_step_add(Store *st, int64_t id, const char *name) {
         return changed(st, store_exec(st, "UPDATE job SET rev = " STREAM_NEXT_SEQ " WHERE id = ?", "i", id));
 }
 int store_job_finish(Store *st, int64_t id, const char *state, const char *error, const char *result_json) {
-        return changed(st, store_exec(st, "UPDATE job SET state = ?, error = ?, result = ?, finished_at = ?,"
-                                          " progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END,"
-                                          " rev = " STREAM_NEXT_SEQ " WHERE id = ?",
-                                      "sssisi", state, error, result_json, now_ms(), state, id));
+        /* Only a job still running: one that already ended (a stuck job a
+         * user cancelled) keeps the end it was given. */
+        int r = store_exec(st, "UPDATE job SET state = ?, error = ?, result = ?, finished_at = ?,"
+                               " progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END, rev = " STREAM_NEXT_SEQ
+                               " WHERE id = ? AND state = 'running'",
+                           "sssisi", state, error, result_json, now_ms(), state, id);
+        if (r < 0)
+                return r;
+        return store_changes(st) > 0 ? changed(st, 0) : -EALREADY;
 }
 int store_job_request_cancel(Store *st, int64_t id) {
         /* A queued job is cancelled at once; a running one is asked to stop. */
@@ -1299,8 +1371,8 @@ int store_job_list_running(Store *st, StoreJob **ret) {
         return store_query_rows(st, row_job, sizeof(StoreJob), (void **) ret, JOB_ROW "WHERE state = 'running' ORDER BY id", "");
 }
 int store_job_requeue(Store *st, int64_t id) {
-        return changed(st, store_exec(st, "UPDATE job SET state = 'queued', step = 'resumed after armadad restarted',"
-                                          " rev = " STREAM_NEXT_SEQ " WHERE id = ?", "i", id));
+        return changed(st, store_exec(st, "UPDATE job SET state = 'queued', step = 'resumed after armadad restarted', stuck_since = NULL,"
+                                          " worker_active = 0, rev = " STREAM_NEXT_SEQ " WHERE id = ?", "i", id));
 }
 int store_job_state(Store *st, int64_t id, char state[16]) {
         _cleanup_json_ json_t *o = store_query_one(st, "SELECT state FROM job WHERE id = ?", "i", id);
@@ -1313,13 +1385,16 @@ int store_job_state(Store *st, int64_t id, char state[16]) {
         "SELECT j.id, j.kind, j.state, j.target_kind, j.target_id, j.target_name, j.owner_id, u.name AS owner_name," \
         " j.progress, j.step, j.error, j.result AS result_json, j.attempts," \
         " (SELECT json_group_array(json_object('seq', s.seq, 'name', s.name, 'at', strftime('%Y-%m-%dT%H:%M:%fZ', s.at / 1000.0, 'unixepoch'))) FROM job_step s WHERE s.job_id = j.id) AS steps_json," \
-        " j.cancel_requested AS cancel_requested_bool, j.created_at, j.started_at, j.finished_at"
+        " j.cancel_requested AS cancel_requested_bool, j.created_at, j.started_at, j.finished_at," \
+        " (j.state = 'running' AND j.stuck_since IS NOT NULL) AS stuck_bool," \
+        " CASE WHEN j.state = 'running' THEN strftime('%Y-%m-%dT%H:%M:%fZ', j.stuck_since / 1000.0, 'unixepoch') END AS stuck_since"
 #define JOB_FROM " FROM job j LEFT JOIN user u ON u.id = j.owner_id "
 #define JOB_COLUMNS JOB_FIELDS JOB_FROM
-json_t *store_job_list(Store *st, const char *state, int64_t owner_id, int limit) {
+json_t *store_job_list(Store *st, const char *state, int64_t owner_id, bool only_stuck, int limit) {
         return store_query_json(st, JOB_COLUMNS "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 = 0 OR j.owner_id = ?2)"
+                                                " AND (?4 = 0 OR (j.state = 'running' AND j.stuck_since IS NOT NULL))"
                                                 " ORDER BY j.id DESC LIMIT ?3",
-                                "sii", state, owner_id, (int64_t) limit);
+                                "siii", state, owner_id, (int64_t) limit, (int64_t) only_stuck);
 }
 json_t *store_job_get_json(Store *st, int64_t id) {
         return store_query_one(st, JOB_COLUMNS "WHERE j.id = ?", "i", id);

@@ -114,6 +114,8 @@ typedef struct {
         char pool_path[512];
         char domain_type[8];
         char identity[600];     /* "uuid:<host UUID>", "uri:<normalised URI>", "" before the first connect */
+        int max_parallel_starts;     /* domain starts in flight at once; 0: armadad's default */
+        int max_parallel_disk_ops;   /* disk-heavy volume operations in flight at once; 0: the default */
 } StoreHost;
 int store_host_insert(Store *st, const char *name, const char *uri, int64_t group_id,
                       const char *pool, const char *pool_path, int64_t *ret_id);
@@ -135,6 +137,9 @@ int store_host_set_state(Store *st, int64_t id, const char *state, const char *r
 int store_host_set_state_unless(Store *st, int64_t id, const char *state, const char *reason, const char *const *keep);
 int store_host_set_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, uint64_t free_memory_mib,
                          const char *hv_driver, const char *domain_type, const char *hostname, const char *pool_path);
+/* Sets a host's throttles: -1 keeps a value, 0 clears it (armadad's default
+ * applies), a positive number sets it. 0, -ENOENT or negative. */
+int store_host_set_throttle(Store *st, int64_t id, int max_parallel_starts, int max_parallel_disk_ops);
 /* Deletes the host; its VMs are forgotten (rows deleted) only when force. */
 int store_host_delete(Store *st, int64_t id, bool force);
 json_t *store_host_list(Store *st, const char *name, int64_t group_id);
@@ -231,10 +236,41 @@ int store_job_insert(Store *st, const char *kind, const char *target_kind, int64
 /* Atomically claims the oldest queued job whose target has no running job,
  * marking it running. 0 and *ret, or -ENOENT when none is runnable. */
 int store_job_claim(Store *st, StoreJob *ret);
+/* Records progress; it also marks the job as moving (clears stuck_since
+ * and the quiet allowance). */
 int store_job_progress(Store *st, int64_t id, int percent, const char *step);
+/* Lets the job's current step stay without progress quiet_ms longer before
+ * it counts as stuck (until its next progress). */
+int store_job_quiet(Store *st, int64_t id, int64_t quiet_ms);
+/* A running job as the stuck-job watch sees it. */
+typedef struct {
+        int64_t id;
+        char kind[32];
+        char target_kind[16];
+        char target_name[64];
+        int64_t owner_id;
+        int64_t progress_at;     /* ms of its last progress (or start) */
+        int64_t quiet_ms;
+        int64_t stuck_since;     /* ms, 0 when not stuck */
+        char step[256];
+} StoreJobWatch;
+/* Every running job. Count and a malloc'd array, or negative. */
+int store_job_watch_list(Store *st, StoreJobWatch **ret);
+/* Marks a running job stuck since since (ms): 1 when it was not before, 0
+ * when it was (or no longer runs), or negative. */
+int store_job_set_stuck(Store *st, int64_t id, int64_t since);
+/* Ends a running job that is stuck as cancelled with error, at once (its
+ * worker may still be blocked; its own end will not overwrite this). 1 when
+ * it did, 0 when the job is not running and stuck, or negative. */
+int store_job_end_stuck(Store *st, int64_t id, const char *error);
+/* Records that no worker runs the job any more (its target is free). */
+int store_job_worker_done(Store *st, int64_t id);
+/* At start-up, before workers: no job has a worker. */
+int store_job_workers_reset(Store *st);
 int store_job_step_add(Store *st, int64_t id, const char *name);
-/* Ends a job: state "succeeded", "failed" or "cancelled"; error may be NULL;
- * result_json may be NULL. */
+/* Ends a running job: state "succeeded", "failed" or "cancelled"; error may
+ * be NULL; result_json may be NULL. -EALREADY (nothing changed) when the job
+ * is no longer running (a stuck job a user cancelled meanwhile). */
 int store_job_finish(Store *st, int64_t id, const char *state, const char *error, const char *result_json);
 int store_job_request_cancel(Store *st, int64_t id);
 int store_job_cancel_requested(Store *st, int64_t id, bool *ret);
@@ -242,7 +278,9 @@ int store_job_cancel_requested(Store *st, int64_t id, bool *ret);
 int store_job_list_running(Store *st, StoreJob **ret);
 int store_job_requeue(Store *st, int64_t id);
 int store_job_state(Store *st, int64_t id, char state[16]);
-json_t *store_job_list(Store *st, const char *state, int64_t owner_id, int limit);
+/* Jobs newest first; state NULL for all, owner_id 0 for everyone's,
+ * only_stuck for the running ones marked stuck. */
+json_t *store_job_list(Store *st, const char *state, int64_t owner_id, bool only_stuck, int limit);
 json_t *store_job_get_json(Store *st, int64_t id);
 
 /* ---- events and audit ---- */

@@ -143,6 +143,7 @@ class ReadOnlyWritesNothing(PopulatedCase):
             ("DELETE", "/host-groups/{id}"): [(f"/host-groups/{i['empty_group']}", None)],
             ("POST", "/hosts"): [("/hosts", {"name": "ro-host", "uri": "qemu+tcp://192.0.2.1/system", "group": "Lab"})],
             ("DELETE", "/hosts/{id}"): [(f"/hosts/{i['t2']}", None)],
+            ("PATCH", "/hosts/{id}"): [(f"/hosts/{host}", {"max_parallel_starts": 2})],
             ("POST", "/hosts/{id}/actions/refresh"): [(f"/hosts/{host}/actions/refresh", {})],
             ("POST", "/vms"): [("/vms", {"name": "ro-vm", "host": "t1", "memory_mib": 64}), ("/vms", {"name": "ro-vm2", "memory_mib": 64}),
                                ("/vms", {"name": "vm1", "host": "t1", "memory_mib": 64})],

@@ -17,6 +17,10 @@
 #include "place/place.h"
 #include "inventory/inventory.h"
 #include "store/store-place.h"
+#include "inventory/inventory-priv.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 
 typedef struct {
         char dir[64];
@@ -496,6 +500,98 @@ static void test_vnc_for_host(void **state) {
         assert_string_not_equal(pw, pw2);
 }
 
+/* ---- per-host throttles (inventory-throttle.c) ---- */
+
+typedef struct {
+        Inventory *inv;
+        StoreHost h;
+        bool priority;
+        atomic_int *order;
+        int got;                 /* the order it took the slot in */
+        int64_t waited_ms;
+        bool give_back;          /* give the slot back at once */
+} Taker;
+
+static void *taker_main(void *arg) {
+        Taker *t = arg;
+        int64_t t0 = mono_ms();
+        assert_int_equal(inventory_slot_take(t->inv, &t->h, INVENTORY_SLOT_START, NULL, t->priority, NULL), 0);
+        t->waited_ms = mono_ms() - t0;
+        t->got = atomic_fetch_add(t->order, 1);
+        if (t->give_back)
+                inventory_slot_give(t->inv, t->h.id, INVENTORY_SLOT_START);
+        return NULL;
+}
+
+static void wait_waiting(Inventory *inv, int64_t host_id, int n) {
+        int64_t deadline = mono_ms() + 10000;
+        while (throttle_waiting(inv, host_id, INVENTORY_SLOT_START) != n) {
+                if (mono_ms() > deadline)
+                        fail_msg("timed out after 10 s waiting for %d waiter(s) in the start queue (there are %d)", n,
+                                 throttle_waiting(inv, host_id, INVENTORY_SLOT_START));
+                struct timespec ts = { 0, 5 * 1000000 };
+                nanosleep(&ts, NULL);
+        }
+}
+
+/* A HA restart (priority) is served before a job start queued earlier. */
+static void test_throttle_priority_first(void **state) {
+        Fixture *f = *state;
+        Inventory *inv = NULL;
+        InventoryConfig cfg = { .max_parallel_starts = 1, .priority_wait_ms = 60000 };
+        assert_int_equal(inventory_new(f->st, NULL, &cfg, &inv), 0);
+        StoreHost h;
+        assert_int_equal(store_host_get(f->st, add_host(f->st, "t1", STORE_ROOT_GROUP_ID, 4, 4096, "ok"), &h), 0);
+        assert_int_equal(inventory_slot_take(inv, &h, INVENTORY_SLOT_START, NULL, false, NULL), 0);
+        atomic_int order = 0;
+        Taker job = { inv, h, false, &order, -1, 0, true }, ha = { inv, h, true, &order, -1, 0, true };
+        pthread_t tj, th;
+        assert_int_equal(pthread_create(&tj, NULL, taker_main, &job), 0);
+        wait_waiting(inv, h.id, 1);
+        assert_int_equal(pthread_create(&th, NULL, taker_main, &ha), 0);
+        wait_waiting(inv, h.id, 2);
+        inventory_slot_give(inv, h.id, INVENTORY_SLOT_START);
+        pthread_join(th, NULL);
+        pthread_join(tj, NULL);
+        assert_int_equal(ha.got, 0);
+        assert_int_equal(job.got, 1);
+        inventory_free(inv);
+}
+
+/* A HA restart never waits longer than priority_wait_ms, even when the
+ * host's starts never come back. */
+static void test_throttle_priority_bounded(void **state) {
+        Fixture *f = *state;
+        Inventory *inv = NULL;
+        InventoryConfig cfg = { .max_parallel_starts = 1, .priority_wait_ms = 200 };
+        assert_int_equal(inventory_new(f->st, NULL, &cfg, &inv), 0);
+        StoreHost h;
+        assert_int_equal(store_host_get(f->st, add_host(f->st, "t1", STORE_ROOT_GROUP_ID, 4, 4096, "ok"), &h), 0);
+        assert_int_equal(inventory_slot_take(inv, &h, INVENTORY_SLOT_START, NULL, false, NULL), 0);
+        atomic_int order = 0;
+        Taker ha = { inv, h, true, &order, -1, 0, false };
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, taker_main, &ha), 0);
+        pthread_join(th, NULL); /* returns although the only slot is still held */
+        assert_true(ha.waited_ms >= 200);
+        inventory_slot_give(inv, h.id, INVENTORY_SLOT_START);
+        inventory_slot_give(inv, h.id, INVENTORY_SLOT_START);
+        /* The host's own limit wins over the default: 2 fit at once. */
+        assert_int_equal(store_host_set_throttle(f->st, h.id, 2, -1), 0);
+        assert_int_equal(store_host_get(f->st, h.id, &h), 0);
+        assert_int_equal(h.max_parallel_starts, 2);
+        assert_int_equal(inventory_slot_take(inv, &h, INVENTORY_SLOT_START, NULL, false, NULL), 0);
+        assert_int_equal(inventory_slot_take(inv, &h, INVENTORY_SLOT_START, NULL, false, NULL), 0);
+        assert_int_equal(throttle_waiting(inv, h.id, INVENTORY_SLOT_START), 0);
+        /* Disk-operation slots are counted apart from start slots. */
+        assert_int_equal(inventory_slot_take(inv, &h, INVENTORY_SLOT_DISK, NULL, false, NULL), 0);
+        assert_int_equal(throttle_waiting(inv, h.id, INVENTORY_SLOT_DISK), 0);
+        inventory_slot_give(inv, h.id, INVENTORY_SLOT_DISK);
+        inventory_slot_give(inv, h.id, INVENTORY_SLOT_START);
+        inventory_slot_give(inv, h.id, INVENTORY_SLOT_START);
+        inventory_free(inv);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_policy_resolve),
@@ -510,6 +606,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_measured_usage, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failover_reserve, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_throttle_priority_first, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_throttle_priority_bounded, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

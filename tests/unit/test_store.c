@@ -117,6 +117,9 @@ static void test_job_claim_one_per_target(void **state) {
         assert_int_equal(b.id, j3);
         assert_int_equal(store_job_claim(st, &c), -ENOENT);
         assert_int_equal(store_job_finish(st, j1, "succeeded", NULL, NULL), 0);
+        /* Ended, but its worker has not come back: the target stays taken. */
+        assert_int_equal(store_job_claim(st, &c), -ENOENT);
+        assert_int_equal(store_job_worker_done(st, j1), 0);
         assert_int_equal(store_job_claim(st, &c), 0);
         assert_int_equal(c.id, j2);
         assert_string_equal(c.params_json, "{\"timeout_s\":1}");
@@ -127,6 +130,16 @@ static void test_job_claim_one_per_target(void **state) {
         assert_int_equal(store_job_cancel_requested(st, j2, &req), 0);
         assert_true(req);
         assert_int_equal(store_job_request_cancel(st, j1), -EALREADY);
+        /* A stuck job a user cancelled keeps that end whatever its worker
+         * reports later; a job that is not stuck is not ended that way. */
+        assert_int_equal(store_job_end_stuck(st, j3, "x"), 0);
+        assert_int_equal(store_job_set_stuck(st, j3, 1000), 1);
+        assert_int_equal(store_job_set_stuck(st, j3, 2000), 0);
+        assert_int_equal(store_job_end_stuck(st, j3, "cancelled while stuck"), 1);
+        assert_int_equal(store_job_finish(st, j3, "succeeded", NULL, NULL), -EALREADY);
+        char state_[16];
+        assert_int_equal(store_job_state(st, j3, state_), 0);
+        assert_string_equal(state_, "cancelled");
         store_job_clear(&a);
         store_job_clear(&b);
         store_job_clear(&c);
