@@ -62,7 +62,12 @@ struct HvCall {
                 HvVnc vnc;
                 HvNodeStats node;
         } out;
-        void *ret_ptr;          /* a malloc'd result; hv_call_free() frees it unless taken (set NULL) */
+        union {                 /* a malloc'd result; hv_call_free() frees it unless taken (set NULL) */
+                void *ptr;
+                char *str;
+                HvDomainInfo *doms;
+                HvDomainStats *stats;
+        } ret;
         size_t ret_n;
         /* hv_call's own */
         HvConn *shadow;
@@ -81,6 +86,21 @@ void hv_call_free(HvCall *a);
 bool hv_call(HvConn *c, HvCall *a, unsigned deadline_ms);
 /* hv_call for a body whose only result is its return code. */
 int hv_call_code(HvConn *c, HvCall *a, unsigned deadline_ms);
+/* hv_call for a body with a flat result: a->out copied to ret (size bytes;
+ * ret may be NULL) when it returned 0. */
+int hv_call_out(HvConn *c, HvCall *a, unsigned deadline_ms, void *ret, size_t size);
+/* hv_call for a body with a malloc'd result: a->ret handed over to *ret and
+ * a->ret_n to *ret_n (either may be NULL) when it returned 0. */
+int hv_call_take(HvConn *c, HvCall *a, unsigned deadline_ms, void **ret, size_t *ret_n);
+/* hv_call_take into a typed pointer (ret may be NULL). */
+#define HV_CALL_TAKE(c, a, ms, ret, ret_n)                                              \
+        ({                                                                              \
+                void *_hv_p = NULL;                                                     \
+                int _hv_r = hv_call_take((c), (a), (ms), (ret) ? &_hv_p : NULL, (ret_n)); \
+                if (_hv_r == 0 && (ret))                                                \
+                        *(ret) = _hv_p;                                                 \
+                _hv_r;                                                                  \
+        })
 
 /* The deadlines in force (hv_set_deadlines). */
 extern HvDeadlines hv_deadlines;

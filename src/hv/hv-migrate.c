@@ -170,14 +170,7 @@ static int job_info_body(HvConn *c, HvCall *a) {
 }
 
 int hv_job_info(HvConn *c, const char *uuid, HvJobInfo *ret) {
-        HvCall *a = hv_call_new(job_info_body, "reading a job's progress", uuid, NULL, NULL, NULL);
-        if (!hv_call(c, a, hv_deadlines.query_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0)
-                *ret = a->out.job;
-        hv_call_free(a);
-        return r;
+        return hv_call_out(c, hv_call_new(job_info_body, "reading a job's progress", uuid, NULL, NULL, NULL), hv_deadlines.query_ms, ret, sizeof *ret);
 }
 
 static int job_completed_now(HvConn *c, const char *uuid, HvJobInfo *ret) {
@@ -190,14 +183,7 @@ static int job_completed_body(HvConn *c, HvCall *a) {
 }
 
 int hv_job_completed(HvConn *c, const char *uuid, HvJobInfo *ret) {
-        HvCall *a = hv_call_new(job_completed_body, "reading a finished job", uuid, NULL, NULL, NULL);
-        if (!hv_call(c, a, hv_deadlines.query_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0)
-                *ret = a->out.job;
-        hv_call_free(a);
-        return r;
+        return hv_call_out(c, hv_call_new(job_completed_body, "reading a finished job", uuid, NULL, NULL, NULL), hv_deadlines.query_ms, ret, sizeof *ret);
 }
 
 static int job_abort_now(HvConn *c, const char *uuid) {
@@ -276,23 +262,11 @@ static int domain_xml_get_now(HvConn *c, const char *uuid, char **ret) {
 }
 
 static int domain_xml_get_body(HvConn *c, HvCall *a) {
-        char *s = NULL;
-        int r = domain_xml_get_now(c, a->s[0], &s);
-        a->ret_ptr = s;
-        return r;
+        return domain_xml_get_now(c, a->s[0], &a->ret.str);
 }
 
 int hv_domain_xml_get(HvConn *c, const char *uuid, char **ret) {
-        HvCall *a = hv_call_new(domain_xml_get_body, "reading a domain's XML", uuid, NULL, NULL, NULL);
-        if (!hv_call(c, a, hv_deadlines.query_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0 && ret) {
-                *ret = a->ret_ptr;
-                a->ret_ptr = NULL;
-        }
-        hv_call_free(a);
-        return r;
+        return HV_CALL_TAKE(c, hv_call_new(domain_xml_get_body, "reading a domain's XML", uuid, NULL, NULL, NULL), hv_deadlines.query_ms, ret, NULL);
 }
 
 static int domain_define_xml_now(HvConn *c, const char *xml) {

@@ -116,26 +116,11 @@ static int domain_screenshot_now(HvConn *c, const char *uuid, char **ret_data, s
 }
 
 static int domain_screenshot_body(HvConn *c, HvCall *a) {
-        char *data = NULL;
-        size_t len = 0;
-        int r = domain_screenshot_now(c, a->s[0], &data, &len);
-        a->ret_ptr = data;
-        a->ret_n = len;
-        return r;
+        return domain_screenshot_now(c, a->s[0], &a->ret.str, &a->ret_n);
 }
 
 int hv_domain_screenshot(HvConn *c, const char *uuid, char **ret_data, size_t *ret_len) {
-        HvCall *a = hv_call_new(domain_screenshot_body, "taking a screenshot", uuid, NULL, NULL, NULL);
-        if (!hv_call(c, a, hv_deadlines.query_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0) {
-                *ret_data = a->ret_ptr;
-                *ret_len = a->ret_n;
-                a->ret_ptr = NULL;
-        }
-        hv_call_free(a);
-        return r;
+        return HV_CALL_TAKE(c, hv_call_new(domain_screenshot_body, "taking a screenshot", uuid, NULL, NULL, NULL), hv_deadlines.query_ms, ret_data, ret_len);
 }
 
 /* ---- images (pure) ---- */
@@ -373,12 +358,5 @@ static int domain_vnc_body(HvConn *c, HvCall *a) {
 }
 
 int hv_domain_vnc(HvConn *c, const char *uuid, HvVnc *ret) {
-        HvCall *a = hv_call_new(domain_vnc_body, "reading a domain's console", uuid, NULL, NULL, NULL);
-        if (!hv_call(c, a, hv_deadlines.query_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0)
-                *ret = a->out.vnc;
-        hv_call_free(a);
-        return r;
+        return hv_call_out(c, hv_call_new(domain_vnc_body, "reading a domain's console", uuid, NULL, NULL, NULL), hv_deadlines.query_ms, ret, sizeof *ret);
 }

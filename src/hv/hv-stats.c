@@ -139,26 +139,11 @@ static int stats_domains_now(HvConn *c, HvDomainStats **ret, size_t *ret_n) {
 }
 
 static int stats_domains_body(HvConn *c, HvCall *a) {
-        HvDomainStats *list = NULL;
-        size_t n = 0;
-        int r = stats_domains_now(c, &list, &n);
-        a->ret_ptr = list;
-        a->ret_n = n;
-        return r;
+        return stats_domains_now(c, &a->ret.stats, &a->ret_n);
 }
 
 int hv_stats_domains(HvConn *c, HvDomainStats **ret, size_t *ret_n) {
-        HvCall *a = hv_call_new(stats_domains_body, "reading the domains' statistics", NULL, NULL, NULL, NULL);
-        if (!hv_call(c, a, hv_deadlines.query_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0) {
-                *ret = a->ret_ptr;
-                *ret_n = a->ret_n;
-                a->ret_ptr = NULL;
-        }
-        hv_call_free(a);
-        return r;
+        return HV_CALL_TAKE(c, hv_call_new(stats_domains_body, "reading the domains' statistics", NULL, NULL, NULL, NULL), hv_deadlines.query_ms, ret, ret_n);
 }
 
 static void node_cpu(virConnectPtr conn, HvNodeStats *s) {
@@ -265,12 +250,5 @@ static int stats_node_body(HvConn *c, HvCall *a) {
 }
 
 int hv_stats_node(HvConn *c, HvNodeStats *ret) {
-        HvCall *a = hv_call_new(stats_node_body, "reading the host's statistics", NULL, NULL, NULL, NULL);
-        if (!hv_call(c, a, hv_deadlines.query_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0)
-                *ret = a->out.node;
-        hv_call_free(a);
-        return r;
+        return hv_call_out(c, hv_call_new(stats_node_body, "reading the host's statistics", NULL, NULL, NULL, NULL), hv_deadlines.query_ms, ret, sizeof *ret);
 }

@@ -161,13 +161,7 @@ static int volume_visible_body(HvConn *c, HvCall *a) {
 int hv_volume_visible(HvConn *c, const char *path, uint64_t expect_size, bool *ret_visible) {
         HvCall *a = hv_call_new(volume_visible_body, "looking for a volume", path, NULL, NULL, NULL);
         a->n[0] = expect_size;
-        if (!hv_call(c, a, hv_deadlines.query_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0)
-                *ret_visible = a->out.b;
-        hv_call_free(a);
-        return r;
+        return hv_call_out(c, a, hv_deadlines.query_ms, ret_visible, sizeof *ret_visible);
 }
 
 /* ---- creation ---- */
@@ -224,10 +218,7 @@ static int volume_create_overlay_now(HvConn *c, const char *pool, const char *vo
 }
 
 static int volume_create_overlay_body(HvConn *c, HvCall *a) {
-        char *s = NULL;
-        int r = volume_create_overlay_now(c, a->s[0], a->s[1], a->s[2], a->s[3], a->n[0], &s);
-        a->ret_ptr = s;
-        return r;
+        return volume_create_overlay_now(c, a->s[0], a->s[1], a->s[2], a->s[3], a->n[0], &a->ret.str);
 }
 
 int hv_volume_create_overlay(HvConn *c, const char *pool, const char *vol_name, const char *backing_path,
@@ -236,15 +227,7 @@ int hv_volume_create_overlay(HvConn *c, const char *pool, const char *vol_name, 
         HvCall *a = hv_call_new(volume_create_overlay_body, "creating an overlay volume", pool, vol_name, backing_path,
                                 backing_format);
         a->n[0] = capacity;
-        if (!hv_call(c, a, hv_deadlines.change_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0) {
-                *ret_path = a->ret_ptr;
-                a->ret_ptr = NULL;
-        }
-        hv_call_free(a);
-        return r;
+        return HV_CALL_TAKE(c, a, hv_deadlines.change_ms, ret_path, NULL);
 }
 
 static int volume_clone_now(HvConn *c, const char *pool, const char *vol_name, const char *src_path, const char *format,
@@ -273,25 +256,13 @@ static int volume_clone_now(HvConn *c, const char *pool, const char *vol_name, c
 }
 
 static int volume_clone_body(HvConn *c, HvCall *a) {
-        char *s = NULL;
-        int r = volume_clone_now(c, a->s[0], a->s[1], a->s[2], a->s[3], &s);
-        a->ret_ptr = s;
-        return r;
+        return volume_clone_now(c, a->s[0], a->s[1], a->s[2], a->s[3], &a->ret.str);
 }
 
 int hv_volume_clone(HvConn *c, const char *pool, const char *vol_name, const char *src_path, const char *format,
                     char **ret_path) {
         assert(ret_path);
-        HvCall *a = hv_call_new(volume_clone_body, "copying a volume", pool, vol_name, src_path, format);
-        if (!hv_call(c, a, hv_deadlines.copy_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0 && ret_path) {
-                *ret_path = a->ret_ptr;
-                a->ret_ptr = NULL;
-        }
-        hv_call_free(a);
-        return r;
+        return HV_CALL_TAKE(c, hv_call_new(volume_clone_body, "copying a volume", pool, vol_name, src_path, format), hv_deadlines.copy_ms, ret_path, NULL);
 }
 
 static int send_file(virStreamPtr st, char *data, size_t nbytes, void *opaque) {
@@ -350,10 +321,7 @@ static int volume_upload_now(HvConn *c, const char *pool, const char *vol_name, 
 }
 
 static int volume_upload_body(HvConn *c, HvCall *a) {
-        char *s = NULL;
-        int r = volume_upload_now(c, a->s[0], a->s[1], a->s[2], a->flag, &s);
-        a->ret_ptr = s;
-        return r;
+        return volume_upload_now(c, a->s[0], a->s[1], a->s[2], a->flag, &a->ret.str);
 }
 
 int hv_volume_upload(HvConn *c, const char *pool, const char *vol_name, const char *local_path, bool content,
@@ -361,15 +329,7 @@ int hv_volume_upload(HvConn *c, const char *pool, const char *vol_name, const ch
         assert(ret_path);
         HvCall *a = hv_call_new(volume_upload_body, "uploading a volume", pool, vol_name, local_path, NULL);
         a->flag = content;
-        if (!hv_call(c, a, hv_deadlines.copy_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0) {
-                *ret_path = a->ret_ptr;
-                a->ret_ptr = NULL;
-        }
-        hv_call_free(a);
-        return r;
+        return HV_CALL_TAKE(c, a, hv_deadlines.copy_ms, ret_path, NULL);
 }
 
 static int recv_file(virStreamPtr st, const char *data, size_t nbytes, void *opaque) {

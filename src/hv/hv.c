@@ -538,7 +538,7 @@ void hv_call_free(HvCall *a) {
                 return;
         for (size_t i = 0; i < 4; i++)
                 free(a->s[i]);
-        free(a->ret_ptr);
+        free(a->ret.ptr);
         free(a);
 }
 
@@ -680,6 +680,32 @@ int hv_call_code(HvConn *c, HvCall *a, unsigned deadline_ms) {
         return r;
 }
 
+int hv_call_out(HvConn *c, HvCall *a, unsigned deadline_ms, void *ret, size_t size) {
+        if (!hv_call(c, a, deadline_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0 && ret)
+                memcpy(ret, &a->out, size);
+        hv_call_free(a);
+        return r;
+}
+
+int hv_call_take(HvConn *c, HvCall *a, unsigned deadline_ms, void **ret, size_t *ret_n) {
+        if (!hv_call(c, a, deadline_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0) {
+                if (ret) {
+                        *ret = a->ret.ptr;
+                        a->ret.ptr = NULL;
+                }
+                if (ret_n)
+                        *ret_n = a->ret_n;
+        }
+        hv_call_free(a);
+        return r;
+}
+
 /* ---- host ---- */
 
 static int host_info_now(HvConn *c, HvHostInfo *ret) {
@@ -734,14 +760,7 @@ static int host_info_body(HvConn *c, HvCall *a) {
 }
 
 int hv_host_info(HvConn *c, HvHostInfo *ret) {
-        HvCall *a = hv_call_new(host_info_body, "reading the host's facts", NULL, NULL, NULL, NULL);
-        if (!hv_call(c, a, hv_deadlines.query_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0)
-                *ret = a->out.host;
-        hv_call_free(a);
-        return r;
+        return hv_call_out(c, hv_call_new(host_info_body, "reading the host's facts", NULL, NULL, NULL, NULL), hv_deadlines.query_ms, ret, sizeof *ret);
 }
 
 /* ---- domains ---- */
@@ -839,26 +858,11 @@ static int list_domains_now(HvConn *c, HvDomainInfo **ret, size_t *ret_n) {
 }
 
 static int list_domains_body(HvConn *c, HvCall *a) {
-        HvDomainInfo *list = NULL;
-        size_t n = 0;
-        int r = list_domains_now(c, &list, &n);
-        a->ret_ptr = list;
-        a->ret_n = n;
-        return r;
+        return list_domains_now(c, &a->ret.doms, &a->ret_n);
 }
 
 int hv_list_domains(HvConn *c, HvDomainInfo **ret, size_t *ret_n) {
-        HvCall *a = hv_call_new(list_domains_body, "listing the domains", NULL, NULL, NULL, NULL);
-        if (!hv_call(c, a, hv_deadlines.query_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0) {
-                *ret = a->ret_ptr;
-                *ret_n = a->ret_n;
-                a->ret_ptr = NULL;
-        }
-        hv_call_free(a);
-        return r;
+        return HV_CALL_TAKE(c, hv_call_new(list_domains_body, "listing the domains", NULL, NULL, NULL, NULL), hv_deadlines.query_ms, ret, ret_n);
 }
 
 /* The domain with uuid, or NULL with the error set and *ret_r negative. */
@@ -895,14 +899,7 @@ static int domain_get_body(HvConn *c, HvCall *a) {
 }
 
 int hv_domain_get(HvConn *c, const char *uuid, HvDomainInfo *ret) {
-        HvCall *a = hv_call_new(domain_get_body, "looking up a domain", uuid, NULL, NULL, NULL);
-        if (!hv_call(c, a, hv_deadlines.query_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0)
-                *ret = a->out.dom;
-        hv_call_free(a);
-        return r;
+        return hv_call_out(c, hv_call_new(domain_get_body, "looking up a domain", uuid, NULL, NULL, NULL), hv_deadlines.query_ms, ret, sizeof *ret);
 }
 
 static int domain_define_body(HvConn *c, HvCall *a) {
@@ -1113,14 +1110,7 @@ static int domain_state_body(HvConn *c, HvCall *a) {
 }
 
 int hv_domain_state(HvConn *c, const char *uuid, HvState *ret) {
-        HvCall *a = hv_call_new(domain_state_body, "reading a domain's state", uuid, NULL, NULL, NULL);
-        if (!hv_call(c, a, hv_deadlines.query_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0)
-                *ret = a->out.state;
-        hv_call_free(a);
-        return r;
+        return hv_call_out(c, hv_call_new(domain_state_body, "reading a domain's state", uuid, NULL, NULL, NULL), hv_deadlines.query_ms, ret, sizeof *ret);
 }
 
 /* ---- storage ---- */
@@ -1198,23 +1188,11 @@ static int pool_ensure_now(HvConn *c, const char *name, const char *path, char *
 }
 
 static int pool_ensure_body(HvConn *c, HvCall *a) {
-        char *s = NULL;
-        int r = pool_ensure_now(c, a->s[0], a->s[1], &s);
-        a->ret_ptr = s;
-        return r;
+        return pool_ensure_now(c, a->s[0], a->s[1], &a->ret.str);
 }
 
 int hv_pool_ensure(HvConn *c, const char *name, const char *path, char **ret_path) {
-        HvCall *a = hv_call_new(pool_ensure_body, "setting up a storage pool", name, path, NULL, NULL);
-        if (!hv_call(c, a, hv_deadlines.change_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0 && ret_path) {
-                *ret_path = a->ret_ptr;
-                a->ret_ptr = NULL;
-        }
-        hv_call_free(a);
-        return r;
+        return HV_CALL_TAKE(c, hv_call_new(pool_ensure_body, "setting up a storage pool", name, path, NULL, NULL), hv_deadlines.change_ms, ret_path, NULL);
 }
 
 static int volume_create_now(HvConn *c, const char *pool_name, const char *vol_name, const char *format,
@@ -1265,10 +1243,7 @@ static int volume_create_now(HvConn *c, const char *pool_name, const char *vol_n
 }
 
 static int volume_create_body(HvConn *c, HvCall *a) {
-        char *s = NULL;
-        int r = volume_create_now(c, a->s[0], a->s[1], a->s[2], a->n[0], a->flag ? &s : NULL);
-        a->ret_ptr = s;
-        return r;
+        return volume_create_now(c, a->s[0], a->s[1], a->s[2], a->n[0], a->flag ? &a->ret.str : NULL);
 }
 
 int hv_volume_create(HvConn *c, const char *pool_name, const char *vol_name, const char *format,
@@ -1276,15 +1251,7 @@ int hv_volume_create(HvConn *c, const char *pool_name, const char *vol_name, con
         HvCall *a = hv_call_new(volume_create_body, "creating a volume", pool_name, vol_name, format, NULL);
         a->n[0] = capacity;
         a->flag = ret_path != NULL;
-        if (!hv_call(c, a, hv_deadlines.change_ms))
-                return -ETIMEDOUT;
-        int r = a->r;
-        if (r == 0) {
-                *ret_path = a->ret_ptr;
-                a->ret_ptr = NULL;
-        }
-        hv_call_free(a);
-        return r;
+        return HV_CALL_TAKE(c, a, hv_deadlines.change_ms, ret_path, NULL);
 }
 
 /* Refreshes every active pool of the host (a pool lists what it found at

@@ -6,8 +6,9 @@ import signal
 import tempfile
 import unittest
 
-from armada_harness import Armadad, wait_until
-from testbed import Testbed, kvm_usable, skip_reason
+from armada_harness import wait_until
+from bedcase import BedCase
+from testbed import kvm_usable
 
 
 def domstate(bed, host, name):
@@ -33,33 +34,8 @@ def host_process(init_pid, comm):
     raise AssertionError(f"no {comm} under pid {init_pid}")
 
 
-class TestArmadaOnTestbed(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        why = skip_reason()
-        if why:
-            raise unittest.SkipTest(why)
-        cls.bed = Testbed(2)
-        cls.bed.up()
-        try:
-            cls.d = Armadad().start()
-            cls.d.token = cls.d.login()
-            for h in cls.bed.hosts:
-                host, job = cls.d.add_host(h.name, h.uri)
-                assert job["state"] == "succeeded", job
-        except Exception:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            if getattr(cls, "d", None):
-                cls.d.cleanup()
-        finally:
-            cls.bed.down(check=False)
-            left = cls.bed.leftovers()
-            assert not left, f"the test bed left {left}"
+class TestArmadaOnTestbed(BedCase):
+    HOSTS = 2
 
     def test_1_hosts_report_their_facts(self):
         for h in self.bed.hosts:

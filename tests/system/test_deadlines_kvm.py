@@ -11,8 +11,8 @@ again with the VM's state read from libvirt."""
 import os
 import unittest
 
-from armada_harness import Armadad, wait_until
-from testbed import Testbed, skip_reason
+from armada_harness import wait_until
+from bedcase import BedCase
 
 HOOK = """#!/bin/sh
 # $1: domain name, $2: operation. Holds the start of wedge-* domains until
@@ -27,46 +27,27 @@ exit 0
 DEADLINE_S = 5
 
 
-class TestWedgedLibvirtd(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        why = skip_reason()
-        if why:
-            raise unittest.SkipTest(why)
-        cls.bed = Testbed(1)
-        cls.bed.up()
-        cls.d = None
-        try:
-            hd = os.path.join(cls.bed.state_dir, "h1")
-            os.makedirs(os.path.join(hd, "etc", "hooks"), exist_ok=True)
-            hook = os.path.join(hd, "etc", "hooks", "qemu")
-            with open(hook, "w") as f:
-                f.write(HOOK)
-            os.chmod(hook, 0o755)
-            cls.release = os.path.join(hd, "lib", "armada-release")
-            # libvirtd looks for hook scripts when it starts.
-            cls.bed.kill("h1")
-            cls.bed.start("h1")
-            cls.d = Armadad(["--deadline-start-s", str(DEADLINE_S), "--deadline-query-s", str(DEADLINE_S)]).start()
-            cls.d.token = cls.d.login()
-            host, job = cls.d.add_host("h1", cls.bed.host("h1").uri)
-            assert job["state"] == "succeeded", job
-        except Exception:
-            cls.tearDownClass()
-            raise
+class TestWedgedLibvirtd(BedCase):
+    ARGS = ["--deadline-start-s", str(DEADLINE_S), "--deadline-query-s", str(DEADLINE_S)]
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            # Whatever happened, let the hook go so the bed can stop.
-            if getattr(cls, "release", None):
-                open(cls.release, "w").close()
-            if cls.d:
-                cls.d.cleanup()
-        finally:
-            cls.bed.down(check=False)
-            left = cls.bed.leftovers()
-            assert not left, f"the test bed left {left}"
+    def prepare_bed(cls):
+        hd = os.path.join(cls.bed.state_dir, "h1")
+        os.makedirs(os.path.join(hd, "etc", "hooks"), exist_ok=True)
+        hook = os.path.join(hd, "etc", "hooks", "qemu")
+        with open(hook, "w") as f:
+            f.write(HOOK)
+        os.chmod(hook, 0o755)
+        cls.release = os.path.join(hd, "lib", "armada-release")
+        # libvirtd looks for hook scripts when it starts.
+        cls.bed.kill("h1")
+        cls.bed.start("h1")
+
+    @classmethod
+    def release_bed(cls):
+        # Whatever happened, let the hook go so the bed can stop.
+        if getattr(cls, "release", None):
+            open(cls.release, "w").close()
 
     def test_a_start_that_hangs_fails_at_its_deadline_and_the_host_recovers(self):
         d = self.d

@@ -14,9 +14,9 @@ import os
 import time
 import unittest
 
-from armada_harness import Armadad, wait_until
+from armada_harness import wait_until
+from bedcase import BedCase
 from bootsector import make_halting_base, mem_available_mib
-from testbed import Testbed, skip_reason
 
 # A halted 32 MiB TCG guest costs about 60 MiB of the machine's memory with
 # QEMU's own; keep 3 GiB for everything else that runs beside the tests.
@@ -27,48 +27,41 @@ AT_LEAST = 20
 ROUNDS = 3
 
 
-class TestDeployMany(unittest.TestCase):
+class TestDeployMany(BedCase):
+    ARGS = ["--workers", "8"]
+    REGISTER = False
+
     @classmethod
-    def setUpClass(cls):
-        why = skip_reason()
-        if why:
-            raise unittest.SkipTest(why)
+    def skip_reason(cls):
         if os.environ.get("ARMADA_HEAVY") != "1":
-            raise unittest.SkipTest("heavy (3 rounds of 100 guests, ~7 min): make bench runs it with ARMADA_HEAVY=1")
+            return "heavy (3 rounds of 100 guests, ~7 min): make bench runs it with ARMADA_HEAVY=1"
         cls.n = min(WANT, (mem_available_mib() - SPARE_MIB) // PER_VM_MIB)
         if cls.n < AT_LEAST:
-            raise unittest.SkipTest(f"{AT_LEAST} guests of {PER_VM_MIB} MiB need more memory than the "
-                                    f"{mem_available_mib()} MiB available (after {SPARE_MIB} MiB spare)")
-        cls.bed = Testbed(1)
-        cls.bed.up()
-        cls.d = None
+            return (f"{AT_LEAST} guests of {PER_VM_MIB} MiB need more memory than the {mem_available_mib()} MiB"
+                    f" available (after {SPARE_MIB} MiB spare)")
+        return None
+
+    @classmethod
+    def prepare_bed(cls):
+        cls.share = os.path.join(cls.bed.shared_dir, "library")
+        os.makedirs(cls.share)
+        cls.base = make_halting_base(os.path.join(cls.share, "base.qcow2"))
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
         try:
-            share = os.path.join(cls.bed.shared_dir, "library")
-            os.makedirs(share)
-            base = make_halting_base(os.path.join(share, "base.qcow2"))
-            cls.d = Armadad(["--workers", "8"]).start()
-            cls.d.token = cls.d.login()
             h = cls.bed.hosts[0]
             _, job = cls.d.add_host(h.name, h.uri, pool_path=os.path.join(cls.bed.shared_dir, "pool"))
             assert job["state"] == "succeeded", job
-            r = cls.d.ok("POST", "/api/v1/library/shares", {"path": share})
+            r = cls.d.ok("POST", "/api/v1/library/shares", {"path": cls.share})
             assert cls.d.wait_job(r["job"]["id"])["state"] == "succeeded"
-            cls.t = cls.d.ok("POST", "/api/v1/templates", {"name": "many", "image": base, "cpus": 1, "memory_mib": 32,
+            cls.t = cls.d.ok("POST", "/api/v1/templates", {"name": "many", "image": cls.base, "cpus": 1, "memory_mib": 32,
                                                           "hostname_pattern": "m-{n}", "admin_user": "ops",
                                                           "domain_type": "qemu"})
         except Exception:
             cls.tearDownClass()
             raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            if cls.d:
-                cls.d.cleanup()
-        finally:
-            cls.bed.down(check=False)
-            left = cls.bed.leftovers()
-            assert not left, f"the test bed left {left}"
 
     def test_three_rounds_of_linked_clones_all_run(self):
         d, h = self.d, self.bed.hosts[0].name
