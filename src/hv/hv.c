@@ -50,7 +50,7 @@ struct HvConn {
          * URI, and the one connection that thread holds. */
         bool is_shadow;
         pthread_mutex_t lock;
-        virConnectPtr idle[3];
+        virConnectPtr idle[8];
         size_t n_idle;
 };
 
@@ -319,19 +319,17 @@ static int conn_open(HvConn *c, bool first, virConnectPtr *ret) {
         return 0;
 }
 
-static void close_run(void *data) {
+static void *close_main(void *data) {
         virConnectPtr *conns = data;
         for (size_t i = 0; conns[i]; i++)
                 virConnectClose(conns[i]);
+        free(conns);
+        return NULL;
 }
 
-static void close_drop(void *data) {
-        free(data);
-}
-
-/* Closes a NULL-terminated, malloc'd array of connections (taking it).
- * Closing a remote connection is a call to its daemon; one that answers
- * nothing must not hold the closer. */
+/* Closes a NULL-terminated, malloc'd array of connections (taking it), on
+ * a thread of its own: closing a remote connection is a call to its
+ * daemon, which may answer late or never. */
 static void conns_close(HvConn *c, virConnectPtr *conns) {
         if (!conns[0]) {
                 free(conns);
@@ -340,12 +338,19 @@ static void conns_close(HvConn *c, virConnectPtr *conns) {
         for (size_t i = 0; conns[i]; i++)
                 if (c->close_registered)
                         virConnectUnregisterCloseCallback(conns[i], on_conn_closed);
-        /* A lease ends after its call: the call's error must survive. */
-        _cleanup_free_ char *error = xstrdup(last_error), *detail = xstrdup(last_error_detail);
-        if (hv_run_bounded(HV_CLOSE_DEADLINE_MS, close_run, close_drop, conns) == 0)
-                free(conns);
-        hv_set_error("%s", error);
-        hv_set_error_detail("%s", detail);
+        /* Nobody waits for a close: on a busy libvirtd its RPC queues
+         * behind the daemon's workers, and a lease ending after every call
+         * must not pay for that. */
+        pthread_attr_t attr;
+        pthread_t thread;
+        int r = pthread_attr_init(&attr);
+        if (r == 0) {
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                r = pthread_create(&thread, &attr, close_main, conns);
+                pthread_attr_destroy(&attr);
+        }
+        if (r != 0)
+                (void) close_main(conns);
 }
 
 static void conn_close(HvConn *c, virConnectPtr conn) {

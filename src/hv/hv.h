@@ -78,8 +78,6 @@ typedef void (*HvCloseFn)(void *userdata, const char *reason);
  * answer (stopped, wedged) fails it with -ETIMEDOUT after
  * HV_CONNECT_DEADLINE_MS: "... libvirtd did not answer within N s". */
 #define HV_CONNECT_DEADLINE_MS 10000u
-/* How long closing connections may take before the closer goes on. */
-#define HV_CLOSE_DEADLINE_MS 2000u
 int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_count,
                HvCloseFn on_close, void *userdata, HvConn **ret);
 /* How long a call may go unanswered before it fails with -ETIMEDOUT
