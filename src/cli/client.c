@@ -53,6 +53,33 @@ static void parse_error(ApiReply *reply, const char *body) {
                 reply->error = xasprintf("the server answered HTTP %ld", reply->status);
 }
 
+/* What every request to armadad sets: the URL, the transports, the
+ * connect timeout, TLS as the context says, and the Accept and bearer-token
+ * headers (appended to *headers; *auth keeps the token's header alive).
+ * The caller adds its own options and sets CURLOPT_HTTPHEADER. */
+static void request_setup(Ctx *c, const char *url, const char *accept, struct curl_slist **headers, char **auth) {
+        CURL *h = c->curl;
+        curl_easy_reset(h);
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+        curl_easy_setopt(h, CURLOPT_USERAGENT, USER_AGENT);
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+        if (c->insecure) {
+                curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+                curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+        }
+        if (c->cacert)
+                curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
+        _cleanup_free_ char *accept_header = xasprintf("Accept: %s", accept);
+        *headers = curl_slist_append(*headers, accept_header);
+        if (c->token) {
+                *auth = xasprintf("Authorization: Bearer %s", c->token);
+                *headers = curl_slist_append(*headers, *auth);
+        }
+}
+
 int api_send(Ctx *c, const char *method, const char *path, json_t *body, long timeout_s, ApiReply *reply) {
         _cleanup_free_ char *url = xasprintf("%s%s%s", c->server, API_PREFIX, path);
         _cleanup_(curl_slist_freep) struct curl_slist *headers = NULL;
@@ -63,29 +90,11 @@ int api_send(Ctx *c, const char *method, const char *path, json_t *body, long ti
         CURL *h = c->curl;
 
         *reply = (ApiReply) {0};
-        curl_easy_reset(h);
-        curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+        request_setup(c, url, "application/json", &headers, &auth);
         curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
-        curl_easy_setopt(h, CURLOPT_USERAGENT, USER_AGENT);
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
-        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-        if (c->insecure) {
-                curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-                curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-        }
-        if (c->cacert)
-                curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
-
-        headers = curl_slist_append(headers, "Accept: application/json");
-        if (c->token) {
-                auth = xasprintf("Authorization: Bearer %s", c->token);
-                headers = curl_slist_append(headers, auth);
-        }
         if (body) {
                 payload = json_dumps(body, JSON_COMPACT);
                 if (!payload) {
@@ -425,32 +434,15 @@ static int job_follow_stream(Ctx *c, Follow *f, json_t **ret_job) {
         CURL *h = c->curl;
         Sse s = { .h = h, .f = f };
 
-        curl_easy_reset(h);
-        curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+        request_setup(c, url, "text/event-stream", &headers, &auth);
         /* No end to the whole transfer, but heartbeats come at least every
          * 15 s: a stream silent for a minute is dead. */
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
-        curl_easy_setopt(h, CURLOPT_USERAGENT, USER_AGENT);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sse_on_body);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
         curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, sse_on_progress);
-        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-        if (c->insecure) {
-                curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-                curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-        }
-        if (c->cacert)
-                curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
-        headers = curl_slist_append(headers, "Accept: text/event-stream");
-        if (c->token) {
-                auth = xasprintf("Authorization: Bearer %s", c->token);
-                headers = curl_slist_append(headers, auth);
-        }
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
         (void) curl_easy_perform(h);
         if (auth)
