@@ -384,34 +384,60 @@ static bool word_ok(const char *s, size_t max, bool allow_star) {
         return true;
 }
 
-static void h_events_stream(Req *r) {
-        ApiStreams *h = r->api->streams;
-        int64_t since = -1, job = 0, object_id = 0;
+/* The request's resume point and filters. */
+typedef struct {
+        int64_t since;                  /* -1: none */
+        int64_t job, object_id;
+        const char *kinds, *object_type;
+} StreamQuery;
+
+/* Parses and checks them: false after a 400 naming the first that is wrong. */
+static bool stream_query(Req *r, StreamQuery *q) {
+        *q = (StreamQuery) { .since = -1 };
         const char *last = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Last-Event-ID");
         if (last && *last) {
-                if (parse_i64(last, &since) < 0 || since < 0)
-                        return reply_error(r, 400, "invalid_argument", "Last-Event-ID",
-                                           "Header 'Last-Event-ID' must be the id of a message of this stream (a whole number).");
-        } else if (req_query(r, "since") && !req_query_int(r, "since", 0, 0, INT64_MAX, &since))
-                return;
-        if (!req_query_int(r, "job", 0, 1, INT64_MAX, &job) || !req_query_int(r, "object_id", 0, 1, INT64_MAX, &object_id))
-                return;
-        const char *kinds = req_query(r, "kinds"), *object_type = req_query(r, "object_type");
-        if (kinds) {
-                _cleanup_free_ char *copy = xstrdup(kinds);
-                bool ok = strlen(kinds) <= 1024;
+                if (parse_i64(last, &q->since) < 0 || q->since < 0) {
+                        reply_error(r, 400, "invalid_argument", "Last-Event-ID",
+                                    "Header 'Last-Event-ID' must be the id of a message of this stream (a whole number).");
+                        return false;
+                }
+        } else if (req_query(r, "since") && !req_query_int(r, "since", 0, 0, INT64_MAX, &q->since))
+                return false;
+        if (!req_query_int(r, "job", 0, 1, INT64_MAX, &q->job) || !req_query_int(r, "object_id", 0, 1, INT64_MAX, &q->object_id))
+                return false;
+        q->kinds = req_query(r, "kinds");
+        q->object_type = req_query(r, "object_type");
+        if (q->kinds) {
+                _cleanup_free_ char *copy = xstrdup(q->kinds);
+                bool ok = strlen(q->kinds) <= 1024;
                 char *save = NULL;
                 for (char *k = strtok_r(copy, ",", &save); ok && k; k = strtok_r(NULL, ",", &save))
                         ok = word_ok(k, 64, true);
-                if (!ok)
-                        return reply_error(r, 400, "invalid_argument", "kinds",
-                                           "Query 'kinds' must be a comma-separated list of kinds such as 'vm.state' or 'vm.*'.");
+                if (!ok) {
+                        reply_error(r, 400, "invalid_argument", "kinds",
+                                    "Query 'kinds' must be a comma-separated list of kinds such as 'vm.state' or 'vm.*'.");
+                        return false;
+                }
         }
-        if (object_type && !word_ok(object_type, 31, false))
-                return reply_error(r, 400, "invalid_argument", "object_type", "Query 'object_type' must be a kind of object such as 'vm' or 'host'.");
-        if (!object_type != !object_id)
-                return reply_error(r, 400, "invalid_argument", object_type ? "object_id" : "object_type",
-                                   "Queries 'object_type' and 'object_id' go together: give both or neither.");
+        if (q->object_type && !word_ok(q->object_type, 31, false)) {
+                reply_error(r, 400, "invalid_argument", "object_type", "Query 'object_type' must be a kind of object such as 'vm' or 'host'.");
+                return false;
+        }
+        if (!q->object_type != !q->object_id) {
+                reply_error(r, 400, "invalid_argument", q->object_type ? "object_id" : "object_type",
+                            "Queries 'object_type' and 'object_id' go together: give both or neither.");
+                return false;
+        }
+        return true;
+}
+
+static void h_events_stream(Req *r) {
+        ApiStreams *h = r->api->streams;
+        StreamQuery q;
+        if (!stream_query(r, &q))
+                return;
+        int64_t since = q.since, job = q.job;
+        const char *kinds = q.kinds, *object_type = q.object_type;
         /* The number first, then the job: a change made in between comes
          * again after the job's state, never not at all. */
         int64_t high;
@@ -437,7 +463,7 @@ static void h_events_stream(Req *r) {
         s->kinds = kinds ? split_kinds(kinds) : NULL;
         if (object_type) {
                 snprintf(s->object_type, sizeof s->object_type, "%s", object_type);
-                s->object_id = object_id;
+                s->object_id = q.object_id;
         }
         /* A resume replays what came after the id it gives, at most
          * STREAM_REPLAY_MAX numbers back; an id from the future (another
