@@ -489,23 +489,32 @@ void inventory_host_state_changed(Inventory *inv, int64_t host_id) {
                 inv->on_host_state(inv->on_host_state_data, host_id);
 }
 
+/* Turns h to state with reason, unless it is in one of keep. When that
+ * changed anything: an error event "host.<state>" saying msg, its VMs
+ * unknown (nobody can say what they do now), the log (with libvirt's whole
+ * message, detail, which clients never see) and the state listeners. */
+static void host_down(Inventory *inv, const StoreHost *h, const char *state, const char *reason,
+                      const char *const *keep, const char *msg, const char *detail) {
+        if (store_host_set_state_unless(inv->st, h->id, state, reason, keep) <= 0)
+                return;
+        _cleanup_free_ char *kind = xasprintf("host.%s", state);
+        (void) store_event_add(inv->st, "error", kind, "host", h->id, h->name, 0, msg);
+        (void) store_exec(inv->st, "UPDATE vm SET state = 'unknown', updated_at = ? WHERE host_id = ?"
+                                   " AND state NOT IN ('creating', 'deleting', 'missing')", "ii", now_ms(), h->id);
+        if (detail && detail[0])
+                log_warn("%s (libvirt: %s)", msg, detail);
+        else
+                log_warn("%s", msg);
+        inventory_host_state_changed(inv, h->id);
+}
+
 /* why is shown to clients (host error, event); detail, libvirt's whole
  * message, only goes to the log. */
 static void host_unreachable(Inventory *inv, const StoreHost *h, const char *why, const char *detail) {
-        _cleanup_free_ char *reason = xasprintf("%s", why);
         /* ha owns the state of a failed or fenced cluster member. */
         static const char *const keep[] = { "maintenance", "failed", "fenced", "duplicate", NULL };
-        if (store_host_set_state_unless(inv->st, h->id, "unreachable", reason, keep) > 0) {
-                _cleanup_free_ char *msg = xasprintf("Host '%s' is unreachable: %s", h->name, why);
-                (void) store_event_add(inv->st, "error", "host.unreachable", "host", h->id, h->name, 0, msg);
-                (void) store_exec(inv->st, "UPDATE vm SET state = 'unknown', updated_at = ? WHERE host_id = ?"
-                                           " AND state NOT IN ('creating', 'deleting', 'missing')", "ii", now_ms(), h->id);
-                if (detail && detail[0])
-                        log_warn("host '%s' is unreachable: %s (libvirt: %s)", h->name, why, detail);
-                else
-                        log_warn("host '%s' is unreachable: %s", h->name, why);
-                inventory_host_state_changed(inv, h->id);
-        }
+        _cleanup_free_ char *msg = xasprintf("Host '%s' is unreachable: %s", h->name, why);
+        host_down(inv, h, "unreachable", why, keep, msg, detail);
 }
 
 /* libvirtd accepts connections and keepalive but a call did not return
@@ -520,14 +529,8 @@ static void host_not_responding(Inventory *inv, int64_t host_id, const char *wha
          * the host answers again. */
         static const char *const keep[] = { "maintenance", "failed", "fenced", "duplicate", "not-responding", NULL };
         _cleanup_free_ char *reason = xasprintf("libvirtd accepts connections but does not answer: %s", what);
-        if (store_host_set_state_unless(inv->st, h.id, "not-responding", reason, keep) > 0) {
-                _cleanup_free_ char *msg = xasprintf("Host '%s' is not responding: %s", h.name, reason);
-                (void) store_event_add(inv->st, "error", "host.not-responding", "host", h.id, h.name, 0, msg);
-                (void) store_exec(inv->st, "UPDATE vm SET state = 'unknown', updated_at = ? WHERE host_id = ?"
-                                           " AND state NOT IN ('creating', 'deleting', 'missing')", "ii", now_ms(), h.id);
-                log_warn("%s", msg);
-                inventory_host_state_changed(inv, h.id);
-        }
+        _cleanup_free_ char *msg = xasprintf("Host '%s' is not responding: %s", h.name, reason);
+        host_down(inv, &h, "not-responding", reason, keep, msg, NULL);
 }
 
 /* Records which hypervisor host h reaches, refusing when another host
@@ -692,11 +695,7 @@ static void *monitor_main(void *arg) {
                 if (n <= 0)
                         free(ids);
                 pthread_cond_broadcast(&inv->work);
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                int64_t ns = ts.tv_nsec + (int64_t) (inv->cfg.refresh_interval_ms % 1000) * 1000000;
-                ts.tv_sec += inv->cfg.refresh_interval_ms / 1000 + ns / 1000000000;
-                ts.tv_nsec = ns % 1000000000;
+                struct timespec ts = time_after_ms(CLOCK_MONOTONIC, inv->cfg.refresh_interval_ms);
                 pthread_cond_timedwait(&inv->wake, &inv->lock, &ts);
                 pthread_mutex_unlock(&inv->lock);
         }
