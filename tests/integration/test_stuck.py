@@ -16,37 +16,17 @@ import subprocess
 import tempfile
 import unittest
 
-from armada_harness import ARMADA, Armadad, wait_until
+from armada_harness import ARMADA, wait_until
+from holdcase import HoldCase
 
 
-class StuckTestCase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="armada-stuck-")
-        cls.hold = os.path.join(cls.tmp, "hold")
-        cls.d = Armadad(["--workers", "6", "--job-stuck-percent", "1", "--test-hold-starts", cls.hold])
-        try:
-            cls.d.start()
-            cls.d.token = cls.d.login()
-            h, job = cls.d.add_host("st1", cls.d.test_node_uri("st1"))
-            assert job["state"] == "succeeded", job
-        except Exception:
-            cls.d.cleanup()
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-            raise
-        cls.n = 0
+class StuckTestCase(HoldCase):
+    ARGS = ["--workers", "6", "--job-stuck-percent", "1"]
 
     @classmethod
-    def tearDownClass(cls):
-        cls.set_held([])    # no worker may stay blocked while armadad stops
-        cls.d.cleanup()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    @classmethod
-    def set_held(cls, names):
-        with open(cls.hold + ".new", "w") as f:
-            f.write("".join(n + "\n" for n in names))
-        os.replace(cls.hold + ".new", cls.hold)
+    def prepare(cls):
+        h, job = cls.d.add_host("st1", cls.d.test_node_uri("st1"))
+        assert job["state"] == "succeeded", job
 
     def vm(self):
         type(self).n += 1

@@ -16,50 +16,17 @@ import tempfile
 import unittest
 from datetime import datetime
 
-from armada_harness import ARMADA, Armadad, wait_until
+from armada_harness import ARMADA, wait_until
+from holdcase import HoldCase
 
 
 def ts(s):
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
-class ThrottleTestCase(unittest.TestCase):
+class ThrottleTestCase(HoldCase):
     """One armadad whose default is 2 starts per host, with a test hold."""
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="armada-throttle-")
-        cls.hold = os.path.join(cls.tmp, "hold")
-        cls.d = Armadad(["--workers", "8", "--max-parallel-starts", "2", "--test-hold-starts", cls.hold])
-        try:
-            cls.d.start()
-            cls.d.token = cls.d.login()
-        except Exception:
-            cls.d.cleanup()
-            shutil.rmtree(cls.tmp, ignore_errors=True)
-            raise
-        cls.n = 0
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.release_all()   # no worker may stay blocked while armadad stops
-        cls.d.cleanup()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    # -- the hold --
-    @classmethod
-    def held(cls):
-        try:
-            with open(cls.hold) as f:
-                return [l for l in f.read().split("\n") if l]
-        except FileNotFoundError:
-            return []
-
-    @classmethod
-    def set_held(cls, names):
-        tmp = cls.hold + ".new"
-        with open(tmp, "w") as f:
-            f.write("".join(n + "\n" for n in names))
-        os.replace(tmp, cls.hold)
+    ARGS = ["--workers", "8", "--max-parallel-starts", "2"]
 
     def hold_vm(self, name):
         self.set_held(self.held() + [name])
