@@ -281,14 +281,7 @@ static void *pump_main(void *arg) {
                                 int64_t due = s->last_sent_ms + h->heartbeat_ms - now;
                                 if (due < wait_ms) wait_ms = due < 1 ? 1 : due;
                         }
-                        struct timespec ts;
-                        clock_gettime(CLOCK_REALTIME, &ts);
-                        ts.tv_sec += wait_ms / 1000;
-                        ts.tv_nsec += (wait_ms % 1000) * 1000000L;
-                        if (ts.tv_nsec >= 1000000000L) {
-                                ts.tv_sec++;
-                                ts.tv_nsec -= 1000000000L;
-                        }
+                        struct timespec ts = time_after_ms(CLOCK_REALTIME, wait_ms);
                         (void) pthread_cond_timedwait(&h->cond, &h->lock, &ts);
                         if (h->stop)
                                 break;

@@ -127,14 +127,7 @@ static Thumb *thumb_find_locked(int64_t vm_id, unsigned width) {
  * thumb_lock; the entry may have been replaced while waiting, hence the
  * lookup. */
 static Thumb *thumb_wait_locked(int64_t vm_id, unsigned width) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += THUMB_WAIT_MS / 1000;
-        until.tv_nsec += (long) (THUMB_WAIT_MS % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = time_after_ms(CLOCK_REALTIME, THUMB_WAIT_MS);
         Thumb *t;
         while ((t = thumb_find_locked(vm_id, width)) && t->busy)
                 if (pthread_cond_timedwait(&thumb_taken, &thumb_lock, &until) != 0)

@@ -644,11 +644,7 @@ static void *ha_main(void *arg) {
                 }
                 pthread_mutex_lock(&ha->lock);
                 if (!ha->stopping) {
-                        struct timespec ts;
-                        clock_gettime(CLOCK_MONOTONIC, &ts);
-                        int64_t ns = ts.tv_nsec + (int64_t) ha->cfg.tick_ms * 1000000;
-                        ts.tv_sec += ns / 1000000000;
-                        ts.tv_nsec = ns % 1000000000;
+                        struct timespec ts = time_after_ms(CLOCK_MONOTONIC, ha->cfg.tick_ms);
                         pthread_cond_timedwait(&ha->wake, &ha->lock, &ts);
                 }
                 pthread_mutex_unlock(&ha->lock);

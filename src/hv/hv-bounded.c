@@ -80,14 +80,7 @@ int hv_run_bounded(unsigned deadline_ms, HvBoundedRun run, HvBoundedDrop drop, v
                 return 0;
         }
 
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += deadline_ms / 1000;
-        until.tv_nsec += (long) (deadline_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = time_after_ms(CLOCK_MONOTONIC, deadline_ms);
         pthread_mutex_lock(&b->lock);
         while (!b->done)
                 if (pthread_cond_timedwait(&b->cond, &b->lock, &until) == ETIMEDOUT)

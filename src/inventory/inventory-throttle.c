@@ -184,11 +184,7 @@ int inventory_slot_take(Inventory *inv, const StoreHost *h, InventorySlot kind, 
                 }
                 if (g->head == &w && g->in_flight < limit)
                         continue;
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                ts.tv_nsec += WAIT_ROUND_MS * 1000000L;
-                ts.tv_sec += ts.tv_nsec / 1000000000L;
-                ts.tv_nsec %= 1000000000L;
+                struct timespec ts = time_after_ms(CLOCK_MONOTONIC, WAIT_ROUND_MS);
                 pthread_cond_timedwait(&inv->throttle_cond, &inv->throttle_lock, &ts);
         }
         if (ctx)

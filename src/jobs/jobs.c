@@ -191,11 +191,7 @@ static void *watch_main(void *arg) {
                 pthread_mutex_lock(&j->lock);
                 if (j->stopping)
                         break;
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                ts.tv_nsec += (long) (tick % 1000) * 1000000L;
-                ts.tv_sec += tick / 1000 + ts.tv_nsec / 1000000000L;
-                ts.tv_nsec %= 1000000000L;
+                struct timespec ts = time_after_ms(CLOCK_MONOTONIC, tick);
                 pthread_cond_timedwait(&j->watch_cond, &j->lock, &ts);
         }
         pthread_mutex_unlock(&j->lock);

@@ -854,11 +854,7 @@ bool monitor_sleep_until(Monitor *m, int64_t deadline_mono, bool wake_on_hooks) 
                 int64_t left = deadline_mono - mono_ms();
                 if (left <= 0)
                         break;
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                int64_t ns = ts.tv_nsec + (left % 1000) * 1000000;
-                ts.tv_sec += left / 1000 + ns / 1000000000;
-                ts.tv_nsec = ns % 1000000000;
+                struct timespec ts = time_after_ms(CLOCK_MONOTONIC, left);
                 if (wake_on_hooks && m->hooks_pending)
                         break;
                 pthread_cond_timedwait(&m->wake, &m->lock, &ts);

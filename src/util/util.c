@@ -138,6 +138,14 @@ int64_t mono_ms(void) {
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+struct timespec time_after_ms(int clock, int64_t ms) {
+        struct timespec ts;
+        clock_gettime(clock, &ts);
+        int64_t ns = ts.tv_nsec + (ms % 1000) * 1000000;
+        ts.tv_sec += ms / 1000 + ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        return ts;
+}
 void time_format(int64_t ms, char out[32]) {
         time_t t = (time_t) (ms / 1000);
         struct tm tm;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <time.h>
 #include <jansson.h>
 #include "cleanup.h"
 
@@ -48,6 +49,9 @@ const char *name_invalid_reason(const char *s);
 /* ---- time ---- */
 int64_t now_ms(void);          /* wall clock, ms since the epoch */
 int64_t mono_ms(void);         /* monotonic, ms */
+/* The time on clock (CLOCK_MONOTONIC, CLOCK_REALTIME) ms milliseconds from
+ * now, as pthread_cond_timedwait wants it. */
+struct timespec time_after_ms(int clock, int64_t ms);
 /* Formats ms-since-epoch as RFC 3339 UTC ("2026-11-26T10:00:00.123Z"). */
 void time_format(int64_t ms, char out[32]);
 

@@ -147,6 +147,21 @@ static void test_dir_private_clear(void **state) {
         free(tmp);
 }
 
+/* A deadline ms from now: a whole timespec (nanoseconds carried into
+ * seconds), never before now, and ms later within the call's own time. */
+static void test_time_after_ms(void **state) {
+        for (int64_t ms = 0; ms <= 2999; ms += 333) {
+                struct timespec before, after;
+                clock_gettime(CLOCK_MONOTONIC, &before);
+                struct timespec t = time_after_ms(CLOCK_MONOTONIC, ms);
+                clock_gettime(CLOCK_MONOTONIC, &after);
+                assert_true(t.tv_nsec >= 0 && t.tv_nsec < 1000000000L);
+                int64_t tn = (int64_t) t.tv_sec * 1000000000 + t.tv_nsec;
+                assert_true(tn >= (int64_t) before.tv_sec * 1000000000 + before.tv_nsec + ms * 1000000);
+                assert_true(tn <= (int64_t) after.tv_sec * 1000000000 + after.tv_nsec + ms * 1000000);
+        }
+}
+
 static void test_path_outside_system(void **state) {
         static const struct {
                 const char *in;
@@ -210,6 +225,7 @@ int main(void) {
                 cmocka_unit_test(test_parse_i64),
                 cmocka_unit_test(test_dir_private_clear),
                 cmocka_unit_test(test_path_outside_system),
+                cmocka_unit_test(test_time_after_ms),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
