@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include "api.h"
 #include "auth/auth.h"
+#include "op/op.h"
 
 #define API_MAX_SCOPES 64
 #define API_MAX_PARAMS 4
@@ -145,6 +146,13 @@ bool body_string(Req *r, const char *field, bool required, size_t max_len, const
 bool body_int(Req *r, const char *field, bool required, int64_t min, int64_t max, int64_t *ret);
 bool body_bool(Req *r, const char *field, bool *ret);
 bool body_name(Req *r, const char *field, bool required, const char **ret);
+
+/* ---- operations of capability modules (op/op.h) ---- */
+/* The caller of r as an operation's OpCaller (borrows r's strings: valid
+ * while r is). */
+OpCaller api_caller(Req *r);
+/* Sends the failure an operation reported, as it is. */
+void reply_op_error(Req *r, const OpError *e);
 
 /* ---- authorization ---- */
 /* Fills the group chain of a group id into chain (max AUTH_MAX_DEPTH). */

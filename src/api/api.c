@@ -195,23 +195,28 @@ bool body_name(Req *r, const char *field, bool required, const char **ret) {
 /* authorization helpers */
 
 size_t api_group_chain(Req *r, int64_t group_id, int64_t *chain) {
-        if (group_id <= 0)
-                return 0;
-        int n = store_group_chain(r->api->st, group_id, chain, AUTH_MAX_DEPTH);
-        return n > 0 ? (size_t) n : 0;
+        return op_group_chain(r->api->st, group_id, chain);
+}
+
+OpCaller api_caller(Req *r) {
+        return (OpCaller) {
+                .subj = r->subj,
+                .user_id = r->authed ? r->user.id : 0,
+                .user_name = r->authed ? r->user.name : NULL,
+                .role_name = r->authed ? r->user.role : NULL,
+                .address = r->addr,
+        };
+}
+
+void reply_op_error(Req *r, const OpError *e) {
+        if (e->status <= 0)
+                return reply_error(r, 500, "internal", NULL, "The operation failed without saying why.");
+        reply_error(r, e->status, e->code ? e->code : "internal", e->field[0] ? e->field : NULL, "%s", e->message);
 }
 
 bool api_allowed(Req *r, AuthAction a, AuthObjectKind k, int64_t owner_id, int64_t group_id) {
-        int64_t chain[AUTH_MAX_DEPTH];
-        AuthObject o = { .kind = k, .owner_id = owner_id };
-        /* Admins and read-only users decide without the chain: skip the query. */
-        if (r->subj.role == ROLE_DELEGATED_ADMIN) {
-                o.n_groups = api_group_chain(r, group_id, chain);
-                o.groups = chain;
-                if (k == OBJ_GROUP && a != ACT_CREATE)
-                        o.self_group_id = group_id;
-        }
-        return auth_policy_allows(&r->subj, a, &o);
+        OpCaller c = api_caller(r);
+        return op_allowed(r->api->st, &c, a, k, owner_id, group_id);
 }
 
 bool api_allowed_some(Req *r, AuthAction a, AuthObjectKind k) {
@@ -230,8 +235,8 @@ void reply_vm_name_taken(Req *r, const char *field, const char *name) {
 
 void audit(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name,
            const char *detail, const char *result) {
-        (void) store_audit_add(r->api->st, r->authed ? r->user.id : 0, r->authed ? r->user.name : NULL, r->addr, action,
-                               object_kind, object_id, object_name, detail, result);
+        OpCaller c = api_caller(r);
+        op_audit(r->api->st, &c, action, object_kind, object_id, object_name, detail, result);
 }
 
 bool api_vm_refuse_foreign(Req *r, json_t *v) {
@@ -244,12 +249,10 @@ bool api_vm_refuse_foreign(Req *r, json_t *v) {
 }
 
 void deny(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name) {
-        audit(r, action, object_kind, object_id, object_name, NULL, "denied");
-        if (object_name)
-                reply_error(r, 403, "forbidden", NULL, "User '%s' (%s) may not %s %s '%s'.", r->user.name, r->user.role, action,
-                            object_kind, object_name);
-        else
-                reply_error(r, 403, "forbidden", NULL, "User '%s' (%s) may not %s %s.", r->user.name, r->user.role, action, object_kind);
+        OpCaller c = api_caller(r);
+        OpError e;
+        (void) op_deny(r->api->st, &c, &e, action, object_kind, object_id, object_name);
+        reply_op_error(r, &e);
 }
 
 /* ------------------------------------------------------------------ */
