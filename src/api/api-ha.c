@@ -12,13 +12,6 @@
 #include "ha/ha.h"
 #include "store/store-ha.h"
 
-static int64_t jint(json_t *o, const char *k) {
-        return json_integer_value(json_object_get(o, k));
-}
-static const char *jstr(json_t *o, const char *k) {
-        const char *s = json_string_value(json_object_get(o, k));
-        return s ? s : "";
-}
 
 static json_t *job_reply(Req *r, int64_t job) {
         json_t *j = store_job_get_json(r->api->st, job);
@@ -27,7 +20,7 @@ static json_t *job_reply(Req *r, int64_t job) {
 
 static json_t *host_visible(Req *r, int64_t id) {
         json_t *h = store_host_get_json(r->api->st, id);
-        if (h && !api_allowed(r, ACT_READ, OBJ_HOST, 0, jint(h, "group_id"))) {
+        if (h && !api_allowed(r, ACT_READ, OBJ_HOST, 0, jget_int(h, "group_id"))) {
                 json_decref(h);
                 h = NULL;
         }
@@ -38,7 +31,7 @@ static json_t *host_visible(Req *r, int64_t id) {
 
 static json_t *vm_visible(Req *r, int64_t id) {
         json_t *v = store_vm_get_json(r->api->st, id);
-        if (v && !api_allowed(r, ACT_READ, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id"))) {
+        if (v && !api_allowed(r, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"))) {
                 json_decref(v);
                 v = NULL;
         }
@@ -62,8 +55,8 @@ static void h_vm_migrate(Req *r) {
             !body_bool(r, "postcopy", &postcopy) || !body_int(r, "bandwidth_mibs", false, 1, 1 << 20, &bandwidth))
                 return;
         /* Moving a VM changes where it lives: its settings, not its power. */
-        if (!api_allowed(r, ACT_UPDATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
-                return deny(r, "migrate", "VM", r->id[0], jstr(v, "name"));
+        if (!api_allowed(r, ACT_UPDATE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
+                return deny(r, "migrate", "VM", r->id[0], jget_str(v, "name"));
         if (api_vm_refuse_foreign(r, v))
                 return;
         if (to && store_host_find(r->api->st, to, &to_id) < 0)
@@ -76,30 +69,30 @@ static void h_vm_migrate(Req *r) {
                                 return reply_error(r, 422, "not_found", "to", "There is no host named '%s'.", to);
                         return reply_error(r, 422, "not_found", "to_id", "There is no host with id %lld.", (long long) to_id);
                 }
-                if (!api_allowed(r, ACT_CREATE, OBJ_VM, jint(v, "owner_id"), h.group_id))
+                if (!api_allowed(r, ACT_CREATE, OBJ_VM, jget_int(v, "owner_id"), h.group_id))
                         return deny(r, "migrate VMs to", "host", h.id, h.name);
-                if (h.id == jint(v, "host_id"))
-                        return reply_error(r, 409, "conflict", "to", "VM '%s' already runs on host '%s'.", jstr(v, "name"), h.name);
+                if (h.id == jget_int(v, "host_id"))
+                        return reply_error(r, 409, "conflict", "to", "VM '%s' already runs on host '%s'.", jget_str(v, "name"), h.name);
                 if (!streq(h.state, "ok"))
                         return reply_error(r, 409, "conflict", "to", "Host '%s' is %s; VMs can only be migrated to a host in service.",
                                            h.name, h.state);
         }
-        const char *state = jstr(v, "state");
+        const char *state = jget_str(v, "state");
         if (!streq(state, "running") && !streq(state, "paused"))
                 return reply_error(r, 409, "conflict", NULL, "VM '%s' is %s; only a running or paused VM can be live-migrated.",
-                                   jstr(v, "name"), state);
+                                   jget_str(v, "name"), state);
         json_t *params = json_pack("{s:b, s:b, s:b}", "with_storage", with_storage, "auto_converge", auto_converge, "postcopy", postcopy);
         if (to_id)
                 json_object_set_new(params, "to", json_integer(to_id));
         if (bandwidth)
                 json_object_set_new(params, "bandwidth_mibs", json_integer(bandwidth));
         int64_t job;
-        int e = jobs_submit(r->api->jobs, "vm.migrate", "vm", r->id[0], jstr(v, "name"), r->user.id, params, &job);
+        int e = jobs_submit(r->api->jobs, "vm.migrate", "vm", r->id[0], jget_str(v, "name"), r->user.id, params, &job);
         _cleanup_free_ char *detail = json_dumps(params, JSON_COMPACT);
         json_decref(params);
         if (e < 0)
                 return reply_error(r, 500, "internal", NULL, "Cannot queue the job.");
-        audit(r, "vm.migrate", "vm", r->id[0], jstr(v, "name"), detail, "accepted");
+        audit(r, "vm.migrate", "vm", r->id[0], jget_str(v, "name"), detail, "accepted");
         reply(r, 202, job_reply(r, job));
 }
 
@@ -119,15 +112,15 @@ static void h_host_maintenance(Req *r) {
                 return;
         /* Maintenance mode is an operation on the host (like refresh), not a
          * change of what the host is: delegated administrators keep it. */
-        if (!api_allowed(r, ACT_OPERATE, OBJ_HOST, 0, jint(h, "group_id")))
-                return deny(r, on ? "put into maintenance" : "take out of maintenance", "host", r->id[0], jstr(h, "name"));
+        if (!api_allowed(r, ACT_OPERATE, OBJ_HOST, 0, jget_int(h, "group_id")))
+                return deny(r, on ? "put into maintenance" : "take out of maintenance", "host", r->id[0], jget_str(h, "name"));
         json_t *params = json_pack("{s:b, s:b}", "on", on, "force", force);
         int64_t job;
-        int e = jobs_submit(r->api->jobs, "host.maintenance", "host", r->id[0], jstr(h, "name"), r->user.id, params, &job);
+        int e = jobs_submit(r->api->jobs, "host.maintenance", "host", r->id[0], jget_str(h, "name"), r->user.id, params, &job);
         json_decref(params);
         if (e < 0)
                 return reply_error(r, 500, "internal", NULL, "Cannot queue the job.");
-        audit(r, on ? "host.maintenance-on" : "host.maintenance-off", "host", r->id[0], jstr(h, "name"), force ? "forced" : NULL,
+        audit(r, on ? "host.maintenance-on" : "host.maintenance-off", "host", r->id[0], jget_str(h, "name"), force ? "forced" : NULL,
               "accepted");
         reply(r, 202, job_reply(r, job));
 }
@@ -139,10 +132,10 @@ static void h_host_fencing_get(Req *r) {
         if (!h)
                 return;
         if (!api_allowed(r, ACT_UPDATE, OBJ_SYSTEM, 0, 0))
-                return deny(r, "read the fence command of", "host", r->id[0], jstr(h, "name"));
+                return deny(r, "read the fence command of", "host", r->id[0], jget_str(h, "name"));
         _cleanup_free_ char *argv = NULL;
         json_t *cmd = store_host_fence_get(r->api->st, r->id[0], &argv) == 0 ? json_loads(argv, 0, NULL) : NULL;
-        reply(r, 200, json_pack("{s:I, s:s, s:o}", "host_id", (json_int_t) r->id[0], "host", jstr(h, "name"), "command",
+        reply(r, 200, json_pack("{s:I, s:s, s:o}", "host_id", (json_int_t) r->id[0], "host", jget_str(h, "name"), "command",
                                 cmd ? cmd : json_null()));
 }
 
@@ -154,7 +147,7 @@ static void h_host_fencing_set(Req *r) {
         /* Whoever sets the fence command chooses what armadad runs: the
          * administrator only. */
         if (!api_allowed(r, ACT_UPDATE, OBJ_SYSTEM, 0, 0))
-                return deny(r, "set the fence command of", "host", r->id[0], jstr(h, "name"));
+                return deny(r, "set the fence command of", "host", r->id[0], jget_str(h, "name"));
         json_t *cmd = r->json ? json_object_get(r->json, "command") : NULL;
         if (!cmd)
                 return reply_error(r, 400, "invalid_argument", "command",
@@ -175,7 +168,7 @@ static void h_host_fencing_set(Req *r) {
         int e = store_host_fence_set(r->api->st, r->id[0], text);
         if (e < 0)
                 return reply_store_error(r, e, "the fence command");
-        audit(r, "host.fencing", "host", r->id[0], jstr(h, "name"), text ? text : "removed", "ok");
+        audit(r, "host.fencing", "host", r->id[0], jget_str(h, "name"), text ? text : "removed", "ok");
         h_host_fencing_get(r);
 }
 
@@ -187,7 +180,7 @@ static void h_vm_ha_get(Req *r) {
                 return;
         int p = 0;
         (void) store_vm_ha_get(r->api->st, r->id[0], &p);
-        reply(r, 200, json_pack("{s:I, s:s, s:b, s:s}", "vm_id", (json_int_t) r->id[0], "vm", jstr(v, "name"), "enabled", p > 0,
+        reply(r, 200, json_pack("{s:I, s:s, s:b, s:s}", "vm_id", (json_int_t) r->id[0], "vm", jget_str(v, "name"), "enabled", p > 0,
                                 "priority", ha_priority_name(p)));
 }
 
@@ -205,8 +198,8 @@ static void h_vm_ha_set(Req *r) {
                 return reply_error(r, 400, "invalid_argument", "priority", "Field 'priority' must be high, medium, low or off, not '%s'.", prio);
         if (!enabled)
                 p = 0;
-        if (!api_allowed(r, ACT_UPDATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
-                return deny(r, "change the high availability of", "VM", r->id[0], jstr(v, "name"));
+        if (!api_allowed(r, ACT_UPDATE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
+                return deny(r, "change the high availability of", "VM", r->id[0], jget_str(v, "name"));
         if (api_vm_refuse_foreign(r, v))
                 return;
         char why[2560];
@@ -220,7 +213,7 @@ static void h_vm_ha_set(Req *r) {
         e = store_vm_ha_set(r->api->st, r->id[0], p);
         if (e < 0)
                 return reply_store_error(r, e, "the VM's HA setting");
-        audit(r, "vm.ha", "vm", r->id[0], jstr(v, "name"), ha_priority_name(p), "ok");
+        audit(r, "vm.ha", "vm", r->id[0], jget_str(v, "name"), ha_priority_name(p), "ok");
         h_vm_ha_get(r);
 }
 
@@ -235,7 +228,7 @@ static bool cluster_readable(Req *r, json_t *c) {
         size_t i;
         json_t *h;
         json_array_foreach(json_object_get(c, "hosts"), i, h)
-                if (!api_allowed(r, ACT_READ, OBJ_HOST, 0, jint(h, "group_id")))
+                if (!api_allowed(r, ACT_READ, OBJ_HOST, 0, jget_int(h, "group_id")))
                         return false;
         return true;
 }
@@ -244,7 +237,7 @@ static bool cluster_writable(Req *r, json_t *c) {
         size_t i;
         json_t *h;
         json_array_foreach(json_object_get(c, "hosts"), i, h)
-                if (!api_allowed(r, ACT_UPDATE, OBJ_HOST, 0, jint(h, "group_id")))
+                if (!api_allowed(r, ACT_UPDATE, OBJ_HOST, 0, jget_int(h, "group_id")))
                         return false;
         return true;
 }
@@ -282,7 +275,7 @@ static void h_cluster_get(Req *r) {
         json_array_foreach(pending, i, p) {
                 size_t k;
                 json_array_foreach(json_object_get(c, "hosts"), k, h)
-                        if (jint(h, "id") == jint(p, "from_host_id"))
+                        if (jget_int(h, "id") == jget_int(p, "from_host_id"))
                                 json_array_append(mine, p);
         }
         json_decref(pending);
@@ -353,11 +346,11 @@ static void h_cluster_delete(Req *r) {
         if (!c)
                 return;
         if (!cluster_writable(r, c))
-                return deny(r, "delete", "cluster", r->id[0], jstr(c, "name"));
+                return deny(r, "delete", "cluster", r->id[0], jget_str(c, "name"));
         int e = store_cluster_delete(r->api->st, r->id[0]);
         if (e < 0)
                 return reply_store_error(r, e, "the cluster");
-        audit(r, "cluster.delete", "cluster", r->id[0], jstr(c, "name"), NULL, "ok");
+        audit(r, "cluster.delete", "cluster", r->id[0], jget_str(c, "name"), NULL, "ok");
         reply(r, 204, NULL);
 }
 

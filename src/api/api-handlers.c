@@ -20,13 +20,6 @@ static json_t *items(json_t *arr) {
         return json_pack("{s:o}", "items", arr ? arr : json_array());
 }
 
-static int64_t jint(json_t *o, const char *k) {
-        return json_integer_value(json_object_get(o, k));
-}
-static const char *jstr(json_t *o, const char *k) {
-        const char *s = json_string_value(json_object_get(o, k));
-        return s ? s : "";
-}
 
 /* Keeps the items of arr the caller may read. kind decides how an item's
  * group and owner are found. */
@@ -40,11 +33,11 @@ static json_t *filter_visible(Req *r, json_t *arr, VisKind vk) {
         json_array_foreach(arr, i, it) {
                 bool ok = false;
                 if (vk == VIS_GROUP)
-                        ok = api_allowed(r, ACT_READ, OBJ_GROUP, 0, jint(it, "id"));
+                        ok = api_allowed(r, ACT_READ, OBJ_GROUP, 0, jget_int(it, "id"));
                 else if (vk == VIS_HOST)
-                        ok = api_allowed(r, ACT_READ, OBJ_HOST, 0, jint(it, "group_id"));
+                        ok = api_allowed(r, ACT_READ, OBJ_HOST, 0, jget_int(it, "group_id"));
                 else
-                        ok = api_allowed(r, ACT_READ, OBJ_VM, jint(it, "owner_id"), jint(it, "group_id"));
+                        ok = api_allowed(r, ACT_READ, OBJ_VM, jget_int(it, "owner_id"), jget_int(it, "group_id"));
                 if (ok)
                         json_array_append(out, it);
         }
@@ -69,21 +62,21 @@ static int64_t object_group(Req *r, const char *kind, int64_t id) {
 bool api_job_visible(Req *r, json_t *job) {
         if (r->subj.role == ROLE_ADMIN || r->subj.role == ROLE_READ_ONLY)
                 return true;
-        if (jint(job, "owner_id") == r->user.id)
+        if (jget_int(job, "owner_id") == r->user.id)
                 return true;
-        int64_t g = object_group(r, jstr(job, "target_kind"), jint(job, "target_id"));
-        return api_allowed(r, ACT_READ, OBJ_JOB, jint(job, "owner_id"), g);
+        int64_t g = object_group(r, jget_str(job, "target_kind"), jget_int(job, "target_id"));
+        return api_allowed(r, ACT_READ, OBJ_JOB, jget_int(job, "owner_id"), g);
 }
 
 bool api_event_visible(Req *r, json_t *ev) {
         if (r->subj.role == ROLE_ADMIN || r->subj.role == ROLE_READ_ONLY)
                 return true;
-        if (jint(ev, "owner_id") == r->user.id && r->user.id > 0)
+        if (jget_int(ev, "owner_id") == r->user.id && r->user.id > 0)
                 return true;
         if (r->subj.role != ROLE_DELEGATED_ADMIN)
                 return false;
-        int64_t g = object_group(r, jstr(ev, "object_kind"), jint(ev, "object_id"));
-        return g > 0 && api_allowed(r, ACT_READ, OBJ_EVENT, jint(ev, "owner_id"), g);
+        int64_t g = object_group(r, jget_str(ev, "object_kind"), jget_int(ev, "object_id"));
+        return g > 0 && api_allowed(r, ACT_READ, OBJ_EVENT, jget_int(ev, "owner_id"), g);
 }
 
 static json_t *job_json(Req *r, int64_t id) {
@@ -368,7 +361,7 @@ static json_t *group_json(Req *r, int64_t id) {
         _cleanup_json_ json_t *g = store_group_get(r->api->st, id);
         if (!g)
                 return NULL;
-        _cleanup_json_ json_t *arr = store_group_list(r->api->st, jstr(g, "path"));
+        _cleanup_json_ json_t *arr = store_group_list(r->api->st, jget_str(g, "path"));
         return arr && json_array_size(arr) ? json_incref(json_array_get(arr, 0)) : NULL;
 }
 
@@ -406,7 +399,7 @@ void h_groups_create(Req *r) {
                 _cleanup_json_ json_t *p = store_group_get(r->api->st, parent_id ? parent_id : STORE_ROOT_GROUP_ID);
                 if (!p || (parent_id && !api_allowed(r, ACT_READ, OBJ_GROUP, 0, parent_id)))
                         return reply_error(r, 422, "not_found", "parent_id", "There is no host group with id %lld.", (long long) parent_id);
-                full = jstr(p, "path")[0] ? xasprintf("%s/%s", jstr(p, "path"), name) : xstrdup(name);
+                full = jget_str(p, "path")[0] ? xasprintf("%s/%s", jget_str(p, "path"), name) : xstrdup(name);
         } else
                 return reply_error(r, 400, "invalid_argument", "path", "Field 'path' is required.");
         if (!full[0])
@@ -454,7 +447,7 @@ void h_group_update(Req *r) {
         if (!g || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, id))
                 return reply_error(r, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) id);
         if (!api_allowed(r, ACT_UPDATE, OBJ_GROUP, 0, id))
-                return deny(r, "change", "host group", id, jstr(g, "path")[0] ? jstr(g, "path") : STORE_ROOT_GROUP_NAME);
+                return deny(r, "change", "host group", id, jget_str(g, "path")[0] ? jget_str(g, "path") : STORE_ROOT_GROUP_NAME);
         if (id == STORE_ROOT_GROUP_ID)
                 return reply_error(r, 409, "conflict", NULL, "The root group 'All Hosts' cannot be renamed or moved.");
         if (parent_id) {
@@ -462,7 +455,7 @@ void h_group_update(Req *r) {
                 if (!p || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, parent_id))
                         return reply_error(r, 422, "not_found", "parent_id", "There is no host group with id %lld.", (long long) parent_id);
                 if (!api_allowed(r, ACT_CREATE, OBJ_GROUP, 0, parent_id))
-                        return deny(r, "move into", "host group", parent_id, jstr(p, "path"));
+                        return deny(r, "move into", "host group", parent_id, jget_str(p, "path"));
         }
         int e = 0;
         if (name) {
@@ -477,12 +470,12 @@ void h_group_update(Req *r) {
                 if (e == -ELOOP)
                         return reply_error(r, 422, "invalid_argument", "parent_id", "A host group cannot be moved inside itself.");
                 if (e == -EEXIST)
-                        return reply_error(r, 409, "conflict", "parent_id", "The new parent already has a group named '%s'.", jstr(g, "name"));
+                        return reply_error(r, 409, "conflict", "parent_id", "The new parent already has a group named '%s'.", jget_str(g, "name"));
                 if (e < 0)
                         return reply_store_error(r, e, "the host group");
         }
         json_t *after = group_json(r, id);
-        audit(r, "group.update", "group", id, jstr(after, "path"), name ? "renamed" : "moved", "ok");
+        audit(r, "group.update", "group", id, jget_str(after, "path"), name ? "renamed" : "moved", "ok");
         reply(r, 200, after);
 }
 
@@ -492,16 +485,16 @@ void h_group_delete(Req *r) {
         if (!g || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, id))
                 return reply_error(r, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) id);
         if (!api_allowed(r, ACT_DELETE, OBJ_GROUP, 0, id))
-                return deny(r, "delete", "host group", id, jstr(g, "path")[0] ? jstr(g, "path") : STORE_ROOT_GROUP_NAME);
+                return deny(r, "delete", "host group", id, jget_str(g, "path")[0] ? jget_str(g, "path") : STORE_ROOT_GROUP_NAME);
         if (id == STORE_ROOT_GROUP_ID)
                 return reply_error(r, 409, "conflict", NULL, "The root group 'All Hosts' cannot be deleted.");
         int e = store_group_delete(r->api->st, id);
         if (e == -ENOTEMPTY)
                 return reply_error(r, 409, "conflict", NULL, "Host group '%s' is not empty: it has %lld hosts and %lld child groups.",
-                                   jstr(g, "path"), (long long) jint(g, "n_hosts"), (long long) jint(g, "n_children"));
+                                   jget_str(g, "path"), (long long) jget_int(g, "n_hosts"), (long long) jget_int(g, "n_children"));
         if (e < 0)
                 return reply_store_error(r, e, "the host group");
-        audit(r, "group.delete", "group", id, jstr(g, "path"), NULL, "ok");
+        audit(r, "group.delete", "group", id, jget_str(g, "path"), NULL, "ok");
         reply(r, 204, NULL);
 }
 
@@ -610,7 +603,7 @@ void h_hosts_create(Req *r) {
 
 static json_t *host_visible(Req *r, int64_t id) {
         json_t *h = store_host_get_json(r->api->st, id);
-        if (h && !api_allowed(r, ACT_READ, OBJ_HOST, 0, jint(h, "group_id"))) {
+        if (h && !api_allowed(r, ACT_READ, OBJ_HOST, 0, jget_int(h, "group_id"))) {
                 json_decref(h);
                 h = NULL;
         }
@@ -634,14 +627,14 @@ void h_host_update(Req *r) {
         if (!req_body_fields(r, fields) || !body_throttle(r, "max_parallel_starts", &max_starts) ||
             !body_throttle(r, "max_parallel_disk_ops", &max_disk))
                 return;
-        if (!api_allowed(r, ACT_UPDATE, OBJ_HOST, 0, jint(h, "group_id")))
-                return deny(r, "change", "host", r->id[0], jstr(h, "name"));
+        if (!api_allowed(r, ACT_UPDATE, OBJ_HOST, 0, jget_int(h, "group_id")))
+                return deny(r, "change", "host", r->id[0], jget_str(h, "name"));
         int e = store_host_set_throttle(r->api->st, r->id[0], (int) max_starts, (int) max_disk);
         if (e < 0)
                 return reply_store_error(r, e, "the host");
         _cleanup_free_ char *detail = xasprintf("max_parallel_starts=%lld max_parallel_disk_ops=%lld (-1 unchanged, 0 default)",
                                                 (long long) max_starts, (long long) max_disk);
-        audit(r, "host.update", "host", r->id[0], jstr(h, "name"), detail, "ok");
+        audit(r, "host.update", "host", r->id[0], jget_str(h, "name"), detail, "ok");
         reply(r, 200, store_host_get_json(r->api->st, r->id[0]));
 }
 
@@ -651,18 +644,18 @@ void h_host_delete(Req *r) {
                 return;
         const char *force_s = req_query(r, "force");
         bool force = force_s && (streq(force_s, "true") || streq(force_s, "1"));
-        if (!api_allowed(r, ACT_DELETE, OBJ_HOST, 0, jint(h, "group_id")))
-                return deny(r, "remove", "host", r->id[0], jstr(h, "name"));
+        if (!api_allowed(r, ACT_DELETE, OBJ_HOST, 0, jget_int(h, "group_id")))
+                return deny(r, "remove", "host", r->id[0], jget_str(h, "name"));
         int n = store_vm_count_on_host(r->api->st, r->id[0]);
         if (n > 0 && !force)
                 return reply_error(r, 409, "conflict", NULL,
                                    "Host '%s' still has %d VMs; delete or move them first, or remove the host with force"
-                                   " (query force=true, CLI --force: Armada then forgets those VMs; they keep running on the host).", jstr(h, "name"), n);
+                                   " (query force=true, CLI --force: Armada then forgets those VMs; they keep running on the host).", jget_str(h, "name"), n);
         int e = store_host_delete(r->api->st, r->id[0], force);
         if (e < 0)
                 return reply_store_error(r, e, "the host");
         inventory_forget_host(r->api->inv, r->id[0]);
-        audit(r, "host.remove", "host", r->id[0], jstr(h, "name"), force ? "forced" : NULL, "ok");
+        audit(r, "host.remove", "host", r->id[0], jget_str(h, "name"), force ? "forced" : NULL, "ok");
         reply(r, 204, NULL);
 }
 
@@ -674,12 +667,12 @@ void h_host_action(Req *r) {
                 return reply_error(r, 404, "not_found", NULL, "Hosts have no action '%s'; the actions are: refresh.", r->word[0]);
         if (!req_body_fields(r, NO_FIELDS))
                 return;
-        if (!api_allowed(r, ACT_OPERATE, OBJ_HOST, 0, jint(h, "group_id")))
-                return deny(r, "refresh", "host", r->id[0], jstr(h, "name"));
+        if (!api_allowed(r, ACT_OPERATE, OBJ_HOST, 0, jget_int(h, "group_id")))
+                return deny(r, "refresh", "host", r->id[0], jget_str(h, "name"));
         int64_t job;
-        if (jobs_submit(r->api->jobs, "host.refresh", "host", r->id[0], jstr(h, "name"), r->user.id, NULL, &job) < 0)
+        if (jobs_submit(r->api->jobs, "host.refresh", "host", r->id[0], jget_str(h, "name"), r->user.id, NULL, &job) < 0)
                 return reply_error(r, 500, "internal", NULL, "Cannot queue the job.");
-        audit(r, "host.refresh", "host", r->id[0], jstr(h, "name"), NULL, "accepted");
+        audit(r, "host.refresh", "host", r->id[0], jget_str(h, "name"), NULL, "accepted");
         reply(r, 202, json_pack("{s:o}", "job", job_json(r, job)));
 }
 
@@ -887,12 +880,12 @@ static bool grant_allows(Req *r, int64_t vm_id, const char *action) {
         if (store_vm_grant(r->api->st, vm_id, &grant_id) < 0 || grant_id == 0)
                 return true;
         _cleanup_json_ json_t *g = store_grant_get_json(r->api->st, grant_id);
-        return g && library_actions_allow(jstr(g, "actions"), action);
+        return g && library_actions_allow(jget_str(g, "actions"), action);
 }
 
 static json_t *vm_visible(Req *r, int64_t id) {
         json_t *v = store_vm_get_json(r->api->st, id);
-        if (v && !api_allowed(r, ACT_READ, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id"))) {
+        if (v && !api_allowed(r, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"))) {
                 json_decref(v);
                 v = NULL;
         }
@@ -911,8 +904,8 @@ void h_vm_delete(Req *r) {
         _cleanup_json_ json_t *v = vm_visible(r, r->id[0]);
         if (!v)
                 return;
-        if (!api_allowed(r, ACT_DELETE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")) || !grant_allows(r, r->id[0], "delete"))
-                return deny(r, "delete", "VM", r->id[0], jstr(v, "name"));
+        if (!api_allowed(r, ACT_DELETE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")) || !grant_allows(r, r->id[0], "delete"))
+                return deny(r, "delete", "VM", r->id[0], jget_str(v, "name"));
         if (api_vm_refuse_foreign(r, v))
                 return;
         const char *keep_s = req_query(r, "keep_disks");
@@ -921,11 +914,11 @@ void h_vm_delete(Req *r) {
         bool keep = keep_s && (streq(keep_s, "true") || streq(keep_s, "1"));
         json_t *params = json_pack("{s:b}", "keep_disks", keep);
         int64_t job;
-        int e = jobs_submit(r->api->jobs, "vm.delete", "vm", r->id[0], jstr(v, "name"), r->user.id, params, &job);
+        int e = jobs_submit(r->api->jobs, "vm.delete", "vm", r->id[0], jget_str(v, "name"), r->user.id, params, &job);
         json_decref(params);
         if (e < 0)
                 return reply_error(r, 500, "internal", NULL, "Cannot queue the job.");
-        audit(r, "vm.delete", "vm", r->id[0], jstr(v, "name"), keep ? "keep disks" : NULL, "accepted");
+        audit(r, "vm.delete", "vm", r->id[0], jget_str(v, "name"), keep ? "keep disks" : NULL, "accepted");
         reply(r, 202, json_pack("{s:o}", "job", job_json(r, job)));
 }
 
@@ -946,24 +939,24 @@ void h_vm_action(Req *r) {
         if (!req_body_fields(r, streq(action, "stop") ? fields : NO_FIELDS) || !body_int(r, "timeout_s", false, 1, 3600, &timeout) ||
             !body_bool(r, "force", &force))
                 return;
-        if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")) || !grant_allows(r, r->id[0], action))
-                return deny(r, action, "VM", r->id[0], jstr(v, "name"));
+        if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")) || !grant_allows(r, r->id[0], action))
+                return deny(r, action, "VM", r->id[0], jget_str(v, "name"));
         if (api_vm_refuse_foreign(r, v))
                 return;
-        const char *state = jstr(v, "state");
+        const char *state = jget_str(v, "state");
         if (streq(state, "creating") || streq(state, "deleting"))
-                return reply_error(r, 409, "conflict", NULL, "VM '%s' is %s; try again when that has finished.", jstr(v, "name"), state);
+                return reply_error(r, 409, "conflict", NULL, "VM '%s' is %s; try again when that has finished.", jget_str(v, "name"), state);
         json_t *params = json_object();
         if (timeout)
                 json_object_set_new(params, "timeout_s", json_integer(timeout));
         json_object_set_new(params, "force", json_boolean(force));
         _cleanup_free_ char *kind = xasprintf("vm.%s", action);
         int64_t job;
-        int e = jobs_submit(r->api->jobs, kind, "vm", r->id[0], jstr(v, "name"), r->user.id, params, &job);
+        int e = jobs_submit(r->api->jobs, kind, "vm", r->id[0], jget_str(v, "name"), r->user.id, params, &job);
         json_decref(params);
         if (e < 0)
                 return reply_error(r, 500, "internal", NULL, "Cannot queue the job.");
-        audit(r, kind, "vm", r->id[0], jstr(v, "name"), NULL, "accepted");
+        audit(r, kind, "vm", r->id[0], jget_str(v, "name"), NULL, "accepted");
         reply(r, 202, json_pack("{s:o}", "job", job_json(r, job)));
 }
 
@@ -1008,15 +1001,15 @@ void h_job_cancel(Req *r) {
         _cleanup_json_ json_t *j = store_job_get_json(r->api->st, r->id[0]);
         if (!j || !api_job_visible(r, j))
                 return reply_error(r, 404, "not_found", NULL, "There is no job with id %lld.", (long long) r->id[0]);
-        int64_t g = object_group(r, jstr(j, "target_kind"), jint(j, "target_id"));
-        if (jint(j, "owner_id") != r->user.id && !api_allowed(r, ACT_OPERATE, OBJ_JOB, jint(j, "owner_id"), g))
-                return deny(r, "cancel", "job", r->id[0], jstr(j, "kind"));
+        int64_t g = object_group(r, jget_str(j, "target_kind"), jget_int(j, "target_id"));
+        if (jget_int(j, "owner_id") != r->user.id && !api_allowed(r, ACT_OPERATE, OBJ_JOB, jget_int(j, "owner_id"), g))
+                return deny(r, "cancel", "job", r->id[0], jget_str(j, "kind"));
         int e = jobs_cancel(r->api->jobs, r->id[0]);
         if (e == -EALREADY)
-                return reply_error(r, 409, "conflict", NULL, "Job %lld has already ended (%s).", (long long) r->id[0], jstr(j, "state"));
+                return reply_error(r, 409, "conflict", NULL, "Job %lld has already ended (%s).", (long long) r->id[0], jget_str(j, "state"));
         if (e < 0)
                 return reply_store_error(r, e, "the job");
-        audit(r, "job.cancel", "job", r->id[0], jstr(j, "kind"), NULL, "ok");
+        audit(r, "job.cancel", "job", r->id[0], jget_str(j, "kind"), NULL, "ok");
         reply(r, 200, job_json(r, r->id[0]));
 }
 

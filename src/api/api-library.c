@@ -39,13 +39,6 @@
 #define SSH_KEYS_MAX 32
 #define DATA_DISKS_MAX 4
 
-static const char *jstr(json_t *o, const char *k) {
-        const char *s = json_string_value(json_object_get(o, k));
-        return s ? s : "";
-}
-static int64_t jint(json_t *o, const char *k) {
-        return json_integer_value(json_object_get(o, k));
-}
 static json_t *items(json_t *arr) {
         return json_pack("{s:o}", "items", arr ? arr : json_array());
 }
@@ -95,7 +88,7 @@ static void h_shares_create(Req *r) {
         size_t i;
         json_t *s;
         json_array_foreach(all, i, s) {
-                const char *p = jstr(s, "path");
+                const char *p = jget_str(s, "path");
                 size_t a = strlen(p), b = strlen(real);
                 if (streq(p, real))
                         return reply_error(r, 409, "conflict", "path", "'%.200s' is already a library share.", real);
@@ -121,10 +114,10 @@ static void h_share_delete(Req *r) {
         int e = store_share_delete(r->api->st, r->id[0]);
         if (e == -ENOTEMPTY)
                 return reply_error(r, 409, "conflict", NULL, "Library share '%s' holds the base image of a template; delete those"
-                                   " templates first.", jstr(s, "path"));
+                                   " templates first.", jget_str(s, "path"));
         if (e < 0)
                 return reply_store_error(r, e, "The library share");
-        audit(r, "library.remove-share", "library_share", r->id[0], jstr(s, "path"), NULL, "ok");
+        audit(r, "library.remove-share", "library_share", r->id[0], jget_str(s, "path"), NULL, "ok");
         reply(r, 204, NULL);
 }
 
@@ -135,9 +128,9 @@ static void h_share_refresh(Req *r) {
         if (!s)
                 return reply_error(r, 404, "not_found", NULL, "There is no library share with id %lld.", (long long) r->id[0]);
         int64_t job;
-        if (jobs_submit(r->api->jobs, "library.refresh", "library_share", r->id[0], jstr(s, "path"), r->user.id, NULL, &job) < 0)
+        if (jobs_submit(r->api->jobs, "library.refresh", "library_share", r->id[0], jget_str(s, "path"), r->user.id, NULL, &job) < 0)
                 return reply_error(r, 500, "internal", NULL, "Cannot queue the job.");
-        audit(r, "library.refresh", "library_share", r->id[0], jstr(s, "path"), NULL, "accepted");
+        audit(r, "library.refresh", "library_share", r->id[0], jget_str(s, "path"), NULL, "accepted");
         reply(r, 202, json_pack("{s:o}", "job", job_json(r, job)));
 }
 
@@ -176,14 +169,14 @@ static bool share_of_path(Req *r, const char *field, const char *path, int64_t *
         json_t *s;
         json_array_foreach(all, i, s) {
                 char *rel = NULL;
-                int e = library_path_in_share(jstr(s, "path"), path, &rel);
+                int e = library_path_in_share(jget_str(s, "path"), path, &rel);
                 if (e == -ENOENT) {
                         reply_error(r, 422, "not_found", field, "There is no file '%.200s'.", path);
                         return false;
                 }
                 if (e == 0) {
-                        *ret_share = jint(s, "id");
-                        snprintf(root, 1024, "%s", jstr(s, "path"));
+                        *ret_share = jget_int(s, "id");
+                        snprintf(root, 1024, "%s", jget_str(s, "path"));
                         *ret_rel = rel;
                         return true;
                 }
@@ -449,7 +442,7 @@ static bool template_image(Req *r, const char *image, int64_t image_id, StoreIte
                                     " absolute path." : "There is no library image '%.200s'.", image);
                         return false;
                 }
-                (void) store_item_get(r->api->st, jint(json_array_get(all, 0), "id"), ret);
+                (void) store_item_get(r->api->st, jget_int(json_array_get(all, 0), "id"), ret);
         } else if (store_item_get(r->api->st, image_id, ret) < 0) {
                 reply_error(r, 422, "not_found", field, "There is no library item with id %lld.", (long long) image_id);
                 return false;
@@ -493,7 +486,7 @@ static void h_templates_list(Req *r) {
                 json_array_foreach(all, i, t) {
                         bool ok = false;
                         json_array_foreach(grants, j, g) json_array_foreach(json_object_get(g, "templates"), k, gt)
-                                ok = ok || jint(gt, "id") == jint(t, "id");
+                                ok = ok || jget_int(gt, "id") == jget_int(t, "id");
                         if (ok)
                                 json_array_append(out, t);
                 }
@@ -647,7 +640,7 @@ static void h_template_delete(Req *r) {
         int e = store_template_delete(r->api->st, r->id[0]);
         if (e < 0)
                 return reply_store_error(r, e, "The template");
-        audit(r, "template.delete", "template", r->id[0], jstr(t, "name"), NULL, "ok");
+        audit(r, "template.delete", "template", r->id[0], jget_str(t, "name"), NULL, "ok");
         reply(r, 204, NULL);
 }
 
@@ -676,7 +669,7 @@ static void h_template_from_vm(Req *r) {
                 if (json_array_size(all) != 1)
                         return reply_error(r, 400, "invalid_argument", "share_id", json_array_size(all) ? "There are several library"
                                            " shares; say which one in 'share_id'." : "There is no library share to copy the disk into.");
-                share_id = jint(json_array_get(all, 0), "id");
+                share_id = jget_int(json_array_get(all, 0), "id");
         }
         char root[1024];
         if (store_share_path(r->api->st, share_id, root, sizeof root) < 0)
@@ -722,14 +715,14 @@ static LibraryAmounts grant_limit(json_t *g) {
                                   json_is_integer(c) ? json_integer_value(c) : -1, json_is_integer(m) ? json_integer_value(m) : -1 };
 }
 static LibraryAmounts grant_used(json_t *g) {
-        return (LibraryAmounts) { jint(g, "used_points"), jint(g, "used_vms"), jint(g, "used_cpus"), jint(g, "used_memory_mib") };
+        return (LibraryAmounts) { jget_int(g, "used_points"), jget_int(g, "used_vms"), jget_int(g, "used_cpus"), jget_int(g, "used_memory_mib") };
 }
 
 /* Inside the deploy transaction: picks the host of one VM. */
 static int deploy_place(Req *r, const StoreHost *fixed, int64_t group_id, json_t *tpl, const char *name, bool full_copy,
                         StoreHost *ret, char *why, size_t why_size) {
-        uint64_t vsize = (uint64_t) jint(tpl, "base_virtual_size"), want = (uint64_t) jint(tpl, "disk_bytes");
-        PlacementDemand d = { .cpus = (unsigned) jint(tpl, "cpus"), .memory_mib = (uint64_t) jint(tpl, "memory_mib"),
+        uint64_t vsize = (uint64_t) jget_int(tpl, "base_virtual_size"), want = (uint64_t) jget_int(tpl, "disk_bytes");
+        PlacementDemand d = { .cpus = (unsigned) jget_int(tpl, "cpus"), .memory_mib = (uint64_t) jget_int(tpl, "memory_mib"),
                               .disk_bytes = full_copy ? (want > vsize ? want : vsize) : 0, .vm_name = name };
         if (fixed) {
                 /* A named host must have the memory, as for POST /vms: the
@@ -784,10 +777,10 @@ static void h_template_deploy(Req *r) {
         if (!tpl)
                 return;
         if (r->subj.role == ROLE_READ_ONLY)
-                return deny(r, "deploy from", "template", r->id[0], jstr(tpl, "name"));
+                return deny(r, "deploy from", "template", r->id[0], jget_str(tpl, "name"));
         if (json_is_true(json_object_get(tpl, "base_missing")))
                 return reply_error(r, 409, "conflict", NULL, "The base image '%s' of template '%s' is missing from its share.",
-                                   jstr(tpl, "base_path"), jstr(tpl, "name"));
+                                   jget_str(tpl, "base_path"), jget_str(tpl, "name"));
         bool self = r->subj.role == ROLE_SELF_SERVICE;
         if (self && host)
                 return reply_error(r, 403, "forbidden", "host", "Self-service VMs are placed automatically in the host group of the grant;"
@@ -809,7 +802,7 @@ static void h_template_deploy(Req *r) {
                 const char *pattern = json_string_value(json_object_get(tpl, "hostname_pattern"));
                 if (library_hostname_expand(pattern, names[i], (int) i + 1, hostnames[i]) < 0) {
                         return reply_error(r, 422, "invalid_argument", "name", "VM '%s' gives no valid host name through template '%s''s"
-                                           " pattern '%s'.", names[i], jstr(tpl, "name"), pattern ? pattern : "{name}");
+                                           " pattern '%s'.", names[i], jget_str(tpl, "name"), pattern ? pattern : "{name}");
                 }
         }
         int64_t group_id = STORE_ROOT_GROUP_ID;
@@ -831,7 +824,7 @@ static void h_template_deploy(Req *r) {
                 fixedp = &fixed;
         }
         Store *st = r->api->st;
-        int64_t points = jint(tpl, "points"), cpus = jint(tpl, "cpus"), mem = jint(tpl, "memory_mib");
+        int64_t points = jget_int(tpl, "points"), cpus = jget_int(tpl, "cpus"), mem = jget_int(tpl, "memory_mib");
         int64_t ids[DEPLOY_COUNT_MAX];
         int64_t grant_id = 0;
         char why[2048] = "";
@@ -849,15 +842,15 @@ static void h_template_deploy(Req *r) {
                 json_t *g;
                 json_array_foreach(grants, i, g) {
                         char reason[256];
-                        if (!library_actions_allow(jstr(g, "actions"), "deploy")) {
+                        if (!library_actions_allow(jget_str(g, "actions"), "deploy")) {
                                 if (!first[0])
-                                        snprintf(first, sizeof first, "grant %lld does not allow deploying", (long long) jint(g, "id"));
+                                        snprintf(first, sizeof first, "grant %lld does not allow deploying", (long long) jget_int(g, "id"));
                                 continue;
                         }
-                        if (group && jint(g, "group_id") != group_id) {
+                        if (group && jget_int(g, "group_id") != group_id) {
                                 if (!first[0])
                                         snprintf(first, sizeof first, "grant %lld places VMs in host group '%s', not '%s'",
-                                                 (long long) jint(g, "id"), jstr(g, "group_path"), group);
+                                                 (long long) jget_int(g, "id"), jget_str(g, "group_path"), group);
                                 continue;
                         }
                         LibraryAmounts lim = grant_limit(g), used = grant_used(g);
@@ -866,18 +859,18 @@ static void h_template_deploy(Req *r) {
                                         snprintf(first, sizeof first, "%s", reason);
                                 continue;
                         }
-                        grant_id = jint(g, "id");
-                        group_id = jint(g, "group_id");
+                        grant_id = jget_int(g, "id");
+                        group_id = jget_int(g, "group_id");
                         break;
                 }
                 if (!grant_id) {
                         store_rollback(st);
-                        audit(r, "template.deploy", "template", r->id[0], jstr(tpl, "name"), first, "denied");
+                        audit(r, "template.deploy", "template", r->id[0], jget_str(tpl, "name"), first, "denied");
                         if (strncmp(first, "quota:", 6) == 0)
                                 return reply_error(r, 422, "quota_exceeded", "count", "%s (template '%s' costs %lld points per VM).",
-                                                   first, jstr(tpl, "name"), (long long) points);
+                                                   first, jget_str(tpl, "name"), (long long) points);
                         return reply_error(r, 403, "forbidden", NULL, "User '%s' may not deploy from template '%s': %s.", r->user.name,
-                                           jstr(tpl, "name"), first);
+                                           jget_str(tpl, "name"), first);
                 }
         }
         int made = 0;
@@ -914,7 +907,7 @@ static void h_template_deploy(Req *r) {
                 snprintf(vm.name, sizeof vm.name, "%s", names[i]);
                 snprintf(vm.state, sizeof vm.state, "creating");
                 snprintf(vm.origin, sizeof vm.origin, "template");
-                snprintf(vm.description, sizeof vm.description, "from template %s", jstr(tpl, "name"));
+                snprintf(vm.description, sizeof vm.description, "from template %s", jget_str(tpl, "name"));
                 e = store_vm_insert(st, &vm, &ids[i]);
                 if (e == 0)
                         e = store_vm_template_set(st, ids[i], r->id[0], grant_id, points);
@@ -932,10 +925,10 @@ static void h_template_deploy(Req *r) {
                         return reply_vm_name_taken(r, "name", taken);
                 if (status == 409 && fixedp)
                         return reply_error(r, 422, "no_capacity", "host", "Cannot deploy VM %d of %lld from template '%s': %.1500s.", made + 1,
-                                           (long long) count, jstr(tpl, "name"), why);
+                                           (long long) count, jget_str(tpl, "name"), why);
                 if (status == 409)
                         return reply_error(r, 409, "no_capacity", NULL, "Cannot place VM %d of %lld from template '%s': %.1500s.", made + 1,
-                                           (long long) count, jstr(tpl, "name"), why);
+                                           (long long) count, jget_str(tpl, "name"), why);
                 if (status == 403)
                         return reply_error(r, 403, "forbidden", NULL, "%s", why);
                 return reply_error(r, status, status == 409 ? "conflict" : "internal", NULL, "%s", why);
@@ -956,7 +949,7 @@ static void h_template_deploy(Req *r) {
                 }
                 json_array_append_new(vms, store_vm_get_json(st, ids[i]) ?: json_null());
                 json_array_append_new(jobs, job_json(r, job));
-                _cleanup_free_ char *detail = xasprintf("template %s%s", jstr(tpl, "name"), full_copy ? ", full copy" : "");
+                _cleanup_free_ char *detail = xasprintf("template %s%s", jget_str(tpl, "name"), full_copy ? ", full copy" : "");
                 audit(r, "vm.deploy", "vm", ids[i], names[i], detail, "accepted");
         }
         reply(r, 202, json_pack("{s:o, s:o, s:I}", "vms", vms, "jobs", jobs, "grant_id", (json_int_t) grant_id));
@@ -1068,7 +1061,7 @@ static void h_self_service(Req *r) {
         json_array_foreach(grants, i, g) {
                 json_object_set_new(g, "quota", quota_json(g));
                 json_t *acts = json_array();
-                _cleanup_free_ char *copy = xstrdup(jstr(g, "actions"));
+                _cleanup_free_ char *copy = xstrdup(jget_str(g, "actions"));
                 char *save = NULL;
                 for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save))
                         json_array_append_new(acts, json_string(w));

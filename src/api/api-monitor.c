@@ -16,21 +16,14 @@
 
 #define ALERT_LIMIT_MAX 10000
 
-static int64_t jint(json_t *o, const char *k) {
-        return json_integer_value(json_object_get(o, k));
-}
-static const char *jstr(json_t *o, const char *k) {
-        const char *s = json_string_value(json_object_get(o, k));
-        return s ? s : "";
-}
 
 /* The host or VM an id names, when the caller may read it; else a 404 is
  * sent and NULL returned. */
 static json_t *object_visible(Req *r, const char *kind, int64_t id) {
         bool vm = streq(kind, "vm");
         json_t *o = vm ? store_vm_get_json(r->api->st, id) : store_host_get_json(r->api->st, id);
-        if (o && !(vm ? api_allowed(r, ACT_READ, OBJ_VM, jint(o, "owner_id"), jint(o, "group_id"))
-                      : api_allowed(r, ACT_READ, OBJ_HOST, 0, jint(o, "group_id")))) {
+        if (o && !(vm ? api_allowed(r, ACT_READ, OBJ_VM, jget_int(o, "owner_id"), jget_int(o, "group_id"))
+                      : api_allowed(r, ACT_READ, OBJ_HOST, 0, jget_int(o, "group_id")))) {
                 json_decref(o);
                 o = NULL;
         }
@@ -64,7 +57,7 @@ static void h_series(Req *r) {
                                            req_query(r, "metric"), from, to, step * 1000, NULL, why, sizeof why);
         if (!body)
                 return reply_error(r, 400, "invalid_argument", strstr(why, "metric") ? "metric" : "from", "%s", why);
-        json_object_set_new(body, "name", json_string(jstr(o, "name")));
+        json_object_set_new(body, "name", json_string(jget_str(o, "name")));
         reply(r, 200, body);
 }
 
@@ -72,14 +65,14 @@ static void h_series(Req *r) {
 /* health */
 
 static bool node_visible(Req *r, json_t *n) {
-        const char *kind = jstr(n, "kind");
+        const char *kind = jget_str(n, "kind");
         if (streq(kind, "group"))
-                return api_allowed(r, ACT_READ, OBJ_GROUP, 0, jint(n, "id"));
+                return api_allowed(r, ACT_READ, OBJ_GROUP, 0, jget_int(n, "id"));
         if (streq(kind, "host"))
-                return api_allowed(r, ACT_READ, OBJ_HOST, 0, jint(n, "group_id"));
+                return api_allowed(r, ACT_READ, OBJ_HOST, 0, jget_int(n, "group_id"));
         if (streq(kind, "vm")) {
-                _cleanup_json_ json_t *v = store_vm_get_json(r->api->st, jint(n, "id"));
-                return v && api_allowed(r, ACT_READ, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id"));
+                _cleanup_json_ json_t *v = store_vm_get_json(r->api->st, jget_int(n, "id"));
+                return v && api_allowed(r, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"));
         }
         return false;
 }
@@ -126,22 +119,22 @@ static void h_health(Req *r) {
 static bool alert_visible(Req *r, json_t *a, AuthAction act) {
         if (act == ACT_READ && sees_everything(r))
                 return true;
-        const char *kind = jstr(a, "object_kind");
+        const char *kind = jget_str(a, "object_kind");
         if (streq(kind, "job")) {
                 /* A stuck job's alert: for those who see every job, and the
                  * job's owner (acknowledging takes an administrator). */
                 if (r->subj.role == ROLE_ADMIN)
                         return true;
-                _cleanup_json_ json_t *job = act == ACT_READ ? store_job_get_json(r->api->st, jint(a, "object_id")) : NULL;
-                return job && r->user.id > 0 && jint(job, "owner_id") == r->user.id;
+                _cleanup_json_ json_t *job = act == ACT_READ ? store_job_get_json(r->api->st, jget_int(a, "object_id")) : NULL;
+                return job && r->user.id > 0 && jget_int(job, "owner_id") == r->user.id;
         }
         bool vm = streq(kind, "vm");
-        _cleanup_json_ json_t *o = vm ? store_vm_get_json(r->api->st, jint(a, "object_id"))
-                                      : store_host_get_json(r->api->st, jint(a, "object_id"));
+        _cleanup_json_ json_t *o = vm ? store_vm_get_json(r->api->st, jget_int(a, "object_id"))
+                                      : store_host_get_json(r->api->st, jget_int(a, "object_id"));
         if (!o)
                 return r->subj.role == ROLE_ADMIN;
-        return vm ? api_allowed(r, act, OBJ_VM, jint(o, "owner_id"), jint(o, "group_id"))
-                  : api_allowed(r, act, OBJ_HOST, 0, jint(o, "group_id"));
+        return vm ? api_allowed(r, act, OBJ_VM, jget_int(o, "owner_id"), jget_int(o, "group_id"))
+                  : api_allowed(r, act, OBJ_HOST, 0, jget_int(o, "group_id"));
 }
 
 static void h_alerts_list(Req *r) {
@@ -193,14 +186,14 @@ static void h_alert_ack(Req *r) {
         int e = store_alert_ack(r->api->st, r->id[0], r->user.name, now_ms());
         if (e == -EALREADY)
                 return reply_error(r, 409, "conflict", NULL, "Alert %lld was already acknowledged by '%s'.", (long long) r->id[0],
-                                   jstr(a, "acknowledged_by"));
+                                   jget_str(a, "acknowledged_by"));
         if (e < 0)
                 return reply_store_error(r, e, "The alert");
-        _cleanup_free_ char *msg = xasprintf("Alert %lld (%s) was acknowledged by '%s'.", (long long) r->id[0], jstr(a, "rule_name"),
+        _cleanup_free_ char *msg = xasprintf("Alert %lld (%s) was acknowledged by '%s'.", (long long) r->id[0], jget_str(a, "rule_name"),
                                              r->user.name);
-        (void) store_event_add(r->api->st, "info", "alert.acknowledged", jstr(a, "object_kind"), jint(a, "object_id"),
-                               jstr(a, "object_name"), 0, msg);
-        audit(r, "alert.acknowledge", "alert", r->id[0], jstr(a, "rule_name"), NULL, "ok");
+        (void) store_event_add(r->api->st, "info", "alert.acknowledged", jget_str(a, "object_kind"), jget_int(a, "object_id"),
+                               jget_str(a, "object_name"), 0, msg);
+        audit(r, "alert.acknowledge", "alert", r->id[0], jget_str(a, "rule_name"), NULL, "ok");
         reply(r, 200, store_alert_get_json(r->api->st, r->id[0]));
 }
 

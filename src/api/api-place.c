@@ -30,17 +30,13 @@ static const char *const POLICY_UNIT[STORE_POLICY__COUNT] = { "percent", "MiB", 
                                                                "", "", "", "", "" };
 static const char *const WEIGHT_NAMES[] = { "cpu", "memory", "disk", "disk_io", "network" };
 
-static const char *jstr(json_t *o, const char *k) {
-        const char *s = json_string_value(json_object_get(o, k));
-        return s ? s : "";
-}
 
 /* "All Hosts" for the root, else the group's path; "" when it is gone. */
 static char *group_display(Store *st, int64_t id) {
         _cleanup_json_ json_t *g = store_group_get(st, id);
         if (!g)
                 return xstrdup("");
-        return jstr(g, "path")[0] ? xstrdup(jstr(g, "path")) : xstrdup(STORE_ROOT_GROUP_NAME);
+        return jget_str(g, "path")[0] ? xstrdup(jget_str(g, "path")) : xstrdup(STORE_ROOT_GROUP_NAME);
 }
 
 /* Resolves a group path given by the caller in field: 0 and *ret_id, or
@@ -162,7 +158,7 @@ static void h_policy_put(Req *r) {
         if (!g || !api_allowed(r, ACT_READ, OBJ_GROUP, 0, id))
                 return reply_error(r, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) id);
         if (!api_allowed(r, ACT_UPDATE, OBJ_GROUP, 0, id))
-                return deny(r, "change the placement policy of", "host group", id, jstr(g, "path")[0] ? jstr(g, "path") : STORE_ROOT_GROUP_NAME);
+                return deny(r, "change the placement policy of", "host group", id, jget_str(g, "path")[0] ? jget_str(g, "path") : STORE_ROOT_GROUP_NAME);
         StoreGroupPolicy p;
         if (store_policy_get(st, id, &p) < 0)
                 return reply_error(r, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) id);
@@ -220,12 +216,12 @@ static void h_policy_put(Req *r) {
                 any = any || e.value[f] > 0;
         if (!any)
                 return reply_error(r, 422, "invalid_argument", "weights", "At least one of the weights that apply to host group '%s' must be above 0.",
-                                   jstr(g, "path")[0] ? jstr(g, "path") : STORE_ROOT_GROUP_NAME);
+                                   jget_str(g, "path")[0] ? jget_str(g, "path") : STORE_ROOT_GROUP_NAME);
         int err = store_policy_set(st, &p);
         if (err < 0)
                 return reply_store_error(r, err, "the placement policy");
         _cleanup_free_ char *detail = r->json ? json_dumps(r->json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        audit(r, "group.set-policy", "group", id, jstr(g, "path")[0] ? jstr(g, "path") : STORE_ROOT_GROUP_NAME, detail, "ok");
+        audit(r, "group.set-policy", "group", id, jget_str(g, "path")[0] ? jget_str(g, "path") : STORE_ROOT_GROUP_NAME, detail, "ok");
         reply(r, 200, policy_json(st, id));
 }
 
@@ -528,11 +524,11 @@ static void h_rule_update(Req *r) {
         if (!rule || !seen)
                 return reply_error(r, 404, "not_found", NULL, "There is no placement rule with id %lld.", (long long) r->id[0]);
         if (!rules_writable(r))
-                return deny(r, "change", "placement rule", r->id[0], jstr(rule, "name"));
+                return deny(r, "change", "placement rule", r->id[0], jget_str(rule, "name"));
         if (!r->json || !json_object_get(r->json, "vms"))
                 return reply_error(r, 400, "invalid_argument", "vms", "Field 'vms' is required (the new list of the rule's VMs).");
         if (!api_allowed_some(r, ACT_UPDATE, OBJ_VM) || !rule_members_changeable(r, rule))
-                return deny(r, "change", "placement rule", r->id[0], jstr(rule, "name"));
+                return deny(r, "change", "placement rule", r->id[0], jget_str(rule, "name"));
         _cleanup_free_ int64_t *ids = NULL;
         size_t n = 0;
         if (!rule_vms(r, &ids, &n))
@@ -540,10 +536,10 @@ static void h_rule_update(Req *r) {
         int e = store_rule_set_members(r->api->st, r->id[0], ids, n);
         if (e < 0)
                 return reply_store_error(r, e, "the placement rule");
-        audit(r, "rule.update", "rule", r->id[0], jstr(rule, "name"), NULL, "ok");
+        audit(r, "rule.update", "rule", r->id[0], jget_str(rule, "name"), NULL, "ok");
         json_t *after = rule_for_caller(r, store_rule_get_json(r->api->st, r->id[0]));
-        reply(r, 200, after ? after : json_pack("{s:I, s:s, s:s, s:[]}", "id", (json_int_t) r->id[0], "name", jstr(rule, "name"),
-                                                "kind", jstr(rule, "kind"), "vms"));
+        reply(r, 200, after ? after : json_pack("{s:I, s:s, s:s, s:[]}", "id", (json_int_t) r->id[0], "name", jget_str(rule, "name"),
+                                                "kind", jget_str(rule, "kind"), "vms"));
 }
 
 static void h_rule_delete(Req *r) {
@@ -552,11 +548,11 @@ static void h_rule_delete(Req *r) {
         if (!rule || !seen)
                 return reply_error(r, 404, "not_found", NULL, "There is no placement rule with id %lld.", (long long) r->id[0]);
         if (!rules_writable(r) || !rule_members_changeable(r, rule))
-                return deny(r, "delete", "placement rule", r->id[0], jstr(rule, "name"));
+                return deny(r, "delete", "placement rule", r->id[0], jget_str(rule, "name"));
         int e = store_rule_delete(r->api->st, r->id[0]);
         if (e < 0)
                 return reply_store_error(r, e, "the placement rule");
-        audit(r, "rule.delete", "rule", r->id[0], jstr(rule, "name"), NULL, "ok");
+        audit(r, "rule.delete", "rule", r->id[0], jget_str(rule, "name"), NULL, "ok");
         reply(r, 204, NULL);
 }
 

@@ -46,18 +46,11 @@
 #define WS_FRAME_MAX (1u << 20)
 #define CONSOLES_MAX 64         /* open consoles (one thread each) */
 
-static int64_t jint(json_t *o, const char *k) {
-        return json_integer_value(json_object_get(o, k));
-}
-static const char *jstr(json_t *o, const char *k) {
-        const char *s = json_string_value(json_object_get(o, k));
-        return s ? s : "";
-}
 
 /* The VM if the caller may read it; else NULL and a 404 sent. */
 static json_t *vm_readable(Req *r, int64_t id) {
         json_t *v = store_vm_get_json(r->api->st, id);
-        if (v && !api_allowed(r, ACT_READ, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id"))) {
+        if (v && !api_allowed(r, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"))) {
                 json_decref(v);
                 v = NULL;
         }
@@ -183,7 +176,7 @@ static void h_vm_thumbnail(Req *r) {
         _cleanup_json_ json_t *v = vm_readable(r, r->id[0]);
         if (!v)
                 return;
-        const char *state = jstr(v, "state");
+        const char *state = jget_str(v, "state");
         if (!streq(state, "running") && !streq(state, "paused")) {
                 pthread_mutex_lock(&thumb_lock);
                 thumb_drop_locked(r->id[0]);
@@ -211,7 +204,7 @@ static void h_vm_thumbnail(Req *r) {
                         reply(r, 204, NULL);
                 else
                         reply_error(r, 503, "unavailable", NULL, "The picture of VM '%s' could not be taken just now; ask again in a moment.",
-                                    jstr(v, "name"));
+                                    jget_str(v, "name"));
                 pthread_mutex_unlock(&thumb_lock);
                 return;
         }
@@ -222,9 +215,9 @@ static void h_vm_thumbnail(Req *r) {
         size_t len = 0;
         int e = -ENOTCONN;
         char why[512] = "";
-        Link *l = link_peek(r->api->inv, jint(v, "host_id"));
+        Link *l = link_peek(r->api->inv, jget_int(v, "host_id"));
         if (l) {
-                e = thumb_take(l->conn, jstr(v, "uuid"), (unsigned) width, &png, &len);
+                e = thumb_take(l->conn, jget_str(v, "uuid"), (unsigned) width, &png, &len);
                 if (e < 0)
                         snprintf(why, sizeof why, "%s", hv_last_error());
                 link_release(r->api->inv, l);
@@ -248,11 +241,11 @@ static void h_vm_thumbnail(Req *r) {
         } else if (e == -ENOTCONN) {
                 reply_error(r, 503, "unavailable", NULL,
                             "Host '%s' of VM '%s' is not connected right now; armadad reconnects in the background.",
-                            jstr(v, "host_name"), jstr(v, "name"));
+                            jget_str(v, "host_name"), jget_str(v, "name"));
         } else if (e == -EOPNOTSUPP) {
-                reply_error(r, 501, "not_supported", NULL, "The hypervisor of VM '%s' cannot take screenshots: %s", jstr(v, "name"), why);
+                reply_error(r, 501, "not_supported", NULL, "The hypervisor of VM '%s' cannot take screenshots: %s", jget_str(v, "name"), why);
         } else {
-                reply_error(r, 502, "host_error", NULL, "Cannot take a picture of VM '%s': %s", jstr(v, "name"), why);
+                reply_error(r, 502, "host_error", NULL, "Cannot take a picture of VM '%s': %s", jget_str(v, "name"), why);
         }
         pthread_mutex_unlock(&thumb_lock);
 }
@@ -580,8 +573,9 @@ static void uri_host(const char *uri, char *out, size_t size) {
         }
 }
 
+/* An empty host (no Host header) is treated as loopback here. */
 static bool is_loopback(const char *a) {
-        return !a[0] || strncmp(a, "127.", 4) == 0 || streq(a, "localhost") || streq(a, "::1");
+        return !a[0] || addr_is_loopback(a);
 }
 
 static bool header_has_token(const char *h, const char *token) {
@@ -614,20 +608,20 @@ static void h_vm_console(Req *r) {
         _cleanup_json_ json_t *v = vm_readable(r, r->id[0]);
         if (!v)
                 return;
-        if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
-                return deny(r, "open the console of", "VM", r->id[0], jstr(v, "name"));
+        if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
+                return deny(r, "open the console of", "VM", r->id[0], jget_str(v, "name"));
         if (api_vm_refuse_foreign(r, v))
                 return;
-        const char *name = jstr(v, "name");
+        const char *name = jget_str(v, "name");
         StoreHost h;
-        if (jint(v, "host_id") <= 0 || store_host_get(r->api->st, jint(v, "host_id"), &h) < 0)
+        if (jget_int(v, "host_id") <= 0 || store_host_get(r->api->st, jget_int(v, "host_id"), &h) < 0)
                 return reply_error(r, 409, "conflict", NULL, "VM '%s' is not placed on any host.", name);
         Link *l = link_peek(r->api->inv, h.id);
         if (!l)
                 return reply_error(r, 503, "unavailable", NULL,
                                    "Host '%s' of VM '%s' is not connected right now; armadad reconnects in the background.", h.name, name);
         HvVnc vnc;
-        int e = hv_domain_vnc(l->conn, jstr(v, "uuid"), &vnc);
+        int e = hv_domain_vnc(l->conn, jget_str(v, "uuid"), &vnc);
         _cleanup_free_ char *why = xstrdup(hv_last_error());
         link_release(r->api->inv, l);
         if (e == -EBUSY)
@@ -704,18 +698,18 @@ static void h_vm_console(Req *r) {
  * web console passes it to noVNC when the VNC server asks for it. */
 static void h_vm_console_password(Req *r) {
         _cleanup_json_ json_t *v = store_vm_get_json(r->api->st, r->id[0]);
-        if (!v || !api_allowed(r, ACT_READ, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
+        if (!v || !api_allowed(r, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
                 return reply_error(r, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) r->id[0]);
-        const char *name = jstr(v, "name");
-        if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jint(v, "owner_id"), jint(v, "group_id")))
+        const char *name = jget_str(v, "name");
+        if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
                 return deny(r, "open the console of", "VM", r->id[0], name);
         if (api_vm_refuse_foreign(r, v))
                 return;
-        Link *l = jint(v, "host_id") > 0 ? link_peek(r->api->inv, jint(v, "host_id")) : NULL;
+        Link *l = jget_int(v, "host_id") > 0 ? link_peek(r->api->inv, jget_int(v, "host_id")) : NULL;
         if (!l)
                 return reply_error(r, 503, "unavailable", NULL, "The host of VM '%s' is not connected right now.", name);
         HvVnc vnc;
-        int e = hv_domain_vnc(l->conn, jstr(v, "uuid"), &vnc);
+        int e = hv_domain_vnc(l->conn, jget_str(v, "uuid"), &vnc);
         _cleanup_free_ char *why = xstrdup(hv_last_error());
         link_release(r->api->inv, l);
         if (e == -EBUSY)

@@ -218,10 +218,6 @@ static void usage(void) {
              "  --log-level LEVEL          debug, info, warn or error (default info)");
 }
 
-static bool is_loopback(const char *addr) {
-        return strncmp(addr, "127.", 4) == 0;
-}
-
 /* Creates a self-signed certificate with openssl (no shell; fixed argv). */
 static int make_self_signed(const char *dir, const char *addr, char **ret_cert, char **ret_key) {
         _cleanup_free_ char *cert = xasprintf("%s/armadad.crt", dir), *key = xasprintf("%s/armadad.key", dir);
@@ -414,7 +410,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "armadad: --tls-cert and --tls-key go together\n");
                 return 2;
         }
-        if (!c.tls_cert && !is_loopback(addr) && !c.insecure_http) {
+        if (!c.tls_cert && !addr_is_loopback(addr) && !c.insecure_http) {
                 fprintf(stderr, "armadad: refusing plain HTTP on non-loopback address %s; give --tls-cert/--tls-key or"
                                 " --tls-self-signed (or --insecure-http inside a test bed)\n", addr);
                 return 2;

@@ -417,3 +417,16 @@ int mkdir_p(const char *path, int mode) {
                 return -errno;
         return 0;
 }
+
+int64_t jget_int(const json_t *o, const char *k) {
+        return json_integer_value(json_object_get(o, k));
+}
+
+const char *jget_str(const json_t *o, const char *k) {
+        const char *s = json_string_value(json_object_get(o, k));
+        return s ? s : "";
+}
+
+bool addr_is_loopback(const char *addr) {
+        return strncmp(addr, "127.", 4) == 0 || streq(addr, "::1") || streq(addr, "[::1]") || streq(addr, "localhost");
+}

@@ -100,3 +100,13 @@ int dir_private_clear(const char *path) _warn_unused_result_;
  * NULL), a clause such as "is inside the system directory '/etc'" that
  * follows the path in a sentence; *ret is untouched then. */
 int path_outside_system_normalize(const char *path, char **ret, char *why, size_t why_size) _warn_unused_result_;
+
+/* ---- small JSON readers (jansson) ---- */
+/* o[k] as an integer; 0 when absent or not an integer. */
+int64_t jget_int(const json_t *o, const char *k);
+/* o[k] as a string; "" (never NULL) when absent or not a string. */
+const char *jget_str(const json_t *o, const char *k);
+
+/* Whether addr (an IP address or host name as a user typed it) is this
+ * machine's loopback: 127.0.0.0/8, ::1 (bare or in brackets) or "localhost". */
+bool addr_is_loopback(const char *addr);
