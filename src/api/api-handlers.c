@@ -552,7 +552,7 @@ void h_hosts_create(Req *r) {
             !body_throttle(r, "max_parallel_disk_ops", &max_disk))
                 return;
         char refused[512];
-        if (hv_uri_check(uri, r->api->cfg.allow_test_hosts, refused, sizeof refused) < 0)
+        if (inventory_host_uri_check(r->api->inv, uri, refused, sizeof refused) < 0)
                 return reply_error(r, 400, "invalid_argument", "uri",
                                    "Field 'uri' (\"%.200s\") is refused: %s. A host URI looks like qemu+tcp://10.0.0.2/system,"
                                    " qemu+ssh://root@kvm2/system?keyfile=/path or qemu:///system.", uri, refused);

@@ -2,6 +2,10 @@
  * resource handlers (api-*.c). */
 #pragma once
 
+#ifndef API_PRIV_ALLOW
+#error "api-priv.h is private to the api's own files (their meson target defines API_PRIV_ALLOW); use the module's public header"
+#endif
+
 #include <microhttpd.h>
 #include <pthread.h>
 #include "api.h"

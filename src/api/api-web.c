@@ -35,8 +35,7 @@
 #include <unistd.h>
 #include <sodium.h>
 
-#include "hv/hv-screen.h"
-#include "inventory/inventory-priv.h"
+#include "inventory/inventory.h"
 
 #define THUMB_TTL_MS 3000
 #define THUMB_WAIT_MS 5000      /* how long a request waits for another one's first picture */
@@ -49,13 +48,11 @@
 
 /* The VM if the caller may read it; else NULL and a 404 sent. */
 static json_t *vm_readable(Req *r, int64_t id) {
-        json_t *v = store_vm_get_json(r->api->st, id);
-        if (v && !api_allowed(r, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"))) {
-                json_decref(v);
-                v = NULL;
-        }
-        if (!v)
-                reply_error(r, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) id);
+        OpCaller c = api_caller(r);
+        OpError err;
+        json_t *v = NULL;
+        if (inventory_vm_readable(r->api->inv, &c, id, &v, &err) < 0)
+                reply_op_error(r, &err);
         return v;
 }
 
@@ -150,24 +147,6 @@ static void reply_png(Req *r, const char *png, size_t len) {
         r->status = 200;
 }
 
-/* Takes, scales and encodes a new picture. 0, -EBUSY when the domain is not
- * running, or negative with hv_last_error() set. */
-static int thumb_take(HvConn *c, const char *uuid, unsigned width, char **ret_png, size_t *ret_len) {
-        _cleanup_free_ char *shot = NULL;
-        size_t shot_len = 0;
-        int e = hv_domain_screenshot(c, uuid, &shot, &shot_len);
-        if (e < 0)
-                return e;
-        HvImage full = {0}, small = {0};
-        e = hv_image_decode(shot, shot_len, &full);
-        if (e == 0)
-                e = hv_image_scale(&full, width, &small);
-        if (e == 0)
-                e = hv_image_png(&small, ret_png, ret_len);
-        hv_image_clear(&full);
-        hv_image_clear(&small);
-        return e;
-}
 
 static void h_vm_thumbnail(Req *r) {
         int64_t width;
@@ -213,15 +192,9 @@ static void h_vm_thumbnail(Req *r) {
 
         _cleanup_free_ char *png = NULL;
         size_t len = 0;
-        int e = -ENOTCONN;
         char why[512] = "";
-        Link *l = link_peek(r->api->inv, jget_int(v, "host_id"));
-        if (l) {
-                e = thumb_take(l->conn, jget_str(v, "uuid"), (unsigned) width, &png, &len);
-                if (e < 0)
-                        snprintf(why, sizeof why, "%s", hv_last_error());
-                link_release(r->api->inv, l);
-        }
+        int e = inventory_vm_screen_png(r->api->inv, jget_int(v, "host_id"), jget_str(v, "uuid"), (unsigned) width, &png, &len, why,
+                                        sizeof why);
 
         pthread_mutex_lock(&thumb_lock);
         /* The entry may not be evicted while busy, so t is still ours. */
@@ -550,34 +523,6 @@ static void on_upgraded(void *cls, struct MHD_Connection *mc, void *con_cls, con
         pthread_attr_destroy(&attr);
 }
 
-/* The host part of a libvirt URI ("qemu+tcp://10.0.0.2/system" →
- * "10.0.0.2"), "" for a local URI. */
-static void uri_host(const char *uri, char *out, size_t size) {
-        out[0] = 0;
-        const char *p = strstr(uri, "://");
-        if (!p)
-                return;
-        p += 3;
-        const char *at = strchr(p, '@'), *slash = strchr(p, '/');
-        if (at && (!slash || at < slash))
-                p = at + 1;
-        size_t n;
-        if (*p == '[') {
-                p++;
-                n = strcspn(p, "]");
-        } else
-                n = strcspn(p, ":/?");
-        if (n < size) {
-                memcpy(out, p, n);
-                out[n] = 0;
-        }
-}
-
-/* An empty host (no Host header) is treated as loopback here. */
-static bool is_loopback(const char *a) {
-        return !a[0] || addr_is_loopback(a);
-}
-
 static bool header_has_token(const char *h, const char *token) {
         if (!h)
                 return false;
@@ -605,44 +550,12 @@ static void h_vm_console(Req *r) {
         bool check = check_s && (streq(check_s, "true") || streq(check_s, "1"));
         if (check_s && !check && !streq(check_s, "false") && !streq(check_s, "0"))
                 return reply_error(r, 400, "invalid_argument", "check", "Query 'check' must be true or false.");
-        _cleanup_json_ json_t *v = vm_readable(r, r->id[0]);
-        if (!v)
-                return;
-        if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
-                return deny(r, "open the console of", "VM", r->id[0], jget_str(v, "name"));
-        if (api_vm_refuse_foreign(r, v))
-                return;
-        const char *name = jget_str(v, "name");
-        StoreHost h;
-        if (jget_int(v, "host_id") <= 0 || store_host_get(r->api->st, jget_int(v, "host_id"), &h) < 0)
-                return reply_error(r, 409, "conflict", NULL, "VM '%s' is not placed on any host.", name);
-        Link *l = link_peek(r->api->inv, h.id);
-        if (!l)
-                return reply_error(r, 503, "unavailable", NULL,
-                                   "Host '%s' of VM '%s' is not connected right now; armadad reconnects in the background.", h.name, name);
-        HvVnc vnc;
-        int e = hv_domain_vnc(l->conn, jget_str(v, "uuid"), &vnc);
-        _cleanup_free_ char *why = xstrdup(hv_last_error());
-        link_release(r->api->inv, l);
-        if (e == -EBUSY)
-                return reply_error(r, 409, "conflict", NULL, "VM '%s' is not running; start it to see its console.", name);
-        if (e == -ENOENT)
-                return reply_error(r, 409, "conflict", NULL, "VM '%s' has no VNC screen: %s.", name, why);
-        if (e < 0)
-                return reply_error(r, 502, "host_error", NULL, "Cannot find the console of VM '%s': %s", name, why);
-        if (vnc.port <= 0)
-                return reply_error(r, 409, "conflict", NULL, "The VNC server of VM '%s' has no port yet.", name);
-        char host_addr[256];
-        uri_host(h.uri, host_addr, sizeof host_addr);
-        const char *addr;
-        if (!vnc.listen[0] || streq(vnc.listen, "0.0.0.0") || streq(vnc.listen, "::"))
-                addr = host_addr[0] ? host_addr : "127.0.0.1";
-        else if (is_loopback(vnc.listen) && !is_loopback(host_addr))
-                return reply_error(r, 409, "unreachable", NULL,
-                                   "The VNC server of VM '%s' listens only on the loopback address of host '%s', which armadad cannot reach;"
-                                   " the console works for VMs whose VNC listens on an address armadad can reach.", name, h.name);
-        else
-                addr = vnc.listen;
+        OpCaller c = api_caller(r);
+        OpError err;
+        InventoryConsole con;
+        if (inventory_vm_console(r->api->inv, &c, r->id[0], &con, &err) < 0)
+                return reply_op_error(r, &err);
+        const char *name = con.vm_name, *addr = con.addr;
 
         /* Checked last, so that a plain GET learns why the console cannot
          * open, or 426 when it can; with check=true (what the web console
@@ -669,7 +582,7 @@ static void h_vm_console(Req *r) {
         Bridge *b = xcalloc(1, sizeof *b);
         b->vnc = -1;
         snprintf(b->addr, sizeof b->addr, "%s", addr);
-        b->port = vnc.port;
+        b->port = con.port;
         snprintf(b->vm_name, sizeof b->vm_name, "%s", name);
         snprintf(b->user, sizeof b->user, "%s", r->user.name);
         struct MHD_Response *resp = MHD_create_response_for_upgrade(on_upgraded, b);
@@ -697,27 +610,12 @@ static void h_vm_console(Req *r) {
  * listens on the host's addresses), for a user who may operate the VM: the
  * web console passes it to noVNC when the VNC server asks for it. */
 static void h_vm_console_password(Req *r) {
-        _cleanup_json_ json_t *v = store_vm_get_json(r->api->st, r->id[0]);
-        if (!v || !api_allowed(r, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
-                return reply_error(r, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) r->id[0]);
-        const char *name = jget_str(v, "name");
-        if (!api_allowed(r, ACT_OPERATE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
-                return deny(r, "open the console of", "VM", r->id[0], name);
-        if (api_vm_refuse_foreign(r, v))
-                return;
-        Link *l = jget_int(v, "host_id") > 0 ? link_peek(r->api->inv, jget_int(v, "host_id")) : NULL;
-        if (!l)
-                return reply_error(r, 503, "unavailable", NULL, "The host of VM '%s' is not connected right now.", name);
-        HvVnc vnc;
-        int e = hv_domain_vnc(l->conn, jget_str(v, "uuid"), &vnc);
-        _cleanup_free_ char *why = xstrdup(hv_last_error());
-        link_release(r->api->inv, l);
-        if (e == -EBUSY)
-                return reply_error(r, 409, "conflict", NULL, "VM '%s' is not running; start it to see its console.", name);
-        if (e < 0)
-                return reply_error(r, 409, "conflict", NULL, "VM '%s' has no VNC screen: %s.", name, why);
-        audit(r, "vm.console", "vm", r->id[0], name, NULL, "ok");
-        reply(r, 200, json_pack("{s:s}", "password", vnc.password));
+        OpCaller c = api_caller(r);
+        OpError err;
+        char password[64];
+        if (inventory_vm_console_password(r->api->inv, &c, r->id[0], password, &err) < 0)
+                return reply_op_error(r, &err);
+        reply(r, 200, json_pack("{s:s}", "password", password));
 }
 
 const Route api_routes_web[] = {

@@ -254,20 +254,20 @@ static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
         if (store_host_get(st, to, &dst) < 0)
                 return job_fail(ctx, -ENOENT, "The host placement chose for VM '%s' no longer exists.", vm.name);
 
-        Link *sl = NULL, *dl = NULL;
-        if (link_acquire(ha->inv, &src, &sl, why, sizeof why) < 0)
+        InventoryLink *sl = NULL, *dl = NULL;
+        if (inventory_link_acquire(ha->inv, &src, &sl, why, sizeof why) < 0)
                 return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' of VM '%s': %s", src.name, vm.name, why);
-        if (link_acquire(ha->inv, &dst, &dl, why, sizeof why) < 0) {
-                link_release(ha->inv, sl);
+        if (inventory_link_acquire(ha->inv, &dst, &dl, why, sizeof why) < 0) {
+                inventory_link_unref(sl);
                 return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' to migrate VM '%s' there: %s", dst.name, vm.name, why);
         }
         HvState s0 = HV_STATE_NOSTATE;
-        int r = hv_domain_state(sl->conn, vm.uuid, &s0);
+        int r = hv_domain_state(inventory_link_conn(sl), vm.uuid, &s0);
         if (r < 0 || (s0 != HV_STATE_RUNNING && s0 != HV_STATE_BLOCKED && s0 != HV_STATE_PAUSED)) {
                 if (r == 0)
                         (void) store_vm_set_state(st, vm.id, hv_state_name(s0));
-                link_release(ha->inv, sl);
-                link_release(ha->inv, dl);
+                inventory_link_unref(sl);
+                inventory_link_unref(dl);
                 if (r < 0)
                         return job_fail(ctx, r, "Cannot read the state of VM '%s' on host '%s': %s", vm.name, src.name, hv_last_error());
                 return job_fail(ctx, -EBUSY, "VM '%s' is %s; only a running or paused VM can be live-migrated.", vm.name,
@@ -276,7 +276,7 @@ static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
 
         _cleanup_free_ char *migrate_uri = hv_migrate_uri_for(dst.uri);
         Migration *m = xcalloc(1, sizeof *m);
-        m->conn = sl->conn;
+        m->conn = inventory_link_conn(sl);
         snprintf(m->uuid, sizeof m->uuid, "%s", vm.uuid);
         m->o = (HvMigrateOptions) {
                 .dest_uri = dst.uri, .migrate_uri = migrate_uri,
@@ -291,8 +291,8 @@ static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
         pthread_t th;
         if (pthread_create(&th, NULL, migration_main, m) != 0) {
                 free(m);
-                link_release(ha->inv, sl);
-                link_release(ha->inv, dl);
+                inventory_link_unref(sl);
+                inventory_link_unref(dl);
                 return job_fail(ctx, -EAGAIN, "Cannot start a thread to migrate VM '%s'.", vm.name);
         }
         bool aborted = false, switched = false;
@@ -301,13 +301,13 @@ static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
                 if (atomic_load(&m->done))
                         break;
                 HvJobInfo ji;
-                if (hv_job_info(sl->conn, vm.uuid, &ji) == 0 && ji.active && ji.data_total > 0) {
+                if (hv_job_info(inventory_link_conn(sl), vm.uuid, &ji) == 0 && ji.active && ji.data_total > 0) {
                         uint64_t done = ji.data_processed > ji.data_total ? ji.data_total : ji.data_processed;
                         int pct = 10 + (int) (80.0 * (double) done / (double) ji.data_total);
                         (void) store_job_progress(st, ctx->job->id, pct > 90 ? 90 : pct, NULL);
                         if (postcopy && !switched && !aborted &&
                             (ji.mem_iteration >= POSTCOPY_AFTER_ITERATIONS || ji.elapsed_ms >= POSTCOPY_AFTER_MS)) {
-                                if (hv_migrate_start_postcopy(sl->conn, vm.uuid) == 0) {
+                                if (hv_migrate_start_postcopy(inventory_link_conn(sl), vm.uuid) == 0) {
                                         switched = true;
                                         job_progress(ctx, 91, "memory did not converge after %llu passes (%llu ms); switched to post-copy",
                                                      (unsigned long long) ji.mem_iteration, (unsigned long long) ji.elapsed_ms);
@@ -315,7 +315,7 @@ static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
                         }
                 }
                 if (!aborted && !switched && job_cancel_requested(ctx)) {
-                        if (hv_job_abort(sl->conn, vm.uuid) == 0) {
+                        if (hv_job_abort(inventory_link_conn(sl), vm.uuid) == 0) {
                                 aborted = true;
                                 job_progress(ctx, 0, "cancel requested: aborting the migration");
                         }
@@ -331,12 +331,12 @@ static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
                 /* libvirt rolled back: the VM runs on the source. Say so from
                  * libvirt, not from hope. */
                 HvState s;
-                pthread_mutex_lock(&sl->op_lock);
-                if (hv_domain_state(sl->conn, vm.uuid, &s) == 0)
+                inventory_link_lock_ops(sl);
+                if (hv_domain_state(inventory_link_conn(sl), vm.uuid, &s) == 0)
                         (void) store_vm_set_state(st, vm.id, hv_state_name(s));
-                pthread_mutex_unlock(&sl->op_lock);
-                link_release(ha->inv, sl);
-                link_release(ha->inv, dl);
+                inventory_link_unlock_ops(sl);
+                inventory_link_unref(sl);
+                inventory_link_unref(dl);
                 if (aborted || r == -ECANCELED) {
                         ha_event(st, "info", "vm.migrate-cancelled", "vm", vm.id, vm.name, vm.owner_id,
                                  "The migration of VM '%s' to host '%s' was cancelled after %lld ms; it keeps running on host '%s'.",
@@ -353,15 +353,15 @@ static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
                                 vm.name, src.name, dst.name, err, src.name);
         }
 
-        pthread_mutex_lock(&dl->op_lock);
+        inventory_link_lock_ops(dl);
         (void) store_vm_set_host(st, vm.id, dst.id);
         HvState s;
-        if (hv_domain_state(dl->conn, vm.uuid, &s) == 0)
+        if (hv_domain_state(inventory_link_conn(dl), vm.uuid, &s) == 0)
                 (void) store_vm_set_state(st, vm.id, hv_state_name(s));
-        pthread_mutex_unlock(&dl->op_lock);
+        inventory_link_unlock_ops(dl);
 
         HvJobInfo done = {0};
-        bool have_stats = hv_job_completed(dl->conn, vm.uuid, &done) == 0;
+        bool have_stats = hv_job_completed(inventory_link_conn(dl), vm.uuid, &done) == 0;
         json_t *removed = json_array();
         if (with_storage) {
                 /* The copy on the source is no longer anybody's disk. */
@@ -370,7 +370,7 @@ static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
                 for (int i = 0; i < n; i++) {
                         if (!disks[i].owned || !disks[i].path[0])
                                 continue;
-                        if (hv_volume_delete(sl->conn, disks[i].path) == 0)
+                        if (hv_volume_delete(inventory_link_conn(sl), disks[i].path) == 0)
                                 json_array_append_new(removed, json_string(disks[i].path));
                         else
                                 log_warn("VM '%s': cannot delete the source copy '%s' on host '%s': %s", vm.name, disks[i].path,
@@ -381,8 +381,8 @@ static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
         StoreVm now = vm;
         now.host_id = dst.id;
         ha_save_definition(ha, dl, &now);
-        link_release(ha->inv, sl);
-        link_release(ha->inv, dl);
+        inventory_link_unref(sl);
+        inventory_link_unref(dl);
 
         json_int_t total = have_stats && done.elapsed_ms ? (json_int_t) done.elapsed_ms : (json_int_t) wall;
         ctx->result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:I, s:I, s:b, s:b, s:b, s:o}",
@@ -437,19 +437,19 @@ static bool vm_active(const char *state) {
 /* Saves (managed save) the VMs that could not move; reasons go in m->reason. */
 static void save_unmoved(Ha *ha, JobCtx *ctx, const StoreHost *h, Move *moves, size_t n, json_t *saved, json_t *failed) {
         char why[512];
-        Link *l = NULL;
-        if (link_acquire(ha->inv, h, &l, why, sizeof why) < 0) {
+        InventoryLink *l = NULL;
+        if (inventory_link_acquire(ha->inv, h, &l, why, sizeof why) < 0) {
                 for (size_t i = 0; i < n; i++)
                         json_array_append_new(failed, json_pack("{s:s, s:s}", "vm", moves[i].vm.name, "reason", why));
                 return;
         }
         for (size_t i = 0; i < n; i++) {
                 Move *m = &moves[i];
-                pthread_mutex_lock(&l->op_lock);
-                int r = hv_domain_managed_save(l->conn, m->vm.uuid);
+                inventory_link_lock_ops(l);
+                int r = hv_domain_managed_save(inventory_link_conn(l), m->vm.uuid);
                 if (r == 0)
                         (void) store_vm_set_state(ctx->st, m->vm.id, "saved");
-                pthread_mutex_unlock(&l->op_lock);
+                inventory_link_unlock_ops(l);
                 if (r == 0) {
                         json_array_append_new(saved, json_pack("{s:s, s:s}", "vm", m->vm.name, "reason", m->reason));
                         ha_event(ctx->st, "warning", "vm.saved", "vm", m->vm.id, m->vm.name, m->vm.owner_id,
@@ -458,7 +458,7 @@ static void save_unmoved(Ha *ha, JobCtx *ctx, const StoreHost *h, Move *moves, s
                 } else
                         json_array_append_new(failed, json_pack("{s:s, s:s}", "vm", m->vm.name, "reason", hv_last_error()));
         }
-        link_release(ha->inv, l);
+        inventory_link_unref(l);
 }
 
 static int maintenance_off(JobCtx *ctx, Ha *ha, const StoreHost *h) {

@@ -2,11 +2,15 @@
  * maintenance jobs). Not for other modules. */
 #pragma once
 
+#ifndef HA_PRIV_ALLOW
+#error "ha-priv.h is private to ha's own files (their meson target defines HA_PRIV_ALLOW); use the module's public header"
+#endif
+
 #include <pthread.h>
 
 #include "ha.h"
 #include "hv/hv-migrate.h"
-#include "inventory/inventory-priv.h"
+#include "inventory/inventory.h"
 
 struct Ha {
         Store *st;
@@ -25,4 +29,4 @@ void ha_event(Store *st, const char *severity, const char *kind, const char *obj
 
 /* Saves the VM's current definition (for restarts elsewhere) through a
  * live link to its host. Failures are only logged. */
-void ha_save_definition(Ha *ha, Link *l, const StoreVm *vm);
+void ha_save_definition(Ha *ha, InventoryLink *l, const StoreVm *vm);

@@ -35,9 +35,9 @@ void ha_event(Store *st, const char *severity, const char *kind, const char *obj
         }
 }
 
-void ha_save_definition(Ha *ha, Link *l, const StoreVm *vm) {
+void ha_save_definition(Ha *ha, InventoryLink *l, const StoreVm *vm) {
         _cleanup_free_ char *xml = NULL;
-        if (hv_domain_xml_get(l->conn, vm->uuid, &xml) < 0) {
+        if (hv_domain_xml_get(inventory_link_conn(l), vm->uuid, &xml) < 0) {
                 log_debug("cannot save the definition of VM '%s': %s", vm->name, hv_last_error());
                 return;
         }
@@ -46,13 +46,7 @@ void ha_save_definition(Ha *ha, Link *l, const StoreVm *vm) {
 
 /* A link to host_id that is alive now, without connecting. */
 static bool member_alive(Inventory *inv, int64_t host_id) {
-        bool alive = false;
-        pthread_mutex_lock(&inv->lock);
-        for (Link *l = inv->links; l; l = l->next)
-                if (l->host_id == host_id && !atomic_load(&l->dead) && hv_conn_alive(l->conn))
-                        alive = true;
-        pthread_mutex_unlock(&inv->lock);
-        return alive;
+        return inventory_host_connected(inv, host_id);
 }
 
 /* A direct, bounded check that a member answers, independent of the
@@ -113,13 +107,13 @@ static bool probe_answers(const char *uri, int timeout_ms) {
 
 /* The domain definition to restart a VM from: the one saved from libvirt,
  * else one built from the database (what Armada created it with). */
-static int define_on(Ha *ha, Link *l, const StoreVm *vm, const StoreHost *h) {
+static int define_on(Ha *ha, InventoryLink *l, const StoreVm *vm, const StoreHost *h) {
         _cleanup_free_ char *xml = NULL;
         if (store_vm_xml_get(ha->st, vm->id, &xml) == 0) {
-                int r = hv_domain_define_xml(l->conn, xml);
+                int r = hv_domain_define_xml(inventory_link_conn(l), xml);
                 /* A definition saved before domains were marked has no
                  * marker: the restarted copy must carry it. */
-                if (r == 0 && hv_domain_mark(l->conn, vm->uuid, inventory_installation_id(ha->inv), vm->id) < 0)
+                if (r == 0 && hv_domain_mark(inventory_link_conn(l), vm->uuid, inventory_installation_id(ha->inv), vm->id) < 0)
                         log_warn("VM '%s': %s", vm->name, hv_last_error());
                 return r;
         }
@@ -138,15 +132,15 @@ static int define_on(Ha *ha, Link *l, const StoreVm *vm, const StoreHost *h) {
                 snprintf(d->format, sizeof d->format, "%s", pl > 6 && streq(d->path + pl - 6, ".qcow2") ? "qcow2" : "raw");
         }
         free(disks);
-        return hv_domain_define(l->conn, &spec);
+        return hv_domain_define(inventory_link_conn(l), &spec);
 }
 
 /* Defines and starts vm on host h; records where it runs. 0 or negative
  * with the reason in why. */
 static int start_on(Ha *ha, const StoreVm *vm, const StoreHost *h, char *why, size_t why_size) {
-        Link *l = NULL;
+        InventoryLink *l = NULL;
         char e[512];
-        int r = link_acquire(ha->inv, h, &l, e, sizeof e);
+        int r = inventory_link_acquire(ha->inv, h, &l, e, sizeof e);
         if (r < 0) {
                 snprintf(why, why_size, "host '%s' cannot be reached: %.300s", h->name, e);
                 return r;
@@ -154,9 +148,9 @@ static int start_on(Ha *ha, const StoreVm *vm, const StoreHost *h, char *why, si
         /* The record moves to h before the start, so that reconcile there
          * finds the VM where Armada says it is; the start itself runs
          * outside the link's lock, so a host starts several VMs at once. */
-        pthread_mutex_lock(&l->op_lock);
+        inventory_link_lock_ops(l);
         HvState s;
-        bool existed = hv_domain_state(l->conn, vm->uuid, &s) == 0;
+        bool existed = hv_domain_state(inventory_link_conn(l), vm->uuid, &s) == 0;
         bool running = existed && (s == HV_STATE_RUNNING || s == HV_STATE_BLOCKED);
         r = running ? 0 : define_on(ha, l, vm, h);
         bool moved = r == 0;
@@ -164,26 +158,26 @@ static int start_on(Ha *ha, const StoreVm *vm, const StoreHost *h, char *why, si
                 (void) store_vm_set_host(ha->st, vm->id, h->id);
         else
                 snprintf(why, why_size, "host '%s': %s", h->name, hv_last_error());
-        pthread_mutex_unlock(&l->op_lock);
+        inventory_link_unlock_ops(l);
         if (r == 0 && !running) {
                 /* Ahead of every queued job start, and never held longer
                  * than priority_wait_ms (see inventory_slot_take()). */
                 (void) inventory_slot_take(ha->inv, h, INVENTORY_SLOT_START, vm->name, true, NULL);
-                r = hv_domain_start(l->conn, vm->uuid);
+                r = hv_domain_start(inventory_link_conn(l), vm->uuid);
                 inventory_slot_give(ha->inv, h->id, INVENTORY_SLOT_START);
                 if (r < 0)
                         snprintf(why, why_size, "host '%s': %s", h->name, hv_last_error());
         }
-        pthread_mutex_lock(&l->op_lock);
+        inventory_link_lock_ops(l);
         if (r == 0)
                 (void) store_vm_set_state(ha->st, vm->id, "running");
         else if (moved) {
                 if (!existed)
-                        (void) hv_domain_undefine(l->conn, vm->uuid); /* leave no stray definition */
+                        (void) hv_domain_undefine(inventory_link_conn(l), vm->uuid); /* leave no stray definition */
                 (void) store_vm_set_host(ha->st, vm->id, vm->host_id);
         }
-        pthread_mutex_unlock(&l->op_lock);
-        link_release(ha->inv, l);
+        inventory_link_unlock_ops(l);
+        inventory_link_unref(l);
         return r;
 }
 
@@ -551,12 +545,12 @@ static void save_definitions(Ha *ha) {
                 if (store_vm_get(ha->st, ids[i], &vm) < 0 || store_host_get(ha->st, vm.host_id, &h) < 0 || !streq(h.state, "ok") ||
                     !member_alive(ha->inv, h.id))
                         continue;
-                Link *l = NULL;
+                InventoryLink *l = NULL;
                 char why[256];
-                if (link_acquire(ha->inv, &h, &l, why, sizeof why) < 0)
+                if (inventory_link_acquire(ha->inv, &h, &l, why, sizeof why) < 0)
                         continue;
                 ha_save_definition(ha, l, &vm);
-                link_release(ha->inv, l);
+                inventory_link_unref(l);
         }
         free(ids);
 }

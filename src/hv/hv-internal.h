@@ -3,6 +3,10 @@
  * I/O side builds and reads, and hv_conn_virt() for hv's other files. */
 #pragma once
 
+#ifndef HV_PRIV_ALLOW
+#error "hv-internal.h is private to hv's own files (their meson target defines HV_PRIV_ALLOW); use the module's public header"
+#endif
+
 #include <stdbool.h>
 #include <stdint.h>
 

@@ -2,6 +2,10 @@
  * inventory-jobs.c (job handlers). Not for other modules. */
 #pragma once
 
+#ifndef INVENTORY_PRIV_ALLOW
+#error "inventory-priv.h is private to the inventory's own files (their meson target defines INVENTORY_PRIV_ALLOW); use the module's public header"
+#endif
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include "inventory.h"

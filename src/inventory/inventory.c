@@ -166,6 +166,50 @@ Link *link_peek(Inventory *inv, int64_t host_id) {
         return found;
 }
 
+int inventory_link_acquire(Inventory *inv, const StoreHost *h, InventoryLink **ret, char *why, size_t why_size) {
+        return link_acquire(inv, h, ret, why, why_size);
+}
+
+Jobs *inventory_jobs(Inventory *inv) {
+        return inv->jobs;
+}
+
+InventoryLink *inventory_link_peek(Inventory *inv, int64_t host_id) {
+        return link_peek(inv, host_id);
+}
+
+InventoryLink *inventory_link_unref(InventoryLink *l) {
+        if (l)
+                link_release(l->inv, l);
+        return NULL;
+}
+
+HvConn *inventory_link_conn(const InventoryLink *l) {
+        return l->conn;
+}
+
+void inventory_link_lock_ops(InventoryLink *l) {
+        pthread_mutex_lock(&l->op_lock);
+}
+
+void inventory_link_unlock_ops(InventoryLink *l) {
+        pthread_mutex_unlock(&l->op_lock);
+}
+
+int inventory_host_uri_check(Inventory *inv, const char *uri, char *why, size_t why_size) {
+        return hv_uri_check(uri, inv->cfg.allow_test_hosts, why, why_size);
+}
+
+bool inventory_host_connected(Inventory *inv, int64_t host_id) {
+        bool alive = false;
+        pthread_mutex_lock(&inv->lock);
+        for (Link *l = inv->links; l; l = l->next)
+                if (l->host_id == host_id && !atomic_load(&l->dead) && hv_conn_alive(l->conn))
+                        alive = true;
+        pthread_mutex_unlock(&inv->lock);
+        return alive;
+}
+
 /* Drops the host's link (host removed). */
 void link_forget(Inventory *inv, int64_t host_id) {
         Link *gone = NULL;

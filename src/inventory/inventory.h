@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include "store/store.h"
 #include "jobs/jobs.h"
+#include "hv/hv.h"
+#include "op/op.h"
 
 typedef struct {
         int refresh_interval_ms;     /* how often every host is checked (default 5000) */
@@ -63,6 +65,9 @@ int inventory_slot_take(Inventory *inv, const StoreHost *h, InventorySlot kind, 
 void inventory_slot_give(Inventory *inv, int64_t host_id, InventorySlot kind);
 
 int inventory_new(Store *st, Jobs *jobs, const InventoryConfig *cfg, Inventory **ret);
+/* The job queue the inventory was made with (for modules that queue
+ * inventory jobs, such as a VM delete after an abandoned deploy). */
+Jobs *inventory_jobs(Inventory *inv);
 /* Registers the job kinds (before jobs_start()) */
 void inventory_register_jobs(Inventory *inv);
 /* Starts the host monitor thread. */
@@ -117,3 +122,62 @@ bool inventory_vm_is_foreign(const StoreVm *vm);
 
 /* Forgets a removed host's connection. */
 void inventory_forget_host(Inventory *inv, int64_t host_id);
+
+/* ---- live connections to hosts, for the modules that act on them ----
+ * An InventoryLink is a reference to the inventory's connection to one host
+ * (opaque: its insides are the inventory's). Every call through it goes to
+ * that host's libvirtd with the deadlines of src/hv. */
+typedef struct Link InventoryLink;
+/* A live link to host h, connecting when needed; 0 and *ret (release it with
+ * inventory_link_unref), or negative with a sentence in why: -EPERM when the
+ * host's URI does not pass hv_uri_check() (never opened). why never quotes
+ * libvirt's parse context (it can hold file contents). */
+int inventory_link_acquire(Inventory *inv, const StoreHost *h, InventoryLink **ret, char *why, size_t why_size);
+/* The host's live link with a reference, or NULL when there is none right
+ * now. Never connects, so it never blocks (for HTTP threads). */
+InventoryLink *inventory_link_peek(Inventory *inv, int64_t host_id);
+/* Drops the reference; takes NULL; returns NULL. */
+InventoryLink *inventory_link_unref(InventoryLink *l);
+/* The connection to call hv_* with; valid while the reference is held. */
+HvConn *inventory_link_conn(const InventoryLink *l);
+/* Holds off the host's reconcile while a job changes domains on it (a
+ * define and start, a migration's end, a managed save): reconcile lists the
+ * host's domains under the same lock, so it never sees half of a change. */
+void inventory_link_lock_ops(InventoryLink *l);
+void inventory_link_unlock_ops(InventoryLink *l);
+/* Whether a host URI may be registered (hv_uri_check with this armadad's
+ * allow-list): 0, or negative with the reason in why. */
+int inventory_host_uri_check(Inventory *inv, const char *uri, char *why, size_t why_size);
+/* Whether the inventory holds a live connection to host_id now (no I/O). */
+bool inventory_host_connected(Inventory *inv, int64_t host_id);
+static inline void inventory_link_unrefp(InventoryLink **l) {
+        (void) inventory_link_unref(*l);
+}
+#define _cleanup_inventory_link_ __attribute__((cleanup(inventory_link_unrefp)))
+
+/* ---- the screens of VMs (inventory-console.c), for the web console ---- */
+/* The VM (its JSON, caller frees) if c may read it; else -ENOENT and a 404
+ * "There is no VM with id N." (the same whether it does not exist or is out
+ * of sight). */
+int inventory_vm_readable(Inventory *inv, const OpCaller *c, int64_t vm_id, json_t **ret, OpError *err);
+
+typedef struct InventoryConsole {
+        char vm_name[64];
+        char addr[256];          /* where armadad connects to the VNC server */
+        int port;
+        char password[64];       /* "" when there is none */
+} InventoryConsole;
+/* Where the console of VM vm_id can be reached, for a caller who may
+ * operate it: 0 and *ret; else err (404 unseen, 403 denied and audited, 409
+ * foreign / not placed / not running / no VNC / VNC on an unreachable
+ * loopback, 503 host not connected, 502 host error). Never connects. */
+int inventory_vm_console(Inventory *inv, const OpCaller *c, int64_t vm_id, InventoryConsole *ret, OpError *err);
+/* The VNC password of VM vm_id for a caller who may operate it (audited as
+ * vm.console); errors as inventory_vm_console's. */
+int inventory_vm_console_password(Inventory *inv, const OpCaller *c, int64_t vm_id, char ret[64], OpError *err);
+/* A picture of a running VM's screen, width pixels wide, as PNG: 0 and
+ * *ret_png (malloc'd) of *ret_len bytes; -ENOTCONN when its host is not
+ * connected now (never connects); else negative with a sentence in why.
+ * The caller has checked that the VM may be read. */
+int inventory_vm_screen_png(Inventory *inv, int64_t host_id, const char *uuid, unsigned width, char **ret_png, size_t *ret_len,
+                            char *why, size_t why_size);

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "hv/hv-volume.h"
-#include "inventory/inventory-priv.h"
+#include "inventory/inventory.h"
 #include "store/store-library.h"
 
 /* ------------------------------------------------------------------ */
@@ -172,7 +172,7 @@ typedef struct {
         JobCtx *ctx;
         StoreVm vm;
         StoreHost host;
-        Link *link;
+        InventoryLink *link;
         json_t *tpl;
         char *made[HV_MAX_DISKS];   /* volumes created, for the undo */
         size_t n_made;
@@ -188,7 +188,7 @@ typedef struct {
  * to stream anyway). */
 static HvConn *stream_conn(Deploy *d) {
         if (streq(d->host.domain_type, "test"))
-                return d->link->conn;
+                return inventory_link_conn(d->link);
         if (!d->streams && hv_connect(d->host.uri, 0, 0, NULL, NULL, &d->streams) < 0)
                 return NULL;
         return d->streams;
@@ -216,7 +216,7 @@ static void disk_record(Deploy *d, const char *target, const char *path, uint64_
 
 /* The system disk: an overlay over the base, or a copy of it. */
 static int deploy_system_disk(Deploy *d, HvDomainSpec *spec, bool full_copy, json_t **steps) {
-        HvConn *c = d->link->conn;
+        HvConn *c = inventory_link_conn(d->link);
         const char *base = tstr(d->tpl, "base_path"), *bfmt = tstr(d->tpl, "base_format");
         uint64_t vsize = (uint64_t) tint(d->tpl, "base_virtual_size"), fsize = (uint64_t) tint(d->tpl, "base_size");
         uint64_t want = (uint64_t) tint(d->tpl, "disk_bytes");
@@ -276,7 +276,7 @@ static int deploy_data_disks(Deploy *d, HvDomainSpec *spec) {
                 _cleanup_free_ char *vol = xasprintf("%s-%.8s-%s.qcow2", d->vm.name, d->vm.uuid, target);
                 _cleanup_free_ char *path = NULL;
                 uint64_t size = (uint64_t) json_integer_value(s);
-                int r = hv_volume_create(d->link->conn, d->host.pool, vol, "qcow2", size, &path);
+                int r = hv_volume_create(inventory_link_conn(d->link), d->host.pool, vol, "qcow2", size, &path);
                 if (r < 0)
                         return job_fail(d->ctx, r, "Cannot create data disk %s of VM '%s' on host '%s': %s", target, d->vm.name,
                                         d->host.name, hv_last_error());
@@ -349,12 +349,12 @@ static int job_vm_deploy(JobCtx *ctx, void *userdata) {
                 r = job_fail(ctx, -ENXIO, "The host of VM '%s' no longer exists.", d.vm.name);
                 goto fail;
         }
-        if (link_acquire(d.inv, &d.host, &d.link, why, sizeof why) < 0) {
+        if (inventory_link_acquire(d.inv, &d.host, &d.link, why, sizeof why) < 0) {
                 r = job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' of VM '%s': %s", d.host.name, d.vm.name, why);
                 goto fail;
         }
         job_progress(ctx, 10, "connected to host '%s'", d.host.name);
-        if (hv_pool_ensure(d.link->conn, d.host.pool, d.host.pool_path[0] ? d.host.pool_path : "/var/lib/libvirt/images/armada",
+        if (hv_pool_ensure(inventory_link_conn(d.link), d.host.pool, d.host.pool_path[0] ? d.host.pool_path : "/var/lib/libvirt/images/armada",
                            NULL) < 0) {
                 r = job_fail(ctx, -EIO, "Cannot prepare storage pool '%s' on host '%s': %s", d.host.pool, d.host.name, hv_last_error());
                 goto fail;
@@ -386,7 +386,7 @@ static int job_vm_deploy(JobCtx *ctx, void *userdata) {
          * call and its own write, but reconcile leaves a VM with a running
          * job alone (and knows this VM's UUID from the start), and holding
          * it made parallel deploys on one host start strictly one by one. */
-        r = hv_domain_define(d.link->conn, &spec);
+        r = hv_domain_define(inventory_link_conn(d.link), &spec);
         if (r == 0) {
                 d.defined = true;
                 (void) store_vm_update_hw(ctx->st, d.vm.id, d.vm.cpus, d.vm.memory_mib, dtype);
@@ -403,10 +403,10 @@ static int job_vm_deploy(JobCtx *ctx, void *userdata) {
                                  d.vm.name);
                         goto fail;
                 }
-                r = hv_domain_start(d.link->conn, d.vm.uuid);
+                r = hv_domain_start(inventory_link_conn(d.link), d.vm.uuid);
                 inventory_slot_give(d.inv, d.host.id, INVENTORY_SLOT_START);
                 HvState s;
-                if (r == 0 && hv_domain_state(d.link->conn, d.vm.uuid, &s) == 0)
+                if (r == 0 && hv_domain_state(inventory_link_conn(d.link), d.vm.uuid, &s) == 0)
                         (void) store_vm_set_state(ctx->st, d.vm.id, hv_state_name(s));
                 if (r < 0) {
                         r = job_fail(ctx, r, "Cannot start VM '%s' on host '%s': %s", d.vm.name, d.host.name, hv_last_error());
@@ -422,17 +422,17 @@ static int job_vm_deploy(JobCtx *ctx, void *userdata) {
                                 "template", tstr(d.tpl, "name"), "hostname", hostname, "disks", steps);
         steps = NULL;
         hv_conn_free(d.streams);
-        link_release(d.inv, d.link);
+        inventory_link_unref(d.link);
         json_decref(d.tpl);
         for (size_t i = 0; i < d.n_made; i++) free(d.made[i]);
         return 0;
 fail:
         hv_conn_free(d.streams);
-        if (d.link && !hv_conn_alive(d.link->conn)) {
+        if (d.link && !hv_conn_alive(inventory_link_conn(d.link))) {
                 /* The connection died under the job: undo over a new one. */
-                link_release(d.inv, d.link);
+                inventory_link_unref(d.link);
                 d.link = NULL;
-                if (link_acquire(d.inv, &d.host, &d.link, why, sizeof why) < 0) {
+                if (inventory_link_acquire(d.inv, &d.host, &d.link, why, sizeof why) < 0) {
                         d.link = NULL;
                         log_warn("VM '%s': cannot reach host '%s' to remove what a failed deploy made: %s", d.vm.name,
                                  d.host.name, why);
@@ -440,13 +440,13 @@ fail:
         }
         if (d.link) {
                 if (d.defined) {
-                        pthread_mutex_lock(&d.link->op_lock);
-                        (void) hv_domain_undefine(d.link->conn, d.vm.uuid);
-                        pthread_mutex_unlock(&d.link->op_lock);
+                        inventory_link_lock_ops(d.link);
+                        (void) hv_domain_undefine(inventory_link_conn(d.link), d.vm.uuid);
+                        inventory_link_unlock_ops(d.link);
                 }
                 for (size_t i = d.n_made; i-- > 0;)
-                        (void) hv_volume_delete(d.link->conn, d.made[i]);
-                link_release(d.inv, d.link);
+                        (void) hv_volume_delete(inventory_link_conn(d.link), d.made[i]);
+                inventory_link_unref(d.link);
         }
         for (size_t i = 0; i < d.n_made; i++) free(d.made[i]);
         _cleanup_free_ char *fmsg = xasprintf("VM '%s' was not deployed: %s", d.vm.name, ctx->error);
@@ -467,7 +467,7 @@ static void abandon_vm_deploy(Store *st, const StoreJob *job, void *userdata) {
                 return;
         (void) store_vm_set_state(st, vm.id, "failed");
         json_t *p = json_pack("{s:b}", "keep_disks", 0);
-        (void) jobs_submit(inv->jobs, "vm.delete", "vm", vm.id, vm.name, job->owner_id, p, NULL);
+        (void) jobs_submit(inventory_jobs(inv), "vm.delete", "vm", vm.id, vm.name, job->owner_id, p, NULL);
         json_decref(p);
 }
 
@@ -495,12 +495,12 @@ static int job_vm_capture(JobCtx *ctx, void *userdata) {
         free(disks);
         if (!src[0])
                 return job_fail(ctx, -ENOENT, "VM '%s' has no system disk (vda or sda) to make a template of.", vm.name);
-        Link *link;
-        if (link_acquire(inv, &host, &link, why, sizeof why) < 0)
+        InventoryLink *link;
+        if (inventory_link_acquire(inv, &host, &link, why, sizeof why) < 0)
                 return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' of VM '%s': %s", host.name, vm.name, why);
         HvState state = HV_STATE_NOSTATE;
-        if (hv_domain_state(link->conn, vm.uuid, &state) < 0 || state != HV_STATE_SHUTOFF) {
-                link_release(inv, link);
+        if (hv_domain_state(inventory_link_conn(link), vm.uuid, &state) < 0 || state != HV_STATE_SHUTOFF) {
+                inventory_link_unref(link);
                 return job_fail(ctx, -EBUSY, "VM '%s' must be shut off to be copied into a template; it is %s.", vm.name,
                                 hv_state_name(state));
         }
@@ -511,21 +511,21 @@ static int job_vm_capture(JobCtx *ctx, void *userdata) {
         struct stat sb;
         bool visible = false;
         if (stat(src, &sb) == 0 && S_ISREG(sb.st_mode))
-                (void) hv_volume_visible(link->conn, src, (uint64_t) sb.st_size, &visible);
+                (void) hv_volume_visible(inventory_link_conn(link), src, (uint64_t) sb.st_size, &visible);
         int r;
         job_progress(ctx, 20, visible ? "copying '%s' with qemu-img" : "downloading '%s' from host", src);
         if (visible)
                 r = library_image_convert(src, tmp, why, sizeof why);
         else if ((r = inventory_slot_take(inv, &host, INVENTORY_SLOT_DISK, NULL, false, ctx)) < 0) {
-                link_release(inv, link);
+                inventory_link_unref(link);
                 return r;
         } else {
-                r = hv_volume_download(link->conn, src, tmp);
+                r = hv_volume_download(inventory_link_conn(link), src, tmp);
                 inventory_slot_give(inv, host.id, INVENTORY_SLOT_DISK);
                 if (r < 0)
                         snprintf(why, sizeof why, "Cannot copy the disk of VM '%s' from host '%s': %s", vm.name, host.name, hv_last_error());
         }
-        link_release(inv, link);
+        inventory_link_unref(link);
         if (r < 0)
                 return job_fail(ctx, r, "%s", why);
         int fd = open(tmp, O_RDONLY | O_CLOEXEC);

@@ -2,6 +2,10 @@
  * helpers each thread uses. Not for other modules. */
 #pragma once
 
+#ifndef MONITOR_PRIV_ALLOW
+#error "monitor-priv.h is private to the monitor's own files (their meson target defines MONITOR_PRIV_ALLOW); use the module's public header"
+#endif
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include "monitor.h"

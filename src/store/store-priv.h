@@ -2,6 +2,10 @@
  * files: the row helpers every query builds on. Not for other modules. */
 #pragma once
 
+#ifndef STORE_PRIV_ALLOW
+#error "store-priv.h is private to the store's own files (their meson target defines STORE_PRIV_ALLOW); use the module's public header"
+#endif
+
 #include <sqlite3.h>
 #include "store.h"
 
