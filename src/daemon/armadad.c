@@ -42,6 +42,7 @@ typedef struct {
         char *web_dir;
         int workers;
         int refresh_interval_ms;
+        int full_refresh_ms;
         int stop_timeout_s;
         int max_parallel_starts, max_parallel_disk_ops;
         int job_stuck_percent;
@@ -101,7 +102,7 @@ static int config_set(Config *c, const char *key, const char *val) {
         } else if (streq(key, "ensure-host")) {
                 c->ensure_hosts = xrealloc(c->ensure_hosts, sizeof(char *) * (c->n_ensure_hosts + 1));
                 c->ensure_hosts[c->n_ensure_hosts++] = xstrdup(val);
-        } else if (streq(key, "workers") || streq(key, "refresh-interval-ms") || streq(key, "stop-timeout-s") || streq(key, "token-ttl-s") ||
+        } else if (streq(key, "workers") || streq(key, "refresh-interval-ms") || streq(key, "full-refresh-s") || streq(key, "stop-timeout-s") || streq(key, "token-ttl-s") ||
                    streq(key, "ha-declare-ms") || streq(key, "fence-timeout-s") || strncmp(key, "monitor-", 8) == 0 ||
                    streq(key, "audit-retention-days") || streq(key, "connections-per-address") || streq(key, "idle-timeout-s") ||
                    streq(key, "max-streams") || streq(key, "max-streams-per-user") ||
@@ -112,6 +113,7 @@ static int config_set(Config *c, const char *key, const char *val) {
                 }
                 if (streq(key, "workers")) c->workers = (int) n;
                 else if (streq(key, "refresh-interval-ms")) c->refresh_interval_ms = (int) n;
+                else if (streq(key, "full-refresh-s")) c->full_refresh_ms = n > 86400 ? 86400000 : (int) n * 1000;
                 else if (streq(key, "stop-timeout-s")) c->stop_timeout_s = (int) n;
                 else if (streq(key, "ha-declare-ms")) c->ha_declare_ms = (int) n;
                 else if (streq(key, "fence-timeout-s")) c->fence_timeout_s = (int) n;
@@ -190,6 +192,7 @@ static void usage(void) {
              "  --web-dir DIR              web console files (default ./web when present)\n"
              "  --workers N                job worker threads (default 4)\n"
              "  --refresh-interval-ms N    how often every host is checked (default 5000)\n"
+             "  --full-refresh-s N         how often a host whose domains sent no event is listed anyway (default 60)\n"
              "  --stop-timeout-s N         default wait for a guest shutdown before power-off (60)\n"
              "  --deadline-query-s N       a host call that reads (facts, lists, stats) fails after N s and the host\n"
              "                             is not-responding (30); --deadline-start-s (60), --deadline-change-s\n"
@@ -336,7 +339,7 @@ int main(int argc, char **argv) {
                 { "allow-test-hosts", no_argument, NULL, 0 },
                 { "max-streams", required_argument, NULL, 0 }, { "max-streams-per-user", required_argument, NULL, 0 },
                 { "web-dir", required_argument, NULL, 0 }, { "workers", required_argument, NULL, 0 },
-                { "refresh-interval-ms", required_argument, NULL, 0 }, { "stop-timeout-s", required_argument, NULL, 0 },
+                { "refresh-interval-ms", required_argument, NULL, 0 }, { "full-refresh-s", required_argument, NULL, 0 }, { "stop-timeout-s", required_argument, NULL, 0 },
                 { "token-ttl-s", required_argument, NULL, 0 },
                 { "ha-declare-ms", required_argument, NULL, 0 }, { "fence-timeout-s", required_argument, NULL, 0 }, { "admin-user", required_argument, NULL, 0 },
                 { "monitor-interval-ms", required_argument, NULL, 0 }, { "monitor-webhook-backoff-ms", required_argument, NULL, 0 },
@@ -454,7 +457,7 @@ int main(int argc, char **argv) {
         Api *api = NULL;
         Ha *ha = NULL;
         Monitor *mon = NULL;
-        InventoryConfig icfg = { .refresh_interval_ms = c.refresh_interval_ms, .stop_timeout_s = c.stop_timeout_s,
+        InventoryConfig icfg = { .refresh_interval_ms = c.refresh_interval_ms, .full_refresh_ms = c.full_refresh_ms, .stop_timeout_s = c.stop_timeout_s,
                                  .allow_test_hosts = c.allow_test_hosts, .max_parallel_starts = c.max_parallel_starts,
                                  .max_parallel_disk_ops = c.max_parallel_disk_ops, .test_hold_starts = c.test_hold_starts };
         (void) jobs_new(st, (unsigned) c.workers, &jobs);

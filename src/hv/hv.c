@@ -52,7 +52,26 @@ struct HvConn {
         pthread_mutex_t lock;
         virConnectPtr idle[8];
         size_t n_idle;
+        /* hv_conn_watch_domains(): the connection that stays open for
+         * domain events (idle[0] when shared), and what they bump. */
+        virConnectPtr events;
+        int events_id;          /* the callback's id; -1 when not watching */
+        struct EventSink *sink;
 };
+
+/* What a domain event callback bumps. Shared by the HvConn and libvirt's
+ * registration (each holds a reference), so that a callback libvirt runs
+ * late never touches a freed HvConn. */
+typedef struct EventSink {
+        atomic_uint_fast64_t count;
+        atomic_int refs;
+} EventSink;
+
+static void sink_unref(void *opaque) {
+        EventSink *s = opaque;
+        if (s && atomic_fetch_sub(&s->refs, 1) == 1)
+                free(s);
+}
 
 /* ---- errors ---- */
 
@@ -396,14 +415,104 @@ int hv_connect(const char *uri, int keepalive_interval_s, unsigned keepalive_cou
         return 0;
 }
 
+/* ---- domain events ---- */
+
+static int on_domain_event(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque) {
+        EventSink *sink = opaque;
+        atomic_fetch_add(&sink->count, 1);
+        return 0;
+}
+
+/* Registering is a call to the daemon, which may never answer: bounded. */
+typedef struct {
+        virConnectPtr conn;     /* NULL when a timed-out registration must close it */
+        EventSink *sink;
+        int id;
+        int code;
+        bool own_conn;          /* drop closes conn (not the shared one) */
+} Watch;
+
+static void watch_run(void *data) {
+        Watch *w = data;
+        atomic_fetch_add(&w->sink->refs, 1); /* libvirt's, dropped by sink_unref */
+        w->id = virConnectDomainEventRegisterAny(w->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                                 VIR_DOMAIN_EVENT_CALLBACK(on_domain_event), w->sink, sink_unref);
+        if (w->id < 0) {
+                w->code = hv_virt_code();
+                sink_unref(w->sink);
+        }
+}
+
+static void watch_drop(void *data) {
+        Watch *w = data;
+        if (w->own_conn && w->conn)
+                virConnectClose(w->conn); /* its callbacks go with it */
+        sink_unref(w->sink);
+        free(w);
+}
+
+int hv_conn_watch_domains(HvConn *c) {
+        assert(c);
+        if (c->sink)
+                return 0;
+        virConnectPtr conn = NULL;
+        if (c->shared)
+                conn = c->idle[0];
+        else {
+                int r = conn_open(c, false, &conn);
+                if (r < 0)
+                        return r;
+        }
+        EventSink *sink = xcalloc(1, sizeof *sink);
+        atomic_init(&sink->refs, 1);
+        Watch *w = xcalloc(1, sizeof *w);
+        *w = (Watch) { .conn = conn, .sink = sink, .own_conn = !c->shared };
+        atomic_fetch_add(&sink->refs, 1); /* w's */
+        if (hv_run_bounded(HV_CONNECT_DEADLINE_MS, watch_run, watch_drop, w) < 0) {
+                sink_unref(sink);
+                hv_set_error("cannot watch the domains of '%.500s': libvirtd did not answer within %u s", c->uri,
+                             HV_CONNECT_DEADLINE_MS / 1000);
+                return -ETIMEDOUT;
+        }
+        if (w->id < 0) {
+                int code = w->code;
+                sink_unref(sink);
+                watch_drop(w);
+                hv_set_error("cannot watch the domains of '%.500s': the driver has no domain events", c->uri);
+                return code == VIR_ERR_NO_SUPPORT ? -EOPNOTSUPP : -EIO;
+        }
+        pthread_mutex_lock(&c->lock);
+        c->events = conn;
+        c->events_id = w->id;
+        c->sink = sink;
+        pthread_mutex_unlock(&c->lock);
+        sink_unref(sink); /* w's; c holds its own, libvirt its own */
+        free(w);
+        return 0;
+}
+
+bool hv_conn_domain_events(HvConn *c, uint64_t *ret_count) {
+        if (!c || !c->sink)
+                return false;
+        *ret_count = atomic_load(&c->sink->count);
+        return true;
+}
+
 HvConn *hv_conn_free(HvConn *c) {
         if (!c)
                 return NULL;
         /* Unregistering first (in conns_close): the callback must not run on
          * a freed HvConn, nor report our own close as a failure. No lease is
          * out: the owner frees c only when nobody calls through it. */
-        virConnectPtr *all = xcalloc(c->n_idle + 1, sizeof *all);
+        virConnectPtr *all = xcalloc(c->n_idle + 2, sizeof *all);
         memcpy(all, c->idle, c->n_idle * sizeof *all);
+        if (c->sink) {
+                if (c->shared) /* in-process, never blocks; idle[0] outlives this call */
+                        (void) virConnectDomainEventDeregisterAny(c->events, c->events_id);
+                else           /* closing it drops its callbacks (and libvirt's sink reference) */
+                        all[c->n_idle] = c->events;
+                sink_unref(c->sink);
+        }
         c->n_idle = 0;
         conns_close(c, all);
         pthread_mutex_destroy(&c->lock);

@@ -101,6 +101,18 @@ HvConn *hv_conn_free(HvConn *c);
 /* True while the connection is usable: none of its connections was closed
  * under it and no call on it missed its deadline. */
 bool hv_conn_alive(HvConn *c);
+/* Watches c's domains for lifecycle events (defined, undefined, started,
+ * stopped, crashed, migrated ...) over a connection of their own that stays
+ * open (test driver: the shared one), so that a caller can tell that
+ * nothing changed without listing domains. 0; -EOPNOTSUPP when the driver
+ * has no events; -ETIMEDOUT when libvirtd did not answer within
+ * HV_CONNECT_DEADLINE_MS; else negative. Calling it again is a no-op. The
+ * watch ends with c; if its connection drops, c's on_close runs as for any
+ * of c's connections, so a silent watch is never mistaken for a quiet host. */
+int hv_conn_watch_domains(HvConn *c);
+/* The number of domain events seen on c so far: true and *ret_count while
+ * c is watched (hv_conn_watch_domains), false otherwise. No I/O. */
+bool hv_conn_domain_events(HvConn *c, uint64_t *ret_count);
 /* True once a call on c missed its deadline (see HvDeadlines); *what (may
  * be NULL) then says which, e.g. "starting a domain did not return within
  * 60 s". The connection's on_close was called with that too. */

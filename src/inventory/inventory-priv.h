@@ -17,6 +17,10 @@ typedef struct Link {
         int refs;
         atomic_bool dead;
         pthread_mutex_t op_lock;    /* see inventory.c: serialises reconcile with job actions */
+        /* refresh_host(): the domain-event count and the time of the last
+         * full refresh (pool, facts, domains), and whether the pool is ready */
+        _Atomic uint64_t events_seen;
+        _Atomic int64_t full_at_ms;
         struct Inventory *inv;
         struct Link *next;
 } Link;

@@ -32,6 +32,7 @@ int inventory_new(Store *st, Jobs *jobs, const InventoryConfig *cfg, Inventory *
         inv->jobs = jobs;
         inv->cfg = cfg ? *cfg : (InventoryConfig) {0};
         if (inv->cfg.refresh_interval_ms <= 0) inv->cfg.refresh_interval_ms = 5000;
+        if (inv->cfg.full_refresh_ms <= 0) inv->cfg.full_refresh_ms = 60000;
         if (inv->cfg.keepalive_interval_s <= 0) inv->cfg.keepalive_interval_s = 1;
         if (inv->cfg.keepalive_count == 0) inv->cfg.keepalive_count = 3;
         if (inv->cfg.stop_timeout_s <= 0) inv->cfg.stop_timeout_s = 60;
@@ -133,6 +134,10 @@ int link_acquire(Inventory *inv, const StoreHost *h, Link **ret, char *why, size
                 free(n);
                 return r;
         }
+        /* Domain events let a quiet host's rounds skip listing its domains
+         * (see refresh_host); without them every round lists. */
+        if (hv_conn_watch_domains(n->conn) < 0)
+                log_debug("host '%s': no domain events (%s); every refresh lists its domains", h->name, hv_last_error());
         pthread_mutex_lock(&inv->lock);
         for (Link *l = inv->links; l; l = l->next)
                 if (l->host_id == h->id && !atomic_load(&l->dead)) {
@@ -425,7 +430,11 @@ static bool same_hypervisor(Inventory *inv, const StoreHost *h, int64_t host_id)
 }
 
 /* 0, or the failure of listing the host's domains (nothing reconciled). */
-static int reconcile(Inventory *inv, Link *l, const StoreHost *h) {
+/* *ret_settled: false when something was left for a later round to decide
+ * (a VM with a job in flight, a copy of a VM on two hosts): such a host is
+ * listed again next round, events or not. */
+static int reconcile(Inventory *inv, Link *l, const StoreHost *h, bool *ret_settled) {
+        bool settled = true;
         HvDomainInfo *doms = NULL;
         size_t n = 0;
         pthread_mutex_lock(&l->op_lock);
@@ -443,18 +452,28 @@ static int reconcile(Inventory *inv, Link *l, const StoreHost *h) {
 
         for (size_t i = 0; i < n; i++) {
                 const HvDomainInfo *d = &doms[i];
-                int64_t vm_id;
-                if (store_vm_find_uuid(inv->st, d->uuid, &vm_id) < 0) {
-                        import_domain(inv, h, d);
+                /* The VMs recorded on this host first (no query); a domain
+                 * that is not among them is looked up by UUID. */
+                StoreVm vm;
+                int64_t vm_id = 0;
+                for (int k = 0; k < n_known && !vm_id; k++)
+                        if (strcasecmp(known[k].uuid, d->uuid) == 0) {
+                                seen[k] = true;
+                                vm = known[k];
+                                vm_id = vm.id;
+                        }
+                if (!vm_id) {
+                        if (store_vm_find_uuid(inv->st, d->uuid, &vm_id) < 0) {
+                                import_domain(inv, h, d);
+                                continue;
+                        }
+                        if (store_vm_get(inv->st, vm_id, &vm) < 0)
+                                continue;
+                }
+                if (vm_is_busy(inv->st, vm_id)) {
+                        settled = false;
                         continue;
                 }
-                StoreVm vm;
-                if (store_vm_get(inv->st, vm_id, &vm) < 0)
-                        continue;
-                for (int k = 0; k < n_known; k++)
-                        if (known[k].id == vm_id) seen[k] = true;
-                if (vm_is_busy(inv->st, vm_id))
-                        continue;
                 const char *state = hv_state_name(d->state);
                 if (domain_is_foreign(inv, d) || inventory_vm_is_foreign(&vm)) {
                         reconcile_foreign(inv, h, &vm, d);
@@ -465,6 +484,7 @@ static int reconcile(Inventory *inv, Link *l, const StoreHost *h) {
                                 continue; /* a stale definition; the VM lives where Armada placed it */
                         if (same_hypervisor(inv, h, vm.host_id))
                                 continue; /* one libvirtd seen through two host records: nothing moved */
+                        settled = false; /* whatever is decided, the next round looks again */
                         if (copy_elsewhere(inv, l, h, &vm, d))
                                 continue;
                         _cleanup_free_ char *msg = xasprintf("VM '%s' is %s on host '%s'; Armada had it on host id %lld. Its record now follows it.",
@@ -503,8 +523,10 @@ static int reconcile(Inventory *inv, Link *l, const StoreHost *h) {
                                 log_info("foreign VM '%s' is no longer on host '%s'; forgotten", vm->name, h->name);
                         continue;
                 }
-                if (vm_is_busy(inv->st, vm->id))
+                if (vm_is_busy(inv->st, vm->id)) {
+                        settled = false;
                         continue;
+                }
                 /* Recheck by uuid: it may have been imported or moved meanwhile. */
                 bool present = false;
                 for (size_t i = 0; i < n; i++)
@@ -520,6 +542,7 @@ static int reconcile(Inventory *inv, Link *l, const StoreHost *h) {
         free(seen);
         free(known);
         free(doms);
+        *ret_settled = settled;
         return 0;
 }
 
@@ -620,7 +643,27 @@ static int claim_identity(Inventory *inv, StoreHost *h, const HvHostInfo *info, 
         return -EEXIST;
 }
 
+/* A round's refresh of a host that is known and quiet: no domain event
+ * since the last full refresh, which is less than cfg.full_refresh_ms old.
+ * The full refresh still comes that often, for what libvirt reports no
+ * lifecycle event about (a marker, a resize done behind Armada's back, a
+ * pool). */
+static bool host_is_quiet(Inventory *inv, Link *l, const StoreHost *h, uint64_t events) {
+        int64_t full_at = atomic_load(&l->full_at_ms);
+        return full_at > 0 && events == atomic_load(&l->events_seen) && now_ms() - full_at < inv->cfg.full_refresh_ms &&
+               (streq(h->state, "ok") || streq(h->state, "maintenance"));
+}
+
+static int refresh_host(Inventory *inv, int64_t host_id, bool full, char *reason, size_t reason_size);
+
 int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t reason_size) {
+        return refresh_host(inv, host_id, true, reason, reason_size);
+}
+
+/* Checks a host: its facts always (the call that tells it answers), and
+ * unless it is quiet (host_is_quiet; never when full) its storage pool and
+ * its domains against the VMs recorded on it. */
+static int refresh_host(Inventory *inv, int64_t host_id, bool full, char *reason, size_t reason_size) {
         StoreHost h;
         int r = store_host_get(inv->st, host_id, &h);
         if (r < 0) {
@@ -654,6 +697,14 @@ int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t
                 link_forget(inv, h.id);
                 return r;
         }
+        uint64_t events = 0;
+        bool watched = hv_conn_domain_events(l->conn, &events);
+        if (!full && watched && host_is_quiet(inv, l, &h, events)) {
+                (void) store_host_set_facts(inv->st, h.id, info.cpus, info.memory_mib, info.free_memory_mib, info.hv_driver,
+                                            info.default_domain_type, info.hostname, NULL);
+                link_release(inv, l);
+                return 0;
+        }
         _cleanup_free_ char *pool_path = NULL;
         if (hv_pool_ensure(l->conn, h.pool, h.pool_path[0] ? h.pool_path : "/var/lib/libvirt/images/armada", &pool_path) < 0)
                 log_warn("host '%s': cannot prepare storage pool '%s': %s", h.name, h.pool, hv_last_error());
@@ -662,7 +713,15 @@ int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t
         snprintf(h.domain_type, sizeof h.domain_type, "%s", info.default_domain_type);
         /* A host is ok once its domains could be listed: a libvirtd whose
          * workers hang answers the host's facts but not the list. */
-        r = reconcile(inv, l, &h);
+        int64_t started = now_ms();
+        bool settled = false;
+        r = reconcile(inv, l, &h, &settled);
+        if (r == 0 && watched && settled) {
+                /* events was read before the list: an event during it makes
+                 * the next round list again. */
+                atomic_store(&l->events_seen, events);
+                atomic_store(&l->full_at_ms, started);
+        }
         if (r == -ETIMEDOUT) {
                 snprintf(why, sizeof why, "%s", hv_last_error());
                 link_release(inv, l);
@@ -711,7 +770,7 @@ static void *refresher_main(void *arg) {
                         continue;
                 inv->inflight[me->slot] = id;
                 pthread_mutex_unlock(&inv->lock);
-                (void) inventory_refresh_host(inv, id, NULL, 0);
+                (void) refresh_host(inv, id, false, NULL, 0);
                 pthread_mutex_lock(&inv->lock);
                 inv->inflight[me->slot] = 0;
         }

@@ -29,6 +29,8 @@
 
 typedef struct {
         int refresh_interval_ms;     /* how often every host is checked (default 5000) */
+        int full_refresh_ms;         /* a host with domain events whose domains did not change is listed
+                                      * again only this often (default 60000): see inventory.c */
         int keepalive_interval_s;    /* libvirt keepalive (default 1) */
         unsigned keepalive_count;    /* missed answers before a drop (default 3) */
         int stop_timeout_s;          /* default wait for a guest to shut down (60) */

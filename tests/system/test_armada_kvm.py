@@ -100,6 +100,8 @@ class TestArmadaOnTestbed(BedCase):
         self.d.vm_action(vm["id"], "kill")
 
     def test_4_reconcile_sees_changes_made_behind_armadas_back(self):
+        # Within 15 s, while a quiet host is listed in full only every 60 s
+        # (--full-refresh-s): libvirt's domain events are what tell armadad.
         vm = self.d.create_vm("sys-gone", "h2", memory_mib=64)
         self.bed.virsh("h2", "undefine", "sys-gone")
         wait_until(lambda: self.d.vm(vm["id"])["state"] == "missing", 15, what="the VM to be marked missing")
