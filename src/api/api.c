@@ -1,6 +1,7 @@
 /* api: the HTTP server — request assembly, routing, authentication, the
  * typed body checks every handler uses, and the static web files. */
 #include "api-priv.h"
+#include "account/account.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -224,13 +225,20 @@ bool api_allowed_some(Req *r, AuthAction a, AuthObjectKind k) {
 }
 
 void reply_vm_name_taken(Req *r, const char *field, const char *name) {
-        int64_t id;
-        _cleanup_json_ json_t *v = store_vm_find(r->api->st, name, &id) == 0 ? store_vm_get_json(r->api->st, id) : NULL;
-        if (v && api_allowed(r, ACT_READ, OBJ_VM, json_integer_value(json_object_get(v, "owner_id")),
-                             json_integer_value(json_object_get(v, "group_id"))))
-                reply_error(r, 409, "conflict", field, "A VM named '%s' already exists.", name);
-        else
-                reply_error(r, 409, "conflict", field, "The VM name '%s' cannot be used; choose another.", name);
+        OpCaller c = api_caller(r);
+        OpError e;
+        (void) inventory_vm_name_taken(r->api->inv, &c, field, name, &e);
+        reply_op_error(r, &e);
+}
+
+bool api_job_visible(Req *r, json_t *job) {
+        OpCaller c = api_caller(r);
+        return op_job_visible(r->api->st, &c, job);
+}
+
+bool api_event_visible(Req *r, json_t *ev) {
+        OpCaller c = api_caller(r);
+        return op_event_visible(r->api->st, &c, ev);
 }
 
 void audit(Req *r, const char *action, const char *object_kind, int64_t object_id, const char *object_name,
@@ -240,11 +248,10 @@ void audit(Req *r, const char *action, const char *object_kind, int64_t object_i
 }
 
 bool api_vm_refuse_foreign(Req *r, json_t *v) {
-        const char *origin = json_string_value(json_object_get(v, "origin"));
-        if (!origin || !streq(origin, "foreign"))
+        OpError e;
+        if (inventory_vm_refuse_foreign(v, &e) == 0)
                 return false;
-        const char *name = json_string_value(json_object_get(v, "name"));
-        reply_error(r, 409, "conflict", NULL, "VM '%s' belongs to another Armada installation; it is read-only here.", name ? name : "?");
+        reply_op_error(r, &e);
         return true;
 }
 
@@ -372,7 +379,7 @@ static bool authenticate(Req *r) {
                 return false;
         auth_token_hash(token, r->token_hash);
         StoreUser u;
-        if (store_token_user(r->api->st, r->token_hash, now_ms(), &u) < 0)
+        if (account_session_user(r->api->st, r->token_hash, &u) < 0)
                 return false;
         return api_set_caller(r, &u) == 0;
 }
@@ -385,7 +392,7 @@ int api_set_caller(Req *r, const StoreUser *u) {
         r->subj = (AuthSubject) { .user_id = u->id, .role = role, .scopes = r->scopes };
         if (role == ROLE_DELEGATED_ADMIN) {
                 int64_t *sc = NULL;
-                int n = store_user_scopes(r->api->st, u->id, &sc);
+                int n = account_user_scopes(r->api->st, u->id, &sc);
                 for (int i = 0; i < n && i < API_MAX_SCOPES; i++)
                         r->scopes[r->subj.n_scopes++] = sc[i];
                 free(sc);

@@ -201,10 +201,6 @@ void inventory_link_unlock_ops(InventoryLink *l) {
         pthread_mutex_unlock(&l->op_lock);
 }
 
-int inventory_host_uri_check(Inventory *inv, const char *uri, char *why, size_t why_size) {
-        return hv_uri_check(uri, inv->cfg.allow_test_hosts, why, why_size);
-}
-
 bool inventory_host_connected(Inventory *inv, int64_t host_id) {
         bool alive = false;
         pthread_mutex_lock(&inv->lock);

@@ -147,9 +147,6 @@ HvConn *inventory_link_conn(const InventoryLink *l);
  * host's domains under the same lock, so it never sees half of a change. */
 void inventory_link_lock_ops(InventoryLink *l);
 void inventory_link_unlock_ops(InventoryLink *l);
-/* Whether a host URI may be registered (hv_uri_check with this armadad's
- * allow-list): 0, or negative with the reason in why. */
-int inventory_host_uri_check(Inventory *inv, const char *uri, char *why, size_t why_size);
 /* Whether the inventory holds a live connection to host_id now (no I/O). */
 bool inventory_host_connected(Inventory *inv, int64_t host_id);
 static inline void inventory_link_unrefp(InventoryLink **l) {
@@ -183,3 +180,118 @@ int inventory_vm_console_password(Inventory *inv, const OpCaller *c, int64_t vm_
  * The caller has checked that the VM may be read. */
 int inventory_vm_screen_png(Inventory *inv, int64_t host_id, const char *uuid, unsigned width, char **ret_png, size_t *ret_len,
                             char *why, size_t why_size);
+/* ---- operations (inventory-ops.c, inventory-vm-ops.c) ----
+ * What a caller (op/op.h) asks of host groups, hosts and VMs. Each takes
+ * the arguments the API parsed (types and bounds already checked), checks
+ * what needs the database (names taken, the objects named exist and the
+ * caller may see them), asks the policy (a refusal is audited "denied" and
+ * is -EPERM with 403), writes, submits the job that talks to the host
+ * (undoing its write when that fails) and audits. It returns 0 and, where
+ * there is one, a new reference in *ret; or -errno with err filled (status,
+ * code, field, sentence) and *ret untouched. An object the caller may not
+ * read does not exist for it (404, or 422 naming the field that named it). */
+
+#define INVENTORY_POOL_DEFAULT "armada"
+#define INVENTORY_POOL_PATH_DEFAULT "/var/lib/libvirt/images/armada"
+
+typedef struct {
+        const char *path;            /* create: the full path ("Production/Web"), or */
+        const char *name;            /* create: a name under parent_id; update: the new name (NULL keeps) */
+        int64_t parent_id;           /* create: the parent (0: the root); update: move under it (0 keeps) */
+} InventoryGroupSpec;
+
+/* The groups the caller may read, those under path (a host-group path;
+ * 400 "path" when malformed) or all when NULL, as GET /host-groups lists
+ * them. */
+int inventory_group_list(Inventory *inv, const OpCaller *c, const char *path, json_t **ret, OpError *err);
+/* Creates a group (and the parents it needs). The policy decides on the
+ * deepest group of the path that exists already, before the caller learns
+ * whether the path does: 409 "path" when it exists, 422 "parent_id" for a
+ * parent the caller cannot see. Audits "group.create". */
+int inventory_group_create(Inventory *inv, const OpCaller *c, const InventoryGroupSpec *spec, json_t **ret, OpError *err);
+/* A group with its counts; 404 when the caller may not read it. */
+int inventory_group_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Renames (spec->name) and/or moves (spec->parent_id) a group; the root
+ * cannot be changed (409); moving needs create rights in the new parent.
+ * Audits "group.update" ("renamed" or "moved"); *ret is the group after. */
+int inventory_group_update(Inventory *inv, const OpCaller *c, int64_t id, const InventoryGroupSpec *spec, json_t **ret, OpError *err);
+/* Deletes an empty group (409 with its counts otherwise; never the root).
+ * Audits "group.delete". */
+int inventory_group_delete(Inventory *inv, const OpCaller *c, int64_t id, OpError *err);
+
+typedef struct {
+        const char *name;            /* add */
+        const char *uri;             /* add: checked with hv_uri_check() */
+        const char *group;           /* add: a host-group path, NULL for the root */
+        const char *pool;            /* add: NULL for INVENTORY_POOL_DEFAULT */
+        const char *pool_path;       /* add: NULL for INVENTORY_POOL_PATH_DEFAULT; outside the system's directories */
+        int64_t max_parallel_starts;   /* -1 keeps (add: armadad's default), 0 back to the default, else 1.. */
+        int64_t max_parallel_disk_ops; /* likewise */
+} InventoryHostSpec;
+
+/* Registers a host (one record per hypervisor: 409 "uri" for a URI already
+ * registered, naming the other host only when the caller may read it) and
+ * queues the host.refresh job that connects it; the record goes when the
+ * job cannot be queued. Audits "host.add". *ret: {"host": ..., "job": ...}. */
+int inventory_host_add(Inventory *inv, const OpCaller *c, const InventoryHostSpec *spec, json_t **ret, OpError *err);
+/* A host; 404 when the caller may not read it. */
+int inventory_host_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Sets a host's throttles (spec->max_parallel_*). Audits "host.update";
+ * *ret is the host after. */
+int inventory_host_update(Inventory *inv, const OpCaller *c, int64_t id, const InventoryHostSpec *spec, json_t **ret, OpError *err);
+/* Removes a host: 409 while it has VMs unless force (Armada then forgets
+ * them; they keep running). Drops its connection. Audits "host.remove". */
+int inventory_host_remove(Inventory *inv, const OpCaller *c, int64_t id, bool force, OpError *err);
+/* An action on a host ("refresh", else 404): queues its job. Audits
+ * "host.refresh" (accepted). *ret: {"job": ...}. */
+int inventory_host_action(Inventory *inv, const OpCaller *c, int64_t id, const char *action, json_t **ret, OpError *err);
+
+typedef struct {
+        const char *name;
+        const char *host;            /* the host by name, or */
+        int64_t host_id;             /* by id; neither: placement chooses in group */
+        const char *group;           /* a host-group path: where placement chooses, or where the host must be */
+        int64_t cpus;
+        int64_t memory_mib;
+        int64_t disk_bytes;          /* 0: no disk */
+        const char *domain_type;     /* "auto" (NULL), "kvm" or "qemu" */
+        const char *description;     /* may be NULL */
+        bool start;                  /* start it once defined */
+        bool force;                  /* onto the named host even without the memory: administrators only (403 "force") */
+} InventoryVmSpec;
+
+/* Creates a VM, in phases: checks (force, the name, the host named), then
+ * under the placement lock (placement.h) chooses or checks the host and
+ * records the row in state 'creating', then queues the vm.create job (the
+ * row goes when that fails), then audits "vm.create" (accepted, with the
+ * host and how it was chosen) and, when placement chose, records a
+ * vm.placed event. 409 "no_capacity" when no host can take it, 422
+ * "no_capacity" when the named host lacks the memory, 503 when the
+ * database stays busy. *ret: {"vm": ..., "job": ..., "placement": ...?}. */
+int inventory_vm_create(Inventory *inv, const OpCaller *c, const InventoryVmSpec *spec, json_t **ret, OpError *err);
+/* A VM; 404 when the caller may not read it. */
+int inventory_vm_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Queues the deletion of a VM (its owned disks too unless keep_disks). A
+ * self-service user's VM deployed under a grant needs "delete" in the
+ * grant; a foreign VM is refused (409). Audits "vm.delete". *ret: {"job"}. */
+int inventory_vm_delete(Inventory *inv, const OpCaller *c, int64_t id, bool keep_disks, json_t **ret, OpError *err);
+
+typedef struct {
+        const char *action;          /* start, stop, kill, pause, resume (else 404) */
+        int64_t timeout_s;           /* stop: how long to wait for the guest (0: armadad's default) */
+        bool force;                  /* stop: power off when the guest does not stop in time */
+} InventoryVmActionSpec;
+/* Queues a power action (job kind "vm.<action>"): needs operate rights
+ * (and the action in the grant of a self-service user's granted VM); 409
+ * while the VM is being created or deleted, or for a foreign VM. Audits
+ * "vm.<action>" (accepted). *ret: {"job": ...}. */
+int inventory_vm_action(Inventory *inv, const OpCaller *c, int64_t id, const InventoryVmActionSpec *spec, json_t **ret, OpError *err);
+
+/* Fills err with the 409 for a VM name that is taken (VM names are unique
+ * across the estate): names the VM only when the caller may read it, and
+ * otherwise says the name cannot be used without confirming that another
+ * user's VM has it. Returns -EEXIST. */
+int inventory_vm_name_taken(Inventory *inv, const OpCaller *c, const char *field, const char *name, OpError *err);
+/* -EEXIST with a 409 in err when VM v (its JSON) belongs to another Armada
+ * installation (origin "foreign": read-only here), else 0. */
+int inventory_vm_refuse_foreign(const json_t *v, OpError *err);

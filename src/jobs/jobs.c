@@ -434,3 +434,70 @@ Jobs *jobs_free(Jobs *j) {
         free(j);
         return NULL;
 }
+
+/* ------------------------------------------------------------------ */
+/* operations for callers: the record of jobs, events and audit */
+
+int jobs_job_list(Jobs *j, const OpCaller *c, const JobsListSpec *spec, json_t **ret, OpError *err) {
+        /* A self-service user's jobs are its own; a delegated administrator
+         * sees those of its groups (filtered below); the others see all. */
+        int64_t owner = c->subj.role == ROLE_SELF_SERVICE ? c->user_id : 0;
+        json_t *arr = store_job_list(j->st, spec->state, owner, spec->only_stuck, spec->limit);
+        if (arr && c->subj.role == ROLE_DELEGATED_ADMIN)
+                arr = op_filter_visible(j->st, c, arr, OP_VIS_JOB);
+        *ret = arr ? arr : json_array();
+        return 0;
+}
+
+/* The job id if the caller may see it, else NULL and 404 (a job the caller
+ * may not see does not exist for it). */
+static json_t *job_visible(Jobs *j, const OpCaller *c, int64_t id, OpError *err) {
+        json_t *o = store_job_get_json(j->st, id);
+        if (!o || !op_job_visible(j->st, c, o)) {
+                json_decref(o);
+                op_fail(err, 404, "not_found", NULL, "There is no job with id %lld.", (long long) id);
+                return NULL;
+        }
+        return o;
+}
+
+int jobs_job_get(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
+        json_t *o = job_visible(j, c, id, err);
+        if (!o)
+                return -ENOENT;
+        *ret = o;
+        return 0;
+}
+
+int jobs_job_cancel(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
+        _cleanup_json_ json_t *o = job_visible(j, c, id, err);
+        if (!o)
+                return -ENOENT;
+        int64_t owner = jget_int(o, "owner_id");
+        int64_t g = op_object_group(j->st, jget_str(o, "target_kind"), jget_int(o, "target_id"));
+        if (owner != c->user_id && !op_allowed(j->st, c, ACT_OPERATE, OBJ_JOB, owner, g))
+                return op_deny(j->st, c, err, "cancel", "job", id, jget_str(o, "kind"));
+        int e = jobs_cancel(j, id);
+        if (e == -EALREADY)
+                return op_fail(err, 409, "conflict", NULL, "Job %lld has already ended (%s).", (long long) id, jget_str(o, "state"));
+        if (e < 0)
+                return op_fail_store(err, e, "the job");
+        op_audit(j->st, c, "job.cancel", "job", id, jget_str(o, "kind"), NULL, "ok");
+        json_t *now = store_job_get_json(j->st, id);
+        *ret = now ? now : json_null();
+        return 0;
+}
+
+int jobs_event_list(Jobs *j, const OpCaller *c, int64_t since_id, int limit, json_t **ret, OpError *err) {
+        json_t *arr = op_filter_visible(j->st, c, store_event_list(j->st, since_id, limit), OP_VIS_EVENT);
+        *ret = arr ? arr : json_array();
+        return 0;
+}
+
+int jobs_audit_list(Jobs *j, const OpCaller *c, int limit, json_t **ret, OpError *err) {
+        if (!op_allowed(j->st, c, ACT_READ, OBJ_SYSTEM, 0, 0))
+                return op_deny(j->st, c, err, "read", "audit log", 0, NULL);
+        json_t *arr = store_audit_list(j->st, limit);
+        *ret = arr ? arr : json_array();
+        return 0;
+}

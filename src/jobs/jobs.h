@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "op/op.h"
 #include "store/store.h"
 
 typedef struct Jobs Jobs;
@@ -85,3 +86,28 @@ void job_expect_quiet(JobCtx *ctx, int seconds);
 bool job_cancel_requested(JobCtx *ctx);
 /* Sets the error sentence and returns code (negative), for `return job_fail(...)`. */
 int job_fail(JobCtx *ctx, int code, const char *fmt, ...) _printf_(3, 4);
+
+/* ---- operations for callers (op/op.h): reading the record of jobs,
+ * events and audit, and cancelling a job. Each returns 0 with a new
+ * reference in *ret, or -errno with err filled (and *ret untouched). ---- */
+typedef struct {
+        const char *state;           /* queued, running, succeeded, failed, cancelled; NULL for all */
+        bool only_stuck;             /* only running jobs marked stuck */
+        int limit;                   /* newest first, at most this many */
+} JobsListSpec;
+/* The jobs the caller may see (op_job_visible()): a self-service user its
+ * own. Never fails: a database error lists nothing. */
+int jobs_job_list(Jobs *j, const OpCaller *c, const JobsListSpec *spec, json_t **ret, OpError *err);
+/* One job: -ENOENT (404) when it does not exist or the caller may not see it. */
+int jobs_job_get(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Cancels a job (jobs_cancel()) for the caller, who must see it (else 404)
+ * and own it or be allowed to operate it (else -EPERM, 403, audited as
+ * denied); -EEXIST (409) when it has ended. Audits "job.cancel" and
+ * returns the job as it is now. */
+int jobs_job_cancel(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Events with id > since_id the caller may see (op_event_visible()),
+ * oldest first, at most limit. Never fails. */
+int jobs_event_list(Jobs *j, const OpCaller *c, int64_t since_id, int limit, json_t **ret, OpError *err);
+/* The newest limit audit records: -EPERM (403, audited) unless the caller
+ * may read the system. */
+int jobs_audit_list(Jobs *j, const OpCaller *c, int limit, json_t **ret, OpError *err);

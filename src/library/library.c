@@ -529,15 +529,5 @@ const char *library_actions_invalid(const char *csv) {
 }
 
 bool library_actions_allow(const char *csv, const char *action) {
-        size_t n = strlen(action);
-        if (!csv || n == 0)
-                return false;
-        for (const char *p = csv; *p;) {
-                size_t k = strcspn(p, ",");
-                if (k == n && strncmp(p, action, n) == 0)
-                        return true;
-                p += k;
-                if (*p == ',') p++;
-        }
-        return false;
+        return csv_has(csv, action);
 }

@@ -61,3 +61,20 @@ void op_audit(Store *st, const OpCaller *c, const char *action, const char *obje
  * KIND 'NAME'." (NAME left out when NULL). Returns -EPERM. */
 int op_deny(Store *st, const OpCaller *c, OpError *err, const char *action, const char *object_kind, int64_t object_id,
             const char *object_name);
+
+/* ---- what a caller may see (op-visible.c) ---- */
+/* The host group an object of a job or event (kind "vm", "host", "group")
+ * lives in, for the policy; 0 when none or on a database error. */
+int64_t op_object_group(Store *st, const char *kind, int64_t id);
+/* Whether the caller may see a job or an event (its JSON, as the lists
+ * return it): administrators and read-only users see all; the owner sees
+ * its own; a delegated administrator what happens in its groups. The rules
+ * of GET /jobs and GET /events, which the event stream applies too. */
+bool op_job_visible(Store *st, const OpCaller *c, const json_t *job);
+bool op_event_visible(Store *st, const OpCaller *c, const json_t *ev);
+
+typedef enum { OP_VIS_GROUP, OP_VIS_HOST, OP_VIS_VM, OP_VIS_JOB, OP_VIS_EVENT } OpVisKind;
+/* Keeps the items of arr (stolen; NULL passes through) the caller may read:
+ * a group by its id, a host by its group_id, a VM by owner_id and group_id,
+ * a job or an event as above. Returns the (new) array. */
+json_t *op_filter_visible(Store *st, const OpCaller *c, json_t *arr, OpVisKind kind);

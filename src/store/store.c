@@ -1228,9 +1228,29 @@ int store_token_delete(Store *st, const char *token_hash) {
 int store_token_purge_expired(Store *st, int64_t now) {
         return store_exec(st, "DELETE FROM token WHERE expires_at <= ?", "i", now);
 }
+int store_token_delete_others(Store *st, int64_t user_id, const char *keep_hash) {
+        return store_exec(st, "DELETE FROM token WHERE user_id = ? AND token_hash <> ?", "is", user_id, keep_hash ? keep_hash : "");
+}
 
 /* ------------------------------------------------------------------ */
 /* jobs */
+
+int store_object_group(Store *st, const char *kind, int64_t id, int64_t *ret) {
+        int64_t g = 0;
+        int r = 0;
+        if (kind && id > 0) {
+                if (streq(kind, "vm"))
+                        r = store_query_i64(st, &g, "SELECT h.group_id FROM vm v JOIN host h ON h.id = v.host_id WHERE v.id = ?", "i", id);
+                else if (streq(kind, "host"))
+                        r = store_query_i64(st, &g, "SELECT group_id FROM host WHERE id = ?", "i", id);
+                else if (streq(kind, "group"))
+                        g = id;
+        }
+        if (r < 0)
+                g = 0;
+        *ret = g;
+        return r == -ENOENT ? 0 : r < 0 ? r : 0;
+}
 
 /* The next number of the stream sequence (see "core-stream-seq"): above
  * every job revision and every event id. A statement that writes holds

@@ -216,8 +216,15 @@ int store_token_insert(Store *st, int64_t user_id, const char *token_hash, int64
 int store_token_user(Store *st, const char *token_hash, int64_t now, StoreUser *ret);
 int store_token_delete(Store *st, const char *token_hash);
 int store_token_purge_expired(Store *st, int64_t now);
+/* Ends every session of user_id but the one whose hash is keep_hash (NULL:
+ * every one). 0 or negative. */
+int store_token_delete_others(Store *st, int64_t user_id, const char *keep_hash);
 
 /* ---- jobs ---- */
+/* The host group an object of a job or an event lives in (kind "vm",
+ * "host" or "group"): 0 and *ret (0 when it has none, is gone or kind is
+ * another), or negative on a database error (*ret 0). */
+int store_object_group(Store *st, const char *kind, int64_t id, int64_t *ret);
 typedef struct {
         int64_t id;
         char kind[32];

@@ -427,6 +427,20 @@ const char *jget_str(const json_t *o, const char *k) {
         return s ? s : "";
 }
 
+bool csv_has(const char *csv, const char *word) {
+        size_t n = strlen(word);
+        if (!csv || n == 0)
+                return false;
+        for (const char *p = csv; *p;) {
+                size_t k = strcspn(p, ",");
+                if (k == n && strncmp(p, word, n) == 0)
+                        return true;
+                p += k;
+                if (*p == ',') p++;
+        }
+        return false;
+}
+
 bool addr_is_loopback(const char *addr) {
         return strncmp(addr, "127.", 4) == 0 || streq(addr, "::1") || streq(addr, "[::1]") || streq(addr, "localhost");
 }

@@ -107,6 +107,10 @@ int64_t jget_int(const json_t *o, const char *k);
 /* o[k] as a string; "" (never NULL) when absent or not a string. */
 const char *jget_str(const json_t *o, const char *k);
 
+/* Whether word is one of the comma-separated items of csv ("a,b,c");
+ * false for a NULL csv or an empty word. */
+bool csv_has(const char *csv, const char *word);
+
 /* Whether addr (an IP address or host name as a user typed it) is this
  * machine's loopback: 127.0.0.0/8, ::1 (bare or in brackets) or "localhost". */
 bool addr_is_loopback(const char *addr);

@@ -592,6 +592,149 @@ static void test_throttle_priority_bounded(void **state) {
         inventory_free(inv);
 }
 
+
+/* ---- operations (inventory-ops.c, inventory-vm-ops.c), without HTTP ---- */
+
+static int64_t audit_rows(Store *st) {
+        int64_t n = -1;
+        assert_int_equal(store_query_i64(st, &n, "SELECT COUNT(*) FROM audit", ""), 0);
+        return n;
+}
+
+static int64_t group_rows(Store *st) {
+        int64_t n = -1;
+        assert_int_equal(store_query_i64(st, &n, "SELECT COUNT(*) FROM host_group", ""), 0);
+        return n;
+}
+
+/* A delegated administrator of "Lab" (scopes[0]). */
+static OpCaller dana(int64_t *scopes) {
+        return (OpCaller) { .subj = { .user_id = 7, .role = ROLE_DELEGATED_ADMIN, .scopes = scopes, .n_scopes = 1 },
+                            .user_id = 7, .user_name = "dana", .role_name = "delegated-administrator", .address = "10.0.0.9" };
+}
+
+static void test_op_group_create_scope(void **state) {
+        Fixture *f = *state;
+        Inventory *inv = NULL;
+        assert_int_equal(inventory_new(f->st, NULL, NULL, &inv), 0);
+        int64_t lab, prod;
+        bool created;
+        assert_int_equal(store_group_create_path(f->st, "Lab", &lab, &created), 0);
+        assert_int_equal(store_group_create_path(f->st, "Production", &prod, &created), 0);
+        int64_t scopes[1] = { lab };
+        OpCaller c = dana(scopes);
+        int64_t groups = group_rows(f->st), audits = audit_rows(f->st);
+
+        /* Outside its scope: refused with 403, one "denied" audit row, and
+         * nothing else written. */
+        OpError err = {0};
+        json_t *g = NULL;
+        InventoryGroupSpec spec = { .path = "Production/Web" };
+        assert_int_equal(inventory_group_create(inv, &c, &spec, &g, &err), -EPERM);
+        assert_null(g);
+        assert_int_equal(err.status, 403);
+        assert_string_equal(err.code, "forbidden");
+        assert_string_equal(err.message, "User 'dana' (delegated-administrator) may not create host group 'Production/Web'.");
+        assert_int_equal(group_rows(f->st), groups);
+        assert_int_equal(audit_rows(f->st), audits + 1);
+        json_t *a = store_audit_list(f->st, 1);
+        json_t *row = json_array_get(a, 0);
+        assert_string_equal(jget_str(row, "result"), "denied");
+        assert_string_equal(jget_str(row, "action"), "create");
+        assert_string_equal(jget_str(row, "object_kind"), "host group");
+        assert_string_equal(jget_str(row, "object_name"), "Production/Web");
+        assert_string_equal(jget_str(row, "user_name"), "dana");
+        assert_string_equal(jget_str(row, "address"), "10.0.0.9");
+        json_decref(a);
+        int64_t id;
+        assert_int_equal(store_group_find(f->st, "Production/Web", &id), -ENOENT);
+
+        /* Inside it: created and audited "ok". */
+        spec = (InventoryGroupSpec) { .name = "Web", .parent_id = lab };
+        memset(&err, 0, sizeof err);
+        assert_int_equal(inventory_group_create(inv, &c, &spec, &g, &err), 0);
+        assert_non_null(g);
+        assert_string_equal(jget_str(g, "path"), "Lab/Web");
+        json_decref(g);
+        assert_int_equal(group_rows(f->st), groups + 1);
+        a = store_audit_list(f->st, 1);
+        assert_string_equal(jget_str(json_array_get(a, 0), "action"), "group.create");
+        assert_string_equal(jget_str(json_array_get(a, 0), "result"), "ok");
+        json_decref(a);
+
+        /* A parent it may not read does not exist for it (422 naming the field). */
+        spec = (InventoryGroupSpec) { .name = "Db", .parent_id = prod };
+        assert_int_equal(inventory_group_create(inv, &c, &spec, &g, &err), -ENOENT);
+        assert_int_equal(err.status, 422);
+        assert_string_equal(err.field, "parent_id");
+        inventory_free(inv);
+}
+
+static void test_op_vm_create(void **state) {
+        Fixture *f = *state;
+        Jobs *jobs = NULL;
+        Inventory *inv = NULL;
+        assert_int_equal(jobs_new(f->st, 1, &jobs), 0); /* never started: submit only queues */
+        assert_int_equal(inventory_new(f->st, jobs, NULL, &inv), 0);
+        int64_t h1 = add_host(f->st, "h1", 1, 8, 4096, "ok"), uid;
+        assert_int_equal(store_user_insert(f->st, "admin", "x", "administrator", &uid), 0);
+        OpCaller admin = { .subj = { .user_id = uid, .role = ROLE_ADMIN }, .user_id = uid, .user_name = "admin", .role_name = "administrator" };
+        OpCaller dana_c = { .subj = { .user_id = 7, .role = ROLE_DELEGATED_ADMIN, .scopes = (int64_t[]) { 1 }, .n_scopes = 1 },
+                            .user_id = 7, .user_name = "dana", .role_name = "delegated-administrator" };
+
+        /* Force is an administrator's call: 403 on the field, audited. */
+        OpError err = {0};
+        json_t *out = NULL;
+        InventoryVmSpec spec = { .name = "web01", .host_id = h1, .cpus = 1, .memory_mib = 512, .force = true };
+        int64_t audits = audit_rows(f->st);
+        assert_int_equal(inventory_vm_create(inv, &dana_c, &spec, &out, &err), -EPERM);
+        assert_int_equal(err.status, 403);
+        assert_string_equal(err.field, "force");
+        assert_int_equal(audit_rows(f->st), audits + 1);
+        int64_t id;
+        assert_int_equal(store_vm_find(f->st, "web01", &id), -ENOENT);
+
+        /* More memory than the host has: 422 no_capacity, no row left. */
+        spec = (InventoryVmSpec) { .name = "web01", .host = "h1", .cpus = 1, .memory_mib = 1 << 20 };
+        memset(&err, 0, sizeof err);
+        assert_int_equal(inventory_vm_create(inv, &admin, &spec, &out, &err), -ENOSPC);
+        assert_int_equal(err.status, 422);
+        assert_string_equal(err.code, "no_capacity");
+        assert_string_equal(err.field, "host");
+        assert_int_equal(store_vm_find(f->st, "web01", &id), -ENOENT);
+
+        /* Placement chooses: the row in 'creating', its job queued, audited
+         * "accepted" with how the host was chosen, and a vm.placed event. */
+        spec = (InventoryVmSpec) { .name = "web01", .cpus = 1, .memory_mib = 512 };
+        assert_int_equal(inventory_vm_create(inv, &admin, &spec, &out, &err), 0);
+        json_t *vm = json_object_get(out, "vm");
+        assert_string_equal(jget_str(vm, "name"), "web01");
+        assert_string_equal(jget_str(vm, "state"), "creating");
+        assert_string_equal(jget_str(json_object_get(out, "job"), "kind"), "vm.create");
+        assert_string_equal(jget_str(json_object_get(out, "placement"), "host"), "h1");
+        json_decref(out);
+        json_t *a = store_audit_list(f->st, 1);
+        assert_string_equal(jget_str(json_array_get(a, 0), "action"), "vm.create");
+        assert_string_equal(jget_str(json_array_get(a, 0), "result"), "accepted");
+        assert_non_null(strstr(jget_str(json_array_get(a, 0), "detail"), "h1 (chosen by placement, rating"));
+        json_decref(a);
+        json_t *ev = store_event_list(f->st, 0, 10);
+        bool placed = false;
+        size_t i;
+        json_t *it;
+        json_array_foreach(ev, i, it) placed = placed || streq(jget_str(it, "kind"), "vm.placed");
+        assert_true(placed);
+        json_decref(ev);
+
+        /* The name is taken now: 409 naming it for a caller who may read it. */
+        memset(&err, 0, sizeof err);
+        assert_int_equal(inventory_vm_create(inv, &admin, &spec, &out, &err), -EEXIST);
+        assert_int_equal(err.status, 409);
+        assert_string_equal(err.message, "A VM named 'web01' already exists.");
+        inventory_free(inv);
+        jobs_free(jobs);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_policy_resolve),
@@ -607,6 +750,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_failover_reserve, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_throttle_priority_first, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_op_group_create_scope, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_op_vm_create, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_throttle_priority_bounded, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

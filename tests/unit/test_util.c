@@ -216,6 +216,16 @@ static void test_path_outside_system(void **state) {
         assert_null(norm);
 }
 
+static void test_csv_has(void **state) {
+        assert_true(csv_has("start,stop,delete", "start"));
+        assert_true(csv_has("start,stop,delete", "delete"));
+        assert_false(csv_has("start,stop,delete", "sto"));
+        assert_false(csv_has("start,stop,delete", "stop,delete"));
+        assert_false(csv_has("start", ""));
+        assert_false(csv_has(NULL, "start"));
+        assert_false(csv_has("", "start"));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
@@ -226,6 +236,7 @@ int main(void) {
                 cmocka_unit_test(test_dir_private_clear),
                 cmocka_unit_test(test_path_outside_system),
                 cmocka_unit_test(test_time_after_ms),
+                cmocka_unit_test(test_csv_has),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

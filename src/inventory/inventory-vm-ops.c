@@ -1,0 +1,393 @@
+/* inventory: the operations callers ask for on VMs (inventory.h,
+ * "operations"): create (placement, the row, the job, the audit and the
+ * vm.placed event), read, delete and the power actions. */
+#include "inventory-priv.h"
+#include "placement.h"
+#include "place/place.h"
+#include "store/store-library.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+static json_t *job_json(Inventory *inv, int64_t id) {
+        json_t *j = store_job_get_json(inv->st, id);
+        return j ? j : json_null();
+}
+
+/* A group's path for sentences: "All Hosts" for the root, "" when gone. */
+static char *group_display(Store *st, int64_t id) {
+        _cleanup_json_ json_t *g = store_group_get(st, id);
+        if (!g)
+                return xstrdup("");
+        return jget_str(g, "path")[0] ? xstrdup(jget_str(g, "path")) : xstrdup(STORE_ROOT_GROUP_NAME);
+}
+
+/* Resolves the group path the caller gave in field: 0 and *ret_id, or a
+ * 4xx in err (a group the caller may not read does not exist for it). */
+static int group_of(Store *st, const OpCaller *c, const char *field, const char *path, int64_t *ret_id, OpError *err) {
+        const char *why = NULL;
+        _cleanup_free_ char *norm = store_group_path_normalize(path, &why);
+        if (!norm)
+                return op_fail(err, 400, "invalid_argument", field, "Field '%s' (\"%.200s\") is not a valid host-group path: a segment %s.",
+                               field, path, why);
+        int64_t id = 0;
+        if (store_group_find(st, norm, &id) < 0 || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, id)) {
+                op_fail(err, 422, "not_found", field, "There is no host group '%.200s'.", path);
+                return -ENOENT;
+        }
+        *ret_id = id;
+        return 0;
+}
+
+int inventory_vm_name_taken(Inventory *inv, const OpCaller *c, const char *field, const char *name, OpError *err) {
+        int64_t id;
+        _cleanup_json_ json_t *v = store_vm_find(inv->st, name, &id) == 0 ? store_vm_get_json(inv->st, id) : NULL;
+        if (v && op_allowed(inv->st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
+                op_fail(err, 409, "conflict", field, "A VM named '%s' already exists.", name);
+        else
+                op_fail(err, 409, "conflict", field, "The VM name '%s' cannot be used; choose another.", name);
+        return -EEXIST;
+}
+
+int inventory_vm_refuse_foreign(const json_t *v, OpError *err) {
+        const char *origin = json_string_value(json_object_get(v, "origin"));
+        if (!origin || !streq(origin, "foreign"))
+                return 0;
+        const char *name = json_string_value(json_object_get(v, "name"));
+        return op_fail(err, 409, "conflict", NULL, "VM '%s' belongs to another Armada installation; it is read-only here.", name ? name : "?");
+}
+
+/* ------------------------------------------------------------------ */
+/* create, in phases: check, place (under the placement lock), submit,
+ * record */
+
+typedef struct {
+        const InventoryVmSpec *spec;
+        int64_t host_id;             /* the host named (by name or id), or placement's choice */
+        StoreHost host;              /* its row, once placed */
+        json_t *placement;           /* placement's choice (auto-placement only) */
+        int64_t vm_id;
+        int64_t job_id;
+        bool denied;                 /* the policy refused the host: audited once the lock is given up */
+} VmCreate;
+
+/* Placement without a host: the best-rated host in the group (or in the
+ * groups a delegated administrator manages). 0 with vc->host_id and
+ * vc->placement, or a 4xx/5xx in err. */
+static int vm_create_choose(Inventory *inv, const OpCaller *c, VmCreate *vc, OpError *err) {
+        Store *st = inv->st;
+        const InventoryVmSpec *s = vc->spec;
+        int64_t group_id = STORE_ROOT_GROUP_ID;
+        int r;
+        if (s->group && (r = group_of(st, c, "group", s->group, &group_id, err)) < 0)
+                return r;
+        PlacementDemand d = {
+                .cpus = (unsigned) s->cpus, .memory_mib = (uint64_t) s->memory_mib, .disk_bytes = (uint64_t) s->disk_bytes,
+                .vm_name = s->name,
+        };
+        /* A delegated administrator is placed inside the groups it manages,
+         * never across the whole estate, and hears of no other host. */
+        bool many = false;
+        if (c->subj.role == ROLE_DELEGATED_ADMIN) {
+                d.scope = c->subj.scopes;
+                d.n_scope = c->subj.n_scopes;
+                if (!s->group && d.n_scope == 1)
+                        group_id = d.scope[0];
+                many = !s->group && d.n_scope > 1;
+        }
+        _cleanup_free_ char *gp = many ? xstrdup("(the groups you manage)") : group_display(st, group_id);
+        _cleanup_free_ PlacementRating *rt = NULL;
+        int n = d.n_scope == 0 && c->subj.role == ROLE_DELEGATED_ADMIN ? 0 : placement_rate(st, group_id, &d, &rt);
+        if (n < 0)
+                return op_fail(err, 500, "internal", NULL, "Cannot rate the hosts of group '%s' for VM '%s' (error %d).", gp, s->name, n);
+        if (n == 0 || rt[0].rating <= 0) {
+                StrBuf b = {0};
+                if (n == 0)
+                        strbuf_append(&b, "the group has no hosts");
+                for (int i = 0; i < n; i++)
+                        strbuf_printf(&b, "%shost '%s': %s", i ? "; " : "", rt[i].host_name, rt[i].reason);
+                char disk[48] = "";
+                if (s->disk_bytes > 0)
+                        snprintf(disk, sizeof disk, " and a %llu GiB disk", (unsigned long long) ((s->disk_bytes + (1LL << 30) - 1) >> 30));
+                op_fail(err, 409, "no_capacity", NULL, "Cannot place VM '%s': no host in group '%s' can take %lld vCPUs, %lld MiB of memory%s (%.700s).",
+                        s->name, gp, (long long) s->cpus, (long long) s->memory_mib, disk, b.s ? b.s : "");
+                strbuf_free(&b);
+                return -ENOSPC;
+        }
+        vc->host_id = rt[0].host_id;
+        vc->placement = json_pack("{s:s, s:s, s:s, s:f, s:f}", "chosen_by", "placement", "group", gp, "host", rt[0].host_name,
+                                  "rating", round(rt[0].rating * 100) / 100, "stars", rt[0].stars);
+        return 0;
+}
+
+/* A host the caller named must have the memory for the new VM: memory is a
+ * hard requirement, unless forced (only an administrator may; checked in
+ * vm_create_check()). */
+static int vm_create_check_host(Inventory *inv, const OpCaller *c, VmCreate *vc, OpError *err) {
+        const InventoryVmSpec *s = vc->spec;
+        const StoreHost *h = &vc->host;
+        PlacementDemand d = {
+                .cpus = (unsigned) s->cpus, .memory_mib = (uint64_t) s->memory_mib, .disk_bytes = (uint64_t) s->disk_bytes,
+                .vm_name = s->name,
+        };
+        _cleanup_free_ PlacementRating *rt = NULL;
+        int n = placement_rate(inv->st, h->group_id, &d, &rt);
+        if (n < 0)
+                return op_fail(err, 500, "internal", NULL, "Cannot rate host '%s' for VM '%s' (error %d).", h->name, s->name, n);
+        const PlacementRating *me = NULL;
+        for (int i = 0; i < n && !me; i++)
+                if (rt[i].host_id == h->id)
+                        me = &rt[i];
+        if (!me || !(me->why & PLACE_WHY_MEMORY))
+                return 0;
+        if (!s->force) {
+                op_fail(err, 422, "no_capacity", "host", "Cannot create VM '%s' on host '%s': %s. An administrator may place it there anyway"
+                        " with \"force\": true (CLI --force).", s->name, h->name, me->reason);
+                return -ENOSPC;
+        }
+        log_warn("VM '%s' is forced onto host '%s' by '%s' though %s", s->name, h->name, c->user_name ? c->user_name : "system", me->reason);
+        return 0;
+}
+
+/* Phase 1: what can be decided before the placement lock — the force flag
+ * and its rights, the name, the host named by name. */
+static int vm_create_check(Inventory *inv, const OpCaller *c, VmCreate *vc, OpError *err) {
+        const InventoryVmSpec *s = vc->spec;
+        /* Forcing a VM onto a host without the memory is an administrator's
+         * call: it can starve the VMs already there. */
+        if (s->force && c->subj.role != ROLE_ADMIN) {
+                op_audit(inv->st, c, "vm.create", "vm", 0, s->name, "force", "denied");
+                return op_fail(err, 403, "forbidden", "force", "User '%s' (%s) may not force a VM onto a host; only an administrator may.",
+                               c->user_name ? c->user_name : "system", c->role_name ? c->role_name : "?");
+        }
+        if (s->force && !s->host && !s->host_id)
+                return op_fail(err, 400, "invalid_argument", "force", "Field 'force' only applies together with 'host' or 'host_id'.");
+        int64_t existing;
+        if (store_vm_find(inv->st, s->name, &existing) == 0)
+                return inventory_vm_name_taken(inv, c, "name", s->name, err);
+        vc->host_id = s->host_id;
+        if (s->host && store_host_find(inv->st, s->host, &vc->host_id) < 0) {
+                op_fail(err, 422, "not_found", "host", "There is no host named '%.64s'.", s->host);
+                return -ENOENT;
+        }
+        return 0;
+}
+
+/* Phase 2 (placement lock held): the host — placement's choice, or the one
+ * named, checked for visibility, group, rights, state and memory — and the
+ * row in state 'creating', so that VMs created at once never share the
+ * same free room. On a refusal by the policy sets vc->denied and leaves
+ * err for the caller, which audits once the lock is given up (the rollback
+ * would take the audit row with it). */
+static int vm_create_place(Inventory *inv, const OpCaller *c, VmCreate *vc, OpError *err) {
+        Store *st = inv->st;
+        const InventoryVmSpec *s = vc->spec;
+        StoreHost *h = &vc->host;
+        bool chosen = !vc->host_id;
+        int r;
+        if (chosen && (r = vm_create_choose(inv, c, vc, err)) < 0)
+                return r;
+        if (store_host_get(st, vc->host_id, h) < 0) {
+                op_fail(err, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) vc->host_id);
+                return -ENOENT;
+        }
+        if (!op_allowed(st, c, ACT_READ, OBJ_HOST, 0, h->group_id)) {
+                /* Name it as the caller did: a host given by id keeps its name. */
+                if (s->host)
+                        op_fail(err, 422, "not_found", "host", "There is no host named '%.64s'.", s->host);
+                else
+                        op_fail(err, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) vc->host_id);
+                return -ENOENT;
+        }
+        if (s->group && !chosen) {
+                /* A host and a group: the host must be in the group's subtree. */
+                int64_t gid = 0, chain[64];
+                if ((r = group_of(st, c, "group", s->group, &gid, err)) < 0)
+                        return r;
+                int nc = store_group_chain(st, h->group_id, chain, 64);
+                bool inside = false;
+                for (int i = 0; i < nc; i++)
+                        inside = inside || chain[i] == gid;
+                if (!inside)
+                        return op_fail(err, 422, "invalid_argument", "group", "Host '%s' is not in host group '%.200s'.", h->name, s->group);
+        }
+        if (!op_allowed(st, c, ACT_CREATE, OBJ_VM, c->user_id, h->group_id)) {
+                vc->denied = true;
+                return -EPERM;
+        }
+        if (streq(h->state, "maintenance"))
+                return op_fail(err, 409, "conflict", "host", "Host '%s' is in maintenance mode; new VMs cannot be placed on it.", h->name);
+        if (streq(h->state, "unreachable") || streq(h->state, "not-responding"))
+                return op_fail(err, 409, "conflict", "host", "Host '%s' is %s; the VM cannot be created there now.", h->name,
+                               streq(h->state, "unreachable") ? "unreachable" : "not responding");
+        if (!chosen && (r = vm_create_check_host(inv, c, vc, err)) < 0)
+                return r;
+
+        StoreVm vm = { .host_id = h->id, .owner_id = c->user_id, .cpus = (unsigned) s->cpus, .memory_mib = (uint64_t) s->memory_mib };
+        uuid_generate(vm.uuid);
+        snprintf(vm.name, sizeof vm.name, "%s", s->name);
+        snprintf(vm.state, sizeof vm.state, "creating");
+        snprintf(vm.origin, sizeof vm.origin, "created");
+        snprintf(vm.description, sizeof vm.description, "%s", s->description ? s->description : "");
+        int e = store_vm_insert(st, &vm, &vc->vm_id);
+        if (e == -EEXIST)
+                return inventory_vm_name_taken(inv, c, "name", s->name, err);
+        if (e < 0)
+                return op_fail_store(err, e, "the VM");
+        return 0;
+}
+
+/* Phase 2 around vm_create_place(): takes and gives up the placement lock. */
+static int vm_create_place_locked(Inventory *inv, const OpCaller *c, VmCreate *vc, OpError *err) {
+        const char *name = vc->spec->name;
+        if (placement_lock(inv->st) < 0)
+                return op_fail(err, 503, "busy", NULL, "The database is busy; try creating VM '%s' again.", name);
+        int r = vm_create_place(inv, c, vc, err);
+        int e = placement_unlock(inv->st, r < 0 ? -ECANCELED : 0);
+        if (vc->denied)
+                return op_deny(inv->st, c, err, "create VMs on", "host", vc->host.id, vc->host.name);
+        if (r < 0)
+                return r;
+        if (e < 0)
+                return op_fail(err, 500, "internal", NULL, "Cannot record VM '%s'.", name);
+        return 0;
+}
+
+/* Phase 3: the job that defines the VM on its host; the row goes when it
+ * cannot be queued. */
+static int vm_create_submit(Inventory *inv, const OpCaller *c, VmCreate *vc, OpError *err) {
+        const InventoryVmSpec *s = vc->spec;
+        _cleanup_json_ json_t *params = json_pack("{s:I, s:s, s:b}", "disk_bytes", (json_int_t) s->disk_bytes, "domain_type",
+                                                  s->domain_type ? s->domain_type : "auto", "start", s->start);
+        if (vc->placement)
+                json_object_set(params, "placement", vc->placement);
+        if (jobs_submit(inv->jobs, "vm.create", "vm", vc->vm_id, s->name, c->user_id, params, &vc->job_id) < 0) {
+                (void) store_vm_delete(inv->st, vc->vm_id);
+                return op_fail(err, 500, "internal", NULL, "Cannot queue the job that creates VM '%s'.", s->name);
+        }
+        return 0;
+}
+
+/* Phase 4: the audit record and, when placement chose, the vm.placed event. */
+static void vm_create_record(Inventory *inv, const OpCaller *c, const VmCreate *vc) {
+        const char *name = vc->spec->name, *host = vc->host.name;
+        json_t *p = vc->placement;
+        _cleanup_free_ char *detail = p ? xasprintf("%s (chosen by placement, rating %.2f)", host, json_real_value(json_object_get(p, "rating")))
+                                      : vc->spec->force ? xasprintf("%s (forced)", host) : NULL;
+        op_audit(inv->st, c, "vm.create", "vm", vc->vm_id, name, detail ? detail : host, "accepted");
+        if (!p)
+                return;
+        _cleanup_free_ char *msg = xasprintf("Placement chose host '%s' for VM '%s' in group '%s' (rating %.2f, %.1f of 5 stars).",
+                                             host, name, json_string_value(json_object_get(p, "group")),
+                                             json_real_value(json_object_get(p, "rating")), json_real_value(json_object_get(p, "stars")));
+        (void) store_event_add(inv->st, "info", "vm.placed", "vm", vc->vm_id, name, c->user_id, msg);
+}
+
+int inventory_vm_create(Inventory *inv, const OpCaller *c, const InventoryVmSpec *spec, json_t **ret, OpError *err) {
+        VmCreate vc = { .spec = spec };
+        int r = vm_create_check(inv, c, &vc, err);
+        if (r >= 0)
+                r = vm_create_place_locked(inv, c, &vc, err);
+        if (r >= 0)
+                r = vm_create_submit(inv, c, &vc, err);
+        if (r < 0) {
+                json_decref(vc.placement);
+                return r;
+        }
+        vm_create_record(inv, c, &vc);
+        json_t *vmj = store_vm_get_json(inv->st, vc.vm_id);
+        if (vmj && vc.placement)
+                json_object_set(vmj, "placement", vc.placement);
+        *ret = json_pack("{s:o, s:o, s:o?}", "vm", vmj ? vmj : json_null(), "job", job_json(inv, vc.job_id), "placement", vc.placement);
+        return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* read, delete, power actions */
+
+/* VM id's JSON when the caller may read it, else NULL and 404. */
+static json_t *vm_visible(Inventory *inv, const OpCaller *c, int64_t id, OpError *err) {
+        json_t *v = store_vm_get_json(inv->st, id);
+        if (v && !op_allowed(inv->st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"))) {
+                json_decref(v);
+                v = NULL;
+        }
+        if (!v)
+                op_fail(err, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) id);
+        return v;
+}
+
+/* A self-service user acts on a VM deployed under a grant only as far as
+ * that grant's actions allow (other roles, and VMs without a grant, are
+ * decided by the policy alone). */
+static bool grant_allows(Inventory *inv, const OpCaller *c, int64_t vm_id, const char *action) {
+        if (c->subj.role != ROLE_SELF_SERVICE)
+                return true;
+        int64_t grant_id = 0;
+        if (store_vm_grant(inv->st, vm_id, &grant_id) < 0 || grant_id == 0)
+                return true;
+        _cleanup_json_ json_t *g = store_grant_get_json(inv->st, grant_id);
+        return g && csv_has(jget_str(g, "actions"), action);
+}
+
+int inventory_vm_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
+        json_t *v = vm_visible(inv, c, id, err);
+        if (!v)
+                return -ENOENT;
+        *ret = v;
+        return 0;
+}
+
+int inventory_vm_delete(Inventory *inv, const OpCaller *c, int64_t id, bool keep_disks, json_t **ret, OpError *err) {
+        _cleanup_json_ json_t *v = vm_visible(inv, c, id, err);
+        if (!v)
+                return -ENOENT;
+        const char *name = jget_str(v, "name");
+        if (!op_allowed(inv->st, c, ACT_DELETE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")) ||
+            !grant_allows(inv, c, id, "delete"))
+                return op_deny(inv->st, c, err, "delete", "VM", id, name);
+        int r = inventory_vm_refuse_foreign(v, err);
+        if (r < 0)
+                return r;
+        _cleanup_json_ json_t *params = json_pack("{s:b}", "keep_disks", keep_disks);
+        int64_t job;
+        if (jobs_submit(inv->jobs, "vm.delete", "vm", id, name, c->user_id, params, &job) < 0)
+                return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
+        op_audit(inv->st, c, "vm.delete", "vm", id, name, keep_disks ? "keep disks" : NULL, "accepted");
+        *ret = json_pack("{s:o}", "job", job_json(inv, job));
+        return 0;
+}
+
+int inventory_vm_action(Inventory *inv, const OpCaller *c, int64_t id, const InventoryVmActionSpec *spec, json_t **ret, OpError *err) {
+        static const char *const actions[] = { "start", "stop", "kill", "pause", "resume" };
+        _cleanup_json_ json_t *v = vm_visible(inv, c, id, err);
+        if (!v)
+                return -ENOENT;
+        const char *action = NULL, *name = jget_str(v, "name");
+        for (size_t i = 0; i < ELEMENTSOF(actions); i++)
+                if (streq(spec->action, actions[i])) action = actions[i];
+        if (!action)
+                return op_fail(err, 404, "not_found", NULL, "VMs have no action '%s'; the actions are start, stop, kill, pause, resume.",
+                               spec->action);
+        if (!op_allowed(inv->st, c, ACT_OPERATE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")) ||
+            !grant_allows(inv, c, id, action))
+                return op_deny(inv->st, c, err, action, "VM", id, name);
+        int r = inventory_vm_refuse_foreign(v, err);
+        if (r < 0)
+                return r;
+        const char *state = jget_str(v, "state");
+        if (streq(state, "creating") || streq(state, "deleting"))
+                return op_fail(err, 409, "conflict", NULL, "VM '%s' is %s; try again when that has finished.", name, state);
+        _cleanup_json_ json_t *params = json_object();
+        if (spec->timeout_s)
+                json_object_set_new(params, "timeout_s", json_integer(spec->timeout_s));
+        json_object_set_new(params, "force", json_boolean(spec->force));
+        _cleanup_free_ char *kind = xasprintf("vm.%s", action);
+        int64_t job;
+        if (jobs_submit(inv->jobs, kind, "vm", id, name, c->user_id, params, &job) < 0)
+                return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
+        op_audit(inv->st, c, kind, "vm", id, name, NULL, "accepted");
+        *ret = json_pack("{s:o}", "job", job_json(inv, job));
+        return 0;
+}
