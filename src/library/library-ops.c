@@ -771,7 +771,7 @@ int library_grant_create(Store *st, const OpCaller *c, const LibraryGrantSpec *s
                 return op_fail(err, 422, "invalid_argument", "user", "User '%s' is %s; grants are for self-service users.", s->user,
                                u.role);
         int64_t gid, tids[100];
-        size_t n;
+        size_t n = 0;
         int e;
         if ((e = library_group_of(st, c, "group", s->group, &gid, err)) < 0 || (e = grant_templates(st, s->templates, tids, &n, err)) < 0)
                 return e;
