@@ -9,6 +9,9 @@
  *   library.refresh   index a share (or one file of it): format, size, sha256
  *   vm.deploy         disk (overlay or copy), seed ISO, define, start
  *   vm.capture        a stopped VM's system disk copied into a share, as a template
+ * The operations behind the REST API's library, template, grant and
+ * self-service resources are the library's too (library-ops.c,
+ * library-deploy.c; see "operations" below): the API parses and maps.
  * Errors: 0 or positive on success, -errno on failure; functions that
  * explain themselves take a why buffer and write a whole sentence to it. */
 #pragma once
@@ -16,8 +19,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include "jobs/jobs.h"
 #include "inventory/inventory.h"
+#include "op/op.h"
 
 /* ---- configuration (the parsed configuration: set once at start-up) ---- */
 typedef struct {
@@ -144,3 +149,132 @@ bool library_actions_allow(const char *csv, const char *action);
 /* ---- jobs ---- */
 /* Registers library.refresh, vm.deploy and vm.capture (before jobs_start()). */
 void library_register_jobs(Jobs *jobs, Inventory *inv);
+
+/* ---- operations (library-ops.c, library-deploy.c) ----
+ * What the REST API's library, template, grant and self-service resources
+ * do, without HTTP. Each takes the store (and the job queue when it queues
+ * work), the caller c and err; it returns 0, or -errno with err filled
+ * (op.h: status, code, the field to blame, a whole sentence). Each decides
+ * the caller's rights itself: changing shares, items, templates and grants
+ * is the administrator's (OBJ_SYSTEM UPDATE in the policy; a refusal is
+ * audited); reading the library and templates is open to every role but
+ * self-service, who sees only the templates its grants name. JSON results
+ * are new references in the shape the API returns them; *ret is set only
+ * on success. Messages, statuses, codes, fields and audit records are the
+ * API's contract (users script against them): change none of them. */
+
+/* The shares (a JSON array). 403 for self-service users. */
+int library_shares_list(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+/* Registers the directory path (absolute; stored as its realpath(), which
+ * must not equal, lie inside or hold another share) and queues its first
+ * library.refresh. ret: {"share", "job"} (job null when it could not be
+ * queued). 400/422/409 naming "path"; nothing is recorded then. */
+int library_share_create(Store *st, Jobs *jobs, const OpCaller *c, const char *path, json_t **ret, OpError *err);
+/* Forgets share id and its items (the files stay); 409 while a template's
+ * base image is in it, 404 when there is none. */
+int library_share_delete(Store *st, const OpCaller *c, int64_t id, OpError *err);
+/* Queues library.refresh of share id. ret: {"job"}. */
+int library_share_refresh(Store *st, Jobs *jobs, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+
+/* The items of share_id (0: every share) of kind (NULL: any; else "disk",
+ * "iso" or "script", 400 naming "kind"). A JSON array. */
+int library_items_list(Store *st, const OpCaller *c, int64_t share_id, const char *kind, json_t **ret, OpError *err);
+int library_item_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Indexes the file at path (absolute, inside a share, reached without
+ * symlinks, a recognized image or script) now and queues the job that
+ * checksums it. ret: {"item", "job"}. 4xx naming "path". */
+int library_item_import(Store *st, Jobs *jobs, const OpCaller *c, const char *path, json_t **ret, OpError *err);
+
+/* A streamed upload into a share: begin, any number of writes, finish.
+ * The bytes go to a hidden temporary file beside the target (indexing
+ * skips it); finish checks it is an image or script, renames it into
+ * place (never replacing a file) and records the item. */
+typedef struct LibraryUpload LibraryUpload;
+/* Starts an upload of name (the path inside share share_id; may be NULL,
+ * which is a 400 naming "name"). content_length is the announced size, or
+ * < 0 when unknown: above armadad's library-upload-max it is a 413. */
+int library_upload_begin(Store *st, const OpCaller *c, int64_t share_id, const char *name, int64_t content_length,
+                         LibraryUpload **ret, OpError *err);
+/* Appends len bytes: 413 past the limit, 507 when the write fails. After a
+ * failure the upload is over: free it. */
+int library_upload_write(LibraryUpload *u, const void *buf, size_t len, OpError *err);
+/* Completes the upload. ret: {"item"}. 422 naming "name" when it is no
+ * image nor script, 409 when the name appeared meanwhile (the upload is
+ * then not kept). Free u after, whatever the result. */
+int library_upload_finish(Store *st, const OpCaller *c, LibraryUpload *u, json_t **ret, OpError *err);
+/* Ends an upload; removes its temporary file unless it finished. Accepts
+ * NULL; returns NULL. */
+LibraryUpload *library_upload_free(LibraryUpload *u);
+
+/* Every template (a JSON array); for a self-service caller the granted
+ * ones only. */
+int library_templates_list(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+/* Template id; 404 as well when a self-service caller has no grant of it. */
+int library_template_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+
+typedef struct {
+        const char *name;                   /* required */
+        const char *description;            /* may be NULL */
+        int64_t cpus, memory_mib, points;
+        const char *disk_size;              /* "20G", NULL: the base's size */
+        json_t *data_disks;                 /* borrowed: sizes ("20G" or bytes), NULL */
+        const char *firmware;               /* "bios" or "uefi" (checked here) */
+        const char *domain_type;            /* "auto", "kvm", "qemu" (checked by the caller) */
+        const char *network;                /* may be NULL */
+        const char *image;                  /* a library path (absolute, or relative when unique) ... */
+        int64_t image_id;                   /* ... or an item id: exactly one of them */
+        const char *hostname_pattern, *admin_user, *timezone, *user_data;   /* may be NULL */
+        json_t *ssh_keys;                   /* borrowed: a list of public keys, NULL */
+} LibraryTemplateSpec;
+/* Checks spec (after the caller's right: firmware, pattern, time zone,
+ * user-data, keys, sizes, the base image) and records the template. ret:
+ * the template. 4xx naming the field at fault; nothing is recorded then. */
+int library_template_create(Store *st, const OpCaller *c, const LibraryTemplateSpec *spec, json_t **ret, OpError *err);
+/* Deletes template id (VMs deployed from it keep running). */
+int library_template_delete(Store *st, const OpCaller *c, int64_t id, OpError *err);
+/* Queues vm.capture: the stopped VM vm's system disk copied into share
+ * share_id (0: the only share) as NAME.qcow2 and made template name with
+ * points. ret: {"job"}. */
+int library_template_from_vm(Store *st, Jobs *jobs, const OpCaller *c, const char *vm, const char *name, int64_t share_id,
+                             int64_t points, json_t **ret, OpError *err);
+
+#define LIBRARY_DEPLOY_COUNT_MAX 100
+typedef struct {
+        int64_t template_id;
+        const char *name;          /* the VM's name, or the stem of numbered names */
+        int64_t count;             /* 1 to LIBRARY_DEPLOY_COUNT_MAX */
+        bool numbered;             /* the request gave a count: NAME-1 ... NAME-count */
+        const char *host;          /* a host to put every VM on, or NULL */
+        const char *group;         /* a host group to place in, or NULL (not both) */
+        bool full_copy;            /* copy the base disk instead of an overlay */
+        bool start;                /* start the VMs once made */
+} LibraryDeploySpec;
+/* Deploys spec->count VMs from a template, in phases: resolve the
+ * template, names, host group and host; then in one transaction choose the
+ * grant whose quota holds them (self-service callers, whose grant stands
+ * in for the policy's VM CREATE), place each VM and record its row (later
+ * VMs count the earlier ones); commit; then queue a vm.deploy job per VM
+ * and audit it. Either every row is recorded or none (a failure rolls the
+ * transaction back; a VM whose job cannot be queued loses its row). ret:
+ * {"vms", "jobs", "grant_id"}. 403 (a refused quota or grant audited as
+ * denied), 404, 409 (a name taken, no capacity), 422 naming the field. */
+int library_template_deploy(Store *st, Jobs *jobs, const OpCaller *c, const LibraryDeploySpec *spec, json_t **ret,
+                            OpError *err);
+
+/* Every grant (a JSON array), each with its "quota" (limit, used, left per
+ * points, vms, cpus, memory_mib). Administrators' reading (OBJ_SYSTEM). */
+int library_grants_list(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+int library_grant_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+typedef struct {
+        const char *user;          /* a self-service user's name */
+        const char *group;         /* the host group its VMs go to */
+        json_t *templates;         /* borrowed: a list of 1 to 100 template names */
+        int64_t points, max_vms, max_cpus, max_memory_mib;   /* -1: unlimited */
+        const char *actions;       /* comma list of LIBRARY_GRANT_ACTIONS words */
+} LibraryGrantSpec;
+/* Records a grant. ret: the grant with its quota. 4xx naming the field. */
+int library_grant_create(Store *st, const OpCaller *c, const LibraryGrantSpec *spec, json_t **ret, OpError *err);
+int library_grant_delete(Store *st, const OpCaller *c, int64_t id, OpError *err);
+/* The caller's own view: {"user", "role", "grants" (with quota, actions as
+ * a list), "vms" (the VMs it owns)}. */
+int library_self_service(Store *st, const OpCaller *c, json_t **ret, OpError *err);

@@ -2,7 +2,11 @@
  * path confinement to a share (symlinks and '..' included), the quota
  * arithmetic, host-name patterns, grant actions, SHA-256, and the cloud-init
  * files rendered from a guest profile against golden files in
- * tests/data/library/ (ARMADA_REGEN_GOLDEN=1 rewrites them). */
+ * tests/data/library/ (ARMADA_REGEN_GOLDEN=1 rewrites them); and the
+ * library's operations run without HTTP against a temporary store (a share
+ * refused for its path, a self-service deploy refused by its quota): the
+ * status, code and field the API would send, the audit record, and nothing
+ * left recorded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +21,7 @@
 #include <cmocka.h>
 
 #include "library/library.h"
+#include "store/store-library.h"
 
 static char dir[256];
 
@@ -374,6 +379,212 @@ static void test_seed_iso(void **state) {
         assert_string_equal(volid, "cidata");
 }
 
+
+/* ---- operations, against a temporary store ---- */
+
+typedef struct {
+        Store *st;
+        Jobs *jobs;          /* not started: submitted jobs stay queued */
+        int64_t admin_id, self_id, tpl_id, host_id;
+} Ops;
+
+static void ops_open(Ops *o) {
+        memset(o, 0, sizeof *o);
+        assert_int_equal(store_open(path_of("ops.db"), &o->st), 0);
+        assert_int_equal(jobs_new(o->st, 1, &o->jobs), 0);
+        assert_int_equal(store_user_insert(o->st, "root", "x", "administrator", &o->admin_id), 0);
+        assert_int_equal(store_user_insert(o->st, "sam", "x", "self-service", &o->self_id), 0);
+}
+
+static void ops_close(Ops *o) {
+        o->jobs = jobs_free(o->jobs);
+        store_free(o->st);
+        (void) unlink(path_of("ops.db"));
+}
+
+static OpCaller caller(AuthRole role, int64_t id, const char *name, const char *role_name) {
+        return (OpCaller) { .subj = { .user_id = id, .role = role }, .user_id = id, .user_name = name, .role_name = role_name,
+                            .address = "127.0.0.1" };
+}
+
+/* The newest audit record's action and result. */
+static void assert_last_audit(Store *st, const char *action, const char *result) {
+        _cleanup_json_ json_t *all = store_audit_list(st, 100);
+        json_t *last = NULL, *a;
+        size_t i;
+        json_array_foreach(all, i, a) if (!last || jget_int(a, "id") > jget_int(last, "id"))
+                last = a;
+        assert_non_null(last);
+        assert_string_equal(jget_str(last, "action"), action);
+        assert_string_equal(jget_str(last, "result"), result);
+}
+
+static size_t n_shares(Store *st) {
+        _cleanup_json_ json_t *all = store_share_list(st);
+        return json_array_size(all);
+}
+
+static void test_op_share_create(void **state) {
+        Ops o;
+        ops_open(&o);
+        OpCaller admin = caller(ROLE_ADMIN, o.admin_id, "root", "administrator");
+        OpCaller ro = caller(ROLE_READ_ONLY, o.admin_id, "root", "read-only");
+        OpError err = { 0 };
+        json_t *out = NULL;
+        mkdir(path_of("share"), 0755);
+        mkdir(path_of("share/sub"), 0755);
+
+        /* Not absolute: 400 naming 'path'; nothing recorded. */
+        assert_int_equal(library_share_create(o.st, o.jobs, &admin, "share", &out, &err), -EINVAL);
+        assert_int_equal(err.status, 400);
+        assert_string_equal(err.code, "invalid_argument");
+        assert_string_equal(err.field, "path");
+        assert_null(out);
+        /* Not a directory on the server. */
+        assert_int_equal(library_share_create(o.st, o.jobs, &admin, path_of("nowhere"), &out, &err), -EINVAL);
+        assert_int_equal(err.status, 422);
+        assert_string_equal(err.field, "path");
+        assert_int_equal(n_shares(o.st), 0);
+        /* A read-only user may not: 403, audited as denied. */
+        assert_int_equal(library_share_create(o.st, o.jobs, &ro, path_of("share"), &out, &err), -EPERM);
+        assert_int_equal(err.status, 403);
+        assert_string_equal(err.message, "User 'root' (read-only) may not add shares to library.");
+        assert_last_audit(o.st, "add shares to", "denied");
+        assert_int_equal(n_shares(o.st), 0);
+
+        /* The administrator: the share and its first refresh job. */
+        assert_int_equal(library_share_create(o.st, o.jobs, &admin, path_of("share"), &out, &err), 0);
+        assert_non_null(out);
+        assert_true(jget_int(json_object_get(out, "share"), "id") > 0);
+        assert_string_equal(jget_str(json_object_get(out, "job"), "kind"), "library.refresh");
+        json_decref(out);
+        out = NULL;
+        assert_last_audit(o.st, "library.add-share", "ok");
+
+        /* The same directory again, or one inside it: 409 naming 'path'. */
+        assert_int_equal(library_share_create(o.st, o.jobs, &admin, path_of("share/"), &out, &err), -EEXIST);
+        assert_int_equal(err.status, 409);
+        assert_string_equal(err.field, "path");
+        assert_non_null(strstr(err.message, "is already a library share"));
+        assert_int_equal(library_share_create(o.st, o.jobs, &admin, path_of("share/sub"), &out, &err), -EEXIST);
+        assert_non_null(strstr(err.message, "overlaps library share"));
+        assert_null(out);
+        assert_int_equal(n_shares(o.st), 1);
+        ops_close(&o);
+}
+
+/* A share with a qcow2 base, a template of points 2 on it, a host, and a
+ * grant of 5 points for sam. */
+static void ops_deploy_fixture(Ops *o) {
+        int64_t share, item, grant;
+        mkdir(path_of("deploy"), 0755);
+        assert_int_equal(store_share_insert(o->st, path_of("deploy"), &share), 0);
+        StoreItem it = { .share_id = share, .size = 1 << 20, .virtual_size = 1 << 30 };
+        snprintf(it.rel_path, sizeof it.rel_path, "base.qcow2");
+        snprintf(it.kind, sizeof it.kind, "disk");
+        snprintf(it.format, sizeof it.format, "qcow2");
+        assert_int_equal(store_item_upsert(o->st, &it, &item), 0);
+        StoreTemplate t = { .name = "small", .cpus = 1, .memory_mib = 512, .firmware = "bios", .base_item_id = item, .points = 2 };
+        assert_int_equal(store_template_insert(o->st, &t, &o->tpl_id), 0);
+        assert_int_equal(store_host_insert(o->st, "h1", "test:///default", STORE_ROOT_GROUP_ID, "armada", NULL, &o->host_id), 0);
+        assert_int_equal(store_host_set_facts(o->st, o->host_id, 16, 65536, 65536, "TEST", "test", "h1", "/tmp"), 0);
+        assert_true(store_host_set_state(o->st, o->host_id, "ok", NULL) >= 0);
+        StoreGrant g = { .user_id = o->self_id, .group_id = STORE_ROOT_GROUP_ID, .points = 5, .max_vms = -1, .max_cpus = -1,
+                         .max_memory_mib = -1, .actions = LIBRARY_GRANT_ACTIONS };
+        assert_int_equal(store_grant_insert(o->st, &g, &o->tpl_id, 1, &grant), 0);
+}
+
+static size_t n_vms(Store *st) {
+        _cleanup_json_ json_t *all = store_vm_list(st, NULL, 0, 0);
+        return json_array_size(all);
+}
+
+static void test_op_self_service_deploy_quota(void **state) {
+        Ops o;
+        ops_open(&o);
+        ops_deploy_fixture(&o);
+        OpCaller sam = caller(ROLE_SELF_SERVICE, o.self_id, "sam", "self-service");
+        OpError err = { 0 };
+        json_t *out = NULL;
+
+        /* 3 VMs of 2 points against 5: 422 naming 'count', audited as
+         * denied, and no VM row (the transaction rolled back). */
+        LibraryDeploySpec s = { .template_id = o.tpl_id, .name = "web", .count = 3, .numbered = true, .start = true };
+        assert_int_equal(library_template_deploy(o.st, o.jobs, &sam, &s, &out, &err), -EINVAL);
+        assert_int_equal(err.status, 422);
+        assert_string_equal(err.code, "quota_exceeded");
+        assert_string_equal(err.field, "count");
+        assert_non_null(strstr(err.message, "template 'small' costs 2 points per VM"));
+        assert_null(out);
+        assert_int_equal(n_vms(o.st), 0);
+        assert_last_audit(o.st, "template.deploy", "denied");
+
+        /* A host for the VM: self-service VMs are placed in the grant's group. */
+        s.host = "h1";
+        assert_int_equal(library_template_deploy(o.st, o.jobs, &sam, &s, &out, &err), -EPERM);
+        assert_int_equal(err.status, 403);
+        assert_string_equal(err.field, "host");
+        s.host = NULL;
+
+        /* 2 VMs fit: both recorded (state creating, owned by sam), one
+         * vm.deploy job each, under the grant. */
+        s.count = 2;
+        assert_int_equal(library_template_deploy(o.st, o.jobs, &sam, &s, &out, &err), 0);
+        assert_int_equal(json_array_size(json_object_get(out, "vms")), 2);
+        assert_int_equal(json_array_size(json_object_get(out, "jobs")), 2);
+        assert_true(jget_int(out, "grant_id") > 0);
+        json_t *vm = json_array_get(json_object_get(out, "vms"), 0);
+        assert_string_equal(jget_str(vm, "name"), "web-1");
+        assert_string_equal(jget_str(vm, "state"), "creating");
+        assert_int_equal(jget_int(vm, "owner_id"), o.self_id);
+        assert_string_equal(jget_str(json_array_get(json_object_get(out, "jobs"), 1), "kind"), "vm.deploy");
+        json_decref(out);
+        out = NULL;
+        assert_int_equal(n_vms(o.st), 2);
+        assert_last_audit(o.st, "vm.deploy", "accepted");
+
+        /* The quota is used now: one more VM is refused, nothing added. */
+        s.count = 1;
+        s.name = "db";
+        s.numbered = false;
+        assert_int_equal(library_template_deploy(o.st, o.jobs, &sam, &s, &out, &err), -EINVAL);
+        assert_string_equal(err.code, "quota_exceeded");
+        assert_int_equal(n_vms(o.st), 2);
+        ops_close(&o);
+}
+
+/* An administrator's deploy of 2 VMs onto a host with room for one: the
+ * second VM's placement counts the first one's row, fails with 422 naming
+ * 'host', and the first row is rolled back with it. */
+static void test_op_deploy_all_or_nothing(void **state) {
+        Ops o;
+        ops_open(&o);
+        ops_deploy_fixture(&o);
+        int64_t tiny;
+        /* 1280 MiB less the default 512 MiB reserve: one VM of 512 MiB. */
+        assert_int_equal(store_host_insert(o.st, "tiny", "test:///default", STORE_ROOT_GROUP_ID, "armada", NULL, &tiny), 0);
+        assert_int_equal(store_host_set_facts(o.st, tiny, 4, 1280, 1280, "TEST", "test", "tiny", "/tmp"), 0);
+        assert_true(store_host_set_state(o.st, tiny, "ok", NULL) >= 0);
+        OpCaller admin = caller(ROLE_ADMIN, o.admin_id, "root", "administrator");
+        OpError err = { 0 };
+        json_t *out = NULL;
+        LibraryDeploySpec s = { .template_id = o.tpl_id, .name = "app", .count = 2, .numbered = true, .host = "tiny" };
+        assert_int_equal(library_template_deploy(o.st, o.jobs, &admin, &s, &out, &err), -EINVAL);
+        assert_int_equal(err.status, 422);
+        assert_string_equal(err.code, "no_capacity");
+        assert_string_equal(err.field, "host");
+        assert_non_null(strstr(err.message, "Cannot deploy VM 2 of 2 from template 'small': host 'tiny' cannot take VM 'app-2'"));
+        assert_null(out);
+        assert_int_equal(n_vms(o.st), 0);
+        /* One fits. */
+        s.count = 1;
+        assert_int_equal(library_template_deploy(o.st, o.jobs, &admin, &s, &out, &err), 0);
+        assert_int_equal(jget_int(out, "grant_id"), 0);
+        json_decref(out);
+        assert_int_equal(n_vms(o.st), 1);
+        ops_close(&o);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_detect),
@@ -385,6 +596,9 @@ int main(void) {
                 cmocka_unit_test(test_sha256),
                 cmocka_unit_test(test_cloudinit),
                 cmocka_unit_test(test_seed_iso),
+                cmocka_unit_test(test_op_share_create),
+                cmocka_unit_test(test_op_self_service_deploy_quota),
+                cmocka_unit_test(test_op_deploy_all_or_nothing),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
