@@ -12,7 +12,6 @@
  * lock (inventory/placement.h): two deploys cannot both take the last
  * points of a quota or the last room on a host, and a failure leaves no
  * row behind. The jobs make the disks and domains (library-jobs.c). */
-#define LIBRARY_PRIV_ALLOW
 #include "library-priv.h"
 
 #include <assert.h>

@@ -4,7 +4,6 @@
  * caller's rights, checks what needs the database or the files, writes,
  * queues jobs and audits; the API only parses the request and maps the
  * result. */
-#define LIBRARY_PRIV_ALLOW
 #include "library-priv.h"
 
 #include <errno.h>
