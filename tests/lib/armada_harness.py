@@ -108,6 +108,9 @@ class Armadad:
             if getattr(self, "log", None) and not self.log.closed:
                 self.log.close()
         finally:
+            if os.environ.get("ARMADA_KEEP_LOGS") and os.path.exists(os.path.join(self.dir, "armadad.log")):
+                # For a developer chasing a failure: the log outlives the run.
+                shutil.copy(os.path.join(self.dir, "armadad.log"), os.environ["ARMADA_KEEP_LOGS"])
             if self.own_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
