@@ -4,7 +4,7 @@
  * hands anything that talks to a host to a job (202). */
 #include "api-priv.h"
 #include "hv/hv.h"
-#include "inventory/placement.h"
+#include "placement/placement.h"
 #include "library/library.h"
 #include "store/store-library.h"
 

@@ -27,7 +27,7 @@
 #include <unistd.h>
 #include <sodium.h>
 
-#include "inventory/placement.h"
+#include "placement/placement.h"
 #include "library/library.h"
 #include "place/place.h"
 #include "store/store-library.h"

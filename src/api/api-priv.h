@@ -181,7 +181,7 @@ void audit(Req *r, const char *action, const char *object_kind, int64_t object_i
 bool api_vm_refuse_foreign(Req *r, json_t *v);
 
 /* ---- placement of a new VM (api-place.c), for h_vms_create: called with
- * the placement lock held (inventory/placement.h) ---- */
+ * the placement lock held (placement/placement.h) ---- */
 bool api_place_new_vm(Req *r, const char *group, const char *name, int64_t cpus, int64_t memory_mib, int64_t disk_bytes,
                       int64_t *ret_host_id, json_t **ret_placement);
 bool api_place_check_host(Req *r, const StoreHost *h, const char *name, int64_t cpus, int64_t memory_mib, int64_t disk_bytes,

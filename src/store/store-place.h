@@ -1,6 +1,6 @@
 /* store-place: the place capability's tables and SQL — host-group placement
  * policies, placement rules, measured host load and pool usage, and the
- * one-pass reads the placement glue (inventory/inventory-place.c) builds the
+ * one-pass reads the placement glue (placement/placement.c) builds the
  * engine's host arrays from. Conventions as in store.h. Not included from
  * store.h: include it where you use it. */
 #pragma once
