@@ -114,15 +114,66 @@ static bool group_in_scope(const StoreGroupPolicy *pol, size_t npol, int64_t gro
         return false;
 }
 
+/* What placement reads from the store for one rating: every group's
+ * policy, the hosts of the group's subtree with their use (without the VM
+ * being placed), the cluster members and the rule members. */
+typedef struct {
+        StoreGroupPolicy *pol;
+        size_t npol;
+        StorePlaceHost *sh;             /* ordered by id */
+        size_t n;
+        StorePlaceClusterMember *cm;    /* ordered by cluster, host */
+        size_t ncm;
+        StorePlaceRuleMember *rm;
+        size_t nrm;
+} Inputs;
+
+static void inputs_done(Inputs *in) {
+        free(in->pol);
+        free(in->sh);
+        free(in->cm);
+        free(in->rm);
+        *in = (Inputs) {0};
+}
+
+/* Reads the inputs of group_id's subtree for a VM vm_id (0: a new one):
+ * 0, -ENOENT when there is no such group, or another negative code. */
+static int inputs_load(Store *st, int64_t group_id, int64_t vm_id, Inputs *ret) {
+        Inputs in = {0};
+        int r = store_policy_all(st, &in.pol);
+        if (r < 0)
+                return r;
+        in.npol = (size_t) r;
+        bool group_found = false;
+        for (size_t i = 0; i < in.npol; i++)
+                group_found = group_found || in.pol[i].group_id == group_id;
+        if (!group_found) {
+                inputs_done(&in);
+                return -ENOENT;
+        }
+        if ((r = store_place_hosts(st, group_id, vm_id, &in.sh)) < 0)
+                goto fail;
+        in.n = (size_t) r;
+        if ((r = store_place_cluster_members(st, vm_id, &in.cm)) < 0)
+                goto fail;
+        in.ncm = (size_t) r;
+        if ((r = store_place_rule_members(st, &in.rm)) < 0)
+                goto fail;
+        in.nrm = (size_t) r;
+        *ret = in;
+        return 0;
+fail:
+        inputs_done(&in);
+        return r;
+}
+
 /* Fills failover[i] for hosts[i] from every cluster's members. */
-static int failover_reserves(Store *st, int64_t exclude_vm_id, const StorePlaceHost *hosts, size_t n, double *failover) {
-        StorePlaceClusterMember *m = NULL;
-        int nm = store_place_cluster_members(st, exclude_vm_id, &m);
-        if (nm < 0)
-                return nm;
-        uint64_t *ha = xcalloc((size_t) nm + 1, sizeof *ha);
-        for (int a = 0; a < nm;) {
-                int b = a;
+static void failover_reserves(const Inputs *in, double *failover) {
+        const StorePlaceClusterMember *m = in->cm;
+        size_t nm = in->ncm;
+        _cleanup_free_ uint64_t *ha = xcalloc(nm + 1, sizeof *ha);
+        for (size_t a = 0; a < nm;) {
+                size_t b = a;
                 while (b < nm && m[b].cluster_id == m[a].cluster_id)
                         b++;
                 /* Only members that are up take part. A member that is down
@@ -131,7 +182,7 @@ static int failover_reserves(Store *st, int64_t exclude_vm_id, const StorePlaceH
                  * uses up one of the k tolerated failures. A member in
                  * maintenance is simply out of the cluster for now. */
                 int members = 0, k = m[a].tolerate > 0 ? m[a].tolerate : 0;
-                for (int i = a; i < b; i++) {
+                for (size_t i = a; i < b; i++) {
                         if (streq(m[i].host_state, "ok"))
                                 ha[members++] = m[i].ha_memory_mib;
                         else if (!streq(m[i].host_state, "maintenance"))
@@ -145,226 +196,285 @@ static int failover_reserves(Store *st, int64_t exclude_vm_id, const StorePlaceH
                                 sum += (double) ha[i];
                         reserve = sum / (members - k);
                 }
-                for (int i = a; i < b; i++) {
-                        ssize_t x = host_index(hosts, n, m[i].host_id);
+                for (size_t i = a; i < b; i++) {
+                        ssize_t x = host_index(in->sh, in->n, m[i].host_id);
                         if (x >= 0 && streq(m[i].host_state, "ok"))
                                 failover[x] = reserve;
                 }
                 a = b;
         }
-        free(ha);
-        free(m);
-        return 0;
 }
 
-int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, PlacementRating **ret) {
-        if (!st || !d || !ret || (d->n_pending && !d->pending) || (d->n_scope && !d->scope))
-                return -EINVAL;
-        PlaceGoal goal_override = PLACE_GOAL_LOAD_BALANCING;
-        if (d->goal && parse_goal(d->goal, &goal_override) < 0)
-                return -EINVAL;
-        if (group_id <= 0)
-                group_id = STORE_ROOT_GROUP_ID;
+/* One rating in the making: the engine's arrays built from the inputs
+ * (pointing into them) and the scores. */
+typedef struct {
+        Inputs in;
+        size_t m;                       /* hosts rated (not skipped) */
+        PlaceHost *ph;                  /* m engine hosts */
+        size_t *orig;                   /* ph[k] is in.sh[orig[k]] */
+        PlaceMember *members;           /* rule members on the hosts, by host */
+        int32_t *anti, *aff;            /* the VM's own rule groups */
+        PlaceDemand pd;
+        PlacePolicy policy;
+        PlaceTable *table;
+        PlaceScore *sc;                 /* m scores */
+} Rating;
 
-        _cleanup_free_ StoreGroupPolicy *pol = NULL;
-        int npol = store_policy_all(st, &pol);
-        if (npol < 0)
-                return npol;
-        bool group_found = false;
-        for (int i = 0; i < npol; i++)
-                group_found = group_found || pol[i].group_id == group_id;
-        if (!group_found)
-                return -ENOENT;
+static void rating_done(Rating *x) {
+        place_table_free(x->table);
+        free(x->sc);
+        free(x->ph);
+        free(x->orig);
+        free(x->members);
+        free(x->anti);
+        free(x->aff);
+        inputs_done(&x->in);
+        *x = (Rating) {0};
+}
 
-        _cleanup_free_ StorePlaceHost *sh = NULL;
-        int nh = store_place_hosts(st, group_id, d->vm_id, &sh);
-        if (nh < 0)
-                return nh;
-        size_t n = (size_t) nh;
+/* Rule members on the rated hosts, grouped by host (first[i]..first[i+1]
+ * in x->members for in.sh[i]); and the rules of the VM being placed into
+ * x->anti and x->aff (counts in x->pd). */
+static void rating_rules(Rating *x, const PlacementDemand *d, size_t *first) {
+        const Inputs *in = &x->in;
+        size_t n = in->n;
+        x->members = xcalloc(in->nrm + 1, sizeof *x->members);
+        x->anti = xcalloc(in->nrm + 1, sizeof *x->anti);
+        x->aff = xcalloc(in->nrm + 1, sizeof *x->aff);
+        size_t n_anti = 0, n_aff = 0;
+        for (size_t i = 0; i < in->nrm; i++) {
+                const StorePlaceRuleMember *rm = &in->rm[i];
+                if (rm->rule_id > INT32_MAX)
+                        continue;
+                if (d->vm_id > 0 && rm->vm_id == d->vm_id) {
+                        if (streq(rm->kind, "anti-affinity"))
+                                x->anti[n_anti++] = (int32_t) rm->rule_id;
+                        else
+                                x->aff[n_aff++] = (int32_t) rm->rule_id;
+                        continue;
+                }
+                ssize_t h = host_index(in->sh, n, rm->host_id);
+                if (h >= 0)
+                        first[h + 1]++;
+        }
+        for (size_t i = 0; i < n; i++)
+                first[i + 1] += first[i];
+        _cleanup_free_ size_t *fill = xcalloc(n + 1, sizeof *fill);
+        for (size_t i = 0; i < in->nrm; i++) {
+                const StorePlaceRuleMember *rm = &in->rm[i];
+                if (rm->rule_id > INT32_MAX || (d->vm_id > 0 && rm->vm_id == d->vm_id))
+                        continue;
+                ssize_t h = host_index(in->sh, n, rm->host_id);
+                if (h < 0)
+                        continue;
+                x->members[first[h] + fill[h]++] = (PlaceMember) { .group = (int32_t) rm->rule_id, .vm_name = rm->vm_name };
+        }
+        x->pd.anti_affinity = x->anti;
+        x->pd.n_anti_affinity = n_anti;
+        x->pd.affinity = x->aff;
+        x->pd.n_affinity = n_aff;
+}
+
+/* The engine host of in.sh[i] (see the top of this file for the units). */
+static void engine_host(const Rating *x, size_t i, const PlacementDemand *d, bool disk_known, int64_t now,
+                        const double *failover, const size_t *first, PlaceHost *p) {
+        const StorePlaceHost *h = &x->in.sh[i];
+        StoreEffectivePolicy e;
+        store_policy_resolve(x->in.pol, x->in.npol, h->group_id, &e);
+        p->id = h->id;
+        p->name = h->name;
+        p->state = engine_state(h->state);
+        p->cap[PLACE_R_CPU] = (double) h->cpus * 100.0;
+        p->cap[PLACE_R_MEMORY] = (double) h->memory_mib;
+        p->cap[PLACE_R_DISK] = disk_known ? (double) h->pool_capacity_bytes / GIB : 0;
+        p->cap[PLACE_R_DISK_IO] = 100;
+        p->cap[PLACE_R_NETWORK] = 100;
+        bool fresh = h->usage_at > 0 && now - h->usage_at < USAGE_FRESH_MS && now - h->usage_at > -USAGE_FRESH_MS;
+        p->used[PLACE_R_CPU] = (fresh && !isnan(h->cpu_pct)
+                ? h->cpu_pct / 100.0 * p->cap[PLACE_R_CPU] + (double) h->creating_cpus * 100.0
+                : (double) h->alloc_cpus * 100.0) + (double) h->reserved_cpus * 100.0;
+        p->used[PLACE_R_MEMORY] = (fresh && !isnan(h->memory_used_mib)
+                ? h->memory_used_mib + (double) h->creating_memory_mib
+                : (double) h->alloc_memory_mib) + (double) h->reserved_memory_mib;
+        if (disk_known) {
+                double pool_used = h->pool_capacity_bytes > h->pool_available_bytes
+                        ? (double) (h->pool_capacity_bytes - h->pool_available_bytes) : 0;
+                double alloc = (double) h->alloc_disk_bytes;
+                p->used[PLACE_R_DISK] = ((pool_used > alloc ? pool_used : alloc) + (double) h->reserved_disk_bytes) / GIB;
+        }
+        p->used[PLACE_R_DISK_IO] = fresh && !isnan(h->disk_io_pct) ? h->disk_io_pct : 0;
+        p->used[PLACE_R_NETWORK] = fresh && !isnan(h->network_pct) ? h->network_pct : 0;
+        for (size_t k = 0; k < d->n_pending; k++)
+                if (d->pending[k].host_id == h->id) {
+                        p->used[PLACE_R_CPU] += (double) d->pending[k].cpus * 100.0;
+                        p->used[PLACE_R_MEMORY] += (double) d->pending[k].memory_mib;
+                        if (disk_known)
+                                p->used[PLACE_R_DISK] += (double) d->pending[k].disk_bytes / GIB;
+                }
+        p->reserve = (PlaceReserve) {
+                .cpu_pct = e.value[STORE_POLICY_CPU_PCT],
+                .memory_mib = e.value[STORE_POLICY_MEMORY_MIB],
+                .disk_gib = disk_known ? e.value[STORE_POLICY_DISK_GIB] : 0,
+                .disk_io_pct = e.value[STORE_POLICY_DISK_IO_PCT],
+                .network_pct = e.value[STORE_POLICY_NETWORK_PCT],
+        };
+        p->failover_reserve_mib = failover[i];
+        p->n_members = first[i + 1] - first[i];
+        p->members = p->n_members ? &x->members[first[i]] : NULL;
+}
+
+/* The engine hosts: those in scope and not excluded, in id order. */
+static void rating_hosts(Rating *x, const PlacementDemand *d, const size_t *first) {
+        const Inputs *in = &x->in;
+        size_t n = in->n;
         /* Hosts outside the scope are not rated at all: dropped here, they
          * can be neither chosen nor named (an affinity partner there is
          * not seen either). */
         _cleanup_free_ bool *skip = xcalloc(n + 1, sizeof *skip);
         for (size_t i = 0; i < n; i++)
-                skip[i] = (d->exclude_host_id && sh[i].id == d->exclude_host_id) ||
-                          (d->n_scope && !group_in_scope(pol, (size_t) npol, sh[i].group_id, d->scope, d->n_scope));
-
+                skip[i] = (d->exclude_host_id && in->sh[i].id == d->exclude_host_id) ||
+                          (d->n_scope && !group_in_scope(in->pol, in->npol, in->sh[i].group_id, d->scope, d->n_scope));
         _cleanup_free_ double *failover = xcalloc(n + 1, sizeof *failover);
-        int r = failover_reserves(st, d->vm_id, sh, n, failover);
-        if (r < 0)
-                return r;
-
-        /* Rule members on the candidate hosts, grouped by host; and the
-         * rules the VM being placed belongs to. */
-        _cleanup_free_ StorePlaceRuleMember *rm = NULL;
-        int nrm = store_place_rule_members(st, &rm);
-        if (nrm < 0)
-                return nrm;
-        _cleanup_free_ size_t *first = xcalloc(n + 1, sizeof *first);
-        _cleanup_free_ PlaceMember *members = xcalloc((size_t) nrm + 1, sizeof *members);
-        _cleanup_free_ int32_t *anti = xcalloc((size_t) nrm + 1, sizeof *anti);
-        _cleanup_free_ int32_t *aff = xcalloc((size_t) nrm + 1, sizeof *aff);
-        size_t n_anti = 0, n_aff = 0;
-        for (int i = 0; i < nrm; i++) {
-                if (rm[i].rule_id > INT32_MAX)
-                        continue;
-                if (d->vm_id > 0 && rm[i].vm_id == d->vm_id) {
-                        if (streq(rm[i].kind, "anti-affinity"))
-                                anti[n_anti++] = (int32_t) rm[i].rule_id;
-                        else
-                                aff[n_aff++] = (int32_t) rm[i].rule_id;
-                        continue;
-                }
-                ssize_t x = host_index(sh, n, rm[i].host_id);
-                if (x >= 0)
-                        first[x + 1]++;
-        }
-        for (size_t i = 0; i < n; i++)
-                first[i + 1] += first[i];
-        _cleanup_free_ size_t *fill = xcalloc(n + 1, sizeof *fill);
-        for (int i = 0; i < nrm; i++) {
-                if (rm[i].rule_id > INT32_MAX || (d->vm_id > 0 && rm[i].vm_id == d->vm_id))
-                        continue;
-                ssize_t x = host_index(sh, n, rm[i].host_id);
-                if (x < 0)
-                        continue;
-                members[first[x] + fill[x]++] = (PlaceMember) { .group = (int32_t) rm[i].rule_id, .vm_name = rm[i].vm_name };
-        }
+        failover_reserves(in, failover);
 
         /* Disk space counts only when every candidate knows its pool. */
         bool disk_known = false;
         for (size_t i = 0; i < n; i++) {
                 if (skip[i])
                         continue;
-                if (!sh[i].has_pool) {
+                if (!in->sh[i].has_pool) {
                         disk_known = false;
                         break;
                 }
                 disk_known = true;
         }
-
-        _cleanup_free_ PlaceHost *ph = xcalloc(n + 1, sizeof *ph);
-        _cleanup_free_ size_t *orig = xcalloc(n + 1, sizeof *orig);
-        size_t m = 0;
+        x->ph = xcalloc(n + 1, sizeof *x->ph);
+        x->orig = xcalloc(n + 1, sizeof *x->orig);
         int64_t now = now_ms();
         for (size_t i = 0; i < n; i++) {
-                const StorePlaceHost *h = &sh[i];
                 if (skip[i])
                         continue;
-                StoreEffectivePolicy e;
-                store_policy_resolve(pol, (size_t) npol, h->group_id, &e);
-                PlaceHost *p = &ph[m];
-                orig[m++] = i;
-                p->id = h->id;
-                p->name = h->name;
-                p->state = engine_state(h->state);
-                p->cap[PLACE_R_CPU] = (double) h->cpus * 100.0;
-                p->cap[PLACE_R_MEMORY] = (double) h->memory_mib;
-                p->cap[PLACE_R_DISK] = disk_known ? (double) h->pool_capacity_bytes / GIB : 0;
-                p->cap[PLACE_R_DISK_IO] = 100;
-                p->cap[PLACE_R_NETWORK] = 100;
-                bool fresh = h->usage_at > 0 && now - h->usage_at < USAGE_FRESH_MS && now - h->usage_at > -USAGE_FRESH_MS;
-                p->used[PLACE_R_CPU] = (fresh && !isnan(h->cpu_pct)
-                        ? h->cpu_pct / 100.0 * p->cap[PLACE_R_CPU] + (double) h->creating_cpus * 100.0
-                        : (double) h->alloc_cpus * 100.0) + (double) h->reserved_cpus * 100.0;
-                p->used[PLACE_R_MEMORY] = (fresh && !isnan(h->memory_used_mib)
-                        ? h->memory_used_mib + (double) h->creating_memory_mib
-                        : (double) h->alloc_memory_mib) + (double) h->reserved_memory_mib;
-                if (disk_known) {
-                        double pool_used = h->pool_capacity_bytes > h->pool_available_bytes
-                                ? (double) (h->pool_capacity_bytes - h->pool_available_bytes) : 0;
-                        double alloc = (double) h->alloc_disk_bytes;
-                        p->used[PLACE_R_DISK] = ((pool_used > alloc ? pool_used : alloc) + (double) h->reserved_disk_bytes) / GIB;
-                }
-                p->used[PLACE_R_DISK_IO] = fresh && !isnan(h->disk_io_pct) ? h->disk_io_pct : 0;
-                p->used[PLACE_R_NETWORK] = fresh && !isnan(h->network_pct) ? h->network_pct : 0;
-                for (size_t k = 0; k < d->n_pending; k++)
-                        if (d->pending[k].host_id == h->id) {
-                                p->used[PLACE_R_CPU] += (double) d->pending[k].cpus * 100.0;
-                                p->used[PLACE_R_MEMORY] += (double) d->pending[k].memory_mib;
-                                if (disk_known)
-                                        p->used[PLACE_R_DISK] += (double) d->pending[k].disk_bytes / GIB;
-                        }
-                p->reserve = (PlaceReserve) {
-                        .cpu_pct = e.value[STORE_POLICY_CPU_PCT],
-                        .memory_mib = e.value[STORE_POLICY_MEMORY_MIB],
-                        .disk_gib = disk_known ? e.value[STORE_POLICY_DISK_GIB] : 0,
-                        .disk_io_pct = e.value[STORE_POLICY_DISK_IO_PCT],
-                        .network_pct = e.value[STORE_POLICY_NETWORK_PCT],
-                };
-                p->failover_reserve_mib = failover[i];
-                p->n_members = first[i + 1] - first[i];
-                p->members = p->n_members ? &members[first[i]] : NULL;
+                x->orig[x->m] = i;
+                engine_host(x, i, d, disk_known, now, failover, first, &x->ph[x->m]);
+                x->m++;
         }
+        x->pd.vm_name = d->vm_name;
+        x->pd.demand[PLACE_R_CPU] = (double) d->cpus * 100.0;
+        x->pd.demand[PLACE_R_MEMORY] = (double) d->memory_mib;
+        x->pd.demand[PLACE_R_DISK] = disk_known ? (double) d->disk_bytes / GIB : 0;
+}
 
+/* Goal and weights: the effective policy of the group placement runs in,
+ * the request's goal overriding. */
+static void rating_policy(Rating *x, int64_t group_id, const PlacementDemand *d, PlaceGoal goal_override) {
         StoreEffectivePolicy ge;
-        store_policy_resolve(pol, (size_t) npol, group_id, &ge);
+        store_policy_resolve(x->in.pol, x->in.npol, group_id, &ge);
         PlaceGoal goal;
         if (d->goal)
                 goal = goal_override;
         else if (parse_goal(ge.goal, &goal) < 0)
                 goal = PLACE_GOAL_LOAD_BALANCING;
-        PlacePolicy policy = { .goal = goal };
+        x->policy = (PlacePolicy) { .goal = goal };
         for (int k = 0; k < PLACE_R__COUNT; k++)
-                policy.weight[k] = ge.value[STORE_POLICY_W_CPU + k];
+                x->policy.weight[k] = ge.value[STORE_POLICY_W_CPU + k];
         bool any_weight = false;
         for (int k = 0; k < PLACE_R__COUNT; k++)
-                any_weight = any_weight || policy.weight[k] > 0;
+                any_weight = any_weight || x->policy.weight[k] > 0;
         if (!any_weight)
-                place_policy_default(goal, &policy);
+                place_policy_default(goal, &x->policy);
+}
 
-        PlaceDemand pd = {
-                .vm_name = d->vm_name,
-                .anti_affinity = anti, .n_anti_affinity = n_anti,
-                .affinity = aff, .n_affinity = n_aff,
-        };
-        pd.demand[PLACE_R_CPU] = (double) d->cpus * 100.0;
-        pd.demand[PLACE_R_MEMORY] = (double) d->memory_mib;
-        pd.demand[PLACE_R_DISK] = disk_known ? (double) d->disk_bytes / GIB : 0;
-
-        _cleanup_free_ PlaceRating *pr = xcalloc(m + 1, sizeof *pr);
-        r = place_rate_hosts(ph, m, &pd, &policy, pr);
+/* Gathers the inputs and rates every host for d: 0 with *x filled (free
+ * with rating_done()), or negative with nothing to free. */
+static int rating_run(Store *st, int64_t group_id, const PlacementDemand *d, Rating *x) {
+        if (!st || !d || (d->n_pending && !d->pending) || (d->n_scope && !d->scope))
+                return -EINVAL;
+        PlaceGoal goal_override = PLACE_GOAL_LOAD_BALANCING;
+        if (d->goal && parse_goal(d->goal, &goal_override) < 0)
+                return -EINVAL;
+        if (group_id <= 0)
+                group_id = STORE_ROOT_GROUP_ID;
+        *x = (Rating) {0};
+        int r = inputs_load(st, group_id, d->vm_id, &x->in);
         if (r < 0)
                 return r;
-        _cleanup_free_ size_t *order = xcalloc(m + 1, sizeof *order);
-        place_order(pr, m, order);
-        PlacementRating *out = xcalloc(m + 1, sizeof *out);
-        for (size_t k = 0; k < m; k++) {
-                const PlaceRating *x = &pr[order[k]];
-                const StorePlaceHost *h = &sh[orig[x->host_index]];
-                out[k].host_id = h->id;
-                snprintf(out[k].host_name, sizeof out[k].host_name, "%s", h->name);
-                out[k].rating = x->rating;
-                out[k].stars = x->half_stars / 2.0;
-                snprintf(out[k].reason, sizeof out[k].reason, "%s", x->rating > 0 ? "" : x->reason);
-                out[k].why = x->rating > 0 ? 0 : x->why;
+        _cleanup_free_ size_t *first = xcalloc(x->in.n + 1, sizeof *first);
+        rating_rules(x, d, first);
+        rating_hosts(x, d, first);
+        rating_policy(x, group_id, d, goal_override);
+        x->sc = xcalloc(x->m + 1, sizeof *x->sc);
+        r = place_table_new(x->ph, x->m, &x->table);
+        if (r >= 0)
+                r = place_table_rate(x->table, &x->pd, &x->policy, x->sc);
+        if (r < 0) {
+                rating_done(x);
+                return r;
         }
+        return 0;
+}
+
+/* The rating of engine host k in the glue's terms; the reason is written
+ * only for a host that rates 0. */
+static void rating_out(const Rating *x, size_t k, PlacementRating *out) {
+        const StorePlaceHost *h = &x->in.sh[x->orig[k]];
+        const PlaceScore *s = &x->sc[k];
+        out->host_id = h->id;
+        snprintf(out->host_name, sizeof out->host_name, "%s", h->name);
+        out->rating = s->rating;
+        out->stars = s->half_stars / 2.0;
+        out->why = s->rating > 0 ? 0 : s->why;
+        if (s->rating > 0)
+                out->reason[0] = 0;
+        else
+                place_table_reason(x->table, k, &x->pd, s->why, out->reason);
+}
+
+int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, PlacementRating **ret) {
+        if (!ret)
+                return -EINVAL;
+        Rating x;
+        int r = rating_run(st, group_id, d, &x);
+        if (r < 0)
+                return r;
+        _cleanup_free_ size_t *order = xcalloc(x.m + 1, sizeof *order);
+        place_score_order(x.sc, x.m, order);
+        PlacementRating *out = xcalloc(x.m + 1, sizeof *out);
+        for (size_t k = 0; k < x.m; k++)
+                rating_out(&x, order[k], &out[k]);
+        size_t m = x.m;
+        rating_done(&x);
         *ret = out;
         return (int) m;
 }
 
 int placement_choose(Store *st, int64_t group_id, const PlacementDemand *d, int64_t *ret_host_id, char *why, size_t why_size) {
-        PlacementRating *rt = NULL;
-        int n = placement_rate(st, group_id, d, &rt);
-        if (n < 0)
-                return n;
-        if (n > 0 && rt[0].rating > 0) {
-                *ret_host_id = rt[0].host_id;
-                free(rt);
+        Rating x;
+        int r = rating_run(st, group_id, d, &x);
+        if (r < 0)
+                return r;
+        /* Only the best is needed: no sort. When none fits every rating
+         * is 0, and best first is id order, which the hosts are in. */
+        ssize_t best = place_score_best(x.sc, x.m);
+        if (best >= 0) {
+                *ret_host_id = x.in.sh[x.orig[best]].id;
+                rating_done(&x);
                 return 0;
         }
         if (why && why_size > 0) {
                 StrBuf b = {0};
-                if (n == 0)
+                if (x.m == 0)
                         strbuf_append(&b, "there is no host to choose from");
-                for (int i = 0; i < n; i++)
-                        strbuf_printf(&b, "%shost '%s': %s", i ? "; " : "", rt[i].host_name, rt[i].reason);
+                for (size_t k = 0; k < x.m && b.len < why_size; k++) {
+                        char reason[PLACE_REASON_MAX];
+                        place_table_reason(x.table, k, &x.pd, x.sc[k].why, reason);
+                        strbuf_printf(&b, "%shost '%s': %s", k ? "; " : "", x.in.sh[x.orig[k]].name, reason);
+                }
                 snprintf(why, why_size, "%s", b.s ? b.s : "");
                 if (b.len >= why_size && why_size > 4)
                         memcpy(why + why_size - 4, "...", 4);
                 strbuf_free(&b);
         }
-        free(rt);
+        rating_done(&x);
         return -ENOSPC;
 }
 
