@@ -62,6 +62,12 @@ int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, Placem
  * ("host 'a': memory: needs ...; host 'b': ..."), or another negative code. */
 int placement_choose(Store *st, int64_t group_id, const PlacementDemand *d, int64_t *ret_host_id, char *why, size_t why_size);
 
+/* Ratings served from the inputs cache (hits) and those that read the
+ * store (misses) since the store was opened: the inputs are read again
+ * only when the store's placement generation moved
+ * (store_place_generation()). */
+void placement_cache_stats(Store *st, uint64_t *ret_hits, uint64_t *ret_misses);
+
 /* ---- choose and reserve, atomically ----
  * Every path that places a VM (create, deploy, migrate, maintenance, HA
  * restart) holds the placement lock from rating the hosts until what it

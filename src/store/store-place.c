@@ -11,6 +11,49 @@ static int cluster_ids_autoincrement(Store *st) {
         return store_table_autoincrement(st, "cluster", "cluster");
 }
 
+/* The tables placement reads (store_place_hosts(), _cluster_members(),
+ * _rule_members(), store_policy_all()) and, for the big ones, the columns
+ * that matter: any change to them bumps place_generation.gen, so a reader
+ * that saw the same generation saw the same inputs. */
+static const struct {
+        const char *table;
+        const char *columns;            /* "UPDATE OF ..." list, NULL: any */
+} GENERATION_TABLES[] = {
+        { "host_group", "parent_id" },
+        { "host_group_policy", NULL },
+        { "host", "name, group_id, state, cpus, memory_mib" },
+        { "host_usage", NULL },
+        { "host_pool", NULL },
+        { "vm", "name, host_id, state, cpus, memory_mib" },
+        { "vm_disk", "vm_id, size_bytes" },
+        { "vm_ha", "vm_id" },
+        { "cluster", "tolerate" },
+        { "cluster_member", NULL },
+        { "placement_rule", "kind" },
+        { "placement_rule_member", NULL },
+        { "placement_reservation", NULL },
+};
+
+static int place_generation(Store *st) {
+        int r = store_exec(st, "CREATE TABLE place_generation (id INTEGER PRIMARY KEY CHECK (id = 1), gen INTEGER NOT NULL)", "");
+        if (r >= 0)
+                r = store_exec(st, "INSERT INTO place_generation(id, gen) VALUES (1, 1)", "");
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(GENERATION_TABLES); i++) {
+                static const char *const ops[] = { "INSERT", "DELETE", "UPDATE" };
+                for (size_t k = 0; r >= 0 && k < ELEMENTSOF(ops); k++) {
+                        const char *t = GENERATION_TABLES[i].table, *cols = GENERATION_TABLES[i].columns;
+                        bool of = k == 2 && cols;
+                        /* names from the list above, never from a user */
+                        _cleanup_free_ char *sql = xasprintf(
+                                "CREATE TRIGGER place_gen_%s_%s AFTER %s%s%s ON %s"
+                                " BEGIN UPDATE place_generation SET gen = gen + 1 WHERE id = 1; END",
+                                t, ops[k], ops[k], of ? " OF " : "", of ? cols : "", t);
+                        r = store_exec(st, sql, "");
+                }
+        }
+        return r;
+}
+
 const StoreMigration store_migrations_place[] = {
         /* Clusters (built by the ha capability, whose failover reserve the
          * placement engine honours). Exact schema agreed with ha. */
@@ -69,6 +112,9 @@ const StoreMigration store_migrations_place[] = {
          * ("armada-cluster-<id>"): a new cluster with a removed one's id
          * would find that pool, at the old cluster's path. */
         { "place-cluster-ids-autoincrement", NULL, cluster_ids_autoincrement },
+        /* A counter of the changes to what placement reads, kept by
+         * triggers: placement caches its inputs until it moves. */
+        { "place-generation", NULL, place_generation },
         { NULL, NULL },
 };
 
@@ -158,6 +204,10 @@ int store_place_cluster_members(Store *st, int64_t exclude_vm_id, StorePlaceClus
                 " FROM cluster c JOIN cluster_member m ON m.cluster_id = c.id JOIN host h ON h.id = m.host_id"
                 " ORDER BY c.id, m.host_id";
         return store_query_rows(st, row_cluster_member, sizeof(StorePlaceClusterMember), (void **) ret, sql, "i", exclude_vm_id);
+}
+
+int store_place_generation(Store *st, int64_t *ret) {
+        return store_query_i64(st, ret, "SELECT gen FROM place_generation WHERE id = 1", "");
 }
 
 int store_place_pool_set(Store *st, int64_t host_id, uint64_t capacity_bytes, uint64_t available_bytes) {
