@@ -343,6 +343,13 @@ int main(int argc, char **argv) {
         int ret = EXIT_SUCCESS;
         if (out_dir) {
                 _cleanup_free_ char *path = xasprintf("%s/placement.md", out_dir);
+                /* What follows the marker in the old report (numbers measured
+                 * by other means, e.g. bench/placement-ratings) is kept. */
+                static const char marker[] = "<!-- kept by bench_place: everything below -->";
+                _cleanup_free_ char *old = NULL;
+                size_t old_len;
+                if (file_read_all(path, &old, &old_len) == 0 && strstr(old, marker))
+                        strbuf_printf(&b, "\n%s", strstr(old, marker));
                 int r = mkdir_p(out_dir, 0755);
                 if (r >= 0)
                         r = file_write_atomic(path, b.s, b.len, 0644);
