@@ -1,5 +1,8 @@
 /* The placement glue (placement.h): builds the pure engine's host arrays
  * (src/place) from the database and answers which hosts could take a VM.
+ * A rating runs in phases: the inputs (cached, see "the inputs cache"),
+ * the rule members, the engine hosts, the policy, then the engine's table;
+ * reasons are written only for hosts that rate 0.
  *
  * Per host, in the engine's units (place.h):
  *   capacity  CPU = logical CPUs x 100; memory = physical MiB; disk space =

@@ -1,14 +1,21 @@
-/* placement: the place capability — the glue between the database and the
- * pure placement engine (src/place), and the placement operations the API
- * calls (policy, ratings, rules, consolidation, a new VM's host). It builds the engine's host arrays from the inventory — each
- * host's capacity, what it already uses, the reserves and goal its group
- * inherits, placement rules, a cluster's failover reserve — and answers
- * "which hosts could take this VM, and how well" and "which one is best".
+/* placement: the place capability. The glue between the database and the
+ * pure placement engine (src/place) — it builds the engine's host arrays
+ * from the store: each host's capacity, what it already uses, the reserves
+ * and goal its group inherits, placement rules, a cluster's failover
+ * reserve — and answers "which hosts could take this VM, and how well" and
+ * "which one is best" (placement.c); and the placement operations the API
+ * calls: policy, ratings, rules, consolidation, a new VM's host
+ * (placement-ops.c).
  *
  * "Used" is measured load from the host_usage table when a fresh sample
  * exists (monitoring writes it), otherwise the sum of the allocations of the
- * VMs Armada places on the host. Costs one pass over hosts and one over VMs
- * of the group per call. */
+ * VMs Armada places on the host. The inputs read from the store are kept
+ * while the store's placement generation stays the same, so a rating with
+ * nothing changed reads one row; then one pass over the hosts builds and
+ * rates them (place_table_*()).
+ *
+ * Layering: builds on store, op and place; inventory, library, ha and api
+ * build on it, never the other way round. */
 #pragma once
 
 #include <stdbool.h>
