@@ -640,13 +640,15 @@ static double hot_score_general(const HotHost *o, const double *dem, const Place
         return rating < PLACE_RATING_MIN ? PLACE_RATING_MIN : rating;
 }
 
-/* The score of a host that passed every check and has every capacity,
- * as host_score(). Under load balancing a resource scores max(left, 0):
+/* The weighted sum of a host that passed every check and has every
+ * capacity, as host_score() before its division (done in the stars pass:
+ * the sum of every such host is divided by the same weights' sum, and the
+ * division is monotone, so the best sum gives the best rating). Under load balancing a resource scores max(left, 0):
  * where left is -0.0 host_score() adds w * -0.0 and this w * +0.0, the
  * same to a sum that starts at +0.0. Inlined into two copies of the pass,
  * one per goal, so the goal is not tested per resource. */
 __attribute__((always_inline))
-static inline double hot_score(const HotHost *o, const double *dem, const double *w, double wsum, bool maximize) {
+static inline double hot_sum(const HotHost *o, const double *dem, const double *w, bool maximize) {
         double sum = 0;
 #pragma GCC unroll 5
         for (int r = 0; r < PLACE_R__COUNT; r++) {
@@ -658,8 +660,7 @@ static inline double hot_score(const HotHost *o, const double *dem, const double
                         score = left > 0 ? left : 0;
                 sum += w[r] * score;
         }
-        double rating = sum / wsum;
-        return rating < PLACE_RATING_MIN ? PLACE_RATING_MIN : rating;
+        return sum;
 }
 
 /* The hard checks and the rules of host i; 0 when it may take the VM. */
@@ -698,7 +699,7 @@ static inline unsigned hot_why(const PlaceTable *t, size_t i, const HotHost *o, 
  * the best rating. */
 __attribute__((always_inline))
 static inline int table_pass(const PlaceTable *t, const PlaceDemand *d, const PlacePolicy *p, const AffinityAnchor *anchors,
-                             size_t n_anchors, bool maximize, PlaceScore *ret_scores, double *ret_best) {
+                             size_t n_anchors, bool maximize, PlaceScore *ret_scores, double *ret_best, double *ret_wsum) {
         const double *dem = d->demand;
         const double mem = dem[PLACE_R_MEMORY], disk = dem[PLACE_R_DISK];
         /* With every capacity non-zero the weights' sum is the same for
@@ -707,7 +708,7 @@ static inline int table_pass(const PlaceTable *t, const PlaceDemand *d, const Pl
         for (int r = 0; r < PLACE_R__COUNT; r++)
                 wsum += p->weight[r];
         const bool rules = d->n_anti_affinity > 0 || n_anchors > 0;
-        double best = 0;
+        double best = 0, best_sum = -1;
         int n_fit = 0;
         for (size_t i = 0; i < t->n; i++) {
                 const HotHost *o = &t->hot[i];
@@ -721,13 +722,25 @@ static inline int table_pass(const PlaceTable *t, const PlaceDemand *d, const Pl
                         *out = (PlaceScore) { .why = why };
                         continue;
                 }
-                double rating = o->flags & HOT_CAP_ZERO ? hot_score_general(o, dem, p, maximize) :
-                                                          hot_score(o, dem, p->weight, wsum, maximize);
-                *out = (PlaceScore) { .rating = rating };
                 n_fit++;
-                best = rating > best ? rating : best;
+                if (o->flags & HOT_CAP_ZERO) {
+                        double rating = hot_score_general(o, dem, p, maximize);
+                        *out = (PlaceScore) { .rating = rating };
+                        best = rating > best ? rating : best;
+                        continue;
+                }
+                /* the sum, marked by half_stars -1: divided in the stars pass */
+                double sum = hot_sum(o, dem, p->weight, maximize);
+                *out = (PlaceScore) { .rating = sum, .half_stars = -1 };
+                best_sum = sum > best_sum ? sum : best_sum;
+        }
+        if (best_sum >= 0) {
+                double r = best_sum / wsum;
+                r = r < PLACE_RATING_MIN ? PLACE_RATING_MIN : r;
+                best = r > best ? r : best;
         }
         *ret_best = best;
+        *ret_wsum = wsum;
         return n_fit;
 }
 
@@ -741,18 +754,21 @@ int place_table_rate(const PlaceTable *t, const PlaceDemand *d, const PlacePolic
                 anchors = heap_anchors = xmalloc(d->n_affinity * sizeof *anchors);
         size_t n_anchors = table_anchors(t, d, anchors);
 
-        double best;
+        double best, wsum;
         int n_fit = p->goal == PLACE_GOAL_RESOURCE_MAXIMIZATION ?
-                table_pass(t, d, p, anchors, n_anchors, true, ret_scores, &best) :
-                table_pass(t, d, p, anchors, n_anchors, false, ret_scores, &best);
-        if (best > 0)
-                for (size_t i = 0; i < t->n; i++) {
-                        double r = ret_scores[i].rating;
-                        if (r <= 0)
-                                continue;
-                        int hs = (int) (10.0 * r / best + 0.5);
-                        ret_scores[i].half_stars = hs < 1 ? 1 : hs > 10 ? 10 : hs;
+                table_pass(t, d, p, anchors, n_anchors, true, ret_scores, &best, &wsum) :
+                table_pass(t, d, p, anchors, n_anchors, false, ret_scores, &best, &wsum);
+        for (size_t i = 0; n_fit > 0 && i < t->n; i++) {
+                PlaceScore *s = &ret_scores[i];
+                if (s->half_stars < 0) {
+                        double r = s->rating / wsum;
+                        s->rating = r < PLACE_RATING_MIN ? PLACE_RATING_MIN : r;
                 }
+                if (s->rating <= 0)
+                        continue;
+                int hs = (int) (10.0 * s->rating / best + 0.5);
+                s->half_stars = hs < 1 ? 1 : hs > 10 ? 10 : hs;
+        }
         return n_fit;
 }
 
