@@ -184,13 +184,6 @@ void audit(Req *r, const char *action, const char *object_kind, int64_t object_i
  * delete, migration, HA change and console refused. */
 bool api_vm_refuse_foreign(Req *r, json_t *v);
 
-/* ---- placement of a new VM (api-place.c): no longer called — their logic
- * moved into inventory_vm_create() (inventory-vm-ops.c); left for the
- * placement module's move to delete ---- */
-bool api_place_new_vm(Req *r, const char *group, const char *name, int64_t cpus, int64_t memory_mib, int64_t disk_bytes,
-                      int64_t *ret_host_id, json_t **ret_placement);
-bool api_place_check_host(Req *r, const StoreHost *h, const char *name, int64_t cpus, int64_t memory_mib, int64_t disk_bytes,
-                          bool force);
 
 /* ---- handlers (api-handlers.c) ---- */
 void h_version(Req *r);

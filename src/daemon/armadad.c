@@ -19,7 +19,7 @@
 #include "jobs/jobs.h"
 #include "library/library.h"
 #include "inventory/inventory-monitor.h"
-#include "inventory/placement.h"
+#include "placement/placement.h"
 #include "monitor/monitor.h"
 #include "store/store.h"
 #include "util/util.h"

@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "ha-priv.h"
-#include "inventory/placement.h"
+#include "placement/placement.h"
 #include "place/place.h"
 
 #define POLL_MS 200

@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "ha-priv.h"
-#include "inventory/placement.h"
+#include "placement/placement.h"
 
 #define MAX_WATCH 1024
 #define MAX_CANDIDATES 64

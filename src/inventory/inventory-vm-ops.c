@@ -2,8 +2,7 @@
  * "operations"): create (placement, the row, the job, the audit and the
  * vm.placed event), read, delete and the power actions. */
 #include "inventory-priv.h"
-#include "placement.h"
-#include "place/place.h"
+#include "placement/placement.h"
 #include "store/store-library.h"
 
 #include <errno.h>
@@ -13,14 +12,6 @@
 static json_t *job_json(Inventory *inv, int64_t id) {
         json_t *j = store_job_get_json(inv->st, id);
         return j ? j : json_null();
-}
-
-/* A group's path for sentences: "All Hosts" for the root, "" when gone. */
-static char *group_display(Store *st, int64_t id) {
-        _cleanup_json_ json_t *g = store_group_get(st, id);
-        if (!g)
-                return xstrdup("");
-        return jget_str(g, "path")[0] ? xstrdup(jget_str(g, "path")) : xstrdup(STORE_ROOT_GROUP_NAME);
 }
 
 /* Resolves the group path the caller gave in field: 0 and *ret_id, or a
@@ -72,82 +63,22 @@ typedef struct {
         bool denied;                 /* the policy refused the host: audited once the lock is given up */
 } VmCreate;
 
-/* Placement without a host: the best-rated host in the group (or in the
- * groups a delegated administrator manages). 0 with vc->host_id and
- * vc->placement, or a 4xx/5xx in err. */
+/* Placement's part, asked of the placement module: without a host the
+ * best-rated one in the group (or in the groups a delegated administrator
+ * manages), with vc->host_id and vc->placement; with a host named by the
+ * caller, whether it has the memory (unless forced). */
 static int vm_create_choose(Inventory *inv, const OpCaller *c, VmCreate *vc, OpError *err) {
-        Store *st = inv->st;
         const InventoryVmSpec *s = vc->spec;
-        int64_t group_id = STORE_ROOT_GROUP_ID;
-        int r;
-        if (s->group && (r = group_of(st, c, "group", s->group, &group_id, err)) < 0)
-                return r;
-        PlacementDemand d = {
-                .cpus = (unsigned) s->cpus, .memory_mib = (uint64_t) s->memory_mib, .disk_bytes = (uint64_t) s->disk_bytes,
-                .vm_name = s->name,
-        };
-        /* A delegated administrator is placed inside the groups it manages,
-         * never across the whole estate, and hears of no other host. */
-        bool many = false;
-        if (c->subj.role == ROLE_DELEGATED_ADMIN) {
-                d.scope = c->subj.scopes;
-                d.n_scope = c->subj.n_scopes;
-                if (!s->group && d.n_scope == 1)
-                        group_id = d.scope[0];
-                many = !s->group && d.n_scope > 1;
-        }
-        _cleanup_free_ char *gp = many ? xstrdup("(the groups you manage)") : group_display(st, group_id);
-        _cleanup_free_ PlacementRating *rt = NULL;
-        int n = d.n_scope == 0 && c->subj.role == ROLE_DELEGATED_ADMIN ? 0 : placement_rate(st, group_id, &d, &rt);
-        if (n < 0)
-                return op_fail(err, 500, "internal", NULL, "Cannot rate the hosts of group '%s' for VM '%s' (error %d).", gp, s->name, n);
-        if (n == 0 || rt[0].rating <= 0) {
-                StrBuf b = {0};
-                if (n == 0)
-                        strbuf_append(&b, "the group has no hosts");
-                for (int i = 0; i < n; i++)
-                        strbuf_printf(&b, "%shost '%s': %s", i ? "; " : "", rt[i].host_name, rt[i].reason);
-                char disk[48] = "";
-                if (s->disk_bytes > 0)
-                        snprintf(disk, sizeof disk, " and a %llu GiB disk", (unsigned long long) ((s->disk_bytes + (1LL << 30) - 1) >> 30));
-                op_fail(err, 409, "no_capacity", NULL, "Cannot place VM '%s': no host in group '%s' can take %lld vCPUs, %lld MiB of memory%s (%.700s).",
-                        s->name, gp, (long long) s->cpus, (long long) s->memory_mib, disk, b.s ? b.s : "");
-                strbuf_free(&b);
-                return -ENOSPC;
-        }
-        vc->host_id = rt[0].host_id;
-        vc->placement = json_pack("{s:s, s:s, s:s, s:f, s:f}", "chosen_by", "placement", "group", gp, "host", rt[0].host_name,
-                                  "rating", round(rt[0].rating * 100) / 100, "stars", rt[0].stars);
-        return 0;
+        PlacementVmSpec ps = { .group = s->group, .name = s->name, .cpus = s->cpus, .memory_mib = s->memory_mib,
+                               .disk_bytes = s->disk_bytes };
+        return placement_new_vm(inv->st, c, &ps, &vc->host_id, &vc->placement, err);
 }
 
-/* A host the caller named must have the memory for the new VM: memory is a
- * hard requirement, unless forced (only an administrator may; checked in
- * vm_create_check()). */
 static int vm_create_check_host(Inventory *inv, const OpCaller *c, VmCreate *vc, OpError *err) {
         const InventoryVmSpec *s = vc->spec;
-        const StoreHost *h = &vc->host;
-        PlacementDemand d = {
-                .cpus = (unsigned) s->cpus, .memory_mib = (uint64_t) s->memory_mib, .disk_bytes = (uint64_t) s->disk_bytes,
-                .vm_name = s->name,
-        };
-        _cleanup_free_ PlacementRating *rt = NULL;
-        int n = placement_rate(inv->st, h->group_id, &d, &rt);
-        if (n < 0)
-                return op_fail(err, 500, "internal", NULL, "Cannot rate host '%s' for VM '%s' (error %d).", h->name, s->name, n);
-        const PlacementRating *me = NULL;
-        for (int i = 0; i < n && !me; i++)
-                if (rt[i].host_id == h->id)
-                        me = &rt[i];
-        if (!me || !(me->why & PLACE_WHY_MEMORY))
-                return 0;
-        if (!s->force) {
-                op_fail(err, 422, "no_capacity", "host", "Cannot create VM '%s' on host '%s': %s. An administrator may place it there anyway"
-                        " with \"force\": true (CLI --force).", s->name, h->name, me->reason);
-                return -ENOSPC;
-        }
-        log_warn("VM '%s' is forced onto host '%s' by '%s' though %s", s->name, h->name, c->user_name ? c->user_name : "system", me->reason);
-        return 0;
+        PlacementVmSpec ps = { .group = s->group, .name = s->name, .cpus = s->cpus, .memory_mib = s->memory_mib,
+                               .disk_bytes = s->disk_bytes };
+        return placement_check_host(inv->st, c, &vc->host, &ps, s->force, err);
 }
 
 /* Phase 1: what can be decided before the placement lock — the force flag

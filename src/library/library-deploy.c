@@ -9,7 +9,7 @@
  *   submit    a vm.deploy job per VM, and its audit record
  *
  * grant, place and record run in one transaction, which is the placement
- * lock (inventory/placement.h): two deploys cannot both take the last
+ * lock (placement/placement.h): two deploys cannot both take the last
  * points of a quota or the last room on a host, and a failure leaves no
  * row behind. The jobs make the disks and domains (library-jobs.c). */
 #include "library-priv.h"
@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "inventory/placement.h"
+#include "placement/placement.h"
 #include "place/place.h"
 #include "store/store-library.h"
 

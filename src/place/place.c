@@ -461,6 +461,357 @@ void place_order(const PlaceRating *ratings, size_t n, size_t *ret_order) {
                 qsort_r(ret_order, n, sizeof *ret_order, order_cmp, (void *) ratings);
 }
 
+/* ---- rating many times: the prepared table ----
+ *
+ * place_rate_hosts() pays, per host and call, five divisions (100 / cap)
+ * and a write to a PlaceRating of ~400 bytes: at 10,000 hosts the stores to
+ * the big output array cost more than the arithmetic. The table moves what
+ * does not depend on the demand out of the call — per resource the scale
+ * s = 100 / cap and base = 100 - used*s - reserve, the memory and disk left
+ * after the reserves, the host's state and figure checks, the first host of
+ * every rule group — into one compact record per host, and the call writes
+ * a 16-byte PlaceScore. Every value is computed by the same expressions in
+ * the same order as in place_rate_hosts(), so ratings are bit-identical
+ * (tests/unit/test_place.c compares the two on random estates). */
+
+enum {
+        HOT_BAD_STATE   = 1u << 0,      /* state != OK: only the state reason */
+        HOT_INVALID     = 1u << 1,      /* figures invalid: no resource checks */
+        HOT_MEMBERS     = 1u << 2,      /* runs members of rule groups */
+        HOT_CAP_ZERO    = 1u << 3,      /* some resource has no capacity */
+};
+
+/* What the rating of one host reads, in one record (one pass, in order). */
+typedef struct {
+        double s[PLACE_R__COUNT];       /* 100 / cap; 0 when cap <= 0 */
+        double base[PLACE_R__COUNT];    /* 100 - used*s - reserve (percent) */
+        double mem_free;                /* cap - used - reserve, MiB */
+        double mem_free_failover;       /* mem_free - failover reserve */
+        double disk_free;               /* cap - used - reserve, GiB */
+        unsigned flags;                 /* HOT_* */
+        unsigned cap_zero;              /* bit r: cap[r] <= 0 */
+} HotHost;
+
+/* The first host (in index order) that runs a member of group, and that
+ * member: the affinity anchor of place_rate_hosts(). */
+typedef struct {
+        int32_t group;
+        size_t host;
+        size_t member;
+} GroupFirst;
+
+struct PlaceTable {
+        const PlaceHost *hosts;         /* borrowed: names and members for reasons and rules */
+        size_t n;
+        HotHost *hot;
+        GroupFirst *first;              /* sorted by group */
+        size_t n_first;
+};
+
+static int group_first_cmp(const void *a, const void *b) {
+        const GroupFirst *x = a, *y = b;
+        if (x->group != y->group)
+                return x->group < y->group ? -1 : 1;
+        if (x->host != y->host)
+                return x->host < y->host ? -1 : 1;
+        return x->member < y->member ? -1 : x->member > y->member;
+}
+
+static void hot_fill(const PlaceHost *h, HotHost *o) {
+        *o = (HotHost) {0};
+        if (h->state != PLACE_HOST_OK)
+                o->flags |= HOT_BAD_STATE;
+        else if (!host_figures_ok(h))
+                o->flags |= HOT_INVALID;
+        if (h->n_members > 0)
+                o->flags |= HOT_MEMBERS;
+        if (o->flags & (HOT_BAD_STATE | HOT_INVALID))
+                return;
+        /* as hard_checks() */
+        o->mem_free = h->cap[PLACE_R_MEMORY] - h->used[PLACE_R_MEMORY] - h->reserve.memory_mib;
+        o->mem_free_failover = o->mem_free - h->failover_reserve_mib;
+        o->disk_free = h->cap[PLACE_R_DISK] - h->used[PLACE_R_DISK] - h->reserve.disk_gib;
+        /* as host_score() */
+        const double res_abs[PLACE_R__COUNT] = {
+                [PLACE_R_MEMORY] = h->reserve.memory_mib + h->failover_reserve_mib,
+                [PLACE_R_DISK] = h->reserve.disk_gib,
+        };
+        const double res_pct[PLACE_R__COUNT] = {
+                [PLACE_R_CPU] = h->reserve.cpu_pct,
+                [PLACE_R_DISK_IO] = h->reserve.disk_io_pct,
+                [PLACE_R_NETWORK] = h->reserve.network_pct,
+        };
+        for (int r = 0; r < PLACE_R__COUNT; r++) {
+                double cap = h->cap[r];
+                if (cap <= 0) {
+                        o->cap_zero |= 1u << r;
+                        o->flags |= HOT_CAP_ZERO;
+                        continue;
+                }
+                double sc = 100.0 / cap;
+                double reserve = r == PLACE_R_MEMORY || r == PLACE_R_DISK ? res_abs[r] * sc : res_pct[r];
+                o->s[r] = sc;
+                o->base[r] = 100.0 - h->used[r] * sc - reserve;
+        }
+}
+
+int place_table_new(const PlaceHost *hosts, size_t n, PlaceTable **ret) {
+        if (!ret || (n > 0 && !hosts) || n > INT_MAX)
+                return -EINVAL;
+        size_t n_members = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (hosts[i].n_members > 0 && !hosts[i].members)
+                        return -EINVAL;
+                n_members += hosts[i].n_members;
+        }
+        PlaceTable *t = xcalloc(1, sizeof *t);
+        t->hosts = hosts;
+        t->n = n;
+        t->hot = xmalloc((n ? n : 1) * sizeof *t->hot);
+        for (size_t i = 0; i < n; i++)
+                hot_fill(&hosts[i], &t->hot[i]);
+        t->first = xmalloc((n_members ? n_members : 1) * sizeof *t->first);
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+                for (size_t m = 0; m < hosts[i].n_members; m++)
+                        t->first[k++] = (GroupFirst) { .group = hosts[i].members[m].group, .host = i, .member = m };
+        qsort(t->first, k, sizeof *t->first, group_first_cmp);
+        size_t w = 0;
+        for (size_t j = 0; j < k; j++)
+                if (w == 0 || t->first[w - 1].group != t->first[j].group)
+                        t->first[w++] = t->first[j];
+        t->n_first = w;
+        *ret = t;
+        return 0;
+}
+
+PlaceTable *place_table_free(PlaceTable *t) {
+        if (!t)
+                return NULL;
+        free(t->hot);
+        free(t->first);
+        free(t);
+        return NULL;
+}
+
+size_t place_table_size(const PlaceTable *t) {
+        return t ? t->n : 0;
+}
+
+/* The anchors of the demand's affinity groups, in the demand's order, as
+ * place_rate_hosts() finds them by scanning. */
+static size_t table_anchors(const PlaceTable *t, const PlaceDemand *d, AffinityAnchor *anchors) {
+        size_t n_anchors = 0;
+        for (size_t g = 0; g < d->n_affinity; g++) {
+                size_t lo = 0, hi = t->n_first;
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+                        if (t->first[mid].group < d->affinity[g])
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                if (lo < t->n_first && t->first[lo].group == d->affinity[g]) {
+                        const GroupFirst *f = &t->first[lo];
+                        anchors[n_anchors++] = (AffinityAnchor) {
+                                .group = f->group, .host = f->host, .member = &t->hosts[f->host].members[f->member] };
+                }
+        }
+        return n_anchors;
+}
+
+/* The weighted mean of a host with some resource of no capacity: the
+ * general loop of host_score(), over the precomputed figures. */
+static double hot_score_general(const HotHost *o, const double *dem, const PlacePolicy *p, bool maximize) {
+        double sum = 0, wsum = 0;
+        for (int r = 0; r < PLACE_R__COUNT; r++) {
+                double w = p->weight[r];
+                if (o->cap_zero & (1u << r)) {
+                        if (dem[r] > 0)
+                                wsum += w;
+                        continue;
+                }
+                double left = o->base[r] - dem[r] * o->s[r];
+                double score = left < 0 ? 0 : maximize ? 100.0 - left : left;
+                sum += w * score;
+                wsum += w;
+        }
+        double rating = wsum > 0 ? sum / wsum : 0;
+        return rating < PLACE_RATING_MIN ? PLACE_RATING_MIN : rating;
+}
+
+/* The weighted sum of a host that passed every check and has every
+ * capacity, as host_score() before its division (done in the stars pass:
+ * the sum of every such host is divided by the same weights' sum, and the
+ * division is monotone, so the best sum gives the best rating). Under load balancing a resource scores max(left, 0):
+ * where left is -0.0 host_score() adds w * -0.0 and this w * +0.0, the
+ * same to a sum that starts at +0.0. Inlined into two copies of the pass,
+ * one per goal, so the goal is not tested per resource. */
+__attribute__((always_inline))
+static inline double hot_sum(const HotHost *o, const double *dem, const double *w, bool maximize) {
+        double sum = 0;
+#pragma GCC unroll 5
+        for (int r = 0; r < PLACE_R__COUNT; r++) {
+                double left = o->base[r] - dem[r] * o->s[r];
+                double score;
+                if (maximize)
+                        score = left < 0 ? 0 : 100.0 - left;
+                else
+                        score = left > 0 ? left : 0;
+                sum += w[r] * score;
+        }
+        return sum;
+}
+
+/* The hard checks and the rules of host i; 0 when it may take the VM. */
+__attribute__((always_inline))
+static inline unsigned hot_why(const PlaceTable *t, size_t i, const HotHost *o, const PlaceDemand *d, double mem, double disk,
+                               bool rules, const AffinityAnchor *anchors, size_t n_anchors) {
+        unsigned why = 0;
+        if (o->flags & HOT_INVALID)
+                why = PLACE_WHY_INVALID;
+        else {
+                if (mem > 0 && mem > o->mem_free)
+                        why |= PLACE_WHY_MEMORY;
+                else if (mem > 0 && mem > o->mem_free_failover)
+                        why |= PLACE_WHY_FAILOVER;
+                if (disk > 0 && disk > o->disk_free)
+                        why |= PLACE_WHY_DISK;
+        }
+        if (!rules)
+                return why;
+        const PlaceHost *h = &t->hosts[i];
+        if (o->flags & HOT_MEMBERS)
+                for (size_t g = 0; g < d->n_anti_affinity; g++)
+                        if (host_runs_group(h, d->anti_affinity[g], NULL)) {
+                                why |= PLACE_WHY_ANTI_AFFINITY;
+                                break;
+                        }
+        for (size_t a = 0; a < n_anchors; a++)
+                if (!host_runs_group(h, anchors[a].group, NULL)) {
+                        why |= PLACE_WHY_AFFINITY;
+                        break;
+                }
+        return why;
+}
+
+/* One pass over the hosts for one goal: scores, the count that fit and
+ * the best rating. */
+__attribute__((always_inline))
+static inline int table_pass(const PlaceTable *t, const PlaceDemand *d, const PlacePolicy *p, const AffinityAnchor *anchors,
+                             size_t n_anchors, bool maximize, PlaceScore *ret_scores, double *ret_best, double *ret_wsum) {
+        const double *dem = d->demand;
+        const double mem = dem[PLACE_R_MEMORY], disk = dem[PLACE_R_DISK];
+        /* With every capacity non-zero the weights' sum is the same for
+         * every host, summed in host_score()'s order. */
+        double wsum = 0;
+        for (int r = 0; r < PLACE_R__COUNT; r++)
+                wsum += p->weight[r];
+        const bool rules = d->n_anti_affinity > 0 || n_anchors > 0;
+        double best = 0, best_sum = -1;
+        int n_fit = 0;
+        for (size_t i = 0; i < t->n; i++) {
+                const HotHost *o = &t->hot[i];
+                PlaceScore *out = &ret_scores[i];
+                if (o->flags & HOT_BAD_STATE) {
+                        *out = (PlaceScore) { .why = PLACE_WHY_STATE };
+                        continue;
+                }
+                unsigned why = hot_why(t, i, o, d, mem, disk, rules, anchors, n_anchors);
+                if (why) {
+                        *out = (PlaceScore) { .why = why };
+                        continue;
+                }
+                n_fit++;
+                if (o->flags & HOT_CAP_ZERO) {
+                        double rating = hot_score_general(o, dem, p, maximize);
+                        *out = (PlaceScore) { .rating = rating };
+                        best = rating > best ? rating : best;
+                        continue;
+                }
+                /* the sum, marked by half_stars -1: divided in the stars pass */
+                double sum = hot_sum(o, dem, p->weight, maximize);
+                *out = (PlaceScore) { .rating = sum, .half_stars = -1 };
+                best_sum = sum > best_sum ? sum : best_sum;
+        }
+        if (best_sum >= 0) {
+                double r = best_sum / wsum;
+                r = r < PLACE_RATING_MIN ? PLACE_RATING_MIN : r;
+                best = r > best ? r : best;
+        }
+        *ret_best = best;
+        *ret_wsum = wsum;
+        return n_fit;
+}
+
+int place_table_rate(const PlaceTable *t, const PlaceDemand *d, const PlacePolicy *p, PlaceScore *ret_scores) {
+        if (!t || !d || !p || (t->n > 0 && !ret_scores) || !demand_ok(d, p))
+                return -EINVAL;
+        AffinityAnchor stack_anchors[AFFINITY_STACK];
+        _cleanup_free_ AffinityAnchor *heap_anchors = NULL;
+        AffinityAnchor *anchors = stack_anchors;
+        if (d->n_affinity > AFFINITY_STACK)
+                anchors = heap_anchors = xmalloc(d->n_affinity * sizeof *anchors);
+        size_t n_anchors = table_anchors(t, d, anchors);
+
+        double best, wsum;
+        int n_fit = p->goal == PLACE_GOAL_RESOURCE_MAXIMIZATION ?
+                table_pass(t, d, p, anchors, n_anchors, true, ret_scores, &best, &wsum) :
+                table_pass(t, d, p, anchors, n_anchors, false, ret_scores, &best, &wsum);
+        for (size_t i = 0; n_fit > 0 && i < t->n; i++) {
+                PlaceScore *s = &ret_scores[i];
+                if (s->half_stars < 0) {
+                        double r = s->rating / wsum;
+                        s->rating = r < PLACE_RATING_MIN ? PLACE_RATING_MIN : r;
+                }
+                if (s->rating <= 0)
+                        continue;
+                int hs = (int) (10.0 * s->rating / best + 0.5);
+                s->half_stars = hs < 1 ? 1 : hs > 10 ? 10 : hs;
+        }
+        return n_fit;
+}
+
+void place_table_reason(const PlaceTable *t, size_t i, const PlaceDemand *d, unsigned why, char ret[PLACE_REASON_MAX]) {
+        assert(t && d && i < t->n);
+        ret[0] = 0;
+        if (!why)
+                return;
+        AffinityAnchor stack_anchors[AFFINITY_STACK];
+        _cleanup_free_ AffinityAnchor *heap_anchors = NULL;
+        AffinityAnchor *anchors = stack_anchors;
+        if (d->n_affinity > AFFINITY_STACK)
+                anchors = heap_anchors = xmalloc(d->n_affinity * sizeof *anchors);
+        size_t n_anchors = (why & PLACE_WHY_AFFINITY) ? table_anchors(t, d, anchors) : 0;
+        build_reason(t->hosts, &t->hosts[i], d, why, anchors, n_anchors, ret);
+}
+
+ssize_t place_score_best(const PlaceScore *scores, size_t n) {
+        ssize_t best = -1;
+        double best_rating = 0;
+        for (size_t i = 0; i < n; i++)
+                if (scores[i].rating > best_rating) {
+                        best_rating = scores[i].rating;
+                        best = (ssize_t) i;
+                }
+        return best;
+}
+
+static int score_order_cmp(const void *a, const void *b, void *userdata) {
+        const PlaceScore *scores = userdata;
+        size_t i = *(const size_t *) a, j = *(const size_t *) b;
+        if (scores[i].rating != scores[j].rating)
+                return scores[i].rating > scores[j].rating ? -1 : 1;
+        return i < j ? -1 : i > j;
+}
+
+void place_score_order(const PlaceScore *scores, size_t n, size_t *ret_order) {
+        for (size_t i = 0; i < n; i++)
+                ret_order[i] = i;
+        if (n > 1)
+                qsort_r(ret_order, n, sizeof *ret_order, score_order_cmp, (void *) scores);
+}
+
 /* ---- consolidation ----
  *
  * Vector bin packing is NP-hard; we want a plan near the lower bound, fast.

@@ -188,6 +188,52 @@ ssize_t place_best(const PlaceRating *ratings, size_t n);
  * best first: by rating descending, then host_index ascending. Deterministic. */
 void place_order(const PlaceRating *ratings, size_t n, size_t *ret_order);
 
+/* ---- rating many times: the prepared table ----
+ * The same rating as place_rate_hosts(), bit for bit, split in two: what
+ * depends only on the hosts is computed once (place_table_new()), so each
+ * place_table_rate() is one pass over a compact record per host and writes
+ * a 16-byte PlaceScore; the reason of a host that rates 0 is written only
+ * when asked (place_table_reason()). For a caller that rates the same hosts
+ * for many demands, or that needs the reasons of few hosts. */
+
+typedef struct PlaceTable PlaceTable;
+
+/* The rating of host i: as PlaceRating without the reason. */
+typedef struct {
+        double rating;
+        unsigned why;
+        int half_stars;
+} PlaceScore;
+
+/* Prepares hosts[0..n) for rating. The hosts array (and the names and
+ * members it points to) is borrowed: keep it alive and unchanged until
+ * place_table_free(). 0 and *ret, or -EINVAL for NULL arguments, members
+ * NULL with a count, or n > INT_MAX. O(n + members log members). */
+int place_table_new(const PlaceHost *hosts, size_t n, PlaceTable **ret) _warn_unused_result_;
+/* Frees t; takes NULL; returns NULL. */
+PlaceTable *place_table_free(PlaceTable *t);
+static inline void place_table_freep(PlaceTable **t) { place_table_free(*t); }
+#define _cleanup_place_table_ _cleanup_(place_table_freep)
+/* The number of hosts of t. */
+size_t place_table_size(const PlaceTable *t);
+
+/* Rates d against t's hosts under p, writing ret_scores[i] for host i
+ * (caller-allocated, place_table_size() entries): rating, half_stars and
+ * why exactly as place_rate_hosts() computes them. Returns the number of
+ * hosts that fit, or -EINVAL as place_rate_hosts(). Allocates nothing
+ * unless the VM is in more than 16 affinity groups. */
+int place_table_rate(const PlaceTable *t, const PlaceDemand *d, const PlacePolicy *p,
+                     PlaceScore *ret_scores) _warn_unused_result_;
+
+/* Writes the reason of host i for d, given its why from place_table_rate(),
+ * into ret: the text place_rate_hosts() writes into PlaceRating.reason ("" when
+ * why is 0). */
+void place_table_reason(const PlaceTable *t, size_t i, const PlaceDemand *d, unsigned why, char ret[PLACE_REASON_MAX]);
+
+/* place_best() and place_order() over scores. */
+ssize_t place_score_best(const PlaceScore *scores, size_t n);
+void place_score_order(const PlaceScore *scores, size_t n, size_t *ret_order);
+
 /* ---- consolidation (P2V assessment) ---- */
 
 /* One physical server's measured demand (a high percentile over a window),

@@ -1,6 +1,6 @@
 /* store-place: the place capability's tables and SQL — host-group placement
  * policies, placement rules, measured host load and pool usage, and the
- * one-pass reads the placement glue (inventory/inventory-place.c) builds the
+ * one-pass reads the placement glue (placement/placement.c) builds the
  * engine's host arrays from. Conventions as in store.h. Not included from
  * store.h: include it where you use it. */
 #pragma once
@@ -54,6 +54,15 @@ typedef struct {
 /* Every member of every cluster, ordered by cluster then host. Count and a
  * malloc'd array, or negative. */
 int store_place_cluster_members(Store *st, int64_t exclude_vm_id, StorePlaceClusterMember **ret);
+
+/* The placement generation: a number that triggers raise on every change,
+ * from any connection or process, to what store_place_hosts(),
+ * store_place_cluster_members(), store_place_rule_members() and
+ * store_policy_all() read (hosts' capacity, state and group, VMs' host,
+ * state and size, disks, usage, pools, policies, clusters, rules,
+ * reservations). Equal generations mean equal inputs, within one
+ * transaction's view. 0 and *ret, or negative. */
+int store_place_generation(Store *st, int64_t *ret);
 
 /* ---- reservations of moves in flight (placement_reservation) ----
  * Records (or replaces) vm_id's one reservation: cpus, memory and disk

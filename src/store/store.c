@@ -17,6 +17,12 @@ struct Store {
         /* store_set_change_hook(): told after an event or job change commits. */
         StoreChangeFn change_fn;
         void *change_data;
+        /* store_clientdata() */
+        struct {
+                const char *name;
+                void *data;
+                void (*destroy)(void *);
+        } client[8];
 };
 
 /* An event or job change made inside store_begin() .. store_commit() on
@@ -423,6 +429,9 @@ int store_open(const char *path, Store **ret) {
 Store *store_free(Store *st) {
         if (!st)
                 return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(st->client); i++)
+                if (st->client[i].name && st->client[i].destroy)
+                        st->client[i].destroy(st->client[i].data);
         for (size_t i = 0; i < st->n_all; i++)
                 sqlite3_close_v2(st->all[i]);
         free(st->all);
@@ -671,6 +680,30 @@ void store_set_change_hook(Store *st, StoreChangeFn fn, void *userdata) {
 }
 int64_t store_last_id(Store *st) { return sqlite3_last_insert_rowid(store_db(st)); }
 int store_changes(Store *st) { return sqlite3_changes(store_db(st)); }
+
+bool store_in_transaction(Store *st) {
+        sqlite3 *db = store_db(st);
+        return db && !sqlite3_get_autocommit(db);
+}
+
+void *store_clientdata(Store *st, const char *name, void *(*create)(void), void (*destroy)(void *)) {
+        void *data = NULL;
+        pthread_mutex_lock(&st->lock);
+        for (size_t i = 0; i < ELEMENTSOF(st->client); i++) {
+                if (st->client[i].name && streq(st->client[i].name, name)) {
+                        data = st->client[i].data;
+                        break;
+                }
+                if (!st->client[i].name) {
+                        data = create();
+                        if (data)
+                                st->client[i].name = name, st->client[i].data = data, st->client[i].destroy = destroy;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&st->lock);
+        return data;
+}
 
 
 /* Like query_row for many rows: fn fills element i of a growing array. */

@@ -76,6 +76,16 @@ typedef void (*StoreChangeFn)(void *userdata);
 void store_set_change_hook(Store *st, StoreChangeFn fn, void *userdata);
 int64_t store_last_id(Store *st);
 int store_changes(Store *st);
+/* Whether this thread's connection is inside a transaction. */
+bool store_in_transaction(Store *st);
+
+/* A capability's data kept for the life of the store (after SQLite's
+ * sqlite3_set_clientdata()): the data under name, made by create() on the
+ * first call (atomically: one create per name) and given to destroy() by
+ * store_free(). name is a static string; at most 8 names. NULL when
+ * create() returns NULL or the slots are full. The data must guard itself
+ * against concurrent use. */
+void *store_clientdata(Store *st, const char *name, void *(*create)(void), void (*destroy)(void *));
 
 /* ---- host groups ---- */
 #define STORE_ROOT_GROUP_ID 1

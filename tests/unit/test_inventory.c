@@ -1,4 +1,4 @@
-/* Unit tests for the placement glue (inventory/inventory-place.c) and the
+/* Unit tests for the placement glue (placement/placement.c) and the
  * policy inheritance it uses (store-place.c): host arrays built from a real
  * database — allocations, measured usage, reserves, rules, the cluster
  * failover reserve — and the sentences that explain a 0. */
@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "inventory/placement.h"
+#include "placement/placement.h"
 #include "place/place.h"
 #include "inventory/inventory.h"
 #include "store/store-place.h"

@@ -945,6 +945,89 @@ static void test_names(void **state) {
         assert_string_equal(place_resource_name(PLACE_R__COUNT), "unknown");
 }
 
+/* The prepared table (place_table_new/rate/reason) against place_rate_hosts()
+ * on random estates of 2,000 hosts — states, invalid figures, zero
+ * capacities, reserves above capacity, failover reserves, rule members,
+ * both goals, random weights, affinity and anti-affinity: every rating
+ * bit for bit, every why, half star, reason and the order. Half the rounds
+ * have no zero capacity, so the table's fast per-host path is the one
+ * compared. */
+static void test_table_identical(void **state) {
+        enum { N = 2000, ROUNDS = 40 };
+        PlaceHost *hosts = calloc(N, sizeof *hosts);
+        PlaceRating *ref = calloc(N, sizeof *ref);
+        PlaceScore *fast = calloc(N, sizeof *fast);
+        size_t *ref_order = calloc(N, sizeof *ref_order), *fast_order = calloc(N, sizeof *fast_order);
+        assert_non_null(hosts);
+        assert_non_null(ref);
+        assert_non_null(fast);
+        rng_state = 1313;
+        size_t compared_fit = 0, compared_zero = 0;
+        for (int round = 0; round < ROUNDS; round++) {
+                for (size_t i = 0; i < N; i++) {
+                        random_host(&hosts[i], i);
+                        for (int r = 0; round % 2 == 0 && r < PLACE_R__COUNT; r++)
+                                if (hosts[i].cap[r] == 0)
+                                        hosts[i].cap[r] = 1000;
+                }
+                PlaceDemand d;
+                PlacePolicy p;
+                int32_t anti[1], aff[2];
+                random_demand(&d, &p, anti, aff);
+                int n_ref = place_rate_hosts(hosts, N, &d, &p, ref);
+                PlaceTable *t = NULL;
+                assert_int_equal(place_table_new(hosts, N, &t), 0);
+                assert_int_equal(place_table_size(t), N);
+                int n_fast = place_table_rate(t, &d, &p, fast);
+                assert_int_equal(n_fast, n_ref);
+                for (size_t i = 0; i < N; i++) {
+                        char reason[PLACE_REASON_MAX];
+                        assert_memory_equal(&fast[i].rating, &ref[i].rating, sizeof(double));
+                        assert_int_equal(fast[i].why, ref[i].why);
+                        assert_int_equal(fast[i].half_stars, ref[i].half_stars);
+                        place_table_reason(t, i, &d, fast[i].why, reason);
+                        assert_string_equal(reason, ref[i].reason);
+                        if (ref[i].rating > 0)
+                                compared_fit++;
+                        else
+                                compared_zero++;
+                }
+                assert_int_equal(place_score_best(fast, N), place_best(ref, N));
+                place_order(ref, N, ref_order);
+                place_score_order(fast, N, fast_order);
+                assert_memory_equal(fast_order, ref_order, N * sizeof *ref_order);
+                t = place_table_free(t);
+                assert_null(t);
+        }
+        /* both paths were exercised */
+        assert_true(compared_fit > 1000);
+        assert_true(compared_zero > 1000);
+        free(fast_order);
+        free(ref_order);
+        free(fast);
+        free(ref);
+        free(hosts);
+        (void) state;
+}
+
+static void test_table_invalid(void **state) {
+        PlaceTable *t = NULL;
+        PlaceHost h = plain_host();
+        h.n_members = 1;        /* members NULL with a count */
+        assert_int_equal(place_table_new(&h, 1, &t), -EINVAL);
+        assert_int_equal(place_table_new(NULL, 1, &t), -EINVAL);
+        assert_int_equal(place_table_new(NULL, 0, &t), 0);
+        PlaceDemand d = plain_demand();
+        PlacePolicy p;
+        place_policy_default(PLACE_GOAL_LOAD_BALANCING, &p);
+        assert_int_equal(place_table_rate(t, &d, &p, NULL), 0);
+        p.weight[0] = -1;
+        assert_int_equal(place_table_rate(t, &d, &p, NULL), -EINVAL);
+        assert_null(place_table_free(t));
+        assert_null(place_table_free(NULL));
+        (void) state;
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_oracle),
@@ -964,6 +1047,8 @@ int main(void) {
                 cmocka_unit_test(test_consolidate_large),
                 cmocka_unit_test(test_consolidate_edges),
                 cmocka_unit_test(test_names),
+                cmocka_unit_test(test_table_identical),
+                cmocka_unit_test(test_table_invalid),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

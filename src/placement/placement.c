@@ -1,0 +1,670 @@
+/* The placement glue (placement.h): builds the pure engine's host arrays
+ * (src/place) from the database and answers which hosts could take a VM.
+ * A rating runs in phases: the inputs (cached, see "the inputs cache"),
+ * the rule members, the engine hosts, the policy, then the engine's table;
+ * reasons are written only for hosts that rate 0.
+ *
+ * Per host, in the engine's units (place.h):
+ *   capacity  CPU = logical CPUs x 100; memory = physical MiB; disk space =
+ *             the GiB of the host's storage pool (host_pool); disk I/O and
+ *             network = 100 (Armada measures them in percent of the host's
+ *             capacity, so the reserve percentages apply directly).
+ *   used      measured when host_usage holds a sample younger than
+ *             USAGE_FRESH_MS: cpu_pct of the CPU, memory_used_mib, disk_io_pct,
+ *             network_pct, plus the vCPUs and memory of VMs still being created
+ *             (not in a sample yet). Otherwise the allocations of the VMs the
+ *             database places on the host: vCPUs x 100 and memory of VMs in an
+ *             active state (running, paused, creating, shutting-down,
+ *             suspended, unknown); disk I/O and network 0. Disk space used is
+ *             the larger of the pool's own figure (capacity - available) and
+ *             the virtual size of every disk of the host's VMs (thin disks
+ *             can grow to it). Moves in flight add to it: those recorded
+ *             in placement_reservation (placement_reserve()) and those the
+ *             caller is still planning (PlacementDemand.pending).
+ *   reserve   the effective policy of the host's own group (inherited down
+ *             the group tree, store_policy_resolve()).
+ *   failover  for a cluster member: with tolerate = k and n members that
+ *             are up (state ok), the memory of HA VMs (vm_ha, active states)
+ *             on the k members with the most HA memory, spread evenly over
+ *             the other n - k: each member keeps sum / (n - k) MiB free. A
+ *             member that is down (failed, fenced, unreachable) is a failure
+ *             in progress: it lowers k by one, so its VMs can restart into the
+ *             reserve kept for them. A member in maintenance is left out.
+ *             0 when k <= 0 or n <= k (nothing would survive).
+ * Disk space is only rated when every candidate reports its pool's
+ * capacity; otherwise neither capacity nor demand is given to the engine and
+ * the resource is left out of the rating. The VM's demand: vCPUs x 100,
+ * memory, disk GiB; 0 disk I/O and network (unknown for a new VM).
+ * Goal and weights are the effective policy of the group placement runs in,
+ * the request's goal overriding. Rules map to engine rule groups by rule id. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "placement.h"
+#include "place/place.h"
+#include "store/store-place.h"
+
+#define USAGE_FRESH_MS (120 * 1000)
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+static PlaceHostState engine_state(const char *s) {
+        if (streq(s, "ok"))
+                return PLACE_HOST_OK;
+        if (streq(s, "maintenance"))
+                return PLACE_HOST_MAINTENANCE;
+        if (streq(s, "unreachable") || streq(s, "connecting") || streq(s, "not-responding"))
+                return PLACE_HOST_UNREACHABLE;
+        if (streq(s, "failed") || streq(s, "fenced"))
+                return PLACE_HOST_FAILED;
+        return PLACE_HOST_DISABLED;
+}
+
+static int parse_goal(const char *s, PlaceGoal *ret) {
+        if (streq(s, "load-balancing"))
+                *ret = PLACE_GOAL_LOAD_BALANCING;
+        else if (streq(s, "resource-maximization"))
+                *ret = PLACE_GOAL_RESOURCE_MAXIMIZATION;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+static int cmp_u64_desc(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Index of host id in hosts[0..n) (ordered by id), or -1. */
+static ssize_t host_index(const StorePlaceHost *hosts, size_t n, int64_t id) {
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (hosts[mid].id == id)
+                        return (ssize_t) mid;
+                if (hosts[mid].id < id)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return -1;
+}
+
+/* Whether group_id lies in the subtree of one of scope[0..n) (pol: every
+ * group, ordered by id, for the parent links). */
+static bool group_in_scope(const StoreGroupPolicy *pol, size_t npol, int64_t group_id, const int64_t *scope, size_t n) {
+        for (int depth = 0; group_id > 0 && depth < 1000; depth++) {
+                for (size_t i = 0; i < n; i++)
+                        if (scope[i] == group_id)
+                                return true;
+                size_t lo = 0, hi = npol;
+                int64_t parent = 0;
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+                        if (pol[mid].group_id == group_id) {
+                                parent = pol[mid].parent_id;
+                                break;
+                        }
+                        if (pol[mid].group_id < group_id)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                group_id = parent;
+        }
+        return false;
+}
+
+/* What placement reads from the store for one rating: every group's
+ * policy, the hosts of the group's subtree with their use (without the VM
+ * being placed), the cluster members and the rule members. */
+typedef struct {
+        StoreGroupPolicy *pol;
+        size_t npol;
+        StorePlaceHost *sh;             /* ordered by id */
+        size_t n;
+        StorePlaceClusterMember *cm;    /* ordered by cluster, host */
+        size_t ncm;
+        StorePlaceRuleMember *rm;
+        size_t nrm;
+} Inputs;
+
+static void inputs_done(Inputs *in) {
+        free(in->pol);
+        free(in->sh);
+        free(in->cm);
+        free(in->rm);
+        *in = (Inputs) {0};
+}
+
+/* Reads the inputs of group_id's subtree for a VM vm_id (0: a new one):
+ * 0, -ENOENT when there is no such group, or another negative code. */
+static int inputs_load(Store *st, int64_t group_id, int64_t vm_id, Inputs *ret) {
+        Inputs in = {0};
+        int r = store_policy_all(st, &in.pol);
+        if (r < 0)
+                return r;
+        in.npol = (size_t) r;
+        bool group_found = false;
+        for (size_t i = 0; i < in.npol; i++)
+                group_found = group_found || in.pol[i].group_id == group_id;
+        if (!group_found) {
+                inputs_done(&in);
+                return -ENOENT;
+        }
+        if ((r = store_place_hosts(st, group_id, vm_id, &in.sh)) < 0)
+                goto fail;
+        in.n = (size_t) r;
+        if ((r = store_place_cluster_members(st, vm_id, &in.cm)) < 0)
+                goto fail;
+        in.ncm = (size_t) r;
+        if ((r = store_place_rule_members(st, &in.rm)) < 0)
+                goto fail;
+        in.nrm = (size_t) r;
+        *ret = in;
+        return 0;
+fail:
+        inputs_done(&in);
+        return r;
+}
+
+/* Fills failover[i] for hosts[i] from every cluster's members. */
+static void failover_reserves(const Inputs *in, double *failover) {
+        const StorePlaceClusterMember *m = in->cm;
+        size_t nm = in->ncm;
+        _cleanup_free_ uint64_t *ha = xcalloc(nm + 1, sizeof *ha);
+        for (size_t a = 0; a < nm;) {
+                size_t b = a;
+                while (b < nm && m[b].cluster_id == m[a].cluster_id)
+                        b++;
+                /* Only members that are up take part. A member that is down
+                 * (failed, fenced, unreachable) is a failure happening now:
+                 * its VMs are being restarted into this very reserve, so it
+                 * uses up one of the k tolerated failures. A member in
+                 * maintenance is simply out of the cluster for now. */
+                int members = 0, k = m[a].tolerate > 0 ? m[a].tolerate : 0;
+                for (size_t i = a; i < b; i++) {
+                        if (streq(m[i].host_state, "ok"))
+                                ha[members++] = m[i].ha_memory_mib;
+                        else if (!streq(m[i].host_state, "maintenance"))
+                                k--;
+                }
+                double reserve = 0;
+                if (k > 0 && members > k) {
+                        qsort(ha, (size_t) members, sizeof *ha, cmp_u64_desc);
+                        double sum = 0;
+                        for (int i = 0; i < k; i++)
+                                sum += (double) ha[i];
+                        reserve = sum / (members - k);
+                }
+                for (size_t i = a; i < b; i++) {
+                        ssize_t x = host_index(in->sh, in->n, m[i].host_id);
+                        if (x >= 0 && streq(m[i].host_state, "ok"))
+                                failover[x] = reserve;
+                }
+                a = b;
+        }
+}
+
+/* ---- the inputs cache ----
+ * Reading the inputs is most of a rating's cost (four queries; at 1,000
+ * hosts milliseconds, against tens of microseconds for the engine). They
+ * are kept, per (group, VM), for as long as the store's placement
+ * generation (store_place_generation(), raised by triggers on every change
+ * to what they are read from, by any connection or process) stays the
+ * same: repeated ratings with nothing changed read one row. Entries are
+ * immutable and refcounted, so threads share them without copying. An
+ * entry is only filled outside a transaction: one read inside sees the
+ * transaction's own changes, which may yet roll back (and the generation
+ * with them). The generation is read before the inputs, so an entry is
+ * never older than its key. */
+
+#define CACHE_SLOTS 8
+
+typedef struct {
+        unsigned refs;                  /* under InputsCache.lock */
+        int64_t gen, group_id, vm_id;
+        uint64_t used;                  /* for eviction: the last use */
+        Inputs in;
+} CachedInputs;
+
+typedef struct {
+        pthread_mutex_t lock;
+        CachedInputs *slot[CACHE_SLOTS];
+        uint64_t clock, hits, misses;
+} InputsCache;
+
+static void cached_unref_locked(CachedInputs *c) {
+        if (c && --c->refs == 0) {
+                inputs_done(&c->in);
+                free(c);
+        }
+}
+
+static void *cache_new(void) {
+        InputsCache *k = xcalloc(1, sizeof *k);
+        pthread_mutex_init(&k->lock, NULL);
+        return k;
+}
+
+static void cache_free(void *p) {
+        InputsCache *k = p;
+        for (size_t i = 0; i < CACHE_SLOTS; i++)
+                cached_unref_locked(k->slot[i]);
+        pthread_mutex_destroy(&k->lock);
+        free(k);
+}
+
+static InputsCache *cache_of(Store *st) {
+        return store_clientdata(st, "placement.inputs", cache_new, cache_free);
+}
+
+static void cached_unref(Store *st, CachedInputs *c) {
+        InputsCache *k = cache_of(st);
+        if (!c)
+                return;
+        if (!k) {       /* never cached: ours alone */
+                cached_unref_locked(c);
+                return;
+        }
+        pthread_mutex_lock(&k->lock);
+        cached_unref_locked(c);
+        pthread_mutex_unlock(&k->lock);
+}
+
+/* The inputs of (group_id, vm_id): from the cache when the generation is
+ * the same, else read (and kept). 0 and a reference in *ret (give it back
+ * with cached_unref()), or negative (-ENOENT: no such group). */
+static int inputs_get(Store *st, int64_t group_id, int64_t vm_id, CachedInputs **ret) {
+        InputsCache *k = cache_of(st);
+        int64_t gen = -1;
+        if (k && store_place_generation(st, &gen) < 0)
+                gen = -1;
+        if (k && gen >= 0) {
+                pthread_mutex_lock(&k->lock);
+                for (size_t i = 0; i < CACHE_SLOTS; i++) {
+                        CachedInputs *c = k->slot[i];
+                        if (c && c->gen == gen && c->group_id == group_id && c->vm_id == vm_id) {
+                                c->refs++;
+                                c->used = ++k->clock;
+                                k->hits++;
+                                pthread_mutex_unlock(&k->lock);
+                                *ret = c;
+                                return 0;
+                        }
+                }
+                k->misses++;
+                pthread_mutex_unlock(&k->lock);
+        }
+        CachedInputs *c = xcalloc(1, sizeof *c);
+        int r = inputs_load(st, group_id, vm_id, &c->in);
+        if (r < 0) {
+                free(c);
+                return r;
+        }
+        c->refs = 1;
+        c->gen = gen;
+        c->group_id = group_id;
+        c->vm_id = vm_id;
+        if (k && gen >= 0 && !store_in_transaction(st)) {
+                pthread_mutex_lock(&k->lock);
+                /* an empty slot, else one of an older generation, else the
+                 * least recently used */
+                size_t victim = 0;
+                for (size_t i = 0; i < CACHE_SLOTS && k->slot[victim]; i++) {
+                        const CachedInputs *o = k->slot[i], *v = k->slot[victim];
+                        bool o_old = o && o->gen != gen, v_old = v->gen != gen;
+                        if (!o || (o_old && !v_old) || (o_old == v_old && o->used < v->used))
+                                victim = i;
+                }
+                cached_unref_locked(k->slot[victim]);
+                c->refs++;
+                c->used = ++k->clock;
+                k->slot[victim] = c;
+                pthread_mutex_unlock(&k->lock);
+        }
+        *ret = c;
+        return 0;
+}
+
+void placement_cache_stats(Store *st, uint64_t *ret_hits, uint64_t *ret_misses) {
+        InputsCache *k = cache_of(st);
+        *ret_hits = *ret_misses = 0;
+        if (!k)
+                return;
+        pthread_mutex_lock(&k->lock);
+        *ret_hits = k->hits;
+        *ret_misses = k->misses;
+        pthread_mutex_unlock(&k->lock);
+}
+
+/* One rating in the making: the engine's arrays built from the inputs
+ * (pointing into them) and the scores. */
+typedef struct {
+        Store *st;
+        CachedInputs *ci;               /* a reference: in points into it */
+        const Inputs *in;
+        size_t m;                       /* hosts rated (not skipped) */
+        PlaceHost *ph;                  /* m engine hosts */
+        size_t *orig;                   /* ph[k] is in.sh[orig[k]] */
+        PlaceMember *members;           /* rule members on the hosts, by host */
+        int32_t *anti, *aff;            /* the VM's own rule groups */
+        PlaceDemand pd;
+        PlacePolicy policy;
+        PlaceTable *table;
+        PlaceScore *sc;                 /* m scores */
+} Rating;
+
+static void rating_done(Rating *x) {
+        place_table_free(x->table);
+        free(x->sc);
+        free(x->ph);
+        free(x->orig);
+        free(x->members);
+        free(x->anti);
+        free(x->aff);
+        cached_unref(x->st, x->ci);
+        *x = (Rating) {0};
+}
+
+/* Rule members on the rated hosts, grouped by host (first[i]..first[i+1]
+ * in x->members for in.sh[i]); and the rules of the VM being placed into
+ * x->anti and x->aff (counts in x->pd). */
+static void rating_rules(Rating *x, const PlacementDemand *d, size_t *first) {
+        const Inputs *in = x->in;
+        size_t n = in->n;
+        x->members = xcalloc(in->nrm + 1, sizeof *x->members);
+        x->anti = xcalloc(in->nrm + 1, sizeof *x->anti);
+        x->aff = xcalloc(in->nrm + 1, sizeof *x->aff);
+        size_t n_anti = 0, n_aff = 0;
+        for (size_t i = 0; i < in->nrm; i++) {
+                const StorePlaceRuleMember *rm = &in->rm[i];
+                if (rm->rule_id > INT32_MAX)
+                        continue;
+                if (d->vm_id > 0 && rm->vm_id == d->vm_id) {
+                        if (streq(rm->kind, "anti-affinity"))
+                                x->anti[n_anti++] = (int32_t) rm->rule_id;
+                        else
+                                x->aff[n_aff++] = (int32_t) rm->rule_id;
+                        continue;
+                }
+                ssize_t h = host_index(in->sh, n, rm->host_id);
+                if (h >= 0)
+                        first[h + 1]++;
+        }
+        for (size_t i = 0; i < n; i++)
+                first[i + 1] += first[i];
+        _cleanup_free_ size_t *fill = xcalloc(n + 1, sizeof *fill);
+        for (size_t i = 0; i < in->nrm; i++) {
+                const StorePlaceRuleMember *rm = &in->rm[i];
+                if (rm->rule_id > INT32_MAX || (d->vm_id > 0 && rm->vm_id == d->vm_id))
+                        continue;
+                ssize_t h = host_index(in->sh, n, rm->host_id);
+                if (h < 0)
+                        continue;
+                x->members[first[h] + fill[h]++] = (PlaceMember) { .group = (int32_t) rm->rule_id, .vm_name = rm->vm_name };
+        }
+        x->pd.anti_affinity = x->anti;
+        x->pd.n_anti_affinity = n_anti;
+        x->pd.affinity = x->aff;
+        x->pd.n_affinity = n_aff;
+}
+
+/* The engine host of in.sh[i] (see the top of this file for the units). */
+static void engine_host(const Rating *x, size_t i, const PlacementDemand *d, bool disk_known, int64_t now,
+                        const double *failover, const size_t *first, PlaceHost *p) {
+        const StorePlaceHost *h = &x->in->sh[i];
+        StoreEffectivePolicy e;
+        store_policy_resolve(x->in->pol, x->in->npol, h->group_id, &e);
+        p->id = h->id;
+        p->name = h->name;
+        p->state = engine_state(h->state);
+        p->cap[PLACE_R_CPU] = (double) h->cpus * 100.0;
+        p->cap[PLACE_R_MEMORY] = (double) h->memory_mib;
+        p->cap[PLACE_R_DISK] = disk_known ? (double) h->pool_capacity_bytes / GIB : 0;
+        p->cap[PLACE_R_DISK_IO] = 100;
+        p->cap[PLACE_R_NETWORK] = 100;
+        bool fresh = h->usage_at > 0 && now - h->usage_at < USAGE_FRESH_MS && now - h->usage_at > -USAGE_FRESH_MS;
+        p->used[PLACE_R_CPU] = (fresh && !isnan(h->cpu_pct)
+                ? h->cpu_pct / 100.0 * p->cap[PLACE_R_CPU] + (double) h->creating_cpus * 100.0
+                : (double) h->alloc_cpus * 100.0) + (double) h->reserved_cpus * 100.0;
+        p->used[PLACE_R_MEMORY] = (fresh && !isnan(h->memory_used_mib)
+                ? h->memory_used_mib + (double) h->creating_memory_mib
+                : (double) h->alloc_memory_mib) + (double) h->reserved_memory_mib;
+        if (disk_known) {
+                double pool_used = h->pool_capacity_bytes > h->pool_available_bytes
+                        ? (double) (h->pool_capacity_bytes - h->pool_available_bytes) : 0;
+                double alloc = (double) h->alloc_disk_bytes;
+                p->used[PLACE_R_DISK] = ((pool_used > alloc ? pool_used : alloc) + (double) h->reserved_disk_bytes) / GIB;
+        }
+        p->used[PLACE_R_DISK_IO] = fresh && !isnan(h->disk_io_pct) ? h->disk_io_pct : 0;
+        p->used[PLACE_R_NETWORK] = fresh && !isnan(h->network_pct) ? h->network_pct : 0;
+        for (size_t k = 0; k < d->n_pending; k++)
+                if (d->pending[k].host_id == h->id) {
+                        p->used[PLACE_R_CPU] += (double) d->pending[k].cpus * 100.0;
+                        p->used[PLACE_R_MEMORY] += (double) d->pending[k].memory_mib;
+                        if (disk_known)
+                                p->used[PLACE_R_DISK] += (double) d->pending[k].disk_bytes / GIB;
+                }
+        p->reserve = (PlaceReserve) {
+                .cpu_pct = e.value[STORE_POLICY_CPU_PCT],
+                .memory_mib = e.value[STORE_POLICY_MEMORY_MIB],
+                .disk_gib = disk_known ? e.value[STORE_POLICY_DISK_GIB] : 0,
+                .disk_io_pct = e.value[STORE_POLICY_DISK_IO_PCT],
+                .network_pct = e.value[STORE_POLICY_NETWORK_PCT],
+        };
+        p->failover_reserve_mib = failover[i];
+        p->n_members = first[i + 1] - first[i];
+        p->members = p->n_members ? &x->members[first[i]] : NULL;
+}
+
+/* The engine hosts: those in scope and not excluded, in id order. */
+static void rating_hosts(Rating *x, const PlacementDemand *d, const size_t *first) {
+        const Inputs *in = x->in;
+        size_t n = in->n;
+        /* Hosts outside the scope are not rated at all: dropped here, they
+         * can be neither chosen nor named (an affinity partner there is
+         * not seen either). */
+        _cleanup_free_ bool *skip = xcalloc(n + 1, sizeof *skip);
+        for (size_t i = 0; i < n; i++)
+                skip[i] = (d->exclude_host_id && in->sh[i].id == d->exclude_host_id) ||
+                          (d->n_scope && !group_in_scope(in->pol, in->npol, in->sh[i].group_id, d->scope, d->n_scope));
+        _cleanup_free_ double *failover = xcalloc(n + 1, sizeof *failover);
+        failover_reserves(in, failover);
+
+        /* Disk space counts only when every candidate knows its pool. */
+        bool disk_known = false;
+        for (size_t i = 0; i < n; i++) {
+                if (skip[i])
+                        continue;
+                if (!in->sh[i].has_pool) {
+                        disk_known = false;
+                        break;
+                }
+                disk_known = true;
+        }
+        x->ph = xcalloc(n + 1, sizeof *x->ph);
+        x->orig = xcalloc(n + 1, sizeof *x->orig);
+        int64_t now = now_ms();
+        for (size_t i = 0; i < n; i++) {
+                if (skip[i])
+                        continue;
+                x->orig[x->m] = i;
+                engine_host(x, i, d, disk_known, now, failover, first, &x->ph[x->m]);
+                x->m++;
+        }
+        x->pd.vm_name = d->vm_name;
+        x->pd.demand[PLACE_R_CPU] = (double) d->cpus * 100.0;
+        x->pd.demand[PLACE_R_MEMORY] = (double) d->memory_mib;
+        x->pd.demand[PLACE_R_DISK] = disk_known ? (double) d->disk_bytes / GIB : 0;
+}
+
+/* Goal and weights: the effective policy of the group placement runs in,
+ * the request's goal overriding. */
+static void rating_policy(Rating *x, int64_t group_id, const PlacementDemand *d, PlaceGoal goal_override) {
+        StoreEffectivePolicy ge;
+        store_policy_resolve(x->in->pol, x->in->npol, group_id, &ge);
+        PlaceGoal goal;
+        if (d->goal)
+                goal = goal_override;
+        else if (parse_goal(ge.goal, &goal) < 0)
+                goal = PLACE_GOAL_LOAD_BALANCING;
+        x->policy = (PlacePolicy) { .goal = goal };
+        for (int k = 0; k < PLACE_R__COUNT; k++)
+                x->policy.weight[k] = ge.value[STORE_POLICY_W_CPU + k];
+        bool any_weight = false;
+        for (int k = 0; k < PLACE_R__COUNT; k++)
+                any_weight = any_weight || x->policy.weight[k] > 0;
+        if (!any_weight)
+                place_policy_default(goal, &x->policy);
+}
+
+/* Gathers the inputs and rates every host for d: 0 with *x filled (free
+ * with rating_done()), or negative with nothing to free. */
+static int rating_run(Store *st, int64_t group_id, const PlacementDemand *d, Rating *x) {
+        if (!st || !d || (d->n_pending && !d->pending) || (d->n_scope && !d->scope))
+                return -EINVAL;
+        PlaceGoal goal_override = PLACE_GOAL_LOAD_BALANCING;
+        if (d->goal && parse_goal(d->goal, &goal_override) < 0)
+                return -EINVAL;
+        if (group_id <= 0)
+                group_id = STORE_ROOT_GROUP_ID;
+        *x = (Rating) { .st = st };
+        int r = inputs_get(st, group_id, d->vm_id, &x->ci);
+        if (r < 0)
+                return r;
+        x->in = &x->ci->in;
+        _cleanup_free_ size_t *first = xcalloc(x->in->n + 1, sizeof *first);
+        rating_rules(x, d, first);
+        rating_hosts(x, d, first);
+        rating_policy(x, group_id, d, goal_override);
+        x->sc = xcalloc(x->m + 1, sizeof *x->sc);
+        r = place_table_new(x->ph, x->m, &x->table);
+        if (r >= 0)
+                r = place_table_rate(x->table, &x->pd, &x->policy, x->sc);
+        if (r < 0) {
+                rating_done(x);
+                return r;
+        }
+        return 0;
+}
+
+/* The rating of engine host k in the glue's terms; the reason is written
+ * only for a host that rates 0. */
+static void rating_out(const Rating *x, size_t k, PlacementRating *out) {
+        const StorePlaceHost *h = &x->in->sh[x->orig[k]];
+        const PlaceScore *s = &x->sc[k];
+        out->host_id = h->id;
+        snprintf(out->host_name, sizeof out->host_name, "%s", h->name);
+        out->rating = s->rating;
+        out->stars = s->half_stars / 2.0;
+        out->why = s->rating > 0 ? 0 : s->why;
+        if (s->rating > 0)
+                out->reason[0] = 0;
+        else
+                place_table_reason(x->table, k, &x->pd, s->why, out->reason);
+}
+
+int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, PlacementRating **ret) {
+        if (!ret)
+                return -EINVAL;
+        Rating x;
+        int r = rating_run(st, group_id, d, &x);
+        if (r < 0)
+                return r;
+        _cleanup_free_ size_t *order = xcalloc(x.m + 1, sizeof *order);
+        place_score_order(x.sc, x.m, order);
+        PlacementRating *out = xcalloc(x.m + 1, sizeof *out);
+        for (size_t k = 0; k < x.m; k++)
+                rating_out(&x, order[k], &out[k]);
+        size_t m = x.m;
+        rating_done(&x);
+        *ret = out;
+        return (int) m;
+}
+
+int placement_choose(Store *st, int64_t group_id, const PlacementDemand *d, int64_t *ret_host_id, char *why, size_t why_size) {
+        Rating x;
+        int r = rating_run(st, group_id, d, &x);
+        if (r < 0)
+                return r;
+        /* Only the best is needed: no sort. When none fits every rating
+         * is 0, and best first is id order, which the hosts are in. */
+        ssize_t best = place_score_best(x.sc, x.m);
+        if (best >= 0) {
+                *ret_host_id = x.in->sh[x.orig[best]].id;
+                rating_done(&x);
+                return 0;
+        }
+        if (why && why_size > 0) {
+                StrBuf b = {0};
+                if (x.m == 0)
+                        strbuf_append(&b, "there is no host to choose from");
+                for (size_t k = 0; k < x.m && b.len < why_size; k++) {
+                        char reason[PLACE_REASON_MAX];
+                        place_table_reason(x.table, k, &x.pd, x.sc[k].why, reason);
+                        strbuf_printf(&b, "%shost '%s': %s", k ? "; " : "", x.in->sh[x.orig[k]].name, reason);
+                }
+                snprintf(why, why_size, "%s", b.s ? b.s : "");
+                if (b.len >= why_size && why_size > 4)
+                        memcpy(why + why_size - 4, "...", 4);
+                strbuf_free(&b);
+        }
+        rating_done(&x);
+        return -ENOSPC;
+}
+
+int placement_lock(Store *st) {
+        return store_begin(st);
+}
+
+int placement_unlock(Store *st, int r) {
+        return store_end(st, r);
+}
+
+int placement_reserve(Store *st, const PlacementDemand *d, int64_t host_id) {
+        if (!st || !d || d->vm_id <= 0 || host_id <= 0)
+                return -EINVAL;
+        return store_place_reserve(st, d->vm_id, host_id, d->cpus, d->memory_mib, d->disk_bytes);
+}
+
+int placement_release(Store *st, int64_t vm_id, int64_t host_id) {
+        return store_place_release(st, vm_id, host_id);
+}
+
+int placement_release_all(Store *st) {
+        return store_place_release_all(st);
+}
+
+int placement_scope_of(Store *st, int64_t owner_id, int64_t fallback_group_id, int64_t **ret) {
+        *ret = NULL;
+        if (owner_id <= 0)
+                return 0;
+        StoreUser u;
+        int r = store_user_get(st, owner_id, &u);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (r == 0 && streq(u.role, "administrator"))
+                return 0;
+        if (r == 0 && streq(u.role, "delegated-administrator")) {
+                int64_t *sc = NULL;
+                int n = store_user_scopes(st, owner_id, &sc);
+                if (n < 0)
+                        return n;
+                if (n > 0) {
+                        *ret = sc;
+                        return n;
+                }
+                free(sc);
+        }
+        /* Fail closed: nobody else places beyond the VM's own group. */
+        if (fallback_group_id <= 0)
+                fallback_group_id = STORE_ROOT_GROUP_ID;
+        int64_t *one = xcalloc(1, sizeof *one);
+        one[0] = fallback_group_id;
+        *ret = one;
+        return 1;
+}
