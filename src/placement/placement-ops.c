@@ -692,7 +692,7 @@ int placement_new_vm(Store *st, const OpCaller *c, const PlacementVmSpec *s, int
                             "Cannot place VM '%s': no host in group '%s' can take %lld vCPUs, %lld MiB of memory%s (%.700s).",
                             s->name, gp, (long long) s->cpus, (long long) s->memory_mib, disk, b.s ? b.s : "");
                 strbuf_free(&b);
-                return r;
+                return r < 0 ? -ENOSPC : r;
         }
         *ret_host_id = rt[0].host_id;
         *ret_placement = json_pack("{s:s, s:s, s:s, s:f, s:f}", "chosen_by", "placement", "group", gp, "host", rt[0].host_name,
@@ -718,11 +718,12 @@ int placement_check_host(Store *st, const OpCaller *c, const StoreHost *h, const
                         me = &rt[i];
         bool short_of_memory = me && (me->why & PLACE_WHY_MEMORY);
         int r = 0;
-        if (short_of_memory && !force)
-                r = op_fail(err, 422, "no_capacity", "host",
-                            "Cannot create VM '%s' on host '%s': %s. An administrator may place it there anyway with \"force\": true"
-                            " (CLI --force).", s->name, h->name, me->reason);
-        else if (short_of_memory)
+        if (short_of_memory && !force) {
+                op_fail(err, 422, "no_capacity", "host",
+                        "Cannot create VM '%s' on host '%s': %s. An administrator may place it there anyway with \"force\": true"
+                        " (CLI --force).", s->name, h->name, me->reason);
+                r = -ENOSPC;
+        } else if (short_of_memory)
                 log_warn("VM '%s' is forced onto host '%s' by '%s' though %s", s->name, h->name,
                          c->user_name ? c->user_name : "system", me->reason);
         free(rt);

@@ -197,12 +197,12 @@ typedef struct {
 /* Picks the best host for a new VM (call with placement_lock() held, so
  * the choice and the insert of the VM's row are one step): 0 with
  * *ret_host_id and *ret_placement ({"chosen_by": "placement", "group",
- * "host", "rating", "stars"}); 400/422 for a bad or unknown group, 409
- * "no_capacity" with every host's reason when none can take it. */
+ * "host", "rating", "stars"}); 400/422 for a bad or unknown group, -ENOSPC
+ * with 409 "no_capacity" and every host's reason when none can take it. */
 int placement_new_vm(Store *st, const OpCaller *c, const PlacementVmSpec *s, int64_t *ret_host_id, json_t **ret_placement,
                      OpError *err);
 /* Checks that host h, named by the caller, has the memory for a new VM
  * (memory is a hard requirement): 0 when it has or force is set (the
- * caller checked that only an administrator sets it; logged), else 422
- * "no_capacity" with the placement's reason. */
+ * caller checked that only an administrator sets it; logged), else -ENOSPC
+ * with 422 "no_capacity" and the placement's reason. */
 int placement_check_host(Store *st, const OpCaller *c, const StoreHost *h, const PlacementVmSpec *s, bool force, OpError *err);
