@@ -38,26 +38,10 @@ static virDomainPtr lookup(HvConn *c, const char *uuid, int *ret_r) {
 /* ---- pure helpers ---- */
 
 char *hv_migrate_uri_for(const char *dest_uri) {
-        if (!dest_uri)
+        char host[256];
+        if (!dest_uri || hv_uri_host(dest_uri, host, sizeof host) < 0 || !host[0])
                 return NULL;
-        const char *p = strstr(dest_uri, "://");
-        if (!p)
-                return NULL;
-        p += 3;
-        const char *at = strchr(p, '@'), *slash = strchr(p, '/');
-        if (at && (!slash || at < slash))
-                p = at + 1;
-        size_t n;
-        if (*p == '[') {
-                const char *close = strchr(p, ']');
-                if (!close)
-                        return NULL;
-                n = (size_t) (close - p) + 1;
-        } else
-                n = strcspn(p, ":/?");
-        if (n == 0)
-                return NULL;
-        return xasprintf("tcp://%.*s", (int) n, p);
+        return strchr(host, ':') ? xasprintf("tcp://[%s]", host) : xasprintf("tcp://%s", host);
 }
 
 unsigned long hv_migrate_flags(const HvMigrateOptions *o) {

@@ -264,3 +264,27 @@ char *hv_uri_normalize(const char *uri) {
                          port ? port : "", (int) (path_len && path[0] == '/' ? path_len - 1 : path_len),
                          path_len && path[0] == '/' ? path + 1 : path, query);
 }
+
+int hv_uri_host(const char *uri, char *out, size_t size) {
+        out[0] = 0;
+        const char *p = strstr(uri, "://");
+        if (!p)
+                return 0;
+        p += 3;
+        const char *at = strchr(p, '@'), *slash = strchr(p, '/');
+        if (at && (!slash || at < slash))
+                p = at + 1;
+        size_t n;
+        if (*p == '[') {
+                const char *close = strchr(++p, ']');
+                if (!close)
+                        return -EINVAL;
+                n = (size_t) (close - p);
+        } else
+                n = strcspn(p, ":/?");
+        if (n >= size)
+                return -ENAMETOOLONG;
+        memcpy(out, p, n);
+        out[n] = 0;
+        return 0;
+}

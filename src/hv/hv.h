@@ -118,6 +118,12 @@ bool hv_conn_domain_events(HvConn *c, uint64_t *ret_count);
  * 60 s". The connection's on_close was called with that too. */
 bool hv_conn_not_responding(HvConn *c, const char **what);
 
+/* The host part of a libvirt URI into out ("qemu+tcp://root@10.0.0.2:16509/system"
+ * → "10.0.0.2", "qemu+tcp://[fd00::2]/system" → "fd00::2" without its
+ * brackets), "" for a local URI. Pure. 0, -EINVAL (an unclosed '['), or
+ * -ENAMETOOLONG (out too small). */
+int hv_uri_host(const char *uri, char *out, size_t size);
+
 /* The comparable form of a libvirt URI, for telling whether two URIs name
  * the same connection: scheme and host name in lower case, the user kept,
  * the transport's default port dropped (qemu+tcp 16509, qemu+tls 16514,

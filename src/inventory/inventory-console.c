@@ -11,29 +11,6 @@
 
 #include "hv/hv-screen.h"
 
-/* The host part of a libvirt URI ("qemu+tcp://10.0.0.2/system" →
- * "10.0.0.2"), "" for a local URI. */
-static void uri_host(const char *uri, char *out, size_t size) {
-        out[0] = 0;
-        const char *p = strstr(uri, "://");
-        if (!p)
-                return;
-        p += 3;
-        const char *at = strchr(p, '@'), *slash = strchr(p, '/');
-        if (at && (!slash || at < slash))
-                p = at + 1;
-        size_t n;
-        if (*p == '[') {
-                p++;
-                n = strcspn(p, "]");
-        } else
-                n = strcspn(p, ":/?");
-        if (n < size) {
-                memcpy(out, p, n);
-                out[n] = 0;
-        }
-}
-
 /* An empty address (a local URI, a VNC without listen=) counts as loopback. */
 static bool loopback_or_empty(const char *a) {
         return !a[0] || addr_is_loopback(a);
@@ -88,7 +65,7 @@ int inventory_vm_console(Inventory *inv, const OpCaller *c, int64_t vm_id, Inven
         if (vnc.port <= 0)
                 return op_fail(err, 409, "conflict", NULL, "The VNC server of VM '%s' has no port yet.", name);
         char host_addr[256];
-        uri_host(h.uri, host_addr, sizeof host_addr);
+        (void) hv_uri_host(h.uri, host_addr, sizeof host_addr);
         const char *addr;
         if (!vnc.listen[0] || streq(vnc.listen, "0.0.0.0") || streq(vnc.listen, "::"))
                 addr = host_addr[0] ? host_addr : "127.0.0.1";
