@@ -163,7 +163,8 @@ async function newPage(viewport = { width: 1280, height: 800 }) {
     if (m.type() !== 'error') return;
     // Chromium logs each failed response as "Failed to load resource: the
     // server responded with a status of N": judged like the response.
-    const st = /status of (\d+)/.exec(m.text());
+    // (EventSource says "EventSource's response has a status N that is not 200".)
+    const st = /status (?:of )?(\d+)/.exec(m.text());
     const url = m.location()?.url;
     if (st && url && httpAllowed(page, +st[1], new URL(url).pathname)) return;
     page.errors.push(`console error: ${m.text()}${url ? ` (${url})` : ''}`);
@@ -576,6 +577,108 @@ test('host context menu: maintenance mode on and off (when the server has it)', 
   await page.waitForSelector('.menu .menu-item[data-action="maintenance"]:has-text("Leave maintenance")');
   await page.click('.menu .menu-item[data-action="maintenance"]');
   await page.waitForSelector('tr.host-row[data-name="spare"][data-state="ok"]', { timeout: 15000 });
+});
+
+/* The event stream: the console follows GET /events/stream and re-reads
+ * only what a message concerns; it polls only when the stream is refused. */
+
+// The list requests a page makes (not thumbnails, charts or the stream).
+const LIST_RE = /^\/api\/v1\/(vms|hosts|host-groups|jobs|events|health|self-service)$/;
+function countLists(page) {
+  const seen = [];
+  const on = r => {
+    const u = new URL(r.url());
+    if (LIST_RE.test(u.pathname)) seen.push({ at: Date.now(), path: u.pathname });
+  };
+  page.on('request', on);
+  return { seen, since: t => seen.filter(x => x.at >= t), stop: () => page.off('request', on) };
+}
+
+// Until no list request went out for quietMs (the page has settled).
+async function settled(lists, quietMs, timeoutMs) {
+  await waitFor(() => { const l = lists.seen.at(-1); return !l || Date.now() - l.at >= quietMs; }, timeoutMs, `${quietMs} ms without a list request`);
+}
+
+test('event stream: an idle live page makes (almost) no list requests', async () => {
+  const page = await newPage();
+  SHARED.livePage = page;
+  await loginAs(page, A.url, A.admin.name, A.admin.password);
+  await page.waitForSelector('.live-state[data-state="live"]', { timeout: 10000 });
+  await page.waitForSelector(card('legacy01'));
+  const lists = SHARED.liveLists = countLists(page);
+  await settled(lists, 1500, 20000);
+  const t0 = Date.now();
+  await sleep(10000);
+  const n = lists.since(t0);
+  // Polling every 3 s would make 3 rounds of 4-6 requests.
+  assert(n.length <= 2, `at most a couple of list requests in 10 s while live and idle, got ${n.length}: ${n.map(x => x.path).join(' ')}`);
+  assert(await page.$('.live-state[data-state="live"]'), 'still live');
+});
+
+test('event stream: a VM another session creates, and its job, appear without polling', async () => {
+  const page = SHARED.livePage;
+  const lists = SHARED.liveLists;
+  await settled(lists, 1000, 20000);
+  const t0 = Date.now();
+  const c = await A.req('POST', '/vms', { name: 'live01', host: 'seattle1', cpus: 1, memory_mib: 64 });
+  await page.waitForSelector(card('live01'), { timeout: 5000 });
+  await page.waitForSelector(`li.job[data-id="${c.job.id}"][data-state="succeeded"]`, { timeout: 10000 });
+  const took = Date.now() - t0;
+  // The job's states come with its messages: the jobs list is not read.
+  const jobsReads = lists.since(t0).filter(x => x.path === '/api/v1/jobs');
+  assert(jobsReads.length === 0, `the job's changes came from the stream, not from GET /jobs (${jobsReads.length} reads in ${took} ms)`);
+  // A start: the running state and the end show without a reload.
+  const vm = (await A.req('GET', '/vms?name=live01')).items[0];
+  const s = await A.req('POST', `/vms/${vm.id}/actions/start`, {});
+  await page.waitForSelector(`li.job[data-id="${s.job.id}"][data-kind="vm.start"]`, { timeout: 5000 });
+  await page.waitForSelector(`li.job[data-id="${s.job.id}"][data-state="succeeded"]`, { timeout: 10000 });
+  await page.waitForSelector(`${card('live01')}[data-state="running"]`, { timeout: 5000 });
+  // The event pane has the VM's events.
+  await page.waitForFunction(() => [...document.querySelectorAll('li.event .ev-msg')].some(e => e.textContent.includes("'live01'")), null, { timeout: 5000 });
+  await shot(page, '11-live');
+  lists.stop();
+  await A.req('POST', `/vms/${vm.id}/actions/kill`, {}).then(j => A.job(j.job.id));
+  const d = await A.req('DELETE', `/vms/${vm.id}`);
+  if (d?.job) await A.job(d.job.id);
+  await page.waitForSelector(card('live01'), { state: 'detached', timeout: 10000 });
+  await page.context().close();
+});
+
+test('event stream refused (--max-streams 1, slot taken): the page polls and says so, then goes live', async () => {
+  const B = await new Armadad(['--max-streams', '1']).start();
+  const hold = new AbortController();
+  try {
+    // Another client holds the one stream armadad serves.
+    const held = await fetch(B.url + '/api/v1/events/stream', { headers: { Authorization: 'Bearer ' + B.token }, signal: hold.signal });
+    assert(held.status === 200, 'the first stream opens: ' + held.status);
+    held.body.getReader().read().catch(() => {});
+    const page = SHARED.refusedPage = await newPage();
+    allowHttp(page, 429, /^\/api\/v1\/events\/stream$/, 'armadad serves one stream and another client holds it');
+    const lists = countLists(page);
+    await loginAs(page, B.url, B.admin.name, B.admin.password);
+    await page.waitForSelector('.live-state[data-state="polling"]', { timeout: 10000 });
+    const r = await B.req('POST', '/hosts', { name: 'h1', uri: 'test:///default' });
+    await B.job(r.job.id);
+    await page.waitForSelector('tr.host-row[data-name="h1"]', { timeout: 10000 });
+    const c = await B.req('POST', '/vms', { name: 'poll01', host: 'h1', cpus: 1, memory_mib: 64, force: true });
+    await B.job(c.job.id);
+    await page.waitForSelector(card('poll01'), { timeout: 10000 });
+    assert(await page.$('.live-state[data-state="polling"]'), 'still polling');
+    const t0 = Date.now();
+    await sleep(9000);
+    const polled = lists.since(t0).filter(x => x.path === '/api/v1/vms');
+    assert(polled.length >= 2, `polling re-reads the VMs every few seconds: ${polled.map(x => x.at - t0).join(', ')} ms; all: ${lists.seen.map(x => `${x.path}@${x.at - t0}`).join(' ')}`);
+    await shot(page, '12-polling');
+    // The slot comes free (armadad notices the closed stream at its next
+    // heartbeat); the page tries again and goes live.
+    hold.abort();
+    await page.waitForSelector('.live-state[data-state="live"]', { timeout: 45000 });
+    lists.stop();
+  } finally {
+    await SHARED.refusedPage?.context().close();
+    hold.abort();
+    await B.stop();
+  }
 });
 
 test('logout returns to the login page', async () => {

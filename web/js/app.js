@@ -8,8 +8,15 @@ import { openWizard } from './wizard.js';
 import { openConsole } from './console.js';
 import { renderChart } from './charts.js';
 import { renderPortal } from './portal.js';
+import { openLive } from './live.js';
 
+// The page follows armadad's event stream (live.js) and re-reads only what a
+// message concerns; without the stream it polls every POLL_MS (every second
+// while a job runs); with it, only a slow safety poll every SAFETY_MS (host
+// usage and health change without a message).
 const POLL_MS = 3000;
+const SAFETY_MS = 30000;
+const DEBOUNCE_MS = 300;
 const THUMB_MS = 4000;
 const root = document.getElementById('root');
 
@@ -23,6 +30,7 @@ const app = {
   thumbs: new Map(),       // vm id -> { img, url, busy }
   watched: new Set(),      // job ids started here
   closeView: null,
+  live: null,              // the event stream (live.js), while the main view shows
   els: {},
 };
 
@@ -81,6 +89,10 @@ function start() {
 function stopTimers() {
   app.timers.forEach(t => clearInterval(t));
   app.timers = [];
+  if (app.live) { app.live.close(); app.live = null; }
+  clearTimeout(soon.timer);
+  soon.timer = null;
+  soon.parts.clear();
   for (const t of app.thumbs.values()) if (t.url) URL.revokeObjectURL(t.url);
   app.thumbs.clear();
   if (app.closeView) { app.closeView(); app.closeView = null; }
@@ -104,13 +116,39 @@ function route() {
   }
   renderShell();
   refresh();
-  // Every POLL_MS, or every second while a job runs (live progress).
-  let last = Date.now();
+  app.live = openLive({
+    onMessage: (type, data) => (type === 'job' ? onJobMessage(data) : onEventMessage(data)),
+    onState: (state, stale) => {
+      showLiveState(state);
+      // Lost: poll at once (and meet a 401 if that is why). Back after a
+      // gap the stream cannot replay: read everything once.
+      if (state === 'polling' || stale) refresh();
+    },
+  });
+  showLiveState(app.live.state);
+  // Polling: every POLL_MS, or every second while a job runs (live
+  // progress). Live: every SAFETY_MS. The portal's grants every fifth poll.
+  let last = Date.now(), polls = 0;
   app.timers.push(setInterval(() => {
-    const busy = app.data.jobs.some(j => j.state === 'queued' || j.state === 'running');
-    if (busy || Date.now() - last >= POLL_MS) { last = Date.now(); refresh(); }
+    const live = app.live?.state === 'live';
+    const busy = !live && app.data.jobs.some(j => j.state === 'queued' || j.state === 'running');
+    if (busy || Date.now() - last >= (live ? SAFETY_MS : POLL_MS)) {
+      last = Date.now();
+      refresh(live || ++polls % 5 === 0 ? ALL : ALL.filter(p => p !== 'portal'));
+    }
   }, 1000));
   app.timers.push(setInterval(refreshThumbs, THUMB_MS));
+}
+
+// The discreet "live" / "polling" mark in the top bar.
+function showLiveState(state) {
+  const el = app.els.live;
+  if (!el) return;
+  el.dataset.state = state;
+  el.textContent = state === 'live' ? 'live' : state === 'polling' ? 'polling' : 'connecting';
+  el.title = state === 'live' ? 'This page follows armadad\'s event stream: changes appear as they happen.'
+    : state === 'polling' ? 'The event stream is not available: this page re-reads everything every few seconds.'
+      : 'Connecting to armadad\'s event stream…';
 }
 
 function renderShell() {
@@ -144,10 +182,10 @@ function renderShell() {
     // read-only users create nothing.
     app.features['create-vm'] ? h('button.primary#new-vm', { onclick: () => openWizard(app) }, '+ New VM') : null,
     h('span.spacer'),
+    e.live = h('span.live-state', { role: 'status', dataset: { state: 'connecting' } }, 'connecting'),
     h('span.whoami', h('strong', app.user.name), ' ', h('span.muted', `(${app.user.role})`)),
     h('button.secondary#logout', { onclick: async () => { stopTimers(); app.els = {}; await logout(); showLogin('You have logged out.'); } }, 'Log out'));
 
-  app.portalTick = 0;
   const main = h('main.content',
     e.actionbar,
     admin ? h('section.hosts-section',
@@ -180,33 +218,105 @@ app.watchJob = job => { if (job?.id) app.watched.add(job.id); };
 /* ------------------------------------------------------------------ */
 /* data */
 
+// What refresh() can re-read: each list, health, and the portal's grants.
+const ALL = ['groups', 'hosts', 'vms', 'jobs', 'events', 'health', 'portal'];
 let refreshing = false;
-app.refresh = refresh;
-async function refresh() {
-  if (refreshing || !app.user || !app.els.vms) return;
+const pending = new Set();
+app.refresh = () => refresh();
+// Re-reads the parts named (everything by default). Asked while a refresh
+// runs, the parts wait for it and are read right after.
+async function refresh(parts = ALL) {
+  parts.forEach(p => pending.add(p));
+  if (refreshing || !app.user || !app.els.vms || !pending.size) return;
   refreshing = true;
+  const want = new Set(pending);
+  pending.clear();
   try {
     const admin = isAdminish();
     const seesHosts = !!app.features.hosts;
     const [groups, hosts, vms, jobs, events, health] = await Promise.all([
-      seesHosts ? get('/host-groups') : { items: [] },
-      seesHosts ? get('/hosts') : { items: [] },
-      get('/vms'),
-      get('/jobs?limit=15'),
-      get('/events?limit=30'),
-      app.features.health ? get('/health').catch(() => null) : null,
+      want.has('groups') && seesHosts ? get('/host-groups') : null,
+      want.has('hosts') && seesHosts ? get('/hosts') : null,
+      want.has('vms') ? get('/vms') : null,
+      want.has('jobs') ? get('/jobs?limit=15') : null,
+      want.has('events') ? get('/events?limit=30') : null,
+      want.has('health') && app.features.health ? get('/health').catch(() => null) : undefined,
     ]);
     if (!app.els.vms) return;
-    Object.assign(app.data, { groups: groups.items, hosts: hosts.items, vms: vms.items, jobs: jobs.items, events: events.items });
-    applyHealth(health);
+    if (groups) app.data.groups = groups.items;
+    if (hosts) app.data.hosts = hosts.items;
+    if (vms) app.data.vms = vms.items;
+    if (jobs) app.data.jobs = jobs.items;
+    if (events) app.data.events = events.items;
+    if (health !== undefined) app.health = health;
+    applyHealth(app.health);
     render();
-    // The self-service grants change rarely: every fifth refresh is enough.
-    if (!admin && app.features['self-service'] && (app.portalTick = (app.portalTick || 0) + 1) % 5 === 1) renderPortal(app, app.els.templates);
+    if (want.has('portal') && !admin && app.features['self-service']) renderPortal(app, app.els.templates);
   } catch (e) {
     if (!(e instanceof ApiError) || e.status !== 401) console.warn('refresh failed', e);
   } finally {
     refreshing = false;
+    if (pending.size && app.els.vms) refresh([]);
   }
+}
+
+// A burst of stream messages makes one refresh, DEBOUNCE_MS after the first.
+const soon = { parts: new Set(), timer: null };
+function refreshSoon(parts) {
+  if (!parts.length) return;
+  parts.forEach(p => soon.parts.add(p));
+  if (soon.timer) return;
+  soon.timer = setTimeout(() => {
+    soon.timer = null;
+    const p = [...soon.parts];
+    soon.parts.clear();
+    refresh(p);
+  }, DEBOUNCE_MS);
+}
+
+// The parts a change of an object of this kind may touch.
+function partsFor(kind) {
+  const portal = !isAdminish() ? ['portal'] : [];
+  switch (kind) {
+    case 'vm': return ['vms', 'hosts', ...portal];
+    case 'host': return ['hosts', 'vms'];
+    case 'job': return ['jobs'];
+    case 'cluster': case 'share': case 'template': case 'grant': return portal;
+    default: return ALL.filter(p => p !== 'portal').concat(portal);
+  }
+}
+
+// A job's change: shown at once (live progress); the lists it may touch are
+// read again when its state changes, not on each step.
+function onJobMessage(j) {
+  if (!j || typeof j.id !== 'number' || !app.els.jobs) return;
+  const list = app.data.jobs;
+  const i = list.findIndex(x => x.id === j.id);
+  const before = i >= 0 ? list[i] : null;
+  if (before) list[i] = { ...before, ...j };
+  else {
+    list.push(j);
+    list.sort((a, b) => b.id - a.id);
+    list.length = Math.min(list.length, 15);
+  }
+  renderJobs();
+  if (!before || before.state !== j.state) refreshSoon(partsFor(j.target_kind));
+}
+
+// An event: added to the events pane at once; the lists it is about are
+// read again.
+function onEventMessage(ev) {
+  if (!ev || typeof ev.id !== 'number' || !app.els.events) return;
+  const list = app.data.events;
+  if (!list.some(x => x.id === ev.id)) {
+    list.unshift(ev);
+    list.sort((a, b) => b.id - a.id);
+    list.length = Math.min(list.length, 30);
+    renderEvents();
+  }
+  const parts = partsFor(ev.object_kind);
+  if (/^alert\./.test(ev.kind || '')) parts.push('health');
+  refreshSoon(parts);
 }
 
 // Health (when monitoring runs): a tree of {kind, id, health, reasons}

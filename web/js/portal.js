@@ -32,7 +32,6 @@ function deployDialog(app, tpl) {
         (r.jobs || []).forEach(j => app.watchJob(j));
         overlay.remove();
         app.toast(`Deploying '${name.value}' from '${tpl.name}'…`);
-        app.portalTick = 0;
         app.refresh();
       } catch (ex) {
         err.textContent = ex.message;
