@@ -153,6 +153,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--failover-only", action="store_true",
+                    help="print the failover rows only (no migrations, nothing written)")
     a = ap.parse_args()
     os.environ["ARMADA_BUILD"] = os.path.abspath(a.build)
     os.environ["ARMADA_ROOT"] = ROOT
@@ -163,6 +165,11 @@ def main():
         return 0
     t_start = time.time()
     load0 = os.getloadavg()[0]
+    if a.failover_only:
+        for row in bench_failover(a.build, [1, 4, 16], 3000) + bench_failover(a.build, [1, 16], 1000):
+            print("| %d | %.0f s | %.2f | %.2f | %.2f | %s |" % (row[0], row[1] / 1000, *row[2:5],
+                                                              "-" if row[5] is None else f"{row[5]:.2f}"))
+        return 0
     mig = bench_migration(a.build, a.reps)
     fo = bench_failover(a.build, [1, 4, 16], 3000) + bench_failover(a.build, [1, 16], 1000)
 
