@@ -114,7 +114,8 @@ static bool rule_patch_from_body(Req *r, bool creating, MonitorRulePatch *p) {
             !body_int(r, "scope_id", false, 0, INT64_MAX, &p->scope_id) || !body_bool(r, "enabled", &enabled) ||
             !body_string(r, "description", false, 500, &p->description))
                 return false;
-        if (r->json && json_object_get(r->json, "enabled"))
+        json_t *en = r->json ? json_object_get(r->json, "enabled") : NULL;
+        if (en && !json_is_null(en))   /* body_bool() leaves it alone when absent or null */
                 p->enabled = enabled;
         p->has_description = p->description != NULL;
         json_t *th = r->json ? json_object_get(r->json, "threshold") : NULL;
