@@ -213,194 +213,271 @@ static int migrate_target(JobCtx *ctx, const StoreVm *vm, const StoreHost *src, 
         return 0;
 }
 
-static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
-        Store *st = ctx->st;
+/* One live migration, handed from phase to phase as in libvirt's
+ * qemu_migration.c: Begin checks the request and reserves the target,
+ * Prepare takes both links and checks the VM runs, Perform runs libvirt's
+ * migration while reporting progress (post-copy, cancel), Finish records a
+ * success, Abort one that libvirt rolled back. */
+typedef struct {
+        JobCtx *ctx;
+        Ha *ha;
         StoreVm vm;
-        if (store_vm_get(st, ctx->job->target_id, &vm) < 0)
-                return job_fail(ctx, -ENOENT, "VM '%s' no longer exists.", ctx->job->target_name);
-        if (inventory_vm_is_foreign(&vm))
-                return job_fail(ctx, -EPERM, "VM '%s' belongs to another Armada installation; it is read-only here.", vm.name);
         StoreHost src, dst;
-        if (vm.host_id == 0 || store_host_get(st, vm.host_id, &src) < 0)
-                return job_fail(ctx, -ENXIO, "VM '%s' is not placed on any host.", vm.name);
-        bool with_storage = json_is_true(json_object_get(ctx->params, "with_storage"));
-        bool auto_converge = json_is_true(json_object_get(ctx->params, "auto_converge"));
-        bool postcopy = json_is_true(json_object_get(ctx->params, "postcopy"));
-        int64_t to = json_integer_value(json_object_get(ctx->params, "to"));
-        json_int_t bandwidth = json_integer_value(json_object_get(ctx->params, "bandwidth_mibs"));
-
+        bool with_storage, auto_converge, postcopy;
+        json_int_t bandwidth;
         DiskPlace dp;
-        disk_place(st, vm.id, src.id, &dp);
-        if (!with_storage && !dp.all_shared)
+        InventoryLink *sl, *dl;
+        bool aborted, switched;   /* cancel passed on; switched to post-copy */
+        int64_t wall;
+        char err[1024];
+} MigrateRun;
+
+static void migrate_links_release(MigrateRun *mr) {
+        inventory_link_unref(mr->sl);
+        inventory_link_unref(mr->dl);
+        mr->sl = mr->dl = NULL;
+}
+
+/* Begin: the VM, its source, the options; a target named in the request
+ * must be a host in service (a cluster member when the disks stay on the
+ * shared storage); the target is chosen or checked and its room reserved.
+ * 0, or negative after job_fail(). */
+static int migrate_begin(MigrateRun *mr) {
+        JobCtx *ctx = mr->ctx;
+        Store *st = ctx->st;
+        if (store_vm_get(st, ctx->job->target_id, &mr->vm) < 0)
+                return job_fail(ctx, -ENOENT, "VM '%s' no longer exists.", ctx->job->target_name);
+        StoreVm *vm = &mr->vm;
+        if (inventory_vm_is_foreign(vm))
+                return job_fail(ctx, -EPERM, "VM '%s' belongs to another Armada installation; it is read-only here.", vm->name);
+        if (vm->host_id == 0 || store_host_get(st, vm->host_id, &mr->src) < 0)
+                return job_fail(ctx, -ENXIO, "VM '%s' is not placed on any host.", vm->name);
+        mr->with_storage = json_is_true(json_object_get(ctx->params, "with_storage"));
+        mr->auto_converge = json_is_true(json_object_get(ctx->params, "auto_converge"));
+        mr->postcopy = json_is_true(json_object_get(ctx->params, "postcopy"));
+        int64_t to = json_integer_value(json_object_get(ctx->params, "to"));
+        mr->bandwidth = json_integer_value(json_object_get(ctx->params, "bandwidth_mibs"));
+
+        disk_place(st, vm->id, mr->src.id, &mr->dp);
+        if (!mr->with_storage && !mr->dp.all_shared)
                 return job_fail(ctx, -EINVAL, "VM '%s' keeps its disk '%s' on storage of host '%s' that no other host sees;"
-                                " migrate it with its storage (with_storage, CLI --with-storage).", vm.name, dp.local_path, src.name);
-        char why[2048] = "";
+                                " migrate it with its storage (with_storage, CLI --with-storage).", vm->name, mr->dp.local_path,
+                                mr->src.name);
         if (to) {
-                if (store_host_get(st, to, &dst) < 0)
-                        return job_fail(ctx, -ENOENT, "There is no host with id %lld to migrate VM '%s' to.", (long long) to, vm.name);
-                if (dst.id == src.id)
-                        return job_fail(ctx, -EINVAL, "VM '%s' already runs on host '%s'.", vm.name, dst.name);
-                if (!streq(dst.state, "ok"))
-                        return job_fail(ctx, -EBUSY, "Host '%s' is %s; VMs can only be migrated to a host in service.", dst.name, dst.state);
+                StoreHost *dst = &mr->dst;
+                if (store_host_get(st, to, dst) < 0)
+                        return job_fail(ctx, -ENOENT, "There is no host with id %lld to migrate VM '%s' to.", (long long) to, vm->name);
+                if (dst->id == mr->src.id)
+                        return job_fail(ctx, -EINVAL, "VM '%s' already runs on host '%s'.", vm->name, dst->name);
+                if (!streq(dst->state, "ok"))
+                        return job_fail(ctx, -EBUSY, "Host '%s' is %s; VMs can only be migrated to a host in service.", dst->name,
+                                        dst->state);
                 int64_t dst_cluster = 0;
-                if (dp.cluster_id && dp.n_disks > 0 && dp.all_shared && !with_storage &&
-                    (store_cluster_of_host(st, dst.id, &dst_cluster, NULL) < 0 || dst_cluster != dp.cluster_id))
+                if (mr->dp.cluster_id && mr->dp.n_disks > 0 && mr->dp.all_shared && !mr->with_storage &&
+                    (store_cluster_of_host(st, dst->id, &dst_cluster, NULL) < 0 || dst_cluster != mr->dp.cluster_id))
                         return job_fail(ctx, -EINVAL, "VM '%s' keeps its disks on the shared storage of its cluster, which host '%s'"
-                                        " is not a member of; choose a member or migrate with its storage.", vm.name, dst.name);
+                                        " is not a member of; choose a member or migrate with its storage.", vm->name, dst->name);
         }
-        int pr = migrate_target(ctx, &vm, &src, &dp, with_storage, &to);
+        int pr = migrate_target(ctx, vm, &mr->src, &mr->dp, mr->with_storage, &to);
         if (pr < 0)
                 return pr;
-        if (store_host_get(st, to, &dst) < 0)
-                return job_fail(ctx, -ENOENT, "The host placement chose for VM '%s' no longer exists.", vm.name);
+        if (store_host_get(st, to, &mr->dst) < 0)
+                return job_fail(ctx, -ENOENT, "The host placement chose for VM '%s' no longer exists.", vm->name);
+        return 0;
+}
 
-        InventoryLink *sl = NULL, *dl = NULL;
-        if (inventory_link_acquire(ha->inv, &src, &sl, why, sizeof why) < 0)
-                return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' of VM '%s': %s", src.name, vm.name, why);
-        if (inventory_link_acquire(ha->inv, &dst, &dl, why, sizeof why) < 0) {
-                inventory_link_unref(sl);
-                return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' to migrate VM '%s' there: %s", dst.name, vm.name, why);
+/* Prepare: links to both hosts, and the VM running or paused on the
+ * source. 0 with both links held, or negative after job_fail() with none. */
+static int migrate_prepare(MigrateRun *mr) {
+        JobCtx *ctx = mr->ctx;
+        Ha *ha = mr->ha;
+        StoreVm *vm = &mr->vm;
+        char why[2048] = "";
+        if (inventory_link_acquire(ha->inv, &mr->src, &mr->sl, why, sizeof why) < 0)
+                return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' of VM '%s': %s", mr->src.name, vm->name, why);
+        if (inventory_link_acquire(ha->inv, &mr->dst, &mr->dl, why, sizeof why) < 0) {
+                inventory_link_unref(mr->sl);
+                mr->sl = NULL;
+                return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' to migrate VM '%s' there: %s", mr->dst.name, vm->name, why);
         }
         HvState s0 = HV_STATE_NOSTATE;
-        int r = hv_domain_state(inventory_link_conn(sl), vm.uuid, &s0);
+        int r = hv_domain_state(inventory_link_conn(mr->sl), vm->uuid, &s0);
         if (r < 0 || (s0 != HV_STATE_RUNNING && s0 != HV_STATE_BLOCKED && s0 != HV_STATE_PAUSED)) {
                 if (r == 0)
-                        (void) store_vm_set_state(st, vm.id, hv_state_name(s0));
-                inventory_link_unref(sl);
-                inventory_link_unref(dl);
+                        (void) store_vm_set_state(ctx->st, vm->id, hv_state_name(s0));
+                migrate_links_release(mr);
                 if (r < 0)
-                        return job_fail(ctx, r, "Cannot read the state of VM '%s' on host '%s': %s", vm.name, src.name, hv_last_error());
-                return job_fail(ctx, -EBUSY, "VM '%s' is %s; only a running or paused VM can be live-migrated.", vm.name,
+                        return job_fail(ctx, r, "Cannot read the state of VM '%s' on host '%s': %s", vm->name, mr->src.name,
+                                        hv_last_error());
+                return job_fail(ctx, -EBUSY, "VM '%s' is %s; only a running or paused VM can be live-migrated.", vm->name,
                                 hv_state_name(s0));
         }
+        return 0;
+}
 
-        _cleanup_free_ char *migrate_uri = hv_migrate_uri_for(dst.uri);
-        Migration *m = xcalloc(1, sizeof *m);
-        m->conn = inventory_link_conn(sl);
-        snprintf(m->uuid, sizeof m->uuid, "%s", vm.uuid);
-        m->o = (HvMigrateOptions) {
-                .dest_uri = dst.uri, .migrate_uri = migrate_uri,
-                .shared_storage_known = dp.n_disks > 0 && dp.all_shared && !with_storage,
-                .with_storage = with_storage, .auto_converge = auto_converge, .postcopy = postcopy,
-                .bandwidth_mibs = bandwidth > 0 ? (uint64_t) bandwidth : 0,
-        };
-        job_progress(ctx, 5, "migrating VM '%s' from host '%s' to host '%s'%s%s%s", vm.name, src.name, dst.name,
-                     with_storage ? " with its storage" : m->o.shared_storage_known ? " (disks stay on the cluster's shared storage)" : "",
-                     auto_converge ? ", auto-converge on" : "", postcopy ? ", post-copy allowed" : "");
-        int64_t t0 = mono_ms();
-        pthread_t th;
-        if (pthread_create(&th, NULL, migration_main, m) != 0) {
-                free(m);
-                inventory_link_unref(sl);
-                inventory_link_unref(dl);
-                return job_fail(ctx, -EAGAIN, "Cannot start a thread to migrate VM '%s'.", vm.name);
-        }
-        bool aborted = false, switched = false;
+/* While libvirt migrates m: progress from its job statistics, a switch to
+ * post-copy when memory does not converge, a cancel passed on as an abort. */
+static void migrate_watch(MigrateRun *mr, Migration *m) {
+        JobCtx *ctx = mr->ctx;
+        HvConn *conn = inventory_link_conn(mr->sl);
+        const char *uuid = mr->vm.uuid;
         while (!atomic_load(&m->done)) {
                 sleep_ms(POLL_MS);
                 if (atomic_load(&m->done))
                         break;
                 HvJobInfo ji;
-                if (hv_job_info(inventory_link_conn(sl), vm.uuid, &ji) == 0 && ji.active && ji.data_total > 0) {
+                if (hv_job_info(conn, uuid, &ji) == 0 && ji.active && ji.data_total > 0) {
                         uint64_t done = ji.data_processed > ji.data_total ? ji.data_total : ji.data_processed;
                         int pct = 10 + (int) (80.0 * (double) done / (double) ji.data_total);
-                        (void) store_job_progress(st, ctx->job->id, pct > 90 ? 90 : pct, NULL);
-                        if (postcopy && !switched && !aborted &&
+                        (void) store_job_progress(ctx->st, ctx->job->id, pct > 90 ? 90 : pct, NULL);
+                        if (mr->postcopy && !mr->switched && !mr->aborted &&
                             (ji.mem_iteration >= POSTCOPY_AFTER_ITERATIONS || ji.elapsed_ms >= POSTCOPY_AFTER_MS)) {
-                                if (hv_migrate_start_postcopy(inventory_link_conn(sl), vm.uuid) == 0) {
-                                        switched = true;
+                                if (hv_migrate_start_postcopy(conn, uuid) == 0) {
+                                        mr->switched = true;
                                         job_progress(ctx, 91, "memory did not converge after %llu passes (%llu ms); switched to post-copy",
                                                      (unsigned long long) ji.mem_iteration, (unsigned long long) ji.elapsed_ms);
                                 }
                         }
                 }
-                if (!aborted && !switched && job_cancel_requested(ctx)) {
-                        if (hv_job_abort(inventory_link_conn(sl), vm.uuid) == 0) {
-                                aborted = true;
+                if (!mr->aborted && !mr->switched && job_cancel_requested(ctx)) {
+                        if (hv_job_abort(conn, uuid) == 0) {
+                                mr->aborted = true;
                                 job_progress(ctx, 0, "cancel requested: aborting the migration");
                         }
                 }
         }
-        pthread_join(th, NULL);
-        int64_t wall = mono_ms() - t0;
-        r = m->r;
-        _cleanup_free_ char *err = xstrdup(m->err);
-        free(m);
+}
 
-        if (r < 0) {
-                /* libvirt rolled back: the VM runs on the source. Say so from
-                 * libvirt, not from hope. */
-                HvState s;
-                inventory_link_lock_ops(sl);
-                if (hv_domain_state(inventory_link_conn(sl), vm.uuid, &s) == 0)
-                        (void) store_vm_set_state(st, vm.id, hv_state_name(s));
-                inventory_link_unlock_ops(sl);
-                inventory_link_unref(sl);
-                inventory_link_unref(dl);
-                if (aborted || r == -ECANCELED) {
-                        ha_event(st, "info", "vm.migrate-cancelled", "vm", vm.id, vm.name, vm.owner_id,
-                                 "The migration of VM '%s' to host '%s' was cancelled after %lld ms; it keeps running on host '%s'.",
-                                 vm.name, dst.name, (long long) wall, src.name);
-                        snprintf(ctx->error, sizeof ctx->error, "Cancelled after %lld ms; VM '%s' keeps running on host '%s'.",
-                                 (long long) wall, vm.name, src.name);
-                        ctx->result = json_pack("{s:s, s:s, s:I, s:b}", "from", src.name, "to", dst.name, "wall_ms", (json_int_t) wall,
-                                                "cancelled", 1);
-                        return -ECANCELED;
-                }
-                ha_event(st, "error", "vm.migrate-failed", "vm", vm.id, vm.name, vm.owner_id,
-                         "VM '%s' could not be migrated from host '%s' to host '%s': %s", vm.name, src.name, dst.name, err);
-                return job_fail(ctx, r, "Cannot migrate VM '%s' from host '%s' to host '%s': %s It keeps running on host '%s'.",
-                                vm.name, src.name, dst.name, err, src.name);
+/* Perform: libvirt's peer-to-peer migration in a thread of its own, watched
+ * from here. Returns its result (libvirt's error in mr->err), or negative
+ * after job_fail() with the links released when no thread can be made. */
+static int migrate_perform(MigrateRun *mr) {
+        JobCtx *ctx = mr->ctx;
+        StoreVm *vm = &mr->vm;
+        _cleanup_free_ char *migrate_uri = hv_migrate_uri_for(mr->dst.uri);
+        Migration *m = xcalloc(1, sizeof *m);
+        m->conn = inventory_link_conn(mr->sl);
+        snprintf(m->uuid, sizeof m->uuid, "%s", vm->uuid);
+        m->o = (HvMigrateOptions) {
+                .dest_uri = mr->dst.uri, .migrate_uri = migrate_uri,
+                .shared_storage_known = mr->dp.n_disks > 0 && mr->dp.all_shared && !mr->with_storage,
+                .with_storage = mr->with_storage, .auto_converge = mr->auto_converge, .postcopy = mr->postcopy,
+                .bandwidth_mibs = mr->bandwidth > 0 ? (uint64_t) mr->bandwidth : 0,
+        };
+        job_progress(ctx, 5, "migrating VM '%s' from host '%s' to host '%s'%s%s%s", vm->name, mr->src.name, mr->dst.name,
+                     mr->with_storage ? " with its storage" : m->o.shared_storage_known ? " (disks stay on the cluster's shared storage)" : "",
+                     mr->auto_converge ? ", auto-converge on" : "", mr->postcopy ? ", post-copy allowed" : "");
+        int64_t t0 = mono_ms();
+        pthread_t th;
+        if (pthread_create(&th, NULL, migration_main, m) != 0) {
+                free(m);
+                migrate_links_release(mr);
+                return job_fail(ctx, -EAGAIN, "Cannot start a thread to migrate VM '%s'.", vm->name);
         }
+        migrate_watch(mr, m);
+        pthread_join(th, NULL);
+        mr->wall = mono_ms() - t0;
+        int r = m->r;
+        snprintf(mr->err, sizeof mr->err, "%s", m->err);
+        free(m);
+        return r;
+}
 
-        inventory_link_lock_ops(dl);
-        (void) store_vm_set_host(st, vm.id, dst.id);
+/* Abort: libvirt rolled back, the VM runs on the source. Say so from
+ * libvirt, not from hope. Releases the links; returns the job's result. */
+static int migrate_abort(MigrateRun *mr, int r) {
+        JobCtx *ctx = mr->ctx;
+        Store *st = ctx->st;
+        StoreVm *vm = &mr->vm;
         HvState s;
-        if (hv_domain_state(inventory_link_conn(dl), vm.uuid, &s) == 0)
-                (void) store_vm_set_state(st, vm.id, hv_state_name(s));
+        inventory_link_lock_ops(mr->sl);
+        if (hv_domain_state(inventory_link_conn(mr->sl), vm->uuid, &s) == 0)
+                (void) store_vm_set_state(st, vm->id, hv_state_name(s));
+        inventory_link_unlock_ops(mr->sl);
+        migrate_links_release(mr);
+        if (mr->aborted || r == -ECANCELED) {
+                ha_event(st, "info", "vm.migrate-cancelled", "vm", vm->id, vm->name, vm->owner_id,
+                         "The migration of VM '%s' to host '%s' was cancelled after %lld ms; it keeps running on host '%s'.",
+                         vm->name, mr->dst.name, (long long) mr->wall, mr->src.name);
+                snprintf(ctx->error, sizeof ctx->error, "Cancelled after %lld ms; VM '%s' keeps running on host '%s'.",
+                         (long long) mr->wall, vm->name, mr->src.name);
+                ctx->result = json_pack("{s:s, s:s, s:I, s:b}", "from", mr->src.name, "to", mr->dst.name, "wall_ms",
+                                        (json_int_t) mr->wall, "cancelled", 1);
+                return -ECANCELED;
+        }
+        ha_event(st, "error", "vm.migrate-failed", "vm", vm->id, vm->name, vm->owner_id,
+                 "VM '%s' could not be migrated from host '%s' to host '%s': %s", vm->name, mr->src.name, mr->dst.name, mr->err);
+        return job_fail(ctx, r, "Cannot migrate VM '%s' from host '%s' to host '%s': %s It keeps running on host '%s'.",
+                        vm->name, mr->src.name, mr->dst.name, mr->err, mr->src.name);
+}
+
+/* Finish: the VM is recorded on the target with its state there; with its
+ * storage, the source copies are deleted; its definition is saved; the
+ * result and event carry libvirt's statistics. Releases the links. */
+static int migrate_finish(MigrateRun *mr) {
+        JobCtx *ctx = mr->ctx;
+        Store *st = ctx->st;
+        StoreVm *vm = &mr->vm;
+        InventoryLink *sl = mr->sl, *dl = mr->dl;
+        inventory_link_lock_ops(dl);
+        (void) store_vm_set_host(st, vm->id, mr->dst.id);
+        HvState s;
+        if (hv_domain_state(inventory_link_conn(dl), vm->uuid, &s) == 0)
+                (void) store_vm_set_state(st, vm->id, hv_state_name(s));
         inventory_link_unlock_ops(dl);
 
         HvJobInfo done = {0};
-        bool have_stats = hv_job_completed(inventory_link_conn(dl), vm.uuid, &done) == 0;
+        bool have_stats = hv_job_completed(inventory_link_conn(dl), vm->uuid, &done) == 0;
         json_t *removed = json_array();
-        if (with_storage) {
+        if (mr->with_storage) {
                 /* The copy on the source is no longer anybody's disk. */
                 StoreDisk *disks = NULL;
-                int n = store_vm_disks(st, vm.id, &disks);
+                int n = store_vm_disks(st, vm->id, &disks);
                 for (int i = 0; i < n; i++) {
                         if (!disks[i].owned || !disks[i].path[0])
                                 continue;
                         if (hv_volume_delete(inventory_link_conn(sl), disks[i].path) == 0)
                                 json_array_append_new(removed, json_string(disks[i].path));
                         else
-                                log_warn("VM '%s': cannot delete the source copy '%s' on host '%s': %s", vm.name, disks[i].path,
-                                         src.name, hv_last_error());
+                                log_warn("VM '%s': cannot delete the source copy '%s' on host '%s': %s", vm->name, disks[i].path,
+                                         mr->src.name, hv_last_error());
                 }
                 free(disks);
         }
-        StoreVm now = vm;
-        now.host_id = dst.id;
-        ha_save_definition(ha, dl, &now);
-        inventory_link_unref(sl);
-        inventory_link_unref(dl);
+        StoreVm now = *vm;
+        now.host_id = mr->dst.id;
+        ha_save_definition(mr->ha, dl, &now);
+        migrate_links_release(mr);
 
-        json_int_t total = have_stats && done.elapsed_ms ? (json_int_t) done.elapsed_ms : (json_int_t) wall;
+        const StoreHost *src = &mr->src, *dst = &mr->dst;
+        json_int_t total = have_stats && done.elapsed_ms ? (json_int_t) done.elapsed_ms : (json_int_t) mr->wall;
         ctx->result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:I, s:I, s:b, s:b, s:b, s:o}",
-                                "from", src.name, "to", dst.name, "from_host_id", (json_int_t) src.id, "to_host_id", (json_int_t) dst.id,
+                                "from", src->name, "to", dst->name, "from_host_id", (json_int_t) src->id, "to_host_id", (json_int_t) dst->id,
                                 "total_ms", total,
                                 "downtime_ms", have_stats ? json_integer((json_int_t) done.downtime_ms) : json_null(),
-                                "wall_ms", (json_int_t) wall, "data_bytes", (json_int_t) done.data_processed,
-                                "shared_storage", dp.n_disks > 0 && dp.all_shared && !with_storage, "with_storage", with_storage,
-                                "postcopy", switched, "source_disks_removed", removed);
+                                "wall_ms", (json_int_t) mr->wall, "data_bytes", (json_int_t) done.data_processed,
+                                "shared_storage", mr->dp.n_disks > 0 && mr->dp.all_shared && !mr->with_storage,
+                                "with_storage", mr->with_storage, "postcopy", mr->switched, "source_disks_removed", removed);
         if (have_stats)
-                ha_event(st, "info", "vm.migrated", "vm", vm.id, vm.name, vm.owner_id,
-                         "VM '%s' was live-migrated from host '%s' to host '%s' in %lld ms (downtime %llu ms).", vm.name, src.name,
-                         dst.name, (long long) total, (unsigned long long) done.downtime_ms);
+                ha_event(st, "info", "vm.migrated", "vm", vm->id, vm->name, vm->owner_id,
+                         "VM '%s' was live-migrated from host '%s' to host '%s' in %lld ms (downtime %llu ms).", vm->name, src->name,
+                         dst->name, (long long) total, (unsigned long long) done.downtime_ms);
         else
-                ha_event(st, "info", "vm.migrated", "vm", vm.id, vm.name, vm.owner_id,
-                         "VM '%s' was live-migrated from host '%s' to host '%s' in %lld ms.", vm.name, src.name, dst.name,
+                ha_event(st, "info", "vm.migrated", "vm", vm->id, vm->name, vm->owner_id,
+                         "VM '%s' was live-migrated from host '%s' to host '%s' in %lld ms.", vm->name, src->name, dst->name,
                          (long long) total);
         return 0;
+}
+
+static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
+        MigrateRun mr = { .ctx = ctx, .ha = ha };
+        int r = migrate_begin(&mr);
+        if (r < 0 || (r = migrate_prepare(&mr)) < 0)
+                return r;
+        r = migrate_perform(&mr);
+        if (r < 0 && !mr.sl)
+                return r; /* no thread: failed, links released */
+        return r < 0 ? migrate_abort(&mr, r) : migrate_finish(&mr);
 }
 
 static int job_vm_migrate(JobCtx *ctx, void *userdata) {
@@ -474,58 +551,66 @@ static int maintenance_off(JobCtx *ctx, Ha *ha, const StoreHost *h) {
         return 0;
 }
 
-static int job_host_maintenance(JobCtx *ctx, void *userdata) {
-        Ha *ha = userdata;
-        Store *st = ctx->st;
+/* One maintenance run, handed from phase to phase (libvirt's migration
+ * phases are the model): Begin lists what must move, Plan chooses and
+ * reserves targets, Refuse ends it when something cannot move (unless
+ * force), Perform queues the migrations and waits, Finish records the
+ * outcome. */
+typedef struct {
+        JobCtx *ctx;
+        Ha *ha;
         StoreHost h;
-        if (store_host_get(st, ctx->job->target_id, &h) < 0)
-                return job_fail(ctx, -ENOENT, "Host '%s' no longer exists.", ctx->job->target_name);
-        bool on = !json_is_false(json_object_get(ctx->params, "on"));
-        bool force = json_is_true(json_object_get(ctx->params, "force"));
-        if (!on)
-                return maintenance_off(ctx, ha, &h);
+        bool force;
+        char prev[24];            /* the state to go back to when it fails */
+        Move *moves;
+        size_t n, n_unplaced;
+        bool cancelled;
+        json_t *cannot;           /* [{vm, reason}] of what has no target */
+} Maintenance;
 
-        char prev[24];
-        snprintf(prev, sizeof prev, "%s", streq(h.state, "maintenance") ? "ok" : h.state);
+/* Begin: the host leaves placement; its active VMs (ours), biggest first:
+ * what fits only when spread gets its host before the small ones fill the
+ * gaps. */
+static void maintenance_begin(Maintenance *mt) {
+        Store *st = mt->ctx->st;
+        snprintf(mt->prev, sizeof mt->prev, "%s", streq(mt->h.state, "maintenance") ? "ok" : mt->h.state);
         /* From now on placement leaves the host out. */
-        (void) store_host_set_state(st, h.id, "maintenance", "entering maintenance mode: moving its VMs off");
-
+        (void) store_host_set_state(st, mt->h.id, "maintenance", "entering maintenance mode: moving its VMs off");
         StoreVm *vms = NULL;
-        int n_all = store_vm_list_on_host(st, h.id, &vms);
+        int n_all = store_vm_list_on_host(st, mt->h.id, &vms);
         if (n_all < 0)
                 n_all = 0;
-        Move *moves = xcalloc((size_t) n_all + 1, sizeof *moves);
-        size_t n = 0;
+        mt->moves = xcalloc((size_t) n_all + 1, sizeof *mt->moves);
         for (int i = 0; i < n_all; i++)
                 if (vm_active(vms[i].state) && !inventory_vm_is_foreign(&vms[i])) /* another installation's: not ours to move */
-                        moves[n++].vm = vms[i];
+                        mt->moves[mt->n++].vm = vms[i];
         free(vms);
-        /* Biggest first: what fits only when spread gets its host before
-         * the small ones fill the gaps. */
-        qsort(moves, n, sizeof *moves, cmp_move_mem);
+        qsort(mt->moves, mt->n, sizeof *mt->moves, cmp_move_mem);
+}
 
-        /* Every target is chosen and its room reserved under one hold of
-         * the placement lock: each choice counts the ones before, and no
-         * VM created meanwhile takes the room. Targets stay inside what
-         * the job's owner manages. The reservations last until each
-         * vm.migrate ends (or are dropped below when nothing moves). */
+/* Plan: every target is chosen and its room reserved under one hold of
+ * the placement lock: each choice counts the ones before, and no VM
+ * created meanwhile takes the room. Targets stay inside what the job's
+ * owner manages. The reservations last until each vm.migrate ends (or are
+ * dropped when nothing moves). 0, or negative after job_fail(). */
+static int maintenance_plan(Maintenance *mt) {
+        JobCtx *ctx = mt->ctx;
+        Store *st = ctx->st;
         _cleanup_free_ int64_t *scope = NULL;
-        int ns = placement_scope_of(st, ctx->job->owner_id, h.group_id, &scope);
+        int ns = placement_scope_of(st, ctx->job->owner_id, mt->h.group_id, &scope);
         int lr = ns < 0 ? ns : placement_lock(st);
         if (lr < 0) {
-                (void) store_host_set_state(st, h.id, prev, NULL);
-                free(moves);
-                return job_fail(ctx, lr, "Host '%s' stays in service: cannot plan where its VMs go (%s).", h.name, strerror(-lr));
+                (void) store_host_set_state(st, mt->h.id, mt->prev, NULL);
+                return job_fail(ctx, lr, "Host '%s' stays in service: cannot plan where its VMs go (%s).", mt->h.name, strerror(-lr));
         }
-        size_t n_unplaced = 0;
-        for (size_t i = 0; i < n; i++) {
-                Move *m = &moves[i];
+        for (size_t i = 0; i < mt->n; i++) {
+                Move *m = &mt->moves[i];
                 DiskPlace dp;
-                disk_place(st, m->vm.id, h.id, &dp);
+                disk_place(st, m->vm.id, mt->h.id, &dp);
                 /* Disks only this host sees move with the VM. */
                 m->with_storage = !dp.all_shared;
                 PlacementDemand d = { .cpus = m->vm.cpus, .memory_mib = m->vm.memory_mib, .vm_id = m->vm.id, .vm_name = m->vm.name,
-                                      .exclude_host_id = h.id, .disk_bytes = m->with_storage ? dp.bytes : 0,
+                                      .exclude_host_id = mt->h.id, .disk_bytes = m->with_storage ? dp.bytes : 0,
                                       .scope = scope, .n_scope = ns > 0 ? (size_t) ns : 0 };
                 char why[900];
                 int r = choose_target(st, &dp, m->with_storage, &d, &m->to, why, sizeof why);
@@ -536,7 +621,7 @@ static int job_host_maintenance(JobCtx *ctx, void *userdata) {
                 if (r < 0) {
                         snprintf(m->reason, sizeof m->reason, "no host can take it: %s", why);
                         m->to = 0;
-                        n_unplaced++;
+                        mt->n_unplaced++;
                         continue;
                 }
                 StoreHost t;
@@ -545,53 +630,59 @@ static int job_host_maintenance(JobCtx *ctx, void *userdata) {
         }
         /* Nothing moves when some VM cannot and force is off: keep no
          * reservation then. */
-        int keep = n_unplaced > 0 && !force ? -ECANCELED : 0;
+        int keep = mt->n_unplaced > 0 && !mt->force ? -ECANCELED : 0;
         lr = placement_unlock(st, keep);
         if (lr < 0 && keep == 0) {
-                (void) store_host_set_state(st, h.id, prev, NULL);
-                free(moves);
-                return job_fail(ctx, lr, "Host '%s' stays in service: cannot record where its VMs go (%s).", h.name, strerror(-lr));
+                (void) store_host_set_state(st, mt->h.id, mt->prev, NULL);
+                return job_fail(ctx, lr, "Host '%s' stays in service: cannot record where its VMs go (%s).", mt->h.name, strerror(-lr));
         }
+        mt->cannot = json_array();
+        for (size_t i = 0; i < mt->n; i++)
+                if (!mt->moves[i].to)
+                        json_array_append_new(mt->cannot, json_pack("{s:s, s:s}", "vm", mt->moves[i].vm.name, "reason", mt->moves[i].reason));
+        return 0;
+}
 
-        json_t *cannot = json_array();
-        for (size_t i = 0; i < n; i++)
-                if (!moves[i].to)
-                        json_array_append_new(cannot, json_pack("{s:s, s:s}", "vm", moves[i].vm.name, "reason", moves[i].reason));
-        if (n_unplaced > 0 && !force) {
-                (void) store_host_set_state(st, h.id, prev, NULL);
-                StrBuf b = {0};
-                for (size_t i = 0; i < n; i++)
-                        if (!moves[i].to)
-                                strbuf_printf(&b, "%sVM '%s': %s", b.len ? "; " : "", moves[i].vm.name, moves[i].reason);
-                ctx->result = json_pack("{s:o}", "cannot_move", cannot);
-                ha_event(st, "warning", "host.maintenance-refused", "host", h.id, h.name, 0,
-                         "Host '%s' stays in service: %zu of its VMs cannot move. %s", h.name, n_unplaced, b.s);
-                int r = job_fail(ctx, -ENOSPC, "Host '%s' stays in service: %zu of its %zu running VMs cannot move (%s). Nothing"
-                                 " was moved; free capacity or use force to save them.", h.name, n_unplaced, n, b.s);
-                strbuf_free(&b);
-                free(moves);
-                return r;
-        }
-        job_progress(ctx, 10, "moving %zu VMs off host '%s'", n - n_unplaced, h.name);
+/* Refuse: some VM has no target and force is off; the host stays in
+ * service, nothing moved. Returns the job's result (negative). */
+static int maintenance_refuse(Maintenance *mt) {
+        JobCtx *ctx = mt->ctx;
+        (void) store_host_set_state(ctx->st, mt->h.id, mt->prev, NULL);
+        StrBuf b = {0};
+        for (size_t i = 0; i < mt->n; i++)
+                if (!mt->moves[i].to)
+                        strbuf_printf(&b, "%sVM '%s': %s", b.len ? "; " : "", mt->moves[i].vm.name, mt->moves[i].reason);
+        ctx->result = json_pack("{s:O}", "cannot_move", mt->cannot);
+        ha_event(ctx->st, "warning", "host.maintenance-refused", "host", mt->h.id, mt->h.name, 0,
+                 "Host '%s' stays in service: %zu of its VMs cannot move. %s", mt->h.name, mt->n_unplaced, b.s);
+        int r = job_fail(ctx, -ENOSPC, "Host '%s' stays in service: %zu of its %zu running VMs cannot move (%s). Nothing"
+                         " was moved; free capacity or use force to save them.", mt->h.name, mt->n_unplaced, mt->n, b.s);
+        strbuf_free(&b);
+        return r;
+}
 
-        for (size_t i = 0; i < n; i++) {
-                Move *m = &moves[i];
+/* Perform: one vm.migrate job per planned move, then wait for them all; a
+ * cancel is passed on to them. */
+static void maintenance_perform(Maintenance *mt) {
+        JobCtx *ctx = mt->ctx;
+        Store *st = ctx->st;
+        job_progress(ctx, 10, "moving %zu VMs off host '%s'", mt->n - mt->n_unplaced, mt->h.name);
+        for (size_t i = 0; i < mt->n; i++) {
+                Move *m = &mt->moves[i];
                 if (!m->to)
                         continue;
                 json_t *p = json_pack("{s:I, s:b}", "to", (json_int_t) m->to, "with_storage", m->with_storage);
-                if (jobs_submit(ha->jobs, "vm.migrate", "vm", m->vm.id, m->vm.name, ctx->job->owner_id, p, &m->job_id) < 0) {
+                if (jobs_submit(mt->ha->jobs, "vm.migrate", "vm", m->vm.id, m->vm.name, ctx->job->owner_id, p, &m->job_id) < 0) {
                         snprintf(m->reason, sizeof m->reason, "cannot queue its migration");
                         m->job_id = 0;
                         (void) placement_release(st, m->vm.id, m->to);
                 }
                 json_decref(p);
         }
-        /* Wait for the migrations; a cancel is passed on to them. */
-        bool cancelled = false;
         for (;;) {
                 size_t left = 0, finished = 0;
-                for (size_t i = 0; i < n; i++) {
-                        Move *m = &moves[i];
+                for (size_t i = 0; i < mt->n; i++) {
+                        Move *m = &mt->moves[i];
                         if (!m->job_id)
                                 continue;
                         if (store_job_state(st, m->job_id, m->state) < 0)
@@ -603,21 +694,27 @@ static int job_host_maintenance(JobCtx *ctx, void *userdata) {
                 }
                 if (left == 0)
                         break;
-                if (!cancelled && job_cancel_requested(ctx)) {
-                        cancelled = true;
-                        for (size_t i = 0; i < n; i++)
-                                if (moves[i].job_id)
-                                        (void) store_job_request_cancel(st, moves[i].job_id);
+                if (!mt->cancelled && job_cancel_requested(ctx)) {
+                        mt->cancelled = true;
+                        for (size_t i = 0; i < mt->n; i++)
+                                if (mt->moves[i].job_id)
+                                        (void) store_job_request_cancel(st, mt->moves[i].job_id);
                 }
                 (void) store_job_progress(st, ctx->job->id, 10 + (int) (80 * finished / (finished + left)), NULL);
                 sleep_ms(POLL_MS);
         }
+}
 
+/* Finish: what moved; what did not goes back to service (cancelled, or
+ * not forced) or is saved (forced); the host is in maintenance then. */
+static int maintenance_finish(Maintenance *mt) {
+        JobCtx *ctx = mt->ctx;
+        Store *st = ctx->st;
         json_t *moved = json_array(), *saved = json_array(), *failed = json_array();
-        Move *unmoved = xcalloc(n + 1, sizeof *unmoved);
+        Move *unmoved = xcalloc(mt->n + 1, sizeof *unmoved);
         size_t n_unmoved = 0;
-        for (size_t i = 0; i < n; i++) {
-                Move *m = &moves[i];
+        for (size_t i = 0; i < mt->n; i++) {
+                Move *m = &mt->moves[i];
                 if (m->job_id && streq(m->state, "succeeded")) {
                         _cleanup_json_ json_t *j = store_job_get_json(st, m->job_id);
                         json_t *res = j ? json_object_get(j, "result") : NULL;
@@ -635,32 +732,53 @@ static int job_host_maintenance(JobCtx *ctx, void *userdata) {
                 }
                 unmoved[n_unmoved++] = *m;
         }
-        free(moves);
-        if (cancelled || (n_unmoved > 0 && !force)) {
-                (void) store_host_set_state(st, h.id, prev, NULL);
+        json_t *cannot = json_incref(mt->cannot);
+        if (mt->cancelled || (n_unmoved > 0 && !mt->force)) {
+                (void) store_host_set_state(st, mt->h.id, mt->prev, NULL);
                 for (size_t i = 0; i < n_unmoved; i++)
                         json_array_append_new(failed, json_pack("{s:s, s:s}", "vm", unmoved[i].vm.name, "reason", unmoved[i].reason));
                 ctx->result = json_pack("{s:o, s:o, s:o, s:o}", "moved", moved, "saved", saved, "failed", failed, "cannot_move", cannot);
                 free(unmoved);
-                if (cancelled) {
+                if (mt->cancelled) {
                         snprintf(ctx->error, sizeof ctx->error, "Cancelled; host '%s' stays in service (%zu VMs had moved already).",
-                                 h.name, json_array_size(moved));
+                                 mt->h.name, json_array_size(moved));
                         return -ECANCELED;
                 }
                 return job_fail(ctx, -EIO, "Host '%s' stays in service: %zu VMs could not be moved off it (the first: VM '%s': %s).",
-                                h.name, n_unmoved, json_string_value(json_object_get(json_array_get(failed, 0), "vm")),
+                                mt->h.name, n_unmoved, json_string_value(json_object_get(json_array_get(failed, 0), "vm")),
                                 json_string_value(json_object_get(json_array_get(failed, 0), "reason")));
         }
         if (n_unmoved > 0)
-                save_unmoved(ha, ctx, &h, unmoved, n_unmoved, saved, failed);
+                save_unmoved(mt->ha, ctx, &mt->h, unmoved, n_unmoved, saved, failed);
         free(unmoved);
-        (void) store_host_set_state(st, h.id, "maintenance", NULL);
-        ha_event(st, "info", "host.maintenance-on", "host", h.id, h.name, 0,
-                 "Host '%s' is in maintenance mode: %zu VMs moved off it, %zu saved%s.", h.name, json_array_size(moved),
+        (void) store_host_set_state(st, mt->h.id, "maintenance", NULL);
+        ha_event(st, "info", "host.maintenance-on", "host", mt->h.id, mt->h.name, 0,
+                 "Host '%s' is in maintenance mode: %zu VMs moved off it, %zu saved%s.", mt->h.name, json_array_size(moved),
                  json_array_size(saved), json_array_size(failed) ? ", some could not be saved" : "");
         ctx->result = json_pack("{s:s, s:o, s:o, s:o, s:o}", "state", "maintenance", "moved", moved, "saved", saved, "failed", failed,
                                 "cannot_move", cannot);
         return 0;
+}
+
+static int job_host_maintenance(JobCtx *ctx, void *userdata) {
+        Maintenance mt = { .ctx = ctx, .ha = userdata };
+        if (store_host_get(ctx->st, ctx->job->target_id, &mt.h) < 0)
+                return job_fail(ctx, -ENOENT, "Host '%s' no longer exists.", ctx->job->target_name);
+        bool on = !json_is_false(json_object_get(ctx->params, "on"));
+        mt.force = json_is_true(json_object_get(ctx->params, "force"));
+        if (!on)
+                return maintenance_off(ctx, mt.ha, &mt.h);
+        maintenance_begin(&mt);
+        int r = maintenance_plan(&mt);
+        if (r >= 0 && mt.n_unplaced > 0 && !mt.force)
+                r = maintenance_refuse(&mt);
+        else if (r >= 0) {
+                maintenance_perform(&mt);
+                r = maintenance_finish(&mt);
+        }
+        free(mt.moves);
+        json_decref(mt.cannot);
+        return r;
 }
 
 void ha_register_jobs(Ha *ha) {

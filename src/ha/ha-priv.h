@@ -7,6 +7,7 @@
 #endif
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "ha.h"
 #include "hv/hv-migrate.h"
@@ -21,6 +22,14 @@ struct Ha {
         pthread_cond_t wake;
         bool stopping, started;
         pthread_t thread;
+        /* VMs a restart is under way for (under lock): a failover worker
+         * and the retry of waiting VMs never start the same VM twice. */
+        int64_t *restarting;
+        size_t n_restarting, cap_restarting;
+        /* The retry of waiting VMs, run off the watch thread. */
+        pthread_t pending_thread;
+        bool pending_running;
+        atomic_bool pending_done;
 };
 
 /* Records an event about a VM or a host (message formatted). */

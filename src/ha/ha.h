@@ -31,6 +31,7 @@
 
 #include "inventory/inventory.h"
 #include "jobs/jobs.h"
+#include "op/op.h"
 #include "store/store-ha.h"
 
 typedef struct {
@@ -56,6 +57,58 @@ Ha *ha_free(Ha *ha);
  * is in no cluster) or -EXDEV (a disk elsewhere: the sentence names it and
  * the shared storage) with a sentence in why; or negative. */
 int ha_vm_protectable(Store *st, int64_t vm_id, char *why, size_t why_size);
+
+/* ---- operations (ha-ops.c) ----
+ * Each decides one request of the API from start to end: the caller's view
+ * (what it may not see is "not found"), its rights (a denial is audited),
+ * the checks that need the database, the write or the job, the audit
+ * record. 0 with *ret set (a new reference), or -errno with err filled
+ * (status, code, field, sentence) and nothing changed. */
+
+typedef struct {
+        int64_t vm_id;
+        const char *to;           /* the target host by name, or NULL */
+        int64_t to_id;            /* or by id, or 0: placement picks */
+        bool with_storage, auto_converge, postcopy;
+        int64_t bandwidth_mibs;   /* 0: no limit */
+} HaMigrateSpec;
+/* Queues vm.migrate for a running or paused VM the caller may change, to a
+ * host in service it may place on. *ret: {"job": the job}. */
+int ha_op_vm_migrate(Store *st, Jobs *jobs, const OpCaller *c, const HaMigrateSpec *spec, json_t **ret, OpError *err);
+/* Queues host.maintenance (on or off; force saves what cannot move) for a
+ * host the caller may operate. *ret: {"job": the job}. */
+int ha_op_host_maintenance(Store *st, Jobs *jobs, const OpCaller *c, int64_t host_id, bool on, bool force, json_t **ret,
+                           OpError *err);
+/* The fence command of a host (administrators only): *ret {host_id, host,
+ * command (argv or null)}. */
+int ha_op_fencing_get(Store *st, const OpCaller *c, int64_t host_id, json_t **ret, OpError *err);
+/* Sets it from command (the request's field: NULL when absent, JSON null
+ * removes it, else a list that ha_argv_parse() accepts); *ret as get. */
+int ha_op_fencing_set(Store *st, const OpCaller *c, int64_t host_id, json_t *command, json_t **ret, OpError *err);
+/* A VM's HA setting: *ret {vm_id, vm, enabled, priority}. */
+int ha_op_vm_ha_get(Store *st, const OpCaller *c, int64_t vm_id, json_t **ret, OpError *err);
+/* Sets it (priority as ha_priority_parse(); 0 off) when the caller may
+ * change the VM and, unless off, ha_vm_protectable() says yes; *ret as get. */
+int ha_op_vm_ha_set(Store *st, const OpCaller *c, int64_t vm_id, int priority, json_t **ret, OpError *err);
+
+#define HA_CLUSTER_MAX_HOSTS 64
+typedef struct {
+        const char *name;
+        const char *shared_storage;   /* normalized, outside system directories */
+        int tolerate;
+        const char *const *hosts;     /* member names; NULL for an entry that is not a string */
+        size_t n_hosts;               /* 1..HA_CLUSTER_MAX_HOSTS */
+} HaClusterSpec;
+/* The clusters the caller sees (a delegated administrator: those whose
+ * every member it sees), optionally by name: *ret {"items": [...]}. */
+int ha_op_cluster_list(Store *st, const OpCaller *c, const char *name, json_t **ret, OpError *err);
+/* One cluster with its waiting VMs ("pending"). */
+int ha_op_cluster_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Creates a cluster of hosts the caller may change, none in another
+ * cluster; audits, raises cluster.created and refreshes the members. */
+int ha_op_cluster_create(Store *st, Jobs *jobs, const OpCaller *c, const HaClusterSpec *spec, json_t **ret, OpError *err);
+/* Deletes a cluster when the caller may change every member. */
+int ha_op_cluster_delete(Store *st, const OpCaller *c, int64_t id, OpError *err);
 
 /* ---- pure parts (unit-tested) ---- */
 

@@ -354,21 +354,10 @@ static void device_families(StrBuf *b, json_t *latest, const LabelOf *vml, size_
         }
 }
 
-char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited) {
-        StoreMonHost *hosts = NULL;
-        StoreMonVm *vms = NULL;
-        int nh = store_mon_hosts(st, &hosts);
-        int nv = nh < 0 ? -1 : store_mon_vms(st, &vms);
-        _cleanup_json_ json_t *groups = store_mon_groups_json(st);
-        _cleanup_json_ json_t *latest = store_perf_latest_json(st);
-        _cleanup_json_ json_t *counts = store_monitor_counts_json(st);
-        _cleanup_json_ json_t *alerts = store_alert_counts_json(st);
-        _cleanup_json_ json_t *stats = store_monitor_stats_json(st);
-        if (nh < 0 || nv < 0 || !groups || !latest || !counts || !alerts || !stats) {
-                free(hosts);
-                free(vms);
-                return NULL;
-        }
+/* The label sets of every host ({host, group}) and VM ({vm, host}), in
+ * the order of hosts and vms; free each .labels. */
+static void expo_labels(const StoreMonHost *hosts, int nh, const StoreMonVm *vms, int nv, json_t *groups, LabelOf **ret_hl,
+                        LabelOf **ret_vl) {
         LabelOf *hl = xcalloc((size_t) nh + 1, sizeof *hl), *vl = xcalloc((size_t) nv + 1, sizeof *vl);
         for (int i = 0; i < nh; i++) {
                 StrBuf l = {0};
@@ -394,45 +383,58 @@ char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t lo
                 mon_expo_label(&l, "host", hname);
                 vl[i] = (LabelOf) { vms[i].id, strbuf_steal(&l) };
         }
+        *ret_hl = hl;
+        *ret_vl = vl;
+}
 
-        StrBuf b = {0};
-        mon_expo_family(&b, "armada_host_up", "gauge", "1 when armadad reaches the host (state ok), else 0.");
+/* The host families: up, state, size, and the latest samples. */
+static void expo_hosts(StrBuf *b, const StoreMonHost *hosts, int nh, const LabelOf *hl, json_t *latest) {
+        mon_expo_family(b, "armada_host_up", "gauge", "1 when armadad reaches the host (state ok), else 0.");
         for (int i = 0; i < nh; i++)
-                mon_expo_sample(&b, "armada_host_up", hl[i].labels, streq(hosts[i].state, "ok") ? 1 : 0);
-        const char **states = xcalloc((size_t) (nh > nv ? nh : nv) + 1, sizeof(char *));
+                mon_expo_sample(b, "armada_host_up", hl[i].labels, streq(hosts[i].state, "ok") ? 1 : 0);
+        const char **states = xcalloc((size_t) nh + 1, sizeof(char *));
         for (int i = 0; i < nh; i++)
                 states[i] = hosts[i].state;
-        expo_states(&b, "armada_host_state", "The host's state as a label; always 1.", hl, states, (size_t) nh);
-        mon_expo_family(&b, "armada_host_cpus", "gauge", "Logical CPUs of the host.");
+        expo_states(b, "armada_host_state", "The host's state as a label; always 1.", hl, states, (size_t) nh);
+        free(states);
+        mon_expo_family(b, "armada_host_cpus", "gauge", "Logical CPUs of the host.");
         for (int i = 0; i < nh; i++)
-                mon_expo_sample(&b, "armada_host_cpus", hl[i].labels, hosts[i].cpus);
-        mon_expo_family(&b, "armada_host_memory_bytes", "gauge", "Physical memory of the host.");
+                mon_expo_sample(b, "armada_host_cpus", hl[i].labels, hosts[i].cpus);
+        mon_expo_family(b, "armada_host_memory_bytes", "gauge", "Physical memory of the host.");
         for (int i = 0; i < nh; i++)
-                mon_expo_sample(&b, "armada_host_memory_bytes", hl[i].labels, (double) hosts[i].memory_mib * 1048576.0);
-        expo_latest(&b, latest, STORE_PERF_HOST, HOST_FAMILIES, ELEMENTSOF(HOST_FAMILIES), hl, (size_t) nh);
+                mon_expo_sample(b, "armada_host_memory_bytes", hl[i].labels, (double) hosts[i].memory_mib * 1048576.0);
+        expo_latest(b, latest, STORE_PERF_HOST, HOST_FAMILIES, ELEMENTSOF(HOST_FAMILIES), hl, (size_t) nh);
+}
+
+/* The VM families: state, size, the latest samples, and per disk and NIC. */
+static void expo_vms(StrBuf *b, const StoreMonVm *vms, int nv, const LabelOf *vl, json_t *latest) {
+        const char **states = xcalloc((size_t) nv + 1, sizeof(char *));
         for (int i = 0; i < nv; i++)
                 states[i] = vms[i].state;
-        expo_states(&b, "armada_vm_state", "The VM's state as a label; always 1.", vl, states, (size_t) nv);
+        expo_states(b, "armada_vm_state", "The VM's state as a label; always 1.", vl, states, (size_t) nv);
         free(states);
-        mon_expo_family(&b, "armada_vm_vcpus", "gauge", "Virtual CPUs of the VM.");
+        mon_expo_family(b, "armada_vm_vcpus", "gauge", "Virtual CPUs of the VM.");
         for (int i = 0; i < nv; i++)
-                mon_expo_sample(&b, "armada_vm_vcpus", vl[i].labels, vms[i].cpus);
-        mon_expo_family(&b, "armada_vm_memory_bytes", "gauge", "Memory assigned to the VM.");
+                mon_expo_sample(b, "armada_vm_vcpus", vl[i].labels, vms[i].cpus);
+        mon_expo_family(b, "armada_vm_memory_bytes", "gauge", "Memory assigned to the VM.");
         for (int i = 0; i < nv; i++)
-                mon_expo_sample(&b, "armada_vm_memory_bytes", vl[i].labels, (double) vms[i].memory_mib * 1048576.0);
-        expo_latest(&b, latest, STORE_PERF_VM, VM_FAMILIES, ELEMENTSOF(VM_FAMILIES), vl, (size_t) nv);
-        device_families(&b, latest, vl, (size_t) nv, "disks", "armada_vm_block_read_bytes_per_second", "read_bps",
+                mon_expo_sample(b, "armada_vm_memory_bytes", vl[i].labels, (double) vms[i].memory_mib * 1048576.0);
+        expo_latest(b, latest, STORE_PERF_VM, VM_FAMILIES, ELEMENTSOF(VM_FAMILIES), vl, (size_t) nv);
+        device_families(b, latest, vl, (size_t) nv, "disks", "armada_vm_block_read_bytes_per_second", "read_bps",
                         "Bytes per second read from one disk of the VM.");
-        device_families(&b, latest, vl, (size_t) nv, "disks", "armada_vm_block_write_bytes_per_second", "write_bps",
+        device_families(b, latest, vl, (size_t) nv, "disks", "armada_vm_block_write_bytes_per_second", "write_bps",
                         "Bytes per second written to one disk of the VM.");
-        device_families(&b, latest, vl, (size_t) nv, "nics", "armada_vm_interface_receive_bytes_per_second", "rx_bps",
+        device_families(b, latest, vl, (size_t) nv, "nics", "armada_vm_interface_receive_bytes_per_second", "rx_bps",
                         "Bytes per second received on one interface of the VM.");
-        device_families(&b, latest, vl, (size_t) nv, "nics", "armada_vm_interface_transmit_bytes_per_second", "tx_bps",
+        device_families(b, latest, vl, (size_t) nv, "nics", "armada_vm_interface_transmit_bytes_per_second", "tx_bps",
                         "Bytes per second sent on one interface of the VM.");
+}
 
+/* Jobs, open and unacknowledged alerts, and webhook deliveries by state. */
+static void expo_counts(StrBuf *b, json_t *counts, json_t *alerts) {
         static const char *const JOB_STATES[] = { "queued", "running", "succeeded", "failed", "cancelled" };
         static const char *const DELIVERY_STATES[] = { "pending", "delivered", "failed" };
-        mon_expo_family(&b, "armada_jobs", "gauge", "Jobs by state.");
+        mon_expo_family(b, "armada_jobs", "gauge", "Jobs by state.");
         for (size_t s = 0; s < ELEMENTSOF(JOB_STATES); s++) {
                 double n = 0;
                 size_t i;
@@ -443,11 +445,11 @@ char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t lo
                                 n = (double) json_integer_value(json_object_get(row, "n"));
                 StrBuf l = {0};
                 mon_expo_label(&l, "state", JOB_STATES[s]);
-                mon_expo_sample(&b, "armada_jobs", l.s, n);
+                mon_expo_sample(b, "armada_jobs", l.s, n);
                 strbuf_free(&l);
         }
         static const char *const SEVERITIES[] = { "info", "warning", "critical" };
-        mon_expo_family(&b, "armada_alerts_open", "gauge", "Open alerts by severity.");
+        mon_expo_family(b, "armada_alerts_open", "gauge", "Open alerts by severity.");
         for (size_t s = 0; s < ELEMENTSOF(SEVERITIES); s++) {
                 double n = 0;
                 size_t i;
@@ -457,10 +459,10 @@ char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t lo
                                 n = (double) json_integer_value(json_object_get(row, "n"));
                 StrBuf l = {0};
                 mon_expo_label(&l, "severity", SEVERITIES[s]);
-                mon_expo_sample(&b, "armada_alerts_open", l.s, n);
+                mon_expo_sample(b, "armada_alerts_open", l.s, n);
                 strbuf_free(&l);
         }
-        mon_expo_family(&b, "armada_alerts_unacknowledged", "gauge", "Open alerts nobody has acknowledged, by severity.");
+        mon_expo_family(b, "armada_alerts_unacknowledged", "gauge", "Open alerts nobody has acknowledged, by severity.");
         for (size_t s = 0; s < ELEMENTSOF(SEVERITIES); s++) {
                 double n = 0;
                 size_t i;
@@ -470,10 +472,10 @@ char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t lo
                                 n = json_number_value(json_object_get(row, "unacknowledged"));
                 StrBuf l = {0};
                 mon_expo_label(&l, "severity", SEVERITIES[s]);
-                mon_expo_sample(&b, "armada_alerts_unacknowledged", l.s, n);
+                mon_expo_sample(b, "armada_alerts_unacknowledged", l.s, n);
                 strbuf_free(&l);
         }
-        mon_expo_family(&b, "armada_webhook_deliveries", "gauge", "Webhook deliveries kept, by state.");
+        mon_expo_family(b, "armada_webhook_deliveries", "gauge", "Webhook deliveries kept, by state.");
         for (size_t s = 0; s < ELEMENTSOF(DELIVERY_STATES); s++) {
                 double n = 0;
                 size_t i;
@@ -484,9 +486,14 @@ char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t lo
                                 n = (double) json_integer_value(json_object_get(row, "n"));
                 StrBuf l = {0};
                 mon_expo_label(&l, "state", DELIVERY_STATES[s]);
-                mon_expo_sample(&b, "armada_webhook_deliveries", l.s, n);
+                mon_expo_sample(b, "armada_webhook_deliveries", l.s, n);
                 strbuf_free(&l);
         }
+}
+
+/* The monitor's own statistics, armadad's up and login figures, and its
+ * process figures (self may be NULL). */
+static void expo_self(StrBuf *b, json_t *stats, const MonitorProcess *self, uint64_t login_rate_limited) {
         static const struct { const char *key, *name, *type, *help; } STATS[] = {
                 { "rounds_total", "armada_monitor_rounds_total", "counter", "Collection rounds since armadad started." },
                 { "round_duration_seconds", "armada_monitor_round_duration_seconds", "gauge", "Wall time of the last collection round." },
@@ -502,25 +509,49 @@ char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t lo
                 json_t *row;
                 json_array_foreach(stats, i, row)
                         if (streq(json_string_value(json_object_get(row, "key")) ?: "", STATS[s].key)) {
-                                mon_expo_family(&b, STATS[s].name, STATS[s].type, STATS[s].help);
-                                mon_expo_sample(&b, STATS[s].name, NULL, json_number_value(json_object_get(row, "value")));
+                                mon_expo_family(b, STATS[s].name, STATS[s].type, STATS[s].help);
+                                mon_expo_sample(b, STATS[s].name, NULL, json_number_value(json_object_get(row, "value")));
                         }
         }
-        mon_expo_family(&b, "armada_up", "gauge", "1 while armadad answers.");
-        mon_expo_sample(&b, "armada_up", NULL, 1);
-        mon_expo_family(&b, "armada_login_rate_limited_total", "counter",
+        mon_expo_family(b, "armada_up", "gauge", "1 while armadad answers.");
+        mon_expo_sample(b, "armada_up", NULL, 1);
+        mon_expo_family(b, "armada_login_rate_limited_total", "counter",
                         "Logins refused because their user and address, or their address, had too many recent failures.");
-        mon_expo_sample(&b, "armada_login_rate_limited_total", NULL, (double) login_rate_limited);
+        mon_expo_sample(b, "armada_login_rate_limited_total", NULL, (double) login_rate_limited);
         if (self) {
-                mon_expo_family(&b, "process_cpu_seconds_total", "counter", "CPU time armadad used, user and system.");
-                mon_expo_sample(&b, "process_cpu_seconds_total", NULL, self->cpu_seconds);
-                mon_expo_family(&b, "process_resident_memory_bytes", "gauge", "armadad's resident memory.");
-                mon_expo_sample(&b, "process_resident_memory_bytes", NULL, self->resident_bytes);
-                mon_expo_family(&b, "process_start_time_seconds", "gauge", "When armadad started (Unix time).");
-                mon_expo_sample(&b, "process_start_time_seconds", NULL, floor(self->start_time_seconds));
-                mon_expo_family(&b, "process_open_fds", "gauge", "File descriptors armadad has open.");
-                mon_expo_sample(&b, "process_open_fds", NULL, self->open_fds);
+                mon_expo_family(b, "process_cpu_seconds_total", "counter", "CPU time armadad used, user and system.");
+                mon_expo_sample(b, "process_cpu_seconds_total", NULL, self->cpu_seconds);
+                mon_expo_family(b, "process_resident_memory_bytes", "gauge", "armadad's resident memory.");
+                mon_expo_sample(b, "process_resident_memory_bytes", NULL, self->resident_bytes);
+                mon_expo_family(b, "process_start_time_seconds", "gauge", "When armadad started (Unix time).");
+                mon_expo_sample(b, "process_start_time_seconds", NULL, floor(self->start_time_seconds));
+                mon_expo_family(b, "process_open_fds", "gauge", "File descriptors armadad has open.");
+                mon_expo_sample(b, "process_open_fds", NULL, self->open_fds);
         }
+}
+
+char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited) {
+        StoreMonHost *hosts = NULL;
+        StoreMonVm *vms = NULL;
+        int nh = store_mon_hosts(st, &hosts);
+        int nv = nh < 0 ? -1 : store_mon_vms(st, &vms);
+        _cleanup_json_ json_t *groups = store_mon_groups_json(st);
+        _cleanup_json_ json_t *latest = store_perf_latest_json(st);
+        _cleanup_json_ json_t *counts = store_monitor_counts_json(st);
+        _cleanup_json_ json_t *alerts = store_alert_counts_json(st);
+        _cleanup_json_ json_t *stats = store_monitor_stats_json(st);
+        if (nh < 0 || nv < 0 || !groups || !latest || !counts || !alerts || !stats) {
+                free(hosts);
+                free(vms);
+                return NULL;
+        }
+        LabelOf *hl, *vl;
+        expo_labels(hosts, nh, vms, nv, groups, &hl, &vl);
+        StrBuf b = {0};
+        expo_hosts(&b, hosts, nh, hl, latest);
+        expo_vms(&b, vms, nv, vl, latest);
+        expo_counts(&b, counts, alerts);
+        expo_self(&b, stats, self, login_rate_limited);
         for (int i = 0; i < nh; i++) free(hl[i].labels);
         for (int i = 0; i < nv; i++) free(vl[i].labels);
         free(hl);

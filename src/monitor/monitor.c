@@ -628,160 +628,181 @@ static double thread_cpu_seconds(void) {
         return (double) ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-int monitor_round(Monitor *m, int64_t now) {
-        int64_t t0 = mono_ms();
-        double cpu0 = thread_cpu_seconds();
-        int64_t max_gap = 3LL * m->cfg.interval_ms > 5000 ? 3LL * m->cfg.interval_ms : 5000;
-        StoreMonHost *hosts = NULL;
-        StoreMonVm *vms = NULL;
-        int nh = store_mon_hosts(m->st, &hosts);
-        int nv = nh < 0 ? -1 : store_mon_vms(m->st, &vms);
-        if (nh < 0 || nv < 0) {
-                free(hosts);
-                free(vms);
-                return -EIO;
-        }
-        UuidRef *byuuid = xcalloc((size_t) nv + 1, sizeof *byuuid);
-        for (int i = 0; i < nv; i++)
-                byuuid[i] = (UuidRef) { vms[i].uuid, (size_t) i };
-        qsort(byuuid, (size_t) nv, sizeof *byuuid, cmp_uuidref);
+/* One collection round, handed from phase to phase: Begin reads what the
+ * store knows and what the hosts report, Sample turns each host's report
+ * into samples, Write stores them in one transaction (rules and health
+ * included), Prune drops what retention no longer keeps, End records the
+ * round's own figures. */
+typedef struct { int64_t host_id; double fig[USAGE_FIGURES]; } MonRoundUsage;
+typedef struct { int64_t host_id; uint64_t cap, avail; } MonRoundPool;
+typedef struct {
+        int64_t now, t0, max_gap;
+        double cpu0;
+        StoreMonHost *hosts;
+        StoreMonVm *vms;
+        int nh, nv;
+        UuidRef *byuuid;          /* vms by UUID */
+        Collect c;                /* what the hosts reported */
+        StorePerfSample *samples;
+        char **details;
+        size_t ns;
+        ssize_t *host_sample, *vm_sample;   /* index into samples, or -1 */
+        RollupList l5, l1h;
+        MonRoundUsage *usage;
+        size_t n_usage;
+        MonRoundPool *pools;
+        size_t n_pools;
+        int vms_sampled;
+} MonRound;
 
-        Collect c = {0};
+/* Begin: hosts and VMs from the store, the hosts' statistics. 0 or -EIO. */
+static int round_begin(Monitor *m, MonRound *rd) {
+        rd->t0 = mono_ms();
+        rd->cpu0 = thread_cpu_seconds();
+        rd->max_gap = 3LL * m->cfg.interval_ms > 5000 ? 3LL * m->cfg.interval_ms : 5000;
+        rd->nh = store_mon_hosts(m->st, &rd->hosts);
+        rd->nv = rd->nh < 0 ? -1 : store_mon_vms(m->st, &rd->vms);
+        if (rd->nh < 0 || rd->nv < 0)
+                return -EIO;
+        int nh = rd->nh, nv = rd->nv;
+        rd->byuuid = xcalloc((size_t) nv + 1, sizeof *rd->byuuid);
+        for (int i = 0; i < nv; i++)
+                rd->byuuid[i] = (UuidRef) { rd->vms[i].uuid, (size_t) i };
+        qsort(rd->byuuid, (size_t) nv, sizeof *rd->byuuid, cmp_uuidref);
+
         if (m->cfg.each_conn)
-                m->cfg.each_conn(m->cfg.conn_source, collect_cb, &c);
+                m->cfg.each_conn(m->cfg.conn_source, collect_cb, &rd->c);
 
         size_t cap = (size_t) nh + (size_t) nv + 1;
-        StorePerfSample *samples = xcalloc(cap, sizeof *samples);
-        char **details = xcalloc(cap, sizeof *details);
-        ssize_t *host_sample = xmalloc(((size_t) nh + 1) * sizeof(ssize_t));
-        ssize_t *vm_sample = xmalloc(((size_t) nv + 1) * sizeof(ssize_t));
-        for (int i = 0; i < nh; i++) host_sample[i] = -1;
-        for (int i = 0; i < nv; i++) vm_sample[i] = -1;
-        size_t ns = 0;
-        RollupList l5 = {0}, l1h = {0};
-        typedef struct { int64_t host_id; double fig[USAGE_FIGURES]; } Usage;
-        Usage *usage = xcalloc(c.n + 1, sizeof *usage);
-        size_t n_usage = 0;
-        typedef struct { int64_t host_id; uint64_t cap, avail; } Pool;
-        Pool *pools = xcalloc(c.n + 1, sizeof *pools);
-        size_t n_pools = 0;
-        int vms_sampled = 0;
+        rd->samples = xcalloc(cap, sizeof *rd->samples);
+        rd->details = xcalloc(cap, sizeof *rd->details);
+        rd->host_sample = xmalloc(((size_t) nh + 1) * sizeof(ssize_t));
+        rd->vm_sample = xmalloc(((size_t) nv + 1) * sizeof(ssize_t));
+        for (int i = 0; i < nh; i++) rd->host_sample[i] = -1;
+        for (int i = 0; i < nv; i++) rd->vm_sample[i] = -1;
+        rd->usage = xcalloc(rd->c.n + 1, sizeof *rd->usage);
+        rd->pools = xcalloc(rd->c.n + 1, sizeof *rd->pools);
+        return 0;
+}
 
-        for (size_t hi = 0; hi < c.n; hi++) {
-                HostData *hd = &c.h[hi];
-                StoreMonHost *h = bsearch(&hd->host_id, hosts, (size_t) nh, sizeof *hosts, cmp_host_id);
-                if (!h)
+/* Sample: one host's report into a sample per known VM on it and one for
+ * the host (measured, else summed from its VMs), its pools and its usage
+ * window. */
+static void round_sample_host(Monitor *m, MonRound *rd, HostData *hd) {
+        StoreMonHost *h = bsearch(&hd->host_id, rd->hosts, (size_t) rd->nh, sizeof *rd->hosts, cmp_host_id);
+        if (!h)
+                return;
+        double sum_rd = 0, sum_wr = 0, sum_iops = 0, sum_rx = 0, sum_tx = 0, sum_cores = 0, sum_mem = 0;
+        bool any_io = false, any_net = false, any_cpu = false, any_mem = false;
+        json_t *hdetail = json_object();
+        int running = 0;
+        for (size_t k = 0; k < hd->n_doms; k++) {
+                const HvDomainStats *d = &hd->doms[k];
+                if (d->state == HV_STATE_RUNNING || d->state == HV_STATE_BLOCKED)
+                        running++;
+                UuidRef key = { d->uuid, 0 };
+                UuidRef *ref = bsearch(&key, rd->byuuid, (size_t) rd->nv, sizeof key, cmp_uuidref);
+                if (!ref || rd->vms[ref->idx].host_id != h->id)
                         continue;
-                double sum_rd = 0, sum_wr = 0, sum_iops = 0, sum_rx = 0, sum_tx = 0, sum_cores = 0, sum_mem = 0;
-                bool any_io = false, any_net = false, any_cpu = false, any_mem = false;
-                json_t *hdetail = json_object();
-                int running = 0;
-                for (size_t k = 0; k < hd->n_doms; k++) {
-                        const HvDomainStats *d = &hd->doms[k];
-                        if (d->state == HV_STATE_RUNNING || d->state == HV_STATE_BLOCKED)
-                                running++;
-                        UuidRef key = { d->uuid, 0 };
-                        UuidRef *ref = bsearch(&key, byuuid, (size_t) nv, sizeof key, cmp_uuidref);
-                        if (!ref || vms[ref->idx].host_id != h->id)
-                                continue;
-                        const StoreMonVm *vm = &vms[ref->idx];
-                        StorePerfSample *s = &samples[ns];
-                        vm_collect(m, vm, d, hd->at, now, max_gap, s, &details[ns]);
-                        vm_sample[ref->idx] = (ssize_t) ns;
-                        ns++;
-                        vms_sampled++;
-                        unsigned vcpus = d->vcpus ? d->vcpus : vm->cpus;
-                        if (isfinite(s->v[STORE_PERF_CPU])) { any_cpu = true; sum_cores += s->v[STORE_PERF_CPU] / 100.0 * vcpus; }
-                        if (isfinite(s->v[STORE_PERF_MEMORY])) { any_mem = true; sum_mem += s->v[STORE_PERF_MEMORY]; }
-                        if (isfinite(s->v[STORE_PERF_DISK_READ])) {
-                                any_io = true;
-                                sum_rd += s->v[STORE_PERF_DISK_READ];
-                                sum_wr += nz(s->v[STORE_PERF_DISK_WRITE]);
-                                sum_iops += nz(s->v[STORE_PERF_DISK_IOPS]);
-                        }
-                        if (isfinite(s->v[STORE_PERF_NET_RX])) {
-                                any_net = true;
-                                sum_rx += s->v[STORE_PERF_NET_RX];
-                                sum_tx += nz(s->v[STORE_PERF_NET_TX]);
-                        }
+                const StoreMonVm *vm = &rd->vms[ref->idx];
+                StorePerfSample *s = &rd->samples[rd->ns];
+                vm_collect(m, vm, d, hd->at, rd->now, rd->max_gap, s, &rd->details[rd->ns]);
+                rd->vm_sample[ref->idx] = (ssize_t) rd->ns;
+                rd->ns++;
+                rd->vms_sampled++;
+                unsigned vcpus = d->vcpus ? d->vcpus : vm->cpus;
+                if (isfinite(s->v[STORE_PERF_CPU])) { any_cpu = true; sum_cores += s->v[STORE_PERF_CPU] / 100.0 * vcpus; }
+                if (isfinite(s->v[STORE_PERF_MEMORY])) { any_mem = true; sum_mem += s->v[STORE_PERF_MEMORY]; }
+                if (isfinite(s->v[STORE_PERF_DISK_READ])) {
+                        any_io = true;
+                        sum_rd += s->v[STORE_PERF_DISK_READ];
+                        sum_wr += nz(s->v[STORE_PERF_DISK_WRITE]);
+                        sum_iops += nz(s->v[STORE_PERF_DISK_IOPS]);
                 }
-                MonObj *o = obj_get(m, STORE_PERF_HOST, h->id);
-                StorePerfSample *s = &samples[ns];
-                sample_init(s, STORE_PERF_HOST, h->id, now);
-                if (hd->node_ok && hd->node.has_cpu && o->has_node && hd->at - o->at <= max_gap)
-                        s->v[STORE_PERF_CPU] = mon_busy_pct(o->node_total, o->node_idle, hd->node.cpu_total_ns, hd->node.cpu_idle_ns);
-                if (!isfinite(s->v[STORE_PERF_CPU]) && any_cpu && h->cpus > 0)
-                        s->v[STORE_PERF_CPU] = fmin(100.0, sum_cores / h->cpus * 100.0);
-                double total_mib = h->memory_mib;
-                if (hd->node_ok && hd->node.has_memory) {
-                        total_mib = (double) hd->node.memory_total_kib / 1024.0;
-                        s->v[STORE_PERF_MEMORY] = (double) (hd->node.memory_total_kib - hd->node.memory_free_kib) / 1024.0;
-                } else if (any_mem)
-                        s->v[STORE_PERF_MEMORY] = sum_mem;
-                if (isfinite(s->v[STORE_PERF_MEMORY]) && total_mib > 0)
-                        s->v[STORE_PERF_MEMORY_PCT] = fmin(100.0, s->v[STORE_PERF_MEMORY] / total_mib * 100.0);
-                if (any_io) {
-                        s->v[STORE_PERF_DISK_READ] = sum_rd;
-                        s->v[STORE_PERF_DISK_WRITE] = sum_wr;
-                        s->v[STORE_PERF_DISK_IOPS] = sum_iops;
+                if (isfinite(s->v[STORE_PERF_NET_RX])) {
+                        any_net = true;
+                        sum_rx += s->v[STORE_PERF_NET_RX];
+                        sum_tx += nz(s->v[STORE_PERF_NET_TX]);
                 }
-                if (any_net) {
-                        s->v[STORE_PERF_NET_RX] = sum_rx;
-                        s->v[STORE_PERF_NET_TX] = sum_tx;
-                }
-                json_t *jpools = json_array();
-                for (size_t p = 0; hd->node_ok && p < hd->node.n_pools; p++) {
-                        const HvPoolStats *ps = &hd->node.pools[p];
-                        json_array_append_new(jpools, json_pack("{s:s, s:I, s:I, s:I}", "name", ps->name, "capacity_bytes",
-                                                                (json_int_t) ps->capacity_bytes, "allocation_bytes",
-                                                                (json_int_t) ps->allocation_bytes, "available_bytes",
-                                                                (json_int_t) ps->available_bytes));
-                        if (streq(ps->name, h->pool) && ps->capacity_bytes > 0) {
-                                s->v[STORE_PERF_POOL_PCT] = (double) ps->allocation_bytes / (double) ps->capacity_bytes * 100.0;
-                                pools[n_pools++] = (Pool) { h->id, ps->capacity_bytes, ps->available_bytes };
-                        }
-                }
-                json_object_set_new(hdetail, "pools", jpools);
-                json_object_set_new(hdetail, "domains_running", json_integer(running));
-                json_object_set_new(hdetail, "domains", json_integer((json_int_t) hd->n_doms));
-                details[ns] = json_dumps(hdetail, JSON_COMPACT);
-                json_decref(hdetail);
-                if (hd->node_ok && hd->node.has_cpu) {
-                        o->has_node = true;
-                        o->node_total = hd->node.cpu_total_ns;
-                        o->node_idle = hd->node.cpu_idle_ns;
-                }
-                o->at = hd->at;
-                o->seen_at = now;
-                double fig[USAGE_FIGURES] = {
-                        s->v[STORE_PERF_CPU], s->v[STORE_PERF_MEMORY],
-                        any_io ? (sum_rd + sum_wr) / m->cfg.disk_capacity_bps * 100.0 : NAN,
-                        any_net ? (sum_rx + sum_tx) / m->cfg.net_capacity_bps * 100.0 : NAN,
-                };
-                usage[n_usage].host_id = h->id;
-                usage_window(m, o, fig, usage[n_usage].fig);
-                n_usage++;
-                host_sample[h - hosts] = (ssize_t) ns;
-                ns++;
         }
-        for (size_t i = 0; i < ns; i++)
-                rollup_add(m, &samples[i], &l5, &l1h);
+        MonObj *o = obj_get(m, STORE_PERF_HOST, h->id);
+        StorePerfSample *s = &rd->samples[rd->ns];
+        sample_init(s, STORE_PERF_HOST, h->id, rd->now);
+        if (hd->node_ok && hd->node.has_cpu && o->has_node && hd->at - o->at <= rd->max_gap)
+                s->v[STORE_PERF_CPU] = mon_busy_pct(o->node_total, o->node_idle, hd->node.cpu_total_ns, hd->node.cpu_idle_ns);
+        if (!isfinite(s->v[STORE_PERF_CPU]) && any_cpu && h->cpus > 0)
+                s->v[STORE_PERF_CPU] = fmin(100.0, sum_cores / h->cpus * 100.0);
+        double total_mib = h->memory_mib;
+        if (hd->node_ok && hd->node.has_memory) {
+                total_mib = (double) hd->node.memory_total_kib / 1024.0;
+                s->v[STORE_PERF_MEMORY] = (double) (hd->node.memory_total_kib - hd->node.memory_free_kib) / 1024.0;
+        } else if (any_mem)
+                s->v[STORE_PERF_MEMORY] = sum_mem;
+        if (isfinite(s->v[STORE_PERF_MEMORY]) && total_mib > 0)
+                s->v[STORE_PERF_MEMORY_PCT] = fmin(100.0, s->v[STORE_PERF_MEMORY] / total_mib * 100.0);
+        if (any_io) {
+                s->v[STORE_PERF_DISK_READ] = sum_rd;
+                s->v[STORE_PERF_DISK_WRITE] = sum_wr;
+                s->v[STORE_PERF_DISK_IOPS] = sum_iops;
+        }
+        if (any_net) {
+                s->v[STORE_PERF_NET_RX] = sum_rx;
+                s->v[STORE_PERF_NET_TX] = sum_tx;
+        }
+        json_t *jpools = json_array();
+        for (size_t p = 0; hd->node_ok && p < hd->node.n_pools; p++) {
+                const HvPoolStats *ps = &hd->node.pools[p];
+                json_array_append_new(jpools, json_pack("{s:s, s:I, s:I, s:I}", "name", ps->name, "capacity_bytes",
+                                                        (json_int_t) ps->capacity_bytes, "allocation_bytes",
+                                                        (json_int_t) ps->allocation_bytes, "available_bytes",
+                                                        (json_int_t) ps->available_bytes));
+                if (streq(ps->name, h->pool) && ps->capacity_bytes > 0) {
+                        s->v[STORE_PERF_POOL_PCT] = (double) ps->allocation_bytes / (double) ps->capacity_bytes * 100.0;
+                        rd->pools[rd->n_pools++] = (MonRoundPool) { h->id, ps->capacity_bytes, ps->available_bytes };
+                }
+        }
+        json_object_set_new(hdetail, "pools", jpools);
+        json_object_set_new(hdetail, "domains_running", json_integer(running));
+        json_object_set_new(hdetail, "domains", json_integer((json_int_t) hd->n_doms));
+        rd->details[rd->ns] = json_dumps(hdetail, JSON_COMPACT);
+        json_decref(hdetail);
+        if (hd->node_ok && hd->node.has_cpu) {
+                o->has_node = true;
+                o->node_total = hd->node.cpu_total_ns;
+                o->node_idle = hd->node.cpu_idle_ns;
+        }
+        o->at = hd->at;
+        o->seen_at = rd->now;
+        double fig[USAGE_FIGURES] = {
+                s->v[STORE_PERF_CPU], s->v[STORE_PERF_MEMORY],
+                any_io ? (sum_rd + sum_wr) / m->cfg.disk_capacity_bps * 100.0 : NAN,
+                any_net ? (sum_rx + sum_tx) / m->cfg.net_capacity_bps * 100.0 : NAN,
+        };
+        rd->usage[rd->n_usage].host_id = h->id;
+        usage_window(m, o, fig, rd->usage[rd->n_usage].fig);
+        rd->n_usage++;
+        rd->host_sample[h - rd->hosts] = (ssize_t) rd->ns;
+        rd->ns++;
+}
 
-        /* One transaction for the round's writes. */
+/* Write: the round's samples, rollups, usage and pools in one transaction,
+ * with states, rules and the health events. 0 or negative. */
+static int round_write(Monitor *m, MonRound *rd) {
+        int64_t now = rd->now;
         int r = store_begin(m->st);
-        if (r >= 0) r = store_perf_insert_raw(m->st, samples, ns);
-        if (r >= 0) r = store_perf_set_latest(m->st, samples, (const char *const *) details, ns);
-        if (r >= 0) r = store_perf_insert_rollups(m->st, STORE_TIER_5M, l5.r, l5.n);
-        if (r >= 0) r = store_perf_insert_rollups(m->st, STORE_TIER_1H, l1h.r, l1h.n);
-        for (size_t i = 0; r >= 0 && i < n_usage; i++)
-                if (isfinite(usage[i].fig[0]) || isfinite(usage[i].fig[1]))
-                        r = store_host_usage_set(m->st, usage[i].host_id, usage[i].fig[0], usage[i].fig[1], usage[i].fig[2],
-                                                 usage[i].fig[3], now);
-        for (size_t i = 0; r >= 0 && i < n_pools; i++)
-                r = store_place_pool_set(m->st, pools[i].host_id, pools[i].cap, pools[i].avail);
+        if (r >= 0) r = store_perf_insert_raw(m->st, rd->samples, rd->ns);
+        if (r >= 0) r = store_perf_set_latest(m->st, rd->samples, (const char *const *) rd->details, rd->ns);
+        if (r >= 0) r = store_perf_insert_rollups(m->st, STORE_TIER_5M, rd->l5.r, rd->l5.n);
+        if (r >= 0) r = store_perf_insert_rollups(m->st, STORE_TIER_1H, rd->l1h.r, rd->l1h.n);
+        for (size_t i = 0; r >= 0 && i < rd->n_usage; i++)
+                if (isfinite(rd->usage[i].fig[0]) || isfinite(rd->usage[i].fig[1]))
+                        r = store_host_usage_set(m->st, rd->usage[i].host_id, rd->usage[i].fig[0], rd->usage[i].fig[1],
+                                                 rd->usage[i].fig[2], rd->usage[i].fig[3], now);
+        for (size_t i = 0; r >= 0 && i < rd->n_pools; i++)
+                r = store_place_pool_set(m->st, rd->pools[i].host_id, rd->pools[i].cap, rd->pools[i].avail);
         if (r >= 0) {
-                refresh_states(m, hosts, nh);
-                evaluate_rules(m, hosts, nh, vms, nv, samples, host_sample, vm_sample, now);
+                refresh_states(m, rd->hosts, rd->nh);
+                evaluate_rules(m, rd->hosts, rd->nh, rd->vms, rd->nv, rd->samples, rd->host_sample, rd->vm_sample, now);
                 if (now - m->last_gc > 60000) {
                         (void) store_perf_latest_gc(m->st);
                         m->last_gc = now;
@@ -792,10 +813,12 @@ int monitor_round(Monitor *m, int64_t now) {
                 store_rollback(m->st);
         else
                 health_events(m);
+        return r;
+}
 
-        /* Pruning in its own statements: raw samples every round, so each
-         * delete stays as small as one round's rows; the rest every 10
-         * minutes. */
+/* Prune: in its own statements: raw samples every round, so each delete
+ * stays as small as one round's rows; the rest every 10 minutes. */
+static void round_prune(Monitor *m, int64_t now) {
         int64_t cut[3];
         mon_retention_cutoffs(&m->cfg.retention, now, cut);
         (void) store_perf_prune(m->st, STORE_TIER_RAW, cut[STORE_TIER_RAW]);
@@ -809,39 +832,62 @@ int monitor_round(Monitor *m, int64_t now) {
                 /* Forget objects not seen for an hour. */
                 objs_rehash(m, m->objs_cap ? m->objs_cap : 1024, now - 3600 * 1000LL);
         }
+}
 
+/* End: the round's own figures, queued webhooks sent, everything freed. */
+static void round_end(Monitor *m, MonRound *rd) {
         m->rounds++;
-        double secs = (double) (mono_ms() - t0) / 1000.0, cpu = thread_cpu_seconds() - cpu0;
+        double secs = (double) (mono_ms() - rd->t0) / 1000.0, cpu = thread_cpu_seconds() - rd->cpu0;
         (void) store_monitor_stat_set(m->st, "rounds_total", (double) m->rounds);
         (void) store_monitor_stat_set(m->st, "round_duration_seconds", secs);
         (void) store_monitor_stat_set(m->st, "round_cpu_seconds", cpu);
-        (void) store_monitor_stat_set(m->st, "last_round_timestamp_seconds", (double) now / 1000.0);
-        (void) store_monitor_stat_set(m->st, "hosts_sampled", (double) c.n);
-        (void) store_monitor_stat_set(m->st, "vms_sampled", (double) vms_sampled);
-        (void) store_monitor_stat_set(m->st, "collect_errors", (double) c.errors);
+        (void) store_monitor_stat_set(m->st, "last_round_timestamp_seconds", (double) rd->now / 1000.0);
+        (void) store_monitor_stat_set(m->st, "hosts_sampled", (double) rd->c.n);
+        (void) store_monitor_stat_set(m->st, "vms_sampled", (double) rd->vms_sampled);
+        (void) store_monitor_stat_set(m->st, "collect_errors", (double) rd->c.errors);
         (void) store_monitor_stat_set(m->st, "interval_seconds", m->cfg.interval_ms / 1000.0);
         if (m->round_queued_hooks) {
                 m->round_queued_hooks = false;
                 monitor_hooks_kick(m);
         }
-        log_debug("monitor round: %zu hosts, %d VMs, %zu samples in %.3f s (%.3f s CPU)", c.n, vms_sampled, ns, secs, cpu);
+        log_debug("monitor round: %zu hosts, %d VMs, %zu samples in %.3f s (%.3f s CPU)", rd->c.n, rd->vms_sampled, rd->ns, secs, cpu);
+}
 
-        for (size_t i = 0; i < c.n; i++)
-                free(c.h[i].doms);
-        free(c.h);
-        for (size_t i = 0; i < ns; i++)
-                free(details[i]);
-        free(details);
-        free(samples);
-        free(host_sample);
-        free(vm_sample);
-        free(l5.r);
-        free(l1h.r);
-        free(usage);
-        free(pools);
-        free(byuuid);
-        free(hosts);
-        free(vms);
+static void round_free(MonRound *rd) {
+        for (size_t i = 0; i < rd->c.n; i++)
+                free(rd->c.h[i].doms);
+        free(rd->c.h);
+        for (size_t i = 0; i < rd->ns; i++)
+                free(rd->details[i]);
+        free(rd->details);
+        free(rd->samples);
+        free(rd->host_sample);
+        free(rd->vm_sample);
+        free(rd->l5.r);
+        free(rd->l1h.r);
+        free(rd->usage);
+        free(rd->pools);
+        free(rd->byuuid);
+        free(rd->hosts);
+        free(rd->vms);
+}
+
+int monitor_round(Monitor *m, int64_t now) {
+        MonRound rd = { .now = now };
+        if (round_begin(m, &rd) < 0) {
+                free(rd.hosts);
+                free(rd.vms);
+                return -EIO;
+        }
+        for (size_t hi = 0; hi < rd.c.n; hi++)
+                round_sample_host(m, &rd, &rd.c.h[hi]);
+        for (size_t i = 0; i < rd.ns; i++)
+                rollup_add(m, &rd.samples[i], &rd.l5, &rd.l1h);
+        int r = round_write(m, &rd);
+        round_prune(m, now);
+        round_end(m, &rd);
+        size_t ns = rd.ns;
+        round_free(&rd);
         return r < 0 ? r : (int) ns;
 }
 

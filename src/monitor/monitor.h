@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "hv/hv.h"
+#include "op/op.h"
 #include "place/place.h"
 #include "store/store-monitor.h"
 
@@ -125,6 +126,80 @@ char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t lo
  * place_consolidate() onto hosts of model. New JSON object, or NULL with why. */
 json_t *monitor_assess_report_json(Store *st, const PlaceHostModel *model, int64_t window_ms, int64_t now,
                                    char *why, size_t why_size);
+
+/* ---- operations (monitor-ops.c) ----
+ * Each decides one request of the API from start to end: what the caller
+ * may see (what it may not is "not found"), its rights (a denial through
+ * op_deny() is audited), the checks that need the database, the write, the
+ * audit record and event. 0 with *ret set (a new reference), or -errno with
+ * err filled and nothing changed. */
+
+typedef struct {
+        bool vm;                  /* a VM's series, else a host's */
+        int64_t id;
+        const char *metric;       /* NULL: every metric */
+        int64_t from, to, step_ms;
+} MonitorSeriesSpec;
+/* The series of a host or VM the caller sees (monitor_series_json() plus
+ * its "name"). */
+int monitor_op_series(Store *st, const OpCaller *c, const MonitorSeriesSpec *spec, json_t **ret, OpError *err);
+/* The health tree as far as the caller sees it: hidden nodes are left out
+ * and their visible descendants lifted up; several roots under a "view". */
+int monitor_op_health(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+/* Alerts (state "open", "resolved" or NULL for all; at most limit) the
+ * caller sees: {"items": [...]}. */
+int monitor_op_alert_list(Store *st, const OpCaller *c, const char *state, int limit, json_t **ret, OpError *err);
+int monitor_op_alert_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Acknowledges an alert the caller may operate on; raises
+ * alert.acknowledged. *ret: the alert. */
+int monitor_op_alert_ack(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+
+/* A request's changes to an alert rule: NULL strings, negative numbers and
+ * has_* false leave the value as it is. */
+typedef struct {
+        const char *name, *object_kind, *metric, *comparison, *state, *severity, *scope;
+        int64_t duration_s;       /* -1: unchanged */
+        int64_t scope_id;         /* -1: unchanged */
+        int enabled;              /* -1: unchanged, else 0 or 1 */
+        bool has_threshold;
+        double threshold;
+        bool has_description;
+        const char *description;
+} MonitorRulePatch;
+/* Alert rules, for administrators and read-only operators. */
+int monitor_op_rule_list(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+int monitor_op_rule_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Creates a rule from p (checked whole: kind, metric, comparison, state,
+ * threshold, severity, scope and its target). */
+int monitor_op_rule_create(Store *st, const OpCaller *c, const MonitorRulePatch *p, json_t **ret, OpError *err);
+/* Applies p onto rule id and checks the result as create does. */
+int monitor_op_rule_update(Store *st, const OpCaller *c, int64_t id, const MonitorRulePatch *p, json_t **ret, OpError *err);
+/* Deletes a rule that is not built in. */
+int monitor_op_rule_delete(Store *st, const OpCaller *c, int64_t id, OpError *err);
+
+/* Webhooks (the system's, administrators only). create checks the URL
+ * (http:// or https://, no spaces or control characters). */
+int monitor_op_webhook_list(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+int monitor_op_webhook_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+int monitor_op_webhook_create(Store *st, const OpCaller *c, const char *url, const char *description, json_t **ret, OpError *err);
+int monitor_op_webhook_delete(Store *st, const OpCaller *c, int64_t id, OpError *err);
+
+/* The consolidation assessment's servers. create takes node_exporter's URL
+ * (its base URL gets /metrics) and refuses ssh (not supported yet). */
+int monitor_op_assess_list(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+int monitor_op_assess_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+int monitor_op_assess_create(Store *st, const OpCaller *c, const char *name, const char *node_exporter, const char *ssh,
+                             json_t **ret, OpError *err);
+int monitor_op_assess_delete(Store *st, const OpCaller *c, int64_t id, OpError *err);
+/* The report (monitor_assess_report_json()) over the last window_ms. */
+int monitor_op_assess_report(Store *st, const OpCaller *c, const PlaceHostModel *model, int64_t window_ms, json_t **ret,
+                             OpError *err);
+
+/* The Prometheus exposition: unless metrics_public, authorization (the
+ * request's Authorization header, may be NULL) must carry an
+ * administrator's bearer token (401/403 else). *ret: malloc'd text. */
+int monitor_op_prometheus(Store *st, const char *authorization, bool metrics_public, uint64_t login_rate_limited, char **ret,
+                          OpError *err);
 
 /* ================================================================== */
 /* Pure functions: no I/O, no allocation unless stated.               */

@@ -294,6 +294,22 @@ class TestAlerts(MonitorTestCase):
         self.assertEqual(self.d.request("POST", "/api/v1/alert-rules", {"name": "dup", "object_kind": "vm", "metric": "cpu",
                                                                          "comparison": ">", "threshold": 1})[0], 409)
 
+    def test_rule_patch_keeps_what_it_leaves_out(self):
+        # The API parses the body into a patch and the monitor's operation
+        # applies it: fields left out keep their value.
+        r = self.d.ok("POST", "/api/v1/alert-rules", {"name": "keep", "object_kind": "vm", "metric": "cpu", "comparison": ">",
+                                                      "threshold": 90, "duration_s": 120, "enabled": False,
+                                                      "description": "kept", "severity": "critical"})
+        self.addCleanup(self.d.request, "DELETE", f"/api/v1/alert-rules/{r['id']}")
+        p = self.d.ok("PATCH", f"/api/v1/alert-rules/{r['id']}", {"threshold": 50})
+        self.assertEqual((p["threshold"], p["duration_s"], p["enabled"], p["description"], p["severity"], p["comparison"]),
+                         (50, 120, False, "kept", "critical", ">"))
+        p = self.d.ok("PATCH", f"/api/v1/alert-rules/{r['id']}", {"enabled": True, "description": "changed"})
+        self.assertEqual((p["threshold"], p["enabled"], p["description"]), (50, True, "changed"))
+        st, b = self.d.request("PATCH", f"/api/v1/alert-rules/{r['id']}", {"severity": "dire"})
+        self.assertEqual((st, b["error"]["field"]), (400, "severity"))
+        self.assertEqual(self.d.ok("GET", f"/api/v1/alert-rules/{r['id']}")["severity"], "critical")
+
     def test_read_only_user(self):
         self.d.ok("POST", "/api/v1/users", {"name": "watcher", "password": "watch-it-closely", "role": "read-only"})
         tok = self.d.login("watcher", "watch-it-closely")
