@@ -2,7 +2,9 @@
  * parses, calls one operation of a capability module and maps the result,
  * so no store_*() or hv_*() call is left in src/api/api-handlers.c (but in
  * h_hosts_list and h_vms_list, which become reads of the in-memory model)
- * nor in src/api/api.c. Reads the sources: ARMADA_TEST_DATA is
+ * nor in src/api/api.c, api-ha.c, api-library.c, api-monitor.c, api-place.c
+ * or api-web.c (api-stream.c still reads the store for the stream's feed).
+ * Reads the sources: ARMADA_TEST_DATA is
  * <root>/tests/data. */
 #include <ctype.h>
 #include <setjmp.h>
@@ -109,6 +111,18 @@ static void test_server_calls_operations(void **state) {
         assert_int_equal(count_in_tree("src/api/api.c", skip), 0);
 }
 
+static void test_capability_handlers_call_operations(void **state) {
+        static const char *const skip[] = { NULL };
+        static const char *const files[] = { "src/api/api-ha.c", "src/api/api-library.c", "src/api/api-monitor.c",
+                                             "src/api/api-place.c", "src/api/api-web.c", NULL };
+        for (size_t i = 0; files[i]; i++) {
+                int n = count_in_tree(files[i], skip);
+                if (n != 0)
+                        print_error("%s calls store_*/hv_* %d time(s)\n", files[i], n);
+                assert_int_equal(n, 0);
+        }
+}
+
 /* The counter itself: it finds a call, and leaves comments, strings,
  * longer names and the skipped functions alone. */
 static void test_counter(void **state) {
@@ -130,6 +144,7 @@ int main(void) {
                 cmocka_unit_test(test_counter),
                 cmocka_unit_test(test_handlers_call_operations),
                 cmocka_unit_test(test_server_calls_operations),
+                cmocka_unit_test(test_capability_handlers_call_operations),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
