@@ -522,10 +522,7 @@ static bool pool_path_ok(Req *r, const char *path, char **ret) {
 }
 
 void h_hosts_list(Req *r) {
-        int64_t group_id;
-        if (!req_query_int(r, "group_id", 0, 0, INT64_MAX, &group_id))
-                return;
-        reply(r, 200, items(filter_visible(r, store_host_list(r->api->st, req_query(r, "name"), group_id), VIS_HOST)));
+        api_list_hosts(r);
 }
 
 #define THROTTLE_MAX 1000
@@ -686,11 +683,7 @@ void h_host_action(Req *r) {
 #define VM_DISK_MAX_BYTES (64LL << 40)      /* 64 TiB */
 
 void h_vms_list(Req *r) {
-        int64_t host_id;
-        if (!req_query_int(r, "host_id", 0, 0, INT64_MAX, &host_id))
-                return;
-        int64_t owner = r->subj.role == ROLE_SELF_SERVICE ? r->user.id : 0;
-        reply(r, 200, items(filter_visible(r, store_vm_list(r->api->st, req_query(r, "name"), host_id, owner), VIS_VM)));
+        api_list_vms(r);
 }
 
 /* The host of a new VM and its row, decided with the placement lock held

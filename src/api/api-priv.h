@@ -22,6 +22,9 @@ struct Api {
         AuthRateLimiter rate;
         uint64_t login_rate_limited;  /* logins the limiter refused (__atomic) */
         struct ApiStreams *streams;   /* GET /events/stream (api-stream.c) */
+        struct Model *model;          /* the read model lists read (api-list.c) */
+        bool own_model;               /* made by api_new(), freed by api_free() */
+        uint64_t list_instance;       /* random, per start: in list ETags */
 };
 typedef struct ApiStreams ApiStreams;
 
@@ -51,6 +54,8 @@ typedef struct {
         char *raw;                    /* non-JSON body */
         size_t raw_len;
         char *set_cookie[2];          /* Set-Cookie headers to send (malloc'd) */
+        const char *hdr_name[4];      /* more headers to send (reply_header) */
+        char *hdr_value[4];
         struct MHD_Response *mhd_resp; /* a response the handler built itself (a
                                         * WebSocket upgrade): sent as is with status */
         bool by_cookie;               /* authenticated by the session cookie */
@@ -126,6 +131,8 @@ void reply(Req *r, int status, json_t *body /* stolen, may be NULL */);
 void reply_error(Req *r, int status, const char *code, const char *field, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
 void reply_store_error(Req *r, int err, const char *what);
+/* Adds a response header (name static, value copied); at most four. */
+void reply_header(Req *r, const char *name, const char *value);
 
 /* ---- requests ---- */
 const char *req_query(Req *r, const char *key);
@@ -186,6 +193,11 @@ bool api_place_new_vm(Req *r, const char *group, const char *name, int64_t cpus,
                       int64_t *ret_host_id, json_t **ret_placement);
 bool api_place_check_host(Req *r, const StoreHost *h, const char *name, int64_t cpus, int64_t memory_mib, int64_t disk_bytes,
                           bool force);
+
+/* ---- lists read from the read model (api-list.c): GET /hosts and GET
+ * /vms with paging, filters, fields, ETag and gzip; they reply. ---- */
+void api_list_hosts(Req *r);
+void api_list_vms(Req *r);
 
 /* ---- handlers (api-handlers.c) ---- */
 void h_version(Req *r);
