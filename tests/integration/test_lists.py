@@ -7,11 +7,14 @@ import gzip
 import http.client
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 import unittest
 import urllib.parse
 import uuid
 
-from armada_harness import Armadad, wait_until
+from armada_harness import ARMADA, Armadad, wait_until
 
 
 def domains(prefix, n):
@@ -256,6 +259,32 @@ class TestScope(ListCase):
         tok = d.login("ls-self", "self-pass-12")
         self.assertEqual(d.ok("GET", "/api/v1/vms?limit=10", token=tok), {"items": [], "next_cursor": None})
         self.assertEqual(d.ok("GET", "/api/v1/vms?owner_id=1", token=tok)["items"], [])
+
+
+class TestCliPages(ListCase):
+    def run_cli(self, *args, page=None):
+        home = tempfile.mkdtemp(prefix="armada-lists-home-")
+        try:
+            env = dict(os.environ, HOME=home, ARMADA_URL=self.d.url, ARMADA_TOKEN=self.d.token, ASAN_OPTIONS="detect_leaks=0")
+            if page:
+                env["ARMADA_LIST_PAGE"] = str(page)
+            r = subprocess.run([ARMADA, *args], capture_output=True, text=True, env=env, timeout=120)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def test_cli_pages_through_transparently(self):
+        full = self.d.ok("GET", "/api/v1/vms")["items"]
+        got = json.loads(self.run_cli("vm", "list", "--output", "json", page=5))
+        self.assertEqual(got, {"items": full})
+        hosts = json.loads(self.run_cli("host", "list", "--output", "json", page=1))["items"]
+        self.assertEqual([h["name"] for h in hosts], ["lh-a", "lh-b", "lh-c"])
+        table = self.run_cli("vm", "list", "--prefix", "lh-b-", "--state", "running", page=4)
+        self.assertEqual(len([ln for ln in table.splitlines() if ln.startswith("lh-b-vm")]), 9)
+        self.assertNotIn("lh-a-", table)
+        hosts = json.loads(self.run_cli("host", "list", "--prefix", "lh-c", "--output", "json"))["items"]
+        self.assertEqual([h["name"] for h in hosts], ["lh-c"])
 
 
 class TestHundredHosts(unittest.TestCase):
