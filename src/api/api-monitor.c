@@ -96,7 +96,8 @@ static void visible_nodes(Req *r, json_t *n, json_t *out) {
 }
 
 static void h_health(Req *r) {
-        json_t *tree = monitor_health_json(r->api->st);
+        _cleanup_model_snap_ ModelSnap *snap = model_snap(r->api->model);
+        json_t *tree = monitor_health_json_from(r->api->st, snap);
         if (!tree)
                 return reply_error(r, 500, "internal", NULL, "A database error occurred while computing health.");
         if (sees_everything(r))
@@ -567,7 +568,8 @@ static void h_prometheus(Req *r) {
         }
         MonitorProcess self;
         bool have_self = monitor_process_read(&self) == 0;
-        char *text = monitor_prometheus_text(r->api->st, have_self ? &self : NULL,
+        _cleanup_model_snap_ ModelSnap *snap = model_snap(r->api->model);
+        char *text = monitor_prometheus_text_from(r->api->st, snap, have_self ? &self : NULL,
                                              __atomic_load_n(&r->api->login_rate_limited, __ATOMIC_RELAXED));
         if (!text)
                 return reply_error(r, 500, "internal", NULL, "A database error occurred while exposing the metrics.");

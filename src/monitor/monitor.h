@@ -21,6 +21,7 @@
 
 #include "hv/hv.h"
 #include "place/place.h"
+#include "model/model.h"
 #include "store/store-monitor.h"
 
 /* ---- retention ---- */
@@ -102,6 +103,9 @@ json_t *monitor_series_json(Store *st, StorePerfKind kind, int64_t object_id, co
  * VMs, each node {kind, id, name, health, reasons[]}; health rolls up as the
  * worst of the node's own and its children's. NULL on a database error. */
 json_t *monitor_health_json(Store *st);
+/* The same with the hosts and VMs of a read-model snapshot (model.h) instead
+ * of SQL; snap NULL reads the store. */
+json_t *monitor_health_json_from(Store *st, const ModelSnap *snap);
 
 /* Armadad's own process figures for /metrics. */
 typedef struct {
@@ -118,6 +122,8 @@ int monitor_process_read(MonitorProcess *ret);
  * API's count of logins refused by the failed-login limiter). malloc'd;
  * NULL on a database error. */
 char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited);
+/* The same with the hosts and VMs of a read-model snapshot; NULL: the store. */
+char *monitor_prometheus_text_from(Store *st, const ModelSnap *snap, const MonitorProcess *self, uint64_t login_rate_limited);
 
 /* The consolidation report over the last window_ms: every server's mean,
  * p95 and max CPU, memory, disk and network, a leaderboard (steady, low
