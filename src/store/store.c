@@ -1319,15 +1319,31 @@ int store_token_insert(Store *st, int64_t user_id, const char *token_hash, int64
         return store_exec(st, "INSERT INTO token(user_id, token_hash, created_at, expires_at) VALUES (?,?,?,?)",
                           "isii", user_id, token_hash, now_ms(), expires_at_ms);
 }
+typedef struct {
+        StoreUser user;
+        int64_t last_used_at;
+} TokenUser;
+static void row_token_user(sqlite3_stmt *stmt, void *out) {
+        TokenUser *t = out;
+        row_user(stmt, &t->user);
+        t->last_used_at = sqlite3_column_int64(stmt, 4);
+}
 int store_token_user(Store *st, const char *token_hash, int64_t now, StoreUser *ret) {
-        int r = store_query_row(st, row_user, ret,
-                          "SELECT u.id, u.name, u.role, u.password_hash FROM token t JOIN user u ON u.id = t.user_id"
+        TokenUser t;
+        int r = store_query_row(st, row_token_user, &t,
+                          "SELECT u.id, u.name, u.role, u.password_hash, coalesce(t.last_used_at, 0)"
+                          " FROM token t JOIN user u ON u.id = t.user_id"
                           " WHERE t.token_hash = ? AND t.expires_at > ?", "si", token_hash, now);
         if (r < 0)
                 return r;
-        /* last_used_at is informational; a failure to record it is not fatal. */
-        (void) store_exec(st, "UPDATE token SET last_used_at = ? WHERE token_hash = ? AND coalesce(last_used_at, 0) < ? - 60000",
-                          "isi", now, token_hash, now);
+        *ret = t.user;
+        /* last_used_at is informational (a failure to record it is not
+         * fatal) and kept to the minute: an UPDATE takes the database's
+         * write lock even when it changes nothing, so it runs only when due,
+         * not on every request behind every other writer. */
+        if (t.last_used_at < now - 60000)
+                (void) store_exec(st, "UPDATE token SET last_used_at = ? WHERE token_hash = ? AND coalesce(last_used_at, 0) < ? - 60000",
+                                  "isi", now, token_hash, now);
         return 0;
 }
 int store_token_delete(Store *st, const char *token_hash) {
