@@ -16,7 +16,7 @@ struct Model {
         pthread_mutex_t write_lock;   /* one writer at a time: re-read and swap */
         ModelSnap *cur;
         uint64_t generation;          /* the last generation handed out (write_lock) */
-        ModelStats stats;             /* write_lock */
+        ModelStats stats;             /* __atomic */
         pthread_t loader;             /* model_new()'s thread while it loads */
         bool loading;
 };
@@ -345,7 +345,7 @@ static int reread(Model *m, int (*list)(Store *, const int64_t *, size_t, json_t
                         k++;
                 }
         }
-        m->stats.rows_read += ids->n;
+        __atomic_add_fetch(&m->stats.rows_read, ids->n, __ATOMIC_RELAXED);
         *ret = c;
         return 0;
 }
@@ -472,7 +472,7 @@ static void on_rows(void *userdata, const StoreRowChange *changes, size_t n) {
                  * next change of them. */
                 log_warn("the read model could not re-read %zu changed rows: %s", n, strerror(-r));
         else {
-                m->stats.batches++;
+                __atomic_add_fetch(&m->stats.batches, 1, __ATOMIC_RELAXED);
                 ModelTable *nh = b.hosts ? table_apply(cur->hosts, b.hosts, b.n_hosts, ++m->generation) : table_ref(cur->hosts);
                 ModelTable *nv = b.vms ? table_apply(cur->vms, b.vms, b.n_vms, ++m->generation) : table_ref(cur->vms);
                 ModelGroups *ng = b.groups ? steal_ptr(b.groups) : cur->groups;
@@ -539,7 +539,6 @@ Model *model_free(Model *m) {
 }
 
 void model_stats(Model *m, ModelStats *ret) {
-        pthread_mutex_lock(&m->write_lock);
-        *ret = m->stats;
-        pthread_mutex_unlock(&m->write_lock);
+        ret->batches = __atomic_load_n(&m->stats.batches, __ATOMIC_RELAXED);
+        ret->rows_read = __atomic_load_n(&m->stats.rows_read, __ATOMIC_RELAXED);
 }

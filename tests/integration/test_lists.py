@@ -213,6 +213,18 @@ class TestValidators(ListCase):
         ro = d.login("le-ro", "read-only-pass")
         self.assertNotEqual(raw_get(d, path, ro)[1]["etag"], raw_get(d, path, d.token)[1]["etag"])
 
+    def test_metrics_show_the_read_models_work(self):
+        def metric(name):
+            st, _, body = raw_get(self.d, "/metrics", self.d.token)
+            line = [ln for ln in body.decode().splitlines() if ln.startswith(name + " ")]
+            return int(line[0].split()[1])
+        before = metric("armada_read_model_batches_total")
+        self.assertGreater(before, 0)
+        vm = self.d.create_vm("lm-new", "lh-a")
+        self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])
+        self.assertGreater(metric("armada_read_model_batches_total"), before)
+        self.assertGreater(metric("armada_read_model_rows_read_total"), 0)
+
     def test_gzip_decodes_to_the_same_json(self):
         d = self.d
         st, hdrs, plain = raw_get(d, "/api/v1/vms", d.token)
