@@ -65,9 +65,7 @@ static bool split_list(Req *r, const char *key, const char *v, char *buf, size_t
         }
         snprintf(buf, size, "%s", v);
         size_t n = 0;
-        char *save = NULL;
         for (char *p = buf, *tok; (tok = strsep(&p, ",")); ) {
-                (void) save;
                 if (!*tok || n == max) {
                         reply_error(r, 400, "invalid_argument", key, "Query parameter '%s' must be a comma-separated list of at most"
                                     " %zu names, without empty ones.", key, max);
