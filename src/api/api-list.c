@@ -198,16 +198,16 @@ static bool row_matches(const ListQuery *q, const ModelRow *row) {
 
 /* The rules of GET /hosts and GET /vms before the read model (api_allowed
  * per row), with the group chain from the model instead of a query. */
-static bool row_visible(Req *r, const ModelSnap *s, bool vms, const ModelRow *row) {
-        if (r->subj.role == ROLE_ADMIN || r->subj.role == ROLE_READ_ONLY)
+static bool row_visible(const AuthSubject *subj, const ModelSnap *s, bool vms, const ModelRow *row) {
+        if (subj->role == ROLE_ADMIN || subj->role == ROLE_READ_ONLY)
                 return true;
         int64_t chain[AUTH_MAX_DEPTH];
         AuthObject o = { .kind = vms ? OBJ_VM : OBJ_HOST, .owner_id = vms ? row->owner_id : 0 };
-        if (r->subj.role == ROLE_DELEGATED_ADMIN) {
+        if (subj->role == ROLE_DELEGATED_ADMIN) {
                 o.n_groups = model_group_chain(s, row->group_id, chain, AUTH_MAX_DEPTH);
                 o.groups = chain;
         }
-        return auth_policy_allows(&r->subj, ACT_READ, &o);
+        return auth_policy_allows(subj, ACT_READ, &o);
 }
 
 /* ---- output ---- */
@@ -379,7 +379,7 @@ static void build_items(Req *r, const ModelSnap *s, const ListQuery *q, StrBuf *
                 const ModelRow *row = t->by_name[i];
                 if (from && strncmp(row->name, from, strlen(from)) > 0)
                         break; /* past every name with this prefix */
-                if (!row_matches(q, row) || !row_visible(r, s, q->vms, row))
+                if (!row_matches(q, row) || !row_visible(&r->subj, s, q->vms, row))
                         continue;
                 if (q->limit && given == (size_t) q->limit) {
                         *ret_next = last->name;
@@ -395,38 +395,214 @@ static void build_items(Req *r, const ModelSnap *s, const ListQuery *q, StrBuf *
         }
 }
 
+/* ---- the full list, streamed ----
+ * Without limit or cursor the list is written out as MHD asks for
+ * it, a chunk of rows at a time, from the snapshot the request took (held
+ * until the response is done): no whole copy of a 7 MB body in memory, and
+ * the first bytes leave at once. gzip is a deflate stream over the chunks. */
+
+#define STREAM_CHUNK (64 * 1024)
+
+typedef struct {
+        ModelSnap *snap;
+        ListQuery *q;
+        char *name, *name_prefix;     /* q's copies (q points here) */
+        AuthSubject subj;             /* the caller, copied: scopes below */
+        int64_t scopes[API_MAX_SCOPES];
+        size_t next;                  /* index in by_name */
+        size_t given;
+        bool head_done;
+        bool plain_done;              /* the closing bracket is out */
+        bool gzip, z_done;
+        z_stream z;
+        StrBuf plain, out;            /* out: bytes not yet handed to MHD */
+        size_t off;
+} ListStream;
+
+/* Appends the next chunk of rows (or the end) to s->plain. */
+static void stream_fill(ListStream *s) {
+        const ModelTable *t = s->q->vms ? s->snap->vms : s->snap->hosts;
+        if (!s->head_done) {
+                strbuf_append(&s->plain, "{\"items\":[");
+                s->head_done = true;
+        }
+        const char *from = s->q->name ? s->q->name : s->q->name_prefix;
+        while (s->next < t->n && s->plain.len < STREAM_CHUNK) {
+                const ModelRow *row = t->by_name[s->next++];
+                if (from && strncmp(row->name, from, strlen(from)) > 0) {
+                        s->next = t->n;
+                        break;
+                }
+                if (!row_matches(s->q, row) || !row_visible(&s->subj, s->snap, s->q->vms, row))
+                        continue;
+                if (s->given++)
+                        strbuf_append(&s->plain, ",");
+                if (s->q->n_fields)
+                        append_fields(&s->plain, row, s->q);
+                else
+                        strbuf_appendn(&s->plain, row->text, row->text_len);
+        }
+        if (s->next >= t->n && !s->plain_done) {
+                strbuf_append(&s->plain, "]}\n");
+                s->plain_done = true;
+        }
+}
+
+/* Moves s->plain into s->out, compressed when asked. */
+static int stream_pack(ListStream *s) {
+        if (!s->gzip) {
+                strbuf_appendn(&s->out, s->plain.s ? s->plain.s : "", s->plain.len);
+                s->plain.len = 0;
+                return 0;
+        }
+        s->z.next_in = (Bytef *) s->plain.s;
+        s->z.avail_in = (uInt) s->plain.len;
+        int flush = s->plain_done ? Z_FINISH : Z_NO_FLUSH;
+        for (;;) {
+                char buf[16384];
+                s->z.next_out = (Bytef *) buf;
+                s->z.avail_out = sizeof buf;
+                int rc = deflate(&s->z, flush);
+                if (rc == Z_STREAM_ERROR)
+                        return -EIO;
+                strbuf_appendn(&s->out, buf, sizeof buf - s->z.avail_out);
+                if (rc == Z_STREAM_END) {
+                        s->z_done = true;
+                        break;
+                }
+                if (s->z.avail_in == 0 && s->z.avail_out != 0)
+                        break;
+        }
+        s->plain.len = 0;
+        return 0;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        ListStream *s = cls;
+        (void) pos;
+        for (;;) {
+                if (s->off < s->out.len) {
+                        size_t n = s->out.len - s->off < max ? s->out.len - s->off : max;
+                        memcpy(buf, s->out.s + s->off, n);
+                        s->off += n;
+                        return (ssize_t) n;
+                }
+                s->out.len = 0;
+                s->off = 0;
+                if (s->plain_done && (!s->gzip || s->z_done))
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                stream_fill(s);
+                if (stream_pack(s) < 0)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+}
+
+static void stream_free(void *cls) {
+        ListStream *s = cls;
+        if (s->gzip)
+                deflateEnd(&s->z);
+        model_snap_unref(s->snap);
+        strbuf_free(&s->plain);
+        strbuf_free(&s->out);
+        free(s->name);
+        free(s->name_prefix);
+        free(s->q);
+        free(s);
+}
+
+/* Streams the whole list; false (nothing sent) when it cannot. Takes q. */
+static bool list_stream(Req *r, ModelSnap *snap, ListQuery *q) {
+        ListStream *s = xcalloc(1, sizeof *s);
+        const char *name = q->name, *name_prefix = q->name_prefix;
+        s->q = q;
+        s->name = q->name ? xstrdup(q->name) : NULL;
+        s->name_prefix = q->name_prefix ? xstrdup(q->name_prefix) : NULL;
+        q->name = s->name;
+        q->name_prefix = s->name_prefix;
+        s->subj = r->subj;
+        size_t n = r->subj.n_scopes < API_MAX_SCOPES ? r->subj.n_scopes : API_MAX_SCOPES;
+        memcpy(s->scopes, r->subj.scopes, n * sizeof *s->scopes);
+        s->subj.scopes = s->scopes;
+        s->subj.n_scopes = n;
+        s->snap = snap;
+        const ModelTable *t = q->vms ? snap->vms : snap->hosts;
+        const char *from = q->name ? q->name : q->name_prefix;
+        if (from) {
+                size_t lo = 0, hi = t->n;
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+                        if (strcmp(t->by_name[mid]->name, from) < 0)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                s->next = lo;
+        }
+        if (accepts_gzip(r)) {
+                if (deflateInit2(&s->z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK)
+                        s->gzip = true;
+        }
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_CHUNK, stream_read, s, stream_free);
+        if (!resp) {
+                /* The caller keeps q and the snapshot. */
+                q->name = name;
+                q->name_prefix = name_prefix;
+                s->snap = NULL;
+                s->q = NULL;
+                stream_free(s);
+                return false;
+        }
+        if (s->gzip)
+                reply_header(r, "Content-Encoding", "gzip");
+        r->status = 200;
+        r->content_type = "application/json";
+        r->mhd_resp = resp;
+        return true;
+}
+
 static void list_reply(Req *r, bool vms) {
-        ListQuery q = { .vms = vms };
-        if (!parse_query(r, &q))
+        _cleanup_free_ ListQuery *qp = xcalloc(1, sizeof *qp);
+        ListQuery *q = qp;
+        q->vms = vms;
+        if (!parse_query(r, q))
                 return;
         /* A self-service user lists its own VMs only (as before). */
         if (vms && r->subj.role == ROLE_SELF_SERVICE) {
-                if (q.owner_id && q.owner_id != r->user.id) {
-                        q.owner_id = -1; /* nobody's: an empty list, as filtering another's VMs would give */
+                if (q->owner_id && q->owner_id != r->user.id) {
+                        q->owner_id = -1; /* nobody's: an empty list, as filtering another's VMs would give */
                 } else
-                        q.owner_id = r->user.id;
+                        q->owner_id = r->user.id;
         }
-        _cleanup_model_snap_ ModelSnap *s = model_snap(r->api->model);
+        ModelSnap *snap = model_snap(r->api->model);
+        _cleanup_model_snap_ ModelSnap *s = snap;
         char etag[64];
-        list_etag(r, s, &q, etag);
+        list_etag(r, s, q, etag);
         reply_header(r, "ETag", etag);
         reply_header(r, "Vary", "Accept-Encoding");
         if (etag_matches(r, etag)) {
                 r->status = 304;
                 return;
         }
+        if (!q->limit && !q->cursor) {
+                s = NULL; /* the stream holds the snapshot now, or gives it back */
+                if (list_stream(r, snap, q)) {
+                        qp = NULL;
+                        return;
+                }
+                s = snap;
+        }
         StrBuf b = {0};
         strbuf_append(&b, "{\"items\":[");
         const char *next = NULL;
-        build_items(r, s, &q, &b, &next);
+        build_items(r, s, q, &b, &next);
         strbuf_append(&b, "]");
-        if (q.limit || q.cursor) {
+        if (q->limit || q->cursor) {
                 char cur[128] = "";
                 if (next) {
                         char enc[100];
                         b64url(next, enc, sizeof enc);
                         snprintf(cur, sizeof cur, CURSOR_PREFIX "%s", enc);
-                        _cleanup_free_ char *link = link_next(r, &q, cur);
+                        _cleanup_free_ char *link = link_next(r, q, cur);
                         reply_header(r, "Link", link);
                 }
                 strbuf_printf(&b, ",\"next_cursor\":%s%s%s", next ? "\"" : "", next ? cur : "null", next ? "\"" : "");
