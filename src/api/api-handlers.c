@@ -3,8 +3,8 @@
  * (query, body fields, types, bounds), calls one operation of a capability
  * module (account, inventory, jobs) and maps what it returns: the JSON, or
  * its OpError as it is. The operations check against the database, ask the
- * policy, write, queue jobs and audit. h_hosts_list and h_vms_list still
- * read the store directly (they become reads of the in-memory model). */
+ * policy, write, queue jobs and audit. h_hosts_list and h_vms_list read
+ * the in-memory read model (api-list.c). */
 #include "api-priv.h"
 #include "account/account.h"
 
@@ -27,14 +27,6 @@ static void answer(Req *r, int e, const OpError *err, int status, json_t *body) 
                 return reply_op_error(r, err);
         }
         reply(r, status, body);
-}
-
-/* Keeps the items of arr the caller may read (for h_hosts_list and
- * h_vms_list). */
-typedef enum { VIS_HOST = OP_VIS_HOST, VIS_VM = OP_VIS_VM } VisKind;
-static json_t *filter_visible(Req *r, json_t *arr, VisKind vk) {
-        OpCaller c = api_caller(r);
-        return op_filter_visible(r->api->st, &c, arr, (OpVisKind) vk);
 }
 
 /* ------------------------------------------------------------------ */
@@ -239,10 +231,7 @@ void h_group_delete(Req *r) {
 /* hosts */
 
 void h_hosts_list(Req *r) {
-        int64_t group_id;
-        if (!req_query_int(r, "group_id", 0, 0, INT64_MAX, &group_id))
-                return;
-        reply(r, 200, items(filter_visible(r, store_host_list(r->api->st, req_query(r, "name"), group_id), VIS_HOST)));
+        api_list_hosts(r);
 }
 
 #define THROTTLE_MAX 1000
@@ -326,11 +315,7 @@ void h_host_action(Req *r) {
 #define VM_DISK_MAX_BYTES (64LL << 40)      /* 64 TiB */
 
 void h_vms_list(Req *r) {
-        int64_t host_id;
-        if (!req_query_int(r, "host_id", 0, 0, INT64_MAX, &host_id))
-                return;
-        int64_t owner = r->subj.role == ROLE_SELF_SERVICE ? r->user.id : 0;
-        reply(r, 200, items(filter_visible(r, store_vm_list(r->api->st, req_query(r, "name"), host_id, owner), VIS_VM)));
+        api_list_vms(r);
 }
 
 /* The body of POST /vms into spec: false with a 4xx sent. */

@@ -55,7 +55,8 @@ static void h_health(Req *r) {
         OpCaller c = api_caller(r);
         OpError err = {0};
         json_t *out = NULL;
-        int e = monitor_op_health(r->api->st, &c, &out, &err);
+        _cleanup_model_snap_ ModelSnap *snap = model_snap(r->api->model);
+        int e = monitor_op_health(r->api->st, snap, &c, &out, &err);
         answer(r, e, &err, 200, out);
 }
 
@@ -284,7 +285,8 @@ static void h_assess_report(Req *r) {
 static void h_prometheus(Req *r) {
         char *text = NULL;
         OpError err = {0};
-        int e = monitor_op_prometheus(r->api->st, MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Authorization"),
+        _cleanup_model_snap_ ModelSnap *snap = model_snap(r->api->model);
+        int e = monitor_op_prometheus(r->api->st, snap, MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Authorization"),
                                       r->api->cfg.metrics_public, __atomic_load_n(&r->api->login_rate_limited, __ATOMIC_RELAXED),
                                       &text, &err);
         if (e < 0)
@@ -292,11 +294,18 @@ static void h_prometheus(Req *r) {
         unsigned open;
         uint64_t opened;
         api_streams_counts(r->api, &open, &opened);
+        ModelStats ms;
+        model_stats(r->api->model, &ms);
         char *all = xasprintf("%s# HELP armada_event_streams Event streams (GET /api/v1/events/stream) open now.\n"
                               "# TYPE armada_event_streams gauge\narmada_event_streams %u\n"
                               "# HELP armada_event_streams_opened_total Event streams opened since armadad started.\n"
-                              "# TYPE armada_event_streams_opened_total counter\narmada_event_streams_opened_total %llu\n",
-                              text, open, (unsigned long long) opened);
+                              "# TYPE armada_event_streams_opened_total counter\narmada_event_streams_opened_total %llu\n"
+                              "# HELP armada_read_model_batches_total Committed row changes the read model applied.\n"
+                              "# TYPE armada_read_model_batches_total counter\narmada_read_model_batches_total %llu\n"
+                              "# HELP armada_read_model_rows_read_total Rows the read model re-read from the database for them.\n"
+                              "# TYPE armada_read_model_rows_read_total counter\narmada_read_model_rows_read_total %llu\n",
+                              text, open, (unsigned long long) opened, (unsigned long long) ms.batches,
+                              (unsigned long long) ms.rows_read);
         free(text);
         text = all;
         r->status = 200;

@@ -26,6 +26,9 @@ struct Api {
         AuthRateLimiter rate;
         uint64_t login_rate_limited;  /* logins the limiter refused (__atomic) */
         struct ApiStreams *streams;   /* GET /events/stream (api-stream.c) */
+        struct Model *model;          /* the read model lists read (api-list.c) */
+        bool own_model;               /* made by api_new(), freed by api_free() */
+        uint64_t list_instance;       /* random, per start: in list ETags */
 };
 typedef struct ApiStreams ApiStreams;
 
@@ -55,6 +58,8 @@ typedef struct {
         char *raw;                    /* non-JSON body */
         size_t raw_len;
         char *set_cookie[2];          /* Set-Cookie headers to send (malloc'd) */
+        const char *hdr_name[4];      /* more headers to send (reply_header) */
+        char *hdr_value[4];
         struct MHD_Response *mhd_resp; /* a response the handler built itself (a
                                         * WebSocket upgrade): sent as is with status */
         bool by_cookie;               /* authenticated by the session cookie */
@@ -130,6 +135,8 @@ void reply(Req *r, int status, json_t *body /* stolen, may be NULL */);
 void reply_error(Req *r, int status, const char *code, const char *field, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
 void reply_store_error(Req *r, int err, const char *what);
+/* Adds a response header (name static, value copied); at most four. */
+void reply_header(Req *r, const char *name, const char *value);
 
 /* ---- requests ---- */
 const char *req_query(Req *r, const char *key);
@@ -184,6 +191,11 @@ void audit(Req *r, const char *action, const char *object_kind, int64_t object_i
  * delete, migration, HA change and console refused. */
 bool api_vm_refuse_foreign(Req *r, json_t *v);
 
+
+/* ---- lists read from the read model (api-list.c): GET /hosts and GET
+ * /vms with paging, filters, fields, ETag and gzip; they reply. ---- */
+void api_list_hosts(Req *r);
+void api_list_vms(Req *r);
 
 /* ---- handlers (api-handlers.c) ---- */
 void h_version(Req *r);

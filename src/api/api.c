@@ -2,8 +2,10 @@
  * typed body checks every handler uses, and the static web files. */
 #include "api-priv.h"
 #include "account/account.h"
+#include "model/model.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -29,6 +31,16 @@ void reply_error(Req *r, int status, const char *code, const char *field, const 
         json_t *e = json_pack("{s:s, s:s}", "code", code, "message", msg);
         json_object_set_new(e, "field", field ? json_string(field) : json_null());
         reply(r, status, json_pack("{s:o}", "error", e));
+}
+
+void reply_header(Req *r, const char *name, const char *value) {
+        for (size_t i = 0; i < ELEMENTSOF(r->hdr_name); i++)
+                if (!r->hdr_name[i]) {
+                        r->hdr_name[i] = name;
+                        r->hdr_value[i] = xstrdup(value);
+                        return;
+                }
+        assert(!"too many response headers");
 }
 
 void reply_store_error(Req *r, int err, const char *what) {
@@ -522,6 +534,9 @@ static enum MHD_Result send_reply(Req *r) {
         for (int i = 0; i < 2; i++)
                 if (r->set_cookie[i])
                         MHD_add_response_header(resp, "Set-Cookie", r->set_cookie[i]);
+        for (size_t i = 0; i < ELEMENTSOF(r->hdr_name); i++)
+                if (r->hdr_name[i])
+                        MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
         MHD_add_response_header(resp, "Cache-Control", "no-store");
         enum MHD_Result ret = MHD_queue_response(r->mc, (unsigned) r->status, resp);
         MHD_destroy_response(resp);
@@ -625,6 +640,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls, e
         free(r->raw);
         free(r->set_cookie[0]);
         free(r->set_cookie[1]);
+        for (size_t i = 0; i < ELEMENTSOF(r->hdr_value); i++)
+                free(r->hdr_value[i]);
         if (r->mhd_resp)
                 MHD_destroy_response(r->mhd_resp);
         free(r);
@@ -646,6 +663,18 @@ int api_new(Store *st, Jobs *jobs, Inventory *inv, const ApiConfig *cfg, Api **r
         if (api->cfg.per_ip_connections == 0) api->cfg.per_ip_connections = 64;
         if (api->cfg.idle_timeout_s == 0) api->cfg.idle_timeout_s = 15;
         pthread_mutex_init(&api->rate_lock, NULL);
+        api->model = cfg->model;
+        if (!api->model) {
+                int r = model_new(st, &api->model);
+                if (r < 0) {
+                        pthread_mutex_destroy(&api->rate_lock);
+                        free(api);
+                        return r;
+                }
+                api->own_model = true;
+        }
+        if (random_bytes(&api->list_instance, sizeof api->list_instance) < 0)
+                api->list_instance = (uint64_t) now_ms();
         *ret = api;
         return 0;
 }
@@ -731,6 +760,8 @@ Api *api_free(Api *api) {
         free(api->tls_cert_pem);
         free(api->tls_key_pem);
         pthread_mutex_destroy(&api->rate_lock);
+        if (api->own_model)
+                model_free(api->model);
         free(api);
         return NULL;
 }

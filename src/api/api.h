@@ -26,6 +26,7 @@ typedef struct {
         bool allow_test_hosts;       /* POST /hosts accepts test: URIs (armadad --allow-test-hosts) */
         unsigned max_streams;        /* open GET /events/stream at once; default 64 */
         unsigned max_streams_per_user; /* of them, one user's; default 8 */
+        struct Model *model;         /* the read model (model.h) lists and health read; NULL: api_new() makes one */
 } ApiConfig;
 
 typedef struct Api Api;

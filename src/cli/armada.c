@@ -45,6 +45,13 @@ static const OptSpec HOST_REMOVE_OPTS[] = {
 };
 static const OptSpec VM_LIST_OPTS[] = {
         { "host", 0, true, "NAME", "only the VMs on this host" },
+        { "state", 0, true, "STATE[,STATE...]", "only the VMs in one of these states (running, stopped, ...)" },
+        { "prefix", 0, true, "TEXT", "only the VMs whose name starts with TEXT" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec HOST_LIST_OPTS[] = {
+        { "state", 0, true, "STATE[,STATE...]", "only the hosts in one of these states (ok, maintenance, ...)" },
+        { "prefix", 0, true, "TEXT", "only the hosts whose name starts with TEXT" },
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec VM_CREATE_OPTS[] = {
@@ -176,7 +183,7 @@ static const Command COMMANDS[] = {
         { "whoami", NULL, "", "show who the saved token belongs to", 0, 0, NULL, cmd_whoami },
         { "version", NULL, "", "show the client's and the server's versions", 0, 0, NULL, cmd_version },
 
-        { "host", "list", "", "list hosts", 0, 0, NULL, cmd_host_list },
+        { "host", "list", "[--state S] [--prefix TEXT]", "list hosts", 0, 0, HOST_LIST_OPTS, cmd_host_list },
         { "host", "show", "NAME", "show one host", 1, 1, NULL, cmd_host_show },
         { "host", "set", "NAME [--max-parallel-starts N|default] [--max-parallel-disk-ops N|default]",
           "change a host's settings", 1, 1, HOST_SET_OPTS, cmd_host_set },
@@ -202,7 +209,7 @@ static const Command COMMANDS[] = {
         { "group", "show-policy", "PATH", "show a host group's placement policy and where each value comes from", 1, 1, NULL,
           cmd_group_show_policy },
 
-        { "vm", "list", "[--host NAME]", "list VMs", 0, 0, VM_LIST_OPTS, cmd_vm_list },
+        { "vm", "list", "[--host NAME] [--state S] [--prefix TEXT]", "list VMs", 0, 0, VM_LIST_OPTS, cmd_vm_list },
         { "vm", "show", "NAME", "show one VM", 1, 1, NULL, cmd_vm_show },
         { "vm", "create", "NAME [--host H [--force] | --group PATH] --cpus N --memory MIB --disk SIZE [--domain-type auto|kvm|qemu] "
                           "[--description TEXT] | NAME --template T [--count N] [--host H | --group PATH] [--full-copy]",

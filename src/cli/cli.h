@@ -106,6 +106,12 @@ int api_send(Ctx *c, const char *method, const char *path, json_t *body, long ti
  * *ret_json (if not NULL) owns the parsed body (NULL for an empty one). */
 int api_call(Ctx *c, const char *method, const char *path, json_t *body, json_t **ret_json);
 
+/* GET path (a list: GET /vms, GET /hosts) page by page, limit+cursor while
+ * the server gives a next_cursor, into one {"items": [...]} as a request
+ * without paging would return: api_call's result. */
+#define API_LIST_PAGE 1000
+int api_list_all(Ctx *c, const char *path, json_t **ret_json);
+
 /* Prints the error in reply as api_call does; returns the exit status. */
 int api_report(Ctx *c, const ApiReply *reply, int r);
 

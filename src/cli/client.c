@@ -187,6 +187,35 @@ int api_call(Ctx *c, const char *method, const char *path, json_t *body, json_t 
         return 0;
 }
 
+int api_list_all(Ctx *c, const char *path, json_t **ret_json) {
+        _cleanup_json_ json_t *all = json_array();
+        _cleanup_free_ char *cursor = NULL;
+        /* ARMADA_LIST_PAGE: another page size (1..5000), for tests. */
+        const char *env = getenv("ARMADA_LIST_PAGE");
+        int page_size = env && atoi(env) > 0 && atoi(env) <= 5000 ? atoi(env) : API_LIST_PAGE;
+        for (;;) {
+                StrBuf p = {0};
+                strbuf_printf(&p, "%s%climit=%d", path, strchr(path, '?') ? '&' : '?', page_size);
+                if (cursor)
+                        query_add(c, &p, "cursor", cursor);
+                _cleanup_free_ char *page_path = strbuf_steal(&p);
+                _cleanup_json_ json_t *page = NULL;
+                int r = api_call(c, "GET", page_path, NULL, &page);
+                if (r)
+                        return r;
+                json_array_extend(all, json_object_get(page, "items"));
+                /* An armadad without paging answers everything and no
+                 * next_cursor: that was the last page too. */
+                const char *next = json_string_value(json_object_get(page, "next_cursor"));
+                if (!next)
+                        break;
+                free(cursor);
+                cursor = xstrdup(next);
+        }
+        *ret_json = json_pack("{s:O}", "items", all);
+        return 0;
+}
+
 void query_add(Ctx *c, StrBuf *b, const char *key, const char *value) {
         char *esc = curl_easy_escape(c->curl, value, 0);
         if (!esc)

@@ -51,7 +51,14 @@ static void kv_time(Table *t, const char *label, json_t *o, const char *key) {
 
 int cmd_host_list(Ctx *c, const Command *cmd, const Args *a) {
         _cleanup_json_ json_t *reply = NULL;
-        int r = api_call(c, "GET", "/hosts", NULL, &reply);
+        StrBuf path = {0};
+        strbuf_append(&path, "/hosts");
+        if (args_get(a, "state"))
+                query_add(c, &path, "state", args_get(a, "state"));
+        if (args_get(a, "prefix"))
+                query_add(c, &path, "name_prefix", args_get(a, "prefix"));
+        _cleanup_free_ char *p = strbuf_steal(&path);
+        int r = api_list_all(c, p, &reply);
         if (r || !want_table(c, reply))
                 return r;
         _cleanup_table_ Table *t = table_new("NAME", "STATE", "GROUP", ">CPUS", ">MEMORY", ">FREE", ">VMS",
@@ -336,9 +343,13 @@ int cmd_vm_list(Ctx *c, const Command *cmd, const Args *a) {
                 }
                 strbuf_printf(&path, "?host_id=%" PRId64, host_id);
         }
+        if (args_get(a, "state"))
+                query_add(c, &path, "state", args_get(a, "state"));
+        if (args_get(a, "prefix"))
+                query_add(c, &path, "name_prefix", args_get(a, "prefix"));
         _cleanup_free_ char *p = strbuf_steal(&path);
         _cleanup_json_ json_t *reply = NULL;
-        int r = api_call(c, "GET", p, NULL, &reply);
+        int r = api_list_all(c, p, &reply);
         if (r || !want_table(c, reply))
                 return r;
         _cleanup_table_ Table *t = table_new("NAME", "STATE", "HOST", ">CPUS", ">MEMORY", ">DISK", "OWNER", NULL);

@@ -20,6 +20,7 @@
 #include "library/library.h"
 #include "inventory/inventory-monitor.h"
 #include "placement/placement.h"
+#include "model/model.h"
 #include "monitor/monitor.h"
 #include "store/store.h"
 #include "util/util.h"
@@ -448,6 +449,13 @@ int main(int argc, char **argv) {
          * armadad promised to moves is free again (a resumed job reserves
          * anew). */
         (void) placement_release_all(st);
+        /* Before any writer starts; freed after the last one stopped (its
+         * writer path runs in their threads). */
+        Model *model = NULL;
+        if (model_new(st, &model) < 0) {
+                fprintf(stderr, "armadad: cannot load hosts and VMs from the database '%s'\n", c.db);
+                return 1;
+        }
         if (hv_init() < 0) {
                 fprintf(stderr, "armadad: cannot start libvirt's event loop\n");
                 return 1;
@@ -485,7 +493,7 @@ int main(int argc, char **argv) {
                            .web_dir = c.web_dir, .token_ttl_s = c.token_ttl_s, .metrics_public = c.metrics_public,
                            .per_ip_connections = (unsigned) c.connections_per_address, .idle_timeout_s = (unsigned) c.idle_timeout_s,
                            .allow_test_hosts = c.allow_test_hosts, .max_streams = (unsigned) c.max_streams,
-                           .max_streams_per_user = (unsigned) c.max_streams_per_user };
+                           .max_streams_per_user = (unsigned) c.max_streams_per_user, .model = model };
         (void) api_new(st, jobs, inv, &acfg, &api);
         if (api_start(api) < 0) {
                 fprintf(stderr, "armadad: cannot listen on %s\n", c.listen);
@@ -512,6 +520,7 @@ int main(int argc, char **argv) {
         ha_free(ha);
         inventory_free(inv);
         jobs_free(jobs);
+        model_free(model);
         store_free(st);
         log_info("armadad stopped");
         for (size_t i = 0; i < c.n_ensure_hosts; i++) free(c.ensure_hosts[i]);

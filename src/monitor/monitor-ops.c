@@ -76,8 +76,8 @@ static void visible_nodes(Store *st, const OpCaller *c, json_t *n, json_t *out) 
         }
 }
 
-int monitor_op_health(Store *st, const OpCaller *c, json_t **ret, OpError *err) {
-        json_t *tree = monitor_health_json(st);
+int monitor_op_health(Store *st, const ModelSnap *snap, const OpCaller *c, json_t **ret, OpError *err) {
+        json_t *tree = monitor_health_json_from(st, snap);
         if (!tree)
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while computing health.");
         if (sees_everything(c)) {
@@ -489,7 +489,7 @@ int monitor_op_assess_report(Store *st, const OpCaller *c, const PlaceHostModel 
 
 /* ---- Prometheus ---- */
 
-int monitor_op_prometheus(Store *st, const char *authorization, bool metrics_public, uint64_t login_rate_limited, char **ret,
+int monitor_op_prometheus(Store *st, const ModelSnap *snap, const char *authorization, bool metrics_public, uint64_t login_rate_limited, char **ret,
                           OpError *err) {
         if (!metrics_public) {
                 /* An administrator's token, from the loopback too: the
@@ -508,7 +508,7 @@ int monitor_op_prometheus(Store *st, const char *authorization, bool metrics_pub
         }
         MonitorProcess self;
         bool have_self = monitor_process_read(&self) == 0;
-        char *text = monitor_prometheus_text(st, have_self ? &self : NULL, login_rate_limited);
+        char *text = monitor_prometheus_text_from(st, snap, have_self ? &self : NULL, login_rate_limited);
         if (!text)
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while exposing the metrics.");
         *ret = text;

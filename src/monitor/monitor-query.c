@@ -120,13 +120,50 @@ static void child_done(HNode *parent, HNode *child, const char *what) {
         json_array_append(json_object_get(parent->node, "children"), child->node);
 }
 
+/* Every host and VM as the monitor reads them (ordered by id): from the
+ * read model's snapshot when there is one, without SQL, else from the
+ * store. Sets *nh and *nv (negative on a database error). */
+static void mon_rows(Store *st, const ModelSnap *snap, StoreMonHost **hosts, int *nh, StoreMonVm **vms, int *nv) {
+        if (!snap) {
+                *nh = store_mon_hosts(st, hosts);
+                *nv = *nh < 0 ? -1 : store_mon_vms(st, vms);
+                return;
+        }
+        StoreMonHost *h = xcalloc(snap->hosts->n + 1, sizeof *h);
+        for (size_t i = 0; i < snap->hosts->n; i++) {
+                const ModelRow *r = snap->hosts->by_id[i];
+                h[i] = (StoreMonHost) { .id = r->id, .group_id = r->group_id, .cpus = (unsigned) jget_int(r->json, "cpus"),
+                                        .memory_mib = (uint64_t) jget_int(r->json, "memory_mib") };
+                snprintf(h[i].name, sizeof h[i].name, "%s", r->name);
+                snprintf(h[i].state, sizeof h[i].state, "%s", r->state);
+                snprintf(h[i].pool, sizeof h[i].pool, "%s", jget_str(r->json, "pool"));
+        }
+        StoreMonVm *v = xcalloc(snap->vms->n + 1, sizeof *v);
+        for (size_t i = 0; i < snap->vms->n; i++) {
+                const ModelRow *r = snap->vms->by_id[i];
+                v[i] = (StoreMonVm) { .id = r->id, .host_id = r->host_id, .owner_id = r->owner_id,
+                                      .cpus = (unsigned) jget_int(r->json, "cpus"), .memory_mib = (uint64_t) jget_int(r->json, "memory_mib") };
+                snprintf(v[i].uuid, sizeof v[i].uuid, "%s", jget_str(r->json, "uuid"));
+                snprintf(v[i].name, sizeof v[i].name, "%s", r->name);
+                snprintf(v[i].state, sizeof v[i].state, "%s", r->state);
+        }
+        *hosts = h;
+        *vms = v;
+        *nh = (int) snap->hosts->n;
+        *nv = (int) snap->vms->n;
+}
+
 json_t *monitor_health_json(Store *st) {
+        return monitor_health_json_from(st, NULL);
+}
+
+json_t *monitor_health_json_from(Store *st, const ModelSnap *snap) {
         _cleanup_json_ json_t *groups = store_mon_groups_json(st);
         _cleanup_json_ json_t *alerts = store_alert_list_json(st, "open", 1000000);
         StoreMonHost *hosts = NULL;
         StoreMonVm *vms = NULL;
-        int nh = store_mon_hosts(st, &hosts);
-        int nv = nh < 0 ? -1 : store_mon_vms(st, &vms);
+        int nh, nv;
+        mon_rows(st, snap, &hosts, &nh, &vms, &nv);
         if (!groups || !alerts || nh < 0 || nv < 0) {
                 free(hosts);
                 free(vms);
@@ -531,10 +568,14 @@ static void expo_self(StrBuf *b, json_t *stats, const MonitorProcess *self, uint
 }
 
 char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited) {
+        return monitor_prometheus_text_from(st, NULL, self, login_rate_limited);
+}
+
+char *monitor_prometheus_text_from(Store *st, const ModelSnap *snap, const MonitorProcess *self, uint64_t login_rate_limited) {
         StoreMonHost *hosts = NULL;
         StoreMonVm *vms = NULL;
-        int nh = store_mon_hosts(st, &hosts);
-        int nv = nh < 0 ? -1 : store_mon_vms(st, &vms);
+        int nh, nv;
+        mon_rows(st, snap, &hosts, &nh, &vms, &nv);
         _cleanup_json_ json_t *groups = store_mon_groups_json(st);
         _cleanup_json_ json_t *latest = store_perf_latest_json(st);
         _cleanup_json_ json_t *counts = store_monitor_counts_json(st);

@@ -22,6 +22,7 @@
 #include "hv/hv.h"
 #include "op/op.h"
 #include "place/place.h"
+#include "model/model.h"
 #include "store/store-monitor.h"
 
 /* ---- retention ---- */
@@ -103,6 +104,9 @@ json_t *monitor_series_json(Store *st, StorePerfKind kind, int64_t object_id, co
  * VMs, each node {kind, id, name, health, reasons[]}; health rolls up as the
  * worst of the node's own and its children's. NULL on a database error. */
 json_t *monitor_health_json(Store *st);
+/* The same with the hosts and VMs of a read-model snapshot (model.h) instead
+ * of SQL; snap NULL reads the store. */
+json_t *monitor_health_json_from(Store *st, const ModelSnap *snap);
 
 /* Armadad's own process figures for /metrics. */
 typedef struct {
@@ -119,6 +123,8 @@ int monitor_process_read(MonitorProcess *ret);
  * API's count of logins refused by the failed-login limiter). malloc'd;
  * NULL on a database error. */
 char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited);
+/* The same with the hosts and VMs of a read-model snapshot; NULL: the store. */
+char *monitor_prometheus_text_from(Store *st, const ModelSnap *snap, const MonitorProcess *self, uint64_t login_rate_limited);
 
 /* The consolidation report over the last window_ms: every server's mean,
  * p95 and max CPU, memory, disk and network, a leaderboard (steady, low
@@ -144,8 +150,9 @@ typedef struct {
  * its "name"). */
 int monitor_op_series(Store *st, const OpCaller *c, const MonitorSeriesSpec *spec, json_t **ret, OpError *err);
 /* The health tree as far as the caller sees it: hidden nodes are left out
- * and their visible descendants lifted up; several roots under a "view". */
-int monitor_op_health(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+ * and their visible descendants lifted up; several roots under a "view".
+ * Hosts and VMs come from snap (the read model) when given, else the store. */
+int monitor_op_health(Store *st, const ModelSnap *snap, const OpCaller *c, json_t **ret, OpError *err);
 /* Alerts (state "open", "resolved" or NULL for all; at most limit) the
  * caller sees: {"items": [...]}. */
 int monitor_op_alert_list(Store *st, const OpCaller *c, const char *state, int limit, json_t **ret, OpError *err);
@@ -197,8 +204,9 @@ int monitor_op_assess_report(Store *st, const OpCaller *c, const PlaceHostModel 
 
 /* The Prometheus exposition: unless metrics_public, authorization (the
  * request's Authorization header, may be NULL) must carry an
- * administrator's bearer token (401/403 else). *ret: malloc'd text. */
-int monitor_op_prometheus(Store *st, const char *authorization, bool metrics_public, uint64_t login_rate_limited, char **ret,
+ * administrator's bearer token (401/403 else). *ret: malloc'd text. Hosts
+ * and VMs from snap when given, as monitor_op_health. */
+int monitor_op_prometheus(Store *st, const ModelSnap *snap, const char *authorization, bool metrics_public, uint64_t login_rate_limited, char **ret,
                           OpError *err);
 
 /* ================================================================== */

@@ -717,9 +717,8 @@ json_t *store_monitor_stats_json(Store *st) {
         return store_query_json(st, "SELECT key, value FROM monitor_stat ORDER BY key", "");
 }
 json_t *store_monitor_counts_json(Store *st) {
-        return store_query_json(st, "SELECT 'host' AS what, state, count(*) AS n FROM host GROUP BY state"
-                                    " UNION ALL SELECT 'vm', state, count(*) FROM vm GROUP BY state"
-                                    " UNION ALL SELECT 'job', state, count(*) FROM job GROUP BY state"
+        /* Hosts and VMs by state come from the read model now (/metrics). */
+        return store_query_json(st, "SELECT 'job' AS what, state, count(*) AS n FROM job GROUP BY state"
                                     " UNION ALL SELECT 'webhook_delivery', state, count(*) FROM webhook_delivery GROUP BY state", "");
 }
 

@@ -195,7 +195,7 @@ int store_delivery_prune(Store *st, int64_t before_ms);
 /* ---- the monitor's own figures (key/value, for /metrics) ---- */
 int store_monitor_stat_set(Store *st, const char *key, double value);
 json_t *store_monitor_stats_json(Store *st);
-/* Counts for /metrics: hosts and VMs per state, jobs per state. */
+/* Counts for /metrics: jobs and webhook deliveries per state ({what, state, n}). */
 json_t *store_monitor_counts_json(Store *st);
 
 /* ---- consolidation assessment ---- */

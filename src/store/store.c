@@ -23,6 +23,9 @@ struct Store {
                 void *data;
                 void (*destroy)(void *);
         } client[8];
+        /* store_set_rows_hook(): told which host/VM/group rows a commit changed. */
+        StoreRowsFn rows_fn;
+        void *rows_data;
 };
 
 /* An event or job change made inside store_begin() .. store_commit() on
@@ -30,6 +33,68 @@ struct Store {
 static __thread bool change_pending;
 
 static int ids_autoincrement(Store *st);
+
+/* Rows of host_group, host and vm changed by this thread's statements (the
+ * update hook, foreign-key actions and triggers included) and not yet told
+ * to the rows hook: delivered when no transaction is open any more, dropped
+ * by store_rollback(). One connection per thread, so per thread. */
+static __thread StoreRowChange *rows_pending;
+static __thread size_t n_rows_pending, cap_rows_pending;
+
+static void rows_mark(StoreTable table, int64_t id) {
+        if (n_rows_pending == cap_rows_pending) {
+                cap_rows_pending = cap_rows_pending ? cap_rows_pending * 2 : 16;
+                rows_pending = xrealloc(rows_pending, cap_rows_pending * sizeof *rows_pending);
+        }
+        rows_pending[n_rows_pending++] = (StoreRowChange) { .table = table, .id = id };
+}
+
+/* sqlite3_update_hook(): runs inside sqlite3_step(), so it only notes the
+ * row. Not called for rows removed by REPLACE or the truncate optimisation
+ * (neither is used on these tables: DELETE always has a WHERE). */
+static void on_row_update(void *userdata, int op, const char *db_name, const char *table, sqlite3_int64 rowid) {
+        (void) userdata;
+        (void) op;
+        if (!streq(db_name, "main"))
+                return;
+        if (streq(table, "vm"))
+                rows_mark(STORE_TABLE_VM, rowid);
+        else if (streq(table, "host"))
+                rows_mark(STORE_TABLE_HOST, rowid);
+        else if (streq(table, "host_group"))
+                rows_mark(STORE_TABLE_HOST_GROUP, rowid);
+}
+
+static int row_change_cmp(const void *a, const void *b) {
+        const StoreRowChange *x = a, *y = b;
+        if (x->table != y->table)
+                return x->table < y->table ? -1 : 1;
+        return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* After a statement: when no transaction is open on this thread, hands the
+ * changed rows (sorted, each once) to the rows hook, without the store's
+ * lock, so that it may read the store. */
+static void rows_flush(Store *st, sqlite3 *db) {
+        if (n_rows_pending == 0 || !sqlite3_get_autocommit(db))
+                return;
+        StoreRowChange *c = rows_pending;
+        size_t n = n_rows_pending;
+        rows_pending = NULL;
+        n_rows_pending = cap_rows_pending = 0;
+        qsort(c, n, sizeof *c, row_change_cmp);
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+                if (k == 0 || row_change_cmp(&c[k - 1], &c[i]) != 0)
+                        c[k++] = c[i];
+        pthread_mutex_lock(&st->lock);
+        StoreRowsFn fn = st->rows_fn;
+        void *data = st->rows_data;
+        pthread_mutex_unlock(&st->lock);
+        if (fn)
+                fn(data, c, k);
+        free(c);
+}
 
 static void change_notify(Store *st) {
         pthread_mutex_lock(&st->lock);
@@ -226,6 +291,7 @@ static sqlite3 *conn_open(Store *st) {
         }
         sqlite3_busy_timeout(db, 10000);
         sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL);
+        sqlite3_update_hook(db, on_row_update, NULL);
         pthread_mutex_lock(&st->lock);
         st->all = xrealloc(st->all, sizeof(sqlite3 *) * (st->n_all + 1));
         st->all[st->n_all++] = db;
@@ -504,6 +570,7 @@ static int vexec(Store *st, const char *sql, const char *types, va_list ap) {
                 ;
         r = rc == SQLITE_DONE ? 0 : store_errcode(db, rc, sql);
         sqlite3_finalize(stmt);
+        rows_flush(st, db);
         return r;
 }
 
@@ -570,6 +637,7 @@ static json_t *vquery_json(Store *st, const char *sql, const char *types, va_lis
                 arr = NULL;
         }
         sqlite3_finalize(stmt);
+        rows_flush(st, db);
         return arr;
 }
 
@@ -610,6 +678,7 @@ static int vquery_row(Store *st, StoreRowFn fn, void *out, const char *sql, cons
         } else
                 r = rc == SQLITE_DONE ? -ENOENT : store_errcode(db, rc, sql);
         sqlite3_finalize(stmt);
+        rows_flush(st, db);
         return r;
 }
 
@@ -669,6 +738,7 @@ int store_commit(Store *st) {
 }
 void store_rollback(Store *st) {
         change_pending = false;
+        n_rows_pending = 0;
         (void) store_exec(st, "ROLLBACK", "");
 }
 
@@ -676,6 +746,12 @@ void store_set_change_hook(Store *st, StoreChangeFn fn, void *userdata) {
         pthread_mutex_lock(&st->lock);
         st->change_fn = fn;
         st->change_data = userdata;
+        pthread_mutex_unlock(&st->lock);
+}
+void store_set_rows_hook(Store *st, StoreRowsFn fn, void *userdata) {
+        pthread_mutex_lock(&st->lock);
+        st->rows_fn = fn;
+        st->rows_data = userdata;
         pthread_mutex_unlock(&st->lock);
 }
 int64_t store_last_id(Store *st) { return sqlite3_last_insert_rowid(store_db(st)); }
@@ -731,6 +807,7 @@ int store_query_rows(Store *st, StoreRowFn fn, size_t elem, void **ret, const ch
                 n++;
         }
         sqlite3_finalize(stmt);
+        rows_flush(st, db);
         if (rc != SQLITE_DONE) {
                 free(arr);
                 return store_errcode(db, rc, sql);
@@ -1080,6 +1157,24 @@ json_t *store_host_list(Store *st, const char *name, int64_t group_id) {
         return store_query_json(st, HOST_COLUMNS "WHERE (?1 IS NULL OR h.name = ?1) AND (?2 = 0 OR h.group_id = ?2) ORDER BY h.name",
                                 "si", name, group_id);
 }
+/* The rows of ids as a JSON text array for json_each(): one bound
+ * parameter however many ids. */
+static char *ids_text(const int64_t *ids, size_t n) {
+        StrBuf b = {0};
+        strbuf_append(&b, "[");
+        for (size_t i = 0; i < n; i++)
+                strbuf_printf(&b, "%s%lld", i ? "," : "", (long long) ids[i]);
+        strbuf_append(&b, "]");
+        return strbuf_steal(&b);
+}
+int store_host_list_ids(Store *st, const int64_t *ids, size_t n, json_t **ret) {
+        _cleanup_free_ char *text = ids_text(ids, n);
+        json_t *arr = store_query_json(st, HOST_COLUMNS "WHERE h.id IN (SELECT value FROM json_each(?)) ORDER BY h.id", "s", text);
+        if (!arr)
+                return -EIO;
+        *ret = arr;
+        return 0;
+}
 json_t *store_host_get_json(Store *st, int64_t id) {
         return store_query_one(st, HOST_COLUMNS "WHERE h.id = ?", "i", id);
 }
@@ -1143,11 +1238,16 @@ int store_vm_update_hw(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib
 int store_vm_delete(Store *st, int64_t id) {
         return store_exec_one(st, "DELETE FROM vm WHERE id = ?", "i", id);
 }
+/* A VM's disks are part of its JSON: the rows hook hears of the VM (the
+ * update hook would name vm_disk rowids, which say nothing). Marked before
+ * the statement, which delivers it when no transaction is open. */
 int store_vm_disk_add(Store *st, int64_t vm_id, const StoreDisk *d) {
+        rows_mark(STORE_TABLE_VM, vm_id);
         return store_exec(st, "INSERT OR REPLACE INTO vm_disk(vm_id, target, path, size_bytes, owned) VALUES (?,?,?,?,?)",
                           "issib", vm_id, d->target, d->path, (int64_t) d->size_bytes, (int) d->owned);
 }
 int store_vm_disks_clear(Store *st, int64_t vm_id) {
+        rows_mark(STORE_TABLE_VM, vm_id);
         return store_exec(st, "DELETE FROM vm_disk WHERE vm_id = ?", "i", vm_id);
 }
 static void row_disk(sqlite3_stmt *stmt, void *out) {
@@ -1173,6 +1273,14 @@ json_t *store_vm_list(Store *st, const char *name, int64_t host_id, int64_t owne
         return store_query_json(st, VM_COLUMNS "WHERE (?1 IS NULL OR v.name = ?1) AND (?2 = 0 OR v.host_id = ?2)"
                                                " AND (?3 = 0 OR v.owner_id = ?3) ORDER BY v.name",
                                 "sii", name, host_id, owner_id);
+}
+int store_vm_list_ids(Store *st, const int64_t *ids, size_t n, json_t **ret) {
+        _cleanup_free_ char *text = ids_text(ids, n);
+        json_t *arr = store_query_json(st, VM_COLUMNS "WHERE v.id IN (SELECT value FROM json_each(?)) ORDER BY v.id", "s", text);
+        if (!arr)
+                return -EIO;
+        *ret = arr;
+        return 0;
 }
 json_t *store_vm_get_json(Store *st, int64_t id) {
         return store_query_one(st, VM_COLUMNS "WHERE v.id = ?", "i", id);
@@ -1244,15 +1352,31 @@ int store_token_insert(Store *st, int64_t user_id, const char *token_hash, int64
         return store_exec(st, "INSERT INTO token(user_id, token_hash, created_at, expires_at) VALUES (?,?,?,?)",
                           "isii", user_id, token_hash, now_ms(), expires_at_ms);
 }
+typedef struct {
+        StoreUser user;
+        int64_t last_used_at;
+} TokenUser;
+static void row_token_user(sqlite3_stmt *stmt, void *out) {
+        TokenUser *t = out;
+        row_user(stmt, &t->user);
+        t->last_used_at = sqlite3_column_int64(stmt, 4);
+}
 int store_token_user(Store *st, const char *token_hash, int64_t now, StoreUser *ret) {
-        int r = store_query_row(st, row_user, ret,
-                          "SELECT u.id, u.name, u.role, u.password_hash FROM token t JOIN user u ON u.id = t.user_id"
+        TokenUser t;
+        int r = store_query_row(st, row_token_user, &t,
+                          "SELECT u.id, u.name, u.role, u.password_hash, coalesce(t.last_used_at, 0)"
+                          " FROM token t JOIN user u ON u.id = t.user_id"
                           " WHERE t.token_hash = ? AND t.expires_at > ?", "si", token_hash, now);
         if (r < 0)
                 return r;
-        /* last_used_at is informational; a failure to record it is not fatal. */
-        (void) store_exec(st, "UPDATE token SET last_used_at = ? WHERE token_hash = ? AND coalesce(last_used_at, 0) < ? - 60000",
-                          "isi", now, token_hash, now);
+        *ret = t.user;
+        /* last_used_at is informational (a failure to record it is not
+         * fatal) and kept to the minute: an UPDATE takes the database's
+         * write lock even when it changes nothing, so it runs only when due,
+         * not on every request behind every other writer. */
+        if (t.last_used_at < now - 60000)
+                (void) store_exec(st, "UPDATE token SET last_used_at = ? WHERE token_hash = ? AND coalesce(last_used_at, 0) < ? - 60000",
+                                  "isi", now, token_hash, now);
         return 0;
 }
 int store_token_delete(Store *st, const char *token_hash) {

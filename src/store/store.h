@@ -74,6 +74,24 @@ void store_rollback(Store *st);
  * call the store. One hook; NULL removes it. */
 typedef void (*StoreChangeFn)(void *userdata);
 void store_set_change_hook(Store *st, StoreChangeFn fn, void *userdata);
+/* ---- changed rows, for the read model (src/model) ----
+ * After a commit that changed rows of host_group, host or vm (inserted,
+ * updated or deleted, by a statement, a trigger or a foreign-key action;
+ * a VM whose disks changed counts as changed), fn is called once from the
+ * thread that committed, outside any transaction and without the store's
+ * locks, so it may read the store: changes sorted by (table, id), each
+ * once, n >= 1. A rollback tells nothing. It may name a row that did not
+ * change (a failed transaction that SQLite itself ended): a reader re-reads
+ * the truth. One hook; NULL removes it (no call runs after the caller has
+ * stopped every writer). Separate from the change hook above, which keeps
+ * serving the event stream. */
+typedef enum { STORE_TABLE_HOST_GROUP, STORE_TABLE_HOST, STORE_TABLE_VM } StoreTable;
+typedef struct {
+        StoreTable table;
+        int64_t id;
+} StoreRowChange;
+typedef void (*StoreRowsFn)(void *userdata, const StoreRowChange *changes, size_t n);
+void store_set_rows_hook(Store *st, StoreRowsFn fn, void *userdata);
 int64_t store_last_id(Store *st);
 int store_changes(Store *st);
 /* Whether this thread's connection is inside a transaction. */
@@ -154,6 +172,9 @@ int store_host_set_throttle(Store *st, int64_t id, int max_parallel_starts, int 
 int store_host_delete(Store *st, int64_t id, bool force);
 json_t *store_host_list(Store *st, const char *name, int64_t group_id);
 json_t *store_host_get_json(Store *st, int64_t id);
+/* The hosts among ids (n of them), in the shape of store_host_list(),
+ * ordered by id; an id without a row is left out. 0 and *ret, or -EIO. */
+int store_host_list_ids(Store *st, const int64_t *ids, size_t n, json_t **ret);
 /* Ids of every host, for the monitor loop. Returns count or negative. */
 int store_host_ids(Store *st, int64_t **ret_ids);
 
@@ -198,6 +219,8 @@ int store_vm_disks_clear(Store *st, int64_t vm_id);
 int store_vm_disks(Store *st, int64_t vm_id, StoreDisk **ret);
 json_t *store_vm_list(Store *st, const char *name, int64_t host_id, int64_t owner_id);
 json_t *store_vm_get_json(Store *st, int64_t id);
+/* The VMs among ids, as store_host_list_ids() does for hosts. */
+int store_vm_list_ids(Store *st, const int64_t *ids, size_t n, json_t **ret);
 /* VMs the database places on host_id: a malloc'd array; count or negative. */
 int store_vm_list_on_host(Store *st, int64_t host_id, StoreVm **ret);
 int store_vm_count_on_host(Store *st, int64_t host_id);

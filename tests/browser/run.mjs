@@ -454,6 +454,10 @@ test('self-service portal: a self-service user sees only their VMs', async () =>
   const vm = (await A.req('GET', '/vms?name=web01')).items[0];
   // No API hands a VM to another owner yet: the test sets it in the database.
   execFileSync('sqlite3', [path.join(A.dir, 'var', 'armada.db'), `PRAGMA busy_timeout=5000; UPDATE vm SET owner_id = ${alice.id} WHERE id = ${vm.id};`]);
+  // The lists read armadad's in-memory read model, which follows armadad's
+  // own writes, not one made behind its back: have armadad write the row
+  // (pause, resume), and the model re-reads it with its new owner.
+  for (const act of ['pause', 'resume']) await A.req('POST', `/vms/${vm.id}/actions/${act}`, {}).then(j => A.job(j.job.id));
   // A template in the library and a grant of it to alice, when the server
   // has them: the portal then shows them with the quota, and deploys.
   let granted = false;

@@ -489,6 +489,22 @@ static void test_rounds(void **state) {
         assert_non_null(strstr(text, "armada_alerts_open{severity=\"critical\"} 1\n"));
         assert_non_null(strstr(text, "armada_monitor_rounds_total 6\n"));
         assert_non_null(strstr(text, "# TYPE armada_login_rate_limited_total counter\narmada_login_rate_limited_total 7\n"));
+        /* The same from the read model's snapshot, without SQL for hosts
+         * and VMs (what GET /health and /metrics use). */
+        Model *model = NULL;
+        assert_int_equal(model_new(st, &model), 0);
+        ModelSnap *snap = model_snap(model);
+        _cleanup_json_ json_t *tree2 = monitor_health_json_from(st, snap);
+        assert_true(json_equal(tree, tree2));
+        _cleanup_free_ char *text2 = monitor_prometheus_text_from(st, snap, &self, 7);
+        assert_string_equal(text, text2);
+        model_snap_unref(snap);
+        assert_int_equal(store_vm_set_state(st, vm_id, "crashed"), 1);
+        snap = model_snap(model);
+        _cleanup_free_ char *text3 = monitor_prometheus_text_from(st, snap, &self, 7);
+        assert_non_null(strstr(text3, "state=\"crashed\"} 1\n"));
+        model_snap_unref(snap);
+        model_free(model);
         /* A series query over the raw tier. */
         char why[256];
         _cleanup_json_ json_t *series = monitor_series_json(st, STORE_PERF_HOST, src.host_id, "memory", t - 1, t + 400000, 10,

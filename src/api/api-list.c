@@ -1,0 +1,633 @@
+/* Lists for large estates: GET /api/v1/hosts and GET /api/v1/vms served
+ * from the read model (model.h), not SQLite.
+ *
+ * Rows come in name order (as before), each as the store shapes it. A
+ * request may page (limit, cursor), filter (name, name_prefix, state,
+ * host_id, group_id, owner_id), select fields, revalidate (ETag,
+ * If-None-Match: 304) and take gzip. A page holds only rows the caller may
+ * read; the cursor names the last row the caller was given (nothing else),
+ * so it reveals nothing and survives rows coming and going between pages:
+ * the next page starts after that name. */
+#include "api-priv.h"
+#include "model/model.h"
+
+#include <errno.h>
+#include <string.h>
+#include <zlib.h>
+
+#define LIST_LIMIT_MAX 5000
+#define LIST_MAX_STATES 8
+#define LIST_MAX_FIELDS 32
+#define CURSOR_PREFIX "n1."
+
+/* The fields of each kind (the keys of store_host_list()/store_vm_list()). */
+static const char *const HOST_FIELDS[] = {
+        "id", "name", "uri", "group_id", "group_path", "state", "state_reason", "hostname", "cpus", "memory_mib",
+        "free_memory_mib", "hv_driver", "domain_type", "pool", "pool_path", "n_vms", "last_seen_at", "created_at",
+        "hv_uuid", "max_parallel_starts", "max_parallel_disk_ops", NULL,
+};
+static const char *const VM_FIELDS[] = {
+        "id", "uuid", "name", "host_id", "host_name", "owner_id", "owner_name", "cpus", "memory_mib", "disks", "state",
+        "origin", "domain_type", "description", "group_id", "created_at", "updated_at", NULL,
+};
+
+typedef struct {
+        bool vms;
+        const char *name;             /* exact */
+        const char *name_prefix;
+        const char *states[LIST_MAX_STATES];
+        size_t n_states;
+        int64_t host_id, group_id, owner_id;
+        int64_t limit;                /* 0: all */
+        const char *cursor;           /* as sent */
+        char after[64];               /* decoded: start after this name ("" from the start) */
+        const char *fields[LIST_MAX_FIELDS];
+        size_t n_fields;
+        char fields_buf[1024];
+        char states_buf[256];
+} ListQuery;
+
+/* ---- parsing ---- */
+
+static bool in_list(const char *const *list, const char *s) {
+        for (size_t i = 0; list[i]; i++)
+                if (streq(list[i], s))
+                        return true;
+        return false;
+}
+
+/* Splits a comma-separated query value into buf/out; false (400 naming
+ * key) when a part is empty or there are too many. */
+static bool split_list(Req *r, const char *key, const char *v, char *buf, size_t size, const char **out, size_t max, size_t *ret_n) {
+        if (strlen(v) >= size) {
+                reply_error(r, 400, "invalid_argument", key, "Query parameter '%s' is too long.", key);
+                return false;
+        }
+        snprintf(buf, size, "%s", v);
+        size_t n = 0;
+        for (char *p = buf, *tok; (tok = strsep(&p, ",")); ) {
+                if (!*tok || n == max) {
+                        reply_error(r, 400, "invalid_argument", key, "Query parameter '%s' must be a comma-separated list of at most"
+                                    " %zu names, without empty ones.", key, max);
+                        return false;
+                }
+                out[n++] = tok;
+        }
+        *ret_n = n;
+        return true;
+}
+
+/* base64url without padding: the cursor's encoding. */
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void b64url(const char *in, char *out, size_t size) {
+        size_t n = strlen(in), o = 0;
+        for (size_t i = 0; i < n && o + 5 < size; i += 3) {
+                uint32_t v = (uint32_t) (unsigned char) in[i] << 16;
+                if (i + 1 < n) v |= (uint32_t) (unsigned char) in[i + 1] << 8;
+                if (i + 2 < n) v |= (unsigned char) in[i + 2];
+                out[o++] = B64[(v >> 18) & 63];
+                out[o++] = B64[(v >> 12) & 63];
+                if (i + 1 < n) out[o++] = B64[(v >> 6) & 63];
+                if (i + 2 < n) out[o++] = B64[v & 63];
+        }
+        out[o] = 0;
+}
+
+static int b64url_decode(const char *in, char *out, size_t size) {
+        uint32_t acc = 0;
+        int bits = 0;
+        size_t o = 0;
+        for (const char *p = in; *p; p++) {
+                const char *c = strchr(B64, *p);
+                if (!c || !*p)
+                        return -EINVAL;
+                acc = (acc << 6) | (uint32_t) (c - B64);
+                bits += 6;
+                if (bits >= 8) {
+                        bits -= 8;
+                        if (o + 1 >= size)
+                                return -EINVAL;
+                        out[o++] = (char) ((acc >> bits) & 0xff);
+                }
+        }
+        out[o] = 0;
+        return 0;
+}
+
+static bool parse_cursor(Req *r, ListQuery *q) {
+        q->cursor = req_query(r, "cursor");
+        if (!q->cursor)
+                return true;
+        size_t pl = strlen(CURSOR_PREFIX);
+        if (strncmp(q->cursor, CURSOR_PREFIX, pl) != 0 || strlen(q->cursor) > 120 ||
+            b64url_decode(q->cursor + pl, q->after, sizeof q->after) < 0 || !name_is_valid(q->after)) {
+                reply_error(r, 400, "invalid_argument", "cursor", "Query parameter 'cursor' is not a cursor this list gave out; start"
+                            " again without it.");
+                return false;
+        }
+        return true;
+}
+
+static bool parse_name_prefix(Req *r, ListQuery *q) {
+        q->name_prefix = req_query(r, "name_prefix");
+        if (!q->name_prefix)
+                return true;
+        if (strlen(q->name_prefix) > 63 ||
+            strspn(q->name_prefix, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != strlen(q->name_prefix)) {
+                reply_error(r, 400, "invalid_argument", "name_prefix", "Query parameter 'name_prefix' must be at most 63 letters, digits,"
+                            " '.', '_' or '-'.");
+                return false;
+        }
+        return true;
+}
+
+static bool parse_fields(Req *r, ListQuery *q) {
+        const char *v = req_query(r, "fields");
+        if (!v)
+                return true;
+        if (!split_list(r, "fields", v, q->fields_buf, sizeof q->fields_buf, q->fields, LIST_MAX_FIELDS, &q->n_fields))
+                return false;
+        const char *const *known = q->vms ? VM_FIELDS : HOST_FIELDS;
+        for (size_t i = 0; i < q->n_fields; i++)
+                if (!in_list(known, q->fields[i])) {
+                        reply_error(r, 400, "invalid_argument", "fields", "Query parameter 'fields' names '%.64s', which %s do not have.",
+                                    q->fields[i], q->vms ? "VMs" : "hosts");
+                        return false;
+                }
+        return true;
+}
+
+static bool parse_query(Req *r, ListQuery *q) {
+        q->name = req_query(r, "name");
+        const char *states = req_query(r, "state");
+        if (!req_query_int(r, "limit", 0, 1, LIST_LIMIT_MAX, &q->limit) ||
+            !req_query_int(r, "group_id", 0, 0, INT64_MAX, &q->group_id) || !parse_cursor(r, q) || !parse_name_prefix(r, q) ||
+            !parse_fields(r, q))
+                return false;
+        if (q->vms && (!req_query_int(r, "host_id", 0, 0, INT64_MAX, &q->host_id) ||
+                       !req_query_int(r, "owner_id", 0, 0, INT64_MAX, &q->owner_id)))
+                return false;
+        if (states && !split_list(r, "state", states, q->states_buf, sizeof q->states_buf, q->states, LIST_MAX_STATES, &q->n_states))
+                return false;
+        return true;
+}
+
+/* ---- selection ---- */
+
+static bool row_matches(const ListQuery *q, const ModelRow *row) {
+        if (q->name && !streq(row->name, q->name))
+                return false;
+        if (q->name_prefix && strncmp(row->name, q->name_prefix, strlen(q->name_prefix)) != 0)
+                return false;
+        if (q->group_id && row->group_id != q->group_id)
+                return false;
+        if (q->host_id && row->host_id != q->host_id)
+                return false;
+        if (q->owner_id && row->owner_id != q->owner_id)
+                return false;
+        if (q->n_states) {
+                size_t i = 0;
+                while (i < q->n_states && !streq(q->states[i], row->state))
+                        i++;
+                if (i == q->n_states)
+                        return false;
+        }
+        return true;
+}
+
+/* The rules of GET /hosts and GET /vms before the read model (api_allowed
+ * per row), with the group chain from the model instead of a query. */
+static bool row_visible(const AuthSubject *subj, const ModelSnap *s, bool vms, const ModelRow *row) {
+        if (subj->role == ROLE_ADMIN || subj->role == ROLE_READ_ONLY)
+                return true;
+        int64_t chain[AUTH_MAX_DEPTH];
+        AuthObject o = { .kind = vms ? OBJ_VM : OBJ_HOST, .owner_id = vms ? row->owner_id : 0 };
+        if (subj->role == ROLE_DELEGATED_ADMIN) {
+                o.n_groups = model_group_chain(s, row->group_id, chain, AUTH_MAX_DEPTH);
+                o.groups = chain;
+        }
+        return auth_policy_allows(subj, ACT_READ, &o);
+}
+
+/* ---- output ---- */
+
+/* Values that are arrays or objects are printed under one lock: rows are
+ * shared between threads, and printing must not depend on the library
+ * marking containers it walks. Scalars need none. */
+static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void append_fields(StrBuf *b, const ModelRow *row, const ListQuery *q) {
+        strbuf_append(b, "{");
+        for (size_t i = 0; i < q->n_fields; i++) {
+                json_t *v = json_object_get(row->json, q->fields[i]);
+                bool container = json_is_object(v) || json_is_array(v);
+                if (container)
+                        pthread_mutex_lock(&print_lock);
+                char *text = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+                if (container)
+                        pthread_mutex_unlock(&print_lock);
+                strbuf_printf(b, "%s\"%s\":%s", i ? "," : "", q->fields[i], text ? text : "null");
+                free(text);
+        }
+        strbuf_append(b, "}");
+}
+
+static void url_append(StrBuf *b, const char *key, const char *v) {
+        if (!v)
+                return;
+        strbuf_printf(b, "&%s=", key);
+        for (const unsigned char *p = (const unsigned char *) v; *p; p++) {
+                if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || strchr("-._~", *p))
+                        strbuf_appendn(b, (const char *) p, 1);
+                else
+                        strbuf_printf(b, "%%%02X", *p);
+        }
+}
+
+/* Link: <next page>; rel="next", with the request's other parameters. */
+static char *link_next(Req *r, const ListQuery *q, const char *cursor) {
+        StrBuf b = {0};
+        strbuf_printf(&b, "<%s?limit=%lld", r->path, (long long) q->limit);
+        strbuf_printf(&b, "&cursor=%s", cursor);
+        static const char *const keys[] = { "name", "name_prefix", "state", "host_id", "group_id", "owner_id", "fields" };
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                url_append(&b, keys[i], req_query(r, keys[i]));
+        strbuf_append(&b, ">; rel=\"next\"");
+        return strbuf_steal(&b);
+}
+
+/* FNV-1a, for the ETag. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+        const unsigned char *c = p;
+        for (size_t i = 0; i < n; i++) {
+                h ^= c[i];
+                h *= 0x100000001b3ULL;
+        }
+        return h;
+}
+static uint64_t fnv_str(uint64_t h, const char *s) {
+        return fnv(h, s ? s : "\1", s ? strlen(s) + 1 : 1);
+}
+
+/* The ETag of a list answer: the table's and the groups' generations, the
+ * model instance, who asks (their rows differ) and every parameter. A change
+ * of any row of the table gives a new one. */
+static void list_etag(Req *r, const ModelSnap *s, const ListQuery *q, char out[64]) {
+        uint64_t h = 0xcbf29ce484222325ULL;
+        const ModelTable *t = q->vms ? s->vms : s->hosts;
+        int64_t who[3] = { r->user.id, r->subj.role, (int64_t) r->subj.n_scopes };
+        h = fnv(h, &r->api->list_instance, sizeof r->api->list_instance);
+        h = fnv(h, &t->generation, sizeof t->generation);
+        h = fnv(h, &s->groups->generation, sizeof s->groups->generation);
+        h = fnv(h, who, sizeof who);
+        h = fnv(h, r->subj.scopes, r->subj.n_scopes * sizeof *r->subj.scopes);
+        static const char *const keys[] = { "limit", "cursor", "name", "name_prefix", "state", "host_id", "group_id",
+                                            "owner_id", "fields" };
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                h = fnv_str(fnv_str(h, keys[i]), req_query(r, keys[i]));
+        snprintf(out, 64, "W/\"%c%016llx\"", q->vms ? 'v' : 'h', (unsigned long long) h);
+}
+
+/* Whether If-None-Match names etag (or is "*"); weak comparison. */
+static bool etag_matches(Req *r, const char *etag) {
+        const char *v = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "If-None-Match");
+        if (!v)
+                return false;
+        const char *mine = strncmp(etag, "W/", 2) == 0 ? etag + 2 : etag;
+        _cleanup_free_ char *copy = xstrdup(v);
+        for (char *p = copy, *tok; (tok = strsep(&p, ",")); ) {
+                tok += strspn(tok, " \t");
+                size_t n = strcspn(tok, " \t");
+                tok[n] = 0;
+                if (streq(tok, "*"))
+                        return true;
+                if (strncmp(tok, "W/", 2) == 0)
+                        tok += 2;
+                if (streq(tok, mine))
+                        return true;
+        }
+        return false;
+}
+
+/* Whether the client takes gzip (Accept-Encoding, q=0 refuses). */
+static bool accepts_gzip(Req *r) {
+        const char *v = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Accept-Encoding");
+        if (!v)
+                return false;
+        _cleanup_free_ char *copy = xstrdup(v);
+        for (char *p = copy, *tok; (tok = strsep(&p, ",")); ) {
+                tok += strspn(tok, " \t");
+                size_t n = strcspn(tok, " \t;");
+                bool gz = (n == 4 && strncasecmp(tok, "gzip", 4) == 0) || (n == 1 && tok[0] == '*');
+                if (!gz)
+                        continue;
+                const char *qv = strstr(tok + n, "q=");
+                return !(qv && strtod(qv + 2, NULL) <= 0.0);
+        }
+        return false;
+}
+
+/* gzip of in (RFC 1952). 0 and *ret (malloc'd), or -EIO. */
+static int gzip_body(const char *in, size_t n, char **ret, size_t *ret_len) {
+        z_stream z = {0};
+        /* Level 1: lists are large and compress well even so; the CPU goes
+         * to the next request. 15 + 16: a gzip header and trailer. */
+        if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+                return -EIO;
+        size_t cap = deflateBound(&z, (uLong) n);
+        char *out = xmalloc(cap);
+        z.next_in = (Bytef *) in;
+        z.avail_in = (uInt) n;
+        z.next_out = (Bytef *) out;
+        z.avail_out = (uInt) cap;
+        int rc = deflate(&z, Z_FINISH);
+        size_t len = z.total_out;
+        deflateEnd(&z);
+        if (rc != Z_STREAM_END) {
+                free(out);
+                return -EIO;
+        }
+        *ret = out;
+        *ret_len = len;
+        return 0;
+}
+
+/* Builds the page: rows of t in name order after q->after that match and
+ * the caller may see, at most q->limit; *ret_next the name of the last one
+ * given when more visible rows follow. */
+static void build_items(Req *r, const ModelSnap *s, const ListQuery *q, StrBuf *b, const char **ret_next) {
+        const ModelTable *t = q->vms ? s->vms : s->hosts;
+        size_t start = q->after[0] ? model_name_after(t, q->after) : 0;
+        /* An exact name or a prefix: binary search to the first candidate. */
+        const char *from = q->name ? q->name : q->name_prefix;
+        if (from && strcmp(from, q->after) > 0) {
+                size_t lo = 0, hi = t->n;
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+                        if (strcmp(t->by_name[mid]->name, from) < 0)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                start = lo;
+        }
+        size_t given = 0;
+        const ModelRow *last = NULL;
+        *ret_next = NULL;
+        for (size_t i = start; i < t->n; i++) {
+                const ModelRow *row = t->by_name[i];
+                if (from && strncmp(row->name, from, strlen(from)) > 0)
+                        break; /* past every name with this prefix */
+                if (!row_matches(q, row) || !row_visible(&r->subj, s, q->vms, row))
+                        continue;
+                if (q->limit && given == (size_t) q->limit) {
+                        *ret_next = last->name;
+                        break;
+                }
+                if (given++)
+                        strbuf_append(b, ",");
+                if (q->n_fields)
+                        append_fields(b, row, q);
+                else
+                        strbuf_appendn(b, row->text, row->text_len);
+                last = row;
+        }
+}
+
+/* ---- the full list, streamed ----
+ * Without limit or cursor the list is written out as MHD asks for
+ * it, a chunk of rows at a time, from the snapshot the request took (held
+ * until the response is done): no whole copy of a 7 MB body in memory, and
+ * the first bytes leave at once. gzip is a deflate stream over the chunks. */
+
+#define STREAM_CHUNK (64 * 1024)
+
+typedef struct {
+        ModelSnap *snap;
+        ListQuery *q;
+        char *name, *name_prefix;     /* q's copies (q points here) */
+        AuthSubject subj;             /* the caller, copied: scopes below */
+        int64_t scopes[API_MAX_SCOPES];
+        size_t next;                  /* index in by_name */
+        size_t given;
+        bool head_done;
+        bool plain_done;              /* the closing bracket is out */
+        bool gzip, z_done;
+        z_stream z;
+        StrBuf plain, out;            /* out: bytes not yet handed to MHD */
+        size_t off;
+} ListStream;
+
+/* Appends the next chunk of rows (or the end) to s->plain. */
+static void stream_fill(ListStream *s) {
+        const ModelTable *t = s->q->vms ? s->snap->vms : s->snap->hosts;
+        if (!s->head_done) {
+                strbuf_append(&s->plain, "{\"items\":[");
+                s->head_done = true;
+        }
+        const char *from = s->q->name ? s->q->name : s->q->name_prefix;
+        while (s->next < t->n && s->plain.len < STREAM_CHUNK) {
+                const ModelRow *row = t->by_name[s->next++];
+                if (from && strncmp(row->name, from, strlen(from)) > 0) {
+                        s->next = t->n;
+                        break;
+                }
+                if (!row_matches(s->q, row) || !row_visible(&s->subj, s->snap, s->q->vms, row))
+                        continue;
+                if (s->given++)
+                        strbuf_append(&s->plain, ",");
+                if (s->q->n_fields)
+                        append_fields(&s->plain, row, s->q);
+                else
+                        strbuf_appendn(&s->plain, row->text, row->text_len);
+        }
+        if (s->next >= t->n && !s->plain_done) {
+                strbuf_append(&s->plain, "]}\n");
+                s->plain_done = true;
+        }
+}
+
+/* Moves s->plain into s->out, compressed when asked. */
+static int stream_pack(ListStream *s) {
+        if (!s->gzip) {
+                strbuf_appendn(&s->out, s->plain.s ? s->plain.s : "", s->plain.len);
+                s->plain.len = 0;
+                return 0;
+        }
+        s->z.next_in = (Bytef *) s->plain.s;
+        s->z.avail_in = (uInt) s->plain.len;
+        int flush = s->plain_done ? Z_FINISH : Z_NO_FLUSH;
+        for (;;) {
+                char buf[16384];
+                s->z.next_out = (Bytef *) buf;
+                s->z.avail_out = sizeof buf;
+                int rc = deflate(&s->z, flush);
+                if (rc == Z_STREAM_ERROR)
+                        return -EIO;
+                strbuf_appendn(&s->out, buf, sizeof buf - s->z.avail_out);
+                if (rc == Z_STREAM_END) {
+                        s->z_done = true;
+                        break;
+                }
+                if (s->z.avail_in == 0 && s->z.avail_out != 0)
+                        break;
+        }
+        s->plain.len = 0;
+        return 0;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        ListStream *s = cls;
+        (void) pos;
+        for (;;) {
+                if (s->off < s->out.len) {
+                        size_t n = s->out.len - s->off < max ? s->out.len - s->off : max;
+                        memcpy(buf, s->out.s + s->off, n);
+                        s->off += n;
+                        return (ssize_t) n;
+                }
+                s->out.len = 0;
+                s->off = 0;
+                if (s->plain_done && (!s->gzip || s->z_done))
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                stream_fill(s);
+                if (stream_pack(s) < 0)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+}
+
+static void stream_free(void *cls) {
+        ListStream *s = cls;
+        if (s->gzip)
+                deflateEnd(&s->z);
+        model_snap_unref(s->snap);
+        strbuf_free(&s->plain);
+        strbuf_free(&s->out);
+        free(s->name);
+        free(s->name_prefix);
+        free(s->q);
+        free(s);
+}
+
+/* Streams the whole list; false (nothing sent) when it cannot. Takes q. */
+static bool list_stream(Req *r, ModelSnap *snap, ListQuery *q) {
+        ListStream *s = xcalloc(1, sizeof *s);
+        const char *name = q->name, *name_prefix = q->name_prefix;
+        s->q = q;
+        s->name = q->name ? xstrdup(q->name) : NULL;
+        s->name_prefix = q->name_prefix ? xstrdup(q->name_prefix) : NULL;
+        q->name = s->name;
+        q->name_prefix = s->name_prefix;
+        s->subj = r->subj;
+        size_t n = r->subj.n_scopes < API_MAX_SCOPES ? r->subj.n_scopes : API_MAX_SCOPES;
+        memcpy(s->scopes, r->subj.scopes, n * sizeof *s->scopes);
+        s->subj.scopes = s->scopes;
+        s->subj.n_scopes = n;
+        s->snap = snap;
+        const ModelTable *t = q->vms ? snap->vms : snap->hosts;
+        const char *from = q->name ? q->name : q->name_prefix;
+        if (from) {
+                size_t lo = 0, hi = t->n;
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+                        if (strcmp(t->by_name[mid]->name, from) < 0)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                s->next = lo;
+        }
+        if (accepts_gzip(r)) {
+                if (deflateInit2(&s->z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK)
+                        s->gzip = true;
+        }
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_CHUNK, stream_read, s, stream_free);
+        if (!resp) {
+                /* The caller keeps q and the snapshot. */
+                q->name = name;
+                q->name_prefix = name_prefix;
+                s->snap = NULL;
+                s->q = NULL;
+                stream_free(s);
+                return false;
+        }
+        if (s->gzip)
+                reply_header(r, "Content-Encoding", "gzip");
+        r->status = 200;
+        r->content_type = "application/json";
+        r->mhd_resp = resp;
+        return true;
+}
+
+static void list_reply(Req *r, bool vms) {
+        _cleanup_free_ ListQuery *qp = xcalloc(1, sizeof *qp);
+        ListQuery *q = qp;
+        q->vms = vms;
+        if (!parse_query(r, q))
+                return;
+        /* A self-service user lists its own VMs only (as before). */
+        if (vms && r->subj.role == ROLE_SELF_SERVICE) {
+                if (q->owner_id && q->owner_id != r->user.id) {
+                        q->owner_id = -1; /* nobody's: an empty list, as filtering another's VMs would give */
+                } else
+                        q->owner_id = r->user.id;
+        }
+        ModelSnap *snap = model_snap(r->api->model);
+        _cleanup_model_snap_ ModelSnap *s = snap;
+        char etag[64];
+        list_etag(r, s, q, etag);
+        reply_header(r, "ETag", etag);
+        reply_header(r, "Vary", "Accept-Encoding");
+        if (etag_matches(r, etag)) {
+                r->status = 304;
+                return;
+        }
+        if (!q->limit && !q->cursor) {
+                s = NULL; /* the stream holds the snapshot now, or gives it back */
+                if (list_stream(r, snap, q)) {
+                        qp = NULL;
+                        return;
+                }
+                s = snap;
+        }
+        StrBuf b = {0};
+        strbuf_append(&b, "{\"items\":[");
+        const char *next = NULL;
+        build_items(r, s, q, &b, &next);
+        strbuf_append(&b, "]");
+        if (q->limit || q->cursor) {
+                char cur[128] = "";
+                if (next) {
+                        char enc[100];
+                        b64url(next, enc, sizeof enc);
+                        snprintf(cur, sizeof cur, CURSOR_PREFIX "%s", enc);
+                        _cleanup_free_ char *link = link_next(r, q, cur);
+                        reply_header(r, "Link", link);
+                }
+                strbuf_printf(&b, ",\"next_cursor\":%s%s%s", next ? "\"" : "", next ? cur : "null", next ? "\"" : "");
+        }
+        strbuf_append(&b, "}\n");
+        size_t len = b.len;
+        char *body = strbuf_steal(&b);
+        char *gz = NULL;
+        size_t gz_len = 0;
+        if (len > 1024 && accepts_gzip(r) && gzip_body(body, len, &gz, &gz_len) == 0) {
+                free(body);
+                body = gz;
+                len = gz_len;
+                reply_header(r, "Content-Encoding", "gzip");
+        }
+        r->status = 200;
+        r->content_type = "application/json";
+        r->raw = body;
+        r->raw_len = len;
+}
+
+void api_list_hosts(Req *r) {
+        list_reply(r, false);
+}
+
+void api_list_vms(Req *r) {
+        list_reply(r, true);
+}
