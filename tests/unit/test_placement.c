@@ -195,7 +195,7 @@ static void test_ops_errors(void **state) {
 
         PlacementVmSpec vs = { .name = "huge", .cpus = 1, .memory_mib = 1 << 20 };
         int64_t host;
-        assert_int_equal(placement_new_vm(st, &admin, &vs, &host, &out, &err), -EEXIST);
+        assert_int_equal(placement_new_vm(st, &admin, &vs, &host, &out, &err), -ENOSPC);
         assert_int_equal(err.status, 409);
         assert_string_equal(err.code, "no_capacity");
 
