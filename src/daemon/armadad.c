@@ -318,18 +318,9 @@ static void job_stuck_hook(void *userdata, const StoreJobWatch *job, bool stuck,
         (void) monitor_job_stuck_changed(userdata, job->id, name, job->owner_id, stuck, message);
 }
 
-int main(int argc, char **argv) {
-        /* Everything armadad creates (database, its -wal/-shm, certificates,
-         * keys, the initial password, temporary files) is its own alone,
-         * whatever the mode of the directory it lands in. */
-        umask(0077);
-        Config c = { 0 };
-        set_str(&c.listen, "127.0.0.1:8080");
-        set_str(&c.state_dir, "var");
-        set_str(&c.admin_user, "admin");
-        set_str(&c.log_level, "info");
-        c.workers = 4;
-
+/* Phase 1: the configuration file, then the flags over it. 0 to go on, or
+ * the exit status (0 for --help) in *ret_status and 1. */
+static int parse_arguments(int argc, char **argv, Config *c, int *ret_status) {
         static const struct option opts[] = {
                 { "config", required_argument, NULL, 'c' }, { "listen", required_argument, NULL, 0 },
                 { "db", required_argument, NULL, 0 }, { "state-dir", required_argument, NULL, 0 },
@@ -353,45 +344,53 @@ int main(int argc, char **argv) {
                 { "job-stuck-percent", required_argument, NULL, 0 }, { "test-hold-starts", required_argument, NULL, 0 },
                 { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
         };
-        /* The configuration file first, so flags override it. */
         for (int i = 1; i < argc - 1; i++)
-                if (streq(argv[i], "--config") && config_load_file(&c, argv[i + 1]) < 0)
-                        return 2;
+                if (streq(argv[i], "--config") && config_load_file(c, argv[i + 1]) < 0) {
+                        *ret_status = 2;
+                        return 1;
+                }
         int idx, ch;
         while ((ch = getopt_long(argc, argv, "c:h", opts, &idx)) != -1) {
-                if (ch == 'h') { usage(); return 0; }
+                if (ch == 'h') { usage(); *ret_status = 0; return 1; }
                 if (ch == 'c') continue;
-                if (ch != 0) { usage(); return 2; }
+                if (ch != 0) { usage(); *ret_status = 2; return 1; }
                 const char *name = opts[idx].name;
-                if (config_set(&c, name, optarg ? optarg : "true") < 0)
-                        return 2;
+                if (config_set(c, name, optarg ? optarg : "true") < 0) {
+                        *ret_status = 2;
+                        return 1;
+                }
         }
         if (optind < argc) {
                 fprintf(stderr, "armadad: unexpected argument '%s'\n", argv[optind]);
-                return 2;
+                *ret_status = 2;
+                return 1;
         }
-        log_set_level(streq(c.log_level, "debug") ? LOG_LEVEL_DEBUG : streq(c.log_level, "warn") ? LOG_LEVEL_WARN
-                      : streq(c.log_level, "error") ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO);
+        log_set_level(streq(c->log_level, "debug") ? LOG_LEVEL_DEBUG : streq(c->log_level, "warn") ? LOG_LEVEL_WARN
+                      : streq(c->log_level, "error") ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO);
+        return 0;
+}
 
-        char addr[64];
-        int port;
-        const char *colon = strrchr(c.listen, ':');
+/* Phase 2: where to listen, the state directory, TLS and the checks between
+ * flags. 0, or the exit status. */
+#define ADDR_MAX 64
+static int prepare(Config *c, char addr[ADDR_MAX], int *port) {
+        const char *colon = strrchr(c->listen, ':');
         int64_t p;
-        if (!colon || (size_t) (colon - c.listen) >= sizeof addr || parse_i64(colon + 1, &p) < 0 || p > 65535) {
-                fprintf(stderr, "armadad: --listen must be ADDR:PORT, such as 127.0.0.1:8080, not '%s'\n", c.listen);
+        if (!colon || (size_t) (colon - c->listen) >= ADDR_MAX || parse_i64(colon + 1, &p) < 0 || p > 65535) {
+                fprintf(stderr, "armadad: --listen must be ADDR:PORT, such as 127.0.0.1:8080, not '%s'\n", c->listen);
                 return 2;
         }
-        memcpy(addr, c.listen, (size_t) (colon - c.listen));
-        addr[colon - c.listen] = 0;
-        port = (int) p;
-        if (mkdir_p(c.state_dir, 0700) < 0) {
-                fprintf(stderr, "armadad: cannot create state directory '%s': %m\n", c.state_dir);
+        memcpy(addr, c->listen, (size_t) (colon - c->listen));
+        addr[colon - c->listen] = 0;
+        *port = (int) p;
+        if (mkdir_p(c->state_dir, 0700) < 0) {
+                fprintf(stderr, "armadad: cannot create state directory '%s': %m\n", c->state_dir);
                 return 1;
         }
         {
                 /* Seed ISOs are built under the state directory, not in a
                  * shared /tmp; what a killed deploy left there goes now. */
-                _cleanup_free_ char *tmp = xasprintf("%s/tmp", c.state_dir);
+                _cleanup_free_ char *tmp = xasprintf("%s/tmp", c->state_dir);
                 int k = dir_private_clear(tmp);
                 if (k < 0) {
                         fprintf(stderr, "armadad: cannot prepare the directory for temporary files '%s': %s\n", tmp, strerror(-k));
@@ -401,30 +400,169 @@ int main(int argc, char **argv) {
                         log_info("removed %d leftover temporary file(s) from '%s'", k, tmp);
                 library_configure(&(LibraryConfig) { .tmp_dir = tmp });
         }
-        if (!c.db)
-                c.db = xasprintf("%s/armada.db", c.state_dir);
-        if (c.tls_self_signed && !c.tls_cert) {
-                _cleanup_free_ char *dir = xasprintf("%s/tls", c.state_dir);
-                if (make_self_signed(dir, addr, &c.tls_cert, &c.tls_key) < 0) {
+        if (!c->db)
+                c->db = xasprintf("%s/armada.db", c->state_dir);
+        if (c->tls_self_signed && !c->tls_cert) {
+                _cleanup_free_ char *dir = xasprintf("%s/tls", c->state_dir);
+                if (make_self_signed(dir, addr, &c->tls_cert, &c->tls_key) < 0) {
                         fprintf(stderr, "armadad: cannot generate a self-signed certificate with openssl in '%s'\n", dir);
                         return 1;
                 }
         }
-        if ((c.tls_cert != NULL) != (c.tls_key != NULL)) {
+        if ((c->tls_cert != NULL) != (c->tls_key != NULL)) {
                 fprintf(stderr, "armadad: --tls-cert and --tls-key go together\n");
                 return 2;
         }
-        if (!c.tls_cert && !addr_is_loopback(addr) && !c.insecure_http) {
+        if (!c->tls_cert && !addr_is_loopback(addr) && !c->insecure_http) {
                 fprintf(stderr, "armadad: refusing plain HTTP on non-loopback address %s; give --tls-cert/--tls-key or"
                                 " --tls-self-signed (or --insecure-http inside a test bed)\n", addr);
                 return 2;
         }
-        if (c.test_hold_starts && !c.allow_test_hosts) {
+        if (c->test_hold_starts && !c->allow_test_hosts) {
                 fprintf(stderr, "armadad: --test-hold-starts is for test suites and needs --allow-test-hosts\n");
                 return 2;
         }
-        if (!c.web_dir && access("web/index.html", R_OK) == 0)
-                c.web_dir = realpath("web", NULL);
+        if (!c->web_dir && access("web/index.html", R_OK) == 0)
+                c->web_dir = realpath("web", NULL);
+
+        return 0;
+}
+
+/* The modules of a running armadad, outside in. */
+typedef struct {
+        Store *st;
+        Model *model;
+        Jobs *jobs;
+        Inventory *inv;
+        Ha *ha;
+        Monitor *mon;
+        Api *api;
+} Daemon;
+
+/* Phase 3: the database (first administrator, released moves), the read
+ * model and libvirt's event loop. 0, or the exit status. */
+static int daemon_open(Daemon *d, const Config *c) {
+        Store *st = NULL;
+        db_files_private(c->db);
+        if (store_open(c->db, &st) < 0) {
+                fprintf(stderr, "armadad: cannot open the database '%s'\n", c->db);
+                return 1;
+        }
+        db_files_private(c->db);
+        if (ensure_admin(st, c) < 0) {
+                fprintf(stderr, "armadad: cannot create the first administrator\n");
+                return 1;
+        }
+        d->st = st;
+        /* No move is in flight before the jobs start: room a stopped
+         * armadad promised to moves is free again (a resumed job reserves
+         * anew). */
+        (void) placement_release_all(st);
+        /* Before any writer starts; freed after the last one stopped (its
+         * writer path runs in their threads). */
+        if (model_new(st, &d->model) < 0) {
+                fprintf(stderr, "armadad: cannot load hosts and VMs from the database '%s'\n", c->db);
+                return 1;
+        }
+        if (hv_init() < 0) {
+                fprintf(stderr, "armadad: cannot start libvirt's event loop\n");
+                return 1;
+        }
+        return 0;
+}
+
+/* Phase 4: the modules and their threads, then the HTTP server. 0, or the
+ * exit status. */
+static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) {
+        Store *st = d->st;
+        InventoryConfig icfg = { .refresh_interval_ms = c->refresh_interval_ms, .full_refresh_ms = c->full_refresh_ms, .stop_timeout_s = c->stop_timeout_s,
+                                 .allow_test_hosts = c->allow_test_hosts, .max_parallel_starts = c->max_parallel_starts,
+                                 .max_parallel_disk_ops = c->max_parallel_disk_ops, .test_hold_starts = c->test_hold_starts };
+        (void) jobs_new(st, (unsigned) c->workers, &d->jobs);
+        Jobs *jobs = d->jobs;
+        if (c->job_stuck_percent > 0)
+                jobs_set_stuck_percent(jobs, c->job_stuck_percent);
+        (void) inventory_new(st, jobs, &icfg, &d->inv);
+        Inventory *inv = d->inv;
+        inventory_register_jobs(inv);
+        library_register_jobs(jobs, inv);
+        HaConfig hcfg = { .declare_ms = c->ha_declare_ms, .fence_timeout_ms = c->fence_timeout_s * 1000 };
+        (void) ha_new(st, jobs, inv, &hcfg, &d->ha);
+        Ha *ha = d->ha;
+        ha_register_jobs(ha);
+        ensure_hosts(st, jobs, c);
+        MonitorConfig mcfg = { .interval_ms = c->monitor_interval_ms, .webhook_backoff_ms = c->monitor_webhook_backoff_ms,
+                               .assess_interval_ms = c->monitor_assess_interval_ms, .usage_window_ms = c->monitor_usage_window_ms,
+                               .audit_retention_ms = c->audit_retention_days * 24 * 3600 * 1000LL,
+                               .each_conn = monitor_each_conn, .conn_source = inv };
+        (void) monitor_new(st, &mcfg, &d->mon);
+        Monitor *mon = d->mon;
+        inventory_on_host_state(inv, host_state_hook, mon);
+        jobs_on_stuck(jobs, job_stuck_hook, mon);
+        if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0) {
+                fprintf(stderr, "armadad: cannot start worker threads\n");
+                return 1;
+        }
+        ApiConfig acfg = { .listen_addr = addr, .port = port, .tls_cert = c->tls_cert, .tls_key = c->tls_key,
+                           .web_dir = c->web_dir, .token_ttl_s = c->token_ttl_s, .metrics_public = c->metrics_public,
+                           .per_ip_connections = (unsigned) c->connections_per_address, .idle_timeout_s = (unsigned) c->idle_timeout_s,
+                           .allow_test_hosts = c->allow_test_hosts, .max_streams = (unsigned) c->max_streams,
+                           .max_streams_per_user = (unsigned) c->max_streams_per_user, .model = d->model };
+        (void) api_new(st, jobs, inv, &acfg, &d->api);
+        if (api_start(d->api) < 0) {
+                fprintf(stderr, "armadad: cannot listen on %s\n", c->listen);
+                jobs_free(jobs);
+                inventory_free(inv);
+                return 1;
+        }
+        printf("armadad: listening on %s://%s:%d (database %s)\n", c->tls_cert ? "https" : "http", addr, api_port(d->api), c->db);
+        fflush(stdout);
+        return 0;
+}
+
+/* Phase 6: outside in — no new requests, then no job running (handlers use
+ * the modules below), then the modules, the connections, the database. */
+static void daemon_stop(Daemon *d) {
+        api_free(d->api);
+        jobs_stop(d->jobs);
+        /* No thread may call the host-state hook into a freed monitor. */
+        ha_stop(d->ha);
+        inventory_stop(d->inv);
+        inventory_on_host_state(d->inv, NULL, NULL);
+        jobs_on_stuck(d->jobs, NULL, NULL);
+        monitor_free(d->mon);
+        ha_free(d->ha);
+        inventory_free(d->inv);
+        jobs_free(d->jobs);
+        model_free(d->model);
+        store_free(d->st);
+}
+
+static void config_free(Config *c) {
+        for (size_t i = 0; i < c->n_ensure_hosts; i++) free(c->ensure_hosts[i]);
+        free(c->ensure_hosts);
+        free(c->listen); free(c->db); free(c->state_dir); free(c->tls_cert); free(c->tls_key);
+        free(c->web_dir); free(c->admin_user); free(c->log_level); free(c->test_hold_starts);
+}
+
+int main(int argc, char **argv) {
+        /* Everything armadad creates (database, its -wal/-shm, certificates,
+         * keys, the initial password, temporary files) is its own alone,
+         * whatever the mode of the directory it lands in. */
+        umask(0077);
+        Config c = { 0 };
+        set_str(&c.listen, "127.0.0.1:8080");
+        set_str(&c.state_dir, "var");
+        set_str(&c.admin_user, "admin");
+        set_str(&c.log_level, "info");
+        c.workers = 4;
+        int status = 0;
+        if (parse_arguments(argc, argv, &c, &status) != 0)
+                return status;
+        char addr[ADDR_MAX];
+        int port;
+        if ((status = prepare(&c, addr, &port)) != 0)
+                return status;
 
         sigset_t sigs;
         sigemptyset(&sigs);
@@ -434,98 +572,16 @@ int main(int argc, char **argv) {
         pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits the mask; main waits below */
         signal(SIGPIPE, SIG_IGN);
 
-        Store *st = NULL;
-        db_files_private(c.db);
-        if (store_open(c.db, &st) < 0) {
-                fprintf(stderr, "armadad: cannot open the database '%s'\n", c.db);
-                return 1;
-        }
-        db_files_private(c.db);
-        if (ensure_admin(st, &c) < 0) {
-                fprintf(stderr, "armadad: cannot create the first administrator\n");
-                return 1;
-        }
-        /* No move is in flight before the jobs start: room a stopped
-         * armadad promised to moves is free again (a resumed job reserves
-         * anew). */
-        (void) placement_release_all(st);
-        /* Before any writer starts; freed after the last one stopped (its
-         * writer path runs in their threads). */
-        Model *model = NULL;
-        if (model_new(st, &model) < 0) {
-                fprintf(stderr, "armadad: cannot load hosts and VMs from the database '%s'\n", c.db);
-                return 1;
-        }
-        if (hv_init() < 0) {
-                fprintf(stderr, "armadad: cannot start libvirt's event loop\n");
-                return 1;
-        }
-        Jobs *jobs = NULL;
-        Inventory *inv = NULL;
-        Api *api = NULL;
-        Ha *ha = NULL;
-        Monitor *mon = NULL;
-        InventoryConfig icfg = { .refresh_interval_ms = c.refresh_interval_ms, .full_refresh_ms = c.full_refresh_ms, .stop_timeout_s = c.stop_timeout_s,
-                                 .allow_test_hosts = c.allow_test_hosts, .max_parallel_starts = c.max_parallel_starts,
-                                 .max_parallel_disk_ops = c.max_parallel_disk_ops, .test_hold_starts = c.test_hold_starts };
-        (void) jobs_new(st, (unsigned) c.workers, &jobs);
-        if (c.job_stuck_percent > 0)
-                jobs_set_stuck_percent(jobs, c.job_stuck_percent);
-        (void) inventory_new(st, jobs, &icfg, &inv);
-        inventory_register_jobs(inv);
-        library_register_jobs(jobs, inv);
-        HaConfig hcfg = { .declare_ms = c.ha_declare_ms, .fence_timeout_ms = c.fence_timeout_s * 1000 };
-        (void) ha_new(st, jobs, inv, &hcfg, &ha);
-        ha_register_jobs(ha);
-        ensure_hosts(st, jobs, &c);
-        MonitorConfig mcfg = { .interval_ms = c.monitor_interval_ms, .webhook_backoff_ms = c.monitor_webhook_backoff_ms,
-                               .assess_interval_ms = c.monitor_assess_interval_ms, .usage_window_ms = c.monitor_usage_window_ms,
-                               .audit_retention_ms = c.audit_retention_days * 24 * 3600 * 1000LL,
-                               .each_conn = monitor_each_conn, .conn_source = inv };
-        (void) monitor_new(st, &mcfg, &mon);
-        inventory_on_host_state(inv, host_state_hook, mon);
-        jobs_on_stuck(jobs, job_stuck_hook, mon);
-        if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0) {
-                fprintf(stderr, "armadad: cannot start worker threads\n");
-                return 1;
-        }
-        ApiConfig acfg = { .listen_addr = addr, .port = port, .tls_cert = c.tls_cert, .tls_key = c.tls_key,
-                           .web_dir = c.web_dir, .token_ttl_s = c.token_ttl_s, .metrics_public = c.metrics_public,
-                           .per_ip_connections = (unsigned) c.connections_per_address, .idle_timeout_s = (unsigned) c.idle_timeout_s,
-                           .allow_test_hosts = c.allow_test_hosts, .max_streams = (unsigned) c.max_streams,
-                           .max_streams_per_user = (unsigned) c.max_streams_per_user, .model = model };
-        (void) api_new(st, jobs, inv, &acfg, &api);
-        if (api_start(api) < 0) {
-                fprintf(stderr, "armadad: cannot listen on %s\n", c.listen);
-                jobs_free(jobs);
-                inventory_free(inv);
-                return 1;
-        }
-        printf("armadad: listening on %s://%s:%d (database %s)\n", c.tls_cert ? "https" : "http", addr, api_port(api), c.db);
-        fflush(stdout);
+        Daemon d = { 0 };
+        if ((status = daemon_open(&d, &c)) != 0 || (status = daemon_start(&d, &c, addr, port)) != 0)
+                return status;
 
+        /* Phase 5: run until told to stop. */
         int sig = 0;
         sigwait(&sigs, &sig);
         log_info("received signal %d; shutting down", sig);
-        /* Outside in: no new requests, then no job running (handlers use the
-         * modules below), then the modules, the connections, the database. */
-        api_free(api);
-        jobs_stop(jobs);
-        /* No thread may call the host-state hook into a freed monitor. */
-        ha_stop(ha);
-        inventory_stop(inv);
-        inventory_on_host_state(inv, NULL, NULL);
-        jobs_on_stuck(jobs, NULL, NULL);
-        monitor_free(mon);
-        ha_free(ha);
-        inventory_free(inv);
-        jobs_free(jobs);
-        model_free(model);
-        store_free(st);
+        daemon_stop(&d);
         log_info("armadad stopped");
-        for (size_t i = 0; i < c.n_ensure_hosts; i++) free(c.ensure_hosts[i]);
-        free(c.ensure_hosts);
-        free(c.listen); free(c.db); free(c.state_dir); free(c.tls_cert); free(c.tls_key);
-        free(c.web_dir); free(c.admin_user); free(c.log_level); free(c.test_hold_starts);
+        config_free(&c);
         return 0;
 }
