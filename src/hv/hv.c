@@ -57,6 +57,10 @@ struct HvConn {
         virConnectPtr events;
         int events_id;          /* the callback's id; -1 when not watching */
         struct EventSink *sink;
+        /* hv_host_info(): what does not change while the daemon runs (its
+         * name, type, KVM, host UUID), read once per connection. */
+        bool facts_known;
+        HvHostInfo facts;
 };
 
 /* What a domain event callback bumps. Shared by the HvConn and libvirt's
@@ -873,8 +877,46 @@ static int host_info_body(HvConn *c, HvCall *a) {
         return host_info_now(c, &a->out.host);
 }
 
+/* What changes from round to round: the hardware the node reports and its
+ * free memory (two calls, no XML). */
+static int host_load_body(HvConn *c, HvCall *a) {
+        HV_LEASE(c);
+        virNodeInfo node;
+        if (virNodeGetInfo(hv_conn_virt(c), &node) < 0)
+                return hv_virt_fail("cannot read the hardware of host '%s'", c->uri);
+        a->out.host.cpus = node.cpus;
+        a->out.host.memory_mib = (uint64_t) node.memory / 1024;
+        a->out.host.free_memory_mib = virNodeGetFreeMemory(hv_conn_virt(c)) / (1024 * 1024);
+        return 0;
+}
+
 int hv_host_info(HvConn *c, HvHostInfo *ret) {
-        return hv_call_out(c, hv_call_new(host_info_body, "reading the host's facts", NULL, NULL, NULL, NULL), hv_deadlines.query_ms, ret, sizeof *ret);
+        pthread_mutex_lock(&c->lock);
+        bool known = c->facts_known;
+        HvHostInfo info = c->facts;
+        pthread_mutex_unlock(&c->lock);
+        if (known) {
+                HvHostInfo now;
+                int r = hv_call_out(c, hv_call_new(host_load_body, "reading the host's facts", NULL, NULL, NULL, NULL),
+                                    hv_deadlines.query_ms, &now, sizeof now);
+                if (r < 0)
+                        return r;
+                info.cpus = now.cpus;
+                info.memory_mib = now.memory_mib;
+                info.free_memory_mib = now.free_memory_mib;
+                *ret = info;
+                return 0;
+        }
+        int r = hv_call_out(c, hv_call_new(host_info_body, "reading the host's facts", NULL, NULL, NULL, NULL), hv_deadlines.query_ms,
+                            &info, sizeof info);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&c->lock);
+        c->facts = info;
+        c->facts_known = true;
+        pthread_mutex_unlock(&c->lock);
+        *ret = info;
+        return 0;
 }
 
 /* ---- domains ---- */

@@ -8,15 +8,17 @@ int inventory_each_connection(Inventory *inv, InventoryConnFn fn, void *userdata
         Link **links = NULL;
         size_t n = 0, cap = 0;
         pthread_mutex_lock(&inv->lock);
-        for (Link *l = inv->links; l; l = l->next) {
-                if (atomic_load(&l->dead))
-                        continue;
-                if (n == cap) {
-                        cap = cap ? cap * 2 : 64;
-                        links = xrealloc(links, cap * sizeof *links);
+        for (size_t b = 0; b < INVENTORY_LINK_BUCKETS; b++) {
+                for (Link *l = inv->links[b]; l; l = l->next) {
+                        if (atomic_load(&l->dead))
+                                continue;
+                        if (n == cap) {
+                                cap = cap ? cap * 2 : 64;
+                                links = xrealloc(links, cap * sizeof *links);
+                        }
+                        l->refs++;
+                        links[n++] = l;
                 }
-                l->refs++;
-                links[n++] = l;
         }
         pthread_mutex_unlock(&inv->lock);
         int visited = 0;

@@ -26,6 +26,10 @@ typedef struct Link {
 } Link;
 
 #define INVENTORY_REFRESHERS 8
+#define INVENTORY_LINK_BUCKETS 1024
+
+/* The list of links where host_id's would be (caller holds inv->lock). */
+#define INVENTORY_LINKS_OF(inv, host_id) (&(inv)->links[(uint64_t) (host_id) % INVENTORY_LINK_BUCKETS])
 
 struct Inventory {
         Store *st;
@@ -33,7 +37,9 @@ struct Inventory {
         InventoryConfig cfg;
         pthread_mutex_t lock;       /* links list, refs, stopping */
         pthread_cond_t wake;
-        Link *links;
+        /* The live links, by host id (a list per bucket): every call to a
+         * host finds its link here, so no walk over a thousand hosts. */
+        Link *links[INVENTORY_LINK_BUCKETS];
         bool stopping, started;
         pthread_t monitor;
         /* The monitor hands each round's hosts to a pool of refreshers, so a

@@ -86,7 +86,7 @@ void link_release(Inventory *inv, Link *l) {
 /* Removes l from the list (dropping the list's reference). Caller holds lock;
  * returns true when the caller must destroy it. */
 static bool link_unlist_locked(Inventory *inv, Link *l) {
-        for (Link **p = &inv->links; *p; p = &(*p)->next)
+        for (Link **p = INVENTORY_LINKS_OF(inv, l->host_id); *p; p = &(*p)->next)
                 if (*p == l) {
                         *p = l->next;
                         return --l->refs == 0;
@@ -99,7 +99,7 @@ static bool link_unlist_locked(Inventory *inv, Link *l) {
 int link_acquire(Inventory *inv, const StoreHost *h, Link **ret, char *why, size_t why_size) {
         Link *dead_one = NULL;
         pthread_mutex_lock(&inv->lock);
-        for (Link *l = inv->links; l; l = l->next) {
+        for (Link *l = *INVENTORY_LINKS_OF(inv, h->id); l; l = l->next) {
                 if (l->host_id != h->id)
                         continue;
                 if (!atomic_load(&l->dead) && hv_conn_alive(l->conn)) {
@@ -139,7 +139,7 @@ int link_acquire(Inventory *inv, const StoreHost *h, Link **ret, char *why, size
         if (hv_conn_watch_domains(n->conn) < 0)
                 log_debug("host '%s': no domain events (%s); every refresh lists its domains", h->name, hv_last_error());
         pthread_mutex_lock(&inv->lock);
-        for (Link *l = inv->links; l; l = l->next)
+        for (Link *l = *INVENTORY_LINKS_OF(inv, h->id); l; l = l->next)
                 if (l->host_id == h->id && !atomic_load(&l->dead)) {
                         /* Another thread connected meanwhile: use theirs. */
                         l->refs++;
@@ -149,8 +149,9 @@ int link_acquire(Inventory *inv, const StoreHost *h, Link **ret, char *why, size
                         return 0;
                 }
         n->refs = 2; /* the list's and the caller's */
-        n->next = inv->links;
-        inv->links = n;
+        Link **head = INVENTORY_LINKS_OF(inv, n->host_id);
+        n->next = *head;
+        *head = n;
         pthread_mutex_unlock(&inv->lock);
         *ret = n;
         return 0;
@@ -159,7 +160,7 @@ int link_acquire(Inventory *inv, const StoreHost *h, Link **ret, char *why, size
 Link *link_peek(Inventory *inv, int64_t host_id) {
         Link *found = NULL;
         pthread_mutex_lock(&inv->lock);
-        for (Link *l = inv->links; l; l = l->next)
+        for (Link *l = *INVENTORY_LINKS_OF(inv, host_id); l; l = l->next)
                 if (l->host_id == host_id) {
                         if (!atomic_load(&l->dead) && hv_conn_alive(l->conn)) {
                                 l->refs++;
@@ -204,7 +205,7 @@ void inventory_link_unlock_ops(InventoryLink *l) {
 bool inventory_host_connected(Inventory *inv, int64_t host_id) {
         bool alive = false;
         pthread_mutex_lock(&inv->lock);
-        for (Link *l = inv->links; l; l = l->next)
+        for (Link *l = *INVENTORY_LINKS_OF(inv, host_id); l; l = l->next)
                 if (l->host_id == host_id && !atomic_load(&l->dead) && hv_conn_alive(l->conn))
                         alive = true;
         pthread_mutex_unlock(&inv->lock);
@@ -215,7 +216,7 @@ bool inventory_host_connected(Inventory *inv, int64_t host_id) {
 void link_forget(Inventory *inv, int64_t host_id) {
         Link *gone = NULL;
         pthread_mutex_lock(&inv->lock);
-        for (Link *l = inv->links; l; l = l->next)
+        for (Link *l = *INVENTORY_LINKS_OF(inv, host_id); l; l = l->next)
                 if (l->host_id == host_id) {
                         if (link_unlist_locked(inv, l))
                                 gone = l;
@@ -696,8 +697,10 @@ static int refresh_host(Inventory *inv, int64_t host_id, bool full, char *reason
         uint64_t events = 0;
         bool watched = hv_conn_domain_events(l->conn, &events);
         if (!full && watched && host_is_quiet(inv, l, &h, events)) {
-                (void) store_host_set_facts(inv->st, h.id, info.cpus, info.memory_mib, info.free_memory_mib, info.hv_driver,
-                                            info.default_domain_type, info.hostname, NULL);
+                /* last_seen_at every few rounds when nothing changed: see
+                 * store_host_touch_facts(). */
+                (void) store_host_touch_facts(inv->st, h.id, info.cpus, info.memory_mib, info.free_memory_mib, info.hv_driver,
+                                              info.default_domain_type, info.hostname, (int64_t) inv->cfg.refresh_interval_ms * 6);
                 link_release(inv, l);
                 return 0;
         }
@@ -845,11 +848,12 @@ Inventory *inventory_free(Inventory *inv) {
         inventory_stop(inv);
         if (inv->stuck)
                 return NULL; /* a thread may still use it; the process is about to end */
-        while (inv->links) {
-                Link *l = inv->links;
-                inv->links = l->next;
-                link_destroy(l);
-        }
+        for (size_t b = 0; b < INVENTORY_LINK_BUCKETS; b++)
+                while (inv->links[b]) {
+                        Link *l = inv->links[b];
+                        inv->links[b] = l->next;
+                        link_destroy(l);
+                }
         free(inv->queue);
         throttle_free(inv);
         pthread_mutex_destroy(&inv->lock);

@@ -1125,6 +1125,15 @@ int store_host_set_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_m
                           "iiissssii", (int64_t) cpus, (int64_t) memory_mib, (int64_t) free_memory_mib, hv_driver,
                           domain_type, hostname, pool_path, now_ms(), id);
 }
+int store_host_touch_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, uint64_t free_memory_mib,
+                           const char *hv_driver, const char *domain_type, const char *hostname, int64_t stale_ms) {
+        return store_exec(st, "UPDATE host SET cpus = ?1, memory_mib = ?2, free_memory_mib = ?3, hv_driver = ?4, domain_type = ?5,"
+                              " hostname = ?6, last_seen_at = ?7 WHERE id = ?8 AND (cpus IS NOT ?1 OR memory_mib IS NOT ?2"
+                              " OR free_memory_mib IS NOT ?3 OR hv_driver IS NOT ?4 OR domain_type IS NOT ?5 OR hostname IS NOT ?6"
+                              " OR last_seen_at IS NULL OR last_seen_at <= ?7 - ?9)",
+                          "iiisssiii", (int64_t) cpus, (int64_t) memory_mib, (int64_t) free_memory_mib, hv_driver, domain_type,
+                          hostname, now_ms(), id, stale_ms);
+}
 int store_host_set_throttle(Store *st, int64_t id, int max_parallel_starts, int max_parallel_disk_ops) {
         return store_exec_one(st, "UPDATE host SET"
                                   " max_parallel_starts = CASE ?1 WHEN -1 THEN max_parallel_starts WHEN 0 THEN NULL ELSE ?1 END,"

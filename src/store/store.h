@@ -165,6 +165,12 @@ int store_host_set_state(Store *st, int64_t id, const char *state, const char *r
 int store_host_set_state_unless(Store *st, int64_t id, const char *state, const char *reason, const char *const *keep);
 int store_host_set_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, uint64_t free_memory_mib,
                          const char *hv_driver, const char *domain_type, const char *hostname, const char *pool_path);
+/* store_host_set_facts() without a pool path for a host that answered a
+ * quiet round: writes only when a fact changed or last_seen_at is at least
+ * stale_ms old (a thousand quiet hosts would otherwise be a write each,
+ * every round, and a re-read of each row by the read model). */
+int store_host_touch_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, uint64_t free_memory_mib,
+                           const char *hv_driver, const char *domain_type, const char *hostname, int64_t stale_ms);
 /* Sets a host's throttles: -1 keeps a value, 0 clears it (armadad's default
  * applies), a positive number sets it. 0, -ENOENT or negative. */
 int store_host_set_throttle(Store *st, int64_t id, int max_parallel_starts, int max_parallel_disk_ops);
