@@ -6,19 +6,20 @@
  * epoll; a stream must not hold one of them while it waits. So a stream's
  * content reader hands over what is buffered and, with nothing buffered,
  * suspends its connection (MHD_suspend_connection) and returns 0. One pump
- * thread does the waiting: the store's change hook wakes it when an event
- * or a job change commits; it reads what is new once per stream, appends
- * the messages the caller may see to the stream's buffer and resumes the
- * connection. It also wakes on its own, every STREAM_FALLBACK_MS (a change
- * by another process) and for heartbeats.
+ * thread does the waiting: the jobs module's change hook (jobs_on_change())
+ * wakes it when an event or a job change commits; it reads what is new once
+ * per stream, appends the messages the caller may see to the stream's
+ * buffer and resumes the connection. It also wakes on its own, every
+ * STREAM_FALLBACK_MS (a change by another process) and for heartbeats.
  *
- * Message ids are the store's stream sequence (store_stream_seq()): event
- * ids and job revisions are drawn from one sequence, so "id: 42" says "I
+ * Message ids are the jobs module's stream sequence (jobs_stream_seq()):
+ * event ids and job revisions are drawn from one sequence, so "id: 42" says "I
  * have seen everything up to 42" for both, and a reconnect with
  * Last-Event-ID: 42 (or ?since=42) replays what came after it: every event,
  * and every job that changed, in its latest state (a job's intermediate
  * progress is not kept, only where it is now). */
 #include "api-priv.h"
+#include "account/account.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -62,7 +63,7 @@ struct ApiStreams {
         Api *api;
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        uint64_t changes;               /* bumped by the store hook */
+        uint64_t changes;               /* bumped by the change hook */
         bool stop;
         bool running;
         pthread_t thread;
@@ -141,13 +142,12 @@ static bool want_job(Stream *s, json_t *job) {
  * *out, in sequence order; moves s->cursor; *ret_end when a ?job= stream's
  * job has ended. */
 static void stream_collect(Stream *s, StrBuf *out, bool *ret_end) {
-        Store *st = s->hub->api->st;
+        Jobs *jb = s->hub->api->jobs;
         int64_t high;
-        if (store_stream_seq(st, &high) < 0 || high <= s->cursor)
+        if (jobs_stream_seq(jb, &high) < 0 || high <= s->cursor)
                 return;
-        _cleanup_json_ json_t *evs = s->job_id > 0 ? json_array() : store_event_list_after(st, s->cursor, STREAM_BATCH);
-        _cleanup_json_ json_t *jobs = store_job_list_changed(st, s->cursor, STREAM_BATCH);
-        if (!evs || !jobs)
+        _cleanup_json_ json_t *evs = NULL, *jobs = NULL;
+        if (jobs_stream_read(jb, s->cursor, STREAM_BATCH, s->job_id, &evs, &jobs) < 0)
                 return;
         /* Both lists are read up to one number: what a full list leaves out
          * beyond its last row, and what committed after high was read, is
@@ -194,14 +194,14 @@ static void stream_collect(Stream *s, StrBuf *out, bool *ret_end) {
  * (pump thread, every heartbeat interval). */
 static bool stream_caller_valid(Stream *s) {
         StoreUser u;
-        if (store_token_user(s->hub->api->st, s->token_hash, now_ms(), &u) < 0)
+        if (account_session_user(s->hub->api->st, s->token_hash, &u) < 0)
                 return false;
         return u.id == s->ctx.user.id && streq(u.role, s->ctx.user.role);
 }
 
 /* ---- the pump ---- */
 
-static void on_store_change(void *userdata) {
+static void on_jobs_change(void *userdata) {
         ApiStreams *h = userdata;
         pthread_mutex_lock(&h->lock);
         h->changes++;
@@ -434,12 +434,11 @@ static void h_events_stream(Req *r) {
         /* The number first, then the job: a change made in between comes
          * again after the job's state, never not at all. */
         int64_t high;
-        if (store_stream_seq(r->api->st, &high) < 0)
+        if (jobs_stream_seq(r->api->jobs, &high) < 0)
                 return reply_error(r, 500, "internal", NULL, "A database error occurred while opening the event stream.");
         _cleanup_json_ json_t *job_now = NULL;
         if (job > 0) {
-                job_now = store_job_get_json(r->api->st, job);
-                if (!job_now || !api_job_visible(r, job_now))
+                if (jobs_get_json(r->api->jobs, job, &job_now) < 0 || !api_job_visible(r, job_now))
                         return reply_error(r, 404, "not_found", "job", "There is no job with id %lld.", (long long) job);
         }
 
@@ -553,7 +552,7 @@ int api_streams_start(Api *api) {
         }
         h->running = true;
         api->streams = h;
-        store_set_change_hook(api->st, on_store_change, h);
+        jobs_on_change(api->jobs, on_jobs_change, h);
         return 0;
 }
 
@@ -561,7 +560,7 @@ void api_streams_stop(Api *api) {
         ApiStreams *h = api->streams;
         if (!h || !h->running)
                 return;
-        store_set_change_hook(api->st, NULL, NULL);
+        jobs_on_change(api->jobs, NULL, NULL);
         pthread_mutex_lock(&h->lock);
         h->stop = true;
         pthread_cond_broadcast(&h->cond);

@@ -6,6 +6,7 @@
 #include "jobs.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -500,4 +501,34 @@ int jobs_audit_list(Jobs *j, const OpCaller *c, int limit, json_t **ret, OpError
         json_t *arr = store_audit_list(j->st, limit);
         *ret = arr ? arr : json_array();
         return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the event stream's feed */
+
+int jobs_stream_seq(Jobs *j, int64_t *ret) {
+        return store_stream_seq(j->st, ret);
+}
+
+int jobs_stream_read(Jobs *j, int64_t cursor, size_t batch, int64_t only_job_id, json_t **ret_events, json_t **ret_jobs) {
+        int limit = batch > INT_MAX ? INT_MAX : (int) batch;
+        _cleanup_json_ json_t *evs = only_job_id > 0 ? json_array() : store_event_list_after(j->st, cursor, limit);
+        _cleanup_json_ json_t *jobs = store_job_list_changed(j->st, cursor, limit);
+        if (!evs || !jobs)
+                return -EIO;
+        *ret_events = steal_ptr(evs);
+        *ret_jobs = steal_ptr(jobs);
+        return 0;
+}
+
+int jobs_get_json(Jobs *j, int64_t id, json_t **ret) {
+        json_t *o = store_job_get_json(j->st, id);
+        if (!o)
+                return -ENOENT;
+        *ret = o;
+        return 0;
+}
+
+void jobs_on_change(Jobs *j, JobsChangeFn fn, void *userdata) {
+        store_set_change_hook(j->st, fn, userdata);
 }

@@ -111,3 +111,28 @@ int jobs_event_list(Jobs *j, const OpCaller *c, int64_t since_id, int limit, jso
 /* The newest limit audit records: -EPERM (403, audited) unless the caller
  * may read the system. */
 int jobs_audit_list(Jobs *j, const OpCaller *c, int limit, json_t **ret, OpError *err);
+
+/* ---- the event stream's feed (GET /api/v1/events/stream) ----
+ * Event ids and job revisions (a job's "rev", renewed on every change) are
+ * drawn from one sequence, so a reader's place in both is one number, and
+ * a number becomes visible only after every smaller one. The feed is not
+ * filtered by caller: the stream applies the rules of GET /events and
+ * GET /jobs to each message itself. */
+/* The highest number drawn so far (0 on an empty database): 0 or -errno. */
+int jobs_stream_seq(Jobs *j, int64_t *ret);
+/* What came after cursor, at most batch of each: the events (id > cursor,
+ * oldest first; an empty array when only_job_id > 0, a stream that follows
+ * one job) and the jobs whose last change is numbered > cursor, in that
+ * order, each as jobs_get_json() returns it plus "stream_seq", the number
+ * of its last change. 0 with a new reference in both, or -EIO with
+ * neither set. */
+int jobs_stream_read(Jobs *j, int64_t cursor, size_t batch, int64_t only_job_id, json_t **ret_events, json_t **ret_jobs);
+/* One job's JSON, whoever asks: 0 with a new reference in *ret, -ENOENT
+ * when it does not exist (or cannot be read). */
+int jobs_get_json(Jobs *j, int64_t id, json_t **ret);
+/* Called after an event is added or a job changes, once the change is
+ * committed, from the thread that made it with the store's lock held: fn
+ * must be quick and must not call into jobs or the store. One hook (the
+ * store keeps one); fn NULL removes it. */
+typedef void (*JobsChangeFn)(void *userdata);
+void jobs_on_change(Jobs *j, JobsChangeFn fn, void *userdata);
