@@ -98,6 +98,7 @@ typedef struct {
         json_t *tree;           /* /health only */
         char *text;
         size_t len;
+        uint64_t hits, builds;  /* for /metrics (armada_answer_cache_*_total) */
 } AnswerSlot;
 
 static AnswerSlot health_slot = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -115,6 +116,7 @@ static bool slot_get(AnswerSlot *s, const AnswerKey *k, json_t **ret_tree, char 
         pthread_mutex_lock(&s->lock);
         if (s->valid && memcmp(&s->key, k, sizeof *k) == 0) {
                 hit = true;
+                s->hits++;
                 if (ret_tree)
                         *ret_tree = json_incref(s->tree);
                 if (ret_text) {
@@ -137,6 +139,7 @@ static void slot_put(AnswerSlot *s, const AnswerKey *k, json_t *tree, char *text
         s->text = text;
         s->len = len;
         s->valid = true;
+        s->builds++;
         pthread_mutex_unlock(&s->lock);
         json_decref(old_tree);
         free(old_text);
@@ -650,6 +653,24 @@ int monitor_op_prometheus(Store *st, const ModelSnap *snap, const char *authoriz
         _cleanup_free_ char *rest = monitor_prometheus_rest_text(st, have_self ? &self : NULL, login_rate_limited);
         if (!rest)
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while exposing the metrics.");
-        *ret = xasprintf("%s%s", objects, rest);
+        uint64_t hb[2][2];
+        AnswerSlot *slots[2] = { &health_slot, &metrics_slot };
+        for (int i = 0; i < 2; i++) {
+                pthread_mutex_lock(&slots[i]->lock);
+                hb[i][0] = slots[i]->hits;
+                hb[i][1] = slots[i]->builds;
+                pthread_mutex_unlock(&slots[i]->lock);
+        }
+        *ret = xasprintf("%s%s"
+                         "# HELP armada_answer_cache_hits_total Answers of /health and /metrics served from the cache.\n"
+                         "# TYPE armada_answer_cache_hits_total counter\n"
+                         "armada_answer_cache_hits_total{answer=\"health\"} %llu\n"
+                         "armada_answer_cache_hits_total{answer=\"metrics\"} %llu\n"
+                         "# HELP armada_answer_cache_builds_total Answers of /health and /metrics built (and cached) anew.\n"
+                         "# TYPE armada_answer_cache_builds_total counter\n"
+                         "armada_answer_cache_builds_total{answer=\"health\"} %llu\n"
+                         "armada_answer_cache_builds_total{answer=\"metrics\"} %llu\n",
+                         objects, rest, (unsigned long long) hb[0][0], (unsigned long long) hb[1][0],
+                         (unsigned long long) hb[0][1], (unsigned long long) hb[1][1]);
         return 0;
 }
