@@ -116,7 +116,8 @@ static bool slot_get(AnswerSlot *s, const AnswerKey *k, json_t **ret_tree, char 
         pthread_mutex_lock(&s->lock);
         if (s->valid && memcmp(&s->key, k, sizeof *k) == 0) {
                 hit = true;
-                s->hits++;
+                if (ret_tree || ret_text)
+                        s->hits++;
                 if (ret_tree)
                         *ret_tree = json_incref(s->tree);
                 if (ret_text) {
@@ -615,6 +616,38 @@ int monitor_op_assess_report(Store *st, const OpCaller *c, const PlaceHostModel 
 
 /* ---- Prometheus ---- */
 
+/* The hosts' and VMs' families from the cache while the read model and the
+ * monitor's round are unchanged, else built and cached. *ret (when asked) a
+ * copy. 0 or -EIO. */
+static int metrics_objects(Store *st, const ModelSnap *snap, char **ret) {
+        AnswerKey k;
+        size_t len = 0;
+        if (snap) {
+                int64_t stamp[3] = { (int64_t) monitor_round_generation(), 0, 0 };
+                answer_key(st, snap, stamp, &k);
+                if (slot_get(&metrics_slot, &k, NULL, ret, &len))
+                        return 0;
+        }
+        char *objects = monitor_prometheus_objects_text(st, snap);
+        if (!objects)
+                return -EIO;
+        if (ret)
+                *ret = snap ? xstrdup(objects) : objects;
+        if (snap)
+                slot_put(&metrics_slot, &k, NULL, objects, strlen(objects));
+        else if (!ret)
+                free(objects);
+        return 0;
+}
+
+void monitor_answers_warm(Store *st, const ModelSnap *snap) {
+        OpError err = {0};
+        if (!snap)
+                return;
+        (void) health_tree(st, snap, NULL, NULL, NULL, &err);
+        (void) metrics_objects(st, snap, NULL);
+}
+
 int monitor_op_prometheus(Store *st, const ModelSnap *snap, const char *authorization, bool metrics_public, uint64_t login_rate_limited, char **ret,
                           OpError *err) {
         if (!metrics_public) {
@@ -632,22 +665,9 @@ int monitor_op_prometheus(Store *st, const ModelSnap *snap, const char *authoriz
                 if (r != ROLE_ADMIN)
                         return op_fail(err, 403, "forbidden", NULL, "The metrics are for administrators (or armadad --metrics-public).");
         }
-        /* The hosts' and VMs' families from the cache while the read model
-         * and the monitor's round are unchanged; the rest (small) fresh. */
-        AnswerKey k;
         _cleanup_free_ char *objects = NULL;
-        size_t len = 0;
-        if (snap) {
-                int64_t stamp[3] = { (int64_t) monitor_round_generation(), 0, 0 };
-                answer_key(st, snap, stamp, &k);
-        }
-        if (!snap || !slot_get(&metrics_slot, &k, NULL, &objects, &len)) {
-                objects = monitor_prometheus_objects_text(st, snap);
-                if (!objects)
-                        return op_fail(err, 500, "internal", NULL, "A database error occurred while exposing the metrics.");
-                if (snap)
-                        slot_put(&metrics_slot, &k, NULL, xstrdup(objects), strlen(objects));
-        }
+        if (metrics_objects(st, snap, &objects) < 0)
+                return op_fail(err, 500, "internal", NULL, "A database error occurred while exposing the metrics.");
         MonitorProcess self;
         bool have_self = monitor_process_read(&self) == 0;
         _cleanup_free_ char *rest = monitor_prometheus_rest_text(st, have_self ? &self : NULL, login_rate_limited);

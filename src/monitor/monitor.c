@@ -894,6 +894,10 @@ int monitor_round(Monitor *m, int64_t now) {
         int r = round_write(m, &rd);
         round_prune(m, now);
         round_end(m, &rd);
+        if (m->cfg.model) {
+                _cleanup_model_snap_ ModelSnap *snap = model_snap(m->cfg.model);
+                monitor_answers_warm(m->st, snap);
+        }
         size_t ns = rd.ns;
         round_free(&rd);
         return r < 0 ? r : (int) ns;

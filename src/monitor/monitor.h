@@ -57,6 +57,7 @@ typedef struct {
         int64_t audit_retention_ms;      /* audit rows older than this are pruned, default 90 days */
         MonitorEachConn each_conn;       /* required for sampling hosts */
         void *conn_source;
+        Model *model;                    /* optional: after each round the /health and /metrics caches are refilled from it */
 } MonitorConfig;
 
 typedef struct Monitor Monitor;
@@ -222,6 +223,10 @@ int monitor_op_health_text(Store *st, const ModelSnap *snap, const OpCaller *c, 
 /* A counter that moves after every monitor round committed its figures
  * (perf_latest, alerts): the /metrics cache is keyed by it. */
 uint64_t monitor_round_generation(void);
+/* Fills the /health and /metrics caches for snap unless they hold its
+ * answers already: the collector calls it after each round, so that a
+ * request seldom pays for the build. */
+void monitor_answers_warm(Store *st, const ModelSnap *snap);
 
 /* ================================================================== */
 /* Pure functions: no I/O, no allocation unless stated.               */
