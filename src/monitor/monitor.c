@@ -931,33 +931,12 @@ void monitor_hooks_kick(Monitor *m) {
         pthread_mutex_unlock(&m->lock);
 }
 
-/* Between rounds, every WARM_POLL_MS: once the read model has settled (its
- * generations the same as at the previous look) the /health and /metrics
- * caches are refilled, so that the first request after a change seldom pays
- * for the build. During a burst of changes nothing is built. */
-#define WARM_POLL_MS 250
-
-static void warm_if_settled(Monitor *m, uint64_t seen[3]) {
-        _cleanup_model_snap_ ModelSnap *snap = model_snap(m->cfg.model);
-        uint64_t now[3] = { snap->hosts->generation, snap->vms->generation, snap->groups->generation };
-        if (memcmp(now, seen, sizeof now) == 0)
-                monitor_answers_warm(m->st, snap);
-        memcpy(seen, now, sizeof now);
-}
-
 static void *collector_main(void *arg) {
         Monitor *m = arg;
         int64_t next = mono_ms();
-        uint64_t seen[3] = {0};
         for (;;) {
-                int64_t t = mono_ms();
-                bool poll = m->cfg.model && next - t > WARM_POLL_MS;
-                if (monitor_sleep_until(m, poll ? t + WARM_POLL_MS : next, false))
+                if (monitor_sleep_until(m, next, false))
                         break;
-                if (poll) {
-                        warm_if_settled(m, seen);
-                        continue;
-                }
                 next += m->cfg.interval_ms;
                 if (monitor_round(m, now_ms()) < 0)
                         log_warn("a monitoring round failed; the next one will try again");
