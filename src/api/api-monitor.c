@@ -54,10 +54,16 @@ static void h_series(Req *r) {
 static void h_health(Req *r) {
         OpCaller c = api_caller(r);
         OpError err = {0};
-        json_t *out = NULL;
+        char *text = NULL;
+        size_t len = 0;
         _cleanup_model_snap_ ModelSnap *snap = model_snap(r->api->model);
-        int e = monitor_op_health(r->api->st, snap, &c, &out, &err);
-        answer(r, e, &err, 200, out);
+        if (monitor_op_health_text(r->api->st, snap, &c, &text, &len, &err) < 0)
+                return reply_op_error(r, &err);
+        /* The serialized tree (for most callers the cached bytes): no re-dump. */
+        r->status = 200;
+        r->raw = text;
+        r->raw_len = len;
+        r->content_type = "application/json";
 }
 
 /* ------------------------------------------------------------------ */

@@ -494,7 +494,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         MonitorConfig mcfg = { .interval_ms = c->monitor_interval_ms, .webhook_backoff_ms = c->monitor_webhook_backoff_ms,
                                .assess_interval_ms = c->monitor_assess_interval_ms, .usage_window_ms = c->monitor_usage_window_ms,
                                .audit_retention_ms = c->audit_retention_days * 24 * 3600 * 1000LL,
-                               .each_conn = monitor_each_conn, .conn_source = inv };
+                               .each_conn = monitor_each_conn, .conn_source = inv, .model = d->model };
         (void) monitor_new(st, &mcfg, &d->mon);
         Monitor *mon = d->mon;
         inventory_on_host_state(inv, host_state_hook, mon);

@@ -6,6 +6,7 @@
 #include "monitor.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 
@@ -76,24 +77,150 @@ static void visible_nodes(Store *st, const OpCaller *c, json_t *n, json_t *out) 
         }
 }
 
-int monitor_op_health(Store *st, const ModelSnap *snap, const OpCaller *c, json_t **ret, OpError *err) {
+/* The answer cache of /health and /metrics: one slot each, keyed by what
+ * the answer is made of -- the store, the read model's generations (hosts,
+ * VMs, groups) and a stamp of the rest (the open alerts for /health, the
+ * monitor's round for /metrics). A cached tree and its bytes are never
+ * changed once in the slot: readers take a reference (the tree; jansson's
+ * counts are atomic) or a copy (the bytes) under the lock and build outside
+ * it. A key read before the build that the data has overtaken only costs
+ * one more build: the next reader sees the new key. */
+typedef struct {
+        const Store *st;
+        uint64_t gen[3];
+        int64_t stamp[3];
+} AnswerKey;
+
+typedef struct {
+        pthread_mutex_t lock;
+        bool valid;
+        AnswerKey key;
+        json_t *tree;           /* /health only */
+        char *text;
+        size_t len;
+        uint64_t hits, builds;  /* for /metrics (armada_answer_cache_*_total) */
+} AnswerSlot;
+
+static AnswerSlot health_slot = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static AnswerSlot metrics_slot = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void answer_key(Store *st, const ModelSnap *snap, const int64_t stamp[3], AnswerKey *k) {
+        *k = (AnswerKey) { .st = st, .gen = { snap->hosts->generation, snap->vms->generation, snap->groups->generation } };
+        memcpy(k->stamp, stamp, sizeof k->stamp);
+}
+
+/* A hit: a reference to the tree (when ret_tree) and/or a copy of the
+ * bytes (when ret_text). */
+static bool slot_get(AnswerSlot *s, const AnswerKey *k, json_t **ret_tree, char **ret_text, size_t *ret_len) {
+        bool hit = false;
+        pthread_mutex_lock(&s->lock);
+        if (s->valid && memcmp(&s->key, k, sizeof *k) == 0) {
+                hit = true;
+                if (ret_tree || ret_text)
+                        s->hits++;
+                if (ret_tree)
+                        *ret_tree = json_incref(s->tree);
+                if (ret_text) {
+                        *ret_text = xmalloc(s->len + 1);
+                        memcpy(*ret_text, s->text, s->len + 1);
+                        *ret_len = s->len;
+                }
+        }
+        pthread_mutex_unlock(&s->lock);
+        return hit;
+}
+
+/* Swaps in a new answer (the slot takes tree's reference and text). */
+static void slot_put(AnswerSlot *s, const AnswerKey *k, json_t *tree, char *text, size_t len) {
+        pthread_mutex_lock(&s->lock);
+        json_t *old_tree = s->tree;
+        char *old_text = s->text;
+        s->key = *k;
+        s->tree = tree;
+        s->text = text;
+        s->len = len;
+        s->valid = true;
+        s->builds++;
+        pthread_mutex_unlock(&s->lock);
+        json_decref(old_tree);
+        free(old_text);
+}
+
+static char *dump_answer(const json_t *j, size_t *ret_len) {
+        char *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
+        size_t n = strlen(s);
+        s = xrealloc(s, n + 2);
+        s[n] = '\n';
+        s[n + 1] = 0;
+        *ret_len = n + 1;
+        return s;
+}
+
+/* The whole tree, from the cache or built (and cached); *ret_text (when
+ * asked) a copy of its bytes. */
+static int health_tree(Store *st, const ModelSnap *snap, json_t **ret, char **ret_text, size_t *ret_len, OpError *err) {
+        int64_t stamp[3];
+        AnswerKey k;
+        bool cacheable = snap && store_alert_open_stamp(st, stamp) >= 0;
+        if (cacheable) {
+                answer_key(st, snap, stamp, &k);
+                if (slot_get(&health_slot, &k, ret, ret_text, ret_len))
+                        return 0;
+        }
         json_t *tree = monitor_health_json_from(st, snap);
         if (!tree)
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while computing health.");
-        if (sees_everything(c)) {
-                *ret = tree;
-                return 0;
+        size_t len;
+        char *text = dump_answer(tree, &len);
+        if (ret_text) {
+                *ret_text = xmalloc(len + 1);
+                memcpy(*ret_text, text, len + 1);
+                *ret_len = len;
         }
+        if (ret)
+                *ret = json_incref(tree);
+        if (cacheable)
+                slot_put(&health_slot, &k, tree, text, len);
+        else {
+                json_decref(tree);
+                free(text);
+        }
+        return 0;
+}
+
+/* What a caller who does not see everything sees of the (cached, shared)
+ * tree: built on a deep copy, so the cached tree is never touched. */
+static json_t *health_filtered(Store *st, const OpCaller *c, const json_t *tree) {
+        _cleanup_json_ json_t *own = json_deep_copy(tree);
         json_t *vis = json_array();
-        visible_nodes(st, c, tree, vis);
-        json_decref(tree);
+        visible_nodes(st, c, own, vis);
         if (json_array_size(vis) == 1) {
-                *ret = json_incref(json_array_get(vis, 0));
+                json_t *one = json_incref(json_array_get(vis, 0));
                 json_decref(vis);
-                return 0;
+                return one;
         }
-        *ret = json_pack("{s:s, s:n, s:s, s:s, s:[], s:o}", "kind", "view", "id", "name", "what you may see", "health", "healthy",
+        return json_pack("{s:s, s:n, s:s, s:s, s:[], s:o}", "kind", "view", "id", "name", "what you may see", "health", "healthy",
                          "reasons", "children", vis);
+}
+
+int monitor_op_health(Store *st, const ModelSnap *snap, const OpCaller *c, json_t **ret, OpError *err) {
+        _cleanup_json_ json_t *tree = NULL;
+        int r = health_tree(st, snap, &tree, NULL, NULL, err);
+        if (r < 0)
+                return r;
+        *ret = sees_everything(c) ? json_deep_copy(tree) : health_filtered(st, c, tree);
+        return 0;
+}
+
+int monitor_op_health_text(Store *st, const ModelSnap *snap, const OpCaller *c, char **ret, size_t *ret_len, OpError *err) {
+        if (sees_everything(c))
+                return health_tree(st, snap, NULL, ret, ret_len, err);
+        _cleanup_json_ json_t *tree = NULL;
+        int r = health_tree(st, snap, &tree, NULL, NULL, err);
+        if (r < 0)
+                return r;
+        _cleanup_json_ json_t *vis = health_filtered(st, c, tree);
+        *ret = dump_answer(vis, ret_len);
         return 0;
 }
 
@@ -489,6 +616,38 @@ int monitor_op_assess_report(Store *st, const OpCaller *c, const PlaceHostModel 
 
 /* ---- Prometheus ---- */
 
+/* The hosts' and VMs' families from the cache while the read model and the
+ * monitor's round are unchanged, else built and cached. *ret (when asked) a
+ * copy. 0 or -EIO. */
+static int metrics_objects(Store *st, const ModelSnap *snap, char **ret) {
+        AnswerKey k;
+        size_t len = 0;
+        if (snap) {
+                int64_t stamp[3] = { (int64_t) monitor_round_generation(), 0, 0 };
+                answer_key(st, snap, stamp, &k);
+                if (slot_get(&metrics_slot, &k, NULL, ret, &len))
+                        return 0;
+        }
+        char *objects = monitor_prometheus_objects_text(st, snap);
+        if (!objects)
+                return -EIO;
+        if (ret)
+                *ret = snap ? xstrdup(objects) : objects;
+        if (snap)
+                slot_put(&metrics_slot, &k, NULL, objects, strlen(objects));
+        else if (!ret)
+                free(objects);
+        return 0;
+}
+
+void monitor_answers_warm(Store *st, const ModelSnap *snap) {
+        OpError err = {0};
+        if (!snap)
+                return;
+        (void) health_tree(st, snap, NULL, NULL, NULL, &err);
+        (void) metrics_objects(st, snap, NULL);
+}
+
 int monitor_op_prometheus(Store *st, const ModelSnap *snap, const char *authorization, bool metrics_public, uint64_t login_rate_limited, char **ret,
                           OpError *err) {
         if (!metrics_public) {
@@ -506,11 +665,32 @@ int monitor_op_prometheus(Store *st, const ModelSnap *snap, const char *authoriz
                 if (r != ROLE_ADMIN)
                         return op_fail(err, 403, "forbidden", NULL, "The metrics are for administrators (or armadad --metrics-public).");
         }
+        _cleanup_free_ char *objects = NULL;
+        if (metrics_objects(st, snap, &objects) < 0)
+                return op_fail(err, 500, "internal", NULL, "A database error occurred while exposing the metrics.");
         MonitorProcess self;
         bool have_self = monitor_process_read(&self) == 0;
-        char *text = monitor_prometheus_text_from(st, snap, have_self ? &self : NULL, login_rate_limited);
-        if (!text)
+        _cleanup_free_ char *rest = monitor_prometheus_rest_text(st, have_self ? &self : NULL, login_rate_limited);
+        if (!rest)
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while exposing the metrics.");
-        *ret = text;
+        uint64_t hb[2][2];
+        AnswerSlot *slots[2] = { &health_slot, &metrics_slot };
+        for (int i = 0; i < 2; i++) {
+                pthread_mutex_lock(&slots[i]->lock);
+                hb[i][0] = slots[i]->hits;
+                hb[i][1] = slots[i]->builds;
+                pthread_mutex_unlock(&slots[i]->lock);
+        }
+        *ret = xasprintf("%s%s"
+                         "# HELP armada_answer_cache_hits_total Answers of /health and /metrics served from the cache.\n"
+                         "# TYPE armada_answer_cache_hits_total counter\n"
+                         "armada_answer_cache_hits_total{answer=\"health\"} %llu\n"
+                         "armada_answer_cache_hits_total{answer=\"metrics\"} %llu\n"
+                         "# HELP armada_answer_cache_builds_total Answers of /health and /metrics built (and cached) anew.\n"
+                         "# TYPE armada_answer_cache_builds_total counter\n"
+                         "armada_answer_cache_builds_total{answer=\"health\"} %llu\n"
+                         "armada_answer_cache_builds_total{answer=\"metrics\"} %llu\n",
+                         objects, rest, (unsigned long long) hb[0][0], (unsigned long long) hb[1][0],
+                         (unsigned long long) hb[0][1], (unsigned long long) hb[1][1]);
         return 0;
 }

@@ -571,17 +571,14 @@ char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t lo
         return monitor_prometheus_text_from(st, NULL, self, login_rate_limited);
 }
 
-char *monitor_prometheus_text_from(Store *st, const ModelSnap *snap, const MonitorProcess *self, uint64_t login_rate_limited) {
+char *monitor_prometheus_objects_text(Store *st, const ModelSnap *snap) {
         StoreMonHost *hosts = NULL;
         StoreMonVm *vms = NULL;
         int nh, nv;
         mon_rows(st, snap, &hosts, &nh, &vms, &nv);
         _cleanup_json_ json_t *groups = store_mon_groups_json(st);
         _cleanup_json_ json_t *latest = store_perf_latest_json(st);
-        _cleanup_json_ json_t *counts = store_monitor_counts_json(st);
-        _cleanup_json_ json_t *alerts = store_alert_counts_json(st);
-        _cleanup_json_ json_t *stats = store_monitor_stats_json(st);
-        if (nh < 0 || nv < 0 || !groups || !latest || !counts || !alerts || !stats) {
+        if (nh < 0 || nv < 0 || !groups || !latest) {
                 free(hosts);
                 free(vms);
                 return NULL;
@@ -591,8 +588,6 @@ char *monitor_prometheus_text_from(Store *st, const ModelSnap *snap, const Monit
         StrBuf b = {0};
         expo_hosts(&b, hosts, nh, hl, latest);
         expo_vms(&b, vms, nv, vl, latest);
-        expo_counts(&b, counts, alerts);
-        expo_self(&b, stats, self, login_rate_limited);
         for (int i = 0; i < nh; i++) free(hl[i].labels);
         for (int i = 0; i < nv; i++) free(vl[i].labels);
         free(hl);
@@ -600,4 +595,24 @@ char *monitor_prometheus_text_from(Store *st, const ModelSnap *snap, const Monit
         free(hosts);
         free(vms);
         return strbuf_steal(&b);
+}
+
+char *monitor_prometheus_rest_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited) {
+        _cleanup_json_ json_t *counts = store_monitor_counts_json(st);
+        _cleanup_json_ json_t *alerts = store_alert_counts_json(st);
+        _cleanup_json_ json_t *stats = store_monitor_stats_json(st);
+        if (!counts || !alerts || !stats)
+                return NULL;
+        StrBuf b = {0};
+        expo_counts(&b, counts, alerts);
+        expo_self(&b, stats, self, login_rate_limited);
+        return strbuf_steal(&b);
+}
+
+char *monitor_prometheus_text_from(Store *st, const ModelSnap *snap, const MonitorProcess *self, uint64_t login_rate_limited) {
+        _cleanup_free_ char *objects = monitor_prometheus_objects_text(st, snap);
+        _cleanup_free_ char *rest = objects ? monitor_prometheus_rest_text(st, self, login_rate_limited) : NULL;
+        if (!rest)
+                return NULL;
+        return xasprintf("%s%s", objects, rest);
 }

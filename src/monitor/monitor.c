@@ -785,6 +785,12 @@ static void round_sample_host(Monitor *m, MonRound *rd, HostData *hd) {
         rd->ns++;
 }
 
+static uint64_t round_generation;
+
+uint64_t monitor_round_generation(void) {
+        return __atomic_load_n(&round_generation, __ATOMIC_ACQUIRE);
+}
+
 /* Write: the round's samples, rollups, usage and pools in one transaction,
  * with states, rules and the health events. 0 or negative. */
 static int round_write(Monitor *m, MonRound *rd) {
@@ -811,8 +817,10 @@ static int round_write(Monitor *m, MonRound *rd) {
         }
         if (r < 0)
                 store_rollback(m->st);
-        else
+        else {
+                __atomic_add_fetch(&round_generation, 1, __ATOMIC_RELEASE);
                 health_events(m);
+        }
         return r;
 }
 
@@ -886,6 +894,10 @@ int monitor_round(Monitor *m, int64_t now) {
         int r = round_write(m, &rd);
         round_prune(m, now);
         round_end(m, &rd);
+        if (m->cfg.model) {
+                _cleanup_model_snap_ ModelSnap *snap = model_snap(m->cfg.model);
+                monitor_answers_warm(m->st, snap);
+        }
         size_t ns = rd.ns;
         round_free(&rd);
         return r < 0 ? r : (int) ns;

@@ -57,6 +57,7 @@ typedef struct {
         int64_t audit_retention_ms;      /* audit rows older than this are pruned, default 90 days */
         MonitorEachConn each_conn;       /* required for sampling hosts */
         void *conn_source;
+        Model *model;                    /* optional: after each round the /health and /metrics caches are refilled from it */
 } MonitorConfig;
 
 typedef struct Monitor Monitor;
@@ -125,6 +126,11 @@ int monitor_process_read(MonitorProcess *ret);
 char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited);
 /* The same with the hosts and VMs of a read-model snapshot; NULL: the store. */
 char *monitor_prometheus_text_from(Store *st, const ModelSnap *snap, const MonitorProcess *self, uint64_t login_rate_limited);
+/* Its two parts: the families of the hosts and VMs (the bulk; changes with
+ * the read model and each monitor round), and the rest (jobs, alerts,
+ * deliveries, the monitor's and the process's own figures). */
+char *monitor_prometheus_objects_text(Store *st, const ModelSnap *snap);
+char *monitor_prometheus_rest_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited);
 
 /* The consolidation report over the last window_ms: every server's mean,
  * p95 and max CPU, memory, disk and network, a leaderboard (steady, low
@@ -208,6 +214,19 @@ int monitor_op_assess_report(Store *st, const OpCaller *c, const PlaceHostModel 
  * and VMs from snap when given, as monitor_op_health. */
 int monitor_op_prometheus(Store *st, const ModelSnap *snap, const char *authorization, bool metrics_public, uint64_t login_rate_limited, char **ret,
                           OpError *err);
+/* The health tree serialized (compact JSON, as the API answers it) as far as
+ * the caller sees it (monitor_op_health()); *ret malloc'd, *ret_len its
+ * length. Whoever sees everything gets the cached bytes of the last tree
+ * while the read model's generations, the open alerts (their stamp) and
+ * the snapshot are unchanged. */
+int monitor_op_health_text(Store *st, const ModelSnap *snap, const OpCaller *c, char **ret, size_t *ret_len, OpError *err);
+/* A counter that moves after every monitor round committed its figures
+ * (perf_latest, alerts): the /metrics cache is keyed by it. */
+uint64_t monitor_round_generation(void);
+/* Fills the /health and /metrics caches for snap unless they hold its
+ * answers already: the collector calls it after each round, so that a
+ * request seldom pays for the build. */
+void monitor_answers_warm(Store *st, const ModelSnap *snap);
 
 /* ================================================================== */
 /* Pure functions: no I/O, no allocation unless stated.               */

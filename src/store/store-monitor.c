@@ -621,6 +621,13 @@ json_t *store_alert_counts_json(Store *st) {
                                     " FROM alert WHERE state = 'open' GROUP BY severity ORDER BY severity", "");
 }
 
+int store_alert_open_stamp(Store *st, int64_t ret[3]) {
+        int r = store_query_i64(st, &ret[0], "SELECT count(*) FROM alert WHERE state = 'open'", "");
+        if (r >= 0) r = store_query_i64(st, &ret[1], "SELECT coalesce(max(id), 0) FROM alert WHERE state = 'open'", "");
+        if (r >= 0) r = store_query_i64(st, &ret[2], "SELECT coalesce(sum(updated_at), 0) FROM alert WHERE state = 'open'", "");
+        return r;
+}
+
 /* ------------------------------------------------------------------ */
 /* webhooks */
 

@@ -164,6 +164,11 @@ json_t *store_alert_list_json(Store *st, const char *state, int limit);
 json_t *store_alert_get_json(Store *st, int64_t id);
 /* Open alerts per severity, for /metrics: rows {severity, n, unacknowledged}. */
 json_t *store_alert_counts_json(Store *st);
+/* A stamp of the open alerts -- their number, highest id and the sum of
+ * their updated_at -- that changes when one opens, resolves or is touched
+ * (new value or message): what a cached health tree is keyed by. 0 or
+ * negative errno. */
+int store_alert_open_stamp(Store *st, int64_t ret[3]);
 
 /* ---- webhooks ---- */
 int store_webhook_insert(Store *st, const char *url, const char *description, int64_t *ret_id);

@@ -421,6 +421,99 @@ class TestHealth(MonitorTestCase):
                    what="the alert of the removed host to resolve")
 
 
+class TestAnswerCache(MonitorTestCase):
+    """/health and /metrics answer from a cache (issue 13): what changes
+    shows up in the next answer, and a delegated administrator never gets
+    the tree an administrator's call put in the cache."""
+
+    def cache_stat(self, kind, answer):
+        prefix = f'armada_answer_cache_{kind}_total{{answer="{answer}"}} '
+        for line in self.metrics_text().splitlines():
+            if line.startswith(prefix):
+                return float(line[len(prefix):])
+        self.fail(f"no {prefix.strip()} in /metrics")
+
+    def vm_node(self, tree, name):
+        stack = [tree]
+        while stack:
+            n = stack.pop()
+            if n["kind"] == "vm" and n["name"] == name:
+                return n
+            stack.extend(n["children"])
+        return None
+
+    def test_health_is_cached_and_follows_changes(self):
+        vm = self.new_vm("cache-pause")
+        self.d.ok("GET", "/api/v1/health")
+        hits = self.cache_stat("hits", "health")
+        # Nothing changed: the same bytes again, from the cache (an alert's
+        # value may move with a round: try a few times).
+        wait_until(lambda: (self.d.ok("GET", "/api/v1/health"), self.cache_stat("hits", "health") > hits)[1], 10,
+                   what="a /health answer served from the cache")
+        self.assertEqual(self.vm_node(self.d.ok("GET", "/api/v1/health"), "cache-pause")["state"], "running")
+        # A VM's state change and the alert it raises show up.
+        self.rule({"name": "cache-paused", "object_kind": "vm", "metric": "state", "comparison": "==", "state": "paused",
+                   "severity": "warning", "scope": "object", "scope_id": vm["id"]})
+        self.d.vm_action(vm["id"], "pause")
+        self.assertEqual(self.vm_node(self.d.ok("GET", "/api/v1/health"), "cache-pause")["state"], "paused")
+        (alert,) = wait_until(lambda: self.open_alerts("cache-paused"), 10, what="the cache-paused alert")
+        node = self.vm_node(self.d.ok("GET", "/api/v1/health"), "cache-pause")
+        self.assertTrue(any(r.startswith(f"alert {alert['id']} (warning)") for r in node["reasons"]), node)
+        # Acknowledging shows in the next /metrics (its alert counts are fresh).
+        unacked = self.stat('armada_alerts_unacknowledged{severity="warning"}')
+        self.d.ok("POST", f"/api/v1/alerts/{alert['id']}/actions/acknowledge")
+        self.assertEqual(self.stat('armada_alerts_unacknowledged{severity="warning"}'), unacked - 1)
+        # Resolved: the reason is gone from the next tree.
+        self.d.vm_action(vm["id"], "resume")
+        wait_until(lambda: not self.open_alerts("cache-paused"), 10, what="the cache-paused alert to resolve")
+        node = self.vm_node(self.d.ok("GET", "/api/v1/health"), "cache-pause")
+        self.assertEqual(node["state"], "running")
+        self.assertFalse([r for r in node["reasons"] if r.startswith(f"alert {alert['id']} ")], node)
+
+    def test_metrics_cached_within_a_round_and_rebuilt_by_the_next(self):
+        self.metrics_text()
+        hits = self.cache_stat("hits", "metrics")
+        # Two calls within one round (every 300 ms): the second is a hit.
+        wait_until(lambda: self.cache_stat("hits", "metrics") > hits + 1, 10, what="a /metrics answer from the cache")
+        builds = self.cache_stat("builds", "metrics")
+        rounds = self.stat("armada_monitor_rounds_total")
+        wait_until(lambda: self.stat("armada_monitor_rounds_total") > rounds, 10, what="a new monitor round")
+        self.assertGreater(self.cache_stat("builds", "metrics"), builds)
+        # A new VM shows up at once.
+        self.new_vm("cache-new")
+        self.assertIn('armada_vm_state{vm="cache-new",host="t1",state="running"} 1', self.metrics_text())
+
+    def test_delegated_admin_never_sees_the_cached_full_tree(self):
+        d = self.d
+        d.ok("POST", "/api/v1/host-groups", {"path": "CacheLab"})
+        d.add_host("t7", d.test_node_uri("t7"), group="CacheLab")
+        d.ok("POST", "/api/v1/users", {"name": "cache-deleg", "password": "deleg-pass-7", "role": "delegated-administrator",
+                                       "scopes": ["CacheLab"]})
+        tok = d.login("cache-deleg", "deleg-pass-7")
+        d.ok("POST", "/api/v1/users", {"name": "cache-self", "password": "self-pass-77", "role": "self-service"})
+        stok = d.login("cache-self", "self-pass-77")
+
+        def names(tree):
+            out, stack = set(), [tree]
+            while stack:
+                n = stack.pop()
+                out.add((n["kind"], n["name"]))
+                stack.extend(n["children"])
+            return out
+        for _ in range(3):
+            full = names(d.ok("GET", "/api/v1/health"))       # fills the cache
+            self.assertIn(("host", "t1"), full)
+            mine = names(d.ok("GET", "/api/v1/health", token=tok))
+            self.assertIn(("host", "t7"), mine)
+            self.assertNotIn(("host", "t1"), mine)
+            self.assertNotIn(("vm", "test"), mine)
+            self.assertFalse({n for n in mine if n[0] == "group" and n[1] == "All Hosts"}, mine)
+            own = names(d.ok("GET", "/api/v1/health", token=stok))
+            self.assertFalse({n for n in own if n[0] in ("host", "group")}, own)
+        # The administrator's cached tree is whole after the filtered calls.
+        self.assertEqual(names(d.ok("GET", "/api/v1/health")), full)
+
+
 class TestRemovedHostHistory(MonitorTestCase):
     def test_new_host_does_not_inherit_a_removed_hosts_history(self):
         old, _ = self.d.add_host("hist-old", self.d.test_node_uri(
