@@ -246,8 +246,8 @@ async function refresh(parts = ALL) {
     if (groups) app.data.groups = groups.items;
     if (hosts) app.data.hosts = hosts.items;
     if (vms) app.data.vms = vms.items;
-    if (jobs) app.data.jobs = jobs.items;
-    if (events) app.data.events = events.items;
+    if (jobs) app.data.jobs = mergeJobs(app.data.jobs, jobs.items);
+    if (events) app.data.events = mergeEvents(app.data.events, events.items);
     if (health !== undefined) app.health = health;
     applyHealth(app.health);
     render();
@@ -286,6 +286,31 @@ function partsFor(kind) {
   }
 }
 
+// A list read while stream messages arrived can be older than they are: it
+// must not take back what a message already showed. For each job the
+// furthest state wins (queued, running, then a final one, which never goes
+// back; then the higher progress); jobs and events the messages brought
+// that the list does not hold yet are kept.
+const JOB_RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
+function mergeJobs(local, fetched) {
+  const byId = new Map(fetched.map(j => [j.id, j]));
+  for (const j of local) {
+    const f = byId.get(j.id);
+    if (!f) {
+      if (j.live) byId.set(j.id, j);
+      continue;
+    }
+    const rl = JOB_RANK[j.state] ?? 0, rf = JOB_RANK[f.state] ?? 0;
+    if (rl > rf || (rl === rf && rl < 2 && (j.progress || 0) > (f.progress || 0))) byId.set(j.id, { ...f, ...j });
+  }
+  return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, 15);
+}
+function mergeEvents(local, fetched) {
+  const byId = new Map(fetched.map(e => [e.id, e]));
+  for (const e of local) if (e.live && !byId.has(e.id)) byId.set(e.id, e);
+  return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, 30);
+}
+
 // A job's change: shown at once (live progress); the lists it may touch are
 // read again when its state changes, not on each step.
 function onJobMessage(j) {
@@ -293,6 +318,7 @@ function onJobMessage(j) {
   const list = app.data.jobs;
   const i = list.findIndex(x => x.id === j.id);
   const before = i >= 0 ? list[i] : null;
+  j = { ...j, live: true };
   if (before) list[i] = { ...before, ...j };
   else {
     list.push(j);
@@ -309,7 +335,7 @@ function onEventMessage(ev) {
   if (!ev || typeof ev.id !== 'number' || !app.els.events) return;
   const list = app.data.events;
   if (!list.some(x => x.id === ev.id)) {
-    list.unshift(ev);
+    list.unshift({ ...ev, live: true });
     list.sort((a, b) => b.id - a.id);
     list.length = Math.min(list.length, 30);
     renderEvents();
