@@ -22,33 +22,20 @@
 #include <stdatomic.h>
 #include <time.h>
 
-typedef struct {
-        char dir[64];
-        Store *st;
-} Fixture;
+#include "tmpstore.h"
+
+typedef TmpStore Fixture;
 
 static int setup(void **state) {
-        Fixture *f = calloc(1, sizeof *f);
-        snprintf(f->dir, sizeof f->dir, "/tmp/armada-test-inventory-XXXXXX");
-        if (!mkdtemp(f->dir))
-                return -1;
-        char path[128];
-        snprintf(path, sizeof path, "%s/t.db", f->dir);
-        if (store_open(path, &f->st) < 0)
+        Fixture *f = tmpstore_new("inventory");
+        if (!f)
                 return -1;
         *state = f;
         return 0;
 }
 
 static int teardown(void **state) {
-        Fixture *f = *state;
-        store_free(f->st);
-        char cmd[160];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-        if (system(cmd) != 0)
-                return -1;
-        free(f);
-        return 0;
+        return tmpstore_free(*state);
 }
 
 static int64_t add_host(Store *st, const char *name, int64_t group, unsigned cpus, uint64_t mem, const char *state) {

@@ -17,33 +17,20 @@
 #include "place/place.h"
 #include "store/store-place.h"
 
-typedef struct {
-        char dir[64];
-        char path[128];
-        Store *st;
-} Fixture;
+#include "tmpstore.h"
+
+typedef TmpStore Fixture;
 
 static int setup(void **state) {
-        Fixture *f = calloc(1, sizeof *f);
-        snprintf(f->dir, sizeof f->dir, "/tmp/armada-test-placement-XXXXXX");
-        if (!mkdtemp(f->dir))
-                return -1;
-        snprintf(f->path, sizeof f->path, "%s/t.db", f->dir);
-        if (store_open(f->path, &f->st) < 0)
+        Fixture *f = tmpstore_new("placement");
+        if (!f)
                 return -1;
         *state = f;
         return 0;
 }
 
 static int teardown(void **state) {
-        Fixture *f = *state;
-        store_free(f->st);
-        char cmd[160];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-        if (system(cmd) != 0)
-                return -1;
-        free(f);
-        return 0;
+        return tmpstore_free(*state);
 }
 
 static int64_t add_host(Store *st, const char *name, unsigned cpus, uint64_t mem) {
