@@ -361,17 +361,8 @@ static void build_items(Req *r, const ModelSnap *s, const ListQuery *q, StrBuf *
         size_t start = q->after[0] ? model_name_after(t, q->after) : 0;
         /* An exact name or a prefix: binary search to the first candidate. */
         const char *from = q->name ? q->name : q->name_prefix;
-        if (from && strcmp(from, q->after) > 0) {
-                size_t lo = 0, hi = t->n;
-                while (lo < hi) {
-                        size_t mid = lo + (hi - lo) / 2;
-                        if (strcmp(t->by_name[mid]->name, from) < 0)
-                                lo = mid + 1;
-                        else
-                                hi = mid;
-                }
-                start = lo;
-        }
+        if (from && strcmp(from, q->after) > 0)
+                start = model_name_from(t, from);
         size_t given = 0;
         const ModelRow *last = NULL;
         *ret_next = NULL;
@@ -527,17 +518,8 @@ static bool list_stream(Req *r, ModelSnap *snap, ListQuery *q) {
         s->snap = snap;
         const ModelTable *t = q->vms ? snap->vms : snap->hosts;
         const char *from = q->name ? q->name : q->name_prefix;
-        if (from) {
-                size_t lo = 0, hi = t->n;
-                while (lo < hi) {
-                        size_t mid = lo + (hi - lo) / 2;
-                        if (strcmp(t->by_name[mid]->name, from) < 0)
-                                lo = mid + 1;
-                        else
-                                hi = mid;
-                }
-                s->next = lo;
-        }
+        if (from)
+                s->next = model_name_from(t, from);
         if (accepts_gzip(r)) {
                 if (deflateInit2(&s->z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK)
                         s->gzip = true;

@@ -133,6 +133,18 @@ size_t model_name_after(const ModelTable *t, const char *name) {
         return lo;
 }
 
+size_t model_name_from(const ModelTable *t, const char *name) {
+        size_t lo = 0, hi = t->n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(t->by_name[mid]->name, name) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
 /* A change to apply: the row with id is now row (NULL: gone). */
 typedef struct {
         int64_t id;

@@ -87,6 +87,9 @@ const ModelRow *model_row_find(const ModelTable *t, int64_t id);
 /* The index in t->by_name of the first row whose name sorts after name
  * (bytewise); t->n when none. */
 size_t model_name_after(const ModelTable *t, const char *name);
+/* The index in t->by_name of the first row whose name sorts at or after
+ * name (bytewise): where an exact name or a prefix starts; t->n when none. */
+size_t model_name_from(const ModelTable *t, const char *name);
 /* The group chain of group_id as store_group_chain() gives it: the group,
  * then its ancestors up to the root, at most max ids. The count; 0 when
  * group_id names no group. */
