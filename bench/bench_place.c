@@ -67,6 +67,25 @@ static void random_hosts(PlaceHost *hosts, size_t n) {
         }
 }
 
+/* The inputs both engine benchmarks rate: n random hosts (all_full: every
+ * one out of memory, the worst case for the reasons, as every host then
+ * needs its sentence), one VM with an anti-affinity rule, the default
+ * load-balancing policy. The caller frees the hosts. */
+static PlaceHost *bench_inputs(size_t n, bool all_full, PlaceDemand *ret_d, PlacePolicy *ret_p) {
+        PlaceHost *hosts = xcalloc(n, sizeof *hosts);
+        random_hosts(hosts, n);
+        for (size_t i = 0; all_full && i < n; i++)
+                hosts[i].used[PLACE_R_MEMORY] = hosts[i].cap[PLACE_R_MEMORY];
+        static const int32_t anti[] = { 7 };
+        *ret_d = (PlaceDemand) {
+                .vm_name = "web02",
+                .demand = { 400, 8192, 100, 500, 200 },
+                .anti_affinity = anti, .n_anti_affinity = 1,
+        };
+        place_policy_default(PLACE_GOAL_LOAD_BALANCING, ret_p);
+        return hosts;
+}
+
 typedef struct {
         size_t n;
         double median_us, min_us;
@@ -74,21 +93,11 @@ typedef struct {
 } RateRow;
 
 static RateRow bench_rate(size_t n, int reps, bool all_full) {
-        PlaceHost *hosts = xcalloc(n, sizeof *hosts);
+        PlaceDemand d;
+        PlacePolicy p;
+        PlaceHost *hosts = bench_inputs(n, all_full, &d, &p);
         PlaceRating *out = xcalloc(n, sizeof *out);
         double *t = xcalloc((size_t) reps, sizeof *t);
-        random_hosts(hosts, n);
-        /* worst case for the reasons: every host needs its sentence */
-        for (size_t i = 0; all_full && i < n; i++)
-                hosts[i].used[PLACE_R_MEMORY] = hosts[i].cap[PLACE_R_MEMORY];
-        static const int32_t anti[] = { 7 };
-        PlaceDemand d = {
-                .vm_name = "web02",
-                .demand = { 400, 8192, 100, 500, 200 },
-                .anti_affinity = anti, .n_anti_affinity = 1,
-        };
-        PlacePolicy p;
-        place_policy_default(PLACE_GOAL_LOAD_BALANCING, &p);
         RateRow row = { .n = n };
         volatile ssize_t sink = 0;
         for (int k = 0; k < reps; k++) {
@@ -119,20 +128,11 @@ typedef struct {
 } TableRow;
 
 static TableRow bench_table(size_t n, int reps, bool all_full) {
-        PlaceHost *hosts = xcalloc(n, sizeof *hosts);
+        PlaceDemand d;
+        PlacePolicy p;
+        PlaceHost *hosts = bench_inputs(n, all_full, &d, &p);
         PlaceScore *out = xcalloc(n, sizeof *out);
         double *t = xcalloc((size_t) reps, sizeof *t);
-        random_hosts(hosts, n);
-        for (size_t i = 0; all_full && i < n; i++)
-                hosts[i].used[PLACE_R_MEMORY] = hosts[i].cap[PLACE_R_MEMORY];
-        static const int32_t anti[] = { 7 };
-        PlaceDemand d = {
-                .vm_name = "web02",
-                .demand = { 400, 8192, 100, 500, 200 },
-                .anti_affinity = anti, .n_anti_affinity = 1,
-        };
-        PlacePolicy p;
-        place_policy_default(PLACE_GOAL_LOAD_BALANCING, &p);
         TableRow row = {0};
         /* the build: the fastest of five (the first pays the page faults
          * of fresh memory, which a daemon that rates often does not) */
