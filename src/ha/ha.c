@@ -686,6 +686,12 @@ static void pending_kick(Ha *ha, bool wait) {
         }
         if (wait)
                 return;
+        /* Nothing waits (the usual case): no thread, no connection. */
+        StoreHaRef *refs = NULL;
+        int n = store_ha_pending_list(ha->st, &refs);
+        free(refs);
+        if (n == 0)
+                return;
         atomic_store(&ha->pending_done, false);
         if (pthread_create(&ha->pending_thread, NULL, pending_main, ha) == 0)
                 ha->pending_running = true;

@@ -12,7 +12,7 @@ struct Store {
         char *path;
         pthread_key_t key;
         pthread_mutex_t lock;
-        sqlite3 **all;          /* every connection opened, for store_free() */
+        sqlite3 **all;          /* every open connection: one per living thread that used the store */
         size_t n_all;
         /* store_set_change_hook(): told after an event or job change commits. */
         StoreChangeFn change_fn;
@@ -275,11 +275,31 @@ static const StoreMigration *const MIGRATION_LISTS[] = {
 
 /* ------------------------------------------------------------------ */
 
+/* A thread's connection, the value of st->key: the destructor needs the
+ * store to take the connection out of st->all. */
+typedef struct {
+        Store *st;
+        sqlite3 *db;
+} ThreadConn;
+
+/* Thread exit: the thread's connection is closed (its page cache and file
+ * descriptors go with it) and leaves st->all. Threads come and go all the
+ * time (workers of a round, request threads); keeping their connections
+ * until store_free() grew armadad's memory and descriptors by one
+ * connection per thread that ever ran. Every thread that uses the store
+ * ends before store_free() (armadad joins them first), so st is alive. */
 static void conn_forget(void *p) {
-        /* Thread exit: the connection stays in st->all and is closed by
-         * store_free(); closing here would race with nothing but is not
-         * needed for correctness. */
-        (void) p;
+        ThreadConn *tc = p;
+        Store *st = tc->st;
+        pthread_mutex_lock(&st->lock);
+        for (size_t i = 0; i < st->n_all; i++)
+                if (st->all[i] == tc->db) {
+                        st->all[i] = st->all[--st->n_all];
+                        break;
+                }
+        pthread_mutex_unlock(&st->lock);
+        sqlite3_close_v2(tc->db);
+        free(tc);
 }
 
 static sqlite3 *conn_open(Store *st) {
@@ -300,13 +320,23 @@ static sqlite3 *conn_open(Store *st) {
 }
 
 sqlite3 *store_db(Store *st) {
-        sqlite3 *db = pthread_getspecific(st->key);
-        if (db)
-                return db;
-        db = conn_open(st);
-        if (db)
-                pthread_setspecific(st->key, db);
+        ThreadConn *tc = pthread_getspecific(st->key);
+        if (tc)
+                return tc->db;
+        sqlite3 *db = conn_open(st);
+        if (!db)
+                return NULL;
+        tc = xmalloc(sizeof *tc);
+        *tc = (ThreadConn) { .st = st, .db = db };
+        pthread_setspecific(st->key, tc);
         return db;
+}
+
+size_t store_connections(Store *st) {
+        pthread_mutex_lock(&st->lock);
+        size_t n = st->n_all;
+        pthread_mutex_unlock(&st->lock);
+        return n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -498,6 +528,10 @@ Store *store_free(Store *st) {
         for (size_t i = 0; i < ELEMENTSOF(st->client); i++)
                 if (st->client[i].name && st->client[i].destroy)
                         st->client[i].destroy(st->client[i].data);
+        /* The calling thread's ThreadConn: its destructor will not run once
+         * the key is gone. Other threads have ended (see conn_forget). */
+        free(pthread_getspecific(st->key));
+        pthread_setspecific(st->key, NULL);
         for (size_t i = 0; i < st->n_all; i++)
                 sqlite3_close_v2(st->all[i]);
         free(st->all);

@@ -39,8 +39,11 @@ int store_open(const char *path, Store **ret);
 Store *store_free(Store *st);
 /* The number of migrations applied (also PRAGMA user_version). */
 int store_schema_version(Store *st);
-/* This thread's connection (opened on first use). NULL on failure. */
+/* This thread's connection (opened on first use, closed when the thread
+ * ends). NULL on failure. */
 sqlite3 *store_db(Store *st);
+/* How many connections are open: one per living thread that used the store. */
+size_t store_connections(Store *st);
 
 /* ---- generic helpers (used inside store and by its tests) ----
  * types: one letter per parameter: 'i' int64_t, 'd' double, 's' const char *

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -447,6 +448,34 @@ static void test_stream_sequence(void **state) {
         store_set_change_hook(st, NULL, NULL);
 }
 
+/* A thread's connection is closed when the thread ends: armadad's workers
+ * come and go, and keeping their connections grew its memory and file
+ * descriptors without bound (one connection per thread ever run). */
+static void *query_and_exit(void *p) {
+        Store *st = p;
+        int64_t n = -1;
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM host", ""), 0);
+        assert_int_equal(n, 0);
+        return NULL;
+}
+
+static void test_thread_connection_closed_at_exit(void **state) {
+        Store *st = *state;
+        size_t before = store_connections(st);
+        assert_true(before >= 1);       /* this thread's, opened by store_open() */
+        for (int round = 0; round < 20; round++) {
+                pthread_t t[4];
+                for (int i = 0; i < 4; i++)
+                        assert_int_equal(pthread_create(&t[i], NULL, query_and_exit, st), 0);
+                for (int i = 0; i < 4; i++)
+                        assert_int_equal(pthread_join(t[i], NULL), 0);
+        }
+        assert_int_equal(store_connections(st), before);
+        /* and this thread's connection still works */
+        int64_t n = -1;
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM host", ""), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migrations_once),
@@ -460,6 +489,7 @@ int main(void) {
                 cmocka_unit_test(test_host_identity_claims),
                 cmocka_unit_test(test_installation_id_is_stable),
                 cmocka_unit_test(test_stream_sequence),
+                cmocka_unit_test(test_thread_connection_closed_at_exit),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
