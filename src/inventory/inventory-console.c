@@ -17,7 +17,10 @@ static bool loopback_or_empty(const char *a) {
 }
 
 int inventory_vm_readable(Inventory *inv, const OpCaller *c, int64_t vm_id, json_t **ret, OpError *err) {
-        json_t *v = store_vm_get_json(inv->st, vm_id);
+        json_t *v = NULL;
+        int r = store_vm_get_json(inv->st, vm_id, &v);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the VM");
         if (!v || !op_allowed(inv->st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"))) {
                 json_decref(v);
                 return op_fail(err, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) vm_id);

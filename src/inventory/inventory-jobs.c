@@ -422,8 +422,8 @@ static int job_host_refresh(JobCtx *ctx, void *userdata) {
         int r = inventory_refresh_host(inv, ctx->job->target_id, why, sizeof why);
         if (r < 0)
                 return job_fail(ctx, r, "%s", why);
-        _cleanup_json_ json_t *h = store_host_get_json(ctx->st, ctx->job->target_id);
-        if (h)
+        _cleanup_json_ json_t *h = NULL;
+        if (store_host_get_json(ctx->st, ctx->job->target_id, &h) == 0) /* the result is extra: none on an error (logged) */
                 ctx->result = json_pack("{s:O?, s:O?, s:O?, s:O?}", "state", json_object_get(h, "state"),
                                         "domain_type", json_object_get(h, "domain_type"), "cpus", json_object_get(h, "cpus"),
                                         "memory_mib", json_object_get(h, "memory_mib"));

@@ -9,9 +9,11 @@
 #include <math.h>
 #include <string.h>
 
+/* The job's JSON, or JSON null when it cannot be read (the job is queued
+ * already: a failed re-read, logged by the store, does not undo it). */
 static json_t *job_json(Inventory *inv, int64_t id) {
-        json_t *j = store_job_get_json(inv->st, id);
-        return j ? j : json_null();
+        json_t *j = NULL;
+        return store_job_get_json(inv->st, id, &j) == 0 ? j : json_null();
 }
 
 /* Resolves the group path the caller gave in field: 0 and *ret_id, or a
@@ -33,7 +35,9 @@ static int group_of(Store *st, const OpCaller *c, const char *field, const char 
 
 int inventory_vm_name_taken(Inventory *inv, const OpCaller *c, const char *field, const char *name, OpError *err) {
         int64_t id;
-        _cleanup_json_ json_t *v = store_vm_find(inv->st, name, &id) == 0 ? store_vm_get_json(inv->st, id) : NULL;
+        _cleanup_json_ json_t *v = NULL;
+        if (store_vm_find(inv->st, name, &id) == 0)
+                (void) store_vm_get_json(inv->st, id, &v); /* a database error (logged): the name is not shown */
         if (v && op_allowed(inv->st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
                 op_fail(err, 409, "conflict", field, "A VM named '%s' already exists.", name);
         else
@@ -227,7 +231,8 @@ int inventory_vm_create(Inventory *inv, const OpCaller *c, const InventoryVmSpec
                 return r;
         }
         vm_create_record(inv, c, &vc);
-        json_t *vmj = store_vm_get_json(inv->st, vc.vm_id);
+        json_t *vmj = NULL;
+        (void) store_vm_get_json(inv->st, vc.vm_id, &vmj); /* created and queued: a failed re-read (logged) shows null */
         if (vmj && vc.placement)
                 json_object_set(vmj, "placement", vc.placement);
         *ret = json_pack("{s:o, s:o, s:o?}", "vm", vmj ? vmj : json_null(), "job", job_json(inv, vc.job_id), "placement", vc.placement);
@@ -237,16 +242,21 @@ int inventory_vm_create(Inventory *inv, const OpCaller *c, const InventoryVmSpec
 /* ------------------------------------------------------------------ */
 /* read, delete, power actions */
 
-/* VM id's JSON when the caller may read it, else NULL and 404. */
-static json_t *vm_visible(Inventory *inv, const OpCaller *c, int64_t id, OpError *err) {
-        json_t *v = store_vm_get_json(inv->st, id);
+/* 0 and VM id's JSON in *ret when the caller may read it, else 404, or 5xx
+ * on a database error. */
+static int vm_visible(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
+        json_t *v = NULL;
+        int r = store_vm_get_json(inv->st, id, &v);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the VM");
         if (v && !op_allowed(inv->st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"))) {
                 json_decref(v);
                 v = NULL;
         }
         if (!v)
-                op_fail(err, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) id);
-        return v;
+                return op_fail(err, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) id);
+        *ret = v;
+        return 0;
 }
 
 /* A self-service user acts on a VM deployed under a grant only as far as
@@ -258,22 +268,20 @@ static bool grant_allows(Inventory *inv, const OpCaller *c, int64_t vm_id, const
         int64_t grant_id = 0;
         if (store_vm_grant(inv->st, vm_id, &grant_id) < 0 || grant_id == 0)
                 return true;
-        _cleanup_json_ json_t *g = store_grant_get_json(inv->st, grant_id);
+        _cleanup_json_ json_t *g = NULL;
+        (void) store_grant_get_json(inv->st, grant_id, &g); /* a database error (logged) denies */
         return g && csv_has(jget_str(g, "actions"), action);
 }
 
 int inventory_vm_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
-        json_t *v = vm_visible(inv, c, id, err);
-        if (!v)
-                return -ENOENT;
-        *ret = v;
-        return 0;
+        return vm_visible(inv, c, id, ret, err);
 }
 
 int inventory_vm_delete(Inventory *inv, const OpCaller *c, int64_t id, bool keep_disks, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *v = vm_visible(inv, c, id, err);
-        if (!v)
-                return -ENOENT;
+        _cleanup_json_ json_t *v = NULL;
+        int vr = vm_visible(inv, c, id, &v, err);
+        if (vr < 0)
+                return vr;
         const char *name = jget_str(v, "name");
         if (!op_allowed(inv->st, c, ACT_DELETE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")) ||
             !grant_allows(inv, c, id, "delete"))
@@ -292,9 +300,10 @@ int inventory_vm_delete(Inventory *inv, const OpCaller *c, int64_t id, bool keep
 
 int inventory_vm_action(Inventory *inv, const OpCaller *c, int64_t id, const InventoryVmActionSpec *spec, json_t **ret, OpError *err) {
         static const char *const actions[] = { "start", "stop", "kill", "pause", "resume" };
-        _cleanup_json_ json_t *v = vm_visible(inv, c, id, err);
-        if (!v)
-                return -ENOENT;
+        _cleanup_json_ json_t *v = NULL;
+        int vr = vm_visible(inv, c, id, &v, err);
+        if (vr < 0)
+                return vr;
         const char *action = NULL, *name = jget_str(v, "name");
         for (size_t i = 0; i < ELEMENTSOF(actions); i++)
                 if (streq(spec->action, actions[i])) action = actions[i];

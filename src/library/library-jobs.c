@@ -135,7 +135,9 @@ static int job_library_refresh(JobCtx *ctx, void *userdata) {
                         return job_fail(ctx, r, "'%s' in library share '%s' is neither a disk image, an ISO image nor a script.", one, root);
                 if (r < 0)
                         return job_fail(ctx, r, "Cannot index '%s' in library share '%s': %s.", one, root, strerror(-r));
-                ctx->result = json_pack("{s:o}", "item", store_item_get_json(ctx->st, it.id) ?: json_null());
+                json_t *item = NULL;
+                (void) store_item_get_json(ctx->st, it.id, &item); /* indexed already: a failed re-read (logged) shows null */
+                ctx->result = json_pack("{s:o}", "item", item ?: json_null());
                 return 0;
         }
         int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -339,10 +341,14 @@ static int job_vm_deploy(JobCtx *ctx, void *userdata) {
         const char *hostname = json_string_value(json_object_get(ctx->params, "hostname"));
         bool full_copy = json_is_true(json_object_get(ctx->params, "full_copy"));
         bool start = !json_is_false(json_object_get(ctx->params, "start"));
-        d.tpl = store_template_get_json(ctx->st, tid);
+        r = store_template_get_json(ctx->st, tid, &d.tpl);
         char why[512];
-        if (!d.tpl) {
+        if (r == -ENOENT) {
                 r = job_fail(ctx, -ENOENT, "Template %lld of VM '%s' no longer exists.", (long long) tid, d.vm.name);
+                goto fail;
+        }
+        if (r < 0) {
+                r = job_fail(ctx, r, "Cannot read template %lld of VM '%s': a database error occurred.", (long long) tid, d.vm.name);
                 goto fail;
         }
         if (store_host_get(ctx->st, d.vm.host_id, &d.host) < 0) {

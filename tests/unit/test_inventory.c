@@ -448,11 +448,12 @@ static void test_rules(void **state) {
         assert_true(find(r, n, "h1")->rating == 0 && find(r, n, "h2")->rating == 0);
         assert_non_null(strstr(find(r, n, "h1")->reason, "affinity: 'web01' must share a host with 'db01', which runs on 'h2'"));
         free(r);
-        json_t *j = store_rule_get_json(st, rule);
+        json_t *j = NULL;
+        assert_int_equal(store_rule_get_json(st, rule, &j), 0);
         assert_string_equal(json_string_value(json_array_get(json_object_get(j, "vms"), 0)), "web01");
         json_decref(j);
         assert_int_equal(store_vm_delete(st, w2), 0);   /* members go with their VM */
-        j = store_rule_get_json(st, rule);
+        assert_int_equal(store_rule_get_json(st, rule, &j), 0);
         assert_int_equal(json_array_size(json_object_get(j, "vms")), 1);
         json_decref(j);
         assert_int_equal(store_rule_delete(st, rule), 0);
@@ -624,7 +625,8 @@ static void test_op_group_create_scope(void **state) {
         assert_string_equal(err.message, "User 'dana' (delegated-administrator) may not create host group 'Production/Web'.");
         assert_int_equal(group_rows(f->st), groups);
         assert_int_equal(audit_rows(f->st), audits + 1);
-        json_t *a = store_audit_list(f->st, 1);
+        json_t *a = NULL;
+        assert_int_equal(store_audit_list(f->st, 1, &a), 0);
         json_t *row = json_array_get(a, 0);
         assert_string_equal(jget_str(row, "result"), "denied");
         assert_string_equal(jget_str(row, "action"), "create");
@@ -644,7 +646,7 @@ static void test_op_group_create_scope(void **state) {
         assert_string_equal(jget_str(g, "path"), "Lab/Web");
         json_decref(g);
         assert_int_equal(group_rows(f->st), groups + 1);
-        a = store_audit_list(f->st, 1);
+        assert_int_equal(store_audit_list(f->st, 1, &a), 0);
         assert_string_equal(jget_str(json_array_get(a, 0), "action"), "group.create");
         assert_string_equal(jget_str(json_array_get(a, 0), "result"), "ok");
         json_decref(a);
@@ -700,12 +702,14 @@ static void test_op_vm_create(void **state) {
         assert_string_equal(jget_str(json_object_get(out, "job"), "kind"), "vm.create");
         assert_string_equal(jget_str(json_object_get(out, "placement"), "host"), "h1");
         json_decref(out);
-        json_t *a = store_audit_list(f->st, 1);
+        json_t *a = NULL;
+        assert_int_equal(store_audit_list(f->st, 1, &a), 0);
         assert_string_equal(jget_str(json_array_get(a, 0), "action"), "vm.create");
         assert_string_equal(jget_str(json_array_get(a, 0), "result"), "accepted");
         assert_non_null(strstr(jget_str(json_array_get(a, 0), "detail"), "h1 (chosen by placement, rating"));
         json_decref(a);
-        json_t *ev = store_event_list(f->st, 0, 10);
+        json_t *ev = NULL;
+        assert_int_equal(store_event_list(f->st, 0, 10, &ev), 0);
         bool placed = false;
         size_t i;
         json_t *it;

@@ -409,7 +409,8 @@ static OpCaller caller(AuthRole role, int64_t id, const char *name, const char *
 
 /* The newest audit record's action and result. */
 static void assert_last_audit(Store *st, const char *action, const char *result) {
-        _cleanup_json_ json_t *all = store_audit_list(st, 100);
+        _cleanup_json_ json_t *all = NULL;
+        assert_int_equal(store_audit_list(st, 100, &all), 0);
         json_t *last = NULL, *a;
         size_t i;
         json_array_foreach(all, i, a) if (!last || jget_int(a, "id") > jget_int(last, "id"))
@@ -420,7 +421,8 @@ static void assert_last_audit(Store *st, const char *action, const char *result)
 }
 
 static size_t n_shares(Store *st) {
-        _cleanup_json_ json_t *all = store_share_list(st);
+        _cleanup_json_ json_t *all = NULL;
+        assert_int_equal(store_share_list(st, &all), 0);
         return json_array_size(all);
 }
 
@@ -495,7 +497,8 @@ static void ops_deploy_fixture(Ops *o) {
 }
 
 static size_t n_vms(Store *st) {
-        _cleanup_json_ json_t *all = store_vm_list(st, NULL, 0, 0);
+        _cleanup_json_ json_t *all = NULL;
+        assert_int_equal(store_vm_list(st, NULL, 0, 0, &all), 0);
         return json_array_size(all);
 }
 

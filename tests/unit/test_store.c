@@ -185,7 +185,8 @@ static void test_host_identity_claims(void **state) {
         assert_int_equal(store_host_all(st, &all), 3);
         assert_string_equal(all[1].identity, uuid_a);
         free(all);
-        json_t *j = store_host_get_json(st, h2);
+        json_t *j = NULL;
+        assert_int_equal(store_host_get_json(st, h2, &j), 0);
         assert_string_equal(json_string_value(json_object_get(j, "hv_uuid")), uuid_a + 5);
         json_decref(j);
         for (int64_t id = h1; id <= h3; id++)
@@ -413,17 +414,20 @@ static void test_stream_sequence(void **state) {
         assert_int_equal(seq, base + 4);
 
         /* Events interleave with the job's changes: ids base+2 and base+4. */
-        _cleanup_json_ json_t *evs = store_event_list_after(st, base, 10);
+        _cleanup_json_ json_t *evs = NULL;
+        assert_int_equal(store_event_list_after(st, base, 10, &evs), 0);
         assert_int_equal(json_array_size(evs), 2);
         assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 0), "id")), base + 2);
         assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 1), "id")), base + 4);
         /* The job once, in its latest state, numbered by its last change. */
-        _cleanup_json_ json_t *jobs = store_job_list_changed(st, base, 10);
+        _cleanup_json_ json_t *jobs = NULL;
+        assert_int_equal(store_job_list_changed(st, base, 10, &jobs), 0);
         assert_int_equal(json_array_size(jobs), 1);
         json_t *j = json_array_get(jobs, 0);
         assert_int_equal(json_integer_value(json_object_get(j, "stream_seq")), base + 3);
         assert_int_equal(json_integer_value(json_object_get(j, "progress")), 50);
-        _cleanup_json_ json_t *none = store_job_list_changed(st, base + 3, 10);
+        _cleanup_json_ json_t *none = NULL;
+        assert_int_equal(store_job_list_changed(st, base + 3, 10, &none), 0);
         assert_int_equal(json_array_size(none), 0);
 
         /* Inside a transaction the hook waits for the commit; a rollback
@@ -441,7 +445,8 @@ static void test_stream_sequence(void **state) {
         assert_int_equal(store_begin(st), 0);
         assert_int_equal(store_commit(st), 0);
         assert_int_equal(hook_calls, 1);
-        _cleanup_json_ json_t *done = store_job_list_changed(st, base + 4, 10);
+        _cleanup_json_ json_t *done = NULL;
+        assert_int_equal(store_job_list_changed(st, base + 4, 10, &done), 0);
         assert_int_equal(json_array_size(done), 1);
         assert_int_equal(json_integer_value(json_object_get(json_array_get(done, 0), "stream_seq")), base + 5);
         store_set_change_hook(st, NULL, NULL);
