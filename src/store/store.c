@@ -523,6 +523,10 @@ int store_errcode(sqlite3 *db, int rc, const char *sql) {
         if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
                 return -ENOTEMPTY;
         log_error("database error %d (%s) in: %.120s", rc, sqlite3_errmsg(db), sql);
+        /* Another writer held the database past the busy timeout: worth
+         * a retry, unlike a broken statement or file. */
+        if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+                return -EBUSY;
         return -EIO;
 }
 

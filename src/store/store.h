@@ -5,15 +5,17 @@
  *
  * One idiom for every function: it returns 0 (or a positive count/id) on
  * success and a negative errno-style code on failure: -ENOENT (no such
- * row), -EEXIST (unique constraint), -ENOTEMPTY (still referenced), -EIO
- * (database error, logged once here with the statement; the caller tells
- * the user a sentence that names no SQL and no file). A getter or a list
- * gives its result through its last parameter, ret (a struct to fill, or a
- * json_t ** that receives a new reference the caller owns), set only when
- * it returns 0: a getter of one row returns -ENOENT when there is none, a
- * list returns 0 and an empty array. A getter never returns NULL for an
- * error: "not found" (-ENOENT, a 404) and "failed" (any other -errno, a
- * 5xx through op_fail_store()) are always told apart. */
+ * row), -EEXIST (unique constraint), -ENOTEMPTY (still referenced), -EBUSY
+ * (another writer held the database past the busy timeout), -EIO (any
+ * other database error). A database error is logged once here, with the
+ * statement; the caller tells the user a sentence that names no SQL and no
+ * file (op_fail_store()). A getter or a list gives its result through an
+ * out-parameter, ret (last, or second before a query's varargs): a struct
+ * to fill, or a json_t ** that receives a new reference the caller owns,
+ * set only when it returns 0. A getter of one row returns -ENOENT when
+ * there is none; a list returns 0 and an empty array. A getter never
+ * returns NULL for an error: "not found" (-ENOENT, a 404) and "failed"
+ * (any other -errno, a 5xx) are always told apart. */
 #pragma once
 
 #include <stdbool.h>
@@ -188,7 +190,7 @@ int store_host_delete(Store *st, int64_t id, bool force);
 int store_host_list(Store *st, const char *name, int64_t group_id, json_t **ret);
 int store_host_get_json(Store *st, int64_t id, json_t **ret);
 /* The hosts among ids (n of them), in the shape of store_host_list(),
- * ordered by id; an id without a row is left out. 0 and *ret, or -EIO. */
+ * ordered by id; an id without a row is left out. 0 and *ret, or negative. */
 int store_host_list_ids(Store *st, const int64_t *ids, size_t n, json_t **ret);
 /* Ids of every host, for the monitor loop. Returns count or negative. */
 int store_host_ids(Store *st, int64_t **ret_ids);

@@ -726,6 +726,54 @@ static void test_op_vm_create(void **state) {
         jobs_free(jobs);
 }
 
+/* A database failure is not "not found": showing a VM or a host answers 5xx
+ * "internal" with a sentence that names no SQL, table or file, where a
+ * missing one answers 404 as it always did. */
+static void test_op_show_db_error(void **state) {
+        Fixture *f = *state;
+        Inventory *inv = NULL;
+        assert_int_equal(inventory_new(f->st, NULL, NULL, &inv), 0);
+        int64_t h1 = add_host(f->st, "h1", 1, 8, 4096, "ok");
+        int64_t v1 = add_vm(f->st, "web01", h1, 1, 512, "running");
+        OpCaller admin = { .subj = { .user_id = 1, .role = ROLE_ADMIN }, .user_id = 1, .user_name = "admin", .role_name = "administrator" };
+        OpError err = {0};
+        json_t *out = NULL;
+
+        assert_int_equal(inventory_vm_get(inv, &admin, v1 + 100, &out, &err), -ENOENT);
+        assert_int_equal(err.status, 404);
+        assert_string_equal(err.code, "not_found");
+        assert_string_equal(err.message, "There is no VM with id 101.");
+        assert_null(out);
+        assert_int_equal(inventory_vm_get(inv, &admin, v1, &out, &err), 0);
+        assert_string_equal(jget_str(out, "name"), "web01");
+        json_decref(out);
+        out = NULL;
+
+        assert_int_equal(tmpstore_break_table(f->st, "vm"), 0);
+        memset(&err, 0, sizeof err);
+        int r = inventory_vm_get(inv, &admin, v1, &out, &err);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_null(out);
+        assert_int_equal(err.status, 500);
+        assert_string_equal(err.code, "internal");
+        assert_string_equal(err.message, "A database error occurred while handling the VM.");
+        /* A host's row counts its VMs: it fails the same way. */
+        memset(&err, 0, sizeof err);
+        r = inventory_host_get(inv, &admin, h1, &out, &err);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_int_equal(err.status, 500);
+        assert_string_equal(err.code, "internal");
+        assert_null(strstr(err.message, "vm"));
+        assert_null(strstr(err.message, "SELECT"));
+        assert_null(strstr(err.message, f->path));
+        /* A busy database is 503 "busy", to be retried. */
+        memset(&err, 0, sizeof err);
+        assert_int_equal(op_fail_store(&err, -EBUSY, "the VM"), -EBUSY);
+        assert_int_equal(err.status, 503);
+        assert_string_equal(err.code, "busy");
+        inventory_free(inv);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_policy_resolve),
@@ -743,6 +791,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_throttle_priority_first, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_op_group_create_scope, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_op_vm_create, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_op_show_db_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_throttle_priority_bounded, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,7 @@
 
 #include "library/library.h"
 #include "store/store-library.h"
+#include "tmpstore.h"
 
 static char dir[256];
 
@@ -588,6 +589,44 @@ static void test_op_deploy_all_or_nothing(void **state) {
         ops_close(&o);
 }
 
+/* A database failure is not "not found": showing a library item or a
+ * template answers 5xx "internal" (no SQL or file in the sentence), where a
+ * missing one answers 404 as it always did. */
+static void test_op_show_db_error(void **state) {
+        Ops o;
+        ops_open(&o);
+        OpCaller admin = caller(ROLE_ADMIN, o.admin_id, "root", "administrator");
+        OpError err = { 0 };
+        json_t *out = NULL;
+        assert_int_equal(library_item_get(o.st, &admin, 42, &out, &err), -ENOENT);
+        assert_int_equal(err.status, 404);
+        assert_string_equal(err.code, "not_found");
+        assert_string_equal(err.message, "There is no library item with id 42.");
+        memset(&err, 0, sizeof err);
+        assert_int_equal(library_template_get(o.st, &admin, 7, &out, &err), -ENOENT);
+        assert_int_equal(err.status, 404);
+        assert_string_equal(err.message, "There is no template with id 7.");
+        assert_null(out);
+
+        assert_int_equal(tmpstore_break_table(o.st, "library_item"), 0);
+        memset(&err, 0, sizeof err);
+        int r = library_item_get(o.st, &admin, 42, &out, &err);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_int_equal(err.status, 500);
+        assert_string_equal(err.code, "internal");
+        assert_string_equal(err.message, "A database error occurred while handling the library item.");
+        /* A template's row names its base item: it fails the same way. */
+        memset(&err, 0, sizeof err);
+        r = library_template_get(o.st, &admin, 7, &out, &err);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_int_equal(err.status, 500);
+        assert_string_equal(err.code, "internal");
+        assert_null(strstr(err.message, "SELECT"));
+        assert_null(strstr(err.message, "ops.db"));
+        assert_null(out);
+        ops_close(&o);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_detect),
@@ -602,6 +641,7 @@ int main(void) {
                 cmocka_unit_test(test_op_share_create),
                 cmocka_unit_test(test_op_self_service_deploy_quota),
                 cmocka_unit_test(test_op_deploy_all_or_nothing),
+                cmocka_unit_test(test_op_show_db_error),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -11,6 +11,8 @@
 #include "store/store-ha.h"
 #include "store/store-monitor.h"
 #include "store/store-priv.h"
+#include "store/store-library.h"
+#include "tmpstore.h"
 
 static char dir[] = "/tmp/armada-test-store-XXXXXX";
 
@@ -452,6 +454,66 @@ static void test_stream_sequence(void **state) {
         store_set_change_hook(st, NULL, NULL);
 }
 
+/* The one idiom (store.h): a getter says -ENOENT for a missing row, and
+ * something else when the database fails, leaving ret untouched either
+ * way; a list of nothing is 0 and an empty array. The database is broken
+ * on purpose (tmpstore_break_table). */
+static void test_getter_missing_vs_failed(void **state) {
+        TmpStore *t = tmpstore_new("idiom");
+        assert_non_null(t);
+        Store *st = t->st;
+        StoreVm vm = { .cpus = 1, .memory_mib = 64 };
+        snprintf(vm.uuid, sizeof vm.uuid, "0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b");
+        snprintf(vm.name, sizeof vm.name, "idiom01");
+        snprintf(vm.state, sizeof vm.state, "shutoff");
+        snprintf(vm.origin, sizeof vm.origin, "created");
+        int64_t id;
+        assert_int_equal(store_vm_insert(st, &vm, &id), 0);
+
+        json_t *j = NULL, *arr = NULL;
+        StoreVm got;
+        assert_int_equal(store_vm_get_json(st, id + 1000, &j), -ENOENT);
+        assert_null(j);
+        assert_int_equal(store_vm_get(st, id + 1000, &got), -ENOENT);
+        assert_int_equal(store_item_get_json(st, 42, &j), -ENOENT);
+        assert_null(j);
+        assert_int_equal(store_query_one(st, &j, "SELECT 1 AS one WHERE 0", ""), -ENOENT);
+        assert_null(j);
+        assert_int_equal(store_vm_list(st, "nobody", 0, 0, &arr), 0);
+        assert_true(json_is_array(arr) && json_array_size(arr) == 0);
+        json_decref(arr);
+        arr = NULL;
+        assert_int_equal(store_vm_get_json(st, id, &j), 0);
+        assert_string_equal(json_string_value(json_object_get(j, "name")), "idiom01");
+        json_decref(j);
+        j = NULL;
+
+        /* The tables gone under it: an error, and not -ENOENT. */
+        assert_int_equal(tmpstore_break_table(st, "vm"), 0);
+        assert_int_equal(tmpstore_break_table(st, "library_item"), 0);
+        int r = store_vm_get_json(st, id, &j);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_null(j);
+        r = store_vm_get_json(st, id + 1000, &j);
+        assert_true(r < 0 && r != -ENOENT);
+        r = store_vm_get(st, id, &got);
+        assert_true(r < 0 && r != -ENOENT);
+        r = store_vm_list(st, NULL, 0, 0, &arr);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_null(arr);
+        r = store_item_get_json(st, 42, &j);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_null(j);
+        r = store_query_json(st, &arr, "SELECT * FROM vm", "");
+        assert_int_equal(r, -EIO);
+        assert_null(arr);
+        /* A database another writer held past the busy timeout is -EBUSY
+         * (503, worth a retry), not -EIO. */
+        assert_int_equal(store_errcode(store_db(st), SQLITE_BUSY, "test"), -EBUSY);
+        assert_int_equal(store_errcode(store_db(st), SQLITE_LOCKED, "test"), -EBUSY);
+        assert_int_equal(tmpstore_free(t), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migrations_once),
@@ -465,6 +527,7 @@ int main(void) {
                 cmocka_unit_test(test_host_identity_claims),
                 cmocka_unit_test(test_installation_id_is_stable),
                 cmocka_unit_test(test_stream_sequence),
+                cmocka_unit_test(test_getter_missing_vs_failed),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
