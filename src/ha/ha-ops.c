@@ -64,13 +64,19 @@ static int vm_refuse_foreign(json_t *v, OpError *err) {
  * when none is given), or negative with err filled. */
 static int migrate_target(Store *st, const OpCaller *c, json_t *v, const HaMigrateSpec *spec, int64_t *ret_id, OpError *err) {
         int64_t to_id = spec->to_id;
-        if (spec->to && store_host_find(st, spec->to, &to_id) < 0)
+        int e = spec->to ? store_host_find(st, spec->to, &to_id) : 0;
+        if (e == -ENOENT)
                 return op_fail(err, 422, "not_found", "to", "There is no host named '%s'.", spec->to);
+        if (e < 0)
+                return op_fail_store(err, e, "the target host");
         *ret_id = to_id;
         if (!to_id)
                 return 0;
         StoreHost h;
-        if (store_host_get(st, to_id, &h) < 0 || !op_allowed(st, c, ACT_READ, OBJ_HOST, 0, h.group_id)) {
+        e = store_host_get(st, to_id, &h);
+        if (e < 0 && e != -ENOENT)
+                return op_fail_store(err, e, "the target host");
+        if (e < 0 || !op_allowed(st, c, ACT_READ, OBJ_HOST, 0, h.group_id)) {
                 /* A host given by name that the caller may not see keeps its id to itself. */
                 if (spec->to)
                         return op_fail(err, 422, "not_found", "to", "There is no host named '%s'.", spec->to);

@@ -51,8 +51,11 @@ int inventory_vm_console(Inventory *inv, const OpCaller *c, int64_t vm_id, Inven
                 return e;
         const char *name = jget_str(v, "name");
         StoreHost h;
-        if (jget_int(v, "host_id") <= 0 || store_host_get(inv->st, jget_int(v, "host_id"), &h) < 0)
+        e = jget_int(v, "host_id") > 0 ? store_host_get(inv->st, jget_int(v, "host_id"), &h) : -ENOENT;
+        if (e == -ENOENT)
                 return op_fail(err, 409, "conflict", NULL, "VM '%s' is not placed on any host.", name);
+        if (e < 0)
+                return op_fail_store(err, e, "the VM's host");
         _cleanup_inventory_link_ InventoryLink *l = link_peek(inv, h.id);
         if (!l)
                 return op_fail(err, 503, "unavailable", NULL,

@@ -102,10 +102,13 @@ static int vm_create_check(Inventory *inv, const OpCaller *c, VmCreate *vc, OpEr
         if (store_vm_find(inv->st, s->name, &existing) == 0)
                 return inventory_vm_name_taken(inv, c, "name", s->name, err);
         vc->host_id = s->host_id;
-        if (s->host && store_host_find(inv->st, s->host, &vc->host_id) < 0) {
+        int r = s->host ? store_host_find(inv->st, s->host, &vc->host_id) : 0;
+        if (r == -ENOENT) {
                 op_fail(err, 422, "not_found", "host", "There is no host named '%.64s'.", s->host);
                 return -ENOENT;
         }
+        if (r < 0)
+                return op_fail_store(err, r, "the host");
         return 0;
 }
 
@@ -123,10 +126,13 @@ static int vm_create_place(Inventory *inv, const OpCaller *c, VmCreate *vc, OpEr
         int r;
         if (chosen && (r = vm_create_choose(inv, c, vc, err)) < 0)
                 return r;
-        if (store_host_get(st, vc->host_id, h) < 0) {
+        r = store_host_get(st, vc->host_id, h);
+        if (r == -ENOENT) {
                 op_fail(err, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) vc->host_id);
                 return -ENOENT;
         }
+        if (r < 0)
+                return op_fail_store(err, r, "the host");
         if (!op_allowed(st, c, ACT_READ, OBJ_HOST, 0, h->group_id)) {
                 /* Name it as the caller did: a host given by id keeps its name. */
                 if (s->host)

@@ -128,8 +128,12 @@ static int deploy_resolve_target(Deploy *d, OpError *err) {
                 return 0;
         int64_t hid;
         StoreHost *h = &d->fixed;
-        if (store_host_find(d->st, d->s->host, &hid) < 0 || store_host_get(d->st, hid, h) < 0 ||
-            !op_allowed(d->st, d->c, ACT_READ, OBJ_HOST, 0, h->group_id))
+        int r = store_host_find(d->st, d->s->host, &hid);
+        if (r >= 0)
+                r = store_host_get(d->st, hid, h);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the host");
+        if (r < 0 || !op_allowed(d->st, d->c, ACT_READ, OBJ_HOST, 0, h->group_id))
                 return op_fail(err, 422, "not_found", "host", "There is no host named '%.64s'.", d->s->host);
         if (streq(h->state, "maintenance") || streq(h->state, "unreachable") || streq(h->state, "not-responding"))
                 return op_fail(err, 409, "conflict", "host", "Host '%s' is %s; new VMs cannot be placed on it now.", h->name, h->state);

@@ -443,9 +443,12 @@ static int template_item(Store *st, const char *field, const char *image, int64_
                 int e = share_of_path(st, field, image, &share, root, &rel, err);
                 if (e < 0)
                         return e;
-                if (store_item_find(st, share, rel, ret) < 0)
+                e = store_item_find(st, share, rel, ret);
+                if (e == -ENOENT)
                         return op_fail(err, 422, "not_found", field, "'%.200s' is not in the library index; import it or refresh"
                                        " its share.", image);
+                if (e < 0)
+                        return op_fail_store(err, e, "the library item");
         } else if (image) {
                 _cleanup_json_ json_t *all = NULL;
                 int r = store_item_ids_at(st, image, &all);
@@ -455,9 +458,16 @@ static int template_item(Store *st, const char *field, const char *image, int64_
                 if (n != 1)
                         return op_fail(err, 422, n ? "ambiguous" : "not_found", field, n ? "Several library shares hold '%.200s';"
                                        " give its absolute path." : "There is no library image '%.200s'.", image);
-                (void) store_item_get(st, jget_int(json_array_get(all, 0), "id"), ret);
-        } else if (store_item_get(st, image_id, ret) < 0)
-                return op_fail(err, 422, "not_found", field, "There is no library item with id %lld.", (long long) image_id);
+                r = store_item_get(st, jget_int(json_array_get(all, 0), "id"), ret);
+                if (r < 0)
+                        return op_fail_store(err, r, "the library item");
+        } else {
+                int r = store_item_get(st, image_id, ret);
+                if (r == -ENOENT)
+                        return op_fail(err, 422, "not_found", field, "There is no library item with id %lld.", (long long) image_id);
+                if (r < 0)
+                        return op_fail_store(err, r, "the library item");
+        }
         return 0;
 }
 
@@ -713,8 +723,13 @@ int library_template_from_vm(Store *st, Jobs *jobs, const OpCaller *c, const cha
                 return e;
         int64_t vm_id, existing;
         StoreVm vm;
-        if (store_vm_find(st, vm_name, &vm_id) < 0 || store_vm_get(st, vm_id, &vm) < 0)
+        e = store_vm_find(st, vm_name, &vm_id);
+        if (e >= 0)
+                e = store_vm_get(st, vm_id, &vm);
+        if (e == -ENOENT)
                 return op_fail(err, 422, "not_found", "vm", "There is no VM named '%s'.", vm_name);
+        if (e < 0)
+                return op_fail_store(err, e, "the VM");
         if (!streq(vm.state, "stopped"))
                 return op_fail(err, 409, "conflict", "vm", "VM '%s' is %s; stop it before making a template of it.", vm.name, vm.state);
         if (store_template_find(st, name, &existing) == 0)
@@ -797,9 +812,12 @@ static int grant_templates(Store *st, json_t *list, int64_t ids[100], size_t *re
         json_t *t;
         json_array_foreach(list, i, t) {
                 const char *tn = json_string_value(t);
-                if (!tn || store_template_find(st, tn, &ids[n]) < 0)
+                int r = tn ? store_template_find(st, tn, &ids[n]) : -ENOENT;
+                if (r == -ENOENT)
                         return op_fail(err, 422, "not_found", "templates", "There is no template named '%.64s'.",
                                        tn ? tn : "(not a string)");
+                if (r < 0)
+                        return op_fail_store(err, r, "the templates");
                 n++;
         }
         *ret_n = n;
@@ -813,8 +831,11 @@ int library_grant_create(Store *st, const OpCaller *c, const LibraryGrantSpec *s
         if (bad)
                 return op_fail(err, 400, "invalid_argument", "actions", "Field 'actions' (\"%.200s\") %s.", s->actions, bad);
         StoreUser u;
-        if (store_user_find(st, s->user, &u) < 0)
+        int ur = store_user_find(st, s->user, &u);
+        if (ur == -ENOENT)
                 return op_fail(err, 422, "not_found", "user", "There is no user named '%s'.", s->user);
+        if (ur < 0)
+                return op_fail_store(err, ur, "the user");
         if (!streq(u.role, "self-service"))
                 return op_fail(err, 422, "invalid_argument", "user", "User '%s' is %s; grants are for self-service users.", s->user,
                                u.role);

@@ -471,12 +471,15 @@ int monitor_op_rule_delete(Store *st, const OpCaller *c, int64_t id, OpError *er
         if (!op_allowed(st, c, ACT_DELETE, OBJ_SYSTEM, 0, 0))
                 return op_deny(st, c, err, "delete", "alert rule", id, NULL);
         StoreAlertRule rule;
-        if (store_alert_rule_get(st, id, &rule) < 0)
+        int e = store_alert_rule_get(st, id, &rule);
+        if (e == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no alert rule with id %lld.", (long long) id);
+        if (e < 0)
+                return op_fail_store(err, e, "The alert rule");
         if (rule.builtin)
                 return op_fail(err, 409, "conflict", NULL, "Alert rule '%s' is built in and cannot be deleted; disable it instead"
                                " (PATCH with \"enabled\": false).", rule.name);
-        int e = store_alert_rule_delete(st, id);
+        e = store_alert_rule_delete(st, id);
         if (e < 0)
                 return op_fail_store(err, e, "The alert rule");
         op_audit(st, c, "alert-rule.delete", "alert-rule", rule.id, rule.name, NULL, "ok");
