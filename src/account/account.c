@@ -108,10 +108,13 @@ static int scopes_parse(Store *st, const json_t *arr, int64_t *ids, size_t *n, O
                 if (!p)
                         return op_fail(err, 400, "invalid_argument", "scopes", "Scope '%.200s' is not a valid host-group path: a segment %s.",
                                        json_string_value(v), why);
-                if (store_group_find(st, p, &ids[*n]) < 0) {
+                int r = store_group_find(st, p, &ids[*n]);
+                if (r == -ENOENT) {
                         op_fail(err, 422, "not_found", "scopes", "Host group '%.200s' does not exist.", json_string_value(v));
                         return -EINVAL;
                 }
+                if (r < 0)
+                        return op_fail_store(err, r, "the host groups");
                 (*n)++;
         }
         return 0;
@@ -220,8 +223,11 @@ int account_user_delete(Store *st, const OpCaller *c, int64_t id, OpError *err) 
         if (id == c->user_id)
                 return op_fail(err, 409, "conflict", NULL, "You cannot delete your own user.");
         StoreUser u;
-        if (store_user_get(st, id, &u) < 0)
+        int r = store_user_get(st, id, &u);
+        if (r == -ENOENT)
                 return user_not_found(err, id);
+        if (r < 0)
+                return op_fail_store(err, r, "the user");
         (void) store_user_delete(st, u.id);
         op_audit(st, c, "user.delete", "user", u.id, u.name, NULL, "ok");
         return 0;

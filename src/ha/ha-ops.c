@@ -316,8 +316,12 @@ static int cluster_members(Store *st, const OpCaller *c, const HaClusterSpec *sp
         for (size_t i = 0; i < spec->n_hosts; i++) {
                 const char *hn = spec->hosts[i];
                 StoreHost h;
-                if (!hn || store_host_find(st, hn, &ids[i]) < 0 || store_host_get(st, ids[i], &h) < 0 ||
-                    !op_allowed(st, c, ACT_READ, OBJ_HOST, 0, h.group_id))
+                int r = hn ? store_host_find(st, hn, &ids[i]) : -ENOENT;
+                if (r >= 0)
+                        r = store_host_get(st, ids[i], &h);
+                if (r < 0 && r != -ENOENT)
+                        return op_fail_store(err, r, "the hosts");
+                if (r < 0 || !op_allowed(st, c, ACT_READ, OBJ_HOST, 0, h.group_id))
                         return op_fail(err, 422, "not_found", "hosts", "There is no host named '%.64s'.", hn ? hn : "(not a string)");
                 if (!op_allowed(st, c, ACT_UPDATE, OBJ_HOST, 0, h.group_id))
                         return op_deny(st, c, err, "add to a cluster", "host", h.id, h.name);

@@ -245,10 +245,13 @@ static int host_add_admit(Inventory *inv, const OpCaller *c, const InventoryHost
                 _cleanup_free_ char *g = store_group_path_normalize(spec->group, &why);
                 if (!g)
                         return op_fail(err, 400, "invalid_argument", "group", "Field 'group' is not a valid host-group path: a segment %s.", why);
-                if (store_group_find(st, g, &group_id) < 0) {
+                int r = store_group_find(st, g, &group_id);
+                if (r == -ENOENT) {
                         op_fail(err, 422, "not_found", "group", "Host group '%.200s' does not exist.", spec->group);
                         return -ENOENT;
                 }
+                if (r < 0)
+                        return op_fail_store(err, r, "the host group");
         }
         if (!op_allowed(st, c, ACT_CREATE, OBJ_HOST, 0, group_id))
                 return op_deny(st, c, err, "add", "host", 0, spec->name);

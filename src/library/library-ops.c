@@ -50,7 +50,10 @@ int library_group_of(Store *st, const OpCaller *c, const char *field, const char
                 return op_fail(err, 400, "invalid_argument", field, "Field '%s' (\"%.200s\") is not a valid host-group path: a"
                                " segment %s.", field, path, why);
         int64_t id;
-        if (store_group_find(st, norm, &id) < 0 || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, id))
+        int r = store_group_find(st, norm, &id);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the host group");
+        if (r < 0 || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, id))
                 return op_fail(err, 422, "not_found", field, "There is no host group '%.200s'.", path);
         *ret_id = id;
         return 0;

@@ -38,7 +38,10 @@ static int group_of(Store *st, const OpCaller *c, const char *field, const char 
         if (!norm)
                 return op_fail(err, 400, "invalid_argument", field,
                                "Field '%s' (\"%.200s\") is not a valid host-group path: a segment %s.", field, path, why);
-        if (store_group_find(st, norm, ret_id) < 0 || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, *ret_id))
+        int r = store_group_find(st, norm, ret_id);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the host group");
+        if (r < 0 || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, *ret_id))
                 return op_fail(err, 422, "not_found", field, "There is no host group '%.200s'.", path);
         return 0;
 }
@@ -184,9 +187,11 @@ int placement_policy_set(Store *st, const OpCaller *c, int64_t group_id, const j
         if (!op_allowed(st, c, ACT_UPDATE, OBJ_GROUP, 0, group_id))
                 return op_deny(st, c, err, "change the placement policy of", "host group", group_id, gname);
         StoreGroupPolicy p;
-        if (store_policy_get(st, group_id, &p) < 0)
+        int r = store_policy_get(st, group_id, &p);
+        if (r == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) group_id);
-        int r;
+        if (r < 0)
+                return op_fail_store(err, r, "the placement policy");
         if (change) {
                 for (int f = 0; f < STORE_POLICY_W_CPU; f++)
                         if ((r = policy_number(change, store_policy_names[f], store_policy_names[f], f, &p, err)) < 0)
