@@ -108,10 +108,13 @@ static int scopes_parse(Store *st, const json_t *arr, int64_t *ids, size_t *n, O
                 if (!p)
                         return op_fail(err, 400, "invalid_argument", "scopes", "Scope '%.200s' is not a valid host-group path: a segment %s.",
                                        json_string_value(v), why);
-                if (store_group_find(st, p, &ids[*n]) < 0) {
+                int r = store_group_find(st, p, &ids[*n]);
+                if (r == -ENOENT) {
                         op_fail(err, 422, "not_found", "scopes", "Host group '%.200s' does not exist.", json_string_value(v));
                         return -EINVAL;
                 }
+                if (r < 0)
+                        return op_fail_store(err, r, "the host groups");
                 (*n)++;
         }
         return 0;
@@ -139,9 +142,8 @@ static int user_not_found(OpError *err, int64_t id) {
 int account_user_list(Store *st, const OpCaller *c, const char *name, json_t **ret, OpError *err) {
         if (!op_allowed(st, c, ACT_READ, OBJ_SYSTEM, 0, 0))
                 return op_deny(st, c, err, "list", "users", 0, NULL);
-        json_t *arr = store_user_list(st, name);
-        *ret = arr ? arr : json_array();
-        return 0;
+        int r = store_user_list(st, name, ret);
+        return r < 0 ? op_fail_store(err, r, "the list of users") : 0;
 }
 
 int account_user_create(Store *st, const OpCaller *c, const AccountUserSpec *spec, json_t **ret, OpError *err) {
@@ -171,18 +173,17 @@ int account_user_create(Store *st, const OpCaller *c, const AccountUserSpec *spe
                 return op_fail(err, 500, "internal", NULL, "Cannot record the scopes of user '%s'.", spec->name);
         }
         op_audit(st, c, "user.create", "user", id, spec->name, auth_role_name(role), "ok");
-        *ret = store_user_get_json(st, id);
-        return 0;
+        r = store_user_get_json(st, id, ret);
+        return r < 0 ? op_fail_store(err, r, "the new user") : 0;
 }
 
 int account_user_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
         if (id != c->user_id && !op_allowed(st, c, ACT_READ, OBJ_SYSTEM, 0, 0))
                 return op_deny(st, c, err, "read", "user", id, NULL);
-        json_t *u = store_user_get_json(st, id);
-        if (!u)
+        int r = store_user_get_json(st, id, ret);
+        if (r == -ENOENT)
                 return user_not_found(err, id);
-        *ret = u;
-        return 0;
+        return r < 0 ? op_fail_store(err, r, "the user") : 0;
 }
 
 int account_user_update(Store *st, const OpCaller *c, int64_t id, const AccountUserSpec *spec, json_t **ret, OpError *err) {
@@ -190,10 +191,13 @@ int account_user_update(Store *st, const OpCaller *c, int64_t id, const AccountU
         if (!self_password_only && !op_allowed(st, c, ACT_UPDATE, OBJ_SYSTEM, 0, 0))
                 return op_deny(st, c, err, "update", "user", id, NULL);
         StoreUser u;
-        if (store_user_get(st, id, &u) < 0)
+        int r = store_user_get(st, id, &u);
+        if (r == -ENOENT)
                 return user_not_found(err, id);
+        if (r < 0)
+                return op_fail_store(err, r, "the user");
         AuthRole role;
-        int r = password_check(spec->password, err);
+        r = password_check(spec->password, err);
         if (r < 0 || (r = role_parse(spec->role, &role, err)) < 0)
                 return r;
         int64_t scopes[ACCOUNT_MAX_SCOPES];
@@ -209,8 +213,8 @@ int account_user_update(Store *st, const OpCaller *c, int64_t id, const AccountU
         if (spec->password) /* a new password ends every other session */
                 (void) store_token_delete_others(st, u.id, spec->keep_token_hash);
         op_audit(st, c, "user.update", "user", u.id, u.name, spec->password ? "password changed" : NULL, "ok");
-        *ret = store_user_get_json(st, u.id);
-        return 0;
+        r = store_user_get_json(st, u.id, ret);
+        return r < 0 ? op_fail_store(err, r, "the user") : 0;
 }
 
 int account_user_delete(Store *st, const OpCaller *c, int64_t id, OpError *err) {
@@ -219,8 +223,11 @@ int account_user_delete(Store *st, const OpCaller *c, int64_t id, OpError *err) 
         if (id == c->user_id)
                 return op_fail(err, 409, "conflict", NULL, "You cannot delete your own user.");
         StoreUser u;
-        if (store_user_get(st, id, &u) < 0)
+        int r = store_user_get(st, id, &u);
+        if (r == -ENOENT)
                 return user_not_found(err, id);
+        if (r < 0)
+                return op_fail_store(err, r, "the user");
         (void) store_user_delete(st, u.id);
         op_audit(st, c, "user.delete", "user", u.id, u.name, NULL, "ok");
         return 0;

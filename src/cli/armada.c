@@ -488,23 +488,22 @@ static bool takes_next(const char *arg) {
         return false;
 }
 
-static int run(int argc, char **argv) {
-        Args g = {0}, a = {0};
-        _cleanup_(ctx_done) Ctx c = {0};
-        const Command *cmd = NULL;
+/* Phase 1 of run: the command's noun and verb (verb NULL for a noun without
+ * verbs), taking the global options that come before them into g. 0 and
+ * the index of the first argument after the command in *ret_next, or the
+ * exit code. */
+static int run_find(int argc, char **argv, Args *g, const char **ret_noun, const char **ret_verb, int *ret_next) {
         const char *noun = NULL, *verb = NULL;
         int i, r;
-
-        /* Find the command, taking global options that come before it. */
         for (i = 1; i < argc; i++) {
                 const char *arg = argv[i];
                 if (streq(arg, "--"))
                         continue; /* nothing before the command needs it */
                 if (arg[0] == '-' && arg[1]) {
                         int n = takes_next(arg) && i + 1 < argc ? 2 : 1;
-                        r = args_parse(n, argv + i, GLOBAL_ONLY, &g);
+                        r = args_parse(n, argv + i, GLOBAL_ONLY, g);
                         if (r)
-                                goto out;
+                                return r;
                         i += n - 1;
                         continue;
                 }
@@ -512,13 +511,11 @@ static int run(int argc, char **argv) {
                         noun = arg;
                         if (streq(noun, "help")) {
                                 noun = NULL;
-                                args_parse(1, (char *[]) { (char *) "--help" }, GLOBAL_ONLY, &g);
+                                args_parse(1, (char *[]) { (char *) "--help" }, GLOBAL_ONLY, g);
                                 continue;
                         }
-                        if (!is_noun(noun)) {
-                                r = fail("unknown command '%s'; see 'armada --help'", noun);
-                                goto out;
-                        }
+                        if (!is_noun(noun))
+                                return fail("unknown command '%s'; see 'armada --help'", noun);
                         if (!noun_has_verbs(noun)) {
                                 i++;
                                 break;
@@ -529,7 +526,60 @@ static int run(int argc, char **argv) {
                         break;
                 }
         }
+        *ret_noun = noun;
+        *ret_verb = verb;
+        *ret_next = i;
+        return 0;
+}
 
+/* Phase 2: help, a missing command and the count of arguments. true with
+ * the exit code in *ret_code when run ends here. */
+static bool run_usage(const Args *g, const Args *a, const char *noun, const Command *cmd, int *ret_code) {
+        if (args_has(g, "help") || args_has(a, "help")) {
+                if (cmd)
+                        usage_command(stdout, cmd);
+                else if (noun)
+                        usage_noun(stdout, noun);
+                else
+                        usage_main(stdout);
+                *ret_code = 0;
+                return true;
+        }
+        *ret_code = EXIT_ERROR;
+        if (!noun) {
+                usage_main(stderr);
+                return true;
+        }
+        if (!cmd) {
+                fprintf(stderr, "armada: '%s' needs a command\n\n", noun);
+                usage_noun(stderr, noun);
+                return true;
+        }
+        if (a->n_pos < cmd->min_pos || a->n_pos > cmd->max_pos) {
+                if (a->n_pos < cmd->min_pos)
+                        fail("too few arguments");
+                else
+                        fail("unexpected argument '%s'", a->pos[cmd->max_pos]);
+                fprintf(stderr, "usage: armada %s%s%s %s\n", cmd->noun, cmd->verb ? " " : "",
+                        cmd->verb ? cmd->verb : "", cmd->synopsis);
+                return true;
+        }
+        return false;
+}
+
+/* Finds the command (run_find), parses its options, answers help and usage
+ * errors (run_usage), then runs it with the global options given before or
+ * after it. The exit code. */
+static int run(int argc, char **argv) {
+        Args g = {0}, a = {0};
+        _cleanup_(ctx_done) Ctx c = {0};
+        const Command *cmd = NULL;
+        const char *noun = NULL, *verb = NULL;
+        int i, r;
+
+        r = run_find(argc, argv, &g, &noun, &verb, &i);
+        if (r)
+                goto out;
         if (noun && (!noun_has_verbs(noun) || verb)) {
                 cmd = find_command(noun, verb);
                 if (!cmd) {
@@ -545,38 +595,8 @@ static int run(int argc, char **argv) {
                 if (r)
                         goto out;
         }
-
-        if (args_has(&g, "help") || args_has(&a, "help")) {
-                if (cmd)
-                        usage_command(stdout, cmd);
-                else if (noun)
-                        usage_noun(stdout, noun);
-                else
-                        usage_main(stdout);
-                r = 0;
+        if (run_usage(&g, &a, noun, cmd, &r))
                 goto out;
-        }
-        if (!noun) {
-                usage_main(stderr);
-                r = EXIT_ERROR;
-                goto out;
-        }
-        if (!cmd) {
-                fprintf(stderr, "armada: '%s' needs a command\n\n", noun);
-                usage_noun(stderr, noun);
-                r = EXIT_ERROR;
-                goto out;
-        }
-        if (a.n_pos < cmd->min_pos || a.n_pos > cmd->max_pos) {
-                if (a.n_pos < cmd->min_pos)
-                        fail("too few arguments");
-                else
-                        fail("unexpected argument '%s'", a.pos[cmd->max_pos]);
-                fprintf(stderr, "usage: armada %s%s%s %s\n", cmd->noun, cmd->verb ? " " : "",
-                        cmd->verb ? cmd->verb : "", cmd->synopsis);
-                r = EXIT_ERROR;
-                goto out;
-        }
 
         /* Global options given after the command count as well. */
         g.opts = xrealloc(g.opts, (g.n_opts + a.n_opts) * sizeof *g.opts);

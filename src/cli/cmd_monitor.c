@@ -56,67 +56,26 @@ static void add_value(Table *t, json_t *v, const char *unit) {
 
 /* ---- perf ---- */
 
-int cmd_perf_show(Ctx *c, const Command *cmd, const Args *a) {
-        const char *name = a->pos[0];
-        bool host = args_has(a, "host");
-        int64_t id, last = 3600, step = 0;
-        int r;
-        if (args_get(a, "last") && (r = parse_duration("last", args_get(a, "last"), &last)))
-                return r;
-        if (args_get(a, "step") && (r = parse_duration("step", args_get(a, "step"), &step)))
-                return r;
-        if (last <= 0)
-                return fail("--last must be longer than 0 seconds");
-        r = resolve(c, host ? "hosts" : "vms", "name", name, host ? "host" : "VM", &id, NULL);
-        if (r)
-                return r;
-        StrBuf b = {0};
-        strbuf_printf(&b, "/metrics/%s/%" PRId64, host ? "host" : "vm", id);
-        char num[32];
-        snprintf(num, sizeof num, "%" PRId64, last);
-        query_add(c, &b, "last", num);
-        if (step) {
-                snprintf(num, sizeof num, "%" PRId64, step);
-                query_add(c, &b, "step", num);
+/* One metric's series: a row per time with its average and maximum. */
+static void perf_print_one(json_t *reply, json_t *s, bool host, const char *name) {
+        const char *unit = jstr(s, "unit");
+        _cleanup_table_ Table *t = table_new("TIME", ">AVG", ">MAX", NULL);
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(s, "points"), i, p) {
+                add_time_ms(t, jint(p, "t", 0));
+                add_value(t, json_object_get(p, "avg"), unit);
+                add_value(t, json_object_get(p, "max"), unit);
         }
-        if (args_get(a, "metric"))
-                query_add(c, &b, "metric", args_get(a, "metric"));
-        _cleanup_free_ char *path = strbuf_steal(&b);
-        _cleanup_json_ json_t *reply = NULL;
-        r = api_call(c, "GET", path, NULL, &reply);
-        if (r)
-                return r;
-        if (c->output == OUTPUT_JSON) {
-                print_json(reply);
-                return 0;
-        }
-        json_t *series = json_object_get(reply, "series");
-        size_t ns = json_array_size(series), total = 0;
-        for (size_t i = 0; i < ns; i++)
-                total += json_array_size(json_object_get(json_array_get(series, i), "points"));
-        if (total == 0) {
-                outf("no samples of %s '%s' in the last %" PRId64 " s (Armada samples every host and VM it can reach)",
-                     host ? "host" : "VM", name, last);
-                return 0;
-        }
-        if (ns == 1) {
-                json_t *s = json_array_get(series, 0);
-                const char *unit = jstr(s, "unit");
-                _cleanup_table_ Table *t = table_new("TIME", ">AVG", ">MAX", NULL);
-                size_t i;
-                json_t *p;
-                json_array_foreach(json_object_get(s, "points"), i, p) {
-                        add_time_ms(t, jint(p, "t", 0));
-                        add_value(t, json_object_get(p, "avg"), unit);
-                        add_value(t, json_object_get(p, "max"), unit);
-                }
-                outf("%s of %s '%s' (%s, step %" PRId64 " s, tier %s):", jstr(s, "metric"), host ? "host" : "VM", name,
-                     unit ? unit : "", jint(reply, "step_ms", 0) / 1000, jstr(reply, "tier") ? jstr(reply, "tier") : "?");
-                table_print(t, stdout);
-                return 0;
-        }
-        /* Several metrics: one row per time, one column (the average) per
-         * metric that has points. */
+        outf("%s of %s '%s' (%s, step %" PRId64 " s, tier %s):", jstr(s, "metric"), host ? "host" : "VM", name,
+             unit ? unit : "", jint(reply, "step_ms", 0) / 1000, jstr(reply, "tier") ? jstr(reply, "tier") : "?");
+        table_print(t, stdout);
+}
+
+/* Several metrics: one row per time, one column (the average) per metric
+ * that has points. */
+static void perf_print_many(json_t *reply, json_t *series, bool host, const char *name) {
+        size_t ns = json_array_size(series);
         json_t *cols = json_array();
         for (size_t i = 0; i < ns; i++)
                 if (json_array_size(json_object_get(json_array_get(series, i), "points")))
@@ -164,6 +123,53 @@ int cmd_perf_show(Ctx *c, const Command *cmd, const Args *a) {
         table_free(t);
         free(pos);
         json_decref(cols);
+}
+
+int cmd_perf_show(Ctx *c, const Command *cmd, const Args *a) {
+        const char *name = a->pos[0];
+        bool host = args_has(a, "host");
+        int64_t id, last = 3600, step = 0;
+        int r;
+        if (args_get(a, "last") && (r = parse_duration("last", args_get(a, "last"), &last)))
+                return r;
+        if (args_get(a, "step") && (r = parse_duration("step", args_get(a, "step"), &step)))
+                return r;
+        if (last <= 0)
+                return fail("--last must be longer than 0 seconds");
+        r = resolve(c, host ? "hosts" : "vms", "name", name, host ? "host" : "VM", &id, NULL);
+        if (r)
+                return r;
+        StrBuf b = {0};
+        strbuf_printf(&b, "/metrics/%s/%" PRId64, host ? "host" : "vm", id);
+        char num[32];
+        snprintf(num, sizeof num, "%" PRId64, last);
+        query_add(c, &b, "last", num);
+        if (step) {
+                snprintf(num, sizeof num, "%" PRId64, step);
+                query_add(c, &b, "step", num);
+        }
+        if (args_get(a, "metric"))
+                query_add(c, &b, "metric", args_get(a, "metric"));
+        _cleanup_free_ char *path = strbuf_steal(&b);
+        _cleanup_json_ json_t *reply = NULL;
+        r = api_call(c, "GET", path, NULL, &reply);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_JSON) {
+                print_json(reply);
+                return 0;
+        }
+        json_t *series = json_object_get(reply, "series");
+        size_t ns = json_array_size(series), total = 0;
+        for (size_t i = 0; i < ns; i++)
+                total += json_array_size(json_object_get(json_array_get(series, i), "points"));
+        if (total == 0)
+                outf("no samples of %s '%s' in the last %" PRId64 " s (Armada samples every host and VM it can reach)",
+                     host ? "host" : "VM", name, last);
+        else if (ns == 1)
+                perf_print_one(reply, json_array_get(series, 0), host, name);
+        else
+                perf_print_many(reply, series, host, name);
         return 0;
 }
 

@@ -716,7 +716,8 @@ static int maintenance_finish(Maintenance *mt) {
         for (size_t i = 0; i < mt->n; i++) {
                 Move *m = &mt->moves[i];
                 if (m->job_id && streq(m->state, "succeeded")) {
-                        _cleanup_json_ json_t *j = store_job_get_json(st, m->job_id);
+                        _cleanup_json_ json_t *j = NULL;
+                        (void) store_job_get_json(st, m->job_id, &j); /* the times are extra: none on an error (logged) */
                         json_t *res = j ? json_object_get(j, "result") : NULL;
                         json_array_append_new(moved, json_pack("{s:s, s:s, s:I, s:O?, s:O?}", "vm", m->vm.name, "to", m->to_name,
                                                                "job_id", (json_int_t) m->job_id,
@@ -725,7 +726,8 @@ static int maintenance_finish(Maintenance *mt) {
                         continue;
                 }
                 if (m->job_id) {
-                        _cleanup_json_ json_t *j = store_job_get_json(st, m->job_id);
+                        _cleanup_json_ json_t *j = NULL;
+                        (void) store_job_get_json(st, m->job_id, &j); /* no reason to give on an error (logged) */
                         const char *e = j ? json_string_value(json_object_get(j, "error")) : NULL;
                         snprintf(m->reason, sizeof m->reason, "its migration to host '%s' %s: %.800s", m->to_name, m->state,
                                  e ? e : "no reason given");

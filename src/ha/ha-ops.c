@@ -10,31 +10,42 @@
 
 /* {"job": the job} for a job just submitted. */
 static json_t *job_reply(Store *st, int64_t job) {
-        json_t *j = store_job_get_json(st, job);
+        json_t *j = NULL;
+        (void) store_job_get_json(st, job, &j); /* queued already: a failed re-read (logged) shows null */
         return json_pack("{s:o}", "job", j ? j : json_null());
 }
 
-/* The host as JSON when the caller may see it; NULL with 404 else. */
-static json_t *host_visible(Store *st, const OpCaller *c, int64_t id, OpError *err) {
-        json_t *h = store_host_get_json(st, id);
+/* 0 and the host as JSON in *ret when the caller may see it; 404 else, or
+ * 5xx on a database error. */
+static int host_visible(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
+        json_t *h = NULL;
+        int r = store_host_get_json(st, id, &h);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the host");
         if (h && !op_allowed(st, c, ACT_READ, OBJ_HOST, 0, jget_int(h, "group_id"))) {
                 json_decref(h);
                 h = NULL;
         }
         if (!h)
-                op_fail(err, 404, "not_found", NULL, "There is no host with id %lld.", (long long) id);
-        return h;
+                return op_fail(err, 404, "not_found", NULL, "There is no host with id %lld.", (long long) id);
+        *ret = h;
+        return 0;
 }
 
-static json_t *vm_visible(Store *st, const OpCaller *c, int64_t id, OpError *err) {
-        json_t *v = store_vm_get_json(st, id);
+/* The same for a VM. */
+static int vm_visible(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
+        json_t *v = NULL;
+        int r = store_vm_get_json(st, id, &v);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the VM");
         if (v && !op_allowed(st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"))) {
                 json_decref(v);
                 v = NULL;
         }
         if (!v)
-                op_fail(err, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) id);
-        return v;
+                return op_fail(err, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) id);
+        *ret = v;
+        return 0;
 }
 
 /* A VM of another installation is read-only here. */
@@ -53,13 +64,19 @@ static int vm_refuse_foreign(json_t *v, OpError *err) {
  * when none is given), or negative with err filled. */
 static int migrate_target(Store *st, const OpCaller *c, json_t *v, const HaMigrateSpec *spec, int64_t *ret_id, OpError *err) {
         int64_t to_id = spec->to_id;
-        if (spec->to && store_host_find(st, spec->to, &to_id) < 0)
+        int e = spec->to ? store_host_find(st, spec->to, &to_id) : 0;
+        if (e == -ENOENT)
                 return op_fail(err, 422, "not_found", "to", "There is no host named '%s'.", spec->to);
+        if (e < 0)
+                return op_fail_store(err, e, "the target host");
         *ret_id = to_id;
         if (!to_id)
                 return 0;
         StoreHost h;
-        if (store_host_get(st, to_id, &h) < 0 || !op_allowed(st, c, ACT_READ, OBJ_HOST, 0, h.group_id)) {
+        e = store_host_get(st, to_id, &h);
+        if (e < 0 && e != -ENOENT)
+                return op_fail_store(err, e, "the target host");
+        if (e < 0 || !op_allowed(st, c, ACT_READ, OBJ_HOST, 0, h.group_id)) {
                 /* A host given by name that the caller may not see keeps its id to itself. */
                 if (spec->to)
                         return op_fail(err, 422, "not_found", "to", "There is no host named '%s'.", spec->to);
@@ -76,9 +93,10 @@ static int migrate_target(Store *st, const OpCaller *c, json_t *v, const HaMigra
 }
 
 int ha_op_vm_migrate(Store *st, Jobs *jobs, const OpCaller *c, const HaMigrateSpec *spec, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *v = vm_visible(st, c, spec->vm_id, err);
-        if (!v)
-                return -ENOENT;
+        _cleanup_json_ json_t *v = NULL;
+        int vr = vm_visible(st, c, spec->vm_id, &v, err);
+        if (vr < 0)
+                return vr;
         /* Moving a VM changes where it lives: its settings, not its power. */
         if (!op_allowed(st, c, ACT_UPDATE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
                 return op_deny(st, c, err, "migrate", "VM", spec->vm_id, jget_str(v, "name"));
@@ -107,9 +125,10 @@ int ha_op_vm_migrate(Store *st, Jobs *jobs, const OpCaller *c, const HaMigrateSp
 
 int ha_op_host_maintenance(Store *st, Jobs *jobs, const OpCaller *c, int64_t host_id, bool on, bool force, json_t **ret,
                            OpError *err) {
-        _cleanup_json_ json_t *h = host_visible(st, c, host_id, err);
-        if (!h)
-                return -ENOENT;
+        _cleanup_json_ json_t *h = NULL;
+        int vr = host_visible(st, c, host_id, &h, err);
+        if (vr < 0)
+                return vr;
         /* Maintenance mode is an operation on the host (like refresh), not a
          * change of what the host is: delegated administrators keep it. */
         if (!op_allowed(st, c, ACT_OPERATE, OBJ_HOST, 0, jget_int(h, "group_id")))
@@ -128,9 +147,10 @@ int ha_op_host_maintenance(Store *st, Jobs *jobs, const OpCaller *c, int64_t hos
 /* ---- fencing ---- */
 
 int ha_op_fencing_get(Store *st, const OpCaller *c, int64_t host_id, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *h = host_visible(st, c, host_id, err);
-        if (!h)
-                return -ENOENT;
+        _cleanup_json_ json_t *h = NULL;
+        int vr = host_visible(st, c, host_id, &h, err);
+        if (vr < 0)
+                return vr;
         if (!op_allowed(st, c, ACT_UPDATE, OBJ_SYSTEM, 0, 0))
                 return op_deny(st, c, err, "read the fence command of", "host", host_id, jget_str(h, "name"));
         _cleanup_free_ char *argv = NULL;
@@ -141,9 +161,10 @@ int ha_op_fencing_get(Store *st, const OpCaller *c, int64_t host_id, json_t **re
 }
 
 int ha_op_fencing_set(Store *st, const OpCaller *c, int64_t host_id, json_t *command, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *h = host_visible(st, c, host_id, err);
-        if (!h)
-                return -ENOENT;
+        _cleanup_json_ json_t *h = NULL;
+        int vr = host_visible(st, c, host_id, &h, err);
+        if (vr < 0)
+                return vr;
         /* Whoever sets the fence command chooses what armadad runs: the
          * administrator only. */
         if (!op_allowed(st, c, ACT_UPDATE, OBJ_SYSTEM, 0, 0))
@@ -174,9 +195,10 @@ int ha_op_fencing_set(Store *st, const OpCaller *c, int64_t host_id, json_t *com
 /* ---- HA settings of VMs ---- */
 
 int ha_op_vm_ha_get(Store *st, const OpCaller *c, int64_t vm_id, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *v = vm_visible(st, c, vm_id, err);
-        if (!v)
-                return -ENOENT;
+        _cleanup_json_ json_t *v = NULL;
+        int vr = vm_visible(st, c, vm_id, &v, err);
+        if (vr < 0)
+                return vr;
         int p = 0;
         (void) store_vm_ha_get(st, vm_id, &p);
         *ret = json_pack("{s:I, s:s, s:b, s:s}", "vm_id", (json_int_t) vm_id, "vm", jget_str(v, "name"), "enabled", p > 0,
@@ -185,9 +207,10 @@ int ha_op_vm_ha_get(Store *st, const OpCaller *c, int64_t vm_id, json_t **ret, O
 }
 
 int ha_op_vm_ha_set(Store *st, const OpCaller *c, int64_t vm_id, int priority, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *v = vm_visible(st, c, vm_id, err);
-        if (!v)
-                return -ENOENT;
+        _cleanup_json_ json_t *v = NULL;
+        int vr = vm_visible(st, c, vm_id, &v, err);
+        if (vr < 0)
+                return vr;
         if (!op_allowed(st, c, ACT_UPDATE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
                 return op_deny(st, c, err, "change the high availability of", "VM", vm_id, jget_str(v, "name"));
         int e = vm_refuse_foreign(v, err);
@@ -230,19 +253,27 @@ static bool cluster_writable(Store *st, const OpCaller *c, json_t *cl) {
         return true;
 }
 
-static json_t *cluster_visible(Store *st, const OpCaller *c, int64_t id, OpError *err) {
-        json_t *cl = store_cluster_get_json(st, id);
+/* The same for a cluster. */
+static int cluster_visible(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
+        json_t *cl = NULL;
+        int r = store_cluster_get_json(st, id, &cl);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the cluster");
         if (cl && !cluster_readable(st, c, cl)) {
                 json_decref(cl);
                 cl = NULL;
         }
         if (!cl)
-                op_fail(err, 404, "not_found", NULL, "There is no cluster with id %lld.", (long long) id);
-        return cl;
+                return op_fail(err, 404, "not_found", NULL, "There is no cluster with id %lld.", (long long) id);
+        *ret = cl;
+        return 0;
 }
 
 int ha_op_cluster_list(Store *st, const OpCaller *c, const char *name, json_t **ret, OpError *err) {
-        json_t *arr = store_cluster_list(st, name);
+        json_t *arr = NULL;
+        int r = store_cluster_list(st, name, &arr);
+        if (r < 0)
+                return op_fail_store(err, r, "the clusters");
         json_t *out = json_array();
         size_t i;
         json_t *cl;
@@ -255,10 +286,16 @@ int ha_op_cluster_list(Store *st, const OpCaller *c, const char *name, json_t **
 }
 
 int ha_op_cluster_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
-        json_t *cl = cluster_visible(st, c, id, err);
-        if (!cl)
-                return -ENOENT;
-        json_t *pending = store_ha_pending_json(st), *mine = json_array();
+        json_t *cl = NULL, *pending = NULL;
+        int r = cluster_visible(st, c, id, &cl, err);
+        if (r < 0)
+                return r;
+        r = store_ha_pending_json(st, &pending);
+        if (r < 0) {
+                json_decref(cl);
+                return op_fail_store(err, r, "the cluster");
+        }
+        json_t *mine = json_array();
         size_t i;
         json_t *p, *h;
         json_array_foreach(pending, i, p) {
@@ -279,8 +316,12 @@ static int cluster_members(Store *st, const OpCaller *c, const HaClusterSpec *sp
         for (size_t i = 0; i < spec->n_hosts; i++) {
                 const char *hn = spec->hosts[i];
                 StoreHost h;
-                if (!hn || store_host_find(st, hn, &ids[i]) < 0 || store_host_get(st, ids[i], &h) < 0 ||
-                    !op_allowed(st, c, ACT_READ, OBJ_HOST, 0, h.group_id))
+                int r = hn ? store_host_find(st, hn, &ids[i]) : -ENOENT;
+                if (r >= 0)
+                        r = store_host_get(st, ids[i], &h);
+                if (r < 0 && r != -ENOENT)
+                        return op_fail_store(err, r, "the hosts");
+                if (r < 0 || !op_allowed(st, c, ACT_READ, OBJ_HOST, 0, h.group_id))
                         return op_fail(err, 422, "not_found", "hosts", "There is no host named '%.64s'.", hn ? hn : "(not a string)");
                 if (!op_allowed(st, c, ACT_UPDATE, OBJ_HOST, 0, h.group_id))
                         return op_deny(st, c, err, "add to a cluster", "host", h.id, h.name);
@@ -317,15 +358,17 @@ int ha_op_cluster_create(Store *st, Jobs *jobs, const OpCaller *c, const HaClust
                 if (store_host_get(st, ids[i], &h) == 0)
                         (void) jobs_submit(jobs, "host.refresh", "host", h.id, h.name, c->user_id, NULL, NULL);
         }
-        json_t *cl = store_cluster_get_json(st, id);
+        json_t *cl = NULL;
+        (void) store_cluster_get_json(st, id, &cl); /* created already: a failed re-read (logged) shows null */
         *ret = cl ? cl : json_null();
         return 0;
 }
 
 int ha_op_cluster_delete(Store *st, const OpCaller *c, int64_t id, OpError *err) {
-        _cleanup_json_ json_t *cl = cluster_visible(st, c, id, err);
-        if (!cl)
-                return -ENOENT;
+        _cleanup_json_ json_t *cl = NULL;
+        int vr = cluster_visible(st, c, id, &cl, err);
+        if (vr < 0)
+                return vr;
         if (!cluster_writable(st, c, cl))
                 return op_deny(st, c, err, "delete", "cluster", id, jget_str(cl, "name"));
         int e = store_cluster_delete(st, id);

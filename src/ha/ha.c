@@ -648,7 +648,9 @@ static void retry_pending(Ha *ha) {
         StoreHaRef *refs = NULL;
         int n = store_ha_pending_list(ha->st, &refs);
         for (int i = 0; i < n; i++) {
-                _cleanup_json_ json_t *all = store_ha_pending_json(ha->st);
+                _cleanup_json_ json_t *all = NULL;
+                if (store_ha_pending_json(ha->st, &all) < 0)
+                        break; /* a database error (logged): try again next time */
                 int64_t from = 0;
                 size_t k;
                 json_t *it;

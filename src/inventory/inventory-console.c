@@ -17,7 +17,10 @@ static bool loopback_or_empty(const char *a) {
 }
 
 int inventory_vm_readable(Inventory *inv, const OpCaller *c, int64_t vm_id, json_t **ret, OpError *err) {
-        json_t *v = store_vm_get_json(inv->st, vm_id);
+        json_t *v = NULL;
+        int r = store_vm_get_json(inv->st, vm_id, &v);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the VM");
         if (!v || !op_allowed(inv->st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"))) {
                 json_decref(v);
                 return op_fail(err, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) vm_id);
@@ -48,8 +51,11 @@ int inventory_vm_console(Inventory *inv, const OpCaller *c, int64_t vm_id, Inven
                 return e;
         const char *name = jget_str(v, "name");
         StoreHost h;
-        if (jget_int(v, "host_id") <= 0 || store_host_get(inv->st, jget_int(v, "host_id"), &h) < 0)
+        e = jget_int(v, "host_id") > 0 ? store_host_get(inv->st, jget_int(v, "host_id"), &h) : -ENOENT;
+        if (e == -ENOENT)
                 return op_fail(err, 409, "conflict", NULL, "VM '%s' is not placed on any host.", name);
+        if (e < 0)
+                return op_fail_store(err, e, "the VM's host");
         _cleanup_inventory_link_ InventoryLink *l = link_peek(inv, h.id);
         if (!l)
                 return op_fail(err, 503, "unavailable", NULL,

@@ -66,6 +66,97 @@ static const char *accel_words(const char *domain_type) {
 
 /* ---- vm.create ---- */
 
+/* Phase 1 of a create: the VM's disk of disk_bytes in the host's pool (a
+ * cluster member's: the cluster's shared one), recorded and put in spec.
+ * 0 and the volume's path in *ret_vol_path, or the job's failure. */
+static int create_disk(JobCtx *ctx, VmJob *v, uint64_t disk_bytes, HvDomainSpec *spec, char **ret_vol_path) {
+        HvConn *c = v->link->conn;
+        /* A cluster member's VMs keep their disks on the cluster's shared
+         * storage (one pool per cluster, defined on each member). */
+        const char *pool = v->host.pool, *pool_dir = v->host.pool_path[0] ? v->host.pool_path : "/var/lib/libvirt/images/armada";
+        char cluster_pool[64];
+        int64_t cluster_id;
+        _cleanup_free_ char *shared = NULL;
+        if (store_cluster_of_host(ctx->st, v->host.id, &cluster_id, &shared) == 0) {
+                snprintf(cluster_pool, sizeof cluster_pool, "armada-cluster-%lld", (long long) cluster_id);
+                pool = cluster_pool;
+                pool_dir = shared;
+        }
+        _cleanup_free_ char *pool_path = NULL;
+        if (hv_pool_ensure(c, pool, pool_dir, &pool_path) < 0)
+                return job_fail(ctx, -EIO, "Cannot prepare storage pool '%s' on host '%s': %s", pool, v->host.name, hv_last_error());
+        job_progress(ctx, 20, "storage pool '%s' ready", pool);
+        _cleanup_free_ char *vol = xasprintf("%s-%.8s-vda.qcow2", v->vm.name, v->vm.uuid);
+        int r = hv_volume_create(c, pool, vol, "qcow2", disk_bytes, ret_vol_path);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot create the %llu MiB disk of VM '%s' in pool '%s' on host '%s': %s",
+                                (unsigned long long) (disk_bytes >> 20), v->vm.name, pool, v->host.name, hv_last_error());
+        StoreDisk d = { .target = "vda", .size_bytes = disk_bytes, .owned = true };
+        snprintf(d.path, sizeof d.path, "%s", *ret_vol_path);
+        (void) store_vm_disk_add(ctx->st, v->vm.id, &d);
+        spec->n_disks = 1;
+        spec->disks[0] = (HvDisk) { .format = "qcow2", .target = "vda", .capacity_bytes = disk_bytes };
+        snprintf(spec->disks[0].path, sizeof spec->disks[0].path, "%s", *ret_vol_path);
+        job_progress(ctx, 50, "created disk %s", *ret_vol_path);
+        return 0;
+}
+
+/* Phase 2: defines the domain (*ret_defined then true) and starts it when
+ * asked, under the link's op_lock, keeping the VM's row in step. 0, or the
+ * job's failure. */
+static int create_define_start(JobCtx *ctx, Inventory *inv, VmJob *v, const HvDomainSpec *spec, bool start, bool *ret_defined) {
+        HvConn *c = v->link->conn;
+        pthread_mutex_lock(&v->link->op_lock);
+        int r = hv_domain_define(c, spec);
+        if (r == 0) {
+                *ret_defined = true;
+                (void) store_vm_update_hw(ctx->st, v->vm.id, v->vm.cpus, v->vm.memory_mib, spec->domain_type);
+                /* A VM about to start stays 'creating' (its memory counted
+                 * on the host) until it runs: never 'stopped' in between,
+                 * which would free its room for a placement meanwhile. */
+                if (!start)
+                        (void) store_vm_set_state(ctx->st, v->vm.id, "stopped");
+        }
+        pthread_mutex_unlock(&v->link->op_lock);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot define VM '%s' on host '%s': %s", v->vm.name, v->host.name, hv_last_error());
+        job_progress(ctx, 80, "defined VM '%s' on host '%s' as %s", v->vm.name, v->host.name, accel_words(spec->domain_type));
+        if (!start)
+                return 0;
+        r = inventory_slot_take(inv, &v->host, INVENTORY_SLOT_START, v->vm.name, false, ctx);
+        if (r < 0) {
+                snprintf(ctx->error, sizeof ctx->error, "Cancelled while waiting to start; nothing of VM '%s' was left behind.",
+                         v->vm.name);
+                return r;
+        }
+        pthread_mutex_lock(&v->link->op_lock);
+        r = hv_domain_start(c, v->vm.uuid);
+        if (r == 0) sync_state(ctx->st, v);
+        pthread_mutex_unlock(&v->link->op_lock);
+        inventory_slot_give(inv, v->host.id, INVENTORY_SLOT_START);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot start VM '%s' on host '%s': %s", v->vm.name, v->host.name, hv_last_error());
+        return 0;
+}
+
+/* The end of a create that failed at r: undoes in reverse order (nothing of
+ * the VM may remain), tells, and forgets the VM's row. Returns r. */
+static int create_undo(JobCtx *ctx, Inventory *inv, VmJob *v, bool defined, const char *vol_path, int r) {
+        if (defined) {
+                pthread_mutex_lock(&v->link->op_lock);
+                (void) hv_domain_undefine(v->link->conn, v->vm.uuid);
+                pthread_mutex_unlock(&v->link->op_lock);
+        }
+        if (vol_path)
+                (void) hv_volume_delete(v->link->conn, vol_path);
+        vm_event(ctx->st, &v->vm, "error", "vm.create-failed", "VM '%s' was not created: %s", v->vm.name, ctx->error);
+        (void) store_vm_delete(ctx->st, v->vm.id);
+        vmjob_done(inv, v);
+        return r;
+}
+
+/* vm.create: the disk, then define and start; on any failure, undo all of
+ * it. */
 static int job_vm_create(JobCtx *ctx, void *userdata) {
         Inventory *inv = userdata;
         VmJob v;
@@ -78,7 +169,6 @@ static int job_vm_create(JobCtx *ctx, void *userdata) {
                 }
                 return r;
         }
-        HvConn *c = v.link->conn;
         uint64_t disk_bytes = (uint64_t) json_integer_value(json_object_get(ctx->params, "disk_bytes"));
         const char *requested = json_string_value(json_object_get(ctx->params, "domain_type"));
         bool start = json_is_true(json_object_get(ctx->params, "start"));
@@ -86,10 +176,10 @@ static int job_vm_create(JobCtx *ctx, void *userdata) {
         _cleanup_free_ char *vol_path = NULL;
         bool defined = false;
 
-        if (requested && streq(requested, "kvm") && !streq(v.host.domain_type, "kvm")) {
-                r = job_fail(ctx, -ENOTSUP, "Host '%s' cannot run KVM guests (its libvirt offers no KVM domain type).", v.host.name);
-                goto fail;
-        }
+        if (requested && streq(requested, "kvm") && !streq(v.host.domain_type, "kvm"))
+                return create_undo(ctx, inv, &v, defined, vol_path,
+                                   job_fail(ctx, -ENOTSUP, "Host '%s' cannot run KVM guests (its libvirt offers no KVM domain type).",
+                                            v.host.name));
         char vnc_listen[16], vnc_password[9];
         inventory_vnc_for_host(&v.host, vnc_listen, vnc_password);
         HvDomainSpec spec = {
@@ -98,97 +188,20 @@ static int job_vm_create(JobCtx *ctx, void *userdata) {
                 .vnc_listen = vnc_listen, .vnc_password = vnc_password[0] ? vnc_password : NULL,
                 .installation_id = inventory_installation_id(inv), .vm_id = v.vm.id,
         };
-        /* A cluster member's VMs keep their disks on the cluster's shared
-         * storage (one pool per cluster, defined on each member). */
-        const char *pool = v.host.pool, *pool_dir = v.host.pool_path[0] ? v.host.pool_path : "/var/lib/libvirt/images/armada";
-        char cluster_pool[64];
-        int64_t cluster_id;
-        _cleanup_free_ char *shared = NULL;
-        if (store_cluster_of_host(ctx->st, v.host.id, &cluster_id, &shared) == 0) {
-                snprintf(cluster_pool, sizeof cluster_pool, "armada-cluster-%lld", (long long) cluster_id);
-                pool = cluster_pool;
-                pool_dir = shared;
-        }
-        if (disk_bytes > 0) {
-                _cleanup_free_ char *pool_path = NULL;
-                if (hv_pool_ensure(c, pool, pool_dir, &pool_path) < 0) {
-                        r = job_fail(ctx, -EIO, "Cannot prepare storage pool '%s' on host '%s': %s", pool, v.host.name, hv_last_error());
-                        goto fail;
-                }
-                job_progress(ctx, 20, "storage pool '%s' ready", pool);
-                _cleanup_free_ char *vol = xasprintf("%s-%.8s-vda.qcow2", v.vm.name, v.vm.uuid);
-                r = hv_volume_create(c, pool, vol, "qcow2", disk_bytes, &vol_path);
-                if (r < 0) {
-                        r = job_fail(ctx, r, "Cannot create the %llu MiB disk of VM '%s' in pool '%s' on host '%s': %s",
-                                     (unsigned long long) (disk_bytes >> 20), v.vm.name, pool, v.host.name, hv_last_error());
-                        goto fail;
-                }
-                StoreDisk d = { .target = "vda", .size_bytes = disk_bytes, .owned = true };
-                snprintf(d.path, sizeof d.path, "%s", vol_path);
-                (void) store_vm_disk_add(ctx->st, v.vm.id, &d);
-                spec.n_disks = 1;
-                spec.disks[0] = (HvDisk) { .format = "qcow2", .target = "vda", .capacity_bytes = disk_bytes };
-                snprintf(spec.disks[0].path, sizeof spec.disks[0].path, "%s", vol_path);
-                job_progress(ctx, 50, "created disk %s", vol_path);
-        }
+        if (disk_bytes > 0 && (r = create_disk(ctx, &v, disk_bytes, &spec, &vol_path)) < 0)
+                return create_undo(ctx, inv, &v, defined, vol_path, r);
         if (job_cancel_requested(ctx)) {
-                r = -ECANCELED;
                 snprintf(ctx->error, sizeof ctx->error, "Cancelled; nothing of VM '%s' was left behind.", v.vm.name);
-                goto fail;
+                return create_undo(ctx, inv, &v, defined, vol_path, -ECANCELED);
         }
-        pthread_mutex_lock(&v.link->op_lock);
-        r = hv_domain_define(c, &spec);
-        if (r == 0) {
-                defined = true;
-                (void) store_vm_update_hw(ctx->st, v.vm.id, v.vm.cpus, v.vm.memory_mib, dtype);
-                /* A VM about to start stays 'creating' (its memory counted
-                 * on the host) until it runs: never 'stopped' in between,
-                 * which would free its room for a placement meanwhile. */
-                if (!start)
-                        (void) store_vm_set_state(ctx->st, v.vm.id, "stopped");
-        }
-        pthread_mutex_unlock(&v.link->op_lock);
-        if (r < 0) {
-                r = job_fail(ctx, r, "Cannot define VM '%s' on host '%s': %s", v.vm.name, v.host.name, hv_last_error());
-                goto fail;
-        }
-        job_progress(ctx, 80, "defined VM '%s' on host '%s' as %s", v.vm.name, v.host.name, accel_words(dtype));
-        if (start) {
-                r = inventory_slot_take(inv, &v.host, INVENTORY_SLOT_START, v.vm.name, false, ctx);
-                if (r < 0) {
-                        snprintf(ctx->error, sizeof ctx->error, "Cancelled while waiting to start; nothing of VM '%s' was left behind.",
-                                 v.vm.name);
-                        goto fail;
-                }
-                pthread_mutex_lock(&v.link->op_lock);
-                r = hv_domain_start(c, v.vm.uuid);
-                if (r == 0) sync_state(ctx->st, &v);
-                pthread_mutex_unlock(&v.link->op_lock);
-                inventory_slot_give(inv, v.host.id, INVENTORY_SLOT_START);
-                if (r < 0) {
-                        r = job_fail(ctx, r, "Cannot start VM '%s' on host '%s': %s", v.vm.name, v.host.name, hv_last_error());
-                        goto fail;
-                }
-        }
+        if ((r = create_define_start(ctx, inv, &v, &spec, start, &defined)) < 0)
+                return create_undo(ctx, inv, &v, defined, vol_path, r);
         vm_event(ctx->st, &v.vm, "info", "vm.created", "VM '%s' was created on host '%s' (%u vCPU%s, %llu MiB, %s).", v.vm.name,
                  v.host.name, v.vm.cpus, v.vm.cpus == 1 ? "" : "s", (unsigned long long) v.vm.memory_mib, accel_words(dtype));
         ctx->result = json_pack("{s:I, s:s, s:s, s:s?}", "vm_id", (json_int_t) v.vm.id, "domain_type", dtype,
                                 "accelerator", accel_words(dtype), "disk", vol_path);
         vmjob_done(inv, &v);
         return 0;
-fail:
-        /* Undo in reverse order; nothing of the VM may remain. */
-        if (defined) {
-                pthread_mutex_lock(&v.link->op_lock);
-                (void) hv_domain_undefine(c, v.vm.uuid);
-                pthread_mutex_unlock(&v.link->op_lock);
-        }
-        if (vol_path)
-                (void) hv_volume_delete(c, vol_path);
-        vm_event(ctx->st, &v.vm, "error", "vm.create-failed", "VM '%s' was not created: %s", v.vm.name, ctx->error);
-        (void) store_vm_delete(ctx->st, v.vm.id);
-        vmjob_done(inv, &v);
-        return r;
 }
 
 /* A create interrupted by a restart may have left a volume or a domain:
@@ -226,13 +239,87 @@ static int wait_state(JobCtx *ctx, VmJob *v, HvState want, int timeout_ms, bool 
         }
 }
 
+static const char *const LIFE_VERBS[] = { "start", "stop", "kill", "pause", "resume" };
+
+/* Phase 2 of a power action: op's libvirt call for a domain in state
+ * before, with the link's op_lock held. 0 with *ret_noop when the domain is
+ * there already; -EINVAL with *ret_refused (the job failed) when op cannot
+ * apply to that state; else the call's result. */
+static int life_act(JobCtx *ctx, VmJob *v, LifeOp op, HvState before, bool *ret_noop, bool *ret_refused) {
+        HvConn *c = v->link->conn;
+        switch (op) {
+        case OP_START:
+                if (before == HV_STATE_RUNNING || before == HV_STATE_BLOCKED) break;
+                return before == HV_STATE_PAUSED ? hv_domain_resume(c, v->vm.uuid) : hv_domain_start(c, v->vm.uuid);
+        case OP_STOP:
+                if (before == HV_STATE_SHUTOFF) break;
+                return hv_domain_stop(c, v->vm.uuid);
+        case OP_KILL:
+                if (before == HV_STATE_SHUTOFF) break;
+                return hv_domain_kill(c, v->vm.uuid);
+        case OP_PAUSE:
+                if (before == HV_STATE_PAUSED) break;
+                if (before != HV_STATE_RUNNING && before != HV_STATE_BLOCKED) {
+                        *ret_refused = true;
+                        return job_fail(ctx, -EINVAL, "Cannot pause VM '%s': it is %s, not running.", v->vm.name, hv_state_name(before));
+                }
+                return hv_domain_pause(c, v->vm.uuid);
+        case OP_RESUME:
+                if (before == HV_STATE_RUNNING) break;
+                if (before != HV_STATE_PAUSED) {
+                        *ret_refused = true;
+                        return job_fail(ctx, -EINVAL, "Cannot resume VM '%s': it is %s, not paused.", v->vm.name, hv_state_name(before));
+                }
+                return hv_domain_resume(c, v->vm.uuid);
+        }
+        *ret_noop = true;
+        return 0;
+}
+
+/* Phase 3 of a stop: waits for the guest to shut down (up to the job's
+ * timeout), then powers it off when the job allows (*ret_forced). 0, or the
+ * job's failure with the VM's state re-read. */
+static int life_wait_shutoff(JobCtx *ctx, Inventory *inv, VmJob *v, bool *ret_forced) {
+        json_int_t t = json_integer_value(json_object_get(ctx->params, "timeout_s"));
+        int timeout_s = t > 0 ? (int) t : inv->cfg.stop_timeout_s;
+        bool force = !json_is_false(json_object_get(ctx->params, "force"));
+        job_progress(ctx, 40, "asked the guest to shut down; waiting up to %d s", timeout_s);
+        job_expect_quiet(ctx, timeout_s); /* waiting on purpose is not being stuck */
+        bool cancelled;
+        int r = wait_state(ctx, v, HV_STATE_SHUTOFF, timeout_s * 1000, &cancelled);
+        if (r == -ECANCELED) {
+                sync_state(ctx->st, v);
+                snprintf(ctx->error, sizeof ctx->error, "Cancelled while waiting for VM '%s' to shut down.", v->vm.name);
+                return -ECANCELED;
+        }
+        if (r == -ETIMEDOUT) {
+                if (!force) {
+                        sync_state(ctx->st, v);
+                        return job_fail(ctx, r, "VM '%s' did not shut down within %d s.", v->vm.name, timeout_s);
+                }
+                job_progress(ctx, 80, "the guest did not shut down within %d s; powering it off", timeout_s);
+                pthread_mutex_lock(&v->link->op_lock);
+                r = hv_domain_kill(v->link->conn, v->vm.uuid);
+                pthread_mutex_unlock(&v->link->op_lock);
+                if (r < 0 && r != -ENOENT) {
+                        sync_state(ctx->st, v);
+                        return job_fail(ctx, r, "Cannot power off VM '%s': %s", v->vm.name, hv_last_error());
+                }
+                *ret_forced = true;
+        }
+        pthread_mutex_lock(&v->link->op_lock);
+        sync_state(ctx->st, v);
+        pthread_mutex_unlock(&v->link->op_lock);
+        return 0;
+}
+
+/* A power action: take a start slot (start only), read the domain's state,
+ * act (life_act), wait for a stop (life_wait_shutoff), and tell. */
 static int lifecycle(JobCtx *ctx, Inventory *inv, LifeOp op) {
-        static const char *const verbs[] = { "start", "stop", "kill", "pause", "resume" };
         VmJob v;
         int r = vmjob_open(inv, ctx, &v);
         if (r < 0)
                 return r;
-        HvConn *c = v.link->conn;
         HvState before = HV_STATE_NOSTATE;
         /* The slot before the link's lock: a start waiting its turn must
          * not hold up reconcile and the other jobs on the host. */
@@ -242,7 +329,7 @@ static int lifecycle(JobCtx *ctx, Inventory *inv, LifeOp op) {
                 return r;
         }
         pthread_mutex_lock(&v.link->op_lock);
-        r = hv_domain_state(c, v.vm.uuid, &before);
+        r = hv_domain_state(v.link->conn, v.vm.uuid, &before);
         if (r == -ENOENT) {
                 pthread_mutex_unlock(&v.link->op_lock);
                 if (slot)
@@ -250,94 +337,36 @@ static int lifecycle(JobCtx *ctx, Inventory *inv, LifeOp op) {
                 (void) store_vm_set_state(ctx->st, v.vm.id, "missing");
                 vmjob_done(inv, &v);
                 return job_fail(ctx, -ENOENT, "Cannot %s VM '%s': host '%s' has no such domain (the VM is missing).",
-                                verbs[op], v.vm.name, v.host.name);
+                                LIFE_VERBS[op], v.vm.name, v.host.name);
         }
-        bool noop = false;
-        switch (op) {
-        case OP_START:
-                if (before == HV_STATE_RUNNING || before == HV_STATE_BLOCKED) noop = true;
-                else if (before == HV_STATE_PAUSED) r = hv_domain_resume(c, v.vm.uuid);
-                else r = hv_domain_start(c, v.vm.uuid);
-                break;
-        case OP_STOP:
-                if (before == HV_STATE_SHUTOFF) noop = true;
-                else r = hv_domain_stop(c, v.vm.uuid);
-                break;
-        case OP_KILL:
-                if (before == HV_STATE_SHUTOFF) noop = true;
-                else r = hv_domain_kill(c, v.vm.uuid);
-                break;
-        case OP_PAUSE:
-                if (before == HV_STATE_PAUSED) noop = true;
-                else if (before != HV_STATE_RUNNING && before != HV_STATE_BLOCKED) {
-                        pthread_mutex_unlock(&v.link->op_lock);
-                        vmjob_done(inv, &v);
-                        return job_fail(ctx, -EINVAL, "Cannot pause VM '%s': it is %s, not running.", v.vm.name, hv_state_name(before));
-                } else r = hv_domain_pause(c, v.vm.uuid);
-                break;
-        case OP_RESUME:
-                if (before == HV_STATE_RUNNING) noop = true;
-                else if (before != HV_STATE_PAUSED) {
-                        pthread_mutex_unlock(&v.link->op_lock);
-                        vmjob_done(inv, &v);
-                        return job_fail(ctx, -EINVAL, "Cannot resume VM '%s': it is %s, not paused.", v.vm.name, hv_state_name(before));
-                } else r = hv_domain_resume(c, v.vm.uuid);
-                break;
-        }
+        bool noop = false, refused = false, forced = false;
+        r = life_act(ctx, &v, op, before, &noop, &refused);
         if (r == 0 && op != OP_STOP)
                 sync_state(ctx->st, &v);
         pthread_mutex_unlock(&v.link->op_lock);
         if (slot)
                 inventory_slot_give(inv, v.host.id, INVENTORY_SLOT_START);
+        if (refused) {
+                vmjob_done(inv, &v);
+                return r;
+        }
         if (r < 0) {
                 const char *err = hv_last_error();
-                job_fail(ctx, r, "Cannot %s VM '%s' on host '%s': %s", verbs[op], v.vm.name, v.host.name, err);
+                job_fail(ctx, r, "Cannot %s VM '%s' on host '%s': %s", LIFE_VERBS[op], v.vm.name, v.host.name, err);
                 sync_state(ctx->st, &v);
                 vmjob_done(inv, &v);
                 return r;
         }
-        bool forced = false;
-        if (op == OP_STOP && !noop) {
-                json_int_t t = json_integer_value(json_object_get(ctx->params, "timeout_s"));
-                int timeout_s = t > 0 ? (int) t : inv->cfg.stop_timeout_s;
-                bool force = !json_is_false(json_object_get(ctx->params, "force"));
-                job_progress(ctx, 40, "asked the guest to shut down; waiting up to %d s", timeout_s);
-                job_expect_quiet(ctx, timeout_s); /* waiting on purpose is not being stuck */
-                bool cancelled;
-                r = wait_state(ctx, &v, HV_STATE_SHUTOFF, timeout_s * 1000, &cancelled);
-                if (r == -ECANCELED) {
-                        sync_state(ctx->st, &v);
-                        vmjob_done(inv, &v);
-                        snprintf(ctx->error, sizeof ctx->error, "Cancelled while waiting for VM '%s' to shut down.", v.vm.name);
-                        return -ECANCELED;
-                }
-                if (r == -ETIMEDOUT) {
-                        if (!force) {
-                                sync_state(ctx->st, &v);
-                                vmjob_done(inv, &v);
-                                return job_fail(ctx, r, "VM '%s' did not shut down within %d s.", v.vm.name, timeout_s);
-                        }
-                        job_progress(ctx, 80, "the guest did not shut down within %d s; powering it off", timeout_s);
-                        pthread_mutex_lock(&v.link->op_lock);
-                        r = hv_domain_kill(c, v.vm.uuid);
-                        pthread_mutex_unlock(&v.link->op_lock);
-                        if (r < 0 && r != -ENOENT) {
-                                sync_state(ctx->st, &v);
-                                vmjob_done(inv, &v);
-                                return job_fail(ctx, r, "Cannot power off VM '%s': %s", v.vm.name, hv_last_error());
-                        }
-                        forced = true;
-                }
-                pthread_mutex_lock(&v.link->op_lock);
-                sync_state(ctx->st, &v);
-                pthread_mutex_unlock(&v.link->op_lock);
+        if (op == OP_STOP && !noop && (r = life_wait_shutoff(ctx, inv, &v, &forced)) < 0) {
+                vmjob_done(inv, &v);
+                return r;
         }
         StoreVm now;
         if (store_vm_get(ctx->st, v.vm.id, &now) == 0) {
                 job_progress(ctx, 100, noop ? "VM '%s' was already %s" : "VM '%s' is now %s", now.name, now.state);
                 if (!noop)
                         vm_event(ctx->st, &now, "info", "vm.state", "VM '%s' on host '%s' is now %s (%s%s).", now.name, v.host.name,
-                                 now.state, verbs[op], forced ? ", powered off after the shutdown timeout" : "");
+                                 now.state, LIFE_VERBS[op], forced ? ", powered off after the shutdown timeout" : "");
                 ctx->result = json_pack("{s:s, s:b, s:b}", "state", now.state, "changed", !noop, "forced", forced);
         }
         vmjob_done(inv, &v);
@@ -422,8 +451,8 @@ static int job_host_refresh(JobCtx *ctx, void *userdata) {
         int r = inventory_refresh_host(inv, ctx->job->target_id, why, sizeof why);
         if (r < 0)
                 return job_fail(ctx, r, "%s", why);
-        _cleanup_json_ json_t *h = store_host_get_json(ctx->st, ctx->job->target_id);
-        if (h)
+        _cleanup_json_ json_t *h = NULL;
+        if (store_host_get_json(ctx->st, ctx->job->target_id, &h) == 0) /* the result is extra: none on an error (logged) */
                 ctx->result = json_pack("{s:O?, s:O?, s:O?, s:O?}", "state", json_object_get(h, "state"),
                                         "domain_type", json_object_get(h, "domain_type"), "cpus", json_object_get(h, "cpus"),
                                         "memory_mib", json_object_get(h, "memory_mib"));

@@ -9,10 +9,11 @@
 #include <errno.h>
 #include <string.h>
 
-/* The job's JSON, or JSON null when it cannot be read. */
+/* The job's JSON, or JSON null when it cannot be read (the job is queued
+ * already: a failed re-read, logged by the store, does not undo it). */
 static json_t *job_json(Inventory *inv, int64_t id) {
-        json_t *j = store_job_get_json(inv->st, id);
-        return j ? j : json_null();
+        json_t *j = NULL;
+        return store_job_get_json(inv->st, id, &j) == 0 ? j : json_null();
 }
 
 static int submit(Inventory *inv, const OpCaller *c, const char *kind, const char *target_kind, int64_t target_id,
@@ -23,13 +24,19 @@ static int submit(Inventory *inv, const OpCaller *c, const char *kind, const cha
 /* ------------------------------------------------------------------ */
 /* host groups */
 
-/* A group as GET /host-groups lists it (with its counts), or NULL. */
-static json_t *group_json(Store *st, int64_t id) {
-        _cleanup_json_ json_t *g = store_group_get(st, id);
-        if (!g)
-                return NULL;
-        _cleanup_json_ json_t *arr = store_group_list(st, jget_str(g, "path"));
-        return arr && json_array_size(arr) ? json_incref(json_array_get(arr, 0)) : NULL;
+/* A group as GET /host-groups lists it (with its counts): 0 and *ret,
+ * -ENOENT, or another -errno on a database error. */
+static int group_json(Store *st, int64_t id, json_t **ret) {
+        _cleanup_json_ json_t *g = NULL, *arr = NULL;
+        int r = store_group_get(st, id, &g);
+        if (r >= 0)
+                r = store_group_list(st, jget_str(g, "path"), &arr);
+        if (r < 0)
+                return r;
+        if (json_array_size(arr) == 0)
+                return -ENOENT;
+        *ret = json_incref(json_array_get(arr, 0));
+        return 0;
 }
 
 static int group_not_found(OpError *err, const char *field, int64_t id) {
@@ -49,7 +56,11 @@ int inventory_group_list(Inventory *inv, const OpCaller *c, const char *path, js
                 if (!norm)
                         return op_fail(err, 400, "invalid_argument", "path", "Query 'path' is not a valid host-group path: a segment %s.", why);
         }
-        json_t *arr = op_filter_visible(inv->st, c, store_group_list(inv->st, norm), OP_VIS_GROUP);
+        json_t *arr = NULL;
+        int r = store_group_list(inv->st, norm, &arr);
+        if (r < 0)
+                return op_fail_store(err, r, "the list of host groups");
+        arr = op_filter_visible(inv->st, c, arr, OP_VIS_GROUP);
         *ret = arr ? arr : json_array();
         return 0;
 }
@@ -71,7 +82,10 @@ static int group_new_path(Store *st, const OpCaller *c, const InventoryGroupSpec
                 return op_fail(err, 400, "invalid_argument", "path", "Field 'path' is required.");
         /* A parent the caller may not read does not exist for it: its path
          * must not come back in an error. */
-        _cleanup_json_ json_t *p = store_group_get(st, spec->parent_id ? spec->parent_id : STORE_ROOT_GROUP_ID);
+        _cleanup_json_ json_t *p = NULL;
+        int r = store_group_get(st, spec->parent_id ? spec->parent_id : STORE_ROOT_GROUP_ID, &p);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the host group");
         if (!p || (spec->parent_id && !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, spec->parent_id)))
                 return group_not_found(err, "parent_id", spec->parent_id);
         *ret = jget_str(p, "path")[0] ? xasprintf("%s/%s", jget_str(p, "path"), spec->name) : xstrdup(spec->name);
@@ -105,12 +119,15 @@ int inventory_group_create(Inventory *inv, const OpCaller *c, const InventoryGro
         if (e < 0)
                 return op_fail_store(err, e, "the host group");
         op_audit(st, c, "group.create", "group", id, full, NULL, "ok");
-        *ret = group_json(st, id);
-        return 0;
+        e = group_json(st, id, ret);
+        return e < 0 ? op_fail_store(err, e, "the host group") : 0;
 }
 
 int inventory_group_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
-        json_t *g = group_json(inv->st, id);
+        json_t *g = NULL;
+        int r = group_json(inv->st, id, &g);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the host group");
         if (!g || !op_allowed(inv->st, c, ACT_READ, OBJ_GROUP, 0, id)) {
                 json_decref(g);
                 return group_not_found(err, NULL, id);
@@ -121,7 +138,10 @@ int inventory_group_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **
 
 int inventory_group_update(Inventory *inv, const OpCaller *c, int64_t id, const InventoryGroupSpec *spec, json_t **ret, OpError *err) {
         Store *st = inv->st;
-        _cleanup_json_ json_t *g = store_group_get(st, id);
+        _cleanup_json_ json_t *g = NULL;
+        int e = store_group_get(st, id, &g);
+        if (e < 0 && e != -ENOENT)
+                return op_fail_store(err, e, "the host group");
         if (!g || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, id))
                 return group_not_found(err, NULL, id);
         if (!op_allowed(st, c, ACT_UPDATE, OBJ_GROUP, 0, id))
@@ -129,13 +149,15 @@ int inventory_group_update(Inventory *inv, const OpCaller *c, int64_t id, const 
         if (id == STORE_ROOT_GROUP_ID)
                 return op_fail(err, 409, "conflict", NULL, "The root group 'All Hosts' cannot be renamed or moved.");
         if (spec->parent_id) {
-                _cleanup_json_ json_t *p = store_group_get(st, spec->parent_id);
+                _cleanup_json_ json_t *p = NULL;
+                e = store_group_get(st, spec->parent_id, &p);
+                if (e < 0 && e != -ENOENT)
+                        return op_fail_store(err, e, "the host group");
                 if (!p || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, spec->parent_id))
                         return group_not_found(err, "parent_id", spec->parent_id);
                 if (!op_allowed(st, c, ACT_CREATE, OBJ_GROUP, 0, spec->parent_id))
                         return op_deny(st, c, err, "move into", "host group", spec->parent_id, jget_str(p, "path"));
         }
-        int e;
         if (spec->name) {
                 e = store_group_rename(st, id, spec->name);
                 if (e == -EEXIST)
@@ -152,22 +174,29 @@ int inventory_group_update(Inventory *inv, const OpCaller *c, int64_t id, const 
                 if (e < 0)
                         return op_fail_store(err, e, "the host group");
         }
-        json_t *after = group_json(st, id);
-        op_audit(st, c, "group.update", "group", id, jget_str(after, "path"), spec->name ? "renamed" : "moved", "ok");
+        json_t *after = NULL;
+        e = group_json(st, id, &after);
+        op_audit(st, c, "group.update", "group", id, e < 0 ? jget_str(g, "path") : jget_str(after, "path"),
+                 spec->name ? "renamed" : "moved", "ok");
+        if (e < 0)
+                return op_fail_store(err, e, "the host group");
         *ret = after;
         return 0;
 }
 
 int inventory_group_delete(Inventory *inv, const OpCaller *c, int64_t id, OpError *err) {
         Store *st = inv->st;
-        _cleanup_json_ json_t *g = group_json(st, id);
+        _cleanup_json_ json_t *g = NULL;
+        int e = group_json(st, id, &g);
+        if (e < 0 && e != -ENOENT)
+                return op_fail_store(err, e, "the host group");
         if (!g || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, id))
                 return group_not_found(err, NULL, id);
         if (!op_allowed(st, c, ACT_DELETE, OBJ_GROUP, 0, id))
                 return op_deny(st, c, err, "delete", "host group", id, group_name_for_deny(g));
         if (id == STORE_ROOT_GROUP_ID)
                 return op_fail(err, 409, "conflict", NULL, "The root group 'All Hosts' cannot be deleted.");
-        int e = store_group_delete(st, id);
+        e = store_group_delete(st, id);
         if (e == -ENOTEMPTY)
                 return op_fail(err, 409, "conflict", NULL, "Host group '%s' is not empty: it has %lld hosts and %lld child groups.",
                                jget_str(g, "path"), (long long) jget_int(g, "n_hosts"), (long long) jget_int(g, "n_children"));
@@ -216,10 +245,13 @@ static int host_add_admit(Inventory *inv, const OpCaller *c, const InventoryHost
                 _cleanup_free_ char *g = store_group_path_normalize(spec->group, &why);
                 if (!g)
                         return op_fail(err, 400, "invalid_argument", "group", "Field 'group' is not a valid host-group path: a segment %s.", why);
-                if (store_group_find(st, g, &group_id) < 0) {
+                int r = store_group_find(st, g, &group_id);
+                if (r == -ENOENT) {
                         op_fail(err, 422, "not_found", "group", "Host group '%.200s' does not exist.", spec->group);
                         return -ENOENT;
                 }
+                if (r < 0)
+                        return op_fail_store(err, r, "the host group");
         }
         if (!op_allowed(st, c, ACT_CREATE, OBJ_HOST, 0, group_id))
                 return op_deny(st, c, err, "add", "host", 0, spec->name);
@@ -261,34 +293,38 @@ int inventory_host_add(Inventory *inv, const OpCaller *c, const InventoryHostSpe
                 return op_fail(err, 500, "internal", NULL, "Cannot queue the job that connects host '%s'.", spec->name);
         }
         op_audit(st, c, "host.add", "host", id, spec->name, spec->uri, "ok");
-        *ret = json_pack("{s:o, s:o}", "host", store_host_get_json(st, id), "job", job_json(inv, job));
+        json_t *h = NULL;
+        (void) store_host_get_json(st, id, &h); /* added and queued already: a failed re-read (logged) shows null */
+        *ret = json_pack("{s:o, s:o}", "host", h ? h : json_null(), "job", job_json(inv, job));
         return 0;
 }
 
-/* Host id's JSON when the caller may read it, else NULL and 404. */
-static json_t *host_visible(Inventory *inv, const OpCaller *c, int64_t id, OpError *err) {
-        json_t *h = store_host_get_json(inv->st, id);
+/* 0 and host id's JSON in *ret when the caller may read it, else 404, or
+ * 5xx on a database error. */
+static int host_visible(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
+        json_t *h = NULL;
+        int r = store_host_get_json(inv->st, id, &h);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the host");
         if (h && !op_allowed(inv->st, c, ACT_READ, OBJ_HOST, 0, jget_int(h, "group_id"))) {
                 json_decref(h);
                 h = NULL;
         }
         if (!h)
-                op_fail(err, 404, "not_found", NULL, "There is no host with id %lld.", (long long) id);
-        return h;
-}
-
-int inventory_host_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
-        json_t *h = host_visible(inv, c, id, err);
-        if (!h)
-                return -ENOENT;
+                return op_fail(err, 404, "not_found", NULL, "There is no host with id %lld.", (long long) id);
         *ret = h;
         return 0;
 }
 
+int inventory_host_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
+        return host_visible(inv, c, id, ret, err);
+}
+
 int inventory_host_update(Inventory *inv, const OpCaller *c, int64_t id, const InventoryHostSpec *spec, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *h = host_visible(inv, c, id, err);
-        if (!h)
-                return -ENOENT;
+        _cleanup_json_ json_t *h = NULL;
+        int hr = host_visible(inv, c, id, &h, err);
+        if (hr < 0)
+                return hr;
         if (!op_allowed(inv->st, c, ACT_UPDATE, OBJ_HOST, 0, jget_int(h, "group_id")))
                 return op_deny(inv->st, c, err, "change", "host", id, jget_str(h, "name"));
         int e = store_host_set_throttle(inv->st, id, (int) spec->max_parallel_starts, (int) spec->max_parallel_disk_ops);
@@ -297,14 +333,15 @@ int inventory_host_update(Inventory *inv, const OpCaller *c, int64_t id, const I
         _cleanup_free_ char *detail = xasprintf("max_parallel_starts=%lld max_parallel_disk_ops=%lld (-1 unchanged, 0 default)",
                                                 (long long) spec->max_parallel_starts, (long long) spec->max_parallel_disk_ops);
         op_audit(inv->st, c, "host.update", "host", id, jget_str(h, "name"), detail, "ok");
-        *ret = store_host_get_json(inv->st, id);
-        return 0;
+        e = store_host_get_json(inv->st, id, ret);
+        return e < 0 ? op_fail_store(err, e, "the host") : 0;
 }
 
 int inventory_host_remove(Inventory *inv, const OpCaller *c, int64_t id, bool force, OpError *err) {
-        _cleanup_json_ json_t *h = host_visible(inv, c, id, err);
-        if (!h)
-                return -ENOENT;
+        _cleanup_json_ json_t *h = NULL;
+        int hr = host_visible(inv, c, id, &h, err);
+        if (hr < 0)
+                return hr;
         if (!op_allowed(inv->st, c, ACT_DELETE, OBJ_HOST, 0, jget_int(h, "group_id")))
                 return op_deny(inv->st, c, err, "remove", "host", id, jget_str(h, "name"));
         int n = store_vm_count_on_host(inv->st, id);
@@ -322,9 +359,10 @@ int inventory_host_remove(Inventory *inv, const OpCaller *c, int64_t id, bool fo
 }
 
 int inventory_host_action(Inventory *inv, const OpCaller *c, int64_t id, const char *action, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *h = host_visible(inv, c, id, err);
-        if (!h)
-                return -ENOENT;
+        _cleanup_json_ json_t *h = NULL;
+        int hr = host_visible(inv, c, id, &h, err);
+        if (hr < 0)
+                return hr;
         if (!streq(action, "refresh"))
                 return op_fail(err, 404, "not_found", NULL, "Hosts have no action '%s'; the actions are: refresh.", action);
         if (!op_allowed(inv->st, c, ACT_OPERATE, OBJ_HOST, 0, jget_int(h, "group_id")))

@@ -9,9 +9,11 @@
 #include <math.h>
 #include <string.h>
 
+/* The job's JSON, or JSON null when it cannot be read (the job is queued
+ * already: a failed re-read, logged by the store, does not undo it). */
 static json_t *job_json(Inventory *inv, int64_t id) {
-        json_t *j = store_job_get_json(inv->st, id);
-        return j ? j : json_null();
+        json_t *j = NULL;
+        return store_job_get_json(inv->st, id, &j) == 0 ? j : json_null();
 }
 
 /* Resolves the group path the caller gave in field: 0 and *ret_id, or a
@@ -23,7 +25,10 @@ static int group_of(Store *st, const OpCaller *c, const char *field, const char 
                 return op_fail(err, 400, "invalid_argument", field, "Field '%s' (\"%.200s\") is not a valid host-group path: a segment %s.",
                                field, path, why);
         int64_t id = 0;
-        if (store_group_find(st, norm, &id) < 0 || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, id)) {
+        int r = store_group_find(st, norm, &id);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the host group");
+        if (r < 0 || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, id)) {
                 op_fail(err, 422, "not_found", field, "There is no host group '%.200s'.", path);
                 return -ENOENT;
         }
@@ -33,7 +38,9 @@ static int group_of(Store *st, const OpCaller *c, const char *field, const char 
 
 int inventory_vm_name_taken(Inventory *inv, const OpCaller *c, const char *field, const char *name, OpError *err) {
         int64_t id;
-        _cleanup_json_ json_t *v = store_vm_find(inv->st, name, &id) == 0 ? store_vm_get_json(inv->st, id) : NULL;
+        _cleanup_json_ json_t *v = NULL;
+        if (store_vm_find(inv->st, name, &id) == 0)
+                (void) store_vm_get_json(inv->st, id, &v); /* a database error (logged): the name is not shown */
         if (v && op_allowed(inv->st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
                 op_fail(err, 409, "conflict", field, "A VM named '%s' already exists.", name);
         else
@@ -98,10 +105,13 @@ static int vm_create_check(Inventory *inv, const OpCaller *c, VmCreate *vc, OpEr
         if (store_vm_find(inv->st, s->name, &existing) == 0)
                 return inventory_vm_name_taken(inv, c, "name", s->name, err);
         vc->host_id = s->host_id;
-        if (s->host && store_host_find(inv->st, s->host, &vc->host_id) < 0) {
+        int r = s->host ? store_host_find(inv->st, s->host, &vc->host_id) : 0;
+        if (r == -ENOENT) {
                 op_fail(err, 422, "not_found", "host", "There is no host named '%.64s'.", s->host);
                 return -ENOENT;
         }
+        if (r < 0)
+                return op_fail_store(err, r, "the host");
         return 0;
 }
 
@@ -119,10 +129,13 @@ static int vm_create_place(Inventory *inv, const OpCaller *c, VmCreate *vc, OpEr
         int r;
         if (chosen && (r = vm_create_choose(inv, c, vc, err)) < 0)
                 return r;
-        if (store_host_get(st, vc->host_id, h) < 0) {
+        r = store_host_get(st, vc->host_id, h);
+        if (r == -ENOENT) {
                 op_fail(err, 422, "not_found", "host_id", "There is no host with id %lld.", (long long) vc->host_id);
                 return -ENOENT;
         }
+        if (r < 0)
+                return op_fail_store(err, r, "the host");
         if (!op_allowed(st, c, ACT_READ, OBJ_HOST, 0, h->group_id)) {
                 /* Name it as the caller did: a host given by id keeps its name. */
                 if (s->host)
@@ -227,7 +240,8 @@ int inventory_vm_create(Inventory *inv, const OpCaller *c, const InventoryVmSpec
                 return r;
         }
         vm_create_record(inv, c, &vc);
-        json_t *vmj = store_vm_get_json(inv->st, vc.vm_id);
+        json_t *vmj = NULL;
+        (void) store_vm_get_json(inv->st, vc.vm_id, &vmj); /* created and queued: a failed re-read (logged) shows null */
         if (vmj && vc.placement)
                 json_object_set(vmj, "placement", vc.placement);
         *ret = json_pack("{s:o, s:o, s:o?}", "vm", vmj ? vmj : json_null(), "job", job_json(inv, vc.job_id), "placement", vc.placement);
@@ -237,16 +251,21 @@ int inventory_vm_create(Inventory *inv, const OpCaller *c, const InventoryVmSpec
 /* ------------------------------------------------------------------ */
 /* read, delete, power actions */
 
-/* VM id's JSON when the caller may read it, else NULL and 404. */
-static json_t *vm_visible(Inventory *inv, const OpCaller *c, int64_t id, OpError *err) {
-        json_t *v = store_vm_get_json(inv->st, id);
+/* 0 and VM id's JSON in *ret when the caller may read it, else 404, or 5xx
+ * on a database error. */
+static int vm_visible(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
+        json_t *v = NULL;
+        int r = store_vm_get_json(inv->st, id, &v);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the VM");
         if (v && !op_allowed(inv->st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"))) {
                 json_decref(v);
                 v = NULL;
         }
         if (!v)
-                op_fail(err, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) id);
-        return v;
+                return op_fail(err, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) id);
+        *ret = v;
+        return 0;
 }
 
 /* A self-service user acts on a VM deployed under a grant only as far as
@@ -258,22 +277,20 @@ static bool grant_allows(Inventory *inv, const OpCaller *c, int64_t vm_id, const
         int64_t grant_id = 0;
         if (store_vm_grant(inv->st, vm_id, &grant_id) < 0 || grant_id == 0)
                 return true;
-        _cleanup_json_ json_t *g = store_grant_get_json(inv->st, grant_id);
+        _cleanup_json_ json_t *g = NULL;
+        (void) store_grant_get_json(inv->st, grant_id, &g); /* a database error (logged) denies */
         return g && csv_has(jget_str(g, "actions"), action);
 }
 
 int inventory_vm_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
-        json_t *v = vm_visible(inv, c, id, err);
-        if (!v)
-                return -ENOENT;
-        *ret = v;
-        return 0;
+        return vm_visible(inv, c, id, ret, err);
 }
 
 int inventory_vm_delete(Inventory *inv, const OpCaller *c, int64_t id, bool keep_disks, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *v = vm_visible(inv, c, id, err);
-        if (!v)
-                return -ENOENT;
+        _cleanup_json_ json_t *v = NULL;
+        int vr = vm_visible(inv, c, id, &v, err);
+        if (vr < 0)
+                return vr;
         const char *name = jget_str(v, "name");
         if (!op_allowed(inv->st, c, ACT_DELETE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")) ||
             !grant_allows(inv, c, id, "delete"))
@@ -292,9 +309,10 @@ int inventory_vm_delete(Inventory *inv, const OpCaller *c, int64_t id, bool keep
 
 int inventory_vm_action(Inventory *inv, const OpCaller *c, int64_t id, const InventoryVmActionSpec *spec, json_t **ret, OpError *err) {
         static const char *const actions[] = { "start", "stop", "kill", "pause", "resume" };
-        _cleanup_json_ json_t *v = vm_visible(inv, c, id, err);
-        if (!v)
-                return -ENOENT;
+        _cleanup_json_ json_t *v = NULL;
+        int vr = vm_visible(inv, c, id, &v, err);
+        if (vr < 0)
+                return vr;
         const char *action = NULL, *name = jget_str(v, "name");
         for (size_t i = 0; i < ELEMENTSOF(actions); i++)
                 if (streq(spec->action, actions[i])) action = actions[i];

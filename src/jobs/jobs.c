@@ -203,8 +203,11 @@ int jobs_cancel(Jobs *j, int64_t id) {
         int r = store_job_request_cancel(j->st, id);
         if (r < 0)
                 return r;
-        _cleanup_json_ json_t *o = store_job_get_json(j->st, id);
-        if (!o || !json_is_true(json_object_get(o, "stuck")))
+        _cleanup_json_ json_t *o = NULL;
+        r = store_job_get_json(j->st, id, &o);
+        if (r < 0)
+                return r == -ENOENT ? 0 : r;
+        if (!json_is_true(json_object_get(o, "stuck")))
                 return 0;
         const char *kind = json_string_value(json_object_get(o, "kind"));
         const char *target = json_string_value(json_object_get(o, "target_name"));
@@ -443,37 +446,40 @@ int jobs_job_list(Jobs *j, const OpCaller *c, const JobsListSpec *spec, json_t *
         /* A self-service user's jobs are its own; a delegated administrator
          * sees those of its groups (filtered below); the others see all. */
         int64_t owner = c->subj.role == ROLE_SELF_SERVICE ? c->user_id : 0;
-        json_t *arr = store_job_list(j->st, spec->state, owner, spec->only_stuck, spec->limit);
-        if (arr && c->subj.role == ROLE_DELEGATED_ADMIN)
+        json_t *arr = NULL;
+        int r = store_job_list(j->st, spec->state, owner, spec->only_stuck, spec->limit, &arr);
+        if (r < 0)
+                return op_fail_store(err, r, "the list of jobs");
+        if (c->subj.role == ROLE_DELEGATED_ADMIN)
                 arr = op_filter_visible(j->st, c, arr, OP_VIS_JOB);
         *ret = arr ? arr : json_array();
         return 0;
 }
 
-/* The job id if the caller may see it, else NULL and 404 (a job the caller
- * may not see does not exist for it). */
-static json_t *job_visible(Jobs *j, const OpCaller *c, int64_t id, OpError *err) {
-        json_t *o = store_job_get_json(j->st, id);
+/* 0 and the job id in *ret if the caller may see it, else 404 (a job the
+ * caller may not see does not exist for it), or 5xx on a database error. */
+static int job_visible(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
+        json_t *o = NULL;
+        int r = store_job_get_json(j->st, id, &o);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the job");
         if (!o || !op_job_visible(j->st, c, o)) {
                 json_decref(o);
-                op_fail(err, 404, "not_found", NULL, "There is no job with id %lld.", (long long) id);
-                return NULL;
+                return op_fail(err, 404, "not_found", NULL, "There is no job with id %lld.", (long long) id);
         }
-        return o;
-}
-
-int jobs_job_get(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
-        json_t *o = job_visible(j, c, id, err);
-        if (!o)
-                return -ENOENT;
         *ret = o;
         return 0;
 }
 
+int jobs_job_get(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
+        return job_visible(j, c, id, ret, err);
+}
+
 int jobs_job_cancel(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *o = job_visible(j, c, id, err);
-        if (!o)
-                return -ENOENT;
+        _cleanup_json_ json_t *o = NULL;
+        int r = job_visible(j, c, id, &o, err);
+        if (r < 0)
+                return r;
         int64_t owner = jget_int(o, "owner_id");
         int64_t g = op_object_group(j->st, jget_str(o, "target_kind"), jget_int(o, "target_id"));
         if (owner != c->user_id && !op_allowed(j->st, c, ACT_OPERATE, OBJ_JOB, owner, g))
@@ -484,13 +490,16 @@ int jobs_job_cancel(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpErro
         if (e < 0)
                 return op_fail_store(err, e, "the job");
         op_audit(j->st, c, "job.cancel", "job", id, jget_str(o, "kind"), NULL, "ok");
-        json_t *now = store_job_get_json(j->st, id);
-        *ret = now ? now : json_null();
-        return 0;
+        r = store_job_get_json(j->st, id, ret);
+        return r < 0 ? op_fail_store(err, r, "the job") : 0;
 }
 
 int jobs_event_list(Jobs *j, const OpCaller *c, int64_t since_id, int limit, json_t **ret, OpError *err) {
-        json_t *arr = op_filter_visible(j->st, c, store_event_list(j->st, since_id, limit), OP_VIS_EVENT);
+        json_t *arr = NULL;
+        int r = store_event_list(j->st, since_id, limit, &arr);
+        if (r < 0)
+                return op_fail_store(err, r, "the list of events");
+        arr = op_filter_visible(j->st, c, arr, OP_VIS_EVENT);
         *ret = arr ? arr : json_array();
         return 0;
 }
@@ -498,9 +507,8 @@ int jobs_event_list(Jobs *j, const OpCaller *c, int64_t since_id, int limit, jso
 int jobs_audit_list(Jobs *j, const OpCaller *c, int limit, json_t **ret, OpError *err) {
         if (!op_allowed(j->st, c, ACT_READ, OBJ_SYSTEM, 0, 0))
                 return op_deny(j->st, c, err, "read", "audit log", 0, NULL);
-        json_t *arr = store_audit_list(j->st, limit);
-        *ret = arr ? arr : json_array();
-        return 0;
+        int r = store_audit_list(j->st, limit, ret);
+        return r < 0 ? op_fail_store(err, r, "the audit log") : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -512,21 +520,19 @@ int jobs_stream_seq(Jobs *j, int64_t *ret) {
 
 int jobs_stream_read(Jobs *j, int64_t cursor, size_t batch, int64_t only_job_id, json_t **ret_events, json_t **ret_jobs) {
         int limit = batch > INT_MAX ? INT_MAX : (int) batch;
-        _cleanup_json_ json_t *evs = only_job_id > 0 ? json_array() : store_event_list_after(j->st, cursor, limit);
-        _cleanup_json_ json_t *jobs = store_job_list_changed(j->st, cursor, limit);
-        if (!evs || !jobs)
-                return -EIO;
+        _cleanup_json_ json_t *evs = only_job_id > 0 ? json_array() : NULL, *jobs = NULL;
+        int r = evs ? 0 : store_event_list_after(j->st, cursor, limit, &evs);
+        if (r >= 0)
+                r = store_job_list_changed(j->st, cursor, limit, &jobs);
+        if (r < 0)
+                return r;
         *ret_events = steal_ptr(evs);
         *ret_jobs = steal_ptr(jobs);
         return 0;
 }
 
 int jobs_get_json(Jobs *j, int64_t id, json_t **ret) {
-        json_t *o = store_job_get_json(j->st, id);
-        if (!o)
-                return -ENOENT;
-        *ret = o;
-        return 0;
+        return store_job_get_json(j->st, id, ret);
 }
 
 void jobs_on_change(Jobs *j, JobsChangeFn fn, void *userdata) {

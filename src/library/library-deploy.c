@@ -60,7 +60,9 @@ static const char *role(const OpCaller *c) {
  * names the VM only when the caller may read it. */
 static int name_taken(Store *st, const OpCaller *c, const char *field, const char *name, OpError *err) {
         int64_t id;
-        _cleanup_json_ json_t *v = store_vm_find(st, name, &id) == 0 ? store_vm_get_json(st, id) : NULL;
+        _cleanup_json_ json_t *v = NULL;
+        if (store_vm_find(st, name, &id) == 0)
+                (void) store_vm_get_json(st, id, &v); /* a database error (logged): the name is not shown */
         if (v && op_allowed(st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
                 return op_fail(err, 409, "conflict", field, "A VM named '%s' already exists.", name);
         return op_fail(err, 409, "conflict", field, "The VM name '%s' cannot be used; choose another.", name);
@@ -126,8 +128,12 @@ static int deploy_resolve_target(Deploy *d, OpError *err) {
                 return 0;
         int64_t hid;
         StoreHost *h = &d->fixed;
-        if (store_host_find(d->st, d->s->host, &hid) < 0 || store_host_get(d->st, hid, h) < 0 ||
-            !op_allowed(d->st, d->c, ACT_READ, OBJ_HOST, 0, h->group_id))
+        int r = store_host_find(d->st, d->s->host, &hid);
+        if (r >= 0)
+                r = store_host_get(d->st, hid, h);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the host");
+        if (r < 0 || !op_allowed(d->st, d->c, ACT_READ, OBJ_HOST, 0, h->group_id))
                 return op_fail(err, 422, "not_found", "host", "There is no host named '%.64s'.", d->s->host);
         if (streq(h->state, "maintenance") || streq(h->state, "unreachable") || streq(h->state, "not-responding"))
                 return op_fail(err, 409, "conflict", "host", "Host '%s' is %s; new VMs cannot be placed on it now.", h->name, h->state);
@@ -144,7 +150,10 @@ static int deploy_resolve_target(Deploy *d, OpError *err) {
  * d->denied for the audit record written after the rollback. */
 static int deploy_choose_grant(Deploy *d, OpError *err) {
         const LibraryDeploySpec *s = d->s;
-        _cleanup_json_ json_t *grants = store_grants_for(d->st, d->c->user_id, s->template_id);
+        _cleanup_json_ json_t *grants = NULL;
+        int r = store_grants_for(d->st, d->c->user_id, s->template_id, &grants);
+        if (r < 0)
+                return op_fail_store(err, r, "the grants");
         LibraryAmounts add = { d->points * s->count, s->count, d->cpus * s->count, d->mem * s->count };
         char *first = d->denied;
         size_t first_size = sizeof d->denied;
@@ -304,7 +313,9 @@ static json_t *deploy_submit(Deploy *d) {
                         (void) store_vm_delete(d->st, d->ids[i]);
                         continue;
                 }
-                json_array_append_new(vms, store_vm_get_json(d->st, d->ids[i]) ?: json_null());
+                json_t *vm = NULL;
+                (void) store_vm_get_json(d->st, d->ids[i], &vm); /* created and queued: a failed re-read (logged) shows null */
+                json_array_append_new(vms, vm ?: json_null());
                 json_array_append_new(jobs, library_job_json(d->st, job));
                 _cleanup_free_ char *detail = xasprintf("template %s%s", d->tpl_name, d->s->full_copy ? ", full copy" : "");
                 op_audit(d->st, d->c, "vm.deploy", "vm", d->ids[i], d->names[i], detail, "accepted");

@@ -135,7 +135,9 @@ static int job_library_refresh(JobCtx *ctx, void *userdata) {
                         return job_fail(ctx, r, "'%s' in library share '%s' is neither a disk image, an ISO image nor a script.", one, root);
                 if (r < 0)
                         return job_fail(ctx, r, "Cannot index '%s' in library share '%s': %s.", one, root, strerror(-r));
-                ctx->result = json_pack("{s:o}", "item", store_item_get_json(ctx->st, it.id) ?: json_null());
+                json_t *item = NULL;
+                (void) store_item_get_json(ctx->st, it.id, &item); /* indexed already: a failed re-read (logged) shows null */
+                ctx->result = json_pack("{s:o}", "item", item ?: json_null());
                 return 0;
         }
         int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -327,44 +329,121 @@ static int deploy_seed(Deploy *d, HvDomainSpec *spec, const char *hostname) {
         return 0;
 }
 
+/* Phase 1 of a deploy: the VM's template and host, connected, with the
+ * pool ready and able to run the guest type the template asks for. 0, or
+ * the job's failure. */
+static int deploy_prepare(Deploy *d, int64_t tid) {
+        JobCtx *ctx = d->ctx;
+        char why[512];
+        int r = store_template_get_json(ctx->st, tid, &d->tpl);
+        if (r == -ENOENT)
+                return job_fail(ctx, -ENOENT, "Template %lld of VM '%s' no longer exists.", (long long) tid, d->vm.name);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot read template %lld of VM '%s': a database error occurred.", (long long) tid, d->vm.name);
+        if (store_host_get(ctx->st, d->vm.host_id, &d->host) < 0)
+                return job_fail(ctx, -ENXIO, "The host of VM '%s' no longer exists.", d->vm.name);
+        if (inventory_link_acquire(d->inv, &d->host, &d->link, why, sizeof why) < 0)
+                return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' of VM '%s': %s", d->host.name, d->vm.name, why);
+        job_progress(ctx, 10, "connected to host '%s'", d->host.name);
+        if (hv_pool_ensure(inventory_link_conn(d->link), d->host.pool,
+                           d->host.pool_path[0] ? d->host.pool_path : "/var/lib/libvirt/images/armada", NULL) < 0)
+                return job_fail(ctx, -EIO, "Cannot prepare storage pool '%s' on host '%s': %s", d->host.pool, d->host.name,
+                                hv_last_error());
+        const char *want = tstr(d->tpl, "domain_type");
+        if (want && streq(want, "kvm") && !streq(d->host.domain_type, "kvm"))
+                return job_fail(ctx, -ENOTSUP, "Host '%s' cannot run KVM guests, which template '%s' asks for.", d->host.name,
+                                tstr(d->tpl, "name"));
+        return 0;
+}
+
+/* Phase 3: defines the domain (its disks are made) and starts it when
+ * asked, keeping the VM's row in step. 0, or the job's failure. */
+static int deploy_define_start(Deploy *d, const HvDomainSpec *spec, bool start) {
+        JobCtx *ctx = d->ctx;
+        /* Unlike vm.create, no link->op_lock around define and start: the
+         * lock keeps reconcile from writing a state between a job's libvirt
+         * call and its own write, but reconcile leaves a VM with a running
+         * job alone (and knows this VM's UUID from the start), and holding
+         * it made parallel deploys on one host start strictly one by one. */
+        int r = hv_domain_define(inventory_link_conn(d->link), spec);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot define VM '%s' on host '%s': %s", d->vm.name, d->host.name, hv_last_error());
+        d->defined = true;
+        (void) store_vm_update_hw(ctx->st, d->vm.id, d->vm.cpus, d->vm.memory_mib, spec->domain_type);
+        (void) store_vm_set_state(ctx->st, d->vm.id, "stopped");
+        job_progress(ctx, 80, "defined VM '%s' on host '%s'", d->vm.name, d->host.name);
+        if (!start)
+                return 0;
+        if ((r = inventory_slot_take(d->inv, &d->host, INVENTORY_SLOT_START, d->vm.name, false, ctx)) < 0) {
+                snprintf(ctx->error, sizeof ctx->error, "Cancelled while waiting to start; nothing of VM '%s' was left behind.",
+                         d->vm.name);
+                return r;
+        }
+        r = hv_domain_start(inventory_link_conn(d->link), d->vm.uuid);
+        inventory_slot_give(d->inv, d->host.id, INVENTORY_SLOT_START);
+        HvState st;
+        if (r == 0 && hv_domain_state(inventory_link_conn(d->link), d->vm.uuid, &st) == 0)
+                (void) store_vm_set_state(ctx->st, d->vm.id, hv_state_name(st));
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot start VM '%s' on host '%s': %s", d->vm.name, d->host.name, hv_last_error());
+        return 0;
+}
+
+/* The end of a deploy that failed at r: removes the domain and the volumes
+ * it made (over a new connection when the job's died), tells, and forgets
+ * the VM's row. Returns r (or -EIO). */
+static int deploy_undo(Deploy *d, json_t *steps, int r) {
+        JobCtx *ctx = d->ctx;
+        char why[512];
+        hv_conn_free(d->streams);
+        if (d->link && !hv_conn_alive(inventory_link_conn(d->link))) {
+                /* The connection died under the job: undo over a new one. */
+                inventory_link_unref(d->link);
+                d->link = NULL;
+                if (inventory_link_acquire(d->inv, &d->host, &d->link, why, sizeof why) < 0) {
+                        d->link = NULL;
+                        log_warn("VM '%s': cannot reach host '%s' to remove what a failed deploy made: %s", d->vm.name,
+                                 d->host.name, why);
+                }
+        }
+        if (d->link) {
+                if (d->defined) {
+                        inventory_link_lock_ops(d->link);
+                        (void) hv_domain_undefine(inventory_link_conn(d->link), d->vm.uuid);
+                        inventory_link_unlock_ops(d->link);
+                }
+                for (size_t i = d->n_made; i-- > 0;)
+                        (void) hv_volume_delete(inventory_link_conn(d->link), d->made[i]);
+                inventory_link_unref(d->link);
+        }
+        for (size_t i = 0; i < d->n_made; i++) free(d->made[i]);
+        _cleanup_free_ char *fmsg = xasprintf("VM '%s' was not deployed: %s", d->vm.name, ctx->error);
+        deploy_event(d, "error", "vm.deploy-failed", fmsg);
+        (void) store_vm_delete(ctx->st, d->vm.id);
+        json_decref(d->tpl);
+        json_decref(steps);
+        return r < 0 ? r : -EIO;
+}
+
+/* vm.deploy: prepare (template, host, pool), make the disks and the seed,
+ * define and start; on any failure, undo all of it. */
 static int job_vm_deploy(JobCtx *ctx, void *userdata) {
         Deploy d = { .inv = userdata, .ctx = ctx };
-        int r = 0;
-        json_t *steps = json_array();
-        if (store_vm_get(ctx->st, ctx->job->target_id, &d.vm) < 0) {
-                json_decref(steps);
+        int r = store_vm_get(ctx->st, ctx->job->target_id, &d.vm);
+        if (r == -ENOENT)
                 return job_fail(ctx, -ENOENT, "VM '%s' no longer exists.", ctx->job->target_name);
-        }
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot read VM '%s': a database error occurred.", ctx->job->target_name);
         int64_t tid = json_integer_value(json_object_get(ctx->params, "template_id"));
         const char *hostname = json_string_value(json_object_get(ctx->params, "hostname"));
         bool full_copy = json_is_true(json_object_get(ctx->params, "full_copy"));
         bool start = !json_is_false(json_object_get(ctx->params, "start"));
-        d.tpl = store_template_get_json(ctx->st, tid);
-        char why[512];
-        if (!d.tpl) {
-                r = job_fail(ctx, -ENOENT, "Template %lld of VM '%s' no longer exists.", (long long) tid, d.vm.name);
-                goto fail;
-        }
-        if (store_host_get(ctx->st, d.vm.host_id, &d.host) < 0) {
-                r = job_fail(ctx, -ENXIO, "The host of VM '%s' no longer exists.", d.vm.name);
-                goto fail;
-        }
-        if (inventory_link_acquire(d.inv, &d.host, &d.link, why, sizeof why) < 0) {
-                r = job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' of VM '%s': %s", d.host.name, d.vm.name, why);
-                goto fail;
-        }
-        job_progress(ctx, 10, "connected to host '%s'", d.host.name);
-        if (hv_pool_ensure(inventory_link_conn(d.link), d.host.pool, d.host.pool_path[0] ? d.host.pool_path : "/var/lib/libvirt/images/armada",
-                           NULL) < 0) {
-                r = job_fail(ctx, -EIO, "Cannot prepare storage pool '%s' on host '%s': %s", d.host.pool, d.host.name, hv_last_error());
-                goto fail;
-        }
+        json_t *steps = json_array();
+        if ((r = deploy_prepare(&d, tid)) < 0)
+                return deploy_undo(&d, steps, r);
+
+        /* Phase 2: the domain's description, its disks and the seed. */
         const char *want = tstr(d.tpl, "domain_type");
-        if (want && streq(want, "kvm") && !streq(d.host.domain_type, "kvm")) {
-                r = job_fail(ctx, -ENOTSUP, "Host '%s' cannot run KVM guests, which template '%s' asks for.", d.host.name,
-                             tstr(d.tpl, "name"));
-                goto fail;
-        }
         const char *dtype = inventory_domain_type(&d.host, want ? want : "auto");
         char vnc_listen[16], vnc_password[9];
         inventory_vnc_for_host(&d.host, vnc_listen, vnc_password);
@@ -375,86 +454,24 @@ static int job_vm_deploy(JobCtx *ctx, void *userdata) {
                               .installation_id = inventory_installation_id(d.inv), .vm_id = d.vm.id };
         if ((r = deploy_system_disk(&d, &spec, full_copy, &steps)) < 0 || (r = deploy_data_disks(&d, &spec)) < 0 ||
             (r = deploy_seed(&d, &spec, hostname ? hostname : d.vm.name)) < 0)
-                goto fail;
+                return deploy_undo(&d, steps, r);
         if (job_cancel_requested(ctx)) {
-                r = -ECANCELED;
                 snprintf(ctx->error, sizeof ctx->error, "Cancelled; nothing of VM '%s' was left behind.", d.vm.name);
-                goto fail;
+                return deploy_undo(&d, steps, -ECANCELED);
         }
-        /* Unlike vm.create, no link->op_lock around define and start: the
-         * lock keeps reconcile from writing a state between a job's libvirt
-         * call and its own write, but reconcile leaves a VM with a running
-         * job alone (and knows this VM's UUID from the start), and holding
-         * it made parallel deploys on one host start strictly one by one. */
-        r = hv_domain_define(inventory_link_conn(d.link), &spec);
-        if (r == 0) {
-                d.defined = true;
-                (void) store_vm_update_hw(ctx->st, d.vm.id, d.vm.cpus, d.vm.memory_mib, dtype);
-                (void) store_vm_set_state(ctx->st, d.vm.id, "stopped");
-        }
-        if (r < 0) {
-                r = job_fail(ctx, r, "Cannot define VM '%s' on host '%s': %s", d.vm.name, d.host.name, hv_last_error());
-                goto fail;
-        }
-        job_progress(ctx, 80, "defined VM '%s' on host '%s'", d.vm.name, d.host.name);
-        if (start) {
-                if ((r = inventory_slot_take(d.inv, &d.host, INVENTORY_SLOT_START, d.vm.name, false, ctx)) < 0) {
-                        snprintf(ctx->error, sizeof ctx->error, "Cancelled while waiting to start; nothing of VM '%s' was left behind.",
-                                 d.vm.name);
-                        goto fail;
-                }
-                r = hv_domain_start(inventory_link_conn(d.link), d.vm.uuid);
-                inventory_slot_give(d.inv, d.host.id, INVENTORY_SLOT_START);
-                HvState s;
-                if (r == 0 && hv_domain_state(inventory_link_conn(d.link), d.vm.uuid, &s) == 0)
-                        (void) store_vm_set_state(ctx->st, d.vm.id, hv_state_name(s));
-                if (r < 0) {
-                        r = job_fail(ctx, r, "Cannot start VM '%s' on host '%s': %s", d.vm.name, d.host.name, hv_last_error());
-                        goto fail;
-                }
-        }
-        {
-                _cleanup_free_ char *msg = xasprintf("VM '%s' was deployed from template '%s' on host '%s'.", d.vm.name,
-                                                     tstr(d.tpl, "name"), d.host.name);
-                deploy_event(&d, "info", "vm.deployed", msg);
-        }
+        if ((r = deploy_define_start(&d, &spec, start)) < 0)
+                return deploy_undo(&d, steps, r);
+
+        _cleanup_free_ char *msg = xasprintf("VM '%s' was deployed from template '%s' on host '%s'.", d.vm.name,
+                                             tstr(d.tpl, "name"), d.host.name);
+        deploy_event(&d, "info", "vm.deployed", msg);
         ctx->result = json_pack("{s:I, s:s, s:s, s:s?, s:o}", "vm_id", (json_int_t) d.vm.id, "host", d.host.name,
                                 "template", tstr(d.tpl, "name"), "hostname", hostname, "disks", steps);
-        steps = NULL;
         hv_conn_free(d.streams);
         inventory_link_unref(d.link);
         json_decref(d.tpl);
         for (size_t i = 0; i < d.n_made; i++) free(d.made[i]);
         return 0;
-fail:
-        hv_conn_free(d.streams);
-        if (d.link && !hv_conn_alive(inventory_link_conn(d.link))) {
-                /* The connection died under the job: undo over a new one. */
-                inventory_link_unref(d.link);
-                d.link = NULL;
-                if (inventory_link_acquire(d.inv, &d.host, &d.link, why, sizeof why) < 0) {
-                        d.link = NULL;
-                        log_warn("VM '%s': cannot reach host '%s' to remove what a failed deploy made: %s", d.vm.name,
-                                 d.host.name, why);
-                }
-        }
-        if (d.link) {
-                if (d.defined) {
-                        inventory_link_lock_ops(d.link);
-                        (void) hv_domain_undefine(inventory_link_conn(d.link), d.vm.uuid);
-                        inventory_link_unlock_ops(d.link);
-                }
-                for (size_t i = d.n_made; i-- > 0;)
-                        (void) hv_volume_delete(inventory_link_conn(d.link), d.made[i]);
-                inventory_link_unref(d.link);
-        }
-        for (size_t i = 0; i < d.n_made; i++) free(d.made[i]);
-        _cleanup_free_ char *fmsg = xasprintf("VM '%s' was not deployed: %s", d.vm.name, ctx->error);
-        deploy_event(&d, "error", "vm.deploy-failed", fmsg);
-        (void) store_vm_delete(ctx->st, d.vm.id);
-        json_decref(d.tpl);
-        json_decref(steps);
-        return r < 0 ? r : -EIO;
 }
 
 /* A deploy interrupted by a restart may have left volumes or a domain:

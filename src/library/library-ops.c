@@ -39,8 +39,8 @@ static int may_read_library(const OpCaller *c, OpError *err) {
 }
 
 json_t *library_job_json(Store *st, int64_t id) {
-        json_t *j = store_job_get_json(st, id);
-        return j ? j : json_null();
+        json_t *j = NULL;
+        return store_job_get_json(st, id, &j) == 0 ? j : json_null();
 }
 
 int library_group_of(Store *st, const OpCaller *c, const char *field, const char *path, int64_t *ret_id, OpError *err) {
@@ -50,7 +50,10 @@ int library_group_of(Store *st, const OpCaller *c, const char *field, const char
                 return op_fail(err, 400, "invalid_argument", field, "Field '%s' (\"%.200s\") is not a valid host-group path: a"
                                " segment %s.", field, path, why);
         int64_t id;
-        if (store_group_find(st, norm, &id) < 0 || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, id))
+        int r = store_group_find(st, norm, &id);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the host group");
+        if (r < 0 || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, id))
                 return op_fail(err, 422, "not_found", field, "There is no host group '%.200s'.", path);
         *ret_id = id;
         return 0;
@@ -75,14 +78,17 @@ int library_shares_list(Store *st, const OpCaller *c, json_t **ret, OpError *err
         int e = may_read_library(c, err);
         if (e < 0)
                 return e;
-        *ret = store_share_list(st) ?: json_array();
-        return 0;
+        e = store_share_list(st, ret);
+        return e < 0 ? op_fail_store(err, e, "the library shares") : 0;
 }
 
 /* 0 when real neither is nor overlaps a share (an item belongs to one
  * share only), else 409 naming "path". */
 static int share_overlap_check(Store *st, const char *real, OpError *err) {
-        _cleanup_json_ json_t *all = store_share_list(st);
+        _cleanup_json_ json_t *all = NULL;
+        int r = store_share_list(st, &all);
+        if (r < 0)
+                return op_fail_store(err, r, "the library shares");
         size_t i;
         json_t *s;
         json_array_foreach(all, i, s) {
@@ -116,7 +122,9 @@ int library_share_create(Store *st, Jobs *jobs, const OpCaller *c, const char *p
                 return op_fail_store(err, e, "The library share");
         e = jobs_submit(jobs, "library.refresh", "library_share", id, real, c->user_id, NULL, &job);
         op_audit(st, c, "library.add-share", "library_share", id, real, NULL, "ok");
-        *ret = json_pack("{s:o, s:o}", "share", store_share_get_json(st, id) ?: json_null(), "job",
+        json_t *share = NULL;
+        (void) store_share_get_json(st, id, &share); /* added already: a failed re-read (logged) shows null */
+        *ret = json_pack("{s:o, s:o}", "share", share ?: json_null(), "job",
                          e < 0 ? json_null() : library_job_json(st, job));
         return 0;
 }
@@ -125,9 +133,12 @@ int library_share_delete(Store *st, const OpCaller *c, int64_t id, OpError *err)
         int e = may_change_library(st, c, "remove shares from", err);
         if (e < 0)
                 return e;
-        _cleanup_json_ json_t *s = store_share_get_json(st, id);
-        if (!s)
+        _cleanup_json_ json_t *s = NULL;
+        e = store_share_get_json(st, id, &s);
+        if (e == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no library share with id %lld.", (long long) id);
+        if (e < 0)
+                return op_fail_store(err, e, "the library share");
         e = store_share_delete(st, id);
         if (e == -ENOTEMPTY)
                 return op_fail(err, 409, "conflict", NULL, "Library share '%s' holds the base image of a template; delete those"
@@ -142,9 +153,12 @@ int library_share_refresh(Store *st, Jobs *jobs, const OpCaller *c, int64_t id, 
         int e = may_change_library(st, c, "refresh", err);
         if (e < 0)
                 return e;
-        _cleanup_json_ json_t *s = store_share_get_json(st, id);
-        if (!s)
+        _cleanup_json_ json_t *s = NULL;
+        e = store_share_get_json(st, id, &s);
+        if (e == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no library share with id %lld.", (long long) id);
+        if (e < 0)
+                return op_fail_store(err, e, "the library share");
         int64_t job;
         if (jobs_submit(jobs, "library.refresh", "library_share", id, jget_str(s, "path"), c->user_id, NULL, &job) < 0)
                 return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
@@ -162,19 +176,18 @@ int library_items_list(Store *st, const OpCaller *c, int64_t share_id, const cha
                 return e;
         if (kind && !streq(kind, "disk") && !streq(kind, "iso") && !streq(kind, "script"))
                 return op_fail(err, 400, "invalid_argument", "kind", "Query 'kind' must be disk, iso or script.");
-        *ret = store_item_list(st, share_id, kind) ?: json_array();
-        return 0;
+        e = store_item_list(st, share_id, kind, ret);
+        return e < 0 ? op_fail_store(err, e, "the library items") : 0;
 }
 
 int library_item_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
         int e = may_read_library(c, err);
         if (e < 0)
                 return e;
-        json_t *it = store_item_get_json(st, id);
-        if (!it)
+        e = store_item_get_json(st, id, ret);
+        if (e == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no library item with id %lld.", (long long) id);
-        *ret = it;
-        return 0;
+        return e < 0 ? op_fail_store(err, e, "the library item") : 0;
 }
 
 /* The share holding an absolute path: 0 with its id, root and the relative
@@ -184,7 +197,10 @@ static int share_of_path(Store *st, const char *field, const char *path, int64_t
         if (path[0] != '/')
                 return op_fail(err, 400, "invalid_argument", field, "Field '%s' (\"%.200s\") must be an absolute path inside a"
                                " library share.", field, path);
-        _cleanup_json_ json_t *all = store_share_list(st);
+        _cleanup_json_ json_t *all = NULL;
+        int r = store_share_list(st, &all);
+        if (r < 0)
+                return op_fail_store(err, r, "the library shares");
         size_t i;
         json_t *s;
         json_array_foreach(all, i, s) {
@@ -253,7 +269,9 @@ int library_item_import(Store *st, Jobs *jobs, const OpCaller *c, const char *pa
         e = jobs_submit(jobs, "library.refresh", "library_share", share_id, root, c->user_id, p, &job);
         json_decref(p);
         op_audit(st, c, "library.import", "library_item", id, rel, NULL, "accepted");
-        *ret = json_pack("{s:o, s:o}", "item", store_item_get_json(st, id) ?: json_null(), "job",
+        json_t *item = NULL;
+        (void) store_item_get_json(st, id, &item); /* recorded already: a failed re-read (logged) shows null */
+        *ret = json_pack("{s:o, s:o}", "item", item ?: json_null(), "job",
                          e < 0 ? json_null() : library_job_json(st, job));
         return 0;
 }
@@ -396,7 +414,9 @@ int library_upload_finish(Store *st, const OpCaller *c, LibraryUpload *u, json_t
         if (e < 0)
                 return op_fail_store(err, e, "The library item");
         op_audit(st, c, "library.upload", "library_item", id, it.rel_path, NULL, "ok");
-        *ret = json_pack("{s:o}", "item", store_item_get_json(st, id) ?: json_null());
+        json_t *item = NULL;
+        (void) store_item_get_json(st, id, &item); /* recorded already: a failed re-read (logged) shows null */
+        *ret = json_pack("{s:o}", "item", item ?: json_null());
         return 0;
 }
 
@@ -426,18 +446,31 @@ static int template_item(Store *st, const char *field, const char *image, int64_
                 int e = share_of_path(st, field, image, &share, root, &rel, err);
                 if (e < 0)
                         return e;
-                if (store_item_find(st, share, rel, ret) < 0)
+                e = store_item_find(st, share, rel, ret);
+                if (e == -ENOENT)
                         return op_fail(err, 422, "not_found", field, "'%.200s' is not in the library index; import it or refresh"
                                        " its share.", image);
+                if (e < 0)
+                        return op_fail_store(err, e, "the library item");
         } else if (image) {
-                _cleanup_json_ json_t *all = store_query_json(st, "SELECT id FROM library_item WHERE rel_path = ?", "s", image);
+                _cleanup_json_ json_t *all = NULL;
+                int r = store_item_ids_at(st, image, &all);
+                if (r < 0)
+                        return op_fail_store(err, r, "the library items");
                 size_t n = json_array_size(all);
                 if (n != 1)
                         return op_fail(err, 422, n ? "ambiguous" : "not_found", field, n ? "Several library shares hold '%.200s';"
                                        " give its absolute path." : "There is no library image '%.200s'.", image);
-                (void) store_item_get(st, jget_int(json_array_get(all, 0), "id"), ret);
-        } else if (store_item_get(st, image_id, ret) < 0)
-                return op_fail(err, 422, "not_found", field, "There is no library item with id %lld.", (long long) image_id);
+                r = store_item_get(st, jget_int(json_array_get(all, 0), "id"), ret);
+                if (r < 0)
+                        return op_fail_store(err, r, "the library item");
+        } else {
+                int r = store_item_get(st, image_id, ret);
+                if (r == -ENOENT)
+                        return op_fail(err, 422, "not_found", field, "There is no library item with id %lld.", (long long) image_id);
+                if (r < 0)
+                        return op_fail_store(err, r, "the library item");
+        }
         return 0;
 }
 
@@ -478,12 +511,19 @@ static bool granted(json_t *grants, int64_t template_id) {
 }
 
 int library_templates_list(Store *st, const OpCaller *c, json_t **ret, OpError *err) {
-        (void) err;
-        json_t *all = store_template_list(st);
-        if (c->subj.role == ROLE_SELF_SERVICE && all) {
+        json_t *all = NULL;
+        int r = store_template_list(st, &all);
+        if (r < 0)
+                return op_fail_store(err, r, "the templates");
+        if (c->subj.role == ROLE_SELF_SERVICE) {
                 /* Only the granted ones. */
+                _cleanup_json_ json_t *grants = NULL;
+                r = store_grant_list(st, c->user_id, &grants);
+                if (r < 0) {
+                        json_decref(all);
+                        return op_fail_store(err, r, "the grants");
+                }
                 json_t *out = json_array();
-                _cleanup_json_ json_t *grants = store_grant_list(st, c->user_id);
                 size_t i;
                 json_t *t;
                 json_array_foreach(all, i, t) if (granted(grants, jget_int(t, "id")))
@@ -496,9 +536,17 @@ int library_templates_list(Store *st, const OpCaller *c, json_t **ret, OpError *
 }
 
 int library_template_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
-        json_t *t = store_template_get_json(st, id);
+        json_t *t = NULL;
+        int r = store_template_get_json(st, id, &t);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the template");
         if (t && c->subj.role == ROLE_SELF_SERVICE) {
-                _cleanup_json_ json_t *g = store_grants_for(st, c->user_id, id);
+                _cleanup_json_ json_t *g = NULL;
+                r = store_grants_for(st, c->user_id, id, &g);
+                if (r < 0) {
+                        json_decref(t);
+                        return op_fail_store(err, r, "the grants");
+                }
                 if (json_array_size(g) == 0) {
                         json_decref(t);
                         t = NULL;
@@ -630,7 +678,9 @@ int library_template_create(Store *st, const OpCaller *c, const LibraryTemplateS
         if (e < 0)
                 return op_fail_store(err, e, "The template");
         op_audit(st, c, "template.create", "template", id, s->name, base.rel_path, "ok");
-        *ret = store_template_get_json(st, id) ?: json_null();
+        json_t *made = NULL;
+        (void) store_template_get_json(st, id, &made); /* created already: a failed re-read (logged) shows null */
+        *ret = made ?: json_null();
         return 0;
 }
 
@@ -638,9 +688,12 @@ int library_template_delete(Store *st, const OpCaller *c, int64_t id, OpError *e
         int e = may_change_library(st, c, "delete templates from", err);
         if (e < 0)
                 return e;
-        _cleanup_json_ json_t *t = store_template_get_json(st, id);
-        if (!t)
+        _cleanup_json_ json_t *t = NULL;
+        e = store_template_get_json(st, id, &t);
+        if (e == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no template with id %lld.", (long long) id);
+        if (e < 0)
+                return op_fail_store(err, e, "the template");
         e = store_template_delete(st, id);
         if (e < 0)
                 return op_fail_store(err, e, "The template");
@@ -651,7 +704,10 @@ int library_template_delete(Store *st, const OpCaller *c, int64_t id, OpError *e
 /* The share a captured disk goes to: share_id, or the only share. */
 static int capture_share(Store *st, int64_t share_id, char root[1024], int64_t *ret_id, OpError *err) {
         if (!share_id) {
-                _cleanup_json_ json_t *all = store_share_list(st);
+                _cleanup_json_ json_t *all = NULL;
+                int r = store_share_list(st, &all);
+                if (r < 0)
+                        return op_fail_store(err, r, "the library shares");
                 if (json_array_size(all) != 1)
                         return op_fail(err, 400, "invalid_argument", "share_id", json_array_size(all) ? "There are several library"
                                        " shares; say which one in 'share_id'." : "There is no library share to copy the disk into.");
@@ -670,8 +726,13 @@ int library_template_from_vm(Store *st, Jobs *jobs, const OpCaller *c, const cha
                 return e;
         int64_t vm_id, existing;
         StoreVm vm;
-        if (store_vm_find(st, vm_name, &vm_id) < 0 || store_vm_get(st, vm_id, &vm) < 0)
+        e = store_vm_find(st, vm_name, &vm_id);
+        if (e >= 0)
+                e = store_vm_get(st, vm_id, &vm);
+        if (e == -ENOENT)
                 return op_fail(err, 422, "not_found", "vm", "There is no VM named '%s'.", vm_name);
+        if (e < 0)
+                return op_fail_store(err, e, "the VM");
         if (!streq(vm.state, "stopped"))
                 return op_fail(err, 409, "conflict", "vm", "VM '%s' is %s; stop it before making a template of it.", vm.name, vm.state);
         if (store_template_find(st, name, &existing) == 0)
@@ -722,20 +783,26 @@ static json_t *grant_out(json_t *g) {
 int library_grants_list(Store *st, const OpCaller *c, json_t **ret, OpError *err) {
         if (!op_allowed(st, c, ACT_READ, OBJ_SYSTEM, 0, 0))
                 return op_deny(st, c, err, "list", "grants", 0, NULL);
-        json_t *all = store_grant_list(st, 0);
+        json_t *all = NULL;
+        int r = store_grant_list(st, 0, &all);
+        if (r < 0)
+                return op_fail_store(err, r, "the grants");
         size_t i;
         json_t *g;
         json_array_foreach(all, i, g) json_object_set_new(g, "quota", quota_json(g));
-        *ret = all ?: json_array();
+        *ret = all;
         return 0;
 }
 
 int library_grant_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
         if (!op_allowed(st, c, ACT_READ, OBJ_SYSTEM, 0, 0))
                 return op_deny(st, c, err, "read", "grants", 0, NULL);
-        json_t *g = store_grant_get_json(st, id);
-        if (!g)
+        json_t *g = NULL;
+        int r = store_grant_get_json(st, id, &g);
+        if (r == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no grant with id %lld.", (long long) id);
+        if (r < 0)
+                return op_fail_store(err, r, "the grant");
         *ret = grant_out(g);
         return 0;
 }
@@ -748,9 +815,12 @@ static int grant_templates(Store *st, json_t *list, int64_t ids[100], size_t *re
         json_t *t;
         json_array_foreach(list, i, t) {
                 const char *tn = json_string_value(t);
-                if (!tn || store_template_find(st, tn, &ids[n]) < 0)
+                int r = tn ? store_template_find(st, tn, &ids[n]) : -ENOENT;
+                if (r == -ENOENT)
                         return op_fail(err, 422, "not_found", "templates", "There is no template named '%.64s'.",
                                        tn ? tn : "(not a string)");
+                if (r < 0)
+                        return op_fail_store(err, r, "the templates");
                 n++;
         }
         *ret_n = n;
@@ -764,8 +834,11 @@ int library_grant_create(Store *st, const OpCaller *c, const LibraryGrantSpec *s
         if (bad)
                 return op_fail(err, 400, "invalid_argument", "actions", "Field 'actions' (\"%.200s\") %s.", s->actions, bad);
         StoreUser u;
-        if (store_user_find(st, s->user, &u) < 0)
+        int ur = store_user_find(st, s->user, &u);
+        if (ur == -ENOENT)
                 return op_fail(err, 422, "not_found", "user", "There is no user named '%s'.", s->user);
+        if (ur < 0)
+                return op_fail_store(err, ur, "the user");
         if (!streq(u.role, "self-service"))
                 return op_fail(err, 422, "invalid_argument", "user", "User '%s' is %s; grants are for self-service users.", s->user,
                                u.role);
@@ -782,7 +855,9 @@ int library_grant_create(Store *st, const OpCaller *c, const LibraryGrantSpec *s
                 return op_fail_store(err, e, "The grant");
         _cleanup_free_ char *detail = xasprintf("group %s", s->group);
         op_audit(st, c, "grant.create", "grant", id, s->user, detail, "ok");
-        *ret = grant_out(store_grant_get_json(st, id));
+        json_t *made = NULL;
+        (void) store_grant_get_json(st, id, &made); /* created already: a failed re-read (logged) shows null */
+        *ret = grant_out(made);
         return 0;
 }
 
@@ -799,9 +874,13 @@ int library_grant_delete(Store *st, const OpCaller *c, int64_t id, OpError *err)
 }
 
 int library_self_service(Store *st, const OpCaller *c, json_t **ret, OpError *err) {
-        (void) err;
         /* The lists take user 0 for "everyone's": the system has no view. */
-        json_t *grants = c->user_id > 0 ? store_grant_list(st, c->user_id) : NULL;
+        _cleanup_json_ json_t *grants = NULL, *vms = NULL;
+        int r = c->user_id > 0 ? store_grant_list(st, c->user_id, &grants) : 0;
+        if (r >= 0 && c->user_id > 0)
+                r = store_vm_list(st, NULL, 0, c->user_id, &vms);
+        if (r < 0)
+                return op_fail_store(err, r, "your grants and VMs");
         size_t i;
         json_t *g;
         json_array_foreach(grants, i, g) {
@@ -813,8 +892,7 @@ int library_self_service(Store *st, const OpCaller *c, json_t **ret, OpError *er
                         json_array_append_new(acts, json_string(w));
                 json_object_set_new(g, "actions", acts);
         }
-        json_t *vms = c->user_id > 0 ? store_vm_list(st, NULL, 0, c->user_id) : NULL;
         *ret = json_pack("{s:s, s:s, s:o, s:o}", "user", who(c), "role", c->role_name ? c->role_name : "?", "grants",
-                         grants ?: json_array(), "vms", vms ?: json_array());
+                         grants ? json_incref(grants) : json_array(), "vms", vms ? json_incref(vms) : json_array());
         return 0;
 }

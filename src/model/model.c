@@ -505,11 +505,15 @@ static void on_rows(void *userdata, const StoreRowChange *changes, size_t n) {
 /* ------------------------------------------------------------------ */
 
 static int load(Model *m) {
-        _cleanup_json_ json_t *hosts = store_host_list(m->st, NULL, 0);
-        _cleanup_json_ json_t *vms = store_vm_list(m->st, NULL, 0, 0);
+        _cleanup_json_ json_t *hosts = NULL, *vms = NULL;
         ModelGroups *groups = NULL;
-        if (!hosts || !vms || groups_load(m->st, ++m->generation, &groups) < 0)
-                return -EIO;
+        int r = store_host_list(m->st, NULL, 0, &hosts);
+        if (r >= 0)
+                r = store_vm_list(m->st, NULL, 0, 0, &vms);
+        if (r >= 0)
+                r = groups_load(m->st, ++m->generation, &groups);
+        if (r < 0)
+                return r;
         ModelTable *h = table_from_json(hosts, ++m->generation);
         ModelTable *v = table_from_json(vms, ++m->generation);
         publish(m, h, v, groups);

@@ -154,8 +154,8 @@ static json_t *stat_json(const MonStat *s) {
 
 json_t *monitor_assess_report_json(Store *st, const PlaceHostModel *model, int64_t window_ms, int64_t now,
                                    char *why, size_t why_size) {
-        _cleanup_json_ json_t *servers = store_assess_list_json(st);
-        if (!servers) {
+        _cleanup_json_ json_t *servers = NULL;
+        if (store_assess_list_json(st, &servers) < 0) {
                 snprintf(why, why_size, "A database error occurred while reading the assessment.");
                 return NULL;
         }

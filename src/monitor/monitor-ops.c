@@ -26,7 +26,10 @@ static const char *role(const OpCaller *c) {
 
 int monitor_op_series(Store *st, const OpCaller *c, const MonitorSeriesSpec *spec, json_t **ret, OpError *err) {
         bool vm = spec->vm;
-        _cleanup_json_ json_t *o = vm ? store_vm_get_json(st, spec->id) : store_host_get_json(st, spec->id);
+        _cleanup_json_ json_t *o = NULL;
+        int r = vm ? store_vm_get_json(st, spec->id, &o) : store_host_get_json(st, spec->id, &o);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, vm ? "the VM" : "the host");
         if (o && !(vm ? op_allowed(st, c, ACT_READ, OBJ_VM, jget_int(o, "owner_id"), jget_int(o, "group_id"))
                       : op_allowed(st, c, ACT_READ, OBJ_HOST, 0, jget_int(o, "group_id")))) {
                 json_decref(o);
@@ -53,7 +56,8 @@ static bool node_visible(Store *st, const OpCaller *c, json_t *n) {
         if (streq(kind, "host"))
                 return op_allowed(st, c, ACT_READ, OBJ_HOST, 0, jget_int(n, "group_id"));
         if (streq(kind, "vm")) {
-                _cleanup_json_ json_t *v = store_vm_get_json(st, jget_int(n, "id"));
+                _cleanup_json_ json_t *v = NULL;
+                (void) store_vm_get_json(st, jget_int(n, "id"), &v); /* a database error (logged) hides it */
                 return v && op_allowed(st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"));
         }
         return false;
@@ -235,11 +239,15 @@ static bool alert_visible(Store *st, const OpCaller *c, json_t *a, AuthAction ac
                  * job's owner (acknowledging takes an administrator). */
                 if (c->subj.role == ROLE_ADMIN)
                         return true;
-                _cleanup_json_ json_t *job = act == ACT_READ ? store_job_get_json(st, jget_int(a, "object_id")) : NULL;
+                _cleanup_json_ json_t *job = NULL;
+                if (act == ACT_READ) /* a database error (logged) hides it */
+                        (void) store_job_get_json(st, jget_int(a, "object_id"), &job);
                 return job && c->user_id > 0 && jget_int(job, "owner_id") == c->user_id;
         }
         bool vm = streq(kind, "vm");
-        _cleanup_json_ json_t *o = vm ? store_vm_get_json(st, jget_int(a, "object_id")) : store_host_get_json(st, jget_int(a, "object_id"));
+        _cleanup_json_ json_t *o = NULL;
+        /* Gone, or a database error (logged): for administrators only. */
+        (void) (vm ? store_vm_get_json(st, jget_int(a, "object_id"), &o) : store_host_get_json(st, jget_int(a, "object_id"), &o));
         if (!o)
                 return c->subj.role == ROLE_ADMIN;
         return vm ? op_allowed(st, c, act, OBJ_VM, jget_int(o, "owner_id"), jget_int(o, "group_id"))
@@ -247,8 +255,8 @@ static bool alert_visible(Store *st, const OpCaller *c, json_t *a, AuthAction ac
 }
 
 int monitor_op_alert_list(Store *st, const OpCaller *c, const char *state, int limit, json_t **ret, OpError *err) {
-        json_t *arr = store_alert_list_json(st, state, limit);
-        if (!arr)
+        json_t *arr = NULL;
+        if (store_alert_list_json(st, state, limit, &arr) < 0)
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while listing alerts.");
         json_t *out = json_array();
         size_t i;
@@ -262,7 +270,10 @@ int monitor_op_alert_list(Store *st, const OpCaller *c, const char *state, int l
 }
 
 int monitor_op_alert_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
-        json_t *a = store_alert_get_json(st, id);
+        json_t *a = NULL;
+        int r = store_alert_get_json(st, id, &a);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the alert");
         if (a && !alert_visible(st, c, a, ACT_READ)) {
                 json_decref(a);
                 a = NULL;
@@ -290,8 +301,8 @@ int monitor_op_alert_ack(Store *st, const OpCaller *c, int64_t id, json_t **ret,
         (void) store_event_add(st, "info", "alert.acknowledged", jget_str(a, "object_kind"), jget_int(a, "object_id"),
                                jget_str(a, "object_name"), 0, msg);
         op_audit(st, c, "alert.acknowledge", "alert", id, jget_str(a, "rule_name"), NULL, "ok");
-        *ret = store_alert_get_json(st, id);
-        return 0;
+        e = store_alert_get_json(st, id, ret);
+        return e < 0 ? op_fail_store(err, e, "The alert") : 0;
 }
 
 /* ---- alert rules ---- */
@@ -372,12 +383,14 @@ static int rule_patch(Store *st, StoreAlertRule *rule, const MonitorRulePatch *p
                 rule->scope_id = 0;
                 return 0;
         }
-        json_t *target = streq(rule->scope, "group") ? store_group_get(st, rule->scope_id)
-                       : streq(rule->object_kind, "vm") ? store_vm_get_json(st, rule->scope_id)
-                       : store_host_get_json(st, rule->scope_id);
-        bool ok = target != NULL;
+        json_t *target = NULL;
+        int r = streq(rule->scope, "group") ? store_group_get(st, rule->scope_id, &target)
+                : streq(rule->object_kind, "vm") ? store_vm_get_json(st, rule->scope_id, &target)
+                : store_host_get_json(st, rule->scope_id, &target);
         json_decref(target);
-        if (!ok)
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the alert rule's scope");
+        if (r < 0)
                 return op_fail(err, 422, "not_found", "scope_id", "Field 'scope_id' must name an existing %s; there is none with id %lld.",
                                streq(rule->scope, "group") ? "host group" : rule->object_kind, (long long) rule->scope_id);
         return 0;
@@ -393,8 +406,8 @@ int monitor_op_rule_list(Store *st, const OpCaller *c, json_t **ret, OpError *er
         int e = may_read_rules(c, err);
         if (e < 0)
                 return e;
-        json_t *arr = store_alert_rule_list_json(st);
-        if (!arr)
+        json_t *arr = NULL;
+        if (store_alert_rule_list_json(st, &arr) < 0)
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while listing alert rules.");
         *ret = json_pack("{s:o}", "items", arr);
         return 0;
@@ -404,11 +417,10 @@ int monitor_op_rule_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, 
         int e = may_read_rules(c, err);
         if (e < 0)
                 return e;
-        json_t *o = store_alert_rule_get_json(st, id);
-        if (!o)
+        e = store_alert_rule_get_json(st, id, ret);
+        if (e == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no alert rule with id %lld.", (long long) id);
-        *ret = o;
-        return 0;
+        return e < 0 ? op_fail_store(err, e, "The alert rule") : 0;
 }
 
 int monitor_op_rule_create(Store *st, const OpCaller *c, const MonitorRulePatch *p, json_t **ret, OpError *err) {
@@ -425,19 +437,24 @@ int monitor_op_rule_create(Store *st, const OpCaller *c, const MonitorRulePatch 
         if (e < 0)
                 return op_fail_store(err, e, "The alert rule");
         op_audit(st, c, "alert-rule.create", "alert-rule", id, rule.name, NULL, "ok");
-        *ret = store_alert_rule_get_json(st, id);
-        return 0;
+        e = store_alert_rule_get_json(st, id, ret);
+        return e < 0 ? op_fail_store(err, e, "The alert rule") : 0;
 }
 
 int monitor_op_rule_update(Store *st, const OpCaller *c, int64_t id, const MonitorRulePatch *p, json_t **ret, OpError *err) {
         if (!op_allowed(st, c, ACT_UPDATE, OBJ_SYSTEM, 0, 0))
                 return op_deny(st, c, err, "change", "alert rule", id, NULL);
         StoreAlertRule rule;
-        if (store_alert_rule_get(st, id, &rule) < 0)
+        _cleanup_json_ json_t *old = NULL;
+        int e = store_alert_rule_get(st, id, &rule);
+        if (e >= 0)
+                e = store_alert_rule_get_json(st, id, &old);
+        if (e == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no alert rule with id %lld.", (long long) id);
-        _cleanup_json_ json_t *old = store_alert_rule_get_json(st, id);
-        const char *description = p->has_description ? p->description : old ? jget_str(old, "description") : NULL;
-        int e = rule_patch(st, &rule, p, err);
+        if (e < 0)
+                return op_fail_store(err, e, "The alert rule");
+        const char *description = p->has_description ? p->description : jget_str(old, "description");
+        e = rule_patch(st, &rule, p, err);
         if (e < 0)
                 return e;
         e = store_alert_rule_update(st, &rule, description);
@@ -446,20 +463,23 @@ int monitor_op_rule_update(Store *st, const OpCaller *c, int64_t id, const Monit
         if (e < 0)
                 return op_fail_store(err, e, "The alert rule");
         op_audit(st, c, "alert-rule.update", "alert-rule", rule.id, rule.name, NULL, "ok");
-        *ret = store_alert_rule_get_json(st, rule.id);
-        return 0;
+        e = store_alert_rule_get_json(st, rule.id, ret);
+        return e < 0 ? op_fail_store(err, e, "The alert rule") : 0;
 }
 
 int monitor_op_rule_delete(Store *st, const OpCaller *c, int64_t id, OpError *err) {
         if (!op_allowed(st, c, ACT_DELETE, OBJ_SYSTEM, 0, 0))
                 return op_deny(st, c, err, "delete", "alert rule", id, NULL);
         StoreAlertRule rule;
-        if (store_alert_rule_get(st, id, &rule) < 0)
+        int e = store_alert_rule_get(st, id, &rule);
+        if (e == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no alert rule with id %lld.", (long long) id);
+        if (e < 0)
+                return op_fail_store(err, e, "The alert rule");
         if (rule.builtin)
                 return op_fail(err, 409, "conflict", NULL, "Alert rule '%s' is built in and cannot be deleted; disable it instead"
                                " (PATCH with \"enabled\": false).", rule.name);
-        int e = store_alert_rule_delete(st, id);
+        e = store_alert_rule_delete(st, id);
         if (e < 0)
                 return op_fail_store(err, e, "The alert rule");
         op_audit(st, c, "alert-rule.delete", "alert-rule", rule.id, rule.name, NULL, "ok");
@@ -483,8 +503,8 @@ static int url_check(const char *field, const char *url, OpError *err) {
 int monitor_op_webhook_list(Store *st, const OpCaller *c, json_t **ret, OpError *err) {
         if (!op_allowed(st, c, ACT_READ, OBJ_SYSTEM, 0, 0))
                 return op_deny(st, c, err, "list", "webhooks", 0, NULL);
-        json_t *arr = store_webhook_list_json(st);
-        if (!arr)
+        json_t *arr = NULL;
+        if (store_webhook_list_json(st, &arr) < 0)
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while listing webhooks.");
         *ret = json_pack("{s:o}", "items", arr);
         return 0;
@@ -493,11 +513,10 @@ int monitor_op_webhook_list(Store *st, const OpCaller *c, json_t **ret, OpError 
 int monitor_op_webhook_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
         if (!op_allowed(st, c, ACT_READ, OBJ_SYSTEM, 0, 0))
                 return op_deny(st, c, err, "read", "webhook", id, NULL);
-        json_t *o = store_webhook_get_json(st, id);
-        if (!o)
+        int e = store_webhook_get_json(st, id, ret);
+        if (e == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no webhook with id %lld.", (long long) id);
-        *ret = o;
-        return 0;
+        return e < 0 ? op_fail_store(err, e, "The webhook") : 0;
 }
 
 int monitor_op_webhook_create(Store *st, const OpCaller *c, const char *url, const char *description, json_t **ret, OpError *err) {
@@ -513,8 +532,8 @@ int monitor_op_webhook_create(Store *st, const OpCaller *c, const char *url, con
         if (e < 0)
                 return op_fail_store(err, e, "The webhook");
         op_audit(st, c, "webhook.create", "webhook", id, NULL, url, "ok");
-        *ret = store_webhook_get_json(st, id);
-        return 0;
+        e = store_webhook_get_json(st, id, ret);
+        return e < 0 ? op_fail_store(err, e, "The webhook") : 0;
 }
 
 int monitor_op_webhook_delete(Store *st, const OpCaller *c, int64_t id, OpError *err) {
@@ -541,8 +560,8 @@ int monitor_op_assess_list(Store *st, const OpCaller *c, json_t **ret, OpError *
         int e = may_read_assessment(c, err);
         if (e < 0)
                 return e;
-        json_t *arr = store_assess_list_json(st);
-        if (!arr)
+        json_t *arr = NULL;
+        if (store_assess_list_json(st, &arr) < 0)
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while listing the assessment.");
         *ret = json_pack("{s:o}", "items", arr);
         return 0;
@@ -552,11 +571,10 @@ int monitor_op_assess_get(Store *st, const OpCaller *c, int64_t id, json_t **ret
         int e = may_read_assessment(c, err);
         if (e < 0)
                 return e;
-        json_t *o = store_assess_get_json(st, id);
-        if (!o)
+        e = store_assess_get_json(st, id, ret);
+        if (e == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no assessed server with id %lld.", (long long) id);
-        *ret = o;
-        return 0;
+        return e < 0 ? op_fail_store(err, e, "The assessed server") : 0;
 }
 
 int monitor_op_assess_create(Store *st, const OpCaller *c, const char *name, const char *node_exporter, const char *ssh,
@@ -585,8 +603,8 @@ int monitor_op_assess_create(Store *st, const OpCaller *c, const char *name, con
         if (e < 0)
                 return op_fail_store(err, e, "The assessed server");
         op_audit(st, c, "assessment.add", "assess-server", id, name, full ? full : url, "ok");
-        *ret = store_assess_get_json(st, id);
-        return 0;
+        e = store_assess_get_json(st, id, ret);
+        return e < 0 ? op_fail_store(err, e, "The assessed server") : 0;
 }
 
 int monitor_op_assess_delete(Store *st, const OpCaller *c, int64_t id, OpError *err) {

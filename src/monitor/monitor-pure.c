@@ -473,6 +473,101 @@ static bool skip_disk(const char *dev) {
         return strncmp(dev, "loop", 4) == 0 || strncmp(dev, "ram", 3) == 0 || strncmp(dev, "dm-", 3) == 0;
 }
 
+/* One sample line of the text exposition format (not a comment): its
+ * metric name into name, its label set (without braces; NULL when none)
+ * and its value. false for a line that does not parse. */
+static bool sample_split(const char *line, size_t len, char name[128], const char **ret_labels, size_t *ret_labels_len,
+                         double *ret_value) {
+        size_t nlen = strcspn(line, "{ \t");
+        if (nlen >= 128 || nlen > len)
+                return false;
+        memcpy(name, line, nlen);
+        name[nlen] = 0;
+        const char *p = line + nlen, *lend = line + len;
+        *ret_labels = NULL;
+        *ret_labels_len = 0;
+        if (p < lend && *p == '{') {
+                const char *close = p + 1;
+                bool in_str = false;
+                for (; close < lend; close++) {
+                        if (in_str && *close == '\\') { close++; continue; }
+                        if (*close == '"') in_str = !in_str;
+                        else if (*close == '}' && !in_str) break;
+                }
+                if (close >= lend)
+                        return false;
+                *ret_labels = p + 1;
+                *ret_labels_len = (size_t) (close - *ret_labels);
+                p = close + 1;
+        }
+        char num[64];
+        while (p < lend && (*p == ' ' || *p == '\t')) p++;
+        size_t vl = strcspn(p, " \t\n");
+        if (vl == 0 || vl >= sizeof num || p + vl > lend)
+                return false;
+        memcpy(num, p, vl);
+        num[vl] = 0;
+        char *e;
+        *ret_value = strtod(num, &e);
+        return !*e && isfinite(*ret_value);
+}
+
+/* Adds one sample to r when it is a metric the monitor reads (CPU seconds,
+ * memory, disks but loop/ram/dm, network but lo); cpu_seen[1024] counts the
+ * CPUs. true when it counted. */
+static bool sample_apply(MonNodeExporter *r, bool *cpu_seen, const char *name, const char *labels, size_t labels_len, double v) {
+        char dev[64] = "", mode[32] = "", cpu[16] = "";
+        if (streq(name, "node_cpu_seconds_total")) {
+                r->has_cpu = true;
+                r->cpu_total_s += v;
+                if (labels && label_value(labels, labels_len, "mode", mode, sizeof mode) &&
+                    (streq(mode, "idle") || streq(mode, "iowait")))
+                        r->cpu_idle_s += v;
+                if (labels && label_value(labels, labels_len, "cpu", cpu, sizeof cpu)) {
+                        char *e;
+                        long c = strtol(cpu, &e, 10);
+                        if (!*e && c >= 0 && c < 1024 && !cpu_seen[c]) {
+                                cpu_seen[c] = true;
+                                r->cpus++;
+                        }
+                }
+                return true;
+        }
+        if (streq(name, "node_memory_MemTotal_bytes")) {
+                r->has_memory = true;
+                r->memory_total_b = v;
+                return true;
+        }
+        if (streq(name, "node_memory_MemAvailable_bytes")) {
+                r->memory_available_b = v;
+                return true;
+        }
+        if (strncmp(name, "node_disk_", 10) == 0) {
+                if (labels && label_value(labels, labels_len, "device", dev, sizeof dev) && skip_disk(dev))
+                        return false;
+                double *slot = streq(name, "node_disk_read_bytes_total") ? &r->disk_read_b
+                        : streq(name, "node_disk_written_bytes_total") ? &r->disk_written_b
+                        : streq(name, "node_disk_reads_completed_total") ? &r->disk_reads
+                        : streq(name, "node_disk_writes_completed_total") ? &r->disk_writes : NULL;
+                if (!slot)
+                        return false;
+                r->has_disk = true;
+                *slot += v;
+                return true;
+        }
+        if (streq(name, "node_network_receive_bytes_total") || streq(name, "node_network_transmit_bytes_total")) {
+                if (labels && label_value(labels, labels_len, "device", dev, sizeof dev) && streq(dev, "lo"))
+                        return false;
+                r->has_net = true;
+                if (name[13] == 'r')
+                        r->net_rx_b += v;
+                else
+                        r->net_tx_b += v;
+                return true;
+        }
+        return false;
+}
+
 int mon_node_exporter_parse(const char *text, MonNodeExporter *ret) {
         MonNodeExporter r;
         memset(&r, 0, sizeof r);
@@ -481,98 +576,14 @@ int mon_node_exporter_parse(const char *text, MonNodeExporter *ret) {
         for (const char *line = text; line && *line; ) {
                 const char *nl = strchr(line, '\n');
                 size_t len = nl ? (size_t) (nl - line) : strlen(line);
-                const char *next = nl ? nl + 1 : NULL;
-                if (len == 0 || line[0] == '#') {
-                        line = next;
-                        continue;
-                }
                 char name[128];
-                size_t nlen = strcspn(line, "{ \t");
-                if (nlen >= sizeof name || nlen > len) {
-                        line = next;
-                        continue;
-                }
-                memcpy(name, line, nlen);
-                name[nlen] = 0;
-                const char *p = line + nlen, *lend = line + len;
-                const char *labels = NULL;
-                size_t labels_len = 0;
-                if (p < lend && *p == '{') {
-                        const char *close = p + 1;
-                        bool in_str = false;
-                        for (; close < lend; close++) {
-                                if (in_str && *close == '\\') { close++; continue; }
-                                if (*close == '"') in_str = !in_str;
-                                else if (*close == '}' && !in_str) break;
-                        }
-                        if (close >= lend) {
-                                line = next;
-                                continue;
-                        }
-                        labels = p + 1;
-                        labels_len = (size_t) (close - labels);
-                        p = close + 1;
-                }
-                char num[64];
-                while (p < lend && (*p == ' ' || *p == '\t')) p++;
-                size_t vl = strcspn(p, " \t\n");
-                if (vl == 0 || vl >= sizeof num || p + vl > lend) {
-                        line = next;
-                        continue;
-                }
-                memcpy(num, p, vl);
-                num[vl] = 0;
-                char *e;
-                double v = strtod(num, &e);
-                if (*e || !isfinite(v)) {
-                        line = next;
-                        continue;
-                }
-                char dev[64] = "", mode[32] = "", cpu[16] = "";
-                if (streq(name, "node_cpu_seconds_total")) {
-                        any = r.has_cpu = true;
-                        r.cpu_total_s += v;
-                        if (labels && label_value(labels, labels_len, "mode", mode, sizeof mode) &&
-                            (streq(mode, "idle") || streq(mode, "iowait")))
-                                r.cpu_idle_s += v;
-                        if (labels && label_value(labels, labels_len, "cpu", cpu, sizeof cpu)) {
-                                long c = strtol(cpu, &e, 10);
-                                if (!*e && c >= 0 && c < 1024 && !cpu_seen[c]) {
-                                        cpu_seen[c] = true;
-                                        r.cpus++;
-                                }
-                        }
-                } else if (streq(name, "node_memory_MemTotal_bytes")) {
-                        any = r.has_memory = true;
-                        r.memory_total_b = v;
-                } else if (streq(name, "node_memory_MemAvailable_bytes")) {
+                const char *labels;
+                size_t labels_len;
+                double v;
+                if (len > 0 && line[0] != '#' && sample_split(line, len, name, &labels, &labels_len, &v) &&
+                    sample_apply(&r, cpu_seen, name, labels, labels_len, v))
                         any = true;
-                        r.memory_available_b = v;
-                } else if (strncmp(name, "node_disk_", 10) == 0) {
-                        if (labels && label_value(labels, labels_len, "device", dev, sizeof dev) && skip_disk(dev)) {
-                                line = next;
-                                continue;
-                        }
-                        double *slot = streq(name, "node_disk_read_bytes_total") ? &r.disk_read_b
-                                : streq(name, "node_disk_written_bytes_total") ? &r.disk_written_b
-                                : streq(name, "node_disk_reads_completed_total") ? &r.disk_reads
-                                : streq(name, "node_disk_writes_completed_total") ? &r.disk_writes : NULL;
-                        if (slot) {
-                                any = r.has_disk = true;
-                                *slot += v;
-                        }
-                } else if (streq(name, "node_network_receive_bytes_total") || streq(name, "node_network_transmit_bytes_total")) {
-                        if (labels && label_value(labels, labels_len, "device", dev, sizeof dev) && streq(dev, "lo")) {
-                                line = next;
-                                continue;
-                        }
-                        any = r.has_net = true;
-                        if (name[13] == 'r')
-                                r.net_rx_b += v;
-                        else
-                                r.net_tx_b += v;
-                }
-                line = next;
+                line = nl ? nl + 1 : NULL;
         }
         if (!any)
                 return -EINVAL;

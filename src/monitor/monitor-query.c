@@ -158,13 +158,15 @@ json_t *monitor_health_json(Store *st) {
 }
 
 json_t *monitor_health_json_from(Store *st, const ModelSnap *snap) {
-        _cleanup_json_ json_t *groups = store_mon_groups_json(st);
-        _cleanup_json_ json_t *alerts = store_alert_list_json(st, "open", 1000000);
+        _cleanup_json_ json_t *groups = NULL, *alerts = NULL;
+        int r = store_mon_groups_json(st, &groups);
+        if (r >= 0)
+                r = store_alert_list_json(st, "open", 1000000, &alerts);
         StoreMonHost *hosts = NULL;
         StoreMonVm *vms = NULL;
         int nh, nv;
         mon_rows(st, snap, &hosts, &nh, &vms, &nv);
-        if (!groups || !alerts || nh < 0 || nv < 0) {
+        if (r < 0 || nh < 0 || nv < 0) {
                 free(hosts);
                 free(vms);
                 return NULL;
@@ -576,9 +578,11 @@ char *monitor_prometheus_objects_text(Store *st, const ModelSnap *snap) {
         StoreMonVm *vms = NULL;
         int nh, nv;
         mon_rows(st, snap, &hosts, &nh, &vms, &nv);
-        _cleanup_json_ json_t *groups = store_mon_groups_json(st);
-        _cleanup_json_ json_t *latest = store_perf_latest_json(st);
-        if (nh < 0 || nv < 0 || !groups || !latest) {
+        _cleanup_json_ json_t *groups = NULL, *latest = NULL;
+        int r = store_mon_groups_json(st, &groups);
+        if (r >= 0)
+                r = store_perf_latest_json(st, &latest);
+        if (nh < 0 || nv < 0 || r < 0) {
                 free(hosts);
                 free(vms);
                 return NULL;
@@ -598,10 +602,13 @@ char *monitor_prometheus_objects_text(Store *st, const ModelSnap *snap) {
 }
 
 char *monitor_prometheus_rest_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited) {
-        _cleanup_json_ json_t *counts = store_monitor_counts_json(st);
-        _cleanup_json_ json_t *alerts = store_alert_counts_json(st);
-        _cleanup_json_ json_t *stats = store_monitor_stats_json(st);
-        if (!counts || !alerts || !stats)
+        _cleanup_json_ json_t *counts = NULL, *alerts = NULL, *stats = NULL;
+        int r = store_monitor_counts_json(st, &counts);
+        if (r >= 0)
+                r = store_alert_counts_json(st, &alerts);
+        if (r >= 0)
+                r = store_monitor_stats_json(st, &stats);
+        if (r < 0)
                 return NULL;
         StrBuf b = {0};
         expo_counts(&b, counts, alerts);

@@ -298,7 +298,8 @@ static bool group_within(const GroupTree *g, int64_t group, int64_t scope) {
 
 /* The host groups' ids and parents, for rule scopes. */
 static void group_tree_load(Store *st, GroupTree *g) {
-        _cleanup_json_ json_t *groups = store_mon_groups_json(st);
+        _cleanup_json_ json_t *groups = NULL;
+        (void) store_mon_groups_json(st, &groups); /* an error (logged): no group scopes this round */
         g->n = (int) json_array_size(groups);
         g->ids = xcalloc((size_t) g->n + 1, sizeof(int64_t));
         g->parents = xcalloc((size_t) g->n + 1, sizeof(int64_t));
@@ -322,8 +323,8 @@ static bool rule_covers(const StoreAlertRule *r, const GroupTree *g, int64_t id,
  * when there were any (the caller wakes the webhook thread after its
  * transaction commits, so that the thread finds them). */
 static void notify(Monitor *m, const char *event, int64_t alert_id, int64_t now, bool *queued) {
-        _cleanup_json_ json_t *a = store_alert_get_json(m->st, alert_id);
-        if (!a)
+        _cleanup_json_ json_t *a = NULL;
+        if (store_alert_get_json(m->st, alert_id, &a) < 0)
                 return;
         char ts[32];
         time_format(now, ts);
@@ -471,7 +472,10 @@ static void evaluate_rules(Monitor *m, const StoreMonHost *hosts, int nh, const 
          * no longer stuck (what a restart of armadad left open). */
         for (int i = 0; i < no; i++) {
                 if (streq(open[i].object_kind, "job")) {
-                        _cleanup_json_ json_t *job = store_job_get_json(m->st, open[i].object_id);
+                        _cleanup_json_ json_t *job = NULL;
+                        int jr = store_job_get_json(m->st, open[i].object_id, &job);
+                        if (jr < 0 && jr != -ENOENT)
+                                continue; /* a database error (logged): decide next round */
                         if (!job || !json_is_true(json_object_get(job, "stuck")))
                                 job_alert_resolve(m, open[i].id, open[i].object_id, now, &m->round_queued_hooks);
                         continue;

@@ -37,6 +37,8 @@ int op_fail_store(OpError *err, int e, const char *what) {
                 op_fail(err, 409, "conflict", NULL, "%s already exists.", what);
         else if (e == -ENOTEMPTY)
                 op_fail(err, 409, "conflict", NULL, "%s is still in use.", what);
+        else if (e == -EBUSY)
+                op_fail(err, 503, "busy", NULL, "The database was busy while handling %s; try again in a moment.", what);
         else
                 op_fail(err, 500, "internal", NULL, "A database error occurred while handling %s.", what);
         return e < 0 ? e : -EIO;

@@ -38,9 +38,11 @@ typedef struct OpError {
 int op_fail(OpError *err, int status, const char *code, const char *field, const char *fmt, ...) _printf_(5, 6);
 
 /* op_fail() for a store error: -ENOENT 404 "WHAT does not exist.", -EEXIST 409
- * "WHAT already exists.", -ENOTEMPTY 409 "WHAT is still in use.", else 500
- * "A database error occurred while handling WHAT." (what: "VM 'web01'").
- * Returns e (or -EIO when e >= 0). */
+ * "WHAT already exists.", -ENOTEMPTY 409 "WHAT is still in use.", -EBUSY
+ * 503 "busy" (another writer held the database too long), else 500
+ * "internal" "A database error occurred while handling WHAT." (what: "VM
+ * 'web01'"). No SQL and no file name reaches the message. Returns e (or
+ * -EIO when e >= 0). */
 int op_fail_store(OpError *err, int e, const char *what);
 
 /* The policy, asked with the group chain of group_id read from the store

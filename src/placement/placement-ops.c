@@ -24,8 +24,8 @@ static const char *const WEIGHT_NAMES[] = { "cpu", "memory", "disk", "disk_io", 
 
 /* "All Hosts" for the root, else the group's path; "" when it is gone. */
 static char *group_display(Store *st, int64_t id) {
-        _cleanup_json_ json_t *g = store_group_get(st, id);
-        if (!g)
+        _cleanup_json_ json_t *g = NULL;
+        if (store_group_get(st, id, &g) < 0) /* gone, or a database error (logged): no name to show */
                 return xstrdup("");
         return jget_str(g, "path")[0] ? xstrdup(jget_str(g, "path")) : xstrdup(STORE_ROOT_GROUP_NAME);
 }
@@ -38,7 +38,10 @@ static int group_of(Store *st, const OpCaller *c, const char *field, const char 
         if (!norm)
                 return op_fail(err, 400, "invalid_argument", field,
                                "Field '%s' (\"%.200s\") is not a valid host-group path: a segment %s.", field, path, why);
-        if (store_group_find(st, norm, ret_id) < 0 || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, *ret_id))
+        int r = store_group_find(st, norm, ret_id);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the host group");
+        if (r < 0 || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, *ret_id))
                 return op_fail(err, 422, "not_found", field, "There is no host group '%.200s'.", path);
         return 0;
 }
@@ -174,16 +177,21 @@ static int policy_goal_weights(const json_t *change, StoreGroupPolicy *p, OpErro
 }
 
 int placement_policy_set(Store *st, const OpCaller *c, int64_t group_id, const json_t *change, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *g = store_group_get(st, group_id);
+        _cleanup_json_ json_t *g = NULL;
+        int gr = store_group_get(st, group_id, &g);
+        if (gr < 0 && gr != -ENOENT)
+                return op_fail_store(err, gr, "the host group");
         if (!g || !op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, group_id))
                 return op_fail(err, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) group_id);
         const char *gname = jget_str(g, "path")[0] ? jget_str(g, "path") : STORE_ROOT_GROUP_NAME;
         if (!op_allowed(st, c, ACT_UPDATE, OBJ_GROUP, 0, group_id))
                 return op_deny(st, c, err, "change the placement policy of", "host group", group_id, gname);
         StoreGroupPolicy p;
-        if (store_policy_get(st, group_id, &p) < 0)
+        int r = store_policy_get(st, group_id, &p);
+        if (r == -ENOENT)
                 return op_fail(err, 404, "not_found", NULL, "There is no host group with id %lld.", (long long) group_id);
-        int r;
+        if (r < 0)
+                return op_fail_store(err, r, "the placement policy");
         if (change) {
                 for (int f = 0; f < STORE_POLICY_W_CPU; f++)
                         if ((r = policy_number(change, store_policy_names[f], store_policy_names[f], f, &p, err)) < 0)
@@ -290,7 +298,9 @@ static json_t *vm_named(Store *st, const char *name, int64_t *ret_id) {
                 return NULL;
         if (ret_id)
                 *ret_id = id;
-        return store_vm_get_json(st, id);
+        json_t *v = NULL;
+        (void) store_vm_get_json(st, id, &v); /* a database error (logged) reads as no VM */
+        return v;
 }
 
 /* The rule as the caller may see it, or NULL (rule consumed either way):
@@ -362,7 +372,10 @@ static bool rule_members_changeable(Store *st, const OpCaller *c, json_t *rule) 
 int placement_rule_list(Store *st, const OpCaller *c, json_t **ret, OpError *err) {
         if (!rules_readable(c))
                 return op_deny(st, c, err, "list", "placement rules", 0, NULL);
-        _cleanup_json_ json_t *arr = store_rule_list(st);
+        _cleanup_json_ json_t *arr = NULL;
+        int r = store_rule_list(st, &arr);
+        if (r < 0)
+                return op_fail_store(err, r, "the placement rules");
         json_t *out = json_array();
         size_t i;
         json_t *it;
@@ -376,7 +389,11 @@ int placement_rule_list(Store *st, const OpCaller *c, json_t **ret, OpError *err
 }
 
 int placement_rule_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
-        json_t *rule = rule_for_caller(st, c, store_rule_get_json(st, id));
+        json_t *rule = NULL;
+        int r = store_rule_get_json(st, id, &rule);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the placement rule");
+        rule = rule_for_caller(st, c, rule);
         if (!rule)
                 return op_fail(err, 404, "not_found", NULL, "There is no placement rule with id %lld.", (long long) id);
         *ret = rule;
@@ -386,7 +403,10 @@ int placement_rule_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, O
 /* 409 for a rule name that is taken; the rule is named as existing only to
  * a caller who may see it (rule_for_caller), as VM names are. */
 static int rule_name_taken(Store *st, const OpCaller *c, const char *name, int64_t id, OpError *err) {
-        _cleanup_json_ json_t *seen = id > 0 ? rule_for_caller(st, c, store_rule_get_json(st, id)) : NULL;
+        json_t *rule = NULL;
+        if (id > 0)
+                (void) store_rule_get_json(st, id, &rule); /* a database error (logged): named as not seen */
+        _cleanup_json_ json_t *seen = rule_for_caller(st, c, rule);
         if (seen)
                 return op_fail(err, 409, "conflict", "name", "A placement rule named '%s' already exists.", name);
         return op_fail(err, 409, "conflict", "name", "The placement rule name '%s' cannot be used; choose another.", name);
@@ -421,7 +441,8 @@ int placement_rule_create(Store *st, const OpCaller *c, const PlacementRuleSpec 
         if (r < 0)
                 return op_fail_store(err, r, "the placement rule");
         op_audit(st, c, "rule.create", "rule", id, s->name, s->kind, "ok");
-        json_t *made = store_rule_get_json(st, id);
+        json_t *made = NULL;
+        (void) store_rule_get_json(st, id, &made); /* on a database error (logged), the fallback below */
         json_t *shown = c->subj.role == ROLE_ADMIN ? made : rule_for_caller(st, c, json_incref(made));
         if (shown != made)
                 json_decref(made);
@@ -430,7 +451,10 @@ int placement_rule_create(Store *st, const OpCaller *c, const PlacementRuleSpec 
 }
 
 int placement_rule_update(Store *st, const OpCaller *c, int64_t id, const json_t *vms, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *rule = store_rule_get_json(st, id);
+        _cleanup_json_ json_t *rule = NULL;
+        int e = store_rule_get_json(st, id, &rule);
+        if (e < 0 && e != -ENOENT)
+                return op_fail_store(err, e, "the placement rule");
         _cleanup_json_ json_t *seen = rule_for_caller(st, c, json_incref(rule));
         if (!rule || !seen)
                 return op_fail(err, 404, "not_found", NULL, "There is no placement rule with id %lld.", (long long) id);
@@ -449,14 +473,19 @@ int placement_rule_update(Store *st, const OpCaller *c, int64_t id, const json_t
         if (r < 0)
                 return op_fail_store(err, r, "the placement rule");
         op_audit(st, c, "rule.update", "rule", id, jget_str(rule, "name"), NULL, "ok");
-        json_t *after = rule_for_caller(st, c, store_rule_get_json(st, id));
+        json_t *after = NULL;
+        (void) store_rule_get_json(st, id, &after); /* on a database error (logged), the fallback below */
+        after = rule_for_caller(st, c, after);
         *ret = after ? after : json_pack("{s:I, s:s, s:s, s:[]}", "id", (json_int_t) id, "name", jget_str(rule, "name"),
                                          "kind", jget_str(rule, "kind"), "vms");
         return 0;
 }
 
 int placement_rule_delete(Store *st, const OpCaller *c, int64_t id, OpError *err) {
-        _cleanup_json_ json_t *rule = store_rule_get_json(st, id);
+        _cleanup_json_ json_t *rule = NULL;
+        int e = store_rule_get_json(st, id, &rule);
+        if (e < 0 && e != -ENOENT)
+                return op_fail_store(err, e, "the placement rule");
         _cleanup_json_ json_t *seen = rule_for_caller(st, c, json_incref(rule));
         if (!rule || !seen)
                 return op_fail(err, 404, "not_found", NULL, "There is no placement rule with id %lld.", (long long) id);

@@ -78,9 +78,10 @@ static int refs_from(int n, int64_t *a, int64_t *b, StoreHaRef **ret) {
 
 /* A text column of one row: 0 and a malloc'd copy, -ENOENT, -EIO. */
 static int query_text(Store *st, const char *sql, int64_t arg, char **ret) {
-        _cleanup_json_ json_t *o = store_query_one(st, sql, "i", arg);
-        if (!o)
-                return -ENOENT;
+        _cleanup_json_ json_t *o = NULL;
+        int r = store_query_one(st, &o, sql, "i", arg);
+        if (r < 0)
+                return r;
         const char *s = json_string_value(json_object_get(o, "t"));
         if (!s)
                 return -ENOENT;
@@ -128,20 +129,21 @@ int store_cluster_find(Store *st, const char *name, int64_t *ret_id) {
         " (SELECT count(*) FROM ha_pending p JOIN cluster_member m ON m.host_id = p.from_host_id" \
         "  WHERE m.cluster_id = c.id) AS n_pending, c.created_at FROM cluster c "
 
-json_t *store_cluster_list(Store *st, const char *name) {
-        return store_query_json(st, CLUSTER_COLUMNS "WHERE (?1 IS NULL OR c.name = ?1) ORDER BY c.name", "s", name);
+int store_cluster_list(Store *st, const char *name, json_t **ret) {
+        return store_query_json(st, ret, CLUSTER_COLUMNS "WHERE (?1 IS NULL OR c.name = ?1) ORDER BY c.name", "s", name);
 }
 
-json_t *store_cluster_get_json(Store *st, int64_t id) {
-        return store_query_one(st, CLUSTER_COLUMNS "WHERE c.id = ?", "i", id);
+int store_cluster_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, CLUSTER_COLUMNS "WHERE c.id = ?", "i", id);
 }
 
 int store_cluster_of_host(Store *st, int64_t host_id, int64_t *ret_cluster_id, char **ret_shared_storage) {
-        _cleanup_json_ json_t *o = store_query_one(st, "SELECT c.id, c.shared_storage FROM cluster c"
+        _cleanup_json_ json_t *o = NULL;
+        int r = store_query_one(st, &o, "SELECT c.id, c.shared_storage FROM cluster c"
                                                        " JOIN cluster_member m ON m.cluster_id = c.id WHERE m.host_id = ?",
                                                    "i", host_id);
-        if (!o)
-                return -ENOENT;
+        if (r < 0)
+                return r;
         *ret_cluster_id = json_integer_value(json_object_get(o, "id"));
         if (ret_shared_storage)
                 *ret_shared_storage = xstrdup(json_string_value(json_object_get(o, "shared_storage")));
@@ -224,8 +226,8 @@ int store_ha_pending_list(Store *st, StoreHaRef **ret) {
         return refs_from(n, a, b, ret);
 }
 
-json_t *store_ha_pending_json(Store *st) {
-        return store_query_json(st, "SELECT p.vm_id, v.name AS vm_name, p.from_host_id, p.reason, p.since_at"
+int store_ha_pending_json(Store *st, json_t **ret) {
+        return store_query_json(st, ret, "SELECT p.vm_id, v.name AS vm_name, p.from_host_id, p.reason, p.since_at"
                                     " FROM ha_pending p JOIN vm v ON v.id = p.vm_id ORDER BY p.vm_id", "");
 }
 

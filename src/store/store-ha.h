@@ -16,8 +16,8 @@ int store_cluster_insert(Store *st, const char *name, const char *shared_storage
 int store_cluster_delete(Store *st, int64_t id);
 int store_cluster_find(Store *st, const char *name, int64_t *ret_id);
 /* Clusters with their members ([{id, name, state}]) and counts. name NULL: all. */
-json_t *store_cluster_list(Store *st, const char *name);
-json_t *store_cluster_get_json(Store *st, int64_t id);
+int store_cluster_list(Store *st, const char *name, json_t **ret);
+int store_cluster_get_json(Store *st, int64_t id, json_t **ret);
 /* The cluster host_id is a member of: 0, *ret_cluster_id and its shared
  * storage path (malloc'd, may pass NULL), or -ENOENT. */
 int store_cluster_of_host(Store *st, int64_t host_id, int64_t *ret_cluster_id, char **ret_shared_storage);
@@ -55,7 +55,7 @@ int store_ha_pending_add(Store *st, int64_t vm_id, int64_t from_host_id, const c
 int store_ha_pending_remove(Store *st, int64_t vm_id);
 /* Pending VMs, highest priority first. Count or negative. */
 int store_ha_pending_list(Store *st, StoreHaRef **ret);
-json_t *store_ha_pending_json(Store *st);
+int store_ha_pending_json(Store *st, json_t **ret);
 
 /* ---- saved definitions ---- */
 int store_vm_xml_set(Store *st, int64_t vm_id, const char *xml);

@@ -89,9 +89,10 @@ int store_share_insert(Store *st, const char *path, int64_t *ret_id) {
 }
 
 int store_share_path(Store *st, int64_t id, char *out, size_t size) {
-        _cleanup_json_ json_t *o = store_query_one(st, "SELECT path FROM library_share WHERE id = ?", "i", id);
-        if (!o)
-                return -ENOENT;
+        _cleanup_json_ json_t *o = NULL;
+        int r = store_query_one(st, &o, "SELECT path FROM library_share WHERE id = ?", "i", id);
+        if (r < 0)
+                return r;
         copy_str(out, size, o, "path");
         return 0;
 }
@@ -123,11 +124,11 @@ int store_share_set_indexed(Store *st, int64_t id) {
         " (SELECT coalesce(sum(i.size), 0) FROM library_item i WHERE i.share_id = s.id) AS size," \
         " s.created_at, s.indexed_at FROM library_share s "
 
-json_t *store_share_list(Store *st) {
-        return store_query_json(st, SHARE_COLUMNS "ORDER BY s.path", "");
+int store_share_list(Store *st, json_t **ret) {
+        return store_query_json(st, ret, SHARE_COLUMNS "ORDER BY s.path", "");
 }
-json_t *store_share_get_json(Store *st, int64_t id) {
-        return store_query_one(st, SHARE_COLUMNS "WHERE s.id = ?", "i", id);
+int store_share_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, SHARE_COLUMNS "WHERE s.id = ?", "i", id);
 }
 
 /* ------------------------------------------------------------------ */
@@ -160,27 +161,30 @@ static void item_from_json(json_t *o, StoreItem *it) {
 #define ITEM_RAW "SELECT id, share_id, rel_path, kind, format, size, checksum, virtual_size, backing, mtime FROM library_item "
 
 int store_item_get(Store *st, int64_t id, StoreItem *ret) {
-        _cleanup_json_ json_t *o = store_query_one(st, ITEM_RAW "WHERE id = ?", "i", id);
-        if (!o)
-                return -ENOENT;
+        _cleanup_json_ json_t *o = NULL;
+        int r = store_query_one(st, &o, ITEM_RAW "WHERE id = ?", "i", id);
+        if (r < 0)
+                return r;
         item_from_json(o, ret);
         return 0;
 }
 
 int store_item_find(Store *st, int64_t share_id, const char *rel_path, StoreItem *ret) {
-        _cleanup_json_ json_t *o = store_query_one(st, ITEM_RAW "WHERE share_id = ? AND rel_path = ?", "is", share_id, rel_path);
-        if (!o)
-                return -ENOENT;
+        _cleanup_json_ json_t *o = NULL;
+        int r = store_query_one(st, &o, ITEM_RAW "WHERE share_id = ? AND rel_path = ?", "is", share_id, rel_path);
+        if (r < 0)
+                return r;
         item_from_json(o, ret);
         return 0;
 }
 
 int store_item_forget_except(Store *st, int64_t share_id, const char *const *keep, size_t n_keep) {
-        _cleanup_json_ json_t *all = store_query_json(st, "SELECT id, rel_path, (SELECT count(*) FROM template t"
+        _cleanup_json_ json_t *all = NULL;
+        int r = store_query_json(st, &all, "SELECT id, rel_path, (SELECT count(*) FROM template t"
                                                           " WHERE t.base_item_id = i.id) AS used FROM library_item i"
                                                           " WHERE share_id = ? AND missing = 0", "i", share_id);
-        if (!all)
-                return -EIO;
+        if (r < 0)
+                return r;
         int n = 0;
         size_t k;
         json_t *o;
@@ -191,7 +195,7 @@ int store_item_forget_except(Store *st, int64_t share_id, const char *const *kee
                         kept = rel && streq(keep[i], rel);
                 if (kept)
                         continue;
-                int r = get_i64(o, "used") > 0
+                r = get_i64(o, "used") > 0
                         ? store_exec(st, "UPDATE library_item SET missing = 1 WHERE id = ?", "i", get_i64(o, "id"))
                         : store_exec(st, "DELETE FROM library_item WHERE id = ?", "i", get_i64(o, "id"));
                 if (r < 0)
@@ -211,12 +215,15 @@ int store_item_delete(Store *st, int64_t share_id, const char *rel_path) {
         " i.size, i.virtual_size, i.checksum, i.backing, i.missing AS missing_bool, i.indexed_at" \
         " FROM library_item i JOIN library_share s ON s.id = i.share_id "
 
-json_t *store_item_list(Store *st, int64_t share_id, const char *kind) {
-        return store_query_json(st, ITEM_COLUMNS "WHERE (?1 = 0 OR i.share_id = ?1) AND (?2 IS NULL OR i.kind = ?2)"
+int store_item_list(Store *st, int64_t share_id, const char *kind, json_t **ret) {
+        return store_query_json(st, ret, ITEM_COLUMNS "WHERE (?1 = 0 OR i.share_id = ?1) AND (?2 IS NULL OR i.kind = ?2)"
                                                  " ORDER BY s.path, i.rel_path", "is", share_id, kind);
 }
-json_t *store_item_get_json(Store *st, int64_t id) {
-        return store_query_one(st, ITEM_COLUMNS "WHERE i.id = ?", "i", id);
+int store_item_ids_at(Store *st, const char *rel_path, json_t **ret) {
+        return store_query_json(st, ret, "SELECT id FROM library_item WHERE rel_path = ?", "s", rel_path);
+}
+int store_item_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, ITEM_COLUMNS "WHERE i.id = ?", "i", id);
 }
 
 /* ------------------------------------------------------------------ */
@@ -252,11 +259,11 @@ int store_template_delete(Store *st, int64_t id) {
         " (SELECT count(*) FROM vm_template v WHERE v.template_id = t.id) AS n_vms, t.created_at" \
         " FROM template t JOIN library_item i ON i.id = t.base_item_id JOIN library_share s ON s.id = i.share_id "
 
-json_t *store_template_list(Store *st) {
-        return store_query_json(st, TEMPLATE_COLUMNS "ORDER BY t.name", "");
+int store_template_list(Store *st, json_t **ret) {
+        return store_query_json(st, ret, TEMPLATE_COLUMNS "ORDER BY t.name", "");
 }
-json_t *store_template_get_json(Store *st, int64_t id) {
-        return store_query_one(st, TEMPLATE_COLUMNS "WHERE t.id = ?", "i", id);
+int store_template_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, TEMPLATE_COLUMNS "WHERE t.id = ?", "i", id);
 }
 
 /* ------------------------------------------------------------------ */
@@ -313,14 +320,14 @@ int store_grant_delete(Store *st, int64_t id) {
         "   AS used_memory_mib, g.created_at" \
         " FROM self_service_grant g JOIN user u ON u.id = g.user_id JOIN host_group hg ON hg.id = g.group_id "
 
-json_t *store_grant_list(Store *st, int64_t user_id) {
-        return store_query_json(st, GRANT_COLUMNS "WHERE (?1 = 0 OR g.user_id = ?1) ORDER BY g.id", "i", user_id);
+int store_grant_list(Store *st, int64_t user_id, json_t **ret) {
+        return store_query_json(st, ret, GRANT_COLUMNS "WHERE (?1 = 0 OR g.user_id = ?1) ORDER BY g.id", "i", user_id);
 }
-json_t *store_grant_get_json(Store *st, int64_t id) {
-        return store_query_one(st, GRANT_COLUMNS "WHERE g.id = ?", "i", id);
+int store_grant_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, GRANT_COLUMNS "WHERE g.id = ?", "i", id);
 }
-json_t *store_grants_for(Store *st, int64_t user_id, int64_t template_id) {
-        return store_query_json(st, GRANT_COLUMNS "WHERE g.user_id = ?1 AND EXISTS (SELECT 1 FROM grant_template gt"
+int store_grants_for(Store *st, int64_t user_id, int64_t template_id, json_t **ret) {
+        return store_query_json(st, ret, GRANT_COLUMNS "WHERE g.user_id = ?1 AND EXISTS (SELECT 1 FROM grant_template gt"
                                                   " WHERE gt.grant_id = g.id AND gt.template_id = ?2) ORDER BY g.id",
                                 "ii", user_id, template_id);
 }

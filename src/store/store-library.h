@@ -17,8 +17,8 @@ int store_share_find(Store *st, const char *path, int64_t *ret_id);
 /* Deletes a share and its items; -ENOTEMPTY while a template uses one. */
 int store_share_delete(Store *st, int64_t id);
 int store_share_set_indexed(Store *st, int64_t id);
-json_t *store_share_list(Store *st);
-json_t *store_share_get_json(Store *st, int64_t id);
+int store_share_list(Store *st, json_t **ret);
+int store_share_get_json(Store *st, int64_t id, json_t **ret);
 
 /* ---- items ---- */
 typedef struct {
@@ -43,8 +43,11 @@ int store_item_find(Store *st, int64_t share_id, const char *rel_path, StoreItem
 int store_item_forget_except(Store *st, int64_t share_id, const char *const *keep, size_t n_keep);
 /* Deletes the item (share_id, rel_path) unless a template uses it. */
 int store_item_delete(Store *st, int64_t share_id, const char *rel_path);
-json_t *store_item_list(Store *st, int64_t share_id, const char *kind);
-json_t *store_item_get_json(Store *st, int64_t id);
+int store_item_list(Store *st, int64_t share_id, const char *kind, json_t **ret);
+int store_item_get_json(Store *st, int64_t id, json_t **ret);
+/* The ids of the items at rel_path in any share: 0 and an array of
+ * objects {"id": ...} (empty when none), or negative. */
+int store_item_ids_at(Store *st, const char *rel_path, json_t **ret);
 
 /* ---- templates ---- */
 typedef struct {
@@ -70,10 +73,10 @@ int store_template_find(Store *st, const char *name, int64_t *ret_id);
 /* -ENOTEMPTY while VMs deployed from it still exist is NOT enforced: VMs
  * keep running and forget their template (SET NULL). */
 int store_template_delete(Store *st, int64_t id);
-json_t *store_template_list(Store *st);
+int store_template_list(Store *st, json_t **ret);
 /* With the base item's path fields (base_path, base_format,
  * base_virtual_size, base_kind) joined in. */
-json_t *store_template_get_json(Store *st, int64_t id);
+int store_template_get_json(Store *st, int64_t id, json_t **ret);
 
 /* ---- grants ---- */
 typedef struct {
@@ -87,10 +90,10 @@ int store_grant_insert(Store *st, const StoreGrant *g, const int64_t *template_i
 int store_grant_delete(Store *st, int64_t id);
 /* Every grant (user_id 0) or one user's, each with its templates and what
  * its VMs use now (used_points, used_vms, used_cpus, used_memory_mib). */
-json_t *store_grant_list(Store *st, int64_t user_id);
-json_t *store_grant_get_json(Store *st, int64_t id);
+int store_grant_list(Store *st, int64_t user_id, json_t **ret);
+int store_grant_get_json(Store *st, int64_t id, json_t **ret);
 /* The grants of user_id that include template_id, oldest first. */
-json_t *store_grants_for(Store *st, int64_t user_id, int64_t template_id);
+int store_grants_for(Store *st, int64_t user_id, int64_t template_id, json_t **ret);
 
 /* ---- deployed VMs ---- */
 int store_vm_template_set(Store *st, int64_t vm_id, int64_t template_id, int64_t grant_id, int64_t points);

@@ -296,8 +296,8 @@ int store_perf_query(Store *st, StorePerfTier tier, StorePerfKind kind, int64_t 
         return (int) n;
 }
 
-json_t *store_perf_latest_json(Store *st) {
-        return store_query_json(st, "SELECT kind, object_id, at AS at_ms, cpu, memory, memory_pct, disk_read, disk_write,"
+int store_perf_latest_json(Store *st, json_t **ret) {
+        return store_query_json(st, ret, "SELECT kind, object_id, at AS at_ms, cpu, memory, memory_pct, disk_read, disk_write,"
                                     " disk_iops, net_rx, net_tx, pool_pct, detail AS detail_json FROM perf_latest"
                                     " ORDER BY kind, object_id", "");
 }
@@ -394,8 +394,8 @@ int store_mon_vms(Store *st, StoreMonVm **ret) {
         return (int) n;
 }
 
-json_t *store_mon_groups_json(Store *st) {
-        return store_query_json(st, "SELECT id, coalesce(parent_id, 0) AS parent_id, name, path FROM host_group ORDER BY id", "");
+int store_mon_groups_json(Store *st, json_t **ret) {
+        return store_query_json(st, ret, "SELECT id, coalesce(parent_id, 0) AS parent_id, name, path FROM host_group ORDER BY id", "");
 }
 
 /* ------------------------------------------------------------------ */
@@ -460,11 +460,11 @@ int store_alert_rule_get(Store *st, int64_t id, StoreAlertRule *ret) {
 
 #define RULE_COLUMNS "SELECT id, name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, scope," \
                      " scope_id, enabled AS enabled_bool, builtin AS builtin_bool, description, created_at FROM alert_rule "
-json_t *store_alert_rule_list_json(Store *st) {
-        return store_query_json(st, RULE_COLUMNS "ORDER BY id", "");
+int store_alert_rule_list_json(Store *st, json_t **ret) {
+        return store_query_json(st, ret, RULE_COLUMNS "ORDER BY id", "");
 }
-json_t *store_alert_rule_get_json(Store *st, int64_t id) {
-        return store_query_one(st, RULE_COLUMNS "WHERE id = ?", "i", id);
+int store_alert_rule_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, RULE_COLUMNS "WHERE id = ?", "i", id);
 }
 
 int store_alert_rule_insert(Store *st, const StoreAlertRule *r, const char *description, int64_t *ret_id) {
@@ -609,15 +609,15 @@ int store_alert_ack(Store *st, int64_t id, const char *user, int64_t now) {
 #define ALERT_COLUMNS "SELECT id, rule_id, rule_name, object_kind, object_id, object_name, severity, state, message, value," \
                       " opened_at, updated_at, resolved_at, acknowledged_at IS NOT NULL AS acknowledged_bool, acknowledged_at," \
                       " acknowledged_by FROM alert "
-json_t *store_alert_list_json(Store *st, const char *state, int limit) {
-        return store_query_json(st, ALERT_COLUMNS "WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2", "si",
+int store_alert_list_json(Store *st, const char *state, int limit, json_t **ret) {
+        return store_query_json(st, ret, ALERT_COLUMNS "WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2", "si",
                                 state, (int64_t) limit);
 }
-json_t *store_alert_get_json(Store *st, int64_t id) {
-        return store_query_one(st, ALERT_COLUMNS "WHERE id = ?", "i", id);
+int store_alert_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, ALERT_COLUMNS "WHERE id = ?", "i", id);
 }
-json_t *store_alert_counts_json(Store *st) {
-        return store_query_json(st, "SELECT severity, count(*) AS n, sum(acknowledged_at IS NULL) AS unacknowledged"
+int store_alert_counts_json(Store *st, json_t **ret) {
+        return store_query_json(st, ret, "SELECT severity, count(*) AS n, sum(acknowledged_at IS NULL) AS unacknowledged"
                                     " FROM alert WHERE state = 'open' GROUP BY severity ORDER BY severity", "");
 }
 
@@ -642,11 +642,11 @@ int store_webhook_delete(Store *st, int64_t id) {
                         " (SELECT count(*) FROM webhook_delivery d WHERE d.webhook_id = w.id AND d.state = 'delivered') AS delivered," \
                         " (SELECT count(*) FROM webhook_delivery d WHERE d.webhook_id = w.id AND d.state = 'failed') AS failed," \
                         " w.created_at FROM webhook w "
-json_t *store_webhook_list_json(Store *st) {
-        return store_query_json(st, WEBHOOK_COLUMNS "ORDER BY w.id", "");
+int store_webhook_list_json(Store *st, json_t **ret) {
+        return store_query_json(st, ret, WEBHOOK_COLUMNS "ORDER BY w.id", "");
 }
-json_t *store_webhook_get_json(Store *st, int64_t id) {
-        return store_query_one(st, WEBHOOK_COLUMNS "WHERE w.id = ?", "i", id);
+int store_webhook_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, WEBHOOK_COLUMNS "WHERE w.id = ?", "i", id);
 }
 int store_webhook_enqueue(Store *st, const char *payload, int64_t now) {
         int r = store_exec(st, "INSERT INTO webhook_delivery(webhook_id, payload, next_at, created_at)"
@@ -720,12 +720,12 @@ int store_delivery_prune(Store *st, int64_t before_ms) {
 int store_monitor_stat_set(Store *st, const char *key, double value) {
         return store_exec(st, "INSERT OR REPLACE INTO monitor_stat(key, value) VALUES (?, ?)", "sd", key, value);
 }
-json_t *store_monitor_stats_json(Store *st) {
-        return store_query_json(st, "SELECT key, value FROM monitor_stat ORDER BY key", "");
+int store_monitor_stats_json(Store *st, json_t **ret) {
+        return store_query_json(st, ret, "SELECT key, value FROM monitor_stat ORDER BY key", "");
 }
-json_t *store_monitor_counts_json(Store *st) {
+int store_monitor_counts_json(Store *st, json_t **ret) {
         /* Hosts and VMs by state come from the read model now (/metrics). */
-        return store_query_json(st, "SELECT 'job' AS what, state, count(*) AS n FROM job GROUP BY state"
+        return store_query_json(st, ret, "SELECT 'job' AS what, state, count(*) AS n FROM job GROUP BY state"
                                     " UNION ALL SELECT 'webhook_delivery', state, count(*) FROM webhook_delivery GROUP BY state", "");
 }
 
@@ -740,11 +740,11 @@ int store_assess_delete(Store *st, int64_t id) {
 }
 #define ASSESS_COLUMNS "SELECT s.id, s.name, s.source, s.url, s.cpus, s.memory_mib, s.last_sample_at, s.last_error," \
                        " (SELECT count(*) FROM assess_sample a WHERE a.server_id = s.id) AS samples, s.created_at FROM assess_server s "
-json_t *store_assess_list_json(Store *st) {
-        return store_query_json(st, ASSESS_COLUMNS "ORDER BY s.name", "");
+int store_assess_list_json(Store *st, json_t **ret) {
+        return store_query_json(st, ret, ASSESS_COLUMNS "ORDER BY s.name", "");
 }
-json_t *store_assess_get_json(Store *st, int64_t id) {
-        return store_query_one(st, ASSESS_COLUMNS "WHERE s.id = ?", "i", id);
+int store_assess_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, ASSESS_COLUMNS "WHERE s.id = ?", "i", id);
 }
 int store_assess_servers(Store *st, StoreAssessServer **ret) {
         sqlite3_stmt *stmt;

@@ -79,7 +79,7 @@ typedef struct {
 int store_perf_query(Store *st, StorePerfTier tier, StorePerfKind kind, int64_t object_id, StorePerfMetric m,
                      int64_t from, int64_t to, StorePerfPoint **ret);
 /* The latest samples as JSON rows {kind, object_id, at, <metrics...>, detail}. */
-json_t *store_perf_latest_json(Store *st);
+int store_perf_latest_json(Store *st, json_t **ret);
 
 /* Measured load for placement (the place capability's host_usage table):
  * NAN leaves a figure NULL. */
@@ -110,7 +110,7 @@ typedef struct {
 int store_mon_hosts(Store *st, StoreMonHost **ret);
 int store_mon_vms(Store *st, StoreMonVm **ret);
 /* Every host group: ids and parents, names and paths (for the health tree). */
-json_t *store_mon_groups_json(Store *st);
+int store_mon_groups_json(Store *st, json_t **ret);
 
 /* ---- alert rules ---- */
 typedef struct {
@@ -129,8 +129,8 @@ typedef struct {
         bool builtin;
 } StoreAlertRule;
 int store_alert_rules(Store *st, StoreAlertRule **ret);
-json_t *store_alert_rule_list_json(Store *st);
-json_t *store_alert_rule_get_json(Store *st, int64_t id);
+int store_alert_rule_list_json(Store *st, json_t **ret);
+int store_alert_rule_get_json(Store *st, int64_t id, json_t **ret);
 /* description may be NULL. 0 and *ret_id, -EEXIST for a taken name. */
 int store_alert_rule_insert(Store *st, const StoreAlertRule *r, const char *description, int64_t *ret_id);
 /* Replaces every field but id and builtin. -ENOENT when there is no such rule. */
@@ -160,10 +160,10 @@ int store_alert_resolve(Store *st, int64_t id, const char *message, int64_t now)
 /* Marks an alert acknowledged by user. -ENOENT, -EALREADY when it was. */
 int store_alert_ack(Store *st, int64_t id, const char *user, int64_t now);
 /* state NULL for all; "open", "resolved". Newest first, at most limit. */
-json_t *store_alert_list_json(Store *st, const char *state, int limit);
-json_t *store_alert_get_json(Store *st, int64_t id);
+int store_alert_list_json(Store *st, const char *state, int limit, json_t **ret);
+int store_alert_get_json(Store *st, int64_t id, json_t **ret);
 /* Open alerts per severity, for /metrics: rows {severity, n, unacknowledged}. */
-json_t *store_alert_counts_json(Store *st);
+int store_alert_counts_json(Store *st, json_t **ret);
 /* A stamp of the open alerts -- their number, highest id and the sum of
  * their updated_at -- that changes when one opens, resolves or is touched
  * (new value or message): what a cached health tree is keyed by. 0 or
@@ -173,8 +173,8 @@ int store_alert_open_stamp(Store *st, int64_t ret[3]);
 /* ---- webhooks ---- */
 int store_webhook_insert(Store *st, const char *url, const char *description, int64_t *ret_id);
 int store_webhook_delete(Store *st, int64_t id);
-json_t *store_webhook_list_json(Store *st);
-json_t *store_webhook_get_json(Store *st, int64_t id);
+int store_webhook_list_json(Store *st, json_t **ret);
+int store_webhook_get_json(Store *st, int64_t id, json_t **ret);
 /* Queues payload for every enabled webhook. Returns how many, or negative. */
 int store_webhook_enqueue(Store *st, const char *payload, int64_t now);
 typedef struct {
@@ -199,15 +199,15 @@ int store_delivery_prune(Store *st, int64_t before_ms);
 
 /* ---- the monitor's own figures (key/value, for /metrics) ---- */
 int store_monitor_stat_set(Store *st, const char *key, double value);
-json_t *store_monitor_stats_json(Store *st);
+int store_monitor_stats_json(Store *st, json_t **ret);
 /* Counts for /metrics: jobs and webhook deliveries per state ({what, state, n}). */
-json_t *store_monitor_counts_json(Store *st);
+int store_monitor_counts_json(Store *st, json_t **ret);
 
 /* ---- consolidation assessment ---- */
 int store_assess_insert(Store *st, const char *name, const char *url, int64_t *ret_id);
 int store_assess_delete(Store *st, int64_t id);
-json_t *store_assess_list_json(Store *st);
-json_t *store_assess_get_json(Store *st, int64_t id);
+int store_assess_list_json(Store *st, json_t **ret);
+int store_assess_get_json(Store *st, int64_t id, json_t **ret);
 typedef struct {
         int64_t id;
         char name[64];

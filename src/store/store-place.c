@@ -450,10 +450,10 @@ int store_rule_delete(Store *st, int64_t id) {
         "    JOIN vm v ON v.id = m.vm_id WHERE m.rule_id = r.id ORDER BY v.name)) AS vms_json" \
         " FROM placement_rule r "
 
-json_t *store_rule_list(Store *st) {
-        return store_query_json(st, RULE_JSON "ORDER BY r.name", "");
+int store_rule_list(Store *st, json_t **ret) {
+        return store_query_json(st, ret, RULE_JSON "ORDER BY r.name", "");
 }
 
-json_t *store_rule_get_json(Store *st, int64_t id) {
-        return store_query_one(st, RULE_JSON "WHERE r.id = ?", "i", id);
+int store_rule_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, RULE_JSON "WHERE r.id = ?", "i", id);
 }

@@ -158,6 +158,6 @@ int store_rule_set_members(Store *st, int64_t id, const int64_t *vm_ids, size_t 
 /* 0, -ENOENT or negative. */
 int store_rule_delete(Store *st, int64_t id);
 /* [{id, name, kind, created_at, vms: [name...]}] ordered by name; NULL on error. */
-json_t *store_rule_list(Store *st);
+int store_rule_list(Store *st, json_t **ret);
 /* One rule as in store_rule_list, or NULL when there is none. */
-json_t *store_rule_get_json(Store *st, int64_t id);
+int store_rule_get_json(Store *st, int64_t id, json_t **ret);

@@ -557,6 +557,10 @@ int store_errcode(sqlite3 *db, int rc, const char *sql) {
         if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
                 return -ENOTEMPTY;
         log_error("database error %d (%s) in: %.120s", rc, sqlite3_errmsg(db), sql);
+        /* Another writer held the database past the busy timeout: worth
+         * a retry, unlike a broken statement or file. */
+        if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+                return -EBUSY;
         return -EIO;
 }
 
@@ -654,45 +658,54 @@ static json_t *row_json(sqlite3_stmt *stmt) {
         return o;
 }
 
-static json_t *vquery_json(Store *st, const char *sql, const char *types, va_list ap) {
+static int vquery_json(Store *st, json_t **ret, const char *sql, const char *types, va_list ap) {
         sqlite3 *db = store_db(st);
         if (!db)
-                return NULL;
+                return -EIO;
         sqlite3_stmt *stmt;
-        if (prepare_bind(db, sql, types, ap, &stmt) < 0)
-                return NULL;
+        int r = prepare_bind(db, sql, types, ap, &stmt);
+        if (r < 0)
+                return r;
         json_t *arr = json_array();
         int rc;
         while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
                 json_array_append_new(arr, row_json(stmt));
         if (rc != SQLITE_DONE) {
-                store_errcode(db, rc, sql);
+                r = store_errcode(db, rc, sql);
                 json_decref(arr);
                 arr = NULL;
         }
         sqlite3_finalize(stmt);
         rows_flush(st, db);
-        return arr;
+        if (r < 0)
+                return r;
+        *ret = arr;
+        return 0;
 }
 
-json_t *store_query_json(Store *st, const char *sql, const char *types, ...) {
+int store_query_json(Store *st, json_t **ret, const char *sql, const char *types, ...) {
         va_list ap;
         va_start(ap, types);
-        json_t *r = vquery_json(st, sql, types, ap);
+        int r = vquery_json(st, ret, sql, types, ap);
         va_end(ap);
         return r;
 }
 
-json_t *store_query_one(Store *st, const char *sql, const char *types, ...) {
+int store_query_one(Store *st, json_t **ret, const char *sql, const char *types, ...) {
+        json_t *arr = NULL;
         va_list ap;
         va_start(ap, types);
-        json_t *arr = vquery_json(st, sql, types, ap);
+        int r = vquery_json(st, &arr, sql, types, ap);
         va_end(ap);
-        if (!arr)
-                return NULL;
-        json_t *o = json_array_size(arr) ? json_incref(json_array_get(arr, 0)) : NULL;
+        if (r < 0)
+                return r;
+        if (json_array_size(arr) == 0) {
+                json_decref(arr);
+                return -ENOENT;
+        }
+        *ret = json_incref(json_array_get(arr, 0));
         json_decref(arr);
-        return o;
+        return 0;
 }
 
 /* Runs a statement that returns one row and copies its columns into out
@@ -975,9 +988,10 @@ static int group_repath(Store *st, int64_t id, const char *update_sql, const cha
 int store_group_rename(Store *st, int64_t id, const char *new_name) {
         if (id == STORE_ROOT_GROUP_ID)
                 return -EPERM;
-        _cleanup_json_ json_t *g = store_group_get(st, id);
-        if (!g)
-                return -ENOENT;
+        _cleanup_json_ json_t *g = NULL;
+        int r = store_group_get(st, id, &g);
+        if (r < 0)
+                return r;
         const char *old_path = json_string_value(json_object_get(g, "path"));
         _cleanup_free_ char *parent_path = xstrdup(old_path);
         char *slash = strrchr(parent_path, '/');
@@ -996,10 +1010,12 @@ int store_group_move(Store *st, int64_t id, int64_t new_parent_id) {
         for (int i = 0; i < n; i++)
                 if (chain[i] == id)
                         return -ELOOP;
-        _cleanup_json_ json_t *g = store_group_get(st, id);
-        _cleanup_json_ json_t *p = store_group_get(st, new_parent_id);
-        if (!g || !p)
-                return -ENOENT;
+        _cleanup_json_ json_t *g = NULL, *p = NULL;
+        int r = store_group_get(st, id, &g);
+        if (r >= 0)
+                r = store_group_get(st, new_parent_id, &p);
+        if (r < 0)
+                return r;
         const char *old_path = json_string_value(json_object_get(g, "path"));
         const char *name = json_string_value(json_object_get(g, "name"));
         const char *ppath = json_string_value(json_object_get(p, "path"));
@@ -1029,15 +1045,15 @@ int store_group_delete(Store *st, int64_t id) {
         " (SELECT count(*) FROM host_group c WHERE c.parent_id = g.id) AS n_children, g.created_at" \
         " FROM host_group g "
 
-json_t *store_group_list(Store *st, const char *path_filter) {
+int store_group_list(Store *st, const char *path_filter, json_t **ret) {
         if (path_filter)
-                return store_query_json(st, GROUP_COLUMNS "WHERE g.path = ? ORDER BY g.path", "s", path_filter);
-        return store_query_json(st, GROUP_COLUMNS "ORDER BY g.path", "");
+                return store_query_json(st, ret, GROUP_COLUMNS "WHERE g.path = ? ORDER BY g.path", "s", path_filter);
+        return store_query_json(st, ret, GROUP_COLUMNS "ORDER BY g.path", "");
 }
 
-json_t *store_group_get(Store *st, int64_t id) {
+int store_group_get(Store *st, int64_t id, json_t **ret) {
         /* The raw path ("" for the root) is what callers compute with. */
-        return store_query_one(st, "SELECT id, name, path, parent_id FROM host_group WHERE id = ?", "i", id);
+        return store_query_one(st, ret, "SELECT id, name, path, parent_id FROM host_group WHERE id = ?", "i", id);
 }
 
 typedef struct { int64_t id, parent; } IdParent;
@@ -1196,8 +1212,8 @@ int store_host_delete(Store *st, int64_t id, bool force) {
         " h.max_parallel_starts, h.max_parallel_disk_ops" \
         " FROM host h JOIN host_group g ON g.id = h.group_id "
 
-json_t *store_host_list(Store *st, const char *name, int64_t group_id) {
-        return store_query_json(st, HOST_COLUMNS "WHERE (?1 IS NULL OR h.name = ?1) AND (?2 = 0 OR h.group_id = ?2) ORDER BY h.name",
+int store_host_list(Store *st, const char *name, int64_t group_id, json_t **ret) {
+        return store_query_json(st, ret, HOST_COLUMNS "WHERE (?1 IS NULL OR h.name = ?1) AND (?2 = 0 OR h.group_id = ?2) ORDER BY h.name",
                                 "si", name, group_id);
 }
 /* The rows of ids as a JSON text array for json_each(): one bound
@@ -1212,14 +1228,10 @@ static char *ids_text(const int64_t *ids, size_t n) {
 }
 int store_host_list_ids(Store *st, const int64_t *ids, size_t n, json_t **ret) {
         _cleanup_free_ char *text = ids_text(ids, n);
-        json_t *arr = store_query_json(st, HOST_COLUMNS "WHERE h.id IN (SELECT value FROM json_each(?)) ORDER BY h.id", "s", text);
-        if (!arr)
-                return -EIO;
-        *ret = arr;
-        return 0;
+        return store_query_json(st, ret, HOST_COLUMNS "WHERE h.id IN (SELECT value FROM json_each(?)) ORDER BY h.id", "s", text);
 }
-json_t *store_host_get_json(Store *st, int64_t id) {
-        return store_query_one(st, HOST_COLUMNS "WHERE h.id = ?", "i", id);
+int store_host_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, HOST_COLUMNS "WHERE h.id = ?", "i", id);
 }
 int store_host_ids(Store *st, int64_t **ret_ids) {
         return store_query_rows(st, row_i64, sizeof(int64_t), (void **) ret_ids, "SELECT id FROM host ORDER BY id", "");
@@ -1312,21 +1324,17 @@ int store_vm_disks(Store *st, int64_t vm_id, StoreDisk **ret) {
         " v.state, v.origin, v.domain_type, v.description, h.group_id AS group_id, v.created_at, v.updated_at" \
         " FROM vm v LEFT JOIN host h ON h.id = v.host_id LEFT JOIN user u ON u.id = v.owner_id "
 
-json_t *store_vm_list(Store *st, const char *name, int64_t host_id, int64_t owner_id) {
-        return store_query_json(st, VM_COLUMNS "WHERE (?1 IS NULL OR v.name = ?1) AND (?2 = 0 OR v.host_id = ?2)"
+int store_vm_list(Store *st, const char *name, int64_t host_id, int64_t owner_id, json_t **ret) {
+        return store_query_json(st, ret, VM_COLUMNS "WHERE (?1 IS NULL OR v.name = ?1) AND (?2 = 0 OR v.host_id = ?2)"
                                                " AND (?3 = 0 OR v.owner_id = ?3) ORDER BY v.name",
                                 "sii", name, host_id, owner_id);
 }
 int store_vm_list_ids(Store *st, const int64_t *ids, size_t n, json_t **ret) {
         _cleanup_free_ char *text = ids_text(ids, n);
-        json_t *arr = store_query_json(st, VM_COLUMNS "WHERE v.id IN (SELECT value FROM json_each(?)) ORDER BY v.id", "s", text);
-        if (!arr)
-                return -EIO;
-        *ret = arr;
-        return 0;
+        return store_query_json(st, ret, VM_COLUMNS "WHERE v.id IN (SELECT value FROM json_each(?)) ORDER BY v.id", "s", text);
 }
-json_t *store_vm_get_json(Store *st, int64_t id) {
-        return store_query_one(st, VM_COLUMNS "WHERE v.id = ?", "i", id);
+int store_vm_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, VM_COLUMNS "WHERE v.id = ?", "i", id);
 }
 int store_vm_list_on_host(Store *st, int64_t host_id, StoreVm **ret) {
         return store_query_rows(st, row_vm, sizeof(StoreVm), (void **) ret, VM_ROW "WHERE host_id = ? ORDER BY id", "i", host_id);
@@ -1385,11 +1393,11 @@ int store_user_scopes(Store *st, int64_t user_id, int64_t **ret) {
 #define USER_COLUMNS \
         "SELECT u.id, u.name, u.role, (SELECT json_group_array(json_object('id', g.id, 'path', g.path))" \
         " FROM user_scope s JOIN host_group g ON g.id = s.group_id WHERE s.user_id = u.id) AS scopes_json, u.created_at FROM user u "
-json_t *store_user_list(Store *st, const char *name) {
-        return store_query_json(st, USER_COLUMNS "WHERE (?1 IS NULL OR u.name = ?1) ORDER BY u.name", "s", name);
+int store_user_list(Store *st, const char *name, json_t **ret) {
+        return store_query_json(st, ret, USER_COLUMNS "WHERE (?1 IS NULL OR u.name = ?1) ORDER BY u.name", "s", name);
 }
-json_t *store_user_get_json(Store *st, int64_t id) {
-        return store_query_one(st, USER_COLUMNS "WHERE u.id = ?", "i", id);
+int store_user_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, USER_COLUMNS "WHERE u.id = ?", "i", id);
 }
 int store_token_insert(Store *st, int64_t user_id, const char *token_hash, int64_t expires_at_ms) {
         return store_exec(st, "INSERT INTO token(user_id, token_hash, created_at, expires_at) VALUES (?,?,?,?)",
@@ -1595,9 +1603,10 @@ int store_job_requeue(Store *st, int64_t id) {
                                           " worker_active = 0, rev = " STREAM_NEXT_SEQ " WHERE id = ?", "i", id));
 }
 int store_job_state(Store *st, int64_t id, char state[16]) {
-        _cleanup_json_ json_t *o = store_query_one(st, "SELECT state FROM job WHERE id = ?", "i", id);
-        if (!o)
-                return -ENOENT;
+        _cleanup_json_ json_t *o = NULL;
+        int r = store_query_one(st, &o, "SELECT state FROM job WHERE id = ?", "i", id);
+        if (r < 0)
+                return r;
         snprintf(state, 16, "%s", json_string_value(json_object_get(o, "state")));
         return 0;
 }
@@ -1610,14 +1619,14 @@ int store_job_state(Store *st, int64_t id, char state[16]) {
         " CASE WHEN j.state = 'running' THEN strftime('%Y-%m-%dT%H:%M:%fZ', j.stuck_since / 1000.0, 'unixepoch') END AS stuck_since"
 #define JOB_FROM " FROM job j LEFT JOIN user u ON u.id = j.owner_id "
 #define JOB_COLUMNS JOB_FIELDS JOB_FROM
-json_t *store_job_list(Store *st, const char *state, int64_t owner_id, bool only_stuck, int limit) {
-        return store_query_json(st, JOB_COLUMNS "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 = 0 OR j.owner_id = ?2)"
+int store_job_list(Store *st, const char *state, int64_t owner_id, bool only_stuck, int limit, json_t **ret) {
+        return store_query_json(st, ret, JOB_COLUMNS "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 = 0 OR j.owner_id = ?2)"
                                                 " AND (?4 = 0 OR (j.state = 'running' AND j.stuck_since IS NOT NULL))"
                                                 " ORDER BY j.id DESC LIMIT ?3",
                                 "siii", state, owner_id, (int64_t) limit, (int64_t) only_stuck);
 }
-json_t *store_job_get_json(Store *st, int64_t id) {
-        return store_query_one(st, JOB_COLUMNS "WHERE j.id = ?", "i", id);
+int store_job_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, JOB_COLUMNS "WHERE j.id = ?", "i", id);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1629,19 +1638,19 @@ int store_event_add(Store *st, const char *severity, const char *kind, const cha
                                           " message) VALUES (" STREAM_NEXT_SEQ ",?,?,?,?,nullif(?,0),?,nullif(?,0),?)",
                                       "isssisis", now_ms(), severity, kind, object_kind, object_id, object_name, owner_id, message));
 }
-json_t *store_event_list_after(Store *st, int64_t after, int limit) {
-        return store_query_json(st, "SELECT id, at, severity, kind, object_kind, object_id, object_name, owner_id, message"
+int store_event_list_after(Store *st, int64_t after, int limit, json_t **ret) {
+        return store_query_json(st, ret, "SELECT id, at, severity, kind, object_kind, object_id, object_name, owner_id, message"
                                     " FROM event WHERE id > ? ORDER BY id LIMIT ?", "ii", after, (int64_t) limit);
 }
-json_t *store_job_list_changed(Store *st, int64_t after, int limit) {
-        return store_query_json(st, JOB_FIELDS ", j.rev AS stream_seq" JOB_FROM "WHERE j.rev > ? ORDER BY j.rev LIMIT ?",
+int store_job_list_changed(Store *st, int64_t after, int limit, json_t **ret) {
+        return store_query_json(st, ret, JOB_FIELDS ", j.rev AS stream_seq" JOB_FROM "WHERE j.rev > ? ORDER BY j.rev LIMIT ?",
                                 "ii", after, (int64_t) limit);
 }
 int store_stream_seq(Store *st, int64_t *ret) {
         return store_query_i64(st, ret, "SELECT " STREAM_NEXT_SEQ " - 1", "");
 }
-json_t *store_event_list(Store *st, int64_t since_id, int limit) {
-        return store_query_json(st, "SELECT id, at, severity, kind, object_kind, object_id, object_name, owner_id, message"
+int store_event_list(Store *st, int64_t since_id, int limit, json_t **ret) {
+        return store_query_json(st, ret, "SELECT id, at, severity, kind, object_kind, object_id, object_name, owner_id, message"
                                     " FROM event WHERE id > ? ORDER BY id DESC LIMIT ?", "ii", since_id, (int64_t) limit);
 }
 int store_audit_add(Store *st, int64_t user_id, const char *user_name, const char *address,
@@ -1655,7 +1664,7 @@ int store_audit_add(Store *st, int64_t user_id, const char *user_name, const cha
 int store_audit_prune(Store *st, int64_t before_ms) {
         return store_exec(st, "DELETE FROM audit WHERE at < ?", "i", before_ms);
 }
-json_t *store_audit_list(Store *st, int limit) {
-        return store_query_json(st, "SELECT id, at, user_id, user_name, address, action, object_kind, object_id, object_name,"
+int store_audit_list(Store *st, int limit, json_t **ret) {
+        return store_query_json(st, ret, "SELECT id, at, user_id, user_name, address, action, object_kind, object_id, object_name,"
                                     " detail, result FROM audit ORDER BY id DESC LIMIT ?", "i", (int64_t) limit);
 }

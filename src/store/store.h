@@ -3,10 +3,19 @@
  * every SQL statement of the program. Parameters are always bound; no user
  * string is ever pasted into SQL.
  *
- * Conventions: functions return 0 (or a positive count/id) on success, a
- * negative errno-style code on failure: -ENOENT (no such row), -EEXIST
- * (unique constraint), -ENOTEMPTY (still referenced), -EIO (database error,
- * logged). JSON results are new references the caller owns. */
+ * One idiom for every function: it returns 0 (or a positive count/id) on
+ * success and a negative errno-style code on failure: -ENOENT (no such
+ * row), -EEXIST (unique constraint), -ENOTEMPTY (still referenced), -EBUSY
+ * (another writer held the database past the busy timeout), -EIO (any
+ * other database error). A database error is logged once here, with the
+ * statement; the caller tells the user a sentence that names no SQL and no
+ * file (op_fail_store()). A getter or a list gives its result through an
+ * out-parameter, ret (last, or second before a query's varargs): a struct
+ * to fill, or a json_t ** that receives a new reference the caller owns,
+ * set only when it returns 0. A getter of one row returns -ENOENT when
+ * there is none; a list returns 0 and an empty array. A getter never
+ * returns NULL for an error: "not found" (-ENOENT, a 404) and "failed"
+ * (any other -errno, a 5xx) are always told apart. */
 #pragma once
 
 #include <stdbool.h>
@@ -49,13 +58,15 @@ size_t store_connections(Store *st);
  * types: one letter per parameter: 'i' int64_t, 'd' double, 's' const char *
  * (NULL binds NULL), 'n' NULL (consumes no argument), 'b' bool (int). */
 int store_exec(Store *st, const char *sql, const char *types, ...);
-/* Runs a query and returns its rows as a JSON array of objects keyed by
- * column name. Integer columns whose name ends in "_at" become RFC 3339
- * strings; columns named "*_json" are parsed and renamed without the suffix;
- * columns whose name ends in "_bool" become booleans (suffix dropped). */
-json_t *store_query_json(Store *st, const char *sql, const char *types, ...);
-/* First row of store_query_json, or NULL when there is none. */
-json_t *store_query_one(Store *st, const char *sql, const char *types, ...);
+/* Runs a query: 0 and its rows in *ret as a JSON array of objects keyed by
+ * column name (empty when there is none), or negative (logged). Integer
+ * columns whose name ends in "_at" become RFC 3339 strings; columns named
+ * "*_json" are parsed and renamed without the suffix; columns whose name
+ * ends in "_bool" become booleans (suffix dropped). */
+int store_query_json(Store *st, json_t **ret, const char *sql, const char *types, ...);
+/* The first row of store_query_json(): 0 and *ret, -ENOENT when there is
+ * none, or negative. */
+int store_query_one(Store *st, json_t **ret, const char *sql, const char *types, ...);
 /* A single integer result; -ENOENT when no row. */
 int store_query_i64(Store *st, int64_t *ret, const char *sql, const char *types, ...);
 /* store_exec() for an INSERT: 0 and the new row's id in *ret_id (untouched
@@ -128,8 +139,8 @@ int store_group_rename(Store *st, int64_t id, const char *new_name);
 int store_group_move(Store *st, int64_t id, int64_t new_parent_id);
 /* Deletes an empty group; -ENOTEMPTY when it has hosts or children. */
 int store_group_delete(Store *st, int64_t id);
-json_t *store_group_list(Store *st, const char *path_filter);
-json_t *store_group_get(Store *st, int64_t id);
+int store_group_list(Store *st, const char *path_filter, json_t **ret);
+int store_group_get(Store *st, int64_t id, json_t **ret);
 /* Loads (id, parent) of every group, for in-memory chain walks when
  * filtering lists. Arrays are malloc'd. Returns count or negative. */
 int store_group_parents(Store *st, int64_t **ret_ids, int64_t **ret_parents);
@@ -179,10 +190,10 @@ int store_host_touch_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory
 int store_host_set_throttle(Store *st, int64_t id, int max_parallel_starts, int max_parallel_disk_ops);
 /* Deletes the host; its VMs are forgotten (rows deleted) only when force. */
 int store_host_delete(Store *st, int64_t id, bool force);
-json_t *store_host_list(Store *st, const char *name, int64_t group_id);
-json_t *store_host_get_json(Store *st, int64_t id);
+int store_host_list(Store *st, const char *name, int64_t group_id, json_t **ret);
+int store_host_get_json(Store *st, int64_t id, json_t **ret);
 /* The hosts among ids (n of them), in the shape of store_host_list(),
- * ordered by id; an id without a row is left out. 0 and *ret, or -EIO. */
+ * ordered by id; an id without a row is left out. 0 and *ret, or negative. */
 int store_host_list_ids(Store *st, const int64_t *ids, size_t n, json_t **ret);
 /* Ids of every host, for the monitor loop. Returns count or negative. */
 int store_host_ids(Store *st, int64_t **ret_ids);
@@ -226,8 +237,8 @@ int store_vm_disk_add(Store *st, int64_t vm_id, const StoreDisk *d);
 int store_vm_disks_clear(Store *st, int64_t vm_id);
 /* Returns count or negative; *ret malloc'd. */
 int store_vm_disks(Store *st, int64_t vm_id, StoreDisk **ret);
-json_t *store_vm_list(Store *st, const char *name, int64_t host_id, int64_t owner_id);
-json_t *store_vm_get_json(Store *st, int64_t id);
+int store_vm_list(Store *st, const char *name, int64_t host_id, int64_t owner_id, json_t **ret);
+int store_vm_get_json(Store *st, int64_t id, json_t **ret);
 /* The VMs among ids, as store_host_list_ids() does for hosts. */
 int store_vm_list_ids(Store *st, const int64_t *ids, size_t n, json_t **ret);
 /* VMs the database places on host_id: a malloc'd array; count or negative. */
@@ -250,8 +261,8 @@ int store_user_delete(Store *st, int64_t id);
 int store_user_scopes_set(Store *st, int64_t user_id, const int64_t *group_ids, size_t n);
 /* count or negative; *ret malloc'd */
 int store_user_scopes(Store *st, int64_t user_id, int64_t **ret);
-json_t *store_user_list(Store *st, const char *name);
-json_t *store_user_get_json(Store *st, int64_t id);
+int store_user_list(Store *st, const char *name, json_t **ret);
+int store_user_get_json(Store *st, int64_t id, json_t **ret);
 int store_token_insert(Store *st, int64_t user_id, const char *token_hash, int64_t expires_at_ms);
 /* Looks a live token up by hash: 0 and the user, -ENOENT when unknown or
  * expired. Slides last_used_at. */
@@ -329,13 +340,13 @@ int store_job_requeue(Store *st, int64_t id);
 int store_job_state(Store *st, int64_t id, char state[16]);
 /* Jobs newest first; state NULL for all, owner_id 0 for everyone's,
  * only_stuck for the running ones marked stuck. */
-json_t *store_job_list(Store *st, const char *state, int64_t owner_id, bool only_stuck, int limit);
-json_t *store_job_get_json(Store *st, int64_t id);
+int store_job_list(Store *st, const char *state, int64_t owner_id, bool only_stuck, int limit, json_t **ret);
+int store_job_get_json(Store *st, int64_t id, json_t **ret);
 
 /* ---- events and audit ---- */
 int store_event_add(Store *st, const char *severity, const char *kind, const char *object_kind,
                     int64_t object_id, const char *object_name, int64_t owner_id, const char *message);
-json_t *store_event_list(Store *st, int64_t since_id, int limit);
+int store_event_list(Store *st, int64_t since_id, int limit, json_t **ret);
 
 /* ---- the event stream's order (GET /api/v1/events/stream) ----
  * Event ids and job revisions (a job's "rev", renewed on every change of
@@ -344,15 +355,15 @@ json_t *store_event_list(Store *st, int64_t since_id, int limit);
 /* The highest number drawn so far (0 on an empty database). */
 int store_stream_seq(Store *st, int64_t *ret);
 /* Events with id > after, oldest first, at most limit. */
-json_t *store_event_list_after(Store *st, int64_t after, int limit);
+int store_event_list_after(Store *st, int64_t after, int limit, json_t **ret);
 /* Jobs whose last change is numbered > after, in that order, at most limit:
  * each in the shape of store_job_get_json() plus "stream_seq", the number
  * of its last change. */
-json_t *store_job_list_changed(Store *st, int64_t after, int limit);
+int store_job_list_changed(Store *st, int64_t after, int limit, json_t **ret);
 int store_audit_add(Store *st, int64_t user_id, const char *user_name, const char *address,
                     const char *action, const char *object_kind, int64_t object_id,
                     const char *object_name, const char *detail, const char *result);
-json_t *store_audit_list(Store *st, int limit);
+int store_audit_list(Store *st, int limit, json_t **ret);
 /* Deletes the audit rows recorded before before_ms (the retention). 0 or
  * -errno. */
 int store_audit_prune(Store *st, int64_t before_ms);

@@ -29,7 +29,7 @@ static int teardown(void **state) {
 }
 
 static const json_t *last_audit(Store *st, json_t **keep) {
-        *keep = store_audit_list(st, 1);
+        assert_int_equal(store_audit_list(st, 1, keep), 0);
         return json_array_get(*keep, 0);
 }
 

@@ -242,7 +242,8 @@ static void test_store_clusters_and_ha(void **state) {
         assert_int_equal(store_vm_ha_set(st, a, 0), 0);
         assert_int_equal(store_vm_ha_get(st, a, &p), -ENOENT);
 
-        json_t *cl = store_cluster_get_json(st, c);
+        json_t *cl = NULL;
+        assert_int_equal(store_cluster_get_json(st, c, &cl), 0);
         assert_non_null(cl);
         assert_int_equal(json_array_size(json_object_get(cl, "hosts")), 3);
         assert_int_equal(json_integer_value(json_object_get(cl, "n_ha_vms")), 1);
@@ -264,7 +265,8 @@ static void test_store_clusters_and_ha(void **state) {
         assert_int_equal(refs[0].vm_id, b);
         assert_int_equal(refs[0].priority, 1);
         free(refs);
-        json_t *pj = store_ha_pending_json(st);
+        json_t *pj = NULL;
+        assert_int_equal(store_ha_pending_json(st, &pj), 0);
         assert_string_equal(json_string_value(json_object_get(json_array_get(pj, 0), "reason")), "still no room");
         json_decref(pj);
         assert_int_equal(store_ha_pending_remove(st, b), 0);

@@ -448,11 +448,12 @@ static void test_rules(void **state) {
         assert_true(find(r, n, "h1")->rating == 0 && find(r, n, "h2")->rating == 0);
         assert_non_null(strstr(find(r, n, "h1")->reason, "affinity: 'web01' must share a host with 'db01', which runs on 'h2'"));
         free(r);
-        json_t *j = store_rule_get_json(st, rule);
+        json_t *j = NULL;
+        assert_int_equal(store_rule_get_json(st, rule, &j), 0);
         assert_string_equal(json_string_value(json_array_get(json_object_get(j, "vms"), 0)), "web01");
         json_decref(j);
         assert_int_equal(store_vm_delete(st, w2), 0);   /* members go with their VM */
-        j = store_rule_get_json(st, rule);
+        assert_int_equal(store_rule_get_json(st, rule, &j), 0);
         assert_int_equal(json_array_size(json_object_get(j, "vms")), 1);
         json_decref(j);
         assert_int_equal(store_rule_delete(st, rule), 0);
@@ -624,7 +625,8 @@ static void test_op_group_create_scope(void **state) {
         assert_string_equal(err.message, "User 'dana' (delegated-administrator) may not create host group 'Production/Web'.");
         assert_int_equal(group_rows(f->st), groups);
         assert_int_equal(audit_rows(f->st), audits + 1);
-        json_t *a = store_audit_list(f->st, 1);
+        json_t *a = NULL;
+        assert_int_equal(store_audit_list(f->st, 1, &a), 0);
         json_t *row = json_array_get(a, 0);
         assert_string_equal(jget_str(row, "result"), "denied");
         assert_string_equal(jget_str(row, "action"), "create");
@@ -644,7 +646,7 @@ static void test_op_group_create_scope(void **state) {
         assert_string_equal(jget_str(g, "path"), "Lab/Web");
         json_decref(g);
         assert_int_equal(group_rows(f->st), groups + 1);
-        a = store_audit_list(f->st, 1);
+        assert_int_equal(store_audit_list(f->st, 1, &a), 0);
         assert_string_equal(jget_str(json_array_get(a, 0), "action"), "group.create");
         assert_string_equal(jget_str(json_array_get(a, 0), "result"), "ok");
         json_decref(a);
@@ -700,12 +702,14 @@ static void test_op_vm_create(void **state) {
         assert_string_equal(jget_str(json_object_get(out, "job"), "kind"), "vm.create");
         assert_string_equal(jget_str(json_object_get(out, "placement"), "host"), "h1");
         json_decref(out);
-        json_t *a = store_audit_list(f->st, 1);
+        json_t *a = NULL;
+        assert_int_equal(store_audit_list(f->st, 1, &a), 0);
         assert_string_equal(jget_str(json_array_get(a, 0), "action"), "vm.create");
         assert_string_equal(jget_str(json_array_get(a, 0), "result"), "accepted");
         assert_non_null(strstr(jget_str(json_array_get(a, 0), "detail"), "h1 (chosen by placement, rating"));
         json_decref(a);
-        json_t *ev = store_event_list(f->st, 0, 10);
+        json_t *ev = NULL;
+        assert_int_equal(store_event_list(f->st, 0, 10, &ev), 0);
         bool placed = false;
         size_t i;
         json_t *it;
@@ -720,6 +724,54 @@ static void test_op_vm_create(void **state) {
         assert_string_equal(err.message, "A VM named 'web01' already exists.");
         inventory_free(inv);
         jobs_free(jobs);
+}
+
+/* A database failure is not "not found": showing a VM or a host answers 5xx
+ * "internal" with a sentence that names no SQL, table or file, where a
+ * missing one answers 404 as it always did. */
+static void test_op_show_db_error(void **state) {
+        Fixture *f = *state;
+        Inventory *inv = NULL;
+        assert_int_equal(inventory_new(f->st, NULL, NULL, &inv), 0);
+        int64_t h1 = add_host(f->st, "h1", 1, 8, 4096, "ok");
+        int64_t v1 = add_vm(f->st, "web01", h1, 1, 512, "running");
+        OpCaller admin = { .subj = { .user_id = 1, .role = ROLE_ADMIN }, .user_id = 1, .user_name = "admin", .role_name = "administrator" };
+        OpError err = {0};
+        json_t *out = NULL;
+
+        assert_int_equal(inventory_vm_get(inv, &admin, v1 + 100, &out, &err), -ENOENT);
+        assert_int_equal(err.status, 404);
+        assert_string_equal(err.code, "not_found");
+        assert_string_equal(err.message, "There is no VM with id 101.");
+        assert_null(out);
+        assert_int_equal(inventory_vm_get(inv, &admin, v1, &out, &err), 0);
+        assert_string_equal(jget_str(out, "name"), "web01");
+        json_decref(out);
+        out = NULL;
+
+        assert_int_equal(tmpstore_break_table(f->st, "vm"), 0);
+        memset(&err, 0, sizeof err);
+        int r = inventory_vm_get(inv, &admin, v1, &out, &err);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_null(out);
+        assert_int_equal(err.status, 500);
+        assert_string_equal(err.code, "internal");
+        assert_string_equal(err.message, "A database error occurred while handling the VM.");
+        /* A host's row counts its VMs: it fails the same way. */
+        memset(&err, 0, sizeof err);
+        r = inventory_host_get(inv, &admin, h1, &out, &err);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_int_equal(err.status, 500);
+        assert_string_equal(err.code, "internal");
+        assert_null(strstr(err.message, "vm"));
+        assert_null(strstr(err.message, "SELECT"));
+        assert_null(strstr(err.message, f->path));
+        /* A busy database is 503 "busy", to be retried. */
+        memset(&err, 0, sizeof err);
+        assert_int_equal(op_fail_store(&err, -EBUSY, "the VM"), -EBUSY);
+        assert_int_equal(err.status, 503);
+        assert_string_equal(err.code, "busy");
+        inventory_free(inv);
 }
 
 int main(void) {
@@ -739,6 +791,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_throttle_priority_first, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_op_group_create_scope, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_op_vm_create, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_op_show_db_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_throttle_priority_bounded, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,7 @@
 
 #include "library/library.h"
 #include "store/store-library.h"
+#include "tmpstore.h"
 
 static char dir[256];
 
@@ -409,7 +410,8 @@ static OpCaller caller(AuthRole role, int64_t id, const char *name, const char *
 
 /* The newest audit record's action and result. */
 static void assert_last_audit(Store *st, const char *action, const char *result) {
-        _cleanup_json_ json_t *all = store_audit_list(st, 100);
+        _cleanup_json_ json_t *all = NULL;
+        assert_int_equal(store_audit_list(st, 100, &all), 0);
         json_t *last = NULL, *a;
         size_t i;
         json_array_foreach(all, i, a) if (!last || jget_int(a, "id") > jget_int(last, "id"))
@@ -420,7 +422,8 @@ static void assert_last_audit(Store *st, const char *action, const char *result)
 }
 
 static size_t n_shares(Store *st) {
-        _cleanup_json_ json_t *all = store_share_list(st);
+        _cleanup_json_ json_t *all = NULL;
+        assert_int_equal(store_share_list(st, &all), 0);
         return json_array_size(all);
 }
 
@@ -495,7 +498,8 @@ static void ops_deploy_fixture(Ops *o) {
 }
 
 static size_t n_vms(Store *st) {
-        _cleanup_json_ json_t *all = store_vm_list(st, NULL, 0, 0);
+        _cleanup_json_ json_t *all = NULL;
+        assert_int_equal(store_vm_list(st, NULL, 0, 0, &all), 0);
         return json_array_size(all);
 }
 
@@ -585,6 +589,44 @@ static void test_op_deploy_all_or_nothing(void **state) {
         ops_close(&o);
 }
 
+/* A database failure is not "not found": showing a library item or a
+ * template answers 5xx "internal" (no SQL or file in the sentence), where a
+ * missing one answers 404 as it always did. */
+static void test_op_show_db_error(void **state) {
+        Ops o;
+        ops_open(&o);
+        OpCaller admin = caller(ROLE_ADMIN, o.admin_id, "root", "administrator");
+        OpError err = { 0 };
+        json_t *out = NULL;
+        assert_int_equal(library_item_get(o.st, &admin, 42, &out, &err), -ENOENT);
+        assert_int_equal(err.status, 404);
+        assert_string_equal(err.code, "not_found");
+        assert_string_equal(err.message, "There is no library item with id 42.");
+        memset(&err, 0, sizeof err);
+        assert_int_equal(library_template_get(o.st, &admin, 7, &out, &err), -ENOENT);
+        assert_int_equal(err.status, 404);
+        assert_string_equal(err.message, "There is no template with id 7.");
+        assert_null(out);
+
+        assert_int_equal(tmpstore_break_table(o.st, "library_item"), 0);
+        memset(&err, 0, sizeof err);
+        int r = library_item_get(o.st, &admin, 42, &out, &err);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_int_equal(err.status, 500);
+        assert_string_equal(err.code, "internal");
+        assert_string_equal(err.message, "A database error occurred while handling the library item.");
+        /* A template's row names its base item: it fails the same way. */
+        memset(&err, 0, sizeof err);
+        r = library_template_get(o.st, &admin, 7, &out, &err);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_int_equal(err.status, 500);
+        assert_string_equal(err.code, "internal");
+        assert_null(strstr(err.message, "SELECT"));
+        assert_null(strstr(err.message, "ops.db"));
+        assert_null(out);
+        ops_close(&o);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_detect),
@@ -599,6 +641,7 @@ int main(void) {
                 cmocka_unit_test(test_op_share_create),
                 cmocka_unit_test(test_op_self_service_deploy_quota),
                 cmocka_unit_test(test_op_deploy_all_or_nothing),
+                cmocka_unit_test(test_op_show_db_error),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -139,7 +139,8 @@ static void test_model_follows(void **state) {
         assert_int_equal(r->group_id, g);
         assert_int_equal(r->owner_id, u);
         /* Exactly the store's JSON. */
-        _cleanup_json_ json_t *truth = store_vm_get_json(st, v1);
+        _cleanup_json_ json_t *truth = NULL;
+        assert_int_equal(store_vm_get_json(st, v1, &truth), 0);
         assert_true(json_equal(truth, r->json));
         const ModelRow *hr = model_row_find(s0->hosts, h);
         assert_non_null(hr);

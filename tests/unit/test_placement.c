@@ -187,7 +187,8 @@ static void test_ops_errors(void **state) {
         assert_string_equal(err.code, "no_capacity");
 
         /* denials are audited */
-        _cleanup_json_ json_t *audit = store_audit_list(st, 10);
+        _cleanup_json_ json_t *audit = NULL;
+        assert_int_equal(store_audit_list(st, 10, &audit), 0);
         size_t i;
         json_t *a;
         int denied = 0;

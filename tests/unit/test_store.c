@@ -12,6 +12,8 @@
 #include "store/store-ha.h"
 #include "store/store-monitor.h"
 #include "store/store-priv.h"
+#include "store/store-library.h"
+#include "tmpstore.h"
 
 static char dir[] = "/tmp/armada-test-store-XXXXXX";
 
@@ -186,7 +188,8 @@ static void test_host_identity_claims(void **state) {
         assert_int_equal(store_host_all(st, &all), 3);
         assert_string_equal(all[1].identity, uuid_a);
         free(all);
-        json_t *j = store_host_get_json(st, h2);
+        json_t *j = NULL;
+        assert_int_equal(store_host_get_json(st, h2, &j), 0);
         assert_string_equal(json_string_value(json_object_get(j, "hv_uuid")), uuid_a + 5);
         json_decref(j);
         for (int64_t id = h1; id <= h3; id++)
@@ -414,17 +417,20 @@ static void test_stream_sequence(void **state) {
         assert_int_equal(seq, base + 4);
 
         /* Events interleave with the job's changes: ids base+2 and base+4. */
-        _cleanup_json_ json_t *evs = store_event_list_after(st, base, 10);
+        _cleanup_json_ json_t *evs = NULL;
+        assert_int_equal(store_event_list_after(st, base, 10, &evs), 0);
         assert_int_equal(json_array_size(evs), 2);
         assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 0), "id")), base + 2);
         assert_int_equal(json_integer_value(json_object_get(json_array_get(evs, 1), "id")), base + 4);
         /* The job once, in its latest state, numbered by its last change. */
-        _cleanup_json_ json_t *jobs = store_job_list_changed(st, base, 10);
+        _cleanup_json_ json_t *jobs = NULL;
+        assert_int_equal(store_job_list_changed(st, base, 10, &jobs), 0);
         assert_int_equal(json_array_size(jobs), 1);
         json_t *j = json_array_get(jobs, 0);
         assert_int_equal(json_integer_value(json_object_get(j, "stream_seq")), base + 3);
         assert_int_equal(json_integer_value(json_object_get(j, "progress")), 50);
-        _cleanup_json_ json_t *none = store_job_list_changed(st, base + 3, 10);
+        _cleanup_json_ json_t *none = NULL;
+        assert_int_equal(store_job_list_changed(st, base + 3, 10, &none), 0);
         assert_int_equal(json_array_size(none), 0);
 
         /* Inside a transaction the hook waits for the commit; a rollback
@@ -442,7 +448,8 @@ static void test_stream_sequence(void **state) {
         assert_int_equal(store_begin(st), 0);
         assert_int_equal(store_commit(st), 0);
         assert_int_equal(hook_calls, 1);
-        _cleanup_json_ json_t *done = store_job_list_changed(st, base + 4, 10);
+        _cleanup_json_ json_t *done = NULL;
+        assert_int_equal(store_job_list_changed(st, base + 4, 10, &done), 0);
         assert_int_equal(json_array_size(done), 1);
         assert_int_equal(json_integer_value(json_object_get(json_array_get(done, 0), "stream_seq")), base + 5);
         store_set_change_hook(st, NULL, NULL);
@@ -476,6 +483,66 @@ static void test_thread_connection_closed_at_exit(void **state) {
         assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM host", ""), 0);
 }
 
+/* The one idiom (store.h): a getter says -ENOENT for a missing row, and
+ * something else when the database fails, leaving ret untouched either
+ * way; a list of nothing is 0 and an empty array. The database is broken
+ * on purpose (tmpstore_break_table). */
+static void test_getter_missing_vs_failed(void **state) {
+        TmpStore *t = tmpstore_new("idiom");
+        assert_non_null(t);
+        Store *st = t->st;
+        StoreVm vm = { .cpus = 1, .memory_mib = 64 };
+        snprintf(vm.uuid, sizeof vm.uuid, "0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b");
+        snprintf(vm.name, sizeof vm.name, "idiom01");
+        snprintf(vm.state, sizeof vm.state, "shutoff");
+        snprintf(vm.origin, sizeof vm.origin, "created");
+        int64_t id;
+        assert_int_equal(store_vm_insert(st, &vm, &id), 0);
+
+        json_t *j = NULL, *arr = NULL;
+        StoreVm got;
+        assert_int_equal(store_vm_get_json(st, id + 1000, &j), -ENOENT);
+        assert_null(j);
+        assert_int_equal(store_vm_get(st, id + 1000, &got), -ENOENT);
+        assert_int_equal(store_item_get_json(st, 42, &j), -ENOENT);
+        assert_null(j);
+        assert_int_equal(store_query_one(st, &j, "SELECT 1 AS one WHERE 0", ""), -ENOENT);
+        assert_null(j);
+        assert_int_equal(store_vm_list(st, "nobody", 0, 0, &arr), 0);
+        assert_true(json_is_array(arr) && json_array_size(arr) == 0);
+        json_decref(arr);
+        arr = NULL;
+        assert_int_equal(store_vm_get_json(st, id, &j), 0);
+        assert_string_equal(json_string_value(json_object_get(j, "name")), "idiom01");
+        json_decref(j);
+        j = NULL;
+
+        /* The tables gone under it: an error, and not -ENOENT. */
+        assert_int_equal(tmpstore_break_table(st, "vm"), 0);
+        assert_int_equal(tmpstore_break_table(st, "library_item"), 0);
+        int r = store_vm_get_json(st, id, &j);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_null(j);
+        r = store_vm_get_json(st, id + 1000, &j);
+        assert_true(r < 0 && r != -ENOENT);
+        r = store_vm_get(st, id, &got);
+        assert_true(r < 0 && r != -ENOENT);
+        r = store_vm_list(st, NULL, 0, 0, &arr);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_null(arr);
+        r = store_item_get_json(st, 42, &j);
+        assert_true(r < 0 && r != -ENOENT);
+        assert_null(j);
+        r = store_query_json(st, &arr, "SELECT * FROM vm", "");
+        assert_int_equal(r, -EIO);
+        assert_null(arr);
+        /* A database another writer held past the busy timeout is -EBUSY
+         * (503, worth a retry), not -EIO. */
+        assert_int_equal(store_errcode(store_db(st), SQLITE_BUSY, "test"), -EBUSY);
+        assert_int_equal(store_errcode(store_db(st), SQLITE_LOCKED, "test"), -EBUSY);
+        assert_int_equal(tmpstore_free(t), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migrations_once),
@@ -490,6 +557,7 @@ int main(void) {
                 cmocka_unit_test(test_installation_id_is_stable),
                 cmocka_unit_test(test_stream_sequence),
                 cmocka_unit_test(test_thread_connection_closed_at_exit),
+                cmocka_unit_test(test_getter_missing_vs_failed),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -37,3 +37,13 @@ static inline int tmpstore_free(TmpStore *t) {
         free(t);
         return r;
 }
+
+/* Breaks table under the store, deterministically, for the tests of "a
+ * database error is not 'not found'": it is renamed (its rows, indexes and
+ * triggers follow), so every statement that names it fails to prepare
+ * ("no such table") on every connection. 0 or negative. */
+static inline int tmpstore_break_table(Store *st, const char *table) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "ALTER TABLE %s RENAME TO %s_broken", table, table);
+        return store_exec(st, sql, "");
+}
