@@ -210,23 +210,82 @@ int monitor_op_assess_report(Store *st, const OpCaller *c, const PlaceHostModel 
 
 /* The Prometheus exposition: unless metrics_public, authorization (the
  * request's Authorization header, may be NULL) must carry an
- * administrator's bearer token (401/403 else). *ret: malloc'd text. Hosts
- * and VMs from snap when given, as monitor_op_health. */
-int monitor_op_prometheus(Store *st, const ModelSnap *snap, const char *authorization, bool metrics_public, uint64_t login_rate_limited, char **ret,
+ * administrator's bearer token (401/403 else). The hosts' and VMs' families
+ * are the newest built answer (monitor_answers_start; at most
+ * MONITOR_ANSWER_INTERVAL_MS plus a build old, armada_answer_age_seconds
+ * says how old); the rest (jobs, alerts, deliveries, the process) and extra
+ * (the API's own families) are read for the request. *ret: malloc'd, gzip
+ * (*ret_gzip, one gzip member of the whole text) when spec->gzip. */
+typedef struct {
+        const char *authorization;
+        bool metrics_public;
+        uint64_t login_rate_limited;
+        const char *extra;        /* appended as is; may be NULL */
+        bool gzip;                /* the client takes gzip */
+} MonitorPromSpec;
+int monitor_op_prometheus(Store *st, const ModelSnap *snap, const MonitorPromSpec *spec, char **ret, size_t *ret_len, bool *ret_gzip,
                           OpError *err);
-/* The health tree serialized (compact JSON, as the API answers it) as far as
- * the caller sees it (monitor_op_health()); *ret malloc'd, *ret_len its
- * length. Whoever sees everything gets the cached bytes of the last tree
- * while the read model's generations, the open alerts (their stamp) and
- * the snapshot are unchanged. */
-int monitor_op_health_text(Store *st, const ModelSnap *snap, const OpCaller *c, char **ret, size_t *ret_len, OpError *err);
-/* A counter that moves after every monitor round committed its figures
- * (perf_latest, alerts): the /metrics cache is keyed by it. */
-uint64_t monitor_round_generation(void);
-/* Fills the /health and /metrics caches for snap unless they hold its
- * answers already: the collector calls it after each round, so that a
- * request seldom pays for the build. */
+
+/* ---- the answers of /health and /metrics ----
+ * The newest built answer of each, immutable once built and shared by every
+ * request that sends it (a reference each). A request never builds while an
+ * answer exists: the builder thread rebuilds one when what it shows changed
+ * (a host's or VM's name, state, place, owner or size, a group, the open
+ * alerts for /health, a monitor round for /metrics -- not last_seen_at),
+ * at most once per interval, so an answer is at most about an interval
+ * plus a build behind. */
+#define MONITOR_ANSWER_INTERVAL_MS 1000
+typedef struct MonitorAnswer {
+        int refs;                 /* atomic */
+        int64_t built_at;         /* wall clock, ms since the epoch: when its inputs were read */
+        int64_t built_mono;       /* the same moment, monotonic ms */
+        uint64_t key;             /* digest of what it was built from */
+        json_t *tree;             /* /health: the whole tree, "generated_at" in its root */
+        char *text;               /* /health: the tree's bytes; /metrics: the hosts' and VMs' families */
+        size_t len;
+        char *gz;                 /* /health: gzip of text; /metrics: text as raw deflate, sync-flushed; NULL if none */
+        size_t gz_len;
+        uint32_t crc;             /* /metrics: crc32 of text */
+        char etag[48];            /* W/"..." */
+} MonitorAnswer;
+MonitorAnswer *monitor_answer_ref(MonitorAnswer *a);
+/* Accepts NULL; returns NULL. */
+MonitorAnswer *monitor_answer_unref(MonitorAnswer *a);
+static inline void monitor_answer_unrefp(MonitorAnswer **a) { monitor_answer_unref(*a); }
+
+/* Starts the builder thread (one per process): every interval_ms (0: the
+ * default) it takes a snapshot of model and rebuilds the answers whose
+ * inputs changed. 0, -EALREADY or -errno. */
+int monitor_answers_start(Store *st, Model *model, int64_t interval_ms);
+/* Stops it and drops the answers. Accepts a builder never started. */
+void monitor_answers_stop(void);
+/* One step of the builder, on the caller's thread: rebuilds each answer
+ * whose inputs changed since it was built. Bit 0: /health built, bit 1:
+ * /metrics. (The builder's loop calls it; tests call it directly.) */
+unsigned monitor_answers_step(Store *st, const ModelSnap *snap);
+/* After a monitor round: without a builder thread, the step at once
+ * (with one, its next step sees the new round). */
 void monitor_answers_warm(Store *st, const ModelSnap *snap);
+/* A counter that moves after every monitor round committed its figures
+ * (perf_latest, alerts): the /metrics answer is keyed by it. */
+uint64_t monitor_round_generation(void);
+
+/* GET /health: the newest answer (a reference in ret->answer), built now
+ * only when there is none yet or fresh asks for one built after the request
+ * came (administrators only: it costs a build; 403 naming "fresh" else).
+ * Whoever sees everything gets the answer's bytes (ret->whole); anyone else
+ * their view of it (monitor_health_view), whose ETag (ret->etag) is the
+ * answer's and who asks. */
+typedef struct {
+        MonitorAnswer *answer;
+        bool whole;
+        char etag[48];
+} MonitorHealthReply;
+int monitor_op_health_answer(Store *st, const ModelSnap *snap, const OpCaller *c, bool fresh, MonitorHealthReply *ret, OpError *err);
+/* The caller's view of rep's tree (hidden nodes left out, visible
+ * descendants lifted up, several roots under a "view"; generated_at kept),
+ * serialized: *ret malloc'd. Copies only the visible nodes, shallowly. */
+void monitor_health_view(Store *st, const OpCaller *c, const MonitorHealthReply *rep, char **ret, size_t *ret_len);
 
 /* ================================================================== */
 /* Pure functions: no I/O, no allocation unless stated.               */
@@ -343,6 +402,11 @@ typedef struct {
  * dm- devices are left out (they repeat the underlying disks). 0, or
  * -EINVAL when nothing of it is node_exporter's. */
 int mon_node_exporter_parse(const char *text, MonNodeExporter *ret);
+
+/* The answers' builder: when its next step is due, a step every
+ * interval_ms after the last one (last: monotonic ms of the last step's
+ * start). Changes in between are taken by that one step (coalesced). */
+int64_t mon_answer_next_step(int64_t last, int64_t now, int64_t interval_ms);
 
 /* Webhook retry delay after attempts failures: base * 2^(attempts-1),
  * at most max_ms. */
