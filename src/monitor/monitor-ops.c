@@ -358,15 +358,13 @@ int monitor_answers_start(Store *st, Model *model, int64_t interval_ms) {
 
 void monitor_answers_stop(void) {
         pthread_mutex_lock(&A.lock);
-        if (!A.running) {
+        if (A.running) {
+                A.stop = true;
+                pthread_cond_broadcast(&A.wake);
                 pthread_mutex_unlock(&A.lock);
-                return;
+                pthread_join(A.thread, NULL);
+                pthread_mutex_lock(&A.lock);
         }
-        A.stop = true;
-        pthread_cond_broadcast(&A.wake);
-        pthread_mutex_unlock(&A.lock);
-        pthread_join(A.thread, NULL);
-        pthread_mutex_lock(&A.lock);
         A.running = false;
         MonitorAnswer *old[2] = { A.newest[0], A.newest[1] };
         A.newest[0] = A.newest[1] = NULL;

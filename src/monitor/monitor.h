@@ -257,7 +257,7 @@ static inline void monitor_answer_unrefp(MonitorAnswer **a) { monitor_answer_unr
  * default) it takes a snapshot of model and rebuilds the answers whose
  * inputs changed. 0, -EALREADY or -errno. */
 int monitor_answers_start(Store *st, Model *model, int64_t interval_ms);
-/* Stops it and drops the answers. Accepts a builder never started. */
+/* Stops it (if started) and drops the answers. */
 void monitor_answers_stop(void);
 /* One step of the builder, on the caller's thread: rebuilds each answer
  * whose inputs changed since it was built. Bit 0: /health built, bit 1:
