@@ -95,21 +95,23 @@ static void h_health(Req *r) {
                 }
                 return reply_answer_bytes(r, a, a->text, a->len);
         }
-        char *text = NULL;
-        size_t len = 0;
-        monitor_health_view(r->api->st, &c, &rep, &text, &len);
-        monitor_answer_unref(rep.answer);
-        char *z = NULL;
-        size_t zn = 0;
-        if (gz && len > 1024 && api_gzip(text, len, &z, &zn) == 0) {
-                free(text);
-                text = z;
-                len = zn;
+        /* A view of the answer, kept with it (one build per scope and answer). */
+        MonitorView *owned = NULL;
+        const MonitorView *v = monitor_health_view(r->api->st, &c, &rep, &owned);
+        bool use_gz = gz && v->gz;
+        if (use_gz)
                 reply_header(r, "Content-Encoding", "gzip");
-        }
+        if (!owned)
+                return reply_answer_bytes(r, rep.answer, use_gz ? v->gz : v->text, use_gz ? v->gz_len : v->len);
+        monitor_answer_unref(rep.answer);
         r->status = 200;
-        r->raw = text;
-        r->raw_len = len;
+        r->raw = use_gz ? owned->gz : owned->text;
+        r->raw_len = use_gz ? owned->gz_len : owned->len;
+        if (use_gz)
+                owned->gz = NULL;
+        else
+                owned->text = NULL;
+        monitor_view_free(owned);
 }
 
 /* ------------------------------------------------------------------ */

@@ -84,11 +84,24 @@ MonitorAnswer *monitor_answer_ref(MonitorAnswer *a) {
 MonitorAnswer *monitor_answer_unref(MonitorAnswer *a) {
         if (!a || __atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL) > 0)
                 return NULL;
+        for (MonitorView *v = a->views, *next; v; v = next) {
+                next = v->next;
+                monitor_view_free(v);
+        }
+        pthread_mutex_destroy(&a->views_lock);
         json_decref(a->tree);
         free(a->text);
         free(a->gz);
         free(a);
         return NULL;
+}
+
+void monitor_view_free(MonitorView *v) {
+        if (!v)
+                return;
+        free(v->text);
+        free(v->gz);
+        free(v);
 }
 
 /* FNV-1a. */
@@ -196,6 +209,7 @@ static int deflate_bytes(const char *in, size_t n, int window_bits, int flush, c
 static MonitorAnswer *answer_build(Store *st, const ModelSnap *snap, AnswerKind kind, uint64_t key) {
         MonitorAnswer *a = xcalloc(1, sizeof *a);
         *a = (MonitorAnswer) { .refs = 1, .built_at = now_ms(), .built_mono = mono_ms(), .key = key };
+        pthread_mutex_init(&a->views_lock, NULL);
         if (kind == ANSWER_HEALTH) {
                 a->tree = monitor_health_json_from(st, snap);
                 if (!a->tree)
@@ -473,9 +487,48 @@ int monitor_op_health_answer(Store *st, const ModelSnap *snap, const OpCaller *c
         return 0;
 }
 
-void monitor_health_view(Store *st, const OpCaller *c, const MonitorHealthReply *rep, char **ret, size_t *ret_len) {
-        _cleanup_json_ json_t *vis = health_filtered(st, c, rep->answer->tree);
-        *ret = dump_answer(vis, ret_len);
+#define VIEWS_MAX 16
+
+static MonitorView *view_find(MonitorAnswer *a, const char *etag) {
+        for (MonitorView *v = a->views; v; v = v->next)
+                if (streq(v->etag, etag))
+                        return v;
+        return NULL;
+}
+
+const MonitorView *monitor_health_view(Store *st, const OpCaller *c, const MonitorHealthReply *rep, MonitorView **ret_owned) {
+        MonitorAnswer *a = rep->answer;
+        *ret_owned = NULL;
+        pthread_mutex_lock(&a->views_lock);
+        MonitorView *v = view_find(a, rep->etag);
+        pthread_mutex_unlock(&a->views_lock);
+        if (v)
+                return v;
+        /* Built outside the lock: two callers of one scope at once may both
+         * build it; the first one kept wins. */
+        _cleanup_json_ json_t *vis = health_filtered(st, c, a->tree);
+        v = xcalloc(1, sizeof *v);
+        snprintf(v->etag, sizeof v->etag, "%s", rep->etag);
+        v->text = dump_answer(vis, &v->len);
+        if (v->len > 1024 && deflate_bytes(v->text, v->len, 15 + 16, Z_FINISH, &v->gz, &v->gz_len) < 0)
+                v->gz = NULL;
+        pthread_mutex_lock(&a->views_lock);
+        MonitorView *other = view_find(a, rep->etag);
+        bool keep = !other && a->n_views < VIEWS_MAX && a->views_bytes + v->len + v->gz_len <= 2 * a->len + 65536;
+        if (keep) {
+                v->next = a->views;
+                a->views = v;
+                a->n_views++;
+                a->views_bytes += v->len + v->gz_len;
+        }
+        pthread_mutex_unlock(&a->views_lock);
+        if (other) {
+                monitor_view_free(v);
+                return other;
+        }
+        if (!keep)
+                *ret_owned = v;
+        return v;
 }
 
 int monitor_op_health(Store *st, const ModelSnap *snap, const OpCaller *c, json_t **ret, OpError *err) {

@@ -14,6 +14,7 @@
  * are built from, exported for the unit tests. */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,7 +58,7 @@ typedef struct {
         int64_t audit_retention_ms;      /* audit rows older than this are pruned, default 90 days */
         MonitorEachConn each_conn;       /* required for sampling hosts */
         void *conn_source;
-        Model *model;                    /* optional: after each round the /health and /metrics caches are refilled from it */
+        Model *model;                    /* optional: after each round monitor_answers_warm() gets a snapshot of it */
 } MonitorConfig;
 
 typedef struct Monitor Monitor;
@@ -247,7 +248,23 @@ typedef struct MonitorAnswer {
         size_t gz_len;
         uint32_t crc;             /* /metrics: crc32 of text */
         char etag[48];            /* W/"..." */
+        /* /health: views of callers who see a part, built from it (and
+         * freed with it), newest first: one build per scope and answer. */
+        pthread_mutex_t views_lock;
+        struct MonitorView *views;
+        size_t n_views, views_bytes;
 } MonitorAnswer;
+/* A caller's view of the /health answer, serialized (and gzip'd when over
+ * 1 KiB; gz NULL else). */
+typedef struct MonitorView {
+        struct MonitorView *next;
+        char etag[48];
+        char *text;
+        size_t len;
+        char *gz;
+        size_t gz_len;
+} MonitorView;
+void monitor_view_free(MonitorView *v);
 MonitorAnswer *monitor_answer_ref(MonitorAnswer *a);
 /* Accepts NULL; returns NULL. */
 MonitorAnswer *monitor_answer_unref(MonitorAnswer *a);
@@ -283,9 +300,13 @@ typedef struct {
 } MonitorHealthReply;
 int monitor_op_health_answer(Store *st, const ModelSnap *snap, const OpCaller *c, bool fresh, MonitorHealthReply *ret, OpError *err);
 /* The caller's view of rep's tree (hidden nodes left out, visible
- * descendants lifted up, several roots under a "view"; generated_at kept),
- * serialized: *ret malloc'd. Copies only the visible nodes, shallowly. */
-void monitor_health_view(Store *st, const OpCaller *c, const MonitorHealthReply *rep, char **ret, size_t *ret_len);
+ * descendants lifted up, several roots under a "view"; generated_at kept).
+ * Built once per answer and view ETag (copying only the visible nodes,
+ * shallowly) and kept with the answer: the result is valid while
+ * rep->answer is held. When the answer keeps no more views (16, or twice
+ * its own size) the view is built for this call only: *ret_owned is set to
+ * it (free with monitor_view_free) and returned. */
+const MonitorView *monitor_health_view(Store *st, const OpCaller *c, const MonitorHealthReply *rep, MonitorView **ret_owned);
 
 /* ================================================================== */
 /* Pure functions: no I/O, no allocation unless stated.               */

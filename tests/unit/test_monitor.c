@@ -611,6 +611,19 @@ static void test_answers_builder(void **state) {
         assert_string_not_equal(rep.etag, old->etag);
         monitor_answer_unref(rep.answer);
         monitor_answer_unref(old);   /* still valid after the swap: its own reference */
+        /* A caller who sees a part: a view built once per answer and scope. */
+        OpCaller self = { .subj = { .role = ROLE_SELF_SERVICE, .user_id = 3 }, .user_id = 3, .user_name = "self" };
+        assert_int_equal(monitor_op_health_answer(st, snap, &self, false, &rep, &err), 0);
+        assert_false(rep.whole);
+        assert_string_not_equal(rep.etag, rep.answer->etag);
+        MonitorView *owned = NULL;
+        const MonitorView *view = monitor_health_view(st, &self, &rep, &owned);
+        assert_null(owned);
+        assert_null(strstr(view->text, "a1-vm"));            /* not theirs */
+        assert_non_null(strstr(view->text, "\"generated_at\""));
+        assert_ptr_equal(monitor_health_view(st, &self, &rep, &owned), view);
+        assert_null(strstr(rep.answer->text, "\"kind\":\"view\""));   /* the shared tree is untouched */
+        monitor_answer_unref(rep.answer);
         OpCaller ro = { .subj = { .role = ROLE_READ_ONLY }, .user_id = 2, .user_name = "ro" };
         assert_int_equal(monitor_op_health_answer(st, snap, &ro, true, &rep, &err), -EPERM);
         assert_int_equal(err.status, 403);
