@@ -588,8 +588,3 @@ int64_t mon_backoff_ms(int attempts, int64_t base_ms, int64_t max_ms) {
                 d *= 2;
         return d > max_ms ? max_ms : d;
 }
-
-int64_t mon_answer_next_step(int64_t last, int64_t now, int64_t interval_ms) {
-        (void) now;
-        return last + (interval_ms > 0 ? interval_ms : 1);
-}

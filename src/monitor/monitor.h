@@ -424,11 +424,6 @@ typedef struct {
  * -EINVAL when nothing of it is node_exporter's. */
 int mon_node_exporter_parse(const char *text, MonNodeExporter *ret);
 
-/* The answers' builder: when its next step is due, a step every
- * interval_ms after the last one (last: monotonic ms of the last step's
- * start). Changes in between are taken by that one step (coalesced). */
-int64_t mon_answer_next_step(int64_t last, int64_t now, int64_t interval_ms);
-
 /* Webhook retry delay after attempts failures: base * 2^(attempts-1),
  * at most max_ms. */
 int64_t mon_backoff_ms(int attempts, int64_t base_ms, int64_t max_ms);
