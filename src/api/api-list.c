@@ -290,7 +290,7 @@ static void list_etag(Req *r, const ModelSnap *s, const ListQuery *q, char out[6
 }
 
 /* Whether If-None-Match names etag (or is "*"); weak comparison. */
-static bool etag_matches(Req *r, const char *etag) {
+bool api_etag_matches(Req *r, const char *etag) {
         const char *v = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "If-None-Match");
         if (!v)
                 return false;
@@ -311,7 +311,7 @@ static bool etag_matches(Req *r, const char *etag) {
 }
 
 /* Whether the client takes gzip (Accept-Encoding, q=0 refuses). */
-static bool accepts_gzip(Req *r) {
+bool api_accepts_gzip(Req *r) {
         const char *v = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Accept-Encoding");
         if (!v)
                 return false;
@@ -329,7 +329,7 @@ static bool accepts_gzip(Req *r) {
 }
 
 /* gzip of in (RFC 1952). 0 and *ret (malloc'd), or -EIO. */
-static int gzip_body(const char *in, size_t n, char **ret, size_t *ret_len) {
+int api_gzip(const char *in, size_t n, char **ret, size_t *ret_len) {
         z_stream z = {0};
         /* Level 1: lists are large and compress well even so; the CPU goes
          * to the next request. 15 + 16: a gzip header and trailer. */
@@ -520,7 +520,7 @@ static bool list_stream(Req *r, ModelSnap *snap, ListQuery *q) {
         const char *from = q->name ? q->name : q->name_prefix;
         if (from)
                 s->next = model_name_from(t, from);
-        if (accepts_gzip(r)) {
+        if (api_accepts_gzip(r)) {
                 if (deflateInit2(&s->z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK)
                         s->gzip = true;
         }
@@ -561,7 +561,7 @@ static void list_reply(Req *r, bool vms) {
         list_etag(r, s, q, etag);
         reply_header(r, "ETag", etag);
         reply_header(r, "Vary", "Accept-Encoding");
-        if (etag_matches(r, etag)) {
+        if (api_etag_matches(r, etag)) {
                 r->status = 304;
                 return;
         }
@@ -594,7 +594,7 @@ static void list_reply(Req *r, bool vms) {
         char *body = strbuf_steal(&b);
         char *gz = NULL;
         size_t gz_len = 0;
-        if (len > 1024 && accepts_gzip(r) && gzip_body(body, len, &gz, &gz_len) == 0) {
+        if (len > 1024 && api_accepts_gzip(r) && api_gzip(body, len, &gz, &gz_len) == 0) {
                 free(body);
                 body = gz;
                 len = gz_len;

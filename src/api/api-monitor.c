@@ -51,19 +51,67 @@ static void h_series(Req *r) {
 /* ------------------------------------------------------------------ */
 /* health */
 
+static void answer_free(void *cls) {
+        monitor_answer_unref(cls);
+}
+
+/* Sends len bytes at p that belong to answer a, without copying them: the
+ * response holds a reference until MHD is done with it (takes a's). */
+static void reply_answer_bytes(Req *r, MonitorAnswer *a, const char *p, size_t len) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(len, (void *) p, answer_free, a);
+        if (!resp) {
+                monitor_answer_unref(a);
+                return reply_error(r, 500, "internal", NULL, "The answer could not be sent.");
+        }
+        r->status = 200;
+        r->mhd_resp = resp;
+}
+
 static void h_health(Req *r) {
+        int64_t fresh;
+        if (!req_query_int(r, "fresh", 0, 0, 1, &fresh))
+                return;
         OpCaller c = api_caller(r);
         OpError err = {0};
-        char *text = NULL;
-        size_t len = 0;
+        MonitorHealthReply rep;
         _cleanup_model_snap_ ModelSnap *snap = model_snap(r->api->model);
-        if (monitor_op_health_text(r->api->st, snap, &c, &text, &len, &err) < 0)
+        if (monitor_op_health_answer(r->api->st, snap, &c, fresh == 1, &rep, &err) < 0)
                 return reply_op_error(r, &err);
-        /* The serialized tree (for most callers the cached bytes): no re-dump. */
-        r->status = 200;
-        r->raw = text;
-        r->raw_len = len;
+        reply_header(r, "ETag", rep.etag);
+        reply_header(r, "Vary", "Accept-Encoding");
+        if (api_etag_matches(r, rep.etag)) {
+                monitor_answer_unref(rep.answer);
+                r->status = 304;
+                return;
+        }
         r->content_type = "application/json";
+        bool gz = api_accepts_gzip(r);
+        if (rep.whole) {
+                /* The built bytes themselves (gzip built once with them). */
+                MonitorAnswer *a = rep.answer;
+                if (gz && a->gz) {
+                        reply_header(r, "Content-Encoding", "gzip");
+                        return reply_answer_bytes(r, a, a->gz, a->gz_len);
+                }
+                return reply_answer_bytes(r, a, a->text, a->len);
+        }
+        /* A view of the answer, kept with it (one build per scope and answer). */
+        MonitorView *owned = NULL;
+        const MonitorView *v = monitor_health_view(r->api->st, &c, &rep, &owned);
+        bool use_gz = gz && v->gz;
+        if (use_gz)
+                reply_header(r, "Content-Encoding", "gzip");
+        if (!owned)
+                return reply_answer_bytes(r, rep.answer, use_gz ? v->gz : v->text, use_gz ? v->gz_len : v->len);
+        monitor_answer_unref(rep.answer);
+        r->status = 200;
+        r->raw = use_gz ? owned->gz : owned->text;
+        r->raw_len = use_gz ? owned->gz_len : owned->len;
+        if (use_gz)
+                owned->gz = NULL;
+        else
+                owned->text = NULL;
+        monitor_view_free(owned);
 }
 
 /* ------------------------------------------------------------------ */
@@ -289,34 +337,38 @@ static void h_assess_report(Req *r) {
 /* Prometheus */
 
 static void h_prometheus(Req *r) {
-        char *text = NULL;
-        OpError err = {0};
-        _cleanup_model_snap_ ModelSnap *snap = model_snap(r->api->model);
-        int e = monitor_op_prometheus(r->api->st, snap, MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Authorization"),
-                                      r->api->cfg.metrics_public, __atomic_load_n(&r->api->login_rate_limited, __ATOMIC_RELAXED),
-                                      &text, &err);
-        if (e < 0)
-                return reply_op_error(r, &err);
         unsigned open;
         uint64_t opened;
         api_streams_counts(r->api, &open, &opened);
         ModelStats ms;
         model_stats(r->api->model, &ms);
-        char *all = xasprintf("%s# HELP armada_event_streams Event streams (GET /api/v1/events/stream) open now.\n"
-                              "# TYPE armada_event_streams gauge\narmada_event_streams %u\n"
-                              "# HELP armada_event_streams_opened_total Event streams opened since armadad started.\n"
-                              "# TYPE armada_event_streams_opened_total counter\narmada_event_streams_opened_total %llu\n"
-                              "# HELP armada_read_model_batches_total Committed row changes the read model applied.\n"
-                              "# TYPE armada_read_model_batches_total counter\narmada_read_model_batches_total %llu\n"
-                              "# HELP armada_read_model_rows_read_total Rows the read model re-read from the database for them.\n"
-                              "# TYPE armada_read_model_rows_read_total counter\narmada_read_model_rows_read_total %llu\n",
-                              text, open, (unsigned long long) opened, (unsigned long long) ms.batches,
-                              (unsigned long long) ms.rows_read);
-        free(text);
-        text = all;
+        _cleanup_free_ char *extra = xasprintf(
+                "# HELP armada_event_streams Event streams (GET /api/v1/events/stream) open now.\n"
+                "# TYPE armada_event_streams gauge\narmada_event_streams %u\n"
+                "# HELP armada_event_streams_opened_total Event streams opened since armadad started.\n"
+                "# TYPE armada_event_streams_opened_total counter\narmada_event_streams_opened_total %llu\n"
+                "# HELP armada_read_model_batches_total Committed row changes the read model applied.\n"
+                "# TYPE armada_read_model_batches_total counter\narmada_read_model_batches_total %llu\n"
+                "# HELP armada_read_model_rows_read_total Rows the read model re-read from the database for them.\n"
+                "# TYPE armada_read_model_rows_read_total counter\narmada_read_model_rows_read_total %llu\n",
+                open, (unsigned long long) opened, (unsigned long long) ms.batches, (unsigned long long) ms.rows_read);
+        MonitorPromSpec spec = { .authorization = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Authorization"),
+                                 .metrics_public = r->api->cfg.metrics_public,
+                                 .login_rate_limited = __atomic_load_n(&r->api->login_rate_limited, __ATOMIC_RELAXED),
+                                 .extra = extra, .gzip = api_accepts_gzip(r) };
+        char *text = NULL;
+        size_t len = 0;
+        bool gz = false;
+        OpError err = {0};
+        _cleanup_model_snap_ ModelSnap *snap = model_snap(r->api->model);
+        if (monitor_op_prometheus(r->api->st, snap, &spec, &text, &len, &gz, &err) < 0)
+                return reply_op_error(r, &err);
+        if (gz)
+                reply_header(r, "Content-Encoding", "gzip");
+        reply_header(r, "Vary", "Accept-Encoding");
         r->status = 200;
         r->raw = text;
-        r->raw_len = strlen(text);
+        r->raw_len = len;
         r->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 

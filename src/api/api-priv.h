@@ -195,6 +195,12 @@ bool api_vm_refuse_foreign(Req *r, json_t *v);
 /* ---- lists read from the read model (api-list.c): GET /hosts and GET
  * /vms with paging, filters, fields, ETag and gzip; they reply. ---- */
 void api_list_hosts(Req *r);
+/* Whether If-None-Match names etag (or is "*"); weak comparison. */
+bool api_etag_matches(Req *r, const char *etag);
+/* Whether the client takes gzip (Accept-Encoding, q=0 refuses). */
+bool api_accepts_gzip(Req *r);
+/* gzip of in (RFC 1952, level 1). 0 and *ret (malloc'd), or -EIO. */
+int api_gzip(const char *in, size_t n, char **ret, size_t *ret_len);
 void api_list_vms(Req *r);
 
 /* ---- handlers (api-handlers.c) ---- */

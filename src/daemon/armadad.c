@@ -499,7 +499,8 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         Monitor *mon = d->mon;
         inventory_on_host_state(inv, host_state_hook, mon);
         jobs_on_stuck(jobs, job_stuck_hook, mon);
-        if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0) {
+        if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0 ||
+            monitor_answers_start(st, d->model, 0) < 0) {
                 fprintf(stderr, "armadad: cannot start worker threads\n");
                 return 1;
         }
@@ -530,6 +531,7 @@ static void daemon_stop(Daemon *d) {
         inventory_stop(d->inv);
         inventory_on_host_state(d->inv, NULL, NULL);
         jobs_on_stuck(d->jobs, NULL, NULL);
+        monitor_answers_stop();
         monitor_free(d->mon);
         ha_free(d->ha);
         inventory_free(d->inv);

@@ -9,6 +9,11 @@
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
 
 static bool sees_everything(const OpCaller *c) {
         return c->subj.role == ROLE_ADMIN || c->subj.role == ROLE_READ_ONLY;
@@ -47,107 +52,127 @@ int monitor_op_series(Store *st, const OpCaller *c, const MonitorSeriesSpec *spe
         return 0;
 }
 
-/* ---- health ---- */
+/* ---- the answers of /health and /metrics ----
+ *
+ * The newest built answer of each is kept (MonitorAnswer: the /health tree
+ * and its bytes, plain and gzip; the /metrics families of the hosts and VMs,
+ * plain and as a deflate prefix) and served as it is: a request takes a
+ * reference under the lock and sends the bytes without copying them. A
+ * request never builds while an answer exists: the builder thread
+ * (monitor_answers_start) looks every interval whether what an answer is
+ * made of has changed and, if so, builds a new one and swaps it in. Only
+ * the first request before any build, and an administrator's ?fresh=1,
+ * build on the request path. Builds run one at a time (build_lock). */
 
-static bool node_visible(Store *st, const OpCaller *c, json_t *n) {
-        const char *kind = jget_str(n, "kind");
-        if (streq(kind, "group"))
-                return op_allowed(st, c, ACT_READ, OBJ_GROUP, 0, jget_int(n, "id"));
-        if (streq(kind, "host"))
-                return op_allowed(st, c, ACT_READ, OBJ_HOST, 0, jget_int(n, "group_id"));
-        if (streq(kind, "vm")) {
-                _cleanup_json_ json_t *v = NULL;
-                (void) store_vm_get_json(st, jget_int(n, "id"), &v); /* a database error (logged) hides it */
-                return v && op_allowed(st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"));
+typedef enum { ANSWER_HEALTH, ANSWER_METRICS } AnswerKind;
+
+static struct {
+        pthread_mutex_t lock;         /* the fields up to build_lock */
+        pthread_cond_t wake;
+        MonitorAnswer *newest[2];
+        uint64_t hits[2], builds[2];
+        bool running, stop;
+        pthread_t thread;
+        Store *st;
+        Model *model;
+        int64_t interval_ms;
+        pthread_mutex_t build_lock;   /* one build at a time; guards the digest memo */
+        uint64_t memo_gen[3], memo_digest;
+        bool memo_valid;
+} A = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .build_lock = PTHREAD_MUTEX_INITIALIZER };
+
+MonitorAnswer *monitor_answer_ref(MonitorAnswer *a) {
+        if (a)
+                __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);
+        return a;
+}
+
+MonitorAnswer *monitor_answer_unref(MonitorAnswer *a) {
+        if (!a || __atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL) > 0)
+                return NULL;
+        for (MonitorView *v = a->views, *next; v; v = next) {
+                next = v->next;
+                monitor_view_free(v);
         }
-        return false;
+        pthread_mutex_destroy(&a->views_lock);
+        json_decref(a->tree);
+        free(a->text);
+        free(a->gz);
+        free(a);
+        return NULL;
 }
 
-/* The visible nodes of n's subtree: n itself with its visible children, or
- * (n hidden) its visible descendants lifted up. */
-static void visible_nodes(Store *st, const OpCaller *c, json_t *n, json_t *out) {
-        json_t *kids = json_array();
-        size_t i;
-        json_t *k;
-        json_array_foreach(json_object_get(n, "children"), i, k)
-                visible_nodes(st, c, k, kids);
-        if (node_visible(st, c, n)) {
-                json_t *copy = json_copy(n);
-                json_object_set_new(copy, "children", kids);
-                json_array_append_new(out, copy);
-        } else {
-                json_array_extend(out, kids);
-                json_decref(kids);
+void monitor_view_free(MonitorView *v) {
+        if (!v)
+                return;
+        free(v->text);
+        free(v->gz);
+        free(v);
+}
+
+/* FNV-1a. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+        const unsigned char *b = p;
+        for (size_t i = 0; i < n; i++) {
+                h ^= b[i];
+                h *= 0x100000001b3ULL;
         }
+        return h;
 }
 
-/* The answer cache of /health and /metrics: one slot each, keyed by what
- * the answer is made of -- the store, the read model's generations (hosts,
- * VMs, groups) and a stamp of the rest (the open alerts for /health, the
- * monitor's round for /metrics). A cached tree and its bytes are never
- * changed once in the slot: readers take a reference (the tree; jansson's
- * counts are atomic) or a copy (the bytes) under the lock and build outside
- * it. A key read before the build that the data has overtaken only costs
- * one more build: the next reader sees the new key. */
-typedef struct {
-        const Store *st;
-        uint64_t gen[3];
-        int64_t stamp[3];
-} AnswerKey;
-
-typedef struct {
-        pthread_mutex_t lock;
-        bool valid;
-        AnswerKey key;
-        json_t *tree;           /* /health only */
-        char *text;
-        size_t len;
-        uint64_t hits, builds;  /* for /metrics (armada_answer_cache_*_total) */
-} AnswerSlot;
-
-static AnswerSlot health_slot = { .lock = PTHREAD_MUTEX_INITIALIZER };
-static AnswerSlot metrics_slot = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-static void answer_key(Store *st, const ModelSnap *snap, const int64_t stamp[3], AnswerKey *k) {
-        *k = (AnswerKey) { .st = st, .gen = { snap->hosts->generation, snap->vms->generation, snap->groups->generation } };
-        memcpy(k->stamp, stamp, sizeof k->stamp);
+static uint64_t fnv_str(uint64_t h, const char *s) {
+        return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1);
 }
 
-/* A hit: a reference to the tree (when ret_tree) and/or a copy of the
- * bytes (when ret_text). */
-static bool slot_get(AnswerSlot *s, const AnswerKey *k, json_t **ret_tree, char **ret_text, size_t *ret_len) {
-        bool hit = false;
-        pthread_mutex_lock(&s->lock);
-        if (s->valid && memcmp(&s->key, k, sizeof *k) == 0) {
-                hit = true;
-                if (ret_tree || ret_text)
-                        s->hits++;
-                if (ret_tree)
-                        *ret_tree = json_incref(s->tree);
-                if (ret_text) {
-                        *ret_text = xmalloc(s->len + 1);
-                        memcpy(*ret_text, s->text, s->len + 1);
-                        *ret_len = s->len;
-                }
+static uint64_t fnv_i64(uint64_t h, int64_t v) {
+        return fnv(h, &v, sizeof v);
+}
+
+/* A digest of what the answers show of the hosts, VMs and groups of snap:
+ * their ids, names, states, places, owners and sizes, not the columns that
+ * move without changing either answer (a host's last_seen_at, a VM's
+ * updated_at). Remembered per generation. Under build_lock. */
+static uint64_t snap_digest(const ModelSnap *snap) {
+        uint64_t gen[3] = { snap->hosts->generation, snap->vms->generation, snap->groups->generation };
+        if (A.memo_valid && memcmp(gen, A.memo_gen, sizeof gen) == 0)
+                return A.memo_digest;
+        uint64_t h = 0xcbf29ce484222325ULL;
+        h = fnv_i64(h, (int64_t) snap->groups->generation);
+        for (size_t i = 0; i < snap->hosts->n; i++) {
+                const ModelRow *r = snap->hosts->by_id[i];
+                h = fnv_i64(fnv_i64(h, r->id), r->group_id);
+                h = fnv_str(fnv_str(h, r->name), r->state);
+                h = fnv_i64(fnv_i64(h, jget_int(r->json, "cpus")), jget_int(r->json, "memory_mib"));
+                h = fnv_str(h, jget_str(r->json, "pool"));
         }
-        pthread_mutex_unlock(&s->lock);
-        return hit;
+        h = fnv_i64(h, -1);
+        for (size_t i = 0; i < snap->vms->n; i++) {
+                const ModelRow *r = snap->vms->by_id[i];
+                h = fnv_i64(fnv_i64(fnv_i64(h, r->id), r->host_id), r->owner_id);
+                h = fnv_str(fnv_str(h, r->name), r->state);
+                h = fnv_i64(fnv_i64(h, jget_int(r->json, "cpus")), jget_int(r->json, "memory_mib"));
+                h = fnv_str(h, jget_str(r->json, "uuid"));
+        }
+        memcpy(A.memo_gen, gen, sizeof gen);
+        A.memo_digest = h;
+        A.memo_valid = true;
+        return h;
 }
 
-/* Swaps in a new answer (the slot takes tree's reference and text). */
-static void slot_put(AnswerSlot *s, const AnswerKey *k, json_t *tree, char *text, size_t len) {
-        pthread_mutex_lock(&s->lock);
-        json_t *old_tree = s->tree;
-        char *old_text = s->text;
-        s->key = *k;
-        s->tree = tree;
-        s->text = text;
-        s->len = len;
-        s->valid = true;
-        s->builds++;
-        pthread_mutex_unlock(&s->lock);
-        json_decref(old_tree);
-        free(old_text);
+/* The key of an answer for snap now: the digest, the store, and the open
+ * alerts' stamp (/health) or the monitor's round (/metrics). 0 and *ret, or
+ * -EIO. Under build_lock. */
+static int answer_key(Store *st, const ModelSnap *snap, AnswerKind kind, uint64_t *ret) {
+        uint64_t h = fnv(snap_digest(snap), &st, sizeof st);
+        if (kind == ANSWER_HEALTH) {
+                int64_t stamp[3];
+                if (store_alert_open_stamp(st, stamp) < 0)
+                        return -EIO;
+                h = fnv(h, stamp, sizeof stamp);
+        } else
+                h = fnv_i64(h ^ 0x6d, (int64_t) monitor_round_generation());
+        *ret = h;
+        return 0;
 }
 
 static char *dump_answer(const json_t *j, size_t *ret_len) {
@@ -160,71 +185,370 @@ static char *dump_answer(const json_t *j, size_t *ret_len) {
         return s;
 }
 
-/* The whole tree, from the cache or built (and cached); *ret_text (when
- * asked) a copy of its bytes. */
-static int health_tree(Store *st, const ModelSnap *snap, json_t **ret, char **ret_text, size_t *ret_len, OpError *err) {
-        int64_t stamp[3];
-        AnswerKey k;
-        bool cacheable = snap && store_alert_open_stamp(st, stamp) >= 0;
-        if (cacheable) {
-                answer_key(st, snap, stamp, &k);
-                if (slot_get(&health_slot, &k, ret, ret_text, ret_len))
-                        return 0;
+/* in compressed: windowBits 15 + 16 a gzip member, -15 raw deflate; flush
+ * Z_FINISH (a whole stream) or Z_SYNC_FLUSH (no final block: more may be
+ * appended). Level 1: these are megabytes of JSON and text that compress
+ * well even so. 0 and *ret (malloc'd), or -EIO. */
+static int deflate_bytes(const char *in, size_t n, int window_bits, int flush, char **ret, size_t *ret_len) {
+        z_stream z = {0};
+        if (deflateInit2(&z, 1, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+                return -EIO;
+        size_t cap = deflateBound(&z, (uLong) n) + 16;
+        char *out = xmalloc(cap);
+        z.next_in = (Bytef *) in;
+        z.avail_in = (uInt) n;
+        z.next_out = (Bytef *) out;
+        z.avail_out = (uInt) cap;
+        int rc = deflate(&z, flush);
+        size_t len = z.total_out;
+        deflateEnd(&z);
+        if (rc != (flush == Z_FINISH ? Z_STREAM_END : Z_OK)) {
+                free(out);
+                return -EIO;
         }
-        json_t *tree = monitor_health_json_from(st, snap);
-        if (!tree)
-                return op_fail(err, 500, "internal", NULL, "A database error occurred while computing health.");
-        size_t len;
-        char *text = dump_answer(tree, &len);
-        if (ret_text) {
-                *ret_text = xmalloc(len + 1);
-                memcpy(*ret_text, text, len + 1);
-                *ret_len = len;
-        }
-        if (ret)
-                *ret = json_incref(tree);
-        if (cacheable)
-                slot_put(&health_slot, &k, tree, text, len);
-        else {
-                json_decref(tree);
-                free(text);
-        }
+        *ret = out;
+        *ret_len = len;
         return 0;
 }
 
-/* What a caller who does not see everything sees of the (cached, shared)
- * tree: built on a deep copy, so the cached tree is never touched. */
-static json_t *health_filtered(Store *st, const OpCaller *c, const json_t *tree) {
-        _cleanup_json_ json_t *own = json_deep_copy(tree);
-        json_t *vis = json_array();
-        visible_nodes(st, c, own, vis);
-        if (json_array_size(vis) == 1) {
-                json_t *one = json_incref(json_array_get(vis, 0));
-                json_decref(vis);
-                return one;
+/* Builds one answer from snap (NULL on a database error). */
+static MonitorAnswer *answer_build(Store *st, const ModelSnap *snap, AnswerKind kind, uint64_t key) {
+        MonitorAnswer *a = xcalloc(1, sizeof *a);
+        *a = (MonitorAnswer) { .refs = 1, .built_at = now_ms(), .built_mono = mono_ms(), .key = key };
+        pthread_mutex_init(&a->views_lock, NULL);
+        if (kind == ANSWER_HEALTH) {
+                a->tree = monitor_health_json_from(st, snap);
+                if (!a->tree)
+                        return monitor_answer_unref(a);
+                char ts[32];
+                time_format(a->built_at, ts);
+                json_object_set_new(a->tree, "generated_at", json_string(ts));
+                a->text = dump_answer(a->tree, &a->len);
+                if (deflate_bytes(a->text, a->len, 15 + 16, Z_FINISH, &a->gz, &a->gz_len) < 0)
+                        a->gz = NULL;
+        } else {
+                a->text = monitor_prometheus_objects_text(st, snap);
+                if (!a->text)
+                        return monitor_answer_unref(a);
+                a->len = strlen(a->text);
+                a->crc = (uint32_t) crc32(crc32(0, Z_NULL, 0), (const Bytef *) a->text, (uInt) a->len);
+                if (deflate_bytes(a->text, a->len, -15, Z_SYNC_FLUSH, &a->gz, &a->gz_len) < 0)
+                        a->gz = NULL;
         }
-        return json_pack("{s:s, s:n, s:s, s:s, s:[], s:o}", "kind", "view", "id", "name", "what you may see", "health", "healthy",
-                         "reasons", "children", vis);
+        snprintf(a->etag, sizeof a->etag, "W/\"%c%016llx.%llx\"", kind == ANSWER_HEALTH ? 'h' : 'm', (unsigned long long) key,
+                 (unsigned long long) a->built_at);
+        return a;
+}
+
+/* Swaps a in as the newest answer of kind (takes a's reference). */
+static void answer_publish(AnswerKind kind, MonitorAnswer *a) {
+        pthread_mutex_lock(&A.lock);
+        MonitorAnswer *old = A.newest[kind];
+        A.newest[kind] = a;
+        A.builds[kind]++;
+        pthread_mutex_unlock(&A.lock);
+        monitor_answer_unref(old);
+}
+
+/* The newest answer of kind (a reference), or NULL; counts a hit when one is
+ * there and count_hit. */
+static MonitorAnswer *answer_newest(AnswerKind kind, bool count_hit) {
+        pthread_mutex_lock(&A.lock);
+        MonitorAnswer *a = monitor_answer_ref(A.newest[kind]);
+        if (a && count_hit)
+                A.hits[kind]++;
+        pthread_mutex_unlock(&A.lock);
+        return a;
+}
+
+/* Under build_lock: builds and publishes kind's answer unless the newest is
+ * for the same key (and, when not_before >= 0, built at or after that
+ * monotonic time). 1 built, 0 not needed, -EIO. */
+static int answer_refresh_locked(Store *st, const ModelSnap *snap, AnswerKind kind, int64_t not_before) {
+        uint64_t key;
+        if (answer_key(st, snap, kind, &key) < 0)
+                return -EIO;
+        _cleanup_(monitor_answer_unrefp) MonitorAnswer *cur = answer_newest(kind, false);
+        if (cur && cur->key == key && cur->built_mono >= not_before)
+                return 0;
+        MonitorAnswer *a = answer_build(st, snap, kind, key);
+        if (!a)
+                return -EIO;
+        answer_publish(kind, a);
+        return 1;
+}
+
+/* The answer a request gets: the newest; when there is none yet (or fresh
+ * asks for one built after t0), built now. A request that waited for
+ * another's build takes that one. 0 and *ret, or -EIO. */
+static int answer_get(Store *st, const ModelSnap *snap, AnswerKind kind, bool fresh, MonitorAnswer **ret) {
+        int64_t t0 = mono_ms();
+        if (!fresh) {
+                MonitorAnswer *a = answer_newest(kind, true);
+                if (a) {
+                        *ret = a;
+                        return 0;
+                }
+        }
+        if (!snap)
+                return -EIO;
+        pthread_mutex_lock(&A.build_lock);
+        MonitorAnswer *a = answer_newest(kind, false);
+        if (!a || (fresh && a->built_mono < t0)) {
+                monitor_answer_unref(a);
+                a = NULL;
+                int r = answer_refresh_locked(st, snap, kind, fresh ? t0 : INT64_MIN);
+                if (r >= 0)
+                        a = answer_newest(kind, r == 0);
+        } else
+                A.hits[kind]++;
+        pthread_mutex_unlock(&A.build_lock);
+        if (!a)
+                return -EIO;
+        *ret = a;
+        return 0;
+}
+
+unsigned monitor_answers_step(Store *st, const ModelSnap *snap) {
+        unsigned built = 0;
+        if (!snap)
+                return 0;
+        pthread_mutex_lock(&A.build_lock);
+        if (answer_refresh_locked(st, snap, ANSWER_HEALTH, INT64_MIN) > 0)
+                built |= 1u << ANSWER_HEALTH;
+        if (answer_refresh_locked(st, snap, ANSWER_METRICS, INT64_MIN) > 0)
+                built |= 1u << ANSWER_METRICS;
+        pthread_mutex_unlock(&A.build_lock);
+        return built;
+}
+
+void monitor_answers_warm(Store *st, const ModelSnap *snap) {
+        pthread_mutex_lock(&A.lock);
+        bool running = A.running;
+        pthread_mutex_unlock(&A.lock);
+        if (!running)   /* no builder: refill now, as before it existed */
+                (void) monitor_answers_step(st, snap);
+}
+
+static void *builder_main(void *userdata) {
+        (void) userdata;
+        /* Below the request threads: on a busy machine a build waits, not a
+         * request (an answer is then a little older; its age says so). */
+        (void) setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid), 10);
+        pthread_mutex_lock(&A.lock);
+        int64_t last = INT64_MIN / 2;
+        while (!A.stop) {
+                /* A step every interval after the last one's start: the
+                 * changes in between are all taken by that one step. */
+                int64_t now = mono_ms(), next = last + A.interval_ms;
+                if (now < next) {
+                        struct timespec ts = time_after_ms(CLOCK_MONOTONIC, next - now);
+                        pthread_cond_timedwait(&A.wake, &A.lock, &ts);
+                        continue;
+                }
+                last = now;
+                Store *st = A.st;
+                Model *model = A.model;
+                pthread_mutex_unlock(&A.lock);
+                ModelSnap *snap = model_snap(model);
+                (void) monitor_answers_step(st, snap);
+                model_snap_unref(snap);
+                pthread_mutex_lock(&A.lock);
+        }
+        pthread_mutex_unlock(&A.lock);
+        return NULL;
+}
+
+int monitor_answers_start(Store *st, Model *model, int64_t interval_ms) {
+        pthread_mutex_lock(&A.lock);
+        if (A.running) {
+                pthread_mutex_unlock(&A.lock);
+                return -EALREADY;
+        }
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_destroy(&A.wake);
+        pthread_cond_init(&A.wake, &ca);
+        pthread_condattr_destroy(&ca);
+        A.st = st;
+        A.model = model;
+        A.interval_ms = interval_ms > 0 ? interval_ms : MONITOR_ANSWER_INTERVAL_MS;
+        A.stop = false;
+        int r = -pthread_create(&A.thread, NULL, builder_main, NULL);
+        A.running = r == 0;
+        pthread_mutex_unlock(&A.lock);
+        return r;
+}
+
+void monitor_answers_stop(void) {
+        pthread_mutex_lock(&A.lock);
+        if (A.running) {
+                A.stop = true;
+                pthread_cond_broadcast(&A.wake);
+                pthread_mutex_unlock(&A.lock);
+                pthread_join(A.thread, NULL);
+                pthread_mutex_lock(&A.lock);
+        }
+        A.running = false;
+        MonitorAnswer *old[2] = { A.newest[0], A.newest[1] };
+        A.newest[0] = A.newest[1] = NULL;
+        A.st = NULL;
+        A.model = NULL;
+        pthread_mutex_unlock(&A.lock);
+        pthread_mutex_lock(&A.build_lock);
+        A.memo_valid = false;
+        pthread_mutex_unlock(&A.build_lock);
+        monitor_answer_unref(old[0]);
+        monitor_answer_unref(old[1]);
+}
+
+/* ---- health ---- */
+
+/* What a caller who does not see everything may read of the tree; the
+ * decisions are remembered per (kind, owner, group): a delegated
+ * administrator's group chain is one query per group, not per node. */
+#define VIS_MEMO 512
+typedef struct {
+        Store *st;
+        const OpCaller *c;
+        size_t n;
+        struct { int kind; int64_t owner, group; bool ok; } memo[VIS_MEMO];
+} Vis;
+
+static bool vis_allowed(Vis *v, AuthObjectKind k, int64_t owner, int64_t group) {
+        for (size_t i = 0; i < v->n; i++)
+                if (v->memo[i].kind == (int) k && v->memo[i].owner == owner && v->memo[i].group == group)
+                        return v->memo[i].ok;
+        bool ok = op_allowed(v->st, v->c, ACT_READ, k, owner, group);
+        if (v->n < VIS_MEMO)
+                v->memo[v->n++] = (typeof(v->memo[0])) { (int) k, owner, group, ok };
+        return ok;
+}
+
+/* host_group: the group of the host n's VMs are under. */
+static bool node_visible(Vis *v, const json_t *n, int64_t host_group) {
+        const char *kind = jget_str(n, "kind");
+        if (streq(kind, "group"))
+                return vis_allowed(v, OBJ_GROUP, 0, jget_int(n, "id"));
+        if (streq(kind, "host"))
+                return vis_allowed(v, OBJ_HOST, 0, jget_int(n, "group_id"));
+        if (streq(kind, "vm"))
+                return vis_allowed(v, OBJ_VM, jget_int(n, "owner_id"), host_group);
+        return false;
+}
+
+/* The visible nodes of n's subtree: n itself with its visible children, or
+ * (n hidden) its visible descendants lifted up. The shared tree is never
+ * changed: a visible node is a shallow copy with its own children array. */
+static void visible_nodes(Vis *v, json_t *n, json_t *out, int64_t host_group) {
+        json_t *kids = json_array();
+        size_t i;
+        json_t *k;
+        bool host = streq(jget_str(n, "kind"), "host");
+        json_array_foreach(json_object_get(n, "children"), i, k)
+                visible_nodes(v, k, kids, host ? jget_int(n, "group_id") : 0);
+        if (node_visible(v, n, host_group)) {
+                json_t *copy = json_copy(n);
+                json_object_set_new(copy, "children", kids);
+                json_array_append_new(out, copy);
+        } else {
+                json_array_extend(out, kids);
+                json_decref(kids);
+        }
+}
+
+/* What a caller who does not see everything sees of the (shared) tree:
+ * only the visible nodes are copied, shallowly. */
+static json_t *health_filtered(Store *st, const OpCaller *c, json_t *tree) {
+        _cleanup_free_ Vis *v = xcalloc(1, sizeof *v);
+        v->st = st;
+        v->c = c;
+        json_t *vis = json_array();
+        visible_nodes(v, tree, vis, 0);
+        json_t *out;
+        if (json_array_size(vis) == 1) {
+                out = json_incref(json_array_get(vis, 0));
+                json_decref(vis);
+        } else
+                out = json_pack("{s:s, s:n, s:s, s:s, s:[], s:o}", "kind", "view", "id", "name", "what you may see", "health", "healthy",
+                                "reasons", "children", vis);
+        json_object_set(out, "generated_at", json_object_get(tree, "generated_at"));
+        return out;
+}
+
+int monitor_op_health_answer(Store *st, const ModelSnap *snap, const OpCaller *c, bool fresh, MonitorHealthReply *ret, OpError *err) {
+        if (fresh && c->subj.role != ROLE_ADMIN)
+                return op_fail(err, 403, "forbidden", "fresh", "Only administrators may ask for a health answer built for the request"
+                               " (fresh=1); without it the answer is at most a few seconds old (see generated_at).");
+        MonitorAnswer *a = NULL;
+        if (answer_get(st, snap, ANSWER_HEALTH, fresh, &a) < 0)
+                return op_fail(err, 500, "internal", NULL, "A database error occurred while computing health.");
+        *ret = (MonitorHealthReply) { .answer = a, .whole = sees_everything(c) };
+        if (ret->whole) {
+                snprintf(ret->etag, sizeof ret->etag, "%s", a->etag);
+                return 0;
+        }
+        /* The caller's view: the answer's and who asks (their view differs). */
+        uint64_t h = fnv_str(0xcbf29ce484222325ULL, a->etag);
+        int64_t who[3] = { c->user_id, c->subj.role, (int64_t) c->subj.n_scopes };
+        h = fnv(h, who, sizeof who);
+        h = fnv(h, c->subj.scopes, c->subj.n_scopes * sizeof *c->subj.scopes);
+        snprintf(ret->etag, sizeof ret->etag, "W/\"v%016llx\"", (unsigned long long) h);
+        return 0;
+}
+
+#define VIEWS_MAX 16
+
+static MonitorView *view_find(MonitorAnswer *a, const char *etag) {
+        for (MonitorView *v = a->views; v; v = v->next)
+                if (streq(v->etag, etag))
+                        return v;
+        return NULL;
+}
+
+const MonitorView *monitor_health_view(Store *st, const OpCaller *c, const MonitorHealthReply *rep, MonitorView **ret_owned) {
+        MonitorAnswer *a = rep->answer;
+        *ret_owned = NULL;
+        pthread_mutex_lock(&a->views_lock);
+        MonitorView *v = view_find(a, rep->etag);
+        pthread_mutex_unlock(&a->views_lock);
+        if (v)
+                return v;
+        /* Built outside the lock: two callers of one scope at once may both
+         * build it; the first one kept wins. */
+        _cleanup_json_ json_t *vis = health_filtered(st, c, a->tree);
+        v = xcalloc(1, sizeof *v);
+        snprintf(v->etag, sizeof v->etag, "%s", rep->etag);
+        v->text = dump_answer(vis, &v->len);
+        if (v->len > 1024 && deflate_bytes(v->text, v->len, 15 + 16, Z_FINISH, &v->gz, &v->gz_len) < 0)
+                v->gz = NULL;
+        pthread_mutex_lock(&a->views_lock);
+        MonitorView *other = view_find(a, rep->etag);
+        bool keep = !other && a->n_views < VIEWS_MAX && a->views_bytes + v->len + v->gz_len <= 2 * a->len + 65536;
+        if (keep) {
+                v->next = a->views;
+                a->views = v;
+                a->n_views++;
+                a->views_bytes += v->len + v->gz_len;
+        }
+        pthread_mutex_unlock(&a->views_lock);
+        if (other) {
+                monitor_view_free(v);
+                return other;
+        }
+        if (!keep)
+                *ret_owned = v;
+        return v;
 }
 
 int monitor_op_health(Store *st, const ModelSnap *snap, const OpCaller *c, json_t **ret, OpError *err) {
-        _cleanup_json_ json_t *tree = NULL;
-        int r = health_tree(st, snap, &tree, NULL, NULL, err);
+        MonitorHealthReply rep;
+        int r = monitor_op_health_answer(st, snap, c, false, &rep, err);
         if (r < 0)
                 return r;
-        *ret = sees_everything(c) ? json_deep_copy(tree) : health_filtered(st, c, tree);
-        return 0;
-}
-
-int monitor_op_health_text(Store *st, const ModelSnap *snap, const OpCaller *c, char **ret, size_t *ret_len, OpError *err) {
-        if (sees_everything(c))
-                return health_tree(st, snap, NULL, ret, ret_len, err);
-        _cleanup_json_ json_t *tree = NULL;
-        int r = health_tree(st, snap, &tree, NULL, NULL, err);
-        if (r < 0)
-                return r;
-        _cleanup_json_ json_t *vis = health_filtered(st, c, tree);
-        *ret = dump_answer(vis, ret_len);
+        *ret = rep.whole ? json_deep_copy(rep.answer->tree) : health_filtered(st, c, rep.answer->tree);
+        monitor_answer_unref(rep.answer);
         return 0;
 }
 
@@ -634,46 +958,74 @@ int monitor_op_assess_report(Store *st, const OpCaller *c, const PlaceHostModel 
 
 /* ---- Prometheus ---- */
 
-/* The hosts' and VMs' families from the cache while the read model and the
- * monitor's round are unchanged, else built and cached. *ret (when asked) a
- * copy. 0 or -EIO. */
-static int metrics_objects(Store *st, const ModelSnap *snap, char **ret) {
-        AnswerKey k;
-        size_t len = 0;
-        if (snap) {
-                int64_t stamp[3] = { (int64_t) monitor_round_generation(), 0, 0 };
-                answer_key(st, snap, stamp, &k);
-                if (slot_get(&metrics_slot, &k, NULL, ret, &len))
-                        return 0;
-        }
-        char *objects = monitor_prometheus_objects_text(st, snap);
-        if (!objects)
+/* ---- Prometheus ---- */
+
+/* The gzip member of a then tail: a's families are a deflate prefix built
+ * once (sync-flushed, not final); tail is deflated on its own and appended
+ * (a deflate stream may continue after a sync flush with new blocks that do
+ * not refer back), and the trailer's CRC is combined. One valid member. */
+static int gzip_splice(const MonitorAnswer *a, const char *tail, size_t tail_len, char **ret, size_t *ret_len) {
+        _cleanup_free_ char *z = NULL;
+        size_t zn;
+        if (!a->gz || deflate_bytes(tail, tail_len, -15, Z_FINISH, &z, &zn) < 0)
                 return -EIO;
-        if (ret)
-                *ret = snap ? xstrdup(objects) : objects;
-        if (snap)
-                slot_put(&metrics_slot, &k, NULL, objects, strlen(objects));
-        else if (!ret)
-                free(objects);
+        static const unsigned char header[10] = { 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3 };
+        uint32_t crc = (uint32_t) crc32_combine(a->crc, crc32(crc32(0, Z_NULL, 0), (const Bytef *) tail, (uInt) tail_len),
+                                                (z_off_t) tail_len);
+        uint32_t size = (uint32_t) (a->len + tail_len);
+        size_t n = sizeof header + a->gz_len + zn + 8;
+        char *out = xmalloc(n);
+        memcpy(out, header, sizeof header);
+        memcpy(out + sizeof header, a->gz, a->gz_len);
+        memcpy(out + sizeof header + a->gz_len, z, zn);
+        unsigned char *t = (unsigned char *) out + n - 8;
+        for (int i = 0; i < 4; i++) {
+                t[i] = (unsigned char) (crc >> (8 * i));
+                t[4 + i] = (unsigned char) (size >> (8 * i));
+        }
+        *ret = out;
+        *ret_len = n;
         return 0;
 }
 
-void monitor_answers_warm(Store *st, const ModelSnap *snap) {
-        OpError err = {0};
-        if (!snap)
-                return;
-        (void) health_tree(st, snap, NULL, NULL, NULL, &err);
-        (void) metrics_objects(st, snap, NULL);
+/* The answers' own figures: cache hits, builds and age. malloc'd. */
+static char *answers_text(void) {
+        uint64_t hits[2], builds[2];
+        int64_t built_at[2];
+        pthread_mutex_lock(&A.lock);
+        for (int i = 0; i < 2; i++) {
+                hits[i] = A.hits[i];
+                builds[i] = A.builds[i];
+                built_at[i] = A.newest[i] ? A.newest[i]->built_at : -1;
+        }
+        pthread_mutex_unlock(&A.lock);
+        int64_t now = now_ms();
+        StrBuf b = {0};
+        static const char *const names[2] = { "health", "metrics" };
+        mon_expo_family(&b, "armada_answer_cache_hits_total", "counter", "Answers of /health and /metrics served from the cache.");
+        for (int i = 0; i < 2; i++)
+                strbuf_printf(&b, "armada_answer_cache_hits_total{answer=\"%s\"} %llu\n", names[i], (unsigned long long) hits[i]);
+        mon_expo_family(&b, "armada_answer_cache_builds_total", "counter", "Answers of /health and /metrics built (and cached) anew.");
+        for (int i = 0; i < 2; i++)
+                strbuf_printf(&b, "armada_answer_cache_builds_total{answer=\"%s\"} %llu\n", names[i], (unsigned long long) builds[i]);
+        mon_expo_family(&b, "armada_answer_age_seconds", "gauge",
+                        "How old the newest built answer of /health and /metrics (its hosts' and VMs' families) is.");
+        for (int i = 0; i < 2; i++)
+                if (built_at[i] >= 0)
+                        strbuf_printf(&b, "armada_answer_age_seconds{answer=\"%s\"} %.3f\n", names[i],
+                                      (double) (now > built_at[i] ? now - built_at[i] : 0) / 1000.0);
+        return strbuf_steal(&b);
 }
 
-int monitor_op_prometheus(Store *st, const ModelSnap *snap, const char *authorization, bool metrics_public, uint64_t login_rate_limited, char **ret,
+int monitor_op_prometheus(Store *st, const ModelSnap *snap, const MonitorPromSpec *spec, char **ret, size_t *ret_len, bool *ret_gzip,
                           OpError *err) {
-        if (!metrics_public) {
+        if (!spec->metrics_public) {
                 /* An administrator's token, from the loopback too: the
                  * metrics name every host and VM of the estate. */
                 StoreUser u;
                 char hash[65];
                 AuthRole r;
+                const char *authorization = spec->authorization;
                 if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0 || strlen(authorization + 7) != AUTH_TOKEN_LEN)
                         return op_fail(err, 401, "unauthenticated", NULL, "The metrics need an administrator's bearer token"
                                        " (or armadad --metrics-public).");
@@ -683,32 +1035,26 @@ int monitor_op_prometheus(Store *st, const ModelSnap *snap, const char *authoriz
                 if (r != ROLE_ADMIN)
                         return op_fail(err, 403, "forbidden", NULL, "The metrics are for administrators (or armadad --metrics-public).");
         }
-        _cleanup_free_ char *objects = NULL;
-        if (metrics_objects(st, snap, &objects) < 0)
+        _cleanup_(monitor_answer_unrefp) MonitorAnswer *a = NULL;
+        if (answer_get(st, snap, ANSWER_METRICS, false, &a) < 0)
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while exposing the metrics.");
         MonitorProcess self;
         bool have_self = monitor_process_read(&self) == 0;
-        _cleanup_free_ char *rest = monitor_prometheus_rest_text(st, have_self ? &self : NULL, login_rate_limited);
+        _cleanup_free_ char *rest = monitor_prometheus_rest_text(st, have_self ? &self : NULL, spec->login_rate_limited);
         if (!rest)
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while exposing the metrics.");
-        uint64_t hb[2][2];
-        AnswerSlot *slots[2] = { &health_slot, &metrics_slot };
-        for (int i = 0; i < 2; i++) {
-                pthread_mutex_lock(&slots[i]->lock);
-                hb[i][0] = slots[i]->hits;
-                hb[i][1] = slots[i]->builds;
-                pthread_mutex_unlock(&slots[i]->lock);
+        _cleanup_free_ char *own = answers_text();
+        _cleanup_free_ char *tail = xasprintf("%s%s%s", rest, own, spec->extra ? spec->extra : "");
+        size_t tail_len = strlen(tail);
+        *ret_gzip = false;
+        if (spec->gzip && gzip_splice(a, tail, tail_len, ret, ret_len) == 0) {
+                *ret_gzip = true;
+                return 0;
         }
-        *ret = xasprintf("%s%s"
-                         "# HELP armada_answer_cache_hits_total Answers of /health and /metrics served from the cache.\n"
-                         "# TYPE armada_answer_cache_hits_total counter\n"
-                         "armada_answer_cache_hits_total{answer=\"health\"} %llu\n"
-                         "armada_answer_cache_hits_total{answer=\"metrics\"} %llu\n"
-                         "# HELP armada_answer_cache_builds_total Answers of /health and /metrics built (and cached) anew.\n"
-                         "# TYPE armada_answer_cache_builds_total counter\n"
-                         "armada_answer_cache_builds_total{answer=\"health\"} %llu\n"
-                         "armada_answer_cache_builds_total{answer=\"metrics\"} %llu\n",
-                         objects, rest, (unsigned long long) hb[0][0], (unsigned long long) hb[1][0],
-                         (unsigned long long) hb[0][1], (unsigned long long) hb[1][1]);
+        char *out = xmalloc(a->len + tail_len + 1);
+        memcpy(out, a->text, a->len);
+        memcpy(out + a->len, tail, tail_len + 1);
+        *ret = out;
+        *ret_len = a->len + tail_len;
         return 0;
 }

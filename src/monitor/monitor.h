@@ -14,6 +14,7 @@
  * are built from, exported for the unit tests. */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,7 +58,7 @@ typedef struct {
         int64_t audit_retention_ms;      /* audit rows older than this are pruned, default 90 days */
         MonitorEachConn each_conn;       /* required for sampling hosts */
         void *conn_source;
-        Model *model;                    /* optional: after each round the /health and /metrics caches are refilled from it */
+        Model *model;                    /* optional: after each round monitor_answers_warm() gets a snapshot of it */
 } MonitorConfig;
 
 typedef struct Monitor Monitor;
@@ -210,23 +211,102 @@ int monitor_op_assess_report(Store *st, const OpCaller *c, const PlaceHostModel 
 
 /* The Prometheus exposition: unless metrics_public, authorization (the
  * request's Authorization header, may be NULL) must carry an
- * administrator's bearer token (401/403 else). *ret: malloc'd text. Hosts
- * and VMs from snap when given, as monitor_op_health. */
-int monitor_op_prometheus(Store *st, const ModelSnap *snap, const char *authorization, bool metrics_public, uint64_t login_rate_limited, char **ret,
+ * administrator's bearer token (401/403 else). The hosts' and VMs' families
+ * are the newest built answer (monitor_answers_start; at most
+ * MONITOR_ANSWER_INTERVAL_MS plus a build old, armada_answer_age_seconds
+ * says how old); the rest (jobs, alerts, deliveries, the process) and extra
+ * (the API's own families) are read for the request. *ret: malloc'd, gzip
+ * (*ret_gzip, one gzip member of the whole text) when spec->gzip. */
+typedef struct {
+        const char *authorization;
+        bool metrics_public;
+        uint64_t login_rate_limited;
+        const char *extra;        /* appended as is; may be NULL */
+        bool gzip;                /* the client takes gzip */
+} MonitorPromSpec;
+int monitor_op_prometheus(Store *st, const ModelSnap *snap, const MonitorPromSpec *spec, char **ret, size_t *ret_len, bool *ret_gzip,
                           OpError *err);
-/* The health tree serialized (compact JSON, as the API answers it) as far as
- * the caller sees it (monitor_op_health()); *ret malloc'd, *ret_len its
- * length. Whoever sees everything gets the cached bytes of the last tree
- * while the read model's generations, the open alerts (their stamp) and
- * the snapshot are unchanged. */
-int monitor_op_health_text(Store *st, const ModelSnap *snap, const OpCaller *c, char **ret, size_t *ret_len, OpError *err);
-/* A counter that moves after every monitor round committed its figures
- * (perf_latest, alerts): the /metrics cache is keyed by it. */
-uint64_t monitor_round_generation(void);
-/* Fills the /health and /metrics caches for snap unless they hold its
- * answers already: the collector calls it after each round, so that a
- * request seldom pays for the build. */
+
+/* ---- the answers of /health and /metrics ----
+ * The newest built answer of each, immutable once built and shared by every
+ * request that sends it (a reference each). A request never builds while an
+ * answer exists: the builder thread rebuilds one when what it shows changed
+ * (a host's or VM's name, state, place, owner or size, a group, the open
+ * alerts for /health, a monitor round for /metrics -- not last_seen_at),
+ * at most once per interval, so an answer is at most about an interval
+ * plus a build behind. */
+#define MONITOR_ANSWER_INTERVAL_MS 1000
+typedef struct MonitorAnswer {
+        int refs;                 /* atomic */
+        int64_t built_at;         /* wall clock, ms since the epoch: when its inputs were read */
+        int64_t built_mono;       /* the same moment, monotonic ms */
+        uint64_t key;             /* digest of what it was built from */
+        json_t *tree;             /* /health: the whole tree, "generated_at" in its root */
+        char *text;               /* /health: the tree's bytes; /metrics: the hosts' and VMs' families */
+        size_t len;
+        char *gz;                 /* /health: gzip of text; /metrics: text as raw deflate, sync-flushed; NULL if none */
+        size_t gz_len;
+        uint32_t crc;             /* /metrics: crc32 of text */
+        char etag[48];            /* W/"..." */
+        /* /health: views of callers who see a part, built from it (and
+         * freed with it), newest first: one build per scope and answer. */
+        pthread_mutex_t views_lock;
+        struct MonitorView *views;
+        size_t n_views, views_bytes;
+} MonitorAnswer;
+/* A caller's view of the /health answer, serialized (and gzip'd when over
+ * 1 KiB; gz NULL else). */
+typedef struct MonitorView {
+        struct MonitorView *next;
+        char etag[48];
+        char *text;
+        size_t len;
+        char *gz;
+        size_t gz_len;
+} MonitorView;
+void monitor_view_free(MonitorView *v);
+MonitorAnswer *monitor_answer_ref(MonitorAnswer *a);
+/* Accepts NULL; returns NULL. */
+MonitorAnswer *monitor_answer_unref(MonitorAnswer *a);
+static inline void monitor_answer_unrefp(MonitorAnswer **a) { monitor_answer_unref(*a); }
+
+/* Starts the builder thread (one per process): every interval_ms (0: the
+ * default) it takes a snapshot of model and rebuilds the answers whose
+ * inputs changed. 0, -EALREADY or -errno. */
+int monitor_answers_start(Store *st, Model *model, int64_t interval_ms);
+/* Stops it (if started) and drops the answers. */
+void monitor_answers_stop(void);
+/* One step of the builder, on the caller's thread: rebuilds each answer
+ * whose inputs changed since it was built. Bit 0: /health built, bit 1:
+ * /metrics. (The builder's loop calls it; tests call it directly.) */
+unsigned monitor_answers_step(Store *st, const ModelSnap *snap);
+/* After a monitor round: without a builder thread, the step at once
+ * (with one, its next step sees the new round). */
 void monitor_answers_warm(Store *st, const ModelSnap *snap);
+/* A counter that moves after every monitor round committed its figures
+ * (perf_latest, alerts): the /metrics answer is keyed by it. */
+uint64_t monitor_round_generation(void);
+
+/* GET /health: the newest answer (a reference in ret->answer), built now
+ * only when there is none yet or fresh asks for one built after the request
+ * came (administrators only: it costs a build; 403 naming "fresh" else).
+ * Whoever sees everything gets the answer's bytes (ret->whole); anyone else
+ * their view of it (monitor_health_view), whose ETag (ret->etag) is the
+ * answer's and who asks. */
+typedef struct {
+        MonitorAnswer *answer;
+        bool whole;
+        char etag[48];
+} MonitorHealthReply;
+int monitor_op_health_answer(Store *st, const ModelSnap *snap, const OpCaller *c, bool fresh, MonitorHealthReply *ret, OpError *err);
+/* The caller's view of rep's tree (hidden nodes left out, visible
+ * descendants lifted up, several roots under a "view"; generated_at kept).
+ * Built once per answer and view ETag (copying only the visible nodes,
+ * shallowly) and kept with the answer: the result is valid while
+ * rep->answer is held. When the answer keeps no more views (16, or twice
+ * its own size) the view is built for this call only: *ret_owned is set to
+ * it (free with monitor_view_free) and returned. */
+const MonitorView *monitor_health_view(Store *st, const OpCaller *c, const MonitorHealthReply *rep, MonitorView **ret_owned);
 
 /* ================================================================== */
 /* Pure functions: no I/O, no allocation unless stated.               */

@@ -5,6 +5,9 @@ delivered to a listener on the loopback, retried after a failure, and a dead
 webhook never slows the API; the health tree rolls up; the consolidation
 assessment scrapes a fake node_exporter; and a light scale run (50 hosts x
 20 VMs) keeps each round under its interval."""
+import datetime
+import gzip
+import http.client
 import http.server
 import json
 import os
@@ -16,6 +19,7 @@ import threading
 import time
 import unittest
 import uuid
+import zlib
 
 from armada_harness import ARMADA, Armadad, wait_until
 
@@ -421,13 +425,40 @@ class TestHealth(MonitorTestCase):
                    what="the alert of the removed host to resolve")
 
 
+def raw_get(d, path, token, headers=None):
+    """GET without the harness's decoding: (status, headers, body bytes)."""
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+    h = {"Authorization": "Bearer " + token}
+    h.update(headers or {})
+    c.request("GET", path, headers=h)
+    r = c.getresponse()
+    body = r.read()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    c.close()
+    return r.status, hdrs, body
+
+
+def iso_ms(s):
+    """'2026-12-01T03:00:00.123Z' as ms since the epoch."""
+    return int(datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+
+
+# The builder's interval (MONITOR_ANSWER_INTERVAL_MS) plus a build, with room
+# for a loaded machine and the sanitizers: how stale an answer may get.
+ANSWER_BOUND_S = 5
+
+
 class TestAnswerCache(MonitorTestCase):
-    """/health and /metrics answer from a cache (issue 13): what changes
-    shows up in the next answer, and a delegated administrator never gets
-    the tree an administrator's call put in the cache."""
+    """/health and /metrics answer from the newest answer a builder thread
+    made (issue 13): a change shows up within the builder's bound, a request
+    does not build while an answer exists, the answer says how old it is,
+    revalidates (ETag) and comes gzip'd, and a delegated administrator never
+    gets the tree an administrator's call is served from."""
 
     def cache_stat(self, kind, answer):
-        prefix = f'armada_answer_cache_{kind}_total{{answer="{answer}"}} '
+        prefix = f'armada_{kind}{{answer="{answer}"}} '
+        if kind in ("hits", "builds"):
+            prefix = f'armada_answer_cache_{kind}_total{{answer="{answer}"}} '
         for line in self.metrics_text().splitlines():
             if line.startswith(prefix):
                 return float(line[len(prefix):])
@@ -442,46 +473,123 @@ class TestAnswerCache(MonitorTestCase):
             stack.extend(n["children"])
         return None
 
+    def health_within_bound(self, pred, what):
+        """The first /health for which pred holds, asserting it came within
+        the builder's bound."""
+        t0 = time.monotonic()
+        tree = wait_until(lambda: (lambda t: t if pred(t) else None)(self.d.ok("GET", "/api/v1/health")), ANSWER_BOUND_S * 2,
+                          what=what)
+        self.assertLess(time.monotonic() - t0, ANSWER_BOUND_S, what)
+        return tree
+
     def test_health_is_cached_and_follows_changes(self):
         vm = self.new_vm("cache-pause")
-        self.d.ok("GET", "/api/v1/health")
+        self.health_within_bound(lambda t: (self.vm_node(t, "cache-pause") or {}).get("state") == "running", "the new VM")
         hits = self.cache_stat("hits", "health")
-        # Nothing changed: the same bytes again, from the cache (an alert's
-        # value may move with a round: try a few times).
-        wait_until(lambda: (self.d.ok("GET", "/api/v1/health"), self.cache_stat("hits", "health") > hits)[1], 10,
-                   what="a /health answer served from the cache")
-        self.assertEqual(self.vm_node(self.d.ok("GET", "/api/v1/health"), "cache-pause")["state"], "running")
-        # A VM's state change and the alert it raises show up.
+        builds = self.cache_stat("builds", "health")
+        # Nothing changed: the same answer again, from the cache, not built.
+        self.d.ok("GET", "/api/v1/health")
+        self.assertGreater(self.cache_stat("hits", "health"), hits)
+        # A VM's state change and the alert it raises show up within the bound.
         self.rule({"name": "cache-paused", "object_kind": "vm", "metric": "state", "comparison": "==", "state": "paused",
                    "severity": "warning", "scope": "object", "scope_id": vm["id"]})
         self.d.vm_action(vm["id"], "pause")
-        self.assertEqual(self.vm_node(self.d.ok("GET", "/api/v1/health"), "cache-pause")["state"], "paused")
+        changed = time.time() * 1000
+        tree = self.health_within_bound(lambda t: self.vm_node(t, "cache-pause")["state"] == "paused", "the paused VM")
+        self.assertGreaterEqual(iso_ms(tree["generated_at"]), changed - 1000)
+        self.assertGreater(self.cache_stat("builds", "health"), builds)   # by the builder
         (alert,) = wait_until(lambda: self.open_alerts("cache-paused"), 10, what="the cache-paused alert")
-        node = self.vm_node(self.d.ok("GET", "/api/v1/health"), "cache-pause")
-        self.assertTrue(any(r.startswith(f"alert {alert['id']} (warning)") for r in node["reasons"]), node)
+        self.health_within_bound(lambda t: any(r.startswith(f"alert {alert['id']} (warning)")
+                                               for r in self.vm_node(t, "cache-pause")["reasons"]), "the alert's reason")
         # Acknowledging shows in the next /metrics (its alert counts are fresh).
         unacked = self.stat('armada_alerts_unacknowledged{severity="warning"}')
         self.d.ok("POST", f"/api/v1/alerts/{alert['id']}/actions/acknowledge")
         self.assertEqual(self.stat('armada_alerts_unacknowledged{severity="warning"}'), unacked - 1)
-        # Resolved: the reason is gone from the next tree.
+        # Resolved: the reason is gone from a tree within the bound.
         self.d.vm_action(vm["id"], "resume")
         wait_until(lambda: not self.open_alerts("cache-paused"), 10, what="the cache-paused alert to resolve")
-        node = self.vm_node(self.d.ok("GET", "/api/v1/health"), "cache-pause")
-        self.assertEqual(node["state"], "running")
-        self.assertFalse([r for r in node["reasons"] if r.startswith(f"alert {alert['id']} ")], node)
+        self.health_within_bound(lambda t: self.vm_node(t, "cache-pause")["state"] == "running" and not [
+            r for r in self.vm_node(t, "cache-pause")["reasons"] if r.startswith(f"alert {alert['id']} ")], "the resolved alert")
 
-    def test_metrics_cached_within_a_round_and_rebuilt_by_the_next(self):
+    def test_age_is_shown_and_sane(self):
+        tree = self.d.ok("GET", "/api/v1/health")
+        at = iso_ms(tree["generated_at"])
+        now = time.time() * 1000
+        self.assertLessEqual(at, now + 1000)
+        # Nothing changes in this class between tests for long: the answer
+        # is no older than the daemon, and its age gauge agrees.
+        self.assertGreater(at, now - 600 * 1000)
+        for answer in ("health", "metrics"):
+            age = self.cache_stat("answer_age_seconds", answer)
+            self.assertGreaterEqual(age, 0)
+            self.assertLess(age, 600)
+        # Age grows while nothing changes, and stays bounded once things do.
+        vm = self.new_vm("cache-age")
+        self.health_within_bound(lambda t: self.vm_node(t, "cache-age") is not None, "the new VM")
+        self.assertLess(self.cache_stat("answer_age_seconds", "health"), ANSWER_BOUND_S)
+        self.d.vm_action(vm["id"], "stop")
+
+    def test_fresh_builds_for_administrators_only(self):
+        vm = self.new_vm("cache-fresh")
+        self.d.vm_action(vm["id"], "pause")
+        before = time.time() * 1000
+        tree = self.d.ok("GET", "/api/v1/health?fresh=1")       # no waiting: built for this request
+        self.assertEqual(self.vm_node(tree, "cache-fresh")["state"], "paused")
+        self.assertGreaterEqual(iso_ms(tree["generated_at"]), before - 5)
+        d = self.d
+        d.ok("POST", "/api/v1/users", {"name": "fresh-ro", "password": "fresh-pass-7", "role": "read-only"})
+        tok = d.login("fresh-ro", "fresh-pass-7")
+        st, body = d.request("GET", "/api/v1/health?fresh=1", token=tok)
+        self.assertEqual((st, body["error"]["field"]), (403, "fresh"), body)
+        self.assertEqual(d.request("GET", "/api/v1/health", token=tok)[0], 200)
+        st, body = d.request("GET", "/api/v1/health?fresh=2")
+        self.assertEqual((st, body["error"]["field"]), (400, "fresh"), body)
+        self.d.vm_action(vm["id"], "resume")
+
+    def test_etag_and_gzip(self):
+        d = self.d
+        st, hdrs, plain = raw_get(d, "/api/v1/health", d.token)
+        self.assertEqual(st, 200)
+        etag = hdrs["etag"]
+        st, hdrs2, body = raw_get(d, "/api/v1/health", d.token, {"If-None-Match": etag})
+        if st == 200:   # a build came in between: the new answer's tag works
+            etag = hdrs2["etag"]
+            plain = body
+            st, hdrs2, body = raw_get(d, "/api/v1/health", d.token, {"If-None-Match": etag})
+        self.assertEqual((st, body), (304, b""))
+        self.assertEqual(hdrs2["etag"], etag)
+        st, hdrs3, packed = raw_get(d, "/api/v1/health", d.token, {"Accept-Encoding": "gzip"})
+        self.assertEqual((st, hdrs3.get("content-encoding")), (200, "gzip"))
+        if hdrs3["etag"] == etag:
+            self.assertEqual(gzip.decompress(packed), plain)
+        self.assertEqual(json.loads(gzip.decompress(packed))["kind"], "group")
+        st, hdrs4, _ = raw_get(d, "/api/v1/health", d.token, {"Accept-Encoding": "gzip;q=0"})
+        self.assertIsNone(hdrs4.get("content-encoding"))
+        # /metrics: one gzip member of the whole text (the cached families and
+        # the fresh rest spliced), as Prometheus asks for it.
+        st, hdrs5, packed = raw_get(d, "/api/v1/metrics", d.token, {"Accept-Encoding": "gzip"})
+        self.assertEqual((st, hdrs5.get("content-encoding")), (200, "gzip"))
+        z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        text = z.decompress(packed).decode()
+        self.assertTrue(z.eof and not z.unused_data)
+        self.assertIn('armada_host_up{host="t1",group="All Hosts"} 1\n', text)
+        self.assertIn("armada_read_model_rows_read_total ", text)
+        self.assertTrue(text.endswith("\n"))
+        plain_names = {l.split()[2] for l in self.metrics_text().splitlines() if l.startswith("# TYPE")}
+        self.assertEqual({l.split()[2] for l in text.splitlines() if l.startswith("# TYPE")}, plain_names)
+
+    def test_metrics_rebuilt_after_a_round(self):
         self.metrics_text()
         hits = self.cache_stat("hits", "metrics")
-        # Two calls within one round (every 300 ms): the second is a hit.
         wait_until(lambda: self.cache_stat("hits", "metrics") > hits + 1, 10, what="a /metrics answer from the cache")
         builds = self.cache_stat("builds", "metrics")
         rounds = self.stat("armada_monitor_rounds_total")
         wait_until(lambda: self.stat("armada_monitor_rounds_total") > rounds, 10, what="a new monitor round")
-        self.assertGreater(self.cache_stat("builds", "metrics"), builds)
-        # A new VM shows up at once.
+        wait_until(lambda: self.cache_stat("builds", "metrics") > builds, ANSWER_BOUND_S, what="the builder's /metrics answer")
+        # A new VM shows up within the bound.
         self.new_vm("cache-new")
-        self.assertIn('armada_vm_state{vm="cache-new",host="t1",state="running"} 1', self.metrics_text())
+        wait_until(lambda: 'armada_vm_state{vm="cache-new",host="t1",state="running"} 1' in self.metrics_text(), ANSWER_BOUND_S,
+                   what="the new VM in /metrics")
 
     def test_delegated_admin_never_sees_the_cached_full_tree(self):
         d = self.d
@@ -500,18 +608,36 @@ class TestAnswerCache(MonitorTestCase):
                 out.add((n["kind"], n["name"]))
                 stack.extend(n["children"])
             return out
+        self.health_within_bound(lambda t: ("host", "t7") in names(t), "host t7")
         for _ in range(3):
-            full = names(d.ok("GET", "/api/v1/health"))       # fills the cache
+            full = names(d.ok("GET", "/api/v1/health"))       # the shared answer
             self.assertIn(("host", "t1"), full)
-            mine = names(d.ok("GET", "/api/v1/health", token=tok))
+            tree = d.ok("GET", "/api/v1/health", token=tok)
+            self.assertIn("generated_at", tree)
+            mine = names(tree)
             self.assertIn(("host", "t7"), mine)
             self.assertNotIn(("host", "t1"), mine)
             self.assertNotIn(("vm", "test"), mine)
             self.assertFalse({n for n in mine if n[0] == "group" and n[1] == "All Hosts"}, mine)
             own = names(d.ok("GET", "/api/v1/health", token=stok))
             self.assertFalse({n for n in own if n[0] in ("host", "group")}, own)
-        # The administrator's cached tree is whole after the filtered calls.
+        # The administrator's shared tree is whole after the filtered calls.
         self.assertEqual(names(d.ok("GET", "/api/v1/health")), full)
+        # The delegated view has its own ETag (never the whole answer's) and
+        # revalidates; gzip'd it decodes to the same view.
+        _, ah, _ = raw_get(d, "/api/v1/health", d.token)
+        st, h, plain = raw_get(d, "/api/v1/health", tok)
+        self.assertEqual(st, 200)
+        self.assertNotEqual(h["etag"], ah["etag"])
+        st2, _, body = raw_get(d, "/api/v1/health", tok, {"If-None-Match": h["etag"]})
+        if st2 == 200:   # a build came in between
+            st, h, plain = raw_get(d, "/api/v1/health", tok)
+            st2, _, body = raw_get(d, "/api/v1/health", tok, {"If-None-Match": h["etag"]})
+        self.assertEqual((st2, body), (304, b""))
+        self.assertNotEqual(raw_get(d, "/api/v1/health", stok, {"If-None-Match": h["etag"]})[0], 304)
+        st, h2, packed = raw_get(d, "/api/v1/health", tok, {"Accept-Encoding": "gzip"})
+        view = json.loads(gzip.decompress(packed) if h2.get("content-encoding") == "gzip" else packed)
+        self.assertEqual(names(view), names(json.loads(plain)))
 
 
 class TestRemovedHostHistory(MonitorTestCase):

@@ -549,6 +549,91 @@ static void test_host_state_changed(void **state) {
         close_store(st);
 }
 
+/* The answers' builder, one step at a time (no thread, no timing): the first
+ * step builds both answers, a step without change none, many changes one
+ * build, a host's last_seen_at alone none; a request gets the newest answer
+ * without building, fresh (administrators only) builds for it. */
+static const char *vm_state_in(const MonitorAnswer *a) {
+        json_t *host = json_array_get(json_object_get(a->tree, "children"), 0);
+        return json_string_value(json_object_get(json_array_get(json_object_get(host, "children"), 0), "state"));
+}
+
+static void test_answers_builder(void **state) {
+        (void) state;
+        Store *st = open_store();
+        int64_t h, v;
+        assert_int_equal(store_host_insert(st, "a1", "test:///default", STORE_ROOT_GROUP_ID, "default-pool", "/tmp", &h), 0);
+        assert_int_equal(store_host_set_facts(st, h, 16, 3072, 0, "TEST", "test", "a1", NULL), 0);
+        assert_int_equal(store_host_set_state(st, h, "ok", NULL), 1);
+        StoreVm vm = { .host_id = h, .cpus = 2, .memory_mib = 512 };
+        snprintf(vm.uuid, sizeof vm.uuid, "6695eb01-f6a4-8304-79aa-97f2502e1940");
+        snprintf(vm.name, sizeof vm.name, "a1-vm");
+        snprintf(vm.state, sizeof vm.state, "running");
+        snprintf(vm.origin, sizeof vm.origin, "discovered");
+        assert_int_equal(store_vm_insert(st, &vm, &v), 0);
+        Model *model = NULL;
+        assert_int_equal(model_new(st, &model), 0);
+        ModelSnap *snap = model_snap(model);
+        assert_int_equal(monitor_answers_step(st, snap), 3);
+        assert_int_equal(monitor_answers_step(st, snap), 0);
+        model_snap_unref(snap);
+        /* Three changes between two steps: one build of each. */
+        assert_int_equal(store_vm_set_state(st, v, "paused"), 1);
+        assert_int_equal(store_vm_set_state(st, v, "running"), 1);
+        assert_int_equal(store_vm_set_state(st, v, "crashed"), 1);
+        snap = model_snap(model);
+        assert_int_equal(monitor_answers_step(st, snap), 3);
+        assert_int_equal(monitor_answers_step(st, snap), 0);
+        /* A quiet refresh (last_seen_at moves, nothing the answers show). */
+        uint64_t hosts_gen = snap->hosts->generation;
+        model_snap_unref(snap);
+        sleep(1);
+        assert_int_equal(store_host_set_facts(st, h, 16, 3072, 0, "TEST", "test", "a1", NULL), 0);
+        snap = model_snap(model);
+        assert_true(snap->hosts->generation != hosts_gen);
+        assert_int_equal(monitor_answers_step(st, snap), 0);
+        model_snap_unref(snap);
+        /* A request takes the newest answer, stale or not, without building. */
+        assert_int_equal(store_vm_set_state(st, v, "running"), 1);
+        snap = model_snap(model);
+        OpCaller admin = { .subj = { .role = ROLE_ADMIN }, .user_id = 1, .user_name = "admin" };
+        OpError err = {0};
+        MonitorHealthReply rep;
+        assert_int_equal(monitor_op_health_answer(st, snap, &admin, false, &rep, &err), 0);
+        assert_true(rep.whole);
+        assert_string_equal(vm_state_in(rep.answer), "crashed");
+        assert_non_null(strstr(rep.answer->text, "\"generated_at\":\""));
+        MonitorAnswer *old = rep.answer;
+        /* fresh: built for the request. */
+        assert_int_equal(monitor_op_health_answer(st, snap, &admin, true, &rep, &err), 0);
+        assert_ptr_not_equal(rep.answer, old);
+        assert_string_equal(vm_state_in(rep.answer), "running");
+        assert_string_not_equal(rep.etag, old->etag);
+        monitor_answer_unref(rep.answer);
+        monitor_answer_unref(old);   /* still valid after the swap: its own reference */
+        /* A caller who sees a part: a view built once per answer and scope. */
+        OpCaller self = { .subj = { .role = ROLE_SELF_SERVICE, .user_id = 3 }, .user_id = 3, .user_name = "self" };
+        assert_int_equal(monitor_op_health_answer(st, snap, &self, false, &rep, &err), 0);
+        assert_false(rep.whole);
+        assert_string_not_equal(rep.etag, rep.answer->etag);
+        MonitorView *owned = NULL;
+        const MonitorView *view = monitor_health_view(st, &self, &rep, &owned);
+        assert_null(owned);
+        assert_null(strstr(view->text, "a1-vm"));            /* not theirs */
+        assert_non_null(strstr(view->text, "\"generated_at\""));
+        assert_ptr_equal(monitor_health_view(st, &self, &rep, &owned), view);
+        assert_null(strstr(rep.answer->text, "\"kind\":\"view\""));   /* the shared tree is untouched */
+        monitor_answer_unref(rep.answer);
+        OpCaller ro = { .subj = { .role = ROLE_READ_ONLY }, .user_id = 2, .user_name = "ro" };
+        assert_int_equal(monitor_op_health_answer(st, snap, &ro, true, &rep, &err), -EPERM);
+        assert_int_equal(err.status, 403);
+        assert_string_equal(err.field, "fresh");
+        model_snap_unref(snap);
+        monitor_answers_stop();
+        model_free(model);
+        close_store(st);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rates),
@@ -564,6 +649,7 @@ int main(void) {
                 cmocka_unit_test(test_store_series),
                 cmocka_unit_test(test_rounds),
                 cmocka_unit_test(test_host_state_changed),
+                cmocka_unit_test(test_answers_builder),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
