@@ -663,10 +663,41 @@ static bool host_is_quiet(Inventory *inv, Link *l, const StoreHost *h, uint64_t 
                (streq(h->state, "ok") || streq(h->state, "maintenance"));
 }
 
+/* A quiet host is asked for its facts (CPUs, memory: the call that also
+ * proves its libvirtd's workers answer) every INVENTORY_QUIET_FACTS_ROUNDS
+ * rounds, not every round: its connection's liveness is libvirt's
+ * keepalive and close callback (a host that dies or drops off the network
+ * closes the link, and the next round reconnects or marks it
+ * unreachable, as before), its domains' changes are events, and the
+ * monitor's round calls it every interval with a deadline (a libvirtd
+ * whose workers hang becomes not-responding there). The same cadence as
+ * its last_seen_at write (store_host_touch_facts()). */
+#define INVENTORY_QUIET_FACTS_ROUNDS 6
+
+static int64_t quiet_facts_ms(Inventory *inv) {
+        /* half a round of slack: a round that starts a little early still
+         * counts as the sixth */
+        return (int64_t) inv->cfg.refresh_interval_ms * INVENTORY_QUIET_FACTS_ROUNDS - inv->cfg.refresh_interval_ms / 2;
+}
+
+static bool facts_recent(Inventory *inv, Link *l) {
+        int64_t at = atomic_load(&l->facts_at_ms);
+        return at > 0 && now_ms() - at < quiet_facts_ms(inv);
+}
+
 static int refresh_host(Inventory *inv, int64_t host_id, bool full, char *reason, size_t reason_size);
 
 int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t reason_size) {
         return refresh_host(inv, host_id, true, reason, reason_size);
+}
+
+int inventory_refresh_round(Inventory *inv, int64_t host_id) {
+        return refresh_host(inv, host_id, false, NULL, 0);
+}
+
+void inventory_refresh_stats(Inventory *inv, uint64_t *ret_facts_calls, uint64_t *ret_quiet_skips) {
+        *ret_facts_calls = atomic_load(&inv->facts_calls);
+        *ret_quiet_skips = atomic_load(&inv->quiet_skips);
 }
 
 /* Checks a host: its facts always (the call that tells it answers), and
@@ -688,7 +719,15 @@ static int refresh_host(Inventory *inv, int64_t host_id, bool full, char *reason
                 if (reason) snprintf(reason, reason_size, "Cannot connect to host '%s': %s", h.name, why);
                 return r;
         }
+        uint64_t events = 0;
+        bool watched = hv_conn_domain_events(l->conn, &events);
+        if (!full && watched && host_is_quiet(inv, l, &h, events) && facts_recent(inv, l) && hv_conn_alive(l->conn)) {
+                atomic_fetch_add(&inv->quiet_skips, 1);
+                link_release(inv, l);
+                return 0;
+        }
         HvHostInfo info;
+        atomic_fetch_add(&inv->facts_calls, 1);
         r = hv_host_info(l->conn, &info);
         if (r < 0) {
                 snprintf(why, sizeof why, "%s", hv_last_error());
@@ -706,13 +745,12 @@ static int refresh_host(Inventory *inv, int64_t host_id, bool full, char *reason
                 link_forget(inv, h.id);
                 return r;
         }
-        uint64_t events = 0;
-        bool watched = hv_conn_domain_events(l->conn, &events);
+        atomic_store(&l->facts_at_ms, now_ms());
         if (!full && watched && host_is_quiet(inv, l, &h, events)) {
                 /* last_seen_at every few rounds when nothing changed: see
                  * store_host_touch_facts(). */
                 (void) store_host_touch_facts(inv->st, h.id, info.cpus, info.memory_mib, info.free_memory_mib, info.hv_driver,
-                                              info.default_domain_type, info.hostname, (int64_t) inv->cfg.refresh_interval_ms * 6);
+                                              info.default_domain_type, info.hostname, quiet_facts_ms(inv));
                 link_release(inv, l);
                 return 0;
         }
@@ -781,7 +819,7 @@ static void *refresher_main(void *arg) {
                         continue;
                 inv->inflight[me->slot] = id;
                 pthread_mutex_unlock(&inv->lock);
-                (void) refresh_host(inv, id, false, NULL, 0);
+                (void) inventory_refresh_round(inv, id);
                 pthread_mutex_lock(&inv->lock);
                 inv->inflight[me->slot] = 0;
         }
