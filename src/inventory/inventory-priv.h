@@ -21,6 +21,8 @@ typedef struct Link {
          * full refresh (pool, facts, domains), and whether the pool is ready */
         _Atomic uint64_t events_seen;
         _Atomic int64_t full_at_ms;
+        /* the last time the host answered its facts call (host_is_quiet()) */
+        _Atomic int64_t facts_at_ms;
         struct Inventory *inv;
         struct Link *next;
 } Link;
@@ -52,6 +54,7 @@ struct Inventory {
         size_t q_len, q_pos;
         int64_t inflight[INVENTORY_REFRESHERS];
         bool stuck;                 /* a refresher did not end at shutdown: never free */
+        _Atomic uint64_t facts_calls, quiet_skips;  /* inventory_refresh_stats() */
         InventoryHostStateFn on_host_state;  /* set before start, read-only after */
         void *on_host_state_data;
         char installation_id[37];   /* this installation's id: the marker of its domains */

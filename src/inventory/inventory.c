@@ -426,10 +426,107 @@ static bool same_hypervisor(Inventory *inv, const StoreHost *h, int64_t host_id)
         return h->identity[0] && store_host_get(inv->st, host_id, &other) == 0 && streq(other.identity, h->identity);
 }
 
-/* 0, or the failure of listing the host's domains (nothing reconciled). */
-/* *ret_settled: false when something was left for a later round to decide
- * (a VM with a job in flight, a copy of a VM on two hosts): such a host is
- * listed again next round, events or not. */
+/* Reconcile, phase 1: one listed domain d against the VMs recorded on h
+ * (known[0..n_known), seen[] marked for the one it is) or in the
+ * database: imported, followed to this host, its state and size taken
+ * over. False when something was left for a later round. */
+static bool reconcile_domain(Inventory *inv, Link *l, const StoreHost *h, const HvDomainInfo *d, const StoreVm *known,
+                             int n_known, bool *seen) {
+        /* The VMs recorded on this host first (no query); a domain that is
+         * not among them is looked up by UUID. */
+        StoreVm vm;
+        int64_t vm_id = 0;
+        for (int k = 0; k < n_known && !vm_id; k++)
+                if (strcasecmp(known[k].uuid, d->uuid) == 0) {
+                        seen[k] = true;
+                        vm = known[k];
+                        vm_id = vm.id;
+                }
+        if (!vm_id) {
+                if (store_vm_find_uuid(inv->st, d->uuid, &vm_id) < 0) {
+                        import_domain(inv, h, d);
+                        return true;
+                }
+                if (store_vm_get(inv->st, vm_id, &vm) < 0)
+                        return true;
+        }
+        if (vm_is_busy(inv->st, vm_id))
+                return false;
+        const char *state = hv_state_name(d->state);
+        if (domain_is_foreign(inv, d) || inventory_vm_is_foreign(&vm)) {
+                reconcile_foreign(inv, h, &vm, d);
+                return true;
+        }
+        if (vm.host_id != h->id) {
+                if (d->state == HV_STATE_SHUTOFF)
+                        return true; /* a stale definition; the VM lives where Armada placed it */
+                if (same_hypervisor(inv, h, vm.host_id))
+                        return true; /* one libvirtd seen through two host records: nothing moved */
+                /* whatever is decided, the next round looks again */
+                if (copy_elsewhere(inv, l, h, &vm, d))
+                        return false;
+                _cleanup_free_ char *msg = xasprintf("VM '%s' is %s on host '%s'; Armada had it on host id %lld. Its record now follows it.",
+                                                     vm.name, state, h->name, (long long) vm.host_id);
+                (void) store_vm_set_host(inv->st, vm_id, h->id);
+                (void) store_vm_set_state(inv->st, vm_id, state);
+                (void) store_event_add(inv->st, "warning", "vm.moved", "vm", vm_id, vm.name, vm.owner_id, msg);
+                return false;
+        }
+        /* Armada's own VM from before domains were marked: mark it now,
+         * so that another installation sharing the host leaves it alone. */
+        int mr = !d->armada_installation[0] && !streq(vm.origin, "discovered")
+                ? hv_domain_mark(l->conn, d->uuid, inv->installation_id, vm_id) : 0;
+        if (mr < 0 && mr != -EOPNOTSUPP) /* a driver without metadata cannot carry the marker */
+                log_warn("cannot mark VM '%s' on host '%s' as this installation's: %s", vm.name, h->name, hv_last_error());
+        if (store_vm_set_state(inv->st, vm_id, state) > 0) {
+                _cleanup_free_ char *msg = xasprintf("VM '%s' on host '%s' is now %s (was %s).", vm.name, h->name, state, vm.state);
+                (void) store_event_add(inv->st, streq(state, "crashed") ? "error" : "info", "vm.state", "vm", vm_id,
+                                       vm.name, vm.owner_id, msg);
+        }
+        if (vm.cpus != d->vcpus || vm.memory_mib != d->memory_mib)
+                (void) store_vm_update_hw(inv->st, vm_id, d->vcpus, d->memory_mib, d->domain_type[0] ? d->domain_type : vm.domain_type);
+        return true;
+}
+
+static bool domains_have(const HvDomainInfo *doms, size_t n, const char *uuid) {
+        for (size_t i = 0; i < n; i++)
+                if (strcasecmp(doms[i].uuid, uuid) == 0)
+                        return true;
+        return false;
+}
+
+/* Reconcile, phase 2: a VM recorded on h that the list did not show
+ * (doms[0..n)): another installation's is forgotten, Armada's own is
+ * missing. False when it was left for a later round (a job on it). */
+static bool reconcile_unlisted(Inventory *inv, const StoreHost *h, const StoreVm *vm, const HvDomainInfo *doms, size_t n) {
+        if (streq(vm->state, "creating") || streq(vm->state, "deleting") || streq(vm->state, "missing"))
+                return true;
+        if (inventory_vm_is_foreign(vm)) {
+                /* Another installation's VM that left this host: not
+                 * Armada's to miss; forget it (it comes back as foreign
+                 * wherever it turns up). */
+                if (!domains_have(doms, n, vm->uuid) && store_vm_delete(inv->st, vm->id) == 0)
+                        log_info("foreign VM '%s' is no longer on host '%s'; forgotten", vm->name, h->name);
+                return true;
+        }
+        if (vm_is_busy(inv->st, vm->id))
+                return false;
+        /* Recheck by uuid: it may have been imported or moved meanwhile. */
+        if (domains_have(doms, n, vm->uuid))
+                return true;
+        (void) store_vm_set_state(inv->st, vm->id, "missing");
+        _cleanup_free_ char *msg = xasprintf("VM '%s' is missing from host '%s': libvirt has no domain with its UUID %s.",
+                                             vm->name, h->name, vm->uuid);
+        (void) store_event_add(inv->st, "warning", "vm.missing", "vm", vm->id, vm->name, vm->owner_id, msg);
+        return true;
+}
+
+/* Lists h's domains and reconciles them with the VMs recorded on it: each
+ * listed domain (reconcile_domain), then each recorded VM not listed
+ * (reconcile_unlisted). 0, or the failure of listing the host's domains
+ * (nothing reconciled). *ret_settled: false when something was left for a
+ * later round to decide (a VM with a job in flight, a copy of a VM on two
+ * hosts): such a host is listed again next round, events or not. */
 static int reconcile(Inventory *inv, Link *l, const StoreHost *h, bool *ret_settled) {
         bool settled = true;
         HvDomainInfo *doms = NULL;
@@ -441,100 +538,15 @@ static int reconcile(Inventory *inv, Link *l, const StoreHost *h, bool *ret_sett
                 log_warn("cannot list domains on host '%s': %s", h->name, hv_last_error());
                 return r;
         }
-        bool *seen = NULL;
         StoreVm *known = NULL;
         int n_known = store_vm_list_on_host(inv->st, h->id, &known);
         if (n_known < 0) n_known = 0;
-        seen = xcalloc((size_t) n_known + 1, sizeof(bool));
-
-        for (size_t i = 0; i < n; i++) {
-                const HvDomainInfo *d = &doms[i];
-                /* The VMs recorded on this host first (no query); a domain
-                 * that is not among them is looked up by UUID. */
-                StoreVm vm;
-                int64_t vm_id = 0;
-                for (int k = 0; k < n_known && !vm_id; k++)
-                        if (strcasecmp(known[k].uuid, d->uuid) == 0) {
-                                seen[k] = true;
-                                vm = known[k];
-                                vm_id = vm.id;
-                        }
-                if (!vm_id) {
-                        if (store_vm_find_uuid(inv->st, d->uuid, &vm_id) < 0) {
-                                import_domain(inv, h, d);
-                                continue;
-                        }
-                        if (store_vm_get(inv->st, vm_id, &vm) < 0)
-                                continue;
-                }
-                if (vm_is_busy(inv->st, vm_id)) {
-                        settled = false;
-                        continue;
-                }
-                const char *state = hv_state_name(d->state);
-                if (domain_is_foreign(inv, d) || inventory_vm_is_foreign(&vm)) {
-                        reconcile_foreign(inv, h, &vm, d);
-                        continue;
-                }
-                if (vm.host_id != h->id) {
-                        if (d->state == HV_STATE_SHUTOFF)
-                                continue; /* a stale definition; the VM lives where Armada placed it */
-                        if (same_hypervisor(inv, h, vm.host_id))
-                                continue; /* one libvirtd seen through two host records: nothing moved */
-                        settled = false; /* whatever is decided, the next round looks again */
-                        if (copy_elsewhere(inv, l, h, &vm, d))
-                                continue;
-                        _cleanup_free_ char *msg = xasprintf("VM '%s' is %s on host '%s'; Armada had it on host id %lld. Its record now follows it.",
-                                                             vm.name, state, h->name, (long long) vm.host_id);
-                        (void) store_vm_set_host(inv->st, vm_id, h->id);
-                        (void) store_vm_set_state(inv->st, vm_id, state);
-                        (void) store_event_add(inv->st, "warning", "vm.moved", "vm", vm_id, vm.name, vm.owner_id, msg);
-                        continue;
-                }
-                /* Armada's own VM from before domains were marked: mark it now,
-                 * so that another installation sharing the host leaves it alone. */
-                int mr = !d->armada_installation[0] && !streq(vm.origin, "discovered")
-                        ? hv_domain_mark(l->conn, d->uuid, inv->installation_id, vm_id) : 0;
-                if (mr < 0 && mr != -EOPNOTSUPP) /* a driver without metadata cannot carry the marker */
-                        log_warn("cannot mark VM '%s' on host '%s' as this installation's: %s", vm.name, h->name, hv_last_error());
-                if (store_vm_set_state(inv->st, vm_id, state) > 0) {
-                        _cleanup_free_ char *msg = xasprintf("VM '%s' on host '%s' is now %s (was %s).", vm.name, h->name, state, vm.state);
-                        (void) store_event_add(inv->st, streq(state, "crashed") ? "error" : "info", "vm.state", "vm", vm_id,
-                                               vm.name, vm.owner_id, msg);
-                }
-                if (vm.cpus != d->vcpus || vm.memory_mib != d->memory_mib)
-                        (void) store_vm_update_hw(inv->st, vm_id, d->vcpus, d->memory_mib, d->domain_type[0] ? d->domain_type : vm.domain_type);
-        }
-        for (int k = 0; k < n_known; k++) {
-                StoreVm *vm = &known[k];
-                if (seen[k] || streq(vm->state, "creating") || streq(vm->state, "deleting") || streq(vm->state, "missing"))
-                        continue;
-                if (inventory_vm_is_foreign(vm)) {
-                        /* Another installation's VM that left this host: not
-                         * Armada's to miss; forget it (it comes back as foreign
-                         * wherever it turns up). */
-                        bool present = false;
-                        for (size_t i = 0; i < n; i++)
-                                if (strcasecmp(doms[i].uuid, vm->uuid) == 0) present = true;
-                        if (!present && store_vm_delete(inv->st, vm->id) == 0)
-                                log_info("foreign VM '%s' is no longer on host '%s'; forgotten", vm->name, h->name);
-                        continue;
-                }
-                if (vm_is_busy(inv->st, vm->id)) {
-                        settled = false;
-                        continue;
-                }
-                /* Recheck by uuid: it may have been imported or moved meanwhile. */
-                bool present = false;
-                for (size_t i = 0; i < n; i++)
-                        if (strcasecmp(doms[i].uuid, vm->uuid) == 0) present = true;
-                if (present)
-                        continue;
-                (void) store_vm_set_state(inv->st, vm->id, "missing");
-                _cleanup_free_ char *msg = xasprintf("VM '%s' is missing from host '%s': libvirt has no domain with its UUID %s.",
-                                                     vm->name, h->name, vm->uuid);
-                (void) store_event_add(inv->st, "warning", "vm.missing", "vm", vm->id, vm->name, vm->owner_id, msg);
-        }
+        bool *seen = xcalloc((size_t) n_known + 1, sizeof(bool));
+        for (size_t i = 0; i < n; i++)
+                settled = reconcile_domain(inv, l, h, &doms[i], known, n_known, seen) && settled;
+        for (int k = 0; k < n_known; k++)
+                if (!seen[k])
+                        settled = reconcile_unlisted(inv, h, &known[k], doms, n) && settled;
         pthread_mutex_unlock(&l->op_lock);
         free(seen);
         free(known);
@@ -651,10 +663,41 @@ static bool host_is_quiet(Inventory *inv, Link *l, const StoreHost *h, uint64_t 
                (streq(h->state, "ok") || streq(h->state, "maintenance"));
 }
 
+/* A quiet host is asked for its facts (CPUs, memory: the call that also
+ * proves its libvirtd's workers answer) every INVENTORY_QUIET_FACTS_ROUNDS
+ * rounds, not every round: its connection's liveness is libvirt's
+ * keepalive and close callback (a host that dies or drops off the network
+ * closes the link, and the next round reconnects or marks it
+ * unreachable, as before), its domains' changes are events, and the
+ * monitor's round calls it every interval with a deadline (a libvirtd
+ * whose workers hang becomes not-responding there). The same cadence as
+ * its last_seen_at write (store_host_touch_facts()). */
+#define INVENTORY_QUIET_FACTS_ROUNDS 6
+
+static int64_t quiet_facts_ms(Inventory *inv) {
+        /* half a round of slack: a round that starts a little early still
+         * counts as the sixth */
+        return (int64_t) inv->cfg.refresh_interval_ms * INVENTORY_QUIET_FACTS_ROUNDS - inv->cfg.refresh_interval_ms / 2;
+}
+
+static bool facts_recent(Inventory *inv, Link *l) {
+        int64_t at = atomic_load(&l->facts_at_ms);
+        return at > 0 && now_ms() - at < quiet_facts_ms(inv);
+}
+
 static int refresh_host(Inventory *inv, int64_t host_id, bool full, char *reason, size_t reason_size);
 
 int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t reason_size) {
         return refresh_host(inv, host_id, true, reason, reason_size);
+}
+
+int inventory_refresh_round(Inventory *inv, int64_t host_id) {
+        return refresh_host(inv, host_id, false, NULL, 0);
+}
+
+void inventory_refresh_stats(Inventory *inv, uint64_t *ret_facts_calls, uint64_t *ret_quiet_skips) {
+        *ret_facts_calls = atomic_load(&inv->facts_calls);
+        *ret_quiet_skips = atomic_load(&inv->quiet_skips);
 }
 
 /* Checks a host: its facts always (the call that tells it answers), and
@@ -676,7 +719,15 @@ static int refresh_host(Inventory *inv, int64_t host_id, bool full, char *reason
                 if (reason) snprintf(reason, reason_size, "Cannot connect to host '%s': %s", h.name, why);
                 return r;
         }
+        uint64_t events = 0;
+        bool watched = hv_conn_domain_events(l->conn, &events);
+        if (!full && watched && host_is_quiet(inv, l, &h, events) && facts_recent(inv, l) && hv_conn_alive(l->conn)) {
+                atomic_fetch_add(&inv->quiet_skips, 1);
+                link_release(inv, l);
+                return 0;
+        }
         HvHostInfo info;
+        atomic_fetch_add(&inv->facts_calls, 1);
         r = hv_host_info(l->conn, &info);
         if (r < 0) {
                 snprintf(why, sizeof why, "%s", hv_last_error());
@@ -694,13 +745,12 @@ static int refresh_host(Inventory *inv, int64_t host_id, bool full, char *reason
                 link_forget(inv, h.id);
                 return r;
         }
-        uint64_t events = 0;
-        bool watched = hv_conn_domain_events(l->conn, &events);
+        atomic_store(&l->facts_at_ms, now_ms());
         if (!full && watched && host_is_quiet(inv, l, &h, events)) {
                 /* last_seen_at every few rounds when nothing changed: see
                  * store_host_touch_facts(). */
                 (void) store_host_touch_facts(inv->st, h.id, info.cpus, info.memory_mib, info.free_memory_mib, info.hv_driver,
-                                              info.default_domain_type, info.hostname, (int64_t) inv->cfg.refresh_interval_ms * 6);
+                                              info.default_domain_type, info.hostname, quiet_facts_ms(inv));
                 link_release(inv, l);
                 return 0;
         }
@@ -769,7 +819,7 @@ static void *refresher_main(void *arg) {
                         continue;
                 inv->inflight[me->slot] = id;
                 pthread_mutex_unlock(&inv->lock);
-                (void) refresh_host(inv, id, false, NULL, 0);
+                (void) inventory_refresh_round(inv, id);
                 pthread_mutex_lock(&inv->lock);
                 inv->inflight[me->slot] = 0;
         }

@@ -84,6 +84,13 @@ Inventory *inventory_free(Inventory *inv);
  * else left in state "duplicate", which nothing reconciles, places on or
  * acts on. */
 int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t reason_size);
+/* One round's refresh of a host, as the host monitor does it: a quiet host
+ * (no domain event, listed recently, link alive) is asked for its facts
+ * only every few rounds (inventory.c). For tests. 0 or negative. */
+int inventory_refresh_round(Inventory *inv, int64_t host_id);
+/* The facts calls the refreshes made and the quiet rounds that made none,
+ * since inventory_new(). */
+void inventory_refresh_stats(Inventory *inv, uint64_t *ret_facts_calls, uint64_t *ret_quiet_skips);
 
 /* Chooses the domain type for a new VM on a host: "kvm", "qemu" or "test".
  * requested is "auto", "kvm" or "qemu". */

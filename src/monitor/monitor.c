@@ -15,6 +15,7 @@
 
 #include "hv/hv-stats.h"
 #include "store/store-place.h"
+#include "placement/placement.h"
 
 #define KIND_SHIFT 56
 #define USAGE_FIGURES 4          /* cpu %, memory MiB, disk I/O %, network % */
@@ -896,6 +897,10 @@ int monitor_round(Monitor *m, int64_t now) {
         for (size_t i = 0; i < rd.ns; i++)
                 rollup_add(m, &rd.samples[i], &rd.l5, &rd.l1h);
         int r = round_write(m, &rd);
+        /* the round changed every host's usage: placement patches its
+         * inputs here, not on the next rating request */
+        if (r >= 0)
+                (void) placement_refresh(m->st);
         round_prune(m, now);
         round_end(m, &rd);
         if (m->cfg.model) {

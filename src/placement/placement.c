@@ -1,6 +1,6 @@
 /* The placement glue (placement.h): builds the pure engine's host arrays
  * (src/place) from the database and answers which hosts could take a VM.
- * A rating runs in phases: the inputs (cached, see "the inputs cache"),
+ * A rating runs in phases: the inputs (kept in memory, see "the live inputs"),
  * the rule members, the engine hosts, the policy, then the engine's table;
  * reasons are written only for hosts that rate 0.
  *
@@ -38,6 +38,7 @@
  * Goal and weights are the effective policy of the group placement runs in,
  * the request's goal overriding. Rules map to engine rule groups by rule id. */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -209,129 +210,350 @@ static void failover_reserves(const Inputs *in, double *failover) {
         }
 }
 
-/* ---- the inputs cache ----
- * Reading the inputs is most of a rating's cost (four queries; at 1,000
- * hosts milliseconds, against tens of microseconds for the engine). They
- * are kept, per (group, VM), for as long as the store's placement
- * generation (store_place_generation(), raised by triggers on every change
- * to what they are read from, by any connection or process) stays the
- * same: repeated ratings with nothing changed read one row. Entries are
- * immutable and refcounted, so threads share them without copying. An
- * entry is only filled outside a transaction: one read inside sees the
- * transaction's own changes, which may yet roll back (and the generation
- * with them). The generation is read before the inputs, so an entry is
- * never older than its key. */
-
-#define CACHE_SLOTS 8
+/* ---- the live inputs ----
+ * Reading the inputs whole is most of a rating's cost (at 1,000 hosts
+ * tens of milliseconds, against tens of microseconds for the engine). So
+ * placement keeps every host's inputs in memory (Live.base: all hosts, no
+ * VM left out, with policies, cluster members and rule members) together
+ * with the store's placement sequence they reflect (store_place_seq()).
+ * A rating reads the sequence (one row); when it moved, only what the
+ * store noted since (store_place_changed_keys(): the hosts a change
+ * touched, hosts whose usage changed, the small global tables) is read
+ * and patched into a new base (the patch: O(changed rows) of SQL and a
+ * copy of the host array), never the whole estate. Writers that change
+ * much at once (the monitor's round) call placement_refresh() so the
+ * patch happens on their thread, not on a request.
+ *
+ * Bases are immutable and refcounted, so ratings share them without
+ * copying. Inside a transaction the patch is the transaction's own view,
+ * which may yet roll back: it is used for that rating only, never kept.
+ * The sequence is read before the changes, so a base is never older than
+ * its sequence (it may hold a row fresher than that, which the next patch
+ * reads again). A rating for a VM already placed re-reads only its own
+ * host and its reservation's host without it, and the cluster members
+ * (its HA memory). */
 
 typedef struct {
-        unsigned refs;                  /* under InputsCache.lock */
-        int64_t gen, group_id, vm_id;
-        uint64_t used;                  /* for eviction: the last use */
-        Inputs in;
-} CachedInputs;
+        unsigned refs;                  /* atomic */
+        int64_t seq;
+        Inputs in;                      /* every host, ordered by id; no VM left out */
+} Base;
 
 typedef struct {
-        pthread_mutex_t lock;
-        CachedInputs *slot[CACHE_SLOTS];
-        uint64_t clock, hits, misses;
-} InputsCache;
+        pthread_mutex_t lock;           /* guards base and the counters */
+        pthread_mutex_t patch;          /* one patch of the shared base at a time */
+        Base *base;
+        uint64_t hits, misses;
+} Live;
 
-static void cached_unref_locked(CachedInputs *c) {
-        if (c && --c->refs == 0) {
-                inputs_done(&c->in);
-                free(c);
-        }
+static Base *base_ref(Base *b) {
+        if (b)
+                __atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED);
+        return b;
 }
 
-static void *cache_new(void) {
-        InputsCache *k = xcalloc(1, sizeof *k);
+static void base_unref(Base *b) {
+        if (!b || __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) > 0)
+                return;
+        inputs_done(&b->in);
+        free(b);
+}
+
+static void *live_new(void) {
+        Live *k = xcalloc(1, sizeof *k);
         pthread_mutex_init(&k->lock, NULL);
+        pthread_mutex_init(&k->patch, NULL);
         return k;
 }
 
-static void cache_free(void *p) {
-        InputsCache *k = p;
-        for (size_t i = 0; i < CACHE_SLOTS; i++)
-                cached_unref_locked(k->slot[i]);
+static void live_free(void *p) {
+        Live *k = p;
+        base_unref(k->base);
         pthread_mutex_destroy(&k->lock);
+        pthread_mutex_destroy(&k->patch);
         free(k);
 }
 
-static InputsCache *cache_of(Store *st) {
-        return store_clientdata(st, "placement.inputs", cache_new, cache_free);
+static Live *live_of(Store *st) {
+        return store_clientdata(st, "placement.inputs", live_new, live_free);
 }
 
-static void cached_unref(Store *st, CachedInputs *c) {
-        InputsCache *k = cache_of(st);
-        if (!c)
-                return;
-        if (!k) {       /* never cached: ours alone */
-                cached_unref_locked(c);
-                return;
-        }
+static Base *live_base(Live *k) {
         pthread_mutex_lock(&k->lock);
-        cached_unref_locked(c);
+        Base *b = base_ref(k->base);
+        pthread_mutex_unlock(&k->lock);
+        return b;
+}
+
+static void live_count(Live *k, bool hit) {
+        pthread_mutex_lock(&k->lock);
+        if (hit)
+                k->hits++;
+        else
+                k->misses++;
         pthread_mutex_unlock(&k->lock);
 }
 
-/* The inputs of (group_id, vm_id): from the cache when the generation is
- * the same, else read (and kept). 0 and a reference in *ret (give it back
- * with cached_unref()), or negative (-ENOENT: no such group). */
-static int inputs_get(Store *st, int64_t group_id, int64_t vm_id, CachedInputs **ret) {
-        InputsCache *k = cache_of(st);
-        int64_t gen = -1;
-        if (k && store_place_generation(st, &gen) < 0)
-                gen = -1;
-        if (k && gen >= 0) {
-                pthread_mutex_lock(&k->lock);
-                for (size_t i = 0; i < CACHE_SLOTS; i++) {
-                        CachedInputs *c = k->slot[i];
-                        if (c && c->gen == gen && c->group_id == group_id && c->vm_id == vm_id) {
-                                c->refs++;
-                                c->used = ++k->clock;
-                                k->hits++;
-                                pthread_mutex_unlock(&k->lock);
-                                *ret = c;
-                                return 0;
-                        }
-                }
-                k->misses++;
-                pthread_mutex_unlock(&k->lock);
+static void *memdup0(const void *p, size_t n, size_t size) {
+        void *q = xcalloc(n + 1, size);
+        if (n)
+                memcpy(q, p, n * size);
+        return q;
+}
+
+static bool keys_has(const int64_t *keys, size_t n, int64_t key) {
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (keys[mid] == key)
+                        return true;
+                if (keys[mid] < key)
+                        lo = mid + 1;
+                else
+                        hi = mid;
         }
-        CachedInputs *c = xcalloc(1, sizeof *c);
-        int r = inputs_load(st, group_id, vm_id, &c->in);
+        return false;
+}
+
+/* A whole base read from the store (the start, or no base yet). */
+static int base_load(Store *st, Base **ret) {
+        Base *b = xcalloc(1, sizeof *b);
+        int r = store_place_seq(st, &b->seq);
+        if (r >= 0)
+                r = inputs_load(st, STORE_ROOT_GROUP_ID, 0, &b->in);
         if (r < 0) {
-                free(c);
+                free(b);
                 return r;
         }
-        c->refs = 1;
-        c->gen = gen;
-        c->group_id = group_id;
-        c->vm_id = vm_id;
-        if (k && gen >= 0 && !store_in_transaction(st)) {
-                pthread_mutex_lock(&k->lock);
-                /* an empty slot, else one of an older generation, else the
-                 * least recently used */
-                size_t victim = 0;
-                for (size_t i = 0; i < CACHE_SLOTS && k->slot[victim]; i++) {
-                        const CachedInputs *o = k->slot[i], *v = k->slot[victim];
-                        bool o_old = o && o->gen != gen, v_old = v->gen != gen;
-                        if (!o || (o_old && !v_old) || (o_old == v_old && o->used < v->used))
-                                victim = i;
+        b->refs = 1;
+        *ret = b;
+        return 0;
+}
+
+/* The hosts of old (ordered by id) with those noted in keys replaced by
+ * rows (ordered by id; a noted host without a row is gone). */
+static StorePlaceHost *hosts_merge(const Inputs *old, const int64_t *keys, size_t nk, const StorePlaceHost *rows, size_t nr,
+                                   size_t *ret_n) {
+        StorePlaceHost *out = xcalloc(old->n + nr + 1, sizeof *out);
+        size_t i = 0, j = 0, n = 0;
+        while (i < old->n || j < nr) {
+                if (j == nr || (i < old->n && old->sh[i].id < rows[j].id)) {
+                        if (!keys_has(keys, nk, old->sh[i].id))
+                                out[n++] = old->sh[i];
+                        i++;
+                } else {
+                        if (i < old->n && old->sh[i].id == rows[j].id)
+                                i++;
+                        out[n++] = rows[j++];
                 }
-                cached_unref_locked(k->slot[victim]);
-                c->refs++;
-                c->used = ++k->clock;
-                k->slot[victim] = c;
-                pthread_mutex_unlock(&k->lock);
         }
-        *ret = c;
+        *ret_n = n;
+        return out;
+}
+
+/* One global table: read again when its key was noted, else copied. */
+#define GLOBAL(key, field, nfield, read) do { \
+                if (r >= 0 && keys_has(keys, (size_t) nk, key)) { \
+                        r = (read); \
+                        if (r >= 0) \
+                                in.nfield = (size_t) r; \
+                } else if (r >= 0) { \
+                        in.field = memdup0(old->in.field, old->in.nfield, sizeof *in.field); \
+                        in.nfield = old->in.nfield; \
+                } \
+        } while (0)
+
+/* old brought up to the store's present: what was noted since old->seq.
+ * 0 and a new base in *ret, or negative. */
+static int base_patch(Store *st, const Base *old, Base **ret) {
+        _cleanup_free_ int64_t *keys = NULL;
+        _cleanup_free_ StorePlaceHost *rows = NULL;
+        _cleanup_free_ StorePlaceUsage *usage = NULL;
+        int64_t seq;
+        int r = store_place_seq(st, &seq);
+        if (r < 0)
+                return r;
+        int nk = store_place_changed_keys(st, old->seq, &keys);
+        int nr = nk < 0 ? nk : store_place_hosts_changed(st, old->seq, &rows);
+        int nu = nr < 0 ? nr : store_place_usage_changed(st, old->seq, &usage);
+        if (nu < 0)
+                return nu;
+        Inputs in = {0};
+        in.sh = hosts_merge(&old->in, keys, (size_t) nk, rows, (size_t) nr, &in.n);
+        for (int u = 0; u < nu; u++) {
+                ssize_t x = host_index(in.sh, in.n, usage[u].host_id);
+                if (x < 0)
+                        continue;
+                StorePlaceHost *h = &in.sh[x];
+                h->usage_at = usage[u].usage_at ;
+                h->cpu_pct = usage[u].cpu_pct;
+                h->memory_used_mib = usage[u].memory_used_mib;
+                h->disk_io_pct = usage[u].disk_io_pct;
+                h->network_pct = usage[u].network_pct;
+        }
+        GLOBAL(STORE_PLACE_KEY_GROUPS, pol, npol, store_policy_all(st, &in.pol));
+        GLOBAL(STORE_PLACE_KEY_CLUSTERS, cm, ncm, store_place_cluster_members(st, 0, &in.cm));
+        GLOBAL(STORE_PLACE_KEY_RULES, rm, nrm, store_place_rule_members(st, &in.rm));
+        if (r < 0) {
+                inputs_done(&in);
+                return r;
+        }
+        Base *b = xcalloc(1, sizeof *b);
+        b->refs = 1;
+        b->seq = seq;
+        b->in = in;
+        *ret = b;
+        return 0;
+}
+#undef GLOBAL
+
+/* Brings the shared base up to the store's committed present (outside a
+ * transaction only): 0 or negative. */
+static int live_catch_up(Store *st, Live *k) {
+        pthread_mutex_lock(&k->patch);
+        Base *old = live_base(k), *b = NULL;
+        int64_t seq = -1;
+        int r = old ? store_place_seq(st, &seq) : 0;
+        if (r >= 0 && old && old->seq == seq) {
+                /* another thread patched it meanwhile */
+        } else if (r >= 0) {
+                r = old ? base_patch(st, old, &b) : base_load(st, &b);
+                if (r >= 0) {
+                        pthread_mutex_lock(&k->lock);
+                        base_unref(k->base);
+                        k->base = b;
+                        k->misses++;
+                        pthread_mutex_unlock(&k->lock);
+                }
+        }
+        base_unref(old);
+        pthread_mutex_unlock(&k->patch);
+        return r;
+}
+
+int placement_refresh(Store *st) {
+        Live *k = live_of(st);
+        if (!k || store_in_transaction(st))
+                return 0;
+        return live_catch_up(st, k);
+}
+
+/* Whether group_id is in the subtree of root (pol: every group). */
+static bool group_under(const Inputs *in, int64_t group_id, int64_t root) {
+        return root == STORE_ROOT_GROUP_ID || group_in_scope(in->pol, in->npol, group_id, &root, 1);
+}
+
+/* The inputs a rating of (group_id, vm_id) reads, from all (every host,
+ * no VM left out): the hosts of group_id's subtree; for a placed VM, its
+ * hosts re-read without it and the cluster members without it. 0 and a
+ * private copy in *ret, or negative (-ENOENT: no such group). */
+static int inputs_narrow(Store *st, const Inputs *all, int64_t group_id, int64_t vm_id, Inputs *ret) {
+        Inputs in = {0};
+        _cleanup_free_ StorePlaceHost *own = NULL;
+        int no = 0;
+        if (vm_id > 0 && (no = store_place_hosts_of_vm(st, vm_id, &own)) < 0)
+                return no;
+        in.pol = memdup0(all->pol, all->npol, sizeof *in.pol);
+        in.npol = all->npol;
+        in.rm = memdup0(all->rm, all->nrm, sizeof *in.rm);
+        in.nrm = all->nrm;
+        in.sh = xcalloc(all->n + 1, sizeof *in.sh);
+        for (size_t i = 0; i < all->n; i++)
+                if (group_under(all, all->sh[i].group_id, group_id))
+                        in.sh[in.n++] = all->sh[i];
+        for (int j = 0; j < no; j++) {
+                ssize_t x = host_index(in.sh, in.n, own[j].id);
+                if (x >= 0)
+                        in.sh[x] = own[j];
+        }
+        int r = 0;
+        if (vm_id > 0) {
+                r = store_place_cluster_members(st, vm_id, &in.cm);
+                if (r >= 0)
+                        in.ncm = (size_t) r;
+        } else {
+                in.cm = memdup0(all->cm, all->ncm, sizeof *in.cm);
+                in.ncm = all->ncm;
+        }
+        if (r < 0) {
+                inputs_done(&in);
+                return r;
+        }
+        *ret = in;
+        return 0;
+}
+
+static bool group_known(const Inputs *in, int64_t group_id) {
+        for (size_t i = 0; i < in->npol; i++)
+                if (in->pol[i].group_id == group_id)
+                        return true;
+        return false;
+}
+
+/* What one rating reads: the shared base as it is, or a private copy. */
+typedef struct {
+        Base *base;                     /* a reference, or NULL */
+        Inputs own;                     /* when in points here */
+        const Inputs *in;
+} Held;
+
+static void held_done(Held *h) {
+        base_unref(h->base);
+        inputs_done(&h->own);
+        *h = (Held) {0};
+}
+
+/* The inputs of (group_id, vm_id) as this connection sees the store now:
+ * 0 with *ret filled (give back with held_done()), or negative (-ENOENT:
+ * no such group). */
+static int inputs_get(Store *st, int64_t group_id, int64_t vm_id, Held *ret) {
+        Live *k = live_of(st);
+        Held h = {0};
+        int64_t seq = -1;
+        int r = store_place_seq(st, &seq);
+        if (r < 0)
+                return r;
+        bool in_tx = store_in_transaction(st);
+        h.base = k ? live_base(k) : NULL;
+        bool hit = h.base && h.base->seq == seq;
+        if (k && !hit && !in_tx) {
+                base_unref(h.base);
+                if ((r = live_catch_up(st, k)) < 0)
+                        return r;
+                h.base = live_base(k);
+        } else if (k)
+                live_count(k, hit);
+        /* What this view sees differs from the base (a transaction's own
+         * changes, or no base at all): for this rating only. */
+        if (!h.base || (in_tx && h.base->seq != seq)) {
+                Base *b = NULL;
+                r = h.base ? base_patch(st, h.base, &b) : base_load(st, &b);
+                base_unref(h.base);
+                if (r < 0)
+                        return r;
+                h.base = b;
+        }
+        if (!group_known(&h.base->in, group_id)) {
+                held_done(&h);
+                return -ENOENT;
+        }
+        if (group_id == STORE_ROOT_GROUP_ID && vm_id <= 0) {
+                h.in = &h.base->in;
+        } else {
+                r = inputs_narrow(st, &h.base->in, group_id, vm_id, &h.own);
+                base_unref(h.base);
+                h.base = NULL;
+                if (r < 0)
+                        return r;
+        }
+        *ret = h;
+        if (!ret->base)
+                ret->in = &ret->own;
         return 0;
 }
 
 void placement_cache_stats(Store *st, uint64_t *ret_hits, uint64_t *ret_misses) {
-        InputsCache *k = cache_of(st);
+        Live *k = live_of(st);
         *ret_hits = *ret_misses = 0;
         if (!k)
                 return;
@@ -341,11 +563,93 @@ void placement_cache_stats(Store *st, uint64_t *ret_hits, uint64_t *ret_misses) 
         pthread_mutex_unlock(&k->lock);
 }
 
+static bool same_d(double a, double b) {
+        return (isnan(a) && isnan(b)) || a == b;
+}
+
+static bool same_host(const StorePlaceHost *a, const StorePlaceHost *b) {
+        return a->id == b->id && streq(a->name, b->name) && a->group_id == b->group_id && streq(a->state, b->state) &&
+               a->cpus == b->cpus && a->memory_mib == b->memory_mib && a->usage_at == b->usage_at &&
+               same_d(a->cpu_pct, b->cpu_pct) && same_d(a->memory_used_mib, b->memory_used_mib) &&
+               same_d(a->disk_io_pct, b->disk_io_pct) && same_d(a->network_pct, b->network_pct) &&
+               a->has_pool == b->has_pool && a->pool_capacity_bytes == b->pool_capacity_bytes &&
+               a->pool_available_bytes == b->pool_available_bytes && a->alloc_cpus == b->alloc_cpus &&
+               a->alloc_memory_mib == b->alloc_memory_mib && a->creating_cpus == b->creating_cpus &&
+               a->creating_memory_mib == b->creating_memory_mib && a->alloc_disk_bytes == b->alloc_disk_bytes &&
+               a->reserved_cpus == b->reserved_cpus && a->reserved_memory_mib == b->reserved_memory_mib &&
+               a->reserved_disk_bytes == b->reserved_disk_bytes;
+}
+
+static bool same_policy(const StoreGroupPolicy *a, const StoreGroupPolicy *b) {
+        if (a->group_id != b->group_id || a->parent_id != b->parent_id || !streq(a->goal, b->goal))
+                return false;
+        for (int f = 0; f < STORE_POLICY__COUNT; f++)
+                if (a->set[f] != b->set[f] || (a->set[f] && a->value[f] != b->value[f]))
+                        return false;
+        return true;
+}
+
+static bool same_member(const StorePlaceClusterMember *a, const StorePlaceClusterMember *b) {
+        return a->cluster_id == b->cluster_id && a->tolerate == b->tolerate && a->host_id == b->host_id &&
+               streq(a->host_state, b->host_state) && a->ha_memory_mib == b->ha_memory_mib;
+}
+
+static bool same_rule(const StorePlaceRuleMember *a, const StorePlaceRuleMember *b) {
+        return a->rule_id == b->rule_id && streq(a->kind, b->kind) && a->vm_id == b->vm_id && streq(a->vm_name, b->vm_name) &&
+               a->host_id == b->host_id;
+}
+
+/* The first difference between a (in memory) and b (read whole), or NULL. */
+static const char *inputs_diff(const Inputs *a, const Inputs *b, char *buf, size_t size) {
+        if (a->n != b->n) {
+                snprintf(buf, size, "%zu hosts in memory, %zu in the store", a->n, b->n);
+                return buf;
+        }
+        for (size_t i = 0; i < b->n; i++)
+                if (!same_host(&a->sh[i], &b->sh[i])) {
+                        snprintf(buf, size, "host %" PRIi64 " ('%s') differs", b->sh[i].id, b->sh[i].name);
+                        return buf;
+                }
+        bool pol = a->npol == b->npol, cm = a->ncm == b->ncm, rm = a->nrm == b->nrm;
+        for (size_t i = 0; pol && i < b->npol; i++)
+                pol = same_policy(&a->pol[i], &b->pol[i]);
+        for (size_t i = 0; cm && i < b->ncm; i++)
+                cm = same_member(&a->cm[i], &b->cm[i]);
+        for (size_t i = 0; rm && i < b->nrm; i++)
+                rm = same_rule(&a->rm[i], &b->rm[i]);
+        return !pol ? "policies differ" : !cm ? "cluster members differ" : !rm ? "rule members differ" : NULL;
+}
+
+int placement_inputs_verify(Store *st, char *why, size_t why_size) {
+        int r = placement_refresh(st);
+        if (r < 0)
+                return r;
+        Live *k = live_of(st);
+        Base *b = k ? live_base(k) : NULL;
+        if (!b) {
+                snprintf(why, why_size, "no inputs in memory");
+                return -EBADMSG;
+        }
+        Inputs fresh = {0};
+        r = inputs_load(st, STORE_ROOT_GROUP_ID, 0, &fresh);
+        if (r >= 0) {
+                char buf[160];
+                const char *d = inputs_diff(&b->in, &fresh, buf, sizeof buf);
+                if (d) {
+                        snprintf(why, why_size, "%s", d);
+                        r = -EBADMSG;
+                }
+        }
+        inputs_done(&fresh);
+        base_unref(b);
+        return r;
+}
+
 /* One rating in the making: the engine's arrays built from the inputs
  * (pointing into them) and the scores. */
 typedef struct {
         Store *st;
-        CachedInputs *ci;               /* a reference: in points into it */
+        Held held;                      /* in points into it */
         const Inputs *in;
         size_t m;                       /* hosts rated (not skipped) */
         PlaceHost *ph;                  /* m engine hosts */
@@ -366,7 +670,7 @@ static void rating_done(Rating *x) {
         free(x->members);
         free(x->anti);
         free(x->aff);
-        cached_unref(x->st, x->ci);
+        held_done(&x->held);
         *x = (Rating) {0};
 }
 
@@ -533,10 +837,10 @@ static int rating_run(Store *st, int64_t group_id, const PlacementDemand *d, Rat
         if (group_id <= 0)
                 group_id = STORE_ROOT_GROUP_ID;
         *x = (Rating) { .st = st };
-        int r = inputs_get(st, group_id, d->vm_id, &x->ci);
+        int r = inputs_get(st, group_id, d->vm_id, &x->held);
         if (r < 0)
                 return r;
-        x->in = &x->ci->in;
+        x->in = x->held.in;
         _cleanup_free_ size_t *first = xcalloc(x->in->n + 1, sizeof *first);
         rating_rules(x, d, first);
         rating_hosts(x, d, first);
@@ -618,6 +922,9 @@ int placement_choose(Store *st, int64_t group_id, const PlacementDemand *d, int6
 }
 
 int placement_lock(Store *st) {
+        /* the base brought up to date first, so the rating inside reads
+         * at most the few changes that land meanwhile */
+        (void) placement_refresh(st);
         return store_begin(st);
 }
 

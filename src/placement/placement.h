@@ -9,10 +9,11 @@
  *
  * "Used" is measured load from the host_usage table when a fresh sample
  * exists (monitoring writes it), otherwise the sum of the allocations of the
- * VMs Armada places on the host. The inputs read from the store are kept
- * while the store's placement generation stays the same, so a rating with
- * nothing changed reads one row; then one pass over the hosts builds and
- * rates them (place_table_*()).
+ * VMs Armada places on the host. Every host's inputs are kept in memory
+ * and patched with only what the store noted as changed since (one row
+ * read when nothing changed; a changed host's rows when one did), so a
+ * rating never re-reads the estate; then one pass over the hosts builds
+ * and rates them (place_table_*()).
  *
  * Layering: builds on store, op and place; inventory, library, ha and api
  * build on it, never the other way round. */
@@ -69,11 +70,25 @@ int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, Placem
  * ("host 'a': memory: needs ...; host 'b': ..."), or another negative code. */
 int placement_choose(Store *st, int64_t group_id, const PlacementDemand *d, int64_t *ret_host_id, char *why, size_t why_size);
 
-/* Ratings served from the inputs cache (hits) and those that read the
- * store (misses) since the store was opened: the inputs are read again
- * only when the store's placement generation moved
- * (store_place_generation()). */
+/* Ratings served from the inputs in memory as they were (hits), and the
+ * times the inputs were read from the store since the store was opened
+ * (misses: the first whole read, then each patch of what the store noted
+ * as changed — store_place_seq() — and each private patch inside a
+ * transaction). */
 void placement_cache_stats(Store *st, uint64_t *ret_hits, uint64_t *ret_misses);
+
+/* Brings the inputs in memory up to the store's committed present by
+ * reading only what changed since they were (a no-op inside a
+ * transaction). A writer that changed many hosts at once (the monitor's
+ * round) calls it after its commit, so no request pays for the patch.
+ * 0 or negative. */
+int placement_refresh(Store *st);
+
+/* For tests and debugging: brings the inputs in memory up to date
+ * (placement_refresh()) and compares them with the inputs read whole from
+ * the store. 0 when equal; -EBADMSG with the first difference in why; or
+ * another negative code. */
+int placement_inputs_verify(Store *st, char *why, size_t why_size);
 
 /* ---- choose and reserve, atomically ----
  * Every path that places a VM (create, deploy, migrate, maintenance, HA

@@ -72,6 +72,107 @@ static int place_generation(Store *st) {
         return r;
 }
 
+/* ---- what changed since a sequence number (place_dirty) ----
+ * Triggers on every table placement reads note which host's inputs a change
+ * touches (place_dirty: a host id, or one of the global keys below for the
+ * small whole-estate tables) and, separately, hosts whose measured usage
+ * alone changed (place_dirty_usage), each with the value of one counter
+ * (place_seq) that every noted change raises. A reader that knows the
+ * inputs at sequence s re-reads only the keys noted after s. Each key is one
+ * row (its last change), so the tables never outgrow the estate. */
+#define DIRTY_GROUPS "-1"       /* host groups and their policies */
+#define DIRTY_CLUSTERS "-2"     /* clusters, members, HA VMs, hosts' states */
+#define DIRTY_RULES "-3"        /* placement rules and their VMs */
+
+static const struct {
+        const char *table;
+        const char *const columns[6];   /* an UPDATE of these counts (NULL-ended) */
+        bool usage;                     /* keys go to place_dirty_usage */
+        const char *const keys[4];      /* expressions of R (the row: NEW or OLD) */
+} DIRTY_TABLES[] = {
+        { "host", { "name", "group_id", "state", "cpus", "memory_mib" }, false, { "R.id", DIRTY_CLUSTERS } },
+        { "host_usage", { "cpu_pct", "memory_used_mib", "disk_io_pct", "network_pct", "sampled_at" }, true, { "R.host_id" } },
+        { "host_pool", { "capacity_bytes", "available_bytes" }, false, { "R.host_id" } },
+        { "vm", { "name", "host_id", "state", "cpus", "memory_mib" }, false, { "R.host_id", DIRTY_CLUSTERS, DIRTY_RULES } },
+        { "vm_disk", { "vm_id", "size_bytes" }, false, { "(SELECT v.host_id FROM vm v WHERE v.id = R.vm_id)" } },
+        { "vm_ha", { "vm_id" }, false, { DIRTY_CLUSTERS } },
+        { "cluster", { "tolerate" }, false, { DIRTY_CLUSTERS } },
+        { "cluster_member", { "cluster_id", "host_id" }, false, { DIRTY_CLUSTERS } },
+        { "placement_rule", { "kind" }, false, { DIRTY_RULES } },
+        { "placement_rule_member", { "rule_id", "vm_id" }, false, { DIRTY_RULES } },
+        { "placement_reservation", { "host_id", "cpus", "memory_mib", "disk_bytes" }, false, { "R.host_id" } },
+        { "host_group", { "parent_id" }, false, { DIRTY_GROUPS } },
+        { "host_group_policy", { "cpu_pct", "memory_mib", "disk_gib", "goal", "w_cpu", "w_memory" }, false, { DIRTY_GROUPS } },
+        { "host_group_policy", { "disk_io_pct", "network_pct", "w_disk", "w_disk_io", "w_network" }, false, { DIRTY_GROUPS } },
+};
+
+/* The statements that note table i's keys for the row alias row. */
+static void dirty_notes(StrBuf *b, size_t i, const char *row) {
+        const char *into = DIRTY_TABLES[i].usage ? "place_dirty_usage(host_id, seq)" : "place_dirty(key, seq)";
+        const char *key = DIRTY_TABLES[i].usage ? "host_id" : "key";
+        for (size_t k = 0; k < ELEMENTSOF(DIRTY_TABLES[i].keys) && DIRTY_TABLES[i].keys[k]; k++) {
+                const char *e = DIRTY_TABLES[i].keys[k];
+                StrBuf expr = {0};
+                for (const char *p = e; *p; p++)
+                        if (p[0] == 'R' && p[1] == '.') {
+                                strbuf_printf(&expr, "%s", row);
+                                p++;
+                        } else
+                                strbuf_printf(&expr, "%c", *p);
+                strbuf_printf(b, " INSERT INTO %s SELECT k, s.seq FROM (SELECT %s AS k) JOIN place_seq s"
+                                 " WHERE k IS NOT NULL ON CONFLICT(%s) DO UPDATE SET seq = excluded.seq;",
+                              into, expr.s, key);
+                strbuf_free(&expr);
+        }
+}
+
+static int place_dirty(Store *st) {
+        static const char *const tables[] = {
+                "CREATE TABLE place_seq (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)",
+                "INSERT INTO place_seq(id, seq) VALUES (1, 1)",
+                "CREATE TABLE place_dirty (key INTEGER PRIMARY KEY, seq INTEGER NOT NULL)",
+                "CREATE INDEX place_dirty_seq_idx ON place_dirty(seq)",
+                "CREATE TABLE place_dirty_usage (host_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL)",
+                "CREATE INDEX place_dirty_usage_seq_idx ON place_dirty_usage(seq)",
+        };
+        int r = 0;
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(tables); i++)
+                r = store_exec(st, tables[i], "");
+        static const char bump[] = " UPDATE place_seq SET seq = seq + 1 WHERE id = 1;";
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(DIRTY_TABLES); i++) {
+                /* names from the list above, never from a user */
+                const char *t = DIRTY_TABLES[i].table;
+                if (i == 0 || !streq(DIRTY_TABLES[i - 1].table, t)) {
+                        static const char *const ev[] = { "INSERT", "DELETE" };
+                        for (size_t e = 0; r >= 0 && e < 2; e++) {
+                                StrBuf b = {0};
+                                strbuf_printf(&b, "CREATE TRIGGER place_dirty_%s_%s AFTER %s ON %s BEGIN%s", t, ev[e], ev[e], t, bump);
+                                dirty_notes(&b, i, e == 0 ? "NEW." : "OLD.");
+                                strbuf_printf(&b, " END");
+                                r = store_exec(st, b.s, "");
+                                strbuf_free(&b);
+                        }
+                }
+                StrBuf of = {0}, when = {0}, b = {0};
+                for (size_t k = 0; k < ELEMENTSOF(DIRTY_TABLES[i].columns) && DIRTY_TABLES[i].columns[k]; k++) {
+                        const char *c = DIRTY_TABLES[i].columns[k];
+                        strbuf_printf(&of, "%s%s", k ? ", " : "", c);
+                        strbuf_printf(&when, "%sOLD.%s IS NOT NEW.%s", k ? " OR " : "", c, c);
+                }
+                strbuf_printf(&b, "CREATE TRIGGER place_dirty_%s_update%zu AFTER UPDATE OF %s ON %s WHEN %s BEGIN%s", t, i, of.s, t,
+                              when.s, bump);
+                dirty_notes(&b, i, "OLD.");
+                dirty_notes(&b, i, "NEW.");
+                strbuf_printf(&b, " END");
+                if (r >= 0)
+                        r = store_exec(st, b.s, "");
+                strbuf_free(&of);
+                strbuf_free(&when);
+                strbuf_free(&b);
+        }
+        return r;
+}
+
 const StoreMigration store_migrations_place[] = {
         /* Clusters (built by the ha capability, whose failover reserve the
          * placement engine honours). Exact schema agreed with ha. */
@@ -133,6 +234,9 @@ const StoreMigration store_migrations_place[] = {
         /* A counter of the changes to what placement reads, kept by
          * triggers: placement caches its inputs until it moves. */
         { "place-generation", NULL, place_generation },
+        /* What changed since a sequence number, kept by triggers: placement
+         * keeps its inputs in memory and re-reads only that. */
+        { "place-dirty", NULL, place_dirty },
         { NULL, NULL },
 };
 
@@ -176,32 +280,78 @@ static void row_place_host(sqlite3_stmt *stmt, void *out) {
         h->reserved_disk_bytes = u64(stmt, 21);
 }
 
+/* The columns of row_place_host(), ?2 the VM left out. */
+#define PLACE_HOST_SELECT \
+        "SELECT h.id, h.name, h.group_id, h.state, h.cpus, h.memory_mib," \
+        "  coalesce(u.sampled_at, 0), u.cpu_pct, u.memory_used_mib, u.disk_io_pct, u.network_pct," \
+        "  p.host_id IS NOT NULL, p.capacity_bytes, p.available_bytes," \
+        "  (SELECT coalesce(sum(v.cpus), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2" \
+        "     AND v.state IN (" STORE_PLACE_ACTIVE_STATES "))," \
+        "  (SELECT coalesce(sum(v.memory_mib), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2" \
+        "     AND v.state IN (" STORE_PLACE_ACTIVE_STATES "))," \
+        "  (SELECT coalesce(sum(v.cpus), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2 AND v.state = 'creating')," \
+        "  (SELECT coalesce(sum(v.memory_mib), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2 AND v.state = 'creating')," \
+        "  (SELECT coalesce(sum(d.size_bytes), 0) FROM vm v JOIN vm_disk d ON d.vm_id = v.id" \
+        "     WHERE v.host_id = h.id AND v.id <> ?2 AND v.state <> 'deleting')," \
+        /* moves in flight to h; a VM the database already places on h \
+         * counts once, as an allocation */ \
+        "  (SELECT coalesce(sum(x.cpus), 0) FROM placement_reservation x JOIN vm v ON v.id = x.vm_id" \
+        "     WHERE x.host_id = h.id AND x.vm_id <> ?2 AND coalesce(v.host_id, 0) <> h.id)," \
+        "  (SELECT coalesce(sum(x.memory_mib), 0) FROM placement_reservation x JOIN vm v ON v.id = x.vm_id" \
+        "     WHERE x.host_id = h.id AND x.vm_id <> ?2 AND coalesce(v.host_id, 0) <> h.id)," \
+        "  (SELECT coalesce(sum(x.disk_bytes), 0) FROM placement_reservation x JOIN vm v ON v.id = x.vm_id" \
+        "     WHERE x.host_id = h.id AND x.vm_id <> ?2 AND coalesce(v.host_id, 0) <> h.id)" \
+        " FROM host h LEFT JOIN host_usage u ON u.host_id = h.id LEFT JOIN host_pool p ON p.host_id = h.id"
+
 int store_place_hosts(Store *st, int64_t group_id, int64_t exclude_vm_id, StorePlaceHost **ret) {
         static const char sql[] =
                 "WITH RECURSIVE sub(id) AS (SELECT ?1 UNION ALL SELECT g.id FROM host_group g JOIN sub ON g.parent_id = sub.id) "
-                "SELECT h.id, h.name, h.group_id, h.state, h.cpus, h.memory_mib,"
-                "  coalesce(u.sampled_at, 0), u.cpu_pct, u.memory_used_mib, u.disk_io_pct, u.network_pct,"
-                "  p.host_id IS NOT NULL, p.capacity_bytes, p.available_bytes,"
-                "  (SELECT coalesce(sum(v.cpus), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2"
-                "     AND v.state IN (" STORE_PLACE_ACTIVE_STATES ")),"
-                "  (SELECT coalesce(sum(v.memory_mib), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2"
-                "     AND v.state IN (" STORE_PLACE_ACTIVE_STATES ")),"
-                "  (SELECT coalesce(sum(v.cpus), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2 AND v.state = 'creating'),"
-                "  (SELECT coalesce(sum(v.memory_mib), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2 AND v.state = 'creating'),"
-                "  (SELECT coalesce(sum(d.size_bytes), 0) FROM vm v JOIN vm_disk d ON d.vm_id = v.id"
-                "     WHERE v.host_id = h.id AND v.id <> ?2 AND v.state <> 'deleting'),"
-                /* moves in flight to h; a VM the database already places on h
-                 * counts once, as an allocation */
-                "  (SELECT coalesce(sum(x.cpus), 0) FROM placement_reservation x JOIN vm v ON v.id = x.vm_id"
-                "     WHERE x.host_id = h.id AND x.vm_id <> ?2 AND coalesce(v.host_id, 0) <> h.id),"
-                "  (SELECT coalesce(sum(x.memory_mib), 0) FROM placement_reservation x JOIN vm v ON v.id = x.vm_id"
-                "     WHERE x.host_id = h.id AND x.vm_id <> ?2 AND coalesce(v.host_id, 0) <> h.id),"
-                "  (SELECT coalesce(sum(x.disk_bytes), 0) FROM placement_reservation x JOIN vm v ON v.id = x.vm_id"
-                "     WHERE x.host_id = h.id AND x.vm_id <> ?2 AND coalesce(v.host_id, 0) <> h.id)"
-                " FROM host h LEFT JOIN host_usage u ON u.host_id = h.id LEFT JOIN host_pool p ON p.host_id = h.id"
-                " WHERE h.group_id IN sub ORDER BY h.id";
+                PLACE_HOST_SELECT " WHERE h.group_id IN sub ORDER BY h.id";
         return store_query_rows(st, row_place_host, sizeof(StorePlaceHost), (void **) ret, sql, "ii",
                                 group_id > 0 ? group_id : (int64_t) STORE_ROOT_GROUP_ID, exclude_vm_id);
+}
+
+int store_place_seq(Store *st, int64_t *ret) {
+        return store_query_i64(st, ret, "SELECT seq FROM place_seq WHERE id = 1", "");
+}
+
+static void row_key(sqlite3_stmt *stmt, void *out) {
+        *(int64_t *) out = sqlite3_column_int64(stmt, 0);
+}
+
+int store_place_changed_keys(Store *st, int64_t since, int64_t **ret) {
+        return store_query_rows(st, row_key, sizeof(int64_t), (void **) ret,
+                                "SELECT key FROM place_dirty WHERE seq > ? ORDER BY key", "i", since);
+}
+
+int store_place_hosts_changed(Store *st, int64_t since, StorePlaceHost **ret) {
+        return store_query_rows(st, row_place_host, sizeof(StorePlaceHost), (void **) ret,
+                                PLACE_HOST_SELECT " WHERE h.id IN (SELECT key FROM place_dirty WHERE seq > ?1 AND key > 0)"
+                                " ORDER BY h.id", "ii", since, (int64_t) 0);
+}
+
+int store_place_hosts_of_vm(Store *st, int64_t vm_id, StorePlaceHost **ret) {
+        return store_query_rows(st, row_place_host, sizeof(StorePlaceHost), (void **) ret,
+                                PLACE_HOST_SELECT " WHERE ?1 = ?2 AND h.id IN (SELECT host_id FROM vm WHERE id = ?2"
+                                " UNION SELECT host_id FROM placement_reservation WHERE vm_id = ?2) ORDER BY h.id",
+                                "ii", vm_id, vm_id);
+}
+
+static void row_place_usage(sqlite3_stmt *stmt, void *out) {
+        StorePlaceUsage *u = out;
+        u->host_id = sqlite3_column_int64(stmt, 0);
+        u->usage_at = sqlite3_column_int64(stmt, 1);
+        u->cpu_pct = real_or_nan(stmt, 2);
+        u->memory_used_mib = real_or_nan(stmt, 3);
+        u->disk_io_pct = real_or_nan(stmt, 4);
+        u->network_pct = real_or_nan(stmt, 5);
+}
+
+int store_place_usage_changed(Store *st, int64_t since, StorePlaceUsage **ret) {
+        return store_query_rows(st, row_place_usage, sizeof(StorePlaceUsage), (void **) ret,
+                                "SELECT d.host_id, coalesce(u.sampled_at, 0), u.cpu_pct, u.memory_used_mib, u.disk_io_pct,"
+                                " u.network_pct FROM place_dirty_usage d LEFT JOIN host_usage u ON u.host_id = d.host_id"
+                                " WHERE d.seq > ? ORDER BY d.host_id", "i", since);
 }
 
 static void row_cluster_member(sqlite3_stmt *stmt, void *out) {

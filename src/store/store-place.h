@@ -64,6 +64,41 @@ int store_place_cluster_members(Store *st, int64_t exclude_vm_id, StorePlaceClus
  * transaction's view. 0 and *ret, or negative. */
 int store_place_generation(Store *st, int64_t *ret);
 
+/* ---- what changed: the sequence of placement's inputs ----
+ * Triggers raise one counter (the sequence) on every change to what
+ * store_place_hosts(), store_place_cluster_members(),
+ * store_place_rule_members() and store_policy_all() read, and note the
+ * keys it touches with that value: a host's id (its row, allocations,
+ * pool or reservations changed), or a global key for the small tables read
+ * whole, or (separately) a host whose measured usage alone changed. A
+ * reader holding the inputs of sequence s reads only what was noted after
+ * s. Within a transaction the sequence includes its own changes and goes
+ * back with a rollback. */
+#define STORE_PLACE_KEY_GROUPS (-1)     /* groups and policies: store_policy_all() */
+#define STORE_PLACE_KEY_CLUSTERS (-2)   /* store_place_cluster_members() */
+#define STORE_PLACE_KEY_RULES (-3)      /* store_place_rule_members() */
+/* The current sequence: 0 and *ret, or negative. */
+int store_place_seq(Store *st, int64_t *ret);
+/* The keys noted after since, ascending (global keys first). Count and a
+ * malloc'd array, or negative. */
+int store_place_changed_keys(Store *st, int64_t since, int64_t **ret);
+/* As store_place_hosts() (all groups, no VM left out), only the hosts
+ * noted after since that still exist. Count and array, or negative. */
+int store_place_hosts_changed(Store *st, int64_t since, StorePlaceHost **ret);
+/* As store_place_hosts() with vm_id left out, only the hosts whose figures
+ * vm_id changes: its own host and the host of its reservation. */
+int store_place_hosts_of_vm(Store *st, int64_t vm_id, StorePlaceHost **ret);
+/* A host's measured usage (as in StorePlaceHost; usage_at 0 and NAN
+ * figures when it has no sample any more). */
+typedef struct {
+        int64_t host_id;
+        int64_t usage_at;
+        double cpu_pct, memory_used_mib, disk_io_pct, network_pct;
+} StorePlaceUsage;
+/* The usage of every host whose usage was noted after since, ordered by
+ * host. Count and array, or negative. */
+int store_place_usage_changed(Store *st, int64_t since, StorePlaceUsage **ret);
+
 /* ---- reservations of moves in flight (placement_reservation) ----
  * Records (or replaces) vm_id's one reservation: cpus, memory and disk
  * counted as used on host_id by store_place_hosts() until released. 0 or

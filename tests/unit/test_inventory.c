@@ -522,6 +522,43 @@ static void wait_waiting(Inventory *inv, int64_t host_id, int n) {
         }
 }
 
+/* A quiet host (no domain event since it was listed, link alive) is asked
+ * for its facts every few rounds, not every round, and still within six. */
+static void test_quiet_host_facts_every_few_rounds(void **state) {
+        Fixture *f = *state;
+        Inventory *inv = NULL;
+        InventoryConfig cfg = { .refresh_interval_ms = 100, .full_refresh_ms = 60000, .allow_test_hosts = true };
+        assert_int_equal(inventory_new(f->st, NULL, &cfg, &inv), 0);
+        int64_t id = add_host(f->st, "t1", STORE_ROOT_GROUP_ID, 4, 4096, "ok");
+        uint64_t facts, quiet;
+        /* the first round lists it (and the import of the test driver's
+         * domain changes nothing on the hypervisor) */
+        assert_int_equal(inventory_refresh_round(inv, id), 0);
+        assert_int_equal(inventory_refresh_round(inv, id), 0);
+        inventory_refresh_stats(inv, &facts, &quiet);
+        uint64_t facts0 = facts;
+        assert_true(facts0 >= 1);
+        /* rounds every 100 ms: quiet ones make no call, and a call comes
+         * again within six rounds */
+        int rounds = 0;
+        while (facts == facts0 && rounds < 20) {
+                struct timespec ts = { 0, 100 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+                assert_int_equal(inventory_refresh_round(inv, id), 0);
+                rounds++;
+                inventory_refresh_stats(inv, &facts, &quiet);
+        }
+        assert_int_equal(facts, facts0 + 1);
+        assert_true(rounds >= 2);       /* not every round (fewer rounds only when the machine is slow) */
+        assert_true(rounds <= 6);
+        assert_true(quiet >= 2);
+        /* a full refresh always asks */
+        assert_int_equal(inventory_refresh_host(inv, id, NULL, 0), 0);
+        inventory_refresh_stats(inv, &facts, &quiet);
+        assert_int_equal(facts, facts0 + 2);
+        inventory_free(inv);
+}
+
 /* A HA restart (priority) is served before a job start queued earlier. */
 static void test_throttle_priority_first(void **state) {
         Fixture *f = *state;
@@ -793,6 +830,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_op_vm_create, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_op_show_db_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_throttle_priority_bounded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_quiet_host_facts_every_few_rounds, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,8 @@
 #include "placement/placement.h"
 #include "place/place.h"
 #include "store/store-place.h"
+#include "store/store-ha.h"
+#include "store/store-monitor.h"
 
 #include "tmpstore.h"
 
@@ -136,6 +138,120 @@ static void test_cache(void **state) {
         assert_string_equal(why, "memory: needs 6000 MiB, 2092 MiB left after the 100 MiB reserve");
 }
 
+/* The inputs in memory equal a whole read of the store, and ratings from
+ * them (of a group, of a placed VM) equal those of a store opened afresh
+ * (which reads everything once). */
+static void expect_same(Fixture *f, int64_t group_id, int64_t vm_id) {
+        char why[200] = "";
+        int r = placement_inputs_verify(f->st, why, sizeof why);
+        if (r != 0)
+                fail_msg("inputs in memory differ from the store: %s (%d)", why, r);
+        Store *fresh = NULL;
+        assert_int_equal(store_open(f->path, &fresh), 0);
+        PlacementDemand d = { .cpus = 2, .memory_mib = 3000, .vm_id = vm_id };
+        PlacementRating *a = NULL, *b = NULL;
+        int na = placement_rate(f->st, group_id, &d, &a), nb = placement_rate(fresh, group_id, &d, &b);
+        assert_int_equal(na, nb);
+        for (int i = 0; i < na; i++) {
+                assert_int_equal(a[i].host_id, b[i].host_id);
+                assert_true(a[i].rating == b[i].rating);
+                assert_string_equal(a[i].reason, b[i].reason);
+        }
+        free(a);
+        free(b);
+        store_free(fresh);
+}
+
+static void test_incremental_equals_rebuild(void **state) {
+        Fixture *f = *state;
+        Store *st = f->st;
+        int64_t h1 = add_host(st, "h1", 8, 16384), h2 = add_host(st, "h2", 4, 8192);
+        expect_same(f, 0, 0);
+        int64_t h3 = add_host(st, "h3", 16, 32768);                             /* a host added */
+        int64_t v1 = add_vm(st, "v1", h1, 2, 2048), v2 = add_vm(st, "v2", h2, 1, 1024);
+        expect_same(f, 0, v1);
+        assert_int_equal(store_vm_set_host(st, v1, h3), 0);                      /* a VM moved */
+        expect_same(f, 0, v1);
+        assert_int_equal(store_vm_update_hw(st, v2, 4, 6000, "kvm"), 0);         /* resized */
+        expect_same(f, 0, 0);
+        assert_true(store_vm_set_state(st, v2, "shutoff") >= 0);                /* state changed */
+        expect_same(f, 0, v2);
+        StoreDisk disk = { .size_bytes = 20ULL << 30 };
+        snprintf(disk.target, sizeof disk.target, "vda");
+        snprintf(disk.path, sizeof disk.path, "/tmp/v1.qcow2");
+        assert_int_equal(store_vm_disk_add(st, v1, &disk), 0);                   /* a disk */
+        assert_int_equal(store_place_pool_set(st, h3, 100ULL << 30, 60ULL << 30), 0);
+        expect_same(f, 0, 0);
+        StoreGroupPolicy p;                                                      /* a reserve changed */
+        assert_int_equal(store_policy_get(st, 1, &p), 0);
+        p.set[STORE_POLICY_MEMORY_MIB] = true;
+        p.value[STORE_POLICY_MEMORY_MIB] = 4096;
+        assert_int_equal(store_policy_set(st, &p), 0);
+        expect_same(f, 0, 0);
+        int64_t g = 0;                                                           /* a host into a subgroup */
+        assert_int_equal(store_group_create_path(st, "rack1", &g, NULL), 0);
+        assert_int_equal(store_exec(st, "UPDATE host SET group_id = ? WHERE id = ?", "ii", g, h2), 0);
+        expect_same(f, g, 0);
+        expect_same(f, g, v2);
+        assert_int_equal(store_host_usage_set(st, h1, 40, 9000, 5, 5, now_ms()), 0);   /* measured usage */
+        expect_same(f, 0, 0);
+        PlacementDemand d = { .cpus = 1, .memory_mib = 512, .vm_id = v2 };     /* a move in flight */
+        assert_int_equal(placement_reserve(st, &d, h1), 0);
+        expect_same(f, 0, 0);
+        expect_same(f, 0, v2);
+        int64_t members[] = { h1, h3 }, cl = 0;                                  /* a cluster with an HA VM */
+        assert_int_equal(store_cluster_insert(st, "c1", "nfs:/x", 1, members, 2, &cl), 0);
+        assert_int_equal(store_vm_ha_set(st, v1, 1), 0);
+        expect_same(f, 0, v1);
+        int64_t vms[] = { v1, v2 }, rule = 0;                                    /* a rule */
+        assert_int_equal(store_rule_insert(st, "apart", "anti-affinity", vms, 2, &rule), 0);
+        expect_same(f, 0, v1);
+        assert_int_equal(placement_release(st, v2, 0), 0);
+        assert_int_equal(store_vm_delete(st, v1), 0);                            /* a VM removed */
+        assert_true(store_host_set_state(st, h3, "maintenance", NULL) >= 0);
+        expect_same(f, 0, 0);
+        assert_int_equal(store_cluster_delete(st, cl), 0);
+        assert_int_equal(store_host_delete(st, h3, true), 0);                    /* a host removed */
+        expect_same(f, 0, 0);
+        assert_int_equal(store_exec(st, "DELETE FROM host_usage WHERE host_id = ?", "i", h1), 0);
+        expect_same(f, 0, 0);
+
+        /* another connection's change, then a transaction's own one (seen
+         * inside, dropped with its rollback) */
+        Store *other = NULL;
+        assert_int_equal(store_open(f->path, &other), 0);
+        add_vm(other, "v9", h1, 1, 100);
+        store_free(other);
+        expect_same(f, 0, 0);
+        char why[PLACE_REASON_MAX];
+        assert_int_equal(placement_lock(st), 0);
+        add_vm(st, "big", h1, 1, 15000);
+        reason_of(st, h1, why, sizeof why);
+        assert_true(strstr(why, "memory: needs 6000 MiB") != NULL);
+        assert_int_equal(placement_unlock(st, -EIO), -EIO);
+        reason_of(st, h1, why, sizeof why);
+        assert_string_equal(why, "");
+        expect_same(f, 0, 0);
+
+        /* a patch reads what changed, not every host: the usage of one host
+         * among many is one patch, and a rating after it reads nothing */
+        for (int i = 0; i < 50; i++) {
+                char name[16];
+                snprintf(name, sizeof name, "m%02d", i);
+                add_host(st, name, 4, 4096);
+        }
+        expect_same(f, 0, 0);
+        uint64_t h0, m0, h_, m_;
+        placement_cache_stats(st, &h0, &m0);
+        assert_int_equal(store_host_usage_set(st, h2, 10, 100, 0, 0, now_ms()), 0);
+        assert_int_equal(placement_refresh(st), 0);
+        reason_of(st, h1, why, sizeof why);
+        placement_cache_stats(st, &h_, &m_);
+        assert_int_equal(m_, m0 + 1);
+        assert_int_equal(h_, h0 + 1);
+        (void) h3;
+}
+
 static OpCaller caller(AuthRole role) {
         return (OpCaller) { .subj = { .user_id = 7, .role = role }, .user_id = 7, .user_name = "u", .role_name = "r" };
 }
@@ -200,6 +316,7 @@ static void test_ops_errors(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_incremental_equals_rebuild, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ops_errors, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
