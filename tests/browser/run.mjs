@@ -736,7 +736,6 @@ test('a group larger than a page: paged, sorted and searched by armadad', async 
   let names = await cardNames(page);
   assert(names[0] === 'big-vm00' && names[47] === 'big-vm47', 'the first page in name order: ' + names.slice(0, 3) + '…' + names.at(-1));
   await page.waitForFunction(() => /60 VMs/.test(document.querySelector('#vm-count')?.textContent || ''), null, { timeout: 5000 });
-  assert(/1–48 of/.test(await page.textContent('#host-pager .page-label')) || true, 'host pager label');
   assert(await page.$('#vm-prev[disabled]'), 'no previous page on the first');
   await page.click('#vm-next');
   await page.waitForFunction(() => document.querySelectorAll('.vm-card').length === 12, null, { timeout: 5000 });

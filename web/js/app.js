@@ -294,14 +294,13 @@ async function refresh(parts = ALL) {
   try {
     const admin = isAdminish();
     const seesHosts = !!app.features.hosts;
-    const [groups, hosts, vms, summary, jobs, events, health] = await Promise.all([
+    const [groups, hosts, vms, summary, jobs, events] = await Promise.all([
       want.has('groups') && seesHosts ? get('/host-groups') : null,
       want.has('hosts') && seesHosts && admin ? get(`/hosts?${hostQuery()}`) : null,
       want.has('vms') ? get(`/vms?${vmQuery()}`) : null,
       want.has('summary') ? get(summaryPath()).catch(() => null) : undefined,
       want.has('jobs') ? get(`/jobs?limit=${app.jobsLimit}`) : null,
       want.has('events') ? get(`/events?limit=${app.eventsLimit}`) : null,
-      want.has('health') && app.features.health ? get('/health').catch(() => null) : undefined,
     ]);
     if (!app.els.vms) return;
     if (groups) app.data.groups = groups.items;
@@ -310,9 +309,11 @@ async function refresh(parts = ALL) {
     if (summary !== undefined) app.data.summary = summary;
     if (jobs) app.data.jobs = mergeJobs(app.data.jobs, jobs.items);
     if (events) app.data.events = mergeEvents(app.data.events, events.items);
-    if (health !== undefined) app.health = health;
     applyHealth(app.health);
     render();
+    // Health (GET /health, the whole tree: megabytes on a large estate) is
+    // read on its own, after the lists (and the counts that say how large).
+    if (want.has('health')) loadHealth();
     if (want.has('portal') && !admin && app.features['self-service']) renderPortal(app, app.els.templates);
   } catch (e) {
     if (!(e instanceof ApiError) || e.status !== 401) console.warn('refresh failed', e);
@@ -484,6 +485,26 @@ function patchSoon(kind, id) {
     render();
     if (missing) refreshSoon(['vms', 'hosts']);
   }, DEBOUNCE_MS);
+}
+
+// The health tree covers every host and VM; past HEALTH_MAX objects the
+// console does without it (the badges) rather than parse megabytes.
+const HEALTH_MAX = 3000;
+let healthBusy = false;
+async function loadHealth() {
+  if (!app.features.health || healthBusy) return;
+  const sum = app.data.summary;
+  if (sum && sum.hosts.total + sum.vms.total > HEALTH_MAX) { app.health = null; return; }
+  healthBusy = true;
+  try {
+    const h = await get('/health').catch(() => null);
+    if (!app.els.vms) return;
+    app.health = h;
+    applyHealth(h);
+    render();
+  } finally {
+    healthBusy = false;
+  }
 }
 
 // Health (when monitoring runs): a tree of {kind, id, health, reasons}
