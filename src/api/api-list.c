@@ -7,7 +7,14 @@
  * If-None-Match: 304) and take gzip. A page holds only rows the caller may
  * read; the cursor names the last row the caller was given (nothing else),
  * so it reveals nothing and survives rows coming and going between pages:
- * the next page starts after that name. */
+ * the next page starts after that name.
+ *
+ * For the console on a large estate (issue 17): sort (name, state, host,
+ * cpus, memory; '-' descending) and under_group_id (a group's subtree) go
+ * through model_view_select() (model-view.h) and page by a view cursor
+ * that names the last row's place in that order; GET /summary counts hosts
+ * and VMs by state under a group and per group (model_view_count*). The
+ * caller's visibility is the same predicate as the lists'. */
 #include "api-priv.h"
 #include "model/model.h"
 #include "model/model-view.h"
@@ -50,6 +57,7 @@ typedef struct {
         bool view;
         ModelSort sort;
         int64_t under_group_id;
+        int64_t root_group;           /* model_view_root() of the request's snapshot */
         bool has_pos;
         ModelSortPos pos;             /* decoded view cursor: start after this */
         char pos_buf[256];
@@ -211,6 +219,10 @@ static bool parse_view(Req *r, ListQuery *q) {
         }
         if (!req_query_int(r, "under_group_id", 0, 1, INT64_MAX, &q->under_group_id))
                 return false;
+        /* The root's subtree is everything: no filter (and, by name, the
+         * streamed or early-stopping name walk). */
+        if (q->under_group_id && q->under_group_id == q->root_group)
+                q->under_group_id = 0;
         q->view = q->under_group_id || (sort && !(q->sort.key == MODEL_SORT_NAME && !q->sort.desc));
         return true;
 }
@@ -655,6 +667,9 @@ static void list_reply(Req *r, bool vms) {
         _cleanup_free_ ListQuery *qp = xcalloc(1, sizeof *qp);
         ListQuery *q = qp;
         q->vms = vms;
+        ModelSnap *snap = model_snap(r->api->model);
+        _cleanup_model_snap_ ModelSnap *s = snap;
+        q->root_group = model_view_root(s);
         if (!parse_query(r, q))
                 return;
         /* A self-service user lists its own VMs only (as before). */
@@ -664,8 +679,6 @@ static void list_reply(Req *r, bool vms) {
                 } else
                         q->owner_id = r->user.id;
         }
-        ModelSnap *snap = model_snap(r->api->model);
-        _cleanup_model_snap_ ModelSnap *s = snap;
         char etag[64];
         list_etag(r, s, q, etag);
         reply_header(r, "ETag", etag);
@@ -757,14 +770,6 @@ static bool summary_group(void *userdata, int64_t group_id) {
         return o.n_groups > 0 && auth_policy_allows(f->subj, ACT_READ, &o);
 }
 
-/* The root group: the first group without a parent; 0 when none. */
-static int64_t root_group(const ModelSnap *s) {
-        for (size_t i = 0; i < s->groups->n; i++)
-                if (s->groups->parents[i] <= 0)
-                        return s->groups->ids[i];
-        return 0;
-}
-
 /* Counts of the hosts and VMs the caller may see under a group (the root
  * by default: everything the caller may see), by state, and per group of
  * the tree. A group the caller may not see is "not found" as one that does
@@ -775,7 +780,7 @@ static void h_summary(Req *r) {
                 return;
         _cleanup_model_snap_ ModelSnap *s = model_snap(r->api->model);
         SummaryFilter f = { .subj = &r->subj, .snap = s };
-        int64_t root = root_group(s);
+        int64_t root = model_view_root(s);
         if (!group_id)
                 group_id = root;
         if (group_id != root && (!model_group_exists(s, group_id) || !summary_group(&f, group_id))) {

@@ -75,6 +75,17 @@ int model_sort_cmp(const ModelSortPos *a, const ModelSortPos *b, ModelSort sort)
         return sort.desc ? -c : c;
 }
 
+int64_t model_view_root(const ModelSnap *s) {
+        int64_t root = 0;
+        for (size_t i = 0; i < s->groups->n; i++)
+                if (s->groups->parents[i] <= 0) {
+                        if (root)
+                                return 0;
+                        root = s->groups->ids[i];
+                }
+        return root;
+}
+
 bool model_group_exists(const ModelSnap *s, int64_t group_id) {
         int64_t chain[1];
         return model_group_chain(s, group_id, chain, 1) == 1;
@@ -114,8 +125,45 @@ static int ranked_cmp(const void *a, const void *b) {
         return pos_cmp_asc(&((const Ranked *) a)->pos, &((const Ranked *) b)->pos);
 }
 
+/* By name: the table is in that order already (by_name sorts by name, then
+ * id, as pos_cmp_asc() does), so the page is a walk from the cursor that
+ * stops after limit rows, without sorting anything. */
+static void select_by_name(const ModelTable *t, bool desc, const ModelSortPos *after, size_t limit, ModelRowFilter keep,
+                           void *userdata, const ModelRow ***ret_rows, size_t *ret_n, bool *ret_more) {
+        ModelSort sort = { .key = MODEL_SORT_NAME, .desc = desc };
+        const ModelRow **rows = xmalloc(((limit && limit < t->n) ? limit : t->n ? t->n : 1) * sizeof *rows);
+        size_t n = 0;
+        bool more = false;
+        /* Ascending: from the first row named at or after the cursor's
+         * name; descending: from the last named at or before it. */
+        size_t start = !after ? 0 : desc ? t->n - model_name_after(t, after->name) : model_name_from(t, after->name);
+        for (size_t k = start; k < t->n; k++) {
+                const ModelRow *row = t->by_name[desc ? t->n - 1 - k : k];
+                if (keep && !keep(userdata, row))
+                        continue;
+                if (after) {
+                        ModelSortPos pos;
+                        model_sort_pos(row, sort, &pos);
+                        if (model_sort_cmp(&pos, after, sort) <= 0)
+                                continue;
+                }
+                if (limit && n == limit) {
+                        more = true;
+                        break;
+                }
+                rows[n++] = row;
+        }
+        *ret_rows = rows;
+        *ret_n = n;
+        *ret_more = more;
+}
+
 void model_view_select(const ModelTable *t, ModelSort sort, const ModelSortPos *after, size_t limit, ModelRowFilter keep,
                        void *userdata, const ModelRow ***ret_rows, size_t *ret_n, bool *ret_more) {
+        if (sort.key == MODEL_SORT_NAME) {
+                select_by_name(t, sort.desc, after, limit, keep, userdata, ret_rows, ret_n, ret_more);
+                return;
+        }
         /* Gather, then sort only what is accepted and past the cursor: a
          * group's page sorts that group's rows, not the estate's. */
         Ranked *r = xmalloc((t->n ? t->n : 1) * sizeof *r);

@@ -54,6 +54,9 @@ int model_sort_cmp(const ModelSortPos *a, const ModelSortPos *b, ModelSort sort)
  * group below it. A root group (no parent) also holds the rows in no group
  * (a VM not placed): it stands for everything. */
 bool model_row_under(const ModelSnap *s, const ModelRow *row, int64_t group_id);
+/* The root group when there is exactly one (its subtree is everything);
+ * 0 otherwise. */
+int64_t model_view_root(const ModelSnap *s);
 /* Whether group_id names a group of the snapshot. */
 bool model_group_exists(const ModelSnap *s, int64_t group_id);
 
@@ -63,7 +66,9 @@ typedef bool (*ModelRowFilter)(void *userdata, const ModelRow *row);
  * position after (NULL: from the first), at most limit of them (0: all).
  * *ret_rows (malloc'd, references into t: hold the snapshot while using
  * them) and *ret_n; *ret_more true when accepted rows follow the last
- * one returned. O(m log m) in the m accepted rows. */
+ * one returned. By name: a walk of the name index from the cursor that
+ * stops after limit rows; by another column O(m log m) in the m accepted
+ * rows. */
 void model_view_select(const ModelTable *t, ModelSort sort, const ModelSortPos *after, size_t limit, ModelRowFilter keep,
                        void *userdata, const ModelRow ***ret_rows, size_t *ret_n, bool *ret_more);
 

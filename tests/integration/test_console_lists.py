@@ -91,7 +91,7 @@ class TestSort(ConsoleListCase):
     def test_pages_under_a_sort_cover_every_row_once_in_order(self):
         d = self.d
         full = d.ok("GET", "/api/v1/vms")["items"]
-        for sort in ("-memory", "cpus", "state", "-host"):
+        for sort in ("-memory", "cpus", "state", "-host", "-name"):
             with self.subTest(sort=sort):
                 items, n = pages(d, f"/api/v1/vms?sort={sort}", 4)
                 self.assertGreater(n, 3)
@@ -155,6 +155,11 @@ class TestSubtree(ConsoleListCase):
                 self.assertEqual([v["id"] for v in vms], [v["id"] for v in expected(self.vms_of(*hosts), "name")])
                 hs = d.ok("GET", f"/api/v1/hosts?under_group_id={g[group]}")["items"]
                 self.assertEqual(sorted(h["name"] for h in hs), list(hosts))
+        # Paged by name within a subtree (the name walk that stops early).
+        for sort in ("name", "-name"):
+            got, n = pages(d, f"/api/v1/vms?under_group_id={g['Lab']}&sort={sort}", 4)
+            self.assertGreater(n, 2)
+            self.assertEqual([v["id"] for v in got], [v["id"] for v in expected(self.vms_of("ca", "cb"), sort)])
         # The root stands for everything.
         root = [x for x in d.ok("GET", "/api/v1/host-groups")["items"] if not x.get("parent_id")][0]["id"]
         self.assertEqual(len(d.ok("GET", f"/api/v1/vms?under_group_id={root}")["items"]), d.count("vms"))
