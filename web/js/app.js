@@ -289,6 +289,7 @@ async function refresh(parts = ALL) {
   parts.forEach(p => pending.add(p));
   if (refreshing || !app.user || !app.els.vms || !pending.size) return;
   refreshing = true;
+  const started = Date.now();
   const want = new Set(pending);
   pending.clear();
   try {
@@ -304,8 +305,10 @@ async function refresh(parts = ALL) {
     ]);
     if (!app.els.vms) return;
     if (groups) app.data.groups = groups.items;
-    if (hosts) { app.data.hosts = hosts.items; app.hostView.next = hosts.next_cursor; }
-    if (vms) { app.data.vms = vms.items; app.vmView.next = vms.next_cursor; }
+    // A row that went after this read began is not brought back by it.
+    const fresh = (kind, items) => items.filter(x => !(goneAt.get(kind + x.id) >= started));
+    if (hosts) { app.data.hosts = fresh('host', hosts.items); app.hostView.next = hosts.next_cursor; }
+    if (vms) { app.data.vms = fresh('vm', vms.items); app.vmView.next = vms.next_cursor; }
     if (summary !== undefined) app.data.summary = summary;
     if (jobs) app.data.jobs = mergeJobs(app.data.jobs, jobs.items);
     if (events) app.data.events = mergeEvents(app.data.events, events.items);
@@ -432,6 +435,8 @@ function objectChanged(kind, id, what, gone) {
   }
   if (gone) {
     patches[kind].delete(id);
+    goneAt.set(kind + id, Date.now());
+    if (app.selected?.kind === kind && app.selected.id === id) app.selected = null;
     if (onPage) {
       const i = list.findIndex(x => x.id === id);
       list.splice(i, 1);
@@ -454,6 +459,9 @@ function summarySoon() {
 // Rows on screen that changed: read one by one after DEBOUNCE_MS (many at
 // once: the page instead).
 const patches = { vm: new Set(), host: new Set(), going: new Set(), timer: null };
+// When each deleted row went ('vm12' -> ms): a list read begun before that
+// may still hold it.
+const goneAt = new Map();
 function patchSoon(kind, id) {
   patches[kind].add(id);
   if (patches.timer) return;
