@@ -7,9 +7,17 @@
  * If-None-Match: 304) and take gzip. A page holds only rows the caller may
  * read; the cursor names the last row the caller was given (nothing else),
  * so it reveals nothing and survives rows coming and going between pages:
- * the next page starts after that name. */
+ * the next page starts after that name.
+ *
+ * For the console on a large estate (issue 17): sort (name, state, host,
+ * cpus, memory; '-' descending) and under_group_id (a group's subtree) go
+ * through model_view_select() (model-view.h) and page by a view cursor
+ * that names the last row's place in that order; GET /summary counts hosts
+ * and VMs by state under a group and per group (model_view_count*). The
+ * caller's visibility is the same predicate as the lists'. */
 #include "api-priv.h"
 #include "model/model.h"
+#include "model/model-view.h"
 
 #include <errno.h>
 #include <string.h>
@@ -19,6 +27,9 @@
 #define LIST_MAX_STATES 8
 #define LIST_MAX_FIELDS 32
 #define CURSOR_PREFIX "n1."
+/* A cursor under another order than the name's, or within a subtree:
+ * "sort\nkey\nname\nid" of the last row given (model-view.h). */
+#define CURSOR_VIEW_PREFIX "s1."
 
 /* The fields of each kind (the keys of store_host_list()/store_vm_list()). */
 static const char *const HOST_FIELDS[] = {
@@ -41,6 +52,15 @@ typedef struct {
         int64_t limit;                /* 0: all */
         const char *cursor;           /* as sent */
         char after[64];               /* decoded: start after this name ("" from the start) */
+        /* sort (other than by name ascending) or under_group_id: the rows
+         * come through model_view_select(), paged by a view cursor. */
+        bool view;
+        ModelSort sort;
+        int64_t under_group_id;
+        int64_t root_group;           /* model_view_root() of the request's snapshot */
+        bool has_pos;
+        ModelSortPos pos;             /* decoded view cursor: start after this */
+        char pos_buf[256];
         const char *fields[LIST_MAX_FIELDS];
         size_t n_fields;
         char fields_buf[1024];
@@ -115,13 +135,44 @@ static int b64url_decode(const char *in, char *out, size_t size) {
         return 0;
 }
 
+/* A view cursor: the sort it was given under must be the request's. */
+static bool parse_view_cursor(ListQuery *q) {
+        size_t pl = strlen(CURSOR_VIEW_PREFIX);
+        if (strncmp(q->cursor, CURSOR_VIEW_PREFIX, pl) != 0 || strlen(q->cursor) > 400 ||
+            b64url_decode(q->cursor + pl, q->pos_buf, sizeof q->pos_buf) < 0)
+                return false;
+        char *p = q->pos_buf;
+        char *sort = strsep(&p, "\n"), *key = strsep(&p, "\n"), *name = strsep(&p, "\n"), *id = p;
+        if (!sort || !key || !name || !id || !streq(sort, model_sort_name(q->sort)) || !name_is_valid(name))
+                return false;
+        char *end;
+        errno = 0;
+        long long v = strtoll(id, &end, 10);
+        if (errno || end == id || *end || v <= 0)
+                return false;
+        /* The column's value: a number for cpus and memory, else text. */
+        q->pos = (ModelSortPos) { .name = name, .id = v };
+        if (q->sort.key == MODEL_SORT_CPUS || q->sort.key == MODEL_SORT_MEMORY) {
+                errno = 0;
+                long long k = strtoll(key, &end, 10);
+                if (errno || end == key || *end)
+                        return false;
+                q->pos.num = k;
+        } else if (q->sort.key != MODEL_SORT_NAME)
+                q->pos.str = key;
+        q->has_pos = true;
+        return true;
+}
+
 static bool parse_cursor(Req *r, ListQuery *q) {
         q->cursor = req_query(r, "cursor");
         if (!q->cursor)
                 return true;
         size_t pl = strlen(CURSOR_PREFIX);
-        if (strncmp(q->cursor, CURSOR_PREFIX, pl) != 0 || strlen(q->cursor) > 120 ||
-            b64url_decode(q->cursor + pl, q->after, sizeof q->after) < 0 || !name_is_valid(q->after)) {
+        bool ok = q->view ? parse_view_cursor(q)
+                          : strncmp(q->cursor, CURSOR_PREFIX, pl) == 0 && strlen(q->cursor) <= 120 &&
+                                    b64url_decode(q->cursor + pl, q->after, sizeof q->after) >= 0 && name_is_valid(q->after);
+        if (!ok) {
                 reply_error(r, 400, "invalid_argument", "cursor", "Query parameter 'cursor' is not a cursor this list gave out; start"
                             " again without it.");
                 return false;
@@ -158,11 +209,30 @@ static bool parse_fields(Req *r, ListQuery *q) {
         return true;
 }
 
+/* sort and under_group_id: whether the rows come through the view. */
+static bool parse_view(Req *r, ListQuery *q) {
+        const char *sort = req_query(r, "sort");
+        if (sort && model_sort_parse(sort, q->vms, &q->sort) < 0) {
+                reply_error(r, 400, "invalid_argument", "sort", "Query parameter 'sort' must be one of %s, with '-' before it for"
+                            " descending order.", q->vms ? "name, state, host, cpus or memory" : "name, state, cpus or memory");
+                return false;
+        }
+        if (!req_query_int(r, "under_group_id", 0, 1, INT64_MAX, &q->under_group_id))
+                return false;
+        /* The root's subtree is everything: no filter (and, by name, the
+         * streamed or early-stopping name walk). */
+        if (q->under_group_id && q->under_group_id == q->root_group)
+                q->under_group_id = 0;
+        q->view = q->under_group_id || (sort && !(q->sort.key == MODEL_SORT_NAME && !q->sort.desc));
+        return true;
+}
+
 static bool parse_query(Req *r, ListQuery *q) {
         q->name = req_query(r, "name");
         const char *states = req_query(r, "state");
         if (!req_query_int(r, "limit", 0, 1, LIST_LIMIT_MAX, &q->limit) ||
-            !req_query_int(r, "group_id", 0, 0, INT64_MAX, &q->group_id) || !parse_cursor(r, q) || !parse_name_prefix(r, q) ||
+            !req_query_int(r, "group_id", 0, 0, INT64_MAX, &q->group_id) || !parse_view(r, q) || !parse_cursor(r, q) ||
+            !parse_name_prefix(r, q) ||
             !parse_fields(r, q))
                 return false;
         if (q->vms && (!req_query_int(r, "host_id", 0, 0, INT64_MAX, &q->host_id) ||
@@ -250,7 +320,8 @@ static char *link_next(Req *r, const ListQuery *q, const char *cursor) {
         StrBuf b = {0};
         strbuf_printf(&b, "<%s?limit=%lld", r->path, (long long) q->limit);
         strbuf_printf(&b, "&cursor=%s", cursor);
-        static const char *const keys[] = { "name", "name_prefix", "state", "host_id", "group_id", "owner_id", "fields" };
+        static const char *const keys[] = { "name", "name_prefix", "state", "host_id", "group_id", "owner_id", "fields", "sort",
+                                            "under_group_id" };
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 url_append(&b, keys[i], req_query(r, keys[i]));
         strbuf_append(&b, ">; rel=\"next\"");
@@ -283,7 +354,7 @@ static void list_etag(Req *r, const ModelSnap *s, const ListQuery *q, char out[6
         h = fnv(h, who, sizeof who);
         h = fnv(h, r->subj.scopes, r->subj.n_scopes * sizeof *r->subj.scopes);
         static const char *const keys[] = { "limit", "cursor", "name", "name_prefix", "state", "host_id", "group_id",
-                                            "owner_id", "fields" };
+                                            "owner_id", "fields", "sort", "under_group_id" };
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 h = fnv_str(fnv_str(h, keys[i]), req_query(r, keys[i]));
         snprintf(out, 64, "W/\"%c%016llx\"", q->vms ? 'v' : 'h', (unsigned long long) h);
@@ -384,6 +455,56 @@ static void build_items(Req *r, const ModelSnap *s, const ListQuery *q, StrBuf *
                         strbuf_appendn(b, row->text, row->text_len);
                 last = row;
         }
+}
+
+/* ---- sorted, or within a subtree (model-view.h) ---- */
+
+typedef struct {
+        const AuthSubject *subj;
+        const ModelSnap *snap;
+        const ListQuery *q;
+} ViewFilter;
+
+static bool view_keep(void *userdata, const ModelRow *row) {
+        const ViewFilter *f = userdata;
+        return row_matches(f->q, row) && (!f->q->under_group_id || model_row_under(f->snap, row, f->q->under_group_id)) &&
+                row_visible(f->subj, f->snap, f->q->vms, row);
+}
+
+/* The view cursor of row: where the next page starts. */
+static void view_cursor(const ListQuery *q, const ModelRow *row, char *out, size_t size) {
+        ModelSortPos pos;
+        model_sort_pos(row, q->sort, &pos);
+        char key[128], plain[256], enc[360];
+        if (pos.str)
+                snprintf(key, sizeof key, "%s", pos.str);
+        else
+                snprintf(key, sizeof key, "%lld", (long long) pos.num);
+        snprintf(plain, sizeof plain, "%s\n%s\n%s\n%lld", model_sort_name(q->sort), key, row->name, (long long) row->id);
+        b64url(plain, enc, sizeof enc);
+        snprintf(out, size, CURSOR_VIEW_PREFIX "%s", enc);
+}
+
+/* The page (or, without limit, every row) of the view; *ret_more when
+ * rows follow, with their cursor in next (size bytes). */
+static void build_view_items(Req *r, const ModelSnap *s, const ListQuery *q, StrBuf *b, char *next, size_t size, bool *ret_more) {
+        const ModelTable *t = q->vms ? s->vms : s->hosts;
+        ViewFilter f = { .subj = &r->subj, .snap = s, .q = q };
+        _cleanup_free_ const ModelRow **rows = NULL;
+        size_t n = 0;
+        model_view_select(t, q->sort, q->has_pos ? &q->pos : NULL, (size_t) q->limit, view_keep, &f, &rows, &n, ret_more);
+        for (size_t i = 0; i < n; i++) {
+                if (i)
+                        strbuf_append(b, ",");
+                if (q->n_fields)
+                        append_fields(b, rows[i], q);
+                else
+                        strbuf_appendn(b, rows[i]->text, rows[i]->text_len);
+        }
+        if (*ret_more && n)
+                view_cursor(q, rows[n - 1], next, size);
+        else
+                *ret_more = false;
 }
 
 /* ---- the full list, streamed ----
@@ -546,6 +667,9 @@ static void list_reply(Req *r, bool vms) {
         _cleanup_free_ ListQuery *qp = xcalloc(1, sizeof *qp);
         ListQuery *q = qp;
         q->vms = vms;
+        ModelSnap *snap = model_snap(r->api->model);
+        _cleanup_model_snap_ ModelSnap *s = snap;
+        q->root_group = model_view_root(s);
         if (!parse_query(r, q))
                 return;
         /* A self-service user lists its own VMs only (as before). */
@@ -555,8 +679,6 @@ static void list_reply(Req *r, bool vms) {
                 } else
                         q->owner_id = r->user.id;
         }
-        ModelSnap *snap = model_snap(r->api->model);
-        _cleanup_model_snap_ ModelSnap *s = snap;
         char etag[64];
         list_etag(r, s, q, etag);
         reply_header(r, "ETag", etag);
@@ -565,7 +687,7 @@ static void list_reply(Req *r, bool vms) {
                 r->status = 304;
                 return;
         }
-        if (!q->limit && !q->cursor) {
+        if (!q->limit && !q->cursor && !q->view) {
                 s = NULL; /* the stream holds the snapshot now, or gives it back */
                 if (list_stream(r, snap, q)) {
                         qp = NULL;
@@ -576,14 +698,21 @@ static void list_reply(Req *r, bool vms) {
         StrBuf b = {0};
         strbuf_append(&b, "{\"items\":[");
         const char *next = NULL;
-        build_items(r, s, q, &b, &next);
+        char cur[400] = "";
+        if (q->view) {
+                bool more = false;
+                build_view_items(r, s, q, &b, cur, sizeof cur, &more);
+                next = more ? cur : NULL;
+        } else
+                build_items(r, s, q, &b, &next);
         strbuf_append(&b, "]");
         if (q->limit || q->cursor) {
-                char cur[128] = "";
-                if (next) {
+                if (next && !q->view) {
                         char enc[100];
                         b64url(next, enc, sizeof enc);
                         snprintf(cur, sizeof cur, CURSOR_PREFIX "%s", enc);
+                }
+                if (next) {
                         _cleanup_free_ char *link = link_next(r, q, cur);
                         reply_header(r, "Link", link);
                 }
@@ -613,3 +742,59 @@ void api_list_hosts(Req *r) {
 void api_list_vms(Req *r) {
         list_reply(r, true);
 }
+
+/* ---- GET /api/v1/summary: counts for the console ---- */
+
+typedef struct {
+        const AuthSubject *subj;
+        const ModelSnap *snap;
+} SummaryFilter;
+
+static bool summary_host(void *userdata, const ModelRow *row) {
+        const SummaryFilter *f = userdata;
+        return row_visible(f->subj, f->snap, false, row);
+}
+
+static bool summary_vm(void *userdata, const ModelRow *row) {
+        const SummaryFilter *f = userdata;
+        return row_visible(f->subj, f->snap, true, row);
+}
+
+/* Whether the caller may see the group (the rules of GET /host-groups). */
+static bool summary_group(void *userdata, int64_t group_id) {
+        const SummaryFilter *f = userdata;
+        int64_t chain[AUTH_MAX_DEPTH];
+        AuthObject o = { .kind = OBJ_GROUP, .self_group_id = group_id };
+        o.n_groups = model_group_chain(f->snap, group_id, chain, AUTH_MAX_DEPTH);
+        o.groups = chain;
+        return o.n_groups > 0 && auth_policy_allows(f->subj, ACT_READ, &o);
+}
+
+/* Counts of the hosts and VMs the caller may see under a group (the root
+ * by default: everything the caller may see), by state, and per group of
+ * the tree. A group the caller may not see is "not found" as one that does
+ * not exist, but for the root, which stands for "all I may see". */
+static void h_summary(Req *r) {
+        int64_t group_id = 0;
+        if (!req_query_int(r, "group_id", 0, 1, INT64_MAX, &group_id))
+                return;
+        _cleanup_model_snap_ ModelSnap *s = model_snap(r->api->model);
+        SummaryFilter f = { .subj = &r->subj, .snap = s };
+        int64_t root = model_view_root(s);
+        if (!group_id)
+                group_id = root;
+        if (group_id != root && (!model_group_exists(s, group_id) || !summary_group(&f, group_id))) {
+                reply_error(r, 404, "not_found", "group_id", "Host group %lld does not exist.", (long long) group_id);
+                return;
+        }
+        json_t *body = json_pack("{s:I, s:o, s:o, s:o}", "group_id", (json_int_t) group_id,
+                                 "hosts", model_view_count(s, s->hosts, group_id, summary_host, &f),
+                                 "vms", model_view_count(s, s->vms, group_id, summary_vm, &f),
+                                 "groups", model_view_count_groups(s, summary_host, summary_vm, summary_group, &f));
+        reply(r, 200, body);
+}
+
+const Route api_routes_list[] = {
+        { "GET", "/api/v1/summary", h_summary, false },
+        { NULL, NULL, NULL, false },
+};

@@ -699,6 +699,136 @@ test('logout returns to the login page', async () => {
   await page.context().close();
 });
 
+/* A group larger than a page (issue 17): the console lists a page at a time,
+ * sorted and searched by armadad, updates the rows on screen from the
+ * stream, and asks thumbnails only for the cards on screen. */
+const BIG_N = 60;
+async function bigEstate() {
+  if (SHARED.big) return SHARED.big;
+  const B = await new Armadad().start();
+  SHARED.bigArmadad = B;
+  const xml = path.join(B.dir, 'big.xml');
+  // Memory out of step with the names: sorting by it differs from the name order.
+  const doms = Array.from({ length: BIG_N }, (_, j) => `<domain type='test'><name>big-vm${String(j).padStart(2, '0')}</name>` +
+    `<memory>${65536 * (1 + (j * 7) % 11)}</memory><vcpu>${1 + j % 3}</vcpu><os><type>hvm</type></os></domain>`).join('');
+  fs.writeFileSync(xml, `<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>16</cores><threads>1</threads><active>16</active>` +
+    `<mhz>2000</mhz></cpu><memory>67108864</memory>${doms}</node>\n`);
+  await B.req('POST', '/host-groups', { path: 'Big' });
+  const r = await B.req('POST', '/hosts', { name: 'bighost', uri: `test://${xml}`, group: 'Big' });
+  await B.job(r.job.id);
+  await waitFor(async () => (await B.req('GET', '/summary')).vms.total >= BIG_N, 20000, 'the big host\'s VMs to be discovered');
+  const group = (await B.req('GET', '/host-groups')).items.find(g => g.path === 'Big').id;
+  const page = await newPage();
+  // Every request the page makes, for the assertions below.
+  page.reqs = [];
+  page.on('request', q => { const u = new URL(q.url()); if (u.pathname.startsWith('/api/')) page.reqs.push({ at: Date.now(), path: u.pathname, search: u.search }); });
+  await loginAs(page, B.url, B.admin.name, B.admin.password);
+  await page.waitForSelector('.live-state[data-state="live"]', { timeout: 10000 });
+  await page.click('.tree-node:has-text("Big")');
+  SHARED.big = { B, page, group };
+  return SHARED.big;
+}
+const cardNames = page => page.$$eval('.vm-card', cs => cs.map(c => c.dataset.name));
+
+test('a group larger than a page: paged, sorted and searched by armadad', async () => {
+  const { B, page, group } = await bigEstate();
+  await page.waitForFunction(n => document.querySelectorAll('.vm-card').length === n, 48, { timeout: 10000 });
+  let names = await cardNames(page);
+  assert(names[0] === 'big-vm00' && names[47] === 'big-vm47', 'the first page in name order: ' + names.slice(0, 3) + '…' + names.at(-1));
+  await page.waitForFunction(() => /60 VMs/.test(document.querySelector('#vm-count')?.textContent || ''), null, { timeout: 5000 });
+  assert(await page.$('#vm-prev[disabled]'), 'no previous page on the first');
+  await page.click('#vm-next');
+  await page.waitForFunction(() => document.querySelectorAll('.vm-card').length === 12, null, { timeout: 5000 });
+  names = await cardNames(page);
+  assert(names[0] === 'big-vm48' && names.at(-1) === 'big-vm59', 'the second page: ' + names);
+  assert(/49–60/.test(await page.textContent('#vm-pager .page-label')), 'the pager says where we are');
+  assert(await page.$('#vm-next[disabled]'), 'no next page on the last');
+  await page.click('#vm-prev');
+  await page.waitForFunction(() => document.querySelectorAll('.vm-card').length === 48, null, { timeout: 5000 });
+  // Sort: the order comes from armadad.
+  const want = (await B.req('GET', `/vms?sort=-memory&under_group_id=${group}&limit=48`)).items.map(v => v.name);
+  await page.selectOption('#vm-sort', '-memory');
+  await page.waitForFunction(w => [...document.querySelectorAll('.vm-card')].map(c => c.dataset.name).join() === w, want.join(), { timeout: 5000 });
+  assert(page.reqs.some(r => r.path === '/api/v1/vms' && /sort=-memory/.test(r.search)), 'the sort went to the server');
+  // Search: a name prefix, filtered by the server.
+  await page.fill('#vm-search', 'big-vm5');
+  await page.waitForFunction(() => document.querySelectorAll('.vm-card').length === 10, null, { timeout: 5000 });
+  names = (await cardNames(page)).sort();
+  assert(names.every(n => n.startsWith('big-vm5')), 'only the matching VMs: ' + names);
+  assert(page.reqs.some(r => r.path === '/api/v1/vms' && /name_prefix=big-vm5/.test(r.search)), 'the search went to the server');
+  await page.selectOption('#vm-state', 'stopped');
+  await page.waitForSelector('.vms-section .empty:has-text("No VM matches")', { timeout: 5000 });
+  await page.selectOption('#vm-state', '');
+  await page.fill('#vm-search', '');
+  await page.selectOption('#vm-sort', 'name');
+  await page.waitForFunction(() => document.querySelectorAll('.vm-card').length === 48 &&
+    document.querySelector('.vm-card').dataset.name === 'big-vm00', null, { timeout: 5000 });
+  // Hosts sort by a column header, on the server too.
+  await page.click('table.hosts th button.sort[data-sort="cpus"]');
+  await page.waitForSelector('table.hosts th button.sort[data-sort="cpus"][data-dir="asc"]');
+  assert(page.reqs.some(r => r.path === '/api/v1/hosts' && /sort=cpus/.test(r.search)), 'the host sort went to the server');
+  await shot(page, '13-big-group');
+});
+
+test('a row on screen updates from the stream without reading the list again', async () => {
+  const { B, page } = await bigEstate();
+  await page.waitForSelector(`${card('big-vm00')}[data-state="running"]`);
+  const lists = countLists(page);
+  await settled(lists, 1000, 20000);
+  const t0 = Date.now();
+  const vm = (await B.req('GET', '/vms?name=big-vm00')).items[0];
+  const j = await B.req('POST', `/vms/${vm.id}/actions/stop`, {});
+  await page.waitForSelector(`${card('big-vm00')}[data-state="stopped"]`, { timeout: 10000 });
+  await page.waitForFunction(() => /1 stopped/.test(document.querySelector('#vm-count')?.textContent || ''), null, { timeout: 5000 });
+  await B.job(j.job.id);
+  await sleep(1000);
+  lists.stop();
+  // A list read: /vms or /hosts for a page; the row's own read asks ?name=.
+  const since = page.reqs.filter(r => r.at >= t0);
+  const listReads = since.filter(r => (r.path === '/api/v1/vms' || r.path === '/api/v1/hosts') && !/[?&]name=/.test(r.search));
+  assert(listReads.length === 0, `no list read for a change of a row on screen, got ${listReads.map(r => r.path + r.search).join(' ')}`);
+  assert(since.some(r => r.path === '/api/v1/vms' && r.search === '?name=big-vm00'), 'the row was read by itself (GET /vms?name=big-vm00)');
+  const sums = page.reqs.filter(r => r.at >= t0 && r.path === '/api/v1/summary').length;
+  assert(sums >= 1 && sums <= 4, `the counts were read again, debounced (${sums} reads)`);
+  const s = await B.req('POST', `/vms/${vm.id}/actions/start`, {});
+  await B.job(s.job.id);
+  await page.waitForSelector(`${card('big-vm00')}[data-state="running"]`, { timeout: 10000 });
+});
+
+test('thumbnails are asked only for the cards on screen, a few at a time', async () => {
+  const { page } = await bigEstate();
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.waitForFunction(() => document.querySelectorAll('.vm-card').length === 48);
+  const thumbs = () => page.reqs.filter(r => /^\/api\/v1\/vms\/\d+\/thumbnail$/.test(r.path));
+  const before = thumbs().length;
+  // Reload: a fresh page starts without pictures.
+  await page.reload();
+  page.reqs.length = 0;
+  await page.waitForSelector('.topbar .whoami');
+  await page.click('.tree-node:has-text("Big")');
+  await page.waitForFunction(() => document.querySelectorAll('.vm-card').length === 48, null, { timeout: 10000 });
+  const t0 = Date.now();
+  await sleep(3000);
+  const onScreen = await page.$$eval('.vm-card', cs => cs.filter(c => {
+    const b = c.getBoundingClientRect();
+    return b.bottom > -100 && b.top < innerHeight + 100;
+  }).map(c => +c.dataset.id));
+  const asked = new Set(thumbs().map(r => +/\/vms\/(\d+)\//.exec(r.path)[1]));
+  assert(before >= 0 && onScreen.length < 48, `the page is longer than the screen (${onScreen.length} cards on screen)`);
+  assert(asked.size > 0, 'the cards on screen got pictures asked for');
+  const off = [...asked].filter(id => !onScreen.includes(id));
+  assert(off.length === 0, `no picture asked for cards off screen: ${off.length} (${asked.size} asked, ${onScreen.length} on screen)`);
+  const n3 = thumbs().filter(r => r.at >= t0 - 3000).length;
+  assert(n3 <= 3000 / 250 + 2, `at most a few pictures a second: ${n3} in about 3 s`);
+  // Scrolling down brings the cards below into view: their pictures follow.
+  await page.evaluate(() => document.querySelector('.vm-card:last-child').scrollIntoView());
+  const last = await page.$eval('.vm-card:last-child', c => +c.dataset.id);
+  await waitFor(() => thumbs().some(r => r.path === `/api/v1/vms/${last}/thumbnail`), 10000, 'the last card\'s picture to be asked for');
+  await page.context().close();
+  await SHARED.bigArmadad.stop();
+  SHARED.big = null;
+});
+
 test('an expired session returns to the login page', async () => {
   const B = await new Armadad(['--token-ttl-s', '5']).start();
   try {

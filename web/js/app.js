@@ -1,6 +1,13 @@
 // Armada's web console: the login page, the administrator console (host-group
 // tree, hosts and VMs with live thumbnails, actions, jobs and events) and the
 // self-service portal (the same page, showing only what the user owns).
+//
+// Built for a large estate (issue 17): the page holds one page of hosts and
+// one of VMs of the selected group, sorted and searched by armadad (sort,
+// name_prefix, state, under_group_id); counts come from GET /summary; the
+// event stream's messages update the rows on screen one by one (GET
+// /vms?name=, one row) and the counts (debounced); thumbnails are asked only for the
+// cards on screen (IntersectionObserver), a few per second at most.
 import { h, clear, mib, ago, stateBadge } from './dom.js';
 import { get, login, logout, setExpiredHandler, ApiError, apiFetch, hasSession, featureSet } from './api.js';
 import { VM_ACTIONS, runVmAction, runHostAction, showMenu } from './actions.js';
@@ -17,14 +24,25 @@ import { openLive } from './live.js';
 const POLL_MS = 3000;
 const SAFETY_MS = 30000;
 const DEBOUNCE_MS = 300;
-const THUMB_MS = 4000;
+const THUMB_MS = 4000;         // a visible running VM's picture is refreshed this often at most
+const THUMB_GAP_MS = 250;      // and pictures are asked one after another, this far apart at least
+const THUMB_BLANK_MS = 60000;  // a VM that had no picture (204) is asked again after this
+const VM_PAGE = 48;
+const HOST_PAGE = 25;
+const SUMMARY_MS = 1000;       // counts: at most one GET /summary a second on a busy stream
+const PATCH_MAX = 12;          // more changed rows on screen than this: one page read instead
 const root = document.getElementById('root');
 
 const app = {
   user: null,
   features: {},
-  data: { groups: [], hosts: [], vms: [], jobs: [], events: [] },
+  data: { groups: [], hosts: [], vms: [], jobs: [], events: [], summary: null },
   groupId: 1,
+  // What the lists show: a page of each, by a cursor stack (back = pop).
+  vmView: { sort: 'name', prefix: '', state: '', cursors: [null], next: null },
+  hostView: { sort: 'name', cursors: [null], next: null },
+  jobsLimit: 15,
+  eventsLimit: 30,
   selected: null,          // { kind: 'vm'|'host', id }
   timers: [],
   thumbs: new Map(),       // vm id -> { img, url, busy }
@@ -95,6 +113,8 @@ function stopTimers() {
   soon.parts.clear();
   for (const t of app.thumbs.values()) if (t.url) URL.revokeObjectURL(t.url);
   app.thumbs.clear();
+  thumbQueue.length = 0;
+  if (app.thumbObserver) { app.thumbObserver.disconnect(); app.thumbObserver = null; }
   if (app.closeView) { app.closeView(); app.closeView = null; }
 }
 
@@ -137,7 +157,7 @@ function route() {
       refresh(live || ++polls % 5 === 0 ? ALL : ALL.filter(p => p !== 'portal'));
     }
   }, 1000));
-  app.timers.push(setInterval(refreshThumbs, THUMB_MS));
+  app.timers.push(setInterval(refreshThumbs, 1000));
 }
 
 // The discreet "live" / "polling" mark in the top bar.
@@ -171,8 +191,8 @@ function renderShell() {
   function tab(which) {
     jobsTab.classList.toggle('active', which === 'jobs');
     eventsTab.classList.toggle('active', which === 'events');
-    e.jobs.hidden = which !== 'jobs';
-    e.events.hidden = which !== 'events';
+    e.jobs.hidden = e.jobsMore.hidden = which !== 'jobs';
+    e.events.hidden = e.eventsMore.hidden = which !== 'events';
   }
   e.events.hidden = true;
 
@@ -186,19 +206,39 @@ function renderShell() {
     h('span.whoami', h('strong', app.user.name), ' ', h('span.muted', `(${app.user.role})`)),
     h('button.secondary#logout', { onclick: async () => { stopTimers(); app.els = {}; await logout(); showLogin('You have logged out.'); } }, 'Log out'));
 
+  // Host columns the server sorts by (the others are not sortable).
+  const HOST_COLS = [['Name', 'name'], ['State', 'state'], ['Group', null], ['CPUs', 'cpus'], ['Memory used', 'memory'], ['VMs', null]];
+  e.hostHead = h('tr', HOST_COLS.map(([t, key]) => key
+    ? h('th', h('button.sort', { dataset: { sort: key }, onclick: () => sortHosts(key) }, t))
+    : h('th', t)));
+  e.hostPager = pager('host', () => pageHosts(-1), () => pageHosts(1));
+  e.vmCount = h('span.count#vm-count', { role: 'status' });
+  e.search = h('input#vm-search', { type: 'search', placeholder: 'Name starts with…', 'aria-label': 'Search VMs by name', maxLength: 63,
+    oninput: () => { clearTimeout(e.search._t); e.search._t = setTimeout(() => setVmView({ prefix: e.search.value.trim() }), 250); } });
+  e.stateSel = h('select#vm-state', { 'aria-label': 'State', onchange: () => setVmView({ state: e.stateSel.value }) },
+    [['', 'Any state'], ['running', 'Running'], ['stopped', 'Stopped'], ['paused', 'Paused'], ['unknown', 'Unknown']].map(([v, t]) => h('option', { value: v }, t)));
+  e.sortSel = h('select#vm-sort', { 'aria-label': 'Sort by', onchange: () => setVmView({ sort: e.sortSel.value }) },
+    [['name', 'Name'], ['-name', 'Name (Z–A)'], ['state', 'State'], ['host', 'Host'], ['-cpus', 'Most CPUs'], ['cpus', 'Fewest CPUs'],
+      ['-memory', 'Most memory'], ['memory', 'Least memory']].map(([v, t]) => h('option', { value: v }, t)));
+  e.vmPager = pager('vm', () => pageVms(-1), () => pageVms(1));
   const main = h('main.content',
     e.actionbar,
     admin ? h('section.hosts-section',
-      h('h3', 'Hosts'),
-      h('div.tablewrap', h('table.hosts', h('thead', h('tr', ['Name', 'State', 'Group', 'CPUs', 'Memory used', 'VMs'].map(t => h('th', t)))), e.hosts))) : null,
-    h('section.vms-section', e.title, e.vms),
+      h('div.section-head', h('h3', 'Hosts'), e.hostPager),
+      h('div.tablewrap', h('table.hosts', h('thead', e.hostHead), e.hosts))) : null,
+    h('section.vms-section', h('div.section-head', e.title, e.vmCount),
+      h('div.listbar', { role: 'search' }, e.search, e.stateSel, e.sortSel, e.vmPager), e.vms),
     e.templates);
 
   const layout = h('div.layout' + (admin ? '' : '.portal-layout'),
     admin ? h('nav.sidebar', h('details', { open: innerWidth > 700 }, h('summary', 'Host groups'), e.tree)) : null,
     main, e.details);
-  const panes = h('footer.panes', h('div.tabs', jobsTab, eventsTab), e.jobs, e.events);
+  e.jobsMore = h('button.secondary.more#jobs-more', { onclick: () => { app.jobsLimit = Math.min(1000, app.jobsLimit + 15); refresh(['jobs']); } }, 'Older jobs');
+  e.eventsMore = h('button.secondary.more#events-more', { onclick: () => { app.eventsLimit = Math.min(1000, app.eventsLimit + 30); refresh(['events']); } }, 'Older events');
+  const panes = h('footer.panes', h('div.tabs', jobsTab, eventsTab), e.jobs, e.jobsMore, e.events, e.eventsMore);
+  e.eventsMore.hidden = true;
   clear(root).append(h('div.app', top, layout, panes), e.toast);
+  app.thumbObserver = new IntersectionObserver(onThumbsSeen, { rootMargin: '100px' });
   renderActionbar();
   if (app.pendingToast) { app.toast(app.pendingToast, true); app.pendingToast = null; }
 }
@@ -218,8 +258,28 @@ app.watchJob = job => { if (job?.id) app.watched.add(job.id); };
 /* ------------------------------------------------------------------ */
 /* data */
 
-// What refresh() can re-read: each list, health, and the portal's grants.
-const ALL = ['groups', 'hosts', 'vms', 'jobs', 'events', 'health', 'portal'];
+// What refresh() can re-read: the groups, the page of hosts and of VMs on
+// screen, the counts, jobs, events, health, and the portal's grants.
+const ALL = ['groups', 'hosts', 'vms', 'summary', 'jobs', 'events', 'health', 'portal'];
+
+// The query of the page of VMs on screen: the selected group's subtree
+// (the root stands for everything), sorted and searched by armadad.
+function vmQuery() {
+  const v = app.vmView, p = new URLSearchParams({ limit: VM_PAGE });
+  if (v.sort !== 'name') p.set('sort', v.sort);
+  if (isAdminish()) p.set('under_group_id', app.groupId);
+  if (v.prefix) p.set('name_prefix', v.prefix);
+  if (v.state) p.set('state', v.state);
+  if (v.cursors.at(-1)) p.set('cursor', v.cursors.at(-1));
+  return p.toString();
+}
+function hostQuery() {
+  const v = app.hostView, p = new URLSearchParams({ limit: HOST_PAGE, under_group_id: app.groupId });
+  if (v.sort !== 'name') p.set('sort', v.sort);
+  if (v.cursors.at(-1)) p.set('cursor', v.cursors.at(-1));
+  return p.toString();
+}
+const summaryPath = () => (isAdminish() && app.groupId !== 1 ? `/summary?group_id=${app.groupId}` : '/summary');
 let refreshing = false;
 const pending = new Set();
 app.refresh = () => refresh();
@@ -229,28 +289,34 @@ async function refresh(parts = ALL) {
   parts.forEach(p => pending.add(p));
   if (refreshing || !app.user || !app.els.vms || !pending.size) return;
   refreshing = true;
+  const started = Date.now();
   const want = new Set(pending);
   pending.clear();
   try {
     const admin = isAdminish();
     const seesHosts = !!app.features.hosts;
-    const [groups, hosts, vms, jobs, events, health] = await Promise.all([
+    const [groups, hosts, vms, summary, jobs, events] = await Promise.all([
       want.has('groups') && seesHosts ? get('/host-groups') : null,
-      want.has('hosts') && seesHosts ? get('/hosts') : null,
-      want.has('vms') ? get('/vms') : null,
-      want.has('jobs') ? get('/jobs?limit=15') : null,
-      want.has('events') ? get('/events?limit=30') : null,
-      want.has('health') && app.features.health ? get('/health').catch(() => null) : undefined,
+      want.has('hosts') && seesHosts && admin ? get(`/hosts?${hostQuery()}`) : null,
+      want.has('vms') ? get(`/vms?${vmQuery()}`) : null,
+      want.has('summary') ? get(summaryPath()).catch(() => null) : undefined,
+      want.has('jobs') ? get(`/jobs?limit=${app.jobsLimit}`) : null,
+      want.has('events') ? get(`/events?limit=${app.eventsLimit}`) : null,
     ]);
     if (!app.els.vms) return;
     if (groups) app.data.groups = groups.items;
-    if (hosts) app.data.hosts = hosts.items;
-    if (vms) app.data.vms = vms.items;
+    // A row that went after this read began is not brought back by it.
+    const fresh = (kind, items) => items.filter(x => !(goneAt.get(kind + x.id) >= started));
+    if (hosts) { app.data.hosts = fresh('host', hosts.items); app.hostView.next = hosts.next_cursor; }
+    if (vms) { app.data.vms = fresh('vm', vms.items); app.vmView.next = vms.next_cursor; }
+    if (summary !== undefined) app.data.summary = summary;
     if (jobs) app.data.jobs = mergeJobs(app.data.jobs, jobs.items);
     if (events) app.data.events = mergeEvents(app.data.events, events.items);
-    if (health !== undefined) app.health = health;
     applyHealth(app.health);
     render();
+    // Health (GET /health, the whole tree: megabytes on a large estate) is
+    // read on its own, after the lists (and the counts that say how large).
+    if (want.has('health')) loadHealth();
     if (want.has('portal') && !admin && app.features['self-service']) renderPortal(app, app.els.templates);
   } catch (e) {
     if (!(e instanceof ApiError) || e.status !== 401) console.warn('refresh failed', e);
@@ -278,8 +344,8 @@ function refreshSoon(parts) {
 function partsFor(kind) {
   const portal = !isAdminish() ? ['portal'] : [];
   switch (kind) {
-    case 'vm': return ['vms', 'hosts', ...portal];
-    case 'host': return ['hosts', 'vms'];
+    case 'vm': return ['vms', 'hosts', 'summary', ...portal];
+    case 'host': return ['hosts', 'vms', 'summary'];
     case 'job': return ['jobs'];
     case 'cluster': case 'share': case 'template': case 'grant': return portal;
     default: return ALL.filter(p => p !== 'portal').concat(portal);
@@ -303,12 +369,12 @@ function mergeJobs(local, fetched) {
     const rl = JOB_RANK[j.state] ?? 0, rf = JOB_RANK[f.state] ?? 0;
     if (rl > rf || (rl === rf && rl < 2 && (j.progress || 0) > (f.progress || 0))) byId.set(j.id, { ...f, ...j });
   }
-  return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, 15);
+  return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, app.jobsLimit);
 }
 function mergeEvents(local, fetched) {
   const byId = new Map(fetched.map(e => [e.id, e]));
   for (const e of local) if (e.live && !byId.has(e.id)) byId.set(e.id, e);
-  return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, 30);
+  return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, app.eventsLimit);
 }
 
 // A job's change: shown at once (live progress); the lists it may touch are
@@ -323,10 +389,14 @@ function onJobMessage(j) {
   else {
     list.push(j);
     list.sort((a, b) => b.id - a.id);
-    list.length = Math.min(list.length, 15);
+    list.length = Math.min(list.length, app.jobsLimit);
   }
   renderJobs();
-  if (!before || before.state !== j.state) refreshSoon(partsFor(j.target_kind));
+  if (!before || before.state !== j.state) {
+    const final = !['queued', 'running'].includes(j.state);
+    objectChanged(j.target_kind, j.target_id, j.kind, final && /\.delete$/.test(j.kind || '') && j.state === 'succeeded');
+    if (final && j.state !== 'succeeded') patches.going.delete(`${j.target_kind}${j.target_id}`);
+  }
 }
 
 // An event: added to the events pane at once; the lists it is about are
@@ -337,12 +407,112 @@ function onEventMessage(ev) {
   if (!list.some(x => x.id === ev.id)) {
     list.unshift({ ...ev, live: true });
     list.sort((a, b) => b.id - a.id);
-    list.length = Math.min(list.length, 30);
+    list.length = Math.min(list.length, app.eventsLimit);
     renderEvents();
   }
-  const parts = partsFor(ev.object_kind);
-  if (/^alert\./.test(ev.kind || '')) parts.push('health');
-  refreshSoon(parts);
+  if (/^alert\./.test(ev.kind || '')) refreshSoon(['health']);
+  objectChanged(ev.object_kind, ev.object_id, ev.kind || '', /\.deleted$/.test(ev.kind || ''));
+}
+
+// What a message about an object does to the page: a row on screen is read
+// again by itself (GET /vms?name=: one row, not the list); an object that may come into or
+// leave the page re-reads the page; anything else only changes the counts.
+const COMES_OR_GOES = /\.(create|created|discovered|deploy|delete|deleted|missing|moved|migrate|placed|foreign|duplicate)$/;
+function objectChanged(kind, id, what, gone) {
+  if (kind !== 'vm' && kind !== 'host') {
+    if (kind === 'group') refreshSoon(['groups', 'summary']);
+    else refreshSoon(partsFor(kind));
+    return;
+  }
+  const list = kind === 'vm' ? app.data.vms : app.data.hosts;
+  const onPage = list.some(x => x.id === id);
+  summarySoon();
+  // An object being deleted is not read again (it would be a 404): it
+  // leaves the page when it is gone.
+  if (/\.delete$/.test(what || '')) {
+    patches[kind].delete(id);
+    patches.going.add(`${kind}${id}`);
+  }
+  if (gone) {
+    patches[kind].delete(id);
+    goneAt.set(kind + id, Date.now());
+    if (app.selected?.kind === kind && app.selected.id === id) app.selected = null;
+    if (onPage) {
+      const i = list.findIndex(x => x.id === id);
+      list.splice(i, 1);
+      render();
+    }
+    refreshSoon(kind === 'vm' ? ['vms', 'hosts'] : ['hosts']);
+    return;
+  }
+  if (onPage && !patches.going.has(`${kind}${id}`)) patchSoon(kind, id);
+  else if (COMES_OR_GOES.test(what || '')) refreshSoon(kind === 'vm' ? ['vms', 'hosts'] : ['hosts']);
+  if (!isAdminish() && kind === 'vm') refreshSoon(['portal']);
+}
+
+// The counts (GET /summary): at most one read every SUMMARY_MS.
+function summarySoon() {
+  if (summarySoon.timer) return;
+  summarySoon.timer = setTimeout(() => { summarySoon.timer = null; refresh(['summary']); }, SUMMARY_MS);
+}
+
+// Rows on screen that changed: read one by one after DEBOUNCE_MS (many at
+// once: the page instead).
+const patches = { vm: new Set(), host: new Set(), going: new Set(), timer: null };
+// When each deleted row went ('vm12' -> ms): a list read begun before that
+// may still hold it.
+const goneAt = new Map();
+function patchSoon(kind, id) {
+  patches[kind].add(id);
+  if (patches.timer) return;
+  patches.timer = setTimeout(async () => {
+    patches.timer = null;
+    const vms = [...patches.vm], hosts = [...patches.host];
+    patches.vm.clear();
+    patches.host.clear();
+    if (vms.length + hosts.length > PATCH_MAX) { refresh(['vms', 'hosts']); return; }
+    // By name (?name=: one row found by a binary search in armadad's read
+    // model, not a list): a row deleted meanwhile is an empty answer, not
+    // a 404.
+    const read = (kind, id) => {
+      const row = (kind === 'vm' ? app.data.vms : app.data.hosts).find(x => x.id === id);
+      if (!row) return Promise.resolve([kind, undefined, id]);
+      return get(`/${kind === 'vm' ? 'vms' : 'hosts'}?name=${encodeURIComponent(row.name)}`)
+        .then(r => [kind, r.items.find(x => x.id === id) || null, id]).catch(() => [kind, undefined, id]);
+    };
+    const got = await Promise.all([...vms.map(id => read('vm', id)), ...hosts.map(id => read('host', id))]);
+    if (!app.els.vms) return;
+    let missing = false;
+    for (const [kind, o, id] of got) {
+      const list = kind === 'vm' ? app.data.vms : app.data.hosts;
+      const i = list.findIndex(x => x.id === id);
+      if (i < 0 || o === undefined) continue;
+      if (o) list[i] = { ...o, health: list[i].health, health_reasons: list[i].health_reasons };
+      else { list.splice(i, 1); missing = true; }
+    }
+    render();
+    if (missing) refreshSoon(['vms', 'hosts']);
+  }, DEBOUNCE_MS);
+}
+
+// The health tree covers every host and VM; past HEALTH_MAX objects the
+// console does without it (the badges) rather than parse megabytes.
+const HEALTH_MAX = 3000;
+let healthBusy = false;
+async function loadHealth() {
+  if (!app.features.health || healthBusy) return;
+  const sum = app.data.summary;
+  if (sum && sum.hosts.total + sum.vms.total > HEALTH_MAX) { app.health = null; return; }
+  healthBusy = true;
+  try {
+    const h = await get('/health').catch(() => null);
+    if (!app.els.vms) return;
+    app.health = h;
+    applyHealth(h);
+    render();
+  } finally {
+    healthBusy = false;
+  }
 }
 
 // Health (when monitoring runs): a tree of {kind, id, health, reasons}
@@ -364,23 +534,90 @@ function applyHealth(tree) {
   }
 }
 
-function subtreeIds(id) {
-  const ids = new Set([id]);
-  let grew = true;
-  while (grew) {
-    grew = false;
-    for (const g of app.data.groups) if (!ids.has(g.id) && ids.has(g.parent_id)) { ids.add(g.id); grew = true; }
-  }
-  return ids;
+// The pages on screen: armadad chose them (group, sort, search).
+function visible() {
+  return { hosts: isAdminish() ? app.data.hosts : [], vms: app.data.vms };
 }
 
-function visible() {
-  if (!isAdminish()) return { hosts: [], vms: app.data.vms };
-  const ids = subtreeIds(app.groupId);
-  const hosts = app.data.hosts.filter(x => ids.has(x.group_id));
-  const hostIds = new Set(hosts.map(x => x.id));
-  const rootSel = app.groupId === 1 || !app.data.groups.some(g => g.id === app.groupId);
-  return { hosts, vms: app.data.vms.filter(v => rootSel || hostIds.has(v.host_id)) };
+/* ------------------------------------------------------------------ */
+/* paging, sorting, searching */
+
+function pager(kind, prev, next) {
+  return h(`div.pager#${kind}-pager`,
+    h(`button.secondary#${kind}-prev`, { onclick: prev, 'aria-label': 'Previous page' }, '‹'),
+    h('span.page-label'),
+    h(`button.secondary#${kind}-next`, { onclick: next, 'aria-label': 'Next page' }, '›'));
+}
+
+function pageVms(dir) {
+  const v = app.vmView;
+  if (dir > 0 && v.next) v.cursors.push(v.next);
+  else if (dir < 0 && v.cursors.length > 1) v.cursors.pop();
+  else return;
+  refresh(['vms']);
+}
+
+function pageHosts(dir) {
+  const v = app.hostView;
+  if (dir > 0 && v.next) v.cursors.push(v.next);
+  else if (dir < 0 && v.cursors.length > 1) v.cursors.pop();
+  else return;
+  refresh(['hosts']);
+}
+
+function sortHosts(key) {
+  const v = app.hostView;
+  v.sort = v.sort === key ? '-' + key : key;
+  v.cursors = [null];
+  refresh(['hosts']);
+}
+
+function setVmView(changes) {
+  const v = app.vmView;
+  if (changes.prefix !== undefined) changes.prefix = changes.prefix.replace(/[^A-Za-z0-9._-]/g, '').slice(0, 63);
+  Object.assign(v, changes);
+  v.cursors = [null];
+  refresh(['vms']);
+}
+
+function selectGroup(id) {
+  app.groupId = id;
+  app.selected = null;
+  app.vmView.cursors = [null];
+  app.hostView.cursors = [null];
+  render();
+  refresh(['hosts', 'vms', 'summary']);
+}
+
+function renderPagers() {
+  const e = app.els;
+  const label = (view, n, size) => {
+    const from = (view.cursors.length - 1) * size;
+    return n ? `${from + 1}–${from + n}` : '–';
+  };
+  const sum = app.data.summary;
+  for (const [kind, view, n, size, total] of [['vm', app.vmView, app.data.vms.length, VM_PAGE, null],
+    ['host', app.hostView, app.data.hosts.length, HOST_PAGE, sum?.hosts?.total]]) {
+    const el = kind === 'vm' ? e.vmPager : e.hostPager;
+    if (!el) continue;
+    el.querySelector(`#${kind}-prev`).disabled = view.cursors.length <= 1;
+    el.querySelector(`#${kind}-next`).disabled = !view.next;
+    el.querySelector('.page-label').textContent = label(view, n, size) + (total !== null && total !== undefined ? ` of ${total}` : '');
+  }
+  if (e.hostHead) {
+    for (const b of e.hostHead.querySelectorAll('button.sort')) {
+      const k = b.dataset.sort, s = app.hostView.sort;
+      b.dataset.dir = s === k ? 'asc' : s === '-' + k ? 'desc' : '';
+      b.parentElement.setAttribute('aria-sort', s === k ? 'ascending' : s === '-' + k ? 'descending' : 'none');
+    }
+  }
+  if (e.vmCount) {
+    const v = sum?.vms;
+    e.vmCount.textContent = v ? `${v.total} VM${v.total === 1 ? '' : 's'}` + Object.entries(v.by_state).map(([k, n]) => ` · ${n} ${k}`).join('') : '';
+    e.vmCount.dataset.total = v ? String(v.total) : '';
+  }
+  if (e.sortSel && e.sortSel.value !== app.vmView.sort) e.sortSel.value = app.vmView.sort;
+  if (e.stateSel && e.stateSel.value !== app.vmView.state) e.stateSel.value = app.vmView.state;
 }
 
 function render() {
@@ -391,6 +628,7 @@ function render() {
   const g = app.data.groups.find(x => x.id === app.groupId);
   app.els.title.textContent = admin ? `Virtual machines — ${g ? g.path : 'All Hosts'}` : 'My virtual machines';
   renderVms(vms);
+  renderPagers();
   renderActionbar();
   renderDetails();
   renderJobs();
@@ -409,13 +647,14 @@ function renderTree() {
     if (!kids.has(p)) kids.set(p, []);
     kids.get(p).push(g);
   }
-  const hostCount = id => [...subtreeIds(id)].reduce((n, gid) => n + app.data.hosts.filter(x => x.group_id === gid).length, 0);
+  // From GET /summary: the hosts in each group and below it.
+  const hostCount = id => app.data.summary?.groups?.[id]?.hosts ?? '';
   const node = (id, name) => {
     const children = (kids.get(id) || []).sort((a, b) => a.name.localeCompare(b.name));
     return h('li', { role: 'treeitem' },
       h('button.tree-node', {
         class: 'tree-node' + (id === app.groupId ? ' selected' : ''), dataset: { groupId: id },
-        onclick: () => { app.groupId = id; app.selected = null; render(); },
+        onclick: () => selectGroup(id),
       }, h('span.folder', '▸'), ' ', name, ' ', h('span.count', String(hostCount(id)))),
       children.length ? h('ul', { role: 'group' }, children.map(c => node(c.id, c.name))) : null);
   };
@@ -441,18 +680,61 @@ function renderHosts(hosts) {
   }
 }
 
+// Thumbnails: only for cards on screen (an IntersectionObserver marks
+// them), asked one at a time, THUMB_GAP_MS apart at least, each refreshed
+// every THUMB_MS while it shows (a VM without a picture: THUMB_BLANK_MS).
+const thumbQueue = [];
+let thumbPumping = false;
+const shows = t => t.state === 'running' || t.state === 'paused';
+
 function thumbFor(vm) {
   let t = app.thumbs.get(vm.id);
   if (!t) {
-    t = { img: h('img.thumb', { alt: `Screen of ${vm.name}`, width: 160, height: 120, dataset: { live: '0' } }), url: null, busy: false, state: null };
+    t = { id: vm.id, img: h('img.thumb', { alt: `Screen of ${vm.name}`, width: 160, height: 120, dataset: { live: '0' } }), url: null,
+      busy: false, state: null, seen: false, at: 0, blank: false };
+    t.img._thumb = t;
     app.thumbs.set(vm.id, t);
+    app.thumbObserver?.observe(t.img);
   }
   if (t.state !== vm.state) {
     t.state = vm.state;
-    if (vm.state === 'running' || vm.state === 'paused') loadThumb(vm.id, t);
+    t.at = 0;
+    t.blank = false;
+    if (shows(t)) queueThumb(t);
     else blankThumb(t);
   }
   return t.img;
+}
+
+function onThumbsSeen(entries) {
+  for (const en of entries) {
+    const t = en.target._thumb;
+    if (!t) continue;
+    t.seen = en.isIntersecting;
+    if (t.seen) queueThumb(t);
+  }
+}
+
+function queueThumb(t) {
+  if (!t.seen || !shows(t) || t.busy || thumbQueue.includes(t)) return;
+  if (Date.now() - t.at < (t.blank ? THUMB_BLANK_MS : THUMB_MS)) return;
+  thumbQueue.push(t);
+  pumpThumbs();
+}
+
+async function pumpThumbs() {
+  if (thumbPumping) return;
+  thumbPumping = true;
+  try {
+    while (thumbQueue.length && app.els.vms) {
+      const t = thumbQueue.shift();
+      if (!t.img.isConnected || !t.seen || !shows(t)) continue;
+      await loadThumb(t.id, t);
+      await new Promise(r => setTimeout(r, THUMB_GAP_MS));
+    }
+  } finally {
+    thumbPumping = false;
+  }
 }
 
 function blankThumb(t) {
@@ -465,6 +747,7 @@ function blankThumb(t) {
 async function loadThumb(id, t) {
   if (t.busy) return;
   t.busy = true;
+  t.at = Date.now();
   try {
     const r = await apiFetch(`/vms/${id}/thumbnail`);
     if (r.status === 200) {
@@ -472,10 +755,12 @@ async function loadThumb(id, t) {
       if (t.url) URL.revokeObjectURL(t.url);
       t.url = url;
       t.img.src = url;
+      t.blank = false;
       t.img.dataset.live = '1';
       t.img.dataset.loadedAt = String(Date.now());
     } else if (r.status === 204) {
       blankThumb(t);
+      t.blank = true;
     } else if (r.status === 401) {
       showLogin('Your session has ended. Log in again.');
     }
@@ -485,15 +770,24 @@ async function loadThumb(id, t) {
 }
 
 function refreshThumbs() {
+  for (const t of app.thumbs.values()) if (t.img.isConnected) queueThumb(t);
+}
+
+// Pictures of VMs no longer on the page are dropped (the page holds the rest).
+function dropThumbs(keep) {
   for (const [id, t] of app.thumbs) {
-    if (!t.img.isConnected) continue;
-    if (t.state === 'running' || t.state === 'paused') loadThumb(id, t);
+    if (keep.has(id)) continue;
+    app.thumbObserver?.unobserve(t.img);
+    if (t.url) URL.revokeObjectURL(t.url);
+    app.thumbs.delete(id);
   }
 }
 
 function renderVms(vms) {
   const grid = clear(app.els.vms);
-  if (!vms.length) grid.append(h('p.muted.empty', isAdminish() ? 'No VMs here yet. Create one with “+ New VM”.' : 'You have no VMs yet.'));
+  dropThumbs(new Set(vms.map(v => v.id)));
+  const searching = app.vmView.prefix || app.vmView.state;
+  if (!vms.length) grid.append(h('p.muted.empty', searching ? 'No VM matches the search.' : isAdminish() ? 'No VMs here yet. Create one with “+ New VM”.' : 'You have no VMs yet.'));
   for (const vm of vms) {
     const sel = app.selected?.kind === 'vm' && app.selected.id === vm.id;
     grid.append(h('div.vm-card', {
