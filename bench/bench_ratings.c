@@ -19,6 +19,7 @@
  * DIR/placement-live.md. */
 #include <errno.h>
 #include <math.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,9 @@
 #include "placement/placement.h"
 #include "store/store-monitor.h"
 #include "store/store-place.h"
+
+/* --limit: the best N hosts only (the API's limit); 0 every host. */
+static int bench_limit;
 
 static double now_s(void) {
         struct timespec ts;
@@ -106,7 +110,7 @@ static int run(int hosts, int requests, Result *res) {
         if (r >= 0)
                 r = monitor_round(st, hosts, 0);
         OpCaller c = { .subj = { .user_id = 1, .role = ROLE_ADMIN }, .user_id = 1, .user_name = "admin", .role_name = "administrator" };
-        PlacementRateSpec spec = { .cpus = 2, .memory_mib = 4096 };
+        PlacementRateSpec spec = { .cpus = 2, .memory_mib = 4096, .limit = bench_limit };
         double *req = calloc((size_t) requests + 1, sizeof *req), *ref = calloc((size_t) requests + 1, sizeof *ref);
         size_t nref = 0;
         for (int i = -10; r >= 0 && i < requests; i++) {
@@ -182,12 +186,16 @@ int main(int argc, char **argv) {
                         requests = atoi(argv[++i]);
                 else if (streq(argv[i], "--out") && i + 1 < argc)
                         out = argv[++i];
+                else if (streq(argv[i], "--limit") && i + 1 < argc)
+                        bench_limit = atoi(argv[++i]);
                 else {
-                        fprintf(stderr, "usage: bench_ratings [--hosts N] [--requests R] [--out DIR]\n");
+                        fprintf(stderr, "usage: bench_ratings [--hosts N] [--requests R] [--limit N] [--out DIR]\n");
                         return 2;
                 }
         }
         log_set_level(LOG_LEVEL_WARN);
+        mallopt(M_MMAP_THRESHOLD, 8 << 20);    /* as armadad's main() */
+        mallopt(M_TRIM_THRESHOLD, 32 << 20);
         Result res[2] = {0};
         for (int s = 0; s < nsizes; s++) {
                 int r = run(sizes[s], requests, &res[s]);

@@ -57,6 +57,9 @@ static void h_policy_put(Req *r) {
 /* The demand of a ratings request, from the query (GET) or the body. */
 typedef PlacementRateSpec RateArgs;
 
+/* "limit": the best N hosts only (0 or absent: every host). */
+#define RATINGS_LIMIT_MAX 100000
+
 static bool disk_size_of(Req *r, const char *s, int64_t *ret) {
         uint64_t b;
         if (size_parse(s, 1ULL << 30, &b) < 0) {
@@ -74,7 +77,8 @@ static bool disk_size_of(Req *r, const char *s, int64_t *ret) {
 static bool rate_args_query(Req *r, RateArgs *a) {
         if (!req_query_int(r, "cpus", 1, 1, VM_CPUS_MAX, &a->cpus) ||
             !req_query_int(r, "memory_mib", 512, VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB, &a->memory_mib) ||
-            !req_query_int(r, "disk_bytes", 0, 0, VM_DISK_MAX_BYTES, &a->disk_bytes))
+            !req_query_int(r, "disk_bytes", 0, 0, VM_DISK_MAX_BYTES, &a->disk_bytes) ||
+            !req_query_int(r, "limit", 0, 0, RATINGS_LIMIT_MAX, &a->limit))
                 return false;
         const char *ds = req_query(r, "disk_size");
         if (ds && *ds && !disk_size_of(r, ds, &a->disk_bytes))
@@ -89,13 +93,14 @@ static bool rate_args_query(Req *r, RateArgs *a) {
 }
 
 static bool rate_args_body(Req *r, RateArgs *a) {
-        static const char *const fields[] = { "cpus", "memory_mib", "disk_size", "disk_bytes", "group", "goal", "name", NULL };
+        static const char *const fields[] = { "cpus", "memory_mib", "disk_size", "disk_bytes", "group", "goal", "name", "limit", NULL };
         const char *ds = NULL;
         a->cpus = 1;
         a->memory_mib = 512;
         if (!req_body_fields(r, fields) || !body_int(r, "cpus", false, 1, VM_CPUS_MAX, &a->cpus) ||
             !body_int(r, "memory_mib", false, VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB, &a->memory_mib) ||
             !body_int(r, "disk_bytes", false, 0, VM_DISK_MAX_BYTES, &a->disk_bytes) ||
+            !body_int(r, "limit", false, 0, RATINGS_LIMIT_MAX, &a->limit) ||
             !body_string(r, "disk_size", false, 32, &ds) || !body_string(r, "group", false, 1000, &a->group) ||
             !body_string(r, "goal", false, 64, &a->goal) || !body_name(r, "name", false, &a->name))
                 return false;

@@ -87,6 +87,7 @@ static const OptSpec VM_RATE_OPTS[] = {
         { "group", 'g', true, "PATH", "rate the hosts of this host group (default: all hosts)" },
         { "goal", 0, true, "GOAL", "load-balancing or resource-maximization (default: the group's)" },
         { "name", 0, true, "VM", "the VM's name: its placement rules apply" },
+        { "limit", 0, true, "N", "show only the best N hosts (default: every host)" },
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec RULE_OPTS[] = {
@@ -214,7 +215,7 @@ static const Command COMMANDS[] = {
         { "vm", "create", "NAME [--host H [--force] | --group PATH] --cpus N --memory MIB --disk SIZE [--domain-type auto|kvm|qemu] "
                           "[--description TEXT] | NAME --template T [--count N] [--host H | --group PATH] [--full-copy]",
           "create a VM, or deploy VMs from a template (starts a job each)", 1, 1, VM_CREATE_OPTS, cmd_vm_create_any },
-        { "vm", "rate", "[--cpus N] [--memory MIB] [--disk SIZE] [--group PATH] [--goal GOAL] [--name VM]",
+        { "vm", "rate", "[--cpus N] [--memory MIB] [--disk SIZE] [--group PATH] [--goal GOAL] [--name VM] [--limit N]",
           "rate every host for a VM: 0-5 stars, and why a host cannot take it", 0, 0, VM_RATE_OPTS, cmd_vm_rate },
         { "vm", "start", "NAME", "start a VM (starts a job)", 1, 1, NULL, cmd_vm_action },
         { "vm", "stop", "NAME [--timeout SECONDS] [--no-force]",

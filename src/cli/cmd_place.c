@@ -225,6 +225,12 @@ int cmd_vm_rate(Ctx *c, const Command *cmd, const Args *a) {
                 json_object_set_new(body, "goal", json_string(goal));
         if (args_get(a, "name"))
                 json_object_set_new(body, "name", json_string(args_get(a, "name")));
+        const char *limit_s = args_get(a, "limit");
+        int64_t limit = 0;
+        if (limit_s && (parse_i64(limit_s, &limit) < 0 || limit < 1 || limit > 100000))
+                return fail("--limit must be a whole number from 1 to 100000, not '%s'", limit_s);
+        if (limit)
+                json_object_set_new(body, "limit", json_integer(limit));
         _cleanup_json_ json_t *reply = NULL;
         int r = api_call(c, "POST", "/placement/ratings", body, &reply);
         if (r)
@@ -252,6 +258,9 @@ int cmd_vm_rate(Ctx *c, const Command *cmd, const Args *a) {
                 table_add(t, reason && *reason ? reason : "");
         }
         table_print(t, stdout);
+        json_int_t total = json_integer_value(json_object_get(reply, "total"));
+        if (total > (json_int_t) json_array_size(items))
+                outf("(the best %zu of %lld hosts)", json_array_size(items), (long long) total);
         return 0;
 }
 

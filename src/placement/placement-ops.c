@@ -255,7 +255,8 @@ int placement_ratings(Store *st, const OpCaller *c, const PlacementRateSpec *s, 
                 d.n_scope = c->subj.n_scopes;
         }
         PlacementRating *rt = NULL;
-        int n = placement_rate(st, group_id, &d, &rt);
+        size_t total = 0;
+        int n = placement_rate_top(st, group_id, &d, s->limit > 0 ? (size_t) s->limit : SIZE_MAX, &rt, &total);
         if (n == -ENOENT)
                 return op_fail(err, 422, "not_found", "group", "There is no host group '%.200s'.", s->group ? s->group : "");
         if (n < 0) {
@@ -274,7 +275,8 @@ int placement_ratings(Store *st, const OpCaller *c, const PlacementRateSpec *s, 
         _cleanup_free_ StoreGroupPolicy *all = NULL;
         int np = store_policy_all(st, &all);
         store_policy_resolve(all, np > 0 ? (size_t) np : 0, group_id, &e);
-        *ret = json_pack("{s:o, s:o, s:s, s:s}", "items", arr, "best_host_id", best, "group", gp, "goal", s->goal ? s->goal : e.goal);
+        *ret = json_pack("{s:o, s:I, s:o, s:s, s:s}", "items", arr, "total", (json_int_t) total, "best_host_id", best, "group", gp,
+                         "goal", s->goal ? s->goal : e.goal);
         return 0;
 }
 

@@ -872,7 +872,8 @@ static void rating_out(const Rating *x, size_t k, PlacementRating *out) {
                 place_table_reason(x->table, k, &x->pd, s->why, out->reason);
 }
 
-int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, PlacementRating **ret) {
+int placement_rate_top(Store *st, int64_t group_id, const PlacementDemand *d, size_t max, PlacementRating **ret,
+                       size_t *ret_total) {
         if (!ret)
                 return -EINVAL;
         Rating x;
@@ -881,13 +882,21 @@ int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, Placem
                 return r;
         _cleanup_free_ size_t *order = xcalloc(x.m + 1, sizeof *order);
         place_score_order(x.sc, x.m, order);
-        PlacementRating *out = xcalloc(x.m + 1, sizeof *out);
-        for (size_t k = 0; k < x.m; k++)
+        size_t m = x.m < max ? x.m : max;
+        /* Only the rows asked for are written (a row is ~0.5 KB with its
+         * reason: 10,000 of them were most of a request's cost). */
+        PlacementRating *out = xcalloc(m + 1, sizeof *out);
+        for (size_t k = 0; k < m; k++)
                 rating_out(&x, order[k], &out[k]);
-        size_t m = x.m;
+        if (ret_total)
+                *ret_total = x.m;
         rating_done(&x);
         *ret = out;
         return (int) m;
+}
+
+int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, PlacementRating **ret) {
+        return placement_rate_top(st, group_id, d, SIZE_MAX, ret, NULL);
 }
 
 int placement_choose(Store *st, int64_t group_id, const PlacementDemand *d, int64_t *ret_host_id, char *why, size_t why_size) {

@@ -64,6 +64,11 @@ typedef struct {
  * Returns the number of hosts rated and a malloc'd array sorted best first
  * (ties by host id), or negative. */
 int placement_rate(Store *st, int64_t group_id, const PlacementDemand *d, PlacementRating **ret);
+/* The same, but only the best max hosts go into *ret (every host is still
+ * rated: the stars are relative to the best); *ret_total (when asked) the
+ * number rated. Returns the number in *ret. */
+int placement_rate_top(Store *st, int64_t group_id, const PlacementDemand *d, size_t max, PlacementRating **ret,
+                       size_t *ret_total);
 
 /* The best host for d in group_id's subtree: 0 and *ret_host_id, or
  * -ENOSPC when no host can take it, with every host's reason in why
@@ -152,11 +157,13 @@ int placement_policy_set(Store *st, const OpCaller *c, int64_t group_id, const j
 typedef struct {
         int64_t cpus, memory_mib, disk_bytes;
         const char *group, *goal, *name;
+        int64_t limit;                /* the best limit hosts only; 0: every host */
 } PlacementRateSpec;
 
 /* Rates every host of the group (a delegated administrator: of its scopes
  * only) for s: {"items": [{host_id, host_name, rating, stars, reason}] best
- * first, "best_host_id", "group", "goal"}. 400 for a bad goal, name or
+ * first (the best s->limit when set), "total" (hosts rated), "best_host_id",
+ * "group", "goal"}. 400 for a bad goal, name or
  * group path, 422 for an unknown group, 403 (audited) when the caller may
  * not read it. Reads only. */
 int placement_ratings(Store *st, const OpCaller *c, const PlacementRateSpec *s, json_t **ret, OpError *err);

@@ -100,6 +100,21 @@ class TestRatingsAndAutoPlacement(PlacementTestCase):
         after = self.by_name(self.ratings(group="Auto", cpus=2, memory_mib=1024))
         self.assertLess(after["a-big"]["rating"], r["items"][0]["rating"])
 
+    def test_limit_keeps_the_best_and_says_how_many(self):
+        full = self.ratings(group="Goal", cpus=1, memory_mib=512)
+        self.assertEqual(full["total"], len(full["items"]))
+        self.assertEqual(full["total"], 2)
+        top = self.ratings(group="Goal", cpus=1, memory_mib=512, limit=1)
+        self.assertEqual(top["items"], full["items"][:1])
+        self.assertEqual((top["total"], top["best_host_id"]), (2, full["best_host_id"]))
+        post = self.d.ok("POST", "/api/v1/placement/ratings", {"group": "Goal", "limit": 1})
+        self.assertEqual(post["items"], top["items"])
+        self.assertEqual(self.ratings(group="Goal", limit=0)["items"], full["items"])
+        for bad in (-1, "x", 100001):
+            st, body = self.d.request("GET", "/api/v1/placement/ratings?" + urllib.parse.urlencode({"limit": bad}))
+            self.assertIn(st, (400, 422), body)
+            self.assertEqual(body["error"]["field"], "limit", body)
+
     def test_goal_switch_changes_the_best_host(self):
         lb = self.ratings(group="Goal", cpus=1, memory_mib=512, goal="load-balancing")
         rm = self.ratings(group="Goal", cpus=1, memory_mib=512, goal="resource-maximization")
@@ -393,6 +408,14 @@ class TestPlacementCli(PlacementTestCase):
         r = self.run_cli(*args)
         self.assertEqual(r.returncode, 0, f"armada {' '.join(args)}: {r.stderr}")
         return r.stdout
+
+    def test_rate_limit(self):
+        out = self.cli("vm", "rate", "--group", "Cli", "--limit", "1")
+        self.assertIn("(the best 1 of 2 hosts)", out)
+        self.assertEqual([l.split()[0] for l in out.splitlines()[1:-1]], ["c-big"], out)
+        r = self.run_cli("vm", "rate", "--limit", "0")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--limit must be a whole number", r.stderr)
 
     def test_rate_set_reserves_create_and_rules(self):
         out = self.cli("vm", "rate", "--cpus", "1", "--memory", "1024", "--group", "Cli")
