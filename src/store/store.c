@@ -500,7 +500,17 @@ static int migrate(Store *st) {
         return applied;
 }
 
+/* SQLite counts every allocation under one process-wide mutex unless told
+ * not to (SQLITE_CONFIG_MEMSTATUS): with a connection per thread and
+ * thousands of small statements a round, the threads queued on that lock.
+ * Must come before SQLite initializes; later it is refused (harmless). */
+static void sqlite_tune_once(void) {
+        (void) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int store_open(const char *path, Store **ret) {
+        static pthread_once_t tuned = PTHREAD_ONCE_INIT;
+        pthread_once(&tuned, sqlite_tune_once);
         Store *st = xcalloc(1, sizeof *st);
         st->path = xstrdup(path);
         pthread_mutex_init(&st->lock, NULL);
