@@ -328,35 +328,22 @@ static char *link_next(Req *r, const ListQuery *q, const char *cursor) {
         return strbuf_steal(&b);
 }
 
-/* FNV-1a, for the ETag. */
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-        const unsigned char *c = p;
-        for (size_t i = 0; i < n; i++) {
-                h ^= c[i];
-                h *= 0x100000001b3ULL;
-        }
-        return h;
-}
-static uint64_t fnv_str(uint64_t h, const char *s) {
-        return fnv(h, s ? s : "\1", s ? strlen(s) + 1 : 1);
-}
-
 /* The ETag of a list answer: the table's and the groups' generations, the
  * model instance, who asks (their rows differ) and every parameter. A change
  * of any row of the table gives a new one. */
 static void list_etag(Req *r, const ModelSnap *s, const ListQuery *q, char out[64]) {
-        uint64_t h = 0xcbf29ce484222325ULL;
+        uint64_t h = FNV1A_INIT;
         const ModelTable *t = q->vms ? s->vms : s->hosts;
         int64_t who[3] = { r->user.id, r->subj.role, (int64_t) r->subj.n_scopes };
-        h = fnv(h, &r->api->list_instance, sizeof r->api->list_instance);
-        h = fnv(h, &t->generation, sizeof t->generation);
-        h = fnv(h, &s->groups->generation, sizeof s->groups->generation);
-        h = fnv(h, who, sizeof who);
-        h = fnv(h, r->subj.scopes, r->subj.n_scopes * sizeof *r->subj.scopes);
+        h = fnv1a(h, &r->api->list_instance, sizeof r->api->list_instance);
+        h = fnv1a(h, &t->generation, sizeof t->generation);
+        h = fnv1a(h, &s->groups->generation, sizeof s->groups->generation);
+        h = fnv1a(h, who, sizeof who);
+        h = fnv1a(h, r->subj.scopes, r->subj.n_scopes * sizeof *r->subj.scopes);
         static const char *const keys[] = { "limit", "cursor", "name", "name_prefix", "state", "host_id", "group_id",
                                             "owner_id", "fields", "sort", "under_group_id" };
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
-                h = fnv_str(fnv_str(h, keys[i]), req_query(r, keys[i]));
+                h = fnv1a_str(fnv1a_str(h, keys[i]), req_query(r, keys[i]));
         snprintf(out, 64, "W/\"%c%016llx\"", q->vms ? 'v' : 'h', (unsigned long long) h);
 }
 

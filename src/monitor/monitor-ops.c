@@ -110,24 +110,6 @@ void monitor_view_free(MonitorView *v) {
         free(v);
 }
 
-/* FNV-1a. */
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-        const unsigned char *b = p;
-        for (size_t i = 0; i < n; i++) {
-                h ^= b[i];
-                h *= 0x100000001b3ULL;
-        }
-        return h;
-}
-
-static uint64_t fnv_str(uint64_t h, const char *s) {
-        return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1);
-}
-
-static uint64_t fnv_i64(uint64_t h, int64_t v) {
-        return fnv(h, &v, sizeof v);
-}
-
 /* A digest of what the answers show of the hosts, VMs and groups of snap:
  * their ids, names, states, places, owners and sizes, not the columns that
  * move without changing either answer (a host's last_seen_at, a VM's
@@ -136,22 +118,22 @@ static uint64_t snap_digest(const ModelSnap *snap) {
         uint64_t gen[3] = { snap->hosts->generation, snap->vms->generation, snap->groups->generation };
         if (A.memo_valid && memcmp(gen, A.memo_gen, sizeof gen) == 0)
                 return A.memo_digest;
-        uint64_t h = 0xcbf29ce484222325ULL;
-        h = fnv_i64(h, (int64_t) snap->groups->generation);
+        uint64_t h = FNV1A_INIT;
+        h = fnv1a_i64(h, (int64_t) snap->groups->generation);
         for (size_t i = 0; i < snap->hosts->n; i++) {
                 const ModelRow *r = snap->hosts->by_id[i];
-                h = fnv_i64(fnv_i64(h, r->id), r->group_id);
-                h = fnv_str(fnv_str(h, r->name), r->state);
-                h = fnv_i64(fnv_i64(h, jget_int(r->json, "cpus")), jget_int(r->json, "memory_mib"));
-                h = fnv_str(h, jget_str(r->json, "pool"));
+                h = fnv1a_i64(fnv1a_i64(h, r->id), r->group_id);
+                h = fnv1a_str(fnv1a_str(h, r->name), r->state);
+                h = fnv1a_i64(fnv1a_i64(h, jget_int(r->json, "cpus")), jget_int(r->json, "memory_mib"));
+                h = fnv1a_str(h, jget_str(r->json, "pool"));
         }
-        h = fnv_i64(h, -1);
+        h = fnv1a_i64(h, -1);
         for (size_t i = 0; i < snap->vms->n; i++) {
                 const ModelRow *r = snap->vms->by_id[i];
-                h = fnv_i64(fnv_i64(fnv_i64(h, r->id), r->host_id), r->owner_id);
-                h = fnv_str(fnv_str(h, r->name), r->state);
-                h = fnv_i64(fnv_i64(h, jget_int(r->json, "cpus")), jget_int(r->json, "memory_mib"));
-                h = fnv_str(h, jget_str(r->json, "uuid"));
+                h = fnv1a_i64(fnv1a_i64(fnv1a_i64(h, r->id), r->host_id), r->owner_id);
+                h = fnv1a_str(fnv1a_str(h, r->name), r->state);
+                h = fnv1a_i64(fnv1a_i64(h, jget_int(r->json, "cpus")), jget_int(r->json, "memory_mib"));
+                h = fnv1a_str(h, jget_str(r->json, "uuid"));
         }
         memcpy(A.memo_gen, gen, sizeof gen);
         A.memo_digest = h;
@@ -163,14 +145,14 @@ static uint64_t snap_digest(const ModelSnap *snap) {
  * alerts' stamp (/health) or the monitor's round (/metrics). 0 and *ret, or
  * -EIO. Under build_lock. */
 static int answer_key(Store *st, const ModelSnap *snap, AnswerKind kind, uint64_t *ret) {
-        uint64_t h = fnv(snap_digest(snap), &st, sizeof st);
+        uint64_t h = fnv1a(snap_digest(snap), &st, sizeof st);
         if (kind == ANSWER_HEALTH) {
                 int64_t stamp[3];
                 if (store_alert_open_stamp(st, stamp) < 0)
                         return -EIO;
-                h = fnv(h, stamp, sizeof stamp);
+                h = fnv1a(h, stamp, sizeof stamp);
         } else
-                h = fnv_i64(h ^ 0x6d, (int64_t) monitor_round_generation());
+                h = fnv1a_i64(h ^ 0x6d, (int64_t) monitor_round_generation());
         *ret = h;
         return 0;
 }
@@ -490,10 +472,10 @@ int monitor_op_health_answer(Store *st, const ModelSnap *snap, const OpCaller *c
                 return 0;
         }
         /* The caller's view: the answer's and who asks (their view differs). */
-        uint64_t h = fnv_str(0xcbf29ce484222325ULL, a->etag);
+        uint64_t h = fnv1a_str(FNV1A_INIT, a->etag);
         int64_t who[3] = { c->user_id, c->subj.role, (int64_t) c->subj.n_scopes };
-        h = fnv(h, who, sizeof who);
-        h = fnv(h, c->subj.scopes, c->subj.n_scopes * sizeof *c->subj.scopes);
+        h = fnv1a(h, who, sizeof who);
+        h = fnv1a(h, c->subj.scopes, c->subj.n_scopes * sizeof *c->subj.scopes);
         snprintf(ret->etag, sizeof ret->etag, "W/\"v%016llx\"", (unsigned long long) h);
         return 0;
 }

@@ -167,6 +167,23 @@ int random_bytes(void *buf, size_t n) {
         }
         return 0;
 }
+uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+        const unsigned char *b = p;
+        for (size_t i = 0; i < n; i++) {
+                h ^= b[i];
+                h *= 0x100000001b3ULL;
+        }
+        return h;
+}
+
+uint64_t fnv1a_str(uint64_t h, const char *s) {
+        return fnv1a(h, s ? s : "\1", s ? strlen(s) + 1 : 1);
+}
+
+uint64_t fnv1a_i64(uint64_t h, int64_t v) {
+        return fnv1a(h, &v, sizeof v);
+}
+
 void hex_encode(const unsigned char *in, size_t n, char *out) {
         static const char digits[] = "0123456789abcdef";
         for (size_t i = 0; i < n; i++) {

@@ -55,6 +55,14 @@ struct timespec time_after_ms(int clock, int64_t ms);
 /* Formats ms-since-epoch as RFC 3339 UTC ("2026-11-26T10:00:00.123Z"). */
 void time_format(int64_t ms, char out[32]);
 
+/* ---- FNV-1a: a fast 64-bit digest for ETags and change detection (not
+ * for security) ---- */
+#define FNV1A_INIT 0xcbf29ce484222325ULL
+uint64_t fnv1a(uint64_t h, const void *p, size_t n);
+/* s with its NUL; NULL hashes differently from "". */
+uint64_t fnv1a_str(uint64_t h, const char *s);
+uint64_t fnv1a_i64(uint64_t h, int64_t v);
+
 /* ---- random, uuid, hex ---- */
 /* Fills buf from the kernel's CSPRNG. Returns 0 or -errno. */
 int random_bytes(void *buf, size_t n) _warn_unused_result_;

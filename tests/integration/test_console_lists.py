@@ -8,7 +8,7 @@ import unittest
 import urllib.parse
 import uuid
 
-from armada_harness import Armadad, wait_until
+from armada_harness import Armadad, all_pages, wait_until
 
 # host: (group path, VMs)
 HOSTS = {"ca": ("Lab", 6), "cb": ("Lab/Bench", 5), "cc": ("Prod", 4)}
@@ -28,20 +28,6 @@ def expected(items, sort):
     key = {"name": lambda v: (0,), "state": lambda v: (v["state"],), "host": lambda v: (v.get("host_name") or "",),
            "cpus": lambda v: (v["cpus"],), "memory": lambda v: (v["memory_mib"],)}[col]
     return sorted(items, key=lambda v: (*key(v), v["name"].encode(), v["id"]), reverse=desc)
-
-
-def pages(d, path, limit, token=None, cursor=None):
-    items, n = [], 0
-    while n < 100:
-        q = f"{path}&limit={limit}" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
-        body = d.ok("GET", q, token=token)
-        assert len(body["items"]) <= limit
-        items += body["items"]
-        n += 1
-        cursor = body["next_cursor"]
-        if not cursor:
-            return items, n
-    raise AssertionError(f"{path}: the pages do not end")
 
 
 class ConsoleListCase(unittest.TestCase):
@@ -93,7 +79,7 @@ class TestSort(ConsoleListCase):
         full = d.ok("GET", "/api/v1/vms")["items"]
         for sort in ("-memory", "cpus", "state", "-host", "-name"):
             with self.subTest(sort=sort):
-                items, n = pages(d, f"/api/v1/vms?sort={sort}", 4)
+                items, n = all_pages(d, f"/api/v1/vms?sort={sort}", limit=4)
                 self.assertGreater(n, 3)
                 self.assertEqual([v["id"] for v in items], [v["id"] for v in expected(full, sort)])
 
@@ -105,7 +91,7 @@ class TestSort(ConsoleListCase):
             # Largest memory: behind the cursor of a descending page; smallest: ahead.
             made.append(d.create_vm("zz-big", "ca", memory_mib=4096))
             made.append(d.create_vm("aa-small", "ca", memory_mib=16))
-            rest, _ = pages(d, "/api/v1/vms?sort=-memory", 5, cursor=first["next_cursor"])
+            rest, _ = all_pages(d, "/api/v1/vms?sort=-memory", limit=5, cursor=first["next_cursor"])
         finally:
             for v in made:
                 d.wait_job(d.ok("DELETE", f"/api/v1/vms/{v['id']}")["job"]["id"])
@@ -141,7 +127,7 @@ class TestSort(ConsoleListCase):
         lab = self.groups["Lab"]
         body = d.ok("GET", f"/api/v1/vms?sort=-cpus&under_group_id={lab}&state=running&name_prefix=c&limit=3")
         want = expected([v for v in self.vms_of("ca", "cb") if v["state"] == "running"], "-cpus")
-        got, _ = pages(d, f"/api/v1/vms?sort=-cpus&under_group_id={lab}&state=running&name_prefix=c", 3)
+        got, _ = all_pages(d, f"/api/v1/vms?sort=-cpus&under_group_id={lab}&state=running&name_prefix=c", limit=3)
         self.assertEqual([v["id"] for v in got], [v["id"] for v in want])
         self.assertEqual([v["id"] for v in body["items"]], [v["id"] for v in want[:3]])
 
@@ -157,7 +143,7 @@ class TestSubtree(ConsoleListCase):
                 self.assertEqual(sorted(h["name"] for h in hs), list(hosts))
         # Paged by name within a subtree (the name walk that stops early).
         for sort in ("name", "-name"):
-            got, n = pages(d, f"/api/v1/vms?under_group_id={g['Lab']}&sort={sort}", 4)
+            got, n = all_pages(d, f"/api/v1/vms?under_group_id={g['Lab']}&sort={sort}", limit=4)
             self.assertGreater(n, 2)
             self.assertEqual([v["id"] for v in got], [v["id"] for v in expected(self.vms_of("ca", "cb"), sort)])
         # The root stands for everything.
@@ -214,7 +200,7 @@ class TestScope(ConsoleListCase):
         # A group outside its scope is not found, as one that does not exist.
         st, body = d.request("GET", f"/api/v1/summary?group_id={g['Prod']}", token=tok)
         self.assertEqual((st, body["error"]["message"]), (404, f"Host group {g['Prod']} does not exist."))
-        items, _ = pages(d, "/api/v1/vms?sort=-memory", 4, token=tok)
+        items, _ = all_pages(d, "/api/v1/vms?sort=-memory", limit=4, token=tok)
         self.assertEqual([v["id"] for v in items], [v["id"] for v in expected(self.vms_of("ca", "cb"), "-memory")])
         self.assertEqual(d.ok("GET", f"/api/v1/vms?under_group_id={g['Prod']}&sort=cpus", token=tok)["items"], [])
 

@@ -14,42 +14,12 @@ import unittest
 import urllib.parse
 import uuid
 
-from armada_harness import ARMADA, Armadad, wait_until
+from armada_harness import ARMADA, Armadad, all_pages, raw_get, wait_until
 
 
 def domains(prefix, n):
     return "".join(f"<domain type='test'><name>{prefix}-vm{j:02d}</name><uuid>{uuid.uuid4()}</uuid>"
                    f"<memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>" for j in range(n))
-
-
-def raw_get(d, path, token, headers=None):
-    """GET without the harness's JSON decoding: (status, headers, body bytes)."""
-    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
-    h = {"Authorization": "Bearer " + token}
-    h.update(headers or {})
-    c.request("GET", path, headers=h)
-    r = c.getresponse()
-    body = r.read()
-    hdrs = {k.lower(): v for k, v in r.getheaders()}
-    c.close()
-    return r.status, hdrs, body
-
-
-def all_pages(d, path, token=None, limit=7, between=None):
-    """Every item of path, page by page; between(page_no) runs after each page."""
-    items, cursor, pages = [], None, 0
-    sep = "&" if "?" in path else "?"
-    while True:
-        q = f"{path}{sep}limit={limit}" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
-        body = d.ok("GET", q, token=token)
-        assert len(body["items"]) <= limit
-        items += body["items"]
-        pages += 1
-        cursor = body["next_cursor"]
-        if not cursor:
-            return items, pages
-        if between:
-            between(pages)
 
 
 class ListCase(unittest.TestCase):

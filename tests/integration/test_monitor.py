@@ -21,7 +21,7 @@ import unittest
 import uuid
 import zlib
 
-from armada_harness import ARMADA, Armadad, wait_until
+from armada_harness import ARMADA, Armadad, raw_get, wait_until
 
 FAST = ["--monitor-interval-ms", "300", "--monitor-webhook-backoff-ms", "200", "--monitor-assess-interval-ms", "300"]
 
@@ -423,19 +423,6 @@ class TestHealth(MonitorTestCase):
         self.d.ok("DELETE", f"/api/v1/hosts/{b['host']['id']}")
         wait_until(lambda: not [a for a in self.open_alerts("host-unreachable") if a["object_name"] == "gone"], 10,
                    what="the alert of the removed host to resolve")
-
-
-def raw_get(d, path, token, headers=None):
-    """GET without the harness's decoding: (status, headers, body bytes)."""
-    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
-    h = {"Authorization": "Bearer " + token}
-    h.update(headers or {})
-    c.request("GET", path, headers=h)
-    r = c.getresponse()
-    body = r.read()
-    hdrs = {k.lower(): v for k, v in r.getheaders()}
-    c.close()
-    return r.status, hdrs, body
 
 
 def iso_ms(s):

@@ -1,6 +1,7 @@
 """Test harness: runs a real armadad on a temporary state directory and a
 free loopback port, and talks to its REST API. Used by the integration
 (libvirt test driver) and system (test-bed hosts) suites."""
+import http.client
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import openapi_check
@@ -40,6 +42,38 @@ def wait_until(pred, timeout, interval=0.05, what="condition"):
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
 
+
+
+def raw_get(d, path, token, headers=None):
+    """GET without the harness's decoding: (status, headers, body bytes)."""
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+    h = {"Authorization": "Bearer " + token}
+    h.update(headers or {})
+    c.request("GET", path, headers=h)
+    r = c.getresponse()
+    body = r.read()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    c.close()
+    return r.status, hdrs, body
+
+
+def all_pages(d, path, token=None, limit=7, between=None, cursor=None, max_pages=1000):
+    """Every item of path, page by page from cursor (None: the first page):
+    (items, pages read). between(page_no) runs after each page but the last."""
+    items, pages = [], 0
+    sep = "&" if "?" in path else "?"
+    while pages < max_pages:
+        q = f"{path}{sep}limit={limit}" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+        body = d.ok("GET", q, token=token)
+        assert len(body["items"]) <= limit
+        items += body["items"]
+        pages += 1
+        cursor = body["next_cursor"]
+        if not cursor:
+            return items, pages
+        if between:
+            between(pages)
+    raise AssertionError(f"{path}: the pages do not end")
 
 class ApiError(Exception):
     pass

@@ -226,6 +226,17 @@ static void test_csv_has(void **state) {
         assert_false(csv_has("", "start"));
 }
 
+/* FNV-1a: the published 64-bit test vectors, and NULL told from "". */
+static void test_fnv1a(void **state) {
+        (void) state;
+        assert_true(fnv1a(FNV1A_INIT, "", 0) == 0xcbf29ce484222325ULL);
+        assert_true(fnv1a(FNV1A_INIT, "a", 1) == 0xaf63dc4c8601ec8cULL);
+        assert_true(fnv1a(FNV1A_INIT, "foobar", 6) == 0x85944171f73967e8ULL);
+        assert_true(fnv1a_str(FNV1A_INIT, NULL) != fnv1a_str(FNV1A_INIT, ""));
+        assert_true(fnv1a_str(fnv1a_str(FNV1A_INIT, "ab"), "c") != fnv1a_str(fnv1a_str(FNV1A_INIT, "a"), "bc"));
+        assert_true(fnv1a_i64(FNV1A_INIT, 1) != fnv1a_i64(FNV1A_INIT, 2));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
@@ -237,6 +248,7 @@ int main(void) {
                 cmocka_unit_test(test_path_outside_system),
                 cmocka_unit_test(test_time_after_ms),
                 cmocka_unit_test(test_csv_has),
+                cmocka_unit_test(test_fnv1a),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
