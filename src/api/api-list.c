@@ -21,7 +21,7 @@
 
 #include <errno.h>
 #include <string.h>
-#include <zlib.h>
+#include "util/zip.h"
 
 #define LIST_LIMIT_MAX 5000
 #define LIST_MAX_STATES 8
@@ -388,27 +388,7 @@ bool api_accepts_gzip(Req *r) {
 
 /* gzip of in (RFC 1952). 0 and *ret (malloc'd), or -EIO. */
 int api_gzip(const char *in, size_t n, char **ret, size_t *ret_len) {
-        z_stream z = {0};
-        /* Level 1: lists are large and compress well even so; the CPU goes
-         * to the next request. 15 + 16: a gzip header and trailer. */
-        if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-                return -EIO;
-        size_t cap = deflateBound(&z, (uLong) n);
-        char *out = xmalloc(cap);
-        z.next_in = (Bytef *) in;
-        z.avail_in = (uInt) n;
-        z.next_out = (Bytef *) out;
-        z.avail_out = (uInt) cap;
-        int rc = deflate(&z, Z_FINISH);
-        size_t len = z.total_out;
-        deflateEnd(&z);
-        if (rc != Z_STREAM_END) {
-                free(out);
-                return -EIO;
-        }
-        *ret = out;
-        *ret_len = len;
-        return 0;
+        return zip_deflate(in, n, 15 + 16, Z_FINISH, ret, ret_len);
 }
 
 /* Builds the page: rows of t in name order after q->after that match and

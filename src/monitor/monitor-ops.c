@@ -13,7 +13,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
+#include "util/zip.h"
 
 static bool sees_everything(const OpCaller *c) {
         return c->subj.role == ROLE_ADMIN || c->subj.role == ROLE_READ_ONLY;
@@ -167,32 +167,6 @@ static char *dump_answer(const json_t *j, size_t *ret_len) {
         return s;
 }
 
-/* in compressed: windowBits 15 + 16 a gzip member, -15 raw deflate; flush
- * Z_FINISH (a whole stream) or Z_SYNC_FLUSH (no final block: more may be
- * appended). Level 1: these are megabytes of JSON and text that compress
- * well even so. 0 and *ret (malloc'd), or -EIO. */
-static int deflate_bytes(const char *in, size_t n, int window_bits, int flush, char **ret, size_t *ret_len) {
-        z_stream z = {0};
-        if (deflateInit2(&z, 1, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-                return -EIO;
-        size_t cap = deflateBound(&z, (uLong) n) + 16;
-        char *out = xmalloc(cap);
-        z.next_in = (Bytef *) in;
-        z.avail_in = (uInt) n;
-        z.next_out = (Bytef *) out;
-        z.avail_out = (uInt) cap;
-        int rc = deflate(&z, flush);
-        size_t len = z.total_out;
-        deflateEnd(&z);
-        if (rc != (flush == Z_FINISH ? Z_STREAM_END : Z_OK)) {
-                free(out);
-                return -EIO;
-        }
-        *ret = out;
-        *ret_len = len;
-        return 0;
-}
-
 /* Builds one answer from snap (NULL on a database error). */
 static MonitorAnswer *answer_build(Store *st, const ModelSnap *snap, AnswerKind kind, uint64_t key) {
         MonitorAnswer *a = xcalloc(1, sizeof *a);
@@ -206,7 +180,7 @@ static MonitorAnswer *answer_build(Store *st, const ModelSnap *snap, AnswerKind 
                 time_format(a->built_at, ts);
                 json_object_set_new(a->tree, "generated_at", json_string(ts));
                 a->text = dump_answer(a->tree, &a->len);
-                if (deflate_bytes(a->text, a->len, 15 + 16, Z_FINISH, &a->gz, &a->gz_len) < 0)
+                if (zip_deflate(a->text, a->len, 15 + 16, Z_FINISH, &a->gz, &a->gz_len) < 0)
                         a->gz = NULL;
         } else {
                 a->text = monitor_prometheus_objects_text(st, snap);
@@ -214,7 +188,7 @@ static MonitorAnswer *answer_build(Store *st, const ModelSnap *snap, AnswerKind 
                         return monitor_answer_unref(a);
                 a->len = strlen(a->text);
                 a->crc = (uint32_t) crc32(crc32(0, Z_NULL, 0), (const Bytef *) a->text, (uInt) a->len);
-                if (deflate_bytes(a->text, a->len, -15, Z_SYNC_FLUSH, &a->gz, &a->gz_len) < 0)
+                if (zip_deflate(a->text, a->len, -15, Z_SYNC_FLUSH, &a->gz, &a->gz_len) < 0)
                         a->gz = NULL;
         }
         snprintf(a->etag, sizeof a->etag, "W/\"%c%016llx.%llx\"", kind == ANSWER_HEALTH ? 'h' : 'm', (unsigned long long) key,
@@ -503,7 +477,7 @@ const MonitorView *monitor_health_view(Store *st, const OpCaller *c, const Monit
         v = xcalloc(1, sizeof *v);
         snprintf(v->etag, sizeof v->etag, "%s", rep->etag);
         v->text = dump_answer(vis, &v->len);
-        if (v->len > 1024 && deflate_bytes(v->text, v->len, 15 + 16, Z_FINISH, &v->gz, &v->gz_len) < 0)
+        if (v->len > 1024 && zip_deflate(v->text, v->len, 15 + 16, Z_FINISH, &v->gz, &v->gz_len) < 0)
                 v->gz = NULL;
         pthread_mutex_lock(&a->views_lock);
         MonitorView *other = view_find(a, rep->etag);
@@ -949,7 +923,7 @@ int monitor_op_assess_report(Store *st, const OpCaller *c, const PlaceHostModel 
 static int gzip_splice(const MonitorAnswer *a, const char *tail, size_t tail_len, char **ret, size_t *ret_len) {
         _cleanup_free_ char *z = NULL;
         size_t zn;
-        if (!a->gz || deflate_bytes(tail, tail_len, -15, Z_FINISH, &z, &zn) < 0)
+        if (!a->gz || zip_deflate(tail, tail_len, -15, Z_FINISH, &z, &zn) < 0)
                 return -EIO;
         static const unsigned char header[10] = { 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3 };
         uint32_t crc = (uint32_t) crc32_combine(a->crc, crc32(crc32(0, Z_NULL, 0), (const Bytef *) tail, (uInt) tail_len),

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "util/util.h"
+#include "util/zip.h"
 
 static void test_names(void **state) {
         assert_true(name_is_valid("web01"));
@@ -237,6 +238,32 @@ static void test_fnv1a(void **state) {
         assert_true(fnv1a_i64(FNV1A_INIT, 1) != fnv1a_i64(FNV1A_INIT, 2));
 }
 
+/* zip_deflate: a gzip member and a raw stream that zlib reads back. */
+static void test_zip_deflate(void **state) {
+        (void) state;
+        char in[4096];
+        for (size_t i = 0; i < sizeof in; i++)
+                in[i] = "armada "[i % 7];
+        const int bits[] = { 15 + 16, -15 };
+        for (size_t k = 0; k < 2; k++) {
+                char *z = NULL, back[sizeof in];
+                size_t zn = 0;
+                assert_int_equal(zip_deflate(in, sizeof in, bits[k], Z_FINISH, &z, &zn), 0);
+                assert_true(zn > 0 && zn < sizeof in / 4);
+                z_stream s = {0};
+                assert_int_equal(inflateInit2(&s, bits[k]), Z_OK);
+                s.next_in = (Bytef *) z;
+                s.avail_in = (uInt) zn;
+                s.next_out = (Bytef *) back;
+                s.avail_out = sizeof back;
+                assert_int_equal(inflate(&s, Z_FINISH), Z_STREAM_END);
+                assert_int_equal(s.total_out, sizeof in);
+                inflateEnd(&s);
+                assert_memory_equal(back, in, sizeof in);
+                free(z);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
@@ -249,6 +276,7 @@ int main(void) {
                 cmocka_unit_test(test_time_after_ms),
                 cmocka_unit_test(test_csv_has),
                 cmocka_unit_test(test_fnv1a),
+                cmocka_unit_test(test_zip_deflate),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
