@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#ifndef PROTECT_PRIV_ALLOW
+#error "chunkstore.h is private to src/protect (its meson target defines PROTECT_PRIV_ALLOW); use protect.h"
+#endif
+
+/*
+ * A backup datastore on disk: content-addressed chunks plus one manifest per
+ * recovery point. No SQLite and no libvirt here: the datastore directory is
+ * the truth and can be read by any Armada (archive, import, a second site).
+ *
+ * Layout of a datastore directory DIR:
+ *   DIR/.armada-datastore            marker, JSON {"format": 1, "chunk_size": 4194304}
+ *   DIR/.chunks/XXXX/<64 hex>        one chunk, named by the SHA-256 of its
+ *                                    uncompressed bytes (XXXX: its first 4 hex
+ *                                    digits); the file holds a small header and
+ *                                    a zstd frame, or the raw bytes when zstd
+ *                                    does not shrink them
+ *   DIR/vm/<vm uuid>/<point id>/     one recovery point: its manifest (written
+ *                                    last, to a temporary name, fsync'd, then
+ *                                    renamed: a point exists only once its
+ *                                    manifest does, so a killed backup leaves
+ *                                    no half point)
+ *
+ * Images are cut into fixed CHUNK_SIZE chunks (the last one may be short): a
+ * changed block costs one chunk, identical chunks are stored once across every
+ * VM and every point, and an all-zero chunk is not stored at all.
+ *
+ * A point id is the UTC time it was taken, "YYYYMMDDTHHMMSSZ" (sortable),
+ * unique per VM.
+ *
+ * Every function returns 0 or -errno; none prints. Errors: -ENOENT (no such
+ * chunk, point or datastore), -EEXIST, -EBADMSG (a chunk whose bytes do not
+ * match its digest, or a malformed manifest), -EINVAL (bad argument), -ENOSPC,
+ * -EIO. A ChunkStore may be used by several threads at once.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#define CHUNK_SIZE (4u << 20)
+
+typedef struct ChunkDigest {
+        uint8_t b[32];
+} ChunkDigest;
+
+typedef struct ChunkStore ChunkStore;
+typedef struct Point Point;
+
+/* Opens the datastore at DIR. With create, makes DIR's marker and .chunks when
+ * DIR is empty or missing; a DIR that already is a datastore is opened as it
+ * is (registering it twice never destroys anything); a DIR that is neither
+ * empty nor a datastore is -ENOTEMPTY. */
+int chunkstore_open(const char *dir, bool create, ChunkStore **ret);
+ChunkStore *chunkstore_free(ChunkStore *s);
+const char *chunkstore_dir(const ChunkStore *s);
+
+/* Stores LEN (≤ CHUNK_SIZE) bytes. *ret_digest gets their SHA-256;
+ * *ret_written (may be NULL) the bytes written to disk, 0 when the chunk was
+ * already there (its mtime is then refreshed, so a garbage collection running
+ * beside this backup keeps it). The chunk file is written to a temporary name
+ * and renamed. */
+int chunkstore_put(ChunkStore *s, const void *data, size_t len, ChunkDigest *ret_digest, uint64_t *ret_written);
+
+/* Reads a chunk into BUF (BUFLEN ≥ its length, CHUNK_SIZE always suffices),
+ * checking its digest: -EBADMSG when the bytes do not match. */
+int chunkstore_get(ChunkStore *s, const ChunkDigest *d, void *buf, size_t buflen, size_t *ret_len);
+bool chunkstore_has(ChunkStore *s, const ChunkDigest *d);
+
+bool chunk_is_zero(const void *data, size_t len);
+void chunk_digest_hex(const ChunkDigest *d, char out[static 65]);
+int chunk_digest_parse(const char *hex, ChunkDigest *ret);
+
+/* --- Points --- */
+
+/* Starts a new point of VM_UUID. With BASE (an earlier point of the same VM),
+ * a disk added with the same target and size inherits BASE's chunk list, so an
+ * incremental backup sets only the chunks it read again. Nothing is visible
+ * until point_commit(). */
+int point_new(ChunkStore *s, const char *vm_uuid, const char *point_id, const Point *base, Point **ret);
+/* Adds a disk of SIZE bytes; its chunks start as BASE's (see above) or zero. */
+int point_add_disk(Point *p, const char *target, uint64_t size, unsigned *ret_index);
+/* Sets chunk INDEX of disk DISK; D NULL means all zeros. */
+int point_set_chunk(Point *p, unsigned disk, uint64_t index, const ChunkDigest *d);
+/* Free-form metadata kept in the manifest (the VM's name and domain XML,
+ * "consistency": "application"|"crash", "full": true, the checkpoint name,
+ * the counters of the job that made it...). Takes a reference to VALUE. */
+int point_set_meta(Point *p, const char *key, json_t *value);
+/* Writes the manifest atomically; after it the point is listed. Checks first
+ * that every chunk it names is in the store (-EBADMSG otherwise). */
+int point_commit(Point *p);
+
+int point_open(ChunkStore *s, const char *vm_uuid, const char *point_id, Point **ret);
+Point *point_free(Point *p);
+
+const char *point_vm_uuid(const Point *p);
+const char *point_id(const Point *p);
+unsigned point_disk_count(const Point *p);
+const char *point_disk_target(const Point *p, unsigned disk);
+uint64_t point_disk_size(const Point *p, unsigned disk);
+uint64_t point_disk_chunks(const Point *p, unsigned disk);
+/* Chunk INDEX of DISK: *ret_zero true when it is all zeros (no digest). */
+int point_chunk(const Point *p, unsigned disk, uint64_t index, ChunkDigest *ret, bool *ret_zero);
+json_t *point_meta(const Point *p, const char *key); /* borrowed; NULL when absent */
+
+/* Every committed point, of VM_UUID or (NULL) of every VM, oldest first:
+ * [{"vm_uuid", "point_id", "disks": [{"target", "size"}], "meta": {...}}]. */
+int point_list(ChunkStore *s, const char *vm_uuid, json_t **ret);
+/* Removes a point's manifest (its chunks go at the next garbage collection). */
+int point_remove(ChunkStore *s, const char *vm_uuid, const char *point_id);
+
+/* Writes disk DISK of point P as a raw image to FD (from offset 0), leaving
+ * holes where chunks are zero; PROGRESS (may be NULL) is called after each
+ * chunk with the bytes done so far. */
+typedef void (*ChunkProgress)(uint64_t done, uint64_t total, void *userdata);
+int point_read_disk(ChunkStore *s, const Point *p, unsigned disk, int fd, ChunkProgress progress, void *userdata);
+
+/* --- Space, verification, garbage collection --- */
+
+typedef struct ChunkStoreUsage {
+        uint64_t chunks;        /* chunk files */
+        uint64_t stored_bytes;  /* their size on disk */
+        uint64_t logical_bytes; /* sum of every point's disk sizes (what a copy of each would take) */
+        uint64_t points;
+} ChunkStoreUsage;
+int chunkstore_usage(ChunkStore *s, ChunkStoreUsage *ret);
+
+/* Re-reads every chunk every point names (each chunk once) and checks its
+ * digest. *ret: {"points": N, "chunks": N, "bad_points": [{"vm_uuid",
+ * "point_id", "disk", "chunk", "digest", "reason": "missing"|"corrupt"}]}.
+ * A point listed in bad_points cannot be restored. */
+int chunkstore_verify(ChunkStore *s, ChunkProgress progress, void *userdata, json_t **ret);
+
+/* Removes every chunk no point names and whose mtime is older than
+ * KEEP_NEWER_THAN (the start of the oldest backup still running, so chunks
+ * it has written but not yet committed survive). */
+typedef struct ChunkStoreGc {
+        uint64_t chunks_removed, bytes_removed, chunks_kept;
+} ChunkStoreGc;
+int chunkstore_gc(ChunkStore *s, time_t keep_newer_than, ChunkStoreGc *ret);
+
+/* --- Retention (pure) --- */
+
+typedef struct PrunePolicy {
+        unsigned keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly;
+} PrunePolicy;
+/* Proxmox Backup Server's rules: TIMES (n points of one VM, any order); KEEP[i]
+ * set when point i is kept by some rule. A policy of all zeros keeps all. */
+void prune_select(const time_t *times, size_t n, const PrunePolicy *pol, bool *keep);
+
+/* --- Copies between datastores (archive, import, replication to a path) --- */
+
+/* Copies the named points (a JSON array of {"vm_uuid", "point_id"}) from SRC
+ * into DST, sending only chunks DST lacks, chunks first and manifests last.
+ * *ret_chunks_sent / *ret_bytes_sent may be NULL. */
+int chunkstore_copy_points(ChunkStore *src, ChunkStore *dst, json_t *points, ChunkProgress progress, void *userdata,
+                           uint64_t *ret_chunks_sent, uint64_t *ret_bytes_sent);
