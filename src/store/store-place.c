@@ -11,65 +11,35 @@ static int cluster_ids_autoincrement(Store *st) {
         return store_table_autoincrement(st, "cluster", "cluster");
 }
 
-/* The tables placement reads (store_place_hosts(), _cluster_members(),
- * _rule_members(), store_policy_all()) and the columns of each that it
- * reads: an insert, a delete, or an update that changes one of those
- * columns bumps place_generation.gen, so a reader that saw the same
- * generation saw the same inputs. An update that writes the same values
- * (a host refresh rewriting its facts every few seconds) does not. */
-static const struct {
-        const char *table;
-        const char *const columns[8];
-} GENERATION_TABLES[] = {
-        { "host_group", { "parent_id" } },
-        { "host_group_policy", { "cpu_pct", "memory_mib", "disk_gib", "disk_io_pct", "network_pct",
-                                 "w_cpu", "w_memory", "w_disk" } },
-        { "host_group_policy", { "w_disk_io", "w_network", "goal" } },
-        { "host", { "name", "group_id", "state", "cpus", "memory_mib" } },
-        { "host_usage", { "cpu_pct", "memory_used_mib", "disk_io_pct", "network_pct", "sampled_at" } },
-        { "host_pool", { "capacity_bytes", "available_bytes" } },
-        { "vm", { "name", "host_id", "state", "cpus", "memory_mib" } },
-        { "vm_disk", { "vm_id", "size_bytes" } },
-        { "vm_ha", { "vm_id" } },
-        { "cluster", { "tolerate" } },
-        { "cluster_member", { "cluster_id", "host_id" } },
-        { "placement_rule", { "kind" } },
-        { "placement_rule_member", { "rule_id", "vm_id" } },
-        { "placement_reservation", { "host_id", "cpus", "memory_mib", "disk_bytes" } },
-};
+/* The "place-generation" migration once kept a counter of every change to
+ * placement's inputs (a table place_generation and triggers place_gen_*);
+ * place_dirty below replaced it and nothing read it any more, but its
+ * triggers still fired on every write. Its entry stays in the list (a
+ * database that has it applied upgrades in order) and does nothing now;
+ * "place-generation-drop" removes the table and the triggers where an
+ * older armadad created them. */
+typedef struct {
+        char name[64];
+} TriggerName;
 
-static int place_generation(Store *st) {
-        static const char bump[] = " BEGIN UPDATE place_generation SET gen = gen + 1 WHERE id = 1; END";
-        int r = store_exec(st, "CREATE TABLE place_generation (id INTEGER PRIMARY KEY CHECK (id = 1), gen INTEGER NOT NULL)", "");
-        if (r >= 0)
-                r = store_exec(st, "INSERT INTO place_generation(id, gen) VALUES (1, 1)", "");
-        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(GENERATION_TABLES); i++) {
-                /* names from the list above, never from a user */
-                const char *t = GENERATION_TABLES[i].table;
-                _cleanup_free_ char *sql = NULL;
-                if (i == 0 || !streq(GENERATION_TABLES[i - 1].table, t)) {
-                        sql = xasprintf("CREATE TRIGGER place_gen_%s_insert AFTER INSERT ON %s%s", t, t, bump);
-                        if ((r = store_exec(st, sql, "")) < 0)
-                                break;
-                        free(sql);
-                        sql = xasprintf("CREATE TRIGGER place_gen_%s_delete AFTER DELETE ON %s%s", t, t, bump);
-                        if ((r = store_exec(st, sql, "")) < 0)
-                                break;
-                        free(sql);
-                }
-                StrBuf of = {0}, when = {0};
-                for (size_t k = 0; k < ELEMENTSOF(GENERATION_TABLES[i].columns) && GENERATION_TABLES[i].columns[k]; k++) {
-                        const char *c = GENERATION_TABLES[i].columns[k];
-                        strbuf_printf(&of, "%s%s", k ? ", " : "", c);
-                        strbuf_printf(&when, "%sOLD.%s IS NOT NEW.%s", k ? " OR " : "", c, c);
-                }
-                sql = xasprintf("CREATE TRIGGER place_gen_%s_update%zu AFTER UPDATE OF %s ON %s WHEN %s%s", t, i, of.s, t,
-                                when.s, bump);
-                strbuf_free(&of);
-                strbuf_free(&when);
-                r = store_exec(st, sql, "");
+static void row_trigger_name(sqlite3_stmt *stmt, void *out) {
+        store_copy_text(((TriggerName *) out)->name, sizeof ((TriggerName *) out)->name, stmt, 0);
+}
+
+static int place_generation_drop(Store *st) {
+        _cleanup_free_ TriggerName *t = NULL;
+        int n = store_query_rows(st, row_trigger_name, sizeof *t, (void **) &t,
+                                 "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'place\\_gen\\_%' ESCAPE '\\'", "");
+        if (n < 0)
+                return n;
+        for (int i = 0; i < n; i++) {
+                /* names read from the schema above, of the form place_gen_<table>_<what> */
+                _cleanup_free_ char *sql = xasprintf("DROP TRIGGER IF EXISTS \"%s\"", t[i].name);
+                int r = store_exec(st, sql, "");
+                if (r < 0)
+                        return r;
         }
-        return r;
+        return store_exec(st, "DROP TABLE IF EXISTS place_generation", "");
 }
 
 /* ---- what changed since a sequence number (place_dirty) ----
@@ -231,12 +201,14 @@ const StoreMigration store_migrations_place[] = {
          * ("armada-cluster-<id>"): a new cluster with a removed one's id
          * would find that pool, at the old cluster's path. */
         { "place-cluster-ids-autoincrement", NULL, cluster_ids_autoincrement },
-        /* A counter of the changes to what placement reads, kept by
-         * triggers: placement caches its inputs until it moves. */
-        { "place-generation", NULL, place_generation },
+        /* Was: a counter of the changes to what placement reads, kept by
+         * triggers. Replaced by place-dirty, dropped by
+         * place-generation-drop; kept so databases upgrade in order. */
+        { "place-generation", "SELECT 1", NULL },
         /* What changed since a sequence number, kept by triggers: placement
          * keeps its inputs in memory and re-reads only that. */
         { "place-dirty", NULL, place_dirty },
+        { "place-generation-drop", NULL, place_generation_drop },
         { NULL, NULL },
 };
 
@@ -372,10 +344,6 @@ int store_place_cluster_members(Store *st, int64_t exclude_vm_id, StorePlaceClus
                 " FROM cluster c JOIN cluster_member m ON m.cluster_id = c.id JOIN host h ON h.id = m.host_id"
                 " ORDER BY c.id, m.host_id";
         return store_query_rows(st, row_cluster_member, sizeof(StorePlaceClusterMember), (void **) ret, sql, "i", exclude_vm_id);
-}
-
-int store_place_generation(Store *st, int64_t *ret) {
-        return store_query_i64(st, ret, "SELECT gen FROM place_generation WHERE id = 1", "");
 }
 
 int store_place_pool_set(Store *st, int64_t host_id, uint64_t capacity_bytes, uint64_t available_bytes) {

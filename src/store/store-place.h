@@ -55,15 +55,6 @@ typedef struct {
  * malloc'd array, or negative. */
 int store_place_cluster_members(Store *st, int64_t exclude_vm_id, StorePlaceClusterMember **ret);
 
-/* The placement generation: a number that triggers raise on every change,
- * from any connection or process, to what store_place_hosts(),
- * store_place_cluster_members(), store_place_rule_members() and
- * store_policy_all() read (hosts' capacity, state and group, VMs' host,
- * state and size, disks, usage, pools, policies, clusters, rules,
- * reservations). Equal generations mean equal inputs, within one
- * transaction's view. 0 and *ret, or negative. */
-int store_place_generation(Store *st, int64_t *ret);
-
 /* ---- what changed: the sequence of placement's inputs ----
  * Triggers raise one counter (the sequence) on every change to what
  * store_place_hosts(), store_place_cluster_members(),

@@ -543,6 +543,38 @@ static void test_getter_missing_vs_failed(void **state) {
         assert_int_equal(tmpstore_free(t), 0);
 }
 
+/* The old "place-generation" counter (a table and triggers on every table
+ * placement reads) is gone: not created on a new database, and dropped
+ * from one that an older armadad made (its migration applied, the newer
+ * ones not). */
+static void test_place_generation_dropped(void **state) {
+        (void) state;
+        TmpStore *t = tmpstore_new("placegen");
+        assert_non_null(t);
+        int64_t n = -1;
+        assert_int_equal(store_query_i64(t->st, &n, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'place%gen%'", ""), 0);
+        assert_int_equal(n, 0);
+        /* What an older armadad left: the table, a trigger that bumps it. */
+        assert_int_equal(store_exec(t->st, "CREATE TABLE place_generation (id INTEGER PRIMARY KEY, gen INTEGER NOT NULL)", ""), 0);
+        assert_int_equal(store_exec(t->st, "INSERT INTO place_generation VALUES (1, 1)", ""), 0);
+        assert_int_equal(store_exec(t->st, "CREATE TRIGGER place_gen_host_insert AFTER INSERT ON host"
+                                           " BEGIN UPDATE place_generation SET gen = gen + 1 WHERE id = 1; END", ""), 0);
+        assert_int_equal(store_exec(t->st, "CREATE TRIGGER place_gen_vm_update6 AFTER UPDATE OF name ON vm"
+                                           " BEGIN UPDATE place_generation SET gen = gen + 1 WHERE id = 1; END", ""), 0);
+        assert_int_equal(store_exec(t->st, "DELETE FROM schema_migration WHERE name = 'place-generation-drop'", ""), 0);
+        int v = store_schema_version(t->st);
+        store_free(t->st);
+        t->st = NULL;
+        assert_int_equal(store_open(t->path, &t->st), 0);
+        assert_int_equal(store_schema_version(t->st), v);
+        assert_int_equal(store_query_i64(t->st, &n, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'place%gen%'", ""), 0);
+        assert_int_equal(n, 0);
+        /* the place-dirty triggers are left alone */
+        assert_int_equal(store_query_i64(t->st, &n, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'place_dirty%'", ""), 0);
+        assert_true(n > 0);
+        assert_int_equal(tmpstore_free(t), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migrations_once),
@@ -558,6 +590,7 @@ int main(void) {
                 cmocka_unit_test(test_stream_sequence),
                 cmocka_unit_test(test_thread_connection_closed_at_exit),
                 cmocka_unit_test(test_getter_missing_vs_failed),
+                cmocka_unit_test(test_place_generation_dropped),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
