@@ -30,6 +30,8 @@ struct Ha {
         pthread_t pending_thread;
         bool pending_running;
         atomic_bool pending_done;
+        StoreHaRef *pending_refs;   /* the list the retry works on, read once by the watch */
+        int n_pending_refs;
 };
 
 /* Records an event about a VM or a host (message formatted). */

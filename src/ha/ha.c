@@ -644,9 +644,8 @@ static void failover_reap(Ha *ha, Watched *w, bool wait) {
 
 /* VMs that fit nowhere after a failover: try again (capacity may have
  * appeared). */
-static void retry_pending(Ha *ha) {
-        StoreHaRef *refs = NULL;
-        int n = store_ha_pending_list(ha->st, &refs);
+/* Retries the waiting VMs of refs (n of them, as pending_kick read them). */
+static void retry_pending(Ha *ha, const StoreHaRef *refs, int n) {
         for (int i = 0; i < n; i++) {
                 _cleanup_json_ json_t *all = NULL;
                 if (store_ha_pending_json(ha->st, &all) < 0)
@@ -667,18 +666,18 @@ static void retry_pending(Ha *ha) {
                 int peak;
                 (void) restart_vms(ha, &refs[i], 1, from, cluster, mono_ms(), &peak);
         }
-        free(refs);
 }
 
 static void *pending_main(void *arg) {
         Ha *ha = arg;
-        retry_pending(ha);
+        retry_pending(ha, ha->pending_refs, ha->n_pending_refs);
         atomic_store(&ha->pending_done, true);
         return NULL;
 }
 
 /* Retries the waiting VMs in a thread of its own (one at a time), so
- * their starts do not hold up the watch. */
+ * their starts do not hold up the watch. The list is read once, here, and
+ * handed to the thread (it is the watch's again after the join). */
 static void pending_kick(Ha *ha, bool wait) {
         if (ha->pending_running) {
                 if (!wait && !atomic_load(&ha->pending_done))
@@ -686,19 +685,25 @@ static void pending_kick(Ha *ha, bool wait) {
                 pthread_join(ha->pending_thread, NULL);
                 ha->pending_running = false;
         }
+        free(ha->pending_refs);
+        ha->pending_refs = NULL;
+        ha->n_pending_refs = 0;
         if (wait)
                 return;
         /* Nothing waits (the usual case): no thread, no connection. */
         StoreHaRef *refs = NULL;
         int n = store_ha_pending_list(ha->st, &refs);
-        free(refs);
-        if (n == 0)
+        if (n <= 0) {
+                free(refs);
                 return;
+        }
+        ha->pending_refs = refs;
+        ha->n_pending_refs = n;
         atomic_store(&ha->pending_done, false);
         if (pthread_create(&ha->pending_thread, NULL, pending_main, ha) == 0)
                 ha->pending_running = true;
         else
-                retry_pending(ha);
+                retry_pending(ha, refs, n);
 }
 
 /* Saves the definitions of HA VMs that have none yet, so a restart uses
