@@ -15,6 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#else
+#define CALLGRIND_START_INSTRUMENTATION do { } while (0)
+#define CALLGRIND_STOP_INSTRUMENTATION do { } while (0)
+#endif
+
 #include "monitor/monitor.h"
 #include "store/store-monitor.h"
 
@@ -73,6 +80,17 @@ typedef struct {
         int samples;
 } RoundResult;
 
+/* --only: rounds after the first are run under callgrind's instrumentation
+ * (valgrind --tool=callgrind --instr-atstart=no): instructions per round
+ * without the set-up's; and the rows each round changed are printed. */
+static bool only_mode;
+
+static int64_t count_rows(Store *st, const char *sql) {
+        int64_t n = -1;
+        (void) store_query_i64(st, &n, sql, "");
+        return n;
+}
+
 static RoundResult bench_rounds(size_t n_hosts, size_t vms_per_host, int rounds) {
         RoundResult res = { .hosts = n_hosts, .vms = n_hosts * vms_per_host };
         double t0 = mono_s();
@@ -120,10 +138,27 @@ static RoundResult bench_rounds(size_t n_hosts, size_t vms_per_host, int rounds)
         int64_t now = 1790000000000LL;
         for (int r = 0; r < rounds; r++, now += 10000) {
                 double w0 = mono_s(), c0 = cpu_s();
+                if (only_mode && r == 1)
+                        CALLGRIND_START_INSTRUMENTATION;
+                int64_t changes0 = only_mode ? count_rows(st, "SELECT total_changes()") : 0;
                 res.samples = monitor_round(m, now);
+                if (only_mode) {
+                        double c1 = cpu_s();
+                        _cleanup_free_ char *same = xasprintf(
+                                "SELECT count(*) FROM perf_raw a JOIN perf_raw b ON b.kind = a.kind AND b.object_id = a.object_id"
+                                " AND b.at = a.at - 10000 WHERE a.at = %lld AND a.cpu IS b.cpu AND a.memory IS b.memory"
+                                " AND a.memory_pct IS b.memory_pct AND a.disk_read IS b.disk_read AND a.disk_write IS b.disk_write"
+                                " AND a.disk_iops IS b.disk_iops AND a.net_rx IS b.net_rx AND a.net_tx IS b.net_tx"
+                                " AND a.pool_pct IS b.pool_pct", (long long) now);
+                        printf("round %d: %d samples (%lld as the round before), %lld rows written, %.3f s CPU\n", r, res.samples,
+                               (long long) count_rows(st, same),
+                               (long long) (count_rows(st, "SELECT total_changes()") - changes0), c1 - c0);
+                }
                 wall[r] = mono_s() - w0;
                 cpu[r] = cpu_s() - c0;
         }
+        if (only_mode)
+                CALLGRIND_STOP_INSTRUMENTATION;
         qsort(wall, (size_t) rounds, sizeof *wall, cmp_double);
         qsort(cpu, (size_t) rounds, sizeof *cpu, cmp_double);
         res.wall_med = wall[rounds / 2];
@@ -228,8 +263,19 @@ int main(int argc, char **argv) {
                         out_dir = argv[++i];
                 else if (streq(argv[i], "--quick"))
                         quick = true;
-                else {
-                        fprintf(stderr, "usage: bench_monitor [--out DIR] [--quick]\n");
+                else if (streq(argv[i], "--only") && i + 3 < argc) {
+                        /* --only HOSTS VMS_PER_HOST ROUNDS: those rounds alone */
+                        size_t h = strtoul(argv[i + 1], NULL, 10), v = strtoul(argv[i + 2], NULL, 10);
+                        int n = atoi(argv[i + 3]);
+                        log_set_level(LOG_LEVEL_WARN);
+                        if (hv_init() < 0 || h == 0 || n < 2)
+                                return 1;
+                        only_mode = true;
+                        RoundResult r = bench_rounds(h, v, n);
+                        printf("%zu hosts, %zu VMs, %d rounds: CPU median %.3f s, max %.3f s\n", r.hosts, r.vms, n, r.cpu_med, r.cpu_max);
+                        return 0;
+                } else {
+                        fprintf(stderr, "usage: bench_monitor [--out DIR] [--quick] [--only HOSTS VMS_PER_HOST ROUNDS]\n");
                         return 2;
                 }
         }

@@ -26,6 +26,6 @@ with Armadad(args=["--refresh-interval-ms", "5000"] + os.environ.get("EXTRA", ""
     rss = int([l for l in open(f"/proc/{d.proc.pid}/status") if l.startswith("VmRSS")][0].split()[1]) // 1024
     if os.environ.get("PERF"):
         import subprocess
-        subprocess.run(["perf", "record", "-F", "499", "-g", "-p", str(d.proc.pid), "-o", os.environ["PERF"], "--", "sleep", "15"],
+        subprocess.run(["perf", "record", "-F", "499", "--call-graph", os.environ.get("PERF_CALLGRAPH", "fp"), "-p", str(d.proc.pid), "-o", os.environ["PERF"], "--", "sleep", "15"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(f"idle CPU {100*(c1-c0)/(w1-w0):.1f}% of a core over {w1-w0:.0f}s, RSS {rss} MiB")

@@ -478,7 +478,9 @@ static bool reconcile_domain(Inventory *inv, Link *l, const StoreHost *h, const 
                 ? hv_domain_mark(l->conn, d->uuid, inv->installation_id, vm_id) : 0;
         if (mr < 0 && mr != -EOPNOTSUPP) /* a driver without metadata cannot carry the marker */
                 log_warn("cannot mark VM '%s' on host '%s' as this installation's: %s", vm.name, h->name, hv_last_error());
-        if (store_vm_set_state(inv->st, vm_id, state) > 0) {
+        /* vm is the row as read for this list: an equal state needs no
+         * statement (a full refresh of a quiet host then writes nothing) */
+        if (!streq(vm.state, state) && store_vm_set_state(inv->st, vm_id, state) > 0) {
                 _cleanup_free_ char *msg = xasprintf("VM '%s' on host '%s' is now %s (was %s).", vm.name, h->name, state, vm.state);
                 (void) store_event_add(inv->st, streq(state, "crashed") ? "error" : "info", "vm.state", "vm", vm_id,
                                        vm.name, vm.owner_id, msg);

@@ -286,6 +286,12 @@ ModelSnap *model_snap(Model *m) {
         return s;
 }
 
+ModelSnap *model_snap_ref(ModelSnap *s) {
+        if (s)
+                __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+        return s;
+}
+
 ModelSnap *model_snap_unref(ModelSnap *s) {
         if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) > 0)
                 return NULL;

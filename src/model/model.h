@@ -77,6 +77,9 @@ Model *model_free(Model *m);
 
 /* The current snapshot: a new reference; never NULL. */
 ModelSnap *model_snap(Model *m);
+/* Another reference to s (kept rows stay alive, so a row's address names
+ * that row while it is held). Accepts NULL; returns s. */
+ModelSnap *model_snap_ref(ModelSnap *s);
 /* Drops a reference. Accepts NULL; returns NULL. */
 ModelSnap *model_snap_unref(ModelSnap *s);
 static inline void model_snap_unrefp(ModelSnap **s) { model_snap_unref(*s); }

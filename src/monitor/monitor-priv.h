@@ -31,6 +31,8 @@ typedef struct {
         size_t n_devs;
         double *ring;            /* hosts: the usage window, 4 figures per sample */
         size_t ring_n, ring_pos;
+        uint64_t latest_hash;    /* of the figures and detail last written to perf_latest */
+        bool has_latest;         /* latest_hash is of a committed row */
 } MonObj;
 
 typedef struct {
@@ -62,6 +64,10 @@ struct Monitor {
         MonPending *pending;
         size_t n_pending;
         json_t *health_prev;     /* "host:1" -> {"health", "own"}, VMs too (mon_health_changes) */
+        uint64_t health_key;     /* what health_prev was computed from (health_inputs_key) */
+        bool has_health_key;
+        uint64_t latest_rows_written, latest_rows_skipped;  /* perf_latest, since start */
+        uint64_t health_builds, health_skips;               /* the round's health tree, since start */
         int64_t last_prune, last_gc;
         int64_t rounds;
 

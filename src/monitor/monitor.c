@@ -514,9 +514,44 @@ static void refresh_states(Monitor *m, StoreMonHost *hosts, int nh) {
         free(fresh);
 }
 
+/* A digest of what the health tree is made of, as the store has it now:
+ * the hosts and VMs (ids, names, places, states, sizes), the groups and
+ * the open alerts' stamp. 0 and *ret, or negative. */
+static int health_inputs_key(Monitor *m, uint64_t *ret) {
+        StoreMonHost *hosts = NULL;
+        StoreMonVm *vms = NULL;
+        _cleanup_json_ json_t *groups = NULL;
+        int64_t stamp[3];
+        int nh = store_mon_hosts(m->st, &hosts);
+        int nv = nh < 0 ? -1 : store_mon_vms(m->st, &vms);
+        int r = nh < 0 || nv < 0 ? -EIO : store_mon_groups_json(m->st, &groups);
+        if (r >= 0)
+                r = store_alert_open_stamp(m->st, stamp);
+        if (r >= 0) {
+                /* the rows are zeroed before they are filled: their bytes are their values */
+                uint64_t h = fnv1a(FNV1A_INIT, hosts, (size_t) nh * sizeof *hosts);
+                h = fnv1a(fnv1a_i64(h, nh), vms, (size_t) nv * sizeof *vms);
+                _cleanup_free_ char *g = json_dumps(groups, JSON_COMPACT | JSON_SORT_KEYS);
+                h = fnv1a_str(fnv1a_i64(h, nv), g);
+                *ret = fnv1a(h, stamp, sizeof stamp);
+        }
+        free(hosts);
+        free(vms);
+        return r;
+}
+
 /* Records an event for every host and group whose health changed, naming
- * the VM or host whose own change caused it (mon_health_changes()). */
+ * the VM or host whose own change caused it (mon_health_changes()). The
+ * tree is built only when what it is made of changed since the last one
+ * (health_inputs_key()): an idle estate's round builds none. */
 static void health_events(Monitor *m) {
+        uint64_t key = 0;
+        bool keyed = health_inputs_key(m, &key) >= 0;
+        if (keyed && m->has_health_key && key == m->health_key && m->health_prev) {
+                m->health_skips++;
+                return;
+        }
+        m->health_builds++;
         _cleanup_json_ json_t *tree = monitor_health_json(m->st);
         if (!tree)
                 return;
@@ -533,6 +568,8 @@ static void health_events(Monitor *m) {
         }
         json_decref(m->health_prev);
         m->health_prev = now_map;
+        m->health_key = key;
+        m->has_health_key = keyed;
 }
 
 /* ------------------------------------------------------------------ */
@@ -792,17 +829,66 @@ static void round_sample_host(Monitor *m, MonRound *rd, HostData *hd) {
 
 static uint64_t round_generation;
 
+void monitor_round_stats(const Monitor *m, MonitorRoundStats *ret) {
+        *ret = (MonitorRoundStats) { m->latest_rows_written, m->latest_rows_skipped, m->health_builds, m->health_skips };
+}
+
 uint64_t monitor_round_generation(void) {
         return __atomic_load_n(&round_generation, __ATOMIC_ACQUIRE);
+}
+
+/* What perf_latest holds for one sample: its figures and its detail. */
+static uint64_t latest_hash(const StorePerfSample *s, const char *detail) {
+        uint64_t h = fnv1a(FNV1A_INIT, s->v, sizeof s->v);
+        return fnv1a_str(h, detail ? detail : "");
+}
+
+/* The samples of the round whose perf_latest row would change: an object
+ * whose figures and detail are what was last committed for it keeps its
+ * row (in an idle estate that is nearly every one: the round then writes
+ * no latest row, and /metrics is not rebuilt for it). Fills idx[] and
+ * hash[] (rd->ns each); returns how many. */
+static size_t latest_changed(Monitor *m, const MonRound *rd, size_t *idx, uint64_t *hash) {
+        size_t n = 0;
+        for (size_t i = 0; i < rd->ns; i++) {
+                const StorePerfSample *s = &rd->samples[i];
+                uint64_t h = latest_hash(s, rd->details[i]);
+                MonObj *o = obj_get(m, s->kind, s->object_id);
+                if (o->has_latest && o->latest_hash == h)
+                        continue;
+                idx[n] = i;
+                hash[n] = h;
+                n++;
+        }
+        return n;
+}
+
+/* perf_latest for the changed samples only (see latest_changed()). */
+static int latest_write(Monitor *m, const MonRound *rd, const size_t *idx, size_t n) {
+        if (n == 0)
+                return 0;
+        StorePerfSample *s = xmalloc(n * sizeof *s);
+        const char **d = xmalloc(n * sizeof *d);
+        for (size_t k = 0; k < n; k++) {
+                s[k] = rd->samples[idx[k]];
+                d[k] = rd->details[idx[k]];
+        }
+        int r = store_perf_set_latest(m->st, s, d, n);
+        free(s);
+        free(d);
+        return r;
 }
 
 /* Write: the round's samples, rollups, usage and pools in one transaction,
  * with states, rules and the health events. 0 or negative. */
 static int round_write(Monitor *m, MonRound *rd) {
         int64_t now = rd->now;
+        size_t *idx = xmalloc((rd->ns + 1) * sizeof *idx);
+        uint64_t *hash = xmalloc((rd->ns + 1) * sizeof *hash);
+        size_t n_latest = latest_changed(m, rd, idx, hash);
         int r = store_begin(m->st);
         if (r >= 0) r = store_perf_insert_raw(m->st, rd->samples, rd->ns);
-        if (r >= 0) r = store_perf_set_latest(m->st, rd->samples, (const char *const *) rd->details, rd->ns);
+        if (r >= 0) r = latest_write(m, rd, idx, n_latest);
         if (r >= 0) r = store_perf_insert_rollups(m->st, STORE_TIER_5M, rd->l5.r, rd->l5.n);
         if (r >= 0) r = store_perf_insert_rollups(m->st, STORE_TIER_1H, rd->l1h.r, rd->l1h.n);
         for (size_t i = 0; r >= 0 && i < rd->n_usage; i++)
@@ -823,9 +909,21 @@ static int round_write(Monitor *m, MonRound *rd) {
         if (r < 0)
                 store_rollback(m->st);
         else {
-                __atomic_add_fetch(&round_generation, 1, __ATOMIC_RELEASE);
+                /* committed: what perf_latest holds now */
+                for (size_t k = 0; k < n_latest; k++) {
+                        MonObj *o = obj_get(m, rd->samples[idx[k]].kind, rd->samples[idx[k]].object_id);
+                        o->latest_hash = hash[k];
+                        o->has_latest = true;
+                }
+                m->latest_rows_written += n_latest;
+                m->latest_rows_skipped += rd->ns - n_latest;
+                /* the /metrics answer is of perf_latest: a new one only when it changed */
+                if (n_latest > 0)
+                        __atomic_add_fetch(&round_generation, 1, __ATOMIC_RELEASE);
                 health_events(m);
         }
+        free(idx);
+        free(hash);
         return r;
 }
 

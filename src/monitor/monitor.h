@@ -75,6 +75,17 @@ Monitor *monitor_free(Monitor *m);
  * collector does this every interval; tests and the benchmark call it).
  * Returns the number of objects sampled, or negative. */
 int monitor_round(Monitor *m, int64_t now);
+/* What the rounds since the start skipped because nothing changed: a
+ * perf_latest row is written only when its object's figures or detail
+ * differ from the row's (the others keep theirs: equal values, and their
+ * `at` the time of the last change), and the health tree is built only
+ * when the hosts, VMs, groups or open alerts changed. Collector thread
+ * (or the caller of monitor_round()). */
+typedef struct {
+        uint64_t latest_written, latest_skipped;
+        uint64_t health_builds, health_skips;
+} MonitorRoundStats;
+void monitor_round_stats(const Monitor *m, MonitorRoundStats *ret);
 /* Evaluates the state rules without a duration (host-unreachable,
  * host-failed, host-fenced and the like) for one host now, in the calling
  * thread, instead of at the next round: alerts open or resolve with their
@@ -283,8 +294,9 @@ unsigned monitor_answers_step(Store *st, const ModelSnap *snap);
 /* After a monitor round: without a builder thread, the step at once
  * (with one, its next step sees the new round). */
 void monitor_answers_warm(Store *st, const ModelSnap *snap);
-/* A counter that moves after every monitor round committed its figures
- * (perf_latest, alerts): the /metrics answer is keyed by it. */
+/* A counter that moves after a monitor round committed a change to
+ * perf_latest (a round of unchanged figures leaves it): the /metrics
+ * answer is keyed by it. */
 uint64_t monitor_round_generation(void);
 
 /* GET /health: the newest answer (a reference in ret->answer), built now

@@ -517,6 +517,90 @@ static void test_rounds(void **state) {
         close_store(st);
 }
 
+/* Every object's perf_latest row holds the figures of its newest raw
+ * sample (the invariant the skipping of unchanged rows must keep). */
+static void assert_latest_is_newest_raw(Store *st) {
+        static const char *const sql =
+                "SELECT count(*) FROM perf_latest l JOIN perf_raw r ON r.kind = l.kind AND r.object_id = l.object_id"
+                " AND r.at = (SELECT max(at) FROM perf_raw x WHERE x.kind = l.kind AND x.object_id = l.object_id)"
+                " WHERE NOT (l.cpu IS r.cpu AND l.memory IS r.memory AND l.memory_pct IS r.memory_pct AND l.disk_read IS r.disk_read"
+                " AND l.disk_write IS r.disk_write AND l.disk_iops IS r.disk_iops AND l.net_rx IS r.net_rx AND l.net_tx IS r.net_tx"
+                " AND l.pool_pct IS r.pool_pct)";
+        assert_int_equal(count(st, sql), 0);
+        assert_int_equal(count(st, "SELECT count(*) FROM perf_latest"),
+                         count(st, "SELECT count(DISTINCT kind || ':' || object_id) FROM perf_raw"));
+}
+
+/* An idle round (nothing measured changed) writes its raw samples but no
+ * perf_latest row, does not move the /metrics generation and builds no
+ * health tree; a change is written in the round that sees it: a paused
+ * domain changes its host's detail (domains_running), a VM recorded as
+ * crashed the health tree (a health.changed event). */
+static void test_idle_round_writes_only_changes(void **state) {
+        Store *st = open_store();
+        FakeSource src = {0};
+        assert_int_equal(hv_connect("test:///default", 0, 0, NULL, NULL, &src.conn), 0);
+        assert_int_equal(store_host_insert(st, "t1", "test:///default", STORE_ROOT_GROUP_ID, "default-pool", "/tmp", &src.host_id), 0);
+        assert_int_equal(store_host_set_facts(st, src.host_id, 16, 3072, 0, "TEST", "test", "t1", NULL), 0);
+        assert_int_equal(store_host_set_state(st, src.host_id, "ok", NULL), 1);
+        StoreVm vm = { .host_id = src.host_id, .cpus = 2, .memory_mib = 8192 };
+        snprintf(vm.uuid, sizeof vm.uuid, "6695eb01-f6a4-8304-79aa-97f2502e193f");
+        snprintf(vm.name, sizeof vm.name, "test");
+        snprintf(vm.state, sizeof vm.state, "running");
+        snprintf(vm.origin, sizeof vm.origin, "discovered");
+        int64_t vm_id;
+        assert_int_equal(store_vm_insert(st, &vm, &vm_id), 0);
+        MonitorConfig cfg = { .interval_ms = 10000, .each_conn = fake_each, .conn_source = &src };
+        Monitor *m = NULL;
+        assert_int_equal(monitor_new(st, &cfg, &m), 0);
+        int64_t t = mon_bucket(NOW0, MON_STEP_1H_MS) + 10000;
+        assert_int_equal(monitor_round(m, t), 2);
+        _cleanup_free_ char *at_t = xasprintf("SELECT count(*) FROM perf_latest WHERE at = %lld", (long long) t);
+        assert_int_equal(count(st, at_t), 2);
+        assert_latest_is_newest_raw(st);
+        MonitorRoundStats rs;
+        monitor_round_stats(m, &rs);
+        uint64_t health_builds = rs.health_builds, written = rs.latest_written;
+        assert_int_equal(written, 2);
+        uint64_t gen = monitor_round_generation();
+        /* Idle: raw samples, no latest row, same generation, no tree. */
+        assert_int_equal(monitor_round(m, t + 10000), 2);
+        assert_int_equal(count(st, "SELECT count(*) FROM perf_raw"), 4);
+        assert_int_equal(count(st, at_t), 2);
+        assert_int_equal(monitor_round_generation(), gen);
+        monitor_round_stats(m, &rs);
+        assert_int_equal(rs.health_builds, health_builds);
+        assert_int_equal(rs.health_skips, 1);
+        assert_int_equal(rs.latest_written, written);
+        assert_int_equal(rs.latest_skipped, 2);
+        assert_latest_is_newest_raw(st);
+        /* The domain pauses (as reconcile records it): its host's row is
+         * rewritten in this round, the generation moves, the tree is built. */
+        assert_int_equal(hv_domain_pause(src.conn, vm.uuid), 0);
+        assert_int_equal(store_vm_set_state(st, vm_id, "crashed"), 1);   /* a state the health tree tells */
+        int64_t events = count(st, "SELECT count(*) FROM event WHERE kind = 'health.changed'");
+        assert_int_equal(monitor_round(m, t + 20000), 2);
+        _cleanup_free_ char *host_now = xasprintf("SELECT count(*) FROM perf_latest WHERE kind = 0 AND at = %lld"
+                                                  " AND json_extract(detail, '$.domains_running') = 0", (long long) (t + 20000));
+        assert_int_equal(count(st, host_now), 1);
+        assert_true(monitor_round_generation() > gen);
+        monitor_round_stats(m, &rs);
+        assert_int_equal(rs.health_builds, health_builds + 1);
+        assert_true(count(st, "SELECT count(*) FROM event WHERE kind = 'health.changed'") > events);
+        assert_latest_is_newest_raw(st);
+        /* and back */
+        assert_int_equal(hv_domain_resume(src.conn, vm.uuid), 0);
+        assert_int_equal(store_vm_set_state(st, vm_id, "running"), 1);
+        assert_int_equal(monitor_round(m, t + 30000), 2);
+        _cleanup_free_ char *host_back = xasprintf("SELECT count(*) FROM perf_latest WHERE kind = 0 AND at = %lld"
+                                                   " AND json_extract(detail, '$.domains_running') = 1", (long long) (t + 30000));
+        assert_int_equal(count(st, host_back), 1);
+        assert_latest_is_newest_raw(st);
+        monitor_free(m);
+        hv_conn_free(src.conn);
+        close_store(st);
+}
+
 /* A host's state change is judged at once, without a round: failed, then
  * fenced, then back; each alert opens and resolves with its delivery. */
 static void test_host_state_changed(void **state) {
@@ -648,6 +732,7 @@ int main(void) {
                 cmocka_unit_test(test_backoff),
                 cmocka_unit_test(test_store_series),
                 cmocka_unit_test(test_rounds),
+                cmocka_unit_test(test_idle_round_writes_only_changes),
                 cmocka_unit_test(test_host_state_changed),
                 cmocka_unit_test(test_answers_builder),
         };
