@@ -283,6 +283,12 @@ int inventory_host_add(Inventory *inv, const OpCaller *c, const InventoryHostSpe
                 return op_fail(err, 409, "conflict", "name", "A host named '%s' already exists.", spec->name);
         if (e < 0)
                 return op_fail_store(err, e, "the host");
+        {
+                /* the key inventory_host_by_uri() finds it by; a failure
+                 * (logged) leaves it to that lookup to set */
+                _cleanup_free_ char *key = hv_uri_normalize(spec->uri);
+                (void) store_host_set_uri_key(st, id, key);
+        }
         if ((spec->max_parallel_starts > 0 || spec->max_parallel_disk_ops > 0) &&
             (e = store_host_set_throttle(st, id, (int) spec->max_parallel_starts, (int) spec->max_parallel_disk_ops)) < 0) {
                 (void) store_host_delete(st, id, false);

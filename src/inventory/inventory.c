@@ -266,20 +266,33 @@ bool inventory_vm_is_foreign(const StoreVm *vm) {
 }
 
 int inventory_host_by_uri(Inventory *inv, const char *uri, StoreHost *ret) {
+        /* One indexed lookup of the normalised URI (the key). Rows without
+         * a key yet (from before it, or inserted past the inventory) are
+         * normalised here once and keyed, so a registration does not read
+         * and parse every host's URI (which made adding n hosts O(n^2)). */
         _cleanup_free_ char *want = hv_uri_normalize(uri);
-        StoreHost *all = NULL;
-        int n = store_host_all(inv->st, &all);
+        StoreHost *unkeyed = NULL;
+        int n = store_host_unkeyed(inv->st, &unkeyed);
         if (n < 0)
                 return n;
         int r = -ENOENT;
-        for (int i = 0; i < n && r == -ENOENT; i++) {
-                _cleanup_free_ char *have = hv_uri_normalize(all[i].uri);
-                if (streq(have, want)) {
-                        *ret = all[i];
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *have = hv_uri_normalize(unkeyed[i].uri);
+                (void) store_host_set_uri_key(inv->st, unkeyed[i].id, have); /* a failure (logged): normalised again next time */
+                if (r == -ENOENT && streq(have, want)) {
+                        *ret = unkeyed[i];
                         r = 0;
                 }
         }
-        free(all);
+        free(unkeyed);
+        StoreHost keyed;
+        int k = store_host_find_uri_key(inv->st, want, &keyed);
+        if (k < 0 && k != -ENOENT)
+                return k;
+        if (k == 0 && (r == -ENOENT || keyed.id < ret->id)) {
+                *ret = keyed;
+                r = 0;
+        }
         return r;
 }
 

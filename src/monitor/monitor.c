@@ -584,15 +584,16 @@ int monitor_host_state_changed(Monitor *m, int64_t host_id) {
         int r = store_begin(m->st);
         if (r < 0)
                 return r;
-        StoreMonHost *hosts = NULL;
+        StoreMonHost one;
         StoreAlertRule *rules = NULL;
         StoreOpenAlert *open = NULL;
         GroupTree g = {0};
         bool queued = false;
-        int nh = store_mon_hosts(m->st, &hosts);
-        int nr = nh < 0 ? -1 : store_alert_rules(m->st, &rules);
+        /* this host alone (reading every host made registering n hosts O(n^2)) */
+        int hr = store_mon_host(m->st, host_id, &one);
+        int nr = hr < 0 && hr != -ENOENT ? -1 : store_alert_rules(m->st, &rules);
         int no = nr < 0 ? -1 : store_alerts_open(m->st, &open);
-        const StoreMonHost *h = nh > 0 ? bsearch(&host_id, hosts, (size_t) nh, sizeof *hosts, cmp_host_id) : NULL;
+        const StoreMonHost *h = hr == 0 ? &one : NULL;
         if (no < 0)
                 r = -EIO;
         else if (h) {
@@ -621,7 +622,6 @@ int monitor_host_state_changed(Monitor *m, int64_t host_id) {
         free(g.parents);
         free(open);
         free(rules);
-        free(hosts);
         return r;
 }
 

@@ -328,9 +328,22 @@ static void copy_col(char *dst, size_t size, sqlite3_stmt *s, int col) {
         snprintf(dst, size, "%s", t ? (const char *) t : "");
 }
 
+#define MON_HOST_ROW "SELECT id, name, group_id, state, coalesce(cpus, 0), coalesce(memory_mib, 0), pool FROM host "
+
+static void mon_host_fill(sqlite3_stmt *stmt, StoreMonHost *h) {
+        memset(h, 0, sizeof *h);
+        h->id = sqlite3_column_int64(stmt, 0);
+        copy_col(h->name, sizeof h->name, stmt, 1);
+        h->group_id = sqlite3_column_int64(stmt, 2);
+        copy_col(h->state, sizeof h->state, stmt, 3);
+        h->cpus = (unsigned) sqlite3_column_int64(stmt, 4);
+        h->memory_mib = (uint64_t) sqlite3_column_int64(stmt, 5);
+        copy_col(h->pool, sizeof h->pool, stmt, 6);
+}
+
 int store_mon_hosts(Store *st, StoreMonHost **ret) {
         sqlite3_stmt *stmt;
-        int r = prepare(st, "SELECT id, name, group_id, state, coalesce(cpus, 0), coalesce(memory_mib, 0), pool FROM host ORDER BY id", &stmt);
+        int r = prepare(st, MON_HOST_ROW "ORDER BY id", &stmt);
         if (r < 0)
                 return r;
         StoreMonHost *a = NULL;
@@ -341,15 +354,7 @@ int store_mon_hosts(Store *st, StoreMonHost **ret) {
                         cap = cap ? cap * 2 : 64;
                         a = xrealloc(a, cap * sizeof *a);
                 }
-                StoreMonHost *h = &a[n++];
-                memset(h, 0, sizeof *h);
-                h->id = sqlite3_column_int64(stmt, 0);
-                copy_col(h->name, sizeof h->name, stmt, 1);
-                h->group_id = sqlite3_column_int64(stmt, 2);
-                copy_col(h->state, sizeof h->state, stmt, 3);
-                h->cpus = (unsigned) sqlite3_column_int64(stmt, 4);
-                h->memory_mib = (uint64_t) sqlite3_column_int64(stmt, 5);
-                copy_col(h->pool, sizeof h->pool, stmt, 6);
+                mon_host_fill(stmt, &a[n++]);
         }
         sqlite3_finalize(stmt);
         if (rc != SQLITE_DONE) {
@@ -358,6 +363,19 @@ int store_mon_hosts(Store *st, StoreMonHost **ret) {
         }
         *ret = a;
         return (int) n;
+}
+
+int store_mon_host(Store *st, int64_t id, StoreMonHost *ret) {
+        sqlite3_stmt *stmt;
+        int r = prepare(st, MON_HOST_ROW "WHERE id = ?", &stmt);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(stmt, 1, id);
+        int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW)
+                mon_host_fill(stmt, ret);
+        sqlite3_finalize(stmt);
+        return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : db_fail(st, "host");
 }
 
 int store_mon_vms(Store *st, StoreMonVm **ret) {

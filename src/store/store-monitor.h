@@ -108,6 +108,8 @@ typedef struct {
 } StoreMonVm;
 /* Every host / VM, ordered by id. Count and malloc'd array, or negative. */
 int store_mon_hosts(Store *st, StoreMonHost **ret);
+/* One host as store_mon_hosts() has it: 0, -ENOENT, or negative. */
+int store_mon_host(Store *st, int64_t id, StoreMonHost *ret);
 int store_mon_vms(Store *st, StoreMonVm **ret);
 /* Every host group: ids and parents, names and paths (for the health tree). */
 int store_mon_groups_json(Store *st, json_t **ret);

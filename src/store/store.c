@@ -266,6 +266,12 @@ static const StoreMigration MIGRATIONS_CORE[] = {
         "ALTER TABLE job ADD COLUMN worker_active INTEGER NOT NULL DEFAULT 0;"
         "UPDATE job SET worker_active = 1 WHERE state = 'running';"
         "CREATE INDEX job_worker_idx ON job(target_kind, target_id) WHERE worker_active = 1;" },
+        /* A host's normalised URI (hv_uri_normalize(), which SQL cannot
+         * compute: the inventory sets it, for older rows when it first
+         * looks), indexed: registering a host looks up its URI without
+         * reading and parsing every host's. */
+        { "core-host-uri-key", "ALTER TABLE host ADD COLUMN uri_key TEXT;"
+        "CREATE INDEX host_uri_key_idx ON host(uri_key);" },
         { NULL, NULL },
 };
 
@@ -1119,6 +1125,15 @@ int store_host_get(Store *st, int64_t id, StoreHost *ret) {
 }
 int store_host_all(Store *st, StoreHost **ret) {
         return store_query_rows(st, row_host, sizeof(StoreHost), (void **) ret, HOST_ROW "ORDER BY id", "");
+}
+int store_host_find_uri_key(Store *st, const char *key, StoreHost *ret) {
+        return store_query_row(st, row_host, ret, HOST_ROW "WHERE uri_key = ? ORDER BY id LIMIT 1", "s", key);
+}
+int store_host_unkeyed(Store *st, StoreHost **ret) {
+        return store_query_rows(st, row_host, sizeof(StoreHost), (void **) ret, HOST_ROW "WHERE uri_key IS NULL ORDER BY id", "");
+}
+int store_host_set_uri_key(Store *st, int64_t id, const char *key) {
+        return store_exec(st, "UPDATE host SET uri_key = ? WHERE id = ?", "si", key, id);
 }
 int store_host_claim_identity(Store *st, int64_t id, const char *identity, StoreHost *ret_holder) {
         int r = store_begin(st);

@@ -165,6 +165,15 @@ int store_host_get(Store *st, int64_t id, StoreHost *ret);
 int store_host_find(Store *st, const char *name, int64_t *ret_id);
 /* Every host, ordered by id (malloc'd array). Returns the count or negative. */
 int store_host_all(Store *st, StoreHost **ret);
+/* A host's URI key: its URI normalised (hv_uri_normalize()), set by the
+ * inventory (store_host_set_uri_key(); NULL in rows from before the column
+ * or inserted without one) and indexed. The host with key (lowest id): 0,
+ * -ENOENT, or negative. */
+int store_host_find_uri_key(Store *st, const char *key, StoreHost *ret);
+/* The hosts without a URI key, ordered by id: count and malloc'd array, or
+ * negative. */
+int store_host_unkeyed(Store *st, StoreHost **ret);
+int store_host_set_uri_key(Store *st, int64_t id, const char *key);
 /* Records identity (what hypervisor the host is, see StoreHost) for host id,
  * atomically with the check that no other host (but one in state
  * 'duplicate') holds it: 0, or -EEXIST with that host in *ret_holder (may be

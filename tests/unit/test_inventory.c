@@ -638,6 +638,40 @@ static OpCaller dana(int64_t *scopes) {
                             .user_id = 7, .user_name = "dana", .role_name = "delegated-administrator", .address = "10.0.0.9" };
 }
 
+/* A URI is found by its normalised key, one indexed lookup; hosts without
+ * a key (rows from before it) are normalised and keyed by the first lookup,
+ * so none is parsed again; the lowest id wins, as the scan's order did. */
+static void test_host_by_uri_keyed(void **state) {
+        Fixture *f = *state;
+        Inventory *inv = NULL;
+        assert_int_equal(inventory_new(f->st, NULL, NULL, &inv), 0);
+        int64_t a, b, n = -1;
+        assert_int_equal(store_host_insert(f->st, "a", "qemu+tcp://10.0.0.2/system", STORE_ROOT_GROUP_ID, "armada", NULL, &a), 0);
+        assert_int_equal(store_host_insert(f->st, "b", "qemu+ssh://root@kvm2/system", STORE_ROOT_GROUP_ID, "armada", NULL, &b), 0);
+        assert_int_equal(store_query_i64(f->st, &n, "SELECT count(*) FROM host WHERE uri_key IS NULL", ""), 0);
+        assert_int_equal(n, 2);
+        StoreHost h;
+        assert_int_equal(inventory_host_by_uri(inv, "qemu+tcp://10.0.0.2/system/", &h), 0);
+        assert_int_equal(h.id, a);
+        assert_int_equal(store_query_i64(f->st, &n, "SELECT count(*) FROM host WHERE uri_key IS NULL", ""), 0);
+        assert_int_equal(n, 0);
+        _cleanup_free_ char *key = hv_uri_normalize("qemu+ssh://root@kvm2/system");
+        assert_int_equal(store_query_i64(f->st, &n, "SELECT id FROM host WHERE uri_key = ?", "s", key), 0);
+        assert_int_equal(n, b);
+        /* keyed now: found by the key alone */
+        assert_int_equal(inventory_host_by_uri(inv, "qemu+ssh://root@kvm2/system", &h), 0);
+        assert_int_equal(h.id, b);
+        assert_int_equal(inventory_host_by_uri(inv, "qemu+tcp://10.0.0.3/system", &h), -ENOENT);
+        /* an older row with the same URI, not keyed yet, comes first */
+        int64_t c;
+        assert_int_equal(store_host_insert(f->st, "c", "qemu+tcp://10.0.0.2/system", STORE_ROOT_GROUP_ID, "armada", NULL, &c), 0);
+        assert_int_equal(store_exec(f->st, "UPDATE host SET uri_key = NULL WHERE id = ?", "i", a), 0);
+        assert_int_equal(store_host_set_uri_key(f->st, c, key), 0);
+        assert_int_equal(inventory_host_by_uri(inv, "qemu+tcp://10.0.0.2/system", &h), 0);
+        assert_int_equal(h.id, a);
+        inventory_free(inv);
+}
+
 static void test_op_group_create_scope(void **state) {
         Fixture *f = *state;
         Inventory *inv = NULL;
@@ -827,6 +861,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_throttle_priority_first, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_op_group_create_scope, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_host_by_uri_keyed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_op_vm_create, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_op_show_db_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_throttle_priority_bounded, setup, teardown),
