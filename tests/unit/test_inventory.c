@@ -746,7 +746,7 @@ static void test_op_vm_create(void **state) {
         assert_non_null(strstr(jget_str(json_array_get(a, 0), "detail"), "h1 (chosen by placement, rating"));
         json_decref(a);
         json_t *ev = NULL;
-        assert_int_equal(store_event_list(f->st, 0, 10, &ev), 0);
+        assert_int_equal(store_event_list(f->st, 0, 0, 10, &ev), 0);
         bool placed = false;
         size_t i;
         json_t *it;
