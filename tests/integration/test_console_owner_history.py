@@ -3,11 +3,16 @@
 filter of the lists (owner_id, owner=NAME); and paging back through any
 length of job and event history (GET /jobs, /events: before_id,
 next_before_id, Link rel="next")."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
 import unittest
 import urllib.parse
 import uuid
 
-from armada_harness import Armadad, raw_get, wait_until
+from armada_harness import ARMADA, Armadad, raw_get, wait_until
 
 # host: (group path, VMs)
 HOSTS = {"oa": ("Lab", 3), "ob": ("Prod", 2)}
@@ -253,6 +258,58 @@ class TestHistoryPaging(OwnerCase):
                     self.assertEqual((st, b["error"]["field"]), (400, "before_id"))
         # Older than everything: an empty last page.
         self.assertEqual(self.d.ok("GET", "/api/v1/jobs?before_id=1"), {"items": [], "next_before_id": None})
+
+
+class TestCli(OwnerCase):
+    """armada vm set NAME --owner USER | --no-owner, vm list --owner, and
+    job/event list --before."""
+    def setUp(self):
+        self.home = tempfile.mkdtemp(prefix="armada-cli-owner-")
+        self.addCleanup(shutil.rmtree, self.home, True)
+        self.addCleanup(lambda: self.d.ok("PATCH", f"/api/v1/vms/{self.vm('ob-vm0')['id']}", {"owner": None, "description": ""}))
+
+    def run_cli(self, *args):
+        env = dict(os.environ, HOME=self.home, ARMADA_URL=self.d.url, ARMADA_TOKEN=self.d.token, ASAN_OPTIONS="detect_leaks=0")
+        return subprocess.run([ARMADA, *args], capture_output=True, text=True, env=env, timeout=120)
+
+    def cli(self, *args):
+        r = self.run_cli(*args)
+        self.assertEqual(r.returncode, 0, f"armada {' '.join(args)}: {r.stderr}")
+        return r
+
+    def test_vm_set_owner_and_list_by_owner(self):
+        self.assertEqual(self.cli("vm", "set", "ob-vm0", "--owner", "ow-bob").stdout, "VM 'ob-vm0': owned by 'ow-bob'\n")
+        self.assertEqual(self.vm("ob-vm0")["owner_name"], "ow-bob")
+        out = self.cli("vm", "list", "--owner", "ow-bob").stdout
+        self.assertRegex(out, r"ob-vm0\s+running\s+ob\b.*ow-bob")
+        self.assertNotIn("oa-vm0", out)
+        self.cli("vm", "set", "ob-vm0", "--no-owner", "--description", "db")
+        self.assertEqual((self.vm("ob-vm0")["owner_name"], self.vm("ob-vm0")["description"]), (None, "db"))
+        r = self.run_cli("vm", "set", "ob-vm0", "--owner", "nobody-at-all")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("There is no user named 'nobody-at-all'.", r.stderr)
+        for args in (("vm", "set", "ob-vm0"), ("vm", "set", "ob-vm0", "--owner", "ow-bob", "--no-owner")):
+            with self.subTest(args=args):
+                self.assertNotEqual(self.run_cli(*args).returncode, 0)
+
+    def test_job_and_event_list_before(self):
+        d = self.d
+        for _ in range(3):
+            d.wait_job(d.ok("POST", f"/api/v1/hosts/{self.hosts['oa']['id']}/actions/refresh")["job"]["id"])
+        first = json.loads(self.cli("job", "list", "--limit", "2", "--output", "json").stdout)
+        nb = first["next_before_id"]
+        r = self.cli("job", "list", "--limit", "2")
+        self.assertIn(f"(older jobs: armada job list --before {nb})", r.stderr)
+        older = json.loads(self.cli("job", "list", "--limit", "2", "--before", str(nb), "--output", "json").stdout)
+        self.assertTrue(older["items"])
+        self.assertTrue(all(j["id"] < nb for j in older["items"]))
+        ev = json.loads(self.cli("event", "list", "--limit", "1", "--output", "json").stdout)
+        if ev["next_before_id"]:
+            self.assertTrue(all(e["id"] < ev["next_before_id"] for e in
+                                json.loads(self.cli("event", "list", "--before", str(ev["next_before_id"]), "--output", "json").stdout)["items"]))
+        r = self.run_cli("job", "list", "--before", "x")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--before must be a job id", r.stderr)
 
 
 if __name__ == "__main__":
