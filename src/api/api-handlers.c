@@ -48,6 +48,7 @@ static json_t *session_features(Req *r) {
                 { "operate-vm", ACT_OPERATE, OBJ_VM },     /* power actions and delete */
                 { "console", ACT_OPERATE, OBJ_VM },        /* /vms/{id}/console */
                 { "migrate", ACT_UPDATE, OBJ_VM },         /* /vms/{id}/migrate */
+                { "change-vm", ACT_UPDATE, OBJ_VM },       /* PATCH /vms/{id}: owner, description */
                 { "operate-host", ACT_OPERATE, OBJ_HOST }, /* refresh */
                 { "maintenance", ACT_OPERATE, OBJ_HOST },  /* /hosts/{id}/maintenance */
                 { "ratings", ACT_READ, OBJ_GROUP },        /* /placement/ratings */

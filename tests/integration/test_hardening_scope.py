@@ -420,8 +420,8 @@ class SessionFeatures(unittest.TestCase):
         return login["token"], set(cur["features"])
 
     def test_features_per_role(self):
-        everything = {"hosts", "create-vm", "operate-vm", "console", "migrate", "operate-host", "maintenance", "ratings", "metrics",
-                      "health", "users", "audit", "templates"}
+        everything = {"hosts", "create-vm", "operate-vm", "console", "migrate", "change-vm", "operate-host", "maintenance", "ratings",
+                      "metrics", "health", "users", "audit", "templates"}
         _, admin = self.features("admin")
         self.assertEqual(admin, everything)
         _, deleg = self.features("deleg")
