@@ -331,12 +331,10 @@ async function refresh(parts = ALL) {
     // An answer for a page the user left meanwhile (Older, Newer) is
     // dropped: the page asked for now is read right after.
     if (jobs && jq === historyQuery(app.jobsView, JOBS_PAGE)) {
-      app.jobsView.next = jobs.next_before_id;
-      app.data.jobs = app.jobsView.cursors.length > 1 ? jobs.items : mergeJobs(app.data.jobs, jobs.items);
+      app.data.jobs = historyPage(app.jobsView, jobs, app.data.jobs, mergeJobs, JOBS_PAGE);
     }
     if (events && eq === historyQuery(app.eventsView, EVENTS_PAGE)) {
-      app.eventsView.next = events.next_before_id;
-      app.data.events = app.eventsView.cursors.length > 1 ? events.items : mergeEvents(app.data.events, events.items);
+      app.data.events = historyPage(app.eventsView, events, app.data.events, mergeEvents, EVENTS_PAGE);
     }
     applyHealth(app.health);
     render();
@@ -395,12 +393,27 @@ function mergeJobs(local, fetched) {
     const rl = JOB_RANK[j.state] ?? 0, rf = JOB_RANK[f.state] ?? 0;
     if (rl > rf || (rl === rf && rl < 2 && (j.progress || 0) > (f.progress || 0))) byId.set(j.id, { ...f, ...j });
   }
-  return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, JOBS_PAGE);
+  return [...byId.values()].sort((a, b) => b.id - a.id);
 }
 function mergeEvents(local, fetched) {
   const byId = new Map(fetched.map(e => [e.id, e]));
   for (const e of local) if (e.live && !byId.has(e.id)) byId.set(e.id, e);
-  return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, EVENTS_PAGE);
+  return [...byId.values()].sort((a, b) => b.id - a.id);
+}
+
+// The rows of a jobs or events page read: an older page as armadad gave it;
+// the newest merged with what the stream brought meanwhile, cut to a page,
+// and Older then starts below the last row shown (not the last row read,
+// which the stream's rows may have pushed off the page).
+function historyPage(view, answer, local, merge, size) {
+  if (view.cursors.length > 1) {
+    view.next = answer.next_before_id;
+    return answer.items;
+  }
+  const all = merge(local, answer.items);
+  const rows = all.slice(0, size);
+  view.next = rows.length && (answer.next_before_id !== null || all.length > size) ? rows.at(-1).id : null;
+  return rows;
 }
 
 // A job's change: shown at once (live progress); the lists it may touch are
