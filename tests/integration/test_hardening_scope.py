@@ -147,6 +147,7 @@ class ReadOnlyWritesNothing(PopulatedCase):
             ("POST", "/hosts/{id}/actions/refresh"): [(f"/hosts/{host}/actions/refresh", {})],
             ("POST", "/vms"): [("/vms", {"name": "ro-vm", "host": "t1", "memory_mib": 64}), ("/vms", {"name": "ro-vm2", "memory_mib": 64}),
                                ("/vms", {"name": "vm1", "host": "t1", "memory_mib": 64})],
+            ("PATCH", "/vms/{id}"): [(f"/vms/{vm}", {"owner": "other"}), (f"/vms/{vm}", {"owner": None, "description": "ro"})],
             ("DELETE", "/vms/{id}"): [(f"/vms/{vm}", None)],
             ("POST", "/vms/{id}/actions/{action}"): [(f"/vms/{vm}/actions/{a}", {"timeout_s": 5} if a == "stop" else {})
                                                      for a in ("start", "stop", "kill", "pause", "resume")],
