@@ -307,6 +307,25 @@ static int vm_update_owner(Inventory *inv, const InventoryVmUpdateSpec *spec, in
         return 0;
 }
 
+/* The vm.updated events of a change of owner, each owned by the user it
+ * concerns (so that it reaches that user's console): the new owner's, and
+ * the previous owner's when the VM was taken from it. None when the owner
+ * stays. v is the VM before the change. */
+static void vm_update_events(Inventory *inv, const json_t *v, int64_t owner_id, const char *owner) {
+        int64_t id = jget_int(v, "id"), was = jget_int(v, "owner_id");
+        const char *name = jget_str(v, "name"), *was_name = jget_str(v, "owner_name");
+        if (owner_id == was)
+                return;
+        if (owner_id > 0) {
+                _cleanup_free_ char *msg = xasprintf("VM '%s' now belongs to user '%s'.", name, owner);
+                (void) store_event_add(inv->st, "info", "vm.updated", "vm", id, name, owner_id, msg);
+        }
+        if (was > 0) {
+                _cleanup_free_ char *msg = xasprintf("VM '%s' no longer belongs to user '%s'.", name, was_name ? was_name : "?");
+                (void) store_event_add(inv->st, "info", "vm.updated", "vm", id, name, was, msg);
+        }
+}
+
 int inventory_vm_update(Inventory *inv, const OpCaller *c, int64_t id, const InventoryVmUpdateSpec *spec, json_t **ret, OpError *err) {
         _cleanup_json_ json_t *v = NULL;
         int r = vm_visible(inv, c, id, &v, err);
@@ -331,11 +350,8 @@ int inventory_vm_update(Inventory *inv, const OpCaller *c, int64_t id, const Inv
         _cleanup_free_ char *detail = xasprintf("%s%s%s", owner ? owner : "", owner && spec->description ? ", " : "",
                                                 spec->description ? "description" : "");
         op_audit(inv->st, c, "vm.update", "vm", id, name, detail, "ok");
-        if (spec->set_owner) {
-                _cleanup_free_ char *msg = spec->owner ? xasprintf("VM '%s' now belongs to user '%s'.", name, spec->owner)
-                                                       : xasprintf("VM '%s' has no owner now.", name);
-                (void) store_event_add(inv->st, "info", "vm.updated", "vm", id, name, owner_id > 0 ? owner_id : 0, msg);
-        }
+        if (spec->set_owner)
+                vm_update_events(inv, v, owner_id, spec->owner);
         r = store_vm_get_json(inv->st, id, ret);
         return r < 0 ? op_fail_store(err, r, "the VM") : 0;
 }

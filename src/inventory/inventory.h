@@ -294,8 +294,9 @@ typedef struct {
  * who may not change the VM learns nothing of which users exist; a
  * foreign VM is refused (409); an unknown user is a 400 naming "owner".
  * Nothing changes unless everything is valid: both fields are written in
- * one statement. Audits "vm.update" and, when the owner changed, adds a
- * "vm.updated" event. *ret: the VM as GET /vms/{id} shows it. */
+ * one statement. Audits "vm.update" and, when the owner changed, adds
+ * "vm.updated" events owned by the new and by the previous owner (each
+ * hears of it). *ret: the VM as GET /vms/{id} shows it. */
 int inventory_vm_update(Inventory *inv, const OpCaller *c, int64_t id, const InventoryVmUpdateSpec *spec, json_t **ret, OpError *err);
 
 typedef struct {

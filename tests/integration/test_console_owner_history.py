@@ -111,6 +111,22 @@ class TestVmOwner(OwnerCase):
         self.assertEqual(d.ok("GET", "/api/v1/vms?owner=ow-alice")["items"], [])
         self.assertEqual(d.ok("GET", "/api/v1/vms", token=self.tokens["ow-alice"])["items"], [])
         self.assertEqual(self.audit("vm.update")[0]["detail"], "no owner")
+        # The previous owner hears of it (its console drops the VM), and only it.
+        ev = d.ok("GET", "/api/v1/events?limit=5", token=self.tokens["ow-alice"])["items"][0]
+        self.assertEqual(ev["message"], "VM 'oa-vm0' no longer belongs to user 'ow-alice'.")
+        self.assertFalse([e for e in d.ok("GET", "/api/v1/events?limit=50", token=self.tokens["ow-bob"])["items"]
+                          if e["object_name"] == "oa-vm0"])
+        # Given from one user to another: both hear of it.
+        d.ok("PATCH", f"/api/v1/vms/{vm['id']}", {"owner": "ow-alice"})
+        d.ok("PATCH", f"/api/v1/vms/{vm['id']}", {"owner": "ow-bob"})
+        self.assertEqual(d.ok("GET", "/api/v1/events?limit=1", token=self.tokens["ow-bob"])["items"][0]["message"],
+                         "VM 'oa-vm0' now belongs to user 'ow-bob'.")
+        self.assertEqual(d.ok("GET", "/api/v1/events?limit=1", token=self.tokens["ow-alice"])["items"][0]["message"],
+                         "VM 'oa-vm0' no longer belongs to user 'ow-alice'.")
+        # The same owner again: audited, no event.
+        n = len(d.ok("GET", "/api/v1/events?limit=1000")["items"])
+        d.ok("PATCH", f"/api/v1/vms/{vm['id']}", {"owner": "ow-bob"})
+        self.assertEqual(len(d.ok("GET", "/api/v1/events?limit=1000")["items"]), n)
 
     def test_description_alone_and_cleared(self):
         d = self.d

@@ -463,7 +463,7 @@ function onEventMessage(ev) {
 // What a message about an object does to the page: a row on screen is read
 // again by itself (GET /vms?name=: one row, not the list); an object that may come into or
 // leave the page re-reads the page; anything else only changes the counts.
-const COMES_OR_GOES = /\.(create|created|discovered|deploy|delete|deleted|missing|moved|migrate|placed|foreign|duplicate)$/;
+const COMES_OR_GOES = /\.(create|created|discovered|deploy|delete|deleted|missing|moved|migrate|placed|foreign|duplicate|updated)$/;
 function objectChanged(kind, id, what, gone) {
   if (kind !== 'vm' && kind !== 'host') {
     if (kind === 'group') refreshSoon(['groups', 'summary']);
