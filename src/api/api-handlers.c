@@ -4,7 +4,8 @@
  * module (account, inventory, jobs) and maps what it returns: the JSON, or
  * its OpError as it is. The operations check against the database, ask the
  * policy, write, queue jobs and audit. h_hosts_list and h_vms_list read
- * the in-memory read model (api-list.c). */
+ * the in-memory read model, h_jobs_list and h_events_list page back
+ * through history (api-list.c). */
 #include "api-priv.h"
 #include "account/account.h"
 
@@ -47,6 +48,7 @@ static json_t *session_features(Req *r) {
                 { "operate-vm", ACT_OPERATE, OBJ_VM },     /* power actions and delete */
                 { "console", ACT_OPERATE, OBJ_VM },        /* /vms/{id}/console */
                 { "migrate", ACT_UPDATE, OBJ_VM },         /* /vms/{id}/migrate */
+                { "change-vm", ACT_UPDATE, OBJ_VM },       /* PATCH /vms/{id}: owner, description */
                 { "operate-host", ACT_OPERATE, OBJ_HOST }, /* refresh */
                 { "maintenance", ACT_OPERATE, OBJ_HOST },  /* /hosts/{id}/maintenance */
                 { "ratings", ACT_READ, OBJ_GROUP },        /* /placement/ratings */
@@ -381,6 +383,23 @@ void h_vm_get(Req *r) {
         answer(r, e, &err, 200, v);
 }
 
+/* PATCH /vms/{id}: {"owner": "NAME" | null, "description": "TEXT"}. */
+void h_vm_update(Req *r) {
+        static const char *const fields[] = { "owner", "description", NULL };
+        InventoryVmUpdateSpec spec = {0};
+        if (!req_body_fields(r, fields) || !body_string(r, "owner", false, 64, &spec.owner) ||
+            !body_string(r, "description", false, 1000, &spec.description))
+                return;
+        spec.set_owner = r->json && json_object_get(r->json, "owner");
+        if (!spec.set_owner && !spec.description)
+                return reply_error(r, 400, "invalid_argument", NULL, "Give 'owner' (a user name, or null for none) or 'description'.");
+        OpCaller c = api_caller(r);
+        OpError err = {0};
+        json_t *v = NULL;
+        int e = inventory_vm_update(r->api->inv, &c, r->id[0], &spec, &v, &err);
+        answer(r, e, &err, 200, v);
+}
+
 void h_vm_delete(Req *r) {
         const char *keep_s = req_query(r, "keep_disks");
         if (keep_s && !streq(keep_s, "true") && !streq(keep_s, "false") && !streq(keep_s, "1") && !streq(keep_s, "0"))
@@ -407,26 +426,8 @@ void h_vm_action(Req *r) {
 }
 
 /* ------------------------------------------------------------------ */
-/* jobs, events, audit */
-
-void h_jobs_list(Req *r) {
-        int64_t limit;
-        if (!req_query_int(r, "limit", 100, 1, LIMIT_MAX, &limit))
-                return;
-        const char *state = req_query(r, "state");
-        if (state && !streq(state, "queued") && !streq(state, "running") && !streq(state, "succeeded") && !streq(state, "failed") &&
-            !streq(state, "cancelled"))
-                return reply_error(r, 400, "invalid_argument", "state", "Query 'state' must be queued, running, succeeded, failed or cancelled.");
-        const char *stuck = req_query(r, "stuck");
-        if (stuck && !streq(stuck, "true") && !streq(stuck, "false"))
-                return reply_error(r, 400, "invalid_argument", "stuck", "Query 'stuck' must be true or false.");
-        JobsListSpec spec = { .state = state, .only_stuck = stuck && streq(stuck, "true"), .limit = (int) limit };
-        OpCaller c = api_caller(r);
-        OpError err = {0};
-        json_t *arr = NULL;
-        int e = jobs_job_list(r->api->jobs, &c, &spec, &arr, &err);
-        answer(r, e, &err, 200, e < 0 ? NULL : items(arr));
-}
+/* jobs, events, audit (the lists of jobs and events page back through
+ * history: api-list.c) */
 
 void h_job_get(Req *r) {
         OpCaller c = api_caller(r);
@@ -442,17 +443,6 @@ void h_job_cancel(Req *r) {
         json_t *j = NULL;
         int e = jobs_job_cancel(r->api->jobs, &c, r->id[0], &j, &err);
         answer(r, e, &err, 200, j);
-}
-
-void h_events_list(Req *r) {
-        int64_t limit, since;
-        if (!req_query_int(r, "limit", 100, 1, LIMIT_MAX, &limit) || !req_query_int(r, "since_id", 0, 0, INT64_MAX, &since))
-                return;
-        OpCaller c = api_caller(r);
-        OpError err = {0};
-        json_t *arr = NULL;
-        int e = jobs_event_list(r->api->jobs, &c, since, (int) limit, &arr, &err);
-        answer(r, e, &err, 200, e < 0 ? NULL : items(arr));
 }
 
 void h_audit_list(Req *r) {

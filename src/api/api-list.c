@@ -3,7 +3,7 @@
  *
  * Rows come in name order (as before), each as the store shapes it. A
  * request may page (limit, cursor), filter (name, name_prefix, state,
- * host_id, group_id, owner_id), select fields, revalidate (ETag,
+ * host_id, group_id, owner_id, owner: the owner's user name), select fields, revalidate (ETag,
  * If-None-Match: 304) and take gzip. A page holds only rows the caller may
  * read; the cursor names the last row the caller was given (nothing else),
  * so it reveals nothing and survives rows coming and going between pages:
@@ -49,6 +49,8 @@ typedef struct {
         const char *states[LIST_MAX_STATES];
         size_t n_states;
         int64_t host_id, group_id, owner_id;
+        bool has_owner;               /* owner=NAME: only the VMs of the user named */
+        char owner[65];
         int64_t limit;                /* 0: all */
         const char *cursor;           /* as sent */
         char after[64];               /* decoded: start after this name ("" from the start) */
@@ -209,6 +211,23 @@ static bool parse_fields(Req *r, ListQuery *q) {
         return true;
 }
 
+/* owner=NAME: a user name, as users are named (an unknown one matches
+ * nothing, as an owner_id of nobody does: the list says nothing of who
+ * exists). */
+static bool parse_owner(Req *r, ListQuery *q) {
+        const char *v = req_query(r, "owner");
+        if (!v)
+                return true;
+        if (!*v || strlen(v) >= sizeof q->owner) {
+                reply_error(r, 400, "invalid_argument", "owner", "Query parameter 'owner' must be a user name of 1 to %zu characters.",
+                            sizeof q->owner - 1);
+                return false;
+        }
+        snprintf(q->owner, sizeof q->owner, "%s", v);
+        q->has_owner = true;
+        return true;
+}
+
 /* sort and under_group_id: whether the rows come through the view. */
 static bool parse_view(Req *r, ListQuery *q) {
         const char *sort = req_query(r, "sort");
@@ -236,7 +255,7 @@ static bool parse_query(Req *r, ListQuery *q) {
             !parse_fields(r, q))
                 return false;
         if (q->vms && (!req_query_int(r, "host_id", 0, 0, INT64_MAX, &q->host_id) ||
-                       !req_query_int(r, "owner_id", 0, 0, INT64_MAX, &q->owner_id)))
+                       !req_query_int(r, "owner_id", 0, 0, INT64_MAX, &q->owner_id) || !parse_owner(r, q)))
                 return false;
         if (states && !split_list(r, "state", states, q->states_buf, sizeof q->states_buf, q->states, LIST_MAX_STATES, &q->n_states))
                 return false;
@@ -256,6 +275,12 @@ static bool row_matches(const ListQuery *q, const ModelRow *row) {
                 return false;
         if (q->owner_id && row->owner_id != q->owner_id)
                 return false;
+        if (q->has_owner) {
+                /* A scalar of the row's JSON: read without the print lock. */
+                const char *o = json_string_value(json_object_get(row->json, "owner_name"));
+                if (!o || !streq(o, q->owner))
+                        return false;
+        }
         if (q->n_states) {
                 size_t i = 0;
                 while (i < q->n_states && !streq(q->states[i], row->state))
@@ -320,8 +345,8 @@ static char *link_next(Req *r, const ListQuery *q, const char *cursor) {
         StrBuf b = {0};
         strbuf_printf(&b, "<%s?limit=%lld", r->path, (long long) q->limit);
         strbuf_printf(&b, "&cursor=%s", cursor);
-        static const char *const keys[] = { "name", "name_prefix", "state", "host_id", "group_id", "owner_id", "fields", "sort",
-                                            "under_group_id" };
+        static const char *const keys[] = { "name", "name_prefix", "state", "host_id", "group_id", "owner_id", "owner", "fields",
+                                            "sort", "under_group_id" };
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 url_append(&b, keys[i], req_query(r, keys[i]));
         strbuf_append(&b, ">; rel=\"next\"");
@@ -341,7 +366,7 @@ static void list_etag(Req *r, const ModelSnap *s, const ListQuery *q, char out[6
         h = fnv1a(h, who, sizeof who);
         h = fnv1a(h, r->subj.scopes, r->subj.n_scopes * sizeof *r->subj.scopes);
         static const char *const keys[] = { "limit", "cursor", "name", "name_prefix", "state", "host_id", "group_id",
-                                            "owner_id", "fields", "sort", "under_group_id" };
+                                            "owner_id", "owner", "fields", "sort", "under_group_id" };
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 h = fnv1a_str(fnv1a_str(h, keys[i]), req_query(r, keys[i]));
         snprintf(out, 64, "W/\"%c%016llx\"", q->vms ? 'v' : 'h', (unsigned long long) h);
@@ -641,7 +666,7 @@ static void list_reply(Req *r, bool vms) {
                 return;
         /* A self-service user lists its own VMs only (as before). */
         if (vms && r->subj.role == ROLE_SELF_SERVICE) {
-                if (q->owner_id && q->owner_id != r->user.id) {
+                if ((q->owner_id && q->owner_id != r->user.id) || (q->has_owner && !streq(q->owner, r->user.name))) {
                         q->owner_id = -1; /* nobody's: an empty list, as filtering another's VMs would give */
                 } else
                         q->owner_id = r->user.id;
@@ -708,6 +733,69 @@ void api_list_hosts(Req *r) {
 
 void api_list_vms(Req *r) {
         list_reply(r, true);
+}
+
+/* ---- GET /api/v1/jobs and /api/v1/events: history, paged back ----
+ * Newest first, a page of at most limit; before_id (a row's id) asks for
+ * the rows older than it, so a client pages back through any length of
+ * history with the answer's next_before_id (null when nothing older
+ * remains) or the Link header's rel="next". New rows only ever come with
+ * larger ids: a page is never shifted by what happens meanwhile. */
+
+#define HISTORY_LIMIT_MAX 1000
+
+/* {"items": arr, "next_before_id": next or null}, and the Link header to
+ * the next page with the request's other parameters (keys). */
+static void history_reply(Req *r, json_t *arr, int64_t limit, int64_t next, const char *const *keys, size_t n_keys) {
+        if (next > 0) {
+                StrBuf b = {0};
+                strbuf_printf(&b, "<%s?limit=%lld&before_id=%lld", r->path, (long long) limit, (long long) next);
+                for (size_t i = 0; i < n_keys; i++)
+                        url_append(&b, keys[i], req_query(r, keys[i]));
+                strbuf_append(&b, ">; rel=\"next\"");
+                _cleanup_free_ char *link = strbuf_steal(&b);
+                reply_header(r, "Link", link);
+        }
+        reply(r, 200, json_pack("{s:o, s:o}", "items", arr, "next_before_id", next > 0 ? json_integer(next) : json_null()));
+}
+
+void h_jobs_list(Req *r) {
+        static const char *const keys[] = { "state", "stuck" };
+        int64_t limit, before_id;
+        if (!req_query_int(r, "limit", 100, 1, HISTORY_LIMIT_MAX, &limit) || !req_query_int(r, "before_id", 0, 1, INT64_MAX, &before_id))
+                return;
+        const char *state = req_query(r, "state");
+        if (state && !streq(state, "queued") && !streq(state, "running") && !streq(state, "succeeded") && !streq(state, "failed") &&
+            !streq(state, "cancelled"))
+                return reply_error(r, 400, "invalid_argument", "state", "Query 'state' must be queued, running, succeeded, failed or cancelled.");
+        const char *stuck = req_query(r, "stuck");
+        if (stuck && !streq(stuck, "true") && !streq(stuck, "false"))
+                return reply_error(r, 400, "invalid_argument", "stuck", "Query 'stuck' must be true or false.");
+        JobsListSpec spec = { .state = state, .only_stuck = stuck && streq(stuck, "true"), .before_id = before_id, .limit = (int) limit };
+        OpCaller c = api_caller(r);
+        OpError err = {0};
+        json_t *arr = NULL;
+        int64_t next = 0;
+        if (jobs_job_list(r->api->jobs, &c, &spec, &arr, &next, &err) < 0)
+                return reply_op_error(r, &err);
+        history_reply(r, arr, limit, next, keys, ELEMENTSOF(keys));
+}
+
+void h_events_list(Req *r) {
+        static const char *const keys[] = { "since_id" };
+        int64_t limit;
+        JobsEventListSpec spec = {0};
+        if (!req_query_int(r, "limit", 100, 1, HISTORY_LIMIT_MAX, &limit) || !req_query_int(r, "since_id", 0, 0, INT64_MAX, &spec.since_id) ||
+            !req_query_int(r, "before_id", 0, 1, INT64_MAX, &spec.before_id))
+                return;
+        spec.limit = (int) limit;
+        OpCaller c = api_caller(r);
+        OpError err = {0};
+        json_t *arr = NULL;
+        int64_t next = 0;
+        if (jobs_event_list(r->api->jobs, &c, &spec, &arr, &next, &err) < 0)
+                return reply_op_error(r, &err);
+        history_reply(r, arr, limit, next, keys, ELEMENTSOF(keys));
 }
 
 /* ---- GET /api/v1/summary: counts for the console ---- */

@@ -228,6 +228,7 @@ void h_host_action(Req *r);
 void h_vms_list(Req *r);
 void h_vms_create(Req *r);
 void h_vm_get(Req *r);
+void h_vm_update(Req *r);
 void h_vm_delete(Req *r);
 void h_vm_action(Req *r);
 void h_jobs_list(Req *r);

@@ -301,6 +301,7 @@ static const Route ROUTES_CORE[] = {
         { "GET", "/api/v1/vms", h_vms_list, false },
         { "POST", "/api/v1/vms", h_vms_create, false },
         { "GET", "/api/v1/vms/#", h_vm_get, false },
+        { "PATCH", "/api/v1/vms/#", h_vm_update, false },
         { "DELETE", "/api/v1/vms/#", h_vm_delete, false },
         { "POST", "/api/v1/vms/#/actions/*", h_vm_action, false },
         { "GET", "/api/v1/jobs", h_jobs_list, false },

@@ -47,6 +47,13 @@ static const OptSpec VM_LIST_OPTS[] = {
         { "host", 0, true, "NAME", "only the VMs on this host" },
         { "state", 0, true, "STATE[,STATE...]", "only the VMs in one of these states (running, stopped, ...)" },
         { "prefix", 0, true, "TEXT", "only the VMs whose name starts with TEXT" },
+        { "owner", 0, true, "USER", "only the VMs this user owns" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec VM_SET_OPTS[] = {
+        { "owner", 0, true, "USER", "give the VM to this user (administrators, and delegated administrators in their scope)" },
+        { "no-owner", 0, false, NULL, "take the VM from its owner: nobody owns it" },
+        { "description", 0, true, "TEXT", "the VM's description ('' clears it)" },
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec HOST_LIST_OPTS[] = {
@@ -109,6 +116,12 @@ static const OptSpec JOB_LIST_OPTS[] = {
         { "state", 0, true, "STATE", "queued, running, succeeded, failed or cancelled" },
         { "stuck", 0, false, NULL, "only running jobs that made no progress for longer than their kind's limit" },
         { "limit", 'n', true, "N", "at most N jobs, newest first" },
+        { "before", 0, true, "ID", "only the jobs older than job ID (the next page back)" },
+        { NULL, 0, false, NULL, NULL },
+};
+static const OptSpec EVENT_LIST_OPTS[] = {
+        { "limit", 'n', true, "N", "at most N events, newest first" },
+        { "before", 0, true, "ID", "only the events older than event ID (the next page back)" },
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec VM_STOP_OPTS[] = {
@@ -210,7 +223,9 @@ static const Command COMMANDS[] = {
         { "group", "show-policy", "PATH", "show a host group's placement policy and where each value comes from", 1, 1, NULL,
           cmd_group_show_policy },
 
-        { "vm", "list", "[--host NAME] [--state S] [--prefix TEXT]", "list VMs", 0, 0, VM_LIST_OPTS, cmd_vm_list },
+        { "vm", "list", "[--host NAME] [--state S] [--prefix TEXT] [--owner USER]", "list VMs", 0, 0, VM_LIST_OPTS, cmd_vm_list },
+        { "vm", "set", "NAME [--owner USER | --no-owner] [--description TEXT]", "change a VM's owner or description", 1, 1,
+          VM_SET_OPTS, cmd_vm_set },
         { "vm", "show", "NAME", "show one VM", 1, 1, NULL, cmd_vm_show },
         { "vm", "create", "NAME [--host H [--force] | --group PATH] --cpus N --memory MIB --disk SIZE [--domain-type auto|kvm|qemu] "
                           "[--description TEXT] | NAME --template T [--count N] [--host H | --group PATH] [--full-copy]",
@@ -227,12 +242,13 @@ static const Command COMMANDS[] = {
         { "vm", "delete", "NAME [--keep-disks]", "delete a VM and its disks (starts a job)", 1, 1, VM_DELETE_OPTS,
           cmd_vm_delete },
 
-        { "job", "list", "[--state STATE] [--stuck] [--limit N]", "list jobs", 0, 0, JOB_LIST_OPTS, cmd_job_list },
+        { "job", "list", "[--state STATE] [--stuck] [--limit N] [--before ID]", "list jobs, newest first", 0, 0, JOB_LIST_OPTS,
+          cmd_job_list },
         { "job", "show", "ID", "show one job", 1, 1, NULL, cmd_job_show },
         { "job", "wait", "ID", "follow a job until it ends; exit 1 when it fails", 1, 1, NULL, cmd_job_wait },
         { "job", "cancel", "ID", "cancel a queued or running job", 1, 1, NULL, cmd_job_cancel },
 
-        { "event", "list", "[--limit N]", "list events", 0, 0, LIMIT_OPTS, cmd_event_list },
+        { "event", "list", "[--limit N] [--before ID]", "list events, newest first", 0, 0, EVENT_LIST_OPTS, cmd_event_list },
         { "audit", "list", "[--limit N]", "list the audit log", 0, 0, LIMIT_OPTS, cmd_audit_list },
 
         { "rule", "list", "", "list placement rules", 0, 0, NULL, cmd_rule_list },

@@ -267,6 +267,7 @@ int cmd_vm_show(Ctx *c, const Command *cmd, const Args *a);
 int cmd_vm_create(Ctx *c, const Command *cmd, const Args *a);
 int cmd_vm_action(Ctx *c, const Command *cmd, const Args *a);   /* start stop kill pause resume */
 int cmd_vm_delete(Ctx *c, const Command *cmd, const Args *a);
+int cmd_vm_set(Ctx *c, const Command *cmd, const Args *a);
 
 int cmd_job_list(Ctx *c, const Command *cmd, const Args *a);
 int cmd_job_show(Ctx *c, const Command *cmd, const Args *a);

@@ -347,6 +347,8 @@ int cmd_vm_list(Ctx *c, const Command *cmd, const Args *a) {
                 query_add(c, &path, "state", args_get(a, "state"));
         if (args_get(a, "prefix"))
                 query_add(c, &path, "name_prefix", args_get(a, "prefix"));
+        if (args_get(a, "owner"))
+                query_add(c, &path, "owner", args_get(a, "owner"));
         _cleanup_free_ char *p = strbuf_steal(&path);
         _cleanup_json_ json_t *reply = NULL;
         int r = api_list_all(c, p, &reply);
@@ -519,6 +521,37 @@ int cmd_vm_action(Ctx *c, const Command *cmd, const Args *a) {
         if (r)
                 return r;
         return job_started(c, reply);
+}
+
+/* armada vm set NAME: what an operator says of a VM (its owner, its
+ * description); the place for more settings (cpus, memory) later. */
+int cmd_vm_set(Ctx *c, const Command *cmd, const Args *a) {
+        const char *owner = args_get(a, "owner"), *desc = args_get(a, "description");
+        bool no_owner = args_has(a, "no-owner");
+        if (owner && no_owner)
+                return fail("give either --owner USER or --no-owner, not both");
+        if (!owner && !no_owner && !desc)
+                return fail("vm set needs a setting to change: --owner USER, --no-owner or --description TEXT");
+        _cleanup_json_ json_t *body = json_object();
+        if (owner || no_owner)
+                json_object_set_new(body, "owner", owner ? json_string(owner) : json_null());
+        if (desc)
+                json_object_set_new(body, "description", json_string(desc));
+        int64_t id;
+        int r = resolve(c, "vms", "name", a->pos[0], "VM", &id, NULL);
+        if (r)
+                return r;
+        _cleanup_free_ char *path = xasprintf("/vms/%" PRId64, id);
+        _cleanup_json_ json_t *vm = NULL;
+        r = api_call(c, "PATCH", path, body, &vm);
+        if (r || !want_table(c, vm))
+                return r;
+        const char *o = jstr(vm, "owner_name");
+        if (owner || no_owner)
+                outf("VM '%s': %s%s%s", a->pos[0], o ? "owned by '" : "no owner", o ? o : "", o ? "'" : "");
+        if (desc)
+                outf("VM '%s': description %s", a->pos[0], *desc ? "set" : "cleared");
+        return 0;
 }
 
 int cmd_vm_delete(Ctx *c, const Command *cmd, const Args *a) {

@@ -39,6 +39,27 @@ static int add_limit(Ctx *c, const Args *a, StrBuf *b) {
         return 0;
 }
 
+/* Appends --before ID (the next page back) as before_id; what names the
+ * rows ("job", "event") for the message. */
+static int add_before(Ctx *c, const Args *a, const char *what, StrBuf *b) {
+        const char *s = args_get(a, "before");
+        int64_t id;
+        if (!s)
+                return 0;
+        if (parse_i64(s, &id) < 0 || id <= 0)
+                return fail("--before must be %s id (a positive whole number, as 'armada %s list' shows), not '%s'",
+                            streq(what, "event") ? "an event" : "a job", what, s);
+        query_add(c, b, "before_id", s);
+        return 0;
+}
+
+/* After a table: where the next page back starts, when older rows remain. */
+static void note_older(json_t *reply, const char *what) {
+        json_t *nb = json_object_get(reply, "next_before_id");
+        if (json_is_integer(nb))
+                fprintf(stderr, "(older %ss: armada %s list --before %" PRId64 ")\n", what, what, (int64_t) json_integer_value(nb));
+}
+
 static int parse_job_id(const char *s, int64_t *ret) {
         if (parse_i64(s, ret) < 0 || *ret <= 0)
                 return fail("'%s' is not a job id (a positive whole number, as in 'armada job list')", s);
@@ -67,6 +88,8 @@ int cmd_job_list(Ctx *c, const Command *cmd, const Args *a) {
         if (args_has(a, "stuck"))
                 query_add(c, &b, "stuck", "true");
         int r = add_limit(c, a, &b);
+        if (!r)
+                r = add_before(c, a, "job", &b);
         _cleanup_free_ char *path = strbuf_steal(&b);
         if (r)
                 return r;
@@ -96,6 +119,7 @@ int cmd_job_list(Ctx *c, const Command *cmd, const Args *a) {
                 add_time(t, j, "created_at");
         }
         table_print(t, stdout);
+        note_older(reply, "job");
         return 0;
 }
 
@@ -203,9 +227,9 @@ int cmd_job_cancel(Ctx *c, const Command *cmd, const Args *a) {
 int cmd_event_list(Ctx *c, const Command *cmd, const Args *a) {
         StrBuf b = {0};
         strbuf_append(&b, "/events");
-        if (args_has(a, "stuck"))
-                query_add(c, &b, "stuck", "true");
         int r = add_limit(c, a, &b);
+        if (!r)
+                r = add_before(c, a, "event", &b);
         _cleanup_free_ char *path = strbuf_steal(&b);
         if (r)
                 return r;
@@ -217,10 +241,11 @@ int cmd_event_list(Ctx *c, const Command *cmd, const Args *a) {
                 print_json(reply);
                 return 0;
         }
-        _cleanup_table_ Table *t = table_new("TIME", "SEVERITY", "KIND", "OBJECT", "MESSAGE", NULL);
+        _cleanup_table_ Table *t = table_new(">ID", "TIME", "SEVERITY", "KIND", "OBJECT", "MESSAGE", NULL);
         size_t i;
         json_t *e;
         json_array_foreach(json_object_get(reply, "items"), i, e) {
+                add_text(t, e, "id");
                 add_time(t, e, "at");
                 table_add(t, jstr(e, "severity"));
                 table_add(t, jstr(e, "kind"));
@@ -228,6 +253,7 @@ int cmd_event_list(Ctx *c, const Command *cmd, const Args *a) {
                 table_add(t, jstr(e, "message"));
         }
         table_print(t, stdout);
+        note_older(reply, "event");
         return 0;
 }
 

@@ -1,6 +1,7 @@
 /* inventory: the operations callers ask for on VMs (inventory.h,
  * "operations"): create (placement, the row, the job, the audit and the
- * vm.placed event), read, delete and the power actions. */
+ * vm.placed event), read, update (owner, description), delete and the
+ * power actions. */
 #include "inventory-priv.h"
 #include "placement/placement.h"
 #include "store/store-library.h"
@@ -284,6 +285,75 @@ static bool grant_allows(Inventory *inv, const OpCaller *c, int64_t vm_id, const
 
 int inventory_vm_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
         return vm_visible(inv, c, id, ret, err);
+}
+
+/* The user spec names as the new owner: its id in *ret_id (0 to clear),
+ * or a 400 naming "owner". */
+static int vm_update_owner(Inventory *inv, const InventoryVmUpdateSpec *spec, int64_t *ret_id, OpError *err) {
+        *ret_id = -1;
+        if (!spec->set_owner)
+                return 0;
+        if (!spec->owner) {
+                *ret_id = 0;
+                return 0;
+        }
+        StoreUser u;
+        int r = store_user_find(inv->st, spec->owner, &u);
+        if (r == -ENOENT)
+                return op_fail(err, 400, "invalid_argument", "owner", "There is no user named '%.64s'.", spec->owner);
+        if (r < 0)
+                return op_fail_store(err, r, "the user");
+        *ret_id = u.id;
+        return 0;
+}
+
+/* The vm.updated events of a change of owner, each owned by the user it
+ * concerns (so that it reaches that user's console): the new owner's, and
+ * the previous owner's when the VM was taken from it. None when the owner
+ * stays. v is the VM before the change. */
+static void vm_update_events(Inventory *inv, const json_t *v, int64_t owner_id, const char *owner) {
+        int64_t id = jget_int(v, "id"), was = jget_int(v, "owner_id");
+        const char *name = jget_str(v, "name"), *was_name = jget_str(v, "owner_name");
+        if (owner_id == was)
+                return;
+        if (owner_id > 0) {
+                _cleanup_free_ char *msg = xasprintf("VM '%s' now belongs to user '%s'.", name, owner);
+                (void) store_event_add(inv->st, "info", "vm.updated", "vm", id, name, owner_id, msg);
+        }
+        if (was > 0) {
+                _cleanup_free_ char *msg = xasprintf("VM '%s' no longer belongs to user '%s'.", name, was_name ? was_name : "?");
+                (void) store_event_add(inv->st, "info", "vm.updated", "vm", id, name, was, msg);
+        }
+}
+
+int inventory_vm_update(Inventory *inv, const OpCaller *c, int64_t id, const InventoryVmUpdateSpec *spec, json_t **ret, OpError *err) {
+        _cleanup_json_ json_t *v = NULL;
+        int r = vm_visible(inv, c, id, &v, err);
+        if (r < 0)
+                return r;
+        const char *name = jget_str(v, "name");
+        /* The rights come first: who may not change the VM learns nothing
+         * of which users exist. */
+        if (!op_allowed(inv->st, c, ACT_UPDATE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
+                return op_deny(inv->st, c, err, "change", "VM", id, name);
+        if ((r = inventory_vm_refuse_foreign(v, err)) < 0)
+                return r;
+        int64_t owner_id;
+        if ((r = vm_update_owner(inv, spec, &owner_id, err)) < 0)
+                return r;
+        r = store_vm_set_meta(inv->st, id, owner_id, spec->description);
+        if (r == -ENOENT) /* deleted meanwhile */
+                return op_fail(err, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) id);
+        if (r < 0)
+                return op_fail_store(err, r, "the VM");
+        _cleanup_free_ char *owner = !spec->set_owner ? NULL : spec->owner ? xasprintf("owner '%s'", spec->owner) : xstrdup("no owner");
+        _cleanup_free_ char *detail = xasprintf("%s%s%s", owner ? owner : "", owner && spec->description ? ", " : "",
+                                                spec->description ? "description" : "");
+        op_audit(inv->st, c, "vm.update", "vm", id, name, detail, "ok");
+        if (spec->set_owner)
+                vm_update_events(inv, v, owner_id, spec->owner);
+        r = store_vm_get_json(inv->st, id, ret);
+        return r < 0 ? op_fail_store(err, r, "the VM") : 0;
 }
 
 int inventory_vm_delete(Inventory *inv, const OpCaller *c, int64_t id, bool keep_disks, json_t **ret, OpError *err) {

@@ -282,6 +282,22 @@ int inventory_vm_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret
  * self-service user's VM deployed under a grant needs "delete" in the
  * grant; a foreign VM is refused (409). Audits "vm.delete". *ret: {"job"}. */
 int inventory_vm_delete(Inventory *inv, const OpCaller *c, int64_t id, bool keep_disks, json_t **ret, OpError *err);
+typedef struct {
+        bool set_owner;              /* "owner" was given */
+        const char *owner;           /* with set_owner: the new owner's user name; NULL clears the owner */
+        const char *description;     /* NULL keeps it; "" clears it */
+} InventoryVmUpdateSpec;
+/* Changes what an operator says of a VM: its owner and its description.
+ * 404 when the caller may not read the VM; needs update rights on it (an
+ * administrator, or a delegated administrator whose scope holds its host;
+ * else 403, audited as denied) — checked before the owner's name, so that
+ * who may not change the VM learns nothing of which users exist; a
+ * foreign VM is refused (409); an unknown user is a 400 naming "owner".
+ * Nothing changes unless everything is valid: both fields are written in
+ * one statement. Audits "vm.update" and, when the owner changed, adds
+ * "vm.updated" events owned by the new and by the previous owner (each
+ * hears of it). *ret: the VM as GET /vms/{id} shows it. */
+int inventory_vm_update(Inventory *inv, const OpCaller *c, int64_t id, const InventoryVmUpdateSpec *spec, json_t **ret, OpError *err);
 
 typedef struct {
         const char *action;          /* start, stop, kill, pause, resume (else 404) */

@@ -442,18 +442,82 @@ Jobs *jobs_free(Jobs *j) {
 /* ------------------------------------------------------------------ */
 /* operations for callers: the record of jobs, events and audit */
 
-int jobs_job_list(Jobs *j, const OpCaller *c, const JobsListSpec *spec, json_t **ret, OpError *err) {
-        /* A self-service user's jobs are its own; a delegated administrator
-         * sees those of its groups (filtered below); the others see all. */
-        int64_t owner = c->subj.role == ROLE_SELF_SERVICE ? c->user_id : 0;
-        json_t *arr = NULL;
-        int r = store_job_list(j->st, spec->state, owner, spec->only_stuck, spec->limit, &arr);
-        if (r < 0)
-                return op_fail_store(err, r, "the list of jobs");
-        if (c->subj.role == ROLE_DELEGATED_ADMIN)
-                arr = op_filter_visible(j->st, c, arr, OP_VIS_JOB);
-        *ret = arr ? arr : json_array();
+/* ---- a page of history, newest first (GET /jobs, GET /events) ----
+ * The rows the caller may not see are left out after each read, so a read
+ * of limit rows can give fewer: the page is filled by reading further back,
+ * until it holds limit rows, nothing older remains, or PAGE_SCAN_MAX rows
+ * were examined (a delegated administrator of a small scope over a long
+ * history: the answer stays bounded). *ret_next says where the next page
+ * starts: the id of the last row given when more may follow, the last row
+ * examined when the scan stopped short, 0 when nothing older remains. */
+#define PAGE_SCAN_MAX 20000
+#define PAGE_BATCH_FILTERED 200
+
+typedef struct {
+        Jobs *j;
+        const OpCaller *c;
+        OpVisKind vis;
+        const JobsListSpec *jobs;     /* jobs: the filters */
+        int64_t since_id;             /* events */
+} PageRead;
+
+static int page_read(const PageRead *p, int64_t before_id, int limit, json_t **ret) {
+        if (p->jobs) {
+                /* A self-service user's jobs are its own (the store filters);
+                 * a delegated administrator sees those of its groups. */
+                int64_t owner = p->c->subj.role == ROLE_SELF_SERVICE ? p->c->user_id : 0;
+                return store_job_list(p->j->st, p->jobs->state, owner, p->jobs->only_stuck, before_id, limit, ret);
+        }
+        return store_event_list(p->j->st, p->since_id, before_id, limit, ret);
+}
+
+static int page_back(const PageRead *p, int64_t before_id, int limit, json_t **ret, int64_t *ret_next) {
+        bool filtered = p->c->subj.role != ROLE_ADMIN && p->c->subj.role != ROLE_READ_ONLY;
+        int batch = filtered && limit < PAGE_BATCH_FILTERED ? PAGE_BATCH_FILTERED : limit + 1;
+        _cleanup_json_ json_t *out = json_array();
+        int64_t cursor = before_id, next = 0;
+        size_t scanned = 0;
+        for (;;) {
+                json_t *arr = NULL;
+                int r = page_read(p, cursor, batch, &arr);
+                if (r < 0)
+                        return r;
+                size_t n = json_array_size(arr);
+                int64_t last = n ? jget_int(json_array_get(arr, n - 1), "id") : 0;
+                arr = op_filter_visible(p->j->st, p->c, arr, p->vis);
+                bool full = false;
+                size_t i;
+                json_t *it;
+                json_array_foreach(arr, i, it) {
+                        if (json_array_size(out) == (size_t) limit) {
+                                full = true;
+                                break;
+                        }
+                        json_array_append(out, it);
+                }
+                json_decref(arr);
+                if (full) {
+                        next = jget_int(json_array_get(out, json_array_size(out) - 1), "id");
+                        break;
+                }
+                if (n < (size_t) batch)
+                        break; /* nothing older */
+                cursor = last;
+                scanned += n;
+                if (scanned >= PAGE_SCAN_MAX) {
+                        next = cursor;
+                        break;
+                }
+        }
+        *ret = steal_ptr(out);
+        *ret_next = next;
         return 0;
+}
+
+int jobs_job_list(Jobs *j, const OpCaller *c, const JobsListSpec *spec, json_t **ret, int64_t *ret_next_before_id, OpError *err) {
+        PageRead p = { .j = j, .c = c, .vis = OP_VIS_JOB, .jobs = spec };
+        int r = page_back(&p, spec->before_id, spec->limit, ret, ret_next_before_id);
+        return r < 0 ? op_fail_store(err, r, "the list of jobs") : 0;
 }
 
 /* 0 and the job id in *ret if the caller may see it, else 404 (a job the
@@ -494,14 +558,11 @@ int jobs_job_cancel(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpErro
         return r < 0 ? op_fail_store(err, r, "the job") : 0;
 }
 
-int jobs_event_list(Jobs *j, const OpCaller *c, int64_t since_id, int limit, json_t **ret, OpError *err) {
-        json_t *arr = NULL;
-        int r = store_event_list(j->st, since_id, limit, &arr);
-        if (r < 0)
-                return op_fail_store(err, r, "the list of events");
-        arr = op_filter_visible(j->st, c, arr, OP_VIS_EVENT);
-        *ret = arr ? arr : json_array();
-        return 0;
+int jobs_event_list(Jobs *j, const OpCaller *c, const JobsEventListSpec *spec, json_t **ret, int64_t *ret_next_before_id,
+                    OpError *err) {
+        PageRead p = { .j = j, .c = c, .vis = OP_VIS_EVENT, .since_id = spec->since_id };
+        int r = page_back(&p, spec->before_id, spec->limit, ret, ret_next_before_id);
+        return r < 0 ? op_fail_store(err, r, "the list of events") : 0;
 }
 
 int jobs_audit_list(Jobs *j, const OpCaller *c, int limit, json_t **ret, OpError *err) {

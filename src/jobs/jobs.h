@@ -93,11 +93,16 @@ int job_fail(JobCtx *ctx, int code, const char *fmt, ...) _printf_(3, 4);
 typedef struct {
         const char *state;           /* queued, running, succeeded, failed, cancelled; NULL for all */
         bool only_stuck;             /* only running jobs marked stuck */
+        int64_t before_id;           /* > 0: only jobs with a smaller id (the next page back) */
         int limit;                   /* newest first, at most this many */
 } JobsListSpec;
 /* The jobs the caller may see (op_job_visible()): a self-service user its
- * own. Never fails: a database error lists nothing. */
-int jobs_job_list(Jobs *j, const OpCaller *c, const JobsListSpec *spec, json_t **ret, OpError *err);
+ * own; newest first, a page of at most limit. *ret_next_before_id: the
+ * before_id of the next page back, 0 when nothing older remains (a page
+ * of a delegated administrator may hold fewer than limit jobs and still
+ * have a next one: the rows it may not see were skipped). A database
+ * error is a 5xx. */
+int jobs_job_list(Jobs *j, const OpCaller *c, const JobsListSpec *spec, json_t **ret, int64_t *ret_next_before_id, OpError *err);
 /* One job: -ENOENT (404) when it does not exist or the caller may not see it. */
 int jobs_job_get(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
 /* Cancels a job (jobs_cancel()) for the caller, who must see it (else 404)
@@ -105,9 +110,16 @@ int jobs_job_get(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpError *
  * denied); -EEXIST (409) when it has ended. Audits "job.cancel" and
  * returns the job as it is now. */
 int jobs_job_cancel(Jobs *j, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
-/* Events with id > since_id the caller may see (op_event_visible()),
- * oldest first, at most limit. Never fails. */
-int jobs_event_list(Jobs *j, const OpCaller *c, int64_t since_id, int limit, json_t **ret, OpError *err);
+typedef struct {
+        int64_t since_id;            /* only events with a larger id */
+        int64_t before_id;           /* > 0: only events with a smaller id (the next page back) */
+        int limit;
+} JobsEventListSpec;
+/* Events the caller may see (op_event_visible()), newest first, a page of
+ * at most limit; *ret_next_before_id as jobs_job_list()'s. A database
+ * error is a 5xx. */
+int jobs_event_list(Jobs *j, const OpCaller *c, const JobsEventListSpec *spec, json_t **ret, int64_t *ret_next_before_id,
+                    OpError *err);
 /* The newest limit audit records: -EPERM (403, audited) unless the caller
  * may read the system. */
 int jobs_audit_list(Jobs *j, const OpCaller *c, int limit, json_t **ret, OpError *err);

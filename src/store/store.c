@@ -1315,6 +1315,12 @@ int store_vm_update_hw(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib
         return store_exec(st, "UPDATE vm SET cpus = ?, memory_mib = ?, domain_type = ?, updated_at = ? WHERE id = ?",
                           "iisii", (int64_t) cpus, (int64_t) memory_mib, domain_type, now_ms(), id);
 }
+int store_vm_set_meta(Store *st, int64_t id, int64_t owner_id, const char *description) {
+        return store_exec_one(st, "UPDATE vm SET owner_id = CASE WHEN ?1 < 0 THEN owner_id ELSE nullif(?1, 0) END,"
+                                  " description = CASE WHEN ?2 IS NULL THEN description ELSE nullif(?2, '') END,"
+                                  " updated_at = ?3 WHERE id = ?4",
+                              "isii", owner_id, description, now_ms(), id);
+}
 int store_vm_delete(Store *st, int64_t id) {
         return store_exec_one(st, "DELETE FROM vm WHERE id = ?", "i", id);
 }
@@ -1644,11 +1650,12 @@ int store_job_state(Store *st, int64_t id, char state[16]) {
         " CASE WHEN j.state = 'running' THEN strftime('%Y-%m-%dT%H:%M:%fZ', j.stuck_since / 1000.0, 'unixepoch') END AS stuck_since"
 #define JOB_FROM " FROM job j LEFT JOIN user u ON u.id = j.owner_id "
 #define JOB_COLUMNS JOB_FIELDS JOB_FROM
-int store_job_list(Store *st, const char *state, int64_t owner_id, bool only_stuck, int limit, json_t **ret) {
+int store_job_list(Store *st, const char *state, int64_t owner_id, bool only_stuck, int64_t before_id, int limit, json_t **ret) {
         return store_query_json(st, ret, JOB_COLUMNS "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 = 0 OR j.owner_id = ?2)"
                                                 " AND (?4 = 0 OR (j.state = 'running' AND j.stuck_since IS NOT NULL))"
+                                                " AND (?5 = 0 OR j.id < ?5)"
                                                 " ORDER BY j.id DESC LIMIT ?3",
-                                "siii", state, owner_id, (int64_t) limit, (int64_t) only_stuck);
+                                "siiii", state, owner_id, (int64_t) limit, (int64_t) only_stuck, before_id);
 }
 int store_job_get_json(Store *st, int64_t id, json_t **ret) {
         return store_query_one(st, ret, JOB_COLUMNS "WHERE j.id = ?", "i", id);
@@ -1674,9 +1681,10 @@ int store_job_list_changed(Store *st, int64_t after, int limit, json_t **ret) {
 int store_stream_seq(Store *st, int64_t *ret) {
         return store_query_i64(st, ret, "SELECT " STREAM_NEXT_SEQ " - 1", "");
 }
-int store_event_list(Store *st, int64_t since_id, int limit, json_t **ret) {
+int store_event_list(Store *st, int64_t since_id, int64_t before_id, int limit, json_t **ret) {
         return store_query_json(st, ret, "SELECT id, at, severity, kind, object_kind, object_id, object_name, owner_id, message"
-                                    " FROM event WHERE id > ? ORDER BY id DESC LIMIT ?", "ii", since_id, (int64_t) limit);
+                                    " FROM event WHERE id > ?1 AND (?2 = 0 OR id < ?2) ORDER BY id DESC LIMIT ?3", "iii",
+                                since_id, before_id, (int64_t) limit);
 }
 int store_audit_add(Store *st, int64_t user_id, const char *user_name, const char *address,
                     const char *action, const char *object_kind, int64_t object_id,

@@ -240,6 +240,10 @@ int store_vm_set_host(Store *st, int64_t id, int64_t host_id);
 /* Sets where the VM came from (see StoreVm.origin). 0 or negative. */
 int store_vm_set_origin(Store *st, int64_t id, const char *origin);
 int store_vm_update_hw(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, const char *domain_type);
+/* Sets what an operator says of a VM, in one statement: its owner (a user
+ * id; 0 clears; negative keeps it) and its description (NULL keeps it; ""
+ * clears). 0, -ENOENT when there is no VM id, or -errno. */
+int store_vm_set_meta(Store *st, int64_t id, int64_t owner_id, const char *description);
 int store_vm_delete(Store *st, int64_t id);
 int store_vm_disk_add(Store *st, int64_t vm_id, const StoreDisk *d);
 /* Replaces the disks of a VM (used by reconcile). */
@@ -348,14 +352,17 @@ int store_job_list_running(Store *st, StoreJob **ret);
 int store_job_requeue(Store *st, int64_t id);
 int store_job_state(Store *st, int64_t id, char state[16]);
 /* Jobs newest first; state NULL for all, owner_id 0 for everyone's,
- * only_stuck for the running ones marked stuck. */
-int store_job_list(Store *st, const char *state, int64_t owner_id, bool only_stuck, int limit, json_t **ret);
+ * only_stuck for the running ones marked stuck, before_id > 0 for only
+ * those with a smaller id (the next page back), at most limit. */
+int store_job_list(Store *st, const char *state, int64_t owner_id, bool only_stuck, int64_t before_id, int limit, json_t **ret);
 int store_job_get_json(Store *st, int64_t id, json_t **ret);
 
 /* ---- events and audit ---- */
 int store_event_add(Store *st, const char *severity, const char *kind, const char *object_kind,
                     int64_t object_id, const char *object_name, int64_t owner_id, const char *message);
-int store_event_list(Store *st, int64_t since_id, int limit, json_t **ret);
+/* Events newest first with since_id < id (and id < before_id when that is
+ * > 0), at most limit. */
+int store_event_list(Store *st, int64_t since_id, int64_t before_id, int limit, json_t **ret);
 
 /* ---- the event stream's order (GET /api/v1/events/stream) ----
  * Event ids and job revisions (a job's "rev", renewed on every change of

@@ -452,12 +452,8 @@ test('self-service portal: a self-service user sees only their VMs', async () =>
   await A.req('POST', '/users', { name: 'alice', password: 'alice-password-1', role: 'self-service' });
   const alice = (await A.req('GET', '/users?name=alice')).items[0];
   const vm = (await A.req('GET', '/vms?name=web01')).items[0];
-  // No API hands a VM to another owner yet: the test sets it in the database.
-  execFileSync('sqlite3', [path.join(A.dir, 'var', 'armada.db'), `PRAGMA busy_timeout=5000; UPDATE vm SET owner_id = ${alice.id} WHERE id = ${vm.id};`]);
-  // The lists read armadad's in-memory read model, which follows armadad's
-  // own writes, not one made behind its back: have armadad write the row
-  // (pause, resume), and the model re-reads it with its new owner.
-  for (const act of ['pause', 'resume']) await A.req('POST', `/vms/${vm.id}/actions/${act}`, {}).then(j => A.job(j.job.id));
+  const given = await A.req('PATCH', `/vms/${vm.id}`, { owner: 'alice' });
+  assert(given.owner_id === alice.id, 'the administrator gave web01 to alice');
   // A template in the library and a grant of it to alice, when the server
   // has them: the portal then shows them with the quota, and deploys.
   let granted = false;
@@ -487,6 +483,16 @@ test('self-service portal: a self-service user sees only their VMs', async () =>
   await shot(page, '05-self-service');
   await rightClickAction(page, 'web01', 'resume');
   await page.waitForSelector(`${card('web01')}[data-state="running"]`, { timeout: 15000 });
+  // A VM the administrator gives her appears in her portal, and leaves it
+  // when taken back, without a reload (the vm.updated events she is told of).
+  const legacy = (await A.req('GET', '/vms?name=legacy01')).items[0];
+  await A.req('PATCH', `/vms/${legacy.id}`, { owner: 'alice' });
+  try {
+    await page.waitForSelector(card('legacy01'), { timeout: 10000 });
+  } finally {
+    await A.req('PATCH', `/vms/${legacy.id}`, { owner: null });
+  }
+  await page.waitForSelector(card('legacy01'), { state: 'detached', timeout: 10000 });
   if (granted) {
     await page.waitForSelector('.tpl-card[data-template="small"] button.deploy', { timeout: 15000 });
     const vmsQuota = await page.textContent('.quota[data-quota="VMs"]');
@@ -793,6 +799,98 @@ test('a row on screen updates from the stream without reading the list again', a
   const s = await B.req('POST', `/vms/${vm.id}/actions/start`, {});
   await B.job(s.job.id);
   await page.waitForSelector(`${card('big-vm00')}[data-state="running"]`, { timeout: 10000 });
+});
+
+test('owner filter: owner:NAME in the search lists only that owner\'s VMs, from armadad; the details give a VM an owner', async () => {
+  const { B, page, group } = await bigEstate();
+  await B.req('POST', '/users', { name: 'carol', password: 'carol-pass-123', role: 'self-service' });
+  const all = (await B.req('GET', `/vms?under_group_id=${group}&limit=100`)).items;
+  const idOf = n => all.find(v => v.name === n).id;
+  const mine = ['big-vm07', 'big-vm31', 'big-vm52'];
+  for (const n of mine) await B.req('PATCH', `/vms/${idOf(n)}`, { owner: 'carol' });
+  const names = () => page.$$eval('.vm-card', cs => cs.map(c => c.dataset.name).join());
+  try {
+    const t0 = Date.now();
+    await page.fill('#vm-search', 'owner:carol');
+    await page.waitForFunction(w => [...document.querySelectorAll('.vm-card')].map(c => c.dataset.name).join() === w, mine.join(), { timeout: 5000 });
+    assert(page.reqs.some(r => r.at >= t0 && r.path === '/api/v1/vms' && /[?&]owner=carol(&|$)/.test(r.search)), 'the owner filter went to the server');
+    // Together with a name prefix, in either order.
+    await page.fill('#vm-search', 'big-vm5 owner:carol');
+    await page.waitForFunction(() => [...document.querySelectorAll('.vm-card')].map(c => c.dataset.name).join() === 'big-vm52', null, { timeout: 5000 });
+    assert(page.reqs.some(r => r.path === '/api/v1/vms' && /owner=carol/.test(r.search) && /name_prefix=big-vm5/.test(r.search)), 'both went to the server');
+    await page.fill('#vm-search', 'owner:nobody');
+    await page.waitForSelector('.vms-section .empty:has-text("No VM matches")', { timeout: 5000 });
+    // The details of a VM give it an owner; the filtered list then holds it.
+    await page.fill('#vm-search', '');
+    await page.waitForFunction(() => document.querySelectorAll('.vm-card').length === 48, null, { timeout: 5000 });
+    await page.click(card('big-vm01'));
+    await page.fill('#owner-input', 'carol');
+    await page.click('#owner-set');
+    await page.waitForSelector('.toast:has-text("now belongs to \'carol\'")', { timeout: 5000 });
+    assert((await B.req('GET', `/vms/${idOf('big-vm01')}`)).owner_name === 'carol', 'the server has the new owner');
+    // An unknown user: the server's sentence, and nothing changes.
+    allowHttp(page, 400, /^\/api\/v1\/vms\/\d+$/, 'an unknown owner is refused');
+    await page.fill('#owner-input', 'no-such-user');
+    await page.click('#owner-set');
+    await page.waitForSelector('.toast.error:has-text("There is no user named \'no-such-user\'.")', { timeout: 5000 });
+    assert((await B.req('GET', `/vms/${idOf('big-vm01')}`)).owner_name === 'carol', 'a refused owner changes nothing');
+    await page.click('.details .close');
+    await page.fill('#vm-search', 'owner:carol');
+    await page.waitForFunction(() => [...document.querySelectorAll('.vm-card')].map(c => c.dataset.name).join() === 'big-vm01,big-vm07,big-vm31,big-vm52',
+      null, { timeout: 5000 });
+    // A VM taken from its owner elsewhere leaves the filtered list (the stream's vm.updated).
+    await B.req('PATCH', `/vms/${idOf('big-vm31')}`, { owner: null });
+    await page.waitForFunction(() => [...document.querySelectorAll('.vm-card')].map(c => c.dataset.name).join() === 'big-vm01,big-vm07,big-vm52',
+      null, { timeout: 5000 });
+    await shot(page, '14-owner-filter');
+  } finally {
+    for (const n of [...mine, 'big-vm01']) await B.req('PATCH', `/vms/${idOf(n)}`, { owner: null });
+    await page.fill('#vm-search', '');
+    await page.waitForFunction(() => document.querySelectorAll('.vm-card').length === 48, null, { timeout: 5000 }).catch(() => {});
+  }
+  assert((await names()).split(',').length === 48, 'the search cleared');
+});
+
+test('jobs and events panes: Older pages back by before_id (twice), one page in the DOM, Newer returns', async () => {
+  const { B, page, group } = await bigEstate();
+  const host = (await B.req('GET', '/hosts?name=bighost')).items[0];
+  for (let i = 0; i < 32; i++) await B.job((await B.req('POST', `/hosts/${host.id}/actions/refresh`, {})).job.id);
+  const vm = (await B.req('GET', `/vms?under_group_id=${group}&name=big-vm02`)).items[0];
+  await B.req('POST', '/users', { name: 'dave', password: 'dave-pass-1234', role: 'self-service' });
+  for (let i = 0; i < 64; i++) await B.req('PATCH', `/vms/${vm.id}`, { owner: i % 2 ? null : 'dave' });
+  const newestJob = (await B.req('GET', '/jobs?limit=1')).items[0].id;
+  await page.waitForSelector(`li.job[data-id="${newestJob}"]`, { timeout: 10000 });
+  const ids = sel => page.$$eval(sel, ls => ls.map(l => +l.dataset.id));
+  for (const [kind, sel, size] of [['jobs', 'ul.jobs li.job', 15], ['events', 'ul.events li.event', 30]]) {
+    if (kind === 'events') {
+      await page.click('button.tab:has-text("Events")');
+      const newest = (await B.req('GET', '/events?limit=1')).items[0].id;
+      await page.waitForSelector(`li.event[data-id="${newest}"]`, { timeout: 10000 });
+    }
+    const first = await ids(sel);
+    assert(first.length === size, `${kind}: a page of ${size} first, got ${first.length}`);
+    let prev = first;
+    for (let n = 0; n < 2; n++) {
+      const t0 = Date.now();
+      await page.click(`#${kind}-more`);
+      await page.waitForFunction(([s, min]) => { const l = [...document.querySelectorAll(s)].map(x => +x.dataset.id); return l.length && l[0] < min; },
+        [sel, Math.min(...prev)], { timeout: 5000 });
+      const got = await ids(sel);
+      const want = (await B.req('GET', `/${kind}?limit=${size}&before_id=${prev.at(-1)}`)).items.map(x => x.id);
+      assert(got.join() === want.join(), `${kind}: Older #${n + 1} shows the server's next page back: ${got.slice(0, 3)}… vs ${want.slice(0, 3)}…`);
+      assert(got.length <= size, `${kind}: one page in the DOM (${got.length})`);
+      assert(page.reqs.some(r => r.at >= t0 && r.path === `/api/v1/${kind}` && r.search.includes(`before_id=${prev.at(-1)}`)), `${kind}: asked by before_id`);
+      prev = got;
+    }
+    const label = await page.textContent(`#${kind}-pager .page-label`);
+    assert(label === `${2 * size + 1}–${2 * size + prev.length}`, `${kind}: the pager says where we are: ${label}`);
+    await page.click(`#${kind}-newer`);
+    await page.click(`#${kind}-newer`);
+    await page.waitForFunction(([s, first]) => [...document.querySelectorAll(s)].map(x => +x.dataset.id)[0] >= first, [sel, first[0]], { timeout: 5000 });
+    assert(await page.$(`#${kind}-newer[disabled]`), `${kind}: back on the newest page`);
+  }
+  await shot(page, '15-events-older');
+  await page.click('button.tab:has-text("Jobs")');
 });
 
 test('thumbnails are asked only for the cards on screen, a few at a time', async () => {

@@ -147,6 +147,7 @@ class ReadOnlyWritesNothing(PopulatedCase):
             ("POST", "/hosts/{id}/actions/refresh"): [(f"/hosts/{host}/actions/refresh", {})],
             ("POST", "/vms"): [("/vms", {"name": "ro-vm", "host": "t1", "memory_mib": 64}), ("/vms", {"name": "ro-vm2", "memory_mib": 64}),
                                ("/vms", {"name": "vm1", "host": "t1", "memory_mib": 64})],
+            ("PATCH", "/vms/{id}"): [(f"/vms/{vm}", {"owner": "other"}), (f"/vms/{vm}", {"owner": None, "description": "ro"})],
             ("DELETE", "/vms/{id}"): [(f"/vms/{vm}", None)],
             ("POST", "/vms/{id}/actions/{action}"): [(f"/vms/{vm}/actions/{a}", {"timeout_s": 5} if a == "stop" else {})
                                                      for a in ("start", "stop", "kill", "pause", "resume")],
@@ -420,8 +421,8 @@ class SessionFeatures(unittest.TestCase):
         return login["token"], set(cur["features"])
 
     def test_features_per_role(self):
-        everything = {"hosts", "create-vm", "operate-vm", "console", "migrate", "operate-host", "maintenance", "ratings", "metrics",
-                      "health", "users", "audit", "templates"}
+        everything = {"hosts", "create-vm", "operate-vm", "console", "migrate", "change-vm", "operate-host", "maintenance", "ratings",
+                      "metrics", "health", "users", "audit", "templates"}
         _, admin = self.features("admin")
         self.assertEqual(admin, everything)
         _, deleg = self.features("deleg")

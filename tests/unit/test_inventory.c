@@ -780,7 +780,7 @@ static void test_op_vm_create(void **state) {
         assert_non_null(strstr(jget_str(json_array_get(a, 0), "detail"), "h1 (chosen by placement, rating"));
         json_decref(a);
         json_t *ev = NULL;
-        assert_int_equal(store_event_list(f->st, 0, 10, &ev), 0);
+        assert_int_equal(store_event_list(f->st, 0, 0, 10, &ev), 0);
         bool placed = false;
         size_t i;
         json_t *it;
@@ -795,6 +795,88 @@ static void test_op_vm_create(void **state) {
         assert_string_equal(err.message, "A VM named 'web01' already exists.");
         inventory_free(inv);
         jobs_free(jobs);
+}
+
+/* A VM's owner: an administrator gives and takes it (audited, vm.updated
+ * events for the new and the previous owner); a delegated administrator
+ * only within its scope (else 404), a self-service owner never (403,
+ * audited, before the user's name is looked at); an unknown user is a 400
+ * naming "owner" and changes nothing, the description included. */
+static void test_op_vm_update(void **state) {
+        Fixture *f = *state;
+        Inventory *inv = NULL;
+        assert_int_equal(inventory_new(f->st, NULL, NULL, &inv), 0);
+        int64_t lab, other, alice, bob;
+        bool created;
+        assert_int_equal(store_group_create_path(f->st, "Lab", &lab, &created), 0);
+        assert_int_equal(store_group_create_path(f->st, "Other", &other, &created), 0);
+        int64_t h1 = add_host(f->st, "h1", lab, 8, 4096, "ok"), h2 = add_host(f->st, "h2", other, 8, 4096, "ok");
+        int64_t v1 = add_vm(f->st, "web01", h1, 1, 512, "running"), v2 = add_vm(f->st, "db01", h2, 1, 512, "running");
+        assert_int_equal(store_user_insert(f->st, "alice", "x", "self-service", &alice), 0);
+        assert_int_equal(store_user_insert(f->st, "bob", "x", "self-service", &bob), 0);
+        OpCaller admin = { .subj = { .user_id = 1, .role = ROLE_ADMIN }, .user_id = 1, .user_name = "admin", .role_name = "administrator" };
+        OpCaller dana_c = { .subj = { .user_id = 7, .role = ROLE_DELEGATED_ADMIN, .scopes = (int64_t[]) { lab }, .n_scopes = 1 },
+                            .user_id = 7, .user_name = "dana", .role_name = "delegated-administrator" };
+        OpCaller alice_c = { .subj = { .user_id = alice, .role = ROLE_SELF_SERVICE }, .user_id = alice, .user_name = "alice",
+                             .role_name = "self-service" };
+        OpError err = {0};
+        json_t *out = NULL, *ev = NULL;
+        int64_t n_events;
+
+        InventoryVmUpdateSpec give = { .set_owner = true, .owner = "alice", .description = "web tier" };
+        assert_int_equal(inventory_vm_update(inv, &admin, v1, &give, &out, &err), 0);
+        assert_string_equal(jget_str(out, "owner_name"), "alice");
+        assert_string_equal(jget_str(out, "description"), "web tier");
+        json_decref(out);
+        assert_int_equal(store_event_list(f->st, 0, 0, 10, &ev), 0);
+        assert_string_equal(jget_str(json_array_get(ev, 0), "message"), "VM 'web01' now belongs to user 'alice'.");
+        assert_int_equal(jget_int(json_array_get(ev, 0), "owner_id"), alice);
+        n_events = (int64_t) json_array_size(ev);
+        json_decref(ev);
+
+        /* Unknown user: 400 on "owner", nothing written. */
+        InventoryVmUpdateSpec bad = { .set_owner = true, .owner = "nobody", .description = "changed" };
+        assert_int_equal(inventory_vm_update(inv, &admin, v1, &bad, &out, &err), -EINVAL);
+        assert_int_equal(err.status, 400);
+        assert_string_equal(err.field, "owner");
+        StoreVm vm;
+        assert_int_equal(store_vm_get(f->st, v1, &vm), 0);
+        assert_int_equal(vm.owner_id, alice);
+        assert_string_equal(vm.description, "web tier");
+
+        /* The owner may not give it away: 403, audited, whoever is named. */
+        int64_t audits = audit_rows(f->st);
+        memset(&err, 0, sizeof err);
+        assert_int_equal(inventory_vm_update(inv, &alice_c, v1, &bad, &out, &err), -EPERM);
+        assert_int_equal(err.status, 403);
+        assert_int_equal(audit_rows(f->st), audits + 1);
+
+        /* A delegated administrator: its scope's VMs only. */
+        InventoryVmUpdateSpec to_bob = { .set_owner = true, .owner = "bob" };
+        assert_int_equal(inventory_vm_update(inv, &dana_c, v2, &to_bob, &out, &err), -ENOENT);
+        assert_int_equal(err.status, 404);
+        assert_int_equal(inventory_vm_update(inv, &dana_c, v1, &to_bob, &out, &err), 0);
+        assert_string_equal(jget_str(out, "owner_name"), "bob");
+        json_decref(out);
+        /* From alice to bob: both hear of it. */
+        assert_int_equal(store_event_list(f->st, 0, 0, 10, &ev), 0);
+        assert_int_equal((int64_t) json_array_size(ev), n_events + 2);
+        assert_string_equal(jget_str(json_array_get(ev, 0), "message"), "VM 'web01' no longer belongs to user 'alice'.");
+        assert_int_equal(jget_int(json_array_get(ev, 0), "owner_id"), alice);
+        assert_string_equal(jget_str(json_array_get(ev, 1), "message"), "VM 'web01' now belongs to user 'bob'.");
+        json_decref(ev);
+
+        /* Cleared, then the description alone: it keeps no owner. */
+        InventoryVmUpdateSpec clear = { .set_owner = true, .owner = NULL };
+        assert_int_equal(inventory_vm_update(inv, &admin, v1, &clear, &out, &err), 0);
+        assert_true(json_is_null(json_object_get(out, "owner_id")));
+        json_decref(out);
+        InventoryVmUpdateSpec desc = { .description = "" };
+        assert_int_equal(inventory_vm_update(inv, &admin, v1, &desc, &out, &err), 0);
+        assert_true(json_is_null(json_object_get(out, "owner_id")));
+        assert_true(json_is_null(json_object_get(out, "description")));
+        json_decref(out);
+        inventory_free(inv);
 }
 
 /* A database failure is not "not found": showing a VM or a host answers 5xx
@@ -863,6 +945,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_op_group_create_scope, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_host_by_uri_keyed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_op_vm_create, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_op_vm_update, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_op_show_db_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_throttle_priority_bounded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_quiet_host_facts_every_few_rounds, setup, teardown),

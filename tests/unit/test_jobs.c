@@ -1,6 +1,7 @@
 /* Unit tests for jobs/: the event stream's feed (jobs_stream_seq(),
- * jobs_stream_read(), jobs_get_json(), jobs_on_change()), over a store in a
- * temporary directory; the engine is never started. */
+ * jobs_stream_read(), jobs_get_json(), jobs_on_change()) and the pages of
+ * history (jobs_event_list() by before_id), over a store in a temporary
+ * directory; the engine is never started. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -115,9 +116,65 @@ static void test_stream_feed(void **state) {
         assert_int_equal(changes, 0);
 }
 
+/* Pages back through history: an administrator's cover every event once,
+ * newest first; a self-service user who owns only the oldest few gets an
+ * empty page where the bounded scan stopped (20,000 rows), then its own. */
+static void test_history_pages(void **state) {
+        Fixture *f = *state;
+        enum { N = 20500, MINE = 5, OWNER = 42 };
+        _cleanup_json_ json_t *before = NULL;
+        int64_t next = -1;
+        OpCaller admin = { .subj = { .user_id = 1, .role = ROLE_ADMIN }, .user_id = 1, .user_name = "admin", .role_name = "administrator" };
+        OpCaller self = { .subj = { .user_id = OWNER, .role = ROLE_SELF_SERVICE }, .user_id = OWNER, .user_name = "sam",
+                          .role_name = "self-service" };
+        OpError err = {0};
+        JobsEventListSpec all = { .limit = 1000 };
+        assert_int_equal(jobs_event_list(f->jobs, &admin, &all, &before, &next, &err), 0);
+        size_t had = json_array_size(before);
+        assert_int_equal(next, 0);
+        assert_int_equal(store_begin(f->st), 0);
+        for (int i = 0; i < N; i++)
+                assert_int_equal(store_event_add(f->st, "info", "vm.state", "vm", 7, "pagevm", i < MINE ? OWNER : 0, "m"), 0);
+        assert_int_equal(store_commit(f->st), 0);
+
+        size_t seen = 0;
+        int64_t last = INT64_MAX;
+        JobsEventListSpec spec = { .limit = 1000 };
+        do {
+                json_t *page = NULL;
+                assert_int_equal(jobs_event_list(f->jobs, &admin, &spec, &page, &next, &err), 0);
+                assert_true(json_array_size(page) <= 1000);
+                for (size_t i = 0; i < json_array_size(page); i++) {
+                        int64_t id = seq_of(page, i, "id");
+                        assert_true(id < last); /* newest first, none twice */
+                        last = id;
+                }
+                seen += json_array_size(page);
+                if (next)
+                        assert_int_equal(next, last);
+                json_decref(page);
+                spec.before_id = next;
+        } while (next);
+        assert_int_equal(seen, had + N);
+
+        /* The restricted scan: nothing of its own in the newest 20,000. */
+        JobsEventListSpec mine = { .limit = 10 };
+        json_t *page = NULL;
+        assert_int_equal(jobs_event_list(f->jobs, &self, &mine, &page, &next, &err), 0);
+        assert_int_equal(json_array_size(page), 0);
+        assert_true(next > 0);
+        json_decref(page);
+        mine.before_id = next;
+        assert_int_equal(jobs_event_list(f->jobs, &self, &mine, &page, &next, &err), 0);
+        assert_int_equal(json_array_size(page), MINE);
+        assert_int_equal(next, 0);
+        json_decref(page);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_stream_feed),
+                cmocka_unit_test(test_history_pages),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

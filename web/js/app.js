@@ -7,9 +7,14 @@
 // name_prefix, state, under_group_id); counts come from GET /summary; the
 // event stream's messages update the rows on screen one by one (GET
 // /vms?name=, one row) and the counts (debounced); thumbnails are asked only for the
-// cards on screen (IntersectionObserver), a few per second at most.
+// cards on screen (IntersectionObserver), a few per second at most. The search
+// box takes `owner:NAME` too (GET /vms?owner=). The jobs and events panes show
+// one page each, newest first; "Older" pages back by before_id through any
+// length of history and "Newer" returns (a cursor stack, as the VM list): the
+// DOM holds one page whatever the history, and only the newest page takes the
+// stream's new rows (an older page would have to shift under the reader).
 import { h, clear, mib, ago, stateBadge } from './dom.js';
-import { get, login, logout, setExpiredHandler, ApiError, apiFetch, hasSession, featureSet } from './api.js';
+import { api, get, login, logout, setExpiredHandler, ApiError, apiFetch, hasSession, featureSet } from './api.js';
 import { VM_ACTIONS, runVmAction, runHostAction, showMenu } from './actions.js';
 import { openWizard } from './wizard.js';
 import { openConsole } from './console.js';
@@ -31,6 +36,8 @@ const VM_PAGE = 48;
 const HOST_PAGE = 25;
 const SUMMARY_MS = 1000;       // counts: at most one GET /summary a second on a busy stream
 const PATCH_MAX = 12;          // more changed rows on screen than this: one page read instead
+const JOBS_PAGE = 15;
+const EVENTS_PAGE = 30;
 const root = document.getElementById('root');
 
 const app = {
@@ -39,10 +46,11 @@ const app = {
   data: { groups: [], hosts: [], vms: [], jobs: [], events: [], summary: null },
   groupId: 1,
   // What the lists show: a page of each, by a cursor stack (back = pop).
-  vmView: { sort: 'name', prefix: '', state: '', cursors: [null], next: null },
+  vmView: { sort: 'name', prefix: '', owner: '', state: '', cursors: [null], next: null },
   hostView: { sort: 'name', cursors: [null], next: null },
-  jobsLimit: 15,
-  eventsLimit: 30,
+  // The jobs and events panes: a page each, by a before_id stack ([null]: the newest).
+  jobsView: { cursors: [null], next: null },
+  eventsView: { cursors: [null], next: null },
   selected: null,          // { kind: 'vm'|'host', id }
   timers: [],
   thumbs: new Map(),       // vm id -> { img, url, busy }
@@ -191,8 +199,8 @@ function renderShell() {
   function tab(which) {
     jobsTab.classList.toggle('active', which === 'jobs');
     eventsTab.classList.toggle('active', which === 'events');
-    e.jobs.hidden = e.jobsMore.hidden = which !== 'jobs';
-    e.events.hidden = e.eventsMore.hidden = which !== 'events';
+    e.jobs.hidden = e.jobsPager.hidden = which !== 'jobs';
+    e.events.hidden = e.eventsPager.hidden = which !== 'events';
   }
   e.events.hidden = true;
 
@@ -213,8 +221,11 @@ function renderShell() {
     : h('th', t)));
   e.hostPager = pager('host', () => pageHosts(-1), () => pageHosts(1));
   e.vmCount = h('span.count#vm-count', { role: 'status' });
-  e.search = h('input#vm-search', { type: 'search', placeholder: 'Name starts with…', 'aria-label': 'Search VMs by name', maxLength: 63,
-    oninput: () => { clearTimeout(e.search._t); e.search._t = setTimeout(() => setVmView({ prefix: e.search.value.trim() }), 250); } });
+  e.search = h('input#vm-search', { type: 'search', placeholder: 'Name starts with…  or owner:alice', 'aria-label': 'Search VMs by name, or owner:NAME',
+    maxLength: 140, title: 'A name prefix, owner:NAME for one user\'s VMs, or both', oninput: () => {
+      clearTimeout(e.search._t);
+      e.search._t = setTimeout(() => setVmView(parseSearch(e.search.value)), 250);
+    } });
   e.stateSel = h('select#vm-state', { 'aria-label': 'State', onchange: () => setVmView({ state: e.stateSel.value }) },
     [['', 'Any state'], ['running', 'Running'], ['stopped', 'Stopped'], ['paused', 'Paused'], ['unknown', 'Unknown']].map(([v, t]) => h('option', { value: v }, t)));
   e.sortSel = h('select#vm-sort', { 'aria-label': 'Sort by', onchange: () => setVmView({ sort: e.sortSel.value }) },
@@ -233,10 +244,10 @@ function renderShell() {
   const layout = h('div.layout' + (admin ? '' : '.portal-layout'),
     admin ? h('nav.sidebar', h('details', { open: innerWidth > 700 }, h('summary', 'Host groups'), e.tree)) : null,
     main, e.details);
-  e.jobsMore = h('button.secondary.more#jobs-more', { onclick: () => { app.jobsLimit = Math.min(1000, app.jobsLimit + 15); refresh(['jobs']); } }, 'Older jobs');
-  e.eventsMore = h('button.secondary.more#events-more', { onclick: () => { app.eventsLimit = Math.min(1000, app.eventsLimit + 30); refresh(['events']); } }, 'Older events');
-  const panes = h('footer.panes', h('div.tabs', jobsTab, eventsTab), e.jobs, e.jobsMore, e.events, e.eventsMore);
-  e.eventsMore.hidden = true;
+  e.jobsPager = historyPager('jobs', 'jobs');
+  e.eventsPager = historyPager('events', 'events');
+  const panes = h('footer.panes', h('div.tabs', jobsTab, eventsTab, e.jobsPager, e.eventsPager), e.jobs, e.events);
+  e.eventsPager.hidden = true;
   clear(root).append(h('div.app', top, layout, panes), e.toast);
   app.thumbObserver = new IntersectionObserver(onThumbsSeen, { rootMargin: '100px' });
   renderActionbar();
@@ -269,6 +280,7 @@ function vmQuery() {
   if (v.sort !== 'name') p.set('sort', v.sort);
   if (isAdminish()) p.set('under_group_id', app.groupId);
   if (v.prefix) p.set('name_prefix', v.prefix);
+  if (v.owner) p.set('owner', v.owner);
   if (v.state) p.set('state', v.state);
   if (v.cursors.at(-1)) p.set('cursor', v.cursors.at(-1));
   return p.toString();
@@ -278,6 +290,11 @@ function hostQuery() {
   if (v.sort !== 'name') p.set('sort', v.sort);
   if (v.cursors.at(-1)) p.set('cursor', v.cursors.at(-1));
   return p.toString();
+}
+// The page of jobs or events on screen: the newest, or one further back.
+function historyQuery(view, size) {
+  const before = view.cursors.at(-1);
+  return `limit=${size}` + (before ? `&before_id=${before}` : '');
 }
 const summaryPath = () => (isAdminish() && app.groupId !== 1 ? `/summary?group_id=${app.groupId}` : '/summary');
 let refreshing = false;
@@ -295,13 +312,14 @@ async function refresh(parts = ALL) {
   try {
     const admin = isAdminish();
     const seesHosts = !!app.features.hosts;
+    const jq = historyQuery(app.jobsView, JOBS_PAGE), eq = historyQuery(app.eventsView, EVENTS_PAGE);
     const [groups, hosts, vms, summary, jobs, events] = await Promise.all([
       want.has('groups') && seesHosts ? get('/host-groups') : null,
       want.has('hosts') && seesHosts && admin ? get(`/hosts?${hostQuery()}`) : null,
       want.has('vms') ? get(`/vms?${vmQuery()}`) : null,
       want.has('summary') ? get(summaryPath()).catch(() => null) : undefined,
-      want.has('jobs') ? get(`/jobs?limit=${app.jobsLimit}`) : null,
-      want.has('events') ? get(`/events?limit=${app.eventsLimit}`) : null,
+      want.has('jobs') ? get(`/jobs?${jq}`) : null,
+      want.has('events') ? get(`/events?${eq}`) : null,
     ]);
     if (!app.els.vms) return;
     if (groups) app.data.groups = groups.items;
@@ -310,8 +328,14 @@ async function refresh(parts = ALL) {
     if (hosts) { app.data.hosts = fresh('host', hosts.items); app.hostView.next = hosts.next_cursor; }
     if (vms) { app.data.vms = fresh('vm', vms.items); app.vmView.next = vms.next_cursor; }
     if (summary !== undefined) app.data.summary = summary;
-    if (jobs) app.data.jobs = mergeJobs(app.data.jobs, jobs.items);
-    if (events) app.data.events = mergeEvents(app.data.events, events.items);
+    // An answer for a page the user left meanwhile (Older, Newer) is
+    // dropped: the page asked for now is read right after.
+    if (jobs && jq === historyQuery(app.jobsView, JOBS_PAGE)) {
+      app.data.jobs = historyPage(app.jobsView, jobs, app.data.jobs, mergeJobs, JOBS_PAGE);
+    }
+    if (events && eq === historyQuery(app.eventsView, EVENTS_PAGE)) {
+      app.data.events = historyPage(app.eventsView, events, app.data.events, mergeEvents, EVENTS_PAGE);
+    }
     applyHealth(app.health);
     render();
     // Health (GET /health, the whole tree: megabytes on a large estate) is
@@ -369,12 +393,27 @@ function mergeJobs(local, fetched) {
     const rl = JOB_RANK[j.state] ?? 0, rf = JOB_RANK[f.state] ?? 0;
     if (rl > rf || (rl === rf && rl < 2 && (j.progress || 0) > (f.progress || 0))) byId.set(j.id, { ...f, ...j });
   }
-  return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, app.jobsLimit);
+  return [...byId.values()].sort((a, b) => b.id - a.id);
 }
 function mergeEvents(local, fetched) {
   const byId = new Map(fetched.map(e => [e.id, e]));
   for (const e of local) if (e.live && !byId.has(e.id)) byId.set(e.id, e);
-  return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, app.eventsLimit);
+  return [...byId.values()].sort((a, b) => b.id - a.id);
+}
+
+// The rows of a jobs or events page read: an older page as armadad gave it;
+// the newest merged with what the stream brought meanwhile, cut to a page,
+// and Older then starts below the last row shown (not the last row read,
+// which the stream's rows may have pushed off the page).
+function historyPage(view, answer, local, merge, size) {
+  if (view.cursors.length > 1) {
+    view.next = answer.next_before_id;
+    return answer.items;
+  }
+  const all = merge(local, answer.items);
+  const rows = all.slice(0, size);
+  view.next = rows.length && (answer.next_before_id !== null || all.length > size) ? rows.at(-1).id : null;
+  return rows;
 }
 
 // A job's change: shown at once (live progress); the lists it may touch are
@@ -386,10 +425,14 @@ function onJobMessage(j) {
   const before = i >= 0 ? list[i] : null;
   j = { ...j, live: true };
   if (before) list[i] = { ...before, ...j };
-  else {
+  else if (app.jobsView.cursors.length === 1) {
+    // A new job: on the newest page only (an older page keeps its rows).
     list.push(j);
     list.sort((a, b) => b.id - a.id);
-    list.length = Math.min(list.length, app.jobsLimit);
+    if (list.length > JOBS_PAGE) {
+      list.length = JOBS_PAGE;
+      app.jobsView.next = list.at(-1).id;
+    }
   }
   renderJobs();
   if (!before || before.state !== j.state) {
@@ -404,10 +447,13 @@ function onJobMessage(j) {
 function onEventMessage(ev) {
   if (!ev || typeof ev.id !== 'number' || !app.els.events) return;
   const list = app.data.events;
-  if (!list.some(x => x.id === ev.id)) {
+  if (app.eventsView.cursors.length === 1 && !list.some(x => x.id === ev.id)) {
     list.unshift({ ...ev, live: true });
     list.sort((a, b) => b.id - a.id);
-    list.length = Math.min(list.length, app.eventsLimit);
+    if (list.length > EVENTS_PAGE) {
+      list.length = EVENTS_PAGE;
+      app.eventsView.next = list.at(-1).id;
+    }
     renderEvents();
   }
   if (/^alert\./.test(ev.kind || '')) refreshSoon(['health']);
@@ -417,7 +463,7 @@ function onEventMessage(ev) {
 // What a message about an object does to the page: a row on screen is read
 // again by itself (GET /vms?name=: one row, not the list); an object that may come into or
 // leave the page re-reads the page; anything else only changes the counts.
-const COMES_OR_GOES = /\.(create|created|discovered|deploy|delete|deleted|missing|moved|migrate|placed|foreign|duplicate)$/;
+const COMES_OR_GOES = /\.(create|created|discovered|deploy|delete|deleted|missing|moved|migrate|placed|foreign|duplicate|updated)$/;
 function objectChanged(kind, id, what, gone) {
   if (kind !== 'vm' && kind !== 'host') {
     if (kind === 'group') refreshSoon(['groups', 'summary']);
@@ -445,7 +491,9 @@ function objectChanged(kind, id, what, gone) {
     refreshSoon(kind === 'vm' ? ['vms', 'hosts'] : ['hosts']);
     return;
   }
-  if (onPage && !patches.going.has(`${kind}${id}`)) patchSoon(kind, id);
+  // A new owner under an owner filter: the row comes or goes.
+  if (kind === 'vm' && app.vmView.owner && /\.updated$/.test(what || '')) refreshSoon(['vms']);
+  else if (onPage && !patches.going.has(`${kind}${id}`)) patchSoon(kind, id);
   else if (COMES_OR_GOES.test(what || '')) refreshSoon(kind === 'vm' ? ['vms', 'hosts'] : ['hosts']);
   if (!isAdminish() && kind === 'vm') refreshSoon(['portal']);
 }
@@ -570,6 +618,37 @@ function sortHosts(key) {
   v.sort = v.sort === key ? '-' + key : key;
   v.cursors = [null];
   refresh(['hosts']);
+}
+
+// The search box: a name prefix and/or owner:NAME (in any order).
+function parseSearch(text) {
+  let owner = '';
+  const rest = text.replace(/(^|\s)owner:(\S*)/g, (_, sp, name) => { owner = name; return sp; });
+  return { prefix: rest.trim(), owner: owner.slice(0, 64) };
+}
+
+// Jobs and events: Older pushes the answer's next_before_id, Newer pops.
+function historyPager(kind, label) {
+  const view = () => (kind === 'jobs' ? app.jobsView : app.eventsView);
+  const go = dir => {
+    const v = view();
+    if (dir > 0 && v.next) v.cursors.push(v.next);
+    else if (dir < 0 && v.cursors.length > 1) v.cursors.pop();
+    else return;
+    refresh([kind]);
+  };
+  return h(`div.pager.history#${kind}-pager`,
+    h(`button.secondary#${kind}-newer`, { onclick: () => go(-1), 'aria-label': `Newer ${label}` }, '‹ Newer'),
+    h('span.page-label'),
+    h(`button.secondary#${kind}-more`, { onclick: () => go(1), 'aria-label': `Older ${label}` }, 'Older ›'));
+}
+
+function renderHistoryPager(el, view, n, size) {
+  if (!el) return;
+  const from = (view.cursors.length - 1) * size;
+  el.querySelector('button[id$="-newer"]').disabled = view.cursors.length <= 1;
+  el.querySelector('button[id$="-more"]').disabled = !view.next;
+  el.querySelector('.page-label').textContent = view.cursors.length === 1 ? 'newest' : n ? `${from + 1}–${from + n}` : '–';
 }
 
 function setVmView(changes) {
@@ -786,7 +865,7 @@ function dropThumbs(keep) {
 function renderVms(vms) {
   const grid = clear(app.els.vms);
   dropThumbs(new Set(vms.map(v => v.id)));
-  const searching = app.vmView.prefix || app.vmView.state;
+  const searching = app.vmView.prefix || app.vmView.owner || app.vmView.state;
   if (!vms.length) grid.append(h('p.muted.empty', searching ? 'No VM matches the search.' : isAdminish() ? 'No VMs here yet. Create one with “+ New VM”.' : 'You have no VMs yet.'));
   for (const vm of vms) {
     const sel = app.selected?.kind === 'vm' && app.selected.id === vm.id;
@@ -897,7 +976,7 @@ const CHART_MS = 10000;
 function renderDetails() {
   const d = app.els.details;
   const vm = selectedVm(), host = selectedHost();
-  if (!vm && !host) { d.hidden = true; chartKey = null; return; }
+  if (!vm && !host) { d.hidden = true; chartKey = null; ownerKey = null; return; }
   d.hidden = false;
   const key = vm ? `vm${vm.id}` : `host${host.id}`;
   const chart = chartKey === key && d.querySelector('.chart') ? d.querySelector('.chart') : h('div.chart', { hidden: true });
@@ -911,7 +990,7 @@ function renderDetails() {
     d.append(...[close, h('h3', vm.name),
       vm.state === 'running' && app.features.console ? h('button.primary.console-btn', { onclick: () => { location.hash = `#/console/${vm.id}`; } }, 'Open console') : null,
       h('dl', rows.map(([k, v]) => [h('dt', k), h('dd', String(v))])),
-      vm.description ? h('p.muted', vm.description) : null, chart].filter(Boolean));
+      vm.description ? h('p.muted', vm.description) : null, ownerForm(vm, key), chart].filter(Boolean));
   } else {
     const rows = [['State', host.state], ['Group', host.group_path], ['URI', host.uri], ['Hostname', host.hostname || '–'],
       ['CPUs', host.cpus ?? '–'], ['Memory', mib(host.memory_mib)], ['Free memory', mib(host.free_memory_mib)], ['Driver', host.hv_driver || '–'],
@@ -927,10 +1006,51 @@ function renderDetails() {
   }
 }
 
+// Who owns the VM (PATCH /vms/{id}): for those who may change VMs. Kept
+// across renders of the same VM, as the chart is, so that typing survives
+// the stream's updates.
+let ownerKey = null, ownerEl = null;
+function ownerForm(vm, key) {
+  if (!app.features['change-vm'] || vm.origin === 'foreign') return null;
+  if (ownerKey === key && ownerEl) return ownerEl;
+  const input = h('input#owner-input', { name: 'owner', placeholder: 'User name', 'aria-label': 'Owner', maxLength: 64,
+    value: vm.owner_name || '', autocomplete: 'off', list: app.features.users ? 'owner-users' : null,
+    onfocus: () => loadUsers(list) });
+  const list = app.features.users ? h('datalist#owner-users') : null;
+  const set = async owner => {
+    try {
+      const v = await api('PATCH', `/vms/${vm.id}`, { owner });
+      const i = app.data.vms.findIndex(x => x.id === v.id);
+      if (i >= 0) app.data.vms[i] = { ...app.data.vms[i], ...v };
+      input.value = v.owner_name || '';
+      app.toast(v.owner_name ? `VM '${v.name}' now belongs to '${v.owner_name}'.` : `VM '${v.name}' has no owner now.`);
+      render();
+      if (app.vmView.owner) refresh(['vms']);
+    } catch (e) {
+      app.toast(e.message, true);
+    }
+  };
+  ownerKey = key;
+  ownerEl = h('form.owner-form#owner-form', { onsubmit: e => { e.preventDefault(); set(input.value.trim() || null); } },
+    h('label', 'Owner ', input), list,
+    h('button.secondary#owner-set', { type: 'submit' }, 'Set owner'),
+    h('button.secondary#owner-clear', { type: 'button', onclick: () => set(null) }, 'No owner'));
+  return ownerEl;
+}
+
+async function loadUsers(list) {
+  if (!list || list.childElementCount) return;
+  try {
+    const users = await get('/users');
+    list.append(...users.items.map(u => h('option', { value: u.name }, u.role)));
+  } catch (e) { /* typing still works */ }
+}
+
 /* ------------------------------------------------------------------ */
 /* jobs and events */
 
 function renderJobs() {
+  renderHistoryPager(app.els.jobsPager, app.jobsView, app.data.jobs.length, JOBS_PAGE);
   const ul = clear(app.els.jobs);
   if (!app.data.jobs.length) ul.append(h('li.muted', 'No jobs yet.'));
   for (const j of app.data.jobs) {
@@ -950,10 +1070,11 @@ function renderJobs() {
 }
 
 function renderEvents() {
+  renderHistoryPager(app.els.eventsPager, app.eventsView, app.data.events.length, EVENTS_PAGE);
   const ul = clear(app.els.events);
   if (!app.data.events.length) ul.append(h('li.muted', 'No events yet.'));
   for (const ev of app.data.events) {
-    ul.append(h('li.event', { dataset: { severity: ev.severity } },
+    ul.append(h('li.event', { dataset: { severity: ev.severity, id: ev.id } },
       h('span.sev', ev.severity), h('span.ev-time.muted', ago(ev.at || ev.created_at)), h('span.ev-msg', ev.message)));
   }
 }
