@@ -271,6 +271,7 @@ static const StoreMigration MIGRATIONS_CORE[] = {
 
 static const StoreMigration *const MIGRATION_LISTS[] = {
         MIGRATIONS_CORE, store_migrations_place, store_migrations_monitor, store_migrations_library, store_migrations_ha,
+        store_migrations_protect,
 };
 
 /* ------------------------------------------------------------------ */

@@ -1,0 +1,49 @@
+/* What src/protect's own files share and nobody else sees. */
+#pragma once
+
+#ifndef PROTECT_PRIV_ALLOW
+#error "protect-priv.h is for src/protect's own files only (their meson target defines PROTECT_PRIV_ALLOW); use protect.h"
+#endif
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protect.h"
+#include "chunkstore.h"
+
+/* --- Backups --- */
+
+/* What a backup job counts (the job's result and the point's manifest). */
+typedef struct ProtectCounters {
+        uint64_t chunks_total;   /* chunks of every disk */
+        uint64_t chunks_read;    /* read over NBD */
+        uint64_t chunks_zero;    /* holes and all-zero chunks (never stored) */
+        uint64_t chunks_new;     /* not in the datastore before */
+        uint64_t bytes_read;     /* over NBD */
+        uint64_t bytes_written;  /* to the datastore, after dedup and compression */
+} ProtectCounters;
+
+/* Where one disk's export is: tcp host:port, or a unix socket. */
+typedef struct ProtectNbdSource {
+        const char *host;
+        unsigned port;
+        const char *socket;       /* non-empty: unix socket instead of tcp */
+        const char *export_name;
+        const char *bitmap;       /* incremental: the exported dirty bitmap; NULL/"" full */
+} ProtectNbdSource;
+
+typedef struct ProtectNbd ProtectNbd;
+/* Connects to an export (asking for the block status context the backup
+ * needs). 0 and *ret, or negative with a sentence in why. */
+int protect_nbd_open(const ProtectNbdSource *src, ProtectNbd **ret, char *why, size_t why_size);
+uint64_t protect_nbd_size(const ProtectNbd *n);
+ProtectNbd *protect_nbd_close(ProtectNbd *n);
+/* Called after each chunk read: false cancels. */
+typedef bool (*ProtectNbdProgress)(uint64_t done, uint64_t total, void *userdata);
+/* Reads the disk into disk DISK of point P (added with the export's size):
+ * full, every chunk that block status does not call zero; incremental,
+ * only chunks overlapping a dirty extent (the others keep the base point's
+ * digests). Adds to *cnt. 0, -ECANCELED, or negative with a sentence in why. */
+int protect_nbd_copy(ProtectNbd *n, ChunkStore *s, Point *p, unsigned disk, bool incremental, ProtectCounters *cnt,
+                     ProtectNbdProgress progress, void *userdata, char *why, size_t why_size);
