@@ -474,6 +474,204 @@ static void test_corrupt_chunk(void **state) {
         chunkstore_free(s);
 }
 
+/* ------------------------------------------------------------ gc */
+
+static void age_all_chunks(ChunkStore *s, time_t when) {
+        char cmd[700];
+        /* find + touch on our own temporary directory only */
+        snprintf(cmd, sizeof cmd, "find '%s/.chunks' -type f -exec touch -m -d @%lld {} +", chunkstore_dir(s),
+                 (long long) when);
+        assert_int_equal(system(cmd), 0);
+}
+
+static void test_gc(void **state) {
+        ChunkStore *s = open_store("gc");
+        uint8_t *img = malloc(3ull * CHUNK_SIZE);
+        fill(img, 3ull * CHUNK_SIZE, 30);
+        /* A: chunks 0,1 of img; B: chunks 1,2. */
+        make_point(s, VM, "20260103T000000Z", NULL, img, 2ull * CHUNK_SIZE, NULL);
+        make_point(s, VM, "20260103T001500Z", NULL, img + CHUNK_SIZE, 2ull * CHUNK_SIZE, NULL);
+        ChunkDigest orphan_old, orphan_new, c0;
+        uint8_t extra[5000];
+        fill(extra, sizeof extra, 31);
+        assert_int_equal(chunkstore_put(s, extra, sizeof extra, &orphan_old, NULL), 0);
+        Point *a = NULL;
+        assert_int_equal(point_open(s, VM, "20260103T000000Z", &a), 0);
+        assert_int_equal(point_chunk(a, 0, 0, &c0, NULL), 0);
+        point_free(a);
+        assert_int_equal(point_remove(s, VM, "20260103T000000Z"), 0);
+        time_t now = time(NULL);
+        age_all_chunks(s, now - 3600);
+        /* A chunk written by a backup still running (newer than its start). */
+        fill(extra, sizeof extra, 32);
+        assert_int_equal(chunkstore_put(s, extra, sizeof extra, &orphan_new, NULL), 0);
+
+        /* A point whose manifest cannot be read stops the collection. */
+        char path[700];
+        snprintf(path, sizeof path, "%s/vm/%s/20260103T003000Z", chunkstore_dir(s), VM);
+        mkdir(path, 0755);
+        strcat(path, "/manifest.json");
+        FILE *f = fopen(path, "w");
+        fputs("{not json", f);
+        fclose(f);
+        ChunkStoreGc g = {0};
+        assert_int_equal(chunkstore_gc(s, now - 60, &g), -EBADMSG);
+        assert_true(chunkstore_has(s, &orphan_old));
+        unlink(path);
+
+        assert_int_equal(chunkstore_gc(s, now - 60, &g), 0);
+        assert_int_equal(g.chunks_removed, 2); /* c0 and the old orphan */
+        assert_int_equal(g.chunks_kept, 3);    /* B's two, the new orphan */
+        assert_true(g.bytes_removed > CHUNK_SIZE / 2);
+        assert_false(chunkstore_has(s, &orphan_old));
+        assert_false(chunkstore_has(s, &c0));
+        assert_true(chunkstore_has(s, &orphan_new));
+        /* B restores whole. */
+        Point *b = NULL;
+        assert_int_equal(point_open(s, VM, "20260103T001500Z", &b), 0);
+        snprintf(path, sizeof path, "%s/gc-restore.raw", dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        assert_int_equal(point_read_disk(s, b, 0, fd, NULL, NULL), 0);
+        uint8_t *back = malloc(2ull * CHUNK_SIZE);
+        assert_int_equal(pread(fd, back, 2ull * CHUNK_SIZE, 0), (ssize_t) (2ull * CHUNK_SIZE));
+        assert_memory_equal(back, img + CHUNK_SIZE, 2ull * CHUNK_SIZE);
+        close(fd);
+        point_free(b);
+        /* A dedup hit refreshes an old unreferenced chunk: the GC keeps it. */
+        age_all_chunks(s, now - 3600);
+        ChunkDigest d;
+        assert_int_equal(chunkstore_put(s, extra, sizeof extra, &d, NULL), 0);
+        assert_int_equal(chunkstore_gc(s, now - 60, &g), 0);
+        assert_int_equal(g.chunks_removed, 0);
+        assert_true(chunkstore_has(s, &orphan_new));
+        free(back);
+        free(img);
+        chunkstore_free(s);
+}
+
+/* ------------------------------------------------------------ prune */
+
+static time_t ts(const char *iso) {
+        struct tm tm = {0};
+        assert_non_null(strptime(iso, "%Y-%m-%dT%H:%M:%S", &tm));
+        return timegm(&tm);
+}
+
+/* Runs prune_select on TIMES and returns the kept ones as "i,j,..." */
+static const char *kept(const char *const *times, size_t n, PrunePolicy pol) {
+        static char out[256];
+        time_t t[32];
+        bool keep[32];
+        /* Oldest first here; prune_select takes any order: reverse it. */
+        for (size_t i = 0; i < n; i++)
+                t[n - 1 - i] = ts(times[i]);
+        prune_select(t, n, &pol, keep);
+        out[0] = 0;
+        for (size_t i = 0; i < n; i++)
+                if (keep[n - 1 - i])
+                        snprintf(out + strlen(out), sizeof out - strlen(out), "%s%zu", out[0] ? "," : "", i);
+        return out;
+}
+
+/* The cases of Proxmox Backup Server's tests/prune.rs (kept lists). PBS's
+ * keep-last 0 (remove all) has no equivalent: an all-zero policy keeps all. */
+static void test_prune_pbs(void **state) {
+        const char *simple[] = {"2019-12-02T11:59:15", "2019-12-03T11:59:15", "2019-12-04T11:59:15",
+                                "2019-12-04T12:59:15"};
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_last = 4}), "0,1,2,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_last = 3}), "1,2,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_last = 2}), "2,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_last = 1}), "3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){0}), "0,1,2,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_last = 2, .keep_daily = 2}), "0,1,2,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_daily = 3}), "0,1,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_daily = 2}), "1,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_weekly = 5}), "3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_daily = 1, .keep_weekly = 5}), "3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_monthly = 6}), "3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_yearly = 7}), "3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_weekly = 5, .keep_monthly = 6, .keep_yearly = 7}),
+                            "3");
+
+        const char *hourly[] = {"2019-11-15T09:39:15", "2019-11-15T10:49:15", "2019-11-15T10:59:15",
+                                "2019-11-15T11:39:15", "2019-11-15T11:49:15", "2019-11-15T11:59:15"};
+        assert_string_equal(kept(hourly, 6, (PrunePolicy){.keep_hourly = 3}), "0,2,5");
+        assert_string_equal(kept(hourly, 6, (PrunePolicy){.keep_hourly = 2}), "2,5");
+
+        const char *simple2[] = {"2018-11-15T11:59:15", "2019-11-15T11:59:15", "2019-11-21T11:59:15",
+                                 "2019-11-22T11:59:15", "2019-11-29T11:59:15", "2019-12-01T11:59:15",
+                                 "2019-12-02T11:59:15", "2019-12-03T11:59:15", "2019-12-04T11:59:15"};
+        assert_string_equal(kept(simple2, 9, (PrunePolicy){.keep_daily = 1}), "8");
+        assert_string_equal(kept(simple2, 9, (PrunePolicy){.keep_last = 1, .keep_daily = 1}), "7,8");
+        assert_string_equal(kept(simple2, 9, (PrunePolicy){.keep_daily = 1, .keep_weekly = 1}), "5,8");
+        assert_string_equal(kept(simple2, 9, (PrunePolicy){.keep_daily = 1, .keep_weekly = 1, .keep_monthly = 1}),
+                            "3,5,8");
+        assert_string_equal(kept(simple2, 9, (PrunePolicy){.keep_monthly = 1, .keep_yearly = 1}), "0,8");
+}
+
+/* ------------------------------------------------------------ copies */
+
+static void test_copy_points(void **state) {
+        ChunkStore *src = open_store("copy-src"), *dst = open_store("copy-dst");
+        uint64_t len = 3ull * CHUNK_SIZE;
+        uint8_t *img = calloc(1, len);
+        fill(img, 2ull * CHUNK_SIZE, 40); /* chunk 2 stays zero */
+        make_point(src, VM, "20260104T000000Z", NULL, img, len, NULL);
+        Point *base = NULL;
+        assert_int_equal(point_open(src, VM, "20260104T000000Z", &base), 0);
+        fill(img + CHUNK_SIZE, 100, 41);
+        bool only[3] = {false, true, false};
+        make_point(src, VM, "20260104T001500Z", base, img, len, only);
+        point_free(base);
+
+        /* An unknown point: nothing copied. */
+        json_t *pts = json_pack("[{s:s, s:s}, {s:s, s:s}]", "vm_uuid", VM, "point_id", "20260104T000000Z", "vm_uuid",
+                                VM, "point_id", "20990101T000000Z");
+        uint64_t chunks = 99, bytes = 99;
+        assert_int_equal(chunkstore_copy_points(src, dst, pts, NULL, NULL, &chunks, &bytes), -ENOENT);
+        ChunkStoreUsage u;
+        assert_int_equal(chunkstore_usage(dst, &u), 0);
+        assert_int_equal(u.chunks, 0);
+        assert_int_equal(u.points, 0);
+        json_decref(pts);
+
+        pts = json_pack("[{s:s, s:s}]", "vm_uuid", VM, "point_id", "20260104T000000Z");
+        assert_int_equal(chunkstore_copy_points(src, dst, pts, NULL, NULL, &chunks, &bytes), 0);
+        assert_int_equal(chunks, 2);
+        assert_true(bytes > CHUNK_SIZE);
+        json_decref(pts);
+        /* Both points: the first is there, the second sends its one new chunk. */
+        pts = json_pack("[{s:s, s:s}, {s:s, s:s}]", "vm_uuid", VM, "point_id", "20260104T000000Z", "vm_uuid", VM,
+                        "point_id", "20260104T001500Z");
+        assert_int_equal(chunkstore_copy_points(src, dst, pts, NULL, NULL, &chunks, &bytes), 0);
+        assert_int_equal(chunks, 1);
+        json_decref(pts);
+        assert_int_equal(chunkstore_usage(dst, &u), 0);
+        assert_int_equal(u.chunks, 3);
+        assert_int_equal(u.points, 2);
+
+        Point *p = NULL;
+        assert_int_equal(point_open(dst, VM, "20260104T001500Z", &p), 0);
+        assert_string_equal(json_string_value(point_meta(p, "vm_name")), "web01");
+        char path[512];
+        snprintf(path, sizeof path, "%s/copy-restore.raw", dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        assert_int_equal(point_read_disk(dst, p, 0, fd, NULL, NULL), 0);
+        uint8_t *back = malloc(len);
+        assert_int_equal(pread(fd, back, len, 0), (ssize_t) len);
+        assert_memory_equal(back, img, len);
+        close(fd);
+        point_free(p);
+        json_t *res = NULL;
+        assert_int_equal(chunkstore_verify(dst, NULL, NULL, &res), 0);
+        assert_int_equal(json_array_size(json_object_get(res, "bad_points")), 0);
+        json_decref(res);
+        free(back);
+        free(img);
+        chunkstore_free(src);
+        chunkstore_free(dst);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_open),
@@ -486,6 +684,9 @@ int main(void) {
                 cmocka_unit_test(test_bad_arguments),
                 cmocka_unit_test(test_commit_atomic),
                 cmocka_unit_test(test_corrupt_chunk),
+                cmocka_unit_test(test_gc),
+                cmocka_unit_test(test_prune_pbs),
+                cmocka_unit_test(test_copy_points),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
