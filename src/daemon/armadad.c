@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "auth/auth.h"
 #include "ha/ha.h"
+#include "protect/protect.h"
 #include "hv/hv.h"
 #include "inventory/inventory.h"
 #include "jobs/jobs.h"
@@ -487,6 +488,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         Inventory *inv = d->inv;
         inventory_register_jobs(inv);
         library_register_jobs(jobs, inv);
+        protect_backup_register_jobs(jobs, inv);
         HaConfig hcfg = { .declare_ms = c->ha_declare_ms, .fence_timeout_ms = c->fence_timeout_s * 1000 };
         (void) ha_new(st, jobs, inv, &hcfg, &d->ha);
         Ha *ha = d->ha;

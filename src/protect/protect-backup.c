@@ -17,6 +17,7 @@
  * incremental still sees every change). */
 #include "protect-priv.h"
 
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -288,7 +289,7 @@ static void drop_old_checkpoints(Backup *b) {
         if (hv_checkpoint_list(c, b->vm.uuid, &list) < 0)
                 return;
         for (char *save = NULL, *t = strtok_r(list, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
-                if (startswith(t, CHECKPOINT_PREFIX) && !streq(t, b->checkpoint) && hv_checkpoint_delete(c, b->vm.uuid, t) < 0)
+                if (strncmp(t, CHECKPOINT_PREFIX, strlen(CHECKPOINT_PREFIX)) == 0 && !streq(t, b->checkpoint) && hv_checkpoint_delete(c, b->vm.uuid, t) < 0)
                         log_warn("VM '%s': cannot delete old checkpoint '%s': %s", b->vm.name, t, hv_last_error());
 }
 
@@ -509,5 +510,30 @@ int protect_backup_list(Store *st, const OpCaller *c, const ProtectBackupListSpe
         json_array_foreach(all, i, p) if (protect_point_visible(st, c, p)) json_array_append(out, p);
         json_decref(all);
         *ret = json_pack("{s:o}", "items", out);
+        return 0;
+}
+
+int protect_datastore_path(Store *st, const char *name, char *ret_name, size_t name_size, char **ret_path) {
+        int64_t id = 0;
+        _cleanup_json_ json_t *ds = NULL;
+        if (name) {
+                int r = store_datastore_find(st, name, &id);
+                if (r < 0)
+                        return r;
+                if ((r = store_datastore_get_json(st, id, &ds)) < 0)
+                        return r;
+        } else {
+                _cleanup_json_ json_t *all = NULL;
+                int r = store_datastore_list(st, &all);
+                if (r < 0)
+                        return r;
+                if (json_array_size(all) == 0)
+                        return -ENOENT;
+                if (json_array_size(all) > 1)
+                        return -EADDRNOTAVAIL;
+                ds = json_incref(json_array_get(all, 0));
+        }
+        snprintf(ret_name, name_size, "%s", jget_str(ds, "name"));
+        *ret_path = xstrdup(jget_str(ds, "path"));
         return 0;
 }

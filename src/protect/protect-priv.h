@@ -47,3 +47,19 @@ typedef bool (*ProtectNbdProgress)(uint64_t done, uint64_t total, void *userdata
  * digests). Adds to *cnt. 0, -ECANCELED, or negative with a sentence in why. */
 int protect_nbd_copy(ProtectNbd *n, ChunkStore *s, Point *p, unsigned disk, bool incremental, ProtectCounters *cnt,
                      ProtectNbdProgress progress, void *userdata, char *why, size_t why_size);
+
+/* The datastore a backup goes to: name, or the only one when name is NULL.
+ * 0 with its name in ret_name and its directory (malloc'd) in *ret_path;
+ * -ENOENT (no such datastore, or none at all), -EADDRNOTAVAIL (name NULL
+ * and several exist), or negative. */
+int protect_datastore_path(Store *st, const char *name, char *ret_name, size_t name_size, char **ret_path);
+/* Whether the caller may see a recovery point (its index row): as it may
+ * see the VM now, or for a VM gone, as it could then (owner, group). */
+bool protect_point_visible(Store *st, const OpCaller *c, const json_t *p);
+/* The VM a request names (ref: a name, an id, or a UUID — of a VM gone
+ * too, when the caller may see one of its points): 0, its UUID and id (0
+ * when gone), or 404 naming field. */
+int protect_vm_ref(Store *st, const OpCaller *c, const char *field, const char *ref, char uuid[37], int64_t *ret_vm_id,
+                   OpError *err);
+/* protect-restore.c's job kind. */
+void protect_restore_register_jobs(Jobs *jobs, Inventory *inv);

@@ -2,6 +2,7 @@
  * migrations and every SQL statement. See store.h for the conventions. */
 #include "store.h"
 #include "store-priv.h"
+#include "store-protect.h"
 
 #include <assert.h>
 #include <errno.h>

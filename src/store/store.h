@@ -40,7 +40,6 @@ extern const StoreMigration store_migrations_place[];
 extern const StoreMigration store_migrations_monitor[];
 extern const StoreMigration store_migrations_library[];
 extern const StoreMigration store_migrations_ha[];
-extern const StoreMigration store_migrations_protect[];
 
 /* Opens (creating when missing) the database at path and migrates it to the
  * newest schema. Returns 0 and *ret, or negative (logged). */
