@@ -387,3 +387,82 @@ int hv_domain_fs_thaw(HvConn *c, const char *uuid) {
         a->flag = true;
         return hv_call_code(c, a, hv_deadlines.change_ms);
 }
+
+/* ---- pure: restore ---- */
+
+static void set_text(xmlDoc *doc, xmlNode *root, const char *name, const char *text) {
+        xmlNode *n = child(root, name);
+        if (!n)
+                n = add(root, name, NULL);
+        xmlChar *esc = xmlEncodeSpecialChars(doc, BAD_CAST text);
+        xmlNodeSetContent(n, esc);
+        xmlFree(esc);
+}
+
+static void drop_children(xmlNode *parent, const char *name) {
+        for (xmlNode *c = parent ? parent->children : NULL, *next; c; c = next) {
+                next = c->next;
+                if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST name)) {
+                        xmlUnlinkNode(c);
+                        xmlFreeNode(c);
+                }
+        }
+}
+
+static void point_disk_at(xmlNode *d, const char *path) {
+        xmlSetProp(d, BAD_CAST "type", BAD_CAST "file");
+        xmlNode *drv = child(d, "driver");
+        if (!drv) {
+                drv = add(d, "driver", NULL);
+                xmlSetProp(drv, BAD_CAST "name", BAD_CAST "qemu");
+        }
+        xmlSetProp(drv, BAD_CAST "type", BAD_CAST "qcow2");
+        drop_children(d, "source");
+        drop_children(d, "backingStore");
+        xmlNode *src = xmlNewChild(d, NULL, BAD_CAST "source", NULL);
+        if (!src)
+                abort();
+        set(src, "file", path);
+}
+
+int hv_restore_xml(const char *xml, const char *name, const char *uuid, const char *const *targets, const char *const *paths,
+                   size_t n, char **ret) {
+        xmlDoc *doc = parse(xml, "domain");
+        if (!doc)
+                return -EINVAL;
+        xmlNode *root = xmlDocGetRootElement(doc);
+        if (!root || !xmlStrEqual(root->name, BAD_CAST "domain")) {
+                xmlFreeDoc(doc);
+                hv_set_error("cannot restore a domain from XML that is not a <domain>");
+                return -EINVAL;
+        }
+        set_text(doc, root, "name", name);
+        set_text(doc, root, "uuid", uuid);
+        drop_children(root, "metadata");
+        xmlNode *devices = child(root, "devices");
+        for (xmlNode *d = devices ? devices->children : NULL, *next; d; d = next) {
+                next = d->next;
+                if (d->type != XML_ELEMENT_NODE)
+                        continue;
+                if (xmlStrEqual(d->name, BAD_CAST "interface"))
+                        drop_children(d, "mac");
+                if (!xmlStrEqual(d->name, BAD_CAST "disk"))
+                        continue;
+                char target[32] = "";
+                bool found = false;
+                (void) prop_copy(child(d, "target"), "dev", target, sizeof target);
+                for (size_t i = 0; i < n; i++)
+                        if (streq(target, targets[i])) {
+                                point_disk_at(d, paths[i]);
+                                found = true;
+                        }
+                /* A disk the point does not hold must not be shared with
+                 * the original VM: it goes (CD-ROMs stay). */
+                if (!found && prop_is(d, "device", "disk")) {
+                        xmlUnlinkNode(d);
+                        xmlFreeNode(d);
+                }
+        }
+        *ret = dump(doc);
+        return 0;
+}

@@ -81,3 +81,11 @@ int hv_checkpoint_delete(HvConn *c, const char *uuid, const char *name);
  * not answer: -ENOTSUP / -EIO). */
 int hv_domain_fs_freeze(HvConn *c, const char *uuid);
 int hv_domain_fs_thaw(HvConn *c, const char *uuid);
+
+/* The domain XML of a recovery point made into a new domain: name and uuid
+ * replaced, <mac> of every interface dropped (libvirt draws new ones),
+ * the <metadata> dropped (Armada marks the domain itself), and every disk
+ * whose target is targets[i] pointed at paths[i] as a qcow2 file. 0 and a
+ * malloc'd string, or -EINVAL. Pure. */
+int hv_restore_xml(const char *xml, const char *name, const char *uuid, const char *const *targets, const char *const *paths,
+                   size_t n, char **ret);
