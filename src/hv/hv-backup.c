@@ -150,6 +150,15 @@ char *hv_backup_xml_build(const HvBackupSpec *spec, HvBackupDisk *disks, size_t 
                 set(d, "exportname", disks[i].export_name);
                 if (disks[i].bitmap[0])
                         set(d, "exportbitmap", disks[i].bitmap);
+                /* libvirt 9 names no scratch file itself: beside the disk
+                 * (the same storage, which has room for the disk's changes),
+                 * created and removed by libvirt. */
+                const char *slash = strrchr(disks[i].source, '/');
+                int dirlen = slash ? (int) (slash - disks[i].source) : 1;
+                _cleanup_free_ char *scratch = xasprintf("%.*s/.armada-scratch-%s-%s.qcow2", dirlen,
+                                                         slash ? disks[i].source : "/", spec->export_token, disks[i].target);
+                xmlNode *sc = add(d, "scratch", NULL);
+                set(sc, "file", scratch);
         }
         return dump(doc);
 }

@@ -30,6 +30,8 @@
 #include "util/util.h"
 
 #define CHECKPOINT_PREFIX "armada-"
+#define NBD_PORT_MIN 10810
+#define NBD_PORT_SPAN 2000
 
 typedef struct Backup {
         JobCtx *ctx;
@@ -180,13 +182,22 @@ static int backup_begin(Backup *b) {
         hex_encode(rnd, sizeof rnd, token);
         HvBackupSpec spec = { .checkpoint = b->checkpoint, .incremental = base_cp[0] ? base_cp : NULL, .nbd_addr = b->nbd_addr,
                               .export_token = token };
-        _cleanup_free_ char *bxml = hv_backup_xml_build(&spec, b->disks, b->n_disks);
         _cleanup_free_ char *cxml = hv_checkpoint_xml_build(b->checkpoint, b->disks, b->n_disks);
         /* Application-consistent when the guest agent freezes the file
          * systems around the instant the backup starts. */
         bool frozen = hv_domain_fs_freeze(c, b->vm.uuid) == 0;
         _cleanup_free_ char *desc = NULL;
-        int r = hv_backup_begin(c, b->vm.uuid, bxml, cxml, &desc);
+        int r = -EADDRINUSE;
+        /* libvirt 9 wants the TCP port named: a random one of
+         * NBD_PORT_MIN + [0, NBD_PORT_SPAN), another when it is taken. */
+        for (int attempt = 0; attempt < 4 && r < 0 && r != -EBUSY && r != -ENOENT && r != -EOPNOTSUPP; attempt++) {
+                uint16_t rp = 0;
+                if (random_bytes(&rp, sizeof rp) < 0)
+                        break;
+                spec.nbd_port = NBD_PORT_MIN + rp % NBD_PORT_SPAN;
+                _cleanup_free_ char *bxml = hv_backup_xml_build(&spec, b->disks, b->n_disks);
+                r = hv_backup_begin(c, b->vm.uuid, bxml, cxml, &desc);
+        }
         if (frozen)
                 (void) hv_domain_fs_thaw(c, b->vm.uuid);
         b->consistency = frozen ? "application" : "crash";
