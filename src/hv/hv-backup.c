@@ -329,7 +329,7 @@ int hv_checkpoint_list(HvConn *c, const char *uuid, char **ret) {
                             hv_deadlines.query_ms, ret, NULL);
 }
 
-static int checkpoint_delete_now(HvConn *c, const char *uuid, const char *name) {
+static int checkpoint_delete_now(HvConn *c, const char *uuid, const char *name, bool metadata_only) {
         HV_LEASE(c);
         int r;
         _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
@@ -344,19 +344,25 @@ static int checkpoint_delete_now(HvConn *c, const char *uuid, const char *name) 
                 return hv_virt_fail("cannot look up checkpoint '%s' of VM '%s'", name, virDomainGetName(d));
         }
         r = 0;
-        if (virDomainCheckpointDelete(cp, 0) < 0)
+        if (virDomainCheckpointDelete(cp, metadata_only ? VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY : 0) < 0)
                 r = hv_virt_fail("cannot delete checkpoint '%s' of VM '%s'", name, virDomainGetName(d));
         virDomainCheckpointFree(cp);
         return r;
 }
 
 static int checkpoint_delete_body(HvConn *c, HvCall *a) {
-        return checkpoint_delete_now(c, a->s[0], a->s[1]);
+        return checkpoint_delete_now(c, a->s[0], a->s[1], a->flag);
 }
 
 int hv_checkpoint_delete(HvConn *c, const char *uuid, const char *name) {
         return hv_call_code(c, hv_call_new(checkpoint_delete_body, "deleting a checkpoint", uuid, name, NULL, NULL),
                             hv_deadlines.change_ms);
+}
+
+int hv_checkpoint_forget(HvConn *c, const char *uuid, const char *name) {
+        HvCall *a = hv_call_new(checkpoint_delete_body, "forgetting a checkpoint", uuid, name, NULL, NULL);
+        a->flag = true;
+        return hv_call_code(c, a, hv_deadlines.change_ms);
 }
 
 static int fs_freeze_now(HvConn *c, const char *uuid, bool thaw) {

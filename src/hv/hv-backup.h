@@ -75,6 +75,9 @@ int hv_checkpoint_list(HvConn *c, const char *uuid, char **ret);
 /* Deletes checkpoint name of the domain (its bitmaps are merged into its
  * parent's by libvirt). 0, -ENOENT (no such checkpoint), or negative. */
 int hv_checkpoint_delete(HvConn *c, const char *uuid, const char *name);
+/* Drops checkpoint name from libvirt's metadata only, leaving the disks'
+ * bitmaps alone (for disks about to be replaced). 0, -ENOENT or negative. */
+int hv_checkpoint_forget(HvConn *c, const char *uuid, const char *name);
 
 /* Freezes / thaws the guest's file systems through the QEMU guest agent.
  * 0 (freeze: at least one was frozen) or negative (no agent, the agent did

@@ -171,12 +171,14 @@ static int restore_define(Restore *x) {
                 return job_fail(ctx, r, "Cannot rewrite the definition of point %s: %s.", x->point_id, hv_last_error());
         inventory_link_lock_ops(x->link);
         if (x->in_place) {
-                /* Checkpoints describe the old disks' bitmaps: forget them
-                 * (the next backup is full, and says why). */
+                /* Checkpoints describe the old disks' bitmaps: forget them,
+                 * metadata only (the old disks go; the next backup is full,
+                 * and says why). */
                 _cleanup_free_ char *list = NULL;
                 if (hv_checkpoint_list(c, x->vm.uuid, &list) == 0)
                         for (char *save = NULL, *t = strtok_r(list, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
-                                (void) hv_checkpoint_delete(c, x->vm.uuid, t);
+                        if (hv_checkpoint_forget(c, x->vm.uuid, t) < 0)
+                                log_warn("VM '%s': cannot forget checkpoint '%s': %s", x->vm.name, t, hv_last_error());
         }
         r = hv_domain_define_xml(c, out);
         if (r == 0 && (r = hv_domain_mark(c, x->vm.uuid, inventory_installation_id(x->inv), x->vm.id)) < 0)

@@ -112,10 +112,9 @@ class TestBackupKvm(unittest.TestCase):
     def undefine(self, name):
         for h in ("h1", "h2"):
             self.ab.bed.virsh(h, "destroy", name, check=False)
-            self.ab.bed.virsh(h, "checkpoint-list", name, check=False)
             for cp in self.ab.bed.virsh(h, "checkpoint-list", name, "--name", check=False).split():
                 self.ab.bed.virsh(h, "checkpoint-delete", name, cp, "--metadata", check=False)
-            self.ab.bed.virsh(h, "undefine", name, check=False)
+            self.ab.bed.virsh(h, "undefine", name, "--snapshots-metadata", "--checkpoints-metadata", check=False)
 
     def qemu_write(self, host, name, byte, off_mib, len_mib):
         """A block-level write through QEMU's block layer (the dirty bitmap sees it)."""
@@ -242,9 +241,50 @@ class TestBackupKvm(unittest.TestCase):
             if os.path.isdir(vmdir) else []
         self.assertEqual([m for m in manifests if "manifest" in m], [], manifests)
         wait_until(lambda: d.vm(vm["id"])["state"] == "running", 30, interval=0.2, what="armadad to see bk2 again")
+        ev = [e for e in ab.events("backup.stale-ended") if e["object_name"] == "bk2"]
+        self.assertTrue(ev, "the backup job the killed armadad left on the host was ended")
         res = self.backup(vm["id"])
         self.assertTrue(res["full"], res)
         self.assertEqual(len(d.ok("GET", "/api/v1/backups?vm=bk2")["items"]), len(before) + 1)
+
+    def test_restore_in_place_and_internal_snapshot(self):
+        ab, d = self.ab, self.ab.d
+        w1 = [(0x42, 0, 4), (0x43, 30, 4)]
+        vm = self.guest("bk3", w1)
+        p1 = self.backup(vm["id"])
+        self.qemu_write("h1", "bk3", 0x77, 8, 4)
+        # An internal snapshot beside the checkpoints (the snapshot engineer's
+        # object): libvirt 9.0 / QEMU 7.2 take it (seen here), and the next
+        # incremental backup still reads only the changed chunk.
+        r = subprocess.run(["virsh", "-q", "-c", ab.bed.host("h1").uri, "snapshot-create-as", "bk3", "s1"],
+                           capture_output=True, text=True, timeout=120)
+        snap_made = r.returncode == 0
+        if snap_made:
+            self.addCleanup(ab.bed.virsh, "h1", "snapshot-delete", "bk3", "s1", check=False)
+        else:
+            self.assertIn("checkpoint", r.stderr.lower(), r.stderr)
+        time.sleep(1.1)
+        p2 = self.backup(vm["id"])
+        self.assertFalse(p2["full"], p2)
+        self.assertLessEqual(p2["counters"]["chunks_read"], 2, p2)
+
+        # In place: refused while running, then over the stopped VM.
+        st, b = d.request("POST", "/api/v1/backups/restore", {"vm": "bk3", "point": p1["point_id"], "in_place": True})
+        self.assertEqual(st, 409, b)
+        j = d.vm_action(vm["id"], "kill")
+        self.assertEqual(j["state"], "succeeded", j)
+        ab.wait_vm(vm["id"], lambda v: v["state"] == "stopped", 30, "bk3 to be stopped")
+        r = d.ok("POST", "/api/v1/backups/restore", {"vm": vm["uuid"], "point": p1["point_id"], "in_place": True})
+        self.assertEqual(r["vm"]["id"], vm["id"])
+        j = d.wait_job(r["job"]["id"], timeout=300)
+        self.assertEqual(j["state"], "succeeded", j)
+        self.assertTrue(j["result"]["in_place"])
+        path = j["result"]["disks"][0]["path"]
+        self.assertIn(path, ab.bed.virsh("h1", "dumpxml", "bk3"))
+        self.assertEqual(self.disk_sha("h1", path), image(w1))
+        # Same VM: same UUID, and its checkpoints are gone (next backup full).
+        self.assertEqual(ab.bed.virsh("h1", "domuuid", "bk3").strip(), vm["uuid"])
+        self.assertEqual(ab.bed.virsh("h1", "checkpoint-list", "bk3", "--name").split(), [])
 
 
 if __name__ == "__main__":
