@@ -77,7 +77,7 @@ static void verify_record(JobCtx *ctx, ChunkStore *s, json_t *bad) {
 }
 
 static int job_verify(JobCtx *ctx, void *userdata) {
-        const char *path = jget_str(ctx->params, "path");
+        const char *path = json_string_value(json_object_get(ctx->params, "path"));
         ChunkStore *s = NULL;
         int e = path ? chunkstore_open(path, false, &s) : job_open(ctx, &s);
         if (e < 0)
@@ -115,7 +115,7 @@ static int job_verify(JobCtx *ctx, void *userdata) {
                 }
                 strbuf_printf(&b, "%s %s/%s (%s chunk %lld of disk %s)", i ? "," : "", jget_str(p, "vm_uuid"),
                               jget_str(p, "point_id"), jget_str(p, "reason"), (long long) jget_int(p, "chunk"),
-                              jget_str(p, "disk") ? jget_str(p, "disk") : "?");
+                              *jget_str(p, "disk") ? jget_str(p, "disk") : "?");
         }
         strbuf_append(&b, ".");
         _cleanup_free_ char *msg = strbuf_steal(&b);
@@ -193,7 +193,7 @@ static int job_prune(JobCtx *ctx, void *userdata) {
                 .keep_yearly = (unsigned) jget_int(ctx->params, "keep_yearly"),
         };
         bool dry_run = json_is_true(json_object_get(ctx->params, "dry_run"));
-        const char *only = jget_str(ctx->params, "vm_uuid");
+        const char *only = json_string_value(json_object_get(ctx->params, "vm_uuid"));
         _cleanup_json_ json_t *all = NULL;
         e = point_list(s, only, &all);
         if (e < 0) {
@@ -262,7 +262,7 @@ static int job_archive(JobCtx *ctx, void *userdata) {
 static int job_import(JobCtx *ctx, void *userdata) {
         const char *from = jget_str(ctx->params, "from");
         ChunkStore *src = NULL, *dst = NULL;
-        int e = chunkstore_open(from ? from : "", false, &src);
+        int e = chunkstore_open(from, false, &src);
         if (e < 0)
                 return job_fail(ctx, e, "The directory to import is not a datastore: %s.", strerror(-e));
         e = job_open(ctx, &dst);
