@@ -1402,9 +1402,9 @@ static void prune_rule(const time_t *times, const size_t *order, size_t n, unsig
         }
 }
 
-static const time_t *sort_times;
-static int cmp_newest_first(const void *a, const void *b) {
-        time_t x = sort_times[*(const size_t *) a], y = sort_times[*(const size_t *) b];
+static int cmp_newest_first(const void *a, const void *b, void *userdata) {
+        const time_t *times = userdata;
+        time_t x = times[*(const size_t *) a], y = times[*(const size_t *) b];
         return x < y ? 1 : x > y ? -1 : 0;
 }
 
@@ -1425,14 +1425,7 @@ void prune_select(const time_t *times, size_t n, const PrunePolicy *pol, bool *k
         }
         for (size_t i = 0; i < n; i++)
                 order[i] = i;
-        /* qsort is not stable and has no user data: a file-local pointer,
-         * set and cleared under a lock (prune is rare). */
-        static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
-        pthread_mutex_lock(&sort_lock);
-        sort_times = times;
-        qsort(order, n, sizeof *order, cmp_newest_first);
-        sort_times = NULL;
-        pthread_mutex_unlock(&sort_lock);
+        qsort_r(order, n, sizeof *order, cmp_newest_first, (void *) times);
         const unsigned keeps[6] = {pol->keep_last, pol->keep_hourly, pol->keep_daily, pol->keep_weekly,
                                    pol->keep_monthly, pol->keep_yearly};
         for (int rule = 0; rule < 6; rule++)

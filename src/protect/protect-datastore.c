@@ -111,14 +111,18 @@ int protect_path_check(const char *field, const char *path, bool may_create, cha
                 real = xasprintf("%s%s%s", parent, streq(parent, "/") ? "" : "/", base);
         }
         const char *const *roots;
-        size_t n = protect_backup_roots(&roots);
+        size_t n = protect_backup_roots(&roots), found = 0;
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *root = realpath(roots[i], NULL);
+                found += root != NULL;
                 if (root && under(real, root)) {
                         *ret_real = steal_ptr(real);
                         return 0;
                 }
         }
+        if (found == 0)
+                return op_fail(err, 422, "not_found", field, "No backup root exists on the Armada server (armadad"
+                               " --backup-root, default " PROTECT_DEFAULT_BACKUP_ROOT "): create one first.");
         return op_fail(err, 400, "invalid_argument", field, "'%.200s' is not inside an allowed backup root (armadad"
                        " --backup-root); symbolic links that lead outside one are refused.", path);
 }
