@@ -432,6 +432,18 @@ static int chunk_encode(const void *data, size_t len, uint8_t **ret, size_t *ret
         return 0;
 }
 
+/* Refreshes a chunk's mtime under its lock stripe: 0, or -ENOENT when it
+ * is not there (any more). */
+static int chunk_touch(ChunkStore *s, const ChunkDigest *d) {
+        char path[80];
+        chunk_path(d, path);
+        pthread_mutex_t *lk = chunk_lock(d);
+        pthread_mutex_lock(lk);
+        int r = utimensat(s->dirfd, path, NULL, 0) == 0 ? 0 : -errno;
+        pthread_mutex_unlock(lk);
+        return r;
+}
+
 int chunkstore_put(ChunkStore *s, const void *data, size_t len, ChunkDigest *ret_digest, uint64_t *ret_written) {
         if (!s || (!data && len) || len > CHUNK_SIZE || !ret_digest)
                 return -EINVAL;
@@ -442,10 +454,7 @@ int chunkstore_put(ChunkStore *s, const void *data, size_t len, ChunkDigest *ret
 
         /* Dedup hit: refresh the mtime under the stripe the GC takes. */
         pthread_mutex_t *lk = chunk_lock(&d);
-        pthread_mutex_lock(lk);
-        int hit = utimensat(s->dirfd, path, NULL, 0) == 0;
-        pthread_mutex_unlock(lk);
-        if (hit) {
+        if (chunk_touch(s, &d) == 0) {
                 *ret_digest = d;
                 if (ret_written)
                         *ret_written = 0;
@@ -649,7 +658,10 @@ static int disk_index_encode(const PointDisk *d, uint8_t **ret, size_t *ret_len)
         return 0;
 }
 
-/* Every chunk the point names must be in the store before it may commit. */
+/* Every chunk the point names must be in the store before it may commit.
+ * Each is touched (its mtime refreshed under the GC's lock stripe): a chunk
+ * inherited from a base point was never put by this backup, and a GC
+ * running beside it must not take it between this check and the manifest. */
 static int point_check_chunks(const Point *p) {
         for (unsigned i = 0; i < p->ndisks; i++) {
                 const PointDisk *d = &p->disks[i];
@@ -659,7 +671,7 @@ static int point_check_chunks(const Point *p) {
                         if (memcmp(g, zero_digest, 32) == 0 || (prev && memcmp(prev, g, 32) == 0))
                                 continue;
                         prev = g;
-                        if (!chunkstore_has(p->s, (const ChunkDigest *) g))
+                        if (chunk_touch(p->s, (const ChunkDigest *) g) < 0)
                                 return -EBADMSG;
                 }
         }

@@ -545,6 +545,35 @@ static void test_gc(void **state) {
         assert_int_equal(chunkstore_gc(s, now - 60, &g), 0);
         assert_int_equal(g.chunks_removed, 0);
         assert_true(chunkstore_has(s, &orphan_new));
+
+        /* An incremental point inherits chunks it never put; its base is
+         * pruned and the chunks are old before it commits: the commit
+         * refreshes them, so a GC beside it keeps what it names. */
+        b = NULL;
+        assert_int_equal(point_open(s, VM, "20260103T001500Z", &b), 0);
+        Point *inc = NULL;
+        assert_int_equal(point_new(s, VM, "20260103T004500Z", b, &inc), 0);
+        unsigned k;
+        assert_int_equal(point_add_disk(inc, "vda", 2ull * CHUNK_SIZE, &k), 0);
+        fill(extra, sizeof extra, 33);
+        assert_int_equal(chunkstore_put(s, extra, sizeof extra, &d, NULL), 0);
+        assert_int_equal(point_set_chunk(inc, k, 1, &d), 0);
+        ChunkDigest inherited, replaced;
+        assert_int_equal(point_chunk(b, 0, 0, &inherited, NULL), 0);
+        assert_int_equal(point_chunk(b, 0, 1, &replaced, NULL), 0);
+        point_free(b);
+        assert_int_equal(point_remove(s, VM, "20260103T001500Z"), 0);
+        age_all_chunks(s, now - 3600);
+        assert_int_equal(point_commit(inc), 0);
+        point_free(inc);
+        /* (A GC that marked before the commit would see it fresh.) */
+        struct stat st;
+        chunk_file(s, &inherited, path, sizeof path);
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(st.st_mtime > now - 60);
+        assert_int_equal(chunkstore_gc(s, now - 60, &g), 0);
+        assert_true(chunkstore_has(s, &inherited));
+        assert_false(chunkstore_has(s, &replaced));
         free(back);
         free(img);
         chunkstore_free(s);
