@@ -341,6 +341,9 @@ static int backup_finish(Backup *b) {
         if (store_backup_point_add(ctx->st, &sp) < 0)
                 log_warn("VM '%s': point %s was made but could not be indexed", b->vm.name, b->point_id);
         drop_old_checkpoints(b);
+        int64_t ds_id = 0;
+        if (store_datastore_find(ctx->st, b->ds_name, &ds_id) == 0)
+                (void) protect_datastore_usage_refresh(ctx->st, ds_id, b->store);
         _cleanup_free_ char *msg = xasprintf("VM '%s' was backed up into datastore '%s' (point %s, %s, %s-consistent): "
                                              "%" PRIu64 " MiB read, %" PRIu64 " MiB written.", b->vm.name, b->ds_name,
                                              b->point_id, b->base ? "incremental" : "full", b->consistency,
@@ -418,7 +421,7 @@ void protect_backup_register_jobs(Jobs *jobs, Inventory *inv) {
 
 time_t protect_oldest_running_backup(Store *st) {
         int64_t ms = 0;
-        return store_backup_oldest_running(st, &ms) == 0 ? (time_t) (ms / 1000) : (time_t) -1;
+        return store_backup_oldest_running(st, &ms) == 0 ? (time_t) (ms / 1000) : 0;
 }
 
 /* ---- operations ---- */

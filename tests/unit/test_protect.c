@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "protect/chunkstore.h"
+#include "protect/protect-priv.h"
 
 #define VM "11111111-2222-3333-4444-555555555555"
 
@@ -544,6 +545,35 @@ static void test_gc(void **state) {
         assert_int_equal(chunkstore_gc(s, now - 60, &g), 0);
         assert_int_equal(g.chunks_removed, 0);
         assert_true(chunkstore_has(s, &orphan_new));
+
+        /* An incremental point inherits chunks it never put; its base is
+         * pruned and the chunks are old before it commits: the commit
+         * refreshes them, so a GC beside it keeps what it names. */
+        b = NULL;
+        assert_int_equal(point_open(s, VM, "20260103T001500Z", &b), 0);
+        Point *inc = NULL;
+        assert_int_equal(point_new(s, VM, "20260103T004500Z", b, &inc), 0);
+        unsigned k;
+        assert_int_equal(point_add_disk(inc, "vda", 2ull * CHUNK_SIZE, &k), 0);
+        fill(extra, sizeof extra, 33);
+        assert_int_equal(chunkstore_put(s, extra, sizeof extra, &d, NULL), 0);
+        assert_int_equal(point_set_chunk(inc, k, 1, &d), 0);
+        ChunkDigest inherited, replaced;
+        assert_int_equal(point_chunk(b, 0, 0, &inherited, NULL), 0);
+        assert_int_equal(point_chunk(b, 0, 1, &replaced, NULL), 0);
+        point_free(b);
+        assert_int_equal(point_remove(s, VM, "20260103T001500Z"), 0);
+        age_all_chunks(s, now - 3600);
+        assert_int_equal(point_commit(inc), 0);
+        point_free(inc);
+        /* (A GC that marked before the commit would see it fresh.) */
+        struct stat st;
+        chunk_file(s, &inherited, path, sizeof path);
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(st.st_mtime > now - 60);
+        assert_int_equal(chunkstore_gc(s, now - 60, &g), 0);
+        assert_true(chunkstore_has(s, &inherited));
+        assert_false(chunkstore_has(s, &replaced));
         free(back);
         free(img);
         chunkstore_free(s);
@@ -672,6 +702,68 @@ static void test_copy_points(void **state) {
         chunkstore_free(dst);
 }
 
+/* ------------------------------------------------------------ paths */
+
+static void path_refused(const char *path, bool may_create, int status) {
+        OpError err = {0};
+        char *real = NULL;
+        assert_int_equal(protect_path_check("path", path, may_create, &real, &err) < 0, true);
+        assert_null(real);
+        assert_int_equal(err.status, status);
+        assert_string_equal(err.field, "path");
+}
+
+static void test_path_check(void **state) {
+        char root[300], out[300], p[700];
+        snprintf(root, sizeof root, "%s/root", dir);
+        snprintf(out, sizeof out, "%s/outside", dir);
+        mkdir(root, 0755);
+        mkdir(out, 0755);
+        snprintf(p, sizeof p, "%s/escape", root);
+        assert_int_equal(symlink(out, p), 0);
+        protect_add_backup_root(root);
+        const char *const *roots;
+        assert_int_equal(protect_backup_roots(&roots), 1);
+
+        OpError err = {0};
+        char *real = NULL;
+        snprintf(p, sizeof p, "%s/ds1", root);
+        assert_int_equal(protect_path_check("path", p, true, &real, &err), 0);
+        assert_string_equal(real, p);
+        free(real);
+        real = NULL;
+        /* Must exist when it may not be made. */
+        path_refused(p, false, 422);
+        path_refused("relative", true, 400);
+        snprintf(p, sizeof p, "%s/../root/ds", root);
+        path_refused(p, true, 400);
+        snprintf(p, sizeof p, "%s/./ds", root);
+        path_refused(p, true, 400);
+        path_refused(root, true, 400); /* the root itself */
+        snprintf(p, sizeof p, "%s/ds", out);
+        path_refused(p, true, 400);
+        snprintf(p, sizeof p, "%s/escape", root);
+        path_refused(p, true, 400);
+        snprintf(p, sizeof p, "%s/escape/ds", root);
+        path_refused(p, true, 400);
+        snprintf(p, sizeof p, "%s/no/such", root);
+        path_refused(p, true, 422);
+        /* A trailing slash is the same directory. */
+        snprintf(p, sizeof p, "%s/ds2/", root);
+        assert_int_equal(protect_path_check("path", p, true, &real, &err), 0);
+        snprintf(p, sizeof p, "%s/ds2", root);
+        assert_string_equal(real, p);
+        free(real);
+}
+
+static void test_point_time(void **state) {
+        time_t t;
+        assert_int_equal(protect_point_time("20260102T030405Z", &t), 0);
+        assert_int_equal(t, 1767323045);
+        assert_int_equal(protect_point_time("20260102T030405", &t), -EINVAL);
+        assert_int_equal(protect_point_time("x", &t), -EINVAL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_open),
@@ -687,6 +779,8 @@ int main(void) {
                 cmocka_unit_test(test_gc),
                 cmocka_unit_test(test_prune_pbs),
                 cmocka_unit_test(test_copy_points),
+                cmocka_unit_test(test_path_check),
+                cmocka_unit_test(test_point_time),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
