@@ -287,6 +287,13 @@ static const Command COMMANDS[] = {
           cmd_backup_archive },
         { "backup", "import", "DIR --datastore D", "copy every point of a datastore directory in (starts a job)", 1, 1,
           BACKUP_IMPORT_OPTS, cmd_backup_import },
+        { "backup", "now", "VM [--datastore D]", "back up a running VM now: full the first time, then only what changed"
+          " (starts a job)", 1, 1, BACKUP_NOW_OPTS, cmd_backup_now },
+        { "backup", "list", "[VM] [--datastore D]", "list recovery points, newest first", 0, 1, BACKUP_LIST_OPTS,
+          cmd_backup_list },
+        { "backup", "restore", "VM/POINT (--as NAME [--host H] | --in-place) [--datastore D]",
+          "restore a point as a new VM, or over its stopped VM (POINT: an id or 'latest'; starts a job)", 1, 1,
+          BACKUP_RESTORE_OPTS, cmd_backup_restore },
 
         { "user", "list", "", "list users", 0, 0, NULL, cmd_user_list },
         { "user", "create", "NAME --role ROLE [--scope PATH]... [--password-stdin]", "create a user", 1, 1,

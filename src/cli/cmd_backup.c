@@ -290,3 +290,91 @@ int cmd_backup_import(Ctx *c, const Command *cmd, const Args *a) {
         r = api_call(c, "POST", path, body, &reply);
         return r ? r : job_started(c, reply);
 }
+
+/* ---- backups: now, list, restore ---- */
+
+const OptSpec BACKUP_NOW_OPTS[] = {
+        { "datastore", 0, true, "NAME", "the datastore (needed when there are several)" },
+        { NULL },
+};
+const OptSpec BACKUP_LIST_OPTS[] = {
+        { "datastore", 0, true, "NAME", "only this datastore's points" },
+        { NULL },
+};
+const OptSpec BACKUP_RESTORE_OPTS[] = {
+        { "as", 0, true, "NAME", "restore as a new VM of this name" },
+        { "in-place", 0, false, NULL, "restore over the VM itself (it must be stopped)" },
+        { "host", 0, true, "HOST", "the new VM's host (else placement picks)" },
+        { "datastore", 0, true, "NAME", "the datastore holding the point (needed when several do)" },
+        { NULL },
+};
+
+int cmd_backup_now(Ctx *c, const Command *cmd, const Args *a) {
+        int64_t id;
+        int r = resolve(c, "vms", "name", a->pos[0], "VM", &id, NULL);
+        if (r)
+                return r;
+        _cleanup_json_ json_t *body = json_pack("{s:s?}", "datastore", args_get(a, "datastore"));
+        _cleanup_free_ char *path = xasprintf("/vms/%" PRId64 "/backups", id);
+        _cleanup_json_ json_t *reply = NULL;
+        r = api_call(c, "POST", path, body, &reply);
+        return r ? r : job_started(c, reply);
+}
+
+/* Names and point ids are plain words; anything else is refused here
+ * rather than escaped into a query. */
+static bool query_word(const char *s) {
+        for (; s && *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || strchr("-_.", *s)))
+                        return false;
+        return true;
+}
+
+int cmd_backup_list(Ctx *c, const Command *cmd, const Args *a) {
+        const char *vm = a->n_pos ? a->pos[0] : NULL, *ds = args_get(a, "datastore");
+        if (!query_word(vm) || !query_word(ds))
+                return fail("a VM or datastore name holds only letters, digits, '-', '_' and '.'");
+        _cleanup_free_ char *path = xasprintf("/backups%s%s%s%s%s%s", vm || ds ? "?" : "", vm ? "vm=" : "", vm ? vm : "",
+                                              vm && ds ? "&" : "", ds ? "datastore=" : "", ds ? ds : "");
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "GET", path, NULL, &reply);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_JSON) {
+                print_json(reply);
+                return 0;
+        }
+        _cleanup_table_ Table *t = table_new("VM", "POINT", "DATASTORE", "KIND", "CONSISTENCY", "SIZE", "READ", "WRITTEN", NULL);
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(reply, "items"), i, p) {
+                table_add(t, jstr(p, "vm_name"));
+                table_add(t, jstr(p, "point_id"));
+                table_add(t, jstr(p, "datastore"));
+                table_add(t, json_is_true(json_object_get(p, "full")) ? "full" : "incremental");
+                table_add(t, jstr(p, "consistency"));
+                add_bytes(t, p, "size_bytes");
+                add_bytes(t, p, "bytes_read");
+                add_bytes(t, p, "bytes_written");
+        }
+        table_print(t, stdout);
+        return 0;
+}
+
+int cmd_backup_restore(Ctx *c, const Command *cmd, const Args *a) {
+        const char *as = args_get(a, "as");
+        bool in_place = args_has(a, "in-place");
+        const char *slash = strrchr(a->pos[0], '/');
+        if (!slash || slash == a->pos[0] || !slash[1] || !as == !in_place)
+                return fail("usage: armada backup restore VM/POINT (--as NAME [--host H] | --in-place) [--datastore D]");
+        _cleanup_free_ char *vm = strndup(a->pos[0], (size_t) (slash - a->pos[0]));
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:s, s:s?, s:s?, s:s?}", "vm", vm, "point", slash + 1, "as", as, "host",
+                                                args_get(a, "host"), "datastore", args_get(a, "datastore"));
+        if (!body)
+                return fail("the names must be valid UTF-8");
+        if (in_place)
+                json_object_set_new(body, "in_place", json_true());
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "POST", "/backups/restore", body, &reply);
+        return r ? r : job_started(c, reply);
+}
