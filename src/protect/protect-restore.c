@@ -28,6 +28,7 @@
 #include "hv/hv-migrate.h"
 #include "hv/hv-volume.h"
 #include "placement/placement.h"
+#include "store/store-library.h"
 #include "store/store-protect.h"
 #include "util/util.h"
 
@@ -382,6 +383,27 @@ static int new_vm_row(Store *st, const OpCaller *c, const ProtectRestoreSpec *sp
         return 0;
 }
 
+/* Whether grant_id has room for one more VM of vm's size holding points:
+ * 0, or 422 "quota_exceeded" naming the first limit. */
+static int grant_room(Store *st, int64_t grant_id, int64_t points, const StoreVm *vm, OpError *err) {
+        _cleanup_json_ json_t *g = NULL;
+        if (store_grant_get_json(st, grant_id, &g) < 0)
+                return op_fail_store(err, -EIO, "the grant");
+        static const char *const lim[] = { "points", "max_vms", "max_cpus", "max_memory_mib" };
+        static const char *const used[] = { "used_points", "used_vms", "used_cpus", "used_memory_mib" };
+        static const char *const what[] = { "points", "VMs", "vCPUs", "MiB of memory" };
+        const int64_t add[] = { points, 1, vm->cpus, (int64_t) vm->memory_mib };
+        for (int i = 0; i < 4; i++) {
+                json_t *l = json_object_get(g, lim[i]);
+                if (json_is_integer(l) && jget_int(g, used[i]) + add[i] > json_integer_value(l))
+                        return op_fail(err, 422, "quota_exceeded", "as", "quota: the copy needs %lld %s, %lld of %lld left.",
+                                       (long long) add[i], what[i],
+                                       (long long) (json_integer_value(l) > jget_int(g, used[i]) ? json_integer_value(l) - jget_int(g, used[i]) : 0),
+                                       (long long) json_integer_value(l));
+        }
+        return 0;
+}
+
 int protect_backup_restore(Store *st, Jobs *jobs, const OpCaller *c, const ProtectRestoreSpec *spec, json_t **ret, OpError *err) {
         char uuid[37];
         int64_t vm_id = 0;
@@ -410,12 +432,23 @@ int protect_backup_restore(Store *st, Jobs *jobs, const OpCaller *c, const Prote
                         return op_fail(err, 409, "conflict", "in_place", "VM '%s' is %s: a restore in place needs it stopped.",
                                        jget_str(src, "name"), state);
         } else {
-                if (!op_allowed(st, c, ACT_CREATE, OBJ_VM, c->user_id, group))
+                /* A self-service user creates VMs only under a grant: a copy
+                 * of its own VM counts against that VM's grant. */
+                bool self = c->subj.role == ROLE_SELF_SERVICE;
+                int64_t grant_id = 0, points = 0;
+                if (self ? owner != c->user_id || vm_id == 0 || store_backup_vm_grant(st, vm_id, &grant_id, &points) < 0 || !grant_id
+                         : !op_allowed(st, c, ACT_CREATE, OBJ_VM, c->user_id, group))
                         return op_deny(st, c, err, "create", "VM", 0, spec->as_name);
                 if ((r = new_vm_row(st, c, spec, pt, &vm, err)) < 0)
                         return r;
+                if (self && (r = grant_room(st, grant_id, points, &vm, err)) < 0)
+                        return r;
                 if ((r = store_vm_insert(st, &vm, &target)) < 0)
                         return op_fail_store(err, r, "the new VM");
+                if (self && store_backup_vm_grant_copy(st, target, vm_id) < 0) {
+                        (void) store_vm_delete(st, target);
+                        return op_fail_store(err, -EIO, "the new VM");
+                }
         }
         const char *name = spec->in_place ? jget_str(src, "name") : vm.name;
         _cleanup_json_ json_t *params = json_pack("{s:s, s:s, s:s, s:b}", "datastore", jget_str(pt, "datastore"), "source_uuid",

@@ -141,3 +141,20 @@ int store_backup_oldest_running(Store *st, int64_t *ret_ms) {
         *ret_ms = v;
         return 0;
 }
+
+int store_backup_vm_grant(Store *st, int64_t vm_id, int64_t *ret_grant_id, int64_t *ret_points) {
+        _cleanup_json_ json_t *o = NULL;
+        int r = store_query_one(st, &o, "SELECT coalesce(grant_id, 0) AS g, points FROM vm_template WHERE vm_id = ?", "i", vm_id);
+        if (r < 0)
+                return r;
+        *ret_grant_id = jget_int(o, "g");
+        *ret_points = jget_int(o, "points");
+        return 0;
+}
+
+int store_backup_vm_grant_copy(Store *st, int64_t to_vm_id, int64_t from_vm_id) {
+        return store_exec(st, "INSERT OR REPLACE INTO vm_template(vm_id, template_id, grant_id, points)"
+                          " SELECT ?, template_id, grant_id, points FROM vm_template WHERE vm_id = ?", "ii", to_vm_id, from_vm_id) < 0
+                       ? -EIO
+                       : 0;
+}

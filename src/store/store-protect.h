@@ -68,3 +68,10 @@ int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastor
 /* When (ms since the epoch) the oldest vm.backup job still running
  * started; -ENOENT when none runs. */
 int store_backup_oldest_running(Store *st, int64_t *ret_ms);
+/* The self-service grant VM vm_id was deployed under and the points it
+ * holds: 0 (grant 0 when none recorded), -ENOENT when the VM has no
+ * deployment record. */
+int store_backup_vm_grant(Store *st, int64_t vm_id, int64_t *ret_grant_id, int64_t *ret_points);
+/* Records VM to_vm_id (a restored copy) under from_vm_id's grant, template
+ * and points, so that it counts against the same quota. */
+int store_backup_vm_grant_copy(Store *st, int64_t to_vm_id, int64_t from_vm_id);

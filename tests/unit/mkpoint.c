@@ -2,7 +2,7 @@
  * files, as a backup would, for the integration tests (a test:/// VM has no
  * disks to read).
  *
- *   mkpoint DIR VM_UUID POINT_ID TARGET=FILE... [--name VM_NAME]
+ *   mkpoint DIR VM_UUID POINT_ID TARGET=FILE... [--name VM_NAME] [--domain-xml FILE]
  *
  * DIR is made a datastore when it is empty or missing. Prints the point's
  * chunks (one digest per line, "zero" for an all-zero chunk). */
@@ -39,6 +39,20 @@ int main(int argc, char **argv) {
                 if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
                         json_t *v = json_string(argv[++i]);
                         point_set_meta(p, "vm_name", v);
+                        json_decref(v);
+                        continue;
+                }
+                if (strcmp(argv[i], "--domain-xml") == 0 && i + 1 < argc) {
+                        /* The VM's definition, as a backup records it (restore reads it). */
+                        FILE *f = fopen(argv[++i], "r");
+                        if (!f)
+                                return die(argv[i], errno);
+                        char xml[65536];
+                        size_t n = fread(xml, 1, sizeof xml - 1, f);
+                        fclose(f);
+                        xml[n] = 0;
+                        json_t *v = json_string(xml);
+                        point_set_meta(p, "domain_xml", v);
                         json_decref(v);
                         continue;
                 }
