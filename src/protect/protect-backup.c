@@ -551,3 +551,50 @@ int protect_datastore_path(Store *st, const char *name, char *ret_name, size_t n
         *ret_path = xstrdup(jget_str(ds, "path"));
         return 0;
 }
+
+int protect_backup_index_sync(Store *st, const char *ds_name, ChunkStore *s) {
+        _cleanup_json_ json_t *pts = NULL, *rows = NULL;
+        int r = point_list(s, NULL, &pts);
+        if (r < 0)
+                return r;
+        if ((r = store_backup_point_list(st, NULL, ds_name, &rows)) < 0)
+                return r;
+        size_t i, k;
+        json_t *p, *row;
+        json_array_foreach(pts, i, p) {
+                const char *uuid = jget_str(p, "vm_uuid"), *pid = jget_str(p, "point_id");
+                bool known = false;
+                json_array_foreach(rows, k, row) if (streq(jget_str(row, "vm_uuid"), uuid) && streq(jget_str(row, "point_id"), pid))
+                        known = true;
+                if (known)
+                        continue;
+                json_t *meta = json_object_get(p, "meta"), *cnt = json_object_get(meta, "counters");
+                int64_t vm_id = 0;
+                _cleanup_json_ json_t *v = NULL;
+                if (store_vm_find_uuid(st, uuid, &vm_id) == 0)
+                        (void) store_vm_get_json(st, vm_id, &v);
+                uint64_t size = 0;
+                json_t *d;
+                json_array_foreach(json_object_get(p, "disks"), k, d) size += (uint64_t) jget_int(d, "size");
+                const char *name = json_string_value(json_object_get(meta, "vm_name"));
+                StoreBackupPoint sp = { .datastore = ds_name, .vm_uuid = uuid, .vm_name = name ? name : uuid,
+                                        .vm_id = v ? vm_id : 0, .owner_id = v ? jget_int(v, "owner_id") : 0,
+                                        .group_id = v ? jget_int(v, "group_id") : 0, .point_id = pid,
+                                        .full = !json_is_false(json_object_get(meta, "full")),
+                                        .consistency = json_string_value(json_object_get(meta, "consistency")) ?: "crash",
+                                        .checkpoint = json_string_value(json_object_get(meta, "checkpoint")), .size_bytes = size,
+                                        .bytes_read = (uint64_t) jget_int(cnt, "bytes_read"),
+                                        .bytes_written = (uint64_t) jget_int(cnt, "bytes_written"),
+                                        .duration_ms = jget_int(cnt, "duration_ms") };
+                (void) store_backup_point_add(st, &sp);
+        }
+        json_array_foreach(rows, k, row) {
+                bool there = false;
+                json_array_foreach(pts, i, p) if (streq(jget_str(row, "vm_uuid"), jget_str(p, "vm_uuid")) &&
+                                                  streq(jget_str(row, "point_id"), jget_str(p, "point_id")))
+                        there = true;
+                if (!there)
+                        (void) store_backup_point_remove(st, ds_name, jget_str(row, "vm_uuid"), jget_str(row, "point_id"));
+        }
+        return 0;
+}

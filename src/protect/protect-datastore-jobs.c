@@ -35,8 +35,10 @@ static int job_open(JobCtx *ctx, ChunkStore **ret) {
 }
 
 static void usage_refresh(JobCtx *ctx, ChunkStore *s) {
-        if (ctx->job->target_id > 0)
+        if (ctx->job->target_id > 0) {
                 (void) protect_datastore_usage_refresh(ctx->st, ctx->job->target_id, s);
+                (void) protect_backup_index_sync(ctx->st, ctx->job->target_name, s);
+        }
 }
 
 static int job_usage(JobCtx *ctx, void *userdata) {
@@ -46,6 +48,8 @@ static int job_usage(JobCtx *ctx, void *userdata) {
                 return e;
         job_progress(ctx, 10, "counting chunks");
         e = protect_datastore_usage_refresh(ctx->st, ctx->job->target_id, s);
+        if (e == 0)
+                (void) protect_backup_index_sync(ctx->st, ctx->job->target_name, s);
         chunkstore_free(s);
         if (e < 0)
                 return job_fail(ctx, e, "The usage of datastore '%s' cannot be computed: %s.", ctx->job->target_name,

@@ -79,3 +79,10 @@ int protect_vm_ref(Store *st, const OpCaller *c, const char *field, const char *
                    OpError *err);
 /* protect-restore.c's job kind. */
 void protect_restore_register_jobs(Jobs *jobs, Inventory *inv);
+/* Brings the backup_point index of datastore ds_name in line with its
+ * directory after points were adopted, imported or pruned: indexes every
+ * committed point it lacks (owner and group those of the VM with that uuid
+ * now, else none: administrators and readers see it) and forgets the rows
+ * whose point is gone. Reads every manifest: for the datastore jobs, not
+ * for each backup. 0 or negative. */
+int protect_backup_index_sync(Store *st, const char *ds_name, ChunkStore *s);

@@ -96,7 +96,7 @@ int store_datastore_verified_list(Store *st, int64_t id, json_t **ret) {
 int store_backup_point_add(Store *st, const StoreBackupPoint *p) {
         return store_exec(st, "INSERT INTO backup_point(datastore, vm_uuid, vm_name, vm_id, owner_id, group_id, host_id, point_id,"
                           " full, consistency, checkpoint, size_bytes, bytes_read, bytes_written, duration_ms, created_at)"
-                          " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                          " VALUES (?,?,?,nullif(?,0),nullif(?,0),nullif(?,0),nullif(?,0),?,?,?,?,?,?,?,?,?)"
                           " ON CONFLICT(datastore, vm_uuid, point_id) DO UPDATE SET vm_name = excluded.vm_name,"
                           " vm_id = excluded.vm_id, full = excluded.full, consistency = excluded.consistency,"
                           " checkpoint = excluded.checkpoint, size_bytes = excluded.size_bytes",

@@ -3,11 +3,11 @@ shapes of POST /vms/{id}/backups, GET /backups and POST /backups/restore,
 who may do what (read-only, self-service on its own and on another's VM),
 and bad input — each a clear 4xx naming the field, with nothing half-done.
 The backups themselves run on real QEMU in tests/system/test_backup_kvm.py;
-here the recovery points are index rows written into the database (what a
-finished backup records), as the test driver has no backup API."""
+here the recovery points are made by tests/unit/mkpoint (as a backup makes
+them) in a directory that is then adopted as a datastore, whose job indexes
+them, as the test driver has no backup API."""
 import os
 import shutil
-import sqlite3
 import struct
 import subprocess
 import tempfile
@@ -77,14 +77,14 @@ class TestBackupApi(unittest.TestCase):
         for j in jobs:
             assert d.wait_job(j["id"])["state"] == "succeeded", j
         cls.ssvm = d.find("vms", "ssvm")
-        cls.ds = d.ok("POST", "/api/v1/datastores", {"name": "ds1", "path": os.path.join(cls.root, "ds1")})["datastore"]
-        # What two finished backups made: a point of vm1 (the administrator's)
-        # and one of ssvm (ss's), in the datastore (manifest, chunks, the
-        # VM's definition) and in the index.
+        # What two finished backups made, in a datastore directory (manifest,
+        # chunks, the VM's definition): a point of vm1 (the administrator's)
+        # and one of ssvm (ss's). Adding the directory adopts it, and the
+        # datastore's job indexes its points for the lists.
+        ds_path = os.path.join(cls.root, "ds1")
         img = os.path.join(tmp, "vda.raw")
         with open(img, "wb") as f:
             f.write(b"\x5a" * MIB + b"\0" * (4 * MIB) + b"\xa5" * MIB)
-        con = sqlite3.connect(os.path.join(d.dir, "var", "armada.db"), timeout=30)
         for v, pid in ((cls.vm, "20261201T010000Z"), (cls.ssvm, "20261201T020000Z")):
             xml = os.path.join(tmp, f"{v['name']}.xml")
             with open(xml, "w") as f:
@@ -93,16 +93,12 @@ class TestBackupApi(unittest.TestCase):
                         "<driver name='qemu' type='qcow2'/><source file='/nowhere/vda.qcow2'/><target dev='vda'/></disk>"
                         "<interface type='network'><mac address='52:54:00:12:34:56'/><source network='default'/></interface>"
                         "</devices></domain>")
-            r = subprocess.run([MKPOINT, cls.ds["path"], v["uuid"], pid, "vda=" + img, "--name", v["name"], "--domain-xml", xml],
+            r = subprocess.run([MKPOINT, ds_path, v["uuid"], pid, "vda=" + img, "--name", v["name"], "--domain-xml", xml],
                                capture_output=True, text=True, timeout=60)
             assert r.returncode == 0, r.stderr
-            con.execute("INSERT INTO backup_point(datastore, vm_uuid, vm_name, vm_id, owner_id, group_id, host_id, point_id, full,"
-                        " consistency, checkpoint, size_bytes, bytes_read, bytes_written, duration_ms, created_at)"
-                        " VALUES ('ds1', ?, ?, ?, ?, ?, ?, ?, 1, 'crash', NULL, ?, ?, 1024, 10, ?)",
-                        (v["uuid"], v["name"], v["id"], v.get("owner_id"), v.get("group_id"), host["id"], pid, 6 * MIB, 6 * MIB,
-                         int(time.time() * 1000)))
-        con.commit()
-        con.close()
+        r = d.ok("POST", "/api/v1/datastores", {"name": "ds1", "path": ds_path})
+        cls.ds = r["datastore"]
+        assert d.wait_job(r["job"]["id"])["state"] == "succeeded"
 
     def refused(self, method, path, body, status, field, token=None):
         st, b = self.d.request(method, path, body, token=token)
@@ -237,6 +233,21 @@ class TestBackupApi(unittest.TestCase):
         r = cli("backup", "now", "vm1", "--datastore", "ds1")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("vm.backup", r.stdout)
+
+    def test_zz_index_follows_the_datastore(self):
+        # Runs last (by name). A point written into the datastore behind the
+        # index's back is listed after the datastore's next job; a pruned
+        # point leaves the list.
+        d = self.d
+        img = os.path.join(self.tmp, "vda.raw")
+        r = subprocess.run([MKPOINT, self.ds["path"], self.vm["uuid"], "20261201T030000Z", "vda=" + img, "--name", "vm1"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([p["point_id"] for p in d.ok("GET", "/api/v1/backups?vm=vm1")["items"]], ["20261201T010000Z"])
+        r = d.ok("POST", f"/api/v1/datastores/{self.ds['id']}/actions/prune", {"vm": "vm1", "keep_last": 1})
+        self.assertEqual(d.wait_job(r["job"]["id"])["state"], "succeeded")
+        self.assertEqual([p["point_id"] for p in d.ok("GET", "/api/v1/backups?vm=vm1")["items"]], ["20261201T030000Z"])
+        self.assertEqual([p["vm_name"] for p in d.ok("GET", "/api/v1/backups", token=self.ss)["items"]], ["ssvm"])
 
 
 if __name__ == "__main__":
