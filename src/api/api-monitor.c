@@ -8,6 +8,7 @@
  * user could scrape it otherwise), because the exposition names every host
  * and VM; armadad --metrics-public lifts that for a trusted network. */
 #include "api-priv.h"
+#include "protect/protect.h"
 
 #include <errno.h>
 #include <math.h>
@@ -352,6 +353,12 @@ static void h_prometheus(Req *r) {
                 "# HELP armada_read_model_rows_read_total Rows the read model re-read from the database for them.\n"
                 "# TYPE armada_read_model_rows_read_total counter\narmada_read_model_rows_read_total %llu\n",
                 open, (unsigned long long) opened, (unsigned long long) ms.batches, (unsigned long long) ms.rows_read);
+        _cleanup_free_ char *datastores = protect_metrics_text(r->api->st); /* the cached usage: no walk */
+        if (datastores && *datastores) {
+                char *both = xasprintf("%s%s", extra, datastores);
+                free(extra);
+                extra = both;
+        }
         MonitorPromSpec spec = { .authorization = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Authorization"),
                                  .metrics_public = r->api->cfg.metrics_public,
                                  .login_rate_limited = __atomic_load_n(&r->api->login_rate_limited, __ATOMIC_RELAXED),

@@ -111,7 +111,9 @@ typedef struct {
 extern const Route api_routes_place[];
 extern const Route api_routes_monitor[];
 extern const Route api_routes_library[];
+extern const Route api_routes_datastore[];
 extern const Route api_routes_ha[];
+extern const Route api_routes_backup[];
 extern const Route api_routes_web[];
 extern const Route api_routes_stream[];
 extern const Route api_routes_list[];

@@ -289,6 +289,28 @@ static const Command COMMANDS[] = {
         { "grant", "delete", "ID", "delete a grant (its VMs stay)", 1, 1, NULL, cmd_grant_delete },
         { "self-service", NULL, "", "show your grants, templates and quota", 0, 0, NULL, cmd_self_service },
 
+        { "backup", "datastore", "add NAME --path DIR | list | remove NAME [--force]",
+          "manage backup datastores (administrators; remove never deletes files)", 1, 2, BACKUP_DATASTORE_OPTS,
+          cmd_backup_datastore },
+        { "backup", "verify", "DATASTORE | --path DIR", "re-read every chunk; name every point that cannot be restored"
+          " (waits; exit 1 when one cannot)", 0, 1, BACKUP_VERIFY_OPTS, cmd_backup_verify },
+        { "backup", "gc", "DATASTORE", "remove chunks no point uses (starts a job)", 1, 1, NULL, cmd_backup_gc },
+        { "backup", "prune", "DATASTORE [--vm VM] --keep-last N [--keep-hourly N] [--keep-daily N] [--keep-weekly N] "
+                             "[--keep-monthly N] [--keep-yearly N] [--dry-run]",
+          "remove points by a retention policy; lists kept and removed (waits)", 1, 1, BACKUP_PRUNE_OPTS, cmd_backup_prune },
+        { "backup", "archive", "--datastore D --vm VM|--point VM/POINT --to DIR",
+          "copy points into a self-contained datastore directory (starts a job)", 0, 0, BACKUP_ARCHIVE_OPTS,
+          cmd_backup_archive },
+        { "backup", "import", "DIR --datastore D", "copy every point of a datastore directory in (starts a job)", 1, 1,
+          BACKUP_IMPORT_OPTS, cmd_backup_import },
+        { "backup", "now", "VM [--datastore D]", "back up a running VM now: full the first time, then only what changed"
+          " (starts a job)", 1, 1, BACKUP_NOW_OPTS, cmd_backup_now },
+        { "backup", "list", "[VM] [--datastore D]", "list recovery points, newest first", 0, 1, BACKUP_LIST_OPTS,
+          cmd_backup_list },
+        { "backup", "restore", "VM/POINT (--as NAME [--host H] | --in-place) [--datastore D]",
+          "restore a point as a new VM, or over its stopped VM (POINT: an id or 'latest'; starts a job)", 1, 1,
+          BACKUP_RESTORE_OPTS, cmd_backup_restore },
+
         { "user", "list", "", "list users", 0, 0, NULL, cmd_user_list },
         { "user", "create", "NAME --role ROLE [--scope PATH]... [--password-stdin]", "create a user", 1, 1,
           USER_CREATE_OPTS, cmd_user_create },

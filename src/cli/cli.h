@@ -342,6 +342,21 @@ int cmd_grant_create(Ctx *c, const Command *cmd, const Args *a);
 int cmd_grant_delete(Ctx *c, const Command *cmd, const Args *a);
 int cmd_self_service(Ctx *c, const Command *cmd, const Args *a);
 
+/* backups: datastores and their maintenance (cmd_backup.c) */
+extern const OptSpec BACKUP_DATASTORE_OPTS[], BACKUP_VERIFY_OPTS[], BACKUP_PRUNE_OPTS[], BACKUP_ARCHIVE_OPTS[],
+        BACKUP_IMPORT_OPTS[];
+int cmd_backup_datastore(Ctx *c, const Command *cmd, const Args *a);
+int cmd_backup_verify(Ctx *c, const Command *cmd, const Args *a);
+int cmd_backup_gc(Ctx *c, const Command *cmd, const Args *a);
+int cmd_backup_prune(Ctx *c, const Command *cmd, const Args *a);
+int cmd_backup_archive(Ctx *c, const Command *cmd, const Args *a);
+int cmd_backup_import(Ctx *c, const Command *cmd, const Args *a);
+/* backups themselves: now, list, restore */
+extern const OptSpec BACKUP_NOW_OPTS[], BACKUP_LIST_OPTS[], BACKUP_RESTORE_OPTS[];
+int cmd_backup_now(Ctx *c, const Command *cmd, const Args *a);
+int cmd_backup_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_backup_restore(Ctx *c, const Command *cmd, const Args *a);
+
 /* Prints "armada: <message>" on stderr; returns EXIT_ERROR. */
 int fail(const char *fmt, ...) _printf_(1, 2);
 /* Parses a positive count/limit option value; EXIT_ERROR after printing. */

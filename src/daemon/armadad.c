@@ -15,10 +15,12 @@
 #include "api/api.h"
 #include "auth/auth.h"
 #include "ha/ha.h"
+#include "protect/protect.h"
 #include "hv/hv.h"
 #include "inventory/inventory.h"
 #include "jobs/jobs.h"
 #include "library/library.h"
+#include "protect/protect.h"
 #include "inventory/inventory-monitor.h"
 #include "placement/placement.h"
 #include "model/model.h"
@@ -77,6 +79,13 @@ static int config_set(Config *c, const char *key, const char *val) {
         else if (streq(key, "metrics-public")) c->metrics_public = streq(val, "true") || streq(val, "yes") || streq(val, "1");
         else if (streq(key, "allow-test-hosts")) c->allow_test_hosts = streq(val, "true") || streq(val, "yes") || streq(val, "1");
         else if (streq(key, "web-dir")) set_str(&c->web_dir, val);
+        else if (streq(key, "backup-root")) {
+                if (val[0] != '/') {
+                        fprintf(stderr, "armadad: 'backup-root' must be an absolute directory, not '%s'\n", val);
+                        return -EINVAL;
+                }
+                protect_add_backup_root(val);
+        }
         else if (streq(key, "admin-user")) set_str(&c->admin_user, val);
         else if (streq(key, "log-level")) set_str(&c->log_level, val);
         else if (streq(key, "test-hold-starts")) set_str(&c->test_hold_starts, val);
@@ -216,6 +225,8 @@ static void usage(void) {
              "  --monitor-assess-interval-ms N  node_exporter scrape interval of the assessment (default 60000)\n"
              "  --monitor-usage-window-ms N     window of the measured load placement uses (default 300000)\n"
              "  --library-upload-max SIZE  largest library upload accepted (default 64G)\n"
+             "  --backup-root DIR          backup datastores, archives and imports may live only under DIR\n"
+             "                             (repeatable; default " PROTECT_DEFAULT_BACKUP_ROOT ")\n"
              "  --admin-user NAME          name of the first administrator (default admin)\n"
              "  --ensure-host NAME=URI     register this host at start-up when missing (repeatable)\n"
              "  --allow-test-hosts         accept test: host URIs (libvirt's test driver, which reads any file\n"
@@ -319,6 +330,11 @@ static void job_stuck_hook(void *userdata, const StoreJobWatch *job, bool stuck,
         (void) monitor_job_stuck_changed(userdata, job->id, name, job->owner_id, stuck, message);
 }
 
+/* A datastore's verify found points that cannot be restored (or none). */
+static void datastore_alert_hook(void *userdata, int64_t id, const char *name, bool open, const char *message) {
+        (void) monitor_object_alert_changed(userdata, "datastore-verify", "datastore", id, name, open, message);
+}
+
 /* Phase 1: the configuration file, then the flags over it. 0 to go on, or
  * the exit status (0 for --help) in *ret_status and 1. */
 static int parse_arguments(int argc, char **argv, Config *c, int *ret_status) {
@@ -338,7 +354,7 @@ static int parse_arguments(int argc, char **argv, Config *c, int *ret_status) {
                 { "monitor-interval-ms", required_argument, NULL, 0 }, { "monitor-webhook-backoff-ms", required_argument, NULL, 0 },
                 { "monitor-assess-interval-ms", required_argument, NULL, 0 }, { "monitor-usage-window-ms", required_argument, NULL, 0 },
                 { "ensure-host", required_argument, NULL, 0 }, { "log-level", required_argument, NULL, 0 },
-                { "library-upload-max", required_argument, NULL, 0 },
+                { "library-upload-max", required_argument, NULL, 0 }, { "backup-root", required_argument, NULL, 0 },
                 { "deadline-query-s", required_argument, NULL, 0 }, { "deadline-start-s", required_argument, NULL, 0 },
                 { "deadline-change-s", required_argument, NULL, 0 }, { "deadline-copy-s", required_argument, NULL, 0 },
                 { "max-parallel-starts", required_argument, NULL, 0 }, { "max-parallel-disk-ops", required_argument, NULL, 0 },
@@ -487,6 +503,8 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         Inventory *inv = d->inv;
         inventory_register_jobs(inv);
         library_register_jobs(jobs, inv);
+        protect_register_jobs(jobs);
+        protect_backup_register_jobs(jobs, inv);
         HaConfig hcfg = { .declare_ms = c->ha_declare_ms, .fence_timeout_ms = c->fence_timeout_s * 1000 };
         (void) ha_new(st, jobs, inv, &hcfg, &d->ha);
         Ha *ha = d->ha;
@@ -500,6 +518,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         Monitor *mon = d->mon;
         inventory_on_host_state(inv, host_state_hook, mon);
         jobs_on_stuck(jobs, job_stuck_hook, mon);
+        protect_on_alert(datastore_alert_hook, mon);
         if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0 ||
             monitor_answers_start(st, d->model, 0) < 0) {
                 fprintf(stderr, "armadad: cannot start worker threads\n");
@@ -532,6 +551,7 @@ static void daemon_stop(Daemon *d) {
         inventory_stop(d->inv);
         inventory_on_host_state(d->inv, NULL, NULL);
         jobs_on_stuck(d->jobs, NULL, NULL);
+        protect_on_alert(NULL, NULL);
         monitor_answers_stop();
         monitor_free(d->mon);
         ha_free(d->ha);

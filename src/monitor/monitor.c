@@ -663,6 +663,48 @@ int monitor_job_stuck_changed(Monitor *m, int64_t job_id, const char *name, int6
         return r;
 }
 
+int monitor_object_alert_changed(Monitor *m, const char *rule_name, const char *object_kind, int64_t object_id,
+                                 const char *name, bool open, const char *message) {
+        if (!m)
+                return 0;
+        int64_t now = now_ms();
+        int r = store_begin(m->st);
+        if (r < 0)
+                return r;
+        StoreOpenAlert *alerts = NULL;
+        int no = store_alerts_open(m->st, &alerts);
+        int64_t have = 0;
+        /* StoreOpenAlert keeps the kind's first 7 characters. */
+        for (int i = 0; i < no; i++)
+                if (alerts[i].rule_id == 0 && alerts[i].object_id == object_id &&
+                    strncmp(alerts[i].object_kind, object_kind, sizeof alerts[i].object_kind - 1) == 0)
+                        have = alerts[i].id;
+        bool queued = false;
+        if (no < 0)
+                r = no;
+        else if (open && !have) {
+                StoreAlertRule rule = { .id = 0, .severity = "critical" };
+                snprintf(rule.name, sizeof rule.name, "%s", rule_name);
+                int64_t id;
+                if (store_alert_open(m->st, &rule, object_kind, object_id, name, NAN, message, now, &id) == 0) {
+                        _cleanup_free_ char *ev = xasprintf("Alert %lld opened (critical): %s", (long long) id, message);
+                        (void) store_event_add(m->st, "critical", "alert.opened", object_kind, object_id, name, 0, ev);
+                        notify(m, "alert.opened", id, now, &queued);
+                }
+        } else if (!open && have) {
+                _cleanup_free_ char *ev = xasprintf("Alert %lld resolved: %s", (long long) have, message);
+                if (store_alert_resolve(m->st, have, NULL, now) == 0) {
+                        (void) store_event_add(m->st, "info", "alert.resolved", object_kind, object_id, name, 0, ev);
+                        notify(m, "alert.resolved", have, now, &queued);
+                }
+        }
+        r = store_end(m->st, r);
+        if (r >= 0 && queued)
+                monitor_hooks_kick(m);
+        free(alerts);
+        return r;
+}
+
 static double thread_cpu_seconds(void) {
         struct timespec ts;
         if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)

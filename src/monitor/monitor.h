@@ -99,6 +99,12 @@ int monitor_host_state_changed(Monitor *m, int64_t host_id);
  * warning, object_kind "job"); name is what it shows as the object's name.
  * Accepts m NULL. 0 or negative. */
 int monitor_job_stuck_changed(Monitor *m, int64_t job_id, const char *name, int64_t owner_id, bool stuck, const char *message);
+/* Opens (open) or resolves an alert no rule raises on any object -- a
+ * datastore whose verify found points that cannot be restored -- with its
+ * event and webhooks: rule_name is what it shows as its rule (severity
+ * critical). Accepts m NULL. 0 or negative. */
+int monitor_object_alert_changed(Monitor *m, const char *rule_name, const char *object_kind, int64_t object_id,
+                                 const char *name, bool open, const char *message);
 /* Runs one assessment scrape of every registered server now. */
 int monitor_assess_round(Monitor *m, int64_t now);
 

@@ -2,6 +2,7 @@
  * migrations and every SQL statement. See store.h for the conventions. */
 #include "store.h"
 #include "store-priv.h"
+#include "store-protect.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -277,6 +278,7 @@ static const StoreMigration MIGRATIONS_CORE[] = {
 
 static const StoreMigration *const MIGRATION_LISTS[] = {
         MIGRATIONS_CORE, store_migrations_place, store_migrations_monitor, store_migrations_library, store_migrations_ha,
+        store_migrations_protect,
 };
 
 /* ------------------------------------------------------------------ */

@@ -40,6 +40,34 @@ done
 """
 
 
+# The disk guest (backup tests): loads virtio_blk from the kernel's own
+# package, writes the byte patterns its kernel command line names to
+# /dev/vda (armada.disk_write=BYTE:OFFSET_MIB:LENGTH_MIB,...; BYTE in hex),
+# syncs, says so on the console and idles.
+DISK_MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk")
+DISK_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mkdir -p /proc /sys /dev
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+for m in @MODULES@; do insmod /lib/modules/$m.ko 2>/dev/ttyS0; done
+echo "armada-guest: init reached" > /dev/ttyS0
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+W=$(sed -n 's/.*armada.disk_write=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+for spec in $(echo "$W" | tr ',' ' '); do
+    byte=${spec%%:*}; rest=${spec#*:}; off=${rest%%:*}; len=${rest#*:}
+    oct=$(printf '%o' 0x$byte)
+    head -c $((len * 1048576)) /dev/zero | tr '\\000' "\\\\$oct" | dd of=/dev/vda bs=65536 seek=$((off * 16)) conv=notrunc 2>/dev/ttyS0
+done
+sync
+echo 3 > /proc/sys/vm/drop_caches
+echo "armada-guest: disk written" > /dev/ttyS0
+while true; do sleep 3600; done
+""".replace("@MODULES@", " ".join(DISK_MODULES))
+
+
 class GuestUnavailable(RuntimeError):
     pass
 
@@ -133,6 +161,84 @@ def build_guest():
         os.replace(kernel + ".tmp", kernel)
         os.replace(initrd + ".tmp", initrd)
     return kernel, initrd
+
+
+def build_disk_guest():
+    """Returns (kernel, initrd) of the disk guest, built once from one kernel
+    package (the modules must match the kernel)."""
+    kernel = os.path.join(CACHE, "vmlinuz-disk")
+    initrd = os.path.join(CACHE, "initrd-disk.cpio")
+    if os.path.exists(kernel) and os.path.exists(initrd):
+        return kernel, initrd
+    for tool in ("apt-get", "dpkg-deb"):
+        if not shutil.which(tool):
+            raise GuestUnavailable(f"'{tool}' is not installed")
+    os.makedirs(CACHE, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        os.chmod(tmp, 0o755)
+        meta = _download("linux-image-cloud-amd64", tmp)
+        kpkg = _kernel_package(meta)
+        kroot = os.path.join(tmp, "k")
+        _run(["dpkg-deb", "-x", _download(kpkg, tmp), kroot])
+        vm = [f for f in os.listdir(os.path.join(kroot, "boot")) if f.startswith("vmlinuz-")]
+        if not vm:
+            raise GuestUnavailable(f"{kpkg} has no /boot/vmlinuz-*")
+        mods = {}
+        for dirpath, _, files in os.walk(os.path.join(kroot, "lib", "modules")):
+            for f in files:
+                if f.endswith(".ko") and f[:-3] in DISK_MODULES:
+                    with open(os.path.join(dirpath, f), "rb") as fh:
+                        mods[f[:-3]] = fh.read()
+        missing = [m for m in DISK_MODULES if m not in mods and m != "virtio_pci_legacy_dev"]
+        if missing:
+            raise GuestUnavailable(f"{kpkg} lacks the modules {missing}")
+        broot = os.path.join(tmp, "b")
+        _run(["dpkg-deb", "-x", _download("busybox-static", tmp), broot])
+        with open(os.path.join(broot, "bin", "busybox"), "rb") as f:
+            busybox = f.read()
+        entries = [("bin", 0o755, None), ("dev", 0o755, None), ("proc", 0o755, None), ("sys", 0o755, None),
+                   ("lib", 0o755, None), ("lib/modules", 0o755, None),
+                   ("bin/busybox", 0o755, busybox), ("bin/sh", 0, "busybox"), ("init", 0o755, DISK_INIT.encode())]
+        entries += [(f"lib/modules/{m}.ko", 0o644, d) for m, d in mods.items()]
+        _cpio_newc(entries, initrd + ".tmp")
+        shutil.copyfile(os.path.join(kroot, "boot", vm[0]), kernel + ".tmp")
+        os.replace(kernel + ".tmp", kernel)
+        os.replace(initrd + ".tmp", initrd)
+    return kernel, initrd
+
+
+def disk_guest_xml(name, kernel, initrd, disk_path, writes, memory_mib=192, console_log=None, uuid=None):
+    """Domain XML for the disk guest under TCG with one qcow2 virtio disk
+    (target vda) at disk_path; writes: [(byte, offset_mib, length_mib)]."""
+    serial = (f"<serial type='file'><source path='{console_log}' append='on'/><target port='0'/></serial>"
+              if console_log else "<serial type='pty'><target port='0'/></serial>")
+    uuid_xml = f"<uuid>{uuid}</uuid>" if uuid else ""
+    spec = ",".join(f"{b:02x}:{o}:{n}" for b, o, n in writes)
+    return f"""<domain type='qemu'>
+  <name>{name}</name>{uuid_xml}
+  <memory unit='MiB'>{memory_mib}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{initrd}</initrd>
+    <cmdline>console=ttyS0 panic=-1 quiet armada.disk_write={spec}</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{disk_path}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='user'><model type='virtio'/></interface>
+    {serial}
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
 
 
 def guest_xml(name, kernel, initrd, memory_mib=256, dirty_mib=64, console_log=None, uuid=None):

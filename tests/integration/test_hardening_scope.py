@@ -160,6 +160,8 @@ class ReadOnlyWritesNothing(PopulatedCase):
                                                 (f"/placement/rules/{i['rule']}", {"vms": []})],
             ("DELETE", "/placement/rules/{id}"): [(f"/placement/rules/{i['empty_rule']}", None), (f"/placement/rules/{i['rule']}", None)],
             ("POST", "/vms/{id}/migrate"): [(f"/vms/{vm}/migrate", {"to": "t2"})],
+            ("POST", "/vms/{id}/backups"): [(f"/vms/{vm}/backups", {})],
+            ("POST", "/backups/restore"): [("/backups/restore", {"vm": "vm1", "point": "latest", "as": "ro-restored"})],
             ("PATCH", "/vms/{id}/ha"): [(f"/vms/{vm}/ha", {"enabled": False})],
             ("POST", "/hosts/{id}/maintenance"): [(f"/hosts/{host}/maintenance", {"on": True})],
             ("PATCH", "/hosts/{id}/fencing"): [(f"/hosts/{host}/fencing", {"command": None})],

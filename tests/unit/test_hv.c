@@ -22,6 +22,7 @@
 #include "hv/hv.h"
 #include "hv/hv-internal.h"
 #include "hv/hv-migrate.h"
+#include "hv/hv-backup.h"
 #include "util/util.h"
 
 #define TEST_URI "test:///default"
@@ -1058,6 +1059,95 @@ static void test_bounded_calls(void **state) {
         pthread_mutex_unlock(&g.lock);
 }
 
+
+/* ---- hv-backup: the pure XML ---- */
+
+static const char BACKUP_DOMAIN[] =
+        "<domain type='kvm'><name>web01</name><uuid>6b0c1c36-7a3e-4f3b-9a4c-0a1b2c3d4e5f</uuid>"
+        "<metadata><armada:vm xmlns:armada='https://armada.example/xmlns/vm/1'>x</armada:vm></metadata>"
+        "<devices>"
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/var/lib/a/web01.qcow2'/>"
+        "<target dev='vda' bus='virtio'/></disk>"
+        "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/var/lib/a/data.raw'/>"
+        "<target dev='vdb' bus='virtio'/></disk>"
+        "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='/isos/seed.iso'/>"
+        "<target dev='sda' bus='sata'/></disk>"
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/var/lib/a/logs &amp; more.qcow2'/>"
+        "<target dev='vdc' bus='virtio'/></disk>"
+        "<interface type='network'><mac address='52:54:00:aa:bb:cc'/><source network='default'/></interface>"
+        "</devices></domain>";
+
+static void test_backup_disks(void **state) {
+        (void) state;
+        HvBackupDisk d[HV_BACKUP_MAX_DISKS];
+        size_t n = 99;
+        assert_int_equal(hv_backup_disks(BACKUP_DOMAIN, d, &n), 0);
+        /* Only qcow2 file disks: the raw disk and the CD-ROM cannot carry a bitmap. */
+        assert_int_equal(n, 2);
+        assert_string_equal(d[0].target, "vda");
+        assert_string_equal(d[0].source, "/var/lib/a/web01.qcow2");
+        assert_string_equal(d[1].target, "vdc");
+        assert_string_equal(d[1].source, "/var/lib/a/logs & more.qcow2");
+        assert_int_equal(hv_backup_disks("<domain", d, &n), -EINVAL);
+        assert_int_equal(hv_backup_disks("<domain><devices/></domain>", d, &n), 0);
+        assert_int_equal(n, 0);
+}
+
+static void test_backup_xml(void **state) {
+        (void) state;
+        HvBackupDisk d[HV_BACKUP_MAX_DISKS];
+        size_t n;
+        assert_int_equal(hv_backup_disks(BACKUP_DOMAIN, d, &n), 0);
+        HvBackupSpec full = { .checkpoint = "armada-20261201T000000Z", .nbd_addr = "10.0.0.2", .nbd_port = 10900,
+                              .export_token = "abc123" };
+        _cleanup_free_ char *x = hv_backup_xml_build(&full, d, n);
+        assert_non_null(strstr(x, "<domainbackup mode=\"pull\">"));
+        assert_null(strstr(x, "<incremental>"));
+        assert_non_null(strstr(x, "<server transport=\"tcp\" name=\"10.0.0.2\" port=\"10900\"/>"));
+        assert_non_null(strstr(x, "exportname=\"abc123-vda\""));
+        assert_null(strstr(x, "exportbitmap"));
+        assert_non_null(strstr(x, "<scratch file=\"/var/lib/a/.armada-scratch-abc123-vda.qcow2\"/>"));
+        assert_string_equal(d[1].export_name, "abc123-vdc");
+        assert_string_equal(d[1].bitmap, "");
+        unsigned port = 0;
+        assert_int_equal(hv_backup_xml_port(x, &port), 0);
+        assert_int_equal(port, 10900);
+
+        HvBackupSpec inc = full;
+        inc.incremental = "armada-20261130T000000Z";
+        _cleanup_free_ char *y = hv_backup_xml_build(&inc, d, n);
+        assert_non_null(strstr(y, "<incremental>armada-20261130T000000Z</incremental>"));
+        assert_non_null(strstr(y, "exportbitmap=\"abc123-vda-dirty\""));
+        assert_string_equal(d[0].bitmap, "abc123-vda-dirty");
+
+        _cleanup_free_ char *cp = hv_checkpoint_xml_build("armada-x<y", d, n);
+        assert_non_null(strstr(cp, "<name>armada-x&lt;y</name>"));
+        assert_non_null(strstr(cp, "<disk name=\"vdc\" checkpoint=\"bitmap\"/>"));
+        assert_int_equal(hv_backup_xml_port("<domainbackup><server transport='unix' socket='/s'/></domainbackup>", &port), 0);
+        assert_int_equal(port, 0);
+}
+
+static void test_restore_xml(void **state) {
+        (void) state;
+        const char *targets[] = { "vda", "vdc" }, *paths[] = { "/pool/new-vda.qcow2", "/pool/new-vdc.qcow2" };
+        _cleanup_free_ char *x = NULL;
+        assert_int_equal(hv_restore_xml(BACKUP_DOMAIN, "web01-copy", "11111111-2222-4333-8444-555555555555", targets, paths, 2, &x), 0);
+        HvDomainInfo info;
+        assert_int_equal(hv_domain_xml_parse(x, &info), 0);
+        assert_string_equal(info.name, "web01-copy");
+        assert_string_equal(info.uuid, "11111111-2222-4333-8444-555555555555");
+        /* vda and vdc moved to the new volumes; the raw vdb (not in the
+         * point) is gone rather than shared with the original; the CD-ROM stays. */
+        assert_non_null(strstr(x, "/pool/new-vda.qcow2"));
+        assert_non_null(strstr(x, "/pool/new-vdc.qcow2"));
+        assert_null(strstr(x, "/var/lib/a/"));
+        assert_non_null(strstr(x, "/isos/seed.iso"));
+        assert_null(strstr(x, "52:54:00:aa:bb:cc"));
+        assert_null(strstr(x, "<metadata"));
+        assert_string_equal(info.armada_installation, "");
+        assert_int_equal(hv_restore_xml("<network/>", "a", "11111111-2222-4333-8444-555555555555", targets, paths, 0, &x), -EINVAL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_xml_uefi),
@@ -1080,6 +1170,9 @@ int main(void) {
                 cmocka_unit_test(test_list_hundreds),
                 cmocka_unit_test(test_threads),
                 cmocka_unit_test(test_bounded_calls),
+                cmocka_unit_test(test_backup_disks),
+                cmocka_unit_test(test_backup_xml),
+                cmocka_unit_test(test_restore_xml),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

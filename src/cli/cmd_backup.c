@@ -1,0 +1,380 @@
+/* armada backup commands: the `backup` dispatcher. Datastores (add, list,
+ * remove) and their maintenance (verify, gc, prune, archive, import); the
+ * backups themselves (now, restore, policies) join here. */
+#include "cli.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "util/cleanup.h"
+
+const OptSpec BACKUP_DATASTORE_OPTS[] = {
+        { "path", 0, true, "DIR", "the datastore's directory on the server (add)" },
+        { "force", 0, false, NULL, "forget it even though it holds points (remove; its files stay)" },
+        { NULL },
+};
+const OptSpec BACKUP_VERIFY_OPTS[] = {
+        { "path", 0, true, "DIR", "verify a datastore directory (an archive) that is not registered" },
+        { NULL },
+};
+const OptSpec BACKUP_PRUNE_OPTS[] = {
+        { "vm", 0, true, "VM", "only this VM's points (a name, or the uuid of a deleted VM)" },
+        { "keep-last", 0, true, "N", "keep the N newest points" },
+        { "keep-hourly", 0, true, "N", "keep the newest point of each of the last N hours with points" },
+        { "keep-daily", 0, true, "N", "... of the last N days" },
+        { "keep-weekly", 0, true, "N", "... of the last N ISO weeks" },
+        { "keep-monthly", 0, true, "N", "... of the last N months" },
+        { "keep-yearly", 0, true, "N", "... of the last N years" },
+        { "dry-run", 0, false, NULL, "only list what would be kept and removed" },
+        { NULL },
+};
+const OptSpec BACKUP_ARCHIVE_OPTS[] = {
+        { "datastore", 0, true, "NAME", "the datastore to copy from (required)" },
+        { "vm", 0, true, "VM", "every point of this VM" },
+        { "point", 0, true, "VM/POINT", "one point" },
+        { "to", 0, true, "DIR", "the archive directory on the server: empty, missing or an archive (required)" },
+        { NULL },
+};
+const OptSpec BACKUP_IMPORT_OPTS[] = {
+        { "datastore", 0, true, "NAME", "the datastore to copy into (required)" },
+        { NULL },
+};
+
+static int datastore_id(Ctx *c, const char *name, int64_t *ret) {
+        return resolve(c, "datastores", "name", name, "datastore", ret, NULL);
+}
+
+/* ---- datastores ---- */
+
+static int datastore_add(Ctx *c, const Args *a) {
+        if (a->n_pos != 2 || !args_get(a, "path"))
+                return fail("usage: armada backup datastore add NAME --path DIR");
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:s}", "name", a->pos[1], "path", args_get(a, "path"));
+        if (!body)
+                return fail("the name and the path must be valid UTF-8");
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "POST", "/datastores", body, &reply);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_TABLE)
+                outf("datastore '%s' %s at %s", a->pos[1],
+                     json_is_true(json_object_get(reply, "adopted")) ? "adopted with its points" : "created",
+                     jstr(json_object_get(reply, "datastore"), "path"));
+        if (json_is_object(json_object_get(reply, "job")) && (c->wait || c->output == OUTPUT_JSON))
+                return job_started(c, reply);
+        return 0;
+}
+
+static void add_bytes(Table *t, json_t *o, const char *key) {
+        char b[32];
+        if (!json_is_integer(json_object_get(o, key))) {
+                table_add(t, NULL);
+                return;
+        }
+        fmt_bytes((uint64_t) jint(o, key, 0), b);
+        table_add(t, b);
+}
+
+static int datastore_list(Ctx *c) {
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "GET", "/datastores", NULL, &reply);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_JSON) {
+                print_json(reply);
+                return 0;
+        }
+        _cleanup_table_ Table *t = table_new("NAME", "PATH", ">POINTS", ">CHUNKS", ">STORED", ">LOGICAL", ">DEDUP", "COUNTED",
+                                             NULL);
+        size_t i;
+        json_t *d;
+        json_array_foreach(json_object_get(reply, "items"), i, d) {
+                json_t *u = json_object_get(d, "usage");
+                char when[64];
+                table_add(t, jstr(d, "name"));
+                table_add(t, jstr(d, "path"));
+                if (json_is_object(u)) {
+                        table_addf(t, "%" PRId64, jint(u, "points", 0));
+                        table_addf(t, "%" PRId64, jint(u, "chunks", 0));
+                } else {
+                        table_add(t, NULL);
+                        table_add(t, NULL);
+                }
+                add_bytes(t, u, "stored_bytes");
+                add_bytes(t, u, "logical_bytes");
+                if (json_is_number(json_object_get(u, "dedup_factor")))
+                        table_addf(t, "%.1fx", json_number_value(json_object_get(u, "dedup_factor")));
+                else
+                        table_add(t, NULL);
+                fmt_time_of(d, "usage_at", when);
+                table_add(t, when);
+        }
+        table_print(t, stdout);
+        return 0;
+}
+
+static int datastore_remove(Ctx *c, const Args *a) {
+        if (a->n_pos != 2)
+                return fail("usage: armada backup datastore remove NAME [--force]");
+        int64_t id;
+        int r = datastore_id(c, a->pos[1], &id);
+        if (r)
+                return r;
+        _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "%s", id, args_has(a, "force") ? "?force=true" : "");
+        r = api_call(c, "DELETE", path, NULL, NULL);
+        if (r == 0 && c->output == OUTPUT_TABLE)
+                outf("datastore '%s' forgotten (its files were not touched)", a->pos[1]);
+        return r;
+}
+
+int cmd_backup_datastore(Ctx *c, const Command *cmd, const Args *a) {
+        const char *what = a->pos[0];
+        if (streq(what, "add"))
+                return datastore_add(c, a);
+        if (streq(what, "list")) {
+                if (a->n_pos != 1)
+                        return fail("usage: armada backup datastore list");
+                return datastore_list(c);
+        }
+        if (streq(what, "remove"))
+                return datastore_remove(c, a);
+        return fail("unknown datastore command '%s'; use add, list or remove", what);
+}
+
+/* ---- maintenance ---- */
+
+/* Follows the job of reply to its end and returns it (NULL when it did not
+ * succeed; the status in *ret_r). */
+static json_t *follow_job(Ctx *c, json_t *reply, int *ret_r) {
+        int64_t id = jint(json_object_get(reply, "job"), "id", 0);
+        if (id <= 0) {
+                *ret_r = fail("the server did not say which job it started");
+                return NULL;
+        }
+        OutputFormat out = c->output;
+        c->output = OUTPUT_TABLE; /* the job's JSON is printed once, below */
+        int r = job_follow(c, id);
+        c->output = out;
+        _cleanup_free_ char *path = xasprintf("/jobs/%" PRId64, id);
+        json_t *job = NULL;
+        if (r == 0)
+                r = api_call(c, "GET", path, NULL, &job);
+        *ret_r = r;
+        if (r == 0 && c->output == OUTPUT_JSON)
+                print_json(job);
+        return r == 0 ? job : NULL;
+}
+
+int cmd_backup_verify(Ctx *c, const Command *cmd, const Args *a) {
+        const char *dir = args_get(a, "path");
+        if ((a->n_pos == 1) == !!dir)
+                return fail("usage: armada backup verify DATASTORE | --path DIR");
+        _cleanup_json_ json_t *reply = NULL;
+        int r;
+        if (dir) {
+                _cleanup_json_ json_t *body = json_pack("{s:s}", "path", dir);
+                r = api_call(c, "POST", "/datastores/verify-path", body, &reply);
+        } else {
+                int64_t id;
+                r = datastore_id(c, a->pos[0], &id);
+                if (r)
+                        return r;
+                _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/verify", id);
+                r = api_call(c, "POST", path, NULL, &reply);
+        }
+        if (r)
+                return r;
+        _cleanup_json_ json_t *job = follow_job(c, reply, &r);
+        if (!job)
+                return r;
+        json_t *res = json_object_get(job, "result");
+        json_t *bad = json_object_get(res, "bad_points");
+        if (c->output == OUTPUT_TABLE) {
+                outf("%" PRId64 " points, %" PRId64 " chunks read", jint(res, "points", 0), jint(res, "chunks", 0));
+                size_t i;
+                json_t *b;
+                json_array_foreach(bad, i, b)
+                        outf("cannot be restored: %s/%s (%s chunk %" PRId64 " of disk %s)", jstr(b, "vm_uuid"),
+                             jstr(b, "point_id"), jstr(b, "reason"), jint(b, "chunk", -1),
+                             jstr(b, "disk") ? jstr(b, "disk") : "?");
+        }
+        return json_array_size(bad) ? EXIT_ERROR : 0;
+}
+
+int cmd_backup_gc(Ctx *c, const Command *cmd, const Args *a) {
+        int64_t id;
+        int r = datastore_id(c, a->pos[0], &id);
+        if (r)
+                return r;
+        _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/gc", id);
+        _cleanup_json_ json_t *reply = NULL;
+        r = api_call(c, "POST", path, NULL, &reply);
+        return r ? r : job_started(c, reply);
+}
+
+int cmd_backup_prune(Ctx *c, const Command *cmd, const Args *a) {
+        static const char *const keeps[] = { "keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly",
+                                             "keep-yearly" };
+        _cleanup_json_ json_t *body = json_object();
+        for (size_t i = 0; i < ELEMENTSOF(keeps); i++) {
+                const char *v = args_get(a, keeps[i]);
+                int64_t n;
+                if (!v)
+                        continue;
+                if (parse_i64(v, &n) < 0 || n < 0)
+                        return fail("--%s must be a whole number, not '%s'", keeps[i], v);
+                _cleanup_free_ char *key = xstrdup(keeps[i]);
+                key[4] = '_';
+                json_object_set_new(body, key, json_integer(n));
+        }
+        if (args_get(a, "vm"))
+                json_object_set_new(body, "vm", json_string(args_get(a, "vm")));
+        if (args_has(a, "dry-run"))
+                json_object_set_new(body, "dry_run", json_true());
+        int64_t id;
+        int r = datastore_id(c, a->pos[0], &id);
+        if (r)
+                return r;
+        _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/prune", id);
+        _cleanup_json_ json_t *reply = NULL;
+        r = api_call(c, "POST", path, body, &reply);
+        if (r)
+                return r;
+        _cleanup_json_ json_t *job = follow_job(c, reply, &r);
+        if (!job || c->output != OUTPUT_TABLE)
+                return r;
+        json_t *res = json_object_get(job, "result");
+        bool dry = json_is_true(json_object_get(res, "dry_run"));
+        _cleanup_table_ Table *t = table_new("VM", "POINT", "ACTION", NULL);
+        const char *lists[2] = { "kept", "removed" };
+        for (int l = 0; l < 2; l++) {
+                size_t i;
+                json_t *p;
+                json_array_foreach(json_object_get(res, lists[l]), i, p) {
+                        table_add(t, jstr(p, "vm_name") ? jstr(p, "vm_name") : jstr(p, "vm_uuid"));
+                        table_add(t, jstr(p, "point_id"));
+                        table_add(t, l == 0 ? "keep" : dry ? "would remove" : "removed");
+                }
+        }
+        table_print(t, stdout);
+        return 0;
+}
+
+int cmd_backup_archive(Ctx *c, const Command *cmd, const Args *a) {
+        const char *ds = args_get(a, "datastore"), *to = args_get(a, "to"), *vm = args_get(a, "vm"),
+                   *point = args_get(a, "point");
+        if (!ds || !to || !!vm == !!point)
+                return fail("usage: armada backup archive --datastore D --vm VM|--point VM/POINT --to DIR");
+        int64_t id;
+        int r = datastore_id(c, ds, &id);
+        if (r)
+                return r;
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:s?, s:s?}", "to", to, "vm", vm, "point", point);
+        _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/archive", id);
+        _cleanup_json_ json_t *reply = NULL;
+        r = api_call(c, "POST", path, body, &reply);
+        return r ? r : job_started(c, reply);
+}
+
+int cmd_backup_import(Ctx *c, const Command *cmd, const Args *a) {
+        const char *ds = args_get(a, "datastore");
+        if (!ds)
+                return fail("usage: armada backup import DIR --datastore D");
+        int64_t id;
+        int r = datastore_id(c, ds, &id);
+        if (r)
+                return r;
+        _cleanup_json_ json_t *body = json_pack("{s:s}", "path", a->pos[0]);
+        _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/import", id);
+        _cleanup_json_ json_t *reply = NULL;
+        r = api_call(c, "POST", path, body, &reply);
+        return r ? r : job_started(c, reply);
+}
+
+/* ---- backups: now, list, restore ---- */
+
+const OptSpec BACKUP_NOW_OPTS[] = {
+        { "datastore", 0, true, "NAME", "the datastore (needed when there are several)" },
+        { NULL },
+};
+const OptSpec BACKUP_LIST_OPTS[] = {
+        { "datastore", 0, true, "NAME", "only this datastore's points" },
+        { NULL },
+};
+const OptSpec BACKUP_RESTORE_OPTS[] = {
+        { "as", 0, true, "NAME", "restore as a new VM of this name" },
+        { "in-place", 0, false, NULL, "restore over the VM itself (it must be stopped)" },
+        { "host", 0, true, "HOST", "the new VM's host (else placement picks)" },
+        { "datastore", 0, true, "NAME", "the datastore holding the point (needed when several do)" },
+        { NULL },
+};
+
+int cmd_backup_now(Ctx *c, const Command *cmd, const Args *a) {
+        int64_t id;
+        int r = resolve(c, "vms", "name", a->pos[0], "VM", &id, NULL);
+        if (r)
+                return r;
+        _cleanup_json_ json_t *body = json_pack("{s:s?}", "datastore", args_get(a, "datastore"));
+        _cleanup_free_ char *path = xasprintf("/vms/%" PRId64 "/backups", id);
+        _cleanup_json_ json_t *reply = NULL;
+        r = api_call(c, "POST", path, body, &reply);
+        return r ? r : job_started(c, reply);
+}
+
+/* Names and point ids are plain words; anything else is refused here
+ * rather than escaped into a query. */
+static bool query_word(const char *s) {
+        for (; s && *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || strchr("-_.", *s)))
+                        return false;
+        return true;
+}
+
+int cmd_backup_list(Ctx *c, const Command *cmd, const Args *a) {
+        const char *vm = a->n_pos ? a->pos[0] : NULL, *ds = args_get(a, "datastore");
+        if (!query_word(vm) || !query_word(ds))
+                return fail("a VM or datastore name holds only letters, digits, '-', '_' and '.'");
+        _cleanup_free_ char *path = xasprintf("/backups%s%s%s%s%s%s", vm || ds ? "?" : "", vm ? "vm=" : "", vm ? vm : "",
+                                              vm && ds ? "&" : "", ds ? "datastore=" : "", ds ? ds : "");
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "GET", path, NULL, &reply);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_JSON) {
+                print_json(reply);
+                return 0;
+        }
+        _cleanup_table_ Table *t = table_new("VM", "POINT", "DATASTORE", "KIND", "CONSISTENCY", "SIZE", "READ", "WRITTEN", NULL);
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(reply, "items"), i, p) {
+                table_add(t, jstr(p, "vm_name"));
+                table_add(t, jstr(p, "point_id"));
+                table_add(t, jstr(p, "datastore"));
+                table_add(t, json_is_true(json_object_get(p, "full")) ? "full" : "incremental");
+                table_add(t, jstr(p, "consistency"));
+                add_bytes(t, p, "size_bytes");
+                add_bytes(t, p, "bytes_read");
+                add_bytes(t, p, "bytes_written");
+        }
+        table_print(t, stdout);
+        return 0;
+}
+
+int cmd_backup_restore(Ctx *c, const Command *cmd, const Args *a) {
+        const char *as = args_get(a, "as");
+        bool in_place = args_has(a, "in-place");
+        const char *slash = strrchr(a->pos[0], '/');
+        if (!slash || slash == a->pos[0] || !slash[1] || !as == !in_place)
+                return fail("usage: armada backup restore VM/POINT (--as NAME [--host H] | --in-place) [--datastore D]");
+        _cleanup_free_ char *vm = strndup(a->pos[0], (size_t) (slash - a->pos[0]));
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:s, s:s?, s:s?, s:s?}", "vm", vm, "point", slash + 1, "as", as, "host",
+                                                args_get(a, "host"), "datastore", args_get(a, "datastore"));
+        if (!body)
+                return fail("the names must be valid UTF-8");
+        if (in_place)
+                json_object_set_new(body, "in_place", json_true());
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "POST", "/backups/restore", body, &reply);
+        return r ? r : job_started(c, reply);
+}

@@ -1,0 +1,600 @@
+/* protect-backup: backups of running VMs into a datastore, as the job
+ * vm.backup, in phases:
+ *
+ *   prepare   the VM, its host and link, the datastore; the VM must run
+ *   chain     the previous point and whether an incremental can follow it
+ *             (same host, its checkpoint still there, same disks, the point
+ *             still in the datastore); otherwise full, with an event why
+ *   begin     end any backup job a killed armadad left on the host, freeze
+ *             the guest's file systems when its agent answers, begin the
+ *             pull-mode backup with a new checkpoint, thaw
+ *   read      every disk over NBD into the new point (protect-nbd.c)
+ *   finish    end the host's job; write the manifest (last: until then no
+ *             point exists); index it; drop older Armada checkpoints
+ *
+ * A failure after begin ends the host's job and deletes the new checkpoint
+ * (libvirt merges its bitmap into the previous one, so the next
+ * incremental still sees every change). */
+#include "protect-priv.h"
+
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hv/hv-backup.h"
+#include "store/store-protect.h"
+#include "util/util.h"
+
+#define CHECKPOINT_PREFIX "armada-"
+#define NBD_PORT_MIN 10810
+#define NBD_PORT_SPAN 2000
+
+typedef struct Backup {
+        JobCtx *ctx;
+        Inventory *inv;
+        StoreVm vm;
+        StoreHost host;
+        InventoryLink *link;
+        char ds_name[128];
+        ChunkStore *store;
+        char point_id[32];
+        char checkpoint[64];
+        json_t *prev;            /* the previous point's index row, when an incremental follows it */
+        Point *base;
+        char full_reason[512];   /* why full, "" when incremental */
+        HvBackupDisk disks[HV_BACKUP_MAX_DISKS];
+        size_t n_disks;
+        char *domain_xml;
+        char nbd_addr[256];
+        unsigned nbd_port;
+        bool begun;
+        const char *consistency;
+        ProtectCounters cnt;
+        int64_t t0;
+        Point *point;
+} Backup;
+
+static int64_t vm_group(Store *st, const StoreVm *vm) {
+        _cleanup_json_ json_t *v = NULL;
+        return store_vm_get_json(st, vm->id, &v) == 0 ? jget_int(v, "group_id") : 0;
+}
+
+static void backup_event(Backup *b, const char *severity, const char *kind, const char *msg) {
+        (void) store_event_add(b->ctx->st, severity, kind, "vm", b->vm.id, b->vm.name, b->vm.owner_id, msg);
+}
+
+/* ---- prepare ---- */
+
+static int backup_prepare(Backup *b) {
+        JobCtx *ctx = b->ctx;
+        char why[512];
+        int r = store_vm_get(ctx->st, ctx->job->target_id, &b->vm);
+        if (r < 0)
+                return job_fail(ctx, r, "VM '%s' no longer exists.", ctx->job->target_name);
+        if (store_host_get(ctx->st, b->vm.host_id, &b->host) < 0)
+                return job_fail(ctx, -ENXIO, "The host of VM '%s' no longer exists.", b->vm.name);
+        const char *ds = json_string_value(json_object_get(ctx->params, "datastore"));
+        _cleanup_free_ char *path = NULL;
+        r = protect_datastore_path(ctx->st, ds, b->ds_name, sizeof b->ds_name, &path);
+        if (r < 0)
+                return job_fail(ctx, r, "Datastore '%s' no longer exists.", ds ? ds : "(default)");
+        r = chunkstore_open(path, false, &b->store);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot open datastore '%s': %s.", b->ds_name, strerror(-r));
+        if (inventory_link_acquire(b->inv, &b->host, &b->link, why, sizeof why) < 0)
+                return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' of VM '%s': %s", b->host.name, b->vm.name, why);
+        HvConn *c = inventory_link_conn(b->link);
+        HvState st;
+        if ((r = hv_domain_state(c, b->vm.uuid, &st)) < 0)
+                return job_fail(ctx, r, "Cannot read the state of VM '%s': %s", b->vm.name, hv_last_error());
+        if (st != HV_STATE_RUNNING && st != HV_STATE_PAUSED)
+                return job_fail(ctx, -EBUSY, "VM '%s' is %s: only a running VM can be backed up.", b->vm.name, hv_state_name(st));
+        if ((r = hv_domain_xml_public(c, b->vm.uuid, &b->domain_xml)) < 0)
+                return job_fail(ctx, r, "Cannot read the definition of VM '%s': %s", b->vm.name, hv_last_error());
+        if ((r = hv_backup_disks(b->domain_xml, b->disks, &b->n_disks)) < 0)
+                return job_fail(ctx, r, "Cannot back up VM '%s': %s.", b->vm.name, hv_last_error());
+        if (b->n_disks == 0)
+                return job_fail(ctx, -ENOMEDIUM, "VM '%s' has no qcow2 disk to back up (backups need qcow2 disks for their "
+                                "dirty bitmaps).", b->vm.name);
+        char host[256] = "";
+        (void) hv_uri_host(b->host.uri, host, sizeof host);
+        snprintf(b->nbd_addr, sizeof b->nbd_addr, "%s", host[0] ? host : "127.0.0.1");
+        job_progress(ctx, 5, "connected to host '%s'", b->host.name);
+        return 0;
+}
+
+/* ---- chain ---- */
+
+static bool host_has_checkpoint(Backup *b, const char *name) {
+        _cleanup_free_ char *list = NULL;
+        if (hv_checkpoint_list(inventory_link_conn(b->link), b->vm.uuid, &list) < 0)
+                return false;
+        for (char *save = NULL, *t = strtok_r(list, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
+                if (streq(t, name))
+                        return true;
+        return false;
+}
+
+/* Whether the disks (targets and sources) are those of the previous point. */
+static bool same_disks(Backup *b, const Point *prev) {
+        json_t *src = point_meta(prev, "sources");
+        if (json_object_size(src) != b->n_disks)
+                return false;
+        for (size_t i = 0; i < b->n_disks; i++) {
+                const char *s = json_string_value(json_object_get(src, b->disks[i].target));
+                if (!s || !streq(s, b->disks[i].source))
+                        return false;
+        }
+        return true;
+}
+
+static void backup_chain(Backup *b) {
+        JobCtx *ctx = b->ctx;
+        _cleanup_json_ json_t *last = NULL;
+        if (store_backup_point_last(ctx->st, b->vm.uuid, b->ds_name, &last) < 0) {
+                snprintf(b->full_reason, sizeof b->full_reason, "first backup of VM '%s' into datastore '%s'", b->vm.name, b->ds_name);
+                return;
+        }
+        const char *pid = jget_str(last, "point_id"), *cp = jget_str(last, "checkpoint");
+        char *reason = b->full_reason;
+        size_t rs = sizeof b->full_reason;
+        Point *prev = NULL;
+        if (jget_int(last, "host_id") != b->host.id)
+                snprintf(reason, rs, "VM '%s' moved to host '%s' since point %s: its checkpoint stayed behind", b->vm.name,
+                         b->host.name, pid);
+        else if (!cp || !host_has_checkpoint(b, cp))
+                snprintf(reason, rs, "checkpoint '%s' of point %s is missing on host '%s' (bitmap lost or VM redefined)",
+                         cp ? cp : "", pid, b->host.name);
+        else if (point_open(b->store, b->vm.uuid, pid, &prev) < 0)
+                snprintf(reason, rs, "point %s is missing from datastore '%s'", pid, b->ds_name);
+        else if (!same_disks(b, prev))
+                snprintf(reason, rs, "the disks of VM '%s' changed since point %s", b->vm.name, pid);
+        if (reason[0]) {
+                point_free(prev);
+                _cleanup_free_ char *msg = xasprintf("The next backup of VM '%s' is full: %s.", b->vm.name, reason);
+                backup_event(b, "warning", "backup.chain-broken", msg);
+                return;
+        }
+        b->base = prev;
+        b->prev = json_incref(last);
+        snprintf(b->checkpoint, sizeof b->checkpoint, "%s", cp); /* the incremental's base, until begin renames */
+}
+
+/* ---- begin ---- */
+
+static int backup_begin(Backup *b) {
+        JobCtx *ctx = b->ctx;
+        HvConn *c = inventory_link_conn(b->link);
+        bool stale = false;
+        if (hv_backup_end(c, b->vm.uuid, &stale) == 0 && stale)
+                backup_event(b, "warning", "backup.stale-ended", "A backup job left on the host by an earlier run was ended.");
+        char base_cp[64];
+        snprintf(base_cp, sizeof base_cp, "%s", b->prev ? b->checkpoint : "");
+        snprintf(b->checkpoint, sizeof b->checkpoint, CHECKPOINT_PREFIX "%s", b->point_id);
+        unsigned char rnd[12];
+        char token[25];
+        if (random_bytes(rnd, sizeof rnd) < 0)
+                return job_fail(ctx, -EIO, "Cannot draw random bytes for the export name.");
+        hex_encode(rnd, sizeof rnd, token);
+        HvBackupSpec spec = { .checkpoint = b->checkpoint, .incremental = base_cp[0] ? base_cp : NULL, .nbd_addr = b->nbd_addr,
+                              .export_token = token };
+        _cleanup_free_ char *cxml = hv_checkpoint_xml_build(b->checkpoint, b->disks, b->n_disks);
+        /* Application-consistent when the guest agent freezes the file
+         * systems around the instant the backup starts. */
+        bool frozen = hv_domain_fs_freeze(c, b->vm.uuid) == 0;
+        _cleanup_free_ char *desc = NULL;
+        int r = -EADDRINUSE;
+        /* libvirt 9 wants the TCP port named: a random one of
+         * NBD_PORT_MIN + [0, NBD_PORT_SPAN), another when it is taken. */
+        for (int attempt = 0; attempt < 4 && r < 0 && r != -EBUSY && r != -ENOENT && r != -EOPNOTSUPP; attempt++) {
+                uint16_t rp = 0;
+                if (random_bytes(&rp, sizeof rp) < 0)
+                        break;
+                spec.nbd_port = NBD_PORT_MIN + rp % NBD_PORT_SPAN;
+                _cleanup_free_ char *bxml = hv_backup_xml_build(&spec, b->disks, b->n_disks);
+                r = hv_backup_begin(c, b->vm.uuid, bxml, cxml, &desc);
+        }
+        if (frozen)
+                (void) hv_domain_fs_thaw(c, b->vm.uuid);
+        b->consistency = frozen ? "application" : "crash";
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot begin the backup of VM '%s' on host '%s': %s", b->vm.name, b->host.name,
+                                hv_last_error());
+        b->begun = true;
+        if (hv_backup_xml_port(desc, &b->nbd_port) < 0 || b->nbd_port == 0)
+                return job_fail(ctx, -EPROTO, "The backup of VM '%s' has no NBD port.", b->vm.name);
+        job_progress(ctx, 10, "%s backup begun (%s-consistent)", b->prev ? "incremental" : "full", b->consistency);
+        return 0;
+}
+
+/* ---- read ---- */
+
+typedef struct {
+        Backup *b;
+        unsigned disk, n_disks;
+} ReadProgress;
+
+static bool read_progress(uint64_t done, uint64_t total, void *userdata) {
+        ReadProgress *p = userdata;
+        JobCtx *ctx = p->b->ctx;
+        if (job_cancel_requested(ctx))
+                return false;
+        if (done % 8 == 0 || done == total) {
+                int pct = 10 + (int) (80 * (p->disk + (total ? (double) done / (double) total : 1.0)) / p->n_disks);
+                job_progress(ctx, pct, "disk %u/%u: %" PRIu64 "/%" PRIu64 " chunks read, %" PRIu64 " MiB new",
+                             p->disk + 1, p->n_disks, done, total, p->b->cnt.bytes_written >> 20);
+        }
+        return true;
+}
+
+static int backup_read_disk(Backup *b, size_t i) {
+        JobCtx *ctx = b->ctx;
+        char why[512] = "";
+        ProtectNbdSource src = { .host = b->nbd_addr, .port = b->nbd_port, .export_name = b->disks[i].export_name,
+                                 .bitmap = b->disks[i].bitmap };
+        ProtectNbd *n = NULL;
+        int r = protect_nbd_open(&src, &n, why, sizeof why);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot read disk '%s' of VM '%s': %s.", b->disks[i].target, b->vm.name, why);
+        uint64_t size = protect_nbd_size(n);
+        bool incremental = b->base != NULL;
+        if (incremental) {
+                /* A disk whose size changed keeps no chunk of the base: read all of it. */
+                bool same = false;
+                for (unsigned k = 0; k < point_disk_count(b->base); k++)
+                        if (streq(point_disk_target(b->base, k), b->disks[i].target) && point_disk_size(b->base, k) == size)
+                                same = true;
+                if (!same) {
+                        protect_nbd_close(n);
+                        n = NULL;
+                        src.bitmap = NULL;
+                        incremental = false;
+                        if ((r = protect_nbd_open(&src, &n, why, sizeof why)) < 0)
+                                return job_fail(ctx, r, "Cannot read disk '%s' of VM '%s': %s.", b->disks[i].target, b->vm.name, why);
+                }
+        }
+        unsigned idx;
+        r = point_add_disk(b->point, b->disks[i].target, size, &idx);
+        if (r < 0) {
+                protect_nbd_close(n);
+                return job_fail(ctx, r, "Cannot add disk '%s' to the point: %s.", b->disks[i].target, strerror(-r));
+        }
+        ReadProgress p = { .b = b, .disk = (unsigned) i, .n_disks = (unsigned) b->n_disks };
+        r = protect_nbd_copy(n, b->store, b->point, idx, incremental, &b->cnt, read_progress, &p, why, sizeof why);
+        protect_nbd_close(n);
+        if (r == -ECANCELED)
+                return job_fail(ctx, r, "Cancelled; no point of VM '%s' was made.", b->vm.name);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot back up disk '%s' of VM '%s': %s.", b->disks[i].target, b->vm.name, why);
+        return 0;
+}
+
+static int backup_read(Backup *b) {
+        int r = point_new(b->store, b->vm.uuid, b->point_id, b->base, &b->point);
+        if (r < 0)
+                return job_fail(b->ctx, r, "Cannot start point %s of VM '%s': %s.", b->point_id, b->vm.name, strerror(-r));
+        for (size_t i = 0; i < b->n_disks; i++)
+                if ((r = backup_read_disk(b, i)) < 0)
+                        return r;
+        return 0;
+}
+
+/* ---- finish ---- */
+
+static json_t *counters_json(const Backup *b, int64_t ms) {
+        double rate = ms > 0 ? (double) b->cnt.bytes_read / ((double) ms / 1000.0) : 0;
+        return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "chunks_total", (json_int_t) b->cnt.chunks_total,
+                         "chunks_read", (json_int_t) b->cnt.chunks_read, "chunks_zero", (json_int_t) b->cnt.chunks_zero,
+                         "chunks_new", (json_int_t) b->cnt.chunks_new, "bytes_read", (json_int_t) b->cnt.bytes_read,
+                         "bytes_written", (json_int_t) b->cnt.bytes_written, "duration_ms", (json_int_t) ms,
+                         "read_rate_bytes_s", rate);
+}
+
+static void drop_old_checkpoints(Backup *b) {
+        HvConn *c = inventory_link_conn(b->link);
+        _cleanup_free_ char *list = NULL;
+        if (hv_checkpoint_list(c, b->vm.uuid, &list) < 0)
+                return;
+        for (char *save = NULL, *t = strtok_r(list, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
+                if (strncmp(t, CHECKPOINT_PREFIX, strlen(CHECKPOINT_PREFIX)) == 0 && !streq(t, b->checkpoint) && hv_checkpoint_delete(c, b->vm.uuid, t) < 0)
+                        log_warn("VM '%s': cannot delete old checkpoint '%s': %s", b->vm.name, t, hv_last_error());
+}
+
+static int backup_finish(Backup *b) {
+        JobCtx *ctx = b->ctx;
+        HvConn *c = inventory_link_conn(b->link);
+        (void) hv_backup_end(c, b->vm.uuid, NULL);
+        b->begun = false;
+        int64_t ms = now_ms() - b->t0;
+        json_t *sources = json_object();
+        uint64_t size = 0;
+        for (size_t i = 0; i < b->n_disks; i++)
+                json_object_set_new(sources, b->disks[i].target, json_string(b->disks[i].source));
+        for (unsigned k = 0; k < point_disk_count(b->point); k++)
+                size += point_disk_size(b->point, k);
+        json_t *counters = counters_json(b, ms);
+        (void) point_set_meta(b->point, "vm_name", json_string(b->vm.name));
+        (void) point_set_meta(b->point, "domain_xml", json_string(b->domain_xml));
+        (void) point_set_meta(b->point, "full", json_boolean(!b->base));
+        (void) point_set_meta(b->point, "full_reason", b->base ? json_null() : json_string(b->full_reason));
+        (void) point_set_meta(b->point, "consistency", json_string(b->consistency));
+        (void) point_set_meta(b->point, "checkpoint", json_string(b->checkpoint));
+        (void) point_set_meta(b->point, "host", json_string(b->host.name));
+        (void) point_set_meta(b->point, "sources", sources);
+        (void) point_set_meta(b->point, "counters", counters);
+        json_decref(sources);
+        int r = point_commit(b->point);
+        if (r < 0) {
+                json_decref(counters);
+                return job_fail(ctx, r, "Cannot write the manifest of point %s of VM '%s': %s.", b->point_id, b->vm.name,
+                                strerror(-r));
+        }
+        StoreBackupPoint sp = { .datastore = b->ds_name, .vm_uuid = b->vm.uuid, .vm_name = b->vm.name, .vm_id = b->vm.id,
+                                .owner_id = b->vm.owner_id, .group_id = vm_group(ctx->st, &b->vm), .host_id = b->host.id,
+                                .point_id = b->point_id, .full = !b->base, .consistency = b->consistency,
+                                .checkpoint = b->checkpoint, .size_bytes = size, .bytes_read = b->cnt.bytes_read,
+                                .bytes_written = b->cnt.bytes_written, .duration_ms = ms };
+        if (store_backup_point_add(ctx->st, &sp) < 0)
+                log_warn("VM '%s': point %s was made but could not be indexed", b->vm.name, b->point_id);
+        drop_old_checkpoints(b);
+        int64_t ds_id = 0;
+        if (store_datastore_find(ctx->st, b->ds_name, &ds_id) == 0)
+                (void) protect_datastore_usage_refresh(ctx->st, ds_id, b->store);
+        _cleanup_free_ char *msg = xasprintf("VM '%s' was backed up into datastore '%s' (point %s, %s, %s-consistent): "
+                                             "%" PRIu64 " MiB read, %" PRIu64 " MiB written.", b->vm.name, b->ds_name,
+                                             b->point_id, b->base ? "incremental" : "full", b->consistency,
+                                             b->cnt.bytes_read >> 20, b->cnt.bytes_written >> 20);
+        backup_event(b, "info", "backup.done", msg);
+        ctx->result = json_pack("{s:s, s:s, s:s, s:b, s:s?, s:s, s:I, s:o}", "datastore", b->ds_name, "vm", b->vm.name,
+                                "point_id", b->point_id, "full", !b->base, "full_reason", b->base ? NULL : b->full_reason,
+                                "consistency", b->consistency, "size_bytes", (json_int_t) size, "counters", counters);
+        job_progress(ctx, 100, "point %s written", b->point_id);
+        return 0;
+}
+
+static int backup_undo(Backup *b, int r) {
+        if (b->begun && b->link) {
+                HvConn *c = inventory_link_conn(b->link);
+                (void) hv_backup_end(c, b->vm.uuid, NULL);
+                /* Its bitmap goes into the previous checkpoint's: the next
+                 * incremental from that one still sees every change. */
+                if (hv_checkpoint_delete(c, b->vm.uuid, b->checkpoint) < 0)
+                        log_warn("VM '%s': cannot delete checkpoint '%s' of a failed backup: %s", b->vm.name, b->checkpoint,
+                                 hv_last_error());
+        }
+        if (b->vm.id) {
+                _cleanup_free_ char *msg = xasprintf("The backup of VM '%s' failed: %s", b->vm.name, b->ctx->error);
+                backup_event(b, "error", "backup.failed", msg);
+        }
+        return r < 0 ? r : -EIO;
+}
+
+static void backup_free(Backup *b) {
+        point_free(b->point);
+        point_free(b->base);
+        json_decref(b->prev);
+        free(b->domain_xml);
+        chunkstore_free(b->store);
+        inventory_link_unref(b->link);
+}
+
+static void point_id_now(char out[32]) {
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(out, 32, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+static int job_vm_backup(JobCtx *ctx, void *userdata) {
+        Backup b = { .ctx = ctx, .inv = userdata, .t0 = now_ms() };
+        point_id_now(b.point_id);
+        int r = backup_prepare(&b);
+        if (r >= 0) {
+                backup_chain(&b);
+                r = backup_begin(&b);
+        }
+        if (r >= 0)
+                r = backup_read(&b);
+        if (r >= 0)
+                r = backup_finish(&b);
+        if (r < 0)
+                r = backup_undo(&b, r);
+        backup_free(&b);
+        return r;
+}
+
+static void abandon_vm_backup(Store *st, const StoreJob *job, void *userdata) {
+        /* Nothing to undo here: the point was never committed (no manifest,
+         * no point), its chunks go at the next garbage collection, and the
+         * next backup of the VM ends the backup job left on the host. */
+        (void) st, (void) job, (void) userdata;
+}
+
+void protect_backup_register_jobs(Jobs *jobs, Inventory *inv) {
+        jobs_register(jobs, "vm.backup", job_vm_backup, abandon_vm_backup, inv, false);
+        protect_restore_register_jobs(jobs, inv);
+}
+
+time_t protect_oldest_running_backup(Store *st) {
+        int64_t ms = 0;
+        return store_backup_oldest_running(st, &ms) == 0 ? (time_t) (ms / 1000) : 0;
+}
+
+/* ---- operations ---- */
+
+static json_t *job_json(Store *st, int64_t id) {
+        json_t *j = NULL;
+        return store_job_get_json(st, id, &j) == 0 ? j : json_null();
+}
+
+int protect_backup_now(Store *st, Jobs *jobs, const OpCaller *c, int64_t vm_id, const char *datastore, json_t **ret, OpError *err) {
+        _cleanup_json_ json_t *v = NULL;
+        int r = store_vm_get_json(st, vm_id, &v);
+        if (r < 0 && r != -ENOENT)
+                return op_fail_store(err, r, "the VM");
+        if (!v || !op_allowed(st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
+                return op_fail(err, 404, "not_found", NULL, "There is no VM with id %lld.", (long long) vm_id);
+        const char *name = jget_str(v, "name");
+        if (!op_allowed(st, c, ACT_OPERATE, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
+                return op_deny(st, c, err, "back up", "VM", vm_id, name);
+        if (streq(jget_str(v, "origin"), "foreign"))
+                return op_fail(err, 409, "conflict", NULL, "VM '%s' belongs to another Armada installation and is read-only here.",
+                               name);
+        const char *state = jget_str(v, "state");
+        if (!streq(state, "running") && !streq(state, "paused"))
+                return op_fail(err, 409, "conflict", NULL, "VM '%s' is %s: only a running VM can be backed up (a pull-mode "
+                               "backup reads the disks through the running QEMU).", name, state);
+        char ds_name[128];
+        _cleanup_free_ char *path = NULL;
+        r = protect_datastore_path(st, datastore, ds_name, sizeof ds_name, &path);
+        if (r == -ENOENT)
+                return datastore ? op_fail(err, 422, "not_found", "datastore", "There is no datastore '%.200s'.", datastore)
+                                 : op_fail(err, 422, "not_found", "datastore", "There is no datastore yet; an administrator adds one "
+                                           "with 'armada backup datastore add'.");
+        if (r == -EADDRNOTAVAIL)
+                return op_fail(err, 422, "invalid_argument", "datastore", "There are several datastores: name one.");
+        if (r < 0)
+                return op_fail_store(err, r, "the datastore");
+        _cleanup_json_ json_t *params = json_pack("{s:s}", "datastore", ds_name);
+        int64_t job;
+        if (jobs_submit(jobs, "vm.backup", "vm", vm_id, name, c->user_id, params, &job) < 0)
+                return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
+        _cleanup_free_ char *detail = xasprintf("datastore '%s'", ds_name);
+        op_audit(st, c, "vm.backup", "vm", vm_id, name, detail, "accepted");
+        *ret = json_pack("{s:o}", "job", job_json(st, job));
+        return 0;
+}
+
+/* Whether the caller may see a point (its index row): as it may see its VM
+ * now, or, for a VM gone, as the VM's owner then or a reader of all. */
+bool protect_point_visible(Store *st, const OpCaller *c, const json_t *p) {
+        int64_t vm_id = jget_int(p, "vm_id");
+        _cleanup_json_ json_t *v = NULL;
+        if (vm_id > 0 && store_vm_get_json(st, vm_id, &v) == 0)
+                return op_allowed(st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"));
+        return op_allowed(st, c, ACT_READ, OBJ_VM, jget_int(p, "owner_id"), jget_int(p, "group_id"));
+}
+
+/* The UUID of the VM named by ref (a name, an id or a UUID) that the
+ * caller may see, or a UUID some visible point carries. 0, or 404 "vm". */
+int protect_vm_ref(Store *st, const OpCaller *c, const char *field, const char *ref, char uuid[37], int64_t *ret_vm_id, OpError *err) {
+        int64_t id = 0;
+        _cleanup_json_ json_t *v = NULL;
+        char *end = NULL;
+        long long n = strtoll(ref, &end, 10);
+        if (store_vm_find(st, ref, &id) == 0 || (uuid_is_valid(ref) && store_vm_find_uuid(st, ref, &id) == 0) ||
+            (end && end != ref && !*end && n > 0 && (id = n) > 0)) {
+                if (store_vm_get_json(st, id, &v) == 0 &&
+                    op_allowed(st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id"))) {
+                        snprintf(uuid, 37, "%s", jget_str(v, "uuid"));
+                        *ret_vm_id = id;
+                        return 0;
+                }
+        }
+        if (uuid_is_valid(ref)) {
+                _cleanup_json_ json_t *pts = NULL;
+                size_t i;
+                json_t *p;
+                if (store_backup_point_list(st, ref, NULL, &pts) == 0)
+                        json_array_foreach(pts, i, p) if (protect_point_visible(st, c, p)) {
+                                snprintf(uuid, 37, "%s", ref);
+                                *ret_vm_id = 0;
+                                return 0;
+                        }
+        }
+        return op_fail(err, 404, "not_found", field, "There is no VM '%.200s'.", ref);
+}
+
+int protect_backup_list(Store *st, const OpCaller *c, const ProtectBackupListSpec *spec, json_t **ret, OpError *err) {
+        char uuid[37] = "";
+        int64_t vm_id = 0;
+        if (spec->vm && protect_vm_ref(st, c, "vm", spec->vm, uuid, &vm_id, err) < 0)
+                return -ENOENT;
+        json_t *all = NULL;
+        int r = store_backup_point_list(st, uuid[0] ? uuid : NULL, spec->datastore, &all);
+        if (r < 0)
+                return op_fail_store(err, r, "the recovery points");
+        json_t *out = json_array();
+        size_t i;
+        json_t *p;
+        json_array_foreach(all, i, p) if (protect_point_visible(st, c, p)) json_array_append(out, p);
+        json_decref(all);
+        *ret = json_pack("{s:o}", "items", out);
+        return 0;
+}
+
+int protect_datastore_path(Store *st, const char *name, char *ret_name, size_t name_size, char **ret_path) {
+        int64_t id = 0;
+        _cleanup_json_ json_t *ds = NULL;
+        if (name) {
+                int r = store_datastore_find(st, name, &id);
+                if (r < 0)
+                        return r;
+                if ((r = store_datastore_get_json(st, id, &ds)) < 0)
+                        return r;
+        } else {
+                _cleanup_json_ json_t *all = NULL;
+                int r = store_datastore_list(st, &all);
+                if (r < 0)
+                        return r;
+                if (json_array_size(all) == 0)
+                        return -ENOENT;
+                if (json_array_size(all) > 1)
+                        return -EADDRNOTAVAIL;
+                ds = json_incref(json_array_get(all, 0));
+        }
+        snprintf(ret_name, name_size, "%s", jget_str(ds, "name"));
+        *ret_path = xstrdup(jget_str(ds, "path"));
+        return 0;
+}
+
+int protect_backup_index_sync(Store *st, const char *ds_name, ChunkStore *s) {
+        _cleanup_json_ json_t *pts = NULL, *rows = NULL;
+        int r = point_list(s, NULL, &pts);
+        if (r < 0)
+                return r;
+        if ((r = store_backup_point_list(st, NULL, ds_name, &rows)) < 0)
+                return r;
+        size_t i, k;
+        json_t *p, *row;
+        json_array_foreach(pts, i, p) {
+                const char *uuid = jget_str(p, "vm_uuid"), *pid = jget_str(p, "point_id");
+                bool known = false;
+                json_array_foreach(rows, k, row) if (streq(jget_str(row, "vm_uuid"), uuid) && streq(jget_str(row, "point_id"), pid))
+                        known = true;
+                if (known)
+                        continue;
+                json_t *meta = json_object_get(p, "meta"), *cnt = json_object_get(meta, "counters");
+                int64_t vm_id = 0;
+                _cleanup_json_ json_t *v = NULL;
+                if (store_vm_find_uuid(st, uuid, &vm_id) == 0)
+                        (void) store_vm_get_json(st, vm_id, &v);
+                uint64_t size = 0;
+                json_t *d;
+                json_array_foreach(json_object_get(p, "disks"), k, d) size += (uint64_t) jget_int(d, "size");
+                const char *name = json_string_value(json_object_get(meta, "vm_name"));
+                StoreBackupPoint sp = { .datastore = ds_name, .vm_uuid = uuid, .vm_name = name ? name : uuid,
+                                        .vm_id = v ? vm_id : 0, .owner_id = v ? jget_int(v, "owner_id") : 0,
+                                        .group_id = v ? jget_int(v, "group_id") : 0, .point_id = pid,
+                                        .full = !json_is_false(json_object_get(meta, "full")),
+                                        .consistency = json_string_value(json_object_get(meta, "consistency")) ?: "crash",
+                                        .checkpoint = json_string_value(json_object_get(meta, "checkpoint")), .size_bytes = size,
+                                        .bytes_read = (uint64_t) jget_int(cnt, "bytes_read"),
+                                        .bytes_written = (uint64_t) jget_int(cnt, "bytes_written"),
+                                        .duration_ms = jget_int(cnt, "duration_ms") };
+                (void) store_backup_point_add(st, &sp);
+        }
+        json_array_foreach(rows, k, row) {
+                bool there = false;
+                json_array_foreach(pts, i, p) if (streq(jget_str(row, "vm_uuid"), jget_str(p, "vm_uuid")) &&
+                                                  streq(jget_str(row, "point_id"), jget_str(p, "point_id")))
+                        there = true;
+                if (!there)
+                        (void) store_backup_point_remove(st, ds_name, jget_str(row, "vm_uuid"), jget_str(row, "point_id"));
+        }
+        return 0;
+}

@@ -1,0 +1,203 @@
+/* protect-nbd: reads one disk of a pull-mode backup over NBD (libnbd) into
+ * a recovery point of the chunk store.
+ *
+ * The disk is cut into CHUNK_SIZE chunks. Before reading anything, block
+ * status tells which chunks need reading: for a full backup the
+ * "base:allocation" context (a chunk that is a hole or reads as zeros
+ * everywhere is stored as a zero chunk without a read), for an incremental
+ * one the export's dirty bitmap ("qemu:dirty-bitmap:<name>": only chunks
+ * overlapping a dirty extent are read; the others keep the base point's
+ * digests, which point_new() copied). Each chunk read is handed to
+ * chunkstore_put(), which stores it once however many points and VMs name
+ * it. */
+#include "protect-priv.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libnbd.h>
+
+#include "util/util.h"
+
+struct ProtectNbd {
+        struct nbd_handle *h;
+        uint64_t size;
+        char context[128];
+};
+
+static int nbd_errno(void) {
+        int e = nbd_get_errno();
+        return e > 0 ? -e : -EIO;
+}
+
+int protect_nbd_open(const ProtectNbdSource *src, ProtectNbd **ret, char *why, size_t why_size) {
+        ProtectNbd *n = xcalloc(1, sizeof *n);
+        n->h = nbd_create();
+        if (!n->h) {
+                snprintf(why, why_size, "cannot create an NBD handle: %s", nbd_get_error());
+                free(n);
+                return -ENOMEM;
+        }
+        snprintf(n->context, sizeof n->context, "%s%s", src->bitmap && src->bitmap[0] ? "qemu:dirty-bitmap:" : "base:allocation",
+                 src->bitmap && src->bitmap[0] ? src->bitmap : "");
+        int r = 0;
+        if (nbd_set_export_name(n->h, src->export_name) < 0 || nbd_add_meta_context(n->h, n->context) < 0)
+                r = nbd_errno();
+        else if (src->socket && src->socket[0] ? nbd_connect_unix(n->h, src->socket) < 0 : ({
+                         char port[16];
+                         snprintf(port, sizeof port, "%u", src->port);
+                         nbd_connect_tcp(n->h, src->host, port) < 0;
+                 }))
+                r = nbd_errno();
+        if (r < 0) {
+                snprintf(why, why_size, "cannot read export '%s' over NBD: %s", src->export_name, nbd_get_error());
+                protect_nbd_close(n);
+                return r;
+        }
+        int64_t size = nbd_get_size(n->h);
+        if (size < 0) {
+                r = nbd_errno();
+                snprintf(why, why_size, "cannot read the size of export '%s': %s", src->export_name, nbd_get_error());
+                protect_nbd_close(n);
+                return r;
+        }
+        if (nbd_can_meta_context(n->h, n->context) != 1) {
+                snprintf(why, why_size, "the NBD server does not offer '%s' for export '%s'", n->context, src->export_name);
+                protect_nbd_close(n);
+                return -ENOTSUP;
+        }
+        n->size = (uint64_t) size;
+        *ret = n;
+        return 0;
+}
+
+uint64_t protect_nbd_size(const ProtectNbd *n) {
+        return n->size;
+}
+
+ProtectNbd *protect_nbd_close(ProtectNbd *n) {
+        if (!n)
+                return NULL;
+        if (n->h) {
+                (void) nbd_shutdown(n->h, 0);
+                nbd_close(n->h);
+        }
+        free(n);
+        return NULL;
+}
+
+typedef struct {
+        const char *context;
+        bool incremental;
+        uint64_t offset;         /* where the request started */
+        uint64_t done;           /* bytes the answer covered */
+        uint8_t *need;           /* one byte per chunk: read it */
+        uint64_t n_chunks;
+} Extents;
+
+static int extent_cb(void *user_data, const char *metacontext, uint64_t offset, uint32_t *entries, size_t nr_entries,
+                     int *error) {
+        Extents *x = user_data;
+        (void) error;
+        if (!streq(metacontext, x->context))
+                return 0;
+        uint64_t at = offset;
+        for (size_t i = 0; i + 1 < nr_entries; i += 2) {
+                uint64_t len = entries[i];
+                uint32_t flags = entries[i + 1];
+                /* Dirty bitmap: bit 0 set means changed. base:allocation:
+                 * NBD_STATE_ZERO (2) means reads as zeros. */
+                bool read = x->incremental ? (flags & 1) : !(flags & LIBNBD_STATE_ZERO);
+                if (read && len > 0) {
+                        uint64_t first = at / CHUNK_SIZE, last = (at + len - 1) / CHUNK_SIZE;
+                        for (uint64_t c = first; c <= last && c < x->n_chunks; c++)
+                                x->need[c] = 1;
+                }
+                at += len;
+        }
+        x->done = at - x->offset;
+        return 0;
+}
+
+/* Which chunks to read: 0 and x->need filled, or negative. */
+static int plan_reads(ProtectNbd *n, Extents *x) {
+        for (uint64_t off = 0; off < n->size;) {
+                uint64_t want = n->size - off;
+                if (want > (UINT64_C(1) << 30))
+                        want = UINT64_C(1) << 30;
+                x->offset = off;
+                x->done = 0;
+                if (nbd_block_status(n->h, want, off, (nbd_extent_callback) { .callback = extent_cb, .user_data = x }, 0) < 0)
+                        return nbd_errno();
+                if (x->done == 0)
+                        return -EPROTO;
+                off += x->done;
+        }
+        return 0;
+}
+
+int protect_nbd_copy(ProtectNbd *n, ChunkStore *s, Point *p, unsigned disk, bool incremental, ProtectCounters *cnt,
+                     ProtectNbdProgress progress, void *userdata, char *why, size_t why_size) {
+        Extents x = { .context = n->context, .incremental = incremental, .n_chunks = (n->size + CHUNK_SIZE - 1) / CHUNK_SIZE };
+        x.need = xcalloc(x.n_chunks ? x.n_chunks : 1, 1);
+        int r = plan_reads(n, &x);
+        if (r < 0) {
+                snprintf(why, why_size, "cannot read the block status ('%s') of the disk: %s", n->context, nbd_get_error());
+                free(x.need);
+                return r;
+        }
+        uint64_t to_read = 0;
+        for (uint64_t c = 0; c < x.n_chunks; c++)
+                to_read += x.need[c];
+        cnt->chunks_total += x.n_chunks;
+        _cleanup_free_ uint8_t *buf = xmalloc(CHUNK_SIZE);
+        uint64_t done = 0;
+        for (uint64_t c = 0; c < x.n_chunks && r >= 0; c++) {
+                uint64_t off = c * CHUNK_SIZE;
+                size_t len = (size_t) (n->size - off < CHUNK_SIZE ? n->size - off : CHUNK_SIZE);
+                if (!x.need[c]) {
+                        /* Full: a hole, stored as zeros. Incremental: unchanged,
+                         * the base point's digest stays. */
+                        if (!incremental) {
+                                r = point_set_chunk(p, disk, c, NULL);
+                                cnt->chunks_zero++;
+                        }
+                        continue;
+                }
+                if (nbd_pread(n->h, buf, len, off, 0) < 0) {
+                        r = nbd_errno();
+                        snprintf(why, why_size, "cannot read %zu bytes at offset %" PRIu64 " over NBD: %s", len, off, nbd_get_error());
+                        break;
+                }
+                cnt->bytes_read += len;
+                cnt->chunks_read++;
+                if (chunk_is_zero(buf, len)) {
+                        r = point_set_chunk(p, disk, c, NULL);
+                        cnt->chunks_zero++;
+                } else {
+                        ChunkDigest d;
+                        uint64_t written = 0;
+                        r = chunkstore_put(s, buf, len, &d, &written);
+                        if (r < 0) {
+                                snprintf(why, why_size, "cannot store a chunk in the datastore: %s", strerror(-r));
+                                break;
+                        }
+                        cnt->bytes_written += written;
+                        if (written)
+                                cnt->chunks_new++;
+                        r = point_set_chunk(p, disk, c, &d);
+                }
+                if (r < 0 && !why[0])
+                        snprintf(why, why_size, "cannot record chunk %" PRIu64 " of the point: %s", c, strerror(-r));
+                done++;
+                if (progress && !progress(done, to_read, userdata)) {
+                        snprintf(why, why_size, "cancelled");
+                        r = -ECANCELED;
+                }
+        }
+        free(x.need);
+        return r < 0 ? r : 0;
+}

@@ -1,0 +1,88 @@
+/* Internals shared by src/protect's own files (datastores, backups,
+ * snapshots) and its unit tests. */
+#pragma once
+
+#ifndef PROTECT_PRIV_ALLOW
+#error "protect-priv.h is for src/protect's own files only (their meson target defines PROTECT_PRIV_ALLOW)"
+#endif
+
+#include <time.h>
+#include "protect/chunkstore.h"
+#include "protect/protect.h"
+
+/* --- Datastores --- */
+
+/* Opens datastore id's chunk store: 0, -ENOENT (no such datastore), or the
+ * chunk store's error. */
+int protect_datastore_open(Store *st, int64_t id, ChunkStore **ret);
+/* Recomputes datastore id's usage (chunkstore_usage(), a walk of its
+ * chunks) into its row: for the end of every job that changes it (a backup
+ * too). 0 or negative. */
+int protect_datastore_usage_refresh(Store *st, int64_t id, ChunkStore *s);
+/* The start of the oldest backup still running (its chunks are not named
+ * by a committed point yet, so the GC must keep what is newer), or 0 when
+ * none runs. The backups part defines it; until then, 0. */
+time_t protect_oldest_running_backup(Store *st);
+/* Parses a point id "YYYYMMDDTHHMMSSZ" (UTC): 0 and *ret, or -EINVAL. */
+int protect_point_time(const char *point_id, time_t *ret);
+/* Calls the alert hook (protect_on_alert()), if any. */
+void protect_alert(int64_t datastore_id, const char *name, bool open, const char *message);
+
+/* --- Backups --- */
+
+/* What a backup job counts (the job's result and the point's manifest). */
+typedef struct ProtectCounters {
+        uint64_t chunks_total;   /* chunks of every disk */
+        uint64_t chunks_read;    /* read over NBD */
+        uint64_t chunks_zero;    /* holes and all-zero chunks (never stored) */
+        uint64_t chunks_new;     /* not in the datastore before */
+        uint64_t bytes_read;     /* over NBD */
+        uint64_t bytes_written;  /* to the datastore, after dedup and compression */
+} ProtectCounters;
+
+/* Where one disk's export is: tcp host:port, or a unix socket. */
+typedef struct ProtectNbdSource {
+        const char *host;
+        unsigned port;
+        const char *socket;       /* non-empty: unix socket instead of tcp */
+        const char *export_name;
+        const char *bitmap;       /* incremental: the exported dirty bitmap; NULL/"" full */
+} ProtectNbdSource;
+
+typedef struct ProtectNbd ProtectNbd;
+/* Connects to an export (asking for the block status context the backup
+ * needs). 0 and *ret, or negative with a sentence in why. */
+int protect_nbd_open(const ProtectNbdSource *src, ProtectNbd **ret, char *why, size_t why_size);
+uint64_t protect_nbd_size(const ProtectNbd *n);
+ProtectNbd *protect_nbd_close(ProtectNbd *n);
+/* Called after each chunk read: false cancels. */
+typedef bool (*ProtectNbdProgress)(uint64_t done, uint64_t total, void *userdata);
+/* Reads the disk into disk DISK of point P (added with the export's size):
+ * full, every chunk that block status does not call zero; incremental,
+ * only chunks overlapping a dirty extent (the others keep the base point's
+ * digests). Adds to *cnt. 0, -ECANCELED, or negative with a sentence in why. */
+int protect_nbd_copy(ProtectNbd *n, ChunkStore *s, Point *p, unsigned disk, bool incremental, ProtectCounters *cnt,
+                     ProtectNbdProgress progress, void *userdata, char *why, size_t why_size);
+
+/* The datastore a backup goes to: name, or the only one when name is NULL.
+ * 0 with its name in ret_name and its directory (malloc'd) in *ret_path;
+ * -ENOENT (no such datastore, or none at all), -EADDRNOTAVAIL (name NULL
+ * and several exist), or negative. */
+int protect_datastore_path(Store *st, const char *name, char *ret_name, size_t name_size, char **ret_path);
+/* Whether the caller may see a recovery point (its index row): as it may
+ * see the VM now, or for a VM gone, as it could then (owner, group). */
+bool protect_point_visible(Store *st, const OpCaller *c, const json_t *p);
+/* The VM a request names (ref: a name, an id, or a UUID — of a VM gone
+ * too, when the caller may see one of its points): 0, its UUID and id (0
+ * when gone), or 404 naming field. */
+int protect_vm_ref(Store *st, const OpCaller *c, const char *field, const char *ref, char uuid[37], int64_t *ret_vm_id,
+                   OpError *err);
+/* protect-restore.c's job kind. */
+void protect_restore_register_jobs(Jobs *jobs, Inventory *inv);
+/* Brings the backup_point index of datastore ds_name in line with its
+ * directory after points were adopted, imported or pruned: indexes every
+ * committed point it lacks (owner and group those of the VM with that uuid
+ * now, else none: administrators and readers see it) and forgets the rows
+ * whose point is gone. Reads every manifest: for the datastore jobs, not
+ * for each backup. 0 or negative. */
+int protect_backup_index_sync(Store *st, const char *ds_name, ChunkStore *s);

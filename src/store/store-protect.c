@@ -1,0 +1,160 @@
+/* The protection capability's tables and SQL (see store-protect.h and
+ * store.h for the conventions). */
+#include "store-protect.h"
+
+#include <errno.h>
+#include <string.h>
+
+const StoreMigration store_migrations_protect[] = {
+        { "datastore-1",
+          "CREATE TABLE datastore ("
+          "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+          "  name TEXT NOT NULL UNIQUE,"
+          "  path TEXT NOT NULL UNIQUE,"
+          "  created_at INTEGER NOT NULL,"
+          "  usage TEXT,"
+          "  usage_at INTEGER);"
+          "CREATE TABLE datastore_point ("
+          "  datastore_id INTEGER NOT NULL REFERENCES datastore(id) ON DELETE CASCADE,"
+          "  vm_uuid TEXT NOT NULL,"
+          "  point_id TEXT NOT NULL,"
+          "  verified_at INTEGER NOT NULL,"
+          "  ok INTEGER NOT NULL,"
+          "  PRIMARY KEY(datastore_id, vm_uuid, point_id));" },
+        /* --- Backups --- */
+        { "backup-1", "CREATE TABLE backup_point ("
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  datastore TEXT NOT NULL,"
+        "  vm_uuid TEXT NOT NULL,"
+        "  vm_name TEXT NOT NULL,"
+        "  vm_id INTEGER REFERENCES vm(id) ON DELETE SET NULL,"
+        "  owner_id INTEGER,"
+        "  group_id INTEGER,"
+        "  host_id INTEGER,"
+        "  point_id TEXT NOT NULL,"
+        "  full INTEGER NOT NULL,"
+        "  consistency TEXT NOT NULL,"
+        "  checkpoint TEXT,"
+        "  size_bytes INTEGER NOT NULL,"
+        "  bytes_read INTEGER NOT NULL,"
+        "  bytes_written INTEGER NOT NULL,"
+        "  duration_ms INTEGER NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  UNIQUE(datastore, vm_uuid, point_id));"
+        "CREATE INDEX backup_point_vm_idx ON backup_point(vm_uuid, datastore, point_id);" },
+        { NULL, NULL },
+};
+
+#define DATASTORE_COLS "id, name, path, created_at, usage AS usage_json, usage_at"
+
+int store_datastore_insert(Store *st, const char *name, const char *path, int64_t *ret_id) {
+        return store_insert(st, ret_id, "INSERT INTO datastore(name, path, created_at) VALUES (?, ?, ?)", "ssi", name, path,
+                            now_ms());
+}
+
+int store_datastore_find(Store *st, const char *name, int64_t *ret_id) {
+        return store_query_i64(st, ret_id, "SELECT id FROM datastore WHERE name = ?", "s", name);
+}
+
+int store_datastore_find_path(Store *st, const char *path, int64_t *ret_id) {
+        return store_query_i64(st, ret_id, "SELECT id FROM datastore WHERE path = ?", "s", path);
+}
+
+int store_datastore_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, "SELECT " DATASTORE_COLS " FROM datastore WHERE id = ?", "i", id);
+}
+
+int store_datastore_list(Store *st, json_t **ret) {
+        return store_query_json(st, ret, "SELECT " DATASTORE_COLS " FROM datastore ORDER BY name", "");
+}
+
+int store_datastore_delete(Store *st, int64_t id) {
+        return store_exec_one(st, "DELETE FROM datastore WHERE id = ?", "i", id);
+}
+
+int store_datastore_set_usage(Store *st, int64_t id, const char *usage_json) {
+        return store_exec_one(st, "UPDATE datastore SET usage = ?, usage_at = ? WHERE id = ?", "sii", usage_json, now_ms(),
+                              id);
+}
+
+int store_datastore_point_verified(Store *st, int64_t id, const char *vm_uuid, const char *point_id, bool ok) {
+        return store_exec(st,
+                          "INSERT INTO datastore_point(datastore_id, vm_uuid, point_id, verified_at, ok) VALUES (?, ?, ?, ?, ?)"
+                          " ON CONFLICT(datastore_id, vm_uuid, point_id) DO UPDATE SET verified_at = excluded.verified_at,"
+                          " ok = excluded.ok",
+                          "issib", id, vm_uuid, point_id, now_ms(), ok);
+}
+
+int store_datastore_verified_list(Store *st, int64_t id, json_t **ret) {
+        return store_query_json(st, ret,
+                                "SELECT vm_uuid, point_id, verified_at, ok AS ok_bool FROM datastore_point"
+                                " WHERE datastore_id = ? ORDER BY vm_uuid, point_id", "i", id);
+}
+
+/* --- Backups --- */
+
+int store_backup_point_add(Store *st, const StoreBackupPoint *p) {
+        return store_exec(st, "INSERT INTO backup_point(datastore, vm_uuid, vm_name, vm_id, owner_id, group_id, host_id, point_id,"
+                          " full, consistency, checkpoint, size_bytes, bytes_read, bytes_written, duration_ms, created_at)"
+                          " VALUES (?,?,?,nullif(?,0),nullif(?,0),nullif(?,0),nullif(?,0),?,?,?,?,?,?,?,?,?)"
+                          " ON CONFLICT(datastore, vm_uuid, point_id) DO UPDATE SET vm_name = excluded.vm_name,"
+                          " vm_id = excluded.vm_id, full = excluded.full, consistency = excluded.consistency,"
+                          " checkpoint = excluded.checkpoint, size_bytes = excluded.size_bytes",
+                          "sssiiiisbssiiiii", p->datastore, p->vm_uuid, p->vm_name, p->vm_id ? p->vm_id : 0,
+                          p->owner_id, p->group_id, p->host_id, p->point_id, (int) p->full, p->consistency, p->checkpoint,
+                          (int64_t) p->size_bytes, (int64_t) p->bytes_read, (int64_t) p->bytes_written, p->duration_ms,
+                          now_ms()) < 0
+                       ? -EIO
+                       : 0;
+}
+
+int store_backup_point_remove(Store *st, const char *datastore, const char *vm_uuid, const char *point_id) {
+        return store_exec_one(st, "DELETE FROM backup_point WHERE datastore = ? AND vm_uuid = ? AND point_id = ?", "sss",
+                              datastore, vm_uuid, point_id);
+}
+
+#define POINT_COLUMNS                                                                                                   \
+        "SELECT id, datastore, vm_uuid, vm_name, vm_id, owner_id, group_id, host_id, point_id, full AS full_bool,"     \
+        " consistency, checkpoint, size_bytes, bytes_read, bytes_written, duration_ms, created_at FROM backup_point "
+
+int store_backup_point_list(Store *st, const char *vm_uuid, const char *datastore, json_t **ret) {
+        return store_query_json(st, ret, POINT_COLUMNS "WHERE (?1 IS NULL OR vm_uuid = ?1) AND (?2 IS NULL OR datastore = ?2)"
+                                " ORDER BY point_id DESC, id DESC", "ss", vm_uuid, datastore);
+}
+
+int store_backup_point_get(Store *st, const char *datastore, const char *vm_uuid, const char *point_id, json_t **ret) {
+        return store_query_one(st, ret, POINT_COLUMNS "WHERE datastore = ? AND vm_uuid = ? AND point_id = ?", "sss", datastore,
+                               vm_uuid, point_id);
+}
+
+int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastore, json_t **ret) {
+        return store_query_one(st, ret, POINT_COLUMNS "WHERE vm_uuid = ? AND datastore = ? ORDER BY point_id DESC LIMIT 1", "ss",
+                               vm_uuid, datastore);
+}
+
+int store_backup_oldest_running(Store *st, int64_t *ret_ms) {
+        int64_t v = 0;
+        int r = store_query_i64(st, &v, "SELECT min(started_at) FROM job WHERE kind = 'vm.backup' AND state = 'running'"
+                                " HAVING min(started_at) IS NOT NULL", "");
+        if (r < 0)
+                return r;
+        *ret_ms = v;
+        return 0;
+}
+
+int store_backup_vm_grant(Store *st, int64_t vm_id, int64_t *ret_grant_id, int64_t *ret_points) {
+        _cleanup_json_ json_t *o = NULL;
+        int r = store_query_one(st, &o, "SELECT coalesce(grant_id, 0) AS g, points FROM vm_template WHERE vm_id = ?", "i", vm_id);
+        if (r < 0)
+                return r;
+        *ret_grant_id = jget_int(o, "g");
+        *ret_points = jget_int(o, "points");
+        return 0;
+}
+
+int store_backup_vm_grant_copy(Store *st, int64_t to_vm_id, int64_t from_vm_id) {
+        return store_exec(st, "INSERT OR REPLACE INTO vm_template(vm_id, template_id, grant_id, points)"
+                          " SELECT ?, template_id, grant_id, points FROM vm_template WHERE vm_id = ?", "ii", to_vm_id, from_vm_id) < 0
+                       ? -EIO
+                       : 0;
+}

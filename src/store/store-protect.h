@@ -1,0 +1,77 @@
+/* The protection capability's tables: backup datastores (a name for a
+ * directory the chunk store owns, with its usage as last computed by a job)
+ * and when each recovery point was last verified. Conventions as in
+ * store.h: 0 or a positive id/count on success, -ENOENT/-EEXIST/-EIO on
+ * failure; JSON results are new references the caller owns. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "store.h"
+
+extern const StoreMigration store_migrations_protect[];
+
+/* ---- datastores ---- */
+/* -EEXIST when the name or the path is taken. */
+int store_datastore_insert(Store *st, const char *name, const char *path, int64_t *ret_id);
+int store_datastore_find(Store *st, const char *name, int64_t *ret_id);
+int store_datastore_find_path(Store *st, const char *path, int64_t *ret_id);
+/* {id, name, path, created_at, usage (object or null), usage_at}. */
+int store_datastore_get_json(Store *st, int64_t id, json_t **ret);
+/* Every datastore, by name. */
+int store_datastore_list(Store *st, json_t **ret);
+/* Forgets a datastore and its verification records. -ENOENT. */
+int store_datastore_delete(Store *st, int64_t id);
+/* Records the usage (a JSON object's text) computed now. */
+int store_datastore_set_usage(Store *st, int64_t id, const char *usage_json);
+
+/* ---- verification of points ---- */
+/* Records that point (vm_uuid, point_id) of datastore id was verified now,
+ * good or not. */
+int store_datastore_point_verified(Store *st, int64_t id, const char *vm_uuid, const char *point_id, bool ok);
+/* {vm_uuid, point_id, verified_at, ok} of every point of datastore id
+ * verified at least once. */
+int store_datastore_verified_list(Store *st, int64_t id, json_t **ret);
+
+/* --- Backups --- */
+
+typedef struct StoreBackupPoint {
+        const char *datastore;   /* the datastore's name */
+        const char *vm_uuid;
+        const char *vm_name;
+        int64_t vm_id;           /* 0 when the VM is gone */
+        int64_t owner_id;        /* the VM's owner then (0: none) */
+        int64_t group_id;        /* the VM's host group then */
+        int64_t host_id;         /* where it ran (its checkpoint lives there) */
+        const char *point_id;
+        bool full;
+        const char *consistency; /* "application" or "crash" */
+        const char *checkpoint;  /* the libvirt checkpoint made with it, or NULL */
+        uint64_t size_bytes;     /* sum of its disks */
+        uint64_t bytes_read, bytes_written;
+        int64_t duration_ms;
+} StoreBackupPoint;
+
+/* Indexes a committed point; a point already indexed is updated. */
+int store_backup_point_add(Store *st, const StoreBackupPoint *p);
+/* Forgets a point (its manifest is gone). -ENOENT when not indexed. */
+int store_backup_point_remove(Store *st, const char *datastore, const char *vm_uuid, const char *point_id);
+/* Points, newest first, of vm_uuid (NULL: all) in datastore (NULL: all):
+ * [{id, datastore, vm_uuid, vm_name, vm_id, owner_id, group_id, host_id,
+ * point_id, full, consistency, checkpoint, size_bytes, bytes_read,
+ * bytes_written, duration_ms, created_at}]. */
+int store_backup_point_list(Store *st, const char *vm_uuid, const char *datastore, json_t **ret);
+/* One point as listed; -ENOENT. */
+int store_backup_point_get(Store *st, const char *datastore, const char *vm_uuid, const char *point_id, json_t **ret);
+/* The newest point of vm_uuid in datastore; -ENOENT when none. */
+int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastore, json_t **ret);
+/* When (ms since the epoch) the oldest vm.backup job still running
+ * started; -ENOENT when none runs. */
+int store_backup_oldest_running(Store *st, int64_t *ret_ms);
+/* The self-service grant VM vm_id was deployed under and the points it
+ * holds: 0 (grant 0 when none recorded), -ENOENT when the VM has no
+ * deployment record. */
+int store_backup_vm_grant(Store *st, int64_t vm_id, int64_t *ret_grant_id, int64_t *ret_points);
+/* Records VM to_vm_id (a restored copy) under from_vm_id's grant, template
+ * and points, so that it counts against the same quota. */
+int store_backup_vm_grant_copy(Store *st, int64_t to_vm_id, int64_t from_vm_id);

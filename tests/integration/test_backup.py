@@ -1,0 +1,254 @@
+"""Backups and restore against a real armadad on libvirt's test driver: the
+shapes of POST /vms/{id}/backups, GET /backups and POST /backups/restore,
+who may do what (read-only, self-service on its own and on another's VM),
+and bad input — each a clear 4xx naming the field, with nothing half-done.
+The backups themselves run on real QEMU in tests/system/test_backup_kvm.py;
+here the recovery points are made by tests/unit/mkpoint (as a backup makes
+them) in a directory that is then adopted as a datastore, whose job indexes
+them, as the test driver has no backup API."""
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import time
+import unittest
+
+from armada_harness import ARMADA, BUILD, Armadad
+
+MKPOINT = os.path.join(BUILD, "tests", "unit", "mkpoint")
+MIB = 1 << 20
+
+
+def qcow2(path, virtual_size):
+    """A minimal qcow2 header: enough for Armada's image detection."""
+    hdr = b"QFI\xfb" + struct.pack(">IQIIQ", 3, 0, 0, 16, virtual_size)
+    with open(path, "wb") as f:
+        f.write(hdr.ljust(4096, b"\0"))
+
+
+class TestBackupApi(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="armada-backup-it-")
+        cls.root = os.path.join(cls.tmp, "root")
+        os.makedirs(cls.root)
+        cls.d = d = Armadad(["--backup-root", cls.root])
+        try:
+            d.start()
+            d.token = d.login()
+            cls._populate()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def _populate(cls):
+        d, tmp = cls.d, cls.tmp
+        xml = os.path.join(tmp, "t1.xml")
+        with open(xml, "w") as f:
+            f.write("<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>8</cores>"
+                    "<threads>1</threads><active>8</active></cpu><memory>16777216</memory></node>\n")
+        host, job = d.add_host("t1", "test://" + xml)
+        assert job["state"] == "succeeded", job
+        cls.vm = d.create_vm("vm1", "t1", memory_mib=64)
+        if d.vm(cls.vm["id"])["state"] != "running":
+            d.vm_action(cls.vm["id"], "start")
+        cls.stopped = d.create_vm("vm-off", "t1", memory_mib=64, start=False)
+        for name, role in (("ro", "read-only"), ("ss", "self-service"), ("ss2", "self-service")):
+            d.ok("POST", "/api/v1/users", {"name": name, "password": f"{name}-password-1", "role": role})
+        cls.ro = d.login("ro", "ro-password-1")
+        cls.ss = d.login("ss", "ss-password-1")
+        cls.ss2 = d.login("ss2", "ss2-password-1")
+        share = os.path.join(tmp, "share")
+        os.makedirs(share)
+        qcow2(os.path.join(share, "base.qcow2"), 64 << 20)
+        r = d.ok("POST", "/api/v1/library/shares", {"path": share})
+        assert d.wait_job(r["job"]["id"])["state"] == "succeeded"
+        tpl = d.ok("POST", "/api/v1/templates", {"name": "tpl", "image": "base.qcow2", "cpus": 1, "memory_mib": 64})
+        d.ok("POST", "/api/v1/grants", {"user": "ss", "templates": ["tpl"], "group": "/", "max_vms": 1})
+        r = d.ok("POST", f"/api/v1/templates/{tpl['id']}/deploy", {"name": "ssvm"}, token=cls.ss)
+        jobs = r.get("jobs") or [r.get("job")]
+        for j in jobs:
+            assert d.wait_job(j["id"])["state"] == "succeeded", j
+        cls.ssvm = d.find("vms", "ssvm")
+        # What two finished backups made, in a datastore directory (manifest,
+        # chunks, the VM's definition): a point of vm1 (the administrator's)
+        # and one of ssvm (ss's). Adding the directory adopts it, and the
+        # datastore's job indexes its points for the lists.
+        ds_path = os.path.join(cls.root, "ds1")
+        img = os.path.join(tmp, "vda.raw")
+        with open(img, "wb") as f:
+            f.write(b"\x5a" * MIB + b"\0" * (4 * MIB) + b"\xa5" * MIB)
+        for v, pid in ((cls.vm, "20261201T010000Z"), (cls.ssvm, "20261201T020000Z")):
+            xml = os.path.join(tmp, f"{v['name']}.xml")
+            with open(xml, "w") as f:
+                f.write(f"<domain type='test'><name>{v['name']}</name><uuid>{v['uuid']}</uuid><memory>65536</memory>"
+                        "<vcpu>1</vcpu><os><type>hvm</type></os><devices><disk type='file' device='disk'>"
+                        "<driver name='qemu' type='qcow2'/><source file='/nowhere/vda.qcow2'/><target dev='vda'/></disk>"
+                        "<interface type='network'><mac address='52:54:00:12:34:56'/><source network='default'/></interface>"
+                        "</devices></domain>")
+            r = subprocess.run([MKPOINT, ds_path, v["uuid"], pid, "vda=" + img, "--name", v["name"], "--domain-xml", xml],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+        r = d.ok("POST", "/api/v1/datastores", {"name": "ds1", "path": ds_path})
+        cls.ds = r["datastore"]
+        assert d.wait_job(r["job"]["id"])["state"] == "succeeded"
+
+    def refused(self, method, path, body, status, field, token=None):
+        st, b = self.d.request(method, path, body, token=token)
+        self.assertEqual(st, status, b)
+        if field is not None:
+            self.assertEqual(b["error"]["field"], field, b)
+        return b
+
+    def jobs_of(self, kind):
+        return [j for j in self.d.ok("GET", "/api/v1/jobs?limit=200")["items"] if j["kind"] == kind]
+
+    # -- backup now ----------------------------------------------------------
+    def test_backup_now_bad_input_and_rights(self):
+        vm = self.vm["id"]
+        n = len(self.jobs_of("vm.backup"))
+        self.refused("POST", f"/api/v1/vms/{vm}/backups", {"datastore": "nope"}, 422, "datastore")
+        self.refused("POST", f"/api/v1/vms/{vm}/backups", {"datastore": 7}, 400, "datastore")
+        self.refused("POST", f"/api/v1/vms/{vm}/backups", {"speed": 1}, 400, "speed")
+        self.refused("POST", "/api/v1/vms/99999/backups", {}, 404, None)
+        b = self.refused("POST", f"/api/v1/vms/{self.stopped['id']}/backups", {}, 409, None)
+        self.assertIn("is stopped", b["error"]["message"])
+        self.refused("POST", f"/api/v1/vms/{vm}/backups", {}, 403, None, token=self.ro)
+        # Another user's VM does not exist for a self-service user.
+        self.refused("POST", f"/api/v1/vms/{vm}/backups", {}, 404, None, token=self.ss)
+        self.assertEqual(len(self.jobs_of("vm.backup")), n, "no job was queued by a refused request")
+        audit = self.d.ok("GET", "/api/v1/audit?limit=50")["items"]
+        self.assertTrue(any(a["action"] == "back up" and a["result"] == "denied" for a in audit), audit)
+
+    def test_backup_now_on_a_host_without_backups(self):
+        # The only datastore is the default; the test driver cannot back up:
+        # the job fails saying so, and no point is listed.
+        r = self.d.ok("POST", f"/api/v1/vms/{self.vm['id']}/backups", {})
+        self.assertEqual(r["job"]["kind"], "vm.backup")
+        j = self.d.wait_job(r["job"]["id"])
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn("vm1", j["error"])
+        pts = self.d.ok("GET", "/api/v1/backups?vm=vm1")["items"]
+        self.assertEqual([p["point_id"] for p in pts], ["20261201T010000Z"])
+        ev = [e for e in self.d.ok("GET", "/api/v1/events?limit=200")["items"] if e["kind"] == "backup.failed"]
+        self.assertTrue(ev and ev[-1]["object_name"] == "vm1", ev)
+
+    # -- list ----------------------------------------------------------------
+    def test_list_is_scoped(self):
+        d = self.d
+        allp = d.ok("GET", "/api/v1/backups")["items"]
+        self.assertEqual(sorted(p["vm_name"] for p in allp), ["ssvm", "vm1"])
+        self.assertEqual(d.ok("GET", "/api/v1/backups", token=self.ro)["items"], allp)
+        mine = d.ok("GET", "/api/v1/backups", token=self.ss)["items"]
+        self.assertEqual([p["vm_name"] for p in mine], ["ssvm"])
+        self.assertEqual(d.ok("GET", "/api/v1/backups", token=self.ss2)["items"], [])
+        self.refused("GET", "/api/v1/backups?vm=vm1", None, 404, "vm", token=self.ss)
+        self.refused("GET", "/api/v1/backups?vm=nosuchvm", None, 404, "vm")
+        by_uuid = d.ok("GET", f"/api/v1/backups?vm={self.vm['uuid']}&datastore=ds1")["items"]
+        self.assertEqual([p["vm_name"] for p in by_uuid], ["vm1"])
+        self.assertEqual(d.ok("GET", "/api/v1/backups?datastore=other")["items"], [])
+
+    # -- restore -------------------------------------------------------------
+    def test_restore_bad_input(self):
+        n_vms = len(self.d.ok("GET", "/api/v1/vms?limit=200")["items"])
+        n = len(self.jobs_of("vm.restore"))
+        R = "/api/v1/backups/restore"
+        self.refused("POST", R, {"point": "latest", "as": "x"}, 400, "vm")
+        self.refused("POST", R, {"vm": "vm1", "as": "x"}, 400, "point")
+        self.refused("POST", R, {"vm": "vm1", "point": "latest"}, 400, "as")
+        self.refused("POST", R, {"vm": "vm1", "point": "latest", "as": "x", "in_place": True}, 400, "as")
+        self.refused("POST", R, {"vm": "vm1", "point": "latest", "as": "bad name!"}, 400, "as")
+        self.refused("POST", R, {"vm": "vm1", "point": "latest", "in_place": True, "host": "t1"}, 400, "host")
+        self.refused("POST", R, {"vm": "vm1", "point": "latest", "as": "x", "extra": 1}, 400, "extra")
+        self.refused("POST", R, {"vm": "nosuch", "point": "latest", "as": "x"}, 404, "vm")
+        self.refused("POST", R, {"vm": "vm1", "point": "20200101T000000Z", "as": "x"}, 404, "point")
+        self.refused("POST", R, {"vm": "vm1", "point": "latest", "as": "x", "datastore": "other"}, 404, "point")
+        self.refused("POST", R, {"vm": "vm1", "point": "latest", "as": "vm-off"}, 409, "as")
+        self.refused("POST", R, {"vm": "vm1", "point": "latest", "as": "x", "host": "nohost"}, 422, "host")
+        b = self.refused("POST", R, {"vm": "vm1", "point": "latest", "in_place": True}, 409, "in_place")
+        self.assertIn("is running", b["error"]["message"])
+        self.assertEqual(len(self.jobs_of("vm.restore")), n)
+        self.assertEqual(len(self.d.ok("GET", "/api/v1/vms?limit=200")["items"]), n_vms, "no VM row was left behind")
+
+    def test_restore_scoping(self):
+        R = "/api/v1/backups/restore"
+        # Another user's point: 404, exactly as a point that does not exist.
+        a = self.refused("POST", R, {"vm": "vm1", "point": "20261201T010000Z", "as": "mine"}, 404, "vm", token=self.ss)
+        b = self.refused("POST", R, {"vm": "vm9", "point": "20261201T010000Z", "as": "mine"}, 404, "vm", token=self.ss)
+        self.assertEqual(a["error"]["message"].replace("vm1", "X"), b["error"]["message"].replace("vm9", "X"))
+        self.refused("POST", R, {"vm": self.vm["uuid"], "point": "latest", "as": "mine"}, 404, "vm", token=self.ss)
+        self.refused("POST", R, {"vm": "vm1", "point": "latest", "as": "mine"}, 403, None, token=self.ro)
+        # Its own VM's point: within its grant (max 1 VM, which ssvm uses).
+        b = self.refused("POST", R, {"vm": "ssvm", "point": "latest", "as": "ss-copy"}, 422, "as", token=self.ss)
+        self.assertIn("quota", b["error"]["message"])
+        self.assertIsNone(self.d.find("vms", "ss-copy"))
+
+    def test_restore_as_new_vm(self):
+        d = self.d
+        r = d.ok("POST", "/api/v1/backups/restore", {"vm": "vm1", "point": "latest", "as": "vm1-copy", "host": "t1"})
+        self.assertEqual(r["vm"]["name"], "vm1-copy")
+        j = d.wait_job(r["job"]["id"])
+        self.assertEqual(j["state"], "succeeded", j)
+        res = j["result"]
+        self.assertEqual((res["vm"], res["host"], res["point_id"], res["in_place"]), ("vm1-copy", "t1", "20261201T010000Z", False))
+        self.assertEqual([x["target"] for x in res["disks"]], ["vda"])
+        v = d.vm(res["vm_id"])
+        self.assertNotEqual(v["uuid"], self.vm["uuid"])
+        self.assertEqual(v["state"], "stopped")
+        self.assertEqual([x["path"] for x in v["disks"]], [res["disks"][0]["path"]])
+        audit = d.ok("GET", "/api/v1/audit?limit=50")["items"]
+        self.assertTrue(any(a["action"] == "vm.restore" and a["object_name"] == "vm1-copy" for a in audit), audit)
+        self.refused("POST", "/api/v1/backups/restore", {"vm": "vm1", "point": "latest", "as": "vm1-copy"}, 409, "as")
+        d.wait_job(d.ok("DELETE", f"/api/v1/vms/{res['vm_id']}")["job"]["id"])
+
+    def test_cli(self):
+        env = dict(os.environ)
+
+        def cli(*args, token=None):
+            return subprocess.run([ARMADA, "--server", self.d.url, "--token", token or self.d.token, *args],
+                                  capture_output=True, text=True, timeout=60, env=env)
+        r = cli("backup", "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"vm1\s+20261201T010000Z\s+ds1\s+full\s+crash")
+        r = cli("backup", "list", "ssvm", token=self.ss)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("ssvm", r.stdout)
+        self.assertNotIn("vm1 ", r.stdout)
+        r = cli("backup", "restore", "vm1/latest", "--in-place")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("is running", r.stderr)
+        r = cli("backup", "restore", "vm1")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("usage", r.stderr)
+        r = cli("backup", "now", "vm-off")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("only a running VM can be backed up", r.stderr)
+        r = cli("backup", "now", "vm1", "--datastore", "ds1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("vm.backup", r.stdout)
+
+    def test_zz_index_follows_the_datastore(self):
+        # Runs last (by name). A point written into the datastore behind the
+        # index's back is listed after the datastore's next job; a pruned
+        # point leaves the list.
+        d = self.d
+        img = os.path.join(self.tmp, "vda.raw")
+        r = subprocess.run([MKPOINT, self.ds["path"], self.vm["uuid"], "20261201T030000Z", "vda=" + img, "--name", "vm1"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([p["point_id"] for p in d.ok("GET", "/api/v1/backups?vm=vm1")["items"]], ["20261201T010000Z"])
+        r = d.ok("POST", f"/api/v1/datastores/{self.ds['id']}/actions/prune", {"vm": "vm1", "keep_last": 1})
+        self.assertEqual(d.wait_job(r["job"]["id"])["state"], "succeeded")
+        self.assertEqual([p["point_id"] for p in d.ok("GET", "/api/v1/backups?vm=vm1")["items"]], ["20261201T030000Z"])
+        self.assertEqual([p["vm_name"] for p in d.ok("GET", "/api/v1/backups", token=self.ss)["items"]], ["ssvm"])
+
+
+if __name__ == "__main__":
+    unittest.main()

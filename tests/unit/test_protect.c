@@ -1,0 +1,786 @@
+/* Unit tests for protect/: the chunk store on a temporary directory (put/get,
+ * dedup, zero chunks, corruption, points and their bases, atomic commit,
+ * garbage collection, verify, copies between datastores, sparse restore) and
+ * the retention rules against Proxmox Backup Server's documented examples. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "protect/chunkstore.h"
+#include "protect/protect-priv.h"
+
+#define VM "11111111-2222-3333-4444-555555555555"
+
+static char dir[256];
+
+static void rm_rf(const char *path) {
+        /* Only our own temporary directory, by a fixed argv: no shell. */
+        pid_t pid = fork();
+        if (pid == 0) {
+                execlp("rm", "rm", "-rf", "--", path, (char *) NULL);
+                _exit(127);
+        }
+        int status;
+        waitpid(pid, &status, 0);
+}
+
+static int setup(void **state) {
+        snprintf(dir, sizeof dir, "/tmp/armada-test-protect-XXXXXX");
+        return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+        rm_rf(dir);
+        return 0;
+}
+
+static ChunkStore *open_store(const char *sub) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, sub);
+        ChunkStore *s = NULL;
+        assert_int_equal(chunkstore_open(path, true, &s), 0);
+        return s;
+}
+
+/* Deterministic, poorly compressible bytes. */
+static void fill(uint8_t *buf, size_t len, uint32_t seed) {
+        uint32_t x = seed * 2654435761u + 1;
+        for (size_t i = 0; i < len; i++) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                buf[i] = (uint8_t) x;
+        }
+}
+
+static void chunk_file(ChunkStore *s, const ChunkDigest *d, char *out, size_t n) {
+        char hex[65];
+        chunk_digest_hex(d, hex);
+        snprintf(out, n, "%s/.chunks/%.4s/%s", chunkstore_dir(s), hex, hex);
+}
+
+static void test_open(void **state) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/ds", dir);
+        ChunkStore *s = NULL;
+        assert_int_equal(chunkstore_open(path, false, &s), -ENOENT);
+        assert_int_equal(chunkstore_open(path, true, &s), 0);
+        assert_string_equal(chunkstore_dir(s), path);
+        s = chunkstore_free(s);
+        /* Reopening (adopting) an existing datastore keeps it. */
+        assert_int_equal(chunkstore_open(path, true, &s), 0);
+        s = chunkstore_free(s);
+        assert_int_equal(chunkstore_open(path, false, &s), 0);
+        s = chunkstore_free(s);
+        /* A directory with other files is not taken over. */
+        snprintf(path, sizeof path, "%s/other", dir);
+        mkdir(path, 0755);
+        char f[600];
+        snprintf(f, sizeof f, "%s/precious.txt", path);
+        FILE *fp = fopen(f, "w");
+        fputs("x", fp);
+        fclose(fp);
+        assert_int_equal(chunkstore_open(path, true, &s), -ENOTEMPTY);
+        assert_null(s);
+}
+
+static void test_digest_hex(void **state) {
+        ChunkDigest d, e;
+        for (int i = 0; i < 32; i++)
+                d.b[i] = (uint8_t) (i * 7 + 3);
+        char hex[65];
+        chunk_digest_hex(&d, hex);
+        assert_int_equal(strlen(hex), 64);
+        assert_int_equal(chunk_digest_parse(hex, &e), 0);
+        assert_memory_equal(d.b, e.b, 32);
+        assert_int_equal(chunk_digest_parse("abc", &e), -EINVAL);
+        hex[5] = 'g';
+        assert_int_equal(chunk_digest_parse(hex, &e), -EINVAL);
+        /* The SHA-256 of "abc" (FIPS 180-2). */
+        ChunkStore *s = open_store("hex");
+        assert_int_equal(chunkstore_put(s, "abc", 3, &d, NULL), 0);
+        chunk_digest_hex(&d, hex);
+        assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        chunkstore_free(s);
+}
+
+static void test_put_get(void **state) {
+        ChunkStore *s = open_store("pg");
+        uint8_t *in = malloc(CHUNK_SIZE), *out = malloc(CHUNK_SIZE);
+        fill(in, CHUNK_SIZE, 1);
+        ChunkDigest d;
+        uint64_t written = 0;
+        assert_int_equal(chunkstore_put(s, in, CHUNK_SIZE, &d, &written), 0);
+        assert_true(written > CHUNK_SIZE / 2);
+        assert_true(chunkstore_has(s, &d));
+        size_t len = 0;
+        assert_int_equal(chunkstore_get(s, &d, out, CHUNK_SIZE, &len), 0);
+        assert_int_equal(len, CHUNK_SIZE);
+        assert_memory_equal(in, out, CHUNK_SIZE);
+
+        /* Compressible bytes are stored compressed and come back whole. */
+        memset(in, 'a', CHUNK_SIZE);
+        memcpy(in + 1000, "hello", 5);
+        assert_int_equal(chunkstore_put(s, in, 65536, &d, &written), 0);
+        assert_true(written < 4096);
+        assert_int_equal(chunkstore_get(s, &d, out, CHUNK_SIZE, &len), 0);
+        assert_int_equal(len, 65536);
+        assert_memory_equal(in, out, 65536);
+        /* Too small a buffer, too big a chunk. */
+        assert_int_equal(chunkstore_get(s, &d, out, 100, &len), -ENOBUFS);
+        assert_int_equal(chunkstore_put(s, in, CHUNK_SIZE + 1, &d, NULL), -EINVAL);
+        /* Unknown digest. */
+        memset(d.b, 0x42, 32);
+        assert_false(chunkstore_has(s, &d));
+        assert_int_equal(chunkstore_get(s, &d, out, CHUNK_SIZE, &len), -ENOENT);
+        free(in);
+        free(out);
+        chunkstore_free(s);
+}
+
+static void test_dedup(void **state) {
+        ChunkStore *s = open_store("dd");
+        uint8_t *in = malloc(CHUNK_SIZE);
+        fill(in, CHUNK_SIZE, 2);
+        ChunkDigest d1, d2;
+        uint64_t w1 = 0, w2 = 99;
+        assert_int_equal(chunkstore_put(s, in, CHUNK_SIZE, &d1, &w1), 0);
+        assert_true(w1 > 0);
+        /* Age the chunk; a dedup hit must refresh its mtime. */
+        char path[700];
+        chunk_file(s, &d1, path, sizeof path);
+        struct timespec old[2] = {{.tv_sec = 1000000}, {.tv_sec = 1000000}};
+        assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
+        assert_int_equal(chunkstore_put(s, in, CHUNK_SIZE, &d2, &w2), 0);
+        assert_int_equal(w2, 0);
+        assert_memory_equal(d1.b, d2.b, 32);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(st.st_mtime > time(NULL) - 60);
+        ChunkStoreUsage u;
+        assert_int_equal(chunkstore_usage(s, &u), 0);
+        assert_int_equal(u.chunks, 1);
+        free(in);
+        chunkstore_free(s);
+}
+
+typedef struct PutArg {
+        ChunkStore *s;
+        const uint8_t *buf;
+        int rc;
+} PutArg;
+
+static void *put_thread(void *userdata) {
+        PutArg *a = userdata;
+        for (int i = 0; i < 20 && a->rc == 0; i++) {
+                ChunkDigest d;
+                a->rc = chunkstore_put(a->s, a->buf + (i % 4) * 1024, 256 * 1024, &d, NULL);
+        }
+        return NULL;
+}
+
+static void test_concurrent_put(void **state) {
+        ChunkStore *s = open_store("conc");
+        ChunkStore *s2 = NULL;
+        assert_int_equal(chunkstore_open(chunkstore_dir(s), false, &s2), 0);
+        uint8_t *in = malloc(CHUNK_SIZE);
+        fill(in, CHUNK_SIZE, 3);
+        PutArg a[4];
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++) {
+                a[i] = (PutArg){.s = i % 2 ? s2 : s, .buf = in};
+                assert_int_equal(pthread_create(&t[i], NULL, put_thread, &a[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+                pthread_join(t[i], NULL);
+                assert_int_equal(a[i].rc, 0);
+        }
+        ChunkStoreUsage u;
+        assert_int_equal(chunkstore_usage(s, &u), 0);
+        assert_int_equal(u.chunks, 4);
+        /* No temporary file left behind. */
+        json_t *res = NULL;
+        assert_int_equal(chunkstore_verify(s, NULL, NULL, &res), 0);
+        json_decref(res);
+        free(in);
+        chunkstore_free(s2);
+        chunkstore_free(s);
+}
+
+static void test_zero_not_stored(void **state) {
+        ChunkStore *s = open_store("zero");
+        uint8_t *z = calloc(1, CHUNK_SIZE);
+        assert_true(chunk_is_zero(z, CHUNK_SIZE));
+        z[CHUNK_SIZE - 1] = 1;
+        assert_false(chunk_is_zero(z, CHUNK_SIZE));
+        z[CHUNK_SIZE - 1] = 0;
+        /* A point whose disk is all zeros names no chunk and stores none. */
+        Point *p = NULL;
+        assert_int_equal(point_new(s, VM, "20260101T000000Z", NULL, &p), 0);
+        unsigned k;
+        assert_int_equal(point_add_disk(p, "vda", 3ull * CHUNK_SIZE, &k), 0);
+        assert_int_equal(point_set_chunk(p, k, 1, NULL), 0);
+        assert_int_equal(point_commit(p), 0);
+        point_free(p);
+        ChunkStoreUsage u;
+        assert_int_equal(chunkstore_usage(s, &u), 0);
+        assert_int_equal(u.chunks, 0);
+        assert_int_equal(u.points, 1);
+        assert_int_equal(u.logical_bytes, 3ull * CHUNK_SIZE);
+        free(z);
+        chunkstore_free(s);
+}
+
+/* Writes a point of VM from BUF (LEN bytes) the way a backup does. */
+static void make_point(ChunkStore *s, const char *vm, const char *id, const Point *base, const uint8_t *buf,
+                       uint64_t len, const bool *only) {
+        Point *p = NULL;
+        assert_int_equal(point_new(s, vm, id, base, &p), 0);
+        unsigned k;
+        assert_int_equal(point_add_disk(p, "vda", len, &k), 0);
+        for (uint64_t c = 0; c * CHUNK_SIZE < len; c++) {
+                if (only && !only[c])
+                        continue;
+                size_t n = (size_t) (len - c * CHUNK_SIZE < CHUNK_SIZE ? len - c * CHUNK_SIZE : CHUNK_SIZE);
+                if (chunk_is_zero(buf + c * CHUNK_SIZE, n)) {
+                        assert_int_equal(point_set_chunk(p, k, c, NULL), 0);
+                        continue;
+                }
+                ChunkDigest d;
+                assert_int_equal(chunkstore_put(s, buf + c * CHUNK_SIZE, n, &d, NULL), 0);
+                assert_int_equal(point_set_chunk(p, k, c, &d), 0);
+        }
+        json_t *name = json_string("web01");
+        assert_int_equal(point_set_meta(p, "vm_name", name), 0); /* takes a reference */
+        json_decref(name);
+        assert_int_equal(point_commit(p), 0);
+        point_free(p);
+}
+
+static void test_point_roundtrip_and_base(void **state) {
+        ChunkStore *s = open_store("pt");
+        uint64_t len = 3ull * CHUNK_SIZE + 12345;
+        uint8_t *img = calloc(1, len);
+        fill(img, CHUNK_SIZE, 10);                       /* chunk 0 */
+        fill(img + 2 * CHUNK_SIZE, CHUNK_SIZE + 12345, 11); /* chunks 2, 3 (short) */
+        make_point(s, VM, "20260101T000000Z", NULL, img, len, NULL);
+
+        Point *base = NULL;
+        assert_int_equal(point_open(s, VM, "20260101T000000Z", &base), 0);
+        assert_int_equal(point_disk_count(base), 1);
+        assert_string_equal(point_disk_target(base, 0), "vda");
+        assert_int_equal(point_disk_size(base, 0), len);
+        assert_int_equal(point_disk_chunks(base, 0), 4);
+        assert_string_equal(json_string_value(point_meta(base, "vm_name")), "web01");
+        bool zero;
+        ChunkDigest d;
+        assert_int_equal(point_chunk(base, 0, 1, &d, &zero), 0);
+        assert_true(zero);
+        assert_int_equal(point_chunk(base, 0, 0, &d, &zero), 0);
+        assert_false(zero);
+        assert_int_equal(point_chunk(base, 0, 4, &d, &zero), -EINVAL);
+
+        /* An incremental point: only chunk 2 changed; the rest is inherited. */
+        uint8_t *img2 = malloc(len);
+        memcpy(img2, img, len);
+        fill(img2 + 2 * CHUNK_SIZE, 4096, 12);
+        bool only[4] = {false, false, true, false};
+        make_point(s, VM, "20260101T001500Z", base, img2, len, only);
+        assert_int_equal(point_new(s, VM, "20260101T001500Z", NULL, &(Point *){NULL}), -EEXIST);
+
+        /* Each point reads back exactly its own image, sparse. */
+        const char *ids[2] = {"20260101T000000Z", "20260101T001500Z"};
+        const uint8_t *imgs[2] = {img, img2};
+        for (int i = 0; i < 2; i++) {
+                Point *p = NULL;
+                assert_int_equal(point_open(s, VM, ids[i], &p), 0);
+                char out[512];
+                snprintf(out, sizeof out, "%s/restore-%d.raw", dir, i);
+                int fd = open(out, O_RDWR | O_CREAT | O_TRUNC, 0600);
+                assert_true(fd >= 0);
+                assert_int_equal(point_read_disk(s, p, 0, fd, NULL, NULL), 0);
+                struct stat st;
+                assert_int_equal(fstat(fd, &st), 0);
+                assert_int_equal(st.st_size, len);
+                /* The zero chunk is a hole: fewer blocks than the size. */
+                assert_true((uint64_t) st.st_blocks * 512 < len - CHUNK_SIZE / 2);
+                uint8_t *back = malloc(len);
+                assert_int_equal(pread(fd, back, len, 0), (ssize_t) len);
+                assert_memory_equal(back, imgs[i], len);
+                free(back);
+                close(fd);
+                point_free(p);
+        }
+
+        json_t *list = NULL;
+        assert_int_equal(point_list(s, NULL, &list), 0);
+        assert_int_equal(json_array_size(list), 2);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "point_id")), ids[0]);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "point_id")), ids[1]);
+        json_t *d0 = json_array_get(json_object_get(json_array_get(list, 1), "disks"), 0);
+        assert_string_equal(json_string_value(json_object_get(d0, "target")), "vda");
+        assert_int_equal(json_integer_value(json_object_get(d0, "size")), len);
+        json_decref(list);
+
+        assert_int_equal(point_remove(s, VM, ids[0]), 0);
+        assert_int_equal(point_open(s, VM, ids[0], &(Point *){NULL}), -ENOENT);
+        assert_int_equal(point_list(s, VM, &list), 0);
+        assert_int_equal(json_array_size(list), 1);
+        json_decref(list);
+        point_free(base);
+        free(img);
+        free(img2);
+        chunkstore_free(s);
+}
+
+static void test_bad_arguments(void **state) {
+        ChunkStore *s = open_store("bad");
+        Point *p = NULL;
+        assert_int_equal(point_new(s, "../etc", "20260101T000000Z", NULL, &p), -EINVAL);
+        assert_int_equal(point_new(s, VM, "a/b", NULL, &p), -EINVAL);
+        assert_int_equal(point_new(s, VM, ".hidden", NULL, &p), -EINVAL);
+        assert_int_equal(point_new(s, VM, "20260101T000000Z", NULL, &p), 0);
+        assert_int_equal(point_add_disk(p, "../x", 10, NULL), -EINVAL);
+        assert_int_equal(point_add_disk(p, "vda", 10, NULL), 0);
+        assert_int_equal(point_add_disk(p, "vda", 10, NULL), -EEXIST);
+        assert_int_equal(point_set_chunk(p, 1, 0, NULL), -EINVAL);
+        assert_int_equal(point_set_chunk(p, 0, 1, NULL), -EINVAL);
+        /* A digest of a chunk the store does not have: the commit refuses. */
+        ChunkDigest d;
+        memset(d.b, 0x11, 32);
+        assert_int_equal(point_set_chunk(p, 0, 0, &d), 0);
+        assert_int_equal(point_commit(p), -EBADMSG);
+        point_free(p);
+        json_t *list = NULL;
+        assert_int_equal(point_list(s, NULL, &list), 0);
+        assert_int_equal(json_array_size(list), 0);
+        json_decref(list);
+        chunkstore_free(s);
+}
+
+static void test_commit_atomic(void **state) {
+        ChunkStore *s = open_store("atomic");
+        uint8_t buf[1000];
+        fill(buf, sizeof buf, 5);
+        /* A point never committed is not listed. */
+        Point *p = NULL;
+        assert_int_equal(point_new(s, VM, "20260101T000000Z", NULL, &p), 0);
+        unsigned k;
+        assert_int_equal(point_add_disk(p, "vda", sizeof buf, &k), 0);
+        ChunkDigest d;
+        assert_int_equal(chunkstore_put(s, buf, sizeof buf, &d, NULL), 0);
+        assert_int_equal(point_set_chunk(p, k, 0, &d), 0);
+        point_free(p);
+        /* A killed commit: the point's directory, its index and a temporary
+         * manifest, but no manifest. */
+        char path[700];
+        snprintf(path, sizeof path, "%s/vm/%s/20260101T000100Z", chunkstore_dir(s), VM);
+        char cmd[800];
+        snprintf(path, sizeof path, "%s/vm/%s", chunkstore_dir(s), VM);
+        mkdir(path, 0755);
+        snprintf(path, sizeof path, "%s/vm/%s/20260101T000100Z", chunkstore_dir(s), VM);
+        mkdir(path, 0755);
+        snprintf(cmd, sizeof cmd, "%s/.tmp.manifest.json.1.1", path);
+        FILE *f = fopen(cmd, "w");
+        fputs("{\"format\":1,\"disks\":[],\"meta\":{}}", f);
+        fclose(f);
+        json_t *list = NULL;
+        assert_int_equal(point_list(s, NULL, &list), 0);
+        assert_int_equal(json_array_size(list), 0);
+        json_decref(list);
+        assert_int_equal(point_open(s, VM, "20260101T000100Z", &p), -ENOENT);
+        /* The id can still be used: the next backup succeeds. */
+        assert_int_equal(point_new(s, VM, "20260101T000100Z", NULL, &p), 0);
+        assert_int_equal(point_add_disk(p, "vda", sizeof buf, &k), 0);
+        assert_int_equal(point_set_chunk(p, k, 0, &d), 0);
+        assert_int_equal(point_commit(p), 0);
+        point_free(p);
+        assert_int_equal(point_list(s, NULL, &list), 0);
+        assert_int_equal(json_array_size(list), 1);
+        json_decref(list);
+        /* A manifest naming a damaged index is refused, not misread. */
+        snprintf(cmd, sizeof cmd, "%s/disk-0.idx", path);
+        f = fopen(cmd, "r+");
+        fseek(f, 30, SEEK_SET);
+        fputc(0x55, f);
+        fclose(f);
+        assert_int_equal(point_open(s, VM, "20260101T000100Z", &p), -EBADMSG);
+        chunkstore_free(s);
+}
+
+static void test_corrupt_chunk(void **state) {
+        ChunkStore *s = open_store("corrupt");
+        uint64_t len = 2ull * CHUNK_SIZE;
+        uint8_t *img = malloc(len);
+        fill(img, len, 20);
+        make_point(s, VM, "20260102T000000Z", NULL, img, len, NULL);
+        make_point(s, "aaaaaaaa-2222-3333-4444-555555555555", "20260102T000000Z", NULL, img, CHUNK_SIZE, NULL);
+        Point *p = NULL;
+        assert_int_equal(point_open(s, VM, "20260102T000000Z", &p), 0);
+        ChunkDigest d;
+        assert_int_equal(point_chunk(p, 0, 1, &d, NULL), 0);
+        char path[700];
+        chunk_file(s, &d, path, sizeof path);
+        int fd = open(path, O_RDWR);
+        assert_true(fd >= 0);
+        struct stat st;
+        fstat(fd, &st);
+        uint8_t b;
+        assert_int_equal(pread(fd, &b, 1, st.st_size / 2), 1);
+        b ^= 0xff;
+        assert_int_equal(pwrite(fd, &b, 1, st.st_size / 2), 1);
+        close(fd);
+        uint8_t *out = malloc(CHUNK_SIZE);
+        assert_int_equal(chunkstore_get(s, &d, out, CHUNK_SIZE, NULL), -EBADMSG);
+
+        json_t *res = NULL;
+        assert_int_equal(chunkstore_verify(s, NULL, NULL, &res), 0);
+        assert_int_equal(json_integer_value(json_object_get(res, "points")), 2);
+        assert_int_equal(json_integer_value(json_object_get(res, "chunks")), 2);
+        json_t *bad = json_object_get(res, "bad_points");
+        assert_int_equal(json_array_size(bad), 1); /* the other VM only uses chunk 0 */
+        json_t *b0 = json_array_get(bad, 0);
+        assert_string_equal(json_string_value(json_object_get(b0, "vm_uuid")), VM);
+        assert_string_equal(json_string_value(json_object_get(b0, "point_id")), "20260102T000000Z");
+        assert_string_equal(json_string_value(json_object_get(b0, "disk")), "vda");
+        assert_int_equal(json_integer_value(json_object_get(b0, "chunk")), 1);
+        assert_string_equal(json_string_value(json_object_get(b0, "reason")), "corrupt");
+        json_decref(res);
+
+        /* A missing chunk is named too; restoring it fails cleanly. */
+        unlink(path);
+        assert_int_equal(chunkstore_verify(s, NULL, NULL, &res), 0);
+        b0 = json_array_get(json_object_get(res, "bad_points"), 0);
+        assert_string_equal(json_string_value(json_object_get(b0, "reason")), "missing");
+        json_decref(res);
+        char out_path[512];
+        snprintf(out_path, sizeof out_path, "%s/restore-bad.raw", dir);
+        fd = open(out_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        assert_int_equal(point_read_disk(s, p, 0, fd, NULL, NULL), -ENOENT);
+        close(fd);
+        point_free(p);
+        free(out);
+        free(img);
+        chunkstore_free(s);
+}
+
+/* ------------------------------------------------------------ gc */
+
+static void age_all_chunks(ChunkStore *s, time_t when) {
+        char cmd[700];
+        /* find + touch on our own temporary directory only */
+        snprintf(cmd, sizeof cmd, "find '%s/.chunks' -type f -exec touch -m -d @%lld {} +", chunkstore_dir(s),
+                 (long long) when);
+        assert_int_equal(system(cmd), 0);
+}
+
+static void test_gc(void **state) {
+        ChunkStore *s = open_store("gc");
+        uint8_t *img = malloc(3ull * CHUNK_SIZE);
+        fill(img, 3ull * CHUNK_SIZE, 30);
+        /* A: chunks 0,1 of img; B: chunks 1,2. */
+        make_point(s, VM, "20260103T000000Z", NULL, img, 2ull * CHUNK_SIZE, NULL);
+        make_point(s, VM, "20260103T001500Z", NULL, img + CHUNK_SIZE, 2ull * CHUNK_SIZE, NULL);
+        ChunkDigest orphan_old, orphan_new, c0;
+        uint8_t extra[5000];
+        fill(extra, sizeof extra, 31);
+        assert_int_equal(chunkstore_put(s, extra, sizeof extra, &orphan_old, NULL), 0);
+        Point *a = NULL;
+        assert_int_equal(point_open(s, VM, "20260103T000000Z", &a), 0);
+        assert_int_equal(point_chunk(a, 0, 0, &c0, NULL), 0);
+        point_free(a);
+        assert_int_equal(point_remove(s, VM, "20260103T000000Z"), 0);
+        time_t now = time(NULL);
+        age_all_chunks(s, now - 3600);
+        /* A chunk written by a backup still running (newer than its start). */
+        fill(extra, sizeof extra, 32);
+        assert_int_equal(chunkstore_put(s, extra, sizeof extra, &orphan_new, NULL), 0);
+
+        /* A point whose manifest cannot be read stops the collection. */
+        char path[700];
+        snprintf(path, sizeof path, "%s/vm/%s/20260103T003000Z", chunkstore_dir(s), VM);
+        mkdir(path, 0755);
+        strcat(path, "/manifest.json");
+        FILE *f = fopen(path, "w");
+        fputs("{not json", f);
+        fclose(f);
+        ChunkStoreGc g = {0};
+        assert_int_equal(chunkstore_gc(s, now - 60, &g), -EBADMSG);
+        assert_true(chunkstore_has(s, &orphan_old));
+        unlink(path);
+
+        assert_int_equal(chunkstore_gc(s, now - 60, &g), 0);
+        assert_int_equal(g.chunks_removed, 2); /* c0 and the old orphan */
+        assert_int_equal(g.chunks_kept, 3);    /* B's two, the new orphan */
+        assert_true(g.bytes_removed > CHUNK_SIZE / 2);
+        assert_false(chunkstore_has(s, &orphan_old));
+        assert_false(chunkstore_has(s, &c0));
+        assert_true(chunkstore_has(s, &orphan_new));
+        /* B restores whole. */
+        Point *b = NULL;
+        assert_int_equal(point_open(s, VM, "20260103T001500Z", &b), 0);
+        snprintf(path, sizeof path, "%s/gc-restore.raw", dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        assert_int_equal(point_read_disk(s, b, 0, fd, NULL, NULL), 0);
+        uint8_t *back = malloc(2ull * CHUNK_SIZE);
+        assert_int_equal(pread(fd, back, 2ull * CHUNK_SIZE, 0), (ssize_t) (2ull * CHUNK_SIZE));
+        assert_memory_equal(back, img + CHUNK_SIZE, 2ull * CHUNK_SIZE);
+        close(fd);
+        point_free(b);
+        /* A dedup hit refreshes an old unreferenced chunk: the GC keeps it. */
+        age_all_chunks(s, now - 3600);
+        ChunkDigest d;
+        assert_int_equal(chunkstore_put(s, extra, sizeof extra, &d, NULL), 0);
+        assert_int_equal(chunkstore_gc(s, now - 60, &g), 0);
+        assert_int_equal(g.chunks_removed, 0);
+        assert_true(chunkstore_has(s, &orphan_new));
+
+        /* An incremental point inherits chunks it never put; its base is
+         * pruned and the chunks are old before it commits: the commit
+         * refreshes them, so a GC beside it keeps what it names. */
+        b = NULL;
+        assert_int_equal(point_open(s, VM, "20260103T001500Z", &b), 0);
+        Point *inc = NULL;
+        assert_int_equal(point_new(s, VM, "20260103T004500Z", b, &inc), 0);
+        unsigned k;
+        assert_int_equal(point_add_disk(inc, "vda", 2ull * CHUNK_SIZE, &k), 0);
+        fill(extra, sizeof extra, 33);
+        assert_int_equal(chunkstore_put(s, extra, sizeof extra, &d, NULL), 0);
+        assert_int_equal(point_set_chunk(inc, k, 1, &d), 0);
+        ChunkDigest inherited, replaced;
+        assert_int_equal(point_chunk(b, 0, 0, &inherited, NULL), 0);
+        assert_int_equal(point_chunk(b, 0, 1, &replaced, NULL), 0);
+        point_free(b);
+        assert_int_equal(point_remove(s, VM, "20260103T001500Z"), 0);
+        age_all_chunks(s, now - 3600);
+        assert_int_equal(point_commit(inc), 0);
+        point_free(inc);
+        /* (A GC that marked before the commit would see it fresh.) */
+        struct stat st;
+        chunk_file(s, &inherited, path, sizeof path);
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(st.st_mtime > now - 60);
+        assert_int_equal(chunkstore_gc(s, now - 60, &g), 0);
+        assert_true(chunkstore_has(s, &inherited));
+        assert_false(chunkstore_has(s, &replaced));
+        free(back);
+        free(img);
+        chunkstore_free(s);
+}
+
+/* ------------------------------------------------------------ prune */
+
+static time_t ts(const char *iso) {
+        struct tm tm = {0};
+        assert_non_null(strptime(iso, "%Y-%m-%dT%H:%M:%S", &tm));
+        return timegm(&tm);
+}
+
+/* Runs prune_select on TIMES and returns the kept ones as "i,j,..." */
+static const char *kept(const char *const *times, size_t n, PrunePolicy pol) {
+        static char out[256];
+        time_t t[32];
+        bool keep[32];
+        /* Oldest first here; prune_select takes any order: reverse it. */
+        for (size_t i = 0; i < n; i++)
+                t[n - 1 - i] = ts(times[i]);
+        prune_select(t, n, &pol, keep);
+        out[0] = 0;
+        for (size_t i = 0; i < n; i++)
+                if (keep[n - 1 - i])
+                        snprintf(out + strlen(out), sizeof out - strlen(out), "%s%zu", out[0] ? "," : "", i);
+        return out;
+}
+
+/* The cases of Proxmox Backup Server's tests/prune.rs (kept lists). PBS's
+ * keep-last 0 (remove all) has no equivalent: an all-zero policy keeps all. */
+static void test_prune_pbs(void **state) {
+        const char *simple[] = {"2019-12-02T11:59:15", "2019-12-03T11:59:15", "2019-12-04T11:59:15",
+                                "2019-12-04T12:59:15"};
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_last = 4}), "0,1,2,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_last = 3}), "1,2,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_last = 2}), "2,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_last = 1}), "3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){0}), "0,1,2,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_last = 2, .keep_daily = 2}), "0,1,2,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_daily = 3}), "0,1,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_daily = 2}), "1,3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_weekly = 5}), "3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_daily = 1, .keep_weekly = 5}), "3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_monthly = 6}), "3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_yearly = 7}), "3");
+        assert_string_equal(kept(simple, 4, (PrunePolicy){.keep_weekly = 5, .keep_monthly = 6, .keep_yearly = 7}),
+                            "3");
+
+        const char *hourly[] = {"2019-11-15T09:39:15", "2019-11-15T10:49:15", "2019-11-15T10:59:15",
+                                "2019-11-15T11:39:15", "2019-11-15T11:49:15", "2019-11-15T11:59:15"};
+        assert_string_equal(kept(hourly, 6, (PrunePolicy){.keep_hourly = 3}), "0,2,5");
+        assert_string_equal(kept(hourly, 6, (PrunePolicy){.keep_hourly = 2}), "2,5");
+
+        const char *simple2[] = {"2018-11-15T11:59:15", "2019-11-15T11:59:15", "2019-11-21T11:59:15",
+                                 "2019-11-22T11:59:15", "2019-11-29T11:59:15", "2019-12-01T11:59:15",
+                                 "2019-12-02T11:59:15", "2019-12-03T11:59:15", "2019-12-04T11:59:15"};
+        assert_string_equal(kept(simple2, 9, (PrunePolicy){.keep_daily = 1}), "8");
+        assert_string_equal(kept(simple2, 9, (PrunePolicy){.keep_last = 1, .keep_daily = 1}), "7,8");
+        assert_string_equal(kept(simple2, 9, (PrunePolicy){.keep_daily = 1, .keep_weekly = 1}), "5,8");
+        assert_string_equal(kept(simple2, 9, (PrunePolicy){.keep_daily = 1, .keep_weekly = 1, .keep_monthly = 1}),
+                            "3,5,8");
+        assert_string_equal(kept(simple2, 9, (PrunePolicy){.keep_monthly = 1, .keep_yearly = 1}), "0,8");
+}
+
+/* ------------------------------------------------------------ copies */
+
+static void test_copy_points(void **state) {
+        ChunkStore *src = open_store("copy-src"), *dst = open_store("copy-dst");
+        uint64_t len = 3ull * CHUNK_SIZE;
+        uint8_t *img = calloc(1, len);
+        fill(img, 2ull * CHUNK_SIZE, 40); /* chunk 2 stays zero */
+        make_point(src, VM, "20260104T000000Z", NULL, img, len, NULL);
+        Point *base = NULL;
+        assert_int_equal(point_open(src, VM, "20260104T000000Z", &base), 0);
+        fill(img + CHUNK_SIZE, 100, 41);
+        bool only[3] = {false, true, false};
+        make_point(src, VM, "20260104T001500Z", base, img, len, only);
+        point_free(base);
+
+        /* An unknown point: nothing copied. */
+        json_t *pts = json_pack("[{s:s, s:s}, {s:s, s:s}]", "vm_uuid", VM, "point_id", "20260104T000000Z", "vm_uuid",
+                                VM, "point_id", "20990101T000000Z");
+        uint64_t chunks = 99, bytes = 99;
+        assert_int_equal(chunkstore_copy_points(src, dst, pts, NULL, NULL, &chunks, &bytes), -ENOENT);
+        ChunkStoreUsage u;
+        assert_int_equal(chunkstore_usage(dst, &u), 0);
+        assert_int_equal(u.chunks, 0);
+        assert_int_equal(u.points, 0);
+        json_decref(pts);
+
+        pts = json_pack("[{s:s, s:s}]", "vm_uuid", VM, "point_id", "20260104T000000Z");
+        assert_int_equal(chunkstore_copy_points(src, dst, pts, NULL, NULL, &chunks, &bytes), 0);
+        assert_int_equal(chunks, 2);
+        assert_true(bytes > CHUNK_SIZE);
+        json_decref(pts);
+        /* Both points: the first is there, the second sends its one new chunk. */
+        pts = json_pack("[{s:s, s:s}, {s:s, s:s}]", "vm_uuid", VM, "point_id", "20260104T000000Z", "vm_uuid", VM,
+                        "point_id", "20260104T001500Z");
+        assert_int_equal(chunkstore_copy_points(src, dst, pts, NULL, NULL, &chunks, &bytes), 0);
+        assert_int_equal(chunks, 1);
+        json_decref(pts);
+        assert_int_equal(chunkstore_usage(dst, &u), 0);
+        assert_int_equal(u.chunks, 3);
+        assert_int_equal(u.points, 2);
+
+        Point *p = NULL;
+        assert_int_equal(point_open(dst, VM, "20260104T001500Z", &p), 0);
+        assert_string_equal(json_string_value(point_meta(p, "vm_name")), "web01");
+        char path[512];
+        snprintf(path, sizeof path, "%s/copy-restore.raw", dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        assert_int_equal(point_read_disk(dst, p, 0, fd, NULL, NULL), 0);
+        uint8_t *back = malloc(len);
+        assert_int_equal(pread(fd, back, len, 0), (ssize_t) len);
+        assert_memory_equal(back, img, len);
+        close(fd);
+        point_free(p);
+        json_t *res = NULL;
+        assert_int_equal(chunkstore_verify(dst, NULL, NULL, &res), 0);
+        assert_int_equal(json_array_size(json_object_get(res, "bad_points")), 0);
+        json_decref(res);
+        free(back);
+        free(img);
+        chunkstore_free(src);
+        chunkstore_free(dst);
+}
+
+/* ------------------------------------------------------------ paths */
+
+static void path_refused(const char *path, bool may_create, int status) {
+        OpError err = {0};
+        char *real = NULL;
+        assert_int_equal(protect_path_check("path", path, may_create, &real, &err) < 0, true);
+        assert_null(real);
+        assert_int_equal(err.status, status);
+        assert_string_equal(err.field, "path");
+}
+
+static void test_path_check(void **state) {
+        char root[300], out[300], p[700];
+        snprintf(root, sizeof root, "%s/root", dir);
+        snprintf(out, sizeof out, "%s/outside", dir);
+        mkdir(root, 0755);
+        mkdir(out, 0755);
+        snprintf(p, sizeof p, "%s/escape", root);
+        assert_int_equal(symlink(out, p), 0);
+        protect_add_backup_root(root);
+        const char *const *roots;
+        assert_int_equal(protect_backup_roots(&roots), 1);
+
+        OpError err = {0};
+        char *real = NULL;
+        snprintf(p, sizeof p, "%s/ds1", root);
+        assert_int_equal(protect_path_check("path", p, true, &real, &err), 0);
+        assert_string_equal(real, p);
+        free(real);
+        real = NULL;
+        /* Must exist when it may not be made. */
+        path_refused(p, false, 422);
+        path_refused("relative", true, 400);
+        snprintf(p, sizeof p, "%s/../root/ds", root);
+        path_refused(p, true, 400);
+        snprintf(p, sizeof p, "%s/./ds", root);
+        path_refused(p, true, 400);
+        path_refused(root, true, 400); /* the root itself */
+        snprintf(p, sizeof p, "%s/ds", out);
+        path_refused(p, true, 400);
+        snprintf(p, sizeof p, "%s/escape", root);
+        path_refused(p, true, 400);
+        snprintf(p, sizeof p, "%s/escape/ds", root);
+        path_refused(p, true, 400);
+        snprintf(p, sizeof p, "%s/no/such", root);
+        path_refused(p, true, 422);
+        /* A trailing slash is the same directory. */
+        snprintf(p, sizeof p, "%s/ds2/", root);
+        assert_int_equal(protect_path_check("path", p, true, &real, &err), 0);
+        snprintf(p, sizeof p, "%s/ds2", root);
+        assert_string_equal(real, p);
+        free(real);
+}
+
+static void test_point_time(void **state) {
+        time_t t;
+        assert_int_equal(protect_point_time("20260102T030405Z", &t), 0);
+        assert_int_equal(t, 1767323045);
+        assert_int_equal(protect_point_time("20260102T030405", &t), -EINVAL);
+        assert_int_equal(protect_point_time("x", &t), -EINVAL);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_open),
+                cmocka_unit_test(test_digest_hex),
+                cmocka_unit_test(test_put_get),
+                cmocka_unit_test(test_dedup),
+                cmocka_unit_test(test_concurrent_put),
+                cmocka_unit_test(test_zero_not_stored),
+                cmocka_unit_test(test_point_roundtrip_and_base),
+                cmocka_unit_test(test_bad_arguments),
+                cmocka_unit_test(test_commit_atomic),
+                cmocka_unit_test(test_corrupt_chunk),
+                cmocka_unit_test(test_gc),
+                cmocka_unit_test(test_prune_pbs),
+                cmocka_unit_test(test_copy_points),
+                cmocka_unit_test(test_path_check),
+                cmocka_unit_test(test_point_time),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
