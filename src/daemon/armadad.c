@@ -19,6 +19,7 @@
 #include "inventory/inventory.h"
 #include "jobs/jobs.h"
 #include "library/library.h"
+#include "protect/protect.h"
 #include "inventory/inventory-monitor.h"
 #include "placement/placement.h"
 #include "model/model.h"
@@ -487,6 +488,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         Inventory *inv = d->inv;
         inventory_register_jobs(inv);
         library_register_jobs(jobs, inv);
+        protect_snapshot_register_jobs(jobs, inv);
         HaConfig hcfg = { .declare_ms = c->ha_declare_ms, .fence_timeout_ms = c->fence_timeout_s * 1000 };
         (void) ha_new(st, jobs, inv, &hcfg, &d->ha);
         Ha *ha = d->ha;

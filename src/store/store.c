@@ -2,6 +2,7 @@
  * migrations and every SQL statement. See store.h for the conventions. */
 #include "store.h"
 #include "store-priv.h"
+#include "store-protect.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -271,6 +272,7 @@ static const StoreMigration MIGRATIONS_CORE[] = {
 
 static const StoreMigration *const MIGRATION_LISTS[] = {
         MIGRATIONS_CORE, store_migrations_place, store_migrations_monitor, store_migrations_library, store_migrations_ha,
+        store_migrations_protect,
 };
 
 /* ------------------------------------------------------------------ */
@@ -1331,7 +1333,7 @@ int store_vm_disks(Store *st, int64_t vm_id, StoreDisk **ret) {
         "SELECT v.id, v.uuid, v.name, v.host_id, h.name AS host_name, v.owner_id, u.name AS owner_name, v.cpus, v.memory_mib," \
         " (SELECT json_group_array(json_object('target', d.target, 'path', d.path, 'size_bytes', d.size_bytes))" \
         "  FROM vm_disk d WHERE d.vm_id = v.id) AS disks_json," \
-        " v.state, v.origin, v.domain_type, v.description, h.group_id AS group_id, v.created_at, v.updated_at" \
+        " v.state, v.origin, v.domain_type, v.description, h.group_id AS group_id, v.snapshots, v.created_at, v.updated_at" \
         " FROM vm v LEFT JOIN host h ON h.id = v.host_id LEFT JOIN user u ON u.id = v.owner_id "
 
 int store_vm_list(Store *st, const char *name, int64_t host_id, int64_t owner_id, json_t **ret) {
