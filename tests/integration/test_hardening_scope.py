@@ -366,7 +366,8 @@ class NoNamesOutsideScope(PopulatedCase):
         vm = self.d.ok("POST", "/api/v1/vms", {"name": "lab-vm", "host": "lab1", "memory_mib": 64}, token=self.deleg)
         self.d.wait_job(vm["job"]["id"], token=self.deleg)
         self.refused("POST", f"/vms/{vm['vm']['id']}/migrate", {"to": "hidden-host"}, self.deleg, (422,), f"id {self.hidden_host}")
-        self.d.ok("DELETE", f"/api/v1/vms/{vm['vm']['id']}", token=self.deleg)
+        job = self.d.ok("DELETE", f"/api/v1/vms/{vm['vm']['id']}", token=self.deleg)["job"]
+        self.d.wait_job(job["id"], token=self.deleg)  # the next test counts the VMs
 
     def test_deploy_placement_outside_scope_is_unnamed(self):
         # Without a group, a delegated administrator's deploy either stays
