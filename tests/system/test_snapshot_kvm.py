@@ -1,0 +1,200 @@
+"""Snapshots on real QEMU through Armada, on the namespace test bed (two hosts
+in one cluster, disks on the cluster's shared storage):
+
+- a stopped VM's disk holds known data; a snapshot; the data changes; revert;
+  the image holds the data of the snapshot again (read with qemu-io), and the
+  snapshot is an internal one inside the qcow2 image (qemu-img snapshot -l);
+- a running tiny Linux guest under TCG (it writes its pass count to its
+  serial log) with a qcow2 disk: a snapshot with memory, the disk changes
+  (qemu-io through the monitor, QEMU's block layer), revert: the VM runs
+  again, the disk holds the data of then, and the guest goes on from the
+  moment of the snapshot (its log repeats pass numbers it had printed);
+- a VM with snapshots is refused live migration with the reason, and moves
+  once they are deleted;
+- checkpoints (the backup engineer's dirty-bitmap objects) and internal
+  snapshots exclude each other on libvirt 9.0: each refusal is clear.
+"""
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest"))
+
+from armada_bed import ArmadaBed, qemu_img  # noqa: E402
+from armada_harness import wait_until  # noqa: E402
+from testbed import skip_reason  # noqa: E402
+
+MIB = 1 << 20
+
+
+def qemu_io_read(path, pattern, offset=0, length=MIB):
+    """Whether the image at path holds pattern at offset (qemu-io -P)."""
+    r = subprocess.run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c", f"read -P {pattern:#x} {offset} {length}", path],
+                       capture_output=True, text=True, timeout=60)
+    return r.returncode == 0 and "Pattern verification failed" not in r.stdout + r.stderr and "read " in r.stdout
+
+
+def qemu_io_write(path, pattern, offset=0, length=MIB):
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {pattern:#x} {offset} {length}", path], check=True,
+                   capture_output=True, timeout=60)
+
+
+def passes(log):
+    """The pass numbers the tiny guest printed on its console, in order."""
+    try:
+        with open(log, errors="replace") as f:
+            return [int(n) for n in re.findall(r"armada-guest: pass (\d+)", f.read())]
+    except OSError:
+        return []
+
+
+class TestSnapshotKvm(unittest.TestCase):
+    ab = None
+
+    @classmethod
+    def setUpClass(cls):
+        why = skip_reason()
+        if why:
+            raise unittest.SkipTest(why)
+        cls.ab = ArmadaBed(2).__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.ab:
+            cls.ab.__exit__(None, None, None)
+
+    # -- helpers --
+    def snap(self, vm_id, **body):
+        r = self.ab.d.ok("POST", f"/api/v1/vms/{vm_id}/snapshots", body)
+        return self.ab.d.wait_job(r["job"]["id"], timeout=300)
+
+    def act(self, method, path):
+        r = self.ab.d.ok(method, path, {} if method == "POST" else None)
+        return self.ab.d.wait_job(r["job"]["id"], timeout=300)
+
+    def hmp(self, host, dom, cmd):
+        return self.ab.bed.virsh(host, "qemu-monitor-command", dom, "--hmp", cmd)
+
+    # -- tests --
+    def test_1_stopped_vm_disk_comes_back(self):
+        ab, d = self.ab, self.ab.d
+        vm = ab.create_vm("snap-cold", "h1", disk="32M", start=False)
+        path = d.vm(vm["id"])["disks"][0]["path"]
+        try:
+            qemu_io_write(path, 0x11)
+            job = self.snap(vm["id"], name="before")
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertFalse(job["result"]["has_memory"])
+            info = subprocess.run(["qemu-img", "snapshot", "-U", "-l", path], capture_output=True, text=True, timeout=30).stdout
+            self.assertIn("before", info, "an internal snapshot inside the qcow2 image")
+            qemu_io_write(path, 0x22)
+            self.assertTrue(qemu_io_read(path, 0x22))
+            job = self.act("POST", f"/api/v1/vms/{vm['id']}/snapshots/before/revert")
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertEqual(job["result"]["state"], "stopped")
+            self.assertTrue(qemu_io_read(path, 0x11), "the data of the snapshot is back")
+            self.assertFalse(qemu_io_read(path, 0x22))
+            self.assertEqual(ab.bed.virsh("h1", "domstate", "snap-cold").strip(), "shut off")
+        finally:
+            d.wait_job(d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])
+        self.assertFalse(os.path.exists(path), "deleting the VM deletes its image and the snapshots in it")
+
+    def test_2_running_guest_reverts_with_memory(self):
+        from guest import GuestUnavailable, build_guest, guest_xml
+        try:
+            kernel, initrd = build_guest()
+        except GuestUnavailable as e:
+            self.skipTest(f"no tiny guest: {e}")
+        ab, d = self.ab, self.ab.d
+        disk = os.path.join(ab.shared, "snap-live.qcow2")
+        qemu_img(disk, "32M")
+        log = os.path.join(ab.bed.shared_dir, "snap-live.log")
+        xml = guest_xml("snap-live", kernel, initrd, memory_mib=192, dirty_mib=4, console_log=log)
+        xml = xml.replace("<memballoon model='none'/>", "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+                          f"<source file='{disk}'/><target dev='vda' bus='virtio'/></disk>\n    <memballoon model='none'/>")
+        vm = ab.define_raw("h1", "snap-live", xml)
+        try:
+            wait_until(lambda: len(passes(log)) >= 2, 90, interval=0.2, what="the tiny guest to run")
+            out = self.hmp("h1", "snap-live", 'qemu-io -d virtio-disk0 "write -P 0x33 0 1M"')
+            self.assertNotIn("rror", out)
+            # A running VM's snapshot carries its memory without being asked.
+            st, b = d.request("POST", f"/api/v1/vms/{vm['id']}/snapshots", {"name": "x", "memory": False})
+            self.assertEqual((st, b["error"]["field"]), (409, "memory"))
+            job = self.snap(vm["id"], name="live", description="guest running")
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertTrue(job["result"]["has_memory"])
+            at_snap = passes(log)
+            self.assertTrue(at_snap)
+            self.hmp("h1", "snap-live", 'qemu-io -d virtio-disk0 "write -P 0x44 0 1M"')
+            wait_until(lambda: len(passes(log)) >= len(at_snap) + 2, 60, interval=0.2, what="the guest to go on after the snapshot")
+            before = passes(log)
+            job = self.act("POST", f"/api/v1/vms/{vm['id']}/snapshots/live/revert")
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertEqual(job["result"]["state"], "running")
+            self.assertEqual(ab.bed.virsh("h1", "domstate", "snap-live").strip(), "running")
+            self.assertEqual(d.vm(vm["id"])["state"], "running")
+            out = self.hmp("h1", "snap-live", 'qemu-io -d virtio-disk0 "read -P 0x33 0 1M"')
+            self.assertNotIn("Pattern verification failed", out)
+            self.assertIn("read 1048576/1048576", out)
+            # Alive after the revert, and from the moment of the snapshot:
+            # the first pass it prints is one it had printed before.
+            wait_until(lambda: len(passes(log)) >= len(before) + 2, 60, interval=0.2, what="the guest to go on after the revert")
+            after = passes(log)[len(before):]
+            self.assertLessEqual(after[0], max(before), (before[-5:], after[:5]))
+            self.assertLessEqual(after[0], at_snap[-1] + 2, (at_snap[-3:], after[:3]))
+            lst = d.ok("GET", f"/api/v1/vms/{vm['id']}/snapshots")
+            self.assertEqual(lst["current"], "live")
+            self.assertEqual(lst["snapshots"][0]["description"], "guest running")
+        finally:
+            ab.bed.virsh("h1", "destroy", "snap-live", check=False)
+            ab.bed.virsh("h1", "undefine", "snap-live", "--snapshots-metadata", check=False)
+            if os.path.exists(disk):
+                os.unlink(disk)
+
+    def test_3_migration_refused_while_snapshots_exist(self):
+        ab, d = self.ab, self.ab.d
+        vm = ab.create_vm("snap-mig", "h1", memory_mib=128, disk="16M")
+        try:
+            job = self.snap(vm["id"], name="m1")
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertEqual(d.vm(vm["id"])["snapshots"], 1)
+            st, b = d.request("POST", f"/api/v1/vms/{vm['id']}/migrate", {"to": "h2"})
+            self.assertEqual(st, 409, b)
+            self.assertIn("snapshot", b["error"]["message"])
+            self.assertEqual(ab.running_on("snap-mig"), ["h1"])
+            job = self.act("DELETE", f"/api/v1/vms/{vm['id']}/snapshots/m1")
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertEqual(d.vm(vm["id"])["snapshots"], 0)
+            job = ab.migrate(vm["id"], to="h2")
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertEqual(ab.running_on("snap-mig"), ["h2"])
+        finally:
+            d.wait_job(d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])
+
+    def test_4_checkpoints_and_snapshots_exclude_each_other(self):
+        ab, d = self.ab, self.ab.d
+        vm = ab.create_vm("snap-ckpt", "h1", memory_mib=128, disk="16M", start=False)
+        try:
+            # A checkpoint first (what a backup leaves): the snapshot job fails, saying why.
+            ab.bed.virsh("h1", "checkpoint-create-as", "snap-ckpt", "c1")
+            job = self.snap(vm["id"], name="s1")
+            self.assertEqual(job["state"], "failed", job)
+            self.assertIn("checkpoint", job["error"])
+            self.assertEqual(d.vm(vm["id"])["snapshots"], 0)
+            ab.bed.virsh("h1", "checkpoint-delete", "snap-ckpt", "c1")
+            # A snapshot first: libvirt refuses the checkpoint.
+            job = self.snap(vm["id"], name="s2")
+            self.assertEqual(job["state"], "succeeded", job)
+            r = subprocess.run(["virsh", "-c", ab.bed.host("h1").uri, "checkpoint-create-as", "snap-ckpt", "c2"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(r.returncode, 0, r.stdout)
+            self.assertIn("snapshot", r.stderr)
+        finally:
+            ab.bed.virsh("h1", "checkpoint-delete", "snap-ckpt", "c1", check=False)
+            d.wait_job(d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])
+
+
+if __name__ == "__main__":
+    unittest.main()
