@@ -294,6 +294,41 @@ int hv_snapshot_revert(HvConn *c, const char *uuid, const char *name, bool runni
         return hv_call_code(c, a, hv_deadlines.copy_ms);
 }
 
+static int checkpoints_now(HvConn *c, const char *uuid, size_t *ret_n) {
+        HV_LEASE(c);
+        _cleanup_domain_ virDomainPtr d = NULL;
+        int r = lookup(c, uuid, "listing the checkpoints", &d);
+        if (r < 0)
+                return r;
+        int n = virDomainListAllCheckpoints(d, NULL, 0);
+        if (n < 0) {
+                if (hv_virt_code() == VIR_ERR_NO_SUPPORT)
+                        n = 0; /* a driver without checkpoints (the test driver) has none */
+                else
+                        return hv_virt_fail("listing the checkpoints of domain '%s' failed", uuid);
+        }
+        *ret_n = (size_t) n;
+        return 0;
+}
+
+static int checkpoints_body(HvConn *c, HvCall *a) {
+        size_t n = 0;
+        int r = checkpoints_now(c, a->s[0], &n);
+        a->n[0] = n;
+        return r;
+}
+
+int hv_snapshot_checkpoints(HvConn *c, const char *uuid, size_t *ret_n) {
+        HvCall *a = hv_call_new(checkpoints_body, "listing checkpoints", uuid, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0)
+                *ret_n = (size_t) a->n[0];
+        hv_call_free(a);
+        return r;
+}
+
 static int delete_now(HvConn *c, const char *uuid, const char *name) {
         HV_LEASE(c);
         _cleanup_domain_ virDomainPtr d = NULL;

@@ -48,6 +48,12 @@ int hv_snapshot_create(HvConn *c, const char *uuid, const char *xml);
  * domain running from that moment (when running is true, else paused), one
  * without leaves it shut off. 0, -ENOENT, or negative. */
 int hv_snapshot_revert(HvConn *c, const char *uuid, const char *name, bool running);
+/* How many checkpoints (libvirt's markers of persistent dirty bitmaps, what
+ * incremental backups leave) domain uuid has. QEMU refuses to load an
+ * internal snapshot into a disk that carries dirty bitmaps ("Device has
+ * active dirty bitmaps"), and a running domain's failed revert leaves it
+ * shut off, so a revert asks first. 0 and *ret_n, or negative. */
+int hv_snapshot_checkpoints(HvConn *c, const char *uuid, size_t *ret_n);
 /* Deletes snapshot name of domain uuid (its children move to its parent).
  * 0, -ENOENT or negative. */
 int hv_snapshot_delete(HvConn *c, const char *uuid, const char *name);

@@ -145,6 +145,28 @@ static int snapreq_list(SnapReq *q, HvSnapshot **ret, size_t *ret_n, OpError *er
         return 0;
 }
 
+/* A revert is refused while the VM's disks carry checkpoints: QEMU will not
+ * load a snapshot into a disk with dirty bitmaps, and a running VM whose
+ * revert fails is left shut off. */
+static int checkpoints_refuse(const char *vm_name, size_t n, OpError *err) {
+        return op_fail(err, 409, "conflict", NULL, "VM '%s' has %zu checkpoint%s (the change tracking of its backups), and QEMU"
+                       " cannot revert disks that carry them; delete the checkpoints first (the next backup is then a full"
+                       " one).", vm_name, n, n == 1 ? "" : "s");
+}
+
+static int snapreq_checkpoints(SnapReq *q, OpError *err) {
+        _cleanup_inventory_link_ InventoryLink *l = inventory_link_peek(q->inv, q->host.id);
+        if (!l)
+                return op_fail(err, 503, "unavailable", NULL, "Host '%s' of VM '%s' is not connected now; try again later.", q->host.name,
+                               q->vm_name);
+        size_t n = 0;
+        int r = hv_snapshot_checkpoints(inventory_link_conn(l), jget_str(q->vm, "uuid"), &n);
+        if (r < 0)
+                return op_fail(err, 502, "host_error", NULL, "Cannot read the checkpoints of VM '%s' on host '%s': %s", q->vm_name,
+                               q->host.name, hv_last_error());
+        return n > 0 ? checkpoints_refuse(q->vm_name, n, err) : 0;
+}
+
 static const HvSnapshot *find(const HvSnapshot *s, size_t n, const char *name) {
         for (size_t i = 0; i < n; i++)
                 if (streq(s[i].name, name))
@@ -291,6 +313,8 @@ static int snapshot_act(Store *st, Inventory *inv, const OpCaller *c, int64_t vm
                 r = snapreq_list(&q, &snaps, &n, err);
         if (r >= 0 && !find(snaps, n, name))
                 r = op_fail(err, 404, "not_found", "name", "VM '%s' has no snapshot named '%s'.", q.vm_name, name);
+        if (r >= 0 && streq(kind, "vm.snapshot.revert"))
+                r = snapreq_checkpoints(&q, err);
         if (r >= 0) {
                 _cleanup_json_ json_t *params = json_pack("{s:s}", "name", name);
                 r = submit(&q, kind, params, name, &job, err);
@@ -424,12 +448,22 @@ static int job_snapshot_revert(JobCtx *ctx, void *userdata) {
                 return snapjob_done(&j), r;
         HvConn *conn = inventory_link_conn(j.link);
         inventory_link_lock_ops(j.link);
-        job_progress(ctx, 20, "reverting VM '%s' to snapshot '%s'", j.vm.name, j.name);
-        job_expect_quiet(ctx, 3600);
-        r = hv_snapshot_revert(conn, j.vm.uuid, j.name, true);
-        if (r < 0)
-                job_fail(ctx, r, "Cannot revert VM '%s' to snapshot '%s' on host '%s': %s", j.vm.name, j.name, j.host.name,
-                         hv_last_error());
+        size_t ckpts = 0;
+        r = hv_snapshot_checkpoints(conn, j.vm.uuid, &ckpts);
+        if (r < 0) {
+                job_fail(ctx, r, "Cannot read the checkpoints of VM '%s' on host '%s': %s", j.vm.name, j.host.name, hv_last_error());
+        } else if (ckpts > 0) {
+                OpError e = {0};
+                checkpoints_refuse(j.vm.name, ckpts, &e);
+                r = job_fail(ctx, -EBUSY, "%s", e.message);
+        } else {
+                job_progress(ctx, 20, "reverting VM '%s' to snapshot '%s'", j.vm.name, j.name);
+                job_expect_quiet(ctx, 3600);
+                r = hv_snapshot_revert(conn, j.vm.uuid, j.name, true);
+                if (r < 0)
+                        job_fail(ctx, r, "Cannot revert VM '%s' to snapshot '%s' on host '%s': %s", j.vm.name, j.name, j.host.name,
+                                 hv_last_error());
+        }
         int64_t count;
         snapjob_sync(&j, &count);
         inventory_link_unlock_ops(j.link);

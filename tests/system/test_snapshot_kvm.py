@@ -77,6 +77,17 @@ class TestSnapshotKvm(unittest.TestCase):
     def hmp(self, host, dom, cmd):
         return self.ab.bed.virsh(host, "qemu-monitor-command", dom, "--hmp", cmd)
 
+    def write_live(self, host, dom, path, pattern):
+        """Writes 1 MiB of pattern at offset 0 of the disk at path of a
+        running domain through QEMU's block layer (qemu-io on the monitor,
+        by the guest device the image is attached to: the format node
+        itself is write-locked by that device)."""
+        info = self.hmp(host, dom, "info block")
+        m = re.search(re.escape(path) + r".*?\n\s*Attached to:\s*(\S+)", info)
+        self.assertIsNotNone(m, info)
+        out = self.hmp(host, dom, f'qemu-io -d {m.group(1)} "write -P {pattern:#x} 0 1M"')
+        self.assertNotRegex(out, r"(?i)error|conflict|denied", out)
+
     # -- tests --
     def test_1_stopped_vm_disk_comes_back(self):
         ab, d = self.ab, self.ab.d
@@ -101,24 +112,34 @@ class TestSnapshotKvm(unittest.TestCase):
             d.wait_job(d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])
         self.assertFalse(os.path.exists(path), "deleting the VM deletes its image and the snapshots in it")
 
-    def test_2_running_guest_reverts_with_memory(self):
+    def tiny_guest(self, name):
+        """Defines and starts the tiny Linux guest under TCG with a qcow2 (v3)
+        disk of its own, behind Armada's back; Armada discovers it. Returns
+        (VM, disk path, console log)."""
         from guest import GuestUnavailable, build_guest, guest_xml
         try:
             kernel, initrd = build_guest()
         except GuestUnavailable as e:
             self.skipTest(f"no tiny guest: {e}")
-        ab, d = self.ab, self.ab.d
-        disk = os.path.join(ab.shared, "snap-live.qcow2")
+        ab = self.ab
+        disk = os.path.join(ab.bed.shared_dir, f"{name}.qcow2")
         qemu_img(disk, "32M")
-        log = os.path.join(ab.bed.shared_dir, "snap-live.log")
-        xml = guest_xml("snap-live", kernel, initrd, memory_mib=192, dirty_mib=4, console_log=log)
+        self.addCleanup(lambda: os.path.exists(disk) and os.unlink(disk))
+        self.addCleanup(lambda: ab.bed.virsh("h1", "undefine", name, "--snapshots-metadata", "--checkpoints-metadata",
+                                             check=False))
+        self.addCleanup(lambda: ab.bed.virsh("h1", "destroy", name, check=False))
+        log = os.path.join(ab.bed.shared_dir, f"{name}.log")
+        xml = guest_xml(name, kernel, initrd, memory_mib=192, dirty_mib=4, console_log=log)
         xml = xml.replace("<memballoon model='none'/>", "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
                           f"<source file='{disk}'/><target dev='vda' bus='virtio'/></disk>\n    <memballoon model='none'/>")
-        vm = ab.define_raw("h1", "snap-live", xml)
+        return ab.define_raw("h1", name, xml), disk, log
+
+    def test_2_running_guest_reverts_with_memory(self):
+        ab, d = self.ab, self.ab.d
+        vm, disk, log = self.tiny_guest("snap-live")
         try:
             wait_until(lambda: len(passes(log)) >= 2, 90, interval=0.2, what="the tiny guest to run")
-            out = self.hmp("h1", "snap-live", 'qemu-io -d virtio-disk0 "write -P 0x33 0 1M"')
-            self.assertNotIn("rror", out)
+            self.write_live("h1", "snap-live", disk, 0x33)
             # A running VM's snapshot carries its memory without being asked.
             st, b = d.request("POST", f"/api/v1/vms/{vm['id']}/snapshots", {"name": "x", "memory": False})
             self.assertEqual((st, b["error"]["field"]), (409, "memory"))
@@ -127,7 +148,7 @@ class TestSnapshotKvm(unittest.TestCase):
             self.assertTrue(job["result"]["has_memory"])
             at_snap = passes(log)
             self.assertTrue(at_snap)
-            self.hmp("h1", "snap-live", 'qemu-io -d virtio-disk0 "write -P 0x44 0 1M"')
+            self.write_live("h1", "snap-live", disk, 0x44)
             wait_until(lambda: len(passes(log)) >= len(at_snap) + 2, 60, interval=0.2, what="the guest to go on after the snapshot")
             before = passes(log)
             job = self.act("POST", f"/api/v1/vms/{vm['id']}/snapshots/live/revert")
@@ -135,23 +156,24 @@ class TestSnapshotKvm(unittest.TestCase):
             self.assertEqual(job["result"]["state"], "running")
             self.assertEqual(ab.bed.virsh("h1", "domstate", "snap-live").strip(), "running")
             self.assertEqual(d.vm(vm["id"])["state"], "running")
-            out = self.hmp("h1", "snap-live", 'qemu-io -d virtio-disk0 "read -P 0x33 0 1M"')
-            self.assertNotIn("Pattern verification failed", out)
-            self.assertIn("read 1048576/1048576", out)
-            # Alive after the revert, and from the moment of the snapshot:
-            # the first pass it prints is one it had printed before.
-            wait_until(lambda: len(passes(log)) >= len(before) + 2, 60, interval=0.2, what="the guest to go on after the revert")
+            # Alive after the revert, and from the moment of the snapshot: it
+            # prints again pass numbers it had printed before (the first
+            # lines after `before` may still come from before the revert).
+            wait_until(lambda: len(passes(log)) >= len(before) + 3, 60, interval=0.2, what="the guest to go on after the revert")
             after = passes(log)[len(before):]
-            self.assertLessEqual(after[0], max(before), (before[-5:], after[:5]))
-            self.assertLessEqual(after[0], at_snap[-1] + 2, (at_snap[-3:], after[:3]))
+            self.assertLessEqual(min(after), max(before), (before[-5:], after[:5]))
+            self.assertLessEqual(min(after), at_snap[-1] + 2, (at_snap[-3:], after[:5]))
+            self.assertGreater(after[-1], min(after), "the guest goes on counting after the revert")
             lst = d.ok("GET", f"/api/v1/vms/{vm['id']}/snapshots")
             self.assertEqual(lst["current"], "live")
             self.assertEqual(lst["snapshots"][0]["description"], "guest running")
+            # The disk holds the data of the snapshot's moment (read once
+            # QEMU has let go of the image).
+            ab.bed.virsh("h1", "destroy", "snap-live")
+            self.assertTrue(qemu_io_read(disk, 0x33), "the disk is back at the snapshot")
+            self.assertFalse(qemu_io_read(disk, 0x44))
         finally:
             ab.bed.virsh("h1", "destroy", "snap-live", check=False)
-            ab.bed.virsh("h1", "undefine", "snap-live", "--snapshots-metadata", check=False)
-            if os.path.exists(disk):
-                os.unlink(disk)
 
     def test_3_migration_refused_while_snapshots_exist(self):
         ab, d = self.ab, self.ab.d
@@ -175,26 +197,32 @@ class TestSnapshotKvm(unittest.TestCase):
 
     def test_4_checkpoints_and_snapshots_exclude_each_other(self):
         ab, d = self.ab, self.ab.d
-        vm = ab.create_vm("snap-ckpt", "h1", memory_mib=128, disk="16M", start=False)
-        try:
-            # A checkpoint first (what a backup leaves): the snapshot job fails, saying why.
-            ab.bed.virsh("h1", "checkpoint-create-as", "snap-ckpt", "c1")
-            job = self.snap(vm["id"], name="s1")
-            self.assertEqual(job["state"], "failed", job)
-            self.assertIn("checkpoint", job["error"])
-            self.assertEqual(d.vm(vm["id"])["snapshots"], 0)
-            ab.bed.virsh("h1", "checkpoint-delete", "snap-ckpt", "c1")
-            # A snapshot first: libvirt refuses the checkpoint.
-            job = self.snap(vm["id"], name="s2")
-            self.assertEqual(job["state"], "succeeded", job)
-            r = subprocess.run(["virsh", "-c", ab.bed.host("h1").uri, "checkpoint-create-as", "snap-ckpt", "c2"],
-                               capture_output=True, text=True, timeout=60)
-            self.assertNotEqual(r.returncode, 0, r.stdout)
-            self.assertIn("snapshot", r.stderr)
-        finally:
-            ab.bed.virsh("h1", "checkpoint-delete", "snap-ckpt", "c1", check=False)
-            d.wait_job(d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])
-
+        vm, disk, log = self.tiny_guest("snap-ckpt")
+        def virsh(*args):
+            r = subprocess.run(["virsh", "-c", ab.bed.host("h1").uri, *args], capture_output=True, text=True, timeout=120)
+            return r.returncode, (r.stdout + r.stderr).strip()
+        # On libvirt 9.0 / QEMU 7.2 a checkpoint does not stop a snapshot,
+        # nor a snapshot a checkpoint: both live in the qcow2 image ...
+        self.assertEqual(virsh("checkpoint-create-as", "snap-ckpt", "c1")[0], 0)
+        job = self.snap(vm["id"], name="s1")
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(virsh("checkpoint-create-as", "snap-ckpt", "c2")[0], 0)
+        # ... but QEMU will not load a snapshot into a disk with dirty
+        # bitmaps (and libvirt's failed revert would leave the VM shut off):
+        # Armada refuses the revert up front, saying why, and the VM runs on.
+        st, b = d.request("POST", f"/api/v1/vms/{vm['id']}/snapshots/s1/revert", {})
+        self.assertEqual(st, 409, b)
+        self.assertIn("2 checkpoints", b["error"]["message"])
+        self.assertEqual(ab.bed.virsh("h1", "domstate", "snap-ckpt").strip(), "running")
+        # Deleting a snapshot is fine beside them.
+        self.assertEqual(self.snap(vm["id"], name="s2")["state"], "succeeded")
+        self.assertEqual(self.act("DELETE", f"/api/v1/vms/{vm['id']}/snapshots/s2")["state"], "succeeded")
+        # Without the checkpoints the revert works.
+        for c in ("c2", "c1"):
+            self.assertEqual(virsh("checkpoint-delete", "snap-ckpt", c)[0], 0)
+        job = self.act("POST", f"/api/v1/vms/{vm['id']}/snapshots/s1/revert")
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(ab.bed.virsh("h1", "domstate", "snap-ckpt").strip(), "running")
 
 if __name__ == "__main__":
     unittest.main()
