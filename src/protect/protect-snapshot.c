@@ -290,7 +290,7 @@ int protect_snapshot_create(Store *st, Inventory *inv, const OpCaller *c, int64_
         if (r >= 0) {
                 _cleanup_json_ json_t *params = json_pack("{s:s, s:s?, s:b}", "name", name, "description", spec->description,
                                                           "memory", memory);
-                r = submit(&q, "vm.snapshot.create", params, name, &job, err);
+                r = submit(&q, "vm.snapshot-create", params, name, &job, err);
         }
         if (r >= 0)
                 *ret = json_pack("{s:o, s:{s:s, s:b}}", "job", job_json(st, job), "snapshot", "name", name, "has_memory", memory);
@@ -313,7 +313,7 @@ static int snapshot_act(Store *st, Inventory *inv, const OpCaller *c, int64_t vm
                 r = snapreq_list(&q, &snaps, &n, err);
         if (r >= 0 && !find(snaps, n, name))
                 r = op_fail(err, 404, "not_found", "name", "VM '%s' has no snapshot named '%s'.", q.vm_name, name);
-        if (r >= 0 && streq(kind, "vm.snapshot.revert"))
+        if (r >= 0 && streq(kind, "vm.snapshot-revert"))
                 r = snapreq_checkpoints(&q, err);
         if (r >= 0) {
                 _cleanup_json_ json_t *params = json_pack("{s:s}", "name", name);
@@ -327,12 +327,12 @@ static int snapshot_act(Store *st, Inventory *inv, const OpCaller *c, int64_t vm
 
 int protect_snapshot_revert(Store *st, Inventory *inv, const OpCaller *c, int64_t vm_id, const char *name, json_t **ret,
                             OpError *err) {
-        return snapshot_act(st, inv, c, vm_id, name, "vm.snapshot.revert", ret, err);
+        return snapshot_act(st, inv, c, vm_id, name, "vm.snapshot-revert", ret, err);
 }
 
 int protect_snapshot_delete(Store *st, Inventory *inv, const OpCaller *c, int64_t vm_id, const char *name, json_t **ret,
                             OpError *err) {
-        return snapshot_act(st, inv, c, vm_id, name, "vm.snapshot.delete", ret, err);
+        return snapshot_act(st, inv, c, vm_id, name, "vm.snapshot-delete", ret, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -509,7 +509,7 @@ static int job_snapshot_delete(JobCtx *ctx, void *userdata) {
 void protect_snapshot_register_jobs(Jobs *jobs, Inventory *inv) {
         /* Not resumable: a create or revert cut short is not safe to repeat
          * blindly (the name may be taken by now, the VM moved on). */
-        jobs_register(jobs, "vm.snapshot.create", job_snapshot_create, NULL, inv, false);
-        jobs_register(jobs, "vm.snapshot.revert", job_snapshot_revert, NULL, inv, false);
-        jobs_register(jobs, "vm.snapshot.delete", job_snapshot_delete, NULL, inv, true);
+        jobs_register(jobs, "vm.snapshot-create", job_snapshot_create, NULL, inv, false);
+        jobs_register(jobs, "vm.snapshot-revert", job_snapshot_revert, NULL, inv, false);
+        jobs_register(jobs, "vm.snapshot-delete", job_snapshot_delete, NULL, inv, true);
 }

@@ -31,8 +31,8 @@ int protect_snapshot_name_check(const char *name, char *why, size_t why_size);
  * (UTC). Pure. */
 void protect_snapshot_default_name(int64_t t, char out[32]);
 
-/* Registers the jobs vm.snapshot.create, vm.snapshot.revert and
- * vm.snapshot.delete (they reach hosts through inv). */
+/* Registers the jobs vm.snapshot-create, vm.snapshot-revert and
+ * vm.snapshot-delete (they reach hosts through inv). */
 void protect_snapshot_register_jobs(Jobs *jobs, Inventory *inv);
 
 /* The snapshots of VM vm_id, read from its host now (never connects: 503
@@ -56,19 +56,19 @@ typedef struct {
  * placed (409), the memory asked for against the VM's state (409 "memory":
  * a stopped VM has none, a running VM's internal snapshot always carries
  * it), its host connected (503), every writable disk qcow2 (409 "disks"
- * naming the disk), the name free (409 "name"). Audits "vm.snapshot.create"
+ * naming the disk), the name free (409 "name"). Audits "vm.snapshot-create"
  * (accepted). *ret: {"job", "snapshot": {"name", "has_memory"}}. */
 int protect_snapshot_create(Store *st, Inventory *inv, const OpCaller *c, int64_t vm_id, const ProtectSnapshotSpec *spec,
                             json_t **ret, OpError *err);
 /* Reverts VM vm_id to snapshot name as a job: with memory the VM runs from
  * that moment; without, the VM is left shut off with the disks of then
  * (what Proxmox's rollback and Hyper-V's apply do). Checks as create's
- * (404 "name" for an unknown snapshot). Audits "vm.snapshot.revert".
+ * (404 "name" for an unknown snapshot). Audits "vm.snapshot-revert".
  * *ret: {"job"}. */
 int protect_snapshot_revert(Store *st, Inventory *inv, const OpCaller *c, int64_t vm_id, const char *name, json_t **ret,
                             OpError *err);
 /* Deletes snapshot name of VM vm_id as a job (its children move to its
  * parent; the VM's current state is untouched). Checks as revert's.
- * Audits "vm.snapshot.delete". *ret: {"job"}. */
+ * Audits "vm.snapshot-delete". *ret: {"job"}. */
 int protect_snapshot_delete(Store *st, Inventory *inv, const OpCaller *c, int64_t vm_id, const char *name, json_t **ret,
                             OpError *err);

@@ -74,7 +74,7 @@ class SnapshotTest(unittest.TestCase):
         # A stopped VM: disks only.
         r, job = self.snap(vid, {"name": "cold", "description": "before <first> boot & \"quotes\""})
         self.assertEqual(r["snapshot"], {"name": "cold", "has_memory": False})
-        self.assertEqual(job["kind"], "vm.snapshot.create")
+        self.assertEqual(job["kind"], "vm.snapshot-create")
         self.assertEqual(job["result"]["snapshots"], 1)
         self.assertEqual(self.d.vm(vid)["snapshots"], 1)
         self.refused("POST", f"/api/v1/vms/{vid}/snapshots", {"name": "x", "memory": True}, 409, "memory")
@@ -103,7 +103,7 @@ class SnapshotTest(unittest.TestCase):
         self.refused("DELETE", f"/api/v1/vms/{vid}/snapshots/nope", None, 404, "name")
         # Revert to the disk-only snapshot: the VM is left shut off.
         job = self.act("POST", f"/api/v1/vms/{vid}/snapshots/cold/revert")
-        self.assertEqual(job["kind"], "vm.snapshot.revert")
+        self.assertEqual(job["kind"], "vm.snapshot-revert")
         self.assertEqual(self.d.vm(vid)["state"], "stopped")
         self.assertEqual(job["result"]["state"], "stopped")
         # Revert to the one with memory: running again.
@@ -120,7 +120,7 @@ class SnapshotTest(unittest.TestCase):
         self.assertEqual(listed["snapshots"], 1)
         # Audited.
         actions = [a["action"] for a in self.d.ok("GET", "/api/v1/audit?limit=50")["items"]]
-        for a in ("vm.snapshot.create", "vm.snapshot.revert", "vm.snapshot.delete"):
+        for a in ("vm.snapshot-create", "vm.snapshot-revert", "vm.snapshot-delete"):
             self.assertIn(a, actions)
         # Deleting the VM deletes its snapshots with it.
         job = self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vid}")["job"]["id"])
@@ -143,7 +143,7 @@ class SnapshotTest(unittest.TestCase):
         self.assertEqual(self.d.vm(vid)["snapshots"], 1)
         # Nothing half-done: refusals queued no job.
         kinds = [j["kind"] for j in self.d.ok("GET", "/api/v1/jobs?limit=100")["items"] if j.get("target_id") == vid]
-        self.assertEqual(kinds.count("vm.snapshot.create"), 1, kinds)
+        self.assertEqual(kinds.count("vm.snapshot-create"), 1, kinds)
 
     def test_03_raw_disk_is_refused_naming_the_disk(self):
         # A VM whose disk is raw (defined on the host, discovered by Armada).
