@@ -363,7 +363,12 @@ static void snap_event(SnapJob *j, const char *severity, const char *kind, const
                 (void) store_event_add(j->ctx->st, severity, kind, "vm", j->vm.id, j->vm.name, j->vm.owner_id, msg);
 }
 
-/* The VM, its host and a live link to it. */
+/* The VM, its host and a live link to it. Taking and deleting a snapshot
+ * do not hold the link's ops lock (inventory_link_lock_ops): they neither
+ * define nor stop a domain, and saving a large guest's memory would hold
+ * off the host's reconcile and every other VM's job on it for as long. A
+ * revert holds it: libvirt may stop the domain and start it again from the
+ * snapshot, and reconcile must not take that for the VM going down. */
 static int snapjob_open(SnapJob *j) {
         JobCtx *ctx = j->ctx;
         j->name = jget_str(ctx->params, "name");
@@ -406,7 +411,6 @@ static int job_snapshot_create(JobCtx *ctx, void *userdata) {
         bool memory = json_is_true(json_object_get(ctx->params, "memory"));
         HvConn *conn = inventory_link_conn(j.link);
         HvDomainInfo d;
-        inventory_link_lock_ops(j.link);
         r = hv_domain_get(conn, j.vm.uuid, &d);
         HvState state = HV_STATE_NOSTATE;
         if (r == 0)
@@ -430,7 +434,6 @@ static int job_snapshot_create(JobCtx *ctx, void *userdata) {
         }
         int64_t count;
         snapjob_sync(&j, &count);
-        inventory_link_unlock_ops(j.link);
         if (r == 0) {
                 job_progress(ctx, 100, "took snapshot '%s' of VM '%s'", j.name, j.vm.name);
                 snap_event(&j, "info", "vm.snapshot-created", "Snapshot '%s' of VM '%s' was taken (%s).", j.name, j.vm.name,
@@ -485,7 +488,6 @@ static int job_snapshot_delete(JobCtx *ctx, void *userdata) {
         if (r < 0)
                 return snapjob_done(&j), r;
         HvConn *conn = inventory_link_conn(j.link);
-        inventory_link_lock_ops(j.link);
         job_progress(ctx, 20, "deleting snapshot '%s' of VM '%s'", j.name, j.vm.name);
         job_expect_quiet(ctx, 3600);
         r = hv_snapshot_delete(conn, j.vm.uuid, j.name);
@@ -496,7 +498,6 @@ static int job_snapshot_delete(JobCtx *ctx, void *userdata) {
                          hv_last_error());
         int64_t count;
         snapjob_sync(&j, &count);
-        inventory_link_unlock_ops(j.link);
         if (r == 0) {
                 job_progress(ctx, 100, "deleted snapshot '%s' of VM '%s'", j.name, j.vm.name);
                 snap_event(&j, "info", "vm.snapshot-deleted", "Snapshot '%s' of VM '%s' was deleted.", j.name, j.vm.name);
