@@ -117,6 +117,7 @@ extern const Route api_routes_backup[];
 extern const Route api_routes_web[];
 extern const Route api_routes_stream[];
 extern const Route api_routes_list[];
+extern const Route api_routes_snapshot[];
 
 /* ---- the event stream (api-stream.c) ---- */
 /* Starts the thread that feeds event streams and hooks it to the store's

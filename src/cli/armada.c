@@ -321,6 +321,9 @@ static const Command COMMANDS[] = {
 
         { "vm", "migrate", "NAME [--to HOST] [--with-storage] [--auto-converge] [--postcopy] [--bandwidth MIB/S]",
           "live-migrate a running VM (starts a job)", 1, 1, HA_MIGRATE_OPTS, cmd_vm_migrate },
+        { "vm", "snapshot", "create VM [NAME] [--memory|--no-memory] [--description TEXT] | list VM | revert VM NAME | delete VM NAME",
+          "take, list, revert to or delete a VM's snapshots (create, revert and delete start a job)", 2, 3, SNAPSHOT_OPTS,
+          cmd_vm_snapshot },
         { "vm", "ha", "NAME --priority high|medium|low|off", "make a VM on a cluster highly available, or not", 1, 1,
           HA_VM_HA_OPTS, cmd_vm_ha },
         { "host", "maintenance", "on|off NAME [--force]", "move every VM off a host and keep it free, or end that (starts a job)",

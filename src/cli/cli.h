@@ -312,6 +312,10 @@ int cmd_user_passwd(Ctx *c, const Command *cmd, const Args *a);
 /* cmd_ha.c: migration, maintenance, clusters, HA, fencing */
 extern const OptSpec HA_MIGRATE_OPTS[], HA_MAINTENANCE_OPTS[], HA_CLUSTER_CREATE_OPTS[], HA_VM_HA_OPTS[];
 int cmd_vm_migrate(Ctx *c, const Command *cmd, const Args *a);
+
+/* snapshots (cmd_snapshot.c) */
+extern const OptSpec SNAPSHOT_OPTS[];
+int cmd_vm_snapshot(Ctx *c, const Command *cmd, const Args *a);
 int cmd_vm_ha(Ctx *c, const Command *cmd, const Args *a);
 int cmd_host_maintenance(Ctx *c, const Command *cmd, const Args *a);
 int cmd_host_set_fence(Ctx *c, const Command *cmd, const Args *a);

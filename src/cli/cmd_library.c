@@ -60,7 +60,7 @@ const OptSpec GRANT_CREATE_OPTS[] = {
         { "max-vms", 0, true, "N", "at most N VMs" },
         { "max-cpus", 0, true, "N", "at most N vCPUs in all" },
         { "max-memory", 0, true, "MIB", "at most this much memory in all (MiB or a size such as 16G)" },
-        { "actions", 0, true, "LIST", "allowed actions (default deploy,start,stop,kill,pause,resume,delete)" },
+        { "actions", 0, true, "LIST", "allowed actions (default deploy,start,stop,kill,pause,resume,delete,snapshot)" },
         { NULL, 0, false, NULL, NULL },
 };
 

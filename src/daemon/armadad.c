@@ -505,6 +505,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         library_register_jobs(jobs, inv);
         protect_register_jobs(jobs);
         protect_backup_register_jobs(jobs, inv);
+        protect_snapshot_register_jobs(jobs, inv);
         HaConfig hcfg = { .declare_ms = c->ha_declare_ms, .fence_timeout_ms = c->fence_timeout_s * 1000 };
         (void) ha_new(st, jobs, inv, &hcfg, &d->ha);
         Ha *ha = d->ha;

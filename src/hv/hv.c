@@ -119,6 +119,7 @@ int hv_errno_from_virt(int code) {
         case VIR_ERR_NO_STORAGE_POOL:
         case VIR_ERR_NO_STORAGE_VOL:
         case VIR_ERR_NO_NETWORK:
+        case VIR_ERR_NO_DOMAIN_SNAPSHOT:
                 return -ENOENT;
         case VIR_ERR_OPERATION_INVALID:
                 return -EBUSY;

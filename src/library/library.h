@@ -140,7 +140,7 @@ typedef struct {
 int library_quota_check(const LibraryAmounts *limit, const LibraryAmounts *used, const LibraryAmounts *add,
                         char *why, size_t why_size);
 /* The actions a grant may allow. */
-#define LIBRARY_GRANT_ACTIONS "deploy,start,stop,kill,pause,resume,delete"
+#define LIBRARY_GRANT_ACTIONS "deploy,start,stop,kill,pause,resume,delete,snapshot"
 /* NULL when csv is a comma list of LIBRARY_GRANT_ACTIONS words, else why. */
 const char *library_actions_invalid(const char *csv);
 /* True when action is one of the comma list csv. */

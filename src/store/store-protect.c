@@ -6,6 +6,8 @@
 #include <string.h>
 
 const StoreMigration store_migrations_protect[] = {
+        /* --- Snapshots --- */
+        { "snapshot-count", "ALTER TABLE vm ADD COLUMN snapshots INTEGER NOT NULL DEFAULT 0;" },
         { "datastore-1",
           "CREATE TABLE datastore ("
           "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -157,4 +159,12 @@ int store_backup_vm_grant_copy(Store *st, int64_t to_vm_id, int64_t from_vm_id) 
                           " SELECT ?, template_id, grant_id, points FROM vm_template WHERE vm_id = ?", "ii", to_vm_id, from_vm_id) < 0
                        ? -EIO
                        : 0;
+}
+
+/* --- Snapshots --- */
+
+int store_vm_snapshots_set(Store *st, int64_t vm_id, int64_t count) {
+        /* Unchanged counts write nothing: no row change for the read model. */
+        int r = store_exec(st, "UPDATE vm SET snapshots = ?1 WHERE id = ?2 AND snapshots IS NOT ?1", "ii", count, vm_id);
+        return r < 0 ? r : 0;
 }

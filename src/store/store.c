@@ -1354,7 +1354,7 @@ int store_vm_disks(Store *st, int64_t vm_id, StoreDisk **ret) {
         "SELECT v.id, v.uuid, v.name, v.host_id, h.name AS host_name, v.owner_id, u.name AS owner_name, v.cpus, v.memory_mib," \
         " (SELECT json_group_array(json_object('target', d.target, 'path', d.path, 'size_bytes', d.size_bytes))" \
         "  FROM vm_disk d WHERE d.vm_id = v.id) AS disks_json," \
-        " v.state, v.origin, v.domain_type, v.description, h.group_id AS group_id, v.created_at, v.updated_at" \
+        " v.state, v.origin, v.domain_type, v.description, h.group_id AS group_id, v.snapshots, v.created_at, v.updated_at" \
         " FROM vm v LEFT JOIN host h ON h.id = v.host_id LEFT JOIN user u ON u.id = v.owner_id "
 
 int store_vm_list(Store *st, const char *name, int64_t host_id, int64_t owner_id, json_t **ret) {

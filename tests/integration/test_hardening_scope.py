@@ -162,6 +162,9 @@ class ReadOnlyWritesNothing(PopulatedCase):
             ("POST", "/vms/{id}/migrate"): [(f"/vms/{vm}/migrate", {"to": "t2"})],
             ("POST", "/vms/{id}/backups"): [(f"/vms/{vm}/backups", {})],
             ("POST", "/backups/restore"): [("/backups/restore", {"vm": "vm1", "point": "latest", "as": "ro-restored"})],
+            ("POST", "/vms/{id}/snapshots"): [(f"/vms/{vm}/snapshots", {"name": "ro-snap"})],
+            ("DELETE", "/vms/{id}/snapshots/{name}"): [(f"/vms/{vm}/snapshots/ro-snap", None)],
+            ("POST", "/vms/{id}/snapshots/{name}/revert"): [(f"/vms/{vm}/snapshots/ro-snap/revert", {})],
             ("PATCH", "/vms/{id}/ha"): [(f"/vms/{vm}/ha", {"enabled": False})],
             ("POST", "/hosts/{id}/maintenance"): [(f"/hosts/{host}/maintenance", {"on": True})],
             ("PATCH", "/hosts/{id}/fencing"): [(f"/hosts/{host}/fencing", {"command": None})],
@@ -366,7 +369,8 @@ class NoNamesOutsideScope(PopulatedCase):
         vm = self.d.ok("POST", "/api/v1/vms", {"name": "lab-vm", "host": "lab1", "memory_mib": 64}, token=self.deleg)
         self.d.wait_job(vm["job"]["id"], token=self.deleg)
         self.refused("POST", f"/vms/{vm['vm']['id']}/migrate", {"to": "hidden-host"}, self.deleg, (422,), f"id {self.hidden_host}")
-        self.d.ok("DELETE", f"/api/v1/vms/{vm['vm']['id']}", token=self.deleg)
+        job = self.d.ok("DELETE", f"/api/v1/vms/{vm['vm']['id']}", token=self.deleg)["job"]
+        self.d.wait_job(job["id"], token=self.deleg)  # the next test counts the VMs
 
     def test_deploy_placement_outside_scope_is_unnamed(self):
         # Without a group, a delegated administrator's deploy either stays

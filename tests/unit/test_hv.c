@@ -23,6 +23,7 @@
 #include "hv/hv-internal.h"
 #include "hv/hv-migrate.h"
 #include "hv/hv-backup.h"
+#include "hv/hv-snapshot.h"
 #include "util/util.h"
 
 #define TEST_URI "test:///default"
@@ -1148,9 +1149,109 @@ static void test_restore_xml(void **state) {
         assert_int_equal(hv_restore_xml("<network/>", "a", "11111111-2222-4333-8444-555555555555", targets, paths, 0, &x), -EINVAL);
 }
 
+/* ---- snapshots ---- */
+
+static void test_snapshot_xml_build(void **state) {
+        HvDomainSpec s = typical_spec();
+        _cleanup_free_ char *xml = hv_snapshot_xml_build("before-upgrade", NASTY, true, s.disks, s.n_disks);
+        assert_non_null(xml);
+        /* Well-formed, the description comes back byte for byte, the CD-ROM is left out. */
+        HvSnapshot p;
+        assert_int_equal(hv_snapshot_xml_parse(xml, &p), 0);
+        assert_string_equal(p.name, "before-upgrade");
+        assert_string_equal(p.description, NASTY);
+        assert_non_null(strstr(xml, "<memory snapshot=\"internal\"/>"));
+        assert_non_null(strstr(xml, "<disk name=\"vda\" snapshot=\"internal\"/>"));
+        assert_non_null(strstr(xml, "<disk name=\"sda\" snapshot=\"no\"/>"));
+        assert_null(strstr(xml, "<b>"));
+        _cleanup_free_ char *cold = hv_snapshot_xml_build("cold", NULL, false, s.disks, s.n_disks);
+        assert_non_null(strstr(cold, "<memory snapshot=\"no\"/>"));
+        assert_null(strstr(cold, "<description"));
+        /* A raw writable disk cannot hold an internal snapshot: named. */
+        s.disks[0] = disk("/pool/raw.img", "raw", "vdb", false);
+        assert_null(hv_snapshot_xml_build("x", NULL, false, s.disks, s.n_disks));
+        assert_non_null(strstr(hv_last_error(), "'vdb'"));
+        assert_null(hv_snapshot_xml_build("", NULL, false, NULL, 0));
+        char longname[HV_SNAPSHOT_NAME_MAX + 2];
+        memset(longname, 'a', sizeof longname - 1);
+        longname[sizeof longname - 1] = 0;
+        assert_null(hv_snapshot_xml_build(longname, NULL, false, NULL, 0));
+}
+
+static void test_snapshot_xml_parse(void **state) {
+        HvSnapshot p;
+        const char *live = "<domainsnapshot><name>s2</name><state>running</state><parent><name>s1</name></parent>"
+                           "<creationTime>1764547200</creationTime><memory snapshot='internal'/><domain><name>x</name></domain>"
+                           "</domainsnapshot>";
+        assert_int_equal(hv_snapshot_xml_parse(live, &p), 0);
+        assert_string_equal(p.name, "s2");
+        assert_string_equal(p.parent, "s1");
+        assert_int_equal(p.created, 1764547200);
+        assert_true(p.has_memory);
+        const char *cold = "<domainsnapshot><name>s1</name><state>shutoff</state><memory snapshot='no'/></domainsnapshot>";
+        assert_int_equal(hv_snapshot_xml_parse(cold, &p), 0);
+        assert_string_equal(p.parent, "");
+        assert_false(p.has_memory);
+        assert_int_equal(hv_snapshot_xml_parse("<domainsnapshot><state>running</state></domainsnapshot>", &p), -EINVAL);
+        assert_int_equal(hv_snapshot_xml_parse("<domain><name>x</name></domain>", &p), -EINVAL);
+        assert_int_equal(hv_snapshot_xml_parse("<!DOCTYPE d [<!ENTITY e 'x'>]><domainsnapshot><name>&e;</name></domainsnapshot>", &p),
+                         -EINVAL);
+        assert_int_equal(hv_snapshot_xml_parse("<domainsnapshot><name>", &p), -EINVAL);
+}
+
+/* The whole cycle on the test driver, which keeps snapshots as metadata. */
+static void test_snapshot_cycle(void **state) {
+        HvConn *c = connect_test();
+        const char *uuid = "a3c8d0e2-2222-4a5b-8c9d-0e1f2a3b4c5d";
+        HvDomainSpec s = typical_spec();
+        s.name = "snap01";
+        s.uuid = uuid;
+        s.domain_type = "test";
+        assert_int_equal(hv_domain_define(c, &s), 0);
+        _cleanup_free_ char *x1 = hv_snapshot_xml_build("one", "first", false, s.disks, s.n_disks);
+        assert_int_equal(hv_snapshot_create(c, uuid, x1), 0);
+        assert_int_equal(hv_snapshot_create(c, uuid, x1), -EEXIST);
+        assert_int_equal(hv_domain_start(c, uuid), 0);
+        _cleanup_free_ char *x2 = hv_snapshot_xml_build("two", NULL, true, s.disks, s.n_disks);
+        assert_int_equal(hv_snapshot_create(c, uuid, x2), 0);
+        _cleanup_free_ HvSnapshot *l = NULL;
+        size_t n = 0;
+        assert_int_equal(hv_snapshot_list(c, uuid, &l, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(l[0].name, "one");
+        assert_string_equal(l[0].description, "first");
+        assert_false(l[0].has_memory);
+        assert_string_equal(l[1].name, "two");
+        assert_string_equal(l[1].parent, "one");
+        assert_true(l[1].has_memory);
+        assert_true(l[1].current);
+        HvState st;
+        assert_int_equal(hv_snapshot_revert(c, uuid, "one", true), 0);
+        assert_int_equal(hv_domain_state(c, uuid, &st), 0);
+        assert_int_equal(st, HV_STATE_SHUTOFF);
+        assert_int_equal(hv_snapshot_revert(c, uuid, "two", true), 0);
+        assert_int_equal(hv_domain_state(c, uuid, &st), 0);
+        assert_int_equal(st, HV_STATE_RUNNING);
+        assert_int_equal(hv_snapshot_revert(c, uuid, "nope", true), -ENOENT);
+        assert_int_equal(hv_snapshot_delete(c, uuid, "nope"), -ENOENT);
+        assert_int_equal(hv_snapshot_delete(c, uuid, "one"), 0);
+        free(l);
+        l = NULL;
+        assert_int_equal(hv_snapshot_list(c, uuid, &l, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(l[0].parent, "");
+        assert_int_equal(hv_snapshot_list(c, "a3c8d0e2-3333-4a5b-8c9d-0e1f2a3b4c5d", &l, &n) == -ENOENT, true);
+        assert_int_equal(hv_domain_kill(c, uuid), 0);
+        assert_int_equal(hv_domain_undefine(c, uuid), 0); /* with its snapshots' metadata */
+        hv_conn_free(c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_xml_uefi),
+                cmocka_unit_test(test_snapshot_xml_build),
+                cmocka_unit_test(test_snapshot_xml_parse),
+                cmocka_unit_test(test_snapshot_cycle),
                 cmocka_unit_test(test_xml_armada_marker),
                 cmocka_unit_test(test_uri_normalize),
                 cmocka_unit_test(test_state_names),

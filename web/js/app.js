@@ -20,6 +20,7 @@ import { openWizard } from './wizard.js';
 import { openConsole } from './console.js';
 import { renderChart } from './charts.js';
 import { renderPortal } from './portal.js';
+import { snapshotsPanel } from './snapshots.js';
 import { openLive } from './live.js';
 
 // The page follows armadad's event stream (live.js) and re-reads only what a
@@ -990,7 +991,7 @@ function renderDetails() {
     d.append(...[close, h('h3', vm.name),
       vm.state === 'running' && app.features.console ? h('button.primary.console-btn', { onclick: () => { location.hash = `#/console/${vm.id}`; } }, 'Open console') : null,
       h('dl', rows.map(([k, v]) => [h('dt', k), h('dd', String(v))])),
-      vm.description ? h('p.muted', vm.description) : null, ownerForm(vm, key), chart].filter(Boolean));
+      vm.description ? h('p.muted', vm.description) : null, ownerForm(vm, key), snapshotsPanel(app, vm, () => render()), chart].filter(Boolean));
   } else {
     const rows = [['State', host.state], ['Group', host.group_path], ['URI', host.uri], ['Hostname', host.hostname || '–'],
       ['CPUs', host.cpus ?? '–'], ['Memory', mib(host.memory_mib)], ['Free memory', mib(host.free_memory_mib)], ['Driver', host.hv_driver || '–'],
