@@ -75,3 +75,9 @@ int store_backup_vm_grant(Store *st, int64_t vm_id, int64_t *ret_grant_id, int64
 /* Records VM to_vm_id (a restored copy) under from_vm_id's grant, template
  * and points, so that it counts against the same quota. */
 int store_backup_vm_grant_copy(Store *st, int64_t to_vm_id, int64_t from_vm_id);
+
+/* --- Snapshots --- */
+/* How many snapshots VM vm_id has, as the last snapshot job or list saw on
+ * its host (libvirt is the truth; this is the VM JSON's "snapshots" count,
+ * so that the VM lists read it from the read model). -ENOENT for no VM. */
+int store_vm_snapshots_set(Store *st, int64_t vm_id, int64_t count);
