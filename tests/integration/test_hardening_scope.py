@@ -123,6 +123,7 @@ class ReadOnlyWritesNothing(PopulatedCase):
                             20, what="the vm-stopped alert to open")
         ids["alert"] = alerts[0]["id"]
         ids["webhook"] = d.ok("POST", "/api/v1/webhooks", {"url": "http://127.0.0.1:9/armada-test"})["id"]
+        ids["backup_policy"] = d.ok("POST", "/api/v1/backup-policies", {"vm": "vm1", "every": "1h"})["id"]
         ids["assessment"] = d.ok("POST", "/api/v1/assessments", {"name": "srv1", "node_exporter": "http://127.0.0.1:9/metrics"})["id"]
 
     def cases(self):
@@ -161,6 +162,9 @@ class ReadOnlyWritesNothing(PopulatedCase):
             ("POST", "/vms/{id}/migrate"): [(f"/vms/{vm}/migrate", {"to": "t2"})],
             ("POST", "/vms/{id}/backups"): [(f"/vms/{vm}/backups", {})],
             ("POST", "/backups/restore"): [("/backups/restore", {"vm": "vm1", "point": "latest", "as": "ro-restored"})],
+            ("POST", "/backup-policies"): [("/backup-policies", {"vm": "vm1", "every": "15m", "keep_last": 4}),
+                                           ("/backup-policies", {"group": "Lab", "every": "1h"})],
+            ("DELETE", "/backup-policies/{id}"): [(f"/backup-policies/{i['backup_policy']}", None)],
             ("PATCH", "/vms/{id}/ha"): [(f"/vms/{vm}/ha", {"enabled": False})],
             ("POST", "/hosts/{id}/maintenance"): [(f"/hosts/{host}/maintenance", {"on": True})],
             ("PATCH", "/hosts/{id}/fencing"): [(f"/hosts/{host}/fencing", {"command": None})],
