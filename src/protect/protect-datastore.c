@@ -247,18 +247,19 @@ int protect_datastore_points(Store *st, const OpCaller *c, int64_t id, json_t **
         e = store_datastore_verified_list(st, id, &verified);
         if (e < 0)
                 return op_fail_store(err, e, "the datastore's verifications");
-        size_t i, j;
+        /* Keyed "uuid/point": a datastore may hold many thousands. */
+        _cleanup_json_ json_t *by_key = json_object();
+        size_t i;
         json_t *p, *v;
+        json_array_foreach(verified, i, v) {
+                _cleanup_free_ char *key = xasprintf("%s/%s", jget_str(v, "vm_uuid"), jget_str(v, "point_id"));
+                json_object_set_new(by_key, key, json_pack("{s:O, s:O}", "at", json_object_get(v, "verified_at"), "ok",
+                                                           json_object_get(v, "ok")));
+        }
         json_array_foreach(points, i, p) {
-                json_t *lv = json_null();
-                json_array_foreach(verified, j, v)
-                        if (streq(jget_str(v, "vm_uuid"), jget_str(p, "vm_uuid")) &&
-                            streq(jget_str(v, "point_id"), jget_str(p, "point_id"))) {
-                                lv = json_pack("{s:O, s:O}", "at", json_object_get(v, "verified_at"), "ok",
-                                               json_object_get(v, "ok"));
-                                break;
-                        }
-                json_object_set_new(p, "last_verified", lv);
+                _cleanup_free_ char *key = xasprintf("%s/%s", jget_str(p, "vm_uuid"), jget_str(p, "point_id"));
+                json_t *lv = json_object_get(by_key, key);
+                json_object_set_new(p, "last_verified", lv ? json_incref(lv) : json_null());
         }
         *ret = steal_ptr(points);
         return 0;
