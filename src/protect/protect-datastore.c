@@ -233,12 +233,26 @@ static int submit(Store *st, Jobs *jobs, const OpCaller *c, const char *kind, in
 
 /* ------------------------------------------------------------- reading */
 
-int protect_datastores_list(Store *st, const OpCaller *c, json_t **ret, OpError *err) {
+int protect_datastores_list(Store *st, const OpCaller *c, const char *name, json_t **ret, OpError *err) {
         int e = may_read(st, c, err);
         if (e < 0)
                 return e;
-        e = store_datastore_list(st, ret);
-        return e < 0 ? op_fail_store(err, e, "the datastores") : 0;
+        json_t *all = NULL;
+        e = store_datastore_list(st, &all);
+        if (e < 0)
+                return op_fail_store(err, e, "the datastores");
+        if (name) {
+                json_t *one = json_array();
+                size_t i;
+                json_t *d;
+                json_array_foreach(all, i, d)
+                        if (streq(jget_str(d, "name"), name))
+                                json_array_append(one, d);
+                json_decref(all);
+                all = one;
+        }
+        *ret = all;
+        return 0;
 }
 
 int protect_datastore_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {

@@ -212,6 +212,15 @@ class DatastoreTest(unittest.TestCase):
     def names(self):
         return [x["name"] for x in self.d.ok("GET", "/api/v1/datastores")["items"]]
 
+    def test_list_by_name(self):
+        r = self.add("byname", os.path.join(self.root, "byname"))
+        try:
+            self.assertEqual([x["name"] for x in self.d.ok("GET", "/api/v1/datastores?name=byname")["items"]],
+                             ["byname"])
+            self.assertEqual(self.d.ok("GET", "/api/v1/datastores?name=nope")["items"], [])
+        finally:
+            self.remove(r["datastore"]["id"])
+
     def cli_env(self):
         home = tempfile.mkdtemp(prefix="armada-ds-home-", dir=self.tmp)
         return dict(os.environ, HOME=home, ARMADA_URL=self.d.url, ARMADA_TOKEN=self.d.token,
