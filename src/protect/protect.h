@@ -42,8 +42,9 @@ int protect_path_check(const char *field, const char *path, bool may_create, cha
  * recomputes it: a datastore may hold millions of chunks), a JSON array of
  * {id, name, path, created_at, usage: {chunks, stored_bytes, logical_bytes,
  * dedup_factor, points} or null, usage_at}. Administrators only (reading
- * OBJ_SYSTEM; else 403, audited). */
-int protect_datastores_list(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+ * OBJ_SYSTEM; else 403, audited). name (may be NULL): only the datastore
+ * of that name (an empty array when there is none). */
+int protect_datastores_list(Store *st, const OpCaller *c, const char *name, json_t **ret, OpError *err);
 int protect_datastore_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
 /* The committed points of datastore id (the chunk store's point_list()),
  * each with "last_verified" {at, ok} or null. */
