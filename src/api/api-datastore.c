@@ -30,7 +30,7 @@ static void h_datastores_list(Req *r) {
         OpCaller c = api_caller(r);
         OpError err;
         json_t *all = NULL;
-        int e = protect_datastores_list(r->api->st, &c, &all, &err);
+        int e = protect_datastores_list(r->api->st, &c, req_query(r, "name"), &all, &err);
         done(r, e, &err, 200, e < 0 ? NULL : json_pack("{s:o}", "items", all));
 }
 

@@ -310,6 +310,10 @@ static const Command COMMANDS[] = {
         { "backup", "restore", "VM/POINT (--as NAME [--host H] | --in-place) [--datastore D]",
           "restore a point as a new VM, or over its stopped VM (POINT: an id or 'latest'; starts a job)", 1, 1,
           BACKUP_RESTORE_OPTS, cmd_backup_restore },
+        { "backup", "policy", "set GROUP|VM --every 15m [--datastore D] [--keep-last N] [--keep-hourly N] [--keep-daily N] "
+                              "[--keep-weekly N] [--keep-monthly N] [--keep-yearly N] | list | remove ID",
+          "protection policies: back up every VM they cover that often, keep points by the rules", 1, 2, BACKUP_POLICY_OPTS,
+          cmd_backup_policy },
 
         { "user", "list", "", "list users", 0, 0, NULL, cmd_user_list },
         { "user", "create", "NAME --role ROLE [--scope PATH]... [--password-stdin]", "create a user", 1, 1,

@@ -360,6 +360,8 @@ extern const OptSpec BACKUP_NOW_OPTS[], BACKUP_LIST_OPTS[], BACKUP_RESTORE_OPTS[
 int cmd_backup_now(Ctx *c, const Command *cmd, const Args *a);
 int cmd_backup_list(Ctx *c, const Command *cmd, const Args *a);
 int cmd_backup_restore(Ctx *c, const Command *cmd, const Args *a);
+extern const OptSpec BACKUP_POLICY_OPTS[];
+int cmd_backup_policy(Ctx *c, const Command *cmd, const Args *a);
 
 /* Prints "armada: <message>" on stderr; returns EXIT_ERROR. */
 int fail(const char *fmt, ...) _printf_(1, 2);

@@ -378,3 +378,110 @@ int cmd_backup_restore(Ctx *c, const Command *cmd, const Args *a) {
         int r = api_call(c, "POST", "/backups/restore", body, &reply);
         return r ? r : job_started(c, reply);
 }
+
+/* ---- protection policies ---- */
+
+const OptSpec BACKUP_POLICY_OPTS[] = {
+        { "every", 0, true, "INTERVAL", "back up this often: 30s, 15m, 1h, 1d (set)" },
+        { "datastore", 0, true, "NAME", "into this datastore (set; default: the only one)" },
+        { "keep-last", 0, true, "N", "keep the N newest points" },
+        { "keep-hourly", 0, true, "N", "keep the newest point of each of the last N hours with points" },
+        { "keep-daily", 0, true, "N", "... of the last N days" },
+        { "keep-weekly", 0, true, "N", "... of the last N ISO weeks" },
+        { "keep-monthly", 0, true, "N", "... of the last N months" },
+        { "keep-yearly", 0, true, "N", "... of the last N years" },
+        { NULL },
+};
+
+static int policy_set(Ctx *c, const Args *a) {
+        static const char *const keeps[] = { "keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly",
+                                             "keep-yearly" };
+        if (a->n_pos != 2 || !args_get(a, "every"))
+                return fail("usage: armada backup policy set GROUP|VM --every 15m [--datastore D] [--keep-last N] ...");
+        /* A VM when one has that name, else a host-group path. */
+        const char *target = a->pos[1];
+        bool is_vm = false;
+        if (!strchr(target, '/') && query_word(target)) {
+                _cleanup_free_ char *q = xasprintf("/vms?name=%s", target);
+                ApiReply rep = {0};
+                if (api_send(c, "GET", q, NULL, 30, &rep) == 0 && rep.status == 200)
+                        is_vm = json_array_size(json_object_get(rep.json, "items")) > 0;
+                api_reply_done(&rep);
+        }
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:s, s:s?}", is_vm ? "vm" : "group", target, "every", args_get(a, "every"),
+                                                "datastore", args_get(a, "datastore"));
+        if (!body)
+                return fail("the names must be valid UTF-8");
+        for (size_t i = 0; i < ELEMENTSOF(keeps); i++) {
+                const char *v = args_get(a, keeps[i]);
+                int64_t n;
+                if (!v)
+                        continue;
+                if (parse_i64(v, &n) < 0 || n < 0)
+                        return fail("--%s must be a whole number, not '%s'", keeps[i], v);
+                _cleanup_free_ char *key = xstrdup(keeps[i]);
+                key[4] = '_';
+                json_object_set_new(body, key, json_integer(n));
+        }
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "POST", "/backup-policies", body, &reply);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_JSON)
+                print_json(reply);
+        else
+                outf("policy %" PRId64 ": %s '%s' every %" PRId64 " s", jint(reply, "id", 0), is_vm ? "VM" : "group", target,
+                     jint(reply, "every_s", 0));
+        return 0;
+}
+
+static int policy_list(Ctx *c) {
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "GET", "/backup-policies", NULL, &reply);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_JSON) {
+                print_json(reply);
+                return 0;
+        }
+        _cleanup_table_ Table *t = table_new("ID", "APPLIES TO", "EVERY", "DATASTORE", "KEEP (L/H/D/W/M/Y)", NULL);
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(reply, "items"), i, p) {
+                table_addf(t, "%" PRId64, jint(p, "id", 0));
+                if (jstr(p, "vm_name"))
+                        table_addf(t, "VM %s", jstr(p, "vm_name"));
+                else
+                        table_addf(t, "group /%s", jstr(p, "group_path") ? jstr(p, "group_path") : "");
+                table_addf(t, "%" PRId64 " s", jint(p, "every_s", 0));
+                table_add(t, jstr(p, "datastore") ? jstr(p, "datastore") : "(the only one)");
+                table_addf(t, "%" PRId64 "/%" PRId64 "/%" PRId64 "/%" PRId64 "/%" PRId64 "/%" PRId64, jint(p, "keep_last", 0),
+                           jint(p, "keep_hourly", 0), jint(p, "keep_daily", 0), jint(p, "keep_weekly", 0),
+                           jint(p, "keep_monthly", 0), jint(p, "keep_yearly", 0));
+        }
+        table_print(t, stdout);
+        return 0;
+}
+
+int cmd_backup_policy(Ctx *c, const Command *cmd, const Args *a) {
+        const char *sub = a->pos[0];
+        if (streq(sub, "set"))
+                return policy_set(c, a);
+        if (streq(sub, "list")) {
+                if (a->n_pos != 1)
+                        return fail("usage: armada backup policy list");
+                return policy_list(c);
+        }
+        if (streq(sub, "remove")) {
+                int64_t id;
+                if (a->n_pos != 2 || parse_i64(a->pos[1], &id) < 0 || id <= 0)
+                        return fail("usage: armada backup policy remove ID");
+                _cleanup_free_ char *path = xasprintf("/backup-policies/%" PRId64, id);
+                _cleanup_json_ json_t *reply = NULL;
+                int r = api_call(c, "DELETE", path, NULL, &reply);
+                if (r == 0 && c->output == OUTPUT_TABLE)
+                        outf("policy %" PRId64 " removed", id);
+                return r;
+        }
+        return fail("usage: armada backup policy set GROUP|VM --every 15m ... | list | remove ID");
+}

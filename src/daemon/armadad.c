@@ -50,6 +50,7 @@ typedef struct {
         int stop_timeout_s;
         int max_parallel_starts, max_parallel_disk_ops;
         int job_stuck_percent;
+        int backup_schedule_ms;      /* how often protection policies are applied (default 30000) */
         char *test_hold_starts;
         int token_ttl_s;
         int ha_declare_ms;
@@ -117,7 +118,8 @@ static int config_set(Config *c, const char *key, const char *val) {
                    streq(key, "ha-declare-ms") || streq(key, "fence-timeout-s") || strncmp(key, "monitor-", 8) == 0 ||
                    streq(key, "audit-retention-days") || streq(key, "connections-per-address") || streq(key, "idle-timeout-s") ||
                    streq(key, "max-streams") || streq(key, "max-streams-per-user") ||
-                   streq(key, "max-parallel-starts") || streq(key, "max-parallel-disk-ops") || streq(key, "job-stuck-percent")) {
+                   streq(key, "max-parallel-starts") || streq(key, "max-parallel-disk-ops") || streq(key, "job-stuck-percent") ||
+                   streq(key, "backup-schedule-ms")) {
                 if (parse_i64(val, &n) < 0 || n <= 0 || n > 100000000) {
                         fprintf(stderr, "armadad: '%s' must be a positive whole number, not '%s'\n", key, val);
                         return -EINVAL;
@@ -136,6 +138,7 @@ static int config_set(Config *c, const char *key, const char *val) {
                 else if (streq(key, "max-parallel-starts")) c->max_parallel_starts = (int) n;
                 else if (streq(key, "max-parallel-disk-ops")) c->max_parallel_disk_ops = (int) n;
                 else if (streq(key, "job-stuck-percent")) c->job_stuck_percent = (int) n;
+                else if (streq(key, "backup-schedule-ms")) c->backup_schedule_ms = (int) n;
                 else if (streq(key, "monitor-interval-ms")) c->monitor_interval_ms = (int) n;
                 else if (streq(key, "monitor-webhook-backoff-ms")) c->monitor_webhook_backoff_ms = (int) n;
                 else if (streq(key, "monitor-assess-interval-ms")) c->monitor_assess_interval_ms = (int) n;
@@ -212,6 +215,7 @@ static void usage(void) {
              "                             none (default 4; the rest wait in order)\n"
              "  --max-parallel-disk-ops N  disk-heavy volume operations (full copies, uploads) in flight on\n"
              "                             one host at once, likewise (default 4)\n"
+             "  --backup-schedule-ms N     how often protection policies queue the backups due (default 30000)\n"
              "  --job-stuck-percent N      scale every job kind's stuck limit (120 s for VM actions, 600 s\n"
              "                             for deploys and migrations) to N percent (default 100)\n"
              "  --test-hold-starts FILE    with --allow-test-hosts only: a start on a test host of a VM named\n"
@@ -330,6 +334,12 @@ static void job_stuck_hook(void *userdata, const StoreJobWatch *job, bool stuck,
         (void) monitor_job_stuck_changed(userdata, job->id, name, job->owner_id, stuck, message);
 }
 
+/* A VM with a protection policy has no point newer than twice its interval
+ * (or has one again). */
+static void backup_alert_hook(void *userdata, int64_t vm_id, const char *name, bool open, const char *message) {
+        (void) monitor_object_alert_changed(userdata, "backup-overdue", "vm", vm_id, name, open, message);
+}
+
 /* A datastore's verify found points that cannot be restored (or none). */
 static void datastore_alert_hook(void *userdata, int64_t id, const char *name, bool open, const char *message) {
         (void) monitor_object_alert_changed(userdata, "datastore-verify", "datastore", id, name, open, message);
@@ -358,7 +368,7 @@ static int parse_arguments(int argc, char **argv, Config *c, int *ret_status) {
                 { "deadline-query-s", required_argument, NULL, 0 }, { "deadline-start-s", required_argument, NULL, 0 },
                 { "deadline-change-s", required_argument, NULL, 0 }, { "deadline-copy-s", required_argument, NULL, 0 },
                 { "max-parallel-starts", required_argument, NULL, 0 }, { "max-parallel-disk-ops", required_argument, NULL, 0 },
-                { "job-stuck-percent", required_argument, NULL, 0 }, { "test-hold-starts", required_argument, NULL, 0 },
+                { "job-stuck-percent", required_argument, NULL, 0 }, { "backup-schedule-ms", required_argument, NULL, 0 }, { "test-hold-starts", required_argument, NULL, 0 },
                 { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
         };
         for (int i = 1; i < argc - 1; i++)
@@ -453,6 +463,7 @@ typedef struct {
         Inventory *inv;
         Ha *ha;
         Monitor *mon;
+        ProtectScheduler *backups;
         Api *api;
 } Daemon;
 
@@ -520,8 +531,10 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         inventory_on_host_state(inv, host_state_hook, mon);
         jobs_on_stuck(jobs, job_stuck_hook, mon);
         protect_on_alert(datastore_alert_hook, mon);
+        protect_on_backup_alert(backup_alert_hook, mon);
+        (void) protect_scheduler_new(st, jobs, (unsigned) (c->backup_schedule_ms > 0 ? c->backup_schedule_ms : 30000), &d->backups);
         if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0 ||
-            monitor_answers_start(st, d->model, 0) < 0) {
+            monitor_answers_start(st, d->model, 0) < 0 || protect_scheduler_start(d->backups) < 0) {
                 fprintf(stderr, "armadad: cannot start worker threads\n");
                 return 1;
         }
@@ -546,6 +559,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
  * the modules below), then the modules, the connections, the database. */
 static void daemon_stop(Daemon *d) {
         api_free(d->api);
+        d->backups = protect_scheduler_free(d->backups);
         jobs_stop(d->jobs);
         /* No thread may call the host-state hook into a freed monitor. */
         ha_stop(d->ha);
@@ -553,6 +567,7 @@ static void daemon_stop(Daemon *d) {
         inventory_on_host_state(d->inv, NULL, NULL);
         jobs_on_stuck(d->jobs, NULL, NULL);
         protect_on_alert(NULL, NULL);
+        protect_on_backup_alert(NULL, NULL);
         monitor_answers_stop();
         monitor_free(d->mon);
         ha_free(d->ha);

@@ -481,6 +481,11 @@ static void evaluate_rules(Monitor *m, const StoreMonHost *hosts, int nh, const 
                                 job_alert_resolve(m, open[i].id, open[i].object_id, now, &m->round_queued_hooks);
                         continue;
                 }
+                /* Other alerts without a rule (a datastore's verify, a VM's
+                 * overdue backups) are opened and resolved by the module that
+                 * raised them (monitor_object_alert_changed()), not here. */
+                if (open[i].rule_id == 0)
+                        continue;
                 if (!still[i] && store_alert_resolve(m->st, open[i].id, NULL, now) == 0) {
                         (void) store_event_add(m->st, "info", "alert.resolved", open[i].object_kind, open[i].object_id, NULL, 0,
                                                "An alert was resolved: its rule is disabled or its object no longer exists.");

@@ -453,7 +453,6 @@ int chunkstore_put(ChunkStore *s, const void *data, size_t len, ChunkDigest *ret
         chunk_path(&d, path);
 
         /* Dedup hit: refresh the mtime under the stripe the GC takes. */
-        pthread_mutex_t *lk = chunk_lock(&d);
         if (chunk_touch(s, &d) == 0) {
                 *ret_digest = d;
                 if (ret_written)
@@ -470,9 +469,8 @@ int chunkstore_put(ChunkStore *s, const void *data, size_t len, ChunkDigest *ret
         snprintf(sub, sizeof sub, ".chunks/%.4s", path + 8);
         if (mkdirat(s->dirfd, sub, 0755) < 0 && errno != EEXIST)
                 return -errno;
-        pthread_mutex_lock(lk);
+        /* No lock: the new file's mtime is now, so a GC keeps it. */
         r = write_atomic_at(s->dirfd, path, enc, enc_len, false);
-        pthread_mutex_unlock(lk);
         if (r < 0)
                 return r;
         *ret_digest = d;
@@ -556,7 +554,9 @@ static void point_dir(const Point *p, char out[static DIR_MAX]) {
 }
 
 int point_new(ChunkStore *s, const char *vm_uuid, const char *point_id, const Point *base, Point **ret) {
-        if (!ret || (base && (base->s != s || !streq(base->vm_uuid, vm_uuid))))
+        /* The base may come from another handle on the same directory; a
+         * base from elsewhere names chunks the commit will not find. */
+        if (!ret || !vm_uuid || (base && !streq(base->vm_uuid, vm_uuid)))
                 return -EINVAL;
         Point *p;
         int r = point_alloc(s, vm_uuid, point_id, &p);

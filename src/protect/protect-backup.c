@@ -80,8 +80,12 @@ static int backup_prepare(Backup *b) {
         const char *ds = json_string_value(json_object_get(ctx->params, "datastore"));
         _cleanup_free_ char *path = NULL;
         r = protect_datastore_path(ctx->st, ds, b->ds_name, sizeof b->ds_name, &path);
+        if (r == -EADDRNOTAVAIL)
+                return job_fail(ctx, r, "There are several datastores and the backup of VM '%s' names none.", ctx->job->target_name);
+        if (r < 0 && !ds)
+                return job_fail(ctx, r, "There is no datastore to back VM '%s' up into.", ctx->job->target_name);
         if (r < 0)
-                return job_fail(ctx, r, "Datastore '%s' no longer exists.", ds ? ds : "(default)");
+                return job_fail(ctx, r, "Datastore '%s' no longer exists.", ds);
         r = chunkstore_open(path, false, &b->store);
         if (r < 0)
                 return job_fail(ctx, r, "Cannot open datastore '%s': %s.", b->ds_name, strerror(-r));
@@ -341,6 +345,17 @@ static int backup_finish(Backup *b) {
         if (store_backup_point_add(ctx->st, &sp) < 0)
                 log_warn("VM '%s': point %s was made but could not be indexed", b->vm.name, b->point_id);
         drop_old_checkpoints(b);
+        json_t *keep = json_object_get(ctx->params, "keep");
+        int pruned = 0;
+        if (json_is_array(keep)) {
+                char why[512] = "";
+                pruned = protect_backup_prune_vm(ctx->st, b->store, b->ds_name, b->vm.uuid, keep, why, sizeof why);
+                if (pruned < 0) {
+                        _cleanup_free_ char *m = xasprintf("The points of VM '%s' were not pruned: %s.", b->vm.name, why);
+                        backup_event(b, "warning", "backup.prune-failed", m);
+                        pruned = 0;
+                }
+        }
         int64_t ds_id = 0;
         if (store_datastore_find(ctx->st, b->ds_name, &ds_id) == 0)
                 (void) protect_datastore_usage_refresh(ctx->st, ds_id, b->store);
@@ -349,9 +364,10 @@ static int backup_finish(Backup *b) {
                                              b->point_id, b->base ? "incremental" : "full", b->consistency,
                                              b->cnt.bytes_read >> 20, b->cnt.bytes_written >> 20);
         backup_event(b, "info", "backup.done", msg);
-        ctx->result = json_pack("{s:s, s:s, s:s, s:b, s:s?, s:s, s:I, s:o}", "datastore", b->ds_name, "vm", b->vm.name,
+        ctx->result = json_pack("{s:s, s:s, s:s, s:b, s:s?, s:s, s:I, s:o, s:i}", "datastore", b->ds_name, "vm", b->vm.name,
                                 "point_id", b->point_id, "full", !b->base, "full_reason", b->base ? NULL : b->full_reason,
-                                "consistency", b->consistency, "size_bytes", (json_int_t) size, "counters", counters);
+                                "consistency", b->consistency, "size_bytes", (json_int_t) size, "counters", counters,
+                                "pruned", pruned);
         job_progress(ctx, 100, "point %s written", b->point_id);
         return 0;
 }

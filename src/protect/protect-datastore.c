@@ -82,6 +82,20 @@ static bool under(const char *real, const char *root) {
         return strncmp(real, root, n) == 0 && real[n] == '/' && real[n + 1] != 0;
 }
 
+/* path, as written (no "." or ".." segments), lies strictly under root:
+ * root's text then '/' and more, doubled or trailing slashes aside. */
+static bool under_lexically(const char *path, const char *root) {
+        size_t n = strlen(root);
+        while (n > 1 && root[n - 1] == '/')
+                n--;
+        if (strncmp(path, root, n) != 0 || (n > 1 && path[n] != '/'))
+                return false;
+        const char *rest = path + n;
+        while (*rest == '/')
+                rest++;
+        return *rest != 0;
+}
+
 int protect_path_check(const char *field, const char *path, bool may_create, char **ret_real, OpError *err) {
         if (!path || path[0] != '/')
                 return op_fail(err, 400, "invalid_argument", field, "Field '%s' (\"%.200s\") must be an absolute path.", field,
@@ -91,6 +105,21 @@ int protect_path_check(const char *field, const char *path, bool may_create, cha
                                field, path);
         if (strlen(path) >= PATH_MAX - 1)
                 return op_fail(err, 400, "invalid_argument", field, "Field '%s' is too long.", field);
+        /* As written, first: a path outside every root is refused before
+         * anything outside is looked at (whether it exists is not told). */
+        const char *const *roots;
+        size_t n = protect_backup_roots(&roots), lexical = 0, found = 0;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *root_real = realpath(roots[i], NULL);
+                found += root_real != NULL;
+                lexical += under_lexically(path, roots[i]) || (root_real && under_lexically(path, root_real));
+        }
+        if (!lexical)
+                return op_fail(err, 400, "invalid_argument", field, "'%.200s' is not inside an allowed backup root (armadad"
+                               " --backup-root).", path);
+        if (found == 0)
+                return op_fail(err, 422, "not_found", field, "No backup root exists on the Armada server (armadad"
+                               " --backup-root, default " PROTECT_DEFAULT_BACKUP_ROOT "): create one first.");
         _cleanup_free_ char *real = realpath(path, NULL);
         if (!real) {
                 if (errno != ENOENT || !may_create)
@@ -110,19 +139,13 @@ int protect_path_check(const char *field, const char *path, bool may_create, cha
                                        " Armada server.", path);
                 real = xasprintf("%s%s%s", parent, streq(parent, "/") ? "" : "/", base);
         }
-        const char *const *roots;
-        size_t n = protect_backup_roots(&roots), found = 0;
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *root = realpath(roots[i], NULL);
-                found += root != NULL;
                 if (root && under(real, root)) {
                         *ret_real = steal_ptr(real);
                         return 0;
                 }
         }
-        if (found == 0)
-                return op_fail(err, 422, "not_found", field, "No backup root exists on the Armada server (armadad"
-                               " --backup-root, default " PROTECT_DEFAULT_BACKUP_ROOT "): create one first.");
         return op_fail(err, 400, "invalid_argument", field, "'%.200s' is not inside an allowed backup root (armadad"
                        " --backup-root); symbolic links that lead outside one are refused.", path);
 }
@@ -210,12 +233,26 @@ static int submit(Store *st, Jobs *jobs, const OpCaller *c, const char *kind, in
 
 /* ------------------------------------------------------------- reading */
 
-int protect_datastores_list(Store *st, const OpCaller *c, json_t **ret, OpError *err) {
+int protect_datastores_list(Store *st, const OpCaller *c, const char *name, json_t **ret, OpError *err) {
         int e = may_read(st, c, err);
         if (e < 0)
                 return e;
-        e = store_datastore_list(st, ret);
-        return e < 0 ? op_fail_store(err, e, "the datastores") : 0;
+        json_t *all = NULL;
+        e = store_datastore_list(st, &all);
+        if (e < 0)
+                return op_fail_store(err, e, "the datastores");
+        if (name) {
+                json_t *one = json_array();
+                size_t i;
+                json_t *d;
+                json_array_foreach(all, i, d)
+                        if (streq(jget_str(d, "name"), name))
+                                json_array_append(one, d);
+                json_decref(all);
+                all = one;
+        }
+        *ret = all;
+        return 0;
 }
 
 int protect_datastore_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
@@ -247,18 +284,19 @@ int protect_datastore_points(Store *st, const OpCaller *c, int64_t id, json_t **
         e = store_datastore_verified_list(st, id, &verified);
         if (e < 0)
                 return op_fail_store(err, e, "the datastore's verifications");
-        size_t i, j;
+        /* Keyed "uuid/point": a datastore may hold many thousands. */
+        _cleanup_json_ json_t *by_key = json_object();
+        size_t i;
         json_t *p, *v;
+        json_array_foreach(verified, i, v) {
+                _cleanup_free_ char *key = xasprintf("%s/%s", jget_str(v, "vm_uuid"), jget_str(v, "point_id"));
+                json_object_set_new(by_key, key, json_pack("{s:O, s:O}", "at", json_object_get(v, "verified_at"), "ok",
+                                                           json_object_get(v, "ok")));
+        }
         json_array_foreach(points, i, p) {
-                json_t *lv = json_null();
-                json_array_foreach(verified, j, v)
-                        if (streq(jget_str(v, "vm_uuid"), jget_str(p, "vm_uuid")) &&
-                            streq(jget_str(v, "point_id"), jget_str(p, "point_id"))) {
-                                lv = json_pack("{s:O, s:O}", "at", json_object_get(v, "verified_at"), "ok",
-                                               json_object_get(v, "ok"));
-                                break;
-                        }
-                json_object_set_new(p, "last_verified", lv);
+                _cleanup_free_ char *key = xasprintf("%s/%s", jget_str(p, "vm_uuid"), jget_str(p, "point_id"));
+                json_t *lv = json_object_get(by_key, key);
+                json_object_set_new(p, "last_verified", lv ? json_incref(lv) : json_null());
         }
         *ret = steal_ptr(points);
         return 0;

@@ -86,3 +86,11 @@ void protect_restore_register_jobs(Jobs *jobs, Inventory *inv);
  * whose point is gone. Reads every manifest: for the datastore jobs, not
  * for each backup. 0 or negative. */
 int protect_backup_index_sync(Store *st, const char *ds_name, ChunkStore *s);
+/* Removes the points of vm_uuid in datastore ds_name that the keep rules
+ * (a JSON array of six counts, as ProtectPolicySpec.keep) do not keep,
+ * never the newest; forgets them in the index. The number removed, or
+ * negative with a sentence in why. */
+int protect_backup_prune_vm(Store *st, ChunkStore *s, const char *ds_name, const char *vm_uuid, const json_t *keep, char *why,
+                            size_t why_size);
+/* One round of the scheduler (for tests). */
+void protect_scheduler_round(ProtectScheduler *s);

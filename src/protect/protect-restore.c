@@ -407,6 +407,10 @@ static int grant_room(Store *st, int64_t grant_id, int64_t points, const StoreVm
 int protect_backup_restore(Store *st, Jobs *jobs, const OpCaller *c, const ProtectRestoreSpec *spec, json_t **ret, OpError *err) {
         char uuid[37];
         int64_t vm_id = 0;
+        /* A caller who may operate no VM at all (read-only) is refused
+         * before anything is looked up. */
+        if (!op_allowed_some(c, ACT_OPERATE, OBJ_VM))
+                return op_deny(st, c, err, "restore", "VM", 0, spec->vm);
         int r = protect_vm_ref(st, c, "vm", spec->vm, uuid, &vm_id, err);
         if (r < 0)
                 return r;

@@ -42,8 +42,9 @@ int protect_path_check(const char *field, const char *path, bool may_create, cha
  * recomputes it: a datastore may hold millions of chunks), a JSON array of
  * {id, name, path, created_at, usage: {chunks, stored_bytes, logical_bytes,
  * dedup_factor, points} or null, usage_at}. Administrators only (reading
- * OBJ_SYSTEM; else 403, audited). */
-int protect_datastores_list(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+ * OBJ_SYSTEM; else 403, audited). name (may be NULL): only the datastore
+ * of that name (an empty array when there is none). */
+int protect_datastores_list(Store *st, const OpCaller *c, const char *name, json_t **ret, OpError *err);
 int protect_datastore_get(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
 /* The committed points of datastore id (the chunk store's point_list()),
  * each with "last_verified" {at, ok} or null. */
@@ -213,3 +214,37 @@ int protect_snapshot_revert(Store *st, Inventory *inv, const OpCaller *c, int64_
  * Audits "vm.snapshot-delete". *ret: {"job"}. */
 int protect_snapshot_delete(Store *st, Inventory *inv, const OpCaller *c, int64_t vm_id, const char *name, json_t **ret,
                             OpError *err);
+
+/* Protection policies (protect-policy.c): back up a VM, or every VM on the
+ * hosts of a host group's subtree (a VM's own policy wins, then the deepest
+ * group's), every every_s seconds into datastore (NULL: the only one), and
+ * keep its points by PBS's rules (keep: last, hourly, daily, weekly,
+ * monthly, yearly; all zero keeps every point). */
+typedef struct ProtectPolicySpec {
+        const char *vm;          /* a VM's name, or */
+        const char *group;       /* a host-group path */
+        const char *datastore;
+        int64_t every_s;         /* ≥ 10 */
+        int64_t keep[6];
+} ProtectPolicySpec;
+/* The policies the caller may see. *ret: {"items": [...]}. */
+int protect_policy_list(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+/* Sets (replaces) the policy of the VM or group: needs the right to update
+ * it (403, audited); an object the caller cannot see is 422 naming the
+ * field. Audits "backup.policy-set". *ret: the policy. */
+int protect_policy_set(Store *st, const OpCaller *c, const ProtectPolicySpec *spec, json_t **ret, OpError *err);
+/* Removes policy id (404 when unseen). Audits "backup.policy-delete". */
+int protect_policy_delete(Store *st, const OpCaller *c, int64_t id, OpError *err);
+
+/* The scheduler thread that applies the policies every interval_ms (0:
+ * 30 s): it queues the backups that are due (system-owned vm.backup jobs)
+ * and opens or resolves a VM's "backup-overdue" alert (no point newer than
+ * twice its interval) through the hook. */
+typedef struct ProtectScheduler ProtectScheduler;
+int protect_scheduler_new(Store *st, Jobs *jobs, unsigned interval_ms, ProtectScheduler **ret);
+int protect_scheduler_start(ProtectScheduler *s);
+/* Stops the thread (waits for its round) and frees; takes NULL. */
+ProtectScheduler *protect_scheduler_free(ProtectScheduler *s);
+typedef void (*ProtectBackupAlertFn)(void *userdata, int64_t vm_id, const char *vm_name, bool open, const char *message);
+/* One hook, set at start-up (armadad points it at the monitor's alerts). */
+void protect_on_backup_alert(ProtectBackupAlertFn fn, void *userdata);

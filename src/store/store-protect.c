@@ -44,6 +44,17 @@ const StoreMigration store_migrations_protect[] = {
         "  created_at INTEGER NOT NULL,"
         "  UNIQUE(datastore, vm_uuid, point_id));"
         "CREATE INDEX backup_point_vm_idx ON backup_point(vm_uuid, datastore, point_id);" },
+        { "backup-2-policy", "CREATE TABLE backup_policy ("
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  vm_id INTEGER UNIQUE REFERENCES vm(id) ON DELETE CASCADE,"
+        "  group_id INTEGER UNIQUE REFERENCES host_group(id) ON DELETE CASCADE,"
+        "  datastore TEXT,"
+        "  every_s INTEGER NOT NULL,"
+        "  keep_last INTEGER NOT NULL DEFAULT 0, keep_hourly INTEGER NOT NULL DEFAULT 0,"
+        "  keep_daily INTEGER NOT NULL DEFAULT 0, keep_weekly INTEGER NOT NULL DEFAULT 0,"
+        "  keep_monthly INTEGER NOT NULL DEFAULT 0, keep_yearly INTEGER NOT NULL DEFAULT 0,"
+        "  created_at INTEGER NOT NULL,"
+        "  CHECK ((vm_id IS NULL) != (group_id IS NULL)));" },
         { NULL, NULL },
 };
 
@@ -167,4 +178,68 @@ int store_vm_snapshots_set(Store *st, int64_t vm_id, int64_t count) {
         /* Unchanged counts write nothing: no row change for the read model. */
         int r = store_exec(st, "UPDATE vm SET snapshots = ?1 WHERE id = ?2 AND snapshots IS NOT ?1", "ii", count, vm_id);
         return r < 0 ? r : 0;
+}
+
+int store_backup_policy_set(Store *st, const StoreBackupPolicy *p, int64_t *ret_id) {
+        int r = store_exec(st, "INSERT INTO backup_policy(vm_id, group_id, datastore, every_s, keep_last, keep_hourly, keep_daily,"
+                           " keep_weekly, keep_monthly, keep_yearly, created_at) VALUES (nullif(?,0),nullif(?,0),?,?,?,?,?,?,?,?,?)"
+                           " ON CONFLICT(vm_id) DO UPDATE SET datastore = excluded.datastore, every_s = excluded.every_s,"
+                           " keep_last = excluded.keep_last, keep_hourly = excluded.keep_hourly, keep_daily = excluded.keep_daily,"
+                           " keep_weekly = excluded.keep_weekly, keep_monthly = excluded.keep_monthly, keep_yearly = excluded.keep_yearly"
+                           " ON CONFLICT(group_id) DO UPDATE SET datastore = excluded.datastore, every_s = excluded.every_s,"
+                           " keep_last = excluded.keep_last, keep_hourly = excluded.keep_hourly, keep_daily = excluded.keep_daily,"
+                           " keep_weekly = excluded.keep_weekly, keep_monthly = excluded.keep_monthly, keep_yearly = excluded.keep_yearly",
+                           "iisiiiiiiii", p->vm_id, p->group_id, p->datastore, p->every_s, p->keep[0], p->keep[1], p->keep[2],
+                           p->keep[3], p->keep[4], p->keep[5], now_ms());
+        if (r < 0)
+                return -EIO;
+        return store_query_i64(st, ret_id, "SELECT id FROM backup_policy WHERE vm_id IS nullif(?1, 0) AND group_id IS nullif(?2, 0)", "ii",
+                               p->vm_id ? p->vm_id : 0, p->group_id ? p->group_id : 0) == 0 ? 0 : -EIO;
+}
+
+#define POLICY_COLUMNS                                                                                                \
+        "SELECT p.id, p.vm_id, v.name AS vm_name, p.group_id, g.path AS group_path, p.datastore, p.every_s, p.keep_last," \
+        " p.keep_hourly, p.keep_daily, p.keep_weekly, p.keep_monthly, p.keep_yearly, p.created_at FROM backup_policy p"  \
+        " LEFT JOIN vm v ON v.id = p.vm_id LEFT JOIN host_group g ON g.id = p.group_id "
+
+int store_backup_policy_list(Store *st, json_t **ret) {
+        return store_query_json(st, ret, POLICY_COLUMNS "ORDER BY p.id", "");
+}
+
+int store_backup_policy_get(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, POLICY_COLUMNS "WHERE p.id = ?", "i", id);
+}
+
+int store_backup_policy_delete(Store *st, int64_t id) {
+        return store_exec_one(st, "DELETE FROM backup_policy WHERE id = ?", "i", id);
+}
+
+int store_backup_policy_vms(Store *st, json_t **ret) {
+        /* A VM's own policy wins over its group's; of the groups', the
+         * deepest (longest path) covering it. */
+        return store_query_json(st, ret,
+                "SELECT v.id AS vm_id, v.name AS vm_name, v.uuid AS vm_uuid, v.state, v.owner_id, p.id AS policy_id,"
+                " p.datastore, p.every_s, p.keep_last, p.keep_hourly, p.keep_daily, p.keep_weekly, p.keep_monthly, p.keep_yearly"
+                " FROM vm v JOIN backup_policy p ON p.id = coalesce("
+                "   (SELECT id FROM backup_policy WHERE vm_id = v.id),"
+                "   (SELECT bp.id FROM backup_policy bp JOIN host_group pg ON pg.id = bp.group_id"
+                "      JOIN host h ON h.id = v.host_id JOIN host_group hg ON hg.id = h.group_id"
+                "     WHERE pg.path = '' OR hg.path = pg.path OR substr(hg.path, 1, length(pg.path) + 1) = pg.path || '/'"
+                "     ORDER BY length(pg.path) DESC LIMIT 1))"
+                " WHERE v.origin != 'foreign' ORDER BY v.id", "");
+}
+
+int store_backup_last_point_ms(Store *st, const char *vm_uuid, int64_t *ret_ms) {
+        return store_query_i64(st, ret_ms, "SELECT max(created_at) FROM backup_point WHERE vm_uuid = ? HAVING max(created_at) IS NOT NULL",
+                               "s", vm_uuid);
+}
+
+int store_backup_job_pending(Store *st, int64_t vm_id, int64_t since_ms, bool *ret) {
+        int64_t n = 0;
+        int r = store_query_i64(st, &n, "SELECT count(*) FROM job WHERE kind = 'vm.backup' AND target_id = ?"
+                                " AND (state IN ('queued', 'running') OR created_at >= ?)", "ii", vm_id, since_ms);
+        if (r < 0)
+                return r;
+        *ret = n > 0;
+        return 0;
 }

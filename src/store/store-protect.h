@@ -81,3 +81,27 @@ int store_backup_vm_grant_copy(Store *st, int64_t to_vm_id, int64_t from_vm_id);
  * its host (libvirt is the truth; this is the VM JSON's "snapshots" count,
  * so that the VM lists read it from the read model). -ENOENT for no VM. */
 int store_vm_snapshots_set(Store *st, int64_t vm_id, int64_t count);
+
+/* Protection policies: a VM's own, or a host group's (for every VM on a
+ * host in its subtree, unless the VM has its own; the deepest group's
+ * wins). keep: last, hourly, daily, weekly, monthly, yearly. */
+typedef struct StoreBackupPolicy {
+        int64_t vm_id, group_id;  /* one of them */
+        const char *datastore;    /* NULL: the only one */
+        int64_t every_s;
+        int64_t keep[6];
+} StoreBackupPolicy;
+/* Sets (replaces) the policy of the VM or the group: 0 and its id. */
+int store_backup_policy_set(Store *st, const StoreBackupPolicy *p, int64_t *ret_id);
+/* [{id, vm_id, vm_name, group_id, group_path, datastore, every_s, keep_*, created_at}] */
+int store_backup_policy_list(Store *st, json_t **ret);
+int store_backup_policy_get(Store *st, int64_t id, json_t **ret);
+int store_backup_policy_delete(Store *st, int64_t id);
+/* Every VM a policy covers, with the policy that applies: [{vm_id,
+ * vm_name, vm_uuid, state, owner_id, policy_id, datastore, every_s, keep_*}]. */
+int store_backup_policy_vms(Store *st, json_t **ret);
+/* When the newest indexed point of vm_uuid was made (ms); -ENOENT when none. */
+int store_backup_last_point_ms(Store *st, const char *vm_uuid, int64_t *ret_ms);
+/* Whether a vm.backup of vm_id is queued or running, or was queued at or
+ * after since_ms (a failed one is not retried before its interval). */
+int store_backup_job_pending(Store *st, int64_t vm_id, int64_t since_ms, bool *ret);

@@ -212,6 +212,15 @@ class DatastoreTest(unittest.TestCase):
     def names(self):
         return [x["name"] for x in self.d.ok("GET", "/api/v1/datastores")["items"]]
 
+    def test_list_by_name(self):
+        r = self.add("byname", os.path.join(self.root, "byname"))
+        try:
+            self.assertEqual([x["name"] for x in self.d.ok("GET", "/api/v1/datastores?name=byname")["items"]],
+                             ["byname"])
+            self.assertEqual(self.d.ok("GET", "/api/v1/datastores?name=nope")["items"], [])
+        finally:
+            self.remove(r["datastore"]["id"])
+
     def cli_env(self):
         home = tempfile.mkdtemp(prefix="armada-ds-home-", dir=self.tmp)
         return dict(os.environ, HOME=home, ARMADA_URL=self.d.url, ARMADA_TOKEN=self.d.token,
@@ -308,9 +317,18 @@ class DatastoreTest(unittest.TestCase):
 
         def cli(*args):
             return subprocess.run([ARMADA, *args], capture_output=True, text=True, env=env, timeout=120)
+        self.mkpoint(path, VM1, "20260105T000000Z", self.img1)
+        self.mkpoint(path, VM1, "20260106T000000Z", self.img2)
         r = cli("backup", "datastore", "add", "viacli", "--path", path, "--wait")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("datastore 'viacli' created", r.stdout)
+        self.assertIn("datastore 'viacli' adopted with its points", r.stdout)
+        r = cli("backup", "prune", "viacli", "--vm", VM1, "--keep-last", "1", "--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"web01\s+20260106T000000Z\s+keep")
+        self.assertRegex(r.stdout, r"web01\s+20260105T000000Z\s+would remove")
+        self.assertEqual(len(glob.glob(os.path.join(path, "vm", VM1, "*", "manifest.json"))), 2)
+        r = cli("backup", "prune", "viacli", "--keep-last", "x")
+        self.assertEqual(r.returncode, 1)
         r = cli("backup", "datastore", "list")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("viacli", r.stdout)
@@ -320,6 +338,9 @@ class DatastoreTest(unittest.TestCase):
         r = cli("backup", "verify", "viacli")
         self.assertEqual(r.returncode, 0, r.stderr)
         r = cli("backup", "datastore", "remove", "viacli")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("holds 2 recovery points", r.stderr)
+        r = cli("backup", "datastore", "remove", "viacli", "--force")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("viacli", self.names())
         self.assertTrue(os.path.isfile(os.path.join(path, ".armada-datastore")))

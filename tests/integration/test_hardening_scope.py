@@ -74,7 +74,8 @@ class ReadOnlyWritesNothing(PopulatedCase):
     policy, not a 400 about the body: every body is one an administrator
     could send), and the database is the same afterwards."""
 
-    ARGS = ["--monitor-interval-ms", "300"]
+    # Datastores may live under the temporary directory (the walk's own is inside it).
+    ARGS = ["--monitor-interval-ms", "300", "--backup-root", tempfile.gettempdir()]
 
     @classmethod
     def _populate(cls):
@@ -123,7 +124,11 @@ class ReadOnlyWritesNothing(PopulatedCase):
                             20, what="the vm-stopped alert to open")
         ids["alert"] = alerts[0]["id"]
         ids["webhook"] = d.ok("POST", "/api/v1/webhooks", {"url": "http://127.0.0.1:9/armada-test"})["id"]
+        ids["backup_policy"] = d.ok("POST", "/api/v1/backup-policies", {"vm": "vm1", "every": "1h"})["id"]
         ids["assessment"] = d.ok("POST", "/api/v1/assessments", {"name": "srv1", "node_exporter": "http://127.0.0.1:9/metrics"})["id"]
+        r = d.ok("POST", "/api/v1/datastores", {"name": "ds1", "path": os.path.join(tmp, "ds1")})
+        ids["datastore"] = r["datastore"]["id"]
+        assert d.wait_job(r["job"]["id"])["state"] == "succeeded"
 
     def cases(self):
         """(METHOD, openapi path) -> [(concrete path, body)]: each a request
@@ -165,6 +170,9 @@ class ReadOnlyWritesNothing(PopulatedCase):
             ("POST", "/vms/{id}/snapshots"): [(f"/vms/{vm}/snapshots", {"name": "ro-snap"})],
             ("DELETE", "/vms/{id}/snapshots/{name}"): [(f"/vms/{vm}/snapshots/ro-snap", None)],
             ("POST", "/vms/{id}/snapshots/{name}/revert"): [(f"/vms/{vm}/snapshots/ro-snap/revert", {})],
+            ("POST", "/backup-policies"): [("/backup-policies", {"vm": "vm1", "every": "15m", "keep_last": 4}),
+                                           ("/backup-policies", {"group": "Lab", "every": "1h"})],
+            ("DELETE", "/backup-policies/{id}"): [(f"/backup-policies/{i['backup_policy']}", None)],
             ("PATCH", "/vms/{id}/ha"): [(f"/vms/{vm}/ha", {"enabled": False})],
             ("POST", "/hosts/{id}/maintenance"): [(f"/hosts/{host}/maintenance", {"on": True})],
             ("PATCH", "/hosts/{id}/fencing"): [(f"/hosts/{host}/fencing", {"command": None})],
@@ -192,6 +200,14 @@ class ReadOnlyWritesNothing(PopulatedCase):
             ("DELETE", "/webhooks/{id}"): [(f"/webhooks/{i['webhook']}", None)],
             ("POST", "/assessments"): [("/assessments", {"name": "ro-srv", "node_exporter": "http://127.0.0.1:9/metrics"})],
             ("DELETE", "/assessments/{id}"): [(f"/assessments/{i['assessment']}", None)],
+            ("POST", "/datastores"): [("/datastores", {"name": "ro-ds", "path": os.path.join(tmp, "ds-ro")})],
+            ("DELETE", "/datastores/{id}"): [(f"/datastores/{i['datastore']}", None)],
+            ("POST", "/datastores/verify-path"): [("/datastores/verify-path", {"path": os.path.join(tmp, "ds1")})],
+            ("POST", "/datastores/{id}/actions/{action}"): [
+                (f"/datastores/{i['datastore']}/actions/verify", {}), (f"/datastores/{i['datastore']}/actions/gc", {}),
+                (f"/datastores/{i['datastore']}/actions/prune", {"keep_last": 1}),
+                (f"/datastores/{i['datastore']}/actions/archive", {"vm": "vm1", "to": os.path.join(tmp, "tape")}),
+                (f"/datastores/{i['datastore']}/actions/import", {"path": os.path.join(tmp, "ds1")})],
         }
 
     # Write operations a read-only user may call, and why.

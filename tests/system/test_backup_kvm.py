@@ -56,7 +56,7 @@ class TestBackupKvm(unittest.TestCase):
         if st.f_bavail * st.f_frsize < 2 << 30:
             raise unittest.SkipTest("less than 2 GiB free for disks and the datastore")
         cls.root = tempfile.mkdtemp(prefix="armada-backup-root-")
-        cls.ab = ArmadaBed(2, extra_args=["--backup-root", cls.root]).__enter__()
+        cls.ab = ArmadaBed(2, extra_args=["--backup-root", cls.root, "--backup-schedule-ms", "500"]).__enter__()
         try:
             cls.ds = os.path.join(cls.root, "ds1")
             r = cls.ab.d.ok("POST", "/api/v1/datastores", {"name": "ds1", "path": cls.ds})
@@ -278,6 +278,30 @@ class TestBackupKvm(unittest.TestCase):
         # Same VM: same UUID, and its checkpoints are gone (next backup full).
         self.assertEqual(ab.bed.virsh("h1", "domuuid", "bk3").strip(), vm["uuid"])
         self.assertEqual(ab.bed.virsh("h1", "checkpoint-list", "bk3", "--name").split(), [])
+
+    def test_policy_backs_up_and_prunes(self):
+        ab, d = self.ab, self.ab.d
+        vm = self.guest("bk4", [(0x31, 0, 4)])
+        pol = d.ok("POST", "/api/v1/backup-policies", {"vm": "bk4", "every": "10s", "keep_last": 2})
+        self.addCleanup(d.request, "DELETE", f"/api/v1/backup-policies/{pol['id']}")
+
+        def done():
+            return [j for j in d.ok("GET", "/api/v1/jobs?limit=200")["items"]
+                    if j["kind"] == "vm.backup" and j["target_id"] == vm["id"] and j["state"] == "succeeded"]
+        first = wait_until(lambda: done(), 60, interval=0.5, what="the policy's first backup of bk4")
+        self.assertTrue(first[0]["result"]["full"])
+        self.assertIsNone(first[0]["owner_id"], "a scheduled backup is the system's")
+        # Three scheduled backups with keep_last 2: the third prunes the first.
+        self.qemu_write("h1", "bk4", 0x32, 8, 4)
+        third = wait_until(lambda: (lambda js: js if len(js) >= 3 else None)(done()), 90, interval=0.5,
+                           what="three scheduled backups of bk4")
+        newest = max(third, key=lambda j: j["id"])
+        self.assertFalse(newest["result"]["full"], newest["result"])
+        self.assertGreaterEqual(sum(j["result"]["pruned"] for j in third), 1, [j["result"] for j in third])
+        pts = d.ok("GET", "/api/v1/backups?vm=bk4")["items"]
+        self.assertLessEqual(len(pts), 2, pts)
+        self.assertEqual(pts[0]["point_id"], newest["result"]["point_id"])
+        self.assertFalse(os.path.exists(os.path.join(self.ds, "vm", vm["uuid"], first[0]["result"]["point_id"], "manifest.json")))
 
 
 if __name__ == "__main__":

@@ -750,6 +750,10 @@ static void test_path_check(void **state) {
         path_refused(p, true, 400);
         snprintf(p, sizeof p, "%s/no/such", root);
         path_refused(p, true, 422);
+        /* Outside every root: 400 whether it exists or not (nothing outside
+         * is probed). */
+        path_refused("/nonexistent-armada-dir/x/y", true, 400);
+        path_refused("/etc", false, 400);
         /* A trailing slash is the same directory. */
         snprintf(p, sizeof p, "%s/ds2/", root);
         assert_int_equal(protect_path_check("path", p, true, &real, &err), 0);
