@@ -506,6 +506,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         protect_register_jobs(jobs);
         protect_backup_register_jobs(jobs, inv);
         protect_snapshot_register_jobs(jobs, inv);
+        protect_replicate_register_jobs(jobs);
         HaConfig hcfg = { .declare_ms = c->ha_declare_ms, .fence_timeout_ms = c->fence_timeout_s * 1000 };
         (void) ha_new(st, jobs, inv, &hcfg, &d->ha);
         Ha *ha = d->ha;
@@ -521,6 +522,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         jobs_on_stuck(jobs, job_stuck_hook, mon);
         protect_on_alert(datastore_alert_hook, mon);
         if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0 ||
+            protect_replicate_start(st, jobs) < 0 ||
             monitor_answers_start(st, d->model, 0) < 0) {
                 fprintf(stderr, "armadad: cannot start worker threads\n");
                 return 1;
@@ -546,6 +548,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
  * the modules below), then the modules, the connections, the database. */
 static void daemon_stop(Daemon *d) {
         api_free(d->api);
+        protect_replicate_stop();
         jobs_stop(d->jobs);
         /* No thread may call the host-state hook into a freed monitor. */
         ha_stop(d->ha);
