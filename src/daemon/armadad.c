@@ -507,6 +507,13 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         protect_backup_register_jobs(jobs, inv);
         protect_snapshot_register_jobs(jobs, inv);
         protect_replicate_register_jobs(jobs);
+        {
+                _cleanup_free_ char *key = xasprintf("%s/replication.key", c->state_dir);
+                if (protect_replicate_key_load(key) < 0) {
+                        fprintf(stderr, "armadad: cannot read or create the replication key '%s'\n", key);
+                        return 1;
+                }
+        }
         HaConfig hcfg = { .declare_ms = c->ha_declare_ms, .fence_timeout_ms = c->fence_timeout_s * 1000 };
         (void) ha_new(st, jobs, inv, &hcfg, &d->ha);
         Ha *ha = d->ha;

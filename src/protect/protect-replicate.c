@@ -18,6 +18,8 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +99,77 @@ static bool token_valid(const char *t) {
 static json_t *job_json(Store *st, int64_t id) {
         json_t *j = NULL;
         return store_job_get_json(st, id, &j) == 0 ? j : json_null();
+}
+
+/* ------------------------------------------------------------ the token at rest */
+
+/* Tokens are sealed with XSalsa20-Poly1305 (libsodium's secretbox) under a
+ * key kept in its own 0600 file of the state directory: a copy of the
+ * database alone does not give them away. Stored as "sb1:" and the base64
+ * of the nonce and the sealed bytes. */
+static uint8_t token_key[crypto_secretbox_KEYBYTES];
+static bool token_key_loaded;
+
+int protect_replicate_key_load(const char *path) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 && errno == ENOENT) {
+                uint8_t k[sizeof token_key];
+                randombytes_buf(k, sizeof k);
+                fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+                if (fd < 0)
+                        return -errno;
+                ssize_t n = write(fd, k, sizeof k);
+                int e = n == (ssize_t) sizeof k && fsync(fd) == 0 ? 0 : -EIO;
+                close(fd);
+                sodium_memzero(k, sizeof k);
+                if (e < 0) {
+                        (void) unlink(path);
+                        return e;
+                }
+                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        }
+        if (fd < 0)
+                return -errno;
+        ssize_t n = read(fd, token_key, sizeof token_key);
+        close(fd);
+        if (n != (ssize_t) sizeof token_key)
+                return -EBADMSG;
+        token_key_loaded = true;
+        return 0;
+}
+
+static char *token_seal(const char *token) {
+        if (!token_key_loaded)
+                return NULL;
+        size_t n = strlen(token), blen = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + n;
+        _cleanup_free_ uint8_t *buf = xmalloc(blen);
+        randombytes_buf(buf, crypto_secretbox_NONCEBYTES);
+        crypto_secretbox_easy(buf + crypto_secretbox_NONCEBYTES, (const uint8_t *) token, n, buf, token_key);
+        size_t b64 = sodium_base64_ENCODED_LEN(blen, sodium_base64_VARIANT_ORIGINAL);
+        char *out = xmalloc(4 + b64);
+        memcpy(out, "sb1:", 4);
+        sodium_bin2base64(out + 4, b64, buf, blen, sodium_base64_VARIANT_ORIGINAL);
+        return out;
+}
+
+/* The token sealed in STORED: malloc'd, or NULL. */
+static char *token_open(const char *stored) {
+        if (!token_key_loaded || strncmp(stored, "sb1:", 4) != 0)
+                return NULL;
+        size_t slen = strlen(stored + 4), blen = 0;
+        _cleanup_free_ uint8_t *buf = xmalloc(slen + 1);
+        if (sodium_base642bin(buf, slen + 1, stored + 4, slen, NULL, &blen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+            blen < crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
+                return NULL;
+        size_t n = blen - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
+        char *out = xmalloc(n + 1);
+        if (crypto_secretbox_open_easy((uint8_t *) out, buf + crypto_secretbox_NONCEBYTES, blen - crypto_secretbox_NONCEBYTES,
+                                       buf, token_key) != 0) {
+                free(out);
+                return NULL;
+        }
+        out[n] = 0;
+        return out;
 }
 
 /* ------------------------------------------------------------ records */
@@ -179,8 +252,11 @@ int protect_replication_add(Store *st, const OpCaller *c, const ProtectReplicati
                 if (!name_valid(name))
                         return op_fail(err, 400, "invalid_argument", "name", "Give the replication a name in 'name'.");
         }
+        _cleanup_free_ char *sealed = NULL;
+        if (spec->token && !(sealed = token_seal(spec->token)))
+                return op_fail(err, 500, "internal", NULL, "The token cannot be sealed: armadad has no key for it.");
         StoreReplication r = { .name = name, .datastore_id = ds_id, .to_path = real, .to_url = spec->to_url,
-                               .to_datastore = spec->to_datastore, .token = spec->token, .ca_file = spec->ca_file,
+                               .to_datastore = spec->to_datastore, .token = sealed, .ca_file = spec->ca_file,
                                .every_s = spec->every_s };
         int64_t id = 0;
         e = store_replication_insert(st, &r, &id);
@@ -589,10 +665,13 @@ static int job_replicate(JobCtx *ctx, void *userdata) {
         if (to_path)
                 e = run_to_path(&run, src, mine, to_path);
         else {
-                _cleanup_free_ char *token = NULL;
-                e = store_replication_secret(ctx->st, id, &token);
+                _cleanup_free_ char *stored = NULL, *token = NULL;
+                e = store_replication_secret(ctx->st, id, &stored);
+                if (e == 0 && !(token = token_open(stored)))
+                        e = -EBADMSG;
                 if (e < 0)
-                        e = job_fail(ctx, e, "The replication's token cannot be read.");
+                        e = job_fail(ctx, e, "The replication's token cannot be read (was armadad's replication key"
+                                     " replaced?); add the replication again.");
                 else {
                         e = run_to_url(&run, src, mine, row, token);
                         explicit_bzero(token, strlen(token));

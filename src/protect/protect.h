@@ -221,8 +221,9 @@ int protect_snapshot_delete(Store *st, Inventory *inv, const OpCaller *c, int64_
  * the target lacks, chunks first and each point's manifest last: a run cut
  * short resumes where it stopped. By hand (run) or every every_s seconds
  * (the replication thread). Administrators only (OBJ_SYSTEM UPDATE; reading
- * OBJ_SYSTEM for the list), audited. The token is kept in the database and
- * never returned by any answer nor written to any log. */
+ * OBJ_SYSTEM for the list), audited. The token is kept in the database
+ * sealed (libsodium secretbox) under the key protect_replicate_key_load()
+ * loads, and never returned by any answer nor written to any log. */
 #define PROTECT_REPLICA_CHUNK_MAX ((4u << 20) + 16u)  /* a chunk file: CHUNK_SIZE raw bytes and the header */
 #define PROTECT_REPLICA_MANIFEST_MAX (64u << 20)      /* an exported point (64 hex digits per 4 MiB chunk) */
 #define PROTECT_REPLICA_MISSING_MAX 1000              /* digests asked about at once */
@@ -254,6 +255,10 @@ int protect_replication_remove(Store *st, const OpCaller *c, int64_t id, OpError
  * result: {points_total, points_sent, chunks_sent, bytes_sent}). *ret:
  * {"job"}. 409 while a run of it is queued or running. */
 int protect_replication_run(Store *st, Jobs *jobs, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Loads the key that seals the replications' tokens from path (a 0600 file
+ * of 32 bytes), making it when missing: at start-up, before the API. 0 or
+ * -errno. Without it, adding a replication to a URL fails (500). */
+int protect_replicate_key_load(const char *path);
 /* Registers datastore.replicate (before jobs_start()). */
 void protect_replicate_register_jobs(Jobs *jobs);
 /* Starts and stops the thread that queues the scheduled runs when due. */

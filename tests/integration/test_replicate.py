@@ -15,6 +15,7 @@ a reader's token is 403 at B; a path target outside the backup roots is 400
 "to_path"; replication to a directory; the schedule; the CLI."""
 import os
 import shutil
+import sqlite3
 import ssl
 import subprocess
 import tempfile
@@ -216,6 +217,14 @@ class ReplicateTest(unittest.TestCase):
                                raw=b"abc", headers={"Content-Type": "application/octet-stream"}, token=self.b_reader)
         self.assertEqual(st, 403, b)
         r = self.to_b(name="bad-token", token="wrong-token-123")
+        # Sealed at rest: the database never holds the token's text.
+        db = sqlite3.connect(os.path.join(self.a.dir, "var", "armada.db"))
+        try:
+            (stored,) = db.execute("SELECT token FROM replication WHERE id = ?", (r["id"],)).fetchone()
+        finally:
+            db.close()
+        self.assertTrue(stored.startswith("sb1:"), stored)
+        self.assertNotIn("wrong-token-123", stored)
         job = self.run_repl(r["id"], state="failed")
         self.assertIn("401", job["error"])
         self.assertNotIn("wrong-token-123", job["error"])
