@@ -192,6 +192,18 @@ class ReadOnlyWritesNothing(PopulatedCase):
             ("DELETE", "/webhooks/{id}"): [(f"/webhooks/{i['webhook']}", None)],
             ("POST", "/assessments"): [("/assessments", {"name": "ro-srv", "node_exporter": "http://127.0.0.1:9/metrics"})],
             ("DELETE", "/assessments/{id}"): [(f"/assessments/{i['assessment']}", None)],
+            # Datastores and replication (their own tests make real ones; the policy comes first).
+            ("POST", "/datastores"): [("/datastores", {"name": "ro-ds", "path": os.path.join(tmp, "ro-ds")})],
+            ("DELETE", "/datastores/{id}"): [("/datastores/1", None)],
+            ("POST", "/datastores/verify-path"): [("/datastores/verify-path", {"path": os.path.join(tmp, "ro-ds")})],
+            ("POST", "/datastores/{id}/actions/{action}"): [(f"/datastores/1/actions/{a}", {}) for a in ("verify", "gc")],
+            ("POST", "/replications"): [("/replications", {"source": "ds", "to_path": os.path.join(tmp, "ro-mirror")})],
+            ("DELETE", "/replications/{id}"): [("/replications/1", None)],
+            ("POST", "/replications/{id}/actions/run"): [("/replications/1/actions/run", {})],
+            ("POST", "/datastores/{id}/replica/missing"): [("/datastores/1/replica/missing", {"digests": ["a" * 64]})],
+            ("POST", "/datastores/{id}/replica/chunks"): [("/datastores/1/replica/chunks?digest=" + "a" * 64, b"ACK1" + b"\0" * 12)],
+            ("POST", "/datastores/{id}/replica/points"): [("/datastores/1/replica/points",
+                                                           {"vm_uuid": "u", "point_id": "p", "meta": {}, "disks": []})],
         }
 
     # Write operations a read-only user may call, and why.
