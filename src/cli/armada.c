@@ -303,6 +303,10 @@ static const Command COMMANDS[] = {
           cmd_backup_archive },
         { "backup", "import", "DIR --datastore D", "copy every point of a datastore directory in (starts a job)", 1, 1,
           BACKUP_IMPORT_OPTS, cmd_backup_import },
+        { "backup", "replicate", "add SOURCE_DS --to-path DIR | --to-url https://HOST:PORT --to-datastore NAME --token-file FILE"
+          " [--ca-file FILE] [--every 15m] [--name NAME] | list | remove NAME | run NAME",
+          "replicate a datastore to a second site, sending only missing chunks (administrators; run waits)", 1, 2,
+          BACKUP_REPLICATE_OPTS, cmd_backup_replicate },
         { "backup", "now", "VM [--datastore D]", "back up a running VM now: full the first time, then only what changed"
           " (starts a job)", 1, 1, BACKUP_NOW_OPTS, cmd_backup_now },
         { "backup", "list", "[VM] [--datastore D]", "list recovery points, newest first", 0, 1, BACKUP_LIST_OPTS,

@@ -355,6 +355,8 @@ int cmd_backup_gc(Ctx *c, const Command *cmd, const Args *a);
 int cmd_backup_prune(Ctx *c, const Command *cmd, const Args *a);
 int cmd_backup_archive(Ctx *c, const Command *cmd, const Args *a);
 int cmd_backup_import(Ctx *c, const Command *cmd, const Args *a);
+extern const OptSpec BACKUP_REPLICATE_OPTS[];
+int cmd_backup_replicate(Ctx *c, const Command *cmd, const Args *a);
 /* backups themselves: now, list, restore */
 extern const OptSpec BACKUP_NOW_OPTS[], BACKUP_LIST_OPTS[], BACKUP_RESTORE_OPTS[];
 int cmd_backup_now(Ctx *c, const Command *cmd, const Args *a);

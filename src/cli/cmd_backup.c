@@ -485,3 +485,166 @@ int cmd_backup_policy(Ctx *c, const Command *cmd, const Args *a) {
         }
         return fail("usage: armada backup policy set GROUP|VM --every 15m ... | list | remove ID");
 }
+
+/* ---- replication to a second site ---- */
+
+const OptSpec BACKUP_REPLICATE_OPTS[] = {
+        { "to-path", 0, true, "DIR", "replicate into this directory on the server (under a backup root)" },
+        { "to-url", 0, true, "URL", "replicate to another armadad, https://HOST:PORT" },
+        { "to-datastore", 0, true, "NAME", "the datastore there (with --to-url)" },
+        { "token-file", 0, true, "FILE", "a file holding an administrator's API token there (with --to-url)" },
+        { "ca-file", 0, true, "FILE", "the PEM file on the server to trust for the target's certificate" },
+        { "every", 0, true, "DURATION", "run every DURATION (30s, 15m, 6h, 1d; at least 10s)" },
+        { "name", 0, true, "NAME", "the replication's name (default SOURCE-to-TARGET)" },
+        { NULL },
+};
+
+/* "15m" and the like into seconds: 0 or -1. */
+static int64_t parse_every(const char *s) {
+        char *end = NULL;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || v <= 0)
+                return -1;
+        int64_t mul = streq(end, "") || streq(end, "s") ? 1 : streq(end, "m") ? 60 : streq(end, "h") ? 3600 : streq(end, "d") ? 86400 : -1;
+        if (mul < 0 || v > INT64_MAX / mul)
+                return -1;
+        return (int64_t) v * mul;
+}
+
+/* The token in FILE, its trailing white space cut; NULL after a message. */
+static char *read_token(const char *file) {
+        FILE *f = fopen(file, "re");
+        if (!f) {
+                fail("cannot read the token file '%s'", file);
+                return NULL;
+        }
+        char buf[1024];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+                buf[--n] = 0;
+        if (n == 0) {
+                fail("the token file '%s' is empty", file);
+                return NULL;
+        }
+        return xstrdup(buf);
+}
+
+static int replicate_add(Ctx *c, const Args *a) {
+        const char *to_path = args_get(a, "to-path"), *to_url = args_get(a, "to-url"), *every_s = args_get(a, "every"),
+                   *tf = args_get(a, "token-file");
+        if (a->n_pos != 2 || !!to_path == !!to_url || (to_url && (!args_get(a, "to-datastore") || !tf)))
+                return fail("usage: armada backup replicate add SOURCE_DS --to-path DIR | --to-url https://HOST:PORT"
+                            " --to-datastore NAME --token-file FILE [--ca-file FILE] [--every 15m] [--name NAME]");
+        int64_t every = 0;
+        if (every_s && (every = parse_every(every_s)) < 0)
+                return fail("--every takes a duration such as 30s, 15m, 6h or 1d");
+        _cleanup_free_ char *token = NULL;
+        if (tf && !(token = read_token(tf)))
+                return EXIT_ERROR;
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:I}", "source", a->pos[1], "name",
+                                                args_get(a, "name"), "to_path", to_path, "to_url", to_url, "to_datastore",
+                                                args_get(a, "to-datastore"), "token", token, "ca_file", args_get(a, "ca-file"),
+                                                "every", (json_int_t) every);
+        if (token)
+                explicit_bzero(token, strlen(token));
+        if (!body)
+                return fail("the arguments must be valid UTF-8");
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "POST", "/replications", body, &reply);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_JSON)
+                print_json(reply);
+        else
+                outf("replication '%s' created", jstr(reply, "name"));
+        return 0;
+}
+
+static int replicate_list(Ctx *c) {
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "GET", "/replications", NULL, &reply);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_JSON) {
+                print_json(reply);
+                return 0;
+        }
+        _cleanup_table_ Table *t = table_new("NAME", "SOURCE", "TARGET", "EVERY", "LAST RUN", "STATE", ">POINTS", ">CHUNKS",
+                                             ">BYTES", NULL);
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(reply, "items"), i, p) {
+                char when[64];
+                table_add(t, jstr(p, "name"));
+                table_add(t, jstr(p, "datastore"));
+                if (json_is_string(json_object_get(p, "to_url")))
+                        table_addf(t, "%s %s", jstr(p, "to_url"), jstr(p, "to_datastore"));
+                else
+                        table_add(t, jstr(p, "to_path"));
+                if (jint(p, "every_s", 0) > 0)
+                        table_addf(t, "%" PRId64 "s", jint(p, "every_s", 0));
+                else
+                        table_add(t, "-");
+                fmt_time_of(p, "last_run_at", when);
+                table_add(t, when);
+                table_add(t, json_is_string(json_object_get(p, "last_state")) ? jstr(p, "last_state") : NULL);
+                json_t *res = json_object_get(p, "last_result");
+                if (json_is_object(res)) {
+                        table_addf(t, "%" PRId64, jint(res, "points_sent", 0));
+                        table_addf(t, "%" PRId64, jint(res, "chunks_sent", 0));
+                        table_addf(t, "%" PRId64, jint(res, "bytes_sent", 0));
+                } else {
+                        table_add(t, NULL);
+                        table_add(t, NULL);
+                        table_add(t, NULL);
+                }
+        }
+        table_print(t, stdout);
+        return 0;
+}
+
+static int replication_id(Ctx *c, const char *name, int64_t *ret) {
+        return resolve(c, "replications", "name", name, "replication", ret, NULL);
+}
+
+int cmd_backup_replicate(Ctx *c, const Command *cmd, const Args *a) {
+        const char *what = a->pos[0];
+        if (streq(what, "add"))
+                return replicate_add(c, a);
+        if (streq(what, "list")) {
+                if (a->n_pos != 1)
+                        return fail("usage: armada backup replicate list");
+                return replicate_list(c);
+        }
+        if (!streq(what, "remove") && !streq(what, "run"))
+                return fail("unknown replicate command '%s'; use add, list, remove or run", what);
+        if (a->n_pos != 2)
+                return fail("usage: armada backup replicate %s NAME", what);
+        int64_t id;
+        int r = replication_id(c, a->pos[1], &id);
+        if (r)
+                return r;
+        if (streq(what, "remove")) {
+                _cleanup_free_ char *path = xasprintf("/replications/%" PRId64, id);
+                r = api_call(c, "DELETE", path, NULL, NULL);
+                if (r == 0 && c->output == OUTPUT_TABLE)
+                        outf("replication '%s' removed (nothing at its target was touched)", a->pos[1]);
+                return r;
+        }
+        _cleanup_free_ char *path = xasprintf("/replications/%" PRId64 "/actions/run", id);
+        _cleanup_json_ json_t *reply = NULL;
+        r = api_call(c, "POST", path, NULL, &reply);
+        if (r)
+                return r;
+        _cleanup_json_ json_t *job = follow_job(c, reply, &r);
+        if (!job)
+                return r ? r : EXIT_ERROR;
+        json_t *res = json_object_get(job, "result");
+        if (c->output == OUTPUT_TABLE)
+                outf("replication '%s': %" PRId64 " of %" PRId64 " points sent, %" PRId64 " chunks, %" PRId64 " bytes", a->pos[1],
+                     jint(res, "points_sent", 0), jint(res, "points_total", 0), jint(res, "chunks_sent", 0),
+                     jint(res, "bytes_sent", 0));
+        return 0;
+}

@@ -517,6 +517,14 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         protect_register_jobs(jobs);
         protect_backup_register_jobs(jobs, inv);
         protect_snapshot_register_jobs(jobs, inv);
+        protect_replicate_register_jobs(jobs);
+        {
+                _cleanup_free_ char *key = xasprintf("%s/replication.key", c->state_dir);
+                if (protect_replicate_key_load(key) < 0) {
+                        fprintf(stderr, "armadad: cannot read or create the replication key '%s'\n", key);
+                        return 1;
+                }
+        }
         HaConfig hcfg = { .declare_ms = c->ha_declare_ms, .fence_timeout_ms = c->fence_timeout_s * 1000 };
         (void) ha_new(st, jobs, inv, &hcfg, &d->ha);
         Ha *ha = d->ha;
@@ -534,7 +542,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         protect_on_backup_alert(backup_alert_hook, mon);
         (void) protect_scheduler_new(st, jobs, (unsigned) (c->backup_schedule_ms > 0 ? c->backup_schedule_ms : 30000), &d->backups);
         if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0 ||
-            monitor_answers_start(st, d->model, 0) < 0 || protect_scheduler_start(d->backups) < 0) {
+            protect_replicate_start(st, jobs) < 0 || monitor_answers_start(st, d->model, 0) < 0 || protect_scheduler_start(d->backups) < 0) {
                 fprintf(stderr, "armadad: cannot start worker threads\n");
                 return 1;
         }
@@ -560,6 +568,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
 static void daemon_stop(Daemon *d) {
         api_free(d->api);
         d->backups = protect_scheduler_free(d->backups);
+        protect_replicate_stop();
         jobs_stop(d->jobs);
         /* No thread may call the host-state hook into a freed monitor. */
         ha_stop(d->ha);

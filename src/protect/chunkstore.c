@@ -1539,3 +1539,137 @@ int chunkstore_copy_points(ChunkStore *src, ChunkStore *dst, json_t *points, Chu
                 *ret_bytes_sent = bytes_sent;
         return 0;
 }
+
+/* ------------------------------------------------------------ replication */
+
+int chunkstore_read_raw(ChunkStore *s, const ChunkDigest *d, uint8_t **ret, size_t *ret_len) {
+        if (!s || !d || !ret || !ret_len)
+                return -EINVAL;
+        char path[80];
+        chunk_path(d, path);
+        _cleanup_free_ uint8_t *file = NULL;
+        size_t flen;
+        int r = read_file_at(s->dirfd, path, CHUNK_FILE_MAX, &file, &flen);
+        if (r == -EFBIG)
+                return -EBADMSG;
+        if (r < 0)
+                return r;
+        _cleanup_free_ uint8_t *buf = malloc(CHUNK_SIZE);
+        if (!buf)
+                return -ENOMEM;
+        r = chunk_decode(d, file, flen, buf, CHUNK_SIZE, NULL);
+        if (r < 0)
+                return r == -ENOBUFS ? -EBADMSG : r;
+        *ret = steal_ptr(file);
+        *ret_len = flen;
+        return 0;
+}
+
+int chunkstore_put_raw(ChunkStore *s, const ChunkDigest *d, const void *file, size_t len, uint64_t *ret_written) {
+        if (!s || !d || (!file && len))
+                return -EINVAL;
+        if (len > CHUNK_FILE_MAX || memcmp(d->b, zero_digest, 32) == 0)
+                return -EBADMSG;
+        _cleanup_free_ uint8_t *buf = malloc(CHUNK_SIZE);
+        if (!buf)
+                return -ENOMEM;
+        int r = chunk_decode(d, file, len, buf, CHUNK_SIZE, NULL);
+        if (r < 0)
+                return r == -ENOBUFS ? -EBADMSG : r;
+        if (chunk_touch(s, d) == 0) {
+                if (ret_written)
+                        *ret_written = 0;
+                return 0;
+        }
+        char path[80];
+        chunk_path(d, path);
+        char sub[16];
+        snprintf(sub, sizeof sub, ".chunks/%.4s", path + 8);
+        if (mkdirat(s->dirfd, sub, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        pthread_mutex_t *lk = chunk_lock(d);
+        pthread_mutex_lock(lk);
+        r = write_atomic_at(s->dirfd, path, file, len, false);
+        pthread_mutex_unlock(lk);
+        if (r < 0)
+                return r;
+        if (ret_written)
+                *ret_written = len;
+        return 0;
+}
+
+int point_export(const Point *p, json_t **ret) {
+        if (!p || !ret)
+                return -EINVAL;
+        json_t *disks = json_array();
+        for (unsigned i = 0; i < p->ndisks; i++) {
+                const PointDisk *d = &p->disks[i];
+                char *hex = malloc(d->nchunks * 64 + 1);
+                if (!hex) {
+                        json_decref(disks);
+                        return -ENOMEM;
+                }
+                for (uint64_t c = 0; c < d->nchunks; c++)
+                        chunk_digest_hex((const ChunkDigest *) (d->digests + c * 32), hex + c * 64);
+                hex[d->nchunks * 64] = 0;
+                json_array_append_new(disks, json_pack("{s:s, s:I, s:s}", "target", d->target, "size", (json_int_t) d->size,
+                                                       "digests", hex));
+                free(hex);
+        }
+        *ret = json_pack("{s:s, s:s, s:O, s:o}", "vm_uuid", p->vm_uuid, "point_id", p->id, "meta", p->meta, "disks", disks);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* Adds disk JD of an exported point to Q: -EINVAL when malformed. */
+static int import_disk(Point *q, json_t *jd) {
+        const char *target = json_string_value(json_object_get(jd, "target"));
+        const char *hex = json_string_value(json_object_get(jd, "digests"));
+        json_t *jsize = json_object_get(jd, "size");
+        if (!target || !hex || !json_is_integer(jsize) || json_integer_value(jsize) < 0)
+                return -EINVAL;
+        uint64_t size = (uint64_t) json_integer_value(jsize), n = chunks_for(size);
+        /* The digests must match the size before anything is allocated. */
+        if (n > SIZE_MAX / 64 || strlen(hex) != n * 64)
+                return -EINVAL;
+        unsigned k;
+        int r = point_add_disk(q, target, size, &k);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EINVAL;
+        char one[65];
+        one[64] = 0;
+        for (uint64_t c = 0; c < n; c++) {
+                ChunkDigest g;
+                memcpy(one, hex + c * 64, 64);
+                if (chunk_digest_parse(one, &g) < 0)
+                        return -EINVAL;
+                r = point_set_chunk(q, k, c, memcmp(g.b, zero_digest, 32) == 0 ? NULL : &g);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int point_import(ChunkStore *s, const json_t *m) {
+        const char *vm = json_string_value(json_object_get(m, "vm_uuid"));
+        const char *id = json_string_value(json_object_get(m, "point_id"));
+        json_t *meta = json_object_get(m, "meta"), *disks = json_object_get(m, "disks");
+        if (!s || !vm || !id || !json_is_object(meta) || !json_is_array(disks) || json_array_size(disks) > 256)
+                return -EINVAL;
+        Point *q = NULL;
+        int r = point_new(s, vm, id, NULL, &q);
+        if (r < 0)
+                return r == -ENOMEM || r == -EEXIST ? r : -EINVAL;
+        size_t i;
+        json_t *jd;
+        json_array_foreach(disks, i, jd) {
+                if (r < 0)
+                        break;
+                r = import_disk(q, jd);
+        }
+        if (r == 0 && json_object_update(q->meta, meta) < 0)
+                r = -ENOMEM;
+        if (r == 0)
+                r = point_commit(q);
+        point_free(q);
+        return r;
+}

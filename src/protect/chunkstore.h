@@ -160,3 +160,27 @@ void prune_select(const time_t *times, size_t n, const PrunePolicy *pol, bool *k
  * *ret_chunks_sent / *ret_bytes_sent may be NULL. */
 int chunkstore_copy_points(ChunkStore *src, ChunkStore *dst, json_t *points, ChunkProgress progress, void *userdata,
                            uint64_t *ret_chunks_sent, uint64_t *ret_bytes_sent);
+
+/* --- Replication to another site (protect-replicate.c) --- */
+
+/* A chunk file image is at most its header and CHUNK_SIZE raw bytes (a
+ * chunk zstd does not shrink is stored raw). */
+#define CHUNK_FILE_MAX (16u + CHUNK_SIZE)
+
+/* The file of chunk D as stored (header and frame), checked against D
+ * first: 0 and *ret (malloc'd) / *ret_len, -ENOENT or -EBADMSG. */
+int chunkstore_read_raw(ChunkStore *s, const ChunkDigest *d, uint8_t **ret, size_t *ret_len);
+/* Stores FILE (a chunk file image from another site, LEN ≤ CHUNK_FILE_MAX)
+ * as chunk D after decoding it and checking that its bytes hash to D:
+ * -EBADMSG for a malformed image or another digest (the sender is never
+ * trusted). *ret_written (may be NULL): LEN, or 0 when D was there. */
+int chunkstore_put_raw(ChunkStore *s, const ChunkDigest *d, const void *file, size_t len, uint64_t *ret_written);
+/* A committed point as JSON for another site: {"vm_uuid", "point_id",
+ * "meta", "disks": [{"target", "size", "digests"}]}, digests the hex of
+ * every chunk's digest in order (64 zeros for an all-zero chunk). */
+int point_export(const Point *p, json_t **ret);
+/* Commits into S the point M describes (as point_export() makes it),
+ * atomically like point_commit(): -EINVAL for a malformed description,
+ * -EEXIST when the point is there already, -EBADMSG when a chunk it names
+ * is not in S. */
+int point_import(ChunkStore *s, const json_t *m);

@@ -248,3 +248,78 @@ ProtectScheduler *protect_scheduler_free(ProtectScheduler *s);
 typedef void (*ProtectBackupAlertFn)(void *userdata, int64_t vm_id, const char *vm_name, bool open, const char *message);
 /* One hook, set at start-up (armadad points it at the monitor's alerts). */
 void protect_on_backup_alert(ProtectBackupAlertFn fn, void *userdata);
+
+/* --- Replication --- */
+
+/* A replication copies the points of a datastore (the source) that its
+ * target lacks -- another directory under a backup root, or a datastore of
+ * another armadad over HTTPS with an API token -- sending only the chunks
+ * the target lacks, chunks first and each point's manifest last: a run cut
+ * short resumes where it stopped. By hand (run) or every every_s seconds
+ * (the replication thread). Administrators only (OBJ_SYSTEM UPDATE; reading
+ * OBJ_SYSTEM for the list), audited. The token is kept in the database
+ * sealed (libsodium secretbox) under the key protect_replicate_key_load()
+ * loads, and never returned by any answer nor written to any log. */
+#define PROTECT_REPLICA_CHUNK_MAX ((4u << 20) + 16u)  /* a chunk file: CHUNK_SIZE raw bytes and the header */
+#define PROTECT_REPLICA_MANIFEST_MAX (64u << 20)      /* an exported point (64 hex digits per 4 MiB chunk) */
+#define PROTECT_REPLICA_MISSING_MAX 1000              /* digests asked about at once */
+#define PROTECT_REPLICA_EVERY_MIN 10                  /* seconds */
+#define PROTECT_REPLICA_EVERY_MAX (366 * 86400)
+
+typedef struct {
+        const char *name;          /* NULL: "<source>-to-<target datastore or directory name>" */
+        const char *source;        /* the source datastore's name */
+        const char *to_path;       /* a directory under a backup root, or */
+        const char *to_url;        /* https://HOST:PORT (http:// only to a loopback address) */
+        const char *to_datastore;  /* with to_url: the datastore's name there */
+        const char *token;         /* with to_url: an administrator's API token there */
+        const char *ca_file;       /* with to_url, may be NULL: the PEM file of the CA (or certificate) to trust */
+        int64_t every_s;           /* 0 (by hand only) or PROTECT_REPLICA_EVERY_MIN..MAX */
+} ProtectReplicationSpec;
+/* Records a replication. 400 naming "name", "source" (404 when there is
+ * no such datastore), "to_path" (outside the backup roots, or overlapping a
+ * datastore of this armadad), "to_url", "to_datastore", "token", "ca_file"
+ * or "every"; 409 "name" when it is taken. Nothing is contacted yet.
+ * *ret: the replication as listed. */
+int protect_replication_add(Store *st, const OpCaller *c, const ProtectReplicationSpec *spec, json_t **ret, OpError *err);
+/* Every replication: {id, name, datastore_id, datastore, to_path, to_url,
+ * to_datastore, ca_file, every_s, created_at, last_run_at, last_job_id,
+ * last_state, last_result} (never the token). */
+int protect_replications_list(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+int protect_replication_remove(Store *st, const OpCaller *c, int64_t id, OpError *err);
+/* Queues a run (job datastore.replicate, target "replication"; its
+ * result: {points_total, points_sent, chunks_sent, bytes_sent}). *ret:
+ * {"job"}. 409 while a run of it is queued or running. */
+int protect_replication_run(Store *st, Jobs *jobs, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Loads the key that seals the replications' tokens from path (a 0600 file
+ * of 32 bytes), making it when missing: at start-up, before the API. 0 or
+ * -errno. Without it, adding a replication to a URL fails (500). */
+int protect_replicate_key_load(const char *path);
+/* Registers datastore.replicate (before jobs_start()). */
+void protect_replicate_register_jobs(Jobs *jobs);
+/* Starts and stops the thread that queues the scheduled runs when due. */
+int protect_replicate_start(Store *st, Jobs *jobs);
+void protect_replicate_stop(void);
+
+/* The receiving side: the endpoints another armadad's replication uses,
+ * on datastore ds_id of this one, for administrators (a 403 is audited).
+ * protect_replica_begin() checks the caller and the datastore only (for
+ * a streamed body, before it is read). */
+int protect_replica_begin(Store *st, const OpCaller *c, int64_t ds_id, OpError *err);
+/* Which of digests (a JSON array of at most PROTECT_REPLICA_MISSING_MAX
+ * hex SHA-256 strings) the datastore lacks: *ret {"missing": [...]}. 400
+ * naming "digests". */
+int protect_replica_missing(Store *st, const OpCaller *c, int64_t ds_id, const json_t *digests, json_t **ret, OpError *err);
+/* Stores a chunk file (as the sender's chunk store holds it) as chunk
+ * digest after checking it decodes to bytes with that digest (400
+ * "digest" for a bad digest, 400 "body" for a mismatch: nothing is
+ * stored). *ret: {"digest", "stored": bytes written (0: it was there)}. */
+int protect_replica_chunk(Store *st, const OpCaller *c, int64_t ds_id, const char *digest, const void *data, size_t len,
+                          json_t **ret, OpError *err);
+/* Commits a point (its JSON as point_export() makes it) once every chunk
+ * it names is present (422 "chunks" otherwise, nothing committed; 400
+ * "body" for a malformed one; 200 with "existed" true when it is there
+ * already) and indexes it for `backup list`. Audited
+ * "datastore.replica-commit". *ret: {"vm_uuid", "point_id", "existed"}. */
+int protect_replica_point(Store *st, const OpCaller *c, int64_t ds_id, const void *body, size_t len, json_t **ret,
+                          OpError *err);

@@ -55,6 +55,22 @@ const StoreMigration store_migrations_protect[] = {
         "  keep_monthly INTEGER NOT NULL DEFAULT 0, keep_yearly INTEGER NOT NULL DEFAULT 0,"
         "  created_at INTEGER NOT NULL,"
         "  CHECK ((vm_id IS NULL) != (group_id IS NULL)));" },
+        /* --- Replication --- */
+        { "replicate-1", "CREATE TABLE replication ("
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  datastore_id INTEGER NOT NULL REFERENCES datastore(id) ON DELETE CASCADE,"
+        "  to_path TEXT,"
+        "  to_url TEXT,"
+        "  to_datastore TEXT,"
+        "  token TEXT,"
+        "  ca_file TEXT,"
+        "  every_s INTEGER NOT NULL DEFAULT 0,"
+        "  created_at INTEGER NOT NULL,"
+        "  last_run_at INTEGER,"
+        "  last_job_id INTEGER,"
+        "  last_state TEXT,"
+        "  last_result TEXT);" },
         { NULL, NULL },
 };
 
@@ -243,3 +259,56 @@ int store_backup_job_pending(Store *st, int64_t vm_id, int64_t since_ms, bool *r
         *ret = n > 0;
         return 0;
 }
+
+}
+
+/* --- Replication --- */
+
+/* Never the token: only store_replication_secret() reads it. */
+#define REPLICATION_COLS                                                                                                \
+        "SELECT r.id, r.name, r.datastore_id, d.name AS datastore, r.to_path, r.to_url, r.to_datastore,"              \
+        " r.ca_file, r.every_s, r.created_at, r.last_run_at, r.last_job_id, r.last_state,"                              \
+        " r.last_result AS last_result_json FROM replication r JOIN datastore d ON d.id = r.datastore_id "
+
+int store_replication_insert(Store *st, const StoreReplication *r, int64_t *ret_id) {
+        return store_insert(st, ret_id, "INSERT INTO replication(name, datastore_id, to_path, to_url, to_datastore, token,"
+                            " ca_file, every_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", "sisssssii", r->name,
+                            r->datastore_id, r->to_path, r->to_url, r->to_datastore, r->token, r->ca_file, r->every_s,
+                            now_ms());
+}
+
+int store_replication_get_json(Store *st, int64_t id, json_t **ret) {
+        return store_query_one(st, ret, REPLICATION_COLS "WHERE r.id = ?", "i", id);
+}
+
+int store_replication_list(Store *st, json_t **ret) {
+        return store_query_json(st, ret, REPLICATION_COLS "ORDER BY r.name", "");
+}
+
+int store_replication_secret(Store *st, int64_t id, char **ret_token) {
+        _cleanup_json_ json_t *o = NULL;
+        int r = store_query_one(st, &o, "SELECT coalesce(token, '') AS token FROM replication WHERE id = ?", "i", id);
+        if (r < 0)
+                return r;
+        *ret_token = xstrdup(jget_str(o, "token"));
+        return 0;
+}
+
+int store_replication_delete(Store *st, int64_t id) {
+        return store_exec_one(st, "DELETE FROM replication WHERE id = ?", "i", id);
+}
+
+int store_replication_due(Store *st, int64_t now, json_t **ret) {
+        return store_query_json(st, ret, REPLICATION_COLS "WHERE r.every_s > 0 AND (r.last_run_at IS NULL OR"
+                                " r.last_run_at + r.every_s * 1000 <= ?1) AND NOT EXISTS (SELECT 1 FROM job j WHERE"
+                                " j.id = r.last_job_id AND j.state IN ('queued', 'running')) ORDER BY r.id", "i", now);
+}
+
+int store_replication_started(Store *st, int64_t id, int64_t job_id) {
+        return store_exec_one(st, "UPDATE replication SET last_run_at = ?, last_job_id = ? WHERE id = ?", "iii", now_ms(),
+                              job_id, id);
+}
+
+int store_replication_finished(Store *st, int64_t id, const char *state, const char *result_json) {
+        return store_exec_one(st, "UPDATE replication SET last_state = ?, last_result = ? WHERE id = ?", "ssi", state,
+                              result_json, id);

@@ -105,3 +105,29 @@ int store_backup_last_point_ms(Store *st, const char *vm_uuid, int64_t *ret_ms);
 /* Whether a vm.backup of vm_id is queued or running, or was queued at or
  * after since_ms (a failed one is not retried before its interval). */
 int store_backup_job_pending(Store *st, int64_t vm_id, int64_t since_ms, bool *ret);
+
+/* --- Replication --- */
+typedef struct StoreReplication {
+        const char *name;
+        int64_t datastore_id;    /* the source */
+        const char *to_path;     /* a directory, or NULL and: */
+        const char *to_url;      /* another armadad, its datastore to_datastore */
+        const char *to_datastore;
+        const char *token;       /* the API token for to_url (never read back by the JSON getters) */
+        const char *ca_file;     /* may be NULL */
+        int64_t every_s;         /* 0: run by hand only */
+} StoreReplication;
+/* -EEXIST when the name is taken. */
+int store_replication_insert(Store *st, const StoreReplication *r, int64_t *ret_id);
+/* {id, name, datastore_id, datastore, to_path, to_url, to_datastore,
+ * ca_file, every_s, created_at, last_run_at, last_job_id, last_state,
+ * last_result}: never the token. */
+int store_replication_get_json(Store *st, int64_t id, json_t **ret);
+int store_replication_list(Store *st, json_t **ret);
+/* The token (malloc'd, "" when none). */
+int store_replication_secret(Store *st, int64_t id, char **ret_token);
+int store_replication_delete(Store *st, int64_t id);
+/* The scheduled replications due at now (ms) whose last job has ended. */
+int store_replication_due(Store *st, int64_t now, json_t **ret);
+int store_replication_started(Store *st, int64_t id, int64_t job_id);
+int store_replication_finished(Store *st, int64_t id, const char *state, const char *result_json);

@@ -208,6 +208,14 @@ class ReadOnlyWritesNothing(PopulatedCase):
                 (f"/datastores/{i['datastore']}/actions/prune", {"keep_last": 1}),
                 (f"/datastores/{i['datastore']}/actions/archive", {"vm": "vm1", "to": os.path.join(tmp, "tape")}),
                 (f"/datastores/{i['datastore']}/actions/import", {"path": os.path.join(tmp, "ds1")})],
+            # Replication (its own tests make real ones).
+            ("POST", "/replications"): [("/replications", {"source": "ds", "to_path": os.path.join(tmp, "ro-mirror")})],
+            ("DELETE", "/replications/{id}"): [("/replications/1", None)],
+            ("POST", "/replications/{id}/actions/run"): [("/replications/1/actions/run", {})],
+            ("POST", "/datastores/{id}/replica/missing"): [(f"/datastores/{i['datastore']}/replica/missing", {"digests": ["a" * 64]})],
+            ("POST", "/datastores/{id}/replica/chunks"): [(f"/datastores/{i['datastore']}/replica/chunks?digest=" + "a" * 64, b"ACK1" + b"\0" * 12)],
+            ("POST", "/datastores/{id}/replica/points"): [(f"/datastores/{i['datastore']}/replica/points",
+                                                           {"vm_uuid": "u", "point_id": "p", "meta": {}, "disks": []})],
         }
 
     # Write operations a read-only user may call, and why.

@@ -5,7 +5,12 @@
  *   mkpoint DIR VM_UUID POINT_ID TARGET=FILE... [--name VM_NAME] [--domain-xml FILE]
  *
  * DIR is made a datastore when it is empty or missing. Prints the point's
- * chunks (one digest per line, "zero" for an all-zero chunk). */
+ * chunks (one digest per line, "zero" for an all-zero chunk).
+ *
+ *   mkpoint --read DIR VM_UUID POINT_ID DISK_INDEX OUT_FILE
+ *
+ * writes a committed point's disk as a raw image (point_read_disk(), what a
+ * restore reads). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -21,7 +26,31 @@ static int die(const char *what, int e) {
         return 1;
 }
 
+static int read_point(char **argv) {
+        ChunkStore *s = NULL;
+        int e = chunkstore_open(argv[2], false, &s);
+        if (e < 0)
+                return die("open", e);
+        Point *p = NULL;
+        e = point_open(s, argv[3], argv[4], &p);
+        if (e < 0)
+                return die("point_open", e);
+        int fd = open(argv[6], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0)
+                return die(argv[6], errno);
+        unsigned disk = (unsigned) atoi(argv[5]);
+        e = point_read_disk(s, p, disk, fd, NULL, NULL);
+        if (e == 0 && ftruncate(fd, (off_t) point_disk_size(p, disk)) < 0)
+                e = -errno;
+        close(fd);
+        point_free(p);
+        chunkstore_free(s);
+        return e < 0 ? die("read", e) : 0;
+}
+
 int main(int argc, char **argv) {
+        if (argc == 7 && strcmp(argv[1], "--read") == 0)
+                return read_point(argv);
         if (argc < 5) {
                 fprintf(stderr, "usage: mkpoint DIR VM_UUID POINT_ID TARGET=FILE... [--name VM_NAME]\n");
                 return 2;

@@ -704,6 +704,81 @@ static void test_copy_points(void **state) {
         chunkstore_free(dst);
 }
 
+/* Replication's primitives: a chunk file moved raw (checked on arrival), a
+ * point exported and imported only once its chunks are there. */
+static void test_replica_raw_and_import(void **state) {
+        ChunkStore *src = open_store("rep-src"), *dst = open_store("rep-dst");
+        uint64_t len = 2ull * CHUNK_SIZE + 100;
+        uint8_t *img = calloc(1, len);
+        fill(img, CHUNK_SIZE, 50);           /* chunk 1 stays zero */
+        fill(img + 2ull * CHUNK_SIZE, 100, 51);
+        make_point(src, VM, "20260105T000000Z", NULL, img, len, NULL);
+        Point *p = NULL;
+        assert_int_equal(point_open(src, VM, "20260105T000000Z", &p), 0);
+        json_t *m = NULL;
+        assert_int_equal(point_export(p, &m), 0);
+        const char *hex = json_string_value(json_object_get(json_array_get(json_object_get(m, "disks"), 0), "digests"));
+        assert_int_equal(strlen(hex), 3 * 64);
+
+        /* Nothing there yet: the import is refused and commits nothing. */
+        assert_int_equal(point_import(dst, m), -EBADMSG);
+        json_t *l = NULL;
+        assert_int_equal(point_list(dst, NULL, &l), 0);
+        assert_int_equal(json_array_size(l), 0);
+        json_decref(l);
+
+        ChunkDigest d0, d2;
+        bool zero;
+        assert_int_equal(point_chunk(p, 0, 0, &d0, &zero), 0);
+        assert_int_equal(point_chunk(p, 0, 2, &d2, &zero), 0);
+        uint8_t *f0 = NULL, *f2 = NULL;
+        size_t n0, n2;
+        assert_int_equal(chunkstore_read_raw(src, &d0, &f0, &n0), 0);
+        assert_int_equal(chunkstore_read_raw(src, &d2, &f2, &n2), 0);
+        /* Another chunk's bytes under d0's name, a flipped byte, a short file: refused. */
+        assert_int_equal(chunkstore_put_raw(dst, &d0, f2, n2, NULL), -EBADMSG);
+        f0[n0 - 1] ^= 1;
+        assert_int_equal(chunkstore_put_raw(dst, &d0, f0, n0, NULL), -EBADMSG);
+        f0[n0 - 1] ^= 1;
+        assert_int_equal(chunkstore_put_raw(dst, &d0, f0, 10, NULL), -EBADMSG);
+        assert_false(chunkstore_has(dst, &d0));
+        uint64_t w = 0;
+        assert_int_equal(chunkstore_put_raw(dst, &d0, f0, n0, &w), 0);
+        assert_int_equal(w, n0);
+        assert_int_equal(chunkstore_put_raw(dst, &d0, f0, n0, &w), 0);
+        assert_int_equal(w, 0);
+        assert_int_equal(point_import(dst, m), -EBADMSG);
+        assert_int_equal(chunkstore_put_raw(dst, &d2, f2, n2, NULL), 0);
+
+        /* Malformed: the digest list does not match the size. */
+        json_t *bad = json_deep_copy(m);
+        json_object_set_new(json_array_get(json_object_get(bad, "disks"), 0), "size", json_integer(CHUNK_SIZE));
+        assert_int_equal(point_import(dst, bad), -EINVAL);
+        json_decref(bad);
+
+        assert_int_equal(point_import(dst, m), 0);
+        assert_int_equal(point_import(dst, m), -EEXIST);
+        Point *q = NULL;
+        assert_int_equal(point_open(dst, VM, "20260105T000000Z", &q), 0);
+        char path[512];
+        snprintf(path, sizeof path, "%s/rep-restore.raw", dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        assert_int_equal(point_read_disk(dst, q, 0, fd, NULL, NULL), 0);
+        uint8_t *back = calloc(1, len);
+        assert_true(pread(fd, back, len, 0) >= 0);
+        assert_memory_equal(back, img, len);
+        close(fd);
+        point_free(q);
+        point_free(p);
+        json_decref(m);
+        free(f0);
+        free(f2);
+        free(back);
+        free(img);
+        chunkstore_free(src);
+        chunkstore_free(dst);
+}
+
 /* ------------------------------------------------------------ paths */
 
 static void path_refused(const char *path, bool may_create, int status) {
@@ -814,6 +889,7 @@ int main(void) {
                 cmocka_unit_test(test_gc),
                 cmocka_unit_test(test_prune_pbs),
                 cmocka_unit_test(test_copy_points),
+                cmocka_unit_test(test_replica_raw_and_import),
                 cmocka_unit_test(test_path_check),
                 cmocka_unit_test(test_point_time),
                 cmocka_unit_test(test_snapshot_names),
