@@ -108,13 +108,6 @@ int ha_op_vm_migrate(Store *st, Jobs *jobs, const OpCaller *c, const HaMigrateSp
         if (!streq(state, "running") && !streq(state, "paused"))
                 return op_fail(err, 409, "conflict", NULL, "VM '%s' is %s; only a running or paused VM can be live-migrated.",
                                jget_str(v, "name"), state);
-        /* libvirt refuses to migrate a domain with snapshots (their metadata
-         * stays with the source's libvirtd); say so before a job fails. */
-        int64_t snaps = jget_int(v, "snapshots");
-        if (snaps > 0)
-                return op_fail(err, 409, "conflict", NULL, "VM '%s' has %lld snapshot%s, and libvirt cannot live-migrate a VM with"
-                               " snapshots; delete them first (armada vm snapshot delete).", jget_str(v, "name"), (long long) snaps,
-                               snaps == 1 ? "" : "s");
         _cleanup_json_ json_t *params = json_pack("{s:b, s:b, s:b}", "with_storage", spec->with_storage, "auto_converge",
                                                   spec->auto_converge, "postcopy", spec->postcopy);
         if (to_id)
