@@ -328,6 +328,10 @@ static int migrate_snapshots_aside(MigrateRun *mr) {
         JobCtx *ctx = mr->ctx;
         HvConn *conn = inventory_link_conn(mr->sl);
         int r = hv_snapshot_defs(conn, mr->vm.uuid, &mr->snaps, &mr->n_snaps);
+        if (r == 0 && mr->n_snaps > 0 && mr->with_storage) {
+                migrate_links_release(mr);
+                return job_fail(ctx, -EXDEV, SNAPSHOTS_NOT_COPIED, mr->vm.name, (long long) mr->n_snaps, mr->n_snaps == 1 ? "" : "s");
+        }
         if (r == 0 && mr->n_snaps > 0) {
                 job_progress(ctx, 4, "setting aside the metadata of the %zu snapshot%s of VM '%s' (they stay in its disks)",
                              mr->n_snaps, mr->n_snaps == 1 ? "" : "s", mr->vm.name);
