@@ -216,7 +216,8 @@ static int migrate_target(JobCtx *ctx, const StoreVm *vm, const StoreHost *src, 
 
 /* One live migration, handed from phase to phase as in libvirt's
  * qemu_migration.c: Begin checks the request and reserves the target,
- * Prepare takes both links and checks the VM runs, Perform runs libvirt's
+ * Prepare takes both links and checks the VM runs, Snapshots sets their
+ * metadata aside (given back where the VM ends up), Perform runs libvirt's
  * migration while reporting progress (post-copy, cancel), Finish records a
  * success, Abort one that libvirt rolled back. */
 typedef struct {
