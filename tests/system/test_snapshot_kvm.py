@@ -11,7 +11,8 @@ in one cluster, disks on the cluster's shared storage):
   moment of the snapshot (its log repeats pass numbers it had printed);
 - a VM with a disk-only and a memory snapshot live-migrates (the metadata is
   set aside and redefined on the target), reverts there, and is evacuated by
-  host maintenance with them; the disk-only one brings its data back;
+  host maintenance with them; the disk-only one brings its data back; a
+  cancelled migration gives them back to the source;
 - checkpoints (the backup engineer's dirty-bitmap objects) and internal
   snapshots live side by side on libvirt 9.0, but QEMU cannot revert a disk
   that carries dirty bitmaps: the revert deletes the checkpoints (event),
@@ -118,7 +119,7 @@ class TestSnapshotKvm(unittest.TestCase):
             d.wait_job(d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])
         self.assertFalse(os.path.exists(path), "deleting the VM deletes its image and the snapshots in it")
 
-    def tiny_guest(self, name):
+    def tiny_guest(self, name, cluster_storage=False):
         """Defines and starts the tiny Linux guest under TCG with a qcow2 (v3)
         disk of its own, behind Armada's back; Armada discovers it. Returns
         (VM, disk path, console log)."""
@@ -128,7 +129,9 @@ class TestSnapshotKvm(unittest.TestCase):
         except GuestUnavailable as e:
             self.skipTest(f"no tiny guest: {e}")
         ab = self.ab
-        disk = os.path.join(ab.bed.shared_dir, f"{name}.qcow2")
+        # On the cluster's shared storage when it is to migrate.
+        disk = os.path.join(ab.shared if cluster_storage else ab.bed.shared_dir, f"{name}.qcow2")
+        os.makedirs(os.path.dirname(disk), exist_ok=True)
         qemu_img(disk, "32M")
         self.addCleanup(lambda: os.path.exists(disk) and os.unlink(disk))
         self.addCleanup(lambda: ab.bed.virsh("h1", "undefine", name, "--snapshots-metadata", "--checkpoints-metadata",
@@ -276,6 +279,28 @@ class TestSnapshotKvm(unittest.TestCase):
         # The guest goes on after the revert.
         n = len(passes(log))
         wait_until(lambda: len(passes(log)) >= n + 2, 60, interval=0.2, what="the guest to go on after the revert")
+
+    def test_4b_cancelled_migration_gives_the_snapshots_back(self):
+        # The metadata set aside for a migration goes back to the source when
+        # the migration does not happen (here: cancelled halfway).
+        ab, d = self.ab, self.ab.d
+        vm, disk, log = self.tiny_guest("snap-back", cluster_storage=True)
+        wait_until(lambda: len(passes(log)) >= 1, 90, interval=0.2, what="the tiny guest to run")
+        job = self.snap(vm["id"], name="keep")
+        self.assertEqual(job["state"], "succeeded", job)
+        job = ab.migrate(vm["id"], wait=False, to="h2", bandwidth_mibs=1)
+        j = wait_until(lambda: (lambda j: j if j["state"] != "queued" and (j["progress"] >= 11 or j["state"] != "running") else None)(
+            d.ok("GET", f"/api/v1/jobs/{job['id']}")), 60, interval=0.1, what="the migration to be under way")
+        self.assertEqual(j["state"], "running", j)
+        self.assertEqual(self.virsh_snapshots("h1", "snap-back"), [], "set aside while it migrates")
+        d.ok("POST", f"/api/v1/jobs/{job['id']}/actions/cancel")
+        j = d.wait_job(job["id"], timeout=60)
+        self.assertEqual(j["state"], "cancelled", j)
+        self.assertEqual(ab.running_on("snap-back"), ["h1"])
+        # Given back by the job itself, before anything lists them.
+        self.assertEqual(self.virsh_snapshots("h1", "snap-back"), ["keep"])
+        self.assertEqual(self.names(vm["id"]), (["keep"], "keep"))
+        self.assertEqual([e for e in ab.events("vm.snapshots-restored") if e["object_id"] == vm["id"]], [])
 
     def test_5_failover_restarts_a_vm_with_snapshots(self):
         # Runs last (by name): h1 dies. The VM restarts on h2 from its saved
