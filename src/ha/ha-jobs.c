@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ha-priv.h"
+#include "hv/hv-snapshot.h"
 #include "placement/placement.h"
 #include "place/place.h"
 
@@ -215,7 +216,8 @@ static int migrate_target(JobCtx *ctx, const StoreVm *vm, const StoreHost *src, 
 
 /* One live migration, handed from phase to phase as in libvirt's
  * qemu_migration.c: Begin checks the request and reserves the target,
- * Prepare takes both links and checks the VM runs, Perform runs libvirt's
+ * Prepare takes both links and checks the VM runs, Snapshots sets their
+ * metadata aside (given back where the VM ends up), Perform runs libvirt's
  * migration while reporting progress (post-copy, cancel), Finish records a
  * success, Abort one that libvirt rolled back. */
 typedef struct {
@@ -230,6 +232,8 @@ typedef struct {
         bool aborted, switched;   /* cancel passed on; switched to post-copy */
         int64_t wall;
         char err[1024];
+        HvSnapshotDef *snaps;     /* the snapshots' metadata, set aside for the move */
+        size_t n_snaps;
 } MigrateRun;
 
 static void migrate_links_release(MigrateRun *mr) {
@@ -313,6 +317,51 @@ static int migrate_prepare(MigrateRun *mr) {
                                 hv_state_name(s0));
         }
         return 0;
+}
+
+/* Snapshots: libvirt refuses to migrate a domain with snapshot metadata.
+ * What it documents instead: keep each snapshot's XML, delete the metadata
+ * on the source only (the internal snapshots stay in the images), migrate,
+ * redefine it where the domain ends up. 0 (nothing to set aside, or set
+ * aside in mr->snaps), or negative after job_fail() with the links
+ * released and whatever was set aside given back. */
+static int migrate_snapshots_aside(MigrateRun *mr) {
+        JobCtx *ctx = mr->ctx;
+        HvConn *conn = inventory_link_conn(mr->sl);
+        int r = hv_snapshot_defs(conn, mr->vm.uuid, &mr->snaps, &mr->n_snaps);
+        if (r == 0 && mr->n_snaps > 0 && mr->with_storage) {
+                migrate_links_release(mr);
+                return job_fail(ctx, -EXDEV, SNAPSHOTS_NOT_COPIED, mr->vm.name, (long long) mr->n_snaps, mr->n_snaps == 1 ? "" : "s");
+        }
+        if (r == 0 && mr->n_snaps > 0) {
+                job_progress(ctx, 4, "setting aside the metadata of the %zu snapshot%s of VM '%s' (they stay in its disks)",
+                             mr->n_snaps, mr->n_snaps == 1 ? "" : "s", mr->vm.name);
+                r = hv_snapshot_forget(conn, mr->vm.uuid, mr->snaps, mr->n_snaps);
+        }
+        if (r == 0)
+                return 0;
+        char why[1024];
+        snprintf(why, sizeof why, "%s", hv_last_error());
+        (void) hv_snapshot_put_back(conn, mr->vm.uuid, mr->snaps, mr->n_snaps);
+        migrate_links_release(mr);
+        return job_fail(ctx, r, "Cannot set aside the snapshots of VM '%s' on host '%s' for its migration: %s", mr->vm.name,
+                        mr->src.name, why);
+}
+
+/* Gives the snapshots set aside back to the host of l, where the VM is now
+ * (the target after a migration, the source after one that failed). A
+ * failure is an event, not the job's: Armada's copy of their XML brings them
+ * back the next time they are read (protect). */
+static void migrate_snapshots_back(MigrateRun *mr, InventoryLink *l, const StoreHost *h) {
+        if (mr->n_snaps == 0 || !l)
+                return;
+        if (hv_snapshot_put_back(inventory_link_conn(l), mr->vm.uuid, mr->snaps, mr->n_snaps) < 0)
+                ha_event(mr->ctx->st, "warning", "vm.snapshots-not-redefined", "vm", mr->vm.id, mr->vm.name, mr->vm.owner_id,
+                         "The snapshots of VM '%s' could not be redefined on host '%s' after its migration: %s They come back the"
+                         " next time they are listed.", mr->vm.name, h->name, hv_last_error());
+        else
+                job_progress(mr->ctx, 95, "redefined the %zu snapshot%s of VM '%s' on host '%s'", mr->n_snaps,
+                             mr->n_snaps == 1 ? "" : "s", mr->vm.name, h->name);
 }
 
 /* While libvirt migrates m: progress from its job statistics, a switch to
@@ -472,11 +521,17 @@ static int migrate_finish(MigrateRun *mr) {
 static int vm_migrate_run(JobCtx *ctx, Ha *ha) {
         MigrateRun mr = { .ctx = ctx, .ha = ha };
         int r = migrate_begin(&mr);
-        if (r < 0 || (r = migrate_prepare(&mr)) < 0)
+        if (r < 0 || (r = migrate_prepare(&mr)) < 0 || (r = migrate_snapshots_aside(&mr)) < 0) {
+                hv_snapshot_defs_free(mr.snaps, mr.n_snaps);
                 return r;
+        }
         r = migrate_perform(&mr);
-        if (r < 0 && !mr.sl)
-                return r; /* no thread: failed, links released */
+        if (r < 0 && !mr.sl) { /* no thread: failed, links released (the snapshots come back when next listed) */
+                hv_snapshot_defs_free(mr.snaps, mr.n_snaps);
+                return r;
+        }
+        migrate_snapshots_back(&mr, r < 0 ? mr.sl : mr.dl, r < 0 ? &mr.src : &mr.dst);
+        hv_snapshot_defs_free(mr.snaps, mr.n_snaps);
         return r < 0 ? migrate_abort(&mr, r) : migrate_finish(&mr);
 }
 

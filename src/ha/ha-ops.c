@@ -4,6 +4,7 @@
  * rights, the checks that need the database, the write or the job, audit
  * and event -- and fails with an OpError the API maps unchanged. */
 #include "ha.h"
+#include "ha-priv.h"
 
 #include <errno.h>
 #include <string.h>
@@ -108,12 +109,12 @@ int ha_op_vm_migrate(Store *st, Jobs *jobs, const OpCaller *c, const HaMigrateSp
         if (!streq(state, "running") && !streq(state, "paused"))
                 return op_fail(err, 409, "conflict", NULL, "VM '%s' is %s; only a running or paused VM can be live-migrated.",
                                jget_str(v, "name"), state);
-        /* libvirt refuses to migrate a domain with snapshots (their metadata
-         * stays with the source's libvirtd); say so before a job fails. */
+        /* Snapshots move with a migration (vm.migrate sets their metadata
+         * aside and redefines it), but they live inside the qcow2 images,
+         * and a storage copy carries only the disks' current data. */
         int64_t snaps = jget_int(v, "snapshots");
-        if (snaps > 0)
-                return op_fail(err, 409, "conflict", NULL, "VM '%s' has %lld snapshot%s, and libvirt cannot live-migrate a VM with"
-                               " snapshots; delete them first (armada vm snapshot delete).", jget_str(v, "name"), (long long) snaps,
+        if (spec->with_storage && snaps > 0)
+                return op_fail(err, 409, "conflict", "with_storage", SNAPSHOTS_NOT_COPIED, jget_str(v, "name"), (long long) snaps,
                                snaps == 1 ? "" : "s");
         _cleanup_json_ json_t *params = json_pack("{s:b, s:b, s:b}", "with_storage", spec->with_storage, "auto_converge",
                                                   spec->auto_converge, "postcopy", spec->postcopy);

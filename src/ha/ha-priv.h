@@ -41,3 +41,11 @@ void ha_event(Store *st, const char *severity, const char *kind, const char *obj
 /* Saves the VM's current definition (for restarts elsewhere) through a
  * live link to its host. Failures are only logged. */
 void ha_save_definition(Ha *ha, InventoryLink *l, const StoreVm *vm);
+
+/* Why a VM with snapshots cannot migrate with its storage (printf format:
+ * the VM's name, the count as long long, "s" or ""): its internal
+ * snapshots live inside the qcow2 images, and the storage copy (QEMU's
+ * drive mirror) carries only the disks' current data. */
+#define SNAPSHOTS_NOT_COPIED                                                                                            \
+        "VM '%s' has %lld snapshot%s inside its disk images, which a migration with its storage does not copy; migrate" \
+        " it on its cluster's shared storage, or delete the snapshots first."

@@ -352,3 +352,185 @@ int hv_snapshot_delete(HvConn *c, const char *uuid, const char *name) {
         /* Dropping an internal snapshot rewrites the qcow2's refcounts. */
         return hv_call_code(c, hv_call_new(delete_body, "deleting a snapshot", uuid, name, NULL, NULL), hv_deadlines.copy_ms);
 }
+
+/* ---- moving the metadata ---- */
+
+void hv_snapshot_defs_free(HvSnapshotDef *defs, size_t n) {
+        for (size_t i = 0; defs && i < n; i++)
+                free(defs[i].xml);
+        free(defs);
+}
+
+static int defs_now(HvConn *c, const char *uuid, HvSnapshotDef **ret, size_t *ret_n) {
+        HV_LEASE(c);
+        _cleanup_domain_ virDomainPtr d = NULL;
+        int r = lookup(c, uuid, "reading the snapshots", &d);
+        if (r < 0)
+                return r;
+        virDomainSnapshotPtr *snaps = NULL;
+        int n = virDomainListAllSnapshots(d, &snaps, VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL);
+        if (n < 0)
+                return hv_virt_fail("listing the snapshots of domain '%s' failed", uuid);
+        HvSnapshotDef *out = xcalloc((size_t) n + 1, sizeof *out);
+        size_t k = 0;
+        for (int i = 0; i < n; i++) {
+                char *xml = r < 0 ? NULL : virDomainSnapshotGetXMLDesc(snaps[i], VIR_DOMAIN_SNAPSHOT_XML_SECURE);
+                HvSnapshot info;
+                if (r >= 0 && !xml && hv_virt_code() != VIR_ERR_NO_DOMAIN_SNAPSHOT) /* deleted meanwhile: left out */
+                        r = hv_virt_fail("reading a snapshot of domain '%s' failed", uuid);
+                if (r >= 0 && xml && (r = hv_snapshot_xml_parse(xml, &info)) == 0 && strlen(info.name) < sizeof out[k].name) {
+                        strcpy(out[k].name, info.name);
+                        out[k].created = info.created;
+                        out[k].current = virDomainSnapshotIsCurrent(snaps[i], 0) == 1;
+                        out[k++].xml = steal_ptr(xml);
+                }
+                free(xml);
+                virDomainSnapshotFree(snaps[i]);
+        }
+        free(snaps);
+        if (r < 0) {
+                hv_snapshot_defs_free(out, k);
+                return r;
+        }
+        *ret = out;
+        *ret_n = k;
+        return 0;
+}
+
+static int defs_body(HvConn *c, HvCall *a) {
+        HvSnapshotDef *defs = NULL;
+        int r = defs_now(c, a->s[0], &defs, &a->ret_n);
+        a->ret.ptr = defs;
+        return r;
+}
+
+int hv_snapshot_defs(HvConn *c, const char *uuid, HvSnapshotDef **ret, size_t *ret_n) {
+        HvCall *a = hv_call_new(defs_body, "reading snapshots", uuid, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0) {
+                *ret = a->ret.ptr;
+                *ret_n = a->ret_n;
+        } else
+                hv_snapshot_defs_free(a->ret.ptr, a->ret_n);
+        a->ret.ptr = NULL;
+        hv_call_free(a);
+        return r;
+}
+
+static int forget_now(HvConn *c, const char *uuid, const char *name) {
+        HV_LEASE(c);
+        _cleanup_domain_ virDomainPtr d = NULL;
+        int r = lookup(c, uuid, "setting the snapshots aside", &d);
+        if (r < 0)
+                return r;
+        _cleanup_snap_ virDomainSnapshotPtr s = NULL;
+        r = snap_lookup(d, name, "setting the snapshots aside", &s);
+        if (r == -ENOENT)
+                return 0; /* gone already */
+        if (r < 0)
+                return r;
+        if (virDomainSnapshotDelete(s, VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY) < 0)
+                return hv_virt_fail("deleting the metadata of snapshot '%s' of domain '%s' failed", name, uuid);
+        return 0;
+}
+
+static int forget_body(HvConn *c, HvCall *a) {
+        return forget_now(c, a->s[0], a->s[1]);
+}
+
+int hv_snapshot_forget(HvConn *c, const char *uuid, const HvSnapshotDef *defs, size_t n) {
+        for (size_t i = n; i > 0; i--) {
+                int r = hv_call_code(c, hv_call_new(forget_body, "setting snapshots aside", uuid, defs[i - 1].name, NULL, NULL),
+                                     hv_deadlines.query_ms);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int redefine_now(HvConn *c, const char *uuid, const char *xml, bool current) {
+        HV_LEASE(c);
+        _cleanup_domain_ virDomainPtr d = NULL;
+        int r = lookup(c, uuid, "redefining a snapshot", &d);
+        if (r < 0)
+                return r;
+        unsigned flags = VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE | (current ? VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT : 0);
+        _cleanup_snap_ virDomainSnapshotPtr s = virDomainSnapshotCreateXML(d, xml, flags);
+        if (!s)
+                return hv_virt_fail("redefining a snapshot of domain '%s' failed", uuid);
+        return 0;
+}
+
+static int redefine_body(HvConn *c, HvCall *a) {
+        return redefine_now(c, a->s[0], a->s[1], a->flag);
+}
+
+int hv_snapshot_redefine(HvConn *c, const char *uuid, const char *xml, bool current) {
+        HvCall *a = hv_call_new(redefine_body, "redefining a snapshot", uuid, xml, NULL, NULL);
+        a->flag = current;
+        return hv_call_code(c, a, hv_deadlines.query_ms);
+}
+
+int hv_snapshot_put_back(HvConn *c, const char *uuid, const HvSnapshotDef *defs, size_t n) {
+        int first = 0;
+        char why[1024] = "";
+        for (size_t i = 0; i < n; i++) {
+                int r = hv_snapshot_redefine(c, uuid, defs[i].xml, defs[i].current);
+                if (r < 0 && first == 0) {
+                        first = r;
+                        snprintf(why, sizeof why, "%s", hv_last_error());
+                }
+        }
+        if (first < 0)
+                hv_set_error("%s", why);
+        return first;
+}
+
+static int checkpoints_drop_now(HvConn *c, const char *uuid, size_t *ret_n) {
+        HV_LEASE(c);
+        _cleanup_domain_ virDomainPtr d = NULL;
+        int r = lookup(c, uuid, "deleting the checkpoints", &d);
+        if (r < 0)
+                return r;
+        virDomainCheckpointPtr *cps = NULL;
+        int n = virDomainListAllCheckpoints(d, &cps, VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL);
+        if (n < 0) {
+                if (hv_virt_code() != VIR_ERR_NO_SUPPORT)
+                        return hv_virt_fail("listing the checkpoints of domain '%s' failed", uuid);
+                *ret_n = 0; /* a driver without checkpoints has none */
+                return 0;
+        }
+        size_t gone = 0;
+        for (int i = n - 1; i >= 0; i--) { /* children first: each delete merges a bitmap into its parent's */
+                if (r >= 0) {
+                        const char *name = virDomainCheckpointGetName(cps[i]);
+                        if (virDomainCheckpointDelete(cps[i], 0) < 0)
+                                r = hv_virt_fail("deleting checkpoint '%s' of domain '%s' failed", name ? name : "?", uuid);
+                        else
+                                gone++;
+                }
+                virDomainCheckpointFree(cps[i]);
+        }
+        free(cps);
+        *ret_n = gone;
+        return r < 0 ? r : 0;
+}
+
+static int checkpoints_drop_body(HvConn *c, HvCall *a) {
+        size_t n = 0;
+        int r = checkpoints_drop_now(c, a->s[0], &n);
+        a->n[0] = n;
+        return r;
+}
+
+int hv_snapshot_checkpoints_drop(HvConn *c, const char *uuid, size_t *ret_n) {
+        HvCall *a = hv_call_new(checkpoints_drop_body, "deleting checkpoints", uuid, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.copy_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        *ret_n = (size_t) a->n[0];
+        hv_call_free(a);
+        return r;
+}

@@ -52,8 +52,49 @@ int hv_snapshot_revert(HvConn *c, const char *uuid, const char *name, bool runni
  * incremental backups leave) domain uuid has. QEMU refuses to load an
  * internal snapshot into a disk that carries dirty bitmaps ("Device has
  * active dirty bitmaps"), and a running domain's failed revert leaves it
- * shut off, so a revert asks first. 0 and *ret_n, or negative. */
+ * shut off, so a revert deletes them first. 0 and *ret_n, or negative. */
 int hv_snapshot_checkpoints(HvConn *c, const char *uuid, size_t *ret_n);
 /* Deletes snapshot name of domain uuid (its children move to its parent).
  * 0, -ENOENT or negative. */
 int hv_snapshot_delete(HvConn *c, const char *uuid, const char *name);
+
+/* ---- moving the metadata (migration, failover) ----
+ * libvirt keeps a snapshot's metadata (its XML: parent, state, the domain
+ * definition of then) beside the domain, not in the image. It refuses to
+ * migrate a domain that has any, and a host that never had it does not know
+ * the snapshots its image holds. The way libvirt documents: keep each
+ * snapshot's XML (secure fields in), delete the metadata only, and redefine
+ * it where the domain is (VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE). */
+typedef struct {
+        char name[HV_SNAPSHOT_NAME_MAX + 1];
+        int64_t created;
+        bool current;
+        char *xml;                              /* malloc'd, secure fields included */
+} HvSnapshotDef;
+
+/* Frees defs[n] and their XML. */
+void hv_snapshot_defs_free(HvSnapshotDef *defs, size_t n);
+/* The XML of every snapshot of domain uuid, parents before children
+ * (VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL). 0 and a malloc'd array (never
+ * NULL) of *ret_n, or negative. */
+int hv_snapshot_defs(HvConn *c, const char *uuid, HvSnapshotDef **ret, size_t *ret_n);
+/* Deletes the metadata of snapshots defs[n] of domain uuid, children first
+ * (VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY): the internal snapshots stay
+ * in the images. 0, or negative at the first failure (the ones before it
+ * are gone: redefine them). */
+int hv_snapshot_forget(HvConn *c, const char *uuid, const HvSnapshotDef *defs, size_t n);
+/* Redefines one snapshot of domain uuid from its xml (hv_snapshot_defs),
+ * making it the current one when current is true. Its parent must be there
+ * already. 0 or negative (libvirt's reason in hv_last_error()). */
+int hv_snapshot_redefine(HvConn *c, const char *uuid, const char *xml, bool current);
+
+/* Redefines defs[n] (hv_snapshot_defs, parents first) on domain uuid, the
+ * current one current again; one that exists already is left alone. 0, or
+ * the first failure (the rest are still tried, as far as their parents
+ * allow). */
+int hv_snapshot_put_back(HvConn *c, const char *uuid, const HvSnapshotDef *defs, size_t n);
+
+/* Deletes every checkpoint of domain uuid, children first, with the dirty
+ * bitmaps they stand for (what a revert needs gone). 0 and how many in
+ * *ret_n, or negative (the ones before the failure are gone). */
+int hv_snapshot_checkpoints_drop(HvConn *c, const char *uuid, size_t *ret_n);

@@ -6,8 +6,12 @@
  * host (hv/hv-snapshot.h) and keep the VM's "snapshots" count.
  *
  * The snapshots themselves are libvirt's internal qcow2 ones: libvirt is
- * the truth, Armada keeps no table of them (only the count, for the VM
- * lists). docs/architecture.md (Protection, Snapshots) says why. */
+ * the truth of what a host knows, and Armada keeps a copy of each one's
+ * XML (store_snapshot_*) so that a host whose libvirt lacks them — the
+ * survivor of a failover, a source whose migration failed after the
+ * metadata was set aside — is given them back: lazily, the next time the
+ * snapshots are read (list, create, revert, delete). Plus the count, for the
+ * VM lists. docs/architecture.md (Protection, Snapshots) says why. */
 #include "protect.h"
 
 #include <errno.h>
@@ -16,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "hv/hv-migrate.h"
 #include "hv/hv-snapshot.h"
 #include "store/store-library.h"
 #include "store/store-protect.h"
@@ -128,13 +133,104 @@ static int snapreq_open(SnapReq *q, const char *action, OpError *err) {
         return 0;
 }
 
+static void vm_event(Store *st, const char *severity, const char *kind, int64_t vm_id, const char *vm_name, int64_t owner_id,
+                     const char *fmt, ...) _printf_(7, 8);
+static void vm_event(Store *st, const char *severity, const char *kind, int64_t vm_id, const char *vm_name, int64_t owner_id,
+                     const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        _cleanup_free_ char *msg = NULL;
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        if (msg)
+                (void) store_event_add(st, severity, kind, "vm", vm_id, vm_name, owner_id, msg);
+}
+
+/* Keeps Armada's copy of the XML of every snapshot domain uuid has on the
+ * host of conn (the store's errors are logged there). */
+static void snapshots_keep(Store *st, HvConn *conn, int64_t vm_id, const char *uuid) {
+        HvSnapshotDef *defs = NULL;
+        size_t n = 0;
+        if (hv_snapshot_defs(conn, uuid, &defs, &n) < 0) {
+                log_warn("cannot keep a copy of the snapshots of VM %lld: %s", (long long) vm_id, hv_last_error());
+                return;
+        }
+        for (size_t i = 0; i < n; i++)
+                (void) store_snapshot_put(st, vm_id, defs[i].name, defs[i].created, defs[i].current, defs[i].xml);
+        hv_snapshot_defs_free(defs, n);
+}
+
+static bool listed(const HvSnapshot *s, size_t n, const char *name) {
+        for (size_t i = 0; i < n; i++)
+                if (streq(s[i].name, name))
+                        return true;
+        return false;
+}
+
+/* Armada's copies against what the host's libvirt knows now (snaps[n]):
+ * the ones it lacks are redefined there, parents first (a snapshot whose
+ * redefinition libvirt refuses is forgotten, with an event); the ones Armada
+ * has no copy of are copied. Not while the domain has a job running (a
+ * migration sets the metadata aside and moves it itself). True when it
+ * redefined any: the caller lists again. */
+static bool snapshots_reconcile(SnapReq *q, HvConn *conn, const HvSnapshot *snaps, size_t n) {
+        _cleanup_json_ json_t *kept = NULL;
+        if (store_snapshot_list(q->st, q->vm_id, &kept) < 0)
+                return false;
+        const char *uuid = jget_str(q->vm, "uuid");
+        int64_t owner = jget_int(q->vm, "owner_id");
+        bool copy = false, missing = false, has_current = false;
+        for (size_t i = 0; i < n; i++) {
+                has_current |= snaps[i].current;
+                bool known = false;
+                for (size_t k = 0; k < json_array_size(kept); k++)
+                        known |= streq(jget_str(json_array_get(kept, k), "name"), snaps[i].name);
+                copy |= !known;
+        }
+        for (size_t k = 0; k < json_array_size(kept); k++)
+                missing |= !listed(snaps, n, jget_str(json_array_get(kept, k), "name"));
+        HvJobInfo job;
+        if (missing && hv_job_info(conn, uuid, &job) == 0 && job.active)
+                missing = false;
+        size_t back = 0;
+        for (size_t k = 0; missing && k < json_array_size(kept); k++) {
+                json_t *row = json_array_get(kept, k);
+                const char *name = jget_str(row, "name");
+                if (listed(snaps, n, name))
+                        continue;
+                bool current = !has_current && json_is_true(json_object_get(row, "current"));
+                if (hv_snapshot_redefine(conn, uuid, jget_str(row, "xml"), current) == 0) {
+                        back++;
+                        has_current |= current;
+                        continue;
+                }
+                vm_event(q->st, "warning", "vm.snapshot-lost", q->vm_id, q->vm_name, owner,
+                         "Snapshot '%s' of VM '%s' is gone: host '%s' does not take it back (%s).", name, q->vm_name, q->host.name,
+                         hv_last_error());
+                (void) store_snapshot_drop(q->st, q->vm_id, name);
+        }
+        if (back > 0)
+                vm_event(q->st, "info", "vm.snapshots-restored", q->vm_id, q->vm_name, owner,
+                         "%zu snapshot%s of VM '%s' %s given back to host '%s', whose libvirt did not know %s.", back,
+                         back == 1 ? "" : "s", q->vm_name, back == 1 ? "was" : "were", q->host.name, back == 1 ? "it" : "them");
+        if (copy || back > 0)
+                snapshots_keep(q->st, conn, q->vm_id, uuid);
+        return back > 0;
+}
+
 /* The snapshots on the host now, through its live link (never connects). */
 static int snapreq_list(SnapReq *q, HvSnapshot **ret, size_t *ret_n, OpError *err) {
         _cleanup_inventory_link_ InventoryLink *l = inventory_link_peek(q->inv, q->host.id);
         if (!l)
                 return op_fail(err, 503, "unavailable", NULL, "Host '%s' of VM '%s' is not connected now; try again later.", q->host.name,
                                q->vm_name);
-        int r = hv_snapshot_list(inventory_link_conn(l), jget_str(q->vm, "uuid"), ret, ret_n);
+        HvConn *conn = inventory_link_conn(l);
+        int r = hv_snapshot_list(conn, jget_str(q->vm, "uuid"), ret, ret_n);
+        if (r == 0 && snapshots_reconcile(q, conn, *ret, *ret_n)) {
+                free(steal_ptr(*ret));
+                r = hv_snapshot_list(conn, jget_str(q->vm, "uuid"), ret, ret_n);
+        }
         if (r == -ENOENT)
                 return op_fail(err, 409, "conflict", NULL, "Host '%s' has no domain for VM '%s' (the VM is missing).", q->host.name,
                                q->vm_name);
@@ -143,28 +239,6 @@ static int snapreq_list(SnapReq *q, HvSnapshot **ret, size_t *ret_n, OpError *er
                                q->host.name, hv_last_error());
         (void) store_vm_snapshots_set(q->st, q->vm_id, (int64_t) *ret_n); /* the count is a convenience: an error is logged */
         return 0;
-}
-
-/* A revert is refused while the VM's disks carry checkpoints: QEMU will not
- * load a snapshot into a disk with dirty bitmaps, and a running VM whose
- * revert fails is left shut off. */
-static int checkpoints_refuse(const char *vm_name, size_t n, OpError *err) {
-        return op_fail(err, 409, "conflict", NULL, "VM '%s' has %zu checkpoint%s (the change tracking of its backups), and QEMU"
-                       " cannot revert disks that carry them; delete the checkpoints first (the next backup is then a full"
-                       " one).", vm_name, n, n == 1 ? "" : "s");
-}
-
-static int snapreq_checkpoints(SnapReq *q, OpError *err) {
-        _cleanup_inventory_link_ InventoryLink *l = inventory_link_peek(q->inv, q->host.id);
-        if (!l)
-                return op_fail(err, 503, "unavailable", NULL, "Host '%s' of VM '%s' is not connected now; try again later.", q->host.name,
-                               q->vm_name);
-        size_t n = 0;
-        int r = hv_snapshot_checkpoints(inventory_link_conn(l), jget_str(q->vm, "uuid"), &n);
-        if (r < 0)
-                return op_fail(err, 502, "host_error", NULL, "Cannot read the checkpoints of VM '%s' on host '%s': %s", q->vm_name,
-                               q->host.name, hv_last_error());
-        return n > 0 ? checkpoints_refuse(q->vm_name, n, err) : 0;
 }
 
 static const HvSnapshot *find(const HvSnapshot *s, size_t n, const char *name) {
@@ -313,8 +387,6 @@ static int snapshot_act(Store *st, Inventory *inv, const OpCaller *c, int64_t vm
                 r = snapreq_list(&q, &snaps, &n, err);
         if (r >= 0 && !find(snaps, n, name))
                 r = op_fail(err, 404, "not_found", "name", "VM '%s' has no snapshot named '%s'.", q.vm_name, name);
-        if (r >= 0 && streq(kind, "vm.snapshot-revert"))
-                r = snapreq_checkpoints(&q, err);
         if (r >= 0) {
                 _cleanup_json_ json_t *params = json_pack("{s:s}", "name", name);
                 r = submit(&q, kind, params, name, &job, err);
@@ -360,7 +432,7 @@ static void snap_event(SnapJob *j, const char *severity, const char *kind, const
                 msg = NULL;
         va_end(ap);
         if (msg)
-                (void) store_event_add(j->ctx->st, severity, kind, "vm", j->vm.id, j->vm.name, j->vm.owner_id, msg);
+                vm_event(j->ctx->st, severity, kind, j->vm.id, j->vm.name, j->vm.owner_id, "%s", msg);
 }
 
 /* The VM, its host and a live link to it. Taking and deleting a snapshot
@@ -398,6 +470,7 @@ static void snapjob_sync(SnapJob *j, int64_t *ret_count) {
                 (void) store_vm_snapshots_set(j->ctx->st, j->vm.id, (int64_t) n);
                 *ret_count = (int64_t) n;
         }
+        snapshots_keep(j->ctx->st, conn, j->vm.id, j->vm.uuid); /* new, current, reparented children */
         HvState s;
         if (hv_domain_state(conn, j->vm.uuid, &s) == 0)
                 (void) store_vm_set_state(j->ctx->st, j->vm.id, hv_state_name(s));
@@ -444,6 +517,33 @@ static int job_snapshot_create(JobCtx *ctx, void *userdata) {
         return r;
 }
 
+/* QEMU will not load an internal snapshot into a disk that carries dirty
+ * bitmaps, and a running VM whose revert fails is left shut off: the
+ * backup chain gives way. The VM's checkpoints (and their bitmaps) are
+ * deleted first, with an event; the next backup of the VM finds its
+ * checkpoint gone and is a full one. 0, or negative after job_fail(). */
+static int revert_checkpoints_drop(SnapJob *j) {
+        size_t n = 0;
+        int r = hv_snapshot_checkpoints(inventory_link_conn(j->link), j->vm.uuid, &n);
+        if (r < 0)
+                return job_fail(j->ctx, r, "Cannot read the checkpoints of VM '%s' on host '%s': %s", j->vm.name, j->host.name,
+                                hv_last_error());
+        if (n == 0)
+                return 0;
+        job_progress(j->ctx, 15, "deleting the %zu checkpoint%s of VM '%s' (its disks cannot be reverted with them)", n,
+                     n == 1 ? "" : "s", j->vm.name);
+        size_t gone = 0;
+        r = hv_snapshot_checkpoints_drop(inventory_link_conn(j->link), j->vm.uuid, &gone);
+        if (gone > 0)
+                snap_event(j, "warning", "vm.backup-chain-broken", "Reverting VM '%s' to snapshot '%s' deleted its %zu checkpoint%s"
+                           " (the change tracking of its backups); its next backup is a full one.", j->vm.name, j->name, gone,
+                           gone == 1 ? "" : "s");
+        if (r < 0)
+                return job_fail(j->ctx, r, "Cannot delete the checkpoints of VM '%s' on host '%s' before the revert: %s", j->vm.name,
+                                j->host.name, hv_last_error());
+        return 0;
+}
+
 static int job_snapshot_revert(JobCtx *ctx, void *userdata) {
         SnapJob j = { .ctx = ctx, .inv = userdata };
         int r = snapjob_open(&j);
@@ -451,15 +551,8 @@ static int job_snapshot_revert(JobCtx *ctx, void *userdata) {
                 return snapjob_done(&j), r;
         HvConn *conn = inventory_link_conn(j.link);
         inventory_link_lock_ops(j.link);
-        size_t ckpts = 0;
-        r = hv_snapshot_checkpoints(conn, j.vm.uuid, &ckpts);
-        if (r < 0) {
-                job_fail(ctx, r, "Cannot read the checkpoints of VM '%s' on host '%s': %s", j.vm.name, j.host.name, hv_last_error());
-        } else if (ckpts > 0) {
-                OpError e = {0};
-                checkpoints_refuse(j.vm.name, ckpts, &e);
-                r = job_fail(ctx, -EBUSY, "%s", e.message);
-        } else {
+        r = revert_checkpoints_drop(&j);
+        if (r == 0) {
                 job_progress(ctx, 20, "reverting VM '%s' to snapshot '%s'", j.vm.name, j.name);
                 job_expect_quiet(ctx, 3600);
                 r = hv_snapshot_revert(conn, j.vm.uuid, j.name, true);
@@ -493,6 +586,8 @@ static int job_snapshot_delete(JobCtx *ctx, void *userdata) {
         r = hv_snapshot_delete(conn, j.vm.uuid, j.name);
         if (r == -ENOENT)
                 r = 0; /* gone already: deleting twice is not an error */
+        if (r == 0)
+                (void) store_snapshot_drop(ctx->st, j.vm.id, j.name);
         else if (r < 0)
                 job_fail(ctx, r, "Cannot delete snapshot '%s' of VM '%s' on host '%s': %s", j.name, j.vm.name, j.host.name,
                          hv_last_error());

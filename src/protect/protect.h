@@ -183,7 +183,11 @@ void protect_snapshot_register_jobs(Jobs *jobs, Inventory *inv);
  * or null, "snapshots": [{name, parent (null for a root), created_at,
  * state (the VM's when taken), has_memory, current, description,
  * size_bytes (null: internal snapshots share their image)}], oldest first}.
- * Brings the VM's "snapshots" count up to date. */
+ * Brings the VM's "snapshots" count up to date. Gives the host's libvirt
+ * back, from Armada's copy of their XML, the snapshots it lacks (after a
+ * failover, a migration whose redefine failed; parents first): event
+ * "vm.snapshots-restored", or "vm.snapshot-lost" (the copy dropped) for one
+ * libvirt refuses; create, revert and delete check through the same path. */
 int protect_snapshot_list(Store *st, Inventory *inv, const OpCaller *c, int64_t vm_id, json_t **ret, OpError *err);
 
 typedef struct {
@@ -204,8 +208,10 @@ int protect_snapshot_create(Store *st, Inventory *inv, const OpCaller *c, int64_
                             json_t **ret, OpError *err);
 /* Reverts VM vm_id to snapshot name as a job: with memory the VM runs from
  * that moment; without, the VM is left shut off with the disks of then
- * (what Proxmox's rollback and Hyper-V's apply do). Checks as create's
- * (404 "name" for an unknown snapshot). Audits "vm.snapshot-revert".
+ * (what Proxmox's rollback and Hyper-V's apply do). The job first deletes
+ * the VM's checkpoints (QEMU cannot revert disks with dirty bitmaps; event
+ * "vm.backup-chain-broken": the next backup is a full one). Checks as
+ * create's (404 "name" for an unknown snapshot). Audits "vm.snapshot-revert".
  * *ret: {"job"}. */
 int protect_snapshot_revert(Store *st, Inventory *inv, const OpCaller *c, int64_t vm_id, const char *name, json_t **ret,
                             OpError *err);

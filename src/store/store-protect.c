@@ -71,6 +71,14 @@ const StoreMigration store_migrations_protect[] = {
         "  last_job_id INTEGER,"
         "  last_state TEXT,"
         "  last_result TEXT);" },
+        { "snapshot-xml",
+          "CREATE TABLE vm_snapshot ("
+          "  vm_id INTEGER NOT NULL REFERENCES vm(id) ON DELETE CASCADE,"
+          "  name TEXT NOT NULL,"
+          "  created INTEGER NOT NULL DEFAULT 0,"
+          "  current INTEGER NOT NULL DEFAULT 0,"
+          "  xml TEXT NOT NULL,"
+          "  PRIMARY KEY (vm_id, name));" },
         { NULL, NULL },
 };
 
@@ -260,7 +268,6 @@ int store_backup_job_pending(Store *st, int64_t vm_id, int64_t since_ms, bool *r
         return 0;
 }
 
-}
 
 /* --- Replication --- */
 
@@ -312,3 +319,23 @@ int store_replication_started(Store *st, int64_t id, int64_t job_id) {
 int store_replication_finished(Store *st, int64_t id, const char *state, const char *result_json) {
         return store_exec_one(st, "UPDATE replication SET last_state = ?, last_result = ? WHERE id = ?", "ssi", state,
                               result_json, id);
+}
+
+int store_snapshot_list(Store *st, int64_t vm_id, json_t **ret) {
+        /* Parents were taken before their children (and written first). */
+        return store_query_json(st, ret, "SELECT name, xml, current AS current_bool FROM vm_snapshot WHERE vm_id = ?1"
+                                " ORDER BY created, rowid", "i", vm_id);
+}
+
+int store_snapshot_put(Store *st, int64_t vm_id, const char *name, int64_t created, bool current, const char *xml) {
+        int r = store_exec(st, "INSERT INTO vm_snapshot (vm_id, name, created, current, xml) VALUES (?1, ?2, ?3, ?4, ?5)"
+                           " ON CONFLICT (vm_id, name) DO UPDATE SET created = ?3, current = ?4, xml = ?5"
+                           " WHERE created IS NOT ?3 OR current IS NOT ?4 OR xml IS NOT ?5",
+                           "isibs", vm_id, name, created, current, xml);
+        return r < 0 ? r : 0;
+}
+
+int store_snapshot_drop(Store *st, int64_t vm_id, const char *name) {
+        int r = store_exec(st, "DELETE FROM vm_snapshot WHERE vm_id = ?1 AND name = ?2", "is", vm_id, name);
+        return r < 0 ? r : 0;
+}

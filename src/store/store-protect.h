@@ -82,6 +82,17 @@ int store_backup_vm_grant_copy(Store *st, int64_t to_vm_id, int64_t from_vm_id);
  * so that the VM lists read it from the read model). -ENOENT for no VM. */
 int store_vm_snapshots_set(Store *st, int64_t vm_id, int64_t count);
 
+/* Armada's copy of each snapshot's libvirt XML (secure fields included), so
+ * that a host whose libvirt lacks the metadata (after a failover, a failed
+ * migration) can be given it back. Rows go with their VM. */
+/* VM vm_id's copies, parents before children: 0 and a JSON array of
+ * {name, xml, current}, or negative. */
+int store_snapshot_list(Store *st, int64_t vm_id, json_t **ret);
+/* Inserts or updates the copy of snapshot name of VM vm_id. */
+int store_snapshot_put(Store *st, int64_t vm_id, const char *name, int64_t created, bool current, const char *xml);
+/* Deletes the copy of snapshot name of VM vm_id (none is no error). */
+int store_snapshot_drop(Store *st, int64_t vm_id, const char *name);
+
 /* Protection policies: a VM's own, or a host group's (for every VM on a
  * host in its subtree, unless the VM has its own; the deepest group's
  * wins). keep: last, hourly, daily, weekly, monthly, yearly. */

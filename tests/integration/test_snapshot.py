@@ -232,6 +232,24 @@ class SnapshotTest(unittest.TestCase):
         p = run("vm", "snapshot", "list", "cli-vm", "-o", "json")
         self.assertIn('"snapshots": []', p.stdout.replace('"snapshots":[]', '"snapshots": []'))
 
+    def test_06_migration_with_storage_is_refused(self):
+        # Snapshots move with a migration on shared storage (system test);
+        # a storage copy would leave them behind inside the source's images.
+        d = self.d
+        vm = d.create_vm("snap-mig-it", "h1", disk_bytes=64 << 20)
+        d.vm_action(vm["id"], "start")
+        self.snap(vm["id"], {"name": "s1"})
+        b = self.refused("POST", f"/api/v1/vms/{vm['id']}/migrate", {"with_storage": True}, 409, "with_storage",
+                         contains="1 snapshot inside its disk images")
+        self.assertIn("'snap-mig-it'", b["error"]["message"])
+        self.assertEqual([j for j in d.ok("GET", "/api/v1/jobs?limit=50")["items"] if j["kind"] == "vm.migrate"
+                          and j["target_id"] == vm["id"]], [], "nothing queued")
+        self.act("DELETE", f"/api/v1/vms/{vm['id']}/snapshots/s1")
+        st, b = d.request("POST", f"/api/v1/vms/{vm['id']}/migrate", {"with_storage": True})
+        self.assertNotEqual(b.get("error", {}).get("field"), "with_storage", b)
+        if st == 202:
+            d.wait_job(b["job"]["id"])
+
 
 if __name__ == "__main__":
     unittest.main()

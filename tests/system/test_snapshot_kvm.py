@@ -9,12 +9,17 @@ in one cluster, disks on the cluster's shared storage):
   (qemu-io through the monitor, QEMU's block layer), revert: the VM runs
   again, the disk holds the data of then, and the guest goes on from the
   moment of the snapshot (its log repeats pass numbers it had printed);
-- a VM with snapshots is refused live migration with the reason, and moves
-  once they are deleted;
+- a VM with a disk-only and a memory snapshot live-migrates (the metadata is
+  set aside and redefined on the target), reverts there, and is evacuated by
+  host maintenance with them; the disk-only one brings its data back; a
+  cancelled migration gives them back to the source;
 - checkpoints (the backup engineer's dirty-bitmap objects) and internal
   snapshots live side by side on libvirt 9.0, but QEMU cannot revert a disk
-  that carries dirty bitmaps: Armada refuses the revert up front, saying why;
-- an HA failover restarts a VM with snapshots on the survivor.
+  that carries dirty bitmaps: the revert deletes the checkpoints (event),
+  then works;
+- an HA failover restarts a VM with snapshots on the survivor, whose libvirt
+  is given them back from Armada's copy when they are listed; a revert there
+  works.
 """
 import os
 import re
@@ -114,7 +119,7 @@ class TestSnapshotKvm(unittest.TestCase):
             d.wait_job(d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])
         self.assertFalse(os.path.exists(path), "deleting the VM deletes its image and the snapshots in it")
 
-    def tiny_guest(self, name):
+    def tiny_guest(self, name, cluster_storage=False):
         """Defines and starts the tiny Linux guest under TCG with a qcow2 (v3)
         disk of its own, behind Armada's back; Armada discovers it. Returns
         (VM, disk path, console log)."""
@@ -124,7 +129,9 @@ class TestSnapshotKvm(unittest.TestCase):
         except GuestUnavailable as e:
             self.skipTest(f"no tiny guest: {e}")
         ab = self.ab
-        disk = os.path.join(ab.bed.shared_dir, f"{name}.qcow2")
+        # On the cluster's shared storage when it is to migrate.
+        disk = os.path.join(ab.shared if cluster_storage else ab.bed.shared_dir, f"{name}.qcow2")
+        os.makedirs(os.path.dirname(disk), exist_ok=True)
         qemu_img(disk, "32M")
         self.addCleanup(lambda: os.path.exists(disk) and os.unlink(disk))
         self.addCleanup(lambda: ab.bed.virsh("h1", "undefine", name, "--snapshots-metadata", "--checkpoints-metadata",
@@ -177,27 +184,70 @@ class TestSnapshotKvm(unittest.TestCase):
         finally:
             ab.bed.virsh("h1", "destroy", "snap-live", check=False)
 
-    def test_3_migration_refused_while_snapshots_exist(self):
+    def virsh_snapshots(self, host, dom):
+        out = self.ab.bed.virsh(host, "snapshot-list", dom, "--name", check=False)
+        return sorted(out.split())
+
+    def names(self, vm_id):
+        lst = self.ab.d.ok("GET", f"/api/v1/vms/{vm_id}/snapshots")
+        return [s["name"] for s in lst["snapshots"]], lst["current"]
+
+    def test_3_migration_carries_the_snapshots(self):
         ab, d = self.ab, self.ab.d
-        vm = ab.create_vm("snap-mig", "h1", memory_mib=128, disk="16M")
+        vm = ab.create_vm("snap-mig", "h1", memory_mib=128, disk="16M", start=False)
+        path = d.vm(vm["id"])["disks"][0]["path"]
+        h2_maintenance = False
         try:
-            job = self.snap(vm["id"], name="m1")
+            # A disk-only snapshot of the stopped VM, with known data ...
+            qemu_io_write(path, 0x55)
+            job = self.snap(vm["id"], name="cold")
             self.assertEqual(job["state"], "succeeded", job)
-            self.assertEqual(d.vm(vm["id"])["snapshots"], 1)
-            st, b = d.request("POST", f"/api/v1/vms/{vm['id']}/migrate", {"to": "h2"})
-            self.assertEqual(st, 409, b)
-            self.assertIn("snapshot", b["error"]["message"])
-            self.assertEqual(ab.running_on("snap-mig"), ["h1"])
-            job = self.act("DELETE", f"/api/v1/vms/{vm['id']}/snapshots/m1")
+            self.assertFalse(job["result"]["has_memory"])
+            qemu_io_write(path, 0x66)
+            # ... and one with memory once it runs.
+            r = d.ok("POST", f"/api/v1/vms/{vm['id']}/actions/start")
+            self.assertEqual(d.wait_job(r["job"]["id"])["state"], "succeeded")
+            job = self.snap(vm["id"], name="warm")
             self.assertEqual(job["state"], "succeeded", job)
-            self.assertEqual(d.vm(vm["id"])["snapshots"], 0)
+            self.assertTrue(job["result"]["has_memory"])
+            self.assertEqual(self.virsh_snapshots("h1", "snap-mig"), ["cold", "warm"])
+
+            # libvirt refuses a domain with snapshot metadata; Armada sets it
+            # aside, migrates, and redefines it on the target.
             job = ab.migrate(vm["id"], to="h2")
             self.assertEqual(job["state"], "succeeded", job)
             self.assertEqual(ab.running_on("snap-mig"), ["h2"])
+            self.assertEqual(self.virsh_snapshots("h2", "snap-mig"), ["cold", "warm"], "h2's libvirt knows them")
+            self.assertEqual(self.names(vm["id"]), (["cold", "warm"], "warm"))
+            self.assertEqual(d.vm(vm["id"])["snapshots"], 2)
+            # A revert with memory works on the new host.
+            job = self.act("POST", f"/api/v1/vms/{vm['id']}/snapshots/warm/revert")
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertEqual(job["result"]["state"], "running")
+            self.assertEqual(ab.bed.virsh("h2", "domstate", "snap-mig").strip(), "running")
+
+            # Maintenance of h2 evacuates the VM, snapshots and all.
+            r = d.ok("POST", f"/api/v1/hosts/{ab.host_id['h2']}/maintenance", {"on": True})
+            h2_maintenance = True
+            job = d.wait_job(r["job"]["id"], timeout=300)
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertEqual(ab.running_on("snap-mig"), ["h1"])
+            self.assertEqual(self.virsh_snapshots("h1", "snap-mig"), ["cold", "warm"])
+            self.assertEqual(self.names(vm["id"]), (["cold", "warm"], "warm"))
+
+            # The disk-only one brings the data of then back after two moves.
+            job = self.act("POST", f"/api/v1/vms/{vm['id']}/snapshots/cold/revert")
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertEqual(job["result"]["state"], "stopped")
+            self.assertTrue(qemu_io_read(path, 0x55), "the data of the snapshot is back")
+            self.assertFalse(qemu_io_read(path, 0x66))
         finally:
+            if h2_maintenance:
+                r = d.ok("POST", f"/api/v1/hosts/{ab.host_id['h2']}/maintenance", {"on": False})
+                d.wait_job(r["job"]["id"])
             d.wait_job(d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])
 
-    def test_4_checkpoints_and_snapshots_exclude_each_other(self):
+    def test_4_revert_drops_the_checkpoints(self):
         ab, d = self.ab, self.ab.d
         vm, disk, log = self.tiny_guest("snap-ckpt")
         def virsh(*args):
@@ -209,22 +259,48 @@ class TestSnapshotKvm(unittest.TestCase):
         job = self.snap(vm["id"], name="s1")
         self.assertEqual(job["state"], "succeeded", job)
         self.assertEqual(virsh("checkpoint-create-as", "snap-ckpt", "c2")[0], 0)
-        # ... but QEMU will not load a snapshot into a disk with dirty
-        # bitmaps (and libvirt's failed revert would leave the VM shut off):
-        # Armada refuses the revert up front, saying why, and the VM runs on.
-        st, b = d.request("POST", f"/api/v1/vms/{vm['id']}/snapshots/s1/revert", {})
-        self.assertEqual(st, 409, b)
-        self.assertIn("2 checkpoints", b["error"]["message"])
-        self.assertEqual(ab.bed.virsh("h1", "domstate", "snap-ckpt").strip(), "running")
         # Deleting a snapshot is fine beside them.
         self.assertEqual(self.snap(vm["id"], name="s2")["state"], "succeeded")
         self.assertEqual(self.act("DELETE", f"/api/v1/vms/{vm['id']}/snapshots/s2")["state"], "succeeded")
-        # Without the checkpoints the revert works.
-        for c in ("c2", "c1"):
-            self.assertEqual(virsh("checkpoint-delete", "snap-ckpt", c)[0], 0)
+        self.assertEqual(virsh("checkpoint-list", "snap-ckpt", "--name")[1].split(), ["c1", "c2"])
+        # ... but QEMU will not load a snapshot into a disk with dirty
+        # bitmaps: the revert deletes the checkpoints (the backup chain gives
+        # way, with an event) and then works; the VM runs on.
         job = self.act("POST", f"/api/v1/vms/{vm['id']}/snapshots/s1/revert")
         self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(job["result"]["state"], "running")
         self.assertEqual(ab.bed.virsh("h1", "domstate", "snap-ckpt").strip(), "running")
+        rc, out = virsh("checkpoint-list", "snap-ckpt", "--name")
+        self.assertEqual((rc, out.split()), (0, []), "the checkpoints are gone")
+        ev = [e for e in ab.events("vm.backup-chain-broken") if e["object_id"] == vm["id"]]
+        self.assertEqual(len(ev), 1, ev)
+        self.assertIn("2 checkpoints", ev[0]["message"])
+        self.assertIn("full", ev[0]["message"])
+        # The guest goes on after the revert.
+        n = len(passes(log))
+        wait_until(lambda: len(passes(log)) >= n + 2, 60, interval=0.2, what="the guest to go on after the revert")
+
+    def test_4b_cancelled_migration_gives_the_snapshots_back(self):
+        # The metadata set aside for a migration goes back to the source when
+        # the migration does not happen (here: cancelled halfway).
+        ab, d = self.ab, self.ab.d
+        vm, disk, log = self.tiny_guest("snap-back", cluster_storage=True)
+        wait_until(lambda: len(passes(log)) >= 1, 90, interval=0.2, what="the tiny guest to run")
+        job = self.snap(vm["id"], name="keep")
+        self.assertEqual(job["state"], "succeeded", job)
+        job = ab.migrate(vm["id"], wait=False, to="h2", bandwidth_mibs=1)
+        j = wait_until(lambda: (lambda j: j if j["state"] != "queued" and (j["progress"] >= 11 or j["state"] != "running") else None)(
+            d.ok("GET", f"/api/v1/jobs/{job['id']}")), 60, interval=0.1, what="the migration to be under way")
+        self.assertEqual(j["state"], "running", j)
+        self.assertEqual(self.virsh_snapshots("h1", "snap-back"), [], "set aside while it migrates")
+        d.ok("POST", f"/api/v1/jobs/{job['id']}/actions/cancel")
+        j = d.wait_job(job["id"], timeout=60)
+        self.assertEqual(j["state"], "cancelled", j)
+        self.assertEqual(ab.running_on("snap-back"), ["h1"])
+        # Given back by the job itself, before anything lists them.
+        self.assertEqual(self.virsh_snapshots("h1", "snap-back"), ["keep"])
+        self.assertEqual(self.names(vm["id"]), (["keep"], "keep"))
+        self.assertEqual([e for e in ab.events("vm.snapshots-restored") if e["object_id"] == vm["id"]], [])
 
     def test_5_failover_restarts_a_vm_with_snapshots(self):
         # Runs last (by name): h1 dies. The VM restarts on h2 from its saved
@@ -245,12 +321,23 @@ class TestSnapshotKvm(unittest.TestCase):
             self.assertEqual(ab.running_on("snap-ha"), ["h2"])
             info = subprocess.run(["qemu-img", "snapshot", "-U", "-l", path], capture_output=True, text=True, timeout=30).stdout
             self.assertIn("pre-failover", info, "the snapshot is still inside the image")
-            lst = d.ok("GET", f"/api/v1/vms/{vm['id']}/snapshots")
-            self.assertEqual(lst["snapshots"], [])
-            self.assertEqual(d.vm(vm["id"])["snapshots"], 0)
+            self.assertEqual(self.virsh_snapshots("h2", "snap-ha"), [], "h2's libvirt never knew it")
+            # Armada kept its XML and gives it back to h2 when it is read.
+            self.assertEqual(self.names(vm["id"]), (["pre-failover"], "pre-failover"))
+            self.assertEqual(self.virsh_snapshots("h2", "snap-ha"), ["pre-failover"])
+            self.assertEqual(d.vm(vm["id"])["snapshots"], 1)
+            ev = [e for e in ab.events("vm.snapshots-restored") if e["object_id"] == vm["id"]]
+            self.assertEqual(len(ev), 1, ev)
+            self.assertIn("h2", ev[0]["message"])
+            # A revert there works (with the memory of then).
+            job = self.act("POST", f"/api/v1/vms/{vm['id']}/snapshots/pre-failover/revert")
+            self.assertEqual(job["state"], "succeeded", job)
+            self.assertEqual(job["result"]["state"], "running")
+            self.assertEqual(ab.running_on("snap-ha"), ["h2"])
             # A new snapshot on h2 works.
             job = self.snap(vm["id"], name="after-failover")
             self.assertEqual(job["state"], "succeeded", job)
+            self.assertEqual(self.names(vm["id"])[0], ["pre-failover", "after-failover"])
         finally:
             ab.bed.start("h1")
             wait_until(lambda: d.ok("GET", f"/api/v1/hosts/{ab.host_id['h1']}")["state"] == "ok", 60, interval=0.2,

@@ -1246,12 +1246,73 @@ static void test_snapshot_cycle(void **state) {
         hv_conn_free(c);
 }
 
+/* Setting the metadata aside and giving it back (migration, failover):
+ * parents first, the current one current again, secure XML kept. */
+static void test_snapshot_metadata_moves(void **state) {
+        HvConn *c = connect_test();
+        const char *uuid = "a3c8d0e2-4444-4a5b-8c9d-0e1f2a3b4c5d";
+        HvDomainSpec s = typical_spec();
+        s.name = "snap02";
+        s.uuid = uuid;
+        s.domain_type = "test";
+        assert_int_equal(hv_domain_define(c, &s), 0);
+        _cleanup_free_ char *x1 = hv_snapshot_xml_build("base", NULL, false, s.disks, s.n_disks);
+        _cleanup_free_ char *x2 = hv_snapshot_xml_build("child", NULL, false, s.disks, s.n_disks);
+        _cleanup_free_ char *x3 = hv_snapshot_xml_build("grandchild", NULL, false, s.disks, s.n_disks);
+        assert_int_equal(hv_snapshot_create(c, uuid, x1), 0);
+        assert_int_equal(hv_snapshot_create(c, uuid, x2), 0);
+        assert_int_equal(hv_snapshot_create(c, uuid, x3), 0);
+        assert_int_equal(hv_snapshot_revert(c, uuid, "child", true), 0); /* current: child */
+        HvSnapshotDef *defs = NULL;
+        size_t nd = 0;
+        assert_int_equal(hv_snapshot_defs(c, uuid, &defs, &nd), 0);
+        assert_int_equal(nd, 3);
+        assert_string_equal(defs[0].name, "base");
+        assert_non_null(strstr(defs[0].xml, "<domainsnapshot"));
+        assert_non_null(strstr(defs[0].xml, "<domain")); /* the definition of then, what a revert needs */
+        for (size_t i = 0; i < nd; i++)
+                assert_int_equal(defs[i].current, streq(defs[i].name, "child"));
+        /* The test driver keeps metadata only and knows no METADATA_ONLY
+         * flag: a plain delete, children first, stands for
+         * hv_snapshot_forget() here (the system test covers that on QEMU). */
+        for (size_t i = nd; i > 0; i--)
+                assert_int_equal(hv_snapshot_delete(c, uuid, defs[i - 1].name), 0);
+        _cleanup_free_ HvSnapshot *l = NULL;
+        size_t n = 9;
+        assert_int_equal(hv_snapshot_list(c, uuid, &l, &n), 0);
+        assert_int_equal(n, 0);
+        free(steal_ptr(l));
+        assert_int_equal(hv_snapshot_put_back(c, uuid, defs, nd), 0);
+        assert_int_equal(hv_snapshot_list(c, uuid, &l, &n), 0);
+        assert_int_equal(n, 3);
+        for (size_t i = 0; i < n; i++) {
+                if (streq(l[i].name, "grandchild"))
+                        assert_string_equal(l[i].parent, "child");
+                assert_int_equal(l[i].current, streq(l[i].name, "child"));
+        }
+        /* Given back twice: updated, no error. */
+        assert_int_equal(hv_snapshot_put_back(c, uuid, defs, nd), 0);
+        /* A child without its parent is refused, saying so. */
+        for (size_t i = nd; i > 0; i--)
+                assert_int_equal(hv_snapshot_delete(c, uuid, defs[i - 1].name), 0);
+        assert_true(hv_snapshot_redefine(c, uuid, defs[2].xml, false) < 0);
+        assert_non_null(strstr(hv_last_error(), "redefining a snapshot"));
+        /* The test driver has no checkpoints: nothing to drop. */
+        size_t gone = 9;
+        assert_int_equal(hv_snapshot_checkpoints_drop(c, uuid, &gone), 0);
+        assert_int_equal(gone, 0);
+        hv_snapshot_defs_free(defs, nd);
+        assert_int_equal(hv_domain_undefine(c, uuid), 0);
+        hv_conn_free(c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_xml_uefi),
                 cmocka_unit_test(test_snapshot_xml_build),
                 cmocka_unit_test(test_snapshot_xml_parse),
                 cmocka_unit_test(test_snapshot_cycle),
+                cmocka_unit_test(test_snapshot_metadata_moves),
                 cmocka_unit_test(test_xml_armada_marker),
                 cmocka_unit_test(test_uri_normalize),
                 cmocka_unit_test(test_state_names),
