@@ -9,11 +9,12 @@
  * overlapping a dirty extent are read; the others keep the base point's
  * digests, which point_new() copied). Each chunk read is handed to
  * chunkstore_put(), which stores it once however many points and VMs name
- * it. */
+ * it. A reader thread keeps one chunk read ahead of the hashing. */
 #include "protect-priv.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -139,6 +140,57 @@ static int plan_reads(ProtectNbd *n, Extents *x) {
         return 0;
 }
 
+/* The reads run in a thread of their own, one chunk ahead of the hashing
+ * and compressing: while chunkstore_put() digests chunk i (SHA-256 and
+ * zstd, the larger cost), the reader already waits on QEMU for chunk i+1.
+ * Two buffers, handed over in order under one mutex; the reader stops at
+ * its first error or when the consumer says stop. */
+typedef struct {
+        ProtectNbd *n;
+        const uint8_t *need;
+        uint64_t n_chunks;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        uint8_t *buf[2];
+        bool full[2];            /* slot holds a chunk the consumer has not taken */
+        int err[2];              /* the read's result for the slot */
+        char why[256];
+        bool stop;
+} Reader;
+
+static void *reader_main(void *userdata) {
+        Reader *rd = userdata;
+        uint64_t i = 0;
+        for (uint64_t c = 0; c < rd->n_chunks; c++) {
+                if (!rd->need[c])
+                        continue;
+                unsigned slot = (unsigned) (i++ % 2);
+                pthread_mutex_lock(&rd->lock);
+                while (rd->full[slot] && !rd->stop)
+                        pthread_cond_wait(&rd->cond, &rd->lock);
+                bool stop = rd->stop;
+                pthread_mutex_unlock(&rd->lock);
+                if (stop)
+                        break;
+                uint64_t off = c * CHUNK_SIZE;
+                size_t len = (size_t) (rd->n->size - off < CHUNK_SIZE ? rd->n->size - off : CHUNK_SIZE);
+                int r = 0;
+                if (nbd_pread(rd->n->h, rd->buf[slot], len, off, 0) < 0) {
+                        r = nbd_errno();
+                        snprintf(rd->why, sizeof rd->why, "cannot read %zu bytes at offset %" PRIu64 " over NBD: %s", len, off,
+                                 nbd_get_error());
+                }
+                pthread_mutex_lock(&rd->lock);
+                rd->err[slot] = r;
+                rd->full[slot] = true;
+                pthread_cond_broadcast(&rd->cond);
+                pthread_mutex_unlock(&rd->lock);
+                if (r < 0)
+                        break;
+        }
+        return NULL;
+}
+
 int protect_nbd_copy(ProtectNbd *n, ChunkStore *s, Point *p, unsigned disk, bool incremental, ProtectCounters *cnt,
                      ProtectNbdProgress progress, void *userdata, char *why, size_t why_size) {
         Extents x = { .context = n->context, .incremental = incremental, .n_chunks = (n->size + CHUNK_SIZE - 1) / CHUNK_SIZE };
@@ -153,8 +205,17 @@ int protect_nbd_copy(ProtectNbd *n, ChunkStore *s, Point *p, unsigned disk, bool
         for (uint64_t c = 0; c < x.n_chunks; c++)
                 to_read += x.need[c];
         cnt->chunks_total += x.n_chunks;
-        _cleanup_free_ uint8_t *buf = xmalloc(CHUNK_SIZE);
-        uint64_t done = 0;
+        Reader rd = { .n = n, .need = x.need, .n_chunks = x.n_chunks, .lock = PTHREAD_MUTEX_INITIALIZER,
+                      .cond = PTHREAD_COND_INITIALIZER };
+        rd.buf[0] = xmalloc(CHUNK_SIZE);
+        rd.buf[1] = xmalloc(CHUNK_SIZE);
+        pthread_t reader;
+        bool started = to_read > 0;
+        if (started && (r = -pthread_create(&reader, NULL, reader_main, &rd)) < 0) {
+                snprintf(why, why_size, "cannot start the NBD reader: %s", strerror(-r));
+                started = false;
+        }
+        uint64_t done = 0, i = 0;
         for (uint64_t c = 0; c < x.n_chunks && r >= 0; c++) {
                 uint64_t off = c * CHUNK_SIZE;
                 size_t len = (size_t) (n->size - off < CHUNK_SIZE ? n->size - off : CHUNK_SIZE);
@@ -167,11 +228,17 @@ int protect_nbd_copy(ProtectNbd *n, ChunkStore *s, Point *p, unsigned disk, bool
                         }
                         continue;
                 }
-                if (nbd_pread(n->h, buf, len, off, 0) < 0) {
-                        r = nbd_errno();
-                        snprintf(why, why_size, "cannot read %zu bytes at offset %" PRIu64 " over NBD: %s", len, off, nbd_get_error());
+                unsigned slot = (unsigned) (i++ % 2);
+                pthread_mutex_lock(&rd.lock);
+                while (!rd.full[slot])
+                        pthread_cond_wait(&rd.cond, &rd.lock);
+                r = rd.err[slot];
+                pthread_mutex_unlock(&rd.lock);
+                if (r < 0) {
+                        snprintf(why, why_size, "%s", rd.why);
                         break;
                 }
+                const uint8_t *buf = rd.buf[slot];
                 cnt->bytes_read += len;
                 cnt->chunks_read++;
                 if (chunk_is_zero(buf, len)) {
@@ -190,6 +257,10 @@ int protect_nbd_copy(ProtectNbd *n, ChunkStore *s, Point *p, unsigned disk, bool
                                 cnt->chunks_new++;
                         r = point_set_chunk(p, disk, c, &d);
                 }
+                pthread_mutex_lock(&rd.lock);
+                rd.full[slot] = false;
+                pthread_cond_broadcast(&rd.cond);
+                pthread_mutex_unlock(&rd.lock);
                 if (r < 0 && !why[0])
                         snprintf(why, why_size, "cannot record chunk %" PRIu64 " of the point: %s", c, strerror(-r));
                 done++;
@@ -198,6 +269,15 @@ int protect_nbd_copy(ProtectNbd *n, ChunkStore *s, Point *p, unsigned disk, bool
                         r = -ECANCELED;
                 }
         }
+        if (started) {
+                pthread_mutex_lock(&rd.lock);
+                rd.stop = true;
+                pthread_cond_broadcast(&rd.cond);
+                pthread_mutex_unlock(&rd.lock);
+                pthread_join(reader, NULL);
+        }
+        free(rd.buf[0]);
+        free(rd.buf[1]);
         free(x.need);
         return r < 0 ? r : 0;
 }

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,6 +344,117 @@ static void test_point_roundtrip_and_base(void **state) {
         point_free(base);
         free(img);
         free(img2);
+        chunkstore_free(s);
+}
+
+/* protect_nbd_copy against a real NBD server (qemu-nbd over a unix socket,
+ * a raw file): the reader thread hands every chunk over in order (the
+ * point reads back byte for byte; a hole is not read, a written zero chunk
+ * is read and not stored; a short last chunk), and a cancel after the
+ * second chunk stops it (the reader thread joined: the sanitizers see no
+ * leak or race). */
+static pid_t start_qemu_nbd(const char *img, const char *sock) {
+        pid_t pid = fork();
+        if (pid == 0) {
+                int nul = open("/dev/null", O_WRONLY);
+                if (nul >= 0) {
+                        dup2(nul, 1);
+                        dup2(nul, 2);
+                }
+                execlp("qemu-nbd", "qemu-nbd", "-f", "raw", "-x", "d", "-k", sock, "-t", "-r", img, (char *) NULL);
+                _exit(127);
+        }
+        for (int i = 0; i < 200 && access(sock, F_OK) < 0; i++) {
+                if (waitpid(pid, &(int){0}, WNOHANG) == pid)
+                        return -1;
+                usleep(20000);
+        }
+        return access(sock, F_OK) == 0 ? pid : -1;
+}
+
+static bool cancel_after_two(uint64_t done, uint64_t total, void *userdata) {
+        (void) total;
+        (void) userdata;
+        return done < 2;
+}
+
+static void test_nbd_copy(void **state) {
+        if (access("/usr/bin/qemu-nbd", X_OK) < 0)
+                skip();
+        ChunkStore *s = open_store("nbd");
+        uint64_t len = 5ull * CHUNK_SIZE + 12800;
+        uint8_t *img = calloc(1, len);
+        fill(img, CHUNK_SIZE, 30);                          /* 0 data, 1 a hole */
+        fill(img + 2 * CHUNK_SIZE, CHUNK_SIZE, 31);         /* 2 data, 3 written zeros */
+        fill(img + 4 * CHUNK_SIZE, CHUNK_SIZE + 12800, 32); /* 4 data, 5 short (NBD sizes are whole sectors) */
+        char path[512], sock[512];
+        snprintf(path, sizeof path, "%s/nbd.raw", dir);
+        snprintf(sock, sizeof sock, "%s/nbd.sock", dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, (off_t) len), 0);
+        for (uint64_t c = 0; c * CHUNK_SIZE < len; c++) {
+                if (c == 1)
+                        continue;
+                size_t n = (size_t) (len - c * CHUNK_SIZE < CHUNK_SIZE ? len - c * CHUNK_SIZE : CHUNK_SIZE);
+                assert_int_equal(pwrite(fd, img + c * CHUNK_SIZE, n, (off_t) (c * CHUNK_SIZE)), (ssize_t) n);
+        }
+        close(fd);
+        pid_t srv = start_qemu_nbd(path, sock);
+        if (srv < 0) {
+                free(img);
+                chunkstore_free(s);
+                skip();
+        }
+
+        ProtectNbdSource src = { .socket = sock, .export_name = "d" };
+        ProtectNbd *n = NULL;
+        char why[256] = "";
+        assert_int_equal(protect_nbd_open(&src, &n, why, sizeof why), 0);
+        assert_int_equal(protect_nbd_size(n), len);
+        Point *p = NULL;
+        unsigned k;
+        assert_int_equal(point_new(s, VM, "20260101T000000Z", NULL, &p), 0);
+        assert_int_equal(point_add_disk(p, "vda", len, &k), 0);
+        ProtectCounters cnt = {0};
+        assert_int_equal(protect_nbd_copy(n, s, p, k, false, &cnt, NULL, NULL, why, sizeof why), 0);
+        assert_int_equal(cnt.chunks_total, 6);
+        assert_int_equal(cnt.chunks_read, 5);   /* not the hole */
+        assert_int_equal(cnt.chunks_zero, 2);   /* the hole and the written zeros */
+        assert_int_equal(cnt.chunks_new, 4);
+        assert_int_equal(cnt.bytes_read, 4 * CHUNK_SIZE + 12800);
+        assert_int_equal(point_commit(p), 0);
+        point_free(p);
+        n = protect_nbd_close(n);
+
+        Point *back = NULL;
+        assert_int_equal(point_open(s, VM, "20260101T000000Z", &back), 0);
+        snprintf(path, sizeof path, "%s/nbd-restore.raw", dir);
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(point_read_disk(s, back, 0, fd, NULL, NULL), 0);
+        uint8_t *got = malloc(len);
+        assert_int_equal(pread(fd, got, len, 0), (ssize_t) len);
+        assert_memory_equal(got, img, len);
+        close(fd);
+        point_free(back);
+
+        /* Cancelled after the second chunk: -ECANCELED, nothing more read. */
+        assert_int_equal(protect_nbd_open(&src, &n, why, sizeof why), 0);
+        assert_int_equal(point_new(s, VM, "20260101T000100Z", NULL, &p), 0);
+        assert_int_equal(point_add_disk(p, "vda", len, &k), 0);
+        ProtectCounters c2 = {0};
+        why[0] = 0;
+        assert_int_equal(protect_nbd_copy(n, s, p, k, false, &c2, cancel_after_two, NULL, why, sizeof why), -ECANCELED);
+        assert_string_equal(why, "cancelled");
+        assert_int_equal(c2.chunks_read, 2);
+        point_free(p);
+        protect_nbd_close(n);
+
+        kill(srv, SIGTERM);
+        waitpid(srv, NULL, 0);
+        free(got);
+        free(img);
         chunkstore_free(s);
 }
 
@@ -891,6 +1003,7 @@ int main(void) {
                 cmocka_unit_test(test_copy_points),
                 cmocka_unit_test(test_replica_raw_and_import),
                 cmocka_unit_test(test_path_check),
+                cmocka_unit_test(test_nbd_copy),
                 cmocka_unit_test(test_point_time),
                 cmocka_unit_test(test_snapshot_names),
                 cmocka_unit_test(test_snapshot_default_name),
