@@ -134,6 +134,33 @@ int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastor
                                vm_uuid, datastore);
 }
 
+/* "Good": not found unrestorable by the last verify of its datastore. */
+#define LAST_GOOD_FROM                                                                                                  \
+        " FROM backup_point b LEFT JOIN datastore d ON d.name = b.datastore"                                           \
+        " LEFT JOIN datastore_point v ON v.datastore_id = d.id AND v.vm_uuid = b.vm_uuid AND v.point_id = b.point_id"
+
+int store_backup_point_last_good(Store *st, const char *vm_uuid, json_t **ret) {
+        return store_query_one(st, ret,
+                               "SELECT b.datastore, b.point_id, b.full AS full_bool, b.consistency, b.size_bytes, b.created_at,"
+                               " v.verified_at, v.ok AS verified_ok_bool" LAST_GOOD_FROM
+                               " WHERE b.vm_uuid = ? AND coalesce(v.ok, 1) = 1 ORDER BY b.point_id DESC, b.id DESC LIMIT 1",
+                               "s", vm_uuid);
+}
+
+int store_backup_last_good_all(Store *st, json_t **ret) {
+        return store_query_json(st, ret,
+                                "SELECT b.vm_uuid, max(b.vm_name) AS vm_name, max(b.point_id) AS point_id" LAST_GOOD_FROM
+                                " WHERE coalesce(v.ok, 1) = 1 GROUP BY b.vm_uuid ORDER BY b.vm_uuid", "");
+}
+
+int store_backup_vms_unprotected(Store *st, const char *since_point_id, int64_t *ret) {
+        /* Point ids are fixed-width UTC times: they compare as strings. */
+        return store_query_i64(st, ret,
+                               "SELECT count(*) FROM vm WHERE NOT EXISTS (SELECT 1" LAST_GOOD_FROM
+                               " WHERE b.vm_uuid = vm.uuid AND b.point_id >= ? AND coalesce(v.ok, 1) = 1)", "s",
+                               since_point_id);
+}
+
 int store_backup_oldest_running(Store *st, int64_t *ret_ms) {
         int64_t v = 0;
         int r = store_query_i64(st, &v, "SELECT min(started_at) FROM job WHERE kind = 'vm.backup' AND state = 'running'"

@@ -65,6 +65,17 @@ int store_backup_point_list(Store *st, const char *vm_uuid, const char *datastor
 int store_backup_point_get(Store *st, const char *datastore, const char *vm_uuid, const char *point_id, json_t **ret);
 /* The newest point of vm_uuid in datastore; -ENOENT when none. */
 int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastore, json_t **ret);
+/* The newest good point of vm_uuid in any datastore (good: not found
+ * unrestorable by its datastore's last verify): {datastore, point_id, full,
+ * consistency, size_bytes, created_at, verified_at, verified_ok (null when
+ * never verified)}; -ENOENT when none. One indexed query. */
+int store_backup_point_last_good(Store *st, const char *vm_uuid, json_t **ret);
+/* For every VM that has a good point: [{vm_uuid, vm_name, point_id}] of
+ * its newest, by vm_uuid (one pass over the index). */
+int store_backup_last_good_all(Store *st, json_t **ret);
+/* How many VMs of the inventory have no good point taken at or after the
+ * time since_point_id ("YYYYMMDDTHHMMSSZ", a point id's form). */
+int store_backup_vms_unprotected(Store *st, const char *since_point_id, int64_t *ret);
 /* When (ms since the epoch) the oldest vm.backup job still running
  * started; -ENOENT when none runs. */
 int store_backup_oldest_running(Store *st, int64_t *ret_ms);
