@@ -57,6 +57,7 @@ static json_t *session_features(Req *r) {
                 { "health", ACT_READ, OBJ_VM },            /* /health */
                 { "users", ACT_UPDATE, OBJ_SYSTEM },       /* /users, /grants */
                 { "audit", ACT_READ, OBJ_SYSTEM },         /* /audit */
+                { "datastores", ACT_UPDATE, OBJ_SYSTEM },  /* /datastores: usage, verify, gc */
         };
         json_t *f = json_array();
         for (size_t i = 0; i < ELEMENTSOF(FEATURES); i++)

@@ -47,7 +47,10 @@ const StoreMigration store_migrations_protect[] = {
         { NULL, NULL },
 };
 
-#define DATASTORE_COLS "id, name, path, created_at, usage AS usage_json, usage_at"
+#define DATASTORE_COLS                                                                                                  \
+        "id, name, path, created_at, usage AS usage_json, usage_at,"                                                   \
+        " (SELECT max(verified_at) FROM datastore_point WHERE datastore_id = datastore.id) AS verified_at,"            \
+        " (SELECT count(*) FROM datastore_point WHERE datastore_id = datastore.id AND ok = 0) AS verify_bad_points"
 
 int store_datastore_insert(Store *st, const char *name, const char *path, int64_t *ret_id) {
         return store_insert(st, ret_id, "INSERT INTO datastore(name, path, created_at) VALUES (?, ?, ?)", "ssi", name, path,

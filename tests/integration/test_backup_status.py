@@ -93,6 +93,8 @@ class TestBackupStatus(unittest.TestCase):
             self.assertTrue(lb["taken_at"].startswith("2020-01-02T00:00:00"), lb)
             self.assertIsNone(lb["last_verified"])
             self.assertIsNone(d.ok("GET", f"/api/v1/vms/{self.bare['id']}")["last_backup"])
+            row = d.ok("GET", f"/api/v1/datastores/{ds['id']}")
+            self.assertEqual((row["verified_at"], row["verify_bad_points"]), (None, 0), row)
             # A self-service user does not see the VM at all (404, not its point).
             st, _ = d.request("GET", f"/api/v1/vms/{vid}", token=self.ss)
             self.assertEqual(st, 404)
@@ -128,6 +130,10 @@ class TestBackupStatus(unittest.TestCase):
             self.assertEqual(lb["point_id"], OLD, lb)
             self.assertTrue(lb["last_verified"]["ok"], lb)
             self.assertIn('uuid="%s"} %d' % (self.vm["uuid"], point_time(OLD)), self.metrics())
+            # The datastore's row says its last verify found a bad point.
+            row = [x for x in d.ok("GET", "/api/v1/datastores")["items"] if x["id"] == ds["id"]][0]
+            self.assertEqual(row["verify_bad_points"], 1, row)
+            self.assertIsNotNone(row["verified_at"])
         finally:
             d.ok("DELETE", f"/api/v1/datastores/{ds['id']}?force=true")
 

@@ -428,11 +428,11 @@ class SessionFeatures(unittest.TestCase):
 
     def test_features_per_role(self):
         everything = {"hosts", "create-vm", "operate-vm", "console", "migrate", "change-vm", "operate-host", "maintenance", "ratings",
-                      "metrics", "health", "users", "audit", "templates"}
+                      "metrics", "health", "users", "audit", "datastores", "templates"}
         _, admin = self.features("admin")
         self.assertEqual(admin, everything)
         _, deleg = self.features("deleg")
-        self.assertEqual(deleg, everything - {"users", "audit"})
+        self.assertEqual(deleg, everything - {"users", "audit", "datastores"})
         _, ro = self.features("ro")
         self.assertEqual(ro, {"hosts", "ratings", "metrics", "health", "templates"})
         _, ss = self.features("ss")
@@ -442,7 +442,8 @@ class SessionFeatures(unittest.TestCase):
         d = self.d
         probes = {"ratings": ("GET", "/api/v1/placement/ratings?memory_mib=64&group=Lab"),
                   "audit": ("GET", "/api/v1/audit?limit=1"), "users": ("GET", "/api/v1/users"),
-                  "health": ("GET", "/api/v1/health"), "self-service": ("GET", "/api/v1/self-service")}
+                  "health": ("GET", "/api/v1/health"), "self-service": ("GET", "/api/v1/self-service"),
+                  "datastores": ("GET", "/api/v1/datastores")}
         for name in ("ro", "ss", "deleg"):
             token, feats = self.features(name)
             for feat, (method, path) in probes.items():
