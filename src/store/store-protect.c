@@ -137,9 +137,10 @@ int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastor
                                vm_uuid, datastore);
 }
 
-/* "Good": not found unrestorable by the last verify of its datastore. */
+/* "Good": in a datastore still registered, and not found unrestorable by
+ * its last verify. */
 #define LAST_GOOD_FROM                                                                                                  \
-        " FROM backup_point b LEFT JOIN datastore d ON d.name = b.datastore"                                           \
+        " FROM backup_point b JOIN datastore d ON d.name = b.datastore"                                                \
         " LEFT JOIN datastore_point v ON v.datastore_id = d.id AND v.vm_uuid = b.vm_uuid AND v.point_id = b.point_id"
 
 int store_backup_point_last_good(Store *st, const char *vm_uuid, json_t **ret) {

@@ -68,7 +68,8 @@ int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastor
 /* The newest good point of vm_uuid in any datastore (good: not found
  * unrestorable by its datastore's last verify): {datastore, point_id, full,
  * consistency, size_bytes, created_at, verified_at, verified_ok (null when
- * never verified)}; -ENOENT when none. One indexed query. */
+ * never verified)}; -ENOENT when none. Points indexed under a datastore no
+ * longer registered do not count. One indexed query. */
 int store_backup_point_last_good(Store *st, const char *vm_uuid, json_t **ret);
 /* For every VM that has a good point: [{vm_uuid, vm_name, point_id}] of
  * its newest, by vm_uuid (one pass over the index). */

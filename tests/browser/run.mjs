@@ -568,6 +568,15 @@ test('self-service portal: a self-service user sees only their VMs', async () =>
     await A.req('PATCH', `/vms/${legacy.id}`, { owner: null });
   }
   await page.waitForSelector(card('legacy01'), { state: 'detached', timeout: 10000 });
+  // Her Backups view: the points of her VMs only, no datastores (an
+  // administrator's); back to her VMs.
+  await page.click('#nav-backups');
+  await page.waitForSelector('#backups-view .points-box :is(table, p)', { timeout: 10000 });
+  assert(await page.$('#backups-view .datastores-box') === null, 'no datastores for a self-service user');
+  const pointVms = await page.$$eval('#backups-view tr.point-row', rs => rs.map(r => r.dataset.vm));
+  assert(pointVms.every(n => n === 'web01'), 'only points of her VMs: ' + pointVms.join(','));
+  await page.click('#nav-backups');
+  await page.waitForSelector(card('web01'));
   if (granted) {
     await page.waitForSelector('.tpl-card[data-template="small"] button.deploy', { timeout: 15000 });
     const vmsQuota = await page.textContent('.quota[data-quota="VMs"]');

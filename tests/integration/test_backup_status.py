@@ -151,6 +151,10 @@ class TestBackupStatus(unittest.TestCase):
             self.assertEqual(d.ok("GET", f"/api/v1/vms/{self.vm['id']}")["last_backup"]["point_id"], pid)
         finally:
             d.ok("DELETE", f"/api/v1/datastores/{r['datastore']['id']}?force=true")
+        # A forgotten datastore's points are no VM's last backup any more.
+        if not any(x["name"] == "st1" for x in d.ok("GET", "/api/v1/datastores")["items"]):
+            self.assertIsNone(d.ok("GET", f"/api/v1/vms/{self.vm['id']}")["last_backup"])
+            self.assertNotIn("armada_vm_last_backup_timestamp_seconds{", self.metrics())
 
 
 if __name__ == "__main__":

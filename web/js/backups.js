@@ -98,12 +98,25 @@ function followJob(app, rerender) {
   cache.timer = setTimeout(rerender, 1000);
 }
 
+// The newest finished job that may change points (a backup, a restore, a
+// datastore's maintenance) among those the jobs pane holds: the panel reads
+// its lists again when it changes.
+const POINT_JOBS = /^(vm\.backup|vm\.restore|datastore\.)/;
+const pointsMark = app => Math.max(0, ...app.data.jobs
+  .filter(j => POINT_JOBS.test(j.kind || '') && !['queued', 'running'].includes(j.state)).map(j => j.id));
+
+// Makes the panel read again at its next render (the Backups view calls it
+// when it reads its lists).
+export function backupsChanged() { cache.at = 0; }
+
 export function backupsPanel(app, vm, rerender) {
   if (cache.id !== vm.id) {
     clearTimeout(cache.timer);
     Object.assign(cache, { last: undefined, points: null, error: null, job: null, failure: null });
   }
   followJob(app, rerender);
+  const mark = pointsMark(app);
+  if (mark !== cache.mark) Object.assign(cache, { mark, at: 0 });
   const stale = cache.id !== vm.id || Date.now() - cache.at > TTL_MS;
   if (stale && !cache.loading) load(vm, rerender);
   const may = app.features['operate-vm'] && vm.origin !== 'foreign' && !['creating', 'deleting'].includes(vm.state);
@@ -150,7 +163,7 @@ function renderDatastores(app, box, list, reload) {
   clear(box);
   if (!list.length) return box.append(h('p.muted', 'No datastore yet (armada backup datastore add NAME --path DIR).'));
   const num = (d, k) => d.usage ? d.usage[k] : null;
-  box.append(h('table.datastores',
+  box.append(h('div.tablewrap', h('table.datastores',
     h('thead', h('tr', ['Name', 'Path', 'Used', 'Logical', 'Dedup', 'Points', 'Last verify', ''].map(t => h('th', t)))),
     h('tbody', list.map(d => h('tr.datastore-row', { dataset: { name: d.name, id: d.id } },
       h('td', d.name), h('td.muted', d.path),
@@ -161,7 +174,7 @@ function renderDatastores(app, box, list, reload) {
       h('td.ds-verify', !d.verified_at ? 'never' : d.verify_bad_points ? h('span.error', `${d.verify_bad_points} bad point(s), ${ago(d.verified_at)}`)
         : `ok, ${ago(d.verified_at)}`),
       h('td', h('button.action', { dataset: { action: 'verify' }, onclick: () => dsAction(app, d, 'verify', reload) }, 'Verify'),
-        h('button.action', { dataset: { action: 'gc' }, onclick: () => dsAction(app, d, 'gc', reload) }, 'Collect garbage')))))));
+        h('button.action', { dataset: { action: 'gc' }, onclick: () => dsAction(app, d, 'gc', reload) }, 'Collect garbage'))))))));
 }
 
 function renderPoints(app, box, view, reload) {
@@ -172,12 +185,12 @@ function renderPoints(app, box, view, reload) {
   const pages = Math.ceil(all.length / PAGE);
   view.page = Math.min(view.page, pages - 1);
   const rows = all.slice(view.page * PAGE, (view.page + 1) * PAGE);
-  box.append(h('table.points',
+  box.append(h('div.tablewrap', h('table.points',
     h('thead', h('tr', ['VM', 'Taken', 'Datastore', 'Kind', 'Consistency', 'Size', 'Read / written', ''].map(t => h('th', t)))),
     h('tbody', rows.map(p => h('tr.point-row', { dataset: { vm: p.vm_name, point: p.point_id, datastore: p.datastore } },
       h('td', p.vm_name), h('td', pointTime(p.point_id)), h('td', p.datastore), h('td', kind(p)), h('td', p.consistency),
       h('td', bytes(p.size_bytes)), h('td.muted', `${bytes(p.bytes_read)} / ${bytes(p.bytes_written)}`),
-      h('td', mayRestore(app) ? h('button.action', { dataset: { action: 'restore' }, onclick: () => restoreAs(app, p, reload) }, 'Restore as…') : null))))),
+      h('td', mayRestore(app) ? h('button.action', { dataset: { action: 'restore' }, onclick: () => restoreAs(app, p, reload) }, 'Restore as…') : null)))))),
   h('div.pager#points-pager',
     h('button.secondary#points-newer', { disabled: view.page === 0, onclick: () => { view.page--; renderPoints(app, box, view, reload); } }, 'Newer'),
     h('span.page-label', `${view.page * PAGE + 1}–${view.page * PAGE + rows.length} of ${all.length}`),
@@ -190,6 +203,7 @@ export function backupsView(app) {
   const dsBox = h('div.datastores-box'), ptBox = h('div.points-box');
   const view = { items: null, error: null, page: 0 };
   async function reload() {
+    backupsChanged();
     const tasks = [get('/backups').then(r => { Object.assign(view, { items: r.items, error: null }); },
       e => { Object.assign(view, { items: null, error: e.message }); })];
     if (app.features.datastores)
