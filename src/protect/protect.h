@@ -174,7 +174,9 @@ int protect_vm_last_backup(Store *st, const OpCaller *c, const json_t *vm, json_
  * armada_vms_without_recent_backup (VMs without a good point made within
  * PROTECT_RPO_WINDOW_S before now_ms) and, only for VMs that have a good
  * point, armada_vm_last_backup_timestamp_seconds{vm, uuid} (the point's
- * time, from its id). 0 or -errno
+ * time, from its id). Built again only when the index of points, the
+ * verifications, the datastores or the VMs changed, or after a minute; else
+ * the last text (a build reads every VM). Thread-safe. 0 or -errno
  * (a database error; b may hold part of it). */
 int protect_backup_metrics(Store *st, int64_t now_ms, StrBuf *b);
 

@@ -151,18 +151,20 @@ int store_backup_point_last_good(Store *st, const char *vm_uuid, json_t **ret) {
                                "s", vm_uuid);
 }
 
-int store_backup_last_good_all(Store *st, json_t **ret) {
+int store_backup_vms_last_good(Store *st, json_t **ret) {
         return store_query_json(st, ret,
-                                "SELECT b.vm_uuid, max(b.vm_name) AS vm_name, max(b.point_id) AS point_id" LAST_GOOD_FROM
-                                " WHERE coalesce(v.ok, 1) = 1 GROUP BY b.vm_uuid ORDER BY b.vm_uuid", "");
+                                "SELECT vm.uuid AS vm_uuid, vm.name AS vm_name, (SELECT max(b.point_id)" LAST_GOOD_FROM
+                                " WHERE b.vm_uuid = vm.uuid AND coalesce(v.ok, 1) = 1) AS point_id FROM vm ORDER BY vm.uuid", "");
 }
 
-int store_backup_vms_unprotected(Store *st, const char *since_point_id, int64_t *ret) {
-        /* Point ids are fixed-width UTC times: they compare as strings. */
-        return store_query_i64(st, ret,
-                               "SELECT count(*) FROM vm WHERE NOT EXISTS (SELECT 1" LAST_GOOD_FROM
-                               " WHERE b.vm_uuid = vm.uuid AND b.point_id >= ? AND coalesce(v.ok, 1) = 1)", "s",
-                               since_point_id);
+int store_backup_status_key(Store *st, json_t **ret) {
+        return store_query_one(st, ret,
+                               "SELECT (SELECT coalesce(max(id), 0) FROM backup_point) AS p_max,"
+                               " (SELECT count(*) FROM backup_point) AS p_n,"
+                               " (SELECT coalesce(max(verified_at), 0) FROM datastore_point) AS verified,"
+                               " (SELECT count(*) FROM datastore_point) AS v_n,"
+                               " (SELECT coalesce(max(id), 0) FROM datastore) AS d_max, (SELECT count(*) FROM datastore) AS d_n,"
+                               " (SELECT coalesce(max(id), 0) FROM vm) AS vm_max, (SELECT count(*) FROM vm) AS vm_n", "");
 }
 
 int store_backup_oldest_running(Store *st, int64_t *ret_ms) {

@@ -71,12 +71,15 @@ int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastor
  * never verified)}; -ENOENT when none. Points indexed under a datastore no
  * longer registered do not count. One indexed query. */
 int store_backup_point_last_good(Store *st, const char *vm_uuid, json_t **ret);
-/* For every VM that has a good point: [{vm_uuid, vm_name, point_id}] of
- * its newest, by vm_uuid (one pass over the index). */
-int store_backup_last_good_all(Store *st, json_t **ret);
-/* How many VMs of the inventory have no good point taken at or after the
- * time since_point_id ("YYYYMMDDTHHMMSSZ", a point id's form). */
-int store_backup_vms_unprotected(Store *st, const char *since_point_id, int64_t *ret);
+/* Every VM of the inventory with its newest good point:
+ * [{vm_uuid, vm_name, point_id (null: none)}], by vm_uuid. One pass over
+ * the VMs, one index probe each. */
+int store_backup_vms_last_good(Store *st, json_t **ret);
+/* A cheap fingerprint of what store_backup_vms_last_good() reads (the
+ * newest ids and the row counts of points, verifications, datastores and
+ * VMs; "verified" is a formatted time): equal objects, equal answers
+ * (but for VM renames). */
+int store_backup_status_key(Store *st, json_t **ret);
 /* When (ms since the epoch) the oldest vm.backup job still running
  * started; -ENOENT when none runs. */
 int store_backup_oldest_running(Store *st, int64_t *ret_ms);
