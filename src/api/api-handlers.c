@@ -8,6 +8,7 @@
  * through history (api-list.c). */
 #include "api-priv.h"
 #include "account/account.h"
+#include "protect/protect.h"
 
 #include <errno.h>
 #include <string.h>
@@ -56,6 +57,7 @@ static json_t *session_features(Req *r) {
                 { "health", ACT_READ, OBJ_VM },            /* /health */
                 { "users", ACT_UPDATE, OBJ_SYSTEM },       /* /users, /grants */
                 { "audit", ACT_READ, OBJ_SYSTEM },         /* /audit */
+                { "datastores", ACT_UPDATE, OBJ_SYSTEM },  /* /datastores: usage, verify, gc */
         };
         json_t *f = json_array();
         for (size_t i = 0; i < ELEMENTSOF(FEATURES); i++)
@@ -380,6 +382,12 @@ void h_vm_get(Req *r) {
         OpError err = {0};
         json_t *v = NULL;
         int e = inventory_vm_get(r->api->inv, &c, r->id[0], &v, &err);
+        /* The one VM's read adds its newest good recovery point (issue 11):
+         * one indexed read of the protect module, for a VM the caller may
+         * read. The lists do not carry it. */
+        json_t *last = NULL;
+        if (e >= 0 && (e = protect_vm_last_backup(r->api->st, &c, v, &last, &err)) >= 0)
+                json_object_set_new(v, "last_backup", last);
         answer(r, e, &err, 200, v);
 }
 

@@ -643,8 +643,6 @@ char *protect_metrics_text(Store *st) {
         _cleanup_json_ json_t *all = NULL;
         if (store_datastore_list(st, &all) < 0)
                 return NULL;
-        if (json_array_size(all) == 0)
-                return xstrdup("");
         static const struct {
                 const char *key, *metric, *help;
         } fams[] = {
@@ -655,7 +653,7 @@ char *protect_metrics_text(Store *st) {
                 { "points", "armada_datastore_points", "Recovery points it holds." },
         };
         StrBuf b = { 0 };
-        for (size_t f = 0; f < ELEMENTSOF(fams); f++) {
+        for (size_t f = 0; f < ELEMENTSOF(fams) && json_array_size(all) > 0; f++) {
                 strbuf_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n", fams[f].metric, fams[f].help, fams[f].metric);
                 size_t i;
                 json_t *d;
@@ -666,6 +664,10 @@ char *protect_metrics_text(Store *st) {
                         strbuf_printf(&b, "%s{datastore=\"%s\"} %.6g\n", fams[f].metric, jget_str(d, "name"),
                                       json_number_value(json_object_get(u, fams[f].key)));
                 }
+        }
+        if (protect_backup_metrics(st, now_ms(), &b) < 0) {
+                free(strbuf_steal(&b));
+                return NULL;
         }
         char *text = strbuf_steal(&b);
         return text ? text : xstrdup("");

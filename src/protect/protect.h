@@ -18,6 +18,7 @@
 #include "jobs/jobs.h"
 #include "op/op.h"
 #include "store/store.h"
+#include "util/util.h"
 
 /* --- Datastores --- */
 
@@ -110,7 +111,7 @@ typedef void (*ProtectAlertFn)(void *userdata, int64_t datastore_id, const char 
 void protect_on_alert(ProtectAlertFn fn, void *userdata);
 
 /* The armada_datastore_* families of /metrics (the cached usage; no walk of
- * the chunks): malloc'd text, "" when there is no datastore, NULL on a
+ * the chunks), then protect_backup_metrics()'s: malloc'd text, NULL on a
  * database error. */
 char *protect_metrics_text(Store *st);
 
@@ -156,6 +157,30 @@ typedef struct ProtectRestoreSpec {
  * exactly as one that does not exist. Audits "vm.restore" (accepted).
  * *ret: {"job": ..., "vm": ...}. */
 int protect_backup_restore(Store *st, Jobs *jobs, const OpCaller *c, const ProtectRestoreSpec *spec, json_t **ret, OpError *err);
+/* --- Status (what the console, scripts and /metrics read) --- */
+
+/* The window of armada_vms_without_recent_backup: 24 hours. */
+#define PROTECT_RPO_WINDOW_S (24 * 3600)
+
+/* The newest good recovery point of vm -- a VM's JSON the caller c was
+ * allowed to read (inventory_vm_get's answer): good means not found
+ * unrestorable by its datastore's last verify. One indexed query, no walk.
+ * *ret: {datastore, point_id, taken_at (the point's time), full,
+ * consistency, size_bytes, created_at (when indexed), last_verified: {at,
+ * ok} or null}, or JSON null when the VM has no point;
+ * a new reference. 500 on a database error. */
+int protect_vm_last_backup(Store *st, const OpCaller *c, const json_t *vm, json_t **ret, OpError *err);
+
+/* Appends the backup families of /metrics to b: the gauge
+ * armada_vms_without_recent_backup (VMs without a good point made within
+ * PROTECT_RPO_WINDOW_S before now_ms) and, only for VMs that have a good
+ * point, armada_vm_last_backup_timestamp_seconds{vm, uuid} (the point's
+ * time, from its id). Built again only when the index of points, the
+ * verifications, the datastores or the VMs changed, or after a minute; else
+ * the last text (a build reads every VM). Thread-safe. 0 or -errno
+ * (a database error; b may hold part of it). */
+int protect_backup_metrics(Store *st, int64_t now_ms, StrBuf *b);
+
 /* --- Snapshots --- */
 
 /* Snapshots are libvirt's internal qcow2 snapshots (hv/hv-snapshot.h): a

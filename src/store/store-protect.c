@@ -82,7 +82,10 @@ const StoreMigration store_migrations_protect[] = {
         { NULL, NULL },
 };
 
-#define DATASTORE_COLS "id, name, path, created_at, usage AS usage_json, usage_at"
+#define DATASTORE_COLS                                                                                                  \
+        "id, name, path, created_at, usage AS usage_json, usage_at,"                                                   \
+        " (SELECT max(verified_at) FROM datastore_point WHERE datastore_id = datastore.id) AS verified_at,"            \
+        " (SELECT count(*) FROM datastore_point WHERE datastore_id = datastore.id AND ok = 0) AS verify_bad_points"
 
 int store_datastore_insert(Store *st, const char *name, const char *path, int64_t *ret_id) {
         return store_insert(st, ret_id, "INSERT INTO datastore(name, path, created_at) VALUES (?, ?, ?)", "ssi", name, path,
@@ -167,6 +170,36 @@ int store_backup_point_get(Store *st, const char *datastore, const char *vm_uuid
 int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastore, json_t **ret) {
         return store_query_one(st, ret, POINT_COLUMNS "WHERE vm_uuid = ? AND datastore = ? ORDER BY point_id DESC LIMIT 1", "ss",
                                vm_uuid, datastore);
+}
+
+/* "Good": in a datastore still registered, and not found unrestorable by
+ * its last verify. */
+#define LAST_GOOD_FROM                                                                                                  \
+        " FROM backup_point b JOIN datastore d ON d.name = b.datastore"                                                \
+        " LEFT JOIN datastore_point v ON v.datastore_id = d.id AND v.vm_uuid = b.vm_uuid AND v.point_id = b.point_id"
+
+int store_backup_point_last_good(Store *st, const char *vm_uuid, json_t **ret) {
+        return store_query_one(st, ret,
+                               "SELECT b.datastore, b.point_id, b.full AS full_bool, b.consistency, b.size_bytes, b.created_at,"
+                               " v.verified_at, v.ok AS verified_ok_bool" LAST_GOOD_FROM
+                               " WHERE b.vm_uuid = ? AND coalesce(v.ok, 1) = 1 ORDER BY b.point_id DESC, b.id DESC LIMIT 1",
+                               "s", vm_uuid);
+}
+
+int store_backup_vms_last_good(Store *st, json_t **ret) {
+        return store_query_json(st, ret,
+                                "SELECT vm.uuid AS vm_uuid, vm.name AS vm_name, (SELECT max(b.point_id)" LAST_GOOD_FROM
+                                " WHERE b.vm_uuid = vm.uuid AND coalesce(v.ok, 1) = 1) AS point_id FROM vm ORDER BY vm.uuid", "");
+}
+
+int store_backup_status_key(Store *st, json_t **ret) {
+        return store_query_one(st, ret,
+                               "SELECT (SELECT coalesce(max(id), 0) FROM backup_point) AS p_max,"
+                               " (SELECT count(*) FROM backup_point) AS p_n,"
+                               " (SELECT coalesce(max(verified_at), 0) FROM datastore_point) AS verified,"
+                               " (SELECT count(*) FROM datastore_point) AS v_n,"
+                               " (SELECT coalesce(max(id), 0) FROM datastore) AS d_max, (SELECT count(*) FROM datastore) AS d_n,"
+                               " (SELECT coalesce(max(id), 0) FROM vm) AS vm_max, (SELECT count(*) FROM vm) AS vm_n", "");
 }
 
 int store_backup_oldest_running(Store *st, int64_t *ret_ms) {

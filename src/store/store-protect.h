@@ -65,6 +65,21 @@ int store_backup_point_list(Store *st, const char *vm_uuid, const char *datastor
 int store_backup_point_get(Store *st, const char *datastore, const char *vm_uuid, const char *point_id, json_t **ret);
 /* The newest point of vm_uuid in datastore; -ENOENT when none. */
 int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastore, json_t **ret);
+/* The newest good point of vm_uuid in any datastore (good: not found
+ * unrestorable by its datastore's last verify): {datastore, point_id, full,
+ * consistency, size_bytes, created_at, verified_at, verified_ok (null when
+ * never verified)}; -ENOENT when none. Points indexed under a datastore no
+ * longer registered do not count. One indexed query. */
+int store_backup_point_last_good(Store *st, const char *vm_uuid, json_t **ret);
+/* Every VM of the inventory with its newest good point:
+ * [{vm_uuid, vm_name, point_id (null: none)}], by vm_uuid. One pass over
+ * the VMs, one index probe each. */
+int store_backup_vms_last_good(Store *st, json_t **ret);
+/* A cheap fingerprint of what store_backup_vms_last_good() reads (the
+ * newest ids and the row counts of points, verifications, datastores and
+ * VMs; "verified" is a formatted time): equal objects, equal answers
+ * (but for VM renames). */
+int store_backup_status_key(Store *st, json_t **ret);
 /* When (ms since the epoch) the oldest vm.backup job still running
  * started; -ENOENT when none runs. */
 int store_backup_oldest_running(Store *st, int64_t *ret_ms);

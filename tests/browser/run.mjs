@@ -334,6 +334,58 @@ test('VM details: take, revert to and delete a snapshot', async () => {
   await page.waitForSelector(card('web01'));
 });
 
+// A recovery point of web01 written by tests/unit/mkpoint (as a backup
+// writes one) into a directory then adopted as a datastore, whose job
+// indexes it: the test driver has no backup API.
+test('Backups view: a datastore with its usage and verify, the points; the VM panel; "Back up now" fails clearly', async () => {
+  const page = SHARED.admin;
+  const mkpoint = path.join(BUILD, 'tests', 'unit', 'mkpoint');
+  if (!fs.existsSync(mkpoint)) throw new Skip(`${mkpoint} is not built`);
+  const vm = (await A.req('GET', '/vms?name=web01')).items[0];
+  const pid = new Date(Date.now() - 3600e3).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const dsPath = path.join(SHARED.backupRoot, 'bds');
+  const img = path.join(SHARED.backupRoot, 'web01-vda.raw');
+  fs.writeFileSync(img, Buffer.alloc(2 << 20, 0x5a));
+  execFileSync(mkpoint, [dsPath, vm.uuid, pid, 'vda=' + img, '--name', 'web01'], { env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=0' } });
+  const r = await A.req('POST', '/datastores', { name: 'bds', path: dsPath });
+  assert((await A.job(r.job.id)).state === 'succeeded', 'the datastore was adopted');
+  try {
+    // The view: the datastore's usage (never verified yet) and the point.
+    await page.click('#nav-backups');
+    await page.waitForSelector('#backups-view tr.datastore-row[data-name="bds"]', { timeout: 10000 });
+    assert((await page.textContent('tr.datastore-row[data-name="bds"] .ds-points')).trim() === '1', 'the datastore holds one point');
+    assert(/×$/.test((await page.textContent('tr.datastore-row[data-name="bds"] .ds-dedup')).trim()), 'a dedup factor is shown');
+    assert((await page.textContent('tr.datastore-row[data-name="bds"] .ds-verify')).trim() === 'never', 'not verified yet');
+    await page.waitForSelector(`#backups-view tr.point-row[data-vm="web01"][data-point="${pid}"]`);
+    await shot(page, '06-backups');
+    // Verify is a job in the jobs pane; its result shows in the row.
+    await page.click('tr.datastore-row[data-name="bds"] button[data-action="verify"]');
+    await page.waitForSelector('li.job[data-kind="datastore.verify"][data-state="succeeded"]', { timeout: 20000 });
+    await page.click('#backups-reload');
+    await page.waitForFunction(() => /^ok/.test(document.querySelector('tr.datastore-row[data-name="bds"] .ds-verify')?.textContent || ''), null, { timeout: 10000 });
+
+    // The VM's panel: the last good point and its list.
+    await page.click('#nav-backups');
+    await page.waitForSelector(card('web01'));
+    await page.click(card('web01'));
+    await page.waitForSelector(`.details .backups p.last-backup[data-point="${pid}"]`, { timeout: 15000 });
+    assert(/verified/.test(await page.textContent('.details .backups p.last-backup')), 'the last point says it was verified');
+    await page.waitForSelector(`.details .backups li.backup-point[data-point="${pid}"] button[data-action="restore"]`);
+    // "Back up now": the test driver's domain has no disk to read; the job
+    // fails and the panel says why (not a blank).
+    await page.click('.details #backup-now');
+    await page.waitForSelector('li.job[data-kind="vm.backup"][data-target="web01"][data-state="failed"]', { timeout: 20000 });
+    await page.waitForSelector('.details .backups .backup-error', { timeout: 10000 });
+    const why = await page.textContent('.details .backups .backup-error');
+    const job = (await A.req('GET', '/jobs?limit=50')).items.find(j => j.kind === 'vm.backup');
+    assert(job && job.error && why.includes(job.error), `the panel shows the job's error: '${why}' vs ${JSON.stringify(job)}`);
+    assert(/web01/.test(why), 'the message names the VM: ' + why);
+    await shot(page, '07-vm-backups');
+  } finally {
+    await A.req('DELETE', `/datastores/${r.datastore.id}?force=true`).catch(() => {});
+  }
+});
+
 test('console: noVNC through armadad\'s WebSocket shows the VM screen', async () => {
   const page = SHARED.admin;
   try {
@@ -516,6 +568,15 @@ test('self-service portal: a self-service user sees only their VMs', async () =>
     await A.req('PATCH', `/vms/${legacy.id}`, { owner: null });
   }
   await page.waitForSelector(card('legacy01'), { state: 'detached', timeout: 10000 });
+  // Her Backups view: the points of her VMs only, no datastores (an
+  // administrator's); back to her VMs.
+  await page.click('#nav-backups');
+  await page.waitForSelector('#backups-view .points-box :is(table, p)', { timeout: 10000 });
+  assert(await page.$('#backups-view .datastores-box') === null, 'no datastores for a self-service user');
+  const pointVms = await page.$$eval('#backups-view tr.point-row', rs => rs.map(r => r.dataset.vm));
+  assert(pointVms.every(n => n === 'web01'), 'only points of her VMs: ' + pointVms.join(','));
+  await page.click('#nav-backups');
+  await page.waitForSelector(card('web01'));
   if (granted) {
     await page.waitForSelector('.tpl-card[data-template="small"] button.deploy', { timeout: 15000 });
     const vmsQuota = await page.textContent('.quota[data-quota="VMs"]');
@@ -999,7 +1060,9 @@ async function setup() {
 </node>
 `);
   SHARED.nodeDir = dir;
-  A = await new Armadad(['--ensure-host', 'local=test:///default', '--ensure-host', `legacy=test://${nodeXml}`,
+  SHARED.backupRoot = path.join(dir, 'backup');
+  fs.mkdirSync(SHARED.backupRoot);
+  A = await new Armadad(['--ensure-host', 'local=test:///default', '--ensure-host', `legacy=test://${nodeXml}`, '--backup-root', SHARED.backupRoot,
     ...(monitorFlag ? ['--monitor-interval-ms', '500'] : [])]).start();
   await A.req('POST', '/host-groups', { path: 'Seattle/Production' });
   await A.req('POST', '/host-groups', { path: 'Seattle/Test' });

@@ -166,6 +166,10 @@ class ReadOnlyWritesNothing(PopulatedCase):
             ("DELETE", "/placement/rules/{id}"): [(f"/placement/rules/{i['empty_rule']}", None), (f"/placement/rules/{i['rule']}", None)],
             ("POST", "/vms/{id}/migrate"): [(f"/vms/{vm}/migrate", {"to": "t2"})],
             ("POST", "/vms/{id}/backups"): [(f"/vms/{vm}/backups", {})],
+            ("POST", "/datastores"): [("/datastores", {"name": "ro-ds", "path": os.path.join(tmp, "ro-ds")})],
+            ("DELETE", "/datastores/{id}"): [("/datastores/1", None)],
+            ("POST", "/datastores/verify-path"): [("/datastores/verify-path", {"path": os.path.join(tmp, "ro-ds")})],
+            ("POST", "/datastores/{id}/actions/{action}"): [(f"/datastores/1/actions/{a}", {}) for a in ("verify", "gc")],
             ("POST", "/backups/restore"): [("/backups/restore", {"vm": "vm1", "point": "latest", "as": "ro-restored"})],
             ("POST", "/vms/{id}/snapshots"): [(f"/vms/{vm}/snapshots", {"name": "ro-snap"})],
             ("DELETE", "/vms/{id}/snapshots/{name}"): [(f"/vms/{vm}/snapshots/ro-snap", None)],
@@ -452,11 +456,11 @@ class SessionFeatures(unittest.TestCase):
 
     def test_features_per_role(self):
         everything = {"hosts", "create-vm", "operate-vm", "console", "migrate", "change-vm", "operate-host", "maintenance", "ratings",
-                      "metrics", "health", "users", "audit", "templates"}
+                      "metrics", "health", "users", "audit", "datastores", "templates"}
         _, admin = self.features("admin")
         self.assertEqual(admin, everything)
         _, deleg = self.features("deleg")
-        self.assertEqual(deleg, everything - {"users", "audit"})
+        self.assertEqual(deleg, everything - {"users", "audit", "datastores"})
         _, ro = self.features("ro")
         self.assertEqual(ro, {"hosts", "ratings", "metrics", "health", "templates"})
         _, ss = self.features("ss")
@@ -466,7 +470,8 @@ class SessionFeatures(unittest.TestCase):
         d = self.d
         probes = {"ratings": ("GET", "/api/v1/placement/ratings?memory_mib=64&group=Lab"),
                   "audit": ("GET", "/api/v1/audit?limit=1"), "users": ("GET", "/api/v1/users"),
-                  "health": ("GET", "/api/v1/health"), "self-service": ("GET", "/api/v1/self-service")}
+                  "health": ("GET", "/api/v1/health"), "self-service": ("GET", "/api/v1/self-service"),
+                  "datastores": ("GET", "/api/v1/datastores")}
         for name in ("ro", "ss", "deleg"):
             token, feats = self.features(name)
             for feat, (method, path) in probes.items():

@@ -21,6 +21,7 @@ import { openConsole } from './console.js';
 import { renderChart } from './charts.js';
 import { renderPortal } from './portal.js';
 import { snapshotsPanel } from './snapshots.js';
+import { backupsPanel, backupsView } from './backups.js';
 import { openLive } from './live.js';
 
 // The page follows armadad's event stream (live.js) and re-reads only what a
@@ -62,6 +63,7 @@ const app = {
 };
 
 const isAdminish = () => app.user && app.user.role !== 'self-service';
+const inBackups = () => location.hash === '#/backups';
 
 /* ------------------------------------------------------------------ */
 /* login */
@@ -211,6 +213,8 @@ function renderShell() {
     // read-only users create nothing.
     app.features['create-vm'] ? h('button.primary#new-vm', { onclick: () => openWizard(app) }, '+ New VM') : null,
     h('span.spacer'),
+    // The Backups view (backups.js) in place of the hosts and VMs, and back.
+    h('a.nav#nav-backups', { href: inBackups() ? '#/' : '#/backups', 'aria-current': inBackups() ? 'page' : null }, inBackups() ? 'VMs' : 'Backups'),
     e.live = h('span.live-state', { role: 'status', dataset: { state: 'connecting' } }, 'connecting'),
     h('span.whoami', h('strong', app.user.name), ' ', h('span.muted', `(${app.user.role})`)),
     h('button.secondary#logout', { onclick: async () => { stopTimers(); app.els = {}; await logout(); showLogin('You have logged out.'); } }, 'Log out'));
@@ -242,9 +246,10 @@ function renderShell() {
       h('div.listbar', { role: 'search' }, e.search, e.stateSel, e.sortSel, e.vmPager), e.vms),
     e.templates);
 
+  main.hidden = inBackups();
   const layout = h('div.layout' + (admin ? '' : '.portal-layout'),
     admin ? h('nav.sidebar', h('details', { open: innerWidth > 700 }, h('summary', 'Host groups'), e.tree)) : null,
-    main, e.details);
+    main, inBackups() ? h('main.content', backupsView(app)) : null, e.details);
   e.jobsPager = historyPager('jobs', 'jobs');
   e.eventsPager = historyPager('events', 'events');
   const panes = h('footer.panes', h('div.tabs', jobsTab, eventsTab, e.jobsPager, e.eventsPager), e.jobs, e.events);
@@ -991,7 +996,8 @@ function renderDetails() {
     d.append(...[close, h('h3', vm.name),
       vm.state === 'running' && app.features.console ? h('button.primary.console-btn', { onclick: () => { location.hash = `#/console/${vm.id}`; } }, 'Open console') : null,
       h('dl', rows.map(([k, v]) => [h('dt', k), h('dd', String(v))])),
-      vm.description ? h('p.muted', vm.description) : null, ownerForm(vm, key), snapshotsPanel(app, vm, () => render()), chart].filter(Boolean));
+      vm.description ? h('p.muted', vm.description) : null, ownerForm(vm, key), snapshotsPanel(app, vm, () => render()),
+      backupsPanel(app, vm, () => render()), chart].filter(Boolean));
   } else {
     const rows = [['State', host.state], ['Group', host.group_path], ['URI', host.uri], ['Hostname', host.hostname || '–'],
       ['CPUs', host.cpus ?? '–'], ['Memory', mib(host.memory_mib)], ['Free memory', mib(host.free_memory_mib)], ['Driver', host.hv_driver || '–'],
