@@ -568,49 +568,73 @@ int protect_datastore_path(Store *st, const char *name, char *ret_name, size_t n
         return 0;
 }
 
-int protect_backup_index_sync(Store *st, const char *ds_name, ChunkStore *s) {
-        _cleanup_json_ json_t *pts = NULL, *rows = NULL;
-        int r = point_list(s, NULL, &pts);
+/* Indexes one point as point_list() gives it (the VM's owner and group as
+ * they are now, when the VM is still in the inventory). */
+static void index_point(Store *st, const char *ds_name, json_t *p) {
+        const char *uuid = jget_str(p, "vm_uuid"), *pid = jget_str(p, "point_id");
+        json_t *meta = json_object_get(p, "meta"), *cnt = json_object_get(meta, "counters");
+        int64_t vm_id = 0;
+        _cleanup_json_ json_t *v = NULL;
+        if (store_vm_find_uuid(st, uuid, &vm_id) == 0)
+                (void) store_vm_get_json(st, vm_id, &v);
+        uint64_t size = 0;
+        size_t k;
+        json_t *d;
+        json_array_foreach(json_object_get(p, "disks"), k, d) size += (uint64_t) jget_int(d, "size");
+        const char *name = json_string_value(json_object_get(meta, "vm_name"));
+        StoreBackupPoint sp = { .datastore = ds_name, .vm_uuid = uuid, .vm_name = name ? name : uuid,
+                                .vm_id = v ? vm_id : 0, .owner_id = v ? jget_int(v, "owner_id") : 0,
+                                .group_id = v ? jget_int(v, "group_id") : 0, .point_id = pid,
+                                .full = !json_is_false(json_object_get(meta, "full")),
+                                .consistency = json_string_value(json_object_get(meta, "consistency")) ?: "crash",
+                                .checkpoint = json_string_value(json_object_get(meta, "checkpoint")), .size_bytes = size,
+                                .bytes_read = (uint64_t) jget_int(cnt, "bytes_read"),
+                                .bytes_written = (uint64_t) jget_int(cnt, "bytes_written"),
+                                .duration_ms = jget_int(cnt, "duration_ms") };
+        (void) store_backup_point_add(st, &sp);
+}
+
+/* "uuid/point" of a point or an index row: the key of the sets below. */
+static char *point_key(json_t *o) {
+        return xasprintf("%s/%s", jget_str(o, "vm_uuid"), jget_str(o, "point_id"));
+}
+
+/* The index rows of ds_name (of vm_uuid, or every VM's when NULL) made
+ * equal to the points in the directory: each side is put in a hash set
+ * first, so a datastore of n points costs O(n), not O(n^2). */
+static int index_sync(Store *st, const char *ds_name, ChunkStore *s, const char *vm_uuid) {
+        _cleanup_json_ json_t *pts = NULL, *rows = NULL, *in_dir = json_object(), *in_index = json_object();
+        int r = point_list(s, vm_uuid, &pts);
         if (r < 0)
                 return r;
-        if ((r = store_backup_point_list(st, NULL, ds_name, &rows)) < 0)
+        if ((r = store_backup_point_list(st, vm_uuid, ds_name, &rows)) < 0)
                 return r;
-        size_t i, k;
-        json_t *p, *row;
-        json_array_foreach(pts, i, p) {
-                const char *uuid = jget_str(p, "vm_uuid"), *pid = jget_str(p, "point_id");
-                bool known = false;
-                json_array_foreach(rows, k, row) if (streq(jget_str(row, "vm_uuid"), uuid) && streq(jget_str(row, "point_id"), pid))
-                        known = true;
-                if (known)
-                        continue;
-                json_t *meta = json_object_get(p, "meta"), *cnt = json_object_get(meta, "counters");
-                int64_t vm_id = 0;
-                _cleanup_json_ json_t *v = NULL;
-                if (store_vm_find_uuid(st, uuid, &vm_id) == 0)
-                        (void) store_vm_get_json(st, vm_id, &v);
-                uint64_t size = 0;
-                json_t *d;
-                json_array_foreach(json_object_get(p, "disks"), k, d) size += (uint64_t) jget_int(d, "size");
-                const char *name = json_string_value(json_object_get(meta, "vm_name"));
-                StoreBackupPoint sp = { .datastore = ds_name, .vm_uuid = uuid, .vm_name = name ? name : uuid,
-                                        .vm_id = v ? vm_id : 0, .owner_id = v ? jget_int(v, "owner_id") : 0,
-                                        .group_id = v ? jget_int(v, "group_id") : 0, .point_id = pid,
-                                        .full = !json_is_false(json_object_get(meta, "full")),
-                                        .consistency = json_string_value(json_object_get(meta, "consistency")) ?: "crash",
-                                        .checkpoint = json_string_value(json_object_get(meta, "checkpoint")), .size_bytes = size,
-                                        .bytes_read = (uint64_t) jget_int(cnt, "bytes_read"),
-                                        .bytes_written = (uint64_t) jget_int(cnt, "bytes_written"),
-                                        .duration_ms = jget_int(cnt, "duration_ms") };
-                (void) store_backup_point_add(st, &sp);
+        if (!in_dir || !in_index)
+                return -ENOMEM;
+        size_t i;
+        json_t *p;
+        json_array_foreach(rows, i, p) {
+                _cleanup_free_ char *key = point_key(p);
+                json_object_set(in_index, key, json_true());
         }
-        json_array_foreach(rows, k, row) {
-                bool there = false;
-                json_array_foreach(pts, i, p) if (streq(jget_str(row, "vm_uuid"), jget_str(p, "vm_uuid")) &&
-                                                  streq(jget_str(row, "point_id"), jget_str(p, "point_id")))
-                        there = true;
-                if (!there)
-                        (void) store_backup_point_remove(st, ds_name, jget_str(row, "vm_uuid"), jget_str(row, "point_id"));
+        json_array_foreach(pts, i, p) {
+                _cleanup_free_ char *key = point_key(p);
+                json_object_set(in_dir, key, json_true());
+                if (!json_object_get(in_index, key))
+                        index_point(st, ds_name, p);
+        }
+        json_array_foreach(rows, i, p) {
+                _cleanup_free_ char *key = point_key(p);
+                if (!json_object_get(in_dir, key))
+                        (void) store_backup_point_remove(st, ds_name, jget_str(p, "vm_uuid"), jget_str(p, "point_id"));
         }
         return 0;
+}
+
+int protect_backup_index_sync(Store *st, const char *ds_name, ChunkStore *s) {
+        return index_sync(st, ds_name, s, NULL);
+}
+
+int protect_backup_index_sync_vm(Store *st, const char *ds_name, ChunkStore *s, const char *vm_uuid) {
+        return index_sync(st, ds_name, s, vm_uuid);
 }

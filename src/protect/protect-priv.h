@@ -86,6 +86,9 @@ void protect_restore_register_jobs(Jobs *jobs, Inventory *inv);
  * whose point is gone. Reads every manifest: for the datastore jobs, not
  * for each backup. 0 or negative. */
 int protect_backup_index_sync(Store *st, const char *ds_name, ChunkStore *s);
+/* The same for the points of one VM only (reads that VM's manifests): what
+ * a replica's commit or a backup needs. */
+int protect_backup_index_sync_vm(Store *st, const char *ds_name, ChunkStore *s, const char *vm_uuid);
 /* Removes the points of vm_uuid in datastore ds_name that the keep rules
  * (a JSON array of six counts, as ProtectPolicySpec.keep) do not keep,
  * never the newest; forgets them in the index. The number removed, or

@@ -845,8 +845,8 @@ int protect_replica_point(Store *st, const OpCaller *c, int64_t ds_id, const voi
                 return e;
         e = point_import(s, m);
         bool existed = e == -EEXIST;
-        if (e == 0)
-                (void) protect_backup_index_sync(st, jget_str(row, "name"), s);
+        if (e == 0 && json_is_string(json_object_get(m, "vm_uuid")))
+                (void) protect_backup_index_sync_vm(st, jget_str(row, "name"), s, jget_str(m, "vm_uuid"));
         chunkstore_free(s);
         const char *vm = jget_str(m, "vm_uuid"), *pid = jget_str(m, "point_id");
         if (e == -EINVAL)

@@ -79,6 +79,13 @@ const StoreMigration store_migrations_protect[] = {
           "  current INTEGER NOT NULL DEFAULT 0,"
           "  xml TEXT NOT NULL,"
           "  PRIMARY KEY (vm_id, name));" },
+        /* A datastore removed takes its points' index rows along (the
+         * directory keeps the points; adding it again adopts them). */
+        { "backup-3-datastore-gone",
+          "DELETE FROM backup_point WHERE datastore NOT IN (SELECT name FROM datastore);"
+          "CREATE TRIGGER backup_point_datastore_gone AFTER DELETE ON datastore BEGIN"
+          "  DELETE FROM backup_point WHERE datastore = OLD.name;"
+          " END;" },
         { NULL, NULL },
 };
 

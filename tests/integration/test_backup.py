@@ -248,6 +248,14 @@ class TestBackupApi(unittest.TestCase):
         self.assertEqual(d.wait_job(r["job"]["id"])["state"], "succeeded")
         self.assertEqual([p["point_id"] for p in d.ok("GET", "/api/v1/backups?vm=vm1")["items"]], ["20261201T030000Z"])
         self.assertEqual([p["vm_name"] for p in d.ok("GET", "/api/v1/backups", token=self.ss)["items"]], ["ssvm"])
+        # Removing the datastore (its files stay) takes its points out of the
+        # lists; adding the directory again adopts them back.
+        d.ok("DELETE", f"/api/v1/datastores/{self.ds['id']}?force=true")
+        self.assertEqual(d.ok("GET", "/api/v1/backups")["items"], [])
+        r = d.ok("POST", "/api/v1/datastores", {"name": "ds1", "path": self.ds["path"]})
+        self.ds = r["datastore"]
+        wait_until(lambda: [p["point_id"] for p in d.ok("GET", "/api/v1/backups?vm=vm1")["items"]] == ["20261201T030000Z"], 30,
+                   what="the adopted datastore's points listed again")
 
 
 class TestBackupPolicies(unittest.TestCase):
