@@ -335,12 +335,12 @@ class TestBackupKvm(unittest.TestCase):
         self.assertEqual(full["consistency"], "offline")
         self.shut_off(vm, "bk5")
 
-        # Started again: the guest rewrites w1 at boot, and a new 4 MiB.
+        # Started again: the guest rewrites w1 at boot, and a new 4 MiB is written.
         j = d.vm_action(vm["id"], "start")
         self.assertEqual(j["state"], "succeeded", j)
         wait_until(lambda: self.boots_written("bk5") >= 2, 120, interval=0.5, what="bk5's guest to write again")
-        self.qemu_write("h1", "bk5", 0xef, 20, 4)
-        w2 = w1 + [(0xef, 20, 4)]
+        self.qemu_write("h1", "bk5", 0xd7, 20, 4)
+        w2 = w1 + [(0xd7, 20, 4)]  # a byte no other test writes: its chunk is new to the datastore
         self.stop(vm, "bk5")
         time.sleep(1.1)  # point ids are per second
         inc = self.backup(vm["id"])
@@ -351,7 +351,7 @@ class TestBackupKvm(unittest.TestCase):
         self.assertGreaterEqual(ci["chunks_read"], 1, ci)
         self.assertLessEqual(ci["chunks_read"], 5, ci)
         # Only the dirty chunks were looked at (the other 12 neither read nor
-        # probed), and only the 0xef chunk is new content in the datastore.
+        # probed), and only the 0xd7 chunk is new content in the datastore.
         self.assertLessEqual(ci["chunks_read"] + ci["chunks_zero"], 5, ci)
         self.assertEqual(ci["chunks_new"], 1, ci)
         self.assertLessEqual(ci["bytes_read"], 5 * 4 * MIB, ci)
