@@ -279,6 +279,9 @@ int hv_domain_mark(HvConn *c, const char *uuid, const char *installation_id, int
  * operation (see the top of this file); -EINVAL when uuid is not a UUID. */
 int hv_domain_start(HvConn *c, const char *uuid);
 int hv_domain_stop(HvConn *c, const char *uuid);
+/* Starts the domain's QEMU paused (VIR_DOMAIN_START_PAUSED): the guest
+ * never runs; hv_domain_kill() ends it. Same returns as hv_domain_start(). */
+int hv_domain_start_paused(HvConn *c, const char *uuid);
 int hv_domain_kill(HvConn *c, const char *uuid);
 int hv_domain_pause(HvConn *c, const char *uuid);
 int hv_domain_resume(HvConn *c, const char *uuid);

@@ -1,7 +1,10 @@
-/* protect-backup: backups of running VMs into a datastore, as the job
+/* protect-backup: backups of running and stopped VMs into a datastore, as the job
  * vm.backup, in phases:
  *
- *   prepare   the VM, its host and link, the datastore; the VM must run
+ *   prepare   the VM, its host and link, the datastore; a running VM is read
+ *             as it runs; a stopped one has its QEMU started paused for the
+ *             job (offline: the host must not be in maintenance and must
+ *             have the VM's memory free, reserved through placement)
  *   chain     the previous point and whether an incremental can follow it
  *             (same host, its checkpoint still there, same disks, the point
  *             still in the datastore); otherwise full, with an event why
@@ -12,9 +15,19 @@
  *   finish    end the host's job; write the manifest (last: until then no
  *             point exists); index it; drop older Armada checkpoints
  *
+ *   unstart   (offline only, always, also after a failure) destroy the
+ *             paused QEMU, wait until the domain is shut off, write the
+ *             VM's state back and release the memory reservation
+ *
  * A failure after begin ends the host's job and deletes the new checkpoint
  * (libvirt merges its bitmap into the previous one, so the next
- * incremental still sees every change). */
+ * incremental still sees every change).
+ *
+ * An offline backup's paused QEMU never shows as running: the job holds
+ * the VM (one job per target), so reconcile leaves its record alone until
+ * unstart has shut the domain off and written "stopped" back; its guest
+ * never runs (no agent to freeze), and the point is "offline"-consistent
+ * (the disks of a VM shut down cleanly). */
 #include "protect-priv.h"
 
 
@@ -26,6 +39,8 @@
 #include <time.h>
 
 #include "hv/hv-backup.h"
+#include "place/place.h"
+#include "placement/placement.h"
 #include "store/store-protect.h"
 #include "util/util.h"
 
@@ -52,6 +67,8 @@ typedef struct Backup {
         char nbd_addr[256];
         unsigned nbd_port;
         bool begun;
+        bool offline;            /* the VM was shut off: its QEMU was started paused for the job */
+        bool reserved;           /* its memory is reserved on the host (placement) */
         const char *consistency;
         ProtectCounters cnt;
         int64_t t0;
@@ -65,6 +82,99 @@ static int64_t vm_group(Store *st, const StoreVm *vm) {
 
 static void backup_event(Backup *b, const char *severity, const char *kind, const char *msg) {
         (void) store_event_add(b->ctx->st, severity, kind, "vm", b->vm.id, b->vm.name, b->vm.owner_id, msg);
+}
+
+/* ---- offline: a stopped VM's QEMU, started paused ---- */
+
+/* Whether stopped VM vm's QEMU may be started paused on its host h for a
+ * backup: the host must be "ok" (-EBUSY for maintenance or any other state)
+ * and have the VM's memory free as placement counts it (-ENOSPC, placement's
+ * reason in why). With reserve, the memory is then reserved on h (under the
+ * placement lock, so no placement counts the same room) until
+ * placement_release(). 0 or negative, the sentence in why. */
+static int protect_offline_room(Store *st, const StoreVm *vm, const StoreHost *h, bool reserve, char *why, size_t why_size) {
+        if (streq(h->state, "maintenance")) {
+                snprintf(why, why_size, "Host '%s' is in maintenance mode; the QEMU of stopped VM '%s' is not started on it "
+                         "for a backup.", h->name, vm->name);
+                return -EBUSY;
+        }
+        if (!streq(h->state, "ok")) {
+                snprintf(why, why_size, "Host '%s' is %s; the QEMU of stopped VM '%s' cannot be started on it for a backup.",
+                         h->name, h->state, vm->name);
+                return -EBUSY;
+        }
+        PlacementDemand d = { .cpus = vm->cpus, .memory_mib = vm->memory_mib, .vm_id = vm->id, .vm_name = vm->name };
+        int r = reserve ? placement_lock(st) : 0;
+        if (r < 0) {
+                snprintf(why, why_size, "Cannot take the placement lock to reserve the memory of VM '%s'.", vm->name);
+                return r;
+        }
+        PlacementRating *rt = NULL;
+        int n = placement_rate(st, h->group_id, &d, &rt);
+        r = n < 0 ? n : 0;
+        if (n < 0)
+                snprintf(why, why_size, "Cannot rate host '%s' for VM '%s' (error %d).", h->name, vm->name, n);
+        for (int i = 0; i < n; i++)
+                if (rt[i].host_id == h->id && (rt[i].why & PLACE_WHY_MEMORY)) {
+                        snprintf(why, why_size, "Cannot start the QEMU of stopped VM '%s' paused on host '%s' for a backup: %s.",
+                                 vm->name, h->name, rt[i].reason);
+                        r = -ENOSPC;
+                }
+        free(rt);
+        if (r == 0 && reserve && (r = placement_reserve(st, &d, h->id)) < 0)
+                snprintf(why, why_size, "Cannot reserve the memory of VM '%s' on host '%s'.", vm->name, h->name);
+        return reserve ? placement_unlock(st, r) : r;
+}
+
+/* Prepare's part for a shut-off VM: room on the host, then its QEMU
+ * started paused (the guest does not run). */
+static int backup_start_paused(Backup *b) {
+        JobCtx *ctx = b->ctx;
+        char why[768] = "";
+        int r = protect_offline_room(ctx->st, &b->vm, &b->host, true, why, sizeof why);
+        if (r < 0)
+                return job_fail(ctx, r, "%s", why);
+        b->reserved = true;
+        if ((r = hv_domain_start_paused(inventory_link_conn(b->link), b->vm.uuid)) < 0)
+                return job_fail(ctx, r, "Cannot start the QEMU of stopped VM '%s' paused on host '%s' for a backup: %s", b->vm.name,
+                                b->host.name, hv_last_error());
+        b->offline = true;
+        job_progress(ctx, 4, "VM '%s' is shut off: its QEMU was started paused for an offline backup", b->vm.name);
+        return 0;
+}
+
+/* Unstart, always after an offline backup (also a failed one): the paused
+ * QEMU is destroyed and the domain waited for until it is shut off (the
+ * job still holds the VM, so reconcile has not touched its record), then
+ * the VM's state is written back and the memory reservation released. */
+static void backup_unstart(Backup *b) {
+        if (b->offline) {
+                HvConn *c = inventory_link_conn(b->link);
+                if (b->begun)
+                        (void) hv_backup_end(c, b->vm.uuid, NULL);
+                HvState st = HV_STATE_NOSTATE;
+                for (int attempt = 0; attempt < 50; attempt++) {
+                        if (hv_domain_state(c, b->vm.uuid, &st) == 0 && st == HV_STATE_SHUTOFF)
+                                break;
+                        int r = attempt % 10 == 0 ? hv_domain_kill(c, b->vm.uuid) : 0;
+                        if (r < 0 && r != -EBUSY)
+                                log_warn("VM '%s': cannot destroy the paused QEMU of its offline backup: %s", b->vm.name,
+                                         hv_last_error());
+                        struct timespec ts = { 0, 200 * 1000000 };
+                        nanosleep(&ts, NULL); /* polling libvirt's state: the condition being waited for */
+                }
+                if (st != HV_STATE_SHUTOFF) {
+                        _cleanup_free_ char *msg = xasprintf("The paused QEMU started for the offline backup of VM '%s' could not "
+                                                             "be destroyed on host '%s'; it may still be there.", b->vm.name,
+                                                             b->host.name);
+                        backup_event(b, "error", "backup.unstart-failed", msg);
+                }
+                (void) store_vm_set_state(b->ctx->st, b->vm.id, st == HV_STATE_SHUTOFF ? b->vm.state : hv_state_name(st));
+                b->offline = false;
+        }
+        if (b->reserved)
+                (void) placement_release(b->ctx->st, b->vm.id, b->host.id);
+        b->reserved = false;
 }
 
 /* ---- prepare ---- */
@@ -95,8 +205,11 @@ static int backup_prepare(Backup *b) {
         HvState st;
         if ((r = hv_domain_state(c, b->vm.uuid, &st)) < 0)
                 return job_fail(ctx, r, "Cannot read the state of VM '%s': %s", b->vm.name, hv_last_error());
-        if (st != HV_STATE_RUNNING && st != HV_STATE_PAUSED)
-                return job_fail(ctx, -EBUSY, "VM '%s' is %s: only a running VM can be backed up.", b->vm.name, hv_state_name(st));
+        if (st != HV_STATE_RUNNING && st != HV_STATE_PAUSED && st != HV_STATE_SHUTOFF)
+                return job_fail(ctx, -EBUSY, "VM '%s' is %s: only a running, paused or shut-off VM can be backed up.", b->vm.name,
+                                hv_state_name(st));
+        if (st == HV_STATE_SHUTOFF && (r = backup_start_paused(b)) < 0)
+                return r;
         if ((r = hv_domain_xml_public(c, b->vm.uuid, &b->domain_xml)) < 0)
                 return job_fail(ctx, r, "Cannot read the definition of VM '%s': %s", b->vm.name, hv_last_error());
         if ((r = hv_backup_disks(b->domain_xml, b->disks, &b->n_disks)) < 0)
@@ -188,8 +301,9 @@ static int backup_begin(Backup *b) {
                               .export_token = token };
         _cleanup_free_ char *cxml = hv_checkpoint_xml_build(b->checkpoint, b->disks, b->n_disks);
         /* Application-consistent when the guest agent freezes the file
-         * systems around the instant the backup starts. */
-        bool frozen = hv_domain_fs_freeze(c, b->vm.uuid) == 0;
+         * systems around the instant the backup starts; offline when the
+         * guest is not running at all (nothing to freeze). */
+        bool frozen = !b->offline && hv_domain_fs_freeze(c, b->vm.uuid) == 0;
         _cleanup_free_ char *desc = NULL;
         int r = -EADDRINUSE;
         /* libvirt 9 wants the TCP port named: a random one of
@@ -204,7 +318,7 @@ static int backup_begin(Backup *b) {
         }
         if (frozen)
                 (void) hv_domain_fs_thaw(c, b->vm.uuid);
-        b->consistency = frozen ? "application" : "crash";
+        b->consistency = b->offline ? "offline" : frozen ? "application" : "crash";
         if (r < 0)
                 return job_fail(ctx, r, "Cannot begin the backup of VM '%s' on host '%s': %s", b->vm.name, b->host.name,
                                 hv_last_error());
@@ -419,6 +533,7 @@ static int job_vm_backup(JobCtx *ctx, void *userdata) {
                 r = backup_finish(&b);
         if (r < 0)
                 r = backup_undo(&b, r);
+        backup_unstart(&b);
         backup_free(&b);
         return r;
 }
@@ -447,6 +562,28 @@ static json_t *job_json(Store *st, int64_t id) {
         return store_job_get_json(st, id, &j) == 0 ? j : json_null();
 }
 
+/* A stopped VM's backup starts its QEMU paused: refused now (not only in
+ * the job) when its host is in maintenance or down (409) or lacks its
+ * memory (422, placement's reason). */
+static int offline_check(Store *st, int64_t vm_id, OpError *err) {
+        StoreVm vm;
+        StoreHost h;
+        char why[768] = "";
+        int r = store_vm_get(st, vm_id, &vm);
+        if (r < 0)
+                return op_fail_store(err, r, "the VM");
+        if ((r = store_host_get(st, vm.host_id, &h)) < 0)
+                return op_fail_store(err, r, "the VM's host");
+        r = protect_offline_room(st, &vm, &h, false, why, sizeof why);
+        if (r == -ENOSPC)
+                return op_fail(err, 422, "no_capacity", "host", "%s", why);
+        if (r == -EBUSY)
+                return op_fail(err, 409, "conflict", "host", "%s", why);
+        if (r < 0)
+                return op_fail(err, 500, "internal", NULL, "%s", why);
+        return 0;
+}
+
 int protect_backup_now(Store *st, Jobs *jobs, const OpCaller *c, int64_t vm_id, const char *datastore, json_t **ret, OpError *err) {
         _cleanup_json_ json_t *v = NULL;
         int r = store_vm_get_json(st, vm_id, &v);
@@ -461,9 +598,11 @@ int protect_backup_now(Store *st, Jobs *jobs, const OpCaller *c, int64_t vm_id, 
                 return op_fail(err, 409, "conflict", NULL, "VM '%s' belongs to another Armada installation and is read-only here.",
                                name);
         const char *state = jget_str(v, "state");
-        if (!streq(state, "running") && !streq(state, "paused"))
-                return op_fail(err, 409, "conflict", NULL, "VM '%s' is %s: only a running VM can be backed up (a pull-mode "
-                               "backup reads the disks through the running QEMU).", name, state);
+        if (!streq(state, "running") && !streq(state, "paused") && !streq(state, "stopped"))
+                return op_fail(err, 409, "conflict", NULL, "VM '%s' is %s: only a running, paused or stopped VM can be backed up.",
+                               name, state);
+        if (streq(state, "stopped") && (r = offline_check(st, vm_id, err)) < 0)
+                return r;
         char ds_name[128];
         _cleanup_free_ char *path = NULL;
         r = protect_datastore_path(st, datastore, ds_name, sizeof ds_name, &path);

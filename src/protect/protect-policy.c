@@ -1,6 +1,6 @@
 /* protect-policy: protection policies (a VM's own or a host group's: back
  * up every N, keep by PBS's rules) and the scheduler thread that applies
- * them. Each round it queues a vm.backup for every running VM a policy
+ * them. Each round it queues a vm.backup for every running or stopped VM a policy
  * covers whose newest point is at least its interval old (and that has none
  * queued or running), carrying the policy's keep rules: the backup prunes
  * the VM's points by them once its own point is committed. A VM with no
@@ -236,7 +236,9 @@ void protect_scheduler_round(ProtectScheduler *s) {
                 int64_t vm_id = jget_int(v, "vm_id"), every_ms = jget_int(v, "every_s") * 1000, last = 0;
                 const char *name = jget_str(v, "vm_name"), *state = jget_str(v, "state");
                 bool have = store_backup_last_point_ms(s->st, jget_str(v, "vm_uuid"), &last) == 0;
-                if (!streq(state, "running") && !streq(state, "paused")) {
+                /* A stopped VM is backed up too (offline, its QEMU started
+                 * paused for the job): its policy is kept like any other. */
+                if (!streq(state, "running") && !streq(state, "paused") && !streq(state, "stopped")) {
                         set_open(s, vm_id, name, false, NULL);
                         continue;
                 }

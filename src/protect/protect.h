@@ -126,8 +126,11 @@ void protect_backup_register_jobs(Jobs *jobs, Inventory *inv);
 /* Queues a backup of VM vm_id into datastore (NULL: the only datastore,
  * 422 "datastore" when there are several or none). The caller must be
  * allowed to operate the VM (403, audited); a VM the caller may not read
- * is 404; a VM that is not running is 409 naming its state (a pull-mode
- * backup needs the running QEMU). The first backup of a VM into a
+ * is 404; a VM that is neither running, paused nor stopped is 409 naming
+ * its state. A stopped VM is backed up offline: the job starts its QEMU
+ * paused for the read and destroys it after, always; refused here when its
+ * host is in maintenance or not ok (409 "host") or lacks the VM's memory as
+ * placement counts it (422 "no_capacity", "host"). The first backup of a VM into a
  * datastore is full, later ones read only what changed since the previous
  * point (see docs/architecture.md, Protection). Audits "vm.backup"
  * (accepted). *ret: {"job": ...}. */

@@ -9,7 +9,13 @@ storage, the datastore a directory of armadad's machine):
 - after a migration the checkpoint stayed behind: the next backup is full,
   says why (job result and event) and is correct;
 - kill -9 of armadad mid-backup leaves no point, and the next backup works;
-- a restore in place over a running VM is refused naming the state.
+- a restore in place over a running VM is refused naming the state;
+- a stopped VM (its data written by the guest while it ran, then shut
+  down) is backed up offline: full, then (started, written, stopped again)
+  incremental reading only the changed chunks; both points restore to their
+  data; after each backup the VM is shut off on the host and stopped in
+  Armada; a policy on the stopped VM makes points and raises no overdue
+  alert; a backup cancelled mid-read still leaves it shut off.
 """
 import hashlib
 import os
@@ -72,7 +78,7 @@ class TestBackupKvm(unittest.TestCase):
         shutil.rmtree(cls.root, ignore_errors=True)
 
     # -- helpers -------------------------------------------------------------
-    def guest(self, name, writes, host="h1"):
+    def guest(self, name, writes, host="h1", size_mib=DISK_MIB):
         """Defines and starts the disk guest with a fresh 64 MiB qcow2 disk
         on the cluster's storage; returns its VM once the guest has written
         its data and synced."""
@@ -80,7 +86,7 @@ class TestBackupKvm(unittest.TestCase):
         ab = self.ab
         os.makedirs(ab.shared, exist_ok=True)
         disk = os.path.join(ab.shared, f"{name}.qcow2")
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, f"{DISK_MIB}M"], check=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, f"{size_mib}M"], check=True)
         log = os.path.join(ab.bed.shared_dir, f"{name}.log")
         self.addCleanup(lambda: os.path.exists(disk) and os.unlink(disk))
         vm = ab.define_raw(host, name, disk_guest_xml(name, self.kernel, self.initrd, disk, writes, console_log=log))
@@ -91,7 +97,23 @@ class TestBackupKvm(unittest.TestCase):
             with open(log, errors="replace") as f:
                 return "armada-guest: disk written" in f.read()
         wait_until(written, 120, interval=0.5, what=f"guest {name} to write its data")
+        self.log_of = getattr(self, "log_of", {})
+        self.log_of[name] = log
         return vm
+
+    def boots_written(self, name):
+        with open(self.log_of[name], errors="replace") as f:
+            return f.read().count("armada-guest: disk written")
+
+    def shut_off(self, vm, name, host="h1"):
+        """The VM is shut off on its host and stopped in Armada."""
+        self.assertEqual(self.ab.bed.virsh(host, "domstate", name).strip(), "shut off")
+        self.assertEqual(self.ab.d.vm(vm["id"])["state"], "stopped")
+
+    def stop(self, vm, name):
+        j = self.ab.d.vm_action(vm["id"], "kill")
+        self.assertEqual(j["state"], "succeeded", j)
+        self.ab.wait_vm(vm["id"], lambda v: v["state"] == "stopped", 30, f"{name} to be stopped")
 
     def undefine(self, name):
         for h in ("h1", "h2"):
@@ -302,6 +324,83 @@ class TestBackupKvm(unittest.TestCase):
         self.assertLessEqual(len(pts), 2, pts)
         self.assertEqual(pts[0]["point_id"], newest["result"]["point_id"])
         self.assertFalse(os.path.exists(os.path.join(self.ds, "vm", vm["uuid"], first[0]["result"]["point_id"], "manifest.json")))
+
+    def test_stopped_vm_offline_full_incremental_policy(self):
+        ab, d = self.ab, self.ab.d
+        w1 = [(0x61, 0, 8), (0x62, 40, 4)]
+        vm = self.guest("bk5", w1)  # the guest itself writes w1 at boot
+        self.stop(vm, "bk5")
+        full = self.backup(vm["id"])
+        self.assertTrue(full["full"], full)
+        self.assertEqual(full["consistency"], "offline")
+        self.shut_off(vm, "bk5")
+
+        # Started again: the guest rewrites w1 at boot, and a new 4 MiB is written.
+        j = d.vm_action(vm["id"], "start")
+        self.assertEqual(j["state"], "succeeded", j)
+        wait_until(lambda: self.boots_written("bk5") >= 2, 120, interval=0.5, what="bk5's guest to write again")
+        self.qemu_write("h1", "bk5", 0xd7, 20, 4)
+        w2 = w1 + [(0xd7, 20, 4)]  # a byte no other test writes: its chunk is new to the datastore
+        self.stop(vm, "bk5")
+        time.sleep(1.1)  # point ids are per second
+        inc = self.backup(vm["id"])
+        self.assertFalse(inc["full"], inc)
+        self.assertEqual(inc["consistency"], "offline")
+        ci = inc["counters"]
+        # The chunks the guest rewrote (0-8, 40-44 MiB) and the new one: 4 of 16.
+        self.assertGreaterEqual(ci["chunks_read"], 1, ci)
+        self.assertLessEqual(ci["chunks_read"], 5, ci)
+        # Only the dirty chunks were looked at (the other 12 neither read nor
+        # probed), and only the 0xd7 chunk is new content in the datastore.
+        self.assertLessEqual(ci["chunks_read"] + ci["chunks_zero"], 5, ci)
+        self.assertEqual(ci["chunks_new"], 1, ci)
+        self.assertLessEqual(ci["bytes_read"], 5 * 4 * MIB, ci)
+        self.shut_off(vm, "bk5")
+
+        r1 = self.restore("bk5", full["point_id"], "bk5-r1")
+        self.assertEqual(self.disk_sha(r1["host"], r1["disks"][0]["path"]), image(w1))
+        r2 = self.restore("bk5", inc["point_id"], "bk5-r2")
+        self.assertEqual(self.disk_sha(r2["host"], r2["disks"][0]["path"]), image(w2))
+
+        # A policy on the stopped VM makes points; no backup-overdue alert.
+        n_before = len(d.ok("GET", "/api/v1/backups?vm=bk5")["items"])
+        pol = d.ok("POST", "/api/v1/backup-policies", {"vm": "bk5", "every": "10s"})
+        self.addCleanup(d.request, "DELETE", f"/api/v1/backup-policies/{pol['id']}")
+        wait_until(lambda: len(d.ok("GET", "/api/v1/backups?vm=bk5")["items"]) > n_before, 90, interval=0.5,
+                   what="the policy's backup of the stopped bk5")
+        wait_until(lambda: not [j for j in d.ok("GET", "/api/v1/jobs?limit=50")["items"]
+                                if j["kind"] == "vm.backup" and j["target_id"] == vm["id"] and j["state"] in ("queued", "running")],
+                   60, interval=0.2, what="bk5's scheduled backup to end")
+        self.assertEqual(ab.bed.virsh("h1", "domstate", "bk5").strip(), "shut off")
+        self.assertEqual(d.vm(vm["id"])["state"], "stopped")
+        alerts = [a for a in d.ok("GET", "/api/v1/alerts?state=open")["items"]
+                  if a["rule_name"] == "backup-overdue" and a["object_id"] == vm["id"]]
+        self.assertEqual(alerts, [])
+
+    def test_stopped_vm_backup_cancelled_mid_read_leaves_it_shut_off(self):
+        ab, d = self.ab, self.ab.d
+        size = 256
+        vm = self.guest("bk6", [(0x5a, 0, 4)], size_mib=size)
+        for i in range(1, size // 4):  # distinct data everywhere: the read takes a while
+            self.qemu_write("h1", "bk6", (0x10 + i) % 256, i * 4, 4)
+        self.stop(vm, "bk6")
+        before = d.ok("GET", "/api/v1/backups?vm=bk6")["items"]
+        r = d.ok("POST", f"/api/v1/vms/{vm['id']}/backups", {"datastore": "ds1"})
+        jid = r["job"]["id"]
+        wait_until(lambda: (lambda j: j if j["state"] == "running" and j["progress"] >= 10 else None)(
+            d.ok("GET", f"/api/v1/jobs/{jid}")), 120, interval=0.02, what="the offline backup to be reading")
+        # Mid-read its QEMU runs, paused; Armada still says stopped.
+        self.assertEqual(ab.bed.virsh("h1", "domstate", "bk6").strip(), "paused")
+        self.assertEqual(d.vm(vm["id"])["state"], "stopped")
+        d.ok("POST", f"/api/v1/jobs/{jid}/actions/cancel")
+        j = d.wait_job(jid, timeout=120)
+        self.assertIn(j["state"], ("failed", "cancelled"), j)
+        self.shut_off(vm, "bk6")
+        self.assertEqual(d.ok("GET", "/api/v1/backups?vm=bk6")["items"], before)
+        # And the next offline backup works, full.
+        res = self.backup(vm["id"])
+        self.assertTrue(res["full"], res)
+        self.shut_off(vm, "bk6")
 
 
 if __name__ == "__main__":
