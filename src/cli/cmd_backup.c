@@ -44,6 +44,45 @@ static int datastore_id(Ctx *c, const char *name, int64_t *ret) {
         return resolve(c, "datastores", "name", name, "datastore", ret, NULL);
 }
 
+/* GETs path and prints the reply: as JSON, or as print_table lays it out. */
+static int show_reply(Ctx *c, const char *path, void (*print_table)(json_t *reply)) {
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "GET", path, NULL, &reply);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_JSON)
+                print_json(reply);
+        else
+                print_table(reply);
+        return 0;
+}
+
+/* POSTs body (may be NULL) to path and reports the job the server started. */
+static int post_job(Ctx *c, const char *path, json_t *body) {
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "POST", path, body, &reply);
+        return r ? r : job_started(c, reply);
+}
+
+static const char *const KEEPS[] = { "keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly" };
+
+/* Sets each --keep-* option given into body as keep_*; a message and
+ * EXIT_ERROR when one is not a whole number. */
+static int add_keeps(json_t *body, const Args *a) {
+        for (size_t i = 0; i < ELEMENTSOF(KEEPS); i++) {
+                const char *v = args_get(a, KEEPS[i]);
+                int64_t n;
+                if (!v)
+                        continue;
+                if (parse_i64(v, &n) < 0 || n < 0)
+                        return fail("--%s must be a whole number, not '%s'", KEEPS[i], v);
+                _cleanup_free_ char *key = xstrdup(KEEPS[i]);
+                key[4] = '_';
+                json_object_set_new(body, key, json_integer(n));
+        }
+        return 0;
+}
+
 /* ---- datastores ---- */
 
 static int datastore_add(Ctx *c, const Args *a) {
@@ -75,15 +114,7 @@ static void add_bytes(Table *t, json_t *o, const char *key) {
         table_add(t, b);
 }
 
-static int datastore_list(Ctx *c) {
-        _cleanup_json_ json_t *reply = NULL;
-        int r = api_call(c, "GET", "/datastores", NULL, &reply);
-        if (r)
-                return r;
-        if (c->output == OUTPUT_JSON) {
-                print_json(reply);
-                return 0;
-        }
+static void print_datastores(json_t *reply) {
         _cleanup_table_ Table *t = table_new("NAME", "PATH", ">POINTS", ">CHUNKS", ">STORED", ">LOGICAL", ">DEDUP", "COUNTED",
                                              NULL);
         size_t i;
@@ -110,7 +141,10 @@ static int datastore_list(Ctx *c) {
                 table_add(t, when);
         }
         table_print(t, stdout);
-        return 0;
+}
+
+static int datastore_list(Ctx *c) {
+        return show_reply(c, "/datastores", print_datastores);
 }
 
 static int datastore_remove(Ctx *c, const Args *a) {
@@ -207,32 +241,20 @@ int cmd_backup_gc(Ctx *c, const Command *cmd, const Args *a) {
         if (r)
                 return r;
         _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/gc", id);
-        _cleanup_json_ json_t *reply = NULL;
-        r = api_call(c, "POST", path, NULL, &reply);
-        return r ? r : job_started(c, reply);
+        return post_job(c, path, NULL);
 }
 
 int cmd_backup_prune(Ctx *c, const Command *cmd, const Args *a) {
-        static const char *const keeps[] = { "keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly",
-                                             "keep-yearly" };
         _cleanup_json_ json_t *body = json_object();
-        for (size_t i = 0; i < ELEMENTSOF(keeps); i++) {
-                const char *v = args_get(a, keeps[i]);
-                int64_t n;
-                if (!v)
-                        continue;
-                if (parse_i64(v, &n) < 0 || n < 0)
-                        return fail("--%s must be a whole number, not '%s'", keeps[i], v);
-                _cleanup_free_ char *key = xstrdup(keeps[i]);
-                key[4] = '_';
-                json_object_set_new(body, key, json_integer(n));
-        }
+        int r = add_keeps(body, a);
+        if (r)
+                return r;
         if (args_get(a, "vm"))
                 json_object_set_new(body, "vm", json_string(args_get(a, "vm")));
         if (args_has(a, "dry-run"))
                 json_object_set_new(body, "dry_run", json_true());
         int64_t id;
-        int r = datastore_id(c, a->pos[0], &id);
+        r = datastore_id(c, a->pos[0], &id);
         if (r)
                 return r;
         _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/prune", id);
@@ -271,9 +293,7 @@ int cmd_backup_archive(Ctx *c, const Command *cmd, const Args *a) {
                 return r;
         _cleanup_json_ json_t *body = json_pack("{s:s, s:s?, s:s?}", "to", to, "vm", vm, "point", point);
         _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/archive", id);
-        _cleanup_json_ json_t *reply = NULL;
-        r = api_call(c, "POST", path, body, &reply);
-        return r ? r : job_started(c, reply);
+        return post_job(c, path, body);
 }
 
 int cmd_backup_import(Ctx *c, const Command *cmd, const Args *a) {
@@ -286,9 +306,7 @@ int cmd_backup_import(Ctx *c, const Command *cmd, const Args *a) {
                 return r;
         _cleanup_json_ json_t *body = json_pack("{s:s}", "path", a->pos[0]);
         _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/import", id);
-        _cleanup_json_ json_t *reply = NULL;
-        r = api_call(c, "POST", path, body, &reply);
-        return r ? r : job_started(c, reply);
+        return post_job(c, path, body);
 }
 
 /* ---- backups: now, list, restore ---- */
@@ -316,9 +334,7 @@ int cmd_backup_now(Ctx *c, const Command *cmd, const Args *a) {
                 return r;
         _cleanup_json_ json_t *body = json_pack("{s:s?}", "datastore", args_get(a, "datastore"));
         _cleanup_free_ char *path = xasprintf("/vms/%" PRId64 "/backups", id);
-        _cleanup_json_ json_t *reply = NULL;
-        r = api_call(c, "POST", path, body, &reply);
-        return r ? r : job_started(c, reply);
+        return post_job(c, path, body);
 }
 
 /* Names and point ids are plain words; anything else is refused here
@@ -330,20 +346,7 @@ static bool query_word(const char *s) {
         return true;
 }
 
-int cmd_backup_list(Ctx *c, const Command *cmd, const Args *a) {
-        const char *vm = a->n_pos ? a->pos[0] : NULL, *ds = args_get(a, "datastore");
-        if (!query_word(vm) || !query_word(ds))
-                return fail("a VM or datastore name holds only letters, digits, '-', '_' and '.'");
-        _cleanup_free_ char *path = xasprintf("/backups%s%s%s%s%s%s", vm || ds ? "?" : "", vm ? "vm=" : "", vm ? vm : "",
-                                              vm && ds ? "&" : "", ds ? "datastore=" : "", ds ? ds : "");
-        _cleanup_json_ json_t *reply = NULL;
-        int r = api_call(c, "GET", path, NULL, &reply);
-        if (r)
-                return r;
-        if (c->output == OUTPUT_JSON) {
-                print_json(reply);
-                return 0;
-        }
+static void print_points(json_t *reply) {
         _cleanup_table_ Table *t = table_new("VM", "POINT", "DATASTORE", "KIND", "CONSISTENCY", "SIZE", "READ", "WRITTEN", NULL);
         size_t i;
         json_t *p;
@@ -358,7 +361,15 @@ int cmd_backup_list(Ctx *c, const Command *cmd, const Args *a) {
                 add_bytes(t, p, "bytes_written");
         }
         table_print(t, stdout);
-        return 0;
+}
+
+int cmd_backup_list(Ctx *c, const Command *cmd, const Args *a) {
+        const char *vm = a->n_pos ? a->pos[0] : NULL, *ds = args_get(a, "datastore");
+        if (!query_word(vm) || !query_word(ds))
+                return fail("a VM or datastore name holds only letters, digits, '-', '_' and '.'");
+        _cleanup_free_ char *path = xasprintf("/backups%s%s%s%s%s%s", vm || ds ? "?" : "", vm ? "vm=" : "", vm ? vm : "",
+                                              vm && ds ? "&" : "", ds ? "datastore=" : "", ds ? ds : "");
+        return show_reply(c, path, print_points);
 }
 
 int cmd_backup_restore(Ctx *c, const Command *cmd, const Args *a) {
@@ -374,9 +385,7 @@ int cmd_backup_restore(Ctx *c, const Command *cmd, const Args *a) {
                 return fail("the names must be valid UTF-8");
         if (in_place)
                 json_object_set_new(body, "in_place", json_true());
-        _cleanup_json_ json_t *reply = NULL;
-        int r = api_call(c, "POST", "/backups/restore", body, &reply);
-        return r ? r : job_started(c, reply);
+        return post_job(c, "/backups/restore", body);
 }
 
 /* ---- protection policies ---- */
@@ -394,8 +403,6 @@ const OptSpec BACKUP_POLICY_OPTS[] = {
 };
 
 static int policy_set(Ctx *c, const Args *a) {
-        static const char *const keeps[] = { "keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly",
-                                             "keep-yearly" };
         if (a->n_pos != 2 || !args_get(a, "every"))
                 return fail("usage: armada backup policy set GROUP|VM --every 15m [--datastore D] [--keep-last N] ...");
         /* A VM when one has that name, else a host-group path. */
@@ -412,19 +419,11 @@ static int policy_set(Ctx *c, const Args *a) {
                                                 "datastore", args_get(a, "datastore"));
         if (!body)
                 return fail("the names must be valid UTF-8");
-        for (size_t i = 0; i < ELEMENTSOF(keeps); i++) {
-                const char *v = args_get(a, keeps[i]);
-                int64_t n;
-                if (!v)
-                        continue;
-                if (parse_i64(v, &n) < 0 || n < 0)
-                        return fail("--%s must be a whole number, not '%s'", keeps[i], v);
-                _cleanup_free_ char *key = xstrdup(keeps[i]);
-                key[4] = '_';
-                json_object_set_new(body, key, json_integer(n));
-        }
+        int r = add_keeps(body, a);
+        if (r)
+                return r;
         _cleanup_json_ json_t *reply = NULL;
-        int r = api_call(c, "POST", "/backup-policies", body, &reply);
+        r = api_call(c, "POST", "/backup-policies", body, &reply);
         if (r)
                 return r;
         if (c->output == OUTPUT_JSON)
@@ -435,15 +434,7 @@ static int policy_set(Ctx *c, const Args *a) {
         return 0;
 }
 
-static int policy_list(Ctx *c) {
-        _cleanup_json_ json_t *reply = NULL;
-        int r = api_call(c, "GET", "/backup-policies", NULL, &reply);
-        if (r)
-                return r;
-        if (c->output == OUTPUT_JSON) {
-                print_json(reply);
-                return 0;
-        }
+static void print_policies(json_t *reply) {
         _cleanup_table_ Table *t = table_new("ID", "APPLIES TO", "EVERY", "DATASTORE", "KEEP (L/H/D/W/M/Y)", NULL);
         size_t i;
         json_t *p;
@@ -460,7 +451,10 @@ static int policy_list(Ctx *c) {
                            jint(p, "keep_monthly", 0), jint(p, "keep_yearly", 0));
         }
         table_print(t, stdout);
-        return 0;
+}
+
+static int policy_list(Ctx *c) {
+        return show_reply(c, "/backup-policies", print_policies);
 }
 
 int cmd_backup_policy(Ctx *c, const Command *cmd, const Args *a) {
@@ -562,15 +556,7 @@ static int replicate_add(Ctx *c, const Args *a) {
         return 0;
 }
 
-static int replicate_list(Ctx *c) {
-        _cleanup_json_ json_t *reply = NULL;
-        int r = api_call(c, "GET", "/replications", NULL, &reply);
-        if (r)
-                return r;
-        if (c->output == OUTPUT_JSON) {
-                print_json(reply);
-                return 0;
-        }
+static void print_replications(json_t *reply) {
         _cleanup_table_ Table *t = table_new("NAME", "SOURCE", "TARGET", "EVERY", "LAST RUN", "STATE", ">POINTS", ">CHUNKS",
                                              ">BYTES", NULL);
         size_t i;
@@ -602,7 +588,10 @@ static int replicate_list(Ctx *c) {
                 }
         }
         table_print(t, stdout);
-        return 0;
+}
+
+static int replicate_list(Ctx *c) {
+        return show_reply(c, "/replications", print_replications);
 }
 
 static int replication_id(Ctx *c, const char *name, int64_t *ret) {
