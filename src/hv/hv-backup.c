@@ -189,27 +189,10 @@ int hv_backup_xml_port(const char *xml, unsigned *ret_port) {
 
 /* ---- calls ---- */
 
-static virDomainPtr lookup(HvConn *c, const char *uuid, int *ret_r) {
-        if (!uuid || !uuid_is_valid(uuid)) {
-                hv_set_error("cannot look up a domain by UUID: '%s' is not a UUID", uuid ? uuid : "(none)");
-                *ret_r = -EINVAL;
-                return NULL;
-        }
-        virDomainPtr d = virDomainLookupByUUIDString(hv_conn_virt(c), uuid);
-        if (!d) {
-                if (hv_virt_code() == VIR_ERR_NO_DOMAIN) {
-                        hv_set_error("there is no domain with UUID '%s' on this host", uuid);
-                        *ret_r = -ENOENT;
-                } else
-                        *ret_r = hv_virt_fail("cannot look up domain '%s'", uuid);
-        }
-        return d;
-}
-
 static int xml_public_now(HvConn *c, const char *uuid, char **ret) {
         HV_LEASE(c);
         int r;
-        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        _cleanup_domain_ virDomainPtr d = hv_domain_by_uuid(c, uuid, &r);
         if (!d)
                 return r;
         char *xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_INACTIVE);
@@ -231,7 +214,7 @@ int hv_domain_xml_public(HvConn *c, const char *uuid, char **ret) {
 static int backup_begin_now(HvConn *c, const char *uuid, const char *bxml, const char *cxml, char **ret) {
         HV_LEASE(c);
         int r;
-        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        _cleanup_domain_ virDomainPtr d = hv_domain_by_uuid(c, uuid, &r);
         if (!d)
                 return r;
         const char *name = virDomainGetName(d);
@@ -268,7 +251,7 @@ int hv_backup_begin(HvConn *c, const char *uuid, const char *backup_xml, const c
 static int backup_end_now(HvConn *c, const char *uuid, bool *ret_ended) {
         HV_LEASE(c);
         int r;
-        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        _cleanup_domain_ virDomainPtr d = hv_domain_by_uuid(c, uuid, &r);
         if (!d)
                 return r;
         char *desc = virDomainBackupGetXMLDesc(d, 0);
@@ -300,7 +283,7 @@ int hv_backup_end(HvConn *c, const char *uuid, bool *ret_ended) {
 static int checkpoint_list_now(HvConn *c, const char *uuid, char **ret) {
         HV_LEASE(c);
         int r;
-        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        _cleanup_domain_ virDomainPtr d = hv_domain_by_uuid(c, uuid, &r);
         if (!d)
                 return r;
         virDomainCheckpointPtr *cps = NULL;
@@ -332,7 +315,7 @@ int hv_checkpoint_list(HvConn *c, const char *uuid, char **ret) {
 static int checkpoint_delete_now(HvConn *c, const char *uuid, const char *name, bool metadata_only) {
         HV_LEASE(c);
         int r;
-        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        _cleanup_domain_ virDomainPtr d = hv_domain_by_uuid(c, uuid, &r);
         if (!d)
                 return r;
         virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(d, name, 0);
@@ -368,7 +351,7 @@ int hv_checkpoint_forget(HvConn *c, const char *uuid, const char *name) {
 static int fs_freeze_now(HvConn *c, const char *uuid, bool thaw) {
         HV_LEASE(c);
         int r;
-        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        _cleanup_domain_ virDomainPtr d = hv_domain_by_uuid(c, uuid, &r);
         if (!d)
                 return r;
         int n = thaw ? virDomainFSThaw(d, NULL, 0, 0) : virDomainFSFreeze(d, NULL, 0, 0);

@@ -42,6 +42,12 @@ void hv_lease_end(HvLease *l);
         } while (0)
 struct _virConnect *hv_conn_virt(struct HvConn *c);
 
+/* The domain with uuid on c's leased connection, or NULL with the error set
+ * and *ret_r -EINVAL (not a UUID), -ENOENT (no such domain) or another
+ * negative code. The caller frees it (virDomainFree). Call under HV_LEASE. */
+struct _virDomain;
+struct _virDomain *hv_domain_by_uuid(struct HvConn *c, const char *uuid, int *ret_r);
+
 /* A call with a deadline. A libvirtd whose workers hang (a wedged lock, a
  * hook that never returns) answers keepalive but never the call, so every
  * public hv function that talks to a host runs its body through hv_call():

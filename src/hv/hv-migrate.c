@@ -17,7 +17,7 @@
 static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
 #define _cleanup_domain_ _cleanup_(vir_domainp)
 
-static virDomainPtr lookup(HvConn *c, const char *uuid, int *ret_r) {
+virDomainPtr hv_domain_by_uuid(HvConn *c, const char *uuid, int *ret_r) {
         assert(c);
         if (!uuid || !uuid_is_valid(uuid)) {
                 hv_set_error("cannot look up a domain by UUID: '%s' is not a UUID", uuid ? uuid : "(none)");
@@ -73,7 +73,7 @@ int hv_migrate(HvConn *c, const char *uuid, const HvMigrateOptions *o) {
                 return -EPERM;
         }
         int r;
-        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        _cleanup_domain_ virDomainPtr d = hv_domain_by_uuid(c, uuid, &r);
         if (!d)
                 return r;
         const char *name = virDomainGetName(d);
@@ -124,7 +124,7 @@ static void fill_info(virTypedParameterPtr p, int n, HvJobInfo *info) {
 
 static int job_stats(HvConn *c, const char *uuid, unsigned flags, HvJobInfo *ret) {
         int r;
-        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        _cleanup_domain_ virDomainPtr d = hv_domain_by_uuid(c, uuid, &r);
         if (!d)
                 return r;
         const char *name = virDomainGetName(d);
@@ -173,7 +173,7 @@ int hv_job_completed(HvConn *c, const char *uuid, HvJobInfo *ret) {
 static int job_abort_now(HvConn *c, const char *uuid) {
         HV_LEASE(c);
         int r;
-        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        _cleanup_domain_ virDomainPtr d = hv_domain_by_uuid(c, uuid, &r);
         if (!d)
                 return r;
         const char *name = virDomainGetName(d);
@@ -193,7 +193,7 @@ int hv_job_abort(HvConn *c, const char *uuid) {
 static int migrate_start_postcopy_now(HvConn *c, const char *uuid) {
         HV_LEASE(c);
         int r;
-        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        _cleanup_domain_ virDomainPtr d = hv_domain_by_uuid(c, uuid, &r);
         if (!d)
                 return r;
         const char *name = virDomainGetName(d);
@@ -213,7 +213,7 @@ int hv_migrate_start_postcopy(HvConn *c, const char *uuid) {
 static int domain_managed_save_now(HvConn *c, const char *uuid) {
         HV_LEASE(c);
         int r;
-        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        _cleanup_domain_ virDomainPtr d = hv_domain_by_uuid(c, uuid, &r);
         if (!d)
                 return r;
         const char *name = virDomainGetName(d);
@@ -233,7 +233,7 @@ int hv_domain_managed_save(HvConn *c, const char *uuid) {
 static int domain_xml_get_now(HvConn *c, const char *uuid, char **ret) {
         HV_LEASE(c);
         int r;
-        _cleanup_domain_ virDomainPtr d = lookup(c, uuid, &r);
+        _cleanup_domain_ virDomainPtr d = hv_domain_by_uuid(c, uuid, &r);
         if (!d)
                 return r;
         const char *name = virDomainGetName(d);
