@@ -866,9 +866,10 @@ json_t *point_meta(const Point *p, const char *key) {
         return json_object_get(p->meta, key);
 }
 
-/* Calls FN for every entry of DIRFD/PATH that is a valid name. */
+/* Calls FN for every entry of DIRFD/PATH whose name WANT accepts, until FN
+ * returns non-zero; a missing directory has none. */
 typedef int (*DirFn)(const char *name, void *userdata);
-static int for_each_entry(int dirfd, const char *path, DirFn fn, void *userdata) {
+static int for_each_named(int dirfd, const char *path, bool (*want)(const char *name), DirFn fn, void *userdata) {
         int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return errno == ENOENT ? 0 : -errno;
@@ -880,10 +881,15 @@ static int for_each_entry(int dirfd, const char *path, DirFn fn, void *userdata)
         int r = 0;
         struct dirent *de;
         while (r == 0 && (de = readdir(d)))
-                if (name_ok(de->d_name))
+                if (want(de->d_name))
                         r = fn(de->d_name, userdata);
         closedir(d);
         return r;
+}
+
+/* Calls FN for every entry of DIRFD/PATH that is a valid name. */
+static int for_each_entry(int dirfd, const char *path, DirFn fn, void *userdata) {
+        return for_each_named(dirfd, path, name_ok, fn, userdata);
 }
 
 typedef struct ListCtx {
@@ -1159,22 +1165,12 @@ static int walk_chunk_files(ChunkStore *s, ChunkFileFn fn, void *userdata) {
 }
 
 /* for_each_entry() skips dot files; temporaries are found this way. */
+static bool is_tmp(const char *name) {
+        return strncmp(name, ".tmp.", 5) == 0;
+}
+
 static int for_each_tmp(int dirfd, const char *path, DirFn fn, void *userdata) {
-        int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return errno == ENOENT ? 0 : -errno;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return -errno;
-        }
-        int r = 0;
-        struct dirent *de;
-        while (r == 0 && (de = readdir(d)))
-                if (strncmp(de->d_name, ".tmp.", 5) == 0)
-                        r = fn(de->d_name, userdata);
-        closedir(d);
-        return r;
+        return for_each_named(dirfd, path, is_tmp, fn, userdata);
 }
 
 static int usage_chunk(ChunkStore *s, const char *sub, const char *name, void *userdata) {
