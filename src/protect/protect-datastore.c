@@ -169,7 +169,7 @@ static json_t *job_json(Store *st, int64_t id) {
         return store_job_get_json(st, id, &j) == 0 ? j : json_null();
 }
 
-static bool name_valid(const char *name) {
+bool protect_name_valid(const char *name) {
         size_t n = strlen(name);
         if (n < 1 || n > 63 || name[0] == '-' || name[0] == '.')
                 return false;
@@ -367,7 +367,7 @@ int protect_datastore_add(Store *st, Jobs *jobs, const OpCaller *c, const char *
         int e = may_manage(st, c, "add", 0, name, err);
         if (e < 0)
                 return e;
-        if (!name_valid(name))
+        if (!protect_name_valid(name))
                 return op_fail(err, 400, "invalid_argument", "name", "Field 'name' (\"%.100s\") must be 1 to 63 letters, digits,"
                                " '-', '_' or '.', not starting with '-' or '.'.", name);
         int64_t id;

@@ -12,6 +12,10 @@
 
 /* --- Datastores --- */
 
+/* Whether name is a datastore's or a replication's name: 1 to 63 letters,
+ * digits, '-', '_' and '.', not starting with '-' or '.'. */
+bool protect_name_valid(const char *name);
+
 /* Opens datastore id's chunk store: 0, -ENOENT (no such datastore), or the
  * chunk store's error. */
 int protect_datastore_open(Store *st, int64_t id, ChunkStore **ret);

@@ -42,17 +42,6 @@ static int may_manage(Store *st, const OpCaller *c, const char *what, int64_t id
         return op_deny(st, c, err, what, "replication", id, name);
 }
 
-static bool name_valid(const char *name) {
-        size_t n = strlen(name);
-        if (n < 1 || n > 63 || name[0] == '-' || name[0] == '.')
-                return false;
-        for (const char *p = name; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-                      *p == '_' || *p == '.'))
-                        return false;
-        return true;
-}
-
 /* https://HOST[:PORT][/] or, to a loopback host only, http://: no user
  * info, path, query or odd characters. */
 static bool url_valid(const char *url) {
@@ -204,7 +193,7 @@ static int target_check(Store *st, const ProtectReplicationSpec *spec, char **re
         if (!url_valid(spec->to_url))
                 return op_fail(err, 400, "invalid_argument", "to_url",
                                "'%.200s' is not https://HOST:PORT (plain http:// only to a loopback address).", spec->to_url);
-        if (!spec->to_datastore || !name_valid(spec->to_datastore))
+        if (!spec->to_datastore || !protect_name_valid(spec->to_datastore))
                 return op_fail(err, 400, "invalid_argument", "to_datastore",
                                "Name the target datastore in 'to_datastore' (letters, digits, '-', '_' and '.').");
         if (!spec->token || !token_valid(spec->token))
@@ -220,11 +209,11 @@ int protect_replication_add(Store *st, const OpCaller *c, const ProtectReplicati
         int e = may_manage(st, c, "create", 0, spec->name, err);
         if (e < 0)
                 return e;
-        if (spec->name && !name_valid(spec->name))
+        if (spec->name && !protect_name_valid(spec->name))
                 return op_fail(err, 400, "invalid_argument", "name",
                                "'%.100s' is not a valid name: 1 to 63 letters, digits, '-', '_' and '.', not beginning"
                                " with '-' or '.'.", spec->name);
-        if (!spec->source || !name_valid(spec->source))
+        if (!spec->source || !protect_name_valid(spec->source))
                 return op_fail(err, 400, "invalid_argument", "source", "Name the datastore to replicate in 'source'.");
         int64_t ds_id = 0;
         e = store_datastore_find(st, spec->source, &ds_id);
@@ -249,7 +238,7 @@ int protect_replication_add(Store *st, const OpCaller *c, const ProtectReplicati
                         base = base && base[1] ? base + 1 : "path";
                 }
                 name = xasprintf("%.20s-to-%.38s", spec->source, base);
-                if (!name_valid(name))
+                if (!protect_name_valid(name))
                         return op_fail(err, 400, "invalid_argument", "name", "Give the replication a name in 'name'.");
         }
         _cleanup_free_ char *sealed = NULL;
