@@ -133,18 +133,25 @@ static int snapreq_open(SnapReq *q, const char *action, OpError *err) {
         return 0;
 }
 
+static void vm_eventv(Store *st, const char *severity, const char *kind, int64_t vm_id, const char *vm_name,
+                      int64_t owner_id, const char *fmt, va_list ap) _printf_(7, 0);
+static void vm_eventv(Store *st, const char *severity, const char *kind, int64_t vm_id, const char *vm_name,
+                      int64_t owner_id, const char *fmt, va_list ap) {
+        _cleanup_free_ char *msg = NULL;
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        if (msg)
+                (void) store_event_add(st, severity, kind, "vm", vm_id, vm_name, owner_id, msg);
+}
+
 static void vm_event(Store *st, const char *severity, const char *kind, int64_t vm_id, const char *vm_name, int64_t owner_id,
                      const char *fmt, ...) _printf_(7, 8);
 static void vm_event(Store *st, const char *severity, const char *kind, int64_t vm_id, const char *vm_name, int64_t owner_id,
                      const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        _cleanup_free_ char *msg = NULL;
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
+        vm_eventv(st, severity, kind, vm_id, vm_name, owner_id, fmt, ap);
         va_end(ap);
-        if (msg)
-                (void) store_event_add(st, severity, kind, "vm", vm_id, vm_name, owner_id, msg);
 }
 
 /* Keeps Armada's copy of the XML of every snapshot domain uuid has on the
@@ -427,12 +434,8 @@ static void snap_event(SnapJob *j, const char *severity, const char *kind, const
 static void snap_event(SnapJob *j, const char *severity, const char *kind, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        _cleanup_free_ char *msg = NULL;
-        if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
+        vm_eventv(j->ctx->st, severity, kind, j->vm.id, j->vm.name, j->vm.owner_id, fmt, ap);
         va_end(ap);
-        if (msg)
-                vm_event(j->ctx->st, severity, kind, j->vm.id, j->vm.name, j->vm.owner_id, "%s", msg);
 }
 
 /* The VM, its host and a live link to it. Taking and deleting a snapshot
