@@ -8,6 +8,15 @@
 
 #include "util/cleanup.h"
 
+/* The --keep-* options of prune and policy set (add_keeps() reads them). */
+#define KEEP_OPTS                                                                                         \
+        { "keep-last", 0, true, "N", "keep the N newest points" },                                       \
+        { "keep-hourly", 0, true, "N", "keep the newest point of each of the last N hours with points" }, \
+        { "keep-daily", 0, true, "N", "... of the last N days" },                                        \
+        { "keep-weekly", 0, true, "N", "... of the last N ISO weeks" },                                  \
+        { "keep-monthly", 0, true, "N", "... of the last N months" },                                    \
+        { "keep-yearly", 0, true, "N", "... of the last N years" }
+
 const OptSpec BACKUP_DATASTORE_OPTS[] = {
         { "path", 0, true, "DIR", "the datastore's directory on the server (add)" },
         { "force", 0, false, NULL, "forget it even though it holds points (remove; its files stay)" },
@@ -19,12 +28,7 @@ const OptSpec BACKUP_VERIFY_OPTS[] = {
 };
 const OptSpec BACKUP_PRUNE_OPTS[] = {
         { "vm", 0, true, "VM", "only this VM's points (a name, or the uuid of a deleted VM)" },
-        { "keep-last", 0, true, "N", "keep the N newest points" },
-        { "keep-hourly", 0, true, "N", "keep the newest point of each of the last N hours with points" },
-        { "keep-daily", 0, true, "N", "... of the last N days" },
-        { "keep-weekly", 0, true, "N", "... of the last N ISO weeks" },
-        { "keep-monthly", 0, true, "N", "... of the last N months" },
-        { "keep-yearly", 0, true, "N", "... of the last N years" },
+        KEEP_OPTS,
         { "dry-run", 0, false, NULL, "only list what would be kept and removed" },
         { NULL },
 };
@@ -42,6 +46,17 @@ const OptSpec BACKUP_IMPORT_OPTS[] = {
 
 static int datastore_id(Ctx *c, const char *name, int64_t *ret) {
         return resolve(c, "datastores", "name", name, "datastore", ret, NULL);
+}
+
+/* The path of datastore name's action ("gc", "prune"...) into *ret_path
+ * (malloc'd); the resolve error otherwise. */
+static int datastore_action(Ctx *c, const char *name, const char *action, char **ret_path) {
+        int64_t id;
+        int r = datastore_id(c, name, &id);
+        if (r)
+                return r;
+        *ret_path = xasprintf("/datastores/%" PRId64 "/actions/%s", id, action);
+        return 0;
 }
 
 /* GETs path and prints the reply: as JSON, or as print_table lays it out. */
@@ -209,11 +224,10 @@ int cmd_backup_verify(Ctx *c, const Command *cmd, const Args *a) {
                 _cleanup_json_ json_t *body = json_pack("{s:s}", "path", dir);
                 r = api_call(c, "POST", "/datastores/verify-path", body, &reply);
         } else {
-                int64_t id;
-                r = datastore_id(c, a->pos[0], &id);
+                _cleanup_free_ char *path = NULL;
+                r = datastore_action(c, a->pos[0], "verify", &path);
                 if (r)
                         return r;
-                _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/verify", id);
                 r = api_call(c, "POST", path, NULL, &reply);
         }
         if (r)
@@ -236,11 +250,10 @@ int cmd_backup_verify(Ctx *c, const Command *cmd, const Args *a) {
 }
 
 int cmd_backup_gc(Ctx *c, const Command *cmd, const Args *a) {
-        int64_t id;
-        int r = datastore_id(c, a->pos[0], &id);
+        _cleanup_free_ char *path = NULL;
+        int r = datastore_action(c, a->pos[0], "gc", &path);
         if (r)
                 return r;
-        _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/gc", id);
         return post_job(c, path, NULL);
 }
 
@@ -253,11 +266,10 @@ int cmd_backup_prune(Ctx *c, const Command *cmd, const Args *a) {
                 json_object_set_new(body, "vm", json_string(args_get(a, "vm")));
         if (args_has(a, "dry-run"))
                 json_object_set_new(body, "dry_run", json_true());
-        int64_t id;
-        r = datastore_id(c, a->pos[0], &id);
+        _cleanup_free_ char *path = NULL;
+        r = datastore_action(c, a->pos[0], "prune", &path);
         if (r)
                 return r;
-        _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/prune", id);
         _cleanup_json_ json_t *reply = NULL;
         r = api_call(c, "POST", path, body, &reply);
         if (r)
@@ -287,12 +299,11 @@ int cmd_backup_archive(Ctx *c, const Command *cmd, const Args *a) {
                    *point = args_get(a, "point");
         if (!ds || !to || !!vm == !!point)
                 return fail("usage: armada backup archive --datastore D --vm VM|--point VM/POINT --to DIR");
-        int64_t id;
-        int r = datastore_id(c, ds, &id);
+        _cleanup_free_ char *path = NULL;
+        int r = datastore_action(c, ds, "archive", &path);
         if (r)
                 return r;
         _cleanup_json_ json_t *body = json_pack("{s:s, s:s?, s:s?}", "to", to, "vm", vm, "point", point);
-        _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/archive", id);
         return post_job(c, path, body);
 }
 
@@ -300,12 +311,11 @@ int cmd_backup_import(Ctx *c, const Command *cmd, const Args *a) {
         const char *ds = args_get(a, "datastore");
         if (!ds)
                 return fail("usage: armada backup import DIR --datastore D");
-        int64_t id;
-        int r = datastore_id(c, ds, &id);
+        _cleanup_free_ char *path = NULL;
+        int r = datastore_action(c, ds, "import", &path);
         if (r)
                 return r;
         _cleanup_json_ json_t *body = json_pack("{s:s}", "path", a->pos[0]);
-        _cleanup_free_ char *path = xasprintf("/datastores/%" PRId64 "/actions/import", id);
         return post_job(c, path, body);
 }
 
@@ -393,12 +403,7 @@ int cmd_backup_restore(Ctx *c, const Command *cmd, const Args *a) {
 const OptSpec BACKUP_POLICY_OPTS[] = {
         { "every", 0, true, "INTERVAL", "back up this often: 30s, 15m, 1h, 1d (set)" },
         { "datastore", 0, true, "NAME", "into this datastore (set; default: the only one)" },
-        { "keep-last", 0, true, "N", "keep the N newest points" },
-        { "keep-hourly", 0, true, "N", "keep the newest point of each of the last N hours with points" },
-        { "keep-daily", 0, true, "N", "... of the last N days" },
-        { "keep-weekly", 0, true, "N", "... of the last N ISO weeks" },
-        { "keep-monthly", 0, true, "N", "... of the last N months" },
-        { "keep-yearly", 0, true, "N", "... of the last N years" },
+        KEEP_OPTS,
         { NULL },
 };
 
