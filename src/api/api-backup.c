@@ -9,14 +9,6 @@
 
 #include "protect/protect.h"
 
-static void answer(Req *r, int e, const OpError *err, int status, json_t *out) {
-        if (e < 0) {
-                json_decref(out);
-                return reply_op_error(r, err);
-        }
-        reply(r, status, out);
-}
-
 static void h_vm_backup(Req *r) {
         static const char *const fields[] = { "datastore", NULL };
         const char *ds = NULL;
@@ -26,7 +18,7 @@ static void h_vm_backup(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = protect_backup_now(r->api->st, r->api->jobs, &c, r->id[0], ds, &out, &err);
-        answer(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 static void h_backups_list(Req *r) {
@@ -35,7 +27,7 @@ static void h_backups_list(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = protect_backup_list(r->api->st, &c, &spec, &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_backups_restore(Req *r) {
@@ -55,7 +47,7 @@ static void h_backups_restore(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = protect_backup_restore(r->api->st, r->api->jobs, &c, &spec, &out, &err);
-        answer(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 /* "30s", "15m", "1h", "1d" or a whole number of seconds: 0 and *ret, or -EINVAL. */
@@ -77,7 +69,7 @@ static void h_policies_list(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = protect_policy_list(r->api->st, &c, &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_policies_set(Req *r) {
@@ -100,14 +92,14 @@ static void h_policies_set(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = protect_policy_set(r->api->st, &c, &spec, &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_policy_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err = {0};
         int e = protect_policy_delete(r->api->st, &c, r->id[0], &err);
-        answer(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 const Route api_routes_backup[] = {

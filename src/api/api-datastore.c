@@ -20,18 +20,12 @@
 
 #define KEEP_MAX 1000000
 
-static void done(Req *r, int e, const OpError *err, int status, json_t *body) {
-        if (e < 0)
-                return reply_op_error(r, err);
-        reply(r, status, body);
-}
-
 static void h_datastores_list(Req *r) {
         OpCaller c = api_caller(r);
         OpError err;
         json_t *all = NULL;
         int e = protect_datastores_list(r->api->st, &c, req_query(r, "name"), &all, &err);
-        done(r, e, &err, 200, e < 0 ? NULL : json_pack("{s:o}", "items", all));
+        reply_result(r, e, &err, 200, e < 0 ? NULL : json_pack("{s:o}", "items", all));
 }
 
 static void h_datastores_create(Req *r) {
@@ -44,7 +38,7 @@ static void h_datastores_create(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = protect_datastore_add(r->api->st, r->api->jobs, &c, name, path, &out, &err);
-        done(r, e, &err, 201, out);
+        reply_result(r, e, &err, 201, out);
 }
 
 static void h_datastore_get(Req *r) {
@@ -52,7 +46,7 @@ static void h_datastore_get(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = protect_datastore_get(r->api->st, &c, r->id[0], &out, &err);
-        done(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_datastore_points(Req *r) {
@@ -60,7 +54,7 @@ static void h_datastore_points(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = protect_datastore_points(r->api->st, &c, r->id[0], &out, &err);
-        done(r, e, &err, 200, e < 0 ? NULL : json_pack("{s:o}", "items", out));
+        reply_result(r, e, &err, 200, e < 0 ? NULL : json_pack("{s:o}", "items", out));
 }
 
 static void h_datastore_delete(Req *r) {
@@ -71,7 +65,7 @@ static void h_datastore_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err;
         int e = protect_datastore_remove(r->api->st, &c, r->id[0], force, &err);
-        done(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 static bool keep_field(Req *r, const char *field, unsigned *ret) {
@@ -141,7 +135,7 @@ static void h_datastore_action(Req *r) {
                                    " archive or import.", action);
         if (e > 0)
                 return; /* the parser replied */
-        done(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 static void h_verify_path(Req *r) {
@@ -153,7 +147,7 @@ static void h_verify_path(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = protect_path_verify(r->api->st, r->api->jobs, &c, path, &out, &err);
-        done(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 const Route api_routes_datastore[] = {

@@ -14,14 +14,6 @@
 #include "ha/ha.h"
 
 /* The result of an operation: status with out, or the OpError. */
-static void answer(Req *r, int e, const OpError *err, int status, json_t *out) {
-        if (e < 0) {
-                json_decref(out);
-                return reply_op_error(r, err);
-        }
-        reply(r, status, out);
-}
-
 /* ---- migration ---- */
 
 static void h_vm_migrate(Req *r) {
@@ -36,7 +28,7 @@ static void h_vm_migrate(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = ha_op_vm_migrate(r->api->st, r->api->jobs, &c, &spec, &out, &err);
-        answer(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 /* ---- maintenance ---- */
@@ -54,7 +46,7 @@ static void h_host_maintenance(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = ha_op_host_maintenance(r->api->st, r->api->jobs, &c, r->id[0], on, force, &out, &err);
-        answer(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 /* ---- fencing ---- */
@@ -64,7 +56,7 @@ static void h_host_fencing_get(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = ha_op_fencing_get(r->api->st, &c, r->id[0], &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_host_fencing_set(Req *r) {
@@ -75,7 +67,7 @@ static void h_host_fencing_set(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = ha_op_fencing_set(r->api->st, &c, r->id[0], r->json ? json_object_get(r->json, "command") : NULL, &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 /* ---- HA settings of VMs ---- */
@@ -85,7 +77,7 @@ static void h_vm_ha_get(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = ha_op_vm_ha_get(r->api->st, &c, r->id[0], &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_vm_ha_set(Req *r) {
@@ -103,7 +95,7 @@ static void h_vm_ha_set(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = ha_op_vm_ha_set(r->api->st, &c, r->id[0], p, &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 /* ---- clusters ---- */
@@ -113,7 +105,7 @@ static void h_clusters_list(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = ha_op_cluster_list(r->api->st, &c, req_query(r, "name"), &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_cluster_get(Req *r) {
@@ -121,7 +113,7 @@ static void h_cluster_get(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = ha_op_cluster_get(r->api->st, &c, r->id[0], &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_clusters_create(Req *r) {
@@ -155,14 +147,14 @@ static void h_clusters_create(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = ha_op_cluster_create(r->api->st, r->api->jobs, &c, &spec, &out, &err);
-        answer(r, e, &err, 201, out);
+        reply_result(r, e, &err, 201, out);
 }
 
 static void h_cluster_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err = {0};
         int e = ha_op_cluster_delete(r->api->st, &c, r->id[0], &err);
-        answer(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 const Route api_routes_ha[] = {

@@ -23,14 +23,6 @@ static json_t *items(json_t *arr) {
 
 /* Replies status with body (stolen) when the operation succeeded (e >= 0),
  * else its failure. */
-static void answer(Req *r, int e, const OpError *err, int status, json_t *body) {
-        if (e < 0) {
-                json_decref(body);
-                return reply_op_error(r, err);
-        }
-        reply(r, status, body);
-}
-
 /* ------------------------------------------------------------------ */
 /* version and sessions */
 
@@ -118,7 +110,7 @@ void h_session_delete(Req *r) {
         int e = account_session_delete(r->api->st, &c, r->token_hash, &err);
         if (e >= 0 && r->by_cookie)
                 api_session_cookies(r, NULL, 0);
-        answer(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -129,7 +121,7 @@ void h_users_list(Req *r) {
         OpError err = {0};
         json_t *arr = NULL;
         int e = account_user_list(r->api->st, &c, req_query(r, "name"), &arr, &err);
-        answer(r, e, &err, 200, e < 0 ? NULL : items(arr));
+        reply_result(r, e, &err, 200, e < 0 ? NULL : items(arr));
 }
 
 void h_users_create(Req *r) {
@@ -147,7 +139,7 @@ void h_users_create(Req *r) {
         OpError err = {0};
         json_t *u = NULL;
         int e = account_user_create(r->api->st, &c, &spec, &u, &err);
-        answer(r, e, &err, 201, u);
+        reply_result(r, e, &err, 201, u);
 }
 
 void h_user_get(Req *r) {
@@ -155,7 +147,7 @@ void h_user_get(Req *r) {
         OpError err = {0};
         json_t *u = NULL;
         int e = account_user_get(r->api->st, &c, r->id[0], &u, &err);
-        answer(r, e, &err, 200, u);
+        reply_result(r, e, &err, 200, u);
 }
 
 void h_user_update(Req *r) {
@@ -169,14 +161,14 @@ void h_user_update(Req *r) {
         OpError err = {0};
         json_t *u = NULL;
         int e = account_user_update(r->api->st, &c, r->id[0], &spec, &u, &err);
-        answer(r, e, &err, 200, u);
+        reply_result(r, e, &err, 200, u);
 }
 
 void h_user_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err = {0};
         int e = account_user_delete(r->api->st, &c, r->id[0], &err);
-        answer(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -187,7 +179,7 @@ void h_groups_list(Req *r) {
         OpError err = {0};
         json_t *arr = NULL;
         int e = inventory_group_list(r->api->inv, &c, req_query(r, "path"), &arr, &err);
-        answer(r, e, &err, 200, e < 0 ? NULL : items(arr));
+        reply_result(r, e, &err, 200, e < 0 ? NULL : items(arr));
 }
 
 void h_groups_create(Req *r) {
@@ -200,7 +192,7 @@ void h_groups_create(Req *r) {
         OpError err = {0};
         json_t *g = NULL;
         int e = inventory_group_create(r->api->inv, &c, &spec, &g, &err);
-        answer(r, e, &err, 201, g);
+        reply_result(r, e, &err, 201, g);
 }
 
 void h_group_get(Req *r) {
@@ -208,7 +200,7 @@ void h_group_get(Req *r) {
         OpError err = {0};
         json_t *g = NULL;
         int e = inventory_group_get(r->api->inv, &c, r->id[0], &g, &err);
-        answer(r, e, &err, 200, g);
+        reply_result(r, e, &err, 200, g);
 }
 
 void h_group_update(Req *r) {
@@ -221,14 +213,14 @@ void h_group_update(Req *r) {
         OpError err = {0};
         json_t *g = NULL;
         int e = inventory_group_update(r->api->inv, &c, r->id[0], &spec, &g, &err);
-        answer(r, e, &err, 200, g);
+        reply_result(r, e, &err, 200, g);
 }
 
 void h_group_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err = {0};
         int e = inventory_group_delete(r->api->inv, &c, r->id[0], &err);
-        answer(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -266,7 +258,7 @@ void h_hosts_create(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = inventory_host_add(r->api->inv, &c, &spec, &out, &err);
-        answer(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 void h_host_get(Req *r) {
@@ -274,7 +266,7 @@ void h_host_get(Req *r) {
         OpError err = {0};
         json_t *h = NULL;
         int e = inventory_host_get(r->api->inv, &c, r->id[0], &h, &err);
-        answer(r, e, &err, 200, h);
+        reply_result(r, e, &err, 200, h);
 }
 
 void h_host_update(Req *r) {
@@ -287,7 +279,7 @@ void h_host_update(Req *r) {
         OpError err = {0};
         json_t *h = NULL;
         int e = inventory_host_update(r->api->inv, &c, r->id[0], &spec, &h, &err);
-        answer(r, e, &err, 200, h);
+        reply_result(r, e, &err, 200, h);
 }
 
 void h_host_delete(Req *r) {
@@ -296,7 +288,7 @@ void h_host_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err = {0};
         int e = inventory_host_remove(r->api->inv, &c, r->id[0], force, &err);
-        answer(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 void h_host_action(Req *r) {
@@ -306,7 +298,7 @@ void h_host_action(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = inventory_host_action(r->api->inv, &c, r->id[0], r->word[0], &out, &err);
-        answer(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -374,7 +366,7 @@ void h_vms_create(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = inventory_vm_create(r->api->inv, &c, &spec, &out, &err);
-        answer(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 void h_vm_get(Req *r) {
@@ -388,7 +380,7 @@ void h_vm_get(Req *r) {
         json_t *last = NULL;
         if (e >= 0 && (e = protect_vm_last_backup(r->api->st, &c, v, &last, &err)) >= 0)
                 json_object_set_new(v, "last_backup", last);
-        answer(r, e, &err, 200, v);
+        reply_result(r, e, &err, 200, v);
 }
 
 /* PATCH /vms/{id}: {"owner": "NAME" | null, "description": "TEXT"}. */
@@ -405,7 +397,7 @@ void h_vm_update(Req *r) {
         OpError err = {0};
         json_t *v = NULL;
         int e = inventory_vm_update(r->api->inv, &c, r->id[0], &spec, &v, &err);
-        answer(r, e, &err, 200, v);
+        reply_result(r, e, &err, 200, v);
 }
 
 void h_vm_delete(Req *r) {
@@ -417,7 +409,7 @@ void h_vm_delete(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = inventory_vm_delete(r->api->inv, &c, r->id[0], keep, &out, &err);
-        answer(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 void h_vm_action(Req *r) {
@@ -430,7 +422,7 @@ void h_vm_action(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = inventory_vm_action(r->api->inv, &c, r->id[0], &spec, &out, &err);
-        answer(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -442,7 +434,7 @@ void h_job_get(Req *r) {
         OpError err = {0};
         json_t *j = NULL;
         int e = jobs_job_get(r->api->jobs, &c, r->id[0], &j, &err);
-        answer(r, e, &err, 200, j);
+        reply_result(r, e, &err, 200, j);
 }
 
 void h_job_cancel(Req *r) {
@@ -450,7 +442,7 @@ void h_job_cancel(Req *r) {
         OpError err = {0};
         json_t *j = NULL;
         int e = jobs_job_cancel(r->api->jobs, &c, r->id[0], &j, &err);
-        answer(r, e, &err, 200, j);
+        reply_result(r, e, &err, 200, j);
 }
 
 void h_audit_list(Req *r) {
@@ -461,5 +453,5 @@ void h_audit_list(Req *r) {
         OpError err = {0};
         json_t *arr = NULL;
         int e = jobs_audit_list(r->api->jobs, &c, (int) limit, &arr, &err);
-        answer(r, e, &err, 200, e < 0 ? NULL : items(arr));
+        reply_result(r, e, &err, 200, e < 0 ? NULL : items(arr));
 }

@@ -32,12 +32,6 @@ static json_t *items(json_t *arr) {
 }
 
 /* Maps an operation's result: body with status, or its failure. */
-static void done(Req *r, int e, const OpError *err, int status, json_t *body) {
-        if (e < 0)
-                return reply_op_error(r, err);
-        reply(r, status, body);
-}
-
 /* ------------------------------------------------------------------ */
 /* shares */
 
@@ -46,7 +40,7 @@ static void h_shares_list(Req *r) {
         OpError err;
         json_t *all = NULL;
         int e = library_shares_list(r->api->st, &c, &all, &err);
-        done(r, e, &err, 200, items(all));
+        reply_result(r, e, &err, 200, items(all));
 }
 
 static void h_shares_create(Req *r) {
@@ -58,14 +52,14 @@ static void h_shares_create(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = library_share_create(r->api->st, r->api->jobs, &c, path, &out, &err);
-        done(r, e, &err, 201, out);
+        reply_result(r, e, &err, 201, out);
 }
 
 static void h_share_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err;
         int e = library_share_delete(r->api->st, &c, r->id[0], &err);
-        done(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 static void h_share_refresh(Req *r) {
@@ -73,7 +67,7 @@ static void h_share_refresh(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = library_share_refresh(r->api->st, r->api->jobs, &c, r->id[0], &out, &err);
-        done(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -87,7 +81,7 @@ static void h_items_list(Req *r) {
         OpError err;
         json_t *all = NULL;
         int e = library_items_list(r->api->st, &c, share_id, req_query(r, "kind"), &all, &err);
-        done(r, e, &err, 200, items(all));
+        reply_result(r, e, &err, 200, items(all));
 }
 
 static void h_item_get(Req *r) {
@@ -95,7 +89,7 @@ static void h_item_get(Req *r) {
         OpError err;
         json_t *it = NULL;
         int e = library_item_get(r->api->st, &c, r->id[0], &it, &err);
-        done(r, e, &err, 200, it);
+        reply_result(r, e, &err, 200, it);
 }
 
 static void h_items_import(Req *r) {
@@ -107,7 +101,7 @@ static void h_items_import(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = library_item_import(r->api->st, r->api->jobs, &c, path, &out, &err);
-        done(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 /* ---- streamed upload: the library owns the file (LibraryUpload in
@@ -145,7 +139,7 @@ static void upload_end(Req *r) {
         json_t *out = NULL;
         int e = library_upload_finish(r->api->st, &c, r->stream_state, &out, &err);
         r->stream_state = library_upload_free(r->stream_state);
-        done(r, e, &err, 201, out);
+        reply_result(r, e, &err, 201, out);
 }
 
 static void h_share_upload(Req *r) {
@@ -166,7 +160,7 @@ static void h_templates_list(Req *r) {
         OpError err;
         json_t *all = NULL;
         int e = library_templates_list(r->api->st, &c, &all, &err);
-        done(r, e, &err, 200, items(all));
+        reply_result(r, e, &err, 200, items(all));
 }
 
 static void h_template_get(Req *r) {
@@ -174,7 +168,7 @@ static void h_template_get(Req *r) {
         OpError err;
         json_t *t = NULL;
         int e = library_template_get(r->api->st, &c, r->id[0], &t, &err);
-        done(r, e, &err, 200, t);
+        reply_result(r, e, &err, 200, t);
 }
 
 static void h_templates_create(Req *r) {
@@ -200,14 +194,14 @@ static void h_templates_create(Req *r) {
         OpError err;
         json_t *t = NULL;
         int e = library_template_create(r->api->st, &c, &s, &t, &err);
-        done(r, e, &err, 201, t);
+        reply_result(r, e, &err, 201, t);
 }
 
 static void h_template_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err;
         int e = library_template_delete(r->api->st, &c, r->id[0], &err);
-        done(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 /* POST /api/v1/templates/from-vm {vm, name, share_id?, points?}: a job copies
@@ -224,7 +218,7 @@ static void h_template_from_vm(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = library_template_from_vm(r->api->st, r->api->jobs, &c, vm_name, name, share_id, points, &out, &err);
-        done(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -246,7 +240,7 @@ static void h_template_deploy(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = library_template_deploy(r->api->st, r->api->jobs, &c, &s, &out, &err);
-        done(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -257,7 +251,7 @@ static void h_grants_list(Req *r) {
         OpError err;
         json_t *all = NULL;
         int e = library_grants_list(r->api->st, &c, &all, &err);
-        done(r, e, &err, 200, items(all));
+        reply_result(r, e, &err, 200, items(all));
 }
 
 static void h_grant_get(Req *r) {
@@ -265,7 +259,7 @@ static void h_grant_get(Req *r) {
         OpError err;
         json_t *g = NULL;
         int e = library_grant_get(r->api->st, &c, r->id[0], &g, &err);
-        done(r, e, &err, 200, g);
+        reply_result(r, e, &err, 200, g);
 }
 
 static void h_grants_create(Req *r) {
@@ -283,14 +277,14 @@ static void h_grants_create(Req *r) {
         OpError err;
         json_t *g = NULL;
         int e = library_grant_create(r->api->st, &c, &s, &g, &err);
-        done(r, e, &err, 201, g);
+        reply_result(r, e, &err, 201, g);
 }
 
 static void h_grant_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err;
         int e = library_grant_delete(r->api->st, &c, r->id[0], &err);
-        done(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 static void h_self_service(Req *r) {
@@ -298,7 +292,7 @@ static void h_self_service(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = library_self_service(r->api->st, &c, &out, &err);
-        done(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 const Route api_routes_library[] = {

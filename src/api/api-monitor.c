@@ -19,14 +19,6 @@
 #define ALERT_LIMIT_MAX 10000
 
 /* The result of an operation: status with out, or the OpError. */
-static void answer(Req *r, int e, const OpError *err, int status, json_t *out) {
-        if (e < 0) {
-                json_decref(out);
-                return reply_op_error(r, err);
-        }
-        reply(r, status, out);
-}
-
 /* ------------------------------------------------------------------ */
 /* series */
 
@@ -46,7 +38,7 @@ static void h_series(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_series(r->api->st, &c, &spec, &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -129,7 +121,7 @@ static void h_alerts_list(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_alert_list(r->api->st, &c, state && !streq(state, "all") ? state : NULL, (int) limit, &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_alert_get(Req *r) {
@@ -137,7 +129,7 @@ static void h_alert_get(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_alert_get(r->api->st, &c, r->id[0], &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_alert_ack(Req *r) {
@@ -148,7 +140,7 @@ static void h_alert_ack(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_alert_ack(r->api->st, &c, r->id[0], &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -191,7 +183,7 @@ static void h_rules_list(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_rule_list(r->api->st, &c, &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_rule_get(Req *r) {
@@ -199,7 +191,7 @@ static void h_rule_get(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_rule_get(r->api->st, &c, r->id[0], &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_rules_create(Req *r) {
@@ -210,7 +202,7 @@ static void h_rules_create(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_rule_create(r->api->st, &c, &p, &out, &err);
-        answer(r, e, &err, 201, out);
+        reply_result(r, e, &err, 201, out);
 }
 
 static void h_rule_update(Req *r) {
@@ -221,14 +213,14 @@ static void h_rule_update(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_rule_update(r->api->st, &c, r->id[0], &p, &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_rule_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err = {0};
         int e = monitor_op_rule_delete(r->api->st, &c, r->id[0], &err);
-        answer(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -239,7 +231,7 @@ static void h_webhooks_list(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_webhook_list(r->api->st, &c, &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_webhook_get(Req *r) {
@@ -247,7 +239,7 @@ static void h_webhook_get(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_webhook_get(r->api->st, &c, r->id[0], &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_webhooks_create(Req *r) {
@@ -260,14 +252,14 @@ static void h_webhooks_create(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_webhook_create(r->api->st, &c, url, description, &out, &err);
-        answer(r, e, &err, 201, out);
+        reply_result(r, e, &err, 201, out);
 }
 
 static void h_webhook_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err = {0};
         int e = monitor_op_webhook_delete(r->api->st, &c, r->id[0], &err);
-        answer(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -278,7 +270,7 @@ static void h_assess_list(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_assess_list(r->api->st, &c, &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_assess_get(Req *r) {
@@ -286,7 +278,7 @@ static void h_assess_get(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_assess_get(r->api->st, &c, r->id[0], &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_assess_create(Req *r) {
@@ -299,14 +291,14 @@ static void h_assess_create(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_assess_create(r->api->st, &c, name, url, ssh, &out, &err);
-        answer(r, e, &err, 201, out);
+        reply_result(r, e, &err, 201, out);
 }
 
 static void h_assess_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err = {0};
         int e = monitor_op_assess_delete(r->api->st, &c, r->id[0], &err);
-        answer(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 static void h_assess_report(Req *r) {
@@ -331,7 +323,7 @@ static void h_assess_report(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = monitor_op_assess_report(r->api->st, &c, &model, window * 1000, &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 /* ------------------------------------------------------------------ */

@@ -23,12 +23,6 @@
 #define VM_DISK_MAX_BYTES (64LL << 40)
 
 /* Maps an operation's result: 200 (or status) with *out, or the error. */
-static void reply_op(Req *r, int ret, int status, json_t *out, const OpError *err) {
-        if (ret < 0)
-                return reply_op_error(r, err);
-        reply(r, status, out);
-}
-
 /* ------------------------------------------------------------------ */
 /* placement policy */
 
@@ -37,7 +31,7 @@ static void h_policy_get(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int ret = placement_policy_get(r->api->st, &c, r->id[0], &out, &err);
-        reply_op(r, ret, 200, out, &err);
+        reply_result(r, ret, &err, 200, out);
 }
 
 static void h_policy_put(Req *r) {
@@ -48,7 +42,7 @@ static void h_policy_put(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int ret = placement_policy_set(r->api->st, &c, r->id[0], r->json, &out, &err);
-        reply_op(r, ret, 200, out, &err);
+        reply_result(r, ret, &err, 200, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -114,7 +108,7 @@ static void rate(Req *r, const RateArgs *a) {
         OpError err = {0};
         json_t *out = NULL;
         int ret = placement_ratings(r->api->st, &c, a, &out, &err);
-        reply_op(r, ret, 200, out, &err);
+        reply_result(r, ret, &err, 200, out);
 }
 
 static void h_ratings_get(Req *r) {
@@ -137,7 +131,7 @@ static void h_rules_list(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int ret = placement_rule_list(r->api->st, &c, &out, &err);
-        reply_op(r, ret, 200, out, &err);
+        reply_result(r, ret, &err, 200, out);
 }
 
 static void h_rules_create(Req *r) {
@@ -153,7 +147,7 @@ static void h_rules_create(Req *r) {
         s.vms = json_object_get(r->json, "vms");
         json_t *out = NULL;
         int ret = placement_rule_create(r->api->st, &c, &s, &out, &err);
-        reply_op(r, ret, 201, out, &err);
+        reply_result(r, ret, &err, 201, out);
 }
 
 static void h_rule_get(Req *r) {
@@ -161,7 +155,7 @@ static void h_rule_get(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int ret = placement_rule_get(r->api->st, &c, r->id[0], &out, &err);
-        reply_op(r, ret, 200, out, &err);
+        reply_result(r, ret, &err, 200, out);
 }
 
 static void h_rule_update(Req *r) {
@@ -172,14 +166,14 @@ static void h_rule_update(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int ret = placement_rule_update(r->api->st, &c, r->id[0], r->json ? json_object_get(r->json, "vms") : NULL, &out, &err);
-        reply_op(r, ret, 200, out, &err);
+        reply_result(r, ret, &err, 200, out);
 }
 
 static void h_rule_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err = {0};
         int ret = placement_rule_delete(r->api->st, &c, r->id[0], &err);
-        reply_op(r, ret, 204, NULL, &err);
+        reply_result(r, ret, &err, 204, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -194,7 +188,7 @@ static void h_consolidation(Req *r) {
         json_t *out = NULL;
         int ret = placement_consolidation(r->api->st, &c, r->json ? json_object_get(r->json, "host") : NULL,
                                           r->json ? json_object_get(r->json, "servers") : NULL, &out, &err);
-        reply_op(r, ret, 200, out, &err);
+        reply_result(r, ret, &err, 200, out);
 }
 
 const Route api_routes_place[] = {

@@ -169,6 +169,9 @@ bool body_name(Req *r, const char *field, bool required, const char **ret);
 OpCaller api_caller(Req *r);
 /* Sends the failure an operation reported, as it is. */
 void reply_op_error(Req *r, const OpError *e);
+/* What a handler answers after calling one operation: on e < 0 the
+ * operation's error (body, if any, dropped), else status with body (stolen). */
+void reply_result(Req *r, int e, const OpError *err, int status, json_t *body);
 
 /* ---- authorization ---- */
 /* Fills the group chain of a group id into chain (max AUTH_MAX_DEPTH). */

@@ -18,18 +18,12 @@
 
 #include "protect/protect.h"
 
-static void done(Req *r, int e, const OpError *err, int status, json_t *body) {
-        if (e < 0)
-                return reply_op_error(r, err);
-        reply(r, status, body);
-}
-
 static void h_replications_list(Req *r) {
         OpCaller c = api_caller(r);
         OpError err;
         json_t *all = NULL;
         int e = protect_replications_list(r->api->st, &c, &all, &err);
-        done(r, e, &err, 200, e < 0 ? NULL : json_pack("{s:o}", "items", all));
+        reply_result(r, e, &err, 200, e < 0 ? NULL : json_pack("{s:o}", "items", all));
 }
 
 static void h_replications_create(Req *r) {
@@ -47,14 +41,14 @@ static void h_replications_create(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = protect_replication_add(r->api->st, &c, &spec, &out, &err);
-        done(r, e, &err, 201, out);
+        reply_result(r, e, &err, 201, out);
 }
 
 static void h_replication_delete(Req *r) {
         OpCaller c = api_caller(r);
         OpError err;
         int e = protect_replication_remove(r->api->st, &c, r->id[0], &err);
-        done(r, e, &err, 204, NULL);
+        reply_result(r, e, &err, 204, NULL);
 }
 
 static void h_replication_run(Req *r) {
@@ -65,7 +59,7 @@ static void h_replication_run(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = protect_replication_run(r->api->st, r->api->jobs, &c, r->id[0], &out, &err);
-        done(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 static void h_replica_missing(Req *r) {
@@ -79,7 +73,7 @@ static void h_replica_missing(Req *r) {
         OpError err;
         json_t *out = NULL;
         int e = protect_replica_missing(r->api->st, &c, r->id[0], digests, &out, &err);
-        done(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 /* ---- streamed bodies, buffered here up to a bound (a chunk file, a
@@ -158,7 +152,7 @@ static void h_replica_chunk(Req *r) {
         json_t *out = NULL;
         int e = protect_replica_chunk(r->api->st, &c, r->id[0], req_query(r, "digest"), u->b.s, u->b.len, &out, &err);
         upload_free(r);
-        done(r, e, &err, 201, out);
+        reply_result(r, e, &err, 201, out);
 }
 
 static void h_replica_point(Req *r) {
@@ -170,7 +164,7 @@ static void h_replica_point(Req *r) {
         json_t *out = NULL;
         int e = protect_replica_point(r->api->st, &c, r->id[0], u->b.s ? u->b.s : "", u->b.len, &out, &err);
         upload_free(r);
-        done(r, e, &err, e == 0 && json_is_true(json_object_get(out, "existed")) ? 200 : 201, out);
+        reply_result(r, e, &err, e == 0 && json_is_true(json_object_get(out, "existed")) ? 200 : 201, out);
 }
 
 const Route api_routes_replicate[] = {

@@ -5,20 +5,12 @@
 
 #include "protect/protect.h"
 
-static void answer(Req *r, int e, const OpError *err, int status, json_t *out) {
-        if (e < 0) {
-                json_decref(out);
-                return reply_op_error(r, err);
-        }
-        reply(r, status, out);
-}
-
 static void h_vm_snapshots_list(Req *r) {
         OpCaller c = api_caller(r);
         OpError err = {0};
         json_t *out = NULL;
         int e = protect_snapshot_list(r->api->st, r->api->inv, &c, r->id[0], &out, &err);
-        answer(r, e, &err, 200, out);
+        reply_result(r, e, &err, 200, out);
 }
 
 static void h_vm_snapshots_create(Req *r) {
@@ -34,7 +26,7 @@ static void h_vm_snapshots_create(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = protect_snapshot_create(r->api->st, r->api->inv, &c, r->id[0], &spec, &out, &err);
-        answer(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 static void h_vm_snapshot_revert(Req *r) {
@@ -45,7 +37,7 @@ static void h_vm_snapshot_revert(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = protect_snapshot_revert(r->api->st, r->api->inv, &c, r->id[0], r->word[0], &out, &err);
-        answer(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 static void h_vm_snapshot_delete(Req *r) {
@@ -53,7 +45,7 @@ static void h_vm_snapshot_delete(Req *r) {
         OpError err = {0};
         json_t *out = NULL;
         int e = protect_snapshot_delete(r->api->st, r->api->inv, &c, r->id[0], r->word[0], &out, &err);
-        answer(r, e, &err, 202, out);
+        reply_result(r, e, &err, 202, out);
 }
 
 const Route api_routes_snapshot[] = {

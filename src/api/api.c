@@ -221,6 +221,14 @@ OpCaller api_caller(Req *r) {
         };
 }
 
+void reply_result(Req *r, int e, const OpError *err, int status, json_t *body) {
+        if (e < 0) {
+                json_decref(body);
+                return reply_op_error(r, err);
+        }
+        reply(r, status, body);
+}
+
 void reply_op_error(Req *r, const OpError *e) {
         if (e->status <= 0)
                 return reply_error(r, 500, "internal", NULL, "The operation failed without saying why.");
