@@ -581,6 +581,14 @@ int point_new(ChunkStore *s, const char *vm_uuid, const char *point_id, const Po
         return 0;
 }
 
+bool point_exists(ChunkStore *s, const char *vm_uuid, const char *point_id) {
+        if (!s || !name_ok(vm_uuid) || !name_ok(point_id))
+                return false;
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "vm/%s/%s/manifest.json", vm_uuid, point_id);
+        return faccessat(s->dirfd, path, F_OK, 0) == 0;
+}
+
 Point *point_free(Point *p) {
         if (!p)
                 return NULL;

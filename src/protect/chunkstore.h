@@ -96,6 +96,8 @@ int point_set_meta(Point *p, const char *key, json_t *value);
 int point_commit(Point *p);
 
 int point_open(ChunkStore *s, const char *vm_uuid, const char *point_id, Point **ret);
+/* Whether a committed point of that id exists (its manifest is there). */
+bool point_exists(ChunkStore *s, const char *vm_uuid, const char *point_id);
 Point *point_free(Point *p);
 
 const char *point_vm_uuid(const Point *p);

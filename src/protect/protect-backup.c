@@ -292,6 +292,15 @@ static int backup_begin(Backup *b) {
         char base_cp[64];
         snprintf(base_cp, sizeof base_cp, "%s", b->prev ? b->checkpoint : "");
         snprintf(b->checkpoint, sizeof b->checkpoint, CHECKPOINT_PREFIX "%s", b->point_id);
+        /* A run killed after its begin left this name's checkpoint behind
+         * without a point (point ids are unique, see point_id_pick()): it
+         * goes, or the begin would fail on "already exists". */
+        if (host_has_checkpoint(b, b->checkpoint)) {
+                if (hv_checkpoint_delete(c, b->vm.uuid, b->checkpoint) < 0)
+                        return job_fail(ctx, -EEXIST, "Cannot delete the stale checkpoint '%s' of VM '%s': %s", b->checkpoint,
+                                        b->vm.name, hv_last_error());
+                log_info("VM '%s': deleted the stale checkpoint '%s' of a killed backup", b->vm.name, b->checkpoint);
+        }
         unsigned char rnd[12];
         char token[25];
         if (random_bytes(rnd, sizeof rnd) < 0)
@@ -519,14 +528,31 @@ static void point_id_now(char out[32]) {
         strftime(out, 32, "%Y%m%dT%H%M%SZ", &tm);
 }
 
+/* Point ids are the second the backup starts; a second backup of the VM in
+ * the same second gets "-2" .. "-9" (protect_point_time() reads them), so
+ * neither the point nor its checkpoint reuses a name. */
+static int point_id_pick(Backup *b) {
+        const char *prev = b->prev ? jget_str(b->prev, "point_id") : NULL;
+        char base[24];
+        snprintf(base, sizeof base, "%.20s", b->point_id);
+        for (int n = 2; (prev && streq(prev, b->point_id)) || point_exists(b->store, b->vm.uuid, b->point_id); n++) {
+                if (n > 9)
+                        return job_fail(b->ctx, -EBUSY, "VM '%s' already has nine points made in second %s.", b->vm.name, base);
+                snprintf(b->point_id, sizeof b->point_id, "%s-%d", base, n);
+        }
+        return 0;
+}
+
 static int job_vm_backup(JobCtx *ctx, void *userdata) {
         Backup b = { .ctx = ctx, .inv = userdata, .t0 = now_ms() };
         point_id_now(b.point_id);
         int r = backup_prepare(&b);
         if (r >= 0) {
                 backup_chain(&b);
-                r = backup_begin(&b);
+                r = point_id_pick(&b);
         }
+        if (r >= 0)
+                r = backup_begin(&b);
         if (r >= 0)
                 r = backup_read(&b);
         if (r >= 0)

@@ -214,6 +214,9 @@ int protect_datastore_usage_refresh(Store *st, int64_t id, ChunkStore *s) {
 int protect_point_time(const char *point_id, time_t *ret) {
         struct tm tm = { 0 };
         const char *end = point_id ? strptime(point_id, "%Y%m%dT%H%M%SZ", &tm) : NULL;
+        /* A second point of the same second carries "-2" .. "-9". */
+        if (end && end[0] == '-' && end[1] >= '2' && end[1] <= '9')
+                end += 2;
         if (!end || *end)
                 return -EINVAL;
         *ret = timegm(&tm);

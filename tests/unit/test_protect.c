@@ -301,6 +301,16 @@ static void test_point_roundtrip_and_base(void **state) {
         bool only[4] = {false, false, true, false};
         make_point(s, VM, "20260101T001500Z", base, img2, len, only);
         assert_int_equal(point_new(s, VM, "20260101T001500Z", NULL, &(Point *){NULL}), -EEXIST);
+        assert_true(point_exists(s, VM, "20260101T001500Z"));
+        assert_false(point_exists(s, VM, "20260101T001500Z-2"));
+        assert_false(point_exists(s, VM, "../20260101T001500Z"));
+        /* A second point in the same second is "-2" .. "-9", and keeps its time. */
+        time_t t1 = 0, t2 = 0;
+        assert_int_equal(protect_point_time("20260101T001500Z", &t1), 0);
+        assert_int_equal(protect_point_time("20260101T001500Z-2", &t2), 0);
+        assert_true(t1 == t2 && t1 > 0);
+        assert_int_equal(protect_point_time("20260101T001500Z-1", &t2), -EINVAL);
+        assert_int_equal(protect_point_time("20260101T001500Z-2x", &t2), -EINVAL);
 
         /* Each point reads back exactly its own image, sparse. */
         const char *ids[2] = {"20260101T000000Z", "20260101T001500Z"};
