@@ -101,3 +101,23 @@ int protect_backup_prune_vm(Store *st, ChunkStore *s, const char *ds_name, const
                             size_t why_size);
 /* One round of the scheduler (for tests). */
 void protect_scheduler_round(ProtectScheduler *s);
+
+/* --- File-level restore --- */
+
+/* A read-only NBD server of one disk of a committed point, read straight
+ * from the chunk store (protect-nbdserve.c): fixed-newstyle handshake
+ * (OPT_GO/INFO/EXPORT_NAME/LIST/ABORT), NBD_CMD_READ and NBD_CMD_DISC;
+ * writes are EPERM, reads past the end EINVAL, reads over
+ * NBDSERVE_MAX_READ EOVERFLOW, a missing or corrupt chunk EIO. The export
+ * is named after the disk's target ("" names it too). */
+#define NBDSERVE_MAX_READ (32u << 20)
+typedef struct ProtectNbdServer ProtectNbdServer;
+/* Starts serving disk of p (s and p borrowed: they must outlive the
+ * server) on a unix socket in a new 0700 directory under tmpdir (NULL:
+ * /tmp). 0 and *ret, or -errno. */
+int protect_nbdserve_start(ChunkStore *s, const Point *p, unsigned disk, const char *tmpdir, ProtectNbdServer **ret);
+const char *protect_nbdserve_socket(const ProtectNbdServer *srv);
+const char *protect_nbdserve_export(const ProtectNbdServer *srv);
+/* Ends every connection, removes the socket and its directory, frees;
+ * takes NULL. */
+ProtectNbdServer *protect_nbdserve_stop(ProtectNbdServer *srv);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <libnbd.h>
 
 #include "protect/chunkstore.h"
 #include "protect/protect-priv.h"
@@ -959,6 +960,107 @@ static void test_path_check(void **state) {
         free(real);
 }
 
+/* The read-only NBD server of a point (file-level restore), driven by
+ * libnbd: handshake and block sizes, reads inside one chunk and across
+ * chunk boundaries, an all-zero chunk, the short last chunk, a read past
+ * the end (EINVAL), an unknown export, and a chunk corrupted on disk (EIO). */
+static void test_nbdserve(void **state) {
+        ChunkStore *s = open_store("nbdserve");
+        uint64_t len = 3ull * CHUNK_SIZE + 6000;
+        uint8_t *img = calloc(1, len);
+        fill(img, CHUNK_SIZE, 40);                            /* 0 data, 1 zero */
+        fill(img + 2 * CHUNK_SIZE, CHUNK_SIZE + 6000, 41);    /* 2 data, 3 short */
+        Point *p = NULL;
+        unsigned k;
+        assert_int_equal(point_new(s, VM, "20260102T000000Z", NULL, &p), 0);
+        assert_int_equal(point_add_disk(p, "vdb", len, &k), 0);
+        ChunkDigest dg[4];
+        for (uint64_t c = 0; c < 4; c++) {
+                size_t n = (size_t) (len - c * CHUNK_SIZE < CHUNK_SIZE ? len - c * CHUNK_SIZE : CHUNK_SIZE);
+                if (c == 1) {
+                        assert_int_equal(point_set_chunk(p, k, c, NULL), 0);
+                        continue;
+                }
+                assert_int_equal(chunkstore_put(s, img + c * CHUNK_SIZE, n, &dg[c], NULL), 0);
+                assert_int_equal(point_set_chunk(p, k, c, &dg[c]), 0);
+        }
+        assert_int_equal(point_commit(p), 0);
+        point_free(p);
+        assert_int_equal(point_open(s, VM, "20260102T000000Z", &p), 0);
+
+        ProtectNbdServer *srv = NULL;
+        assert_int_equal(protect_nbdserve_start(s, p, 0, dir, &srv), 0);
+        struct stat sb;
+        char sockdir[512];
+        snprintf(sockdir, sizeof sockdir, "%s", protect_nbdserve_socket(srv));
+        *strrchr(sockdir, '/') = 0;
+        assert_int_equal(stat(sockdir, &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0700);
+
+        /* An export of another name is refused at the handshake. */
+        struct nbd_handle *bad = nbd_create();
+        assert_non_null(bad);
+        assert_int_equal(nbd_set_export_name(bad, "vda"), 0);
+        assert_true(nbd_connect_unix(bad, protect_nbdserve_socket(srv)) < 0);
+        nbd_close(bad);
+
+        struct nbd_handle *h = nbd_create();
+        assert_non_null(h);
+        assert_int_equal(nbd_set_export_name(h, "vdb"), 0);
+        assert_int_equal(nbd_connect_unix(h, protect_nbdserve_socket(srv)), 0);
+        assert_int_equal(nbd_get_size(h), (int64_t) len);
+        assert_int_equal(nbd_is_read_only(h), 1);
+        assert_int_equal(nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM), NBDSERVE_MAX_READ);
+        assert_int_equal(nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM), 1);
+        uint8_t *buf = malloc(2 * CHUNK_SIZE + 1000);
+        static const struct { uint64_t off; size_t n; } reads[] = {
+                { 0, 512 },                                   /* inside chunk 0 */
+                { CHUNK_SIZE - 100, 300 },                    /* 0 into the zero chunk 1 */
+                { CHUNK_SIZE + 5, 4096 },                     /* the zero chunk only */
+                { CHUNK_SIZE - 7, CHUNK_SIZE + 20 },          /* 0, all of 1, into 2 */
+                { 2 * CHUNK_SIZE - 1, CHUNK_SIZE + 2 },       /* 1, 2, into the short 3 */
+                { 3 * CHUNK_SIZE + 1000, 5000 },              /* the end of the short chunk */
+        };
+        for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+                memset(buf, 0xee, reads[i].n);
+                assert_int_equal(nbd_pread(h, buf, reads[i].n, reads[i].off, 0), 0);
+                assert_memory_equal(buf, img + reads[i].off, reads[i].n);
+        }
+        /* Past the end: libnbd checks that itself unless told not to. */
+        assert_int_equal(nbd_set_strict_mode(h, 0), 0);
+        assert_true(nbd_pread(h, buf, 4096, len - 100, 0) < 0);
+        assert_int_equal(nbd_get_errno(), EINVAL);
+        assert_true(nbd_pread(h, buf, 512, len + 4096, 0) < 0);
+        assert_int_equal(nbd_get_errno(), EINVAL);
+        /* A write is refused by the server too. */
+        assert_true(nbd_pwrite(h, buf, 512, 0, 0) < 0);
+        assert_int_equal(nbd_get_errno(), EPERM);
+        /* A corrupt chunk fails the read, it is never served. */
+        char cf[1024];
+        chunk_file(s, &dg[2], cf, sizeof cf);
+        int fd = open(cf, O_RDWR);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "XXXXXXXX", 8, 40), 8);
+        close(fd);
+        struct nbd_handle *h2 = nbd_create();   /* a connection of its own: nothing cached */
+        assert_non_null(h2);
+        assert_int_equal(nbd_connect_unix(h2, protect_nbdserve_socket(srv)), 0);   /* "": the default export */
+        assert_true(nbd_pread(h2, buf, 512, 2 * CHUNK_SIZE + 4096, 0) < 0);
+        assert_int_equal(nbd_get_errno(), EIO);
+        assert_int_equal(nbd_pread(h2, buf, 512, 0, 0), 0);   /* the connection lives on */
+        assert_memory_equal(buf, img, 512);
+        nbd_close(h2);
+        /* Stop ends a connection still open. */
+        srv = protect_nbdserve_stop(srv);
+        assert_true(nbd_pread(h, buf, 512, 0, 0) < 0);
+        assert_int_equal(stat(sockdir, &sb), -1);
+        nbd_close(h);
+        free(buf);
+        free(img);
+        point_free(p);
+        chunkstore_free(s);
+}
+
 static void test_point_time(void **state) {
         time_t t;
         assert_int_equal(protect_point_time("20260102T030405Z", &t), 0);
@@ -1014,6 +1116,7 @@ int main(void) {
                 cmocka_unit_test(test_replica_raw_and_import),
                 cmocka_unit_test(test_path_check),
                 cmocka_unit_test(test_nbd_copy),
+                cmocka_unit_test(test_nbdserve),
                 cmocka_unit_test(test_point_time),
                 cmocka_unit_test(test_snapshot_names),
                 cmocka_unit_test(test_snapshot_default_name),
