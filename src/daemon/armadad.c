@@ -594,6 +594,10 @@ static void config_free(Config *c) {
 }
 
 int main(int argc, char **argv) {
+        /* The child of a file-level restore (protect-files.c): armadad runs
+         * itself again so that libguestfs never runs inside the daemon. */
+        if (argc > 1 && streq(argv[1], "--files-child"))
+                return protect_files_child_main(argc, argv);
         /* Everything armadad creates (database, its -wal/-shm, certificates,
          * keys, the initial password, temporary files) is its own alone,
          * whatever the mode of the directory it lands in. */

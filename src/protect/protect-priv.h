@@ -81,6 +81,13 @@ bool protect_point_visible(Store *st, const OpCaller *c, const json_t *p);
  * when gone), or 404 naming field. */
 int protect_vm_ref(Store *st, const OpCaller *c, const char *field, const char *ref, char uuid[37], int64_t *ret_vm_id,
                    OpError *err);
+/* The point spec names (its vm, point and datastore; uuid the VM's, from
+ * protect_vm_ref()) among those the caller may see: 0 and its index row
+ * (a new reference), or 404 "point" (exactly as for one that does not
+ * exist) / 422 "datastore" (in several datastores: name one). What restore
+ * and the file-level restore look points up with. */
+int protect_point_find(Store *st, const OpCaller *c, const ProtectRestoreSpec *spec, const char *uuid, json_t **ret,
+                       OpError *err);
 /* protect-restore.c's job kind. */
 void protect_restore_register_jobs(Jobs *jobs, Inventory *inv);
 /* Brings the backup_point index of datastore ds_name in line with its

@@ -304,9 +304,8 @@ static json_t *job_json(Store *st, int64_t id) {
         return store_job_get_json(st, id, &j) == 0 ? j : json_null();
 }
 
-/* The point the request names, which the caller may see: 0 and its index
- * row, or 404/422. */
-static int find_point(Store *st, const OpCaller *c, const ProtectRestoreSpec *spec, const char *uuid, json_t **ret, OpError *err) {
+int protect_point_find(Store *st, const OpCaller *c, const ProtectRestoreSpec *spec, const char *uuid, json_t **ret,
+                       OpError *err) {
         _cleanup_json_ json_t *all = NULL;
         int r = store_backup_point_list(st, uuid, spec->datastore, &all);
         if (r < 0)
@@ -415,7 +414,7 @@ int protect_backup_restore(Store *st, Jobs *jobs, const OpCaller *c, const Prote
         if (r < 0)
                 return r;
         _cleanup_json_ json_t *pt = NULL;
-        if ((r = find_point(st, c, spec, uuid, &pt, err)) < 0)
+        if ((r = protect_point_find(st, c, spec, uuid, &pt, err)) < 0)
                 return r;
         /* Restoring needs the rights to operate the point's VM (as it is,
          * or as it was when gone). */

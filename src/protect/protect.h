@@ -160,6 +160,62 @@ typedef struct ProtectRestoreSpec {
  * exactly as one that does not exist. Audits "vm.restore" (accepted).
  * *ret: {"job": ..., "vm": ...}. */
 int protect_backup_restore(Store *st, Jobs *jobs, const OpCaller *c, const ProtectRestoreSpec *spec, json_t **ret, OpError *err);
+/* --- File-level restore (protect-files.c) --- */
+
+/* A directory of a recovery point's disk listed, or one file of it
+ * downloaded, read from the chunks through a private read-only NBD export
+ * and libguestfs's appliance in a child process: never from the original
+ * VM or host, never writing the disk out. Paths: "/" lists the disk's file
+ * systems ({name "sda1", type "filesystem", fstype, size}); "/sda1/etc" is
+ * /etc inside file system sda1. The caller must be allowed to operate the
+ * point's VM (restore's rule: 403 audited; a point it may not see is 404).
+ * At most PROTECT_FILES_MAX_RUNNING at once (503 "busy"); a child that
+ * gives no answer within PROTECT_FILES_TIMEOUT_S is killed (504). */
+#define PROTECT_FILES_PATH_MAX 4096
+#define PROTECT_FILES_LIST_MAX 10000
+#define PROTECT_FILES_MAX_RUNNING 2
+#define PROTECT_FILES_TIMEOUT_S 300
+typedef struct ProtectFilesSpec {
+        const char *vm;          /* the point's VM: name, id or UUID (of a VM gone: its UUID) */
+        const char *point;       /* the point id or "latest" */
+        const char *datastore;   /* NULL: the datastore holding the point (422 when several do) */
+        const char *disk;        /* a disk's target; NULL: the point's first disk */
+        const char *path;        /* NULL: "/" */
+} ProtectFilesSpec;
+/* Normalises an absolute path lexically: "//" and "." dropped, ".." takes
+ * the segment before it back. 0 and *ret (malloc'd), or -EINVAL when it
+ * is not absolute, longer than PROTECT_FILES_PATH_MAX or leads above "/".
+ * Pure. */
+int protect_files_path_normalize(const char *path, char **ret);
+/* Lists directory spec->path. *ret: {"path" (normalised), "point_id",
+ * "datastore", "disk", "items": [{name, type (file, directory, symlink,
+ * block, char, fifo, socket, other; "filesystem" at "/"), size, mtime
+ * (seconds), mode}] sorted by name, at most PROTECT_FILES_LIST_MAX,
+ * "truncated"}. 400 "path"/"disk" for a malformed one, 404 "path" (no
+ * such directory or file system), 404 "disk", 422 "path" (not a directory,
+ * a file system that cannot be mounted), 500 when the appliance cannot
+ * start. */
+int protect_backup_files(Store *st, const OpCaller *c, const ProtectFilesSpec *spec, json_t **ret, OpError *err);
+/* An open download: the child streams the file's bytes. */
+typedef struct ProtectFileStream ProtectFileStream;
+/* Opens file spec->path for download, checked as protect_backup_files()
+ * does (422 "path" for a directory or anything but a regular file; symbolic
+ * links are not followed). Audits "backup.download". *ret: the stream,
+ * which the caller reads to its size and closes. */
+int protect_backup_download(Store *st, const OpCaller *c, const ProtectFilesSpec *spec, ProtectFileStream **ret, OpError *err);
+uint64_t protect_file_stream_size(const ProtectFileStream *f);
+/* The file's base name (borrowed). */
+const char *protect_file_stream_name(const ProtectFileStream *f);
+/* Reads the next bytes (waiting at most PROTECT_FILES_TIMEOUT_S): their
+ * count, 0 once size bytes were read, -ETIMEDOUT, -EPIPE (the file ended
+ * short: the appliance failed half-way) or -errno. */
+ssize_t protect_file_stream_read(ProtectFileStream *f, void *buf, size_t len);
+/* Ends the child and frees; takes NULL. */
+ProtectFileStream *protect_file_stream_close(ProtectFileStream *f);
+/* armadad's main calls it when argv[1] is "--files-child": the child
+ * process of a file-level restore. Returns the exit status. */
+int protect_files_child_main(int argc, char **argv);
+
 /* --- Status (what the console, scripts and /metrics read) --- */
 
 /* The window of armada_vms_without_recent_backup: 24 hours. */
