@@ -1,5 +1,5 @@
 /* The backups' REST resources: back up a VM now, list recovery points,
- * restore one. Each handler parses the request, calls one operation of the
+ * restore one, list the files of one and download a file. Each handler parses the request, calls one operation of the
  * protect module (protect.h, Backups) and maps its result. */
 #include "api-priv.h"
 
@@ -48,6 +48,92 @@ static void h_backups_restore(Req *r) {
         json_t *out = NULL;
         int e = protect_backup_restore(r->api->st, r->api->jobs, &c, &spec, &out, &err);
         reply_result(r, e, &err, 202, out);
+}
+
+/* A query parameter of at most max characters that holds no NUL (MHD
+ * decodes "%00" into the value, which a C string would cut silently):
+ * false and a 400 naming it otherwise. *ret NULL when absent. */
+static bool query_text(Req *r, const char *key, size_t max, const char **ret) {
+        const char *v = NULL;
+        size_t len = 0;
+        if (MHD_lookup_connection_value_n(r->mc, MHD_GET_ARGUMENT_KIND, key, strlen(key), &v, &len) != MHD_YES || !v) {
+                *ret = NULL;
+                return true;
+        }
+        if (strlen(v) != len || len > max) {
+                reply_error(r, 400, "invalid_argument", key, "Query parameter '%s' must be at most %zu characters, without NUL.", key, max);
+                return false;
+        }
+        *ret = v;
+        return true;
+}
+
+/* The point, disk and path of a file-level restore request. */
+static bool files_spec(Req *r, ProtectFilesSpec *spec) {
+        *spec = (ProtectFilesSpec) {0};
+        if (!query_text(r, "vm", 200, &spec->vm) || !query_text(r, "point", 32, &spec->point) ||
+            !query_text(r, "datastore", 128, &spec->datastore) || !query_text(r, "disk", 32, &spec->disk) ||
+            !query_text(r, "path", PROTECT_FILES_PATH_MAX, &spec->path))
+                return false;
+        if (!spec->vm || !spec->point) {
+                reply_error(r, 400, "invalid_argument", spec->vm ? "point" : "vm", "Query parameters 'vm' and 'point' name the "
+                            "recovery point.");
+                return false;
+        }
+        return true;
+}
+
+static void h_backup_files(Req *r) {
+        ProtectFilesSpec spec;
+        if (!files_spec(r, &spec))
+                return;
+        OpCaller c = api_caller(r);
+        OpError err = {0};
+        json_t *out = NULL;
+        int e = protect_backup_files(r->api->st, &c, &spec, &out, &err);
+        reply_result(r, e, &err, 200, out);
+}
+
+static ssize_t download_read(void *cls, uint64_t pos, char *buf, size_t max) {
+        (void) pos;
+        ssize_t n = protect_file_stream_read(cls, buf, max);
+        return n > 0 ? n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void download_free(void *cls) {
+        protect_file_stream_close(cls);
+}
+
+static void h_backup_download(Req *r) {
+        ProtectFilesSpec spec;
+        if (!files_spec(r, &spec))
+                return;
+        if (!spec.path)
+                return reply_error(r, 400, "invalid_argument", "path", "Query parameter 'path' names the file to download.");
+        OpCaller c = api_caller(r);
+        OpError err = {0};
+        ProtectFileStream *f = NULL;
+        int e = protect_backup_download(r->api->st, &c, &spec, &f, &err);
+        if (e < 0)
+                return reply_op_error(r, &err);
+        struct MHD_Response *resp = MHD_create_response_from_callback(protect_file_stream_size(f), 64 * 1024, download_read, f,
+                                                                      download_free);
+        if (!resp) {
+                protect_file_stream_close(f);
+                return reply_error(r, 500, "internal", NULL, "The file could not be sent.");
+        }
+        /* The name as an attachment, reduced to characters that need no
+         * quoting (the guest's file names are anyone's). */
+        char name[200];
+        snprintf(name, sizeof name, "%s", protect_file_stream_name(f));
+        for (char *p = name; *p; p++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *p))
+                        *p = '_';
+        _cleanup_free_ char *disp = xasprintf("attachment; filename=\"%s\"", name[0] ? name : "file");
+        reply_header(r, "Content-Disposition", disp);
+        r->content_type = "application/octet-stream";
+        r->status = 200;
+        r->mhd_resp = resp;
 }
 
 /* "30s", "15m", "1h", "1d" or a whole number of seconds: 0 and *ret, or -EINVAL. */
@@ -109,5 +195,7 @@ const Route api_routes_backup[] = {
         { "POST", "/api/v1/vms/#/backups", h_vm_backup, false },
         { "GET", "/api/v1/backups", h_backups_list, false },
         { "POST", "/api/v1/backups/restore", h_backups_restore, false },
+        { "GET", "/api/v1/backups/files", h_backup_files, false },
+        { "GET", "/api/v1/backups/download", h_backup_download, false },
         { NULL, NULL, NULL, false },
 };

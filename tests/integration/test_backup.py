@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.parse
 
 from armada_harness import ARMADA, BUILD, Armadad, wait_until
 
@@ -203,6 +204,58 @@ class TestBackupApi(unittest.TestCase):
         by_uuid = d.ok("GET", f"/api/v1/backups?vm={self.vm['uuid']}&datastore=ds1")["items"]
         self.assertEqual([p["vm_name"] for p in by_uuid], ["vm1"])
         self.assertEqual(d.ok("GET", "/api/v1/backups?datastore=other")["items"], [])
+
+    # -- file-level restore --------------------------------------------------
+    # Only the checks before the appliance starts (each a 4xx, no child run):
+    # listing and downloading for real is tests/system/test_backup_files_kvm.py.
+    def files(self, vm, point, token=None, route="files", **q):
+        params = {"vm": vm, "point": point, **q}
+        return self.d.request("GET", f"/api/v1/backups/{route}?" + urllib.parse.urlencode(params), token=token)
+
+    def files_refused(self, status, field, vm="vm1", point="20261201T010000Z", token=None, route="files", **q):
+        st, b = self.files(vm, point, token=token, route=route, **q)
+        self.assertEqual(st, status, b)
+        self.assertEqual(b["error"]["field"], field, b)
+        return b
+
+    def test_files_bad_input(self):
+        for route in ("files", "download"):
+            self.files_refused(400, "path", route=route, path="etc/hosts")
+            self.files_refused(400, "path", route=route, path="/sda/../../etc/passwd")
+            self.files_refused(400, "path", route=route, path="/sda/etc/\0passwd")
+            self.files_refused(400, "path", route=route, path="/" + "a" * 5000)
+            self.files_refused(400, "disk", route=route, path="/sda/x", disk="VD A")
+            self.files_refused(404, "disk", route=route, path="/sda/x", disk="vdz")
+            self.files_refused(404, "point", route=route, path="/sda/x", point="20200101T000000Z")
+            self.files_refused(404, "vm", route=route, path="/sda/x", vm="nosuch")
+            self.files_refused(404, "point", route=route, path="/sda/x", datastore="other")
+            st, b = self.d.request("GET", f"/api/v1/backups/{route}?vm=vm1&path=/sda/x")
+            self.assertEqual((st, b["error"]["field"]), (400, "point"), b)
+        # NUL sent raw (%00): refused, never cut short to "/sda/etc".
+        st, b = self.d.request("GET", "/api/v1/backups/files?vm=vm1&point=latest&path=/sda/etc%00/../x")
+        self.assertEqual((st, b["error"]["field"]), (400, "path"), b)
+        # A download names a file inside a file system.
+        self.files_refused(400, "path", route="download")
+        self.files_refused(422, "path", route="download", path="/")
+        self.files_refused(422, "path", route="download", path="/sda/")
+
+    def test_files_scoping(self):
+        # Another user's point: 404 as for a VM that does not exist, before
+        # anything about the point is revealed.
+        a = self.files_refused(404, "vm", token=self.ss, path="/")
+        b = self.files_refused(404, "vm", vm="vm9", token=self.ss, path="/")
+        self.assertEqual(a["error"]["message"].replace("vm1", "X"), b["error"]["message"].replace("vm9", "X"))
+        self.files_refused(404, "vm", vm=self.vm["uuid"], point="latest", token=self.ss2, route="download", path="/sda/x")
+        # A read-only user may list points but not read their files: 403, audited.
+        st, b = self.files("vm1", "latest", token=self.ro, path="/")
+        self.assertEqual(st, 403, b)
+        st, b = self.files("vm1", "latest", token=self.ro, route="download", path="/sda/etc/hostname")
+        self.assertEqual(st, 403, b)
+        audit = self.d.ok("GET", "/api/v1/audit?limit=50")["items"]
+        self.assertTrue(any(a["action"] == "download files of" and a["result"] == "denied" for a in audit), audit)
+        # Her own VM's point passes the rights check (then the disk is checked).
+        self.files_refused(404, "disk", vm="ssvm", point="latest", token=self.ss, path="/", disk="vdq")
+        self.files_refused(422, "path", vm="ssvm", point="latest", token=self.ss, route="download", path="/sda")
 
     # -- restore -------------------------------------------------------------
     def test_restore_bad_input(self):
