@@ -314,6 +314,10 @@ static const Command COMMANDS[] = {
         { "backup", "restore", "VM/POINT (--as NAME [--host H] | --in-place) [--datastore D]",
           "restore a point as a new VM, or over its stopped VM (POINT: an id or 'latest'; starts a job)", 1, 1,
           BACKUP_RESTORE_OPTS, cmd_backup_restore },
+        { "backup", "files", "VM/POINT [PATH] [--disk vda] [--datastore D]", "list a directory of a point's disk without "
+          "restoring it ('/' lists its file systems; '/sda1/etc' is /etc of sda1)", 1, 2, BACKUP_FILES_OPTS, cmd_backup_files },
+        { "backup", "download", "VM/POINT PATH --to FILE [--disk vda] [--datastore D]", "download one file of a point's disk"
+          " without restoring it", 2, 2, BACKUP_DOWNLOAD_OPTS, cmd_backup_download },
         { "backup", "policy", "set GROUP|VM --every 15m [--datastore D] [--keep-last N] [--keep-hourly N] [--keep-daily N] "
                               "[--keep-weekly N] [--keep-monthly N] [--keep-yearly N] | list | remove ID",
           "protection policies: back up every VM they cover that often, keep points by the rules", 1, 2, BACKUP_POLICY_OPTS,

@@ -112,6 +112,14 @@ int api_call(Ctx *c, const char *method, const char *path, json_t *body, json_t 
 #define API_LIST_PAGE 1000
 int api_list_all(Ctx *c, const char *path, json_t **ret_json);
 
+/* GETs API_PREFIX+path and, on a 200, writes the body to f as it comes
+ * (never held whole), with no limit on the whole transfer but at most
+ * idle_timeout_s seconds without a byte. Fills *reply as api_send does
+ * (the error of a non-200 answer); *ret_bytes (may be NULL) the bytes
+ * written. 0 when an answer came back whole, EXIT_ERROR when it was cut
+ * short or f could not be written, EXIT_UNREACHABLE. Prints nothing. */
+int api_download(Ctx *c, const char *path, FILE *f, long idle_timeout_s, ApiReply *reply, uint64_t *ret_bytes);
+
 /* Prints the error in reply as api_call does; returns the exit status. */
 int api_report(Ctx *c, const ApiReply *reply, int r);
 
@@ -358,10 +366,12 @@ int cmd_backup_import(Ctx *c, const Command *cmd, const Args *a);
 extern const OptSpec BACKUP_REPLICATE_OPTS[];
 int cmd_backup_replicate(Ctx *c, const Command *cmd, const Args *a);
 /* backups themselves: now, list, restore */
-extern const OptSpec BACKUP_NOW_OPTS[], BACKUP_LIST_OPTS[], BACKUP_RESTORE_OPTS[];
+extern const OptSpec BACKUP_NOW_OPTS[], BACKUP_LIST_OPTS[], BACKUP_RESTORE_OPTS[], BACKUP_FILES_OPTS[], BACKUP_DOWNLOAD_OPTS[];
 int cmd_backup_now(Ctx *c, const Command *cmd, const Args *a);
 int cmd_backup_list(Ctx *c, const Command *cmd, const Args *a);
 int cmd_backup_restore(Ctx *c, const Command *cmd, const Args *a);
+int cmd_backup_files(Ctx *c, const Command *cmd, const Args *a);
+int cmd_backup_download(Ctx *c, const Command *cmd, const Args *a);
 extern const OptSpec BACKUP_POLICY_OPTS[];
 int cmd_backup_policy(Ctx *c, const Command *cmd, const Args *a);
 

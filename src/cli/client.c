@@ -156,6 +156,79 @@ int api_send(Ctx *c, const char *method, const char *path, json_t *body, long ti
         return 0;
 }
 
+/* api_download's transfer: the body goes to the file on a 200, to err
+ * (an error's JSON) otherwise. */
+typedef struct {
+        CURL *h;
+        FILE *f;
+        StrBuf err;
+        uint64_t bytes;
+        bool write_failed;
+} Download;
+
+static size_t on_download(char *data, size_t size, size_t n, void *userdata) {
+        Download *d = userdata;
+        long status = 0;
+        curl_easy_getinfo(d->h, CURLINFO_RESPONSE_CODE, &status);
+        if (status != 200)
+                return on_body(data, size, n, &d->err);
+        if (fwrite(data, size, n, d->f) != n) {
+                d->write_failed = true;
+                return 0;
+        }
+        d->bytes += size * n;
+        return size * n;
+}
+
+int api_download(Ctx *c, const char *path, FILE *f, long idle_timeout_s, ApiReply *reply, uint64_t *ret_bytes) {
+        _cleanup_free_ char *url = xasprintf("%s%s%s", c->server, API_PREFIX, path);
+        _cleanup_(curl_slist_freep) struct curl_slist *headers = NULL;
+        _cleanup_free_ char *auth = NULL;
+        char errbuf[CURL_ERROR_SIZE] = "";
+        CURL *h = c->curl;
+        Download d = { .h = h, .f = f };
+
+        *reply = (ApiReply) {0};
+        request_setup(c, url, "application/octet-stream, application/json", &headers, &auth);
+        /* No limit on the whole (a large file takes its time), but one on
+         * silence: the server may take minutes to start its appliance. */
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, 0L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, idle_timeout_s);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_download);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &d);
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+        CURLcode cr = curl_easy_perform(h);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 0L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 0L);
+        if (auth)
+                explicit_bzero(auth, strlen(auth));
+        _cleanup_free_ char *text = strbuf_steal(&d.err);
+        if (d.write_failed) {
+                reply->error = xasprintf("cannot write the file: %s", strerror(errno));
+                return EXIT_ERROR;
+        }
+        if (cr != CURLE_OK) {
+                reply->error = xstrdup(errbuf[0] ? errbuf : curl_easy_strerror(cr));
+                size_t n = strlen(reply->error);
+                while (n > 0 && reply->error[n - 1] == '\n')
+                        reply->error[--n] = 0;
+                /* Cut short after the answer began: the file is incomplete. */
+                return cr == CURLE_PARTIAL_FILE || d.bytes ? EXIT_ERROR : EXIT_UNREACHABLE;
+        }
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &reply->status);
+        if (reply->status != 200) {
+                if (*text)
+                        reply->json = json_loads(text, JSON_DECODE_ANY, NULL);
+                parse_error(reply, text);
+        }
+        if (ret_bytes)
+                *ret_bytes = d.bytes;
+        return 0;
+}
+
 int api_report(Ctx *c, const ApiReply *reply, int r) {
         if (r == EXIT_UNREACHABLE) {
                 fprintf(stderr, "armada: cannot reach armadad at %s: %s\n", c->server, reply->error);
