@@ -7,7 +7,12 @@
 //    /backups, newest first), a page at a time;
 //  - a VM's "Backups" panel in its details: its last good point (GET
 //    /vms/{id}'s last_backup), "Back up now" (a datastore to choose when
-//    there are several), its points with "Restore as…".
+//    there are several), its points with "Restore as…";
+//  - "Files" on a point (both places): a browser of the point's file
+//    systems and directories (GET /backups/files), a file downloaded by a
+//    plain link to GET /backups/download (the session cookie; streamed by
+//    the browser, never held by the page). Each listing boots the server's
+//    appliance: it says so while it waits.
 // The server decides in the end; the buttons follow the session's features.
 import { h, clear, bytes, ago } from './dom.js';
 import { get, post } from './api.js';
@@ -53,6 +58,75 @@ async function restoreAs(app, p, after) {
 }
 
 /* ------------------------------------------------------------------ */
+/* file-level restore: one browser at a time, shown in a dialog-like box */
+
+const files = { box: null, seq: 0 };
+
+function filesQuery(p, path, disk) {
+  const q = new URLSearchParams({ vm: p.vm_uuid, point: p.point_id, datastore: p.datastore, path });
+  if (disk) q.set('disk', disk);
+  return q.toString();
+}
+
+// Shows directory path of point p (at '/' its file systems), replacing what
+// the box showed; a later call wins over a listing still on its way.
+async function browse(p, path, disk) {
+  const box = files.box;
+  if (!box) return;
+  const seq = ++files.seq;
+  const diskIn = h('input#files-disk', { value: disk || '', placeholder: 'first disk', size: 6, 'aria-label': 'Disk' });
+  const head = h('div.section-head',
+    h('h3', `Files of '${p.vm_name}' at ${pointTime(p.point_id)}`),
+    h('label.muted', ' disk ', diskIn),
+    h('button.secondary#files-go', { onclick: () => browse(p, '/', diskIn.value.trim()) }, 'Open'),
+    h('button.secondary#files-close', { onclick: () => { files.seq++; clear(box); } }, 'Close'));
+  const crumbs = [h('a.files-crumb', { href: '#', onclick: e => { e.preventDefault(); browse(p, '/', disk); } }, '/')];
+  let at = '';
+  for (const seg of path.split('/').filter(Boolean)) {
+    at += '/' + seg;
+    const to = at;
+    crumbs.push(h('span', ' / '), h('a.files-crumb', { href: '#', onclick: e => { e.preventDefault(); browse(p, to, disk); } }, seg));
+  }
+  clear(box).append(head, h('p.files-path', crumbs),
+    h('p.muted.files-loading', 'Reading the point… (the server starts an appliance for this: up to a minute or more)'));
+  let r;
+  try {
+    r = await get('/backups/files?' + filesQuery(p, path, disk));
+  } catch (e) {
+    if (seq === files.seq) clear(box).append(head, h('p.files-path', crumbs), h('p.error.files-error', { role: 'alert' }, e.message));
+    return;
+  }
+  if (seq !== files.seq) return;
+  const top = r.path === '/';
+  const join = name => (r.path === '/' ? '' : r.path) + '/' + name;
+  const rows = r.items.map(e => {
+    const open = e.type === 'directory' || e.type === 'filesystem';
+    const name = open ? h('a.files-dir', { href: '#', onclick: ev => { ev.preventDefault(); browse(p, join(e.name), disk); } }, e.name + (top ? '' : '/'))
+      : e.name;
+    const dl = e.type === 'file'
+      ? h('a.action.files-download', { href: '/api/v1/backups/download?' + filesQuery(p, join(e.name), disk), download: e.name }, 'Download')
+      : null;
+    return h('tr.file-row', { dataset: { name: e.name, type: e.type } },
+      h('td', name), h('td', top ? e.fstype : e.type), h('td', e.size == null ? '–' : bytes(e.size)),
+      h('td.muted', e.mtime ? new Date(e.mtime * 1000).toLocaleString() : ''), h('td', dl));
+  });
+  clear(box).append(head, h('p.files-path', crumbs),
+    rows.length ? h('div.tablewrap', h('table.files',
+      h('thead', h('tr', [top ? 'File system' : 'Name', top ? 'Type' : 'Kind', 'Size', 'Modified', ''].map(t => h('th', t)))),
+      h('tbody', rows))) : h('p.muted', top ? 'No file system found on this disk.' : 'This directory is empty.'),
+    r.truncated ? h('p.muted', `Only the first ${r.items.length} entries.`) : null);
+}
+
+function filesButton(p) {
+  return h('button.action', { dataset: { action: 'files' }, onclick: () => {
+    if (!files.box || !files.box.isConnected) return;
+    files.box.scrollIntoView?.({ block: 'nearest' });
+    browse(p, '/', '');
+  } }, 'Files');
+}
+
+/* ------------------------------------------------------------------ */
+/* the VM's panel *//* ------------------------------------------------------------------ */
 /* the VM's panel */
 
 const cache = { id: null, at: 0, last: undefined, points: null, error: null, loading: false, job: null, failure: null };
@@ -134,7 +208,12 @@ export function backupsPanel(app, vm, rerender) {
   const rows = pts.slice(0, PANEL_POINTS).map(p => h('li.backup-point', { dataset: { point: p.point_id, datastore: p.datastore } },
     h('span.point-time', pointTime(p.point_id)),
     h('span.muted', ` ${p.datastore} · ${kind(p)} · ${bytes(p.size_bytes)}`),
-    mayRestore(app) ? h('button.action', { dataset: { action: 'restore' }, onclick: () => restoreAs(app, p) }, 'Restore as…') : null));
+    mayRestore(app) ? h('button.action', { dataset: { action: 'restore' }, onclick: () => restoreAs(app, p) }, 'Restore as…') : null,
+    app.features['operate-vm'] ? filesButton(p) : null));
+  if (!files.box || !files.box.isConnected || files.box.dataset.vmId !== String(vm.id)) {
+    files.seq++;
+    files.box = h('div.files-box', { dataset: { vmId: vm.id } });
+  }
   return h('div.backups', { dataset: { vmId: vm.id } },
     h('h4', `Backups (${cache.points ? pts.length : '…'})`, sel,
       may ? h('button.action#backup-now', { dataset: { action: 'backup' }, onclick: () => backupNow(app, vm, sel?.value, rerender) }, 'Back up now') : null),
@@ -142,7 +221,8 @@ export function backupsPanel(app, vm, rerender) {
     cache.job ? h('p.muted.backup-running', `Backup job ${cache.job} is running…`) : null,
     cache.error ? h('p.muted', cache.error) : lastLine,
     rows.length ? h('ul.backup-list', rows) : null,
-    pts.length > PANEL_POINTS ? h('p.muted', h('a', { href: '#/backups' }, `All ${pts.length} points in Backups`)) : null);
+    pts.length > PANEL_POINTS ? h('p.muted', h('a', { href: '#/backups' }, `All ${pts.length} points in Backups`)) : null,
+    files.box);
 }
 
 /* ------------------------------------------------------------------ */
@@ -190,7 +270,8 @@ function renderPoints(app, box, view, reload) {
     h('tbody', rows.map(p => h('tr.point-row', { dataset: { vm: p.vm_name, point: p.point_id, datastore: p.datastore } },
       h('td', p.vm_name), h('td', pointTime(p.point_id)), h('td', p.datastore), h('td', kind(p)), h('td', p.consistency),
       h('td', bytes(p.size_bytes)), h('td.muted', `${bytes(p.bytes_read)} / ${bytes(p.bytes_written)}`),
-      h('td', mayRestore(app) ? h('button.action', { dataset: { action: 'restore' }, onclick: () => restoreAs(app, p, reload) }, 'Restore as…') : null)))))),
+      h('td', mayRestore(app) ? h('button.action', { dataset: { action: 'restore' }, onclick: () => restoreAs(app, p, reload) }, 'Restore as…') : null,
+        app.features['operate-vm'] ? filesButton(p) : null)))))),
   h('div.pager#points-pager',
     h('button.secondary#points-newer', { disabled: view.page === 0, onclick: () => { view.page--; renderPoints(app, box, view, reload); } }, 'Newer'),
     h('span.page-label', `${view.page * PAGE + 1}–${view.page * PAGE + rows.length} of ${all.length}`),
@@ -201,6 +282,8 @@ function renderPoints(app, box, view, reload) {
 // shown and when asked (Reload, or after an action).
 export function backupsView(app) {
   const dsBox = h('div.datastores-box'), ptBox = h('div.points-box');
+  files.seq++;
+  files.box = h('div.files-box#files-box');
   const view = { items: null, error: null, page: 0 };
   async function reload() {
     backupsChanged();
@@ -215,5 +298,5 @@ export function backupsView(app) {
   return h('section.backups-view#backups-view',
     h('div.section-head', h('h2.section-title', 'Backups'), h('button.secondary#backups-reload', { onclick: reload }, 'Reload')),
     app.features.datastores ? [h('h3', 'Datastores'), dsBox] : null,
-    h('h3', 'Recovery points'), ptBox);
+    h('h3', 'Recovery points'), ptBox, files.box);
 }
