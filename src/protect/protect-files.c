@@ -515,8 +515,14 @@ static int child_header(int fd, bool exact, json_t **ret, OpError *err) {
         json_t *e = json_object_get(j, "error");
         if (e) {
                 int status = (int) jget_int(e, "status");
-                const char *code = jget_str(e, "code");
-                op_fail(err, status >= 400 && status < 600 ? status : 500, code ? code : "internal", jget_str(e, "field"), "%s",
+                /* err keeps the code as a pointer: one of ours, never the
+                 * JSON's string, which goes below. */
+                static const char *const codes[] = { "invalid_argument", "not_found", "conflict", "internal" };
+                const char *code = "internal";
+                for (size_t i = 0; i < ELEMENTSOF(codes); i++)
+                        if (jget_str(e, "code") && streq(jget_str(e, "code"), codes[i]))
+                                code = codes[i];
+                op_fail(err, status >= 400 && status < 600 ? status : 500, code, jget_str(e, "field"), "%s",
                         jget_str(e, "message") ? jget_str(e, "message") : "The file-level restore failed.");
                 json_decref(j);
                 return -EIO;
@@ -564,7 +570,8 @@ static int files_prepare(Store *st, const OpCaller *c, const ProtectFilesSpec *s
                 (void) store_vm_get_json(st, q->vm_id, &src);
         int64_t owner = src ? jget_int(src, "owner_id") : jget_int(q->pt, "owner_id");
         int64_t group = src ? jget_int(src, "group_id") : jget_int(q->pt, "group_id");
-        snprintf(q->vm_name, sizeof q->vm_name, "%s", src ? jget_str(src, "name") : jget_str(q->pt, "vm_name"));
+        const char *vm_name = src ? jget_str(src, "name") : jget_str(q->pt, "vm_name");
+        snprintf(q->vm_name, sizeof q->vm_name, "%s", vm_name ? vm_name : "");
         if (!op_allowed(st, c, ACT_OPERATE, OBJ_VM, owner, group))
                 return op_deny(st, c, err, action, "VM", q->vm_id, spec->vm);
         char ds_name[128];

@@ -1061,6 +1061,36 @@ static void test_nbdserve(void **state) {
         chunkstore_free(s);
 }
 
+/* File-level restore paths: normalised lexically, never above the root. */
+static void test_files_path_normalize(void **state) {
+        static const struct { const char *in, *out; } ok[] = {
+                { "/", "/" }, { "//", "/" }, { "/.", "/" }, { "/sda1", "/sda1" }, { "/sda1/", "/sda1" },
+                { "/sda1//etc/./hosts", "/sda1/etc/hosts" }, { "/sda1/etc/../var", "/sda1/var" }, { "/sda1/..", "/" },
+                { "/a/b/c/../../d", "/a/d" }, { "/...", "/..." }, { "/a/..b", "/a/..b" },
+        };
+        for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+                char *out = NULL;
+                assert_int_equal(protect_files_path_normalize(ok[i].in, &out), 0);
+                assert_string_equal(out, ok[i].out);
+                free(out);
+        }
+        static const char *const bad[] = { "", "sda1/etc", "/..", "/sda1/../..", "/a/../../b", NULL };
+        char *out = (char *) "untouched";
+        for (size_t i = 0; bad[i]; i++)
+                assert_int_equal(protect_files_path_normalize(bad[i], &out), -EINVAL);
+        assert_int_equal(protect_files_path_normalize(NULL, &out), -EINVAL);
+        assert_string_equal(out, "untouched");
+        char *longp = malloc(PROTECT_FILES_PATH_MAX + 2);
+        longp[0] = '/';
+        memset(longp + 1, 'a', PROTECT_FILES_PATH_MAX);
+        longp[PROTECT_FILES_PATH_MAX + 1] = 0;
+        assert_int_equal(protect_files_path_normalize(longp, &out), -EINVAL);
+        longp[PROTECT_FILES_PATH_MAX] = 0;
+        assert_int_equal(protect_files_path_normalize(longp, &out), 0);
+        free(out);
+        free(longp);
+}
+
 static void test_point_time(void **state) {
         time_t t;
         assert_int_equal(protect_point_time("20260102T030405Z", &t), 0);
@@ -1117,6 +1147,7 @@ int main(void) {
                 cmocka_unit_test(test_path_check),
                 cmocka_unit_test(test_nbd_copy),
                 cmocka_unit_test(test_nbdserve),
+                cmocka_unit_test(test_files_path_normalize),
                 cmocka_unit_test(test_point_time),
                 cmocka_unit_test(test_snapshot_names),
                 cmocka_unit_test(test_snapshot_default_name),
