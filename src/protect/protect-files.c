@@ -3,16 +3,18 @@
  * without the original VM or host.
  *
  * The operation (in armadad) checks the request and the caller's rights,
- * then runs a child: armadad itself again, "armadad --files-child ...",
- * in a process group of its own. The child serves the point's disk from
- * the chunk store over a private NBD socket (protect-nbdserve.c) and
- * starts libguestfs's appliance on it, read-only (direct backend; TCG
- * when /dev/kvm cannot be used), mounts the file system asked for
- * read-only and answers on its stdout: one line of JSON (the listing, the
- * file's size, or an error: status, code, field, message), then for a
- * download the file's bytes. libguestfs (its forks, signal handlers and
- * the QEMU it starts) never runs in armadad's own process, and a child
- * that hangs is killed with its whole group when its time is up.
+ * then hands it to a session: a child, armadad itself run again
+ * ("armadad --files-child ...") in a process group of its own, on one disk
+ * of one point. The child serves the disk from the chunk store over a
+ * private NBD socket (protect-nbdserve.c), starts libguestfs's appliance
+ * on it read-only (direct backend; TCG when /dev/kvm cannot be used) with
+ * its first command and keeps it for the next ones: commands come one line
+ * at a time on its stdin, each answered with one line of JSON on its
+ * stdout (the listing, the file's size, or an error: status, code, field,
+ * message), then for a download the file's bytes. libguestfs (its forks,
+ * signal handlers and the QEMU it starts) never runs in armadad's own
+ * process; a session idle for PROTECT_FILES_IDLE_S ends, and one that
+ * hangs or is left half-way is killed with its whole group.
  *
  * Paths: "/" lists the disk's file systems (partitions, LVs, or the whole
  * disk), named after the appliance's device without "/dev/" ("sda1",
@@ -27,6 +29,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -149,13 +152,14 @@ static int child_list_filesystems(guestfs_h *g, char **fss) {
 }
 
 static const char *ftyp_name(char t) {
+        /* guestfs_readdir's letters: 'f' is a FIFO, 'r' a regular file. */
         switch (t) {
-        case 'f': return "file";
+        case 'r': return "file";
         case 'd': return "directory";
         case 'l': return "symlink";
         case 'b': return "block";
         case 'c': return "char";
-        case 'p': return "fifo";
+        case 'f': return "fifo";
         case 's': return "socket";
         default: return "other";
         }
@@ -289,72 +293,121 @@ static guestfs_h *child_launch(const char *sock, const char *export_name, const 
         return g;
 }
 
-/* armadad --files-child DATASTORE_DIR VM_UUID POINT_ID DISK ls|get PATH WORKDIR (a 0700 directory armadad
- * made for this request and removes after it). */
+/* One command of a session: "ls PATH" or "get PATH" (PATH normalised by
+ * armadad). The answer is written; 0, or negative when the session must
+ * end (a download cut short: armadad counts bytes and would wait for the
+ * rest). */
+static int child_command(guestfs_h *g, char **fss, const char *disk, const char *cmd, const char *norm) {
+        char fs[256];
+        const char *inner;
+        path_split(norm, fs, sizeof fs, &inner);
+        if (!fs[0]) {
+                if (streq(cmd, "get"))
+                        child_error(422, "invalid_argument", "path", "'/' lists the file systems; name a file inside one.");
+                else
+                        (void) child_list_filesystems(g, fss);
+                return 0;
+        }
+        (void) guestfs_umount_all(g);
+        if (child_mount(g, fss, fs, norm, disk) < 0)
+                return 0;
+        if (streq(cmd, "get")) {
+                int r = child_get(g, norm, inner);
+                return r == -EIO ? r : 0;
+        }
+        if (guestfs_is_dir(g, inner) != 1) {
+                if (guestfs_exists(g, inner) == 1)
+                        child_error(422, "invalid_argument", "path", "'%.1000s' is not a directory.", norm);
+                else
+                        child_error(404, "not_found", "path", "There is no directory '%.1000s' in the point.", norm);
+                return 0;
+        }
+        (void) child_list_dir(g, norm, inner);
+        return 0;
+}
+
+/* The next command line on stdin, waiting at most PROTECT_FILES_IDLE_S:
+ * true and line filled, false at the end of stdin or when idle. */
+static bool child_next(char *line, size_t size) {
+        struct pollfd p = { .fd = 0, .events = POLLIN };
+        int k;
+        do
+                k = poll(&p, 1, PROTECT_FILES_IDLE_S * 1000);
+        while (k < 0 && errno == EINTR);
+        if (k <= 0 || !fgets(line, (int) size, stdin))
+                return false;
+        line[strcspn(line, "\n")] = 0;
+        return true;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+        (void) sb;
+        (void) flag;
+        (void) ftw;
+        (void) remove(path);
+        return 0;
+}
+
+/* armadad --files-child DATASTORE_DIR VM_UUID POINT_ID DISK WORKDIR: a
+ * session on one disk of one point. WORKDIR is a 0700 directory armadad
+ * made for it; the child removes it when it ends. Commands come one line
+ * at a time on stdin ("ls PATH", "get PATH"); each answer is one line of
+ * JSON on stdout (and a download's bytes). The appliance starts with the
+ * first command and serves every later one; the child ends at the end of
+ * stdin, after PROTECT_FILES_IDLE_S without a command, or after an error
+ * that leaves it unusable (reported as that command's answer). */
 int protect_files_child_main(int argc, char **argv) {
-        if (argc != 9 || !streq(argv[1], FILES_CHILD_ARG)) {
-                fprintf(stderr, "usage: armadad %s DATASTORE_DIR VM_UUID POINT_ID DISK ls|get PATH TMPDIR\n", FILES_CHILD_ARG);
+        if (argc != 7 || !streq(argv[1], FILES_CHILD_ARG)) {
+                fprintf(stderr, "usage: armadad %s DATASTORE_DIR VM_UUID POINT_ID DISK WORKDIR\n", FILES_CHILD_ARG);
                 return 2;
         }
-        const char *dsdir = argv[2], *uuid = argv[3], *pid = argv[4], *disk = argv[5], *cmd = argv[6], *norm = argv[7];
+        const char *dsdir = argv[2], *uuid = argv[3], *pid = argv[4], *disk = argv[5], *workdir = argv[6];
         ChunkStore *s = NULL;
         Point *p = NULL;
         ProtectNbdServer *srv = NULL;
         guestfs_h *g = NULL;
         char **fss = NULL;
-        int r = chunkstore_open(dsdir, false, &s);
-        if (r == 0)
-                r = point_open(s, uuid, pid, &p);
-        if (r < 0) {
-                child_error(409, "conflict", "point", "Point %s cannot be read from its datastore: %s.", pid, strerror(-r));
-                goto done;
+        char line[PROTECT_FILES_PATH_MAX + 16];
+        int r = 0;
+        while (r >= 0 && child_next(line, sizeof line)) {
+                char *sp = strchr(line, ' ');
+                if (!sp || sp[1] != '/') {
+                        child_error(400, "invalid_argument", NULL, "The file-level restore got a command it does not know.");
+                        break;
+                }
+                *sp = 0;
+                const char *cmd = line, *norm = sp + 1;
+                if (!g) {
+                        /* The first command: the point, its export, the appliance. */
+                        if ((r = chunkstore_open(dsdir, false, &s)) == 0)
+                                r = point_open(s, uuid, pid, &p);
+                        if (r < 0) {
+                                child_error(409, "conflict", "point", "Point %s cannot be read from its datastore: %s.", pid, strerror(-r));
+                                break;
+                        }
+                        unsigned k = point_disk_count(p);
+                        for (unsigned i = 0; i < point_disk_count(p); i++)
+                                if (streq(point_disk_target(p, i), disk))
+                                        k = i;
+                        if (k == point_disk_count(p)) {
+                                child_error(404, "not_found", "disk", "Point %s has no disk '%s'.", pid, disk);
+                                break;
+                        }
+                        if ((r = protect_nbdserve_start(s, p, k, workdir, &srv)) < 0) {
+                                child_error(500, "internal", NULL, "Cannot serve disk '%s' of point %s: %s.", disk, pid, strerror(-r));
+                                break;
+                        }
+                        if (!(g = child_launch(protect_nbdserve_socket(srv), protect_nbdserve_export(srv), workdir)))
+                                break;
+                        if (!(fss = guestfs_list_filesystems(g))) {
+                                child_error(422, "invalid_argument", "disk", "The file systems of disk '%s' cannot be read: %.400s", disk,
+                                            gerr(g));
+                                break;
+                        }
+                }
+                r = child_command(g, fss, disk, cmd, norm);
+                fflush(stdout);
         }
-        unsigned k = point_disk_count(p);
-        for (unsigned i = 0; i < point_disk_count(p); i++)
-                if (streq(point_disk_target(p, i), disk))
-                        k = i;
-        if (k == point_disk_count(p)) {
-                child_error(404, "not_found", "disk", "Point %s has no disk '%s'.", pid, disk);
-                r = -ENOENT;
-                goto done;
-        }
-        if ((r = protect_nbdserve_start(s, p, k, argv[8], &srv)) < 0) {
-                child_error(500, "internal", NULL, "Cannot serve disk '%s' of point %s: %s.", disk, pid, strerror(-r));
-                goto done;
-        }
-        if (!(g = child_launch(protect_nbdserve_socket(srv), protect_nbdserve_export(srv), argv[8]))) {
-                r = -EIO;
-                goto done;
-        }
-        if (!(fss = guestfs_list_filesystems(g))) {
-                child_error(422, "invalid_argument", "disk", "The file systems of disk '%s' cannot be read: %.400s", disk, gerr(g));
-                r = -EIO;
-                goto done;
-        }
-        char fs[256];
-        const char *inner;
-        path_split(norm, fs, sizeof fs, &inner);
-        if (!fs[0]) {
-                if (streq(cmd, "get")) {
-                        child_error(422, "invalid_argument", "path", "'/' lists the file systems; name a file inside one.");
-                        r = -EINVAL;
-                } else
-                        r = child_list_filesystems(g, fss);
-                goto done;
-        }
-        if ((r = child_mount(g, fss, fs, norm, disk)) < 0)
-                goto done;
-        if (streq(cmd, "get"))
-                r = child_get(g, norm, inner);
-        else if (guestfs_is_dir(g, inner) != 1) {
-                if (guestfs_exists(g, inner) == 1)
-                        child_error(422, "invalid_argument", "path", "'%.1000s' is not a directory.", norm);
-                else
-                        child_error(404, "not_found", "path", "There is no directory '%.1000s' in the point.", norm);
-                r = -ENOENT;
-        } else
-                r = child_list_dir(g, norm, inner);
-done:
         fflush(stdout);
         free_strv(fss);
         if (g) {
@@ -364,48 +417,81 @@ done:
         srv = protect_nbdserve_stop(srv);
         point_free(p);
         chunkstore_free(s);
+        (void) nftw(workdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         return r < 0 ? 1 : 0;
 }
 
 /* ---- the operation, in armadad ---- */
 
-/* File-level restores running now; at most PROTECT_FILES_MAX_RUNNING,
- * since each holds an API thread and an appliance (a QEMU) while it runs. */
-static unsigned files_running;
+/* The sessions: at most PROTECT_FILES_MAX_RUNNING children, each a
+ * libguestfs appliance on one disk of one point, kept between requests for
+ * PROTECT_FILES_IDLE_S so that browsing a point boots one appliance, not
+ * one per click. A session serves one request at a time (busy). */
+typedef struct FilesSession {
+        bool used, busy;
+        char *key;               /* datastore dir, VM uuid, point id, disk */
+        pid_t pid;
+        int in, out;             /* the child's stdin (written), stdout (read) */
+        char *workdir;
+        int64_t last_ms;
+} FilesSession;
+
+static struct {
+        pthread_mutex_t lock;
+        FilesSession s[PROTECT_FILES_MAX_RUNNING];
+} sessions = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 struct ProtectFileStream {
-        pid_t pid;
-        int fd;
-        char *workdir;
+        FilesSession *session;
         uint64_t size, done;
         char name[256];
         int timeout_ms;
 };
 
-/* Starts the child on spec's point: 0 with its pid and the read end of its
- * stdout, or 500. */
-static int child_spawn(const char *dsdir, const char *uuid, const char *point_id, const char *disk, const char *cmd,
-                       const char *norm, char **ret_workdir, pid_t *ret_pid, int *ret_fd, OpError *err) {
+/* Ends a session's child and everything it started (its process group: the
+ * appliance's QEMU too) at once and removes its work directory; frees the
+ * slot. Under sessions.lock. */
+static void session_end(FilesSession *x) {
+        if (x->pid > 0) {
+                (void) kill(-x->pid, SIGKILL);
+                while (waitpid(x->pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        }
+        if (x->in >= 0)
+                close(x->in);
+        if (x->out >= 0)
+                close(x->out);
+        if (x->workdir)
+                (void) nftw(x->workdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        free(x->workdir);
+        free(x->key);
+        *x = (FilesSession) { .in = -1, .out = -1 };
+}
+
+/* Starts a session's child: 0, or 500. Under sessions.lock. */
+static int session_spawn(FilesSession *x, const char *dsdir, const char *uuid, const char *point_id, const char *disk,
+                         OpError *err) {
         const char *tmp = getenv("TMPDIR");
         _cleanup_free_ char *workdir = xasprintf("%s/armada-files-XXXXXX", tmp && tmp[0] == '/' ? tmp : "/tmp");
         if (!mkdtemp(workdir))
                 return op_fail(err, 500, "internal", NULL, "Cannot start the file-level restore: %s.", strerror(errno));
-        int fds[2];
-        if (pipe2(fds, O_CLOEXEC) < 0) {
+        int in[2], out[2];
+        if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
                 int e = errno;
                 (void) rmdir(workdir);
                 return op_fail(err, 500, "internal", NULL, "Cannot start the file-level restore: %s.", strerror(e));
         }
         char *argv[] = { (char *) "armadad", (char *) FILES_CHILD_ARG, (char *) dsdir, (char *) uuid, (char *) point_id,
-                         (char *) disk, (char *) cmd, (char *) norm, workdir, NULL };
+                         (char *) disk, workdir, NULL };
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+        posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+        posix_spawn_file_actions_adddup2(&fa, out[1], 1);
         posix_spawnattr_t attr;
         posix_spawnattr_init(&attr);
-        /* Its own process group, so that a timeout kills the QEMU it starts too;
-         * the default signal mask and dispositions (armadad blocks its own). */
+        /* Its own process group, so that ending it ends the QEMU it starts
+         * too; the default signal mask and dispositions (armadad blocks its
+         * own). */
         posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
         posix_spawnattr_setpgroup(&attr, 0);
         sigset_t none, deflt;
@@ -419,38 +505,70 @@ static int child_spawn(const char *dsdir, const char *uuid, const char *point_id
         int e = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, environ);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&attr);
-        close(fds[1]);
+        close(in[0]);
+        close(out[1]);
         if (e != 0) {
-                close(fds[0]);
+                close(in[1]);
+                close(out[0]);
                 (void) rmdir(workdir);
                 return op_fail(err, 500, "internal", NULL, "Cannot start the file-level restore: %s.", strerror(e));
         }
-        *ret_workdir = steal_ptr(workdir);
-        *ret_pid = pid;
-        *ret_fd = fds[0];
+        *x = (FilesSession) { .used = true, .busy = true, .pid = pid, .in = in[1], .out = out[0], .workdir = steal_ptr(workdir),
+                              .last_ms = mono_ms() };
         return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-        (void) sb;
-        (void) flag;
-        (void) ftw;
-        (void) remove(path);
-        return 0;
-}
-
-/* Ends the child and everything it started (its process group: the
- * appliance's QEMU too) at once -- its answer is read -- and removes its
- * work directory. Takes pid 0 and a NULL workdir. */
-static void child_reap(pid_t pid, char *workdir) {
-        if (pid > 0) {
-                (void) kill(-pid, SIGKILL);
-                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                        ;
+/* A session on key for one request (busy): an idle one of that key, else a
+ * new one in a free slot, or in place of an idle session of another key.
+ * 0 and *ret, 503 when every session is busy, 500. Sessions idle for
+ * nearly PROTECT_FILES_IDLE_S (the child is about to end by itself) or
+ * whose child has ended are ended first. */
+static int session_acquire(const char *dsdir, const char *uuid, const char *point_id, const char *disk, FilesSession **ret,
+                           OpError *err) {
+        _cleanup_free_ char *key = xasprintf("%s\n%s\n%s\n%s", dsdir, uuid, point_id, disk);
+        int64_t now = mono_ms();
+        pthread_mutex_lock(&sessions.lock);
+        FilesSession *hit = NULL, *free_slot = NULL, *idle = NULL;
+        for (size_t i = 0; i < PROTECT_FILES_MAX_RUNNING; i++) {
+                FilesSession *x = &sessions.s[i];
+                if (x->used && !x->busy &&
+                    (now - x->last_ms > (PROTECT_FILES_IDLE_S - 10) * 1000 || waitpid(x->pid, NULL, WNOHANG) != 0))
+                        session_end(x);
+                if (!x->used)
+                        free_slot = free_slot ? free_slot : x;
+                else if (!x->busy && streq(x->key, key))
+                        hit = x;
+                else if (!x->busy)
+                        idle = idle ? idle : x;
         }
-        if (workdir)
-                (void) nftw(workdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-        free(workdir);
+        int r = 0;
+        if (hit)
+                hit->busy = true;
+        else if (free_slot || idle) {
+                hit = free_slot ? free_slot : idle;
+                if (!free_slot)
+                        session_end(hit);
+                if ((r = session_spawn(hit, dsdir, uuid, point_id, disk, err)) == 0)
+                        hit->key = steal_ptr(key);
+        } else
+                r = op_fail(err, 503, "busy", NULL, "%d file-level restores are running; try again when one has ended.",
+                            PROTECT_FILES_MAX_RUNNING);
+        pthread_mutex_unlock(&sessions.lock);
+        if (r == 0)
+                *ret = hit;
+        return r;
+}
+
+/* The request is done with session x: kept for the next one when it is
+ * usable, else ended. */
+static void session_release(FilesSession *x, bool usable) {
+        pthread_mutex_lock(&sessions.lock);
+        if (usable) {
+                x->busy = false;
+                x->last_ms = mono_ms();
+        } else
+                session_end(x);
+        pthread_mutex_unlock(&sessions.lock);
 }
 
 /* Reads up to len bytes from fd, waiting at most timeout_ms for the first:
@@ -599,45 +717,40 @@ static int files_prepare(Store *st, const OpCaller *c, const ProtectFilesSpec *s
         return 0;
 }
 
-static bool files_slot_take(void) {
-        unsigned n = __atomic_add_fetch(&files_running, 1, __ATOMIC_SEQ_CST);
-        if (n <= PROTECT_FILES_MAX_RUNNING)
-                return true;
-        __atomic_sub_fetch(&files_running, 1, __ATOMIC_SEQ_CST);
-        return false;
+/* Sends one command to session x and reads its answer's line: 0 and
+ * *ret, or the error (the child's, or 500/504). */
+static int session_command(FilesSession *x, const char *cmd, const char *norm, json_t **ret, OpError *err) {
+        _cleanup_free_ char *line = xasprintf("%s %s\n", cmd, norm);
+        size_t len = strlen(line), at = 0;
+        while (at < len) {
+                ssize_t n = write(x->in, line + at, len - at);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return op_fail(err, 500, "internal", NULL, "The file-level restore ended without an answer.");
+                at += (size_t) n;
+        }
+        return child_header(x->out, streq(cmd, "get"), ret, err);
 }
 
-static void files_slot_give(void) {
-        __atomic_sub_fetch(&files_running, 1, __ATOMIC_SEQ_CST);
-}
-
-static int files_busy(OpError *err) {
-        return op_fail(err, 503, "busy", NULL, "%d file-level restores are running; try again when one has ended.",
-                       PROTECT_FILES_MAX_RUNNING);
+/* Whether a session is still usable after an error answer: the child's
+ * own errors leave it so (it goes on reading commands), ours (no answer,
+ * a timeout, an answer that cannot be read) do not. */
+static bool session_usable_after(const OpError *err) {
+        return err->status != 500 && err->status != 504;
 }
 
 int protect_backup_files(Store *st, const OpCaller *c, const ProtectFilesSpec *spec, json_t **ret, OpError *err) {
         FilesReq q = {0};
-        int r = files_prepare(st, c, spec, "list files of", &q, err);
-        if (r < 0) {
-                files_req_done(&q);
-                return r;
-        }
-        if (!files_slot_take()) {
-                files_req_done(&q);
-                return files_busy(err);
-        }
-        pid_t pid = 0;
-        int fd = -1;
-        char *workdir = NULL;
+        FilesSession *x = NULL;
         json_t *out = NULL;
-        r = child_spawn(q.dsdir, jget_str(q.pt, "vm_uuid"), jget_str(q.pt, "point_id"), q.disk, "ls", q.norm, &workdir, &pid, &fd, err);
+        int r = files_prepare(st, c, spec, "list files of", &q, err);
         if (r == 0)
-                r = child_header(fd, false, &out, err);
-        if (fd >= 0)
-                close(fd);
-        child_reap(pid, workdir);
-        files_slot_give();
+                r = session_acquire(q.dsdir, jget_str(q.pt, "vm_uuid"), jget_str(q.pt, "point_id"), q.disk, &x, err);
+        if (r == 0) {
+                r = session_command(x, "ls", q.norm, &out, err);
+                session_release(x, r == 0 || session_usable_after(err));
+        }
         if (r == 0) {
                 json_object_set_new(out, "point_id", json_string(jget_str(q.pt, "point_id")));
                 json_object_set_new(out, "datastore", json_string(jget_str(q.pt, "datastore")));
@@ -660,32 +773,23 @@ int protect_backup_download(Store *st, const OpCaller *c, const ProtectFilesSpec
                 return op_fail(err, 422, "invalid_argument", "path", "Field 'path' must name a file inside a file system, such as "
                                "\"/sda1/etc/hostname\" ('/' lists the file systems).");
         }
-        if (!files_slot_take()) {
-                files_req_done(&q);
-                return files_busy(err);
-        }
-        pid_t pid = 0;
-        int fd = -1;
-        char *workdir = NULL;
+        FilesSession *x = NULL;
         json_t *h = NULL;
-        r = child_spawn(q.dsdir, jget_str(q.pt, "vm_uuid"), jget_str(q.pt, "point_id"), q.disk, "get", q.norm, &workdir, &pid, &fd, err);
-        if (r == 0)
-                r = child_header(fd, true, &h, err);
-        if (r < 0 || !json_is_integer(json_object_get(h, "size"))) {
-                if (r == 0)
-                        r = op_fail(err, 500, "internal", NULL, "The file-level restore gave an answer that cannot be read.");
+        if ((r = session_acquire(q.dsdir, jget_str(q.pt, "vm_uuid"), jget_str(q.pt, "point_id"), q.disk, &x, err)) < 0) {
+                files_req_done(&q);
+                return r;
+        }
+        r = session_command(x, "get", q.norm, &h, err);
+        if (r == 0 && !json_is_integer(json_object_get(h, "size")))
+                r = op_fail(err, 500, "internal", NULL, "The file-level restore gave an answer that cannot be read.");
+        if (r < 0) {
                 json_decref(h);
-                if (fd >= 0)
-                        close(fd);
-                child_reap(pid, workdir);
-                files_slot_give();
+                session_release(x, session_usable_after(err));
                 files_req_done(&q);
                 return r;
         }
         ProtectFileStream *f = xcalloc(1, sizeof *f);
-        f->pid = pid;
-        f->fd = fd;
-        f->workdir = workdir;
+        f->session = x;
         f->size = (uint64_t) jget_int(h, "size");
         f->timeout_ms = PROTECT_FILES_TIMEOUT_S * 1000;
         snprintf(f->name, sizeof f->name, "%s", strrchr(q.norm, '/') + 1);
@@ -711,7 +815,7 @@ ssize_t protect_file_stream_read(ProtectFileStream *f, void *buf, size_t len) {
                 return 0;
         if (len > f->size - f->done)
                 len = (size_t) (f->size - f->done);
-        ssize_t n = read_timeout(f->fd, buf, len, f->timeout_ms);
+        ssize_t n = read_timeout(f->session->out, buf, len, f->timeout_ms);
         if (n == 0)
                 return -EPIPE;  /* the child ended before the whole file */
         if (n > 0)
@@ -722,9 +826,9 @@ ssize_t protect_file_stream_read(ProtectFileStream *f, void *buf, size_t len) {
 ProtectFileStream *protect_file_stream_close(ProtectFileStream *f) {
         if (!f)
                 return NULL;
-        close(f->fd);
-        child_reap(f->pid, f->workdir);
-        files_slot_give();
+        /* A download not read to its end leaves bytes in the pipe: that
+         * session cannot answer another request. */
+        session_release(f->session, f->done == f->size);
         free(f);
         return NULL;
 }

@@ -11,8 +11,8 @@
 //  - "Files" on a point (both places): a browser of the point's file
 //    systems and directories (GET /backups/files), a file downloaded by a
 //    plain link to GET /backups/download (the session cookie; streamed by
-//    the browser, never held by the page). Each listing boots the server's
-//    appliance: it says so while it waits.
+//    the browser, never held by the page). The first listing of a point
+//    boots the server's appliance: it says so while it waits.
 // The server decides in the end; the buttons follow the session's features.
 import { h, clear, bytes, ago } from './dom.js';
 import { get, post } from './api.js';
@@ -88,7 +88,7 @@ async function browse(p, path, disk) {
     crumbs.push(h('span', ' / '), h('a.files-crumb', { href: '#', onclick: e => { e.preventDefault(); browse(p, to, disk); } }, seg));
   }
   clear(box).append(head, h('p.files-path', crumbs),
-    h('p.muted.files-loading', 'Reading the point… (the server starts an appliance for this: up to a minute or more)'));
+    h('p.muted.files-loading', 'Reading the point… (its first listing starts an appliance on the server: up to a minute or more)'));
   let r;
   try {
     r = await get('/backups/files?' + filesQuery(p, path, disk));
