@@ -332,6 +332,23 @@ class TestBackupApi(unittest.TestCase):
         r = cli("backup", "now", "vm1", "--datastore", "ds1")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("vm.backup", r.stdout)
+        # File-level restore: usage errors, and the server's 4xx said with
+        # its field (no appliance starts for these); nothing is written.
+        out = os.path.join(self.tmp, "cli-download.out")
+        for args in (("backup", "files", "vm1"), ("backup", "download", "vm1/latest", "/sda/x"),
+                     ("backup", "download", "vm1", "/sda/x", "--to", out)):
+            r = cli(*args)
+            self.assertEqual(r.returncode, 1, (args, r.stderr))
+            self.assertIn("usage", r.stderr)
+        r = cli("backup", "files", "vm1/latest", "etc")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("field: path", r.stderr)
+        r = cli("backup", "download", "vm1/latest", "/sda/x", "--disk", "vdz", "--to", out)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no disk 'vdz'", r.stderr)
+        r = cli("backup", "download", "vm1/latest", "/sda/x", "--to", out, token=self.ro)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual([n for n in os.listdir(self.tmp) if n.startswith("cli-download")], [], "no file, not even a temporary one")
 
     def test_zz_index_follows_the_datastore(self):
         # Runs last (by name). A point written into the datastore behind the
