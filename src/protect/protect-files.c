@@ -640,10 +640,10 @@ static int child_header(int fd, bool exact, json_t **ret, OpError *err) {
                 for (size_t i = 0; i < ELEMENTSOF(codes); i++)
                         if (jget_str(e, "code") && streq(jget_str(e, "code"), codes[i]))
                                 code = codes[i];
-                op_fail(err, status >= 400 && status < 600 ? status : 500, code, jget_str(e, "field"), "%s",
-                        jget_str(e, "message") ? jget_str(e, "message") : "The file-level restore failed.");
+                int r = op_fail(err, status >= 400 && status < 600 ? status : 500, code, jget_str(e, "field"), "%s",
+                                jget_str(e, "message") ? jget_str(e, "message") : "The file-level restore failed.");
                 json_decref(j);
-                return -EIO;
+                return r;
         }
         *ret = j;
         return 0;

@@ -7,7 +7,8 @@ CLI, the point's file systems are listed, a directory of each, and files are
 downloaded and compared by SHA-256 (one spans several 4 MiB chunks), each
 read from the chunk store through armadad's NBD export and libguestfs's
 appliance (TCG when /dev/kvm cannot be used). Also: a file that is not there
-(404), a directory downloaded (422), and the audit record.
+(404), a directory downloaded (422), the audit record, and that the
+requests on one disk share one session (one appliance boot).
 
 Skips with the reason when libguestfs's appliance cannot start here."""
 import hashlib
@@ -178,6 +179,7 @@ class TestBackupFilesKvm(unittest.TestCase):
     # -- tests ---------------------------------------------------------------
     def test_whole_disk_file_system(self):
         top = self.listing("/")
+        sessions = set(self.workdirs())
         self.assertEqual((top["path"], top["point_id"], top["disk"]), ("/", self.point, "vda"))
         self.assertEqual([(e["name"], e["type"], e["fstype"]) for e in top["items"]], [("sda", "filesystem", "ext4")])
         self.assertEqual(top["items"][0]["size"], 48 * MIB)
@@ -214,10 +216,16 @@ class TestBackupFilesKvm(unittest.TestCase):
         audit = d.ok("GET", "/api/v1/audit?limit=100")["items"]
         self.assertTrue(any(a["action"] == "backup.download" and "/sda/data/big.bin" in (a.get("detail") or "") for a in audit),
                         audit)
-        # Nothing of the requests is left behind in the temporary directory.
-        left = [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("armada-files-") and
-                os.stat(os.path.join(tempfile.gettempdir(), n)).st_uid == os.getuid()]
-        self.assertEqual([n for n in left if not n.startswith("armada-files-sys-")], [])
+        # Every request on vda went to one session (one appliance, one work
+        # directory, private to armadad's user), not a child per request.
+        now = set(self.workdirs())
+        self.assertTrue(now and now <= sessions, (now, sessions))
+        for w in now:
+            self.assertEqual(os.stat(w).st_mode & 0o777, 0o700)
+
+    def workdirs(self):
+        tmp = tempfile.gettempdir()
+        return [os.path.join(tmp, n) for n in os.listdir(tmp) if n.startswith("armada-files-") and not n.startswith("armada-files-sys-")]
 
     def test_partitioned_disk(self):
         top = self.listing("/", disk="vdb")
@@ -232,6 +240,7 @@ class TestBackupFilesKvm(unittest.TestCase):
         # vda's file system is not on vdb.
         st, _, body = self.get("files", "/sda/etc", disk="vdb")
         self.assertEqual(st, 404, body)
+        self.assertLessEqual(len(self.workdirs()), 2, "at most two sessions")
 
 
 if __name__ == "__main__":
