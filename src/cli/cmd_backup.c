@@ -401,8 +401,9 @@ int cmd_backup_restore(Ctx *c, const Command *cmd, const Args *a) {
 
 /* ---- file-level restore: files, download ---- */
 
-/* The server boots an appliance for each request: minutes under TCG. */
-#define FILES_TIMEOUT_S 420L
+/* The server boots an appliance for a point's first request: minutes under
+ * TCG on a loaded host (it waits up to 900 s). */
+#define FILES_TIMEOUT_S 960L
 
 const OptSpec BACKUP_FILES_OPTS[] = {
         { "disk", 0, true, "TARGET", "the point's disk (default: its first, e.g. vda)" },

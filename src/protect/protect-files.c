@@ -434,6 +434,7 @@ typedef struct FilesSession {
         int in, out;             /* the child's stdin (written), stdout (read) */
         char *workdir;
         int64_t last_ms;
+        bool launched;           /* it has answered a command: its appliance is up */
 } FilesSession;
 
 static struct {
@@ -594,9 +595,9 @@ static ssize_t read_timeout(int fd, void *buf, size_t len, int timeout_ms) {
  * exact, read a byte at a time so that nothing after the line is taken
  * (a download's bytes follow it); else in blocks (a listing is the whole
  * answer). */
-static int child_header(int fd, bool exact, json_t **ret, OpError *err) {
+static int child_header(int fd, bool exact, int timeout_s, json_t **ret, OpError *err) {
         StrBuf b = {0};
-        int64_t deadline = mono_ms() + (int64_t) PROTECT_FILES_TIMEOUT_S * 1000;
+        int64_t deadline = mono_ms() + (int64_t) timeout_s * 1000;
         char buf[65536];
         size_t have = 0, at = 0;
         for (;;) {
@@ -614,7 +615,7 @@ static int child_header(int fd, bool exact, json_t **ret, OpError *err) {
                 if (n == -ETIMEDOUT) {
                         free(b.s);
                         return op_fail(err, 504, "timeout", NULL, "The file-level restore did not answer within %d seconds.",
-                                       PROTECT_FILES_TIMEOUT_S);
+                                       timeout_s);
                 }
                 if (n <= 0 || b.len >= FILES_HEADER_MAX) {
                         free(b.s);
@@ -730,7 +731,12 @@ static int session_command(FilesSession *x, const char *cmd, const char *norm, j
                         return op_fail(err, 500, "internal", NULL, "The file-level restore ended without an answer.");
                 at += (size_t) n;
         }
-        return child_header(x->out, streq(cmd, "get"), ret, err);
+        /* The first command waits for the appliance to boot as well. */
+        int r = child_header(x->out, streq(cmd, "get"), x->launched ? PROTECT_FILES_TIMEOUT_S : PROTECT_FILES_LAUNCH_TIMEOUT_S,
+                             ret, err);
+        if (r == 0 || err->status != 504)
+                x->launched = true;
+        return r;
 }
 
 /* Whether a session is still usable after an error answer: the child's

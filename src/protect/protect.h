@@ -173,11 +173,13 @@ int protect_backup_restore(Store *st, Jobs *jobs, const OpCaller *c, const Prote
  * PROTECT_FILES_IDLE_S after a request so that the next one on the same
  * disk answers at once; at most PROTECT_FILES_MAX_RUNNING sessions, each
  * serving one request at a time (503 "busy" when all are busy). A child
- * that gives no answer within PROTECT_FILES_TIMEOUT_S is killed (504). */
+ * that gives no answer within PROTECT_FILES_TIMEOUT_S (its first, while the
+ * appliance boots, PROTECT_FILES_LAUNCH_TIMEOUT_S) is killed (504). */
 #define PROTECT_FILES_PATH_MAX 4096
 #define PROTECT_FILES_LIST_MAX 10000
 #define PROTECT_FILES_MAX_RUNNING 2
 #define PROTECT_FILES_TIMEOUT_S 300
+#define PROTECT_FILES_LAUNCH_TIMEOUT_S 900   /* a session's first answer: the appliance boots (TCG on a loaded host) */
 #define PROTECT_FILES_IDLE_S 120   /* a session's appliance is kept this long for the next request */
 typedef struct ProtectFilesSpec {
         const char *vm;          /* the point's VM: name, id or UUID (of a VM gone: its UUID) */
