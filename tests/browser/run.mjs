@@ -433,7 +433,7 @@ test('Backups view: "Files" lists a point\'s file systems and a directory, and a
     assert(href.includes('path=%2Fsda%2Fdocs%2Fhello.txt'), 'the link names the file: ' + href);
     const got = await page.evaluate(async u => { const res = await fetch(u); return [res.status, await res.text()]; }, href);
     assert(got[0] === 200 && got[1] === 'hello from the point\n', 'the file downloads through the session cookie: ' + JSON.stringify(got));
-    await page.click('#files-close');
+    await page.click('#files-box .files-close');
     await page.waitForSelector('#files-box table.files', { state: 'detached', timeout: 5000 });
   } finally {
     await A.req('DELETE', `/datastores/${r.datastore.id}?force=true`).catch(() => {});

@@ -58,9 +58,8 @@ async function restoreAs(app, p, after) {
 }
 
 /* ------------------------------------------------------------------ */
-/* file-level restore: one browser at a time, shown in a dialog-like box */
-
-const files = { box: null, seq: 0 };
+/* file-level restore: a browser in a box of its own (the Backups view's,
+   or the VM panel's), a later listing winning over one still on its way */
 
 function filesQuery(p, path, disk) {
   const q = new URLSearchParams({ vm: p.vm_uuid, point: p.point_id, datastore: p.datastore, path });
@@ -70,22 +69,20 @@ function filesQuery(p, path, disk) {
 
 // Shows directory path of point p (at '/' its file systems), replacing what
 // the box showed; a later call wins over a listing still on its way.
-async function browse(p, path, disk) {
-  const box = files.box;
-  if (!box) return;
-  const seq = ++files.seq;
-  const diskIn = h('input#files-disk', { value: disk || '', placeholder: 'first disk', size: 6, 'aria-label': 'Disk' });
+async function browse(box, p, path, disk) {
+  const seq = box.filesSeq = (box.filesSeq || 0) + 1;
+  const diskIn = h('input.files-disk', { value: disk || '', placeholder: 'first disk', size: 6, 'aria-label': 'Disk' });
   const head = h('div.section-head',
     h('h3', `Files of '${p.vm_name}' at ${pointTime(p.point_id)}`),
     h('label.muted', ' disk ', diskIn),
-    h('button.secondary#files-go', { onclick: () => browse(p, '/', diskIn.value.trim()) }, 'Open'),
-    h('button.secondary#files-close', { onclick: () => { files.seq++; clear(box); } }, 'Close'));
-  const crumbs = [h('a.files-crumb', { href: '#', onclick: e => { e.preventDefault(); browse(p, '/', disk); } }, '/')];
+    h('button.secondary.files-go', { onclick: () => browse(box, p, '/', diskIn.value.trim()) }, 'Open'),
+    h('button.secondary.files-close', { onclick: () => { box.filesSeq++; clear(box); } }, 'Close'));
+  const crumbs = [h('a.files-crumb', { href: '#', onclick: e => { e.preventDefault(); browse(box, p, '/', disk); } }, '/')];
   let at = '';
   for (const seg of path.split('/').filter(Boolean)) {
     at += '/' + seg;
     const to = at;
-    crumbs.push(h('span', ' / '), h('a.files-crumb', { href: '#', onclick: e => { e.preventDefault(); browse(p, to, disk); } }, seg));
+    crumbs.push(h('span', ' / '), h('a.files-crumb', { href: '#', onclick: e => { e.preventDefault(); browse(box, p, to, disk); } }, seg));
   }
   clear(box).append(head, h('p.files-path', crumbs),
     h('p.muted.files-loading', 'Reading the point… (its first listing starts an appliance on the server: up to a minute or more)'));
@@ -93,15 +90,15 @@ async function browse(p, path, disk) {
   try {
     r = await get('/backups/files?' + filesQuery(p, path, disk));
   } catch (e) {
-    if (seq === files.seq) clear(box).append(head, h('p.files-path', crumbs), h('p.error.files-error', { role: 'alert' }, e.message));
+    if (seq === box.filesSeq) clear(box).append(head, h('p.files-path', crumbs), h('p.error.files-error', { role: 'alert' }, e.message));
     return;
   }
-  if (seq !== files.seq) return;
+  if (seq !== box.filesSeq) return;
   const top = r.path === '/';
   const join = name => (r.path === '/' ? '' : r.path) + '/' + name;
   const rows = r.items.map(e => {
     const open = e.type === 'directory' || e.type === 'filesystem';
-    const name = open ? h('a.files-dir', { href: '#', onclick: ev => { ev.preventDefault(); browse(p, join(e.name), disk); } }, e.name + (top ? '' : '/'))
+    const name = open ? h('a.files-dir', { href: '#', onclick: ev => { ev.preventDefault(); browse(box, p, join(e.name), disk); } }, e.name + (top ? '' : '/'))
       : e.name;
     const dl = e.type === 'file'
       ? h('a.action.files-download', { href: '/api/v1/backups/download?' + filesQuery(p, join(e.name), disk), download: e.name }, 'Download')
@@ -117,11 +114,10 @@ async function browse(p, path, disk) {
     r.truncated ? h('p.muted', `Only the first ${r.items.length} entries.`) : null);
 }
 
-function filesButton(p) {
+function filesButton(p, box) {
   return h('button.action', { dataset: { action: 'files' }, onclick: () => {
-    if (!files.box || !files.box.isConnected) return;
-    files.box.scrollIntoView?.({ block: 'nearest' });
-    browse(p, '/', '');
+    browse(box, p, '/', '');
+    box.scrollIntoView?.({ block: 'nearest' });
   } }, 'Files');
 }
 
@@ -188,6 +184,9 @@ export function backupsPanel(app, vm, rerender) {
     clearTimeout(cache.timer);
     Object.assign(cache, { last: undefined, points: null, error: null, job: null, failure: null });
   }
+  // The panel's file browser lives across its renders, one per VM.
+  if (!cache.filesBox || cache.filesBox.dataset.vmId !== String(vm.id))
+    cache.filesBox = h('div.files-box', { dataset: { vmId: vm.id } });
   followJob(app, rerender);
   const mark = pointsMark(app);
   if (mark !== cache.mark) Object.assign(cache, { mark, at: 0 });
@@ -209,11 +208,7 @@ export function backupsPanel(app, vm, rerender) {
     h('span.point-time', pointTime(p.point_id)),
     h('span.muted', ` ${p.datastore} · ${kind(p)} · ${bytes(p.size_bytes)}`),
     mayRestore(app) ? h('button.action', { dataset: { action: 'restore' }, onclick: () => restoreAs(app, p) }, 'Restore as…') : null,
-    app.features['operate-vm'] ? filesButton(p) : null));
-  if (!files.box || !files.box.isConnected || files.box.dataset.vmId !== String(vm.id)) {
-    files.seq++;
-    files.box = h('div.files-box', { dataset: { vmId: vm.id } });
-  }
+    app.features['operate-vm'] ? filesButton(p, cache.filesBox) : null));
   return h('div.backups', { dataset: { vmId: vm.id } },
     h('h4', `Backups (${cache.points ? pts.length : '…'})`, sel,
       may ? h('button.action#backup-now', { dataset: { action: 'backup' }, onclick: () => backupNow(app, vm, sel?.value, rerender) }, 'Back up now') : null),
@@ -222,7 +217,7 @@ export function backupsPanel(app, vm, rerender) {
     cache.error ? h('p.muted', cache.error) : lastLine,
     rows.length ? h('ul.backup-list', rows) : null,
     pts.length > PANEL_POINTS ? h('p.muted', h('a', { href: '#/backups' }, `All ${pts.length} points in Backups`)) : null,
-    files.box);
+    cache.filesBox);
 }
 
 /* ------------------------------------------------------------------ */
@@ -271,7 +266,7 @@ function renderPoints(app, box, view, reload) {
       h('td', p.vm_name), h('td', pointTime(p.point_id)), h('td', p.datastore), h('td', kind(p)), h('td', p.consistency),
       h('td', bytes(p.size_bytes)), h('td.muted', `${bytes(p.bytes_read)} / ${bytes(p.bytes_written)}`),
       h('td', mayRestore(app) ? h('button.action', { dataset: { action: 'restore' }, onclick: () => restoreAs(app, p, reload) }, 'Restore as…') : null,
-        app.features['operate-vm'] ? filesButton(p) : null)))))),
+        app.features['operate-vm'] ? filesButton(p, view.filesBox) : null)))))),
   h('div.pager#points-pager',
     h('button.secondary#points-newer', { disabled: view.page === 0, onclick: () => { view.page--; renderPoints(app, box, view, reload); } }, 'Newer'),
     h('span.page-label', `${view.page * PAGE + 1}–${view.page * PAGE + rows.length} of ${all.length}`),
@@ -282,9 +277,7 @@ function renderPoints(app, box, view, reload) {
 // shown and when asked (Reload, or after an action).
 export function backupsView(app) {
   const dsBox = h('div.datastores-box'), ptBox = h('div.points-box');
-  files.seq++;
-  files.box = h('div.files-box#files-box');
-  const view = { items: null, error: null, page: 0 };
+  const view = { items: null, error: null, page: 0, filesBox: h('div.files-box#files-box') };
   async function reload() {
     backupsChanged();
     const tasks = [get('/backups').then(r => { Object.assign(view, { items: r.items, error: null }); },
@@ -298,5 +291,5 @@ export function backupsView(app) {
   return h('section.backups-view#backups-view',
     h('div.section-head', h('h2.section-title', 'Backups'), h('button.secondary#backups-reload', { onclick: reload }, 'Reload')),
     app.features.datastores ? [h('h3', 'Datastores'), dsBox] : null,
-    h('h3', 'Recovery points'), ptBox, files.box);
+    h('h3', 'Recovery points'), ptBox, view.filesBox);
 }
