@@ -362,6 +362,10 @@ int protect_files_child_main(int argc, char **argv) {
                 return 2;
         }
         const char *dsdir = argv[2], *uuid = argv[3], *pid = argv[4], *disk = argv[5], *workdir = argv[6];
+        /* armadad gone (or a reader that stopped reading): a write fails
+         * with EPIPE, the next read of stdin ends the session, and the
+         * clean-up below runs -- never killed by SIGPIPE half-way. */
+        signal(SIGPIPE, SIG_IGN);
         ChunkStore *s = NULL;
         Point *p = NULL;
         ProtectNbdServer *srv = NULL;
