@@ -193,6 +193,7 @@ static void applied_set(json_t *o, const char *field, HvApplied a) {
 
 int inventory_vm_hardware_set(Inventory *inv, const OpCaller *c, int64_t id, const InventoryHardwareSpec *spec, json_t **ret,
                               OpError *err) {
+        _cleanup_free_ char *detail = NULL;
         HwVm h;
         int r = hw_open(inv, c, id, true, &h, err);
         if (r < 0)
@@ -235,7 +236,7 @@ int inventory_vm_hardware_set(Inventory *inv, const OpCaller *c, int64_t id, con
                                : streq(k, "memory_mib") ? spec->memory_mib : spec->max_memory_mib;
                 strbuf_printf(&d, "%s%s %lld (%s)", d.len ? ", " : "", k, (long long) n, json_string_value(val));
         }
-        _cleanup_free_ char *detail = strbuf_steal(&d);
+        detail = strbuf_steal(&d);
         op_audit(inv->st, c, "vm.hardware", "vm", id, h.vm.name, detail, "done");
         hw_event(inv, &h, "vm.hardware", "VM '%s' hardware changed: %s.", h.vm.name, detail);
         json_t *vmj = NULL;
@@ -315,7 +316,7 @@ int inventory_vm_disk_add(Inventory *inv, const OpCaller *c, int64_t id, const I
         HvConn *conn = h.link->conn;
         HvDomainInfo info;
         char target[16], pool[64];
-        _cleanup_free_ char *pool_path = NULL, *vol_path = NULL;
+        _cleanup_free_ char *pool_path = NULL, *vol_path = NULL, *vol = NULL, *detail = NULL;
         HvApplied applied = HV_APPLIED_NONE;
         if ((r = hv_domain_get(conn, h.vm.uuid, &info)) < 0) {
                 hw_fail(err, r, &h, "read the disks of");
@@ -330,7 +331,7 @@ int inventory_vm_disk_add(Inventory *inv, const OpCaller *c, int64_t id, const I
                 hw_fail(err, r, &h, "prepare the storage pool for a disk of");
                 goto out;
         }
-        _cleanup_free_ char *vol = xasprintf("%s-%.8s-%s.qcow2", h.vm.name, h.vm.uuid, target);
+        vol = xasprintf("%s-%.8s-%s.qcow2", h.vm.name, h.vm.uuid, target);
         if ((r = hv_volume_create(conn, pool, vol, "qcow2", spec->size_bytes, &vol_path)) < 0) {
                 if (r == -EEXIST)
                         r = op_fail(err, 409, "conflict", NULL, "Cannot add disk %s to VM '%s': volume '%s' exists already in pool '%s'"
@@ -355,7 +356,7 @@ int inventory_vm_disk_add(Inventory *inv, const OpCaller *c, int64_t id, const I
         snprintf(sd.target, sizeof sd.target, "%s", target);
         snprintf(sd.path, sizeof sd.path, "%s", vol_path);
         (void) store_vm_disk_add(inv->st, id, &sd);
-        _cleanup_free_ char *detail = xasprintf("%s %" PRIu64 " bytes %s (%s)", target, spec->size_bytes, bus, hv_applied_name(applied));
+        detail = xasprintf("%s %" PRIu64 " bytes %s (%s)", target, spec->size_bytes, bus, hv_applied_name(applied));
         op_audit(inv->st, c, "vm.disk-add", "vm", id, h.vm.name, detail, "done");
         hw_event(inv, &h, "vm.hardware", "VM '%s' has a new %" PRIu64 " MiB disk %s (%s).", h.vm.name, spec->size_bytes >> 20,
                  target, hv_applied_name(applied));
@@ -388,6 +389,7 @@ static int disk_for_change(Inventory *inv, const HwVm *h, const char *target, St
 
 int inventory_vm_disk_resize(Inventory *inv, const OpCaller *c, int64_t id, const char *target, uint64_t size_bytes, json_t **ret,
                              OpError *err) {
+        _cleanup_free_ char *detail = NULL;
         HwVm h;
         int r = hw_open(inv, c, id, true, &h, err);
         if (r < 0)
@@ -411,7 +413,7 @@ int inventory_vm_disk_resize(Inventory *inv, const OpCaller *c, int64_t id, cons
         }
         sd.size_bytes = size_bytes;
         (void) store_vm_disk_add(inv->st, id, &sd);
-        _cleanup_free_ char *detail = xasprintf("%s to %" PRIu64 " bytes (%s)", target, size_bytes, hv_applied_name(applied));
+        detail = xasprintf("%s to %" PRIu64 " bytes (%s)", target, size_bytes, hv_applied_name(applied));
         op_audit(inv->st, c, "vm.disk-resize", "vm", id, h.vm.name, detail, "done");
         hw_event(inv, &h, "vm.hardware", "Disk %s of VM '%s' grew to %" PRIu64 " MiB (%s).", target, h.vm.name, size_bytes >> 20,
                  hv_applied_name(applied));
@@ -424,6 +426,7 @@ out:
 
 int inventory_vm_disk_remove(Inventory *inv, const OpCaller *c, int64_t id, const char *target, bool keep_volume, json_t **ret,
                              OpError *err) {
+        _cleanup_free_ char *detail = NULL;
         HwVm h;
         int r = hw_open(inv, c, id, true, &h, err);
         if (r < 0)
@@ -450,7 +453,7 @@ int inventory_vm_disk_remove(Inventory *inv, const OpCaller *c, int64_t id, cons
                                  hv_last_error());
         }
         (void) store_vm_disk_remove(inv->st, id, target);
-        _cleanup_free_ char *detail = xasprintf("%s (%s)%s", target, hv_applied_name(applied), deleted ? ", volume deleted" : "");
+        detail = xasprintf("%s (%s)%s", target, hv_applied_name(applied), deleted ? ", volume deleted" : "");
         op_audit(inv->st, c, "vm.disk-remove", "vm", id, h.vm.name, detail, "done");
         hw_event(inv, &h, "vm.hardware", "Disk %s was removed from VM '%s' (%s)%s.", target, h.vm.name, hv_applied_name(applied),
                  deleted ? "; its volume was deleted" : "; its volume was kept");
@@ -514,9 +517,10 @@ int inventory_vm_cd_insert(Inventory *inv, const OpCaller *c, int64_t id, const 
                 return r;
         _cleanup_json_ json_t *item = NULL;
         _cleanup_free_ char *path = NULL;
+        _cleanup_json_ json_t *params = NULL;
         if ((r = iso_resolve(inv, iso, &item, &path, err)) < 0)
                 goto out;
-        _cleanup_json_ json_t *params = json_pack("{s:I, s:s, s:s, s:I, s:s}", "item_id", (json_int_t) jget_int(item, "id"), "path",
+        params = json_pack("{s:I, s:s, s:s, s:I, s:s}", "item_id", (json_int_t) jget_int(item, "id"), "path",
                                                   path, "name", jget_str(item, "rel_path"), "size",
                                                   (json_int_t) jget_int(item, "size"), "checksum", jget_str(item, "checksum"));
         int64_t job;
@@ -584,6 +588,7 @@ int inventory_vm_boot_order(Inventory *inv, const OpCaller *c, int64_t id, const
                         if (streq(devs[j], devs[i]))
                                 return op_fail(err, 400, "invalid_argument", "order", "Field 'order' names '%.32s' twice.", w);
         }
+        _cleanup_free_ char *detail = NULL;
         HwVm h;
         int r = hw_open(inv, c, id, true, &h, err);
         if (r < 0)
@@ -601,7 +606,7 @@ int inventory_vm_boot_order(Inventory *inv, const OpCaller *c, int64_t id, const
                 strbuf_printf(&b, "%s%s", i ? "," : "", boot_word(devs[i]));
                 json_array_append_new(words, json_string(boot_word(devs[i])));
         }
-        _cleanup_free_ char *detail = strbuf_steal(&b);
+        detail = strbuf_steal(&b);
         op_audit(inv->st, c, "vm.boot-order", "vm", id, h.vm.name, detail, "done");
         hw_event(inv, &h, "vm.hardware", "VM '%s' boots from %s from its next boot on.", h.vm.name, detail);
         *ret = reply_vm(inv, id, json_pack("{s:o, s:s}", "boot_order", words, "applied", "next_boot"));
