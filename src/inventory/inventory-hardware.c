@@ -215,8 +215,12 @@ int inventory_vm_hardware_set(Inventory *inv, const OpCaller *c, int64_t id, con
         inventory_link_lock_ops(h.link);
         r = hv_domain_hardware_set(conn, h.vm.uuid, &chg, &ap);
         int rr = r < 0 ? r : hv_domain_hardware(conn, h.vm.uuid, &hw);
+        /* A balloon's new size shows in the live definition once the guest
+         * has given the memory back: the row takes the target at once (a
+         * guest without a balloon driver is corrected by reconcile). */
         if (rr == 0)
-                (void) store_vm_update_hw(inv->st, id, hw.vcpus, hw.memory_mib, h.vm.domain_type);
+                (void) store_vm_update_hw(inv->st, id, hw.vcpus, ap.memory == HV_APPLIED_LIVE ? chg.memory_mib : hw.memory_mib,
+                                          h.vm.domain_type);
         inventory_link_unlock_ops(h.link);
         if (r < 0) {
                 hw_fail(err, r, &h, "change the hardware of");

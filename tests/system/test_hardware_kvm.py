@@ -9,7 +9,7 @@ bed (issue 12):
 - on that running guest: the balloon takes memory away live (virsh dumpxml's
   currentMemory, and the guest's MemTotal drops), a second vCPU is hotplugged
   (virsh vcpucount, and the guest counts two), a new disk is hotplugged and
-  grown (virsh domblklist, and the guest sees vdb with the new size), the CD is
+  grown (virsh domblklist, and the guest sees vda with the new size), the CD is
   ejected and inserted again live, the disk is unplugged again;
 - a stopped VM's changes are staged in its definition (virsh dumpxml
   --inactive) and its new disk's volume is created, grown and deleted.
@@ -127,6 +127,10 @@ class TestHardwareKvm(unittest.TestCase):
         self.assertEqual(job["state"], "succeeded", job)
         return job["result"]
 
+    def vol_exists(self, path):
+        self.virsh("pool-refresh", "armada", check=False)
+        return bool(self.virsh("vol-info", path, check=False).strip())
+
     def delete_vm(self, vm_id):
         st, b = self.ab.d.request("DELETE", f"/api/v1/vms/{vm_id}")
         if st == 202:
@@ -135,7 +139,7 @@ class TestHardwareKvm(unittest.TestCase):
     # -- tests --
     def test_1_boot_from_library_iso_then_change_it_live(self):
         ab, d = self.ab, self.ab.d
-        vm = ab.create_vm("hw-iso", "h1", memory_mib=256, disk=None, start=False, domain_type="qemu")
+        vm = d.create_vm("hw-iso", "h1", memory_mib=256, domain_type="qemu")   # TCG: see guest.py
         i = vm["id"]
         self.addCleanup(self.delete_vm, i)
         # Staged while stopped: room for a second vCPU, the ISO, the boot order.
@@ -163,11 +167,12 @@ class TestHardwareKvm(unittest.TestCase):
         r = self.patch_hw(i, memory_mib=160)
         self.assertEqual(r["applied"], {"memory_mib": "live"})
         self.assertEqual(d.vm(i)["memory_mib"], 160)
-        live = self.virsh("dumpxml", "hw-iso")
-        self.assertIn("<currentMemory unit='KiB'>163840</currentMemory>", live)
-        self.assertIn("<memory unit='KiB'>262144</memory>", live)
         wait_until(lambda: con.last_hw()[0] <= mem0 - 60 * 1024, 120, interval=0.5,
                    what=f"the guest's MemTotal to drop from {mem0} kB")
+        # libvirt shows the balloon's size once the guest has let go.
+        wait_until(lambda: "<currentMemory unit='KiB'>163840</currentMemory>" in self.virsh("dumpxml", "hw-iso"), 60,
+                   interval=0.5, what="libvirt's live currentMemory to follow")
+        self.assertIn("<memory unit='KiB'>262144</memory>", self.virsh("dumpxml", "hw-iso"))
 
         # vCPUs: a hotplug up to the maximum, live; past it, for the next boot.
         r = self.patch_hw(i, cpus=2)
@@ -181,14 +186,15 @@ class TestHardwareKvm(unittest.TestCase):
 
         # A disk: hotplugged, grown, unplugged.
         r = d.ok("POST", f"/api/v1/vms/{i}/disks", {"size": "64M"})
-        self.assertEqual((r["disk"]["target"], r["applied"]), ("vdb", "live"))
+        # The VM has no disk: the new one is its first, vda.
+        self.assertEqual((r["disk"]["target"], r["applied"]), ("vda", "live"))
         vol = r["disk"]["path"]
-        self.assertIn("vdb", self.virsh("domblklist", "hw-iso"))
-        wait_until(lambda: con.last_hw()[2].get("vdb") == 64 * MIB // 512, 120, interval=0.5, what="the guest to see vdb")
-        r = d.ok("PATCH", f"/api/v1/vms/{i}/disks/vdb", {"size": "128M"})
+        self.assertIn("vda", self.virsh("domblklist", "hw-iso"))
+        wait_until(lambda: con.last_hw()[2].get("vda") == 64 * MIB // 512, 120, interval=0.5, what="the guest to see vda")
+        r = d.ok("PATCH", f"/api/v1/vms/{i}/disks/vda", {"size": "128M"})
         self.assertEqual(r["applied"], "live")
-        wait_until(lambda: con.last_hw()[2].get("vdb") == 128 * MIB // 512, 120, interval=0.5, what="the guest to see vdb grow")
-        st, b = d.request("PATCH", f"/api/v1/vms/{i}/disks/vdb", {"size": "64M"})
+        wait_until(lambda: con.last_hw()[2].get("vda") == 128 * MIB // 512, 120, interval=0.5, what="the guest to see vda grow")
+        st, b = d.request("PATCH", f"/api/v1/vms/{i}/disks/vda", {"size": "64M"})
         self.assertEqual((st, b["error"]["field"]), (400, "size"))
 
         # The CD: out and in again, live.
@@ -199,19 +205,19 @@ class TestHardwareKvm(unittest.TestCase):
         self.assertEqual(res["applied"], "live")
         self.assertRegex(self.virsh("dumpxml", "hw-iso"), r"(?s)device='cdrom'>.*?<source file=")
 
-        st, b = d.request("DELETE", f"/api/v1/vms/{i}/disks/vdb")
+        st, b = d.request("DELETE", f"/api/v1/vms/{i}/disks/vda")
         if st == 409:
             self.skipTest(f"the guest did not release the hotplugged disk: {b}")
         self.assertEqual(st, 200, b)
         self.assertEqual((b["applied"], b["volume_deleted"]), ("live", True))
-        self.assertNotIn("vdb", self.virsh("domblklist", "hw-iso"))
-        self.assertFalse(os.path.exists(vol))
-        wait_until(lambda: "vdb" not in con.last_hw()[2], 60, interval=0.5, what="the guest to lose vdb")
+        self.assertNotIn("vda", self.virsh("domblklist", "hw-iso"))
+        self.assertFalse(self.vol_exists(vol))
+        wait_until(lambda: "vda" not in con.last_hw()[2], 60, interval=0.5, what="the guest to lose vda")
         self.assertIn("armada-guest: init reached", con.text())
 
     def test_2_stopped_vm_changes_wait_in_its_definition(self):
         ab, d = self.ab, self.ab.d
-        vm = ab.create_vm("hw-cold", "h1", memory_mib=64, disk="16M", start=False, domain_type="qemu")
+        vm = d.create_vm("hw-cold", "h1", memory_mib=64, disk_size="16M", domain_type="qemu")
         i = vm["id"]
         self.addCleanup(self.delete_vm, i)
         r = self.patch_hw(i, cpus=2, memory_mib=128)
@@ -223,15 +229,13 @@ class TestHardwareKvm(unittest.TestCase):
         self.assertEqual((r["disk"]["target"], r["applied"]), ("vdb", "next_boot"))
         vol = r["disk"]["path"]
         self.assertRegex(self.virsh("dumpxml", "hw-cold", "--inactive"), r"<target dev='vdb' bus='virtio'/>")
-        info = subprocess.run(["qemu-img", "info", "-U", vol], capture_output=True, text=True, timeout=30).stdout
-        self.assertIn("32 MiB", info)
+        self.assertRegex(self.virsh("vol-info", vol), r"Capacity:\s+32\.00 MiB")
         r = d.ok("PATCH", f"/api/v1/vms/{i}/disks/vdb", {"size": "48M"})
         self.assertEqual(r["applied"], "next_boot")
-        info = subprocess.run(["qemu-img", "info", "-U", vol], capture_output=True, text=True, timeout=30).stdout
-        self.assertIn("48 MiB", info)
+        self.assertRegex(self.virsh("vol-info", vol), r"Capacity:\s+48\.00 MiB")
         r = d.ok("DELETE", f"/api/v1/vms/{i}/disks/vdb")
         self.assertEqual((r["applied"], r["volume_deleted"]), ("next_boot", True))
-        self.assertFalse(os.path.exists(vol))
+        self.assertFalse(self.vol_exists(vol))
         self.assertNotIn("vdb", self.virsh("dumpxml", "hw-cold", "--inactive"))
 
 
