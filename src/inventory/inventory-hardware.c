@@ -524,9 +524,10 @@ int inventory_vm_cd_insert(Inventory *inv, const OpCaller *c, int64_t id, const 
         _cleanup_json_ json_t *params = NULL;
         if ((r = iso_resolve(inv, iso, &item, &path, err)) < 0)
                 goto out;
-        params = json_pack("{s:I, s:s, s:s, s:I, s:s}", "item_id", (json_int_t) jget_int(item, "id"), "path",
+        params = json_pack("{s:I, s:s, s:s, s:I, s:s, s:s}", "item_id", (json_int_t) jget_int(item, "id"), "path",
                                                   path, "name", jget_str(item, "rel_path"), "size",
-                                                  (json_int_t) jget_int(item, "size"), "checksum", jget_str(item, "checksum"));
+                                                  (json_int_t) jget_int(item, "size"), "checksum", jget_str(item, "checksum"),
+                                                  "share", jget_str(item, "share_path"));
         int64_t job;
         if (jobs_submit(inv->jobs, "vm.cd-insert", "vm", id, h.vm.name, c->user_id, params, &job) < 0) {
                 r = op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
@@ -625,11 +626,17 @@ out:
 /* Where host h finds the ISO: the library's file itself when the host
  * sees it (a local host, a share mounted alike), else a volume in its
  * pool named after the ISO's checksum — made once by streaming the file,
- * and reused by every later insert of the same ISO. 0 and *ret_path, or
- * the job's failure. */
-static int cd_volume(JobCtx *ctx, Inventory *inv, const StoreVm *vm, const StoreHost *host, Link *l, char **ret_path) {
-        const char *path = jget_str(ctx->params, "path"), *sum = jget_str(ctx->params, "checksum");
-        uint64_t size = (uint64_t) jget_int(ctx->params, "size");
+ * and reused by every later insert of the same ISO (inventory.h). */
+int inventory_iso_for_host(Inventory *inv, JobCtx *ctx, const StoreHost *host, InventoryLink *l, const char *share_path,
+                           const char *path, uint64_t size, const char *sum, char **ret_path) {
+        /* Indexed inside its share; still there now that it is to be read? */
+        char real[PATH_MAX], share_real[PATH_MAX];
+        size_t sl = share_path && realpath(share_path, share_real) ? strlen(share_real) : 0;
+        if (!path || !realpath(path, real) || sl == 0)
+                return job_fail(ctx, -ENOENT, "The library ISO is no longer readable; refresh its share.");
+        if (strncmp(real, share_real, sl) != 0 || real[sl] != '/')
+                return job_fail(ctx, -EPERM, "The library ISO leads outside its share (a symbolic link); it was not used.");
+        path = real;
         bool test = streq(host->domain_type, "test");
         bool visible = test; /* the test driver keeps no data: every path "is" there */
         if (!test && hv_volume_visible(l->conn, path, size, &visible) < 0)
@@ -639,7 +646,7 @@ static int cd_volume(JobCtx *ctx, Inventory *inv, const StoreVm *vm, const Store
                 job_progress(ctx, 50, "host '%s' sees the library's file", host->name);
                 return 0;
         }
-        HwVm h = { .vm = *vm, .host = *host, .link = l };
+        HwVm h = { .host = *host, .link = l };
         char pool[64];
         _cleanup_free_ char *pool_path = NULL;
         if (disk_pool(inv, &h, pool, &pool_path) < 0)
@@ -679,7 +686,8 @@ static int job_vm_cd_insert(JobCtx *ctx, void *userdata) {
         if (link_acquire(inv, &host, &l, why, sizeof why) < 0)
                 return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' of VM '%s': %s", host.name, vm.name, why);
         _cleanup_free_ char *path = NULL;
-        int r = cd_volume(ctx, inv, &vm, &host, l, &path);
+        int r = inventory_iso_for_host(inv, ctx, &host, l, jget_str(ctx->params, "share"), jget_str(ctx->params, "path"),
+                                       (uint64_t) jget_int(ctx->params, "size"), jget_str(ctx->params, "checksum"), &path);
         HvApplied applied = HV_APPLIED_NONE;
         char target[16] = "";
         if (r == 0) {

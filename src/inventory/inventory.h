@@ -381,5 +381,14 @@ int inventory_vm_cd_eject(Inventory *inv, const OpCaller *c, int64_t id, json_t 
  * "boot_order", "applied": "next_boot"}. */
 int inventory_vm_boot_order(Inventory *inv, const OpCaller *c, int64_t id, const char *const *order, size_t n, json_t **ret,
                             OpError *err);
+/* For jobs (vm.cd-insert, vm.deploy of a template with an ISO): where host
+ * h's domains find the library ISO at path (size bytes, sha256 checksum),
+ * which must still resolve inside its share share_path (else the job fails:
+ * never a file outside the library). The file itself when the host sees
+ * it, else a volume of its pool streamed once and reused later ("armada-
+ * iso-<checksum prefix>.iso"). 0 and *ret_path (malloc'd), or the job's
+ * failure (job_fail()). */
+int inventory_iso_for_host(Inventory *inv, JobCtx *ctx, const StoreHost *h, InventoryLink *l, const char *share_path,
+                           const char *path, uint64_t size, const char *checksum, char **ret_path);
 /* Registers vm.cd-insert (inventory_register_jobs() calls it). */
 void inventory_register_hardware_jobs(Inventory *inv);

@@ -7,11 +7,17 @@ field, nothing half-made), scoping (read-only 403, self-service 404) and
 the CLI. Live changes on real QEMU: tests/system/test_hardware_kvm.py."""
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import unittest
 
 from armada_harness import ARMADA, Armadad, wait_until
+
+
+def fake_qcow2(path, virtual_size):
+    with open(path, "wb") as f:
+        f.write((b"QFI\xfb" + struct.pack(">IQIIQ", 3, 0, 0, 16, virtual_size)).ljust(4096, b"\0"))
 
 
 def fake_iso(path):
@@ -27,6 +33,7 @@ class HardwareTest(unittest.TestCase):
         os.makedirs(os.path.join(cls.share, "isos"))
         fake_iso(os.path.join(cls.share, "isos", "installer.iso"))
         fake_iso(os.path.join(cls.share, "isos", "escape.iso"))
+        fake_qcow2(os.path.join(cls.share, "base.qcow2"), 64 << 20)
         cls.outside = os.path.join(cls.tmp, "outside.iso")
         fake_iso(cls.outside)
         cls.d = d = Armadad()
@@ -227,6 +234,24 @@ class HardwareTest(unittest.TestCase):
         self.refused("PUT", bo, {"order": []}, 400, "order")
         self.refused("PUT", bo, {"order": "cd,disk"}, 400, "order")
         self.assertEqual(self.hw(vm["id"])["boot_order"], ["disk"])
+
+    def test_06b_template_names_an_iso_attached_at_deploy(self):
+        d = self.d
+        t = d.ok("POST", "/api/v1/templates", {"name": "with-iso", "image": "base.qcow2", "iso": "isos/installer.iso",
+                                               "memory_mib": 64})
+        self.assertEqual(t["iso_rel_path"], "isos/installer.iso")
+        self.addCleanup(d.request, "DELETE", f"/api/v1/templates/{t['id']}")
+        self.refused("POST", "/api/v1/templates", {"name": "bad-iso", "image": "base.qcow2", "iso": "base.qcow2"}, 422, "iso")
+        self.refused("POST", "/api/v1/templates", {"name": "bad-iso", "image": "base.qcow2", "iso": "none.iso"}, 422, "iso")
+        self.refused("POST", "/api/v1/templates", {"name": "bad-iso", "image": "base.qcow2", "iso_id": 999999}, 422, "iso_id")
+        r = d.ok("POST", f"/api/v1/templates/{t['id']}/deploy", {"name": "from-iso-tpl", "host": "h1"})
+        job = d.wait_job(r["jobs"][0]["id"])
+        self.assertEqual(job["state"], "succeeded", job)
+        vm = d.find("vms", "from-iso-tpl")
+        self.addCleanup(self.delete_vm, vm["id"])
+        self.assertEqual(sorted(x["target"] for x in vm["disks"]), ["hdc", "hdd", "vda"])   # seed hdc, the ISO hdd
+        hdd = [x for x in vm["disks"] if x["target"] == "hdd"][0]
+        self.assertTrue(hdd["path"].endswith("installer.iso"), hdd)
 
     # -- scoping --
     def test_07_scoping(self):
