@@ -30,6 +30,7 @@ typedef struct {
         StoreVm vm;
         StoreHost host;
         Link *link;
+        int64_t grant_id;            /* a self-service owner's grant: its quota bounds the change */
 } HwVm;
 
 static void hwvm_done(Inventory *inv, HwVm *h) {
@@ -40,18 +41,31 @@ static void hwvm_done(Inventory *inv, HwVm *h) {
         h->link = NULL;
 }
 
+/* Whether a self-service caller may size its own VM: one it owns that was
+ * deployed under a grant, whose quota then bounds the change
+ * (hardware_quota); 0 when not (or on a database error: denied). */
+static int64_t self_service_grant(Inventory *inv, const OpCaller *c, const json_t *v) {
+        int64_t grant_id = 0;
+        if (c->subj.role != ROLE_SELF_SERVICE || c->user_id <= 0 || jget_int(v, "owner_id") != c->user_id ||
+            store_vm_grant(inv->st, jget_int(v, "id"), &grant_id) < 0)
+                return 0;
+        return grant_id;
+}
+
 /* The checks of every operation, in this order: the caller sees the VM
  * (404), may change it (403, audited; with write false, reading is
- * enough), it is Armada's (409 foreign), not being created or deleted
- * (409), placed (409) and its host connected now (503: an HTTP thread
- * never connects). */
-static int hw_open(Inventory *inv, const OpCaller *c, int64_t id, bool write, HwVm *ret, OpError *err) {
+ * enough; with self_ok, a self-service owner of a granted VM may too,
+ * within its quota), it is Armada's (409 foreign), not being created or
+ * deleted (409), placed (409) and its host connected now (503: an HTTP
+ * thread never connects). */
+static int hw_open_as(Inventory *inv, const OpCaller *c, int64_t id, bool write, bool self_ok, HwVm *ret, OpError *err) {
         *ret = (HwVm) {0};
         int r = inventory_vm_readable(inv, c, id, &ret->v, err);
         if (r < 0)
                 return r;
         const char *name = jget_str(ret->v, "name");
-        if (write && !op_allowed(inv->st, c, ACT_UPDATE, OBJ_VM, jget_int(ret->v, "owner_id"), jget_int(ret->v, "group_id"))) {
+        if (write && !op_allowed(inv->st, c, ACT_UPDATE, OBJ_VM, jget_int(ret->v, "owner_id"), jget_int(ret->v, "group_id")) &&
+            !(self_ok && (ret->grant_id = self_service_grant(inv, c, ret->v)) > 0)) {
                 r = op_deny(inv->st, c, err, "change the hardware of", "VM", id, name);
                 goto fail;
         }
@@ -78,6 +92,10 @@ static int hw_open(Inventory *inv, const OpCaller *c, int64_t id, bool write, Hw
 fail:
         hwvm_done(inv, ret);
         return r;
+}
+
+static int hw_open(Inventory *inv, const OpCaller *c, int64_t id, bool write, HwVm *ret, OpError *err) {
+        return hw_open_as(inv, c, id, write, false, ret, err);
 }
 
 /* err for a failed hv call r on the VM: what was being done, and why. */
@@ -186,6 +204,37 @@ static int hardware_place(Inventory *inv, const HwVm *h, const InventoryHardware
         return r;
 }
 
+/* A self-service owner's change within its grant's quota: more vCPUs or
+ * memory than the VM's row has now must fit what the grant has left
+ * (max_cpus, max_memory_mib; null: unlimited), else 403 naming the field,
+ * audited as denied. */
+static int hardware_quota(Inventory *inv, const OpCaller *c, const HwVm *h, const InventoryHardwareSpec *s, OpError *err) {
+        if (!h->grant_id)
+                return 0;
+        _cleanup_json_ json_t *g = NULL;
+        int r = store_grant_get_json(inv->st, h->grant_id, &g);
+        if (r < 0)
+                return op_fail_store(err, r, "the grant");
+        static const struct { const char *field, *limit, *used, *what; } q[] = {
+                { "cpus", "max_cpus", "used_cpus", "vCPUs" },
+                { "memory_mib", "max_memory_mib", "used_memory_mib", "MiB of memory" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(q); i++) {
+                int64_t want = i == 0 ? s->cpus : s->memory_mib, have = i == 0 ? (int64_t) h->vm.cpus : (int64_t) h->vm.memory_mib;
+                json_t *lim = json_object_get(g, q[i].limit);
+                if (!want || want <= have || !json_is_integer(lim))
+                        continue;
+                int64_t left = json_integer_value(lim) - jget_int(g, q[i].used);
+                if (want - have <= left)
+                        continue;
+                op_audit(inv->st, c, "vm.hardware", "vm", h->vm.id, h->vm.name, "quota", "denied");
+                return op_fail(err, 403, "forbidden", q[i].field, "VM '%s' cannot have %lld %s: the quota of its grant has %lld %s left"
+                               " and the change needs %lld.", h->vm.name, (long long) want, q[i].what, (long long) (left > 0 ? left : 0),
+                               q[i].what, (long long) (want - have));
+        }
+        return 0;
+}
+
 static void applied_set(json_t *o, const char *field, HvApplied a) {
         if (hv_applied_name(a))
                 json_object_set_new(o, field, json_string(hv_applied_name(a)));
@@ -195,7 +244,7 @@ int inventory_vm_hardware_set(Inventory *inv, const OpCaller *c, int64_t id, con
                               OpError *err) {
         _cleanup_free_ char *detail = NULL;
         HwVm h;
-        int r = hw_open(inv, c, id, true, &h, err);
+        int r = hw_open_as(inv, c, id, true, true, &h, err);
         if (r < 0)
                 return r;
         HvConn *conn = h.link->conn;
@@ -207,7 +256,8 @@ int inventory_vm_hardware_set(Inventory *inv, const OpCaller *c, int64_t id, con
                 hw_fail(err, r, &h, "read the hardware of");
                 goto out;
         }
-        if ((r = hardware_check(spec, &hw, h.vm.name, err)) < 0 || (r = hardware_place(inv, &h, spec, err)) < 0) {
+        if ((r = hardware_check(spec, &hw, h.vm.name, err)) < 0 || (r = hardware_quota(inv, c, &h, spec, err)) < 0 ||
+            (r = hardware_place(inv, &h, spec, err)) < 0) {
                 if (r == -ENOSPC)
                         op_audit(inv->st, c, "vm.hardware", "vm", id, h.vm.name, err->message, "failed");
                 goto out;

@@ -323,8 +323,8 @@ int inventory_vm_refuse_foreign(const json_t *v, OpError *err);
  * A VM's virtual hardware, changed live where libvirt and QEMU can and
  * otherwise for its next boot (hv-hardware.h); each answer says which
  * ("applied": "live" or "next_boot", per field for sizes). Every change
- * needs update rights on the VM (403 audited: never a self-service user,
- * whose sizes are its grant's quota), refuses a foreign VM, one being
+ * needs update rights on the VM (403 audited; a self-service user only
+ * sizes its own granted VMs, inventory_vm_hardware_set), refuses a foreign VM, one being
  * created, deleted or missing (409) and one whose host is not connected
  * now (503: the HTTP thread never connects); an unseen VM is a 404. A host
  * failure is a 502 "host_error" with libvirt's reason. Each keeps the VM's
@@ -340,7 +340,10 @@ typedef struct {
  * "next_boot": {...the same four}, "boot_order": ["cd", "disk"], "disks"}.
  * Read rights are enough. */
 int inventory_vm_hardware_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
-/* Changes vCPUs and memory (hv_domain_hardware_set). 400 naming the field
+/* Changes vCPUs and memory (hv_domain_hardware_set). A self-service user
+ * may change its own VM deployed under a grant, when the growth fits what
+ * the grant's quota has left (else 403 naming "cpus" or "memory_mib",
+ * audited as denied). 400 naming the field
  * for a count above the maximum given with it (or kept), 409 "no_capacity"
  * naming "memory_mib" when more memory would break the host's reserve
  * (placement's reason). *ret: {"vm", "applied": {field: "live"|"next_boot"},

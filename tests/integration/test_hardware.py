@@ -272,6 +272,34 @@ class HardwareTest(unittest.TestCase):
         hw = self.hw(i)
         self.assertEqual((hw["next_boot"]["cpus"], len(hw["disks"]), hw["boot_order"]), (1, 1, ["disk"]))
 
+    def test_07b_self_service_sizes_its_own_vm_within_its_quota(self):
+        d = self.d
+        t = d.ok("POST", "/api/v1/templates", {"name": "quota-tpl", "image": "base.qcow2", "memory_mib": 64})
+        self.addCleanup(d.request, "DELETE", f"/api/v1/templates/{t['id']}")
+        d.ok("POST", "/api/v1/users", {"name": "ssq", "password": "ssq-password", "role": "self-service"})
+        tok = d.login("ssq", "ssq-password")
+        d.ok("POST", "/api/v1/grants", {"user": "ssq", "templates": ["quota-tpl"], "group": "Lab", "max_cpus": 2,
+                                        "max_memory_mib": 256})
+        r = d.ok("POST", f"/api/v1/templates/{t['id']}/deploy", {"name": "ss-own", "start": False}, token=tok)
+        job = d.wait_job(r["jobs"][0]["id"], token=tok)
+        self.assertEqual(job["state"], "succeeded", job)
+        i = r["vms"][0]["id"]
+        self.addCleanup(self.delete_vm, i)
+        p = f"/api/v1/vms/{i}/hardware"
+        # Over the quota: 403 naming the field, audited, nothing changed.
+        b = self.refused("PATCH", p, {"cpus": 3}, 403, "cpus", token=tok)
+        self.assertIn("quota", b["error"]["message"])
+        self.refused("PATCH", p, {"memory_mib": 512}, 403, "memory_mib", token=tok)
+        self.assertEqual(self.hw(i, token=tok)["next_boot"]["cpus"], 1)
+        # Within it: done, and the quota counts it.
+        r = d.ok("PATCH", p, {"cpus": 2, "memory_mib": 200}, token=tok)
+        self.assertEqual(r["applied"], {"cpus": "next_boot", "memory_mib": "next_boot"})
+        g = [x for x in d.ok("GET", "/api/v1/grants")["items"] if x["user_name"] == "ssq"][0]
+        self.assertEqual(g["quota"]["cpus"]["used"], 2)
+        # Disks, CDs and boot order stay the operators'.
+        self.refused("POST", f"/api/v1/vms/{i}/disks", {"size": "1G"}, 403, token=tok)
+        self.refused("PUT", f"/api/v1/vms/{i}/boot-order", {"order": ["cd"]}, 403, token=tok)
+
     # -- CLI --
     def test_08_cli(self):
         vm = self.new_vm("hw-cli")
