@@ -174,7 +174,7 @@ static void h_template_get(Req *r) {
 static void h_templates_create(Req *r) {
         static const char *const fields[] = { "name", "description", "cpus", "memory_mib", "disk_size", "data_disks", "firmware",
                                               "network", "image", "image_id", "hostname_pattern", "admin_user", "ssh_keys",
-                                              "timezone", "user_data", "points", "domain_type", NULL };
+                                              "timezone", "user_data", "points", "domain_type", "iso", "iso_id", NULL };
         LibraryTemplateSpec s = { .cpus = 1, .memory_mib = 512, .points = 1, .firmware = "bios", .domain_type = "auto" };
         if (!req_body_fields(r, fields) || !body_name(r, "name", true, &s.name) ||
             !body_string(r, "description", false, 1000, &s.description) || !body_int(r, "cpus", false, 1, VM_CPUS_MAX, &s.cpus) ||
@@ -184,7 +184,8 @@ static void h_templates_create(Req *r) {
             !body_int(r, "image_id", false, 1, INT64_MAX, &s.image_id) ||
             !body_string(r, "hostname_pattern", false, 63, &s.hostname_pattern) || !body_name(r, "admin_user", false, &s.admin_user) ||
             !body_string(r, "timezone", false, 64, &s.timezone) || !body_string(r, "user_data", false, SIZE_MAX, &s.user_data) ||
-            !body_int(r, "points", false, 0, 1000000, &s.points) || !body_string(r, "domain_type", false, 8, &s.domain_type))
+            !body_int(r, "points", false, 0, 1000000, &s.points) || !body_string(r, "domain_type", false, 8, &s.domain_type) ||
+            !body_string(r, "iso", false, 1000, &s.iso) || !body_int(r, "iso_id", false, 1, INT64_MAX, &s.iso_id))
                 return;
         if (!streq(s.domain_type, "auto") && !streq(s.domain_type, "kvm") && !streq(s.domain_type, "qemu"))
                 return reply_error(r, 400, "invalid_argument", "domain_type", "Field 'domain_type' must be auto, kvm or qemu.");

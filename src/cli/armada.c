@@ -54,6 +54,10 @@ static const OptSpec VM_SET_OPTS[] = {
         { "owner", 0, true, "USER", "give the VM to this user (administrators, and delegated administrators in their scope)" },
         { "no-owner", 0, false, NULL, "take the VM from its owner: nobody owns it" },
         { "description", 0, true, "TEXT", "the VM's description ('' clears it)" },
+        { "cpus", 0, true, "N", "vCPUs: live up to the running maximum, else from the next boot" },
+        { "max-cpus", 0, true, "N", "the most vCPUs the VM can hotplug (from the next boot)" },
+        { "memory", 0, true, "MIB", "memory (2048, 512M, 4G): live up to the maximum memory, else from the next boot" },
+        { "max-memory", 0, true, "MIB", "the most memory the balloon can give (from the next boot)" },
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec HOST_LIST_OPTS[] = {
@@ -224,8 +228,9 @@ static const Command COMMANDS[] = {
           cmd_group_show_policy },
 
         { "vm", "list", "[--host NAME] [--state S] [--prefix TEXT] [--owner USER]", "list VMs", 0, 0, VM_LIST_OPTS, cmd_vm_list },
-        { "vm", "set", "NAME [--owner USER | --no-owner] [--description TEXT]", "change a VM's owner or description", 1, 1,
-          VM_SET_OPTS, cmd_vm_set },
+        { "vm", "set", "NAME [--owner USER | --no-owner] [--description TEXT] [--cpus N] [--max-cpus N] [--memory MIB] "
+                       "[--max-memory MIB]",
+          "change a VM's owner, description, vCPUs or memory (live where possible)", 1, 1, VM_SET_OPTS, cmd_vm_set },
         { "vm", "show", "NAME", "show one VM", 1, 1, NULL, cmd_vm_show },
         { "vm", "create", "NAME [--host H [--force] | --group PATH] --cpus N --memory MIB --disk SIZE [--domain-type auto|kvm|qemu] "
                           "[--description TEXT] | NAME --template T [--count N] [--host H | --group PATH] [--full-copy]",
@@ -333,6 +338,15 @@ static const Command COMMANDS[] = {
 
         { "vm", "migrate", "NAME [--to HOST] [--with-storage] [--auto-converge] [--postcopy] [--bandwidth MIB/S]",
           "live-migrate a running VM (starts a job)", 1, 1, HA_MIGRATE_OPTS, cmd_vm_migrate },
+        /* issue 12: VM hardware and ISOs (cmd_hardware.c) */
+        { "vm", "hardware", "NAME", "show a VM's vCPUs, memory, boot order and disks, now and for its next boot", 1, 1, NULL,
+          cmd_vm_hardware },
+        { "vm", "disk", "add VM --size SIZE [--bus virtio|sata] | resize VM TARGET --size SIZE | remove VM TARGET [--keep-volume]",
+          "add, grow or remove a VM's disk (hotplugged into a running VM where possible)", 2, 3, HW_DISK_OPTS, cmd_vm_disk },
+        { "vm", "cd", "insert VM ISO | eject VM",
+          "put a library ISO into a VM's CD-ROM drive (starts a job) or eject it (live in a running VM)", 2, 3, NULL, cmd_vm_cd },
+        { "vm", "boot-order", "VM cd,disk,network", "set the devices a VM boots from, in order (from its next boot)", 2, 2, NULL,
+          cmd_vm_boot_order },
         { "vm", "snapshot", "create VM [NAME] [--memory|--no-memory] [--description TEXT] | list VM | revert VM NAME | delete VM NAME",
           "take, list, revert to or delete a VM's snapshots (create, revert and delete start a job)", 2, 3, SNAPSHOT_OPTS,
           cmd_vm_snapshot },

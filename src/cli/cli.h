@@ -375,6 +375,17 @@ int cmd_backup_download(Ctx *c, const Command *cmd, const Args *a);
 extern const OptSpec BACKUP_POLICY_OPTS[];
 int cmd_backup_policy(Ctx *c, const Command *cmd, const Args *a);
 
+/* ---- VM hardware (cmd_hardware.c) ---- */
+extern const OptSpec HW_DISK_OPTS[];
+/* Whether vm set was given a size (--cpus, --max-cpus, --memory, --max-memory). */
+bool hardware_set_wanted(const Args *a);
+/* PATCH /vms/{id}/hardware with the sizes of a; prints what was applied how. */
+int hardware_set(Ctx *c, int64_t id, const char *name, const Args *a);
+int cmd_vm_hardware(Ctx *c, const Command *cmd, const Args *a);
+int cmd_vm_disk(Ctx *c, const Command *cmd, const Args *a);
+int cmd_vm_cd(Ctx *c, const Command *cmd, const Args *a);
+int cmd_vm_boot_order(Ctx *c, const Command *cmd, const Args *a);
+
 /* Prints "armada: <message>" on stderr; returns EXIT_ERROR. */
 int fail(const char *fmt, ...) _printf_(1, 2);
 /* Parses a positive count/limit option value; EXIT_ERROR after printing. */

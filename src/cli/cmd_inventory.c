@@ -524,14 +524,23 @@ int cmd_vm_action(Ctx *c, const Command *cmd, const Args *a) {
 }
 
 /* armada vm set NAME: what an operator says of a VM (its owner, its
- * description); the place for more settings (cpus, memory) later. */
+ * description) and its sizes (vCPUs, memory: cmd_hardware.c). */
 int cmd_vm_set(Ctx *c, const Command *cmd, const Args *a) {
         const char *owner = args_get(a, "owner"), *desc = args_get(a, "description");
-        bool no_owner = args_has(a, "no-owner");
+        bool no_owner = args_has(a, "no-owner"), hw = hardware_set_wanted(a);
         if (owner && no_owner)
                 return fail("give either --owner USER or --no-owner, not both");
-        if (!owner && !no_owner && !desc)
-                return fail("vm set needs a setting to change: --owner USER, --no-owner or --description TEXT");
+        if (!owner && !no_owner && !desc && !hw)
+                return fail("vm set needs a setting to change: --owner USER, --no-owner, --description TEXT, --cpus N or --memory MIB");
+        if (hw) {
+                /* Sizes first: they are the part a host can refuse. */
+                int64_t id;
+                int r = resolve(c, "vms", "name", a->pos[0], "VM", &id, NULL);
+                if (r == 0)
+                        r = hardware_set(c, id, a->pos[0], a);
+                if (r || (!owner && !no_owner && !desc))
+                        return r;
+        }
         _cleanup_json_ json_t *body = json_object();
         if (owner || no_owner)
                 json_object_set_new(body, "owner", owner ? json_string(owner) : json_null());

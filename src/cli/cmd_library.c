@@ -37,6 +37,7 @@ const OptSpec TEMPLATE_CREATE_OPTS[] = {
         { "user-data", 0, true, "FILE", "free-form cloud-init user-data merged after Armada's (at most 64 KiB)" },
         { "points", 0, true, "N", "what one VM costs against a self-service quota (default 1)" },
         { "description", 0, true, "TEXT", "free text" },
+        { "iso", 0, true, "PATH", "a library ISO its VMs get in a CD-ROM drive (its path on the server or inside a share)" },
         { NULL, 0, false, NULL, NULL },
 };
 const OptSpec TEMPLATE_DEPLOY_OPTS[] = {
@@ -450,6 +451,8 @@ int cmd_template_create(Ctx *c, const Command *cmd, const Args *a) {
         const char *v;
         int64_t n;
         uint64_t bytes;
+        if ((v = args_get(a, "iso")))
+                json_object_set_new(body, "iso", json_string(v));
         if ((v = args_get(a, "cpus"))) {
                 if (parse_i64(v, &n) < 0 || n < 1)
                         return fail("--cpus must be a whole number from 1, not '%s'", v);

@@ -534,6 +534,10 @@ int hv_domain_xml_parse(const char *xml, HvDomainInfo *ret) {
                              info.name);
                 return -EINVAL;
         }
+        /* The balloon's target (hv-hardware): 0 when absent or unreadable. */
+        n = child(root, "currentMemory");
+        if (n && memory_mib(n, &info.current_memory_mib) < 0)
+                info.current_memory_mib = 0;
 
         n = child(root, "vcpu");
         if (n) {

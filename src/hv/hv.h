@@ -197,6 +197,9 @@ typedef struct {
          * not a number). */
         char armada_installation[37];
         int64_t armada_vm_id;
+        /* The memory the guest has now (<currentMemory>: a balloon below
+         * <memory>), 0 when the XML does not say (hv-hardware.h). */
+        uint64_t current_memory_mib;
 } HvDomainInfo;
 
 /* The namespace of the element Armada puts into every domain it defines:

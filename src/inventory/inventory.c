@@ -498,8 +498,12 @@ static bool reconcile_domain(Inventory *inv, Link *l, const StoreHost *h, const 
                 (void) store_event_add(inv->st, streq(state, "crashed") ? "error" : "info", "vm.state", "vm", vm_id,
                                        vm.name, vm.owner_id, msg);
         }
-        if (vm.cpus != d->vcpus || vm.memory_mib != d->memory_mib)
-                (void) store_vm_update_hw(inv->st, vm_id, d->vcpus, d->memory_mib, d->domain_type[0] ? d->domain_type : vm.domain_type);
+        /* An Armada domain's memory is what its balloon gives it (a live
+         * change of size, hv-hardware.h); others' is their <memory>. */
+        uint64_t mem = d->current_memory_mib && streq(d->armada_installation, inv->installation_id) ? d->current_memory_mib
+                                                                                                      : d->memory_mib;
+        if (vm.cpus != d->vcpus || vm.memory_mib != mem)
+                (void) store_vm_update_hw(inv->st, vm_id, d->vcpus, mem, d->domain_type[0] ? d->domain_type : vm.domain_type);
         return true;
 }
 

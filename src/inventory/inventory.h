@@ -318,3 +318,80 @@ int inventory_vm_name_taken(Inventory *inv, const OpCaller *c, const char *field
 /* -EEXIST with a 409 in err when VM v (its JSON) belongs to another Armada
  * installation (origin "foreign": read-only here), else 0. */
 int inventory_vm_refuse_foreign(const json_t *v, OpError *err);
+
+/* --- Hardware --- (inventory-hardware.c)
+ * A VM's virtual hardware, changed live where libvirt and QEMU can and
+ * otherwise for its next boot (hv-hardware.h); each answer says which
+ * ("applied": "live" or "next_boot", per field for sizes). Every change
+ * needs update rights on the VM (403 audited; a self-service user only
+ * sizes its own granted VMs, inventory_vm_hardware_set), refuses a foreign VM, one being
+ * created, deleted or missing (409) and one whose host is not connected
+ * now (503: the HTTP thread never connects); an unseen VM is a 404. A host
+ * failure is a 502 "host_error" with libvirt's reason. Each keeps the VM's
+ * row (cpus, memory, disks) in step, audits ("vm.hardware",
+ * "vm.disk-add", "vm.disk-resize", "vm.disk-remove", "vm.cd-insert",
+ * "vm.cd-eject", "vm.boot-order") and records a vm.hardware event. */
+typedef struct {
+        int64_t cpus, max_cpus;              /* 0 keeps; 1..4096 (the API checks) */
+        int64_t memory_mib, max_memory_mib;  /* 0 keeps */
+} InventoryHardwareSpec;
+/* The VM's sizes now and for its next boot, its boot order and disks:
+ * {"running", "cpus", "max_cpus", "memory_mib", "max_memory_mib",
+ * "next_boot": {...the same four}, "boot_order": ["cd", "disk"], "disks"}.
+ * Read rights are enough. */
+int inventory_vm_hardware_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Changes vCPUs and memory (hv_domain_hardware_set). A self-service user
+ * may change its own VM deployed under a grant, when the growth fits what
+ * the grant's quota has left (else 403 naming "cpus" or "memory_mib",
+ * audited as denied). 400 naming the field
+ * for a count above the maximum given with it (or kept), 409 "no_capacity"
+ * naming "memory_mib" when more memory would break the host's reserve
+ * (placement's reason). *ret: {"vm", "applied": {field: "live"|"next_boot"},
+ * "hardware"}. */
+int inventory_vm_hardware_set(Inventory *inv, const OpCaller *c, int64_t id, const InventoryHardwareSpec *spec, json_t **ret,
+                              OpError *err);
+typedef struct {
+        uint64_t size_bytes;                 /* the API checks the bounds */
+        const char *bus;                     /* "virtio" (NULL) or "sata"; else 400 "bus" */
+} InventoryDiskSpec;
+/* Adds a new thin qcow2 disk on the next free target (vdb.. or sda..) in
+ * the host's pool (the cluster's for a member); the volume goes again
+ * when the disk cannot be attached. 409 past HV_MAX_DISKS. *ret: {"vm",
+ * "disk": {"target", "path", "size_bytes", "bus"}, "applied"}. */
+int inventory_vm_disk_add(Inventory *inv, const OpCaller *c, int64_t id, const InventoryDiskSpec *spec, json_t **ret, OpError *err);
+/* Grows disk target to size_bytes: 400 "size" unless larger than it is,
+ * 404 "target" for a disk the VM lacks, 400 "target" for a CD-ROM drive.
+ * *ret: {"vm", "disk", "applied"}. */
+int inventory_vm_disk_resize(Inventory *inv, const OpCaller *c, int64_t id, const char *target, uint64_t size_bytes, json_t **ret,
+                             OpError *err);
+/* Removes disk target (a running guest must release it: else 409) and
+ * deletes its volume when Armada made it, unless keep_volume. *ret: {"vm",
+ * "target", "volume_deleted", "applied"}. */
+int inventory_vm_disk_remove(Inventory *inv, const OpCaller *c, int64_t id, const char *target, bool keep_volume, json_t **ret,
+                             OpError *err);
+/* Queues vm.cd-insert of the indexed library ISO iso (an item id, its path
+ * in its share, or a file name only one ISO has; 422 "iso" otherwise, 400
+ * "iso" when its file leads outside its share): the job puts it in the
+ * host's pool unless the host sees the library file (reused when it is
+ * there already) and into the VM's CD-ROM drive (added for the next boot
+ * when there is none). *ret: {"job", "iso"}; the job's result {"iso",
+ * "drive", "path", "applied"}. */
+int inventory_vm_cd_insert(Inventory *inv, const OpCaller *c, int64_t id, const char *iso, json_t **ret, OpError *err);
+/* Empties the CD-ROM drive. *ret: {"vm", "drive", "applied"}. */
+int inventory_vm_cd_eject(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Sets the boot order (n words of "cd", "disk", "network", 1..3, no
+ * repeats; 400 "order" otherwise) for the next boot. *ret: {"vm",
+ * "boot_order", "applied": "next_boot"}. */
+int inventory_vm_boot_order(Inventory *inv, const OpCaller *c, int64_t id, const char *const *order, size_t n, json_t **ret,
+                            OpError *err);
+/* For jobs (vm.cd-insert, vm.deploy of a template with an ISO): where host
+ * h's domains find the library ISO at path (size bytes, sha256 checksum),
+ * which must still resolve inside its share share_path (else the job fails:
+ * never a file outside the library). The file itself when the host sees
+ * it, else a volume of its pool streamed once and reused later ("armada-
+ * iso-<checksum prefix>.iso"). 0 and *ret_path (malloc'd), or the job's
+ * failure (job_fail()). */
+int inventory_iso_for_host(Inventory *inv, JobCtx *ctx, const StoreHost *h, InventoryLink *l, const char *share_path,
+                           const char *path, uint64_t size, const char *checksum, char **ret_path);
+/* Registers vm.cd-insert (inventory_register_jobs() calls it). */
+void inventory_register_hardware_jobs(Inventory *inv);

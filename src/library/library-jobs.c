@@ -425,6 +425,31 @@ static int deploy_undo(Deploy *d, json_t *steps, int r) {
         return r < 0 ? r : -EIO;
 }
 
+/* The template's ISO (issue 12), if it names one, in a CD-ROM drive of its
+ * own (hdd: the seed has hdc), found on the host or copied into its pool
+ * once (inventory_iso_for_host). Not among d->made: the ISO's volume is
+ * shared by every VM that uses it. */
+static int deploy_iso(Deploy *d, HvDomainSpec *spec) {
+        const char *path = tstr(d->tpl, "iso_path");
+        if (!path)
+                return 0;
+        if (spec->n_disks >= HV_MAX_DISKS)
+                return job_fail(d->ctx, -ENOSPC, "VM '%s' has no room for the template's ISO drive.", d->vm.name);
+        _cleanup_free_ char *on_host = NULL;
+        int r = inventory_iso_for_host(d->inv, d->ctx, &d->host, d->link, tstr(d->tpl, "iso_share_path"), path,
+                                       (uint64_t) tint(d->tpl, "iso_size"), tstr(d->tpl, "iso_checksum"), &on_host);
+        if (r < 0)
+                return r;
+        StoreDisk sd = { .size_bytes = (uint64_t) tint(d->tpl, "iso_size"), .owned = false, .target = "hdd" };
+        snprintf(sd.path, sizeof sd.path, "%s", on_host);
+        (void) store_vm_disk_add(d->ctx->st, d->vm.id, &sd);
+        HvDisk *hd = &spec->disks[spec->n_disks++];
+        *hd = (HvDisk) { .format = "raw", .target = "hdd", .cdrom = true, .capacity_bytes = sd.size_bytes };
+        snprintf(hd->path, sizeof hd->path, "%s", on_host);
+        job_progress(d->ctx, 65, "ISO '%s' in drive hdd", tstr(d->tpl, "iso_rel_path"));
+        return 0;
+}
+
 /* vm.deploy: prepare (template, host, pool), make the disks and the seed,
  * define and start; on any failure, undo all of it. */
 static int job_vm_deploy(JobCtx *ctx, void *userdata) {
@@ -453,7 +478,7 @@ static int job_vm_deploy(JobCtx *ctx, void *userdata) {
                               .uefi = streq(tstr(d.tpl, "firmware"), "uefi"),
                               .installation_id = inventory_installation_id(d.inv), .vm_id = d.vm.id };
         if ((r = deploy_system_disk(&d, &spec, full_copy, &steps)) < 0 || (r = deploy_data_disks(&d, &spec)) < 0 ||
-            (r = deploy_seed(&d, &spec, hostname ? hostname : d.vm.name)) < 0)
+            (r = deploy_seed(&d, &spec, hostname ? hostname : d.vm.name)) < 0 || (r = deploy_iso(&d, &spec)) < 0)
                 return deploy_undo(&d, steps, r);
         if (job_cancel_requested(ctx)) {
                 snprintf(ctx->error, sizeof ctx->error, "Cancelled; nothing of VM '%s' was left behind.", d.vm.name);

@@ -493,6 +493,23 @@ static int template_image(Store *st, const char *image, int64_t image_id, StoreI
         return 0;
 }
 
+/* The ISO a template names for its VMs' CD-ROM drive (issue 12), if any:
+ * an indexed ISO, else 422 naming "iso" or "iso_id". */
+static int template_iso(Store *st, const LibraryTemplateSpec *s, StoreItem *ret, OpError *err) {
+        if (!s->iso && !s->iso_id)
+                return 0;
+        const char *field = s->iso ? "iso" : "iso_id";
+        if (s->iso && s->iso_id)
+                return op_fail(err, 400, "invalid_argument", "iso_id", "Give either 'iso' or 'iso_id', not both.");
+        int e = template_item(st, field, s->iso, s->iso_id, ret, err);
+        if (e < 0)
+                return e;
+        if (!streq(ret->kind, "iso"))
+                return op_fail(err, 422, "not_an_iso", field, "'%.200s' is %s, not an ISO image.", s->iso ? s->iso : ret->rel_path,
+                               streq(ret->kind, "disk") ? "a disk image" : "a script");
+        return 0;
+}
+
 static bool tz_ok(const char *s) {
         if (!*s || strlen(s) > 64)
                 return false;
@@ -658,10 +675,10 @@ int library_template_create(Store *st, const OpCaller *c, const LibraryTemplateS
         int64_t existing;
         if (store_template_find(st, s->name, &existing) == 0)
                 return op_fail(err, 409, "conflict", "name", "A template named '%s' already exists.", s->name);
-        StoreItem base;
+        StoreItem base, iso = {0};
         uint64_t disk_bytes;
         if ((e = template_image(st, s->image, s->image_id, &base, err)) < 0 ||
-            (e = template_disk_size(s->disk_size, &base, &disk_bytes, err)) < 0)
+            (e = template_disk_size(s->disk_size, &base, &disk_bytes, err)) < 0 || (e = template_iso(st, s, &iso, err)) < 0)
                 return e;
         _cleanup_free_ char *keys_s = keys ? json_dumps(keys, JSON_COMPACT) : NULL;
         _cleanup_free_ char *data_s = json_array_size(data_sizes) ? json_dumps(data_sizes, JSON_COMPACT) : NULL;
@@ -670,7 +687,7 @@ int library_template_create(Store *st, const OpCaller *c, const LibraryTemplateS
                             .network = s->network, .base_item_id = base.id, .hostname_pattern = s->hostname_pattern,
                             .admin_user = s->admin_user, .ssh_keys_json = keys_s, .timezone = s->timezone,
                             .user_data = s->user_data && *s->user_data ? s->user_data : NULL, .points = s->points,
-                            .domain_type = s->domain_type };
+                            .domain_type = s->domain_type, .iso_item_id = iso.id };
         int64_t id;
         e = store_template_insert(st, &t, &id);
         if (e == -EEXIST)

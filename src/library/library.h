@@ -225,6 +225,8 @@ typedef struct {
         int64_t image_id;                   /* ... or an item id: exactly one of them */
         const char *hostname_pattern, *admin_user, *timezone, *user_data;   /* may be NULL */
         json_t *ssh_keys;                   /* borrowed: a list of public keys, NULL */
+        const char *iso;                    /* an ISO for the CD-ROM drive of its VMs: a library path ... */
+        int64_t iso_id;                     /* ... or an item id; neither: none (issue 12) */
 } LibraryTemplateSpec;
 /* Checks spec (after the caller's right: firmware, pattern, time zone,
  * user-data, keys, sizes, the base image) and records the template. ret:

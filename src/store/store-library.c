@@ -67,6 +67,9 @@ const StoreMigration store_migrations_library[] = {
           "CREATE INDEX vm_template_grant_idx ON vm_template(grant_id);" },
         { "library-2-domain-type",
           "ALTER TABLE template ADD COLUMN domain_type TEXT NOT NULL DEFAULT 'auto';" },
+        /* issue 12: an ISO a template's VMs get in a CD-ROM drive (0: none) */
+        { "library-3-template-iso",
+          "ALTER TABLE template ADD COLUMN iso_item_id INTEGER NOT NULL DEFAULT 0;" },
         { NULL, NULL },
 };
 
@@ -232,11 +235,11 @@ int store_item_get_json(Store *st, int64_t id, json_t **ret) {
 int store_template_insert(Store *st, const StoreTemplate *t, int64_t *ret_id) {
         return store_insert(st, ret_id, "INSERT INTO template(name, description, cpus, memory_mib, disk_bytes, data_disks, firmware, network,"
                                " base_item_id, hostname_pattern, admin_user, ssh_keys, timezone, user_data, points, created_at,"
-                               " domain_type) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                           "ssiiisssisssssiis", t->name, t->description, t->cpus, t->memory_mib, t->disk_bytes, t->data_disks_json,
+                               " domain_type, iso_item_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           "ssiiisssisssssiisi", t->name, t->description, t->cpus, t->memory_mib, t->disk_bytes, t->data_disks_json,
                            t->firmware ? t->firmware : "bios", t->network, t->base_item_id, t->hostname_pattern, t->admin_user,
                            t->ssh_keys_json, t->timezone, t->user_data, t->points, now_ms(),
-                           t->domain_type ? t->domain_type : "auto");
+                           t->domain_type ? t->domain_type : "auto", t->iso_item_id);
 }
 
 int store_template_find(Store *st, const char *name, int64_t *ret_id) {
@@ -256,8 +259,11 @@ int store_template_delete(Store *st, int64_t id) {
         " t.network, t.base_item_id, s.path || '/' || i.rel_path AS base_path, i.format AS base_format, i.kind AS base_kind," \
         " i.virtual_size AS base_virtual_size, i.size AS base_size, i.missing AS base_missing_bool," \
         " t.hostname_pattern, t.admin_user, t.ssh_keys AS ssh_keys_json, t.timezone, t.user_data, t.points," \
-        " (SELECT count(*) FROM vm_template v WHERE v.template_id = t.id) AS n_vms, t.created_at" \
-        " FROM template t JOIN library_item i ON i.id = t.base_item_id JOIN library_share s ON s.id = i.share_id "
+        " (SELECT count(*) FROM vm_template v WHERE v.template_id = t.id) AS n_vms, t.created_at," \
+        " NULLIF(t.iso_item_id, 0) AS iso_item_id, si.path || '/' || ii.rel_path AS iso_path, ii.rel_path AS iso_rel_path," \
+        " si.path AS iso_share_path, ii.size AS iso_size, ii.checksum AS iso_checksum" \
+        " FROM template t JOIN library_item i ON i.id = t.base_item_id JOIN library_share s ON s.id = i.share_id" \
+        " LEFT JOIN library_item ii ON ii.id = t.iso_item_id LEFT JOIN library_share si ON si.id = ii.share_id "
 
 int store_template_list(Store *st, json_t **ret) {
         return store_query_json(st, ret, TEMPLATE_COLUMNS "ORDER BY t.name", "");

@@ -67,6 +67,7 @@ typedef struct {
         const char *timezone;          /* may be NULL */
         const char *user_data;         /* may be NULL */
         int64_t points;
+        int64_t iso_item_id;           /* an ISO item its VMs get in a CD-ROM drive; 0: none */
 } StoreTemplate;
 int store_template_insert(Store *st, const StoreTemplate *t, int64_t *ret_id);
 int store_template_find(Store *st, const char *name, int64_t *ret_id);
@@ -75,7 +76,9 @@ int store_template_find(Store *st, const char *name, int64_t *ret_id);
 int store_template_delete(Store *st, int64_t id);
 int store_template_list(Store *st, json_t **ret);
 /* With the base item's path fields (base_path, base_format,
- * base_virtual_size, base_kind) joined in. */
+ * base_virtual_size, base_kind) joined in, and the ISO's (iso_item_id,
+ * iso_path, iso_rel_path, iso_share_path, iso_size, iso_checksum; null
+ * when the template names none or its item is gone). */
 int store_template_get_json(Store *st, int64_t id, json_t **ret);
 
 /* ---- grants ---- */

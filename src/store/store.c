@@ -1338,6 +1338,10 @@ int store_vm_disks_clear(Store *st, int64_t vm_id) {
         rows_mark(STORE_TABLE_VM, vm_id);
         return store_exec(st, "DELETE FROM vm_disk WHERE vm_id = ?", "i", vm_id);
 }
+int store_vm_disk_remove(Store *st, int64_t vm_id, const char *target) {
+        rows_mark(STORE_TABLE_VM, vm_id);
+        return store_exec(st, "DELETE FROM vm_disk WHERE vm_id = ? AND target = ?", "is", vm_id, target);
+}
 static void row_disk(sqlite3_stmt *stmt, void *out) {
         StoreDisk *d = out;
         COPY(d->target, 0);

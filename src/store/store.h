@@ -246,6 +246,9 @@ int store_vm_update_hw(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib
 int store_vm_set_meta(Store *st, int64_t id, int64_t owner_id, const char *description);
 int store_vm_delete(Store *st, int64_t id);
 int store_vm_disk_add(Store *st, int64_t vm_id, const StoreDisk *d);
+/* Forgets the disk of a VM with target (hv-hardware's disk remove); a
+ * missing one is no error. 0 or negative. */
+int store_vm_disk_remove(Store *st, int64_t vm_id, const char *target);
 /* Replaces the disks of a VM (used by reconcile). */
 int store_vm_disks_clear(Store *st, int64_t vm_id);
 /* Returns count or negative; *ret malloc'd. */

@@ -266,3 +266,100 @@ def guest_xml(name, kernel, initrd, memory_mib=256, dirty_mib=64, console_log=No
   </devices>
 </domain>
 """
+
+
+# The hardware guest (VM hardware tests, issue 12): loads the virtio block
+# and balloon drivers of its kernel's own package, brings every vCPU that
+# appears online, and prints what it has once a second on its console:
+#   armada-hw: mem_kb=<MemTotal> cpus=<online vCPUs> disks=vda:<sectors>,vdb:<sectors>,
+HW_MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk",
+              "virtio_balloon")
+HW_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mkdir -p /proc /sys /dev
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+for m in @MODULES@; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null; done
+echo "armada-guest: init reached" > /dev/ttyS0
+while true; do
+    for c in /sys/devices/system/cpu/cpu[0-9]*; do
+        [ -f $c/online ] && [ "$(cat $c/online)" = 0 ] && echo 1 > $c/online
+    done
+    mem=$(sed -n 's/^MemTotal: *\\([0-9]*\\).*/\\1/p' /proc/meminfo)
+    cpus=$(grep -c ^processor /proc/cpuinfo)
+    disks=""
+    for b in /sys/block/vd*; do [ -e $b ] && disks="$disks${b##*/}:$(cat $b/size),"; done
+    echo "armada-hw: mem_kb=$mem cpus=$cpus disks=$disks" > /dev/ttyS0
+    sleep 1
+done
+""".replace("@MODULES@", " ".join(HW_MODULES))
+
+
+def build_hw_guest():
+    """Returns (kernel, initrd) of the hardware guest, built once from one
+    kernel package (the modules must match the kernel)."""
+    kernel = os.path.join(CACHE, "vmlinuz-hw")
+    initrd = os.path.join(CACHE, "initrd-hw.cpio")
+    if os.path.exists(kernel) and os.path.exists(initrd):
+        return kernel, initrd
+    for tool in ("apt-get", "dpkg-deb"):
+        if not shutil.which(tool):
+            raise GuestUnavailable(f"'{tool}' is not installed")
+    os.makedirs(CACHE, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        os.chmod(tmp, 0o755)
+        kpkg = _kernel_package(_download("linux-image-cloud-amd64", tmp))
+        kroot = os.path.join(tmp, "k")
+        _run(["dpkg-deb", "-x", _download(kpkg, tmp), kroot])
+        vm = [f for f in os.listdir(os.path.join(kroot, "boot")) if f.startswith("vmlinuz-")]
+        if not vm:
+            raise GuestUnavailable(f"{kpkg} has no /boot/vmlinuz-*")
+        mods = {}
+        for dirpath, _, files in os.walk(os.path.join(kroot, "lib", "modules")):
+            for f in files:
+                if f.endswith(".ko") and f[:-3] in HW_MODULES:
+                    with open(os.path.join(dirpath, f), "rb") as fh:
+                        mods[f[:-3]] = fh.read()
+        if "virtio_blk" not in mods:
+            raise GuestUnavailable(f"{kpkg} lacks virtio_blk")
+        broot = os.path.join(tmp, "b")
+        _run(["dpkg-deb", "-x", _download("busybox-static", tmp), broot])
+        with open(os.path.join(broot, "bin", "busybox"), "rb") as f:
+            busybox = f.read()
+        entries = [("bin", 0o755, None), ("dev", 0o755, None), ("proc", 0o755, None), ("sys", 0o755, None),
+                   ("lib", 0o755, None), ("lib/modules", 0o755, None),
+                   ("bin/busybox", 0o755, busybox), ("bin/sh", 0, "busybox"), ("init", 0o755, HW_INIT.encode())]
+        entries += [(f"lib/modules/{m}.ko", 0o644, d) for m, d in mods.items()]
+        _cpio_newc(entries, initrd + ".tmp")
+        shutil.copyfile(os.path.join(kroot, "boot", vm[0]), kernel + ".tmp")
+        os.replace(kernel + ".tmp", kernel)
+        os.replace(initrd + ".tmp", initrd)
+    return kernel, initrd
+
+
+ISOLINUX_BIN = "/usr/lib/ISOLINUX/isolinux.bin"
+LDLINUX_C32 = "/usr/lib/syslinux/modules/bios/ldlinux.c32"
+
+
+def build_boot_iso(kernel, initrd, out_path, cmdline="console=ttyS0 panic=-1 quiet"):
+    """A BIOS-bootable ISO (isolinux, El Torito) at out_path that boots
+    kernel with initrd and cmdline at once. Needs xorriso and the isolinux
+    and syslinux-common packages (scripts/bootstrap)."""
+    for f in (ISOLINUX_BIN, LDLINUX_C32):
+        if not os.path.exists(f):
+            raise GuestUnavailable(f"{f} is missing (install isolinux and syslinux-common)")
+    if not shutil.which("xorriso"):
+        raise GuestUnavailable("'xorriso' is not installed")
+    with tempfile.TemporaryDirectory() as root:
+        os.makedirs(os.path.join(root, "isolinux"))
+        shutil.copyfile(ISOLINUX_BIN, os.path.join(root, "isolinux", "isolinux.bin"))
+        shutil.copyfile(LDLINUX_C32, os.path.join(root, "isolinux", "ldlinux.c32"))
+        shutil.copyfile(kernel, os.path.join(root, "vmlinuz"))
+        shutil.copyfile(initrd, os.path.join(root, "initrd"))
+        with open(os.path.join(root, "isolinux", "isolinux.cfg"), "w") as f:
+            f.write(f"SERIAL 0 115200\nDEFAULT armada\nPROMPT 0\nTIMEOUT 1\nLABEL armada\n  KERNEL /vmlinuz\n"
+                    f"  APPEND initrd=/initrd {cmdline}\n")
+        _run(["xorriso", "-as", "mkisofs", "-quiet", "-o", out_path, "-V", "ARMADA_TEST", "-b", "isolinux/isolinux.bin",
+              "-c", "isolinux/boot.cat", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "-R", "-J", root])
+    return out_path

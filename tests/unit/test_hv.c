@@ -24,6 +24,7 @@
 #include "hv/hv-migrate.h"
 #include "hv/hv-backup.h"
 #include "hv/hv-snapshot.h"
+#include "hv/hv-hardware.h"
 #include "util/util.h"
 
 #define TEST_URI "test:///default"
@@ -1306,6 +1307,126 @@ static void test_snapshot_metadata_moves(void **state) {
         hv_conn_free(c);
 }
 
+/* ---- hv-hardware (issue 12) ---- */
+
+static void test_hw_disk_xml(void **state) {
+        HvDisk d = disk("/pool/a'b\"&<c>.qcow2", "qcow2", "vdb", false);
+        _cleanup_free_ char *xml = hv_disk_xml_build(&d);
+        assert_non_null(xml);
+        /* User text arrives escaped: one attribute, nothing injected. */
+        assert_non_null(strstr(xml, "file=\"/pool/a'b&quot;&amp;&lt;c&gt;.qcow2\""));
+        assert_non_null(strstr(xml, "<target dev=\"vdb\" bus=\"virtio\"/>"));
+        assert_null(strstr(xml, "readonly"));
+        HvDisk cd = disk("", "raw", "hdc", true);
+        _cleanup_free_ char *cdxml = hv_disk_xml_build(&cd);
+        assert_non_null(cdxml);
+        assert_null(strstr(cdxml, "<source"));     /* an empty drive */
+        assert_non_null(strstr(cdxml, "bus=\"ide\""));
+        assert_non_null(strstr(cdxml, "<readonly/>"));
+        HvDisk bad = disk("/x", "qcow2", "xvda", false);
+        assert_null(hv_disk_xml_build(&bad));
+        HvDisk vcd = disk("/x.iso", "raw", "vdc", true);
+        assert_null(hv_disk_xml_build(&vcd));
+        HvDisk vmdk = disk("/x", "vmdk", "vdb", false);
+        assert_null(hv_disk_xml_build(&vmdk));
+}
+
+static void test_hw_xml_edit(void **state) {
+        HvDomainSpec s = typical_spec();
+        _cleanup_free_ char *xml = hv_domain_xml_build(&s);
+        assert_non_null(xml);
+        const char *order[] = { "cdrom", "network", "hd" };
+        HvDisk add = disk("/pool/web01-vdb.qcow2", "qcow2", "vdb", false);
+        HvConfigEdit e = { .boot_order = order, .n_boot = 3, .add = &add, .media_target = "sda", .media = "/lib/new&.iso" };
+        _cleanup_free_ char *out = hv_domain_xml_edit(xml, &e);
+        assert_non_null(out);
+        char devs[4][8];
+        assert_int_equal(hv_domain_xml_boot_order(out, devs), 3);
+        assert_string_equal(devs[0], "cdrom");
+        assert_string_equal(devs[1], "network");
+        assert_string_equal(devs[2], "hd");
+        HvDomainInfo info;
+        assert_int_equal(hv_domain_xml_parse(out, &info), 0);
+        assert_int_equal(info.n_disks, 3);
+        assert_string_equal(info.disks[1].path, "/lib/new&.iso");
+        assert_true(info.disks[1].cdrom);
+        assert_string_equal(info.disks[2].target, "vdb");
+        /* Dropping a disk, emptying the drive. */
+        HvConfigEdit e2 = { .drop = "vdb", .media_target = "sda", .media = "" };
+        _cleanup_free_ char *out2 = hv_domain_xml_edit(out, &e2);
+        assert_non_null(out2);
+        assert_int_equal(hv_domain_xml_parse(out2, &info), 0);
+        assert_int_equal(info.n_disks, 2);
+        assert_string_equal(info.disks[1].path, "");
+        /* Refusals: a target twice, an unknown target or device, not a domain. */
+        HvDisk twice = disk("/x", "qcow2", "vda", false);
+        HvConfigEdit e3 = { .add = &twice };
+        assert_null(hv_domain_xml_edit(xml, &e3));
+        HvConfigEdit e4 = { .drop = "vdz" };
+        assert_null(hv_domain_xml_edit(xml, &e4));
+        const char *floppy[] = { "fd" };
+        HvConfigEdit e5 = { .boot_order = floppy, .n_boot = 1 };
+        assert_null(hv_domain_xml_edit(xml, &e5));
+        HvConfigEdit e6 = { .drop = "vda" };
+        assert_null(hv_domain_xml_edit("<pool/>", &e6));
+        assert_null(hv_domain_xml_edit("<!DOCTYPE domain [<!ENTITY x 'y'>]><domain>&x;</domain>", &e6));
+}
+
+static void test_hw_test_driver(void **state) {
+        HvConn *c = connect_test();
+        const char *uuid = "a3c8d0e2-2222-4a5b-8c9d-0e1f2a3b4c5d";
+        HvDomainSpec s = typical_spec();
+        s.name = "hw01";
+        s.uuid = uuid;
+        s.domain_type = "test";
+        s.n_disks = 1;
+        assert_int_equal(hv_domain_define(c, &s), 0);
+        HvHardware hw;
+        assert_int_equal(hv_domain_hardware(c, uuid, &hw), 0);
+        assert_false(hw.running);
+        assert_int_equal(hw.vcpus, 2);
+        assert_int_equal(hw.memory_mib, 2048);
+        /* Shut off: everything for the next boot, maxima raised as needed. */
+        HvHardwareChange chg = { .vcpus = 3, .memory_mib = 3072 };
+        HvHardwareApplied ap;
+        assert_int_equal(hv_domain_hardware_set(c, uuid, &chg, &ap), 0);
+        assert_int_equal(ap.vcpus, HV_APPLIED_NEXT_BOOT);
+        assert_int_equal(ap.memory, HV_APPLIED_NEXT_BOOT);
+        assert_int_equal(ap.max_vcpus, HV_APPLIED_NONE);
+        assert_int_equal(hv_domain_hardware(c, uuid, &hw), 0);
+        assert_int_equal(hw.config_vcpus, 3);
+        assert_int_equal(hw.config_max_vcpus, 3);
+        assert_int_equal(hw.config_memory_mib, 3072);
+        assert_true(hw.config_max_memory_mib >= 3072);
+        /* A drive is added for a CD, then emptied; a boot order. */
+        HvApplied a;
+        char target[16];
+        assert_int_equal(hv_domain_cd_set(c, uuid, "/lib/x.iso", &a, target), 0);
+        assert_int_equal(a, HV_APPLIED_NEXT_BOOT);
+        assert_string_equal(target, "hdc");
+        HvDomainInfo info;
+        assert_int_equal(hv_domain_get(c, uuid, &info), 0);
+        assert_int_equal(info.n_disks, 2);
+        assert_string_equal(info.disks[1].path, "/lib/x.iso");
+        assert_int_equal(hv_domain_cd_set(c, uuid, NULL, &a, target), 0);
+        assert_int_equal(hv_domain_get(c, uuid, &info), 0);
+        assert_string_equal(info.disks[1].path, "");
+        const char *order[] = { "cdrom", "hd" };
+        assert_int_equal(hv_domain_boot_order(c, uuid, order, 2), 0);
+        assert_int_equal(hv_domain_hardware(c, uuid, &hw), 0);
+        assert_int_equal(hw.n_boot, 2);
+        assert_string_equal(hw.boot[0], "cdrom");
+        /* Disks through the definition; a missing one is -ENOENT. */
+        HvDisk d = disk("/pool/hw01-vdb.qcow2", "qcow2", "vdb", false);
+        assert_int_equal(hv_domain_disk_attach(c, uuid, &d, &a), 0);
+        assert_int_equal(a, HV_APPLIED_NEXT_BOOT);
+        assert_int_equal(hv_domain_disk_detach(c, uuid, "vdb", &a), 0);
+        assert_int_equal(hv_domain_disk_detach(c, uuid, "vdb", &a), -ENOENT);
+        assert_int_equal(hv_domain_hardware(c, "a3c8d0e2-3333-4a5b-8c9d-0e1f2a3b4c5d", &hw), -ENOENT);
+        assert_int_equal(hv_domain_undefine(c, uuid), 0);
+        hv_conn_free(c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_xml_uefi),
@@ -1335,6 +1456,9 @@ int main(void) {
                 cmocka_unit_test(test_backup_disks),
                 cmocka_unit_test(test_backup_xml),
                 cmocka_unit_test(test_restore_xml),
+                cmocka_unit_test(test_hw_disk_xml),
+                cmocka_unit_test(test_hw_xml_edit),
+                cmocka_unit_test(test_hw_test_driver),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
