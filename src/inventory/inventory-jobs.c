@@ -468,4 +468,5 @@ void inventory_register_jobs(Inventory *inv) {
         jobs_register(inv->jobs, "vm.pause", job_vm_pause, NULL, inv, true);
         jobs_register(inv->jobs, "vm.resume", job_vm_resume, NULL, inv, true);
         jobs_register(inv->jobs, "vm.delete", job_vm_delete, NULL, inv, true);
+        network_register_jobs(inv);
 }

@@ -85,3 +85,12 @@ void link_release(Inventory *inv, Link *l);
 Link *link_peek(Inventory *inv, int64_t host_id);
 /* Drops a removed host's connection. */
 void link_forget(Inventory *inv, int64_t host_id);
+
+/* ---- networks and storage (inventory-network.c, inventory-storage.c) ---- */
+/* Sets up, on host h through l, every network that should stand on it and
+ * records each answer (a full refresh calls it). */
+void network_sync_host(Inventory *inv, Link *l, const StoreHost *h);
+/* Records the storage pools of host h as l reports them (a full refresh). */
+void storage_sync_host(Inventory *inv, Link *l, const StoreHost *h);
+/* Registers the job kinds of networks and NICs. */
+void network_register_jobs(Inventory *inv);
