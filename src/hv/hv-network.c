@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
@@ -469,6 +470,74 @@ char *hv_nic_xml_build(const char *network, const char *mac, const char *model) 
         return dump(doc);
 }
 
+/* The fallback for drivers without device hotplug (libvirt's test driver)
+ * on a domain that does not run: the definition rewritten with the NIC
+ * added (add_xml) or the one with mac removed, and defined again. Read
+ * with VIR_DOMAIN_XML_SECURE so that a VNC password survives. */
+static int redefine_nic(HvConn *c, virDomainPtr d, const char *add_xml, const char *remove_mac) {
+        _cleanup_free_ char *xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE);
+        xmlDocPtr doc = xml_read(xml);
+        if (!doc)
+                return hv_virt_fail("cannot read the definition of the domain");
+        xmlNodePtr devices = NULL;
+        for (xmlNodePtr n = xmlDocGetRootElement(doc)->children; n; n = n->next)
+                if (n->type == XML_ELEMENT_NODE && xmlStrEqual(n->name, BAD_CAST "devices"))
+                        devices = n;
+        int r = 0;
+        if (!devices) {
+                hv_set_error("the domain's definition has no devices");
+                r = -EINVAL;
+        } else if (add_xml) {
+                xmlDocPtr nic = xml_read(add_xml);
+                if (!nic)
+                        r = -EINVAL;
+                else {
+                        xmlAddChild(devices, xmlDocCopyNode(xmlDocGetRootElement(nic), doc, 1));
+                        xmlFreeDoc(nic);
+                }
+        } else {
+                xmlNodePtr found = NULL;
+                for (xmlNodePtr n = devices->children; n && !found; n = n->next) {
+                        if (n->type != XML_ELEMENT_NODE || !xmlStrEqual(n->name, BAD_CAST "interface"))
+                                continue;
+                        for (xmlNodePtr m = n->children; m; m = m->next) {
+                                if (m->type != XML_ELEMENT_NODE || !xmlStrEqual(m->name, BAD_CAST "mac"))
+                                        continue;
+                                xmlChar *addr = xmlGetProp(m, BAD_CAST "address");
+                                if (addr && strcasecmp((const char *) addr, remove_mac) == 0)
+                                        found = n;
+                                xmlFree(addr);
+                        }
+                }
+                if (!found) {
+                        hv_set_error("the domain has no network card with MAC %s", remove_mac);
+                        r = -ENOENT;
+                } else {
+                        xmlUnlinkNode(found);
+                        xmlFreeNode(found);
+                }
+        }
+        if (r < 0) {
+                xmlFreeDoc(doc);
+                return r;
+        }
+        xmlChar *mem = NULL;
+        int len = 0;
+        xmlDocDumpMemory(doc, &mem, &len);
+        xmlFreeDoc(doc);
+        virDomainPtr nd = mem ? virDomainDefineXML(hv_conn_virt(c), (const char *) mem) : NULL;
+        xmlFree(mem);
+        if (!nd)
+                return hv_virt_fail("cannot define the domain with its new network cards");
+        virDomainFree(nd);
+        return 0;
+}
+
+static bool unsupported(void) {
+        int code = hv_virt_code();
+        return code == VIR_ERR_NO_SUPPORT || code == VIR_ERR_OPERATION_UNSUPPORTED;
+}
+
 /* AFFECT_CONFIG always (a transient domain has none: then live only), and
  * AFFECT_LIVE when the domain runs. */
 static int nic_flags(virDomainPtr d, bool *ret_live) {
@@ -496,8 +565,11 @@ static int nic_attach_now(HvConn *c, const char *uuid, const char *network, cons
         int flags = nic_flags(d, ret_live);
         if (flags < 0)
                 return hv_virt_fail("cannot read the state of domain '%s'", uuid);
-        if (virDomainAttachDeviceFlags(d, xml, (unsigned) flags) < 0)
+        if (virDomainAttachDeviceFlags(d, xml, (unsigned) flags) < 0) {
+                if (unsupported() && !*ret_live && (flags & VIR_DOMAIN_AFFECT_CONFIG))
+                        return redefine_nic(c, d, xml, NULL);
                 return hv_virt_fail("cannot add a network card on network '%s'", network);
+        }
         return 0;
 }
 
@@ -568,8 +640,11 @@ static int nic_detach_now(HvConn *c, const char *uuid, const char *mac, bool *re
                 hv_set_error("the domain has no network card with MAC %s", mac);
                 return -ENOENT;
         }
-        if (virDomainDetachDeviceFlags(d, xml, (unsigned) flags) < 0)
+        if (virDomainDetachDeviceFlags(d, xml, (unsigned) flags) < 0) {
+                if (unsupported() && !*ret_live && (flags & VIR_DOMAIN_AFFECT_CONFIG))
+                        return redefine_nic(c, d, NULL, mac);
                 return hv_virt_fail("cannot remove the network card with MAC %s", mac);
+        }
         return 0;
 }
 

@@ -451,10 +451,10 @@ int inventory_vm_nic_add(Inventory *inv, const OpCaller *c, int64_t vm_id, const
         const char *model = spec->model ? spec->model : "virtio";
         if (!streq(model, "virtio") && !streq(model, "e1000") && !streq(model, "rtl8139"))
                 return op_fail(err, 400, "invalid_argument", "model", "Field 'model' is virtio, e1000 or rtl8139.");
-        if ((r = nic_network(inv, spec->network, jget_int(v, "host_id"), jget_str(v, "host_name"), err)) < 0)
-                return r;
         char mac[18];
         if ((r = nic_mac(inv, spec->mac, mac, err)) < 0)
+                return r;
+        if ((r = nic_network(inv, spec->network, jget_int(v, "host_id"), jget_str(v, "host_name"), err)) < 0)
                 return r;
         /* The row reserves the MAC across the estate before the host sees it. */
         r = store_vm_nic_insert(inv->st, vm_id, mac, spec->network, model);
@@ -516,6 +516,19 @@ static int nic_job_open(Inventory *inv, JobCtx *ctx, StoreVm *vm, StoreHost *h, 
         return 0;
 }
 
+/* Whether the host behind l has a libvirt network called name. */
+static int host_has_network(Link *l, const char *name, bool *ret) {
+        _cleanup_free_ HvNetworkInfo *nets = NULL;
+        size_t n = 0;
+        int r = hv_network_list(l->conn, &nets, &n);
+        if (r < 0)
+                return r;
+        *ret = false;
+        for (size_t i = 0; i < n; i++)
+                *ret = *ret || streq(nets[i].name, name);
+        return 0;
+}
+
 static int job_vm_nic_add(JobCtx *ctx, void *userdata) {
         Inventory *inv = userdata;
         const char *mac = jget_str(ctx->params, "mac"), *net = jget_str(ctx->params, "network"), *model = jget_str(ctx->params, "model");
@@ -528,6 +541,19 @@ static int job_vm_nic_add(JobCtx *ctx, void *userdata) {
                 return r;
         }
         job_progress(ctx, 30, "adding a network card on network '%s' to VM '%s'", net, vm.name);
+        /* libvirt defines a NIC on a network the host lacks and fails only
+         * at the next start: ask first. */
+        bool has = false;
+        r = host_has_network(l, net, &has);
+        if (r < 0 || !has) {
+                char why[512];
+                snprintf(why, sizeof why, "%s", r < 0 ? hv_last_error() : "");
+                link_release(inv, l);
+                (void) store_vm_nic_delete(ctx->st, vm.id, mac);
+                if (r < 0)
+                        return job_fail(ctx, r, "Cannot list the networks of host '%s': %s", h.name, why);
+                return job_fail(ctx, -ENOENT, "Host '%s' of VM '%s' has no network '%s'.", h.name, vm.name, net);
+        }
         bool live = false;
         r = hv_domain_nic_attach(l->conn, vm.uuid, net, mac, model, &live);
         char why[512];
