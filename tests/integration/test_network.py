@@ -5,9 +5,10 @@ host that joins later; bad input is a 4xx naming the field; only
 administrators change networks and pools; a network a VM uses cannot be
 deleted; MACs are unique across the estate; pools show in /metrics."""
 import os
+import subprocess
 import unittest
 
-from armada_harness import Armadad, wait_until
+from armada_harness import ARMADA, Armadad, wait_until
 
 
 class NetworkTest(unittest.TestCase):
@@ -272,6 +273,43 @@ class NetworkTest(unittest.TestCase):
         for fam in ("armada_pool_capacity_bytes", "armada_pool_allocation_bytes", "armada_pool_available_bytes"):
             self.assertIn(f"# TYPE {fam} gauge", text)
         self.assertRegex(text, r'armada_pool_capacity_bytes\{[^}]*host="n1"[^}]*pool="armada"[^}]*\} \d')
+
+    # -- the command line --
+    def cli(self, *args, ok=True):
+        env = dict(os.environ, ARMADA_URL=self.d.url, ARMADA_TOKEN=self.d.token, ASAN_OPTIONS="detect_leaks=0",
+                   HOME=self.d.dir)
+        r = subprocess.run([ARMADA, "--wait", *args], capture_output=True, text=True, env=env, timeout=60)
+        if ok:
+            self.assertEqual(r.returncode, 0, f"armada {' '.join(args)}: {r.stderr}")
+        return r
+
+    def test_cli_network_nic_pool_volume(self):
+        self.cli("network", "create", "clinet", "--group", "Net", "--mode", "isolated", "--subnet", "10.77.9.0/24")
+        self.addCleanup(self.delete_network, "clinet")
+        out = self.cli("network", "list").stdout
+        self.assertRegex(out, r"clinet\s+isolated\s+group Net")
+        self.assertIn("n1 active", out)
+        r = self.cli("network", "create", "clibad", "--group", "Net", "--mode", "nat", "--vlan", "7", ok=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("vlan", r.stderr)
+        self.cli("network", "create", "clibad", "--mode", "nat", ok=False)
+        vm = self.make_vm("clivm", "n1")
+        self.cli("vm", "nic", "add", "clivm", "--network", "clinet", "--mac", "52:54:00:0c:11:01")
+        self.assertIn("52:54:00:0c:11:01", self.cli("vm", "nic", "list", "clivm").stdout)
+        r = self.cli("network", "delete", "clinet", ok=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("clivm", r.stderr)
+        self.cli("vm", "nic", "remove", "clivm", "52:54:00:0c:11:01")
+        self.assertNotIn("52:54:00", self.cli("vm", "nic", "list", "clivm").stdout)
+        self.assertTrue(vm)
+        out = self.cli("pool", "list", "--host", "n1").stdout
+        self.assertIn("armada (armada)", out)
+        path = os.path.join(self.d.dir, "cli-pool")
+        self.cli("pool", "add", "n1", "clipool", "--type", "dir", "--path", path)
+        self.assertIn("clipool", self.cli("pool", "list").stdout)
+        self.cli("volume", "list", "n1", "clipool")
+        self.cli("pool", "remove", "n1", "clipool")
+        self.assertNotIn("clipool", self.cli("pool", "list").stdout)
 
 
 if __name__ == "__main__":
