@@ -74,6 +74,7 @@ static const OptSpec VM_CREATE_OPTS[] = {
         { "count", 'n', true, "N", "with --template: deploy N VMs named NAME-1..NAME-N (without it: one named NAME)" },
         { "full-copy", 0, false, NULL, "with --template: copy the base disk instead of a linked clone" },
         { "no-start", 0, false, NULL, "with --template: define the VMs without starting them" },
+        { "no-nic", 0, false, NULL, "no network card (else one on the group's default network, or the host's libvirt 'default')" },
         { "force", 0, false, NULL, "with --host: create the VM there even though the host lacks the memory (administrators only)" },
         { NULL, 0, false, NULL, NULL },
 };

@@ -529,6 +529,24 @@ static int host_has_network(Link *l, const char *name, bool *ret) {
         return 0;
 }
 
+int network_default_nic(Inventory *inv, Link *l, const StoreHost *h, int64_t vm_id, char ret_network[64], char ret_mac[18]) {
+        int r = store_network_default_for_host(inv->st, h->id, ret_network);
+        if (r == -ENOENT) {
+                bool has = false;
+                if (host_has_network(l, "default", &has) < 0 || !has)
+                        return -ENOENT;
+                snprintf(ret_network, 64, "default");
+        } else if (r < 0)
+                return r;
+        for (int tries = 0; tries < 16; tries++) {
+                hv_mac_random(ret_mac);
+                r = store_vm_nic_insert(inv->st, vm_id, ret_mac, ret_network, "virtio");
+                if (r != -EEXIST)
+                        return r;
+        }
+        return -EEXIST;
+}
+
 static int job_vm_nic_add(JobCtx *ctx, void *userdata) {
         Inventory *inv = userdata;
         const char *mac = jget_str(ctx->params, "mac"), *net = jget_str(ctx->params, "network"), *model = jget_str(ctx->params, "model");

@@ -265,6 +265,7 @@ typedef struct {
         const char *description;     /* may be NULL */
         bool start;                  /* start it once defined */
         bool force;                  /* onto the named host even without the memory: administrators only (403 "force") */
+        bool no_nic;                 /* no network card; else one on the default network (inventory_vm_default_nic) */
 } InventoryVmSpec;
 
 /* Creates a VM, in phases: checks (force, the name, the host named), then

@@ -199,6 +199,40 @@ class NetworkTest(unittest.TestCase):
         self.assertEqual(nic["mac"], "52:54:00:aa:bb:cc")
         self.addCleanup(lambda: self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}/nics/{nic['mac']}")["job"]["id"]))
 
+    def create_vm_job(self, name, host, **kw):
+        body = {"name": name, "host": host, "cpus": 1, "memory_mib": 64, "force": True}
+        body.update(kw)
+        r = self.d.ok("POST", "/api/v1/vms", body)
+        self.addCleanup(lambda: self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{r['vm']['id']}")["job"]["id"]))
+        job = self.d.wait_job(r["job"]["id"])
+        self.assertEqual(job["state"], "succeeded", job)
+        return r["vm"], job
+
+    def nics_of(self, vm_id):
+        return [(n["network"], n["mac"]) for n in self.d.ok("GET", f"/api/v1/vms/{vm_id}/nics")["items"]]
+
+    def test_blank_vm_gets_a_nic_on_the_groups_default_network(self):
+        self.create_network({"name": "netdefault", "group": "Net", "mode": "nat", "subnet": "10.77.3.0/24", "default": True})
+        self.addCleanup(self.delete_network, "netdefault")
+        self.assertTrue(self.network("netdefault")["is_default"])
+        vm, job = self.create_vm_job("dflvm1", "n1")              # n1 is in Net/Rack1: Net's default applies
+        self.assertEqual(job["result"]["nic"]["network"], "netdefault", job)
+        self.assertEqual(self.nics_of(vm["id"]), [("netdefault", job["result"]["nic"]["mac"])])
+        # --no-nic
+        vm2, job2 = self.create_vm_job("dflvm2", "n1", nic=False)
+        self.assertNotIn("nic", job2["result"] or {})
+        self.assertEqual(self.nics_of(vm2["id"]), [])
+        # a host outside the group, without a libvirt network "default": no NIC
+        vm3, job3 = self.create_vm_job("dflvm3", "o1")
+        self.assertEqual(self.nics_of(vm3["id"]), [])
+
+    def test_blank_vm_falls_back_to_the_hosts_libvirt_default_network(self):
+        self.create_network({"name": "default", "host": "o1", "mode": "isolated"})
+        self.addCleanup(self.delete_network, "default")
+        vm, job = self.create_vm_job("dflvm4", "o1")
+        self.assertEqual(job["result"]["nic"]["network"], "default", job)
+        self.assertEqual([n for n, _ in self.nics_of(vm["id"])], ["default"])
+
     # -- pools and volumes --
     def pools(self, host, token=None):
         return {p["name"]: p for p in self.d.ok("GET", f"/api/v1/pools?host={host}", token=token)["items"]}
