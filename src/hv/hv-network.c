@@ -284,7 +284,10 @@ static int network_start(virNetworkPtr n, const char *name) {
 /* Which bridge kind a bridge network uses, or a refusal for its VLAN. */
 static int bridge_for(HvConn *c, const HvNetworkSpec *spec, HvBridgeKind *ret) {
         int r = bridge_kind_now(c, spec->bridge, ret);
-        if (r == -EOPNOTSUPP && !spec->vlan) {
+        if (r < 0 && !spec->vlan) {
+                /* Without a tag any bridge will do, and libvirt checks that
+                 * it exists when a guest starts on it: an interface driver
+                 * that cannot see it (a network namespace) is no refusal. */
                 *ret = HV_BRIDGE_LINUX;
                 return 0;
         }

@@ -48,7 +48,8 @@ int hv_bridge_kind(HvConn *c, const char *bridge, HvBridgeKind *ret);
  * boot. A network of that name that exists already is left as it is
  * (started when it is not) and *ret_created is false. For a bridge network
  * the host's bridge is looked at first (hv_bridge_kind): a VLAN on a Linux
- * bridge, or on a bridge the host cannot describe, is refused (-EOPNOTSUPP)
+ * bridge, or on a bridge the host cannot describe, is refused (-EOPNOTSUPP;
+ * without a VLAN such a bridge is taken as a Linux bridge)
  * with a sentence naming the mechanism; *ret_kind (may be NULL) says which
  * was used. A network it defined and could not start is undefined again. */
 int hv_network_ensure(HvConn *c, const HvNetworkSpec *spec, bool *ret_created, HvBridgeKind *ret_kind);

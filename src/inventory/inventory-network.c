@@ -126,7 +126,7 @@ static int network_scope(Inventory *inv, const InventoryNetworkSpec *spec, Store
                 norm = store_group_path_normalize(spec->group, &why);
                 if (!norm)
                         return op_fail(err, 400, "invalid_argument", "group", "Field 'group' is not a valid host-group path: a segment %s.", why);
-                r = store_group_find(inv->st, norm, &n->group_id);
+                r = norm[0] ? store_group_find(inv->st, norm, &n->group_id) : (n->group_id = STORE_ROOT_GROUP_ID, 0);
                 if (r == -ENOENT)
                         return op_fail(err, 422, "not_found", "group", "There is no host group '%s'.", norm);
         } else {
