@@ -163,7 +163,7 @@ char *hv_network_xml_build(const HvNetworkSpec *spec, HvBridgeKind kind) {
                 if (kind == HV_BRIDGE_OVS)
                         set(add(net, "virtualport", NULL), "type", "openvswitch");
                 if (spec->vlan) {
-                        char tag[8];
+                        char tag[16];
                         snprintf(tag, sizeof tag, "%u", spec->vlan);
                         set(add(add(net, "vlan", NULL), "tag", NULL), "id", tag);
                 }

@@ -176,11 +176,16 @@ int inventory_network_create(Inventory *inv, const OpCaller *c, const InventoryN
         return 0;
 }
 
+/* Network id for a caller who may see it (404 otherwise: one it may not
+ * see does not exist for it, so a refusal never names it). */
 static int network_visible_by_id(Inventory *inv, const OpCaller *c, int64_t id, StoreNetwork *ret, OpError *err) {
         int r = store_network_get(inv->st, id, ret);
         if (r < 0 && r != -ENOENT)
                 return op_fail_store(err, r, "the network");
-        if (r == -ENOENT)
+        _cleanup_json_ json_t *rows = NULL;
+        if (r == 0 && (r = store_network_list(inv->st, ret->name, &rows)) < 0)
+                return op_fail_store(err, r, "the network");
+        if (r == -ENOENT || json_array_size(rows) == 0 || !network_visible(inv, c, json_array_get(rows, 0)))
                 return op_fail(err, 404, "not_found", NULL, "There is no network with id %lld.", (long long) id);
         return 0;
 }

@@ -207,15 +207,15 @@ int inventory_volume_list(Inventory *inv, const OpCaller *c, int64_t host_id, co
 }
 
 int inventory_volume_delete(Inventory *inv, const OpCaller *c, int64_t host_id, const char *pool, const char *vol, OpError *err) {
-        _cleanup_json_ json_t *vols = NULL;
-        int r = inventory_volume_list(inv, c, host_id, pool, &vols, err);
-        if (r < 0)
-                return r;
         StoreHost h;
-        if ((r = pool_host(inv, c, host_id, &h, err)) < 0)
+        int r = pool_host(inv, c, host_id, &h, err);
+        if (r < 0)
                 return r;
         if (!admin(inv, c))
                 return op_deny(inv->st, c, err, "delete a volume of", "host", h.id, h.name);
+        _cleanup_json_ json_t *vols = NULL;
+        if ((r = inventory_volume_list(inv, c, host_id, pool, &vols, err)) < 0)
+                return r;
         json_t *found = NULL;
         size_t i;
         json_t *v;

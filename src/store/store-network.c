@@ -207,7 +207,31 @@ int store_vm_nic_users(Store *st, const char *name, int limit, json_t **ret) {
 
 /* ---- storage pools ---- */
 
+/* Whether the records of host_id are pools already (a quiet host's refresh
+ * then writes nothing). */
+static bool pool_stats_same(Store *st, int64_t host_id, const StorePoolStat *pools, size_t n) {
+        _cleanup_json_ json_t *old = NULL;
+        if (store_query_json(st, &old, "SELECT name, type, active, coalesce(path, '') AS path, capacity, allocation, available,"
+                             " n_volumes FROM pool_stat WHERE host_id = ? ORDER BY name", "i", host_id) < 0 ||
+            json_array_size(old) != n)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                json_t *o = NULL;
+                for (size_t k = 0; k < n && !o; k++)
+                        if (streq(jget_str(json_array_get(old, k), "name"), pools[i].name))
+                                o = json_array_get(old, k);
+                if (!o || !streq(jget_str(o, "type"), pools[i].type) || jget_int(o, "active") != (int64_t) pools[i].active ||
+                    !streq(jget_str(o, "path"), pools[i].path ? pools[i].path : "") ||
+                    jget_int(o, "capacity") != (int64_t) pools[i].capacity || jget_int(o, "allocation") != (int64_t) pools[i].allocation ||
+                    jget_int(o, "available") != (int64_t) pools[i].available || jget_int(o, "n_volumes") != (int64_t) pools[i].n_volumes)
+                        return false;
+        }
+        return true;
+}
+
 int store_pool_stats_set(Store *st, int64_t host_id, const StorePoolStat *pools, size_t n) {
+        if (pool_stats_same(st, host_id, pools, n))
+                return 0;
         int r = store_begin(st);
         if (r < 0)
                 return r;

@@ -70,7 +70,8 @@ typedef struct {
         uint64_t capacity, allocation, available;
         unsigned n_volumes;
 } StorePoolStat;
-/* Replaces the records of host_id's pools (one transaction). */
+/* Replaces the records of host_id's pools (one transaction); writes
+ * nothing when they are the same (updated_at: when they last changed). */
 int store_pool_stats_set(Store *st, int64_t host_id, const StorePoolStat *pools, size_t n);
 int store_pool_stat_delete(Store *st, int64_t host_id, const char *name);
 /* [{host_id, host_name, group_id, name, type, active, path, capacity_bytes,

@@ -137,6 +137,10 @@ class NetworkTest(unittest.TestCase):
         self.addCleanup(self.delete_network, "elsewhere")
         names = [n["name"] for n in self.d.ok("GET", "/api/v1/networks", token=self.deleg)["items"]]
         self.assertNotIn("elsewhere", names)
+        nid = self.network("elsewhere")["id"]
+        self.refused("GET", f"/api/v1/networks/{nid}", None, 404, token=self.deleg)
+        b = self.refused("DELETE", f"/api/v1/networks/{nid}", None, 404, token=self.deleg)
+        self.assertNotIn("elsewhere", b["error"]["message"])
 
     # -- NICs --
     def make_vm(self, name, host):
