@@ -317,7 +317,7 @@ void h_vms_list(Req *r) {
 /* The body of POST /vms into spec: false with a 4xx sent. */
 static bool vm_spec_parse(Req *r, InventoryVmSpec *spec) {
         static const char *const fields[] = { "name", "host", "host_id", "group", "cpus", "memory_mib", "disk_size", "disk_bytes",
-                                              "domain_type", "description", "start", "force", NULL };
+                                              "domain_type", "description", "start", "force", "nic", NULL };
         const char *disk_size = NULL;
         if (!req_body_fields(r, fields) || !body_name(r, "name", true, &spec->name) || !body_string(r, "host", false, 1024, &spec->host) ||
             !body_string(r, "group", false, 1000, &spec->group) ||
@@ -328,6 +328,10 @@ static bool vm_spec_parse(Req *r, InventoryVmSpec *spec) {
             !body_string(r, "domain_type", false, 8, &spec->domain_type) || !body_string(r, "description", false, 1000, &spec->description) ||
             !body_bool(r, "start", &spec->start) || !body_bool(r, "force", &spec->force))
                 return false;
+        bool nic = true;
+        if (!body_bool(r, "nic", &nic))
+                return false;
+        spec->no_nic = !nic;
         if (disk_size) {
                 uint64_t b;
                 if (spec->disk_bytes) {

@@ -120,6 +120,7 @@ extern const Route api_routes_list[];
 extern const Route api_routes_snapshot[];
 extern const Route api_routes_replicate[];
 extern const Route api_routes_hardware[];   /* issue 12, VM hardware and ISOs (api-hardware.c) */
+extern const Route api_routes_network[];   /* issue 12: networks, NICs, pools, volumes */
 
 /* ---- the event stream (api-stream.c) ---- */
 /* Starts the thread that feeds event streams and hooks it to the store's

@@ -325,6 +325,7 @@ static const Route *const ROUTE_TABLES[] = {
         api_routes_web, api_routes_list, api_routes_datastore, api_routes_snapshot, api_routes_replicate,
         /* issue 12: VM hardware and ISOs (api-hardware.c) */
         api_routes_hardware,
+        api_routes_network, /* issue 12: networks, NICs, pools, volumes */
 };
 
 /* Matches path against pattern, filling r->id / r->word. */

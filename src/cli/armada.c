@@ -78,6 +78,7 @@ static const OptSpec VM_CREATE_OPTS[] = {
         { "count", 'n', true, "N", "with --template: deploy N VMs named NAME-1..NAME-N (without it: one named NAME)" },
         { "full-copy", 0, false, NULL, "with --template: copy the base disk instead of a linked clone" },
         { "no-start", 0, false, NULL, "with --template: define the VMs without starting them" },
+        { "no-nic", 0, false, NULL, "no network card (else one on the group's default network, or the host's libvirt 'default')" },
         { "force", 0, false, NULL, "with --host: create the VM there even though the host lacks the memory (administrators only)" },
         { NULL, 0, false, NULL, NULL },
 };
@@ -361,6 +362,27 @@ static const Command COMMANDS[] = {
         { "cluster", "list", "", "list failover clusters", 0, 0, NULL, cmd_cluster_list },
         { "cluster", "show", "NAME", "show one cluster, with VMs waiting after a failover", 1, 1, NULL, cmd_cluster_show },
         { "cluster", "delete", "NAME", "delete a cluster (its hosts and VMs stay)", 1, 1, NULL, cmd_cluster_delete },
+
+        /* issue 12: networks, NICs, storage pools and volumes (cmd_network.c) */
+        { "network", "list", "", "list networks and where each stands", 0, 0, NULL, cmd_network_list },
+        { "network", "create", "NAME --group PATH|--host H [--mode nat|bridge|isolated] [--bridge br0] [--vlan N] "
+                               "[--subnet 10.x.y.0/24] [--default]",
+          "create a network on every host of a group, or on one host (administrators; starts a job)", 1, 1,
+          NETWORK_CREATE_OPTS, cmd_network_create },
+        { "network", "delete", "NAME", "delete a network from its hosts; refused while a VM uses it (starts a job)", 1, 1, NULL,
+          cmd_network_delete },
+        { "vm", "nic", "add VM --network NET [--mac MAC] [--model virtio] | remove VM MAC | list VM",
+          "add (hotplugged when running), remove or list a VM's network cards (add and remove start a job)", 2, 3, NIC_OPTS,
+          cmd_vm_nic },
+        { "pool", "list", "[--host NAME]", "list storage pools with their size, used and free space", 0, 0, POOL_LIST_OPTS,
+          cmd_pool_list },
+        { "pool", "add", "HOST NAME [--type dir|netfs|iscsi|logical] [--path DIR] [--source-host S] [--source-path DIR] "
+                         "[--source-name NAME]",
+          "add a storage pool to a host (administrators)", 2, 2, POOL_ADD_OPTS, cmd_pool_add },
+        { "pool", "remove", "HOST NAME", "remove an empty storage pool from a host; its data stays (administrators)", 2, 2, NULL,
+          cmd_pool_remove },
+        { "volume", "list", "HOST POOL", "list the volumes of a storage pool", 2, 2, NULL, cmd_volume_list },
+        { "volume", "delete", "HOST POOL VOLUME", "delete a volume no VM uses (administrators)", 3, 3, NULL, cmd_volume_delete },
 
         { "perf", "show", "NAME [--host] [--last 1h] [--metric cpu] [--step 1m]", "show a VM's or host's performance", 1, 1,
           PERF_OPTS, cmd_perf_show },

@@ -317,6 +317,18 @@ int cmd_user_create(Ctx *c, const Command *cmd, const Args *a);
 int cmd_user_delete(Ctx *c, const Command *cmd, const Args *a);
 int cmd_user_passwd(Ctx *c, const Command *cmd, const Args *a);
 
+/* cmd_network.c: networks, NICs, storage pools and volumes (issue 12) */
+extern const OptSpec NETWORK_CREATE_OPTS[], NIC_OPTS[], POOL_LIST_OPTS[], POOL_ADD_OPTS[];
+int cmd_network_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_network_create(Ctx *c, const Command *cmd, const Args *a);
+int cmd_network_delete(Ctx *c, const Command *cmd, const Args *a);
+int cmd_vm_nic(Ctx *c, const Command *cmd, const Args *a);
+int cmd_pool_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_pool_add(Ctx *c, const Command *cmd, const Args *a);
+int cmd_pool_remove(Ctx *c, const Command *cmd, const Args *a);
+int cmd_volume_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_volume_delete(Ctx *c, const Command *cmd, const Args *a);
+
 /* cmd_ha.c: migration, maintenance, clusters, HA, fencing */
 extern const OptSpec HA_MIGRATE_OPTS[], HA_MAINTENANCE_OPTS[], HA_CLUSTER_CREATE_OPTS[], HA_VM_HA_OPTS[];
 int cmd_vm_migrate(Ctx *c, const Command *cmd, const Args *a);

@@ -476,6 +476,8 @@ int cmd_vm_create(Ctx *c, const Command *cmd, const Args *a) {
          * --group; with both, the server checks the host is in the group. */
         if (host)
                 json_object_set_new(body, "host", json_string(host));
+        if (args_has(a, "no-nic"))
+                json_object_set_new(body, "nic", json_false());
         if (args_has(a, "force")) {
                 if (!host)
                         return fail("--force goes with --host: it places the VM on that host though the host lacks the memory");

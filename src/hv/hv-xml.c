@@ -295,6 +295,8 @@ char *hv_domain_xml_build(const HvDomainSpec *spec) {
         if (spec->network) {
                 xmlNode *nic = add(devices, "interface", NULL);
                 set(nic, "type", "network");
+                if (spec->network_mac)
+                        set(add(nic, "mac", NULL), "address", spec->network_mac);
                 set(add(nic, "source", NULL), "network", spec->network);
                 set(add(nic, "model", NULL), "type", "virtio");
         }

@@ -231,6 +231,7 @@ typedef struct {
         size_t n_disks;
         HvDisk disks[HV_MAX_DISKS];
         const char *network;       /* libvirt network for one virtio NIC, or NULL for none */
+        const char *network_mac;   /* that NIC's MAC (aa:bb:cc:dd:ee:ff), or NULL: libvirt picks one */
         bool vnc;                  /* VNC graphics with autoport */
         const char *vnc_listen;    /* address VNC listens on; NULL: 127.0.0.1 */
         const char *vnc_password;  /* VNC password (at most 8 characters are used), or NULL for none */

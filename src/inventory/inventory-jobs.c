@@ -190,6 +190,12 @@ static int job_vm_create(JobCtx *ctx, void *userdata) {
         };
         if (disk_bytes > 0 && (r = create_disk(ctx, &v, disk_bytes, &spec, &vol_path)) < 0)
                 return create_undo(ctx, inv, &v, defined, vol_path, r);
+        /* A VM created before NICs existed has no "nic" in its job: none. */
+        char nic_net[64] = "", nic_mac[18] = "";
+        if (json_is_true(json_object_get(ctx->params, "nic")) && network_default_nic(inv, v.link, &v.host, v.vm.id, nic_net, nic_mac) == 0) {
+                spec.network = nic_net;
+                spec.network_mac = nic_mac;
+        }
         if (job_cancel_requested(ctx)) {
                 snprintf(ctx->error, sizeof ctx->error, "Cancelled; nothing of VM '%s' was left behind.", v.vm.name);
                 return create_undo(ctx, inv, &v, defined, vol_path, -ECANCELED);
@@ -200,6 +206,8 @@ static int job_vm_create(JobCtx *ctx, void *userdata) {
                  v.host.name, v.vm.cpus, v.vm.cpus == 1 ? "" : "s", (unsigned long long) v.vm.memory_mib, accel_words(dtype));
         ctx->result = json_pack("{s:I, s:s, s:s, s:s?}", "vm_id", (json_int_t) v.vm.id, "domain_type", dtype,
                                 "accelerator", accel_words(dtype), "disk", vol_path);
+        if (spec.network)
+                json_object_set_new(ctx->result, "nic", json_pack("{s:s, s:s}", "network", nic_net, "mac", nic_mac));
         vmjob_done(inv, &v);
         return 0;
 }
@@ -469,4 +477,5 @@ void inventory_register_jobs(Inventory *inv) {
         jobs_register(inv->jobs, "vm.resume", job_vm_resume, NULL, inv, true);
         jobs_register(inv->jobs, "vm.delete", job_vm_delete, NULL, inv, true);
         inventory_register_hardware_jobs(inv);
+        network_register_jobs(inv);
 }

@@ -85,3 +85,18 @@ void link_release(Inventory *inv, Link *l);
 Link *link_peek(Inventory *inv, int64_t host_id);
 /* Drops a removed host's connection. */
 void link_forget(Inventory *inv, int64_t host_id);
+
+/* ---- networks and storage (inventory-network.c, inventory-storage.c) ---- */
+/* Sets up, on host h through l, every network that should stand on it and
+ * records each answer (a full refresh calls it). */
+void network_sync_host(Inventory *inv, Link *l, const StoreHost *h);
+/* Records the storage pools of host h as l reports them (a full refresh). */
+void storage_sync_host(Inventory *inv, Link *l, const StoreHost *h);
+/* The NIC a blank VM vm_id on host h gets (vm.create): on the default
+ * network of h's group (or of the nearest ancestor group that names one),
+ * else on the host's libvirt network "default" when it has one. 0 with the
+ * network's name and a fresh MAC (recorded as the VM's NIC), or -ENOENT
+ * when there is no default network (no NIC then), or negative. */
+int network_default_nic(Inventory *inv, Link *l, const StoreHost *h, int64_t vm_id, char ret_network[64], char ret_mac[18]);
+/* Registers the job kinds of networks and NICs. */
+void network_register_jobs(Inventory *inv);

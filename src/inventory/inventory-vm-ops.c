@@ -203,8 +203,8 @@ static int vm_create_place_locked(Inventory *inv, const OpCaller *c, VmCreate *v
  * cannot be queued. */
 static int vm_create_submit(Inventory *inv, const OpCaller *c, VmCreate *vc, OpError *err) {
         const InventoryVmSpec *s = vc->spec;
-        _cleanup_json_ json_t *params = json_pack("{s:I, s:s, s:b}", "disk_bytes", (json_int_t) s->disk_bytes, "domain_type",
-                                                  s->domain_type ? s->domain_type : "auto", "start", s->start);
+        _cleanup_json_ json_t *params = json_pack("{s:I, s:s, s:b, s:b}", "disk_bytes", (json_int_t) s->disk_bytes, "domain_type",
+                                                  s->domain_type ? s->domain_type : "auto", "start", s->start, "nic", !s->no_nic);
         if (vc->placement)
                 json_object_set(params, "placement", vc->placement);
         if (jobs_submit(inv->jobs, "vm.create", "vm", vc->vm_id, s->name, c->user_id, params, &vc->job_id) < 0) {

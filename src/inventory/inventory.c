@@ -776,6 +776,8 @@ static int refresh_host(Inventory *inv, int64_t host_id, bool full, char *reason
         _cleanup_free_ char *pool_path = NULL;
         if (hv_pool_ensure(l->conn, h.pool, h.pool_path[0] ? h.pool_path : "/var/lib/libvirt/images/armada", &pool_path) < 0)
                 log_warn("host '%s': cannot prepare storage pool '%s': %s", h.name, h.pool, hv_last_error());
+        network_sync_host(inv, l, &h);
+        storage_sync_host(inv, l, &h);
         (void) store_host_set_facts(inv->st, h.id, info.cpus, info.memory_mib, info.free_memory_mib, info.hv_driver,
                                     info.default_domain_type, info.hostname, pool_path);
         snprintf(h.domain_type, sizeof h.domain_type, "%s", info.default_domain_type);

@@ -265,6 +265,7 @@ typedef struct {
         const char *description;     /* may be NULL */
         bool start;                  /* start it once defined */
         bool force;                  /* onto the named host even without the memory: administrators only (403 "force") */
+        bool no_nic;                 /* no network card; else one on the default network (inventory_vm_default_nic) */
 } InventoryVmSpec;
 
 /* Creates a VM, in phases: checks (force, the name, the host named), then
@@ -395,3 +396,83 @@ int inventory_iso_for_host(Inventory *inv, JobCtx *ctx, const StoreHost *h, Inve
                            const char *path, uint64_t size, const char *checksum, char **ret_path);
 /* Registers vm.cd-insert (inventory_register_jobs() calls it). */
 void inventory_register_hardware_jobs(Inventory *inv);
+/* --- Networks --- (inventory-network.c)
+ * libvirt networks Armada keeps on one host or on every host of a host
+ * group (and its subgroups), and the network cards of VMs. Creating and
+ * deleting networks is for administrators; lists show a network to whoever
+ * may read its group (or its host's). */
+typedef struct {
+        const char *name;
+        const char *group;           /* a host-group path, or */
+        const char *host;            /* a host's name (exactly one of the two) */
+        const char *mode;            /* "nat", "bridge", "isolated" */
+        const char *bridge;          /* bridge: the hosts' bridge */
+        int64_t vlan;                /* bridge: 1..4094, 0 none */
+        const char *subnet;          /* nat/isolated: "10.1.2.0/24", or NULL */
+        bool is_default;             /* the group's default network (blank VMs get a NIC on it) */
+} InventoryNetworkSpec;
+/* The networks the caller may see (name NULL: all), each with the hosts it
+ * should stand on and what each host said: "active", "failed" (with
+ * "error"), or "missing" (not reached yet: set up when the host is next
+ * refreshed). Reads records only; never waits on a host. */
+int inventory_network_list(Inventory *inv, const OpCaller *c, const char *name, json_t **ret, OpError *err);
+int inventory_network_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+/* Records the network and queues network.create, which sets it up on each
+ * of its hosts: all or nothing (a host that refuses, e.g. a VLAN on a Linux
+ * bridge, undoes the others and the record, and the job says why); a host
+ * that cannot be reached is "missing" until its next refresh sets it up. 400
+ * naming the field for bad input, 403 for non-administrators (audited),
+ * 422 for an unknown group or host, 409 "name" when taken. Audits
+ * "network.create". *ret: {"network": ..., "job": ...}. */
+int inventory_network_create(Inventory *inv, const OpCaller *c, const InventoryNetworkSpec *spec, json_t **ret, OpError *err);
+/* Queues network.delete (removed from every host that can be reached, then
+ * the record): 409 while a VM has a NIC on it, naming the VMs. Audits
+ * "network.delete". *ret: {"job": ...}. */
+int inventory_network_delete(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
+
+typedef struct {
+        const char *network;         /* an Armada network that reaches the VM's host, or a libvirt network the host has */
+        const char *mac;             /* NULL: a fresh 52:54:00:xx:xx:xx one */
+        const char *model;           /* "virtio" (NULL), "e1000", "rtl8139" */
+} InventoryNicSpec;
+/* The NICs of a VM the caller may read: [{mac, network, model, created_at}]. */
+int inventory_vm_nic_list(Inventory *inv, const OpCaller *c, int64_t vm_id, json_t **ret, OpError *err);
+/* Adds a NIC (job vm.nic.add: live when the VM runs, and to its definition).
+ * Needs update rights on the VM (403 audited); 409 for a foreign VM or one
+ * being created or deleted; 400 "mac"/"model"/"network" for bad values; 409
+ * "mac" for a MAC any VM of the estate uses; 422 "network" for an Armada
+ * network that does not reach the VM's host. The MAC is reserved before the
+ * job runs and freed when it fails. Audits "vm.nic.add". *ret: {"nic", "job"}. */
+int inventory_vm_nic_add(Inventory *inv, const OpCaller *c, int64_t vm_id, const InventoryNicSpec *spec, json_t **ret, OpError *err);
+/* Removes the VM's NIC with mac (job vm.nic.remove); 404 "mac" when it has
+ * none. Audits "vm.nic.remove". *ret: {"job"}. */
+int inventory_vm_nic_remove(Inventory *inv, const OpCaller *c, int64_t vm_id, const char *mac, json_t **ret, OpError *err);
+
+/* --- Storage --- (inventory-storage.c)
+ * The storage pools of hosts and their volumes. Lists read what each host's
+ * last full refresh recorded; changes are quick operations on a host that
+ * is connected now (503 otherwise), for administrators only. */
+typedef struct {
+        const char *name;
+        const char *type;            /* "dir", "netfs", "iscsi", "logical" */
+        const char *path;            /* dir, netfs: a directory outside the system's */
+        const char *source_host;     /* netfs, iscsi */
+        const char *source_path;     /* netfs: the export */
+        const char *source_name;     /* iscsi: the IQN; logical: the volume group */
+} InventoryPoolSpec;
+/* The pools of the hosts the caller may read (host NULL: every host's),
+ * with capacity, allocation and available bytes. 404 "host" for an unknown
+ * host. */
+int inventory_pool_list(Inventory *inv, const OpCaller *c, const char *host, json_t **ret, OpError *err);
+/* Adds a pool to host host_id (defined, built, started, autostarted; undone
+ * when a step fails). 400 naming the field; 409 "name" when the host has
+ * one; 502 with the host's reason when libvirt refuses. Audits "pool.add". */
+int inventory_pool_add(Inventory *inv, const OpCaller *c, int64_t host_id, const InventoryPoolSpec *spec, json_t **ret, OpError *err);
+/* Stops and undefines a pool (its data stays). 409 for the host's Armada
+ * pool and for a pool that still has volumes. Audits "pool.remove". */
+int inventory_pool_remove(Inventory *inv, const OpCaller *c, int64_t host_id, const char *pool, OpError *err);
+/* The volumes of a pool, asked of the host now: [{name, path, format,
+ * capacity_bytes, allocation_bytes, vm?}]. */
+int inventory_volume_list(Inventory *inv, const OpCaller *c, int64_t host_id, const char *pool, json_t **ret, OpError *err);
+/* Deletes a volume: 409 while a VM's disk is on it. Audits "volume.delete". */
+int inventory_volume_delete(Inventory *inv, const OpCaller *c, int64_t host_id, const char *pool, const char *vol, OpError *err);

@@ -2,6 +2,7 @@
  * tree, and the Prometheus exposition. Each reads the store only, so the
  * API needs no handle on the running monitor. */
 #include "monitor.h"
+#include "store/store-network.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -618,6 +619,31 @@ char *monitor_prometheus_text(Store *st, const MonitorProcess *self, uint64_t lo
         return monitor_prometheus_text_from(st, NULL, self, login_rate_limited);
 }
 
+/* The storage pools of the hosts as their last full refresh recorded them
+ * (store-network.h): capacity, allocation, available, by host and pool. */
+static void expo_pools(StrBuf *b, Store *st) {
+        static const struct { const char *name, *field, *help; } fams[] = {
+                { "armada_pool_capacity_bytes", "capacity_bytes", "Size of the host's storage pool." },
+                { "armada_pool_allocation_bytes", "allocation_bytes", "Bytes allocated in the host's storage pool." },
+                { "armada_pool_available_bytes", "available_bytes", "Bytes still free in the host's storage pool." },
+        };
+        _cleanup_json_ json_t *pools = NULL;
+        if (store_pool_stat_list(st, 0, &pools) < 0)
+                return;
+        for (size_t f = 0; f < ELEMENTSOF(fams); f++) {
+                mon_expo_family(b, fams[f].name, "gauge", fams[f].help);
+                size_t i;
+                json_t *p;
+                json_array_foreach(pools, i, p) {
+                        StrBuf l = {0};
+                        mon_expo_label(&l, "host", json_string_value(json_object_get(p, "host_name")));
+                        mon_expo_label(&l, "pool", json_string_value(json_object_get(p, "name")));
+                        mon_expo_sample(b, fams[f].name, l.s, (double) json_integer_value(json_object_get(p, fams[f].field)));
+                        strbuf_free(&l);
+                }
+        }
+}
+
 char *monitor_prometheus_objects_text(Store *st, const ModelSnap *snap) {
         StoreMonHost *hosts = NULL;
         StoreMonVm *vms = NULL;
@@ -637,6 +663,7 @@ char *monitor_prometheus_objects_text(Store *st, const ModelSnap *snap) {
         StrBuf b = {0};
         expo_hosts(&b, hosts, nh, hl, latest);
         expo_vms(&b, vms, nv, vl, latest);
+        expo_pools(&b, st);
         for (int i = 0; i < nh; i++) free(hl[i].labels);
         for (int i = 0; i < nv; i++) free(vl[i].labels);
         free(hl);

@@ -3,6 +3,7 @@
 #include "store.h"
 #include "store-priv.h"
 #include "store-protect.h"
+#include "store-network.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -279,6 +280,7 @@ static const StoreMigration MIGRATIONS_CORE[] = {
 static const StoreMigration *const MIGRATION_LISTS[] = {
         MIGRATIONS_CORE, store_migrations_place, store_migrations_monitor, store_migrations_library, store_migrations_ha,
         store_migrations_protect,
+        store_migrations_network,
 };
 
 /* ------------------------------------------------------------------ */

@@ -42,7 +42,7 @@ def write_operations():
 # trail of the refusals themselves, sessions, deliveries), and columns that
 # refreshes and monitoring rewrite. Everything else must stay as it was.
 VOLATILE_TABLES = {"audit", "token", "event", "perf_raw", "perf_5m", "perf_1h", "perf_latest", "monitor_stat", "host_usage",
-                   "host_pool", "webhook_delivery", "assess_sample", "job_step", "ha_pending", "vm_xml", "sqlite_sequence"}
+                   "host_pool", "pool_stat", "webhook_delivery", "assess_sample", "job_step", "ha_pending", "vm_xml", "sqlite_sequence"}
 VOLATILE_COLUMN = re.compile(r"(_at$|^last_|^state$|^state_reason$|^free_memory_mib$|^value$|^progress$|^step$|^message$)")
 
 
@@ -120,6 +120,9 @@ class ReadOnlyWritesNothing(PopulatedCase):
         rule = d.ok("POST", "/api/v1/alert-rules", {"name": "vm-stopped", "object_kind": "vm", "metric": "state", "comparison": "==",
                                                     "state": "stopped", "severity": "info", "scope": "object", "scope_id": ids["vm"]})
         ids["alert_rule"] = rule["id"]
+        r = d.ok("POST", "/api/v1/networks", {"name": "net1", "host": "t1", "mode": "isolated"})
+        assert d.wait_job(r["job"]["id"])["state"] == "succeeded"
+        ids["network"] = r["network"]["id"]
         alerts = wait_until(lambda: [a for a in d.ok("GET", "/api/v1/alerts?state=open")["items"] if a["rule_name"] == "vm-stopped"],
                             20, what="the vm-stopped alert to open")
         ids["alert"] = alerts[0]["id"]
@@ -213,6 +216,15 @@ class ReadOnlyWritesNothing(PopulatedCase):
                 (f"/datastores/{i['datastore']}/actions/archive", {"vm": "vm1", "to": os.path.join(tmp, "tape")}),
                 (f"/datastores/{i['datastore']}/actions/import", {"path": os.path.join(tmp, "ds1")})],
             # Replication (its own tests make real ones).
+            # Networks, NICs, pools and volumes (issue 12).
+            ("POST", "/networks"): [("/networks", {"name": "ro-net", "group": "Lab", "mode": "nat", "subnet": "10.9.9.0/24"}),
+                                    ("/networks", {"name": "ro-net2", "host": "t1", "mode": "isolated"})],
+            ("DELETE", "/networks/{id}"): [(f"/networks/{i['network']}", None)],
+            ("POST", "/vms/{id}/nics"): [(f"/vms/{vm}/nics", {"network": "net1"})],
+            ("DELETE", "/vms/{id}/nics/{mac}"): [(f"/vms/{vm}/nics/52:54:00:00:00:01", None)],
+            ("POST", "/hosts/{id}/pools"): [(f"/hosts/{host}/pools", {"name": "ro-pool", "type": "dir", "path": os.path.join(tmp, "ro-pool")})],
+            ("DELETE", "/hosts/{id}/pools/{pool}"): [(f"/hosts/{host}/pools/armada", None)],
+            ("DELETE", "/hosts/{id}/pools/{pool}/volumes/{volume}"): [(f"/hosts/{host}/pools/armada/volumes/vm1.qcow2", None)],
             ("POST", "/replications"): [("/replications", {"source": "ds", "to_path": os.path.join(tmp, "ro-mirror")})],
             ("DELETE", "/replications/{id}"): [("/replications/1", None)],
             ("POST", "/replications/{id}/actions/run"): [("/replications/1/actions/run", {})],

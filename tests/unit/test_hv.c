@@ -25,6 +25,8 @@
 #include "hv/hv-backup.h"
 #include "hv/hv-snapshot.h"
 #include "hv/hv-hardware.h"
+#include "hv/hv-network.h"
+#include "hv/hv-pool.h"
 #include "util/util.h"
 
 #define TEST_URI "test:///default"
@@ -1424,6 +1426,172 @@ static void test_hw_test_driver(void **state) {
         assert_int_equal(hv_domain_disk_detach(c, uuid, "vdb", &a), -ENOENT);
         assert_int_equal(hv_domain_hardware(c, "a3c8d0e2-3333-4a5b-8c9d-0e1f2a3b4c5d", &hw), -ENOENT);
         assert_int_equal(hv_domain_undefine(c, uuid), 0);
+/* ---- networks and pools (hv-network.c, hv-pool.c) ---- */
+
+static void expect_net_refused(HvNetworkSpec spec, const char *field) {
+        const char *f = NULL;
+        char why[256];
+        assert_int_equal(hv_network_spec_check(&spec, &f, why, sizeof why), -EINVAL);
+        assert_string_equal(f, field);
+        assert_true(strlen(why) > 10);
+        assert_null(hv_network_xml_build(&spec, HV_BRIDGE_LINUX));
+}
+
+static void test_network_spec_check(void **state) {
+        expect_net_refused((HvNetworkSpec) { .name = "bad name", .mode = "nat" }, "name");
+        expect_net_refused((HvNetworkSpec) { .name = "n", .mode = "route" }, "mode");
+        expect_net_refused((HvNetworkSpec) { .name = "n", .mode = "bridge" }, "bridge");
+        expect_net_refused((HvNetworkSpec) { .name = "n", .mode = "nat", .bridge = "br0" }, "bridge");
+        expect_net_refused((HvNetworkSpec) { .name = "n", .mode = "bridge", .bridge = "br0'/><x" }, "bridge");
+        expect_net_refused((HvNetworkSpec) { .name = "n", .mode = "bridge", .bridge = "averyveryverylongbridge" }, "bridge");
+        expect_net_refused((HvNetworkSpec) { .name = "n", .mode = "bridge", .bridge = "br0", .vlan = 4095 }, "vlan");
+        expect_net_refused((HvNetworkSpec) { .name = "n", .mode = "isolated", .vlan = 10 }, "vlan");
+        expect_net_refused((HvNetworkSpec) { .name = "n", .mode = "nat", .subnet = "10.1.2.1/24" }, "subnet");
+        expect_net_refused((HvNetworkSpec) { .name = "n", .mode = "nat", .subnet = "10.1.2.0/31" }, "subnet");
+        expect_net_refused((HvNetworkSpec) { .name = "n", .mode = "nat", .subnet = "10.1.2.0" }, "subnet");
+        expect_net_refused((HvNetworkSpec) { .name = "n", .mode = "nat", .subnet = "10.1.2.0/2x" }, "subnet");
+        expect_net_refused((HvNetworkSpec) { .name = "n", .mode = "bridge", .bridge = "br0", .subnet = "10.1.2.0/24" }, "subnet");
+        const char *f;
+        char why[128];
+        assert_int_equal(hv_network_spec_check(&(HvNetworkSpec) { .name = "lan", .mode = "nat", .subnet = "192.168.64.0/18" }, &f, why,
+                                               sizeof why), 0);
+        assert_int_equal(hv_network_spec_check(&(HvNetworkSpec) { .name = "b", .mode = "bridge", .bridge = "br0.10", .vlan = 4094 }, &f,
+                                               why, sizeof why), 0);
+}
+
+static void test_network_xml(void **state) {
+        _cleanup_free_ char *nat = hv_network_xml_build(&(HvNetworkSpec) { .name = "lan", .mode = "nat", .subnet = "10.1.2.0/24" },
+                                                         HV_BRIDGE_LINUX);
+        assert_non_null(nat);
+        assert_non_null(strstr(nat, "<forward mode=\"nat\"/>"));
+        assert_non_null(strstr(nat, "<ip address=\"10.1.2.1\" netmask=\"255.255.255.0\">"));
+        assert_non_null(strstr(nat, "<range start=\"10.1.2.2\" end=\"10.1.2.254\"/>"));
+        _cleanup_free_ char *iso = hv_network_xml_build(&(HvNetworkSpec) { .name = "iso", .mode = "isolated" }, HV_BRIDGE_LINUX);
+        assert_null(strstr(iso, "<forward"));
+        assert_null(strstr(iso, "<ip"));
+        _cleanup_free_ char *lb = hv_network_xml_build(&(HvNetworkSpec) { .name = "b", .mode = "bridge", .bridge = "br0" }, HV_BRIDGE_LINUX);
+        assert_non_null(strstr(lb, "<forward mode=\"bridge\"/>"));
+        assert_non_null(strstr(lb, "<bridge name=\"br0\"/>"));
+        assert_null(strstr(lb, "virtualport"));
+        _cleanup_free_ char *ovs = hv_network_xml_build(&(HvNetworkSpec) { .name = "b", .mode = "bridge", .bridge = "ovsbr", .vlan = 42 },
+                                                         HV_BRIDGE_OVS);
+        assert_non_null(strstr(ovs, "<virtualport type=\"openvswitch\"/>"));
+        assert_non_null(strstr(ovs, "<tag id=\"42\"/>"));
+        assert_string_equal(hv_bridge_kind_name(HV_BRIDGE_OVS), "openvswitch");
+        assert_string_equal(hv_bridge_kind_name(HV_BRIDGE_LINUX), "linux-bridge");
+}
+
+static void test_mac_and_nic_xml(void **state) {
+        char m[18];
+        assert_true(hv_mac_normalize("52:54:00:AB:cd:0F", m));
+        assert_string_equal(m, "52:54:00:ab:cd:0f");
+        assert_false(hv_mac_normalize("01:00:5e:00:00:01", m));   /* multicast */
+        assert_false(hv_mac_normalize("00:00:00:00:00:00", m));
+        assert_false(hv_mac_normalize("52-54-00-ab-cd-0f", m));
+        assert_false(hv_mac_normalize("52:54:00:ab:cd", m));
+        assert_false(hv_mac_normalize(NULL, m));
+        char r1[18], r2[18];
+        hv_mac_random(r1);
+        hv_mac_random(r2);
+        assert_true(hv_mac_normalize(r1, m));
+        assert_memory_equal(r1, "52:54:00:", 9);
+        assert_string_not_equal(r1, r2);
+        _cleanup_free_ char *x = hv_nic_xml_build("lan", "52:54:00:AA:00:01", "e1000");
+        assert_non_null(strstr(x, "<mac address=\"52:54:00:aa:00:01\"/>"));
+        assert_non_null(strstr(x, "<source network=\"lan\"/>"));
+        assert_non_null(strstr(x, "<model type=\"e1000\"/>"));
+        assert_null(hv_nic_xml_build("lan\"/><x", "52:54:00:aa:00:01", "virtio"));
+        assert_null(hv_nic_xml_build("lan", "52:54:00:aa:00:01", "ne2k"));
+}
+
+static void expect_pool_refused(HvPoolSpec spec, const char *field) {
+        const char *f = NULL;
+        char why[256];
+        assert_int_equal(hv_pool_spec_check(&spec, &f, why, sizeof why), -EINVAL);
+        assert_string_equal(f, field);
+        assert_null(hv_pool_xml_build(&spec));
+}
+
+static void test_pool_spec_and_xml(void **state) {
+        expect_pool_refused((HvPoolSpec) { .name = "p", .type = "zfs" }, "type");
+        expect_pool_refused((HvPoolSpec) { .name = "p", .type = "dir" }, "path");
+        expect_pool_refused((HvPoolSpec) { .name = "p", .type = "dir", .path = "rel" }, "path");
+        expect_pool_refused((HvPoolSpec) { .name = "p", .type = "dir", .path = "/srv/../etc" }, "path");
+        expect_pool_refused((HvPoolSpec) { .name = "p", .type = "dir", .path = "/srv/a\"b" }, "path");
+        expect_pool_refused((HvPoolSpec) { .name = "p", .type = "dir", .path = "/srv/a", .source_host = "nas" }, "source_host");
+        expect_pool_refused((HvPoolSpec) { .name = "p", .type = "netfs", .path = "/srv/a", .source_path = "/e" }, "source_host");
+        expect_pool_refused((HvPoolSpec) { .name = "p", .type = "netfs", .path = "/srv/a", .source_host = "-o", .source_path = "/e" },
+                            "source_host");
+        expect_pool_refused((HvPoolSpec) { .name = "p", .type = "netfs", .path = "/srv/a", .source_host = "nas" }, "source_path");
+        expect_pool_refused((HvPoolSpec) { .name = "p", .type = "iscsi", .source_host = "san" }, "source_name");
+        expect_pool_refused((HvPoolSpec) { .name = "p", .type = "logical", .source_name = "vg0", .path = "/srv/x" }, "path");
+        expect_pool_refused((HvPoolSpec) { .name = "p", .type = "logical", .source_name = "vg0;rm" }, "source_name");
+        _cleanup_free_ char *nfs = hv_pool_xml_build(&(HvPoolSpec) { .name = "nfs1", .type = "netfs", .path = "/srv/nfs1",
+                                                                     .source_host = "nas.example", .source_path = "/export/vms" });
+        assert_non_null(strstr(nfs, "<pool type=\"netfs\">"));
+        assert_non_null(strstr(nfs, "<host name=\"nas.example\"/>"));
+        assert_non_null(strstr(nfs, "<dir path=\"/export/vms\"/>"));
+        assert_non_null(strstr(nfs, "<format type=\"nfs\"/>"));
+        assert_non_null(strstr(nfs, "<path>/srv/nfs1</path>"));
+        _cleanup_free_ char *lvm = hv_pool_xml_build(&(HvPoolSpec) { .name = "vg", .type = "logical", .source_name = "vg0" });
+        assert_non_null(strstr(lvm, "<name>vg0</name>"));
+        assert_non_null(strstr(lvm, "<path>/dev/vg0</path>"));
+        _cleanup_free_ char *iscsi = hv_pool_xml_build(&(HvPoolSpec) { .name = "san", .type = "iscsi", .source_host = "10.0.0.9",
+                                                                       .source_name = "iqn.2003-01.org.example:disk1" });
+        assert_non_null(strstr(iscsi, "<device path=\"iqn.2003-01.org.example:disk1\"/>"));
+}
+
+/* Against libvirt's test driver: a network defined, listed, refused twice
+ * (as "exists", started), removed; a dir pool likewise. */
+static void test_network_and_pool_on_test_driver(void **state) {
+        HvConn *c = connect_test();
+        HvNetworkSpec spec = { .name = "armada-ut-net", .mode = "nat", .subnet = "10.99.1.0/24" };
+        bool created = false;
+        assert_int_equal(hv_network_ensure(c, &spec, &created, NULL), 0);
+        assert_true(created);
+        assert_int_equal(hv_network_ensure(c, &spec, &created, NULL), 0);
+        assert_false(created);
+        HvNetworkInfo *nets = NULL;
+        size_t n = 0;
+        assert_int_equal(hv_network_list(c, &nets, &n), 0);
+        bool found = false;
+        for (size_t i = 0; i < n; i++)
+                if (streq(nets[i].name, "armada-ut-net")) {
+                        found = true;
+                        assert_true(nets[i].active);
+                        assert_true(nets[i].autostart);
+                        assert_string_equal(nets[i].forward, "nat");
+                }
+        free(nets);
+        assert_true(found);
+        assert_int_equal(hv_network_remove(c, "armada-ut-net"), 0);
+        assert_int_equal(hv_network_remove(c, "armada-ut-net"), -ENOENT);
+
+        char tmpl[] = "/tmp/armada-ut-pool-XXXXXX";
+        assert_non_null(mkdtemp(tmpl));
+        HvPoolSpec ps = { .name = "armada-ut-pool", .type = "dir", .path = tmpl };
+        assert_int_equal(hv_pool_add(c, &ps), 0);
+        assert_int_equal(hv_pool_add(c, &ps), -EEXIST);
+        HvPoolInfo *pools = NULL;
+        assert_int_equal(hv_pool_list(c, &pools, &n), 0);
+        found = false;
+        for (size_t i = 0; i < n; i++)
+                if (streq(pools[i].name, "armada-ut-pool")) {
+                        found = true;
+                        assert_true(pools[i].active);
+                        assert_string_equal(pools[i].type, "dir");
+                        assert_true(pools[i].capacity > 0);
+                }
+        free(pools);
+        assert_true(found);
+        HvVolumeInfo *vols = NULL;
+        assert_int_equal(hv_pool_volumes(c, "armada-ut-pool", &vols, &n), 0);
+        free(vols);
+        assert_int_equal(hv_pool_volumes(c, "nosuchpool", &vols, &n), -ENOENT);
+        assert_int_equal(hv_pool_volume_delete(c, "armada-ut-pool", "nosuch"), -ENOENT);
+        assert_int_equal(hv_pool_remove(c, "armada-ut-pool"), 0);
+        assert_int_equal(hv_pool_remove(c, "armada-ut-pool"), -ENOENT);
+        rmdir(tmpl);
         hv_conn_free(c);
 }
 
@@ -1437,6 +1605,11 @@ int main(void) {
                 cmocka_unit_test(test_xml_armada_marker),
                 cmocka_unit_test(test_uri_normalize),
                 cmocka_unit_test(test_state_names),
+                cmocka_unit_test(test_network_spec_check),
+                cmocka_unit_test(test_network_xml),
+                cmocka_unit_test(test_mac_and_nic_xml),
+                cmocka_unit_test(test_pool_spec_and_xml),
+                cmocka_unit_test(test_network_and_pool_on_test_driver),
                 cmocka_unit_test(test_build_golden_typical),
                 cmocka_unit_test(test_build_golden_minimal),
                 cmocka_unit_test(test_build_escapes_round_trip),
