@@ -1426,6 +1426,9 @@ static void test_hw_test_driver(void **state) {
         assert_int_equal(hv_domain_disk_detach(c, uuid, "vdb", &a), -ENOENT);
         assert_int_equal(hv_domain_hardware(c, "a3c8d0e2-3333-4a5b-8c9d-0e1f2a3b4c5d", &hw), -ENOENT);
         assert_int_equal(hv_domain_undefine(c, uuid), 0);
+        hv_conn_free(c);
+}
+
 /* ---- networks and pools (hv-network.c, hv-pool.c) ---- */
 
 static void expect_net_refused(HvNetworkSpec spec, const char *field) {
