@@ -119,6 +119,7 @@ extern const Route api_routes_stream[];
 extern const Route api_routes_list[];
 extern const Route api_routes_snapshot[];
 extern const Route api_routes_replicate[];
+extern const Route api_routes_export[];   /* issue 12: clone, export, import */
 
 /* ---- the event stream (api-stream.c) ---- */
 /* Starts the thread that feeds event streams and hooks it to the store's

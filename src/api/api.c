@@ -323,6 +323,7 @@ static const Route ROUTES_CORE[] = {
 static const Route *const ROUTE_TABLES[] = {
         ROUTES_CORE, api_routes_stream, api_routes_place, api_routes_monitor, api_routes_library, api_routes_ha, api_routes_backup,
         api_routes_web, api_routes_list, api_routes_datastore, api_routes_snapshot, api_routes_replicate,
+        api_routes_export,   /* issue 12: clone, export and import */
 };
 
 /* Matches path against pattern, filling r->id / r->word. */

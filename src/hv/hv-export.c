@@ -1,0 +1,82 @@
+/* hv-export: the network cards of domain XML, for export descriptors and
+ * clones (see hv-export.h). */
+#include "hv-export.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include <libvirt/libvirt.h>
+
+#include "hv-internal.h"
+
+static void copy_attr(char *dst, size_t size, xmlNode *n, const char *attr) {
+        xmlChar *v = n ? xmlGetProp(n, BAD_CAST attr) : NULL;
+        snprintf(dst, size, "%s", v ? (const char *) v : "");
+        xmlFree(v);
+}
+
+static xmlNode *elem_child(xmlNode *parent, const char *name) {
+        for (xmlNode *n = parent->children; n; n = n->next)
+                if (n->type == XML_ELEMENT_NODE && xmlStrEqual(n->name, BAD_CAST name))
+                        return n;
+        return NULL;
+}
+
+int hv_domain_nics(const char *xml, HvNic ret[HV_MAX_NICS], size_t *ret_n) {
+        size_t len = xml ? strlen(xml) : 0;
+        if (!xml || len > INT_MAX) {
+                hv_set_error("cannot read the network cards of a domain: its XML is missing or too large");
+                return -EINVAL;
+        }
+        xmlDoc *doc = xmlReadMemory(xml, (int) len, NULL, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+        xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+        if (!root || doc->intSubset || doc->extSubset || !xmlStrEqual(root->name, BAD_CAST "domain")) {
+                xmlFreeDoc(doc);
+                hv_set_error("cannot read the network cards of a domain: its XML does not parse");
+                return -EINVAL;
+        }
+        size_t n = 0;
+        xmlNode *devices = elem_child(root, "devices");
+        for (xmlNode *i = devices ? devices->children : NULL; i && n < HV_MAX_NICS; i = i->next) {
+                if (i->type != XML_ELEMENT_NODE || !xmlStrEqual(i->name, BAD_CAST "interface"))
+                        continue;
+                HvNic *nic = &ret[n++];
+                copy_attr(nic->type, sizeof nic->type, i, "type");
+                xmlNode *src = elem_child(i, "source");
+                copy_attr(nic->source, sizeof nic->source, src, streq(nic->type, "bridge") ? "bridge" : "network");
+                copy_attr(nic->mac, sizeof nic->mac, elem_child(i, "mac"), "address");
+                copy_attr(nic->model, sizeof nic->model, elem_child(i, "model"), "type");
+        }
+        xmlFreeDoc(doc);
+        *ret_n = n;
+        return 0;
+}
+
+static int volume_capacity_body(HvConn *c, HvCall *a) {
+        HV_LEASE(c);
+        virStorageVolPtr vol = virStorageVolLookupByPath(hv_conn_virt(c), a->s[0]);
+        if (!vol)
+                return hv_virt_fail("cannot find the volume '%s' on the host", a->s[0]);
+        virStorageVolInfo info;
+        int r = virStorageVolGetInfo(vol, &info);
+        virStorageVolFree(vol);
+        if (r < 0)
+                return hv_virt_fail("cannot read the size of '%s' on the host", a->s[0]);
+        a->n[1] = info.capacity;
+        return 0;
+}
+
+int hv_volume_capacity(HvConn *c, const char *path, uint64_t *ret) {
+        HvCall *a = hv_call_new(volume_capacity_body, "reading a volume's size", path, NULL, NULL, NULL);
+        if (!hv_call(c, a, hv_deadlines.query_ms))
+                return -ETIMEDOUT;
+        int r = a->r;
+        if (r == 0)
+                *ret = a->n[1];
+        hv_call_free(a);
+        return r;
+}
