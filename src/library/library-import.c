@@ -285,6 +285,29 @@ static int import_allowed_path(Store *st, const char *field, const char *path, c
                        " library share (symbolic links are followed before this check).", field, path);
 }
 
+static char *qemu_source(const char *format, const char *file, uint64_t offset, uint64_t size, bool whole);
+
+/* The virtual size qemu-img reports of an image Armada cannot read the
+ * size of itself (VHDX keeps it in a metadata region): 0 when it cannot. */
+static uint64_t qemu_vsize(const char *format, const char *file, uint64_t offset, uint64_t size) {
+        _cleanup_free_ char *src = qemu_source(format, file, offset, size, offset == 0);
+        _cleanup_free_ char *log = xasprintf("%s/armada-info-XXXXXX", library_tmp_dir());
+        int fd = mkstemp(log);
+        if (fd < 0)
+                return 0;
+        close(fd);
+        char *argv[] = { "qemu-img", "info", "--output=json", src, NULL };
+        int st = library_spawn_wait(argv, log);
+        _cleanup_free_ char *text = NULL;
+        int r = file_read_all(log, &text, NULL);
+        unlink(log);
+        if (st != 0 || r < 0)
+                return 0;
+        _cleanup_json_ json_t *j = json_loads(text, 0, NULL);
+        json_int_t v = json_integer_value(json_object_get(j, "virtual-size"));
+        return v > 0 ? (uint64_t) v : 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* read: what the source holds */
 
@@ -517,7 +540,9 @@ static int add_disk_beside(ImportSource *s, const char *name, uint64_t declared_
                                                                                    : bad(err, s, "'%s' cannot be read", name);
                 } else
                         r = bad(err, s, "%s", why);
-        } else if (capacity && vsize && vsize > capacity)
+        } else if (!vsize && !(vsize = qemu_vsize(d->format, d->file, 0, d->size)))
+                r = bad(err, s, "the size of the disk '%s' cannot be read", name);
+        else if (capacity && vsize > capacity)
                 r = bad(err, s, "the disk '%s' holds %llu bytes, more than the capacity of %llu the descriptor declares", name,
                         (unsigned long long) vsize, (unsigned long long) capacity);
         close(fd);
@@ -762,6 +787,7 @@ static int read_ovf(ImportSource *s, const char *text, size_t len, const TarMemb
                                     XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
         xmlNode *env = doc ? xmlDocGetRootElement(doc) : NULL;
         int r = 0;
+        _cleanup_free_ char *vname = NULL, *vid = NULL;
         if (!env || doc->intSubset || doc->extSubset || !named(env, "Envelope")) {
                 r = bad(err, s, "its OVF descriptor is not well-formed XML with an Envelope (a document type declaration is refused)");
                 goto out;
@@ -778,7 +804,8 @@ static int read_ovf(ImportSource *s, const char *text, size_t len, const TarMemb
         if ((r = ovf_references(s, env, files, &n_files, err)) < 0 || (r = ovf_disks(s, env, disks, &n_disks, err)) < 0 ||
             (r = ovf_hardware(s, vs, order, &n_order, err)) < 0)
                 goto out;
-        _cleanup_free_ char *vname = text_of(first(vs, "Name")), *vid = ovf_attr(vs, "id");
+        vname = text_of(first(vs, "Name"));
+        vid = ovf_attr(vs, "id");
         snprintf(s->name, sizeof s->name, "%s", vname && *vname ? vname : vid ? vid : "");
         for (size_t i = 0; i < n_order && r == 0; i++) {
                 const OvfDisk *d = NULL;
@@ -815,6 +842,8 @@ static int read_ovf(ImportSource *s, const char *text, size_t len, const TarMemb
                 uint64_t vsize = 0;
                 if (image_probe(ova_fd, m->offset, m->size, m->name, id->format, &vsize, why, sizeof why) < 0)
                         r = bad(err, s, "%s", why);
+                else if (!vsize && !(vsize = qemu_vsize(id->format, id->file, m->offset, m->size)))
+                        r = bad(err, s, "the size of the disk '%s' cannot be read", m->name);
                 else if (vsize > d->capacity)
                         r = bad(err, s, "the disk '%s' holds %llu bytes, more than the ovf:capacity of %llu", m->name,
                                 (unsigned long long) vsize, (unsigned long long) d->capacity);
@@ -939,6 +968,10 @@ static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+static const char *kvs(json_t *kv, const char *k) {
+        return json_string_value(json_object_get(kv, k));
+}
+
 static int read_vmx(ImportSource *s, const char *text, OpError *err) {
         _cleanup_json_ json_t *kv = json_object();
         _cleanup_free_ char *copy = xstrdup(text);
@@ -952,7 +985,7 @@ static int read_vmx(ImportSource *s, const char *text, OpError *err) {
                 for (char *p = k; *p; p++) *p = (char) tolower((unsigned char) *p);
                 json_object_set_new(kv, k, json_string(v));
         }
-        const char *dn = jget_str(kv, "displayname"), *nc = jget_str(kv, "numvcpus"), *ms = jget_str(kv, "memsize");
+        const char *dn = kvs(kv, "displayname"), *nc = kvs(kv, "numvcpus"), *ms = kvs(kv, "memsize");
         snprintf(s->name, sizeof s->name, "%s", dn ? dn : "");
         uint64_t v;
         if (nc && (!to_u64(nc, &v) || v < 1 || v > 4096))
@@ -976,7 +1009,7 @@ static int read_vmx(ImportSource *s, const char *text, OpError *err) {
                         _cleanup_free_ char *nk2 = xasprintf("%.*s.networkname", (int) (dot - key), key);
                         _cleanup_free_ char *mk = xasprintf("%.*s.address", (int) (dot - key), key);
                         s->n_nics++;
-                        json_array_append_new(s->nics, json_pack("{s:s?, s:s?}", "network", jget_str(kv, nk2), "mac", jget_str(kv, mk)));
+                        json_array_append_new(s->nics, json_pack("{s:s?, s:s?}", "network", kvs(kv, nk2), "mac", kvs(kv, mk)));
                 }
         }
         qsort(keys, nk, sizeof keys[0], cmp_str);
@@ -984,10 +1017,10 @@ static int read_vmx(ImportSource *s, const char *text, OpError *err) {
                 const char *dot = strrchr(keys[i], '.');
                 _cleanup_free_ char *pk = xasprintf("%.*s.present", (int) (dot - keys[i]), keys[i]);
                 _cleanup_free_ char *tk = xasprintf("%.*s.devicetype", (int) (dot - keys[i]), keys[i]);
-                const char *present = jget_str(kv, pk), *dtype = jget_str(kv, tk);
+                const char *present = kvs(kv, pk), *dtype = kvs(kv, tk);
                 if ((present && strcasecmp(present, "false") == 0) || (dtype && strstr(dtype, "cdrom")))
                         continue;
-                int r = add_disk_beside(s, jget_str(kv, keys[i]), 0, 0, err);
+                int r = add_disk_beside(s, kvs(kv, keys[i]), 0, 0, err);
                 if (r < 0)
                         return r;
         }
@@ -1281,7 +1314,7 @@ static int job_vm_import(JobCtx *ctx, void *userdata) {
         inventory_vnc_for_host(&b.host, vnc_listen, vnc_password);
         HvDomainSpec spec = { .name = b.vm.name, .uuid = b.vm.uuid, .domain_type = inventory_domain_type(&b.host, "auto"),
                               .vcpus = b.vm.cpus, .memory_mib = b.vm.memory_mib, .description = b.vm.description,
-                              .network = jget_str(ctx->params, "network"), .vnc = true, .vnc_listen = vnc_listen,
+                              .network = json_string_value(json_object_get(ctx->params, "network")), .vnc = true, .vnc_listen = vnc_listen,
                               .vnc_password = vnc_password[0] ? vnc_password : NULL,
                               .installation_id = inventory_installation_id(b.inv), .vm_id = b.vm.id };
         size_t i;
