@@ -534,7 +534,8 @@ static int add_disk_beside(ImportSource *s, const char *name, uint64_t declared_
                         (unsigned long long) declared_size);
         else if (image_probe(fd, 0, (uint64_t) sb.st_size, name, d->format, &vsize, why, sizeof why) < 0) {
                 ssize_t k = sb.st_size < 65536 && has_suffix(name, ".vmdk") ? pread(fd, head, sizeof head - 1, 0) : -1;
-                if (k > 0 && !memchr(head, 0, (size_t) k) && strstr(head, "createType")) {
+                /* A descriptor is text, padded with NULs to a sector. */
+                if (k > 0 && strstr(head, "createType")) {
                         _cleanup_free_ char *text = xcalloc(1, (size_t) sb.st_size + 1);
                         r = pread(fd, text, (size_t) sb.st_size, 0) == sb.st_size ? read_vmdk_descriptor(s, name, text, d, err)
                                                                                    : bad(err, s, "'%s' cannot be read", name);

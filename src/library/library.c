@@ -214,6 +214,22 @@ int library_image_detect(int fd, const char *name, uint64_t size, LibraryImageIn
                 *ret = info;
                 return 0;
         }
+        /* VHD: a "conectix" footer in the last 512 bytes (a dynamic disk
+         * also copies it to the front); the guest size at 48, big-endian. */
+        unsigned char foot[512];
+        const unsigned char *f = NULL;
+        if (n >= 512 && memcmp(h, "conectix", 8) == 0)
+                f = h;
+        else if (size >= 1024 && pread_full(fd, foot, sizeof foot, (off_t) (size - 512)) == (ssize_t) sizeof foot &&
+                 memcmp(foot, "conectix", 8) == 0)
+                f = foot;
+        if (f) {
+                snprintf(info.kind, sizeof info.kind, "disk");
+                snprintf(info.format, sizeof info.format, "vhd");
+                info.virtual_size = be64(f + 48);
+                *ret = info;
+                return 0;
+        }
         char cd[5];
         if (size >= 0x8006 && pread_full(fd, cd, 5, 0x8001) == 5 && memcmp(cd, "CD001", 5) == 0) {
                 snprintf(info.kind, sizeof info.kind, "iso");

@@ -65,13 +65,14 @@ int library_path_in_share(const char *root, const char *path, char **ret_rel);
 /* ---- formats ---- */
 typedef struct {
         char kind[8];             /* "disk", "iso", "script" */
-        char format[8];           /* "qcow2", "raw", "vmdk", "vhdx", "iso", "text" */
+        char format[8];           /* "qcow2", "raw", "vmdk", "vhd", "vhdx", "iso", "text" */
         uint64_t virtual_size;    /* disks: guest-visible bytes (0 unknown); ISOs: file size */
         char backing[1024];       /* qcow2: its backing file name, "" when none */
 } LibraryImageInfo;
 /* Detects what the open file is, by content first:
  *   "QFI\xfb" at 0 (version 2 or 3)    disk qcow2 (virtual size, backing)
  *   "KDMV" at 0                         disk vmdk;  "vhdxfile" at 0: disk vhdx
+ *   "conectix" at 0 or size-512         disk vhd (virtual size from the footer)
  *   "CD001" at 0x8001                   iso
  * then, for content without a signature, by name: ".img", ".raw" → disk raw
  * (a non-empty whole number of 512-byte sectors); ".sh", ".ps1", ".py",
