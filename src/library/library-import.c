@@ -795,7 +795,7 @@ static int read_ovf(ImportSource *s, const char *text, size_t len, const TarMemb
         }
         OvfFile files[HV_MAX_DISKS * 2];
         OvfDisk disks[HV_MAX_DISKS * 2];
-        size_t n_files, n_disks, n_order;
+        size_t n_files = 0, n_disks = 0, n_order = 0;
         char order[HV_MAX_DISKS][64];
         xmlNode *vs = first(env, "VirtualSystem");
         if (!vs) {
@@ -883,7 +883,7 @@ static int read_ova(ImportSource *s, OpError *err) {
                 return bad(err, s, "it is not a regular file");
         }
         TarMember m[HV_MAX_DISKS * 2 + 4];
-        size_t n;
+        size_t n = 0;
         char why[300];
         int r = 0;
         if (tar_index(fd, (uint64_t) sb.st_size, m, sizeof m / sizeof m[0], &n, why, sizeof why) < 0)
