@@ -192,6 +192,24 @@ class ExportTest(unittest.TestCase):
         self.assertIn("does not match the OVA's manifest", job["error"])
         self.assertIsNone(self.d.find("vms", "tampered"))
 
+    def test_library_indexes_vhd(self):
+        share = os.path.join(self.tmp, "deck")
+        os.makedirs(share)
+        qemu_img("convert", "-f", "raw", "-O", "vpc", self.raw, os.path.join(share, "deck.vhd"))
+        qemu_img("convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed", self.raw, os.path.join(share, "fixed.vhd"))
+        r = self.d.ok("POST", "/api/v1/library/shares", {"path": share})
+        self.assertEqual(self.d.wait_job(r["job"]["id"])["state"], "succeeded")
+        items = {i["rel_path"]: i for i in self.d.ok("GET", f"/api/v1/library/items?share_id={r['share']['id']}")["items"]}
+        self.assertEqual(sorted(items), ["deck.vhd", "fixed.vhd"])
+        for i in items.values():
+            self.assertEqual((i["kind"], i["format"]), ("disk", "vhd"))
+            self.assertTrue(8 << 20 <= i["virtual_size"] < 9 << 20, i)
+        # An image of a share imports too.
+        b, job, vm = self.imported({"path": os.path.join(share, "fixed.vhd"), "name": "from-share", "host": "t1",
+                                    "memory_mib": 64})
+        self.assertEqual(b["source"]["disks"][0]["format"], "vpc")
+        self.delete("from-share")
+
     # -- bad input: 400 naming the field, nothing recorded --
     def test_paths_outside_the_allowed_roots(self):
         secret = os.path.join(self.outside, "secret.qcow2")
