@@ -80,3 +80,76 @@ int hv_volume_capacity(HvConn *c, const char *path, uint64_t *ret) {
         hv_call_free(a);
         return r;
 }
+
+/* The <target><format type=...> of volume XML, "" when none. */
+static void vol_format(const char *xml, char out[16]) {
+        out[0] = 0;
+        xmlDoc *doc = xml ? xmlReadMemory(xml, (int) strlen(xml), NULL, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR |
+                                          XML_PARSE_NOWARNING) : NULL;
+        xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+        xmlNode *t = root ? elem_child(root, "target") : NULL;
+        copy_attr(out, 16, t ? elem_child(t, "format") : NULL, "type");
+        xmlFreeDoc(doc);
+}
+
+static char *qcow2_volume_xml(const char *name, unsigned long long capacity) {
+        xmlDoc *doc = xmlNewDoc(BAD_CAST "1.0");
+        xmlNode *v = xmlNewNode(NULL, BAD_CAST "volume");
+        xmlDocSetRootElement(doc, v);
+        xmlNewTextChild(v, NULL, BAD_CAST "name", BAD_CAST name);
+        char num[32];
+        snprintf(num, sizeof num, "%llu", capacity);
+        xmlNewProp(xmlNewTextChild(v, NULL, BAD_CAST "capacity", BAD_CAST num), BAD_CAST "unit", BAD_CAST "bytes");
+        xmlNewProp(xmlNewTextChild(v, NULL, BAD_CAST "allocation", BAD_CAST "0"), BAD_CAST "unit", BAD_CAST "bytes");
+        xmlNode *t = xmlNewChild(v, NULL, BAD_CAST "target", NULL);
+        xmlNewProp(xmlNewChild(t, NULL, BAD_CAST "format", NULL), BAD_CAST "type", BAD_CAST "qcow2");
+        xmlChar *mem = NULL;
+        int len = 0;
+        xmlDocDumpMemory(doc, &mem, &len);
+        char *s = xstrdup((const char *) mem);
+        xmlFree(mem);
+        xmlFreeDoc(doc);
+        return s;
+}
+
+static int volume_convert_body(HvConn *c, HvCall *a) {
+        HV_LEASE(c);
+        const char *pool = a->s[0], *name = a->s[1], *src_path = a->s[2], *want = a->s[3];
+        virStoragePoolPtr p = virStoragePoolLookupByName(hv_conn_virt(c), pool);
+        if (!p)
+                return hv_virt_fail("cannot find storage pool '%s'", pool);
+        int r = 0;
+        virStorageVolPtr vol = NULL, src = virStorageVolLookupByPath(hv_conn_virt(c), src_path);
+        char *desc = src ? virStorageVolGetXMLDesc(src, 0) : NULL;
+        char fmt[16];
+        virStorageVolInfo info;
+        if (!src || !desc)
+                r = hv_virt_fail("cannot find '%s' on the host to convert it", src_path);
+        else if (vol_format(desc, fmt), !streq(fmt, want)) {
+                hv_set_error("the host reads '%s' as '%s', not '%s': it is not converted there", src_path, fmt, want);
+                r = -EMEDIUMTYPE;
+        } else if (virStorageVolGetInfo(src, &info) < 0)
+                r = hv_virt_fail("cannot read the size of '%s'", src_path);
+        else {
+                char *xml = qcow2_volume_xml(name, info.capacity);
+                vol = virStorageVolCreateXMLFrom(p, xml, src, 0);
+                free(xml);
+                if (!vol)
+                        r = hv_virt_fail("cannot convert '%s' into volume '%s' of storage pool '%s'", src_path, name, pool);
+                else if (!(a->ret.str = virStorageVolGetPath(vol)))
+                        r = hv_virt_fail("cannot read the path of new volume '%s'", name);
+        }
+        free(desc);
+        if (vol)
+                virStorageVolFree(vol);
+        if (src)
+                virStorageVolFree(src);
+        virStoragePoolFree(p);
+        return r;
+}
+
+int hv_volume_convert_from(HvConn *c, const char *pool, const char *vol_name, const char *src_path, const char *src_format,
+                           char **ret_path) {
+        return HV_CALL_TAKE(c, hv_call_new(volume_convert_body, "converting a volume", pool, vol_name, src_path, src_format),
+                            hv_deadlines.copy_ms, ret_path, NULL);
+}

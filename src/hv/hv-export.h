@@ -23,3 +23,13 @@ int hv_domain_nics(const char *xml, HvNic ret[HV_MAX_NICS], size_t *ret_n);
  * source of a linked clone's overlay). 0 and *ret, -ENOENT when no pool
  * holds it, or negative. */
 int hv_volume_capacity(HvConn *c, const char *path, uint64_t *ret);
+
+/* Converts the file at src_path, which the host sees (hv_volume_visible()),
+ * into a new qcow2 volume vol_name of pool on the host itself
+ * (virStorageVolCreateXMLFrom: libvirt runs qemu-img there): one pass over
+ * the data, nothing streamed. Only when libvirt reads the source as
+ * src_format ("qcow2", "vmdk" or "vpc"; its own probe of the file must agree
+ * with the caller's, or it is -EMEDIUMTYPE and nothing is made). 0 and the
+ * new volume's path (malloc'd), or negative. */
+int hv_volume_convert_from(HvConn *c, const char *pool, const char *vol_name, const char *src_path, const char *src_format,
+                           char **ret_path);

@@ -30,6 +30,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include "hv/hv-export.h"
 #include "hv/hv-volume.h"
 #include "placement/placement.h"
 #include "place/place.h"
@@ -1238,6 +1239,44 @@ static int convert_to_qcow2(JobCtx *ctx, const char *src, const char *dst, const
         return 0;
 }
 
+static int import_disk_made(LibraryBuild *b, const char *target, const char *path, uint64_t capacity, HvDomainSpec *spec) {
+        library_build_made(b, target, path, capacity);
+        HvDisk *hd = &spec->disks[spec->n_disks++];
+        *hd = (HvDisk) { .format = "qcow2", .capacity_bytes = capacity };
+        snprintf(hd->target, sizeof hd->target, "%s", target);
+        snprintf(hd->path, sizeof hd->path, "%s", path);
+        return 0;
+}
+
+/* The fast way, when the host sees the very file (a library share or export
+ * root on storage the hosts share): libvirt converts it on the host, one
+ * pass and nothing streamed. Only whole files of a format libvirt's own
+ * probe agrees on (qcow2, vmdk, vpc: never raw, whose content could make a
+ * probe see another format); anything else, or any failure, takes the way
+ * through this machine. 0 with *ret_path, or negative (then nothing was
+ * made). */
+static int import_on_host(LibraryBuild *b, const char *file, uint64_t offset, const char *format, bool descriptor,
+                          const char *vol, char **ret_path) {
+        struct stat sb;
+        bool visible = false;
+        if (offset != 0 || descriptor || streq(b->host.domain_type, "test") ||
+            (!streq(format, "qcow2") && !streq(format, "vmdk") && !streq(format, "vpc")) || stat(file, &sb) < 0)
+                return -ENOTSUP;
+        HvConn *c = inventory_link_conn(b->link);
+        if (hv_volume_visible(c, file, (uint64_t) sb.st_size, &visible) < 0 || !visible)
+                return -ENOENT;
+        int r = inventory_slot_take(b->inv, &b->host, INVENTORY_SLOT_DISK, NULL, false, b->ctx);
+        if (r < 0)
+                return r;
+        job_progress(b->ctx, 30, "converting '%s' on host '%s' (it sees the file)", file, b->host.name);
+        r = hv_volume_convert_from(c, b->host.pool, vol, file, format, ret_path);
+        inventory_slot_give(b->inv, b->host.id, INVENTORY_SLOT_DISK);
+        if (r < 0)
+                log_info("VM '%s': host '%s' could not convert '%s' itself (%s); converting here instead", b->vm.name, b->host.name,
+                         file, hv_last_error());
+        return r;
+}
+
 /* One disk: checked against the manifest, converted, uploaded. */
 static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, HvDomainSpec *spec) {
         JobCtx *ctx = b->ctx;
@@ -1274,6 +1313,12 @@ static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, H
                         return job_fail(ctx, -EBADMSG, "The SHA-256 of %s does not match the OVA's manifest.", what);
                 }
         }
+        _cleanup_free_ char *vol = xasprintf("%s-%.8s-%s.qcow2", b->vm.name, b->vm.uuid, target);
+        _cleanup_free_ char *path = NULL;
+        if (import_on_host(b, file, offset, format, descriptor, vol, &path) == 0) {
+                close(fd);
+                return import_disk_made(b, target, path, capacity, spec);
+        }
         _cleanup_free_ char *pinned = xasprintf("/proc/self/fd/%d", fd);
         _cleanup_free_ char *src = qemu_source(format, descriptor ? file : pinned, offset, size, offset == 0 && !manifest);
         _cleanup_free_ char *dst = xasprintf("%s/armada-import-%.8s-%s.qcow2", library_tmp_dir(), b->vm.uuid, target);
@@ -1287,8 +1332,6 @@ static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, H
                 unlink(dst);
                 return job_fail(ctx, -EIO, "The conversion of %s left no file.", what);
         }
-        _cleanup_free_ char *vol = xasprintf("%s-%.8s-%s.qcow2", b->vm.name, b->vm.uuid, target);
-        _cleanup_free_ char *path = NULL;
         HvConn *sc = library_build_stream_conn(b);
         bool content = !streq(b->host.domain_type, "test");
         job_progress(ctx, 20 + (int) (60 * i / HV_MAX_DISKS), "uploading %s to host '%s'", what, b->host.name);
@@ -1296,12 +1339,7 @@ static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, H
         unlink(dst);
         if (r < 0)
                 return job_fail(ctx, r, "Cannot upload %s to host '%s': %s", what, b->host.name, hv_last_error());
-        library_build_made(b, target, path, capacity);
-        HvDisk *hd = &spec->disks[spec->n_disks++];
-        *hd = (HvDisk) { .format = "qcow2", .capacity_bytes = capacity };
-        snprintf(hd->target, sizeof hd->target, "%s", target);
-        snprintf(hd->path, sizeof hd->path, "%s", path);
-        return 0;
+        return import_disk_made(b, target, path, capacity, spec);
 }
 
 static int job_vm_import(JobCtx *ctx, void *userdata) {
