@@ -13,7 +13,7 @@ import tarfile
 import tempfile
 import unittest
 
-from armada_harness import Armadad, wait_until
+from armada_harness import ARMADA, Armadad, wait_until
 
 OVF = """<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
@@ -209,6 +209,28 @@ class ExportTest(unittest.TestCase):
                                     "memory_mib": 64})
         self.assertEqual(b["source"]["disks"][0]["format"], "vpc")
         self.delete("from-share")
+
+    def test_cli(self):
+        env = dict(os.environ, ARMADA_URL=self.d.url, ARMADA_TOKEN=self.d.token, HOME=self.tmp, ASAN_OPTIONS="detect_leaks=0")
+
+        def cli(*args):
+            return subprocess.run([ARMADA, *args], capture_output=True, text=True, env=env, timeout=120)
+        r = cli("vm", "import", os.path.join(self.root, "known.vmdk"), "--name", "cli-imp", "--host", "t1", "--memory", "64",
+                "--cpus", "2", "--wait")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        vm = self.d.find("vms", "cli-imp")
+        self.assertEqual((vm["cpus"], vm["memory_mib"], vm["state"]), (2, 64, "stopped"))
+        r = cli("vm", "clone", "cli-imp", "cli-twin", "--host", "t2", "--wait")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.d.find("vms", "cli-twin")["host_name"], "t2")
+        r = cli("vm", "export", "cli-imp", "--to", self.outside)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not under the export root", r.stderr)
+        self.assertIn("field: to", r.stderr)
+        r = cli("vm", "import", os.path.join(self.root, "known.vmdk"), "--host", "t1", "--group", "Lab")
+        self.assertNotEqual(r.returncode, 0)
+        for n in ("cli-twin", "cli-imp"):
+            self.delete(n)
 
     # -- bad input: 400 naming the field, nothing recorded --
     def test_paths_outside_the_allowed_roots(self):
