@@ -32,6 +32,8 @@ int library_vm_clone(Store *st, Jobs *jobs, const OpCaller *c, const LibraryClon
                 return op_fail_store(err, e, "the VM");
         if (e < 0 || !op_allowed(st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
                 return op_fail(err, 404, "not_found", NULL, "VM %lld does not exist.", (long long) spec->vm_id);
+        if (!op_allowed_some(c, ACT_CREATE, OBJ_VM))
+                return op_deny(st, c, err, "clone", "VM", spec->vm_id, jget_str(v, "name"));
         if ((e = inventory_vm_refuse_foreign(v, err)) < 0)
                 return e;
         StoreVm src;
