@@ -121,6 +121,7 @@ extern const Route api_routes_snapshot[];
 extern const Route api_routes_replicate[];
 extern const Route api_routes_hardware[];   /* issue 12, VM hardware and ISOs (api-hardware.c) */
 extern const Route api_routes_network[];   /* issue 12: networks, NICs, pools, volumes */
+extern const Route api_routes_export[];   /* issue 12: clone, export, import */
 
 /* ---- the event stream (api-stream.c) ---- */
 /* Starts the thread that feeds event streams and hooks it to the store's

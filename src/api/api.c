@@ -326,6 +326,7 @@ static const Route *const ROUTE_TABLES[] = {
         /* issue 12: VM hardware and ISOs (api-hardware.c) */
         api_routes_hardware,
         api_routes_network, /* issue 12: networks, NICs, pools, volumes */
+        api_routes_export,   /* issue 12: clone, export and import */
 };
 
 /* Matches path against pattern, filling r->id / r->word. */

@@ -247,6 +247,15 @@ static const Command COMMANDS[] = {
         { "vm", "resume", "NAME", "resume a paused VM (starts a job)", 1, 1, NULL, cmd_vm_action },
         { "vm", "delete", "NAME [--keep-disks]", "delete a VM and its disks (starts a job)", 1, 1, VM_DELETE_OPTS,
           cmd_vm_delete },
+        /* issue 12: clone, export and import */
+        { "vm", "clone", "VM NEW [--linked] [--host H] [--start]",
+          "clone a stopped VM: new UUID and MACs, full copy or linked overlay (starts a job)", 2, 2, VM_CLONE_OPTS, cmd_vm_clone },
+        { "vm", "export", "VM --to DIR [--format ova|qcow2]",
+          "export a stopped VM as an OVA or a directory of qcow2 disks under armadad's export root (starts a job)", 1, 1,
+          VM_EXPORT_OPTS, cmd_vm_export },
+        { "vm", "import", "FILE|DIR [--name N] [--host H | --group PATH] [--cpus N] [--memory MIB] [--network NET] [--start]",
+          "import an OVA/OVF, VMX+VMDK, disk image (qcow2, raw, vmdk, vhd, vhdx) or qcow2 export (starts a job)", 1, 1,
+          VM_IMPORT_OPTS, cmd_vm_import },
 
         { "job", "list", "[--state STATE] [--stuck] [--limit N] [--before ID]", "list jobs, newest first", 0, 0, JOB_LIST_OPTS,
           cmd_job_list },

@@ -361,6 +361,11 @@ int cmd_template_deploy(Ctx *c, const Command *cmd, const Args *a);
 /* "vm create": with --template a deploy, else cmd_vm_create. */
 int cmd_vm_create_any(Ctx *c, const Command *cmd, const Args *a);
 int cmd_vm_to_template(Ctx *c, const Command *cmd, const Args *a);
+/* cmd_export.c (issue 12) */
+extern const OptSpec VM_CLONE_OPTS[], VM_EXPORT_OPTS[], VM_IMPORT_OPTS[];
+int cmd_vm_clone(Ctx *c, const Command *cmd, const Args *a);
+int cmd_vm_export(Ctx *c, const Command *cmd, const Args *a);
+int cmd_vm_import(Ctx *c, const Command *cmd, const Args *a);
 int cmd_grant_list(Ctx *c, const Command *cmd, const Args *a);
 int cmd_grant_create(Ctx *c, const Command *cmd, const Args *a);
 int cmd_grant_delete(Ctx *c, const Command *cmd, const Args *a);

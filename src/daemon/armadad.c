@@ -97,6 +97,12 @@ static int config_set(Config *c, const char *key, const char *val) {
                         return -EINVAL;
                 }
                 library_configure(&(LibraryConfig) { .upload_max_bytes = b });
+        } else if (streq(key, "export-root")) {
+                if (val[0] != '/') {
+                        fprintf(stderr, "armadad: 'export-root' must be an absolute directory, not '%s'\n", val);
+                        return -EINVAL;
+                }
+                library_configure(&(LibraryConfig) { .export_root = val });
         } else if (strncmp(key, "deadline-", 9) == 0) {
                 HvDeadlines d = { 0 };
                 unsigned *field = streq(key, "deadline-query-s") ? &d.query_ms : streq(key, "deadline-start-s") ? &d.start_ms
@@ -229,6 +235,7 @@ static void usage(void) {
              "  --monitor-assess-interval-ms N  node_exporter scrape interval of the assessment (default 60000)\n"
              "  --monitor-usage-window-ms N     window of the measured load placement uses (default 300000)\n"
              "  --library-upload-max SIZE  largest library upload accepted (default 64G)\n"
+"  --export-root DIR          VM exports go under DIR; imports come from DIR or a library share\n"
              "  --backup-root DIR          backup datastores, archives and imports may live only under DIR\n"
              "                             (repeatable; default " PROTECT_DEFAULT_BACKUP_ROOT ")\n"
              "  --admin-user NAME          name of the first administrator (default admin)\n"
@@ -365,6 +372,7 @@ static int parse_arguments(int argc, char **argv, Config *c, int *ret_status) {
                 { "monitor-assess-interval-ms", required_argument, NULL, 0 }, { "monitor-usage-window-ms", required_argument, NULL, 0 },
                 { "ensure-host", required_argument, NULL, 0 }, { "log-level", required_argument, NULL, 0 },
                 { "library-upload-max", required_argument, NULL, 0 }, { "backup-root", required_argument, NULL, 0 },
+                { "export-root", required_argument, NULL, 0 },
                 { "deadline-query-s", required_argument, NULL, 0 }, { "deadline-start-s", required_argument, NULL, 0 },
                 { "deadline-change-s", required_argument, NULL, 0 }, { "deadline-copy-s", required_argument, NULL, 0 },
                 { "max-parallel-starts", required_argument, NULL, 0 }, { "max-parallel-disk-ops", required_argument, NULL, 0 },

@@ -2,7 +2,7 @@
  * of it) and vm.deploy (a VM from a template: disk, seed ISO, define,
  * start). A failed deploy leaves nothing behind: what it made on the host
  * is removed and so is the VM's record. */
-#include "library.h"
+#include "library-priv.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -611,4 +611,7 @@ void library_register_jobs(Jobs *jobs, Inventory *inv) {
         jobs_register(jobs, "vm.capture", job_vm_capture, NULL, inv, false);
         jobs_register(jobs, "library.refresh", job_library_refresh, NULL, NULL, true);
         jobs_register(jobs, "vm.deploy", job_vm_deploy, abandon_vm_deploy, inv, false);
+        library_register_clone_jobs(jobs, inv);
+        library_register_export_jobs(jobs, inv);
+        library_register_import_jobs(jobs, inv);
 }

@@ -257,7 +257,7 @@ int library_item_import(Store *st, Jobs *jobs, const OpCaller *c, const char *pa
         LibraryImageInfo info;
         if (library_image_detect(fd, rel, (uint64_t) sb.st_size, &info) < 0)
                 return op_fail(err, 422, "not_an_image", "path", "'%.200s' is neither a disk image (qcow2, raw .img/.raw, vmdk,"
-                               " vhdx), an ISO image nor a script.", path);
+                               " vhd, vhdx), an ISO image nor a script.", path);
         /* The row now (templates can use it at once); the checksum in a job. */
         StoreItem it = { .share_id = share_id, .size = (uint64_t) sb.st_size, .virtual_size = info.virtual_size };
         item_fill(&it, rel, &info);
@@ -396,7 +396,7 @@ int library_upload_finish(Store *st, const OpCaller *c, LibraryUpload *u, json_t
         _cleanup_close_ int ro = openat(u->dir_fd, u->tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (ro < 0 || library_image_detect(ro, u->rel, (uint64_t) sb.st_size, &info) < 0)
                 return op_fail(err, 422, "not_an_image", "name", "The upload '%.200s' is neither a disk image (qcow2, raw .img/.raw,"
-                               " vmdk, vhdx), an ISO image nor a script; it was not kept.", u->rel);
+                               " vmdk, vhd, vhdx), an ISO image nor a script; it was not kept.", u->rel);
         if (renameat2(u->dir_fd, u->tmp, u->dir_fd, u->base, RENAME_NOREPLACE) < 0) {
                 if (errno == EEXIST)
                         return op_fail(err, 409, "conflict", "name", "'%.200s' appeared in the share during the upload.", u->rel);

@@ -6,6 +6,8 @@
 #error "library-priv.h is for the library's own files only"
 #endif
 
+#include <limits.h>
+#include "hv/hv.h"
 #include "library.h"
 
 /* A job as the API shows it (store_job_get_json()), JSON null when it
@@ -21,3 +23,67 @@ int library_group_of(Store *st, const OpCaller *c, const char *field, const char
  * (store_grant_list()). */
 LibraryAmounts library_grant_limit(json_t *g);
 LibraryAmounts library_grant_used(json_t *g);
+
+/* Runs argv (argv[0] looked up in PATH, never a shell) with stdout and
+ * stderr into the file log; its exit status, or -ENOENT when it cannot be
+ * run (library.c). */
+int library_spawn_wait(char *const argv[], const char *log);
+
+/* ---- a new VM of clone and import (library-import.c) ---- */
+typedef struct {
+        const char *name;          /* checked here: valid, not taken (409 naming "name") */
+        unsigned cpus;
+        uint64_t memory_mib;
+        uint64_t disk_bytes;       /* what its disks take on the host */
+        const char *host;          /* a host name (422 naming "host" when unknown), or NULL ... */
+        int64_t host_id;           /* ... a host id (the clone's source host), or 0 ... */
+        int64_t group_id;          /* ... else placement in this group's subtree */
+        const char *origin;        /* "created" */
+        const char *description;
+} LibraryNewVm;
+/* Places (the named host, checked against its reserve, or the best of the
+ * group) and records the VM in state "creating", under the placement lock;
+ * the caller must be allowed to create VMs on the host. 0 and its id and
+ * host, or the OpError. */
+int library_new_vm_record(Store *st, const OpCaller *c, const LibraryNewVm *n, int64_t *ret_id, StoreHost *ret_host,
+                          OpError *err);
+
+/* What a clone or import job makes on the host, so that a failure removes
+ * all of it (and the VM's row). */
+typedef struct {
+        void *inv;                 /* Inventory * */
+        JobCtx *ctx;
+        StoreVm vm;
+        StoreHost host;
+        InventoryLink *link;
+        HvConn *streams;           /* a connection of its own for uploads */
+        char *made[HV_MAX_DISKS];
+        size_t n_made;
+        bool defined;
+} LibraryBuild;
+/* Reads the job's VM and its host, connects and readies the host's pool.
+ * 0 or the job's failure. */
+int library_build_begin(LibraryBuild *b, Inventory *inv, JobCtx *ctx);
+/* The connection uploads go over (the link itself for test hosts). */
+HvConn *library_build_stream_conn(LibraryBuild *b);
+/* Records a volume made for disk target (a row of the VM, owned). */
+void library_build_made(LibraryBuild *b, const char *target, const char *path, uint64_t size);
+/* Defines the domain of spec, marks the VM stopped, starts it when asked. */
+int library_build_define(LibraryBuild *b, const HvDomainSpec *spec, bool start);
+/* After a failure r: removes the domain and volumes made, records an error
+ * event "<kind>-failed" and deletes the VM's row. Returns r (or -EIO). */
+int library_build_undo(LibraryBuild *b, const char *kind, int r);
+/* After success: releases the link and the bookkeeping. */
+void library_build_end(LibraryBuild *b);
+/* A clone or import interrupted by a restart: the VM is marked failed and
+ * a vm.delete removes what exists. */
+void library_build_abandon(Store *st, const StoreJob *job, void *userdata);
+
+/* Job registration of the three files. */
+void library_register_clone_jobs(Jobs *jobs, Inventory *inv);
+void library_register_export_jobs(Jobs *jobs, Inventory *inv);
+void library_register_import_jobs(Jobs *jobs, Inventory *inv);
+
+/* The export root (realpath) into out: 0, or -ENOENT when none is configured
+ * or it does not exist. */
+int library_export_root(char out[PATH_MAX]);

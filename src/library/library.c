@@ -1,7 +1,7 @@
 /* The library's pure helpers and local file work: paths confined to a share,
  * image format detection, SHA-256, cloud-init rendering, the seed ISO and
  * the quota arithmetic (see library.h). */
-#include "library.h"
+#include "library-priv.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -27,6 +27,10 @@ void library_configure(const LibraryConfig *cfg) {
                 /* Set once at start-up, kept for the process's life. */
                 free((char *) config.tmp_dir);
                 config.tmp_dir = xstrdup(cfg->tmp_dir);
+        }
+        if (cfg && cfg->export_root) {
+                free((char *) config.export_root);
+                config.export_root = xstrdup(cfg->export_root);
         }
 }
 const LibraryConfig *library_config(void) {
@@ -207,6 +211,22 @@ int library_image_detect(int fd, const char *name, uint64_t size, LibraryImageIn
         if (n >= 8 && memcmp(h, "vhdxfile", 8) == 0) {
                 snprintf(info.kind, sizeof info.kind, "disk");
                 snprintf(info.format, sizeof info.format, "vhdx");
+                *ret = info;
+                return 0;
+        }
+        /* VHD: a "conectix" footer in the last 512 bytes (a dynamic disk
+         * also copies it to the front); the guest size at 48, big-endian. */
+        unsigned char foot[512];
+        const unsigned char *f = NULL;
+        if (n >= 512 && memcmp(h, "conectix", 8) == 0)
+                f = h;
+        else if (size >= 1024 && pread_full(fd, foot, sizeof foot, (off_t) (size - 512)) == (ssize_t) sizeof foot &&
+                 memcmp(foot, "conectix", 8) == 0)
+                f = foot;
+        if (f) {
+                snprintf(info.kind, sizeof info.kind, "disk");
+                snprintf(info.format, sizeof info.format, "vhd");
+                info.virtual_size = be64(f + 48);
                 *ret = info;
                 return 0;
         }
@@ -398,7 +418,7 @@ int library_deploy_vm_name(const char *name, bool numbered, int64_t n, char out[
 
 /* Runs argv (argv[0] looked up in PATH) with stdout and stderr into log;
  * returns its exit status, or -ENOENT when it cannot be run. */
-static int spawn_wait(char *const argv[], const char *log) {
+int library_spawn_wait(char *const argv[], const char *log) {
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -453,7 +473,7 @@ int library_seed_iso_build(const char *meta, const char *user, const char *out_p
                 /* genisoimage starts three times faster than xorriso (it
                  * shows in deploying a hundred VMs at once). */
                 char *const *argv = in_path("genisoimage") ? geniso : xorriso;
-                int st = spawn_wait(argv, log);
+                int st = library_spawn_wait(argv, log);
                 if (st != 0) {
                         _cleanup_free_ char *text = NULL;
                         if (file_read_all(log, &text, NULL) < 0)
@@ -478,7 +498,7 @@ int library_seed_iso_build(const char *meta, const char *user, const char *out_p
 int library_image_convert(const char *src, const char *dst, char *why, size_t why_size) {
         _cleanup_free_ char *log = xasprintf("%s.log", dst);
         char *argv[] = { "qemu-img", "convert", "-q", "-O", "qcow2", (char *) src, (char *) dst, NULL };
-        int st = spawn_wait(argv, log);
+        int st = library_spawn_wait(argv, log);
         _cleanup_free_ char *text = NULL;
         if (st != 0 && file_read_all(log, &text, NULL) < 0)
                 text = xstrdup("");

@@ -29,6 +29,8 @@ typedef struct {
         uint64_t upload_max_bytes;   /* largest upload accepted (default 64 GiB) */
         const char *tmp_dir;         /* where seed ISOs are built: armadad gives <state-dir>/tmp,
                                       * emptied at start-up (default $TMPDIR, else /tmp) */
+        const char *export_root;     /* armadad --export-root: where VM exports may be written and
+                                      * imports read (besides library shares); NULL: none */
 } LibraryConfig;
 /* Sets the members given (upload_max_bytes > 0, tmp_dir not NULL, which is
  * copied); leaves the others as they are. */
@@ -63,13 +65,14 @@ int library_path_in_share(const char *root, const char *path, char **ret_rel);
 /* ---- formats ---- */
 typedef struct {
         char kind[8];             /* "disk", "iso", "script" */
-        char format[8];           /* "qcow2", "raw", "vmdk", "vhdx", "iso", "text" */
+        char format[8];           /* "qcow2", "raw", "vmdk", "vhd", "vhdx", "iso", "text" */
         uint64_t virtual_size;    /* disks: guest-visible bytes (0 unknown); ISOs: file size */
         char backing[1024];       /* qcow2: its backing file name, "" when none */
 } LibraryImageInfo;
 /* Detects what the open file is, by content first:
  *   "QFI\xfb" at 0 (version 2 or 3)    disk qcow2 (virtual size, backing)
  *   "KDMV" at 0                         disk vmdk;  "vhdxfile" at 0: disk vhdx
+ *   "conectix" at 0 or size-512         disk vhd (virtual size from the footer)
  *   "CD001" at 0x8001                   iso
  * then, for content without a signature, by name: ".img", ".raw" → disk raw
  * (a non-empty whole number of 512-byte sectors); ".sh", ".ps1", ".py",
@@ -280,3 +283,66 @@ int library_grant_delete(Store *st, const OpCaller *c, int64_t id, OpError *err)
 /* The caller's own view: {"user", "role", "grants" (with quota, actions as
  * a list), "vms" (the VMs it owns)}. */
 int library_self_service(Store *st, const OpCaller *c, json_t **ret, OpError *err);
+
+/* ---- clone, export and import (library-clone.c, library-export.c,
+ * library-import.c) ----
+ * Each operation checks its request and the caller's rights, records what
+ * it can record at once (a new VM's row, placed, in state "creating") and
+ * queues a job (vm.clone, vm.export, vm.import) that does the copying; a job
+ * that fails removes what it made (volumes, domain, row) and says why.
+ * Paths users give are allow-listed: an export goes under armadad's
+ * --export-root; an import comes from there or from a library share. Both
+ * are realpath()'d, so a symlink leading out is refused (400 naming
+ * "path"/"to"); no error quotes a file's content. */
+
+typedef struct {
+        int64_t vm_id;             /* the VM to clone (stopped) */
+        const char *name;          /* the new VM's name (required) */
+        bool linked;               /* a qcow2 overlay over the source's disks (same host) */
+        const char *host;          /* where the clone goes; NULL: the source's host when linked,
+                                    * else placement in the source's host group */
+        bool start;                /* start the clone once made */
+} LibraryCloneSpec;
+/* Clones a stopped VM: new UUID and MACs, each disk copied (or overlaid when
+ * linked; a full clone to another host streams the disks there). The
+ * caller must read the source and create VMs where the clone goes. ret:
+ * {"vm", "job"}. 409 naming "vm" when the source is not stopped, 409 naming
+ * "name" when taken, 400 naming "host" for a linked clone elsewhere, 4xx as
+ * placement refuses. */
+int library_vm_clone(Store *st, Jobs *jobs, const OpCaller *c, const LibraryCloneSpec *spec, json_t **ret, OpError *err);
+
+typedef struct {
+        int64_t vm_id;             /* the VM to export (stopped) */
+        const char *to;            /* a directory under the export root (required) */
+        const char *format;        /* "ova" (OVF 1.0 + streamOptimized VMDK + SHA-256 manifest)
+                                    * or "qcow2" (a directory of the domain XML and qcow2 disks) */
+} LibraryExportSpec;
+/* Queues vm.export, which writes TO/NAME.ova or the directory TO/NAME
+ * (staged under a hidden name and renamed into place: never half-written,
+ * never replacing anything). Administrators only (it writes on armadad's
+ * machine). ret: {"job", "path"}. 400 naming "to" (outside the export
+ * root, not a directory) or "format", 409 naming "vm" (not stopped) or "to"
+ * (the target exists). */
+int library_vm_export(Store *st, Jobs *jobs, const OpCaller *c, const LibraryExportSpec *spec, json_t **ret, OpError *err);
+
+typedef struct {
+        const char *path;          /* an .ova, .ovf, .vmx, a disk image (qcow2, raw, vmdk, vhd,
+                                    * vhdx) or a directory exported as qcow2 (required) */
+        const char *name;          /* the VM's name; NULL: the descriptor's (or the file's stem) */
+        const char *host, *group;  /* where to put it (at most one); NULL: placement in the root */
+        int64_t cpus, memory_mib;  /* override the descriptor's; 0: the descriptor's (images: 1 and 1024) */
+        const char *network;       /* a libvirt network for the VM's NIC; NULL: no NIC */
+        bool start;                /* start it once made */
+} LibraryImportSpec;
+/* Reads the descriptor now (OVF in an OVA's tar, VMX, a VMDK descriptor's
+ * extents, an exported domain XML): every file it names must be a plain
+ * name beside it (or a member of the OVA), of the size declared, and no
+ * disk may have a backing file; places and records the VM and queues
+ * vm.import, which converts each disk to qcow2 with qemu-img (a fixed
+ * argv, the source format given, backing files never opened), checks the
+ * OVA's manifest, uploads the disks to the host and defines the VM.
+ * Administrators only (it reads files on armadad's machine). ret: {"vm",
+ * "job", "source"} (source: what was read: kind, cpus, memory_mib, disks,
+ * nics). 400 naming "path" (outside the allowed roots, a malformed
+ * descriptor, a file outside, a size mismatch), 409 naming "name". */
+int library_vm_import(Store *st, Jobs *jobs, const OpCaller *c, const LibraryImportSpec *spec, json_t **ret, OpError *err);

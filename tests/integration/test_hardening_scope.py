@@ -157,6 +157,12 @@ class ReadOnlyWritesNothing(PopulatedCase):
                                ("/vms", {"name": "vm1", "host": "t1", "memory_mib": 64})],
             ("PATCH", "/vms/{id}"): [(f"/vms/{vm}", {"owner": "other"}), (f"/vms/{vm}", {"owner": None, "description": "ro"})],
             ("DELETE", "/vms/{id}"): [(f"/vms/{vm}", None)],
+            # issue 12: clone, export and import
+            ("POST", "/vms/{id}/clone"): [(f"/vms/{vm}/clone", {"name": "ro-clone"}),
+                                          (f"/vms/{vm}/clone", {"name": "ro-linked", "linked": True})],
+            ("POST", "/vms/{id}/export"): [(f"/vms/{vm}/export", {"to": tmp, "format": "ova"}),
+                                           (f"/vms/{vm}/export", {"to": tmp, "format": "qcow2"})],
+            ("POST", "/vms/import"): [("/vms/import", {"path": os.path.join(self.share, "linux", "base.qcow2"), "name": "ro-imp"})],
             ("POST", "/vms/{id}/actions/{action}"): [(f"/vms/{vm}/actions/{a}", {"timeout_s": 5} if a == "stop" else {})
                                                      for a in ("start", "stop", "kill", "pause", "resume")],
             ("POST", "/jobs/{id}/actions/cancel"): [(f"/jobs/{i['job']}/actions/cancel", {})],

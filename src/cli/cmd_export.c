@@ -1,0 +1,103 @@
+/* armada vm clone | export | import (issue 12): each sends one request and
+ * follows the job it starts (--wait). */
+#include "cli.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+const OptSpec VM_CLONE_OPTS[] = {
+        { "linked", 0, false, NULL, "a qcow2 overlay over the source's disks (stays on its host) instead of a full copy" },
+        { "host", 0, true, "H", "the host for the clone (default: the source's host when linked, else placement)" },
+        { "start", 0, false, NULL, "start the clone once made" },
+        { NULL, 0, false, NULL, NULL },
+};
+const OptSpec VM_EXPORT_OPTS[] = {
+        { "to", 0, true, "DIR", "a directory under armadad's --export-root (required)" },
+        { "format", 0, true, "ova|qcow2", "an OVA (OVF 1.0, streamOptimized VMDK, SHA-256 manifest; default) or a directory of"
+                                            " the domain XML and qcow2 disks" },
+        { NULL, 0, false, NULL, NULL },
+};
+const OptSpec VM_IMPORT_OPTS[] = {
+        { "name", 0, true, "N", "the VM's name (default: the descriptor's, or the file's stem)" },
+        { "host", 0, true, "H", "the host to put it on" },
+        { "group", 0, true, "PATH", "the host group to place it in" },
+        { "cpus", 0, true, "N", "vCPUs, instead of the descriptor's (images: 1)" },
+        { "memory", 0, true, "MIB", "memory, instead of the descriptor's (images: 1024)" },
+        { "network", 0, true, "NET", "a libvirt network for the VM's network card (default: none)" },
+        { "start", 0, false, NULL, "start it once imported" },
+        { NULL, 0, false, NULL, NULL },
+};
+
+static int set_int(json_t *body, const char *key, const char *opt, const char *v) {
+        int64_t n;
+        if (parse_i64(v, &n) < 0 || n <= 0)
+                return fail("--%s must be a positive whole number, not '%s'", opt, v);
+        json_object_set_new(body, key, json_integer(n));
+        return 0;
+}
+
+int cmd_vm_clone(Ctx *c, const Command *cmd, const Args *a) {
+        int64_t id;
+        int r = resolve(c, "vms", "name", a->pos[0], "VM", &id, NULL);
+        if (r)
+                return r;
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:b, s:b}", "name", a->pos[1], "linked", args_has(a, "linked"), "start",
+                                                args_has(a, "start"));
+        if (!body)
+                return fail("arguments must be valid UTF-8");
+        const char *v = args_get(a, "host");
+        if (v)
+                json_object_set_new(body, "host", json_string(v));
+        _cleanup_free_ char *path = xasprintf("/vms/%" PRId64 "/clone", id);
+        _cleanup_json_ json_t *reply = NULL;
+        if ((r = api_call(c, "POST", path, body, &reply)))
+                return r;
+        return job_started(c, reply);
+}
+
+int cmd_vm_export(Ctx *c, const Command *cmd, const Args *a) {
+        const char *to = args_get(a, "to"), *format = args_get(a, "format");
+        if (!to)
+                return fail("--to DIR is required");
+        int64_t id;
+        int r = resolve(c, "vms", "name", a->pos[0], "VM", &id, NULL);
+        if (r)
+                return r;
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:s}", "to", to, "format", format ? format : "ova");
+        if (!body)
+                return fail("arguments must be valid UTF-8");
+        _cleanup_free_ char *path = xasprintf("/vms/%" PRId64 "/export", id);
+        _cleanup_json_ json_t *reply = NULL;
+        if ((r = api_call(c, "POST", path, body, &reply)))
+                return r;
+        if (c->output == OUTPUT_TABLE && !c->wait)
+                outf("exporting to %s", json_string_value(json_object_get(reply, "path")));
+        return job_started(c, reply);
+}
+
+int cmd_vm_import(Ctx *c, const Command *cmd, const Args *a) {
+        if (args_get(a, "host") && args_get(a, "group"))
+                return fail("give --host or --group, not both");
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:b}", "path", a->pos[0], "start", args_has(a, "start"));
+        if (!body)
+                return fail("arguments must be valid UTF-8");
+        static const char *const strs[][2] = { { "name", "name" }, { "host", "host" }, { "group", "group" }, { "network", "network" } };
+        for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+                const char *v = args_get(a, strs[i][0]);
+                if (v)
+                        json_object_set_new(body, strs[i][1], json_string(v));
+        }
+        const char *v;
+        int r;
+        if ((v = args_get(a, "cpus")) && (r = set_int(body, "cpus", "cpus", v)))
+                return r;
+        if ((v = args_get(a, "memory")) && (r = set_int(body, "memory_mib", "memory", v)))
+                return r;
+        _cleanup_json_ json_t *reply = NULL;
+        if ((r = api_call(c, "POST", "/vms/import", body, &reply)))
+                return r;
+        if (c->output == OUTPUT_TABLE && !c->wait)
+                outf("importing VM '%s'", json_string_value(json_object_get(json_object_get(reply, "vm"), "name")));
+        return job_started(c, reply);
+}

@@ -1,0 +1,211 @@
+/* library_vm_clone() and the vm.clone job: a stopped VM copied into a new
+ * one with a new UUID and new MACs, as named phases:
+ *
+ *   check     the source (readable by the caller, Armada's own, stopped),
+ *             the new name; a linked clone stays on the source's host
+ *   record    the new VM placed (the named host, the source's host for a
+ *             linked clone, else placement in the source's host group) and
+ *             recorded in state "creating"
+ *   job       the source re-checked shut off; each disk overlaid (linked),
+ *             copied on the host (same host) or downloaded from the source
+ *             host and uploaded to the target (another host); the domain
+ *             defined from the source's CPUs, memory and network (libvirt
+ *             gives the NIC a new MAC); a failure removes all of it.
+ *
+ * A running VM is refused (409 naming "vm"): cloning through a snapshot
+ * would need a disk-only external snapshot that src/protect does not make. */
+#include "library-priv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hv/hv-backup.h"
+#include "hv/hv-export.h"
+#include "hv/hv-volume.h"
+
+int library_vm_clone(Store *st, Jobs *jobs, const OpCaller *c, const LibraryCloneSpec *spec, json_t **ret, OpError *err) {
+        _cleanup_json_ json_t *v = NULL;
+        int e = store_vm_get_json(st, spec->vm_id, &v);
+        if (e < 0 && e != -ENOENT)
+                return op_fail_store(err, e, "the VM");
+        if (e < 0 || !op_allowed(st, c, ACT_READ, OBJ_VM, jget_int(v, "owner_id"), jget_int(v, "group_id")))
+                return op_fail(err, 404, "not_found", NULL, "VM %lld does not exist.", (long long) spec->vm_id);
+        if (!op_allowed_some(c, ACT_CREATE, OBJ_VM))
+                return op_deny(st, c, err, "clone", "VM", spec->vm_id, jget_str(v, "name"));
+        if ((e = inventory_vm_refuse_foreign(v, err)) < 0)
+                return e;
+        StoreVm src;
+        if ((e = store_vm_get(st, spec->vm_id, &src)) < 0)
+                return op_fail_store(err, e, "the VM");
+        if (!streq(src.state, "stopped"))
+                return op_fail(err, 409, "conflict", "vm", "VM '%s' is %s; stop it before cloning it (a running VM cannot be cloned).",
+                               src.name, src.state);
+        StoreHost sh;
+        if ((e = store_host_get(st, src.host_id, &sh)) < 0)
+                return op_fail_store(err, e, "the VM's host");
+        if (spec->linked && spec->host && !streq(spec->host, sh.name))
+                return op_fail(err, 400, "invalid_argument", "host", "A linked clone stays on the host of VM '%s' ('%s'); give no"
+                               " 'host' or make a full clone.", src.name, sh.name);
+        StoreDisk *disks = NULL;
+        int n = store_vm_disks(st, src.id, &disks);
+        uint64_t bytes = 0;
+        for (int i = 0; i < n; i++) bytes += disks[i].size_bytes;
+        free(disks);
+        _cleanup_free_ char *descr = xasprintf("%s clone of %s", spec->linked ? "linked" : "full", src.name);
+        LibraryNewVm nv = { .name = spec->name, .cpus = src.cpus, .memory_mib = src.memory_mib,
+                            .disk_bytes = spec->linked ? 0 : bytes, .host = spec->host,
+                            .host_id = spec->host ? 0 : spec->linked ? sh.id : 0, .group_id = sh.group_id,
+                            .origin = "created", .description = descr };
+        int64_t id;
+        StoreHost h;
+        if ((e = library_new_vm_record(st, c, &nv, &id, &h, err)) < 0)
+                return e;
+        json_t *p = json_pack("{s:I, s:b, s:b}", "source_id", (json_int_t) src.id, "linked", spec->linked, "start", spec->start);
+        int64_t job;
+        e = jobs_submit(jobs, "vm.clone", "vm", id, spec->name, c->user_id, p, &job);
+        json_decref(p);
+        if (e < 0) {
+                (void) store_vm_delete(st, id);
+                return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
+        }
+        _cleanup_free_ char *detail = xasprintf("%s clone of %s on %s", spec->linked ? "linked" : "full", src.name, h.name);
+        op_audit(st, c, "vm.clone", "vm", id, spec->name, detail, "accepted");
+        json_t *vm = NULL;
+        (void) store_vm_get_json(st, id, &vm);
+        *ret = json_pack("{s:o, s:o}", "vm", vm ?: json_null(), "job", library_job_json(st, job));
+        return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the job */
+
+typedef struct {
+        LibraryBuild b;
+        StoreVm src;
+        StoreHost src_host;
+        InventoryLink *src_link;     /* the source's host (b.link when the same) */
+        bool same_host;
+        char *xml;
+        HvDomainInfo info;
+        HvNic nics[HV_MAX_NICS];
+        size_t n_nics;
+} Clone;
+
+static int clone_prepare(Clone *k) {
+        JobCtx *ctx = k->b.ctx;
+        char why[512];
+        int64_t sid = jget_int(ctx->params, "source_id");
+        if (store_vm_get(ctx->st, sid, &k->src) < 0 || store_host_get(ctx->st, k->src.host_id, &k->src_host) < 0)
+                return job_fail(ctx, -ENOENT, "The VM to clone or its host no longer exists.");
+        k->same_host = k->src_host.id == k->b.host.id;
+        if (k->same_host)
+                k->src_link = NULL;
+        else if (inventory_link_acquire(k->b.inv, &k->src_host, &k->src_link, why, sizeof why) < 0) {
+                k->src_link = NULL;
+                return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' of VM '%s': %s", k->src_host.name, k->src.name, why);
+        }
+        HvConn *sc = inventory_link_conn(k->same_host ? k->b.link : k->src_link);
+        HvState state = HV_STATE_NOSTATE;
+        if (hv_domain_state(sc, k->src.uuid, &state) < 0 || state != HV_STATE_SHUTOFF)
+                return job_fail(ctx, -EBUSY, "VM '%s' must be shut off to be cloned; it is %s.", k->src.name, hv_state_name(state));
+        if (hv_domain_xml_public(sc, k->src.uuid, &k->xml) < 0 || hv_domain_xml_parse(k->xml, &k->info) < 0 ||
+            hv_domain_nics(k->xml, k->nics, &k->n_nics) < 0)
+                return job_fail(ctx, -EIO, "Cannot read the definition of VM '%s': %s", k->src.name, hv_last_error());
+        return 0;
+}
+
+/* One disk of the source into a volume of the clone. */
+static int clone_disk(Clone *k, const HvDisk *d, bool linked, HvDomainSpec *spec) {
+        LibraryBuild *b = &k->b;
+        JobCtx *ctx = b->ctx;
+        HvConn *tc = inventory_link_conn(b->link), *sc = inventory_link_conn(k->same_host ? b->link : k->src_link);
+        bool test = streq(b->host.domain_type, "test");
+        const char *fmt = d->format[0] ? d->format : "raw";
+        _cleanup_free_ char *vol = xasprintf("%s-%.8s-%s.qcow2", b->vm.name, b->vm.uuid, d->target);
+        _cleanup_free_ char *path = NULL;
+        uint64_t capacity = 0;
+        if (hv_volume_capacity(sc, d->path, &capacity) < 0)
+                return job_fail(ctx, -EIO, "Cannot read the size of disk %s of VM '%s': %s", d->target, k->src.name, hv_last_error());
+        const char *how;
+        int r;
+        if (linked) {
+                how = "overlay";
+                r = hv_volume_create_overlay(tc, b->host.pool, vol, d->path, fmt, capacity, &path);
+                fmt = "qcow2";
+        } else if ((r = inventory_slot_take(b->inv, &b->host, INVENTORY_SLOT_DISK, NULL, false, ctx)) < 0)
+                return r;
+        else {
+                if (k->same_host || test) {
+                        how = "copy on the host";
+                        r = test && !k->same_host ? hv_volume_create(tc, b->host.pool, vol, "qcow2", capacity, &path)
+                                                  : hv_volume_clone(tc, b->host.pool, vol, d->path, fmt, &path);
+                        if (test && !k->same_host)
+                                fmt = "qcow2";
+                } else {
+                        how = "copy streamed between hosts";
+                        _cleanup_free_ char *tmp = xasprintf("%s/armada-clone-%.8s-%s", library_tmp_dir(), b->vm.uuid, d->target);
+                        r = hv_volume_download(sc, d->path, tmp);
+                        HvConn *up = r == 0 ? library_build_stream_conn(b) : NULL;
+                        if (r == 0)
+                                r = up ? hv_volume_upload(up, b->host.pool, vol, tmp, true, &path) : -EHOSTUNREACH;
+                        unlink(tmp);
+                }
+                inventory_slot_give(b->inv, b->host.id, INVENTORY_SLOT_DISK);
+        }
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot make disk %s of VM '%s' (%s of '%s'): %s", d->target, b->vm.name, how, d->path,
+                                hv_last_error());
+        library_build_made(b, d->target, path, capacity);
+        HvDisk *hd = &spec->disks[spec->n_disks++];
+        *hd = (HvDisk) { .capacity_bytes = capacity };
+        snprintf(hd->format, sizeof hd->format, "%s", fmt);
+        snprintf(hd->target, sizeof hd->target, "%s", d->target);
+        snprintf(hd->path, sizeof hd->path, "%s", path);
+        job_progress(ctx, 20 + (int) (60 * spec->n_disks / HV_MAX_DISKS), "disk %s: %s", d->target, how);
+        return 0;
+}
+
+static int job_vm_clone(JobCtx *ctx, void *userdata) {
+        Clone k = { 0 };
+        bool linked = json_is_true(json_object_get(ctx->params, "linked"));
+        int r = library_build_begin(&k.b, userdata, ctx);
+        if (r == 0)
+                r = clone_prepare(&k);
+        char vnc_listen[16], vnc_password[9];
+        inventory_vnc_for_host(&k.b.host, vnc_listen, vnc_password);
+        const char *net = NULL;
+        for (size_t i = 0; i < k.n_nics && !net; i++)
+                if (streq(k.nics[i].type, "network") && k.nics[i].source[0])
+                        net = k.nics[i].source;
+        HvDomainSpec spec = { .name = k.b.vm.name, .uuid = k.b.vm.uuid, .domain_type = inventory_domain_type(&k.b.host, "auto"),
+                              .vcpus = k.src.cpus ? k.src.cpus : 1, .memory_mib = k.src.memory_mib, .description = k.b.vm.description,
+                              .network = net, .vnc = true, .vnc_listen = vnc_listen,
+                              .vnc_password = vnc_password[0] ? vnc_password : NULL,
+                              .installation_id = inventory_installation_id(k.b.inv), .vm_id = k.b.vm.id };
+        for (size_t i = 0; r == 0 && i < k.info.n_disks; i++)
+                if (!k.info.disks[i].cdrom && k.info.disks[i].path[0] && spec.n_disks < HV_MAX_DISKS)
+                        r = clone_disk(&k, &k.info.disks[i], linked, &spec);
+        if (r == 0 && job_cancel_requested(ctx)) {
+                snprintf(ctx->error, sizeof ctx->error, "Cancelled; nothing of VM '%s' was left behind.", k.b.vm.name);
+                r = -ECANCELED;
+        }
+        if (r == 0)
+                r = library_build_define(&k.b, &spec, json_is_true(json_object_get(ctx->params, "start")));
+        k.src_link = inventory_link_unref(k.src_link);
+        free(k.xml);
+        if (r < 0)
+                return library_build_undo(&k.b, "vm.clone", r);
+        _cleanup_free_ char *msg = xasprintf("VM '%s' was cloned from VM '%s' (%s) onto host '%s'.", k.b.vm.name, k.src.name,
+                                             linked ? "linked" : "full copy", k.b.host.name);
+        (void) store_event_add(ctx->st, "info", "vm.cloned", "vm", k.b.vm.id, k.b.vm.name, k.b.vm.owner_id, msg);
+        ctx->result = json_pack("{s:I, s:s, s:s, s:b, s:I}", "vm_id", (json_int_t) k.b.vm.id, "host", k.b.host.name, "source",
+                                k.src.name, "linked", linked, "disks", (json_int_t) spec.n_disks);
+        library_build_end(&k.b);
+        return 0;
+}
+
+void library_register_clone_jobs(Jobs *jobs, Inventory *inv) {
+        jobs_register(jobs, "vm.clone", job_vm_clone, library_build_abandon, inv, false);
+}
