@@ -15,6 +15,7 @@ test bed: four hosts in one cluster (3+1), armadad watching them.
   cannot move keep the host in service unless forced (then they are saved).
 """
 import os
+import re
 import sys
 import time
 import unittest
@@ -158,6 +159,15 @@ class TestHa(unittest.TestCase):
             self.assertLess(secs, FAILOVER_BOUND_S, f"ha-{p} ran again only after {secs:.1f} s")
             # Exactly once, on the survivor Armada says.
             self.assertEqual(ab.running_on(f"ha-{p}"), [host])
+        # The restarts of one failover run at once, not one after another:
+        # armadad counts the starts in flight together (a start of a QEMU
+        # takes a fraction of a second even under KVM, so parallel starts
+        # issued together overlap; serialised ones never exceed one).
+        summary = re.compile(r"failover of host 'h1': (\d+) of (\d+) HA VMs run again, \d+ ms after it stopped answering"
+                             r" \(at most (\d+) starts at once\)")
+        m = wait_until(lambda: summary.search(ab.d.log_text()), 30, interval=0.1, what="armadad's failover summary for h1")
+        self.assertEqual((int(m.group(1)), int(m.group(2))), (len(ha), len(ha)))
+        self.assertGreater(int(m.group(3)), 1, "the restarts of h1's HA VMs ran one after another")
         self.assertEqual(ab.running_on("plain1"), [])
         self.assertEqual(ab.d.vm(plain["id"])["state"], "stopped")
         self.assertEqual(ab.running_on("ha-idle"), [])
