@@ -101,3 +101,34 @@ int protect_backup_prune_vm(Store *st, ChunkStore *s, const char *ds_name, const
                             size_t why_size);
 /* One round of the scheduler (for tests). */
 void protect_scheduler_round(ProtectScheduler *s);
+
+/* --- Restore: a qcow2 image as one forward stream (protect-qcow2.c) --- */
+
+#define QCOW2_CLUSTER (64u << 10)
+/* Where the image goes, in order: data (bytes), then hole (bytes that read
+ * as zeros and need not be stored). Each returns 0 or negative, which the
+ * writer passes on. */
+typedef struct Qcow2Sink {
+        int (*data)(void *userdata, const void *buf, size_t len);
+        int (*hole)(void *userdata, uint64_t len);
+        void *userdata;
+} Qcow2Sink;
+typedef struct Qcow2Writer Qcow2Writer;
+/* The clusters bytes take, rounded up. */
+uint64_t qcow2_clusters(uint64_t bytes);
+/* A writer of a qcow2 image of size bytes (a multiple of 512), holding at
+ * most data_max clusters of data (an upper bound: the clusters of the
+ * chunks that are not all zeros); its file is qcow2_writer_file_size()
+ * bytes long, fixed now (the stream may end with a hole: its target must
+ * already be that long, or be truncated to it). 0, or -EINVAL/-ENOMEM. */
+int qcow2_writer_new(uint64_t size, uint64_t data_max, const Qcow2Sink *sink, Qcow2Writer **ret);
+Qcow2Writer *qcow2_writer_free(Qcow2Writer *w);
+uint64_t qcow2_writer_file_size(const Qcow2Writer *w);
+/* The header: first. */
+int qcow2_writer_begin(Qcow2Writer *w);
+/* The guest bytes at offset (a cluster boundary, past every earlier call;
+ * len whole clusters unless it ends the disk); all-zero clusters are left
+ * unallocated. -ENOSPC beyond data_max clusters, -EINVAL out of order. */
+int qcow2_writer_data(Qcow2Writer *w, uint64_t offset, const void *data, size_t len);
+/* The metadata: last. After it the image is complete. */
+int qcow2_writer_finish(Qcow2Writer *w);
