@@ -99,6 +99,10 @@ int protect_backup_index_sync_vm(Store *st, const char *ds_name, ChunkStore *s, 
  * negative with a sentence in why. */
 int protect_backup_prune_vm(Store *st, ChunkStore *s, const char *ds_name, const char *vm_uuid, const json_t *keep, char *why,
                             size_t why_size);
+/* When the point after one taken at taken_ms is due under a policy of
+ * every_ms (> 0): the first of the policy's slots (multiples of every_ms
+ * since the epoch) at least half an interval after taken_ms. */
+int64_t protect_policy_due_ms(int64_t taken_ms, int64_t every_ms);
 /* One round of the scheduler (for tests). */
 void protect_scheduler_round(ProtectScheduler *s);
 

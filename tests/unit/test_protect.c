@@ -357,6 +357,18 @@ static void test_point_roundtrip_and_base(void **state) {
         chunkstore_free(s);
 }
 
+/* The scheduler's slots: a point late by seconds keeps the next slot (no
+ * drift), the first point taken just before a slot skips it. */
+static void test_policy_due(void **state) {
+        const int64_t m = 60000, slot = (int64_t) 1764576000 * 1000; /* a multiple of a minute */
+        assert_int_equal(protect_policy_due_ms(slot, m), slot + m);
+        assert_int_equal(protect_policy_due_ms(slot + 4000, m), slot + m);        /* 4 s late: no drift */
+        assert_int_equal(protect_policy_due_ms(slot + 29000, m), slot + m);
+        assert_int_equal(protect_policy_due_ms(slot + 31000, m), slot + 2 * m);   /* just before a slot: the one after */
+        assert_int_equal(protect_policy_due_ms(slot + 59000, m), slot + 2 * m);
+        assert_int_equal(protect_policy_due_ms(slot + 10, 15 * m), slot - slot % (15 * m) + 15 * m);
+}
+
 /* ---- the qcow2 stream of a restore (protect-qcow2.c) ---- */
 
 typedef struct {
@@ -1133,6 +1145,7 @@ int main(void) {
                 cmocka_unit_test(test_path_check),
                 cmocka_unit_test(test_nbd_copy),
                 cmocka_unit_test(test_qcow2_writer),
+                cmocka_unit_test(test_policy_due),
                 cmocka_unit_test(test_point_time),
                 cmocka_unit_test(test_snapshot_names),
                 cmocka_unit_test(test_snapshot_default_name),
