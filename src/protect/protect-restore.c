@@ -46,6 +46,7 @@ typedef struct Restore {
         char ds_name[128];
         const char *point_id;
         const char *src_uuid;
+        const char *disk;        /* only this disk of the point; NULL: all */
         char *made[HV_BACKUP_MAX_DISKS];
         const char *targets[HV_BACKUP_MAX_DISKS];
         size_t n_made;
@@ -63,6 +64,7 @@ static int restore_prepare(Restore *x) {
         x->point_id = json_string_value(json_object_get(ctx->params, "point_id"));
         x->src_uuid = json_string_value(json_object_get(ctx->params, "source_uuid"));
         x->in_place = json_is_true(json_object_get(ctx->params, "in_place"));
+        x->disk = json_string_value(json_object_get(ctx->params, "disk"));
         const char *ds = json_string_value(json_object_get(ctx->params, "datastore"));
         int r = store_vm_get(ctx->st, ctx->job->target_id, &x->vm);
         if (r < 0)
@@ -308,8 +310,8 @@ static int restore_define(Restore *x) {
         const char *xml = json_string_value(point_meta(x->point, "domain_xml"));
         _cleanup_free_ char *cur = NULL;
         if (x->in_place) {
-                /* The VM keeps its own definition (name, UUID, MACs); only
-                 * its disks change. */
+                /* The VM keeps its own definition (name, UUID, MACs, the
+                 * disks not restored); only the restored disks change. */
                 int r = hv_domain_xml_public(c, x->vm.uuid, &cur);
                 if (r < 0)
                         return job_fail(ctx, r, "Cannot read the definition of VM '%s': %s", x->vm.name, hv_last_error());
@@ -318,7 +320,8 @@ static int restore_define(Restore *x) {
         if (!xml)
                 return job_fail(ctx, -EBADMSG, "Point %s carries no domain definition.", x->point_id);
         _cleanup_free_ char *out = NULL;
-        int r = hv_restore_xml(xml, x->vm.name, x->vm.uuid, x->targets, (const char *const *) x->made, x->n_made, &out);
+        int r = x->in_place ? hv_restore_disks_xml(xml, x->targets, (const char *const *) x->made, x->n_made, &out)
+                            : hv_restore_xml(xml, x->vm.name, x->vm.uuid, x->targets, (const char *const *) x->made, x->n_made, &out);
         if (r < 0)
                 return job_fail(ctx, r, "Cannot rewrite the definition of point %s: %s.", x->point_id, hv_last_error());
         inventory_link_lock_ops(x->link);
@@ -402,7 +405,10 @@ static int job_vm_restore(JobCtx *ctx, void *userdata) {
         Restore x = { .ctx = ctx, .inv = userdata };
         int r = restore_prepare(&x);
         for (unsigned k = 0; r >= 0 && k < point_disk_count(x.point); k++)
-                r = restore_disk(&x, k);
+                if (!x.disk || streq(x.disk, point_disk_target(x.point, k)))
+                        r = restore_disk(&x, k);
+        if (r >= 0 && x.n_made == 0)
+                r = job_fail(ctx, -ENOENT, "Point %s has no disk '%s'.", x.point_id, x.disk ? x.disk : "");
         if (r >= 0 && job_cancel_requested(ctx))
                 r = job_fail(ctx, -ECANCELED, "Cancelled; nothing of the restore was left behind.");
         if (r >= 0)
@@ -481,6 +487,34 @@ static int find_point(Store *st, const OpCaller *c, const ProtectRestoreSpec *sp
                 return op_fail(err, 422, "invalid_argument", "datastore", "Point '%s' of VM '%.200s' is in several datastores: "
                                "name one.", spec->point, spec->vm);
         *ret = json_incref(hit);
+        return 0;
+}
+
+/* Whether point pt (its index row) holds disk target: 0, or 422 naming
+ * field "disk" and the disks it has. */
+static int point_has_disk(Store *st, const json_t *pt, const char *target, OpError *err) {
+        char ds_name[128];
+        _cleanup_free_ char *path = NULL;
+        ChunkStore *s = NULL;
+        Point *p = NULL;
+        if (protect_datastore_path(st, jget_str(pt, "datastore"), ds_name, sizeof ds_name, &path) < 0 ||
+            chunkstore_open(path, false, &s) < 0 || point_open(s, jget_str(pt, "vm_uuid"), jget_str(pt, "point_id"), &p) < 0) {
+                chunkstore_free(s);
+                return op_fail(err, 409, "conflict", "point", "Point '%s' cannot be read from datastore '%s'.",
+                               jget_str(pt, "point_id"), jget_str(pt, "datastore"));
+        }
+        char have[256] = "";
+        bool found = false;
+        for (unsigned k = 0; k < point_disk_count(p); k++) {
+                found |= streq(point_disk_target(p, k), target);
+                size_t l = strlen(have);
+                snprintf(have + l, sizeof have - l, "%s'%s'", l ? ", " : "", point_disk_target(p, k));
+        }
+        point_free(p);
+        chunkstore_free(s);
+        if (!found)
+                return op_fail(err, 422, "invalid_argument", "disk", "Point '%s' has no disk '%.32s'; it has %s.",
+                               jget_str(pt, "point_id"), target, have);
         return 0;
 }
 
@@ -577,6 +611,8 @@ int protect_backup_restore(Store *st, Jobs *jobs, const OpCaller *c, const Prote
         int64_t group = src ? jget_int(src, "group_id") : jget_int(pt, "group_id");
         if (!op_allowed(st, c, ACT_OPERATE, OBJ_VM, owner, group))
                 return op_deny(st, c, err, "restore", "VM", vm_id, spec->vm);
+        if (spec->disk && (r = point_has_disk(st, pt, spec->disk, err)) < 0)
+                return r;
         StoreVm vm = { 0 };
         int64_t target = vm_id;
         if (spec->in_place) {
@@ -606,17 +642,18 @@ int protect_backup_restore(Store *st, Jobs *jobs, const OpCaller *c, const Prote
                 }
         }
         const char *name = spec->in_place ? jget_str(src, "name") : vm.name;
-        _cleanup_json_ json_t *params = json_pack("{s:s, s:s, s:s, s:b}", "datastore", jget_str(pt, "datastore"), "source_uuid",
-                                                  jget_str(pt, "vm_uuid"), "point_id", jget_str(pt, "point_id"), "in_place",
-                                                  spec->in_place);
+        _cleanup_json_ json_t *params = json_pack("{s:s, s:s, s:s, s:b, s:s?}", "datastore", jget_str(pt, "datastore"),
+                                                  "source_uuid", jget_str(pt, "vm_uuid"), "point_id", jget_str(pt, "point_id"),
+                                                  "in_place", spec->in_place, "disk", spec->disk);
         int64_t job;
         if (jobs_submit(jobs, "vm.restore", "vm", target, name, c->user_id, params, &job) < 0) {
                 if (!spec->in_place)
                         (void) store_vm_delete(st, target);
                 return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
         }
-        _cleanup_free_ char *detail = xasprintf("point %s of '%s' from datastore '%s'%s", jget_str(pt, "point_id"),
-                                                jget_str(pt, "vm_name"), jget_str(pt, "datastore"), spec->in_place ? ", in place" : "");
+        _cleanup_free_ char *detail = xasprintf("point %s of '%s' from datastore '%s'%s%s%s", jget_str(pt, "point_id"),
+                                                jget_str(pt, "vm_name"), jget_str(pt, "datastore"), spec->in_place ? ", in place" : "",
+                                                spec->disk ? ", disk " : "", spec->disk ? spec->disk : "");
         op_audit(st, c, "vm.restore", "vm", target, name, detail, "accepted");
         json_t *v = NULL;
         (void) store_vm_get_json(st, target, &v);

@@ -19,7 +19,9 @@ storage, the datastore a directory of armadad's machine):
 - a restore (streamed straight into its qcow2 volume on the host) that
   meets a corrupt chunk half-way fails naming the disk and chunk and leaves
   no volume, domain or VM row; repaired, the same restore is exact;
-- a policy's points start on its slots (multiples of the interval).
+- a policy's points start on its slots (multiples of the interval);
+- one disk of a two-disk VM restored in place: that disk back to the
+  point, the other as it was; a disk the point lacks is 422.
 """
 import calendar
 import hashlib
@@ -268,6 +270,63 @@ class TestBackupKvm(unittest.TestCase):
         put(good)
         res = self.restore("bk7", p["point_id"], "bk7-r", host="h2")
         self.assertEqual(self.disk_sha("h2", res["disks"][0]["path"]), image(w))
+
+    def test_restore_one_disk_in_place(self):
+        """A VM with two disks: restoring only vdb in place brings vdb back to
+        the point and leaves vda (written after the point) as it is; a disk
+        the point lacks is 422 naming 'disk'."""
+        from guest import disk_guest_xml
+        ab, d = self.ab, self.ab.d
+        w1 = [(0x91, 0, 4)]
+        vda = os.path.join(ab.shared, "bk9.qcow2")
+        vdb = os.path.join(ab.shared, "bk9-b.qcow2")
+        os.makedirs(ab.shared, exist_ok=True)
+        for p in (vda, vdb):
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", p, f"{DISK_MIB}M"], check=True)
+            self.addCleanup(lambda p=p: os.path.exists(p) and os.unlink(p))
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x92 8M 4M", vdb], check=True, capture_output=True)
+        log = os.path.join(ab.bed.shared_dir, "bk9.log")
+        xml = disk_guest_xml("bk9", self.kernel, self.initrd, vda, w1, console_log=log)
+        xml = xml.replace("    <interface", f"""    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{vdb}'/>
+      <target dev='vdb' bus='virtio'/>
+    </disk>
+    <interface""", 1)
+        vm = ab.define_raw("h1", "bk9", xml)
+        self.addCleanup(self.undefine, "bk9")
+        def written():
+            if not os.path.exists(log):
+                return False
+            with open(log, errors="replace") as f:
+                return "armada-guest: disk written" in f.read()
+        wait_until(written, 120, interval=0.5, what="guest bk9 to write its data")
+        p1 = self.backup(vm["id"])
+        # After the point: both disks change.
+        self.qemu_write("h1", "bk9", 0x93, 20, 4)
+        out = ab.bed.virsh("h1", "qemu-monitor-command", "bk9", "--hmp",
+                           'qemu-io -d /machine/peripheral/virtio-disk1/virtio-backend "write -P 0x94 8M 4M"')
+        self.assertNotIn("rror", out)
+        self.stop(vm, "bk9")
+        st, b = d.request("POST", "/api/v1/backups/restore",
+                          {"vm": "bk9", "point": p1["point_id"], "in_place": True, "disk": "vdz"})
+        self.assertEqual(st, 422, b)
+        self.assertEqual(b["error"]["field"], "disk", b)
+        self.assertIn("'vda', 'vdb'", b["error"]["message"])
+        r = d.ok("POST", "/api/v1/backups/restore", {"vm": "bk9", "point": p1["point_id"], "in_place": True, "disk": "vdb"})
+        j = d.wait_job(r["job"]["id"], timeout=300)
+        self.assertEqual(j["state"], "succeeded", j)
+        self.assertEqual([x["target"] for x in j["result"]["disks"]], ["vdb"])
+        new_b = j["result"]["disks"][0]["path"]
+        dom = ab.bed.virsh("h1", "dumpxml", "bk9")
+        self.assertIn(new_b, dom)
+        self.assertIn(vda, dom)       # vda untouched: the same file
+        self.assertEqual(self.disk_sha("h1", new_b), image([(0x92, 8, 4)]))
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = os.path.join(tmp, "a.raw")
+            subprocess.run(["qemu-img", "convert", "-O", "raw", vda, raw], check=True)
+            with open(raw, "rb") as f:
+                self.assertEqual(hashlib.sha256(f.read()).hexdigest(), image(w1 + [(0x93, 20, 4)]))
 
     def test_kill_mid_backup_leaves_no_point(self):
         ab, d = self.ab, self.ab.d
