@@ -2,7 +2,7 @@
  * up every N, keep by PBS's rules) and the scheduler thread that applies
  * them. Each round it queues a vm.backup for every running or stopped VM a policy
  * covers whose next point is due (and that has none queued or running, nor
- * one tried in this slot), carrying the policy's keep rules: the backup prunes
+ * one queued since it came due or within the last interval), carrying the policy's keep rules: the backup prunes
  * the VM's points by them once its own point is committed. A VM with no
  * point newer than twice its interval has the "backup-overdue" alert open
  * (through the hook armadad points at the monitor) until one is made.
@@ -283,12 +283,11 @@ void protect_scheduler_round(ProtectScheduler *s) {
                                 next_due = due;
                         continue;
                 }
-                /* One try per slot: a backup queued in this slot (or since
-                 * the point came due) that failed is not retried before the
-                 * next slot. */
-                int64_t slot = now / every_ms * every_ms;
+                /* A backup queued since the point came due is this slot's;
+                 * one that failed is not retried within an interval (nor
+                 * every round). */
                 bool pending = false;
-                if (store_backup_job_pending(s->st, vm_id, due > slot ? due : slot, &pending) < 0 || pending)
+                if (store_backup_job_pending(s->st, vm_id, due > now - every_ms ? due : now - every_ms, &pending) < 0 || pending)
                         continue;
                 json_t *keep = json_array();
                 for (int k = 0; k < 6; k++)
