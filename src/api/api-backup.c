@@ -31,12 +31,12 @@ static void h_backups_list(Req *r) {
 }
 
 static void h_backups_restore(Req *r) {
-        static const char *const fields[] = { "vm", "point", "datastore", "as", "in_place", "host", NULL };
+        static const char *const fields[] = { "vm", "point", "datastore", "as", "in_place", "host", "disk", NULL };
         ProtectRestoreSpec spec = {0};
         if (!req_body_fields(r, fields) || !body_string(r, "vm", true, 200, &spec.vm) ||
             !body_string(r, "point", true, 32, &spec.point) || !body_name(r, "datastore", false, &spec.datastore) ||
             !body_name(r, "as", false, &spec.as_name) || !body_bool(r, "in_place", &spec.in_place) ||
-            !body_name(r, "host", false, &spec.host))
+            !body_name(r, "host", false, &spec.host) || !body_name(r, "disk", false, &spec.disk))
                 return;
         if (!spec.as_name == !spec.in_place)
                 return reply_error(r, 400, "invalid_argument", "as", "Give either 'as' (the name of a new VM) or 'in_place': true.");

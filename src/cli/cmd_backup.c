@@ -335,6 +335,7 @@ const OptSpec BACKUP_RESTORE_OPTS[] = {
         { "in-place", 0, false, NULL, "restore over the VM itself (it must be stopped)" },
         { "host", 0, true, "HOST", "the new VM's host (else placement picks)" },
         { "datastore", 0, true, "NAME", "the datastore holding the point (needed when several do)" },
+        { "disk", 0, true, "TARGET", "only this disk of the point (vdb); in place the others stay as they are" },
         { NULL },
 };
 
@@ -388,10 +389,12 @@ int cmd_backup_restore(Ctx *c, const Command *cmd, const Args *a) {
         bool in_place = args_has(a, "in-place");
         const char *slash = strrchr(a->pos[0], '/');
         if (!slash || slash == a->pos[0] || !slash[1] || !as == !in_place)
-                return fail("usage: armada backup restore VM/POINT (--as NAME [--host H] | --in-place) [--datastore D]");
+                return fail("usage: armada backup restore VM/POINT (--as NAME [--host H] | --in-place) [--disk TARGET] "
+                            "[--datastore D]");
         _cleanup_free_ char *vm = strndup(a->pos[0], (size_t) (slash - a->pos[0]));
-        _cleanup_json_ json_t *body = json_pack("{s:s, s:s, s:s?, s:s?, s:s?}", "vm", vm, "point", slash + 1, "as", as, "host",
-                                                args_get(a, "host"), "datastore", args_get(a, "datastore"));
+        _cleanup_json_ json_t *body = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s?}", "vm", vm, "point", slash + 1, "as", as,
+                                                "host", args_get(a, "host"), "datastore", args_get(a, "datastore"), "disk",
+                                                args_get(a, "disk"));
         if (!body)
                 return fail("the names must be valid UTF-8");
         if (in_place)

@@ -464,3 +464,30 @@ int hv_restore_xml(const char *xml, const char *name, const char *uuid, const ch
         *ret = dump(doc);
         return 0;
 }
+
+int hv_restore_disks_xml(const char *xml, const char *const *targets, const char *const *paths, size_t n, char **ret) {
+        xmlDoc *doc = parse(xml, "domain");
+        if (!doc)
+                return -EINVAL;
+        xmlNode *root = xmlDocGetRootElement(doc);
+        xmlNode *devices = root ? child(root, "devices") : NULL;
+        size_t found = 0;
+        for (xmlNode *d = devices ? devices->children : NULL; d; d = d->next) {
+                if (d->type != XML_ELEMENT_NODE || !xmlStrEqual(d->name, BAD_CAST "disk"))
+                        continue;
+                char target[32] = "";
+                (void) prop_copy(child(d, "target"), "dev", target, sizeof target);
+                for (size_t i = 0; i < n; i++)
+                        if (streq(target, targets[i])) {
+                                point_disk_at(d, paths[i]);
+                                found++;
+                        }
+        }
+        if (found != n) {
+                xmlFreeDoc(doc);
+                hv_set_error("the domain does not have every disk the restore replaces");
+                return -ENOENT;
+        }
+        *ret = dump(doc);
+        return 0;
+}

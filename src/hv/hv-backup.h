@@ -92,3 +92,9 @@ int hv_domain_fs_thaw(HvConn *c, const char *uuid);
  * malloc'd string, or -EINVAL. Pure. */
 int hv_restore_xml(const char *xml, const char *name, const char *uuid, const char *const *targets, const char *const *paths,
                    size_t n, char **ret);
+/* A domain's own XML with the disks whose targets are targets[i] pointed
+ * at paths[i] as qcow2 files, everything else (name, UUID, MAC addresses,
+ * other disks) as it was: a restore in place, of all disks or one. 0 and a
+ * malloc'd string, -EINVAL (not a domain) or -ENOENT (a target it lacks).
+ * Pure. */
+int hv_restore_disks_xml(const char *xml, const char *const *targets, const char *const *paths, size_t n, char **ret);

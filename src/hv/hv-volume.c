@@ -386,3 +386,87 @@ static int volume_download_body(HvConn *c, HvCall *a) {
 int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path) {
         return hv_call_code(c, hv_call_new(volume_download_body, "downloading a volume", vol_path, local_path, NULL, NULL), hv_deadlines.copy_ms);
 }
+
+/* ---- uploads from a producer, sparse ---- */
+
+struct HvUpload {
+        virStreamPtr st;
+        const char *vol_name;
+        uint64_t left;          /* bytes the volume still has room for */
+};
+
+/* libvirt's own stream copies move 64-256 KiB per message. */
+#define UPLOAD_PIECE (256u << 10)
+
+int hv_upload_data(HvUpload *u, const void *buf, size_t len) {
+        if (len > u->left) {
+                hv_set_error("the upload into volume '%s' runs past its end", u->vol_name);
+                return -EINVAL;
+        }
+        const char *p = buf;
+        for (size_t off = 0; off < len;) {
+                size_t n = len - off < UPLOAD_PIECE ? len - off : UPLOAD_PIECE;
+                int k = virStreamSend(u->st, p + off, n);
+                if (k < 0)
+                        return hv_virt_fail("cannot upload into volume '%s'", u->vol_name);
+                off += (size_t) k;
+        }
+        u->left -= len;
+        return 0;
+}
+
+int hv_upload_hole(HvUpload *u, uint64_t len) {
+        if (len > u->left) {
+                hv_set_error("the upload into volume '%s' runs past its end", u->vol_name);
+                return -EINVAL;
+        }
+        if (len && virStreamSendHole(u->st, (long long) len, 0) < 0)
+                return hv_virt_fail("cannot upload into volume '%s'", u->vol_name);
+        u->left -= len;
+        return 0;
+}
+
+static int upload_fill(HvConn *c, virStorageVolPtr vol, const char *vol_name, uint64_t size, HvUploadSource source,
+                       void *userdata) {
+        _cleanup_stream_ virStreamPtr st = virStreamNew(hv_conn_virt(c), 0);
+        if (!st)
+                return hv_virt_fail("cannot open a stream to upload into volume '%s'", vol_name);
+        if (virStorageVolUpload(vol, st, 0, size, VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM) < 0)
+                return hv_virt_fail("cannot upload into volume '%s'", vol_name);
+        HvUpload u = { .st = st, .vol_name = vol_name, .left = size };
+        int r = source(&u, userdata);
+        if (r >= 0 && u.left)
+                r = hv_upload_hole(&u, u.left);
+        if (r < 0) {
+                virStreamAbort(st);
+                return r;
+        }
+        if (virStreamFinish(st) < 0)
+                return hv_virt_fail("cannot finish uploading into volume '%s'", vol_name);
+        return 0;
+}
+
+int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, uint64_t size, bool content,
+                            HvUploadSource source, void *userdata, char **ret_path) {
+        /* Not an hv_call: the source is the caller's code, so this runs in
+         * the caller's thread (what hv_call does with no deadline). */
+        HV_LEASE(c);
+        assert(c && source && ret_path);
+        int r;
+        _cleanup_pool_ virStoragePoolPtr p = pool_open(c, pool, vol_name, &r);
+        if (!p)
+                return r;
+        uint64_t capacity = size ? (size + 511) / 512 * 512 : 512;
+        _cleanup_free_ char *xml = volume_xml(vol_name, capacity, "raw", NULL, NULL);
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXML(p, xml, 0);
+        if (!vol)
+                return hv_virt_fail("cannot create volume '%s' in storage pool '%s'", vol_name, pool);
+        if (content && (r = upload_fill(c, vol, vol_name, size, source, userdata)) < 0) {
+                char keep[1024];
+                snprintf(keep, sizeof keep, "%s", hv_last_error());
+                (void) virStorageVolDelete(vol, 0);
+                hv_set_error("%s", keep);
+                return r;
+        }
+        return vol_path(vol, vol_name, ret_path);
+}

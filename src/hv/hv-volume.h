@@ -43,3 +43,26 @@ int hv_volume_upload(HvConn *c, const char *pool, const char *vol_name, const ch
  * the connection (virStorageVolDownload): the file as it is on the host (an
  * overlay stays an overlay). 0, or negative with the local file removed. */
 int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path);
+
+/* What hv_volume_upload_stream's source writes into, in order: bytes, and
+ * holes (bytes that read as zeros, neither sent nor stored). 0 or negative
+ * (the stream failed: hv_last_error() says why). */
+typedef struct HvUpload HvUpload;
+int hv_upload_data(HvUpload *u, const void *buf, size_t len);
+int hv_upload_hole(HvUpload *u, uint64_t len);
+/* Fills the volume through u: 0, or negative to stop (the upload is
+ * aborted and the volume deleted; that code is returned). */
+typedef int (*HvUploadSource)(HvUpload *u, void *userdata);
+
+/* Creates volume vol_name in pool, size bytes long (declared raw: its
+ * content is whatever source writes; a qcow2 image stays one), and fills it
+ * from source over one sparse libvirt stream (virStorageVolUpload with
+ * VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM): holes stay holes in the volume's
+ * file, and every byte sent is written once, on the host. When content is
+ * false the volume is only created (drivers without storage data) and source
+ * is not called. It runs in the caller's thread without a deadline (source
+ * is the caller's code and may take as long as the data does; a dead
+ * libvirtd ends the stream through the connection's keepalive). 0 and its
+ * path (malloc'd), or negative with no volume left. */
+int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, uint64_t size, bool content,
+                            HvUploadSource source, void *userdata, char **ret_path);

@@ -1,11 +1,20 @@
 /* protect-policy: protection policies (a VM's own or a host group's: back
  * up every N, keep by PBS's rules) and the scheduler thread that applies
  * them. Each round it queues a vm.backup for every running or stopped VM a policy
- * covers whose newest point is at least its interval old (and that has none
- * queued or running), carrying the policy's keep rules: the backup prunes
+ * covers whose next point is due (and that has none queued or running, nor
+ * one queued since it came due or within the last interval), carrying the policy's keep rules: the backup prunes
  * the VM's points by them once its own point is committed. A VM with no
  * point newer than twice its interval has the "backup-overdue" alert open
- * (through the hook armadad points at the monitor) until one is made. */
+ * (through the hook armadad points at the monitor) until one is made.
+ *
+ * When a point is due: a policy's slots are the multiples of its interval
+ * (UTC: "every 15m" backs up at :00, :15, :30, :45). A VM's first point is
+ * due at once; after a point taken at t (its id), the first slot at least
+ * half an interval after t. So a point that started late does not push the
+ * next ones (no drift), and the first one, taken whenever the policy was
+ * set, is not followed by another seconds later. The thread sleeps until
+ * the earliest slot due (or its round interval, whichever comes first), so
+ * a point starts within milliseconds of its slot, not a round later. */
 #include "protect-priv.h"
 
 #include <errno.h>
@@ -187,6 +196,7 @@ struct ProtectScheduler {
         pthread_cond_t cond;
         bool stop, started;
         int64_t started_ms;      /* a VM without any point is overdue only 2 intervals after this */
+        int64_t next_due_ms;     /* the earliest slot a round saw ahead (0: none) */
         int64_t *open;           /* VMs with the overdue alert open */
         size_t n_open;
 };
@@ -214,11 +224,26 @@ static void set_open(ProtectScheduler *s, int64_t vm_id, const char *name, bool 
                 (void) store_event_add(s->st, "error", "backup.overdue", "vm", vm_id, name, 0, msg);
 }
 
+int64_t protect_policy_due_ms(int64_t taken_ms, int64_t every_ms) {
+        return (taken_ms + every_ms / 2) / every_ms * every_ms + every_ms;
+}
+
+/* When vm_uuid's next point is due (ms since the epoch): at once (0) with
+ * no point, else the first slot (a multiple of every_ms) at least half an
+ * interval after the newest point was taken. */
+static int64_t next_due_ms(Store *st, const char *vm_uuid, int64_t every_ms) {
+        char pid[64];
+        time_t t;
+        if (every_ms <= 0 || store_backup_last_point_id(st, vm_uuid, pid, sizeof pid) < 0 || protect_point_time(pid, &t) < 0)
+                return 0;
+        return protect_policy_due_ms((int64_t) t * 1000, every_ms);
+}
+
 void protect_scheduler_round(ProtectScheduler *s) {
         _cleanup_json_ json_t *vms = NULL;
         if (store_backup_policy_vms(s->st, &vms) < 0)
                 return;
-        int64_t now = now_ms();
+        int64_t now = now_ms(), next_due = 0;
         size_t i;
         json_t *v;
         /* An open alert of a VM no policy covers any more (or gone) resolves. */
@@ -252,8 +277,17 @@ void protect_scheduler_round(ProtectScheduler *s) {
                         set_open(s, vm_id, name, true, msg);
                 } else if (have && now - last < 2 * every_ms)
                         set_open(s, vm_id, name, false, "A recent recovery point exists again.");
+                int64_t due = next_due_ms(s->st, jget_str(v, "vm_uuid"), every_ms);
+                if (due > now) {
+                        if (!next_due || due < next_due)
+                                next_due = due;
+                        continue;
+                }
+                /* A backup queued since the point came due is this slot's;
+                 * one that failed is not retried within an interval (nor
+                 * every round). */
                 bool pending = false;
-                if ((have && now - last < every_ms) || store_backup_job_pending(s->st, vm_id, now - every_ms, &pending) < 0 || pending)
+                if (store_backup_job_pending(s->st, vm_id, due > now - every_ms ? due : now - every_ms, &pending) < 0 || pending)
                         continue;
                 json_t *keep = json_array();
                 for (int k = 0; k < 6; k++)
@@ -265,6 +299,9 @@ void protect_scheduler_round(ProtectScheduler *s) {
                 if (jobs_submit(s->jobs, "vm.backup", "vm", vm_id, name, 0, params, NULL) < 0)
                         log_warn("cannot queue the scheduled backup of VM '%s'", name);
         }
+        pthread_mutex_lock(&s->lock);
+        s->next_due_ms = next_due;
+        pthread_mutex_unlock(&s->lock);
 }
 
 static void *scheduler_main(void *arg) {
@@ -274,7 +311,15 @@ static void *scheduler_main(void *arg) {
                 pthread_mutex_unlock(&s->lock);
                 protect_scheduler_round(s);
                 pthread_mutex_lock(&s->lock);
-                struct timespec until = time_after_ms(CLOCK_MONOTONIC, s->interval_ms);
+                /* Until the round interval is over, or the earliest slot
+                 * due comes (a few ms after it: the round must see it due). */
+                int64_t wait = s->interval_ms;
+                if (s->next_due_ms) {
+                        int64_t to_slot = s->next_due_ms - now_ms() + 5;
+                        if (to_slot < wait)
+                                wait = to_slot > 0 ? to_slot : 0;
+                }
+                struct timespec until = time_after_ms(CLOCK_MONOTONIC, wait);
                 while (!s->stop && pthread_cond_timedwait(&s->cond, &s->lock, &until) != ETIMEDOUT)
                         ;
         }

@@ -106,6 +106,10 @@ int protect_backup_index_sync_vm(Store *st, const char *ds_name, ChunkStore *s, 
  * negative with a sentence in why. */
 int protect_backup_prune_vm(Store *st, ChunkStore *s, const char *ds_name, const char *vm_uuid, const json_t *keep, char *why,
                             size_t why_size);
+/* When the point after one taken at taken_ms is due under a policy of
+ * every_ms (> 0): the first of the policy's slots (multiples of every_ms
+ * since the epoch) at least half an interval after taken_ms. */
+int64_t protect_policy_due_ms(int64_t taken_ms, int64_t every_ms);
 /* One round of the scheduler (for tests). */
 void protect_scheduler_round(ProtectScheduler *s);
 
@@ -128,3 +132,33 @@ const char *protect_nbdserve_export(const ProtectNbdServer *srv);
 /* Ends every connection, removes the socket and its directory, frees;
  * takes NULL. */
 ProtectNbdServer *protect_nbdserve_stop(ProtectNbdServer *srv);
+/* --- Restore: a qcow2 image as one forward stream (protect-qcow2.c) --- */
+
+#define QCOW2_CLUSTER (64u << 10)
+/* Where the image goes, in order: data (bytes), then hole (bytes that read
+ * as zeros and need not be stored). Each returns 0 or negative, which the
+ * writer passes on. */
+typedef struct Qcow2Sink {
+        int (*data)(void *userdata, const void *buf, size_t len);
+        int (*hole)(void *userdata, uint64_t len);
+        void *userdata;
+} Qcow2Sink;
+typedef struct Qcow2Writer Qcow2Writer;
+/* The clusters bytes take, rounded up. */
+uint64_t qcow2_clusters(uint64_t bytes);
+/* A writer of a qcow2 image of size bytes (a multiple of 512), holding at
+ * most data_max clusters of data (an upper bound: the clusters of the
+ * chunks that are not all zeros); its file is qcow2_writer_file_size()
+ * bytes long, fixed now (the stream may end with a hole: its target must
+ * already be that long, or be truncated to it). 0, or -EINVAL/-ENOMEM. */
+int qcow2_writer_new(uint64_t size, uint64_t data_max, const Qcow2Sink *sink, Qcow2Writer **ret);
+Qcow2Writer *qcow2_writer_free(Qcow2Writer *w);
+uint64_t qcow2_writer_file_size(const Qcow2Writer *w);
+/* The header: first. */
+int qcow2_writer_begin(Qcow2Writer *w);
+/* The guest bytes at offset (a cluster boundary, past every earlier call;
+ * len whole clusters unless it ends the disk); all-zero clusters are left
+ * unallocated. -ENOSPC beyond data_max clusters, -EINVAL out of order. */
+int qcow2_writer_data(Qcow2Writer *w, uint64_t offset, const void *data, size_t len);
+/* The metadata: last. After it the image is complete. */
+int qcow2_writer_finish(Qcow2Writer *w);

@@ -3,10 +3,11 @@
  *
  *   prepare   the datastore and the point (read from its manifest, never
  *             from the original VM or host), the target host and its pool
- *   disks     each disk of the point written from its chunks into a sparse
- *             local file, streamed to the host as a raw volume, then copied
- *             there into the qcow2 volume the VM gets (qcow2, so the VM can
- *             be backed up incrementally again); the raw one goes
+ *   disks     each disk of the point written from its chunks once, straight
+ *             into the qcow2 volume the VM gets: armadad makes the qcow2
+ *             image as it reads the chunks and sends it over one sparse
+ *             libvirt stream (qcow2, so the VM can be snapshotted and backed
+ *             up incrementally again; no local file, no copy on the host)
  *   define    new VM: the point's domain XML with the new name, UUID and
  *             disks, no MAC (libvirt draws new ones), marked as Armada's;
  *             in place: the VM's definition with its disks pointed at the
@@ -19,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,7 @@ typedef struct Restore {
         char ds_name[128];
         const char *point_id;
         const char *src_uuid;
+        const char *disk;        /* only this disk of the point; NULL: all */
         char *made[HV_BACKUP_MAX_DISKS];
         const char *targets[HV_BACKUP_MAX_DISKS];
         size_t n_made;
@@ -61,6 +64,7 @@ static int restore_prepare(Restore *x) {
         x->point_id = json_string_value(json_object_get(ctx->params, "point_id"));
         x->src_uuid = json_string_value(json_object_get(ctx->params, "source_uuid"));
         x->in_place = json_is_true(json_object_get(ctx->params, "in_place"));
+        x->disk = json_string_value(json_object_get(ctx->params, "disk"));
         const char *ds = json_string_value(json_object_get(ctx->params, "datastore"));
         int r = store_vm_get(ctx->st, ctx->job->target_id, &x->vm);
         if (r < 0)
@@ -106,39 +110,188 @@ static void restore_progress(uint64_t done, uint64_t total, void *userdata) {
         job_progress(p->x->ctx, pct, "disk %u/%u: %" PRIu64 "/%" PRIu64 " MiB written", p->disk + 1, p->n, done >> 20, total >> 20);
 }
 
-/* Phase 2: one disk of the point into a new qcow2 volume on the host. */
+/* Phase 2: one disk of the point, straight from its chunks into a new
+ * qcow2 volume on the host: armadad writes the qcow2 image itself
+ * (protect-qcow2.c) into one sparse libvirt stream, so each byte is written
+ * once, by libvirtd on the host, and all-zero chunks and clusters are
+ * neither sent nor stored. Reader threads fetch, decompress and check the
+ * chunks ahead of the stream (a chunk of the point is read in order once). */
+
+#define FEED_READERS 2u
+#define FEED_SLOTS 4u   /* a multiple of FEED_READERS: slot i%FEED_SLOTS is always reader i%FEED_READERS's */
+
+typedef struct Feed {
+        Restore *x;
+        unsigned disk;
+        RestoreProgress *p;
+        Qcow2Writer *w;
+        HvUpload *u;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool stop;
+        bool full[FEED_SLOTS];
+        int err[FEED_SLOTS];
+        size_t len[FEED_SLOTS];
+        uint8_t *buf[FEED_SLOTS];
+        /* Why the feed stopped, when it was not the stream: set by the
+         * consumer (a chunk that cannot be read, a cancel). */
+        int failed;
+} Feed;
+
+typedef struct FeedReader {
+        Feed *f;
+        unsigned first;
+} FeedReader;
+
+static bool chunk_zero(const Feed *f, uint64_t c, ChunkDigest *d) {
+        bool zero = true;
+        return point_chunk(f->x->point, f->disk, c, d, &zero) < 0 || zero;
+}
+
+static void *feed_reader(void *userdata) {
+        FeedReader *fr = userdata;
+        Feed *f = fr->f;
+        uint64_t n = point_disk_chunks(f->x->point, f->disk);
+        for (uint64_t c = fr->first; c < n; c += FEED_READERS) {
+                ChunkDigest d;
+                if (chunk_zero(f, c, &d))
+                        continue;
+                unsigned slot = (unsigned) (c % FEED_SLOTS);
+                pthread_mutex_lock(&f->lock);
+                while (f->full[slot] && !f->stop)
+                        pthread_cond_wait(&f->cond, &f->lock);
+                bool stop = f->stop;
+                pthread_mutex_unlock(&f->lock);
+                if (stop)
+                        break;
+                size_t len = 0;
+                int r = chunkstore_get(f->x->store, &d, f->buf[slot], CHUNK_SIZE, &len);
+                pthread_mutex_lock(&f->lock);
+                f->err[slot] = r;
+                f->len[slot] = len;
+                f->full[slot] = true;
+                pthread_cond_broadcast(&f->cond);
+                pthread_mutex_unlock(&f->lock);
+                if (r < 0)
+                        break;
+        }
+        return NULL;
+}
+
+static int feed_sink_data(void *userdata, const void *buf, size_t len) {
+        return hv_upload_data(((Feed *) userdata)->u, buf, len);
+}
+
+static int feed_sink_hole(void *userdata, uint64_t len) {
+        return hv_upload_hole(((Feed *) userdata)->u, len);
+}
+
+/* The chunks, in order, into the writer. */
+static int feed_chunks(Feed *f) {
+        Restore *x = f->x;
+        uint64_t size = point_disk_size(x->point, f->disk), n = point_disk_chunks(x->point, f->disk);
+        for (uint64_t c = 0; c < n; c++) {
+                uint64_t off = c * CHUNK_SIZE;
+                size_t want = (size_t) (size - off < CHUNK_SIZE ? size - off : CHUNK_SIZE);
+                ChunkDigest d;
+                if (!chunk_zero(f, c, &d)) {
+                        unsigned slot = (unsigned) (c % FEED_SLOTS);
+                        pthread_mutex_lock(&f->lock);
+                        while (!f->full[slot])
+                                pthread_cond_wait(&f->cond, &f->lock);
+                        int r = f->err[slot];
+                        pthread_mutex_unlock(&f->lock);
+                        if (r >= 0 && f->len[slot] != want)
+                                r = -EBADMSG;
+                        if (r < 0) {
+                                char hex[65];
+                                chunk_digest_hex(&d, hex);
+                                return f->failed = job_fail(x->ctx, r, "Cannot read disk '%s' of point %s: chunk %" PRIu64
+                                                            " (%.12s...): %s.", point_disk_target(x->point, f->disk),
+                                                            x->point_id, c, hex, strerror(-r));
+                        }
+                        if ((r = qcow2_writer_data(f->w, off, f->buf[slot], want)) < 0)
+                                return r;
+                        pthread_mutex_lock(&f->lock);
+                        f->full[slot] = false;
+                        pthread_cond_broadcast(&f->cond);
+                        pthread_mutex_unlock(&f->lock);
+                }
+                restore_progress(off + want, size, f->p);
+                if (job_cancel_requested(x->ctx))
+                        return f->failed = job_fail(x->ctx, -ECANCELED, "Cancelled; nothing of the restore was left behind.");
+        }
+        return 0;
+}
+
+/* HvUploadSource: the whole qcow2 image of the disk. */
+static int feed_disk(HvUpload *u, void *userdata) {
+        Feed *f = userdata;
+        f->u = u;
+        int r = qcow2_writer_begin(f->w);
+        if (r < 0)
+                return r;
+        FeedReader fr[FEED_READERS];
+        pthread_t th[FEED_READERS];
+        unsigned started = 0;
+        for (; started < FEED_READERS; started++) {
+                fr[started] = (FeedReader) { .f = f, .first = started };
+                if ((r = -pthread_create(&th[started], NULL, feed_reader, &fr[started])) < 0)
+                        break;
+        }
+        if (started == FEED_READERS)
+                r = feed_chunks(f);
+        pthread_mutex_lock(&f->lock);
+        f->stop = true;
+        pthread_cond_broadcast(&f->cond);
+        pthread_mutex_unlock(&f->lock);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(th[i], NULL);
+        if (r >= 0)
+                r = qcow2_writer_finish(f->w);
+        return r;
+}
+
+/* The upper bound of the disk's data clusters: those of its chunks that
+ * are not all zeros. */
+static uint64_t disk_data_clusters(const Restore *x, unsigned k) {
+        uint64_t size = point_disk_size(x->point, k), n = point_disk_chunks(x->point, k), total = 0;
+        for (uint64_t c = 0; c < n; c++) {
+                ChunkDigest d;
+                bool zero = true;
+                if (point_chunk(x->point, k, c, &d, &zero) == 0 && !zero)
+                        total += qcow2_clusters(size - c * CHUNK_SIZE < CHUNK_SIZE ? size - c * CHUNK_SIZE : CHUNK_SIZE);
+        }
+        return total;
+}
+
 static int restore_disk(Restore *x, unsigned k) {
         JobCtx *ctx = x->ctx;
         HvConn *c = inventory_link_conn(x->link);
         const char *target = point_disk_target(x->point, k);
-        char tmp[] = "/var/tmp/armada-restore-XXXXXX";
-        int fd = mkstemp(tmp);
-        if (fd < 0)
-                return job_fail(ctx, -errno, "Cannot create a temporary file for disk '%s': %s.", target, strerror(errno));
         RestoreProgress p = { .x = x, .disk = k, .n = point_disk_count(x->point) };
-        int r = point_read_disk(x->store, x->point, k, fd, restore_progress, &p);
-        if (r == 0 && ftruncate(fd, (off_t) point_disk_size(x->point, k)) < 0)
-                r = -errno;
-        close(fd);
-        if (r < 0) {
-                unlink(tmp);
-                return job_fail(ctx, r, "Cannot read disk '%s' of point %s: %s.", target, x->point_id, strerror(-r));
-        }
-        x->bytes += point_disk_size(x->point, k);
-        _cleanup_free_ char *raw_name = xasprintf("%s-%s-%s.restore.raw", x->vm.name, target, x->point_id);
+        Feed f = { .x = x, .disk = k, .p = &p, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+        Qcow2Sink sink = { .data = feed_sink_data, .hole = feed_sink_hole, .userdata = &f };
+        int r = qcow2_writer_new(point_disk_size(x->point, k), disk_data_clusters(x, k), &sink, &f.w);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot restore disk '%s' of point %s: %s.", target, x->point_id, strerror(-r));
+        for (unsigned i = 0; i < FEED_SLOTS && r >= 0; i++)
+                if (!(f.buf[i] = malloc(CHUNK_SIZE)))
+                        r = -ENOMEM;
         _cleanup_free_ char *vol_name = xasprintf("%s-%s-%s.qcow2", x->vm.name, target, x->point_id);
-        _cleanup_free_ char *raw_path = NULL;
         char *path = NULL;
         bool content = !streq(x->host.domain_type, "test");
-        r = hv_volume_upload(c, x->host.pool, raw_name, tmp, content, &raw_path);
-        unlink(tmp);
+        if (r >= 0)
+                r = hv_volume_upload_stream(c, x->host.pool, vol_name, qcow2_writer_file_size(f.w), content, feed_disk, &f, &path);
+        for (unsigned i = 0; i < FEED_SLOTS; i++)
+                free(f.buf[i]);
+        qcow2_writer_free(f.w);
+        if (f.failed < 0)
+                return f.failed;        /* job_fail() said why */
         if (r < 0)
-                return job_fail(ctx, r, "Cannot upload disk '%s' to host '%s': %s", target, x->host.name, hv_last_error());
-        r = hv_volume_clone(c, x->host.pool, vol_name, raw_path, "qcow2", &path);
-        (void) hv_volume_delete(c, raw_path);
-        if (r < 0)
-                return job_fail(ctx, r, "Cannot make the qcow2 volume of disk '%s' on host '%s': %s", target, x->host.name,
-                                hv_last_error());
+                return job_fail(ctx, r, "Cannot upload disk '%s' to host '%s': %s", target, x->host.name,
+                                r == -ENOMEM ? strerror(ENOMEM) : hv_last_error());
+        x->bytes += point_disk_size(x->point, k);
         x->made[x->n_made] = path;
         x->targets[x->n_made] = target;
         x->n_made++;
@@ -157,8 +310,8 @@ static int restore_define(Restore *x) {
         const char *xml = json_string_value(point_meta(x->point, "domain_xml"));
         _cleanup_free_ char *cur = NULL;
         if (x->in_place) {
-                /* The VM keeps its own definition (name, UUID, MACs); only
-                 * its disks change. */
+                /* The VM keeps its own definition (name, UUID, MACs, the
+                 * disks not restored); only the restored disks change. */
                 int r = hv_domain_xml_public(c, x->vm.uuid, &cur);
                 if (r < 0)
                         return job_fail(ctx, r, "Cannot read the definition of VM '%s': %s", x->vm.name, hv_last_error());
@@ -167,7 +320,8 @@ static int restore_define(Restore *x) {
         if (!xml)
                 return job_fail(ctx, -EBADMSG, "Point %s carries no domain definition.", x->point_id);
         _cleanup_free_ char *out = NULL;
-        int r = hv_restore_xml(xml, x->vm.name, x->vm.uuid, x->targets, (const char *const *) x->made, x->n_made, &out);
+        int r = x->in_place ? hv_restore_disks_xml(xml, x->targets, (const char *const *) x->made, x->n_made, &out)
+                            : hv_restore_xml(xml, x->vm.name, x->vm.uuid, x->targets, (const char *const *) x->made, x->n_made, &out);
         if (r < 0)
                 return job_fail(ctx, r, "Cannot rewrite the definition of point %s: %s.", x->point_id, hv_last_error());
         inventory_link_lock_ops(x->link);
@@ -251,7 +405,10 @@ static int job_vm_restore(JobCtx *ctx, void *userdata) {
         Restore x = { .ctx = ctx, .inv = userdata };
         int r = restore_prepare(&x);
         for (unsigned k = 0; r >= 0 && k < point_disk_count(x.point); k++)
-                r = restore_disk(&x, k);
+                if (!x.disk || streq(x.disk, point_disk_target(x.point, k)))
+                        r = restore_disk(&x, k);
+        if (r >= 0 && x.n_made == 0)
+                r = job_fail(ctx, -ENOENT, "Point %s has no disk '%s'.", x.point_id, x.disk ? x.disk : "");
         if (r >= 0 && job_cancel_requested(ctx))
                 r = job_fail(ctx, -ECANCELED, "Cancelled; nothing of the restore was left behind.");
         if (r >= 0)
@@ -329,6 +486,34 @@ int protect_point_find(Store *st, const OpCaller *c, const ProtectRestoreSpec *s
                 return op_fail(err, 422, "invalid_argument", "datastore", "Point '%s' of VM '%.200s' is in several datastores: "
                                "name one.", spec->point, spec->vm);
         *ret = json_incref(hit);
+        return 0;
+}
+
+/* Whether point pt (its index row) holds disk target: 0, or 422 naming
+ * field "disk" and the disks it has. */
+static int point_has_disk(Store *st, const json_t *pt, const char *target, OpError *err) {
+        char ds_name[128];
+        _cleanup_free_ char *path = NULL;
+        ChunkStore *s = NULL;
+        Point *p = NULL;
+        if (protect_datastore_path(st, jget_str(pt, "datastore"), ds_name, sizeof ds_name, &path) < 0 ||
+            chunkstore_open(path, false, &s) < 0 || point_open(s, jget_str(pt, "vm_uuid"), jget_str(pt, "point_id"), &p) < 0) {
+                chunkstore_free(s);
+                return op_fail(err, 409, "conflict", "point", "Point '%s' cannot be read from datastore '%s'.",
+                               jget_str(pt, "point_id"), jget_str(pt, "datastore"));
+        }
+        char have[256] = "";
+        bool found = false;
+        for (unsigned k = 0; k < point_disk_count(p); k++) {
+                found |= streq(point_disk_target(p, k), target);
+                size_t l = strlen(have);
+                snprintf(have + l, sizeof have - l, "%s'%s'", l ? ", " : "", point_disk_target(p, k));
+        }
+        point_free(p);
+        chunkstore_free(s);
+        if (!found)
+                return op_fail(err, 422, "invalid_argument", "disk", "Point '%s' has no disk '%.32s'; it has %s.",
+                               jget_str(pt, "point_id"), target, have);
         return 0;
 }
 
@@ -425,6 +610,8 @@ int protect_backup_restore(Store *st, Jobs *jobs, const OpCaller *c, const Prote
         int64_t group = src ? jget_int(src, "group_id") : jget_int(pt, "group_id");
         if (!op_allowed(st, c, ACT_OPERATE, OBJ_VM, owner, group))
                 return op_deny(st, c, err, "restore", "VM", vm_id, spec->vm);
+        if (spec->disk && (r = point_has_disk(st, pt, spec->disk, err)) < 0)
+                return r;
         StoreVm vm = { 0 };
         int64_t target = vm_id;
         if (spec->in_place) {
@@ -454,17 +641,18 @@ int protect_backup_restore(Store *st, Jobs *jobs, const OpCaller *c, const Prote
                 }
         }
         const char *name = spec->in_place ? jget_str(src, "name") : vm.name;
-        _cleanup_json_ json_t *params = json_pack("{s:s, s:s, s:s, s:b}", "datastore", jget_str(pt, "datastore"), "source_uuid",
-                                                  jget_str(pt, "vm_uuid"), "point_id", jget_str(pt, "point_id"), "in_place",
-                                                  spec->in_place);
+        _cleanup_json_ json_t *params = json_pack("{s:s, s:s, s:s, s:b, s:s?}", "datastore", jget_str(pt, "datastore"),
+                                                  "source_uuid", jget_str(pt, "vm_uuid"), "point_id", jget_str(pt, "point_id"),
+                                                  "in_place", spec->in_place, "disk", spec->disk);
         int64_t job;
         if (jobs_submit(jobs, "vm.restore", "vm", target, name, c->user_id, params, &job) < 0) {
                 if (!spec->in_place)
                         (void) store_vm_delete(st, target);
                 return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
         }
-        _cleanup_free_ char *detail = xasprintf("point %s of '%s' from datastore '%s'%s", jget_str(pt, "point_id"),
-                                                jget_str(pt, "vm_name"), jget_str(pt, "datastore"), spec->in_place ? ", in place" : "");
+        _cleanup_free_ char *detail = xasprintf("point %s of '%s' from datastore '%s'%s%s%s", jget_str(pt, "point_id"),
+                                                jget_str(pt, "vm_name"), jget_str(pt, "datastore"), spec->in_place ? ", in place" : "",
+                                                spec->disk ? ", disk " : "", spec->disk ? spec->disk : "");
         op_audit(st, c, "vm.restore", "vm", target, name, detail, "accepted");
         json_t *v = NULL;
         (void) store_vm_get_json(st, target, &v);

@@ -153,10 +153,15 @@ typedef struct ProtectRestoreSpec {
         const char *as_name;     /* a new VM's name, or */
         bool in_place;           /* over the point's own VM, which must be stopped (409 naming its state) */
         const char *host;        /* new VM: on this host (else placement chooses) */
+        const char *disk;        /* only this disk of the point (its target, "vdb"): in place, the VM's
+                                  * other disks stay as they are; as a new VM, it has that disk only.
+                                  * NULL: every disk */
 } ProtectRestoreSpec;
 /* Queues a restore (job vm.restore): to a new VM (its own UUID, MAC
  * addresses and disks, registered in the inventory and owned by the
- * caller), or in place. A point of a VM the caller may not read is 404,
+ * caller), or in place; all the point's disks or one (spec->disk: 422
+ * field "disk" when the point lacks it; the job fails, leaving the VM as
+ * it was, when a VM restored in place lacks it). A point of a VM the caller may not read is 404,
  * exactly as one that does not exist. Audits "vm.restore" (accepted).
  * *ret: {"job": ..., "vm": ...}. */
 int protect_backup_restore(Store *st, Jobs *jobs, const OpCaller *c, const ProtectRestoreSpec *spec, json_t **ret, OpError *err);

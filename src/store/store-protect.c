@@ -298,6 +298,16 @@ int store_backup_last_point_ms(Store *st, const char *vm_uuid, int64_t *ret_ms) 
                                "s", vm_uuid);
 }
 
+int store_backup_last_point_id(Store *st, const char *vm_uuid, char *ret, size_t size) {
+        _cleanup_json_ json_t *row = NULL;
+        int r = store_query_one(st, &row, "SELECT max(point_id) AS point_id FROM backup_point WHERE vm_uuid = ?"
+                                " HAVING max(point_id) IS NOT NULL", "s", vm_uuid);
+        if (r < 0)
+                return r;
+        snprintf(ret, size, "%s", jget_str(row, "point_id"));
+        return 0;
+}
+
 int store_backup_job_pending(Store *st, int64_t vm_id, int64_t since_ms, bool *ret) {
         int64_t n = 0;
         int r = store_query_i64(st, &n, "SELECT count(*) FROM job WHERE kind = 'vm.backup' AND target_id = ?"

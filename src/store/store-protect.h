@@ -128,6 +128,9 @@ int store_backup_policy_delete(Store *st, int64_t id);
 int store_backup_policy_vms(Store *st, json_t **ret);
 /* When the newest indexed point of vm_uuid was made (ms); -ENOENT when none. */
 int store_backup_last_point_ms(Store *st, const char *vm_uuid, int64_t *ret_ms);
+/* The id of the newest indexed point of vm_uuid (ids sort as the times
+ * they were taken), into ret (size bytes); -ENOENT when none. */
+int store_backup_last_point_id(Store *st, const char *vm_uuid, char *ret, size_t size);
 /* Whether a vm.backup of vm_id is queued or running, or was queued at or
  * after since_ms (a failed one is not retried before its interval). */
 int store_backup_job_pending(Store *st, int64_t vm_id, int64_t since_ms, bool *ret);

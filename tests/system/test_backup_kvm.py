@@ -15,8 +15,15 @@ storage, the datastore a directory of armadad's machine):
   incremental reading only the changed chunks; both points restore to their
   data; after each backup the VM is shut off on the host and stopped in
   Armada; a policy on the stopped VM makes points and raises no overdue
-  alert; a backup cancelled mid-read still leaves it shut off.
+  alert; a backup cancelled mid-read still leaves it shut off;
+- a restore (streamed straight into its qcow2 volume on the host) that
+  meets a corrupt chunk half-way fails naming the disk and chunk and leaves
+  no volume, domain or VM row; repaired, the same restore is exact;
+- a policy's points start on its slots (multiples of the interval);
+- one disk of a two-disk VM restored in place: that disk back to the
+  point, the other as it was; a disk the point lacks is 422.
 """
+import calendar
 import hashlib
 import os
 import shutil
@@ -229,6 +236,98 @@ class TestBackupKvm(unittest.TestCase):
         self.assertEqual((st, b["error"]["field"]), (409, "in_place"), b)
         self.assertIn("is running", b["error"]["message"])
 
+    def test_restore_fails_on_a_corrupt_chunk_and_leaves_nothing(self):
+        """The restore streams each disk straight into its volume on the host:
+        a chunk that cannot be read half-way (after the first chunks were
+        written there) fails the job naming the disk and the chunk, and the
+        half-made volume and the new VM's row are gone."""
+        d = self.ab.d
+        w = [(0x71, 0, 8), (0x73, 36, 4)]
+        vm = self.guest("bk7", w)
+        p = self.backup(vm["id"])
+        # Chunk 9 (36-40 MiB) is 4 MiB of 0x73: its file is named by that digest.
+        digest = hashlib.sha256(bytes([0x73]) * (4 * MIB)).hexdigest()
+        chunk = os.path.join(self.ds, ".chunks", digest[:4], digest)
+        with open(chunk, "rb") as f:
+            good = f.read()
+        def put(data):
+            with open(chunk, "wb") as f:
+                f.write(data)
+        self.addCleanup(put, good)
+        bad = bytearray(good)
+        bad[len(bad) // 2] ^= 0xff
+        put(bad)
+        r = d.ok("POST", "/api/v1/backups/restore", {"vm": "bk7", "point": p["point_id"], "as": "bk7-r", "host": "h2"})
+        j = d.wait_job(r["job"]["id"], timeout=300)
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn("disk 'vda'", j["error"])
+        self.assertIn(f"chunk 9 ({digest[:12]}", j["error"])
+        st, _ = d.request("GET", f"/api/v1/vms/{r['vm']['id']}")
+        self.assertEqual(st, 404)
+        self.assertNotIn("bk7-r", self.ab.bed.virsh("h2", "vol-list", "armada"))
+        self.assertNotIn("bk7-r", self.ab.bed.virsh("h2", "list", "--all", "--name"))
+        # The chunk repaired, the same restore succeeds and is exact.
+        put(good)
+        res = self.restore("bk7", p["point_id"], "bk7-r", host="h2")
+        self.assertEqual(self.disk_sha("h2", res["disks"][0]["path"]), image(w))
+
+    def test_restore_one_disk_in_place(self):
+        """A VM with two disks: restoring only vdb in place brings vdb back to
+        the point and leaves vda (written after the point) as it is; a disk
+        the point lacks is 422 naming 'disk'."""
+        from guest import disk_guest_xml
+        ab, d = self.ab, self.ab.d
+        w1 = [(0x91, 0, 4)]
+        vda = os.path.join(ab.shared, "bk9.qcow2")
+        vdb = os.path.join(ab.shared, "bk9-b.qcow2")
+        os.makedirs(ab.shared, exist_ok=True)
+        for p in (vda, vdb):
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", p, f"{DISK_MIB}M"], check=True)
+            self.addCleanup(lambda p=p: os.path.exists(p) and os.unlink(p))
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x92 8M 4M", vdb], check=True, capture_output=True)
+        log = os.path.join(ab.bed.shared_dir, "bk9.log")
+        xml = disk_guest_xml("bk9", self.kernel, self.initrd, vda, w1, console_log=log)
+        xml = xml.replace("    <interface", f"""    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{vdb}'/>
+      <target dev='vdb' bus='virtio'/>
+    </disk>
+    <interface""", 1)
+        vm = ab.define_raw("h1", "bk9", xml)
+        self.addCleanup(self.undefine, "bk9")
+        def written():
+            if not os.path.exists(log):
+                return False
+            with open(log, errors="replace") as f:
+                return "armada-guest: disk written" in f.read()
+        wait_until(written, 120, interval=0.5, what="guest bk9 to write its data")
+        p1 = self.backup(vm["id"])
+        # After the point: both disks change.
+        self.qemu_write("h1", "bk9", 0x93, 20, 4)
+        out = ab.bed.virsh("h1", "qemu-monitor-command", "bk9", "--hmp",
+                           'qemu-io -d /machine/peripheral/virtio-disk1/virtio-backend "write -P 0x94 8M 4M"')
+        self.assertNotIn("rror", out)
+        self.stop(vm, "bk9")
+        st, b = d.request("POST", "/api/v1/backups/restore",
+                          {"vm": "bk9", "point": p1["point_id"], "in_place": True, "disk": "vdz"})
+        self.assertEqual(st, 422, b)
+        self.assertEqual(b["error"]["field"], "disk", b)
+        self.assertIn("'vda', 'vdb'", b["error"]["message"])
+        r = d.ok("POST", "/api/v1/backups/restore", {"vm": "bk9", "point": p1["point_id"], "in_place": True, "disk": "vdb"})
+        j = d.wait_job(r["job"]["id"], timeout=300)
+        self.assertEqual(j["state"], "succeeded", j)
+        self.assertEqual([x["target"] for x in j["result"]["disks"]], ["vdb"])
+        new_b = j["result"]["disks"][0]["path"]
+        dom = ab.bed.virsh("h1", "dumpxml", "bk9")
+        self.assertIn(new_b, dom)
+        self.assertIn(vda, dom)       # vda untouched: the same file
+        self.assertEqual(self.disk_sha("h1", new_b), image([(0x92, 8, 4)]))
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = os.path.join(tmp, "a.raw")
+            subprocess.run(["qemu-img", "convert", "-O", "raw", vda, raw], check=True)
+            with open(raw, "rb") as f:
+                self.assertEqual(hashlib.sha256(f.read()).hexdigest(), image(w1 + [(0x93, 20, 4)]))
+
     def test_kill_mid_backup_leaves_no_point(self):
         ab, d = self.ab, self.ab.d
         vm = self.guest("bk2", [(0x5a, 0, 4)])
@@ -324,6 +423,28 @@ class TestBackupKvm(unittest.TestCase):
         self.assertLessEqual(len(pts), 2, pts)
         self.assertEqual(pts[0]["point_id"], newest["result"]["point_id"])
         self.assertFalse(os.path.exists(os.path.join(self.ds, "vm", vm["uuid"], first[0]["result"]["point_id"], "manifest.json")))
+
+    def test_policy_points_on_their_slots(self):
+        """A policy's points start on its slots (multiples of the interval,
+        UTC), not an interval after the previous backup ended: no drift."""
+        d = self.ab.d
+        vm = self.guest("bk8", [(0x81, 0, 4)])
+        pol = d.ok("POST", "/api/v1/backup-policies", {"vm": "bk8", "every": "10s", "keep_last": 10})
+        self.addCleanup(d.request, "DELETE", f"/api/v1/backup-policies/{pol['id']}")
+
+        def times():
+            ids = sorted(p["point_id"] for p in d.ok("GET", "/api/v1/backups?vm=bk8")["items"])
+            return [calendar.timegm(time.strptime(i[:16], "%Y%m%dT%H%M%SZ")) for i in ids]
+        pts = wait_until(lambda: (lambda t: t if len(t) >= 4 else None)(times()), 120, interval=0.5,
+                         what="four points of bk8's policy")
+        d.request("DELETE", f"/api/v1/backup-policies/{pol['id']}")
+        # The first is taken when the policy is set; each later one within
+        # 3 s of a slot (point ids have whole seconds; the job starts in ms).
+        for t in pts[1:4]:
+            self.assertLessEqual(t % 10, 3, pts)
+        # One point per slot at most (at least half an interval apart).
+        for a, b in zip(pts, pts[1:4]):
+            self.assertGreaterEqual(b - a, 5, pts)
 
     def test_stopped_vm_offline_full_incremental_policy(self):
         ab, d = self.ab, self.ab.d

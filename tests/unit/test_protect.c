@@ -358,6 +358,136 @@ static void test_point_roundtrip_and_base(void **state) {
         chunkstore_free(s);
 }
 
+/* The scheduler's slots: a point late by seconds keeps the next slot (no
+ * drift), the first point taken just before a slot skips it. */
+static void test_policy_due(void **state) {
+        const int64_t m = 60000, slot = (int64_t) 1764576000 * 1000; /* a multiple of a minute */
+        assert_int_equal(protect_policy_due_ms(slot, m), slot + m);
+        assert_int_equal(protect_policy_due_ms(slot + 4000, m), slot + m);        /* 4 s late: no drift */
+        assert_int_equal(protect_policy_due_ms(slot + 29000, m), slot + m);
+        assert_int_equal(protect_policy_due_ms(slot + 31000, m), slot + 2 * m);   /* just before a slot: the one after */
+        assert_int_equal(protect_policy_due_ms(slot + 59000, m), slot + 2 * m);
+        assert_int_equal(protect_policy_due_ms(slot + 10, 15 * m), slot - slot % (15 * m) + 15 * m);
+}
+
+/* ---- the qcow2 stream of a restore (protect-qcow2.c) ---- */
+
+typedef struct {
+        int fd;
+        uint64_t at, data_bytes, hole_bytes;
+} FileSink;
+
+static int file_data(void *userdata, const void *buf, size_t len) {
+        FileSink *f = userdata;
+        if (pwrite(f->fd, buf, len, (off_t) f->at) != (ssize_t) len)
+                return -EIO;
+        f->at += len;
+        f->data_bytes += len;
+        return 0;
+}
+
+static int file_hole(void *userdata, uint64_t len) {
+        FileSink *f = userdata;
+        f->at += len;
+        f->hole_bytes += len;
+        return 0;
+}
+
+static int run_argv(char *const argv[]) {
+        pid_t pid = fork();
+        if (pid == 0) {
+                int null = open("/dev/null", O_WRONLY);
+                dup2(null, 1);
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+        int status;
+        waitpid(pid, &status, 0);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A sparse guest of size bytes: data at the offsets given (whole clusters
+ * and a short last one), the rest zeros, including zero clusters inside a
+ * written chunk. The image must pass qemu-img check and read back as the
+ * same bytes; holes must not be sent as data. */
+static void qcow2_roundtrip(uint64_t size) {
+        char img[512], raw[512];
+        snprintf(img, sizeof img, "%s/q-%llu.qcow2", dir, (unsigned long long) size);
+        snprintf(raw, sizeof raw, "%s/q-%llu.raw", dir, (unsigned long long) size);
+        uint8_t *chunk = malloc(CHUNK_SIZE);
+        assert_non_null(chunk);
+        /* Chunks (4 MiB) at 0, 8 MiB, 600 MiB (second L2 table) and the
+         * disk's last (short) one; in each, clusters 0, 1 and 5 hold data. */
+        uint64_t last = (size - 1) / CHUNK_SIZE * CHUNK_SIZE;
+        uint64_t at[] = { 0, 8u << 20, 600u << 20, last };
+        FileSink fs = { .fd = open(img, O_RDWR | O_CREAT | O_TRUNC, 0644) };
+        assert_true(fs.fd >= 0);
+        Qcow2Sink sink = { .data = file_data, .hole = file_hole, .userdata = &fs };
+        Qcow2Writer *w = NULL;
+        uint64_t bound = 0;
+        for (size_t i = 0; i < 4; i++)
+                bound += qcow2_clusters(size - at[i] < CHUNK_SIZE ? size - at[i] : CHUNK_SIZE);
+        assert_int_equal(qcow2_writer_new(size, bound, &sink, &w), 0);
+        assert_int_equal(qcow2_writer_begin(w), 0);
+        int rawfd = open(raw, O_RDWR | O_CREAT | O_TRUNC, 0644);
+        assert_true(rawfd >= 0);
+        assert_int_equal(ftruncate(rawfd, (off_t) size), 0);
+        uint64_t written = 0;
+        for (size_t i = 0; i < 4; i++) {
+                size_t len = (size_t) (size - at[i] < CHUNK_SIZE ? size - at[i] : CHUNK_SIZE);
+                memset(chunk, 0, len);
+                size_t cl[] = { 0, 1, 5 };
+                for (size_t k = 0; k < 3; k++) {
+                        size_t o = cl[k] * QCOW2_CLUSTER;
+                        if (o >= len)
+                                continue;
+                        size_t n = len - o < QCOW2_CLUSTER ? len - o : QCOW2_CLUSTER;
+                        fill(chunk + o, n, (uint32_t) (i * 10 + k + 1));
+                        written++;
+                }
+                assert_int_equal(pwrite(rawfd, chunk, len, (off_t) at[i]), (ssize_t) len);
+                assert_int_equal(qcow2_writer_data(w, at[i], chunk, len), 0);
+        }
+        /* Out of order: refused. */
+        assert_int_equal(qcow2_writer_data(w, 0, chunk, QCOW2_CLUSTER), -EINVAL);
+        assert_int_equal(qcow2_writer_finish(w), 0);
+        assert_int_equal(fs.at, qcow2_writer_file_size(w));
+        assert_int_equal(ftruncate(fs.fd, (off_t) fs.at), 0);
+        /* Data sent: the header, the data clusters, L1, refcount table and
+         * blocks, two L2 tables; everything else was holes. */
+        assert_true(fs.data_bytes <= (1 + written + 3 + 2 + 3) * QCOW2_CLUSTER);
+        assert_true(fs.data_bytes >= (1 + written) * QCOW2_CLUSTER);
+        qcow2_writer_free(w);
+        close(fs.fd);
+        close(rawfd);
+        free(chunk);
+        char *check[] = { "qemu-img", "check", "-q", "-f", "qcow2", img, NULL };
+        assert_int_equal(run_argv(check), 0);
+        char *cmp[] = { "qemu-img", "compare", "-q", "-f", "qcow2", "-F", "raw", img, raw, NULL };
+        assert_int_equal(run_argv(cmp), 0);
+}
+
+static void test_qcow2_writer(void **state) {
+        if (access("/usr/bin/qemu-img", X_OK) < 0)
+                skip();
+        qcow2_roundtrip(1024u << 20);                            /* whole chunks, two L2 tables */
+        qcow2_roundtrip((uint64_t) (1u << 30) + (3u << 20) + 4608); /* a short last chunk and cluster */
+        /* Bad arguments and a bound too small. */
+        Qcow2Sink sink = { .data = file_data, .hole = file_hole };
+        Qcow2Writer *w = NULL;
+        assert_int_equal(qcow2_writer_new(1000, 1, &sink, &w), -EINVAL);
+        FileSink fs = { .fd = -1 };
+        sink.userdata = &fs;
+        assert_int_equal(qcow2_writer_new(1 << 20, 1, &sink, &w), 0);
+        uint8_t *two = malloc(2 * QCOW2_CLUSTER);
+        memset(two, 0xab, 2 * QCOW2_CLUSTER);
+        fs.fd = open("/dev/null", O_WRONLY);
+        assert_int_equal(qcow2_writer_data(w, 0, two, 2 * QCOW2_CLUSTER), -ENOSPC);
+        close(fs.fd);
+        free(two);
+        qcow2_writer_free(w);
+}
+
 /* protect_nbd_copy against a real NBD server (qemu-nbd over a unix socket,
  * a raw file): the reader thread hands every chunk over in order (the
  * point reads back byte for byte; a hole is not read, a written zero chunk
@@ -1148,6 +1278,8 @@ int main(void) {
                 cmocka_unit_test(test_nbd_copy),
                 cmocka_unit_test(test_nbdserve),
                 cmocka_unit_test(test_files_path_normalize),
+                cmocka_unit_test(test_qcow2_writer),
+                cmocka_unit_test(test_policy_due),
                 cmocka_unit_test(test_point_time),
                 cmocka_unit_test(test_snapshot_names),
                 cmocka_unit_test(test_snapshot_default_name),
