@@ -205,6 +205,26 @@ static int target_check(Store *st, const ProtectReplicationSpec *spec, char **re
         return 0;
 }
 
+/* Points are copied chunk by chunk, never re-cut: a target directory that
+ * already is a datastore must have the source's chunk size (409 naming
+ * "chunk_size"). A missing or empty one is made with it at the first run. */
+static int target_chunk_size_check(Store *st, int64_t ds_id, const char *path, const char *real, OpError *err) {
+        ChunkStore *src = NULL, *dst = NULL;
+        if (chunkstore_open(real, false, &dst) < 0)
+                return 0;
+        int e = protect_datastore_open(st, ds_id, &src);
+        uint32_t want = e == 0 ? chunkstore_chunk_size(src) : 0, have = chunkstore_chunk_size(dst);
+        chunkstore_free(src);
+        chunkstore_free(dst);
+        if (e < 0)
+                return op_fail(err, 503, "unavailable", NULL, "The source datastore cannot be opened: %s.", strerror(-e));
+        if (want == have)
+                return 0;
+        return op_fail(err, 409, "conflict", "chunk_size", "'%.200s' is a datastore of chunk size %u KiB, the source one of"
+                       " %u KiB: a replica must have the source's chunk size (chunks are copied, not re-cut).", path,
+                       have >> 10, want >> 10);
+}
+
 int protect_replication_add(Store *st, const OpCaller *c, const ProtectReplicationSpec *spec, json_t **ret, OpError *err) {
         int e = may_manage(st, c, "create", 0, spec->name, err);
         if (e < 0)
@@ -228,6 +248,11 @@ int protect_replication_add(Store *st, const OpCaller *c, const ProtectReplicati
         e = target_check(st, spec, &real, err);
         if (e < 0)
                 return e;
+        if (real) {
+                e = target_chunk_size_check(st, ds_id, spec->to_path, real, err);
+                if (e < 0)
+                        return e;
+        }
         _cleanup_free_ char *name = NULL;
         if (spec->name)
                 name = xstrdup(spec->name);
@@ -474,9 +499,16 @@ static void copy_progress(uint64_t done, uint64_t total, void *userdata) {
 
 static int run_to_path(Run *run, ChunkStore *src, json_t *mine, const char *to) {
         ChunkStore *dst = NULL;
-        int e = chunkstore_open(to, true, &dst);
+        int e = chunkstore_open_sized(to, true, chunkstore_chunk_size(src), &dst);
         if (e < 0)
                 return job_fail(run->ctx, e, "The target directory cannot be made a datastore: %s.", strerror(-e));
+        if (chunkstore_chunk_size(dst) != chunkstore_chunk_size(src)) {
+                uint32_t have = chunkstore_chunk_size(dst);
+                chunkstore_free(dst);
+                return job_fail(run->ctx, -EXDEV, "The target directory is a datastore of chunk size %u KiB, the source"
+                                " one of %u KiB: a replica must have the source's chunk size.", have >> 10,
+                                chunkstore_chunk_size(src) >> 10);
+        }
         _cleanup_json_ json_t *there = NULL;
         e = point_list(dst, NULL, &there);
         if (e == 0) {
@@ -490,8 +522,9 @@ static int run_to_path(Run *run, ChunkStore *src, json_t *mine, const char *to) 
         return 0;
 }
 
-/* The id of the target datastore NAME at the remote site. */
-static int remote_datastore(Remote *rm, const char *name, int64_t *ret) {
+/* The id of the target datastore NAME at the remote site, which must cut
+ * disks at CHUNK_SIZE (an armadad without chunk_size in its list: 4 MiB). */
+static int remote_datastore(Remote *rm, const char *name, uint32_t chunk_size, int64_t *ret) {
         _cleanup_json_ json_t *all = NULL;
         int e = remote_call(rm, "GET", "/api/v1/datastores", NULL, 0, false, &all);
         if (e < 0)
@@ -499,6 +532,14 @@ static int remote_datastore(Remote *rm, const char *name, int64_t *ret) {
         size_t i;
         json_t *d;
         json_array_foreach(json_object_get(all, "items"), i, d) if (streq(jget_str(d, "name"), name)) {
+                json_t *cs = json_object_get(d, "chunk_size");
+                json_int_t have = cs ? json_integer_value(cs) : CHUNK_SIZE;
+                if (have != chunk_size) {
+                        snprintf(rm->why, sizeof rm->why, "the target datastore '%s' has chunk size %lld KiB, the source"
+                                 " %u KiB; a replica must have the source's chunk size", name, (long long) have >> 10,
+                                 chunk_size >> 10);
+                        return -EXDEV;
+                }
                 *ret = jget_int(d, "id");
                 return 0;
         }
@@ -598,7 +639,7 @@ static int run_to_url(Run *run, ChunkStore *src, json_t *mine, json_t *row, cons
                 return job_fail(run->ctx, e, "Cannot make an HTTP client.");
         int64_t ds = 0;
         _cleanup_json_ json_t *there = NULL, *todo = NULL;
-        e = remote_datastore(&rm, jget_str(row, "to_datastore"), &ds);
+        e = remote_datastore(&rm, jget_str(row, "to_datastore"), chunkstore_chunk_size(src), &ds);
         if (e == 0) {
                 _cleanup_free_ char *path = xasprintf("/api/v1/datastores/%lld/points", (long long) ds);
                 e = remote_call(&rm, "GET", path, NULL, 0, false, &there);
@@ -840,6 +881,9 @@ int protect_replica_point(Store *st, const OpCaller *c, int64_t ds_id, const voi
         const char *vm = jget_str(m, "vm_uuid"), *pid = jget_str(m, "point_id");
         if (e == -EINVAL)
                 return op_fail(err, 400, "invalid_argument", "body", "The point's JSON is malformed.");
+        if (e == -EXDEV)
+                return op_fail(err, 409, "conflict", "chunk_size", "Point %.64s/%.64s was cut at another chunk size than"
+                               " datastore '%s' uses; nothing was committed.", vm, pid, jget_str(row, "name"));
         if (e == -EBADMSG)
                 return op_fail(err, 422, "invalid_argument", "chunks",
                                "Point %.64s/%.64s names chunks this datastore does not have; nothing was committed.", vm, pid);

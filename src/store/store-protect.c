@@ -86,17 +86,20 @@ const StoreMigration store_migrations_protect[] = {
           "CREATE TRIGGER backup_point_datastore_gone AFTER DELETE ON datastore BEGIN"
           "  DELETE FROM backup_point WHERE datastore = OLD.name;"
           " END;" },
+        /* The datastore's chunk size as its marker says (the marker is the
+         * truth; this copy is what the API lists). 4 MiB was the only size. */
+        { "datastore-2-chunk-size", "ALTER TABLE datastore ADD COLUMN chunk_size INTEGER NOT NULL DEFAULT 4194304;" },
         { NULL, NULL },
 };
 
 #define DATASTORE_COLS                                                                                                  \
-        "id, name, path, created_at, usage AS usage_json, usage_at,"                                                   \
+        "id, name, path, chunk_size, created_at, usage AS usage_json, usage_at,"                                                \
         " (SELECT max(verified_at) FROM datastore_point WHERE datastore_id = datastore.id) AS verified_at,"            \
         " (SELECT count(*) FROM datastore_point WHERE datastore_id = datastore.id AND ok = 0) AS verify_bad_points"
 
-int store_datastore_insert(Store *st, const char *name, const char *path, int64_t *ret_id) {
-        return store_insert(st, ret_id, "INSERT INTO datastore(name, path, created_at) VALUES (?, ?, ?)", "ssi", name, path,
-                            now_ms());
+int store_datastore_insert(Store *st, const char *name, const char *path, uint32_t chunk_size, int64_t *ret_id) {
+        return store_insert(st, ret_id, "INSERT INTO datastore(name, path, chunk_size, created_at) VALUES (?, ?, ?, ?)", "ssii",
+                            name, path, (int64_t) chunk_size, now_ms());
 }
 
 int store_datastore_find(Store *st, const char *name, int64_t *ret_id) {

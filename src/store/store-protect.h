@@ -13,10 +13,10 @@ extern const StoreMigration store_migrations_protect[];
 
 /* ---- datastores ---- */
 /* -EEXIST when the name or the path is taken. */
-int store_datastore_insert(Store *st, const char *name, const char *path, int64_t *ret_id);
+int store_datastore_insert(Store *st, const char *name, const char *path, uint32_t chunk_size, int64_t *ret_id);
 int store_datastore_find(Store *st, const char *name, int64_t *ret_id);
 int store_datastore_find_path(Store *st, const char *path, int64_t *ret_id);
-/* {id, name, path, created_at, usage (object or null), usage_at}. */
+/* {id, name, path, chunk_size, created_at, usage (object or null), usage_at}. */
 int store_datastore_get_json(Store *st, int64_t id, json_t **ret);
 /* Every datastore, by name. */
 int store_datastore_list(Store *st, json_t **ret);
