@@ -206,6 +206,30 @@ class ReplicateTest(unittest.TestCase):
         self.assertEqual(self.b_points(), before)
         self.assertFalse(os.path.exists(os.path.join(self.ds_b_dir, "vm", VM1, "20260301T000000Z", "manifest.json")))
 
+    def test_other_chunk_size_refused(self):
+        """A target datastore of another chunk size: the run fails before
+        sending anything, naming the sizes; a point pushed to it anyway is
+        409 naming chunk_size (an older site's point, without chunk_size,
+        counts as 4 MiB)."""
+        img = os.path.join(self.tmp, "img6.raw")
+        image(img, 6)
+        chunks = self.mkpoint(self.ds_a_dir, VM1, "20260601T000000Z", img)
+        r = self.b.ok("POST", "/api/v1/datastores", {"name": "site-b-256k", "path": os.path.join(self.root_b, "small"),
+                                                     "chunk_size": 256 * 1024})
+        small = r["datastore"]
+        self.addCleanup(self.b.request, "DELETE", f"/api/v1/datastores/{small['id']}?force=true")
+        rep = self.replication(name="to-small", to_url=self.b.url, to_datastore="site-b-256k", token=self.b.token,
+                               ca_file=self.cert)
+        job = self.run_repl(rep["id"], state="failed")
+        self.assertIn("chunk size", job["error"])
+        self.assertEqual(self.b.ok("GET", f"/api/v1/datastores/{small['id']}/points")["items"], [])
+        self.assertEqual(os.listdir(os.path.join(self.root_b, "small", ".chunks")), [])
+        man = {"vm_uuid": VM1, "point_id": "20260601T000000Z", "meta": {"vm_name": "web01"},
+               "disks": [{"target": "vda", "size": 9 * MIB, "digests": chunks[0] + "0" * 64 + chunks[1]}]}
+        st, b = self.b.request("POST", f"/api/v1/datastores/{small['id']}/replica/points", man)
+        self.assertEqual((st, b["error"]["field"]), (409, "chunk_size"), b)
+        self.assertFalse(os.path.exists(os.path.join(self.root_b, "small", "vm", VM1)))
+
     def test_tokens(self):
         st, b = self.b.request("POST", f"/api/v1/datastores/{self.ds_b['id']}/replica/missing", {"digests": []},
                                token="not-a-token")
