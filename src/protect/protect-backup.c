@@ -13,7 +13,8 @@
  *             pull-mode backup with a new checkpoint, thaw
  *   read      every disk over NBD into the new point (protect-nbd.c)
  *   finish    end the host's job; write the manifest (last: until then no
- *             point exists); index it; drop older Armada checkpoints
+ *             point exists); index it; drop the checkpoints no datastore's
+ *             next incremental starts from (one chain per datastore)
  *
  *   unstart   (offline only, always, also after a failure) destroy the
  *             paused QEMU, wait until the domain is shut off, write the
@@ -57,7 +58,7 @@ typedef struct Backup {
         char ds_name[128];
         ChunkStore *store;
         char point_id[32];
-        char checkpoint[64];
+        char checkpoint[160];   /* armada-<datastore>-<point id>: one chain per datastore */
         json_t *prev;            /* the previous point's index row, when an incremental follows it */
         Point *base;
         char full_reason[512];   /* why full, "" when incremental */
@@ -289,9 +290,12 @@ static int backup_begin(Backup *b) {
         bool stale = false;
         if (hv_backup_end(c, b->vm.uuid, &stale) == 0 && stale)
                 backup_event(b, "warning", "backup.stale-ended", "A backup job left on the host by an earlier run was ended.");
-        char base_cp[64];
+        char base_cp[sizeof b->checkpoint];
         snprintf(base_cp, sizeof base_cp, "%s", b->prev ? b->checkpoint : "");
-        snprintf(b->checkpoint, sizeof b->checkpoint, CHECKPOINT_PREFIX "%s", b->point_id);
+        /* The datastore in the name: a point of the same id in another
+         * datastore (the same second) has a checkpoint of its own, which the
+         * stale-name check below must not take for this one's. */
+        snprintf(b->checkpoint, sizeof b->checkpoint, CHECKPOINT_PREFIX "%s-%s", b->ds_name, b->point_id);
         /* A run killed after its begin left this name's checkpoint behind
          * without a point (point ids are unique, see point_id_pick()): it
          * goes, or the begin would fail on "already exists". */
@@ -421,13 +425,37 @@ static json_t *counters_json(const Backup *b, int64_t ms) {
                          "read_rate_bytes_s", rate);
 }
 
+/* Whether checkpoint name is the base of some datastore's next incremental
+ * (the newest point's of each datastore, as the index says; this backup's
+ * own is among them once indexed). */
+static bool checkpoint_in_use(const Backup *b, json_t *in_use, const char *name) {
+        if (streq(name, b->checkpoint))
+                return true;
+        size_t i;
+        json_t *row;
+        json_array_foreach(in_use, i, row)
+                if (streq(jget_str(row, "checkpoint"), name))
+                        return true;
+        return false;
+}
+
+/* Drops Armada's checkpoints of the VM that no datastore's next incremental
+ * starts from: the older points' of this datastore, and any left by a
+ * datastore no longer registered. Each datastore keeps its own chain (a VM
+ * backed up to A, then B, then A stays incremental in both); libvirt
+ * merges the bitmaps between a checkpoint and the newest one when an
+ * incremental starts from an older one. When the index cannot be read,
+ * nothing is dropped (a lingering bitmap costs little; a dropped base
+ * costs a full backup). */
 static void drop_old_checkpoints(Backup *b) {
         HvConn *c = inventory_link_conn(b->link);
         _cleanup_free_ char *list = NULL;
-        if (hv_checkpoint_list(c, b->vm.uuid, &list) < 0)
+        _cleanup_json_ json_t *in_use = NULL;
+        if (store_backup_checkpoints_in_use(b->ctx->st, b->vm.uuid, &in_use) < 0 || hv_checkpoint_list(c, b->vm.uuid, &list) < 0)
                 return;
         for (char *save = NULL, *t = strtok_r(list, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
-                if (strncmp(t, CHECKPOINT_PREFIX, strlen(CHECKPOINT_PREFIX)) == 0 && !streq(t, b->checkpoint) && hv_checkpoint_delete(c, b->vm.uuid, t) < 0)
+                if (strncmp(t, CHECKPOINT_PREFIX, strlen(CHECKPOINT_PREFIX)) == 0 && !checkpoint_in_use(b, in_use, t) &&
+                    hv_checkpoint_delete(c, b->vm.uuid, t) < 0)
                         log_warn("VM '%s': cannot delete old checkpoint '%s': %s", b->vm.name, t, hv_last_error());
 }
 

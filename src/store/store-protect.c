@@ -182,6 +182,13 @@ int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastor
                                vm_uuid, datastore);
 }
 
+int store_backup_checkpoints_in_use(Store *st, const char *vm_uuid, json_t **ret) {
+        return store_query_json(st, ret,
+                                "SELECT b.datastore, b.checkpoint FROM backup_point b WHERE b.vm_uuid = ?1"
+                                " AND b.checkpoint IS NOT NULL AND b.point_id = (SELECT max(point_id) FROM backup_point"
+                                " WHERE vm_uuid = ?1 AND datastore = b.datastore) ORDER BY b.datastore", "s", vm_uuid);
+}
+
 /* "Good": in a datastore still registered, and not found unrestorable by
  * its last verify. */
 #define LAST_GOOD_FROM                                                                                                  \

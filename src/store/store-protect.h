@@ -65,6 +65,10 @@ int store_backup_point_list(Store *st, const char *vm_uuid, const char *datastor
 int store_backup_point_get(Store *st, const char *datastore, const char *vm_uuid, const char *point_id, json_t **ret);
 /* The newest point of vm_uuid in datastore; -ENOENT when none. */
 int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastore, json_t **ret);
+/* The checkpoint of vm_uuid's newest point in each datastore (what each
+ * datastore's next incremental starts from): [{datastore, checkpoint}].
+ * One probe of backup_point_vm_idx per datastore. */
+int store_backup_checkpoints_in_use(Store *st, const char *vm_uuid, json_t **ret);
 /* The newest good point of vm_uuid in any datastore (good: not found
  * unrestorable by its datastore's last verify): {datastore, point_id, full,
  * consistency, size_bytes, created_at, verified_at, verified_ok (null when

@@ -15,7 +15,9 @@ storage, the datastore a directory of armadad's machine):
   incremental reading only the changed chunks; both points restore to their
   data; after each backup the VM is shut off on the host and stopped in
   Armada; a policy on the stopped VM makes points and raises no overdue
-  alert; a backup cancelled mid-read still leaves it shut off.
+  alert; a backup cancelled mid-read still leaves it shut off;
+- a VM backed up to two datastores alternately (one of 1 MiB chunks) is
+  incremental in each after its first: one checkpoint chain per datastore.
 """
 import hashlib
 import os
@@ -131,8 +133,8 @@ class TestBackupKvm(unittest.TestCase):
                                 f'"write -P 0x{byte:02x} {off_mib}M {len_mib}M"')
         self.assertNotIn("rror", out)
 
-    def backup(self, vm_id, timeout=300):
-        r = self.ab.d.ok("POST", f"/api/v1/vms/{vm_id}/backups", {"datastore": "ds1"})
+    def backup(self, vm_id, timeout=300, datastore="ds1"):
+        r = self.ab.d.ok("POST", f"/api/v1/vms/{vm_id}/backups", {"datastore": datastore})
         j = self.ab.d.wait_job(r["job"]["id"], timeout=timeout)
         self.assertEqual(j["state"], "succeeded", j)
         return j["result"]
@@ -228,6 +230,62 @@ class TestBackupKvm(unittest.TestCase):
         st, b = d.request("POST", "/api/v1/backups/restore", {"vm": "bk1", "point": "latest", "in_place": True})
         self.assertEqual((st, b["error"]["field"]), (409, "in_place"), b)
         self.assertIn("is running", b["error"]["message"])
+
+    def test_two_datastores_alternately_each_incremental(self):
+        """A VM backed up to ds1, then to a second datastore (of 1 MiB
+        chunks), then ds1, then the second again: only the first backup into
+        each is full; each datastore keeps its own checkpoint (chain), and
+        every point restores to the data of its moment."""
+        ab, d = self.ab, self.ab.d
+        alt = os.path.join(self.root, "ds-alt")
+        r = d.ok("POST", "/api/v1/datastores", {"name": "ds-alt", "path": alt, "chunk_size": MIB})
+        self.assertEqual(d.wait_job(r["job"]["id"])["state"], "succeeded")
+        self.addCleanup(d.request, "DELETE", f"/api/v1/datastores/{r['datastore']['id']}?force=true")
+        w1 = [(0x71, 0, 8)]
+        vm = self.guest("bk7", w1)
+
+        def checkpoints():
+            return sorted(ab.bed.virsh("h1", "checkpoint-list", "bk7", "--name").split())
+
+        a1 = self.backup(vm["id"])
+        self.assertTrue(a1["full"], a1)
+        self.qemu_write("h1", "bk7", 0x72, 20, 4)
+        w2 = w1 + [(0x72, 20, 4)]
+        time.sleep(1.1)  # point ids are per second
+        b1 = self.backup(vm["id"], datastore="ds-alt")
+        self.assertTrue(b1["full"], b1)
+        self.assertIn("first backup", b1["full_reason"])
+        self.assertEqual(b1["counters"]["chunks_total"], DISK_MIB)  # 1 MiB chunks
+        # Both chains are on the host: ds1's and ds-alt's newest checkpoints.
+        self.assertEqual(len(checkpoints()), 2, checkpoints())
+
+        self.qemu_write("h1", "bk7", 0x73, 40, 4)
+        w3 = w2 + [(0x73, 40, 4)]
+        time.sleep(1.1)
+        a2 = self.backup(vm["id"])
+        self.assertFalse(a2["full"], a2)
+        ca = a2["counters"]
+        # Since a1: 20-24 and 40-44 MiB changed, two 4 MiB chunks (at most four
+        # if the writes straddle), not sixteen.
+        self.assertGreaterEqual(ca["chunks_read"], 2, ca)
+        self.assertLessEqual(ca["chunks_read"], 4, ca)
+        self.assertEqual(len(checkpoints()), 2, checkpoints())
+
+        self.qemu_write("h1", "bk7", 0x74, 60, 2)
+        w4 = w3 + [(0x74, 60, 2)]
+        time.sleep(1.1)
+        b2 = self.backup(vm["id"], datastore="ds-alt")
+        self.assertFalse(b2["full"], b2)
+        cb = b2["counters"]
+        # Since b1: 40-44 and 60-62 MiB, six 1 MiB chunks (a2's checkpoint in
+        # between does not hide the 40 MiB write from ds-alt's chain).
+        self.assertGreaterEqual(cb["chunks_read"], 6, cb)
+        self.assertLessEqual(cb["chunks_read"], 8, cb)
+        self.assertEqual(len(checkpoints()), 2, checkpoints())
+
+        for point, want, name in ((a2, w3, "bk7-a2"), (b2, w4, "bk7-b2"), (b1, w2, "bk7-b1")):
+            rr = self.restore("bk7", point["point_id"], name)
+            self.assertEqual(self.disk_sha(rr["host"], rr["disks"][0]["path"]), image(want), name)
 
     def test_kill_mid_backup_leaves_no_point(self):
         ab, d = self.ab, self.ab.d
