@@ -58,7 +58,7 @@ typedef struct Backup {
         char ds_name[128];
         ChunkStore *store;
         char point_id[32];
-        char checkpoint[160];   /* armada-<datastore>-<point id>: one chain per datastore */
+        char checkpoint[176];   /* armada-<datastore>-<point id>: one chain per datastore */
         json_t *prev;            /* the previous point's index row, when an incremental follows it */
         Point *base;
         char full_reason[512];   /* why full, "" when incremental */
