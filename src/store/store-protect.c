@@ -89,6 +89,15 @@ const StoreMigration store_migrations_protect[] = {
         /* The datastore's chunk size as its marker says (the marker is the
          * truth; this copy is what the API lists). 4 MiB was the only size. */
         { "datastore-2-chunk-size", "ALTER TABLE datastore ADD COLUMN chunk_size INTEGER NOT NULL DEFAULT 4194304;" },
+        /* A stopped VM's QEMU started paused for an offline backup, recorded
+         * before the start and cleared once it is shut off again: what a
+         * killed armadad left running is found from here, never guessed. */
+        { "backup-4-offline", "CREATE TABLE backup_offline ("
+          "  vm_id INTEGER PRIMARY KEY REFERENCES vm(id) ON DELETE CASCADE,"
+          "  host_id INTEGER NOT NULL,"
+          "  vm_uuid TEXT NOT NULL,"
+          "  job_id INTEGER,"
+          "  started_at INTEGER NOT NULL);" },
         { NULL, NULL },
 };
 
@@ -180,6 +189,20 @@ int store_backup_point_get(Store *st, const char *datastore, const char *vm_uuid
 int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastore, json_t **ret) {
         return store_query_one(st, ret, POINT_COLUMNS "WHERE vm_uuid = ? AND datastore = ? ORDER BY point_id DESC LIMIT 1", "ss",
                                vm_uuid, datastore);
+}
+
+int store_backup_offline_set(Store *st, int64_t vm_id, int64_t host_id, const char *vm_uuid, int64_t job_id) {
+        return store_exec(st, "INSERT OR REPLACE INTO backup_offline(vm_id, host_id, vm_uuid, job_id, started_at)"
+                          " VALUES (?, ?, ?, ?, ?)", "iisii", vm_id, host_id, vm_uuid, job_id, now_ms());
+}
+
+int store_backup_offline_get(Store *st, int64_t vm_id, json_t **ret) {
+        return store_query_one(st, ret, "SELECT vm_id, host_id, vm_uuid, job_id, started_at FROM backup_offline WHERE vm_id = ?",
+                               "i", vm_id);
+}
+
+int store_backup_offline_clear(Store *st, int64_t vm_id) {
+        return store_exec(st, "DELETE FROM backup_offline WHERE vm_id = ?", "i", vm_id);
 }
 
 int store_backup_checkpoints_in_use(Store *st, const char *vm_uuid, json_t **ret) {

@@ -65,6 +65,12 @@ int store_backup_point_list(Store *st, const char *vm_uuid, const char *datastor
 int store_backup_point_get(Store *st, const char *datastore, const char *vm_uuid, const char *point_id, json_t **ret);
 /* The newest point of vm_uuid in datastore; -ENOENT when none. */
 int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastore, json_t **ret);
+/* The record of an offline backup's paused QEMU (protect-backup.c): set
+ * before the start, cleared once it is shut off. get: {vm_id, host_id,
+ * vm_uuid, job_id, started_at}, -ENOENT when there is none. */
+int store_backup_offline_set(Store *st, int64_t vm_id, int64_t host_id, const char *vm_uuid, int64_t job_id);
+int store_backup_offline_get(Store *st, int64_t vm_id, json_t **ret);
+int store_backup_offline_clear(Store *st, int64_t vm_id);
 /* The checkpoint of vm_uuid's newest point in each datastore (what each
  * datastore's next incremental starts from): [{datastore, checkpoint}].
  * One probe of backup_point_vm_idx per datastore. */

@@ -16,6 +16,8 @@ storage, the datastore a directory of armadad's machine):
   data; after each backup the VM is shut off on the host and stopped in
   Armada; a policy on the stopped VM makes points and raises no overdue
   alert; a backup cancelled mid-read still leaves it shut off;
+- kill -9 of armadad mid-backup of a stopped VM: the restarted armadad
+  destroys the paused QEMU from its own record; the VM is stopped again;
 - a VM backed up to two datastores alternately (one of 1 MiB chunks) is
   incremental in each after its first: one checkpoint chain per datastore.
 """
@@ -319,6 +321,45 @@ class TestBackupKvm(unittest.TestCase):
         if "Backup" in left:
             self.assertTrue(ev, "the backup job the killed armadad left on the host was ended")
         self.assertEqual(len(d.ok("GET", "/api/v1/backups?vm=bk2")["items"]), len(before) + 1)
+
+    def test_kill_mid_offline_backup_destroys_its_paused_qemu(self):
+        """kill -9 of armadad while a stopped VM's QEMU runs paused for its
+        backup: the restarted armadad finds it from its own record and
+        destroys it (the VM is shut off and stopped again, with an event);
+        no half point; the next backup works."""
+        ab, d = self.ab, self.ab.d
+        size = 256
+        vm = self.guest("bk8", [(0x5a, 0, 4)], size_mib=size)
+        for i in range(1, size // 4):  # distinct data everywhere: the read takes a while
+            self.qemu_write("h1", "bk8", (0x20 + i) % 256, i * 4, 4)
+        self.stop(vm, "bk8")
+        before = d.ok("GET", "/api/v1/backups?vm=bk8")["items"]
+        r = d.ok("POST", f"/api/v1/vms/{vm['id']}/backups", {"datastore": "ds1"})
+        jid = r["job"]["id"]
+        wait_until(lambda: (lambda j: j if j["state"] == "running" and j["progress"] >= 10 else None)(
+            d.ok("GET", f"/api/v1/jobs/{jid}")), 120, interval=0.02, what="the offline backup to be reading")
+        self.assertEqual(ab.bed.virsh("h1", "domstate", "bk8").strip(), "paused")
+        d.stop(sig=signal.SIGKILL)
+        # armadad is gone; its paused QEMU is still there.
+        self.assertEqual(ab.bed.virsh("h1", "domstate", "bk8").strip(), "paused")
+        d.start()
+        d.token = d.login()
+        self.assertEqual(d.wait_job(jid, timeout=60)["state"], "failed")
+        wait_until(lambda: ab.bed.virsh("h1", "domstate", "bk8").strip() == "shut off", 60, interval=0.2,
+                   what="the restarted armadad to destroy bk8's paused QEMU")
+        wait_until(lambda: d.vm(vm["id"])["state"] == "stopped", 60, interval=0.2, what="bk8 to show stopped")
+        jobs = [j for j in d.ok("GET", "/api/v1/jobs?limit=50")["items"]
+                if j["kind"] == "vm.backup-unstart" and j["target_id"] == vm["id"]]
+        self.assertTrue(jobs, "a vm.backup-unstart job for bk8")
+        wait_until(lambda: d.ok("GET", f"/api/v1/jobs/{jobs[0]['id']}")["state"] == "succeeded", 60, interval=0.2,
+                   what="the unstart job to succeed")
+        ev = [e for e in ab.events("backup.unstart-recovered") if e["object_name"] == "bk8"]
+        self.assertTrue(ev and "destroyed" in ev[0]["message"], ev)
+        self.assertEqual(d.ok("GET", "/api/v1/backups?vm=bk8")["items"], before)
+        # The next (offline) backup works and leaves it shut off.
+        res = self.backup(vm["id"])
+        self.assertEqual(res["consistency"], "offline")
+        self.shut_off(vm, "bk8")
 
     def test_restore_in_place_and_internal_snapshot(self):
         ab, d = self.ab, self.ab.d
