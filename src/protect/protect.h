@@ -283,6 +283,13 @@ int protect_policy_delete(Store *st, const OpCaller *c, int64_t id, OpError *err
 typedef struct ProtectScheduler ProtectScheduler;
 int protect_scheduler_new(Store *st, Jobs *jobs, unsigned interval_ms, ProtectScheduler **ret);
 int protect_scheduler_start(ProtectScheduler *s);
+/* Reads the VMs from the read model m (before protect_scheduler_start();
+ * m outlives the scheduler): a round is then the policies and the points
+ * indexed since the last round, two queries, plus one index probe per VM
+ * that is due, at any number of VMs. Without it, one SQL query per round
+ * computes the covered VMs (correlated subqueries per VM). */
+typedef struct Model Model;
+void protect_scheduler_set_model(ProtectScheduler *s, Model *m);
 /* Stops the thread (waits for its round) and frees; takes NULL. */
 ProtectScheduler *protect_scheduler_free(ProtectScheduler *s);
 typedef void (*ProtectBackupAlertFn)(void *userdata, int64_t vm_id, const char *vm_name, bool open, const char *message);

@@ -98,6 +98,17 @@ const StoreMigration store_migrations_protect[] = {
           "  vm_uuid TEXT NOT NULL,"
           "  job_id INTEGER,"
           "  started_at INTEGER NOT NULL);" },
+        /* The policy scan (protect-policy.c) at 20,000 VMs: a VM's pending
+         * backup job is one index probe, and the newest point of every VM is
+         * kept in memory from the rows added since the last round (by id)
+         * plus a full reload only when points were deleted (the counter). */
+        { "backup-5-scan",
+          "CREATE INDEX job_kind_target_idx ON job(kind, target_id, created_at);"
+          "CREATE TABLE backup_point_gen (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);"
+          "INSERT INTO backup_point_gen(id, n) VALUES (1, 0);"
+          "CREATE TRIGGER backup_point_deleted AFTER DELETE ON backup_point BEGIN"
+          "  UPDATE backup_point_gen SET n = n + 1 WHERE id = 1;"
+          " END;" },
         { NULL, NULL },
 };
 
@@ -324,6 +335,29 @@ int store_backup_policy_vms(Store *st, json_t **ret) {
                 "     WHERE pg.path = '' OR hg.path = pg.path OR substr(hg.path, 1, length(pg.path) + 1) = pg.path || '/'"
                 "     ORDER BY length(pg.path) DESC LIMIT 1))"
                 " WHERE v.origin != 'foreign' ORDER BY v.id", "");
+}
+
+int store_backup_policies(Store *st, json_t **ret) {
+        return store_query_json(st, ret,
+                                "SELECT id AS policy_id, vm_id, group_id, datastore, every_s, keep_last, keep_hourly, keep_daily,"
+                                " keep_weekly, keep_monthly, keep_yearly FROM backup_policy ORDER BY id", "");
+}
+
+int store_backup_points_newest(Store *st, int64_t after_id, json_t **ret, int64_t *ret_max_id, int64_t *ret_gen) {
+        int64_t max_id = 0, gen = 0;
+        /* Read first: a point added between these and the rows below is
+         * read again next round (ids only grow), never missed. */
+        int r = store_query_i64(st, &max_id, "SELECT coalesce(max(id), 0) FROM backup_point", "");
+        if (r >= 0)
+                r = store_query_i64(st, &gen, "SELECT n FROM backup_point_gen WHERE id = 1", "");
+        if (r >= 0)
+                r = store_query_json(st, ret, "SELECT vm_uuid, max(created_at) AS last_ms FROM backup_point"
+                                     " WHERE id > ? AND id <= ? GROUP BY vm_uuid", "ii", after_id, max_id);
+        if (r < 0)
+                return r;
+        *ret_max_id = max_id;
+        *ret_gen = gen;
+        return 0;
 }
 
 int store_backup_last_point_ms(Store *st, const char *vm_uuid, int64_t *ret_ms) {

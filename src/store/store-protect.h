@@ -136,6 +136,14 @@ int store_backup_policy_delete(Store *st, int64_t id);
 /* Every VM a policy covers, with the policy that applies: [{vm_id,
  * vm_name, vm_uuid, state, owner_id, policy_id, datastore, every_s, keep_*}]. */
 int store_backup_policy_vms(Store *st, json_t **ret);
+/* Every policy, without the VMs it covers: [{policy_id, vm_id, group_id,
+ * datastore, every_s, keep_*}] (one row per policy: few). */
+int store_backup_policies(Store *st, json_t **ret);
+/* The newest point of each VM among the points indexed with an id above
+ * after_id (0: all of them): [{vm_uuid, last_ms}]; *ret_max_id the highest
+ * id read (the next call's after_id) and *ret_gen the count of point rows
+ * ever deleted (when it moves, a newest point may be gone: read all again). */
+int store_backup_points_newest(Store *st, int64_t after_id, json_t **ret, int64_t *ret_max_id, int64_t *ret_gen);
 /* When the newest indexed point of vm_uuid was made (ms); -ENOENT when none. */
 int store_backup_last_point_ms(Store *st, const char *vm_uuid, int64_t *ret_ms);
 /* Whether a vm.backup of vm_id is queued or running, or was queued at or
