@@ -47,10 +47,17 @@
 
 #include <jansson.h>
 
-/* The default chunk size, and the largest: a buffer of CHUNK_SIZE holds any
- * chunk of any datastore. CHUNK_SIZE_MIN the smallest a datastore may use. */
+/* CHUNK_SIZE: the largest chunk size, so a buffer of CHUNK_SIZE holds any
+ * chunk of any datastore; also the size of every datastore made before the
+ * size was a choice (a marker or manifest without one means it), and what
+ * chunkstore_open() makes. CHUNK_SIZE_MIN: the smallest a datastore may
+ * use. CHUNK_SIZE_DEFAULT: what `armada backup datastore add` makes when no
+ * size is asked (1 MiB: the incremental of scattered writes meets 20% of
+ * the full where 4 MiB does not; bench/results/protection.md, "Chunk size",
+ * and docs/architecture.md for the trade-off). */
 #define CHUNK_SIZE (4u << 20)
 #define CHUNK_SIZE_MIN (256u << 10)
+#define CHUNK_SIZE_DEFAULT (1u << 20)
 
 typedef struct ChunkDigest {
         uint8_t b[32];
@@ -65,7 +72,7 @@ typedef struct Point Point;
  * empty nor a datastore is -ENOTEMPTY. */
 int chunkstore_open(const char *dir, bool create, ChunkStore **ret);
 /* chunkstore_open() choosing the chunk size of a datastore it makes
- * (CHUNK_SIZE when 0; else a power of two from CHUNK_SIZE_MIN to CHUNK_SIZE,
+ * (CHUNK_SIZE when 0, as chunkstore_open(); else a power of two from CHUNK_SIZE_MIN to CHUNK_SIZE,
  * -EINVAL otherwise). A datastore that exists keeps its own size: compare
  * chunkstore_chunk_size() with what was asked when that matters. */
 int chunkstore_open_sized(const char *dir, bool create, uint32_t chunk_size, ChunkStore **ret);

@@ -341,12 +341,12 @@ static void undo_create(const char *real, bool made) {
 }
 
 /* Opens or creates the datastore directory real for add, a new one cut at
- * chunk_size (0: the default): 0, or 422/500 naming "path", or 409 naming
- * "chunk_size" when an existing datastore was asked for another size
- * (nothing made then). *ret_made_dir, *ret_fresh and *ret_chunk_size say
+ * chunk_size: 0, or 422/500 naming "path", or 409 naming "chunk_size" when
+ * an existing datastore has another size than the one asked (nothing made
+ * then; asked false: the default, and an existing one keeps its own). *ret_made_dir, *ret_fresh and *ret_chunk_size say
  * what was made or found. */
-static int add_open_dir(const char *path, const char *real, uint32_t chunk_size, bool *ret_made_dir, bool *ret_fresh,
-                        uint32_t *ret_chunk_size, OpError *err) {
+static int add_open_dir(const char *path, const char *real, uint32_t chunk_size, bool asked, bool *ret_made_dir,
+                        bool *ret_fresh, uint32_t *ret_chunk_size, OpError *err) {
         struct stat sb;
         bool exists = stat(real, &sb) == 0;
         if (exists && !S_ISDIR(sb.st_mode))
@@ -365,7 +365,7 @@ static int add_open_dir(const char *path, const char *real, uint32_t chunk_size,
                 return op_fail(err, 500, "internal", "path", "Cannot make a datastore in '%.200s': %s.", path, strerror(-e));
         uint32_t have = chunkstore_chunk_size(s);
         chunkstore_free(s);
-        if (!fresh && chunk_size && have != chunk_size)
+        if (!fresh && asked && have != chunk_size)
                 return op_fail(err, 409, "conflict", "chunk_size", "'%.200s' is a datastore of chunk size %u KiB already;"
                                " an adopted datastore keeps its own (leave chunk_size out to adopt it).", path, have >> 10);
         *ret_made_dir = !exists;
@@ -401,7 +401,8 @@ int protect_datastore_add(Store *st, Jobs *jobs, const OpCaller *c, const char *
                 return e;
         bool made = false, fresh = false;
         uint32_t have = 0;
-        e = add_open_dir(path, real, (uint32_t) chunk_size, &made, &fresh, &have, err);
+        e = add_open_dir(path, real, chunk_size ? (uint32_t) chunk_size : CHUNK_SIZE_DEFAULT, !!chunk_size, &made, &fresh,
+                         &have, err);
         if (e < 0)
                 return e;
         e = store_datastore_insert(st, name, real, have, &id);

@@ -368,7 +368,10 @@ static void round_vm(ProtectScheduler *s, const Covered *c, int64_t now) {
                 set_open(s, vm_id, name, false, NULL);
                 return;
         }
-        int64_t since = have ? last : s->started_ms;
+        /* Without a point, the clock runs from when the policy applied
+         * (or armadad started, if later), as the message says. */
+        int64_t applied = jget_int(c->policy, "applied_ms");
+        int64_t since = have ? last : applied > s->started_ms ? applied : s->started_ms;
         if (now - since >= 2 * every_ms) {
                 _cleanup_free_ char *msg = have
                         ? xasprintf("VM '%s' has no recovery point newer than %" PRId64 " s (twice its policy's interval).",

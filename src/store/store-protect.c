@@ -327,8 +327,8 @@ int store_backup_policy_vms(Store *st, json_t **ret) {
          * deepest (longest path) covering it. */
         return store_query_json(st, ret,
                 "SELECT v.id AS vm_id, v.name AS vm_name, v.uuid AS vm_uuid, v.state, v.owner_id, p.id AS policy_id,"
-                " p.datastore, p.every_s, p.keep_last, p.keep_hourly, p.keep_daily, p.keep_weekly, p.keep_monthly, p.keep_yearly"
-                " FROM vm v JOIN backup_policy p ON p.id = coalesce("
+                " p.datastore, p.every_s, p.keep_last, p.keep_hourly, p.keep_daily, p.keep_weekly, p.keep_monthly, p.keep_yearly,"
+                " p.created_at AS applied_ms FROM vm v JOIN backup_policy p ON p.id = coalesce("
                 "   (SELECT id FROM backup_policy WHERE vm_id = v.id),"
                 "   (SELECT bp.id FROM backup_policy bp JOIN host_group pg ON pg.id = bp.group_id"
                 "      JOIN host h ON h.id = v.host_id JOIN host_group hg ON hg.id = h.group_id"
@@ -340,7 +340,7 @@ int store_backup_policy_vms(Store *st, json_t **ret) {
 int store_backup_policies(Store *st, json_t **ret) {
         return store_query_json(st, ret,
                                 "SELECT id AS policy_id, vm_id, group_id, datastore, every_s, keep_last, keep_hourly, keep_daily,"
-                                " keep_weekly, keep_monthly, keep_yearly FROM backup_policy ORDER BY id", "");
+                                " keep_weekly, keep_monthly, keep_yearly, created_at AS applied_ms FROM backup_policy ORDER BY id", "");
 }
 
 int store_backup_points_newest(Store *st, int64_t after_id, json_t **ret, int64_t *ret_max_id, int64_t *ret_gen) {

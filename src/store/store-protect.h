@@ -134,10 +134,11 @@ int store_backup_policy_list(Store *st, json_t **ret);
 int store_backup_policy_get(Store *st, int64_t id, json_t **ret);
 int store_backup_policy_delete(Store *st, int64_t id);
 /* Every VM a policy covers, with the policy that applies: [{vm_id,
- * vm_name, vm_uuid, state, owner_id, policy_id, datastore, every_s, keep_*}]. */
+ * vm_name, vm_uuid, state, owner_id, policy_id, datastore, every_s, keep_*,
+ * applied_ms (when the policy was made, ms)}]. */
 int store_backup_policy_vms(Store *st, json_t **ret);
 /* Every policy, without the VMs it covers: [{policy_id, vm_id, group_id,
- * datastore, every_s, keep_*}] (one row per policy: few). */
+ * datastore, every_s, keep_*, applied_ms}] (one row per policy: few). */
 int store_backup_policies(Store *st, json_t **ret);
 /* The newest point of each VM among the points indexed with an id above
  * after_id (0: all of them): [{vm_uuid, last_ms}]; *ret_max_id the highest

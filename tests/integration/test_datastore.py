@@ -71,8 +71,11 @@ class DatastoreTest(unittest.TestCase):
             self.assertEqual(b["error"]["field"], field, b)
         return b
 
-    def add(self, name, path):
-        r = self.d.ok("POST", "/api/v1/datastores", {"name": name, "path": path})
+    def add(self, name, path, chunk_size=None):
+        body = {"name": name, "path": path}
+        if chunk_size:
+            body["chunk_size"] = chunk_size
+        r = self.d.ok("POST", "/api/v1/datastores", body)
         if r["job"]:
             self.assertEqual(self.d.wait_job(r["job"]["id"])["state"], "succeeded")
         return r
@@ -289,7 +292,7 @@ class DatastoreTest(unittest.TestCase):
             self.assertEqual(job["result"]["points"], 2)
 
             # Import it into a second datastore: every point, chunks once.
-            other = self.add("site2", other_path)["datastore"]
+            other = self.add("site2", other_path, chunk_size=4 * MIB)["datastore"]  # the archive's (mkpoint's) size
             st, b = self.d.request("POST", f"/api/v1/datastores/{other['id']}/actions/import",
                                    {"path": self.outside})
             self.assertEqual((st, b["error"]["field"]), (400, "path"))
@@ -323,6 +326,10 @@ class DatastoreTest(unittest.TestCase):
         self.refused({"name": "small", "path": path, "chunk_size": "1M"}, 400, "chunk_size")
         self.refused({"name": "small", "path": path, "chunk_size": 0}, 422, "chunk_size")
         self.assertFalse(os.path.exists(path))
+        # Without chunk_size: the default, 1 MiB.
+        dflt = self.add("dflt", os.path.join(self.root, "dflt"))["datastore"]
+        self.assertEqual(dflt["chunk_size"], MIB)
+        self.remove(dflt["id"])
         ds = self.add_sized("small", path, 256 * 1024)["datastore"]
         big_path = os.path.join(self.root, "big4m")
         tape = os.path.join(self.root, "tape-small")

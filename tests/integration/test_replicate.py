@@ -88,7 +88,8 @@ class ReplicateTest(unittest.TestCase):
 
     @staticmethod
     def add_ds(d, name, path):
-        r = d.ok("POST", "/api/v1/datastores", {"name": name, "path": path})
+        # 4 MiB chunks, as mkpoint makes a new directory's: the points move between them.
+        r = d.ok("POST", "/api/v1/datastores", {"name": name, "path": path, "chunk_size": 4 * MIB})
         if r["job"]:
             assert d.wait_job(r["job"]["id"])["state"] == "succeeded"
         return r["datastore"]
