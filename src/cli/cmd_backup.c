@@ -20,7 +20,7 @@
 const OptSpec BACKUP_DATASTORE_OPTS[] = {
         { "path", 0, true, "DIR", "the datastore's directory on the server (add)" },
         { "chunk-size", 0, true, "SIZE", "256K, 512K, 1M, 2M or 4M: the chunks a new datastore cuts disks into (add;"
-          " default 1M; an adopted datastore keeps its own)" },
+          " default 256K; an adopted datastore keeps its own)" },
         { "force", 0, false, NULL, "forget it even though it holds points (remove; its files stay)" },
         { NULL },
 };

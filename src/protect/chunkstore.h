@@ -52,12 +52,13 @@
  * size was a choice (a marker or manifest without one means it), and what
  * chunkstore_open() makes. CHUNK_SIZE_MIN: the smallest a datastore may
  * use. CHUNK_SIZE_DEFAULT: what `armada backup datastore add` makes when no
- * size is asked (1 MiB: the incremental of scattered writes meets 20% of
- * the full where 4 MiB does not; bench/results/protection.md, "Chunk size",
- * and docs/architecture.md for the trade-off). */
+ * size is asked (256 KiB: the incremental of bench/protection's scattered
+ * writes meets 20% of the full where 1 MiB and 4 MiB do not;
+ * bench/results/protection.md, "Chunk size", and docs/architecture.md for
+ * the trade-off). */
 #define CHUNK_SIZE (4u << 20)
 #define CHUNK_SIZE_MIN (256u << 10)
-#define CHUNK_SIZE_DEFAULT (1u << 20)
+#define CHUNK_SIZE_DEFAULT (256u << 10)
 
 typedef struct ChunkDigest {
         uint8_t b[32];

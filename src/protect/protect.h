@@ -53,7 +53,7 @@ int protect_datastore_points(Store *st, const OpCaller *c, int64_t id, json_t **
 /* Registers directory path as datastore name: the directory (created when
  * missing, under an allowed root) must be empty or a datastore already --
  * then it is adopted with its points. A new datastore cuts disks into
- * chunks of chunk_size bytes (0: CHUNK_SIZE_DEFAULT, 1 MiB; else a power of two from 256 KiB
+ * chunks of chunk_size bytes (0: CHUNK_SIZE_DEFAULT, 256 KiB; else a power of two from 256 KiB
  * to 4 MiB, 400 naming "chunk_size"); an adopted one keeps its own (409
  * naming "chunk_size" when another was asked for). Queues the job that
  * computes its usage. ret: {"datastore", "job"}. 400 naming "name" or

@@ -326,9 +326,9 @@ class DatastoreTest(unittest.TestCase):
         self.refused({"name": "small", "path": path, "chunk_size": "1M"}, 400, "chunk_size")
         self.refused({"name": "small", "path": path, "chunk_size": 0}, 422, "chunk_size")
         self.assertFalse(os.path.exists(path))
-        # Without chunk_size: the default, 1 MiB.
+        # Without chunk_size: the default, 256 KiB.
         dflt = self.add("dflt", os.path.join(self.root, "dflt"))["datastore"]
-        self.assertEqual(dflt["chunk_size"], MIB)
+        self.assertEqual(dflt["chunk_size"], 256 * 1024)
         self.remove(dflt["id"])
         ds = self.add_sized("small", path, 256 * 1024)["datastore"]
         big_path = os.path.join(self.root, "big4m")

@@ -70,7 +70,7 @@ class TestBackupKvm(unittest.TestCase):
         try:
             cls.ds = os.path.join(cls.root, "ds1")
             # 4 MiB chunks: the counters below are written for that geometry
-            # (the default, 1 MiB, is used by the two-datastore test's second).
+            # (not the default, 256 KiB).
             r = cls.ab.d.ok("POST", "/api/v1/datastores", {"name": "ds1", "path": cls.ds, "chunk_size": 4 * MIB})
             assert cls.ab.d.wait_job(r["job"]["id"])["state"] == "succeeded"
         except BaseException:
@@ -242,7 +242,7 @@ class TestBackupKvm(unittest.TestCase):
         every point restores to the data of its moment."""
         ab, d = self.ab, self.ab.d
         alt = os.path.join(self.root, "ds-alt")
-        r = d.ok("POST", "/api/v1/datastores", {"name": "ds-alt", "path": alt})  # the default: 1 MiB chunks
+        r = d.ok("POST", "/api/v1/datastores", {"name": "ds-alt", "path": alt, "chunk_size": MIB})
         self.assertEqual(d.wait_job(r["job"]["id"])["state"], "succeeded")
         self.addCleanup(d.request, "DELETE", f"/api/v1/datastores/{r['datastore']['id']}?force=true")
         w1 = [(0x71, 0, 8)]
