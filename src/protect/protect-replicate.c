@@ -331,18 +331,30 @@ static bool run_pending(Store *st, json_t *row) {
         return streq(s, "queued") || streq(s, "running");
 }
 
+/* "Is a run queued or running?" and the submit of one are one step under
+ * this lock, for a run by hand and the schedule alike: two callers cannot
+ * both see none and both queue one. Process wide (the records are). */
+static pthread_mutex_t submit_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int protect_replication_run(Store *st, Jobs *jobs, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
         int e = may_manage(st, c, "run", id, NULL, err);
         if (e < 0)
                 return e;
+        pthread_mutex_lock(&submit_lock);
         _cleanup_json_ json_t *row = NULL;
-        if ((e = replication_row(st, id, &row, err)) < 0)
+        if ((e = replication_row(st, id, &row, err)) < 0) {
+                pthread_mutex_unlock(&submit_lock);
                 return e;
-        if (run_pending(st, row))
+        }
+        if (run_pending(st, row)) {
+                pthread_mutex_unlock(&submit_lock);
                 return op_fail(err, 409, "conflict", NULL, "Replication '%s' is running already (job %lld).",
                                jget_str(row, "name"), (long long) jget_int(row, "last_job_id"));
+        }
         int64_t job = 0;
-        if (submit_run(st, jobs, row, c->user_id, &job) < 0)
+        e = submit_run(st, jobs, row, c->user_id, &job);
+        pthread_mutex_unlock(&submit_lock);
+        if (e < 0)
                 return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
         op_audit(st, c, "datastore.replicate", "replication", id, jget_str(row, "name"), NULL, "accepted");
         *ret = json_pack("{s:o}", "job", job_json(st, job));
@@ -673,7 +685,80 @@ static int run_to_url(Run *run, ChunkStore *src, json_t *mine, json_t *row, cons
         return 0;
 }
 
+/* Runs between the same source datastore and the same target (two
+ * replications may name one pair) take turns: the second then finds the
+ * points there and sends nothing, where two at once would both send the
+ * same chunks (counted twice) and race on each manifest. A short list of
+ * the pairs being copied, process wide. */
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        char **busy;
+        size_t n;
+} pairs = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static bool pair_busy(const char *key) {
+        for (size_t i = 0; i < pairs.n; i++)
+                if (streq(pairs.busy[i], key))
+                        return true;
+        return false;
+}
+
+/* Waits until no run copies the pair key, then holds it: 0, or
+ * -ECANCELED when the job is cancelled while it waits. */
+static int pair_acquire(JobCtx *ctx, const char *key) {
+        pthread_mutex_lock(&pairs.lock);
+        bool waited = false;
+        while (pair_busy(key)) {
+                if (!waited)
+                        job_progress(ctx, 1, "waiting for another run between the same datastores");
+                waited = true;
+                if (job_cancel_requested(ctx)) {
+                        pthread_mutex_unlock(&pairs.lock);
+                        return -ECANCELED;
+                }
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_sec += 1;
+                pthread_cond_timedwait(&pairs.cond, &pairs.lock, &until); /* 1 s: to see a cancel */
+        }
+        pairs.busy = xrealloc(pairs.busy, (pairs.n + 1) * sizeof *pairs.busy);
+        pairs.busy[pairs.n++] = xstrdup(key);
+        pthread_mutex_unlock(&pairs.lock);
+        return 0;
+}
+
+static void pair_release(const char *key) {
+        pthread_mutex_lock(&pairs.lock);
+        for (size_t i = 0; i < pairs.n; i++)
+                if (streq(pairs.busy[i], key)) {
+                        free(pairs.busy[i]);
+                        pairs.busy[i] = pairs.busy[--pairs.n];
+                        break;
+                }
+        pthread_cond_broadcast(&pairs.cond);
+        pthread_mutex_unlock(&pairs.lock);
+}
+
+static int job_replicate_run(JobCtx *ctx, void *userdata);
+
 static int job_replicate(JobCtx *ctx, void *userdata) {
+        _cleanup_json_ json_t *row = NULL;
+        if (store_replication_get_json(ctx->st, ctx->job->target_id, &row) < 0)
+                return job_fail(ctx, -ENOENT, "Replication '%s' no longer exists.", ctx->job->target_name);
+        const char *to_path = json_string_value(json_object_get(row, "to_path"));
+        _cleanup_free_ char *key = to_path ? xasprintf("%lld>%s", (long long) jget_int(row, "datastore_id"), to_path)
+                                           : xasprintf("%lld>%s#%s", (long long) jget_int(row, "datastore_id"),
+                                                       jget_str(row, "to_url"), jget_str(row, "to_datastore"));
+        int e = pair_acquire(ctx, key);
+        if (e < 0)
+                return e;
+        e = job_replicate_run(ctx, userdata);
+        pair_release(key);
+        return e;
+}
+
+static int job_replicate_run(JobCtx *ctx, void *userdata) {
         int64_t id = ctx->job->target_id;
         _cleanup_json_ json_t *row = NULL;
         if (store_replication_get_json(ctx->st, id, &row) < 0)
@@ -741,8 +826,12 @@ static struct {
 
 static void schedule_once(Store *st, Jobs *jobs) {
         _cleanup_json_ json_t *due = NULL;
-        if (store_replication_due(st, now_ms(), &due) < 0)
+        pthread_mutex_lock(&submit_lock);
+        int e = store_replication_due(st, now_ms(), &due);
+        if (e < 0) {
+                pthread_mutex_unlock(&submit_lock);
                 return;
+        }
         size_t i;
         json_t *row;
         json_array_foreach(due, i, row) {
@@ -750,6 +839,7 @@ static void schedule_once(Store *st, Jobs *jobs) {
                 if (submit_run(st, jobs, row, 0, &job) == 0)
                         log_info("replication '%s': scheduled run, job %lld", jget_str(row, "name"), (long long) job);
         }
+        pthread_mutex_unlock(&submit_lock);
 }
 
 static void *sched_main(void *arg) {

@@ -231,6 +231,34 @@ class ReplicateTest(unittest.TestCase):
         self.assertEqual((st, b["error"]["field"]), (409, "chunk_size"), b)
         self.assertFalse(os.path.exists(os.path.join(self.root_b, "small", "vm", VM1)))
 
+    def test_same_pair_runs_take_turns(self):
+        """Two replications of one source into one target directory, run at
+        once: they take turns (the second waits, then finds every point there),
+        so both succeed and every chunk is sent and counted once."""
+        img = os.path.join(self.tmp, "img7.raw")
+        with open(img, "wb") as f:
+            f.write(os.urandom(48 * MIB))  # 12 chunks of 4 MiB: a copy that takes a while
+        src = os.path.join(self.root_a, "twin-src")
+        ds = self.add_ds(self.a, "twin-src", src)
+        self.addCleanup(self.a.request, "DELETE", f"/api/v1/datastores/{ds['id']}?force=true")
+        chunks = set(self.mkpoint(src, VM1, "20260701T000000Z", img)) | set(self.mkpoint(src, VM1, "20260702T000000Z", img))
+        target = os.path.join(self.root_a, "twin-target")
+        reps = []
+        for name in ("twin-1", "twin-2"):
+            r = self.a.ok("POST", "/api/v1/replications", {"source": "twin-src", "name": name, "to_path": target})
+            self.addCleanup(self.a.request, "DELETE", f"/api/v1/replications/{r['id']}")
+            reps.append(r)
+        jobs = [self.a.ok("POST", f"/api/v1/replications/{r['id']}/actions/run")["job"]["id"] for r in reps]
+        # A second run of the same replication while one is queued or running: 409.
+        st, b = self.a.request("POST", f"/api/v1/replications/{reps[0]['id']}/actions/run")
+        self.assertEqual(st, 409, b)
+        done = [self.a.wait_job(j, timeout=120) for j in jobs]
+        for j in done:
+            self.assertEqual(j["state"], "succeeded", j)
+        self.assertEqual(sum(j["result"]["points_sent"] for j in done), 2, [j["result"] for j in done])
+        self.assertEqual(sum(j["result"]["chunks_sent"] for j in done), len(chunks), [j["result"] for j in done])
+        self.assertEqual(sorted(os.listdir(os.path.join(target, "vm", VM1))), ["20260701T000000Z", "20260702T000000Z"])
+
     def test_tokens(self):
         st, b = self.b.request("POST", f"/api/v1/datastores/{self.ds_b['id']}/replica/missing", {"digests": []},
                                token="not-a-token")
