@@ -1,6 +1,6 @@
 /* The backup datastores' REST resources (administrators only):
  *
- *   GET|POST /api/v1/datastores {name, path}             list (cached usage), add or adopt
+ *   GET|POST /api/v1/datastores {name, path, chunk_size}  list (cached usage), add or adopt
  *   GET|DELETE /api/v1/datastores/{id}[?force=true]      one; forget (files stay)
  *   GET /api/v1/datastores/{id}/points                   its recovery points, last_verified
  *   POST /api/v1/datastores/{id}/actions/verify          re-read every chunk (job)
@@ -29,15 +29,16 @@ static void h_datastores_list(Req *r) {
 }
 
 static void h_datastores_create(Req *r) {
-        static const char *const fields[] = { "name", "path", NULL };
+        static const char *const fields[] = { "name", "path", "chunk_size", NULL };
         const char *name = NULL, *path = NULL;
+        int64_t chunk_size = 0; /* absent: the default; which sizes are allowed is the op's rule */
         if (!req_body_fields(r, fields) || !body_string(r, "name", true, 200, &name) ||
-            !body_string(r, "path", true, 1000, &path))
+            !body_string(r, "path", true, 1000, &path) || !body_int(r, "chunk_size", false, 1, INT64_MAX, &chunk_size))
                 return;
         OpCaller c = api_caller(r);
         OpError err;
         json_t *out = NULL;
-        int e = protect_datastore_add(r->api->st, r->api->jobs, &c, name, path, &out, &err);
+        int e = protect_datastore_add(r->api->st, r->api->jobs, &c, name, path, (uint64_t) chunk_size, &out, &err);
         reply_result(r, e, &err, 201, out);
 }
 

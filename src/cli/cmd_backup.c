@@ -20,6 +20,8 @@
 
 const OptSpec BACKUP_DATASTORE_OPTS[] = {
         { "path", 0, true, "DIR", "the datastore's directory on the server (add)" },
+        { "chunk-size", 0, true, "SIZE", "256K, 512K, 1M, 2M or 4M: the chunks a new datastore cuts disks into (add;"
+          " default 256K; an adopted datastore keeps its own)" },
         { "force", 0, false, NULL, "forget it even though it holds points (remove; its files stay)" },
         { NULL },
 };
@@ -103,10 +105,18 @@ static int add_keeps(json_t *body, const Args *a) {
 
 static int datastore_add(Ctx *c, const Args *a) {
         if (a->n_pos != 2 || !args_get(a, "path"))
-                return fail("usage: armada backup datastore add NAME --path DIR");
+                return fail("usage: armada backup datastore add NAME --path DIR [--chunk-size 256K|512K|1M|2M|4M]");
         _cleanup_json_ json_t *body = json_pack("{s:s, s:s}", "name", a->pos[1], "path", args_get(a, "path"));
         if (!body)
                 return fail("the name and the path must be valid UTF-8");
+        const char *cs = args_get(a, "chunk-size");
+        if (cs) {
+                /* A plain number is bytes; the server says which sizes it takes. */
+                uint64_t bytes = 0;
+                if (size_parse(cs, 1, &bytes) < 0 || bytes > INT64_MAX)
+                        return fail("--chunk-size '%s' is not a size (256K, 512K, 1M, 2M or 4M)", cs);
+                json_object_set_new(body, "chunk_size", json_integer((json_int_t) bytes));
+        }
         _cleanup_json_ json_t *reply = NULL;
         int r = api_call(c, "POST", "/datastores", body, &reply);
         if (r)
@@ -131,7 +141,7 @@ static void add_bytes(Table *t, json_t *o, const char *key) {
 }
 
 static void print_datastores(json_t *reply) {
-        _cleanup_table_ Table *t = table_new("NAME", "PATH", ">POINTS", ">CHUNKS", ">STORED", ">LOGICAL", ">DEDUP", "COUNTED",
+        _cleanup_table_ Table *t = table_new("NAME", "PATH", ">CHUNK", ">POINTS", ">CHUNKS", ">STORED", ">LOGICAL", ">DEDUP", "COUNTED",
                                              NULL);
         size_t i;
         json_t *d;
@@ -140,6 +150,7 @@ static void print_datastores(json_t *reply) {
                 char when[64];
                 table_add(t, jstr(d, "name"));
                 table_add(t, jstr(d, "path"));
+                add_bytes(t, d, "chunk_size");
                 if (json_is_object(u)) {
                         table_addf(t, "%" PRId64, jint(u, "points", 0));
                         table_addf(t, "%" PRId64, jint(u, "chunks", 0));

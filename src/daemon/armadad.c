@@ -549,6 +549,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         protect_on_alert(datastore_alert_hook, mon);
         protect_on_backup_alert(backup_alert_hook, mon);
         (void) protect_scheduler_new(st, jobs, (unsigned) (c->backup_schedule_ms > 0 ? c->backup_schedule_ms : 30000), &d->backups);
+        protect_scheduler_set_model(d->backups, d->model);
         if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0 ||
             protect_replicate_start(st, jobs) < 0 || monitor_answers_start(st, d->model, 0) < 0 || protect_scheduler_start(d->backups) < 0) {
                 fprintf(stderr, "armadad: cannot start worker threads\n");

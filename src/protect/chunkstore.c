@@ -69,6 +69,7 @@ enum { ENC_RAW = 0, ENC_ZSTD = 1 };
 struct ChunkStore {
         char *dir;
         int dirfd;
+        uint32_t chunk_size; /* the marker's; every point of the store is cut at it */
 };
 
 typedef struct PointDisk {
@@ -314,22 +315,31 @@ static bool name_ok(const char *s) {
 
 /* ------------------------------------------------------------- open/free */
 
-static int write_marker(int dirfd) {
+bool chunk_size_valid(uint64_t size) {
+        return size >= CHUNK_SIZE_MIN && size <= CHUNK_SIZE && (size & (size - 1)) == 0;
+}
+
+static int write_marker(int dirfd, uint32_t chunk_size) {
         char buf[128];
-        int n = snprintf(buf, sizeof buf, "{\"format\": 1, \"chunk_size\": %u}\n", CHUNK_SIZE);
+        int n = snprintf(buf, sizeof buf, "{\"format\": 1, \"chunk_size\": %u}\n", chunk_size);
         return write_atomic_at(dirfd, MARKER_NAME, buf, (size_t) n, true);
 }
 
-static int check_marker(int dirfd) {
+/* Reads the marker: 0 and *ret_chunk_size, -ENOENT, or -EBADMSG for a
+ * marker of another format or a chunk size this Armada cannot cut. */
+static int check_marker(int dirfd, uint32_t *ret_chunk_size) {
         _cleanup_free_ uint8_t *buf = NULL;
         size_t len;
         int r = read_file_at(dirfd, MARKER_NAME, 4096, &buf, &len);
         if (r < 0)
                 return r;
         _cleanup_json_ json_t *j = json_loadb((const char *) buf, len, 0, NULL);
-        if (!j || json_integer_value(json_object_get(j, "format")) != 1 ||
-            json_integer_value(json_object_get(j, "chunk_size")) != CHUNK_SIZE)
+        if (!j || json_integer_value(json_object_get(j, "format")) != 1)
                 return -EBADMSG;
+        json_int_t cs = json_integer_value(json_object_get(j, "chunk_size"));
+        if (cs <= 0 || !chunk_size_valid((uint64_t) cs))
+                return -EBADMSG;
+        *ret_chunk_size = (uint32_t) cs;
         return 0;
 }
 
@@ -354,8 +364,14 @@ static bool dir_is_empty(int fd) {
 }
 
 int chunkstore_open(const char *dir, bool create, ChunkStore **ret) {
-        if (!dir || !*dir || !ret)
+        return chunkstore_open_sized(dir, create, 0, ret);
+}
+
+int chunkstore_open_sized(const char *dir, bool create, uint32_t chunk_size, ChunkStore **ret) {
+        if (!dir || !*dir || !ret || (chunk_size && !chunk_size_valid(chunk_size)))
                 return -EINVAL;
+        if (!chunk_size)
+                chunk_size = CHUNK_SIZE;
         if (sodium_init() < 0)
                 return -EIO;
         if (create && mkdir(dir, 0755) < 0 && errno != EEXIST)
@@ -364,7 +380,8 @@ int chunkstore_open(const char *dir, bool create, ChunkStore **ret) {
         if (fd < 0)
                 return -errno;
 
-        int r = check_marker(fd);
+        uint32_t have = 0;
+        int r = check_marker(fd, &have);
         if (r == -ENOENT) {
                 if (!create)
                         return -ENOENT;
@@ -374,11 +391,12 @@ int chunkstore_open(const char *dir, bool create, ChunkStore **ret) {
                         return -errno;
                 if (mkdirat(fd, "vm", 0755) < 0 && errno != EEXIST)
                         return -errno;
-                r = write_marker(fd);
+                r = write_marker(fd, chunk_size);
                 if (r < 0)
                         return r;
                 if (fsync(fd) < 0)
                         return -errno;
+                have = chunk_size;
         } else if (r < 0)
                 return r == -EFBIG ? -EBADMSG : r;
 
@@ -391,6 +409,7 @@ int chunkstore_open(const char *dir, bool create, ChunkStore **ret) {
                 return -ENOMEM;
         }
         s->dirfd = fd;
+        s->chunk_size = have;
         fd = -1;
         *ret = s;
         return 0;
@@ -408,6 +427,10 @@ ChunkStore *chunkstore_free(ChunkStore *s) {
 
 const char *chunkstore_dir(const ChunkStore *s) {
         return s->dir;
+}
+
+uint32_t chunkstore_chunk_size(const ChunkStore *s) {
+        return s->chunk_size;
 }
 
 /* ----------------------------------------------------------------- chunks */
@@ -453,7 +476,7 @@ static int chunk_touch(ChunkStore *s, const ChunkDigest *d) {
 }
 
 int chunkstore_put(ChunkStore *s, const void *data, size_t len, ChunkDigest *ret_digest, uint64_t *ret_written) {
-        if (!s || (!data && len) || len > CHUNK_SIZE || !ret_digest)
+        if (!s || (!data && len) || len > s->chunk_size || !ret_digest)
                 return -EINVAL;
         ChunkDigest d;
         digest_of(data, len, &d);
@@ -564,7 +587,8 @@ static void point_dir(const Point *p, char out[static DIR_MAX]) {
 int point_new(ChunkStore *s, const char *vm_uuid, const char *point_id, const Point *base, Point **ret) {
         /* The base may come from another handle on the same directory; a
          * base from elsewhere names chunks the commit will not find. */
-        if (!ret || !vm_uuid || (base && !streq(base->vm_uuid, vm_uuid)))
+        if (!ret || !vm_uuid || (base && !streq(base->vm_uuid, vm_uuid)) ||
+            (base && s && base->s->chunk_size != s->chunk_size))
                 return -EINVAL;
         Point *p;
         int r = point_alloc(s, vm_uuid, point_id, &p);
@@ -604,8 +628,8 @@ Point *point_free(Point *p) {
         return NULL;
 }
 
-static uint64_t chunks_for(uint64_t size) {
-        return (size + CHUNK_SIZE - 1) / CHUNK_SIZE;
+static uint64_t chunks_for(const ChunkStore *s, uint64_t size) {
+        return (size + s->chunk_size - 1) / s->chunk_size;
 }
 
 int point_add_disk(Point *p, const char *target, uint64_t size, unsigned *ret_index) {
@@ -614,7 +638,7 @@ int point_add_disk(Point *p, const char *target, uint64_t size, unsigned *ret_in
         for (unsigned i = 0; i < p->ndisks; i++)
                 if (streq(p->disks[i].target, target))
                         return -EEXIST;
-        uint64_t n = chunks_for(size);
+        uint64_t n = chunks_for(p->s, size);
         if (n > SIZE_MAX / 32)
                 return -EINVAL;
         PointDisk *nd = realloc(p->disks, (p->ndisks + 1) * sizeof *nd);
@@ -734,8 +758,9 @@ int point_commit(Point *p) {
         r = point_write_indexes(p, dir, disks);
         if (r < 0)
                 return r;
-        _cleanup_json_ json_t *m = json_pack("{s:i, s:s, s:s, s:O, s:O}", "format", 1, "vm_uuid", p->vm_uuid,
-                                             "point_id", p->id, "disks", disks, "meta", p->meta);
+        _cleanup_json_ json_t *m = json_pack("{s:i, s:s, s:s, s:I, s:O, s:O}", "format", 1, "vm_uuid", p->vm_uuid,
+                                             "point_id", p->id, "chunk_size", (json_int_t) p->s->chunk_size, "disks",
+                                             disks, "meta", p->meta);
         _cleanup_free_ char *text = m ? json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         if (!text)
                 return -ENOMEM;
@@ -800,7 +825,10 @@ static int manifest_load(ChunkStore *s, const char *vm_uuid, const char *point_i
         if (r < 0)
                 return r;
         json_t *m = json_loadb((const char *) buf, len, 0, NULL);
-        if (!m || !json_is_array(json_object_get(m, "disks")) || !json_is_object(json_object_get(m, "meta"))) {
+        /* A manifest without chunk_size predates it: 4 MiB, the only size then. */
+        json_t *cs = m ? json_object_get(m, "chunk_size") : NULL;
+        if (!m || !json_is_array(json_object_get(m, "disks")) || !json_is_object(json_object_get(m, "meta")) ||
+            (cs ? json_integer_value(cs) : CHUNK_SIZE) != s->chunk_size) {
                 json_decref(m);
                 return -EBADMSG;
         }
@@ -993,7 +1021,7 @@ int point_remove(ChunkStore *s, const char *vm_uuid, const char *point_id) {
 }
 
 int point_read_disk(ChunkStore *s, const Point *p, unsigned disk, int fd, ChunkProgress progress, void *userdata) {
-        if (!s || !p || disk >= p->ndisks || fd < 0)
+        if (!s || !p || disk >= p->ndisks || fd < 0 || p->s->chunk_size != s->chunk_size)
                 return -EINVAL;
         const PointDisk *d = &p->disks[disk];
         _cleanup_free_ uint8_t *buf = malloc(CHUNK_SIZE);
@@ -1007,8 +1035,8 @@ int point_read_disk(ChunkStore *s, const Point *p, unsigned disk, int fd, ChunkP
                 return -errno;
         for (uint64_t c = 0; c < d->nchunks; c++) {
                 const uint8_t *g = d->digests + c * 32;
-                uint64_t off = c * CHUNK_SIZE;
-                size_t want = (size_t) (d->size - off < CHUNK_SIZE ? d->size - off : CHUNK_SIZE);
+                uint64_t off = c * s->chunk_size;
+                size_t want = (size_t) (d->size - off < s->chunk_size ? d->size - off : s->chunk_size);
                 if (memcmp(g, zero_digest, 32) == 0 && !regular) {
                         memset(buf, 0, want);
                         int r = pwrite_all(fd, buf, want, (off_t) off);
@@ -1515,6 +1543,8 @@ int chunkstore_copy_points(ChunkStore *src, ChunkStore *dst, json_t *points, Chu
                            uint64_t *ret_chunks_sent, uint64_t *ret_bytes_sent) {
         if (!src || !dst || !json_is_array(points))
                 return -EINVAL;
+        if (src->chunk_size != dst->chunk_size)
+                return -EXDEV;
         size_t n = json_array_size(points);
         Point **ps = calloc(n ? n : 1, sizeof *ps);
         uint8_t *buf = malloc(CHUNK_SIZE);
@@ -1582,10 +1612,11 @@ int chunkstore_put_raw(ChunkStore *s, const ChunkDigest *d, const void *file, si
                 return -EINVAL;
         if (len > CHUNK_FILE_MAX || memcmp(d->b, zero_digest, 32) == 0)
                 return -EBADMSG;
-        _cleanup_free_ uint8_t *buf = malloc(CHUNK_SIZE);
+        _cleanup_free_ uint8_t *buf = malloc(s->chunk_size);
         if (!buf)
                 return -ENOMEM;
-        int r = chunk_decode(d, file, len, buf, CHUNK_SIZE, NULL);
+        /* A chunk longer than S cuts is not one of S's points' chunks. */
+        int r = chunk_decode(d, file, len, buf, s->chunk_size, NULL);
         if (r < 0)
                 return r == -ENOBUFS ? -EBADMSG : r;
         if (chunk_touch(s, d) == 0) {
@@ -1628,7 +1659,8 @@ int point_export(const Point *p, json_t **ret) {
                                                        "digests", hex));
                 free(hex);
         }
-        *ret = json_pack("{s:s, s:s, s:O, s:o}", "vm_uuid", p->vm_uuid, "point_id", p->id, "meta", p->meta, "disks", disks);
+        *ret = json_pack("{s:s, s:s, s:I, s:O, s:o}", "vm_uuid", p->vm_uuid, "point_id", p->id, "chunk_size",
+                         (json_int_t) p->s->chunk_size, "meta", p->meta, "disks", disks);
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -1639,7 +1671,7 @@ static int import_disk(Point *q, json_t *jd) {
         json_t *jsize = json_object_get(jd, "size");
         if (!target || !hex || !json_is_integer(jsize) || json_integer_value(jsize) < 0)
                 return -EINVAL;
-        uint64_t size = (uint64_t) json_integer_value(jsize), n = chunks_for(size);
+        uint64_t size = (uint64_t) json_integer_value(jsize), n = chunks_for(q->s, size);
         /* The digests must match the size before anything is allocated. */
         if (n > SIZE_MAX / 64 || strlen(hex) != n * 64)
                 return -EINVAL;
@@ -1667,6 +1699,11 @@ int point_import(ChunkStore *s, const json_t *m) {
         json_t *meta = json_object_get(m, "meta"), *disks = json_object_get(m, "disks");
         if (!s || !vm || !id || !json_is_object(meta) || !json_is_array(disks) || json_array_size(disks) > 256)
                 return -EINVAL;
+        json_t *cs = json_object_get(m, "chunk_size");
+        if (cs && !json_is_integer(cs))
+                return -EINVAL;
+        if ((cs ? json_integer_value(cs) : CHUNK_SIZE) != s->chunk_size)
+                return -EXDEV;
         Point *q = NULL;
         int r = point_new(s, vm, id, NULL, &q);
         if (r < 0)

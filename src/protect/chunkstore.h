@@ -12,6 +12,8 @@
  *
  * Layout of a datastore directory DIR:
  *   DIR/.armada-datastore            marker, JSON {"format": 1, "chunk_size": 4194304}
+ *                                    (the chunk size is the datastore's own,
+ *                                    chosen when it is made: 256 KiB to 4 MiB)
  *   DIR/.chunks/XXXX/<64 hex>        one chunk, named by the SHA-256 of its
  *                                    uncompressed bytes (XXXX: its first 4 hex
  *                                    digits); the file holds a small header and
@@ -23,7 +25,9 @@
  *                                    manifest does, so a killed backup leaves
  *                                    no half point)
  *
- * Images are cut into fixed CHUNK_SIZE chunks (the last one may be short): a
+ * Images are cut into fixed chunks of the datastore's chunk size (the last
+ * one may be short; every point of a datastore uses its size, and each
+ * manifest records it, "chunk_size", absent meaning 4 MiB): a
  * changed block costs one chunk, identical chunks are stored once across every
  * VM and every point, and an all-zero chunk is not stored at all.
  *
@@ -43,7 +47,18 @@
 
 #include <jansson.h>
 
+/* CHUNK_SIZE: the largest chunk size, so a buffer of CHUNK_SIZE holds any
+ * chunk of any datastore; also the size of every datastore made before the
+ * size was a choice (a marker or manifest without one means it), and what
+ * chunkstore_open() makes. CHUNK_SIZE_MIN: the smallest a datastore may
+ * use. CHUNK_SIZE_DEFAULT: what `armada backup datastore add` makes when no
+ * size is asked (256 KiB: the incremental of bench/protection's scattered
+ * writes meets 20% of the full where 1 MiB and 4 MiB do not;
+ * bench/results/protection.md, "Chunk size", and docs/architecture.md for
+ * the trade-off). */
 #define CHUNK_SIZE (4u << 20)
+#define CHUNK_SIZE_MIN (256u << 10)
+#define CHUNK_SIZE_DEFAULT (256u << 10)
 
 typedef struct ChunkDigest {
         uint8_t b[32];
@@ -57,10 +72,19 @@ typedef struct Point Point;
  * is (registering it twice never destroys anything); a DIR that is neither
  * empty nor a datastore is -ENOTEMPTY. */
 int chunkstore_open(const char *dir, bool create, ChunkStore **ret);
+/* chunkstore_open() choosing the chunk size of a datastore it makes
+ * (CHUNK_SIZE when 0, as chunkstore_open(); else a power of two from CHUNK_SIZE_MIN to CHUNK_SIZE,
+ * -EINVAL otherwise). A datastore that exists keeps its own size: compare
+ * chunkstore_chunk_size() with what was asked when that matters. */
+int chunkstore_open_sized(const char *dir, bool create, uint32_t chunk_size, ChunkStore **ret);
 ChunkStore *chunkstore_free(ChunkStore *s);
 const char *chunkstore_dir(const ChunkStore *s);
+/* The size S cuts disks at (its marker's). */
+uint32_t chunkstore_chunk_size(const ChunkStore *s);
+/* A chunk size a datastore may have: a power of two in [CHUNK_SIZE_MIN, CHUNK_SIZE]. */
+bool chunk_size_valid(uint64_t size);
 
-/* Stores LEN (≤ CHUNK_SIZE) bytes. *ret_digest gets their SHA-256;
+/* Stores LEN (≤ the store's chunk size) bytes. *ret_digest gets their SHA-256;
  * *ret_written (may be NULL) the bytes written to disk, 0 when the chunk was
  * already there (its mtime is then refreshed, so a garbage collection running
  * beside this backup keeps it). The chunk file is written to a temporary name
@@ -159,6 +183,7 @@ void prune_select(const time_t *times, size_t n, const PrunePolicy *pol, bool *k
 
 /* Copies the named points (a JSON array of {"vm_uuid", "point_id"}) from SRC
  * into DST, sending only chunks DST lacks, chunks first and manifests last.
+ * -EXDEV when SRC and DST cut disks at different chunk sizes (nothing copied).
  * *ret_chunks_sent / *ret_bytes_sent may be NULL. */
 int chunkstore_copy_points(ChunkStore *src, ChunkStore *dst, json_t *points, ChunkProgress progress, void *userdata,
                            uint64_t *ret_chunks_sent, uint64_t *ret_bytes_sent);
@@ -175,13 +200,15 @@ int chunkstore_read_raw(ChunkStore *s, const ChunkDigest *d, uint8_t **ret, size
 /* Stores FILE (a chunk file image from another site, LEN ≤ CHUNK_FILE_MAX)
  * as chunk D after decoding it and checking that its bytes hash to D:
  * -EBADMSG for a malformed image or another digest (the sender is never
- * trusted). *ret_written (may be NULL): LEN, or 0 when D was there. */
+ * trusted; a chunk longer than S's chunk size is malformed too).
+ * *ret_written (may be NULL): LEN, or 0 when D was there. */
 int chunkstore_put_raw(ChunkStore *s, const ChunkDigest *d, const void *file, size_t len, uint64_t *ret_written);
 /* A committed point as JSON for another site: {"vm_uuid", "point_id",
- * "meta", "disks": [{"target", "size", "digests"}]}, digests the hex of
+ * "chunk_size", "meta", "disks": [{"target", "size", "digests"}]}, digests the hex of
  * every chunk's digest in order (64 zeros for an all-zero chunk). */
 int point_export(const Point *p, json_t **ret);
-/* Commits into S the point M describes (as point_export() makes it),
+/* Commits into S the point M describes (as point_export() makes it, with
+ * "chunk_size": -EXDEV when it is not S's, absent meaning 4 MiB),
  * atomically like point_commit(): -EINVAL for a malformed description,
  * -EEXIST when the point is there already, -EBADMSG when a chunk it names
  * is not in S. */

@@ -13,7 +13,8 @@
  *             pull-mode backup with a new checkpoint, thaw
  *   read      every disk over NBD into the new point (protect-nbd.c)
  *   finish    end the host's job; write the manifest (last: until then no
- *             point exists); index it; drop older Armada checkpoints
+ *             point exists); index it; drop the checkpoints no datastore's
+ *             next incremental starts from (one chain per datastore)
  *
  *   unstart   (offline only, always, also after a failure) destroy the
  *             paused QEMU, wait until the domain is shut off, write the
@@ -57,7 +58,7 @@ typedef struct Backup {
         char ds_name[128];
         ChunkStore *store;
         char point_id[32];
-        char checkpoint[64];
+        char checkpoint[176];   /* armada-<datastore>-<point id>: one chain per datastore */
         json_t *prev;            /* the previous point's index row, when an incremental follows it */
         Point *base;
         char full_reason[512];   /* why full, "" when incremental */
@@ -135,35 +136,50 @@ static int backup_start_paused(Backup *b) {
         if (r < 0)
                 return job_fail(ctx, r, "%s", why);
         b->reserved = true;
-        if ((r = hv_domain_start_paused(inventory_link_conn(b->link), b->vm.uuid)) < 0)
+        /* Recorded before the start: an armadad killed from here on finds
+         * the QEMU it left running at its next start (protect_backup_recover). */
+        if ((r = store_backup_offline_set(ctx->st, b->vm.id, b->host.id, b->vm.uuid, ctx->job->id)) < 0)
+                return job_fail(ctx, r, "Cannot record the offline backup of VM '%s'; its QEMU was not started.", b->vm.name);
+        if ((r = hv_domain_start_paused(inventory_link_conn(b->link), b->vm.uuid)) < 0) {
+                (void) store_backup_offline_clear(ctx->st, b->vm.id);
                 return job_fail(ctx, r, "Cannot start the QEMU of stopped VM '%s' paused on host '%s' for a backup: %s", b->vm.name,
                                 b->host.name, hv_last_error());
+        }
         b->offline = true;
         job_progress(ctx, 4, "VM '%s' is shut off: its QEMU was started paused for an offline backup", b->vm.name);
         return 0;
 }
 
+/* Destroys the QEMU of VM uuid on c and waits (up to 10 s) until the
+ * domain is shut off: its last state read. */
+static HvState destroy_until_shut_off(HvConn *c, const char *uuid, const char *name) {
+        HvState st = HV_STATE_NOSTATE;
+        for (int attempt = 0; attempt < 50; attempt++) {
+                if (hv_domain_state(c, uuid, &st) == 0 && st == HV_STATE_SHUTOFF)
+                        break;
+                int r = attempt % 10 == 0 ? hv_domain_kill(c, uuid) : 0;
+                if (r < 0 && r != -EBUSY)
+                        log_warn("VM '%s': cannot destroy the paused QEMU of its offline backup: %s", name, hv_last_error());
+                struct timespec ts = { 0, 200 * 1000000 };
+                nanosleep(&ts, NULL); /* polling libvirt's state: the condition being waited for */
+        }
+        return st;
+}
+
 /* Unstart, always after an offline backup (also a failed one): the paused
  * QEMU is destroyed and the domain waited for until it is shut off (the
  * job still holds the VM, so reconcile has not touched its record), then
- * the VM's state is written back and the memory reservation released. */
+ * the VM's state is written back, the offline record cleared and the
+ * memory reservation released. */
 static void backup_unstart(Backup *b) {
         if (b->offline) {
                 HvConn *c = inventory_link_conn(b->link);
                 if (b->begun)
                         (void) hv_backup_end(c, b->vm.uuid, NULL);
-                HvState st = HV_STATE_NOSTATE;
-                for (int attempt = 0; attempt < 50; attempt++) {
-                        if (hv_domain_state(c, b->vm.uuid, &st) == 0 && st == HV_STATE_SHUTOFF)
-                                break;
-                        int r = attempt % 10 == 0 ? hv_domain_kill(c, b->vm.uuid) : 0;
-                        if (r < 0 && r != -EBUSY)
-                                log_warn("VM '%s': cannot destroy the paused QEMU of its offline backup: %s", b->vm.name,
-                                         hv_last_error());
-                        struct timespec ts = { 0, 200 * 1000000 };
-                        nanosleep(&ts, NULL); /* polling libvirt's state: the condition being waited for */
-                }
-                if (st != HV_STATE_SHUTOFF) {
+                HvState st = destroy_until_shut_off(c, b->vm.uuid, b->vm.name);
+                if (st == HV_STATE_SHUTOFF)
+                        (void) store_backup_offline_clear(b->ctx->st, b->vm.id);
+                else {
                         _cleanup_free_ char *msg = xasprintf("The paused QEMU started for the offline backup of VM '%s' could not "
                                                              "be destroyed on host '%s'; it may still be there.", b->vm.name,
                                                              b->host.name);
@@ -289,9 +305,12 @@ static int backup_begin(Backup *b) {
         bool stale = false;
         if (hv_backup_end(c, b->vm.uuid, &stale) == 0 && stale)
                 backup_event(b, "warning", "backup.stale-ended", "A backup job left on the host by an earlier run was ended.");
-        char base_cp[64];
+        char base_cp[sizeof b->checkpoint];
         snprintf(base_cp, sizeof base_cp, "%s", b->prev ? b->checkpoint : "");
-        snprintf(b->checkpoint, sizeof b->checkpoint, CHECKPOINT_PREFIX "%s", b->point_id);
+        /* The datastore in the name: a point of the same id in another
+         * datastore (the same second) has a checkpoint of its own, which the
+         * stale-name check below must not take for this one's. */
+        snprintf(b->checkpoint, sizeof b->checkpoint, CHECKPOINT_PREFIX "%s-%s", b->ds_name, b->point_id);
         /* A run killed after its begin left this name's checkpoint behind
          * without a point (point ids are unique, see point_id_pick()): it
          * goes, or the begin would fail on "already exists". */
@@ -421,13 +440,37 @@ static json_t *counters_json(const Backup *b, int64_t ms) {
                          "read_rate_bytes_s", rate);
 }
 
+/* Whether checkpoint name is the base of some datastore's next incremental
+ * (the newest point's of each datastore, as the index says; this backup's
+ * own is among them once indexed). */
+static bool checkpoint_in_use(const Backup *b, json_t *in_use, const char *name) {
+        if (streq(name, b->checkpoint))
+                return true;
+        size_t i;
+        json_t *row;
+        json_array_foreach(in_use, i, row)
+                if (streq(jget_str(row, "checkpoint"), name))
+                        return true;
+        return false;
+}
+
+/* Drops Armada's checkpoints of the VM that no datastore's next incremental
+ * starts from: the older points' of this datastore, and any left by a
+ * datastore no longer registered. Each datastore keeps its own chain (a VM
+ * backed up to A, then B, then A stays incremental in both); libvirt
+ * merges the bitmaps between a checkpoint and the newest one when an
+ * incremental starts from an older one. When the index cannot be read,
+ * nothing is dropped (a lingering bitmap costs little; a dropped base
+ * costs a full backup). */
 static void drop_old_checkpoints(Backup *b) {
         HvConn *c = inventory_link_conn(b->link);
         _cleanup_free_ char *list = NULL;
-        if (hv_checkpoint_list(c, b->vm.uuid, &list) < 0)
+        _cleanup_json_ json_t *in_use = NULL;
+        if (store_backup_checkpoints_in_use(b->ctx->st, b->vm.uuid, &in_use) < 0 || hv_checkpoint_list(c, b->vm.uuid, &list) < 0)
                 return;
         for (char *save = NULL, *t = strtok_r(list, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
-                if (strncmp(t, CHECKPOINT_PREFIX, strlen(CHECKPOINT_PREFIX)) == 0 && !streq(t, b->checkpoint) && hv_checkpoint_delete(c, b->vm.uuid, t) < 0)
+                if (strncmp(t, CHECKPOINT_PREFIX, strlen(CHECKPOINT_PREFIX)) == 0 && !checkpoint_in_use(b, in_use, t) &&
+                    hv_checkpoint_delete(c, b->vm.uuid, t) < 0)
                         log_warn("VM '%s': cannot delete old checkpoint '%s': %s", b->vm.name, t, hv_last_error());
 }
 
@@ -543,8 +586,15 @@ static int point_id_pick(Backup *b) {
         return 0;
 }
 
+/* What the vm.backup kinds need: set once at registration, for the life of
+ * the process. */
+typedef struct BackupKinds {
+        Inventory *inv;
+        Jobs *jobs;
+} BackupKinds;
+
 static int job_vm_backup(JobCtx *ctx, void *userdata) {
-        Backup b = { .ctx = ctx, .inv = userdata, .t0 = now_ms() };
+        Backup b = { .ctx = ctx, .inv = ((BackupKinds *) userdata)->inv, .t0 = now_ms() };
         point_id_now(b.point_id);
         int r = backup_prepare(&b);
         if (r >= 0) {
@@ -564,15 +614,76 @@ static int job_vm_backup(JobCtx *ctx, void *userdata) {
         return r;
 }
 
+/* vm.backup-unstart: destroys the paused QEMU an offline backup started
+ * and a killed armadad left running, as its record (backup_offline) says;
+ * the VM shows stopped again. Nothing to do without a record. Safe to
+ * repeat. */
+static int job_vm_backup_unstart(JobCtx *ctx, void *userdata) {
+        BackupKinds *k = userdata;
+        int64_t vm_id = ctx->job->target_id;
+        _cleanup_json_ json_t *rec = NULL;
+        int r = store_backup_offline_get(ctx->st, vm_id, &rec);
+        if (r == -ENOENT) {
+                ctx->result = json_pack("{s:b}", "destroyed", false);
+                return 0;
+        }
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot read the offline backup record of VM '%s'.", ctx->job->target_name);
+        StoreHost h;
+        if (store_host_get(ctx->st, jget_int(rec, "host_id"), &h) < 0) {
+                (void) store_backup_offline_clear(ctx->st, vm_id); /* the host is gone, and its QEMU with it */
+                return job_fail(ctx, -ENXIO, "The host of VM '%s' no longer exists.", ctx->job->target_name);
+        }
+        InventoryLink *link = NULL;
+        char why[512];
+        if (inventory_link_acquire(k->inv, &h, &link, why, sizeof why) < 0)
+                return job_fail(ctx, -EHOSTUNREACH, "Cannot reach host '%s' to destroy the paused QEMU of VM '%s': %s", h.name,
+                                ctx->job->target_name, why);
+        HvConn *c = inventory_link_conn(link);
+        const char *uuid = jget_str(rec, "vm_uuid");
+        HvState before = HV_STATE_NOSTATE;
+        (void) hv_domain_state(c, uuid, &before);
+        (void) hv_backup_end(c, uuid, NULL);
+        HvState st = destroy_until_shut_off(c, uuid, ctx->job->target_name);
+        inventory_link_unref(link);
+        if (st != HV_STATE_SHUTOFF)
+                return job_fail(ctx, -EBUSY, "The paused QEMU of VM '%s' on host '%s' is still %s.", ctx->job->target_name, h.name,
+                                hv_state_name(st));
+        (void) store_vm_set_state(ctx->st, vm_id, hv_state_name(HV_STATE_SHUTOFF));
+        (void) store_backup_offline_clear(ctx->st, vm_id);
+        (void) placement_release(ctx->st, vm_id, h.id);
+        bool destroyed = before != HV_STATE_SHUTOFF;
+        if (destroyed) {
+                _cleanup_free_ char *msg = xasprintf("The QEMU that the offline backup of VM '%s' (job %lld) started paused on"
+                                                     " host '%s' was left running when armadad stopped; it was destroyed.",
+                                                     ctx->job->target_name, (long long) jget_int(rec, "job_id"), h.name);
+                (void) store_event_add(ctx->st, "warning", "backup.unstart-recovered", "vm", vm_id, ctx->job->target_name, 0,
+                                       msg);
+        }
+        ctx->result = json_pack("{s:b, s:s}", "destroyed", destroyed, "host", h.name);
+        return 0;
+}
+
 static void abandon_vm_backup(Store *st, const StoreJob *job, void *userdata) {
-        /* Nothing to undo here: the point was never committed (no manifest,
-         * no point), its chunks go at the next garbage collection, and the
-         * next backup of the VM ends the backup job left on the host. */
-        (void) st, (void) job, (void) userdata;
+        /* The point was never committed (no manifest, no point), its chunks
+         * go at the next garbage collection, and the next backup of the VM
+         * ends the backup job left on the host. An offline backup's paused
+         * QEMU is destroyed by a job of its own (a host may take a while to
+         * answer; start-up does not wait for it). */
+        BackupKinds *k = userdata;
+        _cleanup_json_ json_t *rec = NULL;
+        if (store_backup_offline_get(st, job->target_id, &rec) < 0)
+                return;
+        if (jobs_submit(k->jobs, "vm.backup-unstart", "vm", job->target_id, job->target_name, 0, NULL, NULL) < 0)
+                log_warn("VM '%s': cannot queue the job that destroys the paused QEMU of its offline backup",
+                         job->target_name);
 }
 
 void protect_backup_register_jobs(Jobs *jobs, Inventory *inv) {
-        jobs_register(jobs, "vm.backup", job_vm_backup, abandon_vm_backup, inv, false);
+        BackupKinds *k = xmalloc(sizeof *k); /* lives as long as the job kinds: the process */
+        *k = (BackupKinds){ .inv = inv, .jobs = jobs };
+        jobs_register(jobs, "vm.backup", job_vm_backup, abandon_vm_backup, k, false);
+        jobs_register(jobs, "vm.backup-unstart", job_vm_backup_unstart, NULL, k, true);
         protect_restore_register_jobs(jobs, inv);
 }
 

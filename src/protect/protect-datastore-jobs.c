@@ -231,6 +231,11 @@ static int job_prune(JobCtx *ctx, void *userdata) {
         return 0;
 }
 
+/* Why a copy between datastores failed, for a job's message. */
+static const char *copy_why(int e) {
+        return e == -EXDEV ? "the two datastores have different chunk sizes (points are not re-cut)" : strerror(-e);
+}
+
 /* Copies points from SRC to DST with progress; the result's counters. */
 static int copy_job(JobCtx *ctx, ChunkStore *src, ChunkStore *dst, json_t *points) {
         uint64_t chunks = 0, bytes = 0;
@@ -248,7 +253,7 @@ static int job_archive(JobCtx *ctx, void *userdata) {
         int e = job_open(ctx, &src);
         if (e < 0)
                 return e;
-        e = chunkstore_open(to, true, &dst);
+        e = chunkstore_open_sized(to, true, chunkstore_chunk_size(src), &dst);
         if (e < 0) {
                 chunkstore_free(src);
                 return job_fail(ctx, e, "The archive directory cannot be made a datastore: %s.", strerror(-e));
@@ -258,7 +263,7 @@ static int job_archive(JobCtx *ctx, void *userdata) {
         chunkstore_free(src);
         chunkstore_free(dst);
         if (e < 0)
-                return job_fail(ctx, e, "Archiving from '%s' failed: %s.", ctx->job->target_name, strerror(-e));
+                return job_fail(ctx, e, "Archiving from '%s' failed: %s.", ctx->job->target_name, copy_why(e));
         json_object_set_new(ctx->result, "to", json_string(to));
         return 0;
 }
@@ -289,7 +294,7 @@ static int job_import(JobCtx *ctx, void *userdata) {
         chunkstore_free(src);
         chunkstore_free(dst);
         if (e < 0)
-                return job_fail(ctx, e, "Importing into '%s' failed: %s.", ctx->job->target_name, strerror(-e));
+                return job_fail(ctx, e, "Importing into '%s' failed: %s.", ctx->job->target_name, copy_why(e));
         return 0;
 }
 

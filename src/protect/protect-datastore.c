@@ -340,9 +340,13 @@ static void undo_create(const char *real, bool made) {
                 (void) rmdir(real);
 }
 
-/* Opens or creates the datastore directory real for add: 0, or 422/500
- * naming "path". *ret_made_dir and *ret_fresh say what was made. */
-static int add_open_dir(const char *path, const char *real, bool *ret_made_dir, bool *ret_fresh, OpError *err) {
+/* Opens or creates the datastore directory real for add, a new one cut at
+ * chunk_size: 0, or 422/500 naming "path", or 409 naming "chunk_size" when
+ * an existing datastore has another size than the one asked (nothing made
+ * then; asked false: the default, and an existing one keeps its own). *ret_made_dir, *ret_fresh and *ret_chunk_size say
+ * what was made or found. */
+static int add_open_dir(const char *path, const char *real, uint32_t chunk_size, bool asked, bool *ret_made_dir,
+                        bool *ret_fresh, uint32_t *ret_chunk_size, OpError *err) {
         struct stat sb;
         bool exists = stat(real, &sb) == 0;
         if (exists && !S_ISDIR(sb.st_mode))
@@ -350,7 +354,7 @@ static int add_open_dir(const char *path, const char *real, bool *ret_made_dir, 
         _cleanup_free_ char *marker = xasprintf("%s/.armada-datastore", real);
         bool fresh = access(marker, F_OK) < 0;
         ChunkStore *s = NULL;
-        int e = chunkstore_open(real, true, &s);
+        int e = chunkstore_open_sized(real, true, chunk_size, &s);
         if (e == -ENOTEMPTY)
                 return op_fail(err, 422, "invalid_argument", "path", "'%.200s' holds other files and is not a datastore:"
                                " give an empty directory or an existing datastore.", path);
@@ -359,20 +363,29 @@ static int add_open_dir(const char *path, const char *real, bool *ret_made_dir, 
                                path);
         if (e < 0)
                 return op_fail(err, 500, "internal", "path", "Cannot make a datastore in '%.200s': %s.", path, strerror(-e));
+        uint32_t have = chunkstore_chunk_size(s);
         chunkstore_free(s);
+        if (!fresh && asked && have != chunk_size)
+                return op_fail(err, 409, "conflict", "chunk_size", "'%.200s' is a datastore of chunk size %u KiB already;"
+                               " an adopted datastore keeps its own (leave chunk_size out to adopt it).", path, have >> 10);
         *ret_made_dir = !exists;
         *ret_fresh = fresh;
+        *ret_chunk_size = have;
         return 0;
 }
 
-int protect_datastore_add(Store *st, Jobs *jobs, const OpCaller *c, const char *name, const char *path, json_t **ret,
-                          OpError *err) {
+int protect_datastore_add(Store *st, Jobs *jobs, const OpCaller *c, const char *name, const char *path, uint64_t chunk_size,
+                          json_t **ret, OpError *err) {
         int e = may_manage(st, c, "add", 0, name, err);
         if (e < 0)
                 return e;
         if (!protect_name_valid(name))
                 return op_fail(err, 400, "invalid_argument", "name", "Field 'name' (\"%.100s\") must be 1 to 63 letters, digits,"
                                " '-', '_' or '.', not starting with '-' or '.'.", name);
+        if (chunk_size && !chunk_size_valid(chunk_size))
+                return op_fail(err, 400, "invalid_argument", "chunk_size", "Field 'chunk_size' (%llu) must be 262144,"
+                               " 524288, 1048576, 2097152 or 4194304 bytes (256 KiB to 4 MiB, a power of two).",
+                               (unsigned long long) chunk_size);
         int64_t id;
         e = store_datastore_find(st, name, &id);
         if (e == 0)
@@ -387,10 +400,12 @@ int protect_datastore_add(Store *st, Jobs *jobs, const OpCaller *c, const char *
         if (e < 0)
                 return e;
         bool made = false, fresh = false;
-        e = add_open_dir(path, real, &made, &fresh, err);
+        uint32_t have = 0;
+        e = add_open_dir(path, real, chunk_size ? (uint32_t) chunk_size : CHUNK_SIZE_DEFAULT, !!chunk_size, &made, &fresh,
+                         &have, err);
         if (e < 0)
                 return e;
-        e = store_datastore_insert(st, name, real, &id);
+        e = store_datastore_insert(st, name, real, have, &id);
         if (e < 0) {
                 if (fresh)
                         undo_create(real, made);
@@ -531,6 +546,24 @@ int protect_datastore_prune(Store *st, Jobs *jobs, const OpCaller *c, int64_t id
         return submit(st, jobs, c, "datastore.prune", id, jget_str(row, "name"), params, "datastore.prune", ret, err);
 }
 
+/* A datastore directory real (path as the user gave it, for field) that
+ * exists must cut disks at chunk_size, datastore name's: points are copied
+ * chunk by chunk, never re-cut. 0 (also when real is no datastore yet), or
+ * 409 naming "chunk_size". */
+static int same_chunk_size(const char *field, const char *path, const char *real, uint32_t chunk_size, const char *name,
+                           OpError *err) {
+        ChunkStore *o = NULL;
+        if (chunkstore_open(real, false, &o) < 0)
+                return 0;
+        uint32_t have = chunkstore_chunk_size(o);
+        chunkstore_free(o);
+        if (have == chunk_size)
+                return 0;
+        return op_fail(err, 409, "conflict", "chunk_size", "'%.200s' (%s) cuts disks into chunks of %u KiB, datastore '%s'"
+                       " into chunks of %u KiB: points move only between datastores of the same chunk size.", path, field,
+                       have >> 10, name, chunk_size >> 10);
+}
+
 /* The points of the archive spec in datastore s: 0 and a JSON array of
  * {vm_uuid, point_id} (not empty), or 4xx naming vm/point. */
 static int archive_points(Store *st, const OpCaller *c, ChunkStore *s, const ProtectArchiveSpec *spec, json_t **ret,
@@ -610,8 +643,10 @@ int protect_datastore_archive(Store *st, Jobs *jobs, const OpCaller *c, int64_t 
         if (e < 0)
                 return op_fail(err, 503, "unavailable", NULL, "Datastore '%s' cannot be opened: %s.", jget_str(row, "name"),
                                strerror(-e));
+        e = same_chunk_size("to", spec->to, real, chunkstore_chunk_size(s), jget_str(row, "name"), err);
         json_t *points = NULL;
-        e = archive_points(st, c, s, spec, &points, err);
+        if (e == 0)
+                e = archive_points(st, c, s, spec, &points, err);
         chunkstore_free(s);
         if (e < 0)
                 return e;
@@ -636,6 +671,9 @@ int protect_datastore_import(Store *st, Jobs *jobs, const OpCaller *c, int64_t i
         chunkstore_free(s);
         if (e < 0)
                 return op_fail(err, 422, "invalid_argument", "path", "'%.200s' is not a datastore.", path);
+        e = same_chunk_size("path", path, real, (uint32_t) jget_int(row, "chunk_size"), jget_str(row, "name"), err);
+        if (e < 0)
+                return e;
         _cleanup_json_ json_t *params = json_pack("{s:s}", "from", real);
         return submit(st, jobs, c, "datastore.import", id, jget_str(row, "name"), params, "datastore.import", ret, err);
 }

@@ -1,7 +1,7 @@
 /* protect-nbd: reads one disk of a pull-mode backup over NBD (libnbd) into
  * a recovery point of the chunk store.
  *
- * The disk is cut into CHUNK_SIZE chunks. Before reading anything, block
+ * The disk is cut into chunks of the datastore's chunk size. Before reading anything, block
  * status tells which chunks need reading: for a full backup the
  * "base:allocation" context (a chunk that is a hole or reads as zeros
  * everywhere is stored as a zero chunk without a read), for an incremental
@@ -97,6 +97,7 @@ typedef struct {
         uint64_t done;           /* bytes the answer covered */
         uint8_t *need;           /* one byte per chunk: read it */
         uint64_t n_chunks;
+        uint32_t chunk_size;
 } Extents;
 
 static int extent_cb(void *user_data, const char *metacontext, uint64_t offset, uint32_t *entries, size_t nr_entries,
@@ -113,7 +114,7 @@ static int extent_cb(void *user_data, const char *metacontext, uint64_t offset, 
                  * NBD_STATE_ZERO (2) means reads as zeros. */
                 bool read = x->incremental ? (flags & 1) : !(flags & LIBNBD_STATE_ZERO);
                 if (read && len > 0) {
-                        uint64_t first = at / CHUNK_SIZE, last = (at + len - 1) / CHUNK_SIZE;
+                        uint64_t first = at / x->chunk_size, last = (at + len - 1) / x->chunk_size;
                         for (uint64_t c = first; c <= last && c < x->n_chunks; c++)
                                 x->need[c] = 1;
                 }
@@ -149,6 +150,7 @@ typedef struct {
         ProtectNbd *n;
         const uint8_t *need;
         uint64_t n_chunks;
+        uint32_t chunk_size;
         pthread_mutex_t lock;
         pthread_cond_t cond;
         uint8_t *buf[2];
@@ -172,8 +174,8 @@ static void *reader_main(void *userdata) {
                 pthread_mutex_unlock(&rd->lock);
                 if (stop)
                         break;
-                uint64_t off = c * CHUNK_SIZE;
-                size_t len = (size_t) (rd->n->size - off < CHUNK_SIZE ? rd->n->size - off : CHUNK_SIZE);
+                uint64_t off = c * rd->chunk_size;
+                size_t len = (size_t) (rd->n->size - off < rd->chunk_size ? rd->n->size - off : rd->chunk_size);
                 int r = 0;
                 if (nbd_pread(rd->n->h, rd->buf[slot], len, off, 0) < 0) {
                         r = nbd_errno();
@@ -193,7 +195,9 @@ static void *reader_main(void *userdata) {
 
 int protect_nbd_copy(ProtectNbd *n, ChunkStore *s, Point *p, unsigned disk, bool incremental, ProtectCounters *cnt,
                      ProtectNbdProgress progress, void *userdata, char *why, size_t why_size) {
-        Extents x = { .context = n->context, .incremental = incremental, .n_chunks = (n->size + CHUNK_SIZE - 1) / CHUNK_SIZE };
+        uint32_t cs = chunkstore_chunk_size(s);
+        Extents x = { .context = n->context, .incremental = incremental, .n_chunks = (n->size + cs - 1) / cs,
+                      .chunk_size = cs };
         x.need = xcalloc(x.n_chunks ? x.n_chunks : 1, 1);
         int r = plan_reads(n, &x);
         if (r < 0) {
@@ -205,10 +209,10 @@ int protect_nbd_copy(ProtectNbd *n, ChunkStore *s, Point *p, unsigned disk, bool
         for (uint64_t c = 0; c < x.n_chunks; c++)
                 to_read += x.need[c];
         cnt->chunks_total += x.n_chunks;
-        Reader rd = { .n = n, .need = x.need, .n_chunks = x.n_chunks, .lock = PTHREAD_MUTEX_INITIALIZER,
+        Reader rd = { .n = n, .need = x.need, .n_chunks = x.n_chunks, .chunk_size = cs, .lock = PTHREAD_MUTEX_INITIALIZER,
                       .cond = PTHREAD_COND_INITIALIZER };
-        rd.buf[0] = xmalloc(CHUNK_SIZE);
-        rd.buf[1] = xmalloc(CHUNK_SIZE);
+        rd.buf[0] = xmalloc(cs);
+        rd.buf[1] = xmalloc(cs);
         pthread_t reader;
         bool started = to_read > 0;
         if (started && (r = -pthread_create(&reader, NULL, reader_main, &rd)) < 0) {
@@ -217,8 +221,8 @@ int protect_nbd_copy(ProtectNbd *n, ChunkStore *s, Point *p, unsigned disk, bool
         }
         uint64_t done = 0, i = 0;
         for (uint64_t c = 0; c < x.n_chunks && r >= 0; c++) {
-                uint64_t off = c * CHUNK_SIZE;
-                size_t len = (size_t) (n->size - off < CHUNK_SIZE ? n->size - off : CHUNK_SIZE);
+                uint64_t off = c * cs;
+                size_t len = (size_t) (n->size - off < cs ? n->size - off : cs);
                 if (!x.need[c]) {
                         /* Full: a hole, stored as zeros. Incremental: unchanged,
                          * the base point's digest stays. */

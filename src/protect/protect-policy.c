@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "model/model.h"
 #include "store/store-protect.h"
 #include "util/util.h"
 
@@ -190,6 +191,7 @@ void protect_on_backup_alert(ProtectBackupAlertFn fn, void *userdata) {
 struct ProtectScheduler {
         Store *st;
         Jobs *jobs;
+        Model *model;            /* the VMs come from here when set (armadad); else from one SQL query */
         unsigned interval_ms;
         pthread_t thread;
         pthread_mutex_t lock;
@@ -199,7 +201,35 @@ struct ProtectScheduler {
         int64_t next_due_ms;     /* the earliest slot a round saw ahead (0: none) */
         int64_t *open;           /* VMs with the overdue alert open */
         size_t n_open;
+        /* The newest point of every VM ({uuid: ms}), kept current from the
+         * points indexed since the last round (points_after) and read again
+         * whole only when points were deleted (points_gen moved). */
+        json_t *last_ms;
+        json_t *last_taken;      /* vm_uuid -> when its newest point was taken (ms, from its id) */
+        int64_t points_after, points_gen;
+        bool points_loaded;
 };
+
+/* A VM a policy covers, for one round: strings borrowed from the model's
+ * snapshot or the query's rows, which the round holds. */
+typedef struct Covered {
+        int64_t vm_id;
+        const char *name, *uuid, *state;
+        json_t *policy;          /* borrowed: keep_*, every_s, datastore, policy_id */
+} Covered;
+
+typedef struct Round {
+        Covered *v;
+        size_t n;
+        ModelSnap *snap;
+        json_t *rows;            /* what the strings point into */
+} Round;
+
+static void round_done(Round *r) {
+        free(r->v);
+        model_snap_unref(r->snap);
+        json_decref(r->rows);
+}
 
 static bool is_open(ProtectScheduler *s, int64_t vm_id) {
         for (size_t i = 0; i < s->n_open; i++)
@@ -228,77 +258,193 @@ int64_t protect_policy_due_ms(int64_t taken_ms, int64_t every_ms) {
         return (taken_ms + every_ms / 2) / every_ms * every_ms + every_ms;
 }
 
-/* When vm_uuid's next point is due (ms since the epoch): at once (0) with
- * no point, else the first slot (a multiple of every_ms) at least half an
- * interval after the newest point was taken. */
-static int64_t next_due_ms(Store *st, const char *vm_uuid, int64_t every_ms) {
-        char pid[64];
-        time_t t;
-        if (every_ms <= 0 || store_backup_last_point_id(st, vm_uuid, pid, sizeof pid) < 0 || protect_point_time(pid, &t) < 0)
+/* The covered VMs from the read model: the policies (few) read in one
+ * query; each VM's own policy, else the first of its host group's chain
+ * (deepest first) that has one -- store_backup_policy_vms()'s rule,
+ * without its two correlated subqueries per VM. */
+static int covered_from_model(ProtectScheduler *s, Round *r) {
+        int e = store_backup_policies(s->st, &r->rows);
+        if (e < 0)
+                return e;
+        _cleanup_json_ json_t *by_vm = json_object(), *by_group = json_object();
+        size_t i;
+        json_t *p;
+        char key[32];
+        json_array_foreach(r->rows, i, p) {
+                snprintf(key, sizeof key, "%" PRId64, jget_int(p, jget_int(p, "vm_id") > 0 ? "vm_id" : "group_id"));
+                json_object_set(jget_int(p, "vm_id") > 0 ? by_vm : by_group, key, p);
+        }
+        if (json_array_size(r->rows) == 0)
                 return 0;
-        return protect_policy_due_ms((int64_t) t * 1000, every_ms);
+        r->snap = model_snap(s->model);
+        const ModelTable *vms = r->snap->vms;
+        r->v = xcalloc(vms->n ? vms->n : 1, sizeof *r->v);
+        for (size_t k = 0; k < vms->n; k++) {
+                const ModelRow *row = vms->by_id[k];
+                const char *origin = jget_str(row->json, "origin");
+                if (origin && streq(origin, "foreign"))
+                        continue;
+                snprintf(key, sizeof key, "%" PRId64, row->id);
+                json_t *pol = json_object_get(by_vm, key);
+                if (!pol && row->host_id > 0 && row->group_id > 0 && json_object_size(by_group) > 0) {
+                        int64_t chain[64];
+                        size_t n = model_group_chain(r->snap, row->group_id, chain, 64);
+                        for (size_t c = 0; c < n && !pol; c++) {
+                                snprintf(key, sizeof key, "%" PRId64, chain[c]);
+                                pol = json_object_get(by_group, key);
+                        }
+                }
+                if (pol)
+                        r->v[r->n++] = (Covered){ .vm_id = row->id, .name = row->name, .uuid = jget_str(row->json, "uuid"),
+                                                  .state = row->state, .policy = pol };
+        }
+        return 0;
 }
 
-void protect_scheduler_round(ProtectScheduler *s) {
-        _cleanup_json_ json_t *vms = NULL;
-        if (store_backup_policy_vms(s->st, &vms) < 0)
-                return;
-        int64_t now = now_ms(), next_due = 0;
+/* The same from SQL (no model: tests and tools). */
+static int covered_from_store(ProtectScheduler *s, Round *r) {
+        int e = store_backup_policy_vms(s->st, &r->rows);
+        if (e < 0)
+                return e;
+        r->v = xcalloc(json_array_size(r->rows) ? json_array_size(r->rows) : 1, sizeof *r->v);
         size_t i;
         json_t *v;
-        /* An open alert of a VM no policy covers any more (or gone) resolves. */
+        json_array_foreach(r->rows, i, v)
+                r->v[r->n++] = (Covered){ .vm_id = jget_int(v, "vm_id"), .name = jget_str(v, "vm_name"),
+                                          .uuid = jget_str(v, "vm_uuid"), .state = jget_str(v, "state"), .policy = v };
+        return 0;
+}
+
+/* Brings s->last_ms up to date: the points indexed since the last round
+ * (one query by id range), or all of them after a deletion. */
+static int points_refresh(ProtectScheduler *s) {
+        _cleanup_json_ json_t *rows = NULL;
+        int64_t max_id = 0, gen = 0;
+        int e = store_backup_points_newest(s->st, s->points_loaded ? s->points_after : 0, &rows, &max_id, &gen);
+        if (e < 0)
+                return e;
+        if (s->points_loaded && gen != s->points_gen) {
+                /* Points were deleted (prune, a datastore forgotten): a VM's
+                 * newest may be gone. Read all again. */
+                s->points_loaded = false;
+                json_object_clear(s->last_ms);
+                json_object_clear(s->last_taken);
+                return points_refresh(s);
+        }
+        size_t i;
+        json_t *p;
+        json_array_foreach(rows, i, p) {
+                const char *uuid = jget_str(p, "vm_uuid");
+                int64_t ms = jget_int(p, "last_ms");
+                json_t *have = json_object_get(s->last_ms, uuid);
+                if (!have || json_integer_value(have) < ms)
+                        json_object_set_new(s->last_ms, uuid, json_integer(ms));
+                time_t t;
+                json_t *taken = json_object_get(s->last_taken, uuid);
+                if (protect_point_time(jget_str(p, "last_id"), &t) == 0 && (!taken || json_integer_value(taken) < (int64_t) t * 1000))
+                        json_object_set_new(s->last_taken, uuid, json_integer((int64_t) t * 1000));
+        }
+        s->points_after = max_id;
+        s->points_gen = gen;
+        s->points_loaded = true;
+        return 0;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+        int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+        return (x > y) - (x < y);
+}
+
+/* Resolves the open alert of every VM no policy covers any more (or gone). */
+static void resolve_uncovered(ProtectScheduler *s, const Round *r) {
+        if (s->n_open == 0)
+                return;
+        int64_t *ids = xmalloc((r->n ? r->n : 1) * sizeof *ids);
+        for (size_t i = 0; i < r->n; i++)
+                ids[i] = r->v[i].vm_id;
+        qsort(ids, r->n, sizeof *ids, cmp_i64);
         for (size_t k = 0; k < s->n_open;) {
                 int64_t id = s->open[k];
-                bool covered = false;
-                json_array_foreach(vms, i, v) if (jget_int(v, "vm_id") == id) covered = true;
-                if (covered) {
+                if (bsearch(&id, ids, r->n, sizeof *ids, cmp_i64)) {
                         k++;
                         continue;
                 }
                 set_open(s, id, "", false, "No protection policy covers the VM any more.");
         }
-        json_array_foreach(vms, i, v) {
-                int64_t vm_id = jget_int(v, "vm_id"), every_ms = jget_int(v, "every_s") * 1000, last = 0;
-                const char *name = jget_str(v, "vm_name"), *state = jget_str(v, "state");
-                bool have = store_backup_last_point_ms(s->st, jget_str(v, "vm_uuid"), &last) == 0;
-                /* A stopped VM is backed up too (offline, its QEMU started
-                 * paused for the job): its policy is kept like any other. */
-                if (!streq(state, "running") && !streq(state, "paused") && !streq(state, "stopped")) {
-                        set_open(s, vm_id, name, false, NULL);
-                        continue;
-                }
-                int64_t since = have ? last : s->started_ms;
-                if (now - since >= 2 * every_ms) {
-                        _cleanup_free_ char *msg = have
-                                ? xasprintf("VM '%s' has no recovery point newer than %" PRId64 " s (twice its policy's interval).",
-                                            name, 2 * every_ms / 1000)
-                                : xasprintf("VM '%s' has no recovery point yet, %" PRId64 " s after its policy applied (twice its "
-                                            "interval).", name, (now - since) / 1000);
-                        set_open(s, vm_id, name, true, msg);
-                } else if (have && now - last < 2 * every_ms)
-                        set_open(s, vm_id, name, false, "A recent recovery point exists again.");
-                int64_t due = next_due_ms(s->st, jget_str(v, "vm_uuid"), every_ms);
-                if (due > now) {
-                        if (!next_due || due < next_due)
-                                next_due = due;
-                        continue;
-                }
-                /* A backup queued since the point came due is this slot's;
-                 * one that failed is not retried within an interval (nor
-                 * every round). */
-                bool pending = false;
-                if (store_backup_job_pending(s->st, vm_id, due > now - every_ms ? due : now - every_ms, &pending) < 0 || pending)
-                        continue;
-                json_t *keep = json_array();
-                for (int k = 0; k < 6; k++)
-                        json_array_append_new(keep, json_integer(jget_int(v, KEEP_NAMES[k])));
-                _cleanup_json_ json_t *params = json_pack("{s:o, s:I}", "keep", keep, "policy_id", (json_int_t) jget_int(v, "policy_id"));
-                const char *ds = jget_str(v, "datastore");
-                if (ds && ds[0])
-                        json_object_set_new(params, "datastore", json_string(ds));
-                if (jobs_submit(s->jobs, "vm.backup", "vm", vm_id, name, 0, params, NULL) < 0)
-                        log_warn("cannot queue the scheduled backup of VM '%s'", name);
+        free(ids);
+}
+
+/* One covered VM: its overdue alert, and its backup queued when due; a
+ * slot ahead lowers *next_due (the earliest the thread must wake for). */
+static void round_vm(ProtectScheduler *s, const Covered *c, int64_t now, int64_t *next_due) {
+        int64_t vm_id = c->vm_id, every_ms = jget_int(c->policy, "every_s") * 1000, last = 0;
+        const char *name = c->name, *state = c->state;
+        json_t *jl = c->uuid ? json_object_get(s->last_ms, c->uuid) : NULL;
+        bool have = jl != NULL;
+        if (have)
+                last = json_integer_value(jl);
+        /* A stopped VM is backed up too (offline, its QEMU started paused
+         * for the job): its policy is kept like any other. */
+        if (!streq(state, "running") && !streq(state, "paused") && !streq(state, "stopped")) {
+                set_open(s, vm_id, name, false, NULL);
+                return;
         }
+        /* Without a point, the clock runs from when the policy applied
+         * (or armadad started, if later), as the message says. */
+        int64_t applied = jget_int(c->policy, "applied_ms");
+        int64_t since = have ? last : applied > s->started_ms ? applied : s->started_ms;
+        if (now - since >= 2 * every_ms) {
+                _cleanup_free_ char *msg = have
+                        ? xasprintf("VM '%s' has no recovery point newer than %" PRId64 " s (twice its policy's interval).",
+                                    name, 2 * every_ms / 1000)
+                        : xasprintf("VM '%s' has no recovery point yet, %" PRId64 " s after its policy applied (twice its "
+                                    "interval).", name, (now - since) / 1000);
+                set_open(s, vm_id, name, true, msg);
+        } else if (have && now - last < 2 * every_ms)
+                set_open(s, vm_id, name, false, "A recent recovery point exists again.");
+        /* Due: at once without a point, else at the policy's first slot at
+         * least half an interval after the newest point was taken. */
+        json_t *jt = c->uuid ? json_object_get(s->last_taken, c->uuid) : NULL;
+        int64_t due = jt && every_ms > 0 ? protect_policy_due_ms(json_integer_value(jt), every_ms) : 0;
+        if (due > now) {
+                if (!*next_due || due < *next_due)
+                        *next_due = due;
+                return;
+        }
+        /* A backup queued since the point came due is this slot's; one that
+         * failed is not retried within an interval (nor every round). Only
+         * a VM that is due costs a query (an index probe). */
+        bool pending = false;
+        if (store_backup_job_pending(s->st, vm_id, due > now - every_ms ? due : now - every_ms, &pending) < 0 || pending)
+                return;
+        json_t *keep = json_array();
+        for (int k = 0; k < 6; k++)
+                json_array_append_new(keep, json_integer(jget_int(c->policy, KEEP_NAMES[k])));
+        _cleanup_json_ json_t *params = json_pack("{s:o, s:I}", "keep", keep, "policy_id",
+                                                  (json_int_t) jget_int(c->policy, "policy_id"));
+        const char *ds = jget_str(c->policy, "datastore");
+        if (ds && ds[0])
+                json_object_set_new(params, "datastore", json_string(ds));
+        if (jobs_submit(s->jobs, "vm.backup", "vm", vm_id, name, 0, params, NULL) < 0)
+                log_warn("cannot queue the scheduled backup of VM '%s'", name);
+}
+
+/* A round costs, at 20,000 VMs: the policies (one query), the VMs from
+ * the model's snapshot (memory), the points indexed since the last round
+ * (one range query), and one indexed probe of the job table per VM that
+ * is due -- not two correlated subqueries and two queries per VM
+ * (bench/results/protection.md, "The policy scan"). */
+void protect_scheduler_round(ProtectScheduler *s) {
+        Round r = { 0 };
+        if ((s->model ? covered_from_model(s, &r) : covered_from_store(s, &r)) < 0 || points_refresh(s) < 0) {
+                round_done(&r);
+                return;
+        }
+        int64_t now = now_ms(), next_due = 0;
+        resolve_uncovered(s, &r);
+        for (size_t i = 0; i < r.n; i++)
+                round_vm(s, &r.v[i], now, &next_due);
+        round_done(&r);
         pthread_mutex_lock(&s->lock);
         s->next_due_ms = next_due;
         pthread_mutex_unlock(&s->lock);
@@ -333,6 +479,8 @@ int protect_scheduler_new(Store *st, Jobs *jobs, unsigned interval_ms, ProtectSc
         s->jobs = jobs;
         s->interval_ms = interval_ms ? interval_ms : 30000;
         s->started_ms = now_ms();
+        s->last_ms = json_object();
+        s->last_taken = json_object();
         pthread_mutex_init(&s->lock, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
@@ -362,6 +510,12 @@ ProtectScheduler *protect_scheduler_free(ProtectScheduler *s) {
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->lock);
         free(s->open);
+        json_decref(s->last_ms);
+        json_decref(s->last_taken);
         free(s);
         return NULL;
+}
+
+void protect_scheduler_set_model(ProtectScheduler *s, Model *m) {
+        s->model = m;
 }

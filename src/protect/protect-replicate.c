@@ -205,6 +205,26 @@ static int target_check(Store *st, const ProtectReplicationSpec *spec, char **re
         return 0;
 }
 
+/* Points are copied chunk by chunk, never re-cut: a target directory that
+ * already is a datastore must have the source's chunk size (409 naming
+ * "chunk_size"). A missing or empty one is made with it at the first run. */
+static int target_chunk_size_check(Store *st, int64_t ds_id, const char *path, const char *real, OpError *err) {
+        ChunkStore *src = NULL, *dst = NULL;
+        if (chunkstore_open(real, false, &dst) < 0)
+                return 0;
+        int e = protect_datastore_open(st, ds_id, &src);
+        uint32_t want = e == 0 ? chunkstore_chunk_size(src) : 0, have = chunkstore_chunk_size(dst);
+        chunkstore_free(src);
+        chunkstore_free(dst);
+        if (e < 0)
+                return op_fail(err, 503, "unavailable", NULL, "The source datastore cannot be opened: %s.", strerror(-e));
+        if (want == have)
+                return 0;
+        return op_fail(err, 409, "conflict", "chunk_size", "'%.200s' is a datastore of chunk size %u KiB, the source one of"
+                       " %u KiB: a replica must have the source's chunk size (chunks are copied, not re-cut).", path,
+                       have >> 10, want >> 10);
+}
+
 int protect_replication_add(Store *st, const OpCaller *c, const ProtectReplicationSpec *spec, json_t **ret, OpError *err) {
         int e = may_manage(st, c, "create", 0, spec->name, err);
         if (e < 0)
@@ -228,6 +248,11 @@ int protect_replication_add(Store *st, const OpCaller *c, const ProtectReplicati
         e = target_check(st, spec, &real, err);
         if (e < 0)
                 return e;
+        if (real) {
+                e = target_chunk_size_check(st, ds_id, spec->to_path, real, err);
+                if (e < 0)
+                        return e;
+        }
         _cleanup_free_ char *name = NULL;
         if (spec->name)
                 name = xstrdup(spec->name);
@@ -306,18 +331,30 @@ static bool run_pending(Store *st, json_t *row) {
         return streq(s, "queued") || streq(s, "running");
 }
 
+/* "Is a run queued or running?" and the submit of one are one step under
+ * this lock, for a run by hand and the schedule alike: two callers cannot
+ * both see none and both queue one. Process wide (the records are). */
+static pthread_mutex_t submit_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int protect_replication_run(Store *st, Jobs *jobs, const OpCaller *c, int64_t id, json_t **ret, OpError *err) {
         int e = may_manage(st, c, "run", id, NULL, err);
         if (e < 0)
                 return e;
+        pthread_mutex_lock(&submit_lock);
         _cleanup_json_ json_t *row = NULL;
-        if ((e = replication_row(st, id, &row, err)) < 0)
+        if ((e = replication_row(st, id, &row, err)) < 0) {
+                pthread_mutex_unlock(&submit_lock);
                 return e;
-        if (run_pending(st, row))
+        }
+        if (run_pending(st, row)) {
+                pthread_mutex_unlock(&submit_lock);
                 return op_fail(err, 409, "conflict", NULL, "Replication '%s' is running already (job %lld).",
                                jget_str(row, "name"), (long long) jget_int(row, "last_job_id"));
+        }
         int64_t job = 0;
-        if (submit_run(st, jobs, row, c->user_id, &job) < 0)
+        e = submit_run(st, jobs, row, c->user_id, &job);
+        pthread_mutex_unlock(&submit_lock);
+        if (e < 0)
                 return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
         op_audit(st, c, "datastore.replicate", "replication", id, jget_str(row, "name"), NULL, "accepted");
         *ret = json_pack("{s:o}", "job", job_json(st, job));
@@ -474,9 +511,16 @@ static void copy_progress(uint64_t done, uint64_t total, void *userdata) {
 
 static int run_to_path(Run *run, ChunkStore *src, json_t *mine, const char *to) {
         ChunkStore *dst = NULL;
-        int e = chunkstore_open(to, true, &dst);
+        int e = chunkstore_open_sized(to, true, chunkstore_chunk_size(src), &dst);
         if (e < 0)
                 return job_fail(run->ctx, e, "The target directory cannot be made a datastore: %s.", strerror(-e));
+        if (chunkstore_chunk_size(dst) != chunkstore_chunk_size(src)) {
+                uint32_t have = chunkstore_chunk_size(dst);
+                chunkstore_free(dst);
+                return job_fail(run->ctx, -EXDEV, "The target directory is a datastore of chunk size %u KiB, the source"
+                                " one of %u KiB: a replica must have the source's chunk size.", have >> 10,
+                                chunkstore_chunk_size(src) >> 10);
+        }
         _cleanup_json_ json_t *there = NULL;
         e = point_list(dst, NULL, &there);
         if (e == 0) {
@@ -490,8 +534,9 @@ static int run_to_path(Run *run, ChunkStore *src, json_t *mine, const char *to) 
         return 0;
 }
 
-/* The id of the target datastore NAME at the remote site. */
-static int remote_datastore(Remote *rm, const char *name, int64_t *ret) {
+/* The id of the target datastore NAME at the remote site, which must cut
+ * disks at CHUNK_SIZE (an armadad without chunk_size in its list: 4 MiB). */
+static int remote_datastore(Remote *rm, const char *name, uint32_t chunk_size, int64_t *ret) {
         _cleanup_json_ json_t *all = NULL;
         int e = remote_call(rm, "GET", "/api/v1/datastores", NULL, 0, false, &all);
         if (e < 0)
@@ -499,6 +544,14 @@ static int remote_datastore(Remote *rm, const char *name, int64_t *ret) {
         size_t i;
         json_t *d;
         json_array_foreach(json_object_get(all, "items"), i, d) if (streq(jget_str(d, "name"), name)) {
+                json_t *cs = json_object_get(d, "chunk_size");
+                json_int_t have = cs ? json_integer_value(cs) : CHUNK_SIZE;
+                if (have != chunk_size) {
+                        snprintf(rm->why, sizeof rm->why, "the target datastore '%s' has chunk size %lld KiB, the source"
+                                 " %u KiB; a replica must have the source's chunk size", name, (long long) have >> 10,
+                                 chunk_size >> 10);
+                        return -EXDEV;
+                }
                 *ret = jget_int(d, "id");
                 return 0;
         }
@@ -598,7 +651,7 @@ static int run_to_url(Run *run, ChunkStore *src, json_t *mine, json_t *row, cons
                 return job_fail(run->ctx, e, "Cannot make an HTTP client.");
         int64_t ds = 0;
         _cleanup_json_ json_t *there = NULL, *todo = NULL;
-        e = remote_datastore(&rm, jget_str(row, "to_datastore"), &ds);
+        e = remote_datastore(&rm, jget_str(row, "to_datastore"), chunkstore_chunk_size(src), &ds);
         if (e == 0) {
                 _cleanup_free_ char *path = xasprintf("/api/v1/datastores/%lld/points", (long long) ds);
                 e = remote_call(&rm, "GET", path, NULL, 0, false, &there);
@@ -632,7 +685,80 @@ static int run_to_url(Run *run, ChunkStore *src, json_t *mine, json_t *row, cons
         return 0;
 }
 
+/* Runs between the same source datastore and the same target (two
+ * replications may name one pair) take turns: the second then finds the
+ * points there and sends nothing, where two at once would both send the
+ * same chunks (counted twice) and race on each manifest. A short list of
+ * the pairs being copied, process wide. */
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        char **busy;
+        size_t n;
+} pairs = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static bool pair_busy(const char *key) {
+        for (size_t i = 0; i < pairs.n; i++)
+                if (streq(pairs.busy[i], key))
+                        return true;
+        return false;
+}
+
+/* Waits until no run copies the pair key, then holds it: 0, or
+ * -ECANCELED when the job is cancelled while it waits. */
+static int pair_acquire(JobCtx *ctx, const char *key) {
+        pthread_mutex_lock(&pairs.lock);
+        bool waited = false;
+        while (pair_busy(key)) {
+                if (!waited)
+                        job_progress(ctx, 1, "waiting for another run between the same datastores");
+                waited = true;
+                if (job_cancel_requested(ctx)) {
+                        pthread_mutex_unlock(&pairs.lock);
+                        return -ECANCELED;
+                }
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_sec += 1;
+                pthread_cond_timedwait(&pairs.cond, &pairs.lock, &until); /* 1 s: to see a cancel */
+        }
+        pairs.busy = xrealloc(pairs.busy, (pairs.n + 1) * sizeof *pairs.busy);
+        pairs.busy[pairs.n++] = xstrdup(key);
+        pthread_mutex_unlock(&pairs.lock);
+        return 0;
+}
+
+static void pair_release(const char *key) {
+        pthread_mutex_lock(&pairs.lock);
+        for (size_t i = 0; i < pairs.n; i++)
+                if (streq(pairs.busy[i], key)) {
+                        free(pairs.busy[i]);
+                        pairs.busy[i] = pairs.busy[--pairs.n];
+                        break;
+                }
+        pthread_cond_broadcast(&pairs.cond);
+        pthread_mutex_unlock(&pairs.lock);
+}
+
+static int job_replicate_run(JobCtx *ctx, void *userdata);
+
 static int job_replicate(JobCtx *ctx, void *userdata) {
+        _cleanup_json_ json_t *row = NULL;
+        if (store_replication_get_json(ctx->st, ctx->job->target_id, &row) < 0)
+                return job_fail(ctx, -ENOENT, "Replication '%s' no longer exists.", ctx->job->target_name);
+        const char *to_path = json_string_value(json_object_get(row, "to_path"));
+        _cleanup_free_ char *key = to_path ? xasprintf("%lld>%s", (long long) jget_int(row, "datastore_id"), to_path)
+                                           : xasprintf("%lld>%s#%s", (long long) jget_int(row, "datastore_id"),
+                                                       jget_str(row, "to_url"), jget_str(row, "to_datastore"));
+        int e = pair_acquire(ctx, key);
+        if (e < 0)
+                return e;
+        e = job_replicate_run(ctx, userdata);
+        pair_release(key);
+        return e;
+}
+
+static int job_replicate_run(JobCtx *ctx, void *userdata) {
         int64_t id = ctx->job->target_id;
         _cleanup_json_ json_t *row = NULL;
         if (store_replication_get_json(ctx->st, id, &row) < 0)
@@ -700,8 +826,12 @@ static struct {
 
 static void schedule_once(Store *st, Jobs *jobs) {
         _cleanup_json_ json_t *due = NULL;
-        if (store_replication_due(st, now_ms(), &due) < 0)
+        pthread_mutex_lock(&submit_lock);
+        int e = store_replication_due(st, now_ms(), &due);
+        if (e < 0) {
+                pthread_mutex_unlock(&submit_lock);
                 return;
+        }
         size_t i;
         json_t *row;
         json_array_foreach(due, i, row) {
@@ -709,6 +839,7 @@ static void schedule_once(Store *st, Jobs *jobs) {
                 if (submit_run(st, jobs, row, 0, &job) == 0)
                         log_info("replication '%s': scheduled run, job %lld", jget_str(row, "name"), (long long) job);
         }
+        pthread_mutex_unlock(&submit_lock);
 }
 
 static void *sched_main(void *arg) {
@@ -840,6 +971,9 @@ int protect_replica_point(Store *st, const OpCaller *c, int64_t ds_id, const voi
         const char *vm = jget_str(m, "vm_uuid"), *pid = jget_str(m, "point_id");
         if (e == -EINVAL)
                 return op_fail(err, 400, "invalid_argument", "body", "The point's JSON is malformed.");
+        if (e == -EXDEV)
+                return op_fail(err, 409, "conflict", "chunk_size", "Point %.64s/%.64s was cut at another chunk size than"
+                               " datastore '%s' uses; nothing was committed.", vm, pid, jget_str(row, "name"));
         if (e == -EBADMSG)
                 return op_fail(err, 422, "invalid_argument", "chunks",
                                "Point %.64s/%.64s names chunks this datastore does not have; nothing was committed.", vm, pid);

@@ -52,13 +52,16 @@ int protect_datastore_get(Store *st, const OpCaller *c, int64_t id, json_t **ret
 int protect_datastore_points(Store *st, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
 /* Registers directory path as datastore name: the directory (created when
  * missing, under an allowed root) must be empty or a datastore already --
- * then it is adopted with its points. Queues the job that computes its
- * usage. ret: {"datastore", "job"}. 400 naming "name" or "path", 409 when
- * the name or the directory is taken (or lies inside another datastore),
- * 422 naming "path" when it holds other files. Nothing is left made on
- * failure. Administrators only (OBJ_SYSTEM UPDATE), audited. */
-int protect_datastore_add(Store *st, Jobs *jobs, const OpCaller *c, const char *name, const char *path, json_t **ret,
-                          OpError *err);
+ * then it is adopted with its points. A new datastore cuts disks into
+ * chunks of chunk_size bytes (0: CHUNK_SIZE_DEFAULT, 256 KiB; else a power of two from 256 KiB
+ * to 4 MiB, 400 naming "chunk_size"); an adopted one keeps its own (409
+ * naming "chunk_size" when another was asked for). Queues the job that
+ * computes its usage. ret: {"datastore", "job"}. 400 naming "name" or
+ * "path", 409 when the name or the directory is taken (or lies inside
+ * another datastore), 422 naming "path" when it holds other files. Nothing
+ * is left made on failure. Administrators only (OBJ_SYSTEM UPDATE), audited. */
+int protect_datastore_add(Store *st, Jobs *jobs, const OpCaller *c, const char *name, const char *path, uint64_t chunk_size,
+                          json_t **ret, OpError *err);
 /* Forgets datastore id; never deletes its directory's data. 409 while it
  * holds points unless force. */
 int protect_datastore_remove(Store *st, const OpCaller *c, int64_t id, bool force, OpError *err);
@@ -92,12 +95,15 @@ int protect_datastore_prune(Store *st, Jobs *jobs, const OpCaller *c, int64_t id
 typedef struct {
         const char *vm;             /* every point of a VM (name or uuid) ... */
         const char *point;          /* ... or one, "VM/POINT_ID": exactly one of them */
-        const char *to;             /* a directory under a backup root: empty, missing or an archive */
+        const char *to;             /* a directory under a backup root: empty, missing or an archive
+                                     * (made with the datastore's chunk size; an archive of another
+                                     * size is 409 naming "chunk_size") */
 } ProtectArchiveSpec;
 int protect_datastore_archive(Store *st, Jobs *jobs, const OpCaller *c, int64_t id, const ProtectArchiveSpec *spec,
                               json_t **ret, OpError *err);
 /* Copies every point of the datastore directory path into datastore id,
- * sending only the chunks it lacks. */
+ * sending only the chunks it lacks. 409 naming "chunk_size" when path cuts
+ * disks at another chunk size than datastore id (points are not re-cut). */
 int protect_datastore_import(Store *st, Jobs *jobs, const OpCaller *c, int64_t id, const char *path, json_t **ret,
                              OpError *err);
 
@@ -344,6 +350,13 @@ int protect_policy_delete(Store *st, const OpCaller *c, int64_t id, OpError *err
 typedef struct ProtectScheduler ProtectScheduler;
 int protect_scheduler_new(Store *st, Jobs *jobs, unsigned interval_ms, ProtectScheduler **ret);
 int protect_scheduler_start(ProtectScheduler *s);
+/* Reads the VMs from the read model m (before protect_scheduler_start();
+ * m outlives the scheduler): a round is then the policies and the points
+ * indexed since the last round, two queries, plus one index probe per VM
+ * that is due, at any number of VMs. Without it, one SQL query per round
+ * computes the covered VMs (correlated subqueries per VM). */
+typedef struct Model Model;
+void protect_scheduler_set_model(ProtectScheduler *s, Model *m);
 /* Stops the thread (waits for its round) and frees; takes NULL. */
 ProtectScheduler *protect_scheduler_free(ProtectScheduler *s);
 typedef void (*ProtectBackupAlertFn)(void *userdata, int64_t vm_id, const char *vm_name, bool open, const char *message);

@@ -86,17 +86,40 @@ const StoreMigration store_migrations_protect[] = {
           "CREATE TRIGGER backup_point_datastore_gone AFTER DELETE ON datastore BEGIN"
           "  DELETE FROM backup_point WHERE datastore = OLD.name;"
           " END;" },
+        /* The datastore's chunk size as its marker says (the marker is the
+         * truth; this copy is what the API lists). 4 MiB was the only size. */
+        { "datastore-2-chunk-size", "ALTER TABLE datastore ADD COLUMN chunk_size INTEGER NOT NULL DEFAULT 4194304;" },
+        /* A stopped VM's QEMU started paused for an offline backup, recorded
+         * before the start and cleared once it is shut off again: what a
+         * killed armadad left running is found from here, never guessed. */
+        { "backup-4-offline", "CREATE TABLE backup_offline ("
+          "  vm_id INTEGER PRIMARY KEY REFERENCES vm(id) ON DELETE CASCADE,"
+          "  host_id INTEGER NOT NULL,"
+          "  vm_uuid TEXT NOT NULL,"
+          "  job_id INTEGER,"
+          "  started_at INTEGER NOT NULL);" },
+        /* The policy scan (protect-policy.c) at 20,000 VMs: a VM's pending
+         * backup job is one index probe, and the newest point of every VM is
+         * kept in memory from the rows added since the last round (by id)
+         * plus a full reload only when points were deleted (the counter). */
+        { "backup-5-scan",
+          "CREATE INDEX job_kind_target_idx ON job(kind, target_id, created_at);"
+          "CREATE TABLE backup_point_gen (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);"
+          "INSERT INTO backup_point_gen(id, n) VALUES (1, 0);"
+          "CREATE TRIGGER backup_point_deleted AFTER DELETE ON backup_point BEGIN"
+          "  UPDATE backup_point_gen SET n = n + 1 WHERE id = 1;"
+          " END;" },
         { NULL, NULL },
 };
 
 #define DATASTORE_COLS                                                                                                  \
-        "id, name, path, created_at, usage AS usage_json, usage_at,"                                                   \
+        "id, name, path, chunk_size, created_at, usage AS usage_json, usage_at,"                                                \
         " (SELECT max(verified_at) FROM datastore_point WHERE datastore_id = datastore.id) AS verified_at,"            \
         " (SELECT count(*) FROM datastore_point WHERE datastore_id = datastore.id AND ok = 0) AS verify_bad_points"
 
-int store_datastore_insert(Store *st, const char *name, const char *path, int64_t *ret_id) {
-        return store_insert(st, ret_id, "INSERT INTO datastore(name, path, created_at) VALUES (?, ?, ?)", "ssi", name, path,
-                            now_ms());
+int store_datastore_insert(Store *st, const char *name, const char *path, uint32_t chunk_size, int64_t *ret_id) {
+        return store_insert(st, ret_id, "INSERT INTO datastore(name, path, chunk_size, created_at) VALUES (?, ?, ?, ?)", "ssii",
+                            name, path, (int64_t) chunk_size, now_ms());
 }
 
 int store_datastore_find(Store *st, const char *name, int64_t *ret_id) {
@@ -177,6 +200,27 @@ int store_backup_point_get(Store *st, const char *datastore, const char *vm_uuid
 int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastore, json_t **ret) {
         return store_query_one(st, ret, POINT_COLUMNS "WHERE vm_uuid = ? AND datastore = ? ORDER BY point_id DESC LIMIT 1", "ss",
                                vm_uuid, datastore);
+}
+
+int store_backup_offline_set(Store *st, int64_t vm_id, int64_t host_id, const char *vm_uuid, int64_t job_id) {
+        return store_exec(st, "INSERT OR REPLACE INTO backup_offline(vm_id, host_id, vm_uuid, job_id, started_at)"
+                          " VALUES (?, ?, ?, ?, ?)", "iisii", vm_id, host_id, vm_uuid, job_id, now_ms());
+}
+
+int store_backup_offline_get(Store *st, int64_t vm_id, json_t **ret) {
+        return store_query_one(st, ret, "SELECT vm_id, host_id, vm_uuid, job_id, started_at FROM backup_offline WHERE vm_id = ?",
+                               "i", vm_id);
+}
+
+int store_backup_offline_clear(Store *st, int64_t vm_id) {
+        return store_exec(st, "DELETE FROM backup_offline WHERE vm_id = ?", "i", vm_id);
+}
+
+int store_backup_checkpoints_in_use(Store *st, const char *vm_uuid, json_t **ret) {
+        return store_query_json(st, ret,
+                                "SELECT b.datastore, b.checkpoint FROM backup_point b WHERE b.vm_uuid = ?1"
+                                " AND b.checkpoint IS NOT NULL AND b.point_id = (SELECT max(point_id) FROM backup_point"
+                                " WHERE vm_uuid = ?1 AND datastore = b.datastore) ORDER BY b.datastore", "s", vm_uuid);
 }
 
 /* "Good": in a datastore still registered, and not found unrestorable by
@@ -283,8 +327,8 @@ int store_backup_policy_vms(Store *st, json_t **ret) {
          * deepest (longest path) covering it. */
         return store_query_json(st, ret,
                 "SELECT v.id AS vm_id, v.name AS vm_name, v.uuid AS vm_uuid, v.state, v.owner_id, p.id AS policy_id,"
-                " p.datastore, p.every_s, p.keep_last, p.keep_hourly, p.keep_daily, p.keep_weekly, p.keep_monthly, p.keep_yearly"
-                " FROM vm v JOIN backup_policy p ON p.id = coalesce("
+                " p.datastore, p.every_s, p.keep_last, p.keep_hourly, p.keep_daily, p.keep_weekly, p.keep_monthly, p.keep_yearly,"
+                " p.created_at AS applied_ms FROM vm v JOIN backup_policy p ON p.id = coalesce("
                 "   (SELECT id FROM backup_policy WHERE vm_id = v.id),"
                 "   (SELECT bp.id FROM backup_policy bp JOIN host_group pg ON pg.id = bp.group_id"
                 "      JOIN host h ON h.id = v.host_id JOIN host_group hg ON hg.id = h.group_id"
@@ -293,19 +337,32 @@ int store_backup_policy_vms(Store *st, json_t **ret) {
                 " WHERE v.origin != 'foreign' ORDER BY v.id", "");
 }
 
+int store_backup_policies(Store *st, json_t **ret) {
+        return store_query_json(st, ret,
+                                "SELECT id AS policy_id, vm_id, group_id, datastore, every_s, keep_last, keep_hourly, keep_daily,"
+                                " keep_weekly, keep_monthly, keep_yearly, created_at AS applied_ms FROM backup_policy ORDER BY id", "");
+}
+
+int store_backup_points_newest(Store *st, int64_t after_id, json_t **ret, int64_t *ret_max_id, int64_t *ret_gen) {
+        int64_t max_id = 0, gen = 0;
+        /* Read first: a point added between these and the rows below is
+         * read again next round (ids only grow), never missed. */
+        int r = store_query_i64(st, &max_id, "SELECT coalesce(max(id), 0) FROM backup_point", "");
+        if (r >= 0)
+                r = store_query_i64(st, &gen, "SELECT n FROM backup_point_gen WHERE id = 1", "");
+        if (r >= 0)
+                r = store_query_json(st, ret, "SELECT vm_uuid, max(created_at) AS last_ms, max(point_id) AS last_id FROM backup_point"
+                                     " WHERE id > ? AND id <= ? GROUP BY vm_uuid", "ii", after_id, max_id);
+        if (r < 0)
+                return r;
+        *ret_max_id = max_id;
+        *ret_gen = gen;
+        return 0;
+}
+
 int store_backup_last_point_ms(Store *st, const char *vm_uuid, int64_t *ret_ms) {
         return store_query_i64(st, ret_ms, "SELECT max(created_at) FROM backup_point WHERE vm_uuid = ? HAVING max(created_at) IS NOT NULL",
                                "s", vm_uuid);
-}
-
-int store_backup_last_point_id(Store *st, const char *vm_uuid, char *ret, size_t size) {
-        _cleanup_json_ json_t *row = NULL;
-        int r = store_query_one(st, &row, "SELECT max(point_id) AS point_id FROM backup_point WHERE vm_uuid = ?"
-                                " HAVING max(point_id) IS NOT NULL", "s", vm_uuid);
-        if (r < 0)
-                return r;
-        snprintf(ret, size, "%s", jget_str(row, "point_id"));
-        return 0;
 }
 
 int store_backup_job_pending(Store *st, int64_t vm_id, int64_t since_ms, bool *ret) {

@@ -13,10 +13,10 @@ extern const StoreMigration store_migrations_protect[];
 
 /* ---- datastores ---- */
 /* -EEXIST when the name or the path is taken. */
-int store_datastore_insert(Store *st, const char *name, const char *path, int64_t *ret_id);
+int store_datastore_insert(Store *st, const char *name, const char *path, uint32_t chunk_size, int64_t *ret_id);
 int store_datastore_find(Store *st, const char *name, int64_t *ret_id);
 int store_datastore_find_path(Store *st, const char *path, int64_t *ret_id);
-/* {id, name, path, created_at, usage (object or null), usage_at}. */
+/* {id, name, path, chunk_size, created_at, usage (object or null), usage_at}. */
 int store_datastore_get_json(Store *st, int64_t id, json_t **ret);
 /* Every datastore, by name. */
 int store_datastore_list(Store *st, json_t **ret);
@@ -65,6 +65,16 @@ int store_backup_point_list(Store *st, const char *vm_uuid, const char *datastor
 int store_backup_point_get(Store *st, const char *datastore, const char *vm_uuid, const char *point_id, json_t **ret);
 /* The newest point of vm_uuid in datastore; -ENOENT when none. */
 int store_backup_point_last(Store *st, const char *vm_uuid, const char *datastore, json_t **ret);
+/* The record of an offline backup's paused QEMU (protect-backup.c): set
+ * before the start, cleared once it is shut off. get: {vm_id, host_id,
+ * vm_uuid, job_id, started_at}, -ENOENT when there is none. */
+int store_backup_offline_set(Store *st, int64_t vm_id, int64_t host_id, const char *vm_uuid, int64_t job_id);
+int store_backup_offline_get(Store *st, int64_t vm_id, json_t **ret);
+int store_backup_offline_clear(Store *st, int64_t vm_id);
+/* The checkpoint of vm_uuid's newest point in each datastore (what each
+ * datastore's next incremental starts from): [{datastore, checkpoint}].
+ * One probe of backup_point_vm_idx per datastore. */
+int store_backup_checkpoints_in_use(Store *st, const char *vm_uuid, json_t **ret);
 /* The newest good point of vm_uuid in any datastore (good: not found
  * unrestorable by its datastore's last verify): {datastore, point_id, full,
  * consistency, size_bytes, created_at, verified_at, verified_ok (null when
@@ -124,13 +134,19 @@ int store_backup_policy_list(Store *st, json_t **ret);
 int store_backup_policy_get(Store *st, int64_t id, json_t **ret);
 int store_backup_policy_delete(Store *st, int64_t id);
 /* Every VM a policy covers, with the policy that applies: [{vm_id,
- * vm_name, vm_uuid, state, owner_id, policy_id, datastore, every_s, keep_*}]. */
+ * vm_name, vm_uuid, state, owner_id, policy_id, datastore, every_s, keep_*,
+ * applied_ms (when the policy was made, ms)}]. */
 int store_backup_policy_vms(Store *st, json_t **ret);
+/* Every policy, without the VMs it covers: [{policy_id, vm_id, group_id,
+ * datastore, every_s, keep_*, applied_ms}] (one row per policy: few). */
+int store_backup_policies(Store *st, json_t **ret);
+/* The newest point of each VM among the points indexed with an id above
+ * after_id (0: all of them): [{vm_uuid, last_ms (indexed), last_id (the newest point id)}]; *ret_max_id the highest
+ * id read (the next call's after_id) and *ret_gen the count of point rows
+ * ever deleted (when it moves, a newest point may be gone: read all again). */
+int store_backup_points_newest(Store *st, int64_t after_id, json_t **ret, int64_t *ret_max_id, int64_t *ret_gen);
 /* When the newest indexed point of vm_uuid was made (ms); -ENOENT when none. */
 int store_backup_last_point_ms(Store *st, const char *vm_uuid, int64_t *ret_ms);
-/* The id of the newest indexed point of vm_uuid (ids sort as the times
- * they were taken), into ret (size bytes); -ENOENT when none. */
-int store_backup_last_point_id(Store *st, const char *vm_uuid, char *ret, size_t size);
 /* Whether a vm.backup of vm_id is queued or running, or was queued at or
  * after since_ms (a failed one is not retried before its interval). */
 int store_backup_job_pending(Store *st, int64_t vm_id, int64_t since_ms, bool *ret);

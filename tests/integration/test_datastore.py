@@ -9,6 +9,7 @@ verify of an archive by path, import, /metrics and the CLI.
 Points are written by tests/unit/mkpoint (the chunk store's own writer): a
 test:/// VM has no disks a backup could read."""
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -70,8 +71,11 @@ class DatastoreTest(unittest.TestCase):
             self.assertEqual(b["error"]["field"], field, b)
         return b
 
-    def add(self, name, path):
-        r = self.d.ok("POST", "/api/v1/datastores", {"name": name, "path": path})
+    def add(self, name, path, chunk_size=None):
+        body = {"name": name, "path": path}
+        if chunk_size:
+            body["chunk_size"] = chunk_size
+        r = self.d.ok("POST", "/api/v1/datastores", body)
         if r["job"]:
             self.assertEqual(self.d.wait_job(r["job"]["id"])["state"], "succeeded")
         return r
@@ -288,7 +292,7 @@ class DatastoreTest(unittest.TestCase):
             self.assertEqual(job["result"]["points"], 2)
 
             # Import it into a second datastore: every point, chunks once.
-            other = self.add("site2", other_path)["datastore"]
+            other = self.add("site2", other_path, chunk_size=4 * MIB)["datastore"]  # the archive's (mkpoint's) size
             st, b = self.d.request("POST", f"/api/v1/datastores/{other['id']}/actions/import",
                                    {"path": self.outside})
             self.assertEqual((st, b["error"]["field"]), (400, "path"))
@@ -310,6 +314,80 @@ class DatastoreTest(unittest.TestCase):
             self.remove(ds["id"])
             if other:
                 self.remove(other["id"])
+
+    def test_chunk_size(self):
+        """A datastore's chunk size: chosen at add (400 naming chunk_size for
+        a size it cannot cut), kept in its marker and listed, kept when
+        adopted (409 for another), and points move only between datastores
+        of the same size (import, archive: 409 naming chunk_size)."""
+        path = os.path.join(self.root, "small")
+        for bad in (3000000, 8 * MIB, 128 * 1024, 1):
+            self.refused({"name": "small", "path": path, "chunk_size": bad}, 400, "chunk_size")
+        self.refused({"name": "small", "path": path, "chunk_size": "1M"}, 400, "chunk_size")
+        self.refused({"name": "small", "path": path, "chunk_size": 0}, 422, "chunk_size")
+        self.assertFalse(os.path.exists(path))
+        # Without chunk_size: the default, 256 KiB.
+        dflt = self.add("dflt", os.path.join(self.root, "dflt"))["datastore"]
+        self.assertEqual(dflt["chunk_size"], 256 * 1024)
+        self.remove(dflt["id"])
+        ds = self.add_sized("small", path, 256 * 1024)["datastore"]
+        big_path = os.path.join(self.root, "big4m")
+        tape = os.path.join(self.root, "tape-small")
+        try:
+            self.assertEqual(ds["chunk_size"], 256 * 1024)
+            with open(os.path.join(path, ".armada-datastore")) as f:
+                self.assertEqual(json.load(f)["chunk_size"], 256 * 1024)
+            listed = [x for x in self.d.ok("GET", "/api/v1/datastores")["items"] if x["name"] == "small"]
+            self.assertEqual(listed[0]["chunk_size"], 256 * 1024)
+            # A point cut at 256 KiB: 9 MiB is 36 chunks, 17 of them data.
+            chunks = self.mkpoint(path, VM1, "20260107T000000Z", self.img1)
+            self.assertEqual(len(chunks), 17)
+            self.assertTrue(self.run_job(ds["id"], "verify")["ok"])
+            out = os.path.join(self.tmp, "small-back.raw")
+            r = subprocess.run([MKPOINT, "--read", path, VM1, "20260107T000000Z", "0", out], capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(out, "rb") as a, open(self.img1, "rb") as b:
+                self.assertEqual(a.read(), b.read())
+
+            # Adopted: keeps its own size; asking for another is 409.
+            self.remove(ds["id"])
+            b = self.refused({"name": "small", "path": path, "chunk_size": MIB}, 409, "chunk_size")
+            self.assertIn("256 KiB", b["error"]["message"])
+            self.assertEqual(self.d.ok("GET", "/api/v1/datastores?name=small")["items"], [])
+            r = self.add("small", path)
+            ds = r["datastore"]
+            self.assertTrue(r["adopted"])
+            self.assertEqual(ds["chunk_size"], 256 * 1024)
+
+            # Import from a 4 MiB datastore: refused before any job.
+            self.mkpoint(big_path, VM2, "20260108T000000Z", self.img2)
+            st, b = self.d.request("POST", f"/api/v1/datastores/{ds['id']}/actions/import", {"path": big_path})
+            self.assertEqual((st, b["error"]["field"]), (409, "chunk_size"), b)
+            self.assertEqual(len(self.d.ok("GET", f"/api/v1/datastores/{ds['id']}/points")["items"]), 1)
+            # Archive into a 4 MiB datastore: refused; into a new directory:
+            # an archive of 256 KiB chunks that verifies.
+            st, b = self.d.request("POST", f"/api/v1/datastores/{ds['id']}/actions/archive", {"vm": VM1, "to": big_path})
+            self.assertEqual((st, b["error"]["field"]), (409, "chunk_size"), b)
+            self.assertFalse(os.path.exists(os.path.join(big_path, "vm", VM1)))
+            self.assertEqual(self.run_job(ds["id"], "archive", {"vm": VM1, "to": tape})["points"], 1)
+            with open(os.path.join(tape, ".armada-datastore")) as f:
+                self.assertEqual(json.load(f)["chunk_size"], 256 * 1024)
+            r = self.d.ok("POST", "/api/v1/datastores/verify-path", {"path": tape})
+            job = self.d.wait_job(r["job"]["id"])
+            self.assertTrue(job["result"]["ok"], job)
+            # A replica directory of another size: 409 at add.
+            st, b = self.d.request("POST", "/api/v1/replications", {"source": "small", "to_path": big_path})
+            self.assertEqual((st, b["error"]["field"]), (409, "chunk_size"), b)
+            self.assertEqual(self.d.ok("GET", "/api/v1/replications")["items"], [])
+        finally:
+            self.remove(ds["id"])
+
+    def add_sized(self, name, path, chunk_size):
+        r = self.d.ok("POST", "/api/v1/datastores", {"name": name, "path": path, "chunk_size": chunk_size})
+        if r["job"]:
+            self.assertEqual(self.d.wait_job(r["job"]["id"])["state"], "succeeded")
+        return r
 
     def test_cli_datastore(self):
         env = self.cli_env()
@@ -335,6 +413,21 @@ class DatastoreTest(unittest.TestCase):
         r = cli("backup", "datastore", "add", "bad", "--path", "/etc/armada-nope")
         self.assertEqual(r.returncode, 1)
         self.assertIn("backup root", r.stderr)
+        # --chunk-size: a size the server takes, and one it refuses (naming it).
+        small = os.path.join(self.root, "viacli-1m")
+        r = cli("backup", "datastore", "add", "viacli1m", "--path", small, "--chunk-size", "1M", "--wait")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.d.ok("GET", "/api/v1/datastores?name=viacli1m")["items"][0]["chunk_size"], MIB)
+        r = cli("backup", "datastore", "list")
+        self.assertRegex(r.stdout, r"viacli1m\s+\S+\s+1 MiB")
+        r = cli("backup", "datastore", "add", "viacli3m", "--path", small + "-3", "--chunk-size", "3M")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("chunk_size", r.stderr)
+        self.assertFalse(os.path.exists(small + "-3"))
+        r = cli("backup", "datastore", "add", "viacli3m", "--path", small + "-3", "--chunk-size", "lots")
+        self.assertEqual(r.returncode, 1)
+        r = cli("backup", "datastore", "remove", "viacli1m", "--force")
+        self.assertEqual(r.returncode, 0, r.stderr)
         r = cli("backup", "verify", "viacli")
         self.assertEqual(r.returncode, 0, r.stderr)
         r = cli("backup", "datastore", "remove", "viacli")

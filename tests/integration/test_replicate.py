@@ -88,7 +88,8 @@ class ReplicateTest(unittest.TestCase):
 
     @staticmethod
     def add_ds(d, name, path):
-        r = d.ok("POST", "/api/v1/datastores", {"name": name, "path": path})
+        # 4 MiB chunks, as mkpoint makes a new directory's: the points move between them.
+        r = d.ok("POST", "/api/v1/datastores", {"name": name, "path": path, "chunk_size": 4 * MIB})
         if r["job"]:
             assert d.wait_job(r["job"]["id"])["state"] == "succeeded"
         return r["datastore"]
@@ -205,6 +206,58 @@ class ReplicateTest(unittest.TestCase):
         self.assertEqual(b["error"]["field"], "chunks")
         self.assertEqual(self.b_points(), before)
         self.assertFalse(os.path.exists(os.path.join(self.ds_b_dir, "vm", VM1, "20260301T000000Z", "manifest.json")))
+
+    def test_other_chunk_size_refused(self):
+        """A target datastore of another chunk size: the run fails before
+        sending anything, naming the sizes; a point pushed to it anyway is
+        409 naming chunk_size (an older site's point, without chunk_size,
+        counts as 4 MiB)."""
+        img = os.path.join(self.tmp, "img6.raw")
+        image(img, 6)
+        chunks = self.mkpoint(self.ds_a_dir, VM1, "20260601T000000Z", img)
+        r = self.b.ok("POST", "/api/v1/datastores", {"name": "site-b-256k", "path": os.path.join(self.root_b, "small"),
+                                                     "chunk_size": 256 * 1024})
+        small = r["datastore"]
+        self.addCleanup(self.b.request, "DELETE", f"/api/v1/datastores/{small['id']}?force=true")
+        rep = self.replication(name="to-small", to_url=self.b.url, to_datastore="site-b-256k", token=self.b.token,
+                               ca_file=self.cert)
+        job = self.run_repl(rep["id"], state="failed")
+        self.assertIn("chunk size", job["error"])
+        self.assertEqual(self.b.ok("GET", f"/api/v1/datastores/{small['id']}/points")["items"], [])
+        self.assertEqual(os.listdir(os.path.join(self.root_b, "small", ".chunks")), [])
+        man = {"vm_uuid": VM1, "point_id": "20260601T000000Z", "meta": {"vm_name": "web01"},
+               "disks": [{"target": "vda", "size": 9 * MIB, "digests": chunks[0] + "0" * 64 + chunks[1]}]}
+        st, b = self.b.request("POST", f"/api/v1/datastores/{small['id']}/replica/points", man)
+        self.assertEqual((st, b["error"]["field"]), (409, "chunk_size"), b)
+        self.assertFalse(os.path.exists(os.path.join(self.root_b, "small", "vm", VM1)))
+
+    def test_same_pair_runs_take_turns(self):
+        """Two replications of one source into one target directory, run at
+        once: they take turns (the second waits, then finds every point there),
+        so both succeed and every chunk is sent and counted once."""
+        img = os.path.join(self.tmp, "img7.raw")
+        with open(img, "wb") as f:
+            f.write(os.urandom(48 * MIB))  # 12 chunks of 4 MiB: a copy that takes a while
+        src = os.path.join(self.root_a, "twin-src")
+        ds = self.add_ds(self.a, "twin-src", src)
+        self.addCleanup(self.a.request, "DELETE", f"/api/v1/datastores/{ds['id']}?force=true")
+        chunks = set(self.mkpoint(src, VM1, "20260701T000000Z", img)) | set(self.mkpoint(src, VM1, "20260702T000000Z", img))
+        target = os.path.join(self.root_a, "twin-target")
+        reps = []
+        for name in ("twin-1", "twin-2"):
+            r = self.a.ok("POST", "/api/v1/replications", {"source": "twin-src", "name": name, "to_path": target})
+            self.addCleanup(self.a.request, "DELETE", f"/api/v1/replications/{r['id']}")
+            reps.append(r)
+        jobs = [self.a.ok("POST", f"/api/v1/replications/{r['id']}/actions/run")["job"]["id"] for r in reps]
+        # A second run of the same replication while one is queued or running: 409.
+        st, b = self.a.request("POST", f"/api/v1/replications/{reps[0]['id']}/actions/run")
+        self.assertEqual(st, 409, b)
+        done = [self.a.wait_job(j, timeout=120) for j in jobs]
+        for j in done:
+            self.assertEqual(j["state"], "succeeded", j)
+        self.assertEqual(sum(j["result"]["points_sent"] for j in done), 2, [j["result"] for j in done])
+        self.assertEqual(sum(j["result"]["chunks_sent"] for j in done), len(chunks), [j["result"] for j in done])
+        self.assertEqual(sorted(os.listdir(os.path.join(target, "vm", VM1))), ["20260701T000000Z", "20260702T000000Z"])
 
     def test_tokens(self):
         st, b = self.b.request("POST", f"/api/v1/datastores/{self.ds_b['id']}/replica/missing", {"digests": []},

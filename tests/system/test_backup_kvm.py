@@ -22,6 +22,10 @@ storage, the datastore a directory of armadad's machine):
 - a policy's points start on its slots (multiples of the interval);
 - one disk of a two-disk VM restored in place: that disk back to the
   point, the other as it was; a disk the point lacks is 422.
+- kill -9 of armadad mid-backup of a stopped VM: the restarted armadad
+  destroys the paused QEMU from its own record; the VM is stopped again;
+- a VM backed up to two datastores alternately (one of 1 MiB chunks) is
+  incremental in each after its first: one checkpoint chain per datastore.
 """
 import calendar
 import hashlib
@@ -72,7 +76,9 @@ class TestBackupKvm(unittest.TestCase):
         cls.ab = ArmadaBed(2, extra_args=["--backup-root", cls.root, "--backup-schedule-ms", "500"]).__enter__()
         try:
             cls.ds = os.path.join(cls.root, "ds1")
-            r = cls.ab.d.ok("POST", "/api/v1/datastores", {"name": "ds1", "path": cls.ds})
+            # 4 MiB chunks: the counters below are written for that geometry
+            # (not the default, 256 KiB).
+            r = cls.ab.d.ok("POST", "/api/v1/datastores", {"name": "ds1", "path": cls.ds, "chunk_size": 4 * MIB})
             assert cls.ab.d.wait_job(r["job"]["id"])["state"] == "succeeded"
         except BaseException:
             cls.ab.__exit__(None, None, None)
@@ -138,8 +144,8 @@ class TestBackupKvm(unittest.TestCase):
                                 f'"write -P 0x{byte:02x} {off_mib}M {len_mib}M"')
         self.assertNotIn("rror", out)
 
-    def backup(self, vm_id, timeout=300):
-        r = self.ab.d.ok("POST", f"/api/v1/vms/{vm_id}/backups", {"datastore": "ds1"})
+    def backup(self, vm_id, timeout=300, datastore="ds1"):
+        r = self.ab.d.ok("POST", f"/api/v1/vms/{vm_id}/backups", {"datastore": datastore})
         j = self.ab.d.wait_job(r["job"]["id"], timeout=timeout)
         self.assertEqual(j["state"], "succeeded", j)
         return j["result"]
@@ -327,6 +333,61 @@ class TestBackupKvm(unittest.TestCase):
             subprocess.run(["qemu-img", "convert", "-O", "raw", vda, raw], check=True)
             with open(raw, "rb") as f:
                 self.assertEqual(hashlib.sha256(f.read()).hexdigest(), image(w1 + [(0x93, 20, 4)]))
+    def test_two_datastores_alternately_each_incremental(self):
+        """A VM backed up to ds1, then to a second datastore (of 1 MiB
+        chunks), then ds1, then the second again: only the first backup into
+        each is full; each datastore keeps its own checkpoint (chain), and
+        every point restores to the data of its moment."""
+        ab, d = self.ab, self.ab.d
+        alt = os.path.join(self.root, "ds-alt")
+        r = d.ok("POST", "/api/v1/datastores", {"name": "ds-alt", "path": alt, "chunk_size": MIB})
+        self.assertEqual(d.wait_job(r["job"]["id"])["state"], "succeeded")
+        self.addCleanup(d.request, "DELETE", f"/api/v1/datastores/{r['datastore']['id']}?force=true")
+        w1 = [(0x71, 0, 8)]
+        vm = self.guest("bk7", w1)
+
+        def checkpoints():
+            return sorted(ab.bed.virsh("h1", "checkpoint-list", "bk7", "--name").split())
+
+        a1 = self.backup(vm["id"])
+        self.assertTrue(a1["full"], a1)
+        self.qemu_write("h1", "bk7", 0x72, 20, 4)
+        w2 = w1 + [(0x72, 20, 4)]
+        time.sleep(1.1)  # point ids are per second
+        b1 = self.backup(vm["id"], datastore="ds-alt")
+        self.assertTrue(b1["full"], b1)
+        self.assertIn("first backup", b1["full_reason"])
+        self.assertEqual(b1["counters"]["chunks_total"], DISK_MIB)  # 1 MiB chunks
+        # Both chains are on the host: ds1's and ds-alt's newest checkpoints.
+        self.assertEqual(len(checkpoints()), 2, checkpoints())
+
+        self.qemu_write("h1", "bk7", 0x73, 40, 4)
+        w3 = w2 + [(0x73, 40, 4)]
+        time.sleep(1.1)
+        a2 = self.backup(vm["id"])
+        self.assertFalse(a2["full"], a2)
+        ca = a2["counters"]
+        # Since a1: 20-24 and 40-44 MiB changed, two 4 MiB chunks (at most four
+        # if the writes straddle), not sixteen.
+        self.assertGreaterEqual(ca["chunks_read"], 2, ca)
+        self.assertLessEqual(ca["chunks_read"], 4, ca)
+        self.assertEqual(len(checkpoints()), 2, checkpoints())
+
+        self.qemu_write("h1", "bk7", 0x74, 60, 2)
+        w4 = w3 + [(0x74, 60, 2)]
+        time.sleep(1.1)
+        b2 = self.backup(vm["id"], datastore="ds-alt")
+        self.assertFalse(b2["full"], b2)
+        cb = b2["counters"]
+        # Since b1: 40-44 and 60-62 MiB, six 1 MiB chunks (a2's checkpoint in
+        # between does not hide the 40 MiB write from ds-alt's chain).
+        self.assertGreaterEqual(cb["chunks_read"], 6, cb)
+        self.assertLessEqual(cb["chunks_read"], 8, cb)
+        self.assertEqual(len(checkpoints()), 2, checkpoints())
+
+        for point, want, name in ((a2, w3, "bk7-a2"), (b2, w4, "bk7-b2"), (b1, w2, "bk7-b1")):
+            rr = self.restore("bk7", point["point_id"], name)
+            self.assertEqual(self.disk_sha(rr["host"], rr["disks"][0]["path"]), image(want), name)
 
     def test_kill_mid_backup_leaves_no_point(self):
         ab, d = self.ab, self.ab.d
@@ -360,6 +421,45 @@ class TestBackupKvm(unittest.TestCase):
         if "Backup" in left:
             self.assertTrue(ev, "the backup job the killed armadad left on the host was ended")
         self.assertEqual(len(d.ok("GET", "/api/v1/backups?vm=bk2")["items"]), len(before) + 1)
+
+    def test_kill_mid_offline_backup_destroys_its_paused_qemu(self):
+        """kill -9 of armadad while a stopped VM's QEMU runs paused for its
+        backup: the restarted armadad finds it from its own record and
+        destroys it (the VM is shut off and stopped again, with an event);
+        no half point; the next backup works."""
+        ab, d = self.ab, self.ab.d
+        size = 256
+        vm = self.guest("bk8", [(0x5a, 0, 4)], size_mib=size)
+        for i in range(1, size // 4):  # distinct data everywhere: the read takes a while
+            self.qemu_write("h1", "bk8", (0x20 + i) % 256, i * 4, 4)
+        self.stop(vm, "bk8")
+        before = d.ok("GET", "/api/v1/backups?vm=bk8")["items"]
+        r = d.ok("POST", f"/api/v1/vms/{vm['id']}/backups", {"datastore": "ds1"})
+        jid = r["job"]["id"]
+        wait_until(lambda: (lambda j: j if j["state"] == "running" and j["progress"] >= 10 else None)(
+            d.ok("GET", f"/api/v1/jobs/{jid}")), 120, interval=0.02, what="the offline backup to be reading")
+        self.assertEqual(ab.bed.virsh("h1", "domstate", "bk8").strip(), "paused")
+        d.stop(sig=signal.SIGKILL)
+        # armadad is gone; its paused QEMU is still there.
+        self.assertEqual(ab.bed.virsh("h1", "domstate", "bk8").strip(), "paused")
+        d.start()
+        d.token = d.login()
+        self.assertEqual(d.wait_job(jid, timeout=60)["state"], "failed")
+        wait_until(lambda: ab.bed.virsh("h1", "domstate", "bk8").strip() == "shut off", 60, interval=0.2,
+                   what="the restarted armadad to destroy bk8's paused QEMU")
+        wait_until(lambda: d.vm(vm["id"])["state"] == "stopped", 60, interval=0.2, what="bk8 to show stopped")
+        jobs = [j for j in d.ok("GET", "/api/v1/jobs?limit=50")["items"]
+                if j["kind"] == "vm.backup-unstart" and j["target_id"] == vm["id"]]
+        self.assertTrue(jobs, "a vm.backup-unstart job for bk8")
+        wait_until(lambda: d.ok("GET", f"/api/v1/jobs/{jobs[0]['id']}")["state"] == "succeeded", 60, interval=0.2,
+                   what="the unstart job to succeed")
+        ev = [e for e in ab.events("backup.unstart-recovered") if e["object_name"] == "bk8"]
+        self.assertTrue(ev and "destroyed" in ev[0]["message"], ev)
+        self.assertEqual(d.ok("GET", "/api/v1/backups?vm=bk8")["items"], before)
+        # The next (offline) backup works and leaves it shut off.
+        res = self.backup(vm["id"])
+        self.assertEqual(res["consistency"], "offline")
+        self.shut_off(vm, "bk8")
 
     def test_restore_in_place_and_internal_snapshot(self):
         ab, d = self.ab, self.ab.d

@@ -4,7 +4,8 @@
  *
  *   mkpoint DIR VM_UUID POINT_ID TARGET=FILE... [--name VM_NAME] [--domain-xml FILE]
  *
- * DIR is made a datastore when it is empty or missing. Prints the point's
+ * DIR is made a datastore (of 4 MiB chunks) when it is empty or missing; an
+ * existing one is cut at its own chunk size. Prints the point's
  * chunks (one digest per line, "zero" for an all-zero chunk).
  *
  *   mkpoint --read DIR VM_UUID POINT_ID DISK_INDEX OUT_FILE
@@ -63,7 +64,8 @@ int main(int argc, char **argv) {
         e = point_new(s, argv[2], argv[3], NULL, &p);
         if (e < 0)
                 return die("point_new", e);
-        uint8_t *buf = malloc(CHUNK_SIZE);
+        const size_t cs = chunkstore_chunk_size(s);
+        uint8_t *buf = malloc(cs);
         for (int i = 4; i < argc; i++) {
                 if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
                         json_t *v = json_string(argv[++i]);
@@ -98,7 +100,7 @@ int main(int argc, char **argv) {
                 if (e < 0)
                         return die("point_add_disk", e);
                 for (uint64_t c = 0; c < point_disk_chunks(p, k); c++) {
-                        ssize_t n = pread(fd, buf, CHUNK_SIZE, (off_t) (c * CHUNK_SIZE));
+                        ssize_t n = pread(fd, buf, cs, (off_t) (c * cs));
                         if (n < 0)
                                 return die("read", errno);
                         if (chunk_is_zero(buf, (size_t) n)) {

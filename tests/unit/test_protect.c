@@ -253,16 +253,17 @@ static void make_point(ChunkStore *s, const char *vm, const char *id, const Poin
         assert_int_equal(point_new(s, vm, id, base, &p), 0);
         unsigned k;
         assert_int_equal(point_add_disk(p, "vda", len, &k), 0);
-        for (uint64_t c = 0; c * CHUNK_SIZE < len; c++) {
+        uint64_t cs = chunkstore_chunk_size(s);
+        for (uint64_t c = 0; c * cs < len; c++) {
                 if (only && !only[c])
                         continue;
-                size_t n = (size_t) (len - c * CHUNK_SIZE < CHUNK_SIZE ? len - c * CHUNK_SIZE : CHUNK_SIZE);
-                if (chunk_is_zero(buf + c * CHUNK_SIZE, n)) {
+                size_t n = (size_t) (len - c * cs < cs ? len - c * cs : cs);
+                if (chunk_is_zero(buf + c * cs, n)) {
                         assert_int_equal(point_set_chunk(p, k, c, NULL), 0);
                         continue;
                 }
                 ChunkDigest d;
-                assert_int_equal(chunkstore_put(s, buf + c * CHUNK_SIZE, n, &d, NULL), 0);
+                assert_int_equal(chunkstore_put(s, buf + c * cs, n, &d, NULL), 0);
                 assert_int_equal(point_set_chunk(p, k, c, &d), 0);
         }
         json_t *name = json_string("web01");
@@ -599,6 +600,71 @@ static void test_nbd_copy(void **state) {
         chunkstore_free(s);
 }
 
+/* protect_nbd_copy() cuts at the datastore's chunk size: a 256 KiB store
+ * reads 256 KiB chunks and skips a hole chunk by chunk. */
+static void test_nbd_copy_small_chunks(void **state) {
+        if (access("/usr/bin/qemu-nbd", X_OK) < 0)
+                skip();
+        const uint32_t cs = 256u << 10;
+        char path[512], sock[512];
+        snprintf(path, sizeof path, "%s/nbd-cs", dir);
+        ChunkStore *s = NULL;
+        assert_int_equal(chunkstore_open_sized(path, true, cs, &s), 0);
+        uint64_t len = 20ull * cs;
+        uint8_t *img = calloc(1, len);
+        fill(img, 4ull * cs, 70);               /* 0-3 data, 4-11 a hole */
+        fill(img + 12ull * cs, 8ull * cs, 71);  /* 12-19 data ... */
+        memset(img + 15ull * cs, 0, cs);        /* ... but 15 written zeros */
+        snprintf(path, sizeof path, "%s/nbd-cs.raw", dir);
+        snprintf(sock, sizeof sock, "%s/nbd-cs.sock", dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, (off_t) len), 0);
+        assert_int_equal(pwrite(fd, img, 4ull * cs, 0), (ssize_t) (4ull * cs));
+        assert_int_equal(pwrite(fd, img + 12ull * cs, 8ull * cs, (off_t) (12ull * cs)), (ssize_t) (8ull * cs));
+        close(fd);
+        pid_t srv = start_qemu_nbd(path, sock);
+        if (srv < 0) {
+                free(img);
+                chunkstore_free(s);
+                skip();
+        }
+        ProtectNbdSource src = { .socket = sock, .export_name = "d" };
+        ProtectNbd *n = NULL;
+        char why[256] = "";
+        assert_int_equal(protect_nbd_open(&src, &n, why, sizeof why), 0);
+        Point *p = NULL;
+        unsigned k;
+        assert_int_equal(point_new(s, VM, "20260106T000000Z", NULL, &p), 0);
+        assert_int_equal(point_add_disk(p, "vda", len, &k), 0);
+        ProtectCounters cnt = {0};
+        assert_int_equal(protect_nbd_copy(n, s, p, k, false, &cnt, NULL, NULL, why, sizeof why), 0);
+        assert_int_equal(cnt.chunks_total, 20);
+        assert_int_equal(cnt.chunks_read, 12);  /* not the 8 of the hole */
+        assert_int_equal(cnt.chunks_zero, 9);   /* the hole's and the written zeros */
+        assert_int_equal(cnt.bytes_read, 12ull * cs);
+        assert_int_equal(point_commit(p), 0);
+        point_free(p);
+        protect_nbd_close(n);
+        kill(srv, SIGTERM);
+        waitpid(srv, NULL, 0);
+
+        p = NULL;
+        assert_int_equal(point_open(s, VM, "20260106T000000Z", &p), 0);
+        assert_int_equal(point_disk_chunks(p, 0), 20);
+        snprintf(path, sizeof path, "%s/nbd-cs-restore.raw", dir);
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        assert_int_equal(point_read_disk(s, p, 0, fd, NULL, NULL), 0);
+        uint8_t *got = malloc(len);
+        assert_int_equal(pread(fd, got, len, 0), (ssize_t) len);
+        assert_memory_equal(got, img, len);
+        close(fd);
+        point_free(p);
+        free(got);
+        free(img);
+        chunkstore_free(s);
+}
+
 static void test_bad_arguments(void **state) {
         ChunkStore *s = open_store("bad");
         Point *p = NULL;
@@ -895,6 +961,203 @@ static void test_prune_pbs(void **state) {
 }
 
 /* ------------------------------------------------------------ copies */
+
+/* ------------------------------------------------------------ chunk size */
+
+static ChunkStore *open_sized(const char *sub, uint32_t cs) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, sub);
+        ChunkStore *s = NULL;
+        assert_int_equal(chunkstore_open_sized(path, true, cs, &s), 0);
+        return s;
+}
+
+static void read_back(ChunkStore *s, const char *id, const uint8_t *want, uint64_t len) {
+        Point *p = NULL;
+        assert_int_equal(point_open(s, VM, id, &p), 0);
+        char path[512];
+        snprintf(path, sizeof path, "%s/cs-restore.raw", dir);
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(point_read_disk(s, p, 0, fd, NULL, NULL), 0);
+        uint8_t *got = malloc(len);
+        assert_int_equal(pread(fd, got, len, 0), (ssize_t) len);
+        assert_memory_equal(got, want, len);
+        struct stat st;
+        assert_int_equal(fstat(fd, &st), 0);
+        assert_int_equal(st.st_size, (off_t) len);
+        close(fd);
+        free(got);
+        point_free(p);
+}
+
+/* A datastore of 256 KiB chunks: its marker, its limits, points and
+ * incrementals cut at its size, verify, gc, and copies refused between
+ * stores of different sizes (4 MiB is the default tested everywhere else). */
+static void test_chunk_size(void **state) {
+        const uint32_t cs = 256u << 10;
+        char path[512];
+        snprintf(path, sizeof path, "%s/cs-bad", dir);
+        ChunkStore *s = NULL;
+        assert_int_equal(chunkstore_open_sized(path, true, 3u << 20, &s), -EINVAL);   /* not a power of two */
+        assert_int_equal(chunkstore_open_sized(path, true, 128u << 10, &s), -EINVAL); /* below 256 KiB */
+        assert_int_equal(chunkstore_open_sized(path, true, 8u << 20, &s), -EINVAL);   /* above 4 MiB */
+        assert_false(chunk_size_valid(0));
+        assert_true(chunk_size_valid(1u << 20));
+
+        s = open_sized("cs", cs);
+        assert_int_equal(chunkstore_chunk_size(s), cs);
+        /* The marker holds it; reopening (plain or asking another size) keeps it. */
+        char marker[600];
+        snprintf(marker, sizeof marker, "%s/.armada-datastore", chunkstore_dir(s));
+        json_t *mj = json_load_file(marker, 0, NULL);
+        assert_non_null(mj);
+        assert_int_equal(json_integer_value(json_object_get(mj, "chunk_size")), cs);
+        json_decref(mj);
+        ChunkStore *again = NULL;
+        assert_int_equal(chunkstore_open(chunkstore_dir(s), false, &again), 0);
+        assert_int_equal(chunkstore_chunk_size(again), cs);
+        again = chunkstore_free(again);
+        assert_int_equal(chunkstore_open_sized(chunkstore_dir(s), true, 1u << 20, &again), 0);
+        assert_int_equal(chunkstore_chunk_size(again), cs);
+        again = chunkstore_free(again);
+
+        /* A put longer than the store's chunk is refused. */
+        uint64_t len = 13ull * cs + 12345; /* 14 chunks, the last short */
+        uint8_t *img = malloc(len);
+        fill(img, len, 60);
+        memset(img + 3 * cs, 0, cs); /* chunk 3 all zeros */
+        ChunkDigest d;
+        assert_int_equal(chunkstore_put(s, img, cs + 1, &d, NULL), -EINVAL);
+
+        /* Full point: 14 chunks, restored byte-exact, its manifest says 256 KiB. */
+        make_point(s, VM, "20260105T000000Z", NULL, img, len, NULL);
+        Point *full = NULL;
+        assert_int_equal(point_open(s, VM, "20260105T000000Z", &full), 0);
+        assert_int_equal(point_disk_chunks(full, 0), 14);
+        bool zero = false;
+        assert_int_equal(point_chunk(full, 0, 3, NULL, &zero), 0);
+        assert_true(zero);
+        read_back(s, "20260105T000000Z", img, len);
+        snprintf(path, sizeof path, "%s/vm/%s/20260105T000000Z/manifest.json", chunkstore_dir(s), VM);
+        mj = json_load_file(path, 0, NULL);
+        assert_int_equal(json_integer_value(json_object_get(mj, "chunk_size")), cs);
+        json_decref(mj);
+
+        /* Incremental: 4 KiB changed inside chunk 5 costs one 256 KiB chunk;
+         * the other 13 are the base's. */
+        uint8_t *img2 = malloc(len);
+        memcpy(img2, img, len);
+        fill(img2 + 5 * cs + 1000, 4096, 61);
+        bool only[14] = {false};
+        only[5] = true;
+        ChunkStoreUsage u0, u1;
+        assert_int_equal(chunkstore_usage(s, &u0), 0);
+        make_point(s, VM, "20260105T001500Z", full, img2, len, only);
+        assert_int_equal(chunkstore_usage(s, &u1), 0);
+        assert_int_equal(u1.chunks, u0.chunks + 1);
+        Point *inc = NULL;
+        assert_int_equal(point_open(s, VM, "20260105T001500Z", &inc), 0);
+        for (uint64_t c = 0; c < 14; c++) {
+                ChunkDigest a, b;
+                assert_int_equal(point_chunk(full, 0, c, &a, NULL), 0);
+                assert_int_equal(point_chunk(inc, 0, c, &b, NULL), 0);
+                assert_int_equal(memcmp(a.b, b.b, 32) != 0, c == 5);
+        }
+        ChunkDigest replaced;
+        assert_int_equal(point_chunk(full, 0, 5, &replaced, NULL), 0);
+        point_free(inc);
+        read_back(s, "20260105T001500Z", img2, len);
+        read_back(s, "20260105T000000Z", img, len);
+
+        /* Verify: both points good; a corrupted chunk of the incremental is named. */
+        json_t *res = NULL;
+        assert_int_equal(chunkstore_verify(s, NULL, NULL, &res), 0);
+        assert_int_equal(json_integer_value(json_object_get(res, "points")), 2);
+        assert_int_equal(json_array_size(json_object_get(res, "bad_points")), 0);
+        json_decref(res);
+        ChunkDigest changed;
+        inc = NULL;
+        assert_int_equal(point_open(s, VM, "20260105T001500Z", &inc), 0);
+        assert_int_equal(point_chunk(inc, 0, 5, &changed, NULL), 0);
+        point_free(inc);
+        char cpath[600];
+        chunk_file(s, &changed, cpath, sizeof cpath);
+        char saved[600];
+        snprintf(saved, sizeof saved, "%s/cs-saved", dir);
+        assert_int_equal(rename(cpath, saved), 0);
+        FILE *f = fopen(cpath, "w");
+        fputs("ACK1garbage", f);
+        fclose(f);
+        assert_int_equal(chunkstore_verify(s, NULL, NULL, &res), 0);
+        json_t *bad = json_object_get(res, "bad_points");
+        assert_int_equal(json_array_size(bad), 1);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(bad, 0), "point_id")), "20260105T001500Z");
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(bad, 0), "chunk")), 5);
+        json_decref(res);
+        assert_int_equal(rename(saved, cpath), 0);
+
+        /* GC after the full point is gone: only the chunk the incremental
+         * replaced goes. */
+        point_free(full);
+        assert_int_equal(point_remove(s, VM, "20260105T000000Z"), 0);
+        time_t now = time(NULL);
+        age_all_chunks(s, now - 3600);
+        ChunkStoreGc g = {0};
+        assert_int_equal(chunkstore_gc(s, now - 60, &g), 0);
+        assert_int_equal(g.chunks_removed, 1);
+        assert_false(chunkstore_has(s, &replaced));
+        read_back(s, "20260105T001500Z", img2, len);
+
+        /* Copies: to a 4 MiB store refused (nothing copied), to a 256 KiB
+         * one done; an exported point imports only at its size. */
+        ChunkStore *big = open_store("cs-4m"), *same = open_sized("cs-256k", cs);
+        json_t *names = json_pack("[{s:s, s:s}]", "vm_uuid", VM, "point_id", "20260105T001500Z");
+        assert_int_equal(chunkstore_copy_points(s, big, names, NULL, NULL, NULL, NULL), -EXDEV);
+        assert_false(point_exists(big, VM, "20260105T001500Z"));
+        assert_int_equal(chunkstore_copy_points(s, same, names, NULL, NULL, NULL, NULL), 0);
+        read_back(same, "20260105T001500Z", img2, len);
+        json_decref(names);
+        Point *p = NULL;
+        json_t *m = NULL;
+        assert_int_equal(point_open(s, VM, "20260105T001500Z", &p), 0);
+        assert_int_equal(point_export(p, &m), 0);
+        assert_int_equal(json_integer_value(json_object_get(m, "chunk_size")), cs);
+        assert_int_equal(point_import(big, m), -EXDEV);
+        json_object_del(m, "chunk_size"); /* an older armadad's: 4 MiB */
+        assert_int_equal(point_import(s, m), -EXDEV);
+        json_decref(m);
+        point_free(p);
+        /* A chunk cut at 4 MiB does not enter a 256 KiB store. */
+        uint8_t *four = malloc(CHUNK_SIZE);
+        fill(four, CHUNK_SIZE, 62);
+        assert_int_equal(chunkstore_put(big, four, CHUNK_SIZE, &d, NULL), 0);
+        uint8_t *raw = NULL;
+        size_t rawlen = 0;
+        assert_int_equal(chunkstore_read_raw(big, &d, &raw, &rawlen), 0);
+        assert_int_equal(chunkstore_put_raw(same, &d, raw, rawlen, NULL), -EBADMSG);
+        assert_int_equal(chunkstore_put_raw(big, &d, raw, rawlen, NULL), 0);
+        free(raw);
+        free(four);
+        /* A manifest carried by hand into a store of another size is not a
+         * point there (it would be cut wrong). */
+        char cmd[1600];
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s/vm/%s' && cp -r '%s/vm/%s/20260105T001500Z' '%s/vm/%s/'", chunkstore_dir(big),
+                 VM, chunkstore_dir(s), VM, chunkstore_dir(big), VM);
+        assert_int_equal(system(cmd), 0);
+        p = NULL;
+        assert_int_equal(point_open(big, VM, "20260105T001500Z", &p), -EBADMSG);
+        json_t *list = NULL;
+        assert_int_equal(point_list(big, VM, &list), 0);
+        assert_int_equal(json_array_size(list), 0);
+        json_decref(list);
+
+        chunkstore_free(big);
+        chunkstore_free(same);
+        free(img);
+        free(img2);
+        chunkstore_free(s);
+}
 
 static void test_copy_points(void **state) {
         ChunkStore *src = open_store("copy-src"), *dst = open_store("copy-dst");
@@ -1273,6 +1536,7 @@ int main(void) {
                 cmocka_unit_test(test_gc),
                 cmocka_unit_test(test_prune_pbs),
                 cmocka_unit_test(test_copy_points),
+                cmocka_unit_test(test_chunk_size),
                 cmocka_unit_test(test_replica_raw_and_import),
                 cmocka_unit_test(test_path_check),
                 cmocka_unit_test(test_nbd_copy),
@@ -1280,6 +1544,7 @@ int main(void) {
                 cmocka_unit_test(test_files_path_normalize),
                 cmocka_unit_test(test_qcow2_writer),
                 cmocka_unit_test(test_policy_due),
+                cmocka_unit_test(test_nbd_copy_small_chunks),
                 cmocka_unit_test(test_point_time),
                 cmocka_unit_test(test_snapshot_names),
                 cmocka_unit_test(test_snapshot_default_name),
