@@ -6,12 +6,12 @@ The backups themselves run on real QEMU in tests/system/test_backup_kvm.py;
 here the recovery points are made by tests/unit/mkpoint (as a backup makes
 them) in a directory that is then adopted as a datastore, whose job indexes
 them, as the test driver has no backup API."""
+import datetime
 import os
 import shutil
 import struct
 import subprocess
 import tempfile
-import time
 import unittest
 import urllib.parse
 
@@ -448,14 +448,20 @@ class TestBackupPolicies(unittest.TestCase):
         first = wait_until(lambda: backups(), 10, interval=0.1, what="the scheduler to queue a backup of p1")
         self.assertIsNone(first[0]["owner_id"], first[0])
         d.wait_job(first[0]["id"])
-        time.sleep(2)  # rounds every 250 ms: a failed backup is not retried before its interval
-        self.assertEqual(len(backups()), 1, backups())
         alert = wait_until(lambda: [a for a in d.ok("GET", "/api/v1/alerts?state=open")["items"]
                                     if a["rule_name"] == "backup-overdue" and a["object_id"] == self.vm["id"]],
                            40, interval=0.5, what="the backup-overdue alert of p1")
         self.assertIn("no recovery point", alert[0]["message"])
         self.assertTrue([e for e in d.ok("GET", "/api/v1/events?limit=200")["items"] if e["kind"] == "backup.overdue"])
-        self.assertGreaterEqual(len(backups()), 2, "retried after its interval")
+        # Rounds run every 250 ms, yet a failed backup is retried only after
+        # its interval (10 s): p1's backups were queued at least that far apart.
+        mine = sorted((j for j in wait_until(lambda: [j for j in backups() if j["target_id"] == self.vm["id"]][1:] and backups(),
+                                             30, interval=0.5, what="p1's backup retried after its interval")
+                       if j["target_id"] == self.vm["id"]), key=lambda j: j["id"])
+        self.assertGreaterEqual(len(mine), 2, "retried after its interval")
+        queued = [datetime.datetime.fromisoformat(j["created_at"].replace("Z", "+00:00")) for j in mine]
+        gaps = [(b - a).total_seconds() for a, b in zip(queued, queued[1:])]
+        self.assertTrue(all(g >= 9.5 for g in gaps), f"backups of p1 queued closer than the 10 s interval: {gaps}")
         d.ok("DELETE", f"/api/v1/backup-policies/{own['id']}")
         d.ok("DELETE", f"/api/v1/backup-policies/{p['id']}")
         self.assertEqual(d.ok("GET", "/api/v1/backup-policies")["items"], [])
