@@ -5,6 +5,7 @@
  * through hv_call() like the rest of hv. */
 #include "hv-backup.h"
 #include "hv-internal.h"
+#include "hv-cleanup.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -16,13 +17,6 @@
 #include <libvirt/virterror.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
-
-static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
-#define _cleanup_domain_ _cleanup_(vir_domainp)
-static inline void xml_freedocp(xmlDoc **p) { if (*p) xmlFreeDoc(*p); }
-#define _cleanup_xmldoc_ _cleanup_(xml_freedocp)
-static inline void xml_freestrp(xmlChar **p) { if (*p) xmlFree(*p); }
-#define _cleanup_xmlstr_ _cleanup_(xml_freestrp)
 
 /* ---- pure: XML ---- */
 

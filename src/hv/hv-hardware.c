@@ -5,6 +5,7 @@
  * deadline-bounded call (hv_call) under a lease. */
 #include "hv-hardware.h"
 #include "hv-internal.h"
+#include "hv-cleanup.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -19,26 +20,6 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
-static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
-#define _cleanup_domain_ _cleanup_(vir_domainp)
-static inline void vir_volp(virStorageVolPtr *p) { if (*p) virStorageVolFree(*p); }
-#define _cleanup_vol_ _cleanup_(vir_volp)
-static inline void xml_freedocp(xmlDoc **p) { if (*p) xmlFreeDoc(*p); }
-#define _cleanup_xmldoc_ _cleanup_(xml_freedocp)
-static inline void xml_freestrp(xmlChar **p) { if (*p) xmlFree(*p); }
-#define _cleanup_xmlstr_ _cleanup_(xml_freestrp)
-
-static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
-static void xml_init(void) {
-        pthread_once(&xml_once, xmlInitParser);
-}
-
-static void xml_oom(void) __attribute__((noreturn));
-static void xml_oom(void) {
-        fputs("armada: out of memory\n", stderr);
-        abort();
-}
-
 const char *hv_applied_name(HvApplied a) {
         switch (a) {
         case HV_APPLIED_LIVE: return "live";
@@ -52,22 +33,22 @@ const char *hv_applied_name(HvApplied a) {
 static xmlNode *add(xmlNode *parent, const char *name, const char *text) {
         xmlNode *n = parent ? xmlNewTextChild(parent, NULL, BAD_CAST name, BAD_CAST text) : xmlNewNode(NULL, BAD_CAST name);
         if (!n)
-                xml_oom();
+                hv_xml_oom();
         return n;
 }
 
 static void set(xmlNode *n, const char *name, const char *value) {
         /* xmlSetProp escapes the value when the tree is written out. */
         if (!xmlSetProp(n, BAD_CAST name, BAD_CAST value))
-                xml_oom();
+                hv_xml_oom();
 }
 
 static char *dump(xmlDoc *doc, xmlNode *root) {
         xmlBuffer *buf = xmlBufferCreate();
         if (!buf)
-                xml_oom();
+                hv_xml_oom();
         if (xmlNodeDump(buf, doc, root, 0, 1) < 0)
-                xml_oom();
+                hv_xml_oom();
         char *s = xasprintf("%s\n", (const char *) xmlBufferContent(buf));
         xmlBufferFree(buf);
         return s;
@@ -119,19 +100,19 @@ static xmlNode *disk_node(const HvDisk *d) {
 }
 
 char *hv_disk_xml_build(const HvDisk *d) {
-        xml_init();
+        hv_xml_init();
         xmlNode *n = disk_node(d);
         if (!n)
                 return NULL;
         _cleanup_xmldoc_ xmlDoc *doc = xmlNewDoc(BAD_CAST "1.0");
         if (!doc)
-                xml_oom();
+                hv_xml_oom();
         xmlDocSetRootElement(doc, n);
         return dump(doc, n);
 }
 
 static int xml_read(const char *xml, xmlDoc **ret) {
-        xml_init();
+        hv_xml_init();
         size_t len = xml ? strlen(xml) : 0;
         if (!xml || len > INT_MAX) {
                 hv_set_error("cannot parse domain XML: there is none");
@@ -224,7 +205,7 @@ char *hv_domain_xml_edit(const char *xml, const HvConfigEdit *e) {
                 if (e->media && *e->media) {
                         xmlNode *src = xmlNewNode(NULL, BAD_CAST "source");
                         if (!src)
-                                xml_oom();
+                                hv_xml_oom();
                         set(src, "file", e->media);
                         /* <source> first, where libvirt writes it. */
                         if (d->children)

@@ -3,6 +3,7 @@
  * hv-migrate.h). Thin wrappers over libvirt like hv.c. */
 #include "hv-migrate.h"
 #include "hv-internal.h"
+#include "hv-cleanup.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -12,10 +13,6 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
-
-
-static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
-#define _cleanup_domain_ _cleanup_(vir_domainp)
 
 virDomainPtr hv_domain_by_uuid(HvConn *c, const char *uuid, int *ret_r) {
         assert(c);

@@ -3,6 +3,7 @@
  * through a reader that refuses DTDs and network access. */
 #include "hv-network.h"
 #include "hv-internal.h"
+#include "hv-cleanup.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -18,13 +19,6 @@
 #include <libxml/tree.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
-
-static inline void vir_networkp(virNetworkPtr *p) { if (*p) virNetworkFree(*p); }
-#define _cleanup_network_ _cleanup_(vir_networkp)
-static inline void vir_ifacep(virInterfacePtr *p) { if (*p) virInterfaceFree(*p); }
-#define _cleanup_iface_ _cleanup_(vir_ifacep)
-static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
-#define _cleanup_domain_ _cleanup_(vir_domainp)
 
 static const char *const MODES[] = { "nat", "bridge", "isolated", NULL };
 static const char *const NIC_MODELS[] = { "virtio", "e1000", "rtl8139", NULL };

@@ -1,6 +1,7 @@
 /* hv-pool: storage pools and their volumes (see hv-pool.h). */
 #include "hv-pool.h"
 #include "hv-internal.h"
+#include "hv-cleanup.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -13,11 +14,6 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xpath.h>
-
-static inline void vir_poolp(virStoragePoolPtr *p) { if (*p) virStoragePoolFree(*p); }
-#define _cleanup_pool_ _cleanup_(vir_poolp)
-static inline void vir_volp(virStorageVolPtr *p) { if (*p) virStorageVolFree(*p); }
-#define _cleanup_vol_ _cleanup_(vir_volp)
 
 static const char *const TYPES[] = { "dir", "netfs", "iscsi", "logical", NULL };
 

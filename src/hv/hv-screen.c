@@ -5,6 +5,7 @@
  * the PNG is written with libpng's simplified API. */
 #include "hv-screen.h"
 #include "hv-internal.h"
+#include "hv-cleanup.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -18,12 +19,6 @@
 #include <png.h>
 
 #define IMAGE_SIDE_MAX 16384u
-
-
-static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
-#define _cleanup_domain_ _cleanup_(vir_domainp)
-static inline void vir_streamp(virStreamPtr *p) { if (*p) virStreamFree(*p); }
-#define _cleanup_stream_ _cleanup_(vir_streamp)
 
 /* Records the failure and maps libvirt's code as hv.c does. */
 static int fail(const char *what, const char *uuid) {

@@ -6,6 +6,7 @@
  * docs/architecture.md (Protection, Snapshots) says more. */
 #include "hv-snapshot.h"
 #include "hv-internal.h"
+#include "hv-cleanup.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -20,38 +21,18 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
-static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
-#define _cleanup_domain_ _cleanup_(vir_domainp)
-static inline void vir_snapp(virDomainSnapshotPtr *p) { if (*p) virDomainSnapshotFree(*p); }
-#define _cleanup_snap_ _cleanup_(vir_snapp)
-static inline void xml_freedocp(xmlDoc **p) { if (*p) xmlFreeDoc(*p); }
-#define _cleanup_xmldoc_ _cleanup_(xml_freedocp)
-static inline void xml_freestrp(xmlChar **p) { if (*p) xmlFree(*p); }
-#define _cleanup_xmlstr_ _cleanup_(xml_freestrp)
-
-static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
-static void xml_init(void) {
-        pthread_once(&xml_once, xmlInitParser);
-}
-
-static void xml_oom(void) __attribute__((noreturn));
-static void xml_oom(void) {
-        fputs("armada: out of memory\n", stderr);
-        abort();
-}
-
 /* ---- XML (pure) ---- */
 
 static xmlNode *add(xmlNode *parent, const char *name, const char *text) {
         xmlNode *n = xmlNewTextChild(parent, NULL, BAD_CAST name, BAD_CAST text);
         if (!n)
-                xml_oom();
+                hv_xml_oom();
         return n;
 }
 
 static void set(xmlNode *n, const char *name, const char *value) {
         if (!xmlNewProp(n, BAD_CAST name, BAD_CAST value))
-                xml_oom();
+                hv_xml_oom();
 }
 
 char *hv_snapshot_xml_build(const char *name, const char *description, bool memory, const HvDisk *disks, size_t n) {
@@ -65,11 +46,11 @@ char *hv_snapshot_xml_build(const char *name, const char *description, bool memo
                                      disks[i].format[0] ? disks[i].format : "raw");
                         return NULL;
                 }
-        xml_init();
+        hv_xml_init();
         _cleanup_xmldoc_ xmlDoc *doc = xmlNewDoc(BAD_CAST "1.0");
         xmlNode *root = doc ? xmlNewNode(NULL, BAD_CAST "domainsnapshot") : NULL;
         if (!root)
-                xml_oom();
+                hv_xml_oom();
         xmlDocSetRootElement(doc, root);
         add(root, "name", name);
         if (description && *description)
@@ -85,7 +66,7 @@ char *hv_snapshot_xml_build(const char *name, const char *description, bool memo
         }
         xmlBuffer *buf = xmlBufferCreate();
         if (!buf || xmlNodeDump(buf, doc, root, 0, 1) < 0)
-                xml_oom();
+                hv_xml_oom();
         char *s = xasprintf("%s\n", (const char *) xmlBufferContent(buf));
         xmlBufferFree(buf);
         return s;
@@ -120,7 +101,7 @@ int hv_snapshot_xml_parse(const char *xml, HvSnapshot *ret) {
                 hv_set_error("cannot parse snapshot XML: there is none");
                 return -EINVAL;
         }
-        xml_init();
+        hv_xml_init();
         _cleanup_xmldoc_ xmlDoc *doc = xmlReadMemory(xml, (int) strlen(xml), NULL, NULL,
                                                      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
         xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;

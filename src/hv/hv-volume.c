@@ -2,6 +2,7 @@
  * pool XML is built with libxml2's tree API, which escapes every text. */
 #include "hv-volume.h"
 #include "hv-internal.h"
+#include "hv-cleanup.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -15,14 +16,6 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <libxml/tree.h>
-
-
-static inline void vir_poolp(virStoragePoolPtr *p) { if (*p) virStoragePoolFree(*p); }
-#define _cleanup_pool_ _cleanup_(vir_poolp)
-static inline void vir_volp(virStorageVolPtr *p) { if (*p) virStorageVolFree(*p); }
-#define _cleanup_vol_ _cleanup_(vir_volp)
-static inline void vir_streamp(virStreamPtr *p) { if (*p) virStreamFree(*p); }
-#define _cleanup_stream_ _cleanup_(vir_streamp)
 
 static bool name_ok(const char *s) {
         return s && s[0] && !strchr(s, '/') && strlen(s) < 256;

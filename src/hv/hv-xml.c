@@ -4,6 +4,7 @@
  * Nothing here talks to libvirt. */
 #include "hv.h"
 #include "hv-internal.h"
+#include "hv-cleanup.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,17 +17,11 @@
 #include <libxml/tree.h>
 #include <libxml/xmlstring.h>
 
-static inline void xml_freedocp(xmlDoc **p) { if (*p) xmlFreeDoc(*p); }
-#define _cleanup_xmldoc_ _cleanup_(xml_freedocp)
-static inline void xml_freestrp(xmlChar **p) { if (*p) xmlFree(*p); }
-#define _cleanup_xmlstr_ _cleanup_(xml_freestrp)
-
 /* Upper bounds that only a typo reaches; libvirt and KVM refuse more anyway. */
 #define HV_MAX_VCPUS 4096u
 #define HV_MAX_MEMORY_MIB (UINT64_C(1) << 32) /* 4 PiB */
 
-static void xml_oom(void) __attribute__((noreturn));
-static void xml_oom(void) {
+void hv_xml_oom(void) {
         fputs("armada: out of memory\n", stderr);
         abort();
 }
@@ -34,7 +29,7 @@ static void xml_oom(void) {
 /* libxml2 wants its one-time set-up done before threads race to it; the
  * pure functions here can be called before hv_init(). */
 static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
-static void xml_init(void) {
+void hv_xml_init(void) {
         pthread_once(&xml_once, xmlInitParser);
 }
 
@@ -44,22 +39,22 @@ static xmlNode *add(xmlNode *parent, const char *name, const char *text) {
         /* xmlNewTextChild stores text literally; the serializer escapes it. */
         xmlNode *n = xmlNewTextChild(parent, NULL, BAD_CAST name, BAD_CAST text);
         if (!n)
-                xml_oom();
+                hv_xml_oom();
         return n;
 }
 
 static void set(xmlNode *n, const char *name, const char *value) {
         /* xmlNewProp (unlike xmlNewDocProp) keeps '&' literal, too. */
         if (!xmlNewProp(n, BAD_CAST name, BAD_CAST value))
-                xml_oom();
+                hv_xml_oom();
 }
 
 static xmlNode *new_root(xmlDoc **ret_doc, const char *name) {
-        xml_init();
+        hv_xml_init();
         xmlDoc *doc = xmlNewDoc(BAD_CAST "1.0");
         xmlNode *root = doc ? xmlNewNode(NULL, BAD_CAST name) : NULL;
         if (!root)
-                xml_oom();
+                hv_xml_oom();
         xmlDocSetRootElement(doc, root);
         *ret_doc = doc;
         return root;
@@ -70,9 +65,9 @@ static xmlNode *new_root(xmlDoc **ret_doc, const char *name) {
 static char *dump(xmlDoc *doc, xmlNode *root) {
         xmlBuffer *buf = xmlBufferCreate();
         if (!buf)
-                xml_oom();
+                hv_xml_oom();
         if (xmlNodeDump(buf, doc, root, 0, 1) < 0)
-                xml_oom();
+                hv_xml_oom();
         char *s = xasprintf("%s\n", (const char *) xmlBufferContent(buf));
         xmlBufferFree(buf);
         return s;
@@ -243,7 +238,7 @@ char *hv_domain_xml_build(const HvDomainSpec *spec) {
                 xmlNode *mark = xmlNewChild(meta, NULL, BAD_CAST "vm", NULL);
                 xmlNs *ns = mark ? xmlNewNs(mark, BAD_CAST HV_ARMADA_XMLNS, BAD_CAST HV_ARMADA_XMLNS_PREFIX) : NULL;
                 if (!ns)
-                        xml_oom();
+                        hv_xml_oom();
                 xmlSetNs(mark, ns);
                 set(mark, "installation", spec->installation_id);
                 snprintf(num, sizeof num, "%" PRId64, spec->vm_id);
@@ -363,7 +358,7 @@ static int xml_read(const char *xml, const char *what, xmlDoc **ret) {
                 hv_set_error("cannot parse %s XML: it is larger than 2 GiB", what);
                 return -EINVAL;
         }
-        xml_init();
+        hv_xml_init();
         xmlResetLastError();
         xmlDoc *doc = xmlReadMemory(xml, (int) len, NULL, NULL,
                                     XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);

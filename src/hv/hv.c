@@ -4,6 +4,7 @@
  * send and read is built and parsed in hv-xml.c. */
 #include "hv.h"
 #include "hv-internal.h"
+#include "hv-cleanup.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -20,12 +21,6 @@
 #include <libxml/parser.h>
 
 /* libvirt handles, released on every path out of a block. */
-static inline void vir_domainp(virDomainPtr *p) { if (*p) virDomainFree(*p); }
-#define _cleanup_domain_ _cleanup_(vir_domainp)
-static inline void vir_poolp(virStoragePoolPtr *p) { if (*p) virStoragePoolFree(*p); }
-#define _cleanup_pool_ _cleanup_(vir_poolp)
-static inline void vir_volp(virStorageVolPtr *p) { if (*p) virStorageVolFree(*p); }
-#define _cleanup_vol_ _cleanup_(vir_volp)
 
 /* A host's connections. libvirt's RPC client lets several threads call
  * through one connection, but when that connection dies under them
