@@ -521,8 +521,9 @@ static int nic_job_open(Inventory *inv, JobCtx *ctx, StoreVm *vm, StoreHost *h, 
         return 0;
 }
 
-/* Whether the host behind l has a libvirt network called name. */
-static int host_has_network(Link *l, const char *name, bool *ret) {
+/* Whether the host behind l has a libvirt network called name (and, with
+ * need_active, one that is running now). */
+static int host_has_network(Link *l, const char *name, bool need_active, bool *ret) {
         _cleanup_free_ HvNetworkInfo *nets = NULL;
         size_t n = 0;
         int r = hv_network_list(l->conn, &nets, &n);
@@ -530,15 +531,17 @@ static int host_has_network(Link *l, const char *name, bool *ret) {
                 return r;
         *ret = false;
         for (size_t i = 0; i < n; i++)
-                *ret = *ret || streq(nets[i].name, name);
+                *ret = *ret || (streq(nets[i].name, name) && (!need_active || nets[i].active));
         return 0;
 }
 
 int network_default_nic(Inventory *inv, Link *l, const StoreHost *h, int64_t vm_id, char ret_network[64], char ret_mac[18]) {
         int r = store_network_default_for_host(inv->st, h->id, ret_network);
         if (r == -ENOENT) {
+                /* The host's own "default" only when it runs: a defined but
+                 * inactive one would fail the VM's every start. */
                 bool has = false;
-                if (host_has_network(l, "default", &has) < 0 || !has)
+                if (host_has_network(l, "default", true, &has) < 0 || !has)
                         return -ENOENT;
                 snprintf(ret_network, 64, "default");
         } else if (r < 0)
@@ -567,7 +570,7 @@ static int job_vm_nic_add(JobCtx *ctx, void *userdata) {
         /* libvirt defines a NIC on a network the host lacks and fails only
          * at the next start: ask first. */
         bool has = false;
-        r = host_has_network(l, net, &has);
+        r = host_has_network(l, net, false, &has);
         if (r < 0 || !has) {
                 char why[512];
                 snprintf(why, sizeof why, "%s", r < 0 ? hv_last_error() : "");

@@ -328,9 +328,10 @@ static int chunk_bytes(Conn *k, uint64_t index, const uint8_t **ret) {
 
 /* Fills out with len bytes at off (within the export). */
 static int read_range(Conn *k, uint64_t off, uint32_t len, uint8_t *out) {
+        uint64_t cs = chunkstore_chunk_size(k->srv->store); /* the datastore's own: 256 KiB .. 4 MiB */
         while (len > 0) {
-                uint64_t index = off / CHUNK_SIZE, within = off % CHUNK_SIZE;
-                uint32_t n = (uint32_t) (CHUNK_SIZE - within < len ? CHUNK_SIZE - within : len);
+                uint64_t index = off / cs, within = off % cs;
+                uint32_t n = (uint32_t) (cs - within < len ? cs - within : len);
                 const uint8_t *b = NULL;
                 int r = chunk_bytes(k, index, &b);
                 if (r < 0)

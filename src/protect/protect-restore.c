@@ -190,9 +190,10 @@ static int feed_sink_hole(void *userdata, uint64_t len) {
 static int feed_chunks(Feed *f) {
         Restore *x = f->x;
         uint64_t size = point_disk_size(x->point, f->disk), n = point_disk_chunks(x->point, f->disk);
+        uint64_t cs = chunkstore_chunk_size(x->store); /* the datastore's own: 256 KiB .. 4 MiB */
         for (uint64_t c = 0; c < n; c++) {
-                uint64_t off = c * CHUNK_SIZE;
-                size_t want = (size_t) (size - off < CHUNK_SIZE ? size - off : CHUNK_SIZE);
+                uint64_t off = c * cs;
+                size_t want = (size_t) (size - off < cs ? size - off : cs);
                 ChunkDigest d;
                 if (!chunk_zero(f, c, &d)) {
                         unsigned slot = (unsigned) (c % FEED_SLOTS);
@@ -256,11 +257,12 @@ static int feed_disk(HvUpload *u, void *userdata) {
  * are not all zeros. */
 static uint64_t disk_data_clusters(const Restore *x, unsigned k) {
         uint64_t size = point_disk_size(x->point, k), n = point_disk_chunks(x->point, k), total = 0;
+        uint64_t cs = chunkstore_chunk_size(x->store);
         for (uint64_t c = 0; c < n; c++) {
                 ChunkDigest d;
                 bool zero = true;
                 if (point_chunk(x->point, k, c, &d, &zero) == 0 && !zero)
-                        total += qcow2_clusters(size - c * CHUNK_SIZE < CHUNK_SIZE ? size - c * CHUNK_SIZE : CHUNK_SIZE);
+                        total += qcow2_clusters(size - c * cs < cs ? size - c * cs : cs);
         }
         return total;
 }
