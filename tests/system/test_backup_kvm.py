@@ -344,14 +344,14 @@ class TestBackupKvm(unittest.TestCase):
         self.assertEqual(d.wait_job(r["job"]["id"])["state"], "succeeded")
         self.addCleanup(d.request, "DELETE", f"/api/v1/datastores/{r['datastore']['id']}?force=true")
         w1 = [(0x71, 0, 8)]
-        vm = self.guest("bk7", w1)
+        vm = self.guest("bk10", w1)
 
         def checkpoints():
-            return sorted(ab.bed.virsh("h1", "checkpoint-list", "bk7", "--name").split())
+            return sorted(ab.bed.virsh("h1", "checkpoint-list", "bk10", "--name").split())
 
         a1 = self.backup(vm["id"])
         self.assertTrue(a1["full"], a1)
-        self.qemu_write("h1", "bk7", 0x72, 20, 4)
+        self.qemu_write("h1", "bk10", 0x72, 20, 4)
         w2 = w1 + [(0x72, 20, 4)]
         time.sleep(1.1)  # point ids are per second
         b1 = self.backup(vm["id"], datastore="ds-alt")
@@ -361,7 +361,7 @@ class TestBackupKvm(unittest.TestCase):
         # Both chains are on the host: ds1's and ds-alt's newest checkpoints.
         self.assertEqual(len(checkpoints()), 2, checkpoints())
 
-        self.qemu_write("h1", "bk7", 0x73, 40, 4)
+        self.qemu_write("h1", "bk10", 0x73, 40, 4)
         w3 = w2 + [(0x73, 40, 4)]
         time.sleep(1.1)
         a2 = self.backup(vm["id"])
@@ -373,7 +373,7 @@ class TestBackupKvm(unittest.TestCase):
         self.assertLessEqual(ca["chunks_read"], 4, ca)
         self.assertEqual(len(checkpoints()), 2, checkpoints())
 
-        self.qemu_write("h1", "bk7", 0x74, 60, 2)
+        self.qemu_write("h1", "bk10", 0x74, 60, 2)
         w4 = w3 + [(0x74, 60, 2)]
         time.sleep(1.1)
         b2 = self.backup(vm["id"], datastore="ds-alt")
@@ -385,8 +385,8 @@ class TestBackupKvm(unittest.TestCase):
         self.assertLessEqual(cb["chunks_read"], 8, cb)
         self.assertEqual(len(checkpoints()), 2, checkpoints())
 
-        for point, want, name in ((a2, w3, "bk7-a2"), (b2, w4, "bk7-b2"), (b1, w2, "bk7-b1")):
-            rr = self.restore("bk7", point["point_id"], name)
+        for point, want, name in ((a2, w3, "bk10-a2"), (b2, w4, "bk10-b2"), (b1, w2, "bk10-b1")):
+            rr = self.restore("bk10", point["point_id"], name)
             self.assertEqual(self.disk_sha(rr["host"], rr["disks"][0]["path"]), image(want), name)
 
     def test_kill_mid_backup_leaves_no_point(self):
@@ -429,37 +429,37 @@ class TestBackupKvm(unittest.TestCase):
         no half point; the next backup works."""
         ab, d = self.ab, self.ab.d
         size = 256
-        vm = self.guest("bk8", [(0x5a, 0, 4)], size_mib=size)
+        vm = self.guest("bk11", [(0x5a, 0, 4)], size_mib=size)
         for i in range(1, size // 4):  # distinct data everywhere: the read takes a while
-            self.qemu_write("h1", "bk8", (0x20 + i) % 256, i * 4, 4)
-        self.stop(vm, "bk8")
-        before = d.ok("GET", "/api/v1/backups?vm=bk8")["items"]
+            self.qemu_write("h1", "bk11", (0x20 + i) % 256, i * 4, 4)
+        self.stop(vm, "bk11")
+        before = d.ok("GET", "/api/v1/backups?vm=bk11")["items"]
         r = d.ok("POST", f"/api/v1/vms/{vm['id']}/backups", {"datastore": "ds1"})
         jid = r["job"]["id"]
         wait_until(lambda: (lambda j: j if j["state"] == "running" and j["progress"] >= 10 else None)(
             d.ok("GET", f"/api/v1/jobs/{jid}")), 120, interval=0.02, what="the offline backup to be reading")
-        self.assertEqual(ab.bed.virsh("h1", "domstate", "bk8").strip(), "paused")
+        self.assertEqual(ab.bed.virsh("h1", "domstate", "bk11").strip(), "paused")
         d.stop(sig=signal.SIGKILL)
         # armadad is gone; its paused QEMU is still there.
-        self.assertEqual(ab.bed.virsh("h1", "domstate", "bk8").strip(), "paused")
+        self.assertEqual(ab.bed.virsh("h1", "domstate", "bk11").strip(), "paused")
         d.start()
         d.token = d.login()
         self.assertEqual(d.wait_job(jid, timeout=60)["state"], "failed")
-        wait_until(lambda: ab.bed.virsh("h1", "domstate", "bk8").strip() == "shut off", 60, interval=0.2,
-                   what="the restarted armadad to destroy bk8's paused QEMU")
-        wait_until(lambda: d.vm(vm["id"])["state"] == "stopped", 60, interval=0.2, what="bk8 to show stopped")
+        wait_until(lambda: ab.bed.virsh("h1", "domstate", "bk11").strip() == "shut off", 60, interval=0.2,
+                   what="the restarted armadad to destroy bk11's paused QEMU")
+        wait_until(lambda: d.vm(vm["id"])["state"] == "stopped", 60, interval=0.2, what="bk11 to show stopped")
         jobs = [j for j in d.ok("GET", "/api/v1/jobs?limit=50")["items"]
                 if j["kind"] == "vm.backup-unstart" and j["target_id"] == vm["id"]]
-        self.assertTrue(jobs, "a vm.backup-unstart job for bk8")
+        self.assertTrue(jobs, "a vm.backup-unstart job for bk11")
         wait_until(lambda: d.ok("GET", f"/api/v1/jobs/{jobs[0]['id']}")["state"] == "succeeded", 60, interval=0.2,
                    what="the unstart job to succeed")
-        ev = [e for e in ab.events("backup.unstart-recovered") if e["object_name"] == "bk8"]
+        ev = [e for e in ab.events("backup.unstart-recovered") if e["object_name"] == "bk11"]
         self.assertTrue(ev and "destroyed" in ev[0]["message"], ev)
-        self.assertEqual(d.ok("GET", "/api/v1/backups?vm=bk8")["items"], before)
+        self.assertEqual(d.ok("GET", "/api/v1/backups?vm=bk11")["items"], before)
         # The next (offline) backup works and leaves it shut off.
         res = self.backup(vm["id"])
         self.assertEqual(res["consistency"], "offline")
-        self.shut_off(vm, "bk8")
+        self.shut_off(vm, "bk11")
 
     def test_restore_in_place_and_internal_snapshot(self):
         ab, d = self.ab, self.ab.d
