@@ -437,6 +437,11 @@ test('Backups view: "Files" lists a point\'s file systems and a directory, and a
     await page.waitForSelector('#files-box table.files', { state: 'detached', timeout: 5000 });
   } finally {
     await A.req('DELETE', `/datastores/${r.datastore.id}?force=true`).catch(() => {});
+    // Back to the VMs (the button toggles the view), as the tests after
+    // this one expect: they click VM cards and host rows.
+    if (await page.$('#files-box .files-close')) await page.click('#files-box .files-close').catch(() => {});
+    if (!(await page.isVisible(card('web01')))) await page.click('#nav-backups').catch(() => {});
+    await page.waitForSelector(card('web01'), { state: 'visible', timeout: 10000 });
   }
 });
 
