@@ -2,6 +2,7 @@
  * conventions). The cluster, cluster_member and vm_ha tables come from the
  * place capability's migration; the tables below are ha's own. */
 #include "store-ha.h"
+#include "store-priv.h"
 
 #include <errno.h>
 #include <string.h>
@@ -26,35 +27,30 @@ const StoreMigration store_migrations_ha[] = {
 /* Runs sql with integer parameters and collects column 0 (and 1 when
  * second is not NULL) of every row. Count or negative. */
 static int query_pairs(Store *st, const char *sql, const int64_t *args, size_t n_args, int64_t **ret_a, int64_t **ret_b) {
-        sqlite3 *db = store_db(st);
-        if (!db)
-                return -EIO;
-        sqlite3_stmt *stmt = NULL;
-        if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) {
-                log_error("database error (%s) in: %.120s", sqlite3_errmsg(db), sql);
-                return -EIO;
-        }
+        StoreStmt *stmt = NULL;
+        int r = store_prepare(st, sql, &stmt);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < n_args; i++)
-                sqlite3_bind_int64(stmt, (int) i + 1, args[i]);
+                store_bind_i64(stmt, (int) i + 1, args[i]);
         int64_t *a = NULL, *b = NULL;
         size_t n = 0, cap = 0;
         int rc;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        while ((rc = store_step(stmt)) == STORE_ROW) {
                 if (n == cap) {
                         cap = cap ? cap * 2 : 16;
                         a = xrealloc(a, cap * sizeof *a);
                         b = xrealloc(b, cap * sizeof *b);
                 }
-                a[n] = sqlite3_column_int64(stmt, 0);
-                b[n] = sqlite3_column_count(stmt) > 1 ? sqlite3_column_int64(stmt, 1) : 0;
+                a[n] = store_col_i64(stmt, 0);
+                b[n] = store_col_count(stmt) > 1 ? store_col_i64(stmt, 1) : 0;
                 n++;
         }
-        sqlite3_finalize(stmt);
-        if (rc != SQLITE_DONE) {
-                log_error("database error (%s) in: %.120s", sqlite3_errmsg(db), sql);
+        store_finalize(stmt);
+        if (rc != STORE_DONE) {
                 free(a);
                 free(b);
-                return -EIO;
+                return rc < 0 ? rc : -EIO;
         }
         *ret_a = a;
         if (ret_b)

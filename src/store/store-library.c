@@ -1,6 +1,7 @@
 /* The library capability's tables and SQL (see store-library.h and store.h
  * for the conventions). */
 #include "store-library.h"
+#include "store-priv.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,5 +1,6 @@
 /* The monitor capability's tables and SQL (see store-monitor.h). */
 #include "store-monitor.h"
+#include "store-priv.h"
 
 #include <errno.h>
 #include <math.h>
@@ -152,91 +153,88 @@ int store_perf_metric_parse(const char *name, StorePerfMetric *ret) {
 /* ------------------------------------------------------------------ */
 /* bulk statements: one prepared statement reused for every row */
 
+/* The statement's error was logged by the store with its SQL: says which
+ * step failed and keeps the errno (-EIO unless the store mapped it). */
 static int db_fail(Store *st, const char *what) {
-        log_error("database error in %s: %s", what, sqlite3_errmsg(store_db(st)));
+        (void) st;
+        log_error("database error in %s", what);
         return -EIO;
 }
 
-static void bind_num(sqlite3_stmt *s, int idx, double v) {
+static void bind_num(StoreStmt *s, int idx, double v) {
         if (isfinite(v))
-                sqlite3_bind_double(s, idx, v);
+                store_bind_double(s, idx, v);
         else
-                sqlite3_bind_null(s, idx);
+                store_bind_null(s, idx);
 }
 
-static int prepare(Store *st, const char *sql, sqlite3_stmt **ret) {
-        sqlite3 *db = store_db(st);
-        if (!db)
-                return -EIO;
-        if (sqlite3_prepare_v2(db, sql, -1, ret, NULL) != SQLITE_OK)
-                return db_fail(st, "prepare");
-        return 0;
+static int prepare(Store *st, const char *sql, StoreStmt **ret) {
+        return store_prepare(st, sql, ret) < 0 ? db_fail(st, "prepare") : 0;
 }
 
-static int step_reset(Store *st, sqlite3_stmt *s, const char *what) {
-        int rc = sqlite3_step(s);
-        sqlite3_reset(s);
-        sqlite3_clear_bindings(s);
-        return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_fail(st, what);
+static int step_reset(Store *st, StoreStmt *s, const char *what) {
+        int rc = store_step(s);
+        store_reset(s);
+        return rc == STORE_DONE || rc == STORE_ROW ? 0 : db_fail(st, what);
 }
 
 int store_perf_insert_raw(Store *st, const StorePerfSample *s, size_t n) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, "INSERT OR REPLACE INTO perf_raw VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", &stmt);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n && r >= 0; i++) {
-                sqlite3_bind_int(stmt, 1, s[i].kind);
-                sqlite3_bind_int64(stmt, 2, s[i].object_id);
-                sqlite3_bind_int64(stmt, 3, s[i].at);
+                store_bind_i64(stmt, 1, s[i].kind);
+                store_bind_i64(stmt, 2, s[i].object_id);
+                store_bind_i64(stmt, 3, s[i].at);
                 for (int m = 0; m < STORE_PERF__COUNT; m++)
                         bind_num(stmt, 4 + m, s[i].v[m]);
                 r = step_reset(st, stmt, "perf_raw");
         }
-        sqlite3_finalize(stmt);
+        store_finalize(stmt);
         return r;
 }
 
 int store_perf_insert_rollups(Store *st, StorePerfTier tier, const StorePerfRollup *rows, size_t n) {
         if (tier != STORE_TIER_5M && tier != STORE_TIER_1H)
                 return -EINVAL;
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, tier == STORE_TIER_5M
                         ? "INSERT OR REPLACE INTO perf_5m VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                         : "INSERT OR REPLACE INTO perf_1h VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &stmt);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n && r >= 0; i++) {
-                sqlite3_bind_int(stmt, 1, rows[i].kind);
-                sqlite3_bind_int64(stmt, 2, rows[i].object_id);
-                sqlite3_bind_int64(stmt, 3, rows[i].at);
-                sqlite3_bind_int64(stmt, 4, rows[i].n);
+                store_bind_i64(stmt, 1, rows[i].kind);
+                store_bind_i64(stmt, 2, rows[i].object_id);
+                store_bind_i64(stmt, 3, rows[i].at);
+                store_bind_i64(stmt, 4, rows[i].n);
                 for (int m = 0; m < STORE_PERF__COUNT; m++) {
                         bind_num(stmt, 5 + m, rows[i].avg[m]);
                         bind_num(stmt, 5 + STORE_PERF__COUNT + m, rows[i].max[m]);
                 }
                 r = step_reset(st, stmt, "perf rollup");
         }
-        sqlite3_finalize(stmt);
+        store_finalize(stmt);
         return r;
 }
 
 int store_perf_set_latest(Store *st, const StorePerfSample *s, const char *const *detail_json, size_t n) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, "INSERT OR REPLACE INTO perf_latest VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", &stmt);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n && r >= 0; i++) {
-                sqlite3_bind_int(stmt, 1, s[i].kind);
-                sqlite3_bind_int64(stmt, 2, s[i].object_id);
-                sqlite3_bind_int64(stmt, 3, s[i].at);
+                store_bind_i64(stmt, 1, s[i].kind);
+                store_bind_i64(stmt, 2, s[i].object_id);
+                store_bind_i64(stmt, 3, s[i].at);
                 for (int m = 0; m < STORE_PERF__COUNT; m++)
                         bind_num(stmt, 4 + m, s[i].v[m]);
                 if (detail_json && detail_json[i])
-                        sqlite3_bind_text(stmt, 4 + STORE_PERF__COUNT, detail_json[i], -1, SQLITE_TRANSIENT);
+                        store_bind_text(stmt, 4 + STORE_PERF__COUNT, detail_json[i]);
                 r = step_reset(st, stmt, "perf_latest");
         }
-        sqlite3_finalize(stmt);
+        store_finalize(stmt);
         return r;
 }
 
@@ -265,30 +263,30 @@ int store_perf_query(Store *st, StorePerfTier tier, StorePerfKind kind, int64_t 
                             " AND %s IS NOT NULL ORDER BY at", col, col, col)
                 : xasprintf("SELECT at, %s, %s_max, n FROM %s WHERE kind = ? AND object_id = ? AND at >= ? AND at < ?"
                             " AND %s IS NOT NULL ORDER BY at", col, col, tier == STORE_TIER_5M ? "perf_5m" : "perf_1h", col);
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, sql, &stmt);
         if (r < 0)
                 return r;
-        sqlite3_bind_int(stmt, 1, kind);
-        sqlite3_bind_int64(stmt, 2, object_id);
-        sqlite3_bind_int64(stmt, 3, from);
-        sqlite3_bind_int64(stmt, 4, to);
+        store_bind_i64(stmt, 1, kind);
+        store_bind_i64(stmt, 2, object_id);
+        store_bind_i64(stmt, 3, from);
+        store_bind_i64(stmt, 4, to);
         StorePerfPoint *pts = NULL;
         size_t n = 0, cap = 0;
         int rc;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        while ((rc = store_step(stmt)) == STORE_ROW) {
                 if (n == cap) {
                         cap = cap ? cap * 2 : 256;
                         pts = xrealloc(pts, cap * sizeof *pts);
                 }
-                pts[n].at = sqlite3_column_int64(stmt, 0);
-                pts[n].avg = sqlite3_column_double(stmt, 1);
-                pts[n].max = sqlite3_column_type(stmt, 2) == SQLITE_NULL ? pts[n].avg : sqlite3_column_double(stmt, 2);
-                pts[n].n = sqlite3_column_int64(stmt, 3);
+                pts[n].at = store_col_i64(stmt, 0);
+                pts[n].avg = store_col_double(stmt, 1);
+                pts[n].max = store_col_null(stmt, 2) ? pts[n].avg : store_col_double(stmt, 2);
+                pts[n].n = store_col_i64(stmt, 3);
                 n++;
         }
-        sqlite3_finalize(stmt);
-        if (rc != SQLITE_DONE) {
+        store_finalize(stmt);
+        if (rc != STORE_DONE) {
                 free(pts);
                 return db_fail(st, "perf query");
         }
@@ -304,60 +302,60 @@ int store_perf_latest_json(Store *st, json_t **ret) {
 
 int store_host_usage_set(Store *st, int64_t host_id, double cpu_pct, double memory_used_mib, double disk_io_pct,
                          double network_pct, int64_t sampled_at) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, "INSERT OR REPLACE INTO host_usage(host_id, cpu_pct, memory_used_mib, disk_io_pct, network_pct,"
                             " sampled_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM host WHERE id = ?1)", &stmt);
         if (r < 0)
                 return r;
-        sqlite3_bind_int64(stmt, 1, host_id);
+        store_bind_i64(stmt, 1, host_id);
         bind_num(stmt, 2, cpu_pct);
         bind_num(stmt, 3, memory_used_mib);
         bind_num(stmt, 4, disk_io_pct);
         bind_num(stmt, 5, network_pct);
-        sqlite3_bind_int64(stmt, 6, sampled_at);
+        store_bind_i64(stmt, 6, sampled_at);
         r = step_reset(st, stmt, "host_usage");
-        sqlite3_finalize(stmt);
+        store_finalize(stmt);
         return r;
 }
 
 /* ------------------------------------------------------------------ */
 /* objects */
 
-static void copy_col(char *dst, size_t size, sqlite3_stmt *s, int col) {
-        const unsigned char *t = sqlite3_column_text(s, col);
+static void copy_col(char *dst, size_t size, StoreStmt *s, int col) {
+        const char *t = store_col_text(s, col);
         snprintf(dst, size, "%s", t ? (const char *) t : "");
 }
 
 #define MON_HOST_ROW "SELECT id, name, group_id, state, coalesce(cpus, 0), coalesce(memory_mib, 0), pool FROM host "
 
-static void mon_host_fill(sqlite3_stmt *stmt, StoreMonHost *h) {
+static void mon_host_fill(StoreStmt *stmt, StoreMonHost *h) {
         memset(h, 0, sizeof *h);
-        h->id = sqlite3_column_int64(stmt, 0);
+        h->id = store_col_i64(stmt, 0);
         copy_col(h->name, sizeof h->name, stmt, 1);
-        h->group_id = sqlite3_column_int64(stmt, 2);
+        h->group_id = store_col_i64(stmt, 2);
         copy_col(h->state, sizeof h->state, stmt, 3);
-        h->cpus = (unsigned) sqlite3_column_int64(stmt, 4);
-        h->memory_mib = (uint64_t) sqlite3_column_int64(stmt, 5);
+        h->cpus = (unsigned) store_col_i64(stmt, 4);
+        h->memory_mib = (uint64_t) store_col_i64(stmt, 5);
         copy_col(h->pool, sizeof h->pool, stmt, 6);
 }
 
 int store_mon_hosts(Store *st, StoreMonHost **ret) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, MON_HOST_ROW "ORDER BY id", &stmt);
         if (r < 0)
                 return r;
         StoreMonHost *a = NULL;
         size_t n = 0, cap = 0;
         int rc;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        while ((rc = store_step(stmt)) == STORE_ROW) {
                 if (n == cap) {
                         cap = cap ? cap * 2 : 64;
                         a = xrealloc(a, cap * sizeof *a);
                 }
                 mon_host_fill(stmt, &a[n++]);
         }
-        sqlite3_finalize(stmt);
-        if (rc != SQLITE_DONE) {
+        store_finalize(stmt);
+        if (rc != STORE_DONE) {
                 free(a);
                 return db_fail(st, "hosts");
         }
@@ -366,20 +364,20 @@ int store_mon_hosts(Store *st, StoreMonHost **ret) {
 }
 
 int store_mon_host(Store *st, int64_t id, StoreMonHost *ret) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, MON_HOST_ROW "WHERE id = ?", &stmt);
         if (r < 0)
                 return r;
-        sqlite3_bind_int64(stmt, 1, id);
-        int rc = sqlite3_step(stmt);
-        if (rc == SQLITE_ROW)
+        store_bind_i64(stmt, 1, id);
+        int rc = store_step(stmt);
+        if (rc == STORE_ROW)
                 mon_host_fill(stmt, ret);
-        sqlite3_finalize(stmt);
-        return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : db_fail(st, "host");
+        store_finalize(stmt);
+        return rc == STORE_ROW ? 0 : rc == STORE_DONE ? -ENOENT : db_fail(st, "host");
 }
 
 int store_mon_vms(Store *st, StoreMonVm **ret) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, "SELECT id, uuid, name, coalesce(host_id, 0), coalesce(owner_id, 0), cpus, memory_mib, state"
                             " FROM vm ORDER BY id", &stmt);
         if (r < 0)
@@ -387,24 +385,24 @@ int store_mon_vms(Store *st, StoreMonVm **ret) {
         StoreMonVm *a = NULL;
         size_t n = 0, cap = 0;
         int rc;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        while ((rc = store_step(stmt)) == STORE_ROW) {
                 if (n == cap) {
                         cap = cap ? cap * 2 : 256;
                         a = xrealloc(a, cap * sizeof *a);
                 }
                 StoreMonVm *v = &a[n++];
                 memset(v, 0, sizeof *v);
-                v->id = sqlite3_column_int64(stmt, 0);
+                v->id = store_col_i64(stmt, 0);
                 copy_col(v->uuid, sizeof v->uuid, stmt, 1);
                 copy_col(v->name, sizeof v->name, stmt, 2);
-                v->host_id = sqlite3_column_int64(stmt, 3);
-                v->owner_id = sqlite3_column_int64(stmt, 4);
-                v->cpus = (unsigned) sqlite3_column_int64(stmt, 5);
-                v->memory_mib = (uint64_t) sqlite3_column_int64(stmt, 6);
+                v->host_id = store_col_i64(stmt, 3);
+                v->owner_id = store_col_i64(stmt, 4);
+                v->cpus = (unsigned) store_col_i64(stmt, 5);
+                v->memory_mib = (uint64_t) store_col_i64(stmt, 6);
                 copy_col(v->state, sizeof v->state, stmt, 7);
         }
-        sqlite3_finalize(stmt);
-        if (rc != SQLITE_DONE) {
+        store_finalize(stmt);
+        if (rc != STORE_DONE) {
                 free(a);
                 return db_fail(st, "vms");
         }
@@ -422,40 +420,40 @@ int store_mon_groups_json(Store *st, json_t **ret) {
 #define RULE_ROW "SELECT id, name, object_kind, metric, comparison, coalesce(threshold, 0), coalesce(state_value, ''), duration_s," \
                  " severity, scope, coalesce(scope_id, 0), enabled, builtin FROM alert_rule "
 
-static void row_rule(sqlite3_stmt *s, StoreAlertRule *r) {
+static void row_rule(StoreStmt *s, StoreAlertRule *r) {
         memset(r, 0, sizeof *r);
-        r->id = sqlite3_column_int64(s, 0);
+        r->id = store_col_i64(s, 0);
         copy_col(r->name, sizeof r->name, s, 1);
         copy_col(r->object_kind, sizeof r->object_kind, s, 2);
         copy_col(r->metric, sizeof r->metric, s, 3);
         copy_col(r->comparison, sizeof r->comparison, s, 4);
-        r->threshold = sqlite3_column_double(s, 5);
+        r->threshold = store_col_double(s, 5);
         copy_col(r->state_value, sizeof r->state_value, s, 6);
-        r->duration_s = sqlite3_column_int64(s, 7);
+        r->duration_s = store_col_i64(s, 7);
         copy_col(r->severity, sizeof r->severity, s, 8);
         copy_col(r->scope, sizeof r->scope, s, 9);
-        r->scope_id = sqlite3_column_int64(s, 10);
-        r->enabled = sqlite3_column_int(s, 11) != 0;
-        r->builtin = sqlite3_column_int(s, 12) != 0;
+        r->scope_id = store_col_i64(s, 10);
+        r->enabled = store_col_int(s, 11) != 0;
+        r->builtin = store_col_int(s, 12) != 0;
 }
 
 int store_alert_rules(Store *st, StoreAlertRule **ret) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, RULE_ROW "ORDER BY id", &stmt);
         if (r < 0)
                 return r;
         StoreAlertRule *a = NULL;
         size_t n = 0, cap = 0;
         int rc;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        while ((rc = store_step(stmt)) == STORE_ROW) {
                 if (n == cap) {
                         cap = cap ? cap * 2 : 16;
                         a = xrealloc(a, cap * sizeof *a);
                 }
                 row_rule(stmt, &a[n++]);
         }
-        sqlite3_finalize(stmt);
-        if (rc != SQLITE_DONE) {
+        store_finalize(stmt);
+        if (rc != STORE_DONE) {
                 free(a);
                 return db_fail(st, "alert rules");
         }
@@ -464,16 +462,16 @@ int store_alert_rules(Store *st, StoreAlertRule **ret) {
 }
 
 int store_alert_rule_get(Store *st, int64_t id, StoreAlertRule *ret) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, RULE_ROW "WHERE id = ?", &stmt);
         if (r < 0)
                 return r;
-        sqlite3_bind_int64(stmt, 1, id);
-        int rc = sqlite3_step(stmt);
-        if (rc == SQLITE_ROW)
+        store_bind_i64(stmt, 1, id);
+        int rc = store_step(stmt);
+        if (rc == STORE_ROW)
                 row_rule(stmt, ret);
-        sqlite3_finalize(stmt);
-        return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : db_fail(st, "alert rule");
+        store_finalize(stmt);
+        return rc == STORE_ROW ? 0 : rc == STORE_DONE ? -ENOENT : db_fail(st, "alert rule");
 }
 
 #define RULE_COLUMNS "SELECT id, name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, scope," \
@@ -534,7 +532,7 @@ int store_alert_rule_delete(Store *st, int64_t id) {
 /* alerts */
 
 int store_alerts_open(Store *st, StoreOpenAlert **ret) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, "SELECT id, coalesce(rule_id, 0), object_kind, object_id, severity, acknowledged_at IS NOT NULL"
                             " FROM alert WHERE state = 'open' ORDER BY id", &stmt);
         if (r < 0)
@@ -542,22 +540,22 @@ int store_alerts_open(Store *st, StoreOpenAlert **ret) {
         StoreOpenAlert *a = NULL;
         size_t n = 0, cap = 0;
         int rc;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        while ((rc = store_step(stmt)) == STORE_ROW) {
                 if (n == cap) {
                         cap = cap ? cap * 2 : 16;
                         a = xrealloc(a, cap * sizeof *a);
                 }
                 StoreOpenAlert *o = &a[n++];
                 memset(o, 0, sizeof *o);
-                o->id = sqlite3_column_int64(stmt, 0);
-                o->rule_id = sqlite3_column_int64(stmt, 1);
+                o->id = store_col_i64(stmt, 0);
+                o->rule_id = store_col_i64(stmt, 1);
                 copy_col(o->object_kind, sizeof o->object_kind, stmt, 2);
-                o->object_id = sqlite3_column_int64(stmt, 3);
+                o->object_id = store_col_i64(stmt, 3);
                 copy_col(o->severity, sizeof o->severity, stmt, 4);
-                o->acknowledged = sqlite3_column_int(stmt, 5) != 0;
+                o->acknowledged = store_col_int(stmt, 5) != 0;
         }
-        sqlite3_finalize(stmt);
-        if (rc != SQLITE_DONE) {
+        store_finalize(stmt);
+        if (rc != STORE_DONE) {
                 free(a);
                 return db_fail(st, "open alerts");
         }
@@ -567,43 +565,43 @@ int store_alerts_open(Store *st, StoreOpenAlert **ret) {
 
 int store_alert_open(Store *st, const StoreAlertRule *r, const char *object_kind, int64_t object_id,
                      const char *object_name, double value, const char *message, int64_t now, int64_t *ret_id) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int k = prepare(st, "INSERT INTO alert(rule_id, rule_name, object_kind, object_id, object_name, severity, state, message,"
                             " value, opened_at, updated_at) VALUES (?,?,?,?,?,?,'open',?,?,?,?)", &stmt);
         if (k < 0)
                 return k;
         if (r->id)
-                sqlite3_bind_int64(stmt, 1, r->id);
+                store_bind_i64(stmt, 1, r->id);
         else
-                sqlite3_bind_null(stmt, 1); /* an alert no rule raises (a stuck job) */
-        sqlite3_bind_text(stmt, 2, r->name, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(stmt, 3, object_kind, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(stmt, 4, object_id);
-        sqlite3_bind_text(stmt, 5, object_name, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(stmt, 6, r->severity, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(stmt, 7, message, -1, SQLITE_TRANSIENT);
+                store_bind_null(stmt, 1); /* an alert no rule raises (a stuck job) */
+        store_bind_text(stmt, 2, r->name);
+        store_bind_text(stmt, 3, object_kind);
+        store_bind_i64(stmt, 4, object_id);
+        store_bind_text(stmt, 5, object_name);
+        store_bind_text(stmt, 6, r->severity);
+        store_bind_text(stmt, 7, message);
         bind_num(stmt, 8, value);
-        sqlite3_bind_int64(stmt, 9, now);
-        sqlite3_bind_int64(stmt, 10, now);
-        int rc = sqlite3_step(stmt);
-        sqlite3_finalize(stmt);
-        if (rc != SQLITE_DONE)
-                return sqlite3_extended_errcode(store_db(st)) == SQLITE_CONSTRAINT_UNIQUE ? -EEXIST : db_fail(st, "alert open");
+        store_bind_i64(stmt, 9, now);
+        store_bind_i64(stmt, 10, now);
+        int rc = store_step(stmt);
+        store_finalize(stmt);
+        if (rc != STORE_DONE)
+                return rc == -EEXIST ? -EEXIST : db_fail(st, "alert open");
         *ret_id = store_last_id(st);
         return 0;
 }
 
 int store_alert_touch(Store *st, int64_t id, double value, const char *message, int64_t now) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int k = prepare(st, "UPDATE alert SET value = ?, message = ?, updated_at = ? WHERE id = ? AND state = 'open'", &stmt);
         if (k < 0)
                 return k;
         bind_num(stmt, 1, value);
-        sqlite3_bind_text(stmt, 2, message, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(stmt, 3, now);
-        sqlite3_bind_int64(stmt, 4, id);
+        store_bind_text(stmt, 2, message);
+        store_bind_i64(stmt, 3, now);
+        store_bind_i64(stmt, 4, id);
         k = step_reset(st, stmt, "alert update");
-        sqlite3_finalize(stmt);
+        store_finalize(stmt);
         return k;
 }
 
@@ -672,26 +670,26 @@ int store_webhook_enqueue(Store *st, const char *payload, int64_t now) {
         return r < 0 ? r : store_changes(st);
 }
 int store_delivery_due(Store *st, int64_t now, int max, StoreDelivery **ret) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, "SELECT d.id, d.webhook_id, w.url, d.payload, d.attempts FROM webhook_delivery d"
                             " JOIN webhook w ON w.id = d.webhook_id WHERE d.state = 'pending' AND d.next_at <= ?"
                             " ORDER BY d.next_at, d.id LIMIT ?", &stmt);
         if (r < 0)
                 return r;
-        sqlite3_bind_int64(stmt, 1, now);
-        sqlite3_bind_int(stmt, 2, max);
+        store_bind_i64(stmt, 1, now);
+        store_bind_i64(stmt, 2, max);
         StoreDelivery *a = xcalloc((size_t) (max > 0 ? max : 1), sizeof *a);
         int n = 0, rc;
-        while (n < max && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-                a[n].id = sqlite3_column_int64(stmt, 0);
-                a[n].webhook_id = sqlite3_column_int64(stmt, 1);
+        while (n < max && (rc = store_step(stmt)) == STORE_ROW) {
+                a[n].id = store_col_i64(stmt, 0);
+                a[n].webhook_id = store_col_i64(stmt, 1);
                 copy_col(a[n].url, sizeof a[n].url, stmt, 2);
-                const unsigned char *p = sqlite3_column_text(stmt, 3);
+                const char *p = store_col_text(stmt, 3);
                 a[n].payload = xstrdup(p ? (const char *) p : "{}");
-                a[n].attempts = sqlite3_column_int(stmt, 4);
+                a[n].attempts = store_col_int(stmt, 4);
                 n++;
         }
-        sqlite3_finalize(stmt);
+        store_finalize(stmt);
         *ret = a;
         return n;
 }
@@ -765,23 +763,23 @@ int store_assess_get_json(Store *st, int64_t id, json_t **ret) {
         return store_query_one(st, ret, ASSESS_COLUMNS "WHERE s.id = ?", "i", id);
 }
 int store_assess_servers(Store *st, StoreAssessServer **ret) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, "SELECT id, name, url FROM assess_server ORDER BY id", &stmt);
         if (r < 0)
                 return r;
         StoreAssessServer *a = NULL;
         size_t n = 0, cap = 0;
-        while (sqlite3_step(stmt) == SQLITE_ROW) {
+        while (store_step(stmt) == STORE_ROW) {
                 if (n == cap) {
                         cap = cap ? cap * 2 : 16;
                         a = xrealloc(a, cap * sizeof *a);
                 }
-                a[n].id = sqlite3_column_int64(stmt, 0);
+                a[n].id = store_col_i64(stmt, 0);
                 copy_col(a[n].name, sizeof a[n].name, stmt, 1);
                 copy_col(a[n].url, sizeof a[n].url, stmt, 2);
                 n++;
         }
-        sqlite3_finalize(stmt);
+        store_finalize(stmt);
         *ret = a;
         return (int) n;
 }
@@ -795,40 +793,40 @@ int store_assess_record(Store *st, int64_t id, bool has_sample, int64_t at, doub
                            "idiii", (int64_t) cpus, isfinite(memory_mib) ? memory_mib : 0.0, (int64_t) has_sample, at, id);
         if (r < 0 || !has_sample)
                 return r;
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         r = prepare(st, "INSERT OR REPLACE INTO assess_sample VALUES (?,?,?,?,?,?,?)", &stmt);
         if (r < 0)
                 return r;
-        sqlite3_bind_int64(stmt, 1, id);
-        sqlite3_bind_int64(stmt, 2, at);
+        store_bind_i64(stmt, 1, id);
+        store_bind_i64(stmt, 2, at);
         bind_num(stmt, 3, cpu_pct);
         bind_num(stmt, 4, memory_used_mib);
         bind_num(stmt, 5, disk_iops);
         bind_num(stmt, 6, disk_bps);
         bind_num(stmt, 7, net_mbit);
         r = step_reset(st, stmt, "assess_sample");
-        sqlite3_finalize(stmt);
+        store_finalize(stmt);
         return r;
 }
-static double col_num(sqlite3_stmt *s, int c) {
-        return sqlite3_column_type(s, c) == SQLITE_NULL ? NAN : sqlite3_column_double(s, c);
+static double col_num(StoreStmt *s, int c) {
+        return store_col_null(s, c) ? NAN : store_col_double(s, c);
 }
 int store_assess_samples(Store *st, int64_t id, int64_t since, StoreAssessSample **ret) {
-        sqlite3_stmt *stmt;
+        StoreStmt *stmt;
         int r = prepare(st, "SELECT at, cpu_pct, memory_used_mib, disk_iops, disk_bps, net_mbit FROM assess_sample"
                             " WHERE server_id = ? AND at >= ? ORDER BY at", &stmt);
         if (r < 0)
                 return r;
-        sqlite3_bind_int64(stmt, 1, id);
-        sqlite3_bind_int64(stmt, 2, since);
+        store_bind_i64(stmt, 1, id);
+        store_bind_i64(stmt, 2, since);
         StoreAssessSample *a = NULL;
         size_t n = 0, cap = 0;
-        while (sqlite3_step(stmt) == SQLITE_ROW) {
+        while (store_step(stmt) == STORE_ROW) {
                 if (n == cap) {
                         cap = cap ? cap * 2 : 64;
                         a = xrealloc(a, cap * sizeof *a);
                 }
-                a[n].at = sqlite3_column_int64(stmt, 0);
+                a[n].at = store_col_i64(stmt, 0);
                 a[n].cpu_pct = col_num(stmt, 1);
                 a[n].memory_used_mib = col_num(stmt, 2);
                 a[n].disk_iops = col_num(stmt, 3);
@@ -836,7 +834,7 @@ int store_assess_samples(Store *st, int64_t id, int64_t since, StoreAssessSample
                 a[n].net_mbit = col_num(stmt, 5);
                 n++;
         }
-        sqlite3_finalize(stmt);
+        store_finalize(stmt);
         *ret = a;
         return (int) n;
 }

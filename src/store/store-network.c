@@ -56,21 +56,21 @@ const StoreMigration store_migrations_network[] = {
                     " network.mode, coalesce(network.bridge, ''), network.vlan, coalesce(network.subnet, ''), network.is_default" \
                     " FROM network "
 
-static void row_network(sqlite3_stmt *s, void *out) {
+static void row_network(StoreRow *s, void *out) {
         StoreNetwork *n = out;
-        n->id = sqlite3_column_int64(s, 0);
+        n->id = store_col_i64(s, 0);
         store_copy_text(n->name, sizeof n->name, s, 1);
-        n->group_id = sqlite3_column_int64(s, 2);
-        n->host_id = sqlite3_column_int64(s, 3);
+        n->group_id = store_col_i64(s, 2);
+        n->host_id = store_col_i64(s, 3);
         store_copy_text(n->mode, sizeof n->mode, s, 4);
         store_copy_text(n->bridge, sizeof n->bridge, s, 5);
-        n->vlan = sqlite3_column_int(s, 6);
+        n->vlan = store_col_int(s, 6);
         store_copy_text(n->subnet, sizeof n->subnet, s, 7);
-        n->is_default = sqlite3_column_int(s, 8) != 0;
+        n->is_default = store_col_int(s, 8) != 0;
 }
 
-static void row_i64(sqlite3_stmt *s, void *out) {
-        *(int64_t *) out = sqlite3_column_int64(s, 0);
+static void row_i64(StoreRow *s, void *out) {
+        *(int64_t *) out = store_col_i64(s, 0);
 }
 
 static const char *or_null(const char *s) {

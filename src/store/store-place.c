@@ -22,7 +22,7 @@ typedef struct {
         char name[64];
 } TriggerName;
 
-static void row_trigger_name(sqlite3_stmt *stmt, void *out) {
+static void row_trigger_name(StoreRow *stmt, void *out) {
         store_copy_text(((TriggerName *) out)->name, sizeof ((TriggerName *) out)->name, stmt, 0);
 }
 
@@ -214,32 +214,32 @@ const StoreMigration store_migrations_place[] = {
 
 /* ------------------------------------------------------------------ */
 
-static double real_or_nan(sqlite3_stmt *stmt, int col) {
-        return sqlite3_column_type(stmt, col) == SQLITE_NULL ? NAN : sqlite3_column_double(stmt, col);
+static double real_or_nan(StoreStmt *stmt, int col) {
+        return store_col_null(stmt, col) ? NAN : store_col_double(stmt, col);
 }
 
-static uint64_t u64(sqlite3_stmt *stmt, int col) {
-        int64_t v = sqlite3_column_int64(stmt, col);
+static uint64_t u64(StoreStmt *stmt, int col) {
+        int64_t v = store_col_i64(stmt, col);
         return v > 0 ? (uint64_t) v : 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* placement input */
 
-static void row_place_host(sqlite3_stmt *stmt, void *out) {
+static void row_place_host(StoreRow *stmt, void *out) {
         StorePlaceHost *h = out;
-        h->id = sqlite3_column_int64(stmt, 0);
+        h->id = store_col_i64(stmt, 0);
         store_copy_text(h->name, sizeof h->name, stmt, 1);
-        h->group_id = sqlite3_column_int64(stmt, 2);
+        h->group_id = store_col_i64(stmt, 2);
         store_copy_text(h->state, sizeof h->state, stmt, 3);
         h->cpus = (unsigned) u64(stmt, 4);
         h->memory_mib = u64(stmt, 5);
-        h->usage_at = sqlite3_column_int64(stmt, 6);
+        h->usage_at = store_col_i64(stmt, 6);
         h->cpu_pct = real_or_nan(stmt, 7);
         h->memory_used_mib = real_or_nan(stmt, 8);
         h->disk_io_pct = real_or_nan(stmt, 9);
         h->network_pct = real_or_nan(stmt, 10);
-        h->has_pool = sqlite3_column_int(stmt, 11) != 0;
+        h->has_pool = store_col_int(stmt, 11) != 0;
         h->pool_capacity_bytes = u64(stmt, 12);
         h->pool_available_bytes = u64(stmt, 13);
         h->alloc_cpus = u64(stmt, 14);
@@ -287,8 +287,8 @@ int store_place_seq(Store *st, int64_t *ret) {
         return store_query_i64(st, ret, "SELECT seq FROM place_seq WHERE id = 1", "");
 }
 
-static void row_key(sqlite3_stmt *stmt, void *out) {
-        *(int64_t *) out = sqlite3_column_int64(stmt, 0);
+static void row_key(StoreRow *stmt, void *out) {
+        *(int64_t *) out = store_col_i64(stmt, 0);
 }
 
 int store_place_changed_keys(Store *st, int64_t since, int64_t **ret) {
@@ -309,10 +309,10 @@ int store_place_hosts_of_vm(Store *st, int64_t vm_id, StorePlaceHost **ret) {
                                 "ii", vm_id, vm_id);
 }
 
-static void row_place_usage(sqlite3_stmt *stmt, void *out) {
+static void row_place_usage(StoreRow *stmt, void *out) {
         StorePlaceUsage *u = out;
-        u->host_id = sqlite3_column_int64(stmt, 0);
-        u->usage_at = sqlite3_column_int64(stmt, 1);
+        u->host_id = store_col_i64(stmt, 0);
+        u->usage_at = store_col_i64(stmt, 1);
         u->cpu_pct = real_or_nan(stmt, 2);
         u->memory_used_mib = real_or_nan(stmt, 3);
         u->disk_io_pct = real_or_nan(stmt, 4);
@@ -326,11 +326,11 @@ int store_place_usage_changed(Store *st, int64_t since, StorePlaceUsage **ret) {
                                 " WHERE d.seq > ? ORDER BY d.host_id", "i", since);
 }
 
-static void row_cluster_member(sqlite3_stmt *stmt, void *out) {
+static void row_cluster_member(StoreRow *stmt, void *out) {
         StorePlaceClusterMember *m = out;
-        m->cluster_id = sqlite3_column_int64(stmt, 0);
-        m->tolerate = sqlite3_column_int(stmt, 1);
-        m->host_id = sqlite3_column_int64(stmt, 2);
+        m->cluster_id = store_col_i64(stmt, 0);
+        m->tolerate = store_col_int(stmt, 1);
+        m->host_id = store_col_i64(stmt, 2);
         m->ha_memory_mib = u64(stmt, 3);
         store_copy_text(m->host_state, sizeof m->host_state, stmt, 4);
 }
@@ -377,13 +377,13 @@ int store_place_release_all(Store *st) {
 #define POLICY_COLS "p.cpu_pct, p.memory_mib, p.disk_gib, p.disk_io_pct, p.network_pct," \
                     " p.w_cpu, p.w_memory, p.w_disk, p.w_disk_io, p.w_network, p.goal"
 
-static void row_policy(sqlite3_stmt *stmt, void *out) {
+static void row_policy(StoreRow *stmt, void *out) {
         StoreGroupPolicy *p = out;
-        p->group_id = sqlite3_column_int64(stmt, 0);
-        p->parent_id = sqlite3_column_int64(stmt, 1);
+        p->group_id = store_col_i64(stmt, 0);
+        p->parent_id = store_col_i64(stmt, 1);
         for (int f = 0; f < STORE_POLICY__COUNT; f++) {
-                p->set[f] = sqlite3_column_type(stmt, 2 + f) != SQLITE_NULL;
-                p->value[f] = p->set[f] ? sqlite3_column_double(stmt, 2 + f) : 0;
+                p->set[f] = !store_col_null(stmt, 2 + f);
+                p->value[f] = p->set[f] ? store_col_double(stmt, 2 + f) : 0;
         }
         store_copy_text(p->goal, sizeof p->goal, stmt, 2 + STORE_POLICY__COUNT);
 }
@@ -465,43 +465,40 @@ int store_policy_set(Store *st, const StoreGroupPolicy *p) {
                 any = any || p->set[f];
         if (!any)
                 return store_exec(st, "DELETE FROM host_group_policy WHERE group_id = ?", "i", p->group_id);
-        sqlite3 *db = store_db(st);
-        if (!db)
-                return -EIO;
         static const char sql[] =
                 "INSERT OR REPLACE INTO host_group_policy(group_id, cpu_pct, memory_mib, disk_gib, disk_io_pct, network_pct,"
                 " w_cpu, w_memory, w_disk, w_disk_io, w_network, goal) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)";
-        sqlite3_stmt *stmt = NULL;
-        int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
-        if (rc != SQLITE_OK)
-                return store_errcode(db, rc, sql);
-        sqlite3_bind_int64(stmt, 1, p->group_id);
+        StoreStmt *stmt = NULL;
+        int rc = store_prepare(st, sql, &stmt);
+        if (rc < 0)
+                return rc;
+        store_bind_i64(stmt, 1, p->group_id);
         for (int f = 0; f < STORE_POLICY__COUNT; f++) {
                 if (p->set[f])
-                        sqlite3_bind_double(stmt, 2 + f, p->value[f]);
+                        store_bind_double(stmt, 2 + f, p->value[f]);
                 else
-                        sqlite3_bind_null(stmt, 2 + f);
+                        store_bind_null(stmt, 2 + f);
         }
         if (p->goal[0])
-                sqlite3_bind_text(stmt, 2 + STORE_POLICY__COUNT, p->goal, -1, SQLITE_TRANSIENT);
+                store_bind_text(stmt, 2 + STORE_POLICY__COUNT, p->goal);
         else
-                sqlite3_bind_null(stmt, 2 + STORE_POLICY__COUNT);
-        rc = sqlite3_step(stmt);
-        int r = rc == SQLITE_DONE ? 0 : store_errcode(db, rc, sql);
-        sqlite3_finalize(stmt);
+                store_bind_null(stmt, 2 + STORE_POLICY__COUNT);
+        rc = store_step(stmt);
+        int r = rc == STORE_DONE ? 0 : rc < 0 ? rc : -EIO;
+        store_finalize(stmt);
         return r;
 }
 
 /* ------------------------------------------------------------------ */
 /* rules */
 
-static void row_rule_member(sqlite3_stmt *stmt, void *out) {
+static void row_rule_member(StoreRow *stmt, void *out) {
         StorePlaceRuleMember *m = out;
-        m->rule_id = sqlite3_column_int64(stmt, 0);
+        m->rule_id = store_col_i64(stmt, 0);
         store_copy_text(m->kind, sizeof m->kind, stmt, 1);
-        m->vm_id = sqlite3_column_int64(stmt, 2);
+        m->vm_id = store_col_i64(stmt, 2);
         store_copy_text(m->vm_name, sizeof m->vm_name, stmt, 3);
-        m->host_id = sqlite3_column_int64(stmt, 4);
+        m->host_id = store_col_i64(stmt, 4);
 }
 
 int store_place_rule_members(Store *st, StorePlaceRuleMember **ret) {

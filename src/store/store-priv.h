@@ -1,28 +1,77 @@
 /* Internals shared by store.c and the capabilities' store-<capability>.c
- * files: the row helpers every query builds on. Not for other modules. */
+ * files: statements, rows and the row helpers every query builds on. Not
+ * for other modules.
+ *
+ * No file but store.c names the database engine: a statement is a
+ * StoreStmt, the row it stands on a StoreRow, and their columns are read
+ * with store_col_*(). That keeps a second engine (PostgreSQL, issue 14) a
+ * matter of store.c and the SQL text. */
 #pragma once
 
 #ifndef STORE_PRIV_ALLOW
 #error "store-priv.h is private to the store's own files (their meson target defines STORE_PRIV_ALLOW); use the module's public header"
 #endif
 
-#include <sqlite3.h>
 #include "store.h"
 
-/* Copies the current row of stmt into out (one struct). */
-typedef void (*StoreRowFn)(sqlite3_stmt *stmt, void *out);
+/* A prepared statement of this thread's connection. */
+typedef struct StoreStmt StoreStmt;
+/* The row a statement stands on after store_step() returned STORE_ROW:
+ * read through the statement, valid until its next step/reset/finalize. */
+typedef StoreStmt StoreRow;
 
-/* Maps a failed sqlite3 call to -EEXIST (unique), -ENOTEMPTY (foreign key)
- * or -EIO (logged with the statement). */
-int store_errcode(sqlite3 *db, int rc, const char *sql);
+/* Copies the current row into out (one struct). */
+typedef void (*StoreRowFn)(StoreRow *row, void *out);
+
+/* ---- columns of the current row (0-based) ---- */
+int64_t store_col_i64(StoreRow *row, int col);
+int store_col_int(StoreRow *row, int col);
+double store_col_double(StoreRow *row, int col);
+/* NULL for SQL NULL; valid until the row moves. */
+const char *store_col_text(StoreRow *row, int col);
+bool store_col_null(StoreRow *row, int col);
+typedef enum {
+        STORE_COL_NULL,
+        STORE_COL_INTEGER,
+        STORE_COL_FLOAT,
+        STORE_COL_TEXT,
+} StoreColType;
+/* The value's type in this row (SQLite types values, not columns). */
+StoreColType store_col_type(StoreRow *row, int col);
+int store_col_count(StoreRow *row);
+const char *store_col_name(StoreRow *row, int col);
+/* A text column into a fixed buffer ("" for NULL), truncated to size. */
+void store_copy_text(char *dst, size_t size, StoreRow *row, int col);
+
+/* ---- statements reused for many rows (bulk writes, streamed reads) ----
+ * Parameters are numbered from 1 and stay bound until store_reset(). */
+enum { STORE_DONE = 0, STORE_ROW = 1 };
+/* 0 or negative (logged with the statement). */
+int store_prepare(Store *st, const char *sql, StoreStmt **ret);
+void store_bind_i64(StoreStmt *s, int idx, int64_t v);
+void store_bind_double(StoreStmt *s, int idx, double v);
+/* NULL binds NULL; the text is copied. */
+void store_bind_text(StoreStmt *s, int idx, const char *v);
+void store_bind_null(StoreStmt *s, int idx);
+/* STORE_ROW, STORE_DONE, or negative: -EEXIST (a unique or primary key
+ * constraint), -ENOTEMPTY (a foreign key), -EBUSY (the database stayed
+ * locked past the timeout) or -EIO; all but the first two are logged. */
+int store_step(StoreStmt *s);
+/* Back to before the first step, bindings cleared. */
+void store_reset(StoreStmt *s);
+/* Maps an engine's own error code (an SQLite result code) the way
+ * store_step() does. For tests of the mapping. */
+int store_engine_errno(Store *st, int code);
+/* Accepts NULL. Tells the rows hook what the statement changed once no
+ * transaction is open. */
+void store_finalize(StoreStmt *s);
+
 /* One row through fn: 0, -ENOENT when there is none, or negative. types as
  * for store_exec(). */
 int store_query_row(Store *st, StoreRowFn fn, void *out, const char *sql, const char *types, ...);
 /* Every row, each through fn into a malloc'd array of elem-sized entries
  * (zeroed first): the count, or negative with *ret untouched. */
 int store_query_rows(Store *st, StoreRowFn fn, size_t elem, void **ret, const char *sql, const char *types, ...);
-/* A text column into a fixed buffer ("" for NULL), truncated to size. */
-void store_copy_text(char *dst, size_t size, sqlite3_stmt *stmt, int col);
 
 /* Rebuilds table so that its "id INTEGER PRIMARY KEY" column becomes
  * AUTOINCREMENT (ids of removed rows are never handed out again), keeping

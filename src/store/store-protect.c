@@ -1,6 +1,7 @@
 /* The protection capability's tables and SQL (see store-protect.h and
  * store.h for the conventions). */
 #include "store-protect.h"
+#include "store-priv.h"
 
 #include <errno.h>
 #include <string.h>

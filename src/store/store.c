@@ -366,9 +366,9 @@ static const char *find_id_pk(const char *sql) {
         return NULL;
 }
 
-static void row_text(sqlite3_stmt *stmt, void *out) {
-        const unsigned char *t = sqlite3_column_text(stmt, 0);
-        *(char **) out = t ? xstrdup((const char *) t) : NULL;
+static void row_text(StoreRow *row, void *out) {
+        const char *t = store_col_text(row, 0);
+        *(char **) out = t ? xstrdup(t) : NULL;
 }
 
 int store_table_autoincrement(Store *st, const char *table, const char *kind) {
@@ -570,7 +570,19 @@ int store_schema_version(Store *st) {
 
 /* ------------------------------------------------------------------ */
 
-int store_errcode(sqlite3 *db, int rc, const char *sql) {
+/* ------------------------------------------------------------------ */
+/* statements: the only place (with the connections and migrations above)
+ * that names the engine */
+
+struct StoreStmt {
+        Store *st;
+        sqlite3_stmt *lite;
+        const char *sql;        /* for logs; the caller's text outlives the statement */
+};
+
+/* Maps a failed call on db to -EEXIST (unique), -ENOTEMPTY (foreign key),
+ * -EBUSY (locked past the busy timeout) or -EIO; logs all but the first two. */
+static int lite_errno(sqlite3 *db, int rc, const char *sql) {
         int ext = sqlite3_extended_errcode(db);
         if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
                 return -EEXIST;
@@ -584,51 +596,108 @@ int store_errcode(sqlite3 *db, int rc, const char *sql) {
         return -EIO;
 }
 
-static int prepare_bind(sqlite3 *db, const char *sql, const char *types, va_list ap, sqlite3_stmt **ret) {
-        sqlite3_stmt *stmt = NULL;
-        int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
+int store_engine_errno(Store *st, int code) { return lite_errno(store_db(st), code, "test"); }
+
+int store_prepare(Store *st, const char *sql, StoreStmt **ret) {
+        sqlite3 *db = store_db(st);
+        if (!db)
+                return -EIO;
+        sqlite3_stmt *lite = NULL;
+        int rc = sqlite3_prepare_v2(db, sql, -1, &lite, NULL);
         if (rc != SQLITE_OK)
-                return store_errcode(db, rc, sql);
+                return lite_errno(db, rc, sql);
+        StoreStmt *s = xmalloc(sizeof *s);
+        *s = (StoreStmt) { .st = st, .lite = lite, .sql = sql };
+        *ret = s;
+        return 0;
+}
+
+void store_bind_i64(StoreStmt *s, int idx, int64_t v) { (void) sqlite3_bind_int64(s->lite, idx, v); }
+void store_bind_double(StoreStmt *s, int idx, double v) { (void) sqlite3_bind_double(s->lite, idx, v); }
+void store_bind_null(StoreStmt *s, int idx) { (void) sqlite3_bind_null(s->lite, idx); }
+void store_bind_text(StoreStmt *s, int idx, const char *v) {
+        if (v)
+                (void) sqlite3_bind_text(s->lite, idx, v, -1, SQLITE_TRANSIENT);
+        else
+                (void) sqlite3_bind_null(s->lite, idx);
+}
+
+int store_step(StoreStmt *s) {
+        int rc = sqlite3_step(s->lite);
+        if (rc == SQLITE_ROW)
+                return STORE_ROW;
+        if (rc == SQLITE_DONE)
+                return STORE_DONE;
+        return lite_errno(sqlite3_db_handle(s->lite), rc, s->sql);
+}
+
+void store_reset(StoreStmt *s) {
+        sqlite3_reset(s->lite);
+        sqlite3_clear_bindings(s->lite);
+}
+
+void store_finalize(StoreStmt *s) {
+        if (!s)
+                return;
+        sqlite3 *db = sqlite3_db_handle(s->lite);
+        sqlite3_finalize(s->lite);
+        rows_flush(s->st, db);
+        free(s);
+}
+
+int64_t store_col_i64(StoreRow *row, int col) { return sqlite3_column_int64(row->lite, col); }
+int store_col_int(StoreRow *row, int col) { return sqlite3_column_int(row->lite, col); }
+double store_col_double(StoreRow *row, int col) { return sqlite3_column_double(row->lite, col); }
+const char *store_col_text(StoreRow *row, int col) { return (const char *) sqlite3_column_text(row->lite, col); }
+bool store_col_null(StoreRow *row, int col) { return sqlite3_column_type(row->lite, col) == SQLITE_NULL; }
+int store_col_count(StoreRow *row) { return sqlite3_column_count(row->lite); }
+const char *store_col_name(StoreRow *row, int col) { return sqlite3_column_name(row->lite, col); }
+StoreColType store_col_type(StoreRow *row, int col) {
+        switch (sqlite3_column_type(row->lite, col)) {
+        case SQLITE_NULL: return STORE_COL_NULL;
+        case SQLITE_INTEGER: return STORE_COL_INTEGER;
+        case SQLITE_FLOAT: return STORE_COL_FLOAT;
+        default: return STORE_COL_TEXT;
+        }
+}
+
+void store_copy_text(char *dst, size_t size, StoreRow *row, int col) {
+        const char *s = store_col_text(row, col);
+        snprintf(dst, size, "%s", s ? s : "");
+}
+
+/* Prepares sql and binds one parameter per letter of types (see store.h). */
+static int prepare_bind(Store *st, const char *sql, const char *types, va_list ap, StoreStmt **ret) {
+        StoreStmt *s;
+        int r = store_prepare(st, sql, &s);
+        if (r < 0)
+                return r;
         int idx = 1;
         for (const char *t = types; *t; t++, idx++) {
                 switch (*t) {
-                case 'i': rc = sqlite3_bind_int64(stmt, idx, va_arg(ap, int64_t)); break;
-                case 'd': rc = sqlite3_bind_double(stmt, idx, va_arg(ap, double)); break;
-                case 'b': rc = sqlite3_bind_int(stmt, idx, va_arg(ap, int) ? 1 : 0); break;
-                case 'n': rc = sqlite3_bind_null(stmt, idx); break;
-                case 's': {
-                        const char *s = va_arg(ap, const char *);
-                        rc = s ? sqlite3_bind_text(stmt, idx, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(stmt, idx);
-                        break;
-                }
+                case 'i': store_bind_i64(s, idx, va_arg(ap, int64_t)); break;
+                case 'd': store_bind_double(s, idx, va_arg(ap, double)); break;
+                case 'b': store_bind_i64(s, idx, va_arg(ap, int) ? 1 : 0); break;
+                case 'n': store_bind_null(s, idx); break;
+                case 's': store_bind_text(s, idx, va_arg(ap, const char *)); break;
                 default:
-                        sqlite3_finalize(stmt);
+                        store_finalize(s);
                         log_error("store: bad bind type '%c'", *t);
                         return -EINVAL;
                 }
-                if (rc != SQLITE_OK) {
-                        sqlite3_finalize(stmt);
-                        return store_errcode(db, rc, sql);
-                }
         }
-        *ret = stmt;
+        *ret = s;
         return 0;
 }
 
 static int vexec(Store *st, const char *sql, const char *types, va_list ap) {
-        sqlite3 *db = store_db(st);
-        if (!db)
-                return -EIO;
-        sqlite3_stmt *stmt;
-        int r = prepare_bind(db, sql, types, ap, &stmt);
+        StoreStmt *s;
+        int r = prepare_bind(st, sql, types, ap, &s);
         if (r < 0)
                 return r;
-        int rc;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+        while ((r = store_step(s)) == STORE_ROW)
                 ;
-        r = rc == SQLITE_DONE ? 0 : store_errcode(db, rc, sql);
-        sqlite3_finalize(stmt);
-        rows_flush(st, db);
+        store_finalize(s);
         return r;
 }
 
@@ -645,60 +714,52 @@ static bool ends_with(const char *s, const char *suffix) {
         return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-static json_t *row_json(sqlite3_stmt *stmt) {
+static json_t *row_json(StoreRow *row) {
         json_t *o = json_object();
-        int n = sqlite3_column_count(stmt);
+        int n = store_col_count(row);
         for (int i = 0; i < n; i++) {
-                const char *name = sqlite3_column_name(stmt, i);
-                int type = sqlite3_column_type(stmt, i);
+                const char *name = store_col_name(row, i);
+                StoreColType type = store_col_type(row, i);
                 json_t *v;
                 char key[128];
                 snprintf(key, sizeof key, "%s", name);
                 if (ends_with(name, "_json") || ends_with(name, "_bool"))
                         key[strlen(key) - 5] = 0;
-                if (type == SQLITE_NULL)
+                if (type == STORE_COL_NULL)
                         v = json_null();
                 else if (ends_with(name, "_json")) {
-                        v = json_loads((const char *) sqlite3_column_text(stmt, i), JSON_DECODE_ANY, NULL);
+                        v = json_loads(store_col_text(row, i), JSON_DECODE_ANY, NULL);
                         if (!v) v = json_null();
                 } else if (ends_with(name, "_bool")) {
-                        v = json_boolean(sqlite3_column_int64(stmt, i) != 0);
-                } else if (type == SQLITE_INTEGER && (ends_with(name, "_at") || streq(name, "at"))) {
+                        v = json_boolean(store_col_i64(row, i) != 0);
+                } else if (type == STORE_COL_INTEGER && (ends_with(name, "_at") || streq(name, "at"))) {
                         char ts[32];
-                        time_format(sqlite3_column_int64(stmt, i), ts);
+                        time_format(store_col_i64(row, i), ts);
                         v = json_string(ts);
-                } else if (type == SQLITE_INTEGER)
-                        v = json_integer(sqlite3_column_int64(stmt, i));
-                else if (type == SQLITE_FLOAT)
-                        v = json_real(sqlite3_column_double(stmt, i));
+                } else if (type == STORE_COL_INTEGER)
+                        v = json_integer(store_col_i64(row, i));
+                else if (type == STORE_COL_FLOAT)
+                        v = json_real(store_col_double(row, i));
                 else
-                        v = json_string((const char *) sqlite3_column_text(stmt, i));
+                        v = json_string(store_col_text(row, i));
                 json_object_set_new(o, key, v ? v : json_null());
         }
         return o;
 }
 
 static int vquery_json(Store *st, json_t **ret, const char *sql, const char *types, va_list ap) {
-        sqlite3 *db = store_db(st);
-        if (!db)
-                return -EIO;
-        sqlite3_stmt *stmt;
-        int r = prepare_bind(db, sql, types, ap, &stmt);
+        StoreStmt *s;
+        int r = prepare_bind(st, sql, types, ap, &s);
         if (r < 0)
                 return r;
         json_t *arr = json_array();
-        int rc;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-                json_array_append_new(arr, row_json(stmt));
-        if (rc != SQLITE_DONE) {
-                r = store_errcode(db, rc, sql);
+        while ((r = store_step(s)) == STORE_ROW)
+                json_array_append_new(arr, row_json(s));
+        store_finalize(s);
+        if (r < 0) {
                 json_decref(arr);
-                arr = NULL;
-        }
-        sqlite3_finalize(stmt);
-        rows_flush(st, db);
-        if (r < 0)
                 return r;
+        }
         *ret = arr;
         return 0;
 }
@@ -731,21 +792,17 @@ int store_query_one(Store *st, json_t **ret, const char *sql, const char *types,
 /* Runs a statement that returns one row and copies its columns into out
  * through fn. -ENOENT when no row. */
 static int vquery_row(Store *st, StoreRowFn fn, void *out, const char *sql, const char *types, va_list ap) {
-        sqlite3 *db = store_db(st);
-        if (!db)
-                return -EIO;
-        sqlite3_stmt *stmt;
-        int r = prepare_bind(db, sql, types, ap, &stmt);
+        StoreStmt *s;
+        int r = prepare_bind(st, sql, types, ap, &s);
         if (r < 0)
                 return r;
-        int rc = sqlite3_step(stmt);
-        if (rc == SQLITE_ROW) {
-                fn(stmt, out);
+        r = store_step(s);
+        if (r == STORE_ROW) {
+                fn(s, out);
                 r = 0;
-        } else
-                r = rc == SQLITE_DONE ? -ENOENT : store_errcode(db, rc, sql);
-        sqlite3_finalize(stmt);
-        rows_flush(st, db);
+        } else if (r == STORE_DONE)
+                r = -ENOENT;
+        store_finalize(s);
         return r;
 }
 
@@ -757,7 +814,7 @@ int store_query_row(Store *st, StoreRowFn fn, void *out, const char *sql, const 
         return r;
 }
 
-static void row_i64(sqlite3_stmt *stmt, void *out) { *(int64_t *) out = sqlite3_column_int64(stmt, 0); }
+static void row_i64(StoreRow *stmt, void *out) { *(int64_t *) out = store_col_i64(stmt, 0); }
 
 int store_query_i64(Store *st, int64_t *ret, const char *sql, const char *types, ...) {
         va_list ap;
@@ -851,42 +908,33 @@ void *store_clientdata(Store *st, const char *name, void *(*create)(void), void 
 
 /* Like query_row for many rows: fn fills element i of a growing array. */
 int store_query_rows(Store *st, StoreRowFn fn, size_t elem, void **ret, const char *sql, const char *types, ...) {
-        sqlite3 *db = store_db(st);
-        if (!db)
-                return -EIO;
         va_list ap;
         va_start(ap, types);
-        sqlite3_stmt *stmt;
-        int r = prepare_bind(db, sql, types, ap, &stmt);
+        StoreStmt *s;
+        int r = prepare_bind(st, sql, types, ap, &s);
         va_end(ap);
         if (r < 0)
                 return r;
         char *arr = NULL;
         size_t n = 0, cap = 0;
-        int rc;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        while ((r = store_step(s)) == STORE_ROW) {
                 if (n == cap) {
                         cap = cap ? cap * 2 : 16;
                         arr = xrealloc(arr, cap * elem);
                 }
                 memset(arr + n * elem, 0, elem);
-                fn(stmt, arr + n * elem);
+                fn(s, arr + n * elem);
                 n++;
         }
-        sqlite3_finalize(stmt);
-        rows_flush(st, db);
-        if (rc != SQLITE_DONE) {
+        store_finalize(s);
+        if (r < 0) {
                 free(arr);
-                return store_errcode(db, rc, sql);
+                return r;
         }
         *ret = arr;
         return (int) n;
 }
 
-void store_copy_text(char *dst, size_t size, sqlite3_stmt *stmt, int col) {
-        const unsigned char *s = sqlite3_column_text(stmt, col);
-        snprintf(dst, size, "%s", s ? (const char *) s : "");
-}
 #define COPY(field, col) store_copy_text((field), sizeof(field), stmt, (col))
 
 
@@ -1077,10 +1125,10 @@ int store_group_get(Store *st, int64_t id, json_t **ret) {
 }
 
 typedef struct { int64_t id, parent; } IdParent;
-static void row_id_parent(sqlite3_stmt *stmt, void *out) {
+static void row_id_parent(StoreRow *stmt, void *out) {
         IdParent *p = out;
-        p->id = sqlite3_column_int64(stmt, 0);
-        p->parent = sqlite3_column_int64(stmt, 1);
+        p->id = store_col_i64(stmt, 0);
+        p->parent = store_col_i64(stmt, 1);
 }
 int store_group_parents(Store *st, int64_t **ret_ids, int64_t **ret_parents) {
         IdParent *rows = NULL;
@@ -1108,19 +1156,19 @@ int store_host_insert(Store *st, const char *name, const char *uri, int64_t grou
                            "ssissi", name, uri, group_id, pool, pool_path, now_ms());
 }
 
-static void row_host(sqlite3_stmt *stmt, void *out) {
+static void row_host(StoreRow *stmt, void *out) {
         StoreHost *h = out;
-        h->id = sqlite3_column_int64(stmt, 0);
+        h->id = store_col_i64(stmt, 0);
         COPY(h->name, 1);
         COPY(h->uri, 2);
-        h->group_id = sqlite3_column_int64(stmt, 3);
+        h->group_id = store_col_i64(stmt, 3);
         COPY(h->state, 4);
         COPY(h->pool, 5);
         COPY(h->pool_path, 6);
         COPY(h->domain_type, 7);
         COPY(h->identity, 8);
-        h->max_parallel_starts = sqlite3_column_int(stmt, 9);
-        h->max_parallel_disk_ops = sqlite3_column_int(stmt, 10);
+        h->max_parallel_starts = store_col_int(stmt, 9);
+        h->max_parallel_disk_ops = store_col_int(stmt, 10);
 }
 #define HOST_ROW "SELECT id, name, uri, group_id, state, pool, pool_path, domain_type, coalesce(identity, ''),"  \
                  " coalesce(max_parallel_starts, 0), coalesce(max_parallel_disk_ops, 0) FROM host "
@@ -1156,7 +1204,7 @@ int store_host_claim_identity(Store *st, int64_t id, const char *identity, Store
                 r = store_exec_one(st, "UPDATE host SET identity = ? WHERE id = ?", "si", identity, id);
         return store_end(st, r);
 }
-static void row_text64(sqlite3_stmt *stmt, void *out) {
+static void row_text64(StoreRow *stmt, void *out) {
         store_copy_text(out, 64, stmt, 0);
 }
 int store_installation_id(Store *st, char ret[37]) {
@@ -1278,15 +1326,15 @@ int store_vm_insert(Store *st, const StoreVm *vm, int64_t *ret_id) {
                            vm->origin[0] ? vm->origin : "created", vm->description, now, now);
 }
 
-static void row_vm(sqlite3_stmt *stmt, void *out) {
+static void row_vm(StoreRow *stmt, void *out) {
         StoreVm *v = out;
-        v->id = sqlite3_column_int64(stmt, 0);
+        v->id = store_col_i64(stmt, 0);
         COPY(v->uuid, 1);
         COPY(v->name, 2);
-        v->host_id = sqlite3_column_int64(stmt, 3);
-        v->owner_id = sqlite3_column_int64(stmt, 4);
-        v->cpus = (unsigned) sqlite3_column_int64(stmt, 5);
-        v->memory_mib = (uint64_t) sqlite3_column_int64(stmt, 6);
+        v->host_id = store_col_i64(stmt, 3);
+        v->owner_id = store_col_i64(stmt, 4);
+        v->cpus = (unsigned) store_col_i64(stmt, 5);
+        v->memory_mib = (uint64_t) store_col_i64(stmt, 6);
         COPY(v->state, 7);
         COPY(v->domain_type, 8);
         COPY(v->origin, 9);
@@ -1344,12 +1392,12 @@ int store_vm_disk_remove(Store *st, int64_t vm_id, const char *target) {
         rows_mark(STORE_TABLE_VM, vm_id);
         return store_exec(st, "DELETE FROM vm_disk WHERE vm_id = ? AND target = ?", "is", vm_id, target);
 }
-static void row_disk(sqlite3_stmt *stmt, void *out) {
+static void row_disk(StoreRow *stmt, void *out) {
         StoreDisk *d = out;
         COPY(d->target, 0);
         COPY(d->path, 1);
-        d->size_bytes = (uint64_t) sqlite3_column_int64(stmt, 2);
-        d->owned = sqlite3_column_int(stmt, 3) != 0;
+        d->size_bytes = (uint64_t) store_col_i64(stmt, 2);
+        d->owned = store_col_int(stmt, 3) != 0;
 }
 int store_vm_disks(Store *st, int64_t vm_id, StoreDisk **ret) {
         return store_query_rows(st, row_disk, sizeof(StoreDisk), (void **) ret,
@@ -1391,9 +1439,9 @@ int store_user_insert(Store *st, const char *name, const char *password_hash, co
         return store_insert(st, ret_id, "INSERT INTO user(name, password_hash, role, created_at) VALUES (?,?,?,?)",
                            "sssi", name, password_hash, role, now_ms());
 }
-static void row_user(sqlite3_stmt *stmt, void *out) {
+static void row_user(StoreRow *stmt, void *out) {
         StoreUser *u = out;
-        u->id = sqlite3_column_int64(stmt, 0);
+        u->id = store_col_i64(stmt, 0);
         COPY(u->name, 1);
         COPY(u->role, 2);
         COPY(u->password_hash, 3);
@@ -1446,10 +1494,10 @@ typedef struct {
         StoreUser user;
         int64_t last_used_at;
 } TokenUser;
-static void row_token_user(sqlite3_stmt *stmt, void *out) {
+static void row_token_user(StoreRow *stmt, void *out) {
         TokenUser *t = out;
         row_user(stmt, &t->user);
-        t->last_used_at = sqlite3_column_int64(stmt, 4);
+        t->last_used_at = store_col_i64(stmt, 4);
 }
 int store_token_user(Store *st, const char *token_hash, int64_t now, StoreUser *ret) {
         TokenUser t;
@@ -1517,19 +1565,19 @@ int store_job_insert(Store *st, const char *kind, const char *target_kind, int64
                                                     " created_at, rev) VALUES (?,?,?,?,nullif(?,0),?,?," STREAM_NEXT_SEQ ")",
                                         "ssisisi", kind, target_kind, target_id, target_name, owner_id, params_json, now_ms()));
 }
-static void row_job(sqlite3_stmt *stmt, void *out) {
+static void row_job(StoreRow *stmt, void *out) {
         StoreJob *j = out;
-        j->id = sqlite3_column_int64(stmt, 0);
+        j->id = store_col_i64(stmt, 0);
         COPY(j->kind, 1);
         COPY(j->state, 2);
         COPY(j->target_kind, 3);
-        j->target_id = sqlite3_column_int64(stmt, 4);
+        j->target_id = store_col_i64(stmt, 4);
         COPY(j->target_name, 5);
-        j->owner_id = sqlite3_column_int64(stmt, 6);
-        const unsigned char *p = sqlite3_column_text(stmt, 7);
+        j->owner_id = store_col_i64(stmt, 6);
+        const char *p = store_col_text(stmt, 7);
         j->params_json = p ? xstrdup((const char *) p) : NULL;
-        j->cancel_requested = sqlite3_column_int(stmt, 8) != 0;
-        j->attempts = sqlite3_column_int(stmt, 9);
+        j->cancel_requested = store_col_int(stmt, 8) != 0;
+        j->attempts = store_col_int(stmt, 9);
 }
 #define JOB_ROW "SELECT id, kind, state, target_kind, target_id, target_name, coalesce(owner_id, 0), params," \
                 " cancel_requested, attempts FROM job "
@@ -1558,15 +1606,15 @@ int store_job_progress(Store *st, int64_t id, int percent, const char *step) {
 int store_job_quiet(Store *st, int64_t id, int64_t quiet_ms) {
         return store_exec(st, "UPDATE job SET quiet_ms = ? WHERE id = ?", "ii", quiet_ms, id);
 }
-static void row_job_watch(sqlite3_stmt *stmt, void *out) {
+static void row_job_watch(StoreRow *stmt, void *out) {
         StoreJobWatch *w = out;
-        w->id = sqlite3_column_int64(stmt, 0);
+        w->id = store_col_i64(stmt, 0);
         COPY(w->kind, 1);
         COPY(w->target_name, 2);
-        w->owner_id = sqlite3_column_int64(stmt, 3);
-        w->progress_at = sqlite3_column_int64(stmt, 4);
-        w->quiet_ms = sqlite3_column_int64(stmt, 5);
-        w->stuck_since = sqlite3_column_int64(stmt, 6);
+        w->owner_id = store_col_i64(stmt, 3);
+        w->progress_at = store_col_i64(stmt, 4);
+        w->quiet_ms = store_col_i64(stmt, 5);
+        w->stuck_since = store_col_i64(stmt, 6);
         COPY(w->step, 7);
         COPY(w->target_kind, 8);
 }

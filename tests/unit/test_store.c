@@ -538,8 +538,8 @@ static void test_getter_missing_vs_failed(void **state) {
         assert_null(arr);
         /* A database another writer held past the busy timeout is -EBUSY
          * (503, worth a retry), not -EIO. */
-        assert_int_equal(store_errcode(store_db(st), SQLITE_BUSY, "test"), -EBUSY);
-        assert_int_equal(store_errcode(store_db(st), SQLITE_LOCKED, "test"), -EBUSY);
+        assert_int_equal(store_engine_errno(st, SQLITE_BUSY), -EBUSY);
+        assert_int_equal(store_engine_errno(st, SQLITE_LOCKED), -EBUSY);
         assert_int_equal(tmpstore_free(t), 0);
 }
 
