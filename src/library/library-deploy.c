@@ -306,16 +306,20 @@ static json_t *deploy_submit(Deploy *d) {
         for (int64_t i = 0; i < d->s->count; i++) {
                 json_t *p = json_pack("{s:I, s:s, s:b, s:b}", "template_id", (json_int_t) d->s->template_id, "hostname", d->hostnames[i],
                                       "full_copy", d->s->full_copy, "start", d->s->start);
+                /* The row as recorded, read before its job is queued: a
+                 * job that fails at once removes the row, and a read after
+                 * the submission then found nothing (the reply held null). */
+                json_t *vm = NULL;
+                (void) store_vm_get_json(d->st, d->ids[i], &vm);
                 int64_t job;
                 int e = jobs_submit(d->jobs, "vm.deploy", "vm", d->ids[i], d->names[i], d->c->user_id, p, &job);
                 json_decref(p);
                 if (e < 0) {
+                        json_decref(vm);
                         (void) store_vm_delete(d->st, d->ids[i]);
                         continue;
                 }
-                json_t *vm = NULL;
-                (void) store_vm_get_json(d->st, d->ids[i], &vm); /* created and queued: a failed re-read (logged) shows null */
-                json_array_append_new(vms, vm ?: json_null());
+                json_array_append_new(vms, vm ?: json_null()); /* null only when the re-read itself failed (logged) */
                 json_array_append_new(jobs, library_job_json(d->st, job));
                 _cleanup_free_ char *detail = xasprintf("template %s%s", d->tpl_name, d->s->full_copy ? ", full copy" : "");
                 op_audit(d->st, d->c, "vm.deploy", "vm", d->ids[i], d->names[i], detail, "accepted");
