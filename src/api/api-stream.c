@@ -189,14 +189,41 @@ static void stream_collect(Stream *s, StrBuf *out, bool *ret_end) {
         s->cursor = upto;
 }
 
+static int id_cmp(const void *a, const void *b) {
+        int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+/* Whether a delegated administrator's scopes are still those s was opened
+ * with (as sets). */
+static bool stream_scopes_same(Stream *s) {
+        if (s->ctx.subj.role != ROLE_DELEGATED_ADMIN)
+                return true;
+        _cleanup_free_ int64_t *now = NULL;
+        int n = account_user_scopes(s->hub->api->st, s->ctx.user.id, &now);
+        if (n < 0)
+                return false;
+        if (n > API_MAX_SCOPES)
+                n = API_MAX_SCOPES; /* as api_set_caller() keeps them */
+        if ((size_t) n != s->ctx.subj.n_scopes)
+                return false;
+        int64_t had[API_MAX_SCOPES];
+        memcpy(had, s->ctx.scopes, (size_t) n * sizeof *had);
+        qsort(had, (size_t) n, sizeof *had, id_cmp);
+        qsort(now, (size_t) n, sizeof *now, id_cmp);
+        return memcmp(had, now, (size_t) n * sizeof *had) == 0;
+}
+
 /* Whether the session that opened s still stands, for the same user with
- * the same role: a stream outlives no logout, expiry or change of role
- * (pump thread, every heartbeat interval). */
+ * the same role and, for a delegated administrator, the same scopes: a
+ * stream outlives no logout, expiry, change of role or of scope (pump
+ * thread, every heartbeat interval). The client reconnects and is filtered
+ * by what it may see now. */
 static bool stream_caller_valid(Stream *s) {
         StoreUser u;
         if (account_session_user(s->hub->api->st, s->token_hash, &u) < 0)
                 return false;
-        return u.id == s->ctx.user.id && streq(u.role, s->ctx.user.role);
+        return u.id == s->ctx.user.id && streq(u.role, s->ctx.user.role) && stream_scopes_same(s);
 }
 
 /* ---- the pump ---- */

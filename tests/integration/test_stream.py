@@ -311,6 +311,27 @@ class TestStreamLimits(StreamTestCase):
         while (m := s.next()) is not None:
             self.assertNotIn("event", m)
 
+    def test_scope_change_ends_a_delegated_stream(self):
+        # A delegated administrator's stream is filtered by the scopes it
+        # was opened with: a change of scope ends it (at the next
+        # heartbeat), and the reconnect sees what the new scopes allow.
+        d = self.d
+        d.ok("POST", "/api/v1/host-groups", {"path": "ScopeA"})
+        d.ok("POST", "/api/v1/host-groups", {"path": "ScopeB"})
+        u = d.ok("POST", "/api/v1/users", {"name": "dscope", "password": "dscope-pass", "role": "delegated-administrator",
+                                           "scopes": ["ScopeA"]})
+        token = d.login("dscope", "dscope-pass")
+        kept = self.open(token)
+        self.assertEqual(kept.status, 200)
+        # Two heartbeats pass with the scopes unchanged: the stream stays.
+        start = time.monotonic()
+        while time.monotonic() - start < 2.5:
+            self.assertIsNotNone(kept.next(), "the stream ended while its caller's scopes were unchanged")
+        d.ok("PATCH", f"/api/v1/users/{u['id']}", {"scopes": ["ScopeB"]})
+        deadline = time.monotonic() + 15
+        while kept.next() is not None:
+            self.assertLess(time.monotonic(), deadline, "the stream outlived its caller's change of scope")
+
     def test_stream_outlives_the_idle_timeout(self):
         s = self.open(self.ro)
         self.assertEqual(s.status, 200)
