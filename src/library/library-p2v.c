@@ -35,6 +35,7 @@
  * domain and the VM's row (LibraryBuild). */
 #include "library-priv.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -56,6 +57,7 @@ extern char **environ;
 #define P2V_OUT_MAX (64 << 10)
 #define P2V_CHUNK (1 << 20)
 #define P2V_HOLE (64 << 10)
+#define P2V_ARGV_MAX 64
 
 static LibraryP2vConfig p2v_config;
 
@@ -136,7 +138,7 @@ typedef struct {
 
 /* ssh's argv for remote (a fixed script): key-only, batch mode, the host
  * key checked against conn->known_hosts only, no configuration file read. */
-static void ssh_argv(const P2vConn *pc, char *port, char *kh, char *remote, char *argv[40]) {
+static void ssh_argv(const P2vConn *pc, char *port, char *kh, char *remote, char *argv[P2V_ARGV_MAX]) {
         size_t n = 0;
         snprintf(port, 8, "%d", pc->port);
         snprintf(kh, PATH_MAX + 32, "UserKnownHostsFile=%s", pc->known_hosts);
@@ -166,6 +168,7 @@ static void ssh_argv(const P2vConn *pc, char *port, char *kh, char *remote, char
         argv[n++] = (char *) pc->addr;
         argv[n++] = remote;
         argv[n] = NULL;
+        assert(n < P2V_ARGV_MAX);
 }
 
 /* Starts argv with stdin from /dev/null, stdout into out_fd and stderr into
@@ -372,7 +375,7 @@ static int probe(const P2vConn *pc, const char *const *disks, size_t n, P2vProbe
         _cleanup_free_ char *script = probe_script(disks, n);
         char port[8], why[320];
         _cleanup_free_ char *kh = xmalloc(PATH_MAX + 32);
-        char *argv[40];
+        char *argv[P2V_ARGV_MAX];
         ssh_argv(pc, port, kh, script, argv);
         _cleanup_free_ char *out = NULL;
         int r = run_capture(argv, &out, why);
@@ -659,7 +662,7 @@ static int p2v_disk(LibraryBuild *b, const P2vConn *pc, json_t *d, size_t i, uin
         _cleanup_free_ char *what = xasprintf("disk '%s' of '%s'", dev, pc->addr);
         _cleanup_free_ char *remote = xasprintf("exec dd if='%s' bs=1048576", dev);
         _cleanup_free_ char *kh = xmalloc(PATH_MAX + 32);
-        char *argv[40];
+        char *argv[P2V_ARGV_MAX];
         ssh_argv(pc, port, kh, remote, argv);
         _cleanup_free_ char *log = xasprintf("%s/armada-p2v-%.8s-%s.log", library_tmp_dir(), b->vm.uuid, target);
         int pfd[2];
@@ -720,7 +723,7 @@ static int job_vm_p2v(JobCtx *ctx, void *userdata) {
         if (r < 0)
                 return library_build_undo(&b, "vm.p2v", r);
         json_t *src = json_object_get(ctx->params, "source"), *disks = json_object_get(src, "disks");
-        const char *pinned = jget_str(ctx->params, "known_hosts");
+        const char *pinned = json_string_value(json_object_get(ctx->params, "known_hosts"));
         P2vConn pc = { .port = (int) jget_int(src, "port"), .known_hosts = p2v_config.known_hosts };
         snprintf(pc.user, sizeof pc.user, "%s", jget_str(src, "user") ?: "root");
         snprintf(pc.addr, sizeof pc.addr, "%s", jget_str(src, "address") ?: "");
@@ -736,7 +739,7 @@ static int job_vm_p2v(JobCtx *ctx, void *userdata) {
         inventory_vnc_for_host(&b.host, vnc_listen, vnc_password);
         HvDomainSpec spec = { .name = b.vm.name, .uuid = b.vm.uuid, .domain_type = inventory_domain_type(&b.host, "auto"),
                               .vcpus = b.vm.cpus, .memory_mib = b.vm.memory_mib, .description = b.vm.description,
-                              .network = jget_str(ctx->params, "network"), .vnc = true, .vnc_listen = vnc_listen,
+                              .network = json_string_value(json_object_get(ctx->params, "network")), .vnc = true, .vnc_listen = vnc_listen,
                               .vnc_password = vnc_password[0] ? vnc_password : NULL,
                               .installation_id = inventory_installation_id(b.inv), .vm_id = b.vm.id };
         uint64_t total = 0, before = 0;
