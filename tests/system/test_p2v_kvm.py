@@ -167,6 +167,14 @@ class TestP2vKvm(unittest.TestCase):
         out = self.ab.bed.virsh("h1", "vol-list", "--pool", "armada", check=False)
         return out
 
+    def remove_vm(self, name):
+        vm = self.d.find("vms", name)
+        if not vm:
+            return
+        if vm["state"] != "stopped":
+            self.d.wait_job(self.d.ok("POST", f"/api/v1/vms/{vm['id']}/actions/kill")["job"]["id"], timeout=60)
+        self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"], timeout=120)
+
     def assert_nothing_made(self, name):
         self.assertIsNone(self.d.find("vms", name))
         self.assertNotIn(name, self.ab.bed.virsh("h1", "list", "--all", "--name"))
@@ -174,6 +182,7 @@ class TestP2vKvm(unittest.TestCase):
 
     def test_1_convert_boots_and_source_unchanged(self):
         r = self.d.ok("POST", "/api/v1/p2v", self.body(), expect=(202,))
+        self.addCleanup(self.remove_vm, "phys1")
         size = os.path.getsize(self.image)
         self.assertEqual(r["source"]["disks"], [{"path": self.loop, "size": size}])
         self.assertTrue(any(n["name"].startswith("vp2v") for n in r["source"]["nics"]), r["source"]["nics"])
@@ -201,8 +210,7 @@ class TestP2vKvm(unittest.TestCase):
             self.assertEqual(m.group(1), self.marker)
         finally:
             con.close()
-        self.d.wait_job(self.d.ok("POST", f"/api/v1/vms/{vm['id']}/actions/kill")["job"]["id"], timeout=60)
-        self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"], timeout=120)
+        self.remove_vm("phys1")
         self.assertEqual(sha256_file(self.image), self.sum_before)
 
     def test_2_ssh_refused(self):
