@@ -464,8 +464,11 @@ test('Assessment view: an assessed server has "Convert", which posts /p2v and sh
     await shot(page, '08-assessment');
   } finally {
     await A.req('DELETE', `/assessments/${a.id}`).catch(() => {});
+    // Back to the VMs (the link toggles the view), as the tests after this
+    // one expect.
     if (await page.$('#assess-view')) await page.click('#nav-assess').catch(() => {});
-    await page.waitForSelector(card('web01'), { state: 'visible', timeout: 10000 });
+    await page.waitForSelector('#assess-view', { state: 'detached', timeout: 10000 });
+    await page.waitForSelector('section.vms-section', { state: 'visible', timeout: 10000 });
   }
 });
 
