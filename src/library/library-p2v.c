@@ -58,6 +58,7 @@ extern char **environ;
 #define P2V_CHUNK (1 << 20)
 #define P2V_HOLE (64 << 10)
 #define P2V_ARGV_MAX 64
+#define P2V_PIPE (8 << 20)
 
 static LibraryP2vConfig p2v_config;
 
@@ -637,12 +638,21 @@ static int stream_source(HvUpload *u, void *userdata) {
                 ssize_t k = read_full(s->fd, buf, want);
                 if (k <= 0)
                         return s->error = k < 0 ? (int) k : -EPIPE;
+                /* Runs of data blocks go in one call, zero blocks as holes. */
+                size_t run = 0;
                 for (size_t off = 0; off < (size_t) k; off += P2V_HOLE) {
                         size_t n = (size_t) k - off < P2V_HOLE ? (size_t) k - off : P2V_HOLE;
-                        int r = all_zero(buf + off, n) ? hv_upload_hole(u, n) : hv_upload_data(u, buf + off, n);
-                        if (r < 0)
+                        if (!all_zero(buf + off, n)) {
+                                run += n;
+                                continue;
+                        }
+                        int r = run ? hv_upload_data(u, buf + off - run, run) : 0;
+                        run = 0;
+                        if (r < 0 || (r = hv_upload_hole(u, n)) < 0)
                                 return r;
                 }
+                if (run && hv_upload_data(u, buf + (size_t) k - run, run) < 0)
+                        return -EIO;
                 s->done += (uint64_t) k;
                 stream_progress(s);
         }
@@ -668,6 +678,10 @@ static int p2v_disk(LibraryBuild *b, const P2vConn *pc, json_t *d, size_t i, uin
         int pfd[2];
         if (pipe2(pfd, O_CLOEXEC) < 0)
                 return job_fail(ctx, -errno, "Cannot make a pipe: %s.", strerror(errno));
+        /* A deep pipe lets ssh go on decrypting while a piece is sent to
+         * the host (64 KiB would stall it at every send). */
+        if (fcntl(pfd[0], F_SETPIPE_SZ, P2V_PIPE) < 0)
+                (void) fcntl(pfd[0], F_SETPIPE_SZ, 1 << 20);
         pid_t pid;
         int r = spawn_into(argv, pfd[1], log, &pid);
         close(pfd[1]);
