@@ -50,6 +50,7 @@ static json_t *session_features(Req *r) {
                 { "users", ACT_UPDATE, OBJ_SYSTEM },       /* /users, /grants */
                 { "audit", ACT_READ, OBJ_SYSTEM },         /* /audit */
                 { "datastores", ACT_UPDATE, OBJ_SYSTEM },  /* /datastores: usage, verify, gc */
+                { "p2v", ACT_UPDATE, OBJ_SYSTEM },         /* POST /p2v (issue 12) */
         };
         json_t *f = json_array();
         for (size_t i = 0; i < ELEMENTSOF(FEATURES); i++)

@@ -122,6 +122,7 @@ extern const Route api_routes_replicate[];
 extern const Route api_routes_hardware[];   /* issue 12, VM hardware and ISOs (api-hardware.c) */
 extern const Route api_routes_network[];   /* issue 12: networks, NICs, pools, volumes */
 extern const Route api_routes_export[];   /* issue 12: clone, export, import */
+extern const Route api_routes_p2v[];      /* issue 12: P2V (api-p2v.c) */
 
 /* ---- the event stream (api-stream.c) ---- */
 /* Starts the thread that feeds event streams and hooks it to the store's

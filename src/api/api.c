@@ -327,6 +327,7 @@ static const Route *const ROUTE_TABLES[] = {
         api_routes_hardware,
         api_routes_network, /* issue 12: networks, NICs, pools, volumes */
         api_routes_export,   /* issue 12: clone, export and import */
+        api_routes_p2v,      /* issue 12: P2V */
 };
 
 /* Matches path against pattern, filling r->id / r->word. */

@@ -256,6 +256,11 @@ static const Command COMMANDS[] = {
         { "vm", "import", "FILE|DIR [--name N] [--host H | --group PATH] [--cpus N] [--memory MIB] [--network NET] [--start]",
           "import an OVA/OVF, VMX+VMDK, disk image (qcow2, raw, vmdk, vhd, vhdx) or qcow2 export (starts a job)", 1, 1,
           VM_IMPORT_OPTS, cmd_vm_import },
+        /* issue 12: P2V */
+        { "p2v", NULL, "SERVER [--ssh USER@ADDR] [--port N] [--disk /dev/X ...] [--host-key-fingerprint SHA256:...] [--name N]"
+          " [--host H | --group PATH] [--cpus N] [--memory MIB] [--network NET] [--start]",
+          "convert a running Linux physical server into a VM: its disks read over SSH, read-only (starts a job)", 1, 1,
+          P2V_OPTS, cmd_p2v },
 
         { "job", "list", "[--state STATE] [--stuck] [--limit N] [--before ID]", "list jobs, newest first", 0, 0, JOB_LIST_OPTS,
           cmd_job_list },

@@ -366,6 +366,9 @@ extern const OptSpec VM_CLONE_OPTS[], VM_EXPORT_OPTS[], VM_IMPORT_OPTS[];
 int cmd_vm_clone(Ctx *c, const Command *cmd, const Args *a);
 int cmd_vm_export(Ctx *c, const Command *cmd, const Args *a);
 int cmd_vm_import(Ctx *c, const Command *cmd, const Args *a);
+/* cmd_p2v.c (issue 12) */
+extern const OptSpec P2V_OPTS[];
+int cmd_p2v(Ctx *c, const Command *cmd, const Args *a);
 int cmd_grant_list(Ctx *c, const Command *cmd, const Args *a);
 int cmd_grant_create(Ctx *c, const Command *cmd, const Args *a);
 int cmd_grant_delete(Ctx *c, const Command *cmd, const Args *a);

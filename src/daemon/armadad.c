@@ -103,6 +103,14 @@ static int config_set(Config *c, const char *key, const char *val) {
                         return -EINVAL;
                 }
                 library_configure(&(LibraryConfig) { .export_root = val });
+        } else if (streq(key, "p2v-ssh-key") || streq(key, "p2v-known-hosts")) {
+                /* issue 12: P2V's SSH identity and the host keys it trusts */
+                if (val[0] != '/' || access(val, R_OK) < 0) {
+                        fprintf(stderr, "armadad: '%s' must be an absolute path of a readable file, not '%s'\n", key, val);
+                        return -EINVAL;
+                }
+                library_p2v_configure(streq(key, "p2v-ssh-key") ? &(LibraryP2vConfig) { .ssh_key = val }
+                                                                 : &(LibraryP2vConfig) { .known_hosts = val });
         } else if (strncmp(key, "deadline-", 9) == 0) {
                 HvDeadlines d = { 0 };
                 unsigned *field = streq(key, "deadline-query-s") ? &d.query_ms : streq(key, "deadline-start-s") ? &d.start_ms
@@ -236,6 +244,9 @@ static void usage(void) {
              "  --monitor-usage-window-ms N     window of the measured load placement uses (default 300000)\n"
              "  --library-upload-max SIZE  largest library upload accepted (default 64G)\n"
 "  --export-root DIR          VM exports go under DIR; imports come from DIR or a library share\n"
+             "  --p2v-ssh-key FILE         the SSH private key P2V reads physical servers with (P2V is off\n"
+             "                             without it)\n"
+             "  --p2v-known-hosts FILE     the servers' host keys P2V trusts (else each request gives a fingerprint)\n"
              "  --backup-root DIR          backup datastores, archives and imports may live only under DIR\n"
              "                             (repeatable; default " PROTECT_DEFAULT_BACKUP_ROOT ")\n"
              "  --admin-user NAME          name of the first administrator (default admin)\n"
@@ -373,6 +384,7 @@ static int parse_arguments(int argc, char **argv, Config *c, int *ret_status) {
                 { "ensure-host", required_argument, NULL, 0 }, { "log-level", required_argument, NULL, 0 },
                 { "library-upload-max", required_argument, NULL, 0 }, { "backup-root", required_argument, NULL, 0 },
                 { "export-root", required_argument, NULL, 0 },
+                { "p2v-ssh-key", required_argument, NULL, 0 }, { "p2v-known-hosts", required_argument, NULL, 0 },
                 { "deadline-query-s", required_argument, NULL, 0 }, { "deadline-start-s", required_argument, NULL, 0 },
                 { "deadline-change-s", required_argument, NULL, 0 }, { "deadline-copy-s", required_argument, NULL, 0 },
                 { "max-parallel-starts", required_argument, NULL, 0 }, { "max-parallel-disk-ops", required_argument, NULL, 0 },

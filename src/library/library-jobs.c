@@ -614,4 +614,5 @@ void library_register_jobs(Jobs *jobs, Inventory *inv) {
         library_register_clone_jobs(jobs, inv);
         library_register_export_jobs(jobs, inv);
         library_register_import_jobs(jobs, inv);
+        library_register_p2v_jobs(jobs, inv);
 }

@@ -83,6 +83,7 @@ void library_build_abandon(Store *st, const StoreJob *job, void *userdata);
 void library_register_clone_jobs(Jobs *jobs, Inventory *inv);
 void library_register_export_jobs(Jobs *jobs, Inventory *inv);
 void library_register_import_jobs(Jobs *jobs, Inventory *inv);
+void library_register_p2v_jobs(Jobs *jobs, Inventory *inv);   /* library-p2v.c */
 
 /* The export root (realpath) into out: 0, or -ENOENT when none is configured
  * or it does not exist. */

@@ -346,3 +346,54 @@ typedef struct {
  * nics). 400 naming "path" (outside the allowed roots, a malformed
  * descriptor, a file outside, a size mismatch), 409 naming "name". */
 int library_vm_import(Store *st, Jobs *jobs, const OpCaller *c, const LibraryImportSpec *spec, json_t **ret, OpError *err);
+
+/* ---- P2V: a physical server converted into a VM (library-p2v.c) ----
+ * armadad reads the server's disks over SSH with an identity the
+ * administrator configures (armadad --p2v-ssh-key; P2V is off without it)
+ * and checks the server's host key against --p2v-known-hosts or the
+ * fingerprint given with the request (never accepted blindly). Nothing on
+ * the server is written: a fixed read-only probe, then `dd if=DISK` per
+ * disk, streamed straight into the host's volume. */
+typedef struct {
+        const char *ssh_key;       /* the private key ssh uses (-i), NULL: P2V is off */
+        const char *known_hosts;   /* an OpenSSH known_hosts file, NULL: none (the request's fingerprint then) */
+} LibraryP2vConfig;
+/* Sets the members given (copied); set once at start-up. */
+void library_p2v_configure(const LibraryP2vConfig *cfg);
+
+/* NULL when path is a device path P2V accepts (/dev/ then [a-z0-9/_-]+,
+ * no empty segment, at most 200 bytes), else why not (a fragment to follow
+ * "Disk 'x' "). Pure. */
+const char *library_p2v_disk_invalid(const char *path);
+/* Splits "user@address" (user defaults to root when there is no '@'; an
+ * IPv6 address may be in brackets) into its parts: a user name of [a-z0-9_.-]
+ * (not starting with '-' or '.', at most 32 bytes) and a host name or IP
+ * address ([A-Za-z0-9.:-], not starting with '-'). 0, or -EINVAL. Pure. */
+int library_p2v_ssh_parse(const char *ssh, char user[33], char addr[256]);
+
+typedef struct {
+        const char *server;                 /* required: an assessed server's name, or any name (the VM's default) */
+        const char *ssh;                    /* "user@address"; NULL: root@ the assessed server's node_exporter host */
+        int64_t port;                       /* SSH port, 0: 22 */
+        const char *const *disks;           /* device paths; none: every whole disk the server shows */
+        size_t n_disks;
+        const char *host_key_fingerprint;   /* "SHA256:..." (ssh-keygen -l), NULL: armadad's --p2v-known-hosts */
+        const char *name;                   /* the VM's name, NULL: server */
+        const char *host, *group;           /* where to put it (at most one); NULL: placement in the root */
+        int64_t cpus, memory_mib;           /* override the assessment's / the server's; 0: theirs */
+        const char *network;                /* a libvirt network for the VM's NIC; NULL: none */
+        bool start;                         /* start it once made */
+} LibraryP2vSpec;
+/* Converts a running Linux server into a VM, in phases: checks the caller
+ * (administrators only: 403, audited), the configuration (503 naming "ssh"
+ * without --p2v-ssh-key) and the fields (400 naming "ssh", "port", "disks",
+ * "host_key_fingerprint"); pins the host key; probes the server over SSH,
+ * read-only (422 naming "ssh" when SSH fails, "host_key_fingerprint" when
+ * the key does not match; 400 naming "disks" for a path that is not a block
+ * device there); takes CPUs and memory from the assessment when server names
+ * an assessed server, else from the probe; places and records the VM and
+ * queues vm.p2v, which streams each disk (`ssh dd`) into a raw volume on the
+ * host with progress (bytes, MiB/s), defines the VM (disks on the SATA bus)
+ * and starts it when asked; a failure removes what it made. ret: {"vm",
+ * "job", "source"}. */
+int library_p2v(Store *st, Jobs *jobs, const OpCaller *c, const LibraryP2vSpec *spec, json_t **ret, OpError *err);

@@ -445,6 +445,33 @@ test('Backups view: "Files" lists a point\'s file systems and a directory, and a
   }
 });
 
+// The consolidation assessment with P2V's "Convert" (issue 12): an assessed
+// server is listed (no samples yet) with Convert; its form posts /p2v and
+// shows the server's answer (P2V is off here: armadad has no
+// --p2v-ssh-key, a 503 naming the flag).
+test('Assessment view: an assessed server has "Convert", which posts /p2v and shows the answer', async () => {
+  const page = SHARED.admin;
+  const a = await A.req('POST', '/assessments', { name: 'phys9', node_exporter: 'http://192.0.2.9:9100' });
+  allowHttp(page, 503, /\/api\/v1\/p2v$/, 'P2V is off in the browser tests (no --p2v-ssh-key)');
+  try {
+    await page.click('#nav-assess');
+    await page.waitForSelector('#assess-view tr.assess-row[data-name="phys9"] button.p2v-convert', { timeout: 10000 });
+    await page.click('tr.assess-row[data-name="phys9"] button.p2v-convert');
+    await page.fill('#p2v-box .p2v-ssh', 'root@192.0.2.9');
+    await page.click('#p2v-box .p2v-go');
+    await page.waitForSelector('#p2v-box .p2v-msg.error', { timeout: 10000 });
+    assert(/--p2v-ssh-key/.test(await page.textContent('#p2v-box .p2v-msg')), 'the server\'s sentence is shown');
+    await shot(page, '08-assessment');
+  } finally {
+    await A.req('DELETE', `/assessments/${a.id}`).catch(() => {});
+    // Back to the VMs (the link toggles the view), as the tests after this
+    // one expect.
+    if (await page.$('#assess-view')) await page.click('#nav-assess').catch(() => {});
+    await page.waitForSelector('#assess-view', { state: 'detached', timeout: 10000 });
+    await page.waitForSelector('section.vms-section', { state: 'visible', timeout: 10000 });
+  }
+});
+
 test('console: noVNC through armadad\'s WebSocket shows the VM screen', async () => {
   const page = SHARED.admin;
   try {

@@ -482,11 +482,11 @@ class SessionFeatures(unittest.TestCase):
 
     def test_features_per_role(self):
         everything = {"hosts", "create-vm", "operate-vm", "console", "migrate", "change-vm", "operate-host", "maintenance", "ratings",
-                      "metrics", "health", "users", "audit", "datastores", "templates"}
+                      "metrics", "health", "users", "audit", "datastores", "p2v", "templates"}
         _, admin = self.features("admin")
         self.assertEqual(admin, everything)
         _, deleg = self.features("deleg")
-        self.assertEqual(deleg, everything - {"users", "audit", "datastores"})
+        self.assertEqual(deleg, everything - {"users", "audit", "datastores", "p2v"})
         _, ro = self.features("ro")
         self.assertEqual(ro, {"hosts", "ratings", "metrics", "health", "templates"})
         _, ss = self.features("ss")

@@ -22,6 +22,7 @@ import { renderChart } from './charts.js';
 import { renderPortal } from './portal.js';
 import { snapshotsPanel } from './snapshots.js';
 import { backupsPanel, backupsView } from './backups.js';
+import { assessView } from './assess.js';
 import { openLive } from './live.js';
 
 // The page follows armadad's event stream (live.js) and re-reads only what a
@@ -64,6 +65,8 @@ const app = {
 
 const isAdminish = () => app.user && app.user.role !== 'self-service';
 const inBackups = () => location.hash === '#/backups';
+// The consolidation assessment with P2V's Convert (assess.js, issue 12).
+const inAssess = () => location.hash === '#/assessment';
 
 /* ------------------------------------------------------------------ */
 /* login */
@@ -215,6 +218,8 @@ function renderShell() {
     h('span.spacer'),
     // The Backups view (backups.js) in place of the hosts and VMs, and back.
     h('a.nav#nav-backups', { href: inBackups() ? '#/' : '#/backups', 'aria-current': inBackups() ? 'page' : null }, inBackups() ? 'VMs' : 'Backups'),
+    app.features.p2v ? h('a.nav#nav-assess', { href: inAssess() ? '#/' : '#/assessment', 'aria-current': inAssess() ? 'page' : null },
+      inAssess() ? 'VMs' : 'Assessment') : null,
     e.live = h('span.live-state', { role: 'status', dataset: { state: 'connecting' } }, 'connecting'),
     h('span.whoami', h('strong', app.user.name), ' ', h('span.muted', `(${app.user.role})`)),
     h('button.secondary#logout', { onclick: async () => { stopTimers(); app.els = {}; await logout(); showLogin('You have logged out.'); } }, 'Log out'));
@@ -246,10 +251,11 @@ function renderShell() {
       h('div.listbar', { role: 'search' }, e.search, e.stateSel, e.sortSel, e.vmPager), e.vms),
     e.templates);
 
-  main.hidden = inBackups();
+  main.hidden = inBackups() || inAssess();
   const layout = h('div.layout' + (admin ? '' : '.portal-layout'),
     admin ? h('nav.sidebar', h('details', { open: innerWidth > 700 }, h('summary', 'Host groups'), e.tree)) : null,
-    main, inBackups() ? h('main.content', backupsView(app)) : null, e.details);
+    main, inBackups() ? h('main.content', backupsView(app)) : null,
+    inAssess() && app.features.p2v ? h('main.content', assessView(app)) : null, e.details);
   e.jobsPager = historyPager('jobs', 'jobs');
   e.eventsPager = historyPager('events', 'events');
   const panes = h('footer.panes', h('div.tabs', jobsTab, eventsTab, e.jobsPager, e.eventsPager), e.jobs, e.events);
