@@ -435,6 +435,15 @@ uint32_t chunkstore_chunk_size(const ChunkStore *s) {
 
 /* ----------------------------------------------------------------- chunks */
 
+int chunkstore_span(const ChunkStore *s, uint64_t off, uint64_t end, ChunkSpan *ret) {
+        if (!s || !ret || off >= end)
+                return -EINVAL;
+        uint64_t cs = s->chunk_size, within = off % cs, left = cs - within;
+        *ret = (ChunkSpan){.index = off / cs, .within = (uint32_t) within,
+                           .len = (uint32_t) (end - off < left ? end - off : left)};
+        return 0;
+}
+
 static void chunk_path(const ChunkDigest *d, char out[static 80]) {
         char hex[65];
         chunk_digest_hex(d, hex);

@@ -84,6 +84,20 @@ uint32_t chunkstore_chunk_size(const ChunkStore *s);
 /* A chunk size a datastore may have: a power of two in [CHUNK_SIZE_MIN, CHUNK_SIZE]. */
 bool chunk_size_valid(uint64_t size);
 
+/* The part of the byte range [OFF, END) of a disk that lies in one chunk of
+ * S: the chunk's index, OFF's offset within that chunk, and the bytes of the
+ * range it holds (up to END or the chunk's end, whichever comes first). The
+ * chunk arithmetic lives here, so every reader of a point (restore, the
+ * file-level NBD export) cuts a disk exactly as the backup did; walk a range
+ * with `for (o = off; o < end; o += span.len) chunkstore_span(s, o, end, &span);`.
+ * -EINVAL when OFF >= END (*ret untouched). */
+typedef struct ChunkSpan {
+        uint64_t index;  /* the chunk */
+        uint32_t within; /* OFF's offset in it */
+        uint32_t len;    /* bytes of the range in it, > 0 */
+} ChunkSpan;
+int chunkstore_span(const ChunkStore *s, uint64_t off, uint64_t end, ChunkSpan *ret);
+
 /* Stores LEN (≤ the store's chunk size) bytes. *ret_digest gets their SHA-256;
  * *ret_written (may be NULL) the bytes written to disk, 0 when the chunk was
  * already there (its mtime is then refreshed, so a garbage collection running

@@ -189,11 +189,14 @@ static int feed_sink_hole(void *userdata, uint64_t len) {
 /* The chunks, in order, into the writer. */
 static int feed_chunks(Feed *f) {
         Restore *x = f->x;
-        uint64_t size = point_disk_size(x->point, f->disk), n = point_disk_chunks(x->point, f->disk);
-        uint64_t cs = chunkstore_chunk_size(x->store); /* the datastore's own: 256 KiB .. 4 MiB */
-        for (uint64_t c = 0; c < n; c++) {
-                uint64_t off = c * cs;
-                size_t want = (size_t) (size - off < cs ? size - off : cs);
+        uint64_t size = point_disk_size(x->point, f->disk);
+        ChunkSpan sp;
+        /* Whole chunks in order: each span starts a chunk (within 0). */
+        for (uint64_t off = 0; off < size; off += sp.len) {
+                if (chunkstore_span(x->store, off, size, &sp) < 0)
+                        return -EINVAL;
+                uint64_t c = sp.index;
+                size_t want = sp.len;
                 ChunkDigest d;
                 if (!chunk_zero(f, c, &d)) {
                         unsigned slot = (unsigned) (c % FEED_SLOTS);
@@ -256,13 +259,13 @@ static int feed_disk(HvUpload *u, void *userdata) {
 /* The upper bound of the disk's data clusters: those of its chunks that
  * are not all zeros. */
 static uint64_t disk_data_clusters(const Restore *x, unsigned k) {
-        uint64_t size = point_disk_size(x->point, k), n = point_disk_chunks(x->point, k), total = 0;
-        uint64_t cs = chunkstore_chunk_size(x->store);
-        for (uint64_t c = 0; c < n; c++) {
+        uint64_t size = point_disk_size(x->point, k), total = 0;
+        ChunkSpan sp;
+        for (uint64_t off = 0; off < size && chunkstore_span(x->store, off, size, &sp) == 0; off += sp.len) {
                 ChunkDigest d;
                 bool zero = true;
-                if (point_chunk(x->point, k, c, &d, &zero) == 0 && !zero)
-                        total += qcow2_clusters(size - c * cs < cs ? size - c * cs : cs);
+                if (point_chunk(x->point, k, sp.index, &d, &zero) == 0 && !zero)
+                        total += qcow2_clusters(sp.len);
         }
         return total;
 }

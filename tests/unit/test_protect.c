@@ -1357,24 +1357,30 @@ static void test_path_check(void **state) {
  * libnbd: handshake and block sizes, reads inside one chunk and across
  * chunk boundaries, an all-zero chunk, the short last chunk, a read past
  * the end (EINVAL), an unknown export, and a chunk corrupted on disk (EIO). */
-static void test_nbdserve(void **state) {
-        ChunkStore *s = open_store("nbdserve");
-        uint64_t len = 3ull * CHUNK_SIZE + 6000;
+/* The file-level export at chunk size CS: reads that straddle chunks
+ * (through chunkstore_span()) give the image's bytes. */
+static void nbdserve_at(uint32_t cs, const char *sub) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, sub);
+        ChunkStore *s = NULL;
+        assert_int_equal(chunkstore_open_sized(path, true, cs, &s), 0);
+        const uint64_t CS = cs;
+        uint64_t len = 3ull * CS + 6000;
         uint8_t *img = calloc(1, len);
-        fill(img, CHUNK_SIZE, 40);                            /* 0 data, 1 zero */
-        fill(img + 2 * CHUNK_SIZE, CHUNK_SIZE + 6000, 41);    /* 2 data, 3 short */
+        fill(img, CS, 40);                            /* 0 data, 1 zero */
+        fill(img + 2 * CS, CS + 6000, 41);    /* 2 data, 3 short */
         Point *p = NULL;
         unsigned k;
         assert_int_equal(point_new(s, VM, "20260102T000000Z", NULL, &p), 0);
         assert_int_equal(point_add_disk(p, "vdb", len, &k), 0);
         ChunkDigest dg[4];
         for (uint64_t c = 0; c < 4; c++) {
-                size_t n = (size_t) (len - c * CHUNK_SIZE < CHUNK_SIZE ? len - c * CHUNK_SIZE : CHUNK_SIZE);
+                size_t n = (size_t) (len - c * CS < CS ? len - c * CS : CS);
                 if (c == 1) {
                         assert_int_equal(point_set_chunk(p, k, c, NULL), 0);
                         continue;
                 }
-                assert_int_equal(chunkstore_put(s, img + c * CHUNK_SIZE, n, &dg[c], NULL), 0);
+                assert_int_equal(chunkstore_put(s, img + c * CS, n, &dg[c], NULL), 0);
                 assert_int_equal(point_set_chunk(p, k, c, &dg[c]), 0);
         }
         assert_int_equal(point_commit(p), 0);
@@ -1405,14 +1411,14 @@ static void test_nbdserve(void **state) {
         assert_int_equal(nbd_is_read_only(h), 1);
         assert_int_equal(nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM), NBDSERVE_MAX_READ);
         assert_int_equal(nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM), 1);
-        uint8_t *buf = malloc(2 * CHUNK_SIZE + 1000);
-        static const struct { uint64_t off; size_t n; } reads[] = {
+        uint8_t *buf = malloc(2 * CS + 1000);
+        const struct { uint64_t off; size_t n; } reads[] = {
                 { 0, 512 },                                   /* inside chunk 0 */
-                { CHUNK_SIZE - 100, 300 },                    /* 0 into the zero chunk 1 */
-                { CHUNK_SIZE + 5, 4096 },                     /* the zero chunk only */
-                { CHUNK_SIZE - 7, CHUNK_SIZE + 20 },          /* 0, all of 1, into 2 */
-                { 2 * CHUNK_SIZE - 1, CHUNK_SIZE + 2 },       /* 1, 2, into the short 3 */
-                { 3 * CHUNK_SIZE + 1000, 5000 },              /* the end of the short chunk */
+                { CS - 100, 300 },                    /* 0 into the zero chunk 1 */
+                { CS + 5, 4096 },                     /* the zero chunk only */
+                { CS - 7, CS + 20 },          /* 0, all of 1, into 2 */
+                { 2 * CS - 1, CS + 2 },       /* 1, 2, into the short 3 */
+                { 3 * CS + 1000, 5000 },              /* the end of the short chunk */
         };
         for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
                 memset(buf, 0xee, reads[i].n);
@@ -1438,7 +1444,7 @@ static void test_nbdserve(void **state) {
         struct nbd_handle *h2 = nbd_create();   /* a connection of its own: nothing cached */
         assert_non_null(h2);
         assert_int_equal(nbd_connect_unix(h2, protect_nbdserve_socket(srv)), 0);   /* "": the default export */
-        assert_true(nbd_pread(h2, buf, 512, 2 * CHUNK_SIZE + 4096, 0) < 0);
+        assert_true(nbd_pread(h2, buf, 512, 2 * CS + 4096, 0) < 0);
         assert_int_equal(nbd_get_errno(), EIO);
         assert_int_equal(nbd_pread(h2, buf, 512, 0, 0), 0);   /* the connection lives on */
         assert_memory_equal(buf, img, 512);
@@ -1452,6 +1458,67 @@ static void test_nbdserve(void **state) {
         free(img);
         point_free(p);
         chunkstore_free(s);
+}
+
+static void test_nbdserve(void **state) {
+        nbdserve_at(CHUNK_SIZE, "nbdserve");
+}
+
+static void test_nbdserve_small_chunks(void **state) {
+        nbdserve_at(CHUNK_SIZE_MIN, "nbdserve-256k");
+}
+
+/* chunkstore_span(): the one place a byte range is cut into chunks. */
+static void span_case(const ChunkStore *s, uint64_t off, uint64_t end, const ChunkSpan *want, size_t n) {
+        size_t i = 0;
+        ChunkSpan sp;
+        for (uint64_t o = off; o < end; o += sp.len, i++) {
+                assert_int_equal(chunkstore_span(s, o, end, &sp), 0);
+                assert_true(i < n);
+                assert_int_equal(sp.index, want[i].index);
+                assert_int_equal(sp.within, want[i].within);
+                assert_int_equal(sp.len, want[i].len);
+                /* The span is where the walk is, and never leaves its chunk. */
+                assert_int_equal(sp.index * chunkstore_chunk_size(s) + sp.within, o);
+                assert_true((uint64_t) sp.within + sp.len <= chunkstore_chunk_size(s));
+        }
+        assert_int_equal(i, n);
+}
+
+static void test_chunk_span(void **state) {
+        static const uint32_t sizes[] = { 256u << 10, 4u << 20 };
+        for (size_t z = 0; z < 2; z++) {
+                const uint32_t cs = sizes[z];
+                char path[512];
+                snprintf(path, sizeof path, "%s/span-%u", dir, cs);
+                ChunkStore *s = NULL;
+                assert_int_equal(chunkstore_open_sized(path, true, cs, &s), 0);
+                assert_int_equal(chunkstore_chunk_size(s), cs);
+                /* A whole disk of 3.5 chunks: whole chunks, then the short tail. */
+                const ChunkSpan disk[] = { { 0, 0, cs }, { 1, 0, cs }, { 2, 0, cs }, { 3, 0, cs / 2 } };
+                span_case(s, 0, 3ull * cs + cs / 2, disk, 4);
+                /* Straddling one boundary. */
+                const ChunkSpan two[] = { { 0, cs - 100, 100 }, { 1, 0, 200 } };
+                span_case(s, cs - 100, cs + 200, two, 2);
+                /* One byte either side of a whole chunk. */
+                const ChunkSpan three[] = { { 0, cs - 1, 1 }, { 1, 0, cs }, { 2, 0, 1 } };
+                span_case(s, cs - 1, 2ull * cs + 1, three, 3);
+                /* Inside one chunk, and ending exactly on a boundary. */
+                const ChunkSpan inside[] = { { 1, 10, 10 } };
+                span_case(s, cs + 10, cs + 20, inside, 1);
+                const ChunkSpan to_edge[] = { { 2, cs - 4096, 4096 } };
+                span_case(s, 3ull * cs - 4096, 3ull * cs, to_edge, 1);
+                /* Far into a large disk (1 TiB): no 32-bit overflow. */
+                const uint64_t far = (1ull << 40) - 7;
+                const ChunkSpan big[] = { { far / cs, (uint32_t) (far % cs), 7 } };
+                span_case(s, far, 1ull << 40, big, 1);
+                /* An empty or reversed range is refused and leaves *ret alone. */
+                ChunkSpan sp = { 42, 42, 42 };
+                assert_int_equal(chunkstore_span(s, cs, cs, &sp), -EINVAL);
+                assert_int_equal(chunkstore_span(s, cs + 1, cs, &sp), -EINVAL);
+                assert_int_equal(sp.index, 42);
+                chunkstore_free(s);
+        }
 }
 
 /* File-level restore paths: normalised lexically, never above the root. */
@@ -1541,6 +1608,8 @@ int main(void) {
                 cmocka_unit_test(test_path_check),
                 cmocka_unit_test(test_nbd_copy),
                 cmocka_unit_test(test_nbdserve),
+                cmocka_unit_test(test_nbdserve_small_chunks),
+                cmocka_unit_test(test_chunk_span),
                 cmocka_unit_test(test_files_path_normalize),
                 cmocka_unit_test(test_qcow2_writer),
                 cmocka_unit_test(test_policy_due),
