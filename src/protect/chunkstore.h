@@ -19,7 +19,11 @@
  *                                    digits); the file holds a small header and
  *                                    a zstd frame, or the raw bytes when zstd
  *                                    does not shrink them
- *   DIR/vm/<vm uuid>/<point id>/     one recovery point: its manifest (written
+ *   DIR/vm/<vm uuid>/<point id>/     one recovery point: an index per disk
+ *                                    (whole, or for an incremental point only
+ *                                    the chunks that differ from its base's,
+ *                                    the base named in the manifest) and its
+ *                                    manifest (written
  *                                    last, to a temporary name, fsync'd, then
  *                                    renamed: a point exists only once its
  *                                    manifest does, so a killed backup leaves
@@ -118,8 +122,10 @@ int chunk_digest_parse(const char *hex, ChunkDigest *ret);
 
 /* Starts a new point of VM_UUID. With BASE (an earlier point of the same VM),
  * a disk added with the same target and size inherits BASE's chunk list, so an
- * incremental backup sets only the chunks it read again. Nothing is visible
- * until point_commit(). */
+ * incremental backup sets only the chunks it read again, and its index is
+ * stored as the entries that differ from BASE's (see point_commit()). BASE
+ * is read only by point_add_disk() (the commit reads the base again from
+ * the store). Nothing is visible until point_commit(). */
 int point_new(ChunkStore *s, const char *vm_uuid, const char *point_id, const Point *base, Point **ret);
 /* Adds a disk of SIZE bytes; its chunks start as BASE's (see above) or zero. */
 int point_add_disk(Point *p, const char *target, uint64_t size, unsigned *ret_index);
@@ -130,10 +136,21 @@ int point_set_chunk(Point *p, unsigned disk, uint64_t index, const ChunkDigest *
  * the counters of the job that made it...). Takes a reference to VALUE. */
 int point_set_meta(Point *p, const char *key, json_t *value);
 /* Writes the manifest atomically; after it the point is listed. Checks first
- * that every chunk it names is in the store (-EBADMSG otherwise). */
+ * that every chunk it names is in the store (-EBADMSG otherwise). A disk
+ * inherited from the base is stored as a delta index (only the chunks that
+ * differ from the base's) when that is less than half its whole index, the
+ * base is still in the store and its chain of deltas is under 32 deep; the
+ * manifest then names the base ("base"). Otherwise the index is whole. */
 int point_commit(Point *p);
 
+/* Opens a committed point with every disk's whole chunk list, resolved
+ * through its chain of bases (each delta applied onto the list below it):
+ * -ENOENT when it has no manifest, -EBADMSG when it or a base it needs is
+ * malformed or missing. */
 int point_open(ChunkStore *s, const char *vm_uuid, const char *point_id, Point **ret);
+/* The point an opened point's delta indexes apply to, or NULL when its
+ * indexes are whole. */
+const char *point_base(const Point *p);
 /* Whether a committed point of that id exists (its manifest is there). */
 bool point_exists(ChunkStore *s, const char *vm_uuid, const char *point_id);
 Point *point_free(Point *p);
@@ -151,7 +168,11 @@ json_t *point_meta(const Point *p, const char *key); /* borrowed; NULL when abse
 /* Every committed point, of VM_UUID or (NULL) of every VM, oldest first:
  * [{"vm_uuid", "point_id", "disks": [{"target", "size"}], "meta": {...}}]. */
 int point_list(ChunkStore *s, const char *vm_uuid, json_t **ret);
-/* Removes a point's manifest (its chunks go at the next garbage collection). */
+/* Removes a point's manifest (its chunks go at the next garbage collection).
+ * The points whose indexes are deltas against it are rebased first, under
+ * the VM's lock: their indexes are written again against its own base, or
+ * whole (their chunk lists do not change); when that fails nothing is
+ * removed. */
 int point_remove(ChunkStore *s, const char *vm_uuid, const char *point_id);
 
 /* Writes disk DISK of point P as a raw image to FD (from offset 0), leaving

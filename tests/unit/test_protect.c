@@ -273,6 +273,267 @@ static void make_point(ChunkStore *s, const char *vm, const char *id, const Poin
         point_free(p);
 }
 
+/* ---- delta indexes (an incremental point stores what changed since its base) ---- */
+
+static json_t *load_manifest(ChunkStore *s, const char *vm, const char *id) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/vm/%s/%s/manifest.json", chunkstore_dir(s), vm, id);
+        json_t *m = json_load_file(path, 0, NULL);
+        assert_non_null(m);
+        return m;
+}
+
+/* The bytes of the index files of a point (what a point costs besides its manifest). */
+static uint64_t index_bytes(ChunkStore *s, const char *vm, const char *id) {
+        json_t *m = load_manifest(s, vm, id);
+        uint64_t total = 0;
+        size_t i;
+        json_t *jd;
+        json_array_foreach(json_object_get(m, "disks"), i, jd) {
+                char path[1024];
+                struct stat st;
+                snprintf(path, sizeof path, "%s/vm/%s/%s/%s", chunkstore_dir(s), vm, id,
+                         json_string_value(json_object_get(jd, "index")));
+                assert_int_equal(stat(path, &st), 0);
+                total += (uint64_t) st.st_size;
+        }
+        json_decref(m);
+        return total;
+}
+
+static const char *manifest_base(ChunkStore *s, const char *vm, const char *id, char *out, size_t n) {
+        json_t *m = load_manifest(s, vm, id);
+        const char *b = json_string_value(json_object_get(m, "base"));
+        snprintf(out, n, "%s", b ? b : "");
+        json_decref(m);
+        return out;
+}
+
+/* The point opens to exactly IMG's chunks. */
+static void assert_point_is(ChunkStore *s, const char *id, const uint8_t *img, uint64_t len) {
+        Point *p = NULL;
+        assert_int_equal(point_open(s, VM, id, &p), 0);
+        uint64_t cs = chunkstore_chunk_size(s);
+        assert_int_equal(point_disk_size(p, 0), len);
+        uint8_t *buf = malloc(CHUNK_SIZE);
+        for (uint64_t c = 0; c < point_disk_chunks(p, 0); c++) {
+                size_t want = (size_t) (len - c * cs < cs ? len - c * cs : cs), got = 0;
+                ChunkDigest d;
+                bool zero;
+                assert_int_equal(point_chunk(p, 0, c, &d, &zero), 0);
+                if (zero) {
+                        assert_true(chunk_is_zero(img + c * cs, want));
+                        continue;
+                }
+                assert_int_equal(chunkstore_get(s, &d, buf, CHUNK_SIZE, &got), 0);
+                assert_int_equal(got, want);
+                assert_memory_equal(buf, img + c * cs, want);
+        }
+        free(buf);
+        point_free(p);
+}
+
+/* An incremental point FROM BASE_ID: IMG changed at the chunks of CHANGED (n). */
+static void make_incremental(ChunkStore *s, const char *id, const char *base_id, const uint8_t *img, uint64_t len,
+                             const uint64_t *changed, size_t n) {
+        uint64_t chunks = (len + chunkstore_chunk_size(s) - 1) / chunkstore_chunk_size(s);
+        bool *only = calloc(chunks, 1);
+        for (size_t i = 0; i < n; i++)
+                only[changed[i]] = true;
+        Point *base = NULL;
+        assert_int_equal(point_open(s, VM, base_id, &base), 0);
+        make_point(s, VM, id, base, img, len, only);
+        point_free(base);
+        free(only);
+}
+
+static void test_delta_index(void **state) {
+        char path[512], b[200];
+        snprintf(path, sizeof path, "%s/delta", dir);
+        ChunkStore *s = NULL;
+        assert_int_equal(chunkstore_open_sized(path, true, CHUNK_SIZE_MIN, &s), 0);
+        const uint64_t cs = CHUNK_SIZE_MIN, n = 64, len = n * cs - 1000;
+        uint8_t *img = malloc(len);
+        for (uint64_t c = 0; c < n; c++)
+                fill(img + c * cs, (size_t) (len - c * cs < cs ? len - c * cs : cs), 100 + (uint32_t) c);
+        memset(img + 5 * cs, 0, cs); /* a zero chunk */
+        make_point(s, VM, "20260101T000000Z", NULL, img, len, NULL);
+        uint64_t whole = index_bytes(s, VM, "20260101T000000Z");
+        assert_int_equal(whole, 24 + n * 32);
+        assert_string_equal(manifest_base(s, VM, "20260101T000000Z", b, sizeof b), "");
+
+        /* Three chunks change (one to zeros, the zero one to data): the
+         * index holds three entries and names its base. */
+        uint8_t *img1 = malloc(len), *img2 = malloc(len);
+        memcpy(img1, img, len);
+        fill(img1 + 7 * cs, cs, 200);
+        memset(img1 + 9 * cs, 0, cs);
+        fill(img1 + 5 * cs, cs, 201);
+        const uint64_t ch1[] = { 5, 7, 9 };
+        make_incremental(s, "20260101T001500Z", "20260101T000000Z", img1, len, ch1, 3);
+        assert_int_equal(index_bytes(s, VM, "20260101T001500Z"), 32 + 3 * 40);
+        assert_string_equal(manifest_base(s, VM, "20260101T001500Z", b, sizeof b), "20260101T000000Z");
+        json_t *m = load_manifest(s, VM, "20260101T001500Z");
+        assert_true(json_is_true(json_object_get(json_array_get(json_object_get(m, "disks"), 0), "delta")));
+        json_decref(m);
+        assert_point_is(s, "20260101T001500Z", img1, len);
+        Point *p = NULL;
+        assert_int_equal(point_open(s, VM, "20260101T001500Z", &p), 0);
+        assert_string_equal(point_base(p), "20260101T000000Z");
+        point_free(p);
+
+        /* A chunk read again with the same bytes is no entry. */
+        memcpy(img2, img1, len);
+        fill(img2 + 7 * cs, cs, 202);
+        fill(img2 + 63 * cs, (size_t) (len - 63 * cs), 203); /* the short last chunk */
+        const uint64_t ch2[] = { 7, 20, 63 };
+        make_incremental(s, "20260101T003000Z", "20260101T001500Z", img2, len, ch2, 3);
+        assert_int_equal(index_bytes(s, VM, "20260101T003000Z"), 32 + 2 * 40);
+        assert_point_is(s, "20260101T003000Z", img2, len);
+
+        /* Verify and GC see through the chain. */
+        json_t *v = NULL;
+        assert_int_equal(chunkstore_verify(s, NULL, NULL, &v), 0);
+        assert_int_equal(json_array_size(json_object_get(v, "bad_points")), 0);
+        assert_int_equal(json_integer_value(json_object_get(v, "points")), 3);
+        json_decref(v);
+        ChunkStoreGc g;
+        assert_int_equal(chunkstore_gc(s, time(NULL) + 3600, &g), 0);
+        assert_int_equal(g.chunks_removed, 0);
+
+        /* Removing the middle point rebases the newest onto the oldest: its
+         * index becomes the union of both deltas, its chunks stay. */
+        assert_int_equal(point_remove(s, VM, "20260101T001500Z"), 0);
+        assert_string_equal(manifest_base(s, VM, "20260101T003000Z", b, sizeof b), "20260101T000000Z");
+        assert_int_equal(index_bytes(s, VM, "20260101T003000Z"), 32 + 4 * 40); /* 5, 7, 9 and 63 (20 is as it was) */
+        assert_point_is(s, "20260101T003000Z", img2, len);
+        /* The old index file is gone; only the manifest's remain. */
+        char f[1024];
+        snprintf(f, sizeof f, "%s/vm/%s/20260101T003000Z/disk-0.idx", chunkstore_dir(s), VM);
+        assert_int_equal(access(f, F_OK), -1);
+
+        /* Removing the whole point (the prune of a base a kept point needs)
+         * leaves the kept point whole, and exact. */
+        assert_int_equal(point_remove(s, VM, "20260101T000000Z"), 0);
+        assert_string_equal(manifest_base(s, VM, "20260101T003000Z", b, sizeof b), "");
+        assert_int_equal(index_bytes(s, VM, "20260101T003000Z"), whole);
+        assert_point_is(s, "20260101T003000Z", img2, len);
+        assert_int_equal(chunkstore_gc(s, time(NULL) + 3600, &g), 0);
+        assert_true(g.chunks_removed > 0);
+        assert_point_is(s, "20260101T003000Z", img2, len);
+        assert_int_equal(chunkstore_verify(s, NULL, NULL, &v), 0);
+        assert_int_equal(json_array_size(json_object_get(v, "bad_points")), 0);
+        json_decref(v);
+
+        /* A point whose base vanished behind the store's back cannot be
+         * opened, and verify names it. */
+        const uint64_t ch3[] = { 1 };
+        fill(img2 + cs, cs, 204);
+        make_incremental(s, "20260101T004500Z", "20260101T003000Z", img2, len, ch3, 1);
+        snprintf(f, sizeof f, "%s/vm/%s/20260101T003000Z/manifest.json", chunkstore_dir(s), VM);
+        char hidden[1100];
+        snprintf(hidden, sizeof hidden, "%s.hidden", f);
+        assert_int_equal(rename(f, hidden), 0);
+        assert_int_equal(point_open(s, VM, "20260101T004500Z", &p), -EBADMSG);
+        assert_int_equal(chunkstore_verify(s, NULL, NULL, &v), 0);
+        json_t *bad = json_array_get(json_object_get(v, "bad_points"), 0);
+        assert_non_null(bad);
+        assert_string_equal(json_string_value(json_object_get(bad, "point_id")), "20260101T004500Z");
+        json_decref(v);
+        assert_true(chunkstore_gc(s, time(NULL) + 3600, &g) < 0); /* never collects under an unreadable point */
+        assert_int_equal(rename(hidden, f), 0);
+        assert_point_is(s, "20260101T004500Z", img2, len);
+
+        /* Most of the disk changed: a delta would be larger than half the
+         * whole index, so the index is whole. */
+        uint64_t all[64];
+        for (uint64_t c = 0; c < n; c++) {
+                all[c] = c;
+                fill(img2 + c * cs, (size_t) (len - c * cs < cs ? len - c * cs : cs), 300 + (uint32_t) c);
+        }
+        make_incremental(s, "20260101T010000Z", "20260101T004500Z", img2, len, all, n);
+        assert_string_equal(manifest_base(s, VM, "20260101T010000Z", b, sizeof b), "");
+        assert_point_is(s, "20260101T010000Z", img2, len);
+
+        /* A chain stops at POINT_DEPTH_MAX (32) deltas: the next is whole. */
+        char prev[32] = "20260101T010000Z", id[32];
+        unsigned whole_at = 0;
+        for (unsigned i = 1; i <= 34; i++) {
+                snprintf(id, sizeof id, "20260102T%02u%02u00Z", i / 60, i % 60);
+                const uint64_t one[] = { i % n };
+                fill(img2 + (i % n) * cs, cs, 400 + i);
+                make_incremental(s, id, prev, img2, len, one, 1);
+                if (!*manifest_base(s, VM, id, b, sizeof b) && !whole_at)
+                        whole_at = i;
+                snprintf(prev, sizeof prev, "%s", id);
+        }
+        assert_int_equal(whole_at, 33);
+        assert_point_is(s, id, img2, len);
+
+        free(img);
+        free(img1);
+        free(img2);
+        chunkstore_free(s);
+}
+
+/* Copies (archive, import, replication) store deltas too, against the
+ * newest point of the VM already in the target, and restore the same. */
+static void test_delta_copy_and_import(void **state) {
+        char path[512];
+        ChunkStore *s = NULL, *dst = NULL, *rep = NULL;
+        snprintf(path, sizeof path, "%s/dsrc", dir);
+        assert_int_equal(chunkstore_open_sized(path, true, CHUNK_SIZE_MIN, &s), 0);
+        snprintf(path, sizeof path, "%s/ddst", dir);
+        assert_int_equal(chunkstore_open_sized(path, true, CHUNK_SIZE_MIN, &dst), 0);
+        snprintf(path, sizeof path, "%s/drep", dir);
+        assert_int_equal(chunkstore_open_sized(path, true, CHUNK_SIZE_MIN, &rep), 0);
+        const uint64_t cs = CHUNK_SIZE_MIN, n = 32, len = n * cs;
+        uint8_t *img = malloc(len), *img1 = malloc(len);
+        fill(img, len, 500);
+        make_point(s, VM, "20260101T000000Z", NULL, img, len, NULL);
+        memcpy(img1, img, len);
+        fill(img1 + 3 * cs, cs, 501);
+        const uint64_t ch[] = { 3 };
+        make_incremental(s, "20260101T001500Z", "20260101T000000Z", img1, len, ch, 1);
+
+        json_t *pts = json_pack("[{s:s, s:s}, {s:s, s:s}]", "vm_uuid", VM, "point_id", "20260101T000000Z", "vm_uuid",
+                                VM, "point_id", "20260101T001500Z");
+        assert_int_equal(chunkstore_copy_points(s, dst, pts, NULL, NULL, NULL, NULL), 0);
+        json_decref(pts);
+        char b[200];
+        assert_string_equal(manifest_base(dst, VM, "20260101T001500Z", b, sizeof b), "20260101T000000Z");
+        assert_int_equal(index_bytes(dst, VM, "20260101T001500Z"), 32 + 40);
+        assert_point_is(dst, "20260101T001500Z", img1, len);
+
+        /* Replication: export / import, oldest first. */
+        const char *ids[] = { "20260101T000000Z", "20260101T001500Z" };
+        for (int i = 0; i < 2; i++) {
+                Point *p = NULL;
+                json_t *m = NULL;
+                assert_int_equal(point_open(s, VM, ids[i], &p), 0);
+                for (uint64_t c = 0; c < point_disk_chunks(p, 0); c++) {   /* the chunks go first */
+                        ChunkDigest d;
+                        uint8_t *raw = NULL;
+                        size_t rl = 0;
+                        assert_int_equal(point_chunk(p, 0, c, &d, NULL), 0);
+                        assert_int_equal(chunkstore_read_raw(s, &d, &raw, &rl), 0);
+                        assert_int_equal(chunkstore_put_raw(rep, &d, raw, rl, NULL), 0);
+                        free(raw);
+                }
+                assert_int_equal(point_export(p, &m), 0);
+                assert_int_equal(point_import(rep, m), 0);
+                json_decref(m);
+                point_free(p);
+        }
+        assert_string_equal(manifest_base(rep, VM, "20260101T001500Z", b, sizeof b), "20260101T000000Z");
+        assert_point_is(rep, "20260101T001500Z", img1, len);
+        free(img);
+        free(img1);
+        chunkstore_free(s);
+        chunkstore_free(dst);
+        chunkstore_free(rep);
+}
+
 static void test_point_roundtrip_and_base(void **state) {
         ChunkStore *s = open_store("pt");
         uint64_t len = 3ull * CHUNK_SIZE + 12345;
@@ -1597,6 +1858,8 @@ int main(void) {
                 cmocka_unit_test(test_concurrent_put),
                 cmocka_unit_test(test_zero_not_stored),
                 cmocka_unit_test(test_point_roundtrip_and_base),
+                cmocka_unit_test(test_delta_index),
+                cmocka_unit_test(test_delta_copy_and_import),
                 cmocka_unit_test(test_bad_arguments),
                 cmocka_unit_test(test_commit_atomic),
                 cmocka_unit_test(test_corrupt_chunk),
