@@ -1284,7 +1284,8 @@ typedef struct Rebase {
         ChunkStore *s;
         const char *vm;
         const char *gone;       /* the point being removed */
-        const Point *onto;      /* its base, resolved; NULL: it had whole indexes */
+        const char *onto_id;    /* its base, or NULL: it had whole indexes */
+        Point *onto;            /* that base, resolved when a first dependent needs it */
         int r;
 } Rebase;
 
@@ -1328,6 +1329,10 @@ static int rebase_point(const char *name, void *userdata) {
                 return 0; /* unreadable already: nothing of it to keep */
         if (r < 0)
                 return rb->r = r;
+        if (rb->onto_id && !rb->onto && (r = point_open_locked(rb->s, rb->vm, rb->onto_id, &rb->onto)) < 0) {
+                point_free(p);
+                return rb->r = r; /* cannot happen while P could be read through it */
+        }
         r = point_store(p, rb->onto, rb->onto ? rb->onto->id : "full");
         if (r == 0) {
                 char dir[DIR_MAX];
@@ -1354,20 +1359,18 @@ int point_remove(ChunkStore *s, const char *vm_uuid, const char *point_id) {
          * first: a base a kept point needs never goes before the point
          * stops needing it. A point that cannot be read has nothing to give
          * its dependents (they could not be read either). */
-        Point *gone = NULL, *onto = NULL;
-        int r = point_open_locked(s, vm_uuid, point_id, &gone);
-        if (r == 0 && gone->base_id)
-                r = point_open_locked(s, vm_uuid, gone->base_id, &onto);
+        _cleanup_json_ json_t *gone = NULL;
+        int r = manifest_load(s, vm_uuid, point_id, &gone);
         if (r == 0) {
-                Rebase rb = {.s = s, .vm = vm_uuid, .gone = point_id, .onto = onto};
+                Rebase rb = {.s = s, .vm = vm_uuid, .gone = point_id,
+                             .onto_id = json_string_value(json_object_get(gone, "base"))};
                 snprintf(path, sizeof path, "vm/%s", vm_uuid);
                 r = for_each_entry(s->dirfd, path, rebase_point, &rb);
                 if (r == 0)
                         r = rb.r;
+                point_free(rb.onto);
         } else if (r != -ENOMEM && r != -ENOENT)
                 r = 0;
-        point_free(onto);
-        point_free(gone);
         if (r < 0) {
                 pthread_mutex_unlock(lk);
                 return r;
