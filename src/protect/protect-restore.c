@@ -49,6 +49,7 @@ typedef struct Restore {
         const char *disk;        /* only this disk of the point; NULL: all */
         char *made[HV_BACKUP_MAX_DISKS];
         const char *targets[HV_BACKUP_MAX_DISKS];
+        bool direct[HV_BACKUP_MAX_DISKS]; /* written into the volume's file here, not over the stream */
         size_t n_made;
         bool defined;
         uint64_t bytes;
@@ -285,9 +286,12 @@ static int restore_disk(Restore *x, unsigned k) {
                         r = -ENOMEM;
         _cleanup_free_ char *vol_name = xasprintf("%s-%s-%s.qcow2", x->vm.name, target, x->point_id);
         char *path = NULL;
-        bool content = !streq(x->host.domain_type, "test");
+        unsigned flags = (streq(x->host.domain_type, "test") ? 0 : HV_UPLOAD_CONTENT) |
+                         (protect_settings()->restore_direct ? HV_UPLOAD_DIRECT : 0);
+        bool direct = false;
         if (r >= 0)
-                r = hv_volume_upload_stream(c, x->host.pool, vol_name, qcow2_writer_file_size(f.w), content, feed_disk, &f, &path);
+                r = hv_volume_upload_stream(c, x->host.pool, vol_name, qcow2_writer_file_size(f.w), flags, feed_disk, &f,
+                                            &path, &direct);
         for (unsigned i = 0; i < FEED_SLOTS; i++)
                 free(f.buf[i]);
         qcow2_writer_free(f.w);
@@ -299,6 +303,7 @@ static int restore_disk(Restore *x, unsigned k) {
         x->bytes += point_disk_size(x->point, k);
         x->made[x->n_made] = path;
         x->targets[x->n_made] = target;
+        x->direct[x->n_made] = direct;
         x->n_made++;
         StoreDisk sd = { .size_bytes = point_disk_size(x->point, k), .owned = true };
         snprintf(sd.target, sizeof sd.target, "%s", target);
@@ -429,7 +434,8 @@ static int job_vm_restore(JobCtx *ctx, void *userdata) {
                 restore_event(&x, "info", "vm.restored", msg);
                 json_t *disks = json_array();
                 for (size_t i = 0; i < x.n_made; i++)
-                        json_array_append_new(disks, json_pack("{s:s, s:s}", "target", x.targets[i], "path", x.made[i]));
+                        json_array_append_new(disks, json_pack("{s:s, s:s, s:s}", "target", x.targets[i], "path", x.made[i],
+                                                               "written", x.direct[i] ? "direct" : "stream"));
                 ctx->result = json_pack("{s:I, s:s, s:s, s:s, s:b, s:I, s:o}", "vm_id", (json_int_t) x.vm.id, "vm", x.vm.name,
                                         "host", x.host.name, "point_id", x.point_id, "in_place", x.in_place, "bytes",
                                         (json_int_t) x.bytes, "disks", disks);

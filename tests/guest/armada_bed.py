@@ -15,12 +15,13 @@ from testbed import Testbed, kvm_usable
 
 
 class ArmadaBed:
-    def __init__(self, n_hosts, declare_ms=3000, cluster=True, workers=8, extra_args=()):
+    def __init__(self, n_hosts, declare_ms=3000, cluster=True, workers=8, extra_args=(), host_args=None):
         self.n = n_hosts
         self.declare_ms = declare_ms
         self.cluster = cluster
         self.workers = workers
         self.extra = list(extra_args)
+        self.host_args = host_args  # (bed, host name) -> extra fields of its POST /hosts
         self.bed = None
         self.d = None
 
@@ -33,7 +34,8 @@ class ArmadaBed:
             self.d.token = self.d.login()
             self.host_id = {}
             for h in self.bed.hosts:
-                host, job = self.d.add_host(h.name, h.uri)
+                kw = self.host_args(self.bed, h.name) if self.host_args else {}
+                host, job = self.d.add_host(h.name, h.uri, **kw)
                 if job["state"] != "succeeded":
                     raise AssertionError(f"adding {h.name} failed: {job}")
                 self.host_id[h.name] = host["id"]
