@@ -87,6 +87,27 @@ static int config_set(Config *c, const char *key, const char *val) {
                 }
                 protect_add_backup_root(val);
         }
+        else if (streq(key, "restore-direct") || streq(key, "backup-tls")) {
+                bool yes = streq(val, "true") || streq(val, "yes") || streq(val, "1");
+                if (!yes && !streq(val, "false") && !streq(val, "no") && !streq(val, "0")) {
+                        fprintf(stderr, "armadad: '%s' must be yes or no, not '%s'\n", key, val);
+                        return -EINVAL;
+                }
+                ProtectSettings ps = *protect_settings();
+                if (streq(key, "restore-direct"))
+                        ps.restore_direct = yes;
+                else
+                        ps.backup_tls = yes;
+                protect_configure(&ps);
+        } else if (streq(key, "backup-tls-dir")) {
+                if (val[0] != '/') {
+                        fprintf(stderr, "armadad: 'backup-tls-dir' must be an absolute directory, not '%s'\n", val);
+                        return -EINVAL;
+                }
+                ProtectSettings ps = *protect_settings();
+                ps.backup_tls_dir = val;
+                protect_configure(&ps);
+        }
         else if (streq(key, "admin-user")) set_str(&c->admin_user, val);
         else if (streq(key, "log-level")) set_str(&c->log_level, val);
         else if (streq(key, "test-hold-starts")) set_str(&c->test_hold_starts, val);
@@ -249,6 +270,13 @@ static void usage(void) {
              "  --p2v-known-hosts FILE     the servers' host keys P2V trusts (else each request gives a fingerprint)\n"
              "  --backup-root DIR          backup datastores, archives and imports may live only under DIR\n"
              "                             (repeatable; default " PROTECT_DEFAULT_BACKUP_ROOT ")\n"
+             "  --restore-direct yes|no    a restore writes the new volume's file itself when armadad reaches\n"
+             "                             it at the host's path (checked per volume; default yes), else\n"
+             "                             through libvirtd's stream\n"
+             "  --backup-tls yes|no        backups read the host's NBD export over TLS only (the host's\n"
+             "                             qemu.conf needs backup_tls_x509_cert_dir; default no)\n"
+             "  --backup-tls-dir DIR       armadad's NBD client certificates: ca-cert.pem, client-cert.pem,\n"
+             "                             client-key.pem (default " PROTECT_DEFAULT_BACKUP_TLS_DIR ")\n"
              "  --admin-user NAME          name of the first administrator (default admin)\n"
              "  --ensure-host NAME=URI     register this host at start-up when missing (repeatable)\n"
              "  --allow-test-hosts         accept test: host URIs (libvirt's test driver, which reads any file\n"
@@ -385,6 +413,8 @@ static int parse_arguments(int argc, char **argv, Config *c, int *ret_status) {
                 { "library-upload-max", required_argument, NULL, 0 }, { "backup-root", required_argument, NULL, 0 },
                 { "export-root", required_argument, NULL, 0 },
                 { "p2v-ssh-key", required_argument, NULL, 0 }, { "p2v-known-hosts", required_argument, NULL, 0 },
+                { "restore-direct", required_argument, NULL, 0 }, { "backup-tls", required_argument, NULL, 0 },
+                { "backup-tls-dir", required_argument, NULL, 0 },
                 { "deadline-query-s", required_argument, NULL, 0 }, { "deadline-start-s", required_argument, NULL, 0 },
                 { "deadline-change-s", required_argument, NULL, 0 }, { "deadline-copy-s", required_argument, NULL, 0 },
                 { "max-parallel-starts", required_argument, NULL, 0 }, { "max-parallel-disk-ops", required_argument, NULL, 0 },
@@ -421,6 +451,13 @@ static int parse_arguments(int argc, char **argv, Config *c, int *ret_status) {
  * flags. 0, or the exit status. */
 #define ADDR_MAX 64
 static int prepare(Config *c, char addr[ADDR_MAX], int *port) {
+        const ProtectSettings *ps = protect_settings();
+        char why[512];
+        if (ps->backup_tls && protect_backup_tls_check(ps->backup_tls_dir, why, sizeof why) < 0) {
+                fprintf(stderr, "armadad: --backup-tls needs armadad's NBD client certificates in '%s': %s\n",
+                        ps->backup_tls_dir, why);
+                return 2;
+        }
         const char *colon = strrchr(c->listen, ':');
         int64_t p;
         if (!colon || (size_t) (colon - c->listen) >= ADDR_MAX || parse_i64(colon + 1, &p) < 0 || p > 65535) {

@@ -124,6 +124,8 @@ char *hv_backup_xml_build(const HvBackupSpec *spec, HvBackupDisk *disks, size_t 
         } else {
                 set(server, "transport", "tcp");
                 set(server, "name", spec->nbd_addr ? spec->nbd_addr : "localhost");
+                if (spec->tls)
+                        set(server, "tls", "yes");
                 if (spec->nbd_port) {
                         char port[16];
                         snprintf(port, sizeof port, "%u", spec->nbd_port);

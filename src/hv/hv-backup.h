@@ -37,6 +37,8 @@ typedef struct HvBackupSpec {
         const char *nbd_socket;   /* a unix socket path on the host */
         unsigned nbd_port;        /* tcp: 0 lets libvirt choose */
         const char *export_token; /* a random string, so export names cannot be guessed */
+        bool tls;                 /* tcp: the NBD server speaks TLS only (<server tls='yes'>; the
+                                   * host's qemu.conf has the certificates: backup_tls_x509_cert_dir) */
 } HvBackupSpec;
 
 /* The disks of domain XML that a backup can take: <disk device='disk'

@@ -383,7 +383,9 @@ int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path) 
 /* ---- uploads from a producer, sparse ---- */
 
 struct HvUpload {
-        virStreamPtr st;
+        virStreamPtr st;        /* NULL: written straight into fd */
+        int fd;
+        uint64_t off;           /* fd: where the next byte goes */
         const char *vol_name;
         uint64_t left;          /* bytes the volume still has room for */
 };
@@ -397,6 +399,22 @@ int hv_upload_data(HvUpload *u, const void *buf, size_t len) {
                 return -EINVAL;
         }
         const char *p = buf;
+        if (!u->st) {
+                for (size_t off = 0; off < len;) {
+                        ssize_t k = pwrite(u->fd, p + off, len - off, (off_t) (u->off + off));
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k <= 0) {
+                                int e = k < 0 ? errno : EIO;
+                                hv_set_error("cannot write volume '%s': %s", u->vol_name, strerror(e));
+                                return -e;
+                        }
+                        off += (size_t) k;
+                }
+                u->off += len;
+                u->left -= len;
+                return 0;
+        }
         for (size_t off = 0; off < len;) {
                 size_t n = len - off < UPLOAD_PIECE ? len - off : UPLOAD_PIECE;
                 int k = virStreamSend(u->st, p + off, n);
@@ -413,7 +431,9 @@ int hv_upload_hole(HvUpload *u, uint64_t len) {
                 hv_set_error("the upload into volume '%s' runs past its end", u->vol_name);
                 return -EINVAL;
         }
-        if (len && virStreamSendHole(u->st, (long long) len, 0) < 0)
+        if (!u->st)
+                u->off += len; /* the volume's file is new and sparse: a hole is what is there */
+        else if (len && virStreamSendHole(u->st, (long long) len, 0) < 0)
                 return hv_virt_fail("cannot upload into volume '%s'", u->vol_name);
         u->left -= len;
         return 0;
@@ -426,7 +446,7 @@ static int upload_fill(HvConn *c, virStorageVolPtr vol, const char *vol_name, ui
                 return hv_virt_fail("cannot open a stream to upload into volume '%s'", vol_name);
         if (virStorageVolUpload(vol, st, 0, size, VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM) < 0)
                 return hv_virt_fail("cannot upload into volume '%s'", vol_name);
-        HvUpload u = { .st = st, .vol_name = vol_name, .left = size };
+        HvUpload u = { .st = st, .fd = -1, .vol_name = vol_name, .left = size };
         int r = source(&u, userdata);
         if (r >= 0 && u.left)
                 r = hv_upload_hole(&u, u.left);
@@ -439,8 +459,70 @@ static int upload_fill(HvConn *c, virStorageVolPtr vol, const char *vol_name, ui
         return 0;
 }
 
-int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, uint64_t size, bool content,
-                            HvUploadSource source, void *userdata, char **ret_path) {
+/* Sends BUF (LEN bytes) over the connection to the start of VOL. */
+static int upload_bytes(HvConn *c, virStorageVolPtr vol, const void *buf, size_t len) {
+        _cleanup_stream_ virStreamPtr st = virStreamNew(hv_conn_virt(c), 0);
+        if (!st || virStorageVolUpload(vol, st, 0, len, 0) < 0)
+                return -EIO;
+        for (size_t off = 0; off < len;) {
+                int k = virStreamSend(st, (const char *) buf + off, len - off);
+                if (k < 0) {
+                        virStreamAbort(st);
+                        return -EIO;
+                }
+                off += (size_t) k;
+        }
+        return virStreamFinish(st) < 0 ? -EIO : 0;
+}
+
+/* The file of new volume VOL (SIZE bytes, all zeros) opened for writing
+ * here, when its path on the host is the same file in armadad's own file
+ * system (the host is this machine, or the pool is on storage mounted at
+ * the same path on both): a random marker is sent to the volume over the
+ * connection and must read back from the local path. Nothing local is
+ * written before the marker proves the file is the volume. The marker is
+ * zeroed again. An fd, or -1 (use the stream). */
+#define DIRECT_MARK 64
+static int upload_direct_open(HvConn *c, virStorageVolPtr vol, const char *path, uint64_t size) {
+        uint8_t mark[DIRECT_MARK], got[DIRECT_MARK];
+        if (size < DIRECT_MARK || !path || path[0] != '/')
+                return -1;
+        _cleanup_close_ int probe = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        struct stat sb;
+        if (probe < 0 || fstat(probe, &sb) < 0 || !S_ISREG(sb.st_mode) || (uint64_t) sb.st_size != size)
+                return -1;
+        _cleanup_close_ int rnd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (rnd < 0 || read(rnd, mark, sizeof mark) != (ssize_t) sizeof mark)
+                return -1;
+        if (upload_bytes(c, vol, mark, sizeof mark) < 0) {
+                virResetLastError();
+                return -1;
+        }
+        if (pread(probe, got, sizeof got, 0) != (ssize_t) sizeof got || memcmp(mark, got, sizeof mark) != 0)
+                return -1;
+        int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        static const uint8_t zeros[DIRECT_MARK];
+        if (fd >= 0 && pwrite(fd, zeros, sizeof zeros, 0) != (ssize_t) sizeof zeros) {
+                close(fd);
+                return -1;
+        }
+        return fd;
+}
+
+/* Fills VOL from SOURCE through FD (see upload_direct_open()), then makes
+ * it durable (fsync) as libvirt's own upload does at its end. */
+static int upload_direct_fill(int fd, const char *vol_name, uint64_t size, HvUploadSource source, void *userdata) {
+        HvUpload u = { .fd = fd, .vol_name = vol_name, .left = size };
+        int r = source(&u, userdata);
+        if (r >= 0 && fsync(fd) < 0) {
+                r = -errno;
+                hv_set_error("cannot write volume '%s': %s", vol_name, strerror(-r));
+        }
+        return r;
+}
+
+int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, uint64_t size, unsigned flags,
+                            HvUploadSource source, void *userdata, char **ret_path, bool *ret_direct) {
         /* Not an hv_call: the source is the caller's code, so this runs in
          * the caller's thread (what hv_call does with no deadline). */
         HV_LEASE(c);
@@ -454,12 +536,27 @@ int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, u
         _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXML(p, xml, 0);
         if (!vol)
                 return hv_virt_fail("cannot create volume '%s' in storage pool '%s'", vol_name, pool);
-        if (content && (r = upload_fill(c, vol, vol_name, size, source, userdata)) < 0) {
-                char keep[1024];
-                snprintf(keep, sizeof keep, "%s", hv_last_error());
+        _cleanup_free_ char *path = NULL;
+        if ((r = vol_path(vol, vol_name, &path)) < 0) {
                 (void) virStorageVolDelete(vol, 0);
-                hv_set_error("%s", keep);
                 return r;
         }
-        return vol_path(vol, vol_name, ret_path);
+        bool direct = false;
+        if (flags & HV_UPLOAD_CONTENT) {
+                _cleanup_close_ int fd = flags & HV_UPLOAD_DIRECT ? upload_direct_open(c, vol, path, capacity) : -1;
+                direct = fd >= 0;
+                r = direct ? upload_direct_fill(fd, vol_name, size, source, userdata)
+                           : upload_fill(c, vol, vol_name, size, source, userdata);
+                if (r < 0) {
+                        char keep[1024];
+                        snprintf(keep, sizeof keep, "%s", hv_last_error());
+                        (void) virStorageVolDelete(vol, 0);
+                        hv_set_error("%s", keep);
+                        return r;
+                }
+        }
+        if (ret_direct)
+                *ret_direct = direct;
+        *ret_path = steal_ptr(path);
+        return 0;
 }

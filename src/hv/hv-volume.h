@@ -58,11 +58,25 @@ typedef int (*HvUploadSource)(HvUpload *u, void *userdata);
  * content is whatever source writes; a qcow2 image stays one), and fills it
  * from source over one sparse libvirt stream (virStorageVolUpload with
  * VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM): holes stay holes in the volume's
- * file, and every byte sent is written once, on the host. When content is
- * false the volume is only created (drivers without storage data) and source
- * is not called. It runs in the caller's thread without a deadline (source
- * is the caller's code and may take as long as the data does; a dead
- * libvirtd ends the stream through the connection's keepalive). 0 and its
- * path (malloc'd), or negative with no volume left. */
-int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, uint64_t size, bool content,
-                            HvUploadSource source, void *userdata, char **ret_path);
+ * file, and every byte sent is written once, on the host.
+ *
+ * Flags: without HV_UPLOAD_CONTENT the volume is only created (drivers
+ * without storage data) and source is not called. With HV_UPLOAD_DIRECT,
+ * when the volume's path names the same file in armadad's own file system
+ * (checked with a random marker sent over the connection and read back
+ * locally before anything is written there: the host is this machine, or
+ * the pool is on storage mounted at the same path), source's bytes are
+ * written into that file directly (pwrite, holes skipped, fsync at the
+ * end) instead of through libvirtd; else the stream. *ret_direct (may be
+ * NULL) says which.
+ *
+ * It runs in the caller's thread without a deadline (source is the
+ * caller's code and may take as long as the data does; a dead libvirtd
+ * ends the stream through the connection's keepalive). 0 and its path
+ * (malloc'd), or negative with no volume left. */
+enum {
+        HV_UPLOAD_CONTENT = 1 << 0,
+        HV_UPLOAD_DIRECT = 1 << 1,
+};
+int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, uint64_t size, unsigned flags,
+                            HvUploadSource source, void *userdata, char **ret_path, bool *ret_direct);

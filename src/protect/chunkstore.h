@@ -19,7 +19,11 @@
  *                                    digits); the file holds a small header and
  *                                    a zstd frame, or the raw bytes when zstd
  *                                    does not shrink them
- *   DIR/vm/<vm uuid>/<point id>/     one recovery point: its manifest (written
+ *   DIR/vm/<vm uuid>/<point id>/     one recovery point: an index per disk
+ *                                    (whole, or for an incremental point only
+ *                                    the chunks that differ from its base's,
+ *                                    the base named in the manifest) and its
+ *                                    manifest (written
  *                                    last, to a temporary name, fsync'd, then
  *                                    renamed: a point exists only once its
  *                                    manifest does, so a killed backup leaves
@@ -84,6 +88,20 @@ uint32_t chunkstore_chunk_size(const ChunkStore *s);
 /* A chunk size a datastore may have: a power of two in [CHUNK_SIZE_MIN, CHUNK_SIZE]. */
 bool chunk_size_valid(uint64_t size);
 
+/* The part of the byte range [OFF, END) of a disk that lies in one chunk of
+ * S: the chunk's index, OFF's offset within that chunk, and the bytes of the
+ * range it holds (up to END or the chunk's end, whichever comes first). The
+ * chunk arithmetic lives here, so every reader of a point (restore, the
+ * file-level NBD export) cuts a disk exactly as the backup did; walk a range
+ * with `for (o = off; o < end; o += span.len) chunkstore_span(s, o, end, &span);`.
+ * -EINVAL when OFF >= END (*ret untouched). */
+typedef struct ChunkSpan {
+        uint64_t index;  /* the chunk */
+        uint32_t within; /* OFF's offset in it */
+        uint32_t len;    /* bytes of the range in it, > 0 */
+} ChunkSpan;
+int chunkstore_span(const ChunkStore *s, uint64_t off, uint64_t end, ChunkSpan *ret);
+
 /* Stores LEN (≤ the store's chunk size) bytes. *ret_digest gets their SHA-256;
  * *ret_written (may be NULL) the bytes written to disk, 0 when the chunk was
  * already there (its mtime is then refreshed, so a garbage collection running
@@ -104,8 +122,10 @@ int chunk_digest_parse(const char *hex, ChunkDigest *ret);
 
 /* Starts a new point of VM_UUID. With BASE (an earlier point of the same VM),
  * a disk added with the same target and size inherits BASE's chunk list, so an
- * incremental backup sets only the chunks it read again. Nothing is visible
- * until point_commit(). */
+ * incremental backup sets only the chunks it read again, and its index is
+ * stored as the entries that differ from BASE's (see point_commit()). BASE
+ * is read only by point_add_disk() (the commit reads the base again from
+ * the store). Nothing is visible until point_commit(). */
 int point_new(ChunkStore *s, const char *vm_uuid, const char *point_id, const Point *base, Point **ret);
 /* Adds a disk of SIZE bytes; its chunks start as BASE's (see above) or zero. */
 int point_add_disk(Point *p, const char *target, uint64_t size, unsigned *ret_index);
@@ -116,10 +136,21 @@ int point_set_chunk(Point *p, unsigned disk, uint64_t index, const ChunkDigest *
  * the counters of the job that made it...). Takes a reference to VALUE. */
 int point_set_meta(Point *p, const char *key, json_t *value);
 /* Writes the manifest atomically; after it the point is listed. Checks first
- * that every chunk it names is in the store (-EBADMSG otherwise). */
+ * that every chunk it names is in the store (-EBADMSG otherwise). A disk
+ * inherited from the base is stored as a delta index (only the chunks that
+ * differ from the base's) when that is less than half its whole index, the
+ * base is still in the store and its chain of deltas is under 32 deep; the
+ * manifest then names the base ("base"). Otherwise the index is whole. */
 int point_commit(Point *p);
 
+/* Opens a committed point with every disk's whole chunk list, resolved
+ * through its chain of bases (each delta applied onto the list below it):
+ * -ENOENT when it has no manifest, -EBADMSG when it or a base it needs is
+ * malformed or missing. */
 int point_open(ChunkStore *s, const char *vm_uuid, const char *point_id, Point **ret);
+/* The point an opened point's delta indexes apply to, or NULL when its
+ * indexes are whole. */
+const char *point_base(const Point *p);
 /* Whether a committed point of that id exists (its manifest is there). */
 bool point_exists(ChunkStore *s, const char *vm_uuid, const char *point_id);
 Point *point_free(Point *p);
@@ -137,7 +168,11 @@ json_t *point_meta(const Point *p, const char *key); /* borrowed; NULL when abse
 /* Every committed point, of VM_UUID or (NULL) of every VM, oldest first:
  * [{"vm_uuid", "point_id", "disks": [{"target", "size"}], "meta": {...}}]. */
 int point_list(ChunkStore *s, const char *vm_uuid, json_t **ret);
-/* Removes a point's manifest (its chunks go at the next garbage collection). */
+/* Removes a point's manifest (its chunks go at the next garbage collection).
+ * The points whose indexes are deltas against it are rebased first, under
+ * the VM's lock: their indexes are written again against its own base, or
+ * whole (their chunk lists do not change); when that fails nothing is
+ * removed. */
 int point_remove(ChunkStore *s, const char *vm_uuid, const char *point_id);
 
 /* Writes disk DISK of point P as a raw image to FD (from offset 0), leaving

@@ -236,6 +236,9 @@ static int backup_prepare(Backup *b) {
         char host[256] = "";
         (void) hv_uri_host(b->host.uri, host, sizeof host);
         snprintf(b->nbd_addr, sizeof b->nbd_addr, "%s", host[0] ? host : "127.0.0.1");
+        const ProtectSettings *ps = protect_settings();
+        if (ps->backup_tls && (r = protect_backup_tls_check(ps->backup_tls_dir, why, sizeof why)) < 0)
+                return job_fail(ctx, r, "Cannot back up VM '%s' over TLS (armadad --backup-tls): %s.", b->vm.name, why);
         job_progress(ctx, 5, "connected to host '%s'", b->host.name);
         return 0;
 }
@@ -326,7 +329,7 @@ static int backup_begin(Backup *b) {
                 return job_fail(ctx, -EIO, "Cannot draw random bytes for the export name.");
         hex_encode(rnd, sizeof rnd, token);
         HvBackupSpec spec = { .checkpoint = b->checkpoint, .incremental = base_cp[0] ? base_cp : NULL, .nbd_addr = b->nbd_addr,
-                              .export_token = token };
+                              .export_token = token, .tls = protect_settings()->backup_tls };
         _cleanup_free_ char *cxml = hv_checkpoint_xml_build(b->checkpoint, b->disks, b->n_disks);
         /* Application-consistent when the guest agent freezes the file
          * systems around the instant the backup starts; offline when the
@@ -380,8 +383,9 @@ static bool read_progress(uint64_t done, uint64_t total, void *userdata) {
 static int backup_read_disk(Backup *b, size_t i) {
         JobCtx *ctx = b->ctx;
         char why[512] = "";
+        const ProtectSettings *ps = protect_settings();
         ProtectNbdSource src = { .host = b->nbd_addr, .port = b->nbd_port, .export_name = b->disks[i].export_name,
-                                 .bitmap = b->disks[i].bitmap };
+                                 .bitmap = b->disks[i].bitmap, .tls_dir = ps->backup_tls ? ps->backup_tls_dir : NULL };
         ProtectNbd *n = NULL;
         int r = protect_nbd_open(&src, &n, why, sizeof why);
         if (r < 0)

@@ -25,6 +25,20 @@
 static char **backup_roots;
 static size_t n_backup_roots;
 
+static ProtectSettings settings = { .restore_direct = true, .backup_tls_dir = PROTECT_DEFAULT_BACKUP_TLS_DIR };
+
+void protect_configure(const ProtectSettings *s) {
+        static char *dir; /* the copy settings names */
+        char *d = xstrdup(s->backup_tls_dir ? s->backup_tls_dir : PROTECT_DEFAULT_BACKUP_TLS_DIR);
+        settings = *s;
+        free(dir);
+        settings.backup_tls_dir = dir = d;
+}
+
+const ProtectSettings *protect_settings(void) {
+        return &settings;
+}
+
 void protect_add_backup_root(const char *dir) {
         backup_roots = xrealloc(backup_roots, sizeof(char *) * (n_backup_roots + 1));
         backup_roots[n_backup_roots++] = xstrdup(dir);

@@ -13,6 +13,7 @@
 #include "protect-priv.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -47,6 +48,13 @@ int protect_nbd_open(const ProtectNbdSource *src, ProtectNbd **ret, char *why, s
         int r = 0;
         if (nbd_set_export_name(n->h, src->export_name) < 0 || nbd_add_meta_context(n->h, n->context) < 0)
                 r = nbd_errno();
+        /* LIBNBD_TLS_REQUIRE: a server that does not offer TLS fails the
+         * connection; there is no fall back to plain NBD. The peer is
+         * verified against the CA and the host name connected to. */
+        else if (src->tls_dir && (nbd_set_tls(n->h, LIBNBD_TLS_REQUIRE) < 0 ||
+                                  nbd_set_tls_certificates(n->h, src->tls_dir) < 0 ||
+                                  nbd_set_tls_verify_peer(n->h, true) < 0))
+                r = nbd_errno();
         else if (src->socket && src->socket[0] ? nbd_connect_unix(n->h, src->socket) < 0 : ({
                          char port[16];
                          snprintf(port, sizeof port, "%u", src->port);
@@ -54,7 +62,8 @@ int protect_nbd_open(const ProtectNbdSource *src, ProtectNbd **ret, char *why, s
                  }))
                 r = nbd_errno();
         if (r < 0) {
-                snprintf(why, why_size, "cannot read export '%s' over NBD: %s", src->export_name, nbd_get_error());
+                snprintf(why, why_size, "cannot read export '%s' over NBD%s: %s", src->export_name,
+                         src->tls_dir ? " with TLS (armadad --backup-tls)" : "", nbd_get_error());
                 protect_nbd_close(n);
                 return r;
         }
@@ -72,6 +81,19 @@ int protect_nbd_open(const ProtectNbdSource *src, ProtectNbd **ret, char *why, s
         }
         n->size = (uint64_t) size;
         *ret = n;
+        return 0;
+}
+
+int protect_backup_tls_check(const char *dir, char *why, size_t why_size) {
+        static const char *const need[] = { "ca-cert.pem", "client-cert.pem", "client-key.pem" };
+        for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+                _cleanup_free_ char *path = xasprintf("%s/%s", dir, need[i]);
+                if (access(path, R_OK) < 0) {
+                        int e = errno;
+                        snprintf(why, why_size, "'%s' cannot be read: %s", path, strerror(e));
+                        return -e;
+                }
+        }
         return 0;
 }
 

@@ -299,11 +299,12 @@ static int handshake(Conn *k) {
 /* ---- transmission ---- */
 
 /* Chunk index of the point's disk, through the connection's cache: 0 and
- * *ret (NULL for an all-zero chunk), or negative. */
-static int chunk_bytes(Conn *k, uint64_t index, const uint8_t **ret) {
+ * *ret (NULL for an all-zero chunk) and *ret_len, or negative. */
+static int chunk_bytes(Conn *k, uint64_t index, const uint8_t **ret, size_t *ret_len) {
         for (unsigned i = 0; i < NBDSERVE_CACHE; i++)
                 if (k->cached[i] == index + 1) {
                         *ret = k->buf[i];
+                        *ret_len = k->cached_len[i];
                         return 0;
                 }
         ChunkDigest d;
@@ -313,6 +314,7 @@ static int chunk_bytes(Conn *k, uint64_t index, const uint8_t **ret) {
                 return r;
         if (zero) {
                 *ret = NULL;
+                *ret_len = 0;
                 return 0;
         }
         unsigned slot = k->next_slot++ % NBDSERVE_CACHE;
@@ -323,26 +325,29 @@ static int chunk_bytes(Conn *k, uint64_t index, const uint8_t **ret) {
                 return r;
         k->cached[slot] = index + 1;
         *ret = k->buf[slot];
+        *ret_len = k->cached_len[slot];
         return 0;
 }
 
 /* Fills out with len bytes at off (within the export). */
 static int read_range(Conn *k, uint64_t off, uint32_t len, uint8_t *out) {
-        uint64_t cs = chunkstore_chunk_size(k->srv->store); /* the datastore's own: 256 KiB .. 4 MiB */
-        while (len > 0) {
-                uint64_t index = off / cs, within = off % cs;
-                uint32_t n = (uint32_t) (cs - within < len ? cs - within : len);
-                const uint8_t *b = NULL;
-                int r = chunk_bytes(k, index, &b);
+        uint64_t end = off + len;
+        ChunkSpan sp;
+        for (; off < end; off += sp.len, out += sp.len) {
+                int r = chunkstore_span(k->srv->store, off, end, &sp);
                 if (r < 0)
                         return r;
+                const uint8_t *b = NULL;
+                size_t blen = 0;
+                if ((r = chunk_bytes(k, sp.index, &b, &blen)) < 0)
+                        return r;
+                /* A chunk shorter than the span (a damaged store) is EIO, never bytes past it. */
+                if (b && blen < (size_t) sp.within + sp.len)
+                        return -EBADMSG;
                 if (b)
-                        memcpy(out, b + within, n);
+                        memcpy(out, b + sp.within, sp.len);
                 else
-                        memset(out, 0, n);
-                out += n;
-                off += n;
-                len -= n;
+                        memset(out, 0, sp.len);
         }
         return 0;
 }

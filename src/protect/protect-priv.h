@@ -51,7 +51,12 @@ typedef struct ProtectNbdSource {
         const char *socket;       /* non-empty: unix socket instead of tcp */
         const char *export_name;
         const char *bitmap;       /* incremental: the exported dirty bitmap; NULL/"" full */
+        const char *tls_dir;      /* non-NULL: TLS only (never plain), with the client
+                                   * certificates of this directory (ca-cert.pem,
+                                   * client-cert.pem, client-key.pem); the server's
+                                   * certificate must name host */
 } ProtectNbdSource;
+
 
 typedef struct ProtectNbd ProtectNbd;
 /* Connects to an export (asking for the block status context the backup

@@ -49,6 +49,7 @@ typedef struct Restore {
         const char *disk;        /* only this disk of the point; NULL: all */
         char *made[HV_BACKUP_MAX_DISKS];
         const char *targets[HV_BACKUP_MAX_DISKS];
+        bool direct[HV_BACKUP_MAX_DISKS]; /* written into the volume's file here, not over the stream */
         size_t n_made;
         bool defined;
         uint64_t bytes;
@@ -189,11 +190,14 @@ static int feed_sink_hole(void *userdata, uint64_t len) {
 /* The chunks, in order, into the writer. */
 static int feed_chunks(Feed *f) {
         Restore *x = f->x;
-        uint64_t size = point_disk_size(x->point, f->disk), n = point_disk_chunks(x->point, f->disk);
-        uint64_t cs = chunkstore_chunk_size(x->store); /* the datastore's own: 256 KiB .. 4 MiB */
-        for (uint64_t c = 0; c < n; c++) {
-                uint64_t off = c * cs;
-                size_t want = (size_t) (size - off < cs ? size - off : cs);
+        uint64_t size = point_disk_size(x->point, f->disk);
+        ChunkSpan sp;
+        /* Whole chunks in order: each span starts a chunk (within 0). */
+        for (uint64_t off = 0; off < size; off += sp.len) {
+                if (chunkstore_span(x->store, off, size, &sp) < 0)
+                        return -EINVAL;
+                uint64_t c = sp.index;
+                size_t want = sp.len;
                 ChunkDigest d;
                 if (!chunk_zero(f, c, &d)) {
                         unsigned slot = (unsigned) (c % FEED_SLOTS);
@@ -256,13 +260,13 @@ static int feed_disk(HvUpload *u, void *userdata) {
 /* The upper bound of the disk's data clusters: those of its chunks that
  * are not all zeros. */
 static uint64_t disk_data_clusters(const Restore *x, unsigned k) {
-        uint64_t size = point_disk_size(x->point, k), n = point_disk_chunks(x->point, k), total = 0;
-        uint64_t cs = chunkstore_chunk_size(x->store);
-        for (uint64_t c = 0; c < n; c++) {
+        uint64_t size = point_disk_size(x->point, k), total = 0;
+        ChunkSpan sp;
+        for (uint64_t off = 0; off < size && chunkstore_span(x->store, off, size, &sp) == 0; off += sp.len) {
                 ChunkDigest d;
                 bool zero = true;
-                if (point_chunk(x->point, k, c, &d, &zero) == 0 && !zero)
-                        total += qcow2_clusters(size - c * cs < cs ? size - c * cs : cs);
+                if (point_chunk(x->point, k, sp.index, &d, &zero) == 0 && !zero)
+                        total += qcow2_clusters(sp.len);
         }
         return total;
 }
@@ -282,9 +286,12 @@ static int restore_disk(Restore *x, unsigned k) {
                         r = -ENOMEM;
         _cleanup_free_ char *vol_name = xasprintf("%s-%s-%s.qcow2", x->vm.name, target, x->point_id);
         char *path = NULL;
-        bool content = !streq(x->host.domain_type, "test");
+        unsigned flags = (streq(x->host.domain_type, "test") ? 0 : HV_UPLOAD_CONTENT) |
+                         (protect_settings()->restore_direct ? HV_UPLOAD_DIRECT : 0);
+        bool direct = false;
         if (r >= 0)
-                r = hv_volume_upload_stream(c, x->host.pool, vol_name, qcow2_writer_file_size(f.w), content, feed_disk, &f, &path);
+                r = hv_volume_upload_stream(c, x->host.pool, vol_name, qcow2_writer_file_size(f.w), flags, feed_disk, &f,
+                                            &path, &direct);
         for (unsigned i = 0; i < FEED_SLOTS; i++)
                 free(f.buf[i]);
         qcow2_writer_free(f.w);
@@ -296,6 +303,7 @@ static int restore_disk(Restore *x, unsigned k) {
         x->bytes += point_disk_size(x->point, k);
         x->made[x->n_made] = path;
         x->targets[x->n_made] = target;
+        x->direct[x->n_made] = direct;
         x->n_made++;
         StoreDisk sd = { .size_bytes = point_disk_size(x->point, k), .owned = true };
         snprintf(sd.target, sizeof sd.target, "%s", target);
@@ -426,7 +434,8 @@ static int job_vm_restore(JobCtx *ctx, void *userdata) {
                 restore_event(&x, "info", "vm.restored", msg);
                 json_t *disks = json_array();
                 for (size_t i = 0; i < x.n_made; i++)
-                        json_array_append_new(disks, json_pack("{s:s, s:s}", "target", x.targets[i], "path", x.made[i]));
+                        json_array_append_new(disks, json_pack("{s:s, s:s, s:s}", "target", x.targets[i], "path", x.made[i],
+                                                               "written", x.direct[i] ? "direct" : "stream"));
                 ctx->result = json_pack("{s:I, s:s, s:s, s:s, s:b, s:I, s:o}", "vm_id", (json_int_t) x.vm.id, "vm", x.vm.name,
                                         "host", x.host.name, "point_id", x.point_id, "in_place", x.in_place, "bytes",
                                         (json_int_t) x.bytes, "disks", disks);

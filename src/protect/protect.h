@@ -20,6 +20,35 @@
 #include "store/store.h"
 #include "util/util.h"
 
+/* --- Settings (the parsed configuration: call at start-up only) --- */
+
+typedef struct ProtectSettings {
+        /* armadad --restore-direct yes|no (default yes): a restore writes
+         * its qcow2 image straight into the new volume's file when that file
+         * is reachable at the same path here (checked per volume), instead
+         * of through libvirtd's stream. */
+        bool restore_direct;
+        /* armadad --backup-tls yes|no (default no): every pull-mode backup
+         * asks the host's QEMU for an NBD export over TLS (the host's libvirt
+         * needs backup_tls_x509_cert_dir in qemu.conf) and armadad connects
+         * with TLS only, never falling back to plain NBD. */
+        bool backup_tls;
+        /* armadad --backup-tls-dir DIR (default /etc/pki/libvirt-backup):
+         * armadad's client certificates for that (ca-cert.pem,
+         * client-cert.pem, client-key.pem: libnbd's layout). */
+        const char *backup_tls_dir;
+} ProtectSettings;
+#define PROTECT_DEFAULT_BACKUP_TLS_DIR "/etc/pki/libvirt-backup"
+/* Whether DIR holds what armadad's TLS NBD client needs (ca-cert.pem,
+ * client-cert.pem, client-key.pem, readable): 0, or -errno with a sentence
+ * naming the file in why. armadad refuses to start with --backup-tls and a
+ * directory that fails this; a backup checks again before it begins. */
+int protect_backup_tls_check(const char *dir, char *why, size_t why_size);
+/* Replaces the settings (strings copied). */
+void protect_configure(const ProtectSettings *s);
+/* The settings in force (the defaults until protect_configure()). */
+const ProtectSettings *protect_settings(void);
+
 /* --- Datastores --- */
 
 /* Directories under which datastores, archives and imports may live

@@ -15,17 +15,19 @@ from testbed import Testbed, kvm_usable
 
 
 class ArmadaBed:
-    def __init__(self, n_hosts, declare_ms=3000, cluster=True, workers=8, extra_args=()):
+    def __init__(self, n_hosts, declare_ms=3000, cluster=True, workers=8, extra_args=(), host_args=None, bed_args=None):
         self.n = n_hosts
         self.declare_ms = declare_ms
         self.cluster = cluster
         self.workers = workers
         self.extra = list(extra_args)
+        self.host_args = host_args  # (bed, host name) -> extra fields of its POST /hosts
+        self.bed_args = dict(bed_args or {})  # Testbed's keyword arguments (qemu_conf=...)
         self.bed = None
         self.d = None
 
     def __enter__(self):
-        self.bed = Testbed(self.n)
+        self.bed = Testbed(self.n, **self.bed_args)
         self.bed.__enter__()
         try:
             self.d = Armadad(["--ha-declare-ms", str(self.declare_ms), "--workers", str(self.workers)] + self.extra)
@@ -33,7 +35,8 @@ class ArmadaBed:
             self.d.token = self.d.login()
             self.host_id = {}
             for h in self.bed.hosts:
-                host, job = self.d.add_host(h.name, h.uri)
+                kw = self.host_args(self.bed, h.name) if self.host_args else {}
+                host, job = self.d.add_host(h.name, h.uri, **kw)
                 if job["state"] != "succeeded":
                     raise AssertionError(f"adding {h.name} failed: {job}")
                 self.host_id[h.name] = host["id"]

@@ -33,6 +33,38 @@ class TestDaemon(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("unknown setting 'no-such-key'", r.stderr)
 
+    def test_protection_settings(self):
+        """--backup-tls never starts without armadad's NBD client
+        certificates (a backup would otherwise fail, or fall back to plain
+        NBD); yes/no flags say which values they take."""
+        for flag in ("--backup-tls", "--restore-direct"):
+            r = self.run_armadad(flag, "maybe")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn(f"'{flag[2:]}' must be yes or no, not 'maybe'", r.stderr)
+        r = self.run_armadad("--backup-tls-dir", "certs")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("'backup-tls-dir' must be an absolute directory", r.stderr)
+        with tempfile.TemporaryDirectory() as certs:
+            r = self.run_armadad("--backup-tls", "yes", "--backup-tls-dir", os.path.join(certs, "none"))
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("--backup-tls needs armadad's NBD client certificates", r.stderr)
+            self.assertIn("ca-cert.pem", r.stderr)
+            for i, name in enumerate(("ca-cert.pem", "client-cert.pem")):
+                with open(os.path.join(certs, name), "w") as f:
+                    f.write("-----BEGIN CERTIFICATE-----\n")
+                r = self.run_armadad("--backup-tls", "yes", "--backup-tls-dir", certs)
+                self.assertEqual(r.returncode, 2)
+                self.assertIn(("client-cert.pem", "client-key.pem")[i], r.stderr)
+            with open(os.path.join(certs, "client-key.pem"), "w") as f:
+                f.write("-----BEGIN PRIVATE KEY-----\n")
+            # All three there: it starts (and so does the default, off).
+            d = Armadad(["--backup-tls", "yes", "--backup-tls-dir", certs, "--restore-direct", "no"])
+            d.start()
+            try:
+                self.assertEqual(d.stop(), 0)
+            finally:
+                d.cleanup()
+
     def test_config_file_then_flags(self):
         port = free_port()
         with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:

@@ -80,7 +80,7 @@ class Host:
 
 
 class Testbed:
-    def __init__(self, n_hosts, bed_id=None, timeout=90, net=None):
+    def __init__(self, n_hosts, bed_id=None, timeout=90, net=None, qemu_conf=None):
         self.n_hosts = n_hosts
         self.id = bed_id or os.environ.get("ARMADA_TESTBED_ID") or f"p{os.getpid() % 100000}"
         self.state_dir = f"/tmp/armada-testbed-{self.id}"
@@ -95,6 +95,10 @@ class Testbed:
         self.env.pop("ARMADA_TESTBED_NET", None)
         if net:
             self.env["ARMADA_TESTBED_NET"] = net
+        # Lines appended to every host's qemu.conf (e.g. backup TLS).
+        self.env.pop("ARMADA_TESTBED_QEMU_CONF", None)
+        if qemu_conf:
+            self.env["ARMADA_TESTBED_QEMU_CONF"] = qemu_conf
 
     # -- the script --------------------------------------------------------
     def run(self, *args, check=True, timeout=None):

@@ -26,6 +26,8 @@ storage, the datastore a directory of armadad's machine):
   destroys the paused QEMU from its own record; the VM is stopped again;
 - a VM backed up to two datastores alternately (one of 1 MiB chunks) is
   incremental in each after its first: one checkpoint chain per datastore.
+- an incremental point stores only the index entries that changed since
+  its base; pruning its bases makes it whole, and it restores exactly.
 """
 import calendar
 import hashlib
@@ -523,6 +525,56 @@ class TestBackupKvm(unittest.TestCase):
         self.assertLessEqual(len(pts), 2, pts)
         self.assertEqual(pts[0]["point_id"], newest["result"]["point_id"])
         self.assertFalse(os.path.exists(os.path.join(self.ds, "vm", vm["uuid"], first[0]["result"]["point_id"], "manifest.json")))
+
+    def manifest(self, vm, point_id):
+        import json
+        with open(os.path.join(self.ds, "vm", vm["uuid"], point_id, "manifest.json")) as f:
+            return json.load(f)
+
+    def test_prune_the_bases_then_restore_the_incremental(self):
+        """An incremental point stores only the index entries that changed
+        since its base; pruning its bases leaves it whole and restorable to
+        exactly its moment's data."""
+        ab, d = self.ab, self.ab.d
+        w1 = [(0x61, 0, 8)]
+        vm = self.guest("bk12", w1)
+        full = self.backup(vm["id"])
+        self.assertTrue(full["full"], full)
+        self.qemu_write("h1", "bk12", 0x62, 20, 4)
+        time.sleep(1.1)
+        inc1 = self.backup(vm["id"])
+        self.qemu_write("h1", "bk12", 0x63, 44, 4)
+        time.sleep(1.1)
+        inc2 = self.backup(vm["id"])
+        self.assertFalse(inc1["full"] or inc2["full"], (inc1, inc2))
+        w3 = w1 + [(0x62, 20, 4), (0x63, 44, 4)]
+        # Each incremental names its base and stores one entry (40 bytes
+        # and a 32-byte header) where a whole index is 24 + 16 x 32 bytes.
+        m1, m2 = self.manifest(vm, inc1["point_id"]), self.manifest(vm, inc2["point_id"])
+        self.assertEqual(m1.get("base"), full["point_id"], m1)
+        self.assertEqual(m2.get("base"), inc1["point_id"], m2)
+        idx = os.path.join(self.ds, "vm", vm["uuid"], inc2["point_id"], m2["disks"][0]["index"])
+        self.assertEqual(os.path.getsize(idx), 32 + 40)
+
+        r = d.ok("POST", f"/api/v1/datastores/{self.ds_id()}/actions/prune", {"vm": "bk12", "keep_last": 1})
+        j = d.wait_job(r["job"]["id"], timeout=120)
+        self.assertEqual(j["state"], "succeeded", j)
+        self.assertEqual(sorted(x["point_id"] for x in j["result"]["removed"]),
+                         sorted([full["point_id"], inc1["point_id"]]), j["result"])
+        m2 = self.manifest(vm, inc2["point_id"])
+        self.assertNotIn("base", m2)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.ds, "vm", vm["uuid"]))), [inc2["point_id"]])
+        r = d.ok("POST", f"/api/v1/datastores/{self.ds_id()}/actions/gc")
+        self.assertEqual(d.wait_job(r["job"]["id"], timeout=120)["state"], "succeeded")
+        r = d.ok("POST", f"/api/v1/datastores/{self.ds_id()}/actions/verify")
+        v = d.wait_job(r["job"]["id"], timeout=120)
+        self.assertEqual(v["result"]["bad_points"], [], v["result"])
+
+        rs = self.restore("bk12", inc2["point_id"], "bk12-r")
+        self.assertEqual(self.disk_sha(rs["host"], rs["disks"][0]["path"]), image(w3))
+
+    def ds_id(self):
+        return next(x["id"] for x in self.ab.d.ok("GET", "/api/v1/datastores")["items"] if x["name"] == "ds1")
 
     def test_policy_points_on_their_slots(self):
         """A policy's points start on its slots (multiples of the interval,

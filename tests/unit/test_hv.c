@@ -1123,6 +1123,15 @@ static void test_backup_xml(void **state) {
         assert_non_null(strstr(y, "<incremental>armada-20261130T000000Z</incremental>"));
         assert_non_null(strstr(y, "exportbitmap=\"abc123-vda-dirty\""));
         assert_string_equal(d[0].bitmap, "abc123-vda-dirty");
+        assert_null(strstr(y, "tls="));
+
+        /* armadad --backup-tls: the NBD server is asked for TLS only. */
+        HvBackupSpec tls = inc;
+        tls.tls = true;
+        _cleanup_free_ char *t = hv_backup_xml_build(&tls, d, n);
+        assert_non_null(strstr(t, "<server transport=\"tcp\" name=\"10.0.0.2\" tls=\"yes\" port=\"10900\"/>"));
+        assert_int_equal(hv_backup_xml_port(t, &port), 0);
+        assert_int_equal(port, 10900);
 
         _cleanup_free_ char *cp = hv_checkpoint_xml_build("armada-x<y", d, n);
         assert_non_null(strstr(cp, "<name>armada-x&lt;y</name>"));

@@ -273,6 +273,267 @@ static void make_point(ChunkStore *s, const char *vm, const char *id, const Poin
         point_free(p);
 }
 
+/* ---- delta indexes (an incremental point stores what changed since its base) ---- */
+
+static json_t *load_manifest(ChunkStore *s, const char *vm, const char *id) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/vm/%s/%s/manifest.json", chunkstore_dir(s), vm, id);
+        json_t *m = json_load_file(path, 0, NULL);
+        assert_non_null(m);
+        return m;
+}
+
+/* The bytes of the index files of a point (what a point costs besides its manifest). */
+static uint64_t index_bytes(ChunkStore *s, const char *vm, const char *id) {
+        json_t *m = load_manifest(s, vm, id);
+        uint64_t total = 0;
+        size_t i;
+        json_t *jd;
+        json_array_foreach(json_object_get(m, "disks"), i, jd) {
+                char path[1024];
+                struct stat st;
+                snprintf(path, sizeof path, "%s/vm/%s/%s/%s", chunkstore_dir(s), vm, id,
+                         json_string_value(json_object_get(jd, "index")));
+                assert_int_equal(stat(path, &st), 0);
+                total += (uint64_t) st.st_size;
+        }
+        json_decref(m);
+        return total;
+}
+
+static const char *manifest_base(ChunkStore *s, const char *vm, const char *id, char *out, size_t n) {
+        json_t *m = load_manifest(s, vm, id);
+        const char *b = json_string_value(json_object_get(m, "base"));
+        snprintf(out, n, "%s", b ? b : "");
+        json_decref(m);
+        return out;
+}
+
+/* The point opens to exactly IMG's chunks. */
+static void assert_point_is(ChunkStore *s, const char *id, const uint8_t *img, uint64_t len) {
+        Point *p = NULL;
+        assert_int_equal(point_open(s, VM, id, &p), 0);
+        uint64_t cs = chunkstore_chunk_size(s);
+        assert_int_equal(point_disk_size(p, 0), len);
+        uint8_t *buf = malloc(CHUNK_SIZE);
+        for (uint64_t c = 0; c < point_disk_chunks(p, 0); c++) {
+                size_t want = (size_t) (len - c * cs < cs ? len - c * cs : cs), got = 0;
+                ChunkDigest d;
+                bool zero;
+                assert_int_equal(point_chunk(p, 0, c, &d, &zero), 0);
+                if (zero) {
+                        assert_true(chunk_is_zero(img + c * cs, want));
+                        continue;
+                }
+                assert_int_equal(chunkstore_get(s, &d, buf, CHUNK_SIZE, &got), 0);
+                assert_int_equal(got, want);
+                assert_memory_equal(buf, img + c * cs, want);
+        }
+        free(buf);
+        point_free(p);
+}
+
+/* An incremental point FROM BASE_ID: IMG changed at the chunks of CHANGED (n). */
+static void make_incremental(ChunkStore *s, const char *id, const char *base_id, const uint8_t *img, uint64_t len,
+                             const uint64_t *changed, size_t n) {
+        uint64_t chunks = (len + chunkstore_chunk_size(s) - 1) / chunkstore_chunk_size(s);
+        bool *only = calloc(chunks, 1);
+        for (size_t i = 0; i < n; i++)
+                only[changed[i]] = true;
+        Point *base = NULL;
+        assert_int_equal(point_open(s, VM, base_id, &base), 0);
+        make_point(s, VM, id, base, img, len, only);
+        point_free(base);
+        free(only);
+}
+
+static void test_delta_index(void **state) {
+        char path[512], b[200];
+        snprintf(path, sizeof path, "%s/delta", dir);
+        ChunkStore *s = NULL;
+        assert_int_equal(chunkstore_open_sized(path, true, CHUNK_SIZE_MIN, &s), 0);
+        const uint64_t cs = CHUNK_SIZE_MIN, n = 64, len = n * cs - 1000;
+        uint8_t *img = malloc(len);
+        for (uint64_t c = 0; c < n; c++)
+                fill(img + c * cs, (size_t) (len - c * cs < cs ? len - c * cs : cs), 100 + (uint32_t) c);
+        memset(img + 5 * cs, 0, cs); /* a zero chunk */
+        make_point(s, VM, "20260101T000000Z", NULL, img, len, NULL);
+        uint64_t whole = index_bytes(s, VM, "20260101T000000Z");
+        assert_int_equal(whole, 24 + n * 32);
+        assert_string_equal(manifest_base(s, VM, "20260101T000000Z", b, sizeof b), "");
+
+        /* Three chunks change (one to zeros, the zero one to data): the
+         * index holds three entries and names its base. */
+        uint8_t *img1 = malloc(len), *img2 = malloc(len);
+        memcpy(img1, img, len);
+        fill(img1 + 7 * cs, cs, 200);
+        memset(img1 + 9 * cs, 0, cs);
+        fill(img1 + 5 * cs, cs, 201);
+        const uint64_t ch1[] = { 5, 7, 9 };
+        make_incremental(s, "20260101T001500Z", "20260101T000000Z", img1, len, ch1, 3);
+        assert_int_equal(index_bytes(s, VM, "20260101T001500Z"), 32 + 3 * 40);
+        assert_string_equal(manifest_base(s, VM, "20260101T001500Z", b, sizeof b), "20260101T000000Z");
+        json_t *m = load_manifest(s, VM, "20260101T001500Z");
+        assert_true(json_is_true(json_object_get(json_array_get(json_object_get(m, "disks"), 0), "delta")));
+        json_decref(m);
+        assert_point_is(s, "20260101T001500Z", img1, len);
+        Point *p = NULL;
+        assert_int_equal(point_open(s, VM, "20260101T001500Z", &p), 0);
+        assert_string_equal(point_base(p), "20260101T000000Z");
+        point_free(p);
+
+        /* A chunk read again with the same bytes is no entry. */
+        memcpy(img2, img1, len);
+        fill(img2 + 7 * cs, cs, 202);
+        fill(img2 + 63 * cs, (size_t) (len - 63 * cs), 203); /* the short last chunk */
+        const uint64_t ch2[] = { 7, 20, 63 };
+        make_incremental(s, "20260101T003000Z", "20260101T001500Z", img2, len, ch2, 3);
+        assert_int_equal(index_bytes(s, VM, "20260101T003000Z"), 32 + 2 * 40);
+        assert_point_is(s, "20260101T003000Z", img2, len);
+
+        /* Verify and GC see through the chain. */
+        json_t *v = NULL;
+        assert_int_equal(chunkstore_verify(s, NULL, NULL, &v), 0);
+        assert_int_equal(json_array_size(json_object_get(v, "bad_points")), 0);
+        assert_int_equal(json_integer_value(json_object_get(v, "points")), 3);
+        json_decref(v);
+        ChunkStoreGc g;
+        assert_int_equal(chunkstore_gc(s, time(NULL) + 3600, &g), 0);
+        assert_int_equal(g.chunks_removed, 0);
+
+        /* Removing the middle point rebases the newest onto the oldest: its
+         * index becomes the union of both deltas, its chunks stay. */
+        assert_int_equal(point_remove(s, VM, "20260101T001500Z"), 0);
+        assert_string_equal(manifest_base(s, VM, "20260101T003000Z", b, sizeof b), "20260101T000000Z");
+        assert_int_equal(index_bytes(s, VM, "20260101T003000Z"), 32 + 4 * 40); /* 5, 7, 9 and 63 (20 is as it was) */
+        assert_point_is(s, "20260101T003000Z", img2, len);
+        /* The old index file is gone; only the manifest's remain. */
+        char f[1024];
+        snprintf(f, sizeof f, "%s/vm/%s/20260101T003000Z/disk-0.idx", chunkstore_dir(s), VM);
+        assert_int_equal(access(f, F_OK), -1);
+
+        /* Removing the whole point (the prune of a base a kept point needs)
+         * leaves the kept point whole, and exact. */
+        assert_int_equal(point_remove(s, VM, "20260101T000000Z"), 0);
+        assert_string_equal(manifest_base(s, VM, "20260101T003000Z", b, sizeof b), "");
+        assert_int_equal(index_bytes(s, VM, "20260101T003000Z"), whole);
+        assert_point_is(s, "20260101T003000Z", img2, len);
+        assert_int_equal(chunkstore_gc(s, time(NULL) + 3600, &g), 0);
+        assert_true(g.chunks_removed > 0);
+        assert_point_is(s, "20260101T003000Z", img2, len);
+        assert_int_equal(chunkstore_verify(s, NULL, NULL, &v), 0);
+        assert_int_equal(json_array_size(json_object_get(v, "bad_points")), 0);
+        json_decref(v);
+
+        /* A point whose base vanished behind the store's back cannot be
+         * opened, and verify names it. */
+        const uint64_t ch3[] = { 1 };
+        fill(img2 + cs, cs, 204);
+        make_incremental(s, "20260101T004500Z", "20260101T003000Z", img2, len, ch3, 1);
+        snprintf(f, sizeof f, "%s/vm/%s/20260101T003000Z/manifest.json", chunkstore_dir(s), VM);
+        char hidden[1100];
+        snprintf(hidden, sizeof hidden, "%s.hidden", f);
+        assert_int_equal(rename(f, hidden), 0);
+        assert_int_equal(point_open(s, VM, "20260101T004500Z", &p), -EBADMSG);
+        assert_int_equal(chunkstore_verify(s, NULL, NULL, &v), 0);
+        json_t *bad = json_array_get(json_object_get(v, "bad_points"), 0);
+        assert_non_null(bad);
+        assert_string_equal(json_string_value(json_object_get(bad, "point_id")), "20260101T004500Z");
+        json_decref(v);
+        assert_true(chunkstore_gc(s, time(NULL) + 3600, &g) < 0); /* never collects under an unreadable point */
+        assert_int_equal(rename(hidden, f), 0);
+        assert_point_is(s, "20260101T004500Z", img2, len);
+
+        /* Most of the disk changed: a delta would be larger than half the
+         * whole index, so the index is whole. */
+        uint64_t all[64];
+        for (uint64_t c = 0; c < n; c++) {
+                all[c] = c;
+                fill(img2 + c * cs, (size_t) (len - c * cs < cs ? len - c * cs : cs), 300 + (uint32_t) c);
+        }
+        make_incremental(s, "20260101T010000Z", "20260101T004500Z", img2, len, all, n);
+        assert_string_equal(manifest_base(s, VM, "20260101T010000Z", b, sizeof b), "");
+        assert_point_is(s, "20260101T010000Z", img2, len);
+
+        /* A chain stops at POINT_DEPTH_MAX (32) deltas: the next is whole. */
+        char prev[32] = "20260101T010000Z", id[32];
+        unsigned whole_at = 0;
+        for (unsigned i = 1; i <= 34; i++) {
+                snprintf(id, sizeof id, "20260102T%02u%02u00Z", i / 60, i % 60);
+                const uint64_t one[] = { i % n };
+                fill(img2 + (i % n) * cs, cs, 400 + i);
+                make_incremental(s, id, prev, img2, len, one, 1);
+                if (!*manifest_base(s, VM, id, b, sizeof b) && !whole_at)
+                        whole_at = i;
+                snprintf(prev, sizeof prev, "%s", id);
+        }
+        assert_int_equal(whole_at, 33);
+        assert_point_is(s, id, img2, len);
+
+        free(img);
+        free(img1);
+        free(img2);
+        chunkstore_free(s);
+}
+
+/* Copies (archive, import, replication) store deltas too, against the
+ * newest point of the VM already in the target, and restore the same. */
+static void test_delta_copy_and_import(void **state) {
+        char path[512];
+        ChunkStore *s = NULL, *dst = NULL, *rep = NULL;
+        snprintf(path, sizeof path, "%s/dsrc", dir);
+        assert_int_equal(chunkstore_open_sized(path, true, CHUNK_SIZE_MIN, &s), 0);
+        snprintf(path, sizeof path, "%s/ddst", dir);
+        assert_int_equal(chunkstore_open_sized(path, true, CHUNK_SIZE_MIN, &dst), 0);
+        snprintf(path, sizeof path, "%s/drep", dir);
+        assert_int_equal(chunkstore_open_sized(path, true, CHUNK_SIZE_MIN, &rep), 0);
+        const uint64_t cs = CHUNK_SIZE_MIN, n = 32, len = n * cs;
+        uint8_t *img = malloc(len), *img1 = malloc(len);
+        fill(img, len, 500);
+        make_point(s, VM, "20260101T000000Z", NULL, img, len, NULL);
+        memcpy(img1, img, len);
+        fill(img1 + 3 * cs, cs, 501);
+        const uint64_t ch[] = { 3 };
+        make_incremental(s, "20260101T001500Z", "20260101T000000Z", img1, len, ch, 1);
+
+        json_t *pts = json_pack("[{s:s, s:s}, {s:s, s:s}]", "vm_uuid", VM, "point_id", "20260101T000000Z", "vm_uuid",
+                                VM, "point_id", "20260101T001500Z");
+        assert_int_equal(chunkstore_copy_points(s, dst, pts, NULL, NULL, NULL, NULL), 0);
+        json_decref(pts);
+        char b[200];
+        assert_string_equal(manifest_base(dst, VM, "20260101T001500Z", b, sizeof b), "20260101T000000Z");
+        assert_int_equal(index_bytes(dst, VM, "20260101T001500Z"), 32 + 40);
+        assert_point_is(dst, "20260101T001500Z", img1, len);
+
+        /* Replication: export / import, oldest first. */
+        const char *ids[] = { "20260101T000000Z", "20260101T001500Z" };
+        for (int i = 0; i < 2; i++) {
+                Point *p = NULL;
+                json_t *m = NULL;
+                assert_int_equal(point_open(s, VM, ids[i], &p), 0);
+                for (uint64_t c = 0; c < point_disk_chunks(p, 0); c++) {   /* the chunks go first */
+                        ChunkDigest d;
+                        uint8_t *raw = NULL;
+                        size_t rl = 0;
+                        assert_int_equal(point_chunk(p, 0, c, &d, NULL), 0);
+                        assert_int_equal(chunkstore_read_raw(s, &d, &raw, &rl), 0);
+                        assert_int_equal(chunkstore_put_raw(rep, &d, raw, rl, NULL), 0);
+                        free(raw);
+                }
+                assert_int_equal(point_export(p, &m), 0);
+                assert_int_equal(point_import(rep, m), 0);
+                json_decref(m);
+                point_free(p);
+        }
+        assert_string_equal(manifest_base(rep, VM, "20260101T001500Z", b, sizeof b), "20260101T000000Z");
+        assert_point_is(rep, "20260101T001500Z", img1, len);
+        free(img);
+        free(img1);
+        chunkstore_free(s);
+        chunkstore_free(dst);
+        chunkstore_free(rep);
+}
+
 static void test_point_roundtrip_and_base(void **state) {
         ChunkStore *s = open_store("pt");
         uint64_t len = 3ull * CHUNK_SIZE + 12345;
@@ -1357,24 +1618,30 @@ static void test_path_check(void **state) {
  * libnbd: handshake and block sizes, reads inside one chunk and across
  * chunk boundaries, an all-zero chunk, the short last chunk, a read past
  * the end (EINVAL), an unknown export, and a chunk corrupted on disk (EIO). */
-static void test_nbdserve(void **state) {
-        ChunkStore *s = open_store("nbdserve");
-        uint64_t len = 3ull * CHUNK_SIZE + 6000;
+/* The file-level export at chunk size CS: reads that straddle chunks
+ * (through chunkstore_span()) give the image's bytes. */
+static void nbdserve_at(uint32_t cs, const char *sub) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, sub);
+        ChunkStore *s = NULL;
+        assert_int_equal(chunkstore_open_sized(path, true, cs, &s), 0);
+        const uint64_t CS = cs;
+        uint64_t len = 3ull * CS + 6000;
         uint8_t *img = calloc(1, len);
-        fill(img, CHUNK_SIZE, 40);                            /* 0 data, 1 zero */
-        fill(img + 2 * CHUNK_SIZE, CHUNK_SIZE + 6000, 41);    /* 2 data, 3 short */
+        fill(img, CS, 40);                            /* 0 data, 1 zero */
+        fill(img + 2 * CS, CS + 6000, 41);    /* 2 data, 3 short */
         Point *p = NULL;
         unsigned k;
         assert_int_equal(point_new(s, VM, "20260102T000000Z", NULL, &p), 0);
         assert_int_equal(point_add_disk(p, "vdb", len, &k), 0);
         ChunkDigest dg[4];
         for (uint64_t c = 0; c < 4; c++) {
-                size_t n = (size_t) (len - c * CHUNK_SIZE < CHUNK_SIZE ? len - c * CHUNK_SIZE : CHUNK_SIZE);
+                size_t n = (size_t) (len - c * CS < CS ? len - c * CS : CS);
                 if (c == 1) {
                         assert_int_equal(point_set_chunk(p, k, c, NULL), 0);
                         continue;
                 }
-                assert_int_equal(chunkstore_put(s, img + c * CHUNK_SIZE, n, &dg[c], NULL), 0);
+                assert_int_equal(chunkstore_put(s, img + c * CS, n, &dg[c], NULL), 0);
                 assert_int_equal(point_set_chunk(p, k, c, &dg[c]), 0);
         }
         assert_int_equal(point_commit(p), 0);
@@ -1405,14 +1672,14 @@ static void test_nbdserve(void **state) {
         assert_int_equal(nbd_is_read_only(h), 1);
         assert_int_equal(nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM), NBDSERVE_MAX_READ);
         assert_int_equal(nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM), 1);
-        uint8_t *buf = malloc(2 * CHUNK_SIZE + 1000);
-        static const struct { uint64_t off; size_t n; } reads[] = {
+        uint8_t *buf = malloc(2 * CS + 1000);
+        const struct { uint64_t off; size_t n; } reads[] = {
                 { 0, 512 },                                   /* inside chunk 0 */
-                { CHUNK_SIZE - 100, 300 },                    /* 0 into the zero chunk 1 */
-                { CHUNK_SIZE + 5, 4096 },                     /* the zero chunk only */
-                { CHUNK_SIZE - 7, CHUNK_SIZE + 20 },          /* 0, all of 1, into 2 */
-                { 2 * CHUNK_SIZE - 1, CHUNK_SIZE + 2 },       /* 1, 2, into the short 3 */
-                { 3 * CHUNK_SIZE + 1000, 5000 },              /* the end of the short chunk */
+                { CS - 100, 300 },                    /* 0 into the zero chunk 1 */
+                { CS + 5, 4096 },                     /* the zero chunk only */
+                { CS - 7, CS + 20 },          /* 0, all of 1, into 2 */
+                { 2 * CS - 1, CS + 2 },       /* 1, 2, into the short 3 */
+                { 3 * CS + 1000, 5000 },              /* the end of the short chunk */
         };
         for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
                 memset(buf, 0xee, reads[i].n);
@@ -1438,7 +1705,7 @@ static void test_nbdserve(void **state) {
         struct nbd_handle *h2 = nbd_create();   /* a connection of its own: nothing cached */
         assert_non_null(h2);
         assert_int_equal(nbd_connect_unix(h2, protect_nbdserve_socket(srv)), 0);   /* "": the default export */
-        assert_true(nbd_pread(h2, buf, 512, 2 * CHUNK_SIZE + 4096, 0) < 0);
+        assert_true(nbd_pread(h2, buf, 512, 2 * CS + 4096, 0) < 0);
         assert_int_equal(nbd_get_errno(), EIO);
         assert_int_equal(nbd_pread(h2, buf, 512, 0, 0), 0);   /* the connection lives on */
         assert_memory_equal(buf, img, 512);
@@ -1452,6 +1719,67 @@ static void test_nbdserve(void **state) {
         free(img);
         point_free(p);
         chunkstore_free(s);
+}
+
+static void test_nbdserve(void **state) {
+        nbdserve_at(CHUNK_SIZE, "nbdserve");
+}
+
+static void test_nbdserve_small_chunks(void **state) {
+        nbdserve_at(CHUNK_SIZE_MIN, "nbdserve-256k");
+}
+
+/* chunkstore_span(): the one place a byte range is cut into chunks. */
+static void span_case(const ChunkStore *s, uint64_t off, uint64_t end, const ChunkSpan *want, size_t n) {
+        size_t i = 0;
+        ChunkSpan sp;
+        for (uint64_t o = off; o < end; o += sp.len, i++) {
+                assert_int_equal(chunkstore_span(s, o, end, &sp), 0);
+                assert_true(i < n);
+                assert_int_equal(sp.index, want[i].index);
+                assert_int_equal(sp.within, want[i].within);
+                assert_int_equal(sp.len, want[i].len);
+                /* The span is where the walk is, and never leaves its chunk. */
+                assert_int_equal(sp.index * chunkstore_chunk_size(s) + sp.within, o);
+                assert_true((uint64_t) sp.within + sp.len <= chunkstore_chunk_size(s));
+        }
+        assert_int_equal(i, n);
+}
+
+static void test_chunk_span(void **state) {
+        static const uint32_t sizes[] = { 256u << 10, 4u << 20 };
+        for (size_t z = 0; z < 2; z++) {
+                const uint32_t cs = sizes[z];
+                char path[512];
+                snprintf(path, sizeof path, "%s/span-%u", dir, cs);
+                ChunkStore *s = NULL;
+                assert_int_equal(chunkstore_open_sized(path, true, cs, &s), 0);
+                assert_int_equal(chunkstore_chunk_size(s), cs);
+                /* A whole disk of 3.5 chunks: whole chunks, then the short tail. */
+                const ChunkSpan disk[] = { { 0, 0, cs }, { 1, 0, cs }, { 2, 0, cs }, { 3, 0, cs / 2 } };
+                span_case(s, 0, 3ull * cs + cs / 2, disk, 4);
+                /* Straddling one boundary. */
+                const ChunkSpan two[] = { { 0, cs - 100, 100 }, { 1, 0, 200 } };
+                span_case(s, cs - 100, cs + 200, two, 2);
+                /* One byte either side of a whole chunk. */
+                const ChunkSpan three[] = { { 0, cs - 1, 1 }, { 1, 0, cs }, { 2, 0, 1 } };
+                span_case(s, cs - 1, 2ull * cs + 1, three, 3);
+                /* Inside one chunk, and ending exactly on a boundary. */
+                const ChunkSpan inside[] = { { 1, 10, 10 } };
+                span_case(s, cs + 10, cs + 20, inside, 1);
+                const ChunkSpan to_edge[] = { { 2, cs - 4096, 4096 } };
+                span_case(s, 3ull * cs - 4096, 3ull * cs, to_edge, 1);
+                /* Far into a large disk (1 TiB): no 32-bit overflow. */
+                const uint64_t far = (1ull << 40) - 7;
+                const ChunkSpan big[] = { { far / cs, (uint32_t) (far % cs), 7 } };
+                span_case(s, far, 1ull << 40, big, 1);
+                /* An empty or reversed range is refused and leaves *ret alone. */
+                ChunkSpan sp = { 42, 42, 42 };
+                assert_int_equal(chunkstore_span(s, cs, cs, &sp), -EINVAL);
+                assert_int_equal(chunkstore_span(s, cs + 1, cs, &sp), -EINVAL);
+                assert_int_equal(sp.index, 42);
+                chunkstore_free(s);
+        }
 }
 
 /* File-level restore paths: normalised lexically, never above the root. */
@@ -1530,6 +1858,8 @@ int main(void) {
                 cmocka_unit_test(test_concurrent_put),
                 cmocka_unit_test(test_zero_not_stored),
                 cmocka_unit_test(test_point_roundtrip_and_base),
+                cmocka_unit_test(test_delta_index),
+                cmocka_unit_test(test_delta_copy_and_import),
                 cmocka_unit_test(test_bad_arguments),
                 cmocka_unit_test(test_commit_atomic),
                 cmocka_unit_test(test_corrupt_chunk),
@@ -1541,6 +1871,8 @@ int main(void) {
                 cmocka_unit_test(test_path_check),
                 cmocka_unit_test(test_nbd_copy),
                 cmocka_unit_test(test_nbdserve),
+                cmocka_unit_test(test_nbdserve_small_chunks),
+                cmocka_unit_test(test_chunk_span),
                 cmocka_unit_test(test_files_path_normalize),
                 cmocka_unit_test(test_qcow2_writer),
                 cmocka_unit_test(test_policy_due),

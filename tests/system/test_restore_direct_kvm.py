@@ -1,0 +1,161 @@
+"""System test of a restore written directly by armadad (armadad
+--restore-direct yes, the default) on real QEMU: host h1's storage pool is
+on the test bed's shared storage, which armadad reaches at the same path,
+so a restore writes the new volume's file itself instead of sending it over
+libvirt's stream; host h2's pool is in its private /var/lib/libvirt, so a
+restore there takes the stream.
+
+- a point restored to h1 is written `direct`, to h2 `stream`, and both
+  volumes hold exactly the guest's data (a clean qcow2);
+- a restore to h1 that meets a corrupt chunk fails naming it and leaves no
+  volume behind, as the stream does.
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest"))
+
+from armada_bed import ArmadaBed  # noqa: E402
+from armada_harness import wait_until  # noqa: E402
+from testbed import skip_reason  # noqa: E402
+
+MIB = 1 << 20
+DISK_MIB = 32
+
+
+class TestRestoreDirectKvm(unittest.TestCase):
+    ab = None
+
+    @classmethod
+    def setUpClass(cls):
+        why = skip_reason()
+        if why:
+            raise unittest.SkipTest(why)
+        from guest import GuestUnavailable, build_disk_guest
+        try:
+            cls.kernel, cls.initrd = build_disk_guest()
+        except GuestUnavailable as e:
+            raise unittest.SkipTest(f"no disk guest: {e}")
+        cls.root = tempfile.mkdtemp(prefix="armada-restore-direct-")
+        try:
+            cls.ab = ArmadaBed(2, cluster=False, extra_args=["--backup-root", cls.root],
+                               host_args=lambda bed, h: {"pool": "shared1", "pool_path":
+                                                         os.path.join(bed.shared_dir, "pool-h1")} if h == "h1" else {}
+                               ).__enter__()
+            cls.ds = os.path.join(cls.root, "ds1")
+            r = cls.ab.d.ok("POST", "/api/v1/datastores", {"name": "ds1", "path": cls.ds, "chunk_size": 4 * MIB})
+            assert cls.ab.d.wait_job(r["job"]["id"])["state"] == "succeeded"
+        except BaseException:
+            if cls.ab:
+                cls.ab.__exit__(None, None, None)
+            shutil.rmtree(cls.root, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.ab:
+            cls.ab.__exit__(None, None, None)
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def guest(self, name, writes):
+        from guest import disk_guest_xml
+        ab = self.ab
+        work = os.path.join(ab.bed.shared_dir, "direct")
+        os.makedirs(work, exist_ok=True)
+        disk = os.path.join(work, f"{name}.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, f"{DISK_MIB}M"], check=True)
+        self.addCleanup(lambda: os.path.exists(disk) and os.unlink(disk))
+        log = os.path.join(work, f"{name}.log")
+        vm = ab.define_raw("h1", name, disk_guest_xml(name, self.kernel, self.initrd, disk, writes, console_log=log))
+        self.addCleanup(self.undefine, name)
+
+        def written():
+            if not os.path.exists(log):
+                return False
+            with open(log, errors="replace") as f:
+                return "armada-guest: disk written" in f.read()
+        wait_until(written, 120, interval=0.5, what=f"guest {name} to write its data")
+        return vm
+
+    def undefine(self, name):
+        self.ab.bed.virsh("h1", "destroy", name, check=False)
+        for cp in self.ab.bed.virsh("h1", "checkpoint-list", name, "--name", check=False).split():
+            self.ab.bed.virsh("h1", "checkpoint-delete", name, cp, "--metadata", check=False)
+        self.ab.bed.virsh("h1", "undefine", name, "--snapshots-metadata", "--checkpoints-metadata", check=False)
+
+    def restore(self, point, as_name, host):
+        d = self.ab.d
+        r = d.ok("POST", "/api/v1/backups/restore", {"vm": "rd1", "point": point, "as": as_name, "host": host})
+        j = d.wait_job(r["job"]["id"], timeout=300)
+        if j["state"] == "succeeded":
+            self.addCleanup(lambda: d.wait_job(d.ok("DELETE", f"/api/v1/vms/{j['result']['vm_id']}")["job"]["id"],
+                                               timeout=120))
+        return j
+
+    def disk_sha(self, host, path):
+        with tempfile.TemporaryDirectory() as tmp:
+            q = os.path.join(tmp, "d.qcow2")
+            raw = os.path.join(tmp, "d.raw")
+            self.ab.bed.virsh(host, "vol-download", path, q, timeout=120)
+            self.assertEqual(subprocess.run(["qemu-img", "check", "-q", q]).returncode, 0)
+            subprocess.run(["qemu-img", "convert", "-O", "raw", q, raw], check=True)
+            with open(raw, "rb") as f:
+                return hashlib.sha256(f.read()).hexdigest()
+
+    def test_direct_and_stream_restores_are_exact(self):
+        ab, d = self.ab, self.ab.d
+        vm = self.guest("rd1", [(0x51, 0, 4), (0x52, 12, 4)])
+        r = d.ok("POST", f"/api/v1/vms/{vm['id']}/backups", {"datastore": "ds1"})
+        j = d.wait_job(r["job"]["id"], timeout=300)
+        self.assertEqual(j["state"], "succeeded", j)
+        point = j["result"]["point_id"]
+        want = bytearray(DISK_MIB * MIB)
+        want[0:4 * MIB] = b"\x51" * (4 * MIB)
+        want[12 * MIB:16 * MIB] = b"\x52" * (4 * MIB)
+        want = hashlib.sha256(bytes(want)).hexdigest()
+
+        j1 = self.restore(point, "rd1-a", "h1")
+        self.assertEqual(j1["state"], "succeeded", j1)
+        disk = j1["result"]["disks"][0]
+        self.assertEqual(disk["written"], "direct", j1["result"])
+        self.assertTrue(disk["path"].startswith(os.path.join(ab.bed.shared_dir, "pool-h1") + "/"), disk)
+        self.assertEqual(self.disk_sha("h1", disk["path"]), want)
+
+        j2 = self.restore(point, "rd1-b", "h2")
+        self.assertEqual(j2["state"], "succeeded", j2)
+        self.assertEqual(j2["result"]["disks"][0]["written"], "stream", j2["result"])
+        self.assertEqual(self.disk_sha("h2", j2["result"]["disks"][0]["path"]), want)
+
+        # A corrupt chunk half-way: the direct restore fails naming it and
+        # leaves no volume (nor VM) behind.
+        with open(os.path.join(self.ds, "vm", vm["uuid"], point, "manifest.json")) as f:
+            import json
+            m = json.load(f)
+        idx = os.path.join(self.ds, "vm", vm["uuid"], point, m["disks"][0]["index"])
+        with open(idx, "rb") as f:
+            raw = f.read()
+        digest = raw[24 + 3 * 32:24 + 4 * 32].hex()   # chunk 3: 12-16 MiB, the 0x52s
+        chunk = os.path.join(self.ds, ".chunks", digest[:4], digest)
+        saved = os.path.join(self.root, "saved-chunk")
+        shutil.copy(chunk, saved)
+        try:
+            with open(chunk, "r+b") as f:
+                f.seek(40)
+                f.write(b"XXXXXXXX")
+            j3 = self.restore(point, "rd1-c", "h1")
+            self.assertEqual(j3["state"], "failed", j3)
+            self.assertIn(f"chunk 3 ({digest[:12]}", j3["error"])
+            left = os.listdir(os.path.join(ab.bed.shared_dir, "pool-h1"))
+            self.assertEqual([f for f in left if f.startswith("rd1-c-")], [], left)
+            self.assertEqual(d.ok("GET", "/api/v1/vms?name=rd1-c")["items"], [])
+        finally:
+            shutil.copy(saved, chunk)
+
+
+if __name__ == "__main__":
+    unittest.main()
