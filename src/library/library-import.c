@@ -58,13 +58,14 @@ static int new_vm_host(Store *st, const OpCaller *c, const LibraryNewVm *n, Stor
 /* In the transaction: the host (checked against its reserve) and the row. */
 static int new_vm_place_record(Store *st, const OpCaller *c, const LibraryNewVm *n, bool fixed, StoreHost *h, int64_t *ret_id,
                                OpError *err) {
-        PlacementDemand pd = { .cpus = n->cpus, .memory_mib = n->memory_mib, .disk_bytes = n->disk_bytes, .vm_name = n->name };
+        PlacementDemand pd = { .cpus = n->cpus, .memory_mib = n->memory_mib, .disk_bytes = n->disk_bytes, .vm_name = n->name,
+                               .networks = n->networks, .n_networks = n->n_networks };
         char why[1024] = "";
         if (fixed) {
                 PlacementRating *rt = NULL;
                 int k = placement_rate(st, h->group_id, &pd, &rt);
                 for (int i = 0; i < k; i++)
-                        if (rt[i].host_id == h->id && (rt[i].why & PLACE_WHY_MEMORY)) {
+                        if (rt[i].host_id == h->id && (rt[i].why & (PLACE_WHY_MEMORY | PLACE_WHY_NETWORK))) {
                                 int e = op_fail(err, 422, "no_capacity", "host", "Host '%s' cannot take VM '%s': %.500s.", h->name,
                                                 n->name, rt[i].reason);
                                 free(rt);

@@ -40,6 +40,8 @@ typedef struct {
         int64_t group_id;          /* ... else placement in this group's subtree */
         const char *origin;        /* "created" */
         const char *description;
+        const char *const *networks; /* the networks its cards will use (placement needs them on the host) */
+        size_t n_networks;
 } LibraryNewVm;
 /* Places (the named host, checked against its reserve, or the best of the
  * group) and records the VM in state "creating", under the placement lock;
