@@ -185,15 +185,24 @@ int library_build_define(LibraryBuild *b, const HvDomainSpec *spec, bool start) 
         job_progress(ctx, 90, "defined VM '%s' on host '%s'", b->vm.name, b->host.name);
         if (!start)
                 return 0;
-        if ((r = inventory_slot_take(b->inv, &b->host, INVENTORY_SLOT_START, b->vm.name, false, ctx)) < 0)
+        return library_start_new_vm(ctx, b->inv, b->link, &b->host, &b->vm, NULL);
+}
+
+int library_start_new_vm(JobCtx *ctx, Inventory *inv, InventoryLink *link, const StoreHost *h, const StoreVm *vm,
+                         const char *cancel_note) {
+        int r = inventory_slot_take(inv, h, INVENTORY_SLOT_START, vm->name, false, ctx);
+        if (r < 0) {
+                if (cancel_note)
+                        snprintf(ctx->error, sizeof ctx->error, "%s", cancel_note);
                 return r;
-        r = hv_domain_start(inventory_link_conn(b->link), b->vm.uuid);
-        inventory_slot_give(b->inv, b->host.id, INVENTORY_SLOT_START);
+        }
+        r = hv_domain_start(inventory_link_conn(link), vm->uuid);
+        inventory_slot_give(inv, h->id, INVENTORY_SLOT_START);
         HvState st;
-        if (r == 0 && hv_domain_state(inventory_link_conn(b->link), b->vm.uuid, &st) == 0)
-                (void) store_vm_set_state(ctx->st, b->vm.id, hv_state_name(st));
+        if (r == 0 && hv_domain_state(inventory_link_conn(link), vm->uuid, &st) == 0)
+                (void) store_vm_set_state(ctx->st, vm->id, hv_state_name(st));
         if (r < 0)
-                return job_fail(ctx, r, "Cannot start VM '%s' on host '%s': %s", b->vm.name, b->host.name, hv_last_error());
+                return job_fail(ctx, r, "Cannot start VM '%s' on host '%s': %s", vm->name, h->name, hv_last_error());
         return 0;
 }
 
