@@ -16,13 +16,9 @@
 #include <stdint.h>
 
 #include "hv.h"
+#include "hv-backup.h"
 
-/* The <domainbackup mode='push'> that copies disk targets[i] into the qcow2
- * file files[i] (i < n), and leaves out every target of skip[0..n_skip)
- * (backup='no': CD-ROMs, disks not copied). Built with libxml2 (paths are
- * escaped by the serializer). Pure; malloc'd, never NULL. */
-char *hv_copy_xml_build(const char *const *targets, const char *const *files, size_t n, const char *const *skip,
-                        size_t n_skip);
+/* The copy's XML: hv_copy_xml_build() (hv-backup.h). */
 
 /* Begins the copy described by xml on running domain uuid. 0; -EBUSY when
  * the domain has a job already (a backup, a migration); -EOPNOTSUPP when the

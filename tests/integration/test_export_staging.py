@@ -21,6 +21,7 @@ class ExportStagingTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="armada-export-staging-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
         cls.root = os.path.join(cls.tmp, "exports")
         cls.outside = os.path.join(cls.tmp, "outside")
         os.makedirs(cls.root)
@@ -28,7 +29,9 @@ class ExportStagingTest(unittest.TestCase):
         cls.secret = os.path.join(cls.outside, "keep.txt")
         with open(cls.secret, "w") as f:
             f.write("not armadad's to remove\n")
-        cls.d = Armadad(args=["--export-root", cls.root]).start()
+        cls.d = Armadad(args=["--export-root", cls.root])
+        cls.addClassCleanup(cls.d.cleanup)          # also when setUpClass fails midway
+        cls.d.start()
         cls.d.token = cls.d.login()
         _, job = cls.d.add_host("s1", cls.d.test_node_uri("s1"))
         assert job["state"] == "succeeded", job
@@ -36,13 +39,6 @@ class ExportStagingTest(unittest.TestCase):
                                             "start": False})
         assert cls.d.wait_job(b["job"]["id"])["state"] == "succeeded"
         cls.vm = cls.d.find("vms", "stg")
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.d.cleanup()
-        finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def db(self):
         return sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db"), timeout=10)

@@ -47,6 +47,7 @@ class ImportNicsTest(unittest.TestCase):
         if not shutil.which("qemu-img"):
             raise unittest.SkipTest("qemu-img is not installed")
         cls.tmp = tempfile.mkdtemp(prefix="armada-import-nics-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
         cls.root = os.path.join(cls.tmp, "exports")
         os.makedirs(cls.root)
         raw = os.path.join(cls.tmp, "d.raw")
@@ -64,7 +65,9 @@ class ImportNicsTest(unittest.TestCase):
             f.write(VMX2)
         cls.ovf = os.path.join(cls.ovf_dir, "two.ovf")
         cls.vmx = os.path.join(cls.vmx_dir, "vmxtwo.vmx")
-        cls.d = Armadad(args=["--export-root", cls.root]).start()
+        cls.d = Armadad(args=["--export-root", cls.root])
+        cls.addClassCleanup(cls.d.cleanup)          # also when setUpClass fails midway
+        cls.d.start()
         cls.d.token = cls.d.login()
         d = cls.d
         d.ok("POST", "/api/v1/host-groups", {"path": "Imp"})
@@ -75,13 +78,6 @@ class ImportNicsTest(unittest.TestCase):
         for net in ("front", "back"):
             r = d.ok("POST", "/api/v1/networks", {"name": net, "host": "i1", "mode": "isolated"})
             assert d.wait_job(r["job"]["id"])["state"] == "succeeded"
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.d.cleanup()
-        finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def vm_names(self):
         return {v["name"] for v in self.d.ok("GET", "/api/v1/vms")["items"]}
