@@ -1209,6 +1209,8 @@ static int import_networks(const LibraryImportSpec *spec, const ImportSource *s,
         if (n_cards > IMPORT_MAX_NICS)
                 return op_fail(err, 422, "invalid_argument", "networks", "'%.300s' has %zu network cards; Armada imports at most %d.",
                                base, n_cards, IMPORT_MAX_NICS);
+        if (n_cards == 0 && spec->network)
+                ret[n++] = spec->network;       /* as without a mapping: one card */
         for (; n < n_cards; n++) {
                 const char *to = json_string_value(json_object_get(m, card_network(s, n)));
                 if (!to && !spec->network)

@@ -7,7 +7,7 @@ template that names the network. Hosts are libvirt test-driver hosts
 import os
 import unittest
 
-from armada_harness import Armadad
+from armada_harness import Armadad, wait_until
 from test_library import qcow2
 from test_placement import PlacementTestCase
 
@@ -45,15 +45,22 @@ class PlaceNetworkTest(PlacementTestCase):
         r = self.by_name(self.ratings(name="pn-new", cpus=1, memory_mib=64, group="PN"))
         self.assertGreater(r["pn-b"]["stars"], 0, r)
 
+    def rated_after(self, state):
+        """The ratings of pn-vm right after pn-a's record of pnet says state
+        (a full refresh of pn-a sets the network up again and records
+        "active": the record is written again until a rating reads it)."""
+        def rate():
+            self.set_state(self.pa["id"], state)
+            r = self.by_name(self.ratings(name="pn-vm", cpus=1, memory_mib=64, group="PN"))
+            return r if r["pn-a"]["stars"] == 0 else None
+        return wait_until(rate, 30, what=f"a rating that reads pnet {state} on pn-a")
+
     def test_a_network_not_active_on_the_host(self):
-        self.set_state(self.pa["id"], "failed")
         self.addCleanup(self.set_state, self.pa["id"], "active")
-        r = self.by_name(self.ratings(name="pn-vm", cpus=1, memory_mib=64, group="PN"))
-        self.assertEqual(r["pn-a"]["stars"], 0, r)
+        r = self.rated_after("failed")
         self.assertEqual(r["pn-a"]["reason"], "network 'pnet' not active on host")
         # recorded "missing" (the host was unreachable): not there
-        self.set_state(self.pa["id"], "missing")
-        r = self.by_name(self.ratings(name="pn-vm", cpus=1, memory_mib=64, group="PN"))
+        r = self.rated_after("missing")
         self.assertEqual(r["pn-a"]["reason"], "network 'pnet' missing on host")
 
     def test_migration_to_a_host_without_the_network_is_refused(self):
