@@ -4,7 +4,7 @@
  *
  *   POST /api/v1/vms/{id}/clone   {name, linked?, host?, start?}
  *   POST /api/v1/vms/{id}/export  {to, format}
- *   POST /api/v1/vms/import       {path, name?, host?, group?, cpus?, memory_mib?, network?, start?} */
+ *   POST /api/v1/vms/import       {path, name?, host?, group?, cpus?, memory_mib?, network?, networks?, start?} */
 #include "api-priv.h"
 
 #include "library/library.h"
@@ -41,7 +41,8 @@ static void h_vm_export(Req *r) {
 }
 
 static void h_vm_import(Req *r) {
-        static const char *const fields[] = { "path", "name", "host", "group", "cpus", "memory_mib", "network", "start", NULL };
+        static const char *const fields[] = { "path", "name", "host", "group", "cpus", "memory_mib", "network", "networks", "start",
+                                              NULL };
         LibraryImportSpec s = { 0 };
         if (!req_body_fields(r, fields) || !body_string(r, "path", true, 1000, &s.path) || !body_name(r, "name", false, &s.name) ||
             !body_string(r, "host", false, 64, &s.host) || !body_string(r, "group", false, 1000, &s.group) ||
@@ -51,6 +52,10 @@ static void h_vm_import(Req *r) {
                 return;
         if (s.host && s.group)
                 return reply_error(r, 400, "invalid_argument", "group", "Give either 'host' or 'group', not both.");
+        s.networks = r->json ? json_object_get(r->json, "networks") : NULL;
+        if (s.networks && !json_is_array(s.networks) && !json_is_object(s.networks))
+                return reply_error(r, 400, "invalid_argument", "networks", "Field 'networks' must be a list of networks or an object"
+                                   " mapping the descriptor's networks to networks.");
         OpCaller c = api_caller(r);
         OpError err;
         json_t *out = NULL;

@@ -24,7 +24,8 @@ const OptSpec VM_IMPORT_OPTS[] = {
         { "group", 0, true, "PATH", "the host group to place it in" },
         { "cpus", 0, true, "N", "vCPUs, instead of the descriptor's (images: 1)" },
         { "memory", 0, true, "MIB", "memory, instead of the descriptor's (images: 1024)" },
-        { "network", 0, true, "NET", "a libvirt network for the VM's network card (default: none)" },
+        { "network", 0, true, "NET", "the network of the VM's network cards (default: none); repeated, one per card of the"
+                                     " descriptor in order; SRC=NET maps the descriptor's network SRC to NET" },
         { "start", 0, false, NULL, "start it once imported" },
         { NULL, 0, false, NULL, NULL },
 };
@@ -76,13 +77,51 @@ int cmd_vm_export(Ctx *c, const Command *cmd, const Args *a) {
         return job_started(c, reply);
 }
 
+/* --network, repeated: one plain name is "network" (every card); several
+ * are "networks" (one per card); SRC=NET items map the descriptor's
+ * networks ("networks" as an object), a plain name beside them being
+ * "network" for the cards not mapped. */
+static int import_networks(json_t *body, const Args *a) {
+        size_t n = 0;
+        _cleanup_free_ const char **v = args_get_all(a, "network", &n);
+        json_t *list = json_array(), *map = json_object();
+        for (size_t i = 0; i < n; i++) {
+                const char *eq = strchr(v[i], '=');
+                if (!eq) {
+                        json_array_append_new(list, json_string(v[i]));
+                        continue;
+                }
+                if (eq == v[i] || !eq[1]) {
+                        json_decref(list);
+                        json_decref(map);
+                        return fail("--network %s: give SRC=NET with both names", v[i]);
+                }
+                _cleanup_free_ char *src = xasprintf("%.*s", (int) (eq - v[i]), v[i]);
+                json_object_set_new(map, src, json_string(eq + 1));
+        }
+        int r = 0;
+        if (json_object_size(map) > 0 && json_array_size(list) > 1)
+                r = fail("--network: give names for every card in order, or SRC=NET maps with at most one plain name for the rest");
+        else if (json_object_size(map) > 0) {
+                json_object_set(body, "networks", map);
+                if (json_array_size(list) == 1)
+                        json_object_set(body, "network", json_array_get(list, 0));
+        } else if (json_array_size(list) == 1)
+                json_object_set(body, "network", json_array_get(list, 0));
+        else if (json_array_size(list) > 1)
+                json_object_set(body, "networks", list);
+        json_decref(list);
+        json_decref(map);
+        return r;
+}
+
 int cmd_vm_import(Ctx *c, const Command *cmd, const Args *a) {
         if (args_get(a, "host") && args_get(a, "group"))
                 return fail("give --host or --group, not both");
         _cleanup_json_ json_t *body = json_pack("{s:s, s:b}", "path", a->pos[0], "start", args_has(a, "start"));
         if (!body)
                 return fail("arguments must be valid UTF-8");
-        static const char *const strs[][2] = { { "name", "name" }, { "host", "host" }, { "group", "group" }, { "network", "network" } };
+        static const char *const strs[][2] = { { "name", "name" }, { "host", "host" }, { "group", "group" } };
         for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
                 const char *v = args_get(a, strs[i][0]);
                 if (v)
@@ -90,6 +129,8 @@ int cmd_vm_import(Ctx *c, const Command *cmd, const Args *a) {
         }
         const char *v;
         int r;
+        if ((r = import_networks(body, a)))
+                return r;
         if ((v = args_get(a, "cpus")) && (r = set_int(body, "cpus", "cpus", v)))
                 return r;
         if ((v = args_get(a, "memory")) && (r = set_int(body, "memory_mib", "memory", v)))

@@ -159,7 +159,8 @@ static void *migration_main(void *arg) {
 }
 
 /* A target the caller named must have the VM's memory after its reserves
- * (memory is a hard requirement; QEMU would overcommit it silently). 0, or
+ * (memory is a hard requirement; QEMU would overcommit it silently) and the
+ * networks its cards use (libvirt would refuse the move). 0, or
  * -ENOSPC with placement's reason in why. A host placement does not rate
  * for d (outside the owner's scope, or the source) is left to the caller's
  * checks. */
@@ -168,7 +169,7 @@ static int named_target_fits(Store *st, const PlacementDemand *d, int64_t to, ch
         int n = placement_rate(st, 0, d, &rated);
         int r = n < 0 ? n : 0;
         for (int i = 0; i < n; i++)
-                if (rated[i].host_id == to && (rated[i].why & PLACE_WHY_MEMORY)) {
+                if (rated[i].host_id == to && (rated[i].why & (PLACE_WHY_MEMORY | PLACE_WHY_NETWORK))) {
                         snprintf(why, why_size, "host '%s' cannot take it: %s", rated[i].host_name, rated[i].reason);
                         r = -ENOSPC;
                 }

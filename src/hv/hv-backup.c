@@ -173,6 +173,28 @@ char *hv_checkpoint_xml_build(const char *name, const HvBackupDisk *disks, size_
         return dump(doc);
 }
 
+char *hv_copy_xml_build(const char *const *targets, const char *const *files, size_t n, const char *const *skip,
+                        size_t n_skip) {
+        xmlDoc *doc;
+        xmlNode *root = new_root(&doc, "domainbackup");
+        set(root, "mode", "push");
+        xmlNode *disks = add(root, "disks", NULL);
+        for (size_t i = 0; i < n; i++) {
+                xmlNode *d = add(disks, "disk", NULL);
+                set(d, "name", targets[i]);
+                set(d, "backup", "yes");
+                set(d, "type", "file");
+                set(add(d, "target", NULL), "file", files[i]);
+                set(add(d, "driver", NULL), "type", "qcow2");
+        }
+        for (size_t i = 0; i < n_skip; i++) {
+                xmlNode *d = add(disks, "disk", NULL);
+                set(d, "name", skip[i]);
+                set(d, "backup", "no");
+        }
+        return dump(doc);
+}
+
 int hv_backup_xml_port(const char *xml, unsigned *ret_port) {
         _cleanup_xmldoc_ xmlDoc *doc = parse(xml, "backup");
         if (!doc)

@@ -52,6 +52,12 @@ int hv_backup_disks(const char *domain_xml, HvBackupDisk ret[HV_BACKUP_MAX_DISKS
  * malloc'd, never NULL. Fills disks[].export_name and .bitmap. */
 char *hv_backup_xml_build(const HvBackupSpec *spec, HvBackupDisk *disks, size_t n);
 char *hv_checkpoint_xml_build(const char *name, const HvBackupDisk *disks, size_t n);
+/* The <domainbackup mode='push'> of a clone of a running VM (hv-clone.h):
+ * copies disk targets[i] into the qcow2 file files[i] (i < n) and leaves out
+ * every target of skip[0..n_skip) (backup='no': CD-ROMs, disks not copied).
+ * Pure; malloc'd, never NULL. */
+char *hv_copy_xml_build(const char *const *targets, const char *const *files, size_t n, const char *const *skip,
+                        size_t n_skip);
 /* The NBD port of a running backup's XML (virDomainBackupGetXMLDesc), 0
  * when it names none (a unix socket). 0 or -EINVAL. Pure. */
 int hv_backup_xml_port(const char *xml, unsigned *ret_port);

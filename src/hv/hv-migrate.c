@@ -130,8 +130,12 @@ static int job_stats(HvConn *c, const char *uuid, unsigned flags, HvJobInfo *ret
         int n = 0;
         if (virDomainGetJobStats(d, &type, &p, &n, flags) < 0)
                 return hv_virt_fail("cannot read the job statistics of VM '%s'", name);
-        HvJobInfo info = { .active = type == VIR_DOMAIN_JOB_BOUNDED || type == VIR_DOMAIN_JOB_UNBOUNDED };
+        HvJobInfo info = { .active = type == VIR_DOMAIN_JOB_BOUNDED || type == VIR_DOMAIN_JOB_UNBOUNDED,
+                           .failed = type == VIR_DOMAIN_JOB_FAILED || type == VIR_DOMAIN_JOB_CANCELLED };
         fill_info(p, n, &info);
+        const char *msg = NULL;
+        if (info.failed && virTypedParamsGetString(p, n, VIR_DOMAIN_JOB_ERRMSG, &msg) == 1 && msg)
+                snprintf(info.error, sizeof info.error, "%s", msg);
         virTypedParamsFree(p, n);
         if ((flags & VIR_DOMAIN_JOB_STATS_COMPLETED) && type == VIR_DOMAIN_JOB_NONE) {
                 hv_set_error("libvirt has no statistics of a completed job of VM '%s'", name);

@@ -53,6 +53,8 @@ typedef struct {
         uint64_t mem_iteration;    /* pre-copy passes over memory so far */
         uint64_t disk_total, disk_processed;
         bool postcopy;             /* post-copy phase reached (completed stats, when libvirt tells) */
+        bool failed;               /* completed stats: the job failed or was cancelled ... */
+        char error[256];           /* ... and libvirt's reason ("" when it gives none) */
 } HvJobInfo;
 
 /* The domain's running job (a migration on the source). ret->active is
@@ -60,7 +62,8 @@ typedef struct {
 int hv_job_info(HvConn *c, const char *uuid, HvJobInfo *ret);
 /* The statistics of the domain's last completed job on this host
  * (VIR_DOMAIN_JOB_STATS_COMPLETED): on the destination after a migration,
- * the total time and the downtime. -ENODATA when libvirt has none. */
+ * the total time and the downtime; whether it failed (a backup's copy).
+ * -ENODATA when libvirt has none. */
 int hv_job_completed(HvConn *c, const char *uuid, HvJobInfo *ret);
 /* Aborts the domain's running job (virDomainAbortJob). 0, -ENOENT, -EBUSY
  * when there is no job to abort, or negative. */

@@ -163,6 +163,17 @@ static int spec_validate(const HvDomainSpec *spec) {
                              "not UTF-8 or contains control characters", name);
                 return -EINVAL;
         }
+        if (spec->n_more_nics > HV_SPEC_MORE_NICS || (spec->n_more_nics > 0 && !spec->network)) {
+                hv_set_error("cannot build domain XML for VM '%s': it has more network cards than %d, or further ones"
+                             " without a first", name, HV_SPEC_MORE_NICS + 1);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < spec->n_more_nics; i++)
+                if (!spec->more_networks[i] || !spec->more_networks[i][0] || !text_ok(spec->more_networks[i], false)) {
+                        hv_set_error("cannot build domain XML for VM '%s': the network name of its network card %zu is"
+                                     " empty, not UTF-8 or contains control characters", name, i + 2);
+                        return -EINVAL;
+                }
         if (spec->installation_id && !uuid_is_valid(spec->installation_id)) {
                 hv_set_error("cannot build domain XML for VM '%s': the installation id is not a UUID", name);
                 return -EINVAL;
@@ -287,12 +298,14 @@ char *hv_domain_xml_build(const HvDomainSpec *spec) {
                 if (d->cdrom)
                         add(disk, "readonly", NULL);
         }
-        if (spec->network) {
+        for (size_t i = 0; spec->network && i <= spec->n_more_nics; i++) {
+                const char *net = i ? spec->more_networks[i - 1] : spec->network;
+                const char *mac = i ? spec->more_macs[i - 1] : spec->network_mac;
                 xmlNode *nic = add(devices, "interface", NULL);
                 set(nic, "type", "network");
-                if (spec->network_mac)
-                        set(add(nic, "mac", NULL), "address", spec->network_mac);
-                set(add(nic, "source", NULL), "network", spec->network);
+                if (mac)
+                        set(add(nic, "mac", NULL), "address", mac);
+                set(add(nic, "source", NULL), "network", net);
                 set(add(nic, "model", NULL), "type", "virtio");
         }
         xmlNode *serial = add(devices, "serial", NULL);

@@ -219,6 +219,9 @@ int hv_list_domains(HvConn *c, HvDomainInfo **ret, size_t *ret_n);
  * uuid is not one, or negative. */
 int hv_domain_get(HvConn *c, const char *uuid, HvDomainInfo *ret);
 
+/* NICs a domain spec holds beyond its first. */
+#define HV_SPEC_MORE_NICS 7
+
 /* What Armada wants a domain to be. Strings are user-supplied and must be
  * escaped on their way into XML (the builder does that; tests prove it). */
 typedef struct {
@@ -232,6 +235,11 @@ typedef struct {
         HvDisk disks[HV_MAX_DISKS];
         const char *network;       /* libvirt network for one virtio NIC, or NULL for none */
         const char *network_mac;   /* that NIC's MAC (aa:bb:cc:dd:ee:ff), or NULL: libvirt picks one */
+        /* Further virtio NICs after that one (only with network set), in
+         * order: more_networks[i] with MAC more_macs[i] (NULL: libvirt picks). */
+        size_t n_more_nics;
+        const char *more_networks[HV_SPEC_MORE_NICS];
+        const char *more_macs[HV_SPEC_MORE_NICS];
         bool vnc;                  /* VNC graphics with autoport */
         const char *vnc_listen;    /* address VNC listens on; NULL: 127.0.0.1 */
         const char *vnc_password;  /* VNC password (at most 8 characters are used), or NULL for none */
@@ -252,7 +260,9 @@ typedef struct {
  * HV_MAX_DISKS disks; a disk target that is not vd/sd/hd plus 1-3 letters
  * (vd → virtio, sd → sata, hd → ide), twice the same target, a CD-ROM on
  * vd; a format other than "qcow2"/"raw" ("" means raw for a CD-ROM); an
- * empty path (allowed for a CD-ROM: an empty drive); installation_id
+ * empty path (allowed for a CD-ROM: an empty drive); a network name empty or
+ * with control characters, more NICs without a first or beyond
+ * HV_SPEC_MORE_NICS; installation_id
  * given but not a UUID. Names are not checked
  * against name_is_valid() here; any text is escaped. */
 char *hv_domain_xml_build(const HvDomainSpec *spec);

@@ -1,19 +1,30 @@
-/* library_vm_clone() and the vm.clone job: a stopped VM copied into a new
- * one with a new UUID and new MACs, as named phases:
+/* library_vm_clone() and the vm.clone job: a VM copied into a new one with
+ * a new UUID and new MACs, as named phases:
  *
- *   check     the source (readable by the caller, Armada's own, stopped),
- *             the new name; a linked clone stays on the source's host
+ *   check     the source (readable by the caller, Armada's own, stopped, or
+ *             running/paused for a full clone), the new name; a linked clone
+ *             stays on the source's host
  *   record    the new VM placed (the named host, the source's host for a
  *             linked clone, else placement in the source's host group) and
  *             recorded in state "creating"
- *   job       the source re-checked shut off; each disk overlaid (linked),
- *             copied on the host (same host) or downloaded from the source
- *             host and uploaded to the target (another host); the domain
- *             defined from the source's CPUs, memory and network (libvirt
- *             gives the NIC a new MAC); a failure removes all of it.
+ *   job       the source re-checked (shut off, or running for a full clone);
+ *             each disk overlaid (linked), copied on the host (same host) or
+ *             downloaded from the source host and uploaded to the target
+ *             (another host); the domain defined from the source's CPUs,
+ *             memory and network (libvirt gives the NIC a new MAC); a failure
+ *             removes all of it.
  *
- * A running VM is refused (409 naming "vm"): cloning through a snapshot
- * would need a disk-only external snapshot that src/protect does not make. */
+ * A running VM keeps running: its disks are copied as they were at one
+ * instant by libvirt's push-mode backup (hv-clone.h) — QEMU writes the
+ * point-in-time copy of every disk into volumes made for it (the clone's own
+ * on the same host, temporary ones on the source's host that are streamed
+ * over and deleted for another host), with copy-before-write holding the
+ * instant while the guest writes on. That is the "snapshot" the clone is
+ * made from: it leaves nothing on the source to merge back or remove (an
+ * external disk-only snapshot would leave an overlay to block-commit and
+ * pivot under the running guest). What the guest had in its page cache and
+ * not yet written is not in the copy, as after a power cut; a linked clone
+ * needs the source stopped (its disks become the clone's backing files). */
 #include "library-priv.h"
 
 #include <errno.h>
@@ -22,6 +33,7 @@
 #include <unistd.h>
 
 #include "hv/hv-backup.h"
+#include "hv/hv-clone.h"
 #include "hv/hv-export.h"
 #include "hv/hv-volume.h"
 
@@ -39,9 +51,13 @@ int library_vm_clone(Store *st, Jobs *jobs, const OpCaller *c, const LibraryClon
         StoreVm src;
         if ((e = store_vm_get(st, spec->vm_id, &src)) < 0)
                 return op_fail_store(err, e, "the VM");
-        if (!streq(src.state, "stopped"))
-                return op_fail(err, 409, "conflict", "vm", "VM '%s' is %s; stop it before cloning it (a running VM cannot be cloned).",
+        bool live = streq(src.state, "running") || streq(src.state, "paused");
+        if (!streq(src.state, "stopped") && !live)
+                return op_fail(err, 409, "conflict", "vm", "VM '%s' is %s; it can be cloned when it is stopped or running.",
                                src.name, src.state);
+        if (live && spec->linked)
+                return op_fail(err, 409, "conflict", "linked", "VM '%s' is %s; a linked clone needs it stopped (a full clone"
+                               " copies it while it runs).", src.name, src.state);
         StoreHost sh;
         if ((e = store_host_get(st, src.host_id, &sh)) < 0)
                 return op_fail_store(err, e, "the VM's host");
@@ -87,6 +103,7 @@ typedef struct {
         StoreHost src_host;
         InventoryLink *src_link;     /* the source's host (b.link when the same) */
         bool same_host;
+        bool live;                   /* the source runs: its disks are copied at one instant */
         char *xml;
         HvDomainInfo info;
         HvNic nics[HV_MAX_NICS];
@@ -108,12 +125,48 @@ static int clone_prepare(Clone *k) {
         }
         HvConn *sc = inventory_link_conn(k->same_host ? k->b.link : k->src_link);
         HvState state = HV_STATE_NOSTATE;
-        if (hv_domain_state(sc, k->src.uuid, &state) < 0 || state != HV_STATE_SHUTOFF)
-                return job_fail(ctx, -EBUSY, "VM '%s' must be shut off to be cloned; it is %s.", k->src.name, hv_state_name(state));
+        bool linked = json_is_true(json_object_get(ctx->params, "linked"));
+        int r = hv_domain_state(sc, k->src.uuid, &state);
+        k->live = r == 0 && !linked && (state == HV_STATE_RUNNING || state == HV_STATE_PAUSED);
+        if (r < 0 || (state != HV_STATE_SHUTOFF && !k->live))
+                return job_fail(ctx, -EBUSY, "VM '%s' must be shut off%s to be cloned; it is %s.", k->src.name,
+                                linked ? "" : " or running", hv_state_name(state));
         if (hv_domain_xml_public(sc, k->src.uuid, &k->xml) < 0 || hv_domain_xml_parse(k->xml, &k->info) < 0 ||
             hv_domain_nics(k->xml, k->nics, &k->n_nics) < 0)
                 return job_fail(ctx, -EIO, "Cannot read the definition of VM '%s': %s", k->src.name, hv_last_error());
         return 0;
+}
+
+/* Disk target of the clone, at path, into spec (recorded as made already). */
+static void spec_add_disk(Clone *k, HvDomainSpec *spec, const char *target, const char *fmt, const char *path, uint64_t capacity,
+                          const char *how) {
+        HvDisk *hd = &spec->disks[spec->n_disks++];
+        *hd = (HvDisk) { .capacity_bytes = capacity };
+        snprintf(hd->format, sizeof hd->format, "%s", fmt);
+        snprintf(hd->target, sizeof hd->target, "%s", target);
+        snprintf(hd->path, sizeof hd->path, "%s", path);
+        job_progress(k->b.ctx, 20 + (int) (60 * spec->n_disks / HV_MAX_DISKS), "disk %s: %s", target, how);
+}
+
+/* The same, recording the volume as made (removed on failure). */
+static void clone_add_disk(Clone *k, HvDomainSpec *spec, const char *target, const char *fmt, const char *path, uint64_t capacity,
+                           const char *how) {
+        library_build_made(&k->b, target, path, capacity);
+        spec_add_disk(k, spec, target, fmt, path, capacity, how);
+}
+
+/* The source host's file src_path streamed into volume vol of the clone's
+ * host (through a local temporary file). 0 and *ret_path, or negative. */
+static int clone_stream(Clone *k, const char *src_path, const char *target, const char *vol, char **ret_path) {
+        LibraryBuild *b = &k->b;
+        HvConn *sc = inventory_link_conn(k->same_host ? b->link : k->src_link);
+        _cleanup_free_ char *tmp = xasprintf("%s/armada-clone-%.8s-%s", library_tmp_dir(), b->vm.uuid, target);
+        int r = hv_volume_download(sc, src_path, tmp);
+        HvConn *up = r == 0 ? library_build_stream_conn(b) : NULL;
+        if (r == 0)
+                r = up ? hv_volume_upload(up, b->host.pool, vol, tmp, true, ret_path) : -EHOSTUNREACH;
+        unlink(tmp);
+        return r;
 }
 
 /* One disk of the source into a volume of the clone. */
@@ -145,26 +198,127 @@ static int clone_disk(Clone *k, const HvDisk *d, bool linked, HvDomainSpec *spec
                                 fmt = "qcow2";
                 } else {
                         how = "copy streamed between hosts";
-                        _cleanup_free_ char *tmp = xasprintf("%s/armada-clone-%.8s-%s", library_tmp_dir(), b->vm.uuid, d->target);
-                        r = hv_volume_download(sc, d->path, tmp);
-                        HvConn *up = r == 0 ? library_build_stream_conn(b) : NULL;
-                        if (r == 0)
-                                r = up ? hv_volume_upload(up, b->host.pool, vol, tmp, true, &path) : -EHOSTUNREACH;
-                        unlink(tmp);
+                        r = clone_stream(k, d->path, d->target, vol, &path);
                 }
                 inventory_slot_give(b->inv, b->host.id, INVENTORY_SLOT_DISK);
         }
         if (r < 0)
                 return job_fail(ctx, r, "Cannot make disk %s of VM '%s' (%s of '%s'): %s", d->target, b->vm.name, how, d->path,
                                 hv_last_error());
-        library_build_made(b, d->target, path, capacity);
-        HvDisk *hd = &spec->disks[spec->n_disks++];
-        *hd = (HvDisk) { .capacity_bytes = capacity };
-        snprintf(hd->format, sizeof hd->format, "%s", fmt);
-        snprintf(hd->target, sizeof hd->target, "%s", d->target);
-        snprintf(hd->path, sizeof hd->path, "%s", path);
-        job_progress(ctx, 20 + (int) (60 * spec->n_disks / HV_MAX_DISKS), "disk %s: %s", d->target, how);
+        clone_add_disk(k, spec, d->target, fmt, path, capacity, how);
         return 0;
+}
+
+/* The copy of a running source's disks: the volumes QEMU writes into. */
+typedef struct {
+        const char *targets[HV_MAX_DISKS], *skip[HV_MAX_DISKS];
+        char *files[HV_MAX_DISKS];
+        uint64_t capacity[HV_MAX_DISKS];
+        size_t n, n_skip;
+        bool temporary;              /* on the source's host, to be streamed over and deleted */
+} LiveCopy;
+
+/* Phase "targets" of a live clone: a thin qcow2 volume per disk, of its
+ * size, in the clone's pool (same host: the clone's own disks) or in the
+ * source host's pool (another host: temporary). */
+static int live_targets(Clone *k, LiveCopy *lc) {
+        LibraryBuild *b = &k->b;
+        HvConn *sc = inventory_link_conn(k->same_host ? b->link : k->src_link);
+        lc->temporary = !k->same_host;
+        for (size_t i = 0; i < k->info.n_disks; i++) {
+                const HvDisk *d = &k->info.disks[i];
+                if (d->cdrom || !d->path[0] || lc->n == HV_MAX_DISKS) {
+                        lc->skip[lc->n_skip++] = d->target;
+                        continue;
+                }
+                if (hv_volume_capacity(sc, d->path, &lc->capacity[lc->n]) < 0)
+                        return job_fail(b->ctx, -EIO, "Cannot read the size of disk %s of VM '%s': %s", d->target, k->src.name,
+                                        hv_last_error());
+                _cleanup_free_ char *vol = lc->temporary ? xasprintf("armada-clone-tmp-%.8s-%s.qcow2", b->vm.uuid, d->target)
+                                                         : xasprintf("%s-%.8s-%s.qcow2", b->vm.name, b->vm.uuid, d->target);
+                int r = hv_volume_create(sc, lc->temporary ? k->src_host.pool : b->host.pool, vol, "qcow2", lc->capacity[lc->n],
+                                         &lc->files[lc->n]);
+                if (r < 0)
+                        return job_fail(b->ctx, r, "Cannot make a volume for disk %s of VM '%s' on host '%s': %s", d->target,
+                                        b->vm.name, lc->temporary ? k->src_host.name : b->host.name, hv_last_error());
+                lc->targets[lc->n++] = d->target;
+                if (!lc->temporary)
+                        library_build_made(b, d->target, lc->files[lc->n - 1], lc->capacity[lc->n - 1]);
+        }
+        return 0;
+}
+
+/* Phase "copy": QEMU writes every disk as it was at one instant into the
+ * targets while the guest runs on; waits for the end, reporting progress.
+ * A cancel stops the copy. */
+static int live_copy(Clone *k, LiveCopy *lc) {
+        JobCtx *ctx = k->b.ctx;
+        HvConn *sc = inventory_link_conn(k->same_host ? k->b.link : k->src_link);
+        _cleanup_free_ char *xml = hv_copy_xml_build(lc->targets, (const char *const *) lc->files, lc->n, lc->skip, lc->n_skip);
+        int r = hv_copy_begin(sc, k->src.uuid, xml);
+        if (r == -EBUSY)
+                return job_fail(ctx, r, "VM '%s' has another job on host '%s' (a backup or a migration); clone it when that has"
+                                " finished.", k->src.name, k->src_host.name);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot copy the disks of running VM '%s': %s", k->src.name, hv_last_error());
+        job_progress(ctx, 20, "copying the disks of VM '%s' as they are now (it keeps running)", k->src.name);
+        for (;;) {
+                HvCopyStatus st;
+                if ((r = hv_copy_status(sc, k->src.uuid, &st)) < 0) {
+                        (void) hv_copy_abort(sc, k->src.uuid);
+                        return job_fail(ctx, r, "Cannot follow the copy of the disks of VM '%s': %s", k->src.name, hv_last_error());
+                }
+                if (!st.active && st.failed)
+                        return job_fail(ctx, -EIO, "The copy of the disks of VM '%s' failed: %s", k->src.name, st.error);
+                if (!st.active)
+                        return 0;
+                if (job_cancel_requested(ctx)) {
+                        (void) hv_copy_abort(sc, k->src.uuid);
+                        snprintf(ctx->error, sizeof ctx->error, "Cancelled; nothing of VM '%s' was left behind.", k->b.vm.name);
+                        return -ECANCELED;
+                }
+                if (st.total > 0)
+                        job_progress(ctx, 20 + (int) (60 * st.processed / st.total), "copying the disks of VM '%s': %llu of %llu MiB",
+                                     k->src.name, (unsigned long long) (st.processed >> 20), (unsigned long long) (st.total >> 20));
+                usleep(200 * 1000);
+        }
+}
+
+/* A running source's disks into the clone: targets, copy, and for another
+ * host the temporary copies streamed over; the temporary volumes go in
+ * every case. */
+static int clone_live(Clone *k, HvDomainSpec *spec) {
+        LibraryBuild *b = &k->b;
+        LiveCopy lc = { 0 };
+        int r = inventory_slot_take(b->inv, &b->host, INVENTORY_SLOT_DISK, NULL, false, b->ctx);
+        if (r < 0)
+                return r;
+        r = live_targets(k, &lc);
+        if (r == 0)
+                r = live_copy(k, &lc);
+        for (size_t i = 0; r == 0 && i < lc.n; i++) {
+                _cleanup_free_ char *path = NULL;
+                if (!lc.temporary) {
+                        spec_add_disk(k, spec, lc.targets[i], "qcow2", lc.files[i], lc.capacity[i], "copied while the VM runs");
+                        continue;
+                }
+                _cleanup_free_ char *vol = xasprintf("%s-%.8s-%s.qcow2", b->vm.name, b->vm.uuid, lc.targets[i]);
+                if ((r = clone_stream(k, lc.files[i], lc.targets[i], vol, &path)) < 0)
+                        r = job_fail(b->ctx, r, "Cannot move the copy of disk %s of VM '%s' to host '%s': %s", lc.targets[i],
+                                     k->src.name, b->host.name, hv_last_error());
+                else
+                        clone_add_disk(k, spec, lc.targets[i], "qcow2", path, lc.capacity[i],
+                                       "copied while the VM runs, streamed between hosts");
+        }
+        inventory_slot_give(b->inv, b->host.id, INVENTORY_SLOT_DISK);
+        HvConn *sc = inventory_link_conn(k->same_host ? b->link : k->src_link);
+        for (size_t i = 0; i < lc.n; i++) {
+                if (lc.temporary && hv_volume_delete(sc, lc.files[i]) < 0 && r == 0)
+                        log_warn("cannot remove the temporary copy '%s' on host '%s': %s", lc.files[i], k->src_host.name,
+                                 hv_last_error());
+                free(lc.files[i]);
+        }
+        return r;
 }
 
 static int job_vm_clone(JobCtx *ctx, void *userdata) {
@@ -184,9 +338,13 @@ static int job_vm_clone(JobCtx *ctx, void *userdata) {
                               .network = net, .vnc = true, .vnc_listen = vnc_listen,
                               .vnc_password = vnc_password[0] ? vnc_password : NULL,
                               .installation_id = inventory_installation_id(k.b.inv), .vm_id = k.b.vm.id };
-        for (size_t i = 0; r == 0 && i < k.info.n_disks; i++)
-                if (!k.info.disks[i].cdrom && k.info.disks[i].path[0] && spec.n_disks < HV_MAX_DISKS)
-                        r = clone_disk(&k, &k.info.disks[i], linked, &spec);
+        /* the test driver has no disk data (nor backups): its copies are made alike */
+        if (r == 0 && k.live && !streq(k.b.host.domain_type, "test"))
+                r = clone_live(&k, &spec);
+        else
+                for (size_t i = 0; r == 0 && i < k.info.n_disks; i++)
+                        if (!k.info.disks[i].cdrom && k.info.disks[i].path[0] && spec.n_disks < HV_MAX_DISKS)
+                                r = clone_disk(&k, &k.info.disks[i], linked, &spec);
         if (r == 0 && job_cancel_requested(ctx)) {
                 snprintf(ctx->error, sizeof ctx->error, "Cancelled; nothing of VM '%s' was left behind.", k.b.vm.name);
                 r = -ECANCELED;
@@ -200,8 +358,8 @@ static int job_vm_clone(JobCtx *ctx, void *userdata) {
         _cleanup_free_ char *msg = xasprintf("VM '%s' was cloned from VM '%s' (%s) onto host '%s'.", k.b.vm.name, k.src.name,
                                              linked ? "linked" : "full copy", k.b.host.name);
         (void) store_event_add(ctx->st, "info", "vm.cloned", "vm", k.b.vm.id, k.b.vm.name, k.b.vm.owner_id, msg);
-        ctx->result = json_pack("{s:I, s:s, s:s, s:b, s:I}", "vm_id", (json_int_t) k.b.vm.id, "host", k.b.host.name, "source",
-                                k.src.name, "linked", linked, "disks", (json_int_t) spec.n_disks);
+        ctx->result = json_pack("{s:I, s:s, s:s, s:b, s:I, s:b}", "vm_id", (json_int_t) k.b.vm.id, "host", k.b.host.name, "source",
+                                k.src.name, "linked", linked, "disks", (json_int_t) spec.n_disks, "source_running", k.live);
         library_build_end(&k.b);
         return 0;
 }

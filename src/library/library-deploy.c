@@ -199,13 +199,16 @@ static int deploy_choose_grant(Deploy *d, OpError *err) {
  * for a delegated administrator without groups, or another -errno. */
 static int deploy_place(Deploy *d, const char *name, StoreHost *ret, char *why, size_t why_size) {
         uint64_t vsize = (uint64_t) jget_int(d->tpl, "base_virtual_size"), want = (uint64_t) jget_int(d->tpl, "disk_bytes");
+        /* the template's network must stand on the host (placement.h) */
+        const char *net = json_string_value(json_object_get(d->tpl, "network"));
         PlacementDemand pd = { .cpus = (unsigned) d->cpus, .memory_mib = (uint64_t) d->mem,
-                               .disk_bytes = d->s->full_copy ? (want > vsize ? want : vsize) : 0, .vm_name = name };
+                               .disk_bytes = d->s->full_copy ? (want > vsize ? want : vsize) : 0, .vm_name = name,
+                               .networks = &net, .n_networks = net && *net ? 1 : 0 };
         if (d->fixedp) {
                 PlacementRating *rt = NULL;
                 int n = placement_rate(d->st, d->fixedp->group_id, &pd, &rt);
                 for (int i = 0; i < n; i++)
-                        if (rt[i].host_id == d->fixedp->id && (rt[i].why & PLACE_WHY_MEMORY)) {
+                        if (rt[i].host_id == d->fixedp->id && (rt[i].why & (PLACE_WHY_MEMORY | PLACE_WHY_NETWORK))) {
                                 snprintf(why, why_size, "host '%s' cannot take VM '%s': %s", d->fixedp->name, name, rt[i].reason);
                                 free(rt);
                                 return -ENOSPC;

@@ -15,13 +15,21 @@
  *             the directory, built in a hidden staging directory beside the
  *             target and renamed into place without replacing anything
  *
- * A failure removes the staging directory: nothing half-written is left. */
+ * A failure removes the staging directory: nothing half-written is left.
+ * One that armadad could not remove (killed mid-export) is removed when the
+ * job is found abandoned at the next start, or by the next export into the
+ * same directory (staging_sweep()): its name carries its job's id, so only
+ * a staging directory whose job no longer runs goes, and only when the
+ * directory is still under the export root once symbolic links are
+ * followed; its files are removed relative to the directory's descriptor,
+ * never through a link. */
 #include "library-priv.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
 #include <sys/stat.h>
@@ -95,17 +103,111 @@ typedef struct {
         uint64_t capacity[HV_MAX_DISKS];
 } Export;
 
+#define STAGING_PREFIX ".armada-export-"
+
+/* Whether name is a staging directory's (".armada-export-<job>-XXXXXX"),
+ * and its job's id. */
+static bool staging_name(const char *name, int64_t *ret_job) {
+        if (strncmp(name, STAGING_PREFIX, strlen(STAGING_PREFIX)) != 0)
+                return false;
+        const char *p = name + strlen(STAGING_PREFIX);
+        char *end = NULL;
+        errno = 0;
+        long long id = strtoll(p, &end, 10);
+        if (errno || end == p || id <= 0 || *end != '-' || strlen(end + 1) != 6)
+                return false;
+        *ret_job = id;
+        return true;
+}
+
+/* Removes staging directory name of the directory open as dfd: the files
+ * in it (a staging directory holds nothing else: anything that is not a
+ * file or a link, and a directory that is not armadad's, stop it), then
+ * itself. Nothing is followed: a link in its place, or in it, is not. */
+static int staging_remove_at(int dfd, const char *name) {
+        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        struct stat sb;
+        if (fstat(fd, &sb) < 0 || sb.st_uid != geteuid()) {
+                close(fd);
+                return -EPERM;
+        }
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        int r = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                if (fstatat(fd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !(S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode)))
+                        r = -ENOTEMPTY;
+                else if (unlinkat(fd, de->d_name, 0) < 0)
+                        r = -errno;
+        }
+        closedir(d);
+        if (r == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0)
+                r = -errno;
+        return r;
+}
+
+/* Whether job id is queued or running. */
+static bool job_alive(Store *st, int64_t id) {
+        _cleanup_json_ json_t *j = NULL;
+        if (store_job_get_json(st, id, &j) < 0)
+                return false;
+        const char *state = jget_str(j, "state");
+        return streq(state, "queued") || streq(state, "running");
+}
+
+/* Removes the staging directories left in directory to: of job only_job
+ * when it is > 0 (its abandon, at start), else of every job that no longer
+ * runs (but except_job's). Only when to, its links followed, is still
+ * under the export root; what fails to go is logged and left. */
+static void staging_sweep(Store *st, const char *to, int64_t only_job, int64_t except_job) {
+        char root[PATH_MAX], real[PATH_MAX];
+        size_t n;
+        if (!to || library_export_root(root) < 0 || !realpath(to, real) || strncmp(real, root, n = strlen(root)) != 0 ||
+            (real[n] != '/' && real[n] != 0))
+                return;
+        int dfd = open(real, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+        if (!d) {
+                if (dfd >= 0)
+                        close(dfd);
+                return;
+        }
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                int64_t job;
+                if (!staging_name(de->d_name, &job) || job == except_job || (only_job > 0 && job != only_job) ||
+                    (only_job <= 0 && job_alive(st, job)))
+                        continue;
+                int r = staging_remove_at(dfd, de->d_name);
+                if (r < 0)
+                        log_warn("cannot remove the staging directory '%s/%s' of export job %lld: %s", real, de->d_name,
+                                 (long long) job, strerror(-r));
+                else
+                        log_info("removed the staging directory '%s/%s' of export job %lld, which did not finish", real,
+                                 de->d_name, (long long) job);
+        }
+        closedir(d);
+}
+
 static void staging_remove(Export *x) {
         if (!x->staging[0])
                 return;
-        DIR *d = opendir(x->staging);
-        struct dirent *de;
-        while (d && (de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        (void) unlinkat(dirfd(d), de->d_name, 0);
-        if (d)
-                closedir(d);
-        (void) rmdir(x->staging);
+        char *slash = strrchr(x->staging, '/');
+        *slash = 0;
+        int dfd = open(x->staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        *slash = '/';
+        if (dfd < 0 || staging_remove_at(dfd, slash + 1) < 0)
+                log_warn("cannot remove the staging directory '%s'", x->staging);
+        if (dfd >= 0)
+                close(dfd);
         x->staging[0] = 0;
 }
 
@@ -141,7 +243,10 @@ static int export_prepare(Export *x) {
         if (hv_domain_xml_public(c, x->vm.uuid, &x->xml) < 0 || hv_domain_xml_parse(x->xml, &x->info) < 0 ||
             hv_domain_nics(x->xml, x->nics, &x->n_nics) < 0)
                 return job_fail(ctx, -EIO, "Cannot read the definition of VM '%s': %s", x->vm.name, hv_last_error());
-        snprintf(x->staging, sizeof x->staging, "%s/.armada-export-%.8s-XXXXXX", jget_str(ctx->params, "to"), x->vm.uuid);
+        /* what an earlier export killed midway left here goes first */
+        staging_sweep(ctx->st, jget_str(ctx->params, "to"), 0, ctx->job->id);
+        snprintf(x->staging, sizeof x->staging, "%s/" STAGING_PREFIX "%lld-XXXXXX", jget_str(ctx->params, "to"),
+                 (long long) ctx->job->id);
         if (!mkdtemp(x->staging)) {
                 int e = errno;
                 x->staging[0] = 0;
@@ -465,6 +570,13 @@ static int job_vm_export(JobCtx *ctx, void *userdata) {
         return r;
 }
 
+/* An export interrupted by a restart: its staging directory goes. */
+static void abandon_vm_export(Store *st, const StoreJob *job, void *userdata) {
+        _cleanup_json_ json_t *p = job->params_json ? json_loads(job->params_json, 0, NULL) : NULL;
+        staging_sweep(st, p ? jget_str(p, "to") : NULL, job->id, 0);
+        (void) userdata;
+}
+
 void library_register_export_jobs(Jobs *jobs, Inventory *inv) {
-        jobs_register(jobs, "vm.export", job_vm_export, NULL, inv, false);
+        jobs_register(jobs, "vm.export", job_vm_export, abandon_vm_export, inv, false);
 }

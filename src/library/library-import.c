@@ -31,10 +31,12 @@
 #include <libxml/tree.h>
 
 #include "hv/hv-export.h"
+#include "hv/hv-network.h"
 #include "hv/hv-volume.h"
 #include "placement/placement.h"
 #include "place/place.h"
 #include "store/store-library.h"
+#include "store/store-network.h"
 
 #define IMPORT_DESCRIPTOR_MAX (4 << 20)
 
@@ -58,13 +60,14 @@ static int new_vm_host(Store *st, const OpCaller *c, const LibraryNewVm *n, Stor
 /* In the transaction: the host (checked against its reserve) and the row. */
 static int new_vm_place_record(Store *st, const OpCaller *c, const LibraryNewVm *n, bool fixed, StoreHost *h, int64_t *ret_id,
                                OpError *err) {
-        PlacementDemand pd = { .cpus = n->cpus, .memory_mib = n->memory_mib, .disk_bytes = n->disk_bytes, .vm_name = n->name };
+        PlacementDemand pd = { .cpus = n->cpus, .memory_mib = n->memory_mib, .disk_bytes = n->disk_bytes, .vm_name = n->name,
+                               .networks = n->networks, .n_networks = n->n_networks };
         char why[1024] = "";
         if (fixed) {
                 PlacementRating *rt = NULL;
                 int k = placement_rate(st, h->group_id, &pd, &rt);
                 for (int i = 0; i < k; i++)
-                        if (rt[i].host_id == h->id && (rt[i].why & PLACE_WHY_MEMORY)) {
+                        if (rt[i].host_id == h->id && (rt[i].why & (PLACE_WHY_MEMORY | PLACE_WHY_NETWORK))) {
                                 int e = op_fail(err, 422, "no_capacity", "host", "Host '%s' cannot take VM '%s': %.500s.", h->name,
                                                 n->name, rt[i].reason);
                                 free(rt);
@@ -182,15 +185,24 @@ int library_build_define(LibraryBuild *b, const HvDomainSpec *spec, bool start) 
         job_progress(ctx, 90, "defined VM '%s' on host '%s'", b->vm.name, b->host.name);
         if (!start)
                 return 0;
-        if ((r = inventory_slot_take(b->inv, &b->host, INVENTORY_SLOT_START, b->vm.name, false, ctx)) < 0)
+        return library_start_new_vm(ctx, b->inv, b->link, &b->host, &b->vm, NULL);
+}
+
+int library_start_new_vm(JobCtx *ctx, Inventory *inv, InventoryLink *link, const StoreHost *h, const StoreVm *vm,
+                         const char *cancel_note) {
+        int r = inventory_slot_take(inv, h, INVENTORY_SLOT_START, vm->name, false, ctx);
+        if (r < 0) {
+                if (cancel_note)
+                        snprintf(ctx->error, sizeof ctx->error, "%s", cancel_note);
                 return r;
-        r = hv_domain_start(inventory_link_conn(b->link), b->vm.uuid);
-        inventory_slot_give(b->inv, b->host.id, INVENTORY_SLOT_START);
+        }
+        r = hv_domain_start(inventory_link_conn(link), vm->uuid);
+        inventory_slot_give(inv, h->id, INVENTORY_SLOT_START);
         HvState st;
-        if (r == 0 && hv_domain_state(inventory_link_conn(b->link), b->vm.uuid, &st) == 0)
-                (void) store_vm_set_state(ctx->st, b->vm.id, hv_state_name(st));
+        if (r == 0 && hv_domain_state(inventory_link_conn(link), vm->uuid, &st) == 0)
+                (void) store_vm_set_state(ctx->st, vm->id, hv_state_name(st));
         if (r < 0)
-                return job_fail(ctx, r, "Cannot start VM '%s' on host '%s': %s", b->vm.name, b->host.name, hv_last_error());
+                return job_fail(ctx, r, "Cannot start VM '%s' on host '%s': %s", vm->name, h->name, hv_last_error());
         return 0;
 }
 
@@ -970,6 +982,12 @@ static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* "ethernetN.present" keys by N. */
+static int cmp_eth(const void *a, const void *b) {
+        unsigned long x = strtoul(*(char *const *) a + 8, NULL, 10), y = strtoul(*(char *const *) b + 8, NULL, 10);
+        return x < y ? -1 : x > y;
+}
+
 static const char *kvs(json_t *kv, const char *k) {
         return json_string_value(json_object_get(kv, k));
 }
@@ -999,20 +1017,27 @@ static int read_vmx(ImportSource *s, const char *text, OpError *err) {
         /* Disks: DEV.fileName of a present, non-CD device, in key order. */
         const char *key;
         json_t *val;
-        char *keys[64];
-        size_t nk = 0;
+        char *keys[64], *eth[64];
+        size_t nk = 0, ne = 0;
         json_object_foreach(kv, key, val) {
                 const char *dot = strrchr(key, '.');
                 if (dot && streq(dot, ".filename") && has_suffix(json_string_value(val), ".vmdk") && nk < 64 &&
                     (strncmp(key, "scsi", 4) == 0 || strncmp(key, "ide", 3) == 0 || strncmp(key, "sata", 4) == 0 ||
                      strncmp(key, "nvme", 4) == 0))
                         keys[nk++] = (char *) key;
-                if (strncmp(key, "ethernet", 8) == 0 && dot && streq(dot, ".present") && strcasecmp(json_string_value(val), "true") == 0) {
-                        _cleanup_free_ char *nk2 = xasprintf("%.*s.networkname", (int) (dot - key), key);
-                        _cleanup_free_ char *mk = xasprintf("%.*s.address", (int) (dot - key), key);
-                        s->n_nics++;
-                        json_array_append_new(s->nics, json_pack("{s:s?, s:s?}", "network", kvs(kv, nk2), "mac", kvs(kv, mk)));
-                }
+                if (strncmp(key, "ethernet", 8) == 0 && dot && streq(dot, ".present") && strcasecmp(json_string_value(val), "true") == 0 &&
+                    ne < 64)
+                        eth[ne++] = (char *) key;
+        }
+        /* Cards in the order of their numbers (ethernet0, ethernet1, ...
+         * ethernet10), which "networks" given as a list follows. */
+        qsort(eth, ne, sizeof eth[0], cmp_eth);
+        for (size_t i = 0; i < ne; i++) {
+                const char *dot = strrchr(eth[i], '.');
+                _cleanup_free_ char *nk2 = xasprintf("%.*s.networkname", (int) (dot - eth[i]), eth[i]);
+                _cleanup_free_ char *mk = xasprintf("%.*s.address", (int) (dot - eth[i]), eth[i]);
+                s->n_nics++;
+                json_array_append_new(s->nics, json_pack("{s:s?, s:s?}", "network", kvs(kv, nk2), "mac", kvs(kv, mk)));
         }
         qsort(keys, nk, sizeof keys[0], cmp_str);
         for (size_t i = 0; i < nk; i++) {
@@ -1119,6 +1144,85 @@ static json_t *source_json(const ImportSource *s) {
                          "memory_mib", (json_int_t) s->memory_mib, "disks", disks, "nics", s->nics, "manifest", s->manifest);
 }
 
+#define IMPORT_MAX_NICS (HV_SPEC_MORE_NICS + 1)
+
+/* The descriptor network name of card i ("" when it names none). */
+static const char *card_network(const ImportSource *s, size_t i) {
+        const char *n = json_string_value(json_object_get(json_array_get(s->nics, i), "network"));
+        return n ? n : "";
+}
+
+/* The networks of the imported VM's cards, in order, from spec's network
+ * and networks (library.h) and the descriptor's cards: 0 and *ret_n names
+ * in ret (borrowed from spec), or 400/422 naming the field. */
+static int import_networks(const LibraryImportSpec *spec, const ImportSource *s, const char *ret[IMPORT_MAX_NICS], size_t *ret_n,
+                           OpError *err) {
+        const json_t *m = spec->networks;
+        size_t n_cards = json_array_size(s->nics), n = 0;
+        const char *base = strrchr(s->path, '/') + 1;
+        if (!m) {
+                if (!spec->network)
+                        n_cards = 0;
+                else if (n_cards == 0)
+                        n_cards = 1;
+                if (n_cards > IMPORT_MAX_NICS)
+                        return op_fail(err, 422, "invalid_argument", "network", "'%.300s' has %zu network cards; Armada imports at"
+                                       " most %d.", base, n_cards, IMPORT_MAX_NICS);
+                for (; n < n_cards; n++)
+                        ret[n] = spec->network;
+                *ret_n = n;
+                return 0;
+        }
+        if (json_is_array(m)) {
+                if (spec->network)
+                        return op_fail(err, 400, "invalid_argument", "networks", "Give 'network' or a list in 'networks', not both.");
+                size_t k = json_array_size(m);
+                if (k == 0 || k > IMPORT_MAX_NICS || (n_cards > 0 && k != n_cards))
+                        return op_fail(err, 422, "invalid_argument", "networks", "'%.300s' has %zu network cards; 'networks' names %zu"
+                                       " (one per card, at most %d).", base, n_cards, k, IMPORT_MAX_NICS);
+                for (; n < k; n++) {
+                        const char *v = json_string_value(json_array_get(m, n));
+                        if (!v || !name_is_valid(v))
+                                return op_fail(err, 400, "invalid_argument", "networks", "Item %zu of 'networks' is not a valid network"
+                                               " name.", n + 1);
+                        ret[n] = v;
+                }
+                *ret_n = n;
+                return 0;
+        }
+        if (!json_is_object(m))
+                return op_fail(err, 400, "invalid_argument", "networks", "Field 'networks' must be a list of networks or an object"
+                               " mapping the descriptor's networks to networks.");
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *) m, key, v) {
+                if (!json_is_string(v) || !name_is_valid(json_string_value(v)))
+                        return op_fail(err, 400, "invalid_argument", "networks", "'networks' maps '%.64s' to something that is not a"
+                                       " valid network name.", key);
+                bool used = false;
+                for (size_t i = 0; i < n_cards && !used; i++)
+                        used = streq(card_network(s, i), key);
+                if (!used)
+                        return op_fail(err, 422, "invalid_argument", "networks", "'%.300s' has no network card on network '%.64s'.",
+                                       base, key);
+        }
+        if (n_cards > IMPORT_MAX_NICS)
+                return op_fail(err, 422, "invalid_argument", "networks", "'%.300s' has %zu network cards; Armada imports at most %d.",
+                               base, n_cards, IMPORT_MAX_NICS);
+        if (n_cards == 0 && spec->network)
+                ret[n++] = spec->network;       /* as without a mapping: one card */
+        for (; n < n_cards; n++) {
+                const char *to = json_string_value(json_object_get(m, card_network(s, n)));
+                if (!to && !spec->network)
+                        return op_fail(err, 422, "invalid_argument", "networks", "Network card %zu of '%.300s' is on network '%.64s',"
+                                       " which 'networks' does not map (or give 'network' for the rest).", n + 1, base,
+                                       card_network(s, n));
+                ret[n] = to ? to : spec->network;
+        }
+        *ret_n = n;
+        return 0;
+}
+
 static int import_run(Store *st, Jobs *jobs, const OpCaller *c, const LibraryImportSpec *spec, ImportSource *s, json_t **ret,
                       OpError *err) {
         if (!op_allowed(st, c, ACT_UPDATE, OBJ_SYSTEM, 0, 0))
@@ -1141,17 +1245,25 @@ static int import_run(Store *st, Jobs *jobs, const OpCaller *c, const LibraryImp
         int64_t group_id = STORE_ROOT_GROUP_ID;
         if (spec->group && (e = library_group_of(st, c, "group", spec->group, &group_id, err)) < 0)
                 return e;
+        const char *nets[IMPORT_MAX_NICS];
+        size_t n_nets = 0;
+        if ((e = import_networks(spec, s, nets, &n_nets, err)) < 0)
+                return e;
         uint64_t bytes = 0;
         for (size_t i = 0; i < s->n_disks; i++) bytes += s->disks[i].capacity;
         _cleanup_free_ char *descr = xasprintf("imported from %.200s", strrchr(s->path, '/') + 1);
         LibraryNewVm n = { .name = name, .cpus = s->cpus, .memory_mib = s->memory_mib, .disk_bytes = bytes, .host = spec->host,
-                           .group_id = group_id, .origin = "created", .description = descr };
+                           .group_id = group_id, .origin = "created", .description = descr, .networks = nets,
+                           .n_networks = n_nets };
         int64_t vm_id;
         StoreHost h;
         if ((e = library_new_vm_record(st, c, &n, &vm_id, &h, err)) < 0)
                 return e;
         json_t *src = source_json(s);
-        json_t *p = json_pack("{s:O, s:s?, s:b}", "source", src, "network", spec->network, "start", spec->start);
+        json_t *jnets = json_array();
+        for (size_t i = 0; i < n_nets; i++)
+                json_array_append_new(jnets, json_string(nets[i]));
+        json_t *p = json_pack("{s:O, s:o, s:b}", "source", src, "networks", jnets, "start", spec->start);
         int64_t job;
         e = jobs_submit(jobs, "vm.import", "vm", vm_id, name, c->user_id, p, &job);
         json_decref(p);
@@ -1342,6 +1454,35 @@ static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, H
         return import_disk_made(b, target, path, capacity, spec);
 }
 
+/* The VM's network cards into spec: the job's networks (a job queued
+ * before there were several: its one network), each with a fresh MAC
+ * recorded for the VM (the inventory lists them, placement follows their
+ * networks). 0 or the job's failure. */
+static int import_nics(LibraryBuild *b, HvDomainSpec *spec, char macs[IMPORT_MAX_NICS][18]) {
+        JobCtx *ctx = b->ctx;
+        json_t *nets = json_object_get(ctx->params, "networks");
+        const char *one = json_string_value(json_object_get(ctx->params, "network"));
+        size_t n = json_is_array(nets) ? json_array_size(nets) : one ? 1 : 0;
+        for (size_t i = 0; i < n && i < IMPORT_MAX_NICS; i++) {
+                const char *net = json_is_array(nets) ? json_string_value(json_array_get(nets, i)) : one;
+                int r = -EEXIST;
+                for (int tries = 0; r == -EEXIST && tries < 16; tries++) {
+                        hv_mac_random(macs[i]);
+                        r = store_vm_nic_insert(ctx->st, b->vm.id, macs[i], net, "virtio");
+                }
+                if (r < 0)
+                        return job_fail(ctx, r, "Cannot record network card %zu of VM '%s'.", i + 1, b->vm.name);
+                if (i == 0) {
+                        spec->network = net;
+                        spec->network_mac = macs[i];
+                } else {
+                        spec->more_networks[spec->n_more_nics] = net;
+                        spec->more_macs[spec->n_more_nics++] = macs[i];
+                }
+        }
+        return 0;
+}
+
 static int job_vm_import(JobCtx *ctx, void *userdata) {
         LibraryBuild b = { 0 };
         int r = library_build_begin(&b, userdata, ctx);
@@ -1353,9 +1494,12 @@ static int job_vm_import(JobCtx *ctx, void *userdata) {
         inventory_vnc_for_host(&b.host, vnc_listen, vnc_password);
         HvDomainSpec spec = { .name = b.vm.name, .uuid = b.vm.uuid, .domain_type = inventory_domain_type(&b.host, "auto"),
                               .vcpus = b.vm.cpus, .memory_mib = b.vm.memory_mib, .description = b.vm.description,
-                              .network = json_string_value(json_object_get(ctx->params, "network")), .vnc = true, .vnc_listen = vnc_listen,
+                              .vnc = true, .vnc_listen = vnc_listen,
                               .vnc_password = vnc_password[0] ? vnc_password : NULL,
                               .installation_id = inventory_installation_id(b.inv), .vm_id = b.vm.id };
+        char macs[IMPORT_MAX_NICS][18];
+        if ((r = import_nics(&b, &spec, macs)) < 0)
+                return library_build_undo(&b, "vm.import", r);
         size_t i;
         json_t *d;
         json_array_foreach(disks, i, d) {

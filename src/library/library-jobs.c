@@ -374,19 +374,8 @@ static int deploy_define_start(Deploy *d, const HvDomainSpec *spec, bool start) 
         job_progress(ctx, 80, "defined VM '%s' on host '%s'", d->vm.name, d->host.name);
         if (!start)
                 return 0;
-        if ((r = inventory_slot_take(d->inv, &d->host, INVENTORY_SLOT_START, d->vm.name, false, ctx)) < 0) {
-                snprintf(ctx->error, sizeof ctx->error, "Cancelled while waiting to start; nothing of VM '%s' was left behind.",
-                         d->vm.name);
-                return r;
-        }
-        r = hv_domain_start(inventory_link_conn(d->link), d->vm.uuid);
-        inventory_slot_give(d->inv, d->host.id, INVENTORY_SLOT_START);
-        HvState st;
-        if (r == 0 && hv_domain_state(inventory_link_conn(d->link), d->vm.uuid, &st) == 0)
-                (void) store_vm_set_state(ctx->st, d->vm.id, hv_state_name(st));
-        if (r < 0)
-                return job_fail(ctx, r, "Cannot start VM '%s' on host '%s': %s", d->vm.name, d->host.name, hv_last_error());
-        return 0;
+        _cleanup_free_ char *note = xasprintf("Cancelled while waiting to start; nothing of VM '%s' was left behind.", d->vm.name);
+        return library_start_new_vm(ctx, d->inv, d->link, &d->host, &d->vm, note);
 }
 
 /* The end of a deploy that failed at r: removes the domain and the volumes

@@ -40,6 +40,8 @@ typedef struct {
         int64_t group_id;          /* ... else placement in this group's subtree */
         const char *origin;        /* "created" */
         const char *description;
+        const char *const *networks; /* the networks its cards will use (placement needs them on the host) */
+        size_t n_networks;
 } LibraryNewVm;
 /* Places (the named host, checked against its reserve, or the best of the
  * group) and records the VM in state "creating", under the placement lock;
@@ -70,6 +72,13 @@ HvConn *library_build_stream_conn(LibraryBuild *b);
 void library_build_made(LibraryBuild *b, const char *target, const char *path, uint64_t size);
 /* Defines the domain of spec, marks the VM stopped, starts it when asked. */
 int library_build_define(LibraryBuild *b, const HvDomainSpec *spec, bool start);
+/* Starts the new VM vm, just defined on host h (reached through link),
+ * under the host's start slot, and records the state it reached. 0, or
+ * the job's failure: the start refused, or the job cancelled while it
+ * waited for the slot (-ECANCELED; ctx->error then becomes cancel_note
+ * when it is not NULL). Shared by deploy, clone and import. */
+int library_start_new_vm(JobCtx *ctx, Inventory *inv, InventoryLink *link, const StoreHost *h, const StoreVm *vm,
+                         const char *cancel_note);
 /* After a failure r: removes the domain and volumes made, records an error
  * event "<kind>-failed" and deletes the VM's row. Returns r (or -EIO). */
 int library_build_undo(LibraryBuild *b, const char *kind, int r);

@@ -331,7 +331,13 @@ typedef struct {
         const char *name;          /* the VM's name; NULL: the descriptor's (or the file's stem) */
         const char *host, *group;  /* where to put it (at most one); NULL: placement in the root */
         int64_t cpus, memory_mib;  /* override the descriptor's; 0: the descriptor's (images: 1 and 1024) */
-        const char *network;       /* a libvirt network for the VM's NIC; NULL: no NIC */
+        const char *network;       /* a libvirt network for every card of the descriptor (one card when it
+                                    * has none); NULL: no card, unless networks says */
+        const json_t *networks;    /* borrowed, NULL: none. An array: one network per card of the
+                                    * descriptor, in its order (as many as it has; one card per name when
+                                    * it has none), not with network. An object: {the descriptor's network
+                                    * name: network}, every card's network a key unless network is given for
+                                    * the rest. 400/422 naming "networks" otherwise. */
         bool start;                /* start it once made */
 } LibraryImportSpec;
 /* Reads the descriptor now (OVF in an OVA's tar, VMX, a VMDK descriptor's

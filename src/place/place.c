@@ -73,6 +73,24 @@ static bool host_runs_group(const PlaceHost *h, int32_t group, const PlaceMember
         return false;
 }
 
+/* What h has of network name: 0 nothing, 1 the network but not active,
+ * 2 the network active. A linear scan: a host has few networks. */
+static int host_network(const PlaceHost *h, const char *name) {
+        assert(h->networks || h->n_networks == 0);
+        for (size_t k = 0; k < h->n_networks; k++)
+                if (streq(h->networks[k].name, name))
+                        return h->networks[k].active ? 2 : 1;
+        return 0;
+}
+
+/* Whether h has every network of d, active. */
+static bool host_networks_ok(const PlaceHost *h, const PlaceDemand *d) {
+        for (size_t g = 0; g < d->n_networks; g++)
+                if (host_network(h, d->networks[g]) != 2)
+                        return false;
+        return true;
+}
+
 /* ---- reasons: only for hosts that rate 0 ---- */
 
 /* The reason text of one host, written straight into PlaceRating.reason.
@@ -261,6 +279,14 @@ static void build_reason(const PlaceHost *hosts, const PlaceHost *h, const Place
                         break;
                 }
         }
+        if (why & PLACE_WHY_NETWORK)
+                for (size_t g = 0; g < d->n_networks; g++) {
+                        int have = host_network(h, d->networks[g]);
+                        if (have == 1)
+                                reason_add(&rb, "network '%s' not active on host", d->networks[g]);
+                        else if (have == 0)
+                                reason_add(&rb, "network '%s' missing on host", d->networks[g]);
+                }
         if (rb.dropped) {
                 if (rb.len == 0)
                         memcpy(out, "...", 4);
@@ -352,8 +378,12 @@ static bool demand_ok(const PlaceDemand *d, const PlacePolicy *p) {
                         return false;
                 any_weight |= p->weight[r] > 0;
         }
-        if ((d->n_anti_affinity > 0 && !d->anti_affinity) || (d->n_affinity > 0 && !d->affinity))
+        if ((d->n_anti_affinity > 0 && !d->anti_affinity) || (d->n_affinity > 0 && !d->affinity) ||
+            (d->n_networks > 0 && !d->networks))
                 return false;
+        for (size_t g = 0; g < d->n_networks; g++)
+                if (!d->networks[g])
+                        return false;
         return any_weight;
 }
 
@@ -407,6 +437,8 @@ int place_rate_hosts(const PlaceHost *hosts, size_t n_hosts, const PlaceDemand *
                                         why |= PLACE_WHY_AFFINITY;
                                         break;
                                 }
+                        if (d->n_networks > 0 && !host_networks_ok(h, d))
+                                why |= PLACE_WHY_NETWORK;
                 }
 
                 out->why = why;
@@ -560,7 +592,7 @@ int place_table_new(const PlaceHost *hosts, size_t n, PlaceTable **ret) {
                 return -EINVAL;
         size_t n_members = 0;
         for (size_t i = 0; i < n; i++) {
-                if (hosts[i].n_members > 0 && !hosts[i].members)
+                if ((hosts[i].n_members > 0 && !hosts[i].members) || (hosts[i].n_networks > 0 && !hosts[i].networks))
                         return -EINVAL;
                 n_members += hosts[i].n_members;
         }
@@ -692,6 +724,8 @@ static inline unsigned hot_why(const PlaceTable *t, size_t i, const HotHost *o, 
                         why |= PLACE_WHY_AFFINITY;
                         break;
                 }
+        if (d->n_networks > 0 && !host_networks_ok(h, d))
+                why |= PLACE_WHY_NETWORK;
         return why;
 }
 
@@ -707,7 +741,7 @@ static inline int table_pass(const PlaceTable *t, const PlaceDemand *d, const Pl
         double wsum = 0;
         for (int r = 0; r < PLACE_R__COUNT; r++)
                 wsum += p->weight[r];
-        const bool rules = d->n_anti_affinity > 0 || n_anchors > 0;
+        const bool rules = d->n_anti_affinity > 0 || n_anchors > 0 || d->n_networks > 0;
         double best = 0, best_sum = -1;
         int n_fit = 0;
         for (size_t i = 0; i < t->n; i++) {

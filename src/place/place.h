@@ -64,6 +64,13 @@ typedef struct {
                                  * names the rule group's id) */
 } PlaceMember;
 
+/* A virtual network as one host has it: a VM with a network card on it
+ * can run there only when the network is there and active. */
+typedef struct {
+        const char *name;
+        bool active;            /* defined and running (false: defined, down or failed) */
+} PlaceNetwork;
+
 /* One candidate host. All pointers are borrowed: the caller keeps them alive
  * for the duration of the call. Figures must be finite and >= 0; a host with
  * a negative, NaN or infinite figure rates 0 ("reports invalid figures"). */
@@ -84,6 +91,10 @@ typedef struct {
          * rating; names go into reasons. */
         const PlaceMember *members;
         size_t n_members;
+        /* The networks of this host that the demand may name (NULL when
+         * n_networks is 0). A demand network not listed is missing here. */
+        const PlaceNetwork *networks;
+        size_t n_networks;
 } PlaceHost;
 
 /* The VM to place. Pointers borrowed as for PlaceHost. */
@@ -100,6 +111,11 @@ typedef struct {
          * nothing (the first member goes wherever rates best). */
         const int32_t *affinity;
         size_t n_affinity;
+        /* The networks the VM's cards use: a host that lacks one of them,
+         * or has it but not active, rates 0. Only networks the caller
+         * knows the hosts' state of belong here (NULL when 0). */
+        const char *const *networks;
+        size_t n_networks;
 } PlaceDemand;
 
 typedef enum {
@@ -129,6 +145,7 @@ enum {
         PLACE_WHY_DISK          = 1u << 4,      /* disk space, as memory */
         PLACE_WHY_ANTI_AFFINITY = 1u << 5,
         PLACE_WHY_AFFINITY      = 1u << 6,
+        PLACE_WHY_NETWORK       = 1u << 7,      /* a demand network missing or not active */
 };
 
 #define PLACE_REASON_MAX 384
@@ -156,6 +173,8 @@ enum {
  *     disk space: needs 40 GiB, 12 GiB left after the 50 GiB reserve
  *     anti-affinity: runs 'web01', which must not share a host with 'web02'
  *     affinity: 'web02' must share a host with 'db01', which runs on 'kvm03'
+ *     network 'lan' missing on host | network 'lan' not active on host
+ *       (one sentence per such network of the demand, in its order)
  *   Reasons that would not fit the buffer are dropped whole and "; ..." ends
  *   the text. Built only for hosts that rate 0. */
 typedef struct {
@@ -172,8 +191,8 @@ typedef struct {
  * arrays and the policy are only read.
  * Returns the number of hosts that can take the VM (rating > 0), or -EINVAL
  * when d or p is NULL, a demand or weight is negative, NaN or infinite, no
- * weight is positive, the goal is unknown, a rule array is NULL with a
- * non-zero count, or n_hosts > INT_MAX. Per-host bad figures are not an
+ * weight is positive, the goal is unknown, a rule or network array is NULL
+ * with a non-zero count, or n_hosts > INT_MAX. Per-host bad figures are not an
  * error: that host rates 0 with a reason. Time O(n_hosts x (1 + affinity
  * groups) + members x rule groups); no allocation unless the VM is in more
  * than 16 affinity groups. */
@@ -208,7 +227,7 @@ typedef struct {
 /* Prepares hosts[0..n) for rating. The hosts array (and the names and
  * members it points to) is borrowed: keep it alive and unchanged until
  * place_table_free(). 0 and *ret, or -EINVAL for NULL arguments, members
- * NULL with a count, or n > INT_MAX. O(n + members log members). */
+ * or networks NULL with a count, or n > INT_MAX. O(n + members log members). */
 int place_table_new(const PlaceHost *hosts, size_t n, PlaceTable **ret) _warn_unused_result_;
 /* Frees t; takes NULL; returns NULL. */
 PlaceTable *place_table_free(PlaceTable *t);

@@ -36,7 +36,15 @@
  * the resource is left out of the rating. The VM's demand: vCPUs x 100,
  * memory, disk GiB; 0 disk I/O and network (unknown for a new VM).
  * Goal and weights are the effective policy of the group placement runs in,
- * the request's goal overriding. Rules map to engine rule groups by rule id. */
+ * the request's goal overriding. Rules map to engine rule groups by rule id.
+ * Networks: the VM's cards need their networks on the host. The demand's
+ * networks (PlacementDemand.networks) and, for a VM that exists, those its
+ * cards use (vm_nic) go to the engine when Armada manages them (the network
+ * table): a host has such a network as its record says (network_host
+ * "active", or "failed": there but not active; no record or "missing": not
+ * there). A network Armada does not manage (a host's own libvirt "default")
+ * constrains nothing: nothing says which hosts have it. These few rows are
+ * read per rating, not kept with the inputs. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -47,6 +55,7 @@
 
 #include "placement.h"
 #include "place/place.h"
+#include "store/store-network.h"
 #include "store/store-place.h"
 
 #define USAGE_FRESH_MS (120 * 1000)
@@ -660,6 +669,9 @@ typedef struct {
         PlacePolicy policy;
         PlaceTable *table;
         PlaceScore *sc;                 /* m scores */
+        char (*net_names)[64];          /* the managed networks of the demand */
+        const char **dnets;             /* pointers into net_names, for pd */
+        PlaceNetwork *hnets;            /* every engine host's, one run per host */
 } Rating;
 
 static void rating_done(Rating *x) {
@@ -670,6 +682,9 @@ static void rating_done(Rating *x) {
         free(x->members);
         free(x->anti);
         free(x->aff);
+        free(x->net_names);
+        free(x->dnets);
+        free(x->hnets);
         held_done(&x->held);
         *x = (Rating) {0};
 }
@@ -806,6 +821,91 @@ static void rating_hosts(Rating *x, const PlacementDemand *d, const size_t *firs
         x->pd.demand[PLACE_R_DISK] = disk_known ? (double) d->disk_bytes / GIB : 0;
 }
 
+/* Keeps network name for the demand when Armada manages it and is not
+ * kept yet: its per-host records into states[*k]. 0 or negative. */
+static int network_keep(Rating *x, const char *name, StoreNetworkOnHost **states, int *n_states, size_t *k) {
+        for (size_t j = 0; j < *k; j++)
+                if (streq(x->net_names[j], name))
+                        return 0;
+        StoreNetworkOnHost *rows = NULL;
+        int r = store_network_states(x->st, name, &rows);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        snprintf(x->net_names[*k], sizeof x->net_names[*k], "%s", name);
+        x->dnets[*k] = x->net_names[*k];
+        states[*k] = rows;
+        n_states[*k] = r;
+        (*k)++;
+        return 0;
+}
+
+/* The networks phase (see the top of this file): the demand's managed
+ * networks into x->pd, and on every engine host those of them it has
+ * into x->hosts' networks. Nothing is read when the demand names no
+ * network and the VM is new. 0 or negative. */
+static int rating_networks(Rating *x, const PlacementDemand *d) {
+        _cleanup_free_ char (*vm_nets)[64] = NULL;
+        int nv = 0;
+        if (d->vm_id > 0 && (nv = store_vm_nic_networks(x->st, d->vm_id, &vm_nets)) < 0)
+                return nv;
+        size_t total = d->n_networks + (size_t) nv;
+        if (total == 0)
+                return 0;
+        x->net_names = xcalloc(total, sizeof *x->net_names);
+        x->dnets = xcalloc(total, sizeof *x->dnets);
+        _cleanup_free_ StoreNetworkOnHost **states = xcalloc(total, sizeof *states);
+        _cleanup_free_ int *n_states = xcalloc(total, sizeof *n_states);
+        size_t k = 0;
+        int r = 0;
+        for (size_t i = 0; r >= 0 && i < d->n_networks; i++)
+                if (d->networks[i])
+                        r = network_keep(x, d->networks[i], states, n_states, &k);
+        for (int i = 0; r >= 0 && i < nv; i++)
+                r = network_keep(x, vm_nets[i], states, n_states, &k);
+        if (r >= 0 && k > 0) {
+                /* per engine host, its records: counted, then filled */
+                const Inputs *in = x->in;
+                _cleanup_free_ ssize_t *eng = xcalloc(in->n + 1, sizeof *eng);
+                for (size_t i = 0; i < in->n; i++)
+                        eng[i] = -1;
+                for (size_t e = 0; e < x->m; e++)
+                        eng[x->orig[e]] = (ssize_t) e;
+                _cleanup_free_ size_t *first = xcalloc(x->m + 1, sizeof *first), *fill = xcalloc(x->m + 1, sizeof *fill);
+                size_t n_all = 0;
+                for (size_t j = 0; j < k; j++)
+                        for (int q = 0; q < n_states[j]; q++) {
+                                ssize_t h = host_index(in->sh, in->n, states[j][q].host_id);
+                                if (h >= 0 && eng[h] >= 0) {
+                                        first[eng[h] + 1]++;
+                                        n_all++;
+                                }
+                        }
+                for (size_t e = 0; e < x->m; e++)
+                        first[e + 1] += first[e];
+                x->hnets = xcalloc(n_all + 1, sizeof *x->hnets);
+                for (size_t j = 0; j < k; j++)
+                        for (int q = 0; q < n_states[j]; q++) {
+                                ssize_t h = host_index(in->sh, in->n, states[j][q].host_id);
+                                if (h < 0 || eng[h] < 0)
+                                        continue;
+                                size_t e = (size_t) eng[h];
+                                x->hnets[first[e] + fill[e]++] = (PlaceNetwork) { .name = x->net_names[j],
+                                                                                  .active = states[j][q].active };
+                        }
+                for (size_t e = 0; e < x->m; e++) {
+                        x->ph[e].n_networks = first[e + 1] - first[e];
+                        x->ph[e].networks = x->ph[e].n_networks ? &x->hnets[first[e]] : NULL;
+                }
+                x->pd.networks = x->dnets;
+                x->pd.n_networks = k;
+        }
+        for (size_t j = 0; j < k; j++)
+                free(states[j]);
+        return r < 0 ? r : 0;
+}
+
 /* Goal and weights: the effective policy of the group placement runs in,
  * the request's goal overriding. */
 static void rating_policy(Rating *x, int64_t group_id, const PlacementDemand *d, PlaceGoal goal_override) {
@@ -829,7 +929,7 @@ static void rating_policy(Rating *x, int64_t group_id, const PlacementDemand *d,
 /* Gathers the inputs and rates every host for d: 0 with *x filled (free
  * with rating_done()), or negative with nothing to free. */
 static int rating_run(Store *st, int64_t group_id, const PlacementDemand *d, Rating *x) {
-        if (!st || !d || (d->n_pending && !d->pending) || (d->n_scope && !d->scope))
+        if (!st || !d || (d->n_pending && !d->pending) || (d->n_scope && !d->scope) || (d->n_networks && !d->networks))
                 return -EINVAL;
         PlaceGoal goal_override = PLACE_GOAL_LOAD_BALANCING;
         if (d->goal && parse_goal(d->goal, &goal_override) < 0)
@@ -846,7 +946,9 @@ static int rating_run(Store *st, int64_t group_id, const PlacementDemand *d, Rat
         rating_hosts(x, d, first);
         rating_policy(x, group_id, d, goal_override);
         x->sc = xcalloc(x->m + 1, sizeof *x->sc);
-        r = place_table_new(x->ph, x->m, &x->table);
+        r = rating_networks(x, d);
+        if (r >= 0)
+                r = place_table_new(x->ph, x->m, &x->table);
         if (r >= 0)
                 r = place_table_rate(x->table, &x->pd, &x->policy, x->sc);
         if (r < 0) {

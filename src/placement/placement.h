@@ -49,6 +49,12 @@ typedef struct {
          * neither candidates nor named in any reason. */
         const int64_t *scope;
         size_t n_scope;
+        /* Networks the VM's cards will use (a new VM's; an existing VM's
+         * own cards count without being named): a host that lacks one, or
+         * has it not active, rates 0 (place.h PLACE_WHY_NETWORK). Names
+         * Armada does not manage constrain nothing. NULL entries are skipped. */
+        const char *const *networks;
+        size_t n_networks;
 } PlacementDemand;
 
 typedef struct {

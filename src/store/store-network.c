@@ -174,6 +174,22 @@ int store_network_on_host(Store *st, const char *name, int64_t host_id, bool *re
         return 0;
 }
 
+static void row_on_host(sqlite3_stmt *s, void *out) {
+        StoreNetworkOnHost *o = out;
+        o->host_id = sqlite3_column_int64(s, 0);
+        o->active = sqlite3_column_int(s, 1) != 0;
+}
+
+int store_network_states(Store *st, const char *name, StoreNetworkOnHost **ret) {
+        StoreNetwork n;
+        int r = store_network_find(st, name, &n);
+        if (r < 0)
+                return r;
+        return store_query_rows(st, row_on_host, sizeof(StoreNetworkOnHost), (void **) ret,
+                                "SELECT host_id, state = 'active' FROM network_host WHERE network_id = ?"
+                                " AND state IN ('active', 'failed') ORDER BY host_id", "i", n.id);
+}
+
 /* ---- network cards of VMs ---- */
 
 int store_vm_nic_insert(Store *st, int64_t vm_id, const char *mac, const char *network, const char *model) {
@@ -188,6 +204,15 @@ int store_vm_nic_delete(Store *st, int64_t vm_id, const char *mac) {
 int store_vm_nic_list(Store *st, int64_t vm_id, json_t **ret) {
         return store_query_json(st, ret, "SELECT mac, network, model, created_at FROM vm_nic WHERE vm_id = ? ORDER BY id",
                                 "i", vm_id);
+}
+
+static void row_name64(sqlite3_stmt *s, void *out) {
+        store_copy_text(out, 64, s, 0);
+}
+
+int store_vm_nic_networks(Store *st, int64_t vm_id, char (**ret)[64]) {
+        return store_query_rows(st, row_name64, 64, (void **) ret,
+                                "SELECT DISTINCT network FROM vm_nic WHERE vm_id = ? ORDER BY network", "i", vm_id);
 }
 
 int store_vm_nic_mac_used(Store *st, const char *mac, bool *ret) {

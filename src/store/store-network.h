@@ -50,6 +50,17 @@ int store_network_default_for_host(Store *st, int64_t host_id, char ret[64]);
  * *ret (true when the network covers the host and the host said "active"). */
 int store_network_on_host(Store *st, const char *name, int64_t host_id, bool *ret);
 
+/* A network on one host as placement sees it. */
+typedef struct {
+        int64_t host_id;
+        bool active;                 /* recorded "active"; false: "failed" */
+} StoreNetworkOnHost;
+/* Where Armada network name stands, as the hosts answered: the hosts with
+ * a record "active" or "failed" ("missing": the host could not be reached,
+ * so the network is not there). Count and *ret (malloc'd, NULL when 0),
+ * -ENOENT when name is not an Armada network. */
+int store_network_states(Store *st, const char *name, StoreNetworkOnHost **ret);
+
 /* ---- network cards of VMs ---- */
 /* Adds a NIC; -EEXIST when the MAC is in use anywhere in the estate. */
 int store_vm_nic_insert(Store *st, int64_t vm_id, const char *mac, const char *network, const char *model);
@@ -57,6 +68,9 @@ int store_vm_nic_insert(Store *st, int64_t vm_id, const char *mac, const char *n
 int store_vm_nic_delete(Store *st, int64_t vm_id, const char *mac);
 /* The VM's NICs: [{mac, network, model, created_at}], in order of creation. */
 int store_vm_nic_list(Store *st, int64_t vm_id, json_t **ret);
+/* The distinct networks vm_id's NICs use, by name: count and *ret
+ * (malloc'd names of 64 bytes, NULL when 0). */
+int store_vm_nic_networks(Store *st, int64_t vm_id, char (**ret)[64]);
 /* Whether a MAC is used by any VM: 0 and *ret. */
 int store_vm_nic_mac_used(Store *st, const char *mac, bool *ret);
 /* The VMs with a NIC on network name: [{id, name}] (at most limit). */

@@ -7,7 +7,9 @@
 - VMDK, VHD and VHDX images made with qemu-img from a known disk, and a
   VMX+VMDK pair, are imported and their disks compared byte for byte;
 - a full clone on the other host holds the same bytes, a linked clone is an
-  overlay over the source's disk, both with new UUIDs and MACs.
+  overlay over the source's disk, both with new UUIDs and MACs;
+- a running VM is cloned on its host and onto the other (a point-in-time
+  copy of its disks): it keeps running, and both clones read its marker.
 
 The guest is a 140-byte boot sector (assembly below, bytes in GUEST_MBR):
 it reads sector 1 of the boot disk; when it holds "AMK1" it records 'R' at
@@ -269,6 +271,43 @@ class TestExportKvm(unittest.TestCase):
         self.assertEqual(self.guest_state("h1", "thin"), ("R", marker))
         for n in ("thin", "twin"):
             self.delete(n)
+
+    def test_5_clone_of_a_running_vm(self):
+        # A guest that runs (halted after writing its marker) is cloned on
+        # its host and onto the other one; it keeps running, both clones
+        # boot and read the marker it wrote.
+        r = self.d.ok("POST", f"/api/v1/templates/{self.tpl['id']}/deploy", {"name": "live", "host": "h1", "full_copy": True})
+        self.addCleanup(self.delete, "live")
+        for j in r["jobs"]:
+            self.assertEqual(self.d.wait_job(j["id"], timeout=300)["state"], "succeeded")
+        state, marker = self.guest_state("h1", "live")
+        self.assertEqual(state, "W", marker)
+        vm = self.d.find("vms", "live")
+        self.assertEqual(vm["state"], "running")
+        for name, host in (("live-twin", "h1"), ("live-far", "h2")):
+            with self.subTest(host=host):
+                r = self.d.ok("POST", f"/api/v1/vms/{vm['id']}/clone", {"name": name, "host": host})
+                self.addCleanup(self.delete, name)
+                job = self.job_ok(r)
+                self.assertTrue(job["result"]["source_running"], job)
+                self.assertIn("copied while the VM runs", " | ".join(s["name"] for s in job["steps"]))
+                self.assertIn("running", self.ab.bed.virsh("h1", "domstate", "live"))
+                self.assertEqual(self.d.find("vms", "live")["state"], "running")
+                clone = self.d.find("vms", name)
+                self.assertEqual(clone["host_name"], host)
+                self.assertNotEqual(clone["uuid"], vm["uuid"])
+                self.job_ok(self.d.ok("POST", f"/api/v1/vms/{clone['id']}/actions/start"))
+                self.assertEqual(self.guest_state(host, name), ("R", marker))
+        # Nothing was left on the source: no backup job, no checkpoint or
+        # snapshot, and no temporary volume of the copy to the other host.
+        self.assertEqual(self.ab.bed.virsh("h1", "snapshot-list", "live", "--name").strip(), "")
+        self.assertEqual(self.ab.bed.virsh("h1", "checkpoint-list", "live", "--name").strip(), "")
+        left = [f for _, _, files in os.walk(os.path.join(self.ab.bed.state_dir, "h1")) for f in files if "armada-clone-tmp" in f]
+        self.assertEqual(left, [])
+        # A linked clone of a running VM is refused, naming the field.
+        st, b = self.d.request("POST", f"/api/v1/vms/{vm['id']}/clone", {"name": "live-thin", "linked": True})
+        self.assertEqual((st, b["error"]["field"]), (409, "linked"), b)
+        self.assertIsNone(self.d.find("vms", "live-thin"))
 
 
 if __name__ == "__main__":

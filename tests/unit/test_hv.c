@@ -20,6 +20,7 @@
 
 #include <libvirt/libvirt.h>
 #include "hv/hv.h"
+#include "hv/hv-export.h"
 #include "hv/hv-internal.h"
 #include "hv/hv-migrate.h"
 #include "hv/hv-backup.h"
@@ -455,6 +456,43 @@ static void test_build_invalid(void **state) {
         char *xml = hv_domain_xml_build(&s);
         assert_non_null(xml);
         free(xml);
+}
+
+/* A spec with three NICs builds three <interface>s in order, each on its
+ * network with its MAC (or none), and hv_domain_nics() reads them back;
+ * further NICs without a first, or too many, are refused. */
+static void test_build_more_nics(void **state) {
+        HvDomainSpec s = typical_spec();
+        s.network_mac = "52:54:00:00:00:01";
+        s.n_more_nics = 2;
+        s.more_networks[0] = "back<&>";
+        s.more_macs[0] = "52:54:00:00:00:02";
+        s.more_networks[1] = "dmz";
+        char *xml = hv_domain_xml_build(&s);
+        assert_non_null(xml);
+        HvNic nics[HV_MAX_NICS];
+        size_t n = 0;
+        assert_int_equal(hv_domain_nics(xml, nics, &n), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(nics[0].source, "default");
+        assert_string_equal(nics[0].mac, "52:54:00:00:00:01");
+        assert_string_equal(nics[1].source, "back<&>");
+        assert_string_equal(nics[1].mac, "52:54:00:00:00:02");
+        assert_string_equal(nics[2].source, "dmz");
+        assert_string_equal(nics[2].mac, "");
+        assert_string_equal(nics[2].model, "virtio");
+        free(xml);
+
+        s.network = NULL;
+        expect_invalid(&s, "without a first");
+        s = typical_spec();
+        s.n_more_nics = HV_SPEC_MORE_NICS + 1;
+        expect_invalid(&s, "more network cards than 8");
+        s = typical_spec();
+        s.n_more_nics = 1;
+        s.more_networks[0] = "";
+        expect_invalid(&s, "network card 2");
+        (void) state;
 }
 
 static void test_parse_libvirt_xml(void **state) {
@@ -1626,6 +1664,7 @@ int main(void) {
                 cmocka_unit_test(test_build_golden_minimal),
                 cmocka_unit_test(test_build_escapes_round_trip),
                 cmocka_unit_test(test_build_invalid),
+                cmocka_unit_test(test_build_more_nics),
                 cmocka_unit_test(test_parse_libvirt_xml),
                 cmocka_unit_test(test_parse_rejects),
                 cmocka_unit_test(test_connect_and_host_info),

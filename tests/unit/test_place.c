@@ -704,6 +704,71 @@ static void test_rules(void **state) {
                                          "a host with 'the new VM'");
 }
 
+/* A VM whose cards use networks rates 0 where one is missing or not
+ * active, with one sentence per network, both through place_rate_hosts()
+ * and the prepared table; a demand without networks ignores them. */
+static void test_networks(void **state) {
+        const PlaceNetwork both[] = { { "lan", true }, { "dmz", true } };
+        const PlaceNetwork lan_down[] = { { "lan", false }, { "dmz", true } };
+        const PlaceNetwork only_dmz[] = { { "dmz", true } };
+        PlaceHost h[4] = { plain_host(), plain_host(), plain_host(), plain_host() };
+        h[0].networks = both;
+        h[0].n_networks = 2;
+        h[1].networks = lan_down;
+        h[1].n_networks = 2;
+        h[2].networks = only_dmz;
+        h[2].n_networks = 1;
+        /* h[3] has no network at all */
+        h[3].used[PLACE_R_MEMORY] = 16384;              /* and no memory left */
+        PlaceDemand d = plain_demand();
+        PlacePolicy p;
+        place_policy_default(PLACE_GOAL_LOAD_BALANCING, &p);
+        PlaceRating r[4];
+        assert_int_equal(place_rate_hosts(h, 4, &d, &p, r), 3);        /* no networks asked: only memory counts */
+
+        const char *const nets[] = { "lan", "dmz" };
+        d.networks = nets;
+        d.n_networks = 2;
+        assert_int_equal(place_rate_hosts(h, 4, &d, &p, r), 1);
+        assert_int_equal(place_best(r, 4), 0);
+        assert_true(r[0].half_stars > 0);
+        assert_int_equal(r[1].why, PLACE_WHY_NETWORK);
+        assert_int_equal(r[1].half_stars, 0);
+        assert_string_equal(r[1].reason, "network 'lan' not active on host");
+        assert_string_equal(r[2].reason, "network 'lan' missing on host");
+        assert_int_equal(r[3].why, PLACE_WHY_MEMORY | PLACE_WHY_NETWORK);
+        assert_true(strstr(r[3].reason, "memory: needs 4096 MiB") == r[3].reason);
+        assert_non_null(strstr(r[3].reason, "; network 'lan' missing on host; network 'dmz' missing on host"));
+
+        /* the table rates and explains the same */
+        PlaceTable *t = NULL;
+        assert_int_equal(place_table_new(h, 4, &t), 0);
+        PlaceScore sc[4];
+        assert_int_equal(place_table_rate(t, &d, &p, sc), 1);
+        for (size_t i = 0; i < 4; i++) {
+                char reason[PLACE_REASON_MAX];
+                assert_int_equal(sc[i].why, r[i].why);
+                assert_int_equal(sc[i].half_stars, r[i].half_stars);
+                place_table_reason(t, i, &d, sc[i].why, reason);
+                assert_string_equal(reason, r[i].reason);
+        }
+        /* a host in maintenance gives only its state */
+        h[2].state = PLACE_HOST_MAINTENANCE;
+        assert_int_equal(place_rate_hosts(h, 4, &d, &p, r), 1);
+        assert_string_equal(r[2].reason, "host is in maintenance");
+        t = place_table_free(t);
+
+        /* arrays NULL with a count are refused */
+        d.networks = NULL;
+        assert_int_equal(place_rate_hosts(h, 4, &d, &p, r), -EINVAL);
+        const char *const holes[] = { "lan", NULL };
+        d.networks = holes;
+        assert_int_equal(place_rate_hosts(h, 4, &d, &p, r), -EINVAL);
+        h[0].networks = NULL;
+        assert_int_equal(place_table_new(h, 4, &t), -EINVAL);
+        (void) state;
+}
+
 static void test_long_reasons(void **state) {
         char big_vm[200], big_host[200];
         memset(big_vm, 'v', sizeof big_vm - 1);
@@ -1042,6 +1107,7 @@ int main(void) {
                 cmocka_unit_test(test_goals),
                 cmocka_unit_test(test_failover_reserve),
                 cmocka_unit_test(test_rules),
+                cmocka_unit_test(test_networks),
                 cmocka_unit_test(test_long_reasons),
                 cmocka_unit_test(test_consolidate_random),
                 cmocka_unit_test(test_consolidate_large),
