@@ -174,10 +174,10 @@ int store_network_on_host(Store *st, const char *name, int64_t host_id, bool *re
         return 0;
 }
 
-static void row_on_host(sqlite3_stmt *s, void *out) {
+static void row_on_host(StoreRow *s, void *out) {
         StoreNetworkOnHost *o = out;
-        o->host_id = sqlite3_column_int64(s, 0);
-        o->active = sqlite3_column_int(s, 1) != 0;
+        o->host_id = store_col_i64(s, 0);
+        o->active = store_col_int(s, 1) != 0;
 }
 
 int store_network_states(Store *st, const char *name, StoreNetworkOnHost **ret) {
@@ -206,7 +206,7 @@ int store_vm_nic_list(Store *st, int64_t vm_id, json_t **ret) {
                                 "i", vm_id);
 }
 
-static void row_name64(sqlite3_stmt *s, void *out) {
+static void row_name64(StoreRow *s, void *out) {
         store_copy_text(out, 64, s, 0);
 }
 
