@@ -163,6 +163,9 @@ class ReadOnlyWritesNothing(PopulatedCase):
             ("POST", "/vms/{id}/export"): [(f"/vms/{vm}/export", {"to": tmp, "format": "ova"}),
                                            (f"/vms/{vm}/export", {"to": tmp, "format": "qcow2"})],
             ("POST", "/vms/import"): [("/vms/import", {"path": os.path.join(self.share, "linux", "base.qcow2"), "name": "ro-imp"})],
+            # issue 12: P2V (refused before anything is asked of the server)
+            ("POST", "/p2v"): [("/p2v", {"server": "ro-p2v", "ssh": "root@192.0.2.1", "disks": ["/dev/sda"],
+                                         "host_key_fingerprint": "SHA256:" + "A" * 43})],
             ("POST", "/vms/{id}/actions/{action}"): [(f"/vms/{vm}/actions/{a}", {"timeout_s": 5} if a == "stop" else {})
                                                      for a in ("start", "stop", "kill", "pause", "resume")],
             ("POST", "/jobs/{id}/actions/cancel"): [(f"/jobs/{i['job']}/actions/cancel", {})],

@@ -146,7 +146,7 @@ class P2vTest(unittest.TestCase):
         self.assertTrue(any(a.get("action") == "vm.p2v" and a.get("object_name") == "p2v-a" for a in audit))
         self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"])
 
-    def test_server_probed_and_assessment_wins(self):
+    def test_probe_figures_and_assessed_server_address(self):
         # The server's own figures without an assessment ...
         r = self.d.ok("POST", "/api/v1/p2v", self.body(name="p2v-b"), expect=(202,))
         self.assertEqual(r["source"]["cpus"], os.cpu_count())
