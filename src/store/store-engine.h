@@ -19,8 +19,9 @@
 typedef struct {
         StoreEngine kind;
         const char *name;
-        /* target: a file path (SQLite) or a libpq connection string. */
-        int (*open)(const char *target, void **ret_conn);
+        /* target: a file path (SQLite) or a libpq connection string; owner:
+         * the store, whose connections are told apart from other managers'. */
+        int (*open)(const char *target, const void *owner, void **ret_conn);
         void (*close)(void *conn);
         /* Several statements without parameters (a migration); -EIO logged
          * with what (the migration's name). */

@@ -31,6 +31,7 @@ enum {
 
 typedef struct {
         PGconn *pg;
+        const void *owner;      /* the store */
         int pid;                /* the server process */
         int changes;
         int64_t last_id;
@@ -216,39 +217,44 @@ static PgKind kind_of(const char *sql, bool *ret_commit, bool *ret_insert) {
 /* ------------------------------------------------------------------ */
 /* connections */
 
-/* The server processes of this process's connections. A commit of this
- * process is told by the connection that made it (to the thread that
- * committed, as on SQLite) and ignored by the others; a commit of another
- * manager by whichever connection hears it first and by every other one
- * after (a row re-read twice is harmless). */
+/* The server processes of each store's connections (owner: the store).
+ * A commit of this store is told by the connection that made it (to the
+ * thread that committed, as on SQLite) and ignored by its others; a commit
+ * of another manager by whichever connection hears it first and by every
+ * other one after (a row re-read twice is harmless). */
+typedef struct {
+        const void *owner;
+        int pid;
+} OwnPid;
 static pthread_mutex_t own_lock = PTHREAD_MUTEX_INITIALIZER;
-static int *own_pids;
+static OwnPid *own_pids;
 static size_t n_own_pids;
 
-static void own_pid_add(int pid) {
+static void own_pid_add(const void *owner, int pid) {
         pthread_mutex_lock(&own_lock);
-        own_pids = xrealloc(own_pids, sizeof(int) * (n_own_pids + 1));
-        own_pids[n_own_pids++] = pid;
+        own_pids = xrealloc(own_pids, sizeof(OwnPid) * (n_own_pids + 1));
+        own_pids[n_own_pids++] = (OwnPid) { owner, pid };
         pthread_mutex_unlock(&own_lock);
 }
 
-static void own_pid_remove(int pid) {
+static void own_pid_remove(const void *owner, int pid) {
         pthread_mutex_lock(&own_lock);
         for (size_t i = 0; i < n_own_pids; i++)
-                if (own_pids[i] == pid) {
+                if (own_pids[i].owner == owner && own_pids[i].pid == pid) {
                         own_pids[i] = own_pids[--n_own_pids];
                         break;
                 }
         pthread_mutex_unlock(&own_lock);
 }
 
-static bool own_pid_other(int pid, int mine) {
+/* Whether pid is another connection of owner's. */
+static bool own_pid_other(const void *owner, int pid, int mine) {
         if (pid == mine)
                 return false;
         bool found = false;
         pthread_mutex_lock(&own_lock);
         for (size_t i = 0; i < n_own_pids && !found; i++)
-                found = own_pids[i] == pid;
+                found = own_pids[i].owner == owner && own_pids[i].pid == pid;
         pthread_mutex_unlock(&own_lock);
         return found;
 }
@@ -260,7 +266,7 @@ static void drain_notifies(PgConn *c) {
         PGnotify *n;
         int mine = PQbackendPID(c->pg);
         while ((n = PQnotifies(c->pg))) {
-                if (streq(n->relname, "armada_rows") && n->extra && !own_pid_other(n->be_pid, mine))
+                if (streq(n->relname, "armada_rows") && n->extra && !own_pid_other(c->owner, n->be_pid, mine))
                         store_rows_mark_text(n->extra);
                 PQfreemem(n);
         }
@@ -280,7 +286,7 @@ static int simple(PgConn *c, const char *sql) {
 #define PG_SESSION_SETUP \
         "SET lock_timeout = '10s'; SET client_min_messages = warning; SET TIME ZONE 'UTC'; LISTEN armada_rows"
 
-static int pg_open(const char *target, void **ret) {
+static int pg_open(const char *target, const void *owner, void **ret) {
         PGconn *pg = PQconnectdb(target);
         if (!pg || PQstatus(pg) != CONNECTION_OK) {
                 /* libpq's message names the server and the failure, never
@@ -291,13 +297,14 @@ static int pg_open(const char *target, void **ret) {
         }
         PgConn *c = xcalloc(1, sizeof *c);
         c->pg = pg;
+        c->owner = owner;
         if (simple(c, PG_SESSION_SETUP) < 0) {
                 PQfinish(pg);
                 free(c);
                 return -EIO;
         }
         c->pid = PQbackendPID(pg);
-        own_pid_add(c->pid);
+        own_pid_add(owner, c->pid);
         *ret = c;
         return 0;
 }
@@ -306,7 +313,7 @@ static void pg_close(void *conn) {
         PgConn *c = conn;
         if (!c)
                 return;
-        own_pid_remove(c->pid);
+        own_pid_remove(c->owner, c->pid);
         PQfinish(c->pg);
         free(c);
 }
@@ -321,9 +328,9 @@ static int pg_alive(PgConn *c) {
                 log_error("lost the connection to the PostgreSQL database: %s", PQerrorMessage(c->pg));
                 return -EIO;
         }
-        own_pid_remove(c->pid);
+        own_pid_remove(c->owner, c->pid);
         c->pid = PQbackendPID(c->pg);
-        own_pid_add(c->pid);
+        own_pid_add(c->owner, c->pid);
         return simple(c, PG_SESSION_SETUP);
 }
 

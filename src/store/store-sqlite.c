@@ -32,7 +32,8 @@ static void sqlite_tune_once(void) {
         (void) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
-static int lite_open(const char *path, void **ret) {
+static int lite_open(const char *path, const void *owner, void **ret) {
+        (void) owner;
         static pthread_once_t tuned = PTHREAD_ONCE_INIT;
         pthread_once(&tuned, sqlite_tune_once);
         sqlite3 *db = NULL;

@@ -352,7 +352,7 @@ static void conn_forget(void *p) {
 
 static void *conn_open(Store *st) {
         void *conn = NULL;
-        if (st->ops->open(st->target, &conn) < 0)
+        if (st->ops->open(st->target, st, &conn) < 0)
                 return NULL;
         pthread_mutex_lock(&st->lock);
         st->all = xrealloc(st->all, sizeof(void *) * (st->n_all + 1));
