@@ -2,10 +2,11 @@
  * files: statements, rows and the row helpers every query builds on. Not
  * for other modules.
  *
- * No file but store.c names the database engine: a statement is a
+ * No file but the engines (store-sqlite.c, store-pg.c, behind
+ * store-engine.h) and store.c name a database engine: a statement is a
  * StoreStmt, the row it stands on a StoreRow, and their columns are read
- * with store_col_*(). That keeps a second engine (PostgreSQL, issue 14) a
- * matter of store.c and the SQL text. */
+ * with store_col_*(). SQL text is written for both engines (store.h,
+ * StoreMigration; store_sql() where they differ). */
 #pragma once
 
 #ifndef STORE_PRIV_ALLOW

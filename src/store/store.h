@@ -1,6 +1,7 @@
-/* store: Armada's database. SQLite in WAL mode with foreign keys on, one
- * connection per thread (opened lazily), versioned schema migrations, and
- * every SQL statement of the program. Parameters are always bound; no user
+/* store: Armada's database. SQLite in WAL mode with foreign keys on (the
+ * default) or PostgreSQL (store_open()), one connection per thread (opened
+ * lazily), versioned schema migrations, and every SQL statement of the
+ * program. Parameters are always bound; no user
  * string is ever pasted into SQL.
  *
  * One idiom for every function: it returns 0 (or a positive count/id) on
