@@ -2,10 +2,11 @@
  * files: statements, rows and the row helpers every query builds on. Not
  * for other modules.
  *
- * No file but store.c names the database engine: a statement is a
+ * No file but the engines (store-sqlite.c, store-pg.c, behind
+ * store-engine.h) and store.c name a database engine: a statement is a
  * StoreStmt, the row it stands on a StoreRow, and their columns are read
- * with store_col_*(). That keeps a second engine (PostgreSQL, issue 14) a
- * matter of store.c and the SQL text. */
+ * with store_col_*(). SQL text is written for both engines (store.h,
+ * StoreMigration; store_sql() where they differ). */
 #pragma once
 
 #ifndef STORE_PRIV_ALLOW
@@ -19,6 +20,10 @@ typedef struct StoreStmt StoreStmt;
 /* The row a statement stands on after store_step() returned STORE_ROW:
  * read through the statement, valid until its next step/reset/finalize. */
 typedef StoreStmt StoreRow;
+
+/* Where the engines truly differ: the text for this store's engine, one of
+ * the two (static strings). Write SQL both accept wherever possible. */
+const char *store_sql(Store *st, const char *sqlite, const char *postgresql);
 
 /* Copies the current row into out (one struct). */
 typedef void (*StoreRowFn)(StoreRow *row, void *out);
@@ -59,8 +64,9 @@ void store_bind_null(StoreStmt *s, int idx);
 int store_step(StoreStmt *s);
 /* Back to before the first step, bindings cleared. */
 void store_reset(StoreStmt *s);
-/* Maps an engine's own error code (an SQLite result code) the way
- * store_step() does. For tests of the mapping. */
+/* Maps an engine's own error code the way store_step() does (SQLite: its
+ * result code; PostgreSQL: 0 unique, 1 foreign key, 2 deadlock, 3 other).
+ * For tests of the mapping. */
 int store_engine_errno(Store *st, int code);
 /* Accepts NULL. Tells the rows hook what the statement changed once no
  * transaction is open. */
