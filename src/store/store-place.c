@@ -76,8 +76,10 @@ static const struct {
         { "host_group_policy", { "disk_io_pct", "network_pct", "w_disk", "w_disk_io", "w_network" }, false, { DIRTY_GROUPS } },
 };
 
-/* The statements that note table i's keys for the row alias row. */
-static void dirty_notes(StrBuf *b, size_t i, const char *row) {
+/* The statements that note table i's keys for the row alias row; pg: in
+ * PostgreSQL's words (a derived table needs a name, a join without ON is a
+ * CROSS JOIN). */
+static void dirty_notes(StrBuf *b, size_t i, const char *row, bool pg) {
         const char *into = DIRTY_TABLES[i].usage ? "place_dirty_usage(host_id, seq)" : "place_dirty(key, seq)";
         const char *key = DIRTY_TABLES[i].usage ? "host_id" : "key";
         for (size_t k = 0; k < ELEMENTSOF(DIRTY_TABLES[i].keys) && DIRTY_TABLES[i].keys[k]; k++) {
@@ -89,9 +91,14 @@ static void dirty_notes(StrBuf *b, size_t i, const char *row) {
                                 p++;
                         } else
                                 strbuf_printf(&expr, "%c", *p);
-                strbuf_printf(b, " INSERT INTO %s SELECT k, s.seq FROM (SELECT %s AS k) JOIN place_seq s"
-                                 " WHERE k IS NOT NULL ON CONFLICT(%s) DO UPDATE SET seq = excluded.seq;",
-                              into, expr.s, key);
+                if (pg)
+                        strbuf_printf(b, " INSERT INTO %s SELECT x.k, s.seq FROM (SELECT %s AS k) AS x CROSS JOIN place_seq s"
+                                         " WHERE x.k IS NOT NULL ON CONFLICT(%s) DO UPDATE SET seq = excluded.seq;",
+                                      into, expr.s, key);
+                else
+                        strbuf_printf(b, " INSERT INTO %s SELECT k, s.seq FROM (SELECT %s AS k) JOIN place_seq s"
+                                         " WHERE k IS NOT NULL ON CONFLICT(%s) DO UPDATE SET seq = excluded.seq;",
+                                      into, expr.s, key);
                 strbuf_free(&expr);
         }
 }
@@ -117,7 +124,7 @@ static int place_dirty(Store *st) {
                         for (size_t e = 0; r >= 0 && e < 2; e++) {
                                 StrBuf b = {0};
                                 strbuf_printf(&b, "CREATE TRIGGER place_dirty_%s_%s AFTER %s ON %s BEGIN%s", t, ev[e], ev[e], t, bump);
-                                dirty_notes(&b, i, e == 0 ? "NEW." : "OLD.");
+                                dirty_notes(&b, i, e == 0 ? "NEW." : "OLD.", false);
                                 strbuf_printf(&b, " END");
                                 r = store_exec(st, b.s, "");
                                 strbuf_free(&b);
@@ -131,8 +138,8 @@ static int place_dirty(Store *st) {
                 }
                 strbuf_printf(&b, "CREATE TRIGGER place_dirty_%s_update%zu AFTER UPDATE OF %s ON %s WHEN %s BEGIN%s", t, i, of.s, t,
                               when.s, bump);
-                dirty_notes(&b, i, "OLD.");
-                dirty_notes(&b, i, "NEW.");
+                dirty_notes(&b, i, "OLD.", false);
+                dirty_notes(&b, i, "NEW.", false);
                 strbuf_printf(&b, " END");
                 if (r >= 0)
                         r = store_exec(st, b.s, "");
@@ -141,6 +148,48 @@ static int place_dirty(Store *st) {
                 strbuf_free(&b);
         }
         return r;
+}
+
+/* place_dirty() in PostgreSQL's words: the same tables, and each trigger a
+ * plpgsql function of the same statements run FOR EACH ROW (an UPDATE's
+ * WHEN compares with IS DISTINCT FROM, SQLite's IS NOT). */
+char *store_place_dirty_pg(void) {
+        StrBuf b = {0};
+        strbuf_printf(&b, "CREATE TABLE place_seq (id BIGINT PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);"
+                          "INSERT INTO place_seq(id, seq) VALUES (1, 1);"
+                          "CREATE TABLE place_dirty (key BIGINT PRIMARY KEY, seq BIGINT NOT NULL);"
+                          "CREATE INDEX place_dirty_seq_idx ON place_dirty(seq);"
+                          "CREATE TABLE place_dirty_usage (host_id BIGINT PRIMARY KEY, seq BIGINT NOT NULL);"
+                          "CREATE INDEX place_dirty_usage_seq_idx ON place_dirty_usage(seq);");
+        static const char bump[] = " UPDATE place_seq SET seq = seq + 1 WHERE id = 1;";
+        for (size_t i = 0; i < ELEMENTSOF(DIRTY_TABLES); i++) {
+                /* names from the list above, never from a user */
+                const char *t = DIRTY_TABLES[i].table;
+                if (i == 0 || !streq(DIRTY_TABLES[i - 1].table, t)) {
+                        static const char *const ev[] = { "INSERT", "DELETE" };
+                        for (size_t e = 0; e < 2; e++) {
+                                strbuf_printf(&b, "CREATE FUNCTION place_dirty_%s_%s() RETURNS trigger LANGUAGE plpgsql AS $$"
+                                                  " BEGIN%s", t, ev[e], bump);
+                                dirty_notes(&b, i, e == 0 ? "NEW." : "OLD.", true);
+                                strbuf_printf(&b, " RETURN NULL; END $$;"
+                                                  "CREATE TRIGGER place_dirty_%s_%s AFTER %s ON %s FOR EACH ROW"
+                                                  " EXECUTE FUNCTION place_dirty_%s_%s();", t, ev[e], ev[e], t, t, ev[e]);
+                        }
+                }
+                strbuf_printf(&b, "CREATE FUNCTION place_dirty_%s_update%zu() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN%s",
+                              t, i, bump);
+                dirty_notes(&b, i, "OLD.", true);
+                dirty_notes(&b, i, "NEW.", true);
+                strbuf_printf(&b, " RETURN NULL; END $$;CREATE TRIGGER place_dirty_%s_update%zu AFTER UPDATE OF ", t, i);
+                for (size_t k = 0; k < ELEMENTSOF(DIRTY_TABLES[i].columns) && DIRTY_TABLES[i].columns[k]; k++)
+                        strbuf_printf(&b, "%s%s", k ? ", " : "", DIRTY_TABLES[i].columns[k]);
+                strbuf_printf(&b, " ON %s FOR EACH ROW WHEN (", t);
+                for (size_t k = 0; k < ELEMENTSOF(DIRTY_TABLES[i].columns) && DIRTY_TABLES[i].columns[k]; k++)
+                        strbuf_printf(&b, "%sOLD.%s IS DISTINCT FROM NEW.%s", k ? " OR " : "", DIRTY_TABLES[i].columns[k],
+                                      DIRTY_TABLES[i].columns[k]);
+                strbuf_printf(&b, ") EXECUTE FUNCTION place_dirty_%s_update%zu();", t, i);
+        }
+        return strbuf_steal(&b);
 }
 
 const StoreMigration store_migrations_place[] = {
@@ -256,7 +305,7 @@ static void row_place_host(StoreRow *stmt, void *out) {
 #define PLACE_HOST_SELECT \
         "SELECT h.id, h.name, h.group_id, h.state, h.cpus, h.memory_mib," \
         "  coalesce(u.sampled_at, 0), u.cpu_pct, u.memory_used_mib, u.disk_io_pct, u.network_pct," \
-        "  p.host_id IS NOT NULL, p.capacity_bytes, p.available_bytes," \
+        "  CASE WHEN p.host_id IS NULL THEN 0 ELSE 1 END, p.capacity_bytes, p.available_bytes," \
         "  (SELECT coalesce(sum(v.cpus), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2" \
         "     AND v.state IN (" STORE_PLACE_ACTIVE_STATES "))," \
         "  (SELECT coalesce(sum(v.memory_mib), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2" \
@@ -278,7 +327,7 @@ static void row_place_host(StoreRow *stmt, void *out) {
 int store_place_hosts(Store *st, int64_t group_id, int64_t exclude_vm_id, StorePlaceHost **ret) {
         static const char sql[] =
                 "WITH RECURSIVE sub(id) AS (SELECT ?1 UNION ALL SELECT g.id FROM host_group g JOIN sub ON g.parent_id = sub.id) "
-                PLACE_HOST_SELECT " WHERE h.group_id IN sub ORDER BY h.id";
+                PLACE_HOST_SELECT " WHERE h.group_id IN (SELECT id FROM sub) ORDER BY h.id";
         return store_query_rows(st, row_place_host, sizeof(StorePlaceHost), (void **) ret, sql, "ii",
                                 group_id > 0 ? group_id : (int64_t) STORE_ROOT_GROUP_ID, exclude_vm_id);
 }
@@ -466,8 +515,12 @@ int store_policy_set(Store *st, const StoreGroupPolicy *p) {
         if (!any)
                 return store_exec(st, "DELETE FROM host_group_policy WHERE group_id = ?", "i", p->group_id);
         static const char sql[] =
-                "INSERT OR REPLACE INTO host_group_policy(group_id, cpu_pct, memory_mib, disk_gib, disk_io_pct, network_pct,"
-                " w_cpu, w_memory, w_disk, w_disk_io, w_network, goal) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)";
+                "INSERT INTO host_group_policy(group_id, cpu_pct, memory_mib, disk_gib, disk_io_pct, network_pct,"
+                " w_cpu, w_memory, w_disk, w_disk_io, w_network, goal) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(group_id) DO UPDATE SET cpu_pct = excluded.cpu_pct, memory_mib = excluded.memory_mib,"
+                " disk_gib = excluded.disk_gib, disk_io_pct = excluded.disk_io_pct, network_pct = excluded.network_pct,"
+                " w_cpu = excluded.w_cpu, w_memory = excluded.w_memory, w_disk = excluded.w_disk,"
+                " w_disk_io = excluded.w_disk_io, w_network = excluded.w_network, goal = excluded.goal";
         StoreStmt *stmt = NULL;
         int rc = store_prepare(st, sql, &stmt);
         if (rc < 0)
@@ -509,7 +562,7 @@ int store_place_rule_members(Store *st, StorePlaceRuleMember **ret) {
 
 static int members_insert(Store *st, int64_t id, const int64_t *vm_ids, size_t n) {
         for (size_t i = 0; i < n; i++) {
-                int r = store_exec(st, "INSERT OR IGNORE INTO placement_rule_member(rule_id, vm_id) VALUES (?, ?)", "ii", id, vm_ids[i]);
+                int r = store_exec(st, "INSERT INTO placement_rule_member(rule_id, vm_id) VALUES (?, ?) ON CONFLICT DO NOTHING", "ii", id, vm_ids[i]);
                 if (r < 0)
                         return r;
         }
@@ -560,15 +613,21 @@ int store_rule_delete(Store *st, int64_t id) {
         return store_changes(st) > 0 ? 0 : -ENOENT;
 }
 
-#define RULE_JSON "SELECT r.id, r.name, r.kind, r.created_at," \
+/* The rule's VMs' names, sorted, as a JSON array: SQLite's
+ * json_group_array, PostgreSQL's json_agg (NULL over no rows). */
+#define RULE_JSON_SQLITE "SELECT r.id, r.name, r.kind, r.created_at," \
         " (SELECT json_group_array(name) FROM (SELECT v.name AS name FROM placement_rule_member m" \
         "    JOIN vm v ON v.id = m.vm_id WHERE m.rule_id = r.id ORDER BY v.name)) AS vms_json" \
         " FROM placement_rule r "
+#define RULE_JSON_PG "SELECT r.id, r.name, r.kind, r.created_at," \
+        " coalesce((SELECT json_agg(v.name ORDER BY v.name) FROM placement_rule_member m" \
+        "    JOIN vm v ON v.id = m.vm_id WHERE m.rule_id = r.id), '[]') AS vms_json" \
+        " FROM placement_rule r "
 
 int store_rule_list(Store *st, json_t **ret) {
-        return store_query_json(st, ret, RULE_JSON "ORDER BY r.name", "");
+        return store_query_json(st, ret, store_sql(st, RULE_JSON_SQLITE "ORDER BY r.name", RULE_JSON_PG "ORDER BY r.name"), "");
 }
 
 int store_rule_get_json(Store *st, int64_t id, json_t **ret) {
-        return store_query_one(st, ret, RULE_JSON "WHERE r.id = ?", "i", id);
+        return store_query_one(st, ret, store_sql(st, RULE_JSON_SQLITE "WHERE r.id = ?", RULE_JSON_PG "WHERE r.id = ?"), "i", id);
 }

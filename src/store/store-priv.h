@@ -73,6 +73,11 @@ int store_query_row(Store *st, StoreRowFn fn, void *out, const char *sql, const 
  * (zeroed first): the count, or negative with *ret untouched. */
 int store_query_rows(Store *st, StoreRowFn fn, size_t elem, void **ret, const char *sql, const char *types, ...);
 
+/* The SQL text for this store's engine: sqlite on SQLite, pg on
+ * PostgreSQL (issue 14). For what the engines truly say differently; write
+ * SQL both accept everywhere else. */
+const char *store_sql(Store *st, const char *sqlite, const char *pg);
+
 /* Rebuilds table so that its "id INTEGER PRIMARY KEY" column becomes
  * AUTOINCREMENT (ids of removed rows are never handed out again), keeping
  * its rows, indexes and triggers, and starts its sequence after the largest

@@ -701,6 +701,12 @@ static int vexec(Store *st, const char *sql, const char *types, va_list ap) {
         return r;
 }
 
+const char *store_sql(Store *st, const char *sqlite, const char *pg) {
+        (void) st;
+        (void) pg;
+        return sqlite;
+}
+
 int store_exec(Store *st, const char *sql, const char *types, ...) {
         va_list ap;
         va_start(ap, types);

@@ -34,7 +34,11 @@ typedef struct {
         const char *name;
         const char *sql;
         int (*run)(Store *st);
+        /* PostgreSQL's text of the migration; NULL: sql translated
+         * mechanically; STORE_PG_NONE: nothing to do there. */
+        const char *pg;
 } StoreMigration;
+#define STORE_PG_NONE ""
 /* Each capability's migrations, in its own store-<capability>.c. */
 extern const StoreMigration store_migrations_place[];
 extern const StoreMigration store_migrations_monitor[];
