@@ -76,10 +76,8 @@ static const struct {
         { "host_group_policy", { "disk_io_pct", "network_pct", "w_disk", "w_disk_io", "w_network" }, false, { DIRTY_GROUPS } },
 };
 
-/* The statements that note table i's keys for the row alias row; pg: in
- * PostgreSQL's words (a derived table needs a name, a join without ON is a
- * CROSS JOIN). */
-static void dirty_notes(StrBuf *b, size_t i, const char *row, bool pg) {
+/* The statements that note table i's keys for the row alias row. */
+static void dirty_notes(StrBuf *b, size_t i, const char *row) {
         const char *into = DIRTY_TABLES[i].usage ? "place_dirty_usage(host_id, seq)" : "place_dirty(key, seq)";
         const char *key = DIRTY_TABLES[i].usage ? "host_id" : "key";
         for (size_t k = 0; k < ELEMENTSOF(DIRTY_TABLES[i].keys) && DIRTY_TABLES[i].keys[k]; k++) {
@@ -91,14 +89,9 @@ static void dirty_notes(StrBuf *b, size_t i, const char *row, bool pg) {
                                 p++;
                         } else
                                 strbuf_printf(&expr, "%c", *p);
-                if (pg)
-                        strbuf_printf(b, " INSERT INTO %s SELECT x.k, s.seq FROM (SELECT %s AS k) AS x CROSS JOIN place_seq s"
-                                         " WHERE x.k IS NOT NULL ON CONFLICT(%s) DO UPDATE SET seq = excluded.seq;",
-                                      into, expr.s, key);
-                else
-                        strbuf_printf(b, " INSERT INTO %s SELECT k, s.seq FROM (SELECT %s AS k) JOIN place_seq s"
-                                         " WHERE k IS NOT NULL ON CONFLICT(%s) DO UPDATE SET seq = excluded.seq;",
-                                      into, expr.s, key);
+                strbuf_printf(b, " INSERT INTO %s SELECT k, s.seq FROM (SELECT %s AS k) JOIN place_seq s"
+                                 " WHERE k IS NOT NULL ON CONFLICT(%s) DO UPDATE SET seq = excluded.seq;",
+                              into, expr.s, key);
                 strbuf_free(&expr);
         }
 }
@@ -124,7 +117,7 @@ static int place_dirty(Store *st) {
                         for (size_t e = 0; r >= 0 && e < 2; e++) {
                                 StrBuf b = {0};
                                 strbuf_printf(&b, "CREATE TRIGGER place_dirty_%s_%s AFTER %s ON %s BEGIN%s", t, ev[e], ev[e], t, bump);
-                                dirty_notes(&b, i, e == 0 ? "NEW." : "OLD.", false);
+                                dirty_notes(&b, i, e == 0 ? "NEW." : "OLD.");
                                 strbuf_printf(&b, " END");
                                 r = store_exec(st, b.s, "");
                                 strbuf_free(&b);
@@ -138,8 +131,8 @@ static int place_dirty(Store *st) {
                 }
                 strbuf_printf(&b, "CREATE TRIGGER place_dirty_%s_update%zu AFTER UPDATE OF %s ON %s WHEN %s BEGIN%s", t, i, of.s, t,
                               when.s, bump);
-                dirty_notes(&b, i, "OLD.", false);
-                dirty_notes(&b, i, "NEW.", false);
+                dirty_notes(&b, i, "OLD.");
+                dirty_notes(&b, i, "NEW.");
                 strbuf_printf(&b, " END");
                 if (r >= 0)
                         r = store_exec(st, b.s, "");
@@ -150,47 +143,78 @@ static int place_dirty(Store *st) {
         return r;
 }
 
-/* place_dirty() in PostgreSQL's words: the same tables, and each trigger a
- * plpgsql function of the same statements run FOR EACH ROW (an UPDATE's
- * WHEN compares with IS DISTINCT FROM, SQLite's IS NOT). */
-char *store_place_dirty_pg(void) {
-        StrBuf b = {0};
-        strbuf_printf(&b, "CREATE TABLE place_seq (id BIGINT PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);"
-                          "INSERT INTO place_seq(id, seq) VALUES (1, 1);"
-                          "CREATE TABLE place_dirty (key BIGINT PRIMARY KEY, seq BIGINT NOT NULL);"
-                          "CREATE INDEX place_dirty_seq_idx ON place_dirty(seq);"
-                          "CREATE TABLE place_dirty_usage (host_id BIGINT PRIMARY KEY, seq BIGINT NOT NULL);"
-                          "CREATE INDEX place_dirty_usage_seq_idx ON place_dirty_usage(seq);");
-        static const char bump[] = " UPDATE place_seq SET seq = seq + 1 WHERE id = 1;";
-        for (size_t i = 0; i < ELEMENTSOF(DIRTY_TABLES); i++) {
-                /* names from the list above, never from a user */
-                const char *t = DIRTY_TABLES[i].table;
-                if (i == 0 || !streq(DIRTY_TABLES[i - 1].table, t)) {
-                        static const char *const ev[] = { "INSERT", "DELETE" };
-                        for (size_t e = 0; e < 2; e++) {
-                                strbuf_printf(&b, "CREATE FUNCTION place_dirty_%s_%s() RETURNS trigger LANGUAGE plpgsql AS $$"
-                                                  " BEGIN%s", t, ev[e], bump);
-                                dirty_notes(&b, i, e == 0 ? "NEW." : "OLD.", true);
-                                strbuf_printf(&b, " RETURN NULL; END $$;"
-                                                  "CREATE TRIGGER place_dirty_%s_%s AFTER %s ON %s FOR EACH ROW"
-                                                  " EXECUTE FUNCTION place_dirty_%s_%s();", t, ev[e], ev[e], t, t, ev[e]);
-                        }
-                }
-                strbuf_printf(&b, "CREATE FUNCTION place_dirty_%s_update%zu() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN%s",
-                              t, i, bump);
-                dirty_notes(&b, i, "OLD.", true);
-                dirty_notes(&b, i, "NEW.", true);
-                strbuf_printf(&b, " RETURN NULL; END $$;CREATE TRIGGER place_dirty_%s_update%zu AFTER UPDATE OF ", t, i);
-                for (size_t k = 0; k < ELEMENTSOF(DIRTY_TABLES[i].columns) && DIRTY_TABLES[i].columns[k]; k++)
-                        strbuf_printf(&b, "%s%s", k ? ", " : "", DIRTY_TABLES[i].columns[k]);
-                strbuf_printf(&b, " ON %s FOR EACH ROW WHEN (", t);
-                for (size_t k = 0; k < ELEMENTSOF(DIRTY_TABLES[i].columns) && DIRTY_TABLES[i].columns[k]; k++)
-                        strbuf_printf(&b, "%sOLD.%s IS DISTINCT FROM NEW.%s", k ? " OR " : "", DIRTY_TABLES[i].columns[k],
-                                      DIRTY_TABLES[i].columns[k]);
-                strbuf_printf(&b, ") EXECUTE FUNCTION place_dirty_%s_update%zu();", t, i);
-        }
-        return strbuf_steal(&b);
-}
+/* place_dirty() in PostgreSQL's words. A trigger there runs a function:
+ * one, place_dirty_note(), serves every table, told by its arguments what
+ * to note for the row (OLD and NEW for an UPDATE): the first argument
+ * 'usage' (keys go to place_dirty_usage) or '', then the keys: a column of
+ * the row holding a host id, a global key (a negative number), or
+ * 'vm:<column>' (the host of the VM whose id the column holds). The tables,
+ * columns and keys are DIRTY_TABLES's (host_group_policy's two UPDATE
+ * triggers are one here). */
+#define PG_DIRTY(table, args, columns, old_row, new_row) \
+        "CREATE TRIGGER place_dirty_" table "_insert_delete AFTER INSERT OR DELETE ON " table \
+        " FOR EACH ROW EXECUTE FUNCTION place_dirty_note(" args ");" \
+        "CREATE TRIGGER place_dirty_" table "_update AFTER UPDATE OF " columns " ON " table \
+        " FOR EACH ROW WHEN ((" old_row ") IS DISTINCT FROM (" new_row ")) EXECUTE FUNCTION place_dirty_note(" args ");"
+#define PLACE_DIRTY_PG \
+        "CREATE TABLE place_seq (id BIGINT PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);" \
+        "INSERT INTO place_seq(id, seq) VALUES (1, 1);" \
+        "CREATE TABLE place_dirty (key BIGINT PRIMARY KEY, seq BIGINT NOT NULL);" \
+        "CREATE INDEX place_dirty_seq_idx ON place_dirty(seq);" \
+        "CREATE TABLE place_dirty_usage (host_id BIGINT PRIMARY KEY, seq BIGINT NOT NULL);" \
+        "CREATE INDEX place_dirty_usage_seq_idx ON place_dirty_usage(seq);" \
+        "CREATE FUNCTION place_dirty_note() RETURNS trigger LANGUAGE plpgsql AS $$" \
+        " DECLARE s BIGINT; r JSONB; a TEXT; k BIGINT; rs JSONB[];" \
+        " BEGIN" \
+        "  UPDATE place_seq SET seq = seq + 1 WHERE id = 1 RETURNING seq INTO s;" \
+        "  IF TG_OP = 'INSERT' THEN rs := ARRAY[to_jsonb(NEW)];" \
+        "  ELSIF TG_OP = 'DELETE' THEN rs := ARRAY[to_jsonb(OLD)];" \
+        "  ELSE rs := ARRAY[to_jsonb(OLD), to_jsonb(NEW)];" \
+        "  END IF;" \
+        "  FOREACH r IN ARRAY rs LOOP" \
+        "   FOREACH a IN ARRAY TG_ARGV[1:] LOOP" \
+        "    IF a LIKE 'vm:%' THEN k := (SELECT v.host_id FROM vm v WHERE v.id = (r ->> substr(a, 4))::BIGINT);" \
+        "    ELSIF a LIKE '-%' THEN k := a::BIGINT;" \
+        "    ELSE k := (r ->> a)::BIGINT;" \
+        "    END IF;" \
+        "    IF k IS NULL THEN CONTINUE; END IF;" \
+        "    IF TG_ARGV[0] = 'usage' THEN" \
+        "     INSERT INTO place_dirty_usage(host_id, seq) VALUES (k, s) ON CONFLICT(host_id) DO UPDATE SET seq = excluded.seq;" \
+        "    ELSE" \
+        "     INSERT INTO place_dirty(key, seq) VALUES (k, s) ON CONFLICT(key) DO UPDATE SET seq = excluded.seq;" \
+        "    END IF;" \
+        "   END LOOP;" \
+        "  END LOOP;" \
+        "  RETURN NULL;" \
+        " END $$;" \
+        PG_DIRTY("host", "'', 'id', '" DIRTY_CLUSTERS "'", "name, group_id, state, cpus, memory_mib", \
+                 "OLD.name, OLD.group_id, OLD.state, OLD.cpus, OLD.memory_mib", \
+                 "NEW.name, NEW.group_id, NEW.state, NEW.cpus, NEW.memory_mib") \
+        PG_DIRTY("host_usage", "'usage', 'host_id'", "cpu_pct, memory_used_mib, disk_io_pct, network_pct, sampled_at", \
+                 "OLD.cpu_pct, OLD.memory_used_mib, OLD.disk_io_pct, OLD.network_pct, OLD.sampled_at", \
+                 "NEW.cpu_pct, NEW.memory_used_mib, NEW.disk_io_pct, NEW.network_pct, NEW.sampled_at") \
+        PG_DIRTY("host_pool", "'', 'host_id'", "capacity_bytes, available_bytes", \
+                 "OLD.capacity_bytes, OLD.available_bytes", "NEW.capacity_bytes, NEW.available_bytes") \
+        PG_DIRTY("vm", "'', 'host_id', '" DIRTY_CLUSTERS "', '" DIRTY_RULES "'", "name, host_id, state, cpus, memory_mib", \
+                 "OLD.name, OLD.host_id, OLD.state, OLD.cpus, OLD.memory_mib", \
+                 "NEW.name, NEW.host_id, NEW.state, NEW.cpus, NEW.memory_mib") \
+        PG_DIRTY("vm_disk", "'', 'vm:vm_id'", "vm_id, size_bytes", "OLD.vm_id, OLD.size_bytes", "NEW.vm_id, NEW.size_bytes") \
+        PG_DIRTY("vm_ha", "'', '" DIRTY_CLUSTERS "'", "vm_id", "OLD.vm_id", "NEW.vm_id") \
+        PG_DIRTY("cluster", "'', '" DIRTY_CLUSTERS "'", "tolerate", "OLD.tolerate", "NEW.tolerate") \
+        PG_DIRTY("cluster_member", "'', '" DIRTY_CLUSTERS "'", "cluster_id, host_id", \
+                 "OLD.cluster_id, OLD.host_id", "NEW.cluster_id, NEW.host_id") \
+        PG_DIRTY("placement_rule", "'', '" DIRTY_RULES "'", "kind", "OLD.kind", "NEW.kind") \
+        PG_DIRTY("placement_rule_member", "'', '" DIRTY_RULES "'", "rule_id, vm_id", \
+                 "OLD.rule_id, OLD.vm_id", "NEW.rule_id, NEW.vm_id") \
+        PG_DIRTY("placement_reservation", "'', 'host_id'", "host_id, cpus, memory_mib, disk_bytes", \
+                 "OLD.host_id, OLD.cpus, OLD.memory_mib, OLD.disk_bytes", "NEW.host_id, NEW.cpus, NEW.memory_mib, NEW.disk_bytes") \
+        PG_DIRTY("host_group", "'', '" DIRTY_GROUPS "'", "parent_id", "OLD.parent_id", "NEW.parent_id") \
+        PG_DIRTY("host_group_policy", "'', '" DIRTY_GROUPS "'", \
+                 "cpu_pct, memory_mib, disk_gib, goal, w_cpu, w_memory, disk_io_pct, network_pct, w_disk, w_disk_io, w_network", \
+                 "OLD.cpu_pct, OLD.memory_mib, OLD.disk_gib, OLD.goal, OLD.w_cpu, OLD.w_memory, OLD.disk_io_pct," \
+                 " OLD.network_pct, OLD.w_disk, OLD.w_disk_io, OLD.w_network", \
+                 "NEW.cpu_pct, NEW.memory_mib, NEW.disk_gib, NEW.goal, NEW.w_cpu, NEW.w_memory, NEW.disk_io_pct," \
+                 " NEW.network_pct, NEW.w_disk, NEW.w_disk_io, NEW.w_network")
 
 const StoreMigration store_migrations_place[] = {
         /* Clusters (built by the ha capability, whose failover reserve the
@@ -256,8 +280,9 @@ const StoreMigration store_migrations_place[] = {
         { "place-generation", "SELECT 1", NULL },
         /* What changed since a sequence number, kept by triggers: placement
          * keeps its inputs in memory and re-reads only that. */
-        { "place-dirty", NULL, place_dirty },
-        { "place-generation-drop", NULL, place_generation_drop },
+        { "place-dirty", NULL, place_dirty, PLACE_DIRTY_PG },
+        /* PostgreSQL never had the triggers: nothing to drop. */
+        { "place-generation-drop", NULL, place_generation_drop, STORE_PG_NONE },
         { NULL, NULL },
 };
 

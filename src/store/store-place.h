@@ -187,7 +187,3 @@ int store_rule_delete(Store *st, int64_t id);
 int store_rule_list(Store *st, json_t **ret);
 /* One rule as in store_rule_list, or NULL when there is none. */
 int store_rule_get_json(Store *st, int64_t id, json_t **ret);
-
-/* The "place-dirty" migration's text for PostgreSQL: its tables, and its
- * triggers as plpgsql functions run FOR EACH ROW. malloc'd. */
-char *store_place_dirty_pg(void);

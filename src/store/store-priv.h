@@ -20,6 +20,10 @@ typedef struct StoreStmt StoreStmt;
  * read through the statement, valid until its next step/reset/finalize. */
 typedef StoreStmt StoreRow;
 
+/* Where the engines truly differ: the text for this store's engine, one of
+ * the two (static strings). Write SQL both accept wherever possible. */
+const char *store_sql(Store *st, const char *sqlite, const char *postgresql);
+
 /* Copies the current row into out (one struct). */
 typedef void (*StoreRowFn)(StoreRow *row, void *out);
 
@@ -59,8 +63,9 @@ void store_bind_null(StoreStmt *s, int idx);
 int store_step(StoreStmt *s);
 /* Back to before the first step, bindings cleared. */
 void store_reset(StoreStmt *s);
-/* Maps an engine's own error code (an SQLite result code) the way
- * store_step() does. For tests of the mapping. */
+/* Maps an engine's own error code the way store_step() does (SQLite: its
+ * result code; PostgreSQL: 0 unique, 1 foreign key, 2 deadlock, 3 other).
+ * For tests of the mapping. */
 int store_engine_errno(Store *st, int code);
 /* Accepts NULL. Tells the rows hook what the statement changed once no
  * transaction is open. */
@@ -72,11 +77,6 @@ int store_query_row(Store *st, StoreRowFn fn, void *out, const char *sql, const 
 /* Every row, each through fn into a malloc'd array of elem-sized entries
  * (zeroed first): the count, or negative with *ret untouched. */
 int store_query_rows(Store *st, StoreRowFn fn, size_t elem, void **ret, const char *sql, const char *types, ...);
-
-/* The SQL text for this store's engine: sqlite on SQLite, pg on
- * PostgreSQL (issue 14). For what the engines truly say differently; write
- * SQL both accept everywhere else. */
-const char *store_sql(Store *st, const char *sqlite, const char *pg);
 
 /* Rebuilds table so that its "id INTEGER PRIMARY KEY" column becomes
  * AUTOINCREMENT (ids of removed rows are never handed out again), keeping
