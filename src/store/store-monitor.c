@@ -189,7 +189,7 @@ int store_perf_metric_parse(const char *name, StorePerfMetric *ret) {
 }
 
 /* ------------------------------------------------------------------ */
-/* bulk statements: one prepared statement reused for every row */
+/* bulk statements */
 
 /* The statement's error was logged by the store with its SQL: says which
  * step failed and keeps the errno (-EIO unless the store mapped it). */
@@ -226,69 +226,150 @@ static int step_reset(Store *st, StoreStmt *s, const char *what) {
         " disk_write_max = excluded.disk_write_max, disk_iops_max = excluded.disk_iops_max," \
         " net_rx_max = excluded.net_rx_max, net_tx_max = excluded.net_tx_max, pool_pct_max = excluded.pool_pct_max"
 
-int store_perf_insert_raw(Store *st, const StorePerfSample *s, size_t n) {
-        StoreStmt *stmt;
-        int r = prepare(st, "INSERT INTO perf_raw VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-                            " ON CONFLICT(kind, object_id, at) DO UPDATE SET " PERF_EXCLUDED, &stmt);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n && r >= 0; i++) {
-                store_bind_i64(stmt, 1, s[i].kind);
-                store_bind_i64(stmt, 2, s[i].object_id);
-                store_bind_i64(stmt, 3, s[i].at);
-                for (int m = 0; m < STORE_PERF__COUNT; m++)
-                        bind_num(stmt, 4 + m, s[i].v[m]);
-                r = step_reset(st, stmt, "perf_raw");
+/* A bulk write of rows, each ncols parameters bound by bind() from
+ * parameter base on. SQLite: one statement reused for every row (its
+ * statements are calls into the library). PostgreSQL: each statement is a
+ * round trip to the server (and a savepoint in a transaction), so rows go
+ * PG_BATCH_ROWS to a multi-row INSERT; a row whose key (same()) is already
+ * in the batch starts the next one, as one upsert cannot touch a row twice
+ * and the later row must win. */
+typedef struct {
+        const char *head;       /* "INSERT INTO t VALUES " */
+        int ncols;
+        const char *tail;       /* " ON CONFLICT(...) DO UPDATE SET ..." */
+        void (*bind)(StoreStmt *s, int base, const void *rows, size_t i);
+        bool (*same)(const void *rows, size_t a, size_t b);
+        const char *what;
+} PerfWrite;
+
+#define PG_BATCH_ROWS 256
+
+static char *values_sql(const PerfWrite *w, size_t k) {
+        StrBuf b = {0};
+        strbuf_append(&b, w->head);
+        for (size_t r = 0; r < k; r++) {
+                strbuf_append(&b, r ? ",(" : "(");
+                for (int c = 0; c < w->ncols; c++)
+                        strbuf_append(&b, c ? ",?" : "?");
+                strbuf_append(&b, ")");
         }
-        store_finalize(stmt);
+        strbuf_append(&b, w->tail);
+        return strbuf_steal(&b);
+}
+
+static int perf_write(Store *st, const PerfWrite *w, const void *rows, size_t n) {
+        bool pg = store_engine(st) == STORE_ENGINE_POSTGRESQL;
+        StoreStmt *stmt = NULL;
+        int r = 0;
+        if (!pg) {
+                _cleanup_free_ char *sql = values_sql(w, 1);
+                r = prepare(st, sql, &stmt);
+                for (size_t i = 0; i < n && r >= 0; i++) {
+                        w->bind(stmt, 1, rows, i);
+                        r = step_reset(st, stmt, w->what);
+                }
+                store_finalize(stmt);
+                return r;
+        }
+        for (size_t i = 0; i < n && r >= 0;) {
+                size_t k = 1;
+                for (bool dup = false; i + k < n && k < PG_BATCH_ROWS && !dup; k += !dup)
+                        for (size_t j = i; j < i + k && !dup; j++)
+                                dup = w->same(rows, j, i + k);
+                _cleanup_free_ char *sql = values_sql(w, k);
+                r = prepare(st, sql, &stmt);
+                if (r < 0)
+                        break;
+                for (size_t x = 0; x < k; x++)
+                        w->bind(stmt, 1 + (int) x * w->ncols, rows, i + x);
+                r = step_reset(st, stmt, w->what);
+                store_finalize(stmt);
+                i += k;
+        }
         return r;
+}
+
+static void bind_sample(StoreStmt *stmt, int base, const void *rows, size_t i) {
+        const StorePerfSample *s = (const StorePerfSample *) rows + i;
+        store_bind_i64(stmt, base, s->kind);
+        store_bind_i64(stmt, base + 1, s->object_id);
+        store_bind_i64(stmt, base + 2, s->at);
+        for (int m = 0; m < STORE_PERF__COUNT; m++)
+                bind_num(stmt, base + 3 + m, s->v[m]);
+}
+
+static bool same_sample(const void *rows, size_t a, size_t b) {
+        const StorePerfSample *x = (const StorePerfSample *) rows + a, *y = (const StorePerfSample *) rows + b;
+        return x->kind == y->kind && x->object_id == y->object_id && x->at == y->at;
+}
+
+int store_perf_insert_raw(Store *st, const StorePerfSample *s, size_t n) {
+        static const PerfWrite w = {
+                "INSERT INTO perf_raw VALUES ", 3 + STORE_PERF__COUNT,
+                " ON CONFLICT(kind, object_id, at) DO UPDATE SET " PERF_EXCLUDED, bind_sample, same_sample, "perf_raw",
+        };
+        return perf_write(st, &w, s, n);
+}
+
+static void bind_rollup(StoreStmt *stmt, int base, const void *rows, size_t i) {
+        const StorePerfRollup *r = (const StorePerfRollup *) rows + i;
+        store_bind_i64(stmt, base, r->kind);
+        store_bind_i64(stmt, base + 1, r->object_id);
+        store_bind_i64(stmt, base + 2, r->at);
+        store_bind_i64(stmt, base + 3, r->n);
+        for (int m = 0; m < STORE_PERF__COUNT; m++) {
+                bind_num(stmt, base + 4 + m, r->avg[m]);
+                bind_num(stmt, base + 4 + STORE_PERF__COUNT + m, r->max[m]);
+        }
+}
+
+static bool same_rollup(const void *rows, size_t a, size_t b) {
+        const StorePerfRollup *x = (const StorePerfRollup *) rows + a, *y = (const StorePerfRollup *) rows + b;
+        return x->kind == y->kind && x->object_id == y->object_id && x->at == y->at;
 }
 
 int store_perf_insert_rollups(Store *st, StorePerfTier tier, const StorePerfRollup *rows, size_t n) {
         if (tier != STORE_TIER_5M && tier != STORE_TIER_1H)
                 return -EINVAL;
-        StoreStmt *stmt;
-        int r = prepare(st, tier == STORE_TIER_5M
-                        ? "INSERT INTO perf_5m VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                          " ON CONFLICT(kind, object_id, at) DO UPDATE SET " ROLLUP_EXCLUDED
-                        : "INSERT INTO perf_1h VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                          " ON CONFLICT(kind, object_id, at) DO UPDATE SET " ROLLUP_EXCLUDED, &stmt);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n && r >= 0; i++) {
-                store_bind_i64(stmt, 1, rows[i].kind);
-                store_bind_i64(stmt, 2, rows[i].object_id);
-                store_bind_i64(stmt, 3, rows[i].at);
-                store_bind_i64(stmt, 4, rows[i].n);
-                for (int m = 0; m < STORE_PERF__COUNT; m++) {
-                        bind_num(stmt, 5 + m, rows[i].avg[m]);
-                        bind_num(stmt, 5 + STORE_PERF__COUNT + m, rows[i].max[m]);
-                }
-                r = step_reset(st, stmt, "perf rollup");
-        }
-        store_finalize(stmt);
-        return r;
+        static const PerfWrite w5m = {
+                "INSERT INTO perf_5m VALUES ", 4 + 2 * STORE_PERF__COUNT,
+                " ON CONFLICT(kind, object_id, at) DO UPDATE SET " ROLLUP_EXCLUDED, bind_rollup, same_rollup, "perf rollup",
+        };
+        static const PerfWrite w1h = {
+                "INSERT INTO perf_1h VALUES ", 4 + 2 * STORE_PERF__COUNT,
+                " ON CONFLICT(kind, object_id, at) DO UPDATE SET " ROLLUP_EXCLUDED, bind_rollup, same_rollup, "perf rollup",
+        };
+        return perf_write(st, tier == STORE_TIER_5M ? &w5m : &w1h, rows, n);
+}
+
+/* perf_latest's rows: a sample and its detail (NULL binds NULL). */
+typedef struct {
+        const StorePerfSample *s;
+        const char *const *detail;
+} LatestRows;
+
+static void bind_latest(StoreStmt *stmt, int base, const void *rows, size_t i) {
+        const LatestRows *l = rows;
+        bind_sample(stmt, base, l->s, i);
+        if (l->detail && l->detail[i])
+                store_bind_text(stmt, base + 3 + STORE_PERF__COUNT, l->detail[i]);
+        else
+                store_bind_null(stmt, base + 3 + STORE_PERF__COUNT);
+}
+
+static bool same_latest(const void *rows, size_t a, size_t b) {
+        const LatestRows *l = rows;
+        return l->s[a].kind == l->s[b].kind && l->s[a].object_id == l->s[b].object_id;
 }
 
 int store_perf_set_latest(Store *st, const StorePerfSample *s, const char *const *detail_json, size_t n) {
-        StoreStmt *stmt;
-        int r = prepare(st, "INSERT INTO perf_latest VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                            " ON CONFLICT(kind, object_id) DO UPDATE SET at = excluded.at, " PERF_EXCLUDED
-                            ", detail = excluded.detail", &stmt);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n && r >= 0; i++) {
-                store_bind_i64(stmt, 1, s[i].kind);
-                store_bind_i64(stmt, 2, s[i].object_id);
-                store_bind_i64(stmt, 3, s[i].at);
-                for (int m = 0; m < STORE_PERF__COUNT; m++)
-                        bind_num(stmt, 4 + m, s[i].v[m]);
-                if (detail_json && detail_json[i])
-                        store_bind_text(stmt, 4 + STORE_PERF__COUNT, detail_json[i]);
-                r = step_reset(st, stmt, "perf_latest");
-        }
-        store_finalize(stmt);
-        return r;
+        static const PerfWrite w = {
+                "INSERT INTO perf_latest VALUES ", 4 + STORE_PERF__COUNT,
+                " ON CONFLICT(kind, object_id) DO UPDATE SET at = excluded.at, " PERF_EXCLUDED ", detail = excluded.detail",
+                bind_latest, same_latest, "perf_latest",
+        };
+        LatestRows l = { s, detail_json };
+        return perf_write(st, &w, &l, n);
 }
 
 int store_perf_latest_gc(Store *st) {

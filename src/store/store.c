@@ -547,7 +547,7 @@ static int migrate_one_pg(Store *st, void *conn, const StoreMigration *m) {
         int r = store_begin(st);
         if (r < 0)
                 return r;
-        bool done;
+        bool done = false;
         r = migration_applied(st, m->name, &done);
         if (r >= 0 && !done) {
                 const char *text = m->pg ? m->pg : m->run ? "" : m->sql;

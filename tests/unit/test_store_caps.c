@@ -194,6 +194,44 @@ static void test_perf_writes_replace(void **state) {
         assert_true(json_is_null(json_object_get(json_array_get(l, 0), "detail")));
         assert_true(json_real_value(json_object_get(json_array_get(l, 0), "cpu")) == 42);
 
+        /* Many rows in one call (PostgreSQL writes them in batches), a key
+         * twice among them: the later row wins, as row after row would. */
+        enum { N = 700 };
+        StorePerfSample *many = calloc(N, sizeof *many);
+        for (size_t i = 0; i < N; i++) {
+                many[i] = (StorePerfSample) { .kind = 1, .object_id = f->vm2, .at = (int64_t) (i % 200) * 1000 };
+                for (int m = 0; m < STORE_PERF__COUNT; m++)
+                        many[i].v[m] = (double) i;
+        }
+        assert_int_equal(store_perf_insert_raw(f->st, many, N), 0);
+        assert_int_equal(store_perf_set_latest(f->st, many, NULL, N), 0);
+        n = store_perf_query(f->st, STORE_TIER_RAW, 1, f->vm2, 0, 0, 10000000, &pts);
+        assert_int_equal(n, 200);
+        assert_true(pts[0].avg == 600);      /* rows 0, 200, 400 and 600 write at 0: the last wins */
+        assert_true(pts[99].avg == 699);
+        assert_true(pts[100].avg == 500);
+        assert_true(pts[199].avg == 599);
+        free(pts);
+        StorePerfRollup *roll = calloc(N, sizeof *roll);
+        for (size_t i = 0; i < N; i++) {
+                roll[i] = (StorePerfRollup) { .kind = 1, .object_id = f->vm2, .at = (int64_t) (i % 150) * 300000, .n = (int64_t) i };
+                for (int m = 0; m < STORE_PERF__COUNT; m++)
+                        roll[i].avg[m] = roll[i].max[m] = (double) i;
+        }
+        assert_int_equal(store_perf_insert_rollups(f->st, STORE_TIER_5M, roll, N), 0);
+        n = store_perf_query(f->st, STORE_TIER_5M, 1, f->vm2, 0, 0, INT64_MAX, &pts);
+        assert_int_equal(n, 150);
+        assert_int_equal(pts[0].n, 600);
+        assert_int_equal(pts[99].n, 699);
+        assert_int_equal(pts[100].n, 550);
+        free(pts);
+        free(roll);
+        free(many);
+        json_decref(l);
+        l = NULL;
+        assert_int_equal(store_perf_latest_json(f->st, &l), 0);
+        assert_int_equal(json_array_size(l), 2);
+
         /* a removed VM's history goes with it (a trigger on both engines) */
         assert_int_equal(store_exec(f->st, "DELETE FROM vm WHERE id = ?", "i", f->vm2), 0);
         assert_int_equal(store_exec(f->st, "DELETE FROM vm WHERE id = ?", "i", f->vm), 0);
