@@ -116,21 +116,31 @@ int store_cluster_find(Store *st, const char *name, int64_t *ret_id) {
         return store_query_i64(st, ret_id, "SELECT id FROM cluster WHERE name = ?", "s", name);
 }
 
-#define CLUSTER_COLUMNS \
-        "SELECT c.id, c.name, c.shared_storage, c.tolerate," \
-        " (SELECT json_group_array(json_object('id', h.id, 'name', h.name, 'state', h.state, 'group_id', h.group_id))" \
-        "  FROM cluster_member m JOIN host h ON h.id = m.host_id WHERE m.cluster_id = c.id ORDER BY h.name) AS hosts_json," \
+/* The members as a JSON array by name: SQLite's json_group_array of
+ * json_object, PostgreSQL's json_agg of json_build_object (NULL over no
+ * rows). */
+#define CLUSTER_HOSTS_SQLITE \
+        "(SELECT json_group_array(json_object('id', h.id, 'name', h.name, 'state', h.state, 'group_id', h.group_id))" \
+        "  FROM cluster_member m JOIN host h ON h.id = m.host_id WHERE m.cluster_id = c.id ORDER BY h.name)"
+#define CLUSTER_HOSTS_PG \
+        "coalesce((SELECT json_agg(json_build_object('id', h.id, 'name', h.name, 'state', h.state, 'group_id', h.group_id)" \
+        "  ORDER BY h.name) FROM cluster_member m JOIN host h ON h.id = m.host_id WHERE m.cluster_id = c.id), '[]')"
+#define CLUSTER_COLUMNS(hosts_json) \
+        "SELECT c.id, c.name, c.shared_storage, c.tolerate, " hosts_json " AS hosts_json," \
         " (SELECT count(*) FROM vm v JOIN vm_ha a ON a.vm_id = v.id JOIN cluster_member m ON m.host_id = v.host_id" \
         "  WHERE m.cluster_id = c.id) AS n_ha_vms," \
         " (SELECT count(*) FROM ha_pending p JOIN cluster_member m ON m.host_id = p.from_host_id" \
         "  WHERE m.cluster_id = c.id) AS n_pending, c.created_at FROM cluster c "
 
 int store_cluster_list(Store *st, const char *name, json_t **ret) {
-        return store_query_json(st, ret, CLUSTER_COLUMNS "WHERE (?1 IS NULL OR c.name = ?1) ORDER BY c.name", "s", name);
+        return store_query_json(st, ret, store_sql(st, CLUSTER_COLUMNS(CLUSTER_HOSTS_SQLITE) "WHERE (?1 IS NULL OR c.name = ?1) ORDER BY c.name",
+                                                   CLUSTER_COLUMNS(CLUSTER_HOSTS_PG) "WHERE (?1 IS NULL OR c.name = ?1) ORDER BY c.name"),
+                                "s", name);
 }
 
 int store_cluster_get_json(Store *st, int64_t id, json_t **ret) {
-        return store_query_one(st, ret, CLUSTER_COLUMNS "WHERE c.id = ?", "i", id);
+        return store_query_one(st, ret, store_sql(st, CLUSTER_COLUMNS(CLUSTER_HOSTS_SQLITE) "WHERE c.id = ?",
+                                                  CLUSTER_COLUMNS(CLUSTER_HOSTS_PG) "WHERE c.id = ?"), "i", id);
 }
 
 int store_cluster_of_host(Store *st, int64_t host_id, int64_t *ret_cluster_id, char **ret_shared_storage) {

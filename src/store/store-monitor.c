@@ -13,99 +13,109 @@ const char *const store_perf_metric_units[STORE_PERF__COUNT] = {
         "percent", "MiB", "percent", "bytes/s", "bytes/s", "requests/s", "bytes/s", "bytes/s", "percent",
 };
 
-#define PERF_COLS "cpu REAL, memory REAL, memory_pct REAL, disk_read REAL, disk_write REAL, disk_iops REAL," \
-                  " net_rx REAL, net_tx REAL, pool_pct REAL"
-#define ROLLUP_COLS PERF_COLS ", cpu_max REAL, memory_max REAL, memory_pct_max REAL, disk_read_max REAL," \
-                    " disk_write_max REAL, disk_iops_max REAL, net_rx_max REAL, net_tx_max REAL, pool_pct_max REAL"
+/* The first migration is written once for both engines: these name what
+ * differs (the integer and real types, a rowid key, a table without
+ * rowids, the time now in ms). */
+#define PERF_COLS_(REAL) "cpu " REAL ", memory " REAL ", memory_pct " REAL ", disk_read " REAL ", disk_write " REAL \
+                         ", disk_iops " REAL ", net_rx " REAL ", net_tx " REAL ", pool_pct " REAL
+#define ROLLUP_COLS_(REAL) PERF_COLS_(REAL) ", cpu_max " REAL ", memory_max " REAL ", memory_pct_max " REAL \
+                           ", disk_read_max " REAL ", disk_write_max " REAL ", disk_iops_max " REAL ", net_rx_max " REAL \
+                           ", net_tx_max " REAL ", pool_pct_max " REAL
+
+#define SQLITE_NOW_MS "CAST(strftime('%s','now') AS INTEGER) * 1000"
+#define PG_NOW_MS "CAST(extract(epoch FROM now()) * 1000 AS BIGINT)"
+
+#define MONITOR_1(INT, REAL, IDPK, NOROWID, NOW) \
+        "CREATE TABLE perf_raw (kind " INT " NOT NULL, object_id " INT " NOT NULL, at " INT " NOT NULL, " PERF_COLS_(REAL) "," \
+        "  PRIMARY KEY(kind, object_id, at))" NOROWID ";" \
+        "CREATE INDEX perf_raw_at ON perf_raw(at);" \
+        "CREATE TABLE perf_5m (kind " INT " NOT NULL, object_id " INT " NOT NULL, at " INT " NOT NULL, n " INT " NOT NULL, " \
+        ROLLUP_COLS_(REAL) ", PRIMARY KEY(kind, object_id, at))" NOROWID ";" \
+        "CREATE INDEX perf_5m_at ON perf_5m(at);" \
+        "CREATE TABLE perf_1h (kind " INT " NOT NULL, object_id " INT " NOT NULL, at " INT " NOT NULL, n " INT " NOT NULL, " \
+        ROLLUP_COLS_(REAL) ", PRIMARY KEY(kind, object_id, at))" NOROWID ";" \
+        "CREATE INDEX perf_1h_at ON perf_1h(at);" \
+        "CREATE TABLE perf_latest (kind " INT " NOT NULL, object_id " INT " NOT NULL, at " INT " NOT NULL, " PERF_COLS_(REAL) "," \
+        "  detail TEXT, PRIMARY KEY(kind, object_id))" NOROWID ";" \
+        "CREATE TABLE alert_rule (" \
+        "  id " IDPK "," \
+        "  name TEXT NOT NULL UNIQUE," \
+        "  object_kind TEXT NOT NULL," \
+        "  metric TEXT NOT NULL," \
+        "  comparison TEXT NOT NULL," \
+        "  threshold " REAL "," \
+        "  state_value TEXT," \
+        "  duration_s " INT " NOT NULL DEFAULT 0," \
+        "  severity TEXT NOT NULL," \
+        "  scope TEXT NOT NULL DEFAULT 'all'," \
+        "  scope_id " INT "," \
+        "  enabled " INT " NOT NULL DEFAULT 1," \
+        "  builtin " INT " NOT NULL DEFAULT 0," \
+        "  description TEXT," \
+        "  created_at " INT " NOT NULL);" \
+        "INSERT INTO alert_rule(name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, builtin, description, created_at) VALUES" \
+        " ('host-unreachable', 'host', 'state', '==', NULL, 'unreachable', 0, 'critical', 1, 'A host does not answer.', " NOW ")," \
+        " ('host-memory-high', 'host', 'memory_pct', '>', 90, NULL, 300, 'warning', 1, 'A host has used more than 90 % of its memory for 5 minutes.', " NOW ")," \
+        " ('vm-crashed', 'vm', 'state', '==', NULL, 'crashed', 0, 'critical', 1, 'A VM crashed.', " NOW ")," \
+        " ('pool-full', 'host', 'pool_pct', '>', 85, NULL, 0, 'warning', 1, 'A host''s storage pool is more than 85 % allocated.', " NOW ");" \
+        "CREATE TABLE alert (" \
+        "  id " IDPK "," \
+        "  rule_id " INT " REFERENCES alert_rule(id) ON DELETE SET NULL," \
+        "  rule_name TEXT NOT NULL," \
+        "  object_kind TEXT NOT NULL," \
+        "  object_id " INT " NOT NULL," \
+        "  object_name TEXT," \
+        "  severity TEXT NOT NULL," \
+        "  state TEXT NOT NULL," \
+        "  message TEXT NOT NULL," \
+        "  value " REAL "," \
+        "  opened_at " INT " NOT NULL," \
+        "  updated_at " INT " NOT NULL," \
+        "  resolved_at " INT "," \
+        "  acknowledged_at " INT "," \
+        "  acknowledged_by TEXT);" \
+        "CREATE UNIQUE INDEX alert_open_idx ON alert(rule_id, object_kind, object_id) WHERE state = 'open';" \
+        "CREATE INDEX alert_state_idx ON alert(state, id);" \
+        "CREATE TABLE webhook (" \
+        "  id " IDPK "," \
+        "  url TEXT NOT NULL UNIQUE," \
+        "  description TEXT," \
+        "  enabled " INT " NOT NULL DEFAULT 1," \
+        "  last_status TEXT," \
+        "  last_attempt_at " INT "," \
+        "  last_delivered_at " INT "," \
+        "  created_at " INT " NOT NULL);" \
+        "CREATE TABLE webhook_delivery (" \
+        "  id " IDPK "," \
+        "  webhook_id " INT " NOT NULL REFERENCES webhook(id) ON DELETE CASCADE," \
+        "  payload TEXT NOT NULL," \
+        "  state TEXT NOT NULL DEFAULT 'pending'," \
+        "  attempts " INT " NOT NULL DEFAULT 0," \
+        "  next_at " INT " NOT NULL," \
+        "  last_status TEXT," \
+        "  created_at " INT " NOT NULL," \
+        "  finished_at " INT ");" \
+        "CREATE INDEX webhook_delivery_due ON webhook_delivery(state, next_at);" \
+        "CREATE TABLE monitor_stat (key TEXT PRIMARY KEY, value " REAL " NOT NULL);" \
+        "CREATE TABLE assess_server (" \
+        "  id " IDPK "," \
+        "  name TEXT NOT NULL UNIQUE," \
+        "  source TEXT NOT NULL DEFAULT 'node-exporter'," \
+        "  url TEXT NOT NULL," \
+        "  cpus " INT "," \
+        "  memory_mib " REAL "," \
+        "  last_sample_at " INT "," \
+        "  last_error TEXT," \
+        "  created_at " INT " NOT NULL);" \
+        "CREATE TABLE assess_sample (" \
+        "  server_id " INT " NOT NULL REFERENCES assess_server(id) ON DELETE CASCADE," \
+        "  at " INT " NOT NULL," \
+        "  cpu_pct " REAL ", memory_used_mib " REAL ", disk_iops " REAL ", disk_bps " REAL ", net_mbit " REAL "," \
+        "  PRIMARY KEY(server_id, at))" NOROWID ";"
 
 const StoreMigration store_migrations_monitor[] = {
-        { "monitor-1",
-        "CREATE TABLE perf_raw (kind INTEGER NOT NULL, object_id INTEGER NOT NULL, at INTEGER NOT NULL, " PERF_COLS ","
-        "  PRIMARY KEY(kind, object_id, at)) WITHOUT ROWID;"
-        "CREATE INDEX perf_raw_at ON perf_raw(at);"
-        "CREATE TABLE perf_5m (kind INTEGER NOT NULL, object_id INTEGER NOT NULL, at INTEGER NOT NULL, n INTEGER NOT NULL, "
-        ROLLUP_COLS ", PRIMARY KEY(kind, object_id, at)) WITHOUT ROWID;"
-        "CREATE INDEX perf_5m_at ON perf_5m(at);"
-        "CREATE TABLE perf_1h (kind INTEGER NOT NULL, object_id INTEGER NOT NULL, at INTEGER NOT NULL, n INTEGER NOT NULL, "
-        ROLLUP_COLS ", PRIMARY KEY(kind, object_id, at)) WITHOUT ROWID;"
-        "CREATE INDEX perf_1h_at ON perf_1h(at);"
-        "CREATE TABLE perf_latest (kind INTEGER NOT NULL, object_id INTEGER NOT NULL, at INTEGER NOT NULL, " PERF_COLS ","
-        "  detail TEXT, PRIMARY KEY(kind, object_id)) WITHOUT ROWID;"
-        "CREATE TABLE alert_rule ("
-        "  id INTEGER PRIMARY KEY,"
-        "  name TEXT NOT NULL UNIQUE,"
-        "  object_kind TEXT NOT NULL,"
-        "  metric TEXT NOT NULL,"
-        "  comparison TEXT NOT NULL,"
-        "  threshold REAL,"
-        "  state_value TEXT,"
-        "  duration_s INTEGER NOT NULL DEFAULT 0,"
-        "  severity TEXT NOT NULL,"
-        "  scope TEXT NOT NULL DEFAULT 'all',"
-        "  scope_id INTEGER,"
-        "  enabled INTEGER NOT NULL DEFAULT 1,"
-        "  builtin INTEGER NOT NULL DEFAULT 0,"
-        "  description TEXT,"
-        "  created_at INTEGER NOT NULL);"
-        "INSERT INTO alert_rule(name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, builtin, description, created_at) VALUES"
-        " ('host-unreachable', 'host', 'state', '==', NULL, 'unreachable', 0, 'critical', 1, 'A host does not answer.', CAST(strftime('%s','now') AS INTEGER) * 1000),"
-        " ('host-memory-high', 'host', 'memory_pct', '>', 90, NULL, 300, 'warning', 1, 'A host has used more than 90 % of its memory for 5 minutes.', CAST(strftime('%s','now') AS INTEGER) * 1000),"
-        " ('vm-crashed', 'vm', 'state', '==', NULL, 'crashed', 0, 'critical', 1, 'A VM crashed.', CAST(strftime('%s','now') AS INTEGER) * 1000),"
-        " ('pool-full', 'host', 'pool_pct', '>', 85, NULL, 0, 'warning', 1, 'A host''s storage pool is more than 85 % allocated.', CAST(strftime('%s','now') AS INTEGER) * 1000);"
-        "CREATE TABLE alert ("
-        "  id INTEGER PRIMARY KEY,"
-        "  rule_id INTEGER REFERENCES alert_rule(id) ON DELETE SET NULL,"
-        "  rule_name TEXT NOT NULL,"
-        "  object_kind TEXT NOT NULL,"
-        "  object_id INTEGER NOT NULL,"
-        "  object_name TEXT,"
-        "  severity TEXT NOT NULL,"
-        "  state TEXT NOT NULL,"
-        "  message TEXT NOT NULL,"
-        "  value REAL,"
-        "  opened_at INTEGER NOT NULL,"
-        "  updated_at INTEGER NOT NULL,"
-        "  resolved_at INTEGER,"
-        "  acknowledged_at INTEGER,"
-        "  acknowledged_by TEXT);"
-        "CREATE UNIQUE INDEX alert_open_idx ON alert(rule_id, object_kind, object_id) WHERE state = 'open';"
-        "CREATE INDEX alert_state_idx ON alert(state, id);"
-        "CREATE TABLE webhook ("
-        "  id INTEGER PRIMARY KEY,"
-        "  url TEXT NOT NULL UNIQUE,"
-        "  description TEXT,"
-        "  enabled INTEGER NOT NULL DEFAULT 1,"
-        "  last_status TEXT,"
-        "  last_attempt_at INTEGER,"
-        "  last_delivered_at INTEGER,"
-        "  created_at INTEGER NOT NULL);"
-        "CREATE TABLE webhook_delivery ("
-        "  id INTEGER PRIMARY KEY,"
-        "  webhook_id INTEGER NOT NULL REFERENCES webhook(id) ON DELETE CASCADE,"
-        "  payload TEXT NOT NULL,"
-        "  state TEXT NOT NULL DEFAULT 'pending',"
-        "  attempts INTEGER NOT NULL DEFAULT 0,"
-        "  next_at INTEGER NOT NULL,"
-        "  last_status TEXT,"
-        "  created_at INTEGER NOT NULL,"
-        "  finished_at INTEGER);"
-        "CREATE INDEX webhook_delivery_due ON webhook_delivery(state, next_at);"
-        "CREATE TABLE monitor_stat (key TEXT PRIMARY KEY, value REAL NOT NULL);"
-        "CREATE TABLE assess_server ("
-        "  id INTEGER PRIMARY KEY,"
-        "  name TEXT NOT NULL UNIQUE,"
-        "  source TEXT NOT NULL DEFAULT 'node-exporter',"
-        "  url TEXT NOT NULL,"
-        "  cpus INTEGER,"
-        "  memory_mib REAL,"
-        "  last_sample_at INTEGER,"
-        "  last_error TEXT,"
-        "  created_at INTEGER NOT NULL);"
-        "CREATE TABLE assess_sample ("
-        "  server_id INTEGER NOT NULL REFERENCES assess_server(id) ON DELETE CASCADE,"
-        "  at INTEGER NOT NULL,"
-        "  cpu_pct REAL, memory_used_mib REAL, disk_iops REAL, disk_bps REAL, net_mbit REAL,"
-        "  PRIMARY KEY(server_id, at)) WITHOUT ROWID;" },
+        { "monitor-1", MONITOR_1("INTEGER", "REAL", "INTEGER PRIMARY KEY", " WITHOUT ROWID", SQLITE_NOW_MS), NULL,
+          MONITOR_1("BIGINT", "DOUBLE PRECISION", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "", PG_NOW_MS) },
         /* A removed host's or VM's history goes with it, whichever path
          * removes it (a forced host removal takes its VMs along), so that
          * nothing of it is ever shown for another object; ids are not
@@ -127,17 +137,45 @@ const StoreMigration store_migrations_monitor[] = {
         "  DELETE FROM perf_5m WHERE kind = 1 AND object_id = OLD.id;"
         "  DELETE FROM perf_1h WHERE kind = 1 AND object_id = OLD.id;"
         "  DELETE FROM perf_latest WHERE kind = 1 AND object_id = OLD.id;"
-        " END;" },
+        " END;", NULL,
+        "DELETE FROM perf_raw WHERE (kind = 0 AND object_id NOT IN (SELECT id FROM host)) OR (kind = 1 AND object_id NOT IN (SELECT id FROM vm));"
+        "DELETE FROM perf_5m WHERE (kind = 0 AND object_id NOT IN (SELECT id FROM host)) OR (kind = 1 AND object_id NOT IN (SELECT id FROM vm));"
+        "DELETE FROM perf_1h WHERE (kind = 0 AND object_id NOT IN (SELECT id FROM host)) OR (kind = 1 AND object_id NOT IN (SELECT id FROM vm));"
+        "DELETE FROM perf_latest WHERE (kind = 0 AND object_id NOT IN (SELECT id FROM host)) OR (kind = 1 AND object_id NOT IN (SELECT id FROM vm));"
+        "CREATE FUNCTION host_history_gone() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        "  DELETE FROM perf_raw WHERE kind = 0 AND object_id = OLD.id;"
+        "  DELETE FROM perf_5m WHERE kind = 0 AND object_id = OLD.id;"
+        "  DELETE FROM perf_1h WHERE kind = 0 AND object_id = OLD.id;"
+        "  DELETE FROM perf_latest WHERE kind = 0 AND object_id = OLD.id;"
+        "  RETURN NULL;"
+        " END $$;"
+        "CREATE TRIGGER host_history_gone AFTER DELETE ON host FOR EACH ROW EXECUTE FUNCTION host_history_gone();"
+        "CREATE FUNCTION vm_history_gone() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        "  DELETE FROM perf_raw WHERE kind = 1 AND object_id = OLD.id;"
+        "  DELETE FROM perf_5m WHERE kind = 1 AND object_id = OLD.id;"
+        "  DELETE FROM perf_1h WHERE kind = 1 AND object_id = OLD.id;"
+        "  DELETE FROM perf_latest WHERE kind = 1 AND object_id = OLD.id;"
+        "  RETURN NULL;"
+        " END $$;"
+        "CREATE TRIGGER vm_history_gone AFTER DELETE ON vm FOR EACH ROW EXECUTE FUNCTION vm_history_gone();" },
         /* A host that fails or is fenced is as much an emergency as one
          * that does not answer. */
+#define HOST_DOWN_RULES(NOW) \
+        " ('host-failed', 'host', 'state', '==', NULL, 'failed', 0, 'critical', 1, 'A cluster member stopped answering and was declared failed.', " NOW ")," \
+        " ('host-fenced', 'host', 'state', '==', NULL, 'fenced', 0, 'critical', 1, 'A failed cluster member was powered off by its fence command.', " NOW ")"
         { "monitor-host-down-rules",
         "INSERT OR IGNORE INTO alert_rule(name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, builtin, description, created_at) VALUES"
-        " ('host-failed', 'host', 'state', '==', NULL, 'failed', 0, 'critical', 1, 'A cluster member stopped answering and was declared failed.', CAST(strftime('%s','now') AS INTEGER) * 1000),"
-        " ('host-fenced', 'host', 'state', '==', NULL, 'fenced', 0, 'critical', 1, 'A failed cluster member was powered off by its fence command.', CAST(strftime('%s','now') AS INTEGER) * 1000);" },
+        HOST_DOWN_RULES(SQLITE_NOW_MS) ";", NULL,
+        "INSERT INTO alert_rule(name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, builtin, description, created_at) VALUES"
+        HOST_DOWN_RULES(PG_NOW_MS) " ON CONFLICT DO NOTHING;" },
         /* libvirtd answers connections but not calls (issue 15). */
+#define HOST_NOT_RESPONDING_RULE(NOW) \
+        " ('host-not-responding', 'host', 'state', '==', NULL, 'not-responding', 0, 'critical', 1, 'A host accepts connections but its calls do not return within their deadline: libvirtd is wedged.', " NOW ")"
         { "monitor-host-not-responding-rule",
         "INSERT OR IGNORE INTO alert_rule(name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, builtin, description, created_at) VALUES"
-        " ('host-not-responding', 'host', 'state', '==', NULL, 'not-responding', 0, 'critical', 1, 'A host accepts connections but its calls do not return within their deadline: libvirtd is wedged.', CAST(strftime('%s','now') AS INTEGER) * 1000);" },
+        HOST_NOT_RESPONDING_RULE(SQLITE_NOW_MS) ";", NULL,
+        "INSERT INTO alert_rule(name, object_kind, metric, comparison, threshold, state_value, duration_s, severity, builtin, description, created_at) VALUES"
+        HOST_NOT_RESPONDING_RULE(PG_NOW_MS) " ON CONFLICT DO NOTHING;" },
         { NULL, NULL },
 };
 
@@ -151,7 +189,7 @@ int store_perf_metric_parse(const char *name, StorePerfMetric *ret) {
 }
 
 /* ------------------------------------------------------------------ */
-/* bulk statements: one prepared statement reused for every row */
+/* bulk statements */
 
 /* The statement's error was logged by the store with its SQL: says which
  * step failed and keeps the errno (-EIO unless the store mapped it). */
@@ -178,64 +216,160 @@ static int step_reset(Store *st, StoreStmt *s, const char *what) {
         return rc == STORE_DONE || rc == STORE_ROW ? 0 : db_fail(st, what);
 }
 
-int store_perf_insert_raw(Store *st, const StorePerfSample *s, size_t n) {
-        StoreStmt *stmt;
-        int r = prepare(st, "INSERT OR REPLACE INTO perf_raw VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", &stmt);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n && r >= 0; i++) {
-                store_bind_i64(stmt, 1, s[i].kind);
-                store_bind_i64(stmt, 2, s[i].object_id);
-                store_bind_i64(stmt, 3, s[i].at);
-                for (int m = 0; m < STORE_PERF__COUNT; m++)
-                        bind_num(stmt, 4 + m, s[i].v[m]);
-                r = step_reset(st, stmt, "perf_raw");
+/* An upsert, not INSERT OR REPLACE (which PostgreSQL does not know): every
+ * column but the key takes the new row's value, as a replace would. */
+#define PERF_EXCLUDED "cpu = excluded.cpu, memory = excluded.memory, memory_pct = excluded.memory_pct," \
+        " disk_read = excluded.disk_read, disk_write = excluded.disk_write, disk_iops = excluded.disk_iops," \
+        " net_rx = excluded.net_rx, net_tx = excluded.net_tx, pool_pct = excluded.pool_pct"
+#define ROLLUP_EXCLUDED "n = excluded.n, " PERF_EXCLUDED ", cpu_max = excluded.cpu_max, memory_max = excluded.memory_max," \
+        " memory_pct_max = excluded.memory_pct_max, disk_read_max = excluded.disk_read_max," \
+        " disk_write_max = excluded.disk_write_max, disk_iops_max = excluded.disk_iops_max," \
+        " net_rx_max = excluded.net_rx_max, net_tx_max = excluded.net_tx_max, pool_pct_max = excluded.pool_pct_max"
+
+/* A bulk write of rows, each ncols parameters bound by bind() from
+ * parameter base on. SQLite: one statement reused for every row (its
+ * statements are calls into the library). PostgreSQL: each statement is a
+ * round trip to the server (and a savepoint in a transaction), so rows go
+ * PG_BATCH_ROWS to a multi-row INSERT; a row whose key (same()) is already
+ * in the batch starts the next one, as one upsert cannot touch a row twice
+ * and the later row must win. */
+typedef struct {
+        const char *head;       /* "INSERT INTO t VALUES " */
+        int ncols;
+        const char *tail;       /* " ON CONFLICT(...) DO UPDATE SET ..." */
+        void (*bind)(StoreStmt *s, int base, const void *rows, size_t i);
+        bool (*same)(const void *rows, size_t a, size_t b);
+        const char *what;
+} PerfWrite;
+
+#define PG_BATCH_ROWS 256
+
+static char *values_sql(const PerfWrite *w, size_t k) {
+        StrBuf b = {0};
+        strbuf_append(&b, w->head);
+        for (size_t r = 0; r < k; r++) {
+                strbuf_append(&b, r ? ",(" : "(");
+                for (int c = 0; c < w->ncols; c++)
+                        strbuf_append(&b, c ? ",?" : "?");
+                strbuf_append(&b, ")");
         }
-        store_finalize(stmt);
+        strbuf_append(&b, w->tail);
+        return strbuf_steal(&b);
+}
+
+static int perf_write(Store *st, const PerfWrite *w, const void *rows, size_t n) {
+        bool pg = store_engine(st) == STORE_ENGINE_POSTGRESQL;
+        StoreStmt *stmt = NULL;
+        int r = 0;
+        if (!pg) {
+                _cleanup_free_ char *sql = values_sql(w, 1);
+                r = prepare(st, sql, &stmt);
+                for (size_t i = 0; i < n && r >= 0; i++) {
+                        w->bind(stmt, 1, rows, i);
+                        r = step_reset(st, stmt, w->what);
+                }
+                store_finalize(stmt);
+                return r;
+        }
+        for (size_t i = 0; i < n && r >= 0;) {
+                size_t k = 1;
+                for (bool dup = false; i + k < n && k < PG_BATCH_ROWS && !dup; k += !dup)
+                        for (size_t j = i; j < i + k && !dup; j++)
+                                dup = w->same(rows, j, i + k);
+                _cleanup_free_ char *sql = values_sql(w, k);
+                r = prepare(st, sql, &stmt);
+                if (r < 0)
+                        break;
+                for (size_t x = 0; x < k; x++)
+                        w->bind(stmt, 1 + (int) x * w->ncols, rows, i + x);
+                r = step_reset(st, stmt, w->what);
+                store_finalize(stmt);
+                i += k;
+        }
         return r;
+}
+
+static void bind_sample(StoreStmt *stmt, int base, const void *rows, size_t i) {
+        const StorePerfSample *s = (const StorePerfSample *) rows + i;
+        store_bind_i64(stmt, base, s->kind);
+        store_bind_i64(stmt, base + 1, s->object_id);
+        store_bind_i64(stmt, base + 2, s->at);
+        for (int m = 0; m < STORE_PERF__COUNT; m++)
+                bind_num(stmt, base + 3 + m, s->v[m]);
+}
+
+static bool same_sample(const void *rows, size_t a, size_t b) {
+        const StorePerfSample *x = (const StorePerfSample *) rows + a, *y = (const StorePerfSample *) rows + b;
+        return x->kind == y->kind && x->object_id == y->object_id && x->at == y->at;
+}
+
+int store_perf_insert_raw(Store *st, const StorePerfSample *s, size_t n) {
+        static const PerfWrite w = {
+                "INSERT INTO perf_raw VALUES ", 3 + STORE_PERF__COUNT,
+                " ON CONFLICT(kind, object_id, at) DO UPDATE SET " PERF_EXCLUDED, bind_sample, same_sample, "perf_raw",
+        };
+        return perf_write(st, &w, s, n);
+}
+
+static void bind_rollup(StoreStmt *stmt, int base, const void *rows, size_t i) {
+        const StorePerfRollup *r = (const StorePerfRollup *) rows + i;
+        store_bind_i64(stmt, base, r->kind);
+        store_bind_i64(stmt, base + 1, r->object_id);
+        store_bind_i64(stmt, base + 2, r->at);
+        store_bind_i64(stmt, base + 3, r->n);
+        for (int m = 0; m < STORE_PERF__COUNT; m++) {
+                bind_num(stmt, base + 4 + m, r->avg[m]);
+                bind_num(stmt, base + 4 + STORE_PERF__COUNT + m, r->max[m]);
+        }
+}
+
+static bool same_rollup(const void *rows, size_t a, size_t b) {
+        const StorePerfRollup *x = (const StorePerfRollup *) rows + a, *y = (const StorePerfRollup *) rows + b;
+        return x->kind == y->kind && x->object_id == y->object_id && x->at == y->at;
 }
 
 int store_perf_insert_rollups(Store *st, StorePerfTier tier, const StorePerfRollup *rows, size_t n) {
         if (tier != STORE_TIER_5M && tier != STORE_TIER_1H)
                 return -EINVAL;
-        StoreStmt *stmt;
-        int r = prepare(st, tier == STORE_TIER_5M
-                        ? "INSERT OR REPLACE INTO perf_5m VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                        : "INSERT OR REPLACE INTO perf_1h VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &stmt);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n && r >= 0; i++) {
-                store_bind_i64(stmt, 1, rows[i].kind);
-                store_bind_i64(stmt, 2, rows[i].object_id);
-                store_bind_i64(stmt, 3, rows[i].at);
-                store_bind_i64(stmt, 4, rows[i].n);
-                for (int m = 0; m < STORE_PERF__COUNT; m++) {
-                        bind_num(stmt, 5 + m, rows[i].avg[m]);
-                        bind_num(stmt, 5 + STORE_PERF__COUNT + m, rows[i].max[m]);
-                }
-                r = step_reset(st, stmt, "perf rollup");
-        }
-        store_finalize(stmt);
-        return r;
+        static const PerfWrite w5m = {
+                "INSERT INTO perf_5m VALUES ", 4 + 2 * STORE_PERF__COUNT,
+                " ON CONFLICT(kind, object_id, at) DO UPDATE SET " ROLLUP_EXCLUDED, bind_rollup, same_rollup, "perf rollup",
+        };
+        static const PerfWrite w1h = {
+                "INSERT INTO perf_1h VALUES ", 4 + 2 * STORE_PERF__COUNT,
+                " ON CONFLICT(kind, object_id, at) DO UPDATE SET " ROLLUP_EXCLUDED, bind_rollup, same_rollup, "perf rollup",
+        };
+        return perf_write(st, tier == STORE_TIER_5M ? &w5m : &w1h, rows, n);
+}
+
+/* perf_latest's rows: a sample and its detail (NULL binds NULL). */
+typedef struct {
+        const StorePerfSample *s;
+        const char *const *detail;
+} LatestRows;
+
+static void bind_latest(StoreStmt *stmt, int base, const void *rows, size_t i) {
+        const LatestRows *l = rows;
+        bind_sample(stmt, base, l->s, i);
+        if (l->detail && l->detail[i])
+                store_bind_text(stmt, base + 3 + STORE_PERF__COUNT, l->detail[i]);
+        else
+                store_bind_null(stmt, base + 3 + STORE_PERF__COUNT);
+}
+
+static bool same_latest(const void *rows, size_t a, size_t b) {
+        const LatestRows *l = rows;
+        return l->s[a].kind == l->s[b].kind && l->s[a].object_id == l->s[b].object_id;
 }
 
 int store_perf_set_latest(Store *st, const StorePerfSample *s, const char *const *detail_json, size_t n) {
-        StoreStmt *stmt;
-        int r = prepare(st, "INSERT OR REPLACE INTO perf_latest VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", &stmt);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n && r >= 0; i++) {
-                store_bind_i64(stmt, 1, s[i].kind);
-                store_bind_i64(stmt, 2, s[i].object_id);
-                store_bind_i64(stmt, 3, s[i].at);
-                for (int m = 0; m < STORE_PERF__COUNT; m++)
-                        bind_num(stmt, 4 + m, s[i].v[m]);
-                if (detail_json && detail_json[i])
-                        store_bind_text(stmt, 4 + STORE_PERF__COUNT, detail_json[i]);
-                r = step_reset(st, stmt, "perf_latest");
-        }
-        store_finalize(stmt);
-        return r;
+        static const PerfWrite w = {
+                "INSERT INTO perf_latest VALUES ", 4 + STORE_PERF__COUNT,
+                " ON CONFLICT(kind, object_id) DO UPDATE SET at = excluded.at, " PERF_EXCLUDED ", detail = excluded.detail",
+                bind_latest, same_latest, "perf_latest",
+        };
+        LatestRows l = { s, detail_json };
+        return perf_write(st, &w, &l, n);
 }
 
 int store_perf_latest_gc(Store *st) {
@@ -303,8 +437,11 @@ int store_perf_latest_json(Store *st, json_t **ret) {
 int store_host_usage_set(Store *st, int64_t host_id, double cpu_pct, double memory_used_mib, double disk_io_pct,
                          double network_pct, int64_t sampled_at) {
         StoreStmt *stmt;
-        int r = prepare(st, "INSERT OR REPLACE INTO host_usage(host_id, cpu_pct, memory_used_mib, disk_io_pct, network_pct,"
-                            " sampled_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM host WHERE id = ?1)", &stmt);
+        int r = prepare(st, "INSERT INTO host_usage(host_id, cpu_pct, memory_used_mib, disk_io_pct, network_pct,"
+                            " sampled_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM host WHERE id = ?1)"
+                            " ON CONFLICT(host_id) DO UPDATE SET cpu_pct = excluded.cpu_pct,"
+                            " memory_used_mib = excluded.memory_used_mib, disk_io_pct = excluded.disk_io_pct,"
+                            " network_pct = excluded.network_pct, sampled_at = excluded.sampled_at", &stmt);
         if (r < 0)
                 return r;
         store_bind_i64(stmt, 1, host_id);
@@ -533,7 +670,8 @@ int store_alert_rule_delete(Store *st, int64_t id) {
 
 int store_alerts_open(Store *st, StoreOpenAlert **ret) {
         StoreStmt *stmt;
-        int r = prepare(st, "SELECT id, coalesce(rule_id, 0), object_kind, object_id, severity, acknowledged_at IS NOT NULL"
+        int r = prepare(st, "SELECT id, coalesce(rule_id, 0), object_kind, object_id, severity,"
+                            " CASE WHEN acknowledged_at IS NULL THEN 0 ELSE 1 END"
                             " FROM alert WHERE state = 'open' ORDER BY id", &stmt);
         if (r < 0)
                 return r;
@@ -623,7 +761,7 @@ int store_alert_ack(Store *st, int64_t id, const char *user, int64_t now) {
 }
 
 #define ALERT_COLUMNS "SELECT id, rule_id, rule_name, object_kind, object_id, object_name, severity, state, message, value," \
-                      " opened_at, updated_at, resolved_at, acknowledged_at IS NOT NULL AS acknowledged_bool, acknowledged_at," \
+                      " opened_at, updated_at, resolved_at, CASE WHEN acknowledged_at IS NULL THEN 0 ELSE 1 END AS acknowledged_bool, acknowledged_at," \
                       " acknowledged_by FROM alert "
 int store_alert_list_json(Store *st, const char *state, int limit, json_t **ret) {
         return store_query_json(st, ret, ALERT_COLUMNS "WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2", "si",
@@ -633,14 +771,15 @@ int store_alert_get_json(Store *st, int64_t id, json_t **ret) {
         return store_query_one(st, ret, ALERT_COLUMNS "WHERE id = ?", "i", id);
 }
 int store_alert_counts_json(Store *st, json_t **ret) {
-        return store_query_json(st, ret, "SELECT severity, count(*) AS n, sum(acknowledged_at IS NULL) AS unacknowledged"
+        return store_query_json(st, ret, "SELECT severity, count(*) AS n,"
+                                    " CAST(sum(CASE WHEN acknowledged_at IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS unacknowledged"
                                     " FROM alert WHERE state = 'open' GROUP BY severity ORDER BY severity", "");
 }
 
 int store_alert_open_stamp(Store *st, int64_t ret[3]) {
         int r = store_query_i64(st, &ret[0], "SELECT count(*) FROM alert WHERE state = 'open'", "");
         if (r >= 0) r = store_query_i64(st, &ret[1], "SELECT coalesce(max(id), 0) FROM alert WHERE state = 'open'", "");
-        if (r >= 0) r = store_query_i64(st, &ret[2], "SELECT coalesce(sum(updated_at), 0) FROM alert WHERE state = 'open'", "");
+        if (r >= 0) r = store_query_i64(st, &ret[2], "SELECT CAST(coalesce(sum(updated_at), 0) AS BIGINT) FROM alert WHERE state = 'open'", "");
         return r;
 }
 
@@ -666,7 +805,7 @@ int store_webhook_get_json(Store *st, int64_t id, json_t **ret) {
 }
 int store_webhook_enqueue(Store *st, const char *payload, int64_t now) {
         int r = store_exec(st, "INSERT INTO webhook_delivery(webhook_id, payload, next_at, created_at)"
-                               " SELECT id, ?1, ?2, ?2 FROM webhook WHERE enabled = 1", "si", payload, now);
+                               " SELECT id, ?1, ?2, ?2 FROM webhook WHERE enabled <> 0", "si", payload, now);
         return r < 0 ? r : store_changes(st);
 }
 int store_delivery_due(Store *st, int64_t now, int max, StoreDelivery **ret) {
@@ -718,7 +857,7 @@ int store_delivery_done(Store *st, int64_t id, int64_t webhook_id, bool ok, int6
         if (r < 0)
                 return r;
         return store_exec(st, "UPDATE webhook SET last_status = ?, last_attempt_at = ?,"
-                              " last_delivered_at = CASE WHEN ? THEN ? ELSE last_delivered_at END WHERE id = ?",
+                              " last_delivered_at = CASE WHEN ? <> 0 THEN ? ELSE last_delivered_at END WHERE id = ?",
                           "siiii", status, now, (int64_t) ok, now, webhook_id);
 }
 int store_delivery_pending_count(Store *st) {
@@ -734,7 +873,8 @@ int store_delivery_prune(Store *st, int64_t before_ms) {
 /* the monitor's own figures */
 
 int store_monitor_stat_set(Store *st, const char *key, double value) {
-        return store_exec(st, "INSERT OR REPLACE INTO monitor_stat(key, value) VALUES (?, ?)", "sd", key, value);
+        return store_exec(st, "INSERT INTO monitor_stat(key, value) VALUES (?, ?)"
+                              " ON CONFLICT(key) DO UPDATE SET value = excluded.value", "sd", key, value);
 }
 int store_monitor_stats_json(Store *st, json_t **ret) {
         return store_query_json(st, ret, "SELECT key, value FROM monitor_stat ORDER BY key", "");
@@ -789,12 +929,14 @@ int store_assess_record(Store *st, int64_t id, bool has_sample, int64_t at, doub
         if (error)
                 return store_exec(st, "UPDATE assess_server SET last_error = ? WHERE id = ?", "si", error, id);
         int r = store_exec(st, "UPDATE assess_server SET last_error = NULL, cpus = nullif(?, 0), memory_mib = ?,"
-                               " last_sample_at = CASE WHEN ? THEN ? ELSE last_sample_at END WHERE id = ?",
+                               " last_sample_at = CASE WHEN ? <> 0 THEN ? ELSE last_sample_at END WHERE id = ?",
                            "idiii", (int64_t) cpus, isfinite(memory_mib) ? memory_mib : 0.0, (int64_t) has_sample, at, id);
         if (r < 0 || !has_sample)
                 return r;
         StoreStmt *stmt;
-        r = prepare(st, "INSERT OR REPLACE INTO assess_sample VALUES (?,?,?,?,?,?,?)", &stmt);
+        r = prepare(st, "INSERT INTO assess_sample VALUES (?,?,?,?,?,?,?) ON CONFLICT(server_id, at) DO UPDATE SET"
+                        " cpu_pct = excluded.cpu_pct, memory_used_mib = excluded.memory_used_mib, disk_iops = excluded.disk_iops,"
+                        " disk_bps = excluded.disk_bps, net_mbit = excluded.net_mbit", &stmt);
         if (r < 0)
                 return r;
         store_bind_i64(stmt, 1, id);

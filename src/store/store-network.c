@@ -110,14 +110,22 @@ int store_network_delete(Store *st, int64_t id) {
 }
 
 int store_network_list(Store *st, const char *name, json_t **ret) {
-        return store_query_json(st, ret,
-                "SELECT n.id, n.name, n.group_id, g.path AS group_path, n.host_id, h.name AS host_name, n.mode,"
-                " n.bridge, n.vlan, n.subnet, n.is_default AS is_default_bool, n.created_at,"
-                " (SELECT json_group_array(json_object('host_id', x.host_id, 'host_name', hh.name, 'state', x.state,"
+        /* Where each host stands as a JSON array by host name: SQLite's
+         * json_group_array of json_object, PostgreSQL's json_agg of
+         * json_build_object (NULL over no rows). */
+#define NETWORK_LIST(recorded_json) \
+                "SELECT n.id, n.name, n.group_id, g.path AS group_path, n.host_id, h.name AS host_name, n.mode," \
+                " n.bridge, n.vlan, n.subnet, n.is_default AS is_default_bool, n.created_at, " recorded_json " AS recorded_json" \
+                " FROM network n LEFT JOIN host_group g ON g.id = n.group_id LEFT JOIN host h ON h.id = n.host_id" \
+                " WHERE (?1 IS NULL OR n.name = ?1) ORDER BY n.name"
+        return store_query_json(st, ret, store_sql(st, NETWORK_LIST(
+                "(SELECT json_group_array(json_object('host_id', x.host_id, 'host_name', hh.name, 'state', x.state,"
                 "   'error', x.error)) FROM network_host x JOIN host hh ON hh.id = x.host_id"
-                "  WHERE x.network_id = n.id ORDER BY hh.name) AS recorded_json"
-                " FROM network n LEFT JOIN host_group g ON g.id = n.group_id LEFT JOIN host h ON h.id = n.host_id"
-                " WHERE (?1 IS NULL OR n.name = ?1) ORDER BY n.name", "s", name);
+                "  WHERE x.network_id = n.id ORDER BY hh.name)"), NETWORK_LIST(
+                "coalesce((SELECT json_agg(json_build_object('host_id', x.host_id, 'host_name', hh.name, 'state', x.state,"
+                "   'error', x.error) ORDER BY hh.name) FROM network_host x JOIN host hh ON hh.id = x.host_id"
+                "  WHERE x.network_id = n.id), '[]')")), "s", name);
+#undef NETWORK_LIST
 }
 
 /* The hosts of group ?1 and of every group below it. */
@@ -155,7 +163,7 @@ int store_network_host_set(Store *st, int64_t network_id, int64_t host_id, const
 int store_network_default_for_host(Store *st, int64_t host_id, char ret[64]) {
         StoreNetwork n;
         int r = store_query_row(st, row_network, &n,
-                                HOST_GROUP_CHAIN NETWORK_ROW "JOIN up ON up.id = network.group_id WHERE network.is_default"
+                                HOST_GROUP_CHAIN NETWORK_ROW "JOIN up ON up.id = network.group_id WHERE network.is_default <> 0"
                                 " ORDER BY up.depth LIMIT 1", "i", host_id);
         if (r < 0)
                 return r;
@@ -278,7 +286,7 @@ int store_pool_stat_list(Store *st, int64_t host_id, json_t **ret) {
         return store_query_json(st, ret,
                                 "SELECT p.host_id, h.name AS host_name, h.group_id, p.name, p.type, p.active AS active_bool,"
                                 " p.path, p.capacity AS capacity_bytes, p.allocation AS allocation_bytes, p.available AS available_bytes,"
-                                " p.n_volumes, (p.name = h.pool) AS armada_bool, p.updated_at"
+                                " p.n_volumes, CASE WHEN h.pool IS NULL THEN NULL WHEN p.name = h.pool THEN 1 ELSE 0 END AS armada_bool, p.updated_at"
                                 " FROM pool_stat p JOIN host h ON h.id = p.host_id WHERE (?1 = 0 OR p.host_id = ?1)"
                                 " ORDER BY h.name, p.name", "i", host_id);
 }

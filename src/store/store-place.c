@@ -143,6 +143,79 @@ static int place_dirty(Store *st) {
         return r;
 }
 
+/* place_dirty() in PostgreSQL's words. A trigger there runs a function:
+ * one, place_dirty_note(), serves every table, told by its arguments what
+ * to note for the row (OLD and NEW for an UPDATE): the first argument
+ * 'usage' (keys go to place_dirty_usage) or '', then the keys: a column of
+ * the row holding a host id, a global key (a negative number), or
+ * 'vm:<column>' (the host of the VM whose id the column holds). The tables,
+ * columns and keys are DIRTY_TABLES's (host_group_policy's two UPDATE
+ * triggers are one here). */
+#define PG_DIRTY(table, args, columns, old_row, new_row) \
+        "CREATE TRIGGER place_dirty_" table "_insert_delete AFTER INSERT OR DELETE ON " table \
+        " FOR EACH ROW EXECUTE FUNCTION place_dirty_note(" args ");" \
+        "CREATE TRIGGER place_dirty_" table "_update AFTER UPDATE OF " columns " ON " table \
+        " FOR EACH ROW WHEN ((" old_row ") IS DISTINCT FROM (" new_row ")) EXECUTE FUNCTION place_dirty_note(" args ");"
+#define PLACE_DIRTY_PG \
+        "CREATE TABLE place_seq (id BIGINT PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);" \
+        "INSERT INTO place_seq(id, seq) VALUES (1, 1);" \
+        "CREATE TABLE place_dirty (key BIGINT PRIMARY KEY, seq BIGINT NOT NULL);" \
+        "CREATE INDEX place_dirty_seq_idx ON place_dirty(seq);" \
+        "CREATE TABLE place_dirty_usage (host_id BIGINT PRIMARY KEY, seq BIGINT NOT NULL);" \
+        "CREATE INDEX place_dirty_usage_seq_idx ON place_dirty_usage(seq);" \
+        "CREATE FUNCTION place_dirty_note() RETURNS trigger LANGUAGE plpgsql AS $$" \
+        " DECLARE s BIGINT; r JSONB; a TEXT; k BIGINT; rs JSONB[];" \
+        " BEGIN" \
+        "  UPDATE place_seq SET seq = seq + 1 WHERE id = 1 RETURNING seq INTO s;" \
+        "  IF TG_OP = 'INSERT' THEN rs := ARRAY[to_jsonb(NEW)];" \
+        "  ELSIF TG_OP = 'DELETE' THEN rs := ARRAY[to_jsonb(OLD)];" \
+        "  ELSE rs := ARRAY[to_jsonb(OLD), to_jsonb(NEW)];" \
+        "  END IF;" \
+        "  FOREACH r IN ARRAY rs LOOP" \
+        "   FOREACH a IN ARRAY TG_ARGV[1:] LOOP" \
+        "    IF a LIKE 'vm:%' THEN k := (SELECT v.host_id FROM vm v WHERE v.id = (r ->> substr(a, 4))::BIGINT);" \
+        "    ELSIF a LIKE '-%' THEN k := a::BIGINT;" \
+        "    ELSE k := (r ->> a)::BIGINT;" \
+        "    END IF;" \
+        "    IF k IS NULL THEN CONTINUE; END IF;" \
+        "    IF TG_ARGV[0] = 'usage' THEN" \
+        "     INSERT INTO place_dirty_usage(host_id, seq) VALUES (k, s) ON CONFLICT(host_id) DO UPDATE SET seq = excluded.seq;" \
+        "    ELSE" \
+        "     INSERT INTO place_dirty(key, seq) VALUES (k, s) ON CONFLICT(key) DO UPDATE SET seq = excluded.seq;" \
+        "    END IF;" \
+        "   END LOOP;" \
+        "  END LOOP;" \
+        "  RETURN NULL;" \
+        " END $$;" \
+        PG_DIRTY("host", "'', 'id', '" DIRTY_CLUSTERS "'", "name, group_id, state, cpus, memory_mib", \
+                 "OLD.name, OLD.group_id, OLD.state, OLD.cpus, OLD.memory_mib", \
+                 "NEW.name, NEW.group_id, NEW.state, NEW.cpus, NEW.memory_mib") \
+        PG_DIRTY("host_usage", "'usage', 'host_id'", "cpu_pct, memory_used_mib, disk_io_pct, network_pct, sampled_at", \
+                 "OLD.cpu_pct, OLD.memory_used_mib, OLD.disk_io_pct, OLD.network_pct, OLD.sampled_at", \
+                 "NEW.cpu_pct, NEW.memory_used_mib, NEW.disk_io_pct, NEW.network_pct, NEW.sampled_at") \
+        PG_DIRTY("host_pool", "'', 'host_id'", "capacity_bytes, available_bytes", \
+                 "OLD.capacity_bytes, OLD.available_bytes", "NEW.capacity_bytes, NEW.available_bytes") \
+        PG_DIRTY("vm", "'', 'host_id', '" DIRTY_CLUSTERS "', '" DIRTY_RULES "'", "name, host_id, state, cpus, memory_mib", \
+                 "OLD.name, OLD.host_id, OLD.state, OLD.cpus, OLD.memory_mib", \
+                 "NEW.name, NEW.host_id, NEW.state, NEW.cpus, NEW.memory_mib") \
+        PG_DIRTY("vm_disk", "'', 'vm:vm_id'", "vm_id, size_bytes", "OLD.vm_id, OLD.size_bytes", "NEW.vm_id, NEW.size_bytes") \
+        PG_DIRTY("vm_ha", "'', '" DIRTY_CLUSTERS "'", "vm_id", "OLD.vm_id", "NEW.vm_id") \
+        PG_DIRTY("cluster", "'', '" DIRTY_CLUSTERS "'", "tolerate", "OLD.tolerate", "NEW.tolerate") \
+        PG_DIRTY("cluster_member", "'', '" DIRTY_CLUSTERS "'", "cluster_id, host_id", \
+                 "OLD.cluster_id, OLD.host_id", "NEW.cluster_id, NEW.host_id") \
+        PG_DIRTY("placement_rule", "'', '" DIRTY_RULES "'", "kind", "OLD.kind", "NEW.kind") \
+        PG_DIRTY("placement_rule_member", "'', '" DIRTY_RULES "'", "rule_id, vm_id", \
+                 "OLD.rule_id, OLD.vm_id", "NEW.rule_id, NEW.vm_id") \
+        PG_DIRTY("placement_reservation", "'', 'host_id'", "host_id, cpus, memory_mib, disk_bytes", \
+                 "OLD.host_id, OLD.cpus, OLD.memory_mib, OLD.disk_bytes", "NEW.host_id, NEW.cpus, NEW.memory_mib, NEW.disk_bytes") \
+        PG_DIRTY("host_group", "'', '" DIRTY_GROUPS "'", "parent_id", "OLD.parent_id", "NEW.parent_id") \
+        PG_DIRTY("host_group_policy", "'', '" DIRTY_GROUPS "'", \
+                 "cpu_pct, memory_mib, disk_gib, goal, w_cpu, w_memory, disk_io_pct, network_pct, w_disk, w_disk_io, w_network", \
+                 "OLD.cpu_pct, OLD.memory_mib, OLD.disk_gib, OLD.goal, OLD.w_cpu, OLD.w_memory, OLD.disk_io_pct," \
+                 " OLD.network_pct, OLD.w_disk, OLD.w_disk_io, OLD.w_network", \
+                 "NEW.cpu_pct, NEW.memory_mib, NEW.disk_gib, NEW.goal, NEW.w_cpu, NEW.w_memory, NEW.disk_io_pct," \
+                 " NEW.network_pct, NEW.w_disk, NEW.w_disk_io, NEW.w_network")
+
 const StoreMigration store_migrations_place[] = {
         /* Clusters (built by the ha capability, whose failover reserve the
          * placement engine honours). Exact schema agreed with ha. */
@@ -207,8 +280,9 @@ const StoreMigration store_migrations_place[] = {
         { "place-generation", "SELECT 1", NULL },
         /* What changed since a sequence number, kept by triggers: placement
          * keeps its inputs in memory and re-reads only that. */
-        { "place-dirty", NULL, place_dirty },
-        { "place-generation-drop", NULL, place_generation_drop },
+        { "place-dirty", NULL, place_dirty, PLACE_DIRTY_PG },
+        /* PostgreSQL never had the triggers: nothing to drop. */
+        { "place-generation-drop", NULL, place_generation_drop, STORE_PG_NONE },
         { NULL, NULL },
 };
 
@@ -256,7 +330,7 @@ static void row_place_host(StoreRow *stmt, void *out) {
 #define PLACE_HOST_SELECT \
         "SELECT h.id, h.name, h.group_id, h.state, h.cpus, h.memory_mib," \
         "  coalesce(u.sampled_at, 0), u.cpu_pct, u.memory_used_mib, u.disk_io_pct, u.network_pct," \
-        "  p.host_id IS NOT NULL, p.capacity_bytes, p.available_bytes," \
+        "  CASE WHEN p.host_id IS NULL THEN 0 ELSE 1 END, p.capacity_bytes, p.available_bytes," \
         "  (SELECT coalesce(sum(v.cpus), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2" \
         "     AND v.state IN (" STORE_PLACE_ACTIVE_STATES "))," \
         "  (SELECT coalesce(sum(v.memory_mib), 0) FROM vm v WHERE v.host_id = h.id AND v.id <> ?2" \
@@ -278,7 +352,7 @@ static void row_place_host(StoreRow *stmt, void *out) {
 int store_place_hosts(Store *st, int64_t group_id, int64_t exclude_vm_id, StorePlaceHost **ret) {
         static const char sql[] =
                 "WITH RECURSIVE sub(id) AS (SELECT ?1 UNION ALL SELECT g.id FROM host_group g JOIN sub ON g.parent_id = sub.id) "
-                PLACE_HOST_SELECT " WHERE h.group_id IN sub ORDER BY h.id";
+                PLACE_HOST_SELECT " WHERE h.group_id IN (SELECT id FROM sub) ORDER BY h.id";
         return store_query_rows(st, row_place_host, sizeof(StorePlaceHost), (void **) ret, sql, "ii",
                                 group_id > 0 ? group_id : (int64_t) STORE_ROOT_GROUP_ID, exclude_vm_id);
 }
@@ -466,8 +540,12 @@ int store_policy_set(Store *st, const StoreGroupPolicy *p) {
         if (!any)
                 return store_exec(st, "DELETE FROM host_group_policy WHERE group_id = ?", "i", p->group_id);
         static const char sql[] =
-                "INSERT OR REPLACE INTO host_group_policy(group_id, cpu_pct, memory_mib, disk_gib, disk_io_pct, network_pct,"
-                " w_cpu, w_memory, w_disk, w_disk_io, w_network, goal) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)";
+                "INSERT INTO host_group_policy(group_id, cpu_pct, memory_mib, disk_gib, disk_io_pct, network_pct,"
+                " w_cpu, w_memory, w_disk, w_disk_io, w_network, goal) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(group_id) DO UPDATE SET cpu_pct = excluded.cpu_pct, memory_mib = excluded.memory_mib,"
+                " disk_gib = excluded.disk_gib, disk_io_pct = excluded.disk_io_pct, network_pct = excluded.network_pct,"
+                " w_cpu = excluded.w_cpu, w_memory = excluded.w_memory, w_disk = excluded.w_disk,"
+                " w_disk_io = excluded.w_disk_io, w_network = excluded.w_network, goal = excluded.goal";
         StoreStmt *stmt = NULL;
         int rc = store_prepare(st, sql, &stmt);
         if (rc < 0)
@@ -509,7 +587,7 @@ int store_place_rule_members(Store *st, StorePlaceRuleMember **ret) {
 
 static int members_insert(Store *st, int64_t id, const int64_t *vm_ids, size_t n) {
         for (size_t i = 0; i < n; i++) {
-                int r = store_exec(st, "INSERT OR IGNORE INTO placement_rule_member(rule_id, vm_id) VALUES (?, ?)", "ii", id, vm_ids[i]);
+                int r = store_exec(st, "INSERT INTO placement_rule_member(rule_id, vm_id) VALUES (?, ?) ON CONFLICT DO NOTHING", "ii", id, vm_ids[i]);
                 if (r < 0)
                         return r;
         }
@@ -560,15 +638,21 @@ int store_rule_delete(Store *st, int64_t id) {
         return store_changes(st) > 0 ? 0 : -ENOENT;
 }
 
-#define RULE_JSON "SELECT r.id, r.name, r.kind, r.created_at," \
+/* The rule's VMs' names, sorted, as a JSON array: SQLite's
+ * json_group_array, PostgreSQL's json_agg (NULL over no rows). */
+#define RULE_JSON_SQLITE "SELECT r.id, r.name, r.kind, r.created_at," \
         " (SELECT json_group_array(name) FROM (SELECT v.name AS name FROM placement_rule_member m" \
         "    JOIN vm v ON v.id = m.vm_id WHERE m.rule_id = r.id ORDER BY v.name)) AS vms_json" \
         " FROM placement_rule r "
+#define RULE_JSON_PG "SELECT r.id, r.name, r.kind, r.created_at," \
+        " coalesce((SELECT json_agg(v.name ORDER BY v.name) FROM placement_rule_member m" \
+        "    JOIN vm v ON v.id = m.vm_id WHERE m.rule_id = r.id), '[]') AS vms_json" \
+        " FROM placement_rule r "
 
 int store_rule_list(Store *st, json_t **ret) {
-        return store_query_json(st, ret, RULE_JSON "ORDER BY r.name", "");
+        return store_query_json(st, ret, store_sql(st, RULE_JSON_SQLITE "ORDER BY r.name", RULE_JSON_PG "ORDER BY r.name"), "");
 }
 
 int store_rule_get_json(Store *st, int64_t id, json_t **ret) {
-        return store_query_one(st, ret, RULE_JSON "WHERE r.id = ?", "i", id);
+        return store_query_one(st, ret, store_sql(st, RULE_JSON_SQLITE "WHERE r.id = ?", RULE_JSON_PG "WHERE r.id = ?"), "i", id);
 }
