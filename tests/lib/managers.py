@@ -1,0 +1,72 @@
+"""Two (or more) armadads on one store, for the tests of active/standby
+managers (issue 14): a shared store (a SQLite file in a temporary directory,
+or — ARMADA_TEST_STORE=postgresql — a database of a throwaway PostgreSQL
+cluster, tests/lib/pgcluster.py), armadads started on it with --db, and
+what the tests ask of them."""
+import os
+import shutil
+import signal
+import tempfile
+import time
+
+from armada_harness import Armadad, wait_until
+
+
+class SharedStore:
+    """The store the managers share; cleanup() removes it even after a
+    failure."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="armada-managers-")
+        self.pg = None
+        if os.environ.get("ARMADA_TEST_STORE") == "postgresql":
+            from pgcluster import PgCluster  # pgcore's harness
+            self.pg = PgCluster()
+            self.pg.__enter__()
+            self.pg.createdb("armada_managers")
+            self.db = self.pg.url("armada_managers")
+        else:
+            self.db = os.path.join(self.tmp, "shared.db")
+
+    def cleanup(self):
+        try:
+            if self.pg:
+                self.pg.__exit__(None, None, None)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def manager_daemon(store, args=()):
+    """An armadad on the shared store (not started). The harness's own
+    database choice is overridden by --db."""
+    return Armadad(list(args) + ["--db", store.db])
+
+
+def status(d, token):
+    st, body = d.request("GET", "/api/v1/managers", token=token)
+    assert st == 200, (st, body)
+    return body
+
+
+def this_manager(d, token):
+    (me,) = [m for m in status(d, token)["managers"] if m["this"]]
+    return me
+
+
+def is_active(d, token):
+    try:
+        return this_manager(d, token)["active"]
+    except OSError:
+        return False
+
+
+def wait_active(d, token, timeout, t0=None):
+    """Waits until d holds the lease; returns the seconds since t0."""
+    t0 = t0 if t0 is not None else time.monotonic()
+    wait_until(lambda: is_active(d, token), timeout, interval=0.05, what=f"armadad on port {d.port} to become active")
+    return time.monotonic() - t0
+
+
+def kill9(d):
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
