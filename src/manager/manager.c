@@ -80,10 +80,15 @@ static void note_active(Manager *m, const StoreLease *l, int64_t now) {
 static void promote(Manager *m, const StoreLease *l) {
         log_info("this manager (%s) holds the lease with token %lld; it becomes the active manager", m->id, (long long) l->token);
         store_fence_set(m->st, m->id, l->token, on_stale, m);
+        /* The API takes writes from now on: what they queue waits for the
+         * workers that start next. */
         pthread_mutex_lock(&m->lock);
         m->token = l->token;
         m->lease_expires = l->expires;
         m->stale = false;
+        m->active = true;
+        free(m->active_url);
+        m->active_url = xstrdup(m->url);
         pthread_mutex_unlock(&m->lock);
         int r = m->cfg.promote ? m->cfg.promote(m->cfg.userdata) : 0;
         if (r < 0) {
@@ -91,16 +96,12 @@ static void promote(Manager *m, const StoreLease *l) {
                 (void) store_lease_release(m->st, m->id, l->token);
                 store_fence_set(m->st, m->id, -1, on_stale, m);
                 pthread_mutex_lock(&m->lock);
+                m->active = false;
                 m->token = 0;
                 m->spent = true;
                 pthread_mutex_unlock(&m->lock);
                 return;
         }
-        pthread_mutex_lock(&m->lock);
-        m->active = true;
-        free(m->active_url);
-        m->active_url = xstrdup(m->url);
-        pthread_mutex_unlock(&m->lock);
         heartbeat(m, now_ms());
 }
 
@@ -361,9 +362,12 @@ int manager_status(Manager *m, const OpCaller *c, json_t **ret, OpError *err) {
         json_t *it;
         json_array_foreach(list, i, it) {
                 const char *id = json_string_value(json_object_get(it, "id"));
-                bool active = held && id && streq(id, l.holder);
+                bool me = id && streq(id, m->id);
+                /* This manager: what its API does (it takes writes), not
+                 * only what the lease row says. */
+                bool active = held && id && streq(id, l.holder) && (!me || manager_is_active(m));
                 json_object_set_new(it, "active", json_boolean(active));
-                json_object_set_new(it, "this", json_boolean(id && streq(id, m->id)));
+                json_object_set_new(it, "this", json_boolean(me));
                 if (active)
                         json_object_set_new(it, "active_since", json_string_ms(l.since));
                 else
