@@ -181,7 +181,10 @@ static void tick_standby(Manager *m, int64_t now) {
                 heartbeat(m, now);
                 return;
         }
-        bool free_now = r == -ENOENT || cur.expires <= now || holder_dead_here(m, &cur);
+        /* The shortcut serves a restarted armadad (its first look only); a
+         * running standby waits for the lease to run out, as it must for a
+         * holder on another machine. */
+        bool free_now = r == -ENOENT || cur.expires <= now || (!m->running && holder_dead_here(m, &cur));
         pthread_mutex_lock(&m->lock);
         bool spent = m->spent, asked = m->respawn_asked;
         if (spent && free_now)

@@ -49,7 +49,10 @@ typedef struct {
 /* Creates the manager of this process (not started). 0 and *ret, or -errno. */
 int manager_new(Store *st, const ManagerConfig *cfg, Manager **ret);
 /* Registers this manager, makes one attempt at the lease (promoting on
- * success, before it returns) and starts the renewal thread. 0 or -errno. */
+ * success, before it returns) and starts the renewal thread. That first
+ * attempt also takes an unexpired lease whose holder's process is gone on
+ * this machine (an armadad restarted after a crash need not wait out its
+ * own old lease). 0 or -errno. */
 int manager_start(Manager *m);
 /* Stops the thread; gives the lease back when held (the next manager takes
  * over at once) and removes this manager's row. The caller stops the
