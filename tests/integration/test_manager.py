@@ -25,30 +25,10 @@ import time
 import unittest
 
 from armada_harness import ARMADA, wait_until
-from managers import SharedStore, manager_daemon, status, this_manager, wait_active, kill9
+from managers import SharedStore, freeze_past_lease, manager_daemon, status, this_manager, wait_active, kill9
 
 TTL = ["--lease-ttl", "2s"]
 BOUND_S = 10.0
-
-
-def freeze_past_lease(a, b, token, store):
-    """SIGSTOPs the active a until b has taken over; the seconds that took.
-    On SQLite a process frozen inside a write transaction keeps the file's
-    write lock, and no other manager can write (take the lease) until it
-    thaws — nor can the frozen one act, so fencing holds, but the takeover
-    waits (docs/architecture.md). Such a freeze is thawed for a moment and
-    tried again, at most three times."""
-    for attempt in range(3):
-        a.proc.send_signal(signal.SIGSTOP)
-        t0 = time.monotonic()
-        try:
-            return wait_active(b, token, BOUND_S, t0)
-        except AssertionError:
-            if store.pg or attempt == 2:
-                raise
-            a.proc.send_signal(signal.SIGCONT)
-            time.sleep(0.05)
-    raise AssertionError("unreachable")
 
 
 class ManagerCase(unittest.TestCase):
@@ -186,7 +166,7 @@ class TestSplitBrain(ManagerCase):
         vm, jid = self.held_start(a, "s1", "sb1")
         old = this_manager(a, a.token)
         self.addCleanup(lambda: a.proc and a.proc.poll() is None and a.proc.send_signal(signal.SIGCONT))
-        took = freeze_past_lease(a, b, a.token, self.store)
+        took = freeze_past_lease(a, b, a.token, self.store, BOUND_S)
         self.assertLessEqual(took, BOUND_S)
         # The new active one resumed the held job (it is held there too).
         wait_until(lambda: [e for e in b.ok("GET", "/api/v1/events?limit=200")["items"]

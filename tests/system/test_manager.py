@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from armada_bed import ArmadaBed  # noqa: E402
 from armada_harness import Armadad, wait_until  # noqa: E402
-from managers import SharedStore, this_manager, wait_active, kill9  # noqa: E402
+from managers import SharedStore, freeze_past_lease, this_manager, wait_active, kill9  # noqa: E402
 from testbed import kvm_usable, skip_reason  # noqa: E402
 
 LEASE = ["--lease-ttl", "3s"]
@@ -128,9 +128,8 @@ class TestManagerFailover(unittest.TestCase):
         c.start()
         c.token = b.token
         self.assertFalse(this_manager(c, c.token)["active"])
-        b.proc.send_signal(signal.SIGSTOP)
         self.addCleanup(lambda: b.proc and b.proc.poll() is None and b.proc.send_signal(signal.SIGCONT))
-        took = wait_active(c, c.token, BOUND_S + 5)
+        took = freeze_past_lease(b, c, c.token, self.store, BOUND_S)
         self.assertLessEqual(took, BOUND_S)
         # While the old one is frozen the new one runs jobs on the bed.
         vm_id = c.create_vm("mgr-split", "h3", start=False, domain_type="kvm" if kvm_usable() else "qemu")["id"]
