@@ -80,7 +80,7 @@ class TestStandby(ManagerCase):
         a, b = self.pair()
         self.assertFalse(this_manager(b, a.token)["active"])
         s = status(b, a.token)
-        self.assertEqual(s["store"]["engine"], "postgresql" if self.store.pg else "sqlite")
+        self.assertEqual(s["store"]["engine"], "postgresql" if self.store.is_pg else "sqlite")
         self.assertIn("url", s["store"])             # an administrator sees the store
         (act,) = [m for m in s["managers"] if m["active"]]
         self.assertEqual(act["url"], a.url)
@@ -128,7 +128,7 @@ class TestStandby(ManagerCase):
         self.assertIn("(this)", r.stdout)
         self.assertIn("active", r.stdout)
         self.assertIn("standby", r.stdout)
-        self.assertIn("store: " + ("postgresql" if self.store.pg else "sqlite"), r.stdout)
+        self.assertIn("store: " + ("postgresql" if self.store.is_pg else "sqlite"), r.stdout)
         # A write through the CLI on the standby names the active manager.
         r = subprocess.run([ARMADA, "group", "create", "g3"], capture_output=True, text=True, env=env, timeout=60)
         self.assertNotEqual(r.returncode, 0)

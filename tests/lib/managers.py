@@ -19,19 +19,43 @@ class SharedStore:
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="armada-managers-")
         self.pg = None
+        self.pg_server = None
         if os.environ.get("ARMADA_TEST_STORE") == "postgresql":
-            from pgcluster import PgCluster  # pgcore's harness
-            self.pg = PgCluster()
-            self.pg.__enter__()
-            self.pg.createdb("armada_managers")
-            self.db = self.pg.url("armada_managers")
+            name = f"armada_managers_{os.getpid()}_{int(time.monotonic() * 1000) % 1000000}"
+            base = os.environ.get("ARMADA_TEST_PG_URL")
+            if base:
+                # A running server (libpq keywords, "host=/tmp/pg user=armada"):
+                # a database of our own on it, dropped at cleanup.
+                self.pg_server = base[len("postgresql:"):] if base.startswith("postgresql:") else base
+                self._pg_admin(f"CREATE DATABASE {name}")
+                self.pg_name = name
+                self.db = f"postgresql:{self.pg_server} dbname={name}"
+            else:
+                from pgcluster import PgCluster  # pgcore's throwaway cluster
+                self.pg = PgCluster()
+                self.pg.__enter__()
+                self.pg.createdb(name)
+                self.db = self.pg.url(name)
         else:
             self.db = os.path.join(self.tmp, "shared.db")
+
+    def _pg_admin(self, sql):
+        import subprocess
+        kw = dict(kv.split("=", 1) for kv in self.pg_server.split())
+        env = dict(os.environ, PGHOST=kw.get("host", ""), PGUSER=kw.get("user", ""), PGPORT=kw.get("port", "5432"))
+        subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", sql], check=True, env=env, timeout=60,
+                       capture_output=True)
+
+    @property
+    def is_pg(self):
+        return self.pg is not None or self.pg_server is not None
 
     def cleanup(self):
         try:
             if self.pg:
                 self.pg.__exit__(None, None, None)
+            if self.pg_server:
+                self._pg_admin(f"DROP DATABASE IF EXISTS {self.pg_name} WITH (FORCE)")
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -85,7 +109,7 @@ def freeze_past_lease(a, b, token, store, bound_s):
         try:
             return wait_active(b, token, bound_s, t0)
         except AssertionError:
-            if store.pg or attempt == 2:
+            if store.is_pg or attempt == 2:
                 raise
             a.proc.send_signal(signal.SIGCONT)
             time.sleep(0.05)
