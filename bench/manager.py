@@ -10,7 +10,7 @@ standby is started for the next trial; --trials of them (10), reported as
 median and max, with the lease TTL (--lease-ttl, 6s by default: the bound
 is TTL + TTL/3 plus the promotion) and the load average.
 
-    python3 bench/manager.py --build build [--trials 10] [--lease-ttl 6s] [--db URL] [--out FILE]
+    python3 bench/manager.py --build build [--trials 10] [--lease-ttl 6s] [--db URL] [--out DIR]
 
 takeover_trials() is the function bench/store calls."""
 import argparse
@@ -83,17 +83,21 @@ def main():
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--lease-ttl", default="6s")
     ap.add_argument("--db", help="a PostgreSQL URL (default: a SQLite file in a temporary directory)")
-    ap.add_argument("--out", help="append the Markdown rows to this file")
+    ap.add_argument("--out", help="a directory: write the Markdown table to DIR/manager.md (bench/store reads it)")
     o = ap.parse_args()
     r = takeover_trials(o.build, o.trials, o.lease_ttl, o.db)
-    row = (f"| {r['engine']} | {r['lease_ttl']} | {len(r['times'])} | {r['median']:.2f} s | {r['max']:.2f} s |"
-           f" {r['load'][0]:.1f} |")
-    print("| store | lease TTL | trials | median | max | load (1 min) |")
-    print("|---|---|---|---|---|---|")
-    print(row)
+    md = ["Two armadads on one store on this machine; the active one killed with SIGKILL; the time until the standby"
+          " holds the lease and takes writes (its GET /managers, polled every 20 ms). Bound: TTL + TTL/3 + promotion.",
+          "",
+          "| store | lease TTL | trials | median | max | every trial (s) | load (1/5/15 min) |",
+          "|---|---|---|---|---|---|---|",
+          f"| {r['engine']} | {r['lease_ttl']} | {len(r['times'])} | {r['median']:.2f} s | {r['max']:.2f} s |"
+          f" {' '.join(f'{t:.2f}' for t in r['times'])} | {' / '.join(f'{x:.1f}' for x in r['load'])} |"]
+    print("\n".join(md))
     if o.out:
-        with open(o.out, "a") as f:
-            f.write(row + "\n")
+        os.makedirs(o.out, exist_ok=True)
+        with open(os.path.join(o.out, "manager.md"), "w") as f:
+            f.write("\n".join(md) + "\n")
 
 
 if __name__ == "__main__":
