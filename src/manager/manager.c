@@ -116,7 +116,13 @@ static void demote(Manager *m, const char *why) {
         m->stale = false;
         int64_t token = m->token;
         m->token = 0;
+        free(m->active_url);     /* no longer this one: the store says who */
+        m->active_url = NULL;
         pthread_mutex_unlock(&m->lock);
+        StoreLease l = { 0 };
+        int64_t now = now_ms();
+        if (store_lease_get(m->st, &l) == 0)
+                note_active(m, &l, now);
         if (!was)
                 return;
         log_warn("this manager (%s) is demoted to standby: %s; it stops its runners and drops its host connections",
