@@ -123,6 +123,10 @@ extern const Route api_routes_hardware[];   /* issue 12, VM hardware and ISOs (a
 extern const Route api_routes_network[];   /* issue 12: networks, NICs, pools, volumes */
 extern const Route api_routes_export[];   /* issue 12: clone, export, import */
 extern const Route api_routes_p2v[];      /* issue 12: P2V (api-p2v.c) */
+extern const Route api_routes_manager[];  /* issue 14: GET /managers (api-manager.c) */
+/* On a standby manager, answers a write with 503 "standby" (the active
+ * manager's URL in the body and Location) and returns true. */
+bool api_standby_refuse(Req *r);
 
 /* ---- the event stream (api-stream.c) ---- */
 /* Starts the thread that feeds event streams and hooks it to the store's

@@ -328,6 +328,7 @@ static const Route *const ROUTE_TABLES[] = {
         api_routes_network, /* issue 12: networks, NICs, pools, volumes */
         api_routes_export,   /* issue 12: clone, export and import */
         api_routes_p2v,      /* issue 12: P2V */
+        api_routes_manager,  /* issue 14: managers */
 };
 
 /* Matches path against pattern, filling r->id / r->word. */
@@ -508,6 +509,8 @@ static void dispatch(Req *r) {
                 }
                 /* "?memory_mib=" is a mistake, never "the default". */
                 if (!req_query_complete(r))
+                        return;
+                if (api_standby_refuse(r))
                         return;
                 rt->fn(r);
                 return;

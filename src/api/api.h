@@ -27,6 +27,7 @@ typedef struct {
         unsigned max_streams;        /* open GET /events/stream at once; default 64 */
         unsigned max_streams_per_user; /* of them, one user's; default 8 */
         struct Model *model;         /* the read model (model.h) lists and health read; NULL: api_new() makes one */
+        struct Manager *manager;     /* manager.h: a standby refuses writes (503); NULL: always active */
 } ApiConfig;
 
 typedef struct Api Api;

@@ -270,6 +270,8 @@ static const Command COMMANDS[] = {
 
         { "event", "list", "[--limit N] [--before ID]", "list events, newest first", 0, 0, EVENT_LIST_OPTS, cmd_event_list },
         { "audit", "list", "[--limit N]", "list the audit log", 0, 0, LIMIT_OPTS, cmd_audit_list },
+        { "manager", "status", "", "show the managers sharing the store, which one is active and since when, the lease and the store",
+          0, 0, NULL, cmd_manager_status },
 
         { "rule", "list", "", "list placement rules", 0, 0, NULL, cmd_rule_list },
         { "rule", "create", "NAME --kind anti-affinity|affinity --vms VM1,VM2", "create a placement rule", 1, 1, RULE_OPTS,

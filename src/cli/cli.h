@@ -283,6 +283,7 @@ int cmd_job_wait(Ctx *c, const Command *cmd, const Args *a);
 int cmd_job_cancel(Ctx *c, const Command *cmd, const Args *a);
 int cmd_event_list(Ctx *c, const Command *cmd, const Args *a);
 int cmd_audit_list(Ctx *c, const Command *cmd, const Args *a);
+int cmd_manager_status(Ctx *c, const Command *cmd, const Args *a);
 
 /* placement (cmd_place.c) */
 int cmd_group_set_reserves(Ctx *c, const Command *cmd, const Args *a);

@@ -452,3 +452,39 @@ int cmd_user_delete(Ctx *c, const Command *cmd, const Args *a) {
                 outf("user '%s' deleted", a->pos[0]);
         return 0;
 }
+
+/* ---- managers (issue 14) ---- */
+
+int cmd_manager_status(Ctx *c, const Command *cmd, const Args *a) {
+        _cleanup_json_ json_t *reply = NULL;
+        int r = api_call(c, "GET", "/managers", NULL, &reply);
+        if (r)
+                return r;
+        if (c->output == OUTPUT_JSON) {
+                print_json(reply);
+                return 0;
+        }
+        _cleanup_table_ Table *t = table_new("MANAGER", "URL", "HOST", "PID", "ROLE", "ACTIVE SINCE", "LAST SEEN", NULL);
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(reply, "managers"), i, m) {
+                table_addf(t, "%s%s", jstr(m, "id"), json_is_true(json_object_get(m, "this")) ? " (this)" : "");
+                table_add(t, jstr(m, "url"));
+                table_add(t, jstr(m, "hostname"));
+                table_addf(t, "%lld", (long long) json_integer_value(json_object_get(m, "pid")));
+                table_add(t, json_is_true(json_object_get(m, "active")) ? "active" : "standby");
+                add_time(t, m, "active_since");
+                add_time(t, m, "last_seen_at");
+        }
+        table_print(t, stdout);
+        json_t *lease = json_object_get(reply, "lease"), *store = json_object_get(reply, "store");
+        if (json_is_object(lease))
+                printf("lease: token %lld, held by %s until %s%s\n", (long long) json_integer_value(json_object_get(lease, "token")),
+                       jstr(lease, "holder"), jstr(lease, "expires_at"),
+                       json_is_true(json_object_get(lease, "held")) ? "" : " (expired: a takeover is due)");
+        else
+                printf("lease: never held\n");
+        const char *url = jstr(store, "url");
+        printf("store: %s%s%s\n", jstr(store, "engine"), url ? " " : "", url ? url : "");
+        return 0;
+}

@@ -24,6 +24,7 @@
 #include "inventory/inventory-monitor.h"
 #include "placement/placement.h"
 #include "model/model.h"
+#include "manager/manager.h"
 #include "monitor/monitor.h"
 #include "store/store.h"
 #include "util/util.h"
@@ -58,6 +59,8 @@ typedef struct {
         int monitor_interval_ms, monitor_webhook_backoff_ms, monitor_assess_interval_ms, monitor_usage_window_ms;
         char *admin_user;
         char *log_level;
+        int64_t lease_ttl_ms;    /* the manager lease (manager.h); default 6 s */
+        char *manager_url;       /* the URL other managers send clients to; default from --listen */
         char **ensure_hosts;     /* "name=uri" */
         size_t n_ensure_hosts;
 } Config;
@@ -80,6 +83,18 @@ static int config_set(Config *c, const char *key, const char *val) {
         else if (streq(key, "metrics-public")) c->metrics_public = streq(val, "true") || streq(val, "yes") || streq(val, "1");
         else if (streq(key, "allow-test-hosts")) c->allow_test_hosts = streq(val, "true") || streq(val, "yes") || streq(val, "1");
         else if (streq(key, "web-dir")) set_str(&c->web_dir, val);
+        else if (streq(key, "manager-url")) set_str(&c->manager_url, val);
+        else if (streq(key, "lease-ttl")) {
+                /* "6s", "6000ms" or a bare number of seconds */
+                char *end = NULL;
+                long long v = strtoll(val, &end, 10);
+                int64_t ms = end && (streq(end, "ms")) ? v : end && (streq(end, "s") || !*end) ? v * 1000 : -1;
+                if (end == val || ms < 300 || ms > 600000) {
+                        fprintf(stderr, "armadad: 'lease-ttl' must be a time from 300ms to 600s such as 6s, not '%s'\n", val);
+                        return -EINVAL;
+                }
+                c->lease_ttl_ms = ms;
+        }
         else if (streq(key, "backup-root")) {
                 if (val[0] != '/') {
                         fprintf(stderr, "armadad: 'backup-root' must be an absolute directory, not '%s'\n", val);
@@ -280,6 +295,10 @@ static void usage(void) {
              "  --backup-tls-dir DIR       armadad's NBD client certificates: ca-cert.pem, client-cert.pem,\n"
              "                             client-key.pem (default " PROTECT_DEFAULT_BACKUP_TLS_DIR ")\n"
              "  --admin-user NAME          name of the first administrator (default admin)\n"
+             "  --lease-ttl TIME           the active manager's lease (6s; renewed every third): armadads sharing\n"
+             "                             one store take over from a dead active one within TTL + TTL/3\n"
+             "  --manager-url URL          where a standby sends clients to reach this armadad when active\n"
+             "                             (default http(s)://ADDR:PORT of --listen)\n"
              "  --ensure-host NAME=URI     register this host at start-up when missing (repeatable)\n"
              "  --allow-test-hosts         accept test: host URIs (libvirt's test driver, which reads any file\n"
              "                             armadad can read): for test suites only, never in production\n"
@@ -409,7 +428,8 @@ static int parse_arguments(int argc, char **argv, Config *c, int *ret_status) {
                 { "connections-per-address", required_argument, NULL, 0 }, { "idle-timeout-s", required_argument, NULL, 0 },
                 { "allow-test-hosts", no_argument, NULL, 0 },
                 { "max-streams", required_argument, NULL, 0 }, { "max-streams-per-user", required_argument, NULL, 0 },
-                { "web-dir", required_argument, NULL, 0 }, { "workers", required_argument, NULL, 0 },
+                { "web-dir", required_argument, NULL, 0 }, { "lease-ttl", required_argument, NULL, 0 },
+                { "manager-url", required_argument, NULL, 0 }, { "workers", required_argument, NULL, 0 },
                 { "refresh-interval-ms", required_argument, NULL, 0 }, { "full-refresh-s", required_argument, NULL, 0 }, { "stop-timeout-s", required_argument, NULL, 0 },
                 { "token-ttl-s", required_argument, NULL, 0 },
                 { "ha-declare-ms", required_argument, NULL, 0 }, { "fence-timeout-s", required_argument, NULL, 0 }, { "admin-user", required_argument, NULL, 0 },
@@ -522,6 +542,9 @@ static int prepare(Config *c, char addr[ADDR_MAX], int *port) {
 typedef struct {
         Store *st;
         Model *model;
+        Manager *manager;
+        const Config *cfg;
+        bool running;            /* the runners are started (this armadad is the active manager) */
         Jobs *jobs;
         Inventory *inv;
         Ha *ha;
@@ -547,10 +570,6 @@ static int daemon_open(Daemon *d, const Config *c) {
                 return 1;
         }
         d->st = st;
-        /* No move is in flight before the jobs start: room a stopped
-         * armadad promised to moves is free again (a resumed job reserves
-         * anew). */
-        (void) placement_release_all(st);
         /* Before any writer starts; freed after the last one stopped (its
          * writer path runs in their threads). */
         if (model_new(st, &d->model) < 0) {
@@ -562,6 +581,64 @@ static int daemon_open(Daemon *d, const Config *c) {
                 return 1;
         }
         return 0;
+}
+
+/* The runners — everything that acts on hosts — start when this armadad
+ * becomes the active manager (manager.h), from the manager's thread: at
+ * start-up, or on a takeover exactly as after a crash (jobs_start()
+ * resumes or fails the jobs left running). */
+static int daemon_run(void *userdata) {
+        Daemon *d = userdata;
+        const Config *c = d->cfg;
+        /* A standby's read model heard only its own commits (on SQLite). */
+        if (model_reload(d->model) < 0)
+                log_warn("cannot reload the read model before taking over; it catches up with the next changes");
+        /* No move is in flight before the jobs start: room a stopped (or
+         * dead) active manager promised to moves is free again (a resumed
+         * job reserves anew). */
+        (void) placement_release_all(d->st);
+        ensure_hosts(d->st, d->jobs, c);
+        if (jobs_start(d->jobs) < 0 || inventory_start(d->inv) < 0 || ha_start(d->ha) < 0 || monitor_start(d->mon) < 0 ||
+            protect_replicate_start(d->st, d->jobs) < 0 || monitor_answers_start(d->st, d->model, 0) < 0 ||
+            protect_scheduler_start(d->backups) < 0)
+                return -EAGAIN;
+        d->running = true;
+        return 0;
+}
+
+/* Demotion: stop what acts on hosts; the API keeps answering, read-only. */
+static void daemon_halt(void *userdata) {
+        Daemon *d = userdata;
+        d->backups = protect_scheduler_free(d->backups);
+        protect_replicate_stop();
+        jobs_stop(d->jobs);
+        ha_stop(d->ha);
+        inventory_stop(d->inv);
+        monitor_answers_stop();
+        monitor_stop(d->mon);
+}
+
+static void daemon_standby_tick(void *userdata) {
+        Daemon *d = userdata;
+        (void) model_reload(d->model);
+}
+
+/* A demoted armadad cannot start its modules again: SIGUSR2 has main()
+ * stop everything and run armadad afresh. */
+static void daemon_respawn(void *userdata) {
+        (void) userdata;
+        kill(getpid(), SIGUSR2);
+}
+
+static int daemon_manager(Daemon *d, const Config *c, const char *addr, int port) {
+        _cleanup_free_ char *url = c->manager_url ? xstrdup(c->manager_url)
+                                                  : xasprintf("%s://%s:%d", c->tls_cert ? "https" : "http", addr, port);
+        ManagerConfig mc = { .lease_ttl_ms = c->lease_ttl_ms, .url = url, .db = c->db, .promote = daemon_run, .demote = daemon_halt,
+                             .standby_tick = daemon_standby_tick, .respawn = daemon_respawn, .userdata = d };
+        d->cfg = c;
+        if (manager_new(d->st, &mc, &d->manager) < 0)
+                return -ENOMEM;
+        return manager_start(d->manager);
 }
 
 /* Phase 4: the modules and their threads, then the HTTP server. 0, or the
@@ -594,7 +671,6 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         (void) ha_new(st, jobs, inv, &hcfg, &d->ha);
         Ha *ha = d->ha;
         ha_register_jobs(ha);
-        ensure_hosts(st, jobs, c);
         MonitorConfig mcfg = { .interval_ms = c->monitor_interval_ms, .webhook_backoff_ms = c->monitor_webhook_backoff_ms,
                                .assess_interval_ms = c->monitor_assess_interval_ms, .usage_window_ms = c->monitor_usage_window_ms,
                                .audit_retention_ms = c->audit_retention_days * 24 * 3600 * 1000LL,
@@ -607,8 +683,7 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
         protect_on_backup_alert(backup_alert_hook, mon);
         (void) protect_scheduler_new(st, jobs, (unsigned) (c->backup_schedule_ms > 0 ? c->backup_schedule_ms : 30000), &d->backups);
         protect_scheduler_set_model(d->backups, d->model);
-        if (jobs_start(jobs) < 0 || inventory_start(inv) < 0 || ha_start(ha) < 0 || monitor_start(mon) < 0 ||
-            protect_replicate_start(st, jobs) < 0 || monitor_answers_start(st, d->model, 0) < 0 || protect_scheduler_start(d->backups) < 0) {
+        if (daemon_manager(d, c, addr, port) < 0) {
                 fprintf(stderr, "armadad: cannot start worker threads\n");
                 return 1;
         }
@@ -616,7 +691,8 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
                            .web_dir = c->web_dir, .token_ttl_s = c->token_ttl_s, .metrics_public = c->metrics_public,
                            .per_ip_connections = (unsigned) c->connections_per_address, .idle_timeout_s = (unsigned) c->idle_timeout_s,
                            .allow_test_hosts = c->allow_test_hosts, .max_streams = (unsigned) c->max_streams,
-                           .max_streams_per_user = (unsigned) c->max_streams_per_user, .model = d->model };
+                           .max_streams_per_user = (unsigned) c->max_streams_per_user, .model = d->model,
+                           .manager = d->manager };
         (void) api_new(st, jobs, inv, &acfg, &d->api);
         if (api_start(d->api) < 0) {
                 fprintf(stderr, "armadad: cannot listen on %s\n", c->listen);
@@ -625,7 +701,9 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
                 return 1;
         }
         _cleanup_free_ char *db_shown = store_db_masked(c->db);
-        printf("armadad: listening on %s://%s:%d (database %s)\n", c->tls_cert ? "https" : "http", addr, api_port(d->api), db_shown);
+        printf("armadad: listening on %s://%s:%d (database %s, %s manager)\n", c->tls_cert ? "https" : "http", addr,
+               api_port(d->api), db_shown,
+               manager_is_active(d->manager) ? "active" : "standby");
         fflush(stdout);
         return 0;
 }
@@ -634,6 +712,8 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
  * the modules below), then the modules, the connections, the database. */
 static void daemon_stop(Daemon *d) {
         api_free(d->api);
+        /* The lease goes back first: a standby takes over at once. */
+        manager_stop(d->manager);
         d->backups = protect_scheduler_free(d->backups);
         protect_replicate_stop();
         jobs_stop(d->jobs);
@@ -650,6 +730,7 @@ static void daemon_stop(Daemon *d) {
         inventory_free(d->inv);
         jobs_free(d->jobs);
         model_free(d->model);
+        manager_free(d->manager);
         store_free(d->st);
 }
 
@@ -657,7 +738,7 @@ static void config_free(Config *c) {
         for (size_t i = 0; i < c->n_ensure_hosts; i++) free(c->ensure_hosts[i]);
         free(c->ensure_hosts);
         free(c->listen); free(c->db); free(c->state_dir); free(c->tls_cert); free(c->tls_key);
-        free(c->web_dir); free(c->admin_user); free(c->log_level); free(c->test_hold_starts);
+        free(c->web_dir); free(c->admin_user); free(c->log_level); free(c->test_hold_starts); free(c->manager_url);
 }
 
 int main(int argc, char **argv) {
@@ -697,6 +778,7 @@ int main(int argc, char **argv) {
         sigaddset(&sigs, SIGTERM);
         sigaddset(&sigs, SIGINT);
         sigaddset(&sigs, SIGHUP);
+        sigaddset(&sigs, SIGUSR2); /* daemon_respawn() */
         pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread inherits the mask; main waits below */
         signal(SIGPIPE, SIG_IGN);
 
@@ -709,6 +791,13 @@ int main(int argc, char **argv) {
         sigwait(&sigs, &sig);
         log_info("received signal %d; shutting down", sig);
         daemon_stop(&d);
+        if (sig == SIGUSR2) {
+                log_info("armadad starts afresh to take the manager lease");
+                pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
+                execv("/proc/self/exe", argv);
+                log_error("cannot run armadad afresh: %m");
+                return 1;
+        }
         log_info("armadad stopped");
         config_free(&c);
         return 0;

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "ha-priv.h"
+#include "store/store-manager.h"
 #include "placement/placement.h"
 
 #define MAX_WATCH 1024
@@ -326,6 +327,10 @@ static size_t restart_vms(Ha *ha, const StoreHaRef *refs, size_t n_refs, int64_t
         *ret_peak = 0;
         if (n_refs == 0)
                 return 0;
+        if (store_fence_verify(ha->st) < 0) {
+                log_warn("this manager's lease is stale: it restarts no VM (the active manager does)");
+                return 0;
+        }
         RestartRun run = {0};
         bool *claimed = xcalloc(n_refs, sizeof *claimed);
         int64_t *members = NULL;
@@ -522,6 +527,13 @@ static void failover(Ha *ha, const Failover *fo, int64_t dead_for_ms) {
         StoreHost h;
         if (store_host_get(ha->st, fo->host_id, &h) < 0)
                 return;
+        /* Declaring, fencing and restarting act on hosts: only the manager
+         * that holds the lease (store-manager.h) may decide them. */
+        if (store_fence_verify(ha->st) < 0) {
+                log_warn("host '%s' stopped answering, but this manager's lease is stale: the active manager decides its failover",
+                         h.name);
+                return;
+        }
         _cleanup_free_ char *reason = xasprintf("stopped answering %lld ms ago", (long long) dead_for_ms);
         (void) store_host_set_state(ha->st, h.id, "failed", reason);
         inventory_host_state_changed(ha->inv, h.id);

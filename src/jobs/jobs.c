@@ -4,6 +4,7 @@
  * A watch thread compares every running job's last progress with its
  * kind's stuck limit (see jobs.h). */
 #include "jobs.h"
+#include "store/store-manager.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -242,9 +243,16 @@ void job_progress(JobCtx *ctx, int percent, const char *step_fmt, ...) {
                         step = NULL;
                 va_end(ap);
         }
-        (void) store_job_progress(ctx->st, ctx->job->id, percent, step);
-        if (step)
-                (void) store_job_step_add(ctx->st, ctx->job->id, step);
+        /* A step is host-changing progress: fenced, so a manager that lost
+         * its lease records nothing more (and demotes itself). */
+        bool outer = store_in_transaction(ctx->st);
+        int r = outer ? store_fence_check(ctx->st) : store_fence_begin(ctx->st);
+        if (r >= 0)
+                r = store_job_progress(ctx->st, ctx->job->id, percent, step);
+        if (r >= 0 && step)
+                r = store_job_step_add(ctx->st, ctx->job->id, step);
+        if (!outer && r != -ESTALE)
+                (void) store_end(ctx->st, r);
 }
 
 void job_expect_quiet(JobCtx *ctx, int seconds) {
@@ -270,6 +278,16 @@ int job_fail(JobCtx *ctx, int code, const char *fmt, ...) {
         return code < 0 ? code : -EIO;
 }
 
+/* Ends a running job in a fenced transaction (store-manager.h): a manager
+ * whose lease went stale leaves the job to the one that holds it now.
+ * store_job_finish()'s result, or -ESTALE. */
+static int job_finish_fenced(Store *st, int64_t id, const char *state, const char *error, const char *result) {
+        int r = store_fence_begin(st);
+        if (r < 0)
+                return r;
+        return store_end(st, store_job_finish(st, id, state, error, result));
+}
+
 static void run_one(Jobs *j, StoreJob *job) {
         const Handler *h = find_handler(j, job->kind);
         JobCtx ctx = { .jobs = j, .st = j->st, .job = job };
@@ -277,7 +295,7 @@ static void run_one(Jobs *j, StoreJob *job) {
         if (!ctx.params)
                 ctx.params = json_object();
         int64_t t0 = mono_ms();
-        int r;
+        int r, fr = 0;
         if (!h)
                 r = job_fail(&ctx, -ENOSYS, "No handler is registered for jobs of kind '%s'.", job->kind);
         else
@@ -294,20 +312,26 @@ static void run_one(Jobs *j, StoreJob *job) {
                 log_info("job %lld %s on '%s' interrupted by shutdown; it will be recovered at the next start",
                          (long long) job->id, job->kind, job->target_name);
         } else if (r == -ECANCELED) {
-                if (store_job_finish(j->st, job->id, "cancelled", ctx.error[0] ? ctx.error : "cancelled on request", result) == 0)
+                if (job_finish_fenced(j->st, job->id, "cancelled", ctx.error[0] ? ctx.error : "cancelled on request", result) == 0)
                         log_info("job %lld %s on '%s' cancelled", (long long) job->id, job->kind, job->target_name);
         } else if (r < 0) {
                 if (!ctx.error[0])
                         snprintf(ctx.error, sizeof ctx.error, "The job failed (%s).", strerror(-r));
-                if (store_job_finish(j->st, job->id, "failed", ctx.error, result) == 0)
+                if (job_finish_fenced(j->st, job->id, "failed", ctx.error, result) == 0)
                         log_warn("job %lld %s on '%s' failed: %s", (long long) job->id, job->kind, job->target_name, ctx.error);
-        } else if (store_job_finish(j->st, job->id, "succeeded", NULL, result) == 0)
+        } else if ((fr = job_finish_fenced(j->st, job->id, "succeeded", NULL, result)) == 0)
                 log_info("job %lld %s on '%s' succeeded in %lld ms", (long long) job->id, job->kind, job->target_name,
                          (long long) (mono_ms() - t0));
-        else
+        else if (fr != -ESTALE)
                 log_info("job %lld %s on '%s' came back after %lld ms, after it had been cancelled while stuck; its end stays",
                          (long long) job->id, job->kind, job->target_name, (long long) (mono_ms() - t0));
-        (void) store_job_worker_done(j->st, job->id);
+        /* A stale manager leaves the job's worker mark alone too: the
+         * manager holding the lease now may be running it. */
+        if (store_fence_begin(j->st) == 0)
+                (void) store_end(j->st, store_job_worker_done(j->st, job->id));
+        else
+                log_warn("job %lld %s on '%s': this manager's lease is stale; the job is left to the active manager",
+                         (long long) job->id, job->kind, job->target_name);
         if (!(r == -ECANCELED && stopping && !asked)) {
                 char state[16] = "ended";
                 (void) store_job_state(j->st, job->id, state);
@@ -327,7 +351,15 @@ static void *worker(void *arg) {
                 if (stop)
                         break;
                 StoreJob job = {0};
-                int r = store_job_claim(j->st, &job);
+                /* Claiming is fenced: a manager whose lease went stale
+                 * claims nothing (the stale hook demotes it). */
+                int r = store_fence_begin(j->st);
+                if (r >= 0) {
+                        int c = store_job_claim(j->st, &job);
+                        r = store_end(j->st, c);
+                        if (r < 0 && c == 0)
+                                store_job_clear(&job);
+                }
                 if (r == 0) {
                         run_one(j, &job);
                         store_job_clear(&job);
@@ -361,7 +393,7 @@ static void recover(Jobs *j) {
                         _cleanup_free_ char *why = xasprintf(
                                 "armadad stopped while this job was running; a %s job is not safe to repeat, so it was"
                                 " failed and what it left behind is being cleaned up.", job->kind);
-                        (void) store_job_finish(j->st, job->id, "failed", why, NULL);
+                        (void) job_finish_fenced(j->st, job->id, "failed", why, NULL);
                         (void) store_event_add(j->st, "error", "job.abandoned", "job", job->id, job->target_name, job->owner_id, why);
                         log_warn("job %lld %s abandoned after restart", (long long) job->id, job->kind);
                         if (h && h->abandon)

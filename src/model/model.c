@@ -564,3 +564,13 @@ void model_stats(Model *m, ModelStats *ret) {
         ret->batches = __atomic_load_n(&m->stats.batches, __ATOMIC_RELAXED);
         ret->rows_read = __atomic_load_n(&m->stats.rows_read, __ATOMIC_RELAXED);
 }
+
+int model_reload(Model *m) {
+        pthread_mutex_lock(&m->write_lock);
+        m->loader = pthread_self();
+        m->loading = true;
+        int r = load(m);
+        m->loading = false;
+        pthread_mutex_unlock(&m->write_lock);
+        return r;
+}

@@ -74,6 +74,10 @@ int model_new(Store *st, Model **ret);
  * store any more (the hook may be running otherwise). Accepts NULL;
  * returns NULL. Snapshots still held stay valid. */
 Model *model_free(Model *m);
+/* Loads every row again and swaps the tables in: for a reader whose rows
+ * hook cannot hear other processes' commits (a standby manager on SQLite,
+ * see manager.h). 0, or -errno with the old tables kept. */
+int model_reload(Model *m);
 
 /* The current snapshot: a new reference; never NULL. */
 ModelSnap *model_snap(Model *m);

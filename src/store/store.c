@@ -4,6 +4,7 @@
  * See store.h for the conventions. */
 #include "store.h"
 #include "store-priv.h"
+#include "store-manager.h"
 #include "store-engine.h"
 #include "store-protect.h"
 #include "store-network.h"
@@ -319,6 +320,7 @@ static const StoreMigration *const MIGRATION_LISTS[] = {
         MIGRATIONS_CORE, store_migrations_place, store_migrations_monitor, store_migrations_library, store_migrations_ha,
         store_migrations_protect,
         store_migrations_network,
+        store_migrations_manager,
 };
 
 /* ------------------------------------------------------------------ */

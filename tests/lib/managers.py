@@ -1,0 +1,116 @@
+"""Two (or more) armadads on one store, for the tests of active/standby
+managers (issue 14): a shared store (a SQLite file in a temporary directory,
+or — ARMADA_TEST_STORE=postgresql — a database of a throwaway PostgreSQL
+cluster, tests/lib/pgcluster.py), armadads started on it with --db, and
+what the tests ask of them."""
+import os
+import shutil
+import signal
+import tempfile
+import time
+
+from armada_harness import Armadad, wait_until
+
+
+class SharedStore:
+    """The store the managers share; cleanup() removes it even after a
+    failure."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="armada-managers-")
+        self.pg = None
+        self.pg_server = None
+        if os.environ.get("ARMADA_TEST_STORE") == "postgresql":
+            name = f"armada_managers_{os.getpid()}_{int(time.monotonic() * 1000) % 1000000}"
+            base = os.environ.get("ARMADA_TEST_PG_URL")
+            if base:
+                # A running server (libpq keywords, "host=/tmp/pg user=armada"):
+                # a database of our own on it, dropped at cleanup.
+                self.pg_server = base[len("postgresql:"):] if base.startswith("postgresql:") else base
+                self._pg_admin(f"CREATE DATABASE {name}")
+                self.pg_name = name
+                self.db = f"postgresql:{self.pg_server} dbname={name}"
+            else:
+                from pgcluster import PgCluster  # pgcore's throwaway cluster
+                self.pg = PgCluster()
+                self.pg.__enter__()
+                self.pg.createdb(name)
+                self.db = self.pg.url(name)
+        else:
+            self.db = os.path.join(self.tmp, "shared.db")
+
+    def _pg_admin(self, sql):
+        import subprocess
+        kw = dict(kv.split("=", 1) for kv in self.pg_server.split())
+        env = dict(os.environ, PGHOST=kw.get("host", ""), PGUSER=kw.get("user", ""), PGPORT=kw.get("port", "5432"))
+        subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", sql], check=True, env=env, timeout=60,
+                       capture_output=True)
+
+    @property
+    def is_pg(self):
+        return self.pg is not None or self.pg_server is not None
+
+    def cleanup(self):
+        try:
+            if self.pg:
+                self.pg.__exit__(None, None, None)
+            if self.pg_server:
+                self._pg_admin(f"DROP DATABASE IF EXISTS {self.pg_name} WITH (FORCE)")
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def manager_daemon(store, args=()):
+    """An armadad on the shared store (not started). The harness's own
+    database choice is overridden by --db."""
+    return Armadad(list(args) + ["--db", store.db])
+
+
+def status(d, token):
+    st, body = d.request("GET", "/api/v1/managers", token=token)
+    assert st == 200, (st, body)
+    return body
+
+
+def this_manager(d, token):
+    (me,) = [m for m in status(d, token)["managers"] if m["this"]]
+    return me
+
+
+def is_active(d, token):
+    try:
+        return this_manager(d, token)["active"]
+    except OSError:
+        return False
+
+
+def wait_active(d, token, timeout, t0=None):
+    """Waits until d holds the lease; returns the seconds since t0."""
+    t0 = t0 if t0 is not None else time.monotonic()
+    wait_until(lambda: is_active(d, token), timeout, interval=0.05, what=f"armadad on port {d.port} to become active")
+    return time.monotonic() - t0
+
+
+def kill9(d):
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+
+
+def freeze_past_lease(a, b, token, store, bound_s):
+    """SIGSTOPs the active a until b has taken over; the seconds that took.
+    On SQLite a process frozen inside a write transaction keeps the file's
+    write lock, and no other manager can write (take the lease) until it
+    thaws — nor can the frozen one act, so fencing holds, but the takeover
+    waits (docs/architecture.md). Such a freeze is thawed for a moment and
+    tried again, at most three times."""
+    for attempt in range(3):
+        a.proc.send_signal(signal.SIGSTOP)
+        t0 = time.monotonic()
+        try:
+            return wait_active(b, token, bound_s, t0)
+        except AssertionError:
+            if store.is_pg or attempt == 2:
+                raise
+            a.proc.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+    raise AssertionError("unreachable")
