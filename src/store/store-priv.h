@@ -66,6 +66,9 @@ int store_engine_errno(Store *st, int code);
  * transaction is open. */
 void store_finalize(StoreStmt *s);
 
+/* The SQL text of st's engine: sqlite or pg. (Placeholder until s24-pgcore.) */
+const char *store_sql(Store *st, const char *sqlite, const char *pg);
+
 /* One row through fn: 0, -ENOENT when there is none, or negative. types as
  * for store_exec(). */
 int store_query_row(Store *st, StoreRowFn fn, void *out, const char *sql, const char *types, ...);

@@ -562,6 +562,9 @@ Store *store_free(Store *st) {
         return NULL;
 }
 
+StoreEngine store_engine(Store *st) { return STORE_ENGINE_SQLITE; }
+const char *store_sql(Store *st, const char *sqlite, const char *pg) { return sqlite; }
+
 int store_schema_version(Store *st) {
         int64_t v;
         int r = store_query_i64(st, &v, "PRAGMA user_version", "");

@@ -44,6 +44,10 @@ extern const StoreMigration store_migrations_ha[];
 /* Opens (creating when missing) the database at path and migrates it to the
  * newest schema. Returns 0 and *ret, or negative (logged). */
 int store_open(const char *path, Store **ret);
+/* The engine behind st. (Placeholder of the migrate branch until the
+ * PostgreSQL engine lands: s24-pgcore's definition replaces it.) */
+typedef enum { STORE_ENGINE_SQLITE, STORE_ENGINE_POSTGRESQL } StoreEngine;
+StoreEngine store_engine(Store *st);
 /* Closes every per-thread connection this thread can reach. Accepts NULL. */
 Store *store_free(Store *st);
 /* The number of migrations applied (also PRAGMA user_version). */
