@@ -1,0 +1,166 @@
+"""Direct access to an armadad's store for the tests that read or write the
+database behind the daemon's back (what an older Armada, a crash or a
+hand edit would leave), on either engine.
+
+    db = dbdirect.connect(daemon)          # sqlite3-style: ? parameters
+    db.execute("UPDATE host SET state = ? WHERE id = ?", ("ok", 3))
+    db.commit(); db.close()
+    with dbdirect.connect(daemon) as db:   # commits (or rolls back) and closes
+        (n,) = db.execute('SELECT count(*) FROM "user"').fetchone()
+
+The daemon's store is PostgreSQL when it was started with `--db
+postgresql://…` (the harness does that under ARMADA_TEST_STORE=postgresql;
+see store_url()), else the SQLite file var/armada.db of its state
+directory. Write SQL both engines accept: quote the table "user", use
+`INSERT … ON CONFLICT(…) DO UPDATE` instead of INSERT OR REPLACE and
+`RETURNING id` instead of cursor.lastrowid."""
+import os
+
+ENGINE_SQLITE = "sqlite"
+ENGINE_POSTGRESQL = "postgresql"
+
+
+def store_url(daemon):
+    """The --db value the daemon runs on (a postgresql:// URL, sqlite:PATH or
+    a path), or the SQLite file of its state directory."""
+    url = getattr(daemon, "db_url", None) or getattr(daemon, "db", None)
+    if not isinstance(url, str) or not url:
+        url = None
+        args = list(getattr(daemon, "args", []) or [])
+        for i, a in enumerate(args):
+            if a == "--db" and i + 1 < len(args):
+                url = args[i + 1]
+            elif a.startswith("--db="):
+                url = a[len("--db="):]
+    return url or os.path.join(daemon.dir, "var", "armada.db")
+
+
+def engine_of(url):
+    return ENGINE_POSTGRESQL if url.startswith(("postgresql:", "postgres:")) else ENGINE_SQLITE
+
+
+def engine(daemon):
+    """ENGINE_SQLITE or ENGINE_POSTGRESQL: the daemon's store."""
+    return engine_of(store_url(daemon))
+
+
+def translate(sql):
+    """sqlite3's ? placeholders to psycopg2's %s, outside quotes; a literal %
+    doubled (psycopg2 formats the text)."""
+    out, quote = [], None
+    for ch in sql:
+        if quote:
+            out.append("%%" if ch == "%" else ch)
+            if ch == quote:
+                quote = None
+        elif ch in ("'", '"'):
+            quote = ch
+            out.append(ch)
+        elif ch == "?":
+            out.append("%s")
+        elif ch == "%":
+            out.append("%%")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def pg_dsn(url):
+    """A libpq connection string for psycopg2 from a --db value: a URI is
+    one already; `postgresql:host=/tmp/x dbname=armada` is the keyword
+    form behind the scheme."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return url
+    return url.split(":", 1)[1]
+
+
+class Connection:
+    """A DB-API connection with sqlite3's conveniences on both engines:
+    execute() on the connection returns the cursor, ? parameters."""
+
+    def __init__(self, raw, engine_name, readonly=False):
+        self.raw = raw
+        self.engine = engine_name
+        self.readonly = readonly
+
+    def execute(self, sql, params=()):
+        if self.engine == ENGINE_SQLITE:
+            return self.raw.execute(sql, tuple(params))
+        cur = self.raw.cursor()
+        if params:
+            cur.execute(translate(sql), tuple(params))
+        else:   # without parameters psycopg2 formats nothing: the text as is
+            cur.execute(sql)
+        return cur
+
+    def executemany(self, sql, seq):
+        if self.engine == ENGINE_SQLITE:
+            return self.raw.executemany(sql, seq)
+        cur = self.raw.cursor()
+        cur.executemany(translate(sql), [tuple(p) for p in seq])
+        return cur
+
+    def commit(self):
+        self.raw.commit()
+
+    def rollback(self):
+        self.raw.rollback()
+
+    def close(self):
+        if self.raw is not None:
+            self.raw.close()
+            self.raw = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None and not self.readonly:
+                self.commit()
+            else:
+                self.rollback()
+        finally:
+            self.close()
+        return False
+
+
+def connect_url(url, readonly=False, timeout=10):
+    """A Connection to the store at url (see store_url())."""
+    if engine_of(url) == ENGINE_POSTGRESQL:
+        import psycopg2
+        raw = psycopg2.connect(pg_dsn(url), connect_timeout=timeout)
+        if readonly:
+            raw.set_session(readonly=True)
+        return Connection(raw, ENGINE_POSTGRESQL, readonly)
+    import sqlite3
+    path = url[len("sqlite:"):] if url.startswith("sqlite:") else url
+    if readonly:
+        raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    else:
+        raw = sqlite3.connect(path, timeout=timeout)
+    return Connection(raw, ENGINE_SQLITE, readonly)
+
+
+def connect(daemon, readonly=False, timeout=10):
+    """A Connection to the store of daemon (an armada_harness.Armadad)."""
+    return connect_url(store_url(daemon), readonly=readonly, timeout=timeout)
+
+
+def tables(conn):
+    """The names of the store's tables (not SQLite's own), sorted."""
+    if conn.engine == ENGINE_SQLITE:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+    else:
+        rows = conn.execute("SELECT table_name FROM information_schema.tables"
+                            " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")
+    return sorted(r[0] for r in rows.fetchall())
+
+
+def columns(conn, table):
+    """The column names of table, in their order."""
+    if conn.engine == ENGINE_SQLITE:
+        return [r[1] for r in conn.execute("SELECT * FROM pragma_table_info(?)", (table,)).fetchall()]
+    return [r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns"
+                                       " WHERE table_schema = current_schema() AND table_name = ?"
+                                       " ORDER BY ordinal_position", (table,)).fetchall()]
