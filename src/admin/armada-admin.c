@@ -72,6 +72,15 @@ static const char *store_arg(const char *store) {
         return strncmp(store, "sqlite:", 7) == 0 ? store + 7 : store;
 }
 
+/* Removes an SQLite database and its companions. */
+static void remove_sqlite(const char *path) {
+        static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                _cleanup_free_ char *f = xasprintf("%s%s", path, suffixes[i]);
+                (void) unlink(f);
+        }
+}
+
 /* The rows migrations seed, from a scratch SQLite store in a temporary
  * directory (removed again). */
 static int seed_counts(StoreCopyReport *ret) {
@@ -84,11 +93,7 @@ static int seed_counts(StoreCopyReport *ret) {
         if (r >= 0)
                 r = store_copy_seed_counts(st, ret);
         store_free(st);
-        static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
-        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-                _cleanup_free_ char *f = xasprintf("%s%s", path, suffixes[i]);
-                (void) unlink(f);
-        }
+        remove_sqlite(path);
         (void) rmdir(dir);
         return r;
 }
@@ -126,6 +131,7 @@ static int migrate_store(const char *from, const char *to, bool quiet) {
         }
         StoreCopyReport seed = {0}, rep = {0};
         Store *src = NULL, *dst = NULL;
+        bool dst_created = false;
         char err[512] = "";
         int rc = EXIT_REFUSED;
         if (store_open(store_arg(from), &src) < 0) {
@@ -140,6 +146,7 @@ static int migrate_store(const char *from, const char *to, bool quiet) {
                 fprintf(stderr, "armada-admin: cannot make a scratch store to learn what a new store holds.\n");
                 goto out;
         }
+        dst_created = !is_postgresql(to);
         if (store_open(store_arg(to), &dst) < 0) {
                 fprintf(stderr, "armada-admin: cannot open the target store '%s' (is it reachable, and does the database"
                                 " exist?).\n", to_shown);
@@ -164,6 +171,11 @@ out:
         store_copy_report_clear(&rep);
         store_free(dst);
         store_free(src);
+        /* A new SQLite target this run made goes again when the copy was
+         * refused or failed (its rows were rolled back; a later run would
+         * refuse the file). One that differs stays, to be looked at. */
+        if (rc == EXIT_REFUSED && dst_created)
+                remove_sqlite(store_arg(to));
         return rc;
 }
 

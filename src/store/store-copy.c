@@ -498,7 +498,7 @@ int store_copy_claim_source(Store *src, char *err, size_t err_size) {
         if (is_pg(src)) {
                 int64_t others = 0;
                 r = store_query_i64(src, &others, "SELECT count(*) FROM pg_stat_activity"
-                                    " WHERE datname = current_database() AND pid <> pg_backend_pid()", "");
+                                    " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'", "");
                 if (r < 0) {
                         fail(err, err_size, "Cannot tell whether the source store is in use.");
                         return r;

@@ -29,15 +29,17 @@ def admin(*args, cwd=None):
 def populate(d):
     """What an installation that ran for a while holds: groups, hosts, VMs
     (one removed: its id must never come back), users, jobs and events."""
-    d.ok("POST", "/api/v1/host-groups", {"path": "Site/Rack 1"})
-    d.add_host("t1", "test:///default", group="Site/Rack 1")
-    d.add_host("t2", "test:///default")
+    d.ok("POST", "/api/v1/host-groups", {"path": "Site/Rack-1"})
+    d.add_host("t1", "test:///default", group="Site/Rack-1")
+    d.add_host("t2", d.test_node_uri("t2"))
     d.ok("POST", "/api/v1/users", {"name": "ro", "password": "ro-password", "role": "read-only"})
     d.ok("POST", "/api/v1/users", {"name": "ss", "password": "ss-password", "role": "self-service"})
     vms = [d.create_vm(f"mig{i:02d}", "t1" if i % 2 else "t2", cpus=1, memory_mib=64) for i in range(6)]
     d.wait_job(d.ok("POST", f"/api/v1/vms/{vms[0]['id']}/actions/start")["job"]["id"])
     gone = vms[-1]
-    d.ok("DELETE", f"/api/v1/vms/{gone['id']}")
+    r = d.ok("DELETE", f"/api/v1/vms/{gone['id']}")
+    if isinstance(r, dict) and r.get("job"):
+        assert d.wait_job(r["job"]["id"])["state"] == "succeeded"
     return max(v["id"] for v in vms)
 
 
@@ -60,6 +62,8 @@ def events(d):
 
 
 class MigrateCase(unittest.TestCase):
+    maxDiff = None
+
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="armada-migrate-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
@@ -129,6 +133,16 @@ class TestMigrateSqlite(MigrateCase):
         self.assertIn("exists already", err)
         with open(dst) as f:
             self.assertEqual(f.read(), "not mine")
+
+    def test_a_value_postgresql_would_refuse_is_named_and_nothing_is_left(self):
+        state, src, *_ = self.populated_source()
+        with dbdirect.connect_url(src) as db:   # what a hand edit could leave in SQLite
+            db.execute("UPDATE vm SET cpus = 'two' WHERE name = 'mig01'")
+        dst = os.path.join(self.tmp, "half.db")
+        code, out, err = admin("migrate-store", "--from", src, "--to", dst)
+        self.assertEqual(code, 3, out + err)
+        self.assertIn("Cannot copy table 'vm': column 'cpus' holds a value that is not an integer.", err)
+        self.assertFalse(os.path.exists(dst))
 
     def test_missing_source_and_bad_usage(self):
         code, out, err = admin("migrate-store", "--from", os.path.join(self.tmp, "nope.db"), "--to", os.path.join(self.tmp, "x.db"))
