@@ -22,17 +22,35 @@ ENGINE_POSTGRESQL = "postgresql"
 
 def store_url(daemon):
     """The --db value the daemon runs on (a postgresql:// URL, sqlite:PATH or
-    a path), or the SQLite file of its state directory."""
-    url = getattr(daemon, "db_url", None) or getattr(daemon, "db", None)
-    if not isinstance(url, str) or not url:
-        url = None
-        args = list(getattr(daemon, "args", []) or [])
-        for i, a in enumerate(args):
-            if a == "--db" and i + 1 < len(args):
-                url = args[i + 1]
-            elif a.startswith("--db="):
-                url = a[len("--db="):]
-    return url or os.path.join(daemon.dir, "var", "armada.db")
+    a path), or the SQLite file of its state directory. The harness's
+    PostgreSQL wrapper (ARMADA_TEST_STORE=postgresql) records the URL it
+    gives armadad as an attribute (db_url, store_url, pg_url or db) or passes
+    it in daemon.args; the running process's command line is the last
+    resort."""
+    for attr in ("db_url", "store_url", "pg_url", "db"):
+        url = getattr(daemon, attr, None)
+        if isinstance(url, str) and url:
+            return url
+    for argv in (list(getattr(daemon, "args", []) or []), _cmdline(daemon)):
+        for i, a in enumerate(argv):
+            if a == "--db" and i + 1 < len(argv):
+                return argv[i + 1]
+            if a.startswith("--db="):
+                return a[len("--db="):]
+    if os.environ.get("ARMADA_TEST_STORE") == "postgresql":
+        raise RuntimeError("dbdirect: ARMADA_TEST_STORE=postgresql but the daemon records no --db URL")
+    return os.path.join(daemon.dir, "var", "armada.db")
+
+
+def _cmdline(daemon):
+    proc = getattr(daemon, "proc", None)
+    if proc is None or proc.poll() is not None:
+        return []
+    try:
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
 
 
 def engine_of(url):
