@@ -105,8 +105,14 @@ static void print_report(const StoreCopyReport *rep, bool quiet) {
                 const StoreCopyTable *t = &rep->tables[i];
                 if (quiet && t->same)
                         continue;
-                printf("%-28s %12lld %12lld  %-64s  %s\n", t->name, (long long) t->source_rows, (long long) t->target_rows,
-                       t->source_sum[0] ? t->source_sum : "-", t->same ? "ok" : "MISMATCH");
+                char src_rows[24] = "-", dst_rows[24] = "-";
+                if (t->source_rows >= 0)
+                        snprintf(src_rows, sizeof src_rows, "%lld", (long long) t->source_rows);
+                if (t->target_rows >= 0)
+                        snprintf(dst_rows, sizeof dst_rows, "%lld", (long long) t->target_rows);
+                const char *verdict = !t->same ? "MISMATCH" : t->source_rows < 0 ? "only in the target" :
+                                      t->target_rows < 0 ? "only in the source (empty)" : "ok";
+                printf("%-28s %12s %12s  %-64s  %s\n", t->name, src_rows, dst_rows, t->source_sum[0] ? t->source_sum : "-", verdict);
                 if (!t->same && t->target_sum[0])
                         printf("%-28s %12s %12s  %-64s  %s\n", "", "", "", t->target_sum, "(target)");
         }

@@ -48,17 +48,19 @@ static void fail(char *err, size_t size, const char *fmt, ...) {
         va_end(ap);
 }
 
+static void table_clear(Table *t) {
+        for (size_t k = 0; k < t->n_cols; k++)
+                free(t->cols[k].name);
+        for (size_t k = 0; k < t->n_refs; k++)
+                free(t->refs[k]);
+        free(t->cols);
+        free(t->refs);
+        free(t->name);
+}
+
 static void catalog_clear(Catalog *c) {
-        for (size_t i = 0; i < c->n; i++) {
-                Table *t = &c->t[i];
-                for (size_t k = 0; k < t->n_cols; k++)
-                        free(t->cols[k].name);
-                for (size_t k = 0; k < t->n_refs; k++)
-                        free(t->refs[k]);
-                free(t->cols);
-                free(t->refs);
-                free(t->name);
-        }
+        for (size_t i = 0; i < c->n; i++)
+                table_clear(&c->t[i]);
         free(c->t);
         *c = (Catalog) {0};
 }
@@ -556,14 +558,28 @@ static int64_t seed_rows(const StoreCopyReport *seed, const char *table) {
         return 0;
 }
 
-/* Both ends hold the same tables with the same columns; the target is
- * fresh (no table holds more rows than a fresh store's migrations seed). */
-static int check_ends(Store *dst, const Catalog *sc, const Catalog *dc, const StoreCopyReport *seed, char *err, size_t err_size) {
+/* Every table of the source that holds rows is in the target, with the
+ * same columns (a table only one engine keeps, empty in the source, is
+ * left alone: it is dropped from sc); the target is fresh (no table holds
+ * more rows than a fresh store's migrations seed). */
+static int check_ends(Store *src, Store *dst, Catalog *sc, const Catalog *dc, const StoreCopyReport *seed, char *err,
+                      size_t err_size) {
         for (size_t i = 0; i < sc->n; i++) {
-                const Table *t = &sc->t[i], *d = catalog_find(dc, t->name);
+                Table *t = &sc->t[i];
+                const Table *d = catalog_find(dc, t->name);
                 if (!d) {
-                        fail(err, err_size, "The target store has no table '%s': is it the same version of Armada?", t->name);
-                        return -EINVAL;
+                        _cleanup_free_ char *sql = xasprintf("SELECT count(*) FROM \"%s\"", t->name);
+                        int64_t n = 0;
+                        int r = store_query_i64(src, &n, sql, "");
+                        if (r < 0 || n > 0) {
+                                fail(err, err_size, "The target store has no table '%s': is it the same version of Armada?", t->name);
+                                return r < 0 ? r : -EINVAL;
+                        }
+                        table_clear(t);
+                        memmove(t, t + 1, (sc->n - i - 1) * sizeof *t);
+                        sc->n--;
+                        i--;
+                        continue;
                 }
                 for (size_t k = 0; k < t->n_cols; k++) {
                         bool found = false;
@@ -577,10 +593,6 @@ static int check_ends(Store *dst, const Catalog *sc, const Catalog *dc, const St
                 }
         }
         for (size_t i = 0; i < dc->n; i++) {
-                if (!catalog_find(sc, dc->t[i].name)) {
-                        fail(err, err_size, "The source store has no table '%s': is it the same version of Armada?", dc->t[i].name);
-                        return -EINVAL;
-                }
                 _cleanup_free_ char *sql = xasprintf("SELECT count(*) FROM \"%s\"", dc->t[i].name);
                 int64_t n = 0;
                 int r = store_query_i64(dst, &n, sql, "");
@@ -652,7 +664,7 @@ int store_copy(Store *src, Store *dst, const StoreCopyReport *seed_counts, Store
         if (r >= 0)
                 r = catalog_read(dst, &dc, err, err_size);
         if (r >= 0)
-                r = check_ends(dst, &sc, &dc, seed_counts, err, err_size);
+                r = check_ends(src, dst, &sc, &dc, seed_counts, err, err_size);
         if (r >= 0) {
                 r = store_begin(dst);
                 if (r >= 0)
@@ -694,16 +706,21 @@ int store_copy_verify(Store *src, Store *dst, StoreCopyReport *ret, char *err, s
                         r = table_sum(dst, &sc.t[i], &out->target_rows, out->target_sum);
                         if (r < 0)
                                 fail(err, err_size, "Cannot read table '%s' of the target store.", sc.t[i].name);
-                }
-                out->same = out->source_rows == out->target_rows && streq(out->source_sum, out->target_sum);
+                        out->same = out->source_rows == out->target_rows && streq(out->source_sum, out->target_sum);
+                } else
+                        out->same = out->source_rows == 0;      /* a table of the source's engine alone, empty */
                 rep.ok &= out->same;
         }
+        /* A table of the target's engine alone (none of the source's
+         * rows belong in it): listed, not compared. */
         for (size_t i = 0; r >= 0 && i < dc.n; i++)
                 if (!catalog_find(&sc, dc.t[i].name)) {
                         StoreCopyTable *out = &rep.tables[rep.n_tables++];
                         snprintf(out->name, sizeof out->name, "%s", dc.t[i].name);
                         out->source_rows = -1;
-                        rep.ok = false;
+                        out->same = true;
+                        _cleanup_free_ char *sql = xasprintf("SELECT count(*) FROM \"%s\"", dc.t[i].name);
+                        r = store_query_i64(dst, &out->target_rows, sql, "");
                 }
         catalog_clear(&sc);
         catalog_clear(&dc);

@@ -143,10 +143,25 @@ class Connection:
         return False
 
 
+def import_psycopg2():
+    """psycopg2, also when the tests run under another Python 3.11 than
+    Debian's (pyenv), whose python3-psycopg2 lives in dist-packages."""
+    try:
+        import psycopg2
+    except ImportError:
+        import sys
+        dist = "/usr/lib/python3/dist-packages"
+        if sys.version_info[:2] != (3, 11) or not os.path.isdir(os.path.join(dist, "psycopg2")):
+            raise
+        sys.path.append(dist)
+        import psycopg2
+    return psycopg2
+
+
 def connect_url(url, readonly=False, timeout=10):
     """A Connection to the store at url (see store_url())."""
     if engine_of(url) == ENGINE_POSTGRESQL:
-        import psycopg2
+        psycopg2 = import_psycopg2()
         raw = psycopg2.connect(pg_dsn(url), connect_timeout=timeout)
         if readonly:
             raw.set_session(readonly=True)
