@@ -20,6 +20,10 @@ typedef struct StoreStmt StoreStmt;
  * read through the statement, valid until its next step/reset/finalize. */
 typedef StoreStmt StoreRow;
 
+/* Where the engines truly differ: the text for this store's engine, one of
+ * the two (static strings). Write SQL both accept wherever possible. */
+const char *store_sql(Store *st, const char *sqlite, const char *postgresql);
+
 /* Copies the current row into out (one struct). */
 typedef void (*StoreRowFn)(StoreRow *row, void *out);
 
@@ -59,15 +63,13 @@ void store_bind_null(StoreStmt *s, int idx);
 int store_step(StoreStmt *s);
 /* Back to before the first step, bindings cleared. */
 void store_reset(StoreStmt *s);
-/* Maps an engine's own error code (an SQLite result code) the way
- * store_step() does. For tests of the mapping. */
+/* Maps an engine's own error code the way store_step() does (SQLite: its
+ * result code; PostgreSQL: 0 unique, 1 foreign key, 2 deadlock, 3 other).
+ * For tests of the mapping. */
 int store_engine_errno(Store *st, int code);
 /* Accepts NULL. Tells the rows hook what the statement changed once no
  * transaction is open. */
 void store_finalize(StoreStmt *s);
-
-/* The SQL text of st's engine: sqlite or pg. (Placeholder until s24-pgcore.) */
-const char *store_sql(Store *st, const char *sqlite, const char *pg);
 
 /* One row through fn: 0, -ENOENT when there is none, or negative. types as
  * for store_exec(). */

@@ -1,7 +1,10 @@
-/* store: the SQLite database behind armadad — connection handling, schema
- * migrations and every SQL statement. See store.h for the conventions. */
+/* store: the database behind armadad — connection handling, schema
+ * migrations and every SQL statement of the foundation, on one of two
+ * engines (store-engine.h): SQLite, the embedded default, or PostgreSQL.
+ * See store.h for the conventions. */
 #include "store.h"
 #include "store-priv.h"
+#include "store-engine.h"
 #include "store-protect.h"
 #include "store-network.h"
 
@@ -11,10 +14,11 @@
 #include <string.h>
 
 struct Store {
-        char *path;
+        const StoreEngineOps *ops;
+        char *target;           /* the engine's: a file path or a libpq connection string */
         pthread_key_t key;
         pthread_mutex_t lock;
-        sqlite3 **all;          /* every open connection: one per living thread that used the store */
+        void **all;             /* every open connection: one per living thread that used the store */
         size_t n_all;
         /* store_set_change_hook(): told after an event or job change commits. */
         StoreChangeFn change_fn;
@@ -43,7 +47,7 @@ static int ids_autoincrement(Store *st);
 static __thread StoreRowChange *rows_pending;
 static __thread size_t n_rows_pending, cap_rows_pending;
 
-static void rows_mark(StoreTable table, int64_t id) {
+void store_rows_mark(StoreTable table, int64_t id) {
         if (n_rows_pending == cap_rows_pending) {
                 cap_rows_pending = cap_rows_pending ? cap_rows_pending * 2 : 16;
                 rows_pending = xrealloc(rows_pending, cap_rows_pending * sizeof *rows_pending);
@@ -51,21 +55,23 @@ static void rows_mark(StoreTable table, int64_t id) {
         rows_pending[n_rows_pending++] = (StoreRowChange) { .table = table, .id = id };
 }
 
-/* sqlite3_update_hook(): runs inside sqlite3_step(), so it only notes the
- * row. Not called for rows removed by REPLACE or the truncate optimisation
- * (neither is used on these tables: DELETE always has a WHERE). */
-static void on_row_update(void *userdata, int op, const char *db_name, const char *table, sqlite3_int64 rowid) {
-        (void) userdata;
-        (void) op;
-        if (!streq(db_name, "main"))
-                return;
-        if (streq(table, "vm"))
-                rows_mark(STORE_TABLE_VM, rowid);
-        else if (streq(table, "host"))
-                rows_mark(STORE_TABLE_HOST, rowid);
-        else if (streq(table, "host_group"))
-                rows_mark(STORE_TABLE_HOST_GROUP, rowid);
+void store_rows_mark_text(const char *payload) {
+        static const struct { const char *prefix; StoreTable table; } kinds[] = {
+                { "vm:", STORE_TABLE_VM }, { "host:", STORE_TABLE_HOST }, { "host_group:", STORE_TABLE_HOST_GROUP },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+                size_t n = strlen(kinds[i].prefix);
+                if (strncmp(payload, kinds[i].prefix, n) == 0) {
+                        char *end = NULL;
+                        long long id = strtoll(payload + n, &end, 10);
+                        if (end && end != payload + n && *end == 0 && id > 0)
+                                store_rows_mark(kinds[i].table, id);
+                        return;
+                }
+        }
 }
+
+static void *conn_get(Store *st);
 
 static int row_change_cmp(const void *a, const void *b) {
         const StoreRowChange *x = a, *y = b;
@@ -77,8 +83,8 @@ static int row_change_cmp(const void *a, const void *b) {
 /* After a statement: when no transaction is open on this thread, hands the
  * changed rows (sorted, each once) to the rows hook, without the store's
  * lock, so that it may read the store. */
-static void rows_flush(Store *st, sqlite3 *db) {
-        if (n_rows_pending == 0 || !sqlite3_get_autocommit(db))
+static void rows_flush(Store *st, void *conn) {
+        if (n_rows_pending == 0 || st->ops->in_transaction(conn))
                 return;
         StoreRowChange *c = rows_pending;
         size_t n = n_rows_pending;
@@ -110,133 +116,144 @@ static void change_notify(Store *st) {
 static int changed(Store *st, int r) {
         if (r < 0)
                 return r;
-        sqlite3 *db = store_db(st);
-        if (db && !sqlite3_get_autocommit(db))
+        void *conn = conn_get(st);
+        if (conn && st->ops->in_transaction(conn))
                 change_pending = true;
         else
                 change_notify(st);
         return r;
 }
 
+/* core-1's tables, around the root group's row (whose time SQLite and
+ * PostgreSQL compute apart). */
+#define CORE1_GROUP_TABLE \
+        "CREATE TABLE host_group (" \
+        "  id INTEGER PRIMARY KEY," \
+        "  name TEXT NOT NULL," \
+        "  parent_id INTEGER REFERENCES host_group(id)," \
+        "  path TEXT NOT NULL UNIQUE," \
+        "  created_at INTEGER NOT NULL," \
+        "  UNIQUE(parent_id, name));"
+#define CORE1_OTHER_TABLES \
+        "CREATE TABLE user (" \
+        "  id INTEGER PRIMARY KEY," \
+        "  name TEXT NOT NULL UNIQUE," \
+        "  password_hash TEXT NOT NULL," \
+        "  role TEXT NOT NULL," \
+        "  created_at INTEGER NOT NULL);" \
+        "CREATE TABLE user_scope (" \
+        "  user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE," \
+        "  group_id INTEGER NOT NULL REFERENCES host_group(id) ON DELETE CASCADE," \
+        "  PRIMARY KEY(user_id, group_id));" \
+        "CREATE TABLE token (" \
+        "  id INTEGER PRIMARY KEY," \
+        "  user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE," \
+        "  token_hash TEXT NOT NULL UNIQUE," \
+        "  created_at INTEGER NOT NULL," \
+        "  expires_at INTEGER NOT NULL," \
+        "  last_used_at INTEGER);" \
+        "CREATE TABLE host (" \
+        "  id INTEGER PRIMARY KEY," \
+        "  name TEXT NOT NULL UNIQUE," \
+        "  uri TEXT NOT NULL," \
+        "  group_id INTEGER NOT NULL REFERENCES host_group(id)," \
+        "  state TEXT NOT NULL DEFAULT 'connecting'," \
+        "  state_reason TEXT," \
+        "  hostname TEXT," \
+        "  cpus INTEGER," \
+        "  memory_mib INTEGER," \
+        "  free_memory_mib INTEGER," \
+        "  hv_driver TEXT," \
+        "  domain_type TEXT," \
+        "  pool TEXT NOT NULL," \
+        "  pool_path TEXT," \
+        "  last_seen_at INTEGER," \
+        "  created_at INTEGER NOT NULL);" \
+        "CREATE INDEX host_group_idx ON host(group_id);" \
+        "CREATE TABLE vm (" \
+        "  id INTEGER PRIMARY KEY," \
+        "  uuid TEXT NOT NULL UNIQUE," \
+        "  name TEXT NOT NULL UNIQUE," \
+        "  host_id INTEGER REFERENCES host(id)," \
+        "  owner_id INTEGER REFERENCES user(id) ON DELETE SET NULL," \
+        "  cpus INTEGER NOT NULL," \
+        "  memory_mib INTEGER NOT NULL," \
+        "  state TEXT NOT NULL," \
+        "  domain_type TEXT," \
+        "  origin TEXT NOT NULL DEFAULT 'created'," \
+        "  description TEXT," \
+        "  created_at INTEGER NOT NULL," \
+        "  updated_at INTEGER NOT NULL);" \
+        "CREATE INDEX vm_host_idx ON vm(host_id);" \
+        "CREATE INDEX vm_owner_idx ON vm(owner_id);" \
+        "CREATE TABLE vm_disk (" \
+        "  vm_id INTEGER NOT NULL REFERENCES vm(id) ON DELETE CASCADE," \
+        "  target TEXT NOT NULL," \
+        "  path TEXT NOT NULL," \
+        "  size_bytes INTEGER NOT NULL DEFAULT 0," \
+        "  owned INTEGER NOT NULL DEFAULT 0," \
+        "  PRIMARY KEY(vm_id, target));" \
+        "CREATE TABLE job (" \
+        "  id INTEGER PRIMARY KEY," \
+        "  kind TEXT NOT NULL," \
+        "  state TEXT NOT NULL DEFAULT 'queued'," \
+        "  target_kind TEXT NOT NULL," \
+        "  target_id INTEGER NOT NULL," \
+        "  target_name TEXT," \
+        "  owner_id INTEGER," \
+        "  params TEXT," \
+        "  progress INTEGER NOT NULL DEFAULT 0," \
+        "  step TEXT," \
+        "  error TEXT," \
+        "  result TEXT," \
+        "  attempts INTEGER NOT NULL DEFAULT 0," \
+        "  cancel_requested INTEGER NOT NULL DEFAULT 0," \
+        "  created_at INTEGER NOT NULL," \
+        "  started_at INTEGER," \
+        "  finished_at INTEGER);" \
+        "CREATE INDEX job_state_idx ON job(state, id);" \
+        "CREATE TABLE job_step (" \
+        "  job_id INTEGER NOT NULL REFERENCES job(id) ON DELETE CASCADE," \
+        "  seq INTEGER NOT NULL," \
+        "  name TEXT NOT NULL," \
+        "  at INTEGER NOT NULL," \
+        "  PRIMARY KEY(job_id, seq));" \
+        "CREATE TABLE event (" \
+        "  id INTEGER PRIMARY KEY," \
+        "  at INTEGER NOT NULL," \
+        "  severity TEXT NOT NULL," \
+        "  kind TEXT NOT NULL," \
+        "  object_kind TEXT," \
+        "  object_id INTEGER," \
+        "  object_name TEXT," \
+        "  owner_id INTEGER," \
+        "  message TEXT NOT NULL);" \
+        "CREATE TABLE audit (" \
+        "  id INTEGER PRIMARY KEY," \
+        "  at INTEGER NOT NULL," \
+        "  user_id INTEGER," \
+        "  user_name TEXT," \
+        "  address TEXT," \
+        "  action TEXT NOT NULL," \
+        "  object_kind TEXT," \
+        "  object_id INTEGER," \
+        "  object_name TEXT," \
+        "  detail TEXT," \
+        "  result TEXT NOT NULL);"
+
 /* The foundation's schema. Each capability keeps its own list of named
  * migrations (store-<capability>.c); every name is applied once, in list
  * order, and recorded in schema_migration. Never edit a released migration:
  * append a new one. */
 static const StoreMigration MIGRATIONS_CORE[] = {
-        { "core-1",         "CREATE TABLE host_group ("
-        "  id INTEGER PRIMARY KEY,"
-        "  name TEXT NOT NULL,"
-        "  parent_id INTEGER REFERENCES host_group(id),"
-        "  path TEXT NOT NULL UNIQUE,"
-        "  created_at INTEGER NOT NULL,"
-        "  UNIQUE(parent_id, name));"
+        { "core-1", CORE1_GROUP_TABLE
         "INSERT INTO host_group(id, name, parent_id, path, created_at)"
         "  VALUES (1, 'All Hosts', NULL, '', CAST(strftime('%s','now') AS INTEGER) * 1000);"
-        "CREATE TABLE user ("
-        "  id INTEGER PRIMARY KEY,"
-        "  name TEXT NOT NULL UNIQUE,"
-        "  password_hash TEXT NOT NULL,"
-        "  role TEXT NOT NULL,"
-        "  created_at INTEGER NOT NULL);"
-        "CREATE TABLE user_scope ("
-        "  user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,"
-        "  group_id INTEGER NOT NULL REFERENCES host_group(id) ON DELETE CASCADE,"
-        "  PRIMARY KEY(user_id, group_id));"
-        "CREATE TABLE token ("
-        "  id INTEGER PRIMARY KEY,"
-        "  user_id INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,"
-        "  token_hash TEXT NOT NULL UNIQUE,"
-        "  created_at INTEGER NOT NULL,"
-        "  expires_at INTEGER NOT NULL,"
-        "  last_used_at INTEGER);"
-        "CREATE TABLE host ("
-        "  id INTEGER PRIMARY KEY,"
-        "  name TEXT NOT NULL UNIQUE,"
-        "  uri TEXT NOT NULL,"
-        "  group_id INTEGER NOT NULL REFERENCES host_group(id),"
-        "  state TEXT NOT NULL DEFAULT 'connecting',"
-        "  state_reason TEXT,"
-        "  hostname TEXT,"
-        "  cpus INTEGER,"
-        "  memory_mib INTEGER,"
-        "  free_memory_mib INTEGER,"
-        "  hv_driver TEXT,"
-        "  domain_type TEXT,"
-        "  pool TEXT NOT NULL,"
-        "  pool_path TEXT,"
-        "  last_seen_at INTEGER,"
-        "  created_at INTEGER NOT NULL);"
-        "CREATE INDEX host_group_idx ON host(group_id);"
-        "CREATE TABLE vm ("
-        "  id INTEGER PRIMARY KEY,"
-        "  uuid TEXT NOT NULL UNIQUE,"
-        "  name TEXT NOT NULL UNIQUE,"
-        "  host_id INTEGER REFERENCES host(id),"
-        "  owner_id INTEGER REFERENCES user(id) ON DELETE SET NULL,"
-        "  cpus INTEGER NOT NULL,"
-        "  memory_mib INTEGER NOT NULL,"
-        "  state TEXT NOT NULL,"
-        "  domain_type TEXT,"
-        "  origin TEXT NOT NULL DEFAULT 'created',"
-        "  description TEXT,"
-        "  created_at INTEGER NOT NULL,"
-        "  updated_at INTEGER NOT NULL);"
-        "CREATE INDEX vm_host_idx ON vm(host_id);"
-        "CREATE INDEX vm_owner_idx ON vm(owner_id);"
-        "CREATE TABLE vm_disk ("
-        "  vm_id INTEGER NOT NULL REFERENCES vm(id) ON DELETE CASCADE,"
-        "  target TEXT NOT NULL,"
-        "  path TEXT NOT NULL,"
-        "  size_bytes INTEGER NOT NULL DEFAULT 0,"
-        "  owned INTEGER NOT NULL DEFAULT 0,"
-        "  PRIMARY KEY(vm_id, target));"
-        "CREATE TABLE job ("
-        "  id INTEGER PRIMARY KEY,"
-        "  kind TEXT NOT NULL,"
-        "  state TEXT NOT NULL DEFAULT 'queued',"
-        "  target_kind TEXT NOT NULL,"
-        "  target_id INTEGER NOT NULL,"
-        "  target_name TEXT,"
-        "  owner_id INTEGER,"
-        "  params TEXT,"
-        "  progress INTEGER NOT NULL DEFAULT 0,"
-        "  step TEXT,"
-        "  error TEXT,"
-        "  result TEXT,"
-        "  attempts INTEGER NOT NULL DEFAULT 0,"
-        "  cancel_requested INTEGER NOT NULL DEFAULT 0,"
-        "  created_at INTEGER NOT NULL,"
-        "  started_at INTEGER,"
-        "  finished_at INTEGER);"
-        "CREATE INDEX job_state_idx ON job(state, id);"
-        "CREATE TABLE job_step ("
-        "  job_id INTEGER NOT NULL REFERENCES job(id) ON DELETE CASCADE,"
-        "  seq INTEGER NOT NULL,"
-        "  name TEXT NOT NULL,"
-        "  at INTEGER NOT NULL,"
-        "  PRIMARY KEY(job_id, seq));"
-        "CREATE TABLE event ("
-        "  id INTEGER PRIMARY KEY,"
-        "  at INTEGER NOT NULL,"
-        "  severity TEXT NOT NULL,"
-        "  kind TEXT NOT NULL,"
-        "  object_kind TEXT,"
-        "  object_id INTEGER,"
-        "  object_name TEXT,"
-        "  owner_id INTEGER,"
-        "  message TEXT NOT NULL);"
-        "CREATE TABLE audit ("
-        "  id INTEGER PRIMARY KEY,"
-        "  at INTEGER NOT NULL,"
-        "  user_id INTEGER,"
-        "  user_name TEXT,"
-        "  address TEXT,"
-        "  action TEXT NOT NULL,"
-        "  object_kind TEXT,"
-        "  object_id INTEGER,"
-        "  object_name TEXT,"
-        "  detail TEXT,"
-        "  result TEXT NOT NULL);" },
+        CORE1_OTHER_TABLES, NULL,
+        CORE1_GROUP_TABLE
+        "INSERT INTO host_group(id, name, parent_id, path, created_at)"
+        "  VALUES (1, 'All Hosts', NULL, '', CAST(extract(epoch FROM now()) AS BIGINT) * 1000);"
+        CORE1_OTHER_TABLES },
         /* Ids are never handed out twice: a removed host's id must not name
          * the next host (its history, alert rules scoped to it, jobs and
          * events about it), nor a removed user's id the next user (jobs and
@@ -274,6 +291,27 @@ static const StoreMigration MIGRATIONS_CORE[] = {
          * reading and parsing every host's. */
         { "core-host-uri-key", "ALTER TABLE host ADD COLUMN uri_key TEXT;"
         "CREATE INDEX host_uri_key_idx ON host(uri_key);" },
+        /* PostgreSQL's rows hook (store-pg.c): a changed group, host or VM
+         * (a VM's disks are part of it) is notified to every connection
+         * of every manager at its commit. SQLite's update hook needs no
+         * schema. */
+        { "core-rows-notify", "", NULL,
+        "CREATE FUNCTION armada_rows_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF TG_OP <> 'INSERT' THEN PERFORM pg_notify('armada_rows', TG_ARGV[0] || ':' || OLD.id); END IF;"
+        " IF TG_OP <> 'DELETE' THEN PERFORM pg_notify('armada_rows', TG_ARGV[0] || ':' || NEW.id); END IF;"
+        " RETURN NULL; END $$;"
+        "CREATE FUNCTION armada_vm_disk_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF TG_OP <> 'INSERT' THEN PERFORM pg_notify('armada_rows', 'vm:' || OLD.vm_id); END IF;"
+        " IF TG_OP <> 'DELETE' THEN PERFORM pg_notify('armada_rows', 'vm:' || NEW.vm_id); END IF;"
+        " RETURN NULL; END $$;"
+        "CREATE TRIGGER host_group_rows AFTER INSERT OR UPDATE OR DELETE ON host_group"
+        " FOR EACH ROW EXECUTE FUNCTION armada_rows_notify('host_group');"
+        "CREATE TRIGGER host_rows AFTER INSERT OR UPDATE OR DELETE ON host"
+        " FOR EACH ROW EXECUTE FUNCTION armada_rows_notify('host');"
+        "CREATE TRIGGER vm_rows AFTER INSERT OR UPDATE OR DELETE ON vm"
+        " FOR EACH ROW EXECUTE FUNCTION armada_rows_notify('vm');"
+        "CREATE TRIGGER vm_disk_rows AFTER INSERT OR UPDATE OR DELETE ON vm_disk"
+        " FOR EACH ROW EXECUTE FUNCTION armada_vm_disk_notify();" },
         { NULL, NULL },
 };
 
@@ -289,7 +327,7 @@ static const StoreMigration *const MIGRATION_LISTS[] = {
  * store to take the connection out of st->all. */
 typedef struct {
         Store *st;
-        sqlite3 *db;
+        void *conn;
 } ThreadConn;
 
 /* Thread exit: the thread's connection is closed (its page cache and file
@@ -303,43 +341,39 @@ static void conn_forget(void *p) {
         Store *st = tc->st;
         pthread_mutex_lock(&st->lock);
         for (size_t i = 0; i < st->n_all; i++)
-                if (st->all[i] == tc->db) {
+                if (st->all[i] == tc->conn) {
                         st->all[i] = st->all[--st->n_all];
                         break;
                 }
         pthread_mutex_unlock(&st->lock);
-        sqlite3_close_v2(tc->db);
+        st->ops->close(tc->conn);
         free(tc);
 }
 
-static sqlite3 *conn_open(Store *st) {
-        sqlite3 *db = NULL;
-        if (sqlite3_open_v2(st->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-                log_error("cannot open database '%s': %s", st->path, db ? sqlite3_errmsg(db) : "out of memory");
-                sqlite3_close(db);
+static void *conn_open(Store *st) {
+        void *conn = NULL;
+        if (st->ops->open(st->target, &conn) < 0)
                 return NULL;
-        }
-        sqlite3_busy_timeout(db, 10000);
-        sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL);
-        sqlite3_update_hook(db, on_row_update, NULL);
         pthread_mutex_lock(&st->lock);
-        st->all = xrealloc(st->all, sizeof(sqlite3 *) * (st->n_all + 1));
-        st->all[st->n_all++] = db;
+        st->all = xrealloc(st->all, sizeof(void *) * (st->n_all + 1));
+        st->all[st->n_all++] = conn;
         pthread_mutex_unlock(&st->lock);
-        return db;
+        return conn;
 }
 
-sqlite3 *store_db(Store *st) {
+/* This thread's connection (opened on first use, closed when the thread
+ * ends). NULL on failure. */
+static void *conn_get(Store *st) {
         ThreadConn *tc = pthread_getspecific(st->key);
         if (tc)
-                return tc->db;
-        sqlite3 *db = conn_open(st);
-        if (!db)
+                return tc->conn;
+        void *conn = conn_open(st);
+        if (!conn)
                 return NULL;
         tc = xmalloc(sizeof *tc);
-        *tc = (ThreadConn) { .st = st, .db = db };
+        *tc = (ThreadConn) { .st = st, .conn = conn };
         pthread_setspecific(st->key, tc);
-        return db;
+        return conn;
 }
 
 size_t store_connections(Store *st) {
@@ -347,6 +381,12 @@ size_t store_connections(Store *st) {
         size_t n = st->n_all;
         pthread_mutex_unlock(&st->lock);
         return n;
+}
+
+StoreEngine store_engine(Store *st) { return st->ops->kind; }
+
+const char *store_sql(Store *st, const char *sqlite, const char *postgresql) {
+        return st->ops->kind == STORE_ENGINE_POSTGRESQL ? postgresql : sqlite;
 }
 
 /* ------------------------------------------------------------------ */
@@ -445,10 +485,9 @@ static int ids_autoincrement(Store *st) {
 
 /* Runs a migration written in C: foreign keys cannot be switched off inside
  * a transaction, so around it; the check afterwards proves the rebuild kept
- * every reference. */
+ * every reference. SQLite only (a run step is skipped on PostgreSQL). */
 static int migrate_run(Store *st, const StoreMigration *m) {
-        sqlite3 *db = store_db(st);
-        if (sqlite3_exec(db, "PRAGMA foreign_keys = OFF", NULL, NULL, NULL) != SQLITE_OK)
+        if (store_exec(st, "PRAGMA foreign_keys = OFF", "") < 0)
                 return -EIO;
         int r = store_begin(st);
         if (r >= 0) {
@@ -464,72 +503,168 @@ static int migrate_run(Store *st, const StoreMigration *m) {
                         r = store_exec(st, "INSERT INTO schema_migration(name, applied_at) VALUES (?, ?)", "si", m->name, now_ms());
                 r = store_end(st, r);
         }
-        (void) sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+        (void) store_exec(st, "PRAGMA foreign_keys = ON", "");
         if (r < 0)
                 log_error("database migration '%s' failed", m->name);
         return r;
 }
 
+static int migration_applied(Store *st, const char *name, bool *ret) {
+        int64_t n = 0;
+        int r = store_query_i64(st, &n, "SELECT count(*) FROM schema_migration WHERE name = ?", "s", name);
+        if (r < 0)
+                return r;
+        *ret = n > 0;
+        return 0;
+}
+
+/* One migration on SQLite: 1 when applied, 0 when it was already, or
+ * negative. */
+static int migrate_one_sqlite(Store *st, void *conn, const StoreMigration *m) {
+        bool done;
+        if (migration_applied(st, m->name, &done) < 0)
+                return -EIO;
+        if (done)
+                return 0;
+        if (m->run)
+                return migrate_run(st, m) < 0 ? -EIO : 1;
+        _cleanup_free_ char *sql = xasprintf("BEGIN IMMEDIATE; %s; COMMIT;", m->sql);
+        if (st->ops->exec_script(conn, sql, m->name) < 0) {
+                (void) st->ops->exec_script(conn, "ROLLBACK", m->name);
+                return -EIO;
+        }
+        if (store_exec(st, "INSERT INTO schema_migration(name, applied_at) VALUES (?, ?)", "si", m->name, now_ms()) < 0)
+                return -EIO;
+        return 1;
+}
+
+/* One migration on PostgreSQL, in one transaction under the writers' lock
+ * (managers sharing the database may start together: the check is inside
+ * it). Its pg text, or its SQLite text translated (store.h); a run step
+ * without pg text and STORE_PG_NONE are recorded and skipped. 1 when
+ * applied, 0 when it was already, or negative. */
+static int migrate_one_pg(Store *st, void *conn, const StoreMigration *m) {
+        int r = store_begin(st);
+        if (r < 0)
+                return r;
+        bool done;
+        r = migration_applied(st, m->name, &done);
+        if (r >= 0 && !done) {
+                const char *text = m->pg ? m->pg : m->run ? "" : m->sql;
+                _cleanup_free_ char *pg = store_pg_translate_ddl(text ? text : "");
+                if (pg[strspn(pg, " \t\n;")] && st->ops->exec_script(conn, pg, m->name) < 0)
+                        r = -EIO;
+                if (r >= 0)
+                        r = store_exec(st, "INSERT INTO schema_migration(name, applied_at) VALUES (?, ?)", "si", m->name, now_ms());
+        }
+        r = store_end(st, r);
+        return r < 0 ? -EIO : done ? 0 : 1;
+}
+
+/* After PostgreSQL migrations: rows inserted with explicit ids (the root
+ * group) do not move an identity's sequence; each starts after the largest
+ * id in its table, never going back (ids are not handed out twice). */
+#define PG_IDENTITIES_SYNC \
+        "DO $$ DECLARE r record; m bigint; s text; BEGIN" \
+        " FOR r IN SELECT table_name, column_name FROM information_schema.columns" \
+        "  WHERE table_schema = current_schema() AND is_identity = 'YES' LOOP" \
+        "  EXECUTE format('SELECT max(%I) FROM %I', r.column_name, r.table_name) INTO m;" \
+        "  s := pg_get_serial_sequence(quote_ident(r.table_name), r.column_name);" \
+        "  IF m IS NOT NULL AND s IS NOT NULL AND m > coalesce(pg_sequence_last_value(s::regclass), 0) THEN" \
+        "   PERFORM setval(s, m); END IF;" \
+        " END LOOP; END $$"
+
 static int migrate(Store *st) {
-        sqlite3 *db = store_db(st);
-        if (sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS schema_migration (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
-                         NULL, NULL, NULL) != SQLITE_OK)
+        void *conn = conn_get(st);
+        bool pg = st->ops->kind == STORE_ENGINE_POSTGRESQL;
+        if (st->ops->exec_script(conn, pg ? "CREATE TABLE IF NOT EXISTS schema_migration (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)"
+                                          : "CREATE TABLE IF NOT EXISTS schema_migration (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
+                                 "schema_migration") < 0)
                 return -EIO;
         int applied = 0;
         for (size_t l = 0; l < ELEMENTSOF(MIGRATION_LISTS); l++)
                 for (const StoreMigration *m = MIGRATION_LISTS[l]; m->name; m++) {
-                        int64_t n = 0;
-                        if (store_query_i64(st, &n, "SELECT count(*) FROM schema_migration WHERE name = ?", "s", m->name) < 0)
-                                return -EIO;
-                        if (n > 0)
-                                continue;
-                        if (m->run) {
-                                if (migrate_run(st, m) < 0)
-                                        return -EIO;
+                        int r = pg ? migrate_one_pg(st, conn, m) : migrate_one_sqlite(st, conn, m);
+                        if (r < 0) {
+                                log_error("database migration '%s' failed", m->name);
+                                return r;
+                        }
+                        if (r > 0) {
                                 applied++;
                                 log_info("database migration '%s' applied", m->name);
-                                continue;
                         }
-                        char *err = NULL;
-                        _cleanup_free_ char *sql = xasprintf("BEGIN IMMEDIATE; %s; COMMIT;", m->sql);
-                        if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-                                log_error("database migration '%s' failed: %s", m->name, err ? err : "?");
-                                sqlite3_free(err);
-                                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-                                return -EIO;
-                        }
-                        if (store_exec(st, "INSERT INTO schema_migration(name, applied_at) VALUES (?, ?)", "si", m->name, now_ms()) < 0)
-                                return -EIO;
-                        applied++;
-                        log_info("database migration '%s' applied", m->name);
                 }
+        if (pg) {
+                if (applied > 0 && st->ops->exec_script(conn, PG_IDENTITIES_SYNC, "identity sequences") < 0)
+                        return -EIO;
+                return applied;
+        }
         int64_t total = 0;
         (void) store_query_i64(st, &total, "SELECT count(*) FROM schema_migration", "");
         _cleanup_free_ char *pragma = xasprintf("PRAGMA user_version=%d", (int) total);
-        sqlite3_exec(db, pragma, NULL, NULL, NULL);
+        (void) st->ops->exec_script(conn, pragma, "user_version");
         return applied;
 }
 
-/* SQLite counts every allocation under one process-wide mutex unless told
- * not to (SQLITE_CONFIG_MEMSTATUS): with a connection per thread and
- * thousands of small statements a round, the threads queued on that lock.
- * Must come before SQLite initializes; later it is refused (harmless). */
-static void sqlite_tune_once(void) {
-        (void) sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+/* What store_open()'s db names: the engine and its own connection target
+ * (malloc'd). */
+static const StoreEngineOps *engine_of(const char *db, char **ret_target) {
+        if (strncmp(db, "postgresql://", 13) == 0 || strncmp(db, "postgres://", 11) == 0) {
+                *ret_target = xstrdup(db);
+                return &store_engine_pg;
+        }
+        if (strncmp(db, "postgresql:", 11) == 0) {
+                *ret_target = xstrdup(db + 11);
+                return &store_engine_pg;
+        }
+        *ret_target = xstrdup(strncmp(db, "sqlite:", 7) == 0 ? db + 7 : db);
+        return &store_engine_sqlite;
 }
 
-int store_open(const char *path, Store **ret) {
-        static pthread_once_t tuned = PTHREAD_ONCE_INIT;
-        pthread_once(&tuned, sqlite_tune_once);
+/* Masks the value after key (up to the end of a word: '&', space) in s. */
+static void mask_after(StrBuf *b, const char *s, const char *key, const char *stops) {
+        const char *p = strstr(s, key);
+        if (!p) {
+                strbuf_append(b, s);
+                return;
+        }
+        p += strlen(key);
+        strbuf_printf(b, "%.*s***", (int) (p - s), s);
+        strbuf_append(b, p + strcspn(p, stops));
+}
+
+char *store_db_masked(const char *db) {
+        if (!db)
+                return xstrdup("");
+        bool uri = strncmp(db, "postgresql://", 13) == 0 || strncmp(db, "postgres://", 11) == 0;
+        if (!uri && strncmp(db, "postgresql:", 11) != 0)
+                return xstrdup(db);
+        _cleanup_free_ char *step = NULL;
+        if (uri) {
+                /* scheme://user:password@host */
+                const char *auth = strstr(db, "://") + 3;
+                const char *at = strchr(auth, '@'), *colon = strchr(auth, ':'), *slash = strchr(auth, '/');
+                if (at && colon && colon < at && (!slash || at < slash))
+                        step = xasprintf("%.*s***%s", (int) (colon + 1 - db), db, at);
+                else
+                        step = xstrdup(db);
+        } else
+                step = xstrdup(db);
+        StrBuf b = {0};
+        mask_after(&b, step, "password=", uri ? "&# " : " ");
+        return strbuf_steal(&b);
+}
+
+int store_open(const char *db, Store **ret) {
         Store *st = xcalloc(1, sizeof *st);
-        st->path = xstrdup(path);
+        st->ops = engine_of(db, &st->target);
         pthread_mutex_init(&st->lock, NULL);
         if (pthread_key_create(&st->key, conn_forget) != 0) {
-                free(st->path);
+                free(st->target);
                 free(st);
                 return -ENOMEM;
         }
-        if (!store_db(st)) {
+        if (!conn_get(st)) {
                 store_free(st);
                 return -EIO;
         }
@@ -553,116 +688,70 @@ Store *store_free(Store *st) {
         free(pthread_getspecific(st->key));
         pthread_setspecific(st->key, NULL);
         for (size_t i = 0; i < st->n_all; i++)
-                sqlite3_close_v2(st->all[i]);
+                st->ops->close(st->all[i]);
         free(st->all);
         pthread_key_delete(st->key);
         pthread_mutex_destroy(&st->lock);
-        free(st->path);
+        free(st->target);
         free(st);
         return NULL;
 }
 
-StoreEngine store_engine(Store *st) { return STORE_ENGINE_SQLITE; }
-const char *store_sql(Store *st, const char *sqlite, const char *pg) { return sqlite; }
-
 int store_schema_version(Store *st) {
         int64_t v;
-        int r = store_query_i64(st, &v, "PRAGMA user_version", "");
+        int r = store_query_i64(st, &v, store_sql(st, "PRAGMA user_version", "SELECT count(*) FROM schema_migration"), "");
         return r < 0 ? r : (int) v;
 }
 
 /* ------------------------------------------------------------------ */
-
-/* ------------------------------------------------------------------ */
-/* statements: the only place (with the connections and migrations above)
- * that names the engine */
+/* statements: through the engine (store-engine.h) */
 
 struct StoreStmt {
         Store *st;
-        sqlite3_stmt *lite;
+        void *conn;
+        void *impl;
         const char *sql;        /* for logs; the caller's text outlives the statement */
 };
 
-/* Maps a failed call on db to -EEXIST (unique), -ENOTEMPTY (foreign key),
- * -EBUSY (locked past the busy timeout) or -EIO; logs all but the first two. */
-static int lite_errno(sqlite3 *db, int rc, const char *sql) {
-        int ext = sqlite3_extended_errcode(db);
-        if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
-                return -EEXIST;
-        if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
-                return -ENOTEMPTY;
-        log_error("database error %d (%s) in: %.120s", rc, sqlite3_errmsg(db), sql);
-        /* Another writer held the database past the busy timeout: worth
-         * a retry, unlike a broken statement or file. */
-        if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
-                return -EBUSY;
-        return -EIO;
-}
-
-int store_engine_errno(Store *st, int code) { return lite_errno(store_db(st), code, "test"); }
+int store_engine_errno(Store *st, int code) { return st->ops->errno_of(conn_get(st), code); }
 
 int store_prepare(Store *st, const char *sql, StoreStmt **ret) {
-        sqlite3 *db = store_db(st);
-        if (!db)
+        void *conn = conn_get(st);
+        if (!conn)
                 return -EIO;
-        sqlite3_stmt *lite = NULL;
-        int rc = sqlite3_prepare_v2(db, sql, -1, &lite, NULL);
-        if (rc != SQLITE_OK)
-                return lite_errno(db, rc, sql);
+        void *impl = NULL;
+        int r = st->ops->prepare(conn, sql, &impl);
+        if (r < 0)
+                return r;
         StoreStmt *s = xmalloc(sizeof *s);
-        *s = (StoreStmt) { .st = st, .lite = lite, .sql = sql };
+        *s = (StoreStmt) { .st = st, .conn = conn, .impl = impl, .sql = sql };
         *ret = s;
         return 0;
 }
 
-void store_bind_i64(StoreStmt *s, int idx, int64_t v) { (void) sqlite3_bind_int64(s->lite, idx, v); }
-void store_bind_double(StoreStmt *s, int idx, double v) { (void) sqlite3_bind_double(s->lite, idx, v); }
-void store_bind_null(StoreStmt *s, int idx) { (void) sqlite3_bind_null(s->lite, idx); }
-void store_bind_text(StoreStmt *s, int idx, const char *v) {
-        if (v)
-                (void) sqlite3_bind_text(s->lite, idx, v, -1, SQLITE_TRANSIENT);
-        else
-                (void) sqlite3_bind_null(s->lite, idx);
-}
-
-int store_step(StoreStmt *s) {
-        int rc = sqlite3_step(s->lite);
-        if (rc == SQLITE_ROW)
-                return STORE_ROW;
-        if (rc == SQLITE_DONE)
-                return STORE_DONE;
-        return lite_errno(sqlite3_db_handle(s->lite), rc, s->sql);
-}
-
-void store_reset(StoreStmt *s) {
-        sqlite3_reset(s->lite);
-        sqlite3_clear_bindings(s->lite);
-}
+void store_bind_i64(StoreStmt *s, int idx, int64_t v) { s->st->ops->bind_i64(s->impl, idx, v); }
+void store_bind_double(StoreStmt *s, int idx, double v) { s->st->ops->bind_double(s->impl, idx, v); }
+void store_bind_null(StoreStmt *s, int idx) { s->st->ops->bind_null(s->impl, idx); }
+void store_bind_text(StoreStmt *s, int idx, const char *v) { s->st->ops->bind_text(s->impl, idx, v); }
+int store_step(StoreStmt *s) { return s->st->ops->step(s->impl); }
+void store_reset(StoreStmt *s) { s->st->ops->reset(s->impl); }
 
 void store_finalize(StoreStmt *s) {
         if (!s)
                 return;
-        sqlite3 *db = sqlite3_db_handle(s->lite);
-        sqlite3_finalize(s->lite);
-        rows_flush(s->st, db);
+        s->st->ops->finalize(s->impl);
+        rows_flush(s->st, s->conn);
         free(s);
 }
 
-int64_t store_col_i64(StoreRow *row, int col) { return sqlite3_column_int64(row->lite, col); }
-int store_col_int(StoreRow *row, int col) { return sqlite3_column_int(row->lite, col); }
-double store_col_double(StoreRow *row, int col) { return sqlite3_column_double(row->lite, col); }
-const char *store_col_text(StoreRow *row, int col) { return (const char *) sqlite3_column_text(row->lite, col); }
-bool store_col_null(StoreRow *row, int col) { return sqlite3_column_type(row->lite, col) == SQLITE_NULL; }
-int store_col_count(StoreRow *row) { return sqlite3_column_count(row->lite); }
-const char *store_col_name(StoreRow *row, int col) { return sqlite3_column_name(row->lite, col); }
-StoreColType store_col_type(StoreRow *row, int col) {
-        switch (sqlite3_column_type(row->lite, col)) {
-        case SQLITE_NULL: return STORE_COL_NULL;
-        case SQLITE_INTEGER: return STORE_COL_INTEGER;
-        case SQLITE_FLOAT: return STORE_COL_FLOAT;
-        default: return STORE_COL_TEXT;
-        }
-}
+int64_t store_col_i64(StoreRow *row, int col) { return row->st->ops->col_i64(row->impl, col); }
+int store_col_int(StoreRow *row, int col) { return (int) row->st->ops->col_i64(row->impl, col); }
+double store_col_double(StoreRow *row, int col) { return row->st->ops->col_double(row->impl, col); }
+const char *store_col_text(StoreRow *row, int col) { return row->st->ops->col_text(row->impl, col); }
+bool store_col_null(StoreRow *row, int col) { return row->st->ops->col_type(row->impl, col) == STORE_COL_NULL; }
+int store_col_count(StoreRow *row) { return row->st->ops->col_count(row->impl); }
+const char *store_col_name(StoreRow *row, int col) { return row->st->ops->col_name(row->impl, col); }
+StoreColType store_col_type(StoreRow *row, int col) { return row->st->ops->col_type(row->impl, col); }
 
 void store_copy_text(char *dst, size_t size, StoreRow *row, int col) {
         const char *s = store_col_text(row, col);
@@ -828,9 +917,12 @@ int store_query_i64(Store *st, int64_t *ret, const char *sql, const char *types,
 }
 
 int store_insert(Store *st, int64_t *ret_id, const char *sql, const char *types, ...) {
+        /* PostgreSQL tells the new id through RETURNING. */
+        _cleanup_free_ char *returning = st->ops->kind == STORE_ENGINE_POSTGRESQL && !strstr(sql, "RETURNING")
+                ? xasprintf("%s RETURNING id", sql) : NULL;
         va_list ap;
         va_start(ap, types);
-        int r = vexec(st, sql, types, ap);
+        int r = vexec(st, returning ? returning : sql, types, ap);
         va_end(ap);
         if (r < 0)
                 return r;
@@ -854,7 +946,7 @@ int store_end(Store *st, int r) {
         return store_commit(st);
 }
 
-int store_begin(Store *st) { return store_exec(st, "BEGIN IMMEDIATE", ""); }
+int store_begin(Store *st) { return store_exec(st, st->ops->begin_sql, ""); }
 int store_commit(Store *st) {
         int r = store_exec(st, "COMMIT", "");
         if (r >= 0 && change_pending) {
@@ -865,7 +957,11 @@ int store_commit(Store *st) {
 }
 void store_rollback(Store *st) {
         change_pending = false;
-        n_rows_pending = 0;
+        /* SQLite's update hook told of rows the rollback undoes; on
+         * PostgreSQL nothing of this transaction was notified, and what is
+         * pending came from other managers' commits. */
+        if (st->ops->kind == STORE_ENGINE_SQLITE)
+                n_rows_pending = 0;
         (void) store_exec(st, "ROLLBACK", "");
 }
 
@@ -881,12 +977,18 @@ void store_set_rows_hook(Store *st, StoreRowsFn fn, void *userdata) {
         st->rows_data = userdata;
         pthread_mutex_unlock(&st->lock);
 }
-int64_t store_last_id(Store *st) { return sqlite3_last_insert_rowid(store_db(st)); }
-int store_changes(Store *st) { return sqlite3_changes(store_db(st)); }
+int64_t store_last_id(Store *st) {
+        void *conn = conn_get(st);
+        return conn ? st->ops->last_id(conn) : 0;
+}
+int store_changes(Store *st) {
+        void *conn = conn_get(st);
+        return conn ? st->ops->changes(conn) : 0;
+}
 
 bool store_in_transaction(Store *st) {
-        sqlite3 *db = store_db(st);
-        return db && !sqlite3_get_autocommit(db);
+        void *conn = conn_get(st);
+        return conn && st->ops->in_transaction(conn);
 }
 
 void *store_clientdata(Store *st, const char *name, void *(*create)(void), void (*destroy)(void *)) {
@@ -994,10 +1096,9 @@ int store_group_create_path(Store *st, const char *path, int64_t *ret_id, bool *
                 int64_t id;
                 r = store_group_find(st, prefix.s, &id);
                 if (r == -ENOENT) {
-                        r = store_exec(st, "INSERT INTO host_group(name, parent_id, path, created_at) VALUES (?,?,?,?)",
-                                       "sisi", seg, parent, prefix.s, now_ms());
+                        r = store_insert(st, &id, "INSERT INTO host_group(name, parent_id, path, created_at) VALUES (?,?,?,?)",
+                                         "sisi", seg, parent, prefix.s, now_ms());
                         if (r < 0) break;
-                        id = store_last_id(st);
                         created = true;
                 } else if (r < 0)
                         break;
@@ -1213,8 +1314,8 @@ static void row_text64(StoreRow *stmt, void *out) {
 int store_installation_id(Store *st, char ret[37]) {
         char fresh[37];
         uuid_generate(fresh);
-        /* OR IGNORE: the first id ever written stays, whoever races. */
-        int r = store_exec(st, "INSERT OR IGNORE INTO meta(key, value) VALUES ('installation_id', ?)", "s", fresh);
+        /* DO NOTHING: the first id ever written stays, whoever races. */
+        int r = store_exec(st, "INSERT INTO meta(key, value) VALUES ('installation_id', ?) ON CONFLICT DO NOTHING", "s", fresh);
         if (r < 0)
                 return r;
         char buf[64];
@@ -1230,7 +1331,7 @@ int store_host_find(Store *st, const char *name, int64_t *ret_id) {
         return store_query_i64(st, ret_id, "SELECT id FROM host WHERE name = ?", "s", name);
 }
 int store_host_set_state(Store *st, int64_t id, const char *state, const char *reason) {
-        int r = store_exec(st, "UPDATE host SET state = ?, state_reason = ? WHERE id = ? AND (state IS NOT ? OR state_reason IS NOT ?)",
+        int r = store_exec(st, "UPDATE host SET state = ?, state_reason = ? WHERE id = ? AND (state IS DISTINCT FROM ? OR state_reason IS DISTINCT FROM ?)",
                            "ssiss", state, reason, id, state, reason);
         if (r < 0)
                 return r;
@@ -1241,8 +1342,11 @@ int store_host_set_state_unless(Store *st, int64_t id, const char *state, const 
         for (size_t i = 0; keep && keep[i]; i++)
                 json_array_append_new(list, json_string(keep[i]));
         _cleanup_free_ char *text = json_dumps(list, JSON_COMPACT);
-        int r = store_exec(st, "UPDATE host SET state = ?, state_reason = ? WHERE id = ? AND (state IS NOT ? OR state_reason IS NOT ?)"
-                               " AND state NOT IN (SELECT value FROM json_each(?))",
+        int r = store_exec(st, store_sql(st,
+                           "UPDATE host SET state = ?, state_reason = ? WHERE id = ? AND (state IS DISTINCT FROM ? OR state_reason IS DISTINCT FROM ?)"
+                           " AND state NOT IN (SELECT value FROM json_each(?))",
+                           "UPDATE host SET state = ?, state_reason = ? WHERE id = ? AND (state IS DISTINCT FROM ? OR state_reason IS DISTINCT FROM ?)"
+                           " AND state NOT IN (SELECT json_array_elements_text(CAST(? AS json)))"),
                            "ssisss", state, reason, id, state, reason, text);
         if (r < 0)
                 return r;
@@ -1258,8 +1362,9 @@ int store_host_set_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_m
 int store_host_touch_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory_mib, uint64_t free_memory_mib,
                            const char *hv_driver, const char *domain_type, const char *hostname, int64_t stale_ms) {
         return store_exec(st, "UPDATE host SET cpus = ?1, memory_mib = ?2, free_memory_mib = ?3, hv_driver = ?4, domain_type = ?5,"
-                              " hostname = ?6, last_seen_at = ?7 WHERE id = ?8 AND (cpus IS NOT ?1 OR memory_mib IS NOT ?2"
-                              " OR free_memory_mib IS NOT ?3 OR hv_driver IS NOT ?4 OR domain_type IS NOT ?5 OR hostname IS NOT ?6"
+                              " hostname = ?6, last_seen_at = ?7 WHERE id = ?8 AND (cpus IS DISTINCT FROM ?1 OR memory_mib IS DISTINCT FROM ?2"
+                              " OR free_memory_mib IS DISTINCT FROM ?3 OR hv_driver IS DISTINCT FROM ?4"
+                              " OR domain_type IS DISTINCT FROM ?5 OR hostname IS DISTINCT FROM ?6"
                               " OR last_seen_at IS NULL OR last_seen_at <= ?7 - ?9)",
                           "iiisssiii", (int64_t) cpus, (int64_t) memory_mib, (int64_t) free_memory_mib, hv_driver, domain_type,
                           hostname, now_ms(), id, stale_ms);
@@ -1308,7 +1413,9 @@ static char *ids_text(const int64_t *ids, size_t n) {
 }
 int store_host_list_ids(Store *st, const int64_t *ids, size_t n, json_t **ret) {
         _cleanup_free_ char *text = ids_text(ids, n);
-        return store_query_json(st, ret, HOST_COLUMNS "WHERE h.id IN (SELECT value FROM json_each(?)) ORDER BY h.id", "s", text);
+        return store_query_json(st, ret, store_sql(st, HOST_COLUMNS "WHERE h.id IN (SELECT value FROM json_each(?)) ORDER BY h.id",
+                                                   HOST_COLUMNS "WHERE h.id IN (SELECT CAST(json_array_elements_text(CAST(? AS json)) AS BIGINT))"
+                                                   " ORDER BY h.id"), "s", text);
 }
 int store_host_get_json(Store *st, int64_t id, json_t **ret) {
         return store_query_one(st, ret, HOST_COLUMNS "WHERE h.id = ?", "i", id);
@@ -1356,7 +1463,7 @@ int store_vm_find_uuid(Store *st, const char *uuid, int64_t *ret_id) {
         return store_query_i64(st, ret_id, "SELECT id FROM vm WHERE uuid = lower(?)", "s", uuid);
 }
 int store_vm_set_state(Store *st, int64_t id, const char *state) {
-        int r = store_exec(st, "UPDATE vm SET state = ?, updated_at = ? WHERE id = ? AND state IS NOT ?",
+        int r = store_exec(st, "UPDATE vm SET state = ?, updated_at = ? WHERE id = ? AND state IS DISTINCT FROM ?",
                            "siis", state, now_ms(), id, state);
         return r < 0 ? r : store_changes(st) > 0;
 }
@@ -1383,16 +1490,18 @@ int store_vm_delete(Store *st, int64_t id) {
  * update hook would name vm_disk rowids, which say nothing). Marked before
  * the statement, which delivers it when no transaction is open. */
 int store_vm_disk_add(Store *st, int64_t vm_id, const StoreDisk *d) {
-        rows_mark(STORE_TABLE_VM, vm_id);
-        return store_exec(st, "INSERT OR REPLACE INTO vm_disk(vm_id, target, path, size_bytes, owned) VALUES (?,?,?,?,?)",
+        store_rows_mark(STORE_TABLE_VM, vm_id);
+        return store_exec(st, "INSERT INTO vm_disk(vm_id, target, path, size_bytes, owned) VALUES (?,?,?,?,?)"
+                          " ON CONFLICT(vm_id, target) DO UPDATE SET path = excluded.path, size_bytes = excluded.size_bytes,"
+                          " owned = excluded.owned",
                           "issib", vm_id, d->target, d->path, (int64_t) d->size_bytes, (int) d->owned);
 }
 int store_vm_disks_clear(Store *st, int64_t vm_id) {
-        rows_mark(STORE_TABLE_VM, vm_id);
+        store_rows_mark(STORE_TABLE_VM, vm_id);
         return store_exec(st, "DELETE FROM vm_disk WHERE vm_id = ?", "i", vm_id);
 }
 int store_vm_disk_remove(Store *st, int64_t vm_id, const char *target) {
-        rows_mark(STORE_TABLE_VM, vm_id);
+        store_rows_mark(STORE_TABLE_VM, vm_id);
         return store_exec(st, "DELETE FROM vm_disk WHERE vm_id = ? AND target = ?", "is", vm_id, target);
 }
 static void row_disk(StoreRow *stmt, void *out) {
@@ -1407,24 +1516,32 @@ int store_vm_disks(Store *st, int64_t vm_id, StoreDisk **ret) {
                           "SELECT target, path, size_bytes, owned FROM vm_disk WHERE vm_id = ? ORDER BY target", "i", vm_id);
 }
 
-#define VM_COLUMNS \
-        "SELECT v.id, v.uuid, v.name, v.host_id, h.name AS host_name, v.owner_id, u.name AS owner_name, v.cpus, v.memory_mib," \
-        " (SELECT json_group_array(json_object('target', d.target, 'path', d.path, 'size_bytes', d.size_bytes))" \
-        "  FROM vm_disk d WHERE d.vm_id = v.id) AS disks_json," \
+#define VM_COLUMNS_A \
+        "SELECT v.id, v.uuid, v.name, v.host_id, h.name AS host_name, v.owner_id, u.name AS owner_name, v.cpus, v.memory_mib,"
+#define VM_COLUMNS_B \
         " v.state, v.origin, v.domain_type, v.description, h.group_id AS group_id, v.snapshots, v.created_at, v.updated_at" \
         " FROM vm v LEFT JOIN host h ON h.id = v.host_id LEFT JOIN user u ON u.id = v.owner_id "
+#define VM_COLUMNS VM_COLUMNS_A \
+        " (SELECT json_group_array(json_object('target', d.target, 'path', d.path, 'size_bytes', d.size_bytes))" \
+        "  FROM vm_disk d WHERE d.vm_id = v.id) AS disks_json," VM_COLUMNS_B
+#define VM_COLUMNS_PG VM_COLUMNS_A \
+        " (SELECT coalesce(json_agg(json_build_object('target', d.target, 'path', d.path, 'size_bytes', d.size_bytes)" \
+        "  ORDER BY d.target), '[]') FROM vm_disk d WHERE d.vm_id = v.id) AS disks_json," VM_COLUMNS_B
+#define VM_SQL(st, tail) store_sql((st), VM_COLUMNS tail, VM_COLUMNS_PG tail)
 
 int store_vm_list(Store *st, const char *name, int64_t host_id, int64_t owner_id, json_t **ret) {
-        return store_query_json(st, ret, VM_COLUMNS "WHERE (?1 IS NULL OR v.name = ?1) AND (?2 = 0 OR v.host_id = ?2)"
-                                               " AND (?3 = 0 OR v.owner_id = ?3) ORDER BY v.name",
+        return store_query_json(st, ret, VM_SQL(st, "WHERE (?1 IS NULL OR v.name = ?1) AND (?2 = 0 OR v.host_id = ?2)"
+                                                    " AND (?3 = 0 OR v.owner_id = ?3) ORDER BY v.name"),
                                 "sii", name, host_id, owner_id);
 }
 int store_vm_list_ids(Store *st, const int64_t *ids, size_t n, json_t **ret) {
         _cleanup_free_ char *text = ids_text(ids, n);
-        return store_query_json(st, ret, VM_COLUMNS "WHERE v.id IN (SELECT value FROM json_each(?)) ORDER BY v.id", "s", text);
+        return store_query_json(st, ret, store_sql(st, VM_COLUMNS "WHERE v.id IN (SELECT value FROM json_each(?)) ORDER BY v.id",
+                                                   VM_COLUMNS_PG "WHERE v.id IN (SELECT CAST(json_array_elements_text(CAST(? AS json)) AS BIGINT))"
+                                                   " ORDER BY v.id"), "s", text);
 }
 int store_vm_get_json(Store *st, int64_t id, json_t **ret) {
-        return store_query_one(st, ret, VM_COLUMNS "WHERE v.id = ?", "i", id);
+        return store_query_one(st, ret, VM_SQL(st, "WHERE v.id = ?"), "i", id);
 }
 int store_vm_list_on_host(Store *st, int64_t host_id, StoreVm **ret) {
         return store_query_rows(st, row_vm, sizeof(StoreVm), (void **) ret, VM_ROW "WHERE host_id = ? ORDER BY id", "i", host_id);
@@ -1473,7 +1590,7 @@ int store_user_scopes_set(Store *st, int64_t user_id, const int64_t *group_ids, 
                 return r;
         r = store_exec(st, "DELETE FROM user_scope WHERE user_id = ?", "i", user_id);
         for (size_t i = 0; r >= 0 && i < n; i++)
-                r = store_exec(st, "INSERT OR IGNORE INTO user_scope(user_id, group_id) VALUES (?,?)", "ii", user_id, group_ids[i]);
+                r = store_exec(st, "INSERT INTO user_scope(user_id, group_id) VALUES (?,?) ON CONFLICT DO NOTHING", "ii", user_id, group_ids[i]);
         return store_end(st, r);
 }
 int store_user_scopes(Store *st, int64_t user_id, int64_t **ret) {
@@ -1483,11 +1600,15 @@ int store_user_scopes(Store *st, int64_t user_id, int64_t **ret) {
 #define USER_COLUMNS \
         "SELECT u.id, u.name, u.role, (SELECT json_group_array(json_object('id', g.id, 'path', g.path))" \
         " FROM user_scope s JOIN host_group g ON g.id = s.group_id WHERE s.user_id = u.id) AS scopes_json, u.created_at FROM user u "
+#define USER_COLUMNS_PG \
+        "SELECT u.id, u.name, u.role, (SELECT coalesce(json_agg(json_build_object('id', g.id, 'path', g.path) ORDER BY g.id), '[]')" \
+        " FROM user_scope s JOIN host_group g ON g.id = s.group_id WHERE s.user_id = u.id) AS scopes_json, u.created_at FROM user u "
+#define USER_SQL(st, tail) store_sql((st), USER_COLUMNS tail, USER_COLUMNS_PG tail)
 int store_user_list(Store *st, const char *name, json_t **ret) {
-        return store_query_json(st, ret, USER_COLUMNS "WHERE (?1 IS NULL OR u.name = ?1) ORDER BY u.name", "s", name);
+        return store_query_json(st, ret, USER_SQL(st, "WHERE (?1 IS NULL OR u.name = ?1) ORDER BY u.name"), "s", name);
 }
 int store_user_get_json(Store *st, int64_t id, json_t **ret) {
-        return store_query_one(st, ret, USER_COLUMNS "WHERE u.id = ?", "i", id);
+        return store_query_one(st, ret, USER_SQL(st, "WHERE u.id = ?"), "i", id);
 }
 int store_token_insert(Store *st, int64_t user_id, const char *token_hash, int64_t expires_at_ms) {
         return store_exec(st, "INSERT INTO token(user_id, token_hash, created_at, expires_at) VALUES (?,?,?,?)",
@@ -1552,11 +1673,13 @@ int store_object_group(Store *st, const char *kind, int64_t id, int64_t *ret) {
 
 /* The next number of the stream sequence (see "core-stream-seq"): above
  * every job revision and every event id. A statement that writes holds
- * SQLite's one write lock from its start, so two writers never draw the
+ * SQLite's one write lock from its start (on PostgreSQL the writers' lock,
+ * store-pg.c), so two writers never draw the
  * same number, and numbers become visible in the order they were drawn.
  * Neither table loses rows (nothing deletes events or jobs), so the
  * maximum never goes back. */
-#define STREAM_NEXT_SEQ "(SELECT max((SELECT coalesce(max(rev), 0) FROM job), (SELECT coalesce(max(id), 0) FROM event)) + 1)"
+#define STREAM_NEXT_SEQ "(SELECT coalesce(max(seq_top), 0) + 1 FROM (SELECT max(rev) AS seq_top FROM job" \
+                        " UNION ALL SELECT max(id) FROM event) AS seq_tops)"
 
 void store_job_clear(StoreJob *j) {
         free(j->params_json);
@@ -1602,8 +1725,8 @@ int store_job_claim(Store *st, StoreJob *ret) {
         return r == 0 ? changed(st, r) : r;
 }
 int store_job_progress(Store *st, int64_t id, int percent, const char *step) {
-        return changed(st, store_exec(st, "UPDATE job SET progress = max(progress, ?), step = coalesce(?, step), progress_at = ?,"
-                                          " quiet_ms = 0, stuck_since = NULL, rev = " STREAM_NEXT_SEQ " WHERE id = ?",
+        return changed(st, store_exec(st, "UPDATE job SET progress = CASE WHEN progress > ?1 THEN progress ELSE ?1 END, step = coalesce(?2, step),"
+                                          " progress_at = ?3, quiet_ms = 0, stuck_since = NULL, rev = " STREAM_NEXT_SEQ " WHERE id = ?4",
                                       "isii", (int64_t) percent, step, now_ms(), id));
 }
 int store_job_quiet(Store *st, int64_t id, int64_t quiet_ms) {
@@ -1700,24 +1823,38 @@ int store_job_state(Store *st, int64_t id, char state[16]) {
         snprintf(state, 16, "%s", json_string_value(json_object_get(o, "state")));
         return 0;
 }
-#define JOB_FIELDS \
+#define JOB_FIELDS_A \
         "SELECT j.id, j.kind, j.state, j.target_kind, j.target_id, j.target_name, j.owner_id, u.name AS owner_name," \
-        " j.progress, j.step, j.error, j.result AS result_json, j.attempts," \
-        " (SELECT json_group_array(json_object('seq', s.seq, 'name', s.name, 'at', strftime('%Y-%m-%dT%H:%M:%fZ', s.at / 1000.0, 'unixepoch'))) FROM job_step s WHERE s.job_id = j.id) AS steps_json," \
+        " j.progress, j.step, j.error, j.result AS result_json, j.attempts,"
+#define JOB_FIELDS_B \
         " j.cancel_requested AS cancel_requested_bool, j.created_at, j.started_at, j.finished_at," \
-        " (j.state = 'running' AND j.stuck_since IS NOT NULL) AS stuck_bool," \
+        " (j.state = 'running' AND j.stuck_since IS NOT NULL) AS stuck_bool,"
+/* RFC 3339 with milliseconds from integer ms, per engine. */
+#define PG_TIME(ms) "to_char(to_timestamp(" ms " / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define JOB_FIELDS \
+        JOB_FIELDS_A \
+        " (SELECT json_group_array(json_object('seq', s.seq, 'name', s.name, 'at', strftime('%Y-%m-%dT%H:%M:%fZ', s.at / 1000.0, 'unixepoch'))) FROM job_step s WHERE s.job_id = j.id) AS steps_json," \
+        JOB_FIELDS_B \
         " CASE WHEN j.state = 'running' THEN strftime('%Y-%m-%dT%H:%M:%fZ', j.stuck_since / 1000.0, 'unixepoch') END AS stuck_since"
+#define JOB_FIELDS_PG \
+        JOB_FIELDS_A \
+        " (SELECT coalesce(json_agg(json_build_object('seq', s.seq, 'name', s.name, 'at', " PG_TIME("s.at") ") ORDER BY s.seq), '[]')" \
+        "  FROM job_step s WHERE s.job_id = j.id) AS steps_json," \
+        JOB_FIELDS_B \
+        " CASE WHEN j.state = 'running' THEN " PG_TIME("j.stuck_since") " END AS stuck_since"
 #define JOB_FROM " FROM job j LEFT JOIN user u ON u.id = j.owner_id "
 #define JOB_COLUMNS JOB_FIELDS JOB_FROM
+#define JOB_COLUMNS_PG JOB_FIELDS_PG JOB_FROM
+#define JOB_SQL(st, tail) store_sql((st), JOB_COLUMNS tail, JOB_COLUMNS_PG tail)
 int store_job_list(Store *st, const char *state, int64_t owner_id, bool only_stuck, int64_t before_id, int limit, json_t **ret) {
-        return store_query_json(st, ret, JOB_COLUMNS "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 = 0 OR j.owner_id = ?2)"
-                                                " AND (?4 = 0 OR (j.state = 'running' AND j.stuck_since IS NOT NULL))"
-                                                " AND (?5 = 0 OR j.id < ?5)"
-                                                " ORDER BY j.id DESC LIMIT ?3",
+        return store_query_json(st, ret, JOB_SQL(st, "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 = 0 OR j.owner_id = ?2)"
+                                                     " AND (?4 = 0 OR (j.state = 'running' AND j.stuck_since IS NOT NULL))"
+                                                     " AND (?5 = 0 OR j.id < ?5)"
+                                                     " ORDER BY j.id DESC LIMIT ?3"),
                                 "siiii", state, owner_id, (int64_t) limit, (int64_t) only_stuck, before_id);
 }
 int store_job_get_json(Store *st, int64_t id, json_t **ret) {
-        return store_query_one(st, ret, JOB_COLUMNS "WHERE j.id = ?", "i", id);
+        return store_query_one(st, ret, JOB_SQL(st, "WHERE j.id = ?"), "i", id);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1734,7 +1871,8 @@ int store_event_list_after(Store *st, int64_t after, int limit, json_t **ret) {
                                     " FROM event WHERE id > ? ORDER BY id LIMIT ?", "ii", after, (int64_t) limit);
 }
 int store_job_list_changed(Store *st, int64_t after, int limit, json_t **ret) {
-        return store_query_json(st, ret, JOB_FIELDS ", j.rev AS stream_seq" JOB_FROM "WHERE j.rev > ? ORDER BY j.rev LIMIT ?",
+        return store_query_json(st, ret, store_sql(st, JOB_FIELDS ", j.rev AS stream_seq" JOB_FROM "WHERE j.rev > ? ORDER BY j.rev LIMIT ?",
+                                                       JOB_FIELDS_PG ", j.rev AS stream_seq" JOB_FROM "WHERE j.rev > ? ORDER BY j.rev LIMIT ?"),
                                 "ii", after, (int64_t) limit);
 }
 int store_stream_seq(Store *st, int64_t *ret) {

@@ -20,41 +20,51 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <sqlite3.h>
 #include <jansson.h>
 #include "util/util.h"
 
 typedef struct Store Store;
 
+/* The database engine a store runs on (store_open()'s db names it). */
+typedef enum { STORE_ENGINE_SQLITE, STORE_ENGINE_POSTGRESQL } StoreEngine;
+
 /* A named schema migration (see store.c). Lists end with { NULL, NULL }.
  * Either sql, run in one transaction, or run: a step in C for what SQL
  * alone cannot say (a table rebuild), called inside one transaction with
- * foreign-key enforcement off and checked afterwards; 0 or negative. */
+ * foreign-key enforcement off and checked afterwards; 0 or negative.
+ * pg: the PostgreSQL text of the migration. NULL: sql translated
+ * mechanically (INTEGER PRIMARY KEY [AUTOINCREMENT] becomes an identity
+ * column, INTEGER BIGINT, REAL DOUBLE PRECISION, BLOB BYTEA, WITHOUT ROWID
+ * is dropped, a table named user is quoted); STORE_PG_NONE: nothing to do
+ * on PostgreSQL. A run step runs on PostgreSQL only as pg text (set pg, or
+ * it is skipped). Triggers need pg text (plpgsql). */
 typedef struct {
         const char *name;
         const char *sql;
         int (*run)(Store *st);
+        const char *pg;
 } StoreMigration;
+#define STORE_PG_NONE ""
 /* Each capability's migrations, in its own store-<capability>.c. */
 extern const StoreMigration store_migrations_place[];
 extern const StoreMigration store_migrations_monitor[];
 extern const StoreMigration store_migrations_library[];
 extern const StoreMigration store_migrations_ha[];
 
-/* Opens (creating when missing) the database at path and migrates it to the
- * newest schema. Returns 0 and *ret, or negative (logged). */
-int store_open(const char *path, Store **ret);
-/* The engine behind st. (Placeholder of the migrate branch until the
- * PostgreSQL engine lands: s24-pgcore's definition replaces it.) */
-typedef enum { STORE_ENGINE_SQLITE, STORE_ENGINE_POSTGRESQL } StoreEngine;
+/* Opens the database db and migrates it to the newest schema: a file path
+ * or "sqlite:PATH" (SQLite, the file created when missing), or a libpq
+ * connection URI "postgresql://..." / "postgres://..." or
+ * "postgresql:KEYWORD=VALUE ..." (PostgreSQL; the database must exist).
+ * Returns 0 and *ret, or negative (logged, the password never). */
+int store_open(const char *db, Store **ret);
+/* db as store_open() takes it with any password masked ("***"), for logs,
+ * messages and /metrics: malloc'd. */
+char *store_db_masked(const char *db);
 StoreEngine store_engine(Store *st);
 /* Closes every per-thread connection this thread can reach. Accepts NULL. */
 Store *store_free(Store *st);
-/* The number of migrations applied (also PRAGMA user_version). */
+/* The number of migrations applied (on SQLite also PRAGMA user_version). */
 int store_schema_version(Store *st);
-/* This thread's connection (opened on first use, closed when the thread
- * ends). NULL on failure. */
-sqlite3 *store_db(Store *st);
 /* How many connections are open: one per living thread that used the store. */
 size_t store_connections(Store *st);
 
@@ -116,7 +126,7 @@ int store_changes(Store *st);
 bool store_in_transaction(Store *st);
 
 /* A capability's data kept for the life of the store (after SQLite's
- * sqlite3_set_clientdata()): the data under name, made by create() on the
+ * set_clientdata): the data under name, made by create() on the
  * first call (atomically: one create per name) and given to destroy() by
  * store_free(). name is a static string; at most 8 names. NULL when
  * create() returns NULL or the slots are full. The data must guard itself
