@@ -33,6 +33,7 @@ typedef struct {
         size_t n_refs;
         bool referenced;        /* another table references it */
         bool autoinc;           /* SQLite: AUTOINCREMENT (a sqlite_sequence row) */
+        bool rowid;             /* SQLite: a rowid table (rows copied in the order they were inserted) */
 } Table;
 
 typedef struct {
@@ -189,6 +190,10 @@ static int catalog_read(Store *st, Catalog *ret, char *err, size_t err_size) {
                         r = store_query_i64(st, &ai, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
                                             " AND sql LIKE '%AUTOINCREMENT%'", "s", t->name);
                         t->autoinc = ai > 0;
+                        if (r >= 0)
+                                r = store_query_i64(st, &ai, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+                                                    " AND upper(sql) NOT LIKE '%WITHOUT ROWID%'", "s", t->name);
+                        t->rowid = ai > 0;
                 }
                 for (size_t k = 0; r >= 0 && k < t->n_cols; k++)
                         if (strchr(t->cols[k].name, '"')) {
@@ -251,12 +256,19 @@ static int catalog_read(Store *st, Catalog *ret, char *err, size_t err_size) {
 /* ------------------------------------------------------------------ */
 /* rows: SQL text and the canonical rendering */
 
-static char *select_sql(Store *st, const Table *t) {
+/* The rows of t, ordered by primary key for a checksum; for a copy
+ * (copying) out of an SQLite rowid table in the order they were inserted,
+ * which a column only PostgreSQL keeps may record (vm_snapshot.seq). */
+static char *select_sql(Store *st, const Table *t, bool copying) {
         StrBuf b = {0};
         strbuf_append(&b, "SELECT ");
         for (size_t k = 0; k < t->n_cols; k++)
                 strbuf_printf(&b, "%s\"%s\"", k ? ", " : "", t->cols[k].name);
         strbuf_printf(&b, " FROM \"%s\" ORDER BY ", t->name);
+        if (copying && t->rowid && !is_pg(st)) {
+                strbuf_append(&b, "rowid");
+                return strbuf_steal(&b);
+        }
         /* By primary key (every column when there is none), text compared
          * byte by byte on both engines, NULLs first on both. */
         bool any_pk = false;
@@ -328,7 +340,7 @@ static void sum_value(crypto_hash_sha256_state *h, StoreRow *row, int k, ColClas
 
 /* The row count and checksum of t in st. */
 static int table_sum(Store *st, const Table *t, int64_t *ret_rows, char ret_hex[65]) {
-        _cleanup_free_ char *sql = select_sql(st, t);
+        _cleanup_free_ char *sql = select_sql(st, t, false);
         StoreStmt *s;
         int r = store_prepare(st, sql, &s);
         if (r < 0)
@@ -405,7 +417,7 @@ static int copy_table(Store *src, Store *dst, const Table *t, char *err, size_t 
                         fail(err, err_size, "Cannot copy table '%s': it references itself without an integer primary key.", t->name);
                         return -EINVAL;
                 }
-        _cleanup_free_ char *sel = select_sql(src, t), *ins_sql = insert_sql(t);
+        _cleanup_free_ char *sel = select_sql(src, t, true), *ins_sql = insert_sql(t);
         StoreStmt *s = NULL, *ins = NULL;
         int r = store_prepare(src, sel, &s);
         if (r >= 0)
@@ -558,6 +570,23 @@ static int64_t seed_rows(const StoreCopyReport *seed, const char *table) {
         return 0;
 }
 
+/* Drops t's columns that other lacks: a column one engine alone keeps
+ * (PostgreSQL's vm_snapshot.seq) is neither copied nor compared; the
+ * target fills it with its default. */
+static void restrict_columns(Table *t, const Table *other) {
+        size_t n = 0;
+        for (size_t k = 0; k < t->n_cols; k++) {
+                bool found = false;
+                for (size_t j = 0; j < other->n_cols; j++)
+                        found |= streq(other->cols[j].name, t->cols[k].name);
+                if (found)
+                        t->cols[n++] = t->cols[k];
+                else
+                        free(t->cols[k].name);
+        }
+        t->n_cols = n;
+}
+
 /* Every table of the source that holds rows is in the target, with the
  * same columns (a table only one engine keeps, empty in the source, is
  * left alone: it is dropped from sc); the target is fresh (no table holds
@@ -581,15 +610,16 @@ static int check_ends(Store *src, Store *dst, Catalog *sc, const Catalog *dc, co
                         i--;
                         continue;
                 }
-                for (size_t k = 0; k < t->n_cols; k++) {
-                        bool found = false;
-                        for (size_t j = 0; j < d->n_cols; j++)
-                                found |= streq(d->cols[j].name, t->cols[k].name);
-                        if (!found || d->n_cols != t->n_cols) {
-                                fail(err, err_size, "Table '%s' has other columns in the target store: is it the same version of Armada?",
-                                     t->name);
-                                return -EINVAL;
-                        }
+                size_t pk_before = 0, pk_after = 0;
+                for (size_t k = 0; k < t->n_cols; k++)
+                        pk_before += t->cols[k].pk > 0;
+                restrict_columns(t, d);
+                for (size_t k = 0; k < t->n_cols; k++)
+                        pk_after += t->cols[k].pk > 0;
+                if (t->n_cols == 0 || pk_after != pk_before) {
+                        fail(err, err_size, "Table '%s' has other columns in the target store: is it the same version of Armada?",
+                             t->name);
+                        return -EINVAL;
                 }
         }
         for (size_t i = 0; i < dc->n; i++) {
@@ -609,15 +639,32 @@ static int check_ends(Store *src, Store *dst, Catalog *sc, const Catalog *dc, co
         return 0;
 }
 
+/* No foreign key joins t to another table. */
+static bool standalone(const Table *t) {
+        return t->n_refs == 0 && !t->referenced;
+}
+
 /* The copy proper, inside dst's transaction. */
 static int copy_all(Store *src, Store *dst, const Catalog *sc, const Catalog *dc, char *err, size_t err_size) {
         int r = 0;
-        /* The rows the target's migrations seeded give way to the source's. */
+        /* The rows the target's migrations seeded give way to the source's:
+         * first those of the tables joined by foreign keys (the root group,
+         * the alert rules), whose deletion may fire triggers that need the
+         * standalone tables' seeds (place_seq); those are emptied and copied
+         * last, after the triggers of every other copy have written. */
         for (size_t i = sc->n; r >= 0 && i > 0; i--)
-                if ((r = clear_table(dst, &sc->t[i - 1])) < 0)
+                if (!standalone(&sc->t[i - 1]) && (r = clear_table(dst, &sc->t[i - 1])) < 0)
                         fail(err, err_size, "Cannot empty table '%s' of the target store.", sc->t[i - 1].name);
         for (size_t i = 0; r >= 0 && i < sc->n; i++)
-                r = copy_table(src, dst, &sc->t[i], err, err_size);
+                if (!standalone(&sc->t[i]))
+                        r = copy_table(src, dst, &sc->t[i], err, err_size);
+        for (size_t i = 0; r >= 0 && i < sc->n; i++)
+                if (standalone(&sc->t[i])) {
+                        if ((r = clear_table(dst, &sc->t[i])) < 0)
+                                fail(err, err_size, "Cannot empty table '%s' of the target store.", sc->t[i].name);
+                        else
+                                r = copy_table(src, dst, &sc->t[i], err, err_size);
+                }
         /* The target's triggers wrote too (the placement's dirty marks, its
          * counters): a table no other references is copied again until it
          * equals the source's. */
@@ -696,13 +743,16 @@ int store_copy_verify(Store *src, Store *dst, StoreCopyReport *ret, char *err, s
         for (size_t i = 0; r >= 0 && i < sc.n; i++) {
                 StoreCopyTable *out = &rep.tables[rep.n_tables++];
                 snprintf(out->name, sizeof out->name, "%s", sc.t[i].name);
+                const Table *d = catalog_find(&dc, sc.t[i].name);
+                if (d)
+                        restrict_columns(&sc.t[i], d);
                 r = table_sum(src, &sc.t[i], &out->source_rows, out->source_sum);
                 if (r < 0) {
                         fail(err, err_size, "Cannot read table '%s' of the source store.", sc.t[i].name);
                         break;
                 }
                 out->target_rows = -1;
-                if (catalog_find(&dc, sc.t[i].name)) {
+                if (d) {
                         r = table_sum(dst, &sc.t[i], &out->target_rows, out->target_sum);
                         if (r < 0)
                                 fail(err, err_size, "Cannot read table '%s' of the target store.", sc.t[i].name);

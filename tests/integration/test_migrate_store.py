@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import unittest
+from unittest import mock
 
 import dbdirect
 from armada_harness import BUILD, Armadad
@@ -67,6 +68,12 @@ class MigrateCase(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="armada-migrate-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
+        # These tests choose each armadad's store themselves (a SQLite source,
+        # the copy as --db), also in the suite's PostgreSQL run.
+        env = mock.patch.dict(os.environ)
+        env.start()
+        self.addCleanup(env.stop)
+        os.environ.pop("ARMADA_TEST_STORE", None)
 
     def daemon(self, state, db=None):
         d = Armadad(args=["--db", db] if db else [], state_dir=state)
