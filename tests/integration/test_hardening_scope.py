@@ -271,7 +271,8 @@ class ReadOnlyWritesNothing(PopulatedCase):
                     cols = [c for c in cols if c in ("id", "name", "uri", "group_id", "pool", "pool_path")]
                 if not cols:
                     continue
-                rows = db.execute(f"SELECT {', '.join(cols)} FROM \"{t}\"").fetchall()
+                quoted = ", ".join(f'"{c}"' for c in cols)   # "full" is a word PostgreSQL keeps
+                rows = db.execute(f"SELECT {quoted} FROM \"{t}\"").fetchall()
                 out[t] = sorted(json.dumps(dict(zip(cols, r)), sort_keys=True, default=str) for r in rows)
             return out
         finally:
