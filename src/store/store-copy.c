@@ -158,6 +158,48 @@ static Table *catalog_find(const Catalog *c, const char *name) {
         return NULL;
 }
 
+/* Marks the referenced tables and orders c so that each table comes
+ * after the tables it references: repeatedly the first table whose
+ * references are all placed (stable, so the order is the same on both
+ * ends). -ELOOP when the foreign keys form a cycle (c unchanged). */
+static int catalog_sort(Catalog *c, char *err, size_t err_size) {
+        for (size_t i = 0; i < c->n; i++)
+                for (size_t k = 0; k < c->t[i].n_refs; k++) {
+                        Table *to = catalog_find(c, c->t[i].refs[k]);
+                        if (to)
+                                to->referenced = true;
+                }
+        Table *sorted = xcalloc(c->n + 1, sizeof(Table));
+        bool *placed = xcalloc(c->n + 1, sizeof(bool));
+        size_t done = 0;
+        while (done < c->n) {
+                bool progress = false;
+                for (size_t i = 0; i < c->n && !progress; i++) {
+                        if (placed[i])
+                                continue;
+                        bool ready = true;
+                        for (size_t k = 0; ready && k < c->t[i].n_refs; k++)
+                                for (size_t j = 0; j < c->n; j++)
+                                        if (!placed[j] && streq(c->t[j].name, c->t[i].refs[k]))
+                                                ready = false;
+                        if (ready) {
+                                sorted[done++] = c->t[i];
+                                placed[i] = progress = true;
+                        }
+                }
+                if (!progress) {
+                        fail(err, err_size, "The tables' foreign keys form a cycle: no order to copy them in.");
+                        free(placed);
+                        free(sorted);
+                        return -ELOOP;
+                }
+        }
+        free(placed);
+        free(c->t);
+        c->t = sorted;
+        return 0;
+}
+
 /* Every table of st (not the engine's own), in an order where each comes
  * after the tables it references. */
 static int catalog_read(Store *st, Catalog *ret, char *err, size_t err_size) {
@@ -203,52 +245,12 @@ static int catalog_read(Store *st, Catalog *ret, char *err, size_t err_size) {
                 if (r < 0 && !err[0])
                         fail(err, err_size, "Cannot read the columns of table '%s'.", t->name);
         }
+        if (r >= 0)
+                r = catalog_sort(&c, err, err_size);
         if (r < 0) {
                 catalog_clear(&c);
                 return r;
         }
-        for (size_t i = 0; i < c.n; i++)
-                for (size_t k = 0; k < c.t[i].n_refs; k++) {
-                        Table *to = catalog_find(&c, c.t[i].refs[k]);
-                        if (to)
-                                to->referenced = true;
-                }
-        /* Foreign-key order: repeatedly take the first table whose
-         * references are all placed (stable, so the order is the same on
-         * both ends). */
-        Table *sorted = xcalloc(c.n + 1, sizeof(Table));
-        bool *placed = xcalloc(c.n + 1, sizeof(bool));
-        size_t done = 0;
-        while (done < c.n) {
-                bool progress = false;
-                for (size_t i = 0; i < c.n; i++) {
-                        if (placed[i])
-                                continue;
-                        bool ready = true;
-                        for (size_t k = 0; ready && k < c.t[i].n_refs; k++)
-                                for (size_t j = 0; j < c.n; j++)
-                                        if (!placed[j] && streq(c.t[j].name, c.t[i].refs[k]))
-                                                ready = false;
-                        if (ready) {
-                                sorted[done++] = c.t[i];
-                                placed[i] = true;
-                                progress = true;
-                                break;
-                        }
-                }
-                if (!progress) {
-                        fail(err, err_size, "The tables' foreign keys form a cycle: no order to copy them in.");
-                        free(placed);
-                        free(c.t);
-                        c.t = sorted;
-                        c.n = done;
-                        catalog_clear(&c);
-                        return -ELOOP;
-                }
-        }
-        free(placed);
-        free(c.t);
-        c.t = sorted;
         *ret = c;
         return 0;
 }

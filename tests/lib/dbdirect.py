@@ -23,14 +23,28 @@ ENGINE_POSTGRESQL = "postgresql"
 def store_url(daemon):
     """The --db value the daemon runs on (a postgresql:// URL, sqlite:PATH or
     a path), or the SQLite file of its state directory. The harness's
-    PostgreSQL wrapper (ARMADA_TEST_STORE=postgresql) records the URL it
-    gives armadad as an attribute (db_url, store_url, pg_url or db) or passes
-    it in daemon.args; the running process's command line is the last
+    PostgreSQL wrapper (ARMADA_TEST_STORE=postgresql) records the database
+    it made as daemon.pg_db (and DIR/pg-database); an explicit --db in
+    daemon.args wins; the running process's command line is the last
     resort."""
     for attr in ("db_url", "store_url", "pg_url", "db"):
         url = getattr(daemon, attr, None)
         if isinstance(url, str) and url:
             return url
+    for argv in (list(getattr(daemon, "args", []) or []),):
+        for i, a in enumerate(argv):
+            if a == "--db" and i + 1 < len(argv):
+                return argv[i + 1]
+    # The harness's PostgreSQL run: the database it made for the daemon's
+    # state directory (daemon.pg_db, also written to DIR/pg-database).
+    name = getattr(daemon, "pg_db", None)
+    marker = os.path.join(getattr(daemon, "dir", "") or "", "pg-database")
+    if not name and os.path.exists(marker):
+        with open(marker) as f:
+            name = f.read().strip()
+    if name:
+        import pgcluster
+        return pgcluster.from_env().url(name)
     for argv in (list(getattr(daemon, "args", []) or []), _cmdline(daemon)):
         for i, a in enumerate(argv):
             if a == "--db" and i + 1 < len(argv):
