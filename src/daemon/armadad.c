@@ -197,7 +197,9 @@ static void usage(void) {
         puts("Usage: armadad [OPTIONS]\n"
              "  --config FILE              read settings from FILE (key = value; keys as the options)\n"
              "  --listen ADDR:PORT         address to listen on (default 127.0.0.1:8080)\n"
-             "  --db PATH                  SQLite database (default <state-dir>/armada.db)\n"
+             "  --db DB                    the database: a SQLite file (default <state-dir>/armada.db; also\n"
+             "                             sqlite:PATH) or PostgreSQL: postgresql://USER@HOST/DBNAME (a libpq\n"
+             "                             URI, or postgresql:KEY=VALUE ...; the database must exist)\n"
              "  --state-dir DIR            where armadad keeps its files (default ./var)\n"
              "  --tls-cert FILE --tls-key FILE   serve HTTPS with this certificate\n"
              "  --tls-self-signed          generate a self-signed certificate under <state-dir>/tls\n"
@@ -322,6 +324,10 @@ static int monitor_each_conn(void *source, MonitorConnFn fn, void *userdata) {
  * made private; SQLite gives its -wal and -shm files the database's mode. */
 static void db_files_private(const char *db) {
         static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
+        if (strncmp(db, "postgres", 8) == 0)
+                return; /* a PostgreSQL URL: no file of ours */
+        if (strncmp(db, "sqlite:", 7) == 0)
+                db += 7;
         for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
                 _cleanup_free_ char *p = xasprintf("%s%s", db, suffixes[i]);
                 struct stat s;
@@ -479,9 +485,11 @@ typedef struct {
  * model and libvirt's event loop. 0, or the exit status. */
 static int daemon_open(Daemon *d, const Config *c) {
         Store *st = NULL;
+        /* A password in the URL is never printed (logs, messages). */
+        _cleanup_free_ char *db_shown = store_db_masked(c->db);
         db_files_private(c->db);
         if (store_open(c->db, &st) < 0) {
-                fprintf(stderr, "armadad: cannot open the database '%s'\n", c->db);
+                fprintf(stderr, "armadad: cannot open the database '%s'\n", db_shown);
                 return 1;
         }
         db_files_private(c->db);
@@ -497,7 +505,7 @@ static int daemon_open(Daemon *d, const Config *c) {
         /* Before any writer starts; freed after the last one stopped (its
          * writer path runs in their threads). */
         if (model_new(st, &d->model) < 0) {
-                fprintf(stderr, "armadad: cannot load hosts and VMs from the database '%s'\n", c->db);
+                fprintf(stderr, "armadad: cannot load hosts and VMs from the database '%s'\n", db_shown);
                 return 1;
         }
         if (hv_init() < 0) {
@@ -567,7 +575,8 @@ static int daemon_start(Daemon *d, const Config *c, const char *addr, int port) 
                 inventory_free(inv);
                 return 1;
         }
-        printf("armadad: listening on %s://%s:%d (database %s)\n", c->tls_cert ? "https" : "http", addr, api_port(d->api), c->db);
+        _cleanup_free_ char *db_shown = store_db_masked(c->db);
+        printf("armadad: listening on %s://%s:%d (database %s)\n", c->tls_cert ? "https" : "http", addr, api_port(d->api), db_shown);
         fflush(stdout);
         return 0;
 }

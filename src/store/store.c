@@ -521,7 +521,7 @@ static int migration_applied(Store *st, const char *name, bool *ret) {
 /* One migration on SQLite: 1 when applied, 0 when it was already, or
  * negative. */
 static int migrate_one_sqlite(Store *st, void *conn, const StoreMigration *m) {
-        bool done;
+        bool done = false;
         if (migration_applied(st, m->name, &done) < 0)
                 return -EIO;
         if (done)
@@ -547,7 +547,7 @@ static int migrate_one_pg(Store *st, void *conn, const StoreMigration *m) {
         int r = store_begin(st);
         if (r < 0)
                 return r;
-        bool done;
+        bool done = false;
         r = migration_applied(st, m->name, &done);
         if (r >= 0 && !done) {
                 const char *text = m->pg ? m->pg : m->run ? "" : m->sql;

@@ -90,15 +90,34 @@ class Armadad:
         self.port = None
         self.proc = None
         self.token = None
+        self.pg_db = None       # the PostgreSQL database of this daemon (ARMADA_TEST_STORE=postgresql)
 
     # -- process --
+    def _store_args(self):
+        """--db for ARMADA_TEST_STORE=postgresql: one database per state
+        directory (a restart with the same directory finds its data),
+        created on first use and dropped by cleanup() with the directory."""
+        if os.environ.get("ARMADA_TEST_STORE") != "postgresql" or "--db" in self.args:
+            return []
+        import pgcluster
+        pg = pgcluster.from_env()
+        marker = os.path.join(self.dir, "pg-database")
+        if os.path.exists(marker):
+            with open(marker) as f:
+                self.pg_db = f.read().strip()
+        else:
+            self.pg_db = pg.createdb()
+            with open(marker, "w") as f:
+                f.write(self.pg_db)
+        return ["--db", pg.url(self.pg_db)]
+
     def start(self):
         self.port = free_port()
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:fast_unwind_on_fatal=0")
         self.log = open(os.path.join(self.dir, "armadad.log"), "ab")
         self.proc = subprocess.Popen([ARMADAD, "--state-dir", os.path.join(self.dir, "var"),
                                       "--listen", f"127.0.0.1:{self.port}", "--refresh-interval-ms", "500",
-                                      "--stop-timeout-s", "3"] + self.args,
+                                      "--stop-timeout-s", "3"] + self._store_args() + self.args,
                                      stdout=self.log, stderr=self.log, env=env, cwd=self.dir)
         wait_until(lambda: self._answers(), 20, what="armadad to answer")
         return self
@@ -146,6 +165,12 @@ class Armadad:
                 # For a developer chasing a failure: the log outlives the run.
                 shutil.copy(os.path.join(self.dir, "armadad.log"), os.environ["ARMADA_KEEP_LOGS"])
             if self.own_dir:
+                if self.pg_db:
+                    import pgcluster
+                    try:
+                        pgcluster.from_env().dropdb(self.pg_db)
+                    except Exception as e:
+                        sys.stderr.write(f"cannot drop the test database {self.pg_db}: {e}\n")
                 shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
