@@ -2,9 +2,9 @@
 libvirt's test driver (test:///default, in armadad's own process)."""
 import os
 import signal
-import sqlite3
 import unittest
 
+import dbdirect
 from armada_harness import Armadad, wait_until
 
 
@@ -80,9 +80,8 @@ class TestSessions(ApiTestCase):
         c.close()
 
     def test_password_hash_is_argon2id(self):
-        db = sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db"))
-        h = db.execute("SELECT password_hash FROM user WHERE name = 'admin'").fetchone()[0]
-        db.close()
+        with dbdirect.connect(self.d) as db:
+            h = db.execute("SELECT password_hash FROM \"user\" WHERE name = 'admin'").fetchone()[0]
         self.assertTrue(h.startswith("$argon2id$"), h)
         self.assertTrue(oct(os.stat(os.path.join(self.d.dir, "var", "initial-admin-password")).st_mode).endswith("600"))
 
@@ -245,7 +244,7 @@ class TestHostIdentity(ApiTestCase):
         # What a racing registration (or a database from before host
         # identities) leaves: two rows, one hypervisor.
         vm = self.d.create_vm("ident-raced", "t1", start=True)
-        with sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db")) as db:
+        with dbdirect.connect(self.d) as db:
             db.execute("INSERT INTO host(name, uri, group_id, pool, created_at) VALUES ('t1-raced', 'test:///default', 1, 'armada', 0)")
         # The row was written behind armadad's back, so its read model (the
         # lists) never had it: wait for what the refresh does, the report.
@@ -270,13 +269,12 @@ class TestHostIdentity(ApiTestCase):
         # A database from before host identities may hold a second record
         # with VMs pointing at it: it is marked duplicate, reported once, and
         # nothing on it is reconciled.
-        with sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db")) as db:
-            cur = db.execute("INSERT INTO host(name, uri, group_id, pool, state, created_at)"
-                             " VALUES ('t1-old', 'test:///default', 1, 'armada', 'ok', 0)")
-            hid = cur.lastrowid
-            vid = db.execute("INSERT INTO vm(uuid, name, host_id, cpus, memory_mib, state, created_at, updated_at)"
-                             " VALUES ('7a1b2c3d-0000-4000-8000-000000000001', 'old-rec', ?, 1, 64, 'running', 0, 0)",
-                             (hid,)).lastrowid
+        with dbdirect.connect(self.d) as db:
+            (hid,) = db.execute("INSERT INTO host(name, uri, group_id, pool, state, created_at)"
+                                " VALUES ('t1-old', 'test:///default', 1, 'armada', 'ok', 0) RETURNING id").fetchone()
+            (vid,) = db.execute("INSERT INTO vm(uuid, name, host_id, cpus, memory_mib, state, created_at, updated_at)"
+                                " VALUES ('7a1b2c3d-0000-4000-8000-000000000001', 'old-rec', ?, 1, 64, 'running', 0, 0)"
+                                " RETURNING id", (hid,)).fetchone()
         # Written behind armadad's back: the lists (its read model) show the
         # host once armadad itself changes it (marks it), and the VM, which
         # armadad never changes, is read by id.
@@ -301,7 +299,7 @@ class TestForeignVms(ApiTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        with sqlite3.connect(os.path.join(cls.d.dir, "var", "armada.db")) as db:
+        with dbdirect.connect(cls.d) as db:
             (cls.installation,) = db.execute("SELECT value FROM meta WHERE key = 'installation_id'").fetchone()
         domains = (marked_domain("alien", cls.ALIEN, OTHER_INSTALLATION, 5) +
                    marked_domain("mine-lost", cls.MINE, cls.installation, 77))
@@ -314,7 +312,7 @@ class TestForeignVms(ApiTestCase):
         self.d.stop()
         self.d.start()
         self.d.token = self.d.login()
-        with sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db")) as db:
+        with dbdirect.connect(self.d) as db:
             self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'installation_id'").fetchone()[0], self.installation)
 
     def test_foreign_vm_is_visible_and_read_only(self):
@@ -562,7 +560,7 @@ class TestRestart(unittest.TestCase):
             self.assertEqual(d.stop(signal.SIGKILL), -9)
             # What a crash mid-job leaves behind: one resumable job (start) and
             # one that is not (create) marked running.
-            db = sqlite3.connect(os.path.join(d.dir, "var", "armada.db"))
+            db = dbdirect.connect(d)
             db.execute("INSERT INTO job(kind, state, target_kind, target_id, target_name, created_at, started_at, attempts)"
                        " VALUES ('vm.start', 'running', 'vm', ?, 'crash01', 0, 0, 1)", (vm["id"],))
             db.execute("INSERT INTO vm(uuid, name, host_id, cpus, memory_mib, state, created_at, updated_at)"

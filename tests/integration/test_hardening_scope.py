@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import struct
 import tempfile
 import unittest
@@ -16,6 +15,7 @@ try:
 except ImportError:  # scripts/bootstrap installs python3-yaml
     yaml = None
 
+import dbdirect
 from armada_harness import ROOT, Armadad, wait_until
 
 
@@ -263,19 +263,19 @@ class ReadOnlyWritesNothing(PopulatedCase):
     # is allowed and checked in test_own_password_and_session.
 
     def snapshot(self):
-        db = sqlite3.connect(f"file:{os.path.join(self.d.dir, 'var', 'armada.db')}?mode=ro", uri=True, timeout=10)
+        db = dbdirect.connect(self.d, readonly=True)
         try:
             out = {}
-            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            for t in tables:
+            for t in dbdirect.tables(db):
                 if t in VOLATILE_TABLES:
                     continue
-                cols = [r[1] for r in db.execute(f"PRAGMA table_info('{t}')") if not VOLATILE_COLUMN.search(r[1])]
+                cols = [c for c in dbdirect.columns(db, t) if not VOLATILE_COLUMN.search(c)]
                 if t == "host":   # a refresh rewrites what the host reports
                     cols = [c for c in cols if c in ("id", "name", "uri", "group_id", "pool", "pool_path")]
                 if not cols:
                     continue
-                rows = db.execute(f"SELECT {', '.join(cols)} FROM \"{t}\"").fetchall()
+                quoted = ", ".join(f'"{c}"' for c in cols)   # "full" is a word PostgreSQL keeps
+                rows = db.execute(f"SELECT {quoted} FROM \"{t}\"").fetchall()
                 out[t] = sorted(json.dumps(dict(zip(cols, r)), sort_keys=True, default=str) for r in rows)
             return out
         finally:

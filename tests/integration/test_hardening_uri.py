@@ -7,11 +7,11 @@ cluster shared storage stay out of the system's directories."""
 import json
 import os
 import shutil
-import sqlite3
 import stat
 import tempfile
 import unittest
 
+import dbdirect
 from armada_harness import Armadad, wait_until
 
 
@@ -61,7 +61,7 @@ class TestWithoutTestHosts(UriCase):
     ALLOW_TEST_HOSTS = False
 
     def db(self):
-        return sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db"), timeout=10)
+        return dbdirect.connect(self.d)
 
     def test_test_uris_are_refused_with_400(self):
         before = self.d.count("hosts")
@@ -97,9 +97,8 @@ class TestWithoutTestHosts(UriCase):
         # As an older Armada (or a hand-edited database) would have stored it.
         uri = f"qemu+ext:///system?command={self.script}"
         with self.db() as db:
-            cur = db.execute("INSERT INTO host(name, uri, group_id, pool, pool_path, created_at) VALUES ('old1', ?, 1, 'armada', '/srv/x', 0)",
-                             (uri,))
-            host_id = cur.lastrowid
+            (host_id,) = db.execute("INSERT INTO host(name, uri, group_id, pool, pool_path, created_at)"
+                                    " VALUES ('old1', ?, 1, 'armada', '/srv/x', 0) RETURNING id", (uri,)).fetchone()
         try:
             h = wait_until(lambda: (lambda h: h if h and h["state"] == "unreachable" else None)(self.d.find("hosts", "old1")), 20,
                            what="host old1 to be marked unreachable")
@@ -121,8 +120,8 @@ class TestWithoutTestHosts(UriCase):
         # libvirt's test driver would read the file; only the inventory's
         # own check (with armadad's --allow-test-hosts) stops this one.
         with self.db() as db:
-            host_id = db.execute("INSERT INTO host(name, uri, group_id, pool, pool_path, created_at)"
-                                 " VALUES ('old2', 'test:///default', 1, 'armada', '/srv/x', 0)").lastrowid
+            (host_id,) = db.execute("INSERT INTO host(name, uri, group_id, pool, pool_path, created_at)"
+                                    " VALUES ('old2', 'test:///default', 1, 'armada', '/srv/x', 0) RETURNING id").fetchone()
         try:
             h = wait_until(lambda: (lambda h: h if h and h["state"] == "unreachable" else None)(self.d.find("hosts", "old2")), 20,
                            what="host old2 to be marked unreachable")

@@ -4,13 +4,17 @@ CLI. Hosts are libvirt test-driver hosts made from node XML files with their
 own CPUs and memory (test:///<file>.xml: each is its own fake hypervisor)."""
 import os
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 import unittest
 import urllib.parse
 
+import dbdirect
 from armada_harness import ARMADA, Armadad
+
+# What the monitor writes: one row per host, replaced (both engines' upsert).
+POOL_UPSERT = (" ON CONFLICT(host_id) DO UPDATE SET capacity_bytes = excluded.capacity_bytes,"
+               " available_bytes = excluded.available_bytes, sampled_at = excluded.sampled_at")
 
 NODE_XML = """<node>
   <cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets>
@@ -43,7 +47,7 @@ class PlacementTestCase(unittest.TestCase):
         return h["id"]
 
     def db(self):
-        return sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db"), timeout=10)
+        return dbdirect.connect(self.d)
 
     def ratings(self, expect=200, **q):
         st, body = self.d.request("GET", "/api/v1/placement/ratings?" + urllib.parse.urlencode(q))
@@ -234,8 +238,10 @@ class TestCapacityAndStates(PlacementTestCase):
         now = int(time.time() * 1000)
         base = self.by_name(self.ratings(group="Maint", memory_mib=512))["m-ok"]["rating"]
         with self.db() as db:
-            db.execute("INSERT OR REPLACE INTO host_usage(host_id, cpu_pct, memory_used_mib, disk_io_pct, network_pct, sampled_at)"
-                       " VALUES (?, 90, 3500, 50, 50, ?)", (self.ok, now))
+            db.execute("INSERT INTO host_usage(host_id, cpu_pct, memory_used_mib, disk_io_pct, network_pct, sampled_at)"
+                       " VALUES (?, 90, 3500, 50, 50, ?) ON CONFLICT(host_id) DO UPDATE SET cpu_pct = excluded.cpu_pct,"
+                       " memory_used_mib = excluded.memory_used_mib, disk_io_pct = excluded.disk_io_pct,"
+                       " network_pct = excluded.network_pct, sampled_at = excluded.sampled_at", (self.ok, now))
         try:
             r = self.by_name(self.ratings(group="Maint", memory_mib=512))["m-ok"]
             self.assertEqual(r["rating"], 0)
@@ -254,9 +260,9 @@ class TestCapacityAndStates(PlacementTestCase):
         # Until every candidate reports its pool, disk space is not rated.
         self.assertIsNotNone(self.ratings(group="Disk", disk_size="500G")["best_host_id"])
         with self.db() as db:   # as the monitor records them
-            db.execute("INSERT OR REPLACE INTO host_pool(host_id, capacity_bytes, available_bytes, sampled_at) VALUES (?, ?, ?, 0)",
+            db.execute("INSERT INTO host_pool(host_id, capacity_bytes, available_bytes, sampled_at) VALUES (?, ?, ?, 0)" + POOL_UPSERT,
                        (a, 50 * gib, 45 * gib))
-            db.execute("INSERT OR REPLACE INTO host_pool(host_id, capacity_bytes, available_bytes, sampled_at) VALUES (?, ?, ?, 1)",
+            db.execute("INSERT INTO host_pool(host_id, capacity_bytes, available_bytes, sampled_at) VALUES (?, ?, ?, 1)" + POOL_UPSERT,
                        (b, 200 * gib, 200 * gib))
         r = self.by_name(self.ratings(group="Disk", disk_size="40G"))
         self.assertEqual(r["disk-a"]["rating"], 0)

@@ -15,13 +15,13 @@ a reader's token is 403 at B; a path target outside the backup roots is 400
 "to_path"; replication to a directory; the schedule; the CLI."""
 import os
 import shutil
-import sqlite3
 import ssl
 import subprocess
 import tempfile
 import unittest
 import urllib.request
 
+import dbdirect
 from armada_harness import ARMADA, BUILD, Armadad, wait_until
 
 MKPOINT = os.path.join(BUILD, "tests", "unit", "mkpoint")
@@ -271,7 +271,7 @@ class ReplicateTest(unittest.TestCase):
         self.assertEqual(st, 403, b)
         r = self.to_b(name="bad-token", token="wrong-token-123")
         # Sealed at rest: the database never holds the token's text.
-        db = sqlite3.connect(os.path.join(self.a.dir, "var", "armada.db"))
+        db = dbdirect.connect(self.a)
         try:
             (stored,) = db.execute("SELECT token FROM replication WHERE id = ?", (r["id"],)).fetchone()
         finally:

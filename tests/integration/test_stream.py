@@ -6,12 +6,12 @@ import http.client
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import tempfile
 import time
 import unittest
 
+import dbdirect
 from armada_harness import ARMADA, Armadad, wait_until
 
 STREAM = "/api/v1/events/stream"
@@ -140,10 +140,10 @@ class TestStream(StreamTestCase):
         # two VMs are simply handed to them in the database.
         cls.ss1vm = d.create_vm("ss1vm", "prod1")
         cls.ss2vm = d.create_vm("ss2vm", "prod1")
-        db = sqlite3.connect(os.path.join(d.dir, "var", "armada.db"), timeout=30)
+        db = dbdirect.connect(d, timeout=30)
         try:
             for vm, user in ((cls.ss1vm, "ss1"), (cls.ss2vm, "ss2")):
-                db.execute("UPDATE vm SET owner_id = (SELECT id FROM user WHERE name = ?) WHERE id = ?", (user, vm["id"]))
+                db.execute("UPDATE vm SET owner_id = (SELECT id FROM \"user\" WHERE name = ?) WHERE id = ?", (user, vm["id"]))
             db.commit()
         finally:
             db.close()
