@@ -119,6 +119,9 @@ class MonitorTestCase(unittest.TestCase):
         # The collector runs every 300 ms: wait until t1 has been sampled.
         wait_until(lambda: 'armada_host_memory_used_bytes{host="t1"' in cls.metrics_text(), 20,
                    what="the first sample of host t1")
+        # and its built-in VM, found by the host's first refresh
+        wait_until(lambda: 'armada_vm_state{vm="test",host="t1",state="running"} 1' in cls.metrics_text(), 20,
+                   what="host t1's VM 'test' in the metrics")
 
     @classmethod
     def tearDownClass(cls):
