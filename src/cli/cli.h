@@ -411,3 +411,5 @@ int cmd_vm_boot_order(Ctx *c, const Command *cmd, const Args *a);
 int fail(const char *fmt, ...) _printf_(1, 2);
 /* Parses a positive count/limit option value; EXIT_ERROR after printing. */
 int parse_count(const char *opt, const char *s, int64_t *ret);
+/* parse_count() of s into body's member key. */
+int body_set_count(json_t *body, const char *key, const char *opt, const char *s);

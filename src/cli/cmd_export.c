@@ -30,14 +30,6 @@ const OptSpec VM_IMPORT_OPTS[] = {
         { NULL, 0, false, NULL, NULL },
 };
 
-static int set_int(json_t *body, const char *key, const char *opt, const char *v) {
-        int64_t n;
-        if (parse_i64(v, &n) < 0 || n <= 0)
-                return fail("--%s must be a positive whole number, not '%s'", opt, v);
-        json_object_set_new(body, key, json_integer(n));
-        return 0;
-}
-
 int cmd_vm_clone(Ctx *c, const Command *cmd, const Args *a) {
         int64_t id;
         int r = resolve(c, "vms", "name", a->pos[0], "VM", &id, NULL);
@@ -131,9 +123,9 @@ int cmd_vm_import(Ctx *c, const Command *cmd, const Args *a) {
         int r;
         if ((r = import_networks(body, a)))
                 return r;
-        if ((v = args_get(a, "cpus")) && (r = set_int(body, "cpus", "cpus", v)))
+        if ((v = args_get(a, "cpus")) && (r = body_set_count(body, "cpus", "cpus", v)))
                 return r;
-        if ((v = args_get(a, "memory")) && (r = set_int(body, "memory_mib", "memory", v)))
+        if ((v = args_get(a, "memory")) && (r = body_set_count(body, "memory_mib", "memory", v)))
                 return r;
         _cleanup_json_ json_t *reply = NULL;
         if ((r = api_call(c, "POST", "/vms/import", body, &reply)))

@@ -23,14 +23,6 @@ const OptSpec P2V_OPTS[] = {
         { NULL, 0, false, NULL, NULL },
 };
 
-static int set_int(json_t *body, const char *key, const char *opt, const char *v) {
-        int64_t n;
-        if (parse_i64(v, &n) < 0 || n <= 0)
-                return fail("--%s must be a positive whole number, not '%s'", opt, v);
-        json_object_set_new(body, key, json_integer(n));
-        return 0;
-}
-
 int cmd_p2v(Ctx *c, const Command *cmd, const Args *a) {
         if (args_get(a, "host") && args_get(a, "group"))
                 return fail("give --host or --group, not both");
@@ -55,11 +47,11 @@ int cmd_p2v(Ctx *c, const Command *cmd, const Args *a) {
         free(disks);
         const char *v;
         int r;
-        if ((v = args_get(a, "port")) && (r = set_int(body, "port", "port", v)))
+        if ((v = args_get(a, "port")) && (r = body_set_count(body, "port", "port", v)))
                 return r;
-        if ((v = args_get(a, "cpus")) && (r = set_int(body, "cpus", "cpus", v)))
+        if ((v = args_get(a, "cpus")) && (r = body_set_count(body, "cpus", "cpus", v)))
                 return r;
-        if ((v = args_get(a, "memory")) && (r = set_int(body, "memory_mib", "memory", v)))
+        if ((v = args_get(a, "memory")) && (r = body_set_count(body, "memory_mib", "memory", v)))
                 return r;
         _cleanup_json_ json_t *reply = NULL;
         if ((r = api_call(c, "POST", "/p2v", body, &reply)))

@@ -28,6 +28,15 @@ int parse_count(const char *opt, const char *s, int64_t *ret) {
         return 0;
 }
 
+int body_set_count(json_t *body, const char *key, const char *opt, const char *s) {
+        int64_t n;
+        int r = parse_count(opt, s, &n);
+        if (r)
+                return r;
+        json_object_set_new(body, key, json_integer(n));
+        return 0;
+}
+
 /* Copies s, replacing control characters (and DEL) with '?' so that a
  * table stays aligned and no escape sequence reaches the terminal. */
 static char *sanitize(const char *s) {

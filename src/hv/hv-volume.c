@@ -267,6 +267,16 @@ static int send_file(virStreamPtr st, char *data, size_t nbytes, void *opaque) {
         return (int) n;
 }
 
+/* Removes the half-made volume vol after a failure r, keeping the error
+ * that failure set (the removal's own would replace it). Returns r. */
+static int vol_delete_keeping_error(virStorageVolPtr vol, int r) {
+        char keep[1024];
+        snprintf(keep, sizeof keep, "%s", hv_last_error());
+        (void) virStorageVolDelete(vol, 0);
+        hv_set_error("%s", keep);
+        return r;
+}
+
 static int volume_upload_now(HvConn *c, const char *pool, const char *vol_name, const char *local_path, bool content,
                              char **ret_path) {
         HV_LEASE(c);
@@ -302,13 +312,8 @@ static int volume_upload_now(HvConn *c, const char *pool, const char *vol_name, 
                         r = hv_virt_fail("cannot finish uploading '%s' into volume '%s'", local_path, vol_name);
                 else
                         r = 0;
-                if (r < 0) {
-                        char keep[1024];
-                        snprintf(keep, sizeof keep, "%s", hv_last_error());
-                        (void) virStorageVolDelete(vol, 0);
-                        hv_set_error("%s", keep);
-                        return r;
-                }
+                if (r < 0)
+                        return vol_delete_keeping_error(vol, r);
         }
         return vol_path(vol, vol_name, ret_path);
 }
@@ -547,13 +552,8 @@ int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, u
                 direct = fd >= 0;
                 r = direct ? upload_direct_fill(fd, vol_name, size, source, userdata)
                            : upload_fill(c, vol, vol_name, size, source, userdata);
-                if (r < 0) {
-                        char keep[1024];
-                        snprintf(keep, sizeof keep, "%s", hv_last_error());
-                        (void) virStorageVolDelete(vol, 0);
-                        hv_set_error("%s", keep);
-                        return r;
-                }
+                if (r < 0)
+                        return vol_delete_keeping_error(vol, r);
         }
         if (ret_direct)
                 *ret_direct = direct;

@@ -322,30 +322,6 @@ int manager_active_url(Manager *m, char **ret) {
         return 0;
 }
 
-char *manager_mask_db(const char *db) {
-        if (!db)
-                return xstrdup("");
-        const char *scheme = strstr(db, "://");
-        if (scheme) {
-                /* scheme://user:password@host/... */
-                const char *auth = scheme + 3;
-                const char *at = strchr(auth, '@');
-                const char *slash = strchr(auth, '/');
-                const char *colon = strchr(auth, ':');
-                if (at && (!slash || at < slash) && colon && colon < at)
-                        return xasprintf("%.*s:***%s", (int) (colon - db), db, at);
-                return xstrdup(db);
-        }
-        /* keyword form: password=secret (up to the next blank) */
-        const char *p = strstr(db, "password=");
-        if (!p)
-                return xstrdup(db);
-        const char *end = p + 9;
-        while (*end && *end != ' ')
-                end++;
-        return xasprintf("%.*spassword=***%s", (int) (p - db), db, end);
-}
-
 static json_t *json_string_ms(int64_t ms) {
         char t[32];
         time_format(ms, t);
@@ -388,7 +364,7 @@ int manager_status(Manager *m, const OpCaller *c, json_t **ret, OpError *err) {
                                     : json_null();
         json_t *store = json_pack("{s:s}", "engine", engine_of(m->db));
         if (op_allowed(m->st, c, ACT_UPDATE, OBJ_SYSTEM, 0, 0)) {
-                _cleanup_free_ char *masked = manager_mask_db(m->db);
+                _cleanup_free_ char *masked = store_db_masked(m->db);
                 json_object_set_new(store, "url", json_string(masked));
         }
         *ret = json_pack("{s:O, s:o, s:o, s:I}", "managers", list, "lease", lease, "store", store,

@@ -73,6 +73,3 @@ int manager_active_url(Manager *m, char **ret);
  * err (a database error is a 5xx). */
 int manager_status(Manager *m, const OpCaller *c, json_t **ret, OpError *err);
 
-/* The store description db with any password masked ("postgresql://u:***@h/d",
- * "password=***"): malloc'd. */
-char *manager_mask_db(const char *db);

@@ -205,7 +205,7 @@ static void test_mask_db(void **state) {
                 { "/var/lib/armada/armada.db", "/var/lib/armada/armada.db" },
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-                char *m = manager_mask_db(cases[i].in);
+                char *m = store_db_masked(cases[i].in);
                 assert_string_equal(m, cases[i].out);
                 free(m);
         }
