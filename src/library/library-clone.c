@@ -80,17 +80,14 @@ int library_vm_clone(Store *st, Jobs *jobs, const OpCaller *c, const LibraryClon
                 return e;
         json_t *p = json_pack("{s:I, s:b, s:b}", "source_id", (json_int_t) src.id, "linked", spec->linked, "start", spec->start);
         int64_t job;
-        e = jobs_submit(jobs, "vm.clone", "vm", id, spec->name, c->user_id, p, &job);
+        json_t *vm;
+        e = library_queue_new_vm(st, jobs, c, "vm.clone", id, spec->name, p, &vm, &job, err);
         json_decref(p);
-        if (e < 0) {
-                (void) store_vm_delete(st, id);
-                return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
-        }
+        if (e < 0)
+                return e;
         _cleanup_free_ char *detail = xasprintf("%s clone of %s on %s", spec->linked ? "linked" : "full", src.name, h.name);
         op_audit(st, c, "vm.clone", "vm", id, spec->name, detail, "accepted");
-        json_t *vm = NULL;
-        (void) store_vm_get_json(st, id, &vm);
-        *ret = json_pack("{s:o, s:o}", "vm", vm ?: json_null(), "job", library_job_json(st, job));
+        *ret = json_pack("{s:o, s:o}", "vm", vm, "job", library_job_json(st, job));
         return 0;
 }
 

@@ -1265,19 +1265,17 @@ static int import_run(Store *st, Jobs *jobs, const OpCaller *c, const LibraryImp
                 json_array_append_new(jnets, json_string(nets[i]));
         json_t *p = json_pack("{s:O, s:o, s:b}", "source", src, "networks", jnets, "start", spec->start);
         int64_t job;
-        e = jobs_submit(jobs, "vm.import", "vm", vm_id, name, c->user_id, p, &job);
+        json_t *vm;
+        e = library_queue_new_vm(st, jobs, c, "vm.import", vm_id, name, p, &vm, &job, err);
         json_decref(p);
         if (e < 0) {
                 json_decref(src);
-                (void) store_vm_delete(st, vm_id);
-                return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
+                return e;
         }
         _cleanup_free_ char *detail = xasprintf("%s %s", s->kind, s->path);
         op_audit(st, c, "vm.import", "vm", vm_id, name, detail, "accepted");
-        json_t *vm = NULL;
-        (void) store_vm_get_json(st, vm_id, &vm);
         json_object_del(src, "manifest");
-        *ret = json_pack("{s:o, s:o, s:o}", "vm", vm ?: json_null(), "job", library_job_json(st, job), "source", src);
+        *ret = json_pack("{s:o, s:o, s:o}", "vm", vm, "job", library_job_json(st, job), "source", src);
         return 0;
 }
 

@@ -43,6 +43,19 @@ json_t *library_job_json(Store *st, int64_t id) {
         return store_job_get_json(st, id, &j) == 0 ? j : json_null();
 }
 
+int library_queue_new_vm(Store *st, Jobs *jobs, const OpCaller *c, const char *kind, int64_t vm_id, const char *name,
+                         json_t *params, json_t **ret_vm, int64_t *ret_job, OpError *err) {
+        json_t *vm = NULL;
+        (void) store_vm_get_json(st, vm_id, &vm);
+        if (jobs_submit(jobs, kind, "vm", vm_id, name, c->user_id, params, ret_job) < 0) {
+                json_decref(vm);
+                (void) store_vm_delete(st, vm_id);
+                return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
+        }
+        *ret_vm = vm ?: json_null();
+        return 0;
+}
+
 int library_group_of(Store *st, const OpCaller *c, const char *field, const char *path, int64_t *ret_id, OpError *err) {
         const char *why = NULL;
         _cleanup_free_ char *norm = store_group_path_normalize(path, &why);

@@ -524,18 +524,16 @@ static int p2v_submit(Store *st, Jobs *jobs, const OpCaller *c, const LibraryP2v
         json_t *params = json_pack("{s:O, s:s?, s:s?, s:b}", "source", src, "known_hosts", pinned, "network", spec->network,
                                    "start", spec->start);
         int64_t job;
-        e = jobs_submit(jobs, "vm.p2v", "vm", vm_id, name, c->user_id, params, &job);
+        json_t *vm;
+        e = library_queue_new_vm(st, jobs, c, "vm.p2v", vm_id, name, params, &vm, &job, err);
         json_decref(params);
         if (e < 0) {
                 json_decref(src);
-                (void) store_vm_delete(st, vm_id);
-                return op_fail(err, 500, "internal", NULL, "Cannot queue the job.");
+                return e;
         }
         _cleanup_free_ char *detail = xasprintf("%s@%s:%d %zu disk(s)", pc->user, pc->addr, pc->port, p->n_disks);
         op_audit(st, c, "vm.p2v", "vm", vm_id, name, detail, "accepted");
-        json_t *vm = NULL;
-        (void) store_vm_get_json(st, vm_id, &vm);
-        *ret = json_pack("{s:o, s:o, s:o}", "vm", vm ?: json_null(), "job", library_job_json(st, job), "source", src);
+        *ret = json_pack("{s:o, s:o, s:o}", "vm", vm, "job", library_job_json(st, job), "source", src);
         return 0;
 }
 

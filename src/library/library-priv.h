@@ -14,6 +14,15 @@
  * cannot be read. */
 json_t *library_job_json(Store *st, int64_t id);
 
+/* Queues a job of kind on the VM row vm_id just recorded (params: the
+ * job's parameters, not consumed), reading the row first: a job that
+ * fails at once removes the row, and a read after the submission found
+ * nothing (the reply held null). When the job cannot be queued the row is
+ * removed and err says so. 0 with *ret_vm (JSON null only when the read
+ * failed, logged) and *ret_job, or negative. */
+int library_queue_new_vm(Store *st, Jobs *jobs, const OpCaller *c, const char *kind, int64_t vm_id, const char *name,
+                         json_t *params, json_t **ret_vm, int64_t *ret_job, OpError *err);
+
 /* The host group at path, which the caller may read: 0 and *ret_id, or
  * 400 (not a group path) / 422 (no such group, or not the caller's to see)
  * naming field. */
