@@ -29,7 +29,7 @@ int parse_count(const char *opt, const char *s, int64_t *ret) {
 }
 
 int body_set_count(json_t *body, const char *key, const char *opt, const char *s) {
-        int64_t n;
+        int64_t n = 0;
         int r = parse_count(opt, s, &n);
         if (r)
                 return r;
