@@ -719,6 +719,10 @@ static void daemon_stop(Daemon *d) {
         jobs_stop(d->jobs);
         /* No thread may call the host-state hook into a freed monitor. */
         ha_stop(d->ha);
+        /* Jobs and HA have had their say; a refresh or a statistics read
+         * waiting on a host that does not answer would hold shutdown up
+         * for its whole deadline (30 s). */
+        hv_abandon_calls();
         inventory_stop(d->inv);
         inventory_on_host_state(d->inv, NULL, NULL);
         jobs_on_stuck(d->jobs, NULL, NULL);

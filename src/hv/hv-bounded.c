@@ -10,17 +10,21 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "hv.h"
 
-typedef struct {
+typedef struct Bounded {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool done;
         bool abandoned;
+        bool cancelled;
+        /* On the list of waits hv_abandon_calls() wakes (under waits_lock). */
+        struct Bounded *prev, *next;
         HvBoundedRun run;
         HvBoundedDrop drop;
         void *data;
@@ -28,6 +32,49 @@ typedef struct {
         char error[1024];
         char detail[2048];
 } Bounded;
+
+/* Every wait in progress, so that shutdown can end them all at once. Lock
+ * order: waits_lock, then a Bounded's lock. */
+static pthread_mutex_t waits_lock = PTHREAD_MUTEX_INITIALIZER;
+static Bounded *waits;
+static atomic_bool calls_abandoned;
+
+static void waits_add(Bounded *b) {
+        pthread_mutex_lock(&waits_lock);
+        b->next = waits;
+        if (waits)
+                waits->prev = b;
+        waits = b;
+        pthread_mutex_unlock(&waits_lock);
+}
+
+static void waits_remove(Bounded *b) {
+        pthread_mutex_lock(&waits_lock);
+        if (b->prev)
+                b->prev->next = b->next;
+        else
+                waits = b->next;
+        if (b->next)
+                b->next->prev = b->prev;
+        b->prev = b->next = NULL;
+        pthread_mutex_unlock(&waits_lock);
+}
+
+void hv_abandon_calls(void) {
+        atomic_store(&calls_abandoned, true);
+        pthread_mutex_lock(&waits_lock);
+        for (Bounded *b = waits; b; b = b->next) {
+                pthread_mutex_lock(&b->lock);
+                b->cancelled = true;
+                pthread_cond_signal(&b->cond);
+                pthread_mutex_unlock(&b->lock);
+        }
+        pthread_mutex_unlock(&waits_lock);
+}
+
+bool hv_calls_abandoned(void) {
+        return atomic_load(&calls_abandoned);
+}
 
 static void bounded_free(Bounded *b) {
         pthread_cond_destroy(&b->cond);
@@ -80,15 +127,27 @@ int hv_run_bounded(unsigned deadline_ms, HvBoundedRun run, HvBoundedDrop drop, v
                 return 0;
         }
 
+        waits_add(b);
+        /* Shutdown may have begun between the check above and the add. */
+        if (atomic_load(&calls_abandoned)) {
+                pthread_mutex_lock(&b->lock);
+                b->cancelled = true;
+                pthread_mutex_unlock(&b->lock);
+        }
         struct timespec until = time_after_ms(CLOCK_MONOTONIC, deadline_ms);
         pthread_mutex_lock(&b->lock);
-        while (!b->done)
+        while (!b->done && !b->cancelled)
                 if (pthread_cond_timedwait(&b->cond, &b->lock, &until) == ETIMEDOUT)
                         break;
+        pthread_mutex_unlock(&b->lock);
+        /* Off the list before b may become the worker's to free. */
+        waits_remove(b);
+        pthread_mutex_lock(&b->lock);
         if (!b->done) {
+                bool cancelled = b->cancelled;
                 b->abandoned = true;
                 pthread_mutex_unlock(&b->lock);
-                return -ETIMEDOUT;
+                return cancelled ? -ECANCELED : -ETIMEDOUT;
         }
         pthread_mutex_unlock(&b->lock);
         hv_set_error("%s", b->error);

@@ -140,7 +140,10 @@ void hv_set_error_detail(const char *fmt, ...) _printf_(1, 2);
  * room for every output) and drop must release whatever run produced. */
 typedef void (*HvBoundedRun)(void *data);
 typedef void (*HvBoundedDrop)(void *data);
+/* -ECANCELED: as -ETIMEDOUT, but hv_abandon_calls() ended the wait. */
 int hv_run_bounded(unsigned deadline_ms, HvBoundedRun run, HvBoundedDrop drop, void *data);
+/* Whether hv_abandon_calls() has been called. */
+bool hv_calls_abandoned(void);
 
 /* <pool type='dir'> named name at path. malloc'd; never NULL. */
 char *hv_xml_pool_build(const char *name, const char *path);

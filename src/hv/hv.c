@@ -735,6 +735,11 @@ bool hv_call(HvConn *c, HvCall *a, unsigned deadline_ms) {
                 hv_lease_end(&l);
                 return true;
         }
+        if (hv_calls_abandoned()) {
+                hv_set_error("'%s' was not asked: armadad is shutting down", a->what);
+                a->r = -ECANCELED;
+                return true;
+        }
         unsigned stuck = abandoned_count(c->uri, 0);
         if (stuck >= HV_MAX_ABANDONED) {
                 hv_set_error("libvirtd on '%.500s' is not responding: %u calls made earlier have not returned yet",
@@ -754,7 +759,8 @@ bool hv_call(HvConn *c, HvCall *a, unsigned deadline_ms) {
         s->is_shadow = true;
         a->shadow = s;
         a->conn = l.conn;
-        if (hv_run_bounded(deadline_ms, call_run, call_drop, a) == 0) {
+        int bounded = hv_run_bounded(deadline_ms, call_run, call_drop, a);
+        if (bounded == 0) {
                 a->shadow = NULL;
                 a->conn = NULL;
                 shadow_free(s);
@@ -769,6 +775,11 @@ bool hv_call(HvConn *c, HvCall *a, unsigned deadline_ms) {
         abandoned_count(c->uri, +1);
         if (c->close_registered)
                 virConnectUnregisterCloseCallback(l.conn, on_conn_closed);
+        if (bounded == -ECANCELED) {
+                /* Shutdown, not the host: nothing to say about its state. */
+                hv_set_error("libvirtd on '%.500s' was left behind: armadad is shutting down", c->uri);
+                return false;
+        }
         char what[256];
         snprintf(what, sizeof what, "%s did not return within %u s", a->what, deadline_ms / 1000);
         hv_set_error("libvirtd on '%.500s' is not responding: %s", c->uri, what);
@@ -788,7 +799,7 @@ bool hv_call(HvConn *c, HvCall *a, unsigned deadline_ms) {
 
 int hv_call_code(HvConn *c, HvCall *a, unsigned deadline_ms) {
         if (!hv_call(c, a, deadline_ms))
-                return -ETIMEDOUT;
+                return hv_calls_abandoned() ? -ECANCELED : -ETIMEDOUT;
         int r = a->r;
         hv_call_free(a);
         return r;
@@ -796,7 +807,7 @@ int hv_call_code(HvConn *c, HvCall *a, unsigned deadline_ms) {
 
 int hv_call_out(HvConn *c, HvCall *a, unsigned deadline_ms, void *ret, size_t size) {
         if (!hv_call(c, a, deadline_ms))
-                return -ETIMEDOUT;
+                return hv_calls_abandoned() ? -ECANCELED : -ETIMEDOUT;
         int r = a->r;
         if (r == 0 && ret)
                 memcpy(ret, &a->out, size);
@@ -806,7 +817,7 @@ int hv_call_out(HvConn *c, HvCall *a, unsigned deadline_ms, void *ret, size_t si
 
 int hv_call_take(HvConn *c, HvCall *a, unsigned deadline_ms, void **ret, size_t *ret_n) {
         if (!hv_call(c, a, deadline_ms))
-                return -ETIMEDOUT;
+                return hv_calls_abandoned() ? -ECANCELED : -ETIMEDOUT;
         int r = a->r;
         if (r == 0) {
                 if (ret) {

@@ -24,6 +24,11 @@
  * (hv_connect() calls it too, to be safe). Also silences libvirt's default
  * printing of errors to stderr. Returns 0 or -errno. Idempotent. */
 int hv_init(void);
+/* For shutdown: every call waiting on a daemon (see HvDeadlines) returns now
+ * with -ECANCELED, leaving its thread behind, and every later one fails at
+ * once the same way. No connection is marked not responding for it. Not
+ * undone. */
+void hv_abandon_calls(void);
 
 /* The reason (a complete sentence) for the last hv failure in this thread,
  * or "" when there is none. Valid until the next hv call in this thread.

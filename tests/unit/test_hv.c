@@ -10,6 +10,9 @@
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -1645,6 +1648,81 @@ static void test_network_and_pool_on_test_driver(void **state) {
         hv_conn_free(c);
 }
 
+/* ---- shutdown abandons calls that wait on a daemon ---- */
+
+typedef struct {
+        int fd;           /* read end: the call "returns" when it can read */
+        atomic_int *started;
+        atomic_int *dropped;
+} Hang;
+
+static void hang_run(void *data) {
+        Hang *h = data;
+        atomic_fetch_add(h->started, 1);
+        char c;
+        while (read(h->fd, &c, 1) < 0 && errno == EINTR)
+                ;
+}
+
+static void hang_drop(void *data) {
+        Hang *h = data;
+        atomic_fetch_add(h->dropped, 1);
+        free(h);
+}
+
+typedef struct {
+        Hang *h;
+        int r;
+} Waiter;
+
+static void *waiter_main(void *arg) {
+        Waiter *w = arg;
+        w->r = hv_run_bounded(120000, hang_run, hang_drop, w->h);
+        return NULL;
+}
+
+/* In a child: hv_abandon_calls() is for good, and the other tests connect. */
+static int abandon_child(void) {
+        int p[2];
+        if (pipe(p) < 0)
+                return 10;
+        static atomic_int started, dropped;
+        Waiter w = { .h = xcalloc(1, sizeof(Hang)) };
+        *w.h = (Hang) { .fd = p[0], .started = &started, .dropped = &dropped };
+        pthread_t t;
+        if (pthread_create(&t, NULL, waiter_main, &w) != 0)
+                return 11;
+        while (atomic_load(&started) == 0)
+                usleep(1000);
+        hv_abandon_calls();
+        pthread_join(t, NULL); /* without the wake-up: 120 s, then -ETIMEDOUT */
+        if (w.r != -ECANCELED)
+                return 12;
+        /* Later calls give up at once, their data still dropped. */
+        Hang *h2 = xcalloc(1, sizeof *h2);
+        *h2 = (Hang) { .fd = p[0], .started = &started, .dropped = &dropped };
+        if (hv_run_bounded(120000, hang_run, hang_drop, h2) != -ECANCELED)
+                return 13;
+        /* Both calls return late; each hands its data to drop. */
+        if (write(p[1], "xx", 2) != 2)
+                return 14;
+        while (atomic_load(&dropped) < 2)
+                usleep(1000);
+        return 0;
+}
+
+static void test_abandon_calls(void **state) {
+        (void) state;
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(abandon_child());
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_xml_uefi),
@@ -1683,6 +1761,7 @@ int main(void) {
                 cmocka_unit_test(test_hw_disk_xml),
                 cmocka_unit_test(test_hw_xml_edit),
                 cmocka_unit_test(test_hw_test_driver),
+                cmocka_unit_test(test_abandon_calls),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
