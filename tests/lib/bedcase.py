@@ -1,6 +1,10 @@
 """A test case class on the namespace test bed: the bed and one armadad come
 up once for the class (every bed host registered unless told otherwise),
-and go even when set-up fails half-way, leaving nothing behind."""
+and go even when set-up fails half-way, leaving nothing behind. BedCase
+runs a bare Testbed + Armadad; ArmadaBedCase an ArmadaBed and a temporary
+directory."""
+import shutil
+import tempfile
 import unittest
 
 from armada_harness import Armadad
@@ -55,3 +59,80 @@ class BedCase(unittest.TestCase):
             cls.bed.down(check=False)
             left = cls.bed.leftovers()
             assert not left, f"the test bed left {left}"
+
+
+class ArmadaBedCase(unittest.TestCase):
+    """A test case class whose tests share one ArmadaBed (tests/guest/
+    armada_bed.py: the bed, one armadad, every host registered) and one
+    temporary directory. set-up runs in phases a subclass fills in:
+    skip_reason(), prepare() (the directory exists; may raise SkipTest),
+    bed_args() (ArmadaBed's arguments, after prepare), bed_ready(); whatever
+    fails, or skips, half-way, tear-down stops the bed, runs release() (for
+    what prepare() made outside the directory) and removes the directory."""
+    TMP_PREFIX = "armada-sys-"
+    ab = None
+    tmp = None
+
+    @classmethod
+    def skip_reason(cls):
+        """Why this class cannot run here (None: it can), beyond the bed's
+        own reasons, which come first."""
+        return None
+
+    @classmethod
+    def prepare(cls):
+        """Runs with cls.tmp made, before the bed comes up."""
+
+    @classmethod
+    def bed_args(cls):
+        """ArmadaBed's keyword arguments (n_hosts among them)."""
+        return {"n_hosts": 1}
+
+    @classmethod
+    def bed_ready(cls):
+        """Runs once the bed and armadad are up."""
+
+    @classmethod
+    def release(cls):
+        """Runs at tear-down after the bed went, before the directory goes,
+        even after a failed set-up."""
+
+    @classmethod
+    def setUpClass(cls):
+        why = skip_reason() or cls.skip_reason()
+        if why:
+            raise unittest.SkipTest(why)
+        from armada_bed import ArmadaBed   # tests/guest: on the path of the tests that use this class
+        cls.tmp = tempfile.mkdtemp(prefix=cls.TMP_PREFIX)
+        try:
+            cls.prepare()
+            cls.ab = ArmadaBed(**cls.bed_args()).__enter__()
+            cls.bed_ready()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.ab:
+                cls.ab.__exit__(None, None, None)
+                cls.ab = None
+        finally:
+            try:
+                cls.release()
+            finally:
+                if cls.tmp:
+                    shutil.rmtree(cls.tmp, ignore_errors=True)
+                    cls.tmp = None
+
+    @property
+    def d(self):
+        return self.ab.d
+
+    @classmethod
+    def add_share(cls, path, timeout=120):
+        """Adds the library share at path and waits for its scan to succeed."""
+        r = cls.ab.d.ok("POST", "/api/v1/library/shares", {"path": path})
+        job = cls.ab.d.wait_job(r["job"]["id"], timeout=timeout)
+        assert job["state"] == "succeeded", job

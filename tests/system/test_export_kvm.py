@@ -23,14 +23,12 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest"))
 
-from armada_bed import ArmadaBed  # noqa: E402
 from armada_harness import wait_until  # noqa: E402
-from testbed import skip_reason  # noqa: E402
+from bedcase import ArmadaBedCase  # noqa: E402
 
 # .code16: cli; ds=es=ss=0; sp=0x7c00; [0x7f01]=dl; [0x7f00]='B';
 # int13 ah=02 read CHS 0/0/2 -> 0x8000; "AMK1"? [0x7f00]='R' : (write
@@ -53,18 +51,18 @@ def identical(a, b, fmt_a=None):
     return r.returncode == 0, r.stdout + r.stderr
 
 
-class TestExportKvm(unittest.TestCase):
-    ab = None
+class TestExportKvm(ArmadaBedCase):
+    TMP_PREFIX = "armada-export-sys-"
 
     @classmethod
-    def setUpClass(cls):
-        why = skip_reason()
-        if why:
-            raise unittest.SkipTest(why)
+    def skip_reason(cls):
         for tool in ("qemu-img", "qemu-io"):
             if not shutil.which(tool):
-                raise unittest.SkipTest(f"'{tool}' is not installed")
-        cls.tmp = tempfile.mkdtemp(prefix="armada-export-sys-")
+                return f"'{tool}' is not installed"
+        return None
+
+    @classmethod
+    def prepare(cls):
         cls.root = os.path.join(cls.tmp, "exports")
         cls.share = os.path.join(cls.tmp, "library")
         os.makedirs(cls.root)
@@ -75,30 +73,18 @@ class TestExportKvm(unittest.TestCase):
             f.write(GUEST_MBR)
         run("qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, os.path.join(cls.share, "mbr.qcow2"))
         os.unlink(raw)
-        try:
-            cls.ab = ArmadaBed(2, extra_args=["--export-root", cls.root]).__enter__()
-            d = cls.ab.d
-            r = d.ok("POST", "/api/v1/library/shares", {"path": cls.share})
-            assert d.wait_job(r["job"]["id"])["state"] == "succeeded"
-            cls.tpl = d.ok("POST", "/api/v1/templates", {"name": "mbr", "image": os.path.join(cls.share, "mbr.qcow2"),
-                                                         "memory_mib": 64, "domain_type": "qemu"})
-        except BaseException:
-            cls.tearDownClass()
-            raise
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            if cls.ab:
-                cls.ab.__exit__(None, None, None)
-        finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+    def bed_args(cls):
+        return {"n_hosts": 2, "extra_args": ["--export-root", cls.root]}
+
+    @classmethod
+    def bed_ready(cls):
+        cls.add_share(cls.share)
+        cls.tpl = cls.ab.d.ok("POST", "/api/v1/templates", {"name": "mbr", "image": os.path.join(cls.share, "mbr.qcow2"),
+                                                            "memory_mib": 64, "domain_type": "qemu"})
 
     # -- helpers --
-    @property
-    def d(self):
-        return self.ab.d
-
     def job_ok(self, reply, timeout=300):
         job = self.d.wait_job(reply["job"]["id"], timeout=timeout)
         self.assertEqual(job["state"], "succeeded", job)

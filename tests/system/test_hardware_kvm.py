@@ -17,18 +17,15 @@ bed (issue 12):
 import os
 import pty
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest"))
 
-from armada_bed import ArmadaBed  # noqa: E402
 from armada_harness import wait_until  # noqa: E402
-from testbed import skip_reason  # noqa: E402
+from bedcase import ArmadaBedCase  # noqa: E402
 
 MIB = 1 << 20
 HW_LINE = re.compile(r"armada-hw: mem_kb=(\d+) cpus=(\d+) disks=(\S*)")
@@ -78,41 +75,28 @@ class SerialConsole:
         os.close(self.master)
 
 
-class TestHardwareKvm(unittest.TestCase):
-    ab = None
+class TestHardwareKvm(ArmadaBedCase):
+    TMP_PREFIX = "armada-hw-sys-"
 
     @classmethod
-    def setUpClass(cls):
-        why = skip_reason()
-        if why:
-            raise unittest.SkipTest(why)
+    def prepare(cls):
         from guest import GuestUnavailable, build_boot_iso, build_hw_guest
-        cls.tmp = tempfile.mkdtemp(prefix="armada-hw-sys-")
         try:
             kernel, initrd = build_hw_guest()
             cls.share = os.path.join(cls.tmp, "library")
             os.makedirs(cls.share)
             build_boot_iso(kernel, initrd, os.path.join(cls.share, "armada-hw.iso"))
         except GuestUnavailable as e:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
             raise unittest.SkipTest(f"no hardware guest or ISO: {e}")
         os.chmod(cls.tmp, 0o755)
-        cls.ab = ArmadaBed(1, cluster=False).__enter__()
-        try:
-            r = cls.ab.d.ok("POST", "/api/v1/library/shares", {"path": cls.share})
-            job = cls.ab.d.wait_job(r["job"]["id"], timeout=120)
-            assert job["state"] == "succeeded", job
-        except BaseException:
-            cls.tearDownClass()
-            raise
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            if cls.ab:
-                cls.ab.__exit__(None, None, None)
-        finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+    def bed_args(cls):
+        return {"n_hosts": 1, "cluster": False}
+
+    @classmethod
+    def bed_ready(cls):
+        cls.add_share(cls.share)
 
     # -- helpers --
     def virsh(self, *args, check=True):

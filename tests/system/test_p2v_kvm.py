@@ -16,17 +16,15 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "guest"))
 
 from armada_harness import wait_until  # noqa: E402
-from armada_bed import ArmadaBed  # noqa: E402
+from bedcase import ArmadaBedCase  # noqa: E402
 from guest import GuestUnavailable, _cpio_newc, build_guest  # noqa: E402
 from p2v_server import SshServer, free_port, skip_reason as ssh_skip  # noqa: E402
-from testbed import skip_reason  # noqa: E402
 from test_hardware_kvm import SerialConsole  # noqa: E402
 
 MBR_BIN = "/usr/lib/EXTLINUX/mbr.bin"
@@ -103,59 +101,55 @@ def build_boot_disk(tmp, image, marker, size_mib=64):
         f.write(mbr)
 
 
-class TestP2vKvm(unittest.TestCase):
-    ab = None
+class TestP2vKvm(ArmadaBedCase):
+    TMP_PREFIX = "armada-p2v-sys-"
     srv = None
     loop = None
 
     @classmethod
-    def setUpClass(cls):
-        why = skip_reason() or ssh_skip()
+    def skip_reason(cls):
+        why = ssh_skip()
         for tool in ("extlinux", "sfdisk", "mkfs.ext2", "losetup", "mount"):
             if not why and not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
                 why = f"'{tool}' is not installed (scripts/bootstrap)"
         for f in (MBR_BIN, LDLINUX_C32):
             if not why and not os.path.exists(f):
                 why = f"{f} is missing (extlinux, syslinux-common)"
-        if why:
-            raise unittest.SkipTest(why)
-        cls.tmp = tempfile.mkdtemp(prefix="armada-p2v-sys-")
-        try:
-            cls.marker = f"m{os.getpid()}"
-            cls.image = os.path.join(cls.tmp, "server-disk.img")
-            try:
-                build_boot_disk(cls.tmp, cls.image, cls.marker)
-            except GuestUnavailable as e:
-                raise unittest.SkipTest(f"the guest cannot be built: {e}")
-            # The server's disk: a loop device over the image, read-write (the
-            # conversion must not need it read-only to leave it unchanged).
-            cls.loop = run("losetup", "-f", "--show", cls.image).strip()
-            cls.sum_before = sha256_file(cls.image)
-            cls.srv = SshServer(cls.tmp, netns=True).__enter__()
-            cls.ab = ArmadaBed(1, cluster=False, extra_args=["--p2v-ssh-key", cls.srv.client_key]).__enter__()
-            cls.ab.d.ok("POST", "/api/v1/users", {"name": "viewer", "password": "password-v", "role": "read-only"})
-            cls.viewer = cls.ab.d.login("viewer", "password-v")
-        except BaseException:
-            cls.tearDownClass()
-            raise
+        return why
 
     @classmethod
-    def tearDownClass(cls):
+    def prepare(cls):
+        cls.marker = f"m{os.getpid()}"
+        cls.image = os.path.join(cls.tmp, "server-disk.img")
         try:
-            if cls.ab:
-                cls.ab.__exit__(None, None, None)
-        finally:
-            try:
-                if cls.srv:
-                    cls.srv.__exit__(None, None, None)
-            finally:
-                if cls.loop:
-                    subprocess.run(["losetup", "-d", cls.loop], capture_output=True)
-                shutil.rmtree(cls.tmp, ignore_errors=True)
+            build_boot_disk(cls.tmp, cls.image, cls.marker)
+        except GuestUnavailable as e:
+            raise unittest.SkipTest(f"the guest cannot be built: {e}")
+        # The server's disk: a loop device over the image, read-write (the
+        # conversion must not need it read-only to leave it unchanged).
+        cls.loop = run("losetup", "-f", "--show", cls.image).strip()
+        cls.sum_before = sha256_file(cls.image)
+        cls.srv = SshServer(cls.tmp, netns=True).__enter__()
 
-    @property
-    def d(self):
-        return self.ab.d
+    @classmethod
+    def bed_args(cls):
+        return {"n_hosts": 1, "cluster": False, "extra_args": ["--p2v-ssh-key", cls.srv.client_key]}
+
+    @classmethod
+    def bed_ready(cls):
+        cls.ab.d.ok("POST", "/api/v1/users", {"name": "viewer", "password": "password-v", "role": "read-only"})
+        cls.viewer = cls.ab.d.login("viewer", "password-v")
+
+    @classmethod
+    def release(cls):
+        try:
+            if cls.srv:
+                cls.srv.__exit__(None, None, None)
+                cls.srv = None
+        finally:
+            if cls.loop:
+                subprocess.run(["losetup", "-d", cls.loop], capture_output=True)
+                cls.loop = None
 
     def body(self, **kw):
         b = {"server": "phys1", "ssh": f"root@{self.srv.addr}", "disks": [self.loop],
