@@ -591,10 +591,11 @@ static void restrict_columns(Table *t, const Table *other) {
 
 /* Every table of the source that holds rows is in the target, with the
  * same columns (a table only one engine keeps, empty in the source, is
- * left alone: it is dropped from sc); the target is fresh (no table holds
- * more rows than a fresh store's migrations seed). */
-static int check_ends(Store *src, Store *dst, Catalog *sc, const Catalog *dc, const StoreCopyReport *seed, char *err,
-                      size_t err_size) {
+ * left alone: it moves from sc to *only, for the verification to list);
+ * the target is fresh (no table holds more rows than a fresh store's
+ * migrations seed). */
+static int check_ends(Store *src, Store *dst, Catalog *sc, Catalog *only, const Catalog *dc, const StoreCopyReport *seed,
+                      char *err, size_t err_size) {
         for (size_t i = 0; i < sc->n; i++) {
                 Table *t = &sc->t[i];
                 const Table *d = catalog_find(dc, t->name);
@@ -606,7 +607,8 @@ static int check_ends(Store *src, Store *dst, Catalog *sc, const Catalog *dc, co
                                 fail(err, err_size, "The target store has no table '%s': is it the same version of Armada?", t->name);
                                 return r < 0 ? r : -EINVAL;
                         }
-                        table_clear(t);
+                        only->t = xrealloc(only->t, (only->n + 1) * sizeof *only->t);
+                        only->t[only->n++] = *t;
                         memmove(t, t + 1, (sc->n - i - 1) * sizeof *t);
                         sc->n--;
                         i--;
@@ -705,15 +707,68 @@ static int copy_all(Store *src, Store *dst, const Catalog *sc, const Catalog *dc
         return r;
 }
 
+/* The report over the committed copy: every table of the source (sc, its
+ * columns restricted to the target's by check_ends(); only, the tables of
+ * the source's engine alone, empty) counted and checksummed in both
+ * stores, and those of the target's engine alone (dc's others) listed. The
+ * catalogues are the ones the copy walked: nothing is read twice. */
+static int verify_copy(Store *src, Store *dst, const Catalog *sc, const Catalog *only, const Catalog *dc,
+                       StoreCopyReport *ret, char *err, size_t err_size) {
+        StoreCopyReport rep = { .tables = xcalloc(sc->n + only->n + dc->n + 1, sizeof(StoreCopyTable)), .ok = true };
+        int r = 0;
+        for (size_t i = 0; r >= 0 && i < sc->n; i++) {
+                const Table *t = &sc->t[i];
+                StoreCopyTable *out = &rep.tables[rep.n_tables++];
+                snprintf(out->name, sizeof out->name, "%s", t->name);
+                r = table_sum(src, t, &out->source_rows, out->source_sum);
+                if (r < 0) {
+                        fail(err, err_size, "Cannot read table '%s' of the source store.", t->name);
+                        break;
+                }
+                r = table_sum(dst, t, &out->target_rows, out->target_sum);
+                if (r < 0)
+                        fail(err, err_size, "Cannot read table '%s' of the target store.", t->name);
+                out->same = out->source_rows == out->target_rows && streq(out->source_sum, out->target_sum);
+                rep.ok &= out->same;
+        }
+        for (size_t i = 0; r >= 0 && i < only->n; i++) {
+                StoreCopyTable *out = &rep.tables[rep.n_tables++];
+                snprintf(out->name, sizeof out->name, "%s", only->t[i].name);
+                r = table_sum(src, &only->t[i], &out->source_rows, out->source_sum);
+                if (r < 0)
+                        fail(err, err_size, "Cannot read table '%s' of the source store.", only->t[i].name);
+                out->target_rows = -1;
+                out->same = out->source_rows == 0;
+                rep.ok &= out->same;
+        }
+        /* A table of the target's engine alone (none of the source's
+         * rows belong in it): listed, not compared. */
+        for (size_t i = 0; r >= 0 && i < dc->n; i++)
+                if (!catalog_find(sc, dc->t[i].name)) {
+                        StoreCopyTable *out = &rep.tables[rep.n_tables++];
+                        snprintf(out->name, sizeof out->name, "%s", dc->t[i].name);
+                        out->source_rows = -1;
+                        out->same = true;
+                        _cleanup_free_ char *sql = xasprintf("SELECT count(*) FROM \"%s\"", dc->t[i].name);
+                        r = store_query_i64(dst, &out->target_rows, sql, "");
+                }
+        if (r < 0) {
+                store_copy_report_clear(&rep);
+                return r;
+        }
+        *ret = rep;
+        return 0;
+}
+
 int store_copy(Store *src, Store *dst, const StoreCopyReport *seed_counts, StoreCopyReport *ret, char *err, size_t err_size) {
         assert(src && dst && ret && err);
         err[0] = '\0';
-        Catalog sc = {0}, dc = {0};
+        Catalog sc = {0}, dc = {0}, only = {0};
         int r = catalog_read(src, &sc, err, err_size);
         if (r >= 0)
                 r = catalog_read(dst, &dc, err, err_size);
         if (r >= 0)
-                r = check_ends(src, dst, &sc, &dc, seed_counts, err, err_size);
+                r = check_ends(src, dst, &sc, &only, &dc, seed_counts, err, err_size);
         if (r >= 0) {
                 r = store_begin(dst);
                 if (r >= 0)
@@ -724,62 +779,10 @@ int store_copy(Store *src, Store *dst, const StoreCopyReport *seed_counts, Store
                 if (r < 0 && !err[0])
                         fail(err, err_size, "Cannot commit the copy into the target store.");
         }
-        catalog_clear(&sc);
-        catalog_clear(&dc);
-        if (r < 0)
-                return r;
-        return store_copy_verify(src, dst, ret, err, err_size);
-}
-
-int store_copy_verify(Store *src, Store *dst, StoreCopyReport *ret, char *err, size_t err_size) {
-        assert(src && dst && ret && err);
-        Catalog sc = {0}, dc = {0};
-        int r = catalog_read(src, &sc, err, err_size);
         if (r >= 0)
-                r = catalog_read(dst, &dc, err, err_size);
-        if (r < 0) {
-                catalog_clear(&sc);
-                return r;
-        }
-        StoreCopyReport rep = { .tables = xcalloc(sc.n + dc.n + 1, sizeof(StoreCopyTable)), .ok = true };
-        for (size_t i = 0; r >= 0 && i < sc.n; i++) {
-                StoreCopyTable *out = &rep.tables[rep.n_tables++];
-                snprintf(out->name, sizeof out->name, "%s", sc.t[i].name);
-                const Table *d = catalog_find(&dc, sc.t[i].name);
-                if (d)
-                        restrict_columns(&sc.t[i], d);
-                r = table_sum(src, &sc.t[i], &out->source_rows, out->source_sum);
-                if (r < 0) {
-                        fail(err, err_size, "Cannot read table '%s' of the source store.", sc.t[i].name);
-                        break;
-                }
-                out->target_rows = -1;
-                if (d) {
-                        r = table_sum(dst, &sc.t[i], &out->target_rows, out->target_sum);
-                        if (r < 0)
-                                fail(err, err_size, "Cannot read table '%s' of the target store.", sc.t[i].name);
-                        out->same = out->source_rows == out->target_rows && streq(out->source_sum, out->target_sum);
-                } else
-                        out->same = out->source_rows == 0;      /* a table of the source's engine alone, empty */
-                rep.ok &= out->same;
-        }
-        /* A table of the target's engine alone (none of the source's
-         * rows belong in it): listed, not compared. */
-        for (size_t i = 0; r >= 0 && i < dc.n; i++)
-                if (!catalog_find(&sc, dc.t[i].name)) {
-                        StoreCopyTable *out = &rep.tables[rep.n_tables++];
-                        snprintf(out->name, sizeof out->name, "%s", dc.t[i].name);
-                        out->source_rows = -1;
-                        out->same = true;
-                        _cleanup_free_ char *sql = xasprintf("SELECT count(*) FROM \"%s\"", dc.t[i].name);
-                        r = store_query_i64(dst, &out->target_rows, sql, "");
-                }
+                r = verify_copy(src, dst, &sc, &only, &dc, ret, err, err_size);
         catalog_clear(&sc);
         catalog_clear(&dc);
-        if (r < 0) {
-                store_copy_report_clear(&rep);
-                return r;
-        }
-        *ret = rep;
-        return 0;
+        catalog_clear(&only);
+        return r;
 }

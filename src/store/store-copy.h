@@ -40,7 +40,8 @@ void store_copy_report_clear(StoreCopyReport *rep);
 int store_copy_claim_source(Store *src, char *err, size_t err_size) __attribute__((warn_unused_result));
 
 /* Copies every row of src into dst in one transaction of dst, then checks
- * it (store_copy_verify()) and fills *ret. dst must hold no rows but those
+ * it over the same catalogues (every table counted and checksummed in both
+ * stores; ret->ok when all agree) and fills *ret. dst must hold no rows but those
  * its migrations seed (a fresh store); seed_counts names how many each
  * table holds in a fresh store (from store_copy_seed_counts()). 0 (the
  * copy was committed; ret->ok tells whether every table agrees), or
@@ -53,6 +54,3 @@ int store_copy(Store *src, Store *dst, const StoreCopyReport *seed_counts, Store
  * the rows migrations seed), in *ret (sums left empty). 0 or -errno. */
 int store_copy_seed_counts(Store *st, StoreCopyReport *ret) __attribute__((warn_unused_result));
 
-/* Counts and checksums every table of both stores into *ret (ret->ok when
- * all agree and both hold the same tables). 0 or -errno with err. */
-int store_copy_verify(Store *src, Store *dst, StoreCopyReport *ret, char *err, size_t err_size) __attribute__((warn_unused_result));
