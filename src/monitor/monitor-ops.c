@@ -83,6 +83,21 @@ static struct {
         uint64_t *memo_host_h, *memo_vm_h;   /* per row of memo_snap's hosts and VMs, by id */
 } A = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .build_lock = PTHREAD_MUTEX_INITIALIZER };
 
+/* The counts part of /metrics (monitor_prometheus_counts_text), kept
+ * between requests: a scrape loop of a large estate read the job and alert
+ * tables on every request. It is read again when the store's counts
+ * generation (a committed job, event or alert change) or the monitor's
+ * round moved, or when it is MONITOR_ANSWER_INTERVAL_MS old (the changes
+ * no generation tells: webhook deliveries, jobs the retention removed). */
+static struct {
+        pthread_mutex_t lock;
+        Store *st;
+        uint64_t gen, round;
+        int64_t read_mono;
+        char *text;
+        uint64_t reads;               /* reads of the store, for /metrics itself */
+} CNT = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
 MonitorAnswer *monitor_answer_ref(MonitorAnswer *a) {
         if (a)
                 __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);
@@ -392,6 +407,11 @@ void monitor_answers_stop(void) {
         pthread_mutex_unlock(&A.build_lock);
         monitor_answer_unref(old[0]);
         monitor_answer_unref(old[1]);
+        pthread_mutex_lock(&CNT.lock);
+        free(CNT.text);
+        CNT.text = NULL;
+        CNT.st = NULL;
+        pthread_mutex_unlock(&CNT.lock);
 }
 
 /* ---- health ---- */
@@ -979,6 +999,35 @@ static int gzip_splice(const MonitorAnswer *a, const char *tail, size_t tail_len
         return 0;
 }
 
+/* The counts text (malloc'd), from the cache when it still holds; NULL on
+ * a database error. Read under the lock: concurrent scrapes wait for one
+ * read instead of each reading. */
+static char *counts_text(Store *st) {
+        uint64_t gen = store_counts_generation(st), round = monitor_round_generation();
+        int64_t now = mono_ms();
+        pthread_mutex_lock(&CNT.lock);
+        if (!CNT.text || CNT.st != st || CNT.gen != gen || CNT.round != round || now - CNT.read_mono >= MONITOR_ANSWER_INTERVAL_MS) {
+                /* The generation is taken before the read: a change that
+                 * commits during it moves the generation again, and the next
+                 * request reads anew. */
+                char *text = monitor_prometheus_counts_text(st);
+                if (!text) {
+                        pthread_mutex_unlock(&CNT.lock);
+                        return NULL;
+                }
+                free(CNT.text);
+                CNT.text = text;
+                CNT.st = st;
+                CNT.gen = gen;
+                CNT.round = round;
+                CNT.read_mono = now;
+                CNT.reads++;
+        }
+        char *out = xstrdup(CNT.text);
+        pthread_mutex_unlock(&CNT.lock);
+        return out;
+}
+
 /* The answers' own figures: cache hits, builds and age. malloc'd. */
 static char *answers_text(void) {
         uint64_t hits[2], builds[2];
@@ -990,6 +1039,9 @@ static char *answers_text(void) {
                 built_at[i] = A.newest[i] ? A.newest[i]->built_at : -1;
         }
         pthread_mutex_unlock(&A.lock);
+        pthread_mutex_lock(&CNT.lock);
+        uint64_t counts_reads = CNT.reads;
+        pthread_mutex_unlock(&CNT.lock);
         int64_t now = now_ms();
         StrBuf b = {0};
         static const char *const names[2] = { "health", "metrics" };
@@ -1005,6 +1057,9 @@ static char *answers_text(void) {
                 if (built_at[i] >= 0)
                         strbuf_printf(&b, "armada_answer_age_seconds{answer=\"%s\"} %.3f\n", names[i],
                                       (double) (now > built_at[i] ? now - built_at[i] : 0) / 1000.0);
+        mon_expo_family(&b, "armada_metrics_counts_reads_total", "counter",
+                        "Times /metrics read its job, alert and delivery counts from the database (cached in between).");
+        strbuf_printf(&b, "armada_metrics_counts_reads_total %llu\n", (unsigned long long) counts_reads);
         return strbuf_steal(&b);
 }
 
@@ -1031,11 +1086,12 @@ int monitor_op_prometheus(Store *st, const ModelSnap *snap, const MonitorPromSpe
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while exposing the metrics.");
         MonitorProcess self;
         bool have_self = monitor_process_read(&self) == 0;
-        _cleanup_free_ char *rest = monitor_prometheus_rest_text(st, have_self ? &self : NULL, spec->login_rate_limited);
-        if (!rest)
+        _cleanup_free_ char *counts = counts_text(st);
+        if (!counts)
                 return op_fail(err, 500, "internal", NULL, "A database error occurred while exposing the metrics.");
+        _cleanup_free_ char *process = monitor_prometheus_process_text(have_self ? &self : NULL, spec->login_rate_limited);
         _cleanup_free_ char *own = answers_text();
-        _cleanup_free_ char *tail = xasprintf("%s%s%s", rest, own, spec->extra ? spec->extra : "");
+        _cleanup_free_ char *tail = xasprintf("%s%s%s%s", counts, process, own, spec->extra ? spec->extra : "");
         size_t tail_len = strlen(tail);
         *ret_gzip = false;
         if (spec->gzip && gzip_splice(a, tail, tail_len, ret, ret_len) == 0) {

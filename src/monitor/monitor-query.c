@@ -578,7 +578,7 @@ static void expo_counts(StrBuf *b, json_t *counts, json_t *alerts) {
 
 /* The monitor's own statistics, armadad's up and login figures, and its
  * process figures (self may be NULL). */
-static void expo_self(StrBuf *b, json_t *stats, const MonitorProcess *self, uint64_t login_rate_limited) {
+static void expo_stats(StrBuf *b, json_t *stats) {
         static const struct { const char *key, *name, *type, *help; } STATS[] = {
                 { "rounds_total", "armada_monitor_rounds_total", "counter", "Collection rounds since armadad started." },
                 { "round_duration_seconds", "armada_monitor_round_duration_seconds", "gauge", "Wall time of the last collection round." },
@@ -598,6 +598,9 @@ static void expo_self(StrBuf *b, json_t *stats, const MonitorProcess *self, uint
                                 mon_expo_sample(b, STATS[s].name, NULL, json_number_value(json_object_get(row, "value")));
                         }
         }
+}
+
+static void expo_process(StrBuf *b, const MonitorProcess *self, uint64_t login_rate_limited) {
         mon_expo_family(b, "armada_up", "gauge", "1 while armadad answers.");
         mon_expo_sample(b, "armada_up", NULL, 1);
         mon_expo_family(b, "armada_login_rate_limited_total", "counter",
@@ -673,7 +676,7 @@ char *monitor_prometheus_objects_text(Store *st, const ModelSnap *snap) {
         return strbuf_steal(&b);
 }
 
-char *monitor_prometheus_rest_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited) {
+char *monitor_prometheus_counts_text(Store *st) {
         _cleanup_json_ json_t *counts = NULL, *alerts = NULL, *stats = NULL;
         int r = store_monitor_counts_json(st, &counts);
         if (r >= 0)
@@ -684,8 +687,22 @@ char *monitor_prometheus_rest_text(Store *st, const MonitorProcess *self, uint64
                 return NULL;
         StrBuf b = {0};
         expo_counts(&b, counts, alerts);
-        expo_self(&b, stats, self, login_rate_limited);
+        expo_stats(&b, stats);
         return strbuf_steal(&b);
+}
+
+char *monitor_prometheus_process_text(const MonitorProcess *self, uint64_t login_rate_limited) {
+        StrBuf b = {0};
+        expo_process(&b, self, login_rate_limited);
+        return strbuf_steal(&b);
+}
+
+char *monitor_prometheus_rest_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited) {
+        _cleanup_free_ char *counts = monitor_prometheus_counts_text(st);
+        if (!counts)
+                return NULL;
+        _cleanup_free_ char *process = monitor_prometheus_process_text(self, login_rate_limited);
+        return xasprintf("%s%s", counts, process);
 }
 
 char *monitor_prometheus_text_from(Store *st, const ModelSnap *snap, const MonitorProcess *self, uint64_t login_rate_limited) {

@@ -149,6 +149,12 @@ char *monitor_prometheus_text_from(Store *st, const ModelSnap *snap, const Monit
  * deliveries, the monitor's and the process's own figures). */
 char *monitor_prometheus_objects_text(Store *st, const ModelSnap *snap);
 char *monitor_prometheus_rest_text(Store *st, const MonitorProcess *self, uint64_t login_rate_limited);
+/* The rest's two parts: what it reads from the store (jobs, alerts and
+ * webhook deliveries by state, the monitor's figures; NULL on a database
+ * error), and what it does not (armada_up, the login limiter, the process;
+ * self may be NULL). Both malloc'd. */
+char *monitor_prometheus_counts_text(Store *st);
+char *monitor_prometheus_process_text(const MonitorProcess *self, uint64_t login_rate_limited);
 
 /* The consolidation report over the last window_ms: every server's mean,
  * p95 and max CPU, memory, disk and network, a leaderboard (steady, low
@@ -231,8 +237,13 @@ int monitor_op_assess_report(Store *st, const OpCaller *c, const PlaceHostModel 
  * administrator's bearer token (401/403 else). The hosts' and VMs' families
  * are the newest built answer (monitor_answers_start; at most
  * MONITOR_ANSWER_INTERVAL_MS plus a build old, armada_answer_age_seconds
- * says how old); the rest (jobs, alerts, deliveries, the process) and extra
- * (the API's own families) are read for the request. *ret: malloc'd, gzip
+ * says how old); the counts of jobs, alerts and deliveries and the
+ * monitor's figures (monitor_prometheus_counts_text) are cached: read again
+ * once a job, event or alert changed (store_counts_generation()) or a
+ * monitor round ended, and at least every MONITOR_ANSWER_INTERVAL_MS (what
+ * no generation tells: deliveries, jobs the retention removed); the
+ * process's figures and extra (the API's own families) are read for the
+ * request. *ret: malloc'd, gzip
  * (*ret_gzip, one gzip member of the whole text) when spec->gzip. */
 typedef struct {
         const char *authorization;

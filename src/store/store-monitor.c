@@ -665,8 +665,10 @@ int store_alert_rule_delete(Store *st, int64_t id) {
         r = store_exec(st, "UPDATE alert SET state = 'resolved', resolved_at = ?1, updated_at = ?1,"
                            " message = message || ' (resolved: its rule was deleted)' WHERE rule_id = ?2 AND state = 'open'",
                        "ii", now_ms(), id);
-        if (r >= 0)
+        if (r >= 0) {
+                store_counts_changed(st);
                 r = store_exec(st, "DELETE FROM alert_rule WHERE id = ?", "i", id);
+        }
         if (r >= 0 && store_changes(st) == 0)
                 r = -ENOENT;
         return store_end(st, r);
@@ -733,6 +735,7 @@ int store_alert_open(Store *st, const StoreAlertRule *r, const char *object_kind
         if (rc != STORE_DONE)
                 return rc == -EEXIST ? -EEXIST : db_fail(st, "alert open");
         *ret_id = store_last_id(st);
+        store_counts_changed(st);
         return 0;
 }
 
@@ -751,8 +754,11 @@ int store_alert_touch(Store *st, int64_t id, double value, const char *message, 
 }
 
 int store_alert_resolve(Store *st, int64_t id, const char *message, int64_t now) {
-        return store_exec_one(st, "UPDATE alert SET state = 'resolved', resolved_at = ?1, updated_at = ?1,"
+        int r = store_exec_one(st, "UPDATE alert SET state = 'resolved', resolved_at = ?1, updated_at = ?1,"
                                " message = coalesce(?2, message) WHERE id = ?3 AND state = 'open'", "isi", now, message, id);
+        if (r >= 0)
+                store_counts_changed(st);
+        return r;
 }
 
 int store_alert_ack(Store *st, int64_t id, const char *user, int64_t now) {
@@ -760,8 +766,10 @@ int store_alert_ack(Store *st, int64_t id, const char *user, int64_t now) {
                            "isi", now, user, id);
         if (r < 0)
                 return r;
-        if (store_changes(st))
+        if (store_changes(st)) {
+                store_counts_changed(st);
                 return 0;
+        }
         int64_t n = 0;
         r = store_query_i64(st, &n, "SELECT count(*) FROM alert WHERE id = ?", "i", id);
         return r < 0 ? r : n ? -EALREADY : -ENOENT;

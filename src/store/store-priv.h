@@ -15,6 +15,11 @@
 
 #include "store.h"
 
+/* A statement of this thread changed what store_counts_generation()
+ * covers (an alert opened, resolved or acknowledged): the generation moves
+ * now, or at the commit of the open transaction. */
+void store_counts_changed(Store *st);
+
 /* A prepared statement of this thread's connection. */
 typedef struct StoreStmt StoreStmt;
 /* The row a statement stands on after store_step() returned STORE_ROW:

@@ -33,11 +33,16 @@ struct Store {
         /* store_set_rows_hook(): told which host/VM/group rows a commit changed. */
         StoreRowsFn rows_fn;
         void *rows_data;
+        /* store_counts_generation() (atomic) */
+        uint64_t counts_gen;
 };
 
 /* An event or job change made inside store_begin() .. store_commit() on
  * this thread: the hook is told at the commit, when readers can see it. */
 static __thread bool change_pending;
+/* A change of the counted tables (store_counts_changed()) inside a
+ * transaction on this thread: the generation moves at the commit. */
+static __thread bool counts_pending;
 
 static int ids_autoincrement(Store *st);
 
@@ -106,10 +111,23 @@ static void rows_flush(Store *st, void *conn) {
 }
 
 static void change_notify(Store *st) {
+        __atomic_add_fetch(&st->counts_gen, 1, __ATOMIC_RELEASE);
         pthread_mutex_lock(&st->lock);
         if (st->change_fn)
                 st->change_fn(st->change_data);
         pthread_mutex_unlock(&st->lock);
+}
+
+void store_counts_changed(Store *st) {
+        void *conn = conn_get(st);
+        if (conn && st->ops->in_transaction(conn))
+                counts_pending = true;
+        else
+                __atomic_add_fetch(&st->counts_gen, 1, __ATOMIC_RELEASE);
+}
+
+uint64_t store_counts_generation(Store *st) {
+        return __atomic_load_n(&st->counts_gen, __ATOMIC_ACQUIRE);
 }
 
 /* After a statement that changed an event or a job: tells the hook now, or
@@ -955,10 +973,15 @@ int store_commit(Store *st) {
                 change_pending = false;
                 change_notify(st);
         }
+        if (r >= 0 && counts_pending) {
+                counts_pending = false;
+                __atomic_add_fetch(&st->counts_gen, 1, __ATOMIC_RELEASE);
+        }
         return r;
 }
 void store_rollback(Store *st) {
         change_pending = false;
+        counts_pending = false;
         /* SQLite's update hook told of rows the rollback undoes; on
          * PostgreSQL nothing of this transaction was notified, and what is
          * pending came from other managers' commits. */

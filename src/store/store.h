@@ -103,6 +103,10 @@ void store_rollback(Store *st);
  * call the store. One hook; NULL removes it. */
 typedef void (*StoreChangeFn)(void *userdata);
 void store_set_change_hook(Store *st, StoreChangeFn fn, void *userdata);
+/* A number that moves after every commit (of this process) that changed a
+ * job, added an event, or opened, resolved or acknowledged an alert: what
+ * /metrics counts of them can be cached against (monitor-ops.c). */
+uint64_t store_counts_generation(Store *st);
 /* ---- changed rows, for the read model (src/model) ----
  * After a commit that changed rows of host_group, host or vm (inserted,
  * updated or deleted, by a statement, a trigger or a foreign-key action;

@@ -190,6 +190,87 @@ class TestPrometheus(MonitorTestCase):
             self.assertEqual(st, 401, body)
 
 
+class TestMetricsCounts(unittest.TestCase):
+    """The jobs', alerts' and deliveries' counts of /metrics (the plain,
+    unauthenticated scrape of --metrics-public) are cached, not read from
+    the database per request: read again once a job, event or alert changes
+    (or a second passed), so they stay right as jobs and alerts change."""
+
+    @classmethod
+    def setUpClass(cls):
+        # Rounds every 2 s (each reads the counts anew, as the monitor's own
+        # figures change with it): alerts open and resolve within the test.
+        cls.d = Armadad(["--metrics-public", "--monitor-interval-ms", "2000"]).start()
+        cls.d.token = cls.d.login()
+        cls.d.add_host("t1", "test:///default")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def scrape(self):
+        st, body = self.d.request("GET", "/metrics", auth=False)
+        self.assertEqual(st, 200, body)
+        out = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def jobs_in(self, state):
+        return len(self.d.ok("GET", f"/api/v1/jobs?state={state}&limit=1000")["items"])
+
+    def alerts(self, acknowledged=None):
+        items = self.d.ok("GET", "/api/v1/alerts?state=open")["items"]
+        return len([a for a in items if a["severity"] == "warning" and (acknowledged is None or a["acknowledged"] == acknowledged)])
+
+    def counts_agree(self):
+        """The scrape's job and warning-alert counts equal the API's lists."""
+        want = {'armada_jobs{state="succeeded"}': self.jobs_in("succeeded"),
+                'armada_jobs{state="failed"}': self.jobs_in("failed"),
+                'armada_alerts_open{severity="warning"}': self.alerts(),
+                'armada_alerts_unacknowledged{severity="warning"}': self.alerts(acknowledged=False)}
+        m = self.scrape()
+        return {k: m.get(k) for k in want} == want
+
+    def test_counts_are_cached_and_follow_jobs_and_alerts(self):
+        d = self.d
+        # Scrapes in a row read the database at most once a second (and
+        # once a monitor round), not once each.
+        t0 = time.monotonic()
+        first = self.scrape()["armada_metrics_counts_reads_total"]
+        for _ in range(30):
+            last = self.scrape()["armada_metrics_counts_reads_total"]
+        self.assertLessEqual(last - first, 2 * (time.monotonic() - t0) + 2)
+        wait_until(self.counts_agree, 10, what="the counts to agree at rest")
+        # A job: the succeeded count follows.
+        vm = d.create_vm("cnt-vm", "t1")
+        self.addCleanup(lambda: d.wait_job(d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"]))
+        before = self.scrape()['armada_jobs{state="succeeded"}']
+        self.assertEqual(d.vm_action(vm["id"], "start")["state"], "succeeded")
+        wait_until(lambda: self.scrape()['armada_jobs{state="succeeded"}'] == before + 1, 10, what="the started job counted")
+        self.assertTrue(self.counts_agree())
+        # An alert opens, is acknowledged, resolves: each shows.
+        rule = d.ok("POST", "/api/v1/alert-rules", {"name": "cnt-paused", "object_kind": "vm", "metric": "state", "comparison": "==",
+                                                    "state": "paused", "severity": "warning", "scope": "object", "scope_id": vm["id"]})
+        self.addCleanup(d.request, "DELETE", f"/api/v1/alert-rules/{rule['id']}")
+        d.vm_action(vm["id"], "pause")
+        (alert,) = wait_until(lambda: [a for a in d.ok("GET", "/api/v1/alerts?state=open")["items"] if a["rule_name"] == "cnt-paused"],
+                              30, what="the cnt-paused alert to open")
+        wait_until(lambda: self.scrape()['armada_alerts_open{severity="warning"}'] == self.alerts() >= 1, 10,
+                   what="the open alert counted")
+        self.assertTrue(self.counts_agree())
+        d.ok("POST", f"/api/v1/alerts/{alert['id']}/actions/acknowledge")
+        wait_until(lambda: self.scrape()['armada_alerts_unacknowledged{severity="warning"}'] == self.alerts(acknowledged=False),
+                   10, what="the acknowledgement counted")
+        d.vm_action(vm["id"], "resume")
+        wait_until(lambda: not [a for a in d.ok("GET", "/api/v1/alerts?state=open")["items"] if a["rule_name"] == "cnt-paused"],
+                   30, what="the cnt-paused alert to resolve")
+        wait_until(self.counts_agree, 10, what="the resolved alert counted")
+        d.vm_action(vm["id"], "stop")
+
+
 class TestSeries(MonitorTestCase):
     def test_host_series(self):
         hid = self.host["id"]
