@@ -576,8 +576,7 @@ static void expo_counts(StrBuf *b, json_t *counts, json_t *alerts) {
         }
 }
 
-/* The monitor's own statistics, armadad's up and login figures, and its
- * process figures (self may be NULL). */
+/* The monitor's own statistics (monitor_stat's rows). */
 static void expo_stats(StrBuf *b, json_t *stats) {
         static const struct { const char *key, *name, *type, *help; } STATS[] = {
                 { "rounds_total", "armada_monitor_rounds_total", "counter", "Collection rounds since armadad started." },
@@ -600,6 +599,8 @@ static void expo_stats(StrBuf *b, json_t *stats) {
         }
 }
 
+/* armadad's up and login figures, and its process figures (self may be
+ * NULL): nothing from the store. */
 static void expo_process(StrBuf *b, const MonitorProcess *self, uint64_t login_rate_limited) {
         mon_expo_family(b, "armada_up", "gauge", "1 while armadad answers.");
         mon_expo_sample(b, "armada_up", NULL, 1);
