@@ -122,7 +122,8 @@ class Armadad:
         # on the port is someone else.
         for attempt in range(5):
             self.port = free_port()
-            mark = self.log.tell()
+            self.log.flush()
+            mark = os.path.getsize(os.path.join(self.dir, "armadad.log"))
             self.proc = subprocess.Popen([ARMADAD, "--state-dir", os.path.join(self.dir, "var"),
                                           "--listen", f"127.0.0.1:{self.port}", "--refresh-interval-ms", "500",
                                           "--stop-timeout-s", "3"] + store + self.args,
