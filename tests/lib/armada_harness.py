@@ -91,6 +91,7 @@ class Armadad:
         self.proc = None
         self.token = None
         self.pg_db = None       # the PostgreSQL database of this daemon (ARMADA_TEST_STORE=postgresql)
+        self.request_timeout = 30  # seconds an API request may take
 
     # -- process --
     def _store_args(self):
@@ -228,7 +229,7 @@ class Armadad:
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=self.request_timeout) as resp:
                 text = resp.read()
                 ctype = resp.headers.get("Content-Type", "")
                 st, out = resp.status, (json.loads(text) if text.strip() and ctype.startswith("application/json") else text)
