@@ -129,7 +129,8 @@ class Armadad:
                                           "--listen", f"127.0.0.1:{self.port}", "--refresh-interval-ms", "500",
                                           "--stop-timeout-s", "3"] + store + self.args,
                                          stdout=self.log, stderr=self.log, env=env, cwd=self.dir)
-            if wait_until(lambda: self._listening(mark), 20, what="armadad to listen") == "listens":
+            # 60 s: migrations on a store shared by many tests, on a loaded machine.
+            if wait_until(lambda: self._listening(mark), 60, what="armadad to listen") == "listens":
                 break
             self.log.write(f"[harness] port {self.port} was taken; starting again\n".encode())
             self.log.flush()
