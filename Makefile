@@ -25,17 +25,20 @@ stop:
 	@./scripts/run-local --stop
 
 # Every suite: unit (cmocka; the store's a second time on PostgreSQL), integration
-# (armadad + test:///), integration-pg (a subset of it on a throwaway PostgreSQL
-# cluster; all of it: make check-pg), system (test bed).
+# (armadad + test:///) and integration-pg (all of it again on a throwaway
+# PostgreSQL cluster) side by side in JOBS worker processes (default: from the
+# machine; JOBS=1 runs them one test after another), system (test bed), browser.
 # The optimised tree that `make run` uses is built too: -O2 finds warnings the
 # sanitizer build does not.
-check: build build-check
-	@python3 tests/run-all --build $(CHECK_BUILD)
+JOBS ?=
+RUN_ALL = python3 tests/run-all --build $(CHECK_BUILD) $(if $(JOBS),--jobs $(JOBS))
 
-# The store's unit tests and the whole integration suite on PostgreSQL
-# (`make check` runs a subset of it: tests/run-all, PG_CHECK_SUBSET).
+check: build build-check
+	@$(RUN_ALL)
+
+# The store's unit tests and the whole integration suite on PostgreSQL only.
 check-pg: build-check
-	@python3 tests/run-all --build $(CHECK_BUILD) --suite unit --suite integration-pg-full
+	@$(RUN_ALL) --suite unit --suite integration-pg
 
 bench: build
 	@./bench/run --build $(BUILD)

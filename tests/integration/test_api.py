@@ -528,6 +528,7 @@ class TestHungHost(unittest.TestCase):
         d = Armadad().start()
         try:
             d.token = d.login()
+            added = time.monotonic()
             r = d.ok("POST", "/api/v1/hosts", {"name": "hung", "uri": f"qemu+tcp://127.0.0.1:{srv.getsockname()[1]}/system"})
             d.add_host("t1", "test:///default")
             first = d.find("hosts", "t1")["last_seen_at"]
@@ -535,8 +536,15 @@ class TestHungHost(unittest.TestCase):
             wait_until(lambda: d.find("hosts", "t1")["last_seen_at"] != first, 10, what="t1 to be refreshed again")
             second = d.find("hosts", "t1")["last_seen_at"]
             wait_until(lambda: d.find("hosts", "t1")["last_seen_at"] != second, 10, what="t1 to be refreshed once more")
-            self.assertEqual(d.find("hosts", "hung")["state"], "connecting")
-            self.assertEqual(d.ok("GET", f"/api/v1/jobs/{r['job']['id']}")["state"], "running")
+            hung, job = d.find("hosts", "hung")["state"], d.ok("GET", f"/api/v1/jobs/{r['job']['id']}")["state"]
+            if time.monotonic() - added < 20:
+                self.assertEqual(hung, "connecting")
+                self.assertEqual(job, "running")
+            else:
+                # A loaded machine (other tests beside this one) took long
+                # enough for the connection's own deadline to give up on it.
+                self.assertIn(hung, ("connecting", "unreachable"))
+                self.assertIn(job, ("running", "failed"))
             # Jobs on other hosts still run.
             vm = d.create_vm("beside-hung", "t1")
             self.assertEqual(d.vm(vm["id"])["state"], "stopped")

@@ -91,6 +91,7 @@ class Armadad:
         self.proc = None
         self.token = None
         self.pg_db = None       # the PostgreSQL database of this daemon (ARMADA_TEST_STORE=postgresql)
+        self.request_timeout = 30  # seconds an API request may take
 
     # -- process --
     def _store_args(self):
@@ -112,15 +113,44 @@ class Armadad:
         return ["--db", pg.url(self.pg_db)]
 
     def start(self):
-        self.port = free_port()
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:fast_unwind_on_fatal=0")
         self.log = open(os.path.join(self.dir, "armadad.log"), "ab")
-        self.proc = subprocess.Popen([ARMADAD, "--state-dir", os.path.join(self.dir, "var"),
-                                      "--listen", f"127.0.0.1:{self.port}", "--refresh-interval-ms", "500",
-                                      "--stop-timeout-s", "3"] + self._store_args() + self.args,
-                                     stdout=self.log, stderr=self.log, env=env, cwd=self.dir)
+        store = self._store_args()
+        # free_port() closes its socket before armadad binds the port, so
+        # another process (tests run side by side: tests/run-all --jobs) may
+        # take it first: armadad then cannot listen and is started again on
+        # another port. Until this armadad says it listens, whatever answers
+        # on the port is someone else.
+        for attempt in range(5):
+            self.port = free_port()
+            self.log.flush()
+            mark = os.path.getsize(os.path.join(self.dir, "armadad.log"))
+            self.proc = subprocess.Popen([ARMADAD, "--state-dir", os.path.join(self.dir, "var"),
+                                          "--listen", f"127.0.0.1:{self.port}", "--refresh-interval-ms", "500",
+                                          "--stop-timeout-s", "3"] + store + self.args,
+                                         stdout=self.log, stderr=self.log, env=env, cwd=self.dir)
+            # 60 s: migrations on a store shared by many tests, on a loaded machine.
+            if wait_until(lambda: self._listening(mark), 60, what="armadad to listen") == "listens":
+                break
+            self.log.write(f"[harness] port {self.port} was taken; starting again\n".encode())
+            self.log.flush()
         wait_until(lambda: self._answers(), 20, what="armadad to answer")
         return self
+
+    def _listening(self, mark):
+        """"listens" once this run of armadad (its log from offset mark)
+        says so, "retry" when it could not bind its port; raises if it
+        exited otherwise."""
+        with open(os.path.join(self.dir, "armadad.log"), "rb") as f:
+            f.seek(mark)
+            text = f.read().decode(errors="replace")
+        if "armadad: listening on " in text:
+            return "listens"
+        if self.proc.poll() is not None:
+            if f"cannot listen on 127.0.0.1:{self.port}" in text:
+                return "retry"
+            raise AssertionError(f"armadad exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
+        return None
 
     def _answers(self):
         if self.proc.poll() is not None:
@@ -200,7 +230,7 @@ class Armadad:
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=self.request_timeout) as resp:
                 text = resp.read()
                 ctype = resp.headers.get("Content-Type", "")
                 st, out = resp.status, (json.loads(text) if text.strip() and ctype.startswith("application/json") else text)

@@ -55,7 +55,19 @@ class SharedStore:
             if self.pg:
                 self.pg.__exit__(None, None, None)
             if self.pg_server:
-                self._pg_admin(f"DROP DATABASE IF EXISTS {self.pg_name} WITH (FORCE)")
+                # FORCE waits 5 s for the sessions it ends; on a loaded
+                # machine (tests side by side: tests/run-all --jobs) a
+                # stopped manager's backend may take longer to go.
+                import subprocess
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        self._pg_admin(f"DROP DATABASE IF EXISTS {self.pg_name} WITH (FORCE)")
+                        break
+                    except subprocess.CalledProcessError as e:
+                        if b"being accessed by other users" not in (e.stderr or b"") or time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.5)
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -175,3 +175,14 @@ def check(method, url_path, request_body, status, response_body, content_type):
                              f"{', '.join(content)}")
     elif is_json and not content and response_body not in (b"", None):
         raise AssertionError(f"OpenAPI contract violation: {where}: answered a JSON body, documented without one")
+
+
+def merge(n_seen, ops):
+    """Adds what another process checked (tests/run-all's workers) to this
+    process's count, so its closing report is the whole run's."""
+    global seen
+    if not enabled() or not n_seen:
+        return
+    _spec()
+    seen += n_seen
+    operations.update(tuple(o) for o in ops)

@@ -126,7 +126,19 @@ class PgCluster:
         return name
 
     def dropdb(self, name):
-        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        # WITH (FORCE) waits 5 s for the sessions it terminates to end; on a
+        # machine running many tests at once (tests/run-all --jobs) a
+        # backend of a daemon that just stopped may take longer to go.
+        import time
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except RuntimeError as e:
+                if "is being accessed by other users" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
 
 # -- one cluster per process, for the harness (ARMADA_TEST_STORE=postgresql) --
