@@ -9,11 +9,11 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import tempfile
 import time
 import unittest
 
+import dbdirect
 from armada_harness import Armadad, wait_until
 
 
@@ -41,7 +41,8 @@ class ExportStagingTest(unittest.TestCase):
         cls.vm = cls.d.find("vms", "stg")
 
     def db(self):
-        return sqlite3.connect(os.path.join(self.d.dir, "var", "armada.db"), timeout=10)
+        """The daemon's store behind its back, on either engine (dbdirect)."""
+        return dbdirect.connect(self.d)
 
     def fake_job(self, state, to):
         """A vm.export job row as a killed export leaves it; its id."""
@@ -49,9 +50,9 @@ class ExportStagingTest(unittest.TestCase):
         params = {"to": to, "format": "ova", "target": os.path.join(to, "stg.ova")}
         with self.db() as db:
             cur = db.execute("INSERT INTO job(kind, state, target_kind, target_id, target_name, owner_id, params, created_at,"
-                             " started_at) VALUES ('vm.export', ?, 'vm', ?, 'stg', 1, ?, ?, ?)",
+                             " started_at) VALUES ('vm.export', ?, 'vm', ?, 'stg', 1, ?, ?, ?) RETURNING id",
                              (state, self.vm["id"], json.dumps(params), now, now))
-            return cur.lastrowid
+            return cur.fetchone()[0]
 
     def staging(self, where, job, suffix="Ab12Cd"):
         """A staging directory as an export midway leaves it: a converted
