@@ -42,13 +42,14 @@ static void h_vm_export(Req *r) {
 
 static void h_vm_import(Req *r) {
         static const char *const fields[] = { "path", "name", "host", "group", "cpus", "memory_mib", "network", "networks", "start",
-                                              NULL };
+                                              "v2v", NULL };
         LibraryImportSpec s = { 0 };
         if (!req_body_fields(r, fields) || !body_string(r, "path", true, 1000, &s.path) || !body_name(r, "name", false, &s.name) ||
             !body_string(r, "host", false, 64, &s.host) || !body_string(r, "group", false, 1000, &s.group) ||
             !body_int(r, "cpus", false, 1, IMPORT_CPUS_MAX, &s.cpus) ||
             !body_int(r, "memory_mib", false, IMPORT_MEMORY_MIN_MIB, IMPORT_MEMORY_MAX_MIB, &s.memory_mib) ||
-            !body_name(r, "network", false, &s.network) || !body_bool(r, "start", &s.start))
+            !body_name(r, "network", false, &s.network) || !body_bool(r, "start", &s.start) ||
+            !body_string(r, "v2v", false, 16, &s.v2v))
                 return;
         if (s.host && s.group)
                 return reply_error(r, 400, "invalid_argument", "group", "Give either 'host' or 'group', not both.");

@@ -253,12 +253,13 @@ static const Command COMMANDS[] = {
         { "vm", "export", "VM --to DIR [--format ova|qcow2]",
           "export a stopped VM as an OVA or a directory of qcow2 disks under armadad's export root (starts a job)", 1, 1,
           VM_EXPORT_OPTS, cmd_vm_export },
-        { "vm", "import", "FILE|DIR [--name N] [--host H | --group PATH] [--cpus N] [--memory MIB] [--network NET] [--start]",
+        { "vm", "import", "FILE|DIR [--name N] [--host H | --group PATH] [--cpus N] [--memory MIB] [--network NET] [--start]"
+          " [--v2v auto|always|never]",
           "import an OVA/OVF, VMX+VMDK, disk image (qcow2, raw, vmdk, vhd, vhdx) or qcow2 export (starts a job)", 1, 1,
           VM_IMPORT_OPTS, cmd_vm_import },
         /* issue 12: P2V */
         { "p2v", NULL, "SERVER [--ssh USER@ADDR] [--port N] [--disk /dev/X ...] [--host-key-fingerprint SHA256:...] [--name N]"
-          " [--host H | --group PATH] [--cpus N] [--memory MIB] [--network NET] [--start]",
+          " [--host H | --group PATH] [--cpus N] [--memory MIB] [--network NET] [--start] [--v2v auto|always|never]",
           "convert a running Linux physical server into a VM: its disks read over SSH, read-only (starts a job)", 1, 1,
           P2V_OPTS, cmd_p2v },
 

@@ -27,6 +27,8 @@ const OptSpec VM_IMPORT_OPTS[] = {
         { "network", 0, true, "NET", "the network of the VM's network cards (default: none); repeated, one per card of the"
                                      " descriptor in order; SRC=NET maps the descriptor's network SRC to NET" },
         { "start", 0, false, NULL, "start it once imported" },
+        { "v2v", 0, true, "auto|always|never", "ready the guest for virtio with virt-v2v: auto (when it can; armadad's default),"
+                                               " always (fail when it cannot), never" },
         { NULL, 0, false, NULL, NULL },
 };
 
@@ -113,7 +115,7 @@ int cmd_vm_import(Ctx *c, const Command *cmd, const Args *a) {
         _cleanup_json_ json_t *body = json_pack("{s:s, s:b}", "path", a->pos[0], "start", args_has(a, "start"));
         if (!body)
                 return fail("arguments must be valid UTF-8");
-        static const char *const strs[][2] = { { "name", "name" }, { "host", "host" }, { "group", "group" } };
+        static const char *const strs[][2] = { { "name", "name" }, { "host", "host" }, { "group", "group" }, { "v2v", "v2v" } };
         for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
                 const char *v = args_get(a, strs[i][0]);
                 if (v)

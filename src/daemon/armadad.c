@@ -147,6 +147,20 @@ static int config_set(Config *c, const char *key, const char *val) {
                 }
                 library_p2v_configure(streq(key, "p2v-ssh-key") ? &(LibraryP2vConfig) { .ssh_key = val }
                                                                  : &(LibraryP2vConfig) { .known_hosts = val });
+        } else if (streq(key, "v2v")) {
+                /* issue 12: virt-v2v on imports and P2V, the default of requests without "v2v" */
+                LibraryV2vConfig vc = { .mode_set = true };
+                if (library_v2v_mode_parse(val, &vc.mode) < 0) {
+                        fprintf(stderr, "armadad: 'v2v' must be auto, always or never, not '%s'\n", val);
+                        return -EINVAL;
+                }
+                library_v2v_configure(&vc);
+        } else if (streq(key, "v2v-timeout-s")) {
+                if (parse_i64(val, &n) < 0 || n <= 0 || n > 7 * 24 * 3600) {
+                        fprintf(stderr, "armadad: 'v2v-timeout-s' must be a number of seconds from 1 to 604800, not '%s'\n", val);
+                        return -EINVAL;
+                }
+                library_v2v_configure(&(LibraryV2vConfig) { .timeout_s = (unsigned) n });
         } else if (strncmp(key, "deadline-", 9) == 0) {
                 HvDeadlines d = { 0 };
                 unsigned *field = streq(key, "deadline-query-s") ? &d.query_ms : streq(key, "deadline-start-s") ? &d.start_ms
@@ -285,6 +299,10 @@ static void usage(void) {
              "  --p2v-ssh-key FILE         the SSH private key P2V reads physical servers with (P2V is off\n"
              "                             without it)\n"
              "  --p2v-known-hosts FILE     the servers' host keys P2V trusts (else each request gives a fingerprint)\n"
+             "  --v2v auto|always|never    virt-v2v readies imported and P2V guests for virtio: auto when it can\n"
+             "                             (the default), always (the job fails when it cannot), never; a\n"
+             "                             request's \"v2v\" overrides it\n"
+             "  --v2v-timeout-s N          a virt-v2v run longer than this is killed (default 3600)\n"
              "  --backup-root DIR          backup datastores, archives and imports may live only under DIR\n"
              "                             (repeatable; default " PROTECT_DEFAULT_BACKUP_ROOT ")\n"
              "  --restore-direct yes|no    a restore writes the new volume's file itself when armadad reaches\n"
@@ -439,6 +457,7 @@ static int parse_arguments(int argc, char **argv, Config *c, int *ret_status) {
                 { "library-upload-max", required_argument, NULL, 0 }, { "backup-root", required_argument, NULL, 0 },
                 { "export-root", required_argument, NULL, 0 },
                 { "p2v-ssh-key", required_argument, NULL, 0 }, { "p2v-known-hosts", required_argument, NULL, 0 },
+                { "v2v", required_argument, NULL, 0 }, { "v2v-timeout-s", required_argument, NULL, 0 },
                 { "restore-direct", required_argument, NULL, 0 }, { "backup-tls", required_argument, NULL, 0 },
                 { "backup-tls-dir", required_argument, NULL, 0 },
                 { "deadline-query-s", required_argument, NULL, 0 }, { "deadline-start-s", required_argument, NULL, 0 },

@@ -1249,6 +1249,9 @@ static int import_run(Store *st, Jobs *jobs, const OpCaller *c, const LibraryImp
         size_t n_nets = 0;
         if ((e = import_networks(spec, s, nets, &n_nets, err)) < 0)
                 return e;
+        const char *v2v;
+        if ((e = library_v2v_mode_of(spec->v2v, &v2v, err)) < 0)
+                return e;
         uint64_t bytes = 0;
         for (size_t i = 0; i < s->n_disks; i++) bytes += s->disks[i].capacity;
         _cleanup_free_ char *descr = xasprintf("imported from %.200s", strrchr(s->path, '/') + 1);
@@ -1263,7 +1266,7 @@ static int import_run(Store *st, Jobs *jobs, const OpCaller *c, const LibraryImp
         json_t *jnets = json_array();
         for (size_t i = 0; i < n_nets; i++)
                 json_array_append_new(jnets, json_string(nets[i]));
-        json_t *p = json_pack("{s:O, s:o, s:b}", "source", src, "networks", jnets, "start", spec->start);
+        json_t *p = json_pack("{s:O, s:o, s:b, s:s}", "source", src, "networks", jnets, "start", spec->start, "v2v", v2v);
         int64_t job;
         json_t *vm;
         e = library_queue_new_vm(st, jobs, c, "vm.import", vm_id, name, p, &vm, &job, err);
@@ -1387,8 +1390,43 @@ static int import_on_host(LibraryBuild *b, const char *file, uint64_t offset, co
         return r;
 }
 
-/* One disk: checked against the manifest, converted, uploaded. */
-static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, HvDomainSpec *spec) {
+/* A disk converted on this machine, waiting for virt-v2v before its upload. */
+typedef struct {
+        char *dst;                 /* the local qcow2 */
+        char *vol;                 /* the volume it becomes */
+        char *what;
+        char target[8];
+        uint64_t capacity;
+} ImportLocal;
+
+static void import_local_done(ImportLocal *l) {
+        if (l->dst)
+                unlink(l->dst);
+        free(l->dst);
+        free(l->vol);
+        free(l->what);
+        *l = (ImportLocal) { 0 };
+}
+
+/* The local qcow2 dst uploaded into the volume vol on the host (dst goes). */
+static int import_upload(LibraryBuild *b, const char *dst, const char *vol, const char *what, const char *target, uint64_t capacity,
+                         size_t i, HvDomainSpec *spec) {
+        JobCtx *ctx = b->ctx;
+        _cleanup_free_ char *path = NULL;
+        HvConn *sc = library_build_stream_conn(b);
+        bool content = !streq(b->host.domain_type, "test");
+        job_progress(ctx, 20 + (int) (60 * i / HV_MAX_DISKS), "uploading %s to host '%s'", what, b->host.name);
+        int r = sc ? hv_volume_upload(sc, b->host.pool, vol, dst, content, &path) : -EHOSTUNREACH;
+        unlink(dst);
+        if (r < 0)
+                return job_fail(ctx, r, "Cannot upload %s to host '%s': %s", what, b->host.name, hv_last_error());
+        return import_disk_made(b, target, path, capacity, spec);
+}
+
+/* One disk: checked against the manifest, converted, uploaded; or, with
+ * local (virt-v2v runs before the uploads), converted here and left in
+ * *local for import_upload. */
+static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, HvDomainSpec *spec, ImportLocal *local) {
         JobCtx *ctx = b->ctx;
         const char *file = jget_str(d, "file"), *member = jget_str(d, "member"), *format = jget_str(d, "format");
         uint64_t offset = (uint64_t) jget_int(d, "offset"), size = (uint64_t) jget_int(d, "size");
@@ -1425,7 +1463,7 @@ static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, H
         }
         _cleanup_free_ char *vol = xasprintf("%s-%.8s-%s.qcow2", b->vm.name, b->vm.uuid, target);
         _cleanup_free_ char *path = NULL;
-        if (import_on_host(b, file, offset, format, descriptor, vol, &path) == 0) {
+        if (!local && import_on_host(b, file, offset, format, descriptor, vol, &path) == 0) {
                 close(fd);
                 return import_disk_made(b, target, path, capacity, spec);
         }
@@ -1442,14 +1480,12 @@ static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, H
                 unlink(dst);
                 return job_fail(ctx, -EIO, "The conversion of %s left no file.", what);
         }
-        HvConn *sc = library_build_stream_conn(b);
-        bool content = !streq(b->host.domain_type, "test");
-        job_progress(ctx, 20 + (int) (60 * i / HV_MAX_DISKS), "uploading %s to host '%s'", what, b->host.name);
-        r = sc ? hv_volume_upload(sc, b->host.pool, vol, dst, content, &path) : -EHOSTUNREACH;
-        unlink(dst);
-        if (r < 0)
-                return job_fail(ctx, r, "Cannot upload %s to host '%s': %s", what, b->host.name, hv_last_error());
-        return import_disk_made(b, target, path, capacity, spec);
+        if (local) {
+                *local = (ImportLocal) { .dst = steal_ptr(dst), .vol = steal_ptr(vol), .what = steal_ptr(what), .capacity = capacity };
+                snprintf(local->target, sizeof local->target, "%s", target);
+                return 0;
+        }
+        return import_upload(b, dst, vol, what, target, capacity, i, spec);
 }
 
 /* The VM's network cards into spec: the job's networks (a job queued
@@ -1481,6 +1517,55 @@ static int import_nics(LibraryBuild *b, HvDomainSpec *spec, char macs[IMPORT_MAX
         return 0;
 }
 
+static bool import_cancelled(LibraryBuild *b) {
+        if (!job_cancel_requested(b->ctx))
+                return false;
+        snprintf(b->ctx->error, sizeof b->ctx->error, "Cancelled; nothing of VM '%s' was left behind.", b->vm.name);
+        return true;
+}
+
+/* Every disk into the host, through virt-v2v when the job asks for it:
+ * then all are converted here first, virt-v2v runs on the local qcow2s
+ * (the guest's disks together: its root, /boot and /usr may be on
+ * different ones) and they are uploaded after. The disks stay on the vdX
+ * (virtio) targets import has always given them; virt-v2v is what makes a
+ * guest without virtio drivers boot there. 0 with *ret_v2v (the result's
+ * "v2v"), or the job's failure (the local files gone). */
+static int import_disks(LibraryBuild *b, json_t *disks, json_t *manifest, HvDomainSpec *spec, json_t **ret_v2v) {
+        const char *mode = jget_str(b->ctx->params, "v2v");
+        bool run = library_v2v_wanted(mode) && (library_v2v_installed() || (mode && streq(mode, "always")));
+        ImportLocal local[HV_MAX_DISKS] = { 0 };
+        size_t i, n = 0;
+        json_t *d;
+        int r = 0;
+        json_array_foreach(disks, i, d) {
+                if (i >= HV_MAX_DISKS || (r = import_disk(b, d, manifest, i, spec, run ? &local[n] : NULL)) < 0)
+                        break;
+                n += run;
+                if (import_cancelled(b)) {
+                        r = -ECANCELED;
+                        break;
+                }
+        }
+        json_t *v2v = NULL;
+        bool converted = false;
+        if (r == 0) {
+                char *paths[HV_MAX_DISKS];
+                for (size_t k = 0; k < n; k++) paths[k] = local[k].dst;
+                r = run ? library_v2v_convert(b->ctx, mode, paths, n, "qcow2", 75, &v2v, &converted)
+                        : library_v2v_convert(b->ctx, mode ? mode : "auto", NULL, 0, "qcow2", 75, &v2v, &converted);
+        }
+        for (size_t k = 0; k < n && r == 0; k++)
+                r = import_upload(b, local[k].dst, local[k].vol, local[k].what, local[k].target, local[k].capacity, k, spec);
+        for (size_t k = 0; k < n; k++) import_local_done(&local[k]);
+        if (r < 0) {
+                json_decref(v2v);
+                return r;
+        }
+        *ret_v2v = v2v;
+        return 0;
+}
+
 static int job_vm_import(JobCtx *ctx, void *userdata) {
         LibraryBuild b = { 0 };
         int r = library_build_begin(&b, userdata, ctx);
@@ -1498,23 +1583,18 @@ static int job_vm_import(JobCtx *ctx, void *userdata) {
         char macs[IMPORT_MAX_NICS][18];
         if ((r = import_nics(&b, &spec, macs)) < 0)
                 return library_build_undo(&b, "vm.import", r);
-        size_t i;
-        json_t *d;
-        json_array_foreach(disks, i, d) {
-                if ((r = import_disk(&b, d, json_is_object(manifest) ? manifest : NULL, i, &spec)) < 0)
-                        return library_build_undo(&b, "vm.import", r);
-                if (job_cancel_requested(ctx)) {
-                        snprintf(ctx->error, sizeof ctx->error, "Cancelled; nothing of VM '%s' was left behind.", b.vm.name);
-                        return library_build_undo(&b, "vm.import", -ECANCELED);
-                }
-        }
-        if ((r = library_build_define(&b, &spec, json_is_true(json_object_get(ctx->params, "start")))) < 0)
+        json_t *v2v = NULL;
+        if ((r = import_disks(&b, disks, json_is_object(manifest) ? manifest : NULL, &spec, &v2v)) < 0)
                 return library_build_undo(&b, "vm.import", r);
+        if ((r = library_build_define(&b, &spec, json_is_true(json_object_get(ctx->params, "start")))) < 0) {
+                json_decref(v2v);
+                return library_build_undo(&b, "vm.import", r);
+        }
         _cleanup_free_ char *msg = xasprintf("VM '%s' was imported from '%s' onto host '%s'.", b.vm.name, jget_str(src, "path"),
                                              b.host.name);
         (void) store_event_add(ctx->st, "info", "vm.imported", "vm", b.vm.id, b.vm.name, b.vm.owner_id, msg);
-        ctx->result = json_pack("{s:I, s:s, s:s, s:I}", "vm_id", (json_int_t) b.vm.id, "host", b.host.name, "kind",
-                                jget_str(src, "kind"), "disks", (json_int_t) spec.n_disks);
+        ctx->result = json_pack("{s:I, s:s, s:s, s:I, s:o}", "vm_id", (json_int_t) b.vm.id, "host", b.host.name, "kind",
+                                jget_str(src, "kind"), "disks", (json_int_t) spec.n_disks, "v2v", v2v);
         library_build_end(&b);
         return 0;
 }

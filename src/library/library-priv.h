@@ -97,6 +97,26 @@ void library_build_end(LibraryBuild *b);
  * a vm.delete removes what exists. */
 void library_build_abandon(Store *st, const StoreJob *job, void *userdata);
 
+/* ---- virt-v2v-in-place on a new VM's disks (library-v2v.c) ---- */
+/* Whether virt-v2v-in-place can be run (in PATH or the configured path). */
+bool library_v2v_installed(void);
+/* The mode a request's "v2v" value asks for (NULL: armadad's default) as
+ * the job keeps it ("auto", "always", "never", static). 0, or 400 naming
+ * "v2v" for another value, 422 naming it for "always" without virt-v2v. */
+int library_v2v_mode_of(const char *value, const char **ret_name, OpError *err);
+/* Whether a job of mode (NULL: a job queued before there was one: auto)
+ * runs virt-v2v. */
+bool library_v2v_wanted(const char *mode);
+/* The conversion phase: virt-v2v-in-place on the n local disk images at
+ * paths (all of format, "qcow2" or "raw"), changed in place, progress at
+ * pct. 0 with *ret_result (the job result's "v2v" object, owned by the
+ * caller) and *ret_converted (the guest is ready for virtio) when the job
+ * goes on: converted, or auto/never and not converted (the reason in
+ * *ret_result); or the job's failure (always and not converted, a cancel):
+ * then nothing is set. Its output goes to armadad's log only. */
+int library_v2v_convert(JobCtx *ctx, const char *mode, char *const *paths, size_t n, const char *format, int pct,
+                        json_t **ret_result, bool *ret_converted);
+
 /* Job registration of the three files. */
 void library_register_clone_jobs(Jobs *jobs, Inventory *inv);
 void library_register_export_jobs(Jobs *jobs, Inventory *inv);

@@ -339,6 +339,7 @@ typedef struct {
                                     * name: network}, every card's network a key unless network is given for
                                     * the rest. 400/422 naming "networks" otherwise. */
         bool start;                /* start it once made */
+        const char *v2v;           /* "auto", "always", "never" (library-v2v.c); NULL: armadad's --v2v */
 } LibraryImportSpec;
 /* Reads the descriptor now (OVF in an OVA's tar, VMX, a VMDK descriptor's
  * extents, an exported domain XML): every file it names must be a plain
@@ -352,6 +353,26 @@ typedef struct {
  * nics). 400 naming "path" (outside the allowed roots, a malformed
  * descriptor, a file outside, a size mismatch), 409 naming "name". */
 int library_vm_import(Store *st, Jobs *jobs, const OpCaller *c, const LibraryImportSpec *spec, json_t **ret, OpError *err);
+
+/* ---- virt-v2v on imported and P2V disks (library-v2v.c) ----
+ * After an import's disks are converted (locally, before the upload) and a
+ * P2V's disks are copied (into the host's volume files when armadad
+ * reaches them), virt-v2v-in-place readies the guest for virtio. Per
+ * request ("v2v"): auto runs it when it is installed and keeps the
+ * source's bus when it cannot convert the guest; always fails the job
+ * then (nothing left behind); never skips it. The job's result says what
+ * happened: "v2v": {ran, converted, reason, backend ("kvm"/"tcg"), seconds}. */
+typedef enum { LIBRARY_V2V_AUTO = 0, LIBRARY_V2V_ALWAYS, LIBRARY_V2V_NEVER } LibraryV2vMode;
+typedef struct {
+        bool mode_set;             /* set mode (the default of requests without "v2v") */
+        LibraryV2vMode mode;
+        unsigned timeout_s;        /* a run longer than this is killed; 0: unchanged (default 3600) */
+        const char *program;       /* NULL: unchanged ("virt-v2v-in-place" in PATH) */
+} LibraryV2vConfig;
+/* Sets the members given; at start-up. */
+void library_v2v_configure(const LibraryV2vConfig *cfg);
+/* "auto", "always", "never" into *ret: 0, or -EINVAL (then *ret is untouched). Pure. */
+int library_v2v_mode_parse(const char *s, LibraryV2vMode *ret);
 
 /* ---- P2V: a physical server converted into a VM (library-p2v.c) ----
  * armadad reads the server's disks over SSH with an identity the
@@ -389,6 +410,7 @@ typedef struct {
         int64_t cpus, memory_mib;           /* override the assessment's / the server's; 0: theirs */
         const char *network;                /* a libvirt network for the VM's NIC; NULL: none */
         bool start;                         /* start it once made */
+        const char *v2v;                    /* "auto", "always", "never" (library-v2v.c); NULL: armadad's --v2v */
 } LibraryP2vSpec;
 /* Converts a running Linux server into a VM, in phases: checks the caller
  * (administrators only: 403, audited), the configuration (503 naming "ssh"
