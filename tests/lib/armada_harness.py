@@ -119,7 +119,10 @@ class Armadad:
                                       "--listen", f"127.0.0.1:{self.port}", "--refresh-interval-ms", "500",
                                       "--stop-timeout-s", "3"] + self._store_args() + self.args,
                                      stdout=self.log, stderr=self.log, env=env, cwd=self.dir)
-        wait_until(lambda: self._answers(), 20, what="armadad to answer")
+        # On PostgreSQL a fresh database runs every migration as its own
+        # transaction over a socket: seconds, more on a loaded machine.
+        pg = os.environ.get("ARMADA_TEST_STORE") == "postgresql"
+        wait_until(lambda: self._answers(), 60 if pg else 20, what="armadad to answer")
         return self
 
     def _answers(self):
