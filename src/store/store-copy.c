@@ -504,6 +504,37 @@ static int target_set_sequence(Store *dst, const Table *t, const Table *dt, cons
         return r;
 }
 
+/* Every identity column of dst (PostgreSQL), the id and any other such as
+ * vm_snapshot.seq, draws after the largest value its table holds: rows
+ * copied with explicit values do not move a sequence, and a column one
+ * engine alone keeps was filled by the target itself. Never moves a
+ * sequence back. 0 or -errno. */
+static int target_raise_identities(Store *dst, const Catalog *dc, char *err, size_t err_size) {
+        if (!is_pg(dst))
+                return 0;
+        for (size_t i = 0; i < dc->n; i++) {
+                const Table *t = &dc->t[i];
+                _cleanup_free_ char *quoted = xasprintf("\"%s\"", t->name);
+                for (size_t k = 0; k < t->n_cols; k++) {
+                        if (t->cols[k].cls != CLASS_INTEGER)
+                                continue;
+                        _cleanup_free_ char *sql = xasprintf(
+                                "SELECT setval(pg_get_serial_sequence(?1, ?2), m) FROM (SELECT max(\"%s\") AS m FROM \"%s\") x"
+                                " WHERE pg_get_serial_sequence(?1, ?2) IS NOT NULL AND m > coalesce((SELECT s.last_value"
+                                " FROM pg_sequences s WHERE format('%%I.%%I', s.schemaname, s.sequencename)::regclass"
+                                " = pg_get_serial_sequence(?1, ?2)::regclass), 0)",
+                                t->cols[k].name, t->name);
+                        int r = store_exec(dst, sql, "ss", quoted, t->cols[k].name);
+                        if (r < 0) {
+                                fail(err, err_size, "Cannot carry the sequence of column '%s' of table '%s'.", t->cols[k].name,
+                                     t->name);
+                                return r;
+                        }
+                }
+        }
+        return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* phases */
 
@@ -702,6 +733,8 @@ static int copy_all(Store *src, Store *dst, const Catalog *sc, const Catalog *dc
                 if (r < 0)
                         fail(err, err_size, "Cannot carry the id sequence of table '%s'.", sc->t[i].name);
         }
+        if (r >= 0)
+                r = target_raise_identities(dst, dc, err, err_size);
         if (r < 0 && !err[0])
                 fail(err, err_size, "Cannot copy the rows into the target store.");
         return r;

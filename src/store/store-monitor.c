@@ -859,7 +859,11 @@ int store_delivery_next_at(Store *st, int64_t *ret) {
 }
 int store_delivery_done(Store *st, int64_t id, int64_t webhook_id, bool ok, int64_t next_at, const char *status,
                         int64_t now) {
-        int r;
+        /* One transaction: a reader never sees the delivery counted while
+         * the webhook still shows the attempt before it. */
+        int r = store_begin(st);
+        if (r < 0)
+                return r;
         if (ok)
                 r = store_exec(st, "UPDATE webhook_delivery SET state = 'delivered', attempts = attempts + 1, last_status = ?,"
                                    " finished_at = ? WHERE id = ?", "sii", status, now, id);
@@ -869,11 +873,11 @@ int store_delivery_done(Store *st, int64_t id, int64_t webhook_id, bool ok, int6
         else
                 r = store_exec(st, "UPDATE webhook_delivery SET state = 'failed', attempts = attempts + 1, last_status = ?,"
                                    " finished_at = ? WHERE id = ?", "sii", status, now, id);
-        if (r < 0)
-                return r;
-        return store_exec(st, "UPDATE webhook SET last_status = ?, last_attempt_at = ?,"
-                              " last_delivered_at = CASE WHEN ? <> 0 THEN ? ELSE last_delivered_at END WHERE id = ?",
-                          "siiii", status, now, (int64_t) ok, now, webhook_id);
+        if (r >= 0)
+                r = store_exec(st, "UPDATE webhook SET last_status = ?, last_attempt_at = ?,"
+                                   " last_delivered_at = CASE WHEN ? <> 0 THEN ? ELSE last_delivered_at END WHERE id = ?",
+                               "siiii", status, now, (int64_t) ok, now, webhook_id);
+        return store_end(st, r);
 }
 int store_delivery_pending_count(Store *st) {
         int64_t n = 0;

@@ -283,8 +283,16 @@ static int simple(PgConn *c, const char *sql) {
         return r;
 }
 
+/* idle_in_transaction_session_timeout: a manager frozen inside a write
+ * transaction (SIGSTOP, a paused VM) holds the writers' advisory lock, and
+ * a standby could never take the lease; the server ends such a session
+ * after 20 s (a few lease TTLs; no transaction of armadad's waits that long
+ * between two statements) and rolls its transaction back. A value the
+ * administrator set (role, database, the URL's options) is kept. */
 #define PG_SESSION_SETUP \
-        "SET lock_timeout = '10s'; SET client_min_messages = warning; SET TIME ZONE 'UTC'; LISTEN armada_rows"
+        "SET lock_timeout = '10s'; SET client_min_messages = warning; SET TIME ZONE 'UTC'; LISTEN armada_rows;" \
+        " SELECT set_config('idle_in_transaction_session_timeout', '20s', false)" \
+        " WHERE current_setting('idle_in_transaction_session_timeout') IN ('0', '0ms')"
 
 static int pg_open(const char *target, const void *owner, void **ret) {
         PGconn *pg = PQconnectdb(target);

@@ -39,12 +39,23 @@ class SharedStore:
         else:
             self.db = os.path.join(self.tmp, "shared.db")
 
-    def _pg_admin(self, sql):
+    def _pg_admin(self, sql, timeout=60):
+        """Runs sql on the server's maintenance database. DROP DATABASE ...
+        WITH (FORCE) waits only 5 s for the sessions it terminated to end: a
+        killed armadad's backend still finishing a statement on a loaded
+        machine outlasts that, so the statement is retried until timeout."""
         import subprocess
         kw = dict(kv.split("=", 1) for kv in self.pg_server.split())
         env = dict(os.environ, PGHOST=kw.get("host", ""), PGUSER=kw.get("user", ""), PGPORT=kw.get("port", "5432"))
-        subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", sql], check=True, env=env, timeout=60,
-                       capture_output=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            r = subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", sql], env=env, timeout=60,
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                return
+            if "is being accessed by other users" not in r.stderr or time.monotonic() > deadline:
+                raise AssertionError(f"psql -c {sql!r} failed: {r.stderr.strip()}")
+            time.sleep(0.5)
 
     @property
     def is_pg(self):

@@ -686,6 +686,41 @@ static void test_pg_writers_serialise(void **state) {
         assert_int_equal(store_exec(st, "DELETE FROM meta WHERE key = 'lock-test'", ""), 0);
 }
 
+/* A manager frozen inside a write transaction holds the writers' advisory
+ * lock: the server cuts its session off after
+ * idle_in_transaction_session_timeout (20 s unless the administrator set
+ * one; here the URL's options set 1.5 s) and rolls it back, and another
+ * manager's writer gets the lock. PostgreSQL only (SQLite's file lock
+ * cannot be taken from a frozen process). */
+static void test_pg_frozen_writer_is_cut_off(void **state) {
+        Store *st = *state;
+        if (store_engine(st) != STORE_ENGINE_POSTGRESQL)
+                skip();
+        int64_t dflt = 0;
+        assert_int_equal(store_query_i64(st, &dflt, "SELECT CASE WHEN current_setting('idle_in_transaction_session_timeout')"
+                                                    " = '20s' THEN 1 ELSE 0 END", ""), 0);
+        assert_int_equal(dflt, 1);
+        _cleanup_free_ char *url = xasprintf("%s options='-c idle_in_transaction_session_timeout=1500'", fixture->path);
+        Store *frozen = NULL;
+        assert_int_equal(store_open(url, &frozen), 0);
+        assert_int_equal(store_exec(frozen, "INSERT INTO meta(key, value) VALUES ('frozen', 'x')", ""), 0);
+        assert_int_equal(store_begin(frozen), 0);
+        assert_int_equal(store_exec(frozen, "UPDATE meta SET value = 'never' WHERE key = 'frozen'", ""), 0);
+        /* ... and it freezes: this thread's connection of the other store waits. */
+        int64_t t0 = now_ms();
+        assert_int_equal(store_begin(st), 0);
+        int64_t waited = now_ms() - t0;
+        assert_true(waited >= 1000 && waited < 9000);
+        assert_int_equal(store_exec(st, "UPDATE meta SET value = 'taken' WHERE key = 'frozen'", ""), 0);
+        assert_int_equal(store_commit(st), 0);
+        assert_true(store_commit(frozen) < 0);
+        store_free(frozen);
+        int64_t taken = 0;
+        assert_int_equal(store_query_i64(st, &taken, "SELECT count(*) FROM meta WHERE key = 'frozen' AND value = 'taken'", ""), 0);
+        assert_int_equal(taken, 1);
+        assert_int_equal(store_exec(st, "DELETE FROM meta WHERE key = 'frozen'", ""), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migrations_once),
@@ -706,6 +741,7 @@ int main(void) {
                 cmocka_unit_test(test_db_masked),
                 cmocka_unit_test(test_pg_rows_across_managers),
                 cmocka_unit_test(test_pg_writers_serialise),
+                cmocka_unit_test(test_pg_frozen_writer_is_cut_off),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
