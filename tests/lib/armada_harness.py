@@ -84,11 +84,18 @@ class Armadad:
     hosts are libvirt test-driver URIs (test:///...), which armadad refuses
     without it. Unless args give --v2v, armadad runs with --v2v never: a
     virt-v2v run takes a minute or more under TCG, and only the tests of
-    that wiring (test_v2v*) want it."""
+    that wiring (test_v2v*) want it. Unless args give --lease-ttl, the
+    manager lease is 30 s (see below)."""
     def __init__(self, args=(), state_dir=None, allow_test_hosts=True):
         self.args = list(args) + (["--allow-test-hosts"] if allow_test_hosts else [])
         if "--v2v" not in self.args:
             self.args += ["--v2v", "never"]
+        # A lone manager whose store does not answer for a whole lease (6 s)
+        # demotes itself, as it must; on a machine loaded by tests running
+        # side by side that is a 503 `standby` in a test about something
+        # else. Tests of the lease give their own --lease-ttl.
+        if "--lease-ttl" not in self.args:
+            self.args += ["--lease-ttl", "30s"]
         self.own_dir = state_dir is None
         self.dir = state_dir or tempfile.mkdtemp(prefix="armada-test-")
         self.port = None
