@@ -113,6 +113,16 @@ int chunkstore_put(ChunkStore *s, const void *data, size_t len, ChunkDigest *ret
  * checking its digest: -EBADMSG when the bytes do not match. */
 int chunkstore_get(ChunkStore *s, const ChunkDigest *d, void *buf, size_t buflen, size_t *ret_len);
 bool chunkstore_has(ChunkStore *s, const ChunkDigest *d);
+/* chunkstore_get() for a reader that reads many chunks (a restore): one per
+ * thread, it keeps its zstd context and frame buffer between chunks, and a
+ * chunk stored raw is read straight into BUF. The same checks and results
+ * as chunkstore_get() (the digest of every chunk verified). A reader is
+ * made by chunk_reader_new() (0 or -ENOMEM) and freed by
+ * chunk_reader_free() (takes NULL, returns NULL). */
+typedef struct ChunkReader ChunkReader;
+int chunk_reader_new(ChunkReader **ret);
+ChunkReader *chunk_reader_free(ChunkReader *rd);
+int chunkstore_get_with(ChunkStore *s, ChunkReader *rd, const ChunkDigest *d, void *buf, size_t buflen, size_t *ret_len);
 
 bool chunk_is_zero(const void *data, size_t len);
 void chunk_digest_hex(const ChunkDigest *d, char out[static 65]);

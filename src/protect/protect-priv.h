@@ -137,6 +137,40 @@ const char *protect_nbdserve_export(const ProtectNbdServer *srv);
 /* Ends every connection, removes the socket and its directory, frees;
  * takes NULL. */
 ProtectNbdServer *protect_nbdserve_stop(ProtectNbdServer *srv);
+/* --- Restore: items decoded ahead of the writer, in order (protect-pipe.c) --- */
+
+/* Decodes item index into buf (cap bytes) on worker thread worker (0 ..
+ * workers-1, for per-thread state): 0 and *ret_len, or negative (the pipe
+ * stops claiming items; the consumer gets this code at this item). */
+typedef int (*RestorePipeDecode)(void *userdata, unsigned worker, uint64_t index, uint8_t *buf, size_t cap,
+                                 size_t *ret_len);
+typedef struct RestorePipe RestorePipe;
+/* Items first .. first+n-1, decoded, side by side: item first+k at
+ * buf + k * stride, len[k] bytes of it. */
+typedef struct RestoreBatch {
+        uint64_t first;
+        size_t n;
+        uint8_t *buf;
+        size_t stride;
+        const size_t *len;
+} RestoreBatch;
+/* Starts workers (1..16) threads decoding items 0 .. n_items-1 ahead of
+ * the consumer into a ring of slots (>= workers) of item_cap bytes each:
+ * at most slots items are decoded and not yet released. 0, or -EINVAL /
+ * -ENOMEM / -errno of pthread_create with nothing left running. */
+int restore_pipe_start(uint64_t n_items, size_t item_cap, unsigned workers, unsigned slots, RestorePipeDecode decode,
+                       void *userdata, RestorePipe **ret);
+/* The next items in order: waits for the first, adds those after it that
+ * are decoded already (up to max_bytes of slots, not past the ring's end).
+ * 0 with n >= 1; 0 with n == 0 after the last item; or the failed item's
+ * code with ret->first naming it. The batch is the consumer's until
+ * restore_pipe_release(), which must come before the next take. */
+int restore_pipe_take(RestorePipe *p, size_t max_bytes, RestoreBatch *ret);
+void restore_pipe_release(RestorePipe *p);
+/* Stops the workers (each finishes the item it decodes), joins and frees
+ * them; takes NULL, returns NULL. Safe at any point. */
+RestorePipe *restore_pipe_free(RestorePipe *p);
+
 /* --- Restore: a qcow2 image as one forward stream (protect-qcow2.c) --- */
 
 #define QCOW2_CLUSTER (64u << 10)

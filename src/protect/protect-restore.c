@@ -17,10 +17,10 @@
  * and leaves an in-place VM as it was. */
 #include "protect-priv.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,13 +113,25 @@ static void restore_progress(uint64_t done, uint64_t total, void *userdata) {
 
 /* Phase 2: one disk of the point, straight from its chunks into a new
  * qcow2 volume on the host: armadad writes the qcow2 image itself
- * (protect-qcow2.c) into one sparse libvirt stream, so each byte is written
- * once, by libvirtd on the host, and all-zero chunks and clusters are
- * neither sent nor stored. Reader threads fetch, decompress and check the
- * chunks ahead of the stream (a chunk of the point is read in order once). */
+ * (protect-qcow2.c), into the volume's file when it reaches it, else into
+ * one sparse libvirt stream, so each byte is written once and all-zero
+ * chunks and clusters are neither sent nor stored. A small pool of threads
+ * reads, decompresses and checks the chunks ahead of the writer
+ * (protect-pipe.c: a bounded ring, taken in order); adjacent chunks are
+ * written with one call (up to FEED_BATCH bytes). */
 
-#define FEED_READERS 2u
-#define FEED_SLOTS 4u   /* a multiple of FEED_READERS: slot i%FEED_SLOTS is always reader i%FEED_READERS's */
+#define FEED_READERS_MAX 4u
+#define FEED_RING (16u << 20)   /* bytes of decoded chunks ahead of the writer */
+#define FEED_BATCH (8u << 20)   /* the most one write takes */
+#define FEED_TICK_MS 250        /* progress and the cancel check, at most this often */
+
+/* Readers: one per CPU, at least 2 (a chunk file read waits on the disk
+ * while another decodes), at most FEED_READERS_MAX (the writer is then the
+ * limit). */
+static unsigned feed_readers(void) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n < 2 ? 2 : n > (long) FEED_READERS_MAX ? FEED_READERS_MAX : (unsigned) n;
+}
 
 typedef struct Feed {
         Restore *x;
@@ -127,56 +139,27 @@ typedef struct Feed {
         RestoreProgress *p;
         Qcow2Writer *w;
         HvUpload *u;
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        bool stop;
-        bool full[FEED_SLOTS];
-        int err[FEED_SLOTS];
-        size_t len[FEED_SLOTS];
-        uint8_t *buf[FEED_SLOTS];
+        unsigned n_readers;
+        ChunkReader *readers[FEED_READERS_MAX];
         /* Why the feed stopped, when it was not the stream: set by the
          * consumer (a chunk that cannot be read, a cancel). */
         int failed;
 } Feed;
-
-typedef struct FeedReader {
-        Feed *f;
-        unsigned first;
-} FeedReader;
 
 static bool chunk_zero(const Feed *f, uint64_t c, ChunkDigest *d) {
         bool zero = true;
         return point_chunk(f->x->point, f->disk, c, d, &zero) < 0 || zero;
 }
 
-static void *feed_reader(void *userdata) {
-        FeedReader *fr = userdata;
-        Feed *f = fr->f;
-        uint64_t n = point_disk_chunks(f->x->point, f->disk);
-        for (uint64_t c = fr->first; c < n; c += FEED_READERS) {
-                ChunkDigest d;
-                if (chunk_zero(f, c, &d))
-                        continue;
-                unsigned slot = (unsigned) (c % FEED_SLOTS);
-                pthread_mutex_lock(&f->lock);
-                while (f->full[slot] && !f->stop)
-                        pthread_cond_wait(&f->cond, &f->lock);
-                bool stop = f->stop;
-                pthread_mutex_unlock(&f->lock);
-                if (stop)
-                        break;
-                size_t len = 0;
-                int r = chunkstore_get(f->x->store, &d, f->buf[slot], CHUNK_SIZE, &len);
-                pthread_mutex_lock(&f->lock);
-                f->err[slot] = r;
-                f->len[slot] = len;
-                f->full[slot] = true;
-                pthread_cond_broadcast(&f->cond);
-                pthread_mutex_unlock(&f->lock);
-                if (r < 0)
-                        break;
+/* RestorePipeDecode: chunk c, read and checked (nothing for a zero chunk). */
+static int feed_decode(void *userdata, unsigned worker, uint64_t c, uint8_t *buf, size_t cap, size_t *ret_len) {
+        Feed *f = userdata;
+        ChunkDigest d;
+        if (chunk_zero(f, c, &d)) {
+                *ret_len = 0;
+                return 0;
         }
-        return NULL;
+        return chunkstore_get_with(f->x->store, f->readers[worker], &d, buf, cap, ret_len);
 }
 
 static int feed_sink_data(void *userdata, const void *buf, size_t len) {
@@ -187,46 +170,67 @@ static int feed_sink_hole(void *userdata, uint64_t len) {
         return hv_upload_hole(((Feed *) userdata)->u, len);
 }
 
-/* The chunks, in order, into the writer. */
-static int feed_chunks(Feed *f) {
-        Restore *x = f->x;
-        uint64_t size = point_disk_size(x->point, f->disk);
-        ChunkSpan sp;
-        /* Whole chunks in order: each span starts a chunk (within 0). */
-        for (uint64_t off = 0; off < size; off += sp.len) {
-                if (chunkstore_span(x->store, off, size, &sp) < 0)
-                        return -EINVAL;
-                uint64_t c = sp.index;
-                size_t want = sp.len;
+static int feed_chunk_failed(Feed *f, uint64_t c, int r) {
+        ChunkDigest d = { 0 };
+        char hex[65];
+        (void) chunk_zero(f, c, &d);
+        chunk_digest_hex(&d, hex);
+        return f->failed = job_fail(f->x->ctx, r, "Cannot read disk '%s' of point %s: chunk %" PRIu64 " (%.12s...): %s.",
+                                    point_disk_target(f->x->point, f->disk), f->x->point_id, c, hex, strerror(-r));
+}
+
+/* One batch of chunks into the writer: each run of adjacent chunks that
+ * are not all zeros in one call. The ring's slots are chunk bytes each, so
+ * a run is contiguous in memory as on the disk (only the disk's last chunk
+ * may be short, and nothing follows it). */
+static int feed_batch(Feed *f, const RestoreBatch *b, uint64_t chunk, uint64_t size) {
+        assert(b->stride == chunk);
+        for (size_t k = 0; k < b->n;) {
                 ChunkDigest d;
-                if (!chunk_zero(f, c, &d)) {
-                        unsigned slot = (unsigned) (c % FEED_SLOTS);
-                        pthread_mutex_lock(&f->lock);
-                        while (!f->full[slot])
-                                pthread_cond_wait(&f->cond, &f->lock);
-                        int r = f->err[slot];
-                        pthread_mutex_unlock(&f->lock);
-                        if (r >= 0 && f->len[slot] != want)
-                                r = -EBADMSG;
-                        if (r < 0) {
-                                char hex[65];
-                                chunk_digest_hex(&d, hex);
-                                return f->failed = job_fail(x->ctx, r, "Cannot read disk '%s' of point %s: chunk %" PRIu64
-                                                            " (%.12s...): %s.", point_disk_target(x->point, f->disk),
-                                                            x->point_id, c, hex, strerror(-r));
-                        }
-                        if ((r = qcow2_writer_data(f->w, off, f->buf[slot], want)) < 0)
-                                return r;
-                        pthread_mutex_lock(&f->lock);
-                        f->full[slot] = false;
-                        pthread_cond_broadcast(&f->cond);
-                        pthread_mutex_unlock(&f->lock);
+                if (chunk_zero(f, b->first + k, &d)) {
+                        k++;
+                        continue;
                 }
-                restore_progress(off + want, size, f->p);
+                size_t from = k, bytes = 0;
+                for (; k < b->n && !chunk_zero(f, b->first + k, &d); k++) {
+                        uint64_t off = (b->first + k) * chunk;
+                        if (b->len[k] != (size - off < chunk ? size - off : chunk))
+                                return feed_chunk_failed(f, b->first + k, -EBADMSG);
+                        bytes += b->len[k];
+                }
+                int r = qcow2_writer_data(f->w, (b->first + from) * chunk, b->buf + from * chunk, bytes);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* The chunks, in order, into the writer; progress and the cancel check
+ * every FEED_TICK_MS (each is a database transaction: per chunk they cost
+ * more than the chunk). */
+static int feed_chunks(Feed *f, RestorePipe *pipe) {
+        Restore *x = f->x;
+        uint64_t size = point_disk_size(x->point, f->disk), chunk = chunkstore_chunk_size(x->store);
+        int64_t tick = mono_ms();
+        for (;;) {
+                RestoreBatch b;
+                int r = restore_pipe_take(pipe, FEED_BATCH, &b);
+                if (r < 0)
+                        return feed_chunk_failed(f, b.first, r);
+                if (b.n == 0)
+                        return 0;
+                r = feed_batch(f, &b, chunk, size);
+                restore_pipe_release(pipe);
+                if (r < 0)
+                        return r;
+                uint64_t done = (b.first + b.n) * chunk < size ? (b.first + b.n) * chunk : size;
+                if (mono_ms() - tick < FEED_TICK_MS && done < size)
+                        continue;
+                tick = mono_ms();
+                restore_progress(done, size, f->p);
                 if (job_cancel_requested(x->ctx))
                         return f->failed = job_fail(x->ctx, -ECANCELED, "Cancelled; nothing of the restore was left behind.");
         }
-        return 0;
 }
 
 /* HvUploadSource: the whole qcow2 image of the disk. */
@@ -236,22 +240,14 @@ static int feed_disk(HvUpload *u, void *userdata) {
         int r = qcow2_writer_begin(f->w);
         if (r < 0)
                 return r;
-        FeedReader fr[FEED_READERS];
-        pthread_t th[FEED_READERS];
-        unsigned started = 0;
-        for (; started < FEED_READERS; started++) {
-                fr[started] = (FeedReader) { .f = f, .first = started };
-                if ((r = -pthread_create(&th[started], NULL, feed_reader, &fr[started])) < 0)
-                        break;
-        }
-        if (started == FEED_READERS)
-                r = feed_chunks(f);
-        pthread_mutex_lock(&f->lock);
-        f->stop = true;
-        pthread_cond_broadcast(&f->cond);
-        pthread_mutex_unlock(&f->lock);
-        for (unsigned i = 0; i < started; i++)
-                pthread_join(th[i], NULL);
+        uint32_t chunk = chunkstore_chunk_size(f->x->store);
+        unsigned slots = FEED_RING / chunk > 2 * f->n_readers ? FEED_RING / chunk : 2 * f->n_readers;
+        RestorePipe *pipe = NULL;
+        if ((r = restore_pipe_start(point_disk_chunks(f->x->point, f->disk), chunk, f->n_readers, slots, feed_decode, f,
+                                    &pipe)) < 0)
+                return r;
+        r = feed_chunks(f, pipe);
+        pipe = restore_pipe_free(pipe);
         if (r >= 0)
                 r = qcow2_writer_finish(f->w);
         return r;
@@ -276,14 +272,14 @@ static int restore_disk(Restore *x, unsigned k) {
         HvConn *c = inventory_link_conn(x->link);
         const char *target = point_disk_target(x->point, k);
         RestoreProgress p = { .x = x, .disk = k, .n = point_disk_count(x->point) };
-        Feed f = { .x = x, .disk = k, .p = &p, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+        Feed f = { .x = x, .disk = k, .p = &p };
         Qcow2Sink sink = { .data = feed_sink_data, .hole = feed_sink_hole, .userdata = &f };
         int r = qcow2_writer_new(point_disk_size(x->point, k), disk_data_clusters(x, k), &sink, &f.w);
         if (r < 0)
                 return job_fail(ctx, r, "Cannot restore disk '%s' of point %s: %s.", target, x->point_id, strerror(-r));
-        for (unsigned i = 0; i < FEED_SLOTS && r >= 0; i++)
-                if (!(f.buf[i] = malloc(CHUNK_SIZE)))
-                        r = -ENOMEM;
+        f.n_readers = feed_readers();
+        for (unsigned i = 0; i < f.n_readers && r >= 0; i++)
+                r = chunk_reader_new(&f.readers[i]);
         _cleanup_free_ char *vol_name = xasprintf("%s-%s-%s.qcow2", x->vm.name, target, x->point_id);
         char *path = NULL;
         unsigned flags = (streq(x->host.domain_type, "test") ? 0 : HV_UPLOAD_CONTENT) |
@@ -292,8 +288,8 @@ static int restore_disk(Restore *x, unsigned k) {
         if (r >= 0)
                 r = hv_volume_upload_stream(c, x->host.pool, vol_name, qcow2_writer_file_size(f.w), flags, feed_disk, &f,
                                             &path, &direct);
-        for (unsigned i = 0; i < FEED_SLOTS; i++)
-                free(f.buf[i]);
+        for (unsigned i = 0; i < f.n_readers; i++)
+                f.readers[i] = chunk_reader_free(f.readers[i]);
         qcow2_writer_free(f.w);
         if (f.failed < 0)
                 return f.failed;        /* job_fail() said why */

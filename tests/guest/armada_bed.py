@@ -124,6 +124,48 @@ class ArmadaBed:
             return items[0] if items and items[0]["state"] == "running" else None
         return wait_until(found, 30, interval=0.2, what=f"armadad to discover {name}")
 
+    def start_disk_guest(self, case, name, kernel, initrd, writes, disk_dir, log_dir=None, host="h1", size_mib=32,
+                         undefine_on=("h1",)):
+        """The guest holding known data that the backup and restore system
+        tests share: a fresh qcow2 disk of size_mib in disk_dir, tests/guest's
+        disk guest (kernel, initrd from build_disk_guest()) defined and
+        started on host behind Armada's back, writing writes ([(byte,
+        offset MiB, length MiB)]) at boot. Returns (vm, console log path)
+        once the guest has written its data and synced. The case's clean-up
+        undefines the domain (destroyed, its checkpoints' and snapshots'
+        metadata gone, on every host of undefine_on) and then removes the
+        disk, even when the test fails."""
+        from guest import disk_guest_xml
+        os.makedirs(disk_dir, exist_ok=True)
+        disk = os.path.join(disk_dir, f"{name}.qcow2")
+        log = os.path.join(log_dir or disk_dir, f"{name}.log")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, f"{size_mib}M"], check=True)
+        case.addCleanup(lambda: os.path.exists(disk) and os.unlink(disk))
+        vm = self.define_raw(host, name, disk_guest_xml(name, kernel, initrd, disk, writes, console_log=log))
+        case.addCleanup(self.undefine_guest, name, undefine_on)
+        self.wait_guest_written(name, log)
+        return vm, log
+
+    @staticmethod
+    def wait_guest_written(name, log, timeout=120):
+        """Until the disk guest whose console goes to log said it wrote its
+        data (and synced)."""
+        def written():
+            if not os.path.exists(log):
+                return False
+            with open(log, errors="replace") as f:
+                return "armada-guest: disk written" in f.read()
+        wait_until(written, timeout, interval=0.5, what=f"guest {name} to write its data")
+
+    def undefine_guest(self, name, hosts=("h1",)):
+        """The domain name gone from hosts: destroyed, undefined with its
+        checkpoints' and snapshots' metadata; missing is fine."""
+        for h in hosts:
+            self.bed.virsh(h, "destroy", name, check=False)
+            for cp in self.bed.virsh(h, "checkpoint-list", name, "--name", check=False).split():
+                self.bed.virsh(h, "checkpoint-delete", name, cp, "--metadata", check=False)
+            self.bed.virsh(h, "undefine", name, "--snapshots-metadata", "--checkpoints-metadata", check=False)
+
 
 def qemu_img(path, size="16M"):
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, size], check=True)

@@ -94,24 +94,13 @@ class TestBackupKvm(unittest.TestCase):
 
     # -- helpers -------------------------------------------------------------
     def guest(self, name, writes, host="h1", size_mib=DISK_MIB):
-        """Defines and starts the disk guest with a fresh 64 MiB qcow2 disk
-        on the cluster's storage; returns its VM once the guest has written
-        its data and synced."""
-        from guest import disk_guest_xml
+        """Defines and starts the disk guest with a fresh qcow2 disk on the
+        cluster's storage; returns its VM once the guest has written its
+        data and synced."""
         ab = self.ab
-        os.makedirs(ab.shared, exist_ok=True)
-        disk = os.path.join(ab.shared, f"{name}.qcow2")
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, f"{size_mib}M"], check=True)
-        log = os.path.join(ab.bed.shared_dir, f"{name}.log")
-        self.addCleanup(lambda: os.path.exists(disk) and os.unlink(disk))
-        vm = ab.define_raw(host, name, disk_guest_xml(name, self.kernel, self.initrd, disk, writes, console_log=log))
-        self.addCleanup(self.undefine, name)
-        def written():
-            if not os.path.exists(log):
-                return False
-            with open(log, errors="replace") as f:
-                return "armada-guest: disk written" in f.read()
-        wait_until(written, 120, interval=0.5, what=f"guest {name} to write its data")
+        vm, log = ab.start_disk_guest(self, name, self.kernel, self.initrd, writes, ab.shared,
+                                      log_dir=ab.bed.shared_dir, host=host, size_mib=size_mib,
+                                      undefine_on=("h1", "h2"))
         self.log_of = getattr(self, "log_of", {})
         self.log_of[name] = log
         return vm
@@ -131,11 +120,7 @@ class TestBackupKvm(unittest.TestCase):
         self.ab.wait_vm(vm["id"], lambda v: v["state"] == "stopped", 30, f"{name} to be stopped")
 
     def undefine(self, name):
-        for h in ("h1", "h2"):
-            self.ab.bed.virsh(h, "destroy", name, check=False)
-            for cp in self.ab.bed.virsh(h, "checkpoint-list", name, "--name", check=False).split():
-                self.ab.bed.virsh(h, "checkpoint-delete", name, cp, "--metadata", check=False)
-            self.ab.bed.virsh(h, "undefine", name, "--snapshots-metadata", "--checkpoints-metadata", check=False)
+        self.ab.undefine_guest(name, ("h1", "h2"))
 
     def qemu_write(self, host, name, byte, off_mib, len_mib):
         """A block-level write through QEMU's block layer (the dirty bitmap sees it)."""
@@ -303,12 +288,7 @@ class TestBackupKvm(unittest.TestCase):
     <interface""", 1)
         vm = ab.define_raw("h1", "bk9", xml)
         self.addCleanup(self.undefine, "bk9")
-        def written():
-            if not os.path.exists(log):
-                return False
-            with open(log, errors="replace") as f:
-                return "armada-guest: disk written" in f.read()
-        wait_until(written, 120, interval=0.5, what="guest bk9 to write its data")
+        ab.wait_guest_written("bk9", log)
         p1 = self.backup(vm["id"])
         # After the point: both disks change.
         self.qemu_write("h1", "bk9", 0x93, 20, 4)

@@ -22,7 +22,6 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest"))
 
 from armada_bed import ArmadaBed  # noqa: E402
-from armada_harness import wait_until  # noqa: E402
 from testbed import skip_reason  # noqa: E402
 
 MIB = 1 << 20
@@ -105,30 +104,9 @@ class TestBackupTlsKvm(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def guest(self, name, writes):
-        from guest import disk_guest_xml
-        ab = self.ab
-        work = os.path.join(ab.bed.shared_dir, "tls")
-        os.makedirs(work, exist_ok=True)
-        disk = os.path.join(work, f"{name}.qcow2")
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, f"{DISK_MIB}M"], check=True)
-        self.addCleanup(lambda: os.path.exists(disk) and os.unlink(disk))
-        log = os.path.join(work, f"{name}.log")
-        vm = ab.define_raw("h1", name, disk_guest_xml(name, self.kernel, self.initrd, disk, writes, console_log=log))
-        self.addCleanup(self.undefine, name)
-
-        def written():
-            if not os.path.exists(log):
-                return False
-            with open(log, errors="replace") as f:
-                return "armada-guest: disk written" in f.read()
-        wait_until(written, 120, interval=0.5, what=f"guest {name} to write its data")
+        vm, _ = self.ab.start_disk_guest(self, name, self.kernel, self.initrd, writes,
+                                         os.path.join(self.ab.bed.shared_dir, "tls"), size_mib=DISK_MIB)
         return vm
-
-    def undefine(self, name):
-        self.ab.bed.virsh("h1", "destroy", name, check=False)
-        for cp in self.ab.bed.virsh("h1", "checkpoint-list", name, "--name", check=False).split():
-            self.ab.bed.virsh("h1", "checkpoint-delete", name, cp, "--metadata", check=False)
-        self.ab.bed.virsh("h1", "undefine", name, "--snapshots-metadata", "--checkpoints-metadata", check=False)
 
     def backup(self, vm_id):
         r = self.ab.d.ok("POST", f"/api/v1/vms/{vm_id}/backups", {"datastore": "ds1"})

@@ -10,6 +10,7 @@ restore there takes the stream.
 - a restore to h1 that meets a corrupt chunk fails naming it and leaves no
   volume behind, as the stream does.
 """
+import datetime
 import hashlib
 import os
 import shutil
@@ -21,7 +22,6 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest"))
 
 from armada_bed import ArmadaBed  # noqa: E402
-from armada_harness import wait_until  # noqa: E402
 from testbed import skip_reason  # noqa: E402
 
 MIB = 1 << 20
@@ -63,30 +63,9 @@ class TestRestoreDirectKvm(unittest.TestCase):
         shutil.rmtree(cls.root, ignore_errors=True)
 
     def guest(self, name, writes):
-        from guest import disk_guest_xml
-        ab = self.ab
-        work = os.path.join(ab.bed.shared_dir, "direct")
-        os.makedirs(work, exist_ok=True)
-        disk = os.path.join(work, f"{name}.qcow2")
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, f"{DISK_MIB}M"], check=True)
-        self.addCleanup(lambda: os.path.exists(disk) and os.unlink(disk))
-        log = os.path.join(work, f"{name}.log")
-        vm = ab.define_raw("h1", name, disk_guest_xml(name, self.kernel, self.initrd, disk, writes, console_log=log))
-        self.addCleanup(self.undefine, name)
-
-        def written():
-            if not os.path.exists(log):
-                return False
-            with open(log, errors="replace") as f:
-                return "armada-guest: disk written" in f.read()
-        wait_until(written, 120, interval=0.5, what=f"guest {name} to write its data")
+        vm, _ = self.ab.start_disk_guest(self, name, self.kernel, self.initrd, writes,
+                                         os.path.join(self.ab.bed.shared_dir, "direct"), size_mib=DISK_MIB)
         return vm
-
-    def undefine(self, name):
-        self.ab.bed.virsh("h1", "destroy", name, check=False)
-        for cp in self.ab.bed.virsh("h1", "checkpoint-list", name, "--name", check=False).split():
-            self.ab.bed.virsh("h1", "checkpoint-delete", name, cp, "--metadata", check=False)
-        self.ab.bed.virsh("h1", "undefine", name, "--snapshots-metadata", "--checkpoints-metadata", check=False)
 
     def restore(self, point, as_name, host):
         d = self.ab.d
@@ -107,6 +86,18 @@ class TestRestoreDirectKvm(unittest.TestCase):
             with open(raw, "rb") as f:
                 return hashlib.sha256(f.read()).hexdigest()
 
+    def progress_spaced(self, job):
+        """A restore's progress steps ('... MiB written') come at most one per
+        250 ms, and one at the end: each is a database transaction (per
+        chunk they cost more than the chunk)."""
+        at = [datetime.datetime.fromisoformat(s["at"].replace("Z", "+00:00")).timestamp()
+              for s in job["steps"] if "MiB written" in s["name"]]
+        self.assertGreaterEqual(len(at), 1, job["steps"])
+        self.assertTrue([s for s in job["steps"] if s["name"].endswith(f": {DISK_MIB}/{DISK_MIB} MiB written")],
+                        job["steps"])
+        for a, b in zip(at, at[1:-1]):
+            self.assertGreaterEqual(b - a, 0.24, job["steps"])
+
     def test_direct_and_stream_restores_are_exact(self):
         ab, d = self.ab, self.ab.d
         vm = self.guest("rd1", [(0x51, 0, 4), (0x52, 12, 4)])
@@ -125,6 +116,7 @@ class TestRestoreDirectKvm(unittest.TestCase):
         self.assertEqual(disk["written"], "direct", j1["result"])
         self.assertTrue(disk["path"].startswith(os.path.join(ab.bed.shared_dir, "pool-h1") + "/"), disk)
         self.assertEqual(self.disk_sha("h1", disk["path"]), want)
+        self.progress_spaced(j1)
 
         j2 = self.restore(point, "rd1-b", "h2")
         self.assertEqual(j2["state"], "succeeded", j2)

@@ -3,6 +3,7 @@
  * garbage collection, verify, copies between datastores, sparse restore) and
  * the retention rules against Proxmox Backup Server's documented examples.
  * Snapshots: the name rule and the default name. */
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -748,6 +750,185 @@ static void test_qcow2_writer(void **state) {
         close(fs.fd);
         free(two);
         qcow2_writer_free(w);
+}
+
+/* chunkstore_get_with(): the same bytes and checks as chunkstore_get() for
+ * a chunk stored raw (read straight into the buffer) and one stored zstd
+ * (the reader's frame buffer reused), and every failure told apart. */
+static void test_chunk_reader(void **state) {
+        ChunkStore *s = open_store("reader");
+        uint32_t cs = chunkstore_chunk_size(s);
+        uint8_t *raw = malloc(cs), *text = malloc(cs), *out = malloc(cs), *ref = malloc(cs);
+        fill(raw, cs, 40);
+        for (size_t i = 0; i < cs; i++)
+                text[i] = "armada restores chunks "[i % 23];
+        ChunkDigest dr, dt, ds;
+        assert_int_equal(chunkstore_put(s, raw, cs, &dr, NULL), 0);
+        assert_int_equal(chunkstore_put(s, text, cs, &dt, NULL), 0);
+        assert_int_equal(chunkstore_put(s, raw, 12800, &ds, NULL), 0);   /* a short one */
+        ChunkReader *rd = NULL;
+        assert_int_equal(chunk_reader_new(&rd), 0);
+        for (int round = 0; round < 2; round++) {
+                size_t len = 0;
+                assert_int_equal(chunkstore_get_with(s, rd, &dr, out, cs, &len), 0);
+                assert_int_equal(len, cs);
+                assert_memory_equal(out, raw, cs);
+                assert_int_equal(chunkstore_get_with(s, rd, &dt, out, cs, &len), 0);
+                assert_int_equal(len, cs);
+                assert_memory_equal(out, text, cs);
+                assert_int_equal(chunkstore_get_with(s, rd, &ds, out, cs, &len), 0);
+                assert_int_equal(len, 12800);
+                assert_int_equal(chunkstore_get(s, &ds, ref, cs, NULL), 0);
+                assert_memory_equal(out, ref, 12800);
+        }
+        assert_int_equal(chunkstore_get_with(s, rd, &dr, out, cs - 1, NULL), -ENOBUFS);
+        /* One byte flipped in each: the digest check fails (or zstd does). */
+        char path[700];
+        ChunkDigest *both[] = { &dr, &dt };
+        for (int i = 0; i < 2; i++) {
+                chunk_file(s, both[i], path, sizeof path);
+                int fd = open(path, O_RDWR);
+                assert_true(fd >= 0);
+                struct stat st;
+                assert_int_equal(fstat(fd, &st), 0);
+                uint8_t b;
+                assert_int_equal(pread(fd, &b, 1, st.st_size - 7), 1);
+                b ^= 0x5a;
+                assert_int_equal(pwrite(fd, &b, 1, st.st_size - 7), 1);
+                close(fd);
+                assert_int_equal(chunkstore_get_with(s, rd, both[i], out, cs, NULL), -EBADMSG);
+        }
+        /* Cut short: malformed; gone: -ENOENT. */
+        chunk_file(s, &ds, path, sizeof path);
+        assert_int_equal(truncate(path, 100), 0);
+        assert_int_equal(chunkstore_get_with(s, rd, &ds, out, cs, NULL), -EBADMSG);
+        unlink(path);
+        assert_int_equal(chunkstore_get_with(s, rd, &ds, out, cs, NULL), -ENOENT);
+        chunk_reader_free(rd);
+        free(raw);
+        free(text);
+        free(out);
+        free(ref);
+        chunkstore_free(s);
+}
+
+/* The restore's pipeline (protect-pipe.c) with a decoder that finishes
+ * items out of order: the consumer gets every item once, in order, in
+ * contiguous batches of at most max_bytes; no worker runs more than the
+ * ring's slots ahead of what the consumer released; an item that fails
+ * ends the stream at that item after every item before it, and no item
+ * is claimed beyond the ring after the failure; freeing mid-way joins the
+ * workers (the sanitizers see no leak or race). */
+typedef struct PipeTest {
+        unsigned slots;
+        uint64_t fail_at;               /* UINT64_MAX: none */
+        _Atomic uint64_t released;
+        _Atomic uint64_t max_ahead;     /* the most index - released seen by a worker */
+        _Atomic uint64_t max_index;
+        _Atomic unsigned calls;
+        _Atomic unsigned done;
+} PipeTest;
+
+static int pipe_decode(void *userdata, unsigned worker, uint64_t index, uint8_t *buf, size_t cap, size_t *ret_len) {
+        PipeTest *t = userdata;
+        atomic_fetch_add(&t->calls, 1);
+        uint64_t ahead = index - atomic_load(&t->released);
+        for (uint64_t m = atomic_load(&t->max_ahead); ahead > m && !atomic_compare_exchange_weak(&t->max_ahead, &m, ahead);)
+                ;
+        for (uint64_t m = atomic_load(&t->max_index); index > m && !atomic_compare_exchange_weak(&t->max_index, &m, index);)
+                ;
+        /* Items finish out of order: some take a while. */
+        if ((index * 7 + worker) % 5 == 0)
+                nanosleep(&(struct timespec) { .tv_nsec = 200000 }, NULL);
+        if (index == t->fail_at)
+                return -EBADMSG;
+        size_t len = 1 + index % cap;
+        for (size_t i = 0; i < len; i++)
+                buf[i] = (uint8_t) (index + i);
+        *ret_len = len;
+        atomic_fetch_add(&t->done, 1);
+        return 0;
+}
+
+static void test_restore_pipe(void **state) {
+        enum { N = 2000, CAP = 64, SLOTS = 8 };
+        PipeTest t = { .slots = SLOTS, .fail_at = UINT64_MAX };
+        RestorePipe *p = NULL;
+        assert_int_equal(restore_pipe_start(N, CAP, 3, SLOTS, pipe_decode, &t, &p), 0);
+        uint64_t want = 0;
+        for (;;) {
+                RestoreBatch b;
+                assert_int_equal(restore_pipe_take(p, 5 * CAP, &b), 0);
+                if (b.n == 0)
+                        break;
+                assert_int_equal(b.first, want);
+                assert_true(b.n <= 5);
+                assert_int_equal(b.stride, CAP);
+                for (size_t k = 0; k < b.n; k++) {
+                        uint64_t i = b.first + k;
+                        assert_int_equal(b.len[k], 1 + i % CAP);
+                        for (size_t j = 0; j < b.len[k]; j++)
+                                assert_int_equal(b.buf[k * CAP + j], (uint8_t) (i + j));
+                }
+                want += b.n;
+                atomic_store(&t.released, want);
+                restore_pipe_release(p);
+        }
+        assert_int_equal(want, N);
+        assert_int_equal(atomic_load(&t.calls), N);
+        assert_true(atomic_load(&t.max_ahead) < SLOTS);
+        restore_pipe_free(p);
+
+        /* Items decoded ahead are taken together: once the ring is full,
+         * one take hands over all of it (contiguous, in order). */
+        PipeTest c = { .slots = SLOTS, .fail_at = UINT64_MAX };
+        assert_int_equal(restore_pipe_start(N, CAP, 2, SLOTS, pipe_decode, &c, &p), 0);
+        while (atomic_load(&c.done) < SLOTS)
+                sched_yield();
+        RestoreBatch all;
+        assert_int_equal(restore_pipe_take(p, 64 * CAP, &all), 0);
+        assert_int_equal(all.first, 0);
+        assert_int_equal(all.n, SLOTS);
+        for (size_t k = 0; k < all.n; k++)
+                assert_int_equal(all.buf[k * CAP], (uint8_t) k);
+        restore_pipe_release(p);
+        restore_pipe_free(p);
+
+        /* An item fails: the ones before it, then its code, naming it. */
+        PipeTest f = { .slots = SLOTS, .fail_at = 37 };
+        assert_int_equal(restore_pipe_start(200, CAP, 3, SLOTS, pipe_decode, &f, &p), 0);
+        want = 0;
+        int r;
+        for (;;) {
+                RestoreBatch b;
+                if ((r = restore_pipe_take(p, 4 * CAP, &b)) < 0) {
+                        assert_int_equal(b.first, 37);
+                        break;
+                }
+                assert_true(b.n > 0);
+                assert_int_equal(b.first, want);
+                want += b.n;
+                atomic_store(&f.released, want);
+                restore_pipe_release(p);
+        }
+        assert_int_equal(r, -EBADMSG);
+        assert_int_equal(want, 37);
+        restore_pipe_free(p);
+        assert_true(atomic_load(&f.max_index) < 37 + SLOTS);
+
+        /* Freed with a batch taken and items in flight. */
+        PipeTest e = { .slots = SLOTS, .fail_at = UINT64_MAX };
+        assert_int_equal(restore_pipe_start(N, CAP, 2, SLOTS, pipe_decode, &e, &p), 0);
+        RestoreBatch b;
+        assert_int_equal(restore_pipe_take(p, CAP, &b), 0);
+        assert_int_equal(b.n, 1);
+        restore_pipe_free(p);
+        assert_true(atomic_load(&e.calls) <= SLOTS + 2);
+
+        /* Bad arguments. */
+        assert_int_equal(restore_pipe_start(N, CAP, 0, SLOTS, pipe_decode, &t, &p), -EINVAL);
+        assert_int_equal(restore_pipe_start(N, CAP, 4, 3, pipe_decode, &t, &p), -EINVAL);
+        assert_int_equal(restore_pipe_start(N, 0, 2, SLOTS, pipe_decode, &t, &p), -EINVAL);
 }
 
 /* protect_nbd_copy against a real NBD server (qemu-nbd over a unix socket,
@@ -1875,6 +2056,8 @@ int main(void) {
                 cmocka_unit_test(test_chunk_span),
                 cmocka_unit_test(test_files_path_normalize),
                 cmocka_unit_test(test_qcow2_writer),
+                cmocka_unit_test(test_chunk_reader),
+                cmocka_unit_test(test_restore_pipe),
                 cmocka_unit_test(test_policy_due),
                 cmocka_unit_test(test_nbd_copy_small_chunks),
                 cmocka_unit_test(test_point_time),
