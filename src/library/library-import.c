@@ -1329,8 +1329,7 @@ static int sha256_range(int fd, uint64_t offset, uint64_t size, char hex[65]) {
         return 0;
 }
 
-static int convert_to_qcow2(JobCtx *ctx, const char *src, const char *dst, const char *what) {
-        _cleanup_free_ char *log = xasprintf("%s.log", dst);
+static int convert_to_qcow2(JobCtx *ctx, const char *src, const char *dst, const char *log, const char *what) {
         char *argv[] = { "qemu-img", "convert", "-q", "-W", "-m", "4", "-O", "qcow2", (char *) src, (char *) dst, NULL };
         int st = library_spawn_wait(argv, log);
         if (st != 0) {
@@ -1387,8 +1386,46 @@ static int import_on_host(LibraryBuild *b, const char *file, uint64_t offset, co
         return r;
 }
 
-/* One disk: checked against the manifest, converted, uploaded. */
-static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, HvDomainSpec *spec) {
+/* The fast way when armadad reaches the host's pool at the volume's path
+ * (the host is this machine, or the pool is on storage mounted at the same
+ * path): the volume is created through libvirt and proven to be the file
+ * armadad sees (hv_volume_create_direct), then qemu-img converts the disk
+ * straight into it: one pass, as fast as a local conversion, nothing copied
+ * afterwards. -EXDEV when armadad does not reach it or may not write it
+ * (nothing made: convert here and upload), 0 with *ret_path, or the job's
+ * failure (no volume left). */
+static int import_direct(LibraryBuild *b, const char *src, const char *vol, const char *what, char **ret_path) {
+        JobCtx *ctx = b->ctx;
+        HvConn *sc = streq(b->host.domain_type, "test") ? NULL : library_build_stream_conn(b);
+        _cleanup_free_ char *path = NULL;
+        int fd = -1;
+        /* Any failure to create or reach it: the upload makes its own
+         * attempt and reports its own error. */
+        if (!sc || hv_volume_create_direct(sc, b->host.pool, vol, 1 << 20, &path, &fd) < 0)
+                return -EXDEV;
+        job_progress(ctx, 20, "converting %s straight into volume '%s' on host '%s'", what, vol, b->host.name);
+        _cleanup_free_ char *out = xasprintf("/proc/self/fd/%d", fd);
+        _cleanup_free_ char *log = xasprintf("%s/armada-import-%.8s-%s.log", library_tmp_dir(), b->vm.uuid, vol);
+        int r = convert_to_qcow2(ctx, src, out, log, what);
+        if (r < 0)
+                close(fd);
+        else if ((r = hv_volume_direct_done(sc, path, fd)) > 0) {
+                log_info("VM '%s': %s", b->vm.name, hv_last_error());
+                r = 0;
+        } else if (r < 0)
+                r = job_fail(ctx, r, "Cannot write %s into its volume on host '%s': %s", what, b->host.name, hv_last_error());
+        if (r < 0) {
+                (void) hv_volume_delete(inventory_link_conn(b->link), path);
+                return r;
+        }
+        *ret_path = steal_ptr(path);
+        return 0;
+}
+
+/* One disk: checked against the manifest, converted (straight into its
+ * volume, on the host, or here and uploaded: which one appended to
+ * written). */
+static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, HvDomainSpec *spec, json_t *written) {
         JobCtx *ctx = b->ctx;
         const char *file = jget_str(d, "file"), *member = jget_str(d, "member"), *format = jget_str(d, "format");
         uint64_t offset = (uint64_t) jget_int(d, "offset"), size = (uint64_t) jget_int(d, "size");
@@ -1425,15 +1462,25 @@ static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, H
         }
         _cleanup_free_ char *vol = xasprintf("%s-%.8s-%s.qcow2", b->vm.name, b->vm.uuid, target);
         _cleanup_free_ char *path = NULL;
-        if (import_on_host(b, file, offset, format, descriptor, vol, &path) == 0) {
-                close(fd);
-                return import_disk_made(b, target, path, capacity, spec);
-        }
         _cleanup_free_ char *pinned = xasprintf("/proc/self/fd/%d", fd);
         _cleanup_free_ char *src = qemu_source(format, descriptor ? file : pinned, offset, size, offset == 0 && !manifest);
+        int r = import_direct(b, src, vol, what, &path);
+        if (r != -EXDEV) {
+                close(fd);
+                if (r < 0)
+                        return r;
+                json_array_append_new(written, json_string("direct"));
+                return import_disk_made(b, target, path, capacity, spec);
+        }
+        if (import_on_host(b, file, offset, format, descriptor, vol, &path) == 0) {
+                close(fd);
+                json_array_append_new(written, json_string("host"));
+                return import_disk_made(b, target, path, capacity, spec);
+        }
         _cleanup_free_ char *dst = xasprintf("%s/armada-import-%.8s-%s.qcow2", library_tmp_dir(), b->vm.uuid, target);
         job_progress(ctx, 15 + (int) (60 * i / HV_MAX_DISKS), "converting %s (%s) to qcow2", what, format);
-        int r = convert_to_qcow2(ctx, src, dst, what);
+        _cleanup_free_ char *log = xasprintf("%s.log", dst);
+        r = convert_to_qcow2(ctx, src, dst, log, what);
         close(fd);
         if (r < 0)
                 return r;
@@ -1449,6 +1496,7 @@ static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, H
         unlink(dst);
         if (r < 0)
                 return job_fail(ctx, r, "Cannot upload %s to host '%s': %s", what, b->host.name, hv_last_error());
+        json_array_append_new(written, json_string("stream"));
         return import_disk_made(b, target, path, capacity, spec);
 }
 
@@ -1500,8 +1548,9 @@ static int job_vm_import(JobCtx *ctx, void *userdata) {
                 return library_build_undo(&b, "vm.import", r);
         size_t i;
         json_t *d;
+        _cleanup_json_ json_t *written = json_array();
         json_array_foreach(disks, i, d) {
-                if ((r = import_disk(&b, d, json_is_object(manifest) ? manifest : NULL, i, &spec)) < 0)
+                if ((r = import_disk(&b, d, json_is_object(manifest) ? manifest : NULL, i, &spec, written)) < 0)
                         return library_build_undo(&b, "vm.import", r);
                 if (job_cancel_requested(ctx)) {
                         snprintf(ctx->error, sizeof ctx->error, "Cancelled; nothing of VM '%s' was left behind.", b.vm.name);
@@ -1513,8 +1562,8 @@ static int job_vm_import(JobCtx *ctx, void *userdata) {
         _cleanup_free_ char *msg = xasprintf("VM '%s' was imported from '%s' onto host '%s'.", b.vm.name, jget_str(src, "path"),
                                              b.host.name);
         (void) store_event_add(ctx->st, "info", "vm.imported", "vm", b.vm.id, b.vm.name, b.vm.owner_id, msg);
-        ctx->result = json_pack("{s:I, s:s, s:s, s:I}", "vm_id", (json_int_t) b.vm.id, "host", b.host.name, "kind",
-                                jget_str(src, "kind"), "disks", (json_int_t) spec.n_disks);
+        ctx->result = json_pack("{s:I, s:s, s:s, s:I, s:O}", "vm_id", (json_int_t) b.vm.id, "host", b.host.name, "kind",
+                                jget_str(src, "kind"), "disks", (json_int_t) spec.n_disks, "written", written);
         library_build_end(&b);
         return 0;
 }

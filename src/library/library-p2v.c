@@ -697,7 +697,8 @@ static int p2v_disk(LibraryBuild *b, const P2vConn *pc, json_t *d, size_t i, uin
         /* Directly into the volume's file when armadad reaches it (the
          * stream through libvirtd was the bound, bench/results/convert.md). */
         unsigned flags = streq(b->host.domain_type, "test") ? 0 : HV_UPLOAD_CONTENT | HV_UPLOAD_DIRECT;
-        r = sc ? hv_volume_upload_stream(sc, b->host.pool, vol, size, flags, stream_source, &s, &path, NULL) : -EHOSTUNREACH;
+        bool direct = false;
+        r = sc ? hv_volume_upload_stream(sc, b->host.pool, vol, size, flags, stream_source, &s, &path, &direct) : -EHOSTUNREACH;
         if (r < 0 || streq(b->host.domain_type, "test"))
                 kill(pid, SIGTERM);
         close(pfd[0]);
@@ -725,9 +726,10 @@ static int p2v_disk(LibraryBuild *b, const P2vConn *pc, json_t *d, size_t i, uin
         *hd = (HvDisk) { .format = "raw", .capacity_bytes = size };
         snprintf(hd->target, sizeof hd->target, "%s", target);
         snprintf(hd->path, sizeof hd->path, "%s", path);
-        json_array_append_new(stats, json_pack("{s:s, s:s, s:I, s:f, s:f}", "source", dev, "target", target, "bytes",
+        json_array_append_new(stats, json_pack("{s:s, s:s, s:I, s:f, s:f, s:s}", "source", dev, "target", target, "bytes",
                                                (json_int_t) s.done, "seconds", secs,
-                                               "mib_per_s", secs > 0 ? (double) s.done / 1048576.0 / secs : 0.0));
+                                               "mib_per_s", secs > 0 ? (double) s.done / 1048576.0 / secs : 0.0,
+                                               "written", direct ? "direct" : "stream"));
         return 0;
 }
 
