@@ -554,6 +554,11 @@ int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, u
                            : upload_fill(c, vol, vol_name, size, source, userdata);
                 if (r < 0)
                         return vol_delete_keeping_error(vol, r);
+                /* libvirt's own uploads end with a refresh of the pool
+                 * (the new allocation, a qcow2 seen as one); failing it
+                 * only leaves those stale until the next one. */
+                if (direct && virStoragePoolRefresh(p, 0) < 0)
+                        virResetLastError();
         }
         if (ret_direct)
                 *ret_direct = direct;
