@@ -80,3 +80,27 @@ enum {
 };
 int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, uint64_t size, unsigned flags,
                             HvUploadSource source, void *userdata, char **ret_path, bool *ret_direct);
+
+/* Creates volume vol_name in pool through libvirt (declared raw, room for
+ * capacity bytes, at least 64) for armadad to fill itself, when the
+ * volume's path names the same file in armadad's own file system (the host
+ * is this machine, or the pool is on storage mounted at the same path): a
+ * random marker is sent into the volume over the connection and must read
+ * back from the local path before anything is written there (as
+ * HV_UPLOAD_DIRECT does). The marker is zeroed again. 0 with the volume's
+ * path (malloc'd) and *ret_fd open on it for writing (no O_CLOEXEC: a child
+ * such as qemu-img may write through /proc/self/fd/N; the caller closes
+ * it). -EXDEV when armadad does not reach the file (no volume is left:
+ * upload instead), another negative on failure (no volume left). Whatever
+ * is written, hv_volume_direct_done() makes it durable and known to
+ * libvirt; on failure the caller deletes the volume (hv_volume_delete). */
+int hv_volume_create_direct(HvConn *c, const char *pool, const char *vol_name, uint64_t capacity, char **ret_path,
+                            int *ret_fd);
+
+/* After armadad wrote the volume at path through fd itself: fsync, then
+ * a refresh of its pool so libvirt reads the file's new size and format
+ * (libvirt's own uploads end with the same refresh). Closes fd. 0; 1 when
+ * the data is on disk but the refresh failed (libvirt's idea of the size
+ * stays stale until its next refresh; hv_last_error() says why); negative
+ * when the data did not reach the disk (hv_last_error() says why). */
+int hv_volume_direct_done(HvConn *c, const char *path, int fd);

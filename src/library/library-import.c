@@ -1332,8 +1332,7 @@ static int sha256_range(int fd, uint64_t offset, uint64_t size, char hex[65]) {
         return 0;
 }
 
-static int convert_to_qcow2(JobCtx *ctx, const char *src, const char *dst, const char *what) {
-        _cleanup_free_ char *log = xasprintf("%s.log", dst);
+static int convert_to_qcow2(JobCtx *ctx, const char *src, const char *dst, const char *log, const char *what) {
         char *argv[] = { "qemu-img", "convert", "-q", "-W", "-m", "4", "-O", "qcow2", (char *) src, (char *) dst, NULL };
         int st = library_spawn_wait(argv, log);
         if (st != 0) {
@@ -1390,9 +1389,11 @@ static int import_on_host(LibraryBuild *b, const char *file, uint64_t offset, co
         return r;
 }
 
-/* A disk converted on this machine, waiting for virt-v2v before its upload. */
+/* A disk waiting for virt-v2v: converted on this machine (then uploaded
+ * after it), or already in its volume (written directly, converted there). */
 typedef struct {
-        char *dst;                 /* the local qcow2 */
+        char *dst;                 /* the local qcow2, or the volume's file */
+        bool in_volume;            /* dst is the volume's file: keep it, nothing to upload */
         char *vol;                 /* the volume it becomes */
         char *what;
         char target[8];
@@ -1400,7 +1401,7 @@ typedef struct {
 } ImportLocal;
 
 static void import_local_done(ImportLocal *l) {
-        if (l->dst)
+        if (l->dst && !l->in_volume)
                 unlink(l->dst);
         free(l->dst);
         free(l->vol);
@@ -1410,7 +1411,7 @@ static void import_local_done(ImportLocal *l) {
 
 /* The local qcow2 dst uploaded into the volume vol on the host (dst goes). */
 static int import_upload(LibraryBuild *b, const char *dst, const char *vol, const char *what, const char *target, uint64_t capacity,
-                         size_t i, HvDomainSpec *spec) {
+                         size_t i, HvDomainSpec *spec, json_t *written) {
         JobCtx *ctx = b->ctx;
         _cleanup_free_ char *path = NULL;
         HvConn *sc = library_build_stream_conn(b);
@@ -1420,13 +1421,54 @@ static int import_upload(LibraryBuild *b, const char *dst, const char *vol, cons
         unlink(dst);
         if (r < 0)
                 return job_fail(ctx, r, "Cannot upload %s to host '%s': %s", what, b->host.name, hv_last_error());
+        json_array_append_new(written, json_string("stream"));
         return import_disk_made(b, target, path, capacity, spec);
 }
 
-/* One disk: checked against the manifest, converted, uploaded; or, with
- * local (virt-v2v runs before the uploads), converted here and left in
- * *local for import_upload. */
-static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, HvDomainSpec *spec, ImportLocal *local) {
+/* The fast way when armadad reaches the host's pool at the volume's path
+ * (the host is this machine, or the pool is on storage mounted at the same
+ * path): the volume is created through libvirt and proven to be the file
+ * armadad sees (hv_volume_create_direct), then qemu-img converts the disk
+ * straight into it: one pass, as fast as a local conversion, nothing copied
+ * afterwards. -EXDEV when armadad does not reach it or may not write it
+ * (nothing made: convert here and upload), 0 with *ret_path, or the job's
+ * failure (no volume left). */
+static int import_direct(LibraryBuild *b, const char *src, const char *vol, const char *what, char **ret_path) {
+        JobCtx *ctx = b->ctx;
+        HvConn *sc = streq(b->host.domain_type, "test") ? NULL : library_build_stream_conn(b);
+        _cleanup_free_ char *path = NULL;
+        int fd = -1;
+        /* Any failure to create or reach it: the upload makes its own
+         * attempt and reports its own error. */
+        if (!sc || hv_volume_create_direct(sc, b->host.pool, vol, 1 << 20, &path, &fd) < 0)
+                return -EXDEV;
+        job_progress(ctx, 20, "converting %s straight into volume '%s' on host '%s'", what, vol, b->host.name);
+        _cleanup_free_ char *out = xasprintf("/proc/self/fd/%d", fd);
+        _cleanup_free_ char *log = xasprintf("%s/armada-import-%.8s-%s.log", library_tmp_dir(), b->vm.uuid, vol);
+        int r = convert_to_qcow2(ctx, src, out, log, what);
+        if (r < 0)
+                close(fd);
+        else if ((r = hv_volume_direct_done(sc, path, fd)) > 0) {
+                log_info("VM '%s': %s", b->vm.name, hv_last_error());
+                r = 0;
+        } else if (r < 0)
+                r = job_fail(ctx, r, "Cannot write %s into its volume on host '%s': %s", what, b->host.name, hv_last_error());
+        if (r < 0) {
+                (void) hv_volume_delete(inventory_link_conn(b->link), path);
+                return r;
+        }
+        *ret_path = steal_ptr(path);
+        return 0;
+}
+
+/* One disk: checked against the manifest, converted (straight into its
+ * volume, on the host, or here and uploaded: which one appended to
+ * written). With local (virt-v2v runs before the uploads), a disk that is
+ * not written directly is converted here and left in *local for
+ * import_upload; one written directly is named in *local too, for
+ * virt-v2v to convert in its volume. */
+static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, HvDomainSpec *spec, ImportLocal *local,
+                       json_t *written) {
         JobCtx *ctx = b->ctx;
         const char *file = jget_str(d, "file"), *member = jget_str(d, "member"), *format = jget_str(d, "format");
         uint64_t offset = (uint64_t) jget_int(d, "offset"), size = (uint64_t) jget_int(d, "size");
@@ -1463,15 +1505,30 @@ static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, H
         }
         _cleanup_free_ char *vol = xasprintf("%s-%.8s-%s.qcow2", b->vm.name, b->vm.uuid, target);
         _cleanup_free_ char *path = NULL;
-        if (!local && import_on_host(b, file, offset, format, descriptor, vol, &path) == 0) {
-                close(fd);
-                return import_disk_made(b, target, path, capacity, spec);
-        }
         _cleanup_free_ char *pinned = xasprintf("/proc/self/fd/%d", fd);
         _cleanup_free_ char *src = qemu_source(format, descriptor ? file : pinned, offset, size, offset == 0 && !manifest);
+        int r = import_direct(b, src, vol, what, &path);
+        if (r != -EXDEV) {
+                close(fd);
+                if (r < 0)
+                        return r;
+                json_array_append_new(written, json_string("direct"));
+                if (local) {
+                        *local = (ImportLocal) { .dst = xstrdup(path), .in_volume = true };
+                        snprintf(local->target, sizeof local->target, "%s", target);
+                }
+                return import_disk_made(b, target, path, capacity, spec);
+        }
+        /* Not on the host when virt-v2v is to run: it needs the bytes here. */
+        if (!local && import_on_host(b, file, offset, format, descriptor, vol, &path) == 0) {
+                close(fd);
+                json_array_append_new(written, json_string("host"));
+                return import_disk_made(b, target, path, capacity, spec);
+        }
         _cleanup_free_ char *dst = xasprintf("%s/armada-import-%.8s-%s.qcow2", library_tmp_dir(), b->vm.uuid, target);
         job_progress(ctx, 15 + (int) (60 * i / HV_MAX_DISKS), "converting %s (%s) to qcow2", what, format);
-        int r = convert_to_qcow2(ctx, src, dst, what);
+        _cleanup_free_ char *log = xasprintf("%s.log", dst);
+        r = convert_to_qcow2(ctx, src, dst, log, what);
         close(fd);
         if (r < 0)
                 return r;
@@ -1485,7 +1542,7 @@ static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, H
                 snprintf(local->target, sizeof local->target, "%s", target);
                 return 0;
         }
-        return import_upload(b, dst, vol, what, target, capacity, i, spec);
+        return import_upload(b, dst, vol, what, target, capacity, i, spec, written);
 }
 
 /* The VM's network cards into spec: the job's networks (a job queued
@@ -1531,7 +1588,8 @@ static bool import_cancelled(LibraryBuild *b) {
  * (virtio) targets import has always given them; virt-v2v is what makes a
  * guest without virtio drivers boot there. 0 with *ret_v2v (the result's
  * "v2v"), or the job's failure (the local files gone). */
-static int import_disks(LibraryBuild *b, json_t *disks, json_t *manifest, HvDomainSpec *spec, json_t **ret_v2v) {
+static int import_disks(LibraryBuild *b, json_t *disks, json_t *manifest, HvDomainSpec *spec, json_t **ret_v2v,
+                        json_t *written) {
         const char *mode = jget_str(b->ctx->params, "v2v");
         bool run = library_v2v_wanted(mode) && (library_v2v_installed() || (mode && streq(mode, "always")));
         ImportLocal local[HV_MAX_DISKS] = { 0 };
@@ -1539,7 +1597,7 @@ static int import_disks(LibraryBuild *b, json_t *disks, json_t *manifest, HvDoma
         json_t *d;
         int r = 0;
         json_array_foreach(disks, i, d) {
-                if (i >= HV_MAX_DISKS || (r = import_disk(b, d, manifest, i, spec, run ? &local[n] : NULL)) < 0)
+                if (i >= HV_MAX_DISKS || (r = import_disk(b, d, manifest, i, spec, run ? &local[n] : NULL, written)) < 0)
                         break;
                 n += run;
                 if (import_cancelled(b)) {
@@ -1556,7 +1614,9 @@ static int import_disks(LibraryBuild *b, json_t *disks, json_t *manifest, HvDoma
                         : library_v2v_convert(b->ctx, mode ? mode : "auto", NULL, 0, "qcow2", 75, &v2v, &converted);
         }
         for (size_t k = 0; k < n && r == 0; k++)
-                r = import_upload(b, local[k].dst, local[k].vol, local[k].what, local[k].target, local[k].capacity, k, spec);
+                if (!local[k].in_volume)
+                        r = import_upload(b, local[k].dst, local[k].vol, local[k].what, local[k].target, local[k].capacity, k, spec,
+                                          written);
         for (size_t k = 0; k < n; k++) import_local_done(&local[k]);
         if (r < 0) {
                 json_decref(v2v);
@@ -1584,7 +1644,8 @@ static int job_vm_import(JobCtx *ctx, void *userdata) {
         if ((r = import_nics(&b, &spec, macs)) < 0)
                 return library_build_undo(&b, "vm.import", r);
         json_t *v2v = NULL;
-        if ((r = import_disks(&b, disks, json_is_object(manifest) ? manifest : NULL, &spec, &v2v)) < 0)
+        _cleanup_json_ json_t *written = json_array();
+        if ((r = import_disks(&b, disks, json_is_object(manifest) ? manifest : NULL, &spec, &v2v, written)) < 0)
                 return library_build_undo(&b, "vm.import", r);
         if ((r = library_build_define(&b, &spec, json_is_true(json_object_get(ctx->params, "start")))) < 0) {
                 json_decref(v2v);
@@ -1593,8 +1654,8 @@ static int job_vm_import(JobCtx *ctx, void *userdata) {
         _cleanup_free_ char *msg = xasprintf("VM '%s' was imported from '%s' onto host '%s'.", b.vm.name, jget_str(src, "path"),
                                              b.host.name);
         (void) store_event_add(ctx->st, "info", "vm.imported", "vm", b.vm.id, b.vm.name, b.vm.owner_id, msg);
-        ctx->result = json_pack("{s:I, s:s, s:s, s:I, s:o}", "vm_id", (json_int_t) b.vm.id, "host", b.host.name, "kind",
-                                jget_str(src, "kind"), "disks", (json_int_t) spec.n_disks, "v2v", v2v);
+        ctx->result = json_pack("{s:I, s:s, s:s, s:I, s:o, s:O}", "vm_id", (json_int_t) b.vm.id, "host", b.host.name, "kind",
+                                jget_str(src, "kind"), "disks", (json_int_t) spec.n_disks, "v2v", v2v, "written", written);
         library_build_end(&b);
         return 0;
 }

@@ -728,9 +728,10 @@ static int p2v_disk(LibraryBuild *b, const P2vConn *pc, json_t *d, size_t i, uin
         *hd = (HvDisk) { .format = "raw", .capacity_bytes = size };
         snprintf(hd->target, sizeof hd->target, "%s", target);
         snprintf(hd->path, sizeof hd->path, "%s", path);
-        json_array_append_new(stats, json_pack("{s:s, s:s, s:I, s:f, s:f}", "source", dev, "target", target, "bytes",
+        json_array_append_new(stats, json_pack("{s:s, s:s, s:I, s:f, s:f, s:s}", "source", dev, "target", target, "bytes",
                                                (json_int_t) s.done, "seconds", secs,
-                                               "mib_per_s", secs > 0 ? (double) s.done / 1048576.0 / secs : 0.0));
+                                               "mib_per_s", secs > 0 ? (double) s.done / 1048576.0 / secs : 0.0,
+                                               "written", *ret_direct ? "direct" : "stream"));
         return 0;
 }
 
