@@ -70,6 +70,7 @@ class ArmadaBedCase(unittest.TestCase):
     fails, or skips, half-way, tear-down stops the bed, runs release() (for
     what prepare() made outside the directory) and removes the directory."""
     TMP_PREFIX = "armada-sys-"
+    TMP_DIR = None      # where the directory is made (None: the default)
     ab = None
     tmp = None
 
@@ -103,7 +104,7 @@ class ArmadaBedCase(unittest.TestCase):
         if why:
             raise unittest.SkipTest(why)
         from armada_bed import ArmadaBed   # tests/guest: on the path of the tests that use this class
-        cls.tmp = tempfile.mkdtemp(prefix=cls.TMP_PREFIX)
+        cls.tmp = tempfile.mkdtemp(prefix=cls.TMP_PREFIX, dir=cls.TMP_DIR)
         try:
             cls.prepare()
             cls.ab = ArmadaBed(**cls.bed_args()).__enter__()

@@ -51,7 +51,32 @@ def identical(a, b, fmt_a=None):
     return r.returncode == 0, r.stdout + r.stderr
 
 
-class TestExportKvm(ArmadaBedCase):
+class MbrGuestCase(ArmadaBedCase):
+    """An ArmadaBedCase whose VMs boot GUEST_MBR: what it left in the
+    guest's memory, read through QEMU's monitor."""
+
+    def delete(self, name):
+        vm = self.d.find("vms", name)
+        if vm:
+            self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"], timeout=120)
+
+    def xp(self, host, name, addr, n):
+        out = self.ab.bed.virsh(host, "qemu-monitor-command", name, "--hmp", f"xp /{n}xb {addr:#x}")
+        return bytes(int(b, 16) for b in re.findall(r"0x([0-9a-f]{2})\b(?!:)", out.split(":", 1)[1] if ":" in out else ""))[:n]
+
+    def guest_state(self, host, name):
+        """('W'|'R'|'F'|'B', the marker at 0x8000) once the guest halted."""
+        def done():
+            try:
+                st = self.xp(host, name, 0x7f00, 1)
+            except Exception:
+                return None
+            return st if st in (b"W", b"R", b"F") else None
+        st = wait_until(done, 120, interval=0.5, what=f"the boot sector of {name} to finish")
+        return st.decode(), self.xp(host, name, 0x8000, 12)
+
+
+class TestExportKvm(MbrGuestCase):
     TMP_PREFIX = "armada-export-sys-"
 
     @classmethod
@@ -89,26 +114,6 @@ class TestExportKvm(ArmadaBedCase):
         job = self.d.wait_job(reply["job"]["id"], timeout=timeout)
         self.assertEqual(job["state"], "succeeded", job)
         return job
-
-    def delete(self, name):
-        vm = self.d.find("vms", name)
-        if vm:
-            self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"], timeout=120)
-
-    def xp(self, host, name, addr, n):
-        out = self.ab.bed.virsh(host, "qemu-monitor-command", name, "--hmp", f"xp /{n}xb {addr:#x}")
-        return bytes(int(b, 16) for b in re.findall(r"0x([0-9a-f]{2})\b(?!:)", out.split(":", 1)[1] if ":" in out else ""))[:n]
-
-    def guest_state(self, host, name):
-        """('W'|'R'|'F'|'B', the marker at 0x8000) once the guest halted."""
-        def done():
-            try:
-                st = self.xp(host, name, 0x7f00, 1)
-            except Exception:
-                return None
-            return st if st in (b"W", b"R", b"F") else None
-        st = wait_until(done, 120, interval=0.5, what=f"the boot sector of {name} to finish")
-        return st.decode(), self.xp(host, name, 0x8000, 12)
 
     def disk(self, name):
         """The VM's vda as this machine sees it: a test-bed host's

@@ -22,16 +22,12 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from armada_bed import ArmadaBed  # noqa: E402
-from armada_harness import wait_until  # noqa: E402
-from test_export_kvm import GUEST_MBR  # noqa: E402
-from testbed import skip_reason  # noqa: E402
+from test_export_kvm import GUEST_MBR, MbrGuestCase  # noqa: E402
 
 MARK = b"AMK1" + b"D1RECT00"
 
@@ -47,19 +43,18 @@ def sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-class TestImportDirectKvm(unittest.TestCase):
-    ab = None
+class TestImportDirectKvm(MbrGuestCase):
+    # Under /run: the bed's hosts each have a /run of their own, so no
+    # host sees these files (h2 cannot convert them itself).
+    TMP_PREFIX = "armada-import-direct-"
+    TMP_DIR = "/run"
 
     @classmethod
-    def setUpClass(cls):
-        why = skip_reason()
-        if why:
-            raise unittest.SkipTest(why)
-        if not shutil.which("qemu-img"):
-            raise unittest.SkipTest("'qemu-img' is not installed")
-        # Under /run: the bed's hosts each have a /run of their own, so no
-        # host sees these files (h2 cannot convert them itself).
-        cls.tmp = tempfile.mkdtemp(prefix="armada-import-direct-", dir="/run")
+    def skip_reason(cls):
+        return None if shutil.which("qemu-img") else "'qemu-img' is not installed"
+
+    @classmethod
+    def prepare(cls):
         raw = os.path.join(cls.tmp, "mbr.raw")
         with open(raw, "wb") as f:
             f.truncate(16 << 20)
@@ -76,53 +71,22 @@ class TestImportDirectKvm(unittest.TestCase):
             l1 = struct.unpack(">Q", f.read(48)[40:48])[0]
             f.seek(l1)
             f.write(struct.pack(">Q", (1 << 63) | 0x10200))
-        try:
-            cls.ab = ArmadaBed(2, cluster=False,
-                               host_args=lambda bed, h: {"pool": "shared1", "pool_path":
-                                                         os.path.join(bed.shared_dir, "pool-h1")} if h == "h1" else {}
-                               ).__enter__()
-            cls.pool = os.path.join(cls.ab.bed.shared_dir, "pool-h1")
-            r = cls.ab.d.ok("POST", "/api/v1/library/shares", {"path": cls.tmp})
-            assert cls.ab.d.wait_job(r["job"]["id"])["state"] == "succeeded"
-        except BaseException:
-            cls.tearDownClass()
-            raise
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            if cls.ab:
-                cls.ab.__exit__(None, None, None)
-        finally:
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+    def bed_args(cls):
+        return {"n_hosts": 2, "cluster": False,
+                "host_args": lambda bed, h: {"pool": "shared1", "pool_path": os.path.join(bed.shared_dir, "pool-h1")}
+                if h == "h1" else {}}
 
-    @property
-    def d(self):
-        return self.ab.d
-
-    def delete(self, name):
-        vm = self.d.find("vms", name)
-        if vm:
-            self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"], timeout=120)
+    @classmethod
+    def bed_ready(cls):
+        cls.pool = os.path.join(cls.ab.bed.shared_dir, "pool-h1")
+        cls.add_share(cls.tmp)
 
     def import_vm(self, path, name, host, **kw):
         self.addCleanup(self.delete, name)
         r = self.d.ok("POST", "/api/v1/vms/import", dict({"path": path, "name": name, "host": host, "memory_mib": 64}, **kw))
         return self.d.wait_job(r["job"]["id"], timeout=300)
-
-    def xp(self, host, name, addr, n):
-        out = self.ab.bed.virsh(host, "qemu-monitor-command", name, "--hmp", f"xp /{n}xb {addr:#x}")
-        return bytes(int(b, 16) for b in re.findall(r"0x([0-9a-f]{2})\b(?!:)", out.split(":", 1)[1] if ":" in out else ""))[:n]
-
-    def guest_state(self, host, name):
-        def done():
-            try:
-                st = self.xp(host, name, 0x7f00, 1)
-            except Exception:
-                return None
-            return st if st in (b"W", b"R", b"F") else None
-        st = wait_until(done, 120, interval=0.5, what=f"the boot sector of {name} to finish")
-        return st.decode(), self.xp(host, name, 0x8000, 12)
 
     def same_bytes(self, path):
         out = os.path.join(self.tmp, "back.raw")
