@@ -561,6 +561,18 @@ int chunkstore_put(ChunkStore *s, const void *data, size_t len, ChunkDigest *ret
         return 0;
 }
 
+/* The decoded chunk buf of len bytes is the one named d: 0 and *ret_len
+ * (may be NULL), or -EBADMSG. */
+static int chunk_verified(const void *buf, size_t len, const ChunkDigest *d, size_t *ret_len) {
+        ChunkDigest got;
+        digest_of(buf, len, &got);
+        if (memcmp(got.b, d->b, 32) != 0)
+                return -EBADMSG;
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}
+
 /* Decodes a chunk file image into BUF and checks it against D. */
 static int chunk_decode(const ChunkDigest *d, const uint8_t *file, size_t flen, void *buf, size_t buflen,
                         size_t *ret_len) {
@@ -581,13 +593,7 @@ static int chunk_decode(const ChunkDigest *d, const uint8_t *file, size_t flen, 
                         return -EBADMSG;
         } else
                 return -EBADMSG;
-        ChunkDigest got;
-        digest_of(buf, len, &got);
-        if (memcmp(got.b, d->b, 32) != 0)
-                return -EBADMSG;
-        if (ret_len)
-                *ret_len = len;
-        return 0;
+        return chunk_verified(buf, len, d, ret_len);
 }
 
 int chunkstore_get(ChunkStore *s, const ChunkDigest *d, void *buf, size_t buflen, size_t *ret_len) {
@@ -691,13 +697,7 @@ int chunkstore_get_with(ChunkStore *s, ChunkReader *rd, const ChunkDigest *d, vo
                         return -EBADMSG;
         } else
                 return -EBADMSG;
-        ChunkDigest got;
-        digest_of(buf, len, &got);
-        if (memcmp(got.b, d->b, 32) != 0)
-                return -EBADMSG;
-        if (ret_len)
-                *ret_len = len;
-        return 0;
+        return chunk_verified(buf, len, d, ret_len);
 }
 
 bool chunkstore_has(ChunkStore *s, const ChunkDigest *d) {
