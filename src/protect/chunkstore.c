@@ -561,6 +561,22 @@ int chunkstore_put(ChunkStore *s, const void *data, size_t len, ChunkDigest *ret
         return 0;
 }
 
+/* A chunk file's header (CHUNK_HDR bytes at hdr) for a file of flen bytes
+ * read into a buffer of buflen: 0 with its encoding, length and stored
+ * length, -EBADMSG, or -ENOBUFS when the chunk does not fit. */
+static int chunk_header(const uint8_t *hdr, uint64_t flen, size_t buflen, uint32_t *ret_enc, uint32_t *ret_len,
+                        uint32_t *ret_clen) {
+        uint32_t len = get_le32(hdr + 8), clen = get_le32(hdr + 12);
+        if (memcmp(hdr, CHUNK_MAGIC, 4) != 0 || len > CHUNK_SIZE || clen != flen - CHUNK_HDR)
+                return -EBADMSG;
+        if (len > buflen)
+                return -ENOBUFS;
+        *ret_enc = get_le32(hdr + 4);
+        *ret_len = len;
+        *ret_clen = clen;
+        return 0;
+}
+
 /* The decoded chunk buf of len bytes is the one named d: 0 and *ret_len
  * (may be NULL), or -EBADMSG. */
 static int chunk_verified(const void *buf, size_t len, const ChunkDigest *d, size_t *ret_len) {
@@ -576,13 +592,12 @@ static int chunk_verified(const void *buf, size_t len, const ChunkDigest *d, siz
 /* Decodes a chunk file image into BUF and checks it against D. */
 static int chunk_decode(const ChunkDigest *d, const uint8_t *file, size_t flen, void *buf, size_t buflen,
                         size_t *ret_len) {
-        if (flen < CHUNK_HDR || memcmp(file, CHUNK_MAGIC, 4) != 0)
+        if (flen < CHUNK_HDR)
                 return -EBADMSG;
-        uint32_t enc = get_le32(file + 4), len = get_le32(file + 8), clen = get_le32(file + 12);
-        if (len > CHUNK_SIZE || clen != flen - CHUNK_HDR)
-                return -EBADMSG;
-        if (len > buflen)
-                return -ENOBUFS;
+        uint32_t enc, len, clen;
+        int r = chunk_header(file, flen, buflen, &enc, &len, &clen);
+        if (r < 0)
+                return r;
         if (enc == ENC_RAW) {
                 if (clen != len)
                         return -EBADMSG;
@@ -671,11 +686,9 @@ int chunkstore_get_with(ChunkStore *s, ChunkReader *rd, const ChunkDigest *d, vo
         int r = pread_full(fd, hdr, sizeof hdr, 0);
         if (r < 0)
                 return r;
-        uint32_t enc = get_le32(hdr + 4), len = get_le32(hdr + 8), clen = get_le32(hdr + 12);
-        if (memcmp(hdr, CHUNK_MAGIC, 4) != 0 || len > CHUNK_SIZE || clen != (uint64_t) st.st_size - CHUNK_HDR)
-                return -EBADMSG;
-        if (len > buflen)
-                return -ENOBUFS;
+        uint32_t enc, len, clen;
+        if ((r = chunk_header(hdr, (uint64_t) st.st_size, buflen, &enc, &len, &clen)) < 0)
+                return r;
         if (enc == ENC_RAW) {
                 /* Straight into the caller's buffer: no copy. */
                 if (clen != len)
