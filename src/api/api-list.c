@@ -18,6 +18,7 @@
 #include "api-priv.h"
 #include "model/model.h"
 #include "model/model-view.h"
+#include "monitor/monitor.h"
 
 #include <errno.h>
 #include <string.h>
@@ -67,7 +68,18 @@ typedef struct {
         size_t n_fields;
         char fields_buf[1024];
         char states_buf[256];
+        /* health=1: the /health answer whose nodes' health each row carries
+         * (a reference; list_query_free() drops it). */
+        bool want_health;
+        MonitorAnswer *health;
 } ListQuery;
+
+static void list_query_free(ListQuery *q) {
+        if (q)
+                monitor_answer_unref(q->health);
+        free(q);
+}
+static inline void list_query_freep(ListQuery **q) { list_query_free(*q); }
 
 /* ---- parsing ---- */
 
@@ -247,10 +259,12 @@ static bool parse_view(Req *r, ListQuery *q) {
 }
 
 static bool parse_query(Req *r, ListQuery *q) {
+        int64_t health = 0;
         q->name = req_query(r, "name");
         const char *states = req_query(r, "state");
         if (!req_query_int(r, "limit", 0, 1, LIST_LIMIT_MAX, &q->limit) ||
-            !req_query_int(r, "group_id", 0, 0, INT64_MAX, &q->group_id) || !parse_view(r, q) || !parse_cursor(r, q) ||
+            !req_query_int(r, "group_id", 0, 0, INT64_MAX, &q->group_id) || !req_query_int(r, "health", 0, 0, 1, &health) ||
+            !parse_view(r, q) || !parse_cursor(r, q) ||
             !parse_name_prefix(r, q) ||
             !parse_fields(r, q))
                 return false;
@@ -259,6 +273,7 @@ static bool parse_query(Req *r, ListQuery *q) {
                 return false;
         if (states && !split_list(r, "state", states, q->states_buf, sizeof q->states_buf, q->states, LIST_MAX_STATES, &q->n_states))
                 return false;
+        q->want_health = health == 1;
         return true;
 }
 
@@ -328,6 +343,28 @@ static void append_fields(StrBuf *b, const ModelRow *row, const ListQuery *q) {
         strbuf_append(b, "}");
 }
 
+/* One row as the query asks: whole or its fields, and with health=1 its
+ * health from the answer (the row's closing brace gives way to it). */
+static void append_row(StrBuf *b, const ModelRow *row, const ListQuery *q) {
+        size_t at = b->len;
+        if (q->n_fields)
+                append_fields(b, row, q);
+        else
+                strbuf_appendn(b, row->text, row->text_len);
+        if (!q->health || b->len < at + 2 || b->s[b->len - 1] != '}')
+                return;
+        b->s[--b->len] = 0;
+        if (b->len > at + 1)
+                strbuf_append(b, ",");
+        size_t n;
+        const char *frag = monitor_answer_health(q->health, q->vms, row->id, &n);
+        if (frag)
+                strbuf_appendn(b, frag, n);
+        else
+                strbuf_append(b, "\"health\":null,\"health_reasons\":[]");
+        strbuf_append(b, "}");
+}
+
 static void url_append(StrBuf *b, const char *key, const char *v) {
         if (!v)
                 return;
@@ -346,7 +383,7 @@ static char *link_next(Req *r, const ListQuery *q, const char *cursor) {
         strbuf_printf(&b, "<%s?limit=%lld", r->path, (long long) q->limit);
         strbuf_printf(&b, "&cursor=%s", cursor);
         static const char *const keys[] = { "name", "name_prefix", "state", "host_id", "group_id", "owner_id", "owner", "fields",
-                                            "sort", "under_group_id" };
+                                            "sort", "under_group_id", "health" };
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 url_append(&b, keys[i], req_query(r, keys[i]));
         strbuf_append(&b, ">; rel=\"next\"");
@@ -357,6 +394,7 @@ static char *link_next(Req *r, const ListQuery *q, const char *cursor) {
  * model instance, who asks (their rows differ) and every parameter. A change
  * of any row of the table gives a new one. */
 static void list_etag(Req *r, const ModelSnap *s, const ListQuery *q, char out[64]) {
+        /* with health=1, the answer's too (the health of the rows) */
         uint64_t h = FNV1A_INIT;
         const ModelTable *t = q->vms ? s->vms : s->hosts;
         int64_t who[3] = { r->user.id, r->subj.role, (int64_t) r->subj.n_scopes };
@@ -365,8 +403,10 @@ static void list_etag(Req *r, const ModelSnap *s, const ListQuery *q, char out[6
         h = fnv1a(h, &s->groups->generation, sizeof s->groups->generation);
         h = fnv1a(h, who, sizeof who);
         h = fnv1a(h, r->subj.scopes, r->subj.n_scopes * sizeof *r->subj.scopes);
+        if (q->health)
+                h = fnv1a_str(h, q->health->etag);
         static const char *const keys[] = { "limit", "cursor", "name", "name_prefix", "state", "host_id", "group_id",
-                                            "owner_id", "owner", "fields", "sort", "under_group_id" };
+                                            "owner_id", "owner", "fields", "sort", "under_group_id", "health" };
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 h = fnv1a_str(fnv1a_str(h, keys[i]), req_query(r, keys[i]));
         snprintf(out, 64, "W/\"%c%016llx\"", q->vms ? 'v' : 'h', (unsigned long long) h);
@@ -441,10 +481,7 @@ static void build_items(Req *r, const ModelSnap *s, const ListQuery *q, StrBuf *
                 }
                 if (given++)
                         strbuf_append(b, ",");
-                if (q->n_fields)
-                        append_fields(b, row, q);
-                else
-                        strbuf_appendn(b, row->text, row->text_len);
+                append_row(b, row, q);
                 last = row;
         }
 }
@@ -488,10 +525,7 @@ static void build_view_items(Req *r, const ModelSnap *s, const ListQuery *q, Str
         for (size_t i = 0; i < n; i++) {
                 if (i)
                         strbuf_append(b, ",");
-                if (q->n_fields)
-                        append_fields(b, rows[i], q);
-                else
-                        strbuf_appendn(b, rows[i]->text, rows[i]->text_len);
+                append_row(b, rows[i], q);
         }
         if (*ret_more && n)
                 view_cursor(q, rows[n - 1], next, size);
@@ -541,10 +575,7 @@ static void stream_fill(ListStream *s) {
                         continue;
                 if (s->given++)
                         strbuf_append(&s->plain, ",");
-                if (s->q->n_fields)
-                        append_fields(&s->plain, row, s->q);
-                else
-                        strbuf_appendn(&s->plain, row->text, row->text_len);
+                append_row(&s->plain, row, s->q);
         }
         if (s->next >= t->n && !s->plain_done) {
                 strbuf_append(&s->plain, "]}\n");
@@ -610,7 +641,7 @@ static void stream_free(void *cls) {
         strbuf_free(&s->out);
         free(s->name);
         free(s->name_prefix);
-        free(s->q);
+        list_query_free(s->q);
         free(s);
 }
 
@@ -656,7 +687,7 @@ static bool list_stream(Req *r, ModelSnap *snap, ListQuery *q) {
 }
 
 static void list_reply(Req *r, bool vms) {
-        _cleanup_free_ ListQuery *qp = xcalloc(1, sizeof *qp);
+        _cleanup_(list_query_freep) ListQuery *qp = xcalloc(1, sizeof *qp);
         ListQuery *q = qp;
         q->vms = vms;
         ModelSnap *snap = model_snap(r->api->model);
@@ -670,6 +701,14 @@ static void list_reply(Req *r, bool vms) {
                         q->owner_id = -1; /* nobody's: an empty list, as filtering another's VMs would give */
                 } else
                         q->owner_id = r->user.id;
+        }
+        if (q->want_health) {
+                OpCaller c = api_caller(r);
+                OpError err = {0};
+                MonitorHealthReply rep;
+                if (monitor_op_health_answer(r->api->st, s, &c, false, &rep, &err) < 0)
+                        return reply_op_error(r, &err);
+                q->health = rep.answer;
         }
         char etag[64];
         list_etag(r, s, q, etag);

@@ -98,6 +98,14 @@ static struct {
         uint64_t reads;               /* reads of the store, for /metrics itself */
 } CNT = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
+/* A host or VM node of a /health answer (monitor_answer_health()). */
+struct MonitorHealthRef {
+        int64_t id;
+        bool vm;
+        char *frag;             /* "health":"…","health_reasons":[…] */
+        size_t len;
+};
+
 MonitorAnswer *monitor_answer_ref(MonitorAnswer *a) {
         if (a)
                 __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);
@@ -112,6 +120,9 @@ MonitorAnswer *monitor_answer_unref(MonitorAnswer *a) {
                 monitor_view_free(v);
         }
         pthread_mutex_destroy(&a->views_lock);
+        for (size_t i = 0; i < a->n_index; i++)
+                free(a->index[i].frag);
+        free(a->index);
         json_decref(a->tree);
         free(a->text);
         free(a->gz);
@@ -213,6 +224,68 @@ static char *dump_answer(const json_t *j, size_t *ret_len) {
         return s;
 }
 
+/* ---- the health of one row (monitor_answer_health()) ---- */
+
+static int health_ref_cmp(const void *x, const void *y) {
+        const struct MonitorHealthRef *a = x, *b = y;
+        if (a->vm != b->vm)
+                return a->vm ? 1 : -1;
+        return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* A JSON string of s (scalars print without the containers' lock). */
+static void frag_string(StrBuf *b, const char *s) {
+        _cleanup_json_ json_t *j = json_string(s ? s : "");
+        _cleanup_free_ char *t = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
+        strbuf_append(b, t ? t : "\"\"");
+}
+
+static void index_node(const json_t *n, struct MonitorHealthRef **refs, size_t *len, size_t *cap) {
+        const char *kind = json_string_value(json_object_get(n, "kind"));
+        bool vm = kind && streq(kind, "vm");
+        if (vm || (kind && streq(kind, "host"))) {
+                StrBuf b = {0};
+                strbuf_append(&b, "\"health\":");
+                frag_string(&b, json_string_value(json_object_get(n, "health")));
+                strbuf_append(&b, ",\"health_reasons\":[");
+                size_t i;
+                json_t *why;
+                json_array_foreach(json_object_get(n, "reasons"), i, why) {
+                        if (i)
+                                strbuf_append(&b, ",");
+                        frag_string(&b, json_string_value(why));
+                }
+                strbuf_append(&b, "]");
+                if (*len == *cap) {
+                        *cap = *cap ? 2 * *cap : 1024;
+                        *refs = xrealloc(*refs, *cap * sizeof **refs);
+                }
+                size_t flen = b.len;
+                (*refs)[(*len)++] = (struct MonitorHealthRef) { json_integer_value(json_object_get(n, "id")), vm, strbuf_steal(&b), flen };
+        }
+        size_t i;
+        json_t *k;
+        json_array_foreach(json_object_get(n, "children"), i, k)
+                index_node(k, refs, len, cap);
+}
+
+/* The answer's index of host and VM nodes, sorted by (kind, id). */
+static void health_index(MonitorAnswer *a) {
+        size_t cap = 0;
+        index_node(a->tree, &a->index, &a->n_index, &cap);
+        if (a->n_index)
+                qsort(a->index, a->n_index, sizeof *a->index, health_ref_cmp);
+}
+
+const char *monitor_answer_health(const MonitorAnswer *a, bool vm, int64_t id, size_t *ret_len) {
+        struct MonitorHealthRef key = { .id = id, .vm = vm };
+        const struct MonitorHealthRef *r = a && a->n_index ? bsearch(&key, a->index, a->n_index, sizeof *a->index, health_ref_cmp) : NULL;
+        if (!r)
+                return NULL;
+        *ret_len = r->len;
+        return r->frag;
+}
+
 /* Builds one answer from snap (NULL on a database error). */
 static MonitorAnswer *answer_build(Store *st, const ModelSnap *snap, AnswerKind kind, uint64_t key) {
         MonitorAnswer *a = xcalloc(1, sizeof *a);
@@ -225,6 +298,7 @@ static MonitorAnswer *answer_build(Store *st, const ModelSnap *snap, AnswerKind 
                 char ts[32];
                 time_format(a->built_at, ts);
                 json_object_set_new(a->tree, "generated_at", json_string(ts));
+                health_index(a);
                 a->text = dump_answer(a->tree, &a->len);
                 if (zip_deflate(a->text, a->len, 15 + 16, Z_FINISH, &a->gz, &a->gz_len) < 0)
                         a->gz = NULL;

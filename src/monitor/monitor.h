@@ -281,7 +281,20 @@ typedef struct MonitorAnswer {
         pthread_mutex_t views_lock;
         struct MonitorView *views;
         size_t n_views, views_bytes;
+        /* /health: every host and VM node by (kind, id), for list rows
+         * (monitor_answer_health()); built with the answer. */
+        struct MonitorHealthRef *index;
+        size_t n_index;
 } MonitorAnswer;
+/* One host's (vm false) or VM's health in a /health answer, as the members
+ * `"health":"…","health_reasons":[…]` of a list row (the node's health and
+ * reasons, JSON-escaped; no braces), for GET /hosts and /vms?health=1 on
+ * estates whose whole tree is too large for the console. Borrowed: valid
+ * while a is held. NULL when a does not name the object (created since a
+ * was built, or a VM not placed). O(log n): a binary search of the index
+ * built with the answer. */
+const char *monitor_answer_health(const MonitorAnswer *a, bool vm, int64_t id, size_t *ret_len);
+
 /* A caller's view of the /health answer, serialized (and gzip'd when over
  * 1 KiB; gz NULL else). */
 typedef struct MonitorView {

@@ -882,7 +882,8 @@ test('logout returns to the login page', async () => {
 const BIG_N = 60;
 async function bigEstate() {
   if (SHARED.big) return SHARED.big;
-  const B = await new Armadad().start();
+  // Monitoring every second: alerts (the health badges' test) open soon.
+  const B = await new Armadad(['--monitor-interval-ms', '1000']).start();
   SHARED.bigArmadad = B;
   const xml = path.join(B.dir, 'big.xml');
   // Memory out of step with the names: sorting by it differs from the name order.
@@ -964,12 +965,32 @@ test('a row on screen updates from the stream without reading the list again', a
   const since = page.reqs.filter(r => r.at >= t0);
   const listReads = since.filter(r => (r.path === '/api/v1/vms' || r.path === '/api/v1/hosts') && !/[?&]name=/.test(r.search));
   assert(listReads.length === 0, `no list read for a change of a row on screen, got ${listReads.map(r => r.path + r.search).join(' ')}`);
-  assert(since.some(r => r.path === '/api/v1/vms' && r.search === '?name=big-vm00'), 'the row was read by itself (GET /vms?name=big-vm00)');
+  assert(since.some(r => r.path === '/api/v1/vms' && /^\?name=big-vm00(&health=1)?$/.test(r.search)), 'the row was read by itself (GET /vms?name=big-vm00)');
   const sums = page.reqs.filter(r => r.at >= t0 && r.path === '/api/v1/summary').length;
   assert(sums >= 1 && sums <= 4, `the counts were read again, debounced (${sums} reads)`);
   const s = await B.req('POST', `/vms/${vm.id}/actions/start`, {});
   await B.job(s.job.id);
   await page.waitForSelector(`${card('big-vm00')}[data-state="running"]`, { timeout: 10000 });
+});
+
+test('health badges ride on the rows: an alert shows on its card without the whole health tree', async () => {
+  const { B, page } = await bigEstate();
+  const vm = (await B.req('GET', '/vms?name=big-vm01')).items[0];
+  await B.req('POST', '/alert-rules', { name: 'big-paused', object_kind: 'vm', metric: 'state', comparison: '==', state: 'paused',
+    severity: 'warning', scope: 'object', scope_id: vm.id });
+  await page.waitForSelector(`${card('big-vm01')} span.health[data-health="healthy"]`, { timeout: 10000 });
+  const t0 = Date.now();
+  await B.job((await B.req('POST', `/vms/${vm.id}/actions/pause`, {})).job.id);
+  await page.waitForSelector(`${card('big-vm01')} span.health[data-health="warning"]`, { timeout: 20000 });
+  const title = await page.getAttribute(`${card('big-vm01')} span.health`, 'title');
+  assert(/alert \d+ \(warning\)/.test(title || ''), 'the badge says why: ' + title);
+  // The host's row rolls it up.
+  await page.waitForSelector('tr.host-row[data-name="bighost"] span.health[data-health="warning"]', { timeout: 10000 });
+  const since = page.reqs.filter(r => r.at >= t0);
+  assert(!since.some(r => r.path === '/api/v1/health'), 'no GET /health: the rows carry their health');
+  assert(since.some(r => r.path === '/api/v1/vms' && /health=1/.test(r.search)), 'the rows were read with health=1');
+  await B.job((await B.req('POST', `/vms/${vm.id}/actions/resume`, {})).job.id);
+  await page.waitForSelector(`${card('big-vm01')} span.health[data-health="healthy"]`, { timeout: 20000 });
 });
 
 test('owner filter: owner:NAME in the search lists only that owner\'s VMs, from armadad; the details give a VM an owner', async () => {

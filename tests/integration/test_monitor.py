@@ -21,7 +21,7 @@ import unittest
 import uuid
 import zlib
 
-from armada_harness import ARMADA, Armadad, raw_get, wait_until
+from armada_harness import ARMADA, Armadad, all_pages, raw_get, wait_until
 
 FAST = ["--monitor-interval-ms", "300", "--monitor-webhook-backoff-ms", "200", "--monitor-assess-interval-ms", "300"]
 
@@ -584,6 +584,66 @@ class TestAnswerCache(MonitorTestCase):
         wait_until(lambda: not self.open_alerts("cache-paused"), 10, what="the cache-paused alert to resolve")
         self.health_within_bound(lambda t: self.vm_node(t, "cache-pause")["state"] == "running" and not [
             r for r in self.vm_node(t, "cache-pause")["reasons"] if r.startswith(f"alert {alert['id']} ")], "the resolved alert")
+
+    def nodes(self, tree):
+        """{(kind, id): node} of every host and VM in a health tree."""
+        out, stack = {}, [tree]
+        while stack:
+            n = stack.pop()
+            if n["kind"] in ("host", "vm"):
+                out[(n["kind"], n["id"])] = n
+            stack.extend(n["children"])
+        return out
+
+    def test_list_rows_carry_health(self):
+        """GET /vms and /hosts?health=1: each row with its node's health and
+        reasons from the same cached answer /health sends (the console's
+        badges on estates whose whole tree it does not read), revalidated
+        by an ETag that moves with health."""
+        d = self.d
+        vm = self.new_vm("rows-health")
+        self.rule({"name": "rows-paused", "object_kind": "vm", "metric": "state", "comparison": "==", "state": "paused",
+                   "severity": "warning", "scope": "object", "scope_id": vm["id"]})
+        path = "/api/v1/vms?name=rows-health&health=1"
+        st, hdrs, _ = raw_get(d, path, d.token)
+        etag = hdrs["etag"]
+        self.assertEqual(raw_get(d, path, d.token, {"If-None-Match": etag})[0], 304)
+        d.vm_action(vm["id"], "pause")
+        (alert,) = wait_until(lambda: self.open_alerts("rows-paused"), 10, what="the rows-paused alert")
+        row = wait_until(lambda: (lambda r: r if any(x.startswith(f"alert {alert['id']} (warning)") for x in r["health_reasons"])
+                                  else None)(d.ok("GET", path)["items"][0]), ANSWER_BOUND_S * 2, what="the alert on the row")
+        self.assertEqual((row["name"], row["state"], row["health"]), ("rows-health", "paused", "warning"))
+        st, hdrs, _ = raw_get(d, path, d.token, {"If-None-Match": etag})
+        self.assertEqual(st, 200)
+        self.assertNotEqual(hdrs["etag"], etag)
+        # Every row agrees with the tree of the same answer (an answer may
+        # be rebuilt between the two reads: read again until they match).
+        def agree():
+            tree = self.nodes(d.ok("GET", "/api/v1/health"))
+            vms = d.ok("GET", "/api/v1/vms?health=1")["items"]
+            hosts, _ = all_pages(d, "/api/v1/hosts?health=1", token=d.token, limit=1)
+            rows = [("vm", v) for v in vms] + [("host", h) for h in hosts]
+            for kind, r in rows:
+                n = tree.get((kind, r["id"]))
+                want = (n["health"], n["reasons"]) if n else (None, [])
+                if (r["health"], r["health_reasons"]) != want:
+                    return None
+            return rows
+        rows = wait_until(agree, ANSWER_BOUND_S * 2, what="list rows and /health to agree")
+        self.assertTrue(any(k == "host" and r["health"] == "warning" and any("'rows-health' is warning" in x for x in
+                            r["health_reasons"]) for k, r in rows), "the host rolls the VM's health up")
+        # Paged and sorted rows, and selected fields, carry it too.
+        page = d.ok("GET", "/api/v1/vms?limit=50&sort=-state&health=1&fields=name")["items"]
+        self.assertTrue(page)
+        self.assertTrue(all(set(r) == {"name", "health", "health_reasons"} for r in page), page[:2])
+        self.assertIn("warning", [r["health"] for r in page if r["name"] == "rows-health"])
+        # Without health=1 the rows are as before.
+        self.assertNotIn("health", d.ok("GET", path.replace("&health=1", ""))["items"][0])
+        st, body = d.request("GET", "/api/v1/vms?health=yes")
+        self.assertEqual((st, body["error"]["field"]), (400, "health"), body)
+        d.vm_action(vm["id"], "resume")
+        wait_until(lambda: d.ok("GET", path)["items"][0]["health"] == "healthy", ANSWER_BOUND_S * 2,
+                   what="the resumed VM's row healthy again")
 
     def test_age_is_shown_and_sane(self):
         tree = self.d.ok("GET", "/api/v1/health")

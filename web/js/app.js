@@ -282,8 +282,15 @@ app.watchJob = job => { if (job?.id) app.watched.add(job.id); };
 /* data */
 
 // What refresh() can re-read: the groups, the page of hosts and of VMs on
-// screen, the counts, jobs, events, health, and the portal's grants.
-const ALL = ['groups', 'hosts', 'vms', 'summary', 'jobs', 'events', 'health', 'portal'];
+// screen (with their health), the counts, jobs, events, and the portal's
+// grants.
+const ALL = ['groups', 'hosts', 'vms', 'summary', 'jobs', 'events', 'portal'];
+
+// Health (when monitoring runs) rides on the rows: health=1 asks armadad to
+// add each row's badge from its newest health answer, so the page on screen
+// costs a page, however large the estate (the whole tree of GET /health is
+// megabytes at 20,000 VMs).
+const withHealth = p => { if (app.features.health) p.set('health', '1'); return p; };
 
 // The query of the page of VMs on screen: the selected group's subtree
 // (the root stands for everything), sorted and searched by armadad.
@@ -295,13 +302,13 @@ function vmQuery() {
   if (v.owner) p.set('owner', v.owner);
   if (v.state) p.set('state', v.state);
   if (v.cursors.at(-1)) p.set('cursor', v.cursors.at(-1));
-  return p.toString();
+  return withHealth(p).toString();
 }
 function hostQuery() {
   const v = app.hostView, p = new URLSearchParams({ limit: HOST_PAGE, under_group_id: app.groupId });
   if (v.sort !== 'name') p.set('sort', v.sort);
   if (v.cursors.at(-1)) p.set('cursor', v.cursors.at(-1));
-  return p.toString();
+  return withHealth(p).toString();
 }
 // The page of jobs or events on screen: the newest, or one further back.
 function historyQuery(view, size) {
@@ -348,11 +355,7 @@ async function refresh(parts = ALL) {
     if (events && eq === historyQuery(app.eventsView, EVENTS_PAGE)) {
       app.data.events = historyPage(app.eventsView, events, app.data.events, mergeEvents, EVENTS_PAGE);
     }
-    applyHealth(app.health);
     render();
-    // Health (GET /health, the whole tree: megabytes on a large estate) is
-    // read on its own, after the lists (and the counts that say how large).
-    if (want.has('health')) loadHealth();
     if (want.has('portal') && !admin && app.features['self-service']) renderPortal(app, app.els.templates);
   } catch (e) {
     if (!(e instanceof ApiError) || e.status !== 401) console.warn('refresh failed', e);
@@ -468,7 +471,7 @@ function onEventMessage(ev) {
     }
     renderEvents();
   }
-  if (/^alert\./.test(ev.kind || '')) refreshSoon(['health']);
+  if (/^alert\./.test(ev.kind || '')) healthSoon();
   objectChanged(ev.object_kind, ev.object_id, ev.kind || '', /\.deleted$/.test(ev.kind || ''));
 }
 
@@ -537,7 +540,8 @@ function patchSoon(kind, id) {
     const read = (kind, id) => {
       const row = (kind === 'vm' ? app.data.vms : app.data.hosts).find(x => x.id === id);
       if (!row) return Promise.resolve([kind, undefined, id]);
-      return get(`/${kind === 'vm' ? 'vms' : 'hosts'}?name=${encodeURIComponent(row.name)}`)
+      const q = withHealth(new URLSearchParams({ name: row.name }));
+      return get(`/${kind === 'vm' ? 'vms' : 'hosts'}?${q}`)
         .then(r => [kind, r.items.find(x => x.id === id) || null, id]).catch(() => [kind, undefined, id]);
     };
     const got = await Promise.all([...vms.map(id => read('vm', id)), ...hosts.map(id => read('host', id))]);
@@ -547,7 +551,7 @@ function patchSoon(kind, id) {
       const list = kind === 'vm' ? app.data.vms : app.data.hosts;
       const i = list.findIndex(x => x.id === id);
       if (i < 0 || o === undefined) continue;
-      if (o) list[i] = { ...o, health: list[i].health, health_reasons: list[i].health_reasons };
+      if (o) list[i] = o;
       else { list.splice(i, 1); missing = true; }
     }
     render();
@@ -555,43 +559,14 @@ function patchSoon(kind, id) {
   }, DEBOUNCE_MS);
 }
 
-// The health tree covers every host and VM; past HEALTH_MAX objects the
-// console does without it (the badges) rather than parse megabytes.
-const HEALTH_MAX = 3000;
-let healthBusy = false;
-async function loadHealth() {
-  if (!app.features.health || healthBusy) return;
-  const sum = app.data.summary;
-  if (sum && sum.hosts.total + sum.vms.total > HEALTH_MAX) { app.health = null; return; }
-  healthBusy = true;
-  try {
-    const h = await get('/health').catch(() => null);
-    if (!app.els.vms) return;
-    app.health = h;
-    applyHealth(h);
-    render();
-  } finally {
-    healthBusy = false;
-  }
-}
-
-// Health (when monitoring runs): a tree of {kind, id, health, reasons}
-// nodes; copied onto the hosts and VMs it names.
-function applyHealth(tree) {
-  if (!tree) return;
-  const found = { host: new Map(), vm: new Map() };
-  const walk = n => {
-    if (!n || typeof n !== 'object') return;
-    if (found[n.kind]) found[n.kind].set(n.id, n);
-    (n.children || n.items || []).forEach(walk);
-  };
-  (Array.isArray(tree) ? tree : tree.items || tree.children || [tree]).forEach(walk);
-  for (const [kind, list] of [['host', app.data.hosts], ['vm', app.data.vms]]) {
-    for (const o of list) {
-      const n = found[kind].get(o.id);
-      if (n && n.health) { o.health = n.health; o.health_reasons = n.reasons || []; }
-    }
-  }
+// An alert opened or resolved: the rows on screen are read again at once,
+// and once more when armadad's health answer (rebuilt at most once a second
+// after a change) surely holds it.
+const HEALTH_LAG_MS = 1500;
+function healthSoon() {
+  refreshSoon(['vms', 'hosts']);
+  clearTimeout(healthSoon.timer);
+  healthSoon.timer = setTimeout(() => refresh(['vms', 'hosts']), HEALTH_LAG_MS);
 }
 
 // The pages on screen: armadad chose them (group, sort, search).
