@@ -688,6 +688,24 @@ static void test_answers_builder(void **state) {
         assert_string_equal(vm_state_in(rep.answer), "crashed");
         assert_non_null(strstr(rep.answer->text, "\"generated_at\":\""));
         MonitorAnswer *old = rep.answer;
+        /* A row's health from the answer's index: the VM's own, the host's
+         * rolled up (its reasons name the VM), nothing for an id or kind the
+         * answer does not hold. */
+        size_t flen = 0;
+        const char *frag = monitor_answer_health(old, true, v, &flen);
+        assert_non_null(frag);
+        assert_int_equal(flen, strlen(frag));
+        _cleanup_free_ char *row = xasprintf("{%s}", frag);
+        _cleanup_json_ json_t *rj = json_loads(row, 0, NULL);
+        assert_non_null(rj);
+        assert_string_equal(json_string_value(json_object_get(rj, "health")), "critical");
+        assert_true(json_array_size(json_object_get(rj, "health_reasons")) >= 1);
+        frag = monitor_answer_health(old, false, h, &flen);
+        assert_non_null(frag);
+        assert_non_null(strstr(frag, "\"health\":\"critical\""));
+        assert_non_null(strstr(frag, "'a1-vm' is critical"));
+        assert_null(monitor_answer_health(old, true, v + 1000, &flen));
+        assert_null(monitor_answer_health(NULL, true, v, &flen));
         /* fresh: built for the request. */
         assert_int_equal(monitor_op_health_answer(st, snap, &admin, true, &rep, &err), 0);
         assert_ptr_not_equal(rep.answer, old);
