@@ -20,6 +20,21 @@
 
 /* The copy's XML: hv_copy_xml_build() (hv-backup.h). */
 
+/* The definition of a clone (pure, hv-xml.c), as virt-clone makes it: the
+ * source's persistent definition src_xml (hv_domain_xml_get()) with the
+ * clone's name, UUID, description, Armada marker, domain type and VNC
+ * (listen address, password, a port of its own) from spec; the i-th NIC
+ * of the definition with MAC macs[i] (i < n_macs and macs[i] not NULL),
+ * else without the source's (libvirt gives it a new one); no UEFI variable store
+ * path (libvirt makes the clone its own); each disk of the source replaced
+ * by spec's disk of the same target (a plain file, no backing chain of the
+ * source's) and a disk spec lacks removed (LUNs included), spec's disks the
+ * definition lacks added. Everything else is the source's: every NIC with
+ * its network or bridge and model, CD-ROMs, firmware, boot order, maximum
+ * memory and vCPUs, CPU model, devices. malloc'd; NULL with the error set
+ * when src_xml is not a domain or spec is invalid. */
+char *hv_domain_xml_clone(const char *src_xml, const HvDomainSpec *spec, const char *const *macs, size_t n_macs);
+
 /* Begins the copy described by xml on running domain uuid. 0; -EBUSY when
  * the domain has a job already (a backup, a migration); -EOPNOTSUPP when the
  * hypervisor cannot (the test driver); -ENOENT; or negative. */

@@ -5,6 +5,7 @@
 #include "hv.h"
 #include "hv-internal.h"
 #include "hv-cleanup.h"
+#include "hv-clone.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -695,4 +696,188 @@ int hv_xml_caps_kvm(const char *xml, bool *ret) {
         }
         *ret = kvm;
         return 0;
+}
+
+/* ---- a clone's definition from its source's ---- */
+
+static void drop(xmlNode *n) {
+        xmlUnlinkNode(n);
+        xmlFreeNode(n);
+}
+
+/* Every child element of parent named name removed. */
+static void drop_children(xmlNode *parent, const char *name) {
+        for (xmlNode *n = parent->children, *next; n; n = next) {
+                next = n->next;
+                if (is_elem(n, name))
+                        drop(n);
+        }
+}
+
+/* parent's child element name holding text alone (the old ones removed). */
+static void put_text(xmlNode *parent, const char *name, const char *text) {
+        drop_children(parent, name);
+        if (text)
+                add(parent, name, text);
+}
+
+static void put_attr(xmlNode *n, const char *name, const char *value) {
+        /* xmlSetProp stores the value literally; the serializer escapes it. */
+        if (!xmlSetProp(n, BAD_CAST name, BAD_CAST value))
+                hv_xml_oom();
+}
+
+static const HvDisk *spec_disk(const HvDomainSpec *spec, const char *target) {
+        for (size_t i = 0; i < spec->n_disks; i++)
+                if (streq(spec->disks[i].target, target))
+                        return &spec->disks[i];
+        return NULL;
+}
+
+/* A disk of the source: the clone's volume in its place (a plain file
+ * source, no backing chain of the source's), or removed when the clone has
+ * none for its target (a LUN or another VM's device is never shared). CD-ROMs
+ * and floppies stay. Marks the targets it placed in used[]. */
+static void clone_disk_node(xmlNode *disk, const HvDomainSpec *spec, bool used[]) {
+        _cleanup_xmlstr_ xmlChar *device = xmlGetNoNsProp(disk, BAD_CAST "device");
+        const char *dev = device ? (const char *) device : "disk";
+        if (streq(dev, "cdrom") || streq(dev, "floppy"))
+                return;
+        xmlNode *target = child(disk, "target");
+        _cleanup_xmlstr_ xmlChar *tdev = target ? xmlGetNoNsProp(target, BAD_CAST "dev") : NULL;
+        const HvDisk *d = tdev && streq(dev, "disk") ? spec_disk(spec, (const char *) tdev) : NULL;
+        if (!d) {
+                drop(disk);
+                return;
+        }
+        used[d - spec->disks] = true;
+        put_attr(disk, "type", "file");
+        drop_children(disk, "source");
+        drop_children(disk, "backingStore");
+        drop_children(disk, "auth");
+        xmlNode *driver = child(disk, "driver");
+        if (!driver) {
+                driver = add(disk, "driver", NULL);
+                put_attr(driver, "name", "qemu");
+        }
+        put_attr(driver, "type", disk_format(d));
+        xmlNode *source = xmlNewNode(NULL, BAD_CAST "source");
+        if (!source)
+                hv_xml_oom();
+        put_attr(source, "file", d->path);
+        /* libvirt reads the children in any order; the source goes first, as it prints it */
+        if (disk->children ? !xmlAddPrevSibling(disk->children, source) : !xmlAddChild(disk, source))
+                hv_xml_oom();
+}
+
+char *hv_domain_xml_clone(const char *src_xml, const HvDomainSpec *spec, const char *const *macs, size_t n_macs) {
+        if (spec_validate(spec) < 0)
+                return NULL;
+        _cleanup_xmldoc_ xmlDoc *doc = NULL;
+        if (xml_read(src_xml, "domain", &doc) < 0)
+                return NULL;
+        xmlNode *root = xmlDocGetRootElement(doc);
+        xmlNode *devices = is_elem(root, "domain") ? child(root, "devices") : NULL;
+        if (!devices) {
+                hv_set_error("cannot clone VM '%s': its definition is not a domain with devices", spec->name);
+                return NULL;
+        }
+        put_attr(root, "type", spec->domain_type);
+        drop_children(root, "name");
+        drop_children(root, "uuid");
+        /* name and uuid first, where libvirt prints them */
+        xmlNode *first = root->children;
+        xmlNode *name = xmlNewTextChild(root, NULL, BAD_CAST "name", BAD_CAST spec->name);
+        xmlNode *uuid = spec->uuid ? xmlNewTextChild(root, NULL, BAD_CAST "uuid", BAD_CAST spec->uuid) : NULL;
+        if (!name || (spec->uuid && !uuid))
+                hv_xml_oom();
+        if (first) {
+                xmlAddPrevSibling(first, name);
+                if (uuid)
+                        xmlAddNextSibling(name, uuid);
+        }
+        put_text(root, "description", spec->description);
+        /* The Armada marker is the clone's own; other metadata stays. */
+        xmlNode *meta = child(root, "metadata");
+        if (meta)
+                for (xmlNode *n = meta->children, *next; n; n = next) {
+                        next = n->next;
+                        if (n->type == XML_ELEMENT_NODE && n->ns && xmlStrEqual(n->ns->href, BAD_CAST HV_ARMADA_XMLNS))
+                                drop(n);
+                }
+        if (spec->installation_id) {
+                if (!meta)
+                        meta = add(root, "metadata", NULL);
+                xmlNode *mark = xmlNewChild(meta, NULL, BAD_CAST "vm", NULL);
+                xmlNs *ns = mark ? xmlNewNs(mark, BAD_CAST HV_ARMADA_XMLNS, BAD_CAST HV_ARMADA_XMLNS_PREFIX) : NULL;
+                if (!ns)
+                        hv_xml_oom();
+                xmlSetNs(mark, ns);
+                set(mark, "installation", spec->installation_id);
+                char num[32];
+                snprintf(num, sizeof num, "%" PRId64, spec->vm_id);
+                set(mark, "id", num);
+        }
+        /* UEFI variables are per VM: libvirt makes the clone its own from the
+         * template (the source's boot entries are not copied; firmware falls
+         * back to the removable-media path). */
+        xmlNode *os = child(root, "os");
+        if (os)
+                drop_children(os, "nvram");
+        bool used[HV_MAX_DISKS] = { false };
+        size_t nic = 0;
+        for (xmlNode *n = devices->children, *next; n; n = next) {
+                next = n->next;
+                if (is_elem(n, "disk"))
+                        clone_disk_node(n, spec, used);
+                else if (is_elem(n, "interface")) {
+                        /* the caller's MAC, else a new one from libvirt; no host device name */
+                        drop_children(n, "mac");
+                        drop_children(n, "target");
+                        const char *mac = nic < n_macs ? macs[nic] : NULL;
+                        nic++;
+                        if (mac) {
+                                xmlNode *m = xmlNewNode(NULL, BAD_CAST "mac");
+                                if (!m)
+                                        hv_xml_oom();
+                                put_attr(m, "address", mac);
+                                if (n->children ? !xmlAddPrevSibling(n->children, m) : !xmlAddChild(n, m))
+                                        hv_xml_oom();
+                        }
+                } else if (is_elem(n, "graphics")) {
+                        _cleanup_xmlstr_ xmlChar *type = xmlGetNoNsProp(n, BAD_CAST "type");
+                        if (!type || !xmlStrEqual(type, BAD_CAST "vnc"))
+                                continue;
+                        xmlUnsetProp(n, BAD_CAST "port");
+                        xmlUnsetProp(n, BAD_CAST "websocket");
+                        xmlUnsetProp(n, BAD_CAST "passwd");
+                        put_attr(n, "autoport", "yes");
+                        const char *addr = spec->vnc_listen ? spec->vnc_listen : "127.0.0.1";
+                        put_attr(n, "listen", addr);
+                        if (spec->vnc_password)
+                                put_attr(n, "passwd", spec->vnc_password);
+                        drop_children(n, "listen");
+                        xmlNode *l = add(n, "listen", NULL);
+                        set(l, "type", "address");
+                        set(l, "address", addr);
+                }
+        }
+        /* A disk the clone has that the definition lacks (attached to the
+         * running source only): added as the builder would. */
+        for (size_t i = 0; i < spec->n_disks; i++) {
+                if (used[i])
+                        continue;
+                const HvDisk *d = &spec->disks[i];
+                xmlNode *disk = add(devices, "disk", NULL);
+                set(disk, "type", "file");
+                set(disk, "device", "disk");
+                xmlNode *driver = add(disk, "driver", NULL);
+                set(driver, "name", "qemu");
+                set(driver, "type", disk_format(d));
+                set(add(disk, "source", NULL), "file", d->path);
+                xmlNode *target = add(disk, "target", NULL);
+                set(target, "dev", d->target);
+                set(target, "bus", target_bus(d->target));
+        }
+        return dump(doc, root);
 }

@@ -10,9 +10,12 @@
  *   job       the source re-checked (shut off, or running for a full clone);
  *             each disk overlaid (linked), copied on the host (same host) or
  *             downloaded from the source host and uploaded to the target
- *             (another host); the domain defined from the source's CPUs,
- *             memory and network (libvirt gives the NIC a new MAC); a failure
- *             removes all of it.
+ *             (another host); the domain defined from the source's
+ *             persistent definition with the clone's name, UUID, disks and
+ *             VNC, every NIC without its MAC (libvirt gives each a new one)
+ *             and everything else as the source has it (hv_domain_xml_clone():
+ *             NICs, bridges, models, firmware, boot order, CD-ROMs, maximum
+ *             memory and vCPUs); a failure removes all of it.
  *
  * A running VM keeps running: its disks are copied as they were at one
  * instant by libvirt's push-mode backup (hv-clone.h) — QEMU writes the
@@ -35,7 +38,10 @@
 #include "hv/hv-backup.h"
 #include "hv/hv-clone.h"
 #include "hv/hv-export.h"
+#include "hv/hv-migrate.h"
+#include "hv/hv-network.h"
 #include "hv/hv-volume.h"
+#include "store/store-network.h"
 
 int library_vm_clone(Store *st, Jobs *jobs, const OpCaller *c, const LibraryCloneSpec *spec, json_t **ret, OpError *err) {
         _cleanup_json_ json_t *v = NULL;
@@ -101,10 +107,10 @@ typedef struct {
         InventoryLink *src_link;     /* the source's host (b.link when the same) */
         bool same_host;
         bool live;                   /* the source runs: its disks are copied at one instant */
-        char *xml;
+        char *xml;                   /* the source's live XML (its disks as they run) */
         HvDomainInfo info;
-        HvNic nics[HV_MAX_NICS];
-        size_t n_nics;
+        char *def_xml;               /* its persistent definition: what the clone is made like */
+        HvDomainInfo def;
 } Clone;
 
 static int clone_prepare(Clone *k) {
@@ -129,7 +135,7 @@ static int clone_prepare(Clone *k) {
                 return job_fail(ctx, -EBUSY, "VM '%s' must be shut off%s to be cloned; it is %s.", k->src.name,
                                 linked ? "" : " or running", hv_state_name(state));
         if (hv_domain_xml_public(sc, k->src.uuid, &k->xml) < 0 || hv_domain_xml_parse(k->xml, &k->info) < 0 ||
-            hv_domain_nics(k->xml, k->nics, &k->n_nics) < 0)
+            hv_domain_xml_get(sc, k->src.uuid, &k->def_xml) < 0 || hv_domain_xml_parse(k->def_xml, &k->def) < 0)
                 return job_fail(ctx, -EIO, "Cannot read the definition of VM '%s': %s", k->src.name, hv_last_error());
         return 0;
 }
@@ -318,6 +324,38 @@ static int clone_live(Clone *k, HvDomainSpec *spec) {
         return r;
 }
 
+/* The clone's definition (hv_domain_xml_clone()) in *ret, with its NICs:
+ * each of the source's definition in order, one on a network with a fresh
+ * MAC recorded for the clone (the inventory lists them, placement follows
+ * their networks), one of another kind (a bridge) with a MAC libvirt
+ * picks. 0 or the job's failure. */
+static int clone_xml(Clone *k, const HvDomainSpec *spec, char **ret) {
+        JobCtx *ctx = k->b.ctx;
+        HvNic nics[HV_MAX_NICS];
+        size_t n = 0;
+        if (hv_domain_nics(k->def_xml, nics, &n) < 0)
+                return job_fail(ctx, -EIO, "Cannot read the network cards of VM '%s': %s", k->src.name, hv_last_error());
+        char macs[HV_MAX_NICS][18];
+        const char *use[HV_MAX_NICS] = { NULL };
+        for (size_t i = 0; i < n; i++) {
+                if (!streq(nics[i].type, "network") || !nics[i].source[0])
+                        continue;
+                int r = -EEXIST;
+                for (int tries = 0; r == -EEXIST && tries < 16; tries++) {
+                        hv_mac_random(macs[i]);
+                        r = store_vm_nic_insert(ctx->st, k->b.vm.id, macs[i], nics[i].source, nics[i].model[0] ? nics[i].model : "virtio");
+                }
+                if (r < 0)
+                        return job_fail(ctx, r, "Cannot record network card %zu of VM '%s'.", i + 1, k->b.vm.name);
+                use[i] = macs[i];
+        }
+        *ret = hv_domain_xml_clone(k->def_xml, spec, use, n);
+        if (!*ret)
+                return job_fail(ctx, -EINVAL, "Cannot make the definition of VM '%s' from that of VM '%s': %s", k->b.vm.name,
+                                k->src.name, hv_last_error());
+        return 0;
+}
+
 static int job_vm_clone(JobCtx *ctx, void *userdata) {
         Clone k = { 0 };
         bool linked = json_is_true(json_object_get(ctx->params, "linked"));
@@ -326,13 +364,11 @@ static int job_vm_clone(JobCtx *ctx, void *userdata) {
                 r = clone_prepare(&k);
         char vnc_listen[16], vnc_password[9];
         inventory_vnc_for_host(&k.b.host, vnc_listen, vnc_password);
-        const char *net = NULL;
-        for (size_t i = 0; i < k.n_nics && !net; i++)
-                if (streq(k.nics[i].type, "network") && k.nics[i].source[0])
-                        net = k.nics[i].source;
+        /* The clone's own parts; the rest of its definition is the source's. */
         HvDomainSpec spec = { .name = k.b.vm.name, .uuid = k.b.vm.uuid, .domain_type = inventory_domain_type(&k.b.host, "auto"),
-                              .vcpus = k.src.cpus ? k.src.cpus : 1, .memory_mib = k.src.memory_mib, .description = k.b.vm.description,
-                              .network = net, .vnc = true, .vnc_listen = vnc_listen,
+                              .vcpus = k.def.vcpus ? k.def.vcpus : k.src.cpus ? k.src.cpus : 1,
+                              .memory_mib = k.def.memory_mib ? k.def.memory_mib : k.src.memory_mib, .description = k.b.vm.description,
+                              .vnc = true, .vnc_listen = vnc_listen,
                               .vnc_password = vnc_password[0] ? vnc_password : NULL,
                               .installation_id = inventory_installation_id(k.b.inv), .vm_id = k.b.vm.id };
         /* the test driver has no disk data (nor backups): its copies are made alike */
@@ -346,10 +382,14 @@ static int job_vm_clone(JobCtx *ctx, void *userdata) {
                 snprintf(ctx->error, sizeof ctx->error, "Cancelled; nothing of VM '%s' was left behind.", k.b.vm.name);
                 r = -ECANCELED;
         }
+        _cleanup_free_ char *xml = NULL;
         if (r == 0)
-                r = library_build_define(&k.b, &spec, json_is_true(json_object_get(ctx->params, "start")));
+                r = clone_xml(&k, &spec, &xml);
+        if (r == 0)
+                r = library_build_define_xml(&k.b, &spec, xml, json_is_true(json_object_get(ctx->params, "start")));
         k.src_link = inventory_link_unref(k.src_link);
         free(k.xml);
+        free(k.def_xml);
         if (r < 0)
                 return library_build_undo(&k.b, "vm.clone", r);
         _cleanup_free_ char *msg = xasprintf("VM '%s' was cloned from VM '%s' (%s) onto host '%s'.", k.b.vm.name, k.src.name,

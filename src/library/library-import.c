@@ -31,6 +31,7 @@
 #include <libxml/tree.h>
 
 #include "hv/hv-export.h"
+#include "hv/hv-migrate.h"
 #include "hv/hv-network.h"
 #include "hv/hv-volume.h"
 #include "placement/placement.h"
@@ -175,8 +176,12 @@ void library_build_made(LibraryBuild *b, const char *target, const char *path, u
 }
 
 int library_build_define(LibraryBuild *b, const HvDomainSpec *spec, bool start) {
+        return library_build_define_xml(b, spec, NULL, start);
+}
+
+int library_build_define_xml(LibraryBuild *b, const HvDomainSpec *spec, const char *xml, bool start) {
         JobCtx *ctx = b->ctx;
-        int r = hv_domain_define(inventory_link_conn(b->link), spec);
+        int r = xml ? hv_domain_define_xml(inventory_link_conn(b->link), xml) : hv_domain_define(inventory_link_conn(b->link), spec);
         if (r < 0)
                 return job_fail(ctx, r, "Cannot define VM '%s' on host '%s': %s", b->vm.name, b->host.name, hv_last_error());
         b->defined = true;

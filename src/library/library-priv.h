@@ -81,6 +81,10 @@ HvConn *library_build_stream_conn(LibraryBuild *b);
 void library_build_made(LibraryBuild *b, const char *target, const char *path, uint64_t size);
 /* Defines the domain of spec, marks the VM stopped, starts it when asked. */
 int library_build_define(LibraryBuild *b, const HvDomainSpec *spec, bool start);
+/* The same, the domain defined from xml as given (a clone's:
+ * hv_domain_xml_clone()), spec saying its CPUs, memory and type for the
+ * record; xml NULL: from spec. */
+int library_build_define_xml(LibraryBuild *b, const HvDomainSpec *spec, const char *xml, bool start);
 /* Starts the new VM vm, just defined on host h (reached through link),
  * under the host's start slot, and records the state it reached. 0, or
  * the job's failure: the start refused, or the job cancelled while it

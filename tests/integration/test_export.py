@@ -355,6 +355,39 @@ class ExportTest(unittest.TestCase):
         for n in ("cl-full", "cl-linked", "cl-src"):
             self.delete(n)
 
+    def test_clone_keeps_every_nic_with_new_macs(self):
+        """A clone has the source's hardware: every NIC on its network with
+        its model (libvirt gives each a new MAC), CPUs and memory; before,
+        only the first network NIC was kept."""
+        r = self.d.ok("POST", "/api/v1/networks", {"name": "clnet", "group": "Lab", "mode": "isolated"})
+        self.assertEqual(self.d.wait_job(r["job"]["id"])["state"], "succeeded")
+        src = self.stopped_vm("cn-src")
+        for body in ({"network": "clnet"}, {"network": "clnet", "model": "e1000"}):
+            n = self.d.ok("POST", f"/api/v1/vms/{src['id']}/nics", body)
+            self.assertEqual(self.d.wait_job(n["job"]["id"])["state"], "succeeded")
+        def nics(vm_id):
+            return self.d.ok("GET", f"/api/v1/vms/{vm_id}/nics")["items"]
+        want = sorted((n["network"], n["model"]) for n in nics(src["id"]))
+        self.assertEqual(len(want), len(nics(src["id"])))
+        self.assertIn(("clnet", "e1000"), want)
+        src_macs = {n["mac"] for n in nics(src["id"])}
+        seen = set(src_macs)
+        for name, body in (("cn-full", {"name": "cn-full", "host": "t2"}), ("cn-linked", {"name": "cn-linked", "linked": True})):
+            job = self.d.wait_job(self.d.ok("POST", f"/api/v1/vms/{src['id']}/clone", body)["job"]["id"])
+            self.assertEqual(job["state"], "succeeded", job)
+            vm = self.d.find("vms", name)
+            self.assertEqual((vm["cpus"], vm["memory_mib"]), (2, 256))
+            got = nics(vm["id"])
+            self.assertEqual(sorted((n["network"], n["model"]) for n in got), want, name)
+            macs = {n["mac"] for n in got}
+            self.assertEqual(len(macs), len(got), name)
+            self.assertFalse(macs & seen, f"{name} has a MAC another VM has: {macs & seen}")
+            seen |= macs
+        for n in ("cn-full", "cn-linked", "cn-src"):
+            self.delete(n)
+        nid = self.d.ok("GET", "/api/v1/networks?name=clnet")["items"][0]["id"]
+        self.d.wait_job(self.d.ok("DELETE", f"/api/v1/networks/{nid}")["job"]["id"])
+
     def test_clone_refusals(self):
         src = self.stopped_vm("cr-src")
         path = f"/api/v1/vms/{src['id']}/clone"

@@ -27,6 +27,7 @@
 #include "hv/hv-internal.h"
 #include "hv/hv-migrate.h"
 #include "hv/hv-backup.h"
+#include "hv/hv-clone.h"
 #include "hv/hv-snapshot.h"
 #include "hv/hv-hardware.h"
 #include "hv/hv-network.h"
@@ -253,6 +254,110 @@ static void test_xml_armada_marker(void **state) {
         assert_int_equal(hv_domain_xml_parse(malformed, &info), 0);
         assert_string_equal(info.armada_installation, "unknown");
         assert_int_equal(info.armada_vm_id, 0);
+}
+
+
+/* A clone's definition: the source's hardware kept (two NICs, a bridge, a
+ * model, UEFI, boot order, maximum memory, a CD-ROM), its identity, MACs,
+ * NVRAM path, VNC port/password, backing chain and Armada marker not; disks
+ * by target (a disk the clone lacks removed, one the definition lacks
+ * added); user strings escaped. */
+static void test_clone_xml(void **state) {
+        (void) state;
+        static const char *src =
+                "<domain type='kvm'>\n"
+                "  <name>web01</name>\n"
+                "  <uuid>0b6f3a52-1c2d-4e5f-8a9b-0c1d2e3f4a5b</uuid>\n"
+                "  <description>the source</description>\n"
+                "  <metadata><armada:vm xmlns:armada='" HV_ARMADA_XMLNS "' installation='11111111-2222-3333-4444-555555555555' id='7'/>"
+                "<other:x xmlns:other='urn:other'>kept</other:x></metadata>\n"
+                "  <memory unit='KiB'>2097152</memory>\n"
+                "  <currentMemory unit='KiB'>1048576</currentMemory>\n"
+                "  <vcpu placement='static' current='2'>4</vcpu>\n"
+                "  <os firmware='efi'><type arch='x86_64' machine='pc-q35-7.2'>hvm</type>"
+                "<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>/var/lib/libvirt/qemu/nvram/web01_VARS.fd</nvram>"
+                "<boot dev='cdrom'/><boot dev='hd'/></os>\n"
+                "  <devices>\n"
+                "    <disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='none'/>"
+                "<source file='/pool/web01-vda.qcow2'/><backingStore type='file'><format type='qcow2'/><source file='/pool/base.qcow2'/></backingStore>"
+                "<target dev='vda' bus='virtio'/></disk>\n"
+                "    <disk type='volume' device='disk'><driver name='qemu' type='raw'/><source pool='p' volume='web01-vdb'/>"
+                "<target dev='vdb' bus='virtio'/></disk>\n"
+                "    <disk type='block' device='lun'><source dev='/dev/sdz'/><target dev='sdz' bus='scsi'/></disk>\n"
+                "    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='/isos/install.iso'/>"
+                "<target dev='sda' bus='sata'/><readonly/></disk>\n"
+                "    <interface type='network'><mac address='52:54:00:aa:bb:01'/><source network='default'/><model type='virtio'/></interface>\n"
+                "    <interface type='bridge'><mac address='52:54:00:aa:bb:02'/><source bridge='br0'/><target dev='vnet3'/>"
+                "<model type='e1000'/></interface>\n"
+                "    <graphics type='vnc' port='5901' autoport='no' listen='0.0.0.0' passwd='secret'><listen type='address' address='0.0.0.0'/></graphics>\n"
+                "  </devices>\n"
+                "</domain>\n";
+        HvDomainSpec spec = { .name = "web01-copy & <co>", .uuid = "6695eb01-f6a4-8304-79aa-97f2502e1940", .domain_type = "qemu",
+                              .vcpus = 4, .memory_mib = 2048, .description = "a \"clone\"", .vnc = true, .vnc_listen = "127.0.0.1",
+                              .vnc_password = "pw&1", .installation_id = "99999999-2222-3333-4444-555555555555", .vm_id = 12 };
+        spec.n_disks = 2;
+        spec.disks[0] = (HvDisk) { .format = "qcow2", .target = "vda", .path = "/pool/web01-copy-vda.qcow2" };
+        spec.disks[1] = (HvDisk) { .format = "qcow2", .target = "vdc", .path = "/pool/web01-copy-vdc.qcow2" };
+        const char *macs[] = { "52:54:00:12:34:56" };
+        _cleanup_free_ char *xml = hv_domain_xml_clone(src, &spec, macs, 1);
+        assert_non_null(xml);
+        HvDomainInfo info;
+        assert_int_equal(hv_domain_xml_parse(xml, &info), 0);
+        assert_string_equal(info.name, "web01-copy & <co>");
+        assert_string_equal(info.uuid, spec.uuid);
+        assert_string_equal(info.domain_type, "qemu");
+        assert_string_equal(info.armada_installation, spec.installation_id);
+        assert_int_equal(info.armada_vm_id, 12);
+        assert_int_equal(info.memory_mib, 2048);
+        /* disks: vda replaced (no backing chain), vdb and the LUN gone, vdc added, the CD-ROM kept */
+        assert_int_equal(info.n_disks, 3);
+        assert_string_equal(info.disks[0].target, "vda");
+        assert_string_equal(info.disks[0].path, "/pool/web01-copy-vda.qcow2");
+        assert_string_equal(info.disks[1].target, "sda");
+        assert_true(info.disks[1].cdrom);
+        assert_string_equal(info.disks[1].path, "/isos/install.iso");
+        assert_string_equal(info.disks[2].target, "vdc");
+        assert_string_equal(info.disks[2].path, "/pool/web01-copy-vdc.qcow2");
+        assert_null(strstr(xml, "base.qcow2"));
+        assert_null(strstr(xml, "web01-vdb"));
+        assert_null(strstr(xml, "/dev/sdz"));
+        assert_non_null(strstr(xml, "cache=\"none\""));
+        /* NICs: both, with their sources and models, without MACs or host device names */
+        HvNic nics[HV_MAX_NICS];
+        size_t n_nics;
+        assert_int_equal(hv_domain_nics(xml, nics, &n_nics), 0);
+        assert_int_equal(n_nics, 2);
+        assert_string_equal(nics[0].type, "network");
+        assert_string_equal(nics[0].source, "default");
+        assert_string_equal(nics[0].mac, "52:54:00:12:34:56");
+        assert_string_equal(nics[1].type, "bridge");
+        assert_string_equal(nics[1].source, "br0");
+        assert_string_equal(nics[1].model, "e1000");
+        assert_string_equal(nics[1].mac, "");
+        assert_null(strstr(xml, "vnet3"));
+        /* firmware and boot order kept, NVRAM path not; the vCPU maximum kept */
+        assert_non_null(strstr(xml, "firmware=\"efi\""));
+        assert_non_null(strstr(xml, "<boot dev=\"cdrom\"/><boot dev=\"hd\"/>"));
+        assert_null(strstr(xml, "nvram"));
+        assert_non_null(strstr(xml, "current=\"2\">4</vcpu>"));
+        /* VNC: a port of its own, the spec's listen address and password */
+        assert_null(strstr(xml, "5901"));
+        assert_null(strstr(xml, "secret"));
+        assert_null(strstr(xml, "0.0.0.0"));
+        assert_non_null(strstr(xml, "autoport=\"yes\""));
+        assert_non_null(strstr(xml, "passwd=\"pw&amp;1\""));
+        /* the source's marker gone, other metadata kept; the description the clone's, escaped */
+        assert_null(strstr(xml, "11111111-2222"));
+        assert_non_null(strstr(xml, ">kept<"));
+        assert_non_null(strstr(xml, "<description>a \"clone\"</description>"));
+        assert_non_null(strstr(xml, "<name>web01-copy &amp; &lt;co&gt;</name>"));
+        assert_null(strstr(xml, "<name>web01</name>"));
+        /* not a domain, or no spec name: refused */
+        assert_null(hv_domain_xml_clone("<network><name>x</name></network>", &spec, NULL, 0));
+        assert_null(hv_domain_xml_clone("<domain", &spec, NULL, 0));
+        HvDomainSpec bad = spec;
+        bad.name = "";
+        assert_null(hv_domain_xml_clone(src, &bad, NULL, 0));
 }
 
 static void test_uri_normalize(void **state) {
@@ -1731,6 +1836,7 @@ int main(void) {
                 cmocka_unit_test(test_snapshot_cycle),
                 cmocka_unit_test(test_snapshot_metadata_moves),
                 cmocka_unit_test(test_xml_armada_marker),
+                cmocka_unit_test(test_clone_xml),
                 cmocka_unit_test(test_uri_normalize),
                 cmocka_unit_test(test_state_names),
                 cmocka_unit_test(test_network_spec_check),
