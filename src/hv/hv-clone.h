@@ -29,9 +29,10 @@
  * path (libvirt makes the clone its own); each disk of the source replaced
  * by spec's disk of the same target (a plain file, no backing chain of the
  * source's) and a disk spec lacks removed (LUNs included), spec's disks the
- * definition lacks added. Everything else is the source's: every NIC with
- * its network or bridge and model, CD-ROMs, firmware, boot order, maximum
- * memory and vCPUs, CPU model, devices. malloc'd; NULL with the error set
+ * definition lacks added; CD-ROM and floppy drives kept, empty (their
+ * media may be the source's own or absent on the clone's host). Everything
+ * else is the source's: every NIC with its network or bridge and model,
+ * firmware, boot order, maximum memory and vCPUs, CPU model, devices. malloc'd; NULL with the error set
  * when src_xml is not a domain or spec is invalid. */
 char *hv_domain_xml_clone(const char *src_xml, const HvDomainSpec *spec, const char *const *macs, size_t n_macs);
 

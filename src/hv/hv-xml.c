@@ -736,13 +736,19 @@ static const HvDisk *spec_disk(const HvDomainSpec *spec, const char *target) {
 
 /* A disk of the source: the clone's volume in its place (a plain file
  * source, no backing chain of the source's), or removed when the clone has
- * none for its target (a LUN or another VM's device is never shared). CD-ROMs
- * and floppies stay. Marks the targets it placed in used[]. */
+ * none for its target (a LUN or another VM's device is never shared). CD-ROM
+ * and floppy drives stay, empty: their media may be the source's own (a seed
+ * image deleted with it) or absent on the clone's host. Marks the targets it
+ * placed in used[]. */
 static void clone_disk_node(xmlNode *disk, const HvDomainSpec *spec, bool used[]) {
         _cleanup_xmlstr_ xmlChar *device = xmlGetNoNsProp(disk, BAD_CAST "device");
         const char *dev = device ? (const char *) device : "disk";
-        if (streq(dev, "cdrom") || streq(dev, "floppy"))
+        if (streq(dev, "cdrom") || streq(dev, "floppy")) {
+                put_attr(disk, "type", "file");
+                drop_children(disk, "source");
+                drop_children(disk, "backingStore");
                 return;
+        }
         xmlNode *target = child(disk, "target");
         _cleanup_xmlstr_ xmlChar *tdev = target ? xmlGetNoNsProp(target, BAD_CAST "dev") : NULL;
         const HvDisk *d = tdev && streq(dev, "disk") ? spec_disk(spec, (const char *) tdev) : NULL;

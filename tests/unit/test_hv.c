@@ -258,7 +258,7 @@ static void test_xml_armada_marker(void **state) {
 
 
 /* A clone's definition: the source's hardware kept (two NICs, a bridge, a
- * model, UEFI, boot order, maximum memory, a CD-ROM), its identity, MACs,
+ * model, UEFI, boot order, maximum memory, a CD-ROM drive), its identity, MACs, CD media,
  * NVRAM path, VNC port/password, backing chain and Armada marker not; disks
  * by target (a disk the clone lacks removed, one the definition lacks
  * added); user strings escaped. */
@@ -309,13 +309,14 @@ static void test_clone_xml(void **state) {
         assert_string_equal(info.armada_installation, spec.installation_id);
         assert_int_equal(info.armada_vm_id, 12);
         assert_int_equal(info.memory_mib, 2048);
-        /* disks: vda replaced (no backing chain), vdb and the LUN gone, vdc added, the CD-ROM kept */
+        /* disks: vda replaced (no backing chain), vdb and the LUN gone, vdc added, the CD-ROM drive kept */
         assert_int_equal(info.n_disks, 3);
         assert_string_equal(info.disks[0].target, "vda");
         assert_string_equal(info.disks[0].path, "/pool/web01-copy-vda.qcow2");
         assert_string_equal(info.disks[1].target, "sda");
         assert_true(info.disks[1].cdrom);
-        assert_string_equal(info.disks[1].path, "/isos/install.iso");
+        assert_string_equal(info.disks[1].path, "");   /* the drive kept, empty */
+        assert_null(strstr(xml, "install.iso"));
         assert_string_equal(info.disks[2].target, "vdc");
         assert_string_equal(info.disks[2].path, "/pool/web01-copy-vdc.qcow2");
         assert_null(strstr(xml, "base.qcow2"));
