@@ -110,7 +110,6 @@ typedef struct {
         char *xml;                   /* the source's live XML (its disks as they run) */
         HvDomainInfo info;
         char *def_xml;               /* its persistent definition: what the clone is made like */
-        HvDomainInfo def;
 } Clone;
 
 static int clone_prepare(Clone *k) {
@@ -135,7 +134,7 @@ static int clone_prepare(Clone *k) {
                 return job_fail(ctx, -EBUSY, "VM '%s' must be shut off%s to be cloned; it is %s.", k->src.name,
                                 linked ? "" : " or running", hv_state_name(state));
         if (hv_domain_xml_public(sc, k->src.uuid, &k->xml) < 0 || hv_domain_xml_parse(k->xml, &k->info) < 0 ||
-            hv_domain_xml_get(sc, k->src.uuid, &k->def_xml) < 0 || hv_domain_xml_parse(k->def_xml, &k->def) < 0)
+            hv_domain_xml_get(sc, k->src.uuid, &k->def_xml) < 0)
                 return job_fail(ctx, -EIO, "Cannot read the definition of VM '%s': %s", k->src.name, hv_last_error());
         return 0;
 }
@@ -366,8 +365,7 @@ static int job_vm_clone(JobCtx *ctx, void *userdata) {
         inventory_vnc_for_host(&k.b.host, vnc_listen, vnc_password);
         /* The clone's own parts; the rest of its definition is the source's. */
         HvDomainSpec spec = { .name = k.b.vm.name, .uuid = k.b.vm.uuid, .domain_type = inventory_domain_type(&k.b.host, "auto"),
-                              .vcpus = k.def.vcpus ? k.def.vcpus : k.src.cpus ? k.src.cpus : 1,
-                              .memory_mib = k.def.memory_mib ? k.def.memory_mib : k.src.memory_mib, .description = k.b.vm.description,
+                              .vcpus = k.src.cpus ? k.src.cpus : 1, .memory_mib = k.src.memory_mib, .description = k.b.vm.description,
                               .vnc = true, .vnc_listen = vnc_listen,
                               .vnc_password = vnc_password[0] ? vnc_password : NULL,
                               .installation_id = inventory_installation_id(k.b.inv), .vm_id = k.b.vm.id };
