@@ -48,6 +48,7 @@ static const OptSpec VM_LIST_OPTS[] = {
         { "state", 0, true, "STATE[,STATE...]", "only the VMs in one of these states (running, stopped, ...)" },
         { "prefix", 0, true, "TEXT", "only the VMs whose name starts with TEXT" },
         { "owner", 0, true, "USER", "only the VMs this user owns" },
+        { "health", 0, false, NULL, "add each VM's health (healthy, warning, critical, unknown) and why" },
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec VM_SET_OPTS[] = {
@@ -63,6 +64,7 @@ static const OptSpec VM_SET_OPTS[] = {
 static const OptSpec HOST_LIST_OPTS[] = {
         { "state", 0, true, "STATE[,STATE...]", "only the hosts in one of these states (ok, maintenance, ...)" },
         { "prefix", 0, true, "TEXT", "only the hosts whose name starts with TEXT" },
+        { "health", 0, false, NULL, "add each host's health (its VMs' rolled up) and why" },
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec VM_CREATE_OPTS[] = {
@@ -202,7 +204,7 @@ static const Command COMMANDS[] = {
         { "whoami", NULL, "", "show who the saved token belongs to", 0, 0, NULL, cmd_whoami },
         { "version", NULL, "", "show the client's and the server's versions", 0, 0, NULL, cmd_version },
 
-        { "host", "list", "[--state S] [--prefix TEXT]", "list hosts", 0, 0, HOST_LIST_OPTS, cmd_host_list },
+        { "host", "list", "[--state S] [--prefix TEXT] [--health]", "list hosts", 0, 0, HOST_LIST_OPTS, cmd_host_list },
         { "host", "show", "NAME", "show one host", 1, 1, NULL, cmd_host_show },
         { "host", "set", "NAME [--max-parallel-starts N|default] [--max-parallel-disk-ops N|default]",
           "change a host's settings", 1, 1, HOST_SET_OPTS, cmd_host_set },
@@ -228,7 +230,7 @@ static const Command COMMANDS[] = {
         { "group", "show-policy", "PATH", "show a host group's placement policy and where each value comes from", 1, 1, NULL,
           cmd_group_show_policy },
 
-        { "vm", "list", "[--host NAME] [--state S] [--prefix TEXT] [--owner USER]", "list VMs", 0, 0, VM_LIST_OPTS, cmd_vm_list },
+        { "vm", "list", "[--host NAME] [--state S] [--prefix TEXT] [--owner USER] [--health]", "list VMs", 0, 0, VM_LIST_OPTS, cmd_vm_list },
         { "vm", "set", "NAME [--owner USER | --no-owner] [--description TEXT] [--cpus N] [--max-cpus N] [--memory MIB] "
                        "[--max-memory MIB]",
           "change a VM's owner, description, vCPUs or memory (live where possible)", 1, 1, VM_SET_OPTS, cmd_vm_set },

@@ -49,6 +49,14 @@ static void kv_time(Table *t, const char *label, json_t *o, const char *key) {
 
 /* ---- hosts ---- */
 
+/* A row's health (health=1) and its first reason: "warning: alert 3 ...". */
+static void add_health(Table *t, json_t *row) {
+        const char *h = json_string_value(json_object_get(row, "health"));
+        const char *why = json_string_value(json_array_get(json_object_get(row, "health_reasons"), 0));
+        _cleanup_free_ char *cell = h && why ? xasprintf("%s: %s", h, why) : NULL;
+        table_add(t, cell ? cell : h ? h : "-");
+}
+
 int cmd_host_list(Ctx *c, const Command *cmd, const Args *a) {
         _cleanup_json_ json_t *reply = NULL;
         StrBuf path = {0};
@@ -57,12 +65,15 @@ int cmd_host_list(Ctx *c, const Command *cmd, const Args *a) {
                 query_add(c, &path, "state", args_get(a, "state"));
         if (args_get(a, "prefix"))
                 query_add(c, &path, "name_prefix", args_get(a, "prefix"));
+        bool health = args_has(a, "health");
+        if (health)
+                query_add(c, &path, "health", "1");
         _cleanup_free_ char *p = strbuf_steal(&path);
         int r = api_list_all(c, p, &reply);
         if (r || !want_table(c, reply))
                 return r;
         _cleanup_table_ Table *t = table_new("NAME", "STATE", "GROUP", ">CPUS", ">MEMORY", ">FREE", ">VMS",
-                                             "TYPE", "URI", NULL);
+                                             "TYPE", "URI", health ? "HEALTH" : NULL, NULL);
         size_t i;
         json_t *h;
         json_array_foreach(json_object_get(reply, "items"), i, h) {
@@ -75,6 +86,8 @@ int cmd_host_list(Ctx *c, const Command *cmd, const Args *a) {
                 add_text(t, h, "n_vms");
                 table_add(t, jstr(h, "domain_type"));
                 table_add(t, jstr(h, "uri"));
+                if (health)
+                        add_health(t, h);
         }
         table_print(t, stdout);
         return 0;
@@ -349,12 +362,15 @@ int cmd_vm_list(Ctx *c, const Command *cmd, const Args *a) {
                 query_add(c, &path, "name_prefix", args_get(a, "prefix"));
         if (args_get(a, "owner"))
                 query_add(c, &path, "owner", args_get(a, "owner"));
+        bool health = args_has(a, "health");
+        if (health)
+                query_add(c, &path, "health", "1");
         _cleanup_free_ char *p = strbuf_steal(&path);
         _cleanup_json_ json_t *reply = NULL;
         int r = api_list_all(c, p, &reply);
         if (r || !want_table(c, reply))
                 return r;
-        _cleanup_table_ Table *t = table_new("NAME", "STATE", "HOST", ">CPUS", ">MEMORY", ">DISK", "OWNER", NULL);
+        _cleanup_table_ Table *t = table_new("NAME", "STATE", "HOST", ">CPUS", ">MEMORY", ">DISK", "OWNER", health ? "HEALTH" : NULL, NULL);
         size_t i;
         json_t *vm;
         json_array_foreach(json_object_get(reply, "items"), i, vm) {
@@ -367,6 +383,8 @@ int cmd_vm_list(Ctx *c, const Command *cmd, const Args *a) {
                 fmt_bytes(disk_total(vm), disk);
                 table_add(t, json_array_size(json_object_get(vm, "disks")) ? disk : "-");
                 table_add(t, jstr(vm, "owner_name"));
+                if (health)
+                        add_health(t, vm);
         }
         table_print(t, stdout);
         return 0;

@@ -920,6 +920,25 @@ class TestCliMonitor(MonitorTestCase):
             self.assertEqual(r.returncode, 0, f"armada {' '.join(args)}: {r.stderr}")
         return r
 
+    def test_list_health_column(self):
+        vm = self.new_vm("cli-health")
+        self.rule({"name": "cli-paused", "object_kind": "vm", "metric": "state", "comparison": "==", "state": "paused",
+                   "severity": "warning", "scope": "object", "scope_id": vm["id"]})
+        self.d.vm_action(vm["id"], "pause")
+        # The rule's alert makes it a warning, within the answer's bound.
+        def row():
+            out = self.cli("vm", "list", "--prefix", "cli-health", "--health").stdout.splitlines()
+            return out if len(out) == 2 and "warning" in out[1] else None
+        out = wait_until(row, ANSWER_BOUND_S * 2, what="the paused VM's row with its health")
+        self.assertIn("HEALTH", out[0])
+        self.assertNotIn("HEALTH", self.cli("vm", "list", "--prefix", "cli-health").stdout)
+        hosts = self.cli("host", "list", "--health").stdout.splitlines()
+        self.assertIn("HEALTH", hosts[0])
+        self.assertTrue(any(ln.startswith("t1 ") and "warning" in ln and "'cli-health'" in ln for ln in hosts), hosts)
+        got = json.loads(self.cli("vm", "list", "--prefix", "cli-health", "--health", "-o", "json").stdout)
+        self.assertEqual(got["items"][0]["health"], "warning")
+        self.d.vm_action(vm["id"], "resume")
+
     def test_commands(self):
         out = self.cli("perf", "show", "t1", "--host", "--last", "1m", "--metric", "memory").stdout
         self.assertIn("memory of host 't1'", out)
