@@ -265,10 +265,13 @@ static int child_mount(guestfs_h *g, char **fss, const char *fs, const char *nor
         return -ENOENT;
 }
 
-static guestfs_h *child_launch(const char *sock, const char *export_name, const char *workdir) {
+/* The appliance on the export, under KVM when /dev/kvm opens unless tcg. */
+static guestfs_h *child_launch_once(const char *sock, const char *export_name, const char *workdir, bool tcg, char *why, size_t why_size) {
         guestfs_h *g = guestfs_create_flags(GUESTFS_CREATE_NO_ENVIRONMENT);
-        if (!g)
+        if (!g) {
+                snprintf(why, why_size, "cannot create a libguestfs handle");
                 return NULL;
+        }
         (void) guestfs_parse_environment(g);
         /* Its temporary files (the read-only overlay, the console socket)
          * in the request's directory, which armadad removes; the appliance
@@ -276,9 +279,9 @@ static guestfs_h *child_launch(const char *sock, const char *export_name, const 
         (void) guestfs_set_tmpdir(g, workdir);
         (void) guestfs_set_backend(g, "direct");
         (void) guestfs_set_memsize(g, FILES_MEMSIZE_MIB);
-        if (access("/dev/kvm", R_OK | W_OK) < 0) {
-                char *tcg[] = { (char *) "force_tcg", NULL };
-                (void) guestfs_set_backend_settings(g, tcg);
+        if (tcg) {
+                char *settings[] = { (char *) "force_tcg", NULL };
+                (void) guestfs_set_backend_settings(g, settings);
         }
         char server[300];
         snprintf(server, sizeof server, "unix:%s", sock);
@@ -286,10 +289,24 @@ static guestfs_h *child_launch(const char *sock, const char *export_name, const 
         if (guestfs_add_drive_opts(g, export_name, GUESTFS_ADD_DRIVE_OPTS_READONLY, 1, GUESTFS_ADD_DRIVE_OPTS_FORMAT, "raw",
                                    GUESTFS_ADD_DRIVE_OPTS_PROTOCOL, "nbd", GUESTFS_ADD_DRIVE_OPTS_SERVER, servers, -1) < 0 ||
             guestfs_launch(g) < 0) {
-                child_error(500, "internal", NULL, "The file-level restore's appliance (libguestfs) did not start: %.600s", gerr(g));
+                snprintf(why, why_size, "%s", gerr(g));
                 guestfs_close(g);
                 return NULL;
         }
+        return g;
+}
+
+/* The appliance: under KVM when /dev/kvm opens, and once more under TCG
+ * when it did not start there (nested KVM may open /dev/kvm yet not run a
+ * Linux kernel: QEMU aborts setting an MSR), else under TCG at once. */
+static guestfs_h *child_launch(const char *sock, const char *export_name, const char *workdir) {
+        char why[700] = "";
+        bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+        guestfs_h *g = child_launch_once(sock, export_name, workdir, !kvm, why, sizeof why);
+        if (!g && kvm)
+                g = child_launch_once(sock, export_name, workdir, true, why, sizeof why);
+        if (!g)
+                child_error(500, "internal", NULL, "The file-level restore's appliance (libguestfs) did not start: %.600s", why);
         return g;
 }
 

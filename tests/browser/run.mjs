@@ -989,8 +989,15 @@ test('health badges ride on the rows: an alert shows on its card without the who
   const since = page.reqs.filter(r => r.at >= t0);
   assert(!since.some(r => r.path === '/api/v1/health'), 'no GET /health: the rows carry their health');
   assert(since.some(r => r.path === '/api/v1/vms' && /health=1/.test(r.search)), 'the rows were read with health=1');
+  const lists = countLists(page);
   await B.job((await B.req('POST', `/vms/${vm.id}/actions/resume`, {})).job.id);
   await page.waitForSelector(`${card('big-vm01')} span.health[data-health="healthy"]`, { timeout: 20000 });
+  // The alert's resolution re-reads the page twice (at once and after the
+  // answer's lag): the next test starts on a settled page.
+  await waitFor(async () => (await B.req('GET', '/alerts?state=open')).items.every(a => a.rule_name !== 'big-paused'), 20000,
+    'the big-paused alert to resolve');
+  await settled(lists, 2000, 20000);
+  lists.stop();
 });
 
 test('owner filter: owner:NAME in the search lists only that owner\'s VMs, from armadad; the details give a VM an owner', async () => {
