@@ -229,6 +229,37 @@ static int spec_validate(const HvDomainSpec *spec) {
         return 0;
 }
 
+/* The Armada marker under <metadata> (HV_ARMADA_XMLNS). libvirt keeps one
+ * element per namespace there and hands it back as written. */
+static void add_marker(xmlNode *meta, const HvDomainSpec *spec) {
+        xmlNode *mark = xmlNewChild(meta, NULL, BAD_CAST "vm", NULL);
+        xmlNs *ns = mark ? xmlNewNs(mark, BAD_CAST HV_ARMADA_XMLNS, BAD_CAST HV_ARMADA_XMLNS_PREFIX) : NULL;
+        if (!ns)
+                hv_xml_oom();
+        xmlSetNs(mark, ns);
+        set(mark, "installation", spec->installation_id);
+        char num[32];
+        snprintf(num, sizeof num, "%" PRId64, spec->vm_id);
+        set(mark, "id", num);
+}
+
+/* A disk (or CD-ROM) of the spec as a file on target's bus. */
+static void add_disk(xmlNode *devices, const HvDisk *d) {
+        xmlNode *disk = add(devices, "disk", NULL);
+        set(disk, "type", "file");
+        set(disk, "device", d->cdrom ? "cdrom" : "disk");
+        xmlNode *driver = add(disk, "driver", NULL);
+        set(driver, "name", "qemu");
+        set(driver, "type", disk_format(d));
+        if (d->path[0]) /* an empty CD-ROM drive has no source */
+                set(add(disk, "source", NULL), "file", d->path);
+        xmlNode *target = add(disk, "target", NULL);
+        set(target, "dev", d->target);
+        set(target, "bus", target_bus(d->target));
+        if (d->cdrom)
+                add(disk, "readonly", NULL);
+}
+
 char *hv_domain_xml_build(const HvDomainSpec *spec) {
         if (spec_validate(spec) < 0)
                 return NULL;
@@ -243,19 +274,8 @@ char *hv_domain_xml_build(const HvDomainSpec *spec) {
                 add(root, "uuid", spec->uuid);
         if (spec->description)
                 add(root, "description", spec->description);
-        if (spec->installation_id) {
-                /* libvirt keeps one element per namespace under <metadata>
-                 * and hands it back as written. */
-                xmlNode *meta = add(root, "metadata", NULL);
-                xmlNode *mark = xmlNewChild(meta, NULL, BAD_CAST "vm", NULL);
-                xmlNs *ns = mark ? xmlNewNs(mark, BAD_CAST HV_ARMADA_XMLNS, BAD_CAST HV_ARMADA_XMLNS_PREFIX) : NULL;
-                if (!ns)
-                        hv_xml_oom();
-                xmlSetNs(mark, ns);
-                set(mark, "installation", spec->installation_id);
-                snprintf(num, sizeof num, "%" PRId64, spec->vm_id);
-                set(mark, "id", num);
-        }
+        if (spec->installation_id)
+                add_marker(add(root, "metadata", NULL), spec);
         snprintf(num, sizeof num, "%" PRIu64, spec->memory_mib);
         set(add(root, "memory", num), "unit", "MiB");
         set(add(root, "currentMemory", num), "unit", "MiB");
@@ -283,22 +303,8 @@ char *hv_domain_xml_build(const HvDomainSpec *spec) {
         add(root, "on_crash", "destroy");
 
         xmlNode *devices = add(root, "devices", NULL);
-        for (size_t i = 0; i < spec->n_disks; i++) {
-                const HvDisk *d = &spec->disks[i];
-                xmlNode *disk = add(devices, "disk", NULL);
-                set(disk, "type", "file");
-                set(disk, "device", d->cdrom ? "cdrom" : "disk");
-                xmlNode *driver = add(disk, "driver", NULL);
-                set(driver, "name", "qemu");
-                set(driver, "type", disk_format(d));
-                if (d->path[0]) /* an empty CD-ROM drive has no source */
-                        set(add(disk, "source", NULL), "file", d->path);
-                xmlNode *target = add(disk, "target", NULL);
-                set(target, "dev", d->target);
-                set(target, "bus", target_bus(d->target));
-                if (d->cdrom)
-                        add(disk, "readonly", NULL);
-        }
+        for (size_t i = 0; i < spec->n_disks; i++)
+                add_disk(devices, &spec->disks[i]);
         for (size_t i = 0; spec->network && i <= spec->n_more_nics; i++) {
                 const char *net = i ? spec->more_networks[i - 1] : spec->network;
                 const char *mac = i ? spec->more_macs[i - 1] : spec->network_mac;
@@ -811,19 +817,8 @@ char *hv_domain_xml_clone(const char *src_xml, const HvDomainSpec *spec, const c
                         if (n->type == XML_ELEMENT_NODE && n->ns && xmlStrEqual(n->ns->href, BAD_CAST HV_ARMADA_XMLNS))
                                 drop(n);
                 }
-        if (spec->installation_id) {
-                if (!meta)
-                        meta = add(root, "metadata", NULL);
-                xmlNode *mark = xmlNewChild(meta, NULL, BAD_CAST "vm", NULL);
-                xmlNs *ns = mark ? xmlNewNs(mark, BAD_CAST HV_ARMADA_XMLNS, BAD_CAST HV_ARMADA_XMLNS_PREFIX) : NULL;
-                if (!ns)
-                        hv_xml_oom();
-                xmlSetNs(mark, ns);
-                set(mark, "installation", spec->installation_id);
-                char num[32];
-                snprintf(num, sizeof num, "%" PRId64, spec->vm_id);
-                set(mark, "id", num);
-        }
+        if (spec->installation_id)
+                add_marker(meta ? meta : add(root, "metadata", NULL), spec);
         /* UEFI variables are per VM: libvirt makes the clone its own from the
          * template (the source's boot entries are not copied; firmware falls
          * back to the removable-media path). */
@@ -870,20 +865,8 @@ char *hv_domain_xml_clone(const char *src_xml, const HvDomainSpec *spec, const c
         }
         /* A disk the clone has that the definition lacks (attached to the
          * running source only): added as the builder would. */
-        for (size_t i = 0; i < spec->n_disks; i++) {
-                if (used[i])
-                        continue;
-                const HvDisk *d = &spec->disks[i];
-                xmlNode *disk = add(devices, "disk", NULL);
-                set(disk, "type", "file");
-                set(disk, "device", "disk");
-                xmlNode *driver = add(disk, "driver", NULL);
-                set(driver, "name", "qemu");
-                set(driver, "type", disk_format(d));
-                set(add(disk, "source", NULL), "file", d->path);
-                xmlNode *target = add(disk, "target", NULL);
-                set(target, "dev", d->target);
-                set(target, "bus", target_bus(d->target));
-        }
+        for (size_t i = 0; i < spec->n_disks; i++)
+                if (!used[i])
+                        add_disk(devices, &spec->disks[i]);
         return dump(doc, root);
 }
