@@ -288,9 +288,17 @@ static int simple(PgConn *c, const char *sql) {
  * a standby could never take the lease; the server ends such a session
  * after 20 s (a few lease TTLs; no transaction of armadad's waits that long
  * between two statements) and rolls its transaction back. A value the
- * administrator set (role, database, the URL's options) is kept. */
+ * administrator set (role, database, the URL's options) is kept.
+ *
+ * jit = off: the planner's estimates for placement's host query (a dozen
+ * correlated sums) pass jit_above_cost on a table of a few rows, and the
+ * server then compiled ~140 functions for every run: 40-70 ms of a VM
+ * create's 70, measured (bench/results/store.md). No statement of Armada's
+ * is an analytic query that JIT would pay off for (servers before 11 have
+ * no such setting: set where it exists). */
 #define PG_SESSION_SETUP \
         "SET lock_timeout = '10s'; SET client_min_messages = warning; SET TIME ZONE 'UTC'; LISTEN armada_rows;" \
+        " SELECT set_config('jit', 'off', false) FROM pg_settings WHERE name = 'jit';" \
         " SELECT set_config('idle_in_transaction_session_timeout', '20s', false)" \
         " WHERE current_setting('idle_in_transaction_session_timeout') IN ('0', '0ms')"
 

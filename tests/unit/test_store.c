@@ -721,6 +721,17 @@ static void test_pg_frozen_writer_is_cut_off(void **state) {
         assert_int_equal(store_exec(st, "DELETE FROM meta WHERE key = 'frozen'", ""), 0);
 }
 
+/* PostgreSQL: every connection runs with JIT off (placement's host query
+ * otherwise paid 40-70 ms of compilation per run). */
+static void test_pg_session_without_jit(void **state) {
+        Store *st = *state;
+        if (store_engine(st) != STORE_ENGINE_POSTGRESQL)
+                skip();
+        int64_t off = 0;
+        assert_int_equal(store_query_i64(st, &off, "SELECT CASE WHEN current_setting('jit') = 'off' THEN 1 ELSE 0 END", ""), 0);
+        assert_int_equal(off, 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migrations_once),
@@ -742,6 +753,7 @@ int main(void) {
                 cmocka_unit_test(test_pg_rows_across_managers),
                 cmocka_unit_test(test_pg_writers_serialise),
                 cmocka_unit_test(test_pg_frozen_writer_is_cut_off),
+                cmocka_unit_test(test_pg_session_without_jit),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
