@@ -96,7 +96,11 @@ static void test_group_paths(void **state) {
 static void test_job_claim_one_per_target(void **state) {
         Store *st = *state;
         int64_t j1, j2, j3;
+        /* store_job_claimable() answers what a claim would find, in step
+         * with it at every point below. */
+        assert_int_equal(store_job_claimable(st), 0);
         assert_int_equal(store_job_insert(st, "vm.start", "vm", 7, "v7", 0, NULL, &j1), 0);
+        assert_int_equal(store_job_claimable(st), 1);
         assert_int_equal(store_job_insert(st, "vm.stop", "vm", 7, "v7", 0, "{\"timeout_s\":1}", &j2), 0);
         assert_int_equal(store_job_insert(st, "vm.start", "vm", 8, "v8", 0, NULL, &j3), 0);
         StoreJob a = {0}, b = {0}, c = {0};
@@ -105,12 +109,17 @@ static void test_job_claim_one_per_target(void **state) {
         /* j2 has the same target as the running j1: the next claim skips it. */
         assert_int_equal(store_job_claim(st, &b), 0);
         assert_int_equal(b.id, j3);
+        /* j2 is queued but its target is taken: nothing to claim. */
+        assert_int_equal(store_job_claimable(st), 0);
         assert_int_equal(store_job_claim(st, &c), -ENOENT);
         assert_int_equal(store_job_finish(st, j1, "succeeded", NULL, NULL), 0);
         /* Ended, but its worker has not come back: the target stays taken. */
+        assert_int_equal(store_job_claimable(st), 0);
         assert_int_equal(store_job_claim(st, &c), -ENOENT);
         assert_int_equal(store_job_worker_done(st, j1), 0);
+        assert_int_equal(store_job_claimable(st), 1);
         assert_int_equal(store_job_claim(st, &c), 0);
+        assert_int_equal(store_job_claimable(st), 0);
         assert_int_equal(c.id, j2);
         assert_string_equal(c.params_json, "{\"timeout_s\":1}");
         assert_int_equal(c.attempts, 1);
