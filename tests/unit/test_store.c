@@ -730,6 +730,51 @@ static void test_pg_frozen_writer_is_cut_off(void **state) {
         assert_int_equal(store_exec(st, "DELETE FROM meta WHERE key = 'frozen'", ""), 0);
 }
 
+/* PostgreSQL sends a write with its wrapping in one pipeline (BEGIN, the
+ * lock, it, COMMIT outside a transaction; SAVEPOINT, it, RELEASE inside
+ * one): a failure still fails that statement alone, as on SQLite, and
+ * leaves the connection usable; a text of several statements still runs
+ * its old way. On SQLite the same calls answer the same. */
+static void test_write_failures_fail_alone(void **state) {
+        Store *st = *state;
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES ('pipe-a', '1')", ""), 0);
+        /* outside a transaction: refused, nothing left open */
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES (?, ?)", "ss", "pipe-a", "2"), -EEXIST);
+        assert_false(store_in_transaction(st));
+        assert_int_equal(store_exec_one(st, "UPDATE meta SET value = ? WHERE key = ?", "ss", "3", "pipe-a"), 0);
+        assert_int_equal(store_exec_one(st, "UPDATE meta SET value = ? WHERE key = ?", "ss", "3", "pipe-none"), -ENOENT);
+        /* inside one: the failed statement goes, the transaction goes on */
+        assert_int_equal(store_begin(st), 0);
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES ('pipe-b', '1')", ""), 0);
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES (?, '1')", "s", "pipe-b"), -EEXIST);
+        assert_true(store_in_transaction(st));
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES (?, '1')", "s", "pipe-c"), 0);
+        assert_int_equal(store_commit(st), 0);
+        /* a rollback takes what the transaction wrote */
+        assert_int_equal(store_begin(st), 0);
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES ('pipe-d', '1')", ""), 0);
+        store_rollback(st);
+        int64_t n = 0;
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM meta WHERE key LIKE 'pipe-%'", ""), 0);
+        assert_int_equal(n, 3);
+        /* several statements in one text: PostgreSQL runs them all, its
+         * old way, not pipelined (SQLite prepares the first only) */
+        if (store_engine(st) == STORE_ENGINE_POSTGRESQL) {
+                assert_int_equal(store_exec(st, "UPDATE meta SET value = '4' WHERE key = 'pipe-a';"
+                                                " UPDATE meta SET value = '4' WHERE key = 'pipe-b'", ""), 0);
+                assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM meta WHERE key IN ('pipe-a', 'pipe-b')"
+                                                         " AND value = '4'", ""), 0);
+                assert_int_equal(n, 2);
+        }
+        int64_t id = 0;
+        assert_int_equal(store_insert(st, &id, "INSERT INTO event(at, severity, kind, message) VALUES (1, 'info', 'pipe.test', 'x')", ""), 0);
+        assert_true(id > 0);
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM event WHERE id = ? AND kind = 'pipe.test'", "i", id), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(store_exec(st, "DELETE FROM meta WHERE key LIKE 'pipe-%'", ""), 0);
+        assert_int_equal(store_exec(st, "DELETE FROM event WHERE kind = 'pipe.test'", ""), 0);
+}
+
 /* PostgreSQL: every connection runs with JIT off (placement's host query
  * otherwise paid 40-70 ms of compilation per run). */
 static void test_pg_session_without_jit(void **state) {
@@ -763,6 +808,7 @@ int main(void) {
                 cmocka_unit_test(test_pg_writers_serialise),
                 cmocka_unit_test(test_pg_frozen_writer_is_cut_off),
                 cmocka_unit_test(test_pg_session_without_jit),
+                cmocka_unit_test(test_write_failures_fail_alone),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
