@@ -340,9 +340,15 @@ static void pg_close(void *conn) {
 
 /* A connection the server dropped (a restart, a failover of the database)
  * is opened again before the next statement outside a transaction. */
+static int pg_reopen(PgConn *c);
 static int pg_alive(PgConn *c) {
         if (PQstatus(c->pg) == CONNECTION_OK)
                 return 0;
+        return pg_reopen(c);
+}
+
+/* Opens the connection again, as a new one (its session set up). */
+static int pg_reopen(PgConn *c) {
         PQreset(c->pg);
         if (PQstatus(c->pg) != CONNECTION_OK) {
                 log_error("lost the connection to the PostgreSQL database: %s", PQerrorMessage(c->pg));
@@ -544,12 +550,16 @@ static int pipelined(PgStmt *s, const char *const *before, size_t n_before, cons
                 PQclear(sync);
         }
         if (!sent || PQexitPipelineMode(pg) != 1) {
-                /* A connection that broke halfway: closed, so that the next
-                 * statement outside a transaction opens it again. */
+                /* A connection that broke halfway, or answers that do not
+                 * add up: whatever is left is read, and a connection still
+                 * in pipeline mode after that is opened again (a broken one
+                 * is, by pg_alive(), before the next statement outside a
+                 * transaction). */
                 log_error("lost the connection to the PostgreSQL database: %s", PQerrorMessage(pg));
-                while (PQgetResult(pg) && PQstatus(pg) == CONNECTION_OK) {}
-                if (PQexitPipelineMode(pg) != 1)
-                        PQreset(pg);
+                for (int tries = 0; tries < 64 && PQstatus(pg) == CONNECTION_OK && PQexitPipelineMode(pg) != 1; tries++)
+                        PQclear(PQgetResult(pg));
+                if (PQpipelineStatus(pg) != PQ_PIPELINE_OFF)
+                        (void) pg_reopen(s->c);
                 r = r < 0 ? r : -EIO;
         }
         if (r < 0 || !s->res) {

@@ -775,6 +775,52 @@ static void test_write_failures_fail_alone(void **state) {
         assert_int_equal(store_exec(st, "DELETE FROM event WHERE kind = 'pipe.test'", ""), 0);
 }
 
+/* PostgreSQL: the server ends this thread's session (a restart, an
+ * administrator) while the connection sits idle; the next write, sent as
+ * one pipeline, fails with -EIO and leaves the connection out of pipeline
+ * mode, and the write after it runs on a connection opened again. */
+static int64_t victim_pid;
+static void *terminator(void *p) {
+        Store *st = p;
+        int64_t ok = 0;
+        assert_int_equal(store_query_i64(st, &ok, "SELECT CASE WHEN pg_terminate_backend(CAST(? AS INTEGER)) THEN 1 ELSE 0 END",
+                                         "i", victim_pid), 0);
+        assert_int_equal(ok, 1);
+        return NULL;
+}
+static int64_t backend_count;
+static void *count_backend(void *p) {
+        Store *st = p;
+        assert_int_equal(store_query_i64(st, &backend_count, "SELECT count(*) FROM pg_stat_activity WHERE pid = ?", "i", victim_pid), 0);
+        return NULL;
+}
+static void test_pg_write_after_lost_session(void **state) {
+        Store *st = *state;
+        if (store_engine(st) != STORE_ENGINE_POSTGRESQL)
+                skip();
+        assert_int_equal(store_query_i64(st, &victim_pid, "SELECT pg_backend_pid()", ""), 0);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, terminator, st), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        /* the backend is gone once pg_stat_activity stops listing it */
+        int64_t n = 1, deadline = now_ms() + 10000;
+        while (n > 0 && now_ms() < deadline) {
+                pthread_t q;
+                assert_int_equal(pthread_create(&q, NULL, count_backend, st), 0);
+                assert_int_equal(pthread_join(q, NULL), 0);
+                n = backend_count;
+        }
+        assert_int_equal(n, 0);
+        int r = store_exec(st, "INSERT INTO meta(key, value) VALUES ('lost-a', '1')", "");
+        assert_true(r == -EIO || r == 0);
+        assert_false(store_in_transaction(st));
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES ('lost-b', '1')", ""), 0);
+        int64_t pid = 0;
+        assert_int_equal(store_query_i64(st, &pid, "SELECT pg_backend_pid()", ""), 0);
+        assert_true(pid != victim_pid);
+        assert_int_equal(store_exec(st, "DELETE FROM meta WHERE key LIKE 'lost-%'", ""), 0);
+}
+
 /* PostgreSQL: every connection runs with JIT off (placement's host query
  * otherwise paid 40-70 ms of compilation per run). */
 static void test_pg_session_without_jit(void **state) {
@@ -809,6 +855,7 @@ int main(void) {
                 cmocka_unit_test(test_pg_frozen_writer_is_cut_off),
                 cmocka_unit_test(test_pg_session_without_jit),
                 cmocka_unit_test(test_write_failures_fail_alone),
+                cmocka_unit_test(test_pg_write_after_lost_session),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
