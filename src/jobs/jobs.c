@@ -26,6 +26,7 @@ struct Jobs {
         pthread_t *threads;
         pthread_mutex_t lock;
         pthread_cond_t cond;
+        uint64_t submits;       /* jobs_submit() calls so far (under lock): a worker waits only when none came since it looked */
         bool stopping, started;
         bool stuck;             /* a worker did not end at shutdown: never free */
         Handler *handlers;
@@ -347,13 +348,21 @@ static void *worker(void *arg) {
         for (;;) {
                 pthread_mutex_lock(&j->lock);
                 bool stop = j->stopping;
+                uint64_t seen = j->submits;
                 pthread_mutex_unlock(&j->lock);
                 if (stop)
                         break;
                 StoreJob job = {0};
                 /* Claiming is fenced: a manager whose lease went stale
-                 * claims nothing (the stale hook demotes it). */
-                int r = store_fence_begin(j->st);
+                 * claims nothing (the stale hook demotes it). The fenced
+                 * claim takes the writers' lock (on PostgreSQL five round
+                 * trips), so an idle worker first asks, without it,
+                 * whether there is anything to claim. */
+                int r = store_job_claimable(j->st);
+                if (r > 0)
+                        r = store_fence_begin(j->st);
+                else if (r == 0)
+                        r = -ENOENT;
                 if (r >= 0) {
                         int c = store_job_claim(j->st, &job);
                         r = store_end(j->st, c);
@@ -366,7 +375,7 @@ static void *worker(void *arg) {
                         continue;
                 }
                 pthread_mutex_lock(&j->lock);
-                if (!j->stopping) {
+                if (!j->stopping && j->submits == seen) {
                         struct timespec ts;
                         clock_gettime(CLOCK_MONOTONIC, &ts);
                         ts.tv_sec += 1;
@@ -422,8 +431,13 @@ int jobs_submit(Jobs *j, const char *kind, const char *target_kind, int64_t targ
         int r = store_job_insert(j->st, kind, target_kind, target_id, target_name, owner_id, p, &id);
         if (r < 0)
                 return r;
+        /* One job, one worker woken: waking them all had each take the
+         * writers' lock to claim, and all but one find nothing (8 claims
+         * per create with --workers 8). A busy worker claims again when
+         * its job ends. */
         pthread_mutex_lock(&j->lock);
-        pthread_cond_broadcast(&j->cond);
+        j->submits++;
+        pthread_cond_signal(&j->cond);
         pthread_mutex_unlock(&j->lock);
         if (ret_id)
                 *ret_id = id;

@@ -9,6 +9,9 @@
  * runs in one of its own that takes the same lock. A writing statement
  * inside a transaction runs under a savepoint, so that its failure (a
  * unique key) fails it alone, as on SQLite, and not the transaction.
+ * Such a write goes with its wrapping in one libpq pipeline (one round
+ * trip, not three); the server runs the commands in order, so the lock is
+ * held before the write runs, exactly as before.
  *
  * Changed rows reach the rows hook through LISTEN/NOTIFY: triggers on
  * host_group, host, vm and vm_disk notify "armada_rows" with "vm:<id>";
@@ -47,6 +50,7 @@ typedef struct {
         PgKind kind;
         bool commit;            /* COMMIT/END: a failed transaction reports ROLLBACK */
         bool insert;
+        bool one;               /* one statement (no ';'): may go in a pipeline */
         int n_params;
         bool *null_ctx;         /* per parameter: used in "IS [NOT] NULL", typed text when bound as text */
         char **values;
@@ -288,9 +292,17 @@ static int simple(PgConn *c, const char *sql) {
  * a standby could never take the lease; the server ends such a session
  * after 20 s (a few lease TTLs; no transaction of armadad's waits that long
  * between two statements) and rolls its transaction back. A value the
- * administrator set (role, database, the URL's options) is kept. */
+ * administrator set (role, database, the URL's options) is kept.
+ *
+ * jit = off: the planner's estimates for placement's host query (a dozen
+ * correlated sums) pass jit_above_cost on a table of a few rows, and the
+ * server then compiled ~140 functions for every run: 40-70 ms of a VM
+ * create's 70, measured (bench/results/store.md). No statement of Armada's
+ * is an analytic query that JIT would pay off for (servers before 11 have
+ * no such setting: set where it exists). */
 #define PG_SESSION_SETUP \
         "SET lock_timeout = '10s'; SET client_min_messages = warning; SET TIME ZONE 'UTC'; LISTEN armada_rows;" \
+        " SELECT set_config('jit', 'off', false) FROM pg_settings WHERE name = 'jit';" \
         " SELECT set_config('idle_in_transaction_session_timeout', '20s', false)" \
         " WHERE current_setting('idle_in_transaction_session_timeout') IN ('0', '0ms')"
 
@@ -328,9 +340,15 @@ static void pg_close(void *conn) {
 
 /* A connection the server dropped (a restart, a failover of the database)
  * is opened again before the next statement outside a transaction. */
+static int pg_reopen(PgConn *c);
 static int pg_alive(PgConn *c) {
         if (PQstatus(c->pg) == CONNECTION_OK)
                 return 0;
+        return pg_reopen(c);
+}
+
+/* Opens the connection again, as a new one (its session set up). */
+static int pg_reopen(PgConn *c) {
         PQreset(c->pg);
         if (PQstatus(c->pg) != CONNECTION_OK) {
                 log_error("lost the connection to the PostgreSQL database: %s", PQerrorMessage(c->pg));
@@ -384,6 +402,7 @@ static int pg_prepare(void *conn, const char *sql, void **ret) {
         s->orig = sql;
         s->sql = translate(sql, false, &s->n_params, &s->null_ctx);
         s->kind = kind_of(sql, &s->commit, &s->insert);
+        s->one = !strchr(s->sql, ';');
         if (s->n_params > 0) {
                 s->values = xcalloc((size_t) s->n_params, sizeof(char *));
                 s->types = xcalloc((size_t) s->n_params, sizeof(Oid));
@@ -437,15 +456,11 @@ static PGresult *run(PgStmt *s) {
         return PQexecParams(s->c->pg, s->sql, s->n_params, s->types, (const char *const *) s->values, NULL, NULL, 0);
 }
 
-/* Runs the statement, wrapped as the file's comment says, and keeps its
- * result. STORE_DONE or negative. */
-static int execute(PgStmt *s) {
+/* execute()'s way for what cannot go in a pipeline (several statements
+ * in one text): each wrapping command a round trip of its own. 0 with
+ * s->res, or negative. */
+static int execute_unpiped(PgStmt *s, bool wrap, bool savepoint) {
         PgConn *c = s->c;
-        bool tx = in_tx(c);
-        if (!tx && pg_alive(c) < 0)
-                return -EIO;
-        bool wrap = s->kind == PG_WRITE && !tx;
-        bool savepoint = s->kind == PG_WRITE && tx;
         if (wrap) {
                 _cleanup_free_ char *begin = xasprintf("BEGIN; SELECT pg_advisory_xact_lock(%lld)", (long long) STORE_PG_WRITE_LOCK);
                 PGresult *b = PQexec(c->pg, begin);
@@ -480,6 +495,112 @@ static int execute(PgStmt *s) {
                         r = sqlstate_errno(PQresultErrorField(e, PG_DIAG_SQLSTATE), PQresultErrorMessage(e), s->orig);
                 PQclear(e);
         }
+        if (r < 0) {
+                PQclear(s->res);
+                s->res = NULL;
+                drain_notifies(c);
+        }
+        return r;
+}
+
+/* The writers' lock, as a statement of its own (pipelines take one
+ * statement per command). */
+#define PG_LOCK_SQL "SELECT pg_advisory_xact_lock(4706909503268913153)" /* STORE_PG_WRITE_LOCK, as begin_sql */
+
+/* Runs the statement between the commands before[] and after (NULL: none)
+ * in one pipeline, one round trip instead of one per command; the server
+ * runs them in order and skips the rest after a failure. 0 and the
+ * statement's result in s->res, or negative: the first failure's errno
+ * (s->res NULL). The caller ends what a failure left open, as it would
+ * after separate commands. -EAGAIN (nothing sent) when the connection
+ * cannot enter pipeline mode. */
+static int pipelined(PgStmt *s, const char *const *before, size_t n_before, const char *after) {
+        PGconn *pg = s->c->pg;
+        if (PQenterPipelineMode(pg) != 1)
+                return -EAGAIN;
+        bool sent = true;
+        for (size_t i = 0; i < n_before; i++)
+                sent = sent && PQsendQueryParams(pg, before[i], 0, NULL, NULL, NULL, NULL, 0) == 1;
+        sent = sent && PQsendQueryParams(pg, s->sql, s->n_params, s->types, (const char *const *) s->values, NULL, NULL, 0) == 1;
+        if (after)
+                sent = sent && PQsendQueryParams(pg, after, 0, NULL, NULL, NULL, NULL, 0) == 1;
+        sent = sent && PQpipelineSync(pg) == 1;
+        size_t n = n_before + 1 + (after ? 1 : 0);
+        int r = 0;
+        for (size_t i = 0; sent && i < n; i++) {
+                PGresult *res = PQgetResult(pg);
+                if (!res) {
+                        sent = false;
+                        break;
+                }
+                /* each command's results end with NULL */
+                for (PGresult *more; (more = PQgetResult(pg));)
+                        PQclear(more);
+                ExecStatusType st = PQresultStatus(res);
+                if (r == 0 && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_PIPELINE_ABORTED)
+                        r = sqlstate_errno(PQresultErrorField(res, PG_DIAG_SQLSTATE), PQresultErrorMessage(res), s->orig);
+                if (i == n_before && r == 0 && st != PGRES_PIPELINE_ABORTED)
+                        s->res = res;
+                else
+                        PQclear(res);
+        }
+        if (sent) {
+                PGresult *sync = PQgetResult(pg);
+                sent = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+                PQclear(sync);
+        }
+        if (!sent || PQexitPipelineMode(pg) != 1) {
+                /* A connection that broke halfway, or answers that do not
+                 * add up: whatever is left is read, and a connection still
+                 * in pipeline mode after that is opened again (a broken one
+                 * is, by pg_alive(), before the next statement outside a
+                 * transaction). */
+                log_error("lost the connection to the PostgreSQL database: %s", PQerrorMessage(pg));
+                for (int tries = 0; tries < 64 && PQstatus(pg) == CONNECTION_OK && PQexitPipelineMode(pg) != 1; tries++)
+                        PQclear(PQgetResult(pg));
+                if (PQpipelineStatus(pg) != PQ_PIPELINE_OFF)
+                        (void) pg_reopen(s->c);
+                r = r < 0 ? r : -EIO;
+        }
+        if (r < 0 || !s->res) {
+                PQclear(s->res);
+                s->res = NULL;
+                return r < 0 ? r : -EIO;
+        }
+        return 0;
+}
+
+/* Runs the statement, wrapped as the file's comment says, and keeps its
+ * result. STORE_DONE or negative. A wrapped statement goes in one
+ * pipeline with its wrapping (BEGIN, the lock, it, COMMIT; or SAVEPOINT,
+ * it, RELEASE): one round trip where it took three. */
+static int execute(PgStmt *s) {
+        PgConn *c = s->c;
+        bool tx = in_tx(c);
+        if (!tx && pg_alive(c) < 0)
+                return -EIO;
+        bool wrap = s->kind == PG_WRITE && !tx;
+        bool savepoint = s->kind == PG_WRITE && tx;
+        int r = -EAGAIN;
+        if (wrap && s->one) {
+                static const char *const begin[] = { "BEGIN", PG_LOCK_SQL };
+                r = pipelined(s, begin, 2, "COMMIT");
+                if (r < 0 && r != -EAGAIN && in_tx(c))
+                        (void) simple(c, "ROLLBACK");
+        } else if (savepoint && s->one) {
+                static const char *const sp[] = { "SAVEPOINT armada_stmt" };
+                r = pipelined(s, sp, 1, "RELEASE SAVEPOINT armada_stmt");
+                if (r < 0 && r != -EAGAIN && PQtransactionStatus(c->pg) == PQTRANS_INERROR)
+                        (void) simple(c, "ROLLBACK TO SAVEPOINT armada_stmt; RELEASE SAVEPOINT armada_stmt");
+        }
+        if (r < 0 && r != -EAGAIN) {
+                drain_notifies(c);
+                return r;
+        }
+        if (r == -EAGAIN && (r = execute_unpiped(s, wrap, savepoint)) < 0)
+                return r;
+        ExecStatusType st = PQresultStatus(s->res);
+        r = 0;
         if (s->commit && streq(PQcmdStatus(s->res), "ROLLBACK")) {
                 log_error("database transaction failed: a statement in it had failed, nothing was committed");
                 r = -EIO;

@@ -1733,21 +1733,31 @@ static void row_job(StoreRow *stmt, void *out) {
 #define JOB_ROW "SELECT id, kind, state, target_kind, target_id, target_name, coalesce(owner_id, 0), params," \
                 " cancel_requested, attempts FROM job "
 
+/* The queued jobs a worker may take: those whose target no worker is on.
+ * worker_active rather than state = 'running': a stuck job a user
+ * cancelled has ended, but its thread may still be inside a call on the
+ * target, so the target stays taken until it comes back. */
+#define JOB_CLAIMABLE \
+        " FROM job q WHERE q.state = 'queued' AND NOT EXISTS (" \
+        "  SELECT 1 FROM job r WHERE r.worker_active = 1 AND r.target_kind = q.target_kind" \
+        "  AND r.target_id = q.target_id)"
+
 int store_job_claim(Store *st, StoreJob *ret) {
         /* One statement, so two workers can never claim the same job; the
          * NOT EXISTS keeps jobs on one object strictly one at a time. */
-        /* worker_active rather than state = 'running': a stuck job a user
-         * cancelled has ended, but its thread may still be inside a call
-         * on the target, so the target stays taken until it comes back. */
         int r = store_query_row(st, row_job, ret,
                          "UPDATE job SET state = 'running', started_at = ?1, progress_at = ?1, quiet_ms = 0, stuck_since = NULL,"
                          " worker_active = 1, attempts = attempts + 1, rev = " STREAM_NEXT_SEQ " WHERE id = ("
-                         " SELECT q.id FROM job q WHERE q.state = 'queued' AND NOT EXISTS ("
-                         "  SELECT 1 FROM job r WHERE r.worker_active = 1 AND r.target_kind = q.target_kind"
-                         "  AND r.target_id = q.target_id) ORDER BY q.id LIMIT 1)"
+                         " SELECT q.id" JOB_CLAIMABLE " ORDER BY q.id LIMIT 1)"
                          " RETURNING id, kind, state, target_kind, target_id, target_name, coalesce(owner_id, 0), params,"
                          " cancel_requested, attempts", "i", now_ms());
         return r == 0 ? changed(st, r) : r;
+}
+
+int store_job_claimable(Store *st) {
+        int64_t n = 0;
+        int r = store_query_i64(st, &n, "SELECT CASE WHEN EXISTS (SELECT 1" JOB_CLAIMABLE ") THEN 1 ELSE 0 END", "");
+        return r < 0 ? r : n > 0;
 }
 int store_job_progress(Store *st, int64_t id, int percent, const char *step) {
         return changed(st, store_exec(st, "UPDATE job SET progress = CASE WHEN progress > ?1 THEN progress ELSE ?1 END, step = coalesce(?2, step),"

@@ -331,6 +331,11 @@ int store_job_insert(Store *st, const char *kind, const char *target_kind, int64
 /* Atomically claims the oldest queued job whose target has no running job,
  * marking it running. 0 and *ret, or -ENOENT when none is runnable. */
 int store_job_claim(Store *st, StoreJob *ret);
+/* Whether store_job_claim() would find a job now, read without the
+ * writers' lock (a worker asks before it takes it to claim): 1, 0, or
+ * negative. A job queued meanwhile may be missed: its submitter wakes a
+ * worker. */
+int store_job_claimable(Store *st);
 /* Records progress; it also marks the job as moving (clears stuck_since
  * and the quiet allowance). */
 int store_job_progress(Store *st, int64_t id, int percent, const char *step);

@@ -96,7 +96,11 @@ static void test_group_paths(void **state) {
 static void test_job_claim_one_per_target(void **state) {
         Store *st = *state;
         int64_t j1, j2, j3;
+        /* store_job_claimable() answers what a claim would find, in step
+         * with it at every point below. */
+        assert_int_equal(store_job_claimable(st), 0);
         assert_int_equal(store_job_insert(st, "vm.start", "vm", 7, "v7", 0, NULL, &j1), 0);
+        assert_int_equal(store_job_claimable(st), 1);
         assert_int_equal(store_job_insert(st, "vm.stop", "vm", 7, "v7", 0, "{\"timeout_s\":1}", &j2), 0);
         assert_int_equal(store_job_insert(st, "vm.start", "vm", 8, "v8", 0, NULL, &j3), 0);
         StoreJob a = {0}, b = {0}, c = {0};
@@ -105,12 +109,17 @@ static void test_job_claim_one_per_target(void **state) {
         /* j2 has the same target as the running j1: the next claim skips it. */
         assert_int_equal(store_job_claim(st, &b), 0);
         assert_int_equal(b.id, j3);
+        /* j2 is queued but its target is taken: nothing to claim. */
+        assert_int_equal(store_job_claimable(st), 0);
         assert_int_equal(store_job_claim(st, &c), -ENOENT);
         assert_int_equal(store_job_finish(st, j1, "succeeded", NULL, NULL), 0);
         /* Ended, but its worker has not come back: the target stays taken. */
+        assert_int_equal(store_job_claimable(st), 0);
         assert_int_equal(store_job_claim(st, &c), -ENOENT);
         assert_int_equal(store_job_worker_done(st, j1), 0);
+        assert_int_equal(store_job_claimable(st), 1);
         assert_int_equal(store_job_claim(st, &c), 0);
+        assert_int_equal(store_job_claimable(st), 0);
         assert_int_equal(c.id, j2);
         assert_string_equal(c.params_json, "{\"timeout_s\":1}");
         assert_int_equal(c.attempts, 1);
@@ -721,6 +730,108 @@ static void test_pg_frozen_writer_is_cut_off(void **state) {
         assert_int_equal(store_exec(st, "DELETE FROM meta WHERE key = 'frozen'", ""), 0);
 }
 
+/* PostgreSQL sends a write with its wrapping in one pipeline (BEGIN, the
+ * lock, it, COMMIT outside a transaction; SAVEPOINT, it, RELEASE inside
+ * one): a failure still fails that statement alone, as on SQLite, and
+ * leaves the connection usable; a text of several statements still runs
+ * its old way. On SQLite the same calls answer the same. */
+static void test_write_failures_fail_alone(void **state) {
+        Store *st = *state;
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES ('pipe-a', '1')", ""), 0);
+        /* outside a transaction: refused, nothing left open */
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES (?, ?)", "ss", "pipe-a", "2"), -EEXIST);
+        assert_false(store_in_transaction(st));
+        assert_int_equal(store_exec_one(st, "UPDATE meta SET value = ? WHERE key = ?", "ss", "3", "pipe-a"), 0);
+        assert_int_equal(store_exec_one(st, "UPDATE meta SET value = ? WHERE key = ?", "ss", "3", "pipe-none"), -ENOENT);
+        /* inside one: the failed statement goes, the transaction goes on */
+        assert_int_equal(store_begin(st), 0);
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES ('pipe-b', '1')", ""), 0);
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES (?, '1')", "s", "pipe-b"), -EEXIST);
+        assert_true(store_in_transaction(st));
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES (?, '1')", "s", "pipe-c"), 0);
+        assert_int_equal(store_commit(st), 0);
+        /* a rollback takes what the transaction wrote */
+        assert_int_equal(store_begin(st), 0);
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES ('pipe-d', '1')", ""), 0);
+        store_rollback(st);
+        int64_t n = 0;
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM meta WHERE key LIKE 'pipe-%'", ""), 0);
+        assert_int_equal(n, 3);
+        /* several statements in one text: PostgreSQL runs them all, its
+         * old way, not pipelined (SQLite prepares the first only) */
+        if (store_engine(st) == STORE_ENGINE_POSTGRESQL) {
+                assert_int_equal(store_exec(st, "UPDATE meta SET value = '4' WHERE key = 'pipe-a';"
+                                                " UPDATE meta SET value = '4' WHERE key = 'pipe-b'", ""), 0);
+                assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM meta WHERE key IN ('pipe-a', 'pipe-b')"
+                                                         " AND value = '4'", ""), 0);
+                assert_int_equal(n, 2);
+        }
+        int64_t id = 0;
+        assert_int_equal(store_insert(st, &id, "INSERT INTO event(at, severity, kind, message) VALUES (1, 'info', 'pipe.test', 'x')", ""), 0);
+        assert_true(id > 0);
+        assert_int_equal(store_query_i64(st, &n, "SELECT count(*) FROM event WHERE id = ? AND kind = 'pipe.test'", "i", id), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(store_exec(st, "DELETE FROM meta WHERE key LIKE 'pipe-%'", ""), 0);
+        assert_int_equal(store_exec(st, "DELETE FROM event WHERE kind = 'pipe.test'", ""), 0);
+}
+
+/* PostgreSQL: the server ends this thread's session (a restart, an
+ * administrator) while the connection sits idle; the next write, sent as
+ * one pipeline, fails with -EIO and leaves the connection out of pipeline
+ * mode, and the write after it runs on a connection opened again. */
+static int64_t victim_pid;
+static void *terminator(void *p) {
+        Store *st = p;
+        int64_t ok = 0;
+        assert_int_equal(store_query_i64(st, &ok, "SELECT CASE WHEN pg_terminate_backend(CAST(? AS INTEGER)) THEN 1 ELSE 0 END",
+                                         "i", victim_pid), 0);
+        assert_int_equal(ok, 1);
+        return NULL;
+}
+static int64_t backend_count;
+static void *count_backend(void *p) {
+        Store *st = p;
+        assert_int_equal(store_query_i64(st, &backend_count, "SELECT count(*) FROM pg_stat_activity WHERE pid = ?", "i", victim_pid), 0);
+        return NULL;
+}
+static void test_pg_write_after_lost_session(void **state) {
+        Store *st = *state;
+        if (store_engine(st) != STORE_ENGINE_POSTGRESQL)
+                skip();
+        assert_int_equal(store_query_i64(st, &victim_pid, "SELECT pg_backend_pid()", ""), 0);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, terminator, st), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        /* the backend is gone once pg_stat_activity stops listing it */
+        int64_t n = 1, deadline = now_ms() + 10000;
+        while (n > 0 && now_ms() < deadline) {
+                pthread_t q;
+                assert_int_equal(pthread_create(&q, NULL, count_backend, st), 0);
+                assert_int_equal(pthread_join(q, NULL), 0);
+                n = backend_count;
+        }
+        assert_int_equal(n, 0);
+        int r = store_exec(st, "INSERT INTO meta(key, value) VALUES ('lost-a', '1')", "");
+        assert_true(r == -EIO || r == 0);
+        assert_false(store_in_transaction(st));
+        assert_int_equal(store_exec(st, "INSERT INTO meta(key, value) VALUES ('lost-b', '1')", ""), 0);
+        int64_t pid = 0;
+        assert_int_equal(store_query_i64(st, &pid, "SELECT pg_backend_pid()", ""), 0);
+        assert_true(pid != victim_pid);
+        assert_int_equal(store_exec(st, "DELETE FROM meta WHERE key LIKE 'lost-%'", ""), 0);
+}
+
+/* PostgreSQL: every connection runs with JIT off (placement's host query
+ * otherwise paid 40-70 ms of compilation per run). */
+static void test_pg_session_without_jit(void **state) {
+        Store *st = *state;
+        if (store_engine(st) != STORE_ENGINE_POSTGRESQL)
+                skip();
+        int64_t off = 0;
+        assert_int_equal(store_query_i64(st, &off, "SELECT CASE WHEN current_setting('jit') = 'off' THEN 1 ELSE 0 END", ""), 0);
+        assert_int_equal(off, 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_migrations_once),
@@ -742,6 +853,9 @@ int main(void) {
                 cmocka_unit_test(test_pg_rows_across_managers),
                 cmocka_unit_test(test_pg_writers_serialise),
                 cmocka_unit_test(test_pg_frozen_writer_is_cut_off),
+                cmocka_unit_test(test_pg_session_without_jit),
+                cmocka_unit_test(test_write_failures_fail_alone),
+                cmocka_unit_test(test_pg_write_after_lost_session),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
