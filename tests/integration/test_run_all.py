@@ -134,6 +134,62 @@ class TestPool(unittest.TestCase):
         self.assertEqual(sorted(times), [f"{self.suite}/sqlite/{m}" for m in sorted(MODULES)])
         self.assertGreaterEqual(times[f"{self.suite}/sqlite/test_hang"], 8)
 
+    def test_class_level_skips_and_errors_count_once(self):
+        """A class whose setUpClass raises SkipTest ran none of its tests:
+        it counts as one skipped, not as one skipped against zero run (-1
+        passed); one whose setUpClass fails counts one failed; a test with
+        two failing subtests is one failed test. The same in a worker
+        (--jobs 2) and in run-all's own process (--jobs 1)."""
+        for name in list(MODULES):
+            os.unlink(os.path.join(self.suite, name + ".py"))
+        mods = {
+            "test_skipclass": """
+                import unittest
+                class T(unittest.TestCase):
+                    @classmethod
+                    def setUpClass(cls):
+                        raise unittest.SkipTest("no test bed here")
+                    def test_a(self):
+                        pass
+                    def test_b(self):
+                        pass
+                class U(unittest.TestCase):
+                    def test_runs(self):
+                        pass
+            """,
+            "test_errclass": """
+                import unittest
+                class T(unittest.TestCase):
+                    @classmethod
+                    def setUpClass(cls):
+                        raise RuntimeError("set-up broke")
+                    def test_a(self):
+                        pass
+            """,
+            "test_subtests": """
+                import unittest
+                class T(unittest.TestCase):
+                    def test_two_bad_subtests(self):
+                        for i in range(3):
+                            with self.subTest(i=i):
+                                self.assertEqual(i, 0)
+                    def test_fine(self):
+                        pass
+            """,
+        }
+        for name, src in mods.items():
+            with open(os.path.join(self.suite, name + ".py"), "w") as f:
+                f.write(textwrap.dedent(src))
+        for jobs in (2, 1):
+            r = self.run_pool(jobs)
+            lines = r.stdout.strip().splitlines()
+            # test_runs and test_fine passed; errclass and the subtest test
+            # failed; skipclass's class skipped.
+            self.assertEqual(lines[-1], "2 passed, 2 failed, 1 skipped", f"--jobs {jobs}\n" + r.stdout[-3000:])
+            if jobs == 2:
+                self.assertIn("=== fake test_skipclass: 1 passed, 0 failed, 1 skipped,", r.stdout)
+                self.assertIn("=== fake test_errclass: 0 passed, 1 failed, 0 skipped,", r.stdout)
+
     def test_openapi_count_is_summed(self):
         """Every worker's validated requests reach the parent's closing
         openapi-check line."""
