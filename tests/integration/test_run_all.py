@@ -190,6 +190,58 @@ class TestPool(unittest.TestCase):
                 self.assertIn("=== fake test_skipclass: 1 passed, 0 failed, 1 skipped,", r.stdout)
                 self.assertIn("=== fake test_errclass: 0 passed, 1 failed, 0 skipped,", r.stdout)
 
+    def test_lane_runs_its_modules_one_at_a_time_beside_the_pool(self):
+        """A lane suite's modules (the system suite's) never overlap each
+        other, and run while the pool's workers run. Two lane modules hold
+        a lock file while they wait for a pool module's marker and then say
+        they saw it; the pool module waits for that: overlap in the lane
+        breaks the lock, no lane beside the pool leaves both waiting until
+        they fail."""
+        for name in list(MODULES):
+            os.unlink(os.path.join(self.suite, name + ".py"))
+        lane = os.path.join(self.tmp, "lanesuite")
+        os.mkdir(lane)
+        wait = ("import os, time, unittest\n"
+                "def wait(pred, what):\n"
+                "    end = time.monotonic() + 30\n"
+                "    while not pred():\n"
+                "        if time.monotonic() > end:\n"
+                "            raise AssertionError('timed out waiting for ' + what)\n"
+                "        time.sleep(0.05)\n")
+        for mod in ("test_lane_a", "test_lane_b"):
+            with open(os.path.join(lane, mod + ".py"), "w") as f:
+                f.write(wait + textwrap.dedent("""
+                    class T(unittest.TestCase):
+                        def test_alone(self):
+                            d = os.environ["LANE_DIR"]
+                            lock = os.path.join(d, "lane.lock")
+                            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # another lane module: EEXIST
+                            try:
+                                wait(lambda: os.path.exists(os.path.join(d, "pool.marker")), "the pool")
+                                open(os.path.join(d, "lane.seen"), "w").close()
+                            finally:
+                                os.close(fd)
+                                os.unlink(lock)
+                """))
+        with open(os.path.join(self.suite, "test_pool_side.py"), "w") as f:
+            f.write(wait + textwrap.dedent("""
+                class T(unittest.TestCase):
+                    def test_beside_the_lane(self):
+                        d = os.environ["LANE_DIR"]
+                        open(os.path.join(d, "pool.marker"), "w").close()
+                        wait(lambda: os.path.exists(os.path.join(d, "lane.seen")), "a lane module")
+            """))
+        driver = DRIVER.replace('m.POOLED["fake"] = (sys.argv[2], "sqlite")',
+                                'm.POOLED["fake"] = (sys.argv[2], "sqlite")\nm.POOLED["lane"] = (sys.argv[6], "sqlite")\n'
+                                'm.LANE_SUITES = (sys.argv[6],)')
+        driver = driver.replace('"--suite", "fake",', '"--suite", "fake", "--suite", "lane",')
+        env = dict(os.environ, LANE_DIR=self.tmp, ARMADA_OPENAPI_CHECK="0", ARMADA_TEST_TIMES=self.times)
+        env.pop("ARMADA_TEST_STORE", None)
+        r = subprocess.run([sys.executable, "-c", driver, RUN_ALL, self.suite, self.build, "3", "120", lane],
+                           capture_output=True, text=True, env=env, timeout=300)
+        self.assertEqual(r.stdout.strip().splitlines()[-1], "3 passed, 0 failed", r.stdout[-3000:] + r.stderr[-3000:])
+        self.assertIn("and one lane for", r.stdout)
+
     def test_openapi_count_is_summed(self):
         """Every worker's validated requests reach the parent's closing
         openapi-check line."""
