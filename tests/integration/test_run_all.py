@@ -242,6 +242,59 @@ class TestPool(unittest.TestCase):
         self.assertEqual(r.stdout.strip().splitlines()[-1], "3 passed, 0 failed", r.stdout[-3000:] + r.stderr[-3000:])
         self.assertIn("and one lane for", r.stdout)
 
+    @unittest.skipUnless(os.geteuid() == 0, "test beds are root's (tests/testbed/testbed down needs root)")
+    def test_lane_module_killed_leaves_no_bed_nor_files(self):
+        """A lane module killed at its timeout (the pool's timeout x 3) counts
+        one failed, and what it left is gone as a pool module's is: its
+        TMPDIR (a directory of its own) and the test bed it brought up
+        (/tmp/armada-testbed-ID, owner its pid), taken down by
+        `testbed down`; a bed of another owner stays."""
+        for name in list(MODULES):
+            os.unlink(os.path.join(self.suite, name + ".py"))
+        lane = os.path.join(self.tmp, "lanesuite")
+        os.mkdir(lane)
+        bed_id = f"zl{os.getpid() % 10000}"
+        other = tempfile.mkdtemp(prefix="armada-testbed-zo", dir="/tmp")
+        self.addCleanup(shutil.rmtree, other, True)
+        with open(os.path.join(other, "bed.env"), "w") as f:
+            f.write(f"ID=zo1\nOWNER={os.getpid()}\n")
+        with open(os.path.join(lane, "test_lane_hang.py"), "w") as f:
+            f.write(textwrap.dedent(f"""
+                import os, tempfile, time, unittest
+                class T(unittest.TestCase):
+                    def test_hangs(self):
+                        bed = "/tmp/armada-testbed-{bed_id}"
+                        os.makedirs(bed)
+                        with open(os.path.join(bed, "bed.env"), "w") as f:
+                            f.write("ID={bed_id}\\nOWNER=%d\\n" % os.getpid())
+                        tmp = tempfile.mkdtemp(prefix="left-")
+                        with open(os.path.join(os.environ["LANE_DIR"], "lane.tmpdir"), "w") as f:
+                            f.write(tempfile.gettempdir() + "\\n" + tmp)
+                        print("lane-hang waiting", flush=True)
+                        time.sleep(300)
+            """))
+        self.addCleanup(shutil.rmtree, f"/tmp/armada-testbed-{bed_id}", True)
+        driver = DRIVER.replace('m.POOLED["fake"] = (sys.argv[2], "sqlite")',
+                                'm.POOLED["fake"] = (sys.argv[2], "sqlite")\nm.POOLED["lane"] = (sys.argv[6], "sqlite")\n'
+                                'm.LANE_SUITES = (sys.argv[6],)')
+        driver = driver.replace('"--suite", "fake",', '"--suite", "lane",')
+        env = dict(os.environ, LANE_DIR=self.tmp, ARMADA_OPENAPI_CHECK="0", ARMADA_TEST_TIMES=self.times)
+        env.pop("ARMADA_TEST_STORE", None)
+        r = subprocess.run([sys.executable, "-c", driver, RUN_ALL, self.suite, self.build, "2", "2", lane],
+                           capture_output=True, text=True, env=env, timeout=300)
+        out = r.stdout[-3000:] + r.stderr[-3000:]
+        self.assertEqual(r.stdout.strip().splitlines()[-1], "0 passed, 1 failed", out)
+        self.assertIn("lane-hang waiting", r.stdout)
+        self.assertRegex(r.stdout, r"FAILED: killed after 6s \(ARMADA_TEST_MODULE_TIMEOUT x 3\)", out)
+        self.assertIn(f"left test bed '{bed_id}' up; taking it down", r.stdout, out)
+        self.assertFalse(os.path.exists(f"/tmp/armada-testbed-{bed_id}"), out)
+        self.assertTrue(os.path.exists(os.path.join(other, "bed.env")), "another owner's bed was touched")
+        with open(os.path.join(self.tmp, "lane.tmpdir")) as f:
+            tmpdir, left = f.read().split("\n")
+        self.assertNotEqual(tmpdir, tempfile.gettempdir(), "the lane module had no TMPDIR of its own")
+        self.assertFalse(os.path.exists(left), out)
+        self.assertFalse(os.path.exists(tmpdir), out)
+
     def test_openapi_count_is_summed(self):
         """Every worker's validated requests reach the parent's closing
         openapi-check line."""
