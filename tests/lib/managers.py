@@ -114,6 +114,17 @@ def wait_active(d, token, timeout, t0=None):
     return time.monotonic() - t0
 
 
+def lease_taken_s(d, token, t_wall):
+    """Seconds from t_wall (time.time()) to when the lease d's status shows
+    was taken (its since_at, written by the manager that took it, on this
+    machine's clock): the takeover as the managers did it, not as late as
+    a test polling a loaded machine saw it."""
+    import datetime
+    since = status(d, token)["lease"]["since_at"]
+    t = datetime.datetime.strptime(since, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+    return t - t_wall
+
+
 def kill9(d):
     d.proc.send_signal(signal.SIGKILL)
     d.proc.wait()
