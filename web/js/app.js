@@ -332,10 +332,11 @@ async function refresh(parts = ALL) {
     const admin = isAdminish();
     const seesHosts = !!app.features.hosts;
     const jq = historyQuery(app.jobsView, JOBS_PAGE), eq = historyQuery(app.eventsView, EVENTS_PAGE);
+    const hq = hostQuery(), vq = vmQuery();
     const [groups, hosts, vms, summary, jobs, events] = await Promise.all([
       want.has('groups') && seesHosts ? get('/host-groups') : null,
-      want.has('hosts') && seesHosts && admin ? get(`/hosts?${hostQuery()}`) : null,
-      want.has('vms') ? get(`/vms?${vmQuery()}`) : null,
+      want.has('hosts') && seesHosts && admin ? get(`/hosts?${hq}`) : null,
+      want.has('vms') ? get(`/vms?${vq}`) : null,
       want.has('summary') ? get(summaryPath()).catch(() => null) : undefined,
       want.has('jobs') ? get(`/jobs?${jq}`) : null,
       want.has('events') ? get(`/events?${eq}`) : null,
@@ -344,8 +345,13 @@ async function refresh(parts = ALL) {
     if (groups) app.data.groups = groups.items;
     // A row that went after this read began is not brought back by it.
     const fresh = (kind, items) => items.filter(x => !(goneAt.get(kind + x.id) >= started));
-    if (hosts) { app.data.hosts = fresh('host', hosts.items); app.hostView.next = hosts.next_cursor; }
-    if (vms) { app.data.vms = fresh('vm', vms.items); app.vmView.next = vms.next_cursor; }
+    // A page asked for before the user moved (another group, sort, search,
+    // page) is dropped and the page on screen now is read right after: its
+    // cursor belongs to the other order (a 400 on Next).
+    if (hosts && hq === hostQuery()) { app.data.hosts = fresh('host', hosts.items); app.hostView.next = hosts.next_cursor; }
+    else if (hosts) pending.add('hosts');
+    if (vms && vq === vmQuery()) { app.data.vms = fresh('vm', vms.items); app.vmView.next = vms.next_cursor; }
+    else if (vms) pending.add('vms');
     if (summary !== undefined) app.data.summary = summary;
     // An answer for a page the user left meanwhile (Older, Newer) is
     // dropped: the page asked for now is read right after.
