@@ -42,7 +42,7 @@ static bool body_disks(Req *r, const char *disks[P2V_DISKS_MAX], size_t *ret_n) 
 
 static void h_p2v(Req *r) {
         static const char *const fields[] = { "server", "ssh", "port", "disks", "host_key_fingerprint", "name", "host", "group",
-                                              "cpus", "memory_mib", "network", "start", "v2v", NULL };
+                                              "cpus", "memory_mib", "network", "start", "v2v", "domain_type", NULL };
         const char *disks[P2V_DISKS_MAX];
         LibraryP2vSpec s = { .disks = disks };
         if (!req_body_fields(r, fields) || !body_string(r, "server", true, 64, &s.server) ||
@@ -52,7 +52,7 @@ static void h_p2v(Req *r) {
             !body_string(r, "group", false, 1000, &s.group) || !body_int(r, "cpus", false, 1, P2V_CPUS_MAX, &s.cpus) ||
             !body_int(r, "memory_mib", false, P2V_MEMORY_MIN_MIB, P2V_MEMORY_MAX_MIB, &s.memory_mib) ||
             !body_name(r, "network", false, &s.network) || !body_bool(r, "start", &s.start) ||
-            !body_string(r, "v2v", false, 16, &s.v2v))
+            !body_string(r, "v2v", false, 16, &s.v2v) || !body_string(r, "domain_type", false, 8, &s.domain_type))
                 return;
         if (s.host && s.group)
                 return reply_error(r, 400, "invalid_argument", "group", "Give either 'host' or 'group', not both.");

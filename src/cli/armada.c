@@ -261,7 +261,8 @@ static const Command COMMANDS[] = {
           VM_IMPORT_OPTS, cmd_vm_import },
         /* issue 12: P2V */
         { "p2v", NULL, "SERVER [--ssh USER@ADDR] [--port N] [--disk /dev/X ...] [--host-key-fingerprint SHA256:...] [--name N]"
-          " [--host H | --group PATH] [--cpus N] [--memory MIB] [--network NET] [--start] [--v2v auto|always|never]",
+          " [--host H | --group PATH] [--cpus N] [--memory MIB] [--network NET] [--start] [--v2v auto|always|never]"
+          " [--domain-type auto|kvm|qemu]",
           "convert a running Linux physical server into a VM: its disks read over SSH, read-only (starts a job)", 1, 1,
           P2V_OPTS, cmd_p2v },
 

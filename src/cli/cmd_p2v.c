@@ -22,6 +22,8 @@ const OptSpec P2V_OPTS[] = {
         { "start", 0, false, NULL, "start the VM once made" },
         { "v2v", 0, true, "auto|always|never", "ready the guest for virtio with virt-v2v where the volumes are files armadad"
                                                " reaches: auto (when it can; armadad's default), always (fail when it cannot), never" },
+        { "domain-type", 0, true, "auto|kvm|qemu", "how the VM runs: auto (the host's: KVM where it has it), kvm, or qemu (TCG,"
+                                                   " e.g. for a Linux guest on nested KVM)" },
         { NULL, 0, false, NULL, NULL },
 };
 
@@ -33,7 +35,7 @@ int cmd_p2v(Ctx *c, const Command *cmd, const Args *a) {
                 return fail("arguments must be valid UTF-8");
         static const char *const strs[][2] = { { "ssh", "ssh" }, { "host-key-fingerprint", "host_key_fingerprint" },
                                                { "name", "name" }, { "host", "host" }, { "group", "group" },
-                                               { "network", "network" }, { "v2v", "v2v" } };
+                                               { "network", "network" }, { "v2v", "v2v" }, { "domain-type", "domain_type" } };
         for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
                 const char *v = args_get(a, strs[i][0]);
                 if (v)

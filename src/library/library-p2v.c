@@ -521,8 +521,8 @@ static int p2v_submit(Store *st, Jobs *jobs, const OpCaller *c, const LibraryP2v
         json_t *src = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:o, s:O, s:b}", "server", spec->server, "user", pc->user,
                                 "address", pc->addr, "port", pc->port, "cpus", (json_int_t) n.cpus, "memory_mib",
                                 (json_int_t) n.memory_mib, "disks", disks, "nics", p->nics, "assessed", from_assessment);
-        json_t *params = json_pack("{s:O, s:s?, s:s?, s:b, s:s}", "source", src, "known_hosts", pinned, "network", spec->network,
-                                   "start", spec->start, "v2v", v2v);
+        json_t *params = json_pack("{s:O, s:s?, s:s?, s:b, s:s, s:s}", "source", src, "known_hosts", pinned, "network", spec->network,
+                                   "start", spec->start, "v2v", v2v, "domain_type", spec->domain_type ? spec->domain_type : "auto");
         int64_t job;
         json_t *vm;
         e = library_queue_new_vm(st, jobs, c, "vm.p2v", vm_id, name, params, &vm, &job, err);
@@ -549,6 +549,8 @@ int library_p2v(Store *st, Jobs *jobs, const OpCaller *c, const LibraryP2vSpec *
         const char *v2v;
         if ((e = library_v2v_mode_of(spec->v2v, &v2v, err)) < 0)
                 return e;
+        if (spec->domain_type && !streq(spec->domain_type, "auto") && !streq(spec->domain_type, "kvm") && !streq(spec->domain_type, "qemu"))
+                return op_fail(err, 400, "invalid_argument", "domain_type", "Field 'domain_type' must be auto, kvm or qemu.");
         _cleanup_free_ char *pinned = NULL, *kh_file = NULL;
         if (spec->host_key_fingerprint) {
                 if ((e = pin_host_key(&pc, spec->host_key_fingerprint, &pinned, err)) < 0)
@@ -791,7 +793,7 @@ static int job_vm_p2v(JobCtx *ctx, void *userdata) {
                 pc.known_hosts = kh_file;
         char vnc_listen[16], vnc_password[9];
         inventory_vnc_for_host(&b.host, vnc_listen, vnc_password);
-        HvDomainSpec spec = { .name = b.vm.name, .uuid = b.vm.uuid, .domain_type = inventory_domain_type(&b.host, "auto"),
+        HvDomainSpec spec = { .name = b.vm.name, .uuid = b.vm.uuid, .domain_type = inventory_domain_type(&b.host, jget_str(ctx->params, "domain_type")),
                               .vcpus = b.vm.cpus, .memory_mib = b.vm.memory_mib, .description = b.vm.description,
                               .network = json_string_value(json_object_get(ctx->params, "network")), .vnc = true, .vnc_listen = vnc_listen,
                               .vnc_password = vnc_password[0] ? vnc_password : NULL,

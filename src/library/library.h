@@ -411,6 +411,7 @@ typedef struct {
         const char *network;                /* a libvirt network for the VM's NIC; NULL: none */
         bool start;                         /* start it once made */
         const char *v2v;                    /* "auto", "always", "never" (library-v2v.c); NULL: armadad's --v2v */
+        const char *domain_type;            /* "auto" (the host's: kvm where it has it), "kvm", "qemu" (TCG); NULL: auto */
 } LibraryP2vSpec;
 /* Converts a running Linux server into a VM, in phases: checks the caller
  * (administrators only: 403, audited), the configuration (503 naming "ssh"

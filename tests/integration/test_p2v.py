@@ -98,6 +98,7 @@ class P2vTest(unittest.TestCase):
         self.refused(422, "port", port=70000)
         self.refused(400, "group", group="Lab")
         self.refused(400, "server", server=None)
+        self.refused(400, "domain_type", domain_type="xen")
 
     def test_non_admin_is_refused_and_audited(self):
         st, b = self.d.request("POST", "/api/v1/p2v", self.body(), token=self.oper)
