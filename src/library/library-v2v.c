@@ -5,8 +5,15 @@
  *
  *   mode      per request ("v2v": auto, always, never; default armadad's
  *             --v2v, itself auto): auto runs it when virt-v2v is installed
- *             and keeps the source's bus when it cannot inspect or convert
- *             the guest; always fails the job then; never does not run it
+ *             and the guest is foreign (below), and keeps the source's bus
+ *             when it cannot inspect or convert the guest; always runs it
+ *             on any guest and fails the job then; never does not run it
+ *   foreign   what auto converts, from what the job knows of the source
+ *             (a run costs a minute or more even when there is nothing to
+ *             do, and libguestfs's cheapest inspection boots the same
+ *             appliance): P2V, OVA, OVF, VMX and VMDK/VHD/VHDX images are
+ *             foreign; qcow2 and raw images and libvirt exports are taken
+ *             for KVM guests already on virtio
  *   run       virt-v2v-in-place -i disk -if FORMAT DISK... from a fixed argv
  *             (posix_spawn, never a shell), in a process group of its own
  *             (it starts nbdkit and QEMU: a timeout or a cancel kills them
@@ -103,8 +110,37 @@ int library_v2v_mode_of(const char *value, const char **ret_name, OpError *err) 
         return 0;
 }
 
-bool library_v2v_wanted(const char *mode) {
-        return !mode || !streq(mode, "never");
+bool library_v2v_source_foreign(const LibraryV2vSource *src, char *why, size_t why_len) {
+        const char *kind = src ? src->kind : NULL;
+        if (!kind || streq(kind, "p2v") || streq(kind, "ova") || streq(kind, "ovf") || streq(kind, "vmx"))
+                return true;
+        if (streq(kind, "libvirt")) {
+                snprintf(why, why_len, "The source is a libvirt export (a KVM guest already on virtio)");
+                return false;
+        }
+        if (!streq(kind, "image"))
+                return true;            /* a kind this rule does not know: as before it, convert */
+        const char *native = NULL;
+        for (size_t i = 0; i < src->n_formats; i++) {
+                const char *f = src->formats[i];
+                if (!f || (!streq(f, "qcow2") && !streq(f, "raw")))
+                        return true;    /* vmdk, vpc (VHD), vhdx: another hypervisor's */
+                if (!native || streq(f, "qcow2"))
+                        native = f;
+        }
+        if (!native)
+                return true;
+        snprintf(why, why_len, "The source is a %s disk image, taken for a KVM guest already on virtio", native);
+        return false;
+}
+
+bool library_v2v_wanted(const char *mode, const LibraryV2vSource *src) {
+        char why[160];
+        if (mode && streq(mode, "never"))
+                return false;
+        if (mode && streq(mode, "always"))
+                return true;
+        return library_v2v_source_foreign(src, why, sizeof why);
 }
 
 /* "kvm" when this process can open /dev/kvm (libguestfs's appliance then
@@ -227,12 +263,20 @@ static json_t *v2v_result(bool ran, bool converted, const char *backend, double 
         return o;
 }
 
-int library_v2v_convert(JobCtx *ctx, const char *mode, char *const *paths, size_t n, const char *format, int pct,
-                        json_t **ret_result, bool *ret_converted) {
+int library_v2v_convert(JobCtx *ctx, const char *mode, const LibraryV2vSource *src, char *const *paths, size_t n,
+                        const char *format, int pct, json_t **ret_result, bool *ret_converted) {
         bool always = mode && streq(mode, "always");
         *ret_converted = false;
-        if (!library_v2v_wanted(mode)) {
+        if (mode && streq(mode, "never")) {
                 *ret_result = v2v_result(false, false, NULL, 0, "Not asked for (v2v: never); the disks keep the source's bus.");
+                return 0;
+        }
+        char native[160];
+        if (!always && !library_v2v_source_foreign(src, native, sizeof native)) {
+                _cleanup_free_ char *reason = xasprintf("%s: v2v auto converts only foreign guests (P2V, OVA, OVF, VMX, VMDK,"
+                                                        " VHD, VHDX; v2v: always forces it); the disks keep the source's bus.",
+                                                        native);
+                *ret_result = v2v_result(false, false, NULL, 0, reason);
                 return 0;
         }
         _cleanup_free_ char *prog = v2v_program();
