@@ -12,6 +12,9 @@ no package database). So:
   always  on the raw image: virt-v2v runs; the job fails and leaves
           nothing: no VM row, no volume
   never   virt-v2v does not run
+  KVM     (a stand-in virt-v2v-in-place whose appliance "fails" unless
+          under TCG) armadad runs it once more under TCG; an appliance
+          that starts under neither fails an always job clearly
   bad     v2v other than auto|always|never: 400 naming "v2v" (import and
           P2V); armadad refuses a bad --v2v
 libguestfs's appliance runs under TCG here (no /dev/kvm): a run takes a
@@ -181,6 +184,104 @@ class TestV2vImport(unittest.TestCase):
             self.assertIn("'v2v' must be auto, always or never, not 'sometimes'", r.stderr)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# A stand-in for virt-v2v-in-place (first in armadad's PATH): records the
+# libguestfs settings of each run, fails as virt-v2v does when libguestfs's
+# appliance cannot start unless it runs under TCG (or always, when a file
+# "fail" lies beside it), and succeeds under TCG.
+FAKE_V2V = """#!/bin/sh
+echo "run:${LIBGUESTFS_BACKEND}:${LIBGUESTFS_BACKEND_SETTINGS}" >> "$ARMADA_FAKE_V2V_CALLS"
+if [ "$LIBGUESTFS_BACKEND_SETTINGS" = force_tcg ] && [ ! -e "$(dirname "$0")/fail" ]; then
+    echo "[  12.0] Finishing off"
+    exit 0
+fi
+echo "libguestfs: error: /usr/bin/qemu-system-x86_64 killed by signal 6 (Aborted), see debug messages above"
+echo "virt-v2v-in-place: error: libguestfs error: guestfs_launch failed."
+exit 1
+"""
+
+
+class TestV2vKvmFallback(unittest.TestCase):
+    """When /dev/kvm opens but QEMU cannot run the appliance on it (nested
+    KVM, this CI machine), armadad runs virt-v2v once more under TCG; an
+    appliance that starts under neither is a clear failure."""
+    d = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="armada-v2v-fb-")
+        try:
+            cls.root = os.path.join(cls.tmp, "exports")
+            os.makedirs(cls.root)
+            cls.image = os.path.join(cls.root, "blank.raw")
+            with open(cls.image, "wb") as f:
+                f.truncate(16 << 20)
+            bindir = os.path.join(cls.tmp, "bin")
+            os.makedirs(bindir)
+            fake = os.path.join(bindir, "virt-v2v-in-place")
+            with open(fake, "w") as f:
+                f.write(FAKE_V2V)
+            os.chmod(fake, 0o755)
+            cls.calls = os.path.join(cls.tmp, "calls")
+            saved = dict(os.environ)
+            os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+            os.environ["ARMADA_FAKE_V2V_CALLS"] = cls.calls
+            try:
+                cls.d = Armadad(args=["--export-root", cls.root, "--v2v", "auto"]).start()
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            cls.d.token = cls.d.login()
+            _, job = cls.d.add_host("t1", cls.d.test_node_uri("t1"))
+            assert job["state"] == "succeeded", job
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.d:
+                cls.d.cleanup()
+        finally:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def runs(self):
+        with open(self.calls) as f:
+            return f.read().split()
+
+    def test_1_appliance_fails_under_kvm_then_tcg_converts(self):
+        if os.path.exists(self.calls):
+            os.unlink(self.calls)
+        b = self.d.ok("POST", "/api/v1/vms/import", {"path": self.image, "host": "t1", "name": "fb1", "v2v": "always",
+                                                      "memory_mib": 64})
+        job = self.d.wait_job(b["job"]["id"], timeout=120)
+        self.assertEqual(job["state"], "succeeded", job)
+        v2v = job["result"]["v2v"]
+        self.assertEqual((v2v["ran"], v2v["converted"], v2v["backend"]), (True, True, "tcg"), v2v)
+        if os.access("/dev/kvm", os.R_OK | os.W_OK):
+            self.assertEqual(self.runs(), ["run:direct:", "run:direct:force_tcg"])
+            self.assertIn(f"job {job['id']} (vm.import): libguestfs's appliance did not start under KVM; running virt-v2v"
+                          " again under TCG", self.d.log_text())
+        else:
+            self.assertEqual(self.runs(), ["run:direct:force_tcg"])   # TCG from the start: one run
+
+    def test_2_appliance_that_never_starts_fails_clearly(self):
+        if os.path.exists(self.calls):
+            os.unlink(self.calls)
+        flag = os.path.join(self.tmp, "bin", "fail")
+        with open(flag, "w"):
+            pass
+        self.addCleanup(os.unlink, flag)
+        b = self.d.ok("POST", "/api/v1/vms/import", {"path": self.image, "host": "t1", "name": "fb2", "v2v": "always",
+                                                      "memory_mib": 64})
+        job = self.d.wait_job(b["job"]["id"], timeout=120)
+        self.assertEqual(job["state"], "failed", job)
+        self.assertIn("Cannot convert the guest with virt-v2v (v2v: always): virt-v2v could not start libguestfs's"
+                      f" appliance (its output is in armadad's log, job {job['id']})", job["error"])
+        self.assertIsNone(self.d.find("vms", "fb2"))
+        self.assertEqual(len(self.runs()), 2 if os.access("/dev/kvm", os.R_OK | os.W_OK) else 1)
 
 
 if __name__ == "__main__":
