@@ -27,8 +27,9 @@ const OptSpec VM_IMPORT_OPTS[] = {
         { "network", 0, true, "NET", "the network of the VM's network cards (default: none); repeated, one per card of the"
                                      " descriptor in order; SRC=NET maps the descriptor's network SRC to NET" },
         { "start", 0, false, NULL, "start it once imported" },
-        { "v2v", 0, true, "auto|always|never", "ready the guest for virtio with virt-v2v: auto (when it can; armadad's default),"
-                                               " always (fail when it cannot), never" },
+        { "v2v", 0, true, "auto|always|never", "ready the guest for virtio with virt-v2v: auto (a foreign guest,"
+                                               " not a qcow2 or raw image, when it can; armadad's default), always (any"
+                                               " guest; fail when it cannot), never" },
         { NULL, 0, false, NULL, NULL },
 };
 

@@ -1596,7 +1596,14 @@ static bool import_cancelled(LibraryBuild *b) {
 static int import_disks(LibraryBuild *b, json_t *disks, json_t *manifest, HvDomainSpec *spec, json_t **ret_v2v,
                         json_t *written) {
         const char *mode = jget_str(b->ctx->params, "v2v");
-        bool run = library_v2v_wanted(mode) && (library_v2v_installed() || (mode && streq(mode, "always")));
+        /* What auto's rule looks at: the source's kind and its disks' formats as read. */
+        LibraryV2vSource src = { .kind = jget_str(json_object_get(b->ctx->params, "source"), "kind") };
+        size_t fi;
+        json_t *fd;
+        json_array_foreach(disks, fi, fd)
+                if (src.n_formats < HV_MAX_DISKS)
+                        src.formats[src.n_formats++] = jget_str(fd, "format");
+        bool run = library_v2v_wanted(mode, &src) && (library_v2v_installed() || (mode && streq(mode, "always")));
         ImportLocal local[HV_MAX_DISKS] = { 0 };
         size_t i, n = 0;
         json_t *d;
@@ -1615,8 +1622,8 @@ static int import_disks(LibraryBuild *b, json_t *disks, json_t *manifest, HvDoma
         if (r == 0) {
                 char *paths[HV_MAX_DISKS];
                 for (size_t k = 0; k < n; k++) paths[k] = local[k].dst;
-                r = run ? library_v2v_convert(b->ctx, mode, paths, n, "qcow2", 75, &v2v, &converted)
-                        : library_v2v_convert(b->ctx, mode ? mode : "auto", NULL, 0, "qcow2", 75, &v2v, &converted);
+                r = run ? library_v2v_convert(b->ctx, mode, &src, paths, n, "qcow2", 75, &v2v, &converted)
+                        : library_v2v_convert(b->ctx, mode ? mode : "auto", &src, NULL, 0, "qcow2", 75, &v2v, &converted);
         }
         for (size_t k = 0; k < n && r == 0; k++)
                 if (!local[k].in_volume)

@@ -747,7 +747,8 @@ static int p2v_disk(LibraryBuild *b, const P2vConn *pc, json_t *d, size_t i, uin
 static int p2v_v2v(LibraryBuild *b, HvDomainSpec *spec, bool direct, json_t **ret_v2v) {
         const char *mode = jget_str(b->ctx->params, "v2v");
         bool converted = false;
-        if (!direct && library_v2v_wanted(mode)) {
+        static const LibraryV2vSource physical = { .kind = "p2v" };   /* always foreign */
+        if (!direct && library_v2v_wanted(mode, &physical)) {
                 if (mode && streq(mode, "always"))
                         return job_fail(b->ctx, -EREMOTE, "Cannot convert the guest with virt-v2v (v2v: always): the volumes on"
                                         " host '%s' are not files armadad reaches.", b->host.name);
@@ -757,7 +758,7 @@ static int p2v_v2v(LibraryBuild *b, HvDomainSpec *spec, bool direct, json_t **re
         }
         char *paths[HV_MAX_DISKS];
         for (size_t i = 0; i < spec->n_disks; i++) paths[i] = spec->disks[i].path;
-        int r = library_v2v_convert(b->ctx, mode, paths, spec->n_disks, "raw", 92, ret_v2v, &converted);
+        int r = library_v2v_convert(b->ctx, mode, &physical, paths, spec->n_disks, "raw", 92, ret_v2v, &converted);
         if (r < 0 || !converted)
                 return r;
         /* The VM's disk rows follow (the inventory shows the targets). */

@@ -108,18 +108,31 @@ bool library_v2v_installed(void);
  * the job keeps it ("auto", "always", "never", static). 0, or 400 naming
  * "v2v" for another value, 422 naming it for "always" without virt-v2v. */
 int library_v2v_mode_of(const char *value, const char **ret_name, OpError *err);
+/* What a job knows of where a guest came from, for auto's rule. */
+typedef struct {
+        const char *kind;                   /* "p2v", or an import's "ova", "ovf", "vmx", "image", "libvirt";
+                                               NULL: unknown (a job queued before the rule: foreign) */
+        const char *formats[HV_MAX_DISKS];  /* an image's disks as read: qcow2, raw, vmdk, vpc, vhdx */
+        size_t n_formats;
+} LibraryV2vSource;
+/* Whether auto converts a guest from src: true for a foreign one (P2V,
+ * OVA, OVF, VMX, an image with a VMDK, VHD or VHDX disk, an unknown kind);
+ * false for a qcow2 or raw image or a libvirt export, with a sentence
+ * saying so in why (no full stop; why untouched on true). Pure. */
+bool library_v2v_source_foreign(const LibraryV2vSource *src, char *why, size_t why_len);
 /* Whether a job of mode (NULL: a job queued before there was one: auto)
- * runs virt-v2v. */
-bool library_v2v_wanted(const char *mode);
+ * runs virt-v2v on a guest from src (installed or not). Pure. */
+bool library_v2v_wanted(const char *mode, const LibraryV2vSource *src);
 /* The conversion phase: virt-v2v-in-place on the n local disk images at
  * paths (all of format, "qcow2" or "raw"), changed in place, progress at
- * pct. 0 with *ret_result (the job result's "v2v" object, owned by the
- * caller) and *ret_converted (the guest is ready for virtio) when the job
- * goes on: converted, or auto/never and not converted (the reason in
- * *ret_result); or the job's failure (always and not converted, a cancel):
- * then nothing is set. Its output goes to armadad's log only. */
-int library_v2v_convert(JobCtx *ctx, const char *mode, char *const *paths, size_t n, const char *format, int pct,
-                        json_t **ret_result, bool *ret_converted);
+ * pct, when mode asks for it for a guest from src. 0 with *ret_result (the
+ * job result's "v2v" object, owned by the caller) and *ret_converted (the
+ * guest is ready for virtio) when the job goes on: converted, or not run
+ * or not converted in auto/never (the reason in *ret_result); or the job's
+ * failure (always and not converted, a cancel): then nothing is set. Its
+ * output goes to armadad's log only. */
+int library_v2v_convert(JobCtx *ctx, const char *mode, const LibraryV2vSource *src, char *const *paths, size_t n,
+                        const char *format, int pct, json_t **ret_result, bool *ret_converted);
 
 /* Job registration of the three files. */
 void library_register_clone_jobs(Jobs *jobs, Inventory *inv);

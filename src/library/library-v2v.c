@@ -5,13 +5,21 @@
  *
  *   mode      per request ("v2v": auto, always, never; default armadad's
  *             --v2v, itself auto): auto runs it when virt-v2v is installed
- *             and keeps the source's bus when it cannot inspect or convert
- *             the guest; always fails the job then; never does not run it
+ *             and the guest is foreign (below), and keeps the source's bus
+ *             when it cannot inspect or convert the guest; always runs it
+ *             on any guest and fails the job then; never does not run it
+ *   foreign   what auto converts, from what the job knows of the source
+ *             (a run costs a minute or more even when there is nothing to
+ *             do, and libguestfs's cheapest inspection boots the same
+ *             appliance): P2V, OVA, OVF, VMX and VMDK/VHD/VHDX images are
+ *             foreign; qcow2 and raw images and libvirt exports are taken
+ *             for KVM guests already on virtio
  *   run       virt-v2v-in-place -i disk -if FORMAT DISK... from a fixed argv
  *             (posix_spawn, never a shell), in a process group of its own
  *             (it starts nbdkit and QEMU: a timeout or a cancel kills them
  *             all), with LIBGUESTFS_BACKEND=direct and, when /dev/kvm cannot
- *             be opened, LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+ *             be opened, LIBGUESTFS_BACKEND_SETTINGS=force_tcg; once more
+ *             with force_tcg when the appliance did not start under KVM
  *   report    its output goes into armadad's log, tagged with the job; the
  *             job's result gets {ran, converted, reason, backend, seconds}
  *             in words of our own (no line of its output, which may quote
@@ -103,8 +111,37 @@ int library_v2v_mode_of(const char *value, const char **ret_name, OpError *err) 
         return 0;
 }
 
-bool library_v2v_wanted(const char *mode) {
-        return !mode || !streq(mode, "never");
+bool library_v2v_source_foreign(const LibraryV2vSource *src, char *why, size_t why_len) {
+        const char *kind = src ? src->kind : NULL;
+        if (!kind || streq(kind, "p2v") || streq(kind, "ova") || streq(kind, "ovf") || streq(kind, "vmx"))
+                return true;
+        if (streq(kind, "libvirt")) {
+                snprintf(why, why_len, "The source is a libvirt export (a KVM guest already on virtio)");
+                return false;
+        }
+        if (!streq(kind, "image"))
+                return true;            /* a kind this rule does not know: as before it, convert */
+        const char *native = NULL;
+        for (size_t i = 0; i < src->n_formats; i++) {
+                const char *f = src->formats[i];
+                if (!f || (!streq(f, "qcow2") && !streq(f, "raw")))
+                        return true;    /* vmdk, vpc (VHD), vhdx: another hypervisor's */
+                if (!native || streq(f, "qcow2"))
+                        native = f;
+        }
+        if (!native)
+                return true;
+        snprintf(why, why_len, "The source is a %s disk image, taken for a KVM guest already on virtio", native);
+        return false;
+}
+
+bool library_v2v_wanted(const char *mode, const LibraryV2vSource *src) {
+        char why[160];
+        if (mode && streq(mode, "never"))
+                return false;
+        if (mode && streq(mode, "always"))
+                return true;
+        return library_v2v_source_foreign(src, why, sizeof why);
 }
 
 /* "kvm" when this process can open /dev/kvm (libguestfs's appliance then
@@ -197,14 +234,16 @@ static int v2v_wait(JobCtx *ctx, pid_t pid, unsigned timeout_s, int pct) {
 }
 
 /* The last V2V_LOG_LINES lines of the output into armadad's log, tagged
- * with the job; and whether it says the guest could not be inspected. */
-static void v2v_log(JobCtx *ctx, const char *log, bool *ret_uninspectable) {
+ * with the job; whether it says the guest could not be inspected, and
+ * whether libguestfs's appliance did not start. */
+static void v2v_log(JobCtx *ctx, const char *log, bool *ret_uninspectable, bool *ret_no_launch) {
         _cleanup_free_ char *text = NULL;
-        *ret_uninspectable = false;
+        *ret_uninspectable = *ret_no_launch = false;
         if (file_read_all(log, &text, NULL) < 0)
                 return;
         *ret_uninspectable = strstr(text, "inspection could not detect") || strstr(text, "No root device found") ||
                              strstr(text, "no root device found");
+        *ret_no_launch = strstr(text, "guestfs_launch failed") != NULL;
         size_t lines = 0;
         for (const char *p = text; *p; p++) lines += *p == '\n';
         size_t skip = lines > V2V_LOG_LINES ? lines - V2V_LOG_LINES : 0;
@@ -218,6 +257,24 @@ static void v2v_log(JobCtx *ctx, const char *log, bool *ret_uninspectable) {
         }
 }
 
+/* One run of argv (TCG or not) to its end: its exit status, or -ETIMEDOUT,
+ * -ECANCELED, or -errno when it could not be started; its output logged
+ * and what it said of the guest and of the appliance in the flags. */
+static int v2v_run(JobCtx *ctx, char *const argv[], bool tcg, const char *log, unsigned timeout_s, int pct,
+                   bool *ret_uninspectable, bool *ret_no_launch) {
+        log_info("job %lld (%s): running %s, libguestfs backend direct%s", (long long) ctx->job->id, ctx->job->kind, argv[0],
+                 tcg ? " with force_tcg" : "");
+        pid_t pid;
+        int st = v2v_spawn(argv, tcg, log, &pid);
+        if (st == 0)
+                st = v2v_wait(ctx, pid, timeout_s, pct);
+        else
+                log_warn("job %lld (%s): cannot run %s: %s", (long long) ctx->job->id, ctx->job->kind, argv[0], strerror(-st));
+        v2v_log(ctx, log, ret_uninspectable, ret_no_launch);
+        unlink(log);
+        return st;
+}
+
 static json_t *v2v_result(bool ran, bool converted, const char *backend, double secs, const char *reason) {
         json_t *o = json_pack("{s:b, s:b, s:s}", "ran", ran, "converted", converted, "reason", reason);
         if (backend)
@@ -227,12 +284,20 @@ static json_t *v2v_result(bool ran, bool converted, const char *backend, double 
         return o;
 }
 
-int library_v2v_convert(JobCtx *ctx, const char *mode, char *const *paths, size_t n, const char *format, int pct,
-                        json_t **ret_result, bool *ret_converted) {
+int library_v2v_convert(JobCtx *ctx, const char *mode, const LibraryV2vSource *src, char *const *paths, size_t n,
+                        const char *format, int pct, json_t **ret_result, bool *ret_converted) {
         bool always = mode && streq(mode, "always");
         *ret_converted = false;
-        if (!library_v2v_wanted(mode)) {
+        if (mode && streq(mode, "never")) {
                 *ret_result = v2v_result(false, false, NULL, 0, "Not asked for (v2v: never); the disks keep the source's bus.");
+                return 0;
+        }
+        char native[160];
+        if (!always && !library_v2v_source_foreign(src, native, sizeof native)) {
+                _cleanup_free_ char *reason = xasprintf("%s: v2v auto converts only foreign guests (P2V, OVA, OVF, VMX, VMDK,"
+                                                        " VHD, VHDX; v2v: always forces it); the disks keep the source's bus.",
+                                                        native);
+                *ret_result = v2v_result(false, false, NULL, 0, reason);
                 return 0;
         }
         _cleanup_free_ char *prog = v2v_program();
@@ -257,19 +322,23 @@ int library_v2v_convert(JobCtx *ctx, const char *mode, char *const *paths, size_
         argv[k] = NULL;
         _cleanup_free_ char *log = xasprintf("%s/armada-v2v-%lld.log", library_tmp_dir(), (long long) ctx->job->id);
         job_progress(ctx, pct, "converting the guest's drivers with virt-v2v (%s)", tcg ? "TCG: no usable /dev/kvm" : "KVM");
-        log_info("job %lld (%s): running %s on %zu disk(s), libguestfs backend direct%s", (long long) ctx->job->id, ctx->job->kind,
-                 prog, n, tcg ? " with force_tcg (no usable /dev/kvm)" : "");
         int64_t t0 = mono_ms();
-        pid_t pid;
-        int st = v2v_spawn(argv, tcg, log, &pid);
-        if (st == 0)
-                st = v2v_wait(ctx, pid, v2v_config.timeout_s, pct);
-        else
-                log_warn("job %lld (%s): cannot run %s: %s", (long long) ctx->job->id, ctx->job->kind, prog, strerror(-st));
+        bool uninspectable = false, no_launch = false;
+        int st = v2v_run(ctx, argv, tcg, log, v2v_config.timeout_s, pct, &uninspectable, &no_launch);
+        if (st > 0 && !tcg && no_launch) {
+                /* /dev/kvm opened, yet QEMU could not run the appliance on it
+                 * (nested KVM without what QEMU needs: this CI machine's
+                 * QEMU aborts setting MSR 0x10a). Once more under TCG. */
+                log_warn("job %lld (%s): libguestfs's appliance did not start under KVM; running virt-v2v again under TCG",
+                         (long long) ctx->job->id, ctx->job->kind);
+                job_progress(ctx, pct, "converting the guest's drivers with virt-v2v (TCG: the appliance did not start under KVM)");
+                tcg = true;
+                backend = "tcg";
+                int64_t spent = (mono_ms() - t0) / 1000;
+                unsigned left = spent < (int64_t) v2v_config.timeout_s ? v2v_config.timeout_s - (unsigned) spent : 1;
+                st = v2v_run(ctx, argv, tcg, log, left, pct, &uninspectable, &no_launch);
+        }
         double secs = (double) (mono_ms() - t0) / 1000.0;
-        bool uninspectable = false;
-        v2v_log(ctx, log, &uninspectable);
-        unlink(log);
         if (st == -ECANCELED)
                 return job_fail(ctx, -ECANCELED, "Cancelled while virt-v2v converted the guest.");
         if (st == 0) {
@@ -283,6 +352,9 @@ int library_v2v_convert(JobCtx *ctx, const char *mode, char *const *paths, size_
                 snprintf(why, sizeof why, "virt-v2v did not finish within %u s", v2v_config.timeout_s);
         else if (uninspectable)
                 snprintf(why, sizeof why, "virt-v2v found no operating system it can inspect on the disks");
+        else if (no_launch)
+                snprintf(why, sizeof why, "virt-v2v could not start libguestfs's appliance (its output is in armadad's log, job"
+                         " %lld)", (long long) ctx->job->id);
         else if (st < 0)
                 snprintf(why, sizeof why, "virt-v2v could not be started (%s)", strerror(-st));
         else

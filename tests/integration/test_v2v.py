@@ -4,11 +4,17 @@ disk is the tiny guest's bootable image (MBR, extlinux, the Debian cloud
 kernel and a busybox initramfs: tests/system/test_p2v_kvm.py), which
 libguestfs's inspection does not take for an operating system (no /etc,
 no package database). So:
-  auto    virt-v2v runs, says it found no OS it can inspect, and the import
-          still succeeds on the disk's own bus: result.v2v = {ran: true,
-          converted: false, reason}
-  always  the job fails and leaves nothing: no VM row, no volume
+  auto    on the image as a VMDK (foreign): virt-v2v runs, says it found no
+          OS it can inspect, and the import still succeeds on the disk's
+          own bus: result.v2v = {ran: true, converted: false, reason};
+          on the raw image (taken for a KVM guest): virt-v2v does not run,
+          and the reason says why and that always forces it
+  always  on the raw image: virt-v2v runs; the job fails and leaves
+          nothing: no VM row, no volume
   never   virt-v2v does not run
+  KVM     (a stand-in virt-v2v-in-place whose appliance "fails" unless
+          under TCG) armadad runs it once more under TCG; an appliance
+          that starts under neither fails an always job clearly
   bad     v2v other than auto|always|never: 400 naming "v2v" (import and
           P2V); armadad refuses a bad --v2v
 libguestfs's appliance runs under TCG here (no /dev/kvm): a run takes a
@@ -55,6 +61,9 @@ class TestV2vImport(unittest.TestCase):
             os.makedirs(cls.root)
             cls.image = os.path.join(cls.root, "tiny.raw")
             boot_disk(cls.tmp, cls.image)
+            cls.vmdk = os.path.join(cls.root, "tiny.vmdk")
+            subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "vmdk", cls.image, cls.vmdk], check=True,
+                           timeout=120)
             # A P2V identity only so that P2V requests get as far as their
             # fields (no server is ever reached here).
             cls.key = os.path.join(cls.tmp, "p2v-key")
@@ -92,14 +101,22 @@ class TestV2vImport(unittest.TestCase):
 
     def test_1_auto_runs_virt_v2v_and_keeps_the_bus_when_it_cannot_convert(self):
         before = self.volumes()
-        b, job = self.import_job(name="tiny-auto")   # no "v2v": armadad's --v2v auto
+        b, job = self.import_job(name="tiny-auto", path=self.vmdk)   # no "v2v": armadad's --v2v auto
         self.assertEqual(job["state"], "succeeded", job)
         v2v = job["result"]["v2v"]
         self.assertTrue(v2v["ran"], v2v)
         self.assertFalse(v2v["converted"], v2v)
         self.assertIn("found no operating system it can inspect", v2v["reason"])
         self.assertIn("keep the source's bus", v2v["reason"])
-        self.assertEqual(v2v["backend"], "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg")
+        # KVM when /dev/kvm opens and QEMU runs the appliance on it; TCG
+        # otherwise (a /dev/kvm that opens but aborts QEMU, nested: armadad
+        # runs it again under TCG and says so in its log).
+        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            self.assertEqual(v2v["backend"], "tcg")
+        elif v2v["backend"] == "tcg":
+            self.assertIn("did not start under KVM; running virt-v2v again under TCG", self.d.log_text())
+        else:
+            self.assertEqual(v2v["backend"], "kvm")
         self.assertGreater(v2v["seconds"], 0)
         vm = self.d.find("vms", "tiny-auto")
         self.assertEqual([d["target"] for d in vm["disks"]], ["vda"])
@@ -111,6 +128,20 @@ class TestV2vImport(unittest.TestCase):
         self.assertIn("inspection could not detect", log)
         self.assertNotIn("inspection could not detect", str(job["result"]))
         self.delete("tiny-auto")
+
+    def test_1b_auto_skips_a_raw_image(self):
+        b, job = self.import_job(name="tiny-native")   # raw: taken for a KVM guest
+        self.assertEqual(job["state"], "succeeded", job)
+        v2v = job["result"]["v2v"]
+        self.assertEqual((v2v["ran"], v2v["converted"]), (False, False), v2v)
+        self.assertEqual(v2v["reason"], "The source is a raw disk image, taken for a KVM guest already on virtio: v2v auto"
+                         " converts only foreign guests (P2V, OVA, OVF, VMX, VMDK, VHD, VHDX; v2v: always forces it);"
+                         " the disks keep the source's bus.")
+        self.assertNotIn("seconds", v2v)
+        self.assertNotIn(f"job {job['id']} (vm.import): virt-v2v:", self.d.log_text())
+        vm = self.d.find("vms", "tiny-native")
+        self.assertEqual([d["target"] for d in vm["disks"]], ["vda"])
+        self.delete("tiny-native")
 
     def test_2_always_fails_cleanly(self):
         before = self.volumes()
@@ -153,6 +184,104 @@ class TestV2vImport(unittest.TestCase):
             self.assertIn("'v2v' must be auto, always or never, not 'sometimes'", r.stderr)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# A stand-in for virt-v2v-in-place (first in armadad's PATH): records the
+# libguestfs settings of each run, fails as virt-v2v does when libguestfs's
+# appliance cannot start unless it runs under TCG (or always, when a file
+# "fail" lies beside it), and succeeds under TCG.
+FAKE_V2V = """#!/bin/sh
+echo "run:${LIBGUESTFS_BACKEND}:${LIBGUESTFS_BACKEND_SETTINGS}" >> "$ARMADA_FAKE_V2V_CALLS"
+if [ "$LIBGUESTFS_BACKEND_SETTINGS" = force_tcg ] && [ ! -e "$(dirname "$0")/fail" ]; then
+    echo "[  12.0] Finishing off"
+    exit 0
+fi
+echo "libguestfs: error: /usr/bin/qemu-system-x86_64 killed by signal 6 (Aborted), see debug messages above"
+echo "virt-v2v-in-place: error: libguestfs error: guestfs_launch failed."
+exit 1
+"""
+
+
+class TestV2vKvmFallback(unittest.TestCase):
+    """When /dev/kvm opens but QEMU cannot run the appliance on it (nested
+    KVM, this CI machine), armadad runs virt-v2v once more under TCG; an
+    appliance that starts under neither is a clear failure."""
+    d = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="armada-v2v-fb-")
+        try:
+            cls.root = os.path.join(cls.tmp, "exports")
+            os.makedirs(cls.root)
+            cls.image = os.path.join(cls.root, "blank.raw")
+            with open(cls.image, "wb") as f:
+                f.truncate(16 << 20)
+            bindir = os.path.join(cls.tmp, "bin")
+            os.makedirs(bindir)
+            fake = os.path.join(bindir, "virt-v2v-in-place")
+            with open(fake, "w") as f:
+                f.write(FAKE_V2V)
+            os.chmod(fake, 0o755)
+            cls.calls = os.path.join(cls.tmp, "calls")
+            saved = dict(os.environ)
+            os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+            os.environ["ARMADA_FAKE_V2V_CALLS"] = cls.calls
+            try:
+                cls.d = Armadad(args=["--export-root", cls.root, "--v2v", "auto"]).start()
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            cls.d.token = cls.d.login()
+            _, job = cls.d.add_host("t1", cls.d.test_node_uri("t1"))
+            assert job["state"] == "succeeded", job
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.d:
+                cls.d.cleanup()
+        finally:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def runs(self):
+        with open(self.calls) as f:
+            return f.read().split()
+
+    def test_1_appliance_fails_under_kvm_then_tcg_converts(self):
+        if os.path.exists(self.calls):
+            os.unlink(self.calls)
+        b = self.d.ok("POST", "/api/v1/vms/import", {"path": self.image, "host": "t1", "name": "fb1", "v2v": "always",
+                                                      "memory_mib": 64})
+        job = self.d.wait_job(b["job"]["id"], timeout=120)
+        self.assertEqual(job["state"], "succeeded", job)
+        v2v = job["result"]["v2v"]
+        self.assertEqual((v2v["ran"], v2v["converted"], v2v["backend"]), (True, True, "tcg"), v2v)
+        if os.access("/dev/kvm", os.R_OK | os.W_OK):
+            self.assertEqual(self.runs(), ["run:direct:", "run:direct:force_tcg"])
+            self.assertIn(f"job {job['id']} (vm.import): libguestfs's appliance did not start under KVM; running virt-v2v"
+                          " again under TCG", self.d.log_text())
+        else:
+            self.assertEqual(self.runs(), ["run:direct:force_tcg"])   # TCG from the start: one run
+
+    def test_2_appliance_that_never_starts_fails_clearly(self):
+        if os.path.exists(self.calls):
+            os.unlink(self.calls)
+        flag = os.path.join(self.tmp, "bin", "fail")
+        with open(flag, "w"):
+            pass
+        self.addCleanup(os.unlink, flag)
+        b = self.d.ok("POST", "/api/v1/vms/import", {"path": self.image, "host": "t1", "name": "fb2", "v2v": "always",
+                                                      "memory_mib": 64})
+        job = self.d.wait_job(b["job"]["id"], timeout=120)
+        self.assertEqual(job["state"], "failed", job)
+        self.assertIn("Cannot convert the guest with virt-v2v (v2v: always): virt-v2v could not start libguestfs's"
+                      f" appliance (its output is in armadad's log, job {job['id']})", job["error"])
+        self.assertIsNone(self.d.find("vms", "fb2"))
+        self.assertEqual(len(self.runs()), 2 if os.access("/dev/kvm", os.R_OK | os.W_OK) else 1)
 
 
 if __name__ == "__main__":
