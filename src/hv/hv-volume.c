@@ -601,7 +601,17 @@ int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, u
 /* A volume smaller than this per stream gets fewer streams. */
 #define RANGE_BYTES_PER_STREAM (UINT64_C(256) << 20)
 
+/* armadad --upload-streams (the parsed configuration): 0 chooses. */
+static atomic_uint upload_streams_set;
+
+void hv_set_upload_streams(unsigned n) {
+        atomic_store(&upload_streams_set, n > RANGE_STREAMS_MAX ? RANGE_STREAMS_MAX : n);
+}
+
 unsigned hv_upload_streams(uint64_t size) {
+        unsigned set = atomic_load(&upload_streams_set);
+        if (set)
+                return set;
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         unsigned most = cpus < 2 ? 2 : cpus > (long) RANGE_STREAMS_MAX ? RANGE_STREAMS_MAX : (unsigned) cpus;
         uint64_t by_size = size / RANGE_BYTES_PER_STREAM;
@@ -888,6 +898,77 @@ int hv_volume_upload_ranges(HvConn *c, const char *pool, const char *vol_name, u
                 *ret_streams = direct ? 0 : streams;
         *ret_path = steal_ptr(path);
         return 0;
+}
+
+/* A local file's ranges: its data (SEEK_DATA) sent, its holes as holes. */
+typedef struct {
+        int fd;
+        const HvRange *ranges;
+} FileRanges;
+
+#define FILE_PIECE (1u << 20)
+
+static int file_range(HvUpload *u, size_t i, void *userdata) {
+        FileRanges *f = userdata;
+        const HvRange *rg = &f->ranges[i];
+        _cleanup_free_ char *buf = xmalloc(FILE_PIECE);
+        uint64_t at = rg->off, end = rg->off + rg->len;
+        while (at < end) {
+                off_t data = lseek(f->fd, (off_t) at, SEEK_DATA);
+                uint64_t d = data < 0 ? end : (uint64_t) data < end ? (uint64_t) data : end;
+                int r = d > at ? hv_upload_hole(u, d - at) : 0;
+                if (r < 0)
+                        return r;
+                at = d;
+                if (at >= end)
+                        break;
+                off_t hole = lseek(f->fd, (off_t) at, SEEK_HOLE);
+                uint64_t h = hole < 0 || (uint64_t) hole > end ? end : (uint64_t) hole;
+                while (at < h) {
+                        size_t n = h - at < FILE_PIECE ? (size_t) (h - at) : FILE_PIECE;
+                        ssize_t k = pread(f->fd, buf, n, (off_t) at);
+                        if (k <= 0) {
+                                int e = k < 0 ? errno : EIO;
+                                hv_set_error("cannot read the file to upload into volume: %s", strerror(e));
+                                return -e;
+                        }
+                        if ((r = hv_upload_data(u, buf, (size_t) k)) < 0)
+                                return r;
+                        at += (uint64_t) k;
+                }
+        }
+        return 0;
+}
+
+int hv_volume_upload_file(HvConn *c, const char *pool, const char *vol_name, const char *local_path, bool content,
+                          char **ret_path, unsigned *ret_streams) {
+        assert(c && ret_path);
+        _cleanup_close_ int fd = open(local_path, O_RDONLY | O_CLOEXEC);
+        struct stat sb;
+        if (fd < 0 || fstat(fd, &sb) < 0) {
+                int e = errno;
+                hv_set_error("cannot read '%s' to upload it: %s", local_path, strerror(e));
+                return -e;
+        }
+        uint64_t size = (uint64_t) sb.st_size;
+        unsigned n = hv_upload_streams(size);
+        if (size == 0 || !content || n == 1) {
+                if (ret_streams)
+                        *ret_streams = 1;
+                return hv_volume_upload(c, pool, vol_name, local_path, content, ret_path);
+        }
+        /* Ranges of whole MiB (the last one shorter). */
+        uint64_t step = (size / n + FILE_PIECE - 1) / FILE_PIECE * FILE_PIECE;
+        HvRange ranges[RANGE_STREAMS_MAX];
+        size_t k = 0;
+        for (uint64_t at = 0; at < size && k < RANGE_STREAMS_MAX; k++) {
+                uint64_t len = k + 1 == n || size - at < step ? size - at : step;
+                ranges[k] = (HvRange) { .off = at, .len = len };
+                at += len;
+        }
+        FileRanges f = { .fd = fd, .ranges = ranges };
+        HvRanges plan = { .ranges = ranges, .n = k, .source = file_range, .userdata = &f, .streams = n };
+        return hv_volume_upload_ranges(c, pool, vol_name, size, HV_UPLOAD_CONTENT, &plan, ret_path, NULL, ret_streams);
 }
 
 /* ---- volumes armadad fills itself (an import's qemu-img output) ---- */

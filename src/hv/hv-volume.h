@@ -117,9 +117,14 @@ typedef struct {
         void *userdata;
         unsigned streams;       /* 0: hv_upload_streams(size) */
 } HvRanges;
-/* How many streams an upload of size bytes gets: one per 256 MiB, at
- * least 1, at most the CPUs (at least 2, at most 4). Pure. */
+/* How many streams an upload of size bytes gets: what
+ * hv_set_upload_streams() set, else one per 256 MiB, at least 1, at most
+ * the CPUs (at least 2, at most 4). */
 unsigned hv_upload_streams(uint64_t size);
+/* armadad --upload-streams N: every ranged upload (restores, streamed
+ * imports) uses N streams (at most 4); 0, the default, chooses per
+ * volume. Call at start-up. */
+void hv_set_upload_streams(unsigned n);
 /* hv_volume_upload_stream for a source that can write ranges of the volume
  * independently: creates volume vol_name (size bytes, declared raw) in
  * pool and fills it from plan. Over the connection: with one stream
@@ -137,6 +142,18 @@ unsigned hv_upload_streams(uint64_t size);
  * first failure, hv_last_error() says why) with no volume left. */
 int hv_volume_upload_ranges(HvConn *c, const char *pool, const char *vol_name, uint64_t size, unsigned flags,
                             const HvRanges *plan, char **ret_path, bool *ret_direct, unsigned *ret_streams);
+
+/* hv_volume_upload over several streams: when hv_upload_streams(the
+ * file's size) is more than 1, the local file is cut into that many ranges
+ * and sent by hv_volume_upload_ranges, each range's data (SEEK_DATA) sent
+ * and its holes kept holes; that runs in the caller's thread without a
+ * deadline (a dead libvirtd ends the streams through keepalive; one that
+ * answers keepalive but hangs is not bounded, unlike hv_volume_upload's
+ * copy deadline). Else (one stream, no content, an empty file)
+ * hv_volume_upload itself. 0 with the path and *ret_streams (may be
+ * NULL), or negative with no volume left. */
+int hv_volume_upload_file(HvConn *c, const char *pool, const char *vol_name, const char *local_path, bool content,
+                          char **ret_path, unsigned *ret_streams);
 
 /* Creates volume vol_name in pool through libvirt (declared raw, room for
  * capacity bytes, at least 64) for armadad to fill itself, when the

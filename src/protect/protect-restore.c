@@ -370,10 +370,9 @@ static int restore_disk(Restore *x, unsigned k) {
                        .chunk = chunkstore_chunk_size(x->store), .lock = PTHREAD_MUTEX_INITIALIZER, .tick = mono_ms() };
         Qcow2Sink none = { .data = feed_sink_data, .hole = feed_sink_hole };
         int r = qcow2_writer_new(d.size, disk_data_clusters(x, k), &none, &d.w);
-        unsigned streams = protect_settings()->restore_streams;
+        unsigned streams = 1;
         if (r >= 0) {
-                if (!streams)
-                        streams = hv_upload_streams(qcow2_writer_file_size(d.w));
+                streams = hv_upload_streams(qcow2_writer_file_size(d.w));
                 r = feed_plan(&d, streams);
         }
         if (r < 0) {

@@ -28,11 +28,6 @@ typedef struct ProtectSettings {
          * is reachable at the same path here (checked per volume), instead
          * of through libvirtd's stream. */
         bool restore_direct;
-        /* armadad --restore-streams N (0, the default: from the disk's
-         * size and the CPUs, hv_upload_streams): how many ranges of a
-         * disk's image a restore writes at once (over as many libvirt
-         * upload streams, or threads writing the file directly), 1 to 4. */
-        unsigned restore_streams;
         /* armadad --backup-tls yes|no (default no): every pull-mode backup
          * asks the host's QEMU for an NBD export over TLS (the host's libvirt
          * needs backup_tls_x509_cert_dir in qemu.conf) and armadad connects

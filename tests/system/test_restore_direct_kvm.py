@@ -7,7 +7,7 @@ restore there takes the stream.
 
 - a point restored to h1 is written `direct`, to h2 `stream`, and both
   volumes hold exactly the guest's data (a clean qcow2); armadad runs with
-  --restore-streams 2, so both write two ranges of the image at once (two
+  --upload-streams 2, so both write two ranges of the image at once (two
   threads; two libvirt streams, each without holes on the wire);
 - a restore to h1 that meets a corrupt chunk fails naming it and leaves no
   volume behind, as the stream does.
@@ -45,7 +45,7 @@ class TestRestoreDirectKvm(unittest.TestCase):
             raise unittest.SkipTest(f"no disk guest: {e}")
         cls.root = tempfile.mkdtemp(prefix="armada-restore-direct-")
         try:
-            cls.ab = ArmadaBed(2, cluster=False, extra_args=["--backup-root", cls.root, "--restore-streams", "2"],
+            cls.ab = ArmadaBed(2, cluster=False, extra_args=["--backup-root", cls.root, "--upload-streams", "2"],
                                host_args=lambda bed, h: {"pool": "shared1", "pool_path":
                                                          os.path.join(bed.shared_dir, "pool-h1")} if h == "h1" else {}
                                ).__enter__()
