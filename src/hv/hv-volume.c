@@ -951,8 +951,10 @@ int hv_volume_upload_file(HvConn *c, const char *pool, const char *vol_name, con
                 return -e;
         }
         uint64_t size = (uint64_t) sb.st_size;
-        unsigned n = hv_upload_streams(size);
-        if (size == 0 || !content || n == 1) {
+        /* Only when the operator asked: two streams made the streamed
+         * import of a dense 2 GiB qcow2 slower here (bench/results/convert.md). */
+        unsigned n = atomic_load(&upload_streams_set);
+        if (size == 0 || !content || n <= 1) {
                 if (ret_streams)
                         *ret_streams = 1;
                 return hv_volume_upload(c, pool, vol_name, local_path, content, ret_path);

@@ -143,8 +143,10 @@ void hv_set_upload_streams(unsigned n);
 int hv_volume_upload_ranges(HvConn *c, const char *pool, const char *vol_name, uint64_t size, unsigned flags,
                             const HvRanges *plan, char **ret_path, bool *ret_direct, unsigned *ret_streams);
 
-/* hv_volume_upload over several streams: when hv_upload_streams(the
- * file's size) is more than 1, the local file is cut into that many ranges
+/* hv_volume_upload over several streams: when hv_set_upload_streams() set
+ * more than 1 (not by default: two streams made the streamed import of a
+ * dense qcow2 slower, bench/results/convert.md), the local file is cut
+ * into that many ranges
  * and sent by hv_volume_upload_ranges, each range's data (SEEK_DATA) sent
  * and its holes kept holes; that runs in the caller's thread without a
  * deadline (a dead libvirtd ends the streams through keepalive; one that
