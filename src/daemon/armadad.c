@@ -17,6 +17,7 @@
 #include "ha/ha.h"
 #include "protect/protect.h"
 #include "hv/hv.h"
+#include "hv/hv-volume.h"
 #include "inventory/inventory.h"
 #include "jobs/jobs.h"
 #include "library/library.h"
@@ -114,6 +115,14 @@ static int config_set(Config *c, const char *key, const char *val) {
                 else
                         ps.backup_tls = yes;
                 protect_configure(&ps);
+        } else if (streq(key, "upload-streams")) {
+                char *end = NULL;
+                unsigned long streams = strtoul(val, &end, 10);
+                if (end == val || *end || streams > 4) {
+                        fprintf(stderr, "armadad: 'upload-streams' must be 0 (chosen per volume) to 4, not '%s'\n", val);
+                        return -EINVAL;
+                }
+                hv_set_upload_streams((unsigned) streams);
         } else if (streq(key, "backup-tls-dir")) {
                 if (val[0] != '/') {
                         fprintf(stderr, "armadad: 'backup-tls-dir' must be an absolute directory, not '%s'\n", val);
@@ -309,6 +318,9 @@ static void usage(void) {
              "  --restore-direct yes|no    a restore writes the new volume's file itself when armadad reaches\n"
              "                             it at the host's path (checked per volume; default yes), else\n"
              "                             through libvirtd's stream\n"
+             "  --upload-streams N         ranges of a volume a restore or a streamed import writes at once,\n"
+             "                             each over its own libvirt stream (a restore's threads, when\n"
+             "                             direct): 1-4; 0 (the default) chooses from the size and the CPUs\n"
              "  --backup-tls yes|no        backups read the host's NBD export over TLS only (the host's\n"
              "                             qemu.conf needs backup_tls_x509_cert_dir; default no)\n"
              "  --backup-tls-dir DIR       armadad's NBD client certificates: ca-cert.pem, client-cert.pem,\n"
@@ -459,7 +471,7 @@ static int parse_arguments(int argc, char **argv, Config *c, int *ret_status) {
                 { "export-root", required_argument, NULL, 0 },
                 { "p2v-ssh-key", required_argument, NULL, 0 }, { "p2v-known-hosts", required_argument, NULL, 0 },
                 { "v2v", required_argument, NULL, 0 }, { "v2v-timeout-s", required_argument, NULL, 0 },
-                { "restore-direct", required_argument, NULL, 0 }, { "backup-tls", required_argument, NULL, 0 },
+                { "restore-direct", required_argument, NULL, 0 }, { "upload-streams", required_argument, NULL, 0 }, { "backup-tls", required_argument, NULL, 0 },
                 { "backup-tls-dir", required_argument, NULL, 0 },
                 { "deadline-query-s", required_argument, NULL, 0 }, { "deadline-start-s", required_argument, NULL, 0 },
                 { "deadline-change-s", required_argument, NULL, 0 }, { "deadline-copy-s", required_argument, NULL, 0 },

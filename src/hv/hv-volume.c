@@ -7,7 +7,10 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -388,21 +391,40 @@ int hv_volume_download(HvConn *c, const char *vol_path, const char *local_path) 
 /* ---- uploads from a producer, sparse ---- */
 
 struct HvUpload {
-        virStreamPtr st;        /* NULL: written straight into fd */
+        virStreamPtr st;        /* NULL: written straight into fd, or (split) no stream open now */
         int fd;
-        uint64_t off;           /* fd: where the next byte goes */
+        uint64_t off;           /* fd, split: where the next byte goes */
         const char *vol_name;
-        uint64_t left;          /* bytes the volume still has room for */
+        uint64_t left;          /* bytes the volume (a range: the range) still has room for */
+        /* A range of several streams (hv_volume_upload_ranges): no holes
+         * on the wire; data goes over one stream per run, from off. */
+        bool split;
+        virStreamPtr open;      /* split: the stream of the run in progress, or NULL */
+        virStorageVolPtr vol;   /* split: the volume, on this thread's connection */
+        HvConn *c;
+        uint64_t hole;          /* split: hole bytes not yet skipped or sent */
+        uint64_t end;           /* split: the range's end in the volume */
+        atomic_bool *stop;      /* split: another range failed: stop */
+        pthread_mutex_t *opening; /* split: held while a stream is opened */
 };
 
 /* libvirt's own stream copies move 64-256 KiB per message. */
 #define UPLOAD_PIECE (256u << 10)
+
+static int split_data(HvUpload *u, const void *buf, size_t len);
+static int split_hole(HvUpload *u, uint64_t len);
 
 int hv_upload_data(HvUpload *u, const void *buf, size_t len) {
         if (len > u->left) {
                 hv_set_error("the upload into volume '%s' runs past its end", u->vol_name);
                 return -EINVAL;
         }
+        if (u->stop && atomic_load(u->stop)) {
+                hv_set_error("the upload into volume '%s' stopped: another of its ranges failed", u->vol_name);
+                return -ECANCELED;
+        }
+        if (u->split)
+                return split_data(u, buf, len);
         const char *p = buf;
         if (!u->st) {
                 for (size_t off = 0; off < len;) {
@@ -436,6 +458,8 @@ int hv_upload_hole(HvUpload *u, uint64_t len) {
                 hv_set_error("the upload into volume '%s' runs past its end", u->vol_name);
                 return -EINVAL;
         }
+        if (u->split)
+                return split_hole(u, len);
         if (!u->st)
                 u->off += len; /* the volume's file is new and sparse: a hole is what is there */
         else if (len && virStreamSendHole(u->st, (long long) len, 0) < 0)
@@ -564,6 +588,389 @@ int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, u
                 *ret_direct = direct;
         *ret_path = steal_ptr(path);
         return 0;
+}
+
+/* ---- several streams over ranges of one volume ---- */
+
+/* A hole shorter than this inside a range is sent as zeros: ending the
+ * run's stream and opening the next costs two round trips and a pool
+ * refresh on the host (libvirt refreshes the pool whenever an upload
+ * stream closes), more than sending 1 MiB. */
+#define RANGE_HOLE_MIN (1u << 20)
+#define RANGE_STREAMS_MAX 4u
+/* A volume smaller than this per stream gets fewer streams. */
+#define RANGE_BYTES_PER_STREAM (UINT64_C(256) << 20)
+
+/* armadad --upload-streams (the parsed configuration): 0 chooses. */
+static atomic_uint upload_streams_set;
+
+void hv_set_upload_streams(unsigned n) {
+        atomic_store(&upload_streams_set, n > RANGE_STREAMS_MAX ? RANGE_STREAMS_MAX : n);
+}
+
+unsigned hv_upload_streams(uint64_t size) {
+        unsigned set = atomic_load(&upload_streams_set);
+        if (set)
+                return set;
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned most = cpus < 2 ? 2 : cpus > (long) RANGE_STREAMS_MAX ? RANGE_STREAMS_MAX : (unsigned) cpus;
+        uint64_t by_size = size / RANGE_BYTES_PER_STREAM;
+        return by_size < 1 ? 1 : by_size < most ? (unsigned) by_size : most;
+}
+
+/* Ends the run's stream: every byte sent is then written on the host. */
+static int split_finish(HvUpload *u) {
+        virStreamPtr st = u->open;
+        if (!st)
+                return 0;
+        u->open = NULL;
+        int r = virStreamFinish(st) < 0 ? hv_virt_fail("cannot finish uploading into volume '%s'", u->vol_name) : 0;
+        virStreamFree(st);
+        return r;
+}
+
+static void split_abort(HvUpload *u) {
+        if (!u->open)
+                return;
+        virStreamAbort(u->open);
+        virStreamFree(u->open);
+        u->open = NULL;
+}
+
+static int split_send(HvUpload *u, const char *p, size_t len) {
+        for (size_t off = 0; off < len;) {
+                size_t n = len - off < UPLOAD_PIECE ? len - off : UPLOAD_PIECE;
+                int k = virStreamSend(u->open, p + off, n);
+                if (k < 0)
+                        return hv_virt_fail("cannot upload into volume '%s'", u->vol_name);
+                off += (size_t) k;
+        }
+        u->off += len;
+        return 0;
+}
+
+static int split_data(HvUpload *u, const void *buf, size_t len) {
+        static const char zeros[UPLOAD_PIECE];
+        int r;
+        if (u->hole) {
+                if (u->open && u->hole < RANGE_HOLE_MIN) {
+                        for (uint64_t z = u->hole; z > 0;) {
+                                size_t n = z < sizeof zeros ? (size_t) z : sizeof zeros;
+                                if ((r = split_send(u, zeros, n)) < 0)
+                                        return r;
+                                z -= n;
+                        }
+                } else {
+                        /* The volume's file is new and sparse: what is
+                         * skipped reads as zeros. */
+                        if ((r = split_finish(u)) < 0)
+                                return r;
+                        u->off += u->hole;
+                }
+                u->hole = 0;
+        }
+        if (!u->open) {
+                virStreamPtr st = virStreamNew(hv_conn_virt(u->c), 0);
+                if (!st)
+                        return hv_virt_fail("cannot open a stream to upload into volume '%s'", u->vol_name);
+                /* No VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM: see hv-volume.h.
+                 * One opening at a time: libvirtd refuses an upload into a
+                 * volume while another upload into it is being opened ("is
+                 * still in use"); the call returns once that is over. */
+                pthread_mutex_lock(u->opening);
+                int k = virStorageVolUpload(u->vol, st, u->off, u->end - u->off, 0);
+                if (k < 0)
+                        r = hv_virt_fail("cannot upload into volume '%s'", u->vol_name);
+                pthread_mutex_unlock(u->opening);
+                if (k < 0) {
+                        virStreamFree(st);
+                        return r;
+                }
+                u->open = st;
+        }
+        if ((r = split_send(u, buf, len)) < 0)
+                return r;
+        u->left -= len;
+        return 0;
+}
+
+static int split_hole(HvUpload *u, uint64_t len) {
+        u->hole += len;
+        u->left -= len;
+        return 0;
+}
+
+/* One upload's ranges on several threads, each through a connection of
+ * its own (hv_lease: libvirt's client and libvirtd serve one connection's
+ * stream messages in order; separate connections overlap). */
+typedef struct RangeRun {
+        HvConn *c;
+        const char *path;       /* the volume's, for a lookup per thread */
+        const char *vol_name;
+        const HvRanges *plan;
+        int fd;                 /* direct: the volume's file; -1: streams */
+        pthread_mutex_t lock;
+        pthread_mutex_t opening; /* around virStorageVolUpload (split_data) */
+        size_t next, upto;      /* the next range to claim, the phase's end */
+        atomic_bool stop;       /* a range failed: the others stop */
+        int r;                  /* the first failure, 0 */
+        char error[1024];       /* and its hv_last_error() */
+} RangeRun;
+
+static int range_write(RangeRun *g, HvUpload *u, size_t i) {
+        const HvRange *rg = &g->plan->ranges[i];
+        u->off = rg->off;
+        u->end = rg->off + rg->len;
+        u->left = rg->len;
+        u->hole = 0;
+        int r = g->plan->source(u, i, g->plan->userdata);
+        if (r >= 0 && u->split)
+                r = split_finish(u);
+        if (r < 0 && u->split)
+                split_abort(u);
+        return r;
+}
+
+static int range_worker_run(RangeRun *g) {
+        HvUpload u = { .fd = g->fd, .vol_name = g->vol_name, .c = g->c, .stop = &g->stop, .split = g->fd < 0,
+                       .opening = &g->opening };
+        if (g->fd >= 0) {
+                for (;;) {
+                        pthread_mutex_lock(&g->lock);
+                        size_t i = g->next < g->upto && !atomic_load(&g->stop) ? g->next++ : SIZE_MAX;
+                        pthread_mutex_unlock(&g->lock);
+                        if (i == SIZE_MAX)
+                                return 0;
+                        int r = range_write(g, &u, i);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        HV_LEASE(g->c);
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolLookupByPath(hv_conn_virt(g->c), g->path);
+        if (!vol)
+                return hv_virt_fail("cannot find volume '%s' on the host to upload into it", g->vol_name);
+        u.vol = vol;
+        for (;;) {
+                pthread_mutex_lock(&g->lock);
+                size_t i = g->next < g->upto && !atomic_load(&g->stop) ? g->next++ : SIZE_MAX;
+                pthread_mutex_unlock(&g->lock);
+                if (i == SIZE_MAX)
+                        return 0;
+                int r = range_write(g, &u, i);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static void *range_worker(void *arg) {
+        RangeRun *g = arg;
+        int r = range_worker_run(g);
+        if (r < 0) {
+                pthread_mutex_lock(&g->lock);
+                if (g->r == 0) {
+                        g->r = r;
+                        snprintf(g->error, sizeof g->error, "%s", hv_last_error());
+                }
+                atomic_store(&g->stop, true);
+                pthread_mutex_unlock(&g->lock);
+        }
+        return NULL;
+}
+
+/* Ranges [from, to) on up to streams threads; 0 or the first failure. */
+static int ranges_phase(RangeRun *g, size_t from, size_t to, unsigned streams) {
+        g->next = from;
+        g->upto = to;
+        unsigned n = to - from < streams ? (unsigned) (to - from) : streams, started = 0;
+        pthread_t t[RANGE_STREAMS_MAX];
+        while (started < n && pthread_create(&t[started], NULL, range_worker, g) == 0)
+                started++;
+        if (started == 0 && n > 0)
+                range_worker(g);        /* no thread to spare: here, one stream */
+        for (unsigned k = 0; k < started; k++)
+                pthread_join(t[k], NULL);
+        return g->r;
+}
+
+/* HvUploadSource of one stream: the ranges in order, the bytes between
+ * them holes. */
+static int ranges_in_order(HvUpload *u, void *userdata) {
+        const HvRanges *plan = userdata;
+        uint64_t at = 0;
+        for (size_t i = 0; i < plan->n; i++) {
+                const HvRange *rg = &plan->ranges[i];
+                int r = rg->off > at ? hv_upload_hole(u, rg->off - at) : 0;
+                if (r < 0)
+                        return r;
+                uint64_t after = u->left - rg->len;
+                u->left = rg->len;
+                r = plan->source(u, i, plan->userdata);
+                if (r >= 0 && u->left)
+                        r = hv_upload_hole(u, u->left);
+                if (r < 0)
+                        return r;
+                u->left = after;
+                at = rg->off + rg->len;
+        }
+        return 0;
+}
+
+static bool plan_ok(const HvRanges *plan, uint64_t size) {
+        if (!plan || !plan->source || plan->n == 0 || plan->n_after > plan->n)
+                return false;
+        uint64_t at = 0;
+        for (size_t i = 0; i < plan->n; i++) {
+                const HvRange *rg = &plan->ranges[i];
+                if (rg->off < at || rg->len == 0 || rg->len > size || rg->off > size - rg->len)
+                        return false;
+                at = rg->off + rg->len;
+        }
+        return true;
+}
+
+/* Whether skipped bytes of vol read as zeros: a file (libvirt makes a new
+ * one sparse); a block device keeps what it held. */
+static bool vol_is_file(virStorageVolPtr vol) {
+        virStorageVolInfo info;
+        return virStorageVolGetInfo(vol, &info) == 0 && info.type == VIR_STORAGE_VOL_FILE;
+}
+
+int hv_volume_upload_ranges(HvConn *c, const char *pool, const char *vol_name, uint64_t size, unsigned flags,
+                            const HvRanges *plan, char **ret_path, bool *ret_direct, unsigned *ret_streams) {
+        /* Not an hv_call: the source is the caller's code (as
+         * hv_volume_upload_stream). */
+        HV_LEASE(c);
+        assert(c && ret_path);
+        if (!plan_ok(plan, size)) {
+                hv_set_error("cannot upload into volume '%s': its ranges are not in order inside it", vol_name ? vol_name : "");
+                return -EINVAL;
+        }
+        int r;
+        _cleanup_pool_ virStoragePoolPtr p = pool_open(c, pool, vol_name, &r);
+        if (!p)
+                return r;
+        uint64_t capacity = size ? (size + 511) / 512 * 512 : 512;
+        _cleanup_free_ char *xml = volume_xml(vol_name, capacity, "raw", NULL, NULL);
+        _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXML(p, xml, 0);
+        if (!vol)
+                return hv_virt_fail("cannot create volume '%s' in storage pool '%s'", vol_name, pool);
+        _cleanup_free_ char *path = NULL;
+        if ((r = vol_path(vol, vol_name, &path)) < 0) {
+                (void) virStorageVolDelete(vol, 0);
+                return r;
+        }
+        bool direct = false;
+        unsigned streams = 0;
+        if (flags & HV_UPLOAD_CONTENT) {
+                _cleanup_close_ int fd = flags & HV_UPLOAD_DIRECT ? upload_direct_open(c, vol, path, capacity) : -1;
+                direct = fd >= 0;
+                streams = plan->streams ? plan->streams : hv_upload_streams(size);
+                if (streams > RANGE_STREAMS_MAX)
+                        streams = RANGE_STREAMS_MAX;
+                if (!direct && !vol_is_file(vol))
+                        streams = 1;
+                if (!direct && streams == 1) {
+                        r = upload_fill(c, vol, vol_name, size, ranges_in_order, (void *) plan);
+                } else {
+                        RangeRun g = { .c = c, .path = path, .vol_name = vol_name, .plan = plan, .fd = fd,
+                                       .lock = PTHREAD_MUTEX_INITIALIZER, .opening = PTHREAD_MUTEX_INITIALIZER };
+                        r = ranges_phase(&g, 0, plan->n - plan->n_after, streams);
+                        if (r >= 0)
+                                r = ranges_phase(&g, plan->n - plan->n_after, plan->n, streams);
+                        pthread_mutex_destroy(&g.lock);
+                        pthread_mutex_destroy(&g.opening);
+                        if (r < 0)
+                                hv_set_error("%s", g.error);
+                        if (r >= 0 && direct && fsync(fd) < 0) {
+                                r = -errno;
+                                hv_set_error("cannot write volume '%s': %s", vol_name, strerror(-r));
+                        }
+                }
+                if (r < 0)
+                        return vol_delete_keeping_error(vol, r);
+                if (direct && virStoragePoolRefresh(p, 0) < 0)
+                        virResetLastError();
+        }
+        if (ret_direct)
+                *ret_direct = direct;
+        if (ret_streams)
+                *ret_streams = direct ? 0 : streams;
+        *ret_path = steal_ptr(path);
+        return 0;
+}
+
+/* A local file's ranges: its data (SEEK_DATA) sent, its holes as holes. */
+typedef struct {
+        int fd;
+        const HvRange *ranges;
+} FileRanges;
+
+#define FILE_PIECE (1u << 20)
+
+static int file_range(HvUpload *u, size_t i, void *userdata) {
+        FileRanges *f = userdata;
+        const HvRange *rg = &f->ranges[i];
+        _cleanup_free_ char *buf = xmalloc(FILE_PIECE);
+        uint64_t at = rg->off, end = rg->off + rg->len;
+        while (at < end) {
+                off_t data = lseek(f->fd, (off_t) at, SEEK_DATA);
+                uint64_t d = data < 0 ? end : (uint64_t) data < end ? (uint64_t) data : end;
+                int r = d > at ? hv_upload_hole(u, d - at) : 0;
+                if (r < 0)
+                        return r;
+                at = d;
+                if (at >= end)
+                        break;
+                off_t hole = lseek(f->fd, (off_t) at, SEEK_HOLE);
+                uint64_t h = hole < 0 || (uint64_t) hole > end ? end : (uint64_t) hole;
+                while (at < h) {
+                        size_t n = h - at < FILE_PIECE ? (size_t) (h - at) : FILE_PIECE;
+                        ssize_t k = pread(f->fd, buf, n, (off_t) at);
+                        if (k <= 0) {
+                                int e = k < 0 ? errno : EIO;
+                                hv_set_error("cannot read the file to upload into volume: %s", strerror(e));
+                                return -e;
+                        }
+                        if ((r = hv_upload_data(u, buf, (size_t) k)) < 0)
+                                return r;
+                        at += (uint64_t) k;
+                }
+        }
+        return 0;
+}
+
+int hv_volume_upload_file(HvConn *c, const char *pool, const char *vol_name, const char *local_path, bool content,
+                          char **ret_path, unsigned *ret_streams) {
+        assert(c && ret_path);
+        _cleanup_close_ int fd = open(local_path, O_RDONLY | O_CLOEXEC);
+        struct stat sb;
+        if (fd < 0 || fstat(fd, &sb) < 0) {
+                int e = errno;
+                hv_set_error("cannot read '%s' to upload it: %s", local_path, strerror(e));
+                return -e;
+        }
+        uint64_t size = (uint64_t) sb.st_size;
+        /* Only when the operator asked: two streams made the streamed
+         * import of a dense 2 GiB qcow2 slower here (bench/results/convert.md). */
+        unsigned n = atomic_load(&upload_streams_set);
+        if (size == 0 || !content || n <= 1) {
+                if (ret_streams)
+                        *ret_streams = 1;
+                return hv_volume_upload(c, pool, vol_name, local_path, content, ret_path);
+        }
+        /* Ranges of whole MiB (the last one shorter). */
+        uint64_t step = (size / n + FILE_PIECE - 1) / FILE_PIECE * FILE_PIECE;
+        HvRange ranges[RANGE_STREAMS_MAX];
+        size_t k = 0;
+        for (uint64_t at = 0; at < size && k < RANGE_STREAMS_MAX; k++) {
+                uint64_t len = k + 1 == n || size - at < step ? size - at : step;
+                ranges[k] = (HvRange) { .off = at, .len = len };
+                at += len;
+        }
+        FileRanges f = { .fd = fd, .ranges = ranges };
+        HvRanges plan = { .ranges = ranges, .n = k, .source = file_range, .userdata = &f, .streams = n };
+        return hv_volume_upload_ranges(c, pool, vol_name, size, HV_UPLOAD_CONTENT, &plan, ret_path, NULL, ret_streams);
 }
 
 /* ---- volumes armadad fills itself (an import's qemu-img output) ---- */

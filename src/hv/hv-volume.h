@@ -81,6 +81,82 @@ enum {
 int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, uint64_t size, unsigned flags,
                             HvUploadSource source, void *userdata, char **ret_path, bool *ret_direct);
 
+/* Several streams over ranges of one volume (issues 11 and 12: libvirtd's
+ * side of one upload stream is the limit, and separate streams overlap).
+ *
+ * Why a range never sends a hole: libvirt (9.0, virfdstream.c,
+ * virFDStreamThreadDoWrite) writes a hole of a sparse upload stream into a
+ * file as lseek() past it and ftruncate() to where it ends. In a file
+ * already longer than that (the new volume is created at its full size,
+ * and other streams write past the hole) the truncate cuts off every byte
+ * beyond the hole's end, including what a stream over a later range wrote
+ * before: the volume then differs from the source, depending on timing.
+ * One stream over the whole volume is safe (nothing lies past its holes
+ * yet); several are not. So each range's data goes over plain streams
+ * (virStorageVolUpload at the data's offset, no sparse flag): a hole of
+ * 1 MiB or more ends the run's stream and the next data opens another
+ * past it (the new file is sparse: what is skipped reads as zeros), a
+ * shorter one is sent as zeros. Only file volumes are split: on a block
+ * device a skipped byte would keep what was there. */
+typedef struct {
+        uint64_t off, len;
+} HvRange;
+/* Writes range i of the plan through u, from its start, forward (data and
+ * holes, at most its length; what it leaves reads as zeros). Called on
+ * several threads at once, for different ranges. 0, or negative to stop
+ * the upload (its ranges in progress stop: hv_upload_data/hole then fail
+ * with -ECANCELED; the volume is deleted; that code is returned). */
+typedef int (*HvRangeSource)(HvUpload *u, size_t i, void *userdata);
+typedef struct {
+        const HvRange *ranges;  /* in the volume's order, disjoint, inside it */
+        size_t n;
+        /* The last n_after ranges are written only once every other one
+         * is (a qcow2's tables, computed from its data). */
+        size_t n_after;
+        HvRangeSource source;
+        void *userdata;
+        unsigned streams;       /* 0: hv_upload_streams(size) */
+} HvRanges;
+/* How many streams an upload of size bytes gets: what
+ * hv_set_upload_streams() set, else one per 256 MiB, at least 1, at most
+ * the CPUs (at least 2, at most 4). */
+unsigned hv_upload_streams(uint64_t size);
+/* armadad --upload-streams N: every ranged upload (restores, streamed
+ * imports) uses N streams (at most 4); 0, the default, chooses per
+ * volume. Call at start-up. */
+void hv_set_upload_streams(unsigned n);
+/* hv_volume_upload_stream for a source that can write ranges of the volume
+ * independently: creates volume vol_name (size bytes, declared raw) in
+ * pool and fills it from plan. Over the connection: with one stream
+ * (streams 1, a small volume, or a volume that is not a file) one sparse
+ * stream over the ranges in order, the bytes between them holes, exactly
+ * as hv_volume_upload_stream; with more, up to that many threads, each
+ * with a connection of its own, take the ranges in order (the n_after last
+ * ones once the others are done) and send each as above. With
+ * HV_UPLOAD_DIRECT when armadad reaches the file (as
+ * hv_volume_upload_stream): the same threads pwrite, one fsync at the end.
+ * No deadline (the source is the caller's); a dead libvirtd ends every
+ * stream through keepalive; the caller's source checks its own cancel. 0
+ * with the path (malloc'd), *ret_direct and *ret_streams (the streams
+ * used, 0 when written directly; either may be NULL); or negative (the
+ * first failure, hv_last_error() says why) with no volume left. */
+int hv_volume_upload_ranges(HvConn *c, const char *pool, const char *vol_name, uint64_t size, unsigned flags,
+                            const HvRanges *plan, char **ret_path, bool *ret_direct, unsigned *ret_streams);
+
+/* hv_volume_upload over several streams: when hv_set_upload_streams() set
+ * more than 1 (not by default: two streams made the streamed import of a
+ * dense qcow2 slower, bench/results/convert.md), the local file is cut
+ * into that many ranges
+ * and sent by hv_volume_upload_ranges, each range's data (SEEK_DATA) sent
+ * and its holes kept holes; that runs in the caller's thread without a
+ * deadline (a dead libvirtd ends the streams through keepalive; one that
+ * answers keepalive but hangs is not bounded, unlike hv_volume_upload's
+ * copy deadline). Else (one stream, no content, an empty file)
+ * hv_volume_upload itself. 0 with the path and *ret_streams (may be
+ * NULL), or negative with no volume left. */
+int hv_volume_upload_file(HvConn *c, const char *pool, const char *vol_name, const char *local_path, bool content,
+                          char **ret_path, unsigned *ret_streams);
+
 /* Creates volume vol_name in pool through libvirt (declared raw, room for
  * capacity bytes, at least 64) for armadad to fill itself, when the
  * volume's path names the same file in armadad's own file system (the host

@@ -1422,7 +1422,9 @@ static int import_upload(LibraryBuild *b, const char *dst, const char *vol, cons
         HvConn *sc = library_build_stream_conn(b);
         bool content = !streq(b->host.domain_type, "test");
         job_progress(ctx, 20 + (int) (60 * i / HV_MAX_DISKS), "uploading %s to host '%s'", what, b->host.name);
-        int r = sc ? hv_volume_upload(sc, b->host.pool, vol, dst, content, &path) : -EHOSTUNREACH;
+        /* Over several streams for a large disk (issue 12: one stream is
+         * limited by libvirtd's side). */
+        int r = sc ? hv_volume_upload_file(sc, b->host.pool, vol, dst, content, &path, NULL) : -EHOSTUNREACH;
         unlink(dst);
         if (r < 0)
                 return job_fail(ctx, r, "Cannot upload %s to host '%s': %s", what, b->host.name, hv_last_error());

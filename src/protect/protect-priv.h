@@ -201,3 +201,31 @@ int qcow2_writer_begin(Qcow2Writer *w);
 int qcow2_writer_data(Qcow2Writer *w, uint64_t offset, const void *data, size_t len);
 /* The metadata: last. After it the image is complete. */
 int qcow2_writer_finish(Qcow2Writer *w);
+/* Slotted layout, for writing ranges of the image at once (a restore over
+ * several streams): the data region is cut into a slot per chunk that is
+ * not all zeros (chunk_bytes, a multiple of QCOW2_CLUSTER; slot[c] for
+ * chunk c numbers them 0, 1, 2... in guest order, QCOW2_NO_SLOT for an
+ * all-zero chunk; borrowed, n_chunks of them, kept until the writer is
+ * freed). A chunk's clusters sit in its slot in guest order, its zero
+ * clusters holes (unallocated, as the dense layout leaves them): where a
+ * byte goes is known before any chunk is read, so ranges of slots are
+ * independent. The file is as long as the dense layout's (the bound is
+ * the slots' clusters). Call right after qcow2_writer_new. 0, -EINVAL
+ * (slots not numbered in order), -ENOSPC (more than data_max clusters). */
+#define QCOW2_NO_SLOT UINT64_MAX
+int qcow2_writer_slots(Qcow2Writer *w, uint32_t chunk_bytes, const uint64_t *slot, uint64_t n_chunks);
+/* Where slot s begins in the file; where the tables begin (after every
+ * slot: the image's end is qcow2_writer_file_size). */
+uint64_t qcow2_writer_slot_at(const Qcow2Writer *w, uint64_t s);
+uint64_t qcow2_writer_tables_at(const Qcow2Writer *w);
+/* The header (cluster 0) into sink. Any time. */
+int qcow2_writer_header_to(const Qcow2Writer *w, const Qcow2Sink *sink);
+/* Chunk c (len: the chunk's whole length) into sink, as its slot from its
+ * start: data and holes, the slot's whole length. Nothing for an all-zero
+ * chunk (which must be). Chunks in any order, on several threads at once
+ * (each with its own sink). 0, -EINVAL, or the sink's error. */
+int qcow2_writer_chunk(Qcow2Writer *w, const Qcow2Sink *sink, uint64_t c, const void *data, size_t len);
+/* The tables (L1, refcounts, L2; from qcow2_writer_tables_at to the end)
+ * into sink, once every chunk is written: the image is then complete. The
+ * dense layout's qcow2_writer_finish ends with this. */
+int qcow2_writer_tables_to(Qcow2Writer *w, const Qcow2Sink *sink);

@@ -39,9 +39,15 @@ struct Qcow2Writer {
         uint64_t next_guest;    /* the first guest cluster a write may name */
         uint64_t l1_size, l1_c, rt_c, rb_c;
         uint64_t l1_at, rt_at, rb_at, l2_at, end; /* in clusters */
-        uint8_t *bitmap;        /* guest clusters written */
+        uint8_t *bitmap;        /* guest clusters written (atomic OR: ranges on several threads) */
         uint8_t *zero;          /* one cluster of zeros */
         bool finished;
+        /* Slotted (qcow2_writer_slots): chunk c of chunk_c clusters that is
+         * not all zeros owns slot[c] of the data region, clusters 1 +
+         * slot[c] * chunk_c on, its clusters in guest order; QCOW2_NO_SLOT
+         * for an all-zero chunk. NULL: dense. */
+        const uint64_t *slot;
+        uint64_t chunk_c, n_chunks;
 };
 
 static uint64_t div_up(uint64_t a, uint64_t b) {
@@ -124,7 +130,7 @@ uint64_t qcow2_writer_file_size(const Qcow2Writer *w) {
         return w->end * QCOW2_CLUSTER;
 }
 
-int qcow2_writer_begin(Qcow2Writer *w) {
+int qcow2_writer_header_to(const Qcow2Writer *w, const Qcow2Sink *sink) {
         uint8_t *h = calloc(1, QCOW2_CLUSTER);
         if (!h)
                 return -ENOMEM;
@@ -139,8 +145,90 @@ int qcow2_writer_begin(Qcow2Writer *w) {
         put_be32(h + 96, 4);                                    /* refcount_order: 16 bits */
         put_be32(h + 100, 104);                                 /* header_length */
         /* Bytes 104..: header extension type 0, the end marker. */
-        int r = w->sink.data(w->sink.userdata, h, QCOW2_CLUSTER);
+        int r = sink->data(sink->userdata, h, QCOW2_CLUSTER);
         free(h);
+        return r;
+}
+
+int qcow2_writer_begin(Qcow2Writer *w) {
+        return qcow2_writer_header_to(w, &w->sink);
+}
+
+int qcow2_writer_slots(Qcow2Writer *w, uint32_t chunk_bytes, const uint64_t *slot, uint64_t n_chunks) {
+        if (!slot || chunk_bytes == 0 || chunk_bytes % QCOW2_CLUSTER || w->data_used || w->finished ||
+            n_chunks != div_up(w->size, chunk_bytes))
+                return -EINVAL;
+        uint64_t cc = chunk_bytes / QCOW2_CLUSTER, need = 0, next = 0;
+        for (uint64_t c = 0; c < n_chunks; c++) {
+                if (slot[c] == QCOW2_NO_SLOT)
+                        continue;
+                if (slot[c] != next++)
+                        return -EINVAL;
+                need = slot[c] * cc + qcow2_clusters(w->size - c * chunk_bytes < chunk_bytes ? w->size - c * chunk_bytes
+                                                                                              : chunk_bytes);
+        }
+        if (need > w->data_max)
+                return -ENOSPC;
+        w->slot = slot;
+        w->chunk_c = cc;
+        w->n_chunks = n_chunks;
+        return 0;
+}
+
+uint64_t qcow2_writer_slot_at(const Qcow2Writer *w, uint64_t s) {
+        return (1 + s * w->chunk_c) * QCOW2_CLUSTER;
+}
+
+uint64_t qcow2_writer_tables_at(const Qcow2Writer *w) {
+        return w->l1_at * QCOW2_CLUSTER;
+}
+
+/* Guest cluster g's cluster in the file, slotted. */
+static uint64_t slot_cluster(const Qcow2Writer *w, uint64_t g) {
+        uint64_t c = g / w->chunk_c;
+        return 1 + w->slot[c] * w->chunk_c + g % w->chunk_c;
+}
+
+int qcow2_writer_chunk(Qcow2Writer *w, const Qcow2Sink *sink, uint64_t c, const void *data, size_t len) {
+        if (!w->slot || w->finished || c >= w->n_chunks)
+                return -EINVAL;
+        uint64_t off = c * w->chunk_c * QCOW2_CLUSTER;
+        if (len != (w->size - off < w->chunk_c * QCOW2_CLUSTER ? w->size - off : w->chunk_c * QCOW2_CLUSTER))
+                return -EINVAL;
+        if (w->slot[c] == QCOW2_NO_SLOT)
+                return chunk_is_zero(data, len) ? 0 : -EINVAL;
+        const uint8_t *buf = data;
+        size_t run = 0, run_len = 0;
+        uint64_t hole = 0;
+        for (size_t at = 0; at < len; at += QCOW2_CLUSTER) {
+                size_t n = len - at < QCOW2_CLUSTER ? len - at : QCOW2_CLUSTER;
+                uint64_t g = (off + at) / QCOW2_CLUSTER;
+                int r = 0;
+                if (chunk_is_zero(buf + at, n)) {
+                        if (run_len)
+                                r = sink->data(sink->userdata, buf + run, run_len);
+                        run_len = 0;
+                        hole += QCOW2_CLUSTER;
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (hole)
+                        r = sink->hole(sink->userdata, hole);
+                if (r < 0)
+                        return r;
+                hole = 0;
+                if (!run_len)
+                        run = at;
+                run_len += n;
+                __atomic_fetch_or(&w->bitmap[g / 8], (uint8_t) (1u << (g % 8)), __ATOMIC_RELAXED);
+        }
+        int r = run_len ? sink->data(sink->userdata, buf + run, run_len) : 0;
+        /* The slot's tail: its zero clusters, a short last cluster's rest. */
+        if (r >= 0 && run_len % QCOW2_CLUSTER)
+                hole += QCOW2_CLUSTER - run_len % QCOW2_CLUSTER;
+        if (r >= 0 && hole)
+                r = sink->hole(sink->userdata, hole);
         return r;
 }
 
@@ -196,7 +284,9 @@ static bool l2_used(const Qcow2Writer *w, uint64_t j) {
         return false;
 }
 
-static uint16_t refcount(const Qcow2Writer *w, uint64_t c) {
+static uint16_t refcount(const Qcow2Writer *w, const uint8_t *dref, uint64_t c) {
+        if (dref && c >= 1 && c < 1 + w->data_max)
+                return dref[(c - 1) / 8] & (1u << ((c - 1) % 8)) ? 1 : 0;
         if (c == 0 || (c >= 1 && c < 1 + w->data_used) || (c >= w->l1_at && c < w->l2_at))
                 return 1;
         if (c >= w->l2_at && c < w->end)
@@ -205,26 +295,48 @@ static uint16_t refcount(const Qcow2Writer *w, uint64_t c) {
 }
 
 /* Sends n clusters of table (n * QCOW2_CLUSTER bytes), then clears it. */
-static int send_table(Qcow2Writer *w, uint8_t *table, uint64_t n) {
-        int r = w->sink.data(w->sink.userdata, table, n * QCOW2_CLUSTER);
+static int send_table(const Qcow2Sink *sink, uint8_t *table, uint64_t n) {
+        int r = sink->data(sink->userdata, table, n * QCOW2_CLUSTER);
         memset(table, 0, n * QCOW2_CLUSTER);
         return r;
 }
 
 int qcow2_writer_finish(Qcow2Writer *w) {
+        if (w->finished || w->slot)
+                return -EINVAL;
+        int r = 0;
+        if (w->data_max > w->data_used)
+                r = w->sink.hole(w->sink.userdata, (w->data_max - w->data_used) * QCOW2_CLUSTER);
+        return r < 0 ? r : qcow2_writer_tables_to(w, &w->sink);
+}
+
+int qcow2_writer_tables_to(Qcow2Writer *w, const Qcow2Sink *sink) {
         if (w->finished)
                 return -EINVAL;
         w->finished = true;
         int r = 0;
-        if (w->data_max > w->data_used)
-                r = w->sink.hole(w->sink.userdata, (w->data_max - w->data_used) * QCOW2_CLUSTER);
+        /* Slotted: which clusters of the data region hold data. */
+        uint8_t *dref = NULL;
+        if (w->slot) {
+                dref = calloc(div_up(w->data_max ? w->data_max : 1, 8), 1);
+                if (!dref)
+                        return -ENOMEM;
+                for (uint64_t g = 0; g < w->guest; g++)
+                        if (bit(w, g)) {
+                                uint64_t d = slot_cluster(w, g) - 1;
+                                dref[d / 8] |= (uint8_t) (1u << (d % 8));
+                        }
+        }
         uint64_t most = w->l1_c > w->rt_c ? w->l1_c : w->rt_c;
         uint8_t *t = calloc(most, QCOW2_CLUSTER);
-        if (!t)
+        if (!t) {
+                free(dref);
                 return -ENOMEM;
+        }
         bool *used = calloc(w->l1_size ? w->l1_size : 1, sizeof *used);
         if (!used) {
                 free(t);
+                free(dref);
                 return -ENOMEM;
         }
         /* L1: the L2 tables that map something. */
@@ -232,31 +344,33 @@ int qcow2_writer_finish(Qcow2Writer *w) {
                 if ((used[j] = l2_used(w, j)))
                         put_be64(t + 8 * j, ((w->l2_at + j) * QCOW2_CLUSTER) | QCOW_OFLAG_COPIED);
         if (r >= 0)
-                r = send_table(w, t, w->l1_c);
+                r = send_table(sink, t, w->l1_c);
         /* The refcount table: every refcount block. */
         for (uint64_t b = 0; b < w->rb_c; b++)
                 put_be64(t + 8 * b, (w->rb_at + b) * QCOW2_CLUSTER);
         if (r >= 0)
-                r = send_table(w, t, w->rt_c);
+                r = send_table(sink, t, w->rt_c);
         for (uint64_t b = 0; r >= 0 && b < w->rb_c; b++) {
                 for (uint64_t i = 0; i < RB_ENTRIES; i++)
-                        put_be16(t + 2 * i, refcount(w, b * RB_ENTRIES + i));
-                r = send_table(w, t, 1);
+                        put_be16(t + 2 * i, refcount(w, dref, b * RB_ENTRIES + i));
+                r = send_table(sink, t, 1);
         }
         /* The L2 tables: data clusters were written densely in guest order,
          * so guest cluster g lives at 1 + (clusters written before g). */
         uint64_t rank = 0;
         for (uint64_t j = 0; r >= 0 && j < w->l1_size; j++) {
                 if (!used[j]) {
-                        r = w->sink.hole(w->sink.userdata, QCOW2_CLUSTER);
+                        r = sink->hole(sink->userdata, QCOW2_CLUSTER);
                         continue;
                 }
                 for (uint64_t i = 0, g = j * L2_ENTRIES; i < L2_ENTRIES && g < w->guest; i++, g++)
                         if (bit(w, g))
-                                put_be64(t + 8 * i, ((1 + rank++) * QCOW2_CLUSTER) | QCOW_OFLAG_COPIED);
-                r = send_table(w, t, 1);
+                                put_be64(t + 8 * i, ((w->slot ? slot_cluster(w, g) : 1 + rank++) * QCOW2_CLUSTER) |
+                                                    QCOW_OFLAG_COPIED);
+                r = send_table(sink, t, 1);
         }
         free(used);
         free(t);
+        free(dref);
         return r < 0 ? r : 0;
 }

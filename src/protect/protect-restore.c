@@ -21,6 +21,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +53,7 @@ typedef struct Restore {
         char *made[HV_BACKUP_MAX_DISKS];
         const char *targets[HV_BACKUP_MAX_DISKS];
         bool direct[HV_BACKUP_MAX_DISKS]; /* written into the volume's file here, not over the stream */
+        unsigned streams[HV_BACKUP_MAX_DISKS]; /* upload streams used (0: direct) */
         size_t n_made;
         bool defined;
         uint64_t bytes;
@@ -113,16 +117,22 @@ static void restore_progress(uint64_t done, uint64_t total, void *userdata) {
 
 /* Phase 2: one disk of the point, straight from its chunks into a new
  * qcow2 volume on the host: armadad writes the qcow2 image itself
- * (protect-qcow2.c), into the volume's file when it reaches it, else into
- * one sparse libvirt stream, so each byte is written once and all-zero
- * chunks and clusters are neither sent nor stored. A small pool of threads
- * reads, decompresses and checks the chunks ahead of the writer
- * (protect-pipe.c: a bounded ring, taken in order); adjacent chunks are
- * written with one call (up to FEED_BATCH bytes). */
+ * (protect-qcow2.c, its slotted layout), into the volume's file when it
+ * reaches it, else over libvirt's upload streams, so each byte is written
+ * once and all-zero chunks and clusters are neither sent nor stored.
+ *
+ * The image is cut into ranges that are written at once (issue 11: one
+ * stream is limited by libvirtd's side): each range is the slots of a run
+ * of chunks (about the same amount of data in each; the first range opens
+ * with the header), and the tables come last, once every chunk is in
+ * (hv_volume_upload_ranges: one stream for a small disk, else up to 4,
+ * each on a connection of its own). In each range a small pool of threads
+ * reads, decompresses and checks its chunks ahead of the writer
+ * (protect-pipe.c: a bounded ring, taken in order). */
 
 #define FEED_READERS_MAX 4u
-#define FEED_RING (16u << 20)   /* bytes of decoded chunks ahead of the writer */
-#define FEED_BATCH (8u << 20)   /* the most one write takes */
+#define FEED_RING (16u << 20)   /* bytes of decoded chunks ahead of the writers, all ranges */
+#define FEED_BATCH (8u << 20)   /* the most one take hands over */
 #define FEED_TICK_MS 250        /* progress and the cancel check, at most this often */
 
 /* Readers: one per CPU, at least 2 (a chunk file read waits on the disk
@@ -133,33 +143,54 @@ static unsigned feed_readers(void) {
         return n < 2 ? 2 : n > (long) FEED_READERS_MAX ? FEED_READERS_MAX : (unsigned) n;
 }
 
-typedef struct Feed {
+/* One disk's image: what its ranges share. */
+typedef struct DiskFeed {
         Restore *x;
         unsigned disk;
         RestoreProgress *p;
         Qcow2Writer *w;
-        HvUpload *u;
-        unsigned n_readers;
-        ChunkReader *readers[FEED_READERS_MAX];
-        /* Why the feed stopped, when it was not the stream: set by the
-         * consumer (a chunk that cannot be read, a cancel). */
+        uint64_t size, n_chunks;
+        uint32_t chunk;
+        uint64_t *slot;         /* per chunk (qcow2_writer_slots) */
+        HvRange *ranges;        /* the data ranges, then the tables */
+        uint64_t *first;        /* data range i: chunks first[i] .. first[i + 1] */
+        size_t n_data;
+        unsigned n_readers;     /* per range */
+        unsigned slots;         /* ring slots per range */
+        /* The job's context (its database, its error) is used by one
+         * thread at a time: progress, the cancel check and job_fail. */
+        pthread_mutex_t lock;
+        int64_t tick;
+        bool reported_all;      /* the last progress step said every byte */
+        atomic_uint_fast64_t done;      /* guest bytes through */
+        /* Why the feed stopped, when it was not the upload: the first
+         * job_fail (a chunk that cannot be read, a cancel). */
         int failed;
+} DiskFeed;
+
+/* One range of it, on the thread hv runs it on. */
+typedef struct Feed {
+        DiskFeed *d;
+        uint64_t from, to;      /* its chunks */
+        HvUpload *u;
+        ChunkReader *readers[FEED_READERS_MAX];
 } Feed;
 
-static bool chunk_zero(const Feed *f, uint64_t c, ChunkDigest *d) {
+static bool chunk_zero(const DiskFeed *d, uint64_t c, ChunkDigest *dg) {
         bool zero = true;
-        return point_chunk(f->x->point, f->disk, c, d, &zero) < 0 || zero;
+        return point_chunk(d->x->point, d->disk, c, dg, &zero) < 0 || zero;
 }
 
-/* RestorePipeDecode: chunk c, read and checked (nothing for a zero chunk). */
-static int feed_decode(void *userdata, unsigned worker, uint64_t c, uint8_t *buf, size_t cap, size_t *ret_len) {
+/* RestorePipeDecode: the range's chunk i, read and checked (nothing for a
+ * zero chunk). */
+static int feed_decode(void *userdata, unsigned worker, uint64_t i, uint8_t *buf, size_t cap, size_t *ret_len) {
         Feed *f = userdata;
-        ChunkDigest d;
-        if (chunk_zero(f, c, &d)) {
+        ChunkDigest dg;
+        if (chunk_zero(f->d, f->from + i, &dg)) {
                 *ret_len = 0;
                 return 0;
         }
-        return chunkstore_get_with(f->x->store, f->readers[worker], &d, buf, cap, ret_len);
+        return chunkstore_get_with(f->d->x->store, f->readers[worker], &dg, buf, cap, ret_len);
 }
 
 static int feed_sink_data(void *userdata, const void *buf, size_t len) {
@@ -170,87 +201,150 @@ static int feed_sink_hole(void *userdata, uint64_t len) {
         return hv_upload_hole(((Feed *) userdata)->u, len);
 }
 
-static int feed_chunk_failed(Feed *f, uint64_t c, int r) {
-        ChunkDigest d = { 0 };
-        char hex[65];
-        (void) chunk_zero(f, c, &d);
-        chunk_digest_hex(&d, hex);
-        return f->failed = job_fail(f->x->ctx, r, "Cannot read disk '%s' of point %s: chunk %" PRIu64 " (%.12s...): %s.",
-                                    point_disk_target(f->x->point, f->disk), f->x->point_id, c, hex, strerror(-r));
+/* job_fail once for the disk (the first failure of any range); code. */
+static int feed_fail(DiskFeed *d, int code, const char *fmt, ...) _printf_(3, 4);
+static int feed_fail(DiskFeed *d, int code, const char *fmt, ...) {
+        char msg[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        pthread_mutex_lock(&d->lock);
+        if (d->failed == 0)
+                d->failed = job_fail(d->x->ctx, code, "%s", msg);
+        pthread_mutex_unlock(&d->lock);
+        return code;
 }
 
-/* One batch of chunks into the writer: each run of adjacent chunks that
- * are not all zeros in one call. The ring's slots are chunk bytes each, so
- * a run is contiguous in memory as on the disk (only the disk's last chunk
- * may be short, and nothing follows it). */
-static int feed_batch(Feed *f, const RestoreBatch *b, uint64_t chunk, uint64_t size) {
-        assert(b->stride == chunk);
-        for (size_t k = 0; k < b->n;) {
-                ChunkDigest d;
-                if (chunk_zero(f, b->first + k, &d)) {
-                        k++;
+static int feed_chunk_failed(DiskFeed *d, uint64_t c, int r) {
+        ChunkDigest dg = { 0 };
+        char hex[65];
+        (void) chunk_zero(d, c, &dg);
+        chunk_digest_hex(&dg, hex);
+        return feed_fail(d, r, "Cannot read disk '%s' of point %s: chunk %" PRIu64 " (%.12s...): %s.",
+                         point_disk_target(d->x->point, d->disk), d->x->point_id, c, hex, strerror(-r));
+}
+
+/* One batch of the range's chunks into the writer, each into its slot. */
+static int feed_batch(Feed *f, const RestoreBatch *b, const Qcow2Sink *sink) {
+        DiskFeed *d = f->d;
+        assert(b->stride == d->chunk);
+        for (size_t k = 0; k < b->n; k++) {
+                uint64_t c = f->from + b->first + k, off = c * d->chunk;
+                ChunkDigest dg;
+                if (chunk_zero(d, c, &dg))
                         continue;
-                }
-                size_t from = k, bytes = 0;
-                for (; k < b->n && !chunk_zero(f, b->first + k, &d); k++) {
-                        uint64_t off = (b->first + k) * chunk;
-                        if (b->len[k] != (size - off < chunk ? size - off : chunk))
-                                return feed_chunk_failed(f, b->first + k, -EBADMSG);
-                        bytes += b->len[k];
-                }
-                int r = qcow2_writer_data(f->w, (b->first + from) * chunk, b->buf + from * chunk, bytes);
+                if (b->len[k] != (d->size - off < d->chunk ? d->size - off : d->chunk))
+                        return feed_chunk_failed(d, c, -EBADMSG);
+                int r = qcow2_writer_chunk(d->w, sink, c, b->buf + k * d->chunk, b->len[k]);
                 if (r < 0)
                         return r;
         }
         return 0;
 }
 
-/* The chunks, in order, into the writer; progress and the cancel check
- * every FEED_TICK_MS (each is a database transaction: per chunk they cost
- * more than the chunk). */
-static int feed_chunks(Feed *f, RestorePipe *pipe) {
-        Restore *x = f->x;
-        uint64_t size = point_disk_size(x->point, f->disk), chunk = chunkstore_chunk_size(x->store);
-        int64_t tick = mono_ms();
+/* Progress and the cancel check, every FEED_TICK_MS at most, from
+ * whichever range comes by (each is a database transaction: per chunk
+ * they cost more than the chunk). */
+static int feed_tick(DiskFeed *d, uint64_t add) {
+        uint64_t done = atomic_fetch_add(&d->done, add) + add;
+        if (pthread_mutex_trylock(&d->lock) != 0)
+                return 0;
+        int r = 0;
+        if (mono_ms() - d->tick >= FEED_TICK_MS || done >= d->size) {
+                d->tick = mono_ms();
+                d->reported_all = done >= d->size;
+                restore_progress(done < d->size ? done : d->size, d->size, d->p);
+                if (job_cancel_requested(d->x->ctx)) {
+                        if (d->failed == 0)
+                                d->failed = job_fail(d->x->ctx, -ECANCELED, "Cancelled; nothing of the restore was left behind.");
+                        r = -ECANCELED;
+                }
+        }
+        pthread_mutex_unlock(&d->lock);
+        return r;
+}
+
+/* The range's chunks, in order, into the writer. */
+static int feed_chunks(Feed *f, RestorePipe *pipe, const Qcow2Sink *sink) {
+        DiskFeed *d = f->d;
         for (;;) {
                 RestoreBatch b;
                 int r = restore_pipe_take(pipe, FEED_BATCH, &b);
                 if (r < 0)
-                        return feed_chunk_failed(f, b.first, r);
+                        return feed_chunk_failed(d, f->from + b.first, r);
                 if (b.n == 0)
                         return 0;
-                r = feed_batch(f, &b, chunk, size);
+                r = feed_batch(f, &b, sink);
                 restore_pipe_release(pipe);
                 if (r < 0)
                         return r;
-                uint64_t done = (b.first + b.n) * chunk < size ? (b.first + b.n) * chunk : size;
-                if (mono_ms() - tick < FEED_TICK_MS && done < size)
-                        continue;
-                tick = mono_ms();
-                restore_progress(done, size, f->p);
-                if (job_cancel_requested(x->ctx))
-                        return f->failed = job_fail(x->ctx, -ECANCELED, "Cancelled; nothing of the restore was left behind.");
+                uint64_t end = (f->from + b.first + b.n) * d->chunk, at = (f->from + b.first) * d->chunk;
+                if ((r = feed_tick(d, (end < d->size ? end : d->size) - at)) < 0)
+                        return r;
         }
 }
 
-/* HvUploadSource: the whole qcow2 image of the disk. */
-static int feed_disk(HvUpload *u, void *userdata) {
-        Feed *f = userdata;
-        f->u = u;
-        int r = qcow2_writer_begin(f->w);
+/* HvRangeSource: data range i (the header first in range 0), or the
+ * tables (the last range, once the others are in). */
+static int feed_range(HvUpload *u, size_t i, void *userdata) {
+        DiskFeed *d = userdata;
+        Feed f = { .d = d, .u = u };
+        Qcow2Sink sink = { .data = feed_sink_data, .hole = feed_sink_hole, .userdata = &f };
+        if (i == d->n_data)
+                return qcow2_writer_tables_to(d->w, &sink);
+        int r = i == 0 ? qcow2_writer_header_to(d->w, &sink) : 0;
+        f.from = d->first[i];
+        f.to = d->first[i + 1];
+        for (unsigned k = 0; k < d->n_readers && r >= 0; k++)
+                r = chunk_reader_new(&f.readers[k]);
+        RestorePipe *pipe = NULL;
+        if (r >= 0)
+                r = restore_pipe_start(f.to - f.from, d->chunk, d->n_readers, d->slots, feed_decode, &f, &pipe);
+        if (r >= 0)
+                r = feed_chunks(&f, pipe, &sink);
+        pipe = restore_pipe_free(pipe);
+        for (unsigned k = 0; k < d->n_readers; k++)
+                f.readers[k] = chunk_reader_free(f.readers[k]);
+        return r;
+}
+
+/* The disk's layout: a slot per chunk that is not all zeros, the data
+ * ranges (n_data of about equal data; fewer when there are fewer such
+ * chunks) and the tables. 0, or -ENOMEM, or qcow2_writer_slots' error. */
+static int feed_plan(DiskFeed *d, unsigned n_data) {
+        d->n_chunks = point_disk_chunks(d->x->point, d->disk);
+        d->slot = calloc(d->n_chunks ? d->n_chunks : 1, sizeof *d->slot);
+        d->first = calloc((size_t) n_data + 1, sizeof *d->first);
+        d->ranges = calloc((size_t) n_data + 1, sizeof *d->ranges);
+        if (!d->slot || !d->first || !d->ranges)
+                return -ENOMEM;
+        uint64_t used = 0;
+        for (uint64_t c = 0; c < d->n_chunks; c++) {
+                ChunkDigest dg;
+                d->slot[c] = chunk_zero(d, c, &dg) ? QCOW2_NO_SLOT : used++;
+        }
+        int r = qcow2_writer_slots(d->w, d->chunk, d->slot, d->n_chunks);
         if (r < 0)
                 return r;
-        uint32_t chunk = chunkstore_chunk_size(f->x->store);
-        unsigned slots = FEED_RING / chunk > 2 * f->n_readers ? FEED_RING / chunk : 2 * f->n_readers;
-        RestorePipe *pipe = NULL;
-        if ((r = restore_pipe_start(point_disk_chunks(f->x->point, f->disk), chunk, f->n_readers, slots, feed_decode, f,
-                                    &pipe)) < 0)
-                return r;
-        r = feed_chunks(f, pipe);
-        pipe = restore_pipe_free(pipe);
-        if (r >= 0)
-                r = qcow2_writer_finish(f->w);
-        return r;
+        if (n_data > used)
+                n_data = used ? (unsigned) used : 1;
+        /* Range i begins at the chunk of slot i * used / n_data (range 0 at
+         * chunk 0, with the header). */
+        size_t k = 1;
+        for (uint64_t c = 0; c < d->n_chunks && k < n_data; c++)
+                if (d->slot[c] != QCOW2_NO_SLOT && d->slot[c] == k * used / n_data)
+                        d->first[k++] = c;
+        d->n_data = n_data;
+        d->first[n_data] = d->n_chunks;
+        for (size_t i = 0; i < n_data; i++) {
+                uint64_t from = i == 0 ? 0 : qcow2_writer_slot_at(d->w, i * used / n_data);
+                uint64_t to = i + 1 < n_data ? qcow2_writer_slot_at(d->w, (i + 1) * used / n_data) : qcow2_writer_tables_at(d->w);
+                d->ranges[i] = (HvRange) { .off = from, .len = to - from };
+        }
+        d->ranges[n_data] = (HvRange) { .off = qcow2_writer_tables_at(d->w),
+                                        .len = qcow2_writer_file_size(d->w) - qcow2_writer_tables_at(d->w) };
+        return 0;
 }
 
 /* The upper bound of the disk's data clusters: those of its chunks that
@@ -272,27 +366,44 @@ static int restore_disk(Restore *x, unsigned k) {
         HvConn *c = inventory_link_conn(x->link);
         const char *target = point_disk_target(x->point, k);
         RestoreProgress p = { .x = x, .disk = k, .n = point_disk_count(x->point) };
-        Feed f = { .x = x, .disk = k, .p = &p };
-        Qcow2Sink sink = { .data = feed_sink_data, .hole = feed_sink_hole, .userdata = &f };
-        int r = qcow2_writer_new(point_disk_size(x->point, k), disk_data_clusters(x, k), &sink, &f.w);
-        if (r < 0)
+        DiskFeed d = { .x = x, .disk = k, .p = &p, .size = point_disk_size(x->point, k),
+                       .chunk = chunkstore_chunk_size(x->store), .lock = PTHREAD_MUTEX_INITIALIZER, .tick = mono_ms() };
+        Qcow2Sink none = { .data = feed_sink_data, .hole = feed_sink_hole };
+        int r = qcow2_writer_new(d.size, disk_data_clusters(x, k), &none, &d.w);
+        unsigned streams = 1;
+        if (r >= 0) {
+                streams = hv_upload_streams(qcow2_writer_file_size(d.w));
+                r = feed_plan(&d, streams);
+        }
+        if (r < 0) {
+                qcow2_writer_free(d.w);
+                free(d.slot);
+                free(d.first);
+                free(d.ranges);
                 return job_fail(ctx, r, "Cannot restore disk '%s' of point %s: %s.", target, x->point_id, strerror(-r));
-        f.n_readers = feed_readers();
-        for (unsigned i = 0; i < f.n_readers && r >= 0; i++)
-                r = chunk_reader_new(&f.readers[i]);
+        }
+        unsigned at_once = streams < d.n_data ? streams : (unsigned) d.n_data;
+        d.n_readers = at_once > 1 ? 2 : feed_readers();
+        d.slots = FEED_RING / at_once / d.chunk > 2 * d.n_readers ? FEED_RING / at_once / d.chunk : 2 * d.n_readers;
         _cleanup_free_ char *vol_name = xasprintf("%s-%s-%s.qcow2", x->vm.name, target, x->point_id);
         char *path = NULL;
         unsigned flags = (streq(x->host.domain_type, "test") ? 0 : HV_UPLOAD_CONTENT) |
                          (protect_settings()->restore_direct ? HV_UPLOAD_DIRECT : 0);
         bool direct = false;
-        if (r >= 0)
-                r = hv_volume_upload_stream(c, x->host.pool, vol_name, qcow2_writer_file_size(f.w), flags, feed_disk, &f,
-                                            &path, &direct);
-        for (unsigned i = 0; i < f.n_readers; i++)
-                f.readers[i] = chunk_reader_free(f.readers[i]);
-        qcow2_writer_free(f.w);
-        if (f.failed < 0)
-                return f.failed;        /* job_fail() said why */
+        unsigned used = 0;
+        HvRanges plan = { .ranges = d.ranges, .n = d.n_data + 1, .n_after = 1, .source = feed_range, .userdata = &d,
+                          .streams = at_once };
+        r = hv_volume_upload_ranges(c, x->host.pool, vol_name, qcow2_writer_file_size(d.w), flags, &plan, &path, &direct,
+                                    &used);
+        if (r >= 0 && (flags & HV_UPLOAD_CONTENT) && !d.reported_all)
+                restore_progress(d.size, d.size, &p);       /* another range held the lock at the end */
+        qcow2_writer_free(d.w);
+        free(d.slot);
+        free(d.first);
+        free(d.ranges);
+        pthread_mutex_destroy(&d.lock);
+        if (d.failed < 0)
+                return d.failed;        /* job_fail() said why */
         if (r < 0)
                 return job_fail(ctx, r, "Cannot upload disk '%s' to host '%s': %s", target, x->host.name,
                                 r == -ENOMEM ? strerror(ENOMEM) : hv_last_error());
@@ -300,6 +411,7 @@ static int restore_disk(Restore *x, unsigned k) {
         x->made[x->n_made] = path;
         x->targets[x->n_made] = target;
         x->direct[x->n_made] = direct;
+        x->streams[x->n_made] = used;
         x->n_made++;
         StoreDisk sd = { .size_bytes = point_disk_size(x->point, k), .owned = true };
         snprintf(sd.target, sizeof sd.target, "%s", target);
@@ -430,8 +542,9 @@ static int job_vm_restore(JobCtx *ctx, void *userdata) {
                 restore_event(&x, "info", "vm.restored", msg);
                 json_t *disks = json_array();
                 for (size_t i = 0; i < x.n_made; i++)
-                        json_array_append_new(disks, json_pack("{s:s, s:s, s:s}", "target", x.targets[i], "path", x.made[i],
-                                                               "written", x.direct[i] ? "direct" : "stream"));
+                        json_array_append_new(disks, json_pack("{s:s, s:s, s:s, s:i}", "target", x.targets[i], "path", x.made[i],
+                                                               "written", x.direct[i] ? "direct" : "stream",
+                                                               "streams", (int) x.streams[i]));
                 ctx->result = json_pack("{s:I, s:s, s:s, s:s, s:b, s:I, s:o}", "vm_id", (json_int_t) x.vm.id, "vm", x.vm.name,
                                         "host", x.host.name, "point_id", x.point_id, "in_place", x.in_place, "bytes",
                                         (json_int_t) x.bytes, "disks", disks);

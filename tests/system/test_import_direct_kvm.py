@@ -9,7 +9,8 @@ see) is converted here and uploaded.
 - a VMDK whose boot sector reads a marker from sector 1 is imported onto h1:
   the job's result says `written: ["direct"]`, the volume is a clean qcow2
   libvirt knows at its new size, and the VM boots and reads the marker;
-- the same image onto h2 is written `stream` and holds the same bytes;
+- the same image onto h2 is written `stream` and holds the same bytes
+  (armadad runs with --upload-streams 2: the ranged upload);
 - a qcow2 whose L1 table points at an unaligned L2 table fails on h1 with the
   conversion's error and leaves no volume in the pool and no VM behind; the
   source is untouched.
@@ -74,7 +75,9 @@ class TestImportDirectKvm(MbrGuestCase):
 
     @classmethod
     def bed_args(cls):
-        return {"n_hosts": 2, "cluster": False,
+        # --upload-streams 2: the streamed import goes through
+        # hv_volume_upload_file's ranges (no holes on the wire), not one stream.
+        return {"n_hosts": 2, "cluster": False, "extra_args": ["--upload-streams", "2"],
                 "host_args": lambda bed, h: {"pool": "shared1", "pool_path": os.path.join(bed.shared_dir, "pool-h1")}
                 if h == "h1" else {}}
 

@@ -6,7 +6,9 @@ libvirt's stream; host h2's pool is in its private /var/lib/libvirt, so a
 restore there takes the stream.
 
 - a point restored to h1 is written `direct`, to h2 `stream`, and both
-  volumes hold exactly the guest's data (a clean qcow2);
+  volumes hold exactly the guest's data (a clean qcow2); armadad runs with
+  --upload-streams 2, so both write two ranges of the image at once (two
+  threads; two libvirt streams, each without holes on the wire);
 - a restore to h1 that meets a corrupt chunk fails naming it and leaves no
   volume behind, as the stream does.
 """
@@ -43,7 +45,7 @@ class TestRestoreDirectKvm(unittest.TestCase):
             raise unittest.SkipTest(f"no disk guest: {e}")
         cls.root = tempfile.mkdtemp(prefix="armada-restore-direct-")
         try:
-            cls.ab = ArmadaBed(2, cluster=False, extra_args=["--backup-root", cls.root],
+            cls.ab = ArmadaBed(2, cluster=False, extra_args=["--backup-root", cls.root, "--upload-streams", "2"],
                                host_args=lambda bed, h: {"pool": "shared1", "pool_path":
                                                          os.path.join(bed.shared_dir, "pool-h1")} if h == "h1" else {}
                                ).__enter__()
@@ -114,6 +116,7 @@ class TestRestoreDirectKvm(unittest.TestCase):
         self.assertEqual(j1["state"], "succeeded", j1)
         disk = j1["result"]["disks"][0]
         self.assertEqual(disk["written"], "direct", j1["result"])
+        self.assertEqual(disk["streams"], 0, j1["result"])
         self.assertTrue(disk["path"].startswith(os.path.join(ab.bed.shared_dir, "pool-h1") + "/"), disk)
         self.assertEqual(self.disk_sha("h1", disk["path"]), want)
         self.progress_spaced(j1)
@@ -121,6 +124,7 @@ class TestRestoreDirectKvm(unittest.TestCase):
         j2 = self.restore(point, "rd1-b", "h2")
         self.assertEqual(j2["state"], "succeeded", j2)
         self.assertEqual(j2["result"]["disks"][0]["written"], "stream", j2["result"])
+        self.assertEqual(j2["result"]["disks"][0]["streams"], 2, j2["result"])
         self.assertEqual(self.disk_sha("h2", j2["result"]["disks"][0]["path"]), want)
 
         # A corrupt chunk half-way: the direct restore fails naming it and
