@@ -550,6 +550,29 @@ static int upload_direct_fill(int fd, const char *vol_name, uint64_t size, HvUpl
         return r;
 }
 
+/* The raw volume an upload of size bytes fills (its capacity rounded up to
+ * 512 bytes, in *ret_capacity), and its path. NULL with *ret_r on failure
+ * (nothing left). */
+static virStorageVolPtr upload_volume_new(virStoragePoolPtr p, const char *pool, const char *vol_name, uint64_t size,
+                                          uint64_t *ret_capacity, char **ret_path, int *ret_r) {
+        uint64_t capacity = size ? (size + 511) / 512 * 512 : 512;
+        _cleanup_free_ char *xml = volume_xml(vol_name, capacity, "raw", NULL, NULL);
+        virStorageVolPtr vol = virStorageVolCreateXML(p, xml, 0);
+        if (!vol) {
+                *ret_r = hv_virt_fail("cannot create volume '%s' in storage pool '%s'", vol_name, pool);
+                return NULL;
+        }
+        int r = vol_path(vol, vol_name, ret_path);
+        if (r < 0) {
+                (void) virStorageVolDelete(vol, 0);
+                virStorageVolFree(vol);
+                *ret_r = r;
+                return NULL;
+        }
+        *ret_capacity = capacity;
+        return vol;
+}
+
 int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, uint64_t size, unsigned flags,
                             HvUploadSource source, void *userdata, char **ret_path, bool *ret_direct) {
         /* Not an hv_call: the source is the caller's code, so this runs in
@@ -560,16 +583,11 @@ int hv_volume_upload_stream(HvConn *c, const char *pool, const char *vol_name, u
         _cleanup_pool_ virStoragePoolPtr p = pool_open(c, pool, vol_name, &r);
         if (!p)
                 return r;
-        uint64_t capacity = size ? (size + 511) / 512 * 512 : 512;
-        _cleanup_free_ char *xml = volume_xml(vol_name, capacity, "raw", NULL, NULL);
-        _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXML(p, xml, 0);
-        if (!vol)
-                return hv_virt_fail("cannot create volume '%s' in storage pool '%s'", vol_name, pool);
+        uint64_t capacity;
         _cleanup_free_ char *path = NULL;
-        if ((r = vol_path(vol, vol_name, &path)) < 0) {
-                (void) virStorageVolDelete(vol, 0);
+        _cleanup_vol_ virStorageVolPtr vol = upload_volume_new(p, pool, vol_name, size, &capacity, &path, &r);
+        if (!vol)
                 return r;
-        }
         bool direct = false;
         if (flags & HV_UPLOAD_CONTENT) {
                 _cleanup_close_ int fd = flags & HV_UPLOAD_DIRECT ? upload_direct_open(c, vol, path, capacity) : -1;
@@ -850,16 +868,11 @@ int hv_volume_upload_ranges(HvConn *c, const char *pool, const char *vol_name, u
         _cleanup_pool_ virStoragePoolPtr p = pool_open(c, pool, vol_name, &r);
         if (!p)
                 return r;
-        uint64_t capacity = size ? (size + 511) / 512 * 512 : 512;
-        _cleanup_free_ char *xml = volume_xml(vol_name, capacity, "raw", NULL, NULL);
-        _cleanup_vol_ virStorageVolPtr vol = virStorageVolCreateXML(p, xml, 0);
-        if (!vol)
-                return hv_virt_fail("cannot create volume '%s' in storage pool '%s'", vol_name, pool);
+        uint64_t capacity;
         _cleanup_free_ char *path = NULL;
-        if ((r = vol_path(vol, vol_name, &path)) < 0) {
-                (void) virStorageVolDelete(vol, 0);
+        _cleanup_vol_ virStorageVolPtr vol = upload_volume_new(p, pool, vol_name, size, &capacity, &path, &r);
+        if (!vol)
                 return r;
-        }
         bool direct = false;
         unsigned streams = 0;
         if (flags & HV_UPLOAD_CONTENT) {
