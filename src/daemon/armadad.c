@@ -802,12 +802,16 @@ int main(int argc, char **argv) {
         set_str(&c.log_level, "info");
         c.workers = 4;
         int status = 0;
-        if (parse_arguments(argc, argv, &c, &status) != 0)
+        if (parse_arguments(argc, argv, &c, &status) != 0) {
+                config_free(&c);        /* --help, --version, a bad option: nothing is leaked */
                 return status;
+        }
         char addr[ADDR_MAX];
         int port;
-        if ((status = prepare(&c, addr, &port)) != 0)
+        if ((status = prepare(&c, addr, &port)) != 0) {
+                config_free(&c);
                 return status;
+        }
 
         sigset_t sigs;
         sigemptyset(&sigs);
