@@ -68,10 +68,16 @@ async function waitFor(pred, timeoutMs, what) {
   }
 }
 
+// Every armadad a test started: the suite stops whichever is still running
+// at its end (a test that failed before its own stop, or a shared one whose
+// last user was left out by --only).
+const DAEMONS = [];
+
 class Armadad {
   constructor(extra = []) { this.extra = extra; }
 
   async start() {
+    DAEMONS.push(this);
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'armada-browser-'));
     this.port = await freePort();
     this.url = `http://127.0.0.1:${this.port}`;
@@ -1246,6 +1252,7 @@ async function main() {
         console.log('ok    armadad ran and stopped without a sanitizer report');
       }
     }
+    for (const d of DAEMONS) if (d !== A) await d.stop().catch(() => {});
     if (vnc) vnc.close();
     if (SHARED.nodeDir) fs.rmSync(SHARED.nodeDir, { recursive: true, force: true });
     if (SHARED.bed) testbedSync('down');
