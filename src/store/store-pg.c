@@ -456,14 +456,22 @@ static PGresult *run(PgStmt *s) {
         return PQexecParams(s->c->pg, s->sql, s->n_params, s->types, (const char *const *) s->values, NULL, NULL, 0);
 }
 
+/* The writers' lock (STORE_PG_WRITE_LOCK, in decimal: SQL has no hex
+ * literal), as a statement of its own: pipelines take one statement per
+ * command; the engine's begin_sql and the unpiped wrapping take it too. */
+#define PG_WRITE_LOCK_DEC 4706909503268913153
+_Static_assert(PG_WRITE_LOCK_DEC == STORE_PG_WRITE_LOCK, "PG_WRITE_LOCK_DEC is STORE_PG_WRITE_LOCK in decimal");
+#define PG_STR_(x) #x
+#define PG_STR(x) PG_STR_(x)
+#define PG_LOCK_SQL "SELECT pg_advisory_xact_lock(" PG_STR(PG_WRITE_LOCK_DEC) ")"
+
 /* execute()'s way for what cannot go in a pipeline (several statements
  * in one text): each wrapping command a round trip of its own. 0 with
  * s->res, or negative. */
 static int execute_unpiped(PgStmt *s, bool wrap, bool savepoint) {
         PgConn *c = s->c;
         if (wrap) {
-                _cleanup_free_ char *begin = xasprintf("BEGIN; SELECT pg_advisory_xact_lock(%lld)", (long long) STORE_PG_WRITE_LOCK);
-                PGresult *b = PQexec(c->pg, begin);
+                PGresult *b = PQexec(c->pg, "BEGIN; " PG_LOCK_SQL);
                 if (PQresultStatus(b) != PGRES_TUPLES_OK) {
                         int r = sqlstate_errno(PQresultErrorField(b, PG_DIAG_SQLSTATE), PQresultErrorMessage(b), s->orig);
                         PQclear(b);
@@ -503,9 +511,6 @@ static int execute_unpiped(PgStmt *s, bool wrap, bool savepoint) {
         return r;
 }
 
-/* The writers' lock, as a statement of its own (pipelines take one
- * statement per command). */
-#define PG_LOCK_SQL "SELECT pg_advisory_xact_lock(4706909503268913153)" /* STORE_PG_WRITE_LOCK, as begin_sql */
 
 /* Runs the statement between the commands before[] and after (NULL: none)
  * in one pipeline, one round trip instead of one per command; the server
@@ -758,6 +763,6 @@ const StoreEngineOps store_engine_pg = {
         .last_id = pg_last_id,
         .changes = pg_changes,
         .in_transaction = pg_in_transaction,
-        .begin_sql = "BEGIN; SELECT pg_advisory_xact_lock(4706909503268913153)",
+        .begin_sql = "BEGIN; " PG_LOCK_SQL,
         .errno_of = pg_errno_of,
 };
