@@ -1422,8 +1422,8 @@ static int import_upload(LibraryBuild *b, const char *dst, const char *vol, cons
         HvConn *sc = library_build_stream_conn(b);
         bool content = !streq(b->host.domain_type, "test");
         job_progress(ctx, 20 + (int) (60 * i / HV_MAX_DISKS), "uploading %s to host '%s'", what, b->host.name);
-        /* Over several streams for a large disk (issue 12: one stream is
-         * limited by libvirtd's side). */
+        /* One stream, or ranges over several when armadad's --upload-streams
+         * asks (two were slower here for a dense image: bench/results/convert.md). */
         int r = sc ? hv_volume_upload_file(sc, b->host.pool, vol, dst, content, &path, NULL) : -EHOSTUNREACH;
         unlink(dst);
         if (r < 0)
