@@ -137,3 +137,12 @@ class ArmadaBedCase(unittest.TestCase):
         r = cls.ab.d.ok("POST", "/api/v1/library/shares", {"path": path})
         job = cls.ab.d.wait_job(r["job"]["id"], timeout=timeout)
         assert job["state"] == "succeeded", job
+
+    def remove_vm(self, name, kill_timeout=60, delete_timeout=120):
+        """Kills (unless stopped) and deletes VM name, if there is one."""
+        vm = self.d.find("vms", name)
+        if not vm:
+            return
+        if vm["state"] != "stopped":
+            self.d.wait_job(self.d.ok("POST", f"/api/v1/vms/{vm['id']}/actions/kill")["job"]["id"], timeout=kill_timeout)
+        self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"], timeout=delete_timeout)

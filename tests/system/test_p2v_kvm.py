@@ -163,14 +163,6 @@ class TestP2vKvm(ArmadaBedCase):
         out = self.ab.bed.virsh("h1", "vol-list", "--pool", "armada", check=False)
         return out
 
-    def remove_vm(self, name):
-        vm = self.d.find("vms", name)
-        if not vm:
-            return
-        if vm["state"] != "stopped":
-            self.d.wait_job(self.d.ok("POST", f"/api/v1/vms/{vm['id']}/actions/kill")["job"]["id"], timeout=60)
-        self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"], timeout=120)
-
     def assert_nothing_made(self, name):
         self.assertIsNone(self.d.find("vms", name))
         self.assertNotIn(name, self.ab.bed.virsh("h1", "list", "--all", "--name"))

@@ -85,13 +85,8 @@ class DebianCase(ArmadaBedCase):
         timing("image_build" if not had else "image_cached", time.monotonic() - t0)
         return raw
 
-    def remove_vm(self, name):
-        vm = self.d.find("vms", name)
-        if not vm:
-            return
-        if vm["state"] != "stopped":
-            self.d.wait_job(self.d.ok("POST", f"/api/v1/vms/{vm['id']}/actions/kill")["job"]["id"], timeout=120)
-        self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"], timeout=300)
+    def remove_vm(self, name, kill_timeout=120, delete_timeout=300):
+        super().remove_vm(name, kill_timeout, delete_timeout)
 
     def tcg(self, name):
         """The domain under TCG (type qemu). The bed's host offers KVM when
