@@ -68,12 +68,16 @@ typedef int (*HvUploadSource)(HvUpload *u, void *userdata);
  * the pool is on storage mounted at the same path), source's bytes are
  * written into that file directly (pwrite, holes skipped, fsync at the
  * end) instead of through libvirtd; else the stream. *ret_direct (may be
- * NULL) says which.
+ * NULL) says which. Written directly, the pieces hv_upload_data() gets at
+ * addresses, file offsets and lengths that are multiples of
+ * HV_DIRECT_ALIGN go with O_DIRECT (where the file system allows it),
+ * bypassing the page cache; the rest buffered.
  *
  * It runs in the caller's thread without a deadline (source is the
  * caller's code and may take as long as the data does; a dead libvirtd
  * ends the stream through the connection's keepalive). 0 and its path
  * (malloc'd), or negative with no volume left. */
+#define HV_DIRECT_ALIGN 4096
 enum {
         HV_UPLOAD_CONTENT = 1 << 0,
         HV_UPLOAD_DIRECT = 1 << 1,

@@ -633,7 +633,9 @@ static ssize_t read_full(int fd, unsigned char *buf, size_t want) {
  * as holes. */
 static int stream_source(HvUpload *u, void *userdata) {
         P2vStream *s = userdata;
-        _cleanup_free_ unsigned char *buf = xmalloc(P2V_CHUNK);
+        /* Aligned: the pieces go into the volume with O_DIRECT when armadad
+         * writes its file (hv_upload_data). */
+        _cleanup_free_ unsigned char *buf = xmalloc_aligned(HV_DIRECT_ALIGN, P2V_CHUNK);
         while (s->done < s->size) {
                 if (job_cancel_requested(s->ctx))
                         return s->error = -ECANCELED;

@@ -47,6 +47,11 @@ void *xmalloc(size_t n) {
         if (!p) oom();
         return p;
 }
+void *xmalloc_aligned(size_t align, size_t n) {
+        void *p = NULL;
+        if (posix_memalign(&p, align, n ? n : 1) != 0) oom();
+        return p;
+}
 void *xcalloc(size_t n, size_t m) {
         void *p = calloc(n ? n : 1, m ? m : 1);
         if (!p) oom();

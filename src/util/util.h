@@ -21,6 +21,9 @@ void log_msg(LogLevel level, const char *fmt, ...) _printf_(2, 3);
 
 /* ---- allocation: abort on out-of-memory, as there is no sane recovery ---- */
 void *xmalloc(size_t n);
+/* n bytes at an address that is a multiple of align (a power of two, a
+ * multiple of sizeof(void *)); free() releases them. */
+void *xmalloc_aligned(size_t align, size_t n);
 void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);

@@ -12,6 +12,7 @@ half-made (no VM row, no volume on the host). Namespaces, sshd, mounts and
 loop devices go even when a test fails."""
 import hashlib
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -268,6 +269,94 @@ class TestP2vKvm(ArmadaBedCase):
             with open(self.srv.authorized, "w") as f:
                 f.write(keep)
         self.assertEqual(sha256_file(self.image), self.sum_before)
+
+
+class TestP2vBytesKvm(ArmadaBedCase):
+    """The two ways a P2V writes its volume hold the server's bytes exactly:
+    onto h1, whose pool is on the bed's shared storage that armadad reaches
+    at the same path, armadad writes the volume's file itself (O_DIRECT for
+    the aligned pieces, buffered for the rest); onto h2 (its private
+    /var/lib/libvirt) the bytes go over libvirt's sparse upload stream. The
+    server's disk has data, all-zero stretches (holes in the volume) at
+    aligned and unaligned places, and data up to its end, a size that is a
+    multiple of 512 but not of 4096 (the last piece cannot go with O_DIRECT). virt-v2v is not
+    asked to run (it would change the bytes)."""
+    TMP_PREFIX = "armada-p2v-bytes-"
+    SIZE = (24 << 20) + (20 << 10) + 1536
+    srv = None
+    loop = None
+
+    @classmethod
+    def skip_reason(cls):
+        why = ssh_skip()
+        if not why and not shutil.which("losetup", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
+            why = "'losetup' is not installed (scripts/bootstrap)"
+        return why
+
+    @classmethod
+    def prepare(cls):
+        cls.image = os.path.join(cls.tmp, "server-disk.img")
+        zeros = [(1 << 20, 2 << 20), ((5 << 20) + (64 << 10), (5 << 20) + (192 << 10)),
+                 ((9 << 20) + 1000, (13 << 20) + 5000)]
+        rnd = random.Random(12)
+        with open(cls.image, "wb") as f:
+            at = 0
+            for lo, hi in zeros + [(cls.SIZE, cls.SIZE)]:
+                f.write(rnd.randbytes(lo - at))
+                f.write(bytes(hi - lo))
+                at = hi
+        assert os.path.getsize(cls.image) == cls.SIZE
+        cls.loop = run("losetup", "-f", "--show", cls.image).strip()
+        cls.sum_before = sha256_file(cls.image)
+        cls.srv = SshServer(cls.tmp, netns=True).__enter__()
+
+    @classmethod
+    def bed_args(cls):
+        return {"n_hosts": 2, "cluster": False, "extra_args": ["--p2v-ssh-key", cls.srv.client_key],
+                "host_args": lambda bed, h: {"pool": "shared1", "pool_path": os.path.join(bed.shared_dir, "pool-h1")}
+                if h == "h1" else {}}
+
+    @classmethod
+    def release(cls):
+        try:
+            if cls.srv:
+                cls.srv.__exit__(None, None, None)
+                cls.srv = None
+        finally:
+            if cls.loop:
+                subprocess.run(["losetup", "-d", cls.loop], capture_output=True)
+                cls.loop = None
+
+    def convert(self, name, host):
+        self.addCleanup(self.remove_vm, name)
+        r = self.d.ok("POST", "/api/v1/p2v", {"server": name, "ssh": f"root@{self.srv.addr}", "disks": [self.loop],
+                                               "host_key_fingerprint": self.srv.fingerprint, "host": host, "cpus": 1,
+                                               "memory_mib": 64, "v2v": "never"}, expect=(202,))
+        job = self.d.wait_job(r["job"]["id"], timeout=300)
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(job["result"]["bytes"], self.SIZE)
+        vm = self.d.find("vms", name)
+        return job["result"]["disks"][0]["written"], {d["target"]: d["path"] for d in vm["disks"]}["sda"]
+
+    def test_direct_into_the_file(self):
+        written, path = self.convert("bytes-direct", "h1")
+        self.assertEqual(written, "direct")
+        self.assertEqual(os.path.dirname(path), os.path.join(self.ab.bed.shared_dir, "pool-h1"))
+        self.assertEqual(os.path.getsize(path), self.SIZE)
+        self.assertEqual(sha256_file(path), self.sum_before)
+        # The zero stretches of whole 64 KiB blocks were skipped: the file
+        # holds less than its size.
+        self.assertLess(os.stat(path).st_blocks * 512, self.SIZE - (4 << 20))
+        self.assertEqual(sha256_file(self.image), self.sum_before)
+
+    def test_stream_through_libvirt(self):
+        written, path = self.convert("bytes-stream", "h2")
+        self.assertEqual(written, "stream")
+        local = os.path.join(self.ab.bed.state_dir, "h2", "lib", path[len("/var/lib/libvirt/"):])
+        self.assertEqual(os.path.getsize(local), self.SIZE)
+        self.assertEqual(sha256_file(local), self.sum_before)
+        self.assertEqual(sha256_file(self.image), self.sum_before)
+
 
 if __name__ == "__main__":
     unittest.main()
