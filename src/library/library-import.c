@@ -1337,27 +1337,8 @@ static int sha256_range(int fd, uint64_t offset, uint64_t size, char hex[65]) {
         return 0;
 }
 
-/* Whether fd's file can be opened again with O_DIRECT (tmpfs refuses). */
-static bool fd_direct_ok(int fd) {
-        char self[64];
-        snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-        int d = open(self, O_WRONLY | O_CLOEXEC | O_DIRECT);
-        if (d < 0)
-                return false;
-        close(d);
-        return true;
-}
-
-/* nocache: the output written with O_DIRECT (-t none, as oVirt's image
- * copies): no page cache filled then written back, which cost more than the
- * conversion here (bench/results/convert.md); only where the destination's
- * file system takes O_DIRECT (fd_direct_ok()). Else -t unsafe, qemu-img
- * convert's own default: no flush (the caller makes a volume durable,
- * hv_volume_direct_done(); a local file is uploaded, then deleted). */
-
-static int convert_to_qcow2(JobCtx *ctx, const char *src, const char *dst, bool nocache, const char *log, const char *what) {
-        char *argv[] = { "qemu-img", "convert", "-q", "-W", "-m", "4", "-t", nocache ? "none" : "unsafe", "-O", "qcow2",
-                         (char *) src, (char *) dst, NULL };
+static int convert_to_qcow2(JobCtx *ctx, const char *src, const char *dst, const char *log, const char *what) {
+        char *argv[] = { "qemu-img", "convert", "-q", "-W", "-m", "4", "-O", "qcow2", (char *) src, (char *) dst, NULL };
         int st = library_spawn_wait(argv, log);
         if (st != 0) {
                 _cleanup_free_ char *text = NULL;
@@ -1471,7 +1452,7 @@ static int import_direct(LibraryBuild *b, const char *src, const char *vol, cons
         job_progress(ctx, 20, "converting %s straight into volume '%s' on host '%s'", what, vol, b->host.name);
         _cleanup_free_ char *out = xasprintf("/proc/self/fd/%d", fd);
         _cleanup_free_ char *log = xasprintf("%s/armada-import-%.8s-%s.log", library_tmp_dir(), b->vm.uuid, vol);
-        int r = convert_to_qcow2(ctx, src, out, fd_direct_ok(fd), log, what);
+        int r = convert_to_qcow2(ctx, src, out, log, what);
         if (r < 0)
                 close(fd);
         else if ((r = hv_volume_direct_done(sc, path, fd)) > 0) {
@@ -1554,7 +1535,7 @@ static int import_disk(LibraryBuild *b, json_t *d, json_t *manifest, size_t i, H
         _cleanup_free_ char *dst = xasprintf("%s/armada-import-%.8s-%s.qcow2", library_tmp_dir(), b->vm.uuid, target);
         job_progress(ctx, 15 + (int) (60 * i / HV_MAX_DISKS), "converting %s (%s) to qcow2", what, format);
         _cleanup_free_ char *log = xasprintf("%s.log", dst);
-        r = convert_to_qcow2(ctx, src, dst, false, log, what);
+        r = convert_to_qcow2(ctx, src, dst, log, what);
         close(fd);
         if (r < 0)
                 return r;
