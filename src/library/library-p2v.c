@@ -17,10 +17,12 @@
  *             library_new_vm_record)
  *   job       each disk streamed with `ssh ... dd if=DISK` (read-only: dd
  *             reads, nothing on the server is written) straight into one
- *             sparse libvirt upload stream (zero blocks stay holes): one
- *             pass, no local copy; then the domain is defined with the
- *             disks on the SATA bus (the source's drivers: virt-v2v is not
- *             run) and started when asked
+ *             sparse libvirt upload stream (zero blocks stay holes), or,
+ *             when armadad reaches the volume's file, into that file
+ *             (O_DIRECT for the aligned pieces: hv_upload_data): one pass,
+ *             no local copy; virt-v2v in place on those files (p2v_v2v);
+ *             then the domain is defined (SATA disks unless virt-v2v
+ *             converted the guest) and started when asked
  *
  * Why a streamed dd and not nbdkit's ssh plugin + qemu-img convert: dd over
  * one SSH channel runs at the speed of the cipher, needs nothing on the
