@@ -31,6 +31,20 @@ def _run(*argv, **kw):
     return subprocess.run(list(argv), check=True, capture_output=True, text=True, timeout=60, **kw)
 
 
+def release_server(cls):
+    """For a test class's release(): stops cls.srv (an SshServer) and
+    detaches cls.loop (the "server's" loop device), whichever is set,
+    and clears them."""
+    try:
+        if getattr(cls, "srv", None):
+            cls.srv.__exit__(None, None, None)
+            cls.srv = None
+    finally:
+        if getattr(cls, "loop", None):
+            subprocess.run(["losetup", "-d", cls.loop], capture_output=True)
+            cls.loop = None
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

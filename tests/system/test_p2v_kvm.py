@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "guest"))
 from armada_harness import wait_until  # noqa: E402
 from bedcase import ArmadaBedCase  # noqa: E402
 from guest import GuestUnavailable, _cpio_newc, build_guest  # noqa: E402
-from p2v_server import SshServer, free_port, skip_reason as ssh_skip  # noqa: E402
+from p2v_server import SshServer, free_port, release_server, skip_reason as ssh_skip  # noqa: E402
 from test_hardware_kvm import SerialConsole  # noqa: E402
 
 MBR_BIN = "/usr/lib/EXTLINUX/mbr.bin"
@@ -143,14 +143,7 @@ class TestP2vKvm(ArmadaBedCase):
 
     @classmethod
     def release(cls):
-        try:
-            if cls.srv:
-                cls.srv.__exit__(None, None, None)
-                cls.srv = None
-        finally:
-            if cls.loop:
-                subprocess.run(["losetup", "-d", cls.loop], capture_output=True)
-                cls.loop = None
+        release_server(cls)
 
     def body(self, **kw):
         # TCG: the converted server boots a Linux kernel, which nested KVM may
@@ -318,14 +311,7 @@ class TestP2vBytesKvm(ArmadaBedCase):
 
     @classmethod
     def release(cls):
-        try:
-            if cls.srv:
-                cls.srv.__exit__(None, None, None)
-                cls.srv = None
-        finally:
-            if cls.loop:
-                subprocess.run(["losetup", "-d", cls.loop], capture_output=True)
-                cls.loop = None
+        release_server(cls)
 
     def convert(self, name, host):
         self.addCleanup(self.remove_vm, name)

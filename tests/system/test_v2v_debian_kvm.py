@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "guest"))
 from armada_harness import wait_until  # noqa: E402
 from bedcase import ArmadaBedCase  # noqa: E402
 from debian_image import MARKER, ImageUnavailable, build_image, image_path  # noqa: E402
-from p2v_server import SshServer, skip_reason as ssh_skip  # noqa: E402
+from p2v_server import SshServer, release_server, skip_reason as ssh_skip  # noqa: E402
 from test_hardware_kvm import SerialConsole  # noqa: E402
 
 # What Debian's initramfs prints when it cannot find the root device, and
@@ -209,14 +209,7 @@ class TestV2vDebianP2vKvm(DebianCase):
 
     @classmethod
     def release(cls):
-        try:
-            if cls.srv:
-                cls.srv.__exit__(None, None, None)
-                cls.srv = None
-        finally:
-            if cls.loop:
-                subprocess.run(["losetup", "-d", cls.loop], capture_output=True)
-                cls.loop = None
+        release_server(cls)
 
     def test_1_p2v_converts_and_boots_on_virtio(self):
         self.addCleanup(self.remove_vm, "phys-debian")
