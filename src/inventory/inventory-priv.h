@@ -17,6 +17,8 @@ typedef struct Link {
         int refs;
         atomic_bool dead;
         pthread_mutex_t op_lock;    /* see inventory.c: serialises reconcile with job actions */
+        pthread_mutex_t storage_lock; /* inventory-storage.c: a refresh's listing and recording of the
+                                       * host's pools against a pool added or removed meanwhile */
         /* refresh_host(): the domain-event count and the time of the last
          * full refresh (pool, facts, domains), and whether the pool is ready */
         _Atomic uint64_t events_seen;

@@ -14,7 +14,11 @@ static bool admin(Inventory *inv, const OpCaller *c) {
         return op_allowed(inv->st, c, ACT_UPDATE, OBJ_SYSTEM, 0, 0);
 }
 
-void storage_sync_host(Inventory *inv, Link *l, const StoreHost *h) {
+/* Lists the host's pools and records them, under the link's storage_lock
+ * (held by the caller: a pool added or removed through this link cannot
+ * fall between the listing and the recording, where a refresh would write
+ * back a pool just removed until its next round). */
+static void storage_sync_locked(Inventory *inv, Link *l, const StoreHost *h) {
         _cleanup_free_ HvPoolInfo *pools = NULL;
         size_t n = 0;
         if (hv_pool_list(l->conn, &pools, &n) < 0) {
@@ -27,6 +31,12 @@ void storage_sync_host(Inventory *inv, Link *l, const StoreHost *h) {
                                           .capacity = pools[i].capacity, .allocation = pools[i].allocation,
                                           .available = pools[i].available, .n_volumes = pools[i].n_volumes };
         (void) store_pool_stats_set(inv->st, h->id, st, n);
+}
+
+void storage_sync_host(Inventory *inv, Link *l, const StoreHost *h) {
+        pthread_mutex_lock(&l->storage_lock);
+        storage_sync_locked(inv, l, h);
+        pthread_mutex_unlock(&l->storage_lock);
 }
 
 /* The host for a pool operation: 404 when it does not exist or the caller
@@ -106,10 +116,12 @@ int inventory_pool_add(Inventory *inv, const OpCaller *c, int64_t host_id, const
         Link *l;
         if ((r = pool_link(inv, &h, &l, err)) < 0)
                 return r;
+        pthread_mutex_lock(&l->storage_lock);
         r = hv_pool_add(l->conn, &ps);
-        if (r == 0)
-                storage_sync_host(inv, l, &h);
         snprintf(why, sizeof why, "%s", hv_last_error());
+        if (r == 0)
+                storage_sync_locked(inv, l, &h);
+        pthread_mutex_unlock(&l->storage_lock);
         link_release(inv, l);
         if (r == -EEXIST)
                 return op_fail(err, 409, "conflict", "name", "Host '%s' has a storage pool '%s' already.", h.name, spec->name);
@@ -145,15 +157,18 @@ int inventory_pool_remove(Inventory *inv, const OpCaller *c, int64_t host_id, co
         Link *l;
         if ((r = pool_link(inv, &h, &l, err)) < 0)
                 return r;
+        pthread_mutex_lock(&l->storage_lock);
         r = hv_pool_remove(l->conn, pool);
         char why[256];
         snprintf(why, sizeof why, "%s", hv_last_error());
+        if (r == 0 || r == -ENOENT)
+                (void) store_pool_stat_delete(inv->st, h.id, pool);
+        pthread_mutex_unlock(&l->storage_lock);
         link_release(inv, l);
         if (r < 0 && r != -ENOENT) {
                 op_audit(inv->st, c, "pool.remove", "host", h.id, h.name, pool, "failed");
                 return op_fail(err, 502, "host_error", NULL, "Host '%s' cannot remove storage pool '%s': %s.", h.name, pool, why);
         }
-        (void) store_pool_stat_delete(inv->st, h.id, pool);
         _cleanup_free_ char *detail = xasprintf("pool %s", pool);
         op_audit(inv->st, c, "pool.remove", "host", h.id, h.name, detail, "ok");
         return 0;

@@ -70,6 +70,7 @@ static void link_on_close(void *userdata, const char *reason) {
 static void link_destroy(Link *l) {
         hv_conn_free(l->conn);
         pthread_mutex_destroy(&l->op_lock);
+        pthread_mutex_destroy(&l->storage_lock);
         free(l);
 }
 
@@ -125,12 +126,14 @@ int link_acquire(Inventory *inv, const StoreHost *h, Link **ret, char *why, size
         n->host_id = h->id;
         n->inv = inv;
         pthread_mutex_init(&n->op_lock, NULL);
+        pthread_mutex_init(&n->storage_lock, NULL);
         int r = hv_connect(h->uri, inv->cfg.keepalive_interval_s, inv->cfg.keepalive_count, link_on_close, n, &n->conn);
         if (r < 0) {
                 snprintf(why, why_size, "%s", hv_last_error()[0] ? hv_last_error() : "connection failed");
                 if (hv_last_error_detail()[0])
                         log_debug("host '%s': %s; libvirt said: %s", h->name, why, hv_last_error_detail());
                 pthread_mutex_destroy(&n->op_lock);
+                pthread_mutex_destroy(&n->storage_lock);
                 free(n);
                 return r;
         }
