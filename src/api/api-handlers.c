@@ -271,11 +271,20 @@ void h_host_get(Req *r) {
 }
 
 void h_host_update(Req *r) {
-        static const char *const fields[] = { "max_parallel_starts", "max_parallel_disk_ops", NULL };
+        static const char *const fields[] = { "max_parallel_starts", "max_parallel_disk_ops", "domain_type_preference", NULL };
         InventoryHostSpec spec = { .max_parallel_starts = -1, .max_parallel_disk_ops = -1 };
         if (!req_body_fields(r, fields) || !body_throttle(r, "max_parallel_starts", &spec.max_parallel_starts) ||
-            !body_throttle(r, "max_parallel_disk_ops", &spec.max_parallel_disk_ops))
+            !body_throttle(r, "max_parallel_disk_ops", &spec.max_parallel_disk_ops) ||
+            !body_string(r, "domain_type_preference", false, 8, &spec.domain_type_preference))
                 return;
+        const char *pref = spec.domain_type_preference;
+        /* null would read as absent: refused, as its meaning (auto? keep?) is unclear */
+        json_t *pv = r->json ? json_object_get(r->json, "domain_type_preference") : NULL;
+        if ((pv && json_is_null(pv)) || (pref && !streq(pref, "auto") && !streq(pref, "kvm") && !streq(pref, "qemu"))) {
+                reply_error(r, 400, "invalid_argument", "domain_type_preference",
+                            "Field 'domain_type_preference' must be auto, kvm or qemu.");
+                return;
+        }
         OpCaller c = api_caller(r);
         OpError err = {0};
         json_t *h = NULL;

@@ -36,7 +36,7 @@
 static const char *const HOST_FIELDS[] = {
         "id", "name", "uri", "group_id", "group_path", "state", "state_reason", "hostname", "cpus", "memory_mib",
         "free_memory_mib", "hv_driver", "domain_type", "pool", "pool_path", "n_vms", "last_seen_at", "created_at",
-        "hv_uuid", "max_parallel_starts", "max_parallel_disk_ops", NULL,
+        "hv_uuid", "max_parallel_starts", "max_parallel_disk_ops", "domain_type_preference", NULL,
 };
 static const char *const VM_FIELDS[] = {
         "id", "uuid", "name", "host_id", "host_name", "owner_id", "owner_name", "cpus", "memory_mib", "disks", "state",

@@ -37,6 +37,7 @@ static const OptSpec HOST_ADD_OPTS[] = {
 static const OptSpec HOST_SET_OPTS[] = {
         { "max-parallel-starts", 0, true, "N|default", "VM starts in flight on this host at once; the rest wait in order" },
         { "max-parallel-disk-ops", 0, true, "N|default", "full copies and uploads in flight on this host at once" },
+        { "domain-type", 0, true, "auto|kvm|qemu", "what VMs asking domain type auto run as here (auto: KVM where offered)" },
         { NULL, 0, false, NULL, NULL },
 };
 static const OptSpec HOST_REMOVE_OPTS[] = {
@@ -206,7 +207,7 @@ static const Command COMMANDS[] = {
 
         { "host", "list", "[--state S] [--prefix TEXT] [--health]", "list hosts", 0, 0, HOST_LIST_OPTS, cmd_host_list },
         { "host", "show", "NAME", "show one host", 1, 1, NULL, cmd_host_show },
-        { "host", "set", "NAME [--max-parallel-starts N|default] [--max-parallel-disk-ops N|default]",
+        { "host", "set", "NAME [--max-parallel-starts N|default] [--max-parallel-disk-ops N|default] [--domain-type auto|kvm|qemu]",
           "change a host's settings", 1, 1, HOST_SET_OPTS, cmd_host_set },
         { "host", "add", "NAME --uri URI [--group PATH] [--pool NAME] [--pool-path PATH] [--max-parallel-starts N]"
           " [--max-parallel-disk-ops N]",

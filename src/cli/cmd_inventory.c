@@ -127,6 +127,7 @@ int cmd_host_show(Ctx *c, const Command *cmd, const Args *a) {
         kv_add(t, "Free memory", freem);
         kv_text(t, "Hypervisor", h, "hv_driver");
         kv_text(t, "Domain type", h, "domain_type");
+        kv_text(t, "Domain type preference", h, "domain_type_preference");
         kv_text(t, "Storage pool", h, "pool");
         kv_text(t, "Pool path", h, "pool_path");
         char b1[32], b2[32];
@@ -161,8 +162,10 @@ int cmd_host_set(Ctx *c, const Command *cmd, const Args *a) {
                 r = throttle_opt(a, "max-parallel-disk-ops", "max_parallel_disk_ops", true, body);
         if (r)
                 return r;
+        if (args_get(a, "domain-type"))
+                json_object_set_new(body, "domain_type_preference", json_string(args_get(a, "domain-type")));
         if (json_object_size(body) == 0)
-                return fail("host set needs a setting to change: --max-parallel-starts or --max-parallel-disk-ops");
+                return fail("host set needs a setting to change: --max-parallel-starts, --max-parallel-disk-ops or --domain-type");
         int64_t id;
         r = resolve(c, "hosts", "name", a->pos[0], "host", &id, NULL);
         if (r)
@@ -177,8 +180,9 @@ int cmd_host_set(Ctx *c, const Command *cmd, const Args *a) {
                 return 0;
         }
         char b1[32], b2[32];
-        outf("host '%s': parallel starts %s, parallel disk operations %s", a->pos[0], limit_text(h, "max_parallel_starts", b1),
-             limit_text(h, "max_parallel_disk_ops", b2));
+        outf("host '%s': parallel starts %s, parallel disk operations %s, domain type preference %s", a->pos[0],
+             limit_text(h, "max_parallel_starts", b1), limit_text(h, "max_parallel_disk_ops", b2),
+             jstr(h, "domain_type_preference") ? jstr(h, "domain_type_preference") : "auto");
         return 0;
 }
 

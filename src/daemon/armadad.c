@@ -64,6 +64,7 @@ typedef struct {
         char *manager_url;       /* the URL other managers send clients to; default from --listen */
         char **ensure_hosts;     /* "name=uri" */
         size_t n_ensure_hosts;
+        char ensure_host_domain_type[8]; /* "" or the preference --ensure-host hosts get (new or not) */
 } Config;
 
 static void set_str(char **dst, const char *v) {
@@ -184,6 +185,12 @@ static int config_set(Config *c, const char *key, const char *val) {
                 }
                 *field = (unsigned) n * 1000u;
                 hv_set_deadlines(&d);
+        } else if (streq(key, "ensure-host-domain-type")) {
+                if (!streq(val, "auto") && !streq(val, "kvm") && !streq(val, "qemu")) {
+                        fprintf(stderr, "armadad: 'ensure-host-domain-type' must be auto, kvm or qemu, not '%s'\n", val);
+                        return -EINVAL;
+                }
+                snprintf(c->ensure_host_domain_type, sizeof c->ensure_host_domain_type, "%s", val);
         } else if (streq(key, "ensure-host")) {
                 c->ensure_hosts = xrealloc(c->ensure_hosts, sizeof(char *) * (c->n_ensure_hosts + 1));
                 c->ensure_hosts[c->n_ensure_hosts++] = xstrdup(val);
@@ -331,6 +338,11 @@ static void usage(void) {
              "  --manager-url URL          where a standby sends clients to reach this armadad when active\n"
              "                             (default http(s)://ADDR:PORT of --listen)\n"
              "  --ensure-host NAME=URI     register this host at start-up when missing (repeatable)\n"
+             "  --ensure-host-domain-type auto|kvm|qemu\n"
+             "                             the domain type preference of the --ensure-host hosts, new or\n"
+             "                             registered before (without it an existing host keeps its own):\n"
+             "                             what a VM asking \"auto\" runs as; qemu where nested KVM cannot boot\n"
+             "                             Linux (make run probes it), kvm only for a host seen to offer KVM\n"
              "  --allow-test-hosts         accept test: host URIs (libvirt's test driver, which reads any file\n"
              "                             armadad can read): for test suites only, never in production\n"
              "  --log-level LEVEL          debug, info, warn or error (default info)");
@@ -381,6 +393,24 @@ static int ensure_admin(Store *st, const Config *c) {
         return 0;
 }
 
+/* Gives host id (an --ensure-host one) the preference of
+ * --ensure-host-domain-type when it differs; audited like a PATCH. */
+static void ensure_host_preference(Store *st, int64_t id, const char *pref) {
+        StoreHost h;
+        char why[256];
+        if (!pref[0] || store_host_get(st, id, &h) < 0 || streq(h.domain_type_preference, pref))
+                return;
+        if (inventory_domain_type_preference_check(&h, pref, why, sizeof why) < 0) {
+                log_warn("--ensure-host-domain-type %s: %s Host '%s' keeps '%s'.", pref, why, h.name, h.domain_type_preference);
+                return;
+        }
+        if (store_host_set_domain_type_preference(st, id, pref) < 0)
+                return;
+        _cleanup_free_ char *detail = xasprintf("domain_type_preference=%s (--ensure-host-domain-type)", pref);
+        (void) store_audit_add(st, 0, "armadad", NULL, "host.update", "host", id, h.name, detail, "ok");
+        log_info("host '%s': VMs asking for domain type auto run as %s (--ensure-host-domain-type)", h.name, pref);
+}
+
 static void ensure_hosts(Store *st, Jobs *jobs, const Config *c) {
         for (size_t i = 0; i < c->n_ensure_hosts; i++) {
                 _cleanup_free_ char *spec = xstrdup(c->ensure_hosts[i]);
@@ -390,8 +420,10 @@ static void ensure_hosts(Store *st, Jobs *jobs, const Config *c) {
                         continue;
                 }
                 int64_t id;
-                if (store_host_find(st, spec, &id) == 0)
+                if (store_host_find(st, spec, &id) == 0) {
+                        ensure_host_preference(st, id, c->ensure_host_domain_type);
                         continue;
+                }
                 char why[512];
                 if (hv_uri_check(eq + 1, c->allow_test_hosts, why, sizeof why) < 0) {
                         log_warn("--ensure-host '%s': the URI is refused: %s; ignored", spec, why);
@@ -399,6 +431,7 @@ static void ensure_hosts(Store *st, Jobs *jobs, const Config *c) {
                 }
                 if (store_host_insert(st, spec, eq + 1, STORE_ROOT_GROUP_ID, "armada", "/var/lib/libvirt/images/armada", &id) < 0)
                         continue;
+                ensure_host_preference(st, id, c->ensure_host_domain_type);
                 (void) jobs_submit(jobs, "host.refresh", "host", id, spec, 0, NULL, NULL);
                 log_info("registered host '%s' at '%s'", spec, eq + 1);
         }
@@ -466,7 +499,8 @@ static int parse_arguments(int argc, char **argv, Config *c, int *ret_status) {
                 { "ha-declare-ms", required_argument, NULL, 0 }, { "fence-timeout-s", required_argument, NULL, 0 }, { "admin-user", required_argument, NULL, 0 },
                 { "monitor-interval-ms", required_argument, NULL, 0 }, { "monitor-webhook-backoff-ms", required_argument, NULL, 0 },
                 { "monitor-assess-interval-ms", required_argument, NULL, 0 }, { "monitor-usage-window-ms", required_argument, NULL, 0 },
-                { "ensure-host", required_argument, NULL, 0 }, { "log-level", required_argument, NULL, 0 },
+                { "ensure-host", required_argument, NULL, 0 }, { "ensure-host-domain-type", required_argument, NULL, 0 },
+                { "log-level", required_argument, NULL, 0 },
                 { "library-upload-max", required_argument, NULL, 0 }, { "backup-root", required_argument, NULL, 0 },
                 { "export-root", required_argument, NULL, 0 },
                 { "p2v-ssh-key", required_argument, NULL, 0 }, { "p2v-known-hosts", required_argument, NULL, 0 },

@@ -176,7 +176,8 @@ static int job_vm_create(JobCtx *ctx, void *userdata) {
         _cleanup_free_ char *vol_path = NULL;
         bool defined = false;
 
-        if (requested && streq(requested, "kvm") && !streq(v.host.domain_type, "kvm"))
+        /* asked by the VM or by the host's preference (set while it had KVM) */
+        if (streq(dtype, "kvm") && !streq(v.host.domain_type, "kvm"))
                 return create_undo(ctx, inv, &v, defined, vol_path,
                                    job_fail(ctx, -ENOTSUP, "Host '%s' cannot run KVM guests (its libvirt offers no KVM domain type).",
                                             v.host.name));

@@ -333,11 +333,31 @@ int inventory_host_update(Inventory *inv, const OpCaller *c, int64_t id, const I
                 return hr;
         if (!op_allowed(inv->st, c, ACT_UPDATE, OBJ_HOST, 0, jget_int(h, "group_id")))
                 return op_deny(inv->st, c, err, "change", "host", id, jget_str(h, "name"));
-        int e = store_host_set_throttle(inv->st, id, (int) spec->max_parallel_starts, (int) spec->max_parallel_disk_ops);
+        const char *pref = spec->domain_type_preference;
+        if (pref) {
+                StoreHost sh;
+                char why[256];
+                int e = store_host_get(inv->st, id, &sh);
+                if (e < 0)
+                        return op_fail_store(err, e, "the host");
+                e = inventory_domain_type_preference_check(&sh, pref, why, sizeof why);
+                if (e == -EINVAL)
+                        return op_fail(err, 400, "invalid_argument", "domain_type_preference",
+                                       "Field 'domain_type_preference' must be auto, kvm or qemu.");
+                if (e < 0)
+                        return op_fail(err, 409, "conflict", "domain_type_preference", "%s", why);
+        }
+        int e = 0;
+        if (spec->max_parallel_starts != -1 || spec->max_parallel_disk_ops != -1)
+                e = store_host_set_throttle(inv->st, id, (int) spec->max_parallel_starts, (int) spec->max_parallel_disk_ops);
+        if (e >= 0 && pref)
+                e = store_host_set_domain_type_preference(inv->st, id, pref);
         if (e < 0)
                 return op_fail_store(err, e, "the host");
-        _cleanup_free_ char *detail = xasprintf("max_parallel_starts=%lld max_parallel_disk_ops=%lld (-1 unchanged, 0 default)",
-                                                (long long) spec->max_parallel_starts, (long long) spec->max_parallel_disk_ops);
+        _cleanup_free_ char *detail = xasprintf("max_parallel_starts=%lld max_parallel_disk_ops=%lld (-1 unchanged, 0 default)"
+                                                " domain_type_preference=%s",
+                                                (long long) spec->max_parallel_starts, (long long) spec->max_parallel_disk_ops,
+                                                pref ? pref : "unchanged");
         op_audit(inv->st, c, "host.update", "host", id, jget_str(h, "name"), detail, "ok");
         e = store_host_get_json(inv->st, id, ret);
         return e < 0 ? op_fail_store(err, e, "the host") : 0;

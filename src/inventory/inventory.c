@@ -234,11 +234,37 @@ void link_forget(Inventory *inv, int64_t host_id) {
 /* reconcile */
 
 const char *inventory_domain_type(const StoreHost *h, const char *requested) {
+        /* libvirt's test driver defines any domain type; a test host's VMs
+         * are "test" unless the host's preference says qemu (so that test
+         * suites see a preference applied end to end) */
         if (h->domain_type[0] && streq(h->domain_type, "test"))
-                return "test";
-        if (requested && (streq(requested, "kvm") || streq(requested, "qemu")))
-                return requested;
-        return h->domain_type[0] ? h->domain_type : "qemu";
+                return (!requested || streq(requested, "auto")) && streq(h->domain_type_preference, "qemu") ? "qemu" : "test";
+        if (requested && streq(requested, "kvm"))
+                return "kvm";
+        if (requested && streq(requested, "qemu"))
+                return "qemu";
+        /* auto: the host's preference (nested KVM may start firmware but
+         * not boot Linux, see scripts/run-local), else what it offers */
+        if (streq(h->domain_type_preference, "kvm") || streq(h->domain_type_preference, "qemu"))
+                return streq(h->domain_type_preference, "kvm") ? "kvm" : "qemu";
+        return streq(h->domain_type, "kvm") ? "kvm" : "qemu";
+}
+
+int inventory_domain_type_preference_check(const StoreHost *h, const char *preference, char *why, size_t why_size) {
+        if (!preference || !(streq(preference, "auto") || streq(preference, "kvm") || streq(preference, "qemu"))) {
+                snprintf(why, why_size, "The domain type preference must be auto, kvm or qemu.");
+                return -EINVAL;
+        }
+        if (streq(preference, "kvm") && !streq(h->domain_type, "kvm")) {
+                if (h->domain_type[0])
+                        snprintf(why, why_size, "Host '%s' cannot prefer KVM: its libvirt offers no KVM domain type (only '%s').",
+                                 h->name, h->domain_type);
+                else
+                        snprintf(why, why_size, "Host '%s' cannot prefer KVM yet: it has not been connected, so whether its"
+                                 " libvirt offers KVM is not known.", h->name);
+                return -ENOTSUP;
+        }
+        return 0;
 }
 
 static void discovered_name(Store *st, const HvDomainInfo *d, char out[64]) {
@@ -707,6 +733,16 @@ static bool facts_recent(Inventory *inv, Link *l) {
         return at > 0 && now_ms() - at < quiet_facts_ms(inv);
 }
 
+/* How VMs asking "auto" run on host h, for its host.ok event. */
+static const char *vms_run_as(const StoreHost *h) {
+        const char *t = inventory_domain_type(h, "auto");
+        if (streq(t, "kvm"))
+                return "KVM";
+        if (streq(t, "qemu"))
+                return streq(h->domain_type, "kvm") ? "QEMU TCG (the host prefers it to its KVM)" : "QEMU TCG (no KVM)";
+        return t;
+}
+
 static int refresh_host(Inventory *inv, int64_t host_id, bool full, char *reason, size_t reason_size);
 
 int inventory_refresh_host(Inventory *inv, int64_t host_id, char *reason, size_t reason_size) {
@@ -807,7 +843,7 @@ static int refresh_host(Inventory *inv, int64_t host_id, bool full, char *reason
                 _cleanup_free_ char *msg = streq(h.state, "connecting")
                         ? xasprintf("Host '%s' is connected (%s, %u CPUs, %llu MiB, VMs run as %s).", h.name, info.hv_driver,
                                     info.cpus, (unsigned long long) info.memory_mib,
-                                    streq(info.default_domain_type, "kvm") ? "KVM" : streq(info.default_domain_type, "qemu") ? "QEMU TCG (no KVM)" : info.default_domain_type)
+                                    vms_run_as(&h))
                         : streq(h.state, "not-responding") ? xasprintf("Host '%s' answers again.", h.name)
                         : xasprintf("Host '%s' is reachable again.", h.name);
                 (void) store_event_add(inv->st, "info", "host.ok", "host", h.id, h.name, 0, msg);

@@ -92,9 +92,18 @@ int inventory_refresh_round(Inventory *inv, int64_t host_id);
  * since inventory_new(). */
 void inventory_refresh_stats(Inventory *inv, uint64_t *ret_facts_calls, uint64_t *ret_quiet_skips);
 
-/* Chooses the domain type for a new VM on a host: "kvm", "qemu" or "test".
- * requested is "auto", "kvm" or "qemu". */
+/* Chooses the domain type for a new VM on a host: "kvm", "qemu" or "test"
+ * (a static string). requested is "auto", "kvm" or "qemu": an explicit
+ * "kvm" or "qemu" wins; "auto" takes the host's domain_type_preference when
+ * that is "kvm" or "qemu", else what the host's libvirt offers (KVM where
+ * it can). A test-driver host gives "test", but "qemu" for "auto" when it
+ * prefers qemu (its driver defines either). */
 const char *inventory_domain_type(const StoreHost *h, const char *requested);
+/* Whether host h may prefer domain type preference: 0; -EINVAL when it is
+ * not "auto", "kvm" or "qemu"; -ENOTSUP for "kvm" when the host's libvirt
+ * is not known to offer KVM (never connected, or it offers only TCG). why
+ * gets a sentence naming the host. */
+int inventory_domain_type_preference_check(const StoreHost *h, const char *preference, char *why, size_t why_size);
 
 /* VNC for a new VM on host h. On a local or test host: its loopback, no
  * password. On a remote host: every address of the host (so the web
@@ -234,6 +243,7 @@ typedef struct {
         const char *pool_path;       /* add: NULL for INVENTORY_POOL_PATH_DEFAULT; outside the system's directories */
         int64_t max_parallel_starts;   /* -1 keeps (add: armadad's default), 0 back to the default, else 1.. */
         int64_t max_parallel_disk_ops; /* likewise */
+        const char *domain_type_preference; /* update: NULL keeps, else "auto", "kvm" or "qemu" (see inventory_domain_type()) */
 } InventoryHostSpec;
 
 /* Registers a host (one record per hypervisor: 409 "uri" for a URI already
@@ -243,8 +253,10 @@ typedef struct {
 int inventory_host_add(Inventory *inv, const OpCaller *c, const InventoryHostSpec *spec, json_t **ret, OpError *err);
 /* A host; 404 when the caller may not read it. */
 int inventory_host_get(Inventory *inv, const OpCaller *c, int64_t id, json_t **ret, OpError *err);
-/* Sets a host's throttles (spec->max_parallel_*). Audits "host.update";
- * *ret is the host after. */
+/* Sets a host's throttles (spec->max_parallel_*) and domain type
+ * preference (400 "domain_type_preference" for another word than auto, kvm
+ * or qemu; 409 for kvm where the host's libvirt offers no KVM; nothing is
+ * changed then). Audits "host.update"; *ret is the host after. */
 int inventory_host_update(Inventory *inv, const OpCaller *c, int64_t id, const InventoryHostSpec *spec, json_t **ret, OpError *err);
 /* Removes a host: 409 while it has VMs unless force (Armada then forgets
  * them; they keep running). Drops its connection. Audits "host.remove". */

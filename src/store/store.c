@@ -331,6 +331,11 @@ static const StoreMigration MIGRATIONS_CORE[] = {
         " FOR EACH ROW EXECUTE FUNCTION armada_rows_notify('vm');"
         "CREATE TRIGGER vm_disk_rows AFTER INSERT OR UPDATE OR DELETE ON vm_disk"
         " FOR EACH ROW EXECUTE FUNCTION armada_vm_disk_notify();" },
+        /* The domain type a VM asking "auto" gets on the host: "auto" (what
+         * its libvirt offers: KVM where it can), "kvm" or "qemu" (TCG, for
+         * nested KVM that cannot boot a Linux guest). */
+        { "core-host-domain-type-preference",
+        "ALTER TABLE host ADD COLUMN domain_type_preference TEXT NOT NULL DEFAULT 'auto';" },
         { NULL, NULL },
 };
 
@@ -1298,9 +1303,10 @@ static void row_host(StoreRow *stmt, void *out) {
         COPY(h->identity, 8);
         h->max_parallel_starts = store_col_int(stmt, 9);
         h->max_parallel_disk_ops = store_col_int(stmt, 10);
+        COPY(h->domain_type_preference, 11);
 }
 #define HOST_ROW "SELECT id, name, uri, group_id, state, pool, pool_path, domain_type, coalesce(identity, ''),"  \
-                 " coalesce(max_parallel_starts, 0), coalesce(max_parallel_disk_ops, 0) FROM host "
+                 " coalesce(max_parallel_starts, 0), coalesce(max_parallel_disk_ops, 0), domain_type_preference FROM host "
 int store_host_get(Store *st, int64_t id, StoreHost *ret) {
         return store_query_row(st, row_host, ret, HOST_ROW "WHERE id = ?", "i", id);
 }
@@ -1401,6 +1407,9 @@ int store_host_set_throttle(Store *st, int64_t id, int max_parallel_starts, int 
                                   " WHERE id = ?3",
                               "iii", (int64_t) max_parallel_starts, (int64_t) max_parallel_disk_ops, id);
 }
+int store_host_set_domain_type_preference(Store *st, int64_t id, const char *preference) {
+        return store_exec_one(st, "UPDATE host SET domain_type_preference = ? WHERE id = ?", "si", preference, id);
+}
 int store_host_delete(Store *st, int64_t id, bool force) {
         int r = store_begin(st);
         if (r < 0)
@@ -1419,7 +1428,7 @@ int store_host_delete(Store *st, int64_t id, bool force) {
         " h.state, h.state_reason, h.hostname, h.cpus, h.memory_mib, h.free_memory_mib, h.hv_driver, h.domain_type," \
         " h.pool, h.pool_path, (SELECT count(*) FROM vm WHERE vm.host_id = h.id) AS n_vms, h.last_seen_at, h.created_at," \
         " CASE WHEN h.identity LIKE 'uuid:%' THEN substr(h.identity, 6) END AS hv_uuid," \
-        " h.max_parallel_starts, h.max_parallel_disk_ops" \
+        " h.max_parallel_starts, h.max_parallel_disk_ops, h.domain_type_preference" \
         " FROM host h JOIN host_group g ON g.id = h.group_id "
 
 int store_host_list(Store *st, const char *name, int64_t group_id, json_t **ret) {

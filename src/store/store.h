@@ -177,6 +177,7 @@ typedef struct {
         char identity[600];     /* "uuid:<host UUID>", "uri:<normalised URI>", "" before the first connect */
         int max_parallel_starts;     /* domain starts in flight at once; 0: armadad's default */
         int max_parallel_disk_ops;   /* disk-heavy volume operations in flight at once; 0: the default */
+        char domain_type_preference[8]; /* "auto", "kvm" or "qemu": what a VM asking "auto" gets (inventory_domain_type()) */
 } StoreHost;
 int store_host_insert(Store *st, const char *name, const char *uri, int64_t group_id,
                       const char *pool, const char *pool_path, int64_t *ret_id);
@@ -216,6 +217,9 @@ int store_host_touch_facts(Store *st, int64_t id, unsigned cpus, uint64_t memory
 /* Sets a host's throttles: -1 keeps a value, 0 clears it (armadad's default
  * applies), a positive number sets it. 0, -ENOENT or negative. */
 int store_host_set_throttle(Store *st, int64_t id, int max_parallel_starts, int max_parallel_disk_ops);
+/* Sets a host's domain type preference ("auto", "kvm" or "qemu"; the
+ * caller checks it). 0, -ENOENT or negative. */
+int store_host_set_domain_type_preference(Store *st, int64_t id, const char *preference);
 /* Deletes the host; its VMs are forgotten (rows deleted) only when force. */
 int store_host_delete(Store *st, int64_t id, bool force);
 int store_host_list(Store *st, const char *name, int64_t group_id, json_t **ret);

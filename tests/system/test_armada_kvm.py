@@ -46,6 +46,27 @@ class TestArmadaOnTestbed(BedCase):
             self.assertGreater(host["cpus"], 0)
             self.assertGreater(host["memory_mib"], 0)
 
+    def test_1b_a_host_preferring_qemu_defines_auto_vms_as_qemu(self):
+        """The host's domain type preference, as real libvirtd defines it:
+        an auto VM on a host set to qemu is <domain type='qemu'> (TCG) even
+        where KVM is offered; an explicit kvm still wins there; kvm as a
+        preference is refused where the host offers no KVM."""
+        h = self.d.find("hosts", "h2")
+        self.addCleanup(self.d.request, "PATCH", f"/api/v1/hosts/{h['id']}", {"domain_type_preference": "auto"})
+        self.assertEqual(self.d.ok("PATCH", f"/api/v1/hosts/{h['id']}", {"domain_type_preference": "qemu"})["domain_type_preference"],
+                         "qemu")
+        vm = self.d.create_vm("sys-pref", "h2", memory_mib=64)
+        self.addCleanup(lambda: self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{vm['id']}")["job"]["id"]))
+        self.assertIn("<domain type='qemu'", self.bed.virsh("h2", "dumpxml", "sys-pref"))
+        self.assertEqual(self.d.vm(vm["id"])["domain_type"], "qemu")
+        if kvm_usable():
+            kvm = self.d.create_vm("sys-pref-kvm", "h2", memory_mib=64, domain_type="kvm")
+            self.addCleanup(lambda: self.d.wait_job(self.d.ok("DELETE", f"/api/v1/vms/{kvm['id']}")["job"]["id"]))
+            self.assertIn("<domain type='kvm'", self.bed.virsh("h2", "dumpxml", "sys-pref-kvm"))
+        else:
+            st, b = self.d.request("PATCH", f"/api/v1/hosts/{h['id']}", {"domain_type_preference": "kvm"})
+            self.assertEqual((st, b["error"]["field"]), (409, "domain_type_preference"), b)
+
     def test_2_lifecycle_on_each_host_matches_virsh(self):
         for h, other in (("h1", "h2"), ("h2", "h1")):
             name = f"sys-{h}"

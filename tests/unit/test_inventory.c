@@ -882,6 +882,87 @@ static void test_op_vm_update(void **state) {
 /* A database failure is not "not found": showing a VM or a host answers 5xx
  * "internal" with a sentence that names no SQL, table or file, where a
  * missing one answers 404 as it always did. */
+/* What a VM asking "auto" (or NULL) runs as: the host's preference first,
+ * else what its libvirt offers; an explicit kvm/qemu wins; test stays test. */
+static void test_domain_type(void **state) {
+        (void) state;
+        StoreHost h = { .domain_type = "kvm", .domain_type_preference = "auto" };
+        assert_string_equal(inventory_domain_type(&h, "auto"), "kvm");
+        assert_string_equal(inventory_domain_type(&h, NULL), "kvm");
+        assert_string_equal(inventory_domain_type(&h, "qemu"), "qemu");
+        snprintf(h.domain_type_preference, sizeof h.domain_type_preference, "qemu");
+        assert_string_equal(inventory_domain_type(&h, "auto"), "qemu");
+        assert_string_equal(inventory_domain_type(&h, NULL), "qemu");
+        assert_string_equal(inventory_domain_type(&h, "kvm"), "kvm");
+        /* a TCG-only host: auto is qemu, whatever an old kvm preference says */
+        StoreHost t = { .domain_type = "qemu", .domain_type_preference = "auto" };
+        assert_string_equal(inventory_domain_type(&t, "auto"), "qemu");
+        snprintf(t.domain_type_preference, sizeof t.domain_type_preference, "kvm");
+        assert_string_equal(inventory_domain_type(&t, "auto"), "kvm"); /* the create job then refuses it */
+        /* never connected: qemu */
+        StoreHost n = { .domain_type = "", .domain_type_preference = "auto" };
+        assert_string_equal(inventory_domain_type(&n, "auto"), "qemu");
+        StoreHost d = { .domain_type = "test", .domain_type_preference = "auto" };
+        assert_string_equal(inventory_domain_type(&d, "auto"), "test");
+        assert_string_equal(inventory_domain_type(&d, "qemu"), "test");
+        snprintf(d.domain_type_preference, sizeof d.domain_type_preference, "qemu");
+        assert_string_equal(inventory_domain_type(&d, "auto"), "qemu");
+        assert_string_equal(inventory_domain_type(&d, NULL), "qemu");
+        assert_string_equal(inventory_domain_type(&d, "kvm"), "test");
+
+        char why[256];
+        assert_int_equal(inventory_domain_type_preference_check(&h, "kvm", why, sizeof why), 0);
+        assert_int_equal(inventory_domain_type_preference_check(&h, "xen", why, sizeof why), -EINVAL);
+        assert_int_equal(inventory_domain_type_preference_check(&t, "qemu", why, sizeof why), 0);
+        assert_int_equal(inventory_domain_type_preference_check(&t, "kvm", why, sizeof why), -ENOTSUP);
+        assert_non_null(strstr(why, "offers no KVM"));
+        assert_int_equal(inventory_domain_type_preference_check(&n, "kvm", why, sizeof why), -ENOTSUP);
+        assert_non_null(strstr(why, "not been connected"));
+        assert_int_equal(inventory_domain_type_preference_check(&d, "kvm", why, sizeof why), -ENOTSUP);
+}
+
+/* PATCH's operation: stored and shown, audited; a refused value changes
+ * nothing (not even a throttle given with it). */
+static void test_op_host_domain_type_preference(void **state) {
+        Fixture *f = *state;
+        Inventory *inv = NULL;
+        assert_int_equal(inventory_new(f->st, NULL, NULL, &inv), 0);
+        int64_t id = add_host(f->st, "h1", STORE_ROOT_GROUP_ID, 8, 4096, "ok");
+        assert_int_equal(store_host_set_facts(f->st, id, 8, 4096, 4096, "QEMU", "qemu", "h1", "/tmp"), 0);
+        OpCaller admin = { .subj = { .user_id = 1, .role = ROLE_ADMIN }, .user_id = 1, .user_name = "admin", .role_name = "administrator" };
+        OpError err = {0};
+        json_t *out = NULL;
+        StoreHost h;
+        assert_int_equal(store_host_get(f->st, id, &h), 0);
+        assert_string_equal(h.domain_type_preference, "auto");
+        int64_t audits = audit_rows(f->st);
+
+        InventoryHostSpec kvm = { .max_parallel_starts = 3, .max_parallel_disk_ops = -1, .domain_type_preference = "kvm" };
+        assert_true(inventory_host_update(inv, &admin, id, &kvm, &out, &err) < 0);
+        assert_int_equal(err.status, 409);
+        assert_string_equal(err.field, "domain_type_preference");
+        assert_int_equal(store_host_get(f->st, id, &h), 0);
+        assert_string_equal(h.domain_type_preference, "auto");
+        assert_int_equal(h.max_parallel_starts, 0);
+        assert_int_equal(audit_rows(f->st), audits);
+
+        err = (OpError) {0};
+        InventoryHostSpec qemu = { .max_parallel_starts = -1, .max_parallel_disk_ops = -1, .domain_type_preference = "qemu" };
+        assert_int_equal(inventory_host_update(inv, &admin, id, &qemu, &out, &err), 0);
+        assert_string_equal(jget_str(out, "domain_type_preference"), "qemu");
+        json_decref(out);
+        assert_int_equal(audit_rows(f->st), audits + 1);
+        assert_int_equal(store_host_get(f->st, id, &h), 0);
+        assert_string_equal(inventory_domain_type(&h, "auto"), "qemu");
+
+        /* NULL keeps it */
+        InventoryHostSpec keep = { .max_parallel_starts = 2, .max_parallel_disk_ops = -1 };
+        assert_int_equal(inventory_host_update(inv, &admin, id, &keep, &out, &err), 0);
+        assert_string_equal(jget_str(out, "domain_type_preference"), "qemu");
+        json_decref(out);
+        inventory_free(inv);
+}
+
 static void test_op_show_db_error(void **state) {
         Fixture *f = *state;
         Inventory *inv = NULL;
@@ -931,6 +1012,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_policy_resolve),
                 cmocka_unit_test(test_vnc_for_host),
+                cmocka_unit_test(test_domain_type),
+                cmocka_unit_test_setup_teardown(test_op_host_domain_type_preference, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_policy_roundtrip, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rate_allocations_states_and_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_choose_pending_and_exclude, setup, teardown),
