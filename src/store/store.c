@@ -86,28 +86,39 @@ static int row_change_cmp(const void *a, const void *b) {
         return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Whether this thread is inside rows_flush() (the hook runs its reads). */
+static __thread bool rows_flushing;
+
 /* After a statement: when no transaction is open on this thread, hands the
  * changed rows (sorted, each once) to the rows hook, without the store's
- * lock, so that it may read the store. */
+ * lock, so that it may read the store. The hook is never entered again from
+ * its own reads: on PostgreSQL a read hears of other managers' commits
+ * (NOTIFY), and a second call inside the first would wait for the lock the
+ * first holds (the read model's writer lock) for ever. What the hook's
+ * reads hear of is handed over once it returns, in the next round here. */
 static void rows_flush(Store *st, void *conn) {
-        if (n_rows_pending == 0 || st->ops->in_transaction(conn))
+        if (rows_flushing)
                 return;
-        StoreRowChange *c = rows_pending;
-        size_t n = n_rows_pending;
-        rows_pending = NULL;
-        n_rows_pending = cap_rows_pending = 0;
-        qsort(c, n, sizeof *c, row_change_cmp);
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++)
-                if (k == 0 || row_change_cmp(&c[k - 1], &c[i]) != 0)
-                        c[k++] = c[i];
-        pthread_mutex_lock(&st->lock);
-        StoreRowsFn fn = st->rows_fn;
-        void *data = st->rows_data;
-        pthread_mutex_unlock(&st->lock);
-        if (fn)
-                fn(data, c, k);
-        free(c);
+        rows_flushing = true;
+        while (n_rows_pending > 0 && !st->ops->in_transaction(conn)) {
+                StoreRowChange *c = rows_pending;
+                size_t n = n_rows_pending;
+                rows_pending = NULL;
+                n_rows_pending = cap_rows_pending = 0;
+                qsort(c, n, sizeof *c, row_change_cmp);
+                size_t k = 0;
+                for (size_t i = 0; i < n; i++)
+                        if (k == 0 || row_change_cmp(&c[k - 1], &c[i]) != 0)
+                                c[k++] = c[i];
+                pthread_mutex_lock(&st->lock);
+                StoreRowsFn fn = st->rows_fn;
+                void *data = st->rows_data;
+                pthread_mutex_unlock(&st->lock);
+                if (fn)
+                        fn(data, c, k);
+                free(c);
+        }
+        rows_flushing = false;
 }
 
 static void change_notify(Store *st) {

@@ -253,6 +253,43 @@ class TestCapacityAndStates(PlacementTestCase):
             with self.db() as db:
                 db.execute("DELETE FROM host_usage WHERE host_id = ?", (self.ok,))
 
+    def test_ratings_answer_while_another_manager_writes_hosts(self):
+        # Another writer of the database (a second manager, the monitor of
+        # an older one, this test's dbdirect) commits host rows while
+        # ratings are asked for. On PostgreSQL every connection of armadad
+        # hears those commits; the read model's hook, re-reading, used to
+        # hear the next one and wait for its own lock for ever (the request
+        # timed out after 30 s). Each answer must come.
+        import threading
+        stop, started, failed = threading.Event(), threading.Event(), []
+
+        def writer():
+            try:
+                db = self.db()
+                try:
+                    while not stop.is_set():
+                        db.execute("UPDATE host SET state = state WHERE id IN (?, ?)", (self.tiny1, self.tiny2))
+                        db.commit()
+                        started.set()
+                finally:
+                    db.close()
+            except Exception as e:  # noqa: BLE001 - reported below
+                failed.append(e)
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        try:
+            # the writer is committing before the first request (its thread
+            # may start late on a loaded machine)
+            self.assertTrue(started.wait(60) or failed, "the writer committed nothing in 60 s")
+            for _ in range(30):
+                self.assertEqual(len(self.ratings(group="Tiny", memory_mib=256)["items"]), 2)
+        finally:
+            stop.set()
+            t.join(60)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(failed, [])
+
     def test_disk_space_counts_once_pools_are_known(self):
         gib = 1 << 30
         a = self.host("disk-a", "Disk", 4, 8192)

@@ -666,6 +666,63 @@ static void test_pg_rows_across_managers(void **state) {
         assert_int_equal(store_host_delete(st, id, true), 0);
 }
 
+/* PostgreSQL: the rows hook reads the store (the read model re-reads what
+ * it is told of, holding its writer's lock). Another manager's commit that
+ * those reads hear of (NOTIFY) is told once the hook has returned, never
+ * by a second call of the hook inside the first: the read model's would
+ * wait for its own lock for ever, and every request after it with it
+ * (GET /placement/ratings timed out after 30 s in CI). */
+static Store *reenter_other;
+static int64_t reenter_host;
+static int hook_depth, hook_max_depth, hook_reads;
+static bool other_committed, seen_after_other;
+static void reentered_rows(void *userdata, const StoreRowChange *c, size_t n) {
+        Store *st = userdata;
+        if (++hook_depth > hook_max_depth)
+                hook_max_depth = hook_depth;
+        for (size_t i = 0; i < n; i++)
+                if (other_committed && c[i].table == STORE_TABLE_HOST && c[i].id == reenter_host)
+                        seen_after_other = true;
+        Store *other = reenter_other;
+        if (other) {
+                reenter_other = NULL;
+                /* another manager commits a change of the host meanwhile */
+                assert_int_equal(store_host_set_state(other, reenter_host, "maintenance", NULL), 1);
+                other_committed = true;
+                /* The server sends the notification to this thread's idle
+                 * session at that commit: the next read hears it. A few more
+                 * reads for a slow server; they stop at a second call. */
+                int64_t k;
+                for (hook_reads = 0; hook_reads < 20 && hook_max_depth < 2; hook_reads++)
+                        assert_int_equal(store_query_i64(st, &k, "SELECT count(*) FROM host WHERE id = ?", "i", reenter_host), 0);
+        }
+        hook_depth--;
+}
+static void test_pg_rows_hook_not_reentered(void **state) {
+        Store *st = *state;
+        if (store_engine(st) != STORE_ENGINE_POSTGRESQL)
+                skip();
+        Store *other;
+        assert_int_equal(store_open(fixture->path, &other), 0);
+        assert_int_equal(store_host_insert(st, "reenter-h1", "test:///default", 1, "armada", "/p", &reenter_host), 0);
+        hook_depth = hook_max_depth = 0;
+        other_committed = seen_after_other = false;
+        reenter_other = other;
+        store_set_rows_hook(st, reentered_rows, st);
+        assert_int_equal(store_host_set_state(st, reenter_host, "online", NULL), 1);
+        store_set_rows_hook(st, NULL, NULL);
+        assert_true(other_committed);
+        assert_int_equal(hook_max_depth, 1);
+        /* and the other manager's change was told, after the hook returned */
+        assert_true(seen_after_other);
+        int64_t state_ok = 0;
+        assert_int_equal(store_query_i64(st, &state_ok, "SELECT count(*) FROM host WHERE id = ? AND state = 'maintenance'", "i",
+                                         reenter_host), 0);
+        assert_int_equal(state_ok, 1);
+        store_free(other);
+        assert_int_equal(store_host_delete(st, reenter_host, true), 0);
+}
+
 /* PostgreSQL: a writer outside a transaction waits for the one inside
  * store_begin() (the writers' advisory lock), as on SQLite. */
 static bool late_write_done;
@@ -851,6 +908,7 @@ int main(void) {
                 cmocka_unit_test(test_pg_translation),
                 cmocka_unit_test(test_db_masked),
                 cmocka_unit_test(test_pg_rows_across_managers),
+                cmocka_unit_test(test_pg_rows_hook_not_reentered),
                 cmocka_unit_test(test_pg_writers_serialise),
                 cmocka_unit_test(test_pg_frozen_writer_is_cut_off),
                 cmocka_unit_test(test_pg_session_without_jit),
