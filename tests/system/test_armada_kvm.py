@@ -240,8 +240,10 @@ class TestArmadaOnTestbed(BedCase):
         wait_until(lambda: domstate(bed, "h2", "sys-twice") != "running", 30, what="the copy on h2 to be powered off")
         self.assertEqual(domstate(bed, "h1", "sys-twice"), "running")
         self.assertEqual(d.vm(vm["id"])["host_name"], "h1")
-        self.assertIn("vm.stale-copy", [e["kind"] for e in d.ok("GET", "/api/v1/events?limit=100")["items"]
-                                        if e["object_name"] == "sys-twice"])
+        # The event follows the kill and the undefine there (seen powered
+        # off before it is written).
+        wait_until(lambda: "vm.stale-copy" in [e["kind"] for e in d.ok("GET", "/api/v1/events?limit=100")["items"]
+                                               if e["object_name"] == "sys-twice"], 30, what="the vm.stale-copy event")
 
     def test_9_a_dead_host_is_unreachable_and_comes_back(self):
         vm = self.d.create_vm("sys-dead", "h2", memory_mib=64, start=True)
