@@ -415,10 +415,7 @@ struct HvUpload {
 static int split_data(HvUpload *u, const void *buf, size_t len);
 static int split_hole(HvUpload *u, uint64_t len);
 
-/* Writes LEN bytes at u->off into the volume's file: the part of them
- * aligned to HV_DIRECT_ALIGN in memory and in the file through dfd
- * (O_DIRECT: no page cache filled and written back, which made a P2V's
- * writes the bound here: bench/results/convert.md), the rest through fd. */
+/* All LEN bytes of p at offset at of fd (a volume's file). */
 static int pwrite_all(int fd, const char *p, size_t len, uint64_t at, const char *vol_name) {
         for (size_t off = 0; off < len;) {
                 ssize_t k = pwrite(fd, p + off, len - off, (off_t) (at + off));
@@ -434,6 +431,10 @@ static int pwrite_all(int fd, const char *p, size_t len, uint64_t at, const char
         return 0;
 }
 
+/* Writes LEN bytes at u->off into the volume's file: the part of them
+ * aligned to HV_DIRECT_ALIGN in memory and in the file through dfd
+ * (O_DIRECT: no page cache filled and written back, which made a P2V's
+ * writes the bound here: bench/results/convert.md), the rest through fd. */
 static int direct_write(HvUpload *u, const char *p, size_t len) {
         size_t aligned = len / HV_DIRECT_ALIGN * HV_DIRECT_ALIGN;
         if (u->dfd < 0 || aligned == 0 || (uintptr_t) p % HV_DIRECT_ALIGN || u->off % HV_DIRECT_ALIGN)
