@@ -570,17 +570,24 @@ static int reopen_direct(int fd) {
         return open(self, O_WRONLY | O_CLOEXEC | O_DIRECT);
 }
 
+/* A volume's file armadad wrote made durable, as libvirt's own upload
+ * does at its end: 0, or -errno with the error set (name: the volume's
+ * name or path). */
+static int volume_fsync(int fd, const char *name) {
+        if (fsync(fd) == 0)
+                return 0;
+        int r = -errno;
+        hv_set_error("cannot write volume '%s': %s", name, strerror(-r));
+        return r;
+}
+
 /* Fills VOL from SOURCE through FD (see upload_direct_open()), then makes
- * it durable (fsync) as libvirt's own upload does at its end. */
+ * it durable. */
 static int upload_direct_fill(int fd, const char *vol_name, uint64_t size, HvUploadSource source, void *userdata) {
         _cleanup_close_ int dfd = reopen_direct(fd);
         HvUpload u = { .fd = fd, .dfd = dfd, .vol_name = vol_name, .left = size };
         int r = source(&u, userdata);
-        if (r >= 0 && fsync(fd) < 0) {
-                r = -errno;
-                hv_set_error("cannot write volume '%s': %s", vol_name, strerror(-r));
-        }
-        return r;
+        return r < 0 ? r : volume_fsync(fd, vol_name);
 }
 
 /* The raw volume an upload of size bytes fills (its capacity rounded up to
@@ -930,10 +937,8 @@ int hv_volume_upload_ranges(HvConn *c, const char *pool, const char *vol_name, u
                         pthread_mutex_destroy(&g.opening);
                         if (r < 0)
                                 hv_set_error("%s", g.error);
-                        if (r >= 0 && direct && fsync(fd) < 0) {
-                                r = -errno;
-                                hv_set_error("cannot write volume '%s': %s", vol_name, strerror(-r));
-                        }
+                        if (r >= 0 && direct)
+                                r = volume_fsync(fd, vol_name);
                 }
                 if (r < 0)
                         return vol_delete_keeping_error(vol, r);
@@ -1117,12 +1122,10 @@ static int volume_refresh_pool_body(HvConn *c, HvCall *a) {
 
 int hv_volume_direct_done(HvConn *c, const char *path, int fd) {
         assert(c && path && fd >= 0);
-        int r = fsync(fd) < 0 ? -errno : 0;
+        int r = volume_fsync(fd, path);
         close(fd);
-        if (r < 0) {
-                hv_set_error("cannot write volume '%s': %s", path, strerror(-r));
+        if (r < 0)
                 return r;
-        }
         /* A failed refresh only leaves libvirt's idea of the size stale
          * until its next one: the data is there. */
         return hv_call_code(c, hv_call_new(volume_refresh_pool_body, "refreshing a storage pool", path, NULL, NULL, NULL),
