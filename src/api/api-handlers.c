@@ -277,10 +277,10 @@ void h_host_update(Req *r) {
             !body_throttle(r, "max_parallel_disk_ops", &spec.max_parallel_disk_ops) ||
             !body_string(r, "domain_type_preference", false, 8, &spec.domain_type_preference))
                 return;
-        const char *pref = spec.domain_type_preference;
-        /* null would read as absent: refused, as its meaning (auto? keep?) is unclear */
+        /* null would read as absent: refused, as its meaning (auto? keep?) is
+         * unclear; the values are inventory_host_update's to check */
         json_t *pv = r->json ? json_object_get(r->json, "domain_type_preference") : NULL;
-        if ((pv && json_is_null(pv)) || (pref && !streq(pref, "auto") && !streq(pref, "kvm") && !streq(pref, "qemu"))) {
+        if (pv && json_is_null(pv)) {
                 reply_error(r, 400, "invalid_argument", "domain_type_preference",
                             "Field 'domain_type_preference' must be auto, kvm or qemu.");
                 return;
